@@ -1,0 +1,170 @@
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+
+/**
+ * The persistence seam of the Runtime. The memory store (embedded use, tests)
+ * and the file store (standalone server) implement it with the same
+ * semantics, so the core never knows which one it has.
+ *
+ * Contract for every implementation:
+ * - Calls that touch the same log are applied in call order.
+ * - `appendEvents`/`appendTranscript`/`appendRuntimeEvents` resolve only once
+ *   the records are durable (for the file store: fsynced; group commit is
+ *   encouraged). The core delivers an event to observers only after that.
+ * - Appends are gap-free: the first record's seq must be the log's last seq + 1,
+ *   otherwise the append rejects with `StoreSequenceError`. This is how the
+ *   core recovers cleanly after a failed write: it rolls its counter back and
+ *   any append issued after the failed one is refused instead of leaving a gap.
+ * - Failures (disk full, I/O error) reject with `StoreWriteError`; the store
+ *   must stay usable and accept later writes once the cause goes away.
+ */
+export interface RuntimeStore {
+  /** "memory" or "fs"; shown in the runtime summary. */
+  readonly kind: StoreKindName;
+
+  /**
+   * Opens the store and returns everything the Runtime needs to serve.
+   * `runtimeId` is the configured id, if any; a store that has persisted a
+   * different id must reject with `StoreConflictError`.
+   */
+  open(init: StoreOpenInit): Promise<OpenedStore>;
+
+  /** Replaces the worker snapshot atomically. */
+  putWorker(record: WorkerRecord): Promise<void>;
+  /** Removes a worker and all of its logs. */
+  deleteWorker(workerId: string): Promise<void>;
+
+  /** Inserts or replaces a run (latest state wins). */
+  putRun(workerId: string, run: Run): Promise<void>;
+  /** Reads one run. */
+  getRun(workerId: string, runId: string): Promise<Run | undefined>;
+  /**
+   * Lists runs newest first. `beforeOrdinal` pages backwards (exclusive);
+   * undefined starts at the newest. Returns at most `limit` runs, each with
+   * its ordinal (1-based creation order within the worker).
+   */
+  listRuns(workerId: string, beforeOrdinal: number | undefined, limit: number): Promise<StoredRun[]>;
+
+  /** Appends committed transcript entries (seq gap-free), durable on resolve. */
+  appendTranscript(workerId: string, entries: TranscriptEntry[]): Promise<void>;
+  /**
+   * Reads transcript entries, oldest first: seq > afterSeq ascending, or the
+   * `limit` entries just before `beforeSeq`. Cost must be O(limit).
+   */
+  readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]>;
+
+  /** Appends encoded worker events (seq gap-free), durable on resolve. */
+  appendEvents(workerId: string, events: StoredEvent[]): Promise<void>;
+  /** Reads encoded worker events with seq > afterSeq, ascending, at most limit. */
+  readEvents(workerId: string, afterSeq: bigint, limit: number): Promise<StoredEvent[]>;
+  /** Oldest worker event seq still retained (lastSeq + 1 when none retained). */
+  earliestEventSeq(workerId: string): bigint;
+
+  /** Appends encoded runtime-wide events (seq gap-free), durable on resolve. */
+  appendRuntimeEvents(events: StoredEvent[]): Promise<void>;
+  /** Reads encoded runtime events with seq > afterSeq, ascending, at most limit. */
+  readRuntimeEvents(afterSeq: bigint, limit: number): Promise<StoredEvent[]>;
+  /** Oldest runtime event seq still retained (lastSeq + 1 when none retained). */
+  earliestRuntimeEventSeq(): bigint;
+
+  /** Flushes pending writes and releases files. */
+  close(): Promise<void>;
+}
+
+/** Name of a store implementation. */
+export type StoreKindName = "memory" | "fs";
+
+/** Options for {@link RuntimeStore.open}. */
+export interface StoreOpenInit {
+  /** The configured runtime id, if any. */
+  runtimeId?: string;
+  /** Used when the store has no persisted id and none is configured. */
+  generateRuntimeId: () => string;
+}
+
+/** What a store holds when it opens. */
+export interface OpenedStore {
+  /** The runtime id (persisted on first open by durable stores). */
+  runtimeId: string;
+  /** Every worker, in creation order. */
+  workers: RestoredWorker[];
+  /** Seq of the last runtime-wide event (0n when none). */
+  lastRuntimeEventSeq: bigint;
+  /** Problems found while opening (torn tails repaired, workers quarantined...). */
+  diagnostics: StoreDiagnostic[];
+}
+
+/** A worker as restored from the store. */
+export interface RestoredWorker {
+  record: WorkerRecord;
+  /** Seq of the last durable worker event (0n when none). */
+  lastEventSeq: bigint;
+  /** Seq of the last transcript entry (0n when none). */
+  lastTranscriptSeq: bigint;
+  /** Number of runs stored (the next run's ordinal is runCount + 1). */
+  runCount: number;
+  /** Runs that were QUEUED, RUNNING or AWAITING_APPROVAL when the store closed. */
+  unfinishedRuns: Run[];
+  /**
+   * Recent SendInput request ids → run ids, newest last (up to ~1024), for
+   * idempotency across restarts. `fingerprint` is the sha256 hex digest of
+   * the run's input text (`inputFingerprint` in fingerprint.ts).
+   */
+  recentRequestIds: Array<{ requestId: string; runId: string; fingerprint: string }>;
+  /**
+   * Set when the worker's stored state is unusable; the Runtime serves it as
+   * FAILED with this message and refuses input to it.
+   */
+  quarantined?: string;
+}
+
+/** The durable snapshot of one worker. */
+export interface WorkerRecord {
+  /** The worker as last saved. */
+  worker: Worker;
+  /** Idempotency of CreateWorker: the request id and a fingerprint of its content. */
+  createRequestId: string;
+  createFingerprint: string;
+}
+
+/** A run with its creation ordinal within its worker. */
+export interface StoredRun {
+  ordinal: number;
+  run: Run;
+}
+
+/** One encoded event: its seq and the protobuf bytes of the whole event. */
+export interface StoredEvent {
+  seq: bigint;
+  bytes: Uint8Array;
+}
+
+/** A range of transcript to read. */
+export type TranscriptRange =
+  | { kind: "after"; afterSeq: bigint }
+  | { kind: "before"; beforeSeq: bigint };
+
+/** A problem a store found, reported as a Diagnostic by the Runtime. */
+export interface StoreDiagnostic {
+  severity: DiagnosticSeverity;
+  code: string;
+  message: string;
+  workerId?: string;
+}
+
+/** A write failed (disk full, I/O error). The store stays usable. */
+export class StoreWriteError extends Error {
+  override readonly name = "StoreWriteError";
+}
+
+/** An append did not continue its log's sequence (see the contract above). */
+export class StoreSequenceError extends Error {
+  override readonly name = "StoreSequenceError";
+}
+
+/** The store cannot be opened as configured (e.g. a conflicting runtime id). */
+export class StoreConflictError extends Error {
+  override readonly name = "StoreConflictError";
+}
