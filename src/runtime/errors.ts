@@ -1,0 +1,50 @@
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+
+/**
+ * The one error type the core throws for anything a caller can act on. It
+ * carries the wire code and our typed reason; the server converts it to a
+ * ConnectError with an ErrorDetail in exactly one place. Messages are safe to
+ * show to clients: never credentials or host paths.
+ */
+export class RuntimeError extends Error {
+  override readonly name = "RuntimeError";
+
+  constructor(
+    readonly code: Code,
+    readonly reason: ErrorReason,
+    message: string,
+    readonly metadata: Record<string, string> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A request field is missing, malformed or out of range. */
+export function invalidArgument(field: string, message: string): RuntimeError {
+  return new RuntimeError(Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT, `${field}: ${message}`, { field });
+}
+
+/** A size or count bound was exceeded by the request. */
+export function limitExceeded(field: string, limit: number, message: string): RuntimeError {
+  return new RuntimeError(Code.InvalidArgument, ErrorReason.LIMIT_EXCEEDED, `${field}: ${message}`, {
+    field,
+    limit: String(limit),
+  });
+}
+
+/** A named resource does not exist. */
+export function notFound(what: string, id: string): RuntimeError {
+  return new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, `${what} "${id}" not found`, { [what]: id });
+}
+
+/** Converts an AbortSignal's abort into a rejection the caller can recognise. */
+export function abortError(): Error {
+  return new DOMException("The operation was aborted", "AbortError");
+}
+
+/** Whether an error is the AbortError of a cancelled await. */
+export function isAbortError(error: unknown): boolean {
+  return error instanceof Error && error.name === "AbortError";
+}

@@ -1,0 +1,119 @@
+import type { Usage } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type { Run, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+
+/**
+ * The seam between a Worker and whatever executes its runs (SPEC §6.1).
+ * The Runtime asks the backend to run one input with an AbortSignal and a
+ * sink; the backend streams deltas, commits transcript entries and usage
+ * through the sink, and returns a typed outcome. The Runtime never produces
+ * assistant output itself: without a backend, input is refused.
+ */
+export interface ExecutionBackend {
+  /** Short name shown in the runtime summary, e.g. "openai". */
+  readonly name: string;
+  /**
+   * Whether runs can execute at all. When not available, Workers are
+   * NOT_CONNECTED with `reason`, which must say what to configure.
+   */
+  availability(): BackendAvailability;
+  /** Profiles this backend can run, by name (the builtin "companion" first). */
+  profiles(): Profile[];
+  /** Tool capabilities this backend can grant, e.g. "fs.read". */
+  toolCapabilities(): string[];
+  /**
+   * Executes one run. Must return promptly once `signal` aborts (the Runtime
+   * then ends the run CANCELLED). Output already committed stays committed.
+   * Throwing is treated as an INTERNAL failure; expected failures should be
+   * returned as `{ kind: "failed" }` with a typed reason.
+   */
+  execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome>;
+}
+
+/** Whether a backend can run input. */
+export type BackendAvailability =
+  | { available: true }
+  | { available: false; reason: string };
+
+/** Everything a backend needs to execute one run. */
+export interface RunRequest {
+  /** The worker, as it is when the run starts. */
+  worker: Worker;
+  /** The resolved profile. */
+  profile: Profile;
+  /** The run being executed (its input is `run.input`). */
+  run: Run;
+  /** Host directory of the worker's workspace, if it has one. Never sent to clients. */
+  workspaceDir?: string;
+  /** Capabilities granted to the worker. */
+  capabilities: readonly string[];
+  /**
+   * Reads the committed transcript, oldest first, the `limit` newest entries
+   * before `beforeSeq` (undefined = the tail). Bounded like every read.
+   */
+  readTranscript(beforeSeq: bigint | undefined, limit: number): Promise<TranscriptEntry[]>;
+}
+
+/**
+ * Where a backend reports a run's output. Deltas are live (not durable);
+ * `commit` makes an entry durable and returns it with its seq.
+ * Calls after the run has ended throw `RunClosedError`.
+ */
+export interface RunSink {
+  /** Appends assistant text to the in-flight block `blockId`. */
+  textDelta(blockId: string, text: string): void;
+  /** Appends reasoning text to the in-flight block `blockId`. */
+  reasoningDelta(blockId: string, text: string): void;
+  /** Appends to an in-flight tool call. */
+  toolCallDelta(blockId: string, delta: ToolCallDeltaInit): void;
+  /**
+   * Commits a transcript entry; when it completes an in-flight block, pass
+   * its `blockId` so watchers replace the partial block with it.
+   */
+  commit(content: TranscriptEntry["content"], blockId?: string): Promise<TranscriptEntry>;
+  /** Adds provider-reported usage of one model request to the run. */
+  addUsage(usage: Partial<Omit<Usage, "$typeName" | "$unknown">>): void;
+  /** Counts one model turn (request) for the run. */
+  turn(): void;
+  /**
+   * Puts the run in AWAITING_APPROVAL with the pending call visible to
+   * clients, and resolves with the client's decision. Rejects with an
+   * AbortError when the run is cancelled while waiting.
+   */
+  requestApproval(call: PendingToolCall, signal: AbortSignal): Promise<ApprovalResult>;
+}
+
+/** A piece of a streaming tool call. */
+export interface ToolCallDeltaInit {
+  toolCallId?: string;
+  toolName?: string;
+  argumentsDelta?: string;
+}
+
+/** A tool call waiting for approval. */
+export interface PendingToolCall {
+  toolCallId: string;
+  toolName: string;
+  argumentsJson: string;
+}
+
+/** A client's decision on a pending tool call. */
+export interface ApprovalResult {
+  approved: boolean;
+  /** The client's reason (may be empty). */
+  reason: string;
+}
+
+/** How a run ended, as the backend reports it. */
+export type RunOutcome =
+  | { kind: "completed"; stopReason: StopReason }
+  | { kind: "failed"; reason: ErrorReason; message: string }
+  | { kind: "cancelled" };
+
+/** Thrown by a RunSink used after its run has ended. */
+export class RunClosedError extends Error {
+  override readonly name = "RunClosedError";
+}

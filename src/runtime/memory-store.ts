@@ -1,0 +1,191 @@
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import {
+  StoreSequenceError,
+  type OpenedStore,
+  type RuntimeStore,
+  type StoreOpenInit,
+  type StoredEvent,
+  type StoredRun,
+  type TranscriptRange,
+  type WorkerRecord,
+} from "./store.js";
+
+/** Options for {@link createMemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Durable events kept per log for resuming watches; older ones are dropped. */
+  eventRetention?: number;
+}
+
+/**
+ * The in-memory store for embedded runtimes and tests: same semantics as
+ * the file store (ordered, gap-free, bounded event retention), nothing
+ * survives the process.
+ */
+export function createMemoryStore(options: MemoryStoreOptions = {}): RuntimeStore {
+  return new MemoryStore(options.eventRetention ?? 100_000);
+}
+
+/** A retained window of a gap-free event log. */
+class EventWindow {
+  private readonly events: StoredEvent[] = [];
+  private head = 0;
+  lastSeq = 0n;
+
+  constructor(private readonly retention: number) {}
+
+  append(batch: StoredEvent[]): void {
+    for (const event of batch) {
+      if (event.seq !== this.lastSeq + 1n) {
+        throw new StoreSequenceError(`expected seq ${this.lastSeq + 1n}, got ${event.seq}`);
+      }
+      this.events.push(event);
+      this.lastSeq = event.seq;
+    }
+    const excess = this.events.length - this.head - this.retention;
+    if (excess > 0) this.head += excess;
+    // Compact now and then so dropped events are really freed.
+    if (this.head > 4096 && this.head * 2 > this.events.length) {
+      this.events.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  earliest(): bigint {
+    const first = this.events[this.head];
+    return first === undefined ? this.lastSeq + 1n : first.seq;
+  }
+
+  read(afterSeq: bigint, limit: number): StoredEvent[] {
+    const first = this.events[this.head];
+    if (first === undefined) return [];
+    const start = this.head + Math.max(0, Number(afterSeq - first.seq + 1n));
+    return this.events.slice(start, start + limit);
+  }
+}
+
+interface WorkerData {
+  record: WorkerRecord;
+  transcript: TranscriptEntry[];
+  events: EventWindow;
+  runs: Run[];
+  runIndex: Map<string, number>;
+}
+
+class MemoryStore implements RuntimeStore {
+  readonly kind = "memory" as const;
+  private readonly workers = new Map<string, WorkerData>();
+  private readonly runtimeEvents: EventWindow;
+
+  constructor(private readonly eventRetention: number) {
+    this.runtimeEvents = new EventWindow(eventRetention);
+  }
+
+  async open(init: StoreOpenInit): Promise<OpenedStore> {
+    return {
+      runtimeId: init.runtimeId ?? init.generateRuntimeId(),
+      workers: [],
+      lastRuntimeEventSeq: 0n,
+      diagnostics: [],
+    };
+  }
+
+  async putWorker(record: WorkerRecord): Promise<void> {
+    const existing = this.workers.get(record.worker.ref?.workerId ?? "");
+    if (existing) {
+      existing.record = record;
+      return;
+    }
+    this.workers.set(record.worker.ref?.workerId ?? "", {
+      record,
+      transcript: [],
+      events: new EventWindow(this.eventRetention),
+      runs: [],
+      runIndex: new Map(),
+    });
+  }
+
+  async deleteWorker(workerId: string): Promise<void> {
+    this.workers.delete(workerId);
+  }
+
+  async putRun(workerId: string, run: Run): Promise<void> {
+    const data = this.data(workerId);
+    const index = data.runIndex.get(run.runId);
+    if (index === undefined) {
+      data.runIndex.set(run.runId, data.runs.length);
+      data.runs.push(run);
+    } else {
+      data.runs[index] = run;
+    }
+  }
+
+  async getRun(workerId: string, runId: string): Promise<Run | undefined> {
+    const data = this.workers.get(workerId);
+    const index = data?.runIndex.get(runId);
+    return index === undefined ? undefined : data?.runs[index];
+  }
+
+  async listRuns(workerId: string, beforeOrdinal: number | undefined, limit: number): Promise<StoredRun[]> {
+    const runs = this.data(workerId).runs;
+    const end = Math.min(beforeOrdinal === undefined ? runs.length : beforeOrdinal - 1, runs.length);
+    const page: StoredRun[] = [];
+    for (let i = end - 1; i >= 0 && page.length < limit; i--) {
+      const run = runs[i];
+      if (run) page.push({ ordinal: i + 1, run });
+    }
+    return page;
+  }
+
+  async appendTranscript(workerId: string, entries: TranscriptEntry[]): Promise<void> {
+    const transcript = this.data(workerId).transcript;
+    for (const entry of entries) {
+      if (entry.seq !== BigInt(transcript.length + 1)) {
+        throw new StoreSequenceError(`expected transcript seq ${transcript.length + 1}, got ${entry.seq}`);
+      }
+      transcript.push(entry);
+    }
+  }
+
+  async readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]> {
+    const transcript = this.data(workerId).transcript;
+    if (range.kind === "after") {
+      const start = Number(range.afterSeq);
+      return transcript.slice(start, start + limit);
+    }
+    const end = Math.min(Number(range.beforeSeq) - 1, transcript.length);
+    return transcript.slice(Math.max(0, end - limit), Math.max(0, end));
+  }
+
+  async appendEvents(workerId: string, events: StoredEvent[]): Promise<void> {
+    this.data(workerId).events.append(events);
+  }
+
+  async readEvents(workerId: string, afterSeq: bigint, limit: number): Promise<StoredEvent[]> {
+    return this.data(workerId).events.read(afterSeq, limit);
+  }
+
+  earliestEventSeq(workerId: string): bigint {
+    return this.data(workerId).events.earliest();
+  }
+
+  async appendRuntimeEvents(events: StoredEvent[]): Promise<void> {
+    this.runtimeEvents.append(events);
+  }
+
+  async readRuntimeEvents(afterSeq: bigint, limit: number): Promise<StoredEvent[]> {
+    return this.runtimeEvents.read(afterSeq, limit);
+  }
+
+  earliestRuntimeEventSeq(): bigint {
+    return this.runtimeEvents.earliest();
+  }
+
+  async close(): Promise<void> {}
+
+  private data(workerId: string): WorkerData {
+    const data = this.workers.get(workerId);
+    if (!data) throw new Error(`memory store: unknown worker ${workerId}`);
+    return data;
+  }
+}

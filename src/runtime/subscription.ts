@@ -1,0 +1,107 @@
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeError } from "./errors.js";
+
+/**
+ * One event as it travels to observers: encoded once, shared by every
+ * subscriber. `event` is decoded lazily, only for consumers that need the
+ * object (JSON clients, run filters).
+ */
+export interface StreamItem<E> {
+  /** Durable sequence number, 0n for live deltas. */
+  seq: bigint;
+  /** The protobuf encoding of the whole event. */
+  bytes: Uint8Array;
+  /** The decoded event, when someone already has it. */
+  event?: E;
+}
+
+/** What a wait on a subscription ended with. */
+export type SubscriptionWait<E> =
+  | { kind: "items"; items: StreamItem<E>[] }
+  | { kind: "idle" }
+  | { kind: "closed"; error?: RuntimeError };
+
+/**
+ * A bounded queue between one event stream and one observer. A slow
+ * observer never blocks the run or other observers: events pile up here and
+ * are handed over in batches; past the backlog bound the subscription is
+ * ended with SUBSCRIBER_TOO_SLOW so the client resumes from its cursor.
+ */
+export class Subscription<E> {
+  private queue: StreamItem<E>[] = [];
+  private wake: (() => void) | undefined;
+  private closedWith: { error?: RuntimeError } | undefined;
+
+  constructor(
+    private readonly maxBacklog: number,
+    private readonly onClose: (subscription: Subscription<E>) => void,
+  ) {}
+
+  /** Whether the subscription has ended. */
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Called by the stream for every delivered item. */
+  push(item: StreamItem<E>): void {
+    if (this.closedWith) return;
+    if (this.queue.length >= this.maxBacklog) {
+      this.close(
+        new RuntimeError(
+          Code.ResourceExhausted,
+          ErrorReason.SUBSCRIBER_TOO_SLOW,
+          "watch fell too far behind; resume from the last cursor",
+          { max_backlog: String(this.maxBacklog) },
+        ),
+      );
+      return;
+    }
+    this.queue.push(item);
+    this.wakeUp();
+  }
+
+  /**
+   * Waits for items and takes up to `maxItems` of them at once (batching
+   * under load, a lone item at once). Resolves "idle" after `idleMs` without
+   * items, and "closed" when the subscription or `signal` ends.
+   */
+  async next(maxItems: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
+    if (this.queue.length === 0 && !this.closedWith && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          this.wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, idleMs);
+        signal.addEventListener("abort", done, { once: true });
+        this.wake = done;
+      });
+    }
+    if (this.queue.length > 0) {
+      const items = this.queue.length <= maxItems ? this.queue : this.queue.slice(0, maxItems);
+      this.queue = this.queue.length <= maxItems ? [] : this.queue.slice(maxItems);
+      return { kind: "items", items };
+    }
+    if (this.closedWith) return { kind: "closed", ...this.closedWith };
+    if (signal.aborted) return { kind: "closed" };
+    return { kind: "idle" };
+  }
+
+  /** Ends the subscription and releases it from its stream. Idempotent. */
+  close(error?: RuntimeError): void {
+    if (this.closedWith) return;
+    this.closedWith = error ? { error } : {};
+    if (error) this.queue = [];
+    this.onClose(this);
+    this.wakeUp();
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}

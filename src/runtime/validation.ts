@@ -1,0 +1,69 @@
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { invalidArgument, limitExceeded } from "./errors.js";
+
+/** Ids of runtimes, workers and runs: short, printable, safe in paths and URLs. */
+const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+/** Idempotency keys: printable ASCII without spaces. */
+const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+/** Label keys, Kubernetes-like. */
+const LABEL_KEY_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
+
+/** Checks an id field (runtime, worker, run). */
+export function checkId(field: string, value: string): string {
+  if (value === "") throw invalidArgument(field, "is required");
+  if (!ID_PATTERN.test(value) || value === "." || value === "..") {
+    throw invalidArgument(field, "must be 1-64 characters of [A-Za-z0-9._-]");
+  }
+  return value;
+}
+
+/** Checks a WorkerRef's presence and shape (not whether it is ours). */
+export function checkWorkerRef(field: string, ref: WorkerRef | undefined): WorkerRef {
+  if (ref === undefined) throw invalidArgument(field, "is required");
+  checkId(`${field}.runtime_id`, ref.runtimeId);
+  checkId(`${field}.worker_id`, ref.workerId);
+  return ref;
+}
+
+/** Checks an optional idempotency key ("" = none). */
+export function checkRequestId(field: string, value: string): string {
+  if (value !== "" && !REQUEST_ID_PATTERN.test(value)) {
+    throw invalidArgument(field, "must be 1-128 printable ASCII characters without spaces");
+  }
+  return value;
+}
+
+/** Checks a text field's UTF-8 size. */
+export function checkTextBytes(field: string, value: string, maxBytes: number): string {
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes > maxBytes) throw limitExceeded(field, maxBytes, `is ${bytes} bytes; at most ${maxBytes} allowed`);
+  return value;
+}
+
+/** Checks a labels map: count, key shape, value size. */
+export function checkLabels(field: string, labels: Record<string, string>, maxLabels: number): void {
+  const keys = Object.keys(labels);
+  if (keys.length > maxLabels) throw limitExceeded(field, maxLabels, `has ${keys.length} labels; at most ${maxLabels}`);
+  for (const key of keys) {
+    if (!LABEL_KEY_PATTERN.test(key)) {
+      throw invalidArgument(`${field}[${JSON.stringify(key.slice(0, 70))}]`, "key must be 1-63 characters of [a-z0-9._-]");
+    }
+    checkTextBytes(`${field}[${key}]`, labels[key] ?? "", 256);
+  }
+}
+
+/**
+ * Resolves a page size: 0 = default, over max = clamped, negative = invalid
+ * (the project-wide pagination rule).
+ */
+export function resolvePageSize(field: string, pageSize: number, defaultSize: number, maxSize: number): number {
+  if (!Number.isInteger(pageSize) || pageSize < 0) throw invalidArgument(field, "must not be negative");
+  if (pageSize === 0) return Math.min(defaultSize, maxSize);
+  return Math.min(pageSize, maxSize);
+}
+
+/** Checks that an enum value is one of the known values (protobuf keeps unknown numbers). */
+export function checkEnum<E extends number>(field: string, value: E, known: readonly E[]): E {
+  if (!known.includes(value)) throw invalidArgument(field, `unknown value ${value}`);
+  return value;
+}

@@ -1,0 +1,132 @@
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { encodeCursor, type CursorStream } from "./cursor.js";
+import { RuntimeError } from "./errors.js";
+import type { StoredEvent } from "./store.js";
+import type { StreamItem, Subscription } from "./subscription.js";
+import { eventsAsUnknownFields } from "./wire-batch.js";
+
+/** Options every watch takes. */
+export interface WatchOptions {
+  /** Ends the watch and releases everything it holds when aborted. */
+  signal: AbortSignal;
+  /**
+   * Set when the response is sent in the protobuf binary encoding: events
+   * are then passed as pre-encoded bytes (see wire-batch.ts). Leave unset
+   * for JSON or in-process consumers, which get decoded events.
+   */
+  binary?: boolean;
+}
+
+/** How to build one stream's messages. */
+export interface WatchPlan<E extends DescMessage, R extends DescMessage> {
+  stream: CursorStream;
+  eventSchema: E;
+  responseSchema: R;
+  /** Number of the response's repeated events field. */
+  eventsFieldNo: number;
+  /** The first message (snapshot), built when the subscription is taken. */
+  first: MessageShape<R>;
+  subscription: Subscription<MessageShape<E>>;
+  /** Resume point: replay stored events after this seq up to the snapshot. */
+  afterSeq: bigint | undefined;
+  /** Seq the snapshot reflects (the stream's delivery point at subscribe). */
+  snapshotSeq: bigint;
+  readStored(afterSeq: bigint, limit: number): Promise<StoredEvent[]>;
+  /** Builds a response holding decoded events (JSON consumers). */
+  withEvents(events: MessageShape<E>[]): MessageShape<R>;
+  /** Builds a heartbeat response. */
+  heartbeat(cursor: string): MessageShape<R>;
+  heartbeatMs: number;
+  maxEventsPerMessage: number;
+}
+
+/**
+ * Runs one watch: snapshot first (at once, so headers go out), then the
+ * stored events between the resume cursor and the snapshot, then live
+ * events in batches, with heartbeats when idle. The subscription is closed
+ * on the abort signal itself, not only in `finally`, because a generator
+ * whose client went away may never be resumed (see CONVENTIONS.md).
+ */
+export async function* runWatch<E extends DescMessage, R extends DescMessage>(
+  plan: WatchPlan<E, R>,
+  options: WatchOptions,
+): AsyncGenerator<MessageShape<R>> {
+  const { subscription } = plan;
+  const { signal } = options;
+  const release = (): void => subscription.close();
+  signal.addEventListener("abort", release, { once: true });
+  try {
+    if (signal.aborted) return;
+    yield plan.first;
+    let lastSeq = plan.snapshotSeq;
+    if (plan.afterSeq !== undefined) {
+      let after = plan.afterSeq;
+      while (after < plan.snapshotSeq && !signal.aborted) {
+        const stored = await plan.readStored(after, Math.min(plan.maxEventsPerMessage, Number(plan.snapshotSeq - after)));
+        if (stored.length === 0) break;
+        after = stored[stored.length - 1]?.seq ?? plan.snapshotSeq;
+        yield toResponse(plan, stored, options);
+      }
+    }
+    while (!signal.aborted) {
+      const wait = await subscription.next(plan.maxEventsPerMessage, plan.heartbeatMs, signal);
+      if (wait.kind === "closed") {
+        if (wait.error) throw wait.error;
+        return;
+      }
+      if (wait.kind === "idle") {
+        yield plan.heartbeat(encodeCursor(plan.stream, lastSeq));
+        continue;
+      }
+      for (const item of wait.items) if (item.seq > 0n) lastSeq = item.seq;
+      yield toResponse(plan, wait.items, options);
+    }
+  } finally {
+    signal.removeEventListener("abort", release);
+    subscription.close();
+  }
+}
+
+function toResponse<E extends DescMessage, R extends DescMessage>(
+  plan: WatchPlan<E, R>,
+  items: readonly StreamItem<MessageShape<E>>[],
+  options: WatchOptions,
+): MessageShape<R> {
+  if (options.binary) {
+    const response = create(plan.responseSchema);
+    response.$unknown = eventsAsUnknownFields(plan.eventsFieldNo, items);
+    return response;
+  }
+  return plan.withEvents(items.map((item) => (item.event ??= fromBinary(plan.eventSchema, item.bytes))));
+}
+
+/**
+ * Checks a resume cursor against what the stream retains: older than
+ * retention is OUT_OF_RANGE with the earliest cursor; newer than anything
+ * delivered is INVALID_ARGUMENT.
+ */
+export function checkResumePoint(
+  stream: CursorStream,
+  afterSeq: bigint | undefined,
+  earliestSeq: bigint,
+  deliveredSeq: bigint,
+): void {
+  if (afterSeq === undefined) return;
+  if (afterSeq > deliveredSeq) {
+    throw new RuntimeError(Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT, "after_cursor: is ahead of the stream", {
+      field: "after_cursor",
+    });
+  }
+  if (afterSeq + 1n < earliestSeq) {
+    const earliest = encodeCursor(stream, earliestSeq - 1n);
+    throw new RuntimeError(
+      Code.OutOfRange,
+      ErrorReason.CURSOR_EXPIRED,
+      "after_cursor: is older than retained history; re-sync from a snapshot",
+      { earliest_cursor: earliest },
+    );
+  }
+}
