@@ -1,0 +1,84 @@
+import { randomBytes } from "node:crypto";
+import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import * as path from "node:path";
+
+/**
+ * Test-only fault injection. Each hook runs just before the store writes or
+ * fsyncs a file and may throw (for example an `ENOSPC` error) to make that
+ * operation fail exactly like a full disk would. `file` is relative to the
+ * data dir. Production configurations leave this unset.
+ */
+export interface FileStoreFaults {
+  beforeWrite?(file: string): void;
+  beforeSync?(file: string): void;
+}
+
+/**
+ * Every write and fsync of the file store goes through here, so that the
+ * durability rules (fsync data, then the directory that names it) live in
+ * one place and fault injection sees every write.
+ */
+export class Disk {
+  constructor(
+    readonly root: string,
+    private readonly faults: FileStoreFaults = {},
+  ) {}
+
+  /** Absolute path of a data-dir-relative name. */
+  abs(rel: string): string {
+    return path.join(this.root, rel);
+  }
+
+  /** Writes all of `bytes` at `position`. */
+  async write(fh: FileHandle, rel: string, bytes: Uint8Array, position: number): Promise<void> {
+    this.faults.beforeWrite?.(rel);
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
+      done += bytesWritten;
+    }
+  }
+
+  /** Makes written data durable (fdatasync: size changes are included). */
+  async sync(fh: FileHandle, rel: string): Promise<void> {
+    this.faults.beforeSync?.(rel);
+    await fh.datasync();
+  }
+
+  /** Makes a directory's entries (created, renamed, removed names) durable. */
+  async syncDir(relDir: string): Promise<void> {
+    this.faults.beforeSync?.(relDir);
+    const fh = await open(this.abs(relDir), "r");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Replaces a file atomically: write a temp file in the same directory,
+   * fsync it, rename it over the target, fsync the directory. A crash leaves
+   * either the old or the new content, never a mix.
+   */
+  async replaceFile(rel: string, bytes: Uint8Array): Promise<void> {
+    const tmp = `${rel}.tmp-${randomBytes(4).toString("hex")}`;
+    const fh = await open(this.abs(tmp), "w");
+    try {
+      await this.write(fh, tmp, bytes, 0);
+      await this.sync(fh, tmp);
+    } catch (error) {
+      await fh.close();
+      await unlink(this.abs(tmp)).catch(() => undefined);
+      throw error;
+    }
+    await fh.close();
+    await rename(this.abs(tmp), this.abs(rel));
+    await this.syncDir(path.dirname(rel));
+  }
+}
+
+/** True for a temp file left behind by an interrupted {@link Disk.replaceFile}. */
+export function isTempName(name: string): boolean {
+  return /\.tmp-[0-9a-f]{8}$/.test(name);
+}

@@ -1,0 +1,390 @@
+import { open, readdir, stat, truncate, unlink, type FileHandle } from "node:fs/promises";
+import * as path from "node:path";
+import { StoreSequenceError, StoreWriteError } from "../../runtime/store.js";
+import { isTempName, type Disk } from "./disk.js";
+import type { FileStoreStats } from "./file-store-stats.js";
+import { readRange } from "./read-range.js";
+import { decodeFrame, encodeFrames, type LogRecord } from "./record-frame.js";
+import { encodeSegmentIndex, readSegmentIndexCount, readSegmentIndexSlice } from "./segment-index.js";
+import { scanSegment } from "./segment-scan.js";
+import { StoreCorruptionError } from "./store-corruption-error.js";
+
+/** Options for {@link SegmentedLog}. */
+export interface SegmentedLogInit {
+  disk: Disk;
+  /** Directory of the log, relative to the data dir; must already exist. */
+  dir: string;
+  /** A segment is sealed and a new one started once it reaches this size. */
+  segmentBytes: number;
+  /** Keep at least this many newest records; older whole segments are deleted. */
+  retainRecords?: number;
+  stats: FileStoreStats;
+  /** Called with each batch once it is durable, before its appends resolve. */
+  onDurable?: (records: readonly LogRecord[]) => void;
+}
+
+/** A problem found while opening a log. */
+export interface LogProblem {
+  kind: "torn" | "corrupt";
+  /** File relative to the data dir. */
+  file: string;
+  detail: string;
+}
+
+interface Segment {
+  firstSeq: bigint;
+  count: number;
+  size: number;
+  /** Record offsets, kept only for the active (last) segment. */
+  offsets?: number[];
+}
+
+interface PendingAppend {
+  records: LogRecord[];
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * An append-only, seq-numbered log split into segment files
+ * (`<first seq>.log` plus a sealed `<first seq>.idx`).
+ *
+ * Appends are group-committed: everything queued while one write+fdatasync
+ * is in flight goes out together in the next one, and each append resolves
+ * only after the fdatasync that covers it. After a failed write the file is
+ * truncated back to the last durable byte before the next write, so a
+ * partially written batch never survives, and nothing acknowledged is lost.
+ */
+export class SegmentedLog {
+  private segments: Segment[] = [];
+  /** Last seq accepted (durable or queued). */
+  private acceptedSeq = 0n;
+  /** Last seq made durable. */
+  private durableSeq = 0n;
+  private queue: PendingAppend[] = [];
+  private flushing: Promise<void> | undefined;
+  private mustTruncate = false;
+  private activeCreated = false;
+  /** Set when open found corruption; the log is then read-only. */
+  private damage: string | undefined;
+
+  constructor(private readonly init: SegmentedLogInit) {}
+
+  /** Seq of the last durable record (0n when empty). */
+  get lastSeq(): bigint {
+    return this.durableSeq;
+  }
+
+  /** Oldest retained seq (lastSeq + 1 when nothing is retained). */
+  get earliestSeq(): bigint {
+    const first = this.segments[0];
+    if (first === undefined) return this.durableSeq + 1n;
+    return first.firstSeq;
+  }
+
+  /** Why the log is read-only, if it is. */
+  get damaged(): string | undefined {
+    return this.damage;
+  }
+
+  /**
+   * Recovers the log: sealed segments are checked against their index, the
+   * active one is scanned record by record; a torn tail is truncated and
+   * reported, corruption is reported and leaves the log read-only.
+   */
+  async open(): Promise<LogProblem[]> {
+    const { disk, dir, stats } = this.init;
+    let names: string[];
+    try {
+      names = await readdir(disk.abs(dir));
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
+    const problems: LogProblem[] = [];
+    const logs = new Set(names.filter((n) => /^\d{20}\.log$/.test(n)));
+    for (const name of names) {
+      const orphanIndex = name.endsWith(".idx") && !logs.has(name.replace(/\.idx$/, ".log"));
+      if (isTempName(name) || orphanIndex) await unlink(disk.abs(path.join(dir, name)));
+    }
+    const firsts = [...logs].map((n) => BigInt(n.slice(0, 20))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [i, firstSeq] of firsts.entries()) {
+      const rel = this.logName(firstSeq);
+      const size = (await stat(disk.abs(rel))).size;
+      const previous = this.segments.at(-1);
+      if (previous && previous.firstSeq + BigInt(previous.count) !== firstSeq) {
+        problems.push({ kind: "corrupt", file: rel, detail: `segment does not continue the previous one` });
+        this.damage = `${rel}: segment does not continue the previous one`;
+        break;
+      }
+      const isLast = i === firsts.length - 1;
+      const count = isLast ? undefined : await readSegmentIndexCount(disk.abs(this.indexName(firstSeq)), size, stats);
+      if (count !== undefined) {
+        this.segments.push({ firstSeq, count, size });
+        continue;
+      }
+      const buf = await readWhole(disk.abs(rel), stats);
+      const scan = scanSegment(buf, firstSeq, () => stats.recordsRead++);
+      const segment: Segment = { firstSeq, count: scan.offsets.length, size: scan.goodEnd, offsets: scan.offsets };
+      this.segments.push(segment);
+      if (scan.damage?.kind === "corrupt" || (scan.damage && !isLast)) {
+        const detail = `${scan.damage.reason} at byte ${scan.damage.offset}`;
+        problems.push({ kind: "corrupt", file: rel, detail });
+        this.damage = `${rel}: ${detail}`;
+        break;
+      }
+      if (scan.damage) {
+        await truncate(disk.abs(rel), scan.goodEnd);
+        const detail = `${scan.damage.reason} at byte ${scan.damage.offset}; ${buf.length - scan.goodEnd} bytes dropped`;
+        problems.push({ kind: "torn", file: rel, detail });
+      }
+      if (!isLast) {
+        await disk.replaceFile(this.indexName(firstSeq), encodeSegmentIndex(scan.offsets, scan.goodEnd));
+        delete segment.offsets;
+      }
+    }
+    const last = this.segments.at(-1);
+    if (last) {
+      last.offsets ??= await this.readOffsets(last, 0, last.count).then((o) => o.slice(0, last.count));
+      this.durableSeq = last.firstSeq + BigInt(last.count) - 1n;
+      this.activeCreated = true;
+    }
+    this.acceptedSeq = this.durableSeq;
+    return problems;
+  }
+
+  /**
+   * Queues records for the next group commit. The first seq must be the
+   * log's last accepted seq + 1 and the rest must follow without gaps.
+   */
+  append(records: LogRecord[]): Promise<void> {
+    if (this.damage !== undefined) {
+      return Promise.reject(new StoreWriteError(`log is damaged and read-only (${this.damage})`));
+    }
+    let expected = this.acceptedSeq + 1n;
+    for (const record of records) {
+      if (record.seq !== expected) {
+        return Promise.reject(new StoreSequenceError(`expected seq ${expected}, got ${record.seq}`));
+      }
+      expected++;
+    }
+    if (records.length === 0) return this.flushing ?? Promise.resolve();
+    this.acceptedSeq = expected - 1n;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ records, resolve, reject });
+      this.flushing ??= this.flushLoop();
+    });
+  }
+
+  /** The next seq an append must start with. */
+  get nextSeq(): bigint {
+    return this.acceptedSeq + 1n;
+  }
+
+  /** Durable records with seq in [from, from + count), clipped to what is retained. */
+  async read(from: bigint, count: number): Promise<LogRecord[]> {
+    let seq = from < this.earliestSeq ? this.earliestSeq : from;
+    const end = seq + BigInt(Math.max(0, count));
+    const records: LogRecord[] = [];
+    for (const segment of this.segmentsFrom(seq)) {
+      if (seq >= end || seq > this.durableSeq) break;
+      const segEnd = segment.firstSeq + BigInt(segment.count);
+      const stop = end < segEnd ? end : segEnd;
+      if (stop <= seq) continue;
+      const got = await this.readFromSegment(segment, Number(seq - segment.firstSeq), Number(stop - seq));
+      if (got === undefined) continue;
+      records.push(...got);
+      seq = stop;
+    }
+    return records;
+  }
+
+  /** Waits for queued appends to finish (successfully or not). */
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue;
+        this.queue = [];
+        try {
+          await this.writeBatch(batch.flatMap((p) => p.records));
+          for (const p of batch) p.resolve();
+        } catch (error) {
+          this.mustTruncate = true;
+          this.acceptedSeq = this.durableSeq;
+          const failure = new StoreWriteError(`append to ${this.init.dir} failed`, { cause: error });
+          for (const p of batch) p.reject(failure);
+          const queued = this.queue;
+          this.queue = [];
+          for (const p of queued) {
+            p.reject(new StoreSequenceError(`an earlier append to ${this.init.dir} failed; seq rolled back`));
+          }
+        }
+      }
+    } finally {
+      this.flushing = undefined;
+    }
+  }
+
+  private async writeBatch(records: LogRecord[]): Promise<void> {
+    const { disk, stats } = this.init;
+    let active = this.segments.at(-1);
+    if (active && this.mustTruncate && this.activeCreated) {
+      await this.truncateTo(this.logName(active.firstSeq), active.size);
+    }
+    this.mustTruncate = false;
+    if (active === undefined || (active.size >= this.init.segmentBytes && active.count > 0)) {
+      if (active) await this.seal(active);
+      active = { firstSeq: this.durableSeq + 1n, count: 0, size: 0, offsets: [] };
+      this.segments.push(active);
+      this.activeCreated = false;
+    }
+    const rel = this.logName(active.firstSeq);
+    const { bytes, sizes } = encodeFrames(records);
+    const created = !this.activeCreated;
+    const fh = await open(disk.abs(rel), created ? "w" : "r+");
+    try {
+      await disk.write(fh, rel, bytes, active.size);
+      await disk.sync(fh, rel);
+      stats.logSyncs++;
+    } finally {
+      await fh.close();
+    }
+    if (created) await disk.syncDir(this.init.dir);
+    this.activeCreated = true;
+    const offsets = active.offsets ?? [];
+    let pos = active.size;
+    for (const size of sizes) {
+      offsets.push(pos);
+      pos += size;
+    }
+    active.offsets = offsets;
+    active.size = pos;
+    active.count += records.length;
+    this.durableSeq += BigInt(records.length);
+    this.init.onDurable?.(records);
+    // Pruning is housekeeping: the batch is already durable, so a failure
+    // here must not fail the append; the next prune (or open) retries it.
+    await this.prune().catch(() => undefined);
+  }
+
+  /** Cuts off bytes of a failed batch so the next write starts at a record boundary. */
+  private async truncateTo(rel: string, size: number): Promise<void> {
+    const fh = await open(this.init.disk.abs(rel), "r+");
+    try {
+      await fh.truncate(size);
+      await this.init.disk.sync(fh, rel);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Writes the active segment's index so it can be read without a scan. */
+  private async seal(segment: Segment): Promise<void> {
+    const { disk } = this.init;
+    await disk.replaceFile(this.indexName(segment.firstSeq), encodeSegmentIndex(segment.offsets ?? [], segment.size));
+    delete segment.offsets;
+  }
+
+  /** Deletes whole segments that hold only records older than the retention bound. */
+  private async prune(): Promise<void> {
+    const keep = this.init.retainRecords;
+    if (keep === undefined) return;
+    while (this.segments.length > 1) {
+      const first = this.segments[0];
+      if (first === undefined || this.durableSeq - (first.firstSeq + BigInt(first.count) - 1n) < BigInt(keep)) break;
+      this.segments.shift();
+      await unlink(this.init.disk.abs(this.logName(first.firstSeq))).catch(ignoreNotFound);
+      await unlink(this.init.disk.abs(this.indexName(first.firstSeq))).catch(ignoreNotFound);
+    }
+  }
+
+  private *segmentsFrom(seq: bigint): Generator<Segment> {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      const segment = this.segments[mid];
+      if (segment && segment.firstSeq <= seq) lo = mid;
+      else hi = mid - 1;
+    }
+    for (let i = lo; i < this.segments.length; i++) {
+      const segment = this.segments[i];
+      if (segment) yield segment;
+    }
+  }
+
+  /** Offsets of records [from, from + n] (n + 1 values; the last is an end offset). */
+  private async readOffsets(segment: Segment, from: number, n: number): Promise<number[]> {
+    if (segment.offsets) {
+      const slice = segment.offsets.slice(from, from + n + 1);
+      if (slice.length === n) slice.push(segment.size);
+      return slice;
+    }
+    return readSegmentIndexSlice(this.init.disk.abs(this.indexName(segment.firstSeq)), from, n, this.init.stats);
+  }
+
+  /** Reads n records starting at index `from` of a segment; undefined if it was pruned meanwhile. */
+  private async readFromSegment(segment: Segment, from: number, n: number): Promise<LogRecord[] | undefined> {
+    const { disk, stats } = this.init;
+    const rel = this.logName(segment.firstSeq);
+    let offsets: number[];
+    let fh: FileHandle;
+    try {
+      offsets = await this.readOffsets(segment, from, n);
+      fh = await open(disk.abs(rel), "r");
+    } catch (error) {
+      if (isNotFound(error) && !this.segments.includes(segment)) return undefined;
+      throw error;
+    }
+    try {
+      const start = offsets[0] ?? 0;
+      const end = offsets[n] ?? start;
+      const buf = await readRange(fh, start, end - start, stats);
+      const records: LogRecord[] = [];
+      let pos = 0;
+      for (let i = 0; i < n; i++) {
+        const frame = decodeFrame(buf, pos);
+        const expected = segment.firstSeq + BigInt(from + i);
+        if (frame.kind !== "ok" || frame.record.seq !== expected) {
+          throw new StoreCorruptionError(`${rel}: record ${expected} is damaged`);
+        }
+        stats.recordsRead++;
+        records.push(frame.record);
+        pos = frame.end;
+      }
+      return records;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private logName(firstSeq: bigint): string {
+    return path.join(this.init.dir, `${firstSeq.toString().padStart(20, "0")}.log`);
+  }
+
+  private indexName(firstSeq: bigint): string {
+    return path.join(this.init.dir, `${firstSeq.toString().padStart(20, "0")}.idx`);
+  }
+}
+
+async function readWhole(absPath: string, stats: FileStoreStats): Promise<Buffer> {
+  const fh = await open(absPath, "r");
+  try {
+    const { size } = await fh.stat();
+    return await readRange(fh, 0, size, stats);
+  } finally {
+    await fh.close();
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && "code" in error && error.code === "ENOENT";
+}
+
+function ignoreNotFound(error: unknown): void {
+  if (!isNotFound(error)) throw error;
+}

@@ -1,0 +1,114 @@
+import { create } from "@bufbuild/protobuf";
+import { readFile } from "node:fs/promises";
+import * as path from "node:path";
+import { WorkerRefSchema } from "../../../gen/worker_runtime/v1/common_pb.js";
+import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
+import { WorkerSchema, WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import type { RestoredWorker, StoreDiagnostic } from "../../runtime/store.js";
+import type { Disk } from "./disk.js";
+import type { FileStoreStats } from "./file-store-stats.js";
+import { WORKER_SNAPSHOT, workerDir } from "./layout.js";
+import type { RestoredRuns } from "./run-log.js";
+import { WorkerFiles, type LogSizing } from "./worker-files.js";
+import { decodeWorkerSnapshot } from "./worker-snapshot.js";
+
+/** One worker as found on disk. */
+export interface WorkerRestore {
+  files: WorkerFiles;
+  restored: RestoredWorker;
+  diagnostics: StoreDiagnostic[];
+}
+
+/**
+ * Opens one worker's directory. Nothing here throws for damaged data: a
+ * missing or unreadable snapshot, or a log damaged in the middle, yields a
+ * quarantined worker and an ERROR diagnostic naming the file (relative to
+ * the data dir), so every other worker is still served.
+ */
+export async function restoreWorker(
+  workerId: string,
+  runtimeId: string,
+  disk: Disk,
+  sizing: LogSizing,
+  stats: FileStoreStats,
+): Promise<WorkerRestore> {
+  const diagnostics: StoreDiagnostic[] = [];
+  const problems: string[] = [];
+  const snapshotRel = path.join(workerDir(workerId), WORKER_SNAPSHOT);
+  const snapshot = await readSnapshot(disk, snapshotRel, stats);
+  if ("problem" in snapshot) problems.push(`${snapshotRel}: ${snapshot.problem}`);
+  const record =
+    "record" in snapshot
+      ? snapshot.record
+      : {
+          worker: create(WorkerSchema, {
+            ref: create(WorkerRefSchema, { runtimeId, workerId }),
+            status: WorkerStatus.FAILED,
+          }),
+          createRequestId: "",
+          createFingerprint: "",
+        };
+  const files = new WorkerFiles(workerId, record, "creationIndex" in snapshot ? snapshot.creationIndex : 0, disk, sizing, stats);
+
+  for (const log of files.logs) {
+    try {
+      for (const problem of await log.open()) {
+        if (problem.kind === "torn") {
+          diagnostics.push({
+            severity: DiagnosticSeverity.WARNING,
+            code: "store.torn_tail_truncated",
+            message: `${problem.file}: an unfinished write at the end of the log was truncated (${problem.detail})`,
+            workerId,
+          });
+        } else {
+          problems.push(`${problem.file}: ${problem.detail}`);
+        }
+      }
+    } catch (error) {
+      problems.push(`${log.damaged ?? "a log"} could not be opened (${errorCode(error)})`);
+    }
+  }
+  let runs: RestoredRuns = { runCount: 0, unfinishedRuns: [], recentRequestIds: [] };
+  try {
+    runs = await files.runs.open();
+  } catch (error) {
+    problems.push(`${files.dir}/runs: ${error instanceof Error ? error.message : "unreadable"}`);
+  }
+
+  const quarantined =
+    problems.length > 0 ? `stored state of worker ${workerId} is damaged: ${problems.join("; ")}` : undefined;
+  if (quarantined) {
+    diagnostics.push({
+      severity: DiagnosticSeverity.ERROR,
+      code: "store.worker_quarantined",
+      message: `${quarantined}. The worker is served as FAILED; restore its directory from a backup or delete the worker.`,
+      workerId,
+    });
+  }
+  return {
+    files,
+    diagnostics,
+    restored: {
+      record,
+      lastEventSeq: files.events.lastSeq,
+      lastTranscriptSeq: files.transcript.lastSeq,
+      ...runs,
+      ...(quarantined ? { quarantined } : {}),
+    },
+  };
+}
+
+async function readSnapshot(disk: Disk, rel: string, stats: FileStoreStats) {
+  let content: Buffer;
+  try {
+    content = await readFile(disk.abs(rel));
+  } catch (error) {
+    return { problem: errorCode(error) === "ENOENT" ? "snapshot is missing" : `snapshot is unreadable (${errorCode(error)})` };
+  }
+  stats.bytesRead += content.length;
+  return decodeWorkerSnapshot(content);
+}
+
+function errorCode(error: unknown): string {
+  return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "error";
+}
