@@ -1,0 +1,157 @@
+import { readFile, stat, truncate, unlink, writeFile, appendFile } from "node:fs/promises";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { StoreCorruptionError } from "../../src/store/fs/index.js";
+import { entries, entryText, events, eventText, openStore, tempDataDir, workerRecord } from "./fs-support.js";
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => ({ dir, cleanup } = await tempDataDir()));
+afterEach(async () => cleanup());
+
+const firstSegment = (workerId: string, log: string) =>
+  path.join("workers", workerId, log, "00000000000000000001.log");
+
+/** Two workers with 10 transcript entries and 10 events each, closed. */
+async function seed(options = {}): Promise<void> {
+  const { store } = await openStore(dir, options);
+  for (const id of ["w1", "w2"]) {
+    await store.putWorker(workerRecord(id));
+    for (let i = 1; i <= 10; i++) {
+      await store.appendTranscript(id, entries(i, i));
+      await store.appendEvents(id, events(i, i));
+    }
+  }
+  await store.close();
+}
+
+async function flipByte(rel: string, at: (size: number) => number): Promise<void> {
+  const file = path.join(dir, rel);
+  const bytes = await readFile(file);
+  const pos = at(bytes.length);
+  bytes[pos] = (bytes[pos] ?? 0) ^ 0x5a;
+  await writeFile(file, bytes);
+}
+
+describe("file store recovery", () => {
+  it("truncates a torn tail (record cut mid-way) with a warning and keeps appending", async () => {
+    await seed();
+    const rel = firstSegment("w1", "transcript");
+    const { size } = await stat(path.join(dir, rel));
+    await truncate(path.join(dir, rel), size - 7);
+
+    const { store, opened } = await openStore(dir);
+    const w1 = opened.workers.find((w) => w.record.worker.ref?.workerId === "w1")!;
+    expect(w1.quarantined).toBeUndefined();
+    expect(w1.lastTranscriptSeq).toBe(9n);
+    expect(opened.diagnostics).toHaveLength(1);
+    expect(opened.diagnostics[0]).toMatchObject({
+      severity: DiagnosticSeverity.WARNING,
+      code: "store.torn_tail_truncated",
+      workerId: "w1",
+    });
+    expect(opened.diagnostics[0]!.message).toContain(rel);
+    expect(opened.diagnostics[0]!.message).not.toContain(dir);
+    await store.appendTranscript("w1", entries(10, 10, () => "rewritten"));
+    await store.close();
+
+    const again = await openStore(dir);
+    expect(again.opened.diagnostics).toEqual([]);
+    const tail = await again.store.readTranscript("w1", { kind: "before", beforeSeq: 11n }, 2);
+    expect(tail.map(entryText)).toEqual(["message 9", "rewritten"]);
+    await again.store.close();
+  });
+
+  it("truncates zero-filled garbage after the last record", async () => {
+    await seed();
+    await appendFile(path.join(dir, firstSegment("w2", "events")), Buffer.alloc(4096));
+    const { store, opened } = await openStore(dir);
+    expect(opened.diagnostics.map((d) => d.code)).toEqual(["store.torn_tail_truncated"]);
+    expect(opened.workers.find((w) => w.record.worker.ref?.workerId === "w2")?.lastEventSeq).toBe(10n);
+    await store.appendEvents("w2", events(11, 11));
+    await store.close();
+  });
+
+  it("quarantines a worker whose log is corrupt in the middle and serves the others", async () => {
+    await seed();
+    const rel = firstSegment("w1", "events");
+    await flipByte(rel, (size) => Math.floor(size / 2));
+
+    const { store, opened } = await openStore(dir);
+    const [w1, w2] = opened.workers;
+    expect(w1?.quarantined).toMatch(/events.*00000000000000000001\.log/);
+    expect(w2?.quarantined).toBeUndefined();
+    const errors = opened.diagnostics.filter((d) => d.severity === DiagnosticSeverity.ERROR);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: "store.worker_quarantined", workerId: "w1" });
+    expect(errors[0]!.message).toContain(rel);
+    expect(errors[0]!.message).not.toContain(dir);
+    // The damaged file is left as it was for an operator to inspect.
+    expect((await stat(path.join(dir, rel))).size).toBeGreaterThan(0);
+    // Records before the damage stay readable; the damaged log takes no appends.
+    expect((await store.readEvents("w1", 0n, 2)).map(eventText)).toEqual(["event-1", "event-2"]);
+    await expect(store.appendEvents("w1", events(11, 11))).rejects.toThrow(/damaged/);
+    // The healthy worker is fully served.
+    await store.appendEvents("w2", events(11, 11));
+    expect((await store.readEvents("w2", 9n, 5)).map(eventText)).toEqual(["event-10", "event-11"]);
+    await store.close();
+  });
+
+  it("quarantines a worker whose snapshot is missing", async () => {
+    await seed();
+    await unlink(path.join(dir, "workers", "w2", "worker.snapshot"));
+    const { store, opened } = await openStore(dir);
+    const w2 = opened.workers.find((w) => w.record.worker.ref?.workerId === "w2")!;
+    expect(w2.quarantined).toMatch(/worker\.snapshot: snapshot is missing/);
+    expect(w2.record.worker.status).toBe(WorkerStatus.FAILED);
+    expect(w2.lastTranscriptSeq).toBe(10n);
+    expect(opened.workers.find((w) => w.record.worker.ref?.workerId === "w1")?.quarantined).toBeUndefined();
+    expect(opened.diagnostics).toEqual([
+      expect.objectContaining({ severity: DiagnosticSeverity.ERROR, code: "store.worker_quarantined", workerId: "w2" }),
+    ]);
+    await store.close();
+  });
+
+  it("quarantines a worker whose snapshot is garbage", async () => {
+    await seed();
+    await writeFile(path.join(dir, "workers", "w1", "worker.snapshot"), "not a snapshot at all, just text");
+    const { store, opened } = await openStore(dir);
+    const w1 = opened.workers.find((w) => w.record.worker.ref?.workerId === "w1")!;
+    expect(w1.quarantined).toMatch(/workers\/w1\/worker\.snapshot: bad record marker/);
+    expect(opened.diagnostics.map((d) => d.workerId)).toEqual(["w1"]);
+    await store.close();
+  });
+
+  it("refuses to open with a garbage runtime snapshot, naming the file and what to do", async () => {
+    await seed();
+    await flipByte("runtime.snapshot", (size) => size - 3);
+    const attempt = openStore(dir);
+    await expect(attempt).rejects.toThrow(/runtime\.snapshot in the data dir is damaged \(checksum mismatch\)/);
+    await expect(attempt).rejects.toThrow(/Restore runtime\.snapshot from a backup/);
+  });
+
+  it("refuses to open a data dir with workers but no runtime snapshot", async () => {
+    await seed();
+    await unlink(path.join(dir, "runtime.snapshot"));
+    await expect(openStore(dir)).rejects.toThrow(/runtime\.snapshot is missing/);
+  });
+
+  it("detects damage in a sealed segment when reading it", async () => {
+    const { store } = await openStore(dir, { segmentBytes: 200 });
+    await store.putWorker(workerRecord("w1"));
+    for (let i = 1; i <= 40; i++) await store.appendTranscript("w1", entries(i, i));
+    await store.close();
+    await flipByte(firstSegment("w1", "transcript"), () => 30);
+
+    const reopened = await openStore(dir, { segmentBytes: 200 });
+    expect(reopened.opened.workers[0]?.lastTranscriptSeq).toBe(40n);
+    await expect(reopened.store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 5)).rejects.toBeInstanceOf(
+      StoreCorruptionError,
+    );
+    const tail = await reopened.store.readTranscript("w1", { kind: "before", beforeSeq: 41n }, 3);
+    expect(tail.map((e) => e.seq)).toEqual([38n, 39n, 40n]);
+    await reopened.store.close();
+  });
+});
