@@ -1,0 +1,101 @@
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { createRuntime, type RuntimeOptions } from "../runtime/index.js";
+import { ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { createJsonLogger } from "./json-logger.js";
+
+/** Thrown for a command line the user must fix; main prints it without a stack. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--port 7070] [--http1-port N]
+                            [--runtime-id ID] [--token-file PATH]
+  --host         address to listen on (non-loopback requires a token)
+  --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
+  --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
+  --runtime-id   fixed runtime id (1-64 of [A-Za-z0-9._-])
+  --token-file   file holding the bearer token (or set WORKER_RUNTIME_TOKEN)
+  --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)`;
+
+/**
+ * `worker-runtime serve`: starts a standalone runtime server, prints one
+ * "listening" line once ready, and shuts down gracefully on SIGTERM/SIGINT.
+ */
+export async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "7070" },
+      "http1-port": { type: "string" },
+      "runtime-id": { type: "string" },
+      "token-file": { type: "string" },
+      "shutdown-grace-ms": { type: "string", default: "10000" },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(`${SERVE_USAGE}\n`);
+    return;
+  }
+  const logger = createJsonLogger();
+  const token = readToken(values["token-file"]);
+  const runtimeOptions: RuntimeOptions = {
+    logger,
+    ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
+  };
+  const runtime = await createRuntime(runtimeOptions);
+  const server = await startRuntimeServer({
+    runtime,
+    host: values.host,
+    port: parsePort("--port", values.port),
+    ...(values["http1-port"] !== undefined ? { http1Port: parsePort("--http1-port", values["http1-port"]) } : {}),
+    ...(token !== undefined ? { token } : {}),
+    logger,
+  }).catch(async (error: unknown) => {
+    await runtime.close();
+    throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
+  });
+  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
+  process.stdout.write(`worker-runtime listening h2c=${server.h2Address}${http1} runtime_id=${runtime.runtimeId}\n`);
+  logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
+
+  const graceMs = Number(values["shutdown-grace-ms"]);
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string): void => {
+      logger.info("shutting down", { signal, grace_ms: graceMs });
+      server.close(graceMs).then(resolve, (error: unknown) => {
+        logger.error("shutdown failed", { cause: String(error) });
+        resolve();
+      });
+    };
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    process.once("SIGINT", () => shutdown("SIGINT"));
+  });
+  logger.info("stopped");
+}
+
+function parsePort(flag: string, value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0-65535`);
+  return port;
+}
+
+/** The token comes from a file or the environment, never a flag visible in `ps`. */
+function readToken(tokenFile: string | undefined): string | undefined {
+  if (tokenFile !== undefined) {
+    let token: string;
+    try {
+      token = readFileSync(tokenFile, "utf8").trim();
+    } catch (error) {
+      throw new UsageError(`cannot read --token-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+    }
+    if (token === "") throw new UsageError("--token-file is empty");
+    return token;
+  }
+  const fromEnv = process.env["WORKER_RUNTIME_TOKEN"]?.trim();
+  return fromEnv ? fromEnv : undefined;
+}

@@ -1,0 +1,67 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthCheckResponseSchema,
+  type HealthCheckResponse,
+} from "../../gen/grpc/health/v1/health_pb.js";
+import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import type { Runtime } from "../runtime/index.js";
+
+/** Services whose health reflects store writes (they persist every request). */
+const WRITE_SERVICES = new Set(["worker_runtime.v1.WorkerCatalog", "worker_runtime.v1.WorkerInteraction"]);
+
+/**
+ * grpc.health.v1: "" and every served service are SERVING while the runtime
+ * serves and NOT_SERVING while it drains. When the store cannot write
+ * (DEGRADED), the services that must persist requests are NOT_SERVING while
+ * the server as a whole stays SERVING, so reads keep working and a probe
+ * pointed at WorkerInteraction takes the runtime out of rotation.
+ */
+export function createHealthService(runtime: Runtime, serviceNames: readonly string[]): ServiceImpl<typeof Health> {
+  const known = new Set(["", ...serviceNames]);
+  const statusOf = (service: string): ServingStatus => {
+    const status = runtime.status;
+    if (status === RuntimeStatus.DRAINING) return ServingStatus.NOT_SERVING;
+    if (status === RuntimeStatus.DEGRADED && WRITE_SERVICES.has(service)) return ServingStatus.NOT_SERVING;
+    return ServingStatus.SERVING;
+  };
+  return {
+    check(request) {
+      if (!known.has(request.service)) throw new ConnectError(`unknown service "${request.service.slice(0, 200)}"`, Code.NotFound);
+      return create(HealthCheckResponseSchema, { status: statusOf(request.service) });
+    },
+    async *watch(request, context): AsyncGenerator<HealthCheckResponse> {
+      if (!known.has(request.service)) {
+        yield create(HealthCheckResponseSchema, { status: ServingStatus.SERVICE_UNKNOWN });
+        return;
+      }
+      let wake: (() => void) | undefined;
+      const unsubscribe = runtime.onStatusChange(() => wake?.());
+      // Unsubscribe on abort itself: a generator blocked on a write may never resume.
+      const onAbort = (): void => {
+        unsubscribe();
+        wake?.();
+      };
+      context.signal.addEventListener("abort", onAbort);
+      try {
+        let last: ServingStatus | undefined;
+        while (!context.signal.aborted) {
+          const status = statusOf(request.service);
+          if (status !== last) {
+            last = status;
+            yield create(HealthCheckResponseSchema, { status });
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+        }
+      } finally {
+        unsubscribe();
+        context.signal.removeEventListener("abort", onAbort);
+      }
+    },
+  };
+}

@@ -1,0 +1,4 @@
+/** The network server around a Runtime: routes, health, reflection, auth, bootstrap. */
+export { startRuntimeServer, isLoopback, ServerConfigError, type RuntimeServer, type RuntimeServerOptions } from "./server.js";
+export { createRoutes, createErrorInterceptor, SERVED_SERVICES } from "./routes.js";
+export { toConnectError } from "./error-mapping.js";

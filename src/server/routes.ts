@@ -1,0 +1,101 @@
+import { createFileRegistry, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import {
+  file_grpc_reflection_v1alpha_reflection,
+  ServerReflection as ServerReflectionV1alpha,
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_worker_runtime_v1_errors } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { file_worker_runtime_v1_runtime_management, RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import { file_worker_runtime_v1_worker_catalog, WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { file_worker_runtime_v1_worker_interaction, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { file_worker_runtime_v1_worker_observation, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Logger, Runtime } from "../runtime/index.js";
+import { toConnectError } from "./error-mapping.js";
+import { createHealthService } from "./health.js";
+import { createReflectionServices } from "./reflection.js";
+import {
+  createRuntimeManagementService,
+  createWorkerCatalogService,
+  createWorkerInteractionService,
+  createWorkerObservationService,
+} from "./services.js";
+
+/** Every file the server exposes through reflection (dependencies follow from these). */
+const SERVED_FILES: DescFile[] = [
+  file_worker_runtime_v1_runtime_management,
+  file_worker_runtime_v1_worker_catalog,
+  file_worker_runtime_v1_worker_interaction,
+  file_worker_runtime_v1_worker_observation,
+  file_worker_runtime_v1_errors,
+  file_grpc_health_v1_health,
+  file_grpc_reflection_v1_reflection,
+  file_grpc_reflection_v1alpha_reflection,
+];
+
+/** The services the server registers, by full name. */
+export const SERVED_SERVICES: readonly string[] = [
+  RuntimeManagement.typeName,
+  WorkerCatalog.typeName,
+  WorkerInteraction.typeName,
+  WorkerObservation.typeName,
+  Health.typeName,
+  ServerReflection.typeName,
+  ServerReflectionV1alpha.typeName,
+];
+
+/**
+ * Registers the four v1 services plus health and reflection on a router.
+ * Separate from the server bootstrap so tests can mount the routes on an
+ * in-memory transport.
+ */
+export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void {
+  const registry = registryOf(SERVED_FILES);
+  const reflection = createReflectionServices(registry, SERVED_SERVICES);
+  return (router) => {
+    router.service(RuntimeManagement, createRuntimeManagementService(runtime));
+    router.service(WorkerCatalog, createWorkerCatalogService(runtime));
+    router.service(WorkerInteraction, createWorkerInteractionService(runtime));
+    router.service(WorkerObservation, createWorkerObservationService(runtime));
+    router.service(Health, createHealthService(runtime, SERVED_SERVICES));
+    router.service(ServerReflection, reflection.v1);
+    router.service(ServerReflectionV1alpha, reflection.v1alpha);
+  };
+}
+
+/** A registry holding the given files and all of their dependencies. */
+function registryOf(files: DescFile[]): FileRegistry {
+  const byName = new Map<string, DescFile>();
+  const visit = (file: DescFile): void => {
+    if (byName.has(file.proto.name)) return;
+    byName.set(file.proto.name, file);
+    file.dependencies.forEach(visit);
+  };
+  files.forEach(visit);
+  return createFileRegistry(...[...byName.values()].map((file) => createFileRegistry(file.proto, (name) => byName.get(name))));
+}
+
+/**
+ * Converts every error leaving a handler, unary or mid-stream, through the
+ * one mapping function, so each carries our typed ErrorDetail.
+ */
+export function createErrorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (request) => {
+    try {
+      const response = await next(request);
+      if (!response.stream) return response;
+      return { ...response, message: mapStreamErrors(response.message, logger) };
+    } catch (error) {
+      throw toConnectError(error, logger);
+    }
+  };
+}
+
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw toConnectError(error, logger);
+  }
+}

@@ -1,0 +1,125 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { Logger, Runtime } from "../runtime/index.js";
+import { createAuthInterceptor } from "./auth.js";
+import { createErrorInterceptor, createRoutes } from "./routes.js";
+
+/** Options for {@link startRuntimeServer}. */
+export interface RuntimeServerOptions {
+  /** The runtime to serve. */
+  runtime: Runtime;
+  /** Host to listen on, e.g. "127.0.0.1". */
+  host: string;
+  /** h2c port (gRPC, Connect, gRPC-Web); 0 picks a free port. */
+  port: number;
+  /** Optional HTTP/1.1 port (Connect and gRPC-Web for curl and browsers); 0 picks a free port. */
+  http1Port?: number;
+  /** Bearer token; required when `host` is not a loopback address. */
+  token?: string;
+  /** Largest deadline a client may ask for. */
+  maxTimeoutMs?: number;
+  /** Structured logger. */
+  logger: Logger;
+}
+
+/** A running server. */
+export interface RuntimeServer {
+  /** "host:port" of the h2c listener. */
+  readonly h2Address: string;
+  /** "host:port" of the HTTP/1.1 listener, if any. */
+  readonly http1Address: string | undefined;
+  /**
+   * Graceful shutdown: the runtime drains (health NOT_SERVING, new work
+   * refused), runs get `graceMs` to finish and are then interrupted, streams
+   * end, listeners close, the store is flushed.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Thrown when the server refuses to start as configured. */
+export class ServerConfigError extends Error {
+  override readonly name = "ServerConfigError";
+}
+
+/**
+ * Starts the runtime server: one h2c listener for gRPC, Connect and
+ * gRPC-Web, and optionally one HTTP/1.1 listener with the same handlers
+ * (plain-text HTTP/2 cannot also speak HTTP/1.1 on one port in Node).
+ */
+export async function startRuntimeServer(options: RuntimeServerOptions): Promise<RuntimeServer> {
+  if (!options.token && !isLoopback(options.host)) {
+    throw new ServerConfigError(
+      `refusing to listen on ${options.host} without authentication: set a token with --token-file PATH or WORKER_RUNTIME_TOKEN, or listen on 127.0.0.1`,
+    );
+  }
+  const interceptors = [createErrorInterceptor(options.logger)];
+  if (options.token) interceptors.push(createAuthInterceptor(options.token));
+  const limits = options.runtime.limits;
+  const handler = connectNodeAdapter({
+    routes: createRoutes(options.runtime),
+    interceptors,
+    readMaxBytes: limits.maxMessageBytes,
+    writeMaxBytes: limits.maxMessageBytes,
+    maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
+  });
+
+  const h2 = http2.createServer(handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  const h2Address = await listen(h2, options.host, options.port);
+
+  let h1: http.Server | undefined;
+  let http1Address: string | undefined;
+  if (options.http1Port !== undefined) {
+    h1 = http.createServer(handler);
+    http1Address = await listen(h1, options.host, options.http1Port);
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    h2Address,
+    http1Address,
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        await options.runtime.drain(graceMs);
+        const closed = Promise.all([closeServer(h2), h1 ? closeServer(h1) : Promise.resolve()]);
+        await options.runtime.close();
+        for (const session of sessions) session.close();
+        h1?.closeIdleConnections();
+        const forced = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+          h1?.closeAllConnections();
+        }, 2_000);
+        await closed;
+        clearTimeout(forced);
+      })();
+      return closing;
+    },
+  };
+}
+
+function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const address = server.address() as AddressInfo;
+      const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      resolve(`${shownHost}:${address.port}`);
+    });
+  });
+}
+
+function closeServer(server: http.Server | http2.Http2Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Whether a listen host only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

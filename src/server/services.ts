@@ -1,0 +1,78 @@
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { RuntimeManagement, GetRuntimeResponseSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import {
+  WorkerCatalog,
+  DeleteWorkerResponseSchema,
+  GetWorkerResponseSchema,
+  StopWorkerResponseSchema,
+} from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import {
+  WorkerInteraction,
+  CancelRunResponseSchema,
+  GetRunResponseSchema,
+  ResolveApprovalResponseSchema,
+  SendInputResponseSchema,
+} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Runtime, WatchOptions } from "../runtime/index.js";
+
+/**
+ * The four v1 services, as thin adapters over the Runtime: every method
+ * takes the generated request, calls the Runtime method of the same name
+ * and wraps the result in its response. Validation and behaviour live in
+ * the Runtime, so embedded and remote callers get the same API.
+ */
+export function createRuntimeManagementService(runtime: Runtime): ServiceImpl<typeof RuntimeManagement> {
+  return {
+    getRuntime: () => create(GetRuntimeResponseSchema, { runtime: runtime.getRuntime() }),
+    listDiagnostics: (request) => runtime.listDiagnostics(request),
+    listAllocations: (request) => runtime.listAllocations(request),
+    putConfigBundle: () => runtime.putConfigBundle(),
+    getConfigBundle: () => runtime.getConfigBundle(),
+  };
+}
+
+/** See {@link createRuntimeManagementService}. */
+export function createWorkerCatalogService(runtime: Runtime): ServiceImpl<typeof WorkerCatalog> {
+  return {
+    createWorker: (request) => runtime.createWorker(request),
+    getWorker: (request) => create(GetWorkerResponseSchema, { worker: runtime.getWorker(request) }),
+    listWorkers: (request) => runtime.listWorkers(request),
+    stopWorker: async (request) => create(StopWorkerResponseSchema, { worker: await runtime.stopWorker(request) }),
+    deleteWorker: async (request) => {
+      await runtime.deleteWorker(request);
+      return create(DeleteWorkerResponseSchema);
+    },
+  };
+}
+
+/** See {@link createRuntimeManagementService}. */
+export function createWorkerInteractionService(runtime: Runtime): ServiceImpl<typeof WorkerInteraction> {
+  return {
+    sendInput: async (request) => create(SendInputResponseSchema, { run: await runtime.sendInput(request) }),
+    streamInput: (request, context) => runtime.streamInput(request, watchOptions(context)),
+    cancelRun: async (request) => create(CancelRunResponseSchema, { run: await runtime.cancelRun(request) }),
+    resolveApproval: async (request) => create(ResolveApprovalResponseSchema, { run: await runtime.resolveApproval(request) }),
+    getRun: async (request) => create(GetRunResponseSchema, { run: await runtime.getRun(request) }),
+    listRuns: (request) => runtime.listRuns(request),
+  };
+}
+
+/** See {@link createRuntimeManagementService}. */
+export function createWorkerObservationService(runtime: Runtime): ServiceImpl<typeof WorkerObservation> {
+  return {
+    readTranscript: (request) => runtime.readTranscript(request),
+    watchWorker: (request, context) => runtime.watchWorker(request, watchOptions(context)),
+    watchRuntime: (request, context) => runtime.watchRuntime(request, watchOptions(context)),
+  };
+}
+
+/**
+ * Watches pass pre-encoded events when the response is binary protobuf
+ * (gRPC, gRPC-Web, Connect+proto) and decoded ones for JSON.
+ */
+function watchOptions(context: HandlerContext): WatchOptions {
+  const contentType = context.requestHeader.get("content-type") ?? "";
+  return { signal: context.signal, binary: !contentType.includes("json") };
+}
