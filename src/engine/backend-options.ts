@@ -1,0 +1,67 @@
+import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type { RetryPolicy } from "./retry.js";
+import type { ToolLimits } from "./tools/tool-limits.js";
+
+/**
+ * Configuration of the OpenAI-compatible backend. Everything is explicit so
+ * that embedders and tests never depend on the process environment; the CLI
+ * uses {@link openAIBackendOptionsFromEnv} to fill it from `OPENAI_*`.
+ */
+export interface OpenAIBackendOptions {
+  /** Provider API key. Never logged and never placed in error messages. */
+  apiKey?: string;
+  /** Base URL of an OpenAI-compatible server; unset means api.openai.com. */
+  baseURL?: string;
+  /**
+   * Run without an API key, for local servers (Ollama, llama.cpp, LM Studio,
+   * vLLM without auth). Requires `baseURL`, so that a forgotten key never
+   * silently sends keyless requests to api.openai.com. No Authorization
+   * header is sent.
+   */
+  keyless?: boolean;
+  /** Model of the builtin profile and of profiles that name none. */
+  defaultModel?: string;
+  /** Extra profiles offered besides the builtin "companion". */
+  profiles?: readonly Profile[];
+  /** Time allowed until the provider's response headers arrive. */
+  requestTimeoutMs?: number;
+  /** Longest silence allowed between two stream events before the stream counts as cut. */
+  streamIdleTimeoutMs?: number;
+  /** Backoff and total time budget for retrying one model request. */
+  retry?: Partial<RetryPolicy>;
+  /** How many times one answer may be continued after its stream was cut. */
+  maxStreamResumes?: number;
+  /** How many committed transcript entries are sent to the model as history. */
+  historyLimit?: number;
+  /** Bounds on tool output, file reads and commands. */
+  toolLimits?: Partial<ToolLimits>;
+  /** Source of randomness for backoff jitter (tests pin it). */
+  random?: () => number;
+}
+
+/** Model used when neither the profile nor the options name one. */
+export const DEFAULT_MODEL = "gpt-4o-mini";
+
+/**
+ * Reads provider configuration from the environment: `OPENAI_API_KEY`,
+ * `OPENAI_BASE_URL`, `OPENAI_MODEL`, `OPENAI_KEYLESS=1` (local servers),
+ * `OPENAI_REQUEST_TIMEOUT_MS` and `OPENAI_RETRY_BUDGET_MS`.
+ */
+export function openAIBackendOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIBackendOptions {
+  const options: OpenAIBackendOptions = {};
+  if (env.OPENAI_API_KEY) options.apiKey = env.OPENAI_API_KEY;
+  if (env.OPENAI_BASE_URL) options.baseURL = env.OPENAI_BASE_URL;
+  if (env.OPENAI_MODEL) options.defaultModel = env.OPENAI_MODEL;
+  if (env.OPENAI_KEYLESS === "1" || env.OPENAI_KEYLESS === "true") options.keyless = true;
+  const timeout = positiveInt(env.OPENAI_REQUEST_TIMEOUT_MS);
+  if (timeout !== undefined) options.requestTimeoutMs = timeout;
+  const budget = positiveInt(env.OPENAI_RETRY_BUDGET_MS);
+  if (budget !== undefined) options.retry = { budgetMs: budget };
+  return options;
+}
+
+function positiveInt(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  const parsed = Number(value);
+  return parsed > 0 ? parsed : undefined;
+}

@@ -1,0 +1,109 @@
+import type {
+  ChatCompletionAssistantMessageParam,
+  ChatCompletionMessageFunctionToolCall,
+  ChatCompletionMessageParam,
+} from "openai/resources/chat/completions";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+
+/**
+ * Turns committed transcript entries into chat messages. The transcript is
+ * the source of truth, so a worker's history survives restarts and reads
+ * the same whichever process runs it.
+ *
+ * - Consecutive assistant text and tool calls of one run form one assistant
+ *   message (they came from one model turn, or from one answer continued
+ *   after a cut stream, see model-turn.ts).
+ * - Reasoning and notices are not sent back: providers reject or ignore
+ *   reasoning in input, and notices are the runtime's, not the model's.
+ * - The history window is bounded, so it can start or end mid tool call.
+ *   Results whose call fell out of the window are dropped, and calls without
+ *   a result (a cancelled or interrupted run) get a synthetic one: providers
+ *   refuse a tool call that is not answered.
+ */
+export function messagesFromTranscript(entries: readonly TranscriptEntry[]): ChatCompletionMessageParam[] {
+  const messages: ChatCompletionMessageParam[] = [];
+  let assistant: ChatCompletionAssistantMessageParam | undefined;
+  let assistantRun = "";
+  const openCalls = new Set<string>();
+
+  const closeAssistant = (): void => {
+    if (!assistant) return;
+    const calls = assistant.tool_calls ?? [];
+    messages.push(assistant);
+    assistant = undefined;
+    for (const call of calls) {
+      if (openCalls.has(call.id)) continue;
+      openCalls.add(call.id);
+    }
+  };
+  const answerOpenCalls = (): void => {
+    for (const id of openCalls) {
+      messages.push({ role: "tool", tool_call_id: id, content: UNANSWERED_CALL });
+    }
+    openCalls.clear();
+  };
+  const assistantFor = (runId: string): ChatCompletionAssistantMessageParam => {
+    if (assistant && assistantRun === runId) return assistant;
+    closeAssistant();
+    answerOpenCalls();
+    assistant = { role: "assistant", content: "" };
+    assistantRun = runId;
+    return assistant;
+  };
+
+  for (const entry of entries) {
+    const content = entry.content;
+    switch (content.case) {
+      case "userMessage":
+        closeAssistant();
+        answerOpenCalls();
+        messages.push({ role: "user", content: content.value.text });
+        break;
+      case "assistantMessage": {
+        const message = assistantFor(entry.runId);
+        if ((message.tool_calls ?? []).length > 0) {
+          // Text after tool calls starts the next model turn.
+          closeAssistant();
+          answerOpenCalls();
+          assistantFor(entry.runId).content = content.value.text;
+        } else {
+          message.content = `${typeof message.content === "string" ? message.content : ""}${content.value.text}`;
+        }
+        break;
+      }
+      case "toolCall": {
+        const message = assistantFor(entry.runId);
+        const call: ChatCompletionMessageFunctionToolCall = {
+          id: content.value.toolCallId,
+          type: "function",
+          function: { name: content.value.toolName, arguments: content.value.argumentsJson },
+        };
+        message.tool_calls = [...(message.tool_calls ?? []), call];
+        break;
+      }
+      case "toolResult":
+        closeAssistant();
+        if (!openCalls.delete(content.value.toolCallId)) break;
+        messages.push({ role: "tool", tool_call_id: content.value.toolCallId, content: content.value.output });
+        break;
+      case "reasoning":
+      case "notice":
+      case undefined:
+        break;
+    }
+  }
+  closeAssistant();
+  answerOpenCalls();
+  return messages.map(withoutEmptyContent);
+}
+
+/** Told to the model for a call that never got a result. */
+export const UNANSWERED_CALL = "This tool call did not complete (the run ended before it ran).";
+
+/** An assistant message with tool calls and no text sends `content: null`, as OpenAI does. */
+function withoutEmptyContent(message: ChatCompletionMessageParam): ChatCompletionMessageParam {
+  if (message.role === "assistant" && message.content === "" && (message.tool_calls ?? []).length > 0) {
+    return { ...message, content: null };
+  }
+  return message;
+}

@@ -1,0 +1,137 @@
+import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
+import { create } from "@bufbuild/protobuf";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import {
+  AssistantMessageSchema,
+  ReasoningSchema,
+  ToolCallSchema,
+} from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
+import { continuationFilter, passThrough } from "./continuation-filter.js";
+import { openStream, type OpenedStream } from "./provider-stream.js";
+import type { RunContext } from "./run-context.js";
+
+/** What one model turn produced. */
+export type TurnResult =
+  | { kind: "answered"; text: string; toolCalls: AssembledToolCall[]; finishReason: string }
+  | { kind: "cancelled" }
+  | { kind: "failed"; reason: ErrorReason; message: string };
+
+/**
+ * Asked of the model after its stream was cut. Sent as a user message
+ * because several compatible servers' chat templates refuse a system
+ * message anywhere but first; it is never committed to the transcript.
+ */
+export const CONTINUE_PROMPT =
+  "Your previous reply was cut off by a connection failure. Continue it exactly where it stopped. " +
+  "Do not repeat anything you already wrote and do not mention the interruption.";
+
+/**
+ * One model turn: a streamed response, committed as reasoning, text and tool
+ * calls.
+ *
+ * A stream cut mid-answer (connection lost, idle timeout, stream ended
+ * without a finish reason) keeps its text: the partial reasoning and text
+ * are committed as they are, then the turn asks again with that text as the
+ * assistant's message so far plus {@link CONTINUE_PROMPT}, and streams the
+ * rest into a new block, committed as the next assistant entry. The
+ * transcript thus holds the answer as consecutive pieces with no text
+ * repeated (a {@link continuationFilter} drops a restarted answer's repeat),
+ * and later turns see the pieces joined as one message. Partial tool calls
+ * of a cut stream are dropped; the continued answer makes them again. This
+ * happens at most `maxStreamResumes` times per turn.
+ */
+export async function runModelTurn(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<TurnResult> {
+  let alreadySaid = "";
+  for (let resumes = 0; ; resumes++) {
+    const request: ChatCompletionMessageParam[] =
+      alreadySaid === ""
+        ? messages
+        : [...messages, { role: "assistant", content: alreadySaid }, { role: "user", content: CONTINUE_PROMPT }];
+    const opened = await openStream(context, request);
+    if (opened.kind !== "opened") return opened;
+    context.sink.turn();
+    const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
+    const accumulator = new ChunkAccumulator(context.sink, context.blocks, filter);
+    const ending = await consume(context, opened, accumulator);
+    accumulator.flush();
+    if (accumulator.usage) addUsage(context, accumulator);
+    if (ending === "finished") {
+      await commitText(context, accumulator);
+      for (const call of accumulator.toolCalls()) {
+        await context.sink.commit(
+          { case: "toolCall", value: create(ToolCallSchema, { toolCallId: call.id, toolName: call.name, argumentsJson: call.argumentsJson }) },
+          call.blockId,
+        );
+      }
+      return {
+        kind: "answered",
+        text: alreadySaid + accumulator.text,
+        toolCalls: accumulator.toolCalls(),
+        finishReason: accumulator.finishReason ?? "stop",
+      };
+    }
+    await commitText(context, accumulator);
+    if (ending === "cancelled") return { kind: "cancelled" };
+    alreadySaid += accumulator.text;
+    if (resumes >= context.settings.maxStreamResumes) {
+      return {
+        kind: "failed",
+        reason: ErrorReason.PROVIDER_UNAVAILABLE,
+        message: `the provider's stream was cut ${resumes + 1} times in one answer`,
+      };
+    }
+  }
+}
+
+type Ending = "finished" | "cut" | "cancelled";
+
+/**
+ * Reads the stream to its end. An idle timer aborts this response (not the
+ * run) when the provider goes quiet, which then counts as a cut. A response
+ * that delivered its finish reason counts as finished even if the
+ * connection dropped before `[DONE]`: the answer is whole.
+ */
+async function consume(context: RunContext, opened: OpenedStream, accumulator: ChunkAccumulator): Promise<Ending> {
+  const idleMs = context.settings.streamIdleTimeoutMs;
+  const timer = setTimeout(() => opened.attempt.abort(), idleMs);
+  try {
+    for await (const chunk of opened.stream) {
+      timer.refresh();
+      accumulator.push(chunk);
+    }
+  } catch {
+    // Judged below: a cancel, or a cut stream.
+  } finally {
+    clearTimeout(timer);
+  }
+  if (context.signal.aborted) return "cancelled";
+  return accumulator.finishReason ? "finished" : "cut";
+}
+
+async function commitText(context: RunContext, accumulator: ChunkAccumulator): Promise<void> {
+  if (accumulator.reasoning) {
+    await context.sink.commit(
+      { case: "reasoning", value: create(ReasoningSchema, { text: accumulator.reasoning }) },
+      accumulator.reasoningBlock,
+    );
+  }
+  if (accumulator.text) {
+    await context.sink.commit(
+      { case: "assistantMessage", value: create(AssistantMessageSchema, { text: accumulator.text }) },
+      accumulator.textBlock,
+    );
+  }
+}
+
+function addUsage(context: RunContext, accumulator: ChunkAccumulator): void {
+  const usage = accumulator.usage;
+  if (!usage) return;
+  context.sink.addUsage({
+    inputTokens: BigInt(usage.prompt_tokens ?? 0),
+    outputTokens: BigInt(usage.completion_tokens ?? 0),
+    cachedInputTokens: BigInt(usage.prompt_tokens_details?.cached_tokens ?? 0),
+    reasoningTokens: BigInt(usage.completion_tokens_details?.reasoning_tokens ?? 0),
+    modelRequests: 1n,
+  });
+}

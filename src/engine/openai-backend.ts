@@ -1,0 +1,129 @@
+import OpenAI from "openai";
+import { create } from "@bufbuild/protobuf";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ProfileSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type {
+  BackendAvailability,
+  ExecutionBackend,
+  RunOutcome,
+  RunRequest,
+  RunSink,
+} from "../runtime/execution-backend.js";
+import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
+import { createBlockIds } from "./block-ids.js";
+import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
+import { DEFAULT_RETRY_POLICY } from "./retry.js";
+import type { EngineSettings } from "./run-context.js";
+import { executeRun } from "./run-loop.js";
+import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
+import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
+import { Workspace } from "./tools/workspace.js";
+
+const OPENAI_BASE_URL = "https://api.openai.com/v1";
+
+/** Why workers are NOT_CONNECTED without a key; it names what to set. */
+export const NO_PROVIDER_REASON =
+  "no model provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)";
+
+/**
+ * Creates the execution backend that runs workers against OpenAI or any
+ * OpenAI-compatible server through the `openai` package. Profiles given in
+ * options are validated here, so a bad profile stops the server at startup
+ * instead of failing runs later.
+ */
+export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBackend {
+  const defaultModel = options.defaultModel ?? DEFAULT_MODEL;
+  const profiles = [companionProfile(defaultModel), ...(options.profiles ?? []).map((p) => completeProfile(p, defaultModel))];
+  const names = new Set<string>();
+  for (const profile of profiles) {
+    if (names.has(profile.name)) throw new ProfileConfigError(`profile "${profile.name}" is defined twice`);
+    names.add(profile.name);
+  }
+  const availability = availabilityOf(options);
+  const settings = settingsOf(options);
+  const client = availability.available ? createClient(options, settings) : undefined;
+
+  return {
+    name: "openai",
+    availability: () => availability,
+    profiles: () => profiles.map((profile) => create(ProfileSchema, profile)),
+    toolCapabilities: () => [...TOOL_CAPABILITIES],
+    async execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome> {
+      if (!client || !availability.available) {
+        const reason = availability.available ? NO_PROVIDER_REASON : availability.reason;
+        return { kind: "failed", reason: ErrorReason.WORKER_NOT_CONNECTED, message: reason };
+      }
+      if (signal.aborted) return { kind: "cancelled" };
+      let workspace: Workspace | undefined;
+      if (request.workspaceDir !== undefined) {
+        try {
+          workspace = await Workspace.open(request.workspaceDir);
+        } catch {
+          return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message: "the worker's workspace directory is missing" };
+        }
+      }
+      const profile = withDefaults(request.profile, defaultModel);
+      return executeRun({
+        client,
+        settings,
+        request,
+        sink,
+        signal,
+        profile,
+        tools: toolsForRun(profile.tools, request.capabilities),
+        workspace,
+        blocks: createBlockIds(request.run.runId),
+      });
+    },
+  };
+}
+
+function availabilityOf(options: OpenAIBackendOptions): BackendAvailability {
+  if (options.keyless) {
+    return options.baseURL
+      ? { available: true }
+      : { available: false, reason: "keyless mode needs OPENAI_BASE_URL (the local server to use)" };
+  }
+  return options.apiKey ? { available: true } : { available: false, reason: NO_PROVIDER_REASON };
+}
+
+function settingsOf(options: OpenAIBackendOptions): EngineSettings {
+  return {
+    requestTimeoutMs: options.requestTimeoutMs ?? 60_000,
+    streamIdleTimeoutMs: options.streamIdleTimeoutMs ?? 120_000,
+    retry: { ...DEFAULT_RETRY_POLICY, ...options.retry },
+    maxStreamResumes: options.maxStreamResumes ?? 2,
+    historyLimit: options.historyLimit ?? 200,
+    toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
+    random: options.random ?? Math.random,
+    secrets: options.apiKey ? [options.apiKey] : [],
+    useMaxCompletionTokens: options.baseURL === undefined,
+  };
+}
+
+/**
+ * The SDK client. Its own retries are off (ours honour a total budget), and
+ * the base URL is always passed explicitly so the SDK never reads
+ * `OPENAI_BASE_URL` behind the options' back. Keyless mode removes the
+ * Authorization header instead of sending a fake key.
+ */
+function createClient(options: OpenAIBackendOptions, settings: EngineSettings): OpenAI {
+  return new OpenAI({
+    apiKey: options.apiKey ?? "keyless",
+    baseURL: options.baseURL ?? OPENAI_BASE_URL,
+    organization: null,
+    project: null,
+    maxRetries: 0,
+    timeout: settings.requestTimeoutMs,
+    ...(options.keyless && !options.apiKey ? { defaultHeaders: { Authorization: null } } : {}),
+  });
+}
+
+/** A run's profile as the loop needs it; tolerant of bundle profiles naming tools this backend lacks. */
+function withDefaults(profile: Profile, defaultModel: string): Profile {
+  return create(ProfileSchema, {
+    ...profile,
+    model: profile.model || defaultModel,
+    maxTurns: profile.maxTurns || DEFAULT_MAX_TURNS,
+  });
+}

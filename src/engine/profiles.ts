@@ -1,0 +1,88 @@
+import { readFile } from "node:fs/promises";
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { ProfileSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { BUILTIN_TOOL_NAMES } from "./tools/tool-registry.js";
+
+/** Turns a run may take when a profile does not say. */
+export const DEFAULT_MAX_TURNS = 20;
+
+const COMPANION_PROMPT = [
+  "You are a helpful companion working inside a workspace on the user's behalf.",
+  "Answer clearly and briefly. When tools are available, use them to look at",
+  "files before you describe them, and change files only when the user asks you to.",
+  "Paths are relative to the workspace root. If a tool reports an error, read it",
+  "and adjust instead of repeating the same call.",
+].join(" ");
+
+/**
+ * The builtin profile every runtime offers. Its tool list names every
+ * builtin tool; each is still offered only when the worker holds the tool's
+ * capability, so a worker created without capabilities simply chats.
+ */
+export function companionProfile(model: string): Profile {
+  return create(ProfileSchema, {
+    name: "companion",
+    description: "A general helper that can read, write and run commands in its workspace when granted.",
+    model,
+    systemPrompt: COMPANION_PROMPT,
+    tools: [...BUILTIN_TOOL_NAMES],
+    maxTurns: DEFAULT_MAX_TURNS,
+  });
+}
+
+/**
+ * Fills what a profile left unset (model, max_turns) so the run loop never
+ * has to guess, and checks the tool names it lists.
+ */
+export function completeProfile(profile: Profile, defaultModel: string): Profile {
+  const unknown = [...profile.tools, ...profile.approvalRequiredTools].filter(
+    (name) => !(BUILTIN_TOOL_NAMES as readonly string[]).includes(name),
+  );
+  if (unknown.length > 0) {
+    throw new ProfileConfigError(`profile "${profile.name}" names unknown tools: ${unknown.join(", ")}`);
+  }
+  if (!profile.name) throw new ProfileConfigError("a profile needs a name");
+  return create(ProfileSchema, {
+    ...profile,
+    model: profile.model || defaultModel,
+    maxTurns: profile.maxTurns || DEFAULT_MAX_TURNS,
+  });
+}
+
+/**
+ * Loads profiles from a JSON file: `{"profiles": [{...}]}` or a bare array,
+ * each entry in the Profile message's JSON form (proto or camelCase field
+ * names, e.g. "system_prompt" or "systemPrompt"). Unknown fields are errors,
+ * so a typo never silently drops a setting.
+ */
+export async function loadProfilesFile(path: string, defaultModel: string): Promise<Profile[]> {
+  const text = await readFile(path, "utf8");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new ProfileConfigError(`profiles file ${path} is not valid JSON`, { cause });
+  }
+  const list = Array.isArray(parsed) ? parsed : isRecord(parsed) ? parsed.profiles : undefined;
+  if (!Array.isArray(list)) {
+    throw new ProfileConfigError(`profiles file ${path} must hold an array or {"profiles": [...]}`);
+  }
+  return list.map((entry: JsonValue, index) => {
+    try {
+      return completeProfile(fromJson(ProfileSchema, entry), defaultModel);
+    } catch (cause) {
+      if (cause instanceof ProfileConfigError) throw cause;
+      const detail = cause instanceof Error ? cause.message : String(cause);
+      throw new ProfileConfigError(`profiles file ${path}, entry ${index}: ${detail}`, { cause });
+    }
+  });
+}
+
+/** A profile definition is unusable; the message says which and why. */
+export class ProfileConfigError extends Error {
+  override readonly name = "ProfileConfigError";
+}
+
+function isRecord(value: unknown): value is Record<string, JsonValue> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

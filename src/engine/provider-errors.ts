@@ -1,0 +1,67 @@
+import { APIConnectionError, APIError, APIUserAbortError } from "openai";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { retryAfterMs } from "./retry.js";
+
+/**
+ * What a failed provider request means for the run. This is the one place
+ * where provider errors are mapped to the typed reasons clients switch on.
+ */
+export type ProviderFailure =
+  /** The run's signal aborted the request. */
+  | { kind: "cancelled" }
+  /** Worth retrying (408/409/429/5xx, connection error, timeout). */
+  | { kind: "retryable"; status: number | undefined; retryAfterMs: number | undefined; message: string }
+  /** Retrying cannot help; the run fails at once. */
+  | { kind: "fatal"; reason: ErrorReason; message: string };
+
+/**
+ * Classifies an error thrown while opening a provider request. `secrets` are
+ * redacted from every message: providers echo parts of bad keys in 401
+ * bodies, and run errors are shown to clients.
+ */
+export function classifyProviderError(error: unknown, signal: AbortSignal, secrets: readonly string[]): ProviderFailure {
+  if (signal.aborted || error instanceof APIUserAbortError) return { kind: "cancelled" };
+  if (error instanceof APIConnectionError) {
+    return { kind: "retryable", status: undefined, retryAfterMs: undefined, message: redact(error.message, secrets) };
+  }
+  if (error instanceof APIError && typeof error.status === "number") {
+    const status = error.status;
+    const message = redact(`provider returned HTTP ${status}: ${providerMessage(error)}`, secrets);
+    if (status === 408 || status === 409 || status === 429 || status >= 500) {
+      return { kind: "retryable", status, retryAfterMs: retryAfterMs(error.headers), message };
+    }
+    if (status === 401 || status === 403) return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message };
+  }
+  // Anything else (a fetch TypeError, a DNS failure surfaced oddly) is
+  // treated as a connection problem: retrying is the safe default.
+  const text = error instanceof Error ? error.message : String(error);
+  return { kind: "retryable", status: undefined, retryAfterMs: undefined, message: redact(text, secrets) };
+}
+
+/** The typed failure once the retry budget is spent, by the last error seen. */
+export function exhaustedFailure(last: Extract<ProviderFailure, { kind: "retryable" }>, attempts: number): {
+  reason: ErrorReason;
+  message: string;
+} {
+  const reason = last.status === 429 ? ErrorReason.RATE_LIMITED : ErrorReason.PROVIDER_UNAVAILABLE;
+  return { reason, message: `gave up after ${attempts} attempts within the retry budget; last error: ${last.message}` };
+}
+
+function providerMessage(error: APIError): string {
+  const body = error.error;
+  if (body && typeof body === "object" && "message" in body && typeof body.message === "string") return body.message;
+  return "no error message";
+}
+
+/**
+ * Removes secrets and anything shaped like an OpenAI key from text that may
+ * reach clients or logs.
+ */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (secret.length >= 4) out = out.split(secret).join("[redacted]");
+  }
+  return out.replace(/\bsk-[A-Za-z0-9_*-]{4,}/g, "[redacted]");
+}

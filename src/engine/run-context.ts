@@ -1,0 +1,38 @@
+import type OpenAI from "openai";
+import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type { RunRequest, RunSink } from "../runtime/execution-backend.js";
+import type { BlockIds } from "./block-ids.js";
+import type { RetryPolicy } from "./retry.js";
+import type { ToolDefinition } from "./tools/tool.js";
+import type { ToolLimits } from "./tools/tool-limits.js";
+import type { Workspace } from "./tools/workspace.js";
+
+/** Backend settings with every default filled in. */
+export interface EngineSettings {
+  requestTimeoutMs: number;
+  streamIdleTimeoutMs: number;
+  retry: RetryPolicy;
+  maxStreamResumes: number;
+  historyLimit: number;
+  toolLimits: ToolLimits;
+  random: () => number;
+  /** Strings redacted from every error message (the API key). */
+  secrets: readonly string[];
+  /** Send `max_completion_tokens` (OpenAI) rather than `max_tokens` (most compatible servers). */
+  useMaxCompletionTokens: boolean;
+}
+
+/** Everything one run's loop, turns and tools share. */
+export interface RunContext {
+  readonly client: OpenAI;
+  readonly settings: EngineSettings;
+  readonly request: RunRequest;
+  readonly sink: RunSink;
+  readonly signal: AbortSignal;
+  /** The run's profile with defaults filled in. */
+  readonly profile: Profile;
+  /** Tools offered in this run (profile ∩ granted capabilities). */
+  readonly tools: readonly ToolDefinition[];
+  readonly workspace: Workspace | undefined;
+  readonly blocks: BlockIds;
+}

@@ -1,0 +1,110 @@
+import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
+import { create } from "@bufbuild/protobuf";
+import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { RunOutcome } from "../runtime/execution-backend.js";
+import type { AssembledToolCall } from "./chunk-accumulator.js";
+import { messagesFromTranscript } from "./conversation.js";
+import { runModelTurn, type TurnResult } from "./model-turn.js";
+import type { RunContext } from "./run-context.js";
+import { runToolCalls } from "./tool-runner.js";
+
+/** What the loop does after a model turn, decided in one place ({@link nextStep}). */
+type NextStep =
+  | { kind: "finish"; stopReason: StopReason }
+  | { kind: "run_tools"; calls: AssembledToolCall[] }
+  /** Stop without running the calls: the reply was cut by max tokens, or the run is out of turns. */
+  | { kind: "stop_unrun"; stopReason: StopReason; calls: AssembledToolCall[]; why: string };
+
+/**
+ * Executes one run: history from the committed transcript, then model turns
+ * and tool calls until the model stops or `max_turns` is reached.
+ *
+ * Reaching `max_turns` completes the run with STOP_REASON_MAX_TURNS rather
+ * than failing it: everything produced is valid and committed, and the user
+ * can simply send another input to go on. The unrun calls of the last turn
+ * get results saying why, so the transcript stays a valid conversation.
+ */
+export async function executeRun(context: RunContext): Promise<RunOutcome> {
+  const messages = await initialMessages(context);
+  for (let turn = 1; ; turn++) {
+    const result: TurnResult = await runModelTurn(context, messages);
+    if (result.kind === "cancelled") return { kind: "cancelled" };
+    if (result.kind === "failed") return { kind: "failed", reason: result.reason, message: result.message };
+    messages.push(assistantMessage(result));
+    const step = nextStep(result, turn, context.profile.maxTurns);
+    switch (step.kind) {
+      case "finish":
+        return { kind: "completed", stopReason: step.stopReason };
+      case "stop_unrun":
+        await commitUnrun(context, step.calls, step.why);
+        return { kind: "completed", stopReason: step.stopReason };
+      case "run_tools":
+        if ((await runToolCalls(context, step.calls, messages)) === "cancelled") return { kind: "cancelled" };
+        if (context.signal.aborted) return { kind: "cancelled" };
+        break;
+    }
+  }
+}
+
+function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: number, maxTurns: number): NextStep {
+  const calls = result.toolCalls;
+  if (calls.length === 0) {
+    return { kind: "finish", stopReason: result.finishReason === "length" ? StopReason.MAX_TOKENS : StopReason.END_TURN };
+  }
+  if (result.finishReason === "length") {
+    return { kind: "stop_unrun", stopReason: StopReason.MAX_TOKENS, calls, why: "the reply hit the output token limit" };
+  }
+  if (turn >= maxTurns) {
+    return { kind: "stop_unrun", stopReason: StopReason.MAX_TURNS, calls, why: `the run reached its limit of ${maxTurns} turns` };
+  }
+  return { kind: "run_tools", calls };
+}
+
+/**
+ * System prompt, bounded history, and the run's input. The input is added
+ * unless the Runtime already committed it to the transcript for this run.
+ */
+async function initialMessages(context: RunContext): Promise<ChatCompletionMessageParam[]> {
+  const { request, profile } = context;
+  const entries = await request.readTranscript(undefined, context.settings.historyLimit);
+  const messages: ChatCompletionMessageParam[] = [];
+  if (profile.systemPrompt) messages.push({ role: "system", content: profile.systemPrompt });
+  messages.push(...messagesFromTranscript(entries));
+  const inputCommitted = entries.some(
+    (entry) => entry.runId === request.run.runId && entry.content.case === "userMessage",
+  );
+  if (!inputCommitted) messages.push({ role: "user", content: request.run.input?.text ?? "" });
+  return messages;
+}
+
+function assistantMessage(result: Extract<TurnResult, { kind: "answered" }>): ChatCompletionMessageParam {
+  if (result.toolCalls.length === 0) return { role: "assistant", content: result.text };
+  return {
+    role: "assistant",
+    content: result.text === "" ? null : result.text,
+    tool_calls: result.toolCalls.map((call) => ({
+      id: call.id,
+      type: "function",
+      function: { name: call.name, arguments: call.argumentsJson },
+    })),
+  };
+}
+
+async function commitUnrun(context: RunContext, calls: readonly AssembledToolCall[], why: string): Promise<void> {
+  for (const call of calls) {
+    await context.sink.commit({
+      case: "toolResult",
+      value: create(ToolResultSchema, {
+        toolCallId: call.id,
+        toolName: call.name,
+        output: `Not run: ${why}.`,
+        isError: true,
+      }),
+    });
+  }
+  await context.sink.commit({
+    case: "notice",
+    value: create(NoticeSchema, { code: "run.stopped", message: `The run stopped: ${why}.` }),
+  });
+}

@@ -1,0 +1,154 @@
+import { open, readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
+import type { Workspace } from "./workspace.js";
+
+/** Tools that look at the workspace without changing it (`fs.read`). */
+
+function requireWorkspace(context: ToolContext): Workspace {
+  if (!context.workspace) throw new ToolError("this worker has no workspace, so file tools are unavailable");
+  return context.workspace;
+}
+
+/** read_file: a bounded byte slice of a text file. */
+export const readFileTool: ToolDefinition = {
+  name: "read_file",
+  capability: "fs.read",
+  description:
+    "Read a text file in the workspace. Long files are returned in slices; the result says how to read the next slice.",
+  parameters: {
+    type: "object",
+    properties: {
+      path: { type: "string", description: "File path relative to the workspace root." },
+      offset: { type: "integer", description: "Byte offset to start at (default 0)." },
+    },
+    required: ["path"],
+    additionalProperties: false,
+  },
+  async run(args, context) {
+    const workspace = requireWorkspace(context);
+    const path = stringArg(args, "path");
+    const offset = optionalIntArg(args, "offset") ?? 0;
+    const hostPath = await workspace.resolveExisting(path);
+    const info = await stat(hostPath);
+    if (info.isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
+    const handle = await open(hostPath, "r");
+    try {
+      const length = Math.max(0, Math.min(context.limits.maxReadBytes, info.size - offset));
+      const buffer = Buffer.alloc(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, offset);
+      const text = buffer.subarray(0, bytesRead).toString("utf8");
+      const end = offset + bytesRead;
+      if (end >= info.size && offset === 0) return { output: text };
+      const note =
+        end < info.size
+          ? `[file truncated: showing bytes ${offset}-${end} of ${info.size}; call read_file with offset=${end} for more]`
+          : `[showing bytes ${offset}-${end} of ${info.size}]`;
+      return { output: `${text}\n${note}`, truncated: end < info.size };
+    } finally {
+      await handle.close();
+    }
+  },
+};
+
+/** list_files: directory entries, optionally recursive, bounded. */
+export const listFilesTool: ToolDefinition = {
+  name: "list_files",
+  capability: "fs.read",
+  description: "List files in a workspace directory. Directories end with '/'. Symlinks are listed but not followed.",
+  parameters: {
+    type: "object",
+    properties: {
+      path: { type: "string", description: "Directory relative to the workspace root (default: the root)." },
+      recursive: { type: "boolean", description: "List subdirectories too (default false)." },
+    },
+    additionalProperties: false,
+  },
+  async run(args, context) {
+    const workspace = requireWorkspace(context);
+    const path = optionalStringArg(args, "path") ?? ".";
+    const recursive = optionalBoolArg(args, "recursive") ?? false;
+    const start = await workspace.resolveExisting(path);
+    if (!(await stat(start)).isDirectory()) throw new ToolError(`${path} is not a directory`);
+    const max = context.limits.maxListEntries;
+    const lines: string[] = [];
+    const pending = [start];
+    let more = false;
+    while (pending.length > 0 && !more) {
+      const dir = pending.shift() as string;
+      const entries = await readdir(dir, { withFileTypes: true });
+      entries.sort((a, b) => a.name.localeCompare(b.name));
+      for (const entry of entries) {
+        if (lines.length >= max) {
+          more = true;
+          break;
+        }
+        const hostPath = join(dir, entry.name);
+        const shown = workspace.display(hostPath);
+        if (entry.isDirectory()) {
+          lines.push(`${shown}/`);
+          if (recursive) pending.push(hostPath);
+        } else {
+          lines.push(entry.isSymbolicLink() ? `${shown} (symlink)` : shown);
+        }
+      }
+    }
+    if (lines.length === 0) return { output: "(empty directory)" };
+    if (!more) return { output: lines.join("\n") };
+    return { output: `${lines.join("\n")}\n[listing truncated at ${max} entries]`, truncated: true };
+  },
+};
+
+/** search_files: literal text search over workspace files, bounded. */
+export const searchFilesTool: ToolDefinition = {
+  name: "search_files",
+  capability: "fs.read",
+  description:
+    "Search workspace files for a literal text (case-sensitive). Returns 'path:line: text' lines. Binary and very large files are skipped.",
+  parameters: {
+    type: "object",
+    properties: {
+      query: { type: "string", description: "The exact text to find." },
+      path: { type: "string", description: "Directory to search, relative to the workspace root (default: the root)." },
+    },
+    required: ["query"],
+    additionalProperties: false,
+  },
+  async run(args, context) {
+    const workspace = requireWorkspace(context);
+    const query = stringArg(args, "query");
+    if (query === "") throw new ToolError('argument "query" must not be empty');
+    const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");
+    const { maxSearchMatches, maxSearchFileBytes } = context.limits;
+    const matches: string[] = [];
+    const pending = [start];
+    while (pending.length > 0 && matches.length < maxSearchMatches) {
+      context.signal.throwIfAborted();
+      const dir = pending.shift() as string;
+      const entries = await readdir(dir, { withFileTypes: true });
+      entries.sort((a, b) => a.name.localeCompare(b.name));
+      for (const entry of entries) {
+        const hostPath = join(dir, entry.name);
+        if (entry.isDirectory()) {
+          pending.push(hostPath);
+          continue;
+        }
+        if (!entry.isFile() || (await stat(hostPath)).size > maxSearchFileBytes) continue;
+        const content = await readFile(hostPath);
+        if (content.subarray(0, 8192).includes(0)) continue;
+        const lines = content.toString("utf8").split("\n");
+        for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
+          const line = lines[i] as string;
+          if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
+        }
+        if (matches.length >= maxSearchMatches) break;
+      }
+    }
+    if (matches.length === 0) return { output: "no matches" };
+    if (matches.length < maxSearchMatches) return { output: matches.join("\n") };
+    return {
+      output: `${matches.join("\n")}\n[search stopped at ${maxSearchMatches} matches; narrow the query or path]`,
+      truncated: true,
+    };
+  },
+};

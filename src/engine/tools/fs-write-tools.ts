@@ -1,0 +1,81 @@
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { stringArg, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
+import type { Workspace } from "./workspace.js";
+
+/** Tools that change files in the workspace (`fs.write`). */
+
+function requireWorkspace(context: ToolContext): Workspace {
+  if (!context.workspace) throw new ToolError("this worker has no workspace, so file tools are unavailable");
+  return context.workspace;
+}
+
+function checkSize(content: string, context: ToolContext): void {
+  const bytes = Buffer.byteLength(content, "utf8");
+  if (bytes > context.limits.maxWriteBytes) {
+    throw new ToolError(`refused: content is ${bytes} bytes; the limit is ${context.limits.maxWriteBytes}`);
+  }
+}
+
+/** write_file: creates or replaces a file, creating parent directories. */
+export const writeFileTool: ToolDefinition = {
+  name: "write_file",
+  capability: "fs.write",
+  description: "Create or overwrite a text file in the workspace. Parent directories are created.",
+  parameters: {
+    type: "object",
+    properties: {
+      path: { type: "string", description: "File path relative to the workspace root." },
+      content: { type: "string", description: "The complete new content." },
+    },
+    required: ["path", "content"],
+    additionalProperties: false,
+  },
+  async run(args, context) {
+    const workspace = requireWorkspace(context);
+    const path = stringArg(args, "path");
+    const content = stringArg(args, "content");
+    checkSize(content, context);
+    const hostPath = await workspace.resolveForWrite(path);
+    const existing = await stat(hostPath).catch(() => undefined);
+    if (existing?.isDirectory()) throw new ToolError(`${path} is a directory`);
+    await mkdir(dirname(hostPath), { recursive: true });
+    await writeFile(hostPath, content, { encoding: "utf8", signal: context.signal });
+    return { output: `wrote ${Buffer.byteLength(content, "utf8")} bytes to ${workspace.display(hostPath)}` };
+  },
+};
+
+/** edit_file: replaces one exact, unique occurrence of a text. */
+export const editFileTool: ToolDefinition = {
+  name: "edit_file",
+  capability: "fs.write",
+  description:
+    "Replace one exact occurrence of old_text with new_text in a workspace file. old_text must occur exactly once.",
+  parameters: {
+    type: "object",
+    properties: {
+      path: { type: "string", description: "File path relative to the workspace root." },
+      old_text: { type: "string", description: "The exact text to replace; must be unique in the file." },
+      new_text: { type: "string", description: "The replacement text." },
+    },
+    required: ["path", "old_text", "new_text"],
+    additionalProperties: false,
+  },
+  async run(args, context) {
+    const workspace = requireWorkspace(context);
+    const path = stringArg(args, "path");
+    const oldText = stringArg(args, "old_text");
+    const newText = stringArg(args, "new_text");
+    if (oldText === "") throw new ToolError('argument "old_text" must not be empty');
+    const hostPath = await workspace.resolveExisting(path);
+    const content = await readFile(hostPath, "utf8");
+    const count = content.split(oldText).length - 1;
+    if (count !== 1) {
+      throw new ToolError(`old_text occurs ${count} times in ${path}; it must occur exactly once`);
+    }
+    const updated = content.replace(oldText, () => newText);
+    checkSize(updated, context);
+    await writeFile(hostPath, updated, { encoding: "utf8", signal: context.signal });
+    return { output: `edited ${workspace.display(hostPath)}` };
+  },
+};

@@ -1,0 +1,139 @@
+import { spawn } from "node:child_process";
+import { optionalIntArg, stringArg, ToolError, type ToolDefinition } from "./tool.js";
+import { truncationNote } from "./output-bounds.js";
+
+/**
+ * run_command (`shell.exec`): runs `sh -c` in the workspace. The shell is
+ * started in its own process group (`detached`) so that a timeout, a cancel
+ * or the command's own exit can SIGKILL everything it started — children
+ * included — with one `kill(-pgid)`; killing only the shell would leave its
+ * children running and holding the output pipes open.
+ */
+export const runCommandTool: ToolDefinition = {
+  name: "run_command",
+  capability: "shell.exec",
+  description:
+    "Run a shell command (sh -c) in the workspace root. Returns the exit code and combined stdout/stderr (bounded). Background processes are killed when the command ends.",
+  parameters: {
+    type: "object",
+    properties: {
+      command: { type: "string", description: "The shell command line." },
+      timeout_ms: { type: "integer", description: "Kill the command after this many milliseconds." },
+    },
+    required: ["command"],
+    additionalProperties: false,
+  },
+  async run(args, context) {
+    if (!context.workspace) throw new ToolError("this worker has no workspace, so commands cannot run");
+    const command = stringArg(args, "command");
+    const { defaultCommandTimeoutMs, maxCommandTimeoutMs, maxCommandOutputBytes } = context.limits;
+    const timeoutMs = Math.min(optionalIntArg(args, "timeout_ms") ?? defaultCommandTimeoutMs, maxCommandTimeoutMs);
+    const result = await runInGroup(command, context.workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    const status = result.timedOut
+      ? `killed after the ${timeoutMs} ms timeout`
+      : result.signal
+        ? `killed by ${result.signal}`
+        : `exit code ${result.code}`;
+    const note = result.totalBytes > maxCommandOutputBytes ? `\n${truncationNote("command output", maxCommandOutputBytes, result.totalBytes)}` : "";
+    return {
+      output: `${status}\n${result.output}${note}`,
+      isError: result.timedOut || result.code !== 0,
+      truncated: note !== "",
+    };
+  },
+};
+
+interface CommandResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  output: string;
+  totalBytes: number;
+}
+
+/** Environment variables that look like credentials are not handed to commands the model writes. */
+const SECRET_ENV = /^OPENAI_|KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL/i;
+
+function commandEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !SECRET_ENV.test(name)));
+}
+
+function runInGroup(
+  command: string,
+  cwd: string,
+  timeoutMs: number,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<CommandResult> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const child = spawn("/bin/sh", ["-c", command], {
+      cwd,
+      env: commandEnv(),
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const kept: Buffer[] = [];
+    let keptBytes = 0;
+    let totalBytes = 0;
+    let timedOut = false;
+    const collect = (data: Buffer): void => {
+      totalBytes += data.length;
+      if (keptBytes < maxBytes) {
+        const slice = data.subarray(0, maxBytes - keptBytes);
+        kept.push(slice);
+        keptBytes += slice.length;
+      }
+    };
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
+    const killGroup = (): void => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // ESRCH: the group is already gone.
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, timeoutMs);
+    const onAbort = (): void => killGroup();
+    signal.addEventListener("abort", onAbort, { once: true });
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearTimeout(graceTimer);
+      signal.removeEventListener("abort", onAbort);
+      child.stdout.destroy();
+      child.stderr.destroy();
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const output = Buffer.concat(kept).toString("utf8").replace(/\uFFFD$/, "");
+      resolve({ code: exit?.code ?? null, signal: exit?.signal ?? null, timedOut, output, totalBytes });
+    };
+    child.on("error", (error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      reject(new ToolError(`could not start the command: ${error.message}`));
+    });
+    child.on("exit", (code, exitSignal) => {
+      exit = { code, signal: exitSignal };
+      // Background children die with the command, so nothing it started
+      // outlives the tool call or keeps the pipes open.
+      killGroup();
+      // A process that left the group could still hold the pipes; don't wait forever for it.
+      graceTimer = setTimeout(finish, 1000);
+    });
+    child.on("close", finish);
+  });
+}

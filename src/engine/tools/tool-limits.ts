@@ -1,0 +1,38 @@
+/**
+ * Bounds on what tools read, produce and run. Every bound, when hit, is told
+ * to the model in the tool result, so it never mistakes a cut listing or
+ * file for the whole thing.
+ */
+export interface ToolLimits {
+  /** Largest tool result the model sees, in UTF-8 bytes. */
+  maxOutputBytes: number;
+  /** Largest slice of a file one read_file returns. */
+  maxReadBytes: number;
+  /** Largest content one write_file/edit_file may write. */
+  maxWriteBytes: number;
+  /** Command output kept (stdout and stderr together). */
+  maxCommandOutputBytes: number;
+  /** Command timeout when the model names none. */
+  defaultCommandTimeoutMs: number;
+  /** Longest command timeout the model may ask for. */
+  maxCommandTimeoutMs: number;
+  /** Entries one list_files returns. */
+  maxListEntries: number;
+  /** Matches one search_files returns. */
+  maxSearchMatches: number;
+  /** Files larger than this are skipped by search_files. */
+  maxSearchFileBytes: number;
+}
+
+/** Defaults sized for a model context of a few tens of thousands of tokens. */
+export const DEFAULT_TOOL_LIMITS: ToolLimits = {
+  maxOutputBytes: 32 * 1024,
+  maxReadBytes: 64 * 1024,
+  maxWriteBytes: 1024 * 1024,
+  maxCommandOutputBytes: 32 * 1024,
+  defaultCommandTimeoutMs: 60_000,
+  maxCommandTimeoutMs: 10 * 60_000,
+  maxListEntries: 500,
+  maxSearchMatches: 200,
+  maxSearchFileBytes: 1024 * 1024,
+};

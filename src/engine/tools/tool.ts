@@ -1,0 +1,76 @@
+import type { ToolLimits } from "./tool-limits.js";
+import type { Workspace } from "./workspace.js";
+
+/** A capability that gates a tool, as granted to a worker at create time. */
+export type ToolCapability = "fs.read" | "fs.write" | "shell.exec";
+
+/** One builtin tool: its schema for the model and its implementation. */
+export interface ToolDefinition {
+  readonly name: string;
+  readonly capability: ToolCapability;
+  readonly description: string;
+  /** JSON schema of the arguments object. */
+  readonly parameters: Record<string, unknown>;
+  run(args: ToolArgs, context: ToolContext): Promise<ToolOutput>;
+}
+
+/** What a tool needs while it runs. */
+export interface ToolContext {
+  /** The worker's workspace; undefined when the worker has none. */
+  readonly workspace: Workspace | undefined;
+  readonly limits: ToolLimits;
+  /** The run's signal: aborting it must stop the tool promptly. */
+  readonly signal: AbortSignal;
+}
+
+/** Parsed tool arguments. */
+export type ToolArgs = Readonly<Record<string, unknown>>;
+
+/** What a tool returns to the model. */
+export interface ToolOutput {
+  output: string;
+  isError?: boolean;
+  truncated?: boolean;
+}
+
+/**
+ * A failure the model should read and react to (bad path, missing file,
+ * refused escape). Its message becomes the tool result, so it must never
+ * hold host paths outside the workspace or secrets.
+ */
+export class ToolError extends Error {
+  override readonly name = "ToolError";
+}
+
+/** Reads a required string argument. */
+export function stringArg(args: ToolArgs, name: string): string {
+  const value = args[name];
+  if (typeof value !== "string") throw new ToolError(`argument "${name}" must be a string`);
+  return value;
+}
+
+/** Reads an optional string argument. */
+export function optionalStringArg(args: ToolArgs, name: string): string | undefined {
+  const value = args[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string") throw new ToolError(`argument "${name}" must be a string`);
+  return value;
+}
+
+/** Reads an optional non-negative integer argument. */
+export function optionalIntArg(args: ToolArgs, name: string): number | undefined {
+  const value = args[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new ToolError(`argument "${name}" must be a non-negative integer`);
+  }
+  return value;
+}
+
+/** Reads an optional boolean argument. */
+export function optionalBoolArg(args: ToolArgs, name: string): boolean | undefined {
+  const value = args[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "boolean") throw new ToolError(`argument "${name}" must be a boolean`);
+  return value;
+}
