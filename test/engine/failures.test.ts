@@ -1,0 +1,155 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { CONTINUE_PROMPT } from "../../src/engine/model-turn.js";
+import { retryAfterMs } from "../../src/engine/retry.js";
+import { errorReply, reply, replyChunks } from "../support/openai-chunks.js";
+import { startHarness, TEST_KEY, type Harness } from "./harness.js";
+
+describe("provider failures", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("retries two 429s that carry Retry-After, then completes one run", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      errorReply(429, "Rate limit reached", { "retry-after": "0" }),
+      errorReply(429, "Rate limit reached", { "retry-after-ms": "20" }),
+      reply({ text: "finally" }),
+    );
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(3);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["finally"]);
+    expect(sink.turns).toBe(1);
+  });
+
+  it("gives up at once with RATE_LIMITED when Retry-After lies beyond the retry budget", async () => {
+    h = await startHarness({ retry: { budgetMs: 2_000 }, random: () => 0 });
+    h.fake.enqueue(errorReply(429, "slow down", { "retry-after": "30" }), reply({ text: "never" }));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.RATE_LIMITED });
+    // Backoff alone (random = 0) would have retried immediately; the header was honoured instead.
+    expect(h.fake.requests).toHaveLength(1);
+  });
+
+  it("fails a 401 with PROVIDER_AUTH_FAILED after exactly one request, never echoing the key", async () => {
+    h = await startHarness();
+    h.fake.enqueue(errorReply(401, `Incorrect API key provided: ${TEST_KEY}. Find your key at ...`));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_AUTH_FAILED });
+    expect(h.fake.requests).toHaveLength(1);
+    const message = outcome.kind === "failed" ? outcome.message : "";
+    expect(message).toContain("401");
+    expect(message).not.toContain(TEST_KEY);
+    expect(message).not.toMatch(/sk-test/);
+  });
+
+  it.each([
+    [400, ErrorReason.PROVIDER_REJECTED],
+    [403, ErrorReason.PROVIDER_AUTH_FAILED],
+    [404, ErrorReason.PROVIDER_REJECTED],
+    [422, ErrorReason.PROVIDER_REJECTED],
+  ])("fails HTTP %i at once with its typed reason", async (status, reason) => {
+    h = await startHarness();
+    h.fake.enqueue(errorReply(status, "nope"));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason });
+    expect(h.fake.requests).toHaveLength(1);
+  });
+
+  it("retries 5xx until the budget ends, then fails PROVIDER_UNAVAILABLE", async () => {
+    h = await startHarness({ retry: { budgetMs: 300, baseDelayMs: 20, maxDelayMs: 50 } });
+    h.fake.setFallback(errorReply(503, "overloaded"));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    expect(outcome.kind === "failed" && outcome.message).toContain("503");
+    expect(h.fake.requests.length).toBeGreaterThan(2);
+  });
+
+  it.each([408, 409, 500, 502])("retries HTTP %i", async (status) => {
+    h = await startHarness();
+    h.fake.enqueue(errorReply(status, "transient"), reply({ text: "ok" }));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome.kind).toBe("completed");
+    expect(h.fake.requests).toHaveLength(2);
+  });
+
+  it("retries a connection reset before any response", async () => {
+    h = await startHarness();
+    h.fake.enqueue({ kind: "reset" }, reply({ text: "after reset" }));
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["after reset"]);
+  });
+
+  it("continues an answer whose stream was cut, with no duplicated text", async () => {
+    h = await startHarness();
+    const full = "The quick brown fox jumps over the lazy dog.";
+    // Role chunk + 3 pieces of 4 characters: "The quick br".
+    h.fake.enqueue(
+      { kind: "stream", chunks: replyChunks({ text: full, pieceSize: 4 }), end: "cut", cutAfter: 4 },
+      reply({ text: "own fox jumps over the lazy dog.", usage: { prompt: 30, completion: 9 } }),
+    );
+    const { outcome, sink } = await h.run({ input: "say it" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    const pieces = sink.committed("assistantMessage").map((m) => m.text);
+    expect(pieces).toEqual(["The quick br", "own fox jumps over the lazy dog."]);
+    expect(pieces.join("")).toBe(full);
+    expect(sink.streamedText()).toBe(full);
+    // The continuation request carried the partial answer and asked to go on.
+    expect(h.fake.requests[1]?.body.messages.slice(-2)).toEqual([
+      { role: "assistant", content: "The quick br" },
+      { role: "user", content: CONTINUE_PROMPT },
+    ]);
+  });
+
+  it("drops the repeat when a continued answer restarts from the top", async () => {
+    h = await startHarness();
+    const full = "One two three four five six.";
+    h.fake.enqueue(
+      { kind: "stream", chunks: replyChunks({ text: full, pieceSize: 5 }), end: "cut", cutAfter: 3 },
+      reply({ text: full, pieceSize: 3 }),
+    );
+    const { outcome, sink } = await h.run({ input: "count" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text).join("")).toBe(full);
+    expect(sink.streamedText()).toBe(full);
+  });
+
+  it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
+    h = await startHarness({ maxStreamResumes: 2 });
+    const cut = (text: string) => ({ kind: "stream" as const, chunks: replyChunks({ text, pieceSize: 2 }), end: "cut" as const, cutAfter: 2 });
+    h.fake.enqueue(cut("ab--"), cut("cd--"), cut("ef--"), reply({ text: "never" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    expect(h.fake.requests).toHaveLength(3);
+    // What was said before each cut stays committed.
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ab", "cd", "ef"]);
+  });
+
+  it("treats a stream that goes silent past the idle timeout as cut", async () => {
+    h = await startHarness({ streamIdleTimeoutMs: 100 });
+    // Role chunk and "Hello ", then the connection stays open and silent.
+    const silent = replyChunks({ text: "Hello there", pieceSize: 6 }).slice(0, 2);
+    h.fake.enqueue({ kind: "stream", chunks: silent, end: "hang" }, reply({ text: "there" }));
+    const { outcome, sink } = await h.run({ input: "greet" });
+    expect(outcome.kind).toBe("completed");
+    expect(h.fake.requests).toHaveLength(2);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello ", "there"]);
+  });
+});
+
+describe("retryAfterMs", () => {
+  it("reads retry-after-ms, seconds and HTTP dates, preferring retry-after-ms", () => {
+    const now = Date.parse("2025-01-01T00:00:00Z");
+    expect(retryAfterMs(new Headers({ "retry-after-ms": "250", "retry-after": "9" }), now)).toBe(250);
+    expect(retryAfterMs(new Headers({ "retry-after": "3" }), now)).toBe(3000);
+    expect(retryAfterMs(new Headers({ "retry-after": "Wed, 01 Jan 2025 00:00:05 GMT" }), now)).toBe(5000);
+    expect(retryAfterMs(new Headers({ "retry-after": "soon" }), now)).toBeUndefined();
+    expect(retryAfterMs(new Headers(), now)).toBeUndefined();
+  });
+});
