@@ -1,5 +1,9 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import * as os from "node:os";
+import * as path from "node:path";
 import type { RuntimeStore } from "../../src/runtime/index.js";
 import { createMemoryStore } from "../../src/runtime/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
 
 /**
  * The stores the core behaviour suite runs against, unchanged. Each
@@ -14,5 +18,15 @@ export const STORE_FACTORIES: StoreFactory[] = [
   {
     name: "memory",
     create: async () => ({ store: createMemoryStore(), cleanup: async () => {} }),
+  },
+  {
+    name: "fs",
+    create: async () => {
+      const dataDir = await mkdtemp(path.join(os.tmpdir(), "wr-core-fs-"));
+      return {
+        store: createFileStore({ dataDir }),
+        cleanup: () => rm(dataDir, { recursive: true, force: true }),
+      };
+    },
   },
 ];
