@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createRuntime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { createFileStore } from "../store/fs/index.js";
 import { createJsonLogger } from "./json-logger.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
@@ -10,12 +11,14 @@ export class UsageError extends Error {
 }
 
 export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--port 7070] [--http1-port N]
-                            [--runtime-id ID] [--token-file PATH]
+                            [--runtime-id ID] [--token-file PATH] [--data-dir DIR]
   --host         address to listen on (non-loopback requires a token)
   --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
   --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
   --runtime-id   fixed runtime id (1-64 of [A-Za-z0-9._-])
   --token-file   file holding the bearer token (or set WORKER_RUNTIME_TOKEN)
+  --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
+                 everything lives in memory and is lost on exit
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)`;
 
 /**
@@ -31,6 +34,7 @@ export async function serve(argv: string[]): Promise<void> {
       "http1-port": { type: "string" },
       "runtime-id": { type: "string" },
       "token-file": { type: "string" },
+      "data-dir": { type: "string" },
       "shutdown-grace-ms": { type: "string", default: "10000" },
       help: { type: "boolean", default: false },
     },
@@ -46,6 +50,7 @@ export async function serve(argv: string[]): Promise<void> {
   const runtimeOptions: RuntimeOptions = {
     logger,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
+    ...(values["data-dir"] !== undefined ? { store: createFileStore({ dataDir: values["data-dir"] }) } : {}),
   };
   const runtime = await createRuntime(runtimeOptions);
   const server = await startRuntimeServer({
