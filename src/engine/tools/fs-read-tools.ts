@@ -77,7 +77,7 @@ export const listFilesTool: ToolDefinition = {
     while (pending.length > 0 && !more) {
       const dir = pending.shift() as string;
       const entries = await readdir(dir, { withFileTypes: true });
-      entries.sort((a, b) => a.name.localeCompare(b.name));
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       for (const entry of entries) {
         if (lines.length >= max) {
           more = true;
@@ -126,7 +126,7 @@ export const searchFilesTool: ToolDefinition = {
       context.signal.throwIfAborted();
       const dir = pending.shift() as string;
       const entries = await readdir(dir, { withFileTypes: true });
-      entries.sort((a, b) => a.name.localeCompare(b.name));
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       for (const entry of entries) {
         const hostPath = join(dir, entry.name);
         if (entry.isDirectory()) {

@@ -1,0 +1,193 @@
+import { mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ScriptedToolCall } from "../support/openai-chunks.js";
+import { reply } from "../support/openai-chunks.js";
+import { profileWith, startHarness, type Harness } from "./harness.js";
+
+const call = (id: string, name: string, args: object): ScriptedToolCall => ({ id, name, arguments: JSON.stringify(args) });
+
+describe("tools", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  /** Runs one turn of tool calls, then a final answer; returns the results the model was sent. */
+  async function runTools(harness: Harness, calls: ScriptedToolCall[], capabilities = ["fs.read", "fs.write", "shell.exec"]) {
+    harness.fake.enqueue(reply({ toolCalls: calls }), reply({ text: "done" }));
+    const { outcome, sink } = await harness.run({ input: "use tools", capabilities });
+    expect(outcome.kind).toBe("completed");
+    const sent = harness.fake.requests[1]?.body.messages.filter((m) => m.role === "tool") ?? [];
+    return { results: sink.committed("toolResult"), sent: sent.map((m) => m.content) };
+  }
+
+  it("refuses `..`, absolute paths and symlinks that lead out of the workspace", async () => {
+    h = await startHarness();
+    await writeFile(join(h.outside, "secret.txt"), "top secret");
+    await symlink(h.outside, join(h.workspace, "link"));
+    await symlink(join(h.outside, "missing.txt"), join(h.workspace, "dangling.txt"));
+    const { results, sent } = await runTools(h, [
+      call("c1", "read_file", { path: "../outside/secret.txt" }),
+      call("c2", "read_file", { path: join(h.outside, "secret.txt") }),
+      call("c3", "read_file", { path: "link/secret.txt" }),
+      call("c4", "write_file", { path: "link/planted.txt", content: "x" }),
+      call("c5", "write_file", { path: "dangling.txt", content: "x" }),
+      call("c6", "list_files", { path: "link" }),
+      call("c7", "write_file", { path: "sub/../../escape.txt", content: "x" }),
+    ]);
+    expect(results.map((r) => r.isError)).toEqual([true, true, true, true, true, true, true]);
+    for (const result of results) expect(result.output).toMatch(/^refused: /);
+    expect(results[0]?.output).toContain("leads outside the workspace");
+    expect(results[1]?.output).toContain("absolute path");
+    expect(results[2]?.output).toContain("through a symlink");
+    // The model read every refusal; nothing outside was read or written.
+    expect(sent).toEqual(results.map((r) => r.output));
+    expect(sent.join("\n")).not.toContain("top secret");
+    await expect(stat(join(h.outside, "planted.txt"))).rejects.toThrow();
+    await expect(stat(join(h.outside, "missing.txt"))).rejects.toThrow();
+    await expect(stat(join(h.workspace, "..", "escape.txt"))).rejects.toThrow();
+  });
+
+  it("allows symlinks and `..` that stay inside the workspace", async () => {
+    h = await startHarness();
+    await mkdir(join(h.workspace, "docs"));
+    await writeFile(join(h.workspace, "docs", "a.md"), "alpha");
+    await symlink(join(h.workspace, "docs"), join(h.workspace, "docs-link"));
+    const { results } = await runTools(h, [
+      call("c1", "read_file", { path: "docs-link/a.md" }),
+      call("c2", "read_file", { path: "docs/../docs/a.md" }),
+      call("c3", "edit_file", { path: "docs/a.md", old_text: "alpha", new_text: "beta" }),
+      call("c4", "search_files", { query: "beta" }),
+      call("c5", "list_files", { recursive: true }),
+    ]);
+    expect(results.map((r) => [r.isError, r.output])).toEqual([
+      [false, "alpha"],
+      [false, "alpha"],
+      [false, "edited docs/a.md"],
+      [false, "docs/a.md:1: beta"],
+      [false, "docs/\ndocs-link (symlink)\ndocs/a.md"],
+    ]);
+  });
+
+  it("bounds file reads, listings, command output and tool output, and tells the model", async () => {
+    h = await startHarness({
+      toolLimits: { maxReadBytes: 100, maxListEntries: 3, maxCommandOutputBytes: 50, maxOutputBytes: 400 },
+    });
+    await writeFile(join(h.workspace, "big.txt"), "x".repeat(1000));
+    for (const name of ["a", "b", "c", "d", "e"]) await writeFile(join(h.workspace, `${name}.txt`), `needle ${name}\n`.repeat(40));
+    const { results, sent } = await runTools(h, [
+      call("c1", "read_file", { path: "big.txt" }),
+      call("c2", "list_files", {}),
+      call("c3", "run_command", { command: "yes hello | head -c 5000" }),
+      call("c4", "search_files", { query: "needle" }),
+      call("c5", "read_file", { path: "big.txt", offset: 950 }),
+    ]);
+    expect(results.map((r) => r.truncated)).toEqual([true, true, true, true, false]);
+    expect(results[0]?.output).toBe(`${"x".repeat(100)}\n[file truncated: showing bytes 0-100 of 1000; call read_file with offset=100 for more]`);
+    expect(results[1]?.output).toBe("a.txt\nb.txt\nbig.txt\n[listing truncated at 3 entries]");
+    expect(results[2]?.output).toContain("exit code 0");
+    expect(results[2]?.output).toContain("[command output truncated: showing the first 50 of 5000 bytes]");
+    expect(results[3]?.output).toContain("[tool output truncated: showing the first 400 of");
+    expect(Buffer.byteLength(results[3]?.output ?? "")).toBeLessThan(500);
+    expect(results[4]?.output).toBe(`${"x".repeat(50)}\n[showing bytes 950-1000 of 1000]`);
+    expect(sent).toEqual(results.map((r) => r.output));
+  });
+
+  it("kills a command at its timeout and reports it; a failing command is an error result", async () => {
+    h = await startHarness();
+    const { results } = await runTools(h, [
+      call("c1", "run_command", { command: "echo started; sleep 20", timeout_ms: 100 }),
+      call("c2", "run_command", { command: "echo oops >&2; exit 3" }),
+      call("c3", "run_command", { command: "echo $OPENAI_API_KEY" }),
+    ]);
+    expect(results[0]).toMatchObject({ isError: true, output: "killed after the 100 ms timeout\nstarted\n" });
+    expect(results[1]).toMatchObject({ isError: true, output: "exit code 3\noops\n" });
+    // Commands the model writes never see the provider key.
+    expect(results[2]).toMatchObject({ isError: false, output: "exit code 0\n\n" });
+  });
+
+  it("reports bad arguments and missing files as errors the model can read", async () => {
+    h = await startHarness();
+    const { results } = await runTools(h, [
+      { id: "c1", name: "read_file", arguments: "{not json" },
+      call("c2", "read_file", {}),
+      call("c3", "read_file", { path: "nope.txt" }),
+      call("c4", "edit_file", { path: "nope.txt", old_text: "a", new_text: "b" }),
+    ]);
+    expect(results.map((r) => r.output)).toEqual([
+      "the arguments are not valid JSON",
+      'argument "path" must be a string',
+      "no such file or directory: nope.txt",
+      "no such file or directory: nope.txt",
+    ]);
+  });
+
+  describe("approvals", () => {
+    const profile = (base: Harness) => profileWith(base.companion, { approvalRequiredTools: ["write_file"] });
+
+    it("waits for approval, then runs the call", async () => {
+      h = await startHarness();
+      const harness = h;
+      harness.fake.enqueue(reply({ toolCalls: [call("w1", "write_file", { path: "ok.txt", content: "yes" })] }), reply({ text: "written" }));
+      let fileDuringWait: string | undefined = "unset";
+      const { outcome, sink } = await harness.run({
+        input: "write",
+        profile: profile(harness),
+        capabilities: ["fs.write"],
+        onApproval: async () => {
+          fileDuringWait = await readFile(join(harness.workspace, "ok.txt"), "utf8").catch(() => undefined);
+          return { approved: true, reason: "" };
+        },
+      });
+      expect(outcome.kind).toBe("completed");
+      expect(fileDuringWait).toBeUndefined();
+      expect(sink.events.filter((e) => e.type === "approval")).toEqual([
+        { type: "approval", call: { toolCallId: "w1", toolName: "write_file", argumentsJson: '{"path":"ok.txt","content":"yes"}' } },
+      ]);
+      expect(await readFile(join(harness.workspace, "ok.txt"), "utf8")).toBe("yes");
+    });
+
+    it("tells the model about a rejection and its reason, without running the call", async () => {
+      h = await startHarness();
+      h.fake.enqueue(reply({ toolCalls: [call("w1", "write_file", { path: "no.txt", content: "x" })] }), reply({ text: "ok, I won't" }));
+      const { outcome, sink } = await h.run({
+        input: "write",
+        profile: profile(h),
+        capabilities: ["fs.write"],
+        onApproval: () => Promise.resolve({ approved: false, reason: "not in this folder" }),
+      });
+      expect(outcome.kind).toBe("completed");
+      const rejection = "The user rejected this tool call, so it did not run. Reason: not in this folder";
+      expect(sink.committed("toolResult")).toMatchObject([{ toolCallId: "w1", isError: true, output: rejection }]);
+      expect(h.fake.requests[1]?.body.messages.at(-1)).toEqual({ role: "tool", tool_call_id: "w1", content: rejection });
+      await expect(stat(join(h.workspace, "no.txt"))).rejects.toThrow();
+    });
+
+    it("ends the run cancelled when cancelled while waiting", async () => {
+      h = await startHarness();
+      h.fake.enqueue(reply({ toolCalls: [call("w1", "write_file", { path: "no.txt", content: "x" })] }));
+      const controller = new AbortController();
+      let waiting: () => void = () => undefined;
+      const waitingNow = new Promise<void>((resolve) => (waiting = resolve));
+      const running = h.run({
+        input: "write",
+        profile: profile(h),
+        capabilities: ["fs.write"],
+        signal: controller.signal,
+        onApproval: (_call, signal) =>
+          new Promise((_resolve, reject) => {
+            waiting();
+            signal.addEventListener("abort", () => reject(new DOMException("cancelled", "AbortError")));
+          }),
+      });
+      await waitingNow;
+      controller.abort();
+      const { outcome } = await running;
+      expect(outcome).toEqual({ kind: "cancelled" });
+      expect(h.fake.requests).toHaveLength(1);
+      await expect(stat(join(h.workspace, "no.txt"))).rejects.toThrow();
+    });
+  });
+});
