@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { messagesFromTranscript, UNANSWERED_CALL } from "../../src/engine/conversation.js";
+
+function entry(runId: string, content: TranscriptEntry["content"]): TranscriptEntry {
+  return create(TranscriptEntrySchema, { runId, content });
+}
+const user = (run: string, text: string) => entry(run, { case: "userMessage", value: { $typeName: "worker_runtime.v1.UserMessage", text } });
+const said = (run: string, text: string) =>
+  entry(run, { case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text } });
+const toolCall = (run: string, id: string) =>
+  entry(run, {
+    case: "toolCall",
+    value: { $typeName: "worker_runtime.v1.ToolCall", toolCallId: id, toolName: "read_file", argumentsJson: "{}" },
+  });
+const toolResult = (run: string, id: string, output: string) =>
+  entry(run, {
+    case: "toolResult",
+    value: { $typeName: "worker_runtime.v1.ToolResult", toolCallId: id, toolName: "read_file", output, isError: false, truncated: false },
+  });
+
+describe("messagesFromTranscript", () => {
+  it("joins a continued answer and groups text with the tool calls of its turn", () => {
+    expect(
+      messagesFromTranscript([
+        user("r1", "q"),
+        said("r1", "Let me "),
+        said("r1", "look."),
+        toolCall("r1", "c1"),
+        toolResult("r1", "c1", "data"),
+        said("r1", "Found it."),
+      ]),
+    ).toEqual([
+      { role: "user", content: "q" },
+      {
+        role: "assistant",
+        content: "Let me look.",
+        tool_calls: [{ id: "c1", type: "function", function: { name: "read_file", arguments: "{}" } }],
+      },
+      { role: "tool", tool_call_id: "c1", content: "data" },
+      { role: "assistant", content: "Found it." },
+    ]);
+  });
+
+  it("drops results whose call fell out of the window and answers calls that never got a result", () => {
+    expect(
+      messagesFromTranscript([toolResult("r0", "old", "stale"), user("r1", "q"), toolCall("r1", "c1"), user("r2", "next")]),
+    ).toEqual([
+      { role: "user", content: "q" },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "c1", type: "function", function: { name: "read_file", arguments: "{}" } }],
+      },
+      { role: "tool", tool_call_id: "c1", content: UNANSWERED_CALL },
+      { role: "user", content: "next" },
+    ]);
+  });
+});
