@@ -1,3 +1,4 @@
+import { mkdir } from "node:fs/promises";
 import OpenAI from "openai";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -57,9 +58,12 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
       let workspace: Workspace | undefined;
       if (request.workspaceDir !== undefined) {
         try {
+          // The Runtime validated the path at create time but does not make
+          // the directory; a new worker's workspace starts out empty.
+          await mkdir(request.workspaceDir, { recursive: true });
           workspace = await Workspace.open(request.workspaceDir);
         } catch {
-          return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message: "the worker's workspace directory is missing" };
+          return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message: "the worker's workspace directory cannot be opened" };
         }
       }
       const profile = withDefaults(request.profile, defaultModel);
