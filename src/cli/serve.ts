@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { createRuntime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
+import { backendFromFlags, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
@@ -19,7 +20,8 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   --token-file   file holding the bearer token (or set WORKER_RUNTIME_TOKEN)
   --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
                  everything lives in memory and is lost on exit
-  --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)`;
+  --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
+${EXECUTION_USAGE}`;
 
 /**
  * `worker-runtime serve`: starts a standalone runtime server, prints one
@@ -36,6 +38,11 @@ export async function serve(argv: string[]): Promise<void> {
       "token-file": { type: "string" },
       "data-dir": { type: "string" },
       "shutdown-grace-ms": { type: "string", default: "10000" },
+      "workspace-root": { type: "string", multiple: true },
+      "openai-base-url": { type: "string" },
+      "openai-model": { type: "string" },
+      "openai-keyless": { type: "boolean", default: false },
+      profiles: { type: "string" },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -47,8 +54,10 @@ export async function serve(argv: string[]): Promise<void> {
   }
   const logger = createJsonLogger();
   const token = readToken(values["token-file"]);
+  const execution = await executionOptions(values);
   const runtimeOptions: RuntimeOptions = {
     logger,
+    ...execution,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
     ...(values["data-dir"] !== undefined ? { store: createFileStore({ dataDir: values["data-dir"] }) } : {}),
   };
@@ -81,6 +90,15 @@ export async function serve(argv: string[]): Promise<void> {
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
   logger.info("stopped");
+}
+
+/** The execution backend and workspace roots from flags and OPENAI_* variables. */
+async function executionOptions(values: Parameters<typeof backendFromFlags>[0]): Promise<Pick<RuntimeOptions, "executionBackend" | "workspaceRoots">> {
+  try {
+    return { executionBackend: await backendFromFlags(values), workspaceRoots: workspaceRootsFromFlags(values["workspace-root"]) };
+  } catch (error) {
+    throw error instanceof ExecutionConfigError ? new UsageError(error.message) : error;
+  }
 }
 
 function parsePort(flag: string, value: string): number {
