@@ -17,6 +17,11 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
   }
   if (error instanceof ConnectError) {
     if (error.findDetails(ErrorDetailSchema).length > 0) return error;
+    if (isUndecodableBody(error)) {
+      return new ConnectError(error.rawMessage, Code.InvalidArgument, error.metadata, [
+        { desc: ErrorDetailSchema, value: { reason: ErrorReason.INVALID_ARGUMENT, metadata: {} } },
+      ]);
+    }
     return new ConnectError(error.rawMessage, error.code, error.metadata, [
       { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: {} } },
     ]);
@@ -25,6 +30,15 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
   return new ConnectError("internal error", Code.Internal, undefined, [
     { desc: ErrorDetailSchema, value: { reason: ErrorReason.INTERNAL, metadata: {} } },
   ]);
+}
+
+/**
+ * connect-es reports a request body that is not valid protobuf as INTERNAL
+ * ("parse binary: ..."), like grpc-go; but the caller sent it, so it is
+ * INVALID_ARGUMENT here, as an undecodable JSON body already is.
+ */
+function isUndecodableBody(error: ConnectError): boolean {
+  return error.code === Code.Internal && error.rawMessage.startsWith("parse binary:");
 }
 
 /** The reason for protocol-level errors that did not come from the runtime. */

@@ -1,9 +1,16 @@
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, createConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { Logger, Runtime } from "../runtime/index.js";
 import { createAuthInterceptor } from "./auth.js";
+import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { createErrorInterceptor, createRoutes } from "./routes.js";
 
 /** Options for {@link startRuntimeServer}. */
@@ -57,12 +64,12 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   const interceptors = [createErrorInterceptor(options.logger)];
   if (options.token) interceptors.push(createAuthInterceptor(options.token));
   const limits = options.runtime.limits;
-  const handler = connectNodeAdapter({
-    routes: createRoutes(options.runtime),
+  const handler = createNodeHandler(options.runtime, options.logger, {
     interceptors,
     readMaxBytes: limits.maxMessageBytes,
     writeMaxBytes: limits.maxMessageBytes,
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
+    acceptCompression: [compressionGzip, compressionBrotli],
   });
 
   const h2 = http2.createServer(handler);
@@ -100,6 +107,34 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * connectNodeAdapter, plus {@link withTypedProtocolErrors} around every
+ * method handler (the adapter offers no hook for that).
+ */
+function createNodeHandler(
+  runtime: Runtime,
+  logger: Logger,
+  routerOptions: ConnectRouterOptions,
+): (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void {
+  const router = createConnectRouter(routerOptions);
+  createRoutes(runtime)(router);
+  const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, withTypedProtocolErrors(handler, logger)]));
+  return (request, response) => {
+    const handler = handlers.get(request.url?.split("?", 2)[0] ?? "");
+    if (!handler) {
+      response.writeHead(404);
+      response.end();
+      return;
+    }
+    handler(universalRequestFromNodeRequest(request, response, undefined, undefined))
+      .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        logger.error("request handler failed", { path: request.url, cause: String(reason) });
+      });
   };
 }
 
