@@ -70,6 +70,9 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     writeMaxBytes: limits.maxMessageBytes,
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
     acceptCompression: [compressionGzip, compressionBrotli],
+    // The proto3 JSON default: an unknown field or enum name is an error. connect-es
+    // ignores both by default, which silently drops e.g. a misspelt status filter.
+    jsonOptions: { ignoreUnknownFields: false },
   });
 
   const h2 = http2.createServer(handler);
