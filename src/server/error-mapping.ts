@@ -33,12 +33,15 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
 }
 
 /**
- * connect-es reports a request body that is not valid protobuf as INTERNAL
- * ("parse binary: ..."), like grpc-go; but the caller sent it, so it is
- * INVALID_ARGUMENT here, as an undecodable JSON body already is.
+ * connect-es reports a request body it cannot decode as INTERNAL, like
+ * grpc-go: bytes that are not valid protobuf ("parse binary: ...") and a
+ * message flagged compressed without a negotiated encoding. The caller sent
+ * them, so they are INVALID_ARGUMENT here, as an undecodable JSON body is.
  */
+const UNDECODABLE_BODY_MESSAGES = ["parse binary:", "received compressed envelope, but do not know how to decompress"];
+
 function isUndecodableBody(error: ConnectError): boolean {
-  return error.code === Code.Internal && error.rawMessage.startsWith("parse binary:");
+  return error.code === Code.Internal && UNDECODABLE_BODY_MESSAGES.some((prefix) => error.rawMessage.startsWith(prefix));
 }
 
 /** The reason for protocol-level errors that did not come from the runtime. */
