@@ -124,6 +124,7 @@ async function commitText(context: RunContext, accumulator: ChunkAccumulator): P
   }
 }
 
+/** Provider token counts of one response; the request itself is counted by `sink.turn()`. */
 function addUsage(context: RunContext, accumulator: ChunkAccumulator): void {
   const usage = accumulator.usage;
   if (!usage) return;
@@ -132,6 +133,5 @@ function addUsage(context: RunContext, accumulator: ChunkAccumulator): void {
     outputTokens: BigInt(usage.completion_tokens ?? 0),
     cachedInputTokens: BigInt(usage.prompt_tokens_details?.cached_tokens ?? 0),
     reasoningTokens: BigInt(usage.completion_tokens_details?.reasoning_tokens ?? 0),
-    modelRequests: 1n,
   });
 }

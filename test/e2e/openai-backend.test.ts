@@ -45,7 +45,7 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     expect(run.status).toBe(RunStatus.COMPLETED);
     expect(run.stopReason).toBe(StopReason.END_TURN);
     expect(await readFile(join(s.root, "proj", "out.txt"), "utf8")).toBe("SEED");
-    expect(run.usage).toMatchObject({ inputTokens: 180n, outputTokens: 18n, cachedInputTokens: 30n, reasoningTokens: 2n });
+    expect(run.usage).toMatchObject({ inputTokens: 180n, outputTokens: 18n, cachedInputTokens: 30n, reasoningTokens: 2n, modelRequests: 3n });
     expect(run.turns).toBe(3);
 
     const kinds = new Set(events.map((e) => e.kind.case));

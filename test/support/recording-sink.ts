@@ -93,6 +93,8 @@ export class RecordingSink implements RunSink {
   }
   turn(): void {
     this.turns++;
+    // As the Runtime does: a turn is one model request.
+    this.usage.modelRequests++;
     this.record({ type: "turn" });
   }
   requestApproval(call: PendingToolCall, signal: AbortSignal): Promise<ApprovalResult> {
