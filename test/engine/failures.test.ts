@@ -86,6 +86,17 @@ describe("provider failures", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["after reset"]);
   });
 
+  it("times out a provider that never answers, retries, and fails PROVIDER_UNAVAILABLE within the budget", async () => {
+    h = await startHarness({ requestTimeoutMs: 100, retry: { budgetMs: 400, baseDelayMs: 10, maxDelayMs: 20 } });
+    h.fake.setFallback({ kind: "stall" });
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    expect(outcome.kind === "failed" && outcome.message).toMatch(/timed out/i);
+    expect(h.fake.requests.length).toBeGreaterThan(1);
+    // Every timed-out attempt's connection was closed by the client.
+    await h.fake.waitForClientClose(0);
+  });
+
   it("continues an answer whose stream was cut, with no duplicated text", async () => {
     h = await startHarness();
     const full = "The quick brown fox jumps over the lazy dog.";

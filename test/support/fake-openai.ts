@@ -29,7 +29,9 @@ export type FakeResponse =
     }
   | { kind: "error"; status: number; body?: unknown; headers?: Record<string, string> }
   /** Destroys the connection without any response (a connection error). */
-  | { kind: "reset" };
+  | { kind: "reset" }
+  /** Never answers: no headers, no body, until the client gives up. */
+  | { kind: "stall" };
 
 /** What the fake server saw of one request. */
 export interface RecordedRequest {
@@ -154,6 +156,8 @@ async function respond(res: ServerResponse, response: FakeResponse): Promise<voi
   switch (response.kind) {
     case "reset":
       res.socket?.destroy();
+      return;
+    case "stall":
       return;
     case "error":
       res.writeHead(response.status, { "content-type": "application/json", ...response.headers });
