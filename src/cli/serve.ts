@@ -73,12 +73,10 @@ export async function serve(argv: string[]): Promise<void> {
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
   });
-  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
-  process.stdout.write(`worker-runtime listening h2c=${server.h2Address}${http1} runtime_id=${runtime.runtimeId}\n`);
-  logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
-
   const graceMs = Number(values["shutdown-grace-ms"]);
-  await new Promise<void>((resolve) => {
+  // Handlers first: a supervisor may signal as soon as it reads the listening
+  // line, and a signal with no listener kills the process without draining.
+  const stopped = new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server.close(graceMs).then(resolve, (error: unknown) => {
@@ -89,6 +87,10 @@ export async function serve(argv: string[]): Promise<void> {
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
+  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
+  process.stdout.write(`worker-runtime listening h2c=${server.h2Address}${http1} runtime_id=${runtime.runtimeId}\n`);
+  logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
+  await stopped;
   logger.info("stopped");
 }
 
