@@ -53,6 +53,7 @@ export async function serve(argv: string[]): Promise<void> {
     return;
   }
   const logger = createJsonLogger();
+  const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const execution = await executionOptions(values);
   const runtimeOptions: RuntimeOptions = {
@@ -73,7 +74,6 @@ export async function serve(argv: string[]): Promise<void> {
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
   });
-  const graceMs = Number(values["shutdown-grace-ms"]);
   // Handlers first: a supervisor may signal as soon as it reads the listening
   // line, and a signal with no listener kills the process without draining.
   const stopped = new Promise<void>((resolve) => {
@@ -101,6 +101,12 @@ async function executionOptions(values: Parameters<typeof backendFromFlags>[0]):
   } catch (error) {
     throw error instanceof ExecutionConfigError ? new UsageError(error.message) : error;
   }
+}
+
+function parseGraceMs(value: string): number {
+  const graceMs = Number(value);
+  if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
+  return graceMs;
 }
 
 function parsePort(flag: string, value: string): number {
