@@ -1,0 +1,185 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { afterEach, describe, expect, it } from "vitest";
+import { HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { startCli, type CliProcess } from "../support/cli-process.js";
+import { expectReason } from "../support/errors.js";
+import { clientsFor, eventually, makeTransport, startHarness } from "../support/harness.js";
+import { holdOpen, ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * `worker-runtime serve` as a user runs it: the listening line tells the
+ * real ports, both listeners answer, SIGTERM shuts down cleanly with exit
+ * code 0. Draining with a run in flight needs a scripted backend, which only
+ * the library API can inject, so that part runs on startRuntimeServer.
+ */
+
+const processes: CliProcess[] = [];
+
+afterEach(() => {
+  for (const cli of processes.splice(0)) cli.kill();
+});
+
+function serve(args: readonly string[]): CliProcess {
+  const cli = startCli(["serve", ...args]);
+  processes.push(cli);
+  return cli;
+}
+
+describe("worker-runtime serve", () => {
+  it("prints the real ports, answers on both listeners and exits 0 on SIGTERM", async () => {
+    const cli = serve(["--host", "127.0.0.1", "--port", "0", "--http1-port", "0", "--runtime-id", "rt-cli-test"]);
+    const listening = await cli.listening;
+    expect(listening.runtimeId).toBe("rt-cli-test");
+    const h2Port = Number(listening.h2c.split(":").pop());
+    const http1Port = Number(listening.http1?.split(":").pop());
+    expect(h2Port).toBeGreaterThan(0);
+    expect(http1Port).toBeGreaterThan(0);
+    expect(http1Port).not.toBe(h2Port);
+    // Logs go to stderr, so stdout is only the listening line.
+    expect(cli.stdout().trim().split("\n")).toHaveLength(1);
+
+    const h2Url = `http://${listening.h2c}`;
+    const session = new Http2SessionManager(h2Url);
+    try {
+      for (const protocol of ["grpc", "connect"] as const) {
+        const clients = clientsFor(makeTransport(protocol, h2Url, session));
+        expect((await clients.management.getRuntime({})).runtime?.runtimeId).toBe("rt-cli-test");
+      }
+      const http1 = createClient(RuntimeManagement, createConnectTransport({ baseUrl: `http://${listening.http1}`, httpVersion: "1.1" }));
+      const summary = await http1.getRuntime({});
+      expect(summary.runtime?.runtimeId).toBe("rt-cli-test");
+      expect(summary.runtime?.status).toBe(RuntimeStatus.SERVING);
+
+      // An open watch stream must not keep the process alive past shutdown.
+      const watch = clientsFor(makeTransport("grpc", h2Url, session)).observation.watchRuntime({ runtimeId: "rt-cli-test" });
+      const iterator = watch[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      expect(first.done).toBe(false);
+      const streamEnd = (async () => {
+        try {
+          while (!(await iterator.next()).done);
+          return "ended";
+        } catch (error) {
+          return ConnectError.from(error).code;
+        }
+      })();
+
+      cli.child.kill("SIGTERM");
+      const exit = await cli.exited;
+      expect(exit).toEqual({ code: 0, signal: null });
+      // The stream ended (cleanly or as cut off) rather than hanging.
+      expect(["ended", Code.Unavailable, Code.Canceled, Code.Internal, Code.Unknown]).toContain(await streamEnd);
+    } finally {
+      session.abort();
+    }
+    expect(cli.stderr()).toContain('"message":"stopped"');
+  });
+
+  it("exits 0 on SIGINT too", async () => {
+    const cli = serve(["--port", "0"]);
+    await cli.listening;
+    cli.child.kill("SIGINT");
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it.each([
+    [["--port", "abc"], "--port must be a port number"],
+    [["--port", "70000"], "--port must be a port number"],
+    [["--port", "0", "--http1-port=-1"], "--http1-port must be a port number"],
+    [["--port", "0", "--shutdown-grace-ms", "soon"], "--shutdown-grace-ms must be"],
+    [["--port", "0", "--shutdown-grace-ms=-5"], "--shutdown-grace-ms must be"],
+    [["--port", "0", "--no-such-flag"], "no-such-flag"],
+    [["--port", "0", "--runtime-id", "../bad"], "runtime_id"],
+  ])("refuses %j with a usage message", async (args, message) => {
+    const cli = serve(args);
+    const { code } = await cli.exited;
+    expect(code).not.toBe(0);
+    expect(code).not.toBeNull();
+    expect(cli.stderr()).toContain(message);
+    expect(cli.stdout()).not.toContain("listening");
+  });
+
+  it("exits non-zero when the port is taken", async () => {
+    const first = serve(["--port", "0"]);
+    const { h2c } = await first.listening;
+    const second = serve(["--port", String(h2c.split(":").pop())]);
+    const { code } = await second.exited;
+    expect(code).not.toBe(0);
+    expect(second.stderr()).toContain("EADDRINUSE");
+    first.child.kill("SIGTERM");
+    expect((await first.exited).code).toBe(0);
+  });
+});
+
+describe("graceful shutdown with a run in flight (startRuntimeServer)", () => {
+  it("turns health NOT_SERVING, refuses new work, and interrupts the run after the grace period", async () => {
+    const backend = new ScriptedBackend();
+    const held = holdOpen("partial answer");
+    backend.enqueue(held.script);
+    const harness = await startHarness({ executionBackend: backend });
+    try {
+      const clients = harness.connect("grpc");
+      const runtimeId = harness.runtime.runtimeId;
+
+      const statuses: ServingStatus[] = [];
+      const healthAbort = new AbortController();
+      const healthWatch = (async () => {
+        try {
+          for await (const message of clients.health.watch({}, { signal: healthAbort.signal }) as AsyncIterable<HealthCheckResponse>) {
+            statuses.push(message.status);
+          }
+        } catch {
+          // the stream is cut when the server closes
+        }
+      })();
+      await eventually(() => statuses.length > 0, 5_000, "the first health status");
+      expect(statuses).toEqual([ServingStatus.SERVING]);
+
+      const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
+      const other = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
+      const run = (await clients.interaction.sendInput({ worker, input: { text: "take your time" } })).run;
+      await held.started;
+
+      const events: WorkerEvent[] = [];
+      const watchDone = (async () => {
+        try {
+          for await (const message of clients.observation.watchWorker({ worker })) events.push(...message.events);
+        } catch {
+          // cut at close
+        }
+      })();
+
+      const closed = harness.server.close(300);
+      await eventually(() => statuses.includes(ServingStatus.NOT_SERVING), 5_000, "health NOT_SERVING");
+      // While draining: still answering, reporting DRAINING, refusing new work.
+      expect((await clients.health.check({})).status).toBe(ServingStatus.NOT_SERVING);
+      expect((await clients.management.getRuntime({})).runtime?.status).toBe(RuntimeStatus.DRAINING);
+      await expectReason(
+        () => clients.interaction.sendInput({ worker: other, input: { text: "too late" } }),
+        Code.Unavailable,
+        ErrorReason.RUNTIME_DRAINING,
+      );
+      await expectReason(() => clients.catalog.createWorker({ runtimeId }), Code.Unavailable, ErrorReason.RUNTIME_DRAINING);
+
+      await closed;
+      healthAbort.abort();
+      await Promise.all([healthWatch, watchDone]);
+
+      expect(backend.signals[0]?.aborted).toBe(true);
+      const ends = events.flatMap((event) =>
+        event.kind.case === "runChanged" && event.kind.value.runId === run?.runId ? [event.kind.value.status] : [],
+      );
+      expect(ends).toContain(RunStatus.INTERRUPTED);
+      expect(ends).not.toContain(RunStatus.COMPLETED);
+      expect(harness.runtime.stats().subscriptions).toBe(0);
+    } finally {
+      await harness.close();
+    }
+  });
+});
