@@ -74,7 +74,10 @@ export interface RunSink {
    * its `blockId` so watchers replace the partial block with it.
    */
   commit(content: TranscriptEntry["content"], blockId?: string): Promise<TranscriptEntry>;
-  /** Adds provider-reported usage of one model request to the run. */
+  /**
+   * Adds provider-reported token usage of one model request to the run.
+   * Leave `modelRequests` out: `turn()` counts requests.
+   */
   addUsage(usage: Partial<Omit<Usage, "$typeName" | "$unknown">>): void;
   /** Counts one model turn (request) for the run. */
   turn(): void;

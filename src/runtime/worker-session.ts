@@ -237,13 +237,12 @@ export class WorkerSession {
     if (!this.active) {
       this.queue.push(run);
       this.startNext();
-    } else if (policy === BusyPolicy.INTERRUPT) {
-      this.queue.unshift(run);
-      this.active.controller.abort();
-      void this.emitWorker();
     } else {
-      this.queue.push(run);
-      void this.emitWorker();
+      if (policy === BusyPolicy.INTERRUPT) this.queue.unshift(run);
+      else this.queue.push(run);
+      this.worker.queuedRuns = this.queue.length;
+      void this.emitWorker().catch(() => {});
+      if (policy === BusyPolicy.INTERRUPT) this.active.controller.abort();
     }
     await Promise.all([accepted, stored]);
     return snapshotOfAccepted;
