@@ -403,8 +403,16 @@ export class Runtime {
     this.checkRuntimeId("runtime_id", request.runtimeId);
     const pageSize = resolvePageSize("page_size", request.pageSize, this.limits.defaultPageSize, this.limits.maxPageSize);
     for (const [i, status] of request.statuses.entries()) {
-      checkEnum(`statuses[${i}]`, status, [WorkerStatus.IDLE, WorkerStatus.RUNNING, WorkerStatus.STOPPED, WorkerStatus.FAILED]);
+      checkEnum(`statuses[${i}]`, status, [
+        WorkerStatus.UNSPECIFIED,
+        WorkerStatus.IDLE,
+        WorkerStatus.RUNNING,
+        WorkerStatus.STOPPED,
+        WorkerStatus.FAILED,
+      ]);
     }
+    // UNSPECIFIED matches every status (see worker.proto).
+    const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
     checkLabels("label_selector", request.labelSelector, this.limits.maxLabels);
     const after = decodePageToken("page_token", "workers", request.pageToken);
     if (typeof after === "number") throw invalidArgument("page_token", "is not a valid page token");
@@ -414,7 +422,7 @@ export class Runtime {
     for (; index < this.ordered.length && page.length < pageSize; index++) {
       const worker = this.ordered[index]?.worker;
       if (!worker) continue;
-      if (request.statuses.length > 0 && !request.statuses.includes(worker.status)) continue;
+      if (statuses.length > 0 && !statuses.includes(worker.status)) continue;
       if (selector.some(([key, value]) => worker.labels[key] !== value)) continue;
       page.push(clone(WorkerSchema, worker));
     }

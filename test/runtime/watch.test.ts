@@ -1,0 +1,282 @@
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { expectReason } from "../support/errors.js";
+import { eventually, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
+import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
+import { STORE_FACTORIES } from "../support/stores.js";
+
+/** A run with several deltas and commits spread over time, so cuts land mid-run. */
+const chattyRun: RunScript = async (request, sink) => {
+  for (let block = 0; block < 3; block++) {
+    const blockId = `${request.run.runId}-${block}`;
+    for (let i = 0; i < 4; i++) {
+      sink.textDelta(blockId, `${block}.${i} `);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: `block ${block}` } }, blockId);
+  }
+  return { kind: "completed", stopReason: StopReason.END_TURN };
+};
+
+/** A tiny deterministic PRNG (mulberry32), so failures reproduce. */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) => {
+  describe.each(PROTOCOLS)("over %s", (protocol) => {
+    let harness: Harness;
+    let clients: Clients;
+    let backend: ScriptedBackend;
+    let cleanup: () => Promise<void>;
+
+    beforeAll(async () => {
+      const { store, cleanup: clean } = await storeFactory.create();
+      cleanup = clean;
+      backend = new ScriptedBackend(chattyRun);
+      harness = await startHarness({ store, executionBackend: backend, limits: { maxQueueDepth: 100 }, heartbeatIntervalMs: 200 });
+      clients = harness.connect(protocol);
+    });
+    afterAll(async () => {
+      await harness.close();
+      await cleanup();
+    });
+
+    async function newWorker(): Promise<Worker> {
+      const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+      if (!worker) throw new Error("no worker");
+      return worker;
+    }
+
+    it("sends a snapshot with the partial text at once to a watcher attaching mid-run", async () => {
+      const worker = await newWorker();
+      const held = holdOpen("The answer so far");
+      backend.enqueue(held.script);
+      const sent = await clients.interaction.sendInput({ worker: worker.ref, input: { text: "question" } });
+      await held.started;
+      await eventually(() => harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq > 0n);
+      const abort = new AbortController();
+      const stream = clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal });
+      const iterator = stream[Symbol.asyncIterator]();
+      let first = (await iterator.next()).value;
+      // The in-flight text is delivered once its turn in the stream comes; wait for it to show.
+      for (let tries = 0; first?.snapshot?.inFlight.length === 0 && tries < 50; tries++) {
+        abort.abort();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        const retry = clients.observation.watchWorker({ worker: worker.ref })[Symbol.asyncIterator]();
+        first = (await retry.next()).value;
+        await retry.return?.();
+      }
+      abort.abort();
+      const snapshot = first?.snapshot;
+      expect(snapshot?.activeRun?.runId).toBe(sent.run?.runId);
+      expect(snapshot?.activeRun?.status).toBe(RunStatus.RUNNING);
+      expect(snapshot?.inFlight).toHaveLength(1);
+      expect(snapshot?.inFlight[0]?.kind).toBe(InFlightBlockKind.TEXT);
+      expect(snapshot?.inFlight[0]?.text).toBe("The answer so far");
+      expect(snapshot?.cursor).not.toBe("");
+      held.release();
+    });
+
+    it("resumes from the last cursor at 50+ random cut points with no gap and no duplicate", async () => {
+      const worker = await newWorker();
+      const next = random(protocol === "grpc" ? 7 : 11);
+
+      // The reference: one uninterrupted watcher from the very start.
+      const reference: bigint[] = [];
+      const referenceAbort = new AbortController();
+      const referenceDone = (async () => {
+        try {
+          for await (const message of clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w0" }, { signal: referenceAbort.signal })) {
+            for (const event of message.events) if (event.seq > 0n) reference.push(event.seq);
+          }
+        } catch {
+          // aborted at the end of the test
+        }
+      })();
+
+      const runs = 12;
+      let lastRunId = "";
+      for (let i = 0; i < runs; i++) {
+        const { run } = await clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        lastRunId = run?.runId ?? "";
+      }
+
+      // The resumer: cut after a random number of messages, resume from the last cursor.
+      const resumed: bigint[] = [];
+      let cursor = "w0";
+      let cuts = 0;
+      const finished = async (): Promise<boolean> => {
+        const run = await clients.interaction.getRun({ worker: worker.ref, runId: lastRunId });
+        return run.run?.status === RunStatus.COMPLETED && resumed.length > 0 && resumed[resumed.length - 1] === harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq;
+      };
+      while (cuts < 50 || !(await finished())) {
+        const abort = new AbortController();
+        const budget = 1 + Math.floor(next() * 4);
+        let taken = 0;
+        try {
+          for await (const message of clients.observation.watchWorker({ worker: worker.ref, afterCursor: cursor }, { signal: abort.signal })) {
+            for (const event of message.events) {
+              if (event.seq > 0n) {
+                resumed.push(event.seq);
+                cursor = event.cursor;
+              }
+            }
+            if (message.heartbeat) cursor = message.heartbeat.cursor || cursor;
+            if (++taken >= budget) break;
+          }
+        } finally {
+          abort.abort();
+        }
+        cuts++;
+        if (cuts > 2000) throw new Error("resumer never caught up");
+      }
+      await eventually(() => reference.length >= resumed.length, 5_000, "reference watcher");
+      referenceAbort.abort();
+      await referenceDone;
+
+      expect(cuts).toBeGreaterThanOrEqual(50);
+      expect(resumed.length).toBeGreaterThan(100);
+      expect(resumed).toEqual(reference.slice(0, resumed.length));
+      expect(resumed).toEqual(resumed.map((_, i) => BigInt(i + 1)));
+    });
+
+    it("delivers durable events in order with cursors and live deltas in between", async () => {
+      const worker = await newWorker();
+      backend.enqueue(replyWith("abcdef", 3));
+      const abort = new AbortController();
+      const events: WorkerEvent[] = [];
+      const watching = (async () => {
+        try {
+          for await (const message of clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal })) {
+            events.push(...message.events);
+            if (events.some((e) => e.kind.case === "runChanged" && e.kind.value.status === RunStatus.COMPLETED)) break;
+          }
+        } finally {
+          abort.abort();
+        }
+      })();
+      await eventually(() => harness.runtime.stats().subscriptions > 0);
+      await clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } });
+      await watching;
+      const kinds = events.map((e) => e.kind.case);
+      expect(kinds.filter((k) => k === "textDelta")).toHaveLength(3);
+      const firstDelta = kinds.indexOf("textDelta");
+      const commitIndex = events.findIndex((e) => e.kind.case === "transcriptAppended" && e.kind.value.content.case === "assistantMessage");
+      expect(firstDelta).toBeGreaterThan(kinds.indexOf("transcriptAppended"));
+      expect(commitIndex).toBeGreaterThan(kinds.lastIndexOf("textDelta"));
+      const durable = events.filter((e) => e.seq > 0n);
+      for (const [i, event] of durable.entries()) {
+        expect(event.cursor).not.toBe("");
+        if (i > 0) expect(event.seq).toBe((durable[i - 1]?.seq ?? 0n) + 1n);
+      }
+      expect(events.filter((e) => e.seq === 0n).every((e) => e.cursor === "")).toBe(true);
+    });
+
+    it("sends heartbeats on an idle stream", async () => {
+      const worker = await newWorker();
+      const abort = new AbortController();
+      let heartbeats = 0;
+      try {
+        for await (const message of clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal })) {
+          if (message.heartbeat) heartbeats++;
+          if (heartbeats === 2) break;
+        }
+      } finally {
+        abort.abort();
+      }
+      expect(heartbeats).toBe(2);
+    });
+
+    it("refuses malformed and future cursors", async () => {
+      const worker = await newWorker();
+      for (const afterCursor of ["garbage", "r5", "w!", "wzzzzzzzzzzzzzzzzzzzzzzz"]) {
+        await expectReason(
+          async () => {
+            for await (const _ of clients.observation.watchWorker({ worker: worker.ref, afterCursor })) break;
+          },
+          Code.InvalidArgument,
+          ErrorReason.INVALID_ARGUMENT,
+        );
+      }
+      await expectReason(
+        async () => {
+          for await (const _ of clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w999" })) break;
+        },
+        Code.InvalidArgument,
+        ErrorReason.INVALID_ARGUMENT,
+      );
+    });
+
+    it("streams runtime-wide events and resumes them by cursor", async () => {
+      const runtimeId = harness.runtime.runtimeId;
+      const iterator = clients.observation.watchRuntime({ runtimeId })[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      const cursor = first.value?.snapshot?.cursor ?? "";
+      expect(first.value?.snapshot?.runtime?.runtimeId).toBe(runtimeId);
+      await iterator.return?.();
+      const worker = await newWorker();
+      const seen: string[] = [];
+      const abort = new AbortController();
+      try {
+        for await (const message of clients.observation.watchRuntime({ runtimeId, afterCursor: cursor }, { signal: abort.signal })) {
+          for (const event of message.events) {
+            if (event.kind.case === "workerCreated") seen.push(event.kind.value.ref?.workerId ?? "");
+          }
+          if (seen.length > 0) break;
+        }
+      } finally {
+        abort.abort();
+      }
+      expect(seen).toEqual([worker.ref?.workerId]);
+    });
+  });
+});
+
+describe("retention", () => {
+  it("answers a cursor older than retention with OUT_OF_RANGE and the earliest cursor", async () => {
+    const harness = await startHarness({ executionBackend: new ScriptedBackend(), limits: { eventRetention: 10 } });
+    try {
+      const clients = harness.connect("grpc");
+      const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+      let lastRun = "";
+      for (let i = 0; i < 4; i++) {
+        const { run } = await clients.interaction.sendInput({ worker: worker?.ref, input: { text: `m${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        lastRun = run?.runId ?? "";
+      }
+      await eventually(async () => (await clients.interaction.getRun({ worker: worker?.ref, runId: lastRun })).run?.status === RunStatus.COMPLETED);
+      const lastSeq = harness.runtime.getWorker({ worker: worker?.ref }).lastEventSeq;
+      expect(lastSeq).toBeGreaterThan(10n);
+      const detail = await expectReason(
+        async () => {
+          for await (const _ of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: "w1" })) break;
+        },
+        Code.OutOfRange,
+        ErrorReason.CURSOR_EXPIRED,
+      );
+      const earliest = detail.metadata["earliest_cursor"] ?? "";
+      expect(earliest).not.toBe("");
+      const replayed: bigint[] = [];
+      for await (const message of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: earliest })) {
+        replayed.push(...message.events.filter((e) => e.seq > 0n).map((e) => e.seq));
+        if (replayed[replayed.length - 1] === lastSeq) break;
+      }
+      expect(replayed).toHaveLength(10);
+      expect(replayed[replayed.length - 1]).toBe(lastSeq);
+    } finally {
+      await harness.close();
+    }
+  });
+});
