@@ -14,6 +14,8 @@ export interface StreamItem<E> {
   bytes: Uint8Array;
   /** The decoded event, when someone already has it. */
   event?: E;
+  /** `bytes` with their varint length in front, filled by the first binary watch that sends it (wire-batch.ts). */
+  lengthDelimited?: Uint8Array;
 }
 
 /** What a wait on a subscription ended with. */
@@ -22,6 +24,9 @@ export type SubscriptionWait<E> =
   | { kind: "idle" }
   | { kind: "closed"; error?: RuntimeError };
 
+/** Taken items kept at the queue's front before it is compacted (amortised O(1) per item). */
+const COMPACT_AFTER = 1024;
+
 /**
  * A bounded queue between one event stream and one observer. A slow
  * observer never blocks the run or other observers: events pile up here and
@@ -29,7 +34,13 @@ export type SubscriptionWait<E> =
  * ended with SUBSCRIBER_TOO_SLOW so the client resumes from its cursor.
  */
 export class Subscription<E> {
+  /**
+   * Items not yet taken start at `head`: taking a batch only moves `head`
+   * (and compacts now and then), so a deep backlog is not copied on every
+   * batch.
+   */
   private queue: StreamItem<E>[] = [];
+  private head = 0;
   private wake: (() => void) | undefined;
   private closedWith: { error?: RuntimeError } | undefined;
 
@@ -46,7 +57,7 @@ export class Subscription<E> {
   /** Called by the stream for every delivered item. */
   push(item: StreamItem<E>): void {
     if (this.closedWith) return;
-    if (this.queue.length >= this.maxBacklog) {
+    if (this.queue.length - this.head >= this.maxBacklog) {
       this.close(
         new RuntimeError(
           Code.ResourceExhausted,
@@ -67,7 +78,7 @@ export class Subscription<E> {
    * items, and "closed" when the subscription or `signal` ends.
    */
   async next(maxItems: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
-    if (this.queue.length === 0 && !this.closedWith && !signal.aborted) {
+    if (this.queue.length === this.head && !this.closedWith && !signal.aborted) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
@@ -80,11 +91,7 @@ export class Subscription<E> {
         this.wake = done;
       });
     }
-    if (this.queue.length > 0) {
-      const items = this.queue.length <= maxItems ? this.queue : this.queue.slice(0, maxItems);
-      this.queue = this.queue.length <= maxItems ? [] : this.queue.slice(maxItems);
-      return { kind: "items", items };
-    }
+    if (this.queue.length > this.head) return { kind: "items", items: this.take(maxItems) };
     if (this.closedWith) return { kind: "closed", ...this.closedWith };
     if (signal.aborted) return { kind: "closed" };
     return { kind: "idle" };
@@ -94,9 +101,32 @@ export class Subscription<E> {
   close(error?: RuntimeError): void {
     if (this.closedWith) return;
     this.closedWith = error ? { error } : {};
-    if (error) this.queue = [];
+    if (error) this.clearQueue();
     this.onClose(this);
     this.wakeUp();
+  }
+
+  /** Takes up to `maxItems` queued items, oldest first. */
+  private take(maxItems: number): StreamItem<E>[] {
+    if (this.head === 0 && this.queue.length <= maxItems) {
+      const all = this.queue;
+      this.queue = [];
+      return all;
+    }
+    const end = Math.min(this.queue.length, this.head + maxItems);
+    const items = this.queue.slice(this.head, end);
+    this.head = end;
+    if (this.head === this.queue.length) this.clearQueue();
+    else if (this.head >= COMPACT_AFTER && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return items;
+  }
+
+  private clearQueue(): void {
+    this.queue = [];
+    this.head = 0;
   }
 
   private wakeUp(): void {

@@ -1,4 +1,4 @@
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { UnknownField } from "@bufbuild/protobuf";
 import type { StreamItem } from "./subscription.js";
 
@@ -9,11 +9,31 @@ import type { StreamItem } from "./subscription.js";
  * `events` field: protobuf-es writes unknown fields verbatim, so on the wire
  * they are ordinary `events` entries and every client decodes them as such.
  * Only valid for the binary encoding; JSON clients get decoded events.
+ *
+ * The length-prefixed form of an item does not depend on the field number,
+ * so it is built once per item and shared by every subscriber's batches.
  */
 export function eventsAsUnknownFields<E>(fieldNo: number, items: readonly StreamItem<E>[]): UnknownField[] {
-  return items.map((item) => ({
-    no: fieldNo,
-    wireType: WireType.LengthDelimited,
-    data: new BinaryWriter().uint32(item.bytes.length).raw(item.bytes).finish(),
-  }));
+  const fields = new Array<UnknownField>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as StreamItem<E>;
+    fields[i] = { no: fieldNo, wireType: WireType.LengthDelimited, data: (item.lengthDelimited ??= lengthDelimited(item.bytes)) };
+  }
+  return fields;
+}
+
+/** `bytes` preceded by its length as a varint: the payload of a length-delimited field. */
+export function lengthDelimited(bytes: Uint8Array): Uint8Array {
+  let prefix = 1;
+  for (let n = bytes.length; n >= 0x80; n >>>= 7) prefix++;
+  const out = new Uint8Array(prefix + bytes.length);
+  let n = bytes.length;
+  let pos = 0;
+  while (n >= 0x80) {
+    out[pos++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[pos++] = n;
+  out.set(bytes, pos);
+  return out;
 }

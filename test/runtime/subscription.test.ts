@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { Subscription, type StreamItem } from "../../src/runtime/subscription.js";
+
+const item = (seq: number): StreamItem<never> => ({ seq: BigInt(seq), bytes: new Uint8Array([seq & 0xff]) });
+const never = new AbortController().signal;
+
+async function takeAll(subscription: Subscription<never>, maxItems: number): Promise<number[][]> {
+  const batches: number[][] = [];
+  for (;;) {
+    const wait = await subscription.next(maxItems, 1, never);
+    if (wait.kind !== "items") return batches;
+    batches.push(wait.items.map((i) => Number(i.seq)));
+  }
+}
+
+describe("Subscription", () => {
+  it("hands a lone item over at once", async () => {
+    const subscription = new Subscription<never>(10, () => {});
+    const waiting = subscription.next(512, 60_000, never);
+    subscription.push(item(1));
+    const wait = await waiting;
+    expect(wait.kind === "items" && wait.items.map((i) => i.seq)).toEqual([1n]);
+  });
+
+  it("hands a deep backlog over in order, in batches of at most maxItems", async () => {
+    const subscription = new Subscription<never>(100_000, () => {});
+    const total = 5_000;
+    for (let seq = 1; seq <= total; seq++) subscription.push(item(seq));
+    const batches = await takeAll(subscription, 512);
+    expect(batches.every((batch) => batch.length <= 512)).toBe(true);
+    expect(batches.flat()).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+  });
+
+  it("keeps order when items arrive while a backlog is being taken", async () => {
+    const subscription = new Subscription<never>(100_000, () => {});
+    let next = 1;
+    const received: number[] = [];
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 300; i++) subscription.push(item(next++));
+      const wait = await subscription.next(100, 1, never);
+      if (wait.kind === "items") received.push(...wait.items.map((i) => Number(i.seq)));
+    }
+    received.push(...(await takeAll(subscription, 100)).flat());
+    expect(received).toEqual(Array.from({ length: next - 1 }, (_, i) => i + 1));
+  });
+
+  it("counts only items not yet taken against the backlog bound", async () => {
+    const closed: Subscription<never>[] = [];
+    const subscription = new Subscription<never>(3_000, (s) => closed.push(s));
+    for (let seq = 1; seq <= 2_500; seq++) subscription.push(item(seq));
+    await subscription.next(2_000, 1, never);
+    for (let seq = 2_501; seq <= 5_000; seq++) subscription.push(item(seq));
+    expect(subscription.closed).toBe(false);
+    for (let seq = 5_001; seq <= 5_100; seq++) subscription.push(item(seq));
+    expect(subscription.closed).toBe(true);
+    const wait = await subscription.next(512, 1, never);
+    expect(wait.kind).toBe("closed");
+    expect(wait.kind === "closed" && wait.error?.reason).toBe(ErrorReason.SUBSCRIBER_TOO_SLOW);
+    expect(closed).toEqual([subscription]);
+  });
+});
