@@ -1,0 +1,114 @@
+import { ScalarType, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { Buffer } from "node:buffer";
+import {
+  ReasoningDeltaSchema,
+  TextDeltaSchema,
+  ToolCallDeltaSchema,
+  WorkerEventSchema,
+  type WorkerEvent,
+} from "../../gen/worker_runtime/v1/events_pb.js";
+
+/**
+ * Encodes a WorkerEvent once for storage and the wire (the `encode` of a
+ * worker's event stream). Live deltas are the bulk of a busy stream, and
+ * protobuf-es's reflective encoder spends microseconds on each one, mostly
+ * in TextEncoder on short strings; on a 2-core host that alone kept watch
+ * throughput under 3x the per-message baseline. A delta holds only string
+ * fields and no seq, cursor or time, so it is written directly here.
+ * Output is byte-identical to toBinary (fields in number order, empty
+ * strings omitted, checked by test/runtime/event-encoding.test.ts);
+ * anything else, including any message carrying unknown fields, goes
+ * through toBinary.
+ */
+export function encodeWorkerEvent(event: WorkerEvent): Uint8Array {
+  const kind = event.kind;
+  if (event.seq === 0n && event.cursor === "" && event.time === undefined && !hasUnknown(event)) {
+    const layout = DELTA_LAYOUTS.get(kind.case);
+    if (layout && kind.value && !hasUnknown(kind.value)) {
+      switch (kind.case) {
+        case "textDelta":
+        case "reasoningDelta":
+          return stringsMessage(layout, [kind.value.runId, kind.value.blockId, kind.value.text]);
+        case "toolCallDelta": {
+          const v = kind.value;
+          return stringsMessage(layout, [v.runId, v.blockId, v.toolCallId, v.toolName, v.argumentsDelta]);
+        }
+        default:
+          break;
+      }
+    }
+  }
+  return toBinary(WorkerEventSchema, event);
+}
+
+/** Where a delta sits in WorkerEvent, and the numbers of its string fields in the order passed. */
+interface DeltaLayout {
+  outerTag: number;
+  fieldTags: readonly number[];
+}
+
+/**
+ * Field numbers come from the generated schemas, so a renumbering in the
+ * proto cannot silently produce wrong bytes; a layout is only used when
+ * every inner tag fits in one byte, as written below.
+ */
+const DELTA_LAYOUTS: ReadonlyMap<string | undefined, DeltaLayout> = new Map(
+  [
+    layout("textDelta", TextDeltaSchema, ["runId", "blockId", "text"]),
+    layout("reasoningDelta", ReasoningDeltaSchema, ["runId", "blockId", "text"]),
+    layout("toolCallDelta", ToolCallDeltaSchema, ["runId", "blockId", "toolCallId", "toolName", "argumentsDelta"]),
+  ].flatMap((entry) => (entry ? [entry] : [])),
+);
+
+type DeltaCase = "textDelta" | "reasoningDelta" | "toolCallDelta";
+
+function layout(oneofCase: DeltaCase, schema: DescMessage, fieldNames: readonly string[]): [DeltaCase, DeltaLayout] | undefined {
+  const outer = WorkerEventSchema.field[oneofCase];
+  const numbers = fieldNames.map((name) => schema.fields.find((field) => field.localName === name));
+  if (!outer || schema.fields.length !== fieldNames.length) return undefined;
+  const fieldTags: number[] = [];
+  for (const field of numbers) {
+    if (!field || field.fieldKind !== "scalar" || field.scalar !== ScalarType.STRING || field.number >= 16) return undefined;
+    fieldTags.push((field.number << 3) | WireType.LengthDelimited);
+  }
+  return [oneofCase, { outerTag: (outer.number << 3) | WireType.LengthDelimited, fieldTags }];
+}
+
+function hasUnknown(message: { $unknown?: unknown[] }): boolean {
+  return (message.$unknown?.length ?? 0) > 0;
+}
+
+/** The WorkerEvent holding a delta whose string fields are `strings` (in layout order). */
+function stringsMessage(layout: DeltaLayout, strings: readonly string[]): Uint8Array {
+  const lengths = strings.map((s) => Buffer.byteLength(s, "utf8"));
+  let inner = 0;
+  for (const length of lengths) if (length > 0) inner += 1 + varintSize(length) + length;
+  const out = Buffer.allocUnsafe(varintSize(layout.outerTag) + varintSize(inner) + inner);
+  let pos = writeVarint(out, 0, layout.outerTag);
+  pos = writeVarint(out, pos, inner);
+  for (let i = 0; i < strings.length; i++) {
+    const length = lengths[i] as number;
+    if (length === 0) continue;
+    out[pos++] = layout.fieldTags[i] as number;
+    pos = writeVarint(out, pos, length);
+    pos += out.write(strings[i] as string, pos, length, "utf8");
+  }
+  return out;
+}
+
+function varintSize(value: number): number {
+  let size = 1;
+  for (let n = value; n >= 0x80; n >>>= 7) size++;
+  return size;
+}
+
+function writeVarint(out: Uint8Array, pos: number, value: number): number {
+  let n = value;
+  while (n >= 0x80) {
+    out[pos++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[pos++] = n;
+  return pos;
+}
