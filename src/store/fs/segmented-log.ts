@@ -21,6 +21,11 @@ export interface SegmentedLogInit {
   stats: FileStoreStats;
   /** Called with each batch once it is durable, before its appends resolve. */
   onDurable?: (records: readonly LogRecord[]) => void;
+  /**
+   * Awaited after a batch is durable and before its appends resolve; lets a
+   * log promise that other writes issued before it are durable too.
+   */
+  beforeAck?: () => Promise<void>;
 }
 
 /** A problem found while opening a log. */
@@ -211,6 +216,7 @@ export class SegmentedLog {
         this.queue = [];
         try {
           await this.writeBatch(batch.flatMap((p) => p.records));
+          await this.init.beforeAck?.();
           for (const p of batch) p.resolve();
         } catch (error) {
           this.mustTruncate = true;

@@ -40,6 +40,12 @@ export class WorkerFiles {
       ...base,
       dir: path.join(this.dir, "events"),
       retainRecords: sizing.eventRetention,
+      // An event is delivered once acknowledged, and it may describe a run,
+      // transcript entry or snapshot written just before it (the core issues
+      // those writes side by side). Acknowledging it only after they are
+      // durable too means a crash can never leave an event that was seen
+      // pointing at state that was lost.
+      beforeAck: () => this.settleOtherWrites(),
     });
     let runs: RunLog | undefined;
     this.runLog = new SegmentedLog({
@@ -61,6 +67,10 @@ export class WorkerFiles {
     const next = this.snapshotChain.then(write);
     this.snapshotChain = next.catch(() => undefined);
     return next;
+  }
+
+  private async settleOtherWrites(): Promise<void> {
+    await Promise.all([this.snapshotChain, this.transcript.drain(), this.runLog.drain()].map((p) => p.catch(() => undefined)));
   }
 
   /** Waits for every queued write of this worker. */
