@@ -13,8 +13,10 @@ export interface EventStreamInit<E> {
   lastTranscriptSeq?: bigint;
   /** Encodes an event once for storage and the wire. */
   encode(event: E): Uint8Array;
-  /** Persists one batch: transcript entries first, then events; durable on resolve. */
-  persist(events: StoredEvent[], transcript: TranscriptEntry[]): Promise<void>;
+  /** Persists transcript entries of one batch; durable on resolve (worker streams). */
+  persistTranscript?(transcript: TranscriptEntry[]): Promise<void>;
+  /** Persists the events of one batch, after its transcript entries; durable on resolve. */
+  persistEvents(events: StoredEvent[]): Promise<void>;
   /** Called with every persist outcome, to track store health. */
   onPersistResult(error: unknown): void;
   /** Called for every item as it is delivered, before subscribers get it. */
@@ -141,7 +143,13 @@ export class DurableEventStream<E> {
         const events = batch.map((p) => ({ seq: p.item.seq, bytes: p.item.bytes }));
         const transcript = batch.flatMap((p) => (p.transcript ? [p.transcript] : []));
         try {
-          await this.init.persist(events, transcript);
+          const lastEntry = transcript[transcript.length - 1];
+          if (lastEntry) {
+            await this.init.persistTranscript?.(transcript);
+            // Durable now even if the events below fail: the counter must not reuse these seqs.
+            this.lastDurableTranscriptSeq = lastEntry.seq;
+          }
+          await this.init.persistEvents(events);
           this.init.onPersistResult(undefined);
         } catch (error) {
           this.init.onPersistResult(error);
@@ -149,8 +157,6 @@ export class DurableEventStream<E> {
           continue;
         }
         for (const p of batch) p.ready = true;
-        const lastEntry = transcript[transcript.length - 1];
-        if (lastEntry) this.lastDurableTranscriptSeq = lastEntry.seq;
         this.flush();
         for (const p of batch) p.settle?.resolve();
       }

@@ -10,7 +10,6 @@ import {
   type RuntimeEvent,
   WorkerEventSchema,
   type WorkerEvent,
-  WorkerSnapshotSchema,
 } from "../../gen/worker_runtime/v1/events_pb.js";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -205,7 +204,7 @@ export class Runtime {
       stream: "r",
       lastSeq: lastRuntimeEventSeq,
       encode: (event) => toBinary(RuntimeEventSchema, event),
-      persist: (events) => store.appendRuntimeEvents(events),
+      persistEvents: (events) => store.appendRuntimeEvents(events),
       onPersistResult: (error) => this.onStoreResult(error),
       maxSubscriberBacklog: limits.maxSubscriberBacklog,
     });
@@ -448,16 +447,17 @@ export class Runtime {
   async deleteWorker(request: { worker?: WorkerRef; force: boolean }): Promise<void> {
     const session = this.session("worker", request.worker);
     const status = session.worker.status;
-    if (status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) {
-      if (!request.force) {
-        throw new RuntimeError(
-          Code.FailedPrecondition,
-          ErrorReason.WORKER_NOT_STOPPED,
-          `worker ${session.workerId} is not stopped; stop it first or set force`,
-        );
-      }
-      await this.stopWorker(request);
+    if (status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED && !request.force) {
+      throw new RuntimeError(
+        Code.FailedPrecondition,
+        ErrorReason.WORKER_NOT_STOPPED,
+        `worker ${session.workerId} is not stopped; stop it first or set force`,
+      );
     }
+    // Also waits for a StopWorker still in progress, so nothing is written after the delete.
+    await this.stopWorker(request);
+    if (!this.sessions.has(session.workerId)) return;
+    session.markDeleted();
     this.removeSession(session);
     session.events.closeAll();
     this.allocations.release(session.workerId);
@@ -525,7 +525,9 @@ export class Runtime {
   async cancelRun(request: { worker?: WorkerRef; runId: string }): Promise<Run> {
     const session = this.session("worker", request.worker);
     checkId("run_id", request.runId);
-    return session.cancel(request.runId);
+    return session.cancel(request.runId).catch((error: unknown) => {
+      throw this.storeError(error);
+    });
   }
 
   /** Approves or rejects a pending tool call. */
@@ -544,7 +546,9 @@ export class Runtime {
   async getRun(request: { worker?: WorkerRef; runId: string }): Promise<Run> {
     const session = this.session("worker", request.worker);
     checkId("run_id", request.runId);
-    return session.getRun(request.runId);
+    return session.getRun(request.runId).catch((error: unknown) => {
+      throw this.storeError(error);
+    });
   }
 
   /** A worker's runs, newest first, paginated. */
@@ -620,15 +624,9 @@ export class Runtime {
     const afterSeq = decodeCursor("after_cursor", "w", request.afterCursor);
     const delivered = session.events.lastDeliveredSeq;
     checkResumePoint("w", afterSeq, this.store.earliestEventSeq(session.workerId), delivered);
+    // Subscribe and cut the snapshot in the same tick: both at the delivery point.
     const subscription = this.watchSlot(session).subscribe();
-    const active = session.activeRun;
-    const snapshot = create(WorkerSnapshotSchema, {
-      worker: clone(WorkerSchema, session.worker),
-      queuedRuns: session.queuedRuns.map((run) => clone(RunSchema, run)),
-      inFlight: session.inFlightBlocks(),
-      cursor: encodeCursor("w", delivered),
-      ...(active ? { activeRun: clone(RunSchema, active) } : {}),
-    });
+    const snapshot = session.snapshot();
     return runWatch(
       {
         stream: "w",
@@ -640,6 +638,7 @@ export class Runtime {
         afterSeq,
         snapshotSeq: delivered,
         readStored: (after, limit) => this.store.readEvents(session.workerId, after, limit),
+        earliestSeq: () => this.store.earliestEventSeq(session.workerId),
         withEvents: (events) => create(WatchWorkerResponseSchema, { events }),
         heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
         heartbeatMs: this.heartbeatMs,
@@ -655,6 +654,11 @@ export class Runtime {
     const afterSeq = decodeCursor("after_cursor", "r", request.afterCursor);
     const delivered = this.runtimeEvents.lastDeliveredSeq;
     checkResumePoint("r", afterSeq, this.store.earliestRuntimeEventSeq(), delivered);
+    if (this.runtimeEvents.subscriberCount >= this.limits.maxWatchersPerWorker) {
+      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, "too many WatchRuntime streams", {
+        limit: String(this.limits.maxWatchersPerWorker),
+      });
+    }
     const subscription = this.runtimeEvents.subscribe();
     return runWatch(
       {
@@ -669,6 +673,7 @@ export class Runtime {
         afterSeq,
         snapshotSeq: delivered,
         readStored: (after, limit) => this.store.readRuntimeEvents(after, limit),
+        earliestSeq: () => this.store.earliestRuntimeEventSeq(),
         withEvents: (events) => create(WatchRuntimeResponseSchema, { events }),
         heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
         heartbeatMs: this.heartbeatMs,

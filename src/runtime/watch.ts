@@ -35,6 +35,8 @@ export interface WatchPlan<E extends DescMessage, R extends DescMessage> {
   /** Seq the snapshot reflects (the stream's delivery point at subscribe). */
   snapshotSeq: bigint;
   readStored(afterSeq: bigint, limit: number): Promise<StoredEvent[]>;
+  /** Oldest retained seq, for the error when replay finds history gone. */
+  earliestSeq(): bigint;
   /** Builds a response holding decoded events (JSON consumers). */
   withEvents(events: MessageShape<E>[]): MessageShape<R>;
   /** Builds a heartbeat response. */
@@ -66,9 +68,11 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
       let after = plan.afterSeq;
       while (after < plan.snapshotSeq && !signal.aborted) {
         const stored = await plan.readStored(after, Math.min(plan.maxEventsPerMessage, Number(plan.snapshotSeq - after)));
-        if (stored.length === 0) break;
-        after = stored[stored.length - 1]?.seq ?? plan.snapshotSeq;
-        yield toResponse(plan, stored, options);
+        // Retention may have moved on since the cursor was checked: never skip silently.
+        if (stored[0]?.seq !== after + 1n) throw cursorExpired(plan.stream, plan.earliestSeq());
+        const upToSnapshot = stored.filter((item) => item.seq <= plan.snapshotSeq);
+        after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
+        yield toResponse(plan, upToSnapshot, options);
       }
     }
     while (!signal.aborted) {
@@ -120,13 +124,15 @@ export function checkResumePoint(
       field: "after_cursor",
     });
   }
-  if (afterSeq + 1n < earliestSeq) {
-    const earliest = encodeCursor(stream, earliestSeq - 1n);
-    throw new RuntimeError(
-      Code.OutOfRange,
-      ErrorReason.CURSOR_EXPIRED,
-      "after_cursor: is older than retained history; re-sync from a snapshot",
-      { earliest_cursor: earliest },
-    );
-  }
+  if (afterSeq + 1n < earliestSeq) throw cursorExpired(stream, earliestSeq);
+}
+
+/** OUT_OF_RANGE with the earliest cursor that can still be resumed from. */
+function cursorExpired(stream: CursorStream, earliestSeq: bigint): RuntimeError {
+  return new RuntimeError(
+    Code.OutOfRange,
+    ErrorReason.CURSOR_EXPIRED,
+    "after_cursor: is older than retained history; re-sync from a snapshot",
+    { earliest_cursor: encodeCursor(stream, earliestSeq - 1n) },
+  );
 }

@@ -34,10 +34,11 @@ import {
   type RunSink,
 } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
-import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "./in-flight.js";
+import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
+import { ObservedState } from "./observed-state.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
-import type { RestoredWorker, RuntimeStore, WorkerRecord } from "./store.js";
+import { StoreSequenceError, StoreWriteError, type RestoredWorker, type RuntimeStore, type WorkerRecord } from "./store.js";
 
 /** What a session needs from its Runtime. */
 export interface SessionDeps {
@@ -76,9 +77,16 @@ interface ActiveRun {
  */
 export class WorkerSession {
   readonly events: DurableEventStream<WorkerEvent>;
-  private readonly inFlight = new InFlightAccumulator();
+  private readonly observed: ObservedState;
   private readonly queue: Run[] = [];
+  /** How many runs at the head of the queue came by INTERRUPT (they keep FIFO order among themselves). */
+  private interruptsAtHead = 0;
   private active: ActiveRun | undefined;
+  private stopping: Promise<void> | undefined;
+  /** A run accepted on an idle worker, waiting for its acceptance to be durable before it starts. */
+  private pendingStart: Run | undefined;
+  /** Set once the worker is deleted: nothing more is written for it. */
+  private deleted = false;
   private readonly requestIds = new Map<string, { runId: string; fingerprint: string }>();
   private runCount: number;
   /** Number of open WatchWorker / StreamInput streams. */
@@ -95,18 +103,17 @@ export class WorkerSession {
       this.rememberRequestId(requestId, runId, fingerprint);
     }
     const workerId = worker.ref?.workerId ?? "";
+    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n);
     this.events = new DurableEventStream<WorkerEvent>({
       stream: "w",
       lastSeq: restored?.lastEventSeq ?? 0n,
       lastTranscriptSeq: restored?.lastTranscriptSeq ?? 0n,
       encode: (event) => toBinary(WorkerEventSchema, event),
-      persist: async (events, transcript) => {
-        if (transcript.length > 0) await deps.store.appendTranscript(workerId, transcript);
-        await deps.store.appendEvents(workerId, events);
-      },
+      persistTranscript: (transcript) => deps.store.appendTranscript(workerId, transcript),
+      persistEvents: (events) => deps.store.appendEvents(workerId, events),
       onPersistResult: (error) => deps.onStoreResult(error),
       onDeliver: (item, event) => {
-        this.inFlight.apply(event);
+        this.observed.apply(event);
         if (item.seq > 0n) this.worker.lastEventSeq = item.seq;
       },
       maxSubscriberBacklog: deps.limits.maxSubscriberBacklog,
@@ -141,8 +148,7 @@ export class WorkerSession {
       run.stopReason = StopReason.INTERRUPTED_BY_RESTART;
       run.pendingApproval = undefined;
       run.endedAt = now;
-      await deps.store.putRun(session.workerId, run);
-      void session.emitRun(run);
+      await Promise.all([deps.store.putRun(session.workerId, run), session.emitRun(run)]);
     }
     const changed = worker.status === WorkerStatus.RUNNING || worker.activeRunId !== "" || worker.queuedRuns !== 0;
     if (worker.status === WorkerStatus.RUNNING) worker.status = WorkerStatus.IDLE;
@@ -166,9 +172,9 @@ export class WorkerSession {
     return this.queue;
   }
 
-  /** In-flight output as of the last delivered event. */
-  inFlightBlocks() {
-    return this.inFlight.snapshot();
+  /** The snapshot as of the last delivered event (see ObservedState). */
+  snapshot() {
+    return this.observed.snapshot();
   }
 
   /** Updates connectivity (e.g. when a backend becomes available). */
@@ -210,7 +216,8 @@ export class WorkerSession {
       createdAt: timestampFromDate(this.deps.now()),
       requestId,
     });
-    if (this.active) {
+    const current = this.active?.run ?? this.pendingStart;
+    if (current) {
       if (policy === BusyPolicy.ENQUEUE || policy === BusyPolicy.INTERRUPT) {
         if (this.queue.length >= this.deps.limits.maxQueueDepth) {
           throw new RuntimeError(
@@ -224,28 +231,59 @@ export class WorkerSession {
         throw new RuntimeError(
           Code.FailedPrecondition,
           ErrorReason.WORKER_BUSY,
-          `worker ${this.workerId} is busy with run ${this.active.run.runId}`,
-          { active_run_id: this.active.run.runId },
+          `worker ${this.workerId} is busy with run ${current.runId}`,
+          { active_run_id: current.runId },
         );
       }
     }
     this.runCount++;
     if (requestId !== "") this.rememberRequestId(requestId, run.runId, fingerprint);
     const accepted = this.emitRun(run);
-    const stored = this.deps.store.putRun(this.workerId, clone(RunSchema, run));
+    const stored = this.putRun(run);
     const snapshotOfAccepted = clone(RunSchema, run);
-    if (!this.active) {
+    if (!current) {
+      // Reserve the slot now (single flight), start once the acceptance is durable.
+      this.pendingStart = run;
       this.queue.push(run);
-      this.startNext();
     } else {
-      if (policy === BusyPolicy.INTERRUPT) this.queue.unshift(run);
+      if (policy === BusyPolicy.INTERRUPT) this.queue.splice(this.interruptsAtHead++, 0, run);
       else this.queue.push(run);
       this.worker.queuedRuns = this.queue.length;
       void this.emitWorker().catch(() => {});
-      if (policy === BusyPolicy.INTERRUPT) this.active.controller.abort();
+      if (policy === BusyPolicy.INTERRUPT) {
+        const interrupted = current.runId;
+        // Same path as CancelRun, so a run that ignores its signal is still ended after the grace period.
+        void this.cancel(interrupted).catch((error: unknown) =>
+          this.deps.logger.error("could not interrupt a run", { worker_id: this.workerId, run_id: interrupted, cause: String(error) }),
+        );
+      }
     }
-    await Promise.all([accepted, stored]);
+    try {
+      await Promise.all([accepted, stored]);
+    } catch (error) {
+      this.undoAccept(run, requestId);
+      throw error;
+    } finally {
+      if (this.pendingStart === run) {
+        this.pendingStart = undefined;
+        if (!this.active) this.startNext();
+      }
+    }
     return snapshotOfAccepted;
+  }
+
+  /** The input was not durably accepted: the client is told so, so it must not run. */
+  private undoAccept(run: Run, requestId: string): void {
+    if (requestId !== "" && this.requestIds.get(requestId)?.runId === run.runId) this.requestIds.delete(requestId);
+    const queuedAt = this.queue.indexOf(run);
+    if (queuedAt >= 0) this.removeQueued(queuedAt);
+  }
+
+  private removeQueued(index: number): Run | undefined {
+    const [run] = this.queue.splice(index, 1);
+    if (index < this.interruptsAtHead) this.interruptsAtHead--;
+    this.worker.queuedRuns = this.queue.length;
+    return run;
   }
 
   /**
@@ -256,7 +294,7 @@ export class WorkerSession {
   async cancel(runId: string, interrupted = false): Promise<Run> {
     const queuedAt = this.queue.findIndex((run) => run.runId === runId);
     if (queuedAt >= 0) {
-      const [run] = this.queue.splice(queuedAt, 1);
+      const run = this.removeQueued(queuedAt);
       if (run) {
         await this.endQueuedRun(run, interrupted);
         await this.saveAndEmitWorker();
@@ -296,15 +334,32 @@ export class WorkerSession {
     }
     active.approval.resolve({ approved: decision === ApprovalDecision.APPROVE, reason });
     active.approval = undefined;
+    active.run.status = RunStatus.RUNNING;
+    active.run.pendingApproval = undefined;
+    void this.emitRun(active.run).catch(() => {});
     return clone(RunSchema, active.run);
   }
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
-  async stop(): Promise<void> {
-    if (this.worker.status === WorkerStatus.STOPPED || this.worker.status === WorkerStatus.FAILED) return;
+  stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    if (this.worker.status === WorkerStatus.STOPPED || this.worker.status === WorkerStatus.FAILED) return Promise.resolve();
     this.worker.status = WorkerStatus.STOPPED;
-    await this.cancelEverything(false);
-    await this.saveAndEmitWorker();
+    // Concurrent callers (a second StopWorker, DeleteWorker) wait for the same stop.
+    this.stopping = (async () => {
+      await this.cancelEverything(false);
+      await this.saveAndEmitWorker();
+    })();
+    return this.stopping;
+  }
+
+  private putRun(run: Run): Promise<void> {
+    return this.deleted ? Promise.resolve() : this.deps.store.putRun(this.workerId, clone(RunSchema, run));
+  }
+
+  /** Marks the worker deleted: later writes for it are skipped. */
+  markDeleted(): void {
+    this.deleted = true;
   }
 
   /** Interrupts every run for shutdown; the worker stays usable after restart. */
@@ -324,6 +379,7 @@ export class WorkerSession {
 
   private async cancelEverything(interrupted: boolean): Promise<void> {
     const queued = this.queue.splice(0);
+    this.interruptsAtHead = 0;
     for (const run of queued) await this.endQueuedRun(run, interrupted);
     if (this.active) await this.cancel(this.active.run.runId, interrupted);
   }
@@ -333,7 +389,7 @@ export class WorkerSession {
     run.stopReason = interrupted ? StopReason.INTERRUPTED_BY_RESTART : StopReason.CANCELLED;
     run.endedAt = timestampFromDate(this.deps.now());
     this.worker.queuedRuns = this.queue.length;
-    await Promise.all([this.emitRun(run), this.deps.store.putRun(this.workerId, clone(RunSchema, run))]);
+    await Promise.all([this.emitRun(run), this.putRun(run)]);
   }
 
   private checkAcceptsInput(): void {
@@ -363,6 +419,7 @@ export class WorkerSession {
   /** Starts the next queued run, or goes idle. Synchronous up to execute(). */
   private startNext(): void {
     const run = this.queue.shift();
+    if (run && this.interruptsAtHead > 0) this.interruptsAtHead--;
     this.worker.queuedRuns = this.queue.length;
     if (!run || this.worker.status === WorkerStatus.STOPPED) {
       this.worker.activeRunId = "";
@@ -383,7 +440,7 @@ export class WorkerSession {
     };
     this.active = active;
     void this.emitRun(run).catch(() => {});
-    void this.deps.store.putRun(this.workerId, clone(RunSchema, run)).catch(() => {});
+    void this.putRun(run).catch(() => {});
     void this.saveAndEmitWorker().catch(() => {});
     active.done = this.execute(active);
   }
@@ -420,6 +477,8 @@ export class WorkerSession {
         outcome = { kind: "cancelled" };
       } else if (error instanceof RuntimeError) {
         outcome = { kind: "failed", reason: error.reason, message: error.message };
+      } else if (error instanceof StoreWriteError || error instanceof StoreSequenceError) {
+        outcome = { kind: "failed", reason: ErrorReason.STORE_UNAVAILABLE, message: "the runtime could not persist the run" };
       } else {
         this.deps.logger.error("execution backend threw", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
         outcome = { kind: "failed", reason: ErrorReason.INTERNAL, message: "the execution backend failed unexpectedly" };
@@ -457,7 +516,7 @@ export class WorkerSession {
     if (outcome.kind === "failed") {
       writes.push(this.commitEntry(run.runId, { case: "notice", value: { $typeName: "worker_runtime.v1.Notice", code: "run.failed", message: outcome.message } }));
     }
-    writes.push(this.emitRun(run), this.deps.store.putRun(this.workerId, clone(RunSchema, run)));
+    writes.push(this.emitRun(run), this.putRun(run));
     if (this.active === active) this.active = undefined;
     this.startNext();
     await Promise.all(writes).catch((error: unknown) => {
@@ -510,33 +569,32 @@ export class WorkerSession {
 
   private async awaitApproval(active: ActiveRun, call: PendingToolCall, signal: AbortSignal): Promise<ApprovalResult> {
     if (active.closed) throw new RunClosedError(`run ${active.run.runId} has ended`);
-    if (signal.aborted) throw abortError();
+    const signals = [signal, active.controller.signal];
+    if (signals.some((s) => s.aborted)) throw abortError();
     const { run } = active;
+    // Listen before the first await: an abort during the write below must not be missed.
+    const decision = new Promise<ApprovalResult>((resolve, reject) => {
+      const onAbort = (): void => {
+        active.approval = undefined;
+        for (const s of signals) s.removeEventListener("abort", onAbort);
+        reject(abortError());
+      };
+      for (const s of signals) s.addEventListener("abort", onAbort, { once: true });
+      active.approval = {
+        toolCallId: call.toolCallId,
+        resolve: (result) => {
+          for (const s of signals) s.removeEventListener("abort", onAbort);
+          resolve(result);
+        },
+      };
+    });
     run.status = RunStatus.AWAITING_APPROVAL;
     run.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(this.deps.now()) });
-    await this.emitRun(run);
-    try {
-      return await new Promise<ApprovalResult>((resolve, reject) => {
-        const onAbort = (): void => {
-          active.approval = undefined;
-          reject(abortError());
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        active.approval = {
-          toolCallId: call.toolCallId,
-          resolve: (result) => {
-            signal.removeEventListener("abort", onAbort);
-            resolve(result);
-          },
-        };
-      });
-    } finally {
-      if (!active.closed) {
-        run.status = RunStatus.RUNNING;
-        run.pendingApproval = undefined;
-        void this.emitRun(run).catch(() => {});
-      }
-    }
+    await this.emitRun(run).catch((error: unknown) => {
+      active.approval = undefined;
+      throw error;
+    });
+    return decision;
   }
 
   private async commitEntry(runId: string, content: TranscriptEntry["content"], blockId = ""): Promise<TranscriptEntry> {
@@ -549,7 +607,8 @@ export class WorkerSession {
     return entry;
   }
 
-  private emitRun(run: Run): Promise<WorkerEvent> {
+  private emitRun(run: Run): Promise<unknown> {
+    if (this.deleted) return Promise.resolve();
     const copy = clone(RunSchema, run);
     this.deps.publishRun(copy);
     return this.events.emitDurable((seq, cursor) =>
@@ -557,7 +616,8 @@ export class WorkerSession {
     );
   }
 
-  private emitWorker(): Promise<WorkerEvent> {
+  private emitWorker(): Promise<unknown> {
+    if (this.deleted) return Promise.resolve();
     this.worker.updatedAt = timestampFromDate(this.deps.now());
     const copy = clone(WorkerSchema, this.worker);
     this.deps.publishWorker(copy);
@@ -569,6 +629,7 @@ export class WorkerSession {
 
   /** Persists the worker snapshot and announces the change. */
   async saveAndEmitWorker(): Promise<void> {
+    if (this.deleted) return;
     const emitted = this.emitWorker();
     await Promise.all([
       emitted,
