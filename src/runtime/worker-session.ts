@@ -238,8 +238,10 @@ export class WorkerSession {
     }
     this.runCount++;
     if (requestId !== "") this.rememberRequestId(requestId, run.runId, fingerprint);
-    const accepted = this.emitRun(run);
+    // The record is written before its event: stores acknowledge an event only after the
+    // worker's earlier writes, so no observer can see a run that a crash would lose.
     const stored = this.putRun(run);
+    const accepted = this.emitRun(run);
     const snapshotOfAccepted = clone(RunSchema, run);
     if (!current) {
       // Reserve the slot now (single flight), start once the acceptance is durable.
@@ -389,7 +391,7 @@ export class WorkerSession {
     run.stopReason = interrupted ? StopReason.INTERRUPTED_BY_RESTART : StopReason.CANCELLED;
     run.endedAt = timestampFromDate(this.deps.now());
     this.worker.queuedRuns = this.queue.length;
-    await Promise.all([this.emitRun(run), this.putRun(run)]);
+    await Promise.all([this.putRun(run), this.emitRun(run)]);
   }
 
   private checkAcceptsInput(): void {
@@ -439,8 +441,8 @@ export class WorkerSession {
       done: Promise.resolve(),
     };
     this.active = active;
-    void this.emitRun(run).catch(() => {});
     void this.putRun(run).catch(() => {});
+    void this.emitRun(run).catch(() => {});
     void this.saveAndEmitWorker().catch(() => {});
     active.done = this.execute(active);
   }
@@ -516,7 +518,7 @@ export class WorkerSession {
     if (outcome.kind === "failed") {
       writes.push(this.commitEntry(run.runId, { case: "notice", value: { $typeName: "worker_runtime.v1.Notice", code: "run.failed", message: outcome.message } }));
     }
-    writes.push(this.emitRun(run), this.putRun(run));
+    writes.push(this.putRun(run), this.emitRun(run));
     if (this.active === active) this.active = undefined;
     this.startNext();
     await Promise.all(writes).catch((error: unknown) => {
@@ -630,11 +632,8 @@ export class WorkerSession {
   /** Persists the worker snapshot and announces the change. */
   async saveAndEmitWorker(): Promise<void> {
     if (this.deleted) return;
-    const emitted = this.emitWorker();
-    await Promise.all([
-      emitted,
-      this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record }),
-    ]);
+    const saved = this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record });
+    await Promise.all([saved, this.emitWorker()]);
   }
 
   private rememberRequestId(requestId: string, runId: string, fingerprint: string): void {
