@@ -184,7 +184,8 @@ export class Runtime {
   private readonly workspaceRoots: Record<string, string>;
   private readonly sessionDeps: SessionDeps;
   private draining = false;
-  private storeFailure: string | undefined;
+  /** Write paths whose last write failed (a log, a worker's records); DEGRADED while any. */
+  private readonly failingWrites = new Set<string>();
   private readonly statusListeners = new Set<(status: RuntimeStatus) => void>();
 
   /** @internal use {@link createRuntime}. */
@@ -205,7 +206,7 @@ export class Runtime {
       lastSeq: lastRuntimeEventSeq,
       encode: (event) => toBinary(RuntimeEventSchema, event),
       persistEvents: (events) => store.appendRuntimeEvents(events),
-      onPersistResult: (error) => this.onStoreResult(error),
+      onPersistResult: (error) => this.onStoreResult("runtime-events", error),
       maxSubscriberBacklog: limits.maxSubscriberBacklog,
     });
     this.sessionDeps = {
@@ -217,7 +218,7 @@ export class Runtime {
       newRunId: () => newId("r"),
       profileOf: (worker) => this.profileOf(worker),
       workspaceDirOf: (worker) => this.workspaceDirOf(worker),
-      onStoreResult: (error) => this.onStoreResult(error),
+      onStoreResult: (source, error) => this.onStoreResult(source, error),
       publishWorker: (worker) => this.publish({ case: "workerUpdated", value: worker }),
       publishRun: (run) => this.publish({ case: "runChanged", value: run }),
       checkAcceptingWork: () => this.checkAcceptingWork(),
@@ -459,6 +460,7 @@ export class Runtime {
     if (!this.sessions.has(session.workerId)) return;
     session.markDeleted();
     this.removeSession(session);
+    this.forgetWrites(session.workerId);
     session.events.closeAll();
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
@@ -688,7 +690,7 @@ export class Runtime {
   /** SERVING, DRAINING or DEGRADED (store writes failing). */
   get status(): RuntimeStatus {
     if (this.draining) return RuntimeStatus.DRAINING;
-    if (this.storeFailure !== undefined) return RuntimeStatus.DEGRADED;
+    if (this.failingWrites.size > 0) return RuntimeStatus.DEGRADED;
     return RuntimeStatus.SERVING;
   }
 
@@ -911,20 +913,32 @@ export class Runtime {
       .catch((error: unknown) => this.logger.error("could not persist a runtime event", { cause: String(error) }));
   }
 
-  private onStoreResult(error: unknown): void {
+  /**
+   * Tracks store health per write path: a failure on one log must not be
+   * cleared by a success on another, so the runtime stays DEGRADED until
+   * every path that failed has written again.
+   */
+  private onStoreResult(source: string, error: unknown): void {
+    if (error instanceof StoreSequenceError) return;
     const before = this.status;
     if (error === undefined) {
-      if (this.storeFailure !== undefined) {
-        this.storeFailure = undefined;
+      if (this.failingWrites.delete(source) && this.failingWrites.size === 0) {
         this.addDiagnostic(DiagnosticSeverity.INFO, "store.recovered", "store writes succeed again");
       }
-    } else if (!(error instanceof StoreSequenceError)) {
-      if (this.storeFailure === undefined) {
-        this.storeFailure = String((error as Error).message ?? error);
-        this.logger.error("store write failed; runtime degraded", { cause: this.storeFailure });
+    } else if (!this.failingWrites.has(source)) {
+      if (this.failingWrites.size === 0) {
         this.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", "the store cannot write (disk full or I/O error); the runtime is degraded");
       }
+      this.failingWrites.add(source);
+      this.logger.error("store write failed; runtime degraded", { source, cause: String((error as Error).message ?? error) });
     }
+    if (this.status !== before) this.emitStatus();
+  }
+
+  /** Forgets the write paths of a deleted worker. */
+  private forgetWrites(workerId: string): void {
+    const before = this.status;
+    for (const source of [...this.failingWrites]) if (source.startsWith(`worker:${workerId}:`)) this.failingWrites.delete(source);
     if (this.status !== before) this.emitStatus();
   }
 

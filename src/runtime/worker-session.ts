@@ -50,8 +50,8 @@ export interface SessionDeps {
   newRunId(): string;
   profileOf(worker: Worker): Profile;
   workspaceDirOf(worker: Worker): string | undefined;
-  /** Reports every store write outcome (runtime health). */
-  onStoreResult(error: unknown): void;
+  /** Reports every store write outcome per write path (runtime health). */
+  onStoreResult(source: string, error: unknown): void;
   /** Publishes a worker change on the runtime-wide stream. */
   publishWorker(worker: Worker): void;
   /** Publishes a run change on the runtime-wide stream. */
@@ -111,7 +111,7 @@ export class WorkerSession {
       encode: (event) => toBinary(WorkerEventSchema, event),
       persistTranscript: (transcript) => deps.store.appendTranscript(workerId, transcript),
       persistEvents: (events) => deps.store.appendEvents(workerId, events),
-      onPersistResult: (error) => deps.onStoreResult(error),
+      onPersistResult: (error) => deps.onStoreResult(`worker:${workerId}:events`, error),
       onDeliver: (item, event) => {
         this.observed.apply(event);
         if (item.seq > 0n) this.worker.lastEventSeq = item.seq;
@@ -356,7 +356,23 @@ export class WorkerSession {
   }
 
   private putRun(run: Run): Promise<void> {
-    return this.deleted ? Promise.resolve() : this.deps.store.putRun(this.workerId, clone(RunSchema, run));
+    if (this.deleted) return Promise.resolve();
+    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run)));
+  }
+
+  /** Reports a direct store write's outcome for runtime health, passing it on. */
+  private reported<T>(path: string, write: Promise<T>): Promise<T> {
+    const source = `worker:${this.workerId}:${path}`;
+    return write.then(
+      (value) => {
+        this.deps.onStoreResult(source, undefined);
+        return value;
+      },
+      (error: unknown) => {
+        this.deps.onStoreResult(source, error);
+        throw error;
+      },
+    );
   }
 
   /** Marks the worker deleted: later writes for it are skipped. */
@@ -632,7 +648,7 @@ export class WorkerSession {
   /** Persists the worker snapshot and announces the change. */
   async saveAndEmitWorker(): Promise<void> {
     if (this.deleted) return;
-    const saved = this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record });
+    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record }));
     await Promise.all([saved, this.emitWorker()]);
   }
 
