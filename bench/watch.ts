@@ -183,7 +183,7 @@ async function floodRound(backend: BenchBackend, watched: WatchedWorker, deltas:
   backend.script = flood(deltas);
   watched.delivered += deltas;
   const start = performance.now();
-  await watched.interaction.sendInput({ worker: watched.ref, input: { text: "go" } });
+  await watched.interaction.sendInput({ worker: watched.ref, input: { text: "go" } }, { timeoutMs: 30_000 });
   await Promise.all(watched.counters.map((counter) => counter.reach(watched.delivered)));
   return (deltas * watched.counters.length) / ((performance.now() - start) / 1000);
 }
@@ -231,7 +231,7 @@ async function loneEventLatencyMs(backend: BenchBackend, watched: WatchedWorker)
     await Promise.race([finished, new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }))]);
     return { kind: "completed", stopReason: StopReason.END_TURN };
   };
-  await watched.interaction.sendInput({ worker: watched.ref, input: { text: "go" } });
+  await watched.interaction.sendInput({ worker: watched.ref, input: { text: "go" } }, { timeoutMs: 30_000 });
   const sink = await sinkReady;
   const warmups = 20;
   const samples: number[] = [];

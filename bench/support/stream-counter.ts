@@ -29,11 +29,31 @@ export class StreamCounter<M> {
     this.finished = this.consume(open(this.abort.signal));
   }
 
-  /** Resolves once `target` items have arrived in total. */
-  reach(target: number): Promise<void> {
+  /**
+   * Resolves once `target` items have arrived in total; rejects after
+   * `timeoutMs` so a stuck stream fails the bench instead of hanging it.
+   */
+  reach(target: number, timeoutMs = 60_000): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.count >= target) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ target, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`stream stuck at ${this.count} of ${target} items after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = {
+        target,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      this.waiters.push(waiter);
+    });
   }
 
   /** Ends the stream and waits for the consumer to stop. */
