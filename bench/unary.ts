@@ -42,7 +42,7 @@ export async function run(): Promise<void> {
 }
 
 const CONCURRENCY = 32;
-const ROUND_MS = 1_500;
+const ROUND_MS = 2_500;
 
 /** Keeps CONCURRENCY calls in flight for ROUND_MS and returns completed calls per second. */
 async function requestsPerSecond(call: () => Promise<unknown>): Promise<number> {
