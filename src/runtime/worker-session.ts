@@ -1,4 +1,4 @@
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { UsageSchema, type Usage } from "../../gen/worker_runtime/v1/common_pb.js";
@@ -24,6 +24,7 @@ import {
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { abortError, notFound, RuntimeError } from "./errors.js";
+import { encodeWorkerEvent } from "./event-encoding.js";
 import { DurableEventStream } from "./event-stream.js";
 import {
   RunClosedError,
@@ -108,7 +109,7 @@ export class WorkerSession {
       stream: "w",
       lastSeq: restored?.lastEventSeq ?? 0n,
       lastTranscriptSeq: restored?.lastTranscriptSeq ?? 0n,
-      encode: (event) => toBinary(WorkerEventSchema, event),
+      encode: encodeWorkerEvent,
       persistTranscript: (transcript) => deps.store.appendTranscript(workerId, transcript),
       persistEvents: (events) => deps.store.appendEvents(workerId, events),
       onPersistResult: (error) => deps.onStoreResult(`worker:${workerId}:events`, error),
