@@ -73,6 +73,8 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     }
     await commitText(context, accumulator);
     if (ending === "cancelled") return { kind: "cancelled" };
+    // Partial tool calls of a cut stream are not committed; take them off watchers' screens.
+    for (const call of accumulator.toolCalls()) context.sink.discardBlock(call.blockId);
     alreadySaid += accumulator.text;
     if (resumes >= context.settings.maxStreamResumes) {
       return {

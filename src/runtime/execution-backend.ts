@@ -70,6 +70,11 @@ export interface RunSink {
   /** Appends to an in-flight tool call. */
   toolCallDelta(blockId: string, delta: ToolCallDeltaInit): void;
   /**
+   * Abandons an in-flight block that will not be committed (e.g. a partial
+   * tool call from a cut stream), so watchers and snapshots drop it.
+   */
+  discardBlock(blockId: string): void;
+  /**
    * Commits a transcript entry; when it completes an in-flight block, pass
    * its `blockId` so watchers replace the partial block with it.
    */

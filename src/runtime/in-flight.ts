@@ -44,6 +44,9 @@ export class InFlightAccumulator {
       case "transcriptAppended":
         if (kind.value.blockId) this.blocks.delete(kind.value.blockId);
         return;
+      case "blockDiscarded":
+        this.blocks.delete(kind.value.blockId);
+        return;
       case "runChanged":
         if (TERMINAL_RUN_STATUSES.has(kind.value.status)) this.dropRun(kind.value.runId);
         return;

@@ -1005,6 +1005,7 @@ function runIdOf(event: WorkerEvent): string | undefined {
     case "textDelta":
     case "reasoningDelta":
     case "toolCallDelta":
+    case "blockDiscarded":
       return kind.value.runId;
     default:
       return undefined;

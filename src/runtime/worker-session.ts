@@ -569,6 +569,8 @@ export class WorkerSession {
             argumentsDelta: delta.argumentsDelta ?? "",
           },
         }),
+      discardBlock: (blockId) =>
+        live({ case: "blockDiscarded", value: { $typeName: "worker_runtime.v1.InFlightBlockDiscarded", runId: run.runId, blockId } }),
       commit: async (content, blockId) => {
         open();
         return this.commitEntry(run.runId, content, blockId);

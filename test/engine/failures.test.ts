@@ -118,6 +118,20 @@ describe("provider failures", () => {
     ]);
   });
 
+  it("discards the partial tool call of a cut stream so watchers drop it", async () => {
+    h = await startHarness();
+    // Role chunk, one text piece, the tool call's header and one argument piece, then the cut.
+    const cutReply = replyChunks({ text: "Let", pieceSize: 4, toolCalls: [{ id: "call_1", name: "read_file", arguments: '{"path":"a.txt"}' }] });
+    h.fake.enqueue({ kind: "stream", chunks: cutReply, end: "cut", cutAfter: 4 }, reply({ text: " me answer." }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    const partialCall = sink.events.find((e) => e.type === "tool_call");
+    expect(partialCall).toBeDefined();
+    const discarded = sink.events.filter((e) => e.type === "discard").map((e) => (e as { blockId: string }).blockId);
+    expect(discarded).toEqual([(partialCall as { blockId: string }).blockId]);
+    expect(sink.committed("toolCall")).toEqual([]);
+  });
+
   it("drops the repeat when a continued answer restarts from the top", async () => {
     h = await startHarness();
     const full = "One two three four five six.";

@@ -30,7 +30,8 @@ export type SinkEvent =
   | { type: "tool_call"; blockId: string; delta: ToolCallDeltaInit }
   | { type: "commit"; blockId: string | undefined; entry: TranscriptEntry }
   | { type: "turn" }
-  | { type: "approval"; call: PendingToolCall };
+  | { type: "approval"; call: PendingToolCall }
+  | { type: "discard"; blockId: string };
 
 /** Transcript content values by kind. */
 interface ContentValues {
@@ -71,6 +72,9 @@ export class RecordingSink implements RunSink {
   }
   toolCallDelta(blockId: string, delta: ToolCallDeltaInit): void {
     this.record({ type: "tool_call", blockId, delta });
+  }
+  discardBlock(blockId: string): void {
+    this.record({ type: "discard", blockId });
   }
   commit(content: TranscriptEntry["content"], blockId?: string): Promise<TranscriptEntry> {
     const entry = create(TranscriptEntrySchema, {

@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/events.proto.
  */
 export const file_worker_runtime_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch53b3JrZXJfcnVudGltZS92MS9ldmVudHMucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIrIDCgtXb3JrZXJFdmVudBILCgNzZXEYASABKAQSDgoGY3Vyc29yGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKDndvcmtlcl9jaGFuZ2VkGAogASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASLQoLcnVuX2NoYW5nZWQYCyABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW5IABJBChN0cmFuc2NyaXB0X2FwcGVuZGVkGAwgASgLMiIud29ya2VyX3J1bnRpbWUudjEuVHJhbnNjcmlwdEVudHJ5SAASMgoKdGV4dF9kZWx0YRgUIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLlRleHREZWx0YUgAEjwKD3JlYXNvbmluZ19kZWx0YRgVIAEoCzIhLndvcmtlcl9ydW50aW1lLnYxLlJlYXNvbmluZ0RlbHRhSAASOwoPdG9vbF9jYWxsX2RlbHRhGBYgASgLMiAud29ya2VyX3J1bnRpbWUudjEuVG9vbENhbGxEZWx0YUgAQgYKBGtpbmQiOwoJVGV4dERlbHRhEg4KBnJ1bl9pZBgBIAEoCRIQCghibG9ja19pZBgCIAEoCRIMCgR0ZXh0GAMgASgJIkAKDlJlYXNvbmluZ0RlbHRhEg4KBnJ1bl9pZBgBIAEoCRIQCghibG9ja19pZBgCIAEoCRIMCgR0ZXh0GAMgASgJInMKDVRvb2xDYWxsRGVsdGESDgoGcnVuX2lkGAEgASgJEhAKCGJsb2NrX2lkGAIgASgJEhQKDHRvb2xfY2FsbF9pZBgDIAEoCRIRCgl0b29sX25hbWUYBCABKAkSFwoPYXJndW1lbnRzX2RlbHRhGAUgASgJIpwBCg1JbkZsaWdodEJsb2NrEg4KBnJ1bl9pZBgBIAEoCRIQCghibG9ja19pZBgCIAEoCRIyCgRraW5kGAMgASgOMiQud29ya2VyX3J1bnRpbWUudjEuSW5GbGlnaHRCbG9ja0tpbmQSDAoEdGV4dBgEIAEoCRIUCgx0b29sX2NhbGxfaWQYBSABKAkSEQoJdG9vbF9uYW1lGAYgASgJItkBCg5Xb3JrZXJTbmFwc2hvdBIpCgZ3b3JrZXIYASABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXISKgoKYWN0aXZlX3J1bhgCIAEoCzIWLndvcmtlcl9ydW50aW1lLnYxLlJ1bhIrCgtxdWV1ZWRfcnVucxgDIAMoCzIWLndvcmtlcl9ydW50aW1lLnYxLlJ1bhIzCglpbl9mbGlnaHQYBCADKAsyIC53b3JrZXJfcnVudGltZS52MS5JbkZsaWdodEJsb2NrEg4KBmN1cnNvchgFIAEoCSKuAgoMUnVudGltZUV2ZW50EgsKA3NlcRgBIAEoBBIOCgZjdXJzb3IYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoOd29ya2VyX2NyZWF0ZWQYCiABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJIABIzCg53b3JrZXJfdXBkYXRlZBgLIAEoCzIZLndvcmtlcl9ydW50aW1lLnYxLldvcmtlckgAEjYKDndvcmtlcl9yZW1vdmVkGAwgASgLMhwud29ya2VyX3J1bnRpbWUudjEuV29ya2VyUmVmSAASLQoLcnVuX2NoYW5nZWQYDSABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW5IAEIGCgRraW5kIk4KD1J1bnRpbWVTbmFwc2hvdBIrCgdydW50aW1lGAEgASgLMhoud29ya2VyX3J1bnRpbWUudjEuUnVudGltZRIOCgZjdXJzb3IYAiABKAkqoAEKEUluRmxpZ2h0QmxvY2tLaW5kEiQKIElOX0ZMSUdIVF9CTE9DS19LSU5EX1VOU1BFQ0lGSUVEEAASHQoZSU5fRkxJR0hUX0JMT0NLX0tJTkRfVEVYVBABEiIKHklOX0ZMSUdIVF9CTE9DS19LSU5EX1JFQVNPTklORxACEiIKHklOX0ZMSUdIVF9CTE9DS19LSU5EX1RPT0xfQ0FMTBADYgZwcm90bzM", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_run, file_worker_runtime_v1_runtime, file_worker_runtime_v1_transcript, file_worker_runtime_v1_worker]);
+  fileDesc("Ch53b3JrZXJfcnVudGltZS92MS9ldmVudHMucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIvgDCgtXb3JrZXJFdmVudBILCgNzZXEYASABKAQSDgoGY3Vyc29yGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKDndvcmtlcl9jaGFuZ2VkGAogASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASLQoLcnVuX2NoYW5nZWQYCyABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW5IABJBChN0cmFuc2NyaXB0X2FwcGVuZGVkGAwgASgLMiIud29ya2VyX3J1bnRpbWUudjEuVHJhbnNjcmlwdEVudHJ5SAASMgoKdGV4dF9kZWx0YRgUIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLlRleHREZWx0YUgAEjwKD3JlYXNvbmluZ19kZWx0YRgVIAEoCzIhLndvcmtlcl9ydW50aW1lLnYxLlJlYXNvbmluZ0RlbHRhSAASOwoPdG9vbF9jYWxsX2RlbHRhGBYgASgLMiAud29ya2VyX3J1bnRpbWUudjEuVG9vbENhbGxEZWx0YUgAEkQKD2Jsb2NrX2Rpc2NhcmRlZBgXIAEoCzIpLndvcmtlcl9ydW50aW1lLnYxLkluRmxpZ2h0QmxvY2tEaXNjYXJkZWRIAEIGCgRraW5kIjoKFkluRmxpZ2h0QmxvY2tEaXNjYXJkZWQSDgoGcnVuX2lkGAEgASgJEhAKCGJsb2NrX2lkGAIgASgJIjsKCVRleHREZWx0YRIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSJACg5SZWFzb25pbmdEZWx0YRIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSJzCg1Ub29sQ2FsbERlbHRhEg4KBnJ1bl9pZBgBIAEoCRIQCghibG9ja19pZBgCIAEoCRIUCgx0b29sX2NhbGxfaWQYAyABKAkSEQoJdG9vbF9uYW1lGAQgASgJEhcKD2FyZ3VtZW50c19kZWx0YRgFIAEoCSKcAQoNSW5GbGlnaHRCbG9jaxIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSMgoEa2luZBgDIAEoDjIkLndvcmtlcl9ydW50aW1lLnYxLkluRmxpZ2h0QmxvY2tLaW5kEgwKBHRleHQYBCABKAkSFAoMdG9vbF9jYWxsX2lkGAUgASgJEhEKCXRvb2xfbmFtZRgGIAEoCSLZAQoOV29ya2VyU25hcHNob3QSKQoGd29ya2VyGAEgASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VyEioKCmFjdGl2ZV9ydW4YAiABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW4SKwoLcXVldWVkX3J1bnMYAyADKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW4SMwoJaW5fZmxpZ2h0GAQgAygLMiAud29ya2VyX3J1bnRpbWUudjEuSW5GbGlnaHRCbG9jaxIOCgZjdXJzb3IYBSABKAkirgIKDFJ1bnRpbWVFdmVudBILCgNzZXEYASABKAQSDgoGY3Vyc29yGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKDndvcmtlcl9jcmVhdGVkGAogASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASMwoOd29ya2VyX3VwZGF0ZWQYCyABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJIABI2Cg53b3JrZXJfcmVtb3ZlZBgMIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZkgAEi0KC3J1bl9jaGFuZ2VkGA0gASgLMhYud29ya2VyX3J1bnRpbWUudjEuUnVuSABCBgoEa2luZCJOCg9SdW50aW1lU25hcHNob3QSKwoHcnVudGltZRgBIAEoCzIaLndvcmtlcl9ydW50aW1lLnYxLlJ1bnRpbWUSDgoGY3Vyc29yGAIgASgJKqABChFJbkZsaWdodEJsb2NrS2luZBIkCiBJTl9GTElHSFRfQkxPQ0tfS0lORF9VTlNQRUNJRklFRBAAEh0KGUlOX0ZMSUdIVF9CTE9DS19LSU5EX1RFWFQQARIiCh5JTl9GTElHSFRfQkxPQ0tfS0lORF9SRUFTT05JTkcQAhIiCh5JTl9GTElHSFRfQkxPQ0tfS0lORF9UT09MX0NBTEwQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_run, file_worker_runtime_v1_runtime, file_worker_runtime_v1_transcript, file_worker_runtime_v1_worker]);
 
 /**
  * WorkerEvent is one event of a Worker's stream. Durable events carry a seq
@@ -107,6 +107,15 @@ export type WorkerEvent = Message<"worker_runtime.v1.WorkerEvent"> & {
      */
     value: ToolCallDelta;
     case: "toolCallDelta";
+  } | {
+    /**
+     * An in-flight block was abandoned without being committed (live), e.g. a
+     * partial tool call from a provider stream that was cut; drop it.
+     *
+     * @generated from field: worker_runtime.v1.InFlightBlockDiscarded block_discarded = 23;
+     */
+    value: InFlightBlockDiscarded;
+    case: "blockDiscarded";
   } | { case: undefined; value?: undefined };
 };
 
@@ -116,6 +125,34 @@ export type WorkerEvent = Message<"worker_runtime.v1.WorkerEvent"> & {
  */
 export const WorkerEventSchema: GenMessage<WorkerEvent> = /*@__PURE__*/
   messageDesc(file_worker_runtime_v1_events, 0);
+
+/**
+ * InFlightBlockDiscarded abandons an in-flight block that will not be committed.
+ *
+ * @generated from message worker_runtime.v1.InFlightBlockDiscarded
+ */
+export type InFlightBlockDiscarded = Message<"worker_runtime.v1.InFlightBlockDiscarded"> & {
+  /**
+   * The run that produced it.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The block to drop.
+   *
+   * @generated from field: string block_id = 2;
+   */
+  blockId: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.InFlightBlockDiscarded.
+ * Use `create(InFlightBlockDiscardedSchema)` to create a new message.
+ */
+export const InFlightBlockDiscardedSchema: GenMessage<InFlightBlockDiscarded> = /*@__PURE__*/
+  messageDesc(file_worker_runtime_v1_events, 1);
 
 /**
  * TextDelta appends assistant text to an in-flight block.
@@ -150,7 +187,7 @@ export type TextDelta = Message<"worker_runtime.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 1);
+  messageDesc(file_worker_runtime_v1_events, 2);
 
 /**
  * ReasoningDelta appends reasoning text to an in-flight block.
@@ -185,7 +222,7 @@ export type ReasoningDelta = Message<"worker_runtime.v1.ReasoningDelta"> & {
  * Use `create(ReasoningDeltaSchema)` to create a new message.
  */
 export const ReasoningDeltaSchema: GenMessage<ReasoningDelta> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 2);
+  messageDesc(file_worker_runtime_v1_events, 3);
 
 /**
  * ToolCallDelta appends to an in-flight tool call.
@@ -234,7 +271,7 @@ export type ToolCallDelta = Message<"worker_runtime.v1.ToolCallDelta"> & {
  * Use `create(ToolCallDeltaSchema)` to create a new message.
  */
 export const ToolCallDeltaSchema: GenMessage<ToolCallDelta> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 3);
+  messageDesc(file_worker_runtime_v1_events, 4);
 
 /**
  * InFlightBlock is output streamed so far that is not yet committed to the
@@ -291,7 +328,7 @@ export type InFlightBlock = Message<"worker_runtime.v1.InFlightBlock"> & {
  * Use `create(InFlightBlockSchema)` to create a new message.
  */
 export const InFlightBlockSchema: GenMessage<InFlightBlock> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 4);
+  messageDesc(file_worker_runtime_v1_events, 5);
 
 /**
  * WorkerSnapshot is the first message of every WatchWorker stream.
@@ -340,7 +377,7 @@ export type WorkerSnapshot = Message<"worker_runtime.v1.WorkerSnapshot"> & {
  * Use `create(WorkerSnapshotSchema)` to create a new message.
  */
 export const WorkerSnapshotSchema: GenMessage<WorkerSnapshot> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 5);
+  messageDesc(file_worker_runtime_v1_events, 6);
 
 /**
  * RuntimeEvent is one durable event of the runtime-wide stream.
@@ -414,7 +451,7 @@ export type RuntimeEvent = Message<"worker_runtime.v1.RuntimeEvent"> & {
  * Use `create(RuntimeEventSchema)` to create a new message.
  */
 export const RuntimeEventSchema: GenMessage<RuntimeEvent> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 6);
+  messageDesc(file_worker_runtime_v1_events, 7);
 
 /**
  * RuntimeSnapshot is the first message of every WatchRuntime stream.
@@ -442,7 +479,7 @@ export type RuntimeSnapshot = Message<"worker_runtime.v1.RuntimeSnapshot"> & {
  * Use `create(RuntimeSnapshotSchema)` to create a new message.
  */
 export const RuntimeSnapshotSchema: GenMessage<RuntimeSnapshot> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 7);
+  messageDesc(file_worker_runtime_v1_events, 8);
 
 /**
  * InFlightBlockKind is the kind of an in-flight block.
