@@ -36,6 +36,7 @@ import { decodeRuntimeSnapshot, encodeRuntimeSnapshot } from "./runtime-snapshot
 import { SegmentedLog } from "./segmented-log.js";
 import { WorkerFiles, type LogSizing } from "./worker-files.js";
 import { restoreWorker } from "./worker-restore.js";
+import { DataDirLock } from "./data-dir-lock.js";
 import { encodeWorkerSnapshot } from "./worker-snapshot.js";
 
 /** Options for {@link createFileStore}. */
@@ -78,6 +79,8 @@ class FileStoreImpl implements FileStore {
   /** Creations in flight, so a second put of a new worker waits for the first. */
   private readonly creating = new Map<string, Promise<void>>();
   private runtimeEvents: SegmentedLog | undefined;
+  /** Held from open to close: one process per data dir. */
+  private lock: DataDirLock | undefined;
   private runtimeId = "";
   private nextCreationIndex = 1;
 
@@ -91,6 +94,17 @@ class FileStoreImpl implements FileStore {
 
   async open(init: StoreOpenInit): Promise<OpenedStore> {
     await mkdir(this.disk.root, { recursive: true });
+    this.lock = await DataDirLock.acquire(this.disk.root);
+    try {
+      return await this.openLocked(init);
+    } catch (error) {
+      await this.lock.release();
+      this.lock = undefined;
+      throw error;
+    }
+  }
+
+  private async openLocked(init: StoreOpenInit): Promise<OpenedStore> {
     const runtimeId = await this.openRuntimeSnapshot(init);
     this.runtimeId = runtimeId;
     const diagnostics: StoreDiagnostic[] = [];
@@ -211,6 +225,8 @@ class FileStoreImpl implements FileStore {
     await Promise.allSettled([...this.creating.values()]);
     await Promise.all([...this.workers.values()].map((files) => files.drain().catch(() => undefined)));
     await this.runtimeEvents?.drain();
+    await this.lock?.release();
+    this.lock = undefined;
   }
 
   /**
