@@ -13,11 +13,14 @@ export class UsageError extends Error {
 
 export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--port 7070] [--http1-port N]
                             [--runtime-id ID] [--token-file PATH] [--data-dir DIR]
+                            [--tls-cert PATH --tls-key PATH]
   --host         address to listen on (non-loopback requires a token)
   --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
   --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
   --runtime-id   fixed runtime id (1-64 of [A-Za-z0-9._-])
   --token-file   file holding the bearer token (or set WORKER_RUNTIME_TOKEN)
+  --tls-cert, --tls-key  PEM certificate and key: serve TLS; the main port then also
+                 speaks HTTP/1.1 (the listening line says https= instead of h2c=)
   --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
                  everything lives in memory and is lost on exit
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
@@ -36,6 +39,8 @@ export async function serve(argv: string[]): Promise<void> {
       "http1-port": { type: "string" },
       "runtime-id": { type: "string" },
       "token-file": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       "data-dir": { type: "string" },
       "shutdown-grace-ms": { type: "string", default: "10000" },
       "workspace-root": { type: "string", multiple: true },
@@ -55,6 +60,7 @@ export async function serve(argv: string[]): Promise<void> {
   const logger = createJsonLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
+  const tls = readTls(values["tls-cert"], values["tls-key"]);
   const execution = await executionOptions(values);
   const runtimeOptions: RuntimeOptions = {
     logger,
@@ -69,6 +75,7 @@ export async function serve(argv: string[]): Promise<void> {
     port: parsePort("--port", values.port),
     ...(values["http1-port"] !== undefined ? { http1Port: parsePort("--http1-port", values["http1-port"]) } : {}),
     ...(token !== undefined ? { token } : {}),
+    ...(tls !== undefined ? { tls } : {}),
     logger,
   }).catch(async (error: unknown) => {
     await runtime.close();
@@ -88,7 +95,8 @@ export async function serve(argv: string[]): Promise<void> {
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
-  process.stdout.write(`worker-runtime listening h2c=${server.h2Address}${http1} runtime_id=${runtime.runtimeId}\n`);
+  const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
+  process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
   logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   await stopped;
   logger.info("stopped");
@@ -113,6 +121,20 @@ function parsePort(flag: string, value: string): number {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0-65535`);
   return port;
+}
+
+/** Reads the TLS certificate and key; both or neither. */
+function readTls(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw new UsageError("--tls-cert and --tls-key go together");
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new UsageError(`cannot read ${flag}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+    }
+  };
+  return { cert: read("--tls-cert", certFile), key: read("--tls-key", keyFile) };
 }
 
 /** The token comes from a file or the environment, never a flag visible in `ps`. */

@@ -7,6 +7,7 @@ import {
 } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Logger, Runtime } from "../runtime/index.js";
 import { createAuthInterceptor } from "./auth.js";
@@ -25,6 +26,11 @@ export interface RuntimeServerOptions {
   http1Port?: number;
   /** Bearer token; required when `host` is not a loopback address. */
   token?: string;
+  /**
+   * PEM certificate and key. With TLS the main listener also speaks HTTP/1.1
+   * (ALPN), so one port serves gRPC, Connect and gRPC-Web to every client.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /** Largest deadline a client may ask for. */
   maxTimeoutMs?: number;
   /** Structured logger. */
@@ -75,7 +81,9 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     jsonOptions: { ignoreUnknownFields: false },
   });
 
-  const h2 = http2.createServer(handler);
+  const h2 = options.tls
+    ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, handler)
+    : http2.createServer(handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
@@ -86,7 +94,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   let h1: http.Server | undefined;
   let http1Address: string | undefined;
   if (options.http1Port !== undefined) {
-    h1 = http.createServer(handler);
+    h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
     http1Address = await listen(h1, options.host, options.http1Port);
   }
 

@@ -27,7 +27,7 @@ export interface CliProcess {
   kill(): void;
 }
 
-const LISTENING = /^worker-runtime listening h2c=(\S+)(?: http1=(\S+))? runtime_id=(\S+)$/m;
+const LISTENING = /^worker-runtime listening (?:h2c|https)=(\S+)(?: http1=(\S+))? runtime_id=(\S+)$/m;
 
 /**
  * Starts the CLI as `node --import tsx src/cli/main.ts ...` (not `npx`, whose
