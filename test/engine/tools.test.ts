@@ -1,4 +1,5 @@
-import { mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { chmod, link, mkdir, open, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ScriptedToolCall } from "../support/openai-chunks.js";
@@ -122,6 +123,63 @@ describe("tools", () => {
       "no such file or directory: nope.txt",
       "no such file or directory: nope.txt",
     ]);
+  });
+
+  it("refuses to read, write, edit or search through a hard link to a file outside the workspace", async () => {
+    h = await startHarness();
+    await writeFile(join(h.outside, "secret.txt"), "top secret");
+    await link(join(h.outside, "secret.txt"), join(h.workspace, "linked.txt"));
+    const { results, sent } = await runTools(h, [
+      call("c1", "read_file", { path: "linked.txt" }),
+      call("c2", "write_file", { path: "linked.txt", content: "planted" }),
+      call("c3", "edit_file", { path: "linked.txt", old_text: "top", new_text: "no" }),
+      call("c4", "search_files", { query: "secret" }),
+    ]);
+    expect(results.map((r) => r.isError)).toEqual([true, true, true, false]);
+    for (const result of results.slice(0, 3)) expect(result.output).toMatch(/^refused: linked\.txt has 2 hard links/);
+    expect(results[3]?.output).toBe("no matches");
+    expect(sent.join("\n")).not.toContain("top secret");
+    expect(await readFile(join(h.outside, "secret.txt"), "utf8")).toBe("top secret");
+  });
+
+  it("writes by replacing the file, keeping its mode, and leaves no temp file behind", async () => {
+    h = await startHarness();
+    await writeFile(join(h.workspace, "run.sh"), "echo one");
+    await chmod(join(h.workspace, "run.sh"), 0o750);
+    // Stands in for a link made to the file after the checks: it must keep the old content.
+    const old = await open(join(h.workspace, "run.sh"), "r");
+    const { results } = await runTools(h, [
+      call("c1", "write_file", { path: "run.sh", content: "echo two" }),
+      call("c2", "edit_file", { path: "run.sh", old_text: "two", new_text: "three" }),
+      call("c3", "list_files", {}),
+    ]);
+    expect(results.map((r) => r.isError)).toEqual([false, false, false]);
+    const after = await stat(join(h.workspace, "run.sh"));
+    expect(await old.readFile("utf8")).toBe("echo one");
+    await old.close();
+    expect(after.mode & 0o777).toBe(0o750);
+    expect(await readFile(join(h.workspace, "run.sh"), "utf8")).toBe("echo three");
+    expect(results[2]?.output).toBe("run.sh");
+  });
+
+  it("refuses a FIFO at once instead of hanging on it", async () => {
+    h = await startHarness();
+    execFileSync("mkfifo", [join(h.workspace, "pipe")]);
+    const { results } = await runTools(h, [
+      call("c1", "read_file", { path: "pipe" }),
+      call("c2", "edit_file", { path: "pipe", old_text: "a", new_text: "b" }),
+      call("c3", "write_file", { path: "pipe", content: "x" }),
+    ]);
+    for (const result of results) {
+      expect(result).toMatchObject({ isError: true, output: "refused: pipe is not a regular file (a FIFO, socket or device)" });
+    }
+  }, 5_000);
+
+  it("refuses to edit a file over the write bound before reading it", async () => {
+    h = await startHarness({ toolLimits: { maxWriteBytes: 100 } });
+    await writeFile(join(h.workspace, "big.txt"), `needle${"x".repeat(500)}`);
+    const { results } = await runTools(h, [call("c1", "edit_file", { path: "big.txt", old_text: "needle", new_text: "pin" })]);
+    expect(results[0]).toMatchObject({ isError: true, output: "refused: big.txt is 506 bytes; edit_file handles files up to 100 bytes" });
   });
 
   describe("approvals", () => {

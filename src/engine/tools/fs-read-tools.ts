@@ -1,6 +1,7 @@
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
+import { openRegularFile } from "./regular-file.js";
 import type { Workspace } from "./workspace.js";
 
 /** Tools that look at the workspace without changing it (`fs.read`). */
@@ -30,9 +31,8 @@ export const readFileTool: ToolDefinition = {
     const path = stringArg(args, "path");
     const offset = optionalIntArg(args, "offset") ?? 0;
     const hostPath = await workspace.resolveExisting(path);
-    const info = await stat(hostPath);
-    if (info.isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
-    const handle = await open(hostPath, "r");
+    if ((await stat(hostPath)).isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
+    const { handle, info } = await openRegularFile(hostPath, path);
     try {
       const length = Math.max(0, Math.min(context.limits.maxReadBytes, info.size - offset));
       const buffer = Buffer.alloc(length);
@@ -133,8 +133,9 @@ export const searchFilesTool: ToolDefinition = {
           pending.push(hostPath);
           continue;
         }
-        if (!entry.isFile() || (await stat(hostPath)).size > maxSearchFileBytes) continue;
-        const content = await readFile(hostPath);
+        if (!entry.isFile()) continue;
+        const content = await readSearchable(hostPath, maxSearchFileBytes);
+        if (!content) continue;
         if (content.subarray(0, 8192).includes(0)) continue;
         const lines = content.toString("utf8").split("\n");
         for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
@@ -152,3 +153,24 @@ export const searchFilesTool: ToolDefinition = {
     };
   },
 };
+
+/**
+ * A file's content for search_files, or undefined when it is skipped: too
+ * large, not a regular file, or hard-linked (its content may belong to a
+ * file outside the workspace).
+ */
+async function readSearchable(hostPath: string, maxBytes: number): Promise<Buffer | undefined> {
+  let opened;
+  try {
+    opened = await openRegularFile(hostPath, hostPath);
+  } catch (error) {
+    if (error instanceof ToolError) return undefined;
+    throw error;
+  }
+  try {
+    if (opened.info.size > maxBytes) return undefined;
+    return await opened.handle.readFile();
+  } finally {
+    await opened.handle.close();
+  }
+}

@@ -1,5 +1,6 @@
-import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
+import { assertWritableTarget, openRegularFile, replaceFile } from "./regular-file.js";
 import { stringArg, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
 import type { Workspace } from "./workspace.js";
 
@@ -37,10 +38,9 @@ export const writeFileTool: ToolDefinition = {
     const content = stringArg(args, "content");
     checkSize(content, context);
     const hostPath = await workspace.resolveForWrite(path);
-    const existing = await stat(hostPath).catch(() => undefined);
-    if (existing?.isDirectory()) throw new ToolError(`${path} is a directory`);
+    const existing = await assertWritableTarget(hostPath, path);
     await mkdir(dirname(hostPath), { recursive: true });
-    await writeFile(hostPath, content, { encoding: "utf8", signal: context.signal });
+    await replaceFile(hostPath, content, existing?.mode, context.signal);
     return { output: `wrote ${Buffer.byteLength(content, "utf8")} bytes to ${workspace.display(hostPath)}` };
   },
 };
@@ -68,14 +68,24 @@ export const editFileTool: ToolDefinition = {
     const newText = stringArg(args, "new_text");
     if (oldText === "") throw new ToolError('argument "old_text" must not be empty');
     const hostPath = await workspace.resolveExisting(path);
-    const content = await readFile(hostPath, "utf8");
+    const { handle, info } = await openRegularFile(hostPath, path);
+    let content: string;
+    try {
+      // Refused before reading: a huge file would be read whole only to fail the size check after the edit.
+      if (info.size > context.limits.maxWriteBytes) {
+        throw new ToolError(`refused: ${path} is ${info.size} bytes; edit_file handles files up to ${context.limits.maxWriteBytes} bytes`);
+      }
+      content = await handle.readFile({ encoding: "utf8", signal: context.signal });
+    } finally {
+      await handle.close();
+    }
     const count = content.split(oldText).length - 1;
     if (count !== 1) {
       throw new ToolError(`old_text occurs ${count} times in ${path}; it must occur exactly once`);
     }
     const updated = content.replace(oldText, () => newText);
     checkSize(updated, context);
-    await writeFile(hostPath, updated, { encoding: "utf8", signal: context.signal });
+    await replaceFile(hostPath, updated, info.mode, context.signal);
     return { output: `edited ${workspace.display(hostPath)}` };
   },
 };
