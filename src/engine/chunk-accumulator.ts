@@ -66,9 +66,9 @@ export class ChunkAccumulator {
     if (choice.finish_reason) this.finishReason = choice.finish_reason;
   }
 
-  /** Releases text the continuation filter still holds. */
-  flush(): void {
-    this.emitText(this.filter.flush());
+  /** Ends the stream: releases (finished) or drops (interrupted) text the continuation filter still holds. */
+  flush(ending: "finished" | "interrupted"): void {
+    this.emitText(this.filter.flush(ending));
   }
 
   /**

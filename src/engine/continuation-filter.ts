@@ -10,8 +10,13 @@
 export interface TextFilter {
   /** Returns the part of `delta` to emit now (may be empty while undecided). */
   push(delta: string): string;
-  /** Releases anything still held when the stream ends. */
-  flush(): string;
+  /**
+   * Ends the stream. A finished stream releases what is still held. A cut or
+   * cancelled one drops it: held text is always a prefix of `alreadySaid`
+   * (a restart that stopped short), so releasing it would commit the same
+   * text twice.
+   */
+  flush(ending: "finished" | "interrupted"): string;
 }
 
 /** A filter that passes everything through. */
@@ -31,8 +36,8 @@ export function continuationFilter(alreadySaid: string): TextFilter {
       held = "";
       return out;
     },
-    flush() {
-      const out = held;
+    flush(ending) {
+      const out = ending === "finished" ? held : "";
       held = "";
       decided = true;
       return out;

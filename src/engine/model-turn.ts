@@ -54,7 +54,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
     const accumulator = new ChunkAccumulator(context.sink, context.blocks, filter);
     const ending = await consume(context, opened, accumulator);
-    accumulator.flush();
+    accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     if (accumulator.usage) addUsage(context, accumulator);
     if (ending === "finished") {
       await commitText(context, accumulator);

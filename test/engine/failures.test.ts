@@ -145,6 +145,23 @@ describe("provider failures", () => {
     expect(sink.streamedText()).toBe(full);
   });
 
+  it("does not commit a restarted continuation's held-back repeat when that stream is cut too", async () => {
+    h = await startHarness({ maxStreamResumes: 2 });
+    const full = "Hello world, this is a test.";
+    h.fake.enqueue(
+      // Role chunk + 4 pieces of 5: "Hello world, this is".
+      { kind: "stream", chunks: replyChunks({ text: full, pieceSize: 5 }), end: "cut", cutAfter: 5 },
+      // The continuation restarts from the top and is cut after "Hello worl", still held back.
+      { kind: "stream", chunks: replyChunks({ text: full, pieceSize: 5 }), end: "cut", cutAfter: 3 },
+      reply({ text: " a test." }),
+    );
+    const { outcome, sink } = await h.run({ input: "say it" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello world, this is", " a test."]);
+    expect(sink.streamedText()).toBe(full);
+    expect(h.fake.requests[2]?.body.messages.at(-2)).toEqual({ role: "assistant", content: "Hello world, this is" });
+  });
+
   it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
     h = await startHarness({ maxStreamResumes: 2 });
     const cut = (text: string) => ({ kind: "stream" as const, chunks: replyChunks({ text, pieceSize: 2 }), end: "cut" as const, cutAfter: 2 });
