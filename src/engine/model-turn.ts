@@ -32,7 +32,8 @@ export const CONTINUE_PROMPT =
  *
  * A stream cut mid-answer (connection lost, idle timeout, stream ended
  * without a finish reason) keeps its text: the partial reasoning and text
- * are committed as they are, then the turn asks again with that text as the
+ * are committed as they are (except reasoning cut before any answer text:
+ * the request is simply asked again, so it is discarded), then the turn asks again with that text as the
  * assistant's message so far plus {@link CONTINUE_PROMPT}, and streams the
  * rest into a new block, committed as the next assistant entry. The
  * transcript thus holds the answer as consecutive pieces with no text
@@ -71,7 +72,14 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
         finishReason: accumulator.finishReason ?? "stop",
       };
     }
-    await commitText(context, accumulator);
+    if (ending === "cut" && alreadySaid === "" && accumulator.text === "") {
+      // Nothing said yet: the retry asks the same question and the model
+      // reasons again from the start, so this partial reasoning would be
+      // committed twice.
+      if (accumulator.reasoning) context.sink.discardBlock(accumulator.reasoningBlock);
+    } else {
+      await commitText(context, accumulator);
+    }
     if (ending === "cancelled") return { kind: "cancelled" };
     // Partial tool calls of a cut stream are not committed; take them off watchers' screens.
     for (const call of accumulator.toolCalls()) context.sink.discardBlock(call.blockId);

@@ -162,6 +162,22 @@ describe("provider failures", () => {
     expect(h.fake.requests[2]?.body.messages.at(-2)).toEqual({ role: "assistant", content: "Hello world, this is" });
   });
 
+  it("discards reasoning cut before any answer text instead of committing it twice", async () => {
+    h = await startHarness();
+    const reasoning = "Let me think about this.";
+    h.fake.enqueue(
+      // Role chunk + 3 reasoning pieces of 4: "Let me think".
+      { kind: "stream", chunks: replyChunks({ reasoning, text: "Answer.", pieceSize: 4 }), end: "cut", cutAfter: 4 },
+      reply({ reasoning, text: "Answer." }),
+    );
+    const { outcome, sink } = await h.run({ input: "think" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("reasoning").map((r) => r.text)).toEqual([reasoning]);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Answer."]);
+    const firstBlock = sink.events.find((e) => e.type === "reasoning");
+    expect(sink.events.filter((e) => e.type === "discard")).toEqual([{ type: "discard", blockId: firstBlock?.blockId }]);
+  });
+
   it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
     h = await startHarness({ maxStreamResumes: 2 });
     const cut = (text: string) => ({ kind: "stream" as const, chunks: replyChunks({ text, pieceSize: 2 }), end: "cut" as const, cutAfter: 2 });
