@@ -14,9 +14,14 @@ export interface AssembledToolCall {
 
 /**
  * Folds one streamed response into text, reasoning, tool calls, finish reason
- * and usage, forwarding each delta to the sink as it arrives. Tool calls are
- * keyed by their `index`: only the first piece of a call carries its id and
- * name, later pieces carry argument fragments.
+ * and usage, forwarding each delta to the sink as it arrives.
+ *
+ * Tool calls: OpenAI sends each call's id and name in its first piece, keyed
+ * by `index`, and later pieces with argument fragments and the same index.
+ * Some compatible servers repeat `index` (every call at 0) or omit it, so a
+ * piece whose id differs from the call stored at its index starts a new
+ * call, and a piece without an index starts a new call when it has a new id
+ * and otherwise continues the last call.
  */
 export class ChunkAccumulator {
   text = "";
@@ -25,7 +30,10 @@ export class ChunkAccumulator {
   usage: CompletionUsage | undefined;
   readonly textBlock: string;
   readonly reasoningBlock: string;
-  private readonly calls = new Map<number, AssembledToolCall>();
+  /** Calls in arrival order. */
+  private readonly calls: AssembledToolCall[] = [];
+  /** The latest call seen at each index. */
+  private readonly byIndex = new Map<number, AssembledToolCall>();
 
   constructor(
     private readonly sink: RunSink,
@@ -48,11 +56,7 @@ export class ChunkAccumulator {
     }
     if (delta.content) this.emitText(this.filter.push(delta.content));
     for (const piece of delta.tool_calls ?? []) {
-      let call = this.calls.get(piece.index);
-      if (!call) {
-        call = { id: "", name: "", argumentsJson: "", blockId: this.blocks.next("tool") };
-        this.calls.set(piece.index, call);
-      }
+      const call = this.callFor(piece.index as number | undefined | null, piece.id);
       if (piece.id) call.id = piece.id;
       if (piece.function?.name) call.name = piece.function.name;
       const argumentsDelta = piece.function?.arguments ?? "";
@@ -76,9 +80,21 @@ export class ChunkAccumulator {
    * call ids; those get a generated one so results can be matched.
    */
   toolCalls(): AssembledToolCall[] {
-    return [...this.calls.entries()]
-      .sort(([a], [b]) => a - b)
-      .map(([index, call]) => ({ ...call, id: call.id || `call_${call.blockId}_${index}` }));
+    return this.calls.map((call) => ({ ...call, id: call.id || `call_${call.blockId}` }));
+  }
+
+  /** The call a tool-call piece belongs to, started when the piece begins a new one. */
+  private callFor(index: number | undefined | null, id: string | undefined): AssembledToolCall {
+    const last = this.calls.at(-1);
+    const known = typeof index === "number" ? this.byIndex.get(index) : last;
+    const continues =
+      known !== undefined &&
+      (typeof index === "number" ? !id || !known.id || id === known.id : !id || id === known.id);
+    if (continues) return known;
+    const call: AssembledToolCall = { id: "", name: "", argumentsJson: "", blockId: this.blocks.next("tool") };
+    this.calls.push(call);
+    if (typeof index === "number") this.byIndex.set(index, call);
+    return call;
   }
 
   private emitText(text: string): void {

@@ -2,7 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import { reply } from "../support/openai-chunks.js";
+import { chunk, reply } from "../support/openai-chunks.js";
 import { profileWith, startHarness, TEST_KEY, type Harness } from "./harness.js";
 
 describe("OpenAI backend runs", () => {
@@ -162,5 +162,35 @@ describe("OpenAI backend runs", () => {
       isError: true,
       output: 'tool "run_command" is not available to this worker',
     });
+  });
+
+  it.each([
+    ["repeat index 0 for every call", { index: 0 }],
+    ["omit index", {}],
+  ])("keeps parallel tool calls apart when compatible servers %s", async (_how, index: object) => {
+    await writeFile(join(h.workspace, "a.txt"), "alpha");
+    await writeFile(join(h.workspace, "b.txt"), "beta");
+    const calls = [
+      { id: "call_a", path: "a.txt" },
+      { id: "call_b", path: "b.txt" },
+    ];
+    const chunks: object[] = [chunk({ role: "assistant", content: "" })];
+    calls.forEach((call) => {
+      chunks.push(chunk({ tool_calls: [{ ...index, id: call.id, type: "function", function: { name: "read_file", arguments: "" } }] }));
+      chunks.push(chunk({ tool_calls: [{ ...index, function: { arguments: '{"path":' } }] }));
+      chunks.push(chunk({ tool_calls: [{ ...index, function: { arguments: JSON.stringify(call.path) + "}" } }] }));
+    });
+    chunks.push(chunk({}, "tool_calls"));
+    h.fake.enqueue({ kind: "stream", chunks }, reply({ text: "read both" }));
+    const { outcome, sink } = await h.run({ input: "read a and b", capabilities: ["fs.read"] });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("toolCall").map((c) => [c.toolCallId, c.argumentsJson])).toEqual([
+      ["call_a", '{"path":"a.txt"}'],
+      ["call_b", '{"path":"b.txt"}'],
+    ]);
+    expect(sink.committed("toolResult").map((r) => [r.toolCallId, r.output])).toEqual([
+      ["call_a", "alpha"],
+      ["call_b", "beta"],
+    ]);
   });
 });

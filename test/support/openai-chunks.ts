@@ -38,7 +38,8 @@ export interface ScriptedReply {
 
 const base = { id: "chatcmpl-fake", object: "chat.completion.chunk", created: 1_700_000_000, model: "fake-model" };
 
-function chunk(delta: object, finishReason: string | null = null): object {
+/** One chat-completion chunk with a single choice, for tests that script deltas by hand. */
+export function chunk(delta: object, finishReason: string | null = null): object {
   return { ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] };
 }
 
