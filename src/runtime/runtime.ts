@@ -2,7 +2,6 @@ import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
-import path from "node:path";
 import { BusyPolicy, HeartbeatSchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import {
@@ -11,7 +10,6 @@ import {
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import {
   AllocationMode,
@@ -68,14 +66,15 @@ import {
   WatchWorkerResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import {
-  ConnectivitySchema,
-  ConnectivityState,
   type Input,
   WorkerSchema,
   WorkerStatus,
   type Worker,
 } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
+import { ExecutionOffer } from "./execution-offer.js";
+import { StoreHealth } from "./store-health.js";
+import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, notFound, RuntimeError } from "./errors.js";
@@ -87,7 +86,6 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { silentLogger, type Logger } from "./logger.js";
 import { createMemoryStore } from "./memory-store.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { COMPANION_PROFILE } from "./profiles.js";
 import { StoreWriteError, type RuntimeStore, StoreSequenceError } from "./store.js";
 import {
   checkEnum,
@@ -131,11 +129,6 @@ export interface RuntimeStats {
   workers: number;
 }
 
-/** Capabilities the runtime knows of; backends offer a subset. */
-const KNOWN_CAPABILITIES = new Set(["fs.read", "fs.write", "shell.exec"]);
-/** Capabilities that may change files, and so need an exclusive lease. */
-const WRITE_CAPABILITIES = new Set(["fs.write", "shell.exec"]);
-
 const KNOWN_BUSY_POLICIES = [
   BusyPolicy.UNSPECIFIED,
   BusyPolicy.REJECT,
@@ -171,21 +164,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
  */
 export class Runtime {
   readonly runtimeId: string;
-  private readonly sessions = new Map<string, WorkerSession>();
-  /** Sessions sorted by (created_at, worker_id): the ListWorkers order. */
-  private readonly ordered: WorkerSession[] = [];
+  private readonly workers = new WorkerDirectory();
   private readonly createRequests = new Map<string, string>();
   private readonly runtimeEvents: DurableEventStream<RuntimeEvent>;
   private readonly diagnostics: DiagnosticLog;
   private readonly allocations = new AllocationManager();
   private readonly startedAt = new Date();
   private readonly logger: Logger;
-  private readonly backend: ExecutionBackend | undefined;
-  private readonly workspaceRoots: Record<string, string>;
+  private readonly offer: ExecutionOffer;
   private readonly sessionDeps: SessionDeps;
   private draining = false;
-  /** Write paths whose last write failed (a log, a worker's records); DEGRADED while any. */
-  private readonly failingWrites = new Set<string>();
+  private readonly storeHealth = new StoreHealth();
   private readonly statusListeners = new Set<(status: RuntimeStatus) => void>();
 
   /** @internal use {@link createRuntime}. */
@@ -198,8 +187,7 @@ export class Runtime {
   ) {
     this.runtimeId = runtimeId;
     this.logger = options.logger ?? silentLogger;
-    this.backend = options.executionBackend;
-    this.workspaceRoots = options.workspaceRoots ?? {};
+    this.offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {});
     this.diagnostics = new DiagnosticLog(1000, () => new Date());
     this.runtimeEvents = new DurableEventStream<RuntimeEvent>({
       stream: "r",
@@ -211,13 +199,13 @@ export class Runtime {
     });
     this.sessionDeps = {
       store,
-      backend: this.backend,
+      backend: this.offer.backend,
       limits,
       logger: this.logger,
       now: () => new Date(),
       newRunId: () => newId("r"),
-      profileOf: (worker) => this.profileOf(worker),
-      workspaceDirOf: (worker) => this.workspaceDirOf(worker),
+      profileOf: (worker) => this.offer.profileOf(worker),
+      workspaceDirOf: (worker) => this.offer.workspaceDirOf(worker),
       onStoreResult: (source, error) => this.onStoreResult(source, error),
       publishWorker: (worker) => this.publish({ case: "workerUpdated", value: worker }),
       publishRun: (run) => this.publish({ case: "runChanged", value: run }),
@@ -230,7 +218,7 @@ export class Runtime {
   /** The runtime summary. */
   getRuntime(): RuntimeSummary {
     const counts = create(WorkerCountsSchema);
-    for (const session of this.sessions.values()) {
+    for (const session of this.workers.values()) {
       switch (session.worker.status) {
         case WorkerStatus.IDLE: counts.idle++; break;
         case WorkerStatus.RUNNING: counts.running++; break;
@@ -239,7 +227,6 @@ export class Runtime {
         default: break;
       }
     }
-    const availability = this.backend?.availability();
     return create(RuntimeSchema, {
       runtimeId: this.runtimeId,
       displayName: this.options.displayName ?? "worker-runtime",
@@ -259,12 +246,12 @@ export class Runtime {
         maxLabels: this.limits.maxLabels,
       }),
       capabilities: create(RuntimeCapabilitiesSchema, {
-        executionBackend: this.backend?.name ?? "",
-        executionAvailable: availability?.available ?? false,
-        executionUnavailableReason: this.notConnectedReason() ?? "",
-        profiles: this.profiles(),
-        toolCapabilities: this.backend?.toolCapabilities() ?? [],
-        workspaceRoots: Object.keys(this.workspaceRoots),
+        executionBackend: this.offer.backend?.name ?? "",
+        executionAvailable: this.offer.notConnectedReason() === undefined,
+        executionUnavailableReason: this.offer.notConnectedReason() ?? "",
+        profiles: this.offer.profiles(),
+        toolCapabilities: this.offer.toolCapabilities(),
+        workspaceRoots: this.offer.rootNames(),
       }),
       workerCounts: counts,
       diagnosticCount: this.diagnostics.size,
@@ -327,7 +314,7 @@ export class Runtime {
     const fingerprint = fingerprintOf(request);
     if (request.requestId !== "") {
       const existing = this.createRequests.get(request.requestId);
-      const session = existing !== undefined ? this.sessions.get(existing) : undefined;
+      const session = existing !== undefined ? this.workers.get(existing) : undefined;
       if (session) {
         if (session.record.createFingerprint !== fingerprint) {
           throw new RuntimeError(
@@ -341,22 +328,22 @@ export class Runtime {
       }
     }
     this.checkAcceptingWork();
-    const profile = this.resolveProfileSelector(request);
+    const profile = this.offer.resolveSelector(request.profile);
     checkTextBytes("display_name", request.displayName, 200);
     checkTextBytes("intent", request.intent, 4096);
     checkLabels("labels", request.labels, this.limits.maxLabels);
-    const capabilities = this.checkCapabilities(request.capabilities, request.workspace !== undefined);
-    const workspace = request.workspace ? this.checkWorkspace(request.workspace.root, request.workspace.path) : undefined;
+    const capabilities = this.offer.checkCapabilities(request.capabilities, request.workspace !== undefined);
+    const workspace = request.workspace ? this.offer.checkWorkspace(request.workspace.root, request.workspace.path) : undefined;
     if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, this.limits.maxInputBytes);
-    if (this.sessions.size >= this.limits.maxWorkers) {
-      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.sessions.size} workers`, {
+    if (this.workers.size >= this.limits.maxWorkers) {
+      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
         limit: String(this.limits.maxWorkers),
       });
     }
     const now = timestampFromDate(new Date());
     const ref = create(WorkerRefSchema, { runtimeId: this.runtimeId, workerId: newId("w") });
     if (workspace) {
-      const mode = capabilities.some((c) => WRITE_CAPABILITIES.has(c)) ? AllocationMode.WRITE : AllocationMode.READ;
+      const mode = this.offer.needsWriteLease(capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
       this.allocations.acquire(ref, workspace.root, workspace.path, mode, new Date());
     }
     const worker = create(WorkerSchema, {
@@ -367,7 +354,7 @@ export class Runtime {
       capabilities,
       labels: request.labels,
       status: WorkerStatus.IDLE,
-      connectivity: this.connectivity(),
+      connectivity: this.offer.connectivity(),
       usage: {},
       createdAt: now,
       updatedAt: now,
@@ -380,7 +367,7 @@ export class Runtime {
       this.allocations.release(ref.workerId);
       throw this.storeError(error);
     }
-    this.addSession(session);
+    this.workers.add(session);
     if (request.requestId !== "") this.createRequests.set(request.requestId, ref.workerId);
     this.publish({ case: "workerCreated", value: clone(WorkerSchema, worker) });
     let initialRun: Run | undefined;
@@ -416,20 +403,16 @@ export class Runtime {
     checkLabels("label_selector", request.labelSelector, this.limits.maxLabels);
     const after = decodePageToken("page_token", "workers", request.pageToken);
     if (typeof after === "number") throw invalidArgument("page_token", "is not a valid page token");
-    let index = after === undefined ? 0 : this.firstAfter(after);
-    const page: Worker[] = [];
     const selector = Object.entries(request.labelSelector);
-    for (; index < this.ordered.length && page.length < pageSize; index++) {
-      const worker = this.ordered[index]?.worker;
-      if (!worker) continue;
-      if (statuses.length > 0 && !statuses.includes(worker.status)) continue;
-      if (selector.some(([key, value]) => worker.labels[key] !== value)) continue;
-      page.push(clone(WorkerSchema, worker));
-    }
-    const last = page[page.length - 1];
-    const more = page.length === pageSize && index < this.ordered.length;
+    const { workers, more } = this.workers.page(
+      after,
+      pageSize,
+      (worker) =>
+        (statuses.length === 0 || statuses.includes(worker.status)) && selector.every(([key, value]) => worker.labels[key] === value),
+    );
+    const last = workers[workers.length - 1];
     return create(ListWorkersResponseSchema, {
-      workers: page,
+      workers: workers.map((worker) => clone(WorkerSchema, worker)),
       nextPageToken: more && last ? encodePageToken("workers", orderKey(last)) : "",
     });
   }
@@ -457,10 +440,10 @@ export class Runtime {
     }
     // Also waits for a StopWorker still in progress, so nothing is written after the delete.
     await this.stopWorker(request);
-    if (!this.sessions.has(session.workerId)) return;
+    if (!this.workers.has(session.workerId)) return;
     session.markDeleted();
-    this.removeSession(session);
-    this.forgetWrites(session.workerId);
+    this.workers.remove(session);
+    if (this.storeHealth.forget(`worker:${session.workerId}:`) === "recovered") this.emitStatus();
     session.events.closeAll();
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
@@ -690,7 +673,7 @@ export class Runtime {
   /** SERVING, DRAINING or DEGRADED (store writes failing). */
   get status(): RuntimeStatus {
     if (this.draining) return RuntimeStatus.DRAINING;
-    if (this.failingWrites.size > 0) return RuntimeStatus.DEGRADED;
+    if (this.storeHealth.degraded) return RuntimeStatus.DEGRADED;
     return RuntimeStatus.SERVING;
   }
 
@@ -703,8 +686,8 @@ export class Runtime {
   /** Counters for operators and leak tests. */
   stats(): RuntimeStats {
     let subscriptions = this.runtimeEvents.subscriberCount;
-    for (const session of this.sessions.values()) subscriptions += session.events.subscriberCount;
-    return { subscriptions, workers: this.sessions.size };
+    for (const session of this.workers.values()) subscriptions += session.events.subscriberCount;
+    return { subscriptions, workers: this.workers.size };
   }
 
   /**
@@ -717,16 +700,16 @@ export class Runtime {
       this.emitStatus();
     }
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && [...this.sessions.values()].some((s) => s.activeRun)) {
+    while (Date.now() < deadline && [...this.workers.values()].some((s) => s.activeRun)) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
-    await Promise.all([...this.sessions.values()].map((session) => session.interruptAll()));
+    await Promise.all([...this.workers.values()].map((session) => session.interruptAll()));
   }
 
   /** Drains at once, ends every stream and closes the store. */
   async close(): Promise<void> {
     await this.drain(0);
-    for (const session of this.sessions.values()) session.events.closeAll();
+    for (const session of this.workers.values()) session.events.closeAll();
     this.runtimeEvents.closeAll();
     await this.store.close();
   }
@@ -745,18 +728,18 @@ export class Runtime {
   async restore(restored: Parameters<typeof WorkerSession.restore>[0][]): Promise<void> {
     for (const item of restored) {
       const session = await WorkerSession.restore(item, this.sessionDeps);
-      this.addSession(session);
+      this.workers.add(session);
       if (item.quarantined !== undefined) {
         this.addDiagnostic(DiagnosticSeverity.ERROR, "worker.quarantined", item.quarantined, session.workerId);
         continue;
       }
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
-      const connectivity = this.connectivity();
+      const connectivity = this.offer.connectivity();
       session.setConnectivity(connectivity.state, connectivity.reason);
       const status = session.worker.status;
       const workspace = session.worker.workspace;
       if (workspace && status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) {
-        const mode = session.worker.capabilities.some((c) => WRITE_CAPABILITIES.has(c)) ? AllocationMode.WRITE : AllocationMode.READ;
+        const mode = this.offer.needsWriteLease(session.worker.capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
         try {
           this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), workspace.root, workspace.path, mode, new Date());
         } catch (error) {
@@ -787,7 +770,7 @@ export class Runtime {
   private session(field: string, ref: WorkerRef | undefined): WorkerSession {
     const checked = checkWorkerRef(field, ref);
     this.checkRuntimeId(`${field}.runtime_id`, checked.runtimeId);
-    const session = this.sessions.get(checked.workerId);
+    const session = this.workers.get(checked.workerId);
     if (!session) throw notFound("worker_id", checked.workerId);
     return session;
   }
@@ -817,129 +800,21 @@ export class Runtime {
     return input;
   }
 
-  private checkCapabilities(requested: string[], hasWorkspace: boolean): string[] {
-    const offered = new Set(this.backend?.toolCapabilities() ?? []);
-    const unique = [...new Set(requested)];
-    for (const [i, capability] of unique.entries()) {
-      if (!KNOWN_CAPABILITIES.has(capability)) {
-        throw invalidArgument(`capabilities[${i}]`, `unknown capability "${capability.slice(0, 64)}"`);
-      }
-      if (!offered.has(capability)) {
-        throw new RuntimeError(
-          Code.FailedPrecondition,
-          ErrorReason.CAPABILITY_DENIED,
-          `capability "${capability}" is not offered by this runtime`,
-          { capability },
-        );
-      }
-      if (!hasWorkspace) throw invalidArgument("workspace", `is required for capability "${capability}"`);
-    }
-    return unique;
-  }
-
-  private checkWorkspace(root: string, relative: string): { root: string; path: string } {
-    if (!Object.hasOwn(this.workspaceRoots, root)) {
-      throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKSPACE_DENIED, `workspace.root "${root.slice(0, 64)}" is not an allowed root`, {
-        field: "workspace.root",
-      });
-    }
-    checkTextBytes("workspace.path", relative, 1024);
-    const segments = relative === "" ? [] : relative.split("/");
-    if (
-      relative.startsWith("/") ||
-      relative.includes("\\") ||
-      relative.includes("\0") ||
-      segments.some((s) => s === "" || s === "." || s === "..")
-    ) {
-      throw new RuntimeError(
-        Code.InvalidArgument,
-        ErrorReason.WORKSPACE_DENIED,
-        "workspace.path: must be a relative path inside the root without '.', '..' or empty segments",
-        { field: "workspace.path" },
-      );
-    }
-    return { root, path: segments.join("/") };
-  }
-
-  private resolveProfileSelector(request: CreateWorkerRequest): CreateWorkerRequest["profile"] {
-    const source = request.profile?.source;
-    if (source?.case === "bundle") {
-      throw new RuntimeError(Code.Unimplemented, ErrorReason.UNSUPPORTED, "config bundle profiles are not supported yet");
-    }
-    const name = source?.case === "builtin" ? source.value : "companion";
-    if (!this.profiles().some((profile) => profile.name === name)) {
-      throw new RuntimeError(Code.NotFound, ErrorReason.PROFILE_NOT_FOUND, `profile "${name.slice(0, 64)}" does not exist`, {
-        profile: name.slice(0, 64),
-      });
-    }
-    return { $typeName: "worker_runtime.v1.ProfileSelector", source: { case: "builtin", value: name } };
-  }
-
-  private profiles(): Profile[] {
-    const fromBackend = this.backend?.profiles() ?? [];
-    return fromBackend.some((p) => p.name === COMPANION_PROFILE.name) ? fromBackend : [COMPANION_PROFILE, ...fromBackend];
-  }
-
-  private profileOf(worker: Worker): Profile {
-    const source = worker.profile?.source;
-    const name = source?.case === "builtin" ? source.value : "companion";
-    return this.profiles().find((p) => p.name === name) ?? COMPANION_PROFILE;
-  }
-
-  private workspaceDirOf(worker: Worker): string | undefined {
-    const workspace = worker.workspace;
-    if (!workspace) return undefined;
-    const root = this.workspaceRoots[workspace.root];
-    return root === undefined ? undefined : path.join(root, ...workspace.path.split("/").filter(Boolean));
-  }
-
-  private notConnectedReason(): string | undefined {
-    if (!this.backend) return "no execution backend is configured on this runtime";
-    const availability = this.backend.availability();
-    return availability.available ? undefined : availability.reason;
-  }
-
-  private connectivity() {
-    const reason = this.notConnectedReason();
-    return create(ConnectivitySchema, {
-      state: reason === undefined ? ConnectivityState.CONNECTED : ConnectivityState.NOT_CONNECTED,
-      reason: reason ?? "",
-    });
-  }
-
   private publish(kind: RuntimeEvent["kind"]): void {
     void this.runtimeEvents
       .emitDurable((seq, cursor) => create(RuntimeEventSchema, { seq, cursor, time: timestampFromDate(new Date()), kind }))
       .catch((error: unknown) => this.logger.error("could not persist a runtime event", { cause: String(error) }));
   }
 
-  /**
-   * Tracks store health per write path: a failure on one log must not be
-   * cleared by a success on another, so the runtime stays DEGRADED until
-   * every path that failed has written again.
-   */
+  /** Records a store write outcome per write path; DEGRADED while any path fails. */
   private onStoreResult(source: string, error: unknown): void {
-    if (error instanceof StoreSequenceError) return;
-    const before = this.status;
-    if (error === undefined) {
-      if (this.failingWrites.delete(source) && this.failingWrites.size === 0) {
-        this.addDiagnostic(DiagnosticSeverity.INFO, "store.recovered", "store writes succeed again");
-      }
-    } else if (!this.failingWrites.has(source)) {
-      if (this.failingWrites.size === 0) {
-        this.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", "the store cannot write (disk full or I/O error); the runtime is degraded");
-      }
-      this.failingWrites.add(source);
+    const change = this.storeHealth.report(source, error);
+    if (change === "failed") {
       this.logger.error("store write failed; runtime degraded", { source, cause: String((error as Error).message ?? error) });
+      this.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", "the store cannot write (disk full or I/O error); the runtime is degraded");
     }
-    if (this.status !== before) this.emitStatus();
-  }
-
-  /** Forgets the write paths of a deleted worker. */
-  private forgetWrites(workerId: string): void {
-    const before = this.status;
-    for (const source of [...this.failingWrites]) if (source.startsWith(`worker:${workerId}:`)) this.failingWrites.delete(source);
-    if (this.status !== before) this.emitStatus();
+    if (change === "recovered") this.addDiagnostic(DiagnosticSeverity.INFO, "store.recovered", "store writes succeed again");
+    if (change !== undefined) this.emitStatus();
   }
 
   private emitStatus(): void {
@@ -955,44 +830,6 @@ export class Runtime {
     return error;
   }
 
-  private addSession(session: WorkerSession): void {
-    this.sessions.set(session.workerId, session);
-    const key = orderKey(session.worker);
-    let low = 0;
-    let high = this.ordered.length;
-    while (low < high) {
-      const mid = (low + high) >> 1;
-      const other = this.ordered[mid];
-      if (other && orderKey(other.worker) < key) low = mid + 1;
-      else high = mid;
-    }
-    this.ordered.splice(low, 0, session);
-  }
-
-  private removeSession(session: WorkerSession): void {
-    this.sessions.delete(session.workerId);
-    const index = this.ordered.indexOf(session);
-    if (index >= 0) this.ordered.splice(index, 1);
-  }
-
-  private firstAfter(key: string): number {
-    let low = 0;
-    let high = this.ordered.length;
-    while (low < high) {
-      const mid = (low + high) >> 1;
-      const other = this.ordered[mid];
-      if (other && orderKey(other.worker) <= key) low = mid + 1;
-      else high = mid;
-    }
-    return low;
-  }
-}
-
-/** Sort key of ListWorkers: creation time, then id (fixed width, so string order works). */
-function orderKey(worker: Worker): string {
-  const seconds = (worker.createdAt?.seconds ?? 0n).toString().padStart(14, "0");
-  const nanos = String(worker.createdAt?.nanos ?? 0).padStart(9, "0");
-  return `${seconds}.${nanos}/${worker.ref?.workerId ?? ""}`;
 }
 
 /** The run an event belongs to, if any. */

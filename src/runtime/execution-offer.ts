@@ -1,0 +1,133 @@
+import { create } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import path from "node:path";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { Profile, ProfileSelector } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { invalidArgument, RuntimeError } from "./errors.js";
+import type { ExecutionBackend } from "./execution-backend.js";
+import { COMPANION_PROFILE } from "./profiles.js";
+import { checkTextBytes } from "./validation.js";
+
+/** Capabilities the runtime knows of; backends offer a subset. */
+const KNOWN_CAPABILITIES = new Set(["fs.read", "fs.write", "shell.exec"]);
+/** Capabilities that may change files, and so need an exclusive lease (shell commands can write too). */
+const WRITE_CAPABILITIES = new Set(["fs.write", "shell.exec"]);
+
+/**
+ * What this runtime offers a Worker: profiles, tool capabilities,
+ * workspace roots and whether runs can execute at all. CreateWorker
+ * requests are checked against it, and runs resolve their profile and
+ * workspace directory through it. Workspace roots are named, so host paths
+ * never appear in the API.
+ */
+export class ExecutionOffer {
+  constructor(
+    readonly backend: ExecutionBackend | undefined,
+    private readonly workspaceRoots: Record<string, string>,
+  ) {}
+
+  /** Profiles by builtin name; "companion" is always offered. */
+  profiles(): Profile[] {
+    const fromBackend = this.backend?.profiles() ?? [];
+    return fromBackend.some((p) => p.name === COMPANION_PROFILE.name) ? fromBackend : [COMPANION_PROFILE, ...fromBackend];
+  }
+
+  /** Tool capabilities the backend can grant. */
+  toolCapabilities(): string[] {
+    return this.backend?.toolCapabilities() ?? [];
+  }
+
+  /** Names of the allowed workspace roots. */
+  rootNames(): string[] {
+    return Object.keys(this.workspaceRoots);
+  }
+
+  /** Why runs cannot execute, or undefined when they can. */
+  notConnectedReason(): string | undefined {
+    if (!this.backend) return "no execution backend is configured on this runtime";
+    const availability = this.backend.availability();
+    return availability.available ? undefined : availability.reason;
+  }
+
+  /** A worker's connectivity as of now. */
+  connectivity(): Connectivity {
+    const reason = this.notConnectedReason();
+    return create(ConnectivitySchema, {
+      state: reason === undefined ? ConnectivityState.CONNECTED : ConnectivityState.NOT_CONNECTED,
+      reason: reason ?? "",
+    });
+  }
+
+  /** Resolves a CreateWorker profile selector (unset = "companion"). */
+  resolveSelector(selector: ProfileSelector | undefined): ProfileSelector {
+    const source = selector?.source;
+    if (source?.case === "bundle") {
+      throw new RuntimeError(Code.Unimplemented, ErrorReason.UNSUPPORTED, "config bundle profiles are not supported yet");
+    }
+    const name = source?.case === "builtin" ? source.value : COMPANION_PROFILE.name;
+    if (!this.profiles().some((profile) => profile.name === name)) {
+      throw new RuntimeError(Code.NotFound, ErrorReason.PROFILE_NOT_FOUND, `profile "${name.slice(0, 64)}" does not exist`, {
+        profile: name.slice(0, 64),
+      });
+    }
+    return { $typeName: "worker_runtime.v1.ProfileSelector", source: { case: "builtin", value: name } };
+  }
+
+  /** The profile a worker runs with. */
+  profileOf(worker: Worker): Profile {
+    const source = worker.profile?.source;
+    const name = source?.case === "builtin" ? source.value : COMPANION_PROFILE.name;
+    return this.profiles().find((p) => p.name === name) ?? COMPANION_PROFILE;
+  }
+
+  /** Checks requested capabilities: known, offered, deduplicated, with a workspace. */
+  checkCapabilities(requested: string[], hasWorkspace: boolean): string[] {
+    const offered = new Set(this.toolCapabilities());
+    const unique = [...new Set(requested)];
+    for (const [i, capability] of unique.entries()) {
+      if (!KNOWN_CAPABILITIES.has(capability)) {
+        throw invalidArgument(`capabilities[${i}]`, `unknown capability "${capability.slice(0, 64)}"`);
+      }
+      if (!offered.has(capability)) {
+        throw new RuntimeError(Code.FailedPrecondition, ErrorReason.CAPABILITY_DENIED, `capability "${capability}" is not offered by this runtime`, {
+          capability,
+        });
+      }
+      if (!hasWorkspace) throw invalidArgument("workspace", `is required for capability "${capability}"`);
+    }
+    return unique;
+  }
+
+  /** Whether a worker with these capabilities needs its workspace exclusively. */
+  needsWriteLease(capabilities: readonly string[]): boolean {
+    return capabilities.some((c) => WRITE_CAPABILITIES.has(c));
+  }
+
+  /** Checks a workspace: an allowed root and a clean relative path inside it. */
+  checkWorkspace(root: string, relative: string): { root: string; path: string } {
+    if (!Object.hasOwn(this.workspaceRoots, root)) {
+      throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKSPACE_DENIED, `workspace.root "${root.slice(0, 64)}" is not an allowed root`, {
+        field: "workspace.root",
+      });
+    }
+    checkTextBytes("workspace.path", relative, 1024);
+    const segments = relative === "" ? [] : relative.split("/");
+    if (relative.startsWith("/") || relative.includes("\\") || relative.includes("\0") || segments.some((s) => s === "" || s === "." || s === "..")) {
+      throw new RuntimeError(
+        Code.InvalidArgument,
+        ErrorReason.WORKSPACE_DENIED,
+        "workspace.path: must be a relative path inside the root without '.', '..' or empty segments",
+        { field: "workspace.path" },
+      );
+    }
+    return { root, path: segments.join("/") };
+  }
+
+  /** Host directory of a worker's workspace; never sent to clients. */
+  workspaceDirOf(worker: Worker): string | undefined {
+    const workspace = worker.workspace;
+    const root = workspace ? this.workspaceRoots[workspace.root] : undefined;
+    return workspace && root !== undefined ? path.join(root, ...workspace.path.split("/").filter(Boolean)) : undefined;
+  }
+}
