@@ -6,7 +6,7 @@ import type {
 } from "openai/resources/chat/completions";
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { classifyProviderError, exhaustedFailure } from "./provider-errors.js";
-import { backoffDelayMs, sleep } from "./retry.js";
+import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
@@ -26,7 +26,7 @@ export type OpenResult =
 
 /**
  * Opens one streamed chat completion, retrying retryable failures with
- * backoff (or the provider's Retry-After) until the policy's time budget
+ * backoff (at least the provider's Retry-After) until the policy's time budget
  * would be exceeded. The SDK's own retries are off (`maxRetries: 0`) so that
  * this is the only retry loop and the budget means what it says. A delay
  * that would end past the budget is not slept: the run fails at once.
@@ -48,7 +48,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       const failure = classifyProviderError(error, signal, settings.secrets);
       if (failure.kind === "cancelled") return failure;
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
-      const delay = failure.retryAfterMs ?? backoffDelayMs(attempt, settings.retry, settings.random);
+      const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
       if (Date.now() - started + delay > settings.retry.budgetMs) {
         return { kind: "failed", ...exhaustedFailure(failure, attempt + 1) };
       }

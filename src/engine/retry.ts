@@ -1,7 +1,7 @@
 /**
  * Backoff for provider retries: exponential with full jitter (so that many
  * workers hitting one rate limit spread out instead of retrying in step),
- * overridden by the provider's own `Retry-After`, all inside a total budget.
+ * lengthened to the provider's own `Retry-After`, all inside a total budget.
  */
 export interface RetryPolicy {
   /** Total time one model request may spend retrying, from its first attempt. */
@@ -19,6 +19,18 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { budgetMs: 60_000, baseDelayMs
 export function backoffDelayMs(attempt: number, policy: RetryPolicy, random: () => number): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
   return Math.floor(random() * ceiling);
+}
+
+/**
+ * The delay before retry number `attempt`: the provider's delay when it asked
+ * for one, but never less than the backoff (nor the base delay), so that a
+ * provider answering `Retry-After: 0` to every request does not get a
+ * storm of immediate retries for the whole budget.
+ */
+export function retryDelayMs(attempt: number, providerDelayMs: number | undefined, policy: RetryPolicy, random: () => number): number {
+  const backoff = backoffDelayMs(attempt, policy, random);
+  if (providerDelayMs === undefined) return backoff;
+  return Math.max(providerDelayMs, backoff, policy.baseDelayMs);
 }
 
 /**

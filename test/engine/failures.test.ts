@@ -36,6 +36,16 @@ describe("provider failures", () => {
     expect(h.fake.requests).toHaveLength(1);
   });
 
+  it.each([["retry-after", "0"], ["retry-after-ms", "0"]])("still backs off when every 503 says %s: %s", async (header, value) => {
+    h = await startHarness({ retry: { budgetMs: 500, baseDelayMs: 50, maxDelayMs: 100 }, random: () => 0 });
+    h.fake.setFallback(errorReply(503, "overloaded", { [header]: value }));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    // At least 50 ms apart within 500 ms: about ten requests, not a storm.
+    expect(h.fake.requests.length).toBeGreaterThan(2);
+    expect(h.fake.requests.length).toBeLessThanOrEqual(11);
+  });
+
   it("fails a 401 with PROVIDER_AUTH_FAILED after exactly one request, never echoing the key", async () => {
     h = await startHarness();
     h.fake.enqueue(errorReply(401, `Incorrect API key provided: ${TEST_KEY}. Find your key at ...`));
