@@ -76,8 +76,13 @@ class FileStoreImpl implements FileStore {
   private readonly disk: Disk;
   private readonly sizing: LogSizing;
   private readonly workers = new Map<string, WorkerFiles>();
-  /** Creations in flight, so a second put of a new worker waits for the first. */
-  private readonly creating = new Map<string, Promise<void>>();
+  /**
+   * Tail of the chain of creations and deletions in flight per worker id.
+   * Every put or delete of an id with an entry here is chained onto it
+   * before any await, so two puts of a new worker, or a put and a delete,
+   * land in call order instead of racing.
+   */
+  private readonly structural = new Map<string, Promise<void>>();
   private runtimeEvents: SegmentedLog | undefined;
   /** Held from open to close: one process per data dir. */
   private lock: DataDirLock | undefined;
@@ -128,42 +133,25 @@ class FileStoreImpl implements FileStore {
     return { runtimeId, workers, lastRuntimeEventSeq: this.runtimeEvents.lastSeq, diagnostics };
   }
 
-  async putWorker(record: WorkerRecord): Promise<void> {
+  putWorker(record: WorkerRecord): Promise<void> {
     const workerId = record.worker.ref?.workerId ?? "";
-    if (workerId === "") throw new Error("file store: worker has no id");
-    await this.creating.get(workerId);
+    if (workerId === "") return Promise.reject(new Error("file store: worker has no id"));
     const existing = this.workers.get(workerId);
-    if (existing) {
-      const bytes = encodeWorkerSnapshot({ record, creationIndex: existing.creationIndex });
-      await existing.chainSnapshot(() => writeOrFail(() => this.disk.replaceFile(snapshotOf(workerId), bytes)));
-      existing.record = record;
-      return;
-    }
-    const creation = this.createWorker(workerId, record);
-    this.creating.set(workerId, creation);
-    try {
-      await creation;
-    } finally {
-      this.creating.delete(workerId);
-    }
+    // Fast path: replacing the snapshot of a settled worker goes straight into
+    // its snapshot chain, so an event appended right after sees it pending.
+    if (existing && !this.structural.has(workerId)) return this.replaceSnapshot(existing, record);
+    return this.chainStructural(workerId, () => {
+      const current = this.workers.get(workerId);
+      return current ? this.replaceSnapshot(current, record) : this.createWorker(workerId, record);
+    });
   }
 
-  async deleteWorker(workerId: string): Promise<void> {
-    await this.creating.get(workerId);
-    const files = this.workers.get(workerId);
-    if (!files) return;
-    this.workers.delete(workerId);
-    await files.drain();
-    const away = path.join(WORKERS_DIR, `${DELETING_PREFIX}${workerDirName(workerId)}-${randomBytes(4).toString("hex")}`);
-    await writeOrFail(async () => {
-      await rename(this.disk.abs(files.dir), this.disk.abs(away));
-      await this.disk.syncDir(WORKERS_DIR);
-    });
-    await rm(this.disk.abs(away), { recursive: true, force: true });
+  deleteWorker(workerId: string): Promise<void> {
+    return this.chainStructural(workerId, () => this.removeWorker(workerId));
   }
 
   async putRun(workerId: string, run: Run): Promise<void> {
-    await this.files(workerId).runs.put(run);
+    await this.writableFiles(workerId).runs.put(run);
   }
 
   async getRun(workerId: string, runId: string): Promise<Run | undefined> {
@@ -176,7 +164,7 @@ class FileStoreImpl implements FileStore {
 
   async appendTranscript(workerId: string, entries: TranscriptEntry[]): Promise<void> {
     const records = entries.map((entry) => ({ seq: entry.seq, body: toBinary(TranscriptEntrySchema, entry) }));
-    await this.files(workerId).transcript.append(records);
+    await this.writableFiles(workerId).transcript.append(records);
   }
 
   async readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]> {
@@ -196,7 +184,7 @@ class FileStoreImpl implements FileStore {
   }
 
   async appendEvents(workerId: string, events: StoredEvent[]): Promise<void> {
-    await this.files(workerId).events.append(events.map(({ seq, bytes }) => ({ seq, body: bytes })));
+    await this.writableFiles(workerId).events.append(events.map(({ seq, bytes }) => ({ seq, body: bytes })));
   }
 
   async readEvents(workerId: string, afterSeq: bigint, limit: number): Promise<StoredEvent[]> {
@@ -222,7 +210,7 @@ class FileStoreImpl implements FileStore {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.creating.values()]);
+    await Promise.allSettled([...this.structural.values()]);
     await Promise.all([...this.workers.values()].map((files) => files.drain().catch(() => undefined)));
     await this.runtimeEvents?.drain();
     await this.lock?.release();
@@ -306,26 +294,77 @@ class FileStoreImpl implements FileStore {
   }
 
   /**
+   * Runs `op` after every creation or deletion of `workerId` already chained,
+   * registering it before any await. The entry is dropped once the chain is
+   * idle, so settled workers take the fast path in {@link putWorker}.
+   */
+  private chainStructural(workerId: string, op: () => Promise<void>): Promise<void> {
+    const previous = this.structural.get(workerId) ?? Promise.resolve();
+    const result = previous.then(op);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.structural.set(workerId, tail);
+    void tail.then(() => {
+      if (this.structural.get(workerId) === tail) this.structural.delete(workerId);
+    });
+    return result;
+  }
+
+  private async replaceSnapshot(files: WorkerFiles, record: WorkerRecord): Promise<void> {
+    const workerId = files.workerId;
+    const bytes = encodeWorkerSnapshot({ record, creationIndex: files.creationIndex });
+    await files.chainSnapshot(() => writeOrFail(() => this.disk.replaceFile(snapshotOf(workerId), bytes)));
+    files.record = record;
+  }
+
+  /**
    * Creates a worker directory complete (snapshot and empty log dirs) under a
    * staging name, then renames it into place, so a crash never leaves a
-   * half-created worker that would look damaged at the next open.
+   * half-created worker that would look damaged at the next open. The
+   * staging name is unique per attempt, so a failed attempt's leftovers
+   * never mix with a later one's.
    */
   private async createWorker(workerId: string, record: WorkerRecord): Promise<void> {
     const creationIndex = this.nextCreationIndex++;
-    const staging = path.join(WORKERS_DIR, `${STAGING_PREFIX}${workerDirName(workerId)}`);
+    const suffix = randomBytes(4).toString("hex");
+    const staging = path.join(WORKERS_DIR, `${STAGING_PREFIX}${workerDirName(workerId)}-${suffix}`);
     await writeOrFail(async () => {
-      await rm(this.disk.abs(staging), { recursive: true, force: true });
       for (const dir of WORKER_LOG_DIRS) await mkdir(this.disk.abs(path.join(staging, dir)), { recursive: true });
       await this.disk.replaceFile(path.join(staging, WORKER_SNAPSHOT), encodeWorkerSnapshot({ record, creationIndex }));
       await rename(this.disk.abs(staging), this.disk.abs(workerDir(workerId)));
       await this.disk.syncDir(WORKERS_DIR);
+    }).catch(async (error: unknown) => {
+      await rm(this.disk.abs(staging), { recursive: true, force: true }).catch(() => undefined);
+      throw error;
     });
     this.workers.set(workerId, new WorkerFiles(workerId, record, creationIndex, this.disk, this.sizing, this.stats));
+  }
+
+  private async removeWorker(workerId: string): Promise<void> {
+    const files = this.workers.get(workerId);
+    if (!files) return;
+    this.workers.delete(workerId);
+    await files.drain();
+    const away = path.join(WORKERS_DIR, `${DELETING_PREFIX}${workerDirName(workerId)}-${randomBytes(4).toString("hex")}`);
+    await writeOrFail(async () => {
+      await rename(this.disk.abs(files.dir), this.disk.abs(away));
+      await this.disk.syncDir(WORKERS_DIR);
+    });
+    await rm(this.disk.abs(away), { recursive: true, force: true });
   }
 
   private files(workerId: string): WorkerFiles {
     const files = this.workers.get(workerId);
     if (!files) throw new Error(`file store: unknown worker ${workerId}`);
+    return files;
+  }
+
+  /** Like {@link files}, but an unknown (e.g. deleted) worker is the contract's write failure. */
+  private writableFiles(workerId: string): WorkerFiles {
+    const files = this.workers.get(workerId);
+    if (!files) throw new StoreWriteError(`file store: unknown worker ${workerId}`);
     return files;
   }
 
