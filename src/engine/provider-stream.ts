@@ -28,19 +28,22 @@ export type OpenResult =
  * Opens one streamed chat completion, retrying retryable failures with
  * backoff (at least the provider's Retry-After) until the policy's time budget
  * would be exceeded. The SDK's own retries are off (`maxRetries: 0`) so that
- * this is the only retry loop and the budget means what it says. A delay
- * that would end past the budget is not slept: the run fails at once.
+ * this is the only retry loop and the budget means what it says: a delay
+ * that would end past the budget is not slept (the run fails at once), and a
+ * retry's request timeout is cut to what is left of the budget. The first
+ * attempt always gets the full request timeout, even past a shorter budget.
  */
 export async function openStream(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<OpenResult> {
   const { settings, signal } = context;
   const started = Date.now();
   const params = requestParams(context, messages);
+  let timeout = settings.requestTimeoutMs;
   for (let attempt = 0; ; attempt++) {
     const controller = new AbortController();
     try {
       const stream = await context.client.chat.completions.create(params, {
         signal: AbortSignal.any([signal, controller.signal]),
-        timeout: settings.requestTimeoutMs,
+        timeout,
         maxRetries: 0,
       });
       return { kind: "opened", stream, attempt: controller };
@@ -49,9 +52,11 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       if (failure.kind === "cancelled") return failure;
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
       const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
-      if (Date.now() - started + delay > settings.retry.budgetMs) {
-        return { kind: "failed", ...exhaustedFailure(failure, attempt + 1) };
-      }
+      const remaining = settings.retry.budgetMs - (Date.now() - started) - delay;
+      if (remaining <= 0) return { kind: "failed", ...exhaustedFailure(failure, attempt + 1) };
+      // A retry may only use what is left of the budget, or one slow attempt
+      // overruns it by up to a whole request timeout.
+      timeout = Math.min(settings.requestTimeoutMs, remaining);
       try {
         await sleep(delay, signal);
       } catch {

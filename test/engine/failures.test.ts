@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -106,6 +107,18 @@ describe("provider failures", () => {
     // Every timed-out attempt's connection was closed by the client.
     await h.fake.waitForClientClose(0);
   });
+
+  it("cuts a retry's request timeout to what is left of the retry budget", async () => {
+    h = await startHarness({ requestTimeoutMs: 10_000, retry: { budgetMs: 300, baseDelayMs: 10, maxDelayMs: 20 } });
+    h.fake.enqueue(errorReply(503, "overloaded"));
+    h.fake.setFallback({ kind: "stall" });
+    const started = performance.now();
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    expect(outcome.kind === "failed" && outcome.message).toMatch(/timed out/i);
+    // The stalled retry was given up at the 300 ms budget, not after the 10 s request timeout.
+    expect(performance.now() - started).toBeLessThan(5_000);
+  }, 15_000);
 
   it("continues an answer whose stream was cut, with no duplicated text", async () => {
     h = await startHarness();
