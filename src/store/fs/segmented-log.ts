@@ -186,18 +186,34 @@ export class SegmentedLog {
     return this.acceptedSeq + 1n;
   }
 
-  /** Durable records with seq in [from, from + count), clipped to what is retained. */
+  /**
+   * Durable records with seq in [from, from + count), clipped to what is
+   * retained. Walks a copy of the segment list, since `prune()` may drop
+   * segments while a read awaits I/O. If a segment vanished under the read,
+   * the records already read are returned (they are contiguous), or, when
+   * none were, the lookup restarts at the new earliest seq.
+   */
   async read(from: bigint, count: number): Promise<LogRecord[]> {
-    let seq = from < this.earliestSeq ? this.earliestSeq : from;
+    let segments = this.segments.slice();
+    let seq = maxSeq(from, earliestOf(segments, this.durableSeq));
     const end = seq + BigInt(Math.max(0, count));
     const records: LogRecord[] = [];
-    for (const segment of this.segmentsFrom(seq)) {
-      if (seq >= end || seq > this.durableSeq) break;
+    let i = segmentIndexOf(segments, seq);
+    while (i < segments.length && seq < end && seq <= this.durableSeq) {
+      const segment = segments[i++];
+      if (segment === undefined) break;
       const segEnd = segment.firstSeq + BigInt(segment.count);
       const stop = end < segEnd ? end : segEnd;
+      if (seq < segment.firstSeq) break;
       if (stop <= seq) continue;
       const got = await this.readFromSegment(segment, Number(seq - segment.firstSeq), Number(stop - seq));
-      if (got === undefined) continue;
+      if (got === undefined) {
+        if (records.length > 0) break;
+        segments = this.segments.slice();
+        seq = maxSeq(seq, earliestOf(segments, this.durableSeq));
+        i = segmentIndexOf(segments, seq);
+        continue;
+      }
       records.push(...got);
       seq = stop;
     }
@@ -308,21 +324,6 @@ export class SegmentedLog {
     }
   }
 
-  private *segmentsFrom(seq: bigint): Generator<Segment> {
-    let lo = 0;
-    let hi = this.segments.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      const segment = this.segments[mid];
-      if (segment && segment.firstSeq <= seq) lo = mid;
-      else hi = mid - 1;
-    }
-    for (let i = lo; i < this.segments.length; i++) {
-      const segment = this.segments[i];
-      if (segment) yield segment;
-    }
-  }
-
   /** Offsets of records [from, from + n] (n + 1 values; the last is an end offset). */
   private async readOffsets(segment: Segment, from: number, n: number): Promise<number[]> {
     if (segment.offsets) {
@@ -385,6 +386,27 @@ async function readWhole(absPath: string, stats: FileStoreStats): Promise<Buffer
   } finally {
     await fh.close();
   }
+}
+
+/** Index of the last segment starting at or before `seq` (0 when none does). */
+function segmentIndexOf(segments: readonly Segment[], seq: bigint): number {
+  let lo = 0;
+  let hi = segments.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    const segment = segments[mid];
+    if (segment && segment.firstSeq <= seq) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function earliestOf(segments: readonly Segment[], durableSeq: bigint): bigint {
+  return segments[0]?.firstSeq ?? durableSeq + 1n;
+}
+
+function maxSeq(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }
 
 function isNotFound(error: unknown): boolean {
