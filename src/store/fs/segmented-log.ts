@@ -22,10 +22,13 @@ export interface SegmentedLogInit {
   /** Called with each batch once it is durable, before its appends resolve. */
   onDurable?: (records: readonly LogRecord[]) => void;
   /**
-   * Awaited after a batch is durable and before its appends resolve; lets a
-   * log promise that other writes issued before it are durable too.
+   * Called as each append is accepted; the promise it returns (if any) is
+   * awaited before that append is written. It lets a log promise that other
+   * writes accepted before it are durable: if the promise rejects, the
+   * append and everything after it are refused without being written, so a
+   * record never becomes durable on top of a write that failed.
    */
-  beforeAck?: () => Promise<void>;
+  barrier?: () => Promise<void> | undefined;
 }
 
 /** A problem found while opening a log. */
@@ -46,6 +49,14 @@ interface Segment {
 
 interface PendingAppend {
   records: LogRecord[];
+  /** See {@link SegmentedLogInit.barrier}. */
+  barrier: Promise<void> | undefined;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface DurableWaiter {
+  seq: bigint;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -67,6 +78,8 @@ export class SegmentedLog {
   /** Last seq made durable. */
   private durableSeq = 0n;
   private queue: PendingAppend[] = [];
+  /** whenDurable() callers, in ascending seq order. */
+  private waiters: DurableWaiter[] = [];
   private flushing: Promise<void> | undefined;
   private mustTruncate = false;
   private activeCreated = false;
@@ -175,8 +188,11 @@ export class SegmentedLog {
     }
     if (records.length === 0) return this.flushing ?? Promise.resolve();
     this.acceptedSeq = expected - 1n;
+    const barrier = this.init.barrier?.();
+    // Observed in the flush loop, or dropped when an earlier failure refuses this append.
+    barrier?.catch(() => undefined);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ records, resolve, reject });
+      this.queue.push({ records, barrier, resolve, reject });
       this.flushing ??= this.flushLoop();
     });
   }
@@ -184,6 +200,25 @@ export class SegmentedLog {
   /** The next seq an append must start with. */
   get nextSeq(): bigint {
     return this.acceptedSeq + 1n;
+  }
+
+  /** Last seq accepted (durable or queued). */
+  get acceptedPosition(): bigint {
+    return this.acceptedSeq;
+  }
+
+  /**
+   * Resolves once the record with seq `position` (at most
+   * {@link acceptedPosition} when called) is durable; rejects if the write
+   * that carries it fails. Unlike {@link drain}, it does not wait for
+   * appends accepted later.
+   */
+  whenDurable(position: bigint): Promise<void> {
+    if (position <= this.durableSeq) return Promise.resolve();
+    if (position > this.acceptedSeq) {
+      return Promise.reject(new Error(`seq ${position} was never accepted by ${this.init.dir}`));
+    }
+    return new Promise<void>((resolve, reject) => this.waiters.push({ seq: position, resolve, reject }));
   }
 
   /**
@@ -230,25 +265,43 @@ export class SegmentedLog {
       while (this.queue.length > 0) {
         const batch = this.queue;
         this.queue = [];
+        const refused = await firstRefused(batch);
+        const ready = refused ? batch.slice(0, refused.index) : batch;
         try {
-          await this.writeBatch(batch.flatMap((p) => p.records));
-          await this.init.beforeAck?.();
-          for (const p of batch) p.resolve();
+          if (ready.length > 0) await this.writeBatch(ready.flatMap((p) => p.records));
         } catch (error) {
           this.mustTruncate = true;
-          this.acceptedSeq = this.durableSeq;
-          const failure = new StoreWriteError(`append to ${this.init.dir} failed`, { cause: error });
-          for (const p of batch) p.reject(failure);
-          const queued = this.queue;
-          this.queue = [];
-          for (const p of queued) {
-            p.reject(new StoreSequenceError(`an earlier append to ${this.init.dir} failed; seq rolled back`));
-          }
+          this.fail(batch, new StoreWriteError(`append to ${this.init.dir} failed`, { cause: error }));
+          continue;
+        }
+        for (const p of ready) p.resolve();
+        if (refused) {
+          const failure = new StoreWriteError(`append to ${this.init.dir} refused: a write it depends on failed`, {
+            cause: refused.error,
+          });
+          this.fail(batch.slice(refused.index), failure);
         }
       }
     } finally {
       this.flushing = undefined;
     }
+  }
+
+  /**
+   * Rejects appends that were not written, and everything queued after them
+   * (their seqs no longer follow), rolling the accepted seq back.
+   */
+  private fail(appends: PendingAppend[], failure: StoreWriteError): void {
+    this.acceptedSeq = this.durableSeq;
+    for (const p of appends) p.reject(failure);
+    const queued = this.queue;
+    this.queue = [];
+    for (const p of queued) {
+      p.reject(new StoreSequenceError(`an earlier append to ${this.init.dir} failed; seq rolled back`));
+    }
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(failure);
   }
 
   private async writeBatch(records: LogRecord[]): Promise<void> {
@@ -287,10 +340,18 @@ export class SegmentedLog {
     active.size = pos;
     active.count += records.length;
     this.durableSeq += BigInt(records.length);
+    this.resolveWaiters();
     this.init.onDurable?.(records);
     // Pruning is housekeeping: the batch is already durable, so a failure
     // here must not fail the append; the next prune (or open) retries it.
     await this.prune().catch(() => undefined);
+  }
+
+  private resolveWaiters(): void {
+    let n = 0;
+    while (n < this.waiters.length && (this.waiters[n]?.seq ?? 0n) <= this.durableSeq) n++;
+    if (n === 0) return;
+    for (const w of this.waiters.splice(0, n)) w.resolve();
   }
 
   /** Cuts off bytes of a failed batch so the next write starts at a record boundary. */
@@ -407,6 +468,15 @@ function earliestOf(segments: readonly Segment[], durableSeq: bigint): bigint {
 
 function maxSeq(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
+}
+
+/** The first append whose barrier rejected, with the reason; undefined when none did. */
+async function firstRefused(batch: readonly PendingAppend[]): Promise<{ index: number; error: unknown } | undefined> {
+  if (!batch.some((p) => p.barrier !== undefined)) return undefined;
+  const outcomes = await Promise.allSettled(batch.map((p) => p.barrier));
+  const index = outcomes.findIndex((o) => o.status === "rejected");
+  const outcome = outcomes[index];
+  return outcome?.status === "rejected" ? { index, error: outcome.reason } : undefined;
 }
 
 function isNotFound(error: unknown): boolean {

@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import type { WorkerRecord } from "../../runtime/store.js";
+import { StoreWriteError, type WorkerRecord } from "../../runtime/store.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { workerDir } from "./layout.js";
@@ -23,7 +23,10 @@ export class WorkerFiles {
   readonly events: SegmentedLog;
   readonly runs: RunLog;
   private readonly runLog: SegmentedLog;
+  /** Settles (never rejects) once every snapshot write chained so far is done. */
   private snapshotChain: Promise<void> = Promise.resolve();
+  private snapshotsPending = 0;
+  private snapshotFailures = 0;
 
   constructor(
     readonly workerId: string,
@@ -42,10 +45,11 @@ export class WorkerFiles {
       retainRecords: sizing.eventRetention,
       // An event is delivered once acknowledged, and it may describe a run,
       // transcript entry or snapshot written just before it (the core issues
-      // those writes side by side). Acknowledging it only after they are
-      // durable too means a crash can never leave an event that was seen
-      // pointing at state that was lost.
-      beforeAck: () => this.settleOtherWrites(),
+      // those writes side by side). Writing it only after those are durable
+      // means a crash can never leave an event that was seen pointing at
+      // state that was lost, and refusing it when one of them failed means
+      // no event is acknowledged for a write that did not happen.
+      barrier: () => this.earlierWrites(),
     });
     let runs: RunLog | undefined;
     this.runLog = new SegmentedLog({
@@ -64,13 +68,41 @@ export class WorkerFiles {
 
   /** Runs `write` after every earlier snapshot write of this worker. */
   chainSnapshot(write: () => Promise<void>): Promise<void> {
+    this.snapshotsPending++;
     const next = this.snapshotChain.then(write);
-    this.snapshotChain = next.catch(() => undefined);
+    this.snapshotChain = next.then(
+      () => void this.snapshotsPending--,
+      () => {
+        this.snapshotsPending--;
+        this.snapshotFailures++;
+      },
+    );
     return next;
   }
 
-  private async settleOtherWrites(): Promise<void> {
-    await Promise.all([this.snapshotChain, this.transcript.drain(), this.runLog.drain()].map((p) => p.catch(() => undefined)));
+  /**
+   * Resolves once the transcript, run and snapshot writes accepted so far are
+   * durable, and rejects if any of them fails; undefined when none is
+   * pending. Writes accepted later are not waited for, so steady traffic
+   * on the other logs cannot hold an event back.
+   */
+  private earlierWrites(): Promise<void> | undefined {
+    const waits: Promise<void>[] = [];
+    for (const log of [this.transcript, this.runLog]) {
+      if (log.acceptedPosition > log.lastSeq) waits.push(log.whenDurable(log.acceptedPosition));
+    }
+    if (this.snapshotsPending > 0) {
+      const failuresBefore = this.snapshotFailures;
+      waits.push(
+        this.snapshotChain.then(() => {
+          if (this.snapshotFailures !== failuresBefore) {
+            throw new StoreWriteError(`a snapshot write of worker ${this.workerId} failed`);
+          }
+        }),
+      );
+    }
+    if (waits.length === 0) return undefined;
+    return Promise.all(waits).then(() => undefined);
   }
 
   /** Waits for every queued write of this worker. */
