@@ -3,8 +3,10 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { StoreWriteError } from "../../src/runtime/store.js";
 import { StoreCorruptionError } from "../../src/store/fs/index.js";
-import { entries, entryText, events, eventText, openStore, tempDataDir, workerRecord } from "./fs-support.js";
+import { entries, entryText, events, eventText, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -152,6 +154,38 @@ describe("file store recovery", () => {
     );
     const tail = await reopened.store.readTranscript("w1", { kind: "before", beforeSeq: 41n }, 3);
     expect(tail.map((e) => e.seq)).toEqual([38n, 39n, 40n]);
+    await reopened.store.close();
+  });
+
+  it("reports damage a read finds after open and stops building on the damaged worker", async () => {
+    const { store } = await openStore(dir, { segmentBytes: 200 });
+    for (const id of ["w1", "w2"]) {
+      await store.putWorker(workerRecord(id));
+      for (let i = 1; i <= 40; i++) await store.appendTranscript(id, entries(i, i));
+    }
+    await store.close();
+    await flipByte(firstSegment("w1", "transcript"), () => 30);
+
+    const reports: Array<[string | undefined, string]> = [];
+    const options = { segmentBytes: 200, onCorruption: (id: string | undefined, message: string) => reports.push([id, message]) };
+    const reopened = await openStore(dir, options);
+    expect(reports).toEqual([]);
+    const read = reopened.store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 5);
+    await expect(read).rejects.toBeInstanceOf(StoreCorruptionError);
+    expect(reports).toHaveLength(1);
+    expect(reports[0]![0]).toBe("w1");
+    expect(reports[0]![1]).toContain(firstSegment("w1", "transcript"));
+    expect(reports[0]![1]).not.toContain(dir);
+
+    // Nothing more is appended to any log of the damaged worker...
+    await expect(reopened.store.appendTranscript("w1", entries(41, 41))).rejects.toBeInstanceOf(StoreWriteError);
+    await expect(reopened.store.appendEvents("w1", events(1, 1))).rejects.toBeInstanceOf(StoreWriteError);
+    await expect(reopened.store.putRun("w1", run("r1", RunStatus.FAILED))).rejects.toBeInstanceOf(StoreWriteError);
+    // ...but its snapshot can still be saved (e.g. as FAILED), and others are untouched.
+    await reopened.store.putWorker(workerRecord("w1", "failed"));
+    await reopened.store.appendTranscript("w2", entries(41, 41));
+    await reopened.store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 5).catch(() => undefined);
+    expect(reports).toHaveLength(1);
     await reopened.store.close();
   });
 });

@@ -34,7 +34,7 @@ import {
 } from "./layout.js";
 import { decodeRuntimeSnapshot, encodeRuntimeSnapshot } from "./runtime-snapshot.js";
 import { SegmentedLog } from "./segmented-log.js";
-import { WorkerFiles, type LogSizing } from "./worker-files.js";
+import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { restoreWorker } from "./worker-restore.js";
 import { DataDirLock } from "./data-dir-lock.js";
 import { encodeWorkerSnapshot } from "./worker-snapshot.js";
@@ -53,6 +53,15 @@ export interface FileStoreOptions {
   eventRetention?: number;
   /** Workers opened in parallel at start-up (default 32). */
   openConcurrency?: number;
+  /**
+   * Told when a read finds stored data damaged after open (open itself
+   * reports damage as diagnostics and quarantined workers). `workerId` is
+   * undefined for the runtime-wide event log. From then on the damaged
+   * worker's logs refuse appends with StoreWriteError (snapshot writes are
+   * still taken, so the worker can be saved as FAILED); the runtime should
+   * serve the worker as FAILED with `message` as its diagnostic.
+   */
+  onCorruption?(workerId: string | undefined, message: string): void;
   /** Test-only fault injection (see {@link FileStoreFaults}). */
   faults?: FileStoreFaults;
 }
@@ -74,7 +83,7 @@ class FileStoreImpl implements FileStore {
   readonly kind = "fs" as const;
   readonly stats = createFileStoreStats();
   private readonly disk: Disk;
-  private readonly sizing: LogSizing;
+  private readonly settings: LogSettings;
   private readonly workers = new Map<string, WorkerFiles>();
   /**
    * Tail of the chain of creations and deletions in flight per worker id.
@@ -87,13 +96,16 @@ class FileStoreImpl implements FileStore {
   /** Held from open to close: one process per data dir. */
   private lock: DataDirLock | undefined;
   private runtimeId = "";
+  /** Damage found while opening is reported as diagnostics, not through the hook. */
+  private opened = false;
   private nextCreationIndex = 1;
 
   constructor(private readonly options: FileStoreOptions) {
     this.disk = new Disk(path.resolve(options.dataDir), options.faults);
-    this.sizing = {
+    this.settings = {
       segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
       eventRetention: options.eventRetention ?? 100_000,
+      onCorruption: (workerId, message) => this.reportCorruption(workerId, message),
     };
   }
 
@@ -116,9 +128,10 @@ class FileStoreImpl implements FileStore {
     this.runtimeEvents = new SegmentedLog({
       disk: this.disk,
       dir: RUNTIME_EVENTS_DIR,
-      segmentBytes: this.sizing.segmentBytes,
-      retainRecords: this.sizing.eventRetention,
+      segmentBytes: this.settings.segmentBytes,
+      retainRecords: this.settings.eventRetention,
       stats: this.stats,
+      onCorruption: (message) => this.reportCorruption(undefined, message),
     });
     for (const problem of await this.runtimeEvents.open()) {
       if (problem.kind === "corrupt") {
@@ -130,6 +143,7 @@ class FileStoreImpl implements FileStore {
       diagnostics.push(tornDiagnostic(problem.file, problem.detail));
     }
     const workers = await this.openWorkers(diagnostics);
+    this.opened = true;
     return { runtimeId, workers, lastRuntimeEventSeq: this.runtimeEvents.lastSeq, diagnostics };
   }
 
@@ -278,7 +292,7 @@ class FileStoreImpl implements FileStore {
       while (next < ids.length) {
         const id = ids[next++];
         if (id === undefined) break;
-        const result = await restoreWorker(id, this.runtimeId, this.disk, this.sizing, this.stats);
+        const result = await restoreWorker(id, this.runtimeId, this.disk, this.settings, this.stats);
         this.workers.set(id, result.files);
         diagnostics.push(...result.diagnostics);
         restored.push({ index: result.files.creationIndex, worker: result.restored });
@@ -339,7 +353,7 @@ class FileStoreImpl implements FileStore {
       await rm(this.disk.abs(staging), { recursive: true, force: true }).catch(() => undefined);
       throw error;
     });
-    this.workers.set(workerId, new WorkerFiles(workerId, record, creationIndex, this.disk, this.sizing, this.stats));
+    this.workers.set(workerId, new WorkerFiles(workerId, record, creationIndex, this.disk, this.settings, this.stats));
   }
 
   private async removeWorker(workerId: string): Promise<void> {
@@ -359,6 +373,10 @@ class FileStoreImpl implements FileStore {
     const files = this.workers.get(workerId);
     if (!files) throw new Error(`file store: unknown worker ${workerId}`);
     return files;
+  }
+
+  private reportCorruption(workerId: string | undefined, message: string): void {
+    if (this.opened) this.options.onCorruption?.(workerId, message);
   }
 
   /** Like {@link files}, but an unknown (e.g. deleted) worker is the contract's write failure. */

@@ -19,6 +19,11 @@ export interface SegmentedLogInit {
   /** Keep at least this many newest records; older whole segments are deleted. */
   retainRecords?: number;
   stats: FileStoreStats;
+  /**
+   * Called once when a read finds a damaged record; the log is read-only
+   * from then on. The message names the file relative to the data dir.
+   */
+  onCorruption?: (message: string) => void;
   /** Called with each batch once it is durable, before its appends resolve. */
   onDurable?: (records: readonly LogRecord[]) => void;
   /**
@@ -83,7 +88,7 @@ export class SegmentedLog {
   private flushing: Promise<void> | undefined;
   private mustTruncate = false;
   private activeCreated = false;
-  /** Set when open found corruption; the log is then read-only. */
+  /** Set when open or a read found corruption; the log is then read-only. */
   private damage: string | undefined;
 
   constructor(private readonly init: SegmentedLogInit) {}
@@ -103,6 +108,11 @@ export class SegmentedLog {
   /** Why the log is read-only, if it is. */
   get damaged(): string | undefined {
     return this.damage;
+  }
+
+  /** Makes the log read-only: appends accepted from now on are refused. */
+  markDamaged(reason: string): void {
+    this.damage ??= reason;
   }
 
   /**
@@ -306,6 +316,7 @@ export class SegmentedLog {
 
   private async writeBatch(records: LogRecord[]): Promise<void> {
     const { disk, stats } = this.init;
+    if (this.damage !== undefined) throw new StoreWriteError(`log is damaged and read-only (${this.damage})`);
     let active = this.segments.at(-1);
     if (active && this.mustTruncate && this.activeCreated) {
       await this.truncateTo(this.logName(active.firstSeq), active.size);
@@ -418,7 +429,12 @@ export class SegmentedLog {
         const frame = decodeFrame(buf, pos);
         const expected = segment.firstSeq + BigInt(from + i);
         if (frame.kind !== "ok" || frame.record.seq !== expected) {
-          throw new StoreCorruptionError(`${rel}: record ${expected} is damaged`);
+          const message = `${rel}: record ${expected} is damaged`;
+          if (this.damage === undefined) {
+            this.damage = message;
+            this.init.onCorruption?.(message);
+          }
+          throw new StoreCorruptionError(message);
         }
         stats.recordsRead++;
         records.push(frame.record);

@@ -6,10 +6,12 @@ import { workerDir } from "./layout.js";
 import { RunLog } from "./run-log.js";
 import { SegmentedLog } from "./segmented-log.js";
 
-/** Sizing shared by every log of the store. */
-export interface LogSizing {
+/** Sizing and hooks shared by every worker log of the store. */
+export interface LogSettings {
   segmentBytes: number;
   eventRetention: number;
+  /** Told when a read finds a worker's stored data damaged (see FileStoreOptions). */
+  onCorruption?: (workerId: string, message: string) => void;
 }
 
 /**
@@ -26,6 +28,8 @@ export class WorkerFiles {
   /** Settles (never rejects) once every snapshot write chained so far is done. */
   private snapshotChain: Promise<void> = Promise.resolve();
   private snapshotsPending = 0;
+  /** Set once a read found damage; see {@link quarantine}. */
+  private quarantined: string | undefined;
   private snapshotFailures = 0;
 
   constructor(
@@ -33,16 +37,21 @@ export class WorkerFiles {
     public record: WorkerRecord,
     readonly creationIndex: number,
     disk: Disk,
-    sizing: LogSizing,
+    settings: LogSettings,
     stats: FileStoreStats,
   ) {
     this.dir = workerDir(workerId);
-    const base = { disk, segmentBytes: sizing.segmentBytes, stats };
+    const base = {
+      disk,
+      segmentBytes: settings.segmentBytes,
+      stats,
+      onCorruption: (message: string) => this.quarantine(message, settings),
+    };
     this.transcript = new SegmentedLog({ ...base, dir: path.join(this.dir, "transcript") });
     this.events = new SegmentedLog({
       ...base,
       dir: path.join(this.dir, "events"),
-      retainRecords: sizing.eventRetention,
+      retainRecords: settings.eventRetention,
       // An event is delivered once acknowledged, and it may describe a run,
       // transcript entry or snapshot written just before it (the core issues
       // those writes side by side). Writing it only after those are durable
@@ -64,6 +73,18 @@ export class WorkerFiles {
   /** The worker's logs, for open and drain. */
   get logs(): SegmentedLog[] {
     return [this.transcript, this.events, this.runLog];
+  }
+
+  /**
+   * A read found damaged data in one of the worker's logs: every log of the
+   * worker becomes read-only (so nothing new is built on state that cannot
+   * be trusted), and the store's hook is told once.
+   */
+  private quarantine(message: string, settings: LogSettings): void {
+    if (this.quarantined !== undefined) return;
+    this.quarantined = message;
+    for (const log of this.logs) log.markDamaged(message);
+    settings.onCorruption?.(this.workerId, message);
   }
 
   /** Runs `write` after every earlier snapshot write of this worker. */

@@ -9,7 +9,7 @@ import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { WORKER_SNAPSHOT, workerDir } from "./layout.js";
 import type { RestoredRuns } from "./run-log.js";
-import { WorkerFiles, type LogSizing } from "./worker-files.js";
+import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { decodeWorkerSnapshot } from "./worker-snapshot.js";
 
 /** One worker as found on disk. */
@@ -29,7 +29,7 @@ export async function restoreWorker(
   workerId: string,
   runtimeId: string,
   disk: Disk,
-  sizing: LogSizing,
+  settings: LogSettings,
   stats: FileStoreStats,
 ): Promise<WorkerRestore> {
   const diagnostics: StoreDiagnostic[] = [];
@@ -48,7 +48,7 @@ export async function restoreWorker(
           createRequestId: "",
           createFingerprint: "",
         };
-  const files = new WorkerFiles(workerId, record, "creationIndex" in snapshot ? snapshot.creationIndex : 0, disk, sizing, stats);
+  const files = new WorkerFiles(workerId, record, "creationIndex" in snapshot ? snapshot.creationIndex : 0, disk, settings, stats);
 
   for (const log of files.logs) {
     try {
