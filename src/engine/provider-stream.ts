@@ -5,7 +5,8 @@ import type {
   ChatCompletionMessageParam,
 } from "openai/resources/chat/completions";
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { classifyProviderError, exhaustedFailure } from "./provider-errors.js";
+import { APIConnectionTimeoutError } from "openai";
+import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
@@ -38,6 +39,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
   const started = Date.now();
   const params = requestParams(context, messages);
   let timeout = settings.requestTimeoutMs;
+  let previous: Extract<ProviderFailure, { kind: "retryable" }> | undefined;
   for (let attempt = 0; ; attempt++) {
     const controller = new AbortController();
     try {
@@ -53,7 +55,13 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
       const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
       const remaining = settings.retry.budgetMs - (Date.now() - started) - delay;
-      if (remaining <= 0) return { kind: "failed", ...exhaustedFailure(failure, attempt + 1) };
+      if (remaining <= 0) {
+        // A retry that timed out only because the budget cut its timeout
+        // says nothing about the provider; the error before it does.
+        const cutShort = timeout < settings.requestTimeoutMs && error instanceof APIConnectionTimeoutError;
+        return { kind: "failed", ...exhaustedFailure(cutShort && previous ? previous : failure, attempt + 1) };
+      }
+      previous = failure;
       // A retry may only use what is left of the budget, or one slow attempt
       // overruns it by up to a whole request timeout.
       timeout = Math.min(settings.requestTimeoutMs, remaining);

@@ -115,7 +115,8 @@ describe("provider failures", () => {
     const started = performance.now();
     const { outcome } = await h.run({ input: "hi" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
-    expect(outcome.kind === "failed" && outcome.message).toMatch(/timed out/i);
+    // The provider's last real error, not the timeout of the retry the budget cut short.
+    expect(outcome.kind === "failed" && outcome.message).toContain("HTTP 503");
     // The stalled retry was given up at the 300 ms budget, not after the 10 s request timeout.
     expect(performance.now() - started).toBeLessThan(5_000);
   }, 15_000);
