@@ -1,3 +1,4 @@
+import { APIError } from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -8,6 +9,7 @@ import {
 } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
 import { continuationFilter, passThrough } from "./continuation-filter.js";
+import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
 
@@ -54,7 +56,8 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     context.sink.turn();
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
     const accumulator = new ChunkAccumulator(context.sink, context.blocks, filter);
-    const ending = await consume(context, opened, accumulator);
+    const consumed = await consume(context, opened, accumulator);
+    const ending = typeof consumed === "string" ? consumed : "failed";
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     if (accumulator.usage) addUsage(context, accumulator);
     if (ending === "finished") {
@@ -81,8 +84,9 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       await commitText(context, accumulator);
     }
     if (ending === "cancelled") return { kind: "cancelled" };
-    // Partial tool calls of a cut stream are not committed; take them off watchers' screens.
+    // Partial tool calls of a cut or failed stream are not committed; take them off watchers' screens.
     for (const call of accumulator.toolCalls()) context.sink.discardBlock(call.blockId);
+    if (typeof consumed !== "string") return consumed;
     alreadySaid += accumulator.text;
     if (resumes >= context.settings.maxStreamResumes) {
       return {
@@ -94,13 +98,18 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
   }
 }
 
-type Ending = "finished" | "cut" | "cancelled";
+type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "failed" }>;
 
 /**
  * Reads the stream to its end. An idle timer aborts this response (not the
  * run) when the provider goes quiet, which then counts as a cut. A response
  * that delivered its finish reason counts as finished even if the
  * connection dropped before `[DONE]`: the answer is whole.
+ *
+ * Only a lost connection (or the idle abort) is a cut. An error object the
+ * provider sent in the stream is classified like an HTTP error: a fatal one
+ * fails the turn with its typed reason, a transient one is resumed like a
+ * cut. Anything else (the sink refusing a closed run, a bug) propagates.
  */
 async function consume(context: RunContext, opened: OpenedStream, accumulator: ChunkAccumulator): Promise<Ending> {
   const idleMs = context.settings.streamIdleTimeoutMs;
@@ -110,8 +119,14 @@ async function consume(context: RunContext, opened: OpenedStream, accumulator: C
       timer.refresh();
       accumulator.push(chunk);
     }
-  } catch {
-    // Judged below: a cancel, or a cut stream.
+  } catch (error) {
+    if (context.signal.aborted) return "cancelled";
+    if (error instanceof APIError && !isStreamCut(error)) {
+      const failure = classifyProviderError(error, context.signal, context.settings.secrets);
+      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
+    } else if (!isStreamCut(error)) {
+      throw error;
+    }
   } finally {
     clearTimeout(timer);
   }

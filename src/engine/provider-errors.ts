@@ -24,6 +24,7 @@ export function classifyProviderError(error: unknown, signal: AbortSignal, secre
   if (error instanceof APIConnectionError) {
     return { kind: "retryable", status: undefined, retryAfterMs: undefined, message: redact(error.message, secrets) };
   }
+  if (error instanceof APIError && error.status === undefined) return classifyStreamError(error, secrets);
   if (error instanceof APIError && typeof error.status === "number") {
     const status = error.status;
     const message = redact(`provider returned HTTP ${status}: ${providerMessage(error)}`, secrets);
@@ -37,6 +38,29 @@ export function classifyProviderError(error: unknown, signal: AbortSignal, secre
   // treated as a connection problem: retrying is the safe default.
   const text = error instanceof Error ? error.message : String(error);
   return { kind: "retryable", status: undefined, retryAfterMs: undefined, message: redact(text, secrets) };
+}
+
+/**
+ * An error object the provider sent inside an open stream (`data:
+ * {"error": {...}}`), which has no HTTP status. Compatible servers put the
+ * status they mean in `code` (vLLM) or only name a `type` (OpenAI); an error
+ * that names neither is assumed transient.
+ */
+function classifyStreamError(error: APIError, secrets: readonly string[]): ProviderFailure {
+  const message = redact(`provider sent an error in the stream: ${providerMessage(error)}`, secrets);
+  const body: unknown = error.error;
+  const field = (name: string): unknown => (body && typeof body === "object" ? Reflect.get(body, name) : undefined);
+  const code = Number(field("code"));
+  const type = String(field("type") ?? "");
+  const status = Number.isInteger(code) && code >= 400 && code < 600 ? code : undefined;
+  if (status === 401 || status === 403 || /auth|permission/i.test(type)) {
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message };
+  }
+  if (status === 429 || /rate_limit/i.test(type)) return { kind: "retryable", status: 429, retryAfterMs: undefined, message };
+  if ((status !== undefined && status < 500 && status !== 408 && status !== 409) || /invalid_request|BadRequest/i.test(type)) {
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message };
+  }
+  return { kind: "retryable", status, retryAfterMs: undefined, message };
 }
 
 /** The typed failure once the retry budget is spent, by the last error seen. */
@@ -64,4 +88,17 @@ export function redact(text: string, secrets: readonly string[]): string {
     if (secret.length >= 4) out = out.split(secret).join("[redacted]");
   }
   return out.replace(/\bsk-[A-Za-z0-9_*-]{4,}/g, "[redacted]");
+}
+
+/**
+ * Whether an error thrown while reading an open stream means the connection
+ * was lost (the answer so far is kept and continued): the SDK's connection
+ * errors, aborts, and fetch's network TypeErrors ("terminated" when the
+ * socket closes mid-body). Anything else is not a cut.
+ */
+export function isStreamCut(error: unknown): boolean {
+  if (error instanceof APIConnectionError || error instanceof APIUserAbortError) return true;
+  if (!(error instanceof Error)) return false;
+  if (error.name === "AbortError") return true;
+  return error instanceof TypeError && (error.message === "terminated" || error.cause instanceof Error);
 }

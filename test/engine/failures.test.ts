@@ -4,7 +4,9 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { CONTINUE_PROMPT } from "../../src/engine/model-turn.js";
 import { retryAfterMs } from "../../src/engine/retry.js";
+import { RunClosedError } from "../../src/runtime/execution-backend.js";
 import { errorReply, reply, replyChunks } from "../support/openai-chunks.js";
+import { RecordingSink } from "../support/recording-sink.js";
 import { startHarness, TEST_KEY, type Harness } from "./harness.js";
 
 describe("provider failures", () => {
@@ -200,6 +202,41 @@ describe("provider failures", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Answer."]);
     const firstBlock = sink.events.find((e) => e.type === "reasoning");
     expect(sink.events.filter((e) => e.type === "discard")).toEqual([{ type: "discard", blockId: firstBlock?.blockId }]);
+  });
+
+  it("fails with the typed reason when the provider sends an error object inside the stream", async () => {
+    h = await startHarness();
+    const chunks = replyChunks({ text: "Hello there", pieceSize: 6 }).slice(0, 2);
+    chunks.push({ error: { message: "This model's maximum context length is 4096 tokens", type: "BadRequestError", code: 400 } });
+    h.fake.enqueue({ kind: "stream", chunks }, reply({ text: "never" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_REJECTED });
+    expect(outcome.kind === "failed" && outcome.message).toContain("maximum context length");
+    expect(h.fake.requests).toHaveLength(1);
+    // What arrived before the error stays committed.
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello "]);
+  });
+
+  it("resumes after a transient error object inside the stream", async () => {
+    h = await startHarness();
+    const chunks = replyChunks({ text: "Hello there", pieceSize: 6 }).slice(0, 2);
+    chunks.push({ error: { message: "The server had an error while processing your request.", type: "server_error" } });
+    h.fake.enqueue({ kind: "stream", chunks }, reply({ text: "there" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello ", "there"]);
+  });
+
+  it("lets a sink error propagate instead of treating it as a cut stream", async () => {
+    h = await startHarness();
+    class ClosingSink extends RecordingSink {
+      override textDelta(): void {
+        throw new RunClosedError("run has ended");
+      }
+    }
+    h.fake.enqueue(reply({ text: "Hello" }), reply({ text: "again" }));
+    await expect(h.run({ input: "go", sink: new ClosingSink("closing") })).rejects.toBeInstanceOf(RunClosedError);
+    expect(h.fake.requests).toHaveLength(1);
   });
 
   it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
