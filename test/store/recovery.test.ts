@@ -188,4 +188,15 @@ describe("file store recovery", () => {
     expect(reports).toHaveLength(1);
     await reopened.store.close();
   });
+
+  it("makes the truncation of a torn tail durable", async () => {
+    await seed();
+    const rel = firstSegment("w1", "transcript");
+    const { size } = await stat(path.join(dir, rel));
+    await truncate(path.join(dir, rel), size - 7);
+    const synced: string[] = [];
+    const { store } = await openStore(dir, { faults: { beforeSync: (file) => void synced.push(file) } });
+    expect(synced).toContain(rel);
+    await store.close();
+  });
 });

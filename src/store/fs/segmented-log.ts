@@ -1,4 +1,4 @@
-import { open, readdir, stat, truncate, unlink, type FileHandle } from "node:fs/promises";
+import { open, readdir, stat, unlink, type FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { StoreSequenceError, StoreWriteError } from "../../runtime/store.js";
 import { isTempName, type Disk } from "./disk.js";
@@ -162,7 +162,7 @@ export class SegmentedLog {
         break;
       }
       if (scan.damage) {
-        await truncate(disk.abs(rel), scan.goodEnd);
+        await this.truncateTo(rel, scan.goodEnd);
         const detail = `${scan.damage.reason} at byte ${scan.damage.offset}; ${buf.length - scan.goodEnd} bytes dropped`;
         problems.push({ kind: "torn", file: rel, detail });
       }
@@ -365,7 +365,7 @@ export class SegmentedLog {
     for (const w of this.waiters.splice(0, n)) w.resolve();
   }
 
-  /** Cuts off bytes of a failed batch so the next write starts at a record boundary. */
+  /** Cuts a segment back to `size` (a record boundary) and makes that durable. */
   private async truncateTo(rel: string, size: number): Promise<void> {
     const fh = await open(this.init.disk.abs(rel), "r+");
     try {
