@@ -110,4 +110,21 @@ describe("file store write failures", () => {
     expect(reopened.opened.workers[0]?.runCount).toBe(2);
     await reopened.store.close();
   });
+
+  it("removes a batch whose fdatasync failed at once, so a restart cannot resurrect it", async () => {
+    const disk = fullDisk("sync", /events\/\d+\.log/);
+    const { store } = await openStore(dir, { faults: disk.faults });
+    await store.putWorker(workerRecord("w1"));
+    await store.appendEvents("w1", events(1, 3));
+    disk.set(true);
+    await expect(store.appendEvents("w1", events(4, 6))).rejects.toBeInstanceOf(StoreWriteError);
+    // No further append: the process stops here (closed, or killed).
+    await store.close();
+    disk.set(false);
+
+    const reopened = await openStore(dir);
+    expect(reopened.opened.workers[0]?.lastEventSeq).toBe(3n);
+    expect((await reopened.store.readEvents("w1", 0n, 10)).map(eventText)).toEqual(["event-1", "event-2", "event-3"]);
+    await reopened.store.close();
+  });
 });

@@ -282,6 +282,7 @@ export class SegmentedLog {
         } catch (error) {
           this.mustTruncate = true;
           this.fail(batch, new StoreWriteError(`append to ${this.init.dir} failed`, { cause: error }));
+          await this.dropFailedBytes();
           continue;
         }
         for (const p of ready) p.resolve();
@@ -363,6 +364,23 @@ export class SegmentedLog {
     while (n < this.waiters.length && (this.waiters[n]?.seq ?? 0n) <= this.durableSeq) n++;
     if (n === 0) return;
     for (const w of this.waiters.splice(0, n)) w.resolve();
+  }
+
+  /**
+   * Cuts off what a failed batch left in the file right away, so that it
+   * cannot reappear as durable after a restart (a short write on ENOSPC, or
+   * a whole batch whose fdatasync failed). Best effort: if it fails too,
+   * `mustTruncate` stays set and the next write retries first.
+   */
+  private async dropFailedBytes(): Promise<void> {
+    const active = this.segments.at(-1);
+    if (active === undefined) return;
+    try {
+      await this.truncateTo(this.logName(active.firstSeq), active.size);
+      this.mustTruncate = false;
+    } catch {
+      // Retried before the next write.
+    }
   }
 
   /** Cuts a segment back to `size` (a record boundary) and makes that durable. */
