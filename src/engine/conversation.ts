@@ -19,6 +19,9 @@ import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.
  *   Results whose call fell out of the window are dropped, and calls without
  *   a result (a cancelled or interrupted run) get a synthetic one: providers
  *   refuse a tool call that is not answered.
+ * - Tool-call arguments that are not a JSON object (cut by the token limit,
+ *   or malformed) are replayed as `{}`: several servers reject the whole
+ *   request over invalid JSON in an old call.
  */
 export function messagesFromTranscript(entries: readonly TranscriptEntry[]): ChatCompletionMessageParam[] {
   const messages: ChatCompletionMessageParam[] = [];
@@ -76,7 +79,7 @@ export function messagesFromTranscript(entries: readonly TranscriptEntry[]): Cha
         const call: ChatCompletionMessageFunctionToolCall = {
           id: content.value.toolCallId,
           type: "function",
-          function: { name: content.value.toolName, arguments: content.value.argumentsJson },
+          function: { name: content.value.toolName, arguments: replayableArguments(content.value.argumentsJson) },
         };
         message.tool_calls = [...(message.tool_calls ?? []), call];
         break;
@@ -95,6 +98,17 @@ export function messagesFromTranscript(entries: readonly TranscriptEntry[]): Cha
   closeAssistant();
   answerOpenCalls();
   return messages.map(withoutEmptyContent);
+}
+
+/** Arguments as they may be sent back to the provider: a JSON object, else `{}`. */
+export function replayableArguments(argumentsJson: string): string {
+  try {
+    const parsed: unknown = JSON.parse(argumentsJson);
+    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) return argumentsJson;
+  } catch {
+    // Not JSON: replaced below.
+  }
+  return "{}";
 }
 
 /** Told to the model for a call that never got a result. */

@@ -4,7 +4,7 @@ import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { RunOutcome } from "../runtime/execution-backend.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
-import { messagesFromTranscript } from "./conversation.js";
+import { messagesFromTranscript, replayableArguments } from "./conversation.js";
 import { runModelTurn, type TurnResult } from "./model-turn.js";
 import type { RunContext } from "./run-context.js";
 import { runToolCalls } from "./tool-runner.js";
@@ -86,7 +86,7 @@ function assistantMessage(result: Extract<TurnResult, { kind: "answered" }>): Ch
     tool_calls: result.toolCalls.map((call) => ({
       id: call.id,
       type: "function",
-      function: { name: call.name, arguments: call.argumentsJson },
+      function: { name: call.name, arguments: replayableArguments(call.argumentsJson) },
     })),
   };
 }

@@ -9,10 +9,10 @@ function entry(runId: string, content: TranscriptEntry["content"]): TranscriptEn
 const user = (run: string, text: string) => entry(run, { case: "userMessage", value: { $typeName: "worker_runtime.v1.UserMessage", text } });
 const said = (run: string, text: string) =>
   entry(run, { case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text } });
-const toolCall = (run: string, id: string) =>
+const toolCall = (run: string, id: string, argumentsJson = "{}") =>
   entry(run, {
     case: "toolCall",
-    value: { $typeName: "worker_runtime.v1.ToolCall", toolCallId: id, toolName: "read_file", argumentsJson: "{}" },
+    value: { $typeName: "worker_runtime.v1.ToolCall", toolCallId: id, toolName: "read_file", argumentsJson },
   });
 const toolResult = (run: string, id: string, output: string) =>
   entry(run, {
@@ -56,5 +56,17 @@ describe("messagesFromTranscript", () => {
       { role: "tool", tool_call_id: "c1", content: UNANSWERED_CALL },
       { role: "user", content: "next" },
     ]);
+  });
+
+  it("replays arguments that are not a JSON object as {}", () => {
+    const messages = messagesFromTranscript([
+      user("r1", "q"),
+      toolCall("r1", "cut", '{"path": "a.t'),
+      toolCall("r1", "list", "[1, 2]"),
+      toolCall("r1", "empty", ""),
+      toolCall("r1", "fine", '{"path":"a.txt"}'),
+    ]);
+    const assistant = messages[1] as { tool_calls: { function: { arguments: string } }[] };
+    expect(assistant.tool_calls.map((call) => call.function.arguments)).toEqual(["{}", "{}", "{}", '{"path":"a.txt"}']);
   });
 });

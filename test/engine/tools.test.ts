@@ -123,6 +123,9 @@ describe("tools", () => {
       "no such file or directory: nope.txt",
       "no such file or directory: nope.txt",
     ]);
+    // The invalid arguments are not sent back: some servers reject a request with invalid JSON in an old call.
+    const replayed = h.fake.requests[1]?.body.messages.find((m) => m.role === "assistant")?.tool_calls?.[0];
+    expect(replayed?.function.arguments).toBe("{}");
   });
 
   it("refuses to read, write, edit or search through a hard link to a file outside the workspace", async () => {
