@@ -1,3 +1,4 @@
+import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { inputFingerprint } from "../../src/runtime/fingerprint.js";
@@ -179,5 +180,14 @@ describe("file store round trips", () => {
     const tail = await reopened.store.readTranscript("w1", { kind: "before", beforeSeq: 101n }, 33);
     expect(tail.map((e) => Number(e.seq))).toEqual(Array.from({ length: 33 }, (_, i) => i + 68));
     await reopened.store.close();
+  });
+
+  it("makes a newly created data dir durable in its parents", async () => {
+    const synced: string[] = [];
+    const faults = { beforeSync: (file: string) => void synced.push(file) };
+    const { store } = await openStore(path.join(dir, "a", "data"), { faults });
+    expect(synced).toContain("..");
+    expect(synced).toContain(path.join("..", ".."));
+    await store.close();
   });
 });

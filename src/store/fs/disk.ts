@@ -57,6 +57,21 @@ export class Disk {
   }
 
   /**
+   * After `mkdir -p` created the data dir, `firstCreated` (absolute) being the
+   * topmost directory it made: fsyncs the parent of every new directory, so
+   * the data dir's own name survives a power loss, not only its contents.
+   */
+  async syncNewRoot(firstCreated: string): Promise<void> {
+    const top = path.dirname(path.resolve(firstCreated));
+    for (let dir = this.root; ; ) {
+      const parent = path.dirname(dir);
+      await this.syncDir(path.relative(this.root, parent));
+      if (parent === top || parent === dir) break;
+      dir = parent;
+    }
+  }
+
+  /**
    * Replaces a file atomically: write a temp file in the same directory,
    * fsync it, rename it over the target, fsync the directory. A crash leaves
    * either the old or the new content, never a mix.

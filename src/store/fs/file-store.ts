@@ -110,7 +110,8 @@ class FileStoreImpl implements FileStore {
   }
 
   async open(init: StoreOpenInit): Promise<OpenedStore> {
-    await mkdir(this.disk.root, { recursive: true });
+    const created = await mkdir(this.disk.root, { recursive: true });
+    if (created !== undefined) await this.disk.syncNewRoot(created);
     this.lock = await DataDirLock.acquire(this.disk.root);
     try {
       return await this.openLocked(init);
