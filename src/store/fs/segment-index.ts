@@ -17,11 +17,11 @@ const INDEX_MAGIC = 0x57524931; // "WRI1"
 const HEADER_BYTES = 8;
 
 /** Encodes a sealed segment's index. */
-export function encodeSegmentIndex(offsets: readonly number[], size: number): Buffer {
+export function encodeSegmentIndex(offsets: ArrayLike<number>, size: number): Buffer {
   const buf = Buffer.allocUnsafe(HEADER_BYTES + (offsets.length + 1) * 4);
   buf.writeUInt32BE(INDEX_MAGIC, 0);
   buf.writeUInt32BE(offsets.length, 4);
-  offsets.forEach((offset, i) => buf.writeUInt32BE(offset, HEADER_BYTES + i * 4));
+  for (let i = 0; i < offsets.length; i++) buf.writeUInt32BE(offsets[i] ?? 0, HEADER_BYTES + i * 4);
   buf.writeUInt32BE(size, HEADER_BYTES + offsets.length * 4);
   return buf;
 }

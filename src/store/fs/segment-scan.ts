@@ -1,9 +1,10 @@
+import { OffsetList } from "./offset-list.js";
 import { decodeFrame, findNextFrame } from "./record-frame.js";
 
 /** What a full scan of one segment found. */
 export interface SegmentScan {
   /** Start offset of every good record, in order. */
-  offsets: number[];
+  offsets: OffsetList;
   /** End of the last good record of the unbroken prefix. */
   goodEnd: number;
   /**
@@ -19,7 +20,7 @@ export interface SegmentScan {
  * `firstSeq`. Stops at the first bad record and classifies it.
  */
 export function scanSegment(buf: Buffer, firstSeq: bigint, onRecord: () => void): SegmentScan {
-  const offsets: number[] = [];
+  const offsets = new OffsetList();
   let pos = 0;
   let expected = firstSeq;
   while (pos < buf.length) {

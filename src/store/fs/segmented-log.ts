@@ -4,6 +4,7 @@ import { StoreSequenceError, StoreWriteError } from "../../runtime/store.js";
 import { isTempName, type Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { readRange } from "./read-range.js";
+import { OffsetList } from "./offset-list.js";
 import { decodeFrame, encodeFrames, type LogRecord } from "./record-frame.js";
 import { encodeSegmentIndex, readSegmentIndexCount, readSegmentIndexSlice } from "./segment-index.js";
 import { scanSegment } from "./segment-scan.js";
@@ -49,7 +50,7 @@ interface Segment {
   count: number;
   size: number;
   /** Record offsets, kept only for the active (last) segment. */
-  offsets?: number[];
+  offsets?: OffsetList;
 }
 
 interface PendingAppend {
@@ -167,13 +168,13 @@ export class SegmentedLog {
         problems.push({ kind: "torn", file: rel, detail });
       }
       if (!isLast) {
-        await disk.replaceFile(this.indexName(firstSeq), encodeSegmentIndex(scan.offsets, scan.goodEnd));
+        await disk.replaceFile(this.indexName(firstSeq), encodeSegmentIndex(scan.offsets.view(), scan.goodEnd));
         delete segment.offsets;
       }
     }
     const last = this.segments.at(-1);
     if (last) {
-      last.offsets ??= await this.readOffsets(last, 0, last.count).then((o) => o.slice(0, last.count));
+      last.offsets ??= OffsetList.from(await this.readOffsets(last, 0, last.count).then((o) => o.slice(0, last.count)));
       this.durableSeq = last.firstSeq + BigInt(last.count) - 1n;
       this.activeCreated = true;
     }
@@ -325,7 +326,7 @@ export class SegmentedLog {
     this.mustTruncate = false;
     if (active === undefined || (active.size >= this.init.segmentBytes && active.count > 0)) {
       if (active) await this.seal(active);
-      active = { firstSeq: this.durableSeq + 1n, count: 0, size: 0, offsets: [] };
+      active = { firstSeq: this.durableSeq + 1n, count: 0, size: 0, offsets: new OffsetList() };
       this.segments.push(active);
       this.activeCreated = false;
     }
@@ -342,7 +343,7 @@ export class SegmentedLog {
     }
     if (created) await disk.syncDir(this.init.dir);
     this.activeCreated = true;
-    const offsets = active.offsets ?? [];
+    const offsets = active.offsets ?? new OffsetList();
     let pos = active.size;
     for (const size of sizes) {
       offsets.push(pos);
@@ -397,7 +398,7 @@ export class SegmentedLog {
   /** Writes the active segment's index so it can be read without a scan. */
   private async seal(segment: Segment): Promise<void> {
     const { disk } = this.init;
-    await disk.replaceFile(this.indexName(segment.firstSeq), encodeSegmentIndex(segment.offsets ?? [], segment.size));
+    await disk.replaceFile(this.indexName(segment.firstSeq), encodeSegmentIndex(segment.offsets?.view() ?? [], segment.size));
     delete segment.offsets;
   }
 
