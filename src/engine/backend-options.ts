@@ -33,6 +33,11 @@ export interface OpenAIBackendOptions {
   maxStreamResumes?: number;
   /** How many committed transcript entries are sent to the model as history. */
   historyLimit?: number;
+  /**
+   * Largest history sent to the model, in UTF-8 bytes of JSON (default
+   * 400 KB): older messages are dropped and oversized ones cut to fit.
+   */
+  historyMaxBytes?: number;
   /** Bounds on tool output, file reads and commands. */
   toolLimits?: Partial<ToolLimits>;
   /** Source of randomness for backoff jitter (tests pin it). */

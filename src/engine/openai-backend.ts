@@ -98,6 +98,7 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     retry: { ...DEFAULT_RETRY_POLICY, ...options.retry },
     maxStreamResumes: options.maxStreamResumes ?? 2,
     historyLimit: options.historyLimit ?? 200,
+    historyMaxBytes: options.historyMaxBytes ?? 400_000,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],

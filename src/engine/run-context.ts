@@ -14,6 +14,7 @@ export interface EngineSettings {
   retry: RetryPolicy;
   maxStreamResumes: number;
   historyLimit: number;
+  historyMaxBytes: number;
   toolLimits: ToolLimits;
   random: () => number;
   /** Strings redacted from every error message (the API key). */

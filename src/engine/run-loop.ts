@@ -5,6 +5,7 @@ import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/tran
 import type { RunOutcome } from "../runtime/execution-backend.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { messagesFromTranscript, replayableArguments } from "./conversation.js";
+import { boundHistory } from "./history-bounds.js";
 import { runModelTurn, type TurnResult } from "./model-turn.js";
 import type { RunContext } from "./run-context.js";
 import { runToolCalls } from "./tool-runner.js";
@@ -62,7 +63,7 @@ function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: numbe
 }
 
 /**
- * System prompt, bounded history, and the run's input. The input is added
+ * System prompt, history bounded by entries and bytes, and the run's input. The input is added
  * unless the Runtime already committed it to the transcript for this run.
  */
 async function initialMessages(context: RunContext): Promise<ChatCompletionMessageParam[]> {
@@ -70,7 +71,7 @@ async function initialMessages(context: RunContext): Promise<ChatCompletionMessa
   const entries = await request.readTranscript(undefined, context.settings.historyLimit);
   const messages: ChatCompletionMessageParam[] = [];
   if (profile.systemPrompt) messages.push({ role: "system", content: profile.systemPrompt });
-  messages.push(...messagesFromTranscript(entries));
+  messages.push(...boundHistory(messagesFromTranscript(entries), context.settings.historyMaxBytes));
   const inputCommitted = entries.some(
     (entry) => entry.runId === request.run.runId && entry.content.case === "userMessage",
   );

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { messagesFromTranscript, UNANSWERED_CALL } from "../../src/engine/conversation.js";
+import { boundHistory } from "../../src/engine/history-bounds.js";
 
 function entry(runId: string, content: TranscriptEntry["content"]): TranscriptEntry {
   return create(TranscriptEntrySchema, { runId, content });
@@ -68,5 +70,43 @@ describe("messagesFromTranscript", () => {
     ]);
     const assistant = messages[1] as { tool_calls: { function: { arguments: string } }[] };
     expect(assistant.tool_calls.map((call) => call.function.arguments)).toEqual(["{}", "{}", "{}", '{"path":"a.txt"}']);
+  });
+});
+
+describe("boundHistory", () => {
+  const size = (messages: ChatCompletionMessageParam[]) => messages.reduce((sum, m) => sum + Buffer.byteLength(JSON.stringify(m)), 0);
+
+  it("drops the oldest exchanges, starting at a user message, until the history fits", () => {
+    const history = messagesFromTranscript([
+      user("r1", "first"),
+      toolCall("r1", "c1"),
+      toolResult("r1", "c1", "a".repeat(700)),
+      said("r1", "done one"),
+      user("r2", "second"),
+      said("r2", "b".repeat(700)),
+      user("r3", "third"),
+    ]);
+    const bounded = boundHistory(history, 1200);
+    expect(bounded[0]).toEqual({ role: "user", content: "second" });
+    expect(bounded.at(-1)).toEqual({ role: "user", content: "third" });
+    expect(size(bounded)).toBeLessThanOrEqual(1200);
+    expect(boundHistory(history, 100_000)).toEqual(history);
+  });
+
+  it("cuts oversized tool output and arguments when replaying, saying so, and keeps the newest input", () => {
+    const history = messagesFromTranscript([
+      user("r1", "write it"),
+      toolCall("r1", "c1", JSON.stringify({ path: "big.txt", content: "x".repeat(50_000) })),
+      toolResult("r1", "c1", "y".repeat(50_000)),
+      user("r2", "z".repeat(30_000)),
+    ]);
+    const bounded = boundHistory(history, 16_000);
+    const call = (bounded[1] as { tool_calls: { function: { arguments: string } }[] }).tool_calls[0];
+    expect(JSON.parse(call?.function.arguments ?? "")).toEqual({
+      omitted_from_history: "the 50031-byte arguments of this call were left out of the replayed history",
+    });
+    expect(bounded[2]?.content).toMatch(/^y{2000}\n\[this message in the replayed history truncated: showing the first 2000 of 50000 bytes\]$/);
+    expect(bounded.at(-1)?.content).toMatch(/^z{2000}\n\[this message/);
+    expect(size(bounded)).toBeLessThanOrEqual(16_000);
   });
 });

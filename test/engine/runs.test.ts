@@ -129,6 +129,20 @@ describe("OpenAI backend runs", () => {
     ]);
   });
 
+  it("bounds the replayed history by bytes (historyMaxBytes)", async () => {
+    await h.close();
+    h = await startHarness({ historyMaxBytes: 8_000 });
+    const big = JSON.stringify({ path: "big.txt", content: "x".repeat(20_000) });
+    h.fake.enqueue(reply({ toolCalls: [{ id: "w1", name: "write_file", arguments: big }] }), reply({ text: "written" }));
+    const first = await h.run({ input: "write a big file", capabilities: ["fs.write"] });
+    h.fake.enqueue(reply({ text: "ok" }));
+    await h.run({ input: "and now?", sink: first.sink });
+    const sent = h.fake.requests[2]?.body.messages ?? [];
+    expect(JSON.stringify(sent).length).toBeLessThan(8_000);
+    expect(sent.find((m) => m.tool_calls)?.tool_calls?.[0]?.function.arguments).toContain("left out of the replayed history");
+    expect(sent.at(-1)).toEqual({ role: "user", content: "and now?" });
+  });
+
   it("stops with MAX_TOKENS when the reply hits the output limit", async () => {
     h.fake.enqueue(reply({ text: "a long answer that got cut", finishReason: "length" }));
     const { outcome } = await h.run({ input: "go" });
