@@ -199,4 +199,24 @@ describe("file store recovery", () => {
     expect(synced).toContain(rel);
     await store.close();
   });
+
+  it("truncates a torn tail followed by leftover records that do not continue the log", async () => {
+    await seed();
+    const rel = firstSegment("w1", "events");
+    const file = path.join(dir, rel);
+    const bytes = await readFile(file);
+    // A stale copy of the first record (seq 1) behind a zeroed hole, as
+    // reused blocks can leave after a power loss.
+    const firstRecord = bytes.subarray(0, 20 + bytes.readUInt32BE(4));
+    await appendFile(file, Buffer.concat([Buffer.alloc(512), firstRecord]));
+
+    const { store, opened } = await openStore(dir);
+    const w1 = opened.workers.find((w) => w.record.worker.ref?.workerId === "w1")!;
+    expect(w1.quarantined).toBeUndefined();
+    expect(w1.lastEventSeq).toBe(10n);
+    expect(opened.diagnostics.map((d) => [d.code, d.workerId])).toEqual([["store.torn_tail_truncated", "w1"]]);
+    expect((await stat(file)).size).toBe(bytes.length);
+    await store.appendEvents("w1", events(11, 11));
+    await store.close();
+  });
 });
