@@ -38,6 +38,17 @@ export interface OpenAIBackendOptions {
    * 400 KB): older messages are dropped and oversized ones cut to fit.
    */
   historyMaxBytes?: number;
+  /**
+   * Largest answer text plus reasoning of one model turn, in UTF-8 bytes
+   * (default 1 MiB); beyond it the run fails with LIMIT_EXCEEDED.
+   */
+  maxAnswerBytes?: number;
+  /**
+   * Largest tool-call arguments of one model turn, all calls together
+   * (default 4 MiB: room for a write_file of the 1 MiB default bound, JSON
+   * escaped); beyond it the run fails with LIMIT_EXCEEDED.
+   */
+  maxToolArgumentsBytes?: number;
   /** Bounds on tool output, file reads and commands. */
   toolLimits?: Partial<ToolLimits>;
   /** Source of randomness for backoff jitter (tests pin it). */

@@ -4,6 +4,14 @@ import type { RunSink } from "../runtime/execution-backend.js";
 import type { BlockIds } from "./block-ids.js";
 import type { TextFilter } from "./continuation-filter.js";
 
+/** Bounds on what one model turn may accumulate, in UTF-8 bytes. */
+export interface TurnBounds {
+  /** Answer text plus reasoning (including text said before a resume). */
+  maxAnswerBytes: number;
+  /** Arguments of all tool calls together. */
+  maxToolArgumentsBytes: number;
+}
+
 /** A tool call assembled from its streamed pieces. */
 export interface AssembledToolCall {
   id: string;
@@ -30,6 +38,10 @@ export class ChunkAccumulator {
   usage: CompletionUsage | undefined;
   readonly textBlock: string;
   readonly reasoningBlock: string;
+  /** Set when the response outgrew a {@link TurnBounds} bound; says which. */
+  overLimit: string | undefined;
+  private answerBytes: number;
+  private argumentsBytes = 0;
   /** Calls in arrival order. */
   private readonly calls: AssembledToolCall[] = [];
   /** The latest call seen at each index. */
@@ -39,7 +51,11 @@ export class ChunkAccumulator {
     private readonly sink: RunSink,
     private readonly blocks: BlockIds,
     private readonly filter: TextFilter,
+    private readonly bounds: TurnBounds,
+    /** Bytes of answer already said before this response (a resumed answer). */
+    alreadySaidBytes = 0,
   ) {
+    this.answerBytes = alreadySaidBytes;
     this.textBlock = blocks.next("text");
     this.reasoningBlock = blocks.next("reasoning");
   }
@@ -51,15 +67,23 @@ export class ChunkAccumulator {
     const delta = choice.delta;
     const reasoning = reasoningOf(delta);
     if (reasoning) {
+      this.countAnswer(reasoning);
       this.reasoning += reasoning;
       this.sink.reasoningDelta(this.reasoningBlock, reasoning);
     }
-    if (delta.content) this.emitText(this.filter.push(delta.content));
+    if (delta.content) {
+      this.countAnswer(delta.content);
+      this.emitText(this.filter.push(delta.content));
+    }
     for (const piece of delta.tool_calls ?? []) {
       const call = this.callFor(piece.index as number | undefined | null, piece.id);
       if (piece.id) call.id = piece.id;
       if (piece.function?.name) call.name = piece.function.name;
       const argumentsDelta = piece.function?.arguments ?? "";
+      this.argumentsBytes += Buffer.byteLength(argumentsDelta, "utf8");
+      if (this.argumentsBytes > this.bounds.maxToolArgumentsBytes) {
+        this.overLimit ??= `the model's tool-call arguments in one turn exceeded ${this.bounds.maxToolArgumentsBytes} bytes`;
+      }
       call.argumentsJson += argumentsDelta;
       this.sink.toolCallDelta(call.blockId, {
         ...(piece.id ? { toolCallId: piece.id } : {}),
@@ -95,6 +119,13 @@ export class ChunkAccumulator {
     this.calls.push(call);
     if (typeof index === "number") this.byIndex.set(index, call);
     return call;
+  }
+
+  private countAnswer(text: string): void {
+    this.answerBytes += Buffer.byteLength(text, "utf8");
+    if (this.answerBytes > this.bounds.maxAnswerBytes) {
+      this.overLimit ??= `the model's answer and reasoning in one turn exceeded ${this.bounds.maxAnswerBytes} bytes`;
+    }
   }
 
   private emitText(text: string): void {

@@ -55,7 +55,14 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     if (opened.kind !== "opened") return opened;
     context.sink.turn();
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
-    const accumulator = new ChunkAccumulator(context.sink, context.blocks, filter);
+    const { maxAnswerBytes, maxToolArgumentsBytes } = context.settings;
+    const accumulator = new ChunkAccumulator(
+      context.sink,
+      context.blocks,
+      filter,
+      { maxAnswerBytes, maxToolArgumentsBytes },
+      Buffer.byteLength(alreadySaid, "utf8"),
+    );
     const consumed = await consume(context, opened, accumulator);
     const ending = typeof consumed === "string" ? consumed : "failed";
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
@@ -110,6 +117,9 @@ type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "fa
  * provider sent in the stream is classified like an HTTP error: a fatal one
  * fails the turn with its typed reason, a transient one is resumed like a
  * cut. Anything else (the sink refusing a closed run, a bug) propagates.
+ * A response that outgrows the turn's bounds fails the turn with
+ * LIMIT_EXCEEDED: a model stuck in a loop would otherwise grow the turn's
+ * text or arguments without end.
  */
 async function consume(context: RunContext, opened: OpenedStream, accumulator: ChunkAccumulator): Promise<Ending> {
   const idleMs = context.settings.streamIdleTimeoutMs;
@@ -118,6 +128,8 @@ async function consume(context: RunContext, opened: OpenedStream, accumulator: C
     for await (const chunk of opened.stream) {
       timer.refresh();
       accumulator.push(chunk);
+      // Leaving the loop aborts the response, so the provider stops generating.
+      if (accumulator.overLimit) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: accumulator.overLimit };
     }
   } catch (error) {
     if (context.signal.aborted) return "cancelled";

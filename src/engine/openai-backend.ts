@@ -99,6 +99,8 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     maxStreamResumes: options.maxStreamResumes ?? 2,
     historyLimit: options.historyLimit ?? 200,
     historyMaxBytes: options.historyMaxBytes ?? 400_000,
+    maxAnswerBytes: options.maxAnswerBytes ?? 1024 * 1024,
+    maxToolArgumentsBytes: options.maxToolArgumentsBytes ?? 4 * 1024 * 1024,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],

@@ -15,6 +15,8 @@ export interface EngineSettings {
   maxStreamResumes: number;
   historyLimit: number;
   historyMaxBytes: number;
+  maxAnswerBytes: number;
+  maxToolArgumentsBytes: number;
   toolLimits: ToolLimits;
   random: () => number;
   /** Strings redacted from every error message (the API key). */

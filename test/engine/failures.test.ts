@@ -239,6 +239,26 @@ describe("provider failures", () => {
     expect(h.fake.requests).toHaveLength(1);
   });
 
+  it("fails LIMIT_EXCEEDED when one turn's answer outgrows maxAnswerBytes, stopping the stream", async () => {
+    h = await startHarness({ maxAnswerBytes: 100 });
+    h.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "blah ".repeat(200), pieceSize: 10 }), delayMs: 2 });
+    const { outcome, sink } = await h.run({ input: "go on forever" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    expect(outcome.kind === "failed" && outcome.message).toContain("exceeded 100 bytes");
+    expect(sink.committed("assistantMessage").map((m) => m.text).join("").length).toBeLessThanOrEqual(110);
+    await h.fake.waitForClientClose(0);
+  });
+
+  it("fails LIMIT_EXCEEDED when one turn's tool-call arguments outgrow maxToolArgumentsBytes, running nothing", async () => {
+    h = await startHarness({ maxToolArgumentsBytes: 100 });
+    const args = JSON.stringify({ path: "big.txt", content: "x".repeat(500) });
+    h.fake.enqueue(reply({ toolCalls: [{ id: "w1", name: "write_file", arguments: args }] }), reply({ text: "never" }));
+    const { outcome, sink } = await h.run({ input: "write", capabilities: ["fs.write"] });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    expect(sink.committed("toolCall")).toEqual([]);
+    expect(h.fake.requests).toHaveLength(1);
+  });
+
   it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
     h = await startHarness({ maxStreamResumes: 2 });
     const cut = (text: string) => ({ kind: "stream" as const, chunks: replyChunks({ text, pieceSize: 2 }), end: "cut" as const, cutAfter: 2 });
