@@ -2,6 +2,9 @@ import { execFileSync } from "node:child_process";
 import { chmod, link, mkdir, open, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { listFilesTool, searchFilesTool } from "../../src/engine/tools/fs-read-tools.js";
+import { DEFAULT_TOOL_LIMITS } from "../../src/engine/tools/tool-limits.js";
+import { Workspace } from "../../src/engine/tools/workspace.js";
 import type { ScriptedToolCall } from "../support/openai-chunks.js";
 import { reply } from "../support/openai-chunks.js";
 import { profileWith, startHarness, type Harness } from "./harness.js";
@@ -183,6 +186,42 @@ describe("tools", () => {
     await writeFile(join(h.workspace, "big.txt"), `needle${"x".repeat(500)}`);
     const { results } = await runTools(h, [call("c1", "edit_file", { path: "big.txt", old_text: "needle", new_text: "pin" })]);
     expect(results[0]).toMatchObject({ isError: true, output: "refused: big.txt is 506 bytes; edit_file handles files up to 100 bytes" });
+  });
+
+  it("stops search_files after its file and byte limits and says so", async () => {
+    h = await startHarness({ toolLimits: { maxSearchFiles: 2 } });
+    for (const name of ["a", "b", "c", "d"]) await writeFile(join(h.workspace, `${name}.txt`), name === "d" ? "needle" : "hay");
+    const { results } = await runTools(h, [call("c1", "search_files", { query: "needle" })]);
+    expect(results[0]).toMatchObject({
+      truncated: true,
+      output: "no matches so far\n[search stopped after reading 2 files (6 bytes), its limit; narrow the path]",
+    });
+    await h.close();
+    h = await startHarness({ toolLimits: { maxSearchTotalBytes: 5 } });
+    for (const name of ["a", "b", "c"]) await writeFile(join(h.workspace, `${name}.txt`), "needle");
+    const second = await runTools(h, [call("c1", "search_files", { query: "needle" })]);
+    expect(second.results[0]?.output).toBe("a.txt:1: needle\n[search stopped after reading 1 files (6 bytes), its limit; narrow the path]");
+  });
+
+  it("checks the run's signal per file in search_files and per directory in list_files", async () => {
+    h = await startHarness();
+    await mkdir(join(h.workspace, "files"));
+    for (const name of ["a", "b", "c", "d"]) await writeFile(join(h.workspace, "files", `${name}.txt`), "hay");
+    await mkdir(join(h.workspace, "x", "y", "z"), { recursive: true });
+    const workspace = await Workspace.open(h.workspace);
+    /** A signal that reports the abort at its second check, i.e. once the tool is under way. */
+    const abortingAtSecondCheck = (): AbortSignal => {
+      let checks = 0;
+      return {
+        aborted: false,
+        throwIfAborted() {
+          if (++checks >= 2) throw new DOMException("cancelled", "AbortError");
+        },
+      } as unknown as AbortSignal;
+    };
+    const context = (signal: AbortSignal) => ({ workspace, limits: DEFAULT_TOOL_LIMITS, signal });
+    await expect(searchFilesTool.run({ query: "needle", path: "files" }, context(abortingAtSecondCheck()))).rejects.toThrow("cancelled");
+    await expect(listFilesTool.run({ recursive: true }, context(abortingAtSecondCheck()))).rejects.toThrow("cancelled");
   });
 
   describe("approvals", () => {

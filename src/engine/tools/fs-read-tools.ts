@@ -75,6 +75,7 @@ export const listFilesTool: ToolDefinition = {
     const pending = [start];
     let more = false;
     while (pending.length > 0 && !more) {
+      context.signal.throwIfAborted();
       const dir = pending.shift() as string;
       const entries = await readdir(dir, { withFileTypes: true });
       entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -104,7 +105,7 @@ export const searchFilesTool: ToolDefinition = {
   name: "search_files",
   capability: "fs.read",
   description:
-    "Search workspace files for a literal text (case-sensitive). Returns 'path:line: text' lines. Binary and very large files are skipped.",
+    "Search workspace files for a literal text (case-sensitive). Returns 'path:line: text' lines. Binary, very large and hard-linked files are skipped; one search reads a bounded number of files and bytes.",
   parameters: {
     type: "object",
     properties: {
@@ -119,10 +120,13 @@ export const searchFilesTool: ToolDefinition = {
     const query = stringArg(args, "query");
     if (query === "") throw new ToolError('argument "query" must not be empty');
     const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");
-    const { maxSearchMatches, maxSearchFileBytes } = context.limits;
+    const { maxSearchMatches, maxSearchFileBytes, maxSearchFiles, maxSearchTotalBytes } = context.limits;
     const matches: string[] = [];
     const pending = [start];
-    while (pending.length > 0 && matches.length < maxSearchMatches) {
+    let filesRead = 0;
+    let bytesRead = 0;
+    let scanLimit: string | undefined;
+    while (pending.length > 0 && matches.length < maxSearchMatches && !scanLimit) {
       context.signal.throwIfAborted();
       const dir = pending.shift() as string;
       const entries = await readdir(dir, { withFileTypes: true });
@@ -134,8 +138,15 @@ export const searchFilesTool: ToolDefinition = {
           continue;
         }
         if (!entry.isFile()) continue;
+        context.signal.throwIfAborted();
+        if (filesRead >= maxSearchFiles || bytesRead >= maxSearchTotalBytes) {
+          scanLimit = `search stopped after reading ${filesRead} files (${bytesRead} bytes), its limit; narrow the path`;
+          break;
+        }
         const content = await readSearchable(hostPath, maxSearchFileBytes);
         if (!content) continue;
+        filesRead++;
+        bytesRead += content.length;
         if (content.subarray(0, 8192).includes(0)) continue;
         const lines = content.toString("utf8").split("\n");
         for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
@@ -144,6 +155,9 @@ export const searchFilesTool: ToolDefinition = {
         }
         if (matches.length >= maxSearchMatches) break;
       }
+    }
+    if (scanLimit) {
+      return { output: `${matches.length === 0 ? "no matches so far" : matches.join("\n")}\n[${scanLimit}]`, truncated: true };
     }
     if (matches.length === 0) return { output: "no matches" };
     if (matches.length < maxSearchMatches) return { output: matches.join("\n") };

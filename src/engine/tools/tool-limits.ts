@@ -22,6 +22,10 @@ export interface ToolLimits {
   maxSearchMatches: number;
   /** Files larger than this are skipped by search_files. */
   maxSearchFileBytes: number;
+  /** Files one search_files reads before it stops. */
+  maxSearchFiles: number;
+  /** Bytes one search_files reads, all files together, before it stops. */
+  maxSearchTotalBytes: number;
 }
 
 /** Defaults sized for a model context of a few tens of thousands of tokens. */
@@ -35,4 +39,6 @@ export const DEFAULT_TOOL_LIMITS: ToolLimits = {
   maxListEntries: 500,
   maxSearchMatches: 200,
   maxSearchFileBytes: 1024 * 1024,
+  maxSearchFiles: 5_000,
+  maxSearchTotalBytes: 64 * 1024 * 1024,
 };
