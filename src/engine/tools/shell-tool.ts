@@ -8,6 +8,20 @@ import { truncationNote } from "./output-bounds.js";
  * or the command's own exit can SIGKILL everything it started — children
  * included — with one `kill(-pgid)`; killing only the shell would leave its
  * children running and holding the output pipes open.
+ *
+ * Known limits that only an OS sandbox closes (run workers granted
+ * `shell.exec` in one: a container, a separate user, a seccomp/namespace
+ * jail):
+ * - The command runs as the runtime's user with its permissions; the
+ *   workspace confines file tools, not commands.
+ * - Credentials are left out of the command's environment, but the command
+ *   can still read the runtime's own environment through
+ *   `/proc/$PPID/environ`, so `shell.exec` exposes the provider key.
+ * - A process that calls `setsid` leaves the process group and survives the
+ *   group kill (the tool stops waiting for it after a grace period).
+ *
+ * These are not said in the model-facing description on purpose: it would
+ * tell the model how to get around them.
  */
 export const runCommandTool: ToolDefinition = {
   name: "run_command",
@@ -51,7 +65,10 @@ interface CommandResult {
   totalBytes: number;
 }
 
-/** Environment variables that look like credentials are not handed to commands the model writes. */
+/**
+ * Environment variables that look like credentials are not handed to commands
+ * the model writes. This is not a boundary: see the limits on {@link runCommandTool}.
+ */
 const SECRET_ENV = /^OPENAI_|KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL/i;
 
 function commandEnv(): NodeJS.ProcessEnv {

@@ -8,6 +8,12 @@ import { ToolError } from "./tool.js";
  * symlinks), not just on the text, because a symlink inside the workspace
  * can point anywhere. Errors are ToolErrors the model can read; they name
  * the model's own path, never the host location.
+ *
+ * Known limit: the check and the later open are separate steps, so a
+ * concurrent process (a command the model started, another program) that
+ * swaps a directory for a symlink in between can still redirect a file
+ * tool outside. Opening with O_NOFOLLOW (see regular-file.ts) narrows this
+ * to parent directories; closing it needs an OS sandbox.
  */
 export class Workspace {
   private constructor(
