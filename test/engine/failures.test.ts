@@ -114,13 +114,11 @@ describe("provider failures", () => {
     h = await startHarness({ requestTimeoutMs: 10_000, retry: { budgetMs: 300, baseDelayMs: 10, maxDelayMs: 20 } });
     h.fake.enqueue(errorReply(503, "overloaded"));
     h.fake.setFallback({ kind: "stall" });
-    const started = performance.now();
     const { outcome } = await h.run({ input: "hi" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
-    // The provider's last real error, not the timeout of the retry the budget cut short.
+    // The provider's last real error: the stalled retry was cut short by the budget. With the
+    // full 10 s request timeout it would have ended in its own timeout error instead.
     expect(outcome.kind === "failed" && outcome.message).toContain("HTTP 503");
-    // The stalled retry was given up at the 300 ms budget, not after the 10 s request timeout.
-    expect(performance.now() - started).toBeLessThan(5_000);
   }, 15_000);
 
   it("continues an answer whose stream was cut, with no duplicated text", async () => {
