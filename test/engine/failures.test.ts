@@ -1,4 +1,3 @@
-import { performance } from "node:perf_hooks";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
