@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createRuntime, type RuntimeOptions } from "../runtime/index.js";
+import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { backendFromFlags, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
@@ -62,13 +62,23 @@ export async function serve(argv: string[]): Promise<void> {
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   const execution = await executionOptions(values);
+  let runtimeRef: Runtime | undefined;
   const runtimeOptions: RuntimeOptions = {
     logger,
     ...execution,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
-    ...(values["data-dir"] !== undefined ? { store: createFileStore({ dataDir: values["data-dir"] }) } : {}),
+    ...(values["data-dir"] !== undefined
+      ? {
+          store: createFileStore({
+            dataDir: values["data-dir"],
+            // Damage found by a read after start-up quarantines that worker.
+            onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
+          }),
+        }
+      : {}),
   };
   const runtime = await createRuntime(runtimeOptions);
+  runtimeRef = runtime;
   const server = await startRuntimeServer({
     runtime,
     host: values.host,

@@ -7,6 +7,7 @@ export { createRuntime, Runtime, type RuntimeOptions, type RuntimeStats } from "
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export {
   StoreConflictError,
+  StoreDataError,
   StoreSequenceError,
   StoreWriteError,
   type OpenedStore,

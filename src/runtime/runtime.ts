@@ -86,7 +86,7 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { silentLogger, type Logger } from "./logger.js";
 import { createMemoryStore } from "./memory-store.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { StoreWriteError, type RuntimeStore, StoreSequenceError } from "./store.js";
+import { StoreDataError, StoreWriteError, type RuntimeStore, StoreSequenceError } from "./store.js";
 import {
   checkEnum,
   checkId,
@@ -557,7 +557,7 @@ export class Runtime {
     let exhausted = false;
     // Filtering may skip runs; read on in bounded chunks until the page is full.
     for (let reads = 0; runs.length < pageSize && reads < 20; reads++) {
-      const chunk = await this.store.listRuns(session.workerId, before, pageSize);
+      const chunk = await this.storeRead(this.store.listRuns(session.workerId, before, pageSize));
       if (chunk.length === 0) {
         exhausted = true;
         break;
@@ -593,11 +593,11 @@ export class Runtime {
     let hasMore: boolean;
     if (position.case === "afterSeq") {
       const afterSeq = position.value < lastSeq ? position.value : lastSeq;
-      entries = await this.store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit);
+      entries = await this.storeRead(this.store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
       hasMore = afterSeq + BigInt(entries.length) < lastSeq;
     } else {
       const beforeSeq = position.case === "beforeSeq" && position.value <= lastSeq ? position.value : lastSeq + 1n;
-      entries = await this.store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit);
+      entries = await this.storeRead(this.store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
       hasMore = (entries[0]?.seq ?? 1n) > 1n;
     }
     return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq });
@@ -622,7 +622,7 @@ export class Runtime {
         subscription,
         afterSeq,
         snapshotSeq: delivered,
-        readStored: (after, limit) => this.store.readEvents(session.workerId, after, limit),
+        readStored: (after, limit) => this.storeRead(this.store.readEvents(session.workerId, after, limit)),
         earliestSeq: () => this.store.earliestEventSeq(session.workerId),
         withEvents: (events) => create(WatchWorkerResponseSchema, { events }),
         heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
@@ -657,7 +657,7 @@ export class Runtime {
         subscription,
         afterSeq,
         snapshotSeq: delivered,
-        readStored: (after, limit) => this.store.readRuntimeEvents(after, limit),
+        readStored: (after, limit) => this.storeRead(this.store.readRuntimeEvents(after, limit)),
         earliestSeq: () => this.store.earliestRuntimeEventSeq(),
         withEvents: (events) => create(WatchRuntimeResponseSchema, { events }),
         heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
@@ -712,6 +712,27 @@ export class Runtime {
     for (const session of this.workers.values()) session.events.closeAll();
     this.runtimeEvents.closeAll();
     await this.store.close();
+  }
+
+  /**
+   * Reports damage a store found after start-up (e.g. a corrupt record met
+   * by a read). A worker's damage quarantines that worker — FAILED, with a
+   * diagnostic, input refused — while every other worker is served; damage
+   * to the runtime-wide log degrades the runtime. Wire it to the file
+   * store's `onCorruption`.
+   */
+  reportCorruption(workerId: string | undefined, message: string): void {
+    this.logger.error("store corruption found", { worker_id: workerId, cause: message });
+    if (workerId === undefined) {
+      if (this.storeHealth.report("runtime-events", new Error(message)) === "failed") this.emitStatus();
+      this.addDiagnostic(DiagnosticSeverity.ERROR, "store.runtime_log_damaged", message);
+      return;
+    }
+    const session = this.workers.get(workerId);
+    if (!session) return;
+    this.addDiagnostic(DiagnosticSeverity.ERROR, "store.worker_quarantined", message, workerId);
+    this.allocations.release(workerId);
+    void session.quarantine(message);
   }
 
   /** @internal records a diagnostic (store findings, provider problems). */
@@ -822,8 +843,20 @@ export class Runtime {
     for (const listener of this.statusListeners) listener(status);
   }
 
-  /** Converts store failures into the typed STORE_UNAVAILABLE error. */
+  /** Awaits a store read, converting its failure into a typed error. */
+  private async storeRead<T>(read: Promise<T>): Promise<T> {
+    try {
+      return await read;
+    } catch (error) {
+      throw this.storeError(error);
+    }
+  }
+
+  /** Converts store failures into typed errors: damaged data, or a store that cannot write. */
   private storeError(error: unknown): unknown {
+    if (error instanceof StoreDataError) {
+      return new RuntimeError(Code.DataLoss, ErrorReason.WORKER_FAILED, "the worker's stored history is damaged; see ListDiagnostics", {}, { cause: error });
+    }
     if (error instanceof StoreWriteError || error instanceof StoreSequenceError) {
       return new RuntimeError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, "the runtime could not persist the request; retry later", {}, { cause: error });
     }

@@ -164,6 +164,14 @@ export class StoreSequenceError extends Error {
   override readonly name = "StoreSequenceError";
 }
 
+/**
+ * A read met damaged data (a record failing its checksum). The worker it
+ * belongs to is quarantined; the message names the damage, never a host path.
+ */
+export class StoreDataError extends Error {
+  override readonly name: string = "StoreDataError";
+}
+
 /** The store cannot be opened as configured (e.g. a conflicting runtime id). */
 export class StoreConflictError extends Error {
   override readonly name = "StoreConflictError";

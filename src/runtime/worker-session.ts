@@ -376,6 +376,19 @@ export class WorkerSession {
     );
   }
 
+  /**
+   * Quarantines the worker: its stored state is damaged, so it becomes
+   * FAILED with the reason, its runs end and it takes no more input. The
+   * snapshot write may still succeed (stores allow it) so the state survives.
+   */
+  async quarantine(message: string): Promise<void> {
+    if (this.worker.status === WorkerStatus.FAILED) return;
+    this.worker.status = WorkerStatus.FAILED;
+    this.worker.failureMessage = message;
+    await this.cancelEverything(false).catch(() => {});
+    await this.saveAndEmitWorker().catch(() => {});
+  }
+
   /** Marks the worker deleted: later writes for it are skipped. */
   markDeleted(): void {
     this.deleted = true;

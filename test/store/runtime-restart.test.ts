@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -10,7 +10,8 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { DiagnosticSeverity, RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { createFileStore, type FileStoreFaults } from "../../src/store/fs/index.js";
+import { createFileStore, type FileStoreFaults, type FileStoreOptions } from "../../src/store/fs/index.js";
+import type { Runtime } from "../../src/runtime/index.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
@@ -23,11 +24,18 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function serve(faults?: FileStoreFaults): Promise<{ harness: Harness; clients: Clients }> {
+async function serve(faults?: FileStoreFaults, options: Partial<FileStoreOptions> = {}): Promise<{ harness: Harness; clients: Clients }> {
+  let runtime: Runtime | undefined;
   const harness = await startHarness({
-    store: createFileStore({ dataDir: dir, ...(faults ? { faults } : {}) }),
+    store: createFileStore({
+      dataDir: dir,
+      ...options,
+      ...(faults ? { faults } : {}),
+      onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
+    }),
     executionBackend: new ScriptedBackend(),
   });
+  runtime = harness.runtime;
   return { harness, clients: harness.connect("grpc") };
 }
 
@@ -126,6 +134,53 @@ describe("a runtime on the file store", () => {
       expect(transcript.entries.map((e) => e.seq)).toEqual(transcript.entries.map((_, i) => BigInt(i + 1)));
     } finally {
       await reopened.harness.close();
+    }
+  });
+
+  it("quarantines a worker whose sealed log a read finds damaged, and serves the others", async () => {
+    const first = await serve(undefined, { segmentBytes: 300 });
+    const runtimeId = first.harness.runtime.runtimeId;
+    const refs: WorkerRef[] = [];
+    for (let w = 0; w < 2; w++) {
+      const { worker } = await first.clients.catalog.createWorker({ runtimeId });
+      const ref = create(WorkerRefSchema, { runtimeId, workerId: worker?.ref?.workerId ?? "" });
+      refs.push(ref);
+      for (let i = 0; i < 6; i++) {
+        const { run } = await first.clients.interaction.sendInput({ worker: ref, input: { text: `message ${i}` } });
+        await completed(first.clients, ref, run?.runId ?? "");
+      }
+    }
+    await first.harness.close();
+    const [damaged, healthy] = refs as [WorkerRef, WorkerRef];
+    const segment = path.join(dir, "workers", damaged.workerId, "transcript", "00000000000000000001.log");
+    const bytes = await readFile(segment);
+    bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
+    await writeFile(segment, bytes);
+
+    const second = await serve(undefined, { segmentBytes: 300 });
+    try {
+      // A sealed segment is trusted at open (checking them all would make start-up cost grow
+      // with history); the damage is found by the first read.
+      expect((await second.clients.catalog.getWorker({ worker: damaged })).worker?.status).toBe(WorkerStatus.IDLE);
+      await expectReason(
+        () => second.clients.observation.readTranscript({ worker: damaged, position: { case: "afterSeq", value: 0n } }),
+        Code.DataLoss,
+        ErrorReason.WORKER_FAILED,
+      );
+      await eventually(async () => (await second.clients.catalog.getWorker({ worker: damaged })).worker?.status === WorkerStatus.FAILED);
+      const diagnostics = await second.clients.management.listDiagnostics({ workerId: damaged.workerId });
+      expect(diagnostics.diagnostics.map((d) => d.code)).toContain("store.worker_quarantined");
+      await expectReason(
+        () => second.clients.interaction.sendInput({ worker: damaged, input: { text: "more" } }),
+        Code.FailedPrecondition,
+        ErrorReason.WORKER_FAILED,
+      );
+      const { run } = await second.clients.interaction.sendInput({ worker: healthy, input: { text: "still works" } });
+      await completed(second.clients, healthy, run?.runId ?? "");
+      const transcript = await second.clients.observation.readTranscript({ worker: healthy, position: { case: "afterSeq", value: 0n }, limit: 100 });
+      expect(transcript.entries).toHaveLength(14);
+    } finally {
+      await second.harness.close();
     }
   });
 });
