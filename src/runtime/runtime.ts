@@ -115,6 +115,8 @@ export interface RuntimeOptions {
   limits?: Partial<Limits>;
   /** Interval of heartbeats on idle watch streams. */
   heartbeatIntervalMs?: number;
+  /** While the store cannot write, how often a probe write checks whether it can again. */
+  storeProbeIntervalMs?: number;
   /** Structured logger; silent by default. */
   logger?: Logger;
   /** Software version shown in the summary. */
@@ -175,6 +177,7 @@ export class Runtime {
   private readonly sessionDeps: SessionDeps;
   private draining = false;
   private readonly storeHealth = new StoreHealth();
+  private storeProbe: NodeJS.Timeout | undefined;
   private readonly statusListeners = new Set<(status: RuntimeStatus) => void>();
 
   /** @internal use {@link createRuntime}. */
@@ -443,7 +446,7 @@ export class Runtime {
     if (!this.workers.has(session.workerId)) return;
     session.markDeleted();
     this.workers.remove(session);
-    if (this.storeHealth.forget(`worker:${session.workerId}:`) === "recovered") this.emitStatus();
+    this.afterHealthChange(this.storeHealth.forget(`worker:${session.workerId}:`));
     session.events.closeAll();
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
@@ -708,6 +711,7 @@ export class Runtime {
 
   /** Drains at once, ends every stream and closes the store. */
   async close(): Promise<void> {
+    this.stopStoreProbe();
     await this.drain(0);
     for (const session of this.workers.values()) session.events.closeAll();
     this.runtimeEvents.closeAll();
@@ -724,7 +728,7 @@ export class Runtime {
   reportCorruption(workerId: string | undefined, message: string): void {
     this.logger.error("store corruption found", { worker_id: workerId, cause: message });
     if (workerId === undefined) {
-      if (this.storeHealth.report("runtime-events", new Error(message)) === "failed") this.emitStatus();
+      this.afterHealthChange(this.storeHealth.report("runtime-events", new Error(message)));
       this.addDiagnostic(DiagnosticSeverity.ERROR, "store.runtime_log_damaged", message);
       return;
     }
@@ -834,8 +838,36 @@ export class Runtime {
       this.logger.error("store write failed; runtime degraded", { source, cause: String((error as Error).message ?? error) });
       this.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", "the store cannot write (disk full or I/O error); the runtime is degraded");
     }
+    this.afterHealthChange(change);
+  }
+
+  private afterHealthChange(change: "failed" | "recovered" | undefined): void {
     if (change === "recovered") this.addDiagnostic(DiagnosticSeverity.INFO, "store.recovered", "store writes succeed again");
     if (change !== undefined) this.emitStatus();
+    if (this.storeHealth.degraded) this.startStoreProbe();
+    else this.stopStoreProbe();
+  }
+
+  /**
+   * A path that failed may never be written again (an idle worker), which
+   * would leave the runtime DEGRADED for good; so while degraded, a probe
+   * write checks now and then whether the store can write again.
+   */
+  private startStoreProbe(): void {
+    const probeWrite = this.store.probeWrite?.bind(this.store);
+    if (this.storeProbe || !probeWrite) return;
+    this.storeProbe = setInterval(() => {
+      probeWrite().then(
+        () => this.afterHealthChange(this.storeHealth.clear()),
+        () => {},
+      );
+    }, this.options.storeProbeIntervalMs ?? 5_000);
+    this.storeProbe.unref();
+  }
+
+  private stopStoreProbe(): void {
+    clearInterval(this.storeProbe);
+    this.storeProbe = undefined;
   }
 
   private emitStatus(): void {

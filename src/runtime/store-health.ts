@@ -28,6 +28,13 @@ export class StoreHealth {
     return this.degraded ? "failed" : "recovered";
   }
 
+  /** Forgets every failure: a probe write succeeded, so the store can write again. */
+  clear(): "recovered" | undefined {
+    const wasDegraded = this.degraded;
+    this.failing.clear();
+    return wasDegraded ? "recovered" : undefined;
+  }
+
   /** Forgets every path whose name starts with `prefix` (a deleted worker's). */
   forget(prefix: string): "recovered" | undefined {
     const wasDegraded = this.degraded;

@@ -69,6 +69,13 @@ export interface RuntimeStore {
   /** Oldest runtime event seq still retained (lastSeq + 1 when none retained). */
   earliestRuntimeEventSeq(): bigint;
 
+  /**
+   * Writes and syncs a scratch record and removes it, to learn whether the
+   * store can write again after a failure (optional; a store without it is
+   * only known to have recovered when its failed paths write again).
+   */
+  probeWrite?(): Promise<void>;
+
   /** Flushes pending writes and releases files. */
   close(): Promise<void>;
 }

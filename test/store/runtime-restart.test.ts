@@ -34,6 +34,7 @@ async function serve(faults?: FileStoreFaults, options: Partial<FileStoreOptions
       onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
     }),
     executionBackend: new ScriptedBackend(),
+    storeProbeIntervalMs: 50,
   });
   runtime = harness.runtime;
   return { harness, clients: harness.connect("grpc") };
@@ -89,8 +90,8 @@ describe("a runtime on the file store", () => {
   it("turns a full disk into a typed error and DEGRADED, loses nothing acknowledged, and recovers", async () => {
     let full = false;
     const faults: FileStoreFaults = {
-      beforeWrite: (file) => {
-        if (full && file.includes("workers")) throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
+      beforeWrite: () => {
+        if (full) throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
       },
     };
     const { harness, clients } = await serve(faults);
@@ -116,6 +117,8 @@ describe("a runtime on the file store", () => {
       expect(reads.entries).toHaveLength(2);
 
       full = false;
+      // No write is needed to notice: the probe finds the disk writable again.
+      await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
       const recovered = await clients.interaction.sendInput({ worker: ref, input: { text: "again" } });
       await completed(clients, ref, recovered.run?.runId ?? "");
       expect((await clients.management.getRuntime({})).runtime?.status).toBe(RuntimeStatus.SERVING);

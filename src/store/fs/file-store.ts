@@ -71,6 +71,9 @@ export interface FileStore extends RuntimeStore {
   readonly stats: FileStoreStats;
 }
 
+/** Scratch file written by `probeWrite`. */
+const PROBE_FILE = "write.probe";
+
 /**
  * Creates the crash-safe file store used by `worker-runtime serve --data-dir`.
  * Nothing is touched on disk until `open()`.
@@ -222,6 +225,15 @@ class FileStoreImpl implements FileStore {
 
   earliestRuntimeEventSeq(): bigint {
     return this.runtimeLog().earliestSeq;
+  }
+
+  async probeWrite(): Promise<void> {
+    try {
+      await this.disk.replaceFile(PROBE_FILE, new Uint8Array([1]));
+      await rm(this.disk.abs(PROBE_FILE), { force: true });
+    } catch (error) {
+      throw new StoreWriteError("the data dir cannot be written", { cause: error });
+    }
   }
 
   async close(): Promise<void> {
