@@ -69,7 +69,9 @@ describe("worker events and the writes they describe", () => {
     await inFlight;
     await event;
     expect(completedAtAck).toBeDefined();
-    expect(completedAtAck).toBeLessThan(10);
+    // Waiting for every later write (the old behaviour) acknowledges only after all of them
+    // (149); how many complete first depends on machine load, so the bound is generous.
+    expect(completedAtAck).toBeLessThan(total / 2);
     await store.close();
   });
 });
