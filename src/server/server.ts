@@ -76,6 +76,10 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     writeMaxBytes: limits.maxMessageBytes,
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
     acceptCompression: [compressionGzip, compressionBrotli],
+    // Compress only large responses (e.g. big transcript pages). Watch batches of token
+    // deltas are small and many; gzipping each cost ~25% of watch throughput on a 2-core
+    // host, where CPU, not bandwidth, is the limit between a backend and its runtimes.
+    compressMinBytes: 64 * 1024,
     // The proto3 JSON default: an unknown field or enum name is an error. connect-es
     // ignores both by default, which silently drops e.g. a misspelt status filter.
     jsonOptions: { ignoreUnknownFields: false },
