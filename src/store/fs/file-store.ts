@@ -96,6 +96,11 @@ class FileStoreImpl implements FileStore {
    */
   private readonly structural = new Map<string, Promise<void>>();
   private runtimeEvents: SegmentedLog | undefined;
+  /**
+   * Workers that had a run, transcript or snapshot write accepted since the
+   * runtime-wide log last found them idle (see {@link earlierWorkerWrites}).
+   */
+  private readonly writing = new Set<WorkerFiles>();
   /** Held from open to close: one process per data dir. */
   private lock: DataDirLock | undefined;
   private runtimeId = "";
@@ -136,6 +141,13 @@ class FileStoreImpl implements FileStore {
       retainRecords: this.settings.eventRetention,
       stats: this.stats,
       onCorruption: (message) => this.reportCorruption(undefined, message),
+      // A runtime event is delivered once acknowledged and describes a run or
+      // worker snapshot the core wrote just before it, side by side (RunChanged
+      // right after putRun, WorkerUpdated right after putWorker). Written only
+      // after those are durable, a crash can never leave an event that was
+      // seen pointing at a run or state that was lost; refused when one of
+      // them failed, no event is acknowledged for a write that did not happen.
+      barrier: () => this.earlierWorkerWrites(),
     });
     for (const problem of await this.runtimeEvents.open()) {
       if (problem.kind === "corrupt") {
@@ -169,7 +181,9 @@ class FileStoreImpl implements FileStore {
   }
 
   async putRun(workerId: string, run: Run): Promise<void> {
-    await this.writableFiles(workerId).runs.put(run);
+    const files = this.writableFiles(workerId);
+    this.writing.add(files);
+    await files.runs.put(run);
   }
 
   async getRun(workerId: string, runId: string): Promise<Run | undefined> {
@@ -182,7 +196,9 @@ class FileStoreImpl implements FileStore {
 
   async appendTranscript(workerId: string, entries: TranscriptEntry[]): Promise<void> {
     const records = entries.map((entry) => ({ seq: entry.seq, body: toBinary(TranscriptEntrySchema, entry) }));
-    await this.writableFiles(workerId).transcript.append(records);
+    const files = this.writableFiles(workerId);
+    this.writing.add(files);
+    await files.transcript.append(records);
   }
 
   async readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]> {
@@ -342,6 +358,7 @@ class FileStoreImpl implements FileStore {
   private async replaceSnapshot(files: WorkerFiles, record: WorkerRecord): Promise<void> {
     const workerId = files.workerId;
     const bytes = encodeWorkerSnapshot({ record, creationIndex: files.creationIndex });
+    this.writing.add(files);
     await files.chainSnapshot(() => writeOrFail(() => this.disk.replaceFile(snapshotOf(workerId), bytes)));
     files.record = record;
   }
@@ -373,6 +390,7 @@ class FileStoreImpl implements FileStore {
     const files = this.workers.get(workerId);
     if (!files) return;
     this.workers.delete(workerId);
+    this.writing.delete(files);
     await files.drain();
     const away = path.join(WORKERS_DIR, `${DELETING_PREFIX}${workerDirName(workerId)}-${randomBytes(4).toString("hex")}`);
     await writeOrFail(async () => {
@@ -380,6 +398,23 @@ class FileStoreImpl implements FileStore {
       await this.disk.syncDir(WORKERS_DIR);
     });
     await rm(this.disk.abs(away), { recursive: true, force: true });
+  }
+
+  /**
+   * Resolves once every run, transcript and snapshot write accepted so far,
+   * of any worker, is durable; rejects if one of them fails; undefined when
+   * none is pending. Only workers written since they were last found idle
+   * are looked at, so the cost follows the busy workers, not all of them.
+   */
+  private earlierWorkerWrites(): Promise<void> | undefined {
+    const waits: Promise<void>[] = [];
+    for (const files of this.writing) {
+      const pending = files.pendingWrites();
+      if (pending === undefined) this.writing.delete(files);
+      else waits.push(pending);
+    }
+    if (waits.length === 0) return undefined;
+    return Promise.all(waits).then(() => undefined);
   }
 
   private files(workerId: string): WorkerFiles {

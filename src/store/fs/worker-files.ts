@@ -58,7 +58,7 @@ export class WorkerFiles {
       // means a crash can never leave an event that was seen pointing at
       // state that was lost, and refusing it when one of them failed means
       // no event is acknowledged for a write that did not happen.
-      barrier: () => this.earlierWrites(),
+      barrier: () => this.pendingWrites(),
     });
     let runs: RunLog | undefined;
     this.runLog = new SegmentedLog({
@@ -107,7 +107,7 @@ export class WorkerFiles {
    * pending. Writes accepted later are not waited for, so steady traffic
    * on the other logs cannot hold an event back.
    */
-  private earlierWrites(): Promise<void> | undefined {
+  pendingWrites(): Promise<void> | undefined {
     const waits: Promise<void>[] = [];
     for (const log of [this.transcript, this.runLog]) {
       if (log.acceptedPosition > log.lastSeq) waits.push(log.whenDurable(log.acceptedPosition));
