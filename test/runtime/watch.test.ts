@@ -1,15 +1,15 @@
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
-import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { expectReason } from "../support/errors.js";
-import { eventually, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
+import { eventually, PROTOCOLS, startHarness } from "../support/harness.js";
 import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 import { STORE_FACTORIES } from "../support/stores.js";
+import { useRuntimeSuite } from "../support/suite.js";
 
 /** A run with several deltas and commits spread over time, so cuts land mid-run. */
 const chattyRun: RunScript = async (request, sink) => {
@@ -37,45 +37,28 @@ function random(seed: number): () => number {
 
 describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) => {
   describe.each(PROTOCOLS)("over %s", (protocol) => {
-    let harness: Harness;
-    let clients: Clients;
-    let backend: ScriptedBackend;
-    let cleanup: () => Promise<void>;
-
-    beforeAll(async () => {
-      const { store, cleanup: clean } = await storeFactory.create();
-      cleanup = clean;
-      backend = new ScriptedBackend(chattyRun);
-      harness = await startHarness({ store, executionBackend: backend, limits: { maxQueueDepth: 100 }, heartbeatIntervalMs: 200 });
-      clients = harness.connect(protocol);
+    const suite = useRuntimeSuite(storeFactory, protocol, {
+      backend: () => new ScriptedBackend(chattyRun),
+      limits: { maxQueueDepth: 100 },
+      heartbeatIntervalMs: 200,
     });
-    afterAll(async () => {
-      await harness.close();
-      await cleanup();
-    });
-
-    async function newWorker(): Promise<Worker> {
-      const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
-      if (!worker) throw new Error("no worker");
-      return worker;
-    }
 
     it("sends a snapshot with the partial text at once to a watcher attaching mid-run", async () => {
-      const worker = await newWorker();
+      const worker = await suite.newWorker();
       const held = holdOpen("The answer so far");
-      backend.enqueue(held.script);
-      const sent = await clients.interaction.sendInput({ worker: worker.ref, input: { text: "question" } });
+      suite.backend.enqueue(held.script);
+      const sent = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "question" } });
       await held.started;
-      await eventually(() => harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq > 0n);
+      await eventually(() => suite.harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq > 0n);
       const abort = new AbortController();
-      const stream = clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal });
+      const stream = suite.clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal });
       const iterator = stream[Symbol.asyncIterator]();
       let first = (await iterator.next()).value;
       // The in-flight text is delivered once its turn in the stream comes; wait for it to show.
       for (let tries = 0; first?.snapshot?.inFlight.length === 0 && tries < 50; tries++) {
         abort.abort();
         await new Promise((resolve) => setTimeout(resolve, 10));
-        const retry = clients.observation.watchWorker({ worker: worker.ref })[Symbol.asyncIterator]();
+        const retry = suite.clients.observation.watchWorker({ worker: worker.ref })[Symbol.asyncIterator]();
         first = (await retry.next()).value;
         await retry.return?.();
       }
@@ -91,7 +74,7 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
     });
 
     it("resumes from the last cursor at 50+ random cut points with no gap and no duplicate", async () => {
-      const worker = await newWorker();
+      const worker = await suite.newWorker();
       const next = random(protocol === "grpc" ? 7 : 11);
 
       // The reference: one uninterrupted watcher from the very start.
@@ -99,7 +82,7 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       const referenceAbort = new AbortController();
       const referenceDone = (async () => {
         try {
-          for await (const message of clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w0" }, { signal: referenceAbort.signal })) {
+          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w0" }, { signal: referenceAbort.signal })) {
             for (const event of message.events) if (event.seq > 0n) reference.push(event.seq);
           }
         } catch {
@@ -110,7 +93,7 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       const runs = 12;
       let lastRunId = "";
       for (let i = 0; i < runs; i++) {
-        const { run } = await clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        const { run } = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
         lastRunId = run?.runId ?? "";
       }
 
@@ -119,15 +102,15 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       let cursor = "w0";
       let cuts = 0;
       const finished = async (): Promise<boolean> => {
-        const run = await clients.interaction.getRun({ worker: worker.ref, runId: lastRunId });
-        return run.run?.status === RunStatus.COMPLETED && resumed.length > 0 && resumed[resumed.length - 1] === harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq;
+        const run = await suite.clients.interaction.getRun({ worker: worker.ref, runId: lastRunId });
+        return run.run?.status === RunStatus.COMPLETED && resumed.length > 0 && resumed[resumed.length - 1] === suite.harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq;
       };
       while (cuts < 50 || !(await finished())) {
         const abort = new AbortController();
         const budget = 1 + Math.floor(next() * 4);
         let taken = 0;
         try {
-          for await (const message of clients.observation.watchWorker({ worker: worker.ref, afterCursor: cursor }, { signal: abort.signal })) {
+          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: cursor }, { signal: abort.signal })) {
             for (const event of message.events) {
               if (event.seq > 0n) {
                 resumed.push(event.seq);
@@ -154,13 +137,13 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
     });
 
     it("delivers durable events in order with cursors and live deltas in between", async () => {
-      const worker = await newWorker();
-      backend.enqueue(replyWith("abcdef", 3));
+      const worker = await suite.newWorker();
+      suite.backend.enqueue(replyWith("abcdef", 3));
       const abort = new AbortController();
       const events: WorkerEvent[] = [];
       const watching = (async () => {
         try {
-          for await (const message of clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal })) {
+          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal })) {
             events.push(...message.events);
             if (events.some((e) => e.kind.case === "runChanged" && e.kind.value.status === RunStatus.COMPLETED)) break;
           }
@@ -168,8 +151,8 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
           abort.abort();
         }
       })();
-      await eventually(() => harness.runtime.stats().subscriptions > 0);
-      await clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } });
+      await eventually(() => suite.harness.runtime.stats().subscriptions > 0);
+      await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } });
       await watching;
       const kinds = events.map((e) => e.kind.case);
       expect(kinds.filter((k) => k === "textDelta")).toHaveLength(3);
@@ -186,11 +169,11 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
     });
 
     it("sends heartbeats on an idle stream", async () => {
-      const worker = await newWorker();
+      const worker = await suite.newWorker();
       const abort = new AbortController();
       let heartbeats = 0;
       try {
-        for await (const message of clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal })) {
+        for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref }, { signal: abort.signal })) {
           if (message.heartbeat) heartbeats++;
           if (heartbeats === 2) break;
         }
@@ -201,11 +184,11 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
     });
 
     it("refuses malformed and future cursors", async () => {
-      const worker = await newWorker();
+      const worker = await suite.newWorker();
       for (const afterCursor of ["garbage", "r5", "w!", "wzzzzzzzzzzzzzzzzzzzzzzz"]) {
         await expectReason(
           async () => {
-            for await (const _ of clients.observation.watchWorker({ worker: worker.ref, afterCursor })) break;
+            for await (const _ of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor })) break;
           },
           Code.InvalidArgument,
           ErrorReason.INVALID_ARGUMENT,
@@ -213,7 +196,7 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       }
       await expectReason(
         async () => {
-          for await (const _ of clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w999" })) break;
+          for await (const _ of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w999" })) break;
         },
         Code.InvalidArgument,
         ErrorReason.INVALID_ARGUMENT,
@@ -221,20 +204,20 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
     });
 
     it("streams runtime-wide events and resumes them by cursor", async () => {
-      const runtimeId = harness.runtime.runtimeId;
-      const iterator = clients.observation.watchRuntime({ runtimeId })[Symbol.asyncIterator]();
+      const runtimeId = suite.harness.runtime.runtimeId;
+      const iterator = suite.clients.observation.watchRuntime({ runtimeId })[Symbol.asyncIterator]();
       const first = await iterator.next();
       const cursor = first.value?.snapshot?.cursor ?? "";
       expect(first.value?.snapshot?.runtime?.runtimeId).toBe(runtimeId);
       await iterator.return?.();
-      const worker = await newWorker();
+      const worker = await suite.newWorker();
       // Events still being written when the snapshot was cut (e.g. from earlier tests) may come
       // first; what matters is that ours arrives, once, in a gap-free sequence.
       const created: string[] = [];
       const seqs: bigint[] = [];
       const abort = new AbortController();
       try {
-        for await (const message of clients.observation.watchRuntime({ runtimeId, afterCursor: cursor }, { signal: abort.signal })) {
+        for await (const message of suite.clients.observation.watchRuntime({ runtimeId, afterCursor: cursor }, { signal: abort.signal })) {
           for (const event of message.events) {
             seqs.push(event.seq);
             if (event.kind.case === "workerCreated") created.push(event.kind.value.ref?.workerId ?? "");
