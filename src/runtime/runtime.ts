@@ -423,9 +423,7 @@ export class Runtime {
   /** Stops a worker: cancels its runs, releases its leases, refuses input. Idempotent. */
   async stopWorker(request: { worker?: WorkerRef }): Promise<Worker> {
     const session = this.session("worker", request.worker);
-    await session.stop().catch((error: unknown) => {
-      throw this.storeError(error);
-    });
+    await this.typedStoreErrors(session.stop());
     this.allocations.release(session.workerId);
     return clone(WorkerSchema, session.worker);
   }
@@ -450,9 +448,7 @@ export class Runtime {
     session.events.closeAll();
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
-    await this.store.deleteWorker(session.workerId).catch((error: unknown) => {
-      throw this.storeError(error);
-    });
+    await this.typedStoreErrors(this.store.deleteWorker(session.workerId));
     this.publish({ case: "workerRemoved", value: clone(WorkerRefSchema, session.worker.ref ?? create(WorkerRefSchema)) });
   }
 
@@ -464,9 +460,7 @@ export class Runtime {
     const input = this.checkInput(request.input);
     checkEnum("busy_policy", request.busyPolicy, KNOWN_BUSY_POLICIES);
     checkRequestId("request_id", request.requestId);
-    return session.send(input, request.busyPolicy, request.requestId).catch((error: unknown) => {
-      throw this.storeError(error);
-    });
+    return this.typedStoreErrors(session.send(input, request.busyPolicy, request.requestId));
   }
 
   /**
@@ -513,9 +507,7 @@ export class Runtime {
   async cancelRun(request: { worker?: WorkerRef; runId: string }): Promise<Run> {
     const session = this.session("worker", request.worker);
     checkId("run_id", request.runId);
-    return session.cancel(request.runId).catch((error: unknown) => {
-      throw this.storeError(error);
-    });
+    return this.typedStoreErrors(session.cancel(request.runId));
   }
 
   /** Approves or rejects a pending tool call. */
@@ -534,9 +526,7 @@ export class Runtime {
   async getRun(request: { worker?: WorkerRef; runId: string }): Promise<Run> {
     const session = this.session("worker", request.worker);
     checkId("run_id", request.runId);
-    return session.getRun(request.runId).catch((error: unknown) => {
-      throw this.storeError(error);
-    });
+    return this.typedStoreErrors(session.getRun(request.runId));
   }
 
   /** A worker's runs, newest first, paginated. */
@@ -560,7 +550,7 @@ export class Runtime {
     let exhausted = false;
     // Filtering may skip runs; read on in bounded chunks until the page is full.
     for (let reads = 0; runs.length < pageSize && reads < 20; reads++) {
-      const chunk = await this.storeRead(this.store.listRuns(session.workerId, before, pageSize));
+      const chunk = await this.typedStoreErrors(this.store.listRuns(session.workerId, before, pageSize));
       if (chunk.length === 0) {
         exhausted = true;
         break;
@@ -596,11 +586,11 @@ export class Runtime {
     let hasMore: boolean;
     if (position.case === "afterSeq") {
       const afterSeq = position.value < lastSeq ? position.value : lastSeq;
-      entries = await this.storeRead(this.store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
+      entries = await this.typedStoreErrors(this.store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
       hasMore = afterSeq + BigInt(entries.length) < lastSeq;
     } else {
       const beforeSeq = position.case === "beforeSeq" && position.value <= lastSeq ? position.value : lastSeq + 1n;
-      entries = await this.storeRead(this.store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
+      entries = await this.typedStoreErrors(this.store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
       hasMore = (entries[0]?.seq ?? 1n) > 1n;
     }
     return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq });
@@ -625,7 +615,7 @@ export class Runtime {
         subscription,
         afterSeq,
         snapshotSeq: delivered,
-        readStored: (after, limit) => this.storeRead(this.store.readEvents(session.workerId, after, limit)),
+        readStored: (after, limit) => this.typedStoreErrors(this.store.readEvents(session.workerId, after, limit)),
         earliestSeq: () => this.store.earliestEventSeq(session.workerId),
         withEvents: (events) => create(WatchWorkerResponseSchema, { events }),
         heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
@@ -660,7 +650,7 @@ export class Runtime {
         subscription,
         afterSeq,
         snapshotSeq: delivered,
-        readStored: (after, limit) => this.storeRead(this.store.readRuntimeEvents(after, limit)),
+        readStored: (after, limit) => this.typedStoreErrors(this.store.readRuntimeEvents(after, limit)),
         earliestSeq: () => this.store.earliestRuntimeEventSeq(),
         withEvents: (events) => create(WatchRuntimeResponseSchema, { events }),
         heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
@@ -751,16 +741,15 @@ export class Runtime {
 
   /** @internal restores workers from the store at start-up. */
   async restore(restored: Parameters<typeof WorkerSession.restore>[0][]): Promise<void> {
+    const connectivity = this.offer.connectivity();
     for (const item of restored) {
-      const session = await WorkerSession.restore(item, this.sessionDeps);
+      const session = await WorkerSession.restore(item, this.sessionDeps, connectivity);
       this.workers.add(session);
       if (item.quarantined !== undefined) {
         this.addDiagnostic(DiagnosticSeverity.ERROR, "worker.quarantined", item.quarantined, session.workerId);
         continue;
       }
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
-      const connectivity = this.offer.connectivity();
-      session.setConnectivity(connectivity.state, connectivity.reason);
       const status = session.worker.status;
       const workspace = session.worker.workspace;
       if (workspace && status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) {
@@ -875,10 +864,10 @@ export class Runtime {
     for (const listener of this.statusListeners) listener(status);
   }
 
-  /** Awaits a store read, converting its failure into a typed error. */
-  private async storeRead<T>(read: Promise<T>): Promise<T> {
+  /** Awaits a store operation, converting its failure into a typed error. */
+  private async typedStoreErrors<T>(operation: Promise<T>): Promise<T> {
     try {
-      return await read;
+      return await operation;
     } catch (error) {
       throw this.storeError(error);
     }
@@ -902,7 +891,6 @@ function runIdOf(event: WorkerEvent): string | undefined {
   const kind = event.kind;
   switch (kind.case) {
     case "runChanged":
-      return kind.value.runId;
     case "transcriptAppended":
     case "textDelta":
     case "reasoningDelta":

@@ -16,6 +16,7 @@ import {
 import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import {
   ConnectivityState,
+  type Connectivity,
   WorkerSchema,
   WorkerStatus,
   type Input,
@@ -35,7 +36,6 @@ import {
   type RunSink,
 } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
-import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import { ObservedState } from "./observed-state.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
@@ -133,16 +133,25 @@ export class WorkerSession {
    * Restores a session from the store. Runs that were in flight or queued
    * when the runtime stopped become INTERRUPTED; the worker is usable again.
    */
-  static async restore(restored: RestoredWorker, deps: SessionDeps): Promise<WorkerSession> {
+  static async restore(restored: RestoredWorker, deps: SessionDeps, connectivity: Connectivity): Promise<WorkerSession> {
     const worker = clone(WorkerSchema, restored.record.worker);
     const { createRequestId, createFingerprint } = restored.record;
-    const session = new WorkerSession(worker, { createRequestId, createFingerprint }, deps, restored);
+    // Fix the restored state before the session exists, so its observed state
+    // (what snapshots show) starts from it. Connectivity is derived from this
+    // runtime's configuration, not from what was stored.
+    const wasBusy = worker.status === WorkerStatus.RUNNING || worker.activeRunId !== "" || worker.queuedRuns !== 0;
     worker.lastEventSeq = restored.lastEventSeq;
+    worker.connectivity = connectivity;
     if (restored.quarantined !== undefined) {
       worker.status = WorkerStatus.FAILED;
       worker.failureMessage = restored.quarantined;
-      return session;
+    } else if (worker.status === WorkerStatus.RUNNING) {
+      worker.status = WorkerStatus.IDLE;
     }
+    worker.activeRunId = "";
+    worker.queuedRuns = 0;
+    const session = new WorkerSession(worker, { createRequestId, createFingerprint }, deps, restored);
+    if (restored.quarantined !== undefined) return session;
     const now = timestampFromDate(deps.now());
     for (const run of restored.unfinishedRuns) {
       run.status = RunStatus.INTERRUPTED;
@@ -151,11 +160,7 @@ export class WorkerSession {
       run.endedAt = now;
       await Promise.all([deps.store.putRun(session.workerId, run), session.emitRun(run)]);
     }
-    const changed = worker.status === WorkerStatus.RUNNING || worker.activeRunId !== "" || worker.queuedRuns !== 0;
-    if (worker.status === WorkerStatus.RUNNING) worker.status = WorkerStatus.IDLE;
-    worker.activeRunId = "";
-    worker.queuedRuns = 0;
-    if (changed || restored.unfinishedRuns.length > 0) await session.saveAndEmitWorker();
+    if (wasBusy || restored.unfinishedRuns.length > 0) await session.saveAndEmitWorker();
     return session;
   }
 
@@ -178,13 +183,6 @@ export class WorkerSession {
     return this.observed.snapshot();
   }
 
-  /** Updates connectivity (e.g. when a backend becomes available). */
-  setConnectivity(state: ConnectivityState, reason: string): void {
-    const connectivity = this.worker.connectivity;
-    if (connectivity && connectivity.state === state && connectivity.reason === reason) return;
-    this.worker.connectivity = { $typeName: "worker_runtime.v1.Connectivity", state, reason };
-    void this.saveAndEmitWorker().catch(() => {});
-  }
 
   /**
    * Accepts input under the busy policy and returns the run once it is
@@ -688,4 +686,3 @@ function addUsage(into: Usage, from: Usage | undefined): void {
   into.modelRequests += from.modelRequests;
 }
 
-export { TERMINAL_RUN_STATUSES };
