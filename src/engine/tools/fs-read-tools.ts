@@ -1,15 +1,9 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
+import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, requireWorkspace, ToolError, type ToolDefinition } from "./tool.js";
 import { openRegularFile } from "./regular-file.js";
-import type { Workspace } from "./workspace.js";
 
 /** Tools that look at the workspace without changing it (`fs.read`). */
-
-function requireWorkspace(context: ToolContext): Workspace {
-  if (!context.workspace) throw new ToolError("this worker has no workspace, so file tools are unavailable");
-  return context.workspace;
-}
 
 /** read_file: a bounded byte slice of a text file. */
 export const readFileTool: ToolDefinition = {
@@ -27,7 +21,7 @@ export const readFileTool: ToolDefinition = {
     additionalProperties: false,
   },
   async run(args, context) {
-    const workspace = requireWorkspace(context);
+    const workspace = requireWorkspace(context, "file tools");
     const path = stringArg(args, "path");
     const offset = optionalIntArg(args, "offset") ?? 0;
     const hostPath = await workspace.resolveExisting(path);
@@ -65,7 +59,7 @@ export const listFilesTool: ToolDefinition = {
     additionalProperties: false,
   },
   async run(args, context) {
-    const workspace = requireWorkspace(context);
+    const workspace = requireWorkspace(context, "file tools");
     const path = optionalStringArg(args, "path") ?? ".";
     const recursive = optionalBoolArg(args, "recursive") ?? false;
     const start = await workspace.resolveExisting(path);
@@ -116,7 +110,7 @@ export const searchFilesTool: ToolDefinition = {
     additionalProperties: false,
   },
   async run(args, context) {
-    const workspace = requireWorkspace(context);
+    const workspace = requireWorkspace(context, "file tools");
     const query = stringArg(args, "query");
     if (query === "") throw new ToolError('argument "query" must not be empty');
     const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");

@@ -1,15 +1,9 @@
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { assertWritableTarget, openRegularFile, replaceFile } from "./regular-file.js";
-import { stringArg, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
-import type { Workspace } from "./workspace.js";
+import { stringArg, requireWorkspace, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
 
 /** Tools that change files in the workspace (`fs.write`). */
-
-function requireWorkspace(context: ToolContext): Workspace {
-  if (!context.workspace) throw new ToolError("this worker has no workspace, so file tools are unavailable");
-  return context.workspace;
-}
 
 function checkSize(content: string, context: ToolContext): void {
   const bytes = Buffer.byteLength(content, "utf8");
@@ -33,7 +27,7 @@ export const writeFileTool: ToolDefinition = {
     additionalProperties: false,
   },
   async run(args, context) {
-    const workspace = requireWorkspace(context);
+    const workspace = requireWorkspace(context, "file tools");
     const path = stringArg(args, "path");
     const content = stringArg(args, "content");
     checkSize(content, context);
@@ -62,7 +56,7 @@ export const editFileTool: ToolDefinition = {
     additionalProperties: false,
   },
   async run(args, context) {
-    const workspace = requireWorkspace(context);
+    const workspace = requireWorkspace(context, "file tools");
     const path = stringArg(args, "path");
     const oldText = stringArg(args, "old_text");
     const newText = stringArg(args, "new_text");

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { optionalIntArg, stringArg, ToolError, type ToolDefinition } from "./tool.js";
+import { optionalIntArg, requireWorkspace, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
 /**
@@ -38,11 +38,11 @@ export const runCommandTool: ToolDefinition = {
     additionalProperties: false,
   },
   async run(args, context) {
-    if (!context.workspace) throw new ToolError("this worker has no workspace, so commands cannot run");
+    const workspace = requireWorkspace(context, "commands");
     const command = stringArg(args, "command");
     const { defaultCommandTimeoutMs, maxCommandTimeoutMs, maxCommandOutputBytes } = context.limits;
     const timeoutMs = Math.min(optionalIntArg(args, "timeout_ms") ?? defaultCommandTimeoutMs, maxCommandTimeoutMs);
-    const result = await runInGroup(command, context.workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    const result = await runInGroup(command, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
       : result.signal

@@ -42,6 +42,12 @@ export class ToolError extends Error {
   override readonly name = "ToolError";
 }
 
+/** The worker's workspace, or a tool error saying `what` needs one (e.g. "file tools"). */
+export function requireWorkspace(context: ToolContext, what: string): Workspace {
+  if (!context.workspace) throw new ToolError(`this worker has no workspace, so ${what} are unavailable`);
+  return context.workspace;
+}
+
 /** Reads a required string argument. */
 export function stringArg(args: ToolArgs, name: string): string {
   const value = args[name];
