@@ -6,6 +6,7 @@ import type { Profile, ProfileSelector } from "../../gen/worker_runtime/v1/profi
 import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
+import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
 
@@ -25,6 +26,7 @@ export class ExecutionOffer {
   constructor(
     readonly backend: ExecutionBackend | undefined,
     private readonly workspaceRoots: Record<string, string>,
+    private readonly limits: Pick<Limits, "maxWorkspacePathBytes">,
   ) {}
 
   /** Profiles by builtin name; "companion" is always offered. */
@@ -111,7 +113,7 @@ export class ExecutionOffer {
         field: "workspace.root",
       });
     }
-    checkTextBytes("workspace.path", relative, 1024);
+    checkTextBytes("workspace.path", relative, this.limits.maxWorkspacePathBytes);
     const segments = relative === "" ? [] : relative.split("/");
     if (relative.startsWith("/") || relative.includes("\\") || relative.includes("\0") || segments.some((s) => s === "" || s === "." || s === "..")) {
       throw new RuntimeError(

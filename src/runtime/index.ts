@@ -3,7 +3,7 @@
  * model client: those are plugged in through `RuntimeStore` and
  * `ExecutionBackend`.
  */
-export { createRuntime, Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
+export { createRuntime, type Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export {
   StoreConflictError,
