@@ -18,7 +18,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
-import { invalidArgument, notFound, RuntimeError } from "./errors.js";
+import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
@@ -28,7 +28,8 @@ import { storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnum, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
-import { WorkerSession, type SessionDeps } from "./worker-session.js";
+import type { SessionDeps } from "./session-deps.js";
+import { WorkerSession } from "./worker-session.js";
 
 /** What the catalog needs from its runtime. */
 export interface CatalogInit {
@@ -244,12 +245,7 @@ export class Catalog {
     const session = existing !== undefined ? this.workers.get(existing) : undefined;
     if (!session) return undefined;
     if (session.record.createFingerprint !== fingerprint) {
-      throw new RuntimeError(
-        Code.AlreadyExists,
-        ErrorReason.IDEMPOTENCY_CONFLICT,
-        `request_id "${requestId}" was already used to create a different worker`,
-        { request_id: requestId, worker_id: session.workerId },
-      );
+      throw idempotencyConflict(requestId, "to create a different worker", { worker_id: session.workerId });
     }
     return create(CreateWorkerResponseSchema, { worker: clone(WorkerSchema, session.worker) });
   }
