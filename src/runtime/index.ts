@@ -36,5 +36,6 @@ export { RuntimeError } from "./errors.js";
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 export { silentLogger, type Logger } from "./logger.js";
 export { inputFingerprint } from "./fingerprint.js";
-export { COMPANION_PROFILE } from "./profiles.js";
+export { COMPANION_PROFILE, DEFAULT_MAX_TURNS } from "./profiles.js";
+export { TOOL_CAPABILITIES, WRITE_CAPABILITIES, isToolCapability, type ToolCapability } from "./capabilities.js";
 export type { WatchOptions } from "./watch.js";
