@@ -17,7 +17,7 @@ import {
   type StoredRun,
   type TranscriptRange,
   type WorkerRecord,
-} from "../../runtime/store.js";
+} from "../../runtime/index.js";
 import { Disk, type FileStoreFaults } from "./disk.js";
 import { createFileStoreStats, type FileStoreStats } from "./file-store-stats.js";
 import {

@@ -1,9 +1,13 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
-import { inputFingerprint } from "../../runtime/fingerprint.js";
-import { DEFAULT_LIMITS } from "../../runtime/limits.js";
-import { RequestIdMemory } from "../../runtime/request-id-memory.js";
-import { StoreWriteError, type RestoredWorker, type StoredRun } from "../../runtime/store.js";
+import {
+  DEFAULT_LIMITS,
+  inputFingerprint,
+  RequestIdMemory,
+  StoreWriteError,
+  type RestoredWorker,
+  type StoredRun,
+} from "../../runtime/index.js";
 import type { LogRecord } from "./record-frame.js";
 import type { SegmentedLog } from "./segmented-log.js";
 import { packFields, unpackFields } from "./snapshot-file.js";

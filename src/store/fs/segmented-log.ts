@@ -1,6 +1,6 @@
 import { open, readdir, stat, unlink, type FileHandle } from "node:fs/promises";
 import * as path from "node:path";
-import { StoreSequenceError, StoreWriteError } from "../../runtime/store.js";
+import { StoreSequenceError, StoreWriteError } from "../../runtime/index.js";
 import { isTempName, type Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { readRange } from "./read-range.js";
