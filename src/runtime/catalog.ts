@@ -18,6 +18,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
+import { inBackground } from "./background-write.js";
 import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
@@ -210,7 +211,7 @@ export class Catalog {
     if (!session) return;
     this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.worker_quarantined", message, workerId);
     this.allocations.release(workerId);
-    void session.quarantine(message);
+    inBackground(session.quarantine(message));
   }
 
   /** Restores workers from the store at start-up, with their request ids and leases. */

@@ -102,6 +102,7 @@ export class RuntimeHealth {
     const probeWrite = this.init.store.probeWrite?.bind(this.init.store);
     if (this.probe || !probeWrite) return;
     this.probe = setInterval(() => {
+      // Not a background write: both outcomes are handled here, and a failed probe changes nothing.
       probeWrite().then(
         () => this.afterChange(this.storeHealth.clear()),
         () => {},

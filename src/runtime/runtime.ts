@@ -7,6 +7,7 @@ import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../g
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { inBackground } from "./background-write.js";
 import { Catalog } from "./catalog.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
@@ -65,11 +66,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     onPersistResult: (error) => health.storeResult("runtime-events", error),
     maxSubscriberBacklog: limits.maxSubscriberBacklog,
   });
-  // A runtime event's write failure already reached health (onPersistResult); it is only logged here.
   const publish = (kind: RuntimeEvent["kind"]): void => {
-    void runtimeEvents
-      .emitDurable((seq, cursor) => create(RuntimeEventSchema, { seq, cursor, time: timestampFromDate(new Date()), kind }))
-      .catch((error: unknown) => logger.error("could not persist a runtime event", { cause: String(error) }));
+    const time = timestampFromDate(new Date());
+    const write = runtimeEvents.emitDurable((seq, cursor) => create(RuntimeEventSchema, { seq, cursor, time, kind }));
+    inBackground(write, { logger, message: "could not persist a runtime event" });
   };
   const catalog = new Catalog({
     runtimeId,
