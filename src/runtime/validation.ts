@@ -1,4 +1,4 @@
-import type { DescEnum } from "@bufbuild/protobuf";
+import type { GenEnum } from "@bufbuild/protobuf/codegenv2";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { invalidArgument, limitExceeded } from "./errors.js";
 
@@ -68,7 +68,7 @@ export function resolvePageSize(field: string, pageSize: number, defaultSize: nu
  * keeps unknown numbers). With `required`, the zero (UNSPECIFIED) value is
  * refused too.
  */
-export function checkEnum<E extends number>(field: string, value: E, schema: DescEnum, options: { required?: boolean } = {}): E {
+export function checkEnum<E extends number>(field: string, value: E, schema: GenEnum<E>, options: { required?: boolean } = {}): E {
   const known = schema.values.some((v) => v.number === value) && !(options.required === true && value === 0);
   if (!known) throw invalidArgument(field, `unknown value ${value}`);
   return value;
