@@ -36,7 +36,7 @@ export class WorkerSession {
   private readonly queue = new RunQueue();
   private slot: RunSlot = { kind: "idle" };
   /** The stop in progress or done: a second StopWorker or a DeleteWorker waits for the same one. */
-  private stopping: Promise<void> | undefined;
+  private workerStop: Promise<void> | undefined;
   private readonly requestIds: RequestIdMemory<{ runId: string; fingerprint: string }>;
 
   private constructor(
@@ -184,14 +184,14 @@ export class WorkerSession {
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
   stop(): Promise<void> {
-    if (this.stopping) return this.stopping;
+    if (this.workerStop) return this.workerStop;
     if (this.worker.status === WorkerStatus.STOPPED || this.worker.status === WorkerStatus.FAILED) return Promise.resolve();
     this.worker.status = WorkerStatus.STOPPED;
-    this.stopping = (async () => {
+    this.workerStop = (async () => {
       await this.cancelEverything(false);
       await this.journal.saveWorker();
     })();
-    return this.stopping;
+    return this.workerStop;
   }
 
   /**
