@@ -36,8 +36,13 @@ export interface RuntimeStore {
   /** Removes a worker and all of its logs. */
   deleteWorker(workerId: string): Promise<void>;
 
-  /** Inserts or replaces a run (latest state wins). */
-  putRun(workerId: string, run: Run): Promise<void>;
+  /**
+   * Inserts or replaces a run (latest state wins). `init.fingerprint` is what
+   * a durable store hands back with the run's request id at open
+   * ({@link RestoredWorker.recentRequestIds}); the core computes it, so its
+   * idempotency rule lives in one place and the store never re-derives it.
+   */
+  putRun(workerId: string, run: Run, init: PutRunInit): Promise<void>;
   /** Reads one run. */
   getRun(workerId: string, runId: string): Promise<Run | undefined>;
   /**
@@ -116,8 +121,8 @@ export interface RestoredWorker {
   unfinishedRuns: Run[];
   /**
    * Recent SendInput request ids → run ids, newest last (up to ~1024), for
-   * idempotency across restarts. `fingerprint` is the sha256 hex digest of
-   * the run's input text (`inputFingerprint` in fingerprint.ts).
+   * idempotency across restarts. `fingerprint` is the one the core passed to
+   * {@link RuntimeStore.putRun} with the run's latest version.
    */
   recentRequestIds: Array<{ requestId: string; runId: string; fingerprint: string }>;
   /**
@@ -134,6 +139,15 @@ export interface WorkerRecord {
   /** Idempotency of CreateWorker: the request id and a fingerprint of its content. */
   createRequestId: string;
   createFingerprint: string;
+}
+
+/** What the core passes along with a run to {@link RuntimeStore.putRun}. */
+export interface PutRunInit {
+  /**
+   * The core's fingerprint of the run's request (`requestFingerprint` in
+   * fingerprint.ts); empty when the run has no request id. Stored verbatim.
+   */
+  fingerprint: string;
 }
 
 /** A run with its creation ordinal within its worker. */

@@ -9,6 +9,7 @@ import {
   StoreConflictError,
   StoreWriteError,
   type OpenedStore,
+  type PutRunInit,
   type RestoredWorker,
   type RuntimeStore,
   type StoreDiagnostic,
@@ -180,10 +181,10 @@ class FileStoreImpl implements FileStore {
     return this.chainStructural(workerId, () => this.removeWorker(workerId));
   }
 
-  async putRun(workerId: string, run: Run): Promise<void> {
+  async putRun(workerId: string, run: Run, init: PutRunInit): Promise<void> {
     const files = this.writableFiles(workerId);
     this.writing.add(files);
-    await files.runs.put(run);
+    await files.runs.put(run, init);
   }
 
   async getRun(workerId: string, runId: string): Promise<Run | undefined> {
