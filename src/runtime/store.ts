@@ -13,12 +13,18 @@ import type { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.
  * - `appendEvents`/`appendTranscript`/`appendRuntimeEvents` resolve only once
  *   the records are durable (for the file store: fsynced; group commit is
  *   encouraged). The core delivers an event to observers only after that.
- * - Appends are gap-free: the first record's seq must be the log's last seq + 1,
- *   otherwise the append rejects with `StoreSequenceError`. This is how the
+ * - Appends are gap-free: the first record's seq must be the log's last seq + 1
+ *   and the rest must follow it, otherwise the append rejects with
+ *   `StoreSequenceError` and nothing of the batch is applied. This is how the
  *   core recovers cleanly after a failed write: it rolls its counter back and
  *   any append issued after the failed one is refused instead of leaving a gap.
  * - Failures (disk full, I/O error) reject with `StoreWriteError`; the store
- *   must stay usable and accept later writes once the cause goes away.
+ *   must stay usable and accept later writes once the cause goes away. A
+ *   write for a worker that does not exist (never created, or deleted) is such
+ *   a failure too.
+ *
+ * test/support/store-contract.ts checks this contract; every implementation
+ * runs it (test/store/store-contract.test.ts).
  */
 export interface RuntimeStore {
   /** "memory" or "fs"; shown in the runtime summary. */
