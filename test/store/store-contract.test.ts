@@ -8,6 +8,7 @@ const openInit = { runtimeId: CONTRACT_RUNTIME_ID, generateRuntimeId: () => "rt-
 
 describeStoreContract({
   name: "memory",
+  durable: false,
   open: async (options: ContractStoreOptions) => {
     const store = createMemoryStore(options);
     const opened = await store.open(openInit);
@@ -17,6 +18,7 @@ describeStoreContract({
 
 describeStoreContract({
   name: "file",
+  durable: true,
   open: async (options: ContractStoreOptions) => {
     const { dir, cleanup } = await tempDataDir();
     // Small segments, so reads and retention cross segment files.
@@ -26,10 +28,10 @@ describeStoreContract({
     return {
       store,
       opened,
-      reopen: async () => {
+      reopen: async (runtimeId = CONTRACT_RUNTIME_ID) => {
         await store.close();
         store = make();
-        return { store, opened: await store.open(openInit) };
+        return { store, opened: await store.open({ ...openInit, runtimeId }) };
       },
       cleanup: async () => {
         await store.close();

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import {
+  StoreConflictError,
   StoreSequenceError,
   StoreWriteError,
   type OpenedStore,
@@ -20,10 +21,11 @@ export interface ContractStore {
   store: RuntimeStore;
   opened: OpenedStore;
   /**
-   * Closes the store and opens it again on the same data; absent for stores
+   * Closes the store and opens it again on the same data, configured with
+   * `runtimeId` (default {@link CONTRACT_RUNTIME_ID}); absent for stores
    * that keep nothing across a close (the memory store).
    */
-  reopen?(): Promise<{ store: RuntimeStore; opened: OpenedStore }>;
+  reopen?(runtimeId?: string): Promise<{ store: RuntimeStore; opened: OpenedStore }>;
   /** Closes whatever is open and removes the store's data. */
   cleanup(): Promise<void>;
 }
@@ -31,6 +33,8 @@ export interface ContractStore {
 /** Makes a fresh, empty, opened store of one implementation. */
 export interface ContractStoreFactory {
   name: string;
+  /** Whether the store keeps its data across a close (then every store it opens has `reopen`). */
+  durable: boolean;
   open(options: ContractStoreOptions): Promise<ContractStore>;
 }
 
@@ -56,6 +60,11 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       store = subject.store;
     });
     afterEach(async () => subject.cleanup());
+    /** Reopens a durable store (only called by tests that run for durable stores). */
+    const reopen = (runtimeId?: string): Promise<{ store: RuntimeStore; opened: OpenedStore }> => {
+      if (!subject.reopen) throw new Error(`the ${factory.name} store was declared durable but cannot reopen`);
+      return subject.reopen(runtimeId);
+    };
 
     it("opens empty with the configured runtime id", () => {
       expect(subject.opened).toEqual({
@@ -65,6 +74,19 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         diagnostics: [],
       });
       expect(store.earliestRuntimeEventSeq()).toBe(1n);
+      expect(["memory", "fs"]).toContain(store.kind);
+    });
+
+    it("probes a healthy store's writes without error, when it can probe", async () => {
+      await store.probeWrite?.();
+      await store.putWorker(workerRecord("w1"));
+      await store.appendEvents("w1", events(1, 1));
+    });
+
+    it.runIf(factory.durable)("refuses to open data that belongs to another runtime id", async () => {
+      await expect(reopen("rt-someone-else")).rejects.toBeInstanceOf(StoreConflictError);
+      const { opened } = await reopen();
+      expect(opened.runtimeId).toBe(CONTRACT_RUNTIME_ID);
     });
 
     it("applies appends to one log in call order, without waiting between them", async () => {
@@ -140,8 +162,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         });
       }
 
-      it("nothing of a refused batch is kept across a reopen", async () => {
-        if (!subject.reopen) return;
+      it.runIf(factory.durable)("nothing of a refused batch is kept across a reopen", async () => {
         await store.putWorker(workerRecord("w1"));
         await store.appendTranscript("w1", entries(1, 1));
         await store.appendEvents("w1", events(1, 1));
@@ -149,7 +170,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         await expect(store.appendTranscript("w1", entries(2, 3).concat(entries(5, 5)))).rejects.toThrow();
         await expect(store.appendEvents("w1", events(2, 3).concat(events(5, 5)))).rejects.toThrow();
         await expect(store.appendRuntimeEvents(events(2, 3).concat(events(5, 5)))).rejects.toThrow();
-        const { opened } = await subject.reopen();
+        const { opened } = await reopen();
         expect(opened.lastRuntimeEventSeq).toBe(1n);
         expect(opened.workers[0]).toMatchObject({ lastEventSeq: 1n, lastTranscriptSeq: 1n });
       });
@@ -319,8 +340,8 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         await store.putWorker(workerRecord("w1", "second"));
         expect((await store.readEvents("w1", 0n, 10)).map((e) => e.seq)).toEqual([1n, 2n]);
         await store.appendEvents("w1", events(3, 3));
-        if (!subject.reopen) return;
-        const { opened } = await subject.reopen();
+        if (!factory.durable) return;
+        const { opened } = await reopen();
         expect(opened.workers.map((w) => w.record.worker.displayName)).toEqual(["second"]);
       });
 
@@ -339,8 +360,8 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         expect(await store.getRun("w1", "r1")).toBeUndefined();
         expect(await store.listRuns("w1", undefined, 10)).toEqual([]);
         await store.appendEvents("w1", events(1, 1));
-        if (!subject.reopen) return;
-        const { opened } = await subject.reopen();
+        if (!factory.durable) return;
+        const { opened } = await reopen();
         expect(opened.workers.map((w) => [w.record.worker.displayName, w.lastEventSeq])).toEqual([
           ["w2", 0n],
           ["again", 1n],
@@ -348,8 +369,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       });
     });
 
-    it("has everything acknowledged durable: a reopen reads it all back", async () => {
-      if (!subject.reopen) return;
+    it.runIf(factory.durable)("has everything acknowledged durable: a reopen reads it all back", async () => {
       await store.putWorker(workerRecord("w1"));
       await store.putWorker(workerRecord("w2"));
       await Promise.all([
@@ -360,7 +380,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         store.putRun("w1", run("r2", RunStatus.RUNNING, "req-2", "again"), { fingerprint: "fp-given-2" }),
         store.putRun("w1", run("r3", RunStatus.QUEUED), NO_REQUEST),
       ]);
-      const { store: reopened, opened } = await subject.reopen();
+      const { store: reopened, opened } = await reopen();
       expect(opened.runtimeId).toBe(CONTRACT_RUNTIME_ID);
       expect(opened.lastRuntimeEventSeq).toBe(3n);
       expect(opened.workers.map((w) => w.record.worker.ref?.workerId)).toEqual(["w1", "w2"]);
