@@ -11,6 +11,7 @@ export {
   StoreSequenceError,
   StoreWriteError,
   type OpenedStore,
+  type PutRunInit,
   type RestoredWorker,
   type RuntimeStore,
   type StoreDiagnostic,

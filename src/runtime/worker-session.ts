@@ -35,7 +35,7 @@ import {
   type RunOutcome,
   type RunSink,
 } from "./execution-backend.js";
-import { inputFingerprint } from "./fingerprint.js";
+import { inputFingerprint, requestFingerprint } from "./fingerprint.js";
 import { ObservedState } from "./observed-state.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
@@ -158,7 +158,8 @@ export class WorkerSession {
       run.stopReason = StopReason.INTERRUPTED_BY_RESTART;
       run.pendingApproval = undefined;
       run.endedAt = now;
-      await Promise.all([deps.store.putRun(session.workerId, run), session.emitRun(run)]);
+      const stored = deps.store.putRun(session.workerId, run, { fingerprint: requestFingerprint(run) });
+      await Promise.all([stored, session.emitRun(run)]);
     }
     if (wasBusy || restored.unfinishedRuns.length > 0) await session.saveAndEmitWorker();
     return session;
@@ -356,7 +357,8 @@ export class WorkerSession {
 
   private putRun(run: Run): Promise<void> {
     if (this.deleted) return Promise.resolve();
-    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run)));
+    const fingerprint = requestFingerprint(run);
+    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run), { fingerprint }));
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */

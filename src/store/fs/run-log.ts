@@ -1,7 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
-import { inputFingerprint } from "../../runtime/fingerprint.js";
-import { StoreWriteError, type RestoredWorker, type StoredRun } from "../../runtime/store.js";
+import { StoreWriteError, type PutRunInit, type RestoredWorker, type StoredRun } from "../../runtime/store.js";
 import type { LogRecord } from "./record-frame.js";
 import type { SegmentedLog } from "./segmented-log.js";
 import { packFields, unpackFields } from "./snapshot-file.js";
@@ -78,13 +77,13 @@ export class RunLog {
     return this.latest.length;
   }
 
-  /** Appends a new version of a run; durable on resolve. */
-  async put(run: Run): Promise<void> {
+  /** Appends a new version of a run with the core's request fingerprint; durable on resolve. */
+  async put(run: Run, { fingerprint }: PutRunInit): Promise<void> {
     const body = packFields([
       Uint8Array.of(run.status),
       Buffer.from(run.runId, "utf8"),
       Buffer.from(run.requestId, "utf8"),
-      Buffer.from(run.requestId === "" ? "" : inputFingerprint(run.input?.text ?? ""), "utf8"),
+      Buffer.from(fingerprint, "utf8"),
       toBinary(RunSchema, run),
     ]);
     try {
