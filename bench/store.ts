@@ -133,7 +133,7 @@ async function benchManyWorkers(dataDir: string): Promise<void> {
       await Promise.all([
         store.appendTranscript(id, [entry(1), entry(2)]),
         store.appendEvents(id, [event(1), event(2), event(3)]),
-        store.putRun(id, create(RunSchema, { runId: `${id}-run-1`, status: RunStatus.COMPLETED })),
+        store.putRun(id, create(RunSchema, { runId: `${id}-run-1`, status: RunStatus.COMPLETED }), { fingerprint: "" }),
       ]);
     }
   };

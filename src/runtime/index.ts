@@ -33,6 +33,7 @@ export {
   StoreSequenceError,
   StoreWriteError,
   type OpenedStore,
+  type PutRunInit,
   type RestoredWorker,
   type RuntimeStore,
   type StoreDiagnostic,

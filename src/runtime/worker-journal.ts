@@ -5,6 +5,7 @@ import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
+import { requestFingerprint } from "./fingerprint.js";
 import { DurableEventStream } from "./event-stream.js";
 import type { SessionDeps } from "./session-deps.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
@@ -58,10 +59,11 @@ export class WorkerJournal {
     await Promise.all([this.putRun(run), this.emitRun(run)]);
   }
 
-  /** Writes a run's record only. */
+  /** Writes a run's record only, with the request fingerprint the store keeps for idempotency. */
   putRun(run: Run): Promise<void> {
     if (this.deleted) return Promise.resolve();
-    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run)));
+    const fingerprint = requestFingerprint(run);
+    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run), { fingerprint }));
   }
 
   /** Announces a run change, here and on the runtime-wide stream. */

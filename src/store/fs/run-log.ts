@@ -2,9 +2,9 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import {
   DEFAULT_LIMITS,
-  inputFingerprint,
   RequestIdMemory,
   StoreWriteError,
+  type PutRunInit,
   type RestoredWorker,
   type StoredRun,
 } from "../../runtime/index.js";
@@ -82,13 +82,13 @@ export class RunLog {
     return this.latest.length;
   }
 
-  /** Appends a new version of a run; durable on resolve. */
-  async put(run: Run): Promise<void> {
+  /** Appends a new version of a run with the core's request fingerprint; durable on resolve. */
+  async put(run: Run, { fingerprint }: PutRunInit): Promise<void> {
     const body = packFields([
       Uint8Array.of(run.status),
       Buffer.from(run.runId, "utf8"),
       Buffer.from(run.requestId, "utf8"),
-      Buffer.from(run.requestId === "" ? "" : inputFingerprint(run.input?.text ?? ""), "utf8"),
+      Buffer.from(fingerprint, "utf8"),
       toBinary(RunSchema, run),
     ]);
     try {
