@@ -7,7 +7,7 @@ import {
   type OpenedStore,
   type RuntimeStore,
   type StoredEvent,
-} from "../../src/runtime/store.js";
+} from "../../src/runtime/index.js";
 import { entries, entryText, events, eventText, NO_REQUEST, run, workerRecord } from "../store/fs-support.js";
 
 /** Options a contract test asks of a fresh store. */

@@ -12,7 +12,7 @@ import type {
   StoredRun,
   TranscriptRange,
   WorkerRecord,
-} from "../../runtime/store.js";
+} from "../../runtime/index.js";
 import { DataDirLock } from "./data-dir-lock.js";
 import { Disk, type FileStoreFaults } from "./disk.js";
 import { createFileStoreStats, type FileStoreStats } from "./file-store-stats.js";

@@ -1,5 +1,5 @@
 import { open, unlink } from "node:fs/promises";
-import { StoreSequenceError, StoreWriteError } from "../../runtime/store.js";
+import { StoreSequenceError, StoreWriteError } from "../../runtime/index.js";
 import { OffsetList } from "./offset-list.js";
 import { encodeFrames, type LogRecord } from "./record-frame.js";
 import { indexName, isNotFound, logName, truncateSegment, type LogState, type Segment } from "./segment.js";

@@ -1,6 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import * as path from "node:path";
-import type { RestoredWorker, StoreDiagnostic } from "../../runtime/store.js";
+import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { DELETING_PREFIX, STAGING_PREFIX, WORKERS_DIR, workerDirName, workerIdFromDirName } from "./layout.js";

@@ -1,5 +1,5 @@
 import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
-import type { StoreDiagnostic } from "../../runtime/store.js";
+import type { StoreDiagnostic } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { RUNTIME_EVENTS_DIR } from "./layout.js";

@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile } from "node:fs/promises";
-import { StoreConflictError, type StoreOpenInit } from "../../runtime/store.js";
+import { StoreConflictError, type StoreOpenInit } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import { RUNTIME_EVENTS_DIR, RUNTIME_SNAPSHOT, WORKERS_DIR, workerIdFromDirName } from "./layout.js";
 import { decodeRuntimeSnapshot, encodeRuntimeSnapshot } from "./runtime-snapshot.js";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
 import * as path from "node:path";
-import { StoreWriteError, type WorkerRecord } from "../../runtime/store.js";
+import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import {

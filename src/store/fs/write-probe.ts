@@ -1,5 +1,5 @@
 import { rm } from "node:fs/promises";
-import { StoreWriteError } from "../../runtime/store.js";
+import { StoreWriteError } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 
 /** Scratch file written by {@link probeWrite}. */
