@@ -60,6 +60,7 @@ export {
   type PendingToolCall,
   type RunOutcome,
   type RunRequest,
+  type RunResume,
   type RunSink,
   type ToolCallDeltaInit,
 } from "./execution-backend.js";

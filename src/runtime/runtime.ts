@@ -177,7 +177,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
-      return session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason);
+      return typedStoreErrors(session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason));
     },
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
     listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits),
@@ -200,7 +200,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     drain: async (graceMs) => {
       health.startDraining();
       const deadline = Date.now() + graceMs;
-      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.activeRun)) {
+      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.executing)) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
       }
       await Promise.all([...catalog.sessions()].map((session) => session.interruptAll()));

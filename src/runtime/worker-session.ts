@@ -1,22 +1,22 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { NoticeSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { NoticeSchema, ToolResultSchema, type ToolResult } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { inBackground } from "./background-write.js";
 import { idempotencyConflict, notFound } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
-import type { RunOutcome } from "./execution-backend.js";
+import type { ApprovalResult, RunOutcome } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
 import { ObservedState } from "./observed-state.js";
 import { RequestIdMemory } from "./request-id-memory.js";
-import { endRun, executeRun, settledWithin } from "./run-execution.js";
+import { endRun, executeRun, settledWithin, type ResumeInit } from "./run-execution.js";
 import { admit, checkAcceptsInput, RunQueue } from "./run-queue.js";
-import { addUsage, answerApproval, approvalNotPending, createRunSink } from "./run-sink.js";
-import { activeOf, busyRunOf, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { addUsage, approvalNotPending, createRunSink, restoreApproval, takeApproval } from "./run-sink.js";
+import { activeOf, busyRunOf, heldRunOf, type ActiveRun, type RecordedDecision, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import { restoredWorkerState } from "./session-restore.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
@@ -63,13 +63,23 @@ export class WorkerSession {
     return session;
   }
 
-  /** Restores a session from the store: runs in flight or queued at the stop become INTERRUPTED. */
+  /**
+   * Restores a session from the store: a run waiting for approval keeps
+   * waiting, parked (see run-slot.ts); other runs in flight or queued at the
+   * stop become INTERRUPTED.
+   */
   static async restore(restored: RestoredWorker, deps: SessionDeps, connectivity: Connectivity): Promise<WorkerSession> {
-    const { worker, wasBusy } = restoredWorkerState(restored, connectivity);
+    const { worker, wasBusy, parked } = restoredWorkerState(restored, connectivity);
     const { createRequestId, createFingerprint } = restored.record;
     const session = new WorkerSession(worker, { createRequestId, createFingerprint }, deps, restored);
     if (restored.quarantined !== undefined) return session;
+    if (parked) {
+      session.slot = { kind: "parked", run: parked };
+      // Its AWAITING_APPROVAL event is already in the log: seed the observed state, announce nothing.
+      session.observed.apply(create(WorkerEventSchema, { kind: { case: "runChanged", value: clone(RunSchema, parked) } }));
+    }
     for (const run of restored.unfinishedRuns) {
+      if (run === parked) continue;
       endRun(run, { kind: "cancelled" }, true, deps.now());
       await session.journal.recordRun(run);
     }
@@ -81,9 +91,19 @@ export class WorkerSession {
     return this.worker.ref?.workerId ?? "";
   }
 
-  /** The executing run, for snapshots and ListRuns. */
+  /** The run holding the slot (executing or parked), for GetRun and ListRuns. */
   get activeRun(): Run | undefined {
-    return activeOf(this.slot)?.run;
+    return heldRunOf(this.slot);
+  }
+
+  /**
+   * Whether a run executes and is not waiting for approval: what a drain
+   * waits for. A waiting run is parked by the shutdown instead (its wait is
+   * durable), so it need not hold the drain up.
+   */
+  get executing(): boolean {
+    const active = activeOf(this.slot);
+    return active !== undefined && active.approval === undefined;
   }
 
   /** Queued runs, next to start first. */
@@ -158,6 +178,7 @@ export class WorkerSession {
       await this.journal.saveWorker();
       return clone(RunSchema, queued);
     }
+    if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.endParked(this.slot.run);
     const active = activeOf(this.slot);
     if (!active || active.run.runId !== runId) return this.getRun(runId);
     const wasInterrupted = this.slot.kind === "stopping" && this.slot.interrupted;
@@ -171,15 +192,31 @@ export class WorkerSession {
     return clone(RunSchema, active.run);
   }
 
-  /** Approves or rejects the tool call a run is waiting on. */
+  /**
+   * Approves or rejects the tool call a run is waiting on. The run is
+   * recorded RUNNING again before the decision takes effect, so the tool
+   * never runs while the stored run still waits (a restart would offer the
+   * same call again). A parked run's execution starts again, resumed.
+   */
   async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string): Promise<Run> {
+    const result: ApprovalResult = { approved: decision === ApprovalDecision.APPROVE, reason };
+    if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.resume(this.slot.run, toolCallId, result);
     const active = activeOf(this.slot);
-    if (!active || !answerApproval(active, runId, toolCallId, { approved: decision === ApprovalDecision.APPROVE, reason })) {
+    const taken = active ? takeApproval(active, runId, toolCallId) : undefined;
+    if (!active || !taken) {
       await this.getRun(runId);
       throw approvalNotPending(runId, toolCallId);
     }
-    inBackground(this.journal.emitRun(active.run));
-    return clone(RunSchema, active.run);
+    const answered = clone(RunSchema, active.run);
+    try {
+      await this.journal.recordRun(active.run);
+    } catch (error) {
+      // Not recorded: the run still waits, unless it ended meanwhile.
+      if (this.holds(active) && !active.controller.signal.aborted) restoreApproval(active, taken);
+      throw error;
+    }
+    taken.wait.resolve(result);
+    return answered;
   }
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
@@ -234,7 +271,57 @@ export class WorkerSession {
   private async cancelEverything(interrupted: boolean): Promise<void> {
     for (const run of this.queue.clear()) await this.endQueuedRun(run, interrupted);
     const active = activeOf(this.slot);
+    if (interrupted && active?.approval && this.slot.kind === "running") return this.park(active);
+    // A parked run survives a shutdown as it is; a stop or quarantine ends it.
+    if (this.slot.kind === "parked" && !interrupted) await this.endParked(this.slot.run);
     if (active) await this.cancel(active.run.runId, interrupted);
+  }
+
+  /**
+   * Sets a run that waits for approval aside at shutdown: its stored record
+   * already says AWAITING_APPROVAL with the call, so the slot parks it and
+   * its execution is ended without writing anything (the sink is closed
+   * before the abort, so the backend cannot record the call as cancelled).
+   */
+  private async park(active: ActiveRun): Promise<void> {
+    this.slot = { kind: "parked", run: active.run };
+    active.approval = undefined;
+    active.controller.abort();
+    await settledWithin(active.done, this.deps.limits.cancelGraceMs);
+  }
+
+  /**
+   * Ends a parked run CANCELLED (CancelRun, StopWorker, INTERRUPT). Its
+   * pending call gets a result saying it did not run, as a cancel during a
+   * live wait records, so the transcript stays a valid conversation.
+   */
+  private async endParked(run: Run): Promise<Run> {
+    const pending = run.pendingApproval;
+    const call = pending ? { toolCallId: pending.toolCallId, toolName: pending.toolName } : undefined;
+    await this.endHeldRun(run, { kind: "cancelled" }, false, call);
+    return clone(RunSchema, run);
+  }
+
+  /**
+   * Decides a parked run's pending call and starts its execution again in
+   * resume mode; answers once the run is durably RUNNING (the execution
+   * waits for that write too, so the tool runs only after it).
+   */
+  private async resume(run: Run, toolCallId: string, result: ApprovalResult): Promise<Run> {
+    const pending = run.pendingApproval;
+    if (pending?.toolCallId !== toolCallId) throw approvalNotPending(run.runId, toolCallId);
+    this.deps.checkAcceptingWork();
+    checkAcceptsInput(this.worker, this.deps.backend !== undefined);
+    run.status = RunStatus.RUNNING;
+    run.pendingApproval = undefined;
+    const decided = { call: { toolCallId, toolName: pending.toolName }, result };
+    const active: ActiveRun = { run, controller: new AbortController(), decided, done: Promise.resolve() };
+    this.slot = { kind: "running", active };
+    const answered = clone(RunSchema, run);
+    const recorded = this.journal.recordRun(run);
+    this.launch(active, { resume: { toolCallId }, recorded });
+    await recorded;
+    return answered;
   }
 
   private async endQueuedRun(run: Run, interrupted: boolean): Promise<void> {
@@ -261,13 +348,18 @@ export class WorkerSession {
     this.slot = { kind: "running", active };
     inBackground(this.journal.recordRun(run));
     inBackground(this.journal.saveWorker());
+    this.launch(active);
+  }
+
+  /** Starts the execution of the run the slot holds, fresh or resumed. */
+  private launch(active: ActiveRun, resumed?: ResumeInit): void {
     const sink = createRunSink(active, {
       events: this.events,
       journal: this.journal,
       now: () => this.deps.now(),
       isOpen: (candidate) => this.holds(candidate),
     });
-    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps).then((outcome) =>
+    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps, resumed).then((outcome) =>
       this.finish(active, outcome),
     );
   }
@@ -276,11 +368,22 @@ export class WorkerSession {
   private async finish(active: ActiveRun, outcome: RunOutcome): Promise<void> {
     if (!this.holds(active)) return;
     const interrupted = this.slot.kind === "stopping" && this.slot.interrupted;
+    // A resumed run that ended before its backend reached the decided call: that call never ran.
+    const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
+    await this.endHeldRun(active.run, outcome, interrupted, unrun);
+  }
+
+  /**
+   * Frees the slot of the run it holds, ends the run with its outcome and
+   * starts the next one. `unrun` is a tool call of the run left without a
+   * result: it gets one saying it did not run.
+   */
+  private async endHeldRun(run: Run, outcome: RunOutcome, interrupted: boolean, unrun: UnrunCall | undefined): Promise<void> {
     this.slot = { kind: "idle" };
-    const { run } = active;
     endRun(run, outcome, interrupted, this.deps.now());
     addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
     const writes: Promise<unknown>[] = [];
+    if (unrun) writes.push(this.journal.commitEntry(run.runId, { case: "toolResult", value: unrunCallResult(unrun, outcome) }));
     if (outcome.kind === "failed") {
       const notice = create(NoticeSchema, { code: "run.failed", message: outcome.message });
       writes.push(this.journal.commitEntry(run.runId, { case: "notice", value: notice }));
@@ -291,4 +394,18 @@ export class WorkerSession {
       this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
     });
   }
+}
+
+/** A tool call identified well enough to record its result. */
+type UnrunCall = RecordedDecision["call"];
+
+/** The result recorded for a call that waited for approval and never ran. */
+function unrunCallResult(call: UnrunCall, outcome: RunOutcome): ToolResult {
+  const why = outcome.kind === "cancelled" ? "The run was cancelled" : "The run ended";
+  return create(ToolResultSchema, {
+    toolCallId: call.toolCallId,
+    toolName: call.toolName,
+    output: `${why} before this tool call ran, so it did not run.`,
+    isError: true,
+  });
 }
