@@ -109,6 +109,8 @@ async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: A
       },
     };
   });
+  // An abort during the write below settles `decision` before it is returned: not an unhandled rejection.
+  decision.catch(() => undefined);
   run.status = RunStatus.AWAITING_APPROVAL;
   run.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
   await host.journal.recordRun(run).catch((error: unknown) => {
