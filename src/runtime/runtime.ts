@@ -1,7 +1,7 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { BusyPolicy, HeartbeatSchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import {
@@ -75,7 +75,7 @@ import { AllocationManager } from "./allocations.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { StoreHealth } from "./store-health.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
-import { decodeCursor, encodeCursor } from "./cursor.js";
+import { decodeCursor, encodeCursor, runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, notFound, RuntimeError } from "./errors.js";
 import { DurableEventStream } from "./event-stream.js";
@@ -85,7 +85,7 @@ import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { silentLogger, type Logger } from "./logger.js";
 import { createMemoryStore } from "./memory-store.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { PageTokens } from "./page-token.js";
 import { StoreDataError, StoreWriteError, type RuntimeStore, StoreSequenceError } from "./store.js";
 import {
   checkEnum,
@@ -150,7 +150,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
     generateRuntimeId: () => newId("rt"),
   });
-  const runtime = new Runtime(options, limits, store, opened.runtimeId, opened.lastRuntimeEventSeq);
+  const runtime = new Runtime(options, limits, store, opened.runtimeId, opened.lastRuntimeEventSeq, opened.storeId ?? "");
   for (const diagnostic of opened.diagnostics) {
     runtime.addDiagnostic(diagnostic.severity, diagnostic.code, diagnostic.message, diagnostic.workerId);
   }
@@ -179,6 +179,7 @@ export class Runtime {
   private readonly storeHealth = new StoreHealth();
   private storeProbe: NodeJS.Timeout | undefined;
   private readonly statusListeners = new Set<(status: RuntimeStatus) => void>();
+  private readonly pageTokens: PageTokens;
 
   /** @internal use {@link createRuntime}. */
   constructor(
@@ -187,13 +188,16 @@ export class Runtime {
     private readonly store: RuntimeStore,
     runtimeId: string,
     lastRuntimeEventSeq: bigint,
+    storeId: string,
   ) {
     this.runtimeId = runtimeId;
+    // Sealed with the store's identity, tokens survive restarts; without one they last as long as the process.
+    this.pageTokens = new PageTokens(`${runtimeId}\0${storeId || randomBytes(32).toString("hex")}`);
     this.logger = options.logger ?? silentLogger;
     this.offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {});
     this.diagnostics = new DiagnosticLog(1000, () => new Date());
     this.runtimeEvents = new DurableEventStream<RuntimeEvent>({
-      stream: "r",
+      stream: runtimeCursorStream(runtimeId, storeId),
       lastSeq: lastRuntimeEventSeq,
       encode: (event) => toBinary(RuntimeEventSchema, event),
       persistEvents: (events) => store.appendRuntimeEvents(events),
@@ -213,6 +217,7 @@ export class Runtime {
       publishWorker: (worker) => this.publish({ case: "workerUpdated", value: worker }),
       publishRun: (run) => this.publish({ case: "runChanged", value: run }),
       checkAcceptingWork: () => this.checkAcceptingWork(),
+      cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     };
   }
 
@@ -271,7 +276,8 @@ export class Runtime {
       DiagnosticSeverity.ERROR,
     ]);
     if (request.workerId !== "") checkId("worker_id", request.workerId);
-    const after = decodePageToken("page_token", "diagnostics", request.pageToken);
+    const filter = [request.minSeverity, request.workerId];
+    const after = this.pageTokens.decode("page_token", "diagnostics", filter, request.pageToken);
     const matching = this.diagnostics
       .newestFirst()
       .filter((d) => d.severity >= request.minSeverity && (request.workerId === "" || d.worker?.workerId === request.workerId));
@@ -281,20 +287,20 @@ export class Runtime {
     const more = start >= 0 && start + pageSize < matching.length;
     return create(ListDiagnosticsResponseSchema, {
       diagnostics: page,
-      nextPageToken: more && last ? encodePageToken("diagnostics", last.diagnosticId) : "",
+      nextPageToken: more && last ? this.pageTokens.encode("diagnostics", filter, last.diagnosticId) : "",
     });
   }
 
   /** Workspace leases, paginated. */
   listAllocations(request: ListAllocationsRequest): ListAllocationsResponse {
     const pageSize = resolvePageSize("page_size", request.pageSize, this.limits.defaultPageSize, this.limits.maxPageSize);
-    const after = decodePageToken("page_token", "allocations", request.pageToken);
+    const after = this.pageTokens.decode("page_token", "allocations", [], request.pageToken);
     const start = typeof after === "number" ? after : 0;
     const all = this.allocations.list();
     const page = all.slice(start, start + pageSize);
     return create(ListAllocationsResponseSchema, {
       allocations: page.map((a) => clone(AllocationSchema, a)),
-      nextPageToken: start + pageSize < all.length ? encodePageToken("allocations", start + pageSize) : "",
+      nextPageToken: start + pageSize < all.length ? this.pageTokens.encode("allocations", [], start + pageSize) : "",
     });
   }
 
@@ -404,7 +410,8 @@ export class Runtime {
     // UNSPECIFIED matches every status (see worker.proto).
     const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
     checkLabels("label_selector", request.labelSelector, this.limits.maxLabels);
-    const after = decodePageToken("page_token", "workers", request.pageToken);
+    const filter = [[...statuses].sort(), Object.entries(request.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
+    const after = this.pageTokens.decode("page_token", "workers", filter, request.pageToken);
     if (typeof after === "number") throw invalidArgument("page_token", "is not a valid page token");
     const selector = Object.entries(request.labelSelector);
     const { workers, more } = this.workers.page(
@@ -416,7 +423,7 @@ export class Runtime {
     const last = workers[workers.length - 1];
     return create(ListWorkersResponseSchema, {
       workers: workers.map((worker) => clone(WorkerSchema, worker)),
-      nextPageToken: more && last ? encodePageToken("workers", orderKey(last)) : "",
+      nextPageToken: more && last ? this.pageTokens.encode("workers", filter, orderKey(last)) : "",
     });
   }
 
@@ -543,7 +550,8 @@ export class Runtime {
       RunStatus.FAILED,
       RunStatus.INTERRUPTED,
     ]);
-    const after = decodePageToken("page_token", "runs", request.pageToken);
+    const filter = [session.workerId, request.status];
+    const after = this.pageTokens.decode("page_token", "runs", filter, request.pageToken);
     if (typeof after === "string") throw invalidArgument("page_token", "is not a valid page token");
     let before = after;
     const runs: Run[] = [];
@@ -570,7 +578,7 @@ export class Runtime {
     }
     return create(ListRunsResponseSchema, {
       runs,
-      nextPageToken: !exhausted && before !== undefined ? encodePageToken("runs", before) : "",
+      nextPageToken: !exhausted && before !== undefined ? this.pageTokens.encode("runs", filter, before) : "",
     });
   }
 
@@ -599,15 +607,16 @@ export class Runtime {
   /** Streams a worker's events (see WorkerObservation.WatchWorker). */
   watchWorker(request: WatchWorkerRequest, options: WatchOptions): AsyncGenerator<WatchWorkerResponse> {
     const session = this.session("worker", request.worker);
-    const afterSeq = decodeCursor("after_cursor", "w", request.afterCursor);
+    const cursors = session.events.cursorStream;
+    const afterSeq = decodeCursor("after_cursor", cursors, request.afterCursor);
     const delivered = session.events.lastDeliveredSeq;
-    checkResumePoint("w", afterSeq, this.store.earliestEventSeq(session.workerId), delivered);
+    checkResumePoint(cursors, afterSeq, this.store.earliestEventSeq(session.workerId), delivered);
     // Subscribe and cut the snapshot in the same tick: both at the delivery point.
     const subscription = this.watchSlot(session).subscribe();
     const snapshot = session.snapshot();
     return runWatch(
       {
-        stream: "w",
+        stream: cursors,
         eventSchema: WorkerEventSchema,
         responseSchema: WatchWorkerResponseSchema,
         eventsFieldNo: 1,
@@ -629,9 +638,10 @@ export class Runtime {
   /** Streams runtime-wide events (see WorkerObservation.WatchRuntime). */
   watchRuntime(request: WatchRuntimeRequest, options: WatchOptions): AsyncGenerator<WatchRuntimeResponse> {
     this.checkRuntimeId("runtime_id", request.runtimeId);
-    const afterSeq = decodeCursor("after_cursor", "r", request.afterCursor);
+    const cursors = this.runtimeEvents.cursorStream;
+    const afterSeq = decodeCursor("after_cursor", cursors, request.afterCursor);
     const delivered = this.runtimeEvents.lastDeliveredSeq;
-    checkResumePoint("r", afterSeq, this.store.earliestRuntimeEventSeq(), delivered);
+    checkResumePoint(cursors, afterSeq, this.store.earliestRuntimeEventSeq(), delivered);
     if (this.runtimeEvents.subscriberCount >= this.limits.maxWatchersPerWorker) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, "too many WatchRuntime streams", {
         limit: String(this.limits.maxWatchersPerWorker),
@@ -640,12 +650,12 @@ export class Runtime {
     const subscription = this.runtimeEvents.subscribe();
     return runWatch(
       {
-        stream: "r",
+        stream: cursors,
         eventSchema: RuntimeEventSchema,
         responseSchema: WatchRuntimeResponseSchema,
         eventsFieldNo: 1,
         first: create(WatchRuntimeResponseSchema, {
-          snapshot: { runtime: this.getRuntime(), cursor: encodeCursor("r", delivered) },
+          snapshot: { runtime: this.getRuntime(), cursor: encodeCursor(cursors, delivered) },
         }),
         subscription,
         afterSeq,

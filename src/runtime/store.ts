@@ -97,6 +97,15 @@ export interface OpenedStore {
   runtimeId: string;
   /** Every worker, in creation order. */
   workers: RestoredWorker[];
+  /**
+   * The identity of this store's data: random, fixed for its life (a durable
+   * store persists it; a replaced data dir has a new one), never shown to
+   * clients. Cursors are bound to it and page tokens sealed with it, so
+   * neither outlives the data it points into. Empty for stores that have
+   * none (data written before it existed); the Runtime then binds cursors to
+   * runtime and worker only and seals page tokens with a per-process secret.
+   */
+  storeId?: string;
   /** Seq of the last runtime-wide event (0n when none). */
   lastRuntimeEventSeq: bigint;
   /** Problems found while opening (torn tails repaired, workers quarantined...). */

@@ -26,6 +26,7 @@ import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { abortError, notFound, RuntimeError } from "./errors.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
+import type { CursorStream } from "./cursor.js";
 import { DurableEventStream } from "./event-stream.js";
 import {
   RunClosedError,
@@ -59,6 +60,8 @@ export interface SessionDeps {
   publishRun(run: Run): void;
   /** Refuses new input while the runtime drains. */
   checkAcceptingWork(): void;
+  /** The stream a worker's cursors name (bound to runtime, store and worker). */
+  cursorStreamOf(workerId: string): CursorStream;
 }
 
 interface ActiveRun {
@@ -104,9 +107,10 @@ export class WorkerSession {
       this.rememberRequestId(requestId, runId, fingerprint);
     }
     const workerId = worker.ref?.workerId ?? "";
-    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n);
+    const cursors = deps.cursorStreamOf(workerId);
+    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n, cursors);
     this.events = new DurableEventStream<WorkerEvent>({
-      stream: "w",
+      stream: cursors,
       lastSeq: restored?.lastEventSeq ?? 0n,
       lastTranscriptSeq: restored?.lastTranscriptSeq ?? 0n,
       encode: encodeWorkerEvent,

@@ -32,7 +32,7 @@ import {
   workerDirName,
   workerIdFromDirName,
 } from "./layout.js";
-import { decodeRuntimeSnapshot, encodeRuntimeSnapshot } from "./runtime-snapshot.js";
+import { decodeRuntimeSnapshot, encodeRuntimeSnapshot, type RuntimeSnapshot } from "./runtime-snapshot.js";
 import { SegmentedLog } from "./segmented-log.js";
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { restoreWorker } from "./worker-restore.js";
@@ -131,7 +131,7 @@ class FileStoreImpl implements FileStore {
   }
 
   private async openLocked(init: StoreOpenInit): Promise<OpenedStore> {
-    const runtimeId = await this.openRuntimeSnapshot(init);
+    const { runtimeId, storeId } = await this.openRuntimeSnapshot(init);
     this.runtimeId = runtimeId;
     const diagnostics: StoreDiagnostic[] = [];
     this.runtimeEvents = new SegmentedLog({
@@ -160,7 +160,7 @@ class FileStoreImpl implements FileStore {
     }
     const workers = await this.openWorkers(diagnostics);
     this.opened = true;
-    return { runtimeId, workers, lastRuntimeEventSeq: this.runtimeEvents.lastSeq, diagnostics };
+    return { runtimeId, storeId, workers, lastRuntimeEventSeq: this.runtimeEvents.lastSeq, diagnostics };
   }
 
   putWorker(record: WorkerRecord): Promise<void> {
@@ -265,7 +265,7 @@ class FileStoreImpl implements FileStore {
    * stops start-up: it says which runtime owns the data, and guessing would
    * hand the workers to another runtime id.
    */
-  private async openRuntimeSnapshot(init: StoreOpenInit): Promise<string> {
+  private async openRuntimeSnapshot(init: StoreOpenInit): Promise<RuntimeSnapshot> {
     let content: Buffer | undefined;
     try {
       content = await readFile(this.disk.abs(RUNTIME_SNAPSHOT));
@@ -280,11 +280,11 @@ class FileStoreImpl implements FileStore {
             `unknown. Restore ${RUNTIME_SNAPSHOT} from a backup, or move the data dir aside to start a new runtime.`,
         );
       }
-      const runtimeId = init.runtimeId ?? init.generateRuntimeId();
+      const created = { runtimeId: init.runtimeId ?? init.generateRuntimeId(), storeId: randomBytes(16).toString("hex") };
       await mkdir(this.disk.abs(WORKERS_DIR), { recursive: true });
       await mkdir(this.disk.abs(RUNTIME_EVENTS_DIR), { recursive: true });
-      await this.disk.replaceFile(RUNTIME_SNAPSHOT, encodeRuntimeSnapshot({ runtimeId }));
-      return runtimeId;
+      await this.disk.replaceFile(RUNTIME_SNAPSHOT, encodeRuntimeSnapshot(created));
+      return created;
     }
     const snapshot = decodeRuntimeSnapshot(content);
     if ("problem" in snapshot) {
@@ -302,7 +302,7 @@ class FileStoreImpl implements FileStore {
     }
     await mkdir(this.disk.abs(WORKERS_DIR), { recursive: true });
     await mkdir(this.disk.abs(RUNTIME_EVENTS_DIR), { recursive: true });
-    return snapshot.runtimeId;
+    return snapshot;
   }
 
   private async openWorkers(diagnostics: StoreDiagnostic[]): Promise<RestoredWorker[]> {
