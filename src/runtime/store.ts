@@ -36,7 +36,12 @@ export interface RuntimeStore {
   /** Removes a worker and all of its logs. */
   deleteWorker(workerId: string): Promise<void>;
 
-  /** Inserts or replaces a run (latest state wins). */
+  /**
+   * Inserts or replaces a run (latest state wins), durable on resolve. Reads
+   * (`getRun`, `listRuns`) see the new version from the call on, before it
+   * is durable: the runtime shows a run's end at once, so a read after it
+   * must too. A failed write leaves the previous version.
+   */
   putRun(workerId: string, run: Run): Promise<void>;
   /** Reads one run. */
   getRun(workerId: string, runId: string): Promise<Run | undefined>;
