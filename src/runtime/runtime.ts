@@ -73,7 +73,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
 import { ExecutionOffer } from "./execution-offer.js";
-import { StoreHealth } from "./store-health.js";
+import { describeStoreFailure, StoreHealth } from "./store-health.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import { decodeCursor, encodeCursor, runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
@@ -565,7 +565,10 @@ export class Runtime {
       }
       for (const { ordinal, run } of chunk) {
         before = ordinal;
-        const live = session.activeRun?.runId === run.runId ? session.activeRun : session.queuedRuns.find((q) => q.runId === run.runId);
+        const live =
+          session.activeRun?.runId === run.runId
+            ? session.activeRun
+            : (session.queuedRuns.find((q) => q.runId === run.runId) ?? session.unsavedRun(run.runId));
         const current = live ? clone(RunSchema, live) : run;
         if (request.status !== RunStatus.UNSPECIFIED && current.status !== request.status) continue;
         runs.push(current);
@@ -834,8 +837,9 @@ export class Runtime {
   private onStoreResult(source: string, error: unknown): void {
     const change = this.storeHealth.report(source, error);
     if (change === "failed") {
-      this.logger.error("store write failed; runtime degraded", { source, cause: String((error as Error).message ?? error) });
-      this.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", "the store cannot write (disk full or I/O error); the runtime is degraded");
+      const why = describeStoreFailure(error);
+      this.logger.error("store write failed; runtime degraded", { source, reason: why, cause: String((error as Error).message ?? error) });
+      this.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", `the store cannot write (${why}); the runtime is degraded`);
     }
     this.afterHealthChange(change);
   }

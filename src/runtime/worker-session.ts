@@ -38,6 +38,7 @@ import {
 } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
 import { ObservedState } from "./observed-state.js";
+import { UnsavedRuns } from "./unsaved-runs.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
 import { StoreSequenceError, StoreWriteError, type RestoredWorker, type RuntimeStore, type WorkerRecord } from "./store.js";
@@ -92,6 +93,7 @@ export class WorkerSession {
   /** Set once the worker is deleted: nothing more is written for it. */
   private deleted = false;
   private readonly requestIds = new Map<string, { runId: string; fingerprint: string }>();
+  private readonly unsaved = new UnsavedRuns();
   private runCount: number;
   /** Number of open WatchWorker / StreamInput streams. */
   watchers = 0;
@@ -162,9 +164,11 @@ export class WorkerSession {
       run.stopReason = StopReason.INTERRUPTED_BY_RESTART;
       run.pendingApproval = undefined;
       run.endedAt = now;
-      await Promise.all([deps.store.putRun(session.workerId, run), session.emitRun(run)]);
+      // A failed write (full disk) must not stop start-up: it is reported (DEGRADED), reads show
+      // the run interrupted, and the next start interrupts it again if it is still unfinished.
+      await Promise.all([session.putRun(run), session.emitRun(run)]).catch(() => {});
     }
-    if (wasBusy || restored.unfinishedRuns.length > 0) await session.saveAndEmitWorker();
+    if (wasBusy || restored.unfinishedRuns.length > 0) await session.saveAndEmitWorker().catch(() => {});
     return session;
   }
 
@@ -360,7 +364,7 @@ export class WorkerSession {
 
   private putRun(run: Run): Promise<void> {
     if (this.deleted) return Promise.resolve();
-    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run)));
+    return this.unsaved.track(run, this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run))));
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */
@@ -401,11 +405,18 @@ export class WorkerSession {
     await this.cancelEverything(true);
   }
 
+  /** The newest version of a run the store failed to write, if any (newer than the stored one). */
+  unsavedRun(runId: string): Run | undefined {
+    return this.unsaved.get(runId);
+  }
+
   /** Returns a run from memory or the store. */
   async getRun(runId: string): Promise<Run> {
     if (this.active?.run.runId === runId) return clone(RunSchema, this.active.run);
     const queued = this.queue.find((run) => run.runId === runId);
     if (queued) return clone(RunSchema, queued);
+    const unsaved = this.unsaved.get(runId);
+    if (unsaved) return unsaved;
     const stored = await this.deps.store.getRun(this.workerId, runId);
     if (!stored) throw notFound("run_id", runId);
     return stored;
@@ -527,6 +538,14 @@ export class WorkerSession {
     if (active.closed) return;
     active.closed = true;
     const { run } = active;
+    const logFailure = (error: unknown): void => {
+      this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
+    };
+    // The notice is durable before the run shows as ended: whoever reads the run FAILED finds it in the transcript.
+    if (outcome.kind === "failed") {
+      const notice = { $typeName: "worker_runtime.v1.Notice", code: "run.failed", message: outcome.message } as const;
+      await this.commitEntry(run.runId, { case: "notice", value: notice }).catch(logFailure);
+    }
     const now = timestampFromDate(this.deps.now());
     run.pendingApproval = undefined;
     run.endedAt = now;
@@ -546,16 +565,10 @@ export class WorkerSession {
         break;
     }
     addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
-    const writes: Promise<unknown>[] = [];
-    if (outcome.kind === "failed") {
-      writes.push(this.commitEntry(run.runId, { case: "notice", value: { $typeName: "worker_runtime.v1.Notice", code: "run.failed", message: outcome.message } }));
-    }
-    writes.push(this.putRun(run), this.emitRun(run));
+    const writes = [this.putRun(run), this.emitRun(run)];
     if (this.active === active) this.active = undefined;
     this.startNext();
-    await Promise.all(writes).catch((error: unknown) => {
-      this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
-    });
+    await Promise.all(writes).catch(logFailure);
   }
 
   private sinkFor(active: ActiveRun): RunSink {
