@@ -67,6 +67,8 @@ export type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiagnosticsR
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 2;
    */
@@ -137,6 +139,8 @@ export type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllocationsR
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 2;
    */

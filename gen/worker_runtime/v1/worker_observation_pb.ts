@@ -118,7 +118,8 @@ export type WatchWorkerRequest = Message<"worker_runtime.v1.WatchWorkerRequest">
   worker?: WorkerRef | undefined;
 
   /**
-   * Resume after this cursor; empty = start at the snapshot.
+   * Resume after this cursor (one this stream sent); empty = start at the
+   * snapshot.
    *
    * @generated from field: string after_cursor = 2;
    */
@@ -183,7 +184,8 @@ export type WatchRuntimeRequest = Message<"worker_runtime.v1.WatchRuntimeRequest
   runtimeId: string;
 
   /**
-   * Resume after this cursor; empty = start at the snapshot.
+   * Resume after this cursor (one this stream sent); empty = start at the
+   * snapshot.
    *
    * @generated from field: string after_cursor = 2;
    */
@@ -255,7 +257,9 @@ export const WorkerObservation: GenService<{
    * snapshot when empty) and live deltas, in order; heartbeats when idle.
    * Resuming with the last cursor seen gives every later durable event
    * exactly once. A cursor older than retention is OUT_OF_RANGE with reason
-   * CURSOR_EXPIRED and metadata "earliest_cursor".
+   * CURSOR_EXPIRED and metadata "earliest_cursor". Cursors are opaque and
+   * name their stream: one of another worker, runtime or store is
+   * INVALID_ARGUMENT with reason CURSOR_FOREIGN.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchWorker
    */
