@@ -410,7 +410,8 @@ export class Runtime {
     // UNSPECIFIED matches every status (see worker.proto).
     const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
     checkLabels("label_selector", request.labelSelector, this.limits.maxLabels);
-    const filter = [[...statuses].sort(), Object.entries(request.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
+    // The filters a token is bound to, in one spelling whatever the request's order or repeats.
+    const filter = [[...new Set(statuses)].sort(), Object.entries(request.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
     const after = this.pageTokens.decode("page_token", "workers", filter, request.pageToken);
     if (typeof after === "number") throw invalidArgument("page_token", "is not a valid page token");
     const selector = Object.entries(request.labelSelector);

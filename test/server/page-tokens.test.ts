@@ -88,7 +88,15 @@ describe.each(PROTOCOLS)("page tokens over %s", (protocol) => {
       () => clients.catalog.listWorkers({ runtimeId, pageSize: 1, labelSelector: { team: "a" }, statuses: [WorkerStatus.IDLE], pageToken: byLabel.nextPageToken }),
     ];
     for (const call of refusals) await expectReason(call, Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
-    // Same filters in another spelling (UNSPECIFIED status = all) still page on.
+    // Same filters in another spelling (UNSPECIFIED status = all; order and repeats) still page on.
+    const byStatus = await clients.catalog.listWorkers({ runtimeId, pageSize: 1, statuses: [WorkerStatus.IDLE, WorkerStatus.STOPPED] });
+    const reordered = await clients.catalog.listWorkers({
+      runtimeId,
+      pageSize: 1,
+      statuses: [WorkerStatus.STOPPED, WorkerStatus.IDLE, WorkerStatus.IDLE],
+      pageToken: byStatus.nextPageToken,
+    });
+    expect(reordered.workers).toHaveLength(1);
     const next = await clients.catalog.listWorkers({
       runtimeId,
       pageSize: 1,
