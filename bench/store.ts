@@ -6,7 +6,7 @@ import { WorkerRefSchema } from "../gen/worker_runtime/v1/common_pb.js";
 import { RunSchema, RunStatus } from "../gen/worker_runtime/v1/run_pb.js";
 import { AssistantMessageSchema, TranscriptEntrySchema, type TranscriptEntry } from "../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, WorkerStatus } from "../gen/worker_runtime/v1/worker_pb.js";
-import type { StoredEvent, WorkerRecord } from "../src/runtime/store.js";
+import type { StoredEvent, WorkerRecord } from "../src/runtime/index.js";
 import { createFileStore, type FileStore } from "../src/store/fs/index.js";
 
 /**
@@ -133,7 +133,7 @@ async function benchManyWorkers(dataDir: string): Promise<void> {
       await Promise.all([
         store.appendTranscript(id, [entry(1), entry(2)]),
         store.appendEvents(id, [event(1), event(2), event(3)]),
-        store.putRun(id, create(RunSchema, { runId: `${id}-run-1`, status: RunStatus.COMPLETED })),
+        store.putRun(id, create(RunSchema, { runId: `${id}-run-1`, status: RunStatus.COMPLETED }), { fingerprint: "" }),
       ]);
     }
   };

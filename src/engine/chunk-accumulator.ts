@@ -1,6 +1,6 @@
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import type { CompletionUsage } from "openai/resources/completions";
-import type { RunSink } from "../runtime/execution-backend.js";
+import type { RunSink } from "../runtime/index.js";
 import type { BlockIds } from "./block-ids.js";
 import type { TextFilter } from "./continuation-filter.js";
 

@@ -9,7 +9,7 @@ import type {
   RunOutcome,
   RunRequest,
   RunSink,
-} from "../runtime/execution-backend.js";
+} from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";

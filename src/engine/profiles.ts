@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises";
-import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { clone, create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ProfileSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { COMPANION_PROFILE, DEFAULT_MAX_TURNS } from "../runtime/index.js";
 import { BUILTIN_TOOL_NAMES } from "./tools/tool-registry.js";
 
-/** Turns a run may take when a profile does not say. */
-export const DEFAULT_MAX_TURNS = 20;
+export { DEFAULT_MAX_TURNS };
 
 const COMPANION_PROMPT = [
   "You are a helpful companion working inside a workspace on the user's behalf.",
@@ -15,19 +15,17 @@ const COMPANION_PROMPT = [
 ].join(" ");
 
 /**
- * The builtin profile every runtime offers. Its tool list names every
- * builtin tool; each is still offered only when the worker holds the tool's
- * capability, so a worker created without capabilities simply chats.
+ * The builtin profile every runtime offers (the core's COMPANION_PROFILE)
+ * with what this backend adds: model, prompt and tools. Its tool list names
+ * every builtin tool; each is still offered only when the worker holds the
+ * tool's capability, so a worker created without capabilities simply chats.
  */
 export function companionProfile(model: string): Profile {
-  return create(ProfileSchema, {
-    name: "companion",
-    description: "A general helper that can read, write and run commands in its workspace when granted.",
-    model,
-    systemPrompt: COMPANION_PROMPT,
-    tools: [...BUILTIN_TOOL_NAMES],
-    maxTurns: DEFAULT_MAX_TURNS,
-  });
+  const profile = clone(ProfileSchema, COMPANION_PROFILE);
+  profile.model = model;
+  profile.systemPrompt = COMPANION_PROMPT;
+  profile.tools = [...BUILTIN_TOOL_NAMES];
+  return profile;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type OpenAI from "openai";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
-import type { RunRequest, RunSink } from "../runtime/execution-backend.js";
+import type { RunRequest, RunSink } from "../runtime/index.js";
 import type { BlockIds } from "./block-ids.js";
 import type { RetryPolicy } from "./retry.js";
 import type { ToolDefinition } from "./tools/tool.js";

@@ -2,7 +2,7 @@ import type { ChatCompletionMessageParam } from "openai/resources/chat/completio
 import { create } from "@bufbuild/protobuf";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import type { RunOutcome } from "../runtime/execution-backend.js";
+import type { RunOutcome } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { messagesFromTranscript, replayableArguments } from "./conversation.js";
 import { boundHistory } from "./history-bounds.js";

@@ -39,6 +39,14 @@ export function notFound(what: string, id: string): RuntimeError {
   return new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, `${what} "${id}" not found`, { [what]: id });
 }
 
+/** A request_id was used before with other content (the retry is not the same request). */
+export function idempotencyConflict(requestId: string, used: string, metadata: Record<string, string>): RuntimeError {
+  return new RuntimeError(Code.AlreadyExists, ErrorReason.IDEMPOTENCY_CONFLICT, `request_id "${requestId}" was already used ${used}`, {
+    request_id: requestId,
+    ...metadata,
+  });
+}
+
 /** Converts an AbortSignal's abort into a rejection the caller can recognise. */
 export function abortError(): Error {
   return new DOMException("The operation was aborted", "AbortError");

@@ -2,17 +2,15 @@ import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import type { Profile, ProfileSelector } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { type Profile, type ProfileSelector, ProfileSelectorSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
+import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
 
-/** Capabilities the runtime knows of; backends offer a subset. */
-const KNOWN_CAPABILITIES = new Set(["fs.read", "fs.write", "shell.exec"]);
-/** Capabilities that may change files, and so need an exclusive lease (shell commands can write too). */
-const WRITE_CAPABILITIES = new Set(["fs.write", "shell.exec"]);
 
 /**
  * What this runtime offers a Worker: profiles, tool capabilities,
@@ -25,6 +23,7 @@ export class ExecutionOffer {
   constructor(
     readonly backend: ExecutionBackend | undefined,
     private readonly workspaceRoots: Record<string, string>,
+    private readonly limits: Pick<Limits, "maxWorkspacePathBytes">,
   ) {}
 
   /** Profiles by builtin name; "companion" is always offered. */
@@ -71,7 +70,7 @@ export class ExecutionOffer {
         profile: name.slice(0, 64),
       });
     }
-    return { $typeName: "worker_runtime.v1.ProfileSelector", source: { case: "builtin", value: name } };
+    return create(ProfileSelectorSchema, { source: { case: "builtin", value: name } });
   }
 
   /** The profile a worker runs with. */
@@ -86,7 +85,7 @@ export class ExecutionOffer {
     const offered = new Set(this.toolCapabilities());
     const unique = [...new Set(requested)];
     for (const [i, capability] of unique.entries()) {
-      if (!KNOWN_CAPABILITIES.has(capability)) {
+      if (!isToolCapability(capability)) {
         throw invalidArgument(`capabilities[${i}]`, `unknown capability "${capability.slice(0, 64)}"`);
       }
       if (!offered.has(capability)) {
@@ -101,7 +100,7 @@ export class ExecutionOffer {
 
   /** Whether a worker with these capabilities needs its workspace exclusively. */
   needsWriteLease(capabilities: readonly string[]): boolean {
-    return capabilities.some((c) => WRITE_CAPABILITIES.has(c));
+    return capabilities.some((c) => isToolCapability(c) && WRITE_CAPABILITIES.has(c));
   }
 
   /** Checks a workspace: an allowed root and a clean relative path inside it. */
@@ -111,7 +110,7 @@ export class ExecutionOffer {
         field: "workspace.root",
       });
     }
-    checkTextBytes("workspace.path", relative, 1024);
+    checkTextBytes("workspace.path", relative, this.limits.maxWorkspacePathBytes);
     const segments = relative === "" ? [] : relative.split("/");
     if (relative.startsWith("/") || relative.includes("\\") || relative.includes("\0") || segments.some((s) => s === "" || s === "." || s === "..")) {
       throw new RuntimeError(

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 
 /**
  * The fingerprint that makes a repeated request_id safe: the same id with
@@ -7,4 +8,12 @@ import { createHash } from "node:crypto";
  */
 export function inputFingerprint(text: string): string {
   return createHash("sha256").update(text).digest("hex");
+}
+
+/**
+ * What the core stores with a run for its request id (see `PutRunInit`):
+ * the input's fingerprint, or "" when the run has no request id.
+ */
+export function requestFingerprint(run: Run): string {
+  return run.requestId === "" ? "" : inputFingerprint(run.input?.text ?? "");
 }

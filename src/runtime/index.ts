@@ -1,16 +1,39 @@
 /**
  * The embeddable Runtime core. It imports no network server, file store or
  * model client: those are plugged in through `RuntimeStore` and
- * `ExecutionBackend`.
+ * `ExecutionBackend`. Everything outside src/runtime imports the core from
+ * here only (checked by test/runtime/import-graph.test.ts).
+ *
+ * Like connect-es's index, the exports come in two parts: above, what an
+ * embedder uses to run a Runtime; below, what someone implementing a store
+ * or an execution backend plugs into it with.
  */
-export { createRuntime, Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
+
+// ---- Above: embedding a Runtime ----
+
+/** Build a Runtime and call its RPC methods in-process (the server serves the same object). */
+export { createRuntime, type Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
+/** Options every watch stream takes (abort signal, binary encoding). */
+export type { WatchOptions } from "./watch.js";
+/** The one error type the core throws, with its wire code and typed reason. */
+export { RuntimeError } from "./errors.js";
+/** Every bound the Runtime enforces, and their defaults. */
+export { DEFAULT_LIMITS, type Limits } from "./limits.js";
+/** The logging seam. */
+export { silentLogger, type Logger } from "./logger.js";
+/** The default, in-memory store. */
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
+
+// ---- Below: implementing a store ----
+
+/** The store contract, what it hands back at open, and its typed errors. */
 export {
   StoreConflictError,
   StoreDataError,
   StoreSequenceError,
   StoreWriteError,
   type OpenedStore,
+  type PutRunInit,
   type RestoredWorker,
   type RuntimeStore,
   type StoreDiagnostic,
@@ -21,6 +44,14 @@ export {
   type TranscriptRange,
   type WorkerRecord,
 } from "./store.js";
+/** SendInput's idempotency rule: stores keep the fingerprint so it survives restarts. */
+export { inputFingerprint } from "./fingerprint.js";
+/** The bounded, insertion-ordered request-id memory a store rebuilds on restore, as the core keeps it. */
+export { RequestIdMemory } from "./request-id-memory.js";
+
+// ---- Below: implementing an execution backend ----
+
+/** The backend contract: what a run gets, the sink it writes through, how it ends. */
 export {
   RunClosedError,
   type ApprovalResult,
@@ -32,9 +63,7 @@ export {
   type RunSink,
   type ToolCallDeltaInit,
 } from "./execution-backend.js";
-export { RuntimeError } from "./errors.js";
-export { DEFAULT_LIMITS, type Limits } from "./limits.js";
-export { silentLogger, type Logger } from "./logger.js";
-export { inputFingerprint } from "./fingerprint.js";
-export { COMPANION_PROFILE } from "./profiles.js";
-export type { WatchOptions } from "./watch.js";
+/** The builtin profile every runtime offers, which backends complete. */
+export { COMPANION_PROFILE, DEFAULT_MAX_TURNS } from "./profiles.js";
+/** The tool capabilities a worker can be granted. */
+export { TOOL_CAPABILITIES, WRITE_CAPABILITIES, isToolCapability, type ToolCapability } from "./capabilities.js";

@@ -25,6 +25,20 @@ export interface Limits {
   maxWorkers: number;
   /** Labels per worker. */
   maxLabels: number;
+  /** Largest label value in UTF-8 bytes. */
+  maxLabelValueBytes: number;
+  /** Largest worker display name in UTF-8 bytes. */
+  maxDisplayNameBytes: number;
+  /** Largest worker intent in UTF-8 bytes. */
+  maxIntentBytes: number;
+  /** Largest workspace path (relative to its root) in UTF-8 bytes. */
+  maxWorkspacePathBytes: number;
+  /** Longest tool call id accepted by ResolveApproval, in characters. */
+  maxToolCallIdLength: number;
+  /** Largest approval reason in UTF-8 bytes. */
+  maxApprovalReasonBytes: number;
+  /** Diagnostics kept; the oldest are dropped past this. */
+  maxDiagnostics: number;
   /** Events buffered for one slow watcher before its stream is ended. */
   maxSubscriberBacklog: number;
   /** Events packed into one stream message at most. */
@@ -33,6 +47,10 @@ export interface Limits {
   requestIdMemory: number;
   /** How long a cancelled run may take to wind down before it is forced to end. */
   cancelGraceMs: number;
+  /** Interval of heartbeats on idle watch streams. */
+  heartbeatIntervalMs: number;
+  /** While the store cannot write, how often a probe write checks whether it can again. */
+  storeProbeIntervalMs: number;
 }
 
 /** The defaults. */
@@ -48,8 +66,17 @@ export const DEFAULT_LIMITS: Limits = {
   eventRetention: 100_000,
   maxWorkers: 100_000,
   maxLabels: 32,
+  maxLabelValueBytes: 256,
+  maxDisplayNameBytes: 200,
+  maxIntentBytes: 4096,
+  maxWorkspacePathBytes: 1024,
+  maxToolCallIdLength: 256,
+  maxApprovalReasonBytes: 1024,
+  maxDiagnostics: 1000,
   maxSubscriberBacklog: 50_000,
   maxEventsPerMessage: 512,
   requestIdMemory: 1024,
   cancelGraceMs: 5_000,
+  heartbeatIntervalMs: 15_000,
+  storeProbeIntervalMs: 5_000,
 };

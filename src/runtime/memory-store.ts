@@ -3,6 +3,7 @@ import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import {
   StoreSequenceError,
+  StoreWriteError,
   type OpenedStore,
   type RuntimeStore,
   type StoreOpenInit,
@@ -36,10 +37,8 @@ class EventWindow {
   constructor(private readonly retention: number) {}
 
   append(batch: StoredEvent[]): void {
+    checkContinues(batch, this.lastSeq);
     for (const event of batch) {
-      if (event.seq !== this.lastSeq + 1n) {
-        throw new StoreSequenceError(`expected seq ${this.lastSeq + 1n}, got ${event.seq}`);
-      }
       this.events.push(event);
       this.lastSeq = event.seq;
     }
@@ -113,8 +112,9 @@ class MemoryStore implements RuntimeStore {
     this.workers.delete(workerId);
   }
 
+  /** Nothing survives a restart here, so the request fingerprint (PutRunInit) is not kept. */
   async putRun(workerId: string, run: Run): Promise<void> {
-    const data = this.data(workerId);
+    const data = this.writable(workerId);
     const index = data.runIndex.get(run.runId);
     if (index === undefined) {
       data.runIndex.set(run.runId, data.runs.length);
@@ -142,13 +142,9 @@ class MemoryStore implements RuntimeStore {
   }
 
   async appendTranscript(workerId: string, entries: TranscriptEntry[]): Promise<void> {
-    const transcript = this.data(workerId).transcript;
-    for (const entry of entries) {
-      if (entry.seq !== BigInt(transcript.length + 1)) {
-        throw new StoreSequenceError(`expected transcript seq ${transcript.length + 1}, got ${entry.seq}`);
-      }
-      transcript.push(entry);
-    }
+    const transcript = this.writable(workerId).transcript;
+    checkContinues(entries, BigInt(transcript.length));
+    for (const entry of entries) transcript.push(entry);
   }
 
   async readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]> {
@@ -162,7 +158,7 @@ class MemoryStore implements RuntimeStore {
   }
 
   async appendEvents(workerId: string, events: StoredEvent[]): Promise<void> {
-    this.data(workerId).events.append(events);
+    this.writable(workerId).events.append(events);
   }
 
   async readEvents(workerId: string, afterSeq: bigint, limit: number): Promise<StoredEvent[]> {
@@ -191,5 +187,25 @@ class MemoryStore implements RuntimeStore {
     const data = this.workers.get(workerId);
     if (!data) throw new Error(`memory store: unknown worker ${workerId}`);
     return data;
+  }
+
+  /** Like {@link data}, but an unknown (e.g. deleted) worker is the contract's write failure. */
+  private writable(workerId: string): WorkerData {
+    const data = this.workers.get(workerId);
+    if (!data) throw new StoreWriteError(`memory store: unknown worker ${workerId}`);
+    return data;
+  }
+}
+
+/**
+ * Throws StoreSequenceError unless `batch` continues a log whose last seq is
+ * `lastSeq` without gaps. Checked before anything is applied, so a refused
+ * batch leaves the log as it was, like the file store.
+ */
+function checkContinues(batch: ReadonlyArray<{ seq: bigint }>, lastSeq: bigint): void {
+  let expected = lastSeq + 1n;
+  for (const record of batch) {
+    if (record.seq !== expected) throw new StoreSequenceError(`expected seq ${expected}, got ${record.seq}`);
+    expected++;
   }
 }

@@ -13,12 +13,18 @@ import type { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.
  * - `appendEvents`/`appendTranscript`/`appendRuntimeEvents` resolve only once
  *   the records are durable (for the file store: fsynced; group commit is
  *   encouraged). The core delivers an event to observers only after that.
- * - Appends are gap-free: the first record's seq must be the log's last seq + 1,
- *   otherwise the append rejects with `StoreSequenceError`. This is how the
+ * - Appends are gap-free: the first record's seq must be the log's last seq + 1
+ *   and the rest must follow it, otherwise the append rejects with
+ *   `StoreSequenceError` and nothing of the batch is applied. This is how the
  *   core recovers cleanly after a failed write: it rolls its counter back and
  *   any append issued after the failed one is refused instead of leaving a gap.
  * - Failures (disk full, I/O error) reject with `StoreWriteError`; the store
- *   must stay usable and accept later writes once the cause goes away.
+ *   must stay usable and accept later writes once the cause goes away. A
+ *   write for a worker that does not exist (never created, or deleted) is such
+ *   a failure too.
+ *
+ * test/support/store-contract.ts checks this contract; every implementation
+ * runs it (test/store/store-contract.test.ts).
  */
 export interface RuntimeStore {
   /** "memory" or "fs"; shown in the runtime summary. */
@@ -40,9 +46,12 @@ export interface RuntimeStore {
    * Inserts or replaces a run (latest state wins), durable on resolve. Reads
    * (`getRun`, `listRuns`) see the new version from the call on, before it
    * is durable: the runtime shows a run's end at once, so a read after it
-   * must too. A failed write leaves the previous version.
+   * must too. A failed write leaves the previous version. `init.fingerprint`
+   * is what a durable store hands back with the run's request id at open
+   * ({@link RestoredWorker.recentRequestIds}); the core computes it, so its
+   * idempotency rule lives in one place and the store never re-derives it.
    */
-  putRun(workerId: string, run: Run): Promise<void>;
+  putRun(workerId: string, run: Run, init: PutRunInit): Promise<void>;
   /** Reads one run. */
   getRun(workerId: string, runId: string): Promise<Run | undefined>;
   /**
@@ -130,8 +139,8 @@ export interface RestoredWorker {
   unfinishedRuns: Run[];
   /**
    * Recent SendInput request ids → run ids, newest last (up to ~1024), for
-   * idempotency across restarts. `fingerprint` is the sha256 hex digest of
-   * the run's input text (`inputFingerprint` in fingerprint.ts).
+   * idempotency across restarts. `fingerprint` is the one the core passed to
+   * {@link RuntimeStore.putRun} with the run's latest version.
    */
   recentRequestIds: Array<{ requestId: string; runId: string; fingerprint: string }>;
   /**
@@ -148,6 +157,15 @@ export interface WorkerRecord {
   /** Idempotency of CreateWorker: the request id and a fingerprint of its content. */
   createRequestId: string;
   createFingerprint: string;
+}
+
+/** What the core passes along with a run to {@link RuntimeStore.putRun}. */
+export interface PutRunInit {
+  /**
+   * The core's fingerprint of the run's request (`requestFingerprint` in
+   * fingerprint.ts); empty when the run has no request id. Stored verbatim.
+   */
+  fingerprint: string;
 }
 
 /** A run with its creation ordinal within its worker. */

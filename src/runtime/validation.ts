@@ -1,3 +1,4 @@
+import type { GenEnum } from "@bufbuild/protobuf/codegenv2";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { invalidArgument, limitExceeded } from "./errors.js";
 
@@ -41,14 +42,14 @@ export function checkTextBytes(field: string, value: string, maxBytes: number): 
 }
 
 /** Checks a labels map: count, key shape, value size. */
-export function checkLabels(field: string, labels: Record<string, string>, maxLabels: number): void {
+export function checkLabels(field: string, labels: Record<string, string>, maxLabels: number, maxValueBytes: number): void {
   const keys = Object.keys(labels);
   if (keys.length > maxLabels) throw limitExceeded(field, maxLabels, `has ${keys.length} labels; at most ${maxLabels}`);
   for (const key of keys) {
     if (!LABEL_KEY_PATTERN.test(key)) {
       throw invalidArgument(`${field}[${JSON.stringify(key.slice(0, 70))}]`, "key must be 1-63 characters of [a-z0-9._-]");
     }
-    checkTextBytes(`${field}[${key}]`, labels[key] ?? "", 256);
+    checkTextBytes(`${field}[${key}]`, labels[key] ?? "", maxValueBytes);
   }
 }
 
@@ -62,8 +63,13 @@ export function resolvePageSize(field: string, pageSize: number, defaultSize: nu
   return Math.min(pageSize, maxSize);
 }
 
-/** Checks that an enum value is one of the known values (protobuf keeps unknown numbers). */
-export function checkEnum<E extends number>(field: string, value: E, known: readonly E[]): E {
-  if (!known.includes(value)) throw invalidArgument(field, `unknown value ${value}`);
+/**
+ * Checks that an enum value is one the generated descriptor knows (protobuf
+ * keeps unknown numbers). With `required`, the zero (UNSPECIFIED) value is
+ * refused too.
+ */
+export function checkEnum<E extends number>(field: string, value: E, schema: GenEnum<E>, options: { required?: boolean } = {}): E {
+  const known = schema.values.some((v) => v.number === value) && !(options.required === true && value === 0);
+  if (!known) throw invalidArgument(field, `unknown value ${value}`);
   return value;
 }

@@ -1,9 +1,14 @@
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
+import { HeartbeatSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { type StreamInputResponse, StreamInputResponseSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { encodeCursor, type CursorStream } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
+import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
 import { eventsAsUnknownFields } from "./wire-batch.js";
@@ -75,22 +80,101 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         yield toResponse(plan, upToSnapshot, options);
       }
     }
-    while (!signal.aborted) {
-      const wait = await subscription.next(plan.maxEventsPerMessage, plan.heartbeatMs, signal);
-      if (wait.kind === "closed") {
-        if (wait.error) throw wait.error;
-        return;
-      }
-      if (wait.kind === "idle") {
+    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal)) {
+      if (batch === "idle") {
         yield plan.heartbeat(encodeCursor(plan.stream, lastSeq));
         continue;
       }
-      for (const item of wait.items) if (item.seq > 0n) lastSeq = item.seq;
-      yield toResponse(plan, wait.items, options);
+      for (const item of batch) if (item.seq > 0n) lastSeq = item.seq;
+      yield toResponse(plan, batch, options);
     }
   } finally {
     signal.removeEventListener("abort", release);
     subscription.close();
+  }
+}
+
+/** How to run one StreamInput. */
+export interface InputStreamPlan {
+  /** The worker's event subscription, taken before the input is sent so nothing is missed. */
+  subscription: Subscription<WorkerEvent>;
+  /** Sends the input; the run it returns is the one followed. */
+  send(): Promise<Run>;
+  heartbeatMs: number;
+  maxEventsPerMessage: number;
+}
+
+/**
+ * Runs one StreamInput: sends the input, answers with the accepted run,
+ * then streams that run's events (only its own) until it ends, with
+ * heartbeats when idle. Released on abort like {@link runWatch}.
+ */
+export async function* runInputStream(plan: InputStreamPlan, options: WatchOptions): AsyncGenerator<StreamInputResponse> {
+  const { subscription } = plan;
+  const { signal } = options;
+  const release = (): void => subscription.close();
+  signal.addEventListener("abort", release, { once: true });
+  try {
+    const run = await plan.send();
+    yield create(StreamInputResponseSchema, { run });
+    if (TERMINAL_RUN_STATUSES.has(run.status)) return;
+    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal)) {
+      if (batch === "idle") {
+        yield create(StreamInputResponseSchema, { heartbeat: create(HeartbeatSchema) });
+        continue;
+      }
+      const events: WorkerEvent[] = [];
+      let ended = false;
+      for (const item of batch) {
+        const event = item.event;
+        if (!event || runIdOf(event) !== run.runId) continue;
+        events.push(event);
+        if (event.kind.case === "runChanged" && TERMINAL_RUN_STATUSES.has(event.kind.value.status)) ended = true;
+      }
+      if (events.length > 0) yield create(StreamInputResponseSchema, { events });
+      if (ended) return;
+    }
+  } finally {
+    signal.removeEventListener("abort", release);
+    subscription.close();
+  }
+}
+
+/**
+ * The live part every stream shares: batches from the subscription, or
+ * "idle" when nothing came within the heartbeat interval, until the
+ * subscription closes (its error, e.g. SUBSCRIBER_TOO_SLOW, is thrown) or
+ * the signal aborts.
+ */
+async function* liveBatches<E>(
+  subscription: Subscription<E>,
+  maxItems: number,
+  heartbeatMs: number,
+  signal: AbortSignal,
+): AsyncGenerator<StreamItem<E>[] | "idle"> {
+  while (!signal.aborted) {
+    const wait = await subscription.next(maxItems, heartbeatMs, signal);
+    if (wait.kind === "closed") {
+      if (wait.error) throw wait.error;
+      return;
+    }
+    yield wait.kind === "idle" ? "idle" : wait.items;
+  }
+}
+
+/** The run an event belongs to, if any. */
+function runIdOf(event: WorkerEvent): string | undefined {
+  const kind = event.kind;
+  switch (kind.case) {
+    case "runChanged":
+    case "transcriptAppended":
+    case "textDelta":
+    case "reasoningDelta":
+    case "toolCallDelta":
+    case "blockDiscarded":
+      return kind.value.runId;
+    default:
+      return undefined;
   }
 }
 

@@ -1,9 +1,12 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createHash, timingSafeEqual } from "node:crypto";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 
 /** Services that stay open without a token, so probes and grpcurl discovery work. */
-const OPEN_SERVICES = new Set(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+const OPEN_SERVICES = new Set([Health.typeName, ServerReflection.typeName, ServerReflectionV1Alpha.typeName]);
 
 /**
  * Bearer-token auth for every worker and management RPC. Tokens are compared

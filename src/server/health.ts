@@ -8,10 +8,12 @@ import {
   type HealthCheckResponse,
 } from "../../gen/grpc/health/v1/health_pb.js";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { Runtime } from "../runtime/index.js";
 
 /** Services whose health reflects store writes (they persist every request). */
-const WRITE_SERVICES = new Set(["worker_runtime.v1.WorkerCatalog", "worker_runtime.v1.WorkerInteraction"]);
+const WRITE_SERVICES = new Set([WorkerCatalog.typeName, WorkerInteraction.typeName]);
 
 /**
  * grpc.health.v1: "" and every served service are SERVING while the runtime

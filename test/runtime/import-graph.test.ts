@@ -14,8 +14,11 @@ import { describe, expect, it } from "vitest";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const RUNTIME_DIR = path.join(ROOT, "src", "runtime");
 
-/** Bare specifiers the core must never import (with or without the node: prefix). */
-const FORBIDDEN_SPECIFIERS = new Set([
+/**
+ * Bare specifiers the core must never import (with or without the node:
+ * prefix), nor any subpath of them (`openai/resources`, `node:fs/promises`).
+ */
+const FORBIDDEN_SPECIFIERS = [
   "node:http",
   "http",
   "node:http2",
@@ -24,9 +27,20 @@ const FORBIDDEN_SPECIFIERS = new Set([
   "net",
   "node:https",
   "https",
+  "node:fs",
+  "fs",
   "@connectrpc/connect-node",
   "openai",
-]);
+];
+
+/** Whether a bare specifier is a forbidden module or one of its subpaths. */
+function isForbidden(specifier: string): boolean {
+  return FORBIDDEN_SPECIFIERS.some((forbidden) => specifier === forbidden || specifier.startsWith(`${forbidden}/`));
+}
+
+/** The folders outside the core that use it; they must import it through src/runtime/index.ts only. */
+const EDGE_DIRS = ["src/server", "src/store", "src/engine", "src/cli", "bench", "test/support"].map((dir) => path.join(ROOT, dir));
+const CORE_INDEX = path.join(RUNTIME_DIR, "index.ts");
 /** Source folders the core must never reach. */
 const FORBIDDEN_DIRS = ["server", "store", "engine", "cli"].map((dir) => path.join(ROOT, "src", dir) + path.sep);
 
@@ -100,6 +114,15 @@ function importGraph(entries: string[]): ImportGraph {
   return graph;
 }
 
+/** Core files (other than its index) that a file outside the core imports directly. */
+function coreImportsBypassingIndex(file: string, source: string): string[] {
+  return specifiersOf(source)
+    .specifiers.filter((specifier) => specifier.startsWith("."))
+    .map((specifier) => resolveRelative(file, specifier))
+    .filter((target) => target.startsWith(RUNTIME_DIR + path.sep) && target !== CORE_INDEX)
+    .map((target) => path.relative(ROOT, target));
+}
+
 describe("the parser", () => {
   it("finds every form of import and re-export", () => {
     const source = `
@@ -135,8 +158,8 @@ describe("the core's import graph", () => {
     expect(graph.external.has("@connectrpc/connect")).toBe(true);
   });
 
-  it("holds no network server, HTTP stack, connect-node or openai", () => {
-    const offending = [...graph.external].filter(([specifier]) => FORBIDDEN_SPECIFIERS.has(specifier));
+  it("holds no network server, HTTP stack, file system, connect-node or openai, nor their subpaths", () => {
+    const offending = [...graph.external].filter(([specifier]) => isForbidden(specifier));
     expect(offending.map(([specifier, importers]) => `${specifier} <- ${[...importers].join(", ")}`)).toEqual([]);
   });
 
@@ -147,5 +170,35 @@ describe("the core's import graph", () => {
 
   it("has no dynamic import the walk cannot follow", () => {
     expect(graph.unfollowable).toEqual([]);
+  });
+});
+
+describe("the rules themselves", () => {
+  it("catch subpath imports of forbidden modules, not look-alikes", () => {
+    expect(["openai/resources", "@connectrpc/connect-node/dist/x", "node:fs/promises", "fs", "node:http2"].every(isForbidden)).toBe(true);
+    expect(["@connectrpc/connect", "openai-compat", "node:path", "fsevents"].some(isForbidden)).toBe(false);
+  });
+
+  it("catch an edge importing a core file other than the index", () => {
+    const edgeFile = path.join(ROOT, "src", "engine", "example.ts");
+    const source = `import { RunSink } from "../runtime/execution-backend.js";\nimport { createRuntime } from "../runtime/index.js";`;
+    expect(coreImportsBypassingIndex(edgeFile, source)).toEqual([path.join("src", "runtime", "execution-backend.ts")]);
+  });
+});
+
+describe("the edges", () => {
+  const edgeFiles = EDGE_DIRS.filter((dir) => existsSync(dir)).flatMap(listTs);
+
+  it("were really found", () => {
+    for (const dir of ["server", "store", "engine", "cli"]) {
+      expect(edgeFiles.some((file) => file.startsWith(path.join(ROOT, "src", dir) + path.sep))).toBe(true);
+    }
+  });
+
+  it("import the core only through src/runtime/index.ts", () => {
+    const bypassing = edgeFiles.flatMap((file) =>
+      coreImportsBypassingIndex(file, readFileSync(file, "utf8")).map((target) => `${path.relative(ROOT, file)} -> ${target}`),
+    );
+    expect(bypassing).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { StoreWriteError } from "../../src/runtime/store.js";
 import type { FileStoreFaults } from "../../src/store/fs/index.js";
-import { entries, events, eventText, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
+import { entries, events, eventText, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -32,7 +32,7 @@ describe("worker events and the writes they describe", () => {
     disk.set(true);
     const sibling =
       kind === "run"
-        ? store.putRun("w1", run("r1", RunStatus.RUNNING))
+        ? store.putRun("w1", run("r1", RunStatus.RUNNING), NO_REQUEST)
         : kind === "transcript"
           ? store.appendTranscript("w1", entries(1, 1))
           : store.putWorker(workerRecord("w1", "renamed"));

@@ -16,6 +16,7 @@ import {
   run,
   tempDataDir,
   workerRecord,
+  NO_REQUEST,
 } from "./fs-support.js";
 
 let dir: string;
@@ -126,8 +127,8 @@ describe("file store round trips", () => {
   it("keeps runs latest-wins, lists them newest first and pages by ordinal", async () => {
     const { store } = await openStore(dir);
     await store.putWorker(workerRecord("w1"));
-    for (let i = 1; i <= 5; i++) await store.putRun("w1", run(`r${i}`, RunStatus.QUEUED));
-    await store.putRun("w1", run("r2", RunStatus.COMPLETED));
+    for (let i = 1; i <= 5; i++) await store.putRun("w1", run(`r${i}`, RunStatus.QUEUED), NO_REQUEST);
+    await store.putRun("w1", run("r2", RunStatus.COMPLETED), NO_REQUEST);
     expect((await store.getRun("w1", "r2"))?.status).toBe(RunStatus.COMPLETED);
     expect(await store.getRun("w1", "missing")).toBeUndefined();
     const page = await store.listRuns("w1", undefined, 2);
@@ -153,10 +154,14 @@ describe("file store round trips", () => {
     await s.appendTranscript("alpha", entries(1, 20));
     await s.appendEvents("alpha", events(1, 30));
     await s.appendRuntimeEvents(events(1, 7));
-    await s.putRun("alpha", run("r1", RunStatus.COMPLETED, "req-a", "hello"));
-    await s.putRun("alpha", run("r2", RunStatus.RUNNING, "req-b", "again"));
-    await s.putRun("alpha", run("r3", RunStatus.QUEUED));
-    await s.putRun("alpha", run("r4", RunStatus.AWAITING_APPROVAL));
+    await s.putRun("alpha", run("r1", RunStatus.COMPLETED, "req-a", "hello"), {
+      fingerprint: inputFingerprint("hello"),
+    });
+    await s.putRun("alpha", run("r2", RunStatus.RUNNING, "req-b", "again"), {
+      fingerprint: inputFingerprint("again"),
+    });
+    await s.putRun("alpha", run("r3", RunStatus.QUEUED), NO_REQUEST);
+    await s.putRun("alpha", run("r4", RunStatus.AWAITING_APPROVAL), NO_REQUEST);
     await s.close();
 
     const { store, opened } = await openStore(dir);
@@ -180,7 +185,7 @@ describe("file store round trips", () => {
       "message 20",
     );
     await store.appendEvents("alpha", events(31, 31));
-    await store.putRun("alpha", run("r5", RunStatus.QUEUED));
+    await store.putRun("alpha", run("r5", RunStatus.QUEUED), NO_REQUEST);
     expect((await store.listRuns("alpha", undefined, 1))[0]).toMatchObject({ ordinal: 5 });
     await store.close();
   });

@@ -6,7 +6,7 @@ import { WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { TranscriptEntrySchema, UserMessageSchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { InputSchema, WorkerSchema, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import type { StoredEvent, WorkerRecord } from "../../src/runtime/store.js";
+import type { PutRunInit, StoredEvent, WorkerRecord } from "../../src/runtime/store.js";
 import { createFileStore, type FileStore, type FileStoreOptions } from "../../src/store/fs/index.js";
 
 /** A temp data dir per test, removed afterwards. */
@@ -61,6 +61,9 @@ export function events(from: number, to: number): StoredEvent[] {
   for (let seq = from; seq <= to; seq++) list.push(event(seq));
   return list;
 }
+
+/** The putRun init of a run without a request id. */
+export const NO_REQUEST: PutRunInit = { fingerprint: "" };
 
 export function run(runId: string, status: RunStatus, requestId = "", text = `input of ${runId}`): Run {
   return create(RunSchema, { runId, status, requestId, input: create(InputSchema, { text }) });

@@ -6,7 +6,17 @@ import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { StoreWriteError } from "../../src/runtime/store.js";
 import { StoreCorruptionError } from "../../src/store/fs/index.js";
-import { entries, entryText, events, eventText, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
+import {
+  entries,
+  entryText,
+  events,
+  eventText,
+  NO_REQUEST,
+  openStore,
+  run,
+  tempDataDir,
+  workerRecord,
+} from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -180,7 +190,9 @@ describe("file store recovery", () => {
     // Nothing more is appended to any log of the damaged worker...
     await expect(reopened.store.appendTranscript("w1", entries(41, 41))).rejects.toBeInstanceOf(StoreWriteError);
     await expect(reopened.store.appendEvents("w1", events(1, 1))).rejects.toBeInstanceOf(StoreWriteError);
-    await expect(reopened.store.putRun("w1", run("r1", RunStatus.FAILED))).rejects.toBeInstanceOf(StoreWriteError);
+    await expect(reopened.store.putRun("w1", run("r1", RunStatus.FAILED), NO_REQUEST)).rejects.toBeInstanceOf(
+      StoreWriteError,
+    );
     // ...but its snapshot can still be saved (e.g. as FAILED), and others are untouched.
     await reopened.store.putWorker(workerRecord("w1", "failed"));
     await reopened.store.appendTranscript("w2", entries(41, 41));

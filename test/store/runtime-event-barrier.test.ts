@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { StoreWriteError } from "../../src/runtime/store.js";
 import type { FileStoreFaults } from "../../src/store/fs/index.js";
-import { eventText, events, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
+import { eventText, events, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 /**
  * The runtime-wide event log and the worker writes its events describe
@@ -27,8 +27,8 @@ describe("runtime events and the worker writes they describe", () => {
 
     // The run log is busy with r1 when r2 is put, so r2 waits for the next group commit,
     // while the runtime-wide log is idle and could write at once.
-    const first = store.putRun("w1", run("r1", RunStatus.QUEUED));
-    const second = store.putRun("w1", run("r2", RunStatus.QUEUED));
+    const first = store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST);
+    const second = store.putRun("w1", run("r2", RunStatus.QUEUED), NO_REQUEST);
     let runsDurableAtAck: number | undefined;
     const announced = store.appendRuntimeEvents(events(1, 1)).then(() => {
       runsDurableAtAck = syncs.filter((file) => file.includes("/runs/")).length;
@@ -60,7 +60,9 @@ describe("runtime events and the worker writes they describe", () => {
 
     on = true;
     const sibling =
-      kind === "run" ? store.putRun("w1", run("r1", RunStatus.QUEUED)) : store.putWorker(workerRecord("w1", "renamed"));
+      kind === "run"
+        ? store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST)
+        : store.putWorker(workerRecord("w1", "renamed"));
     const announced = store.appendRuntimeEvents(events(3, 3));
     await expect(sibling).rejects.toBeInstanceOf(StoreWriteError);
     await expect(announced).rejects.toBeInstanceOf(StoreWriteError);
@@ -79,7 +81,7 @@ describe("runtime events and the worker writes they describe", () => {
     const { store } = await openStore(dir);
     await store.putWorker(workerRecord("w1"));
     await store.putWorker(workerRecord("w2"));
-    await store.putRun("w1", run("r1", RunStatus.COMPLETED));
+    await store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST);
     await store.deleteWorker("w2");
     await store.appendRuntimeEvents(events(1, 3));
     expect((await store.readRuntimeEvents(0n, 10)).map(eventText)).toEqual(["event-1", "event-2", "event-3"]);

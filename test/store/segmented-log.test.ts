@@ -61,8 +61,8 @@ describe("segmented log", () => {
         prune?.();
       }),
     });
-    // What the append path does after a durable batch; private, so reached by a cast.
-    const prunable = log as unknown as { prune(): Promise<void> };
+    // What the append path (the log's group commit) does after a durable batch; private, so reached by a cast.
+    const prunable = (log as unknown as { commit: { prune(): Promise<void> } }).commit;
     let pruned: Promise<void> = Promise.resolve();
     pruneDuringRead = () => (pruned = prunable.prune());
 

@@ -9,7 +9,7 @@ import { createFileStore, type FileStoreFaults } from "../../src/store/fs/index.
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
-import { openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
+import { NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 /**
  * Defect 15 of issue 7: start-up on a full disk exited 1 ("append to
@@ -31,8 +31,8 @@ async function crashedDataDir(): Promise<void> {
   record.worker.activeRunId = "r1";
   record.worker.queuedRuns = 1;
   await store.putWorker(record);
-  await store.putRun("w1", run("r1", RunStatus.RUNNING));
-  await store.putRun("w1", run("r2", RunStatus.QUEUED));
+  await store.putRun("w1", run("r1", RunStatus.RUNNING), NO_REQUEST);
+  await store.putRun("w1", run("r2", RunStatus.QUEUED), NO_REQUEST);
   await store.close();
 }
 

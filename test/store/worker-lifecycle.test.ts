@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { StoreWriteError } from "../../src/runtime/store.js";
-import { entries, events, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
+import { entries, events, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -54,7 +54,7 @@ describe("file store worker creation and deletion ordering", () => {
     const { store } = await openStore(dir);
     await store.putWorker(workerRecord("w1"));
     await store.deleteWorker("w1");
-    await expect(store.putRun("w1", run("r1", RunStatus.QUEUED))).rejects.toBeInstanceOf(StoreWriteError);
+    await expect(store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST)).rejects.toBeInstanceOf(StoreWriteError);
     await expect(store.appendEvents("w1", events(1, 1))).rejects.toBeInstanceOf(StoreWriteError);
     await expect(store.appendTranscript("w1", entries(1, 1))).rejects.toBeInstanceOf(StoreWriteError);
     await store.close();

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { StoreSequenceError, StoreWriteError } from "../../src/runtime/store.js";
 import type { FileStoreFaults } from "../../src/store/fs/index.js";
-import { events, eventText, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
+import { events, eventText, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -24,16 +24,16 @@ describe("file store write failures", () => {
     const disk = fullDisk("write", /runs/);
     const { store } = await openStore(dir, { faults: disk.faults });
     await store.putWorker(workerRecord("w1"));
-    await store.putRun("w1", run("r1", RunStatus.QUEUED));
+    await store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST);
 
-    const stored = store.putRun("w1", run("r1", RunStatus.COMPLETED));
+    const stored = store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST);
     expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
     expect((await store.listRuns("w1", undefined, 1))[0]?.run.status).toBe(RunStatus.COMPLETED);
     await stored;
     expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
 
     disk.set(true);
-    const failed = store.putRun("w1", run("r1", RunStatus.FAILED));
+    const failed = store.putRun("w1", run("r1", RunStatus.FAILED), NO_REQUEST);
     expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.FAILED);
     await expect(failed).rejects.toBeInstanceOf(StoreWriteError);
     expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
@@ -110,16 +110,18 @@ describe("file store write failures", () => {
     const disk = fullDisk("write", /snapshot|runs/);
     const { store } = await openStore(dir, { faults: disk.faults });
     await store.putWorker(workerRecord("w1", "before"));
-    await store.putRun("w1", run("r1", RunStatus.RUNNING));
+    await store.putRun("w1", run("r1", RunStatus.RUNNING), NO_REQUEST);
     disk.set(true);
     await expect(store.putWorker(workerRecord("w1", "after"))).rejects.toBeInstanceOf(StoreWriteError);
     await expect(store.putWorker(workerRecord("w2"))).rejects.toBeInstanceOf(StoreWriteError);
-    await expect(store.putRun("w1", run("r1", RunStatus.COMPLETED))).rejects.toBeInstanceOf(StoreWriteError);
-    await expect(store.putRun("w1", run("r2", RunStatus.QUEUED))).rejects.toBeInstanceOf(StoreWriteError);
+    await expect(store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST)).rejects.toBeInstanceOf(
+      StoreWriteError,
+    );
+    await expect(store.putRun("w1", run("r2", RunStatus.QUEUED), NO_REQUEST)).rejects.toBeInstanceOf(StoreWriteError);
     expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.RUNNING);
     expect(await store.getRun("w1", "r2")).toBeUndefined();
     disk.set(false);
-    await store.putRun("w1", run("r2", RunStatus.QUEUED));
+    await store.putRun("w1", run("r2", RunStatus.QUEUED), NO_REQUEST);
     expect((await store.listRuns("w1", undefined, 10)).map((r) => [r.ordinal, r.run.runId])).toEqual([
       [2, "r2"],
       [1, "r1"],

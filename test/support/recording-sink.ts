@@ -21,7 +21,7 @@ import type {
   RunRequest,
   RunSink,
   ToolCallDeltaInit,
-} from "../../src/runtime/execution-backend.js";
+} from "../../src/runtime/index.js";
 
 /** One live call the backend made on the sink, in order. */
 export type SinkEvent =

@@ -1,8 +1,9 @@
+import type { ToolCapability } from "../../runtime/index.js";
 import type { ToolLimits } from "./tool-limits.js";
 import type { Workspace } from "./workspace.js";
 
-/** A capability that gates a tool, as granted to a worker at create time. */
-export type ToolCapability = "fs.read" | "fs.write" | "shell.exec";
+/** A capability that gates a tool, as granted to a worker at create time (defined by the core). */
+export type { ToolCapability };
 
 /** One builtin tool: its schema for the model and its implementation. */
 export interface ToolDefinition {

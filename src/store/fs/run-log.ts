@@ -1,13 +1,19 @@
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
-import { inputFingerprint } from "../../runtime/fingerprint.js";
-import { StoreWriteError, type RestoredWorker, type StoredRun } from "../../runtime/store.js";
+import {
+  DEFAULT_LIMITS,
+  RequestIdMemory,
+  StoreWriteError,
+  type PutRunInit,
+  type RestoredWorker,
+  type StoredRun,
+} from "../../runtime/index.js";
 import type { LogRecord } from "./record-frame.js";
 import type { SegmentedLog } from "./segmented-log.js";
 import { packFields, unpackFields } from "./snapshot-file.js";
 
-/** Request ids handed back at open for SendInput idempotency (the core keeps at most this many). */
-const RECENT_REQUEST_IDS = 1024;
+/** Request ids handed back at open for SendInput idempotency: as many as the core keeps by default. */
+const RECENT_REQUEST_IDS = DEFAULT_LIMITS.requestIdMemory;
 const UNFINISHED = new Set([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL]);
 
 /** The part of a run record that open needs without decoding the Run. */
@@ -52,7 +58,7 @@ export class RunLog {
   /** Rebuilds the index from the (already opened) log. */
   async open(): Promise<RestoredRuns> {
     const unfinished = new Map<string, Uint8Array>();
-    const requests = new Map<string, { requestId: string; runId: string; fingerprint: string }>();
+    const requests = new RequestIdMemory<{ requestId: string; runId: string; fingerprint: string }>(RECENT_REQUEST_IDS);
     for (let seq = this.log.earliestSeq; seq <= this.log.lastSeq; ) {
       const records = await this.log.read(seq, 512);
       if (records.length === 0) break;
@@ -64,9 +70,7 @@ export class RunLog {
         else unfinished.delete(header.runId);
         if (header.requestId !== "") {
           const { requestId, runId, fingerprint } = header;
-          requests.delete(requestId);
-          requests.set(requestId, { requestId, runId, fingerprint });
-          if (requests.size > RECENT_REQUEST_IDS) requests.delete(requests.keys().next().value ?? "");
+          requests.remember(requestId, { requestId, runId, fingerprint });
         }
         seq = record.seq + 1n;
       }
@@ -74,7 +78,7 @@ export class RunLog {
     return {
       runCount: this.latest.length,
       unfinishedRuns: [...unfinished.values()].map((bytes) => fromBinary(RunSchema, bytes)),
-      recentRequestIds: [...requests.values()],
+      recentRequestIds: requests.values(),
     };
   }
 
@@ -83,13 +87,13 @@ export class RunLog {
     return this.latest.length;
   }
 
-  /** Appends a new version of a run; durable on resolve. */
-  async put(run: Run): Promise<void> {
+  /** Appends a new version of a run with the core's request fingerprint; durable on resolve. */
+  async put(run: Run, { fingerprint }: PutRunInit): Promise<void> {
     const body = packFields([
       Uint8Array.of(run.status),
       Buffer.from(run.runId, "utf8"),
       Buffer.from(run.requestId, "utf8"),
-      Buffer.from(run.requestId === "" ? "" : inputFingerprint(run.input?.text ?? ""), "utf8"),
+      Buffer.from(fingerprint, "utf8"),
       toBinary(RunSchema, run),
     ]);
     const version = clone(RunSchema, run);

@@ -1,4 +1,4 @@
-import { StoreDataError } from "../../runtime/store.js";
+import { StoreDataError } from "../../runtime/index.js";
 
 /**
  * A record or snapshot failed its checksum when read. The message names the

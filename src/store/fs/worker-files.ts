@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { StoreWriteError, type WorkerRecord } from "../../runtime/store.js";
+import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { workerDir } from "./layout.js";

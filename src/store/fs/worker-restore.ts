@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { WorkerRefSchema } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerSchema, WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
-import type { RestoredWorker, StoreDiagnostic } from "../../runtime/store.js";
+import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { WORKER_SNAPSHOT, workerDir } from "./layout.js";

@@ -1,6 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WorkerSchema } from "../../../gen/worker_runtime/v1/worker_pb.js";
-import type { WorkerRecord } from "../../runtime/store.js";
+import type { WorkerRecord } from "../../runtime/index.js";
 import { decodeSnapshot, encodeSnapshot, packFields, unpackFields } from "./snapshot-file.js";
 
 /**

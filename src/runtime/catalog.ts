@@ -1,0 +1,265 @@
+import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { createHash } from "node:crypto";
+import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { AllocationMode, DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import {
+  type CreateWorkerRequest,
+  CreateWorkerRequestSchema,
+  type CreateWorkerResponse,
+  CreateWorkerResponseSchema,
+  type ListWorkersRequest,
+  type ListWorkersResponse,
+  ListWorkersResponseSchema,
+} from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { AllocationManager } from "./allocations.js";
+import { inBackground } from "./background-write.js";
+import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
+import type { ExecutionOffer } from "./execution-offer.js";
+import { newId } from "./ids.js";
+import type { Limits } from "./limits.js";
+import type { PageTokens } from "./page-token.js";
+import type { RestoredWorker, RuntimeStore } from "./store.js";
+import { storeError, typedStoreErrors } from "./store-errors.js";
+import type { RuntimeHealth } from "./runtime-health.js";
+import { checkEnum, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
+import { orderKey, WorkerDirectory } from "./worker-directory.js";
+import type { SessionDeps } from "./session-deps.js";
+import { WorkerSession } from "./worker-session.js";
+
+/** What the catalog needs from its runtime. */
+export interface CatalogInit {
+  runtimeId: string;
+  limits: Limits;
+  store: RuntimeStore;
+  offer: ExecutionOffer;
+  health: RuntimeHealth;
+  sessionDeps: SessionDeps;
+  /** Seals and opens ListWorkers page tokens. */
+  pageTokens: PageTokens;
+  addDiagnostic(severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void;
+  /** Publishes on the runtime-wide stream. */
+  publish(kind: RuntimeEvent["kind"]): void;
+}
+
+/**
+ * The runtime's Workers: creating them (idempotent by request_id), finding
+ * them by reference, listing, stopping and deleting them, the workspace
+ * leases they hold, and restoring them from the store at start-up.
+ */
+export class Catalog {
+  private readonly workers = new WorkerDirectory();
+  /** CreateWorker request_id → worker id, for as long as the worker exists. */
+  private readonly createRequests = new Map<string, string>();
+  readonly allocations = new AllocationManager();
+
+  constructor(private readonly init: CatalogInit) {}
+
+  /** Every hosted worker's session. */
+  sessions(): IterableIterator<WorkerSession> {
+    return this.workers.values();
+  }
+
+  /** Workers hosted. */
+  get size(): number {
+    return this.workers.size;
+  }
+
+  /** The session a request's WorkerRef names, or NOT_FOUND / RUNTIME_MISMATCH. */
+  session(field: string, ref: WorkerRef | undefined): WorkerSession {
+    const checked = checkWorkerRef(field, ref);
+    this.checkRuntimeId(`${field}.runtime_id`, checked.runtimeId);
+    const session = this.workers.get(checked.workerId);
+    if (!session) throw notFound("worker_id", checked.workerId);
+    return session;
+  }
+
+  /** Refuses a runtime id that is not this runtime's. */
+  checkRuntimeId(field: string, runtimeId: string): void {
+    checkId(field, runtimeId);
+    const own = this.init.runtimeId;
+    if (runtimeId !== own) {
+      throw new RuntimeError(Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH, `${field}: "${runtimeId}" is not this runtime (this is "${own}")`, {
+        field,
+        runtime_id: own,
+      });
+    }
+  }
+
+  /** Creates a worker (idempotent by request_id), with its initial run if asked. */
+  async create(request: CreateWorkerRequest): Promise<CreateWorkerResponse> {
+    const { limits, offer, health } = this.init;
+    this.checkRuntimeId("runtime_id", request.runtimeId);
+    checkRequestId("request_id", request.requestId);
+    const fingerprint = createFingerprint(request);
+    const repeated = this.repeatedCreate(request.requestId, fingerprint);
+    if (repeated) return repeated;
+    health.checkAcceptingWork();
+    const profile = offer.resolveSelector(request.profile);
+    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
+    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
+    checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
+    const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined);
+    const workspace = request.workspace ? offer.checkWorkspace(request.workspace.root, request.workspace.path) : undefined;
+    if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
+    if (this.workers.size >= limits.maxWorkers) {
+      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
+        limit: String(limits.maxWorkers),
+      });
+    }
+    const now = timestampFromDate(new Date());
+    const ref = create(WorkerRefSchema, { runtimeId: this.init.runtimeId, workerId: newId("w") });
+    if (workspace) {
+      const mode = offer.needsWriteLease(capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
+      this.allocations.acquire(ref, workspace.root, workspace.path, mode, new Date());
+    }
+    const worker = create(WorkerSchema, {
+      ref,
+      displayName: request.displayName,
+      intent: request.intent,
+      profile,
+      capabilities,
+      labels: request.labels,
+      status: WorkerStatus.IDLE,
+      connectivity: offer.connectivity(),
+      usage: {},
+      createdAt: now,
+      updatedAt: now,
+      ...(workspace ? { workspace: { root: workspace.root, path: workspace.path } } : {}),
+    });
+    let session: WorkerSession;
+    try {
+      const record = { createRequestId: request.requestId, createFingerprint: fingerprint };
+      session = await WorkerSession.create(worker, record, this.init.sessionDeps);
+    } catch (error) {
+      this.allocations.release(ref.workerId);
+      throw storeError(error);
+    }
+    this.workers.add(session);
+    if (request.requestId !== "") this.createRequests.set(request.requestId, ref.workerId);
+    this.init.publish({ case: "workerCreated", value: clone(WorkerSchema, worker) });
+    let initialRun: Run | undefined;
+    if (request.initialInput && request.initialInput.text !== "") {
+      initialRun = await session.send(request.initialInput, BusyPolicy.REJECT, "");
+    }
+    return create(CreateWorkerResponseSchema, {
+      worker: clone(WorkerSchema, session.worker),
+      ...(initialRun ? { initialRun } : {}),
+    });
+  }
+
+  /** Workers in creation order, paginated and filtered by status and labels. */
+  list(request: ListWorkersRequest): ListWorkersResponse {
+    const { limits } = this.init;
+    this.checkRuntimeId("runtime_id", request.runtimeId);
+    const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
+    for (const [i, status] of request.statuses.entries()) checkEnum(`statuses[${i}]`, status, WorkerStatusSchema);
+    // UNSPECIFIED matches every status (see worker.proto).
+    const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
+    checkLabels("label_selector", request.labelSelector, limits.maxLabels, limits.maxLabelValueBytes);
+    // The filters a token is bound to, in one spelling whatever the request's order or repeats.
+    const filter = [[...new Set(statuses)].sort(), Object.entries(request.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
+    const after = this.init.pageTokens.decode("page_token", "workers", filter, request.pageToken);
+    if (typeof after === "number") throw invalidArgument("page_token", "is not a valid page token");
+    const selector = Object.entries(request.labelSelector);
+    const { workers, more } = this.workers.page(
+      after,
+      pageSize,
+      (worker) =>
+        (statuses.length === 0 || statuses.includes(worker.status)) && selector.every(([key, value]) => worker.labels[key] === value),
+    );
+    const last = workers[workers.length - 1];
+    return create(ListWorkersResponseSchema, {
+      workers: workers.map((worker) => clone(WorkerSchema, worker)),
+      nextPageToken: more && last ? this.init.pageTokens.encode("workers", filter, orderKey(last)) : "",
+    });
+  }
+
+  /** Stops a worker: cancels its runs, releases its leases, refuses input. Idempotent. */
+  async stop(session: WorkerSession): Promise<void> {
+    await typedStoreErrors(session.stop());
+    this.allocations.release(session.workerId);
+  }
+
+  /** Deletes a stopped or failed worker (or any worker, with force). */
+  async delete(session: WorkerSession, force: boolean): Promise<void> {
+    const status = session.worker.status;
+    if (status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED && !force) {
+      throw new RuntimeError(
+        Code.FailedPrecondition,
+        ErrorReason.WORKER_NOT_STOPPED,
+        `worker ${session.workerId} is not stopped; stop it first or set force`,
+      );
+    }
+    // Also waits for a StopWorker still in progress, so nothing is written after the delete.
+    await this.stop(session);
+    if (!this.workers.has(session.workerId)) return;
+    session.markDeleted();
+    this.workers.remove(session);
+    this.init.health.forgetWorker(session.workerId);
+    session.events.closeAll();
+    this.allocations.release(session.workerId);
+    if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
+    await typedStoreErrors(this.init.store.deleteWorker(session.workerId));
+    this.init.publish({ case: "workerRemoved", value: clone(WorkerRefSchema, session.worker.ref ?? create(WorkerRefSchema)) });
+  }
+
+  /** A worker's stored state is damaged: FAILED with a diagnostic, leases released; others are served. */
+  quarantine(workerId: string, message: string): void {
+    const session = this.workers.get(workerId);
+    if (!session) return;
+    this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.worker_quarantined", message, workerId);
+    this.allocations.release(workerId);
+    inBackground(session.quarantine(message));
+  }
+
+  /** Restores workers from the store at start-up, with their request ids and leases. */
+  async restore(restored: readonly RestoredWorker[]): Promise<void> {
+    const connectivity = this.init.offer.connectivity();
+    for (const item of restored) {
+      const session = await WorkerSession.restore(item, this.init.sessionDeps, connectivity);
+      this.workers.add(session);
+      if (item.quarantined !== undefined) {
+        this.init.addDiagnostic(DiagnosticSeverity.ERROR, "worker.quarantined", item.quarantined, session.workerId);
+        continue;
+      }
+      if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
+      const status = session.worker.status;
+      const workspace = session.worker.workspace;
+      if (workspace && status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) {
+        const mode = this.init.offer.needsWriteLease(session.worker.capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
+        try {
+          this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), workspace.root, workspace.path, mode, new Date());
+        } catch (error) {
+          const message = String((error as Error).message);
+          this.init.addDiagnostic(DiagnosticSeverity.WARNING, "allocation.restore_conflict", message, session.workerId);
+        }
+      }
+    }
+  }
+
+  /** The answer to a repeated CreateWorker: the same worker, or IDEMPOTENCY_CONFLICT for other content. */
+  private repeatedCreate(requestId: string, fingerprint: string): CreateWorkerResponse | undefined {
+    if (requestId === "") return undefined;
+    const existing = this.createRequests.get(requestId);
+    const session = existing !== undefined ? this.workers.get(existing) : undefined;
+    if (!session) return undefined;
+    if (session.record.createFingerprint !== fingerprint) {
+      throw idempotencyConflict(requestId, "to create a different worker", { worker_id: session.workerId });
+    }
+    return create(CreateWorkerResponseSchema, { worker: clone(WorkerSchema, session.worker) });
+  }
+}
+
+/** Fingerprint of a CreateWorker request without its request_id (labels in a stable order). */
+function createFingerprint(request: CreateWorkerRequest): string {
+  const copy = clone(CreateWorkerRequestSchema, request);
+  copy.requestId = "";
+  copy.labels = Object.fromEntries(Object.entries(copy.labels).sort(([a], [b]) => a.localeCompare(b)));
+  return createHash("sha256").update(toBinary(CreateWorkerRequestSchema, copy, { writeUnknownFields: false })).digest("hex");
+}

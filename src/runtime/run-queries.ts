@@ -1,0 +1,95 @@
+import { create } from "@bufbuild/protobuf";
+import { RunStatus, RunStatusSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import {
+  type ListRunsRequest,
+  type ListRunsResponse,
+  ListRunsResponseSchema,
+} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import {
+  type ReadTranscriptRequest,
+  type ReadTranscriptResponse,
+  ReadTranscriptResponseSchema,
+} from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { invalidArgument } from "./errors.js";
+import type { Limits } from "./limits.js";
+import type { PageTokens } from "./page-token.js";
+import type { RuntimeStore } from "./store.js";
+import { typedStoreErrors } from "./store-errors.js";
+import { checkEnum, resolvePageSize } from "./validation.js";
+import type { WorkerSession } from "./worker-session.js";
+
+/** Store reads are bounded: a filtered ListRuns page reads at most this many chunks. */
+const MAX_RUN_READS_PER_PAGE = 20;
+
+/**
+ * A worker's runs, newest first, paginated and filtered by status. Runs
+ * memory knows better (active, queued, unsaved) are shown as they are now.
+ */
+export async function listRuns(
+  store: RuntimeStore,
+  session: WorkerSession,
+  request: ListRunsRequest,
+  limits: Limits,
+  pageTokens: PageTokens,
+): Promise<ListRunsResponse> {
+  const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
+  checkEnum("status", request.status, RunStatusSchema);
+  const filter = [session.workerId, request.status];
+  const after = pageTokens.decode("page_token", "runs", filter, request.pageToken);
+  if (typeof after === "string") throw invalidArgument("page_token", "is not a valid page token");
+  let before = after;
+  const runs: Run[] = [];
+  let exhausted = false;
+  // Filtering may skip runs; read on in bounded chunks until the page is full.
+  for (let reads = 0; runs.length < pageSize && reads < MAX_RUN_READS_PER_PAGE; reads++) {
+    const chunk = await typedStoreErrors(store.listRuns(session.workerId, before, pageSize));
+    if (chunk.length === 0) {
+      exhausted = true;
+      break;
+    }
+    for (const { ordinal, run } of chunk) {
+      before = ordinal;
+      const current = session.liveRun(run.runId) ?? run;
+      if (request.status !== RunStatus.UNSPECIFIED && current.status !== request.status) continue;
+      runs.push(current);
+      if (runs.length === pageSize) break;
+    }
+    if (before === 1) {
+      exhausted = true;
+      break;
+    }
+  }
+  return create(ListRunsResponseSchema, {
+    runs,
+    nextPageToken: !exhausted && before !== undefined ? pageTokens.encode("runs", filter, before) : "",
+  });
+}
+
+/**
+ * A bounded slice of a worker's transcript: forward after a seq, or
+ * backward from a seq (default: the tail). Positions past the end are
+ * clamped to it, so `has_more` and `last_seq` always agree with the slice.
+ */
+export async function readTranscript(
+  store: RuntimeStore,
+  session: WorkerSession,
+  request: ReadTranscriptRequest,
+  limits: Limits,
+): Promise<ReadTranscriptResponse> {
+  const limit = request.limit === 0 ? limits.defaultTranscriptRead : Math.min(request.limit, limits.maxTranscriptRead);
+  const lastSeq = session.events.lastTranscriptSeq;
+  const position = request.position;
+  let entries: TranscriptEntry[];
+  let hasMore: boolean;
+  if (position.case === "afterSeq") {
+    const afterSeq = position.value < lastSeq ? position.value : lastSeq;
+    entries = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
+    hasMore = afterSeq + BigInt(entries.length) < lastSeq;
+  } else {
+    const beforeSeq = position.case === "beforeSeq" && position.value <= lastSeq ? position.value : lastSeq + 1n;
+    entries = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
+    hasMore = (entries[0]?.seq ?? 1n) > 1n;
+  }
+  return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq });
+}

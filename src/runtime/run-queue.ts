@@ -1,0 +1,121 @@
+import { Code } from "@connectrpc/connect";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { RuntimeError } from "./errors.js";
+
+/**
+ * The queue and busy policy of one worker, with no I/O: which input may be
+ * accepted, whether it starts at once, waits, or interrupts the active run,
+ * and in which order queued runs start. The session applies the decisions
+ * and does the writes.
+ */
+
+/** What to do with accepted input. */
+export type Admission =
+  /** The worker is idle: the run takes the slot. */
+  | { kind: "start" }
+  /** The worker is busy: the run waits at the tail (ENQUEUE). */
+  | { kind: "enqueue" }
+  /** The worker is busy: the run goes ahead of ENQUEUE'd ones and the active run is cancelled (INTERRUPT). */
+  | { kind: "interrupt"; activeRunId: string };
+
+/**
+ * Decides under the busy policy; throws WORKER_BUSY (REJECT, or no policy)
+ * or QUEUE_FULL when the input cannot be accepted.
+ */
+export function admit(
+  policy: BusyPolicy,
+  busyWith: string | undefined,
+  queued: number,
+  maxQueueDepth: number,
+  workerId: string,
+): Admission {
+  if (busyWith === undefined) return { kind: "start" };
+  if (policy !== BusyPolicy.ENQUEUE && policy !== BusyPolicy.INTERRUPT) {
+    throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_BUSY, `worker ${workerId} is busy with run ${busyWith}`, {
+      active_run_id: busyWith,
+    });
+  }
+  if (queued >= maxQueueDepth) {
+    throw new RuntimeError(Code.ResourceExhausted, ErrorReason.QUEUE_FULL, `worker ${workerId} already has ${queued} queued inputs`, {
+      max_queue_depth: String(maxQueueDepth),
+    });
+  }
+  return policy === BusyPolicy.INTERRUPT ? { kind: "interrupt", activeRunId: busyWith } : { kind: "enqueue" };
+}
+
+/**
+ * Throws the typed reason a worker takes no input: the runtime drains
+ * (checked by the caller), the worker failed or stopped, or no execution
+ * backend can run it.
+ */
+export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
+  const workerId = worker.ref?.workerId ?? "";
+  if (worker.status === WorkerStatus.FAILED) {
+    throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_FAILED, `worker ${workerId} has failed: ${worker.failureMessage}`);
+  }
+  if (worker.status === WorkerStatus.STOPPED) {
+    throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_STOPPED, `worker ${workerId} is stopped`);
+  }
+  const connectivity = worker.connectivity;
+  if (!hasBackend || connectivity?.state !== ConnectivityState.CONNECTED) {
+    const reason = connectivity?.reason || "no execution backend is connected";
+    throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED, `worker ${workerId} cannot run input: ${reason}`, {
+      reason,
+    });
+  }
+}
+
+/**
+ * Runs waiting for the slot, in start order: INTERRUPT'd runs first (FIFO
+ * among themselves), then ENQUEUE'd ones (FIFO).
+ */
+export class RunQueue {
+  private readonly runs: Run[] = [];
+  /** How many runs at the head came by INTERRUPT. */
+  private interruptsAtHead = 0;
+
+  /** Queued runs, next to start first. */
+  get items(): readonly Run[] {
+    return this.runs;
+  }
+
+  get length(): number {
+    return this.runs.length;
+  }
+
+  /** Adds a run: behind the other interrupting runs when `interrupting`, else at the tail. */
+  add(run: Run, interrupting: boolean): void {
+    if (interrupting) this.runs.splice(this.interruptsAtHead++, 0, run);
+    else this.runs.push(run);
+  }
+
+  /** Takes the run to start next. */
+  next(): Run | undefined {
+    const run = this.runs.shift();
+    if (run && this.interruptsAtHead > 0) this.interruptsAtHead--;
+    return run;
+  }
+
+  /** A queued run by id. */
+  find(runId: string): Run | undefined {
+    return this.runs.find((run) => run.runId === runId);
+  }
+
+  /** Removes a queued run by id; returns it, or undefined when it is not queued. */
+  remove(runId: string): Run | undefined {
+    const index = this.runs.findIndex((run) => run.runId === runId);
+    if (index < 0) return undefined;
+    const [run] = this.runs.splice(index, 1);
+    if (index < this.interruptsAtHead) this.interruptsAtHead--;
+    return run;
+  }
+
+  /** Removes and returns every queued run. */
+  clear(): Run[] {
+    this.interruptsAtHead = 0;
+    return this.runs.splice(0);
+  }
+}

@@ -1,0 +1,144 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { UsageSchema, type Usage } from "../../gen/worker_runtime/v1/common_pb.js";
+import {
+  InFlightBlockDiscardedSchema,
+  ReasoningDeltaSchema,
+  TextDeltaSchema,
+  ToolCallDeltaSchema,
+  WorkerEventSchema,
+  type WorkerEvent,
+} from "../../gen/worker_runtime/v1/events_pb.js";
+import { PendingApprovalSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { abortError, RuntimeError } from "./errors.js";
+import type { DurableEventStream } from "./event-stream.js";
+import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
+import type { ActiveRun } from "./run-slot.js";
+import type { WorkerJournal } from "./worker-journal.js";
+
+/** What a run's sink writes through. */
+export interface RunSinkHost {
+  events: DurableEventStream<WorkerEvent>;
+  journal: WorkerJournal;
+  now(): Date;
+  /** Whether the slot still holds the run: once it has ended, its sink refuses every call. */
+  isOpen(active: ActiveRun): boolean;
+}
+
+/**
+ * The sink an execution backend writes one run through: deltas go live to
+ * watchers only, committed entries are durable transcript, usage and turns
+ * count on the run. Every call after the run ended throws RunClosedError.
+ */
+export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
+  const { run } = active;
+  const open = (): void => {
+    if (!host.isOpen(active)) throw new RunClosedError(`run ${run.runId} has ended`);
+  };
+  const live = (kind: WorkerEvent["kind"]): void => {
+    open();
+    host.events.emitLive(create(WorkerEventSchema, { kind }));
+  };
+  const runId = run.runId;
+  return {
+    textDelta: (blockId, text) => live({ case: "textDelta", value: create(TextDeltaSchema, { runId, blockId, text }) }),
+    reasoningDelta: (blockId, text) => live({ case: "reasoningDelta", value: create(ReasoningDeltaSchema, { runId, blockId, text }) }),
+    toolCallDelta: (blockId, delta) =>
+      live({
+        case: "toolCallDelta",
+        value: create(ToolCallDeltaSchema, {
+          runId,
+          blockId,
+          toolCallId: delta.toolCallId ?? "",
+          toolName: delta.toolName ?? "",
+          argumentsDelta: delta.argumentsDelta ?? "",
+        }),
+      }),
+    discardBlock: (blockId) => live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) }),
+    commit: async (content, blockId) => {
+      open();
+      return host.journal.commitEntry(runId, content, blockId);
+    },
+    addUsage: (usage) => {
+      open();
+      addUsage(run.usage ?? (run.usage = create(UsageSchema)), create(UsageSchema, usage));
+    },
+    turn: () => {
+      open();
+      run.turns++;
+      (run.usage ?? (run.usage = create(UsageSchema))).modelRequests++;
+    },
+    requestApproval: (call, signal) => awaitApproval(active, call, signal, host),
+  };
+}
+
+/**
+ * Puts the run in AWAITING_APPROVAL and waits for ResolveApproval, or for
+ * the tool's or the run's signal to abort (then rejects with AbortError).
+ */
+async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: AbortSignal, host: RunSinkHost): Promise<ApprovalResult> {
+  if (!host.isOpen(active)) throw new RunClosedError(`run ${active.run.runId} has ended`);
+  const signals = [signal, active.controller.signal];
+  if (signals.some((s) => s.aborted)) throw abortError();
+  const { run } = active;
+  // Listen before the first await: an abort during the write below must not be missed.
+  const decision = new Promise<ApprovalResult>((resolve, reject) => {
+    const onAbort = (): void => {
+      active.approval = undefined;
+      for (const s of signals) s.removeEventListener("abort", onAbort);
+      reject(abortError());
+    };
+    for (const s of signals) s.addEventListener("abort", onAbort, { once: true });
+    active.approval = {
+      toolCallId: call.toolCallId,
+      resolve: (result) => {
+        for (const s of signals) s.removeEventListener("abort", onAbort);
+        resolve(result);
+      },
+    };
+  });
+  run.status = RunStatus.AWAITING_APPROVAL;
+  run.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
+  await host.journal.emitRun(run).catch((error: unknown) => {
+    active.approval = undefined;
+    throw error;
+  });
+  return decision;
+}
+
+/**
+ * Answers the approval `active` waits on, if it waits on `toolCallId` of
+ * run `runId`: the run goes back to RUNNING. Returns false (nothing
+ * changed) when no such approval is pending.
+ */
+export function answerApproval(active: ActiveRun, runId: string, toolCallId: string, result: ApprovalResult): boolean {
+  const approval = active.approval;
+  if (active.run.runId !== runId || !approval || approval.toolCallId !== toolCallId) return false;
+  approval.resolve(result);
+  active.approval = undefined;
+  active.run.status = RunStatus.RUNNING;
+  active.run.pendingApproval = undefined;
+  return true;
+}
+
+/** FAILED_PRECONDITION: the run is not waiting for this tool call (it never did, or was answered or ended). */
+export function approvalNotPending(runId: string, toolCallId: string): RuntimeError {
+  return new RuntimeError(
+    Code.FailedPrecondition,
+    ErrorReason.APPROVAL_NOT_PENDING,
+    `run ${runId} is not waiting for approval of tool call "${toolCallId}"`,
+    { run_id: runId, tool_call_id: toolCallId },
+  );
+}
+
+/** Adds `from` into `into`, field by field. */
+export function addUsage(into: Usage, from: Usage | undefined): void {
+  if (!from) return;
+  into.inputTokens += from.inputTokens;
+  into.outputTokens += from.outputTokens;
+  into.cachedInputTokens += from.cachedInputTokens;
+  into.reasoningTokens += from.reasoningTokens;
+  into.modelRequests += from.modelRequests;
+}

@@ -1,0 +1,126 @@
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { RuntimeStatus, Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import type {
+  GetConfigBundleResponse,
+  ListAllocationsRequest,
+  ListAllocationsResponse,
+  ListDiagnosticsRequest,
+  ListDiagnosticsResponse,
+  PutConfigBundleResponse,
+} from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import type {
+  CreateWorkerRequest,
+  CreateWorkerResponse,
+  ListWorkersRequest,
+  ListWorkersResponse,
+} from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import type {
+  ListRunsRequest,
+  ListRunsResponse,
+  ResolveApprovalRequest,
+  SendInputRequest,
+  StreamInputRequest,
+  StreamInputResponse,
+} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import type {
+  ReadTranscriptRequest,
+  ReadTranscriptResponse,
+  WatchRuntimeRequest,
+  WatchRuntimeResponse,
+  WatchWorkerRequest,
+  WatchWorkerResponse,
+} from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { ExecutionBackend } from "./execution-backend.js";
+import type { Limits } from "./limits.js";
+import type { Logger } from "./logger.js";
+import type { RuntimeStore } from "./store.js";
+import type { WatchOptions } from "./watch.js";
+
+/** Options for {@link createRuntime}. */
+export interface RuntimeOptions {
+  /** Fixed runtime id; with a durable store the persisted id wins (a conflict is an error). */
+  runtimeId?: string;
+  /** Human-readable name. */
+  displayName?: string;
+  /** Persistence; defaults to a memory store. */
+  store?: RuntimeStore;
+  /** What executes runs. Without one, workers are NOT_CONNECTED and input is refused. */
+  executionBackend?: ExecutionBackend;
+  /** Named workspace roots: name → host directory. Host paths never leave the runtime. */
+  workspaceRoots?: Record<string, string>;
+  /** Overrides of the default bounds. */
+  limits?: Partial<Limits>;
+  /** Shorthand for `limits.heartbeatIntervalMs`. */
+  heartbeatIntervalMs?: number;
+  /** Shorthand for `limits.storeProbeIntervalMs`. */
+  storeProbeIntervalMs?: number;
+  /** Structured logger; silent by default. */
+  logger?: Logger;
+  /** Software version shown in the summary. */
+  version?: string;
+}
+
+/** Counters for operators and leak tests. */
+export interface RuntimeStats {
+  /** Live watch subscriptions (WatchWorker, WatchRuntime, StreamInput). */
+  subscriptions: number;
+  /** Workers hosted. */
+  workers: number;
+}
+
+/**
+ * The Runtime: a catalog of Workers, their runs and their observation
+ * streams. Every RPC method takes the generated request message, so the
+ * embedded API and the wire API are the same. Errors are `RuntimeError`s
+ * with a code and a typed reason. Built only by {@link createRuntime}.
+ */
+export interface Runtime {
+  readonly runtimeId: string;
+  readonly limits: Limits;
+  /** SERVING, DRAINING or DEGRADED (store writes failing). */
+  readonly status: RuntimeStatus;
+  // RuntimeManagement
+  getRuntime(): RuntimeSummary;
+  listDiagnostics(request: ListDiagnosticsRequest): ListDiagnosticsResponse;
+  listAllocations(request: ListAllocationsRequest): ListAllocationsResponse;
+  /** Config bundles arrive with the Backend issue; refused as unsupported until then. */
+  putConfigBundle(): PutConfigBundleResponse;
+  getConfigBundle(): GetConfigBundleResponse;
+  // WorkerCatalog
+  createWorker(request: CreateWorkerRequest): Promise<CreateWorkerResponse>;
+  getWorker(request: { worker?: WorkerRef }): Worker;
+  listWorkers(request: ListWorkersRequest): ListWorkersResponse;
+  stopWorker(request: { worker?: WorkerRef }): Promise<Worker>;
+  deleteWorker(request: { worker?: WorkerRef; force: boolean }): Promise<void>;
+  // WorkerInteraction
+  /** Accepts input under a busy policy; returns once the run is durably accepted. */
+  sendInput(request: SendInputRequest | StreamInputRequest): Promise<Run>;
+  /** Sends input, then streams that run's events until it ends. */
+  streamInput(request: StreamInputRequest, options: WatchOptions): AsyncGenerator<StreamInputResponse>;
+  /** Cancels a run; returns it once ended (or its final state). */
+  cancelRun(request: { worker?: WorkerRef; runId: string }): Promise<Run>;
+  resolveApproval(request: ResolveApprovalRequest): Promise<Run>;
+  getRun(request: { worker?: WorkerRef; runId: string }): Promise<Run>;
+  listRuns(request: ListRunsRequest): Promise<ListRunsResponse>;
+  // WorkerObservation
+  readTranscript(request: ReadTranscriptRequest): Promise<ReadTranscriptResponse>;
+  watchWorker(request: WatchWorkerRequest, options: WatchOptions): AsyncGenerator<WatchWorkerResponse>;
+  watchRuntime(request: WatchRuntimeRequest, options: WatchOptions): AsyncGenerator<WatchRuntimeResponse>;
+  // Operations
+  /** Calls `listener` on every status change; returns the unsubscribe function. */
+  onStatusChange(listener: (status: RuntimeStatus) => void): () => void;
+  stats(): RuntimeStats;
+  /** Graceful shutdown: refuse new work at once, let runs finish for up to `graceMs`, then interrupt the rest. */
+  drain(graceMs: number): Promise<void>;
+  /** Drains at once, ends every stream and closes the store. */
+  close(): Promise<void>;
+  /**
+   * Reports damage a store found after start-up: a worker's damage
+   * quarantines that worker (FAILED, input refused) while every other worker
+   * is served; damage to the runtime-wide log degrades the runtime. Wire it
+   * to the file store's `onCorruption`.
+   */
+  reportCorruption(workerId: string | undefined, message: string): void;
+}

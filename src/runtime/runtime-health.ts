@@ -1,0 +1,115 @@
+import { DiagnosticSeverity, RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeError } from "./errors.js";
+import type { Logger } from "./logger.js";
+import type { RuntimeStore } from "./store.js";
+import { describeStoreFailure, StoreHealth } from "./store-health.js";
+
+/** What {@link RuntimeHealth} needs from its runtime. */
+export interface RuntimeHealthInit {
+  store: RuntimeStore;
+  logger: Logger;
+  probeIntervalMs: number;
+  /** Records an operator-visible diagnostic. */
+  addDiagnostic(severity: DiagnosticSeverity, code: string, message: string): void;
+}
+
+/**
+ * The runtime's status (SERVING, DRAINING, DEGRADED) and what drives it:
+ * draining for shutdown, store write outcomes per write path, the probe
+ * timer that notices a store writing again, and the status listeners (the
+ * gRPC health service).
+ */
+export class RuntimeHealth {
+  private draining = false;
+  private readonly storeHealth = new StoreHealth();
+  private probe: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<(status: RuntimeStatus) => void>();
+
+  constructor(private readonly init: RuntimeHealthInit) {}
+
+  /** SERVING, DRAINING or DEGRADED (store writes failing). */
+  get status(): RuntimeStatus {
+    if (this.draining) return RuntimeStatus.DRAINING;
+    if (this.storeHealth.degraded) return RuntimeStatus.DEGRADED;
+    return RuntimeStatus.SERVING;
+  }
+
+  /** Calls `listener` on every status change; returns the unsubscribe function. */
+  onStatusChange(listener: (status: RuntimeStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Refuses new work from now on (idempotent). */
+  startDraining(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.emitStatus();
+  }
+
+  /** Throws RUNTIME_DRAINING while the runtime shuts down. */
+  checkAcceptingWork(): void {
+    if (this.draining) {
+      throw new RuntimeError(Code.Unavailable, ErrorReason.RUNTIME_DRAINING, "the runtime is shutting down and takes no new work");
+    }
+  }
+
+  /** Records a store write outcome per write path; DEGRADED while any path fails. */
+  storeResult(source: string, error: unknown): void {
+    const change = this.storeHealth.report(source, error);
+    if (change === "failed") {
+      const why = describeStoreFailure(error);
+      this.init.logger.error("store write failed; runtime degraded", { source, reason: why, cause: String((error as Error).message ?? error) });
+      this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", `the store cannot write (${why}); the runtime is degraded`);
+    }
+    this.afterChange(change);
+  }
+
+  /** The runtime-wide log is damaged: degraded until a probe write succeeds. */
+  runtimeLogDamaged(message: string): void {
+    this.afterChange(this.storeHealth.report("runtime-events", new Error(message)));
+  }
+
+  /** Forgets a deleted worker's failing write paths. */
+  forgetWorker(workerId: string): void {
+    this.afterChange(this.storeHealth.forget(`worker:${workerId}:`));
+  }
+
+  /** Stops the probe timer (on close). */
+  stop(): void {
+    clearInterval(this.probe);
+    this.probe = undefined;
+  }
+
+  private afterChange(change: "failed" | "recovered" | undefined): void {
+    if (change === "recovered") this.init.addDiagnostic(DiagnosticSeverity.INFO, "store.recovered", "store writes succeed again");
+    if (change !== undefined) this.emitStatus();
+    if (this.storeHealth.degraded) this.startProbe();
+    else this.stop();
+  }
+
+  /**
+   * A path that failed may never be written again (an idle worker), which
+   * would leave the runtime DEGRADED for good; so while degraded, a probe
+   * write checks now and then whether the store can write again.
+   */
+  private startProbe(): void {
+    const probeWrite = this.init.store.probeWrite?.bind(this.init.store);
+    if (this.probe || !probeWrite) return;
+    this.probe = setInterval(() => {
+      // Not a background write: both outcomes are handled here, and a failed probe changes nothing.
+      probeWrite().then(
+        () => this.afterChange(this.storeHealth.clear()),
+        () => {},
+      );
+    }, this.init.probeIntervalMs);
+    this.probe.unref();
+  }
+
+  private emitStatus(): void {
+    const status = this.status;
+    for (const listener of this.listeners) listener(status);
+  }
+}

@@ -1,0 +1,30 @@
+import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { CursorStream } from "./cursor.js";
+import type { ExecutionBackend } from "./execution-backend.js";
+import type { Limits } from "./limits.js";
+import type { Logger } from "./logger.js";
+import type { RuntimeStore } from "./store.js";
+
+/** What a worker session needs from its Runtime. */
+export interface SessionDeps {
+  store: RuntimeStore;
+  backend: ExecutionBackend | undefined;
+  limits: Limits;
+  logger: Logger;
+  now(): Date;
+  newRunId(): string;
+  profileOf(worker: Worker): Profile;
+  workspaceDirOf(worker: Worker): string | undefined;
+  /** Reports every store write outcome per write path (runtime health). */
+  onStoreResult(source: string, error: unknown): void;
+  /** Publishes a worker change on the runtime-wide stream. */
+  publishWorker(worker: Worker): void;
+  /** Publishes a run change on the runtime-wide stream. */
+  publishRun(run: Run): void;
+  /** Refuses new input while the runtime drains. */
+  checkAcceptingWork(): void;
+  /** The stream a worker's cursors name (bound to runtime, store and worker; see cursor.ts). */
+  cursorStreamOf(workerId: string): CursorStream;
+}

@@ -1,0 +1,96 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import {
+  RuntimeEventSchema,
+  type RuntimeEvent,
+  type RuntimeSnapshotSchema,
+  WorkerEventSchema,
+  type WorkerEvent,
+} from "../../gen/worker_runtime/v1/events_pb.js";
+import { WatchRuntimeResponseSchema, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { decodeCursor, encodeCursor } from "./cursor.js";
+import { RuntimeError } from "./errors.js";
+import type { DurableEventStream } from "./event-stream.js";
+import type { Limits } from "./limits.js";
+import type { RuntimeStore } from "./store.js";
+import { typedStoreErrors } from "./store-errors.js";
+import type { Subscription } from "./subscription.js";
+import { checkResumePoint, type WatchPlan } from "./watch.js";
+import type { WorkerSession } from "./worker-session.js";
+
+/** How live batches are paced. */
+export interface LivePacing {
+  heartbeatMs: number;
+  maxEventsPerMessage: number;
+}
+
+/**
+ * The WatchWorker plan: the resume cursor checked against retention, the
+ * subscription taken and the snapshot cut in the same tick (both at the
+ * delivery point), stored events read through the typed store errors.
+ */
+export function workerWatchPlan(
+  session: WorkerSession,
+  afterCursor: string,
+  store: RuntimeStore,
+  subscribe: () => Subscription<WorkerEvent>,
+  pacing: LivePacing,
+): WatchPlan<typeof WorkerEventSchema, typeof WatchWorkerResponseSchema> {
+  const cursors = session.events.cursorStream;
+  const afterSeq = decodeCursor("after_cursor", cursors, afterCursor);
+  const delivered = session.events.lastDeliveredSeq;
+  checkResumePoint(cursors, afterSeq, store.earliestEventSeq(session.workerId), delivered);
+  const subscription = subscribe();
+  return {
+    stream: cursors,
+    eventSchema: WorkerEventSchema,
+    responseSchema: WatchWorkerResponseSchema,
+    eventsFieldNo: 1,
+    first: create(WatchWorkerResponseSchema, { snapshot: session.snapshot() }),
+    subscription,
+    afterSeq,
+    snapshotSeq: delivered,
+    readStored: (after, limit) => typedStoreErrors(store.readEvents(session.workerId, after, limit)),
+    earliestSeq: () => store.earliestEventSeq(session.workerId),
+    withEvents: (events) => create(WatchWorkerResponseSchema, { events }),
+    heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
+    ...pacing,
+  };
+}
+
+/** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */
+export function runtimeWatchPlan(
+  events: DurableEventStream<RuntimeEvent>,
+  afterCursor: string,
+  store: RuntimeStore,
+  snapshot: (cursor: string) => MessageInitShape<typeof RuntimeSnapshotSchema>,
+  limits: Limits,
+): WatchPlan<typeof RuntimeEventSchema, typeof WatchRuntimeResponseSchema> {
+  const cursors = events.cursorStream;
+  const afterSeq = decodeCursor("after_cursor", cursors, afterCursor);
+  const delivered = events.lastDeliveredSeq;
+  checkResumePoint(cursors, afterSeq, store.earliestRuntimeEventSeq(), delivered);
+  if (events.subscriberCount >= limits.maxWatchersPerWorker) {
+    throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, "too many WatchRuntime streams", {
+      limit: String(limits.maxWatchersPerWorker),
+    });
+  }
+  const subscription = events.subscribe();
+  return {
+    stream: cursors,
+    eventSchema: RuntimeEventSchema,
+    responseSchema: WatchRuntimeResponseSchema,
+    eventsFieldNo: 1,
+    first: create(WatchRuntimeResponseSchema, { snapshot: snapshot(encodeCursor(cursors, delivered)) }),
+    subscription,
+    afterSeq,
+    snapshotSeq: delivered,
+    readStored: (after, limit) => typedStoreErrors(store.readRuntimeEvents(after, limit)),
+    earliestSeq: () => store.earliestRuntimeEventSeq(),
+    withEvents: (events) => create(WatchRuntimeResponseSchema, { events }),
+    heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
+    heartbeatMs: limits.heartbeatIntervalMs,
+    maxEventsPerMessage: limits.maxEventsPerMessage,
+  };
+}

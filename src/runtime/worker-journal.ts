@@ -1,0 +1,131 @@
+import { clone, create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { NoticeSchema, TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { encodeWorkerEvent } from "./event-encoding.js";
+import { requestFingerprint } from "./fingerprint.js";
+import { DurableEventStream } from "./event-stream.js";
+import type { SessionDeps } from "./session-deps.js";
+import type { RestoredWorker, WorkerRecord } from "./store.js";
+import type { StreamItem } from "./subscription.js";
+import { UnsavedRuns } from "./unsaved-runs.js";
+
+/**
+ * Everything a worker writes: run records, worker snapshots, transcript
+ * entries and the events announcing them. Two rules live here. A record is
+ * written before its event: stores acknowledge an event only after the
+ * worker's earlier writes, so no observer can see a run a crash would lose.
+ * And every write's outcome is reported to runtime health per write path.
+ * Once the worker is deleted, nothing more is written.
+ */
+export class WorkerJournal {
+  /** The worker's ordered event stream, continuing from what the store restored. */
+  readonly events: DurableEventStream<WorkerEvent>;
+  /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
+  readonly unsaved = new UnsavedRuns();
+  private deleted = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly record: Omit<WorkerRecord, "worker">,
+    private readonly deps: SessionDeps,
+    restored: RestoredWorker | undefined,
+    onDeliver: (item: StreamItem<WorkerEvent>, event: WorkerEvent) => void,
+  ) {
+    const workerId = this.workerId;
+    this.events = new DurableEventStream<WorkerEvent>({
+      stream: deps.cursorStreamOf(workerId),
+      lastSeq: restored?.lastEventSeq ?? 0n,
+      lastTranscriptSeq: restored?.lastTranscriptSeq ?? 0n,
+      encode: encodeWorkerEvent,
+      persistTranscript: (transcript) => deps.store.appendTranscript(workerId, transcript),
+      persistEvents: (events) => deps.store.appendEvents(workerId, events),
+      onPersistResult: (error) => deps.onStoreResult(`worker:${workerId}:events`, error),
+      onDeliver,
+      maxSubscriberBacklog: deps.limits.maxSubscriberBacklog,
+    });
+  }
+
+  private get workerId(): string {
+    return this.worker.ref?.workerId ?? "";
+  }
+
+  /** Skips every later write: the worker is deleted. */
+  markDeleted(): void {
+    this.deleted = true;
+  }
+
+  /** Writes a run's record, then its runChanged event; settles when both are durable. */
+  async recordRun(run: Run): Promise<void> {
+    await Promise.all([this.putRun(run), this.emitRun(run)]);
+  }
+
+  /** Writes a run's record only, with the request fingerprint the store keeps for idempotency. */
+  putRun(run: Run): Promise<void> {
+    if (this.deleted) return Promise.resolve();
+    const fingerprint = requestFingerprint(run);
+    return this.unsaved.track(run, this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run), { fingerprint })));
+  }
+
+  /** Announces a run change, here and on the runtime-wide stream. */
+  emitRun(run: Run): Promise<unknown> {
+    if (this.deleted) return Promise.resolve();
+    const copy = clone(RunSchema, run);
+    this.deps.publishRun(copy);
+    return this.events.emitDurable((seq, cursor) =>
+      create(WorkerEventSchema, { seq, cursor, time: timestampFromDate(this.deps.now()), kind: { case: "runChanged", value: copy } }),
+    );
+  }
+
+  /** Announces a worker change (queue depth, usage) without writing its snapshot. */
+  emitWorker(): Promise<unknown> {
+    if (this.deleted) return Promise.resolve();
+    this.worker.updatedAt = timestampFromDate(this.deps.now());
+    const copy = clone(WorkerSchema, this.worker);
+    this.deps.publishWorker(copy);
+    return this.events.emitDurable((seq, cursor) => {
+      copy.lastEventSeq = seq;
+      return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value: copy } });
+    });
+  }
+
+  /** Writes the worker snapshot and announces the change. */
+  async saveWorker(): Promise<void> {
+    if (this.deleted) return;
+    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record }));
+    await Promise.all([saved, this.emitWorker()]);
+  }
+
+  /** Appends a transcript entry with its transcriptAppended event. */
+  async commitEntry(runId: string, content: TranscriptEntry["content"], blockId = ""): Promise<TranscriptEntry> {
+    const now = timestampFromDate(this.deps.now());
+    const { entry } = await this.events.emitWithTranscript(
+      (seq) => create(TranscriptEntrySchema, { seq, runId, createdAt: now, blockId, content }),
+      (entry, seq, cursor) => create(WorkerEventSchema, { seq, cursor, time: now, kind: { case: "transcriptAppended", value: entry } }),
+    );
+    return entry;
+  }
+
+  /** Commits a failed run's notice; a failed write is reported (health), not thrown: the run ends anyway. */
+  async commitFailureNotice(runId: string, message: string): Promise<void> {
+    const notice = create(NoticeSchema, { code: "run.failed", message });
+    await this.commitEntry(runId, { case: "notice", value: notice }).catch(() => {});
+  }
+
+  /** Reports a direct store write's outcome for runtime health, passing it on. */
+  private reported<T>(path: string, write: Promise<T>): Promise<T> {
+    const source = `worker:${this.workerId}:${path}`;
+    return write.then(
+      (value) => {
+        this.deps.onStoreResult(source, undefined);
+        return value;
+      },
+      (error: unknown) => {
+        this.deps.onStoreResult(source, error);
+        throw error;
+      },
+    );
+  }
+}

@@ -1,0 +1,129 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { readRange } from "./read-range.js";
+import { decodeFrame, type LogRecord } from "./record-frame.js";
+import { indexName, isNotFound, logName, type LogState, type Segment } from "./segment.js";
+import { readSegmentIndexSlice } from "./segment-index.js";
+import type { SegmentedLogInit } from "./segmented-log-init.js";
+import { StoreCorruptionError } from "./store-corruption-error.js";
+
+/**
+ * The read side of a SegmentedLog: durable records by seq, from the active
+ * segment's in-memory offsets or a sealed segment's index. A record that
+ * fails its check makes the log read-only and is reported once.
+ */
+export class SegmentReader {
+  constructor(
+    private readonly init: SegmentedLogInit,
+    private readonly state: LogState,
+  ) {}
+
+  /**
+   * Durable records with seq in [from, from + count), clipped to what is
+   * retained. Walks a copy of the segment list, since pruning may drop
+   * segments while a read awaits I/O. If a segment vanished under the read,
+   * the records already read are returned (they are contiguous), or, when
+   * none were, the lookup restarts at the new earliest seq.
+   */
+  async read(from: bigint, count: number): Promise<LogRecord[]> {
+    let segments = this.state.segments.slice();
+    let seq = maxSeq(from, earliestOf(segments, this.state.durableSeq));
+    const end = seq + BigInt(Math.max(0, count));
+    const records: LogRecord[] = [];
+    let i = segmentIndexOf(segments, seq);
+    while (i < segments.length && seq < end && seq <= this.state.durableSeq) {
+      const segment = segments[i++];
+      if (segment === undefined) break;
+      const segEnd = segment.firstSeq + BigInt(segment.count);
+      const stop = end < segEnd ? end : segEnd;
+      if (seq < segment.firstSeq) break;
+      if (stop <= seq) continue;
+      const got = await this.readFromSegment(segment, Number(seq - segment.firstSeq), Number(stop - seq));
+      if (got === undefined) {
+        if (records.length > 0) break;
+        segments = this.state.segments.slice();
+        seq = maxSeq(seq, earliestOf(segments, this.state.durableSeq));
+        i = segmentIndexOf(segments, seq);
+        continue;
+      }
+      records.push(...got);
+      seq = stop;
+    }
+    return records;
+  }
+
+  /** Reads n records starting at index `from` of a segment; undefined if it was pruned meanwhile. */
+  private async readFromSegment(segment: Segment, from: number, n: number): Promise<LogRecord[] | undefined> {
+    const { disk, stats } = this.init;
+    const rel = logName(this.init.dir, segment.firstSeq);
+    let offsets: number[];
+    let fh: FileHandle;
+    try {
+      offsets = await readOffsets(this.init, segment, from, n);
+      fh = await open(disk.abs(rel), "r");
+    } catch (error) {
+      if (isNotFound(error) && !this.state.segments.includes(segment)) return undefined;
+      throw error;
+    }
+    try {
+      const start = offsets[0] ?? 0;
+      const end = offsets[n] ?? start;
+      const buf = await readRange(fh, start, end - start, stats);
+      const records: LogRecord[] = [];
+      let pos = 0;
+      for (let i = 0; i < n; i++) {
+        const frame = decodeFrame(buf, pos);
+        const expected = segment.firstSeq + BigInt(from + i);
+        if (frame.kind !== "ok" || frame.record.seq !== expected) {
+          const message = `${rel}: record ${expected} is damaged`;
+          if (this.state.damage === undefined) {
+            this.state.damage = message;
+            this.init.onCorruption?.(message);
+          }
+          throw new StoreCorruptionError(message);
+        }
+        stats.recordsRead++;
+        records.push(frame.record);
+        pos = frame.end;
+      }
+      return records;
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** Offsets of records [from, from + n] of a segment (n + 1 values; the last is an end offset). */
+export async function readOffsets(
+  init: SegmentedLogInit,
+  segment: Segment,
+  from: number,
+  n: number,
+): Promise<number[]> {
+  if (segment.offsets) {
+    const slice = segment.offsets.slice(from, from + n + 1);
+    if (slice.length === n) slice.push(segment.size);
+    return slice;
+  }
+  return readSegmentIndexSlice(init.disk.abs(indexName(init.dir, segment.firstSeq)), from, n, init.stats);
+}
+
+/** Index of the last segment starting at or before `seq` (0 when none does). */
+function segmentIndexOf(segments: readonly Segment[], seq: bigint): number {
+  let lo = 0;
+  let hi = segments.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    const segment = segments[mid];
+    if (segment && segment.firstSeq <= seq) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function earliestOf(segments: readonly Segment[], durableSeq: bigint): bigint {
+  return segments[0]?.firstSeq ?? durableSeq + 1n;
+}
+
+function maxSeq(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
