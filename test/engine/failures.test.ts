@@ -246,6 +246,18 @@ describe("provider failures", () => {
     await h.fake.waitForClientClose(0);
   });
 
+  it("streams and commits nothing past maxAnswerBytes: the crossing chunk is cut at the cap on a character boundary", async () => {
+    // 2 + 2 × 100 bytes; the cap (101) falls inside the second piece, in the middle of an "é".
+    h = await startHarness({ maxAnswerBytes: 101 });
+    h.fake.enqueue(reply({ reasoning: "ab", text: "é".repeat(100), pieceSize: 30 }));
+    const { outcome, sink } = await h.run({ input: "go on" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    const streamed = sink.events.map((e) => (e.type === "text" || e.type === "reasoning" ? e.text : "")).join("");
+    expect(streamed).toBe(`ab${"é".repeat(49)}`);
+    expect(sink.committed("reasoning").map((r) => r.text)).toEqual(["ab"]);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["é".repeat(49)]);
+  });
+
   it("fails LIMIT_EXCEEDED when one turn's tool-call arguments outgrow maxToolArgumentsBytes, running nothing", async () => {
     h = await startHarness({ maxToolArgumentsBytes: 100 });
     const args = JSON.stringify({ path: "big.txt", content: "x".repeat(500) });
