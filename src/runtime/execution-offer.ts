@@ -5,7 +5,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Profile, ProfileSelector } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
-import type { ExecutionBackend } from "./execution-backend.js";
+import type { ExecutionBackend, ExecutionLimits } from "./execution-backend.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
 
@@ -36,6 +36,11 @@ export class ExecutionOffer {
   /** Tool capabilities the backend can grant. */
   toolCapabilities(): string[] {
     return this.backend?.toolCapabilities() ?? [];
+  }
+
+  /** The backend's bounds on runs (zeros without a backend, or one that reports none). */
+  executionLimits(): ExecutionLimits {
+    return this.backend?.limits?.() ?? { streamIdleTimeoutMs: 0, maxAnswerBytes: 0, retryBudgetMs: 0 };
   }
 
   /** Names of the allowed workspace roots. */

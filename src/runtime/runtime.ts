@@ -192,6 +192,7 @@ export class Runtime {
     this.logger = options.logger ?? silentLogger;
     this.offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {});
     this.diagnostics = new DiagnosticLog(1000, () => new Date());
+    options.executionBackend?.attach?.({ diagnostics: this.diagnostics, logger: this.logger });
     this.runtimeEvents = new DurableEventStream<RuntimeEvent>({
       stream: "r",
       lastSeq: lastRuntimeEventSeq,
@@ -247,6 +248,7 @@ export class Runtime {
         eventRetention: this.limits.eventRetention,
         maxWorkers: this.limits.maxWorkers,
         maxLabels: this.limits.maxLabels,
+        ...this.offer.executionLimits(),
       }),
       capabilities: create(RuntimeCapabilitiesSchema, {
         executionBackend: this.offer.backend?.name ?? "",
@@ -896,6 +898,7 @@ function runIdOf(event: WorkerEvent): string | undefined {
     case "reasoningDelta":
     case "toolCallDelta":
     case "blockDiscarded":
+    case "retryScheduled":
       return kind.value.runId;
     default:
       return undefined;

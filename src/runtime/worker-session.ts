@@ -7,6 +7,7 @@ import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import {
   PendingApprovalSchema,
+  ProviderRetrySchema,
   RunErrorSchema,
   RunSchema,
   RunStatus,
@@ -538,7 +539,7 @@ export class WorkerSession {
       case "failed":
         run.status = RunStatus.FAILED;
         run.stopReason = StopReason.ERROR;
-        run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message });
+        run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message, metadata: outcome.metadata ?? {} });
         break;
     }
     addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
@@ -596,6 +597,13 @@ export class WorkerSession {
         (run.usage ?? (run.usage = create(UsageSchema))).modelRequests++;
       },
       requestApproval: (call, signal) => this.awaitApproval(active, call, signal),
+      retry: (init) => {
+        open();
+        const retry = create(ProviderRetrySchema, { ...init, time: timestampFromDate(this.deps.now()) });
+        run.retries++;
+        run.lastRetry = retry;
+        this.events.emitLive(create(WorkerEventSchema, { kind: { case: "retryScheduled", value: { $typeName: "worker_runtime.v1.RetryScheduled", runId: run.runId, retry } } }));
+      },
     };
   }
 
