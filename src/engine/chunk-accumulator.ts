@@ -55,6 +55,7 @@ export class ChunkAccumulator {
   /** Set when the response outgrew a {@link TurnBounds} bound; says which. */
   overLimit: string | undefined;
   private answerBytes: number;
+  private readonly alreadySaidBytes: number;
   private argumentsBytes = 0;
   /** Calls in arrival order. */
   private readonly calls: PendingCall[] = [];
@@ -70,6 +71,7 @@ export class ChunkAccumulator {
     alreadySaidBytes = 0,
   ) {
     this.answerBytes = alreadySaidBytes;
+    this.alreadySaidBytes = alreadySaidBytes;
     this.textBlock = blocks.next("text");
     this.reasoningBlock = blocks.next("reasoning");
   }
@@ -105,6 +107,11 @@ export class ChunkAccumulator {
       });
     }
     if (choice.finish_reason) this.finishReason = choice.finish_reason;
+  }
+
+  /** Bytes of answer, reasoning and tool-call arguments this response streamed (for usage estimates). */
+  get receivedBytes(): number {
+    return this.answerBytes - this.alreadySaidBytes + this.argumentsBytes;
   }
 
   /** Ends the stream: releases (finished) or drops (interrupted) text the continuation filter still holds. */

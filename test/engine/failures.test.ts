@@ -141,6 +141,34 @@ describe("provider failures", () => {
     ]);
   });
 
+  it("records the splice of a cut answer: a notice at the cut with what was asked, replayed in later history", async () => {
+    h = await startHarness();
+    const full = "The quick brown fox jumps over the lazy dog.";
+    h.fake.enqueue(
+      { kind: "stream", chunks: replyChunks({ text: full, pieceSize: 4 }), end: "cut", cutAfter: 4 },
+      reply({ text: "own fox jumps over the lazy dog.", usage: { prompt: 30, completion: 9 } }),
+      reply({ text: "Yes." }),
+    );
+    const sink = new RecordingSink("r1");
+    await h.run({ input: "say it", sink, runId: "r1" });
+    expect(sink.transcript.map((e) => e.content.case)).toEqual(["userMessage", "assistantMessage", "notice", "assistantMessage"]);
+    const notice = sink.committed("notice")[0];
+    expect(notice?.code).toBe("answer.continued");
+    expect(notice?.message).toContain("cut after 12 bytes");
+    expect(notice?.message).toContain(CONTINUE_PROMPT);
+    // The cut response brought no usage; its tokens are estimated rather than lost.
+    expect(sink.usage.outputTokens).toBeGreaterThan(9n);
+    expect(sink.usage.inputTokens).toBeGreaterThan(30n);
+
+    await h.run({ input: "again?", sink, runId: "r2" });
+    expect(h.fake.requests[2]?.body.messages.slice(-4)).toEqual([
+      { role: "assistant", content: "The quick br" },
+      { role: "user", content: CONTINUE_PROMPT },
+      { role: "assistant", content: "own fox jumps over the lazy dog." },
+      { role: "user", content: "again?" },
+    ]);
+  });
+
   it("discards the partial tool call of a cut stream so watchers drop it", async () => {
     h = await startHarness();
     // Role chunk, one text piece, the tool call's header and one argument piece, then the cut.
