@@ -136,7 +136,7 @@ async function consume(context: RunContext, opened: OpenedStream, accumulator: C
     if (context.signal.aborted) return "cancelled";
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
-      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
+      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
     } else if (!isStreamCut(error)) {
       throw error;
     }

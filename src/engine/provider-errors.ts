@@ -16,7 +16,7 @@ export type ProviderFailure =
    */
   | { kind: "retryable"; status: number | undefined; retryAfterMs: number | undefined; message: string; cause?: string }
   /** Retrying cannot help; the run fails at once. */
-  | { kind: "fatal"; reason: ErrorReason; message: string };
+  | { kind: "fatal"; reason: ErrorReason; message: string; metadata: Record<string, string> };
 
 /**
  * Classifies an error thrown while opening a provider request. `secrets` are
@@ -37,8 +37,9 @@ export function classifyProviderError(error: unknown, signal: AbortSignal, secre
     if (status === 408 || status === 409 || status === 429 || status >= 500) {
       return { kind: "retryable", status, retryAfterMs: retryAfterMs(error.headers), message };
     }
-    if (status === 401 || status === 403) return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message };
-    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message };
+    const metadata = { http_status: String(status) };
+    if (status === 401 || status === 403) return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message, metadata };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message, metadata };
   }
   // Anything else (a fetch TypeError, a DNS failure surfaced oddly) is
   // treated as a connection problem: retrying is the safe default.
@@ -83,12 +84,13 @@ function classifyStreamError(error: APIError, secrets: readonly string[]): Provi
   const code = Number(field("code"));
   const type = String(field("type") ?? "");
   const status = Number.isInteger(code) && code >= 400 && code < 600 ? code : undefined;
+  const metadata: Record<string, string> = status !== undefined ? { http_status: String(status) } : {};
   if (status === 401 || status === 403 || /auth|permission/i.test(type)) {
-    return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message, metadata };
   }
   if (status === 429 || /rate_limit/i.test(type)) return { kind: "retryable", status: 429, retryAfterMs: undefined, message };
   if ((status !== undefined && status < 500 && status !== 408 && status !== 409) || /invalid_request|BadRequest/i.test(type)) {
-    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message, metadata };
   }
   return { kind: "retryable", status, retryAfterMs: undefined, message };
 }

@@ -55,7 +55,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
     } catch (error) {
       const failure = classifyProviderError(error, signal, settings.secrets);
       if (failure.kind === "cancelled") return failure;
-      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
+      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
       retryBudget.spend(Date.now() - attemptStarted);
       const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
       const remaining = retryBudget.remainingMs - delay;

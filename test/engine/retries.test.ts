@@ -112,7 +112,8 @@ describe("provider problems in the runtime's diagnostics", () => {
     const diagnostics = new DiagnosticLog(10, () => now);
     h.backend.attach?.({ diagnostics, logger: recordingLogger() });
     h.fake.enqueue(errorReply(401, "Incorrect API key provided"), errorReply(401, "Incorrect API key provided"), reply({ text: "ok" }));
-    await h.run({ input: "one" });
+    const first = await h.run({ input: "one" });
+    expect(first.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_AUTH_FAILED, metadata: { http_status: "401" } });
     now = new Date("2026-01-01T00:01:00Z");
     await h.run({ input: "two" });
     const [diagnostic, ...others] = diagnostics.newestFirst();
