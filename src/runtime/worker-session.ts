@@ -602,7 +602,7 @@ export class WorkerSession {
         const retry = create(ProviderRetrySchema, { ...init, time: timestampFromDate(this.deps.now()) });
         run.retries++;
         run.lastRetry = retry;
-        this.events.emitLive(create(WorkerEventSchema, { kind: { case: "retryScheduled", value: { $typeName: "worker_runtime.v1.RetryScheduled", runId: run.runId, retry } } }));
+        live({ case: "retryScheduled", value: { $typeName: "worker_runtime.v1.RetryScheduled", runId: run.runId, retry } });
       },
     };
   }
