@@ -8,7 +8,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { WorkerRef } from "./common_pb.js";
 import { file_worker_runtime_v1_common } from "./common_pb.js";
-import type { Run } from "./run_pb.js";
+import type { ProviderRetry, Run } from "./run_pb.js";
 import { file_worker_runtime_v1_run } from "./run_pb.js";
 import type { Runtime } from "./runtime_pb.js";
 import { file_worker_runtime_v1_runtime } from "./runtime_pb.js";
@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/events.proto.
  */
 export const file_worker_runtime_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch53b3JrZXJfcnVudGltZS92MS9ldmVudHMucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIvgDCgtXb3JrZXJFdmVudBILCgNzZXEYASABKAQSDgoGY3Vyc29yGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKDndvcmtlcl9jaGFuZ2VkGAogASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASLQoLcnVuX2NoYW5nZWQYCyABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW5IABJBChN0cmFuc2NyaXB0X2FwcGVuZGVkGAwgASgLMiIud29ya2VyX3J1bnRpbWUudjEuVHJhbnNjcmlwdEVudHJ5SAASMgoKdGV4dF9kZWx0YRgUIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLlRleHREZWx0YUgAEjwKD3JlYXNvbmluZ19kZWx0YRgVIAEoCzIhLndvcmtlcl9ydW50aW1lLnYxLlJlYXNvbmluZ0RlbHRhSAASOwoPdG9vbF9jYWxsX2RlbHRhGBYgASgLMiAud29ya2VyX3J1bnRpbWUudjEuVG9vbENhbGxEZWx0YUgAEkQKD2Jsb2NrX2Rpc2NhcmRlZBgXIAEoCzIpLndvcmtlcl9ydW50aW1lLnYxLkluRmxpZ2h0QmxvY2tEaXNjYXJkZWRIAEIGCgRraW5kIjoKFkluRmxpZ2h0QmxvY2tEaXNjYXJkZWQSDgoGcnVuX2lkGAEgASgJEhAKCGJsb2NrX2lkGAIgASgJIjsKCVRleHREZWx0YRIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSJACg5SZWFzb25pbmdEZWx0YRIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSDAoEdGV4dBgDIAEoCSJzCg1Ub29sQ2FsbERlbHRhEg4KBnJ1bl9pZBgBIAEoCRIQCghibG9ja19pZBgCIAEoCRIUCgx0b29sX2NhbGxfaWQYAyABKAkSEQoJdG9vbF9uYW1lGAQgASgJEhcKD2FyZ3VtZW50c19kZWx0YRgFIAEoCSKcAQoNSW5GbGlnaHRCbG9jaxIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSMgoEa2luZBgDIAEoDjIkLndvcmtlcl9ydW50aW1lLnYxLkluRmxpZ2h0QmxvY2tLaW5kEgwKBHRleHQYBCABKAkSFAoMdG9vbF9jYWxsX2lkGAUgASgJEhEKCXRvb2xfbmFtZRgGIAEoCSLZAQoOV29ya2VyU25hcHNob3QSKQoGd29ya2VyGAEgASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VyEioKCmFjdGl2ZV9ydW4YAiABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW4SKwoLcXVldWVkX3J1bnMYAyADKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW4SMwoJaW5fZmxpZ2h0GAQgAygLMiAud29ya2VyX3J1bnRpbWUudjEuSW5GbGlnaHRCbG9jaxIOCgZjdXJzb3IYBSABKAkirgIKDFJ1bnRpbWVFdmVudBILCgNzZXEYASABKAQSDgoGY3Vyc29yGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKDndvcmtlcl9jcmVhdGVkGAogASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASMwoOd29ya2VyX3VwZGF0ZWQYCyABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJIABI2Cg53b3JrZXJfcmVtb3ZlZBgMIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZkgAEi0KC3J1bl9jaGFuZ2VkGA0gASgLMhYud29ya2VyX3J1bnRpbWUudjEuUnVuSABCBgoEa2luZCJOCg9SdW50aW1lU25hcHNob3QSKwoHcnVudGltZRgBIAEoCzIaLndvcmtlcl9ydW50aW1lLnYxLlJ1bnRpbWUSDgoGY3Vyc29yGAIgASgJKqABChFJbkZsaWdodEJsb2NrS2luZBIkCiBJTl9GTElHSFRfQkxPQ0tfS0lORF9VTlNQRUNJRklFRBAAEh0KGUlOX0ZMSUdIVF9CTE9DS19LSU5EX1RFWFQQARIiCh5JTl9GTElHSFRfQkxPQ0tfS0lORF9SRUFTT05JTkcQAhIiCh5JTl9GTElHSFRfQkxPQ0tfS0lORF9UT09MX0NBTEwQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_run, file_worker_runtime_v1_runtime, file_worker_runtime_v1_transcript, file_worker_runtime_v1_worker]);
+  fileDesc("Ch53b3JrZXJfcnVudGltZS92MS9ldmVudHMucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIrYECgtXb3JrZXJFdmVudBILCgNzZXEYASABKAQSDgoGY3Vyc29yGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKDndvcmtlcl9jaGFuZ2VkGAogASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASLQoLcnVuX2NoYW5nZWQYCyABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW5IABJBChN0cmFuc2NyaXB0X2FwcGVuZGVkGAwgASgLMiIud29ya2VyX3J1bnRpbWUudjEuVHJhbnNjcmlwdEVudHJ5SAASMgoKdGV4dF9kZWx0YRgUIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLlRleHREZWx0YUgAEjwKD3JlYXNvbmluZ19kZWx0YRgVIAEoCzIhLndvcmtlcl9ydW50aW1lLnYxLlJlYXNvbmluZ0RlbHRhSAASOwoPdG9vbF9jYWxsX2RlbHRhGBYgASgLMiAud29ya2VyX3J1bnRpbWUudjEuVG9vbENhbGxEZWx0YUgAEkQKD2Jsb2NrX2Rpc2NhcmRlZBgXIAEoCzIpLndvcmtlcl9ydW50aW1lLnYxLkluRmxpZ2h0QmxvY2tEaXNjYXJkZWRIABI8Cg9yZXRyeV9zY2hlZHVsZWQYGCABKAsyIS53b3JrZXJfcnVudGltZS52MS5SZXRyeVNjaGVkdWxlZEgAQgYKBGtpbmQiUQoOUmV0cnlTY2hlZHVsZWQSDgoGcnVuX2lkGAEgASgJEi8KBXJldHJ5GAIgASgLMiAud29ya2VyX3J1bnRpbWUudjEuUHJvdmlkZXJSZXRyeSI6ChZJbkZsaWdodEJsb2NrRGlzY2FyZGVkEg4KBnJ1bl9pZBgBIAEoCRIQCghibG9ja19pZBgCIAEoCSI7CglUZXh0RGVsdGESDgoGcnVuX2lkGAEgASgJEhAKCGJsb2NrX2lkGAIgASgJEgwKBHRleHQYAyABKAkiQAoOUmVhc29uaW5nRGVsdGESDgoGcnVuX2lkGAEgASgJEhAKCGJsb2NrX2lkGAIgASgJEgwKBHRleHQYAyABKAkicwoNVG9vbENhbGxEZWx0YRIOCgZydW5faWQYASABKAkSEAoIYmxvY2tfaWQYAiABKAkSFAoMdG9vbF9jYWxsX2lkGAMgASgJEhEKCXRvb2xfbmFtZRgEIAEoCRIXCg9hcmd1bWVudHNfZGVsdGEYBSABKAkinAEKDUluRmxpZ2h0QmxvY2sSDgoGcnVuX2lkGAEgASgJEhAKCGJsb2NrX2lkGAIgASgJEjIKBGtpbmQYAyABKA4yJC53b3JrZXJfcnVudGltZS52MS5JbkZsaWdodEJsb2NrS2luZBIMCgR0ZXh0GAQgASgJEhQKDHRvb2xfY2FsbF9pZBgFIAEoCRIRCgl0b29sX25hbWUYBiABKAki2QEKDldvcmtlclNuYXBzaG90EikKBndvcmtlchgBIAEoCzIZLndvcmtlcl9ydW50aW1lLnYxLldvcmtlchIqCgphY3RpdmVfcnVuGAIgASgLMhYud29ya2VyX3J1bnRpbWUudjEuUnVuEisKC3F1ZXVlZF9ydW5zGAMgAygLMhYud29ya2VyX3J1bnRpbWUudjEuUnVuEjMKCWluX2ZsaWdodBgEIAMoCzIgLndvcmtlcl9ydW50aW1lLnYxLkluRmxpZ2h0QmxvY2sSDgoGY3Vyc29yGAUgASgJIq4CCgxSdW50aW1lRXZlbnQSCwoDc2VxGAEgASgEEg4KBmN1cnNvchgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg53b3JrZXJfY3JlYXRlZBgKIAEoCzIZLndvcmtlcl9ydW50aW1lLnYxLldvcmtlckgAEjMKDndvcmtlcl91cGRhdGVkGAsgASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VySAASNgoOd29ya2VyX3JlbW92ZWQYDCABKAsyHC53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJSZWZIABItCgtydW5fY2hhbmdlZBgNIAEoCzIWLndvcmtlcl9ydW50aW1lLnYxLlJ1bkgAQgYKBGtpbmQiTgoPUnVudGltZVNuYXBzaG90EisKB3J1bnRpbWUYASABKAsyGi53b3JrZXJfcnVudGltZS52MS5SdW50aW1lEg4KBmN1cnNvchgCIAEoCSqgAQoRSW5GbGlnaHRCbG9ja0tpbmQSJAogSU5fRkxJR0hUX0JMT0NLX0tJTkRfVU5TUEVDSUZJRUQQABIdChlJTl9GTElHSFRfQkxPQ0tfS0lORF9URVhUEAESIgoeSU5fRkxJR0hUX0JMT0NLX0tJTkRfUkVBU09OSU5HEAISIgoeSU5fRkxJR0hUX0JMT0NLX0tJTkRfVE9PTF9DQUxMEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_run, file_worker_runtime_v1_runtime, file_worker_runtime_v1_transcript, file_worker_runtime_v1_worker]);
 
 /**
  * WorkerEvent is one event of a Worker's stream. Durable events carry a seq
@@ -116,6 +116,15 @@ export type WorkerEvent = Message<"worker_runtime.v1.WorkerEvent"> & {
      */
     value: InFlightBlockDiscarded;
     case: "blockDiscarded";
+  } | {
+    /**
+     * A model request failed transiently and will be asked again after a
+     * delay (live); the run's retries and last_retry say the same.
+     *
+     * @generated from field: worker_runtime.v1.RetryScheduled retry_scheduled = 24;
+     */
+    value: RetryScheduled;
+    case: "retryScheduled";
   } | { case: undefined; value?: undefined };
 };
 
@@ -125,6 +134,34 @@ export type WorkerEvent = Message<"worker_runtime.v1.WorkerEvent"> & {
  */
 export const WorkerEventSchema: GenMessage<WorkerEvent> = /*@__PURE__*/
   messageDesc(file_worker_runtime_v1_events, 0);
+
+/**
+ * RetryScheduled announces a retry of a run's model request.
+ *
+ * @generated from message worker_runtime.v1.RetryScheduled
+ */
+export type RetryScheduled = Message<"worker_runtime.v1.RetryScheduled"> & {
+  /**
+   * The run retrying.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The retry: attempt, delay and reason.
+   *
+   * @generated from field: worker_runtime.v1.ProviderRetry retry = 2;
+   */
+  retry?: ProviderRetry | undefined;
+};
+
+/**
+ * Describes the message worker_runtime.v1.RetryScheduled.
+ * Use `create(RetryScheduledSchema)` to create a new message.
+ */
+export const RetryScheduledSchema: GenMessage<RetryScheduled> = /*@__PURE__*/
+  messageDesc(file_worker_runtime_v1_events, 1);
 
 /**
  * InFlightBlockDiscarded abandons an in-flight block that will not be committed.
@@ -152,7 +189,7 @@ export type InFlightBlockDiscarded = Message<"worker_runtime.v1.InFlightBlockDis
  * Use `create(InFlightBlockDiscardedSchema)` to create a new message.
  */
 export const InFlightBlockDiscardedSchema: GenMessage<InFlightBlockDiscarded> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 1);
+  messageDesc(file_worker_runtime_v1_events, 2);
 
 /**
  * TextDelta appends assistant text to an in-flight block.
@@ -187,7 +224,7 @@ export type TextDelta = Message<"worker_runtime.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 2);
+  messageDesc(file_worker_runtime_v1_events, 3);
 
 /**
  * ReasoningDelta appends reasoning text to an in-flight block.
@@ -222,7 +259,7 @@ export type ReasoningDelta = Message<"worker_runtime.v1.ReasoningDelta"> & {
  * Use `create(ReasoningDeltaSchema)` to create a new message.
  */
 export const ReasoningDeltaSchema: GenMessage<ReasoningDelta> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 3);
+  messageDesc(file_worker_runtime_v1_events, 4);
 
 /**
  * ToolCallDelta appends to an in-flight tool call.
@@ -271,7 +308,7 @@ export type ToolCallDelta = Message<"worker_runtime.v1.ToolCallDelta"> & {
  * Use `create(ToolCallDeltaSchema)` to create a new message.
  */
 export const ToolCallDeltaSchema: GenMessage<ToolCallDelta> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 4);
+  messageDesc(file_worker_runtime_v1_events, 5);
 
 /**
  * InFlightBlock is output streamed so far that is not yet committed to the
@@ -328,7 +365,7 @@ export type InFlightBlock = Message<"worker_runtime.v1.InFlightBlock"> & {
  * Use `create(InFlightBlockSchema)` to create a new message.
  */
 export const InFlightBlockSchema: GenMessage<InFlightBlock> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 5);
+  messageDesc(file_worker_runtime_v1_events, 6);
 
 /**
  * WorkerSnapshot is the first message of every WatchWorker stream.
@@ -377,7 +414,7 @@ export type WorkerSnapshot = Message<"worker_runtime.v1.WorkerSnapshot"> & {
  * Use `create(WorkerSnapshotSchema)` to create a new message.
  */
 export const WorkerSnapshotSchema: GenMessage<WorkerSnapshot> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 6);
+  messageDesc(file_worker_runtime_v1_events, 7);
 
 /**
  * RuntimeEvent is one durable event of the runtime-wide stream.
@@ -451,7 +488,7 @@ export type RuntimeEvent = Message<"worker_runtime.v1.RuntimeEvent"> & {
  * Use `create(RuntimeEventSchema)` to create a new message.
  */
 export const RuntimeEventSchema: GenMessage<RuntimeEvent> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 7);
+  messageDesc(file_worker_runtime_v1_events, 8);
 
 /**
  * RuntimeSnapshot is the first message of every WatchRuntime stream.
@@ -479,7 +516,7 @@ export type RuntimeSnapshot = Message<"worker_runtime.v1.RuntimeSnapshot"> & {
  * Use `create(RuntimeSnapshotSchema)` to create a new message.
  */
 export const RuntimeSnapshotSchema: GenMessage<RuntimeSnapshot> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_events, 8);
+  messageDesc(file_worker_runtime_v1_events, 9);
 
 /**
  * InFlightBlockKind is the kind of an in-flight block.

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/profile.proto.
  */
 export const file_worker_runtime_v1_profile: GenFile = /*@__PURE__*/
-  fileDesc("Ch93b3JrZXJfcnVudGltZS92MS9wcm9maWxlLnByb3RvEhF3b3JrZXJfcnVudGltZS52MSLwAQoHUHJvZmlsZRIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg0KBW1vZGVsGAMgASgJEhUKDXN5c3RlbV9wcm9tcHQYBCABKAkSGAoLdGVtcGVyYXR1cmUYBSABKAFIAIgBARIZChFtYXhfb3V0cHV0X3Rva2VucxgGIAEoDRINCgV0b29scxgHIAMoCRIRCgltYXhfdHVybnMYCCABKA0SHwoXYXBwcm92YWxfcmVxdWlyZWRfdG9vbHMYCSADKAkSFAoMc2VjcmV0X25hbWVzGAogAygJQg4KDF90ZW1wZXJhdHVyZSJlCg9Qcm9maWxlU2VsZWN0b3ISEQoHYnVpbHRpbhgBIAEoCUgAEjUKBmJ1bmRsZRgCIAEoCzIjLndvcmtlcl9ydW50aW1lLnYxLkJ1bmRsZVByb2ZpbGVSZWZIAEIICgZzb3VyY2UiRgoQQnVuZGxlUHJvZmlsZVJlZhIRCglidW5kbGVfaWQYASABKAkSDgoGZGlnZXN0GAIgASgJEg8KB3Byb2ZpbGUYAyABKAkiXwoMQ29uZmlnQnVuZGxlEhEKCWJ1bmRsZV9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAkSLAoIcHJvZmlsZXMYAyADKAsyGi53b3JrZXJfcnVudGltZS52MS5Qcm9maWxlYgZwcm90bzM");
+  fileDesc("Ch93b3JrZXJfcnVudGltZS92MS9wcm9maWxlLnByb3RvEhF3b3JrZXJfcnVudGltZS52MSLDAgoHUHJvZmlsZRIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg0KBW1vZGVsGAMgASgJEhUKDXN5c3RlbV9wcm9tcHQYBCABKAkSGAoLdGVtcGVyYXR1cmUYBSABKAFIAIgBARIZChFtYXhfb3V0cHV0X3Rva2VucxgGIAEoDRINCgV0b29scxgHIAMoCRIRCgltYXhfdHVybnMYCCABKA0SHwoXYXBwcm92YWxfcmVxdWlyZWRfdG9vbHMYCSADKAkSFAoMc2VjcmV0X25hbWVzGAogAygJEhcKD3JldHJ5X2J1ZGdldF9tcxgLIAEoDRIeChZzdHJlYW1faWRsZV90aW1lb3V0X21zGAwgASgNEhgKEG1heF9hbnN3ZXJfYnl0ZXMYDSABKA1CDgoMX3RlbXBlcmF0dXJlImUKD1Byb2ZpbGVTZWxlY3RvchIRCgdidWlsdGluGAEgASgJSAASNQoGYnVuZGxlGAIgASgLMiMud29ya2VyX3J1bnRpbWUudjEuQnVuZGxlUHJvZmlsZVJlZkgAQggKBnNvdXJjZSJGChBCdW5kbGVQcm9maWxlUmVmEhEKCWJ1bmRsZV9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAkSDwoHcHJvZmlsZRgDIAEoCSJfCgxDb25maWdCdW5kbGUSEQoJYnVuZGxlX2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoCRIsCghwcm9maWxlcxgDIAMoCzIaLndvcmtlcl9ydW50aW1lLnYxLlByb2ZpbGViBnByb3RvMw");
 
 /**
  * Profile configures how a Worker runs: model, prompt and tools.
@@ -87,6 +87,33 @@ export type Profile = Message<"worker_runtime.v1.Profile"> & {
    * @generated from field: repeated string secret_names = 10;
    */
   secretNames: string[];
+
+  /**
+   * Total time, in milliseconds, one run may spend retrying failed model
+   * requests; 0 uses the Runtime's (RuntimeLimits.retry_budget_ms), and a
+   * larger value is capped at it.
+   *
+   * @generated from field: uint32 retry_budget_ms = 11;
+   */
+  retryBudgetMs: number;
+
+  /**
+   * Longest silence, in milliseconds, between two events of the provider's
+   * stream before it counts as cut; 0 uses the Runtime's
+   * (RuntimeLimits.stream_idle_timeout_ms), and a larger value is capped at it.
+   *
+   * @generated from field: uint32 stream_idle_timeout_ms = 12;
+   */
+  streamIdleTimeoutMs: number;
+
+  /**
+   * Largest answer text plus reasoning of one model turn, in UTF-8 bytes; 0
+   * uses the Runtime's (RuntimeLimits.max_answer_bytes), and a larger value is
+   * capped at it.
+   *
+   * @generated from field: uint32 max_answer_bytes = 13;
+   */
+  maxAnswerBytes: number;
 };
 
 /**

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/run.proto.
  */
 export const file_worker_runtime_v1_run: GenFile = /*@__PURE__*/
-  fileDesc("Cht3b3JrZXJfcnVudGltZS92MS9ydW4ucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIpIECgNSdW4SDgoGcnVuX2lkGAEgASgJEiwKBndvcmtlchgCIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZhInCgVpbnB1dBgDIAEoCzIYLndvcmtlcl9ydW50aW1lLnYxLklucHV0EiwKBnN0YXR1cxgEIAEoDjIcLndvcmtlcl9ydW50aW1lLnYxLlJ1blN0YXR1cxIyCgtzdG9wX3JlYXNvbhgFIAEoDjIdLndvcmtlcl9ydW50aW1lLnYxLlN0b3BSZWFzb24SKgoFZXJyb3IYBiABKAsyGy53b3JrZXJfcnVudGltZS52MS5SdW5FcnJvchInCgV1c2FnZRgHIAEoCzIYLndvcmtlcl9ydW50aW1lLnYxLlVzYWdlEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGAsgASgJEjwKEHBlbmRpbmdfYXBwcm92YWwYDCABKAsyIi53b3JrZXJfcnVudGltZS52MS5QZW5kaW5nQXBwcm92YWwSDQoFdHVybnMYDSABKA0iSwoIUnVuRXJyb3ISLgoGcmVhc29uGAEgASgOMh4ud29ya2VyX3J1bnRpbWUudjEuRXJyb3JSZWFzb24SDwoHbWVzc2FnZRgCIAEoCSKEAQoPUGVuZGluZ0FwcHJvdmFsEhQKDHRvb2xfY2FsbF9pZBgBIAEoCRIRCgl0b29sX25hbWUYAiABKAkSFgoOYXJndW1lbnRzX2pzb24YAyABKAkSMAoMcmVxdWVzdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrfAQoJUnVuU3RhdHVzEhoKFlJVTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFSVU5fU1RBVFVTX1FVRVVFRBABEhYKElJVTl9TVEFUVVNfUlVOTklORxACEiAKHFJVTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUwQAxIYChRSVU5fU1RBVFVTX0NPTVBMRVRFRBAEEhgKFFJVTl9TVEFUVVNfQ0FOQ0VMTEVEEAUSFQoRUlVOX1NUQVRVU19GQUlMRUQQBhIaChZSVU5fU1RBVFVTX0lOVEVSUlVQVEVEEAcq1AEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRTVE9QX1JFQVNPTl9FTkRfVFVSThABEhkKFVNUT1BfUkVBU09OX01BWF9UVVJOUxACEhoKFlNUT1BfUkVBU09OX01BWF9UT0tFTlMQAxIZChVTVE9QX1JFQVNPTl9DQU5DRUxMRUQQBBIVChFTVE9QX1JFQVNPTl9FUlJPUhAFEiYKIlNUT1BfUkVBU09OX0lOVEVSUlVQVEVEX0JZX1JFU1RBUlQQBmIGcHJvdG8z", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_errors, file_worker_runtime_v1_worker]);
+  fileDesc("Cht3b3JrZXJfcnVudGltZS92MS9ydW4ucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxItkECgNSdW4SDgoGcnVuX2lkGAEgASgJEiwKBndvcmtlchgCIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZhInCgVpbnB1dBgDIAEoCzIYLndvcmtlcl9ydW50aW1lLnYxLklucHV0EiwKBnN0YXR1cxgEIAEoDjIcLndvcmtlcl9ydW50aW1lLnYxLlJ1blN0YXR1cxIyCgtzdG9wX3JlYXNvbhgFIAEoDjIdLndvcmtlcl9ydW50aW1lLnYxLlN0b3BSZWFzb24SKgoFZXJyb3IYBiABKAsyGy53b3JrZXJfcnVudGltZS52MS5SdW5FcnJvchInCgV1c2FnZRgHIAEoCzIYLndvcmtlcl9ydW50aW1lLnYxLlVzYWdlEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGAsgASgJEjwKEHBlbmRpbmdfYXBwcm92YWwYDCABKAsyIi53b3JrZXJfcnVudGltZS52MS5QZW5kaW5nQXBwcm92YWwSDQoFdHVybnMYDSABKA0SDwoHcmV0cmllcxgOIAEoDRI0CgpsYXN0X3JldHJ5GA8gASgLMiAud29ya2VyX3J1bnRpbWUudjEuUHJvdmlkZXJSZXRyeSKtAQoNUHJvdmlkZXJSZXRyeRIPCgdhdHRlbXB0GAEgASgNEhAKCGRlbGF5X21zGAIgASgNEg4KBnJlYXNvbhgDIAEoCRITCgtodHRwX3N0YXR1cxgEIAEoDRINCgVjYXVzZRgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNidWRnZXRfcmVtYWluaW5nX21zGAcgASgNIrkBCghSdW5FcnJvchIuCgZyZWFzb24YASABKA4yHi53b3JrZXJfcnVudGltZS52MS5FcnJvclJlYXNvbhIPCgdtZXNzYWdlGAIgASgJEjsKCG1ldGFkYXRhGAMgAygLMikud29ya2VyX3J1bnRpbWUudjEuUnVuRXJyb3IuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihAEKD1BlbmRpbmdBcHByb3ZhbBIUCgx0b29sX2NhbGxfaWQYASABKAkSEQoJdG9vbF9uYW1lGAIgASgJEhYKDmFyZ3VtZW50c19qc29uGAMgASgJEjAKDHJlcXVlc3RlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq3wEKCVJ1blN0YXR1cxIaChZSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRVU19RVUVVRUQQARIWChJSVU5fU1RBVFVTX1JVTk5JTkcQAhIgChxSVU5fU1RBVFVTX0FXQUlUSU5HX0FQUFJPVkFMEAMSGAoUUlVOX1NUQVRVU19DT01QTEVURUQQBBIYChRSVU5fU1RBVFVTX0NBTkNFTExFRBAFEhUKEVJVTl9TVEFUVVNfRkFJTEVEEAYSGgoWUlVOX1NUQVRVU19JTlRFUlJVUFRFRBAHKtQBCgpTdG9wUmVhc29uEhsKF1NUT1BfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUU1RPUF9SRUFTT05fRU5EX1RVUk4QARIZChVTVE9QX1JFQVNPTl9NQVhfVFVSTlMQAhIaChZTVE9QX1JFQVNPTl9NQVhfVE9LRU5TEAMSGQoVU1RPUF9SRUFTT05fQ0FOQ0VMTEVEEAQSFQoRU1RPUF9SRUFTT05fRVJST1IQBRImCiJTVE9QX1JFQVNPTl9JTlRFUlJVUFRFRF9CWV9SRVNUQVJUEAZiBnByb3RvMw", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_errors, file_worker_runtime_v1_worker]);
 
 /**
  * Run is one model/tool loop answering one input.
@@ -116,6 +116,20 @@ export type Run = Message<"worker_runtime.v1.Run"> & {
    * @generated from field: uint32 turns = 13;
    */
   turns: number;
+
+  /**
+   * Model requests retried so far (failed transiently and asked again).
+   *
+   * @generated from field: uint32 retries = 14;
+   */
+  retries: number;
+
+  /**
+   * The latest retry, if any.
+   *
+   * @generated from field: worker_runtime.v1.ProviderRetry last_retry = 15;
+   */
+  lastRetry?: ProviderRetry | undefined;
 };
 
 /**
@@ -124,6 +138,70 @@ export type Run = Message<"worker_runtime.v1.Run"> & {
  */
 export const RunSchema: GenMessage<Run> = /*@__PURE__*/
   messageDesc(file_worker_runtime_v1_run, 0);
+
+/**
+ * ProviderRetry describes one retry of a model request that failed
+ * transiently (rate limit, 5xx, lost connection, timeout).
+ *
+ * @generated from message worker_runtime.v1.ProviderRetry
+ */
+export type ProviderRetry = Message<"worker_runtime.v1.ProviderRetry"> & {
+  /**
+   * Which retry of the run this is, from 1.
+   *
+   * @generated from field: uint32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * How long the run waits before asking again, in milliseconds.
+   *
+   * @generated from field: uint32 delay_ms = 2;
+   */
+  delayMs: number;
+
+  /**
+   * Why the request failed, e.g. "provider returned HTTP 503: overloaded".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * The provider's HTTP status; 0 when no response arrived.
+   *
+   * @generated from field: uint32 http_status = 4;
+   */
+  httpStatus: number;
+
+  /**
+   * The underlying network error code when no response arrived, e.g. "ECONNREFUSED".
+   *
+   * @generated from field: string cause = 5;
+   */
+  cause: string;
+
+  /**
+   * When the retry was scheduled.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 6;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Milliseconds left of the run's retry budget after this delay.
+   *
+   * @generated from field: uint32 budget_remaining_ms = 7;
+   */
+  budgetRemainingMs: number;
+};
+
+/**
+ * Describes the message worker_runtime.v1.ProviderRetry.
+ * Use `create(ProviderRetrySchema)` to create a new message.
+ */
+export const ProviderRetrySchema: GenMessage<ProviderRetry> = /*@__PURE__*/
+  messageDesc(file_worker_runtime_v1_run, 1);
 
 /**
  * RunError is the typed error that ended a run.
@@ -144,6 +222,14 @@ export type RunError = Message<"worker_runtime.v1.RunError"> & {
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * Extra facts about the error, e.g. "cause" ("ECONNREFUSED"), "http_status",
+   * "attempts". Never holds credentials or host paths.
+   *
+   * @generated from field: map<string, string> metadata = 3;
+   */
+  metadata: { [key: string]: string };
 };
 
 /**
@@ -151,7 +237,7 @@ export type RunError = Message<"worker_runtime.v1.RunError"> & {
  * Use `create(RunErrorSchema)` to create a new message.
  */
 export const RunErrorSchema: GenMessage<RunError> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_run, 1);
+  messageDesc(file_worker_runtime_v1_run, 2);
 
 /**
  * PendingApproval is a tool call waiting for a client's decision.
@@ -193,7 +279,7 @@ export type PendingApproval = Message<"worker_runtime.v1.PendingApproval"> & {
  * Use `create(PendingApprovalSchema)` to create a new message.
  */
 export const PendingApprovalSchema: GenMessage<PendingApproval> = /*@__PURE__*/
-  messageDesc(file_worker_runtime_v1_run, 2);
+  messageDesc(file_worker_runtime_v1_run, 3);
 
 /**
  * RunStatus is where a run is in its life.

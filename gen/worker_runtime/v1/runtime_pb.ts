@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/runtime.proto.
  */
 export const file_worker_runtime_v1_runtime: GenFile = /*@__PURE__*/
-  fileDesc("Ch93b3JrZXJfcnVudGltZS92MS9ydW50aW1lLnByb3RvEhF3b3JrZXJfcnVudGltZS52MSKaAwoHUnVudGltZRISCgpydW50aW1lX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKCnN0b3JlX2tpbmQYBSABKA4yHC53b3JrZXJfcnVudGltZS52MS5TdG9yZUtpbmQSMAoGc3RhdHVzGAYgASgOMiAud29ya2VyX3J1bnRpbWUudjEuUnVudGltZVN0YXR1cxIwCgZsaW1pdHMYByABKAsyIC53b3JrZXJfcnVudGltZS52MS5SdW50aW1lTGltaXRzEjwKDGNhcGFiaWxpdGllcxgIIAEoCzImLndvcmtlcl9ydW50aW1lLnYxLlJ1bnRpbWVDYXBhYmlsaXRpZXMSNgoNd29ya2VyX2NvdW50cxgJIAEoCzIfLndvcmtlcl9ydW50aW1lLnYxLldvcmtlckNvdW50cxIYChBkaWFnbm9zdGljX2NvdW50GAogASgNIvMBCg1SdW50aW1lTGltaXRzEhUKDW1heF9wYWdlX3NpemUYASABKA0SFwoPbWF4X2lucHV0X2J5dGVzGAIgASgNEhcKD21heF9xdWV1ZV9kZXB0aBgDIAEoDRIbChNtYXhfdHJhbnNjcmlwdF9yZWFkGAQgASgNEhkKEW1heF9tZXNzYWdlX2J5dGVzGAUgASgNEh8KF21heF93YXRjaGVyc19wZXJfd29ya2VyGAYgASgNEhcKD2V2ZW50X3JldGVudGlvbhgHIAEoDRITCgttYXhfd29ya2VycxgIIAEoDRISCgptYXhfbGFiZWxzGAkgASgNItUBChNSdW50aW1lQ2FwYWJpbGl0aWVzEhkKEWV4ZWN1dGlvbl9iYWNrZW5kGAEgASgJEhsKE2V4ZWN1dGlvbl9hdmFpbGFibGUYAiABKAgSJAocZXhlY3V0aW9uX3VuYXZhaWxhYmxlX3JlYXNvbhgDIAEoCRIsCghwcm9maWxlcxgEIAMoCzIaLndvcmtlcl9ydW50aW1lLnYxLlByb2ZpbGUSGQoRdG9vbF9jYXBhYmlsaXRpZXMYBSADKAkSFwoPd29ya3NwYWNlX3Jvb3RzGAYgAygJIk4KDFdvcmtlckNvdW50cxIMCgRpZGxlGAEgASgNEg8KB3J1bm5pbmcYAiABKA0SDwoHc3RvcHBlZBgDIAEoDRIOCgZmYWlsZWQYBCABKA0i0wEKCkRpYWdub3N0aWMSFQoNZGlhZ25vc3RpY19pZBgBIAEoCRI3CghzZXZlcml0eRgCIAEoDjIlLndvcmtlcl9ydW50aW1lLnYxLkRpYWdub3N0aWNTZXZlcml0eRIMCgRjb2RlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSLAoGd29ya2VyGAUgASgLMhwud29ya2VyX3J1bnRpbWUudjEuV29ya2VyUmVmEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrgBCgpBbGxvY2F0aW9uEiwKBmhvbGRlchgBIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZhIMCgRyb290GAIgASgJEgwKBHBhdGgYAyABKAkSLwoEbW9kZRgEIAEoDjIhLndvcmtlcl9ydW50aW1lLnYxLkFsbG9jYXRpb25Nb2RlEi8KC2FjcXVpcmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpRCglTdG9yZUtpbmQSGgoWU1RPUkVfS0lORF9VTlNQRUNJRklFRBAAEhUKEVNUT1JFX0tJTkRfTUVNT1JZEAESEQoNU1RPUkVfS0lORF9GUxACKoUBCg1SdW50aW1lU3RhdHVzEh4KGlJVTlRJTUVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWUlVOVElNRV9TVEFUVVNfU0VSVklORxABEhsKF1JVTlRJTUVfU1RBVFVTX0RSQUlOSU5HEAISGwoXUlVOVElNRV9TVEFUVVNfREVHUkFERUQQAyqXAQoSRGlhZ25vc3RpY1NldmVyaXR5EiMKH0RJQUdOT1NUSUNfU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIcChhESUFHTk9TVElDX1NFVkVSSVRZX0lORk8QARIfChtESUFHTk9TVElDX1NFVkVSSVRZX1dBUk5JTkcQAhIdChlESUFHTk9TVElDX1NFVkVSSVRZX0VSUk9SEAMqZgoOQWxsb2NhdGlvbk1vZGUSHwobQUxMT0NBVElPTl9NT0RFX1VOU1BFQ0lGSUVEEAASGAoUQUxMT0NBVElPTl9NT0RFX1JFQUQQARIZChVBTExPQ0FUSU9OX01PREVfV1JJVEUQAmIGcHJvdG8z", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_profile]);
+  fileDesc("Ch93b3JrZXJfcnVudGltZS92MS9ydW50aW1lLnByb3RvEhF3b3JrZXJfcnVudGltZS52MSKaAwoHUnVudGltZRISCgpydW50aW1lX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKCnN0b3JlX2tpbmQYBSABKA4yHC53b3JrZXJfcnVudGltZS52MS5TdG9yZUtpbmQSMAoGc3RhdHVzGAYgASgOMiAud29ya2VyX3J1bnRpbWUudjEuUnVudGltZVN0YXR1cxIwCgZsaW1pdHMYByABKAsyIC53b3JrZXJfcnVudGltZS52MS5SdW50aW1lTGltaXRzEjwKDGNhcGFiaWxpdGllcxgIIAEoCzImLndvcmtlcl9ydW50aW1lLnYxLlJ1bnRpbWVDYXBhYmlsaXRpZXMSNgoNd29ya2VyX2NvdW50cxgJIAEoCzIfLndvcmtlcl9ydW50aW1lLnYxLldvcmtlckNvdW50cxIYChBkaWFnbm9zdGljX2NvdW50GAogASgNIsYCCg1SdW50aW1lTGltaXRzEhUKDW1heF9wYWdlX3NpemUYASABKA0SFwoPbWF4X2lucHV0X2J5dGVzGAIgASgNEhcKD21heF9xdWV1ZV9kZXB0aBgDIAEoDRIbChNtYXhfdHJhbnNjcmlwdF9yZWFkGAQgASgNEhkKEW1heF9tZXNzYWdlX2J5dGVzGAUgASgNEh8KF21heF93YXRjaGVyc19wZXJfd29ya2VyGAYgASgNEhcKD2V2ZW50X3JldGVudGlvbhgHIAEoDRITCgttYXhfd29ya2VycxgIIAEoDRISCgptYXhfbGFiZWxzGAkgASgNEh4KFnN0cmVhbV9pZGxlX3RpbWVvdXRfbXMYCiABKA0SGAoQbWF4X2Fuc3dlcl9ieXRlcxgLIAEoDRIXCg9yZXRyeV9idWRnZXRfbXMYDCABKA0i1QEKE1J1bnRpbWVDYXBhYmlsaXRpZXMSGQoRZXhlY3V0aW9uX2JhY2tlbmQYASABKAkSGwoTZXhlY3V0aW9uX2F2YWlsYWJsZRgCIAEoCBIkChxleGVjdXRpb25fdW5hdmFpbGFibGVfcmVhc29uGAMgASgJEiwKCHByb2ZpbGVzGAQgAygLMhoud29ya2VyX3J1bnRpbWUudjEuUHJvZmlsZRIZChF0b29sX2NhcGFiaWxpdGllcxgFIAMoCRIXCg93b3Jrc3BhY2Vfcm9vdHMYBiADKAkiTgoMV29ya2VyQ291bnRzEgwKBGlkbGUYASABKA0SDwoHcnVubmluZxgCIAEoDRIPCgdzdG9wcGVkGAMgASgNEg4KBmZhaWxlZBgEIAEoDSKRAgoKRGlhZ25vc3RpYxIVCg1kaWFnbm9zdGljX2lkGAEgASgJEjcKCHNldmVyaXR5GAIgASgOMiUud29ya2VyX3J1bnRpbWUudjEuRGlhZ25vc3RpY1NldmVyaXR5EgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIsCgZ3b3JrZXIYBSABKAsyHC53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJSZWYSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFY291bnQYByABKA0SLQoJbGFzdF9zZWVuGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK4AQoKQWxsb2NhdGlvbhIsCgZob2xkZXIYASABKAsyHC53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJSZWYSDAoEcm9vdBgCIAEoCRIMCgRwYXRoGAMgASgJEi8KBG1vZGUYBCABKA4yIS53b3JrZXJfcnVudGltZS52MS5BbGxvY2F0aW9uTW9kZRIvCgthY3F1aXJlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqUQoJU3RvcmVLaW5kEhoKFlNUT1JFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFTVE9SRV9LSU5EX01FTU9SWRABEhEKDVNUT1JFX0tJTkRfRlMQAiqFAQoNUnVudGltZVN0YXR1cxIeChpSVU5USU1FX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlJVTlRJTUVfU1RBVFVTX1NFUlZJTkcQARIbChdSVU5USU1FX1NUQVRVU19EUkFJTklORxACEhsKF1JVTlRJTUVfU1RBVFVTX0RFR1JBREVEEAMqlwEKEkRpYWdub3N0aWNTZXZlcml0eRIjCh9ESUFHTk9TVElDX1NFVkVSSVRZX1VOU1BFQ0lGSUVEEAASHAoYRElBR05PU1RJQ19TRVZFUklUWV9JTkZPEAESHwobRElBR05PU1RJQ19TRVZFUklUWV9XQVJOSU5HEAISHQoZRElBR05PU1RJQ19TRVZFUklUWV9FUlJPUhADKmYKDkFsbG9jYXRpb25Nb2RlEh8KG0FMTE9DQVRJT05fTU9ERV9VTlNQRUNJRklFRBAAEhgKFEFMTE9DQVRJT05fTU9ERV9SRUFEEAESGQoVQUxMT0NBVElPTl9NT0RFX1dSSVRFEAJiBnByb3RvMw", [file_google_protobuf_timestamp, file_worker_runtime_v1_common, file_worker_runtime_v1_profile]);
 
 /**
  * Runtime is the summary of one Runtime process or embedded instance.
@@ -171,6 +171,34 @@ export type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> & {
    * @generated from field: uint32 max_labels = 9;
    */
   maxLabels: number;
+
+  /**
+   * Longest silence, in milliseconds, allowed between two events of a model
+   * provider's stream before the stream counts as cut; a profile may set a
+   * shorter one. 0 when no execution backend reports it.
+   *
+   * @generated from field: uint32 stream_idle_timeout_ms = 10;
+   */
+  streamIdleTimeoutMs: number;
+
+  /**
+   * Largest answer text plus reasoning of one model turn, in UTF-8 bytes;
+   * beyond it the run fails with LIMIT_EXCEEDED and nothing past it is
+   * streamed or committed. A profile may set a smaller one. 0 when no
+   * execution backend reports it.
+   *
+   * @generated from field: uint32 max_answer_bytes = 11;
+   */
+  maxAnswerBytes: number;
+
+  /**
+   * Total time, in milliseconds, one run may spend retrying failed model
+   * requests (backoff waits and failed attempts together); a profile may set
+   * a shorter one. 0 when no execution backend reports it.
+   *
+   * @generated from field: uint32 retry_budget_ms = 12;
+   */
+  retryBudgetMs: number;
 };
 
 /**
@@ -322,11 +350,26 @@ export type Diagnostic = Message<"worker_runtime.v1.Diagnostic"> & {
   worker?: WorkerRef | undefined;
 
   /**
-   * When it was recorded.
+   * When it was first recorded.
    *
    * @generated from field: google.protobuf.Timestamp time = 6;
    */
   time?: Timestamp | undefined;
+
+  /**
+   * How many times the same problem (same code) was seen; a recurring problem
+   * is one diagnostic, not one per occurrence.
+   *
+   * @generated from field: uint32 count = 7;
+   */
+  count: number;
+
+  /**
+   * When it was last seen.
+   *
+   * @generated from field: google.protobuf.Timestamp last_seen = 8;
+   */
+  lastSeen?: Timestamp | undefined;
 };
 
 /**
