@@ -120,7 +120,10 @@ describe("the installed package, without dev dependencies", () => {
     });
     try {
       const listening = await cli.listening;
-      const management = createClient(RuntimeManagement, createConnectTransport({ baseUrl: `http://${listening.http1}`, httpVersion: "1.1" }));
+      const management = createClient(
+        RuntimeManagement,
+        createConnectTransport({ baseUrl: `http://${listening.http1}`, httpVersion: "1.1" }),
+      );
       const { runtime } = await management.getRuntime({});
       expect(runtime?.runtimeId).toBe(listening.runtimeId);
       expect(runtime?.status).toBe(RuntimeStatus.SERVING);
@@ -140,7 +143,10 @@ describe("the installed package, without dev dependencies", () => {
       loaded.gen = Object.keys(await import("${manifest.name}/gen/worker_runtime/v1/worker_catalog_pb.js")).length;
       console.log(JSON.stringify(loaded));
     `;
-    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: app, env: { ...process.env, ...PLAIN_NODE } });
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: app,
+      env: { ...process.env, ...PLAIN_NODE },
+    });
     const exported = JSON.parse(stdout) as Record<string, number>;
     expect(Object.keys(exported)).toHaveLength(subpaths.length + 1);
     for (const [name, count] of Object.entries(exported)) expect(count, name).toBeGreaterThan(0);
