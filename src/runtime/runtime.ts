@@ -59,6 +59,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const startedAt = new Date();
   const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits);
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
+  options.executionBackend?.attach?.({ diagnostics, logger });
   const addDiagnostic = (severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void => {
     const worker = workerId !== undefined ? { worker: create(WorkerRefSchema, { runtimeId, workerId }) } : {};
     diagnostics.add({ severity, code, message, ...worker });
