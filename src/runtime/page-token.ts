@@ -68,12 +68,9 @@ export class PageTokens {
 }
 
 function invalidToken(fieldName: string, why: string): RuntimeError {
-  return new RuntimeError(
-    Code.InvalidArgument,
-    ErrorReason.PAGE_TOKEN_INVALID,
-    `${fieldName}: ${why}; list again without a page token`,
-    { field: fieldName },
-  );
+  return new RuntimeError(Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID, `${fieldName}: ${why}; list again without a page token`, {
+    field: fieldName,
+  });
 }
 
 function filterDigest(filter: PageFilter): string {

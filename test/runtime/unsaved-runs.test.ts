@@ -6,7 +6,10 @@ import { StoreWriteError } from "../../src/runtime/store.js";
 import { UnsavedRuns } from "../../src/runtime/unsaved-runs.js";
 
 const run = (status: RunStatus) => create(RunSchema, { runId: "r1", status });
-const enospc = () => new StoreWriteError("append to workers/w1/runs failed", { cause: Object.assign(new Error("no space left on device, write '/host/path'"), { code: "ENOSPC" }) });
+const enospc = () =>
+  new StoreWriteError("append to workers/w1/runs failed", {
+    cause: Object.assign(new Error("no space left on device, write '/host/path'"), { code: "ENOSPC" }),
+  });
 
 describe("UnsavedRuns", () => {
   it("keeps the newest version whose write failed until a later write succeeds", async () => {

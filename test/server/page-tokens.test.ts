@@ -85,7 +85,14 @@ describe.each(PROTOCOLS)("page tokens over %s", (protocol) => {
     const refusals = [
       () => clients.catalog.listWorkers({ runtimeId, pageSize: 1, pageToken: byLabel.nextPageToken }),
       () => clients.catalog.listWorkers({ runtimeId, pageSize: 1, labelSelector: { team: "b" }, pageToken: byLabel.nextPageToken }),
-      () => clients.catalog.listWorkers({ runtimeId, pageSize: 1, labelSelector: { team: "a" }, statuses: [WorkerStatus.IDLE], pageToken: byLabel.nextPageToken }),
+      () =>
+        clients.catalog.listWorkers({
+          runtimeId,
+          pageSize: 1,
+          labelSelector: { team: "a" },
+          statuses: [WorkerStatus.IDLE],
+          pageToken: byLabel.nextPageToken,
+        }),
     ];
     for (const call of refusals) await expectReason(call, Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
     // Same filters in another spelling (UNSPECIFIED status = all; order and repeats) still page on.
@@ -117,7 +124,11 @@ describe.each(PROTOCOLS)("page tokens over %s", (protocol) => {
     await eventually(async () => (await clients.interaction.getRun({ worker: one?.ref, runId: last })).run?.status === RunStatus.COMPLETED);
     const runs = await clients.interaction.listRuns({ worker: one?.ref, pageSize: 1 });
     expect(runs.nextPageToken).not.toBe("");
-    await expectReason(() => clients.interaction.listRuns({ worker: two?.ref, pageToken: runs.nextPageToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
+    await expectReason(
+      () => clients.interaction.listRuns({ worker: two?.ref, pageToken: runs.nextPageToken }),
+      Code.InvalidArgument,
+      ErrorReason.PAGE_TOKEN_INVALID,
+    );
     await expectReason(
       () => clients.interaction.listRuns({ worker: one?.ref, status: RunStatus.COMPLETED, pageToken: runs.nextPageToken }),
       Code.InvalidArgument,
@@ -130,7 +141,12 @@ describe.each(PROTOCOLS)("page tokens over %s", (protocol) => {
     const otherClients = other.connect(protocol);
     for (let i = 0; i < 2; i++) await otherClients.catalog.createWorker({ runtimeId: other.runtime.runtimeId });
     await expectReason(
-      () => otherClients.catalog.listWorkers({ runtimeId: other.runtime.runtimeId, pageToken: byLabel.nextPageToken, labelSelector: { team: "a" } }),
+      () =>
+        otherClients.catalog.listWorkers({
+          runtimeId: other.runtime.runtimeId,
+          pageToken: byLabel.nextPageToken,
+          labelSelector: { team: "a" },
+        }),
       Code.InvalidArgument,
       ErrorReason.PAGE_TOKEN_INVALID,
     );

@@ -36,7 +36,8 @@ describe("file store: reads after a run ends", () => {
     const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
     const stale: string[] = [];
     for (let i = 0; i < RUNS; i++) {
-      if (i % 3 === 2) backend.enqueue(async () => ({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: "provider down" }));
+      if (i % 3 === 2)
+        backend.enqueue(async () => ({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: "provider down" }));
       const { run } = await clients.interaction.sendInput({ worker: worker?.ref, input: { text: `q${i}` } });
       const runId = run?.runId ?? "";
       // Poll GetWorker (bounded) until the worker is idle again, then read the run at once.
@@ -53,7 +54,8 @@ describe("file store: reads after a run ends", () => {
         if (tail.entries[0]?.content.case !== "notice") stale.push(`${runId}: FAILED without its notice`);
       }
       const listed = await clients.interaction.listRuns({ worker: worker?.ref, pageSize: 1 });
-      if (listed.runs[0]?.runId === runId && !FINAL.has(listed.runs[0].status)) stale.push(`${runId} listed: ${RunStatus[listed.runs[0].status]}`);
+      if (listed.runs[0]?.runId === runId && !FINAL.has(listed.runs[0].status))
+        stale.push(`${runId} listed: ${RunStatus[listed.runs[0].status]}`);
     }
     expect(stale).toEqual([]);
   });

@@ -89,7 +89,9 @@ describe("start-up on a full disk", () => {
       full = false;
       await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
       const { run: accepted } = await clients.interaction.sendInput({ worker, input: { text: "after" } });
-      await eventually(async () => (await clients.interaction.getRun({ worker, runId: accepted?.runId ?? "" })).run?.status === RunStatus.COMPLETED);
+      await eventually(
+        async () => (await clients.interaction.getRun({ worker, runId: accepted?.runId ?? "" })).run?.status === RunStatus.COMPLETED,
+      );
       expect((await clients.interaction.getRun({ worker, runId: "r1" })).run?.status).toBe(RunStatus.INTERRUPTED);
       await harness.close();
       harness = undefined;
