@@ -61,6 +61,8 @@ export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiag
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 2;
    */
@@ -129,6 +131,8 @@ export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllo
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 2;
    */

@@ -179,6 +179,8 @@ export declare type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersR
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 3;
    */

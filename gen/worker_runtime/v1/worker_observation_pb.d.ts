@@ -111,7 +111,8 @@ export declare type WatchWorkerRequest = Message<"worker_runtime.v1.WatchWorkerR
   worker?: WorkerRef | undefined;
 
   /**
-   * Resume after this cursor; empty = start at the snapshot.
+   * Resume after this cursor (one this stream sent); empty = start at the
+   * snapshot.
    *
    * @generated from field: string after_cursor = 2;
    */
@@ -174,7 +175,8 @@ export declare type WatchRuntimeRequest = Message<"worker_runtime.v1.WatchRuntim
   runtimeId: string;
 
   /**
-   * Resume after this cursor; empty = start at the snapshot.
+   * Resume after this cursor (one this stream sent); empty = start at the
+   * snapshot.
    *
    * @generated from field: string after_cursor = 2;
    */
@@ -244,7 +246,9 @@ export declare const WorkerObservation: GenService<{
    * snapshot when empty) and live deltas, in order; heartbeats when idle.
    * Resuming with the last cursor seen gives every later durable event
    * exactly once. A cursor older than retention is OUT_OF_RANGE with reason
-   * CURSOR_EXPIRED and metadata "earliest_cursor".
+   * CURSOR_EXPIRED and metadata "earliest_cursor". Cursors are opaque and
+   * name their stream: one of another worker, runtime or store is
+   * INVALID_ARGUMENT with reason CURSOR_FOREIGN.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchWorker
    */
