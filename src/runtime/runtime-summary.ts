@@ -61,6 +61,7 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       eventRetention: limits.eventRetention,
       maxWorkers: limits.maxWorkers,
       maxLabels: limits.maxLabels,
+      ...offer.executionLimits(),
     }),
     capabilities: create(RuntimeCapabilitiesSchema, {
       executionBackend: offer.backend?.name ?? "",

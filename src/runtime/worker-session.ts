@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { NoticeSchema, ToolResultSchema, type ToolResult } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { ToolResultSchema, type ToolResult } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { inBackground } from "./background-write.js";
@@ -46,8 +46,9 @@ export class WorkerSession {
     restored: RestoredWorker | undefined,
   ) {
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
-    for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? []) this.requestIds.remember(requestId, { runId, fingerprint });
-    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n);
+    for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? [])
+      this.requestIds.remember(requestId, { runId, fingerprint });
+    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n, deps.cursorStreamOf(worker.ref?.workerId ?? ""));
     this.journal = new WorkerJournal(worker, record, deps, restored, (item, event) => {
       this.observed.apply(event);
       if (item.seq > 0n) this.worker.lastEventSeq = item.seq;
@@ -78,12 +79,13 @@ export class WorkerSession {
       // Its AWAITING_APPROVAL event is already in the log: seed the observed state, announce nothing.
       session.observed.apply(create(WorkerEventSchema, { kind: { case: "runChanged", value: clone(RunSchema, parked) } }));
     }
+    // A failed write (disk full) is reported, not fatal: reads show the run interrupted (unsaved-runs.ts).
     for (const run of restored.unfinishedRuns) {
       if (run === parked) continue;
       endRun(run, { kind: "cancelled" }, true, deps.now());
-      await session.journal.recordRun(run);
+      await session.journal.recordRun(run).catch(() => {});
     }
-    if (wasBusy || restored.unfinishedRuns.length > 0) await session.journal.saveWorker();
+    if (wasBusy || restored.unfinishedRuns.length > 0) await session.journal.saveWorker().catch(() => {});
     return session;
   }
 
@@ -254,10 +256,16 @@ export class WorkerSession {
     await this.cancelEverything(true);
   }
 
+  /** A run as memory knows it better than the store: active, queued, or a version the store failed to write. */
+  liveRun(runId: string): Run | undefined {
+    const live = this.activeRun?.runId === runId ? this.activeRun : (this.queue.find(runId) ?? this.journal.unsaved.get(runId));
+    return live && clone(RunSchema, live);
+  }
+
   /** Returns a run from memory or the store. */
   async getRun(runId: string): Promise<Run> {
-    const live = this.activeRun?.runId === runId ? this.activeRun : this.queue.find(runId);
-    if (live) return clone(RunSchema, live);
+    const live = this.liveRun(runId);
+    if (live) return live;
     const stored = await this.deps.store.getRun(this.workerId, runId);
     if (!stored) throw notFound("run_id", runId);
     return stored;
@@ -297,8 +305,10 @@ export class WorkerSession {
    */
   private async endParked(run: Run): Promise<Run> {
     const pending = run.pendingApproval;
-    const call = pending ? { toolCallId: pending.toolCallId, toolName: pending.toolName } : undefined;
-    await this.endHeldRun(run, { kind: "cancelled" }, false, call);
+    const cancelled: RunOutcome = { kind: "cancelled" };
+    // Issued before the run's end (so it comes first in the stream); the slot is freed in the same tick.
+    const noted = pending ? this.commitUnrunResult(run.runId, pending, cancelled) : undefined;
+    await Promise.all([noted, this.endHeldRun(run, cancelled, false)]);
     return clone(RunSchema, run);
   }
 
@@ -359,38 +369,40 @@ export class WorkerSession {
       now: () => this.deps.now(),
       isOpen: (candidate) => this.holds(candidate),
     });
-    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps, resumed).then((outcome) =>
-      this.finish(active, outcome),
-    );
+    const { run } = active;
+    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps, resumed).then(async (outcome) => {
+      // A resumed run that ended before its backend reached the decided call: that call never ran.
+      const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
+      // These entries are durable before the run shows as ended: whoever reads the run ended finds them.
+      if (unrun && this.holds(active)) await this.commitUnrunResult(run.runId, unrun, outcome);
+      if (outcome.kind === "failed" && this.holds(active)) await this.journal.commitFailureNotice(run.runId, outcome.message);
+      return this.finish(active, outcome);
+    });
   }
 
   /** Ends the active run with its outcome and starts the next one. */
   private async finish(active: ActiveRun, outcome: RunOutcome): Promise<void> {
     if (!this.holds(active)) return;
     const interrupted = this.slot.kind === "stopping" && this.slot.interrupted;
-    // A resumed run that ended before its backend reached the decided call: that call never ran.
-    const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
-    await this.endHeldRun(active.run, outcome, interrupted, unrun);
+    await this.endHeldRun(active.run, outcome, interrupted);
   }
 
-  /**
-   * Frees the slot of the run it holds, ends the run with its outcome and
-   * starts the next one. `unrun` is a tool call of the run left without a
-   * result: it gets one saying it did not run.
-   */
-  private async endHeldRun(run: Run, outcome: RunOutcome, interrupted: boolean, unrun: UnrunCall | undefined): Promise<void> {
+  /** Records that a call waiting for approval never ran: its result says so, and the transcript stays a valid conversation. */
+  private commitUnrunResult(runId: string, call: UnrunCall, outcome: RunOutcome): Promise<void> {
+    return this.journal.commitEntry(runId, { case: "toolResult", value: unrunCallResult(call, outcome) }).then(
+      () => undefined,
+      () => undefined, // reported to runtime health by the journal
+    );
+  }
+
+  /** Frees the slot of the run it holds, ends the run with its outcome and starts the next one. */
+  private async endHeldRun(run: Run, outcome: RunOutcome, interrupted: boolean): Promise<void> {
     this.slot = { kind: "idle" };
     endRun(run, outcome, interrupted, this.deps.now());
     addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
-    const writes: Promise<unknown>[] = [];
-    if (unrun) writes.push(this.journal.commitEntry(run.runId, { case: "toolResult", value: unrunCallResult(unrun, outcome) }));
-    if (outcome.kind === "failed") {
-      const notice = create(NoticeSchema, { code: "run.failed", message: outcome.message });
-      writes.push(this.journal.commitEntry(run.runId, { case: "notice", value: notice }));
-    }
-    writes.push(this.journal.recordRun(run));
+    const recorded = this.journal.recordRun(run);
     this.startNext();
-    await Promise.all(writes).catch((error: unknown) => {
+    await recorded.catch((error: unknown) => {
       this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
     });
   }

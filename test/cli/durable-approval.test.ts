@@ -62,10 +62,10 @@ async function freshDirs(): Promise<void> {
 
 /** Starts `serve` on the data dir against the fake provider; returns clients over gRPC. */
 async function serve(): Promise<{ cli: CliProcess; clients: Clients }> {
-  const cli = startCli(
-    ["serve", "--port", "0", "--data-dir", dataDir, "--workspace-root", `work=${root}`, "--profiles", profiles],
-    { OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.baseURL },
-  );
+  const cli = startCli(["serve", "--port", "0", "--data-dir", dataDir, "--workspace-root", `work=${root}`, "--profiles", profiles], {
+    OPENAI_API_KEY: KEY,
+    OPENAI_BASE_URL: fake.baseURL,
+  });
   processes.push(cli);
   const { h2c } = await cli.listening;
   const session = new Http2SessionManager(`http://${h2c}`);
@@ -92,7 +92,8 @@ async function waitForRun(clients: Clients, worker: WorkerRef, runId: string, ch
   return last as Run;
 }
 
-const awaiting = (toolCallId: string) => (run: Run) => run.status === RunStatus.AWAITING_APPROVAL && run.pendingApproval?.toolCallId === toolCallId;
+const awaiting = (toolCallId: string) => (run: Run) =>
+  run.status === RunStatus.AWAITING_APPROVAL && run.pendingApproval?.toolCallId === toolCallId;
 const ended = (run: Run) => [RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.INTERRUPTED].includes(run.status);
 
 /** Creates the careful worker and sends the input; returns once the run waits for approval of `toolCallId`. */
@@ -126,7 +127,11 @@ describe("a tool approval across a SIGKILL of the server", () => {
     const restored = (await second.clients.interaction.getRun({ worker, runId: waiting.runId })).run;
     expect(restored?.status).toBe(RunStatus.AWAITING_APPROVAL);
     expect(restored?.pendingApproval).toEqual(waiting.pendingApproval);
-    expect(restored?.pendingApproval).toMatchObject({ toolCallId: "w1", toolName: "write_file", argumentsJson: '{"path":"a.txt","content":"approved A"}' });
+    expect(restored?.pendingApproval).toMatchObject({
+      toolCallId: "w1",
+      toolName: "write_file",
+      argumentsJson: '{"path":"a.txt","content":"approved A"}',
+    });
     const { worker: busy } = await second.clients.catalog.getWorker({ worker });
     expect(busy?.status).toBe(WorkerStatus.RUNNING);
     expect(busy?.activeRunId).toBe(waiting.runId);
@@ -160,7 +165,13 @@ describe("a tool approval across a SIGKILL of the server", () => {
     expect(messages.at(-1)).toMatchObject({ role: "tool", tool_call_id: "w1" });
     expect(messages.at(-1)?.content).not.toContain("did not");
     const transcript = await second.clients.observation.readTranscript({ worker });
-    expect(transcript.entries.map((e) => e.content.case)).toEqual(["userMessage", "assistantMessage", "toolCall", "toolResult", "assistantMessage"]);
+    expect(transcript.entries.map((e) => e.content.case)).toEqual([
+      "userMessage",
+      "assistantMessage",
+      "toolCall",
+      "toolResult",
+      "assistantMessage",
+    ]);
     const { worker: idle } = await second.clients.catalog.getWorker({ worker });
     expect(idle?.status).toBe(WorkerStatus.IDLE);
   });

@@ -70,7 +70,10 @@ describe("a resumed run (RunRequest.resume)", () => {
     const sink = new RecordingSink(runId);
     sink.commitInput("write both");
     void sink.commit({ case: "assistantMessage", value: create(AssistantMessageSchema, { text: "Writing." }) });
-    for (const [id, path] of [["w1", "one.txt"], ["w2", "two.txt"]] as const) {
+    for (const [id, path] of [
+      ["w1", "one.txt"],
+      ["w2", "two.txt"],
+    ] as const) {
       const argumentsJson = JSON.stringify({ path, content: id });
       void sink.commit({ case: "toolCall", value: create(ToolCallSchema, { toolCallId: id, toolName: "write_file", argumentsJson }) });
     }

@@ -57,7 +57,10 @@ function approvalScript(asked: Asked[]): RunScript {
   return async (request, sink, signal) => {
     sink.turn();
     if (!request.resume) {
-      await sink.commit({ case: "toolCall", value: create(ToolCallSchema, { toolCallId: "c1", toolName: "write_file", argumentsJson: '{"path":"x"}' }) });
+      await sink.commit({
+        case: "toolCall",
+        value: create(ToolCallSchema, { toolCallId: "c1", toolName: "write_file", argumentsJson: '{"path":"x"}' }),
+      });
     }
     let decision: ApprovalResult;
     try {
@@ -164,7 +167,12 @@ describe("a run waiting for approval across a restart", () => {
   it("resumes on APPROVE: the backend gets resume with the call, the sink answers it at once, the run completes", async () => {
     const asked: Asked[] = [];
     const { clients, worker, run, backend } = await parkedRun(asked);
-    const answered = await clients.interaction.resolveApproval({ worker, runId: run.runId, toolCallId: "c1", decision: ApprovalDecision.APPROVE });
+    const answered = await clients.interaction.resolveApproval({
+      worker,
+      runId: run.runId,
+      toolCallId: "c1",
+      decision: ApprovalDecision.APPROVE,
+    });
     expect(answered.run?.status).toBe(RunStatus.RUNNING);
     expect(answered.run?.pendingApproval).toBeUndefined();
     const done = await waitForRun(clients, worker, run.runId, (r) => r.status === RunStatus.COMPLETED);
@@ -184,7 +192,13 @@ describe("a run waiting for approval across a restart", () => {
   it("passes a rejection with its reason to the resumed run", async () => {
     const asked: Asked[] = [];
     const { clients, worker, run } = await parkedRun(asked);
-    await clients.interaction.resolveApproval({ worker, runId: run.runId, toolCallId: "c1", decision: ApprovalDecision.REJECT, reason: "no" });
+    await clients.interaction.resolveApproval({
+      worker,
+      runId: run.runId,
+      toolCallId: "c1",
+      decision: ApprovalDecision.REJECT,
+      reason: "no",
+    });
     await waitForRun(clients, worker, run.runId, (r) => r.status === RunStatus.COMPLETED);
     expect(asked.map((a) => a.decision)).toEqual([{ approved: false, reason: "no" }]);
     expect((await toolResults(clients, worker)).map((r) => r.output)).toEqual(["rejected: no"]);
@@ -223,7 +237,9 @@ describe("a run waiting for approval across a restart", () => {
     expect(cancelled?.status).toBe(RunStatus.CANCELLED);
     expect(cancelled?.stopReason).toBe(StopReason.CANCELLED);
     expect(cancelled?.pendingApproval).toBeUndefined();
-    expect(await toolResults(clients, worker)).toMatchObject([{ toolCallId: "c1", toolName: "write_file", isError: true, output: CANCELLED_UNRUN }]);
+    expect(await toolResults(clients, worker)).toMatchObject([
+      { toolCallId: "c1", toolName: "write_file", isError: true, output: CANCELLED_UNRUN },
+    ]);
     const { worker: idle } = await clients.catalog.getWorker({ worker });
     expect(idle?.status).toBe(WorkerStatus.IDLE);
     expect(idle?.usage?.modelRequests).toBe(1n);
