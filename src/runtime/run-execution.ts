@@ -7,15 +7,47 @@ import { UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js"
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
-import type { ActiveRun } from "./run-slot.js";
+import { createRunSink } from "./run-sink.js";
+import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import { isStoreWriteFailure } from "./store-errors.js";
+import type { WorkerJournal } from "./worker-journal.js";
 
 /** How a parked run's execution starts again (see RunRequest.resume). */
 export interface ResumeInit {
   resume: RunResume;
   /** The write that records the run RUNNING again; nothing runs before it is durable. */
   recorded: Promise<unknown>;
+}
+
+/** What starting an execution needs of its worker's session. */
+export interface ExecutionHost {
+  readonly worker: Worker;
+  readonly journal: WorkerJournal;
+  readonly deps: SessionDeps;
+  slot(): RunSlot;
+  /** Frees the slot of the run it holds, ends the run with the outcome and starts the next one. */
+  endHeldRun(run: Run, outcome: RunOutcome): Promise<void>;
+}
+
+/**
+ * Starts the execution of the run the slot holds, fresh or resumed, with
+ * its sink (open while the slot holds it). When the backend returns and the
+ * slot still holds the run, what must be durable before the run shows as
+ * ended is committed first — the result of a decided call the resumed
+ * execution never reached, a failure's notice — then the run ends.
+ */
+export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: ResumeInit): void {
+  const { journal, deps, worker } = host;
+  const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
+  const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds });
+  const { run } = active;
+  active.done = executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed).then(async (outcome) => {
+    const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
+    if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
+    if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);
+    if (holds()) await host.endHeldRun(run, outcome);
+  });
 }
 
 /**

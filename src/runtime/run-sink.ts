@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -12,7 +12,7 @@ import {
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { PendingApprovalSchema, ProviderRetrySchema, RunStatus, type PendingApproval } from "../../gen/worker_runtime/v1/run_pb.js";
+import { PendingApprovalSchema, ProviderRetrySchema, RunSchema, RunStatus, type PendingApproval } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
@@ -118,12 +118,19 @@ async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: A
   });
   // An abort during the write below settles `decision` before it is returned: not an unhandled rejection.
   decision.catch(() => undefined);
-  run.status = RunStatus.AWAITING_APPROVAL;
-  run.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
-  await host.journal.recordRun(run).catch((error: unknown) => {
+  // The run shows the wait (GetRun, ResolveApproval) only once it is durable: whoever saw it
+  // waiting finds it waiting after a crash too.
+  const waiting = clone(RunSchema, run);
+  waiting.status = RunStatus.AWAITING_APPROVAL;
+  waiting.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
+  await host.journal.recordRun(waiting).catch((error: unknown) => {
     active.approval = undefined;
     throw error;
   });
+  if (active.approval?.toolCallId === call.toolCallId && host.isOpen(active)) {
+    run.status = waiting.status;
+    run.pendingApproval = waiting.pendingApproval;
+  }
   return decision;
 }
 

@@ -66,3 +66,8 @@ export function heldRunOf(slot: RunSlot): Run | undefined {
 export function busyRunOf(slot: RunSlot): Run | undefined {
   return slot.kind === "starting" ? slot.run : heldRunOf(slot);
 }
+
+/** Whether the slot still holds this execution (it has not ended or been parked). */
+export function holdsExecution(slot: RunSlot, active: ActiveRun): boolean {
+  return activeOf(slot) === active;
+}

@@ -1,7 +1,10 @@
-import { clone } from "@bufbuild/protobuf";
-import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { clone, create } from "@bufbuild/protobuf";
+import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { endRun } from "./run-execution.js";
 import type { RestoredWorker } from "./store.js";
+import type { WorkerJournal } from "./worker-journal.js";
 
 /**
  * A restored worker's state, fixed before its session exists so that its
@@ -46,4 +49,34 @@ function parkedRunOf(restored: RestoredWorker): Run | undefined {
   if (status === WorkerStatus.STOPPED || status === WorkerStatus.FAILED) return undefined;
   const waiting = restored.unfinishedRuns.filter((run) => run.status === RunStatus.AWAITING_APPROVAL && run.pendingApproval !== undefined);
   return waiting.at(-1);
+}
+
+/**
+ * Ends the runs the restart interrupted (all unfinished ones but the parked
+ * run) and rewrites the worker's snapshot if it was stored busy. A failed
+ * write (disk full) is reported, not fatal: reads show the run interrupted
+ * (unsaved-runs.ts).
+ */
+export async function interruptUnfinished(
+  restored: RestoredWorker,
+  parked: Run | undefined,
+  wasBusy: boolean,
+  journal: WorkerJournal,
+  now: Date,
+): Promise<void> {
+  for (const run of restored.unfinishedRuns) {
+    if (run === parked) continue;
+    endRun(run, { kind: "cancelled" }, true, now);
+    await journal.recordRun(run).catch(() => {});
+  }
+  if (wasBusy || restored.unfinishedRuns.length > 0) await journal.saveWorker().catch(() => {});
+}
+
+/**
+ * The parked run as observers last saw it announced: its AWAITING_APPROVAL
+ * event is already in the log, so the observed state is seeded with it and
+ * nothing new is announced.
+ */
+export function parkedRunSeen(parked: Run): WorkerEvent {
+  return create(WorkerEventSchema, { kind: { case: "runChanged", value: clone(RunSchema, parked) } });
 }

@@ -1,24 +1,24 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { ToolResultSchema, type ToolResult } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import type { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { ApprovalFlow, type ApprovalFlowHost } from "./approval-flow.js";
 import { inBackground } from "./background-write.js";
 import { idempotencyConflict, notFound } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
-import type { ApprovalResult, RunOutcome } from "./execution-backend.js";
+import type { RunOutcome } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
 import { ObservedState } from "./observed-state.js";
 import { RequestIdMemory } from "./request-id-memory.js";
-import { endRun, executeRun, settledWithin, type ResumeInit } from "./run-execution.js";
+import { endRun, launchRun, settledWithin } from "./run-execution.js";
 import { admit, checkAcceptsInput, RunQueue } from "./run-queue.js";
-import { addUsage, approvalNotPending, createRunSink, restoreApproval, takeApproval } from "./run-sink.js";
-import { activeOf, busyRunOf, heldRunOf, type ActiveRun, type RecordedDecision, type RunSlot } from "./run-slot.js";
+import { addUsage } from "./run-sink.js";
+import { activeOf, busyRunOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
-import { restoredWorkerState } from "./session-restore.js";
+import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./session-restore.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
 import { WorkerJournal } from "./worker-journal.js";
 
@@ -38,6 +38,9 @@ export class WorkerSession {
   /** The stop in progress or done: a second StopWorker or a DeleteWorker waits for the same one. */
   private workerStop: Promise<void> | undefined;
   private readonly requestIds: RequestIdMemory<{ runId: string; fingerprint: string }>;
+  /** The session as run executions and the approval flow see it. */
+  private readonly host: ApprovalFlowHost;
+  private readonly approvals: ApprovalFlow;
 
   private constructor(
     readonly worker: Worker,
@@ -54,6 +57,16 @@ export class WorkerSession {
       if (item.seq > 0n) this.worker.lastEventSeq = item.seq;
     });
     this.events = this.journal.events;
+    this.host = {
+      worker,
+      journal: this.journal,
+      deps,
+      slot: () => this.slot,
+      setSlot: (slot) => (this.slot = slot),
+      endHeldRun: (run, outcome) => this.endHeldRun(run, outcome),
+      getRun: (runId) => this.getRun(runId),
+    };
+    this.approvals = new ApprovalFlow(this.host);
   }
 
   /** Creates the session of a new worker and persists it. */
@@ -74,18 +87,9 @@ export class WorkerSession {
     const { createRequestId, createFingerprint } = restored.record;
     const session = new WorkerSession(worker, { createRequestId, createFingerprint }, deps, restored);
     if (restored.quarantined !== undefined) return session;
-    if (parked) {
-      session.slot = { kind: "parked", run: parked };
-      // Its AWAITING_APPROVAL event is already in the log: seed the observed state, announce nothing.
-      session.observed.apply(create(WorkerEventSchema, { kind: { case: "runChanged", value: clone(RunSchema, parked) } }));
-    }
-    // A failed write (disk full) is reported, not fatal: reads show the run interrupted (unsaved-runs.ts).
-    for (const run of restored.unfinishedRuns) {
-      if (run === parked) continue;
-      endRun(run, { kind: "cancelled" }, true, deps.now());
-      await session.journal.recordRun(run).catch(() => {});
-    }
-    if (wasBusy || restored.unfinishedRuns.length > 0) await session.journal.saveWorker().catch(() => {});
+    if (parked) session.slot = { kind: "parked", run: parked };
+    if (parked) session.observed.apply(parkedRunSeen(parked));
+    await interruptUnfinished(restored, parked, wasBusy, session.journal, deps.now());
     return session;
   }
 
@@ -93,19 +97,9 @@ export class WorkerSession {
     return this.worker.ref?.workerId ?? "";
   }
 
-  /** The run holding the slot (executing or parked), for GetRun and ListRuns. */
+  /** The run holding the slot (executing, waiting for approval, or parked), for GetRun, ListRuns and drains. */
   get activeRun(): Run | undefined {
     return heldRunOf(this.slot);
-  }
-
-  /**
-   * Whether a run executes and is not waiting for approval: what a drain
-   * waits for. A waiting run is parked by the shutdown instead (its wait is
-   * durable), so it need not hold the drain up.
-   */
-  get executing(): boolean {
-    const active = activeOf(this.slot);
-    return active !== undefined && active.approval === undefined;
   }
 
   /** Queued runs, next to start first. */
@@ -180,45 +174,23 @@ export class WorkerSession {
       await this.journal.saveWorker();
       return clone(RunSchema, queued);
     }
-    if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.endParked(this.slot.run);
+    if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.approvals.endParked(this.slot.run);
     const active = activeOf(this.slot);
     if (!active || active.run.runId !== runId) return this.getRun(runId);
     const wasInterrupted = this.slot.kind === "stopping" && this.slot.interrupted;
     this.slot = { kind: "stopping", active, interrupted: wasInterrupted || interrupted };
     active.controller.abort();
     await settledWithin(active.done, this.deps.limits.cancelGraceMs);
-    if (this.holds(active)) {
+    if (holdsExecution(this.slot, active)) {
       this.deps.logger.warn("run ignored its AbortSignal; ended by force", { worker_id: this.workerId, run_id: runId });
-      await this.finish(active, { kind: "cancelled" });
+      await this.endHeldRun(active.run, { kind: "cancelled" });
     }
     return clone(RunSchema, active.run);
   }
 
-  /**
-   * Approves or rejects the tool call a run is waiting on. The run is
-   * recorded RUNNING again before the decision takes effect, so the tool
-   * never runs while the stored run still waits (a restart would offer the
-   * same call again). A parked run's execution starts again, resumed.
-   */
-  async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string): Promise<Run> {
-    const result: ApprovalResult = { approved: decision === ApprovalDecision.APPROVE, reason };
-    if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.resume(this.slot.run, toolCallId, result);
-    const active = activeOf(this.slot);
-    const taken = active ? takeApproval(active, runId, toolCallId) : undefined;
-    if (!active || !taken) {
-      await this.getRun(runId);
-      throw approvalNotPending(runId, toolCallId);
-    }
-    const answered = clone(RunSchema, active.run);
-    try {
-      await this.journal.recordRun(active.run);
-    } catch (error) {
-      // Not recorded: the run still waits, unless it ended meanwhile.
-      if (this.holds(active) && !active.controller.signal.aborted) restoreApproval(active, taken);
-      throw error;
-    }
-    taken.wait.resolve(result);
-    return answered;
+  /** Approves or rejects the tool call a run is waiting on (see approval-flow.ts). */
+  resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string): Promise<Run> {
+    return this.approvals.resolve(runId, toolCallId, decision, reason);
   }
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
@@ -271,67 +243,13 @@ export class WorkerSession {
     return stored;
   }
 
-  /** Whether the slot still holds this execution (it has not ended). */
-  private holds(active: ActiveRun): boolean {
-    return activeOf(this.slot) === active;
-  }
-
   private async cancelEverything(interrupted: boolean): Promise<void> {
     for (const run of this.queue.clear()) await this.endQueuedRun(run, interrupted);
     const active = activeOf(this.slot);
-    if (interrupted && active?.approval && this.slot.kind === "running") return this.park(active);
-    // A parked run survives a shutdown as it is; a stop or quarantine ends it.
-    if (this.slot.kind === "parked" && !interrupted) await this.endParked(this.slot.run);
+    // A durable wait survives a shutdown, parked; a stop or quarantine ends a parked run.
+    if (interrupted && active?.run.status === RunStatus.AWAITING_APPROVAL && this.slot.kind === "running") return this.approvals.park(active);
+    if (this.slot.kind === "parked" && !interrupted) await this.approvals.endParked(this.slot.run);
     if (active) await this.cancel(active.run.runId, interrupted);
-  }
-
-  /**
-   * Sets a run that waits for approval aside at shutdown: its stored record
-   * already says AWAITING_APPROVAL with the call, so the slot parks it and
-   * its execution is ended without writing anything (the sink is closed
-   * before the abort, so the backend cannot record the call as cancelled).
-   */
-  private async park(active: ActiveRun): Promise<void> {
-    this.slot = { kind: "parked", run: active.run };
-    active.approval = undefined;
-    active.controller.abort();
-    await settledWithin(active.done, this.deps.limits.cancelGraceMs);
-  }
-
-  /**
-   * Ends a parked run CANCELLED (CancelRun, StopWorker, INTERRUPT). Its
-   * pending call gets a result saying it did not run, as a cancel during a
-   * live wait records, so the transcript stays a valid conversation.
-   */
-  private async endParked(run: Run): Promise<Run> {
-    const pending = run.pendingApproval;
-    const cancelled: RunOutcome = { kind: "cancelled" };
-    // Issued before the run's end (so it comes first in the stream); the slot is freed in the same tick.
-    const noted = pending ? this.commitUnrunResult(run.runId, pending, cancelled) : undefined;
-    await Promise.all([noted, this.endHeldRun(run, cancelled, false)]);
-    return clone(RunSchema, run);
-  }
-
-  /**
-   * Decides a parked run's pending call and starts its execution again in
-   * resume mode; answers once the run is durably RUNNING (the execution
-   * waits for that write too, so the tool runs only after it).
-   */
-  private async resume(run: Run, toolCallId: string, result: ApprovalResult): Promise<Run> {
-    const pending = run.pendingApproval;
-    if (pending?.toolCallId !== toolCallId) throw approvalNotPending(run.runId, toolCallId);
-    this.deps.checkAcceptingWork();
-    checkAcceptsInput(this.worker, this.deps.backend !== undefined);
-    run.status = RunStatus.RUNNING;
-    run.pendingApproval = undefined;
-    const decided = { call: { toolCallId, toolName: pending.toolName }, result };
-    const active: ActiveRun = { run, controller: new AbortController(), decided, done: Promise.resolve() };
-    this.slot = { kind: "running", active };
-    const answered = clone(RunSchema, run);
-    const recorded = this.journal.recordRun(run);
-    this.launch(active, { resume: { toolCallId }, recorded });
-    await recorded;
-    return answered;
   }
 
   private async endQueuedRun(run: Run, interrupted: boolean): Promise<void> {
@@ -358,45 +276,15 @@ export class WorkerSession {
     this.slot = { kind: "running", active };
     inBackground(this.journal.recordRun(run));
     inBackground(this.journal.saveWorker());
-    this.launch(active);
+    launchRun(active, this.host);
   }
 
-  /** Starts the execution of the run the slot holds, fresh or resumed. */
-  private launch(active: ActiveRun, resumed?: ResumeInit): void {
-    const sink = createRunSink(active, {
-      events: this.events,
-      journal: this.journal,
-      now: () => this.deps.now(),
-      isOpen: (candidate) => this.holds(candidate),
-    });
-    const { run } = active;
-    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps, resumed).then(async (outcome) => {
-      // A resumed run that ended before its backend reached the decided call: that call never ran.
-      const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
-      // These entries are durable before the run shows as ended: whoever reads the run ended finds them.
-      if (unrun && this.holds(active)) await this.commitUnrunResult(run.runId, unrun, outcome);
-      if (outcome.kind === "failed" && this.holds(active)) await this.journal.commitFailureNotice(run.runId, outcome.message);
-      return this.finish(active, outcome);
-    });
-  }
-
-  /** Ends the active run with its outcome and starts the next one. */
-  private async finish(active: ActiveRun, outcome: RunOutcome): Promise<void> {
-    if (!this.holds(active)) return;
+  /**
+   * Frees the slot of the run it holds (executing or parked), ends the run
+   * with its outcome (INTERRUPTED when a shutdown stopped it) and starts the next one.
+   */
+  private async endHeldRun(run: Run, outcome: RunOutcome): Promise<void> {
     const interrupted = this.slot.kind === "stopping" && this.slot.interrupted;
-    await this.endHeldRun(active.run, outcome, interrupted);
-  }
-
-  /** Records that a call waiting for approval never ran: its result says so, and the transcript stays a valid conversation. */
-  private commitUnrunResult(runId: string, call: UnrunCall, outcome: RunOutcome): Promise<void> {
-    return this.journal.commitEntry(runId, { case: "toolResult", value: unrunCallResult(call, outcome) }).then(
-      () => undefined,
-      () => undefined, // reported to runtime health by the journal
-    );
-  }
-
-  /** Frees the slot of the run it holds, ends the run with its outcome and starts the next one. */
-  private async endHeldRun(run: Run, outcome: RunOutcome, interrupted: boolean): Promise<void> {
     this.slot = { kind: "idle" };
     endRun(run, outcome, interrupted, this.deps.now());
     addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
@@ -406,18 +294,4 @@ export class WorkerSession {
       this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
     });
   }
-}
-
-/** A tool call identified well enough to record its result. */
-type UnrunCall = RecordedDecision["call"];
-
-/** The result recorded for a call that waited for approval and never ran. */
-function unrunCallResult(call: UnrunCall, outcome: RunOutcome): ToolResult {
-  const why = outcome.kind === "cancelled" ? "The run was cancelled" : "The run ended";
-  return create(ToolResultSchema, {
-    toolCallId: call.toolCallId,
-    toolName: call.toolName,
-    output: `${why} before this tool call ran, so it did not run.`,
-    isError: true,
-  });
 }

@@ -9,8 +9,9 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ToolCallSchema, ToolResultSchema, type ToolResult } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import type { ApprovalResult, RunRequest } from "../../src/runtime/index.js";
+import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { ApprovalDecision, ResolveApprovalRequestSchema, SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { createMemoryStore, createRuntime, type ApprovalResult, type RunRequest, type RuntimeStore } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
@@ -281,5 +282,44 @@ describe("a run waiting for approval across a restart", () => {
     await clients.interaction.cancelRun({ worker, runId: run.runId });
     expect((await getRun(clients, worker, run.runId)).status).toBe(RunStatus.CANCELLED);
     expect((await toolResults(clients, worker)).map((r) => r.output)).toEqual([CANCELLED_UNRUN]);
+  });
+});
+
+describe("the approval wait's durability", () => {
+  it("shows the wait (GetRun, ResolveApproval) only once its record is durable", async () => {
+    const inner = createMemoryStore();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let waitWritten = false;
+    const store: RuntimeStore = Object.assign(Object.create(inner) as RuntimeStore, {
+      putRun: async (...args: Parameters<RuntimeStore["putRun"]>) => {
+        if (args[1].status === RunStatus.AWAITING_APPROVAL) {
+          waitWritten = true;
+          await held;
+        }
+        return inner.putRun(...args);
+      },
+    });
+    const asked: Asked[] = [];
+    const runtime = await createRuntime({ store, executionBackend: new ScriptedBackend().enqueue(approvalScript(asked)) });
+    try {
+      const { worker } = await runtime.createWorker(create(CreateWorkerRequestSchema, { runtimeId: runtime.runtimeId }));
+      const request = create(SendInputRequestSchema, { worker: worker?.ref, input: { text: "write x" } });
+      const { runId } = await runtime.sendInput(request);
+      await eventually(() => waitWritten, 5_000, "the wait's write");
+      const beforeDurable = await runtime.getRun({ worker: worker?.ref, runId });
+      expect(beforeDurable.status).toBe(RunStatus.RUNNING);
+      expect(beforeDurable.pendingApproval).toBeUndefined();
+      const decide = create(ResolveApprovalRequestSchema, { worker: worker?.ref, runId, toolCallId: "c1", decision: ApprovalDecision.APPROVE });
+      await expect(runtime.resolveApproval(decide)).rejects.toMatchObject({ reason: ErrorReason.APPROVAL_NOT_PENDING });
+      release();
+      await eventually(async () => (await runtime.getRun({ worker: worker?.ref, runId })).status === RunStatus.AWAITING_APPROVAL);
+      await runtime.resolveApproval(decide);
+      await eventually(async () => (await runtime.getRun({ worker: worker?.ref, runId })).status === RunStatus.COMPLETED);
+      expect(asked.map((a) => a.decision.approved)).toEqual([true]);
+    } finally {
+      release();
+      await runtime.close();
+    }
   });
 });
