@@ -10,7 +10,11 @@ import { RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run
 import { ToolCallSchema, ToolResultSchema, type ToolResult } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { ApprovalDecision, ResolveApprovalRequestSchema, SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import {
+  ApprovalDecision,
+  ResolveApprovalRequestSchema,
+  SendInputRequestSchema,
+} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { createMemoryStore, createRuntime, type ApprovalResult, type RunRequest, type RuntimeStore } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
@@ -37,9 +41,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function serve(backend: ScriptedBackend): Promise<Clients> {
+/** Serves the data dir; without a backend, workers are NOT_CONNECTED. */
+async function serve(backend: ScriptedBackend | undefined): Promise<Clients> {
   await harness?.close();
-  harness = await startHarness({ store: createFileStore({ dataDir: dir }), executionBackend: backend, limits: { cancelGraceMs: 1_000 } });
+  const store = createFileStore({ dataDir: dir });
+  harness = await startHarness({ store, limits: { cancelGraceMs: 1_000 }, ...(backend ? { executionBackend: backend } : {}) });
   return harness.connect("grpc");
 }
 
@@ -231,6 +237,27 @@ describe("a run waiting for approval across a restart", () => {
     expect((await getRun(clients, worker, run.runId)).status).toBe(RunStatus.COMPLETED);
   });
 
+  it("keeps it parked when the decision cannot run: WORKER_NOT_CONNECTED without a backend", async () => {
+    const { worker, run } = await parkedRun();
+    const unconnected = await serve(undefined);
+    const decide = () =>
+      unconnected.interaction.resolveApproval({ worker, runId: run.runId, toolCallId: "c1", decision: ApprovalDecision.APPROVE });
+    await expectReason(decide, Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED);
+    const still = await getRun(unconnected, worker, run.runId);
+    expect(still.status).toBe(RunStatus.AWAITING_APPROVAL);
+    expect(still.pendingApproval?.toolCallId).toBe("c1");
+    expect((await unconnected.interaction.cancelRun({ worker, runId: run.runId })).run?.status).toBe(RunStatus.CANCELLED);
+  });
+
+  it("keeps it parked while the runtime drains: RUNTIME_DRAINING", async () => {
+    const { clients, worker, run } = await parkedRun();
+    await harness?.runtime.drain(0);
+    const decide = () =>
+      clients.interaction.resolveApproval({ worker, runId: run.runId, toolCallId: "c1", decision: ApprovalDecision.APPROVE });
+    await expectReason(decide, Code.Unavailable, ErrorReason.RUNTIME_DRAINING);
+    expect((await getRun(clients, worker, run.runId)).status).toBe(RunStatus.AWAITING_APPROVAL);
+  });
+
   it("CancelRun ends it CANCELLED with a result for the call, and the worker takes input again", async () => {
     // The backend's next run is the next input's, not a resumed one.
     const { clients, worker, run } = await parkedRun([], replyWith("ok"));
@@ -310,7 +337,12 @@ describe("the approval wait's durability", () => {
       const beforeDurable = await runtime.getRun({ worker: worker?.ref, runId });
       expect(beforeDurable.status).toBe(RunStatus.RUNNING);
       expect(beforeDurable.pendingApproval).toBeUndefined();
-      const decide = create(ResolveApprovalRequestSchema, { worker: worker?.ref, runId, toolCallId: "c1", decision: ApprovalDecision.APPROVE });
+      const decide = create(ResolveApprovalRequestSchema, {
+        worker: worker?.ref,
+        runId,
+        toolCallId: "c1",
+        decision: ApprovalDecision.APPROVE,
+      });
       await expect(runtime.resolveApproval(decide)).rejects.toMatchObject({ reason: ErrorReason.APPROVAL_NOT_PENDING });
       release();
       await eventually(async () => (await runtime.getRun({ worker: worker?.ref, runId })).status === RunStatus.AWAITING_APPROVAL);
