@@ -23,7 +23,7 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
       ]);
     }
     return new ConnectError(error.rawMessage, error.code, error.metadata, [
-      { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: {} } },
+      { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: metadataFor(error) } },
     ]);
   }
   logger.error("internal error", { cause: error instanceof Error ? (error.stack ?? error.message) : String(error) });
@@ -50,6 +50,8 @@ function reasonForCode(code: Code): ErrorReason {
     case Code.InvalidArgument:
       return ErrorReason.INVALID_ARGUMENT;
     case Code.ResourceExhausted:
+    // The client's own deadline is a limit too; errors.proto has no reason of its own for it.
+    case Code.DeadlineExceeded:
       return ErrorReason.LIMIT_EXCEEDED;
     case Code.Unauthenticated:
       return ErrorReason.UNAUTHENTICATED;
@@ -60,4 +62,15 @@ function reasonForCode(code: Code): ErrorReason {
     default:
       return ErrorReason.INTERNAL;
   }
+}
+
+/** connect-es's message for a message over readMaxBytes / writeMaxBytes. */
+const MESSAGE_SIZE = /larger than configured (?:read|write)MaxBytes (\d+)/;
+
+/** The metadata LIMIT_EXCEEDED promises ("limit"), for protocol-level errors. */
+function metadataFor(error: ConnectError): Record<string, string> {
+  if (error.code === Code.DeadlineExceeded) return { limit: "deadline" };
+  const size = MESSAGE_SIZE.exec(error.rawMessage)?.[1];
+  if (error.code === Code.ResourceExhausted && size !== undefined) return { limit: size };
+  return {};
 }

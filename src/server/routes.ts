@@ -1,5 +1,5 @@
 import { createFileRegistry, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
@@ -85,17 +85,26 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: mapStreamErrors(response.message, logger) };
+      return { ...response, message: mapStreamErrors(response.message, request.signal, logger) };
     } catch (error) {
       throw toConnectError(error, logger);
     }
   };
 }
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger): AsyncIterable<T> {
+/**
+ * Maps a stream's errors, and ends a stream that stopped because its
+ * deadline ran out with DEADLINE_EXCEEDED: the handlers stop quietly when
+ * their signal aborts, and an OK ending would tell the client the stream
+ * (a watch, a run) had ended normally.
+ */
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal, logger: Logger): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (error) {
     throw toConnectError(error, logger);
+  }
+  if (signal.aborted && signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded) {
+    throw toConnectError(signal.reason, logger);
   }
 }
