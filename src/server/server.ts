@@ -8,6 +8,7 @@ import {
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
+import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Logger, Runtime } from "../runtime/index.js";
 import { createAuthInterceptor } from "./auth.js";
@@ -31,6 +32,11 @@ export interface RuntimeServerOptions {
    * (ALPN), so one port serves gRPC, Connect and gRPC-Web to every client.
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * After the drain, how long connections get to close politely (GOAWAY,
+   * idle HTTP/1.1 closed) before every socket is destroyed; default 2000.
+   */
+  closeTimeoutMs?: number;
   /** Largest deadline a client may ask for. */
   maxTimeoutMs?: number;
   /** Structured logger. */
@@ -93,12 +99,22 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  // Every raw socket on every listener: a client can hold one with no session
+  // (silent since connecting, or its session already gone) or stop reading, and
+  // only destroying the socket itself ends such a connection.
+  const sockets = new Set<net.Socket>();
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+  h2.on("connection", track);
   const h2Address = await listen(h2, options.host, options.port);
 
   let h1: http.Server | undefined;
   let http1Address: string | undefined;
   if (options.http1Port !== undefined) {
     h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
+    h1.on("connection", track);
     http1Address = await listen(h1, options.host, options.http1Port);
   }
 
@@ -111,12 +127,15 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
         await options.runtime.drain(graceMs);
         const closed = Promise.all([closeServer(h2), h1 ? closeServer(h1) : Promise.resolve()]);
         await options.runtime.close();
+        // Polite first: GOAWAY lets clients finish what is in flight.
         for (const session of sessions) session.close();
         h1?.closeIdleConnections();
+        // Then, whatever the clients do, every connection ends after a bounded close.
         const forced = setTimeout(() => {
           for (const session of sessions) session.destroy();
           h1?.closeAllConnections();
-        }, 2_000);
+          for (const socket of sockets) socket.destroy();
+        }, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
         await closed;
         clearTimeout(forced);
       })();
@@ -124,6 +143,9 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     },
   };
 }
+
+/** How long connections get to close politely after the drain, before they are destroyed. */
+const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 
 /**
  * connectNodeAdapter, plus {@link withTypedProtocolErrors} around every
