@@ -169,10 +169,54 @@ function createNodeHandler(
     handler(universalRequestFromNodeRequest(request, response, undefined, undefined))
       .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
       .catch((reason: unknown) => {
-        if (ConnectError.from(reason).code === Code.Aborted) return;
+        if (isClientGone(reason)) {
+          logger.info("client went away", { path: request.url, cause: String(reason) });
+          return;
+        }
         logger.error("request handler failed", { path: request.url, cause: String(reason) });
       });
+    // Once the response's trailers are out (the compat layer sends them on
+    // "wantTrailers"), not when the adapter's promise settles: over HTTP/2
+    // that waits for the stream to close, which an unread request never does.
+    if ("stream" in request) request.stream.once("wantTrailers", () => setImmediate(() => endUnreadRequest(request)));
   };
+}
+
+/**
+ * A response can end before its request was read to the end: an oversize
+ * message is refused from its length prefix or content-length. Over HTTP/2
+ * the unread stream would stay open, holding the client's flow-control
+ * window and the session's memory until the session dies, so it is reset
+ * with NO_ERROR, which RFC 9113 §8.1 provides for exactly this (the
+ * complete response stays valid). Node's HTTP/1.1 server reads and
+ * discards the rest itself, so the keep-alive connection stays usable.
+ */
+function endUnreadRequest(request: http2.Http2ServerRequest): void {
+  const { stream } = request;
+  if (!stream.destroyed && !stream.closed && !request.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
+
+/** Node error codes that mean the client hung up, not that the server failed. */
+const CLIENT_GONE_CODES = new Set([
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_STREAM_CANCEL",
+  "ECONNRESET",
+  "EPIPE",
+]);
+
+/** Whether a failed response write was a routine client disconnect (logged at info, not as a failure). */
+function isClientGone(reason: unknown): boolean {
+  const code = ConnectError.from(reason).code;
+  if (code === Code.Aborted || code === Code.Canceled) return true;
+  for (let cause: unknown = reason, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    const nodeCode = (cause as NodeJS.ErrnoException).code;
+    if (nodeCode !== undefined && CLIENT_GONE_CODES.has(nodeCode)) return true;
+  }
+  return false;
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {
