@@ -3,6 +3,11 @@
  * model client: those are plugged in through `RuntimeStore` and
  * `ExecutionBackend`.
  */
+import { keepByteOrderMarks } from "./text-encoding.js";
+
+// Process-wide, before anything decodes: a string's leading U+FEFF is content.
+keepByteOrderMarks();
+
 export { createRuntime, Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
 export {
