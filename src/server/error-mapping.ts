@@ -26,6 +26,13 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
       { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: metadataFor(error) } },
     ]);
   }
+  if (isClientGone(error)) {
+    // Routine: the client hung up (e.g. a reflection stream cut while reading requests).
+    logger.info("client went away", { cause: error instanceof Error ? error.message : String(error) });
+    return new ConnectError("client went away", Code.Canceled, undefined, [
+      { desc: ErrorDetailSchema, value: { reason: ErrorReason.INTERNAL, metadata: {} } },
+    ]);
+  }
   logger.error("internal error", { cause: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   return new ConnectError("internal error", Code.Internal, undefined, [
     { desc: ErrorDetailSchema, value: { reason: ErrorReason.INTERNAL, metadata: {} } },
@@ -73,4 +80,29 @@ function metadataFor(error: ConnectError): Record<string, string> {
   const size = MESSAGE_SIZE.exec(error.rawMessage)?.[1];
   if (error.code === Code.ResourceExhausted && size !== undefined) return { limit: size };
   return {};
+}
+
+/** Node error codes that mean the client hung up, not that the server failed. */
+const CLIENT_GONE_CODES = new Set([
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_STREAM_CANCEL",
+  "ECONNRESET",
+  "EPIPE",
+]);
+
+/**
+ * Whether an error is a routine client disconnect (an aborted stream, a
+ * socket closed mid-request): logged at info, never as a server failure.
+ */
+export function isClientGone(error: unknown): boolean {
+  if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.Canceled)) return true;
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    const nodeCode = (cause as NodeJS.ErrnoException).code;
+    if (nodeCode !== undefined && CLIENT_GONE_CODES.has(nodeCode)) return true;
+  }
+  return false;
 }

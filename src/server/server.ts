@@ -1,4 +1,4 @@
-import { Code, ConnectError, createConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { createConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import {
   compressionBrotli,
   compressionGzip,
@@ -12,6 +12,7 @@ import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Logger, Runtime } from "../runtime/index.js";
 import { createAuthInterceptor } from "./auth.js";
+import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { createErrorInterceptor, createRoutes } from "./routes.js";
 
@@ -194,29 +195,6 @@ function createNodeHandler(
 function endUnreadRequest(request: http2.Http2ServerRequest): void {
   const { stream } = request;
   if (!stream.destroyed && !stream.closed && !request.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-}
-
-/** Node error codes that mean the client hung up, not that the server failed. */
-const CLIENT_GONE_CODES = new Set([
-  "ERR_STREAM_PREMATURE_CLOSE",
-  "ERR_STREAM_DESTROYED",
-  "ERR_STREAM_WRITE_AFTER_END",
-  "ERR_HTTP2_INVALID_STREAM",
-  "ERR_HTTP2_STREAM_ERROR",
-  "ERR_HTTP2_STREAM_CANCEL",
-  "ECONNRESET",
-  "EPIPE",
-]);
-
-/** Whether a failed response write was a routine client disconnect (logged at info, not as a failure). */
-function isClientGone(reason: unknown): boolean {
-  const code = ConnectError.from(reason).code;
-  if (code === Code.Aborted || code === Code.Canceled) return true;
-  for (let cause: unknown = reason, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
-    const nodeCode = (cause as NodeJS.ErrnoException).code;
-    if (nodeCode !== undefined && CLIENT_GONE_CODES.has(nodeCode)) return true;
-  }
-  return false;
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {
