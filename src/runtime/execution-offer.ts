@@ -38,6 +38,14 @@ export class ExecutionOffer {
     return this.backend?.toolCapabilities() ?? [];
   }
 
+  /**
+   * The backend's name for GetRuntime, or "" while it is not configured
+   * (e.g. the OpenAI backend without a key): the field's documented meaning.
+   */
+  backendName(): string {
+    return this.backend && this.notConnectedReason() === undefined ? this.backend.name : "";
+  }
+
   /** Names of the allowed workspace roots. */
   rootNames(): string[] {
     return Object.keys(this.workspaceRoots);

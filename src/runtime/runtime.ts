@@ -249,7 +249,7 @@ export class Runtime {
         maxLabels: this.limits.maxLabels,
       }),
       capabilities: create(RuntimeCapabilitiesSchema, {
-        executionBackend: this.offer.backend?.name ?? "",
+        executionBackend: this.offer.backendName(),
         executionAvailable: this.offer.notConnectedReason() === undefined,
         executionUnavailableReason: this.offer.notConnectedReason() ?? "",
         profiles: this.offer.profiles(),
