@@ -1,5 +1,8 @@
-import { createFileRegistry, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
+import { createFileRegistry, fromBinary, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { descriptorSetBase64 } from "../../gen/descriptor-set.js";
+import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
@@ -29,6 +32,7 @@ const SERVED_FILES: DescFile[] = [
   file_worker_runtime_v1_worker_interaction,
   file_worker_runtime_v1_worker_observation,
   file_worker_runtime_v1_errors,
+  file_google_rpc_status,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
@@ -51,7 +55,7 @@ export const SERVED_SERVICES: readonly string[] = [
  * in-memory transport.
  */
 export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void {
-  const registry = registryOf(SERVED_FILES);
+  const registry = reflectionRegistry(SERVED_FILES);
   const reflection = createReflectionServices(registry, SERVED_SERVICES);
   return (router) => {
     router.service(RuntimeManagement, createRuntimeManagementService(runtime));
@@ -62,6 +66,19 @@ export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void 
     router.service(ServerReflection, reflection.v1);
     router.service(ServerReflectionV1alpha, reflection.v1alpha);
   };
+}
+
+/**
+ * What reflection serves: every file of proto/ and its imports with their
+ * source comments, from the descriptor set buf generate writes
+ * (gen/descriptor-set.ts), so grpcurl and `buf curl` show the documentation
+ * written in the protos. The descriptors protoc-gen-es embeds in gen/ carry
+ * no comments; they are the fallback should the set lack a served file.
+ */
+function reflectionRegistry(files: DescFile[]): FileRegistry {
+  const documented = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.from(descriptorSetBase64, "base64")));
+  if (files.every((file) => documented.getFile(file.proto.name) !== undefined)) return documented;
+  return registryOf(files);
 }
 
 /** A registry holding the given files and all of their dependencies. */
