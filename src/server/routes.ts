@@ -71,7 +71,7 @@ export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void 
 /**
  * What reflection serves: every file of proto/ and its imports with their
  * source comments, from the descriptor set buf generate writes
- * (gen/descriptor-set.ts), so grpcurl and `buf curl` show the documentation
+ * (gen/descriptor-set.js), so grpcurl and `buf curl` show the documentation
  * written in the protos. The descriptors protoc-gen-es embeds in gen/ carry
  * no comments; they are the fallback should the set lack a served file.
  */
