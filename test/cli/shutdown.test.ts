@@ -117,7 +117,7 @@ async function stoppedWatcher(address: string, runtimeId: string): Promise<void>
   const script = `
     import { createClient } from "@connectrpc/connect";
     import { createGrpcTransport } from "@connectrpc/connect-node";
-    import { WorkerObservation } from "./gen/worker_runtime/v1/worker_observation_pb.ts";
+    import { WorkerObservation } from "./gen/worker_runtime/v1/worker_observation_pb.js";
     const client = createClient(WorkerObservation, createGrpcTransport({ baseUrl: "http://${address}" }));
     for await (const message of client.watchRuntime({ runtimeId: "${runtimeId}" })) { process.stdout.write("message\\n"); }
   `;
