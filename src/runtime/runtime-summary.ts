@@ -64,7 +64,7 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       ...offer.executionLimits(),
     }),
     capabilities: create(RuntimeCapabilitiesSchema, {
-      executionBackend: offer.backend?.name ?? "",
+      executionBackend: offer.backendName(),
       executionAvailable: offer.notConnectedReason() === undefined,
       executionUnavailableReason: offer.notConnectedReason() ?? "",
       profiles: offer.profiles(),
