@@ -49,8 +49,7 @@ export class WorkerSession {
     restored: RestoredWorker | undefined,
   ) {
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
-    for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? [])
-      this.requestIds.remember(requestId, { runId, fingerprint });
+    for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? []) this.requestIds.remember(requestId, { runId, fingerprint });
     this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n, deps.cursorStreamOf(worker.ref?.workerId ?? ""));
     this.journal = new WorkerJournal(worker, record, deps, restored, (item, event) => {
       this.observed.apply(event);
