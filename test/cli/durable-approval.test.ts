@@ -26,6 +26,8 @@ import { reply, type ScriptedToolCall } from "../support/openai-chunks.js";
  */
 
 const KEY = "sk-durable-approval-test";
+/** Each case starts two or three server processes; a loaded 2-core host needs the margin. */
+const CASE_TIMEOUT_MS = 120_000;
 const REJECTED = "The user rejected this tool call, so it did not run.";
 const call = (id: string, args: object): ScriptedToolCall => ({ id, name: "write_file", arguments: JSON.stringify(args) });
 
@@ -46,7 +48,10 @@ afterAll(async () => {
 
 afterEach(async () => {
   for (const session of sessions.splice(0)) session.abort();
-  for (const cli of processes.splice(0)) cli.kill();
+  for (const cli of processes.splice(0)) {
+    cli.kill();
+    await cli.exited;
+  }
   await rm(base, { recursive: true, force: true });
 });
 
@@ -174,7 +179,7 @@ describe("a tool approval across a SIGKILL of the server", () => {
     ]);
     const { worker: idle } = await second.clients.catalog.getWorker({ worker });
     expect(idle?.status).toBe(WorkerStatus.IDLE);
-  });
+  }, CASE_TIMEOUT_MS);
 
   it("rejecting after the restart tells the model, with the reason, and the tool never runs", async () => {
     await freshDirs();
@@ -196,7 +201,7 @@ describe("a tool approval across a SIGKILL of the server", () => {
     expect((await waitForRun(second.clients, worker, waiting.runId, ended, "run end")).status).toBe(RunStatus.COMPLETED);
     await expect(stat(join(root, "ws", "no.txt"))).rejects.toThrow();
     expect(lastMessages().at(-1)).toEqual({ role: "tool", tool_call_id: "w1", content: `${REJECTED} Reason: not today` });
-  });
+  }, CASE_TIMEOUT_MS);
 
   it("decides two calls of one turn one by one across two kills: reject the first, approve the second", async () => {
     await freshDirs();
@@ -235,5 +240,5 @@ describe("a tool approval across a SIGKILL of the server", () => {
       ["w1", true],
       ["w2", false],
     ]);
-  });
+  }, CASE_TIMEOUT_MS);
 });
