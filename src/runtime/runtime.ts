@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { BusyPolicySchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -186,7 +187,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
-      return session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason);
+      return typedStoreErrors(session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason));
     },
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
     listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),
@@ -209,7 +210,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     drain: async (graceMs) => {
       health.startDraining();
       const deadline = Date.now() + graceMs;
-      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.activeRun)) {
+      // A run waiting for approval is not waited for: interruptAll parks it, its wait being durable.
+      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.activeRun?.status === RunStatus.RUNNING)) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
       }
       await Promise.all([...catalog.sessions()].map((session) => session.interruptAll()));

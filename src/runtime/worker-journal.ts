@@ -2,7 +2,13 @@ import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { NoticeSchema, TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import {
+  NoticeSchema,
+  ToolResultSchema,
+  TranscriptEntrySchema,
+  type ToolResult,
+  type TranscriptEntry,
+} from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
@@ -112,6 +118,18 @@ export class WorkerJournal {
   async commitFailureNotice(runId: string, message: string): Promise<void> {
     const notice = create(NoticeSchema, { code: "run.failed", message });
     await this.commitEntry(runId, { case: "notice", value: notice }).catch(() => {});
+  }
+
+  /**
+   * Commits the result of a tool call that waited for approval and never ran
+   * (its run was cancelled or ended first), so the transcript stays a valid
+   * conversation. A failed write is reported (health), not thrown.
+   */
+  async commitUnrunResult(runId: string, call: Pick<ToolResult, "toolCallId" | "toolName">, cancelled: boolean): Promise<void> {
+    const why = cancelled ? "The run was cancelled" : "The run ended";
+    const output = `${why} before this tool call ran, so it did not run.`;
+    const result = create(ToolResultSchema, { toolCallId: call.toolCallId, toolName: call.toolName, output, isError: true });
+    await this.commitEntry(runId, { case: "toolResult", value: result }).catch(() => {});
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */

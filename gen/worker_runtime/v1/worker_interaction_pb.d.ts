@@ -457,7 +457,10 @@ export declare const WorkerInteraction: GenService<{
     output: typeof CancelRunResponseSchema;
   },
   /**
-   * ResolveApproval approves or rejects a tool call a run is waiting on.
+   * ResolveApproval approves or rejects a tool call a run is waiting on. The
+   * decision is recorded (the run is RUNNING again) before the answer and
+   * before the tool may run; after a restart it continues the run from its
+   * stored transcript. Several calls of one model turn are decided one by one.
    *
    * @generated from rpc worker_runtime.v1.WorkerInteraction.ResolveApproval
    */
