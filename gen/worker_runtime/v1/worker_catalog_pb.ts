@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { WorkerRef } from "./common_pb.js";
 import { file_worker_runtime_v1_common } from "./common_pb.js";
+import type { ErrorDetail } from "./errors_pb.js";
+import { file_worker_runtime_v1_errors } from "./errors_pb.js";
 import type { ProfileSelector } from "./profile_pb.js";
 import { file_worker_runtime_v1_profile } from "./profile_pb.js";
 import type { Run } from "./run_pb.js";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/worker_catalog.proto.
  */
 export const file_worker_runtime_v1_worker_catalog: GenFile = /*@__PURE__*/
-  fileDesc("CiZ3b3JrZXJfcnVudGltZS92MS93b3JrZXJfY2F0YWxvZy5wcm90bxIRd29ya2VyX3J1bnRpbWUudjEihwMKE0NyZWF0ZVdvcmtlclJlcXVlc3QSEgoKcnVudGltZV9pZBgBIAEoCRIzCgdwcm9maWxlGAIgASgLMiIud29ya2VyX3J1bnRpbWUudjEuUHJvZmlsZVNlbGVjdG9yEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIOCgZpbnRlbnQYBCABKAkSFAoMY2FwYWJpbGl0aWVzGAUgAygJEjMKCXdvcmtzcGFjZRgGIAEoCzIgLndvcmtlcl9ydW50aW1lLnYxLldvcmtzcGFjZVNwZWMSQgoGbGFiZWxzGAcgAygLMjIud29ya2VyX3J1bnRpbWUudjEuQ3JlYXRlV29ya2VyUmVxdWVzdC5MYWJlbHNFbnRyeRIvCg1pbml0aWFsX2lucHV0GAggASgLMhgud29ya2VyX3J1bnRpbWUudjEuSW5wdXQSEgoKcmVxdWVzdF9pZBgJIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIm4KFENyZWF0ZVdvcmtlclJlc3BvbnNlEikKBndvcmtlchgBIAEoCzIZLndvcmtlcl9ydW50aW1lLnYxLldvcmtlchIrCgtpbml0aWFsX3J1bhgCIAEoCzIWLndvcmtlcl9ydW50aW1lLnYxLlJ1biJAChBHZXRXb3JrZXJSZXF1ZXN0EiwKBndvcmtlchgBIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZiI+ChFHZXRXb3JrZXJSZXNwb25zZRIpCgZ3b3JrZXIYASABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXIiigIKEkxpc3RXb3JrZXJzUmVxdWVzdBISCgpydW50aW1lX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEjEKCHN0YXR1c2VzGAQgAygOMh8ud29ya2VyX3J1bnRpbWUudjEuV29ya2VyU3RhdHVzElAKDmxhYmVsX3NlbGVjdG9yGAUgAygLMjgud29ya2VyX3J1bnRpbWUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0LkxhYmVsU2VsZWN0b3JFbnRyeRo0ChJMYWJlbFNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJaChNMaXN0V29ya2Vyc1Jlc3BvbnNlEioKB3dvcmtlcnMYASADKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkEKEVN0b3BXb3JrZXJSZXF1ZXN0EiwKBndvcmtlchgBIAEoCzIcLndvcmtlcl9ydW50aW1lLnYxLldvcmtlclJlZiI/ChJTdG9wV29ya2VyUmVzcG9uc2USKQoGd29ya2VyGAEgASgLMhkud29ya2VyX3J1bnRpbWUudjEuV29ya2VyIlIKE0RlbGV0ZVdvcmtlclJlcXVlc3QSLAoGd29ya2VyGAEgASgLMhwud29ya2VyX3J1bnRpbWUudjEuV29ya2VyUmVmEg0KBWZvcmNlGAIgASgIIhYKFERlbGV0ZVdvcmtlclJlc3BvbnNlMvYDCg1Xb3JrZXJDYXRhbG9nEl8KDENyZWF0ZVdvcmtlchImLndvcmtlcl9ydW50aW1lLnYxLkNyZWF0ZVdvcmtlclJlcXVlc3QaJy53b3JrZXJfcnVudGltZS52MS5DcmVhdGVXb3JrZXJSZXNwb25zZRJbCglHZXRXb3JrZXISIy53b3JrZXJfcnVudGltZS52MS5HZXRXb3JrZXJSZXF1ZXN0GiQud29ya2VyX3J1bnRpbWUudjEuR2V0V29ya2VyUmVzcG9uc2UiA5ACARJhCgtMaXN0V29ya2VycxIlLndvcmtlcl9ydW50aW1lLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBomLndvcmtlcl9ydW50aW1lLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2UiA5ACARJeCgpTdG9wV29ya2VyEiQud29ya2VyX3J1bnRpbWUudjEuU3RvcFdvcmtlclJlcXVlc3QaJS53b3JrZXJfcnVudGltZS52MS5TdG9wV29ya2VyUmVzcG9uc2UiA5ACAhJkCgxEZWxldGVXb3JrZXISJi53b3JrZXJfcnVudGltZS52MS5EZWxldGVXb3JrZXJSZXF1ZXN0Gicud29ya2VyX3J1bnRpbWUudjEuRGVsZXRlV29ya2VyUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_worker_runtime_v1_common, file_worker_runtime_v1_profile, file_worker_runtime_v1_run, file_worker_runtime_v1_worker]);
+  fileDesc("CiZ3b3JrZXJfcnVudGltZS92MS93b3JrZXJfY2F0YWxvZy5wcm90bxIRd29ya2VyX3J1bnRpbWUudjEihwMKE0NyZWF0ZVdvcmtlclJlcXVlc3QSEgoKcnVudGltZV9pZBgBIAEoCRIzCgdwcm9maWxlGAIgASgLMiIud29ya2VyX3J1bnRpbWUudjEuUHJvZmlsZVNlbGVjdG9yEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIOCgZpbnRlbnQYBCABKAkSFAoMY2FwYWJpbGl0aWVzGAUgAygJEjMKCXdvcmtzcGFjZRgGIAEoCzIgLndvcmtlcl9ydW50aW1lLnYxLldvcmtzcGFjZVNwZWMSQgoGbGFiZWxzGAcgAygLMjIud29ya2VyX3J1bnRpbWUudjEuQ3JlYXRlV29ya2VyUmVxdWVzdC5MYWJlbHNFbnRyeRIvCg1pbml0aWFsX2lucHV0GAggASgLMhgud29ya2VyX3J1bnRpbWUudjEuSW5wdXQSEgoKcmVxdWVzdF9pZBgJIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqsBChRDcmVhdGVXb3JrZXJSZXNwb25zZRIpCgZ3b3JrZXIYASABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXISKwoLaW5pdGlhbF9ydW4YAiABKAsyFi53b3JrZXJfcnVudGltZS52MS5SdW4SOwoTaW5pdGlhbF9pbnB1dF9lcnJvchgDIAEoCzIeLndvcmtlcl9ydW50aW1lLnYxLkVycm9yRGV0YWlsIkAKEEdldFdvcmtlclJlcXVlc3QSLAoGd29ya2VyGAEgASgLMhwud29ya2VyX3J1bnRpbWUudjEuV29ya2VyUmVmIj4KEUdldFdvcmtlclJlc3BvbnNlEikKBndvcmtlchgBIAEoCzIZLndvcmtlcl9ydW50aW1lLnYxLldvcmtlciKKAgoSTGlzdFdvcmtlcnNSZXF1ZXN0EhIKCnJ1bnRpbWVfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSMQoIc3RhdHVzZXMYBCADKA4yHy53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJTdGF0dXMSUAoObGFiZWxfc2VsZWN0b3IYBSADKAsyOC53b3JrZXJfcnVudGltZS52MS5MaXN0V29ya2Vyc1JlcXVlc3QuTGFiZWxTZWxlY3RvckVudHJ5GjQKEkxhYmVsU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIloKE0xpc3RXb3JrZXJzUmVzcG9uc2USKgoHd29ya2VycxgBIAMoCzIZLndvcmtlcl9ydW50aW1lLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQQoRU3RvcFdvcmtlclJlcXVlc3QSLAoGd29ya2VyGAEgASgLMhwud29ya2VyX3J1bnRpbWUudjEuV29ya2VyUmVmIj8KElN0b3BXb3JrZXJSZXNwb25zZRIpCgZ3b3JrZXIYASABKAsyGS53b3JrZXJfcnVudGltZS52MS5Xb3JrZXIiUgoTRGVsZXRlV29ya2VyUmVxdWVzdBIsCgZ3b3JrZXIYASABKAsyHC53b3JrZXJfcnVudGltZS52MS5Xb3JrZXJSZWYSDQoFZm9yY2UYAiABKAgiFgoURGVsZXRlV29ya2VyUmVzcG9uc2Uy9gMKDVdvcmtlckNhdGFsb2cSXwoMQ3JlYXRlV29ya2VyEiYud29ya2VyX3J1bnRpbWUudjEuQ3JlYXRlV29ya2VyUmVxdWVzdBonLndvcmtlcl9ydW50aW1lLnYxLkNyZWF0ZVdvcmtlclJlc3BvbnNlElsKCUdldFdvcmtlchIjLndvcmtlcl9ydW50aW1lLnYxLkdldFdvcmtlclJlcXVlc3QaJC53b3JrZXJfcnVudGltZS52MS5HZXRXb3JrZXJSZXNwb25zZSIDkAIBEmEKC0xpc3RXb3JrZXJzEiUud29ya2VyX3J1bnRpbWUudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiYud29ya2VyX3J1bnRpbWUudjEuTGlzdFdvcmtlcnNSZXNwb25zZSIDkAIBEl4KClN0b3BXb3JrZXISJC53b3JrZXJfcnVudGltZS52MS5TdG9wV29ya2VyUmVxdWVzdBolLndvcmtlcl9ydW50aW1lLnYxLlN0b3BXb3JrZXJSZXNwb25zZSIDkAICEmQKDERlbGV0ZVdvcmtlchImLndvcmtlcl9ydW50aW1lLnYxLkRlbGV0ZVdvcmtlclJlcXVlc3QaJy53b3JrZXJfcnVudGltZS52MS5EZWxldGVXb3JrZXJSZXNwb25zZSIDkAICYgZwcm90bzM", [file_worker_runtime_v1_common, file_worker_runtime_v1_errors, file_worker_runtime_v1_profile, file_worker_runtime_v1_run, file_worker_runtime_v1_worker]);
 
 /**
  * CreateWorkerRequest describes a new Worker.
@@ -76,7 +78,15 @@ export type CreateWorkerRequest = Message<"worker_runtime.v1.CreateWorkerRequest
   labels: { [key: string]: string };
 
   /**
-   * Input to send as soon as the Worker exists (optional).
+   * Input to send as soon as the Worker exists (optional; empty text = none).
+   * The create is atomic with respect to the input's acceptance: the input is
+   * checked as SendInput would check it (the Runtime takes work, the Worker
+   * would be connected, the text is within limits) before anything is
+   * created, and a refusal (e.g. WORKER_NOT_CONNECTED, RUNTIME_DRAINING)
+   * fails the whole call with no Worker created and no event published. Only
+   * a refusal that can arise after the Worker exists (the store fails to
+   * record the run, the Runtime starts draining meanwhile) is reported in
+   * CreateWorkerResponse.initial_input_error, with the Worker created.
    *
    * @generated from field: worker_runtime.v1.Input initial_input = 8;
    */
@@ -111,11 +121,21 @@ export type CreateWorkerResponse = Message<"worker_runtime.v1.CreateWorkerRespon
   worker?: Worker | undefined;
 
   /**
-   * The run started for initial_input, if one was given.
+   * The run started for initial_input, if one was given and accepted.
    *
    * @generated from field: worker_runtime.v1.Run initial_run = 2;
    */
   initialRun?: Run | undefined;
+
+  /**
+   * Set when the Worker was created but its initial_input could not be
+   * accepted for a reason that arose after creation (see
+   * CreateWorkerRequest.initial_input); initial_run is then unset and the
+   * input may be sent again with SendInput.
+   *
+   * @generated from field: worker_runtime.v1.ErrorDetail initial_input_error = 3;
+   */
+  initialInputError?: ErrorDetail | undefined;
 };
 
 /**
