@@ -23,6 +23,7 @@ import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
+import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { storeError, typedStoreErrors } from "./store-errors.js";
@@ -219,10 +220,14 @@ export class Catalog {
       (worker) =>
         (statuses.length === 0 || statuses.includes(worker.status)) && selector.every(([key, value]) => worker.labels[key] === value),
     );
-    const last = workers[workers.length - 1];
+    // Bounded by bytes too: workers that do not fit start the next page.
+    const budget = new ResponseBudget(responseBudgetBytes(limits));
+    const fitting = workers.findIndex((worker) => !budget.take(toBinary(WorkerSchema, worker).byteLength));
+    const page = fitting < 0 ? workers : workers.slice(0, fitting);
+    const last = page[page.length - 1];
     return create(ListWorkersResponseSchema, {
-      workers: workers.map((worker) => clone(WorkerSchema, worker)),
-      nextPageToken: more && last ? encodePageToken("workers", orderKey(last)) : "",
+      workers: page.map((worker) => clone(WorkerSchema, worker)),
+      nextPageToken: (more || page.length < workers.length) && last ? encodePageToken("workers", orderKey(last)) : "",
     });
   }
 

@@ -7,6 +7,7 @@ import { UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js"
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { RunOutcome, RunSink } from "./execution-backend.js";
+import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
 import type { ActiveRun } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import { isStoreWriteFailure } from "./store-errors.js";
@@ -84,9 +85,19 @@ export function endRun(run: Run, outcome: RunOutcome, interrupted: boolean, now:
     case "failed":
       run.status = RunStatus.FAILED;
       run.stopReason = StopReason.ERROR;
-      run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message });
+      // Cut, so that a run (and its event) always fits a message (limits.ts, RUN_RESERVE_BYTES).
+      run.error = create(RunErrorSchema, { reason: outcome.reason, message: cutUtf8(outcome.message, MAX_RUN_ERROR_MESSAGE_BYTES) });
       break;
   }
+}
+
+/** `text` cut to at most `maxBytes` UTF-8 bytes, never inside a character. */
+function cutUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.byteLength <= maxBytes) return text;
+  let end = maxBytes;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
 }
 
 /** Waits for `done`, but at most `ms` (a cancelled run's grace period). */

@@ -47,6 +47,24 @@ export function admit(
 }
 
 /**
+ * Throws QUEUE_FULL when queueing `text` would take the queued inputs past
+ * `maxQueuedInputBytes`: a watcher's snapshot carries every queued run, and
+ * it must fit one message (see limits.ts, byteBounds).
+ */
+export function checkQueuedBytes(queue: RunQueue, text: string, maxQueuedInputBytes: number, workerId: string): void {
+  const inputBytes = Buffer.byteLength(text, "utf8");
+  const queuedBytes = queue.inputBytes();
+  if (queuedBytes + inputBytes > maxQueuedInputBytes) {
+    throw new RuntimeError(
+      Code.ResourceExhausted,
+      ErrorReason.QUEUE_FULL,
+      `worker ${workerId} already has ${queuedBytes} bytes of queued input; ${inputBytes} more would pass ${maxQueuedInputBytes}`,
+      { max_queued_input_bytes: String(maxQueuedInputBytes) },
+    );
+  }
+}
+
+/**
  * Throws the typed reason a worker takes no input: the runtime drains
  * (checked by the caller), the worker failed or stopped, or no execution
  * backend can run it.
@@ -84,6 +102,13 @@ export class RunQueue {
 
   get length(): number {
     return this.runs.length;
+  }
+
+  /** UTF-8 bytes of the queued inputs together. */
+  inputBytes(): number {
+    let bytes = 0;
+    for (const run of this.runs) bytes += Buffer.byteLength(run.input?.text ?? "", "utf8");
+    return bytes;
   }
 
   /** Adds a run: behind the other interrupting runs when `interrupting`, else at the tail. */

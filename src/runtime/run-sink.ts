@@ -14,6 +14,8 @@ import {
 import { PendingApprovalSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
+import type { ByteBounds } from "./limits.js";
+import { RunOutputBounds } from "./run-output-bounds.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
 import type { ActiveRun } from "./run-slot.js";
 import type { WorkerJournal } from "./worker-journal.js";
@@ -25,6 +27,8 @@ export interface RunSinkHost {
   now(): Date;
   /** Whether the slot still holds the run: once it has ended, its sink refuses every call. */
   isOpen(active: ActiveRun): boolean;
+  /** What a run's output may take so that it can be delivered (limits.ts, byteBounds). */
+  bounds: ByteBounds;
 }
 
 /**
@@ -42,10 +46,21 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     host.events.emitLive(create(WorkerEventSchema, { kind }));
   };
   const runId = run.runId;
+  const output = new RunOutputBounds(runId, host.bounds);
   return {
-    textDelta: (blockId, text) => live({ case: "textDelta", value: create(TextDeltaSchema, { runId, blockId, text }) }),
-    reasoningDelta: (blockId, text) => live({ case: "reasoningDelta", value: create(ReasoningDeltaSchema, { runId, blockId, text }) }),
-    toolCallDelta: (blockId, delta) =>
+    textDelta: (blockId, text) => {
+      open();
+      output.delta(blockId, text);
+      live({ case: "textDelta", value: create(TextDeltaSchema, { runId, blockId, text }) });
+    },
+    reasoningDelta: (blockId, text) => {
+      open();
+      output.delta(blockId, text);
+      live({ case: "reasoningDelta", value: create(ReasoningDeltaSchema, { runId, blockId, text }) });
+    },
+    toolCallDelta: (blockId, delta) => {
+      open();
+      output.delta(blockId, (delta.toolCallId ?? "") + (delta.toolName ?? "") + (delta.argumentsDelta ?? ""));
       live({
         case: "toolCallDelta",
         value: create(ToolCallDeltaSchema, {
@@ -55,10 +70,16 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
           toolName: delta.toolName ?? "",
           argumentsDelta: delta.argumentsDelta ?? "",
         }),
-      }),
-    discardBlock: (blockId) => live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) }),
+      });
+    },
+    discardBlock: (blockId) => {
+      output.settle(blockId);
+      live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) });
+    },
     commit: async (content, blockId) => {
       open();
+      output.checkEntry(content, blockId ?? "");
+      if (blockId) output.settle(blockId);
       return host.journal.commitEntry(runId, content, blockId);
     },
     addUsage: (usage) => {
@@ -70,7 +91,10 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
       run.turns++;
       (run.usage ?? (run.usage = create(UsageSchema))).modelRequests++;
     },
-    requestApproval: (call, signal) => awaitApproval(active, call, signal, host),
+    requestApproval: async (call, signal) => {
+      output.checkPending(call.argumentsJson);
+      return awaitApproval(active, call, signal, host);
+    },
   };
 }
 

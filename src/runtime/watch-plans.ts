@@ -13,6 +13,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
+import { responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import type { Subscription } from "./subscription.js";
@@ -23,6 +24,8 @@ import type { WorkerSession } from "./worker-session.js";
 export interface LivePacing {
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take. */
+  maxBatchBytes: number;
 }
 
 /**
@@ -90,5 +93,6 @@ export function runtimeWatchPlan(
     heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
     heartbeatMs: limits.heartbeatIntervalMs,
     maxEventsPerMessage: limits.maxEventsPerMessage,
+    maxBatchBytes: responseBudgetBytes(limits),
   };
 }

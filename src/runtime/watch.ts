@@ -11,6 +11,7 @@ import { RuntimeError } from "./errors.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
+import { splitByBytes } from "./message-budget.js";
 import { eventsAsUnknownFields } from "./wire-batch.js";
 
 /** Options every watch takes. */
@@ -48,6 +49,8 @@ export interface WatchPlan<E extends DescMessage, R extends DescMessage> {
   heartbeat(cursor: string): MessageShape<R>;
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take (see message-budget.ts). */
+  maxBatchBytes: number;
 }
 
 /**
@@ -77,7 +80,7 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         if (stored[0]?.seq !== after + 1n) throw cursorExpired(plan.stream, plan.earliestSeq());
         const upToSnapshot = stored.filter((item) => item.seq <= plan.snapshotSeq);
         after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
-        yield toResponse(plan, upToSnapshot, options);
+        for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
       }
     }
     for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal)) {
@@ -86,7 +89,7 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         continue;
       }
       for (const item of batch) if (item.seq > 0n) lastSeq = item.seq;
-      yield toResponse(plan, batch, options);
+      for (const part of bySize(batch, plan.maxBatchBytes)) yield toResponse(plan, part, options);
     }
   } finally {
     signal.removeEventListener("abort", release);
@@ -102,6 +105,8 @@ export interface InputStreamPlan {
   send(): Promise<Run>;
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take (see message-budget.ts). */
+  maxBatchBytes: number;
 }
 
 /**
@@ -123,15 +128,17 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
         yield create(StreamInputResponseSchema, { heartbeat: create(HeartbeatSchema) });
         continue;
       }
-      const events: WorkerEvent[] = [];
+      const own: StreamItem<WorkerEvent>[] = [];
       let ended = false;
       for (const item of batch) {
         const event = item.event;
         if (!event || runIdOf(event) !== run.runId) continue;
-        events.push(event);
+        own.push(item);
         if (event.kind.case === "runChanged" && TERMINAL_RUN_STATUSES.has(event.kind.value.status)) ended = true;
       }
-      if (events.length > 0) yield create(StreamInputResponseSchema, { events });
+      for (const part of bySize(own, plan.maxBatchBytes)) {
+        yield create(StreamInputResponseSchema, { events: part.map((item) => item.event as WorkerEvent) });
+      }
       if (ended) return;
     }
   } finally {
@@ -160,6 +167,11 @@ async function* liveBatches<E>(
     }
     yield wait.kind === "idle" ? "idle" : wait.items;
   }
+}
+
+/** A batch cut into messages that fit the message limit, in order (most batches are one message). */
+function bySize<T extends { bytes: Uint8Array }>(items: readonly T[], maxBatchBytes: number): T[][] {
+  return splitByBytes(items, (item) => item.bytes.byteLength, maxBatchBytes);
 }
 
 /** The run an event belongs to, if any. */

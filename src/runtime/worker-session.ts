@@ -11,10 +11,11 @@ import { idempotencyConflict, notFound } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { RunOutcome } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
+import { byteBounds } from "./limits.js";
 import { ObservedState } from "./observed-state.js";
 import { RequestIdMemory } from "./request-id-memory.js";
 import { endRun, executeRun, settledWithin } from "./run-execution.js";
-import { admit, checkAcceptsInput, RunQueue } from "./run-queue.js";
+import { admit, checkAcceptsInput, checkQueuedBytes, RunQueue } from "./run-queue.js";
 import { addUsage, answerApproval, approvalNotPending, createRunSink } from "./run-sink.js";
 import { activeOf, busyRunOf, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -111,6 +112,8 @@ export class WorkerSession {
     this.deps.checkAcceptingWork();
     checkAcceptsInput(this.worker, this.deps.backend !== undefined);
     const admission = admit(policy, busyRunOf(this.slot)?.runId, this.queue.length, this.deps.limits.maxQueueDepth, this.workerId);
+    const { maxQueuedInputBytes } = byteBounds(this.deps.limits);
+    if (admission.kind !== "start") checkQueuedBytes(this.queue, input.text, maxQueuedInputBytes, this.workerId);
     const run = create(RunSchema, { runId: this.deps.newRunId(), worker: this.worker.ref, input, status: RunStatus.QUEUED, requestId });
     run.usage = create(UsageSchema);
     run.createdAt = timestampFromDate(this.deps.now());
@@ -266,6 +269,7 @@ export class WorkerSession {
       journal: this.journal,
       now: () => this.deps.now(),
       isOpen: (candidate) => this.holds(candidate),
+      bounds: byteBounds(this.deps.limits),
     });
     active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps).then((outcome) =>
       this.finish(active, outcome),
