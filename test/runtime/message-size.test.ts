@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { RuntimeEvent, WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
-import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { eventually, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
-import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
+import { replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 import { STORE_FACTORIES } from "../support/stores.js";
 
 /** Legal inputs just under the 256 KiB input limit: together far over the 4 MiB message limit. */
@@ -160,5 +160,83 @@ describe.each(STORE_FACTORIES)("responses fit the message limit ($name store)", 
         abort.abort();
       }
     });
+  });
+});
+
+describe("responses fit a small message limit", () => {
+  const maxMessageBytes = 64 * 1024;
+  let harness: Harness;
+  let backend: ScriptedBackend;
+
+  beforeAll(async () => {
+    backend = new ScriptedBackend();
+    harness = await startHarness({ executionBackend: backend, limits: { maxMessageBytes } });
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  /** Commits `count` answers of `bytes` each, back to back, so they are delivered together. */
+  const commitMany =
+    (count: number, bytes: number): RunScript =>
+    async (_request, sink) => {
+      const commits = Array.from({ length: count }, (_, i) =>
+        sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: `${i}`.padEnd(bytes, "a") } }),
+      );
+      await Promise.all(commits);
+      return { kind: "completed", stopReason: StopReason.END_TURN };
+    };
+
+  it.each(PROTOCOLS)("splits StreamInput and live WatchWorker batches over %s", async (protocol) => {
+    const clients = harness.connect(protocol);
+    const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+    const abort = new AbortController();
+    try {
+      const watch = clients.observation.watchWorker({ worker: worker?.ref }, { signal: abort.signal })[Symbol.asyncIterator]();
+      await watch.next();
+      backend.enqueue(commitMany(8, 30_000));
+      const answers: string[] = [];
+      for await (const message of clients.interaction.streamInput({ worker: worker?.ref, input: { text: "many" } })) {
+        for (const event of message.events) {
+          if (event.kind.case === "transcriptAppended" && event.kind.value.content.case === "assistantMessage") {
+            answers.push(event.kind.value.content.value.text.slice(0, 1));
+          }
+        }
+      }
+      expect(answers).toEqual(["0", "1", "2", "3", "4", "5", "6", "7"]);
+      const watched: string[] = [];
+      while (watched.length < 8) {
+        const { value } = await watch.next();
+        for (const event of value?.events ?? []) {
+          if (event.kind.case === "transcriptAppended" && event.kind.value.content.case === "assistantMessage") {
+            watched.push(event.kind.value.content.value.text.slice(0, 1));
+          }
+        }
+      }
+      expect(watched).toEqual(answers);
+    } finally {
+      abort.abort();
+    }
+  });
+
+  it.each(PROTOCOLS)("pages ListWorkers by bytes over %s", async (protocol) => {
+    const clients = harness.connect(protocol);
+    const runtimeId = harness.runtime.runtimeId;
+    const intent = "i".repeat(4096);
+    const created = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const { worker } = await clients.catalog.createWorker({ runtimeId, intent, labels: { batch: protocol } });
+      created.add(worker?.ref?.workerId ?? "");
+    }
+    const listed: string[] = [];
+    let pages = 0;
+    for (let pageToken = "", first = true; first || pageToken !== ""; first = false, pages++) {
+      const page = await clients.catalog.listWorkers({ runtimeId, pageToken, labelSelector: { batch: protocol } });
+      listed.push(...page.workers.map((worker) => worker.ref?.workerId ?? ""));
+      pageToken = page.nextPageToken;
+    }
+    expect(pages).toBeGreaterThan(1);
+    expect(listed.length).toBe(created.size);
+    expect(new Set(listed)).toEqual(created);
   });
 });
