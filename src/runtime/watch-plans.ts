@@ -1,4 +1,4 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import {
@@ -13,7 +13,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
-import { responseBudgetBytes } from "./message-budget.js";
+import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import type { Subscription } from "./subscription.js";
@@ -44,12 +44,20 @@ export function workerWatchPlan(
   const delivered = session.events.lastDeliveredSeq;
   checkResumePoint("w", afterSeq, store.earliestEventSeq(session.workerId), delivered);
   const subscription = subscribe();
+  const first = create(WatchWorkerResponseSchema, { snapshot: session.snapshot() });
+  try {
+    // The limits keep a snapshot within a message; if a configuration does not, say so with a typed error.
+    new ResponseBudget(pacing.maxBatchBytes).take(toBinary(WatchWorkerResponseSchema, first).byteLength);
+  } catch (error) {
+    subscription.close();
+    throw error;
+  }
   return {
     stream: "w",
     eventSchema: WorkerEventSchema,
     responseSchema: WatchWorkerResponseSchema,
     eventsFieldNo: 1,
-    first: create(WatchWorkerResponseSchema, { snapshot: session.snapshot() }),
+    first,
     subscription,
     afterSeq,
     snapshotSeq: delivered,

@@ -23,7 +23,7 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
       ]);
     }
     return new ConnectError(error.rawMessage, error.code, error.metadata, [
-      { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: {} } },
+      { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: sizeLimitOf(error) } },
     ]);
   }
   logger.error("internal error", { cause: error instanceof Error ? (error.stack ?? error.message) : String(error) });
@@ -42,6 +42,17 @@ const UNDECODABLE_BODY_MESSAGES = ["parse binary:", "received compressed envelop
 
 function isUndecodableBody(error: ConnectError): boolean {
   return error.code === Code.Internal && UNDECODABLE_BODY_MESSAGES.some((prefix) => error.rawMessage.startsWith(prefix));
+}
+
+/**
+ * connect-es reports a message over readMaxBytes / writeMaxBytes as
+ * RESOURCE_EXHAUSTED naming the limit only in its text; errors.proto
+ * promises it in metadata "limit".
+ */
+function sizeLimitOf(error: ConnectError): Record<string, string> {
+  if (error.code !== Code.ResourceExhausted) return {};
+  const limit = /configured (?:read|write)MaxBytes (\d+)/.exec(error.rawMessage)?.[1];
+  return limit !== undefined ? { limit } : {};
 }
 
 /** The reason for protocol-level errors that did not come from the runtime. */

@@ -174,3 +174,35 @@ describe("limits", () => {
     expect(toBinary(WatchWorkerResponseSchema, response).byteLength).toBeLessThanOrEqual(limits.maxMessageBytes);
   });
 });
+
+describe("a snapshot a configuration lets outgrow the message limit", () => {
+  it.each(["grpc", "connect"] as const)("is refused with LIMIT_EXCEEDED and its limit over %s", async (protocol) => {
+    const backend = new ScriptedBackend();
+    const harness = await startHarness({ executionBackend: backend, limits: { maxMessageBytes: 64 * 1024, maxQueueDepth: 400 } });
+    try {
+      const clients = harness.connect(protocol);
+      const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+      const held = holdOpen("working");
+      backend.enqueue(held.script);
+      await clients.interaction.sendInput({ worker: worker?.ref, input: { text: "hold" } });
+      await held.started;
+      for (let i = 0; i < 400; i++) {
+        const requestId = `${i}`.padEnd(128, "r");
+        await clients.interaction.sendInput({ worker: worker?.ref, input: { text: "q" }, busyPolicy: BusyPolicy.ENQUEUE, requestId });
+      }
+      const detail = await expectReason(
+        async () => {
+          for await (const message of clients.observation.watchWorker({ worker: worker?.ref })) return message;
+          return undefined;
+        },
+        Code.ResourceExhausted,
+        ErrorReason.LIMIT_EXCEEDED,
+      );
+      expect(Number(detail.metadata.limit)).toBeLessThanOrEqual(64 * 1024);
+      expect(harness.runtime.stats().subscriptions).toBe(0);
+      held.release();
+    } finally {
+      await harness.close();
+    }
+  });
+});
