@@ -7,7 +7,14 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import { byteBounds, DEFAULT_LIMITS, resolveLimits } from "../../src/runtime/limits.js";
+import {
+  byteBounds,
+  DEFAULT_LIMITS,
+  EVENT_RESERVE_BYTES,
+  resolveLimits,
+  RESPONSE_RESERVE_BYTES,
+  RUN_RESERVE_BYTES,
+} from "../../src/runtime/limits.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
@@ -201,6 +208,23 @@ describe("a snapshot a configuration lets outgrow the message limit", () => {
       expect(Number(detail.metadata.limit)).toBeLessThanOrEqual(64 * 1024);
       expect(harness.runtime.stats().subscriptions).toBe(0);
       held.release();
+    } finally {
+      await harness.close();
+    }
+  });
+});
+
+describe("GetRuntime.limits", () => {
+  it("shows the derived byte bounds", async () => {
+    const harness = await startHarness({ limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
+    try {
+      const { runtime } = await harness.connect("grpc").management.getRuntime({});
+      expect(runtime?.limits?.maxMessageBytes).toBe(MAX_MESSAGE_BYTES);
+      expect(runtime?.limits?.maxEntryBytes).toBe(BOUNDS.maxEntryBytes);
+      expect(runtime?.limits?.maxInFlightBytes).toBe(BOUNDS.maxInFlightBytes);
+      expect(runtime?.limits?.maxQueuedInputBytes).toBe(BOUNDS.maxQueuedInputBytes);
+      // The default input limit was lowered to fit this message limit.
+      expect(runtime?.limits?.maxInputBytes).toBe(MAX_MESSAGE_BYTES - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES);
     } finally {
       await harness.close();
     }

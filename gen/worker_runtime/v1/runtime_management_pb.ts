@@ -60,6 +60,7 @@ export const GetRuntimeResponseSchema: GenMessage<GetRuntimeResponse> = /*@__PUR
 export type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiagnosticsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -130,6 +131,7 @@ export const ListDiagnosticsResponseSchema: GenMessage<ListDiagnosticsResponse> 
 export type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllocationsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */

@@ -202,6 +202,7 @@ export type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersRequest">
 
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 2;
    */

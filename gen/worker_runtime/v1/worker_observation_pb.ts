@@ -56,6 +56,7 @@ export type ReadTranscriptRequest = Message<"worker_runtime.v1.ReadTranscriptReq
 
   /**
    * Number of entries; 0 = default (100), over max_transcript_read = clamped.
+   * Fewer are returned when more would not fit one message (max_message_bytes).
    *
    * @generated from field: uint32 limit = 4;
    */
@@ -241,6 +242,8 @@ export const WorkerObservation: GenService<{
   /**
    * ReadTranscript reads committed entries in seq order, bounded: forward
    * from after_seq, or backward from before_seq (the tail). Cost is O(limit).
+   * Every response fits max_message_bytes: a slice holds fewer than limit
+   * entries (has_more set) when more would not fit.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.ReadTranscript
    */
@@ -255,7 +258,8 @@ export const WorkerObservation: GenService<{
    * snapshot when empty) and live deltas, in order; heartbeats when idle.
    * Resuming with the last cursor seen gives every later durable event
    * exactly once. A cursor older than retention is OUT_OF_RANGE with reason
-   * CURSOR_EXPIRED and metadata "earliest_cursor".
+   * CURSOR_EXPIRED and metadata "earliest_cursor". Every message fits
+   * max_message_bytes: events that would not are carried by further messages.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchWorker
    */
@@ -266,7 +270,8 @@ export const WorkerObservation: GenService<{
   },
   /**
    * WatchRuntime streams runtime-wide events (Workers created, updated,
-   * removed; run state changes) with the same cursor rules as WatchWorker.
+   * removed; run state changes) with the same cursor and message-size rules
+   * as WatchWorker.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchRuntime
    */
