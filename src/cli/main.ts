@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { serve, SERVE_USAGE, UsageError } from "./serve.js";
 
 /** The `worker-runtime` command line. */

@@ -85,8 +85,12 @@ export function endRun(run: Run, outcome: RunOutcome, interrupted: boolean, now:
     case "failed":
       run.status = RunStatus.FAILED;
       run.stopReason = StopReason.ERROR;
-      // Cut, so that a run (and its event) always fits a message (limits.ts, RUN_RESERVE_BYTES).
-      run.error = create(RunErrorSchema, { reason: outcome.reason, message: cutUtf8(outcome.message, MAX_RUN_ERROR_MESSAGE_BYTES) });
+      // The message is cut, so that a run (and its event) always fits a message (limits.ts, RUN_RESERVE_BYTES).
+      run.error = create(RunErrorSchema, {
+        reason: outcome.reason,
+        message: cutUtf8(outcome.message, MAX_RUN_ERROR_MESSAGE_BYTES),
+        metadata: outcome.metadata ?? {},
+      });
       break;
   }
 }

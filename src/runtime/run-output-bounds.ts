@@ -31,7 +31,10 @@ export class RunOutputBounds {
   delta(blockId: string, text: string): void {
     const bytes = Buffer.byteLength(text, "utf8") + (this.blocks.has(blockId) ? 0 : Buffer.byteLength(blockId, "utf8"));
     if (this.inFlight + bytes > this.bounds.maxInFlightBytes) {
-      throw exceeded(`run ${this.runId} streamed more than ${this.bounds.maxInFlightBytes} bytes not yet committed`, this.bounds.maxInFlightBytes);
+      throw exceeded(
+        `run ${this.runId} streamed more than ${this.bounds.maxInFlightBytes} bytes not yet committed`,
+        this.bounds.maxInFlightBytes,
+      );
     }
     this.blocks.set(blockId, (this.blocks.get(blockId) ?? 0) + bytes);
     this.inFlight += bytes;
@@ -56,7 +59,10 @@ export class RunOutputBounds {
     });
     const bytes = toBinary(TranscriptEntrySchema, entry).byteLength;
     if (bytes > this.bounds.maxEntryBytes) {
-      throw exceeded(`run ${this.runId} committed an entry of ${bytes} bytes; at most ${this.bounds.maxEntryBytes} can be delivered`, this.bounds.maxEntryBytes);
+      throw exceeded(
+        `run ${this.runId} committed an entry of ${bytes} bytes; at most ${this.bounds.maxEntryBytes} can be delivered`,
+        this.bounds.maxEntryBytes,
+      );
     }
   }
 
@@ -64,7 +70,10 @@ export class RunOutputBounds {
   checkPending(argumentsJson: string): void {
     const bytes = Buffer.byteLength(argumentsJson, "utf8");
     if (this.inFlight + bytes > this.bounds.maxInFlightBytes) {
-      throw exceeded(`run ${this.runId} asked approval for ${bytes} bytes of arguments; at most ${this.bounds.maxInFlightBytes} fit`, this.bounds.maxInFlightBytes);
+      throw exceeded(
+        `run ${this.runId} asked approval for ${bytes} bytes of arguments; at most ${this.bounds.maxInFlightBytes} fit`,
+        this.bounds.maxInFlightBytes,
+      );
     }
   }
 }

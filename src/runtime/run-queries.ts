@@ -1,11 +1,7 @@
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, RunStatusSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type TranscriptEntry, TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import {
-  type ListRunsRequest,
-  type ListRunsResponse,
-  ListRunsResponseSchema,
-} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { type ListRunsRequest, type ListRunsResponse, ListRunsResponseSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import {
   type ReadTranscriptRequest,
   type ReadTranscriptResponse,
@@ -14,7 +10,7 @@ import {
 import { invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import type { PageTokens } from "./page-token.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkEnum, resolvePageSize } from "./validation.js";
@@ -25,18 +21,20 @@ const MAX_RUN_READS_PER_PAGE = 20;
 
 /**
  * A worker's runs, newest first, paginated and filtered by status; a page
- * ends early when the next run would not fit the message limit. Runs in
- * memory (active, queued) are shown as they are now, not as last stored.
+ * ends early when the next run would not fit the message limit. Runs
+ * memory knows better (active, queued, unsaved) are shown as they are now.
  */
 export async function listRuns(
   store: RuntimeStore,
   session: WorkerSession,
   request: ListRunsRequest,
   limits: Limits,
+  pageTokens: PageTokens,
 ): Promise<ListRunsResponse> {
   const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
   checkEnum("status", request.status, RunStatusSchema);
-  const after = decodePageToken("page_token", "runs", request.pageToken);
+  const filter = [session.workerId, request.status];
+  const after = pageTokens.decode("page_token", "runs", filter, request.pageToken);
   if (typeof after === "string") throw invalidArgument("page_token", "is not a valid page token");
   let before = after;
   const runs: Run[] = [];
@@ -51,8 +49,7 @@ export async function listRuns(
       break;
     }
     for (const { ordinal, run } of chunk) {
-      const live = session.activeRun?.runId === run.runId ? session.activeRun : session.queuedRuns.find((q) => q.runId === run.runId);
-      const current = live ? clone(RunSchema, live) : run;
+      const current = session.liveRun(run.runId) ?? run;
       if (request.status === RunStatus.UNSPECIFIED || current.status === request.status) {
         // A run that does not fit starts the next page.
         if (!budget.take(toBinary(RunSchema, current).byteLength)) {
@@ -71,7 +68,7 @@ export async function listRuns(
   }
   return create(ListRunsResponseSchema, {
     runs,
-    nextPageToken: !exhausted && before !== undefined ? encodePageToken("runs", before) : "",
+    nextPageToken: !exhausted && before !== undefined ? pageTokens.encode("runs", filter, before) : "",
   });
 }
 

@@ -4,6 +4,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
+import { byteBounds, type Limits } from "./limits.js";
 
 /**
  * The queue and busy policy of one worker, with no I/O: which input may be
@@ -51,9 +52,8 @@ export function admit(
  * `maxQueuedInputBytes`: a watcher's snapshot carries every queued run, and
  * it must fit one message (see limits.ts, byteBounds).
  */
-export function checkQueuedBytes(queue: RunQueue, text: string, maxQueuedInputBytes: number, workerId: string): void {
+function checkQueuedBytes(queuedBytes: number, text: string, maxQueuedInputBytes: number, workerId: string): void {
   const inputBytes = Buffer.byteLength(text, "utf8");
-  const queuedBytes = queue.inputBytes();
   if (queuedBytes + inputBytes > maxQueuedInputBytes) {
     throw new RuntimeError(
       Code.ResourceExhausted,
@@ -102,6 +102,16 @@ export class RunQueue {
 
   get length(): number {
     return this.runs.length;
+  }
+
+  /**
+   * Decides under the busy policy ({@link admit}) and, for a run that
+   * would wait here, also by the bytes of the queued inputs (QUEUE_FULL).
+   */
+  admit(policy: BusyPolicy, busyWith: string | undefined, text: string, limits: Limits, workerId: string): Admission {
+    const admission = admit(policy, busyWith, this.runs.length, limits.maxQueueDepth, workerId);
+    if (admission.kind !== "start") checkQueuedBytes(this.inputBytes(), text, byteBounds(limits).maxQueuedInputBytes, workerId);
+    return admission;
   }
 
   /** UTF-8 bytes of the queued inputs together. */

@@ -6,15 +6,16 @@ import { UsageSchema, type Usage } from "../../gen/worker_runtime/v1/common_pb.j
 import {
   InFlightBlockDiscardedSchema,
   ReasoningDeltaSchema,
+  RetryScheduledSchema,
   TextDeltaSchema,
   ToolCallDeltaSchema,
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { PendingApprovalSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { PendingApprovalSchema, ProviderRetrySchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
-import type { ByteBounds } from "./limits.js";
+import { byteBounds, type Limits } from "./limits.js";
 import { RunOutputBounds } from "./run-output-bounds.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
 import type { ActiveRun } from "./run-slot.js";
@@ -27,8 +28,8 @@ export interface RunSinkHost {
   now(): Date;
   /** Whether the slot still holds the run: once it has ended, its sink refuses every call. */
   isOpen(active: ActiveRun): boolean;
-  /** What a run's output may take so that it can be delivered (limits.ts, byteBounds). */
-  bounds: ByteBounds;
+  /** The runtime's limits: a run's output is bounded so that it can be delivered (limits.ts, byteBounds). */
+  limits: Pick<Limits, "maxMessageBytes">;
 }
 
 /**
@@ -46,7 +47,7 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     host.events.emitLive(create(WorkerEventSchema, { kind }));
   };
   const runId = run.runId;
-  const output = new RunOutputBounds(runId, host.bounds);
+  const output = new RunOutputBounds(runId, byteBounds(host.limits));
   return {
     textDelta: (blockId, text) => {
       open();
@@ -94,6 +95,12 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     requestApproval: async (call, signal) => {
       output.checkPending(call.argumentsJson);
       return awaitApproval(active, call, signal, host);
+    },
+    retry: (init) => {
+      const retry = create(ProviderRetrySchema, { ...init, time: timestampFromDate(host.now()) });
+      live({ case: "retryScheduled", value: create(RetryScheduledSchema, { runId, retry }) });
+      run.retries++;
+      run.lastRetry = retry;
     },
   };
 }

@@ -61,10 +61,11 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       eventRetention: limits.eventRetention,
       maxWorkers: limits.maxWorkers,
       maxLabels: limits.maxLabels,
+      ...offer.executionLimits(),
       ...byteBounds(limits),
     }),
     capabilities: create(RuntimeCapabilitiesSchema, {
-      executionBackend: offer.backend?.name ?? "",
+      executionBackend: offer.backendName(),
       executionAvailable: offer.notConnectedReason() === undefined,
       executionUnavailableReason: offer.notConnectedReason() ?? "",
       profiles: offer.profiles(),

@@ -184,6 +184,7 @@ function runIdOf(event: WorkerEvent): string | undefined {
     case "reasoningDelta":
     case "toolCallDelta":
     case "blockDiscarded":
+    case "retryScheduled":
       return kind.value.runId;
     default:
       return undefined;
@@ -208,12 +209,7 @@ function toResponse<E extends DescMessage, R extends DescMessage>(
  * retention is OUT_OF_RANGE with the earliest cursor; newer than anything
  * delivered is INVALID_ARGUMENT.
  */
-export function checkResumePoint(
-  stream: CursorStream,
-  afterSeq: bigint | undefined,
-  earliestSeq: bigint,
-  deliveredSeq: bigint,
-): void {
+export function checkResumePoint(stream: CursorStream, afterSeq: bigint | undefined, earliestSeq: bigint, deliveredSeq: bigint): void {
   if (afterSeq === undefined) return;
   if (afterSeq > deliveredSeq) {
     throw new RuntimeError(Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT, "after_cursor: is ahead of the stream", {

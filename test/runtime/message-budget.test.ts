@@ -13,7 +13,11 @@ describe("splitByBytes", () => {
       expect(part.length).toBeGreaterThan(0);
       expect(part.reduce((sum, n) => sum + repeatedFieldBytes(n), 0)).toBeLessThanOrEqual(60);
     }
-    expect(parts).toEqual([[10, 10, 10], [50, 5], [5, 40]]);
+    expect(parts).toEqual([
+      [10, 10, 10],
+      [50, 5],
+      [5, 40],
+    ]);
   });
 
   it("counts the tag and length of each element", () => {

@@ -181,7 +181,10 @@ describe("responses fit a small message limit", () => {
     (count: number, bytes: number): RunScript =>
     async (_request, sink) => {
       const commits = Array.from({ length: count }, (_, i) =>
-        sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: `${i}`.padEnd(bytes, "a") } }),
+        sink.commit({
+          case: "assistantMessage",
+          value: { $typeName: "worker_runtime.v1.AssistantMessage", text: `${i}`.padEnd(bytes, "a") },
+        }),
       );
       await Promise.all(commits);
       return { kind: "completed", stopReason: StopReason.END_TURN };

@@ -9,7 +9,7 @@ describe("toConnectError", () => {
     ["message size 4350652 is larger than configured writeMaxBytes 4194304", "4194304"],
     ["message size is larger than configured readMaxBytes 65536", "65536"],
     ["message size 70000 is larger than configured readMaxBytes 65536", "65536"],
-  ])("puts the transport's size limit in metadata \"limit\": %s", (message, limit) => {
+  ])('puts the transport\'s size limit in metadata "limit": %s', (message, limit) => {
     const mapped = toConnectError(new ConnectError(message, Code.ResourceExhausted), silentLogger);
     const detail = mapped.findDetails(ErrorDetailSchema)[0];
     expect(mapped.code).toBe(Code.ResourceExhausted);
