@@ -14,6 +14,9 @@ import type { StreamItem, Subscription } from "./subscription.js";
 import { splitByBytes } from "./message-budget.js";
 import { eventsAsUnknownFields } from "./wire-batch.js";
 
+/** Events read by a replay's first store read; later reads follow the events' sizes. */
+const FIRST_REPLAY_READ = 64;
+
 /** Options every watch takes. */
 export interface WatchOptions {
   /** Ends the watch and releases everything it holds when aborted. */
@@ -74,12 +77,16 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
     let lastSeq = plan.snapshotSeq;
     if (plan.afterSeq !== undefined) {
       let after = plan.afterSeq;
+      // Reads are sized by the events seen so far, so a replay of large events holds about two messages' worth.
+      let readCount = Math.min(plan.maxEventsPerMessage, FIRST_REPLAY_READ);
       while (after < plan.snapshotSeq && !signal.aborted) {
-        const stored = await plan.readStored(after, Math.min(plan.maxEventsPerMessage, Number(plan.snapshotSeq - after)));
+        const stored = await plan.readStored(after, Math.min(readCount, Number(plan.snapshotSeq - after)));
         // Retention may have moved on since the cursor was checked: never skip silently.
         if (stored[0]?.seq !== after + 1n) throw cursorExpired(plan.stream, plan.earliestSeq());
         const upToSnapshot = stored.filter((item) => item.seq <= plan.snapshotSeq);
         after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
+        const averageBytes = stored.reduce((sum, item) => sum + item.bytes.byteLength, 0) / stored.length;
+        readCount = Math.max(1, Math.min(plan.maxEventsPerMessage, Math.floor((2 * plan.maxBatchBytes) / averageBytes)));
         for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
       }
     }
