@@ -67,12 +67,17 @@ export function splitByBytes<T>(items: readonly T[], sizeOf: (item: T) => number
   return parts;
 }
 
-/** RESOURCE_EXHAUSTED for one item that cannot fit any response (the limits do not add up). */
+/**
+ * RESOURCE_EXHAUSTED for one item that cannot fit any response (the limits
+ * do not add up); metadata "limit" is the message limit clients know
+ * (max_message_bytes).
+ */
 function tooLargeToSend(bytes: number, budgetBytes: number): RuntimeError {
+  const messageLimit = budgetBytes + RESPONSE_RESERVE_BYTES;
   return new RuntimeError(
     Code.ResourceExhausted,
     ErrorReason.LIMIT_EXCEEDED,
-    `an item of ${bytes} bytes does not fit a response of at most ${budgetBytes} bytes`,
-    { limit: String(budgetBytes) },
+    `a message of ${bytes} bytes would exceed the message limit of ${messageLimit} bytes`,
+    { limit: String(messageLimit) },
   );
 }

@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "../../src/runtime/errors.js";
+import { RESPONSE_RESERVE_BYTES } from "../../src/runtime/limits.js";
 import { repeatedFieldBytes, splitByBytes } from "../../src/runtime/message-budget.js";
 
 describe("splitByBytes", () => {
@@ -36,6 +37,7 @@ describe("splitByBytes", () => {
     expect(error).toBeInstanceOf(RuntimeError);
     expect((error as RuntimeError).code).toBe(Code.ResourceExhausted);
     expect((error as RuntimeError).reason).toBe(ErrorReason.LIMIT_EXCEEDED);
-    expect((error as RuntimeError).metadata.limit).toBe("60");
+    // The limit clients know: the budget plus the room kept for a response's own fields.
+    expect((error as RuntimeError).metadata.limit).toBe(String(60 + RESPONSE_RESERVE_BYTES));
   });
 });
