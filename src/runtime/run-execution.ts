@@ -9,6 +9,7 @@ import { abortError, RuntimeError } from "./errors.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
 import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
 import type { SessionDeps } from "./session-deps.js";
 import { isStoreWriteFailure } from "./store-errors.js";
 import type { WorkerJournal } from "./worker-journal.js";
@@ -40,7 +41,7 @@ export interface ExecutionHost {
 export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: ResumeInit): void {
   const { journal, deps, worker } = host;
   const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
-  const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds });
+  const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds, limits: deps.limits });
   const { run } = active;
   active.done = executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed).then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
@@ -127,9 +128,23 @@ export function endRun(run: Run, outcome: RunOutcome, interrupted: boolean, now:
     case "failed":
       run.status = RunStatus.FAILED;
       run.stopReason = StopReason.ERROR;
-      run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message, metadata: outcome.metadata ?? {} });
+      // The message is cut, so that a run (and its event) always fits a message (limits.ts, RUN_RESERVE_BYTES).
+      run.error = create(RunErrorSchema, {
+        reason: outcome.reason,
+        message: cutUtf8(outcome.message, MAX_RUN_ERROR_MESSAGE_BYTES),
+        metadata: outcome.metadata ?? {},
+      });
       break;
   }
+}
+
+/** `text` cut to at most `maxBytes` UTF-8 bytes, never inside a character. */
+function cutUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.byteLength <= maxBytes) return text;
+  let end = maxBytes;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
 }
 
 /** Waits for `done`, but at most `ms` (a cancelled run's grace period). */

@@ -15,6 +15,8 @@ import {
 import { PendingApprovalSchema, ProviderRetrySchema, RunSchema, RunStatus, type PendingApproval } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
+import { byteBounds, type Limits } from "./limits.js";
+import { RunOutputBounds } from "./run-output-bounds.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
 import type { ActiveRun, ApprovalWait } from "./run-slot.js";
 import type { WorkerJournal } from "./worker-journal.js";
@@ -26,6 +28,8 @@ export interface RunSinkHost {
   now(): Date;
   /** Whether the slot still holds the run: once it has ended, its sink refuses every call. */
   isOpen(active: ActiveRun): boolean;
+  /** The runtime's limits: a run's output is bounded so that it can be delivered (limits.ts, byteBounds). */
+  limits: Pick<Limits, "maxMessageBytes">;
 }
 
 /**
@@ -43,10 +47,21 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     host.events.emitLive(create(WorkerEventSchema, { kind }));
   };
   const runId = run.runId;
+  const output = new RunOutputBounds(runId, byteBounds(host.limits));
   return {
-    textDelta: (blockId, text) => live({ case: "textDelta", value: create(TextDeltaSchema, { runId, blockId, text }) }),
-    reasoningDelta: (blockId, text) => live({ case: "reasoningDelta", value: create(ReasoningDeltaSchema, { runId, blockId, text }) }),
-    toolCallDelta: (blockId, delta) =>
+    textDelta: (blockId, text) => {
+      open();
+      output.delta(blockId, text);
+      live({ case: "textDelta", value: create(TextDeltaSchema, { runId, blockId, text }) });
+    },
+    reasoningDelta: (blockId, text) => {
+      open();
+      output.delta(blockId, text);
+      live({ case: "reasoningDelta", value: create(ReasoningDeltaSchema, { runId, blockId, text }) });
+    },
+    toolCallDelta: (blockId, delta) => {
+      open();
+      output.delta(blockId, (delta.toolCallId ?? "") + (delta.toolName ?? "") + (delta.argumentsDelta ?? ""));
       live({
         case: "toolCallDelta",
         value: create(ToolCallDeltaSchema, {
@@ -56,10 +71,16 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
           toolName: delta.toolName ?? "",
           argumentsDelta: delta.argumentsDelta ?? "",
         }),
-      }),
-    discardBlock: (blockId) => live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) }),
+      });
+    },
+    discardBlock: (blockId) => {
+      output.settle(blockId);
+      live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) });
+    },
     commit: async (content, blockId) => {
       open();
+      output.checkEntry(content, blockId ?? "");
+      if (blockId) output.settle(blockId);
       return host.journal.commitEntry(runId, content, blockId);
     },
     addUsage: (usage) => {
@@ -73,7 +94,10 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     },
     requestApproval: (call, signal) => {
       const decided = active.decided;
-      if (decided?.call.toolCallId !== call.toolCallId) return awaitApproval(active, call, signal, host);
+      if (decided?.call.toolCallId !== call.toolCallId) {
+        output.checkPending(call.argumentsJson);
+        return awaitApproval(active, call, signal, host);
+      }
       // A resumed run: this call was decided while the run was parked.
       open();
       active.decided = undefined;

@@ -17,7 +17,7 @@ import { invalidArgument, RuntimeError } from "./errors.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
-import { DEFAULT_LIMITS, type Limits } from "./limits.js";
+import { type Limits, resolveLimits } from "./limits.js";
 import { silentLogger } from "./logger.js";
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
@@ -26,6 +26,7 @@ import { listRuns, readTranscript } from "./run-queries.js";
 import type { Runtime, RuntimeOptions } from "./runtime-api.js";
 import { RuntimeHealth } from "./runtime-health.js";
 import { runtimeSummary } from "./runtime-summary.js";
+import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkEnum, checkId, checkRequestId, checkTextBytes } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
@@ -41,12 +42,11 @@ export type { Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
  * delegates: to the catalog, the sessions, the queries and the watches.
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
-  const limits: Limits = {
-    ...DEFAULT_LIMITS,
+  const limits: Limits = resolveLimits({
     ...options.limits,
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
-  };
+  });
   const store = options.store ?? createMemoryStore({ eventRetention: limits.eventRetention });
   const opened = await store.open({
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
@@ -112,9 +112,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const watchSlot = (session: WorkerSession): DurableEventStream<WorkerEvent> => {
     const watchers = session.events.subscriberCount;
     if (watchers >= limits.maxWatchersPerWorker) {
-      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `worker ${session.workerId} already has ${watchers} watchers`, {
-        limit: String(limits.maxWatchersPerWorker),
-      });
+      throw new RuntimeError(
+        Code.ResourceExhausted,
+        ErrorReason.LIMIT_EXCEEDED,
+        `worker ${session.workerId} already has ${watchers} watchers`,
+        {
+          limit: String(limits.maxWatchersPerWorker),
+        },
+      );
     }
     return session.events;
   };
@@ -129,7 +134,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     checkId("run_id", request.runId);
     return session;
   };
-  const live = { heartbeatMs: limits.heartbeatIntervalMs, maxEventsPerMessage: limits.maxEventsPerMessage };
+  const live = {
+    heartbeatMs: limits.heartbeatIntervalMs,
+    maxEventsPerMessage: limits.maxEventsPerMessage,
+    maxBatchBytes: responseBudgetBytes(limits),
+  };
 
   const runtime: Runtime = {
     runtimeId,
@@ -194,7 +203,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     readTranscript: (request) => readTranscript(store, catalog.session("worker", request.worker), request, limits),
     watchWorker: (request, watchOptions) => {
       const session = catalog.session("worker", request.worker);
-      return runWatch(workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live), watchOptions);
+      return runWatch(
+        workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live),
+        watchOptions,
+      );
     },
     watchRuntime: (request, watchOptions) => {
       catalog.checkRuntimeId("runtime_id", request.runtimeId);

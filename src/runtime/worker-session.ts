@@ -14,7 +14,7 @@ import { inputFingerprint } from "./fingerprint.js";
 import { ObservedState } from "./observed-state.js";
 import { RequestIdMemory } from "./request-id-memory.js";
 import { endRun, launchRun, settledWithin } from "./run-execution.js";
-import { admit, checkAcceptsInput, RunQueue } from "./run-queue.js";
+import { checkAcceptsInput, RunQueue } from "./run-queue.js";
 import { addUsage } from "./run-sink.js";
 import { activeOf, busyRunOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -125,7 +125,7 @@ export class WorkerSession {
     }
     this.deps.checkAcceptingWork();
     checkAcceptsInput(this.worker, this.deps.backend !== undefined);
-    const admission = admit(policy, busyRunOf(this.slot)?.runId, this.queue.length, this.deps.limits.maxQueueDepth, this.workerId);
+    const admission = this.queue.admit(policy, busyRunOf(this.slot)?.runId, input.text, this.deps.limits, this.workerId);
     const run = create(RunSchema, { runId: this.deps.newRunId(), worker: this.worker.ref, input, status: RunStatus.QUEUED, requestId });
     run.usage = create(UsageSchema);
     run.createdAt = timestampFromDate(this.deps.now());

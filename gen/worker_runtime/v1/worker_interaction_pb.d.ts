@@ -329,6 +329,7 @@ export declare type ListRunsRequest = Message<"worker_runtime.v1.ListRunsRequest
 
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 2;
    */
