@@ -85,12 +85,16 @@ export class WorkerJournal {
     );
   }
 
-  /** Announces a worker change (queue depth, usage) without writing its snapshot. */
-  emitWorker(): Promise<unknown> {
+  /**
+   * Announces a worker change (queue depth, usage) without writing its snapshot; "created" keeps
+   * it off the runtime-wide stream, where the catalog announces a new worker with workerCreated.
+   */
+  emitWorker(announce: "announce" | "created" = "announce"): Promise<unknown> {
     if (this.deleted) return Promise.resolve();
     this.worker.updatedAt = timestampFromDate(this.deps.now());
     const copy = clone(WorkerSchema, this.worker);
-    this.deps.publishWorker(copy);
+    // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
+    if (announce === "announce") this.deps.publishWorker(copy);
     return this.events.emitDurable((seq, cursor) => {
       copy.lastEventSeq = seq;
       return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value: copy } });

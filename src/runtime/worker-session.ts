@@ -72,7 +72,7 @@ export class WorkerSession {
   static async create(worker: Worker, record: Omit<WorkerRecord, "worker">, deps: SessionDeps): Promise<WorkerSession> {
     const session = new WorkerSession(worker, record, deps, undefined);
     await deps.store.putWorker({ worker: clone(WorkerSchema, worker), ...record });
-    await session.journal.emitWorker();
+    await session.journal.emitWorker("created");
     return session;
   }
 
