@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file worker_runtime/v1/runtime_management.proto.
  */
 export const file_worker_runtime_v1_runtime_management: GenFile = /*@__PURE__*/
-  fileDesc("Cip3b3JrZXJfcnVudGltZS92MS9ydW50aW1lX21hbmFnZW1lbnQucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIhMKEUdldFJ1bnRpbWVSZXF1ZXN0IkEKEkdldFJ1bnRpbWVSZXNwb25zZRIrCgdydW50aW1lGAEgASgLMhoud29ya2VyX3J1bnRpbWUudjEuUnVudGltZSKPAQoWTGlzdERpYWdub3N0aWNzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRI7CgxtaW5fc2V2ZXJpdHkYAyABKA4yJS53b3JrZXJfcnVudGltZS52MS5EaWFnbm9zdGljU2V2ZXJpdHkSEQoJd29ya2VyX2lkGAQgASgJImYKF0xpc3REaWFnbm9zdGljc1Jlc3BvbnNlEjIKC2RpYWdub3N0aWNzGAEgAygLMh0ud29ya2VyX3J1bnRpbWUudjEuRGlhZ25vc3RpYxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPwoWTGlzdEFsbG9jYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJmChdMaXN0QWxsb2NhdGlvbnNSZXNwb25zZRIyCgthbGxvY2F0aW9ucxgBIAMoCzIdLndvcmtlcl9ydW50aW1lLnYxLkFsbG9jYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkkKFlB1dENvbmZpZ0J1bmRsZVJlcXVlc3QSLwoGYnVuZGxlGAEgASgLMh8ud29ya2VyX3J1bnRpbWUudjEuQ29uZmlnQnVuZGxlIkoKF1B1dENvbmZpZ0J1bmRsZVJlc3BvbnNlEi8KBmJ1bmRsZRgBIAEoCzIfLndvcmtlcl9ydW50aW1lLnYxLkNvbmZpZ0J1bmRsZSIrChZHZXRDb25maWdCdW5kbGVSZXF1ZXN0EhEKCWJ1bmRsZV9pZBgBIAEoCSJKChdHZXRDb25maWdCdW5kbGVSZXNwb25zZRIvCgZidW5kbGUYASABKAsyHy53b3JrZXJfcnVudGltZS52MS5Db25maWdCdW5kbGUyrwQKEVJ1bnRpbWVNYW5hZ2VtZW50El4KCkdldFJ1bnRpbWUSJC53b3JrZXJfcnVudGltZS52MS5HZXRSdW50aW1lUmVxdWVzdBolLndvcmtlcl9ydW50aW1lLnYxLkdldFJ1bnRpbWVSZXNwb25zZSIDkAIBEm0KD0xpc3REaWFnbm9zdGljcxIpLndvcmtlcl9ydW50aW1lLnYxLkxpc3REaWFnbm9zdGljc1JlcXVlc3QaKi53b3JrZXJfcnVudGltZS52MS5MaXN0RGlhZ25vc3RpY3NSZXNwb25zZSIDkAIBEm0KD0xpc3RBbGxvY2F0aW9ucxIpLndvcmtlcl9ydW50aW1lLnYxLkxpc3RBbGxvY2F0aW9uc1JlcXVlc3QaKi53b3JrZXJfcnVudGltZS52MS5MaXN0QWxsb2NhdGlvbnNSZXNwb25zZSIDkAIBEm0KD1B1dENvbmZpZ0J1bmRsZRIpLndvcmtlcl9ydW50aW1lLnYxLlB1dENvbmZpZ0J1bmRsZVJlcXVlc3QaKi53b3JrZXJfcnVudGltZS52MS5QdXRDb25maWdCdW5kbGVSZXNwb25zZSIDkAICEm0KD0dldENvbmZpZ0J1bmRsZRIpLndvcmtlcl9ydW50aW1lLnYxLkdldENvbmZpZ0J1bmRsZVJlcXVlc3QaKi53b3JrZXJfcnVudGltZS52MS5HZXRDb25maWdCdW5kbGVSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_worker_runtime_v1_profile, file_worker_runtime_v1_runtime]);
+  fileDesc("Cip3b3JrZXJfcnVudGltZS92MS9ydW50aW1lX21hbmFnZW1lbnQucHJvdG8SEXdvcmtlcl9ydW50aW1lLnYxIicKEUdldFJ1bnRpbWVSZXF1ZXN0EhIKCnJ1bnRpbWVfaWQYASABKAkiQQoSR2V0UnVudGltZVJlc3BvbnNlEisKB3J1bnRpbWUYASABKAsyGi53b3JrZXJfcnVudGltZS52MS5SdW50aW1lIqMBChZMaXN0RGlhZ25vc3RpY3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEjsKDG1pbl9zZXZlcml0eRgDIAEoDjIlLndvcmtlcl9ydW50aW1lLnYxLkRpYWdub3N0aWNTZXZlcml0eRIRCgl3b3JrZXJfaWQYBCABKAkSEgoKcnVudGltZV9pZBgFIAEoCSJmChdMaXN0RGlhZ25vc3RpY3NSZXNwb25zZRIyCgtkaWFnbm9zdGljcxgBIAMoCzIdLndvcmtlcl9ydW50aW1lLnYxLkRpYWdub3N0aWMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlMKFkxpc3RBbGxvY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEgoKcnVudGltZV9pZBgDIAEoCSJmChdMaXN0QWxsb2NhdGlvbnNSZXNwb25zZRIyCgthbGxvY2F0aW9ucxgBIAMoCzIdLndvcmtlcl9ydW50aW1lLnYxLkFsbG9jYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIl0KFlB1dENvbmZpZ0J1bmRsZVJlcXVlc3QSLwoGYnVuZGxlGAEgASgLMh8ud29ya2VyX3J1bnRpbWUudjEuQ29uZmlnQnVuZGxlEhIKCnJ1bnRpbWVfaWQYAiABKAkiSgoXUHV0Q29uZmlnQnVuZGxlUmVzcG9uc2USLwoGYnVuZGxlGAEgASgLMh8ud29ya2VyX3J1bnRpbWUudjEuQ29uZmlnQnVuZGxlIj8KFkdldENvbmZpZ0J1bmRsZVJlcXVlc3QSEQoJYnVuZGxlX2lkGAEgASgJEhIKCnJ1bnRpbWVfaWQYAiABKAkiSgoXR2V0Q29uZmlnQnVuZGxlUmVzcG9uc2USLwoGYnVuZGxlGAEgASgLMh8ud29ya2VyX3J1bnRpbWUudjEuQ29uZmlnQnVuZGxlMq8EChFSdW50aW1lTWFuYWdlbWVudBJeCgpHZXRSdW50aW1lEiQud29ya2VyX3J1bnRpbWUudjEuR2V0UnVudGltZVJlcXVlc3QaJS53b3JrZXJfcnVudGltZS52MS5HZXRSdW50aW1lUmVzcG9uc2UiA5ACARJtCg9MaXN0RGlhZ25vc3RpY3MSKS53b3JrZXJfcnVudGltZS52MS5MaXN0RGlhZ25vc3RpY3NSZXF1ZXN0Gioud29ya2VyX3J1bnRpbWUudjEuTGlzdERpYWdub3N0aWNzUmVzcG9uc2UiA5ACARJtCg9MaXN0QWxsb2NhdGlvbnMSKS53b3JrZXJfcnVudGltZS52MS5MaXN0QWxsb2NhdGlvbnNSZXF1ZXN0Gioud29ya2VyX3J1bnRpbWUudjEuTGlzdEFsbG9jYXRpb25zUmVzcG9uc2UiA5ACARJtCg9QdXRDb25maWdCdW5kbGUSKS53b3JrZXJfcnVudGltZS52MS5QdXRDb25maWdCdW5kbGVSZXF1ZXN0Gioud29ya2VyX3J1bnRpbWUudjEuUHV0Q29uZmlnQnVuZGxlUmVzcG9uc2UiA5ACAhJtCg9HZXRDb25maWdCdW5kbGUSKS53b3JrZXJfcnVudGltZS52MS5HZXRDb25maWdCdW5kbGVSZXF1ZXN0Gioud29ya2VyX3J1bnRpbWUudjEuR2V0Q29uZmlnQnVuZGxlUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_worker_runtime_v1_profile, file_worker_runtime_v1_runtime]);
 
 /**
  * GetRuntimeRequest asks for the Runtime summary.
@@ -22,6 +22,13 @@ export const file_worker_runtime_v1_runtime_management: GenFile = /*@__PURE__*/
  * @generated from message worker_runtime.v1.GetRuntimeRequest
  */
 export type GetRuntimeRequest = Message<"worker_runtime.v1.GetRuntimeRequest"> & {
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 1;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -85,6 +92,14 @@ export type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiagnosticsR
    * @generated from field: string worker_id = 4;
    */
   workerId: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 5;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -141,6 +156,14 @@ export type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllocationsR
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 3;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -190,6 +213,14 @@ export type PutConfigBundleRequest = Message<"worker_runtime.v1.PutConfigBundleR
    * @generated from field: worker_runtime.v1.ConfigBundle bundle = 1;
    */
   bundle?: ConfigBundle | undefined;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 2;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -232,6 +263,14 @@ export type GetConfigBundleRequest = Message<"worker_runtime.v1.GetConfigBundleR
    * @generated from field: string bundle_id = 1;
    */
   bundleId: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 2;
+   */
+  runtimeId: string;
 };
 
 /**
