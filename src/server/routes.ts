@@ -64,8 +64,8 @@ export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void 
   };
 }
 
-/** A registry holding the given files and all of their dependencies. */
-function registryOf(files: DescFile[]): FileRegistry {
+/** A registry holding the given files and all of their dependencies (for reflection). */
+export function registryOf(files: DescFile[]): FileRegistry {
   const byName = new Map<string, DescFile>();
   const visit = (file: DescFile): void => {
     if (byName.has(file.proto.name)) return;

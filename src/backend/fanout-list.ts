@@ -1,0 +1,174 @@
+import { create } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
+import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import {
+  ListWorkersResponseSchema,
+  type ListWorkersRequest,
+  type ListWorkersResponse,
+} from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { invalidField } from "./backend-errors.js";
+import type { RuntimeConnection } from "./runtime-connection.js";
+import type { RuntimeDirectory } from "./runtime-directory.js";
+import { fromUpstream } from "./upstream-errors.js";
+
+/** Page sizes, as the Runtime's own (documented in ListWorkersRequest). */
+const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 500;
+const TOKEN_KIND = "backend.workers";
+
+/**
+ * Where a listing across Runtimes continues: inside Runtime `runtimeId` at
+ * its own page token, or (`after`) with the first Runtime whose id sorts
+ * after it. Positions name Runtimes by id, never by index, so a token stays
+ * valid when Runtimes are added or removed: a removed one is skipped, a new
+ * one is listed if its id sorts after the position.
+ */
+interface Position {
+  runtimeId: string;
+  token: string;
+  after: boolean;
+}
+
+/** Options for {@link listAcrossRuntimes}. */
+export interface FanoutOptions {
+  /** Deadline of each Runtime's call; a slow Runtime costs this, not more. */
+  perRuntimeTimeoutMs: number;
+  logger: Logger;
+}
+
+/** One Runtime's answer or failure. */
+type Fetched = { ok: true; workers: Worker[]; next: string } | { ok: false; failure: RuntimeFailure };
+
+/**
+ * ListWorkers with no runtime_id: Workers of every Runtime, ordered by
+ * runtime_id then each Runtime's own order. The Runtime where the page
+ * starts is asked first; if it runs out, every later Runtime is asked in
+ * parallel for what the page still needs, each within its own deadline, so
+ * the usual page costs one upstream call and a short one costs two rounds
+ * however many Runtimes there are. Runtimes that are not READY are named in
+ * failed_runtimes without being called; so is any Runtime whose call fails.
+ */
+export async function listAcrossRuntimes(
+  directory: RuntimeDirectory,
+  request: ListWorkersRequest,
+  signal: AbortSignal,
+  options: FanoutOptions,
+): Promise<ListWorkersResponse> {
+  if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
+  const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
+  const position = decodePosition(request.pageToken);
+  const all = directory.sorted().filter((c) => !position || (position.after ? c.runtimeId > position.runtimeId : c.runtimeId >= position.runtimeId));
+  const failed: RuntimeFailure[] = [];
+  const candidates: RuntimeConnection[] = [];
+  for (const connection of all) {
+    if (connection.health === RuntimeHealth.READY) candidates.push(connection);
+    else failed.push(failureFromHealth(connection));
+  }
+  const startToken = (c: RuntimeConnection): string => (position && !position.after && c.runtimeId === position.runtimeId ? position.token : "");
+  const fetch = (c: RuntimeConnection, token: string, pageSize: number): Promise<Fetched> =>
+    fetchPage(c, { ...request, runtimeId: c.runtimeId, pageSize, pageToken: token }, signal, options);
+
+  const workers: Worker[] = [];
+  let next: Position | undefined;
+  let index = 0;
+  waves: while (index < candidates.length && workers.length < size) {
+    const need = size - workers.length;
+    const wave = index === 0 ? candidates.slice(0, 1) : candidates.slice(index);
+    const results = await Promise.all(wave.map((c) => fetch(c, startToken(c), need)));
+    index += wave.length;
+    for (const [i, result] of results.entries()) {
+      const connection = wave[i] as RuntimeConnection;
+      if (!result.ok) {
+        failed.push(result.failure);
+        continue;
+      }
+      const room = size - workers.length;
+      const taken = result.workers.slice(0, room);
+      workers.push(...taken);
+      if (taken.length < result.workers.length) {
+        // The page ends inside this Runtime's answer: ask it for exactly what was taken to get a token from there.
+        const exact = await fetch(connection, startToken(connection), taken.length);
+        next = exact.ok ? positionAfter(connection, exact.next) : { runtimeId: connection.runtimeId, token: "", after: true };
+        if (!exact.ok) failed.push(exact.failure);
+        break waves;
+      }
+      if (result.next !== "" && (workers.length === size || result.workers.length < need)) {
+        // Full page, or the Runtime clamped the page below what was asked: continue inside it.
+        next = positionAfter(connection, result.next);
+        break waves;
+      }
+      if (workers.length === size) {
+        next = { runtimeId: connection.runtimeId, token: "", after: true };
+        break waves;
+      }
+    }
+  }
+  if (signal.aborted) throw ConnectError.from(signal.reason);
+  const more = next && (!next.after || directory.sorted().some((c) => c.runtimeId > (next as Position).runtimeId));
+  return create(ListWorkersResponseSchema, {
+    workers,
+    nextPageToken: more && next ? encodePosition(next) : "",
+    failedRuntimes: failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0)),
+  });
+}
+
+async function fetchPage(
+  connection: RuntimeConnection,
+  request: ListWorkersRequest,
+  signal: AbortSignal,
+  options: FanoutOptions,
+): Promise<Fetched> {
+  try {
+    const response = await connection.clients.catalog.listWorkers(request, { signal, timeoutMs: options.perRuntimeTimeoutMs });
+    return { ok: true, workers: response.workers, next: response.nextPageToken };
+  } catch (error) {
+    const upstream = ConnectError.from(error);
+    connection.reportFailure(upstream);
+    const typed = fromUpstream(upstream, connection.runtimeId, options.logger, signal);
+    const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
+    return {
+      ok: false,
+      failure: create(RuntimeFailureSchema, { runtimeId: connection.runtimeId, health: connection.health, reason, message: typed.rawMessage }),
+    };
+  }
+}
+
+function positionAfter(connection: RuntimeConnection, token: string): Position {
+  return token === "" ? { runtimeId: connection.runtimeId, token: "", after: true } : { runtimeId: connection.runtimeId, token, after: false };
+}
+
+/** A Runtime skipped because of its health, with the reason that health implies. */
+function failureFromHealth(connection: RuntimeConnection): RuntimeFailure {
+  const state = connection.snapshot;
+  const reason =
+    state.health === RuntimeHealth.UNAUTHENTICATED
+      ? ErrorReason.RUNTIME_UNAUTHENTICATED
+      : state.health === RuntimeHealth.INCOMPATIBLE
+        ? ErrorReason.RUNTIME_INCOMPATIBLE
+        : ErrorReason.RUNTIME_UNAVAILABLE;
+  return create(RuntimeFailureSchema, { runtimeId: connection.runtimeId, health: state.health, reason, message: state.healthMessage });
+}
+
+function encodePosition(position: Position): string {
+  return Buffer.from(JSON.stringify([TOKEN_KIND, position.runtimeId, position.token, position.after]), "utf8").toString("base64url");
+}
+
+function decodePosition(token: string): Position | undefined {
+  if (token === "") return undefined;
+  if (token.length > 2048) throw invalidField("page_token", "is not a valid page token");
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    if (Array.isArray(parsed) && parsed.length === 4 && parsed[0] === TOKEN_KIND) {
+      const [, runtimeId, upstream, after] = parsed as unknown[];
+      if (typeof runtimeId === "string" && typeof upstream === "string" && typeof after === "boolean") {
+        return { runtimeId, token: upstream, after };
+      }
+    }
+  } catch {
+    // fall through to the typed error
+  }
+  throw invalidField("page_token", "is not a valid page token");
+}
