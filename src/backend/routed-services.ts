@@ -160,7 +160,8 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
 function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerResponse> {
   return {
     open: (c, cursor, signal) => c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal }),
-    cursorOf: (m) => lastCursor(m.snapshot?.cursor, m.events, m.heartbeat?.cursor),
+    cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
+    snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
       !m.snapshot ? m : m.events.length === 0 && !m.heartbeat ? undefined : create(WatchWorkerResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
     heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
@@ -170,18 +171,19 @@ function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerRes
 function runtimeWatch(request: WatchRuntimeRequest): ResumableWatch<WatchRuntimeResponse> {
   return {
     open: (c, cursor, signal) => c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal }),
-    cursorOf: (m) => lastCursor(m.snapshot?.cursor, m.events, m.heartbeat?.cursor),
+    cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
+    snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
       !m.snapshot ? m : m.events.length === 0 && !m.heartbeat ? undefined : create(WatchRuntimeResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
     heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
   };
 }
 
-/** The newest durable cursor in a message: the last durable event's, else the heartbeat's, else the snapshot's. */
-function lastCursor(snapshot: string | undefined, events: readonly { cursor: string }[], heartbeat: string | undefined): string | undefined {
+/** The newest durable cursor in a message: the last durable event's, else the heartbeat's. */
+function lastCursor(events: readonly { cursor: string }[], heartbeat: string | undefined): string | undefined {
   for (let i = events.length - 1; i >= 0; i--) {
     const cursor = events[i]?.cursor;
     if (cursor) return cursor;
   }
-  return heartbeat || snapshot || undefined;
+  return heartbeat || undefined;
 }

@@ -11,8 +11,14 @@ import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
 export interface ResumableWatch<M> {
   /** Opens the upstream stream after `cursor` ("" = at the snapshot). */
   open(connection: RuntimeConnection, cursor: string, signal: AbortSignal): AsyncIterable<M>;
-  /** The last durable cursor a message carries (snapshot, last durable event or heartbeat), if any. */
+  /** The last durable cursor a message's events or heartbeat carry, if any. */
   cursorOf(message: M): string | undefined;
+  /**
+   * The snapshot's cursor, if the message holds one. It is a resume point
+   * only for a stream opened without a cursor: with one, the stored events
+   * after that cursor follow the snapshot.
+   */
+  snapshotCursor(message: M): string | undefined;
   /** The message without its snapshot (a resumed upstream stream opens with one the client must not see twice); undefined when nothing is left. */
   withoutSnapshot(message: M): M | undefined;
   /** A heartbeat carrying `cursor`, sent while the upstream is being resumed. */
@@ -61,7 +67,7 @@ export async function* relayWatch<M>(
     try {
       for await (const message of watch.open(connection, cursor, signal)) {
         const out = delivered ? watch.withoutSnapshot(message) : message;
-        cursor = watch.cursorOf(message) ?? cursor;
+        cursor = watch.cursorOf(message) ?? (cursor === "" ? (watch.snapshotCursor(message) ?? "") : cursor);
         retry.reset();
         if (out === undefined) continue;
         delivered = true;
