@@ -45,11 +45,14 @@ type Fetched = { ok: true; workers: Worker[]; next: string } | { ok: false; fail
 /**
  * ListWorkers with no runtime_id: Workers of every Runtime, ordered by
  * runtime_id then each Runtime's own order. The Runtime where the page
- * starts is asked first; if it runs out, every later Runtime is asked in
- * parallel for what the page still needs, each within its own deadline, so
- * the usual page costs one upstream call and a short one costs two rounds
- * however many Runtimes there are. Runtimes that are not READY are named in
- * failed_runtimes without being called; so is any Runtime whose call fails.
+ * starts is asked first; if it runs out (or fails), the next two are asked
+ * in parallel for what the page still needs, then the next four, and so on,
+ * each call within its own per-Runtime deadline. The usual page costs one
+ * upstream call, a page over many small Runtimes log2(Runtimes) rounds, and
+ * a dead Runtime one deadline for its round, while no round over-fetches
+ * more than twice the previous one. Runtimes that are not READY are named
+ * in failed_runtimes without being called; so is any Runtime whose call
+ * fails.
  */
 export async function listAcrossRuntimes(
   directory: RuntimeDirectory,
@@ -74,9 +77,11 @@ export async function listAcrossRuntimes(
   const workers: Worker[] = [];
   let next: Position | undefined;
   let index = 0;
+  let waveSize = 1;
   waves: while (index < candidates.length && workers.length < size) {
     const need = size - workers.length;
-    const wave = index === 0 ? candidates.slice(0, 1) : candidates.slice(index);
+    const wave = candidates.slice(index, index + waveSize);
+    waveSize *= 2;
     const results = await Promise.all(wave.map((c) => fetch(c, startToken(c), need)));
     index += wave.length;
     for (const [i, result] of results.entries()) {
