@@ -12,6 +12,8 @@ import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js"
 import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { startCli } from "../support/cli-process.js";
 import { eventually } from "../support/harness.js";
 
@@ -99,5 +101,29 @@ describe("worker-runtime backend command", () => {
     const bad = startCli(["backend", "--port", "0", "--config", path.join(dir, "missing.json")]);
     expect((await bad.exited).code).toBe(2);
     expect(bad.stderr()).toContain("cannot read --config: ENOENT");
+  }, 30_000);
+
+  it("shuts down with exit code 0 on SIGTERM while a client watches through it", async () => {
+    const cli = startCli(["backend", "--port", "0", "--runtime-id", "rt-term"]);
+    try {
+      const { h2c } = await cli.listening;
+      const session = new Http2SessionManager(`http://${h2c}`);
+      const observation = createClient(WorkerObservation, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
+      const watch = observation.watchRuntime({ runtimeId: "rt-term" })[Symbol.asyncIterator]();
+      expect((await watch.next()).value?.snapshot?.runtime?.runtimeId).toBe("rt-term");
+      const ended = (async () => {
+        try {
+          while (!(await watch.next()).done);
+        } catch {
+          // cut off by the shutdown: fine
+        }
+      })();
+      cli.child.kill("SIGTERM");
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+      await ended;
+      session.abort();
+    } finally {
+      cli.kill();
+    }
   }, 30_000);
 });
