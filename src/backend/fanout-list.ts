@@ -1,15 +1,11 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type UnknownField } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import {
-  ListWorkersResponseSchema,
-  type ListWorkersRequest,
-  type ListWorkersResponse,
-} from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { Logger } from "../runtime/index.js";
 import { invalidField } from "./backend-errors.js";
+import { listWorkersRaw, workerPageResponse } from "./raw-worker-page.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream } from "./upstream-errors.js";
@@ -38,11 +34,13 @@ export interface FanoutOptions {
   perRuntimeTimeoutMs: number;
   /** The client's own deadline, if shorter calls must respect it. */
   clientTimeoutMs?: number | undefined;
+  /** Whether the response is binary protobuf (else JSON: Workers must be decoded). */
+  binary: boolean;
   logger: Logger;
 }
 
 /** One Runtime's answer or failure. */
-type Fetched = { ok: true; workers: Worker[]; next: string } | { ok: false; failure: RuntimeFailure };
+type Fetched = { ok: true; workers: UnknownField[]; next: string } | { ok: false; failure: RuntimeFailure };
 
 /**
  * ListWorkers with no runtime_id: Workers of every Runtime, ordered by
@@ -76,7 +74,7 @@ export async function listAcrossRuntimes(
   const fetch = (c: RuntimeConnection, token: string, pageSize: number): Promise<Fetched> =>
     fetchPage(c, { ...request, runtimeId: c.runtimeId, pageSize, pageToken: token }, signal, options);
 
-  const workers: Worker[] = [];
+  const workers: UnknownField[] = [];
   let next: Position | undefined;
   let index = 0;
   let waveSize = 1;
@@ -115,11 +113,8 @@ export async function listAcrossRuntimes(
   }
   if (signal.aborted) throw ConnectError.from(signal.reason);
   const more = next && (!next.after || directory.sorted().some((c) => c.runtimeId > (next as Position).runtimeId));
-  return create(ListWorkersResponseSchema, {
-    workers,
-    nextPageToken: more && next ? encodePosition(next) : "",
-    failedRuntimes: failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0)),
-  });
+  const failedRuntimes = failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0));
+  return workerPageResponse(workers, more && next ? encodePosition(next) : "", failedRuntimes, options.binary);
 }
 
 async function fetchPage(
@@ -131,8 +126,8 @@ async function fetchPage(
   const ours = options.clientTimeoutMs === undefined || options.clientTimeoutMs >= options.perRuntimeTimeoutMs;
   const timeoutMs = ours ? options.perRuntimeTimeoutMs : options.clientTimeoutMs;
   try {
-    const response = await connection.clients.catalog.listWorkers(request, { signal, timeoutMs });
-    return { ok: true, workers: response.workers, next: response.nextPageToken };
+    const page = await listWorkersRaw(connection.transport, request, { signal, timeoutMs });
+    return { ok: true, workers: page.workers, next: page.nextPageToken };
   } catch (error) {
     const upstream = ConnectError.from(error);
     // A client's own short deadline says nothing about the runtime's health.

@@ -117,6 +117,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
         ? listAcrossRuntimes(context.directory, request, ctx.signal, {
             perRuntimeTimeoutMs: context.fanoutTimeoutMs,
             clientTimeoutMs: ctx.timeoutMs(),
+            binary: !(ctx.requestHeader.get("content-type") ?? "").includes("json"),
             logger: context.logger,
           })
         : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
