@@ -138,7 +138,11 @@ export function createBackend(options: BackendOptions): Backend {
     router.service(WorkerCatalog, createRoutedCatalog(routing));
     router.service(WorkerInteraction, createRoutedInteraction(routing));
     router.service(WorkerObservation, createRoutedObservation(routing));
-    router.service(RuntimeRegistry, createRegistryService({ directory, addRemote: (runtimeId, endpoint) => addRemote({ runtimeId, ...endpoint }) }));
+    router.service(RuntimeRegistry, createRegistryService({
+        directory,
+        addRemote: (runtimeId, endpoint) => addRemote({ runtimeId, ...endpoint }),
+        fanoutTimeoutMs: routing.fanoutTimeoutMs,
+      }));
     router.service(Health, createHealthService(runtime, BACKEND_SERVICES));
     router.service(ServerReflection, reflection.v1);
     router.service(ServerReflectionV1alpha, reflection.v1alpha);
