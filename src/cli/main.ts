@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { backend, BACKEND_USAGE } from "./backend.js";
 import { serve, SERVE_USAGE, UsageError } from "./serve.js";
 
 /** The `worker-runtime` command line. */
@@ -9,10 +10,13 @@ async function main(argv: string[]): Promise<number> {
       case "serve":
         await serve(rest);
         return 0;
+      case "backend":
+        await backend(rest);
+        return 0;
       case undefined:
       case "help":
       case "--help":
-        process.stdout.write(`worker-runtime <command>\n\ncommands:\n  serve   run a standalone runtime server\n\n${SERVE_USAGE}\n`);
+        process.stdout.write(`worker-runtime <command>\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n`);
         return 0;
       default:
         process.stderr.write(`worker-runtime: unknown command "${command}"\n`);

@@ -282,6 +282,30 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_PAGE_TOKEN_INVALID = 32;
    */
   PAGE_TOKEN_INVALID = 32,
+
+  /**
+   * Through a Backend: the Runtime hosting the resource cannot be reached or
+   * did not answer within its deadline (metadata "runtime_id").
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_UNAVAILABLE = 33;
+   */
+  RUNTIME_UNAVAILABLE = 33,
+
+  /**
+   * Through a Backend: the Runtime refused the Backend's credentials
+   * (metadata "runtime_id"); the caller's own credentials were fine.
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_UNAUTHENTICATED = 34;
+   */
+  RUNTIME_UNAUTHENTICATED = 34,
+
+  /**
+   * Through a Backend: the Runtime answers but cannot be used, e.g. it
+   * reports another runtime_id (metadata "runtime_id").
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_INCOMPATIBLE = 35;
+   */
+  RUNTIME_INCOMPATIBLE = 35,
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Input, Worker, WorkerStatus, WorkspaceSpec } from "./worker_pb.js"
 import type { Run } from "./run_pb.js";
 import type { ErrorDetail } from "./errors_pb.js";
 import type { WorkerRef } from "./common_pb.js";
+import type { RuntimeFailure } from "./backend_pb.js";
 
 /**
  * Describes the file worker_runtime/v1/worker_catalog.proto.
@@ -183,7 +184,9 @@ export declare const GetWorkerResponseSchema: GenMessage<GetWorkerResponse>;
  */
 export declare type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersRequest"> & {
   /**
-   * Must be this Runtime's id.
+   * Must be this Runtime's id. Through a Backend: the Runtime to list, or
+   * empty to list across every Runtime (ordered by runtime_id, then each
+   * Runtime's own order).
    *
    * @generated from field: string runtime_id = 1;
    */
@@ -246,6 +249,15 @@ export declare type ListWorkersResponse = Message<"worker_runtime.v1.ListWorkers
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * Filled only by a Backend listing across every Runtime: the Runtimes whose
+   * Workers are missing from this page because they failed or were not
+   * reachable, and why. Empty means the listing is complete.
+   *
+   * @generated from field: repeated worker_runtime.v1.RuntimeFailure failed_runtimes = 3;
+   */
+  failedRuntimes: RuntimeFailure[];
 };
 
 /**
