@@ -1,5 +1,4 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
 import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
@@ -155,7 +154,7 @@ export class Catalog {
         limit: String(limits.maxWorkers),
       });
     }
-    const now = timestampFromDate(new Date());
+    const now = this.workers.nextCreationTime(new Date());
     const ref = create(WorkerRefSchema, { runtimeId: this.init.runtimeId, workerId: newId("w") });
     named(ref.workerId);
     const worker = create(WorkerSchema, {
