@@ -97,7 +97,18 @@ export interface RuntimeChild extends BenchChild {
 
 export async function startRuntimeProcess(providerURL: string): Promise<RuntimeChild> {
   const child = spawnTs(
-    ["--import", here("./runtime-probe.ts"), here("../../src/cli/main.ts"), "serve", "--host", "127.0.0.1", "--port", "0", "--openai-base-url", providerURL],
+    [
+      "--import",
+      here("./runtime-probe.ts"),
+      here("../../src/cli/main.ts"),
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--openai-base-url",
+      providerURL,
+    ],
     { OPENAI_API_KEY: "sk-bench", WR_BENCH_PROBE: "1" },
     true,
     // Its JSON log lines (one per run) would drown the figures.
@@ -126,7 +137,11 @@ export interface ClientChild extends BenchChild {
 }
 
 export async function startClientProcess(env: { runtimeUrl: string; runtimeId: string; providerURL: string }): Promise<ClientChild> {
-  const child = spawnTs([here("./relay-client.ts")], { WR_RUNTIME_URL: env.runtimeUrl, WR_RUNTIME_ID: env.runtimeId, WR_PROVIDER_URL: env.providerURL }, true);
+  const child = spawnTs(
+    [here("./relay-client.ts")],
+    { WR_RUNTIME_URL: env.runtimeUrl, WR_RUNTIME_ID: env.runtimeId, WR_PROVIDER_URL: env.providerURL },
+    true,
+  );
   await firstLine(child);
   const peer = new IpcPeer(child);
   return { child, request: (message) => peer.request(message), stop: () => stopChild(child) };

@@ -75,7 +75,8 @@ class WatchedWorker {
           const kind = event.kind;
           if (kind.case === "textDelta") added += kind.value.text;
           else if (kind.case === "runChanged" && kind.value.status >= RunStatus.COMPLETED) {
-            if (kind.value.status !== RunStatus.COMPLETED) process.stderr.write(`run ended ${RunStatus[kind.value.status]}: ${kind.value.error?.message ?? ""}\n`);
+            if (kind.value.status !== RunStatus.COMPLETED)
+              process.stderr.write(`run ended ${RunStatus[kind.value.status]}: ${kind.value.error?.message ?? ""}\n`);
             this.ended?.resolve();
           }
         }
@@ -205,7 +206,12 @@ async function capacity(runs: number, chunks: number, rate: number, skip: number
   await Promise.all(ended);
   for (const w of workers) w.onText = undefined;
   if (latencies.length === 0) throw new Error("no latency samples");
-  return { p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), maxMs: Math.max(...latencies), samples: latencies.length };
+  return {
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    maxMs: Math.max(...latencies),
+    samples: latencies.length,
+  };
 }
 
 process.on("message", (message: { id: number; op: string; runs: number; chunks: number; rate: number; skip: number }) => {
