@@ -11,7 +11,8 @@ import { printFigure } from "./support/report.js";
  * the latency is the relay's plus two loopback hops. CPU per chunk is the
  * runtime process's user + system time over the chunks it relayed.
  *
- * Each step runs for CHUNKS / RATE seconds; runs start evenly spread over
+ * Each step runs for CHUNKS / RATE seconds after a warm-up (its workers and
+ * watchers are created before it is measured); runs start evenly spread over
  * one pace interval, and the first SKIP chunks of each run (the start-up)
  * are not counted. The bench stops at the first step over the bound, at
  * MAX_RUNS, or when the next step would end past TIME_BUDGET_MS.
@@ -42,6 +43,8 @@ export async function run(): Promise<void> {
     children.push(runtime);
     const client = await startClientProcess({ runtimeUrl: runtime.baseUrl, runtimeId: runtime.runtimeId, providerURL: provider.baseURL });
     children.unshift(client);
+    // Warm-up (JIT, lazily loaded modules, connection pools), not measured.
+    await client.request({ op: "capacity", runs: STEP, chunks: 2 * SKIP, rate: RATE, skip: SKIP });
     let carried = 0;
     let cpuPerChunkUs = 0;
     let lastStepMs = 0;
@@ -51,6 +54,7 @@ export async function run(): Promise<void> {
         break;
       }
       const stepStart = performance.now();
+      await client.request({ op: "prepare", runs });
       await runtime.resetProbe();
       const result = await client.request<StepResult>({ op: "capacity", runs, chunks: CHUNKS, rate: RATE, skip: SKIP });
       const probe = await runtime.report();

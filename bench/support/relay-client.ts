@@ -180,8 +180,14 @@ interface CapacityResult {
  * to the watcher's decode, skipping each run's first `skip` chunks (the
  * start-up of hundreds of runs at once is not the steady state measured).
  */
-async function capacity(runs: number, chunks: number, rate: number, skip: number): Promise<CapacityResult> {
+/** Grows the pool of watched workers to `runs`, before a step is measured. */
+async function prepareCapacity(runs: number): Promise<object> {
   if (capacityPool.length < runs) capacityPool.push(...(await newWatchedWorkers(runs - capacityPool.length)));
+  return {};
+}
+
+async function capacity(runs: number, chunks: number, rate: number, skip: number): Promise<CapacityResult> {
+  await prepareCapacity(runs);
   const workers = capacityPool.slice(0, runs);
   const latencies: number[] = [];
   const seen = new Map<WatchedWorker, number>();
@@ -220,7 +226,9 @@ process.on("message", (message: { id: number; op: string; runs: number; chunks: 
       ? relayFloods(message.runs, message.chunks)
       : message.op === "direct"
         ? directFloods(message.runs, message.chunks)
-        : capacity(message.runs, message.chunks, message.rate, message.skip);
+        : message.op === "prepare"
+          ? prepareCapacity(message.runs)
+          : capacity(message.runs, message.chunks, message.rate, message.skip);
   work.then(
     (result) => process.send?.({ id: message.id, ...result }),
     (error: unknown) => process.send?.({ id: message.id, error: String(error) }),
