@@ -13,13 +13,15 @@ import { printFigure } from "./support/report.js";
  *
  * Each step runs for CHUNKS / RATE seconds after a warm-up (its workers and
  * watchers are created before it is measured); runs start evenly spread over
- * one pace interval, and the first SKIP chunks of each run (the start-up)
- * are not counted. The bench stops at the first step over the bound, at
- * MAX_RUNS, or when the next step would end past TIME_BUDGET_MS.
+ * START_MS, and chunks written before SETTLE_MS after the last start are not
+ * counted (starting runs is not the steady state measured). The bench stops
+ * at the first step over the bound, at MAX_RUNS, or when the next step would
+ * end past TIME_BUDGET_MS.
  */
 const RATE = 20;
-const CHUNKS = 100;
-const SKIP = 10;
+const CHUNKS = 120;
+const START_MS = 1_000;
+const SETTLE_MS = 500;
 const STEP = 100;
 const MAX_RUNS = 3_000;
 const TARGET_P99_MS = 50;
@@ -44,7 +46,7 @@ export async function run(): Promise<void> {
     const client = await startClientProcess({ runtimeUrl: runtime.baseUrl, runtimeId: runtime.runtimeId, providerURL: provider.baseURL });
     children.unshift(client);
     // Warm-up (JIT, lazily loaded modules, connection pools), not measured.
-    await client.request({ op: "capacity", runs: STEP, chunks: 2 * SKIP, rate: RATE, skip: SKIP });
+    await client.request({ op: "capacity", runs: STEP, chunks: 2 * RATE, rate: RATE, startMs: START_MS, settleMs: 0 });
     let carried = 0;
     let cpuPerChunkUs = 0;
     let lastStepMs = 0;
@@ -56,7 +58,14 @@ export async function run(): Promise<void> {
       const stepStart = performance.now();
       await client.request({ op: "prepare", runs });
       await runtime.resetProbe();
-      const result = await client.request<StepResult>({ op: "capacity", runs, chunks: CHUNKS, rate: RATE, skip: SKIP });
+      const result = await client.request<StepResult>({
+        op: "capacity",
+        runs,
+        chunks: CHUNKS,
+        rate: RATE,
+        startMs: START_MS,
+        settleMs: SETTLE_MS,
+      });
       const probe = await runtime.report();
       lastStepMs = performance.now() - stepStart;
       const chunks = runs * CHUNKS;

@@ -174,34 +174,33 @@ interface CapacityResult {
   samples: number;
 }
 
-/**
- * `runs` concurrent paced runs (started evenly over one pace interval), each
- * with its watcher; the latency of every chunk from the provider's write
- * to the watcher's decode, skipping each run's first `skip` chunks (the
- * start-up of hundreds of runs at once is not the steady state measured).
- */
 /** Grows the pool of watched workers to `runs`, before a step is measured. */
 async function prepareCapacity(runs: number): Promise<object> {
   if (capacityPool.length < runs) capacityPool.push(...(await newWatchedWorkers(runs - capacityPool.length)));
   return {};
 }
 
-async function capacity(runs: number, chunks: number, rate: number, skip: number): Promise<CapacityResult> {
+/**
+ * `runs` concurrent paced runs (started evenly over `startMs`), each with
+ * its watcher; the latency of every chunk from the provider's write to the
+ * watcher's decode. Chunks written before every run has started plus
+ * `settleMs` are not counted: starting hundreds of runs (a request to the
+ * provider each) is not the steady state measured, and its backlog would
+ * otherwise decide the p99.
+ */
+async function capacity(runs: number, chunks: number, rate: number, startMs: number, settleMs: number): Promise<CapacityResult> {
   await prepareCapacity(runs);
   const workers = capacityPool.slice(0, runs);
   const latencies: number[] = [];
-  const seen = new Map<WatchedWorker, number>();
+  let steadyFrom = Number.POSITIVE_INFINITY;
   for (const w of workers) {
-    seen.set(w, 0);
-    w.onText = (worker, added) => {
+    w.onText = (_worker, added) => {
       const now = epochMs();
-      let index = seen.get(worker) ?? 0;
-      for (const stamp of stampsIn(added)) if (index++ >= skip) latencies.push(now - stamp);
-      seen.set(worker, index);
+      for (const stamp of stampsIn(added)) if (stamp >= steadyFrom) latencies.push(now - stamp);
     };
   }
   const ended = workers.map((w) => w.nextRun());
-  const spacing = 1000 / rate / runs;
+  const spacing = startMs / runs;
   const sends: Promise<unknown>[] = [];
   for (let i = 0; i < workers.length; i++) {
     const w = workers[i] as WatchedWorker;
@@ -209,6 +208,7 @@ async function capacity(runs: number, chunks: number, rate: number, skip: number
     if (i % 10 === 9) await new Promise((resolve) => setTimeout(resolve, spacing * 10));
   }
   await Promise.all(sends);
+  steadyFrom = epochMs() + settleMs;
   await Promise.all(ended);
   for (const w of workers) w.onText = undefined;
   if (latencies.length === 0) throw new Error("no latency samples");
@@ -220,19 +220,22 @@ async function capacity(runs: number, chunks: number, rate: number, skip: number
   };
 }
 
-process.on("message", (message: { id: number; op: string; runs: number; chunks: number; rate: number; skip: number }) => {
-  const work =
-    message.op === "relay"
-      ? relayFloods(message.runs, message.chunks)
-      : message.op === "direct"
-        ? directFloods(message.runs, message.chunks)
-        : message.op === "prepare"
-          ? prepareCapacity(message.runs)
-          : capacity(message.runs, message.chunks, message.rate, message.skip);
-  work.then(
-    (result) => process.send?.({ id: message.id, ...result }),
-    (error: unknown) => process.send?.({ id: message.id, error: String(error) }),
-  );
-});
+process.on(
+  "message",
+  (message: { id: number; op: string; runs: number; chunks: number; rate: number; startMs: number; settleMs: number }) => {
+    const work =
+      message.op === "relay"
+        ? relayFloods(message.runs, message.chunks)
+        : message.op === "direct"
+          ? directFloods(message.runs, message.chunks)
+          : message.op === "prepare"
+            ? prepareCapacity(message.runs)
+            : capacity(message.runs, message.chunks, message.rate, message.startMs, message.settleMs);
+    work.then(
+      (result) => process.send?.({ id: message.id, ...result }),
+      (error: unknown) => process.send?.({ id: message.id, error: String(error) }),
+    );
+  },
+);
 process.on("disconnect", () => process.exit(0));
 process.stdout.write("ready\n");
