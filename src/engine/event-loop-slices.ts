@@ -14,9 +14,12 @@ import { setImmediate as nextTurn } from "node:timers/promises";
  */
 export class EventLoopSlices {
   private turned = true;
+  /** Whether a check for the loop's next turn is scheduled (only once a slice holds a few items). */
+  private watching = false;
   private items = 0;
   private startedAt = 0;
 
+  /** `maxItems` must be well above {@link WATCH_AFTER_ITEMS}, or a paced stream could reach it unwatched. */
   constructor(
     private readonly maxItems: number,
     private readonly maxMs: number,
@@ -26,13 +29,20 @@ export class EventLoopSlices {
   spend(): boolean {
     if (this.turned) {
       this.turned = false;
+      this.watching = false;
       this.items = 0;
+    }
+    this.items++;
+    if (!this.watching) {
+      // A paced stream brings an item or two per turn: it is not watched (and pays for no
+      // setImmediate) until a slice holds a few items, and the clock starts then.
+      if (this.items < WATCH_AFTER_ITEMS) return false;
+      this.watching = true;
       this.startedAt = performance.now();
       setImmediate(() => {
         this.turned = true;
       });
     }
-    this.items++;
     return this.items >= this.maxItems || (this.items % 16 === 0 && performance.now() - this.startedAt >= this.maxMs);
   }
 
@@ -42,6 +52,9 @@ export class EventLoopSlices {
     this.turned = true;
   }
 }
+
+/** Items a slice takes before it is watched at all. */
+const WATCH_AFTER_ITEMS = 16;
 
 /** Chunks per slice: a few hundred small chunks take well under a millisecond each slice. */
 export const SLICE_MAX_CHUNKS = 256;
