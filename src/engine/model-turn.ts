@@ -14,7 +14,7 @@ import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS } from "./event-loop-sl
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
-import { parseChunk } from "./sse-events.js";
+import { parseChunk, SseEventTooLargeError } from "./sse-events.js";
 import { CONTINUE_PROMPT, spliceNotice } from "./splice.js";
 
 /** What one model turn produced. */
@@ -152,6 +152,7 @@ async function consume(context: RunContext, opened: OpenedStream, accumulator: C
     }
   } catch (error) {
     if (context.signal.aborted) return "cancelled";
+    if (error instanceof SseEventTooLargeError) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: error.message };
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };

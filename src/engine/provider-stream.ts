@@ -4,7 +4,7 @@ import { APIConnectionTimeoutError } from "openai";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
-import { sseDataBatches } from "./sse-events.js";
+import { maxSseEventChars, sseDataBatches } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
 /** An open streamed response, with the controller that can cut it short. */
@@ -49,7 +49,8 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
         .create(params, { signal: AbortSignal.any([signal, controller.signal]), timeout, maxRetries: 0 })
         .asResponse();
       context.health.succeeded();
-      return { kind: "opened", data: sseDataBatches(response), headers: response.headers, attempt: controller };
+      const data = sseDataBatches(response, maxSseEventChars(settings));
+      return { kind: "opened", data, headers: response.headers, attempt: controller };
     } catch (error) {
       const failure = classifyProviderError(error, signal, settings.secrets);
       if (failure.kind === "cancelled") return failure;

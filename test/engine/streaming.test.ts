@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { chunk, pieces, replyChunks } from "../support/openai-chunks.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { SLICE_MAX_CHUNKS } from "../../src/engine/event-loop-slices.js";
+import { maxSseEventChars } from "../../src/engine/sse-events.js";
 import { RecordingSink, type SinkEvent } from "../support/recording-sink.js";
 import { startHarness, type Harness } from "./harness.js";
 
@@ -68,6 +70,17 @@ describe("OpenAI backend stream path", () => {
     controller.abort();
     const { outcome } = await running;
     expect(outcome.kind).toBe("cancelled");
+  });
+
+  it("fails LIMIT_EXCEEDED on an SSE event longer than anything a turn could keep, instead of buffering it", async () => {
+    h = await startHarness({ maxAnswerBytes: 1024, maxToolArgumentsBytes: 1024 });
+    const bound = maxSseEventChars({ maxAnswerBytes: 1024, maxToolArgumentsBytes: 1024 });
+    // A tiny delta in a chunk padded past the bound: only the event's size is wrong.
+    const padded = { ...(chunk({ content: "hi" }) as object), padding: "x".repeat(2 * bound) };
+    h.fake.enqueue({ kind: "stream", chunks: [chunk({ role: "assistant", content: "" }), padded, chunk({}, "stop")] });
+    const { outcome } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    expect(outcome.kind === "failed" && outcome.message).toContain(`over ${bound} characters`);
   });
 
   it("processes a long burst in slices, letting the event loop turn in between", async () => {
