@@ -42,6 +42,14 @@ export class ExecutionOffer {
     return this.backend?.limits?.() ?? { streamIdleTimeoutMs: 0, maxAnswerBytes: 0, retryBudgetMs: 0 };
   }
 
+  /**
+   * The backend's name for GetRuntime, or "" while it is not configured
+   * (e.g. the OpenAI backend without a key): the field's documented meaning.
+   */
+  backendName(): string {
+    return this.backend && this.notConnectedReason() === undefined ? this.backend.name : "";
+  }
+
   /** Names of the allowed workspace roots. */
   rootNames(): string[] {
     return Object.keys(this.workspaceRoots);

@@ -8,6 +8,10 @@
  * embedder uses to run a Runtime; below, what someone implementing a store
  * or an execution backend plugs into it with.
  */
+import { keepByteOrderMarks } from "./text-encoding.js";
+
+// Process-wide, before anything decodes: a string's leading U+FEFF is content.
+keepByteOrderMarks();
 
 // ---- Above: embedding a Runtime ----
 
@@ -64,6 +68,7 @@ export {
   type RetryInit,
   type RunOutcome,
   type RunRequest,
+  type RunResume,
   type RunSink,
   type ToolCallDeltaInit,
 } from "./execution-backend.js";

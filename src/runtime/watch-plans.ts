@@ -1,4 +1,4 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import {
@@ -13,6 +13,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
+import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import type { Subscription } from "./subscription.js";
@@ -23,6 +24,8 @@ import type { WorkerSession } from "./worker-session.js";
 export interface LivePacing {
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take. */
+  maxBatchBytes: number;
 }
 
 /**
@@ -37,16 +40,25 @@ export function workerWatchPlan(
   subscribe: () => Subscription<WorkerEvent>,
   pacing: LivePacing,
 ): WatchPlan<typeof WorkerEventSchema, typeof WatchWorkerResponseSchema> {
-  const afterSeq = decodeCursor("after_cursor", "w", afterCursor);
+  const cursors = session.events.cursorStream;
+  const afterSeq = decodeCursor("after_cursor", cursors, afterCursor);
   const delivered = session.events.lastDeliveredSeq;
-  checkResumePoint("w", afterSeq, store.earliestEventSeq(session.workerId), delivered);
+  checkResumePoint(cursors, afterSeq, store.earliestEventSeq(session.workerId), delivered);
   const subscription = subscribe();
+  const first = create(WatchWorkerResponseSchema, { snapshot: session.snapshot() });
+  try {
+    // The limits keep a snapshot within a message; if a configuration does not, say so with a typed error.
+    new ResponseBudget(pacing.maxBatchBytes).take(toBinary(WatchWorkerResponseSchema, first).byteLength);
+  } catch (error) {
+    subscription.close();
+    throw error;
+  }
   return {
-    stream: "w",
+    stream: cursors,
     eventSchema: WorkerEventSchema,
     responseSchema: WatchWorkerResponseSchema,
     eventsFieldNo: 1,
-    first: create(WatchWorkerResponseSchema, { snapshot: session.snapshot() }),
+    first,
     subscription,
     afterSeq,
     snapshotSeq: delivered,
@@ -66,9 +78,10 @@ export function runtimeWatchPlan(
   snapshot: (cursor: string) => MessageInitShape<typeof RuntimeSnapshotSchema>,
   limits: Limits,
 ): WatchPlan<typeof RuntimeEventSchema, typeof WatchRuntimeResponseSchema> {
-  const afterSeq = decodeCursor("after_cursor", "r", afterCursor);
+  const cursors = events.cursorStream;
+  const afterSeq = decodeCursor("after_cursor", cursors, afterCursor);
   const delivered = events.lastDeliveredSeq;
-  checkResumePoint("r", afterSeq, store.earliestRuntimeEventSeq(), delivered);
+  checkResumePoint(cursors, afterSeq, store.earliestRuntimeEventSeq(), delivered);
   if (events.subscriberCount >= limits.maxWatchersPerWorker) {
     throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, "too many WatchRuntime streams", {
       limit: String(limits.maxWatchersPerWorker),
@@ -76,11 +89,11 @@ export function runtimeWatchPlan(
   }
   const subscription = events.subscribe();
   return {
-    stream: "r",
+    stream: cursors,
     eventSchema: RuntimeEventSchema,
     responseSchema: WatchRuntimeResponseSchema,
     eventsFieldNo: 1,
-    first: create(WatchRuntimeResponseSchema, { snapshot: snapshot(encodeCursor("r", delivered)) }),
+    first: create(WatchRuntimeResponseSchema, { snapshot: snapshot(encodeCursor(cursors, delivered)) }),
     subscription,
     afterSeq,
     snapshotSeq: delivered,
@@ -90,5 +103,6 @@ export function runtimeWatchPlan(
     heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
     heartbeatMs: limits.heartbeatIntervalMs,
     maxEventsPerMessage: limits.maxEventsPerMessage,
+    maxBatchBytes: responseBudgetBytes(limits),
   };
 }

@@ -97,7 +97,8 @@ export enum ErrorReason {
   WORKER_STOPPED = 6,
 
   /**
-   * The Worker's input queue is full (metadata "max_queue_depth").
+   * The Worker's input queue is full: by count (metadata "max_queue_depth")
+   * or by bytes (metadata "max_queued_input_bytes").
    *
    * @generated from enum value: ERROR_REASON_QUEUE_FULL = 7;
    */
@@ -264,6 +265,23 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_INTERNAL = 30;
    */
   INTERNAL = 30,
+
+  /**
+   * A watch cursor belongs to another stream: another worker, another runtime,
+   * another store (a data dir that was replaced), or an older cursor format.
+   * Resume with an empty after_cursor (a fresh snapshot) instead.
+   *
+   * @generated from enum value: ERROR_REASON_CURSOR_FOREIGN = 31;
+   */
+  CURSOR_FOREIGN = 31,
+
+  /**
+   * A page token was altered, was issued by another runtime or store, or was
+   * issued for a request with other filters; start again without a page token.
+   *
+   * @generated from enum value: ERROR_REASON_PAGE_TOKEN_INVALID = 32;
+   */
+  PAGE_TOKEN_INVALID = 32,
 }
 
 /**

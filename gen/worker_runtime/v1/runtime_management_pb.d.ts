@@ -54,6 +54,7 @@ export declare const GetRuntimeResponseSchema: GenMessage<GetRuntimeResponse>;
 export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiagnosticsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -61,6 +62,8 @@ export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiag
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 2;
    */
@@ -122,6 +125,7 @@ export declare const ListDiagnosticsResponseSchema: GenMessage<ListDiagnosticsRe
 export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllocationsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -129,6 +133,8 @@ export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllo
 
   /**
    * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed; valid only with the same filters (page_size may
+   * change), otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
    *
    * @generated from field: string page_token = 2;
    */
