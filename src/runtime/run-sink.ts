@@ -97,12 +97,12 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     },
     addUsage: (usage) => {
       open();
-      addUsage(run.usage ?? (run.usage = create(UsageSchema)), create(UsageSchema, usage));
+      addUsage(usageOf(run), create(UsageSchema, usage));
     },
     turn: () => {
       open();
       run.turns++;
-      (run.usage ?? (run.usage = create(UsageSchema))).modelRequests++;
+      usageOf(run).modelRequests++;
     },
     requestApproval: (call, signal) => {
       const decided = active.decided;
@@ -211,6 +211,12 @@ export function approvalNotPending(runId: string, toolCallId: string): RuntimeEr
 }
 
 /** Adds `from` into `into`, field by field. */
+/** The usage of a run or worker, created empty the first time it is needed. */
+export function usageOf(holder: { usage?: Usage }): Usage {
+  if (!holder.usage) holder.usage = create(UsageSchema);
+  return holder.usage;
+}
+
 export function addUsage(into: Usage, from: Usage | undefined): void {
   if (!from) return;
   into.inputTokens += from.inputTokens;

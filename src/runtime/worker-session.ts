@@ -15,7 +15,7 @@ import { ObservedState } from "./observed-state.js";
 import { RequestIdMemory } from "./request-id-memory.js";
 import { endRun, launchRun, settledWithin } from "./run-execution.js";
 import { checkAcceptsInput, RunQueue } from "./run-queue.js";
-import { addUsage } from "./run-sink.js";
+import { addUsage, usageOf } from "./run-sink.js";
 import { activeOf, busyRunOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./session-restore.js";
@@ -286,7 +286,7 @@ export class WorkerSession {
     const interrupted = this.slot.kind === "stopping" && this.slot.interrupted;
     this.slot = { kind: "idle" };
     endRun(run, outcome, interrupted, this.deps.now());
-    addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
+    addUsage(usageOf(this.worker), run.usage);
     const recorded = this.journal.recordRun(run);
     this.startNext();
     await recorded.catch((error: unknown) => {

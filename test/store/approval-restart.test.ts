@@ -117,7 +117,14 @@ async function getRun(clients: Clients, worker: WorkerRef, runId: string): Promi
 
 async function waitForRun(clients: Clients, worker: WorkerRef, runId: string, check: (run: Run) => boolean): Promise<Run> {
   let last: Run | undefined;
-  await eventually(async () => check((last = await getRun(clients, worker, runId))), 5_000, `run ${runId}`);
+  await eventually(
+    async () => {
+      last = await getRun(clients, worker, runId);
+      return check(last);
+    },
+    5_000,
+    `run ${runId}`,
+  );
   return last as Run;
 }
 
