@@ -14,7 +14,7 @@ import { createRuntime, silentLogger } from "../src/runtime/index.js";
 import { startRuntimeServer } from "../src/server/index.js";
 
 /**
- * Relay overhead (issue 4): a 1,000-token streamed reply from the fake
+ * Relay overhead: a 1,000-token streamed reply from the fake
  * provider, observed through WatchWorker over gRPC, against the `openai` SDK
  * reading the same reply from the same fake server directly. The fake paces
  * one token per millisecond (faster than any hosted model), so the figure

@@ -10,7 +10,7 @@ import type { StoredEvent, WorkerRecord } from "../src/runtime/index.js";
 import { createFileStore, type FileStore } from "../src/store/fs/index.js";
 
 /**
- * File store figures (issue 3): group commit against one fsync per event,
+ * File store figures: group commit against one fsync per event,
  * tail reads from a 1,000,000-entry transcript against a 1,000-entry one,
  * and start-up time / memory with 10,000 workers in one data dir.
  */

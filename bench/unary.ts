@@ -6,7 +6,7 @@ import { interleavedMedians, printFigure } from "./support/report.js";
 import { openTransport, startBareServer, startRuntimeBenchServer, type BenchProtocol } from "./support/servers.js";
 
 /**
- * Unary overhead (issue 2): GetWorker through the full runtime server
+ * Unary overhead: GetWorker through the full runtime server
  * (interceptors, validation, clone) at concurrency 32, against a bare
  * connect-node handler returning a constant at the same concurrency and
  * protocol. Everything the server adds per request shows up in the ratio.

@@ -24,7 +24,7 @@ import {
 import { StreamCounter } from "./support/stream-counter.js";
 
 /**
- * Watch throughput (issue 2): text deltas from a backend emitting as fast
+ * Watch throughput: text deltas from a backend emitting as fast
  * as it can, delivered through WatchWorker over gRPC to 1 and to 100
  * subscribers, against a bare connect-node handler streaming the same
  * number of single-event messages (the per-message ceiling that batching

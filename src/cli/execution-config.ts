@@ -7,6 +7,8 @@ import {
   loadProfilesFile,
   openAIBackendOptionsFromEnv,
   ProfileConfigError,
+  SETTING_BOUNDS,
+  type OpenAIBackendOptions,
 } from "../engine/index.js";
 
 /** Flags of `serve` that configure execution. */
@@ -15,6 +17,9 @@ export interface ExecutionFlags {
   "openai-base-url"?: string;
   "openai-model"?: string;
   "openai-keyless"?: boolean;
+  "openai-stream-idle-timeout-ms"?: string;
+  "openai-max-answer-bytes"?: string;
+  "openai-retry-budget-ms"?: string;
   profiles?: string;
 }
 
@@ -25,6 +30,13 @@ export const EXECUTION_USAGE = `  --workspace-root [NAME=]DIR  allow worker work
                  the key is read only from OPENAI_API_KEY
   --openai-model MODEL   model of profiles that name none (else OPENAI_MODEL, else ${DEFAULT_MODEL})
   --openai-keyless       the server needs no key (local Ollama, llama.cpp, LM Studio, vLLM)
+  --openai-stream-idle-timeout-ms MS  silence after which a provider stream counts as cut and
+                 is continued (else OPENAI_STREAM_IDLE_TIMEOUT_MS, else 120000; ${SETTING_BOUNDS.streamIdleTimeoutMs.min}-${SETTING_BOUNDS.streamIdleTimeoutMs.max})
+  --openai-max-answer-bytes N  largest answer plus reasoning of one model turn; past it the run
+                 fails LIMIT_EXCEEDED (else OPENAI_MAX_ANSWER_BYTES, else 1048576; ${SETTING_BOUNDS.maxAnswerBytes.min}-${SETTING_BOUNDS.maxAnswerBytes.max})
+  --openai-retry-budget-ms MS  total time one run may spend retrying provider errors (else
+                 OPENAI_RETRY_BUDGET_MS, else 60000; ${SETTING_BOUNDS.retryBudgetMs.min}-${SETTING_BOUNDS.retryBudgetMs.max})
+                 Profiles may set lower values (retry_budget_ms, stream_idle_timeout_ms, max_answer_bytes).
   --profiles FILE        extra profiles, JSON: {"profiles": [{"name": ..., "model": ..., ...}]}`;
 
 /** Thrown for an execution flag the user must fix. */
@@ -41,6 +53,7 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
   if (flags["openai-base-url"] !== undefined) options.baseURL = flags["openai-base-url"];
   if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
   if (flags["openai-keyless"]) options.keyless = true;
+  applyEngineSettings(options, flags);
   try {
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);
@@ -53,6 +66,34 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     }
     throw error;
   }
+}
+
+/**
+ * Applies the engine settings flags over the environment's, then checks the
+ * result against {@link SETTING_BOUNDS}, so a bad value stops start-up
+ * instead of surfacing as a stalled or failing run.
+ */
+function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlags): void {
+  const idle = wholeNumber("--openai-stream-idle-timeout-ms", flags["openai-stream-idle-timeout-ms"]);
+  if (idle !== undefined) options.streamIdleTimeoutMs = idle;
+  const answer = wholeNumber("--openai-max-answer-bytes", flags["openai-max-answer-bytes"]);
+  if (answer !== undefined) options.maxAnswerBytes = answer;
+  const budget = wholeNumber("--openai-retry-budget-ms", flags["openai-retry-budget-ms"]);
+  if (budget !== undefined) options.retry = { ...options.retry, budgetMs: budget };
+  checkBound("--openai-stream-idle-timeout-ms (or OPENAI_STREAM_IDLE_TIMEOUT_MS)", options.streamIdleTimeoutMs, SETTING_BOUNDS.streamIdleTimeoutMs);
+  checkBound("--openai-max-answer-bytes (or OPENAI_MAX_ANSWER_BYTES)", options.maxAnswerBytes, SETTING_BOUNDS.maxAnswerBytes);
+  checkBound("--openai-retry-budget-ms (or OPENAI_RETRY_BUDGET_MS)", options.retry?.budgetMs, SETTING_BOUNDS.retryBudgetMs);
+}
+
+function wholeNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new ExecutionConfigError(`${flag} must be a whole number`);
+  return Number(value);
+}
+
+function checkBound(what: string, value: number | undefined, bound: { min: number; max: number }): void {
+  if (value === undefined || (value >= bound.min && value <= bound.max)) return;
+  throw new ExecutionConfigError(`${what} must be between ${bound.min} and ${bound.max}, not ${value}`);
 }
 
 /** Parses repeated `--workspace-root [NAME=]DIR` into name → absolute directory. */

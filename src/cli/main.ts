@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { backend, BACKEND_USAGE } from "./backend.js";
 import { serve, SERVE_USAGE, UsageError } from "./serve.js";
 

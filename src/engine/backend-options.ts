@@ -25,9 +25,15 @@ export interface OpenAIBackendOptions {
   profiles?: readonly Profile[];
   /** Time allowed until the provider's response headers arrive. */
   requestTimeoutMs?: number;
-  /** Longest silence allowed between two stream events before the stream counts as cut. */
+  /**
+   * Longest silence allowed between two stream events before the stream
+   * counts as cut (default 120 s). A profile may set a shorter one.
+   */
   streamIdleTimeoutMs?: number;
-  /** Backoff and total time budget for retrying one model request. */
+  /**
+   * Backoff, and the total time one run may spend retrying (default 60 s;
+   * a profile may set a shorter budget).
+   */
   retry?: Partial<RetryPolicy>;
   /** How many times one answer may be continued after its stream was cut. */
   maxStreamResumes?: number;
@@ -40,7 +46,8 @@ export interface OpenAIBackendOptions {
   historyMaxBytes?: number;
   /**
    * Largest answer text plus reasoning of one model turn, in UTF-8 bytes
-   * (default 1 MiB); beyond it the run fails with LIMIT_EXCEEDED.
+   * (default 1 MiB); beyond it the run fails with LIMIT_EXCEEDED. A profile
+   * may set a smaller one.
    */
   maxAnswerBytes?: number;
   /**
@@ -59,9 +66,24 @@ export interface OpenAIBackendOptions {
 export const DEFAULT_MODEL = "gpt-4o-mini";
 
 /**
+ * Bounds of the settings an operator may change (flags, environment): wide
+ * enough for slow local models and long replies, narrow enough that no
+ * setting can make a run wait without end or an answer outgrow what one
+ * response message can carry (4 MiB by default).
+ */
+export const SETTING_BOUNDS = {
+  streamIdleTimeoutMs: { min: 1_000, max: 3_600_000 },
+  maxAnswerBytes: { min: 1_024, max: 3 * 1024 * 1024 },
+  retryBudgetMs: { min: 0, max: 3_600_000 },
+} as const;
+
+/**
  * Reads provider configuration from the environment: `OPENAI_API_KEY`,
  * `OPENAI_BASE_URL`, `OPENAI_MODEL`, `OPENAI_KEYLESS=1` (local servers),
- * `OPENAI_REQUEST_TIMEOUT_MS` and `OPENAI_RETRY_BUDGET_MS`.
+ * `OPENAI_REQUEST_TIMEOUT_MS`, `OPENAI_RETRY_BUDGET_MS`,
+ * `OPENAI_STREAM_IDLE_TIMEOUT_MS` and `OPENAI_MAX_ANSWER_BYTES`. Values that
+ * are not positive whole numbers are ignored here; the CLI checks the
+ * bounds ({@link SETTING_BOUNDS}) of what it ends up with.
  */
 export function openAIBackendOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIBackendOptions {
   const options: OpenAIBackendOptions = {};
@@ -73,6 +95,10 @@ export function openAIBackendOptionsFromEnv(env: NodeJS.ProcessEnv = process.env
   if (timeout !== undefined) options.requestTimeoutMs = timeout;
   const budget = positiveInt(env.OPENAI_RETRY_BUDGET_MS);
   if (budget !== undefined) options.retry = { budgetMs: budget };
+  const idle = positiveInt(env.OPENAI_STREAM_IDLE_TIMEOUT_MS);
+  if (idle !== undefined) options.streamIdleTimeoutMs = idle;
+  const answer = positiveInt(env.OPENAI_MAX_ANSWER_BYTES);
+  if (answer !== undefined) options.maxAnswerBytes = answer;
   return options;
 }
 

@@ -3,6 +3,7 @@ import type { CompletionUsage } from "openai/resources/completions";
 import type { RunSink } from "../runtime/index.js";
 import type { BlockIds } from "./block-ids.js";
 import type { TextFilter } from "./continuation-filter.js";
+import { utf8Prefix } from "./utf8-prefix.js";
 
 /** Bounds on what one model turn may accumulate, in UTF-8 bytes. */
 export interface TurnBounds {
@@ -20,6 +21,11 @@ export interface AssembledToolCall {
   blockId: string;
 }
 
+/** A call being assembled, with the `index` the provider gave it (undefined when it gave none). */
+interface PendingCall extends AssembledToolCall {
+  index: number | undefined;
+}
+
 /**
  * Folds one streamed response into text, reasoning, tool calls, finish reason
  * and usage, forwarding each delta to the sink as it arrives.
@@ -30,6 +36,14 @@ export interface AssembledToolCall {
  * piece whose id differs from the call stored at its index starts a new
  * call, and a piece without an index starts a new call when it has a new id
  * and otherwise continues the last call.
+ *
+ * A provider may interleave parallel calls (index 1's first piece before
+ * index 0's); the calls are still returned, committed, run and replayed in
+ * index order, as the model numbered them.
+ *
+ * The answer cap is exact: the piece that crosses `maxAnswerBytes` is cut at
+ * the cap (between characters) before it reaches the sink, so no watcher and
+ * no transcript entry ever holds a byte past it.
  */
 export class ChunkAccumulator {
   text = "";
@@ -41,11 +55,12 @@ export class ChunkAccumulator {
   /** Set when the response outgrew a {@link TurnBounds} bound; says which. */
   overLimit: string | undefined;
   private answerBytes: number;
+  private readonly alreadySaidBytes: number;
   private argumentsBytes = 0;
   /** Calls in arrival order. */
-  private readonly calls: AssembledToolCall[] = [];
+  private readonly calls: PendingCall[] = [];
   /** The latest call seen at each index. */
-  private readonly byIndex = new Map<number, AssembledToolCall>();
+  private readonly byIndex = new Map<number, PendingCall>();
 
   constructor(
     private readonly sink: RunSink,
@@ -56,6 +71,7 @@ export class ChunkAccumulator {
     alreadySaidBytes = 0,
   ) {
     this.answerBytes = alreadySaidBytes;
+    this.alreadySaidBytes = alreadySaidBytes;
     this.textBlock = blocks.next("text");
     this.reasoningBlock = blocks.next("reasoning");
   }
@@ -65,16 +81,15 @@ export class ChunkAccumulator {
     const choice = chunk.choices[0];
     if (!choice) return;
     const delta = choice.delta;
-    const reasoning = reasoningOf(delta);
+    const reasoning = this.admitAnswer(reasoningOf(delta) ?? "");
     if (reasoning) {
-      this.countAnswer(reasoning);
       this.reasoning += reasoning;
       this.sink.reasoningDelta(this.reasoningBlock, reasoning);
     }
-    if (delta.content) {
-      this.countAnswer(delta.content);
-      this.emitText(this.filter.push(delta.content));
-    }
+    const content = this.admitAnswer(delta.content ?? "");
+    if (content) this.emitText(this.filter.push(content));
+    // Past the cap nothing more is taken from this response.
+    if (this.overLimit) return;
     for (const piece of delta.tool_calls ?? []) {
       const call = this.callFor(piece.index as number | undefined | null, piece.id);
       if (piece.id) call.id = piece.id;
@@ -94,38 +109,66 @@ export class ChunkAccumulator {
     if (choice.finish_reason) this.finishReason = choice.finish_reason;
   }
 
+  /** Bytes of answer, reasoning and tool-call arguments this response streamed (for usage estimates). */
+  get receivedBytes(): number {
+    return this.answerBytes - this.alreadySaidBytes + this.argumentsBytes;
+  }
+
   /** Ends the stream: releases (finished) or drops (interrupted) text the continuation filter still holds. */
   flush(ending: "finished" | "interrupted"): void {
     this.emitText(this.filter.flush(ending));
   }
 
   /**
-   * The assembled tool calls in index order. Some compatible servers omit
-   * call ids; those get a generated one so results can be matched.
+   * The assembled tool calls in index order (calls sharing an index, or
+   * sent without one, keep their arrival order among themselves). Some
+   * compatible servers omit call ids; those get a generated one so results
+   * can be matched.
    */
   toolCalls(): AssembledToolCall[] {
-    return this.calls.map((call) => ({ ...call, id: call.id || `call_${call.blockId}` }));
+    const ordered = this.calls.every((call) => call.index !== undefined)
+      ? [...this.calls].sort((a, b) => (a.index as number) - (b.index as number))
+      : this.calls;
+    return ordered.map(({ index: _index, ...call }) => ({ ...call, id: call.id || `call_${call.blockId}` }));
   }
 
   /** The call a tool-call piece belongs to, started when the piece begins a new one. */
-  private callFor(index: number | undefined | null, id: string | undefined): AssembledToolCall {
+  private callFor(index: number | undefined | null, id: string | undefined): PendingCall {
     const last = this.calls.at(-1);
     const known = typeof index === "number" ? this.byIndex.get(index) : last;
     const continues =
       known !== undefined &&
       (typeof index === "number" ? !id || !known.id || id === known.id : !id || id === known.id);
     if (continues) return known;
-    const call: AssembledToolCall = { id: "", name: "", argumentsJson: "", blockId: this.blocks.next("tool") };
+    const call: PendingCall = {
+      id: "",
+      name: "",
+      argumentsJson: "",
+      blockId: this.blocks.next("tool"),
+      index: typeof index === "number" ? index : undefined,
+    };
     this.calls.push(call);
     if (typeof index === "number") this.byIndex.set(index, call);
     return call;
   }
 
-  private countAnswer(text: string): void {
-    this.answerBytes += Buffer.byteLength(text, "utf8");
-    if (this.answerBytes > this.bounds.maxAnswerBytes) {
-      this.overLimit ??= `the model's answer and reasoning in one turn exceeded ${this.bounds.maxAnswerBytes} bytes`;
+  /**
+   * The part of `text` that still fits under the answer cap. The piece that
+   * crosses it is cut at the cap on a character boundary and marks the turn
+   * over its limit; after that nothing more is admitted.
+   */
+  private admitAnswer(text: string): string {
+    if (text === "" || this.overLimit) return "";
+    const bytes = Buffer.byteLength(text, "utf8");
+    const room = this.bounds.maxAnswerBytes - this.answerBytes;
+    if (bytes <= room) {
+      this.answerBytes += bytes;
+      return text;
     }
+    this.overLimit = `the model's answer and reasoning in one turn exceeded ${this.bounds.maxAnswerBytes} bytes`;
+    const fitted = utf8Prefix(text, Math.max(0, room));
+    this.answerBytes += Buffer.byteLength(fitted, "utf8");
+    return fitted;
   }
 
   private emitText(text: string): void {

@@ -4,6 +4,7 @@ import type {
   ChatCompletionMessageParam,
 } from "openai/resources/chat/completions";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { CONTINUE_PROMPT, SPLICE_NOTICE_CODE } from "./splice.js";
 
 /**
  * Turns committed transcript entries into chat messages. The transcript is
@@ -15,6 +16,9 @@ import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.
  *   after a cut stream, see model-turn.ts).
  * - Reasoning and notices are not sent back: providers reject or ignore
  *   reasoning in input, and notices are the runtime's, not the model's.
+ *   The exception is a splice notice (an answer cut and continued): it is
+ *   replayed as what the model was actually asked, the continue prompt
+ *   between the cut answer and its continuation.
  * - The history window is bounded, so it can start or end mid tool call.
  *   Results whose call fell out of the window are dropped, and calls without
  *   a result (a cancelled or interrupted run) get a synthetic one: providers
@@ -89,8 +93,13 @@ export function messagesFromTranscript(entries: readonly TranscriptEntry[]): Cha
         if (!openCalls.delete(content.value.toolCallId)) break;
         messages.push({ role: "tool", tool_call_id: content.value.toolCallId, content: content.value.output });
         break;
-      case "reasoning":
       case "notice":
+        if (content.value.code === SPLICE_NOTICE_CODE && assistant && assistantRun === entry.runId) {
+          closeAssistant();
+          messages.push({ role: "user", content: CONTINUE_PROMPT });
+        }
+        break;
+      case "reasoning":
       case undefined:
         break;
     }

@@ -12,21 +12,15 @@ import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
+import { CONTINUE_PROMPT, spliceNotice } from "./splice.js";
 
 /** What one model turn produced. */
 export type TurnResult =
   | { kind: "answered"; text: string; toolCalls: AssembledToolCall[]; finishReason: string }
   | { kind: "cancelled" }
-  | { kind: "failed"; reason: ErrorReason; message: string };
+  | { kind: "failed"; reason: ErrorReason; message: string; metadata?: Record<string, string> };
 
-/**
- * Asked of the model after its stream was cut. Sent as a user message
- * because several compatible servers' chat templates refuse a system
- * message anywhere but first; it is never committed to the transcript.
- */
-export const CONTINUE_PROMPT =
-  "Your previous reply was cut off by a connection failure. Continue it exactly where it stopped. " +
-  "Do not repeat anything you already wrote and do not mention the interruption.";
+export { CONTINUE_PROMPT } from "./splice.js";
 
 /**
  * One model turn: a streamed response, committed as reasoning, text and tool
@@ -40,9 +34,13 @@ export const CONTINUE_PROMPT =
  * rest into a new block, committed as the next assistant entry. The
  * transcript thus holds the answer as consecutive pieces with no text
  * repeated (a {@link continuationFilter} drops a restarted answer's repeat),
- * and later turns see the pieces joined as one message. Partial tool calls
- * of a cut stream are dropped; the continued answer makes them again. This
- * happens at most `maxStreamResumes` times per turn.
+ * with a splice notice between them that says what was asked, so a reader
+ * and later turns' history see the continuation for what it is. Partial
+ * tool calls of a cut stream are dropped; the continued answer makes them
+ * again. This happens at most `maxStreamResumes` times per turn.
+ *
+ * A cut response rarely brings its usage (providers send it last), yet its
+ * tokens were spent: they are estimated from what was sent and received.
  */
 export async function runModelTurn(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<TurnResult> {
   let alreadySaid = "";
@@ -67,6 +65,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     const ending = typeof consumed === "string" ? consumed : "failed";
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     if (accumulator.usage) addUsage(context, accumulator);
+    else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
     if (ending === "finished") {
       await commitText(context, accumulator);
       for (const call of accumulator.toolCalls()) {
@@ -102,6 +101,8 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
         message: `the provider's stream was cut ${resumes + 1} times in one answer`,
       };
     }
+    // With nothing said, the same request is simply asked again: no splice.
+    if (alreadySaid !== "") await context.sink.commit({ case: "notice", value: spliceNotice(Buffer.byteLength(alreadySaid, "utf8")) });
   }
 }
 
@@ -135,7 +136,7 @@ async function consume(context: RunContext, opened: OpenedStream, accumulator: C
     if (context.signal.aborted) return "cancelled";
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
-      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
+      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
     } else if (!isStreamCut(error)) {
       throw error;
     }
@@ -160,6 +161,25 @@ async function commitText(context: RunContext, accumulator: ChunkAccumulator): P
     );
   }
 }
+
+/**
+ * Estimated token counts of a response that ended without usage (cut,
+ * failed or cancelled): about four bytes a token, for the request's
+ * messages and for everything the response streamed. Providers bill such
+ * responses, so leaving them out would understate the run's usage.
+ */
+function addEstimatedUsage(context: RunContext, request: ChatCompletionMessageParam[], accumulator: ChunkAccumulator): void {
+  const received = accumulator.receivedBytes;
+  if (received === 0) return;
+  const tokens = (bytes: number): bigint => BigInt(Math.ceil(bytes / BYTES_PER_TOKEN));
+  context.sink.addUsage({
+    inputTokens: tokens(Buffer.byteLength(JSON.stringify(request), "utf8")),
+    outputTokens: tokens(received),
+  });
+}
+
+/** A rough average for English text and code with current tokenizers. */
+const BYTES_PER_TOKEN = 4;
 
 /** Provider token counts of one response; the request itself is counted by `sink.turn()`. */
 function addUsage(context: RunContext, accumulator: ChunkAccumulator): void {

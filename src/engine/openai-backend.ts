@@ -5,15 +5,19 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { ProfileSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type {
   BackendAvailability,
+  BackendHost,
   ExecutionBackend,
+  ExecutionLimits,
   RunOutcome,
   RunRequest,
   RunSink,
 } from "../runtime/index.js";
+import { silentLogger, type Logger } from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
-import { DEFAULT_RETRY_POLICY } from "./retry.js";
+import { ProviderHealth } from "./provider-health.js";
+import { DEFAULT_RETRY_POLICY, RetryBudget } from "./retry.js";
 import type { EngineSettings } from "./run-context.js";
 import { executeRun } from "./run-loop.js";
 import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
@@ -43,12 +47,23 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
   const availability = availabilityOf(options);
   const settings = settingsOf(options);
   const client = availability.available ? createClient(options, settings) : undefined;
+  const health = new ProviderHealth();
+  let logger: Logger = silentLogger;
 
   return {
     name: "openai",
     availability: () => availability,
     profiles: () => profiles.map((profile) => create(ProfileSchema, profile)),
     toolCapabilities: () => [...TOOL_CAPABILITIES],
+    attach(host: BackendHost) {
+      health.attach(host.diagnostics);
+      logger = host.logger;
+    },
+    limits: (): ExecutionLimits => ({
+      streamIdleTimeoutMs: settings.streamIdleTimeoutMs,
+      maxAnswerBytes: settings.maxAnswerBytes,
+      retryBudgetMs: settings.retry.budgetMs,
+    }),
     async execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome> {
       if (!client || !availability.available) {
         const reason = availability.available ? NO_PROVIDER_REASON : availability.reason;
@@ -67,9 +82,10 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         }
       }
       const profile = withDefaults(request.profile, defaultModel);
-      return executeRun({
+      const runSettings = settingsForProfile(settings, profile);
+      const outcome = await executeRun({
         client,
-        settings,
+        settings: runSettings,
         request,
         sink,
         signal,
@@ -77,8 +93,28 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         tools: toolsForRun(profile.tools, request.capabilities),
         workspace,
         blocks: createBlockIds(request.run.runId),
+        retryBudget: new RetryBudget(runSettings.retry.budgetMs),
+        health,
+        logger,
       });
+      if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);
+      return outcome;
     },
+  };
+}
+
+/**
+ * A run's settings: the profile may lower the stream idle timeout, the
+ * answer cap and the retry budget, never raise them past the runtime's
+ * (which are the bounds GetRuntime reports).
+ */
+function settingsForProfile(settings: EngineSettings, profile: Profile): EngineSettings {
+  const lower = (own: number, bound: number): number => (own > 0 ? Math.min(own, bound) : bound);
+  return {
+    ...settings,
+    streamIdleTimeoutMs: lower(profile.streamIdleTimeoutMs, settings.streamIdleTimeoutMs),
+    maxAnswerBytes: lower(profile.maxAnswerBytes, settings.maxAnswerBytes),
+    retry: { ...settings.retry, budgetMs: lower(profile.retryBudgetMs, settings.retry.budgetMs) },
   };
 }
 

@@ -1,4 +1,4 @@
-import { APIConnectionError, APIError, APIUserAbortError } from "openai";
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { retryAfterMs } from "./retry.js";
 
@@ -9,10 +9,14 @@ import { retryAfterMs } from "./retry.js";
 export type ProviderFailure =
   /** The run's signal aborted the request. */
   | { kind: "cancelled" }
-  /** Worth retrying (408/409/429/5xx, connection error, timeout). */
-  | { kind: "retryable"; status: number | undefined; retryAfterMs: number | undefined; message: string }
+  /**
+   * Worth retrying (408/409/429/5xx, connection error, timeout). `cause` is
+   * the network error code under a connection error ("ECONNREFUSED"), which
+   * the SDK's own message ("Connection error.") hides.
+   */
+  | { kind: "retryable"; status: number | undefined; retryAfterMs: number | undefined; message: string; cause?: string }
   /** Retrying cannot help; the run fails at once. */
-  | { kind: "fatal"; reason: ErrorReason; message: string };
+  | { kind: "fatal"; reason: ErrorReason; message: string; metadata: Record<string, string> };
 
 /**
  * Classifies an error thrown while opening a provider request. `secrets` are
@@ -22,7 +26,9 @@ export type ProviderFailure =
 export function classifyProviderError(error: unknown, signal: AbortSignal, secrets: readonly string[]): ProviderFailure {
   if (signal.aborted || error instanceof APIUserAbortError) return { kind: "cancelled" };
   if (error instanceof APIConnectionError) {
-    return { kind: "retryable", status: undefined, retryAfterMs: undefined, message: redact(error.message, secrets) };
+    const cause = error instanceof APIConnectionTimeoutError ? "timeout" : networkCause(error);
+    const message = redact(cause ? `${error.message} (${cause})` : error.message, secrets);
+    return { kind: "retryable", status: undefined, retryAfterMs: undefined, message, ...(cause ? { cause } : {}) };
   }
   if (error instanceof APIError && error.status === undefined) return classifyStreamError(error, secrets);
   if (error instanceof APIError && typeof error.status === "number") {
@@ -31,13 +37,38 @@ export function classifyProviderError(error: unknown, signal: AbortSignal, secre
     if (status === 408 || status === 409 || status === 429 || status >= 500) {
       return { kind: "retryable", status, retryAfterMs: retryAfterMs(error.headers), message };
     }
-    if (status === 401 || status === 403) return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message };
-    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message };
+    const metadata = { http_status: String(status) };
+    if (status === 401 || status === 403) return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message, metadata };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message, metadata };
   }
   // Anything else (a fetch TypeError, a DNS failure surfaced oddly) is
   // treated as a connection problem: retrying is the safe default.
   const text = error instanceof Error ? error.message : String(error);
-  return { kind: "retryable", status: undefined, retryAfterMs: undefined, message: redact(text, secrets) };
+  const cause = networkCause(error);
+  return {
+    kind: "retryable",
+    status: undefined,
+    retryAfterMs: undefined,
+    message: redact(cause ? `${text} (${cause})` : text, secrets),
+    ...(cause ? { cause } : {}),
+  };
+}
+
+/**
+ * The first error code along an error's `cause` chain (Node's fetch wraps
+ * the socket error: APIConnectionError → TypeError "fetch failed" → Error
+ * with code ECONNREFUSED). Only the code is kept: the socket error's own
+ * message names the provider's address.
+ */
+export function networkCause(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code: unknown = Reflect.get(current, "code");
+    if (typeof code === "string" && /^[A-Z][A-Z0-9_]+$/.test(code)) return code;
+    const inner: unknown = current instanceof AggregateError ? current.errors[0] : undefined;
+    current = current.cause ?? inner;
+  }
+  return undefined;
 }
 
 /**
@@ -53,23 +84,32 @@ function classifyStreamError(error: APIError, secrets: readonly string[]): Provi
   const code = Number(field("code"));
   const type = String(field("type") ?? "");
   const status = Number.isInteger(code) && code >= 400 && code < 600 ? code : undefined;
+  const metadata: Record<string, string> = status !== undefined ? { http_status: String(status) } : {};
   if (status === 401 || status === 403 || /auth|permission/i.test(type)) {
-    return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_AUTH_FAILED, message, metadata };
   }
   if (status === 429 || /rate_limit/i.test(type)) return { kind: "retryable", status: 429, retryAfterMs: undefined, message };
   if ((status !== undefined && status < 500 && status !== 408 && status !== 409) || /invalid_request|BadRequest/i.test(type)) {
-    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message };
+    return { kind: "fatal", reason: ErrorReason.PROVIDER_REJECTED, message, metadata };
   }
   return { kind: "retryable", status, retryAfterMs: undefined, message };
 }
 
-/** The typed failure once the retry budget is spent, by the last error seen. */
+/**
+ * The typed failure once the run's retry budget is spent, by the last error
+ * seen; its metadata keeps the facts a client or operator acts on.
+ */
 export function exhaustedFailure(last: Extract<ProviderFailure, { kind: "retryable" }>, attempts: number): {
   reason: ErrorReason;
   message: string;
+  metadata: Record<string, string>;
 } {
   const reason = last.status === 429 ? ErrorReason.RATE_LIMITED : ErrorReason.PROVIDER_UNAVAILABLE;
-  return { reason, message: `gave up after ${attempts} attempts within the retry budget; last error: ${last.message}` };
+  const metadata: Record<string, string> = { attempts: String(attempts) };
+  if (last.status !== undefined) metadata["http_status"] = String(last.status);
+  if (last.cause !== undefined) metadata["cause"] = last.cause;
+  if (last.retryAfterMs !== undefined) metadata["retry_after_ms"] = String(last.retryAfterMs);
+  return { reason, message: `gave up after ${attempts} attempts within the run's retry budget; last error: ${last.message}`, metadata };
 }
 
 function providerMessage(error: APIError): string {

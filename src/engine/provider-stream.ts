@@ -23,55 +23,92 @@ export interface OpenedStream {
 export type OpenResult =
   | OpenedStream
   | { kind: "cancelled" }
-  | { kind: "failed"; reason: ErrorReason; message: string };
+  | { kind: "failed"; reason: ErrorReason; message: string; metadata?: Record<string, string> };
 
 /**
  * Opens one streamed chat completion, retrying retryable failures with
- * backoff (at least the provider's Retry-After) until the policy's time budget
- * would be exceeded. The SDK's own retries are off (`maxRetries: 0`) so that
- * this is the only retry loop and the budget means what it says: a delay
- * that would end past the budget is not slept (the run fails at once), and a
- * retry's request timeout is cut to what is left of the budget. The first
- * attempt always gets the full request timeout, even past a shorter budget.
+ * backoff (at least the provider's Retry-After) while the run's retry budget
+ * lasts. The SDK's own retries are off (`maxRetries: 0`) so that this is the
+ * only retry loop and the budget means what it says: failed attempts and
+ * waits spend it, a delay that would end past it is not slept (the run fails
+ * at once), and a retry's request timeout is cut to what is left of it. The
+ * first attempt of a request always gets the full request timeout. Each
+ * retry is reported to the sink (watchers see it live) and logged with its
+ * underlying cause.
  */
 export async function openStream(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<OpenResult> {
-  const { settings, signal } = context;
-  const started = Date.now();
+  const { settings, signal, retryBudget } = context;
   const params = requestParams(context, messages);
   let timeout = settings.requestTimeoutMs;
   let previous: Extract<ProviderFailure, { kind: "retryable" }> | undefined;
   for (let attempt = 0; ; attempt++) {
     const controller = new AbortController();
+    const attemptStarted = Date.now();
     try {
       const stream = await context.client.chat.completions.create(params, {
         signal: AbortSignal.any([signal, controller.signal]),
         timeout,
         maxRetries: 0,
       });
+      context.health.succeeded();
       return { kind: "opened", stream, attempt: controller };
     } catch (error) {
       const failure = classifyProviderError(error, signal, settings.secrets);
       if (failure.kind === "cancelled") return failure;
-      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message };
+      if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
+      retryBudget.spend(Date.now() - attemptStarted);
       const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
-      const remaining = settings.retry.budgetMs - (Date.now() - started) - delay;
+      const remaining = retryBudget.remainingMs - delay;
       if (remaining <= 0) {
         // A retry that timed out only because the budget cut its timeout
         // says nothing about the provider; the error before it does.
         const cutShort = timeout < settings.requestTimeoutMs && error instanceof APIConnectionTimeoutError;
-        return { kind: "failed", ...exhaustedFailure(cutShort && previous ? previous : failure, attempt + 1) };
+        const last = cutShort && previous ? previous : failure;
+        const failed = exhaustedFailure(last, attempt + 1);
+        context.logger.error("model request failed; the run's retry budget is spent", {
+          ...logFields(context, last),
+          attempts: attempt + 1,
+        });
+        return { kind: "failed", ...failed };
       }
       previous = failure;
       // A retry may only use what is left of the budget, or one slow attempt
       // overruns it by up to a whole request timeout.
       timeout = Math.min(settings.requestTimeoutMs, remaining);
+      retryBudget.retries++;
+      context.sink.retry({
+        attempt: retryBudget.retries,
+        delayMs: delay,
+        reason: failure.message,
+        ...(failure.status !== undefined ? { httpStatus: failure.status } : {}),
+        ...(failure.cause !== undefined ? { cause: failure.cause } : {}),
+        budgetRemainingMs: remaining,
+      });
+      context.logger.warn("model request failed; retrying", {
+        ...logFields(context, failure),
+        retry: retryBudget.retries,
+        delay_ms: delay,
+        budget_remaining_ms: remaining,
+      });
       try {
         await sleep(delay, signal);
       } catch {
         return { kind: "cancelled" };
       }
+      retryBudget.spend(delay);
     }
   }
+}
+
+/** What the log says about a failed model request (never the payload). */
+function logFields(context: RunContext, failure: Extract<ProviderFailure, { kind: "retryable" }>): Record<string, unknown> {
+  return {
+    worker_id: context.request.worker.ref?.workerId,
+    run_id: context.request.run.runId,
+    http_status: failure.status,
+    cause: failure.cause,
+    error: failure.message,
+  };
 }
 
 function requestParams(context: RunContext, messages: ChatCompletionMessageParam[]): ChatCompletionCreateParamsStreaming {

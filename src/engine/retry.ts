@@ -4,7 +4,10 @@
  * lengthened to the provider's own `Retry-After`, all inside a total budget.
  */
 export interface RetryPolicy {
-  /** Total time one model request may spend retrying, from its first attempt. */
+  /**
+   * Total time one run may spend retrying: every failed attempt's duration
+   * plus every backoff wait, over all of the run's model requests.
+   */
   budgetMs: number;
   /** Backoff ceiling of the first retry. */
   baseDelayMs: number;
@@ -14,6 +17,29 @@ export interface RetryPolicy {
 
 /** Defaults: up to a minute of retrying, 0.5 s doubling to at most 20 s. */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { budgetMs: 60_000, baseDelayMs: 500, maxDelayMs: 20_000 };
+
+/**
+ * One run's retry budget. It is per run, not per request: a provider that is
+ * down fails a run after `budgetMs` of retrying in total, however many turns
+ * and stream resumes the run takes. Successful requests spend nothing.
+ */
+export class RetryBudget {
+  private spentMs = 0;
+  /** Retries scheduled so far in the run. */
+  retries = 0;
+
+  constructor(readonly totalMs: number) {}
+
+  /** What is left, in milliseconds (never negative). */
+  get remainingMs(): number {
+    return Math.max(0, this.totalMs - this.spentMs);
+  }
+
+  /** Counts time spent on a failed attempt or a backoff wait. */
+  spend(ms: number): void {
+    this.spentMs += Math.max(0, ms);
+  }
+}
 
 /** Full-jitter delay before retry number `attempt` (0-based). */
 export function backoffDelayMs(attempt: number, policy: RetryPolicy, random: () => number): number {

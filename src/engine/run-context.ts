@@ -1,13 +1,14 @@
 import type OpenAI from "openai";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
-import type { RunRequest, RunSink } from "../runtime/index.js";
+import type { Logger, RunRequest, RunSink } from "../runtime/index.js";
 import type { BlockIds } from "./block-ids.js";
-import type { RetryPolicy } from "./retry.js";
+import type { ProviderHealth } from "./provider-health.js";
+import type { RetryBudget, RetryPolicy } from "./retry.js";
 import type { ToolDefinition } from "./tools/tool.js";
 import type { ToolLimits } from "./tools/tool-limits.js";
 import type { Workspace } from "./tools/workspace.js";
 
-/** Backend settings with every default filled in. */
+/** Backend settings with every default filled in (per run: the profile may lower some). */
 export interface EngineSettings {
   requestTimeoutMs: number;
   streamIdleTimeoutMs: number;
@@ -38,4 +39,8 @@ export interface RunContext {
   readonly tools: readonly ToolDefinition[];
   readonly workspace: Workspace | undefined;
   readonly blocks: BlockIds;
+  /** What is left of the run's retry budget, shared by all its model requests. */
+  readonly retryBudget: RetryBudget;
+  readonly health: ProviderHealth;
+  readonly logger: Logger;
 }

@@ -31,7 +31,7 @@ export async function executeRun(context: RunContext): Promise<RunOutcome> {
   for (let turn = 1; ; turn++) {
     const result: TurnResult = await runModelTurn(context, messages);
     if (result.kind === "cancelled") return { kind: "cancelled" };
-    if (result.kind === "failed") return { kind: "failed", reason: result.reason, message: result.message };
+    if (result.kind === "failed") return result;
     messages.push(assistantMessage(result));
     const step = nextStep(result, turn, context.profile.maxTurns);
     switch (step.kind) {

@@ -23,7 +23,7 @@ import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import type { PageTokens } from "./page-token.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
@@ -40,6 +40,8 @@ export interface CatalogInit {
   offer: ExecutionOffer;
   health: RuntimeHealth;
   sessionDeps: SessionDeps;
+  /** Seals and opens ListWorkers page tokens. */
+  pageTokens: PageTokens;
   addDiagnostic(severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void;
   /** Publishes on the runtime-wide stream. */
   publish(kind: RuntimeEvent["kind"]): void;
@@ -160,7 +162,9 @@ export class Catalog {
     // UNSPECIFIED matches every status (see worker.proto).
     const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
     checkLabels("label_selector", request.labelSelector, limits.maxLabels, limits.maxLabelValueBytes);
-    const after = decodePageToken("page_token", "workers", request.pageToken);
+    // The filters a token is bound to, in one spelling whatever the request's order or repeats.
+    const filter = [[...new Set(statuses)].sort(), Object.entries(request.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
+    const after = this.init.pageTokens.decode("page_token", "workers", filter, request.pageToken);
     if (typeof after === "number") throw invalidArgument("page_token", "is not a valid page token");
     const selector = Object.entries(request.labelSelector);
     const { workers, more } = this.workers.page(
@@ -172,7 +176,7 @@ export class Catalog {
     const last = workers[workers.length - 1];
     return create(ListWorkersResponseSchema, {
       workers: workers.map((worker) => clone(WorkerSchema, worker)),
-      nextPageToken: more && last ? encodePageToken("workers", orderKey(last)) : "",
+      nextPageToken: more && last ? this.init.pageTokens.encode("workers", filter, orderKey(last)) : "",
     });
   }
 

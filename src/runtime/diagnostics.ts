@@ -1,7 +1,8 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DiagnosticSchema, type Diagnostic, type DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { DiagnosticsReporter } from "./execution-backend.js";
 
 /** What a diagnostic says, before it gets an id and a time. */
 export interface DiagnosticInit {
@@ -14,9 +15,11 @@ export interface DiagnosticInit {
 /**
  * A bounded log of things an operator should know about. The oldest
  * entries are dropped past the bound, so a flapping problem cannot grow
- * memory without limit.
+ * memory without limit. `add` records one occurrence; `report` and `clear`
+ * keep an ongoing problem (a provider that is down) as one entry per code,
+ * counted, until it is over.
  */
-export class DiagnosticLog {
+export class DiagnosticLog implements DiagnosticsReporter {
   private readonly entries: Diagnostic[] = [];
   private nextId = 1;
 
@@ -27,19 +30,47 @@ export class DiagnosticLog {
 
   /** Records a diagnostic. */
   add(init: DiagnosticInit): Diagnostic {
+    const time = timestampFromDate(this.now());
     const diagnostic = create(DiagnosticSchema, {
       ...init,
       diagnosticId: `d${this.nextId++}`,
-      time: timestampFromDate(this.now()),
+      time,
+      count: 1,
+      lastSeen: time,
     });
     this.entries.push(diagnostic);
     if (this.entries.length > this.capacity) this.entries.shift();
     return diagnostic;
   }
 
-  /** Diagnostics newest first. */
+  /**
+   * Records an ongoing problem by code: the first report adds it, later
+   * ones count it and refresh its severity, message and last-seen time
+   * (its id and first time stay, so pages stay stable).
+   */
+  report(problem: { severity: DiagnosticSeverity; code: string; message: string }): void {
+    const known = this.entries.find((d) => d.code === problem.code && d.worker === undefined);
+    if (!known) {
+      this.add(problem);
+      return;
+    }
+    known.count++;
+    known.severity = problem.severity;
+    known.message = problem.message;
+    known.lastSeen = timestampFromDate(this.now());
+  }
+
+  /** Removes the runtime-wide diagnostics with these codes. */
+  clear(codes: readonly string[]): void {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const entry = this.entries[i] as Diagnostic;
+      if (entry.worker === undefined && codes.includes(entry.code)) this.entries.splice(i, 1);
+    }
+  }
+
+  /** Diagnostics newest first (copies: `report` updates entries in place). */
   newestFirst(): Diagnostic[] {
-    return [...this.entries].reverse();
+    return this.entries.map((d) => clone(DiagnosticSchema, d)).reverse();
   }
 
   /** How many are held. */

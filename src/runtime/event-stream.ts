@@ -5,7 +5,7 @@ import { Subscription, type StreamItem } from "./subscription.js";
 
 /** How a {@link DurableEventStream} persists and reads its events. */
 export interface EventStreamInit<E> {
-  /** Cursor letter of the stream. */
+  /** The stream its cursors name (see cursor.ts). */
   stream: CursorStream;
   /** Seq of the last durable event at start-up. */
   lastSeq: bigint;
@@ -61,6 +61,11 @@ export class DurableEventStream<E> {
     this.delivered = init.lastSeq;
     this.lastAssignedTranscriptSeq = init.lastTranscriptSeq ?? 0n;
     this.lastDurableTranscriptSeq = this.lastAssignedTranscriptSeq;
+  }
+
+  /** The stream its cursors name: decodes resume cursors and encodes snapshot cursors. */
+  get cursorStream(): CursorStream {
+    return this.init.stream;
   }
 
   /** Seq of the last event delivered to observers: the live resume point. */

@@ -2,8 +2,10 @@ import type { Usage } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { Run, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { Logger } from "./logger.js";
 
 /**
  * The seam between a Worker and whatever executes its runs (SPEC §6.1).
@@ -31,6 +33,43 @@ export interface ExecutionBackend {
    * returned as `{ kind: "failed" }` with a typed reason.
    */
   execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome>;
+  /**
+   * Called once by the Runtime the backend is plugged into, before any run:
+   * hands it the Runtime's diagnostics and logger, so that problems outside
+   * any one run (a provider that rejects the key or is down) reach
+   * `ListDiagnostics` and the log.
+   */
+  attach?(host: BackendHost): void;
+  /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
+  limits?(): ExecutionLimits;
+}
+
+/** What the Runtime gives a backend it hosts. */
+export interface BackendHost {
+  diagnostics: DiagnosticsReporter;
+  logger: Logger;
+}
+
+/**
+ * Where a backend records problems an operator should see. A problem is
+ * keyed by its stable code, so one that recurs is one diagnostic with a
+ * count and a last-seen time, not one per occurrence.
+ */
+export interface DiagnosticsReporter {
+  /** Records `code`, or counts it again and refreshes its severity, message and last-seen time. */
+  report(problem: { severity: DiagnosticSeverity; code: string; message: string }): void;
+  /** Removes the diagnostics with these codes: the problem is over. */
+  clear(codes: readonly string[]): void;
+}
+
+/** Bounds of an execution backend (SPEC §2.7: every bound is documented). */
+export interface ExecutionLimits {
+  /** Longest silence between two provider stream events before the stream counts as cut. */
+  streamIdleTimeoutMs: number;
+  /** Largest answer plus reasoning of one model turn, in UTF-8 bytes. */
+  maxAnswerBytes: number;
+  /** Total time one run may spend retrying failed model requests. */
+  retryBudgetMs: number;
 }
 
 /** Whether a backend can run input. */
@@ -87,6 +126,12 @@ export interface RunSink {
   /** Counts one model turn (request) for the run. */
   turn(): void;
   /**
+   * Reports that a model request failed transiently and will be retried
+   * after `delayMs`: watchers get a live `retry_scheduled` event and the run
+   * counts it (`retries`, `last_retry`).
+   */
+  retry(retry: RetryInit): void;
+  /**
    * Puts the run in AWAITING_APPROVAL with the pending call visible to
    * clients, and resolves with the client's decision. Rejects with an
    * AbortError when the run is cancelled while waiting.
@@ -99,6 +144,21 @@ export interface ToolCallDeltaInit {
   toolCallId?: string;
   toolName?: string;
   argumentsDelta?: string;
+}
+
+/** One retry of a model request. */
+export interface RetryInit {
+  /** Which retry of the run this is, from 1. */
+  attempt: number;
+  delayMs: number;
+  /** Why the request failed (never holds credentials). */
+  reason: string;
+  /** The provider's HTTP status, when it answered. */
+  httpStatus?: number;
+  /** The network error code when it did not, e.g. "ECONNREFUSED". */
+  cause?: string;
+  /** What is left of the run's retry budget after the delay. */
+  budgetRemainingMs: number;
 }
 
 /** A tool call waiting for approval. */
@@ -118,7 +178,7 @@ export interface ApprovalResult {
 /** How a run ended, as the backend reports it. */
 export type RunOutcome =
   | { kind: "completed"; stopReason: StopReason }
-  | { kind: "failed"; reason: ErrorReason; message: string }
+  | { kind: "failed"; reason: ErrorReason; message: string; metadata?: Record<string, string> }
   | { kind: "cancelled" };
 
 /** Thrown by a RunSink used after its run has ended. */

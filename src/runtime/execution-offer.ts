@@ -6,7 +6,7 @@ import { type Profile, type ProfileSelector, ProfileSelectorSchema } from "../..
 import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
-import type { ExecutionBackend } from "./execution-backend.js";
+import type { ExecutionBackend, ExecutionLimits } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
@@ -35,6 +35,19 @@ export class ExecutionOffer {
   /** Tool capabilities the backend can grant. */
   toolCapabilities(): string[] {
     return this.backend?.toolCapabilities() ?? [];
+  }
+
+  /** The backend's bounds on runs (zeros without a backend, or one that reports none). */
+  executionLimits(): ExecutionLimits {
+    return this.backend?.limits?.() ?? { streamIdleTimeoutMs: 0, maxAnswerBytes: 0, retryBudgetMs: 0 };
+  }
+
+  /**
+   * The backend's name for GetRuntime, or "" while it is not configured
+   * (e.g. the OpenAI backend without a key): the field's documented meaning.
+   */
+  backendName(): string {
+    return this.backend && this.notConnectedReason() === undefined ? this.backend.name : "";
   }
 
   /** Names of the allowed workspace roots. */

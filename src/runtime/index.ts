@@ -8,6 +8,10 @@
  * embedder uses to run a Runtime; below, what someone implementing a store
  * or an execution backend plugs into it with.
  */
+import { keepByteOrderMarks } from "./text-encoding.js";
+
+// Process-wide, before anything decodes: a string's leading U+FEFF is content.
+keepByteOrderMarks();
 
 // ---- Above: embedding a Runtime ----
 
@@ -56,8 +60,12 @@ export {
   RunClosedError,
   type ApprovalResult,
   type BackendAvailability,
+  type BackendHost,
+  type DiagnosticsReporter,
   type ExecutionBackend,
+  type ExecutionLimits,
   type PendingToolCall,
+  type RetryInit,
   type RunOutcome,
   type RunRequest,
   type RunSink,

@@ -11,15 +11,21 @@ import {
 import type { AllocationManager } from "./allocations.js";
 import type { DiagnosticLog } from "./diagnostics.js";
 import type { Limits } from "./limits.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import type { PageTokens } from "./page-token.js";
 import { checkEnum, checkId, resolvePageSize } from "./validation.js";
 
 /** Diagnostics, newest first, paginated and filtered by severity and worker. */
-export function listDiagnostics(diagnostics: DiagnosticLog, request: ListDiagnosticsRequest, limits: Limits): ListDiagnosticsResponse {
+export function listDiagnostics(
+  diagnostics: DiagnosticLog,
+  request: ListDiagnosticsRequest,
+  limits: Limits,
+  pageTokens: PageTokens,
+): ListDiagnosticsResponse {
   const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
   checkEnum("min_severity", request.minSeverity, DiagnosticSeveritySchema);
   if (request.workerId !== "") checkId("worker_id", request.workerId);
-  const after = decodePageToken("page_token", "diagnostics", request.pageToken);
+  const filter = [request.minSeverity, request.workerId];
+  const after = pageTokens.decode("page_token", "diagnostics", filter, request.pageToken);
   const matching = diagnostics
     .newestFirst()
     .filter((d) => d.severity >= request.minSeverity && (request.workerId === "" || d.worker?.workerId === request.workerId));
@@ -30,19 +36,24 @@ export function listDiagnostics(diagnostics: DiagnosticLog, request: ListDiagnos
   const more = start >= 0 && start + pageSize < matching.length;
   return create(ListDiagnosticsResponseSchema, {
     diagnostics: page,
-    nextPageToken: more && last ? encodePageToken("diagnostics", last.diagnosticId) : "",
+    nextPageToken: more && last ? pageTokens.encode("diagnostics", filter, last.diagnosticId) : "",
   });
 }
 
 /** Workspace leases in the order they were taken, paginated. */
-export function listAllocations(allocations: AllocationManager, request: ListAllocationsRequest, limits: Limits): ListAllocationsResponse {
+export function listAllocations(
+  allocations: AllocationManager,
+  request: ListAllocationsRequest,
+  limits: Limits,
+  pageTokens: PageTokens,
+): ListAllocationsResponse {
   const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
-  const after = decodePageToken("page_token", "allocations", request.pageToken);
+  const after = pageTokens.decode("page_token", "allocations", [], request.pageToken);
   const start = typeof after === "number" ? after : 0;
   const all = allocations.list();
   const page = all.slice(start, start + pageSize);
   return create(ListAllocationsResponseSchema, {
     allocations: page.map((a) => clone(AllocationSchema, a)),
-    nextPageToken: start + pageSize < all.length ? encodePageToken("allocations", start + pageSize) : "",
+    nextPageToken: start + pageSize < all.length ? pageTokens.encode("allocations", [], start + pageSize) : "",
   });
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import {
@@ -75,6 +76,8 @@ class MemoryStore implements RuntimeStore {
   readonly kind = "memory" as const;
   private readonly workers = new Map<string, WorkerData>();
   private readonly runtimeEvents: EventWindow;
+  /** Each memory store is its own data: cursors of another one are foreign. */
+  private readonly storeId = randomBytes(16).toString("hex");
 
   constructor(private readonly eventRetention: number) {
     this.runtimeEvents = new EventWindow(eventRetention);
@@ -83,6 +86,7 @@ class MemoryStore implements RuntimeStore {
   async open(init: StoreOpenInit): Promise<OpenedStore> {
     return {
       runtimeId: init.runtimeId ?? init.generateRuntimeId(),
+      storeId: this.storeId,
       workers: [],
       lastRuntimeEventSeq: 0n,
       diagnostics: [],

@@ -2,7 +2,7 @@ import { clone, create } from "@bufbuild/protobuf";
 import { WorkerSnapshotSchema, type WorkerEvent, type WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { encodeCursor } from "./cursor.js";
+import { encodeCursor, type CursorStream } from "./cursor.js";
 import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "./in-flight.js";
 
 /**
@@ -18,7 +18,11 @@ export class ObservedState {
   private worker: Worker;
   private seq: bigint;
 
-  constructor(worker: Worker, seq: bigint) {
+  constructor(
+    worker: Worker,
+    seq: bigint,
+    private readonly cursors: CursorStream,
+  ) {
     this.worker = clone(WorkerSchema, worker);
     this.seq = seq;
   }
@@ -49,7 +53,7 @@ export class ObservedState {
       worker: clone(WorkerSchema, this.worker),
       queuedRuns: runs.filter((run) => run.status === RunStatus.QUEUED).map((run) => clone(RunSchema, run)),
       inFlight: this.inFlight.snapshot(),
-      cursor: encodeCursor("w", this.seq),
+      cursor: encodeCursor(this.cursors, this.seq),
       ...(active ? { activeRun: clone(RunSchema, active) } : {}),
     });
   }

@@ -84,7 +84,7 @@ export function endRun(run: Run, outcome: RunOutcome, interrupted: boolean, now:
     case "failed":
       run.status = RunStatus.FAILED;
       run.stopReason = StopReason.ERROR;
-      run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message });
+      run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message, metadata: outcome.metadata ?? {} });
       break;
   }
 }

@@ -1,5 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
-import { RunSchema, RunStatus, RunStatusSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { RunStatus, RunStatusSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import {
   type ListRunsRequest,
@@ -13,7 +13,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import type { PageTokens } from "./page-token.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkEnum, resolvePageSize } from "./validation.js";
@@ -23,18 +23,20 @@ import type { WorkerSession } from "./worker-session.js";
 const MAX_RUN_READS_PER_PAGE = 20;
 
 /**
- * A worker's runs, newest first, paginated and filtered by status. Runs in
- * memory (active, queued) are shown as they are now, not as last stored.
+ * A worker's runs, newest first, paginated and filtered by status. Runs
+ * memory knows better (active, queued, unsaved) are shown as they are now.
  */
 export async function listRuns(
   store: RuntimeStore,
   session: WorkerSession,
   request: ListRunsRequest,
   limits: Limits,
+  pageTokens: PageTokens,
 ): Promise<ListRunsResponse> {
   const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
   checkEnum("status", request.status, RunStatusSchema);
-  const after = decodePageToken("page_token", "runs", request.pageToken);
+  const filter = [session.workerId, request.status];
+  const after = pageTokens.decode("page_token", "runs", filter, request.pageToken);
   if (typeof after === "string") throw invalidArgument("page_token", "is not a valid page token");
   let before = after;
   const runs: Run[] = [];
@@ -48,8 +50,7 @@ export async function listRuns(
     }
     for (const { ordinal, run } of chunk) {
       before = ordinal;
-      const live = session.activeRun?.runId === run.runId ? session.activeRun : session.queuedRuns.find((q) => q.runId === run.runId);
-      const current = live ? clone(RunSchema, live) : run;
+      const current = session.liveRun(run.runId) ?? run;
       if (request.status !== RunStatus.UNSPECIFIED && current.status !== request.status) continue;
       runs.push(current);
       if (runs.length === pageSize) break;
@@ -61,7 +62,7 @@ export async function listRuns(
   }
   return create(ListRunsResponseSchema, {
     runs,
-    nextPageToken: !exhausted && before !== undefined ? encodePageToken("runs", before) : "",
+    nextPageToken: !exhausted && before !== undefined ? pageTokens.encode("runs", filter, before) : "",
   });
 }
 

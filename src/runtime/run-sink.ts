@@ -6,12 +6,13 @@ import { UsageSchema, type Usage } from "../../gen/worker_runtime/v1/common_pb.j
 import {
   InFlightBlockDiscardedSchema,
   ReasoningDeltaSchema,
+  RetryScheduledSchema,
   TextDeltaSchema,
   ToolCallDeltaSchema,
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { PendingApprovalSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { PendingApprovalSchema, ProviderRetrySchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
@@ -71,6 +72,12 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
       (run.usage ?? (run.usage = create(UsageSchema))).modelRequests++;
     },
     requestApproval: (call, signal) => awaitApproval(active, call, signal, host),
+    retry: (init) => {
+      const retry = create(ProviderRetrySchema, { ...init, time: timestampFromDate(host.now()) });
+      live({ case: "retryScheduled", value: create(RetryScheduledSchema, { runId, retry }) });
+      run.retries++;
+      run.lastRetry = retry;
+    },
   };
 }
 

@@ -4,7 +4,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { RuntimeStore } from "./store.js";
-import { StoreHealth } from "./store-health.js";
+import { describeStoreFailure, StoreHealth } from "./store-health.js";
 
 /** What {@link RuntimeHealth} needs from its runtime. */
 export interface RuntimeHealthInit {
@@ -60,12 +60,9 @@ export class RuntimeHealth {
   storeResult(source: string, error: unknown): void {
     const change = this.storeHealth.report(source, error);
     if (change === "failed") {
-      this.init.logger.error("store write failed; runtime degraded", { source, cause: String((error as Error).message ?? error) });
-      this.init.addDiagnostic(
-        DiagnosticSeverity.ERROR,
-        "store.write_failed",
-        "the store cannot write (disk full or I/O error); the runtime is degraded",
-      );
+      const why = describeStoreFailure(error);
+      this.init.logger.error("store write failed; runtime degraded", { source, reason: why, cause: String((error as Error).message ?? error) });
+      this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", `the store cannot write (${why}); the runtime is degraded`);
     }
     this.afterChange(change);
   }

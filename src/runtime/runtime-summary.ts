@@ -61,9 +61,10 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       eventRetention: limits.eventRetention,
       maxWorkers: limits.maxWorkers,
       maxLabels: limits.maxLabels,
+      ...offer.executionLimits(),
     }),
     capabilities: create(RuntimeCapabilitiesSchema, {
-      executionBackend: offer.backend?.name ?? "",
+      executionBackend: offer.backendName(),
       executionAvailable: offer.notConnectedReason() === undefined,
       executionUnavailableReason: offer.notConnectedReason() ?? "",
       profiles: offer.profiles(),

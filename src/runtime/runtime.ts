@@ -1,6 +1,7 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
+import { randomBytes } from "node:crypto";
 import { BusyPolicySchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
@@ -9,6 +10,7 @@ import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_inter
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { inBackground } from "./background-write.js";
 import { Catalog } from "./catalog.js";
+import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
 import { DurableEventStream } from "./event-stream.js";
@@ -18,6 +20,7 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { silentLogger } from "./logger.js";
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
+import { PageTokens } from "./page-token.js";
 import { listRuns, readTranscript } from "./run-queries.js";
 import type { Runtime, RuntimeOptions } from "./runtime-api.js";
 import { RuntimeHealth } from "./runtime-health.js";
@@ -49,17 +52,21 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     generateRuntimeId: () => newId("rt"),
   });
   const { runtimeId } = opened;
+  const storeId = opened.storeId ?? "";
+  // Sealed with the store's identity, page tokens survive restarts; without one they last as long as the process.
+  const pageTokens = new PageTokens(`${runtimeId}\0${storeId || randomBytes(32).toString("hex")}`);
   const logger = options.logger ?? silentLogger;
   const startedAt = new Date();
   const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits);
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
+  options.executionBackend?.attach?.({ diagnostics, logger });
   const addDiagnostic = (severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void => {
     const worker = workerId !== undefined ? { worker: create(WorkerRefSchema, { runtimeId, workerId }) } : {};
     diagnostics.add({ severity, code, message, ...worker });
   };
   const health = new RuntimeHealth({ store, logger, probeIntervalMs: limits.storeProbeIntervalMs, addDiagnostic });
   const runtimeEvents = new DurableEventStream<RuntimeEvent>({
-    stream: "r",
+    stream: runtimeCursorStream(runtimeId, storeId),
     lastSeq: opened.lastRuntimeEventSeq,
     encode: (event) => toBinary(RuntimeEventSchema, event),
     persistEvents: (events) => store.appendRuntimeEvents(events),
@@ -79,6 +86,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     health,
     addDiagnostic,
     publish,
+    pageTokens,
     sessionDeps: {
       store,
       backend: offer.backend,
@@ -92,6 +100,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       publishWorker: (worker) => publish({ case: "workerUpdated", value: worker }),
       publishRun: (run) => publish({ case: "runChanged", value: run }),
       checkAcceptingWork: () => health.checkAcceptingWork(),
+      cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     },
   });
   for (const diagnostic of opened.diagnostics) {
@@ -140,8 +149,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         workers: [...catalog.sessions()].map((session) => session.worker),
         diagnosticCount: diagnostics.size,
       }),
-    listDiagnostics: (request) => listDiagnostics(diagnostics, request, limits),
-    listAllocations: (request) => listAllocations(catalog.allocations, request, limits),
+    listDiagnostics: (request) => listDiagnostics(diagnostics, request, limits, pageTokens),
+    listAllocations: (request) => listAllocations(catalog.allocations, request, limits, pageTokens),
     putConfigBundle: () => {
       throw unimplemented("PutConfigBundle");
     },
@@ -180,7 +189,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       return session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason);
     },
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
-    listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits),
+    listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),
     readTranscript: (request) => readTranscript(store, catalog.session("worker", request.worker), request, limits),
     watchWorker: (request, watchOptions) => {
       const session = catalog.session("worker", request.worker);

@@ -1,6 +1,7 @@
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { CursorStream } from "./cursor.js";
 import type { ExecutionBackend } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
@@ -24,4 +25,6 @@ export interface SessionDeps {
   publishRun(run: Run): void;
   /** Refuses new input while the runtime drains. */
   checkAcceptingWork(): void;
+  /** The stream a worker's cursors name (bound to runtime, store and worker; see cursor.ts). */
+  cursorStreamOf(workerId: string): CursorStream;
 }

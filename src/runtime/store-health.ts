@@ -42,3 +42,31 @@ export class StoreHealth {
     return wasDegraded && !this.degraded ? "recovered" : undefined;
   }
 }
+
+/** What common system error codes mean, for diagnostics an operator reads. */
+const CODE_MEANINGS: Record<string, string> = {
+  ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
+  EROFS: "read-only file system",
+  EIO: "I/O error",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EMFILE: "too many open files",
+};
+
+/**
+ * Says why a store write failed, by the system error code found on the
+ * error or its causes (e.g. "ENOSPC: no space left on device"). Only the
+ * code is used: system error messages name host paths, which must not
+ * reach clients.
+ */
+export function describeStoreFailure(error: unknown): string {
+  for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    const code = "code" in current ? current.code : undefined;
+    if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+      const meaning = CODE_MEANINGS[code];
+      return meaning ? `${code}: ${meaning}` : code;
+    }
+  }
+  return "disk full or I/O error";
+}

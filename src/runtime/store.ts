@@ -43,8 +43,11 @@ export interface RuntimeStore {
   deleteWorker(workerId: string): Promise<void>;
 
   /**
-   * Inserts or replaces a run (latest state wins). `init.fingerprint` is what
-   * a durable store hands back with the run's request id at open
+   * Inserts or replaces a run (latest state wins), durable on resolve. Reads
+   * (`getRun`, `listRuns`) see the new version from the call on, before it
+   * is durable: the runtime shows a run's end at once, so a read after it
+   * must too. A failed write leaves the previous version. `init.fingerprint`
+   * is what a durable store hands back with the run's request id at open
    * ({@link RestoredWorker.recentRequestIds}); the core computes it, so its
    * idempotency rule lives in one place and the store never re-derives it.
    */
@@ -108,6 +111,15 @@ export interface OpenedStore {
   runtimeId: string;
   /** Every worker, in creation order. */
   workers: RestoredWorker[];
+  /**
+   * The identity of this store's data: random, fixed for its life (a durable
+   * store persists it; a replaced data dir has a new one), never shown to
+   * clients. Cursors are bound to it and page tokens sealed with it, so
+   * neither outlives the data it points into. Empty for stores that have
+   * none (data written before it existed); the Runtime then binds cursors to
+   * runtime and worker only and seals page tokens with a per-process secret.
+   */
+  storeId?: string;
   /** Seq of the last runtime-wide event (0n when none). */
   lastRuntimeEventSeq: bigint;
   /** Problems found while opening (torn tails repaired, workers quarantined...). */

@@ -37,12 +37,13 @@ export function workerWatchPlan(
   subscribe: () => Subscription<WorkerEvent>,
   pacing: LivePacing,
 ): WatchPlan<typeof WorkerEventSchema, typeof WatchWorkerResponseSchema> {
-  const afterSeq = decodeCursor("after_cursor", "w", afterCursor);
+  const cursors = session.events.cursorStream;
+  const afterSeq = decodeCursor("after_cursor", cursors, afterCursor);
   const delivered = session.events.lastDeliveredSeq;
-  checkResumePoint("w", afterSeq, store.earliestEventSeq(session.workerId), delivered);
+  checkResumePoint(cursors, afterSeq, store.earliestEventSeq(session.workerId), delivered);
   const subscription = subscribe();
   return {
-    stream: "w",
+    stream: cursors,
     eventSchema: WorkerEventSchema,
     responseSchema: WatchWorkerResponseSchema,
     eventsFieldNo: 1,
@@ -66,9 +67,10 @@ export function runtimeWatchPlan(
   snapshot: (cursor: string) => MessageInitShape<typeof RuntimeSnapshotSchema>,
   limits: Limits,
 ): WatchPlan<typeof RuntimeEventSchema, typeof WatchRuntimeResponseSchema> {
-  const afterSeq = decodeCursor("after_cursor", "r", afterCursor);
+  const cursors = events.cursorStream;
+  const afterSeq = decodeCursor("after_cursor", cursors, afterCursor);
   const delivered = events.lastDeliveredSeq;
-  checkResumePoint("r", afterSeq, store.earliestRuntimeEventSeq(), delivered);
+  checkResumePoint(cursors, afterSeq, store.earliestRuntimeEventSeq(), delivered);
   if (events.subscriberCount >= limits.maxWatchersPerWorker) {
     throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, "too many WatchRuntime streams", {
       limit: String(limits.maxWatchersPerWorker),
@@ -76,11 +78,11 @@ export function runtimeWatchPlan(
   }
   const subscription = events.subscribe();
   return {
-    stream: "r",
+    stream: cursors,
     eventSchema: RuntimeEventSchema,
     responseSchema: WatchRuntimeResponseSchema,
     eventsFieldNo: 1,
-    first: create(WatchRuntimeResponseSchema, { snapshot: snapshot(encodeCursor("r", delivered)) }),
+    first: create(WatchRuntimeResponseSchema, { snapshot: snapshot(encodeCursor(cursors, delivered)) }),
     subscription,
     afterSeq,
     snapshotSeq: delivered,

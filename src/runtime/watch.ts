@@ -172,6 +172,7 @@ function runIdOf(event: WorkerEvent): string | undefined {
     case "reasoningDelta":
     case "toolCallDelta":
     case "blockDiscarded":
+    case "retryScheduled":
       return kind.value.runId;
     default:
       return undefined;

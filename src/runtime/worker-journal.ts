@@ -2,7 +2,7 @@ import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { NoticeSchema, TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
@@ -10,6 +10,7 @@ import { DurableEventStream } from "./event-stream.js";
 import type { SessionDeps } from "./session-deps.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
 import type { StreamItem } from "./subscription.js";
+import { UnsavedRuns } from "./unsaved-runs.js";
 
 /**
  * Everything a worker writes: run records, worker snapshots, transcript
@@ -22,6 +23,8 @@ import type { StreamItem } from "./subscription.js";
 export class WorkerJournal {
   /** The worker's ordered event stream, continuing from what the store restored. */
   readonly events: DurableEventStream<WorkerEvent>;
+  /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
+  readonly unsaved = new UnsavedRuns();
   private deleted = false;
 
   constructor(
@@ -33,7 +36,7 @@ export class WorkerJournal {
   ) {
     const workerId = this.workerId;
     this.events = new DurableEventStream<WorkerEvent>({
-      stream: "w",
+      stream: deps.cursorStreamOf(workerId),
       lastSeq: restored?.lastEventSeq ?? 0n,
       lastTranscriptSeq: restored?.lastTranscriptSeq ?? 0n,
       encode: encodeWorkerEvent,
@@ -63,7 +66,7 @@ export class WorkerJournal {
   putRun(run: Run): Promise<void> {
     if (this.deleted) return Promise.resolve();
     const fingerprint = requestFingerprint(run);
-    return this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run), { fingerprint }));
+    return this.unsaved.track(run, this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run), { fingerprint })));
   }
 
   /** Announces a run change, here and on the runtime-wide stream. */
@@ -103,6 +106,12 @@ export class WorkerJournal {
       (entry, seq, cursor) => create(WorkerEventSchema, { seq, cursor, time: now, kind: { case: "transcriptAppended", value: entry } }),
     );
     return entry;
+  }
+
+  /** Commits a failed run's notice; a failed write is reported (health), not thrown: the run ends anyway. */
+  async commitFailureNotice(runId: string, message: string): Promise<void> {
+    const notice = create(NoticeSchema, { code: "run.failed", message });
+    await this.commitEntry(runId, { case: "notice", value: notice }).catch(() => {});
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */

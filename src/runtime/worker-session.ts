@@ -3,7 +3,6 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { NoticeSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { inBackground } from "./background-write.js";
@@ -47,7 +46,7 @@ export class WorkerSession {
   ) {
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
     for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? []) this.requestIds.remember(requestId, { runId, fingerprint });
-    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n);
+    this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n, deps.cursorStreamOf(worker.ref?.workerId ?? ""));
     this.journal = new WorkerJournal(worker, record, deps, restored, (item, event) => {
       this.observed.apply(event);
       if (item.seq > 0n) this.worker.lastEventSeq = item.seq;
@@ -69,11 +68,12 @@ export class WorkerSession {
     const { createRequestId, createFingerprint } = restored.record;
     const session = new WorkerSession(worker, { createRequestId, createFingerprint }, deps, restored);
     if (restored.quarantined !== undefined) return session;
+    // A failed write (disk full) is reported, not fatal: reads show the run interrupted (unsaved-runs.ts).
     for (const run of restored.unfinishedRuns) {
       endRun(run, { kind: "cancelled" }, true, deps.now());
-      await session.journal.recordRun(run);
+      await session.journal.recordRun(run).catch(() => {});
     }
-    if (wasBusy || restored.unfinishedRuns.length > 0) await session.journal.saveWorker();
+    if (wasBusy || restored.unfinishedRuns.length > 0) await session.journal.saveWorker().catch(() => {});
     return session;
   }
 
@@ -217,10 +217,16 @@ export class WorkerSession {
     await this.cancelEverything(true);
   }
 
+  /** A run as memory knows it better than the store: active, queued, or a version the store failed to write. */
+  liveRun(runId: string): Run | undefined {
+    const live = this.activeRun?.runId === runId ? this.activeRun : (this.queue.find(runId) ?? this.journal.unsaved.get(runId));
+    return live && clone(RunSchema, live);
+  }
+
   /** Returns a run from memory or the store. */
   async getRun(runId: string): Promise<Run> {
-    const live = this.activeRun?.runId === runId ? this.activeRun : this.queue.find(runId);
-    if (live) return clone(RunSchema, live);
+    const live = this.liveRun(runId);
+    if (live) return live;
     const stored = await this.deps.store.getRun(this.workerId, runId);
     if (!stored) throw notFound("run_id", runId);
     return stored;
@@ -267,9 +273,11 @@ export class WorkerSession {
       now: () => this.deps.now(),
       isOpen: (candidate) => this.holds(candidate),
     });
-    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps).then((outcome) =>
-      this.finish(active, outcome),
-    );
+    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps).then(async (outcome) => {
+      // The notice is durable before the run shows as ended: whoever reads the run FAILED finds it.
+      if (outcome.kind === "failed" && this.holds(active)) await this.journal.commitFailureNotice(run.runId, outcome.message);
+      return this.finish(active, outcome);
+    });
   }
 
   /** Ends the active run with its outcome and starts the next one. */
@@ -280,14 +288,9 @@ export class WorkerSession {
     const { run } = active;
     endRun(run, outcome, interrupted, this.deps.now());
     addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
-    const writes: Promise<unknown>[] = [];
-    if (outcome.kind === "failed") {
-      const notice = create(NoticeSchema, { code: "run.failed", message: outcome.message });
-      writes.push(this.journal.commitEntry(run.runId, { case: "notice", value: notice }));
-    }
-    writes.push(this.journal.recordRun(run));
+    const recorded = this.journal.recordRun(run);
     this.startNext();
-    await Promise.all(writes).catch((error: unknown) => {
+    await recorded.catch((error: unknown) => {
       this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
     });
   }

@@ -23,7 +23,14 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
       ]);
     }
     return new ConnectError(error.rawMessage, error.code, error.metadata, [
-      { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: {} } },
+      { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: metadataFor(error) } },
+    ]);
+  }
+  if (isClientGone(error)) {
+    // Routine: the client hung up (e.g. a reflection stream cut while reading requests).
+    logger.info("client went away", { cause: error instanceof Error ? error.message : String(error) });
+    return new ConnectError("client went away", Code.Canceled, undefined, [
+      { desc: ErrorDetailSchema, value: { reason: ErrorReason.INTERNAL, metadata: {} } },
     ]);
   }
   logger.error("internal error", { cause: error instanceof Error ? (error.stack ?? error.message) : String(error) });
@@ -50,6 +57,8 @@ function reasonForCode(code: Code): ErrorReason {
     case Code.InvalidArgument:
       return ErrorReason.INVALID_ARGUMENT;
     case Code.ResourceExhausted:
+    // The client's own deadline is a limit too; errors.proto has no reason of its own for it.
+    case Code.DeadlineExceeded:
       return ErrorReason.LIMIT_EXCEEDED;
     case Code.Unauthenticated:
       return ErrorReason.UNAUTHENTICATED;
@@ -60,4 +69,40 @@ function reasonForCode(code: Code): ErrorReason {
     default:
       return ErrorReason.INTERNAL;
   }
+}
+
+/** connect-es's message for a message over readMaxBytes / writeMaxBytes. */
+const MESSAGE_SIZE = /larger than configured (?:read|write)MaxBytes (\d+)/;
+
+/** The metadata LIMIT_EXCEEDED promises ("limit"), for protocol-level errors. */
+function metadataFor(error: ConnectError): Record<string, string> {
+  if (error.code === Code.DeadlineExceeded) return { limit: "deadline" };
+  const size = MESSAGE_SIZE.exec(error.rawMessage)?.[1];
+  if (error.code === Code.ResourceExhausted && size !== undefined) return { limit: size };
+  return {};
+}
+
+/** Node error codes that mean the client hung up, not that the server failed. */
+const CLIENT_GONE_CODES = new Set([
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_STREAM_CANCEL",
+  "ECONNRESET",
+  "EPIPE",
+]);
+
+/**
+ * Whether an error is a routine client disconnect (an aborted stream, a
+ * socket closed mid-request): logged at info, never as a server failure.
+ */
+export function isClientGone(error: unknown): boolean {
+  if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.Canceled)) return true;
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    const nodeCode = (cause as NodeJS.ErrnoException).code;
+    if (nodeCode !== undefined && CLIENT_GONE_CODES.has(nodeCode)) return true;
+  }
+  return false;
 }

@@ -40,25 +40,39 @@ export function createHealthService(runtime: Runtime, serviceNames: readonly str
         yield create(HealthCheckResponseSchema, { status: ServingStatus.SERVICE_UNKNOWN });
         return;
       }
+      // A change may come while the generator is parked at `yield` (the
+      // transport has not taken the last message yet), when there is no
+      // waiter to wake: count changes, and wait only when none is unseen.
+      let changes = 0;
       let wake: (() => void) | undefined;
-      const unsubscribe = runtime.onStatusChange(() => wake?.());
+      const notify = (): void => {
+        changes++;
+        wake?.();
+      };
+      const unsubscribe = runtime.onStatusChange(notify);
       // Unsubscribe on abort itself: a generator blocked on a write may never resume.
       const onAbort = (): void => {
         unsubscribe();
-        wake?.();
+        notify();
       };
       context.signal.addEventListener("abort", onAbort);
       try {
         let last: ServingStatus | undefined;
+        let seen = -1;
         while (!context.signal.aborted) {
+          if (seen === changes) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = undefined;
+            continue;
+          }
+          seen = changes;
           const status = statusOf(request.service);
           if (status !== last) {
             last = status;
             yield create(HealthCheckResponseSchema, { status });
           }
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
         }
       } finally {
         unsubscribe();

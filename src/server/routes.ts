@@ -1,5 +1,8 @@
-import { createFileRegistry, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { createFileRegistry, fromBinary, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { descriptorSetBase64 } from "../../gen/descriptor-set.js";
+import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
@@ -29,6 +32,7 @@ const SERVED_FILES: DescFile[] = [
   file_worker_runtime_v1_worker_interaction,
   file_worker_runtime_v1_worker_observation,
   file_worker_runtime_v1_errors,
+  file_google_rpc_status,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
@@ -51,7 +55,7 @@ export const SERVED_SERVICES: readonly string[] = [
  * in-memory transport.
  */
 export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void {
-  const registry = registryOf(SERVED_FILES);
+  const registry = reflectionRegistry(SERVED_FILES);
   const reflection = createReflectionServices(registry, SERVED_SERVICES);
   return (router) => {
     router.service(RuntimeManagement, createRuntimeManagementService(runtime));
@@ -62,6 +66,19 @@ export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void 
     router.service(ServerReflection, reflection.v1);
     router.service(ServerReflectionV1alpha, reflection.v1alpha);
   };
+}
+
+/**
+ * What reflection serves: every file of proto/ and its imports with their
+ * source comments, from the descriptor set buf generate writes
+ * (gen/descriptor-set.js), so grpcurl and `buf curl` show the documentation
+ * written in the protos. The descriptors protoc-gen-es embeds in gen/ carry
+ * no comments; they are the fallback should the set lack a served file.
+ */
+function reflectionRegistry(files: DescFile[]): FileRegistry {
+  const documented = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.from(descriptorSetBase64, "base64")));
+  if (files.every((file) => documented.getFile(file.proto.name) !== undefined)) return documented;
+  return registryOf(files);
 }
 
 /** A registry holding the given files and all of their dependencies (for reflection). */
@@ -85,17 +102,26 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: mapStreamErrors(response.message, logger) };
+      return { ...response, message: mapStreamErrors(response.message, request.signal, logger) };
     } catch (error) {
       throw toConnectError(error, logger);
     }
   };
 }
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger): AsyncIterable<T> {
+/**
+ * Maps a stream's errors, and ends a stream that stopped because its
+ * deadline ran out with DEADLINE_EXCEEDED: the handlers stop quietly when
+ * their signal aborts, and an OK ending would tell the client the stream
+ * (a watch, a run) had ended normally.
+ */
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal, logger: Logger): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (error) {
     throw toConnectError(error, logger);
+  }
+  if (signal.aborted && signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded) {
+    throw toConnectError(signal.reason, logger);
   }
 }

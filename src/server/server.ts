@@ -1,4 +1,4 @@
-import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import {
   compressionBrotli,
   compressionGzip,
@@ -8,9 +8,11 @@ import {
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
+import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Logger, Runtime } from "../runtime/index.js";
 import { createAuthInterceptor } from "./auth.js";
+import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { createErrorInterceptor, createRoutes } from "./routes.js";
 
@@ -31,6 +33,11 @@ export interface RuntimeServerOptions {
    * (ALPN), so one port serves gRPC, Connect and gRPC-Web to every client.
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * After the drain, how long connections get to close politely (GOAWAY,
+   * idle HTTP/1.1 closed) before every socket is destroyed; default 2000.
+   */
+  closeTimeoutMs?: number;
   /** Largest deadline a client may ask for. */
   maxTimeoutMs?: number;
   /** Structured logger. */
@@ -103,12 +110,22 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  // Every raw socket on every listener: a client can hold one with no session
+  // (silent since connecting, or its session already gone) or stop reading, and
+  // only destroying the socket itself ends such a connection.
+  const sockets = new Set<net.Socket>();
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+  h2.on("connection", track);
   const h2Address = await listen(h2, options.host, options.port);
 
   let h1: http.Server | undefined;
   let http1Address: string | undefined;
   if (options.http1Port !== undefined) {
     h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
+    h1.on("connection", track);
     http1Address = await listen(h1, options.host, options.http1Port);
   }
 
@@ -121,12 +138,15 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
         await options.runtime.drain(graceMs);
         const closed = Promise.all([closeServer(h2), h1 ? closeServer(h1) : Promise.resolve()]);
         await options.runtime.close();
+        // Polite first: GOAWAY lets clients finish what is in flight.
         for (const session of sessions) session.close();
         h1?.closeIdleConnections();
+        // Then, whatever the clients do, every connection ends after a bounded close.
         const forced = setTimeout(() => {
           for (const session of sessions) session.destroy();
           h1?.closeAllConnections();
-        }, 2_000);
+          for (const socket of sockets) socket.destroy();
+        }, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
         await closed;
         clearTimeout(forced);
       })();
@@ -134,6 +154,9 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     },
   };
 }
+
+/** How long connections get to close politely after the drain, before they are destroyed. */
+const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 
 /**
  * connectNodeAdapter, plus {@link withTypedProtocolErrors} around every
@@ -159,10 +182,31 @@ function createNodeHandler(
     handler(universalRequestFromNodeRequest(request, response, undefined, undefined))
       .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
       .catch((reason: unknown) => {
-        if (ConnectError.from(reason).code === Code.Aborted) return;
+        if (isClientGone(reason)) {
+          logger.info("client went away", { path: request.url, cause: String(reason) });
+          return;
+        }
         logger.error("request handler failed", { path: request.url, cause: String(reason) });
       });
+    // Once the response's trailers are out (the compat layer sends them on
+    // "wantTrailers"), not when the adapter's promise settles: over HTTP/2
+    // that waits for the stream to close, which an unread request never does.
+    if ("stream" in request) request.stream.once("wantTrailers", () => setImmediate(() => endUnreadRequest(request)));
   };
+}
+
+/**
+ * A response can end before its request was read to the end: an oversize
+ * message is refused from its length prefix or content-length. Over HTTP/2
+ * the unread stream would stay open, holding the client's flow-control
+ * window and the session's memory until the session dies, so it is reset
+ * with NO_ERROR, which RFC 9113 §8.1 provides for exactly this (the
+ * complete response stays valid). Node's HTTP/1.1 server reads and
+ * discards the rest itself, so the keep-alive connection stays usable.
+ */
+function endUnreadRequest(request: http2.Http2ServerRequest): void {
+  const { stream } = request;
+  if (!stream.destroyed && !stream.closed && !request.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {

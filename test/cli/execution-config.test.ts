@@ -39,4 +39,25 @@ describe("serve execution flags", () => {
     expect(local.availability()).toEqual({ available: true });
     await expect(backendFromFlags({ profiles: join(dir, "nope.json") }, {})).rejects.toThrow(/cannot read --profiles: ENOENT/);
   });
+
+  it("sets the stream idle timeout, answer cap and retry budget from flags over OPENAI_*, within their bounds", async () => {
+    const env = { OPENAI_API_KEY: "sk-env", OPENAI_STREAM_IDLE_TIMEOUT_MS: "300000", OPENAI_MAX_ANSWER_BYTES: "2048", OPENAI_RETRY_BUDGET_MS: "5000" };
+    expect((await backendFromFlags({}, env)).limits?.()).toEqual({ streamIdleTimeoutMs: 300_000, maxAnswerBytes: 2048, retryBudgetMs: 5000 });
+    const flagged = await backendFromFlags(
+      { "openai-stream-idle-timeout-ms": "600000", "openai-max-answer-bytes": "4096", "openai-retry-budget-ms": "0" },
+      env,
+    );
+    expect(flagged.limits?.()).toEqual({ streamIdleTimeoutMs: 600_000, maxAnswerBytes: 4096, retryBudgetMs: 0 });
+    expect((await backendFromFlags({}, { OPENAI_API_KEY: "sk-env" })).limits?.()).toEqual({
+      streamIdleTimeoutMs: 120_000,
+      maxAnswerBytes: 1024 * 1024,
+      retryBudgetMs: 60_000,
+    });
+    await expect(backendFromFlags({ "openai-stream-idle-timeout-ms": "10" }, {})).rejects.toThrow(
+      /--openai-stream-idle-timeout-ms .* must be between 1000 and 3600000, not 10/,
+    );
+    await expect(backendFromFlags({ "openai-max-answer-bytes": "1e6" }, {})).rejects.toThrow(/must be a whole number/);
+    await expect(backendFromFlags({}, { OPENAI_MAX_ANSWER_BYTES: "99999999" })).rejects.toThrow(ExecutionConfigError);
+    await expect(backendFromFlags({ "openai-retry-budget-ms": "-1" }, {})).rejects.toThrow(ExecutionConfigError);
+  });
 });

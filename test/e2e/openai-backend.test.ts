@@ -1,6 +1,5 @@
 import { mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { Code } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -108,9 +107,11 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     expect(text).toBe(full);
   });
 
-  it("cancels mid-stream: provider connection closed within 200 ms, CANCELLED, partial text kept", async () => {
+  // How fast the connection closes is a bench figure (`npm run bench -- cancel`), not a test assertion.
+  it("cancels mid-stream: the provider sees the connection closed, CANCELLED, partial text kept", async () => {
     const worker = await s.newWorker();
-    s.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "tick ".repeat(300), pieceSize: 5 }), delayMs: 15 });
+    // "hang": the response never ends by itself, so only the cancel can close the connection.
+    s.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "tick ".repeat(300), pieceSize: 5 }), delayMs: 15, end: "hang" });
     const { run } = await s.clients.interaction.sendInput({ worker: worker.ref, input: { text: "count" } });
     const runId = run?.runId ?? "";
     await s.fake.waitForRequests(1);
@@ -118,10 +119,9 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
       const snapshot = await firstSnapshot(s, worker.ref);
       return (snapshot?.inFlight ?? []).some((block) => block.text.length >= 20);
     }, 5_000, "partial text in flight");
-    const cancelledAt = performance.now();
+    expect(s.fake.requests[0]?.clientClosedAt).toBeUndefined();
     await s.clients.interaction.cancelRun({ worker: worker.ref, runId });
-    const closedAt = await s.fake.waitForClientClose(0);
-    expect(closedAt - cancelledAt).toBeLessThan(200);
+    await s.fake.waitForClientClose(0);
     const final = await s.waitForRun(worker, runId, ended, "run end");
     expect(final.status).toBe(RunStatus.CANCELLED);
     const transcript = await s.clients.observation.readTranscript({ worker: worker.ref });

@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { replyChunks, reply } from "../support/openai-chunks.js";
 import { RecordingSink } from "../support/recording-sink.js";
@@ -34,17 +33,18 @@ describe("cancel", () => {
     await h.close();
   });
 
-  it("aborts the provider request mid-stream: connection closed within 200 ms, partial text committed", async () => {
+  // How fast the connection closes is a bench figure (`npm run bench -- cancel`), not a test assertion.
+  it("aborts the provider request mid-stream: the provider sees the connection closed, partial text committed", async () => {
     const text = "word ".repeat(200);
-    h.fake.enqueue({ kind: "stream", chunks: replyChunks({ text, pieceSize: 5 }), delayMs: 20 });
+    // "hang": the response never ends by itself, so only the client's abort can close the connection.
+    h.fake.enqueue({ kind: "stream", chunks: replyChunks({ text, pieceSize: 5 }), delayMs: 20, end: "hang" });
     const sink = new RecordingSink("run-cancel-stream");
     const controller = new AbortController();
     const running = h.run({ input: "talk", signal: controller.signal, sink, runId: "run-cancel-stream" });
     await sink.waitFor((e) => e.type === "text" && sink.streamedText().length >= 15);
-    const cancelledAt = performance.now();
+    expect(h.fake.requests[0]?.clientClosedAt).toBeUndefined();
     controller.abort();
-    const closedAt = await h.fake.waitForClientClose(0);
-    expect(closedAt - cancelledAt).toBeLessThan(200);
+    await h.fake.waitForClientClose(0);
 
     const { outcome } = await running;
     expect(outcome).toEqual({ kind: "cancelled" });

@@ -141,6 +141,34 @@ describe("provider failures", () => {
     ]);
   });
 
+  it("records the splice of a cut answer: a notice at the cut with what was asked, replayed in later history", async () => {
+    h = await startHarness();
+    const full = "The quick brown fox jumps over the lazy dog.";
+    h.fake.enqueue(
+      { kind: "stream", chunks: replyChunks({ text: full, pieceSize: 4 }), end: "cut", cutAfter: 4 },
+      reply({ text: "own fox jumps over the lazy dog.", usage: { prompt: 30, completion: 9 } }),
+      reply({ text: "Yes." }),
+    );
+    const sink = new RecordingSink("r1");
+    await h.run({ input: "say it", sink, runId: "r1" });
+    expect(sink.transcript.map((e) => e.content.case)).toEqual(["userMessage", "assistantMessage", "notice", "assistantMessage"]);
+    const notice = sink.committed("notice")[0];
+    expect(notice?.code).toBe("answer.continued");
+    expect(notice?.message).toContain("cut after 12 bytes");
+    expect(notice?.message).toContain(CONTINUE_PROMPT);
+    // The cut response brought no usage; its tokens are estimated rather than lost.
+    expect(sink.usage.outputTokens).toBeGreaterThan(9n);
+    expect(sink.usage.inputTokens).toBeGreaterThan(30n);
+
+    await h.run({ input: "again?", sink, runId: "r2" });
+    expect(h.fake.requests[2]?.body.messages.slice(-4)).toEqual([
+      { role: "assistant", content: "The quick br" },
+      { role: "user", content: CONTINUE_PROMPT },
+      { role: "assistant", content: "own fox jumps over the lazy dog." },
+      { role: "user", content: "again?" },
+    ]);
+  });
+
   it("discards the partial tool call of a cut stream so watchers drop it", async () => {
     h = await startHarness();
     // Role chunk, one text piece, the tool call's header and one argument piece, then the cut.
@@ -244,6 +272,18 @@ describe("provider failures", () => {
     expect(outcome.kind === "failed" && outcome.message).toContain("exceeded 100 bytes");
     expect(sink.committed("assistantMessage").map((m) => m.text).join("").length).toBeLessThanOrEqual(110);
     await h.fake.waitForClientClose(0);
+  });
+
+  it("streams and commits nothing past maxAnswerBytes: the crossing chunk is cut at the cap on a character boundary", async () => {
+    // 2 + 2 × 100 bytes; the cap (101) falls inside the second piece, in the middle of an "é".
+    h = await startHarness({ maxAnswerBytes: 101 });
+    h.fake.enqueue(reply({ reasoning: "ab", text: "é".repeat(100), pieceSize: 30 }));
+    const { outcome, sink } = await h.run({ input: "go on" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    const streamed = sink.events.map((e) => (e.type === "text" || e.type === "reasoning" ? e.text : "")).join("");
+    expect(streamed).toBe(`ab${"é".repeat(49)}`);
+    expect(sink.committed("reasoning").map((r) => r.text)).toEqual(["ab"]);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["é".repeat(49)]);
   });
 
   it("fails LIMIT_EXCEEDED when one turn's tool-call arguments outgrow maxToolArgumentsBytes, running nothing", async () => {

@@ -174,8 +174,48 @@ describe("OpenAI backend runs", () => {
     expect(h.fake.requests[0]?.body.tools?.map((t) => t.function.name)).toEqual(["read_file", "list_files", "search_files"]);
     expect(sink.committed("toolResult")[0]).toMatchObject({
       isError: true,
-      output: 'tool "run_command" is not available to this worker',
+      output: 'tool "run_command" is not available to this worker; the tools it may call are: read_file, list_files, search_files',
     });
+  });
+
+  it("tells the model calling an unknown tool that no tool is available when none is offered", async () => {
+    h.fake.enqueue(reply({ toolCalls: [{ id: "c1", name: "delete_everything", arguments: "{}" }] }), reply({ text: "ok" }));
+    const { sink } = await h.run({ input: "go" });
+    expect(sink.committed("toolResult")[0]).toMatchObject({
+      isError: true,
+      output: 'tool "delete_everything" is not available to this worker; it may call no tools',
+    });
+  });
+
+  it("commits, runs and replays interleaved parallel tool calls in index order, not arrival order", async () => {
+    await writeFile(join(h.workspace, "a.txt"), "alpha");
+    await writeFile(join(h.workspace, "b.txt"), "beta");
+    const header = (index: number, id: string) => ({ index, id, type: "function", function: { name: "read_file", arguments: "" } });
+    const args = (index: number, piece: string) => ({ index, function: { arguments: piece } });
+    // Index 1 starts first; the two calls' argument pieces interleave, once in one delta.
+    const chunks = [
+      chunk({ role: "assistant", content: "" }),
+      chunk({ tool_calls: [header(1, "call_b")] }),
+      chunk({ tool_calls: [header(0, "call_a")] }),
+      chunk({ tool_calls: [args(1, '{"path":'), args(0, '{"path":')] }),
+      chunk({ tool_calls: [args(0, '"a.txt"}')] }),
+      chunk({ tool_calls: [args(1, '"b.txt"}')] }),
+      chunk({}, "tool_calls"),
+    ];
+    h.fake.enqueue({ kind: "stream", chunks }, reply({ text: "read both" }));
+    const { outcome, sink } = await h.run({ input: "read a and b", capabilities: ["fs.read"] });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("toolCall").map((c) => [c.toolCallId, c.argumentsJson])).toEqual([
+      ["call_a", '{"path":"a.txt"}'],
+      ["call_b", '{"path":"b.txt"}'],
+    ]);
+    expect(sink.committed("toolResult").map((r) => [r.toolCallId, r.output])).toEqual([
+      ["call_a", "alpha"],
+      ["call_b", "beta"],
+    ]);
+    const replayed = h.fake.requests[1]?.body.messages.slice(-3);
+    expect(replayed?.[0]?.tool_calls?.map((c) => c.id)).toEqual(["call_a", "call_b"]);
+    expect(replayed?.slice(1).map((m) => m.tool_call_id)).toEqual(["call_a", "call_b"]);
   });
 
   it.each([

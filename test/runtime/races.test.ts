@@ -15,6 +15,7 @@ import {
   type Runtime,
   type RuntimeStore,
 } from "../../src/runtime/index.js";
+import { cursorAt } from "../support/cursors.js";
 import { eventually } from "../support/harness.js";
 import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 
@@ -181,8 +182,11 @@ describe("races and failures in the core", () => {
     for (let i = 0; i < 3; i++) last = (await send(runtime, worker, `m${i}`, BusyPolicy.ENQUEUE)).runId;
     await eventually(async () => (await statusOf(runtime, worker, last)) === RunStatus.COMPLETED);
     const lastSeq = runtime.getWorker({ worker: worker.ref }).lastEventSeq;
+    const peek = new AbortController();
+    const current = (await runtime.watchWorker({ $typeName: "worker_runtime.v1.WatchWorkerRequest", worker: worker.ref, afterCursor: "" }, { signal: peek.signal }).next()).value?.snapshot?.cursor ?? "";
+    peek.abort();
     const stream = runtime.watchWorker(
-      { $typeName: "worker_runtime.v1.WatchWorkerRequest", worker: worker.ref, afterCursor: `w${(lastSeq - 8n).toString(36)}` },
+      { $typeName: "worker_runtime.v1.WatchWorkerRequest", worker: worker.ref, afterCursor: cursorAt(current, lastSeq - 8n) },
       { signal: new AbortController().signal },
     );
     expect((await stream.next()).value?.snapshot).toBeDefined();

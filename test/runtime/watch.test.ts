@@ -5,6 +5,7 @@ import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { cursorAt, workerCursor } from "../support/cursors.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, PROTOCOLS, startHarness } from "../support/harness.js";
 import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
@@ -76,13 +77,14 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
     it("resumes from the last cursor at 50+ random cut points with no gap and no duplicate", async () => {
       const worker = await suite.newWorker();
       const next = random(protocol === "grpc" ? 7 : 11);
+      const fromStart = cursorAt(await workerCursor(suite.clients, worker.ref), 0n);
 
       // The reference: one uninterrupted watcher from the very start.
       const reference: bigint[] = [];
       const referenceAbort = new AbortController();
       const referenceDone = (async () => {
         try {
-          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w0" }, { signal: referenceAbort.signal })) {
+          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: fromStart }, { signal: referenceAbort.signal })) {
             for (const event of message.events) if (event.seq > 0n) reference.push(event.seq);
           }
         } catch {
@@ -99,7 +101,7 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
 
       // The resumer: cut after a random number of messages, resume from the last cursor.
       const resumed: bigint[] = [];
-      let cursor = "w0";
+      let cursor = fromStart;
       let cuts = 0;
       const finished = async (): Promise<boolean> => {
         const run = await suite.clients.interaction.getRun({ worker: worker.ref, runId: lastRunId });
@@ -185,7 +187,9 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
 
     it("refuses malformed and future cursors", async () => {
       const worker = await suite.newWorker();
-      for (const afterCursor of ["garbage", "r5", "w!", "wzzzzzzzzzzzzzzzzzzzzzzz"]) {
+      const current = await workerCursor(suite.clients, worker.ref);
+      const malformed = ["garbage", "w!", "wzzzzzzzzzzzzzzzzzzzzzzz", `${current}!`, cursorAt(current, 36n ** 14n)];
+      for (const afterCursor of malformed) {
         await expectReason(
           async () => {
             for await (const _ of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor })) break;
@@ -194,9 +198,17 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
           ErrorReason.INVALID_ARGUMENT,
         );
       }
+      // The format before cursors named their stream: refused as foreign, not read as a seq.
       await expectReason(
         async () => {
-          for await (const _ of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: "w999" })) break;
+          for await (const _ of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: "r5" })) break;
+        },
+        Code.InvalidArgument,
+        ErrorReason.CURSOR_FOREIGN,
+      );
+      await expectReason(
+        async () => {
+          for await (const _ of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: cursorAt(current, 999n) })) break;
         },
         Code.InvalidArgument,
         ErrorReason.INVALID_ARGUMENT,
@@ -247,9 +259,10 @@ describe("retention", () => {
       await eventually(async () => (await clients.interaction.getRun({ worker: worker?.ref, runId: lastRun })).run?.status === RunStatus.COMPLETED);
       const lastSeq = harness.runtime.getWorker({ worker: worker?.ref }).lastEventSeq;
       expect(lastSeq).toBeGreaterThan(10n);
+      const first = cursorAt(await workerCursor(clients, worker?.ref), 1n);
       const detail = await expectReason(
         async () => {
-          for await (const _ of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: "w1" })) break;
+          for await (const _ of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: first })) break;
         },
         Code.OutOfRange,
         ErrorReason.CURSOR_EXPIRED,

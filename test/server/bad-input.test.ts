@@ -164,21 +164,27 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
       const detail = await expectReason(
         () => clients.catalog.listWorkers({ runtimeId, pageToken }),
         Code.InvalidArgument,
-        ErrorReason.INVALID_ARGUMENT,
+        ErrorReason.PAGE_TOKEN_INVALID,
       );
       expect(detail.metadata["field"]).toBe("page_token");
     }
     // A token is bound to its list.
-    await expectReason(() => clients.interaction.listRuns({ worker, pageToken: workersToken }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
-    await expectReason(() => clients.management.listDiagnostics({ pageToken: workersToken }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
-    await expectReason(() => clients.management.listAllocations({ pageToken: workersToken }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+    await expectReason(() => clients.interaction.listRuns({ worker, pageToken: workersToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
+    await expectReason(() => clients.management.listDiagnostics({ pageToken: workersToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
+    await expectReason(() => clients.management.listAllocations({ pageToken: workersToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
     // ...and still works where it belongs.
     const secondPage = await clients.catalog.listWorkers({ runtimeId, pageSize: 1, pageToken: workersToken });
     expect(secondPage.workers[0]?.ref?.workerId).not.toBe(firstPage.workers[0]?.ref?.workerId);
   });
 
   it("refuses a malformed watch cursor", async () => {
-    for (const afterCursor of ["garbage", "r1", "w!", `w${"z".repeat(40)}`]) {
+    const cases: Array<[string, ErrorReason]> = [
+      ["garbage", ErrorReason.INVALID_ARGUMENT],
+      ["r1", ErrorReason.CURSOR_FOREIGN],
+      ["w!", ErrorReason.INVALID_ARGUMENT],
+      [`w${"z".repeat(40)}`, ErrorReason.INVALID_ARGUMENT],
+    ];
+    for (const [afterCursor, reason] of cases) {
       const stream = clients.observation.watchWorker({ worker, afterCursor });
       await expectReason(
         async () => {
@@ -186,7 +192,7 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
           return undefined;
         },
         Code.InvalidArgument,
-        ErrorReason.INVALID_ARGUMENT,
+        reason,
       );
     }
   });

@@ -17,6 +17,7 @@ import {
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createFileStore } from "../../src/store/fs/index.js";
+import { cursorAt, runtimeCursor } from "../support/cursors.js";
 import { clientsFor, eventually, makeTransport, type Clients } from "../support/harness.js";
 
 /**
@@ -68,8 +69,8 @@ describe("file store under SIGKILL", () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), "wr-crash-"));
     dirs.push(dataDir);
     const watched: Watched[] = [];
-    // "r0" = from the very first runtime event: the watcher must see every one of them.
-    const runtimeWatched: RuntimeWatched = { cursor: "r0", lastSeq: 0n, received: new Map(), runs: new Map() };
+    // Set to the runtime stream's cursor at seq 0 in round 0: the watcher must see every event.
+    const runtimeWatched: RuntimeWatched = { cursor: "", lastSeq: 0n, received: new Map(), runs: new Map() };
     const problems: string[] = [];
     let interruptedSeen = 0;
     let runtimeId = "";
@@ -80,6 +81,7 @@ describe("file store under SIGKILL", () => {
       const clients = clientsFor(makeTransport("grpc", `http://${child.address}`, sessions));
       if (round === 0) {
         runtimeId = child.runtimeId;
+        runtimeWatched.cursor = cursorAt(await runtimeCursor(clients, runtimeId), 0n);
         for (let i = 0; i < WORKERS; i++) {
           const { worker } = await clients.catalog.createWorker({ runtimeId, displayName: `crash-${i}` });
           watched.push({ ref: worker!.ref!, cursor: "", lastSeq: 0n, received: new Map(), runs: new Map() });
@@ -230,7 +232,7 @@ async function verifyRuntimeReplay(clients: Clients, runtimeId: string, rw: Runt
   let expected = 1n;
   try {
     if (rw.lastSeq === 0n) return;
-    const stream = clients.observation.watchRuntime({ runtimeId, afterCursor: "r0" }, { signal: abort.signal });
+    const stream = clients.observation.watchRuntime({ runtimeId, afterCursor: cursorAt(rw.cursor, 0n) }, { signal: abort.signal });
     outer: for await (const message of stream) {
       for (const event of message.events) {
         expect(event.seq, "replayed runtime seqs are gap-free from 1").toBe(expected);

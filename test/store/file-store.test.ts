@@ -1,9 +1,12 @@
+import { readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { inputFingerprint } from "../../src/runtime/fingerprint.js";
 import { StoreConflictError, StoreSequenceError } from "../../src/runtime/store.js";
 import { tableCrc32, crc32 } from "../../src/store/fs/crc32.js";
+import { RUNTIME_SNAPSHOT } from "../../src/store/fs/layout.js";
+import { encodeSnapshot } from "../../src/store/fs/snapshot-file.js";
 import {
   entries,
   entryText,
@@ -40,6 +43,34 @@ describe("file store round trips", () => {
     const conflicting = openStore(dir, {}, "rt-other");
     await expect(conflicting).rejects.toBeInstanceOf(StoreConflictError);
     await expect(conflicting).rejects.toThrow(/belongs to runtime "rt-generated".*"rt-other"/);
+  });
+
+  it("persists a random store id with a new data dir; a data dir written before it opens with none", async () => {
+    const first = await openStore(dir);
+    expect(first.opened.storeId).toMatch(/^[0-9a-f]{32}$/);
+    await first.store.close();
+    const again = await openStore(dir);
+    expect(again.opened.storeId).toBe(first.opened.storeId);
+    await again.store.close();
+
+    // runtime.snapshot as earlier versions wrote it: the runtime id only. Not rewritten at open.
+    const snapshotFile = path.join(dir, RUNTIME_SNAPSHOT);
+    await writeFile(snapshotFile, encodeSnapshot(Buffer.from(JSON.stringify({ runtimeId: "rt-generated" }))));
+    const before = await readFile(snapshotFile);
+    const legacy = await openStore(dir);
+    expect(legacy.opened.runtimeId).toBe("rt-generated");
+    expect(legacy.opened.storeId).toBe("");
+    await legacy.store.close();
+    expect(await readFile(snapshotFile)).toEqual(before);
+
+    const other = await tempDataDir();
+    try {
+      const fresh = await openStore(other.dir);
+      expect(fresh.opened.storeId).not.toBe(first.opened.storeId);
+      await fresh.store.close();
+    } finally {
+      await other.cleanup();
+    }
   });
 
   it("appends and reads transcript, events and runtime events in order", async () => {

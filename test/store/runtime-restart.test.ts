@@ -12,6 +12,7 @@ import { DiagnosticSeverity, RuntimeStatus } from "../../gen/worker_runtime/v1/r
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createFileStore, type FileStoreFaults, type FileStoreOptions } from "../../src/store/fs/index.js";
 import type { Runtime } from "../../src/runtime/index.js";
+import { cursorAt, workerCursor } from "../support/cursors.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
@@ -53,6 +54,7 @@ describe("a runtime on the file store", () => {
     const one = await first.clients.interaction.sendInput({ worker: ref, input: { text: "one" } });
     await completed(first.clients, ref, one.run?.runId ?? "");
     const cursor = first.harness.runtime.getWorker({ worker: ref }).lastEventSeq;
+    const savedCursor = cursorAt(await workerCursor(first.clients, ref), cursor);
     const two = await first.clients.interaction.sendInput({ worker: ref, input: { text: "two" }, busyPolicy: BusyPolicy.ENQUEUE });
     await completed(first.clients, ref, two.run?.runId ?? "");
     const before = first.harness.runtime.getWorker({ worker: ref });
@@ -77,7 +79,7 @@ describe("a runtime on the file store", () => {
       const three = await second.clients.interaction.sendInput({ worker: ref, input: { text: "three" } });
       await completed(second.clients, ref, three.run?.runId ?? "");
       const lastSeq = second.harness.runtime.getWorker({ worker: ref }).lastEventSeq;
-      for await (const message of second.clients.observation.watchWorker({ worker: ref, afterCursor: `w${cursor.toString(36)}` })) {
+      for await (const message of second.clients.observation.watchWorker({ worker: ref, afterCursor: savedCursor })) {
         resumed.push(...message.events.filter((e) => e.seq > 0n).map((e) => e.seq));
         if (resumed[resumed.length - 1] === lastSeq) break;
       }

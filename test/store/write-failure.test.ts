@@ -20,6 +20,28 @@ function fullDisk(stage: "write" | "sync", match: RegExp): { faults: FileStoreFa
 }
 
 describe("file store write failures", () => {
+  it("reads see a run version from putRun on; a failed one leaves the previous version", async () => {
+    const disk = fullDisk("write", /runs/);
+    const { store } = await openStore(dir, { faults: disk.faults });
+    await store.putWorker(workerRecord("w1"));
+    await store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST);
+
+    const stored = store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST);
+    expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
+    expect((await store.listRuns("w1", undefined, 1))[0]?.run.status).toBe(RunStatus.COMPLETED);
+    await stored;
+    expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
+
+    disk.set(true);
+    const failed = store.putRun("w1", run("r1", RunStatus.FAILED), NO_REQUEST);
+    expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.FAILED);
+    await expect(failed).rejects.toBeInstanceOf(StoreWriteError);
+    expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
+    expect((await store.listRuns("w1", undefined, 1))[0]?.run.status).toBe(RunStatus.COMPLETED);
+    disk.set(false);
+    await store.close();
+  });
+
   it("rejects with StoreWriteError on ENOSPC, refuses later seqs, and recovers when space returns", async () => {
     const disk = fullDisk("write", /events/);
     const { store } = await openStore(dir, { faults: disk.faults });

@@ -29,17 +29,27 @@ export interface CliProcess {
 
 const LISTENING = /^worker-runtime listening (?:h2c|https)=(\S+)(?: http1=(\S+))? runtime_id=(\S+)$/m;
 
+/** Which CLI build to start, and where. */
+export interface CliEntry {
+  /** Node arguments before the CLI's own (default: run the TypeScript source through tsx). */
+  nodeArgs: readonly string[];
+  cwd: string;
+}
+
+/** The CLI from source, as tests run it by default. */
+export const SOURCE_CLI: CliEntry = { nodeArgs: ["--import", "tsx", "src/cli/main.ts"], cwd: REPO_ROOT };
+
 /**
  * Starts the CLI as `node --import tsx src/cli/main.ts ...` (not `npx`, whose
  * wrapper process would survive a kill and hold the port). The environment
  * is the test's minus the variables that configure the runtime, plus `env`.
  */
-export function startCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
+export function startCli(args: readonly string[], env: Record<string, string> = {}, entry: CliEntry = SOURCE_CLI): CliProcess {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => key !== "WORKER_RUNTIME_TOKEN" && !key.startsWith("OPENAI")),
   );
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-    cwd: REPO_ROOT,
+  const child = spawn(process.execPath, [...entry.nodeArgs, ...args], {
+    cwd: entry.cwd,
     env: { ...inherited, ...env },
   });
   let stdout = "";

@@ -18,6 +18,7 @@ import { InputSchema, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb
 import type {
   ApprovalResult,
   PendingToolCall,
+  RetryInit,
   RunRequest,
   RunSink,
   ToolCallDeltaInit,
@@ -31,7 +32,8 @@ export type SinkEvent =
   | { type: "commit"; blockId: string | undefined; entry: TranscriptEntry }
   | { type: "turn" }
   | { type: "approval"; call: PendingToolCall }
-  | { type: "discard"; blockId: string };
+  | { type: "discard"; blockId: string }
+  | { type: "retry"; retry: RetryInit };
 
 /** Transcript content values by kind. */
 interface ContentValues {
@@ -100,6 +102,9 @@ export class RecordingSink implements RunSink {
     // As the Runtime does: a turn is one model request.
     this.usage.modelRequests++;
     this.record({ type: "turn" });
+  }
+  retry(retry: RetryInit): void {
+    this.record({ type: "retry", retry });
   }
   requestApproval(call: PendingToolCall, signal: AbortSignal): Promise<ApprovalResult> {
     this.record({ type: "approval", call });

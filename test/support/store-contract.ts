@@ -69,6 +69,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
     it("opens empty with the configured runtime id", () => {
       expect(subject.opened).toEqual({
         runtimeId: CONTRACT_RUNTIME_ID,
+        storeId: expect.stringMatching(/^[0-9a-f]{32}$/),
         workers: [],
         lastRuntimeEventSeq: 0n,
         diagnostics: [],
@@ -288,6 +289,15 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         expect((await store.getRun("w1", "r2"))?.status).toBe(RunStatus.QUEUED);
         expect(await store.getRun("w1", "r9")).toBeUndefined();
         expect(await store.getRun("nobody", "r1")).toBeUndefined();
+      });
+
+      it("lets reads see a run version from putRun on, before it is durable", async () => {
+        await store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST);
+        const written = store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST);
+        expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
+        expect((await store.listRuns("w1", undefined, 1))[0]?.run.status).toBe(RunStatus.COMPLETED);
+        await written;
+        expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.COMPLETED);
       });
 
       it("applies puts of one run in call order, without waiting between them", async () => {

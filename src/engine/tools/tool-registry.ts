@@ -52,7 +52,7 @@ export async function executeToolCall(
   const tool = offered.find((candidate) => candidate.name === name);
   let result: ToolOutput;
   try {
-    if (!tool) throw new ToolError(`tool "${name}" is not available to this worker`);
+    if (!tool) throw new ToolError(unavailableTool(name, offered));
     result = await tool.run(parseArgs(argumentsJson), context);
   } catch (error) {
     if (context.signal.aborted) throw context.signal.reason;
@@ -64,6 +64,15 @@ export async function executeToolCall(
     isError: result.isError ?? false,
     truncated: (result.truncated ?? false) || bounded.truncated,
   };
+}
+
+/**
+ * Told to a model that called a tool it was not offered, naming those it
+ * may call, so it can correct itself instead of guessing again.
+ */
+function unavailableTool(name: string, offered: readonly ToolDefinition[]): string {
+  const choices = offered.length > 0 ? `the tools it may call are: ${offered.map((tool) => tool.name).join(", ")}` : "it may call no tools";
+  return `tool "${name}" is not available to this worker; ${choices}`;
 }
 
 function parseArgs(json: string): ToolArgs {

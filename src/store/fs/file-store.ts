@@ -98,7 +98,7 @@ class FileStoreImpl implements FileStore {
     const lock = await DataDirLock.acquire(this.disk.root);
     this.lock = lock;
     try {
-      const runtimeId = await openRuntimeId(this.disk, init);
+      const { runtimeId, storeId } = await openRuntimeId(this.disk, init);
       const runtimeEvents = await openRuntimeEventLog({
         disk: this.disk,
         segmentBytes: this.settings.segmentBytes,
@@ -119,6 +119,7 @@ class FileStoreImpl implements FileStore {
       this.opened = true;
       return {
         runtimeId,
+        storeId,
         workers: workers.restored,
         lastRuntimeEventSeq: runtimeEvents.log.lastSeq,
         diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics],

@@ -1,4 +1,4 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import {
   DEFAULT_LIMITS,
@@ -34,11 +34,16 @@ export type RestoredRuns = Pick<RestoredWorker, "runCount" | "unfinishedRuns" | 
  * so ordinals need no separate bookkeeping and can never have gaps. An
  * in-memory index (run id → ordinal, ordinal → record of its latest version)
  * is built at open and makes `getRun`/`listRuns` O(1) per run returned.
+ * Reads see a version as soon as `put` is called, before it is durable, as
+ * with the memory store: the runtime shows a run's end (worker IDLE) at
+ * once, and a GetRun after that must not still say RUNNING.
  */
 export class RunLog {
   private readonly byId = new Map<string, number>();
   /** Log seq of the latest version of each run, by ordinal - 1. */
   private readonly latest: number[] = [];
+  /** Versions being written, by run id: what reads return until the write settles. */
+  private readonly pending = new Map<string, Run>();
 
   constructor(private readonly log: SegmentedLog) {}
 
@@ -91,16 +96,23 @@ export class RunLog {
       Buffer.from(fingerprint, "utf8"),
       toBinary(RunSchema, run),
     ]);
+    const version = clone(RunSchema, run);
+    this.pending.set(run.runId, version);
     try {
       await this.log.append([{ seq: this.log.nextSeq, body }]);
     } catch (error) {
       // Seq numbers of this log are internal, so every failure is a write failure.
       if (error instanceof StoreWriteError) throw error;
       throw new StoreWriteError("run was not stored: an earlier write failed", { cause: error });
+    } finally {
+      // Durable (and indexed) or failed: either way the log answers from now on.
+      if (this.pending.get(run.runId) === version) this.pending.delete(run.runId);
     }
   }
 
   async get(runId: string): Promise<Run | undefined> {
+    const pending = this.pending.get(runId);
+    if (pending) return clone(RunSchema, pending);
     const ordinal = this.byId.get(runId);
     return ordinal === undefined ? undefined : (await this.readOrdinal(ordinal))?.run;
   }
@@ -126,11 +138,17 @@ export class RunLog {
   }
 
   private async readOrdinal(ordinal: number): Promise<StoredRun | undefined> {
-    const seq = this.latest[ordinal - 1];
-    if (seq === undefined) return undefined;
-    const [record] = await this.log.read(BigInt(seq), 1);
-    const header = record && decodeHeader(record.body);
-    return header ? { ordinal, run: fromBinary(RunSchema, header.runBytes) } : undefined;
+    for (;;) {
+      const seq = this.latest[ordinal - 1];
+      if (seq === undefined) return undefined;
+      const [record] = await this.log.read(BigInt(seq), 1);
+      // A newer version became durable (and left `pending`) during the read: read that one.
+      if (this.latest[ordinal - 1] !== seq) continue;
+      const header = record && decodeHeader(record.body);
+      if (!header) return undefined;
+      const pending = this.pending.get(header.runId);
+      return { ordinal, run: pending ? clone(RunSchema, pending) : fromBinary(RunSchema, header.runBytes) };
+    }
   }
 }
 

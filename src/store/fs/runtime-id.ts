@@ -1,16 +1,18 @@
+import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import { StoreConflictError, type StoreOpenInit } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import { RUNTIME_EVENTS_DIR, RUNTIME_SNAPSHOT, WORKERS_DIR, workerIdFromDirName } from "./layout.js";
-import { decodeRuntimeSnapshot, encodeRuntimeSnapshot } from "./runtime-snapshot.js";
+import { decodeRuntimeSnapshot, encodeRuntimeSnapshot, type RuntimeSnapshot } from "./runtime-snapshot.js";
 
 /**
  * Reads (or on first open, writes) the runtime snapshot and returns the
- * runtime id; also makes sure the top-level directories exist. A damaged
+ * runtime id and the store id (random, drawn when the data dir is created;
+ * see `OpenedStore.storeId`); also makes sure the top-level directories exist. A damaged
  * snapshot stops start-up: it says which runtime owns the data, and
  * guessing would hand the workers to another runtime id.
  */
-export async function openRuntimeId(disk: Disk, init: StoreOpenInit): Promise<string> {
+export async function openRuntimeId(disk: Disk, init: StoreOpenInit): Promise<RuntimeSnapshot> {
   let content: Buffer | undefined;
   try {
     content = await readFile(disk.abs(RUNTIME_SNAPSHOT));
@@ -25,11 +27,11 @@ export async function openRuntimeId(disk: Disk, init: StoreOpenInit): Promise<st
           `unknown. Restore ${RUNTIME_SNAPSHOT} from a backup, or move the data dir aside to start a new runtime.`,
       );
     }
-    const runtimeId = init.runtimeId ?? init.generateRuntimeId();
+    const created = { runtimeId: init.runtimeId ?? init.generateRuntimeId(), storeId: randomBytes(16).toString("hex") };
     await mkdir(disk.abs(WORKERS_DIR), { recursive: true });
     await mkdir(disk.abs(RUNTIME_EVENTS_DIR), { recursive: true });
-    await disk.replaceFile(RUNTIME_SNAPSHOT, encodeRuntimeSnapshot({ runtimeId }));
-    return runtimeId;
+    await disk.replaceFile(RUNTIME_SNAPSHOT, encodeRuntimeSnapshot(created));
+    return created;
   }
   const snapshot = decodeRuntimeSnapshot(content);
   if ("problem" in snapshot) {
@@ -47,5 +49,5 @@ export async function openRuntimeId(disk: Disk, init: StoreOpenInit): Promise<st
   }
   await mkdir(disk.abs(WORKERS_DIR), { recursive: true });
   await mkdir(disk.abs(RUNTIME_EVENTS_DIR), { recursive: true });
-  return snapshot.runtimeId;
+  return snapshot;
 }

@@ -1,0 +1,36 @@
+import { clone } from "@bufbuild/protobuf";
+import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+
+/**
+ * Run versions the store failed to write (disk full). The session's state
+ * has moved on — a run interrupted at start-up, a run that ended — while
+ * the store still holds an older version (e.g. RUNNING), so reads answer
+ * from here until a later write of that run succeeds. Nothing is retried:
+ * a restart interrupts runs the store still has unfinished.
+ */
+export class UnsavedRuns {
+  private readonly versions = new Map<string, { write: number; run: Run }>();
+  private writes = 0;
+
+  /** Tracks one write of `run`; resolves and rejects as `write` does. */
+  track(run: Run, write: Promise<void>): Promise<void> {
+    const n = ++this.writes;
+    const version = clone(RunSchema, run);
+    return write.then(
+      () => {
+        // A later successful write supersedes every earlier failure.
+        if ((this.versions.get(run.runId)?.write ?? Infinity) < n) this.versions.delete(run.runId);
+      },
+      (error: unknown) => {
+        if ((this.versions.get(run.runId)?.write ?? 0) < n) this.versions.set(run.runId, { write: n, run: version });
+        throw error;
+      },
+    );
+  }
+
+  /** The newest version of a run whose write failed, if any. */
+  get(runId: string): Run | undefined {
+    const unsaved = this.versions.get(runId);
+    return unsaved && clone(RunSchema, unsaved.run);
+  }
+}

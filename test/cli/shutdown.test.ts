@@ -1,0 +1,170 @@
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { startCli, type CliProcess } from "../support/cli-process.js";
+
+/**
+ * SIGTERM must end the process within the grace period plus a bounded close,
+ * whatever the clients do: a client that stopped reading (a silent HTTP/2
+ * peer, a SIGSTOPped process with a stream open) or one that left a socket
+ * without a session (connected and said nothing, or an HTTP/1.1 request cut
+ * mid-way) must not hold the process open. The bound checked here is a hang
+ * guard, far above the close budget, not a timing assertion.
+ */
+
+const processes: CliProcess[] = [];
+const sockets: net.Socket[] = [];
+const stopped: number[] = [];
+
+afterEach(() => {
+  for (const pid of stopped.splice(0)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const cli of processes.splice(0)) cli.kill();
+});
+
+const HANG_GUARD_MS = 20_000;
+
+/** An HTTP/2 frame. */
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header.writeUInt8(type, 3);
+  header.writeUInt8(flags, 4);
+  header.writeUInt32BE(streamId, 5);
+  return Buffer.concat([header, payload]);
+}
+
+/** HPACK "literal header field without indexing, new name" (no Huffman; short strings only). */
+function literalHeaders(headers: Record<string, string>): Buffer {
+  return Buffer.concat(
+    Object.entries(headers).map(([name, value]) =>
+      Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]),
+    ),
+  );
+}
+
+/**
+ * A raw HTTP/2 client that opens a WatchRuntime stream and then goes silent:
+ * it never acknowledges settings, never reads, never closes.
+ */
+function silentH2Watcher(address: string, runtimeId: string): Promise<net.Socket> {
+  const [host, port] = splitAddress(address);
+  const headers = literalHeaders({
+    ":method": "POST",
+    ":scheme": "http",
+    ":path": "/worker_runtime.v1.WorkerObservation/WatchRuntime",
+    ":authority": "localhost",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  const message = Buffer.concat([Buffer.from([0x0a, runtimeId.length]), Buffer.from(runtimeId)]);
+  const request = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, host, () => {
+      socket.write(
+        Buffer.concat([
+          Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+          frame(0x4, 0, 0, Buffer.alloc(0)),
+          frame(0x1, 0x4, 1, headers),
+          frame(0x0, 0x1, 1, request),
+        ]),
+      );
+      resolve(socket);
+    });
+    socket.on("error", reject);
+    // Never read: the kernel buffers what the server sends until its window is full.
+    socket.pause();
+    sockets.push(socket);
+  });
+}
+
+/** A socket that connects and says nothing. */
+function mute(address: string): Promise<net.Socket> {
+  const [host, port] = splitAddress(address);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, host, () => resolve(socket));
+    socket.on("error", () => undefined);
+    socket.once("error", reject);
+    sockets.push(socket);
+  });
+}
+
+/** An HTTP/1.1 request whose body never finishes. */
+function halfRequest(address: string): Promise<net.Socket> {
+  const [host, port] = splitAddress(address);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, host, () => {
+      socket.write(
+        "POST /worker_runtime.v1.RuntimeManagement/GetRuntime HTTP/1.1\r\nHost: localhost\r\n" +
+          "Content-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 100\r\n\r\n{",
+      );
+      resolve(socket);
+    });
+    socket.on("error", () => undefined);
+    socket.once("error", reject);
+    sockets.push(socket);
+  });
+}
+
+/** A child process holding a watch over a connect-node client, then SIGSTOPped. */
+async function stoppedWatcher(address: string, runtimeId: string): Promise<void> {
+  const script = `
+    import { createClient } from "@connectrpc/connect";
+    import { createGrpcTransport } from "@connectrpc/connect-node";
+    import { WorkerObservation } from "./gen/worker_runtime/v1/worker_observation_pb.js";
+    const client = createClient(WorkerObservation, createGrpcTransport({ baseUrl: "http://${address}" }));
+    for await (const message of client.watchRuntime({ runtimeId: "${runtimeId}" })) { process.stdout.write("message\\n"); }
+  `;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: new URL("../../", import.meta.url),
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`watcher exited early (${code})`)));
+  });
+  if (child.pid === undefined) throw new Error("no pid");
+  stopped.push(child.pid);
+  child.kill("SIGSTOP");
+}
+
+function splitAddress(address: string): [string, number] {
+  const colon = address.lastIndexOf(":");
+  return [address.slice(0, colon), Number(address.slice(colon + 1))];
+}
+
+async function exitWithin(cli: CliProcess, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | "hung"> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<"hung">((resolve) => (timer = setTimeout(() => resolve("hung"), ms)));
+  try {
+    return await Promise.race([cli.exited, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("SIGTERM with clients that hold connections open", () => {
+  it("exits 0 although clients went silent or left sockets without a session", async () => {
+    const cli = startCli(["serve", "--port", "0", "--http1-port", "0", "--shutdown-grace-ms", "200"]);
+    processes.push(cli);
+    const { h2c, http1, runtimeId } = await cli.listening;
+    if (!http1) throw new Error("no http1 listener");
+    await silentH2Watcher(h2c, runtimeId);
+    await mute(h2c);
+    await mute(http1);
+    await halfRequest(http1);
+    await stoppedWatcher(h2c, runtimeId);
+    // Let the server take every connection in.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    cli.child.kill("SIGTERM");
+    expect(await exitWithin(cli, HANG_GUARD_MS)).toEqual({ code: 0, signal: null });
+    expect(cli.stderr()).toContain('"message":"stopped"');
+  }, 60_000);
+});

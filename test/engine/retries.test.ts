@@ -1,0 +1,177 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { DiagnosticLog } from "../../src/runtime/diagnostics.js";
+import type { RetryInit } from "../../src/runtime/execution-backend.js";
+import type { Logger } from "../../src/runtime/logger.js";
+import { errorReply, reply, replyChunks } from "../support/openai-chunks.js";
+import type { SinkEvent } from "../support/recording-sink.js";
+import { profileWith, startHarness, type Harness } from "./harness.js";
+
+/** A logger that keeps what it is told. */
+function recordingLogger(): Logger & { lines: { level: string; message: string; fields: Record<string, unknown> }[] } {
+  const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+  const at = (level: string) => (message: string, fields: Record<string, unknown> = {}) => {
+    lines.push({ level, message, fields });
+  };
+  return { lines, info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+function retriesOf(events: readonly SinkEvent[]): RetryInit[] {
+  return events.flatMap((e) => (e.type === "retry" ? [e.retry] : []));
+}
+
+const overloaded = errorReply(503, "overloaded", { "retry-after-ms": "100" });
+
+describe("provider retries", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("spends one retry budget per run, across the requests of a resumed answer", async () => {
+    // Each retry waits 200 ms (the provider's retry-after-ms). The first request
+    // spends 600 ms and more of the 2000 ms budget before its stream opens (and
+    // is cut); the continuation goes on from what is left, where a budget per
+    // request would start afresh.
+    const slow = errorReply(503, "overloaded", { "retry-after-ms": "200" });
+    h = await startHarness({ retry: { budgetMs: 2_000, baseDelayMs: 5, maxDelayMs: 20 }, random: () => 0 });
+    h.fake.enqueue(slow, slow, slow, { kind: "stream", chunks: replyChunks({ text: "Hello world", pieceSize: 4 }), end: "cut", cutAfter: 2 });
+    h.fake.setFallback(slow);
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    const opened = sink.events.findIndex((e) => e.type === "turn");
+    expect(opened).toBeGreaterThan(0);
+    expect(retriesOf(sink.events.slice(0, opened))).toHaveLength(3);
+    const afterCut = retriesOf(sink.events.slice(opened));
+    expect(afterCut.length).toBeGreaterThan(0);
+    // What the first request spent (three 200 ms waits, the attempts, the next wait) is gone.
+    expect(afterCut[0]?.budgetRemainingMs).toBeLessThanOrEqual(2_000 - 4 * 200);
+    const retries = retriesOf(sink.events);
+    expect(retries.reduce((sum, r) => sum + r.delayMs, 0)).toBeLessThanOrEqual(2_000);
+    expect(retries.map((r) => r.attempt)).toEqual(retries.map((_, i) => i + 1));
+    for (const [i, retry] of retries.entries()) {
+      expect(retry).toMatchObject({ delayMs: 200, httpStatus: 503 });
+      expect(retry.reason).toContain("HTTP 503: overloaded");
+      if (i > 0) expect(retry.budgetRemainingMs).toBeLessThan(retries[i - 1]?.budgetRemainingMs ?? 0);
+    }
+  });
+
+  it("shows each retry to the sink before waiting it out, then completes", async () => {
+    h = await startHarness();
+    h.fake.enqueue(errorReply(500, "boom"), errorReply(429, "slow down", { "retry-after-ms": "30" }), reply({ text: "ok" }));
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome.kind).toBe("completed");
+    expect(retriesOf(sink.events).map((r) => [r.attempt, r.httpStatus])).toEqual([
+      [1, 500],
+      [2, 429],
+    ]);
+    expect(retriesOf(sink.events)[1]?.delayMs).toBeGreaterThanOrEqual(30);
+    // Each retry is reported before the request it announces.
+    const kinds = sink.events.map((e) => e.type).filter((t) => t === "retry" || t === "turn");
+    expect(kinds).toEqual(["retry", "retry", "turn"]);
+  });
+
+  it("keeps the underlying cause of a dead provider (ECONNREFUSED) in the retries, the log and the error's metadata", async () => {
+    h = await startHarness({ retry: { budgetMs: 200, baseDelayMs: 10, maxDelayMs: 20 } });
+    const logger = recordingLogger();
+    const diagnostics = new DiagnosticLog(10, () => new Date());
+    h.backend.attach?.({ diagnostics, logger });
+    await h.fake.close();
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    if (outcome.kind !== "failed") return;
+    expect(outcome.message).toContain("ECONNREFUSED");
+    expect(outcome.metadata).toMatchObject({ cause: "ECONNREFUSED" });
+    expect(Number(outcome.metadata?.["attempts"])).toBeGreaterThan(1);
+    expect(retriesOf(sink.events).every((r) => r.cause === "ECONNREFUSED" && r.httpStatus === undefined)).toBe(true);
+    const warned = logger.lines.filter((l) => l.level === "warn");
+    expect(warned.length).toBeGreaterThan(0);
+    expect(warned[0]?.fields).toMatchObject({ cause: "ECONNREFUSED", run_id: expect.any(String) });
+    expect(logger.lines.at(-1)).toMatchObject({ level: "error", fields: { cause: "ECONNREFUSED" } });
+    expect(diagnostics.newestFirst().map((d) => d.code)).toEqual(["provider.unavailable"]);
+  });
+
+  it("puts the HTTP status and attempts in the metadata when 5xx outlast the budget", async () => {
+    h = await startHarness({ retry: { budgetMs: 200, baseDelayMs: 10, maxDelayMs: 20 } });
+    h.fake.setFallback(errorReply(502, "bad gateway"));
+    const { outcome } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, metadata: { http_status: "502" } });
+    expect(outcome.kind === "failed" && Number(outcome.metadata?.["attempts"])).toBe(h.fake.requests.length);
+  });
+});
+
+describe("provider problems in the runtime's diagnostics", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("records a 401 once per code with a count and last-seen time, and clears it when the provider works again", async () => {
+    h = await startHarness();
+    let now = new Date("2026-01-01T00:00:00Z");
+    const diagnostics = new DiagnosticLog(10, () => now);
+    h.backend.attach?.({ diagnostics, logger: recordingLogger() });
+    h.fake.enqueue(errorReply(401, "Incorrect API key provided"), errorReply(401, "Incorrect API key provided"), reply({ text: "ok" }));
+    const first = await h.run({ input: "one" });
+    expect(first.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_AUTH_FAILED, metadata: { http_status: "401" } });
+    now = new Date("2026-01-01T00:01:00Z");
+    await h.run({ input: "two" });
+    const [diagnostic, ...others] = diagnostics.newestFirst();
+    expect(others).toEqual([]);
+    expect(diagnostic).toMatchObject({ code: "provider.auth_failed", severity: DiagnosticSeverity.ERROR, count: 2 });
+    expect(diagnostic?.message).toContain("401");
+    expect(diagnostic?.time?.seconds).toBe(BigInt(Date.parse("2026-01-01T00:00:00Z") / 1000));
+    expect(diagnostic?.lastSeen?.seconds).toBe(BigInt(Date.parse("2026-01-01T00:01:00Z") / 1000));
+
+    const { outcome } = await h.run({ input: "three" });
+    expect(outcome.kind).toBe("completed");
+    expect(diagnostics.newestFirst()).toEqual([]);
+  });
+});
+
+describe("engine settings per profile", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("lets a profile shorten the retry budget, and caps a longer one at the runtime's", async () => {
+    h = await startHarness({ retry: { budgetMs: 1_000, baseDelayMs: 5, maxDelayMs: 20 }, random: () => 0 });
+    h.fake.setFallback(overloaded);
+    const short = await h.run({ input: "hi", profile: profileWith(h.companion, { retryBudgetMs: 150 }) });
+    expect(short.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    // 150 ms at 100 ms a retry: one at most.
+    expect(retriesOf(short.sink.events).length).toBeLessThanOrEqual(1);
+    const long = await h.run({ input: "hi", profile: profileWith(h.companion, { retryBudgetMs: 3_600_000 }) });
+    expect(long.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    // The runtime's 1000 ms at 100 ms a retry (less the attempts' own time), not an hour's worth.
+    expect(retriesOf(long.sink.events).length).toBeGreaterThanOrEqual(2);
+    expect(retriesOf(long.sink.events).length).toBeLessThanOrEqual(9);
+  });
+
+  it("lets a profile shorten the stream idle timeout", async () => {
+    h = await startHarness({ streamIdleTimeoutMs: 120_000 });
+    const silent = replyChunks({ text: "Hello there", pieceSize: 6 }).slice(0, 2);
+    h.fake.enqueue({ kind: "stream", chunks: silent, end: "hang" }, reply({ text: "there" }));
+    const { outcome, sink } = await h.run({ input: "greet", profile: profileWith(h.companion, { streamIdleTimeoutMs: 100 }) });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello ", "there"]);
+  }, 10_000);
+
+  it("lets a profile lower the answer cap", async () => {
+    h = await startHarness();
+    h.fake.enqueue(reply({ text: "x".repeat(50), pieceSize: 7 }));
+    const { outcome, sink } = await h.run({ input: "go", profile: profileWith(h.companion, { maxAnswerBytes: 20 }) });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    expect(sink.streamedText()).toBe("x".repeat(20));
+  });
+
+  it("reports its bounds for GetRuntime.limits", async () => {
+    h = await startHarness({ streamIdleTimeoutMs: 30_000, maxAnswerBytes: 65_536, retry: { budgetMs: 15_000 } });
+    expect(h.backend.limits?.()).toEqual({ streamIdleTimeoutMs: 30_000, maxAnswerBytes: 65_536, retryBudgetMs: 15_000 });
+  });
+});

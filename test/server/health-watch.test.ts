@@ -1,0 +1,65 @@
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
+import { createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { createErrorInterceptor, createRoutes } from "../../src/server/index.js";
+import { PROTOCOLS, startHarness } from "../support/harness.js";
+import { ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * grpc.health.v1.Health/Watch must report every change, including one made
+ * while the handler is parked at `yield` (its last message not yet taken by
+ * the transport): a lost NOT_SERVING keeps a draining runtime in rotation.
+ * Over a socket that window is a few microseconds wide; the in-memory
+ * transport hands messages over only when the reader asks, which holds the
+ * handler at its yield and makes the race deterministic.
+ */
+
+/** The next message, or "none" if nothing comes within `ms`. */
+async function nextWithin(iterator: AsyncIterator<HealthCheckResponse>, ms: number): Promise<ServingStatus | "none"> {
+  let timer: NodeJS.Timeout | undefined;
+  const none = new Promise<"none">((resolve) => (timer = setTimeout(() => resolve("none"), ms)));
+  const next = iterator.next().then((result) => (result.done ? ("none" as const) : result.value.status));
+  try {
+    return await Promise.race([next, none]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("Health/Watch", () => {
+  it("reports a drain that happens while the stream waits for its reader (in-memory transport)", async () => {
+    const runtime = await createRuntime({ executionBackend: new ScriptedBackend(), logger: silentLogger });
+    const transport = createRouterTransport(createRoutes(runtime), {
+      router: { interceptors: [createErrorInterceptor(silentLogger)] },
+    });
+    const health = createClient(Health, transport);
+    const abort = new AbortController();
+    const iterator = health.watch({}, { signal: abort.signal })[Symbol.asyncIterator]();
+    try {
+      expect(await nextWithin(iterator, 5_000)).toBe(ServingStatus.SERVING);
+      // The reader has not asked for more: the handler sits at its yield.
+      await runtime.drain(0);
+      expect(await nextWithin(iterator, 5_000)).toBe(ServingStatus.NOT_SERVING);
+    } finally {
+      abort.abort();
+      await runtime.close();
+    }
+  });
+
+  for (const protocol of PROTOCOLS) {
+    it(`reports NOT_SERVING after drain over a real server (${protocol})`, async () => {
+      const harness = await startHarness({ executionBackend: new ScriptedBackend() });
+      const abort = new AbortController();
+      try {
+        const iterator = harness.connect(protocol).health.watch({}, { signal: abort.signal })[Symbol.asyncIterator]();
+        expect(await nextWithin(iterator, 5_000)).toBe(ServingStatus.SERVING);
+        await harness.runtime.drain(0);
+        expect(await nextWithin(iterator, 5_000)).toBe(ServingStatus.NOT_SERVING);
+      } finally {
+        abort.abort();
+        await harness.close();
+      }
+    });
+  }
+});
