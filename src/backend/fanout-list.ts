@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import {
@@ -36,6 +36,8 @@ interface Position {
 export interface FanoutOptions {
   /** Deadline of each Runtime's call; a slow Runtime costs this, not more. */
   perRuntimeTimeoutMs: number;
+  /** The client's own deadline, if shorter calls must respect it. */
+  clientTimeoutMs?: number | undefined;
   logger: Logger;
 }
 
@@ -126,12 +128,15 @@ async function fetchPage(
   signal: AbortSignal,
   options: FanoutOptions,
 ): Promise<Fetched> {
+  const ours = options.clientTimeoutMs === undefined || options.clientTimeoutMs >= options.perRuntimeTimeoutMs;
+  const timeoutMs = ours ? options.perRuntimeTimeoutMs : options.clientTimeoutMs;
   try {
-    const response = await connection.clients.catalog.listWorkers(request, { signal, timeoutMs: options.perRuntimeTimeoutMs });
+    const response = await connection.clients.catalog.listWorkers(request, { signal, timeoutMs });
     return { ok: true, workers: response.workers, next: response.nextPageToken };
   } catch (error) {
     const upstream = ConnectError.from(error);
-    connection.reportFailure(upstream);
+    // A client's own short deadline says nothing about the runtime's health.
+    if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
     const typed = fromUpstream(upstream, connection.runtimeId, options.logger, signal);
     const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
     return {

@@ -66,12 +66,15 @@ function router(context: RoutingContext) {
     fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number }) => Promise<T>,
   ): Promise<T> => {
     const connection = connectionFor(runtimeId);
-    const timeoutMs = Math.min(ctx.timeoutMs() ?? context.callTimeoutMs, context.callTimeoutMs);
+    const clientTimeoutMs = ctx.timeoutMs();
+    const ours = clientTimeoutMs === undefined || clientTimeoutMs >= context.callTimeoutMs;
+    const timeoutMs = ours ? context.callTimeoutMs : clientTimeoutMs;
     try {
       return await fn(connection.clients, { signal: ctx.signal, timeoutMs });
     } catch (error) {
       const upstream = ConnectError.from(error);
-      connection.reportFailure(upstream);
+      // A client's own short deadline says nothing about the runtime's health.
+      if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
       throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
     }
   };
@@ -112,7 +115,8 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
     listWorkers: (request, ctx) =>
       request.runtimeId === ""
         ? listAcrossRuntimes(context.directory, request, ctx.signal, {
-            perRuntimeTimeoutMs: Math.min(context.fanoutTimeoutMs, ctx.timeoutMs() ?? context.fanoutTimeoutMs),
+            perRuntimeTimeoutMs: context.fanoutTimeoutMs,
+            clientTimeoutMs: ctx.timeoutMs(),
             logger: context.logger,
           })
         : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),

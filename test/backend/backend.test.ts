@@ -1,12 +1,15 @@
 import { toJson } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RuntimeEventSchema, WorkerEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
@@ -69,7 +72,7 @@ beforeAll(async () => {
   };
   await writeFile(join(dir, "backend.json"), JSON.stringify(config));
   backend = startCli(
-    ["backend", "--port", "0", "--runtime-id", "rt-emb", "--config", join(dir, "backend.json"), "--token-file", join(dir, "backend.token"), "--fanout-timeout-ms", String(FANOUT_TIMEOUT_MS)],
+    ["backend", "--port", "0", "--http1-port", "0", "--runtime-id", "rt-emb", "--config", join(dir, "backend.json"), "--token-file", join(dir, "backend.token"), "--fanout-timeout-ms", String(FANOUT_TIMEOUT_MS)],
     { RT_B_TOKEN: TOKENS["rt-b"] ?? "" },
   );
   started.push(backend);
@@ -120,6 +123,29 @@ function collect(stream: AsyncIterable<{ events: WorkerEvent[] }>): { events: Wo
   return { events, ended };
 }
 
+/** Reads a stream until `done` says so, or fails after `timeoutMs`; always cancels the stream. */
+async function readUntil<M>(
+  open: (signal: AbortSignal) => AsyncIterable<M> | undefined,
+  done: (message: M) => boolean,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    for await (const message of open(controller.signal) ?? []) {
+      if (done(message)) return;
+    }
+    throw new Error(`${what} ended early`);
+  } catch (error) {
+    if (controller.signal.aborted) throw new Error(`${what}: timed out`);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+}
+
 const durable = (events: readonly WorkerEvent[]): WorkerEvent[] => events.filter((e) => e.seq > 0n);
 
 function runReached(events: readonly WorkerEvent[], runId: string, status: RunStatus): boolean {
@@ -153,11 +179,64 @@ describe("worker-runtime backend over three runtime processes", () => {
     expect(one.nextPageToken).not.toBe("");
   });
 
+  it("serves Connect JSON over HTTP/1.1 like a runtime does", async () => {
+    const http1 = (await backend.listening).http1;
+    const transport = createConnectTransport({
+      baseUrl: `http://${http1}`,
+      httpVersion: "1.1",
+      useBinaryFormat: false,
+      interceptors: [recorder.interceptor, (next) => (request) => {
+        request.header.set("authorization", `Bearer ${BACKEND_TOKEN}`);
+        return next(request);
+      }],
+    });
+    const listed = await createClient(WorkerCatalog, transport).listWorkers({ pageSize: 100 });
+    expect(listed.workers).toHaveLength(10);
+    const registry = await createClient(RuntimeRegistry, transport).listRuntimes({});
+    expect(registry.runtimes.map((r) => [r.runtimeId, r.embedded, r.hasCredentials])).toEqual([
+      ["rt-a", false, true],
+      ["rt-b", false, true],
+      ["rt-c", false, true],
+      ["rt-emb", true, false],
+    ]);
+    // The endpoint keeps scheme, host and port only.
+    expect(registry.runtimes[0]?.endpoint).toBe(`http://${runtimes.get("rt-a")?.address}`);
+  });
+
+  it("gives a runtime that stops answering its own deadline, not everyone's", async () => {
+    const b = runtimes.get("rt-b") as RuntimeProcess;
+    b.cli.child.kill("SIGSTOP");
+    try {
+      const startedAt = Date.now();
+      const page = await client.catalog.listWorkers({ pageSize: 100 });
+      const elapsed = Date.now() - startedAt;
+      expect(page.failedRuntimes.map((f) => [f.runtimeId, f.reason])).toEqual([["rt-b", ErrorReason.RUNTIME_UNAVAILABLE]]);
+      expect(page.workers.map((w) => w.ref?.runtimeId)).toEqual(["rt-a", "rt-a", "rt-a", "rt-c", "rt-c", "rt-c", "rt-emb"]);
+      expect(elapsed).toBeGreaterThanOrEqual(FANOUT_TIMEOUT_MS - 100);
+      expect(elapsed).toBeLessThan(FANOUT_TIMEOUT_MS + 2_000);
+      // Calls to the others are not held up meanwhile.
+      expect((await client.catalog.listWorkers({ runtimeId: "rt-c" })).workers).toHaveLength(3);
+    } finally {
+      b.cli.child.kill("SIGCONT");
+    }
+    await eventually(async () => (await healthOf("rt-b")) === RuntimeHealth.READY, 20_000, "rt-b READY after SIGCONT");
+    expect((await client.catalog.listWorkers({ pageSize: 100 })).failedRuntimes).toEqual([]);
+  }, 40_000);
+
   it("survives SIGKILL and restart of a runtime: partial lists, health, and a relayed watch with exactly the durable events", async () => {
     const a = runtimes.get("rt-a") as RuntimeProcess;
     const created = await client.catalog.createWorker({ runtimeId: "rt-a", displayName: "watched" });
     const worker = created.worker?.ref as WorkerRef;
     const relayed = collect(client.observation.watchWorker({ worker, afterCursor: "w0" }));
+    const runtimeEvents: RuntimeEvent[] = [];
+    const relayedRuntime = (async () => {
+      try {
+        for await (const message of client.observation.watchRuntime({ runtimeId: "rt-a", afterCursor: "r0" })) runtimeEvents.push(...message.events);
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    })();
     const requestsBefore = fake.requests.length;
     const first = await client.interaction.sendInput({ worker, input: { text: "hello" } });
     const firstRunId = first.run?.runId ?? "";
@@ -199,21 +278,45 @@ describe("worker-runtime backend over three runtime processes", () => {
     // An uninterrupted direct watch from cursor zero, started after the restart.
     const relayedDurable = durable(relayed.events);
     const lastSeq = relayedDurable.at(-1)?.seq ?? 0n;
-    const directWatch = new AbortController();
     const directEvents: WorkerEvent[] = [];
-    try {
-      for await (const message of direct.get("rt-a")?.observation.watchWorker({ worker, afterCursor: "w0" }, { signal: directWatch.signal }) ?? []) {
+    await readUntil(
+      (signal) => direct.get("rt-a")?.observation.watchWorker({ worker, afterCursor: "w0" }, { signal }),
+      (message) => {
         directEvents.push(...durable(message.events));
-        if ((directEvents.at(-1)?.seq ?? 0n) >= lastSeq) break;
-      }
-    } finally {
-      directWatch.abort();
-    }
+        return (directEvents.at(-1)?.seq ?? 0n) >= lastSeq;
+      },
+      "direct worker watch",
+    );
     const asJson = (events: WorkerEvent[]): unknown[] => events.map((e) => toJson(WorkerEventSchema, e));
     expect(relayedDurable.map((e) => e.seq)).toEqual(relayedDurable.map((_, i) => BigInt(i + 1)));
     expect(asJson(relayedDurable)).toEqual(asJson(directEvents));
     // Nothing more came through the relay than the direct watch saw.
     expect(durable(relayed.events)).toHaveLength(directEvents.length);
+
+    // The runtime-wide watch was relayed across the restart the same way.
+    let lastRuntimeCursor = "";
+    await readUntil(
+      (signal) => direct.get("rt-a")?.observation.watchRuntime({ runtimeId: "rt-a" }, { signal }),
+      (message) => {
+        lastRuntimeCursor = message.snapshot?.cursor ?? "";
+        return true;
+      },
+      "direct runtime snapshot",
+    );
+    expect(lastRuntimeCursor).not.toBe("");
+    await eventually(() => runtimeEvents.at(-1)?.cursor === lastRuntimeCursor, 10_000, "runtime watch caught up");
+    const directRuntime: RuntimeEvent[] = [];
+    await readUntil(
+      (signal) => direct.get("rt-a")?.observation.watchRuntime({ runtimeId: "rt-a", afterCursor: "r0" }, { signal }),
+      (message) => {
+        directRuntime.push(...message.events);
+        return directRuntime.at(-1)?.cursor === lastRuntimeCursor;
+      },
+      "direct runtime watch",
+    );
+    const runtimeJson = (events: RuntimeEvent[]): unknown[] => events.map((e) => toJson(RuntimeEventSchema, e));
+    expect(runtimeJson(runtimeEvents)).toEqual(runtimeJson(directRuntime));
+    expect(await Promise.race([relayedRuntime, Promise.resolve("still open")])).toBe("still open");
   }, 90_000);
 
   it("shows a wrong token as UNAUTHENTICATED in the registry and backs off its reconnects", async () => {

@@ -85,4 +85,19 @@ describe("ListWorkers across runtimes", () => {
       expect(error?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.INVALID_ARGUMENT);
     }
   });
+
+  it("does not count a client's own short deadline against the runtime's health", async () => {
+    const r1 = backend.directory.get("r1");
+    expect(r1?.health).toBe(RuntimeHealth.READY);
+    const ref = (await catalog.listWorkers({ runtimeId: "r1" })).workers[0]?.ref;
+    const codes = new Set<Code>();
+    for (let i = 0; i < 10; i++) {
+      await catalog.getWorker({ worker: ref }, { timeoutMs: 1 }).catch((e: unknown) => codes.add(ConnectError.from(e).code));
+      await catalog.listWorkers({ pageSize: 100 }, { timeoutMs: 1 }).catch((e: unknown) => codes.add(ConnectError.from(e).code));
+    }
+    expect(codes).toContain(Code.DeadlineExceeded);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(r1?.health).toBe(RuntimeHealth.READY);
+    expect(r1?.snapshot.failedAttempts).toBe(0);
+  });
 });
