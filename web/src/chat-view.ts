@@ -39,6 +39,7 @@ export class ChatView {
   private readonly banner: HTMLElement;
   private readonly error: HTMLElement;
   private readonly status: HTMLElement;
+  private readonly title: HTMLElement;
   private readonly connectivity: HTMLElement;
   private readonly approval: HTMLElement;
   private readonly stopButton: HTMLButtonElement;
@@ -64,6 +65,7 @@ export class ChatView {
     this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
     this.error = h("div", { class: "error", role: "alert", hidden: true });
     this.status = h("span", { class: "status" });
+    this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
     this.approval = h("div", { class: "approval", hidden: true });
     const logRoot = h("div", { class: "log" });
@@ -101,7 +103,7 @@ export class ChatView {
     this.element = h(
       "section",
       { class: "chat" },
-      h("header", { class: "chat-header" }, h("h2", {}, workerId), this.status),
+      h("header", { class: "chat-header" }, this.title, this.status),
       this.banner,
       this.connectivity,
       this.scroller,
@@ -293,6 +295,7 @@ export class ChatView {
 
   private setWorker(worker: Worker): void {
     this.status.textContent = workerStatusText(worker);
+    this.title.textContent = worker.displayName || worker.ref?.workerId || "";
     const notConnected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
     this.connectivity.hidden = !notConnected;
     this.connectivity.textContent = notConnected
@@ -318,7 +321,7 @@ export class ChatView {
       block.kind === InFlightBlockKind.REASONING
         ? h("details", { class: "entry reasoning streaming" }, h("summary", {}, "Reasoning…"), body)
         : block.kind === InFlightBlockKind.TOOL_CALL
-          ? h("div", { class: "entry tool-call streaming" }, h("div", { class: "tool-name" }, `🔧 ${block.toolName}`), body)
+          ? h("div", { class: "entry tool-call streaming" }, h("div", { class: "tool-name" }, `Tool call: ${block.toolName}`), body)
           : h("div", { class: "entry assistant streaming" }, body);
     const live = { block, element, body };
     this.blocks.set(block.blockId, live);
@@ -434,7 +437,7 @@ function renderEntry(entry: TranscriptEntry): HTMLElement {
       return h(
         "details",
         { class: "entry tool-call", "data-seq": seq },
-        h("summary", {}, `🔧 ${content.value.toolName}`),
+        h("summary", {}, `Tool call: ${content.value.toolName}`),
         h("pre", {}, content.value.argumentsJson),
       );
     case "toolResult":
@@ -444,7 +447,7 @@ function renderEntry(entry: TranscriptEntry): HTMLElement {
         h(
           "summary",
           {},
-          `${content.value.isError ? "✗" : "✓"} ${content.value.toolName} result${content.value.truncated ? " (truncated)" : ""}`,
+          `${content.value.isError ? "Failed" : "Result of"} ${content.value.toolName}${content.value.truncated ? " (truncated)" : ""}`,
         ),
         h("pre", {}, content.value.output),
       );
