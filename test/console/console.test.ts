@@ -11,6 +11,7 @@ import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interactio
 import { REPO_ROOT } from "../support/cli-process.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
+import { startCuttableProxy } from "./cuttable-proxy.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
 
 /**
@@ -229,15 +230,43 @@ describe("console with a model provider", () => {
     expect(await page.locator(".approval").isHidden()).toBe(true);
   });
 
+  it("resumes a reply across a dropped browser connection, losing and doubling nothing", async () => {
+    const http1 = new URL(server.url).host;
+    const proxy = await startCuttableProxy(http1);
+    try {
+      await page.goto(`${proxy.url}${new URL(chatUrl).hash}`);
+      await expect.poll(() => page.locator(".log .entry.user").count()).toBe(2);
+      const text = "Streaming on while the browser is away: every piece arrives exactly once, in order.";
+      fake.enqueue(reply({ text, pieceSize: 2 }, { delayMs: 50 }));
+      await page.locator("textarea.input").fill("Keep going");
+      await page.keyboard.press("Enter");
+      await expect
+        .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+        .toMatch(/Stre/);
+      proxy.cut();
+      await expect.poll(() => page.locator(".banner").isVisible(), { timeout: 20_000 }).toBe(true);
+      await shot(page, "6-dropped-connection");
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      proxy.restore();
+      await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 30_000 }).toContain(text);
+      await expect.poll(() => page.locator(".banner").isHidden()).toBe(true);
+      expect(await page.locator(".live .entry").count()).toBe(0);
+      expect((await texts(page, ".log .entry.assistant")).filter((shown) => shown === text)).toHaveLength(1);
+      expect(await texts(page, ".log .entry.user")).toEqual(["Hi there", "Tell me a long story", "Keep going"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("shows a reconnecting banner while the Backend is down, then resumes and answers", async () => {
     await page.goto(chatUrl);
-    await expect.poll(() => page.locator(".log .entry.user").count()).toBe(2);
+    await expect.poll(() => page.locator(".log .entry.user").count()).toBe(3);
     const port = new URL(server.url).port;
     const grpcPort = server.h2c.split(":").pop()!;
     server.cli.kill();
     await server.cli.exited;
     await expect.poll(() => page.locator(".banner").isVisible(), { timeout: 20_000 }).toBe(true);
-    await shot(page, "6-reconnecting");
+    await shot(page, "7-reconnecting");
     server = await startConsole(["--port", port, "--grpc-port", grpcPort, "--data-dir", dataDir, "--workspace-root", `ws=${workspace}`], {
       OPENAI_API_KEY: "test-key",
       OPENAI_BASE_URL: fake.baseURL,
@@ -251,8 +280,8 @@ describe("console with a model provider", () => {
     // Nothing lost, nothing doubled: each message once, in order.
     await expect
       .poll(() => page.locator(".log .entry.user").allTextContents())
-      .toEqual(["Hi there", "Tell me a long story", "Are you back?"]);
-    await shot(page, "7-resumed");
+      .toEqual(["Hi there", "Tell me a long story", "Keep going", "Are you back?"]);
+    await shot(page, "8-resumed");
   });
 });
 
@@ -269,7 +298,7 @@ describe("console without a model provider", () => {
       .poll(() => page.locator(".chat .error").textContent(), { timeout: 20_000 })
       .toMatch(/no model provider is connected.*OPENAI_API_KEY/);
     expect(await page.locator(".log .entry").count()).toBe(0);
-    await shot(page, "8-not-connected");
+    await shot(page, "9-not-connected");
     await page.close();
   });
 });
