@@ -7,7 +7,7 @@ import { defineConfig } from "vitest/config";
  * Chromium. They run in CI in their own
  * project so `npm run test:fast` stays under a minute for day-to-day work.
  */
-const SLOW = ["test/store/crash.test.ts", "test/package/**/*.test.ts", "test/console/**/*.test.ts"];
+const SLOW = ["test/store/crash.test.ts", "test/package/**/*.test.ts", "test/console/console.test.ts"];
 
 export default defineConfig({
   test: {
