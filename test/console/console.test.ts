@@ -145,6 +145,9 @@ describe("console with a model provider", () => {
     await expect
       .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
       .toMatch(/on and/);
+    await page.locator("textarea.input").fill("And another thing");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator(".chat .error").textContent()).toContain("still answering the previous message");
     await page.getByRole("button", { name: "Stop" }).click();
     await expect.poll(() => page.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
