@@ -1,15 +1,11 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type UnknownField } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import {
-  ListWorkersResponseSchema,
-  type ListWorkersRequest,
-  type ListWorkersResponse,
-} from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { Logger } from "../runtime/index.js";
 import { invalidField } from "./backend-errors.js";
+import { listWorkersRaw, workerPageResponse } from "./raw-worker-page.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream } from "./upstream-errors.js";
@@ -38,11 +34,13 @@ export interface FanoutOptions {
   perRuntimeTimeoutMs: number;
   /** The client's own deadline, if shorter calls must respect it. */
   clientTimeoutMs?: number | undefined;
+  /** Whether the response is binary protobuf (else JSON: Workers must be decoded). */
+  binary: boolean;
   logger: Logger;
 }
 
 /** One Runtime's answer or failure. */
-type Fetched = { ok: true; workers: Worker[]; next: string } | { ok: false; failure: RuntimeFailure };
+type Fetched = { ok: true; workers: UnknownField[]; next: string } | { ok: false; failure: RuntimeFailure };
 
 /**
  * ListWorkers with no runtime_id: Workers of every Runtime, ordered by
@@ -54,7 +52,9 @@ type Fetched = { ok: true; workers: Worker[]; next: string } | { ok: false; fail
  * a dead Runtime one deadline for its round, while no round over-fetches
  * more than twice the previous one. Runtimes that are not READY are named
  * in failed_runtimes without being called; so is any Runtime whose call
- * fails.
+ * fails. If the first Runtime has not answered within a fifth of its
+ * deadline, the second is asked at once (a hedge), so a dead first Runtime
+ * costs about one deadline rather than a deadline plus a round.
  */
 export async function listAcrossRuntimes(
   directory: RuntimeDirectory,
@@ -76,7 +76,8 @@ export async function listAcrossRuntimes(
   const fetch = (c: RuntimeConnection, token: string, pageSize: number): Promise<Fetched> =>
     fetchPage(c, { ...request, runtimeId: c.runtimeId, pageSize, pageToken: token }, signal, options);
 
-  const workers: Worker[] = [];
+  const workers: UnknownField[] = [];
+  const hedged = new Map<RuntimeConnection, Promise<Fetched>>();
   let next: Position | undefined;
   let index = 0;
   let waveSize = 1;
@@ -84,9 +85,17 @@ export async function listAcrossRuntimes(
     const need = size - workers.length;
     const wave = candidates.slice(index, index + waveSize);
     waveSize *= 2;
-    const results = await Promise.all(wave.map((c) => fetch(c, startToken(c), need)));
+    // A hedged answer was asked for at least `need` Workers, which the checks below allow.
+    const pending = wave.map((c) => hedged.get(c) ?? fetch(c, startToken(c), need));
+    const second = candidates[1];
+    if (index === 0 && second && !(await answeredWithin(pending[0] as Promise<Fetched>, options.perRuntimeTimeoutMs / 5))) {
+      // The first Runtime is slow: ask the next one now, so a dead first Runtime costs one deadline, not more.
+      hedged.set(second, fetch(second, startToken(second), need));
+    }
     index += wave.length;
-    for (const [i, result] of results.entries()) {
+    for (const [i, answer] of pending.entries()) {
+      // In order, so a page filled by an earlier Runtime does not wait for later ones.
+      const result = await answer;
       const connection = wave[i] as RuntimeConnection;
       if (!result.ok) {
         failed.push(result.failure);
@@ -115,10 +124,18 @@ export async function listAcrossRuntimes(
   }
   if (signal.aborted) throw ConnectError.from(signal.reason);
   const more = next && (!next.after || directory.sorted().some((c) => c.runtimeId > (next as Position).runtimeId));
-  return create(ListWorkersResponseSchema, {
-    workers,
-    nextPageToken: more && next ? encodePosition(next) : "",
-    failedRuntimes: failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0)),
+  const failedRuntimes = failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0));
+  return workerPageResponse(workers, more && next ? encodePosition(next) : "", failedRuntimes, options.binary);
+}
+
+/** Whether `answer` settles within `ms`. */
+function answeredWithin(answer: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void answer.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
   });
 }
 
@@ -131,8 +148,8 @@ async function fetchPage(
   const ours = options.clientTimeoutMs === undefined || options.clientTimeoutMs >= options.perRuntimeTimeoutMs;
   const timeoutMs = ours ? options.perRuntimeTimeoutMs : options.clientTimeoutMs;
   try {
-    const response = await connection.clients.catalog.listWorkers(request, { signal, timeoutMs });
-    return { ok: true, workers: response.workers, next: response.nextPageToken };
+    const page = await listWorkersRaw(connection.transport, request, { signal, timeoutMs });
+    return { ok: true, workers: page.workers, next: page.nextPageToken };
   } catch (error) {
     const upstream = ConnectError.from(error);
     // A client's own short deadline says nothing about the runtime's health.

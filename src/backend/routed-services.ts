@@ -22,6 +22,7 @@ import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
+import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
 import { relayWatch, type ResumableWatch } from "./watch-relay.js";
 
 /** What the routed services need from the Backend. */
@@ -81,6 +82,11 @@ function router(context: RoutingContext) {
   return { call, connectionFor };
 }
 
+/** Whether the client reads binary protobuf (gRPC, gRPC-Web, Connect+proto); JSON clients need decoded messages. */
+function isBinary(ctx: HandlerContext): boolean {
+  return !(ctx.requestHeader.get("content-type") ?? "").includes("json");
+}
+
 /** The runtime id of a WorkerRef, required. */
 function refRuntime(ref: WorkerRef | undefined): string {
   if (!ref || ref.runtimeId === "") throw invalidField("worker.runtime_id", "is required");
@@ -117,6 +123,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
         ? listAcrossRuntimes(context.directory, request, ctx.signal, {
             perRuntimeTimeoutMs: context.fanoutTimeoutMs,
             clientTimeoutMs: ctx.timeoutMs(),
+            binary: isBinary(ctx),
             logger: context.logger,
           })
         : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
@@ -148,16 +155,33 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
   };
 }
 
-/** WorkerObservation through a Backend; both watches resume by cursor across upstream failures. */
+/**
+ * WorkerObservation through a Backend; both watches resume by cursor across
+ * upstream failures, and pass events through undecoded to binary clients.
+ */
 export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
   const { call } = router(context);
   const relayOptions = { heartbeatMs: context.heartbeatMs, logger: context.logger };
   return {
     readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
     watchWorker: (request, ctx) =>
-      relayWatch(context.directory, refRuntime(request.worker), request.afterCursor, workerWatch(request), ctx.signal, relayOptions),
+      relayWatch(
+        context.directory,
+        refRuntime(request.worker),
+        request.afterCursor,
+        isBinary(ctx) ? rawWorkerWatch(request) : workerWatch(request),
+        ctx.signal,
+        relayOptions,
+      ),
     watchRuntime: (request, ctx) =>
-      relayWatch(context.directory, required(request.runtimeId), request.afterCursor, runtimeWatch(request), ctx.signal, relayOptions),
+      relayWatch(
+        context.directory,
+        required(request.runtimeId),
+        request.afterCursor,
+        isBinary(ctx) ? rawRuntimeWatch(request) : runtimeWatch(request),
+        ctx.signal,
+        relayOptions,
+      ),
   };
 }
 

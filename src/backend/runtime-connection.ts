@@ -61,6 +61,8 @@ export class RuntimeConnection {
   readonly endpoint: string;
   readonly hasCredentials: boolean;
   readonly clients: RuntimeClients;
+  /** The transport under the clients (for calls that skip decoding, see raw-worker-page.ts). */
+  readonly transport: Transport;
   private readonly init: RuntimeConnectionInit;
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
@@ -83,6 +85,7 @@ export class RuntimeConnection {
     this.embedded = init.embedded;
     this.endpoint = init.endpoint;
     this.hasCredentials = init.hasCredentials;
+    this.transport = init.transport;
     this.clients = createRuntimeClients(init.transport);
     this.backoff = new ConnectionBackoff(init.backoff);
   }

@@ -10,6 +10,7 @@ import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/erro
 import { RuntimeEventSchema, WorkerEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
@@ -199,6 +200,10 @@ describe("worker-runtime backend over three runtime processes", () => {
       ["rt-c", false, true],
       ["rt-emb", true, false],
     ]);
+    // A watch relayed to a JSON client: decoded messages, the snapshot first.
+    const jsonWatch = createClient(WorkerObservation, transport).watchRuntime({ runtimeId: "rt-b" })[Symbol.asyncIterator]();
+    expect((await jsonWatch.next()).value?.snapshot?.runtime?.runtimeId).toBe("rt-b");
+    await jsonWatch.return?.();
     // The endpoint keeps scheme, host and port only.
     expect(registry.runtimes[0]?.endpoint).toBe(`http://${runtimes.get("rt-a")?.address}`);
   });
