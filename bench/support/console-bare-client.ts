@@ -23,7 +23,8 @@ async function firstToken(runtimeId: string, workerId: string, text: string): Pr
   const stream = observation.watchWorker({ worker }, { signal: abort.signal })[Symbol.asyncIterator]();
   await stream.next(); // the snapshot: the watch is open, as the console's is
   const sentAt = performance.now();
-  await interaction.sendInput({ worker, input: { text }, busyPolicy: BusyPolicy.REJECT });
+  // Not awaited before reading: the console's watch reads while its send is in flight too.
+  const sending = interaction.sendInput({ worker, input: { text }, busyPolicy: BusyPolicy.REJECT });
   let firstAt = 0;
   for (;;) {
     const { value, done } = await stream.next();
@@ -32,6 +33,7 @@ async function firstToken(runtimeId: string, workerId: string, text: string): Pr
       if (!firstAt && event.kind.case === "textDelta") firstAt = performance.now();
       if (event.kind.case === "runChanged" && event.kind.value.status >= RunStatus.COMPLETED) {
         abort.abort();
+        await sending;
         return firstAt - sentAt;
       }
     }
