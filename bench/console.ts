@@ -55,7 +55,7 @@ export async function run(): Promise<void> {
   await buildConsole();
   const files = ["app.js", "style.css", "index.html"].map((name) => readFileSync(join(REPO_ROOT, "dist", "web", name)));
   const gzipKiB = files.reduce((sum, file) => sum + gzipSync(file, { level: 9 }).length, 0) / 1024;
-  printFigure("bundle gzip (app.js + style.css + index.html)", gzipKiB, "KiB", { ratio: gzipKiB / BUNDLE_TARGET_KIB, target: "<=1" });
+  printFigure("console.bundle_gzip", gzipKiB, "KiB", { ratio: gzipKiB / BUNDLE_TARGET_KIB, target: "<=1" });
 
   const bare = await build({
     entryPoints: [join(REPO_ROOT, "bench", "support", "console-bare-client.ts")],
@@ -92,7 +92,7 @@ export async function run(): Promise<void> {
       listTimes.push(await page.evaluate(() => (globalThis as unknown as { __marks: Marks }).__marks.list ?? Number.NaN));
       await page.close();
     }
-    printFigure("navigation to first rendered worker list (median of 5)", median(listTimes), "ms");
+    printFigure("console.navigation_to_worker_list", median(listTimes), "ms");
 
     const page = await context.newPage();
     await page.addInitScript(RECORDER);
@@ -127,8 +127,8 @@ export async function run(): Promise<void> {
     }
     const consoleMs = median(consoleTimes);
     const bareMs = median(bareTimes);
-    printFigure(`bare connect-web client: send to first text delta (median of ${ROUNDS})`, bareMs, "ms");
-    printFigure(`console: Enter to first streamed token on screen (median of ${ROUNDS})`, consoleMs, "ms", {
+    printFigure("console.bare_client_first_delta", bareMs, "ms");
+    printFigure("console.first_token_on_screen", consoleMs, "ms", {
       ratio: consoleMs / bareMs,
       target: "<=1.2",
     });
