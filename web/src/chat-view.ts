@@ -142,7 +142,9 @@ export class ChatView {
         if (signal.aborted) return;
         const reason = reasonOf(error);
         if (reason === ErrorReason.CURSOR_EXPIRED || reason === ErrorReason.CURSOR_FOREIGN) {
+          // Start again from a fresh snapshot and re-read the tail: entries keyed by seq are not doubled.
           this.cursor = "";
+          loaded = false;
           continue;
         }
         if (reason === ErrorReason.NOT_FOUND) {
