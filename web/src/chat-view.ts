@@ -300,9 +300,12 @@ export class ChatView {
     this.title.textContent = worker.displayName || worker.ref?.workerId || "";
     const notConnected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
     this.connectivity.hidden = !notConnected;
-    this.connectivity.textContent = notConnected
-      ? `Not connected: ${worker.connectivity?.reason || "no model provider"}. ${PROVIDER_HINT}`
-      : "";
+    const reason = worker.connectivity?.reason;
+    this.connectivity.textContent = !notConnected
+      ? ""
+      : reason
+        ? `Not connected: ${reason}, then restart npm start.`
+        : `Not connected. ${PROVIDER_HINT}`;
     if (!worker.activeRunId && this.activeRun) this.setActiveRun(undefined);
   }
 

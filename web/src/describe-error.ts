@@ -16,7 +16,7 @@ export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);
   switch (reasonOf(error)) {
     case ErrorReason.WORKER_NOT_CONNECTED:
-      return `This worker cannot answer: no model provider is connected (${connectError.rawMessage}). ${PROVIDER_HINT}`;
+      return `Not sent: no model provider is connected. ${PROVIDER_HINT}`;
     case ErrorReason.WORKER_BUSY:
       return "The worker is still answering the previous message. Wait for it, or press Stop.";
     case ErrorReason.QUEUE_FULL:
