@@ -27,6 +27,8 @@ export interface RegistryContext {
   directory: RuntimeDirectory;
   /** Registers and starts connecting to a remote Runtime. */
   addRemote(runtimeId: string, endpoint: RemoteEndpoint): RuntimeConnection;
+  /** Deadline of each Runtime's summary fetch. */
+  fanoutTimeoutMs: number;
 }
 
 /** A connection as the registry shows it; credentials never leave the Backend. */
@@ -42,6 +44,7 @@ export function registeredRuntime(connection: RuntimeConnection): RegisteredRunt
     failedAttempts: state.failedAttempts,
     ...(state.nextAttemptAt ? { nextAttemptAt: timestampFromDate(state.nextAttemptAt) } : {}),
     ...(state.summary ? { summary: state.summary } : {}),
+    ...(state.summaryTime ? { summaryTime: timestampFromDate(state.summaryTime) } : {}),
     hasCredentials: connection.hasCredentials,
   });
 }
@@ -62,20 +65,23 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
     return connection;
   };
   return {
-    listRuntimes(request) {
+    async listRuntimes(request, ctx) {
       if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
       const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
       const after = decodeAfter(request.pageToken);
       const rest = directory.sorted().filter((c) => after === undefined || c.runtimeId > after);
       const page = rest.slice(0, size);
+      await Promise.all(page.map((c) => c.refreshSummary(context.fanoutTimeoutMs, ctx.signal)));
       const last = page.at(-1);
       return create(ListRuntimesResponseSchema, {
         runtimes: page.map(registeredRuntime),
         nextPageToken: rest.length > size && last ? Buffer.from(JSON.stringify(["backend.runtimes", last.runtimeId])).toString("base64url") : "",
       });
     },
-    getRegisteredRuntime(request) {
-      return create(GetRegisteredRuntimeResponseSchema, { runtime: registeredRuntime(find(request.runtimeId)) });
+    async getRegisteredRuntime(request, ctx) {
+      const connection = find(request.runtimeId);
+      await connection.refreshSummary(context.fanoutTimeoutMs, ctx.signal);
+      return create(GetRegisteredRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
     },
     addRuntime(request) {
       if (!RUNTIME_ID.test(request.runtimeId)) throw invalidField("runtime_id", "must be 1-64 of [A-Za-z0-9._-]");

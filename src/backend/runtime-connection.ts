@@ -37,6 +37,7 @@ export interface ConnectionState {
   failedAttempts: number;
   nextAttemptAt: Date | undefined;
   summary: RuntimeSummary | undefined;
+  summaryTime: Date | undefined;
 }
 
 /** Thrown to waiters when the Runtime is removed from the registry. */
@@ -77,6 +78,7 @@ export class RuntimeConnection {
     failedAttempts: 0,
     nextAttemptAt: undefined,
     summary: undefined,
+    summaryTime: undefined,
   };
 
   constructor(init: RuntimeConnectionInit) {
@@ -128,6 +130,21 @@ export class RuntimeConnection {
     if (health === undefined || this.state.health !== RuntimeHealth.READY) return;
     this.failure = error;
     this.attempt?.abort();
+  }
+
+  /**
+   * Fetches the Runtime's summary afresh (when READY) within `timeoutMs`;
+   * on failure the last one stays and a transport failure counts against
+   * health like any routed call.
+   */
+  async refreshSummary(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (this.state.health !== RuntimeHealth.READY) return;
+    try {
+      const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs });
+      if (runtime?.runtimeId === this.runtimeId) this.setState({ summary: runtime, summaryTime: new Date() });
+    } catch (error) {
+      if (!signal.aborted) this.reportFailure(ConnectError.from(error));
+    }
   }
 
   /** Resolves once the Runtime is READY; rejects with RuntimeRemovedError if it is removed, or on `signal`. */
@@ -184,7 +201,7 @@ export class RuntimeConnection {
       throw new ConnectError("runtime reports another runtime id", Code.Unimplemented);
     }
     this.backoff.reset();
-    this.setState({ summary: runtime, failedAttempts: 0 });
+    this.setState({ summary: runtime, summaryTime: new Date(), failedAttempts: 0 });
     this.setHealth(RuntimeHealth.READY, "");
     for await (const message of this.clients.health.watch({ service: "" }, { signal })) {
       if (message.status === ServingStatus.SERVING) this.setHealth(RuntimeHealth.READY, "");

@@ -174,6 +174,14 @@ describe("worker-runtime backend over three runtime processes", () => {
       expect(ids, `page size ${pageSize}`).toEqual(expected);
       expect(pages).toBe(Math.max(1, Math.ceil(10 / pageSize)));
     }
+    // The registry's summaries are fetched afresh: each runtime now counts its workers.
+    const summaries = (await client.registry.listRuntimes({})).runtimes.map((r) => [r.runtimeId, r.summary?.workerCounts?.idle]);
+    expect(summaries).toEqual([
+      ["rt-a", 3],
+      ["rt-b", 3],
+      ["rt-c", 3],
+      ["rt-emb", 1],
+    ]);
     // Routed by runtime_id, the runtime's own pagination is untouched.
     const one = await client.catalog.listWorkers({ runtimeId: "rt-b", pageSize: 2 });
     expect(one.workers.map((w) => w.displayName)).toEqual(["rt-b-0", "rt-b-1"]);

@@ -97,7 +97,8 @@ export enum ErrorReason {
   WORKER_STOPPED = 6,
 
   /**
-   * The Worker's input queue is full (metadata "max_queue_depth").
+   * The Worker's input queue is full: by count (metadata "max_queue_depth")
+   * or by bytes (metadata "max_queued_input_bytes").
    *
    * @generated from enum value: ERROR_REASON_QUEUE_FULL = 7;
    */

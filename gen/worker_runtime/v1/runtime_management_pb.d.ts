@@ -61,6 +61,7 @@ export declare const GetRuntimeResponseSchema: GenMessage<GetRuntimeResponse>;
 export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiagnosticsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -139,6 +140,7 @@ export declare const ListDiagnosticsResponseSchema: GenMessage<ListDiagnosticsRe
 export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllocationsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */

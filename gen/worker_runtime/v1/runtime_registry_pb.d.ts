@@ -79,7 +79,10 @@ export declare type RegisteredRuntime = Message<"worker_runtime.v1.RegisteredRun
   nextAttemptAt?: Timestamp | undefined;
 
   /**
-   * The Runtime's summary as last fetched (when it last became READY).
+   * The Runtime's summary as last fetched. ListRuntimes and
+   * GetRegisteredRuntime fetch it afresh from every READY Runtime (in
+   * parallel, each within the Backend's per-Runtime deadline); a Runtime
+   * that does not answer keeps its last one (see summary_time).
    *
    * @generated from field: worker_runtime.v1.Runtime summary = 9;
    */
@@ -91,6 +94,13 @@ export declare type RegisteredRuntime = Message<"worker_runtime.v1.RegisteredRun
    * @generated from field: bool has_credentials = 10;
    */
   hasCredentials: boolean;
+
+  /**
+   * When summary was fetched.
+   *
+   * @generated from field: google.protobuf.Timestamp summary_time = 11;
+   */
+  summaryTime?: Timestamp | undefined;
 };
 
 /**
