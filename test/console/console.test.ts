@@ -115,7 +115,7 @@ describe("console with a model provider", () => {
     await expect.poll(() => page.locator(".health.ready").count()).toBe(1);
 
     const text = "Hello! I am the **companion**, streaming this answer to you piece by piece.";
-    fake.enqueue(reply({ text, pieceSize: 3 }, { delayMs: 40 }));
+    fake.enqueue(reply({ reasoning: "The user greets me.", text, pieceSize: 3 }, { delayMs: 40 }));
     await page.locator("textarea.input").fill("Hi there");
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
@@ -130,6 +130,13 @@ describe("console with a model provider", () => {
     for (let i = 1; i < plain.length; i++) expect(plain[i]!.startsWith(plain[i - 1]!), `${plain[i - 1]} -> ${plain[i]}`).toBe(true);
     await expect(page.locator(".log .entry.user").textContent()).resolves.toBe("Hi there");
     await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
+    // Reasoning is shown, collapsed.
+    await expect(texts(page, ".log details.reasoning .body")).resolves.toEqual(["The user greets me."]);
+    expect(await page.locator(".log details.reasoning").getAttribute("open")).toBeNull();
+    // The raw event view holds the events as they arrived.
+    await page.locator("details.raw summary").click();
+    await expect(page.locator(".raw-events").textContent()).resolves.toContain('"textDelta"');
+    await page.locator("details.raw summary").click();
     await shot(page, "1-streamed-reply");
   });
 
