@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { BackendConfigError, createBackend, loadBackendConfig, type RemoteRuntimeSpec } from "../backend/index.js";
+import { createStaticFilesHandler } from "../console/index.js";
 import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
@@ -16,6 +17,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --data-dir     the embedded runtime keeps its state in DIR (else in memory)
   --runtime-id   fixed id of the embedded runtime
   --token-file   bearer token clients must send (or WORKER_RUNTIME_TOKEN); required off loopback
+  --console DIR  also serve the web console's built files from DIR (needs --http1-port; as npm start does)
   --fanout-timeout-ms  deadline of each runtime in a ListWorkers across runtimes (default 2000)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms  as for serve
 ${EXECUTION_USAGE}`;
@@ -39,6 +41,7 @@ export async function backend(argv: string[]): Promise<void> {
       "tls-key": { type: "string" },
       "data-dir": { type: "string" },
       "fanout-timeout-ms": { type: "string", default: "2000" },
+      console: { type: "string" },
       "shutdown-grace-ms": { type: "string", default: "10000" },
       "workspace-root": { type: "string", multiple: true },
       "openai-base-url": { type: "string" },
@@ -60,6 +63,8 @@ export async function backend(argv: string[]): Promise<void> {
   if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0) throw new UsageError("--fanout-timeout-ms must be a whole number of milliseconds > 0");
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
+  // Console hook (issue 11): browsers speak HTTP/1.1 to the console's port.
+  if (values.console !== undefined && values["http1-port"] === undefined) throw new UsageError("--console needs --http1-port");
   let remotes: RemoteRuntimeSpec[] = [];
   try {
     if (values.config !== undefined) remotes = loadBackendConfig(values.config);
@@ -91,6 +96,7 @@ export async function backend(argv: string[]): Promise<void> {
     ...(values["http1-port"] !== undefined ? { http1Port: parsePort("--http1-port", values["http1-port"]) } : {}),
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
+    ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),
     logger,
   }).catch(async (error: unknown) => {
     service.close();
@@ -114,6 +120,7 @@ export async function backend(argv: string[]): Promise<void> {
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
+  if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
   logger.info("backend serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId, remotes: remotes.length });
   await stopped;
   logger.info("stopped");
