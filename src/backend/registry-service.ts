@@ -31,13 +31,16 @@ export interface RegistryContext {
   fanoutTimeoutMs: number;
 }
 
-/** A connection as the registry shows it; credentials never leave the Backend. */
+/**
+ * A connection as the registry shows it. Credentials and addresses never
+ * leave the Backend: browsers read this API, and a runtime's address is
+ * not theirs to see (the operator's backend.json holds it).
+ */
 export function registeredRuntime(connection: RuntimeConnection): RegisteredRuntime {
   const state = connection.snapshot;
   return create(RegisteredRuntimeSchema, {
     runtimeId: connection.runtimeId,
     embedded: connection.embedded,
-    endpoint: connection.endpoint,
     health: state.health,
     healthMessage: state.healthMessage,
     healthChangedAt: timestampFromDate(state.healthChangedAt),

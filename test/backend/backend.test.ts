@@ -182,7 +182,10 @@ describe("worker-runtime backend over three runtime processes", () => {
       expect(pages).toBe(Math.max(1, Math.ceil(10 / pageSize)));
     }
     // The registry's summaries are fetched afresh: each runtime now counts its workers.
-    const summaries = (await client.registry.listRuntimes({})).runtimes.map((r) => [r.runtimeId, r.summary?.workerCounts?.idle]);
+    const listed = (await client.registry.listRuntimes({})).runtimes;
+    // Runtime addresses stay inside the Backend: browsers read this list.
+    expect(listed.map((r) => r.endpoint)).toEqual(["", "", "", ""]);
+    const summaries = listed.map((r) => [r.runtimeId, r.summary?.workerCounts?.idle]);
     expect(summaries).toEqual([
       ["rt-a", 3],
       ["rt-b", 3],
@@ -219,8 +222,8 @@ describe("worker-runtime backend over three runtime processes", () => {
     const jsonWatch = createClient(WorkerObservation, transport).watchRuntime({ runtimeId: "rt-b" })[Symbol.asyncIterator]();
     expect((await jsonWatch.next()).value?.snapshot?.runtime?.runtimeId).toBe("rt-b");
     await jsonWatch.return?.();
-    // The endpoint keeps scheme, host and port only.
-    expect(registry.runtimes[0]?.endpoint).toBe(`http://${runtimes.get("rt-a")?.address}`);
+    // Runtime addresses stay inside the Backend (browsers read the registry).
+    expect(registry.runtimes.map((r) => r.endpoint)).toEqual(["", "", "", ""]);
   });
 
   it("gives a runtime that stops answering its own deadline, not everyone's", async () => {
@@ -417,9 +420,10 @@ describe("worker-runtime backend over three runtime processes", () => {
 
   it("never returns a runtime token, URL user info or data-dir path in any response or error", () => {
     expect(recorder.texts.length).toBeGreaterThan(50);
-    const registry = recorder.texts.filter((t) => t.includes("rt-a") && t.includes("endpoint"));
+    const registry = recorder.texts.filter((t) => t.includes("rt-a") && t.includes("healthChangedAt"));
     expect(registry.length).toBeGreaterThan(0);
-    for (const secret of [...Object.values(TOKENS), "not-the-right-token", BACKEND_TOKEN, USERINFO_SECRET, "alice", dir, tmpdir()]) {
+    const addresses = [...runtimes.values()].map((r) => r.address);
+    for (const secret of [...Object.values(TOKENS), "not-the-right-token", BACKEND_TOKEN, USERINFO_SECRET, "alice", dir, tmpdir(), ...addresses]) {
       expect(recorder.find(secret), secret).toEqual([]);
     }
   });

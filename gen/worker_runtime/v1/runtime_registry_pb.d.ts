@@ -35,8 +35,9 @@ export declare type RegisteredRuntime = Message<"worker_runtime.v1.RegisteredRun
   embedded: boolean;
 
   /**
-   * Scheme, host and port the Backend connects to (no user info, path or
-   * query); empty for the embedded Runtime.
+   * Always empty: a Runtime's address stays inside the Backend, because
+   * browsers read this API and must never see runtime addresses. The
+   * operator's backend.json (or the AddRuntime call) holds it.
    *
    * @generated from field: string endpoint = 3;
    */
