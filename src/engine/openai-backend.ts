@@ -82,9 +82,12 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         }
       }
       const profile = withDefaults(request.profile, defaultModel);
-      const runSettings = settingsForProfile(settings, profile);
+      const secrets = request.policy?.secrets ?? new Map<string, string>();
+      const runSettings = { ...settingsForProfile(settings, profile), secrets: [...settings.secrets, ...secrets.values()] };
+      // A bundle profile may bring its own provider key, by secret name (Profile.provider_api_key_secret).
+      const profileKey = profile.providerApiKeySecret !== "" ? secrets.get(profile.providerApiKeySecret) : undefined;
       const outcome = await executeRun({
-        client,
+        client: profileKey !== undefined ? createClient({ ...options, apiKey: profileKey }, settings) : client,
         settings: runSettings,
         request,
         sink,

@@ -11,6 +11,7 @@ import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_inter
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { inBackground } from "./background-write.js";
 import { Catalog } from "./catalog.js";
+import { ConfigBundles } from "./config-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
@@ -58,7 +59,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const pageTokens = new PageTokens(`${runtimeId}\0${storeId || randomBytes(32).toString("hex")}`);
   const logger = options.logger ?? silentLogger;
   const startedAt = new Date();
-  const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits);
+  const bundles = new ConfigBundles(store, limits, pageTokens, opened.configBundles ?? []);
+  const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits, bundles, options.secrets ?? new Map());
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
   options.executionBackend?.attach?.({ diagnostics, logger });
   const addDiagnostic = (severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void => {
@@ -97,6 +99,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       newRunId: () => newId("r"),
       profileOf: (worker) => offer.profileOf(worker),
       workspaceDirOf: (worker) => offer.workspaceDirOf(worker),
+      policyOf: (worker) => offer.policyOf(worker),
       onStoreResult: (source, error) => health.storeResult(source, error),
       publishWorker: (worker) => publish({ case: "workerUpdated", value: worker }),
       publishRun: (run) => publish({ case: "runChanged", value: run }),
@@ -161,12 +164,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }),
     listDiagnostics: (request) => listDiagnostics(diagnostics, request, limits, pageTokens),
     listAllocations: (request) => listAllocations(catalog.allocations, request, limits, pageTokens),
-    putConfigBundle: () => {
-      throw unimplemented("PutConfigBundle");
-    },
-    getConfigBundle: () => {
-      throw unimplemented("GetConfigBundle");
-    },
+    putConfigBundle: (request) => bundles.put(request),
+    getConfigBundle: (request) => bundles.get(request),
+    listConfigBundles: (request) => bundles.list(request),
     createWorker: (request) => catalog.create(request),
     getWorker: (request) => clone(WorkerSchema, catalog.session("worker", request.worker).worker),
     listWorkers: (request) => catalog.list(request),
@@ -243,8 +243,4 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     },
   };
   return runtime;
-}
-
-function unimplemented(rpc: string): RuntimeError {
-  return new RuntimeError(Code.Unimplemented, ErrorReason.UNSUPPORTED, `${rpc} is not implemented yet`);
 }

@@ -28,8 +28,9 @@ export function createRuntimeManagementService(runtime: Runtime): ServiceImpl<ty
     getRuntime: () => create(GetRuntimeResponseSchema, { runtime: runtime.getRuntime() }),
     listDiagnostics: (request) => runtime.listDiagnostics(request),
     listAllocations: (request) => runtime.listAllocations(request),
-    putConfigBundle: () => runtime.putConfigBundle(),
-    getConfigBundle: () => runtime.getConfigBundle(),
+    putConfigBundle: (request) => runtime.putConfigBundle(request),
+    getConfigBundle: (request) => runtime.getConfigBundle(request),
+    listConfigBundles: (request) => runtime.listConfigBundles(request),
   };
 }
 

@@ -255,6 +255,62 @@ export declare type GetConfigBundleResponse = Message<"worker_runtime.v1.GetConf
 export declare const GetConfigBundleResponseSchema: GenMessage<GetConfigBundleResponse>;
 
 /**
+ * ListConfigBundlesRequest asks for a page of stored config bundles.
+ *
+ * @generated from message worker_runtime.v1.ListConfigBundlesRequest
+ */
+export declare type ListConfigBundlesRequest = Message<"worker_runtime.v1.ListConfigBundlesRequest"> & {
+  /**
+   * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed, otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.ListConfigBundlesRequest.
+ * Use `create(ListConfigBundlesRequestSchema)` to create a new message.
+ */
+export declare const ListConfigBundlesRequestSchema: GenMessage<ListConfigBundlesRequest>;
+
+/**
+ * ListConfigBundlesResponse holds a page of config bundles, ordered by id.
+ *
+ * @generated from message worker_runtime.v1.ListConfigBundlesResponse
+ */
+export declare type ListConfigBundlesResponse = Message<"worker_runtime.v1.ListConfigBundlesResponse"> & {
+  /**
+   * The bundles, in canonical form.
+   *
+   * @generated from field: repeated worker_runtime.v1.ConfigBundle bundles = 1;
+   */
+  bundles: ConfigBundle[];
+
+  /**
+   * Token for the next page; empty at the end.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.ListConfigBundlesResponse.
+ * Use `create(ListConfigBundlesResponseSchema)` to create a new message.
+ */
+export declare const ListConfigBundlesResponseSchema: GenMessage<ListConfigBundlesResponse>;
+
+/**
  * RuntimeManagement describes and manages a Runtime as a whole.
  *
  * @generated from service worker_runtime.v1.RuntimeManagement
@@ -292,9 +348,11 @@ export declare const RuntimeManagement: GenService<{
     output: typeof ListAllocationsResponseSchema;
   },
   /**
-   * PutConfigBundle stores an immutable, digest-addressed config bundle.
-   * Pushing the same id and digest again is a no-op; the same id with another
-   * digest is refused with BUNDLE_CONFLICT.
+   * PutConfigBundle stores an immutable, digest-addressed config bundle,
+   * durably. A digest that does not match the content is INVALID_ARGUMENT
+   * with BUNDLE_CONFLICT. Pushing the same id and digest again is a no-op;
+   * the same id with another digest is refused with ALREADY_EXISTS and
+   * BUNDLE_CONFLICT.
    *
    * @generated from rpc worker_runtime.v1.RuntimeManagement.PutConfigBundle
    */
@@ -312,6 +370,16 @@ export declare const RuntimeManagement: GenService<{
     methodKind: "unary";
     input: typeof GetConfigBundleRequestSchema;
     output: typeof GetConfigBundleResponseSchema;
+  },
+  /**
+   * ListConfigBundles lists the stored config bundles by id, paginated.
+   *
+   * @generated from rpc worker_runtime.v1.RuntimeManagement.ListConfigBundles
+   */
+  listConfigBundles: {
+    methodKind: "unary";
+    input: typeof ListConfigBundlesRequestSchema;
+    output: typeof ListConfigBundlesResponseSchema;
   },
 }>;
 

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { optionalIntArg, requireWorkspace, stringArg, ToolError, type ToolDefinition } from "./tool.js";
+import { splitCommandWords } from "./command-words.js";
+import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
 /**
@@ -42,7 +43,8 @@ export const runCommandTool: ToolDefinition = {
     const command = stringArg(args, "command");
     const { defaultCommandTimeoutMs, maxCommandTimeoutMs, maxCommandOutputBytes } = context.limits;
     const timeoutMs = Math.min(optionalIntArg(args, "timeout_ms") ?? defaultCommandTimeoutMs, maxCommandTimeoutMs);
-    const result = await runInGroup(command, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    const argv = commandLine(command, context.shellPolicy);
+    const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
       : result.signal
@@ -56,6 +58,26 @@ export const runCommandTool: ToolDefinition = {
     };
   },
 };
+
+/**
+ * What to execute. Without a policy: `sh -c command`. With a config
+ * bundle's shell policy (ShellPolicy in profile.proto): the command's words,
+ * run without a shell, when its program is on the allow-list — a shell
+ * would make the program name meaningless (`ls; rm -rf .`). A refusal is a
+ * tool error the model can read, and names the allowed programs.
+ */
+function commandLine(command: string, policy: ShellPolicy | undefined): string[] {
+  if (!policy) return ["/bin/sh", "-c", command];
+  const allowed = policy.allowedPrograms;
+  if (allowed.length === 0) throw new ToolError("this worker's policy allows no commands");
+  const words = splitCommandWords(command);
+  const program = words[0];
+  if (program === undefined) throw new ToolError("the command is empty");
+  if (!allowed.includes(program)) {
+    throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
+  }
+  return words;
+}
 
 interface CommandResult {
   code: number | null;
@@ -76,7 +98,7 @@ function commandEnv(): NodeJS.ProcessEnv {
 }
 
 function runInGroup(
-  command: string,
+  argv: readonly string[],
   cwd: string,
   timeoutMs: number,
   maxBytes: number,
@@ -84,7 +106,8 @@ function runInGroup(
 ): Promise<CommandResult> {
   signal.throwIfAborted();
   return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", command], {
+    const [file = "/bin/sh", ...args] = argv;
+    const child = spawn(file, args, {
       cwd,
       env: commandEnv(),
       detached: true,

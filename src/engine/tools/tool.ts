@@ -22,6 +22,13 @@ export interface ToolContext {
   readonly limits: ToolLimits;
   /** The run's signal: aborting it must stop the tool promptly. */
   readonly signal: AbortSignal;
+  /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
+  readonly shellPolicy?: ShellPolicy;
+}
+
+/** Programs a command may start with (see ShellPolicy in profile.proto). */
+export interface ShellPolicy {
+  readonly allowedPrograms: readonly string[];
 }
 
 /** Parsed tool arguments. */
