@@ -55,6 +55,7 @@ export async function serve(argv: string[]): Promise<void> {
       "openai-max-answer-bytes": { type: "string" },
       "openai-retry-budget-ms": { type: "string" },
       profiles: { type: "string" },
+      "allow-unsandboxed-shell": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
     strict: true,

@@ -40,6 +40,12 @@ export interface ExecutionBackend {
    * `ListDiagnostics` and the log.
    */
   attach?(host: BackendHost): void;
+  /**
+   * How shell.exec commands are isolated, for GetRuntime
+   * (`RuntimeCapabilities.shell_sandbox`): e.g. "bubblewrap", "none"; ""
+   * when shell.exec is not offered.
+   */
+  shellSandbox?(): string;
   /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
   limits?(): ExecutionLimits;
 }

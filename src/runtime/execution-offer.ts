@@ -48,6 +48,11 @@ export class ExecutionOffer {
     return this.backend?.toolCapabilities() ?? [];
   }
 
+  /** How shell.exec commands are isolated ("" when not offered or not said). */
+  shellSandbox(): string {
+    return this.toolCapabilities().includes("shell.exec") ? (this.backend?.shellSandbox?.() ?? "") : "";
+  }
+
   /** The backend's bounds on runs (zeros without a backend, or one that reports none). */
   executionLimits(): ExecutionLimits {
     return this.backend?.limits?.() ?? { streamIdleTimeoutMs: 0, maxAnswerBytes: 0, retryBudgetMs: 0 };

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { splitCommandWords } from "./command-words.js";
+import { sandboxedArgv } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -10,9 +11,9 @@ import { truncationNote } from "./output-bounds.js";
  * included — with one `kill(-pgid)`; killing only the shell would leave its
  * children running and holding the output pipes open.
  *
- * Known limits that only an OS sandbox closes (run workers granted
- * `shell.exec` in one: a container, a separate user, a seccomp/namespace
- * jail):
+ * Where bubblewrap is available the command runs in its sandbox
+ * (shell-sandbox.ts), which closes the limits below. Without a sandbox
+ * (`--allow-unsandboxed-shell`, the operator's explicit choice) they remain:
  * - The command runs as the runtime's user with its permissions; the
  *   workspace confines file tools, not commands.
  * - Credentials are left out of the command's environment, but the command
@@ -43,7 +44,11 @@ export const runCommandTool: ToolDefinition = {
     const command = stringArg(args, "command");
     const { defaultCommandTimeoutMs, maxCommandTimeoutMs, maxCommandOutputBytes } = context.limits;
     const timeoutMs = Math.min(optionalIntArg(args, "timeout_ms") ?? defaultCommandTimeoutMs, maxCommandTimeoutMs);
-    const argv = commandLine(command, context.shellPolicy);
+    if (context.shellSandbox === "refused") {
+      throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
+    }
+    const line = commandLine(command, context.shellPolicy);
+    const argv = context.shellSandbox === "bubblewrap" ? sandboxedArgv(line, workspace.root) : line;
     const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
