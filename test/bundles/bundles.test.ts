@@ -11,6 +11,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { loadHostSecrets } from "../../src/cli/host-secrets-config.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
+import { bubblewrapWorks } from "../../src/engine/tools/shell-sandbox.js";
 import { bundleDigest } from "../../src/runtime/bundle-digest.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
@@ -101,7 +102,8 @@ describe("config bundles on a real server", () => {
     return startHarness({
       runtimeId: "rt-bundles",
       store: createFileStore({ dataDir: join(dataDir, "data") }),
-      executionBackend: createOpenAIBackend({ apiKey: "runtime-own-key", baseURL: provider.baseURL }),
+      // Sandboxed where bubblewrap works, else unsandboxed: the policy is enforced either way.
+      executionBackend: createOpenAIBackend({ apiKey: "runtime-own-key", baseURL: provider.baseURL, allowUnsandboxedShell: true }),
       workspaceRoots: { main: join(dataDir, "ws"), other: join(dataDir, "ws-other") },
       secrets: new Map([["TEAM_KEY", SECRET_VALUE]]),
     });
@@ -138,6 +140,8 @@ describe("config bundles on a real server", () => {
       await expectReason(() => management.getConfigBundle({ bundleId: "nope" }), Code.NotFound, ErrorReason.NOT_FOUND);
     }
     const { management, catalog, interaction, observation } = h.connect("grpc");
+    const summary = record(await management.getRuntime({}));
+    expect(summary.runtime?.capabilities?.shellSandbox).toBe(bubblewrapWorks() ? "bubblewrap" : "none");
     await management.putConfigBundle({ bundle: bundleOf({ bundleId: "another", profiles: [{ name: "p" }] }) });
     const first = await management.listConfigBundles({ pageSize: 1 });
     const second = await management.listConfigBundles({ pageSize: 1, pageToken: first.nextPageToken });
