@@ -32,7 +32,9 @@ export function loadHostSecrets(file: string | undefined, env: NodeJS.ProcessEnv
     throw new SecretsConfigError(`cannot read --secrets-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   if ((mode & 0o077) !== 0) {
-    throw new SecretsConfigError(`--secrets-file is readable or writable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+    throw new SecretsConfigError(
+      `--secrets-file is readable or writable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
+    );
   }
   let parsed: unknown;
   try {

@@ -67,9 +67,14 @@ export class ConfigBundles {
     const inFlight = this.pending.get(bundle.bundleId);
     if (inFlight) return answer(this.sameOrConflict(await inFlight, bundle));
     if (this.bundles.size + this.pending.size >= MAX_BUNDLES) {
-      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already holds ${MAX_BUNDLES} config bundles`, {
-        limit: String(MAX_BUNDLES),
-      });
+      throw new RuntimeError(
+        Code.ResourceExhausted,
+        ErrorReason.LIMIT_EXCEEDED,
+        `the runtime already holds ${MAX_BUNDLES} config bundles`,
+        {
+          limit: String(MAX_BUNDLES),
+        },
+      );
     }
     const write = typedStoreErrors(this.store.putConfigBundle(bundle)).then(() => {
       this.bundles.set(bundle.bundleId, bundle);
@@ -123,9 +128,14 @@ export class ConfigBundles {
     if (ref.digest === "") throw invalidArgument(`${field}.digest`, "is required");
     const bundle = this.bundles.get(ref.bundleId);
     if (!bundle) {
-      throw new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, `config bundle "${ref.bundleId}" is not on this runtime; push it first`, {
-        bundle_id: ref.bundleId,
-      });
+      throw new RuntimeError(
+        Code.NotFound,
+        ErrorReason.NOT_FOUND,
+        `config bundle "${ref.bundleId}" is not on this runtime; push it first`,
+        {
+          bundle_id: ref.bundleId,
+        },
+      );
     }
     if (bundle.digest !== ref.digest) {
       throw new RuntimeError(
@@ -205,7 +215,10 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
   }
   for (const [i, program] of (policies?.shell?.allowedPrograms ?? []).entries()) {
     if (!PROGRAM_NAME.test(program) || program === "." || program === "..") {
-      throw invalidArgument(`bundle.policies.shell.allowed_programs[${i}]`, "must be a program name without '/' (1-64 characters of [A-Za-z0-9._+-])");
+      throw invalidArgument(
+        `bundle.policies.shell.allowed_programs[${i}]`,
+        "must be a program name without '/' (1-64 characters of [A-Za-z0-9._+-])",
+      );
     }
   }
   const expected = bundleDigest(bundle);

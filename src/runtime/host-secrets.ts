@@ -20,7 +20,8 @@ export type HostSecrets = ReadonlyMap<string, string>;
 
 /** Checks the shape of a secret name. */
 export function checkSecretName(field: string, name: string): string {
-  if (!SECRET_NAME.test(name)) throw invalidArgument(field, "must be a secret name: 1-64 characters of [A-Za-z0-9_], not starting with a digit");
+  if (!SECRET_NAME.test(name))
+    throw invalidArgument(field, "must be a secret name: 1-64 characters of [A-Za-z0-9_], not starting with a digit");
   return name;
 }
 

@@ -51,8 +51,14 @@ describe("config bundle digest", () => {
     const a = teamBundle();
     const b = create(ConfigBundleSchema, {
       bundleId: "team",
-      profiles: [...a.profiles].reverse().map((p) => ({ ...p, tools: [...p.tools].reverse(), secretNames: [...p.secretNames, ...p.secretNames] })),
-      policies: { allowedCapabilities: ["shell.exec", "fs.read"], allowedWorkspaceRoots: ["main", "main"], shell: { allowedPrograms: ["echo"] } },
+      profiles: [...a.profiles]
+        .reverse()
+        .map((p) => ({ ...p, tools: [...p.tools].reverse(), secretNames: [...p.secretNames, ...p.secretNames] })),
+      policies: {
+        allowedCapabilities: ["shell.exec", "fs.read"],
+        allowedWorkspaceRoots: ["main", "main"],
+        shell: { allowedPrograms: ["echo"] },
+      },
     });
     b.digest = "";
     expect(bundleDigest(b)).toBe(a.digest);
@@ -60,7 +66,11 @@ describe("config bundle digest", () => {
     const changed = create(ConfigBundleSchema, {
       bundleId: a.bundleId,
       profiles: a.profiles,
-      policies: { allowedCapabilities: ["fs.read", "shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo", "rm"] } },
+      policies: {
+        allowedCapabilities: ["fs.read", "shell.exec"],
+        allowedWorkspaceRoots: ["main"],
+        shell: { allowedPrograms: ["echo", "rm"] },
+      },
     });
     expect(bundleDigest(changed)).not.toBe(a.digest);
   });
@@ -79,7 +89,12 @@ describe("host secrets file", () => {
       expect(String(error)).not.toContain(SECRET_VALUE);
     }
     await chmod(file, 0o600);
-    expect(loadHostSecrets(file, { WORKER_RUNTIME_SECRET_OTHER: "x" })).toEqual(new Map([["OTHER", "x"], ["TEAM_KEY", SECRET_VALUE]]));
+    expect(loadHostSecrets(file, { WORKER_RUNTIME_SECRET_OTHER: "x" })).toEqual(
+      new Map([
+        ["OTHER", "x"],
+        ["TEAM_KEY", SECRET_VALUE],
+      ]),
+    );
     await rm(dir, { recursive: true });
   });
 });
@@ -132,7 +147,11 @@ describe("config bundles on a real server", () => {
         profiles: bundle.profiles,
         policies: { allowedCapabilities: ["fs.write"], allowedWorkspaceRoots: ["main"] },
       });
-      seen.push(JSON.stringify(await expectReason(() => management.putConfigBundle({ bundle: tampered }), Code.InvalidArgument, ErrorReason.BUNDLE_CONFLICT)));
+      seen.push(
+        JSON.stringify(
+          await expectReason(() => management.putConfigBundle({ bundle: tampered }), Code.InvalidArgument, ErrorReason.BUNDLE_CONFLICT),
+        ),
+      );
       // Same id, another (valid) digest.
       const other = bundleOf({ ...tampered, digest: "" });
       await expectReason(() => management.putConfigBundle({ bundle: other }), Code.AlreadyExists, ErrorReason.BUNDLE_CONFLICT);
@@ -149,15 +168,25 @@ describe("config bundles on a real server", () => {
     expect(second.nextPageToken).toBe("");
 
     const digest = teamBundle().digest;
-    const ref = (profile: string, d = digest, bundleId = "team") => ({ source: { case: "bundle" as const, value: { bundleId, digest: d, profile } } });
+    const ref = (profile: string, d = digest, bundleId = "team") => ({
+      source: { case: "bundle" as const, value: { bundleId, digest: d, profile } },
+    });
     const base = { runtimeId: h.runtime.runtimeId, workspace: { root: "main", path: "w1" } };
-    await expectReason(() => catalog.createWorker({ ...base, profile: ref("coder", digest, "missing") }), Code.NotFound, ErrorReason.NOT_FOUND);
+    await expectReason(
+      () => catalog.createWorker({ ...base, profile: ref("coder", digest, "missing") }),
+      Code.NotFound,
+      ErrorReason.NOT_FOUND,
+    );
     await expectReason(
       () => catalog.createWorker({ ...base, profile: ref("coder", `sha256:${"0".repeat(64)}`) }),
       Code.FailedPrecondition,
       ErrorReason.BUNDLE_CONFLICT,
     );
-    const secretError = await expectReason(() => catalog.createWorker({ ...base, profile: ref("needs-missing") }), Code.FailedPrecondition, ErrorReason.SECRET_NOT_FOUND);
+    const secretError = await expectReason(
+      () => catalog.createWorker({ ...base, profile: ref("needs-missing") }),
+      Code.FailedPrecondition,
+      ErrorReason.SECRET_NOT_FOUND,
+    );
     expect(secretError.metadata.secret).toBe("MISSING_SECRET");
     await expectReason(
       () => catalog.createWorker({ ...base, profile: ref("coder"), capabilities: ["fs.write"] }),

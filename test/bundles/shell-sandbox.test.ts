@@ -37,7 +37,10 @@ describe("shell.exec sandbox", () => {
   });
 
   async function runCommand(harness: Harness, command: string): Promise<string> {
-    harness.fake.enqueue(reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }), reply({ text: "ok" }));
+    harness.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+      reply({ text: "ok" }),
+    );
     const { outcome, sink } = await harness.run({ input: "run", capabilities: ["shell.exec"] });
     expect(outcome.kind).toBe("completed");
     return sink.committed("toolResult")[0]?.output ?? "";
@@ -73,18 +76,20 @@ describe("shell.exec sandbox", () => {
 
   it.runIf(sandboxed)("only the workspace is writable", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap" });
-    const escape = `/var/tmp/sandbox-escape-${process.pid}-${Date.now()}`;
-    const output = await runCommand(h, `echo x > inside.txt && cat inside.txt; echo y > ${escape}`);
+    const escapePath = `/var/tmp/sandbox-escape-${process.pid}-${Date.now()}`;
+    const output = await runCommand(h, `echo x > inside.txt && cat inside.txt; echo y > ${escapePath}`);
     expect(output).toContain("x");
     expect(output).toMatch(/Read-only file system/);
-    await expect(readFile(escape)).rejects.toThrow();
+    await expect(readFile(escapePath)).rejects.toThrow();
     expect(await readFile(join(h.workspace, "inside.txt"), "utf8")).toBe("x\n");
   });
 
   it.runIf(sandboxed)("kills a command that detached with setsid when the run is cancelled", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap" });
     const seconds = String(30_000 + Math.floor(Math.random() * 10_000));
-    h.fake.enqueue(reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: `setsid sleep ${seconds} & wait` }) }] }));
+    h.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: `setsid sleep ${seconds} & wait` }) }] }),
+    );
     const controller = new AbortController();
     const running = h.run({ input: "run", signal: controller.signal, capabilities: ["shell.exec"] });
     expect(await eventually(async () => (await pidsRunning(["sleep", seconds])).length > 0)).toBe(true);

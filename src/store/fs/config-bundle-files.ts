@@ -58,7 +58,11 @@ export async function readConfigBundles(disk: Disk): Promise<{ bundles: ConfigBu
       }
     }
     if (problem !== undefined) {
-      diagnostics.push({ severity: DiagnosticSeverity.ERROR, code: "store.bundle_damaged", message: `config bundle ${id} is damaged: ${problem}; push it again` });
+      diagnostics.push({
+        severity: DiagnosticSeverity.ERROR,
+        code: "store.bundle_damaged",
+        message: `config bundle ${id} is damaged: ${problem}; push it again`,
+      });
     }
   }
   return { bundles, diagnostics };
