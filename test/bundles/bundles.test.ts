@@ -13,6 +13,7 @@ import { loadHostSecrets } from "../../src/cli/host-secrets-config.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
 import { bubblewrapWorks } from "../../src/engine/tools/shell-sandbox.js";
 import { bundleDigest } from "../../src/runtime/bundle-digest.js";
+import type { Logger } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
@@ -113,8 +114,16 @@ describe("config bundles on a real server", () => {
     dir = undefined;
   });
 
+  /** Every log line the runtimes of a test wrote, as JSON. */
+  const logLines: string[] = [];
+  const line = (level: string) => (message: string, fields?: Record<string, unknown>) => {
+    logLines.push(JSON.stringify({ level, message, ...fields }));
+  };
+  const logger: Logger = { info: line("info"), warn: line("warn"), error: line("error") };
+
   async function start(dataDir: string, provider: FakeOpenAI): Promise<Harness> {
     return startHarness({
+      logger,
       runtimeId: "rt-bundles",
       store: createFileStore({ dataDir: join(dataDir, "data") }),
       // Sandboxed where bubblewrap works, else unsandboxed: the policy is enforced either way.
@@ -240,7 +249,7 @@ describe("config bundles on a real server", () => {
     record(await again.management.getRuntime({}));
 
     // The secret value never appears in a response, event, transcript, stored file or provider request body.
-    for (const text of seen) expect(text).not.toContain(SECRET_VALUE);
+    for (const text of [...seen, ...logLines]) expect(text).not.toContain(SECRET_VALUE);
     for (const request of fake.requests) expect(JSON.stringify(request.body)).not.toContain(SECRET_VALUE);
     for (const file of await filesUnder(join(dir, "data"))) expect((await readFile(file)).includes(SECRET_VALUE), file).toBe(false);
   }, 60_000);
