@@ -109,6 +109,7 @@ export function createRoutedManagement(context: RoutingContext): ServiceImpl<typ
     listAllocations: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listAllocations(request, o)),
     putConfigBundle: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.putConfigBundle(request, o)),
     getConfigBundle: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.getConfigBundle(request, o)),
+    listConfigBundles: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listConfigBundles(request, o)),
   };
 }
 

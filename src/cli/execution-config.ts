@@ -21,6 +21,7 @@ export interface ExecutionFlags {
   "openai-max-answer-bytes"?: string;
   "openai-retry-budget-ms"?: string;
   profiles?: string;
+  "allow-unsandboxed-shell"?: boolean;
 }
 
 /** Usage lines for {@link ExecutionFlags}. */
@@ -37,7 +38,9 @@ export const EXECUTION_USAGE = `  --workspace-root [NAME=]DIR  allow worker work
   --openai-retry-budget-ms MS  total time one run may spend retrying provider errors (else
                  OPENAI_RETRY_BUDGET_MS, else 60000; ${SETTING_BOUNDS.retryBudgetMs.min}-${SETTING_BOUNDS.retryBudgetMs.max})
                  Profiles may set lower values (retry_budget_ms, stream_idle_timeout_ms, max_answer_bytes).
-  --profiles FILE        extra profiles, JSON: {"profiles": [{"name": ..., "model": ..., ...}]}`;
+  --profiles FILE        extra profiles, JSON: {"profiles": [{"name": ..., "model": ..., ...}]}
+  --allow-unsandboxed-shell  offer shell.exec even where bubblewrap is unavailable: commands then run
+                 as this process's user, unisolated (GetRuntime shows shell_sandbox "none")`;
 
 /** Thrown for an execution flag the user must fix. */
 export class ExecutionConfigError extends Error {
@@ -53,6 +56,7 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
   if (flags["openai-base-url"] !== undefined) options.baseURL = flags["openai-base-url"];
   if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
   if (flags["openai-keyless"]) options.keyless = true;
+  if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
   applyEngineSettings(options, flags);
   try {
     if (flags.profiles !== undefined) {

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
+import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
 
@@ -24,6 +25,8 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
                  everything lives in memory and is lost on exit
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
+  --secrets-file JSON object of host secrets by name, for config bundles' profiles; must be
+                 mode 0600 (also WORKER_RUNTIME_SECRET_<NAME> variables)
 ${EXECUTION_USAGE}`;
 
 /**
@@ -42,6 +45,7 @@ export async function serve(argv: string[]): Promise<void> {
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       "data-dir": { type: "string" },
+      "secrets-file": { type: "string" },
       "shutdown-grace-ms": { type: "string", default: "10000" },
       "workspace-root": { type: "string", multiple: true },
       "openai-base-url": { type: "string" },
@@ -51,6 +55,7 @@ export async function serve(argv: string[]): Promise<void> {
       "openai-max-answer-bytes": { type: "string" },
       "openai-retry-budget-ms": { type: "string" },
       profiles: { type: "string" },
+      "allow-unsandboxed-shell": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -65,10 +70,12 @@ export async function serve(argv: string[]): Promise<void> {
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   const execution = await executionOptions(values);
+  const secrets = readSecrets(values["secrets-file"]);
   let runtimeRef: Runtime | undefined;
   const runtimeOptions: RuntimeOptions = {
     logger,
     ...execution,
+    secrets,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
     ...(values["data-dir"] !== undefined
       ? {
@@ -121,6 +128,14 @@ export async function executionOptions(values: Parameters<typeof backendFromFlag
     return { executionBackend: await backendFromFlags(values), workspaceRoots: workspaceRootsFromFlags(values["workspace-root"]) };
   } catch (error) {
     throw error instanceof ExecutionConfigError ? new UsageError(error.message) : error;
+  }
+}
+
+function readSecrets(file: string | undefined): Map<string, string> {
+  try {
+    return loadHostSecrets(file);
+  } catch (error) {
+    throw error instanceof SecretsConfigError ? new UsageError(error.message) : error;
   }
 }
 

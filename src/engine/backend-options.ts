@@ -1,3 +1,4 @@
+import type { ShellSandboxOptions } from "./tools/shell-sandbox.js";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { RetryPolicy } from "./retry.js";
 import type { ToolLimits } from "./tools/tool-limits.js";
@@ -7,7 +8,7 @@ import type { ToolLimits } from "./tools/tool-limits.js";
  * that embedders and tests never depend on the process environment; the CLI
  * uses {@link openAIBackendOptionsFromEnv} to fill it from `OPENAI_*`.
  */
-export interface OpenAIBackendOptions {
+export interface OpenAIBackendOptions extends ShellSandboxOptions {
   /** Provider API key. Never logged and never placed in error messages. */
   apiKey?: string;
   /** Base URL of an OpenAI-compatible server; unset means api.openai.com. */

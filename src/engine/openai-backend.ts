@@ -22,6 +22,7 @@ import type { EngineSettings } from "./run-context.js";
 import { executeRun } from "./run-loop.js";
 import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
 import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
+import { resolveShellSandbox } from "./tools/shell-sandbox.js";
 import { Workspace } from "./tools/workspace.js";
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -54,7 +55,9 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
     name: "openai",
     availability: () => availability,
     profiles: () => profiles.map((profile) => create(ProfileSchema, profile)),
-    toolCapabilities: () => [...TOOL_CAPABILITIES],
+    // Without a sandbox, and without the operator's opt-out, shell.exec is not offered.
+    toolCapabilities: () => TOOL_CAPABILITIES.filter((c) => c !== "shell.exec" || settings.shellSandbox !== "refused"),
+    shellSandbox: () => (settings.shellSandbox === "refused" ? "" : settings.shellSandbox),
     attach(host: BackendHost) {
       health.attach(host.diagnostics);
       logger = host.logger;
@@ -82,9 +85,12 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         }
       }
       const profile = withDefaults(request.profile, defaultModel);
-      const runSettings = settingsForProfile(settings, profile);
+      const secrets = request.policy?.secrets ?? new Map<string, string>();
+      const runSettings = { ...settingsForProfile(settings, profile), secrets: [...settings.secrets, ...secrets.values()] };
+      // A bundle profile may bring its own provider key, by secret name (Profile.provider_api_key_secret).
+      const profileKey = profile.providerApiKeySecret !== "" ? secrets.get(profile.providerApiKeySecret) : undefined;
       const outcome = await executeRun({
-        client,
+        client: profileKey !== undefined ? createClient({ ...options, apiKey: profileKey }, settings) : client,
         settings: runSettings,
         request,
         sink,
@@ -138,6 +144,7 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     maxAnswerBytes: options.maxAnswerBytes ?? 1024 * 1024,
     maxToolArgumentsBytes: options.maxToolArgumentsBytes ?? 4 * 1024 * 1024,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
+    shellSandbox: resolveShellSandbox(options),
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     useMaxCompletionTokens: options.baseURL === undefined,

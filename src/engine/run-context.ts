@@ -1,3 +1,4 @@
+import type { ShellSandboxMode } from "./tools/shell-sandbox.js";
 import type OpenAI from "openai";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { Logger, RunRequest, RunSink } from "../runtime/index.js";
@@ -19,6 +20,8 @@ export interface EngineSettings {
   maxAnswerBytes: number;
   maxToolArgumentsBytes: number;
   toolLimits: ToolLimits;
+  /** How shell.exec commands are isolated. */
+  shellSandbox: ShellSandboxMode;
   random: () => number;
   /** Strings redacted from every error message (the API key). */
   secrets: readonly string[];

@@ -61,6 +61,8 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     workspace: context.workspace,
     limits: context.settings.toolLimits,
     signal: context.signal,
+    shellSandbox: context.settings.shellSandbox,
+    ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
 }
 

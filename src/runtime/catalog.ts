@@ -142,12 +142,13 @@ export class Catalog {
   ): Promise<CreateWorkerResponse> {
     const { limits, offer, health } = this.init;
     health.checkAcceptingWork();
-    const profile = offer.resolveSelector(request.profile);
+    const resolved = offer.resolveSelector(request.profile);
+    const profile = resolved.selector;
     checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
     checkTextBytes("intent", request.intent, limits.maxIntentBytes);
     checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
-    const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined);
-    const workspace = request.workspace ? offer.checkWorkspace(request.workspace.root, request.workspace.path) : undefined;
+    const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined, resolved.policies);
+    const workspace = request.workspace ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies) : undefined;
     if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
     if (this.workers.size >= limits.maxWorkers) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {

@@ -40,6 +40,12 @@ export interface ExecutionBackend {
    * `ListDiagnostics` and the log.
    */
   attach?(host: BackendHost): void;
+  /**
+   * How shell.exec commands are isolated, for GetRuntime
+   * (`RuntimeCapabilities.shell_sandbox`): e.g. "bubblewrap", "none"; ""
+   * when shell.exec is not offered.
+   */
+  shellSandbox?(): string;
   /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
   limits?(): ExecutionLimits;
 }
@@ -90,6 +96,12 @@ export interface RunRequest {
   /** Capabilities granted to the worker. */
   capabilities: readonly string[];
   /**
+   * Host secrets the profile names, by name, and the shell policy of a
+   * config bundle's profile. A backend must never put a secret's value in
+   * an entry, event, error or log line.
+   */
+  policy?: RunPolicy;
+  /**
    * Reads the committed transcript, oldest first, the `limit` newest entries
    * before `beforeSeq` (undefined = the tail). Bounded like every read.
    */
@@ -107,6 +119,18 @@ export interface RunRequest {
    * resume returns a typed failure, never a fresh start.
    */
   resume?: RunResume;
+}
+
+/** What a run may use beyond its profile (see {@link RunRequest.policy}). */
+export interface RunPolicy {
+  /** Values of the secrets the profile names (`Profile.secret_names`), by name. */
+  secrets: ReadonlyMap<string, string>;
+  /**
+   * Unset: commands are not restricted (builtin profiles). Set: a command
+   * runs without a shell and only when its program is in `allowedPrograms`
+   * (see ShellPolicy in profile.proto).
+   */
+  shell?: { allowedPrograms: readonly string[] };
 }
 
 /** How a resumed execution continues (see {@link RunRequest.resume}). */

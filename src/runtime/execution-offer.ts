@@ -2,11 +2,20 @@ import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { type Profile, type ProfileSelector, ProfileSelectorSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import {
+  type BundlePolicies,
+  type Profile,
+  type ProfileSelector,
+  ProfileSelectorSchema,
+  ProfileSchema,
+  BundlePoliciesSchema,
+} from "../../gen/worker_runtime/v1/profile_pb.js";
 import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
-import type { ExecutionBackend, ExecutionLimits } from "./execution-backend.js";
+import type { ConfigBundles } from "./config-bundles.js";
+import type { ExecutionBackend, ExecutionLimits, RunPolicy } from "./execution-backend.js";
+import { type HostSecrets, resolveSecrets } from "./host-secrets.js";
 import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
@@ -24,6 +33,8 @@ export class ExecutionOffer {
     readonly backend: ExecutionBackend | undefined,
     private readonly workspaceRoots: Record<string, string>,
     private readonly limits: Pick<Limits, "maxWorkspacePathBytes">,
+    private readonly bundles: ConfigBundles,
+    private readonly secrets: HostSecrets,
   ) {}
 
   /** Profiles by builtin name; "companion" is always offered. */
@@ -35,6 +46,11 @@ export class ExecutionOffer {
   /** Tool capabilities the backend can grant. */
   toolCapabilities(): string[] {
     return this.backend?.toolCapabilities() ?? [];
+  }
+
+  /** How shell.exec commands are isolated ("" when not offered or not said). */
+  shellSandbox(): string {
+    return this.toolCapabilities().includes("shell.exec") ? (this.backend?.shellSandbox?.() ?? "") : "";
   }
 
   /** The backend's bounds on runs (zeros without a backend, or one that reports none). */
@@ -71,30 +87,67 @@ export class ExecutionOffer {
     });
   }
 
-  /** Resolves a CreateWorker profile selector (unset = "companion"). */
-  resolveSelector(selector: ProfileSelector | undefined): ProfileSelector {
+  /**
+   * Resolves a CreateWorker profile selector (unset = "companion"): a
+   * builtin profile, or a bundle's profile with the bundle's policies (see
+   * ConfigBundles.resolve for its errors). Every secret the profile names
+   * must be configured on this host (SECRET_NOT_FOUND otherwise).
+   */
+  resolveSelector(selector: ProfileSelector | undefined): ResolvedProfile {
     const source = selector?.source;
     if (source?.case === "bundle") {
-      throw new RuntimeError(Code.Unimplemented, ErrorReason.UNSUPPORTED, "config bundle profiles are not supported yet");
+      const { bundle, profile } = this.bundles.resolve("profile.bundle", source.value);
+      resolveSecrets(profile, this.secrets);
+      const ref = { bundleId: bundle.bundleId, digest: bundle.digest, profile: profile.name };
+      return {
+        selector: create(ProfileSelectorSchema, { source: { case: "bundle", value: ref } }),
+        profile,
+        policies: bundle.policies ?? NO_POLICIES,
+      };
     }
     const name = source?.case === "builtin" ? source.value : COMPANION_PROFILE.name;
-    if (!this.profiles().some((profile) => profile.name === name)) {
+    const profile = this.profiles().find((p) => p.name === name);
+    if (!profile) {
       throw new RuntimeError(Code.NotFound, ErrorReason.PROFILE_NOT_FOUND, `profile "${name.slice(0, 64)}" does not exist`, {
         profile: name.slice(0, 64),
       });
     }
-    return create(ProfileSelectorSchema, { source: { case: "builtin", value: name } });
+    return { selector: create(ProfileSelectorSchema, { source: { case: "builtin", value: name } }), profile };
   }
 
-  /** The profile a worker runs with. */
+  /**
+   * The profile a worker runs with. A bundle worker whose bundle is gone
+   * (never, unless its file was removed by hand) runs a profile with no
+   * tools and no prompt rather than the builtin one, so no policy is lost.
+   */
   profileOf(worker: Worker): Profile {
     const source = worker.profile?.source;
+    if (source?.case === "bundle") {
+      const bundle = this.bundles.find(source.value.bundleId, source.value.digest);
+      return bundle?.profiles.find((p) => p.name === source.value.profile) ?? create(ProfileSchema, { name: source.value.profile, maxTurns: 1 });
+    }
     const name = source?.case === "builtin" ? source.value : COMPANION_PROFILE.name;
     return this.profiles().find((p) => p.name === name) ?? COMPANION_PROFILE;
   }
 
-  /** Checks requested capabilities: known, offered, deduplicated, with a workspace. */
-  checkCapabilities(requested: string[], hasWorkspace: boolean): string[] {
+  /**
+   * What a worker's runs may use beyond its profile: the host secrets its
+   * profile names (SECRET_NOT_FOUND if the host lost one since) and, for a
+   * bundle worker, the bundle's shell policy (none when the bundle is gone).
+   */
+  policyOf(worker: Worker): RunPolicy {
+    const source = worker.profile?.source;
+    if (source?.case !== "bundle") return { secrets: new Map() };
+    const bundle = this.bundles.find(source.value.bundleId, source.value.digest);
+    const secrets = resolveSecrets(this.profileOf(worker), this.secrets);
+    return { secrets, shell: { allowedPrograms: [...(bundle?.policies?.shell?.allowedPrograms ?? [])] } };
+  }
+
+  /**
+   * Checks requested capabilities: known, offered, allowed by the bundle's
+   * policies (when the profile is a bundle's), deduplicated, with a workspace.
+   */
+  checkCapabilities(requested: string[], hasWorkspace: boolean, policies?: BundlePolicies): string[] {
     const offered = new Set(this.toolCapabilities());
     const unique = [...new Set(requested)];
     for (const [i, capability] of unique.entries()) {
@@ -106,6 +159,14 @@ export class ExecutionOffer {
           capability,
         });
       }
+      if (policies && !policies.allowedCapabilities.includes(capability)) {
+        throw new RuntimeError(
+          Code.PermissionDenied,
+          ErrorReason.CAPABILITY_DENIED,
+          `capability "${capability}" is not allowed by the profile's config bundle`,
+          { capability },
+        );
+      }
       if (!hasWorkspace) throw invalidArgument("workspace", `is required for capability "${capability}"`);
     }
     return unique;
@@ -116,12 +177,23 @@ export class ExecutionOffer {
     return capabilities.some((c) => isToolCapability(c) && WRITE_CAPABILITIES.has(c));
   }
 
-  /** Checks a workspace: an allowed root and a clean relative path inside it. */
-  checkWorkspace(root: string, relative: string): { root: string; path: string } {
+  /**
+   * Checks a workspace: an allowed root (of the runtime, and of the bundle's
+   * policies when the profile is a bundle's) and a clean relative path inside it.
+   */
+  checkWorkspace(root: string, relative: string, policies?: BundlePolicies): { root: string; path: string } {
     if (!Object.hasOwn(this.workspaceRoots, root)) {
       throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKSPACE_DENIED, `workspace.root "${root.slice(0, 64)}" is not an allowed root`, {
         field: "workspace.root",
       });
+    }
+    if (policies && !policies.allowedWorkspaceRoots.includes(root)) {
+      throw new RuntimeError(
+        Code.PermissionDenied,
+        ErrorReason.WORKSPACE_DENIED,
+        `workspace.root "${root.slice(0, 64)}" is not allowed by the profile's config bundle`,
+        { field: "workspace.root" },
+      );
     }
     checkTextBytes("workspace.path", relative, this.limits.maxWorkspacePathBytes);
     const segments = relative === "" ? [] : relative.split("/");
@@ -143,3 +215,13 @@ export class ExecutionOffer {
     return workspace && root !== undefined ? path.join(root, ...workspace.path.split("/").filter(Boolean)) : undefined;
   }
 }
+
+/** A resolved CreateWorker profile: the selector stored on the worker, the profile, the bundle's policies if any. */
+export interface ResolvedProfile {
+  selector: ProfileSelector;
+  profile: Profile;
+  policies?: BundlePolicies;
+}
+
+/** A bundle without policies allows nothing. */
+const NO_POLICIES: BundlePolicies = create(BundlePoliciesSchema);

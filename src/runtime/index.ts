@@ -27,6 +27,9 @@ export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 export { silentLogger, type Logger } from "./logger.js";
 /** The default, in-memory store. */
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
+/** Config bundles: their digest and canonical form (a Backend builds bundles with these), host secrets. */
+export { bundleDigest, canonicalBundle } from "./bundle-digest.js";
+export type { HostSecrets } from "./host-secrets.js";
 
 // ---- Below: implementing a store ----
 

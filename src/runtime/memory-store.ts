@@ -1,3 +1,5 @@
+import { clone } from "@bufbuild/protobuf";
+import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { randomBytes } from "node:crypto";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
@@ -78,6 +80,7 @@ class MemoryStore implements RuntimeStore {
   private readonly runtimeEvents: EventWindow;
   /** Each memory store is its own data: cursors of another one are foreign. */
   private readonly storeId = randomBytes(16).toString("hex");
+  private readonly bundles = new Map<string, ConfigBundle>();
 
   constructor(private readonly eventRetention: number) {
     this.runtimeEvents = new EventWindow(eventRetention);
@@ -90,7 +93,12 @@ class MemoryStore implements RuntimeStore {
       workers: [],
       lastRuntimeEventSeq: 0n,
       diagnostics: [],
+      configBundles: [...this.bundles.values()].map((bundle) => clone(ConfigBundleSchema, bundle)),
     };
+  }
+
+  async putConfigBundle(bundle: ConfigBundle): Promise<void> {
+    this.bundles.set(bundle.bundleId, clone(ConfigBundleSchema, bundle));
   }
 
   async putWorker(record: WorkerRecord): Promise<void> {

@@ -78,12 +78,14 @@ export async function executeRun(
     if (!backend) throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED, "no execution backend");
     if (controller.signal.aborted) throw abortError();
     const workspaceDir = deps.workspaceDirOf(worker);
+    const policy = deps.policyOf(worker);
     outcome = await backend.execute(
       {
         worker: clone(WorkerSchema, worker),
         profile: deps.profileOf(worker),
         run: clone(RunSchema, run),
         capabilities: [...worker.capabilities],
+        policy,
         readTranscript: (beforeSeq, limit) =>
           deps.store.readTranscript(
             workerId,

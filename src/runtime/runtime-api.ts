@@ -1,12 +1,17 @@
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { HostSecrets } from "./host-secrets.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { RuntimeStatus, Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type {
+  GetConfigBundleRequest,
   GetConfigBundleResponse,
   ListAllocationsRequest,
   ListAllocationsResponse,
+  ListConfigBundlesRequest,
+  ListConfigBundlesResponse,
   ListDiagnosticsRequest,
   ListDiagnosticsResponse,
+  PutConfigBundleRequest,
   PutConfigBundleResponse,
 } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import type {
@@ -50,6 +55,11 @@ export interface RuntimeOptions {
   executionBackend?: ExecutionBackend;
   /** Named workspace roots: name → host directory. Host paths never leave the runtime. */
   workspaceRoots?: Record<string, string>;
+  /**
+   * This host's secrets by name (see host-secrets.ts): profiles of config
+   * bundles name them, runs receive their values. Default: none.
+   */
+  secrets?: HostSecrets;
   /** Overrides of the default bounds. */
   limits?: Partial<Limits>;
   /** Shorthand for `limits.heartbeatIntervalMs`. */
@@ -82,12 +92,13 @@ export interface Runtime {
   /** SERVING, DRAINING or DEGRADED (store writes failing). */
   readonly status: RuntimeStatus;
   // RuntimeManagement
-  getRuntime(): RuntimeSummary;
+  getRuntime(request?: { runtimeId: string }): RuntimeSummary;
   listDiagnostics(request: ListDiagnosticsRequest): ListDiagnosticsResponse;
   listAllocations(request: ListAllocationsRequest): ListAllocationsResponse;
-  /** Config bundles arrive with the Backend issue; refused as unsupported until then. */
-  putConfigBundle(): PutConfigBundleResponse;
-  getConfigBundle(): GetConfigBundleResponse;
+  /** Verifies, persists and keeps a config bundle (config-bundles.ts). */
+  putConfigBundle(request: PutConfigBundleRequest): Promise<PutConfigBundleResponse>;
+  getConfigBundle(request: GetConfigBundleRequest): GetConfigBundleResponse;
+  listConfigBundles(request: ListConfigBundlesRequest): ListConfigBundlesResponse;
   // WorkerCatalog
   createWorker(request: CreateWorkerRequest): Promise<CreateWorkerResponse>;
   getWorker(request: { worker?: WorkerRef }): Worker;

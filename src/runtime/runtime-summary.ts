@@ -70,6 +70,7 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       executionUnavailableReason: offer.notConnectedReason() ?? "",
       profiles: offer.profiles(),
       toolCapabilities: offer.toolCapabilities(),
+      shellSandbox: offer.shellSandbox(),
       workspaceRoots: offer.rootNames(),
     }),
     workerCounts: counts,

@@ -11,6 +11,7 @@ import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_inter
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { inBackground } from "./background-write.js";
 import { Catalog } from "./catalog.js";
+import { ConfigBundles } from "./config-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
@@ -58,7 +59,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const pageTokens = new PageTokens(`${runtimeId}\0${storeId || randomBytes(32).toString("hex")}`);
   const logger = options.logger ?? silentLogger;
   const startedAt = new Date();
-  const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits);
+  const bundles = new ConfigBundles(store, limits, pageTokens, opened.configBundles ?? []);
+  const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits, bundles, options.secrets ?? new Map());
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
   options.executionBackend?.attach?.({ diagnostics, logger });
   const addDiagnostic = (severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void => {
@@ -97,6 +99,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       newRunId: () => newId("r"),
       profileOf: (worker) => offer.profileOf(worker),
       workspaceDirOf: (worker) => offer.workspaceDirOf(worker),
+      policyOf: (worker) => offer.policyOf(worker),
       onStoreResult: (source, error) => health.storeResult(source, error),
       publishWorker: (worker) => publish({ case: "workerUpdated", value: worker }),
       publishRun: (run) => publish({ case: "runChanged", value: run }),
@@ -140,14 +143,23 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     maxBatchBytes: responseBudgetBytes(limits),
   };
 
+  /**
+   * RuntimeManagement requests carry an optional runtime_id (a Backend
+   * routes by it): empty means this runtime, any other id is refused.
+   */
+  const checkOwnId = (runtimeId: string | undefined): void => {
+    if (runtimeId) catalog.checkRuntimeId("runtime_id", runtimeId);
+  };
+
   const runtime: Runtime = {
     runtimeId,
     limits,
     get status() {
       return health.status;
     },
-    getRuntime: () =>
-      runtimeSummary({
+    getRuntime: (request) => {
+      checkOwnId(request?.runtimeId);
+      return runtimeSummary({
         runtimeId,
         displayName: options.displayName ?? "worker-runtime",
         version: options.version ?? "0.1.0",
@@ -158,14 +170,27 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         offer,
         workers: [...catalog.sessions()].map((session) => session.worker),
         diagnosticCount: diagnostics.size,
-      }),
-    listDiagnostics: (request) => listDiagnostics(diagnostics, request, limits, pageTokens),
-    listAllocations: (request) => listAllocations(catalog.allocations, request, limits, pageTokens),
-    putConfigBundle: () => {
-      throw unimplemented("PutConfigBundle");
+      });
     },
-    getConfigBundle: () => {
-      throw unimplemented("GetConfigBundle");
+    listDiagnostics: (request) => {
+      checkOwnId(request.runtimeId);
+      return listDiagnostics(diagnostics, request, limits, pageTokens);
+    },
+    listAllocations: (request) => {
+      checkOwnId(request.runtimeId);
+      return listAllocations(catalog.allocations, request, limits, pageTokens);
+    },
+    putConfigBundle: async (request) => {
+      checkOwnId(request.runtimeId);
+      return bundles.put(request);
+    },
+    getConfigBundle: (request) => {
+      checkOwnId(request.runtimeId);
+      return bundles.get(request);
+    },
+    listConfigBundles: (request) => {
+      checkOwnId(request.runtimeId);
+      return bundles.list(request);
     },
     createWorker: (request) => catalog.create(request),
     getWorker: (request) => clone(WorkerSchema, catalog.session("worker", request.worker).worker),
@@ -243,8 +268,4 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     },
   };
   return runtime;
-}
-
-function unimplemented(rpc: string): RuntimeError {
-  return new RuntimeError(Code.Unimplemented, ErrorReason.UNSUPPORTED, `${rpc} is not implemented yet`);
 }

@@ -2,7 +2,7 @@ import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { CursorStream } from "./cursor.js";
-import type { ExecutionBackend } from "./execution-backend.js";
+import type { ExecutionBackend, RunPolicy } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
 import type { RuntimeStore } from "./store.js";
@@ -17,6 +17,8 @@ export interface SessionDeps {
   newRunId(): string;
   profileOf(worker: Worker): Profile;
   workspaceDirOf(worker: Worker): string | undefined;
+  /** Secrets and shell policy of a worker's runs; throws SECRET_NOT_FOUND when the host lacks one. */
+  policyOf(worker: Worker): RunPolicy;
   /** Reports every store write outcome per write path (runtime health). */
   onStoreResult(source: string, error: unknown): void;
   /** Publishes a worker change on the runtime-wide stream. */

@@ -1,3 +1,4 @@
+import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -84,6 +85,12 @@ export interface RuntimeStore {
   earliestRuntimeEventSeq(): bigint;
 
   /**
+   * Stores a config bundle (canonical, verified by the core) durably, before
+   * it resolves; `open` returns it from then on. Bundles are immutable: the
+   * core never puts one id twice with different content.
+   */
+  putConfigBundle(bundle: ConfigBundle): Promise<void>;
+  /**
    * Writes and syncs a scratch record and removes it, to learn whether the
    * store can write again after a failure (optional; a store without it is
    * only known to have recovered when its failed paths write again).
@@ -122,6 +129,8 @@ export interface OpenedStore {
   storeId?: string;
   /** Seq of the last runtime-wide event (0n when none). */
   lastRuntimeEventSeq: bigint;
+  /** Every stored config bundle (a store that keeps none may leave it out). */
+  configBundles?: ConfigBundle[];
   /** Problems found while opening (torn tails repaired, workers quarantined...). */
   diagnostics: StoreDiagnostic[];
 }

@@ -25,11 +25,12 @@ import type { Runtime, WatchOptions } from "../runtime/index.js";
  */
 export function createRuntimeManagementService(runtime: Runtime): ServiceImpl<typeof RuntimeManagement> {
   return {
-    getRuntime: () => create(GetRuntimeResponseSchema, { runtime: runtime.getRuntime() }),
+    getRuntime: (request) => create(GetRuntimeResponseSchema, { runtime: runtime.getRuntime(request) }),
     listDiagnostics: (request) => runtime.listDiagnostics(request),
     listAllocations: (request) => runtime.listAllocations(request),
-    putConfigBundle: () => runtime.putConfigBundle(),
-    getConfigBundle: () => runtime.getConfigBundle(),
+    putConfigBundle: (request) => runtime.putConfigBundle(request),
+    getConfigBundle: (request) => runtime.getConfigBundle(request),
+    listConfigBundles: (request) => runtime.listConfigBundles(request),
   };
 }
 

@@ -21,7 +21,8 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
   let s: OpenAIServer;
   beforeEach(async () => {
     const careful = create(ProfileSchema, { ...companionProfile("gpt-4o-mini"), name: "careful", approvalRequiredTools: ["write_file"] });
-    s = await startOpenAIServer(protocol, { toolLimits: { maxReadBytes: 64 }, profiles: [careful] });
+    // Commands run unsandboxed here (host pids in the tests); the sandbox is tested in test/bundles/shell-sandbox.test.ts.
+    s = await startOpenAIServer(protocol, { toolLimits: { maxReadBytes: 64 }, profiles: [careful], shellSandbox: "none", allowUnsandboxedShell: true });
   });
   afterEach(async () => {
     await s.close();

@@ -50,6 +50,9 @@ export async function startHarness(options: Partial<OpenAIBackendOptions> = {}):
     apiKey: TEST_KEY,
     baseURL: fake.baseURL,
     retry: { baseDelayMs: 5, maxDelayMs: 20, budgetMs: 2_000 },
+    // These tests check the unsandboxed command path (host pids, the host's view); the sandbox has its own tests.
+    shellSandbox: "none",
+    allowUnsandboxedShell: true,
     ...options,
   });
   const companion = backend.profiles()[0] as Profile;

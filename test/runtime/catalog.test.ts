@@ -158,3 +158,20 @@ describe("ListWorkers order", () => {
     }
   });
 });
+
+describe("RuntimeManagement runtime_id", () => {
+  it("answers for an empty or its own runtime_id and refuses another with RUNTIME_MISMATCH", async () => {
+    const harness = await startHarness({});
+    try {
+      const clients = harness.connect("grpc");
+      const runtimeId = harness.runtime.runtimeId;
+      expect((await clients.management.getRuntime({})).runtime?.runtimeId).toBe(runtimeId);
+      expect((await clients.management.getRuntime({ runtimeId })).runtime?.runtimeId).toBe(runtimeId);
+      await expectReason(() => clients.management.getRuntime({ runtimeId: "rt-other" }), Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH);
+      await expectReason(() => clients.management.listDiagnostics({ runtimeId: "rt-other" }), Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH);
+      await expectReason(() => clients.management.listConfigBundles({ runtimeId: "rt-other" }), Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH);
+    } finally {
+      await harness.close();
+    }
+  });
+});

@@ -37,7 +37,7 @@ const CONCURRENCY = 8;
 const SERVER_FAULT_CODES = new Set([Code.Unknown, Code.Internal, Code.DataLoss]);
 
 /** Methods the runtime documents as not implemented yet (UNIMPLEMENTED, HTTP 501 over Connect). */
-const UNIMPLEMENTED_METHODS = new Set(["PutConfigBundle", "GetConfigBundle"]);
+const UNIMPLEMENTED_METHODS = new Set<string>();
 
 const SERVICES: readonly DescService[] = [RuntimeManagement, WorkerCatalog, WorkerInteraction, WorkerObservation, Health];
 const allMethods = SERVICES.flatMap((service) => service.methods);

@@ -1,4 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { create, toJsonString } from "@bufbuild/protobuf";
+import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import {
   StoreConflictError,
@@ -73,6 +75,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         workers: [],
         lastRuntimeEventSeq: 0n,
         diagnostics: [],
+        configBundles: [],
       });
       expect(store.earliestRuntimeEventSeq()).toBe(1n);
       expect(["memory", "fs"]).toContain(store.kind);
@@ -82,6 +85,16 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       await store.probeWrite?.();
       await store.putWorker(workerRecord("w1"));
       await store.appendEvents("w1", events(1, 1));
+    });
+
+    it.runIf(factory.durable)("keeps config bundles across a reopen", async () => {
+      const b1 = create(ConfigBundleSchema, { bundleId: "b1", digest: "sha256:x", profiles: [{ name: "p", secretNames: ["K"] }] });
+      const b2 = create(ConfigBundleSchema, { bundleId: "b2", digest: "sha256:y" });
+      await store.putConfigBundle(b1);
+      await store.putConfigBundle(b2);
+      const { opened } = await reopen();
+      const json = (bundles: readonly ConfigBundle[] | undefined) => (bundles ?? []).map((b) => toJsonString(ConfigBundleSchema, b));
+      expect(json(opened.configBundles)).toEqual(json([b1, b2]));
     });
 
     it.runIf(factory.durable)("refuses to open data that belongs to another runtime id", async () => {

@@ -112,6 +112,16 @@ export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
    * @generated from field: uint32 max_answer_bytes = 13;
    */
   maxAnswerBytes: number;
+
+  /**
+   * Name of the host-local secret holding the model provider's API key for
+   * Workers of this profile; empty uses the Runtime's own provider key. Used
+   * only by profiles of config bundles; the secret must also be listed in
+   * secret_names. Never the key itself.
+   *
+   * @generated from field: string provider_api_key_secret = 14;
+   */
+  providerApiKeySecret: string;
 };
 
 /**
@@ -194,6 +204,15 @@ export declare const BundleProfileRefSchema: GenMessage<BundleProfileRef>;
  * ConfigBundle is an immutable, digest-addressed set of profiles that a
  * Backend pushes to a Runtime. It names secrets but never contains them.
  *
+ * Canonical form and digest: profiles sorted by name; every string list
+ * (tools, approval_required_tools, secret_names, allowed_capabilities,
+ * allowed_workspace_roots, allowed_programs) sorted (by UTF-16 code units,
+ * as JavaScript sorts) with repeats removed; unknown fields dropped. The
+ * digest is "sha256:" and the lowercase hex SHA-256 of the deterministic
+ * protobuf binary encoding (fields in field-number order) of the canonical
+ * bundle with `digest` cleared. So the same content built in another order
+ * has the same digest.
+ *
  * @generated from message worker_runtime.v1.ConfigBundle
  */
 export declare type ConfigBundle = Message<"worker_runtime.v1.ConfigBundle"> & {
@@ -212,11 +231,20 @@ export declare type ConfigBundle = Message<"worker_runtime.v1.ConfigBundle"> & {
   digest: string;
 
   /**
-   * The profiles in the bundle.
+   * The profiles in the bundle; names unique.
    *
    * @generated from field: repeated worker_runtime.v1.Profile profiles = 3;
    */
   profiles: Profile[];
+
+  /**
+   * What Workers created from the bundle's profiles may do; enforced when
+   * they are created and when their tools run. Unset allows nothing: no
+   * capabilities, no workspace, no shell commands.
+   *
+   * @generated from field: worker_runtime.v1.BundlePolicies policies = 4;
+   */
+  policies?: BundlePolicies | undefined;
 };
 
 /**
@@ -224,4 +252,64 @@ export declare type ConfigBundle = Message<"worker_runtime.v1.ConfigBundle"> & {
  * Use `create(ConfigBundleSchema)` to create a new message.
  */
 export declare const ConfigBundleSchema: GenMessage<ConfigBundle>;
+
+/**
+ * BundlePolicies are the limits a config bundle puts on its Workers.
+ *
+ * @generated from message worker_runtime.v1.BundlePolicies
+ */
+export declare type BundlePolicies = Message<"worker_runtime.v1.BundlePolicies"> & {
+  /**
+   * Tool capabilities (e.g. "fs.read") a Worker may be granted; CreateWorker
+   * asking for another is refused with CAPABILITY_DENIED.
+   *
+   * @generated from field: repeated string allowed_capabilities = 1;
+   */
+  allowedCapabilities: string[];
+
+  /**
+   * Names of the Runtime's workspace roots a Worker may use; another is
+   * refused with WORKSPACE_DENIED.
+   *
+   * @generated from field: repeated string allowed_workspace_roots = 2;
+   */
+  allowedWorkspaceRoots: string[];
+
+  /**
+   * What shell.exec may run; unset allows no command.
+   *
+   * @generated from field: worker_runtime.v1.ShellPolicy shell = 3;
+   */
+  shell?: ShellPolicy | undefined;
+};
+
+/**
+ * Describes the message worker_runtime.v1.BundlePolicies.
+ * Use `create(BundlePoliciesSchema)` to create a new message.
+ */
+export declare const BundlePoliciesSchema: GenMessage<BundlePolicies>;
+
+/**
+ * ShellPolicy restricts the commands of shell.exec. A command is then run
+ * without a shell: it is split into words (quotes and backslash escapes
+ * work; shell syntax such as pipes, redirections, `;`, `$` or globbing is
+ * refused), and its first word must be one of allowed_programs exactly.
+ *
+ * @generated from message worker_runtime.v1.ShellPolicy
+ */
+export declare type ShellPolicy = Message<"worker_runtime.v1.ShellPolicy"> & {
+  /**
+   * Program names (no "/") a command may start with, e.g. "ls", "git".
+   * Empty: no command may run.
+   *
+   * @generated from field: repeated string allowed_programs = 1;
+   */
+  allowedPrograms: string[];
+};
+
+/**
+ * Describes the message worker_runtime.v1.ShellPolicy.
+ * Use `create(ShellPolicySchema)` to create a new message.
+ */
+export declare const ShellPolicySchema: GenMessage<ShellPolicy>;
 

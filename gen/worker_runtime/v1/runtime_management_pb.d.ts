@@ -20,7 +20,8 @@ export declare const file_worker_runtime_v1_runtime_management: GenFile;
 export declare type GetRuntimeRequest = Message<"worker_runtime.v1.GetRuntimeRequest"> & {
   /**
    * Through a Backend: the Runtime meant; empty = the Backend's embedded
-   * Runtime. A Runtime itself ignores it (it answers for itself).
+   * Runtime. A Runtime takes empty or its own id and refuses any other
+   * (INVALID_ARGUMENT, RUNTIME_MISMATCH).
    *
    * @generated from field: string runtime_id = 1;
    */
@@ -92,7 +93,8 @@ export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiag
 
   /**
    * Through a Backend: the Runtime meant; empty = the Backend's embedded
-   * Runtime. A Runtime itself ignores it (it answers for itself).
+   * Runtime. A Runtime takes empty or its own id and refuses any other
+   * (INVALID_ARGUMENT, RUNTIME_MISMATCH).
    *
    * @generated from field: string runtime_id = 5;
    */
@@ -157,7 +159,8 @@ export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllo
 
   /**
    * Through a Backend: the Runtime meant; empty = the Backend's embedded
-   * Runtime. A Runtime itself ignores it (it answers for itself).
+   * Runtime. A Runtime takes empty or its own id and refuses any other
+   * (INVALID_ARGUMENT, RUNTIME_MISMATCH).
    *
    * @generated from field: string runtime_id = 3;
    */
@@ -212,7 +215,8 @@ export declare type PutConfigBundleRequest = Message<"worker_runtime.v1.PutConfi
 
   /**
    * Through a Backend: the Runtime meant; empty = the Backend's embedded
-   * Runtime. A Runtime itself ignores it (it answers for itself).
+   * Runtime. A Runtime takes empty or its own id and refuses any other
+   * (INVALID_ARGUMENT, RUNTIME_MISMATCH).
    *
    * @generated from field: string runtime_id = 2;
    */
@@ -260,7 +264,8 @@ export declare type GetConfigBundleRequest = Message<"worker_runtime.v1.GetConfi
 
   /**
    * Through a Backend: the Runtime meant; empty = the Backend's embedded
-   * Runtime. A Runtime itself ignores it (it answers for itself).
+   * Runtime. A Runtime takes empty or its own id and refuses any other
+   * (INVALID_ARGUMENT, RUNTIME_MISMATCH).
    *
    * @generated from field: string runtime_id = 2;
    */
@@ -292,6 +297,71 @@ export declare type GetConfigBundleResponse = Message<"worker_runtime.v1.GetConf
  * Use `create(GetConfigBundleResponseSchema)` to create a new message.
  */
 export declare const GetConfigBundleResponseSchema: GenMessage<GetConfigBundleResponse>;
+
+/**
+ * ListConfigBundlesRequest asks for a page of stored config bundles.
+ *
+ * @generated from message worker_runtime.v1.ListConfigBundlesRequest
+ */
+export declare type ListConfigBundlesRequest = Message<"worker_runtime.v1.ListConfigBundlesRequest"> & {
+  /**
+   * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token from a previous response; empty for the first page.
+   * Opaque and sealed, otherwise INVALID_ARGUMENT with reason PAGE_TOKEN_INVALID.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime takes empty or its own id and refuses any other
+   * (INVALID_ARGUMENT, RUNTIME_MISMATCH).
+   *
+   * @generated from field: string runtime_id = 3;
+   */
+  runtimeId: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.ListConfigBundlesRequest.
+ * Use `create(ListConfigBundlesRequestSchema)` to create a new message.
+ */
+export declare const ListConfigBundlesRequestSchema: GenMessage<ListConfigBundlesRequest>;
+
+/**
+ * ListConfigBundlesResponse holds a page of config bundles, ordered by id.
+ *
+ * @generated from message worker_runtime.v1.ListConfigBundlesResponse
+ */
+export declare type ListConfigBundlesResponse = Message<"worker_runtime.v1.ListConfigBundlesResponse"> & {
+  /**
+   * The bundles, in canonical form.
+   *
+   * @generated from field: repeated worker_runtime.v1.ConfigBundle bundles = 1;
+   */
+  bundles: ConfigBundle[];
+
+  /**
+   * Token for the next page; empty at the end.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.ListConfigBundlesResponse.
+ * Use `create(ListConfigBundlesResponseSchema)` to create a new message.
+ */
+export declare const ListConfigBundlesResponseSchema: GenMessage<ListConfigBundlesResponse>;
 
 /**
  * RuntimeManagement describes and manages a Runtime as a whole.
@@ -331,9 +401,11 @@ export declare const RuntimeManagement: GenService<{
     output: typeof ListAllocationsResponseSchema;
   },
   /**
-   * PutConfigBundle stores an immutable, digest-addressed config bundle.
-   * Pushing the same id and digest again is a no-op; the same id with another
-   * digest is refused with BUNDLE_CONFLICT.
+   * PutConfigBundle stores an immutable, digest-addressed config bundle,
+   * durably. A digest that does not match the content is INVALID_ARGUMENT
+   * with BUNDLE_CONFLICT. Pushing the same id and digest again is a no-op;
+   * the same id with another digest is refused with ALREADY_EXISTS and
+   * BUNDLE_CONFLICT.
    *
    * @generated from rpc worker_runtime.v1.RuntimeManagement.PutConfigBundle
    */
@@ -351,6 +423,16 @@ export declare const RuntimeManagement: GenService<{
     methodKind: "unary";
     input: typeof GetConfigBundleRequestSchema;
     output: typeof GetConfigBundleResponseSchema;
+  },
+  /**
+   * ListConfigBundles lists the stored config bundles by id, paginated.
+   *
+   * @generated from rpc worker_runtime.v1.RuntimeManagement.ListConfigBundles
+   */
+  listConfigBundles: {
+    methodKind: "unary";
+    input: typeof ListConfigBundlesRequestSchema;
+    output: typeof ListConfigBundlesResponseSchema;
   },
 }>;
 

@@ -277,6 +277,16 @@ export declare type RuntimeCapabilities = Message<"worker_runtime.v1.RuntimeCapa
    * @generated from field: repeated string workspace_roots = 6;
    */
   workspaceRoots: string[];
+
+  /**
+   * How shell.exec commands are isolated: "bubblewrap" (own user, PID and
+   * mount namespaces; only the workspace writable), "none" (the operator
+   * allowed unsandboxed commands), or empty when shell.exec is not offered
+   * (no sandbox available and no opt-out).
+   *
+   * @generated from field: string shell_sandbox = 7;
+   */
+  shellSandbox: string;
 };
 
 /**

@@ -1,5 +1,7 @@
 import { spawn } from "node:child_process";
-import { optionalIntArg, requireWorkspace, stringArg, ToolError, type ToolDefinition } from "./tool.js";
+import { splitCommandWords } from "./command-words.js";
+import { sandboxedArgv } from "./shell-sandbox.js";
+import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
 /**
@@ -9,9 +11,9 @@ import { truncationNote } from "./output-bounds.js";
  * included — with one `kill(-pgid)`; killing only the shell would leave its
  * children running and holding the output pipes open.
  *
- * Known limits that only an OS sandbox closes (run workers granted
- * `shell.exec` in one: a container, a separate user, a seccomp/namespace
- * jail):
+ * Where bubblewrap is available the command runs in its sandbox
+ * (shell-sandbox.ts), which closes the limits below. Without a sandbox
+ * (`--allow-unsandboxed-shell`, the operator's explicit choice) they remain:
  * - The command runs as the runtime's user with its permissions; the
  *   workspace confines file tools, not commands.
  * - Credentials are left out of the command's environment, but the command
@@ -42,7 +44,12 @@ export const runCommandTool: ToolDefinition = {
     const command = stringArg(args, "command");
     const { defaultCommandTimeoutMs, maxCommandTimeoutMs, maxCommandOutputBytes } = context.limits;
     const timeoutMs = Math.min(optionalIntArg(args, "timeout_ms") ?? defaultCommandTimeoutMs, maxCommandTimeoutMs);
-    const result = await runInGroup(command, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    if (context.shellSandbox === "refused") {
+      throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
+    }
+    const line = commandLine(command, context.shellPolicy);
+    const argv = context.shellSandbox === "bubblewrap" ? sandboxedArgv(line, workspace.root) : line;
+    const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
       : result.signal
@@ -56,6 +63,26 @@ export const runCommandTool: ToolDefinition = {
     };
   },
 };
+
+/**
+ * What to execute. Without a policy: `sh -c command`. With a config
+ * bundle's shell policy (ShellPolicy in profile.proto): the command's words,
+ * run without a shell, when its program is on the allow-list — a shell
+ * would make the program name meaningless (`ls; rm -rf .`). A refusal is a
+ * tool error the model can read, and names the allowed programs.
+ */
+function commandLine(command: string, policy: ShellPolicy | undefined): string[] {
+  if (!policy) return ["/bin/sh", "-c", command];
+  const allowed = policy.allowedPrograms;
+  if (allowed.length === 0) throw new ToolError("this worker's policy allows no commands");
+  const words = splitCommandWords(command);
+  const program = words[0];
+  if (program === undefined) throw new ToolError("the command is empty");
+  if (!allowed.includes(program)) {
+    throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
+  }
+  return words;
+}
 
 interface CommandResult {
   code: number | null;
@@ -76,7 +103,7 @@ function commandEnv(): NodeJS.ProcessEnv {
 }
 
 function runInGroup(
-  command: string,
+  argv: readonly string[],
   cwd: string,
   timeoutMs: number,
   maxBytes: number,
@@ -84,7 +111,8 @@ function runInGroup(
 ): Promise<CommandResult> {
   signal.throwIfAborted();
   return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", command], {
+    const [file = "/bin/sh", ...args] = argv;
+    const child = spawn(file, args, {
       cwd,
       env: commandEnv(),
       detached: true,

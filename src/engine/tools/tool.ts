@@ -1,4 +1,5 @@
 import type { ToolCapability } from "../../runtime/index.js";
+import type { ShellSandboxMode } from "./shell-sandbox.js";
 import type { ToolLimits } from "./tool-limits.js";
 import type { Workspace } from "./workspace.js";
 
@@ -22,6 +23,15 @@ export interface ToolContext {
   readonly limits: ToolLimits;
   /** The run's signal: aborting it must stop the tool promptly. */
   readonly signal: AbortSignal;
+  /** How commands are isolated (shell-sandbox.ts); unset = "none" (direct tool tests). */
+  readonly shellSandbox?: ShellSandboxMode;
+  /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
+  readonly shellPolicy?: ShellPolicy;
+}
+
+/** Programs a command may start with (see ShellPolicy in profile.proto). */
+export interface ShellPolicy {
+  readonly allowedPrograms: readonly string[];
 }
 
 /** Parsed tool arguments. */

@@ -1,3 +1,4 @@
+import type { ConfigBundle } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { mkdir } from "node:fs/promises";
 import * as path from "node:path";
@@ -17,6 +18,7 @@ import { DataDirLock } from "./data-dir-lock.js";
 import { Disk, type FileStoreFaults } from "./disk.js";
 import { createFileStoreStats, type FileStoreStats } from "./file-store-stats.js";
 import { openWorkers } from "./open-workers.js";
+import { readConfigBundles, writeConfigBundle } from "./config-bundle-files.js";
 import { openRuntimeEventLog } from "./runtime-event-log.js";
 import { openRuntimeId } from "./runtime-id.js";
 import type { SegmentedLog } from "./segmented-log.js";
@@ -116,19 +118,25 @@ class FileStoreImpl implements FileStore {
         concurrency: this.options.openConcurrency ?? 32,
       });
       this.registry.adopt(workers.files);
+      const bundles = await readConfigBundles(this.disk);
       this.opened = true;
       return {
         runtimeId,
         storeId,
         workers: workers.restored,
         lastRuntimeEventSeq: runtimeEvents.log.lastSeq,
-        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics],
+        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...bundles.diagnostics],
+        configBundles: bundles.bundles,
       };
     } catch (error) {
       await lock.release();
       this.lock = undefined;
       throw error;
     }
+  }
+
+  putConfigBundle(bundle: ConfigBundle): Promise<void> {
+    return writeConfigBundle(this.disk, bundle);
   }
 
   putWorker(record: WorkerRecord): Promise<void> {

@@ -1,0 +1,86 @@
+import { spawnSync } from "node:child_process";
+
+/**
+ * How `shell.exec` commands are isolated (GetRuntime shows it):
+ * - "bubblewrap": each command runs under `bwrap` in its own user, PID,
+ *   IPC, UTS and mount namespaces: the host file system read-only, only the
+ *   workspace (and a private /tmp) writable, a fresh /proc that shows only
+ *   the sandbox's processes, an empty environment but PATH/HOME/LANG. When
+ *   the sandbox's first process dies, the kernel kills every process of its
+ *   PID namespace, so a command that detaches with `setsid` dies on cancel.
+ *   The network is shared (package installs, git).
+ * - "none": no isolation, chosen explicitly by the operator
+ *   (`--allow-unsandboxed-shell`); see the limits in shell-tool.ts.
+ * - "refused": no sandbox is available and the operator did not opt out:
+ *   `shell.exec` is not offered and `run_command` refuses.
+ */
+export type ShellSandboxMode = "bubblewrap" | "none" | "refused";
+
+/** Options that choose the mode (OpenAIBackendOptions). */
+export interface ShellSandboxOptions {
+  /** Force a mode instead of detecting bubblewrap ("bubblewrap" fails later if it is missing). */
+  shellSandbox?: "bubblewrap" | "none";
+  /** Run commands without a sandbox when none is available (or when "none" is forced). */
+  allowUnsandboxedShell?: boolean;
+}
+
+/** The mode for these options: bubblewrap where it works, else "none" only when allowed. */
+export function resolveShellSandbox(options: ShellSandboxOptions): ShellSandboxMode {
+  const wanted = options.shellSandbox ?? (bubblewrapWorks() ? "bubblewrap" : "none");
+  if (wanted === "none" && !options.allowUnsandboxedShell) return "refused";
+  return wanted;
+}
+
+let bubblewrapChecked: boolean | undefined;
+
+/** Whether `bwrap` exists and may create the namespaces it needs here (checked once per process). */
+export function bubblewrapWorks(): boolean {
+  if (bubblewrapChecked === undefined) {
+    const probe = spawnSync("bwrap", [...namespaceArgs(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"], {
+      stdio: "ignore",
+      timeout: 5_000,
+    });
+    bubblewrapChecked = probe.status === 0;
+  }
+  return bubblewrapChecked;
+}
+
+/** The command line that runs `argv` in a sandbox whose only writable place is `workspace`. */
+export function sandboxedArgv(argv: readonly string[], workspace: string): string[] {
+  return [
+    "bwrap",
+    ...namespaceArgs(),
+    "--die-with-parent",
+    "--new-session",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
+    "--bind",
+    workspace,
+    workspace,
+    "--chdir",
+    workspace,
+    "--clearenv",
+    "--setenv",
+    "PATH",
+    "/usr/local/bin:/usr/bin:/bin",
+    "--setenv",
+    "HOME",
+    workspace,
+    "--setenv",
+    "LANG",
+    "C.UTF-8",
+    "--",
+    ...argv,
+  ];
+}
+
+function namespaceArgs(): string[] {
+  return ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"];
+}

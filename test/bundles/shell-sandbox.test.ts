@@ -1,0 +1,100 @@
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
+import { reply } from "../support/openai-chunks.js";
+import { startHarness, type Harness } from "../engine/harness.js";
+
+/** CI installs bubblewrap (.ci/run), so there the sandbox tests must run; elsewhere they need it. */
+const sandboxed = bubblewrapWorks();
+if (process.env.CI === "true" && !sandboxed) throw new Error("bubblewrap is required in CI (apt-get install bubblewrap)");
+
+/** Host pids whose command line is exactly `argv`. */
+async function pidsRunning(argv: readonly string[]): Promise<number[]> {
+  const wanted = `${argv.join("\0")}\0`;
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
+    if (cmdline === wanted) pids.push(Number(name));
+  }
+  return pids;
+}
+
+async function eventually(probe: () => Promise<boolean>, attempts = 150): Promise<boolean> {
+  for (let i = 0; i < attempts; i++) {
+    if (await probe()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}
+
+describe("shell.exec sandbox", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  async function runCommand(harness: Harness, command: string): Promise<string> {
+    harness.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+      reply({ text: "ok" }),
+    );
+    const { outcome, sink } = await harness.run({ input: "run", capabilities: ["shell.exec"] });
+    expect(outcome.kind).toBe("completed");
+    return sink.committed("toolResult")[0]?.output ?? "";
+  }
+
+  it("refuses shell.exec where no sandbox is available unless the operator opts out", () => {
+    expect(resolveShellSandbox({ shellSandbox: "none" })).toBe("refused");
+    expect(resolveShellSandbox({ shellSandbox: "none", allowUnsandboxedShell: true })).toBe("none");
+  });
+
+  it("does not offer shell.exec, and run_command refuses, in refused mode", async () => {
+    h = await startHarness({ shellSandbox: "none", allowUnsandboxedShell: false });
+    expect(h.backend.toolCapabilities()).not.toContain("shell.exec");
+    expect(await runCommand(h, "echo hi")).toContain("no sandbox");
+  });
+
+  it.runIf(sandboxed)("hides the runtime's environment and processes from a command", async () => {
+    expect(process.env.VITEST).toBeDefined();
+    const command = `env; echo ---; cat /proc/${process.pid}/environ; echo ---; ls /proc`;
+    // Without the sandbox the command sees the runtime's environment (the control).
+    h = await startHarness({ shellSandbox: "none", allowUnsandboxedShell: true });
+    expect(await runCommand(h, command)).toContain("VITEST");
+    await h.close();
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    expect(h.backend.shellSandbox?.()).toBe("bubblewrap");
+    const output = await runCommand(h, command);
+    expect(output).not.toContain("VITEST");
+    expect(output).toContain(`/proc/${process.pid}/environ: No such file`);
+    // /proc shows only the sandbox's own processes: never the runtime's pid.
+    const listed = output.split("---")[2] ?? "";
+    expect(listed.split(/\s+/)).not.toContain(String(process.pid));
+  });
+
+  it.runIf(sandboxed)("only the workspace is writable", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const escapePath = `/var/tmp/sandbox-escape-${process.pid}-${Date.now()}`;
+    const output = await runCommand(h, `echo x > inside.txt && cat inside.txt; echo y > ${escapePath}`);
+    expect(output).toContain("x");
+    expect(output).toMatch(/Read-only file system/);
+    await expect(readFile(escapePath)).rejects.toThrow();
+    expect(await readFile(join(h.workspace, "inside.txt"), "utf8")).toBe("x\n");
+  });
+
+  it.runIf(sandboxed)("kills a command that detached with setsid when the run is cancelled", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const seconds = String(30_000 + Math.floor(Math.random() * 10_000));
+    h.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: `setsid sleep ${seconds} & wait` }) }] }),
+    );
+    const controller = new AbortController();
+    const running = h.run({ input: "run", signal: controller.signal, capabilities: ["shell.exec"] });
+    expect(await eventually(async () => (await pidsRunning(["sleep", seconds])).length > 0)).toBe(true);
+    controller.abort();
+    expect((await running).outcome).toEqual({ kind: "cancelled" });
+    expect(await eventually(async () => (await pidsRunning(["sleep", seconds])).length === 0)).toBe(true);
+  });
+});
