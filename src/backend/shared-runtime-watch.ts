@@ -268,9 +268,13 @@ export class SharedRuntimeWatch {
     for (const reader of this.readers) reader.wake?.();
   }
 
+  /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
   private evict(): void {
+    if (this.ring.length <= this.maxEvents && this.bytes <= this.maxBytes) return;
+    const events = Math.floor((this.maxEvents * 7) / 8);
+    const bytes = Math.floor((this.maxBytes * 7) / 8);
     let drop = 0;
-    while (this.ring.length - drop > this.maxEvents || (this.bytes > this.maxBytes && this.ring.length - drop > 1)) {
+    while (this.ring.length - drop > events || (this.bytes > bytes && this.ring.length - drop > 1)) {
       const entry = this.ring[drop] as Entry;
       this.bytes -= entry.field.data.byteLength;
       if (entry.cursor && this.positions.get(entry.cursor) === this.firstSeq + drop + 1) this.positions.delete(entry.cursor);
