@@ -53,9 +53,10 @@ const SNAPSHOT_CATCH_UP_MS = 2_000;
  * undecoded wire bytes), and after any upstream failure (a cut connection, a
  * Runtime restart, SUBSCRIBER_TOO_SLOW) waits the backoff and READY, then
  * resumes after its last durable cursor, so the ring stays gap-free. If the
- * Runtime no longer holds that cursor (OUT_OF_RANGE) it logs a warning, ends
- * every client with that typed error (they resume by cursor and get their
- * own error, never a silent gap) and starts again from a fresh snapshot.
+ * Runtime no longer accepts that cursor (OUT_OF_RANGE / CURSOR_EXPIRED, or
+ * CURSOR_FOREIGN after its store was replaced) it logs a warning, ends every
+ * client with that typed error (they resume by cursor and get their own
+ * answer, never a silent gap) and starts again from a fresh snapshot.
  *
  * A client reads the ring by position, so it holds no queue of its own: its
  * backlog is bounded by the ring, and one that falls off the ring's tail is
@@ -224,10 +225,11 @@ export class SharedRuntimeWatch {
         if (signal.aborted) return;
         if (this.connection.isClosed) return this.stop();
         const upstream = ConnectError.from(error);
-        if (isExpired(upstream)) {
-          this.options.logger.warn("shared runtime watch: cursor expired upstream; re-snapshotting", {
+        if (isLost(upstream)) {
+          this.options.logger.warn("shared runtime watch: the runtime no longer accepts its cursor; re-snapshotting", {
             runtime_id: this.connection.runtimeId,
-            cursor: this.cursor,
+            code: Code[upstream.code],
+            cause: upstream.message,
           });
           this.reset(fromUpstream(upstream, this.connection.runtimeId, this.options.logger, signal));
           continue;
@@ -331,9 +333,19 @@ function wrap(fields: UnknownField[]): WatchRuntimeResponse {
   return message;
 }
 
-function isExpired(error: ConnectError): boolean {
-  const detail = error.findDetails(ErrorDetailSchema)[0];
-  return error.code === Code.OutOfRange || detail?.reason === ErrorReason.CURSOR_EXPIRED;
+/**
+ * The runtime no longer accepts the shared cursor: it is older than its
+ * history (CURSOR_EXPIRED) or from a replaced store (CURSOR_FOREIGN, or
+ * "ahead of the stream"). Resuming cannot succeed; only a fresh snapshot can.
+ */
+function isLost(error: ConnectError): boolean {
+  const reason = error.findDetails(ErrorDetailSchema)[0]?.reason;
+  return (
+    error.code === Code.OutOfRange ||
+    reason === ErrorReason.CURSOR_EXPIRED ||
+    reason === ErrorReason.CURSOR_FOREIGN ||
+    (error.code === Code.InvalidArgument && reason === ErrorReason.INVALID_ARGUMENT)
+  );
 }
 
 function tooSlow(runtimeId: string): ConnectError {

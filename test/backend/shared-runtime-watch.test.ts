@@ -220,6 +220,27 @@ describe("the Backend's shared WatchRuntime", () => {
     abort.abort();
   });
 
+  it("re-snapshots when the runtime's store is replaced: clients get the typed error, never a silent gap", async () => {
+    const w = watch();
+    await eventually(() => w.snapshotCursor !== undefined, 10_000, "snapshot");
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "only the shared upstream watch");
+    await remote.server.close(0);
+    await rm(join(dir, "rs"), { recursive: true, force: true });
+    await startRemote();
+    await eventually(() => w.error !== undefined, 10_000, "the typed error");
+    expect(w.error?.code).toBe(Code.InvalidArgument);
+    expect(w.error?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.CURSOR_FOREIGN);
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "the shared watch re-opened");
+    const fresh = watch();
+    await eventually(() => fresh.snapshotCursor !== undefined, 10_000, "a fresh snapshot");
+    await createWorkers(2);
+    await eventually(() => fresh.seqs.length >= 2, 10_000, "events of the new store");
+    expect(fresh.seqs[0]).toBe(1n);
+    expect(consecutive(fresh.seqs)).toBe(true);
+    expect(remote.runtime.stats().subscriptions).toBe(1);
+    fresh.stop();
+  });
+
   it("serves JSON clients the decoded events", async () => {
     const baseUrl = `http://${backendServer.h2Address}`;
     const session = new Http2SessionManager(baseUrl);
