@@ -35,7 +35,7 @@ import type { ResumableWatch } from "./watch-relay.js";
  */
 export const EVENTS = 1;
 export const SNAPSHOT = 2;
-const HEARTBEAT = 3;
+export const HEARTBEAT = 3;
 export const EVENT_CURSOR = 2;
 const HEARTBEAT_CURSOR = 1;
 

@@ -8,7 +8,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Logger } from "../runtime/index.js";
 import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
-import { EVENT_CURSOR, EVENTS, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
+import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
 import { fromUpstream, typed } from "./upstream-errors.js";
 
@@ -247,6 +247,7 @@ export class SharedRuntimeWatch {
   /** Takes in one upstream message: a snapshot (only on a fresh open), events, heartbeats. */
   private receive(fields: readonly UnknownField[]): void {
     let appended = false;
+    let heartbeat = false;
     for (const field of fields) {
       if (field.no === SNAPSHOT) {
         if (this.cursor !== "") continue; // a resumed stream's snapshot: the ring already continues it
@@ -263,10 +264,13 @@ export class SharedRuntimeWatch {
           this.positions.set(cursor, this.nextSeq);
         }
         appended = true;
+      } else if (field.no === HEARTBEAT) {
+        heartbeat = true;
       }
-      // Upstream heartbeats are not forwarded: each reader gets its own while the upstream is away.
     }
     if (appended) this.evict();
+    // An upstream heartbeat reaches each reader once it has caught up, with the last durable cursor.
+    if (heartbeat) this.heartbeat();
     for (const reader of this.readers) reader.wake?.();
   }
 

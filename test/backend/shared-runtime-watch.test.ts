@@ -29,7 +29,7 @@ let client: Clients;
 const sessions: Http2SessionManager[] = [];
 
 async function startRemote(): Promise<void> {
-  const runtime = await createRuntime({ logger: silentLogger, runtimeId: "rs", store: createFileStore({ dataDir: join(dir, "rs") }) });
+  const runtime = await createRuntime({ logger: silentLogger, runtimeId: "rs", heartbeatIntervalMs: 200, store: createFileStore({ dataDir: join(dir, "rs") }) });
   const server = await startRuntimeServer({ runtime, host: "127.0.0.1", port, logger: silentLogger, closeTimeoutMs: 100 });
   port = Number(server.h2Address.split(":").pop());
   remote = { runtime, server };
@@ -73,17 +73,19 @@ interface Watcher {
   seqs: bigint[];
   cursors: string[];
   snapshotCursor: string | undefined;
+  heartbeats: string[];
   error: ConnectError | undefined;
   stop(): void;
 }
 
 function watch(afterCursor = "", clients = connect()): Watcher {
   const abort = new AbortController();
-  const watcher: Watcher = { seqs: [], cursors: [], snapshotCursor: undefined, error: undefined, stop: () => abort.abort() };
+  const watcher: Watcher = { seqs: [], cursors: [], snapshotCursor: undefined, heartbeats: [], error: undefined, stop: () => abort.abort() };
   void (async () => {
     try {
       for await (const message of clients.observation.watchRuntime({ runtimeId: "rs", afterCursor }, { signal: abort.signal })) {
         if (message.snapshot) watcher.snapshotCursor = message.snapshot.cursor;
+        if (message.heartbeat) watcher.heartbeats.push(message.heartbeat.cursor);
         for (const event of message.events) {
           if (event.seq === 0n) continue;
           watcher.seqs.push(event.seq);
@@ -137,6 +139,16 @@ describe("the Backend's shared WatchRuntime", () => {
     expect(consecutive(resumed.seqs)).toBe(true);
     expect(remote.runtime.stats().subscriptions).toBe(1);
     resumed.stop();
+  });
+
+  it("passes the runtime's heartbeats on to idle clients, with the last durable cursor", async () => {
+    const w = watch();
+    await eventually(() => w.snapshotCursor !== undefined, 10_000, "snapshot");
+    await createWorkers(1);
+    await eventually(() => w.seqs.length >= 1, 10_000, "an event");
+    await eventually(() => w.heartbeats.length >= 2, 10_000, "heartbeats");
+    expect(w.heartbeats.at(-1)).toBe(w.cursors.at(-1));
+    w.stop();
   });
 
   it("relays a cursor older than the ring on the client's own upstream watch", async () => {
