@@ -265,4 +265,14 @@ describe("the Backend's shared WatchRuntime", () => {
     expect(consecutive(w.seqs)).toBe(true);
     w.stop();
   });
+
+  it("stops the shared upstream when the runtime is removed, ending its clients with NOT_FOUND", async () => {
+    const w = watch();
+    await eventually(() => w.snapshotCursor !== undefined, 10_000, "snapshot");
+    expect(backend.directory.remove("rs")).toBe(true);
+    await eventually(() => w.error !== undefined, 10_000, "the typed error");
+    expect(w.error?.code).toBe(Code.NotFound);
+    expect(w.error?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.NOT_FOUND);
+    await eventually(() => remote.runtime.stats().subscriptions === 0, 10_000, "no upstream watch left");
+  });
 });
