@@ -29,7 +29,12 @@ let client: Clients;
 const sessions: Http2SessionManager[] = [];
 
 async function startRemote(): Promise<void> {
-  const runtime = await createRuntime({ logger: silentLogger, runtimeId: "rs", heartbeatIntervalMs: 200, store: createFileStore({ dataDir: join(dir, "rs") }) });
+  const runtime = await createRuntime({
+    logger: silentLogger,
+    runtimeId: "rs",
+    heartbeatIntervalMs: 200,
+    store: createFileStore({ dataDir: join(dir, "rs") }),
+  });
   const server = await startRuntimeServer({ runtime, host: "127.0.0.1", port, logger: silentLogger, closeTimeoutMs: 100 });
   port = Number(server.h2Address.split(":").pop());
   remote = { runtime, server };
@@ -80,7 +85,14 @@ interface Watcher {
 
 function watch(afterCursor = "", clients = connect()): Watcher {
   const abort = new AbortController();
-  const watcher: Watcher = { seqs: [], cursors: [], snapshotCursor: undefined, heartbeats: [], error: undefined, stop: () => abort.abort() };
+  const watcher: Watcher = {
+    seqs: [],
+    cursors: [],
+    snapshotCursor: undefined,
+    heartbeats: [],
+    error: undefined,
+    stop: () => abort.abort(),
+  };
   void (async () => {
     try {
       for await (const message of clients.observation.watchRuntime({ runtimeId: "rs", afterCursor }, { signal: abort.signal })) {
@@ -159,7 +171,11 @@ describe("the Backend's shared WatchRuntime", () => {
     probe.stop();
     const old = watch(cursorAt(probe.cursors[0] as string, 1n));
     await eventually(() => remote.runtime.stats().subscriptions === 2, 10_000, "the client's own upstream watch");
-    await eventually(() => old.seqs.length > 0 && (old.seqs.at(-1) as bigint) >= (probe.seqs.at(-1) as bigint), 10_000, "the relayed events");
+    await eventually(
+      () => old.seqs.length > 0 && (old.seqs.at(-1) as bigint) >= (probe.seqs.at(-1) as bigint),
+      10_000,
+      "the relayed events",
+    );
     expect(old.seqs[0]).toBe(2n);
     expect(consecutive(old.seqs)).toBe(true);
     old.stop();
