@@ -19,6 +19,7 @@ import { createRemoteTransport, endpointOf, type RemoteEndpoint } from "./remote
 import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, createRoutedObservation } from "./routed-services.js";
 import { RuntimeConnection } from "./runtime-connection.js";
 import { RuntimeDirectory } from "./runtime-directory.js";
+import { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
 
 /** A remote Runtime from the Backend's configuration. */
 export interface RemoteRuntimeSpec extends RemoteEndpoint {
@@ -43,6 +44,8 @@ export interface BackendOptions {
   heartbeatMs?: number;
   /** Reconnect backoff (default: gRPC's, 1 s ×1.6 ±20 % up to 120 s). */
   backoff?: ConnectionBackoffOptions;
+  /** Bounds of each Runtime's shared WatchRuntime ring (default 4096 events, 8 MiB). */
+  runtimeWatchRing?: Pick<SharedRuntimeWatchOptions, "maxEvents" | "maxBytes">;
 }
 
 /** A Backend: the routed services over a registry of Runtimes. */
@@ -55,6 +58,8 @@ export interface Backend {
   addRemote(spec: RemoteRuntimeSpec): RuntimeConnection;
   /** Closes every connection (the embedded Runtime is closed by its server). */
   close(): void;
+  /** The shared upstream WatchRuntime of a registered Runtime. */
+  runtimeWatch(runtimeId: string): SharedRuntimeWatch | undefined;
 }
 
 /** Every file the Backend exposes through reflection. */
@@ -92,8 +97,25 @@ export function createBackend(options: BackendOptions): Backend {
   const { runtime, logger } = options;
   const directory = new RuntimeDirectory();
   const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+  const heartbeatMs = options.heartbeatMs ?? 5_000;
+  const shared = new WeakMap<RuntimeConnection, SharedRuntimeWatch>();
+  /** Registers a connection with its shared WatchRuntime, which stops when the connection closes. */
+  const register = (connection: RuntimeConnection): void => {
+    directory.add(connection);
+    const watch = new SharedRuntimeWatch(connection, {
+      ...options.runtimeWatchRing,
+      heartbeatMs,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      logger,
+    });
+    shared.set(connection, watch);
+    connection.onChange(() => {
+      if (connection.isClosed) watch.stop();
+    });
+    watch.start();
+  };
   const embeddedTransport = createRouterTransport(createRoutes(runtime), { router: { interceptors: [createErrorInterceptor(logger)] } });
-  directory.add(
+  register(
     new RuntimeConnection({
       runtimeId: runtime.runtimeId,
       embedded: true,
@@ -119,7 +141,7 @@ export function createBackend(options: BackendOptions): Backend {
       ...(options.backoff ? { backoff: options.backoff } : {}),
       logger,
     });
-    directory.add(connection);
+    register(connection);
     return connection;
   };
   for (const spec of options.remotes ?? []) addRemote(spec);
@@ -129,7 +151,8 @@ export function createBackend(options: BackendOptions): Backend {
     embeddedRuntimeId: runtime.runtimeId,
     callTimeoutMs: options.callTimeoutMs ?? 30_000,
     fanoutTimeoutMs: options.fanoutTimeoutMs ?? 2_000,
-    heartbeatMs: options.heartbeatMs ?? 5_000,
+    heartbeatMs,
+    sharedRuntimeWatch: (connection: RuntimeConnection) => shared.get(connection),
     logger,
   };
   const reflection = createReflectionServices(reflectionRegistry(BACKEND_FILES), BACKEND_SERVICES);
@@ -147,5 +170,9 @@ export function createBackend(options: BackendOptions): Backend {
     router.service(ServerReflection, reflection.v1);
     router.service(ServerReflectionV1alpha, reflection.v1alpha);
   };
-  return { directory, routes, addRemote, close: () => directory.closeAll() };
+  const runtimeWatch = (runtimeId: string): SharedRuntimeWatch | undefined => {
+    const connection = directory.get(runtimeId);
+    return connection ? shared.get(connection) : undefined;
+  };
+  return { directory, routes, addRemote, close: () => directory.closeAll(), runtimeWatch };
 }

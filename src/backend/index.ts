@@ -8,3 +8,4 @@ export { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
 export { RuntimeConnection, type ConnectionState } from "./runtime-connection.js";
 export { RuntimeDirectory } from "./runtime-directory.js";
 export { loadBackendConfig, BackendConfigError } from "./backend-config.js";
+export { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";

@@ -33,10 +33,10 @@ import type { ResumableWatch } from "./watch-relay.js";
  * event (WorkerEvent / RuntimeEvent field 2), of a heartbeat (field 1)
  * and of a snapshot (WorkerSnapshot field 5, RuntimeSnapshot field 2).
  */
-const EVENTS = 1;
-const SNAPSHOT = 2;
-const HEARTBEAT = 3;
-const EVENT_CURSOR = 2;
+export const EVENTS = 1;
+export const SNAPSHOT = 2;
+export const HEARTBEAT = 3;
+export const EVENT_CURSOR = 2;
 const HEARTBEAT_CURSOR = 1;
 
 const rawWatchWorker: DescMethodServerStreaming<typeof WorkerObservation.method.watchWorker.input, typeof EmptySchema> = {
@@ -113,7 +113,7 @@ async function* openRaw<I extends DescMessage>(
 }
 
 /** The string field `fieldNo` of a length-delimited message entry, or "" when absent. */
-function stringField(lengthDelimited: Uint8Array, fieldNo: number): string {
+export function stringField(lengthDelimited: Uint8Array, fieldNo: number): string {
   const reader = new BinaryReader(lengthDelimited);
   const end = reader.uint32() + reader.pos;
   while (reader.pos < end) {

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -23,6 +23,7 @@ import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
 import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
+import type { SharedRuntimeWatch } from "./shared-runtime-watch.js";
 import { relayWatch, type ResumableWatch } from "./watch-relay.js";
 
 /** What the routed services need from the Backend. */
@@ -36,6 +37,8 @@ export interface RoutingContext {
   fanoutTimeoutMs: number;
   /** Heartbeat period of a relayed watch while its Runtime is away. */
   heartbeatMs: number;
+  /** The shared upstream WatchRuntime of a connection, if it has one. */
+  sharedRuntimeWatch?: (connection: RuntimeConnection) => SharedRuntimeWatch | undefined;
   logger: Logger;
 }
 
@@ -159,9 +162,12 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
 /**
  * WorkerObservation through a Backend; both watches resume by cursor across
  * upstream failures, and pass events through undecoded to binary clients.
+ * WatchRuntime is served from the Runtime's shared upstream watch when its
+ * ring covers the client's cursor, else relayed on the client's own stream;
+ * WatchWorker is always relayed per client.
  */
 export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
-  const { call } = router(context);
+  const { call, connectionFor } = router(context);
   const relayOptions = { heartbeatMs: context.heartbeatMs, logger: context.logger };
   return {
     readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
@@ -174,16 +180,29 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         ctx.signal,
         relayOptions,
       ),
-    watchRuntime: (request, ctx) =>
-      relayWatch(
+    async *watchRuntime(request, ctx) {
+      const runtimeId = required(request.runtimeId);
+      const connection = connectionFor(runtimeId);
+      const shared = await context.sharedRuntimeWatch?.(connection)?.serve(request.afterCursor, ctx.signal);
+      if (shared) {
+        yield* isBinary(ctx) ? shared : decoded(shared);
+        return;
+      }
+      yield* relayWatch(
         context.directory,
-        required(request.runtimeId),
+        runtimeId,
         request.afterCursor,
         isBinary(ctx) ? rawRuntimeWatch(request) : runtimeWatch(request),
         ctx.signal,
         relayOptions,
-      ),
+      );
+    },
   };
+}
+
+/** Decodes the shared watch's undecoded messages for a JSON client. */
+async function* decoded(messages: AsyncIterable<WatchRuntimeResponse>): AsyncGenerator<WatchRuntimeResponse> {
+  for await (const message of messages) yield fromBinary(WatchRuntimeResponseSchema, toBinary(WatchRuntimeResponseSchema, message));
 }
 
 function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerResponse> {

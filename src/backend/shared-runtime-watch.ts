@@ -1,0 +1,378 @@
+import { create, type UnknownField } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import {
+  WatchRuntimeRequestSchema,
+  WatchRuntimeResponseSchema,
+  type WatchRuntimeResponse,
+} from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
+import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
+import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
+import { fromUpstream, typed } from "./upstream-errors.js";
+
+/** Options for {@link SharedRuntimeWatch}. */
+export interface SharedRuntimeWatchOptions {
+  /** Most events the ring holds (default 4096). */
+  maxEvents?: number;
+  /** Most event bytes the ring holds (default 8 MiB). */
+  maxBytes?: number;
+  /** Heartbeat period to clients while the upstream is away. */
+  heartbeatMs: number;
+  /** Resume backoff of the upstream (default: the connection's, gRPC's). */
+  backoff?: ConnectionBackoffOptions;
+  logger: Logger;
+}
+
+/** One RuntimeEvent as its wire bytes (field 1 of WatchRuntimeResponse). */
+interface Entry {
+  field: UnknownField;
+  /** Its durable cursor; "" for a live, non-durable event. */
+  cursor: string;
+}
+
+/** A client's place in the ring: the seq of the next entry it reads. */
+interface Reader {
+  next: number;
+  heartbeat: string | undefined;
+  error: ConnectError | undefined;
+  wake: (() => void) | undefined;
+}
+
+/** Most events sent to a client in one response. */
+const BATCH = 256;
+/** How long a fresh snapshot waits for the shared stream to reach its cursor. */
+const SNAPSHOT_CATCH_UP_MS = 2_000;
+
+/**
+ * One upstream WatchRuntime per Runtime, shared by every client of the
+ * Backend (the list-then-watch pattern of Kubernetes informers). It opens
+ * at the snapshot when the Runtime first becomes READY, keeps that snapshot
+ * and a ring of the most recent events (bounded by count and bytes, kept as
+ * undecoded wire bytes), and after any upstream failure (a cut connection, a
+ * Runtime restart, SUBSCRIBER_TOO_SLOW) waits the backoff and READY, then
+ * resumes after its last durable cursor, so the ring stays gap-free. If the
+ * Runtime no longer accepts that cursor (OUT_OF_RANGE / CURSOR_EXPIRED, or
+ * CURSOR_FOREIGN after its store was replaced) it logs a warning, ends every
+ * client with that typed error (they resume by cursor and get their own
+ * answer, never a silent gap) and starts again from a fresh snapshot.
+ *
+ * A client reads the ring by position, so it holds no queue of its own: its
+ * backlog is bounded by the ring, and one that falls off the ring's tail is
+ * ended with RESOURCE_EXHAUSTED / SUBSCRIBER_TOO_SLOW (as the Runtime does)
+ * and resumes by cursor. A client the ring cannot serve (its cursor is
+ * older than the ring, or the snapshot's events have been evicted) gets
+ * `undefined` from {@link serve} and is relayed on its own upstream stream.
+ */
+export class SharedRuntimeWatch {
+  private readonly connection: RuntimeConnection;
+  private readonly options: SharedRuntimeWatchOptions;
+  private readonly maxEvents: number;
+  private readonly maxBytes: number;
+  private readonly stopped = new AbortController();
+  private ring: Entry[] = [];
+  /** Seq of ring[0]. */
+  private firstSeq = 0;
+  private bytes = 0;
+  /** cursor → seq of the entry that follows it. */
+  private readonly positions = new Map<string, number>();
+  private snapshot: { field: UnknownField; cursor: string; seq: number } | undefined;
+  /** The last durable cursor received ("" before the first snapshot). */
+  private cursor = "";
+  private readonly readers = new Set<Reader>();
+  private refreshing: Promise<boolean> | undefined;
+  /** How many times the upstream stream was opened (for diagnostics and tests). */
+  upstreamOpens = 0;
+
+  constructor(connection: RuntimeConnection, options: SharedRuntimeWatchOptions) {
+    this.connection = connection;
+    this.options = options;
+    this.maxEvents = options.maxEvents ?? 4096;
+    this.maxBytes = options.maxBytes ?? 8 * 1024 * 1024;
+  }
+
+  /** Starts the upstream loop; it runs until {@link stop} or the connection is closed. */
+  start(): void {
+    void this.loop();
+  }
+
+  /** Stops the upstream and ends every client with NOT_FOUND (the Runtime was removed). */
+  stop(): void {
+    if (this.stopped.signal.aborted) return;
+    this.stopped.abort();
+    this.failAll(removed(this.connection.runtimeId));
+  }
+
+  private get nextSeq(): number {
+    return this.firstSeq + this.ring.length;
+  }
+
+  /**
+   * Serves a client after `afterCursor` ("" = a snapshot, then live), or
+   * undefined when the ring cannot (the caller relays on its own stream).
+   */
+  async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchRuntimeResponse> | undefined> {
+    if (this.stopped.signal.aborted) return undefined;
+    let snapshot: UnknownField | undefined;
+    let next: number | undefined;
+    if (afterCursor === "") {
+      if (!this.hasSnapshot() && !(await this.refreshSnapshot(signal))) return undefined;
+      if (!this.snapshot || !this.hasSnapshot()) return undefined;
+      snapshot = this.snapshot.field;
+      next = this.snapshot.seq;
+    } else {
+      next = this.positions.get(afterCursor);
+      if (next === undefined || next < this.firstSeq) return undefined;
+    }
+    const reader: Reader = { next, heartbeat: undefined, error: undefined, wake: undefined };
+    this.readers.add(reader);
+    return this.read(reader, snapshot, signal);
+  }
+
+  /** Whether the snapshot and every event after it are held. */
+  private hasSnapshot(): boolean {
+    return this.snapshot !== undefined && this.snapshot.seq >= this.firstSeq;
+  }
+
+  /**
+   * The ring has moved past its snapshot: takes a fresh one from a short
+   * upstream WatchRuntime opened at the snapshot (shared by concurrent
+   * callers) and keeps it once the shared stream has reached its cursor.
+   */
+  private refreshSnapshot(signal: AbortSignal): Promise<boolean> {
+    this.refreshing ??= (async () => {
+      const probe = new AbortController();
+      const stop = (): void => probe.abort();
+      this.stopped.signal.addEventListener("abort", stop);
+      try {
+        const watch = rawRuntimeWatch(create(WatchRuntimeRequestSchema, { runtimeId: this.connection.runtimeId }));
+        for await (const message of watch.open(this.connection, "", probe.signal)) {
+          const field = (message.$unknown ?? []).find((f) => f.no === SNAPSHOT);
+          if (!field) break;
+          const cursor = stringField(field.data, 2);
+          const deadline = Date.now() + SNAPSHOT_CATCH_UP_MS;
+          while (cursor !== "" && !this.positions.has(cursor) && Date.now() < deadline && !probe.signal.aborted) {
+            await sleep(10, probe.signal);
+          }
+          const seq = this.positions.get(cursor);
+          if (seq === undefined || seq < this.firstSeq) break;
+          this.snapshot = { field, cursor, seq };
+          return true;
+        }
+        return false;
+      } catch {
+        return false;
+      } finally {
+        this.stopped.signal.removeEventListener("abort", stop);
+        probe.abort();
+        this.refreshing = undefined;
+      }
+    })();
+    return signal.aborted ? Promise.resolve(false) : this.refreshing;
+  }
+
+  private async *read(reader: Reader, snapshot: UnknownField | undefined, signal: AbortSignal): AsyncGenerator<WatchRuntimeResponse> {
+    const onAbort = (): void => reader.wake?.();
+    signal.addEventListener("abort", onAbort);
+    try {
+      if (snapshot) yield wrap([snapshot]);
+      for (;;) {
+        if (signal.aborted) return;
+        if (reader.error) throw reader.error;
+        if (reader.next < this.firstSeq) throw tooSlow(this.connection.runtimeId);
+        if (reader.next < this.nextSeq) {
+          const from = reader.next - this.firstSeq;
+          const fields = this.ring.slice(from, from + BATCH).map((entry) => entry.field);
+          reader.next += fields.length;
+          yield wrap(fields);
+          continue;
+        }
+        if (reader.heartbeat !== undefined) {
+          const cursor = reader.heartbeat;
+          reader.heartbeat = undefined;
+          yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor } });
+          continue;
+        }
+        await new Promise<void>((resolve) => (reader.wake = resolve));
+        reader.wake = undefined;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      this.readers.delete(reader);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.stopped.signal;
+    const retry = new ConnectionBackoff(this.options.backoff);
+    const watch = rawRuntimeWatch(create(WatchRuntimeRequestSchema, { runtimeId: this.connection.runtimeId }));
+    while (!signal.aborted) {
+      try {
+        await this.connection.waitUntilReady(signal);
+      } catch (error) {
+        if (error instanceof RuntimeRemovedError) this.stop();
+        return;
+      }
+      try {
+        this.upstreamOpens++;
+        for await (const message of watch.open(this.connection, this.cursor, signal)) {
+          retry.reset();
+          this.receive(message.$unknown ?? []);
+        }
+        this.options.logger.info("shared runtime watch ended upstream; resuming", { runtime_id: this.connection.runtimeId });
+      } catch (error) {
+        if (signal.aborted) return;
+        if (this.connection.isClosed) return this.stop();
+        const upstream = ConnectError.from(error);
+        if (isLost(upstream)) {
+          this.options.logger.warn("shared runtime watch: the runtime no longer accepts its cursor; re-snapshotting", {
+            runtime_id: this.connection.runtimeId,
+            code: Code[upstream.code],
+            cause: upstream.message,
+          });
+          this.reset(fromUpstream(upstream, this.connection.runtimeId, this.options.logger, signal));
+          continue;
+        }
+        this.connection.reportFailure(upstream);
+        this.options.logger.info("shared runtime watch lost its upstream; resuming", {
+          runtime_id: this.connection.runtimeId,
+          cause: upstream.message,
+        });
+      }
+      await this.away(retry.next(), signal);
+    }
+  }
+
+  /** Takes in one upstream message: a snapshot (only on a fresh open), events, heartbeats. */
+  private receive(fields: readonly UnknownField[]): void {
+    let appended = false;
+    let heartbeat = false;
+    for (const field of fields) {
+      if (field.no === SNAPSHOT) {
+        if (this.cursor !== "") continue; // a resumed stream's snapshot: the ring already continues it
+        const cursor = stringField(field.data, 2);
+        this.snapshot = { field, cursor, seq: this.nextSeq };
+        this.cursor = cursor;
+        if (cursor) this.positions.set(cursor, this.nextSeq);
+      } else if (field.no === EVENTS) {
+        const cursor = stringField(field.data, EVENT_CURSOR);
+        this.ring.push({ field, cursor });
+        this.bytes += field.data.byteLength;
+        if (cursor) {
+          this.cursor = cursor;
+          this.positions.set(cursor, this.nextSeq);
+        }
+        appended = true;
+      } else if (field.no === HEARTBEAT) {
+        heartbeat = true;
+      }
+    }
+    if (appended) this.evict();
+    // An upstream heartbeat reaches each reader once it has caught up, with the last durable cursor.
+    if (heartbeat) this.heartbeat();
+    for (const reader of this.readers) reader.wake?.();
+  }
+
+  /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
+  private evict(): void {
+    if (this.ring.length <= this.maxEvents && this.bytes <= this.maxBytes) return;
+    const events = Math.floor((this.maxEvents * 7) / 8);
+    const bytes = Math.floor((this.maxBytes * 7) / 8);
+    let drop = 0;
+    while (this.ring.length - drop > events || (this.bytes > bytes && this.ring.length - drop > 1)) {
+      const entry = this.ring[drop] as Entry;
+      this.bytes -= entry.field.data.byteLength;
+      if (entry.cursor && this.positions.get(entry.cursor) === this.firstSeq + drop + 1) this.positions.delete(entry.cursor);
+      drop++;
+    }
+    if (drop === 0) return;
+    this.ring = this.ring.slice(drop);
+    this.firstSeq += drop;
+    // The snapshot (and a resume from its cursor) needs every event after it.
+    if (this.snapshot && this.snapshot.seq < this.firstSeq) this.positions.delete(this.snapshot.cursor);
+  }
+
+  /** Waits at least `minMs`, then until READY, sending readers heartbeats with the last cursor meanwhile. */
+  private async away(minMs: number, signal: AbortSignal): Promise<void> {
+    const timer = setInterval(() => this.heartbeat(), this.options.heartbeatMs);
+    try {
+      await sleep(minMs, signal);
+      await this.connection.waitUntilReady(signal).catch(() => undefined);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private heartbeat(): void {
+    if (this.cursor === "") return;
+    for (const reader of this.readers) {
+      reader.heartbeat = this.cursor;
+      reader.wake?.();
+    }
+  }
+
+  /** OUT_OF_RANGE: end every reader with `error` and start again from a fresh snapshot. */
+  private reset(error: ConnectError): void {
+    this.failAll(error);
+    this.firstSeq = this.nextSeq;
+    this.ring = [];
+    this.bytes = 0;
+    this.positions.clear();
+    this.snapshot = undefined;
+    this.cursor = "";
+  }
+
+  private failAll(error: ConnectError): void {
+    for (const reader of this.readers) {
+      reader.error = error;
+      reader.wake?.();
+    }
+  }
+}
+
+function wrap(fields: UnknownField[]): WatchRuntimeResponse {
+  const message = create(WatchRuntimeResponseSchema);
+  message.$unknown = fields;
+  return message;
+}
+
+/**
+ * The runtime no longer accepts the shared cursor: it is older than its
+ * history (CURSOR_EXPIRED) or from a replaced store (CURSOR_FOREIGN, or
+ * "ahead of the stream"). Resuming cannot succeed; only a fresh snapshot can.
+ */
+function isLost(error: ConnectError): boolean {
+  const reason = error.findDetails(ErrorDetailSchema)[0]?.reason;
+  return (
+    error.code === Code.OutOfRange ||
+    reason === ErrorReason.CURSOR_EXPIRED ||
+    reason === ErrorReason.CURSOR_FOREIGN ||
+    (error.code === Code.InvalidArgument && reason === ErrorReason.INVALID_ARGUMENT)
+  );
+}
+
+function tooSlow(runtimeId: string): ConnectError {
+  return typed(
+    Code.ResourceExhausted,
+    ErrorReason.SUBSCRIBER_TOO_SLOW,
+    `the watch fell behind the backend's event buffer of runtime ${runtimeId}; resume from the last cursor`,
+    runtimeId,
+  );
+}
+
+function removed(runtimeId: string): ConnectError {
+  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
