@@ -62,7 +62,6 @@ export class EventPrinter {
   accepted(run: Run): void {
     if (this.output.json) this.output.jsonLine({ run: toJson(RunSchema, run) });
     else this.runStatus.set(run.runId, run.status);
-    if (!this.output.json && run.status === RunStatus.QUEUED) this.notice("dim", `[run ${run.runId} queued]`);
   }
 
   event(event: WorkerEvent): void {
@@ -149,8 +148,9 @@ export class EventPrinter {
       );
       return;
     }
-    const ended = run.status >= RunStatus.COMPLETED;
-    if (!ended && !this.options.runStates) return;
+    // A completed run speaks for itself in `send`; other ends (cancelled, failed) always show.
+    const quiet = run.status < RunStatus.COMPLETED || run.status === RunStatus.COMPLETED;
+    if (quiet && !this.options.runStates) return;
     const error =
       run.error && run.error.reason !== ErrorReason.UNSPECIFIED ? `: ${run.error.message} (reason: ${ErrorReason[run.error.reason]})` : "";
     this.notice(runStatusStyle(run.status) ?? "dim", `[run ${run.runId} ${runStatusName(run.status)}${error}]`);

@@ -57,9 +57,9 @@ export async function watch(argv: string[]): Promise<ExitCodeValue> {
           for await (const response of context.clients.observation.watchWorker({ worker, afterCursor: cursor }, { signal: stop.signal })) {
             failures = 0;
             if (response.snapshot) {
+              if (connected && first) context.output.note(`worker-runtime: watch resumed after ${cursor || "the snapshot"}`);
               // A resumed stream's snapshot repeats what was shown; scripts still get it.
               if (!connected || context.output.json) printer.snapshot(response.snapshot);
-              else if (first) context.output.note(`worker-runtime: watch resumed after ${cursor || "the snapshot"}`);
               if (cursor === "") cursor = response.snapshot.cursor;
               connected = true;
             }
