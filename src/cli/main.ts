@@ -1,9 +1,15 @@
 #!/usr/bin/env node
-import { serve, SERVE_USAGE, UsageError } from "./serve.js";
+import { CLIENT_COMMAND_NAMES } from "./client/command-names.js";
 
 /** The `worker-runtime` command line. */
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Client commands load only the generated clients, not what `serve` needs (server, store, engine): they start faster.
+  if (command !== undefined && CLIENT_COMMAND_NAMES.includes(command)) {
+    const { runClientCommand } = await import("./client/index.js");
+    return runClientCommand(argv);
+  }
+  const { serve, SERVE_USAGE, UsageError } = await import("./serve.js");
   try {
     switch (command) {
       case "serve":
@@ -19,13 +25,9 @@ async function main(argv: string[]): Promise<number> {
         );
         return 0;
       }
-      default: {
-        // The client is loaded only for its commands, so `serve` starts as before.
-        const client = await import("./client/index.js");
-        if (client.isClientCommand(command)) return await client.runClientCommand(argv);
+      default:
         process.stderr.write(`worker-runtime: unknown command "${command}"\n`);
         return 2;
-      }
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {

@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { WorkerRefSchema, type WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
-import { UsageError } from "../serve.js";
+import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { Output } from "./output.js";
@@ -65,7 +65,7 @@ export function printHelp(usage: string): ExitCodeValue {
 /** Checks the number of positional arguments. */
 export function expectPositionals(positionals: readonly string[], min: number, max: number, usage: string): void {
   if (positionals.length < min || positionals.length > max) {
-    throw new UsageError(`${positionals.length < min ? "missing" : "unexpected"} arguments\n${usage}`);
+    throw new CommandLineError(`${positionals.length < min ? "missing" : "unexpected"} arguments\n${usage}`);
   }
 }
 
@@ -78,17 +78,19 @@ export class CommandContext {
 
   constructor(private readonly values: GlobalValues) {
     const format = values.output ?? "text";
-    if (format !== "text" && format !== "json") throw new UsageError(`--output must be text or json, not "${format}"`);
+    if (format !== "text" && format !== "json") throw new CommandLineError(`--output must be text or json, not "${format}"`);
     this.output = new Output({ json: format === "json", stdout: process.stdout, stderr: process.stderr, env: process.env });
     this.server = values.server ?? (process.env[SERVER_ENV] || DEFAULT_SERVER);
-    if (!/^https?:\/\/[^/]+/.test(this.server)) throw new UsageError(`--server must be an http:// or https:// URL, not "${this.server}"`);
+    if (!/^https?:\/\/[^/]+/.test(this.server))
+      throw new CommandLineError(`--server must be an http:// or https:// URL, not "${this.server}"`);
   }
 
   /** The connection, opened on first use. */
   get open(): Connection {
     if (this.connection === undefined) {
       const protocol = this.values.protocol ?? "grpc";
-      if (protocol !== "grpc" && protocol !== "connect") throw new UsageError(`--protocol must be grpc or connect, not "${protocol}"`);
+      if (protocol !== "grpc" && protocol !== "connect")
+        throw new CommandLineError(`--protocol must be grpc or connect, not "${protocol}"`);
       this.connection = openConnection({ server: this.server, token: this.readToken(), protocol });
     }
     return this.connection;
@@ -123,7 +125,7 @@ export class CommandContext {
       try {
         return readFileSync(file, "utf8").trim();
       } catch (cause) {
-        throw new UsageError(`cannot read --token-file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`);
+        throw new CommandLineError(`cannot read --token-file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`);
       }
     }
     return process.env[TOKEN_ENV] || undefined;
@@ -149,7 +151,7 @@ export async function withContext(values: GlobalValues, body: (context: CommandC
 
 /** Prints an error as one line (JSON with --output json) and returns its exit code. */
 export function reportError(error: unknown, context: CommandContext | undefined, json: boolean): ExitCodeValue {
-  if (error instanceof UsageError) {
+  if (isCommandLineError(error)) {
     process.stderr.write(`worker-runtime: ${error.message}\n`);
     return ExitCode.USAGE;
   }

@@ -1,6 +1,7 @@
 import { approve, cancel, reject } from "./run-commands.js";
 import { chat } from "./chat-command.js";
 import { GLOBAL_USAGE } from "./command-context.js";
+import { isCommandLineError } from "./command-line-error.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { runtimeDiagnostics, runtimeInfo, runtimesList } from "./runtime-commands.js";
 import { send } from "./send-command.js";
@@ -28,16 +29,22 @@ export const CLIENT_COMMANDS_USAGE = `client commands (against a runtime or a Ba
   approve WORKER CALL       reject WORKER CALL    watch WORKER [--from CURSOR]
   transcript WORKER         chat WORKER`;
 
-/** Whether `worker-runtime <command>` is one of the client's. */
-export function isClientCommand(command: string): boolean {
-  return command in GROUPS || command in SINGLE;
-}
-
 /**
  * Runs a client command (the part of argv after the bin name). A group
  * without its second word prints the group's subcommands.
  */
 export async function runClientCommand(argv: string[]): Promise<ExitCodeValue> {
+  try {
+    return await dispatch(argv);
+  } catch (error) {
+    // Errors from a server call were reported inside the command; these come before any.
+    const usage = isCommandLineError(error);
+    process.stderr.write(`worker-runtime: ${error instanceof Error ? error.message : String(error)}\n`);
+    return usage ? ExitCode.USAGE : ExitCode.FAILURE;
+  }
+}
+
+async function dispatch(argv: string[]): Promise<ExitCodeValue> {
   const [command = "", ...rest] = argv;
   const single = SINGLE[command];
   if (single) return single(rest);

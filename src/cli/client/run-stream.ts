@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { BusyPolicy, type WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
-import { UsageError } from "../serve.js";
+import { CommandLineError } from "./command-line-error.js";
 import type { CommandContext } from "./command-context.js";
 import type { EventPrinter } from "./event-printer.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
@@ -16,7 +16,7 @@ export const BUSY_POLICIES: Record<string, BusyPolicy> = {
 
 export function parseBusy(value: string | undefined): BusyPolicy {
   const policy = BUSY_POLICIES[value ?? "reject"];
-  if (policy === undefined) throw new UsageError(`--busy must be reject, enqueue or interrupt, not "${value}"`);
+  if (policy === undefined) throw new CommandLineError(`--busy must be reject, enqueue or interrupt, not "${value}"`);
   return policy;
 }
 

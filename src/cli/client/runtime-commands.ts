@@ -7,7 +7,7 @@ import {
   StoreKind,
   type Runtime,
 } from "../../../gen/worker_runtime/v1/runtime_pb.js";
-import { UsageError } from "../serve.js";
+import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { timeText } from "./format.js";
@@ -93,7 +93,7 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
   expectPositionals(positionals, 0, 0, DIAGNOSTICS_USAGE);
   const minSeverity = values.severity === undefined ? DiagnosticSeverity.UNSPECIFIED : SEVERITIES[values.severity];
   return withContext(values, async (context) => {
-    if (minSeverity === undefined) throw new UsageError("--severity must be info, warning or error");
+    if (minSeverity === undefined) throw new CommandLineError("--severity must be info, warning or error");
     const rows: string[][] = [];
     const severities: DiagnosticSeverity[] = [];
     let pageToken = "";

@@ -1,6 +1,6 @@
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import { RuntimeSchema, type Runtime } from "../../../gen/worker_runtime/v1/runtime_pb.js";
-import { UsageError } from "../serve.js";
+import { CommandLineError } from "./command-line-error.js";
 import type { Connection } from "./connection.js";
 import { listRegisteredRuntimes } from "./registry-probe.js";
 
@@ -52,8 +52,8 @@ function fromRegistry(entry: JsonObject): RuntimeListing {
 export function pickRuntime(runtimes: readonly RuntimeListing[]): string {
   const [only] = runtimes;
   if (runtimes.length === 1 && only !== undefined) return only.runtimeId;
-  if (runtimes.length === 0) throw new UsageError("the server has no runtimes registered");
-  throw new UsageError(
+  if (runtimes.length === 0) throw new CommandLineError("the server has no runtimes registered");
+  throw new CommandLineError(
     `the server has ${runtimes.length} runtimes (${runtimes.map((r) => r.runtimeId).join(", ")}); choose one with --runtime`,
   );
 }

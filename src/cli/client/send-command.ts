@@ -1,5 +1,5 @@
 import { text as readAll } from "node:stream/consumers";
-import { UsageError } from "../serve.js";
+import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
 import type { ExitCodeValue } from "./exit-codes.js";
@@ -42,8 +42,8 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
 }
 
 async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) throw new UsageError(`no text given: pass it as an argument or on stdin\n${SEND_USAGE}`);
+  if (process.stdin.isTTY) throw new CommandLineError(`no text given: pass it as an argument or on stdin\n${SEND_USAGE}`);
   const text = (await readAll(process.stdin)).replace(/\n$/, "");
-  if (text === "") throw new UsageError("stdin was empty: nothing to send");
+  if (text === "") throw new CommandLineError("stdin was empty: nothing to send");
   return text;
 }

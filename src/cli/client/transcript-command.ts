@@ -1,6 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { TranscriptEntrySchema, type TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
-import { UsageError } from "../serve.js";
+import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
@@ -20,7 +20,7 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, { tail: { type: "string" }, after: { type: "string" } });
   if (values.help) return printHelp(TRANSCRIPT_USAGE);
   expectPositionals(positionals, 1, 1, TRANSCRIPT_USAGE);
-  if (values.tail !== undefined && values.after !== undefined) throw new UsageError("--tail and --after exclude each other");
+  if (values.tail !== undefined && values.after !== undefined) throw new CommandLineError("--tail and --after exclude each other");
   const tail = values.tail === undefined ? undefined : wholeNumber("--tail", values.tail);
   const after = values.after === undefined ? 0n : BigInt(wholeNumber("--after", values.after));
   const workerId = positionals[0] ?? "";
@@ -37,7 +37,7 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
 }
 
 function wholeNumber(flag: string, text: string): number {
-  if (!/^\d+$/.test(text)) throw new UsageError(`${flag} wants a whole number, not "${text}"`);
+  if (!/^\d+$/.test(text)) throw new CommandLineError(`${flag} wants a whole number, not "${text}"`);
   return Number(text);
 }
 

@@ -1,7 +1,7 @@
 import { create, toJson } from "@bufbuild/protobuf";
 import { ProfileSelectorSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
-import { UsageError } from "../serve.js";
+import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { connectivityText, labelsText, profileText, timeText, workerStatusName, workerStatusStyle } from "./format.js";
@@ -36,7 +36,7 @@ function parseLabels(pairs: readonly string[] | undefined): Record<string, strin
   const labels: Record<string, string> = {};
   for (const pair of pairs ?? []) {
     const at = pair.indexOf("=");
-    if (at <= 0) throw new UsageError(`--label wants KEY=VALUE, not "${pair}"`);
+    if (at <= 0) throw new CommandLineError(`--label wants KEY=VALUE, not "${pair}"`);
     labels[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return labels;
@@ -52,7 +52,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 0, 0, LIST_USAGE);
   const statuses = (values.status ?? []).map((name) => {
     const status = STATUSES[name.toLowerCase()];
-    if (status === undefined) throw new UsageError(`--status must be idle, running, stopped or failed, not "${name}"`);
+    if (status === undefined) throw new CommandLineError(`--status must be idle, running, stopped or failed, not "${name}"`);
     return status;
   });
   const labelSelector = parseLabels(values.label);
@@ -110,7 +110,7 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
   });
   if (values.help) return printHelp(CREATE_USAGE);
   expectPositionals(positionals, 0, 0, CREATE_USAGE);
-  if (values.profile === undefined) throw new UsageError(`--profile is required\n${CREATE_USAGE}`);
+  if (values.profile === undefined) throw new CommandLineError(`--profile is required\n${CREATE_USAGE}`);
   const labels = parseLabels(values.label);
   const workspace = values.workspace;
   return withContext(values, async (context) => {
