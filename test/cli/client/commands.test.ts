@@ -3,7 +3,7 @@ import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { reply } from "../../support/openai-chunks.js";
 import { eventually } from "../../support/harness.js";
-import { jsonLines, runClient, serveRuntime, type ServedRuntime } from "./client-support.js";
+import { jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
  * Each client subcommand against a real `worker-runtime serve` process with
@@ -42,7 +42,7 @@ describe("runtime and runtimes", () => {
     expect(text.stdout).toContain("runtime: rt-client");
     expect(text.stdout).toContain("status: SERVING");
     expect(text.stdout).toContain("profiles: companion, careful");
-    const json = await cli("runtime", "info", "--output", "json");
+    const json = await cli("runtime", "info", "--output", "json", "--protocol", "connect");
     expect(json.code).toBe(0);
     const [summary] = jsonLines(json.stdout);
     expect(summary).toMatchObject({ runtimeId: "rt-client", status: "RUNTIME_STATUS_SERVING", storeKind: "STORE_KIND_MEMORY" });
@@ -248,6 +248,27 @@ describe("send, transcript, cancel, approve and reject", () => {
     expect(rejected.stdout.trimEnd().endsWith("Fine, not listing.")).toBe(true);
     const toolResult = rt.fake.requests.at(-1)?.body.messages.find((m) => m.role === "tool" && m.tool_call_id === "call-2");
     expect(toolResult?.content).toContain("not now");
+  });
+
+  it("watch prints the worker's state, the exchange and run changes as they happen", async () => {
+    const id = await createWorker();
+    const watching = startClient(["watch", id], { server: rt.url });
+    try {
+      await eventually(() => watching.stdout().includes(`[worker ${id} IDLE]`), 20_000, "the snapshot");
+      rt.fake.enqueue(reply({ text: "Watched reply." }));
+      const { run } = await rt.clients.interaction.sendInput({
+        worker: { runtimeId: rt.runtimeId, workerId: id },
+        input: { text: "hello" },
+      });
+      await eventually(() => watching.stdout().includes(`[run ${run?.runId} COMPLETED]`), 20_000, "the run's end");
+      const lines = watching.stdout().split("\n");
+      expect(lines).toContain("> hello");
+      expect(lines).toContain("Watched reply.");
+      expect(lines).toContain(`[worker ${id} RUNNING]`);
+      expect(lines.indexOf("> hello")).toBeLessThan(lines.indexOf("Watched reply."));
+    } finally {
+      watching.kill();
+    }
   });
 
   it("chat sends each line and streams each reply", async () => {
