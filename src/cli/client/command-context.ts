@@ -50,8 +50,19 @@ export interface GlobalValues {
   help?: boolean | undefined;
 }
 
+/** The parseArgs config of a subcommand with options T. */
+type CommandConfig<T extends OptionsConfig> = {
+  args: string[];
+  options: typeof GLOBAL_OPTIONS & T;
+  allowPositionals: true;
+  strict: true;
+};
+
+/** Spelled out so declarations can name it (node:util does not export its result type). */
+export type ParsedCommand<T extends OptionsConfig> = ReturnType<typeof parseArgs<CommandConfig<T>>>;
+
 /** Parses a subcommand's arguments together with the global options. */
-export function parseCommand<const T extends OptionsConfig>(argv: string[], options: T) {
+export function parseCommand<const T extends OptionsConfig>(argv: string[], options: T): ParsedCommand<T> {
   const merged = { ...GLOBAL_OPTIONS, ...options } as typeof GLOBAL_OPTIONS & T;
   return parseArgs({ args: argv, options: merged, allowPositionals: true, strict: true });
 }
