@@ -1,4 +1,5 @@
 import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   DiagnosticSchema,
   DiagnosticSeverity,
@@ -42,7 +43,9 @@ async function summaryOf(context: CommandContext): Promise<Runtime> {
   const runtimes = await context.runtimes();
   const runtimeId = await context.runtimeId();
   const listed = runtimes.find((entry) => entry.runtimeId === runtimeId);
-  if (listed?.summary !== undefined) return listed.summary;
+  // A wrong --runtime must not silently show another runtime's summary.
+  if (listed === undefined) throw new ConnectError(`runtime "${runtimeId}" not found`, Code.NotFound);
+  if (listed.summary !== undefined) return listed.summary;
   const { runtime } = await context.clients.management.getRuntime({});
   if (runtime === undefined) throw new Error("the server returned no runtime");
   return runtime;

@@ -45,6 +45,8 @@ describe("runtime and runtimes", () => {
     const json = await cli("runtime", "info", "--output", "json", "--protocol", "connect");
     expect(json.code).toBe(0);
     const [summary] = jsonLines(json.stdout);
+    const wrong = await cli("runtime", "info", "--runtime", "rt-other");
+    expect(wrong).toMatchObject({ code: 5, stderr: 'worker-runtime: runtime "rt-other" not found (reason: NotFound)\n' });
     expect(summary).toMatchObject({ runtimeId: "rt-client", status: "RUNTIME_STATUS_SERVING", storeKind: "STORE_KIND_MEMORY" });
   });
 
