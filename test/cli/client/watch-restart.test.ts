@@ -53,7 +53,7 @@ describe("watch across a runtime restart", () => {
     const watch = startClient(["watch", ref.workerId, "--output", "json"], { server: first.url });
     try {
       await eventually(() => watch.stdout().includes('"snapshot"'), 30_000, "the snapshot");
-      const snapshotCursor = (jsonLines(watch.stdout())[0]?.snapshot as { cursor: string }).cursor;
+      const snapshotCursor = (jsonLines(watch.stdout())[0]?.snapshot as { cursor?: string } | undefined)?.cursor ?? "";
       expect(snapshotCursor).not.toBe("");
 
       fake.enqueue(reply({ text: "Before the restart." }));
