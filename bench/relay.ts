@@ -12,6 +12,7 @@ import { WorkerObservation } from "../gen/worker_runtime/v1/worker_observation_p
 import { createOpenAIBackend } from "../src/engine/index.js";
 import { createRuntime, silentLogger } from "../src/runtime/index.js";
 import { startRuntimeServer } from "../src/server/index.js";
+import { runFloods } from "./support/relay-floods.js";
 
 /**
  * Relay overhead: a 1,000-token streamed reply from the fake
@@ -21,6 +22,9 @@ import { startRuntimeServer } from "../src/server/index.js";
  * is what the runtime adds on top of a quick provider. The provider runs in
  * its own process, as a real one would. Rounds alternate direct and relayed
  * so drift hits both alike.
+ *
+ * Then the flood figures (bench/support/relay-floods.ts): the provider, the
+ * real `serve` and the watchers each in their own process.
  */
 const TOKENS = 1_000;
 const ROUNDS = 15;
@@ -110,6 +114,7 @@ export async function run(): Promise<void> {
     await server.close(0);
     provider.child.kill("SIGKILL");
   }
+  await runFloods();
 }
 
 /** Starts the paced fake provider in a child process and reads its base URL. */

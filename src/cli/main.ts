@@ -15,13 +15,19 @@ async function main(argv: string[]): Promise<number> {
       case "serve":
         await serve(rest);
         return 0;
+      case "backend": {
+        const { backend } = await import("./backend.js");
+        await backend(rest);
+        return 0;
+      }
       case undefined:
       case "help":
       case "--help": {
+        const { BACKEND_USAGE } = await import("./backend.js");
         const { CLIENT_COMMANDS_USAGE } = await import("./client/index.js");
         const { GLOBAL_USAGE } = await import("./client/command-context.js");
         process.stdout.write(
-          `worker-runtime <command>\n\ncommands:\n  serve   run a standalone runtime server\n\n${SERVE_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`,
+          `worker-runtime <command>\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`,
         );
         return 0;
       }

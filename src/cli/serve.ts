@@ -116,7 +116,7 @@ export async function serve(argv: string[]): Promise<void> {
 }
 
 /** The execution backend and workspace roots from flags and OPENAI_* variables. */
-async function executionOptions(values: Parameters<typeof backendFromFlags>[0]): Promise<Pick<RuntimeOptions, "executionBackend" | "workspaceRoots">> {
+export async function executionOptions(values: Parameters<typeof backendFromFlags>[0]): Promise<Pick<RuntimeOptions, "executionBackend" | "workspaceRoots">> {
   try {
     return { executionBackend: await backendFromFlags(values), workspaceRoots: workspaceRootsFromFlags(values["workspace-root"]) };
   } catch (error) {
@@ -124,20 +124,20 @@ async function executionOptions(values: Parameters<typeof backendFromFlags>[0]):
   }
 }
 
-function parseGraceMs(value: string): number {
+export function parseGraceMs(value: string): number {
   const graceMs = Number(value);
   if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
   return graceMs;
 }
 
-function parsePort(flag: string, value: string): number {
+export function parsePort(flag: string, value: string): number {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0-65535`);
   return port;
 }
 
 /** Reads the TLS certificate and key; both or neither. */
-function readTls(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+export function readTls(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
   if (certFile === undefined && keyFile === undefined) return undefined;
   if (certFile === undefined || keyFile === undefined) throw new UsageError("--tls-cert and --tls-key go together");
   const read = (flag: string, file: string): Buffer => {
@@ -151,7 +151,7 @@ function readTls(certFile: string | undefined, keyFile: string | undefined): { c
 }
 
 /** The token comes from a file or the environment, never a flag visible in `ps`. */
-function readToken(tokenFile: string | undefined): string | undefined {
+export function readToken(tokenFile: string | undefined): string | undefined {
   if (tokenFile !== undefined) {
     let token: string;
     try {

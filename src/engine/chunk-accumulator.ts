@@ -1,8 +1,8 @@
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import type { CompletionUsage } from "openai/resources/completions";
-import type { RunSink } from "../runtime/index.js";
 import type { BlockIds } from "./block-ids.js";
 import type { TextFilter } from "./continuation-filter.js";
+import type { DeltaSink } from "./delta-coalescer.js";
 import { utf8Prefix } from "./utf8-prefix.js";
 
 /** Bounds on what one model turn may accumulate, in UTF-8 bytes. */
@@ -63,7 +63,7 @@ export class ChunkAccumulator {
   private readonly byIndex = new Map<number, PendingCall>();
 
   constructor(
-    private readonly sink: RunSink,
+    private readonly sink: DeltaSink,
     private readonly blocks: BlockIds,
     private readonly filter: TextFilter,
     private readonly bounds: TurnBounds,

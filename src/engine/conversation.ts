@@ -3,7 +3,7 @@ import type {
   ChatCompletionMessageFunctionToolCall,
   ChatCompletionMessageParam,
 } from "openai/resources/chat/completions";
-import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { ToolCall, TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { CONTINUE_PROMPT, SPLICE_NOTICE_CODE } from "./splice.js";
 
 /**
@@ -26,8 +26,14 @@ import { CONTINUE_PROMPT, SPLICE_NOTICE_CODE } from "./splice.js";
  * - Tool-call arguments that are not a JSON object (cut by the token limit,
  *   or malformed) are replayed as `{}`: several servers reject the whole
  *   request over invalid JSON in an old call.
+ * - `leaveOpen` names calls at the tail that are about to run (a resumed
+ *   run, see run-loop.ts): they get no synthetic result; the caller appends
+ *   the real one.
  */
-export function messagesFromTranscript(entries: readonly TranscriptEntry[]): ChatCompletionMessageParam[] {
+export function messagesFromTranscript(
+  entries: readonly TranscriptEntry[],
+  leaveOpen: ReadonlySet<string> = new Set(),
+): ChatCompletionMessageParam[] {
   const messages: ChatCompletionMessageParam[] = [];
   let assistant: ChatCompletionAssistantMessageParam | undefined;
   let assistantRun = "";
@@ -43,9 +49,9 @@ export function messagesFromTranscript(entries: readonly TranscriptEntry[]): Cha
       openCalls.add(call.id);
     }
   };
-  const answerOpenCalls = (): void => {
+  const answerOpenCalls = (skip: ReadonlySet<string> = new Set()): void => {
     for (const id of openCalls) {
-      messages.push({ role: "tool", tool_call_id: id, content: UNANSWERED_CALL });
+      if (!skip.has(id)) messages.push({ role: "tool", tool_call_id: id, content: UNANSWERED_CALL });
     }
     openCalls.clear();
   };
@@ -105,8 +111,25 @@ export function messagesFromTranscript(entries: readonly TranscriptEntry[]): Cha
     }
   }
   closeAssistant();
-  answerOpenCalls();
+  answerOpenCalls(leaveOpen);
   return messages.map(withoutEmptyContent);
+}
+
+/**
+ * The tool calls run `runId` committed that have no result yet, in
+ * transcript order. A run only goes on to its next model turn once every
+ * call of a turn has a result, so these are the unrun calls of its last
+ * turn: what a resumed run must run before asking the model again.
+ */
+export function unansweredCalls(entries: readonly TranscriptEntry[], runId: string): ToolCall[] {
+  const open = new Map<string, ToolCall>();
+  for (const entry of entries) {
+    if (entry.runId !== runId) continue;
+    const content = entry.content;
+    if (content.case === "toolCall") open.set(content.value.toolCallId, content.value);
+    else if (content.case === "toolResult") open.delete(content.value.toolCallId);
+  }
+  return [...open.values()];
 }
 
 /** Arguments as they may be sent back to the provider: a JSON object, else `{}`. */

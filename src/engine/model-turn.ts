@@ -9,9 +9,12 @@ import {
 } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
 import { continuationFilter, passThrough } from "./continuation-filter.js";
+import { DeltaCoalescer } from "./delta-coalescer.js";
+import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS } from "./event-loop-slices.js";
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
+import { parseChunk, SseEventTooLargeError } from "./sse-events.js";
 import { CONTINUE_PROMPT, spliceNotice } from "./splice.js";
 
 /** What one model turn produced. */
@@ -54,16 +57,18 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     context.sink.turn();
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
     const { maxAnswerBytes, maxToolArgumentsBytes } = context.settings;
+    const deltas = new DeltaCoalescer(context.sink);
     const accumulator = new ChunkAccumulator(
-      context.sink,
+      deltas,
       context.blocks,
       filter,
       { maxAnswerBytes, maxToolArgumentsBytes },
       Buffer.byteLength(alreadySaid, "utf8"),
     );
-    const consumed = await consume(context, opened, accumulator);
+    const consumed = await consume(context, opened, accumulator, deltas);
     const ending = typeof consumed === "string" ? consumed : "failed";
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
+    deltas.flush();
     if (accumulator.usage) addUsage(context, accumulator);
     else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
     if (ending === "finished") {
@@ -121,19 +126,33 @@ type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "fa
  * A response that outgrows the turn's bounds fails the turn with
  * LIMIT_EXCEEDED: a model stuck in a loop would otherwise grow the turn's
  * text or arguments without end.
+ *
+ * Deltas that arrive together (one read of the body, or one slice of it)
+ * go out as one delta per block; a long burst is processed in slices that
+ * let the event loop turn in between, so other runs and RPCs interleave.
  */
-async function consume(context: RunContext, opened: OpenedStream, accumulator: ChunkAccumulator): Promise<Ending> {
+async function consume(context: RunContext, opened: OpenedStream, accumulator: ChunkAccumulator, deltas: DeltaCoalescer): Promise<Ending> {
   const idleMs = context.settings.streamIdleTimeoutMs;
   const timer = setTimeout(() => opened.attempt.abort(), idleMs);
+  const slices = new EventLoopSlices(SLICE_MAX_CHUNKS, SLICE_MAX_MS);
   try {
-    for await (const chunk of opened.stream) {
+    for await (const batch of opened.data) {
       timer.refresh();
-      accumulator.push(chunk);
-      // Leaving the loop aborts the response, so the provider stops generating.
-      if (accumulator.overLimit) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: accumulator.overLimit };
+      for (const data of batch) {
+        accumulator.push(parseChunk(data, opened.headers));
+        // Leaving the loop cancels the response, so the provider stops generating.
+        if (accumulator.overLimit) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: accumulator.overLimit };
+        if (slices.spend()) {
+          deltas.flush();
+          await slices.pause();
+          if (context.signal.aborted) return "cancelled";
+        }
+      }
+      deltas.flush();
     }
   } catch (error) {
     if (context.signal.aborted) return "cancelled";
+    if (error instanceof SseEventTooLargeError) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: error.message };
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };

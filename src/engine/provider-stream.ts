@@ -1,20 +1,19 @@
-import type { Stream } from "openai/streaming";
-import type {
-  ChatCompletionChunk,
-  ChatCompletionCreateParamsStreaming,
-  ChatCompletionMessageParam,
-} from "openai/resources/chat/completions";
+import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { APIConnectionTimeoutError } from "openai";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
+import { maxSseEventChars, sseDataBatches } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
 /** An open streamed response, with the controller that can cut it short. */
 export interface OpenedStream {
   kind: "opened";
-  stream: Stream<ChatCompletionChunk>;
+  /** The response's SSE payloads, a batch per read (see sse-events.ts). */
+  data: AsyncGenerator<string[]>;
+  /** The response's headers, for errors the provider sends in the stream. */
+  headers: Headers;
   /** Aborts this response only (idle timeout), not the run. */
   attempt: AbortController;
 }
@@ -34,7 +33,8 @@ export type OpenResult =
  * at once), and a retry's request timeout is cut to what is left of it. The
  * first attempt of a request always gets the full request timeout. Each
  * retry is reported to the sink (watchers see it live) and logged with its
- * underlying cause.
+ * underlying cause. The SDK makes the request and maps error statuses; its
+ * body is read by {@link sseDataBatches}, not by the SDK's iterator.
  */
 export async function openStream(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<OpenResult> {
   const { settings, signal, retryBudget } = context;
@@ -45,13 +45,12 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
     const controller = new AbortController();
     const attemptStarted = Date.now();
     try {
-      const stream = await context.client.chat.completions.create(params, {
-        signal: AbortSignal.any([signal, controller.signal]),
-        timeout,
-        maxRetries: 0,
-      });
+      const response = await context.client.chat.completions
+        .create(params, { signal: AbortSignal.any([signal, controller.signal]), timeout, maxRetries: 0 })
+        .asResponse();
       context.health.succeeded();
-      return { kind: "opened", stream, attempt: controller };
+      const data = sseDataBatches(response, maxSseEventChars(settings));
+      return { kind: "opened", data, headers: response.headers, attempt: controller };
     } catch (error) {
       const failure = classifyProviderError(error, signal, settings.secrets);
       if (failure.kind === "cancelled") return failure;

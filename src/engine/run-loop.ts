@@ -4,7 +4,7 @@ import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { RunOutcome } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
-import { messagesFromTranscript, replayableArguments } from "./conversation.js";
+import { messagesFromTranscript, replayableArguments, unansweredCalls } from "./conversation.js";
 import { boundHistory } from "./history-bounds.js";
 import { runModelTurn, type TurnResult } from "./model-turn.js";
 import type { RunContext } from "./run-context.js";
@@ -25,10 +25,19 @@ type NextStep =
  * than failing it: everything produced is valid and committed, and the user
  * can simply send another input to go on. The unrun calls of the last turn
  * get results saying why, so the transcript stays a valid conversation.
+ *
+ * A resumed run (`request.resume`: it waited for an approval across a
+ * restart) continues from the transcript: the calls of its last turn that
+ * have no result run first, asking for approval as usual, then the model
+ * loop goes on from the run's next turn.
  */
 export async function executeRun(context: RunContext): Promise<RunOutcome> {
-  const messages = await initialMessages(context);
-  for (let turn = 1; ; turn++) {
+  const { messages, unrun } = await initialMessages(context);
+  if (unrun.length > 0) {
+    if ((await runToolCalls(context, unrun, messages)) === "cancelled") return { kind: "cancelled" };
+    if (context.signal.aborted) return { kind: "cancelled" };
+  }
+  for (let turn = context.request.run.turns + 1; ; turn++) {
     const result: TurnResult = await runModelTurn(context, messages);
     if (result.kind === "cancelled") return { kind: "cancelled" };
     if (result.kind === "failed") return result;
@@ -64,19 +73,31 @@ function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: numbe
 
 /**
  * System prompt, history bounded by entries and bytes, and the run's input. The input is added
- * unless the Runtime already committed it to the transcript for this run.
+ * unless the Runtime already committed it to the transcript for this run (always, when resumed).
+ * A resumed run's calls without a result are returned to run, left open in the history.
  */
-async function initialMessages(context: RunContext): Promise<ChatCompletionMessageParam[]> {
+async function initialMessages(
+  context: RunContext,
+): Promise<{ messages: ChatCompletionMessageParam[]; unrun: AssembledToolCall[] }> {
   const { request, profile } = context;
   const entries = await request.readTranscript(undefined, context.settings.historyLimit);
+  const unrun: AssembledToolCall[] = request.resume
+    ? unansweredCalls(entries, request.run.runId).map((call) => ({
+        id: call.toolCallId,
+        name: call.toolName,
+        argumentsJson: call.argumentsJson,
+        blockId: "",
+      }))
+    : [];
   const messages: ChatCompletionMessageParam[] = [];
   if (profile.systemPrompt) messages.push({ role: "system", content: profile.systemPrompt });
-  messages.push(...boundHistory(messagesFromTranscript(entries), context.settings.historyMaxBytes));
+  const history = messagesFromTranscript(entries, new Set(unrun.map((call) => call.id)));
+  messages.push(...boundHistory(history, context.settings.historyMaxBytes));
   const inputCommitted = entries.some(
     (entry) => entry.runId === request.run.runId && entry.content.case === "userMessage",
   );
-  if (!inputCommitted) messages.push({ role: "user", content: request.run.input?.text ?? "" });
-  return messages;
+  if (!inputCommitted && !request.resume) messages.push({ role: "user", content: request.run.input?.text ?? "" });
+  return { messages, unrun };
 }
 
 function assistantMessage(result: Extract<TurnResult, { kind: "answered" }>): ChatCompletionMessageParam {

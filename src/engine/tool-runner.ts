@@ -38,10 +38,15 @@ export async function runToolCalls(
   return "done";
 }
 
-/** Asks for approval when the profile requires it; returns the refusal to report, if any. */
+/**
+ * Asks for approval when the profile requires it, or when a resumed run was
+ * decided on this call (a rejection holds even if the profile changed
+ * meanwhile); returns the refusal to report, if any.
+ */
 async function approvalRefusal(context: RunContext, call: AssembledToolCall): Promise<ToolOutput | undefined> {
   const offered = context.tools.some((tool) => tool.name === call.name);
-  if (!offered || !context.profile.approvalRequiredTools.includes(call.name)) return undefined;
+  const decided = context.request.resume?.toolCallId === call.id;
+  if (!offered || !(decided || context.profile.approvalRequiredTools.includes(call.name))) return undefined;
   const decision = await context.sink.requestApproval(
     { toolCallId: call.id, toolName: call.name, argumentsJson: call.argumentsJson },
     context.signal,

@@ -1,9 +1,8 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
 import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type ErrorDetail, ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { AllocationMode, DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
@@ -23,11 +22,13 @@ import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
+import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnum, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
+import { checkAcceptsInput } from "./run-queue.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
 import { WorkerSession } from "./worker-session.js";
@@ -56,6 +57,12 @@ export class Catalog {
   private readonly workers = new WorkerDirectory();
   /** CreateWorker request_id → worker id, for as long as the worker exists. */
   private readonly createRequests = new Map<string, string>();
+  /**
+   * CreateWorker request_id → the create in progress. Claimed before the
+   * first await, so concurrent calls with one id make one worker: the
+   * others wait for it and answer the same.
+   */
+  private readonly pendingCreates = new Map<string, { fingerprint: string; workerId: string; response: Promise<CreateWorkerResponse> }>();
   readonly allocations = new AllocationManager();
 
   constructor(private readonly init: CatalogInit) {}
@@ -91,14 +98,49 @@ export class Catalog {
     }
   }
 
-  /** Creates a worker (idempotent by request_id), with its initial run if asked. */
+  /**
+   * Creates a worker (idempotent by request_id), with its initial run if
+   * asked. Concurrent calls with one request_id share one creation.
+   */
   async create(request: CreateWorkerRequest): Promise<CreateWorkerResponse> {
-    const { limits, offer, health } = this.init;
     this.checkRuntimeId("runtime_id", request.runtimeId);
     checkRequestId("request_id", request.requestId);
+    const { requestId } = request;
     const fingerprint = createFingerprint(request);
-    const repeated = this.repeatedCreate(request.requestId, fingerprint);
+    const repeated = this.repeatedCreate(requestId, fingerprint);
     if (repeated) return repeated;
+    if (requestId === "") return this.createNew(request, fingerprint, () => {});
+    const pending = this.pendingCreates.get(requestId);
+    if (pending) {
+      if (pending.fingerprint !== fingerprint) {
+        throw idempotencyConflict(requestId, "to create a different worker", { worker_id: pending.workerId });
+      }
+      return clone(CreateWorkerResponseSchema, await pending.response);
+    }
+    // Synchronous from the checks above to this claim: no await in between.
+    const claim = { fingerprint, workerId: "", response: Promise.resolve(create(CreateWorkerResponseSchema)) };
+    claim.response = this.createNew(request, fingerprint, (workerId) => (claim.workerId = workerId));
+    this.pendingCreates.set(requestId, claim);
+    try {
+      return await claim.response;
+    } finally {
+      this.pendingCreates.delete(requestId);
+    }
+  }
+
+  /**
+   * Creates a new worker. A given initial input is checked first, like
+   * SendInput checks it (runtime accepting work, worker connected, input
+   * valid), so a refused create leaves nothing behind: no worker, no
+   * event, no lease. `named` learns the new worker's id before the first
+   * await.
+   */
+  private async createNew(
+    request: CreateWorkerRequest,
+    fingerprint: string,
+    named: (workerId: string) => void,
+  ): Promise<CreateWorkerResponse> {
+    const { limits, offer, health } = this.init;
     health.checkAcceptingWork();
     const profile = offer.resolveSelector(request.profile);
     checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
@@ -112,12 +154,9 @@ export class Catalog {
         limit: String(limits.maxWorkers),
       });
     }
-    const now = timestampFromDate(new Date());
+    const now = this.workers.nextCreationTime(new Date());
     const ref = create(WorkerRefSchema, { runtimeId: this.init.runtimeId, workerId: newId("w") });
-    if (workspace) {
-      const mode = offer.needsWriteLease(capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
-      this.allocations.acquire(ref, workspace.root, workspace.path, mode, new Date());
-    }
+    named(ref.workerId);
     const worker = create(WorkerSchema, {
       ref,
       displayName: request.displayName,
@@ -132,6 +171,13 @@ export class Catalog {
       updatedAt: now,
       ...(workspace ? { workspace: { root: workspace.root, path: workspace.path } } : {}),
     });
+    const initialInput = request.initialInput && request.initialInput.text !== "" ? request.initialInput : undefined;
+    // Refuse before anything exists; the same check SendInput makes on the worker.
+    if (initialInput) checkAcceptsInput(worker, this.init.sessionDeps.backend !== undefined);
+    if (workspace) {
+      const mode = offer.needsWriteLease(capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
+      this.allocations.acquire(ref, workspace.root, workspace.path, mode, new Date());
+    }
     let session: WorkerSession;
     try {
       const record = { createRequestId: request.requestId, createFingerprint: fingerprint };
@@ -144,12 +190,20 @@ export class Catalog {
     if (request.requestId !== "") this.createRequests.set(request.requestId, ref.workerId);
     this.init.publish({ case: "workerCreated", value: clone(WorkerSchema, worker) });
     let initialRun: Run | undefined;
-    if (request.initialInput && request.initialInput.text !== "") {
-      initialRun = await session.send(request.initialInput, BusyPolicy.REJECT, "");
+    let initialInputError: ErrorDetail | undefined;
+    if (initialInput) {
+      try {
+        initialRun = await typedStoreErrors(session.send(initialInput, BusyPolicy.REJECT, ""));
+      } catch (error) {
+        // The worker exists now; say why its input was not accepted rather than fail the create.
+        if (!(error instanceof RuntimeError)) throw error;
+        initialInputError = create(ErrorDetailSchema, { reason: error.reason, metadata: error.metadata });
+      }
     }
     return create(CreateWorkerResponseSchema, {
       worker: clone(WorkerSchema, session.worker),
       ...(initialRun ? { initialRun } : {}),
+      ...(initialInputError ? { initialInputError } : {}),
     });
   }
 
@@ -173,10 +227,14 @@ export class Catalog {
       (worker) =>
         (statuses.length === 0 || statuses.includes(worker.status)) && selector.every(([key, value]) => worker.labels[key] === value),
     );
-    const last = workers[workers.length - 1];
+    // Bounded by bytes too: workers that do not fit start the next page.
+    const budget = new ResponseBudget(responseBudgetBytes(limits));
+    const fitting = workers.findIndex((worker) => !budget.take(toBinary(WorkerSchema, worker).byteLength));
+    const page = fitting < 0 ? workers : workers.slice(0, fitting);
+    const last = page[page.length - 1];
     return create(ListWorkersResponseSchema, {
-      workers: workers.map((worker) => clone(WorkerSchema, worker)),
-      nextPageToken: more && last ? this.init.pageTokens.encode("workers", filter, orderKey(last)) : "",
+      workers: page.map((worker) => clone(WorkerSchema, worker)),
+      nextPageToken: (more || page.length < workers.length) && last ? this.init.pageTokens.encode("workers", filter, orderKey(last)) : "",
     });
   }
 

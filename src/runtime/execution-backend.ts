@@ -94,6 +94,25 @@ export interface RunRequest {
    * before `beforeSeq` (undefined = the tail). Bounded like every read.
    */
   readTranscript(beforeSeq: bigint | undefined, limit: number): Promise<TranscriptEntry[]>;
+  /**
+   * Set when this execution continues a run instead of starting it: the run
+   * waited for a tool approval with no execution in memory (after a restart
+   * or a shutdown, see run-slot.ts "parked") and a client has just decided.
+   * The input and everything the run produced before are in the transcript
+   * (the input is not committed again). The backend must continue from
+   * there: run the tool calls of the run's last model turn that have no
+   * result yet, in order, asking for approval as usual — the sink answers
+   * the call named here at once with the recorded decision, whatever the
+   * profile says now — and then go on with the model. A backend that cannot
+   * resume returns a typed failure, never a fresh start.
+   */
+  resume?: RunResume;
+}
+
+/** How a resumed execution continues (see {@link RunRequest.resume}). */
+export interface RunResume {
+  /** The tool call whose approval the run waited on and that was just decided. */
+  toolCallId: string;
 }
 
 /**
@@ -134,7 +153,10 @@ export interface RunSink {
   /**
    * Puts the run in AWAITING_APPROVAL with the pending call visible to
    * clients, and resolves with the client's decision. Rejects with an
-   * AbortError when the run is cancelled while waiting.
+   * AbortError when the run is cancelled while waiting. The wait is durable:
+   * if the Runtime restarts meanwhile, this execution ends (its sink
+   * closes) and the decision is given to a resumed one instead
+   * ({@link RunRequest.resume}), which asks again and is answered at once.
    */
   requestApproval(call: PendingToolCall, signal: AbortSignal): Promise<ApprovalResult>;
 }

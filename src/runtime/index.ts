@@ -68,6 +68,7 @@ export {
   type RetryInit,
   type RunOutcome,
   type RunRequest,
+  type RunResume,
   type RunSink,
   type ToolCallDeltaInit,
 } from "./execution-backend.js";

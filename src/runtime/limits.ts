@@ -7,7 +7,11 @@ export interface Limits {
   maxPageSize: number;
   /** Page size when a request asks for 0. */
   defaultPageSize: number;
-  /** Largest input text in UTF-8 bytes. */
+  /**
+   * Largest input text in UTF-8 bytes. When not configured it is lowered,
+   * if need be, so that a run holding the largest input fits a message
+   * (see {@link resolveLimits}).
+   */
   maxInputBytes: number;
   /** Queued inputs per worker behind the active run. */
   maxQueueDepth: number;
@@ -15,7 +19,11 @@ export interface Limits {
   maxTranscriptRead: number;
   /** ReadTranscript limit when a request asks for 0. */
   defaultTranscriptRead: number;
-  /** Largest request or response message in bytes (enforced by the server). */
+  /**
+   * Largest request or response message in bytes (the server's read and
+   * write limit). Every response is cut to fit it, and the byte bounds of
+   * {@link byteBounds} are derived from it.
+   */
   maxMessageBytes: number;
   /** Concurrent watch streams per worker. */
   maxWatchersPerWorker: number;
@@ -80,3 +88,85 @@ export const DEFAULT_LIMITS: Limits = {
   heartbeatIntervalMs: 15_000,
   storeProbeIntervalMs: 5_000,
 };
+
+/**
+ * Room in a stream event for its own fields around the entry or run it
+ * carries (seq, cursor, time, ids).
+ */
+export const EVENT_RESERVE_BYTES = 1024;
+
+/**
+ * Room in a run for its fields besides the input and a pending tool call's
+ * arguments: ids, status, usage, timestamps, and its error, whose message
+ * is cut to {@link MAX_RUN_ERROR_MESSAGE_BYTES}.
+ */
+export const RUN_RESERVE_BYTES = 4096;
+
+/** Longest run error message kept, in UTF-8 bytes (a provider's text can be long). */
+export const MAX_RUN_ERROR_MESSAGE_BYTES = 2048;
+
+/** Room kept in every response for fields besides its list (see message-budget.ts). */
+export const RESPONSE_RESERVE_BYTES = 1024;
+
+/**
+ * Byte bounds derived from `maxMessageBytes`, so that everything the
+ * runtime accepts can be delivered (any single entry, event and run, and
+ * the first message of a WatchWorker stream):
+ *
+ * - `maxEntryBytes`: the largest transcript entry a run may commit, the
+ *   message budget less an event's own fields; a bigger commit fails the
+ *   run with LIMIT_EXCEEDED, whatever the execution backend's own caps.
+ * - `maxInFlightBytes`: a run's output not yet committed (streamed text,
+ *   reasoning and tool-call arguments) plus the arguments of a tool call
+ *   awaiting approval, half the budget; past it the run fails with
+ *   LIMIT_EXCEEDED.
+ * - `maxQueuedInputBytes`: the inputs queued behind a worker's active run
+ *   together, a quarter of the budget; past it ENQUEUE and INTERRUPT get
+ *   QUEUE_FULL.
+ *
+ * A WatchWorker snapshot holds the worker, the active run (input and
+ * pending arguments), the queued runs and the in-flight blocks; with the
+ * defaults its worst case stays under `maxMessageBytes` (checked by a
+ * test). Lists, reads and batches are cut by bytes (message-budget.ts).
+ */
+export interface ByteBounds {
+  maxEntryBytes: number;
+  maxInFlightBytes: number;
+  maxQueuedInputBytes: number;
+}
+
+/** The byte bounds of {@link ByteBounds} for these limits. */
+export function byteBounds(limits: Pick<Limits, "maxMessageBytes">): ByteBounds {
+  const budget = limits.maxMessageBytes - RESPONSE_RESERVE_BYTES;
+  return {
+    maxEntryBytes: budget - EVENT_RESERVE_BYTES,
+    maxInFlightBytes: Math.floor(budget / 2),
+    maxQueuedInputBytes: Math.floor(budget / 4),
+  };
+}
+
+/**
+ * The limits a runtime runs with: the defaults, then the configured
+ * values. The largest input must fit one message inside a run and its
+ * event: an unconfigured `maxInputBytes` is lowered to fit a small
+ * `maxMessageBytes`; a configured one that cannot fit is a configuration
+ * error, thrown here rather than found by a client whose run can never be
+ * delivered.
+ */
+export function resolveLimits(configured: Partial<Limits>): Limits {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...configured };
+  const inputRoom = limits.maxMessageBytes - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES;
+  if (inputRoom < 1) {
+    throw new Error(`limits: maxMessageBytes ${limits.maxMessageBytes} leaves no room for a run's input`);
+  }
+  if (limits.maxInputBytes > inputRoom) {
+    if (configured.maxInputBytes !== undefined) {
+      throw new Error(
+        `limits: maxInputBytes ${limits.maxInputBytes} does not fit maxMessageBytes ${limits.maxMessageBytes} ` +
+          `(at most ${inputRoom} with a run's and an event's own fields)`,
+      );
+    }
+    limits.maxInputBytes = inputRoom;
+  }
+  return limits;
+}

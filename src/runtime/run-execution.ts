@@ -6,18 +6,59 @@ import { RunErrorSchema, RunSchema, RunStatus, StopReason, type Run } from "../.
 import { UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
-import type { RunOutcome, RunSink } from "./execution-backend.js";
-import type { ActiveRun } from "./run-slot.js";
+import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
+import { createRunSink } from "./run-sink.js";
+import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
 import type { SessionDeps } from "./session-deps.js";
 import { isStoreWriteFailure } from "./store-errors.js";
+import type { WorkerJournal } from "./worker-journal.js";
+
+/** How a parked run's execution starts again (see RunRequest.resume). */
+export interface ResumeInit {
+  resume: RunResume;
+  /** The write that records the run RUNNING again; nothing runs before it is durable. */
+  recorded: Promise<unknown>;
+}
+
+/** What starting an execution needs of its worker's session. */
+export interface ExecutionHost {
+  readonly worker: Worker;
+  readonly journal: WorkerJournal;
+  readonly deps: SessionDeps;
+  slot(): RunSlot;
+  /** Frees the slot of the run it holds, ends the run with the outcome and starts the next one. */
+  endHeldRun(run: Run, outcome: RunOutcome): Promise<void>;
+}
+
+/**
+ * Starts the execution of the run the slot holds, fresh or resumed, with
+ * its sink (open while the slot holds it). When the backend returns and the
+ * slot still holds the run, what must be durable before the run shows as
+ * ended is committed first — the result of a decided call the resumed
+ * execution never reached, a failure's notice — then the run ends.
+ */
+export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: ResumeInit): void {
+  const { journal, deps, worker } = host;
+  const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
+  const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds, limits: deps.limits });
+  const { run } = active;
+  active.done = executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed).then(async (outcome) => {
+    const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
+    if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
+    if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);
+    if (holds()) await host.endHeldRun(run, outcome);
+  });
+}
 
 /**
  * Executes one run on the backend: commits the user's message, hands the
  * backend the run with its worker, profile, capabilities, workspace and a
  * bounded transcript reader, and turns whatever happens into an outcome.
- * Never throws: a cancelled run is "cancelled" whatever the backend did,
- * typed errors keep their reason, store failures become STORE_UNAVAILABLE
- * and anything else INTERNAL (its text only in the log).
+ * A resumed run commits nothing first: its input is already in the
+ * transcript. Never throws: a cancelled run is "cancelled" whatever the
+ * backend did, typed errors keep their reason, store failures become
+ * STORE_UNAVAILABLE and anything else INTERNAL (its text only in the log).
  */
 export async function executeRun(
   active: ActiveRun,
@@ -25,12 +66,14 @@ export async function executeRun(
   worker: Worker,
   lastTranscriptSeq: () => bigint,
   deps: SessionDeps,
+  resumed?: ResumeInit,
 ): Promise<RunOutcome> {
   const { run, controller } = active;
   const workerId = worker.ref?.workerId ?? "";
   let outcome: RunOutcome;
   try {
-    await sink.commit({ case: "userMessage", value: create(UserMessageSchema, { text: run.input?.text ?? "" }) });
+    if (resumed) await resumed.recorded;
+    else await sink.commit({ case: "userMessage", value: create(UserMessageSchema, { text: run.input?.text ?? "" }) });
     const backend = deps.backend;
     if (!backend) throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED, "no execution backend");
     if (controller.signal.aborted) throw abortError();
@@ -48,6 +91,7 @@ export async function executeRun(
             Math.min(limit, deps.limits.maxTranscriptRead),
           ),
         ...(workspaceDir !== undefined ? { workspaceDir } : {}),
+        ...(resumed ? { resume: { ...resumed.resume } } : {}),
       },
       sink,
       controller.signal,
@@ -84,9 +128,23 @@ export function endRun(run: Run, outcome: RunOutcome, interrupted: boolean, now:
     case "failed":
       run.status = RunStatus.FAILED;
       run.stopReason = StopReason.ERROR;
-      run.error = create(RunErrorSchema, { reason: outcome.reason, message: outcome.message, metadata: outcome.metadata ?? {} });
+      // The message is cut, so that a run (and its event) always fits a message (limits.ts, RUN_RESERVE_BYTES).
+      run.error = create(RunErrorSchema, {
+        reason: outcome.reason,
+        message: cutUtf8(outcome.message, MAX_RUN_ERROR_MESSAGE_BYTES),
+        metadata: outcome.metadata ?? {},
+      });
       break;
   }
+}
+
+/** `text` cut to at most `maxBytes` UTF-8 bytes, never inside a character. */
+function cutUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.byteLength <= maxBytes) return text;
+  let end = maxBytes;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
 }
 
 /** Waits for `done`, but at most `ms` (a cancelled run's grace period). */

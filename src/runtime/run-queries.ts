@@ -1,11 +1,7 @@
-import { create } from "@bufbuild/protobuf";
-import { RunStatus, RunStatusSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import {
-  type ListRunsRequest,
-  type ListRunsResponse,
-  ListRunsResponseSchema,
-} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { RunSchema, RunStatus, RunStatusSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { type TranscriptEntry, TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { type ListRunsRequest, type ListRunsResponse, ListRunsResponseSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import {
   type ReadTranscriptRequest,
   type ReadTranscriptResponse,
@@ -13,6 +9,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
+import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
@@ -23,7 +20,8 @@ import type { WorkerSession } from "./worker-session.js";
 const MAX_RUN_READS_PER_PAGE = 20;
 
 /**
- * A worker's runs, newest first, paginated and filtered by status. Runs
+ * A worker's runs, newest first, paginated and filtered by status; a page
+ * ends early when the next run would not fit the message limit. Runs
  * memory knows better (active, queued, unsaved) are shown as they are now.
  */
 export async function listRuns(
@@ -40,19 +38,27 @@ export async function listRuns(
   if (typeof after === "string") throw invalidArgument("page_token", "is not a valid page token");
   let before = after;
   const runs: Run[] = [];
+  const budget = new ResponseBudget(responseBudgetBytes(limits));
   let exhausted = false;
-  // Filtering may skip runs; read on in bounded chunks until the page is full.
-  for (let reads = 0; runs.length < pageSize && reads < MAX_RUN_READS_PER_PAGE; reads++) {
+  let full = false;
+  // Filtering may skip runs; read on in bounded chunks until the page is full (by count or bytes).
+  for (let reads = 0; !full && runs.length < pageSize && reads < MAX_RUN_READS_PER_PAGE; reads++) {
     const chunk = await typedStoreErrors(store.listRuns(session.workerId, before, pageSize));
     if (chunk.length === 0) {
       exhausted = true;
       break;
     }
     for (const { ordinal, run } of chunk) {
-      before = ordinal;
       const current = session.liveRun(run.runId) ?? run;
-      if (request.status !== RunStatus.UNSPECIFIED && current.status !== request.status) continue;
-      runs.push(current);
+      if (request.status === RunStatus.UNSPECIFIED || current.status === request.status) {
+        // A run that does not fit starts the next page.
+        if (!budget.take(toBinary(RunSchema, current).byteLength)) {
+          full = true;
+          break;
+        }
+        runs.push(current);
+      }
+      before = ordinal;
       if (runs.length === pageSize) break;
     }
     if (before === 1) {
@@ -70,6 +76,8 @@ export async function listRuns(
  * A bounded slice of a worker's transcript: forward after a seq, or
  * backward from a seq (default: the tail). Positions past the end are
  * clamped to it, so `has_more` and `last_seq` always agree with the slice.
+ * A slice holds fewer than `limit` entries when more would not fit the
+ * message limit (`has_more` then says so).
  */
 export async function readTranscript(
   store: RuntimeStore,
@@ -82,13 +90,21 @@ export async function readTranscript(
   const position = request.position;
   let entries: TranscriptEntry[];
   let hasMore: boolean;
+  // Bounded by bytes too: the entries nearest the position that fit one response.
+  const budget = new ResponseBudget(responseBudgetBytes(limits));
+  const fits = (entry: TranscriptEntry): boolean => budget.take(toBinary(TranscriptEntrySchema, entry).byteLength);
   if (position.case === "afterSeq") {
     const afterSeq = position.value < lastSeq ? position.value : lastSeq;
-    entries = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
+    const read = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
+    const fitting = read.findIndex((entry) => !fits(entry));
+    entries = fitting < 0 ? read : read.slice(0, fitting);
     hasMore = afterSeq + BigInt(entries.length) < lastSeq;
   } else {
     const beforeSeq = position.case === "beforeSeq" && position.value <= lastSeq ? position.value : lastSeq + 1n;
-    entries = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
+    const read = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
+    let first = read.length;
+    while (first > 0 && fits(read[first - 1] as TranscriptEntry)) first--;
+    entries = read.slice(first);
     hasMore = (entries[0]?.seq ?? 1n) > 1n;
   }
   return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq });

@@ -4,6 +4,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
+import { byteBounds, type Limits } from "./limits.js";
 
 /**
  * The queue and busy policy of one worker, with no I/O: which input may be
@@ -47,6 +48,23 @@ export function admit(
 }
 
 /**
+ * Throws QUEUE_FULL when queueing `text` would take the queued inputs past
+ * `maxQueuedInputBytes`: a watcher's snapshot carries every queued run, and
+ * it must fit one message (see limits.ts, byteBounds).
+ */
+function checkQueuedBytes(queuedBytes: number, text: string, maxQueuedInputBytes: number, workerId: string): void {
+  const inputBytes = Buffer.byteLength(text, "utf8");
+  if (queuedBytes + inputBytes > maxQueuedInputBytes) {
+    throw new RuntimeError(
+      Code.ResourceExhausted,
+      ErrorReason.QUEUE_FULL,
+      `worker ${workerId} already has ${queuedBytes} bytes of queued input; ${inputBytes} more would pass ${maxQueuedInputBytes}`,
+      { max_queued_input_bytes: String(maxQueuedInputBytes) },
+    );
+  }
+}
+
+/**
  * Throws the typed reason a worker takes no input: the runtime drains
  * (checked by the caller), the worker failed or stopped, or no execution
  * backend can run it.
@@ -84,6 +102,23 @@ export class RunQueue {
 
   get length(): number {
     return this.runs.length;
+  }
+
+  /**
+   * Decides under the busy policy ({@link admit}) and, for a run that
+   * would wait here, also by the bytes of the queued inputs (QUEUE_FULL).
+   */
+  admit(policy: BusyPolicy, busyWith: string | undefined, text: string, limits: Limits, workerId: string): Admission {
+    const admission = admit(policy, busyWith, this.runs.length, limits.maxQueueDepth, workerId);
+    if (admission.kind !== "start") checkQueuedBytes(this.inputBytes(), text, byteBounds(limits).maxQueuedInputBytes, workerId);
+    return admission;
+  }
+
+  /** UTF-8 bytes of the queued inputs together. */
+  inputBytes(): number {
+    let bytes = 0;
+    for (const run of this.runs) bytes += Buffer.byteLength(run.input?.text ?? "", "utf8");
+    return bytes;
   }
 
   /** Adds a run: behind the other interrupting runs when `interrupting`, else at the tail. */

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -10,14 +10,24 @@ import {
   TextDeltaSchema,
   ToolCallDeltaSchema,
   WorkerEventSchema,
+  type ReasoningDelta,
+  type TextDelta,
+  type ToolCallDelta,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { PendingApprovalSchema, ProviderRetrySchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { PendingApprovalSchema, ProviderRetrySchema, RunSchema, RunStatus, type PendingApproval } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
+import { byteBounds, type Limits } from "./limits.js";
+import { RunOutputBounds } from "./run-output-bounds.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
-import type { ActiveRun } from "./run-slot.js";
+import type { ActiveRun, ApprovalWait } from "./run-slot.js";
 import type { WorkerJournal } from "./worker-journal.js";
+
+const WORKER_EVENT = WorkerEventSchema.typeName as WorkerEvent["$typeName"];
+const TEXT_DELTA = TextDeltaSchema.typeName as TextDelta["$typeName"];
+const REASONING_DELTA = ReasoningDeltaSchema.typeName as ReasoningDelta["$typeName"];
+const TOOL_CALL_DELTA = ToolCallDeltaSchema.typeName as ToolCallDelta["$typeName"];
 
 /** What a run's sink writes through. */
 export interface RunSinkHost {
@@ -26,6 +36,8 @@ export interface RunSinkHost {
   now(): Date;
   /** Whether the slot still holds the run: once it has ended, its sink refuses every call. */
   isOpen(active: ActiveRun): boolean;
+  /** The runtime's limits: a run's output is bounded so that it can be delivered (limits.ts, byteBounds). */
+  limits: Pick<Limits, "maxMessageBytes">;
 }
 
 /**
@@ -38,40 +50,71 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
   const open = (): void => {
     if (!host.isOpen(active)) throw new RunClosedError(`run ${run.runId} has ended`);
   };
+  // Deltas are the bulk of a busy stream: their messages are written as
+  // complete literals (every field set, as create() would), which costs a
+  // twentieth of create()'s reflective initialisation per event.
   const live = (kind: WorkerEvent["kind"]): void => {
     open();
-    host.events.emitLive(create(WorkerEventSchema, { kind }));
+    host.events.emitLive({ $typeName: WORKER_EVENT, seq: 0n, cursor: "", kind });
   };
   const runId = run.runId;
+  const output = new RunOutputBounds(runId, byteBounds(host.limits));
   return {
-    textDelta: (blockId, text) => live({ case: "textDelta", value: create(TextDeltaSchema, { runId, blockId, text }) }),
-    reasoningDelta: (blockId, text) => live({ case: "reasoningDelta", value: create(ReasoningDeltaSchema, { runId, blockId, text }) }),
-    toolCallDelta: (blockId, delta) =>
+    textDelta: (blockId, text) => {
+      open();
+      output.delta(blockId, text);
+      live({ case: "textDelta", value: { $typeName: TEXT_DELTA, runId, blockId, text } });
+    },
+    reasoningDelta: (blockId, text) => {
+      open();
+      output.delta(blockId, text);
+      live({ case: "reasoningDelta", value: { $typeName: REASONING_DELTA, runId, blockId, text } });
+    },
+    toolCallDelta: (blockId, delta) => {
+      open();
+      output.delta(blockId, (delta.toolCallId ?? "") + (delta.toolName ?? "") + (delta.argumentsDelta ?? ""));
       live({
         case: "toolCallDelta",
-        value: create(ToolCallDeltaSchema, {
+        value: {
+          $typeName: TOOL_CALL_DELTA,
           runId,
           blockId,
           toolCallId: delta.toolCallId ?? "",
           toolName: delta.toolName ?? "",
           argumentsDelta: delta.argumentsDelta ?? "",
-        }),
-      }),
-    discardBlock: (blockId) => live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) }),
+        },
+      });
+    },
+    discardBlock: (blockId) => {
+      output.settle(blockId);
+      live({ case: "blockDiscarded", value: create(InFlightBlockDiscardedSchema, { runId, blockId }) });
+    },
     commit: async (content, blockId) => {
       open();
+      output.checkEntry(content, blockId ?? "");
+      if (blockId) output.settle(blockId);
       return host.journal.commitEntry(runId, content, blockId);
     },
     addUsage: (usage) => {
       open();
-      addUsage(run.usage ?? (run.usage = create(UsageSchema)), create(UsageSchema, usage));
+      addUsage(usageOf(run), create(UsageSchema, usage));
     },
     turn: () => {
       open();
       run.turns++;
-      (run.usage ?? (run.usage = create(UsageSchema))).modelRequests++;
+      usageOf(run).modelRequests++;
     },
-    requestApproval: (call, signal) => awaitApproval(active, call, signal, host),
+    requestApproval: (call, signal) => {
+      const decided = active.decided;
+      if (decided?.call.toolCallId !== call.toolCallId) {
+        output.checkPending(call.argumentsJson);
+        return awaitApproval(active, call, signal, host);
+      }
+      // A resumed run: this call was decided while the run was parked.
+      open();
+      active.decided = undefined;
+      return Promise.resolve(decided.result);
+    },
     retry: (init) => {
       const retry = create(ProviderRetrySchema, { ...init, time: timestampFromDate(host.now()) });
       live({ case: "retryScheduled", value: create(RetryScheduledSchema, { runId, retry }) });
@@ -84,6 +127,9 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
 /**
  * Puts the run in AWAITING_APPROVAL and waits for ResolveApproval, or for
  * the tool's or the run's signal to abort (then rejects with AbortError).
+ * The run record, pending call included, is written (not only announced)
+ * before the wait counts as begun: a restart then finds the run waiting
+ * and parks it instead of interrupting it.
  */
 async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: AbortSignal, host: RunSinkHost): Promise<ApprovalResult> {
   if (!host.isOpen(active)) throw new RunClosedError(`run ${active.run.runId} has ended`);
@@ -106,28 +152,52 @@ async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: A
       },
     };
   });
-  run.status = RunStatus.AWAITING_APPROVAL;
-  run.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
-  await host.journal.emitRun(run).catch((error: unknown) => {
+  // An abort during the write below settles `decision` before it is returned: not an unhandled rejection.
+  decision.catch(() => undefined);
+  // The run shows the wait (GetRun, ResolveApproval) only once it is durable: whoever saw it
+  // waiting finds it waiting after a crash too.
+  const waiting = clone(RunSchema, run);
+  waiting.status = RunStatus.AWAITING_APPROVAL;
+  waiting.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
+  await host.journal.recordRun(waiting).catch((error: unknown) => {
     active.approval = undefined;
     throw error;
   });
+  if (active.approval?.toolCallId === call.toolCallId && host.isOpen(active)) {
+    run.status = waiting.status;
+    run.pendingApproval = waiting.pendingApproval;
+  }
   return decision;
 }
 
+/** What {@link takeApproval} took off a run, to hand the decision over or put it back. */
+export interface TakenApproval {
+  wait: ApprovalWait;
+  pending: PendingApproval;
+}
+
 /**
- * Answers the approval `active` waits on, if it waits on `toolCallId` of
- * run `runId`: the run goes back to RUNNING. Returns false (nothing
- * changed) when no such approval is pending.
+ * Takes the approval `active` waits on, if it waits on `toolCallId` of run
+ * `runId`: the run shows RUNNING again, and nobody else can answer it. The
+ * caller makes that durable, then resolves `wait` (or gives it back with
+ * {@link restoreApproval} if the write failed). Undefined when no such
+ * approval is pending.
  */
-export function answerApproval(active: ActiveRun, runId: string, toolCallId: string, result: ApprovalResult): boolean {
-  const approval = active.approval;
-  if (active.run.runId !== runId || !approval || approval.toolCallId !== toolCallId) return false;
-  approval.resolve(result);
+export function takeApproval(active: ActiveRun, runId: string, toolCallId: string): TakenApproval | undefined {
+  const wait = active.approval;
+  const pending = active.run.pendingApproval;
+  if (active.run.runId !== runId || !wait || !pending || wait.toolCallId !== toolCallId) return undefined;
   active.approval = undefined;
   active.run.status = RunStatus.RUNNING;
   active.run.pendingApproval = undefined;
-  return true;
+  return { wait, pending };
+}
+
+/** Puts a taken approval back: the decision could not be recorded, so the run still waits. */
+export function restoreApproval(active: ActiveRun, taken: TakenApproval): void {
+  active.approval = taken.wait;
+  active.run.status = RunStatus.AWAITING_APPROVAL;
+  active.run.pendingApproval = taken.pending;
 }
 
 /** FAILED_PRECONDITION: the run is not waiting for this tool call (it never did, or was answered or ended). */
@@ -141,6 +211,12 @@ export function approvalNotPending(runId: string, toolCallId: string): RuntimeEr
 }
 
 /** Adds `from` into `into`, field by field. */
+/** The usage of a run or worker, created empty the first time it is needed. */
+export function usageOf(holder: { usage?: Usage }): Usage {
+  if (!holder.usage) holder.usage = create(UsageSchema);
+  return holder.usage;
+}
+
 export function addUsage(into: Usage, from: Usage | undefined): void {
   if (!from) return;
   into.inputTokens += from.inputTokens;

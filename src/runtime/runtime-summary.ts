@@ -11,7 +11,7 @@ import {
 } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { ExecutionOffer } from "./execution-offer.js";
-import type { Limits } from "./limits.js";
+import { byteBounds, type Limits } from "./limits.js";
 import type { StoreKindName } from "./store.js";
 
 /** What the summary is cut from. */
@@ -62,6 +62,7 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       maxWorkers: limits.maxWorkers,
       maxLabels: limits.maxLabels,
       ...offer.executionLimits(),
+      ...byteBounds(limits),
     }),
     capabilities: create(RuntimeCapabilitiesSchema, {
       executionBackend: offer.backendName(),

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { BusyPolicySchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -16,7 +17,7 @@ import { invalidArgument, RuntimeError } from "./errors.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
-import { DEFAULT_LIMITS, type Limits } from "./limits.js";
+import { type Limits, resolveLimits } from "./limits.js";
 import { silentLogger } from "./logger.js";
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
@@ -25,6 +26,7 @@ import { listRuns, readTranscript } from "./run-queries.js";
 import type { Runtime, RuntimeOptions } from "./runtime-api.js";
 import { RuntimeHealth } from "./runtime-health.js";
 import { runtimeSummary } from "./runtime-summary.js";
+import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkEnum, checkId, checkRequestId, checkTextBytes } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
@@ -40,12 +42,11 @@ export type { Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
  * delegates: to the catalog, the sessions, the queries and the watches.
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
-  const limits: Limits = {
-    ...DEFAULT_LIMITS,
+  const limits: Limits = resolveLimits({
     ...options.limits,
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
-  };
+  });
   const store = options.store ?? createMemoryStore({ eventRetention: limits.eventRetention });
   const opened = await store.open({
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
@@ -111,9 +112,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const watchSlot = (session: WorkerSession): DurableEventStream<WorkerEvent> => {
     const watchers = session.events.subscriberCount;
     if (watchers >= limits.maxWatchersPerWorker) {
-      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `worker ${session.workerId} already has ${watchers} watchers`, {
-        limit: String(limits.maxWatchersPerWorker),
-      });
+      throw new RuntimeError(
+        Code.ResourceExhausted,
+        ErrorReason.LIMIT_EXCEEDED,
+        `worker ${session.workerId} already has ${watchers} watchers`,
+        {
+          limit: String(limits.maxWatchersPerWorker),
+        },
+      );
     }
     return session.events;
   };
@@ -128,7 +134,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     checkId("run_id", request.runId);
     return session;
   };
-  const live = { heartbeatMs: limits.heartbeatIntervalMs, maxEventsPerMessage: limits.maxEventsPerMessage };
+  const live = {
+    heartbeatMs: limits.heartbeatIntervalMs,
+    maxEventsPerMessage: limits.maxEventsPerMessage,
+    maxBatchBytes: responseBudgetBytes(limits),
+  };
 
   const runtime: Runtime = {
     runtimeId,
@@ -186,14 +196,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
-      return session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason);
+      return typedStoreErrors(session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason));
     },
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
     listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),
     readTranscript: (request) => readTranscript(store, catalog.session("worker", request.worker), request, limits),
     watchWorker: (request, watchOptions) => {
       const session = catalog.session("worker", request.worker);
-      return runWatch(workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live), watchOptions);
+      return runWatch(
+        workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live),
+        watchOptions,
+      );
     },
     watchRuntime: (request, watchOptions) => {
       catalog.checkRuntimeId("runtime_id", request.runtimeId);
@@ -209,7 +222,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     drain: async (graceMs) => {
       health.startDraining();
       const deadline = Date.now() + graceMs;
-      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.activeRun)) {
+      // A run waiting for approval is not waited for: interruptAll parks it, its wait being durable.
+      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.activeRun?.status === RunStatus.RUNNING)) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
       }
       await Promise.all([...catalog.sessions()].map((session) => session.interruptAll()));

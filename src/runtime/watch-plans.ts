@@ -1,4 +1,4 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import {
@@ -13,6 +13,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
+import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import type { Subscription } from "./subscription.js";
@@ -23,6 +24,8 @@ import type { WorkerSession } from "./worker-session.js";
 export interface LivePacing {
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take. */
+  maxBatchBytes: number;
 }
 
 /**
@@ -42,12 +45,20 @@ export function workerWatchPlan(
   const delivered = session.events.lastDeliveredSeq;
   checkResumePoint(cursors, afterSeq, store.earliestEventSeq(session.workerId), delivered);
   const subscription = subscribe();
+  const first = create(WatchWorkerResponseSchema, { snapshot: session.snapshot() });
+  try {
+    // The limits keep a snapshot within a message; if a configuration does not, say so with a typed error.
+    new ResponseBudget(pacing.maxBatchBytes).take(toBinary(WatchWorkerResponseSchema, first).byteLength);
+  } catch (error) {
+    subscription.close();
+    throw error;
+  }
   return {
     stream: cursors,
     eventSchema: WorkerEventSchema,
     responseSchema: WatchWorkerResponseSchema,
     eventsFieldNo: 1,
-    first: create(WatchWorkerResponseSchema, { snapshot: session.snapshot() }),
+    first,
     subscription,
     afterSeq,
     snapshotSeq: delivered,
@@ -92,5 +103,6 @@ export function runtimeWatchPlan(
     heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
     heartbeatMs: limits.heartbeatIntervalMs,
     maxEventsPerMessage: limits.maxEventsPerMessage,
+    maxBatchBytes: responseBudgetBytes(limits),
   };
 }

@@ -11,7 +11,11 @@ import { RuntimeError } from "./errors.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
+import { splitByBytes } from "./message-budget.js";
 import { eventsAsUnknownFields } from "./wire-batch.js";
+
+/** Events read by a replay's first store read; later reads follow the events' sizes. */
+const FIRST_REPLAY_READ = 64;
 
 /** Options every watch takes. */
 export interface WatchOptions {
@@ -48,6 +52,8 @@ export interface WatchPlan<E extends DescMessage, R extends DescMessage> {
   heartbeat(cursor: string): MessageShape<R>;
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take (see message-budget.ts). */
+  maxBatchBytes: number;
 }
 
 /**
@@ -71,13 +77,17 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
     let lastSeq = plan.snapshotSeq;
     if (plan.afterSeq !== undefined) {
       let after = plan.afterSeq;
+      // Reads are sized by the events seen so far, so a replay of large events holds about two messages' worth.
+      let readCount = Math.min(plan.maxEventsPerMessage, FIRST_REPLAY_READ);
       while (after < plan.snapshotSeq && !signal.aborted) {
-        const stored = await plan.readStored(after, Math.min(plan.maxEventsPerMessage, Number(plan.snapshotSeq - after)));
+        const stored = await plan.readStored(after, Math.min(readCount, Number(plan.snapshotSeq - after)));
         // Retention may have moved on since the cursor was checked: never skip silently.
         if (stored[0]?.seq !== after + 1n) throw cursorExpired(plan.stream, plan.earliestSeq());
         const upToSnapshot = stored.filter((item) => item.seq <= plan.snapshotSeq);
         after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
-        yield toResponse(plan, upToSnapshot, options);
+        const averageBytes = stored.reduce((sum, item) => sum + item.bytes.byteLength, 0) / stored.length;
+        readCount = Math.max(1, Math.min(plan.maxEventsPerMessage, Math.floor((2 * plan.maxBatchBytes) / averageBytes)));
+        for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
       }
     }
     for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal)) {
@@ -86,7 +96,7 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         continue;
       }
       for (const item of batch) if (item.seq > 0n) lastSeq = item.seq;
-      yield toResponse(plan, batch, options);
+      for (const part of bySize(batch, plan.maxBatchBytes)) yield toResponse(plan, part, options);
     }
   } finally {
     signal.removeEventListener("abort", release);
@@ -102,6 +112,8 @@ export interface InputStreamPlan {
   send(): Promise<Run>;
   heartbeatMs: number;
   maxEventsPerMessage: number;
+  /** Bytes the events of one message may take (see message-budget.ts). */
+  maxBatchBytes: number;
 }
 
 /**
@@ -123,15 +135,17 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
         yield create(StreamInputResponseSchema, { heartbeat: create(HeartbeatSchema) });
         continue;
       }
-      const events: WorkerEvent[] = [];
+      const own: StreamItem<WorkerEvent>[] = [];
       let ended = false;
       for (const item of batch) {
         const event = item.event;
         if (!event || runIdOf(event) !== run.runId) continue;
-        events.push(event);
+        own.push(item);
         if (event.kind.case === "runChanged" && TERMINAL_RUN_STATUSES.has(event.kind.value.status)) ended = true;
       }
-      if (events.length > 0) yield create(StreamInputResponseSchema, { events });
+      for (const part of bySize(own, plan.maxBatchBytes)) {
+        yield create(StreamInputResponseSchema, { events: part.map((item) => item.event as WorkerEvent) });
+      }
       if (ended) return;
     }
   } finally {
@@ -160,6 +174,11 @@ async function* liveBatches<E>(
     }
     yield wait.kind === "idle" ? "idle" : wait.items;
   }
+}
+
+/** A batch cut into messages that fit the message limit, in order (most batches are one message). */
+function bySize<T extends { bytes: Uint8Array }>(items: readonly T[], maxBatchBytes: number): T[][] {
+  return splitByBytes(items, (item) => item.bytes.byteLength, maxBatchBytes);
 }
 
 /** The run an event belongs to, if any. */
@@ -197,12 +216,7 @@ function toResponse<E extends DescMessage, R extends DescMessage>(
  * retention is OUT_OF_RANGE with the earliest cursor; newer than anything
  * delivered is INVALID_ARGUMENT.
  */
-export function checkResumePoint(
-  stream: CursorStream,
-  afterSeq: bigint | undefined,
-  earliestSeq: bigint,
-  deliveredSeq: bigint,
-): void {
+export function checkResumePoint(stream: CursorStream, afterSeq: bigint | undefined, earliestSeq: bigint, deliveredSeq: bigint): void {
   if (afterSeq === undefined) return;
   if (afterSeq > deliveredSeq) {
     throw new RuntimeError(Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT, "after_cursor: is ahead of the stream", {

@@ -17,7 +17,8 @@ export function eventsAsUnknownFields<E>(fieldNo: number, items: readonly Stream
   const fields = new Array<UnknownField>(items.length);
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as StreamItem<E>;
-    fields[i] = { no: fieldNo, wireType: WireType.LengthDelimited, data: (item.lengthDelimited ??= lengthDelimited(item.bytes)) };
+    if (!item.lengthDelimited) item.lengthDelimited = lengthDelimited(item.bytes);
+    fields[i] = { no: fieldNo, wireType: WireType.LengthDelimited, data: item.lengthDelimited };
   }
   return fields;
 }

@@ -1,3 +1,5 @@
+import { create } from "@bufbuild/protobuf";
+import { TimestampSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WorkerSession } from "./worker-session.js";
 
@@ -9,6 +11,8 @@ import type { WorkerSession } from "./worker-session.js";
 export class WorkerDirectory {
   private readonly byId = new Map<string, WorkerSession>();
   private readonly ordered: WorkerSession[] = [];
+  /** The latest creation time handed out or restored, in nanoseconds since the epoch. */
+  private lastCreatedNanos = 0n;
 
   get size(): number {
     return this.byId.size;
@@ -26,7 +30,21 @@ export class WorkerDirectory {
     return this.byId.values();
   }
 
+  /**
+   * A creation time strictly after every worker's so far: workers created
+   * within one millisecond still list in the order they were created,
+   * rather than by their random ids.
+   */
+  nextCreationTime(now: Date): Timestamp {
+    const nanos = BigInt(now.getTime()) * 1_000_000n;
+    this.lastCreatedNanos = nanos > this.lastCreatedNanos ? nanos : this.lastCreatedNanos + 1n;
+    return create(TimestampSchema, { seconds: this.lastCreatedNanos / 1_000_000_000n, nanos: Number(this.lastCreatedNanos % 1_000_000_000n) });
+  }
+
   add(session: WorkerSession): void {
+    const created = session.worker.createdAt;
+    const createdNanos = created ? created.seconds * 1_000_000_000n + BigInt(created.nanos) : 0n;
+    if (createdNanos > this.lastCreatedNanos) this.lastCreatedNanos = createdNanos;
     this.byId.set(session.workerId, session);
     this.ordered.splice(this.firstAt(orderKey(session.worker), false), 0, session);
   }

@@ -2,7 +2,13 @@ import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { NoticeSchema, TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import {
+  NoticeSchema,
+  ToolResultSchema,
+  TranscriptEntrySchema,
+  type ToolResult,
+  type TranscriptEntry,
+} from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
@@ -79,12 +85,16 @@ export class WorkerJournal {
     );
   }
 
-  /** Announces a worker change (queue depth, usage) without writing its snapshot. */
-  emitWorker(): Promise<unknown> {
+  /**
+   * Announces a worker change (queue depth, usage) without writing its snapshot; "created" keeps
+   * it off the runtime-wide stream, where the catalog announces a new worker with workerCreated.
+   */
+  emitWorker(announce: "announce" | "created" = "announce"): Promise<unknown> {
     if (this.deleted) return Promise.resolve();
     this.worker.updatedAt = timestampFromDate(this.deps.now());
     const copy = clone(WorkerSchema, this.worker);
-    this.deps.publishWorker(copy);
+    // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
+    if (announce === "announce") this.deps.publishWorker(copy);
     return this.events.emitDurable((seq, cursor) => {
       copy.lastEventSeq = seq;
       return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value: copy } });
@@ -112,6 +122,18 @@ export class WorkerJournal {
   async commitFailureNotice(runId: string, message: string): Promise<void> {
     const notice = create(NoticeSchema, { code: "run.failed", message });
     await this.commitEntry(runId, { case: "notice", value: notice }).catch(() => {});
+  }
+
+  /**
+   * Commits the result of a tool call that waited for approval and never ran
+   * (its run was cancelled or ended first), so the transcript stays a valid
+   * conversation. A failed write is reported (health), not thrown.
+   */
+  async commitUnrunResult(runId: string, call: Pick<ToolResult, "toolCallId" | "toolName">, cancelled: boolean): Promise<void> {
+    const why = cancelled ? "The run was cancelled" : "The run ended";
+    const output = `${why} before this tool call ran, so it did not run.`;
+    const result = create(ToolResultSchema, { toolCallId: call.toolCallId, toolName: call.toolName, output, isError: true });
+    await this.commitEntry(runId, { case: "toolResult", value: result }).catch(() => {});
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */

@@ -4,7 +4,8 @@ import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import type { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { ApprovalFlow, type ApprovalFlowHost } from "./approval-flow.js";
 import { inBackground } from "./background-write.js";
 import { idempotencyConflict, notFound } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
@@ -12,12 +13,12 @@ import type { RunOutcome } from "./execution-backend.js";
 import { inputFingerprint } from "./fingerprint.js";
 import { ObservedState } from "./observed-state.js";
 import { RequestIdMemory } from "./request-id-memory.js";
-import { endRun, executeRun, settledWithin } from "./run-execution.js";
-import { admit, checkAcceptsInput, RunQueue } from "./run-queue.js";
-import { addUsage, answerApproval, approvalNotPending, createRunSink } from "./run-sink.js";
-import { activeOf, busyRunOf, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { endRun, launchRun, settledWithin } from "./run-execution.js";
+import { checkAcceptsInput, RunQueue } from "./run-queue.js";
+import { addUsage, usageOf } from "./run-sink.js";
+import { activeOf, busyRunOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
-import { restoredWorkerState } from "./session-restore.js";
+import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./session-restore.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
 import { WorkerJournal } from "./worker-journal.js";
 
@@ -37,6 +38,9 @@ export class WorkerSession {
   /** The stop in progress or done: a second StopWorker or a DeleteWorker waits for the same one. */
   private workerStop: Promise<void> | undefined;
   private readonly requestIds: RequestIdMemory<{ runId: string; fingerprint: string }>;
+  /** The session as run executions and the approval flow see it. */
+  private readonly host: ApprovalFlowHost;
+  private readonly approvals: ApprovalFlow;
 
   private constructor(
     readonly worker: Worker,
@@ -52,28 +56,39 @@ export class WorkerSession {
       if (item.seq > 0n) this.worker.lastEventSeq = item.seq;
     });
     this.events = this.journal.events;
+    this.host = {
+      worker,
+      journal: this.journal,
+      deps,
+      slot: () => this.slot,
+      setSlot: (slot) => (this.slot = slot),
+      endHeldRun: (run, outcome) => this.endHeldRun(run, outcome),
+      getRun: (runId) => this.getRun(runId),
+    };
+    this.approvals = new ApprovalFlow(this.host);
   }
 
   /** Creates the session of a new worker and persists it. */
   static async create(worker: Worker, record: Omit<WorkerRecord, "worker">, deps: SessionDeps): Promise<WorkerSession> {
     const session = new WorkerSession(worker, record, deps, undefined);
     await deps.store.putWorker({ worker: clone(WorkerSchema, worker), ...record });
-    await session.journal.emitWorker();
+    await session.journal.emitWorker("created");
     return session;
   }
 
-  /** Restores a session from the store: runs in flight or queued at the stop become INTERRUPTED. */
+  /**
+   * Restores a session from the store: a run waiting for approval keeps
+   * waiting, parked (see run-slot.ts); other runs in flight or queued at the
+   * stop become INTERRUPTED.
+   */
   static async restore(restored: RestoredWorker, deps: SessionDeps, connectivity: Connectivity): Promise<WorkerSession> {
-    const { worker, wasBusy } = restoredWorkerState(restored, connectivity);
+    const { worker, wasBusy, parked } = restoredWorkerState(restored, connectivity);
     const { createRequestId, createFingerprint } = restored.record;
     const session = new WorkerSession(worker, { createRequestId, createFingerprint }, deps, restored);
     if (restored.quarantined !== undefined) return session;
-    // A failed write (disk full) is reported, not fatal: reads show the run interrupted (unsaved-runs.ts).
-    for (const run of restored.unfinishedRuns) {
-      endRun(run, { kind: "cancelled" }, true, deps.now());
-      await session.journal.recordRun(run).catch(() => {});
-    }
-    if (wasBusy || restored.unfinishedRuns.length > 0) await session.journal.saveWorker().catch(() => {});
+    if (parked) session.slot = { kind: "parked", run: parked };
+    if (parked) session.observed.apply(parkedRunSeen(parked));
+    await interruptUnfinished(restored, parked, wasBusy, session.journal, deps.now());
     return session;
   }
 
@@ -81,9 +96,9 @@ export class WorkerSession {
     return this.worker.ref?.workerId ?? "";
   }
 
-  /** The executing run, for snapshots and ListRuns. */
+  /** The run holding the slot (executing, waiting for approval, or parked), for GetRun, ListRuns and drains. */
   get activeRun(): Run | undefined {
-    return activeOf(this.slot)?.run;
+    return heldRunOf(this.slot);
   }
 
   /** Queued runs, next to start first. */
@@ -110,7 +125,7 @@ export class WorkerSession {
     }
     this.deps.checkAcceptingWork();
     checkAcceptsInput(this.worker, this.deps.backend !== undefined);
-    const admission = admit(policy, busyRunOf(this.slot)?.runId, this.queue.length, this.deps.limits.maxQueueDepth, this.workerId);
+    const admission = this.queue.admit(policy, busyRunOf(this.slot)?.runId, input.text, this.deps.limits, this.workerId);
     const run = create(RunSchema, { runId: this.deps.newRunId(), worker: this.worker.ref, input, status: RunStatus.QUEUED, requestId });
     run.usage = create(UsageSchema);
     run.createdAt = timestampFromDate(this.deps.now());
@@ -158,28 +173,23 @@ export class WorkerSession {
       await this.journal.saveWorker();
       return clone(RunSchema, queued);
     }
+    if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.approvals.endParked(this.slot.run);
     const active = activeOf(this.slot);
     if (!active || active.run.runId !== runId) return this.getRun(runId);
     const wasInterrupted = this.slot.kind === "stopping" && this.slot.interrupted;
     this.slot = { kind: "stopping", active, interrupted: wasInterrupted || interrupted };
     active.controller.abort();
     await settledWithin(active.done, this.deps.limits.cancelGraceMs);
-    if (this.holds(active)) {
+    if (holdsExecution(this.slot, active)) {
       this.deps.logger.warn("run ignored its AbortSignal; ended by force", { worker_id: this.workerId, run_id: runId });
-      await this.finish(active, { kind: "cancelled" });
+      await this.endHeldRun(active.run, { kind: "cancelled" });
     }
     return clone(RunSchema, active.run);
   }
 
-  /** Approves or rejects the tool call a run is waiting on. */
-  async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string): Promise<Run> {
-    const active = activeOf(this.slot);
-    if (!active || !answerApproval(active, runId, toolCallId, { approved: decision === ApprovalDecision.APPROVE, reason })) {
-      await this.getRun(runId);
-      throw approvalNotPending(runId, toolCallId);
-    }
-    inBackground(this.journal.emitRun(active.run));
-    return clone(RunSchema, active.run);
+  /** Approves or rejects the tool call a run is waiting on (see approval-flow.ts). */
+  resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string): Promise<Run> {
+    return this.approvals.resolve(runId, toolCallId, decision, reason);
   }
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
@@ -232,14 +242,12 @@ export class WorkerSession {
     return stored;
   }
 
-  /** Whether the slot still holds this execution (it has not ended). */
-  private holds(active: ActiveRun): boolean {
-    return activeOf(this.slot) === active;
-  }
-
   private async cancelEverything(interrupted: boolean): Promise<void> {
     for (const run of this.queue.clear()) await this.endQueuedRun(run, interrupted);
     const active = activeOf(this.slot);
+    // A durable wait survives a shutdown, parked; a stop or quarantine ends a parked run.
+    if (interrupted && active?.run.status === RunStatus.AWAITING_APPROVAL && this.slot.kind === "running") return this.approvals.park(active);
+    if (this.slot.kind === "parked" && !interrupted) await this.approvals.endParked(this.slot.run);
     if (active) await this.cancel(active.run.runId, interrupted);
   }
 
@@ -267,27 +275,18 @@ export class WorkerSession {
     this.slot = { kind: "running", active };
     inBackground(this.journal.recordRun(run));
     inBackground(this.journal.saveWorker());
-    const sink = createRunSink(active, {
-      events: this.events,
-      journal: this.journal,
-      now: () => this.deps.now(),
-      isOpen: (candidate) => this.holds(candidate),
-    });
-    active.done = executeRun(active, sink, this.worker, () => this.events.lastTranscriptSeq, this.deps).then(async (outcome) => {
-      // The notice is durable before the run shows as ended: whoever reads the run FAILED finds it.
-      if (outcome.kind === "failed" && this.holds(active)) await this.journal.commitFailureNotice(run.runId, outcome.message);
-      return this.finish(active, outcome);
-    });
+    launchRun(active, this.host);
   }
 
-  /** Ends the active run with its outcome and starts the next one. */
-  private async finish(active: ActiveRun, outcome: RunOutcome): Promise<void> {
-    if (!this.holds(active)) return;
+  /**
+   * Frees the slot of the run it holds (executing or parked), ends the run
+   * with its outcome (INTERRUPTED when a shutdown stopped it) and starts the next one.
+   */
+  private async endHeldRun(run: Run, outcome: RunOutcome): Promise<void> {
     const interrupted = this.slot.kind === "stopping" && this.slot.interrupted;
     this.slot = { kind: "idle" };
-    const { run } = active;
     endRun(run, outcome, interrupted, this.deps.now());
-    addUsage(this.worker.usage ?? (this.worker.usage = create(UsageSchema)), run.usage);
+    addUsage(usageOf(this.worker), run.usage);
     const recorded = this.journal.recordRun(run);
     this.startNext();
     await recorded.catch((error: unknown) => {

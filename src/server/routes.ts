@@ -75,13 +75,13 @@ export function createRoutes(runtime: Runtime): (router: ConnectRouter) => void 
  * written in the protos. The descriptors protoc-gen-es embeds in gen/ carry
  * no comments; they are the fallback should the set lack a served file.
  */
-function reflectionRegistry(files: DescFile[]): FileRegistry {
+export function reflectionRegistry(files: DescFile[]): FileRegistry {
   const documented = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.from(descriptorSetBase64, "base64")));
   if (files.every((file) => documented.getFile(file.proto.name) !== undefined)) return documented;
   return registryOf(files);
 }
 
-/** A registry holding the given files and all of their dependencies. */
+/** A registry holding the given files and all of their dependencies (for reflection). */
 function registryOf(files: DescFile[]): FileRegistry {
   const byName = new Map<string, DescFile>();
   const visit = (file: DescFile): void => {

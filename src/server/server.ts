@@ -1,4 +1,4 @@
-import { createConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import {
   compressionBrotli,
   compressionGzip,
@@ -42,6 +42,16 @@ export interface RuntimeServerOptions {
   maxTimeoutMs?: number;
   /** Structured logger. */
   logger: Logger;
+  /**
+   * The services to serve instead of the runtime's own routes (the Backend
+   * serves routed ones); the runtime is still the one drained and closed.
+   */
+  routes?: (router: ConnectRouter) => void;
+  /**
+   * Answers requests no RPC route matches (e.g. a console's static files);
+   * without it they get 404.
+   */
+  fallback?: (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void;
 }
 
 /** A running server. */
@@ -77,7 +87,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   const interceptors = [createErrorInterceptor(options.logger)];
   if (options.token) interceptors.push(createAuthInterceptor(options.token));
   const limits = options.runtime.limits;
-  const handler = createNodeHandler(options.runtime, options.logger, {
+  const handler = createNodeHandler(options.routes ?? createRoutes(options.runtime), options.logger, options.fallback, {
     interceptors,
     readMaxBytes: limits.maxMessageBytes,
     writeMaxBytes: limits.maxMessageBytes,
@@ -153,16 +163,18 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
  * method handler (the adapter offers no hook for that).
  */
 function createNodeHandler(
-  runtime: Runtime,
+  routes: (router: ConnectRouter) => void,
   logger: Logger,
+  fallback: RuntimeServerOptions["fallback"],
   routerOptions: ConnectRouterOptions,
 ): (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void {
   const router = createConnectRouter(routerOptions);
-  createRoutes(runtime)(router);
+  routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, withTypedProtocolErrors(handler, logger)]));
   return (request, response) => {
     const handler = handlers.get(request.url?.split("?", 2)[0] ?? "");
     if (!handler) {
+      if (fallback) return fallback(request, response);
       response.writeHead(404);
       response.end();
       return;

@@ -16,23 +16,25 @@ describe("OpenAI backend runs", () => {
 
   it("runs a multi-turn tool loop that reads and writes files, streaming every delta", async () => {
     await writeFile(join(h.workspace, "notes.txt"), "hello from disk");
+    // Paced like a real model: pieces that arrive together would be joined into one delta.
+    const paced = { delayMs: 2 };
     h.fake.enqueue(
       reply({
         toolCalls: [{ id: "call_read", name: "read_file", arguments: JSON.stringify({ path: "notes.txt" }) }],
         usage: { prompt: 100, completion: 10, cached: 40 },
-      }),
+      }, paced),
       reply({
         text: "Writing it now.",
         toolCalls: [
           { id: "call_write", name: "write_file", arguments: JSON.stringify({ path: "out/answer.txt", content: "HELLO FROM DISK" }) },
         ],
         usage: { prompt: 150, completion: 20 },
-      }),
+      }, paced),
       reply({
         reasoning: "The file is written, so I can report.",
         text: "Done: out/answer.txt holds the upper-cased note.",
         usage: { prompt: 200, completion: 30, cached: 100, reasoning: 12 },
-      }),
+      }, paced),
     );
 
     const { outcome, sink } = await h.run({ input: "Upper-case notes.txt into out/answer.txt", capabilities: ["fs.read", "fs.write"] });

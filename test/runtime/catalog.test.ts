@@ -1,6 +1,8 @@
+import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { CreateWorkerRequestSchema, ListWorkersRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { ConnectivityState, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { expectReason } from "../support/errors.js";
 import { PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
@@ -135,6 +137,22 @@ describe("a runtime with no execution backend", () => {
         const transcript = await clients.observation.readTranscript({ worker: worker?.ref });
         expect(transcript.entries).toEqual([]);
       }
+    } finally {
+      await harness.close();
+    }
+  });
+});
+
+describe("ListWorkers order", () => {
+  it("lists workers created within one millisecond in the order they were created", async () => {
+    const harness = await startHarness({});
+    try {
+      const runtimeId = harness.runtime.runtimeId;
+      const names = Array.from({ length: 40 }, (_, i) => `w${String(i).padStart(2, "0")}`);
+      // In-process and back to back: many creations share a millisecond.
+      for (const displayName of names) await harness.runtime.createWorker(create(CreateWorkerRequestSchema, { runtimeId, displayName }));
+      const { workers } = harness.runtime.listWorkers(create(ListWorkersRequestSchema, { runtimeId, pageSize: 100 }));
+      expect(workers.map((worker) => worker.displayName)).toEqual(names);
     } finally {
       await harness.close();
     }

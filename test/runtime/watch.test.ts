@@ -242,6 +242,29 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       expect(created.filter((id) => id === worker.ref?.workerId)).toHaveLength(1);
       expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] ?? 0n) + BigInt(i)));
     });
+
+    it("announces a new worker with workerCreated before any workerUpdated", async () => {
+      const runtimeId = suite.harness.runtime.runtimeId;
+      const iterator = suite.clients.observation.watchRuntime({ runtimeId })[Symbol.asyncIterator]();
+      const cursor = (await iterator.next()).value?.snapshot?.cursor ?? "";
+      await iterator.return?.();
+      const worker = await suite.newWorker();
+      const id = worker.ref?.workerId ?? "";
+      const kinds: string[] = [];
+      const abort = new AbortController();
+      try {
+        for await (const message of suite.clients.observation.watchRuntime({ runtimeId, afterCursor: cursor }, { signal: abort.signal })) {
+          for (const event of message.events) {
+            const kind = event.kind;
+            if ((kind.case === "workerCreated" || kind.case === "workerUpdated") && kind.value.ref?.workerId === id) kinds.push(kind.case);
+          }
+          if (kinds.includes("workerCreated")) break;
+        }
+      } finally {
+        abort.abort();
+      }
+      expect(kinds[0]).toBe("workerCreated");
+    });
   });
 });
 

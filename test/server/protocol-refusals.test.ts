@@ -3,9 +3,11 @@ import { Code } from "@connectrpc/connect";
 import http from "node:http";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { PROTOCOLS, startHarness, type Harness } from "../support/harness.js";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { clientsFor, PROTOCOLS, startHarness, type Harness } from "../support/harness.js";
 import { expectError } from "../support/errors.js";
 import { holdOpen, ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -23,10 +25,17 @@ const LIST_WORKERS = "/worker_runtime.v1.WorkerCatalog/ListWorkers";
 
 let harness: Harness;
 let session: http2.ClientHttp2Session;
-const held = holdOpen("x".repeat(2 * MAX_MESSAGE_BYTES));
+/** Runs held open, so that inputs sent after them queue (and the queue is carried by a snapshot). */
+const held = holdOpen("working");
+/** Queued runs a worker may hold: enough for its snapshot to outgrow the message limit. */
+const MAX_QUEUE_DEPTH = 400;
+const backend = new ScriptedBackend(held.script);
 
 beforeAll(async () => {
-  harness = await startHarness({ executionBackend: new ScriptedBackend(held.script), limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
+  harness = await startHarness({
+    executionBackend: backend,
+    limits: { maxMessageBytes: MAX_MESSAGE_BYTES, maxQueueDepth: MAX_QUEUE_DEPTH },
+  });
   session = http2.connect(harness.baseUrl);
 });
 
@@ -171,13 +180,19 @@ describe("Connect GET", () => {
   });
 });
 
-describe("stream errors raised after the handler", () => {
+describe("stream errors for a snapshot over the message limit", () => {
   for (const protocol of PROTOCOLS) {
     it(`carry the ErrorDetail over ${protocol} (a snapshot over the message limit)`, async () => {
       const clients = harness.connect(protocol);
       const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
       await clients.interaction.sendInput({ worker, input: { text: "say a lot" } });
       await held.started;
+      // The runtime bounds a run's in-flight output, so the snapshot grows by its queue: each run
+      // is small, all of them together are over the limit.
+      for (let i = 0; i < MAX_QUEUE_DEPTH; i++) {
+        const requestId = `${protocol}-${i}`.padEnd(128, "r");
+        await clients.interaction.sendInput({ worker, input: { text: "q" }, busyPolicy: BusyPolicy.ENQUEUE, requestId });
+      }
       const { error, detail } = await expectError(async () => {
         for await (const _ of clients.observation.watchWorker({ worker })) void _;
       });
@@ -186,6 +201,32 @@ describe("stream errors raised after the handler", () => {
       expect(detail?.metadata["limit"]).toBe(String(MAX_MESSAGE_BYTES));
     });
   }
+});
+
+describe("stream errors raised after the handler, in the transport", () => {
+  it("carry the ErrorDetail over Connect JSON when only the JSON form is over the message limit", async () => {
+    // Control characters take 1 byte in protobuf and 6 in JSON ("\u0001"): the runtime's binary budget
+    // lets this snapshot through, and the transport's writeMaxBytes refuses its JSON form.
+    const escaped = holdOpen("\u0001".repeat(30_000));
+    backend.enqueue(escaped.script);
+    const sessionManager = new Http2SessionManager(harness.baseUrl);
+    try {
+      const transport = createConnectTransport({ baseUrl: harness.baseUrl, httpVersion: "2", sessionManager, useBinaryFormat: false });
+      const clients = clientsFor(transport);
+      const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
+      await clients.interaction.sendInput({ worker, input: { text: "escape a lot" } });
+      await escaped.started;
+      const { error, detail } = await expectError(async () => {
+        for await (const _ of clients.observation.watchWorker({ worker })) void _;
+      });
+      expect(error.code).toBe(Code.ResourceExhausted);
+      expect(detail?.reason).toBe(ErrorReason.LIMIT_EXCEEDED);
+      expect(detail?.metadata["limit"]).toBe(String(MAX_MESSAGE_BYTES));
+    } finally {
+      escaped.release();
+      sessionManager.abort();
+    }
+  });
 });
 
 describe("oversize requests", () => {

@@ -26,6 +26,11 @@ export type FakeResponse =
       end?: "done" | "cut" | "hang";
       cutAfter?: number;
       headers?: Record<string, string>;
+      /**
+       * Sends every event (and the end) in one write, as a provider flushing
+       * a burst does, so the client reads them together. Ignores `delayMs`.
+       */
+      oneWrite?: boolean;
     }
   | { kind: "error"; status: number; body?: unknown; headers?: Record<string, string> }
   /** Destroys the connection without any response (a connection error). */
@@ -178,6 +183,10 @@ async function stream(res: ServerResponse, response: Extract<FakeResponse, { kin
   });
   res.flushHeaders();
   const end = response.end ?? "done";
+  if (response.oneWrite && end === "done") {
+    res.end(`${response.chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join("")}data: [DONE]\n\n`);
+    return;
+  }
   const limit = end === "cut" ? (response.cutAfter ?? response.chunks.length) : response.chunks.length;
   for (let i = 0; i < limit; i++) {
     if (response.delayMs) await delay(response.delayMs);

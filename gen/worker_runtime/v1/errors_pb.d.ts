@@ -97,7 +97,8 @@ export enum ErrorReason {
   WORKER_STOPPED = 6,
 
   /**
-   * The Worker's input queue is full (metadata "max_queue_depth").
+   * The Worker's input queue is full: by count (metadata "max_queue_depth")
+   * or by bytes (metadata "max_queued_input_bytes").
    *
    * @generated from enum value: ERROR_REASON_QUEUE_FULL = 7;
    */
@@ -281,6 +282,30 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_PAGE_TOKEN_INVALID = 32;
    */
   PAGE_TOKEN_INVALID = 32,
+
+  /**
+   * Through a Backend: the Runtime hosting the resource cannot be reached or
+   * did not answer within its deadline (metadata "runtime_id").
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_UNAVAILABLE = 33;
+   */
+  RUNTIME_UNAVAILABLE = 33,
+
+  /**
+   * Through a Backend: the Runtime refused the Backend's credentials
+   * (metadata "runtime_id"); the caller's own credentials were fine.
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_UNAUTHENTICATED = 34;
+   */
+  RUNTIME_UNAUTHENTICATED = 34,
+
+  /**
+   * Through a Backend: the Runtime answers but cannot be used, e.g. it
+   * reports another runtime_id (metadata "runtime_id").
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_INCOMPATIBLE = 35;
+   */
+  RUNTIME_INCOMPATIBLE = 35,
 }
 
 /**

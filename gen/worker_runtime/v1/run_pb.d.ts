@@ -299,7 +299,9 @@ export enum RunStatus {
   RUNNING = 2,
 
   /**
-   * Waiting for a client to approve or reject a tool call.
+   * Waiting for a client to approve or reject a tool call (see pending_approval).
+   * The wait survives a restart of a runtime with a durable store, crashes
+   * included: the run is still waiting, with the same pending call, after it.
    *
    * @generated from enum value: RUN_STATUS_AWAITING_APPROVAL = 3;
    */
@@ -327,7 +329,8 @@ export enum RunStatus {
   FAILED = 6,
 
   /**
-   * Was in flight or queued when the Runtime stopped; it will not continue.
+   * Was running or queued when the Runtime stopped; it will not continue.
+   * (A run waiting for approval is not interrupted: it keeps waiting.)
    *
    * @generated from enum value: RUN_STATUS_INTERRUPTED = 7;
    */

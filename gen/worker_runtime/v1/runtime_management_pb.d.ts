@@ -18,6 +18,13 @@ export declare const file_worker_runtime_v1_runtime_management: GenFile;
  * @generated from message worker_runtime.v1.GetRuntimeRequest
  */
 export declare type GetRuntimeRequest = Message<"worker_runtime.v1.GetRuntimeRequest"> & {
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 1;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -54,6 +61,7 @@ export declare const GetRuntimeResponseSchema: GenMessage<GetRuntimeResponse>;
 export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiagnosticsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -81,6 +89,14 @@ export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiag
    * @generated from field: string worker_id = 4;
    */
   workerId: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 5;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -124,6 +140,7 @@ export declare const ListDiagnosticsResponseSchema: GenMessage<ListDiagnosticsRe
 export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllocationsRequest"> & {
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -137,6 +154,14 @@ export declare type ListAllocationsRequest = Message<"worker_runtime.v1.ListAllo
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 3;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -184,6 +209,14 @@ export declare type PutConfigBundleRequest = Message<"worker_runtime.v1.PutConfi
    * @generated from field: worker_runtime.v1.ConfigBundle bundle = 1;
    */
   bundle?: ConfigBundle | undefined;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 2;
+   */
+  runtimeId: string;
 };
 
 /**
@@ -224,6 +257,14 @@ export declare type GetConfigBundleRequest = Message<"worker_runtime.v1.GetConfi
    * @generated from field: string bundle_id = 1;
    */
   bundleId: string;
+
+  /**
+   * Through a Backend: the Runtime meant; empty = the Backend's embedded
+   * Runtime. A Runtime itself ignores it (it answers for itself).
+   *
+   * @generated from field: string runtime_id = 2;
+   */
+  runtimeId: string;
 };
 
 /**

@@ -132,7 +132,9 @@ export declare type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> &
   maxTranscriptRead: number;
 
   /**
-   * Largest request or response message, in bytes.
+   * Largest request or response message, in bytes. Responses are cut to fit
+   * it (pages, transcript slices, stream batches); the byte bounds below are
+   * derived from it so that anything accepted can be delivered.
    *
    * @generated from field: uint32 max_message_bytes = 5;
    */
@@ -193,6 +195,33 @@ export declare type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> &
    * @generated from field: uint32 retry_budget_ms = 12;
    */
   retryBudgetMs: number;
+
+  /**
+   * Largest transcript entry a run may commit, in bytes of its encoding;
+   * a bigger one fails the run with LIMIT_EXCEEDED. Derived from
+   * max_message_bytes.
+   *
+   * @generated from field: uint32 max_entry_bytes = 13;
+   */
+  maxEntryBytes: number;
+
+  /**
+   * Largest output of a run streamed but not yet committed, plus the
+   * arguments of a tool call awaiting approval, in UTF-8 bytes; past it the
+   * run fails with LIMIT_EXCEEDED. Derived from max_message_bytes.
+   *
+   * @generated from field: uint32 max_in_flight_bytes = 14;
+   */
+  maxInFlightBytes: number;
+
+  /**
+   * Largest UTF-8 bytes of the inputs queued behind a Worker's active run
+   * together; past it ENQUEUE and INTERRUPT get QUEUE_FULL. Derived from
+   * max_message_bytes.
+   *
+   * @generated from field: uint32 max_queued_input_bytes = 15;
+   */
+  maxQueuedInputBytes: number;
 };
 
 /**

@@ -7,7 +7,9 @@ import type { Message } from "@bufbuild/protobuf";
 import type { ProfileSelector } from "./profile_pb.js";
 import type { Input, Worker, WorkerStatus, WorkspaceSpec } from "./worker_pb.js";
 import type { Run } from "./run_pb.js";
+import type { ErrorDetail } from "./errors_pb.js";
 import type { WorkerRef } from "./common_pb.js";
+import type { RuntimeFailure } from "./backend_pb.js";
 
 /**
  * Describes the file worker_runtime/v1/worker_catalog.proto.
@@ -70,7 +72,15 @@ export declare type CreateWorkerRequest = Message<"worker_runtime.v1.CreateWorke
   labels: { [key: string]: string };
 
   /**
-   * Input to send as soon as the Worker exists (optional).
+   * Input to send as soon as the Worker exists (optional; empty text = none).
+   * The create is atomic with respect to the input's acceptance: the input is
+   * checked as SendInput would check it (the Runtime takes work, the Worker
+   * would be connected, the text is within limits) before anything is
+   * created, and a refusal (e.g. WORKER_NOT_CONNECTED, RUNTIME_DRAINING)
+   * fails the whole call with no Worker created and no event published. Only
+   * a refusal that can arise after the Worker exists (the store fails to
+   * record the run, the Runtime starts draining meanwhile) is reported in
+   * CreateWorkerResponse.initial_input_error, with the Worker created.
    *
    * @generated from field: worker_runtime.v1.Input initial_input = 8;
    */
@@ -104,11 +114,21 @@ export declare type CreateWorkerResponse = Message<"worker_runtime.v1.CreateWork
   worker?: Worker | undefined;
 
   /**
-   * The run started for initial_input, if one was given.
+   * The run started for initial_input, if one was given and accepted.
    *
    * @generated from field: worker_runtime.v1.Run initial_run = 2;
    */
   initialRun?: Run | undefined;
+
+  /**
+   * Set when the Worker was created but its initial_input could not be
+   * accepted for a reason that arose after creation (see
+   * CreateWorkerRequest.initial_input); initial_run is then unset and the
+   * input may be sent again with SendInput.
+   *
+   * @generated from field: worker_runtime.v1.ErrorDetail initial_input_error = 3;
+   */
+  initialInputError?: ErrorDetail | undefined;
 };
 
 /**
@@ -164,7 +184,9 @@ export declare const GetWorkerResponseSchema: GenMessage<GetWorkerResponse>;
  */
 export declare type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersRequest"> & {
   /**
-   * Must be this Runtime's id.
+   * Must be this Runtime's id. Through a Backend: the Runtime to list, or
+   * empty to list across every Runtime (ordered by runtime_id, then each
+   * Runtime's own order).
    *
    * @generated from field: string runtime_id = 1;
    */
@@ -172,6 +194,7 @@ export declare type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersR
 
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 2;
    */
@@ -226,6 +249,15 @@ export declare type ListWorkersResponse = Message<"worker_runtime.v1.ListWorkers
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * Filled only by a Backend listing across every Runtime: the Runtimes whose
+   * Workers are missing from this page because they failed or were not
+   * reachable, and why. Empty means the listing is complete.
+   *
+   * @generated from field: repeated worker_runtime.v1.RuntimeFailure failed_runtimes = 3;
+   */
+  failedRuntimes: RuntimeFailure[];
 };
 
 /**

@@ -329,6 +329,7 @@ export declare type ListRunsRequest = Message<"worker_runtime.v1.ListRunsRequest
 
   /**
    * Page size; 0 = default (50), over max_page_size = clamped, negative = INVALID_ARGUMENT.
+   * A page holds fewer when more would not fit one message (max_message_bytes).
    *
    * @generated from field: int32 page_size = 2;
    */
@@ -457,7 +458,10 @@ export declare const WorkerInteraction: GenService<{
     output: typeof CancelRunResponseSchema;
   },
   /**
-   * ResolveApproval approves or rejects a tool call a run is waiting on.
+   * ResolveApproval approves or rejects a tool call a run is waiting on. The
+   * decision is recorded (the run is RUNNING again) before the answer and
+   * before the tool may run; after a restart it continues the run from its
+   * stored transcript. Several calls of one model turn are decided one by one.
    *
    * @generated from rpc worker_runtime.v1.WorkerInteraction.ResolveApproval
    */

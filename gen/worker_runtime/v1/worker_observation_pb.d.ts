@@ -51,6 +51,7 @@ export declare type ReadTranscriptRequest = Message<"worker_runtime.v1.ReadTrans
 
   /**
    * Number of entries; 0 = default (100), over max_transcript_read = clamped.
+   * Fewer are returned when more would not fit one message (max_message_bytes).
    *
    * @generated from field: uint32 limit = 4;
    */
@@ -232,6 +233,8 @@ export declare const WorkerObservation: GenService<{
   /**
    * ReadTranscript reads committed entries in seq order, bounded: forward
    * from after_seq, or backward from before_seq (the tail). Cost is O(limit).
+   * Every response fits max_message_bytes: a slice holds fewer than limit
+   * entries (has_more set) when more would not fit.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.ReadTranscript
    */
@@ -248,7 +251,8 @@ export declare const WorkerObservation: GenService<{
    * exactly once. A cursor older than retention is OUT_OF_RANGE with reason
    * CURSOR_EXPIRED and metadata "earliest_cursor". Cursors are opaque and
    * name their stream: one of another worker, runtime or store is
-   * INVALID_ARGUMENT with reason CURSOR_FOREIGN.
+   * INVALID_ARGUMENT with reason CURSOR_FOREIGN. Every message fits
+   * max_message_bytes: events that would not are carried by further messages.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchWorker
    */
@@ -259,7 +263,8 @@ export declare const WorkerObservation: GenService<{
   },
   /**
    * WatchRuntime streams runtime-wide events (Workers created, updated,
-   * removed; run state changes) with the same cursor rules as WatchWorker.
+   * removed; run state changes) with the same cursor and message-size rules
+   * as WatchWorker.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchRuntime
    */

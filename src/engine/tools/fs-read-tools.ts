@@ -168,7 +168,7 @@ export const searchFilesTool: ToolDefinition = {
  * file outside the workspace).
  */
 async function readSearchable(hostPath: string, maxBytes: number): Promise<Buffer | undefined> {
-  let opened;
+  let opened: Awaited<ReturnType<typeof openRegularFile>>;
   try {
     opened = await openRegularFile(hostPath, hostPath);
   } catch (error) {

@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { readRange } from "./read-range.js";
 
@@ -36,7 +36,7 @@ export async function readSegmentIndexCount(
   segmentSize: number,
   stats: FileStoreStats,
 ): Promise<number | undefined> {
-  let fh;
+  let fh: FileHandle;
   try {
     fh = await open(absPath, "r");
   } catch {

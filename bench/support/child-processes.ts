@@ -1,0 +1,148 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import type { ProbeReport } from "./runtime-probe.js";
+
+/**
+ * The processes of the end-to-end benches: the flood provider, the real
+ * `worker-runtime serve` (memory store) pointed at it, and a client process
+ * holding the watchers. Each is a separate Node process, as in production,
+ * so no measured side shares an event loop with another.
+ */
+
+const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
+
+/** Started with `node --import tsx`, so the benches run the sources without a build. */
+function spawnTs(args: string[], env: NodeJS.ProcessEnv = {}, ipc = false, stderr: "inherit" | "ignore" = "inherit"): ChildProcess {
+  const cpuProfDir = process.env["BENCH_CPU_PROF_DIR"];
+  const node = [...(cpuProfDir && env["WR_BENCH_PROBE"] ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), "--import", "tsx"];
+  return spawn(process.execPath, [...node, ...args], {
+    stdio: ["ignore", "pipe", stderr, ...(ipc ? (["ipc"] as const) : [])],
+    env: { ...process.env, ...env },
+  });
+}
+
+/** The first line a child prints on stdout. */
+async function firstLine(child: ChildProcess): Promise<string> {
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const exited = once(child, "exit").then(([code]) => {
+    throw new Error(`child exited with ${String(code)} before it was ready`);
+  });
+  const [line] = (await Promise.race([once(lines, "line"), exited])) as [string];
+  // Keep draining stdout so the child never blocks on a full pipe.
+  lines.on("line", () => undefined);
+  return line;
+}
+
+/** Request/response over a child's IPC channel. */
+class IpcPeer {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+
+  constructor(readonly child: ChildProcess) {
+    child.on("message", (message: { id: number; error?: string }) => {
+      const waiter = this.waiting.get(message.id);
+      this.waiting.delete(message.id);
+      if (message.error !== undefined) waiter?.reject(new Error(message.error));
+      else waiter?.resolve(message);
+    });
+    child.on("exit", (code) => {
+      for (const waiter of this.waiting.values()) waiter.reject(new Error(`child exited with ${String(code)}`));
+      this.waiting.clear();
+    });
+  }
+
+  request<T>(message: object): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.child.send({ ...message, id });
+    });
+  }
+}
+
+/** A started child process. */
+export interface BenchChild {
+  child: ChildProcess;
+  /** SIGTERM, then SIGKILL if it lingers; waits for the exit. */
+  stop(): Promise<void>;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** The flood provider; `baseURL` ends in /v1. */
+export async function startFloodProvider(): Promise<BenchChild & { baseURL: string }> {
+  const child = spawnTs([here("./flood-provider.ts")]);
+  const baseURL = (await firstLine(child)).trim();
+  return { child, baseURL, stop: () => stopChild(child) };
+}
+
+/** `worker-runtime serve` with the probe preloaded. */
+export interface RuntimeChild extends BenchChild {
+  baseUrl: string;
+  runtimeId: string;
+  /** Restarts the probe's measurement window. */
+  resetProbe(): Promise<void>;
+  /** Event-loop delay and CPU since the last reset. */
+  report(): Promise<ProbeReport>;
+}
+
+export async function startRuntimeProcess(providerURL: string): Promise<RuntimeChild> {
+  const child = spawnTs(
+    [
+      "--import",
+      here("./runtime-probe.ts"),
+      here("../../src/cli/main.ts"),
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--openai-base-url",
+      providerURL,
+    ],
+    { OPENAI_API_KEY: "sk-bench", WR_BENCH_PROBE: "1" },
+    true,
+    // Its JSON log lines (one per run) would drown the figures.
+    "ignore",
+  );
+  const line = await firstLine(child);
+  const h2c = /h2c=(\S+)/.exec(line)?.[1];
+  const runtimeId = /runtime_id=(\S+)/.exec(line)?.[1];
+  if (!h2c || !runtimeId) throw new Error(`unexpected serve output: ${line}`);
+  const peer = new IpcPeer(child);
+  return {
+    child,
+    baseUrl: `http://${h2c}`,
+    runtimeId,
+    resetProbe: async () => {
+      await peer.request({ op: "reset" });
+    },
+    report: async () => (await peer.request<{ report: ProbeReport }>({ op: "report" })).report,
+    stop: () => stopChild(child),
+  };
+}
+
+/** The watcher process (bench/support/relay-client.ts), driven by requests. */
+export interface ClientChild extends BenchChild {
+  request<T>(message: object): Promise<T>;
+}
+
+export async function startClientProcess(env: { runtimeUrl: string; runtimeId: string; providerURL: string }): Promise<ClientChild> {
+  const child = spawnTs(
+    [here("./relay-client.ts")],
+    { WR_RUNTIME_URL: env.runtimeUrl, WR_RUNTIME_ID: env.runtimeId, WR_PROVIDER_URL: env.providerURL },
+    true,
+  );
+  await firstLine(child);
+  const peer = new IpcPeer(child);
+  return { child, request: (message) => peer.request(message), stop: () => stopChild(child) };
+}

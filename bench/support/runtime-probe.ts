@@ -1,0 +1,70 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
+
+/**
+ * Preloaded (`--import`) into the runtime process the relay and capacity
+ * benches start, never part of the product: answers `reset` and `report`
+ * over the IPC channel with the process's event-loop delay (the longest
+ * stretches the loop was held) and CPU time since the last reset. Only
+ * active when the bench sets WR_BENCH_PROBE=1 and gives the child an IPC
+ * channel.
+ */
+export interface ProbeReport {
+  /** Event-loop delay quantiles in ms (monitorEventLoopDelay, 10 ms resolution). */
+  loopP50Ms: number;
+  loopP99Ms: number;
+  loopMaxMs: number;
+  /**
+   * p99 and max of the process's CPU time between two ticks of a 10 ms
+   * timer, in ms. A stretch where the loop was held by the process's own
+   * work shows as CPU time; a stretch where the process was only waiting
+   * for a CPU (on a shared, overloaded host) shows as delay above but not
+   * here, so this separates the runtime's blocks from the machine's load.
+   */
+  busyP99Ms: number;
+  busyMaxMs: number;
+  /** User + system CPU time since the last reset, in ms. */
+  cpuMs: number;
+  /** Wall time since the last reset, in ms. */
+  wallMs: number;
+}
+
+if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  let cpuSince = process.cpuUsage();
+  let wallSince = performance.now();
+  let busy: number[] = [];
+  let lastTickCpu = process.cpuUsage();
+  setInterval(() => {
+    const used = process.cpuUsage(lastTickCpu);
+    lastTickCpu = process.cpuUsage();
+    busy.push((used.user + used.system) / 1000);
+  }, 10).unref();
+  const quantile = (values: number[], p: number): number => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? 0;
+  };
+  process.on("message", (message: { id: number; op: "reset" | "report" }) => {
+    if (message.op === "reset") {
+      histogram.reset();
+      busy = [];
+      cpuSince = process.cpuUsage();
+      wallSince = performance.now();
+      process.send?.({ id: message.id });
+      return;
+    }
+    const cpu = process.cpuUsage(cpuSince);
+    const report: ProbeReport = {
+      loopP50Ms: histogram.percentile(50) / 1e6,
+      loopP99Ms: histogram.percentile(99) / 1e6,
+      loopMaxMs: histogram.max / 1e6,
+      busyP99Ms: quantile(busy, 0.99),
+      busyMaxMs: Math.max(0, ...busy),
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      wallMs: performance.now() - wallSince,
+    };
+    process.send?.({ id: message.id, report });
+  });
+  // The IPC channel must not keep the process alive after the server stops.
+  process.channel?.unref();
+}

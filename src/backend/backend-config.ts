@@ -1,0 +1,85 @@
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { RemoteRuntimeSpec } from "./backend.js";
+
+/** Thrown for a config file the user must fix; the message names the entry, never a token. */
+export class BackendConfigError extends Error {
+  override readonly name = "BackendConfigError";
+}
+
+const RUNTIME_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Reads `backend.json`:
+ * `{"runtimes": [{"id", "url", "tokenFile"?, "tokenEnv"?, "caFile"?}]}`.
+ * Relative file names are resolved against the config file's directory.
+ * Tokens are read again before every connection attempt, so rotating a
+ * token file needs no restart; a token that cannot be read at start is an
+ * error, one that disappears later keeps the last value.
+ */
+export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process.env): RemoteRuntimeSpec[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new BackendConfigError(`cannot read --config: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`);
+  }
+  const runtimes = isObject(parsed) ? parsed["runtimes"] : undefined;
+  if (!Array.isArray(runtimes)) throw new BackendConfigError('--config must hold {"runtimes": [...]}');
+  const base = dirname(resolve(file));
+  const seen = new Set<string>();
+  return runtimes.map((entry: unknown, index) => {
+    const where = `--config runtimes[${index}]`;
+    if (!isObject(entry)) throw new BackendConfigError(`${where} must be an object`);
+    const { id, url, tokenFile, tokenEnv, caFile } = entry;
+    if (typeof id !== "string" || !RUNTIME_ID.test(id)) throw new BackendConfigError(`${where}.id must be 1-64 of [A-Za-z0-9._-]`);
+    if (seen.has(id)) throw new BackendConfigError(`${where}.id "${id}" is used twice`);
+    seen.add(id);
+    if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
+      throw new BackendConfigError(`${where}.url must be an http:// or https:// URL`);
+    }
+    if (tokenFile !== undefined && tokenEnv !== undefined) throw new BackendConfigError(`${where}: tokenFile and tokenEnv exclude each other`);
+    const spec: RemoteRuntimeSpec = { runtimeId: id, url };
+    if (typeof tokenFile === "string") {
+      const path = resolve(base, tokenFile);
+      let last = readTokenFile(path, `${where}.tokenFile`);
+      spec.token = () => {
+        try {
+          last = readTokenFile(path, "");
+        } catch {
+          // keep the last token read
+        }
+        return last;
+      };
+    } else if (typeof tokenEnv === "string") {
+      if (!env[tokenEnv]?.trim()) throw new BackendConfigError(`${where}.tokenEnv: ${tokenEnv} is not set`);
+      spec.token = () => env[tokenEnv]?.trim() || undefined;
+    } else if (tokenFile !== undefined || tokenEnv !== undefined) {
+      throw new BackendConfigError(`${where}: tokenFile and tokenEnv must be strings`);
+    }
+    if (caFile !== undefined) {
+      if (typeof caFile !== "string") throw new BackendConfigError(`${where}.caFile must be a string`);
+      try {
+        spec.ca = readFileSync(resolve(base, caFile));
+      } catch (error) {
+        throw new BackendConfigError(`cannot read ${where}.caFile: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+      }
+    }
+    return spec;
+  });
+}
+
+function readTokenFile(path: string, what: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").trim();
+  } catch (error) {
+    throw new BackendConfigError(`cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  if (token === "") throw new BackendConfigError(`${what} is empty`);
+  return token;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

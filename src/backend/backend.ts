@@ -1,0 +1,151 @@
+import { createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import {
+  file_grpc_reflection_v1alpha_reflection,
+  ServerReflection as ServerReflectionV1alpha,
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_worker_runtime_v1_errors } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { file_worker_runtime_v1_runtime_management, RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import { file_worker_runtime_v1_runtime_registry, RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import { file_worker_runtime_v1_worker_catalog, WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { file_worker_runtime_v1_worker_interaction, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { file_worker_runtime_v1_worker_observation, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Logger, Runtime } from "../runtime/index.js";
+import { createErrorInterceptor, createHealthService, createReflectionServices, createRoutes, reflectionRegistry } from "../server/index.js";
+import type { ConnectionBackoffOptions } from "./backoff.js";
+import { createRegistryService } from "./registry-service.js";
+import { createRemoteTransport, endpointOf, type RemoteEndpoint } from "./remote-transport.js";
+import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, createRoutedObservation } from "./routed-services.js";
+import { RuntimeConnection } from "./runtime-connection.js";
+import { RuntimeDirectory } from "./runtime-directory.js";
+
+/** A remote Runtime from the Backend's configuration. */
+export interface RemoteRuntimeSpec extends RemoteEndpoint {
+  /** The id the Runtime reports; the routing key. */
+  runtimeId: string;
+}
+
+/** Options for {@link createBackend}. */
+export interface BackendOptions {
+  /** The Runtime embedded in the Backend's process. */
+  runtime: Runtime;
+  /** Remote Runtimes to connect to at start. */
+  remotes?: readonly RemoteRuntimeSpec[];
+  logger: Logger;
+  /** Deadline of a routed unary call (default and cap; default 30 s). */
+  callTimeoutMs?: number;
+  /** Deadline of each Runtime's call in a ListWorkers fan-out (default 2 s). */
+  fanoutTimeoutMs?: number;
+  /** Deadline of the GetRuntime call that opens a connection attempt (default 5 s). */
+  connectTimeoutMs?: number;
+  /** Heartbeat period of a relayed watch while its Runtime is away (default 5 s). */
+  heartbeatMs?: number;
+  /** Reconnect backoff (default: gRPC's, 1 s ×1.6 ±20 % up to 120 s). */
+  backoff?: ConnectionBackoffOptions;
+}
+
+/** A Backend: the routed services over a registry of Runtimes. */
+export interface Backend {
+  /** The Runtimes it routes to. */
+  readonly directory: RuntimeDirectory;
+  /** The services to serve (pass to startRuntimeServer's `routes`). */
+  readonly routes: (router: ConnectRouter) => void;
+  /** Registers a remote Runtime and starts connecting to it. */
+  addRemote(spec: RemoteRuntimeSpec): RuntimeConnection;
+  /** Closes every connection (the embedded Runtime is closed by its server). */
+  close(): void;
+}
+
+/** Every file the Backend exposes through reflection. */
+const BACKEND_FILES = [
+  file_worker_runtime_v1_runtime_management,
+  file_worker_runtime_v1_worker_catalog,
+  file_worker_runtime_v1_worker_interaction,
+  file_worker_runtime_v1_worker_observation,
+  file_worker_runtime_v1_runtime_registry,
+  file_worker_runtime_v1_errors,
+  file_grpc_health_v1_health,
+  file_grpc_reflection_v1_reflection,
+  file_grpc_reflection_v1alpha_reflection,
+];
+
+/** The services a Backend registers, by full name. */
+export const BACKEND_SERVICES: readonly string[] = [
+  RuntimeManagement.typeName,
+  WorkerCatalog.typeName,
+  WorkerInteraction.typeName,
+  WorkerObservation.typeName,
+  RuntimeRegistry.typeName,
+  Health.typeName,
+  ServerReflection.typeName,
+  ServerReflectionV1alpha.typeName,
+];
+
+/**
+ * Builds a Backend around an embedded Runtime. The embedded Runtime is
+ * reached through an in-process router transport over the runtime server's
+ * own routes (with its error mapping), so it is called through the same
+ * generated clients, errors and health loop as a remote Runtime.
+ */
+export function createBackend(options: BackendOptions): Backend {
+  const { runtime, logger } = options;
+  const directory = new RuntimeDirectory();
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+  const embeddedTransport = createRouterTransport(createRoutes(runtime), { router: { interceptors: [createErrorInterceptor(logger)] } });
+  directory.add(
+    new RuntimeConnection({
+      runtimeId: runtime.runtimeId,
+      embedded: true,
+      endpoint: "",
+      transport: embeddedTransport,
+      hasCredentials: false,
+      connectTimeoutMs,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      logger,
+    }),
+  );
+  const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
+    const remote = createRemoteTransport(spec);
+    const connection = new RuntimeConnection({
+      runtimeId: spec.runtimeId,
+      embedded: false,
+      endpoint: endpointOf(spec.url),
+      transport: remote.transport,
+      hasCredentials: spec.token !== undefined,
+      beforeAttempt: remote.refreshToken,
+      closeTransport: remote.close,
+      connectTimeoutMs,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      logger,
+    });
+    directory.add(connection);
+    return connection;
+  };
+  for (const spec of options.remotes ?? []) addRemote(spec);
+
+  const routing = {
+    directory,
+    embeddedRuntimeId: runtime.runtimeId,
+    callTimeoutMs: options.callTimeoutMs ?? 30_000,
+    fanoutTimeoutMs: options.fanoutTimeoutMs ?? 2_000,
+    heartbeatMs: options.heartbeatMs ?? 5_000,
+    logger,
+  };
+  const reflection = createReflectionServices(reflectionRegistry(BACKEND_FILES), BACKEND_SERVICES);
+  const routes = (router: ConnectRouter): void => {
+    router.service(RuntimeManagement, createRoutedManagement(routing));
+    router.service(WorkerCatalog, createRoutedCatalog(routing));
+    router.service(WorkerInteraction, createRoutedInteraction(routing));
+    router.service(WorkerObservation, createRoutedObservation(routing));
+    router.service(RuntimeRegistry, createRegistryService({
+        directory,
+        addRemote: (runtimeId, endpoint) => addRemote({ runtimeId, ...endpoint }),
+        fanoutTimeoutMs: routing.fanoutTimeoutMs,
+      }));
+    router.service(Health, createHealthService(runtime, BACKEND_SERVICES));
+    router.service(ServerReflection, reflection.v1);
+    router.service(ServerReflectionV1alpha, reflection.v1alpha);
+  };
+  return { directory, routes, addRemote, close: () => directory.closeAll() };
+}

@@ -1,0 +1,201 @@
+import { create, type UnknownField } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { invalidField } from "./backend-errors.js";
+import { listWorkersRaw, workerPageResponse } from "./raw-worker-page.js";
+import type { RuntimeConnection } from "./runtime-connection.js";
+import type { RuntimeDirectory } from "./runtime-directory.js";
+import { fromUpstream } from "./upstream-errors.js";
+
+/** Page sizes, as the Runtime's own (documented in ListWorkersRequest). */
+const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 500;
+const TOKEN_KIND = "backend.workers";
+
+/**
+ * Where a listing across Runtimes continues: inside Runtime `runtimeId` at
+ * its own page token, or (`after`) with the first Runtime whose id sorts
+ * after it. Positions name Runtimes by id, never by index, so a token stays
+ * valid when Runtimes are added or removed: a removed one is skipped, a new
+ * one is listed if its id sorts after the position.
+ */
+interface Position {
+  runtimeId: string;
+  token: string;
+  after: boolean;
+}
+
+/** Options for {@link listAcrossRuntimes}. */
+export interface FanoutOptions {
+  /** Deadline of each Runtime's call; a slow Runtime costs this, not more. */
+  perRuntimeTimeoutMs: number;
+  /** The client's own deadline, if shorter calls must respect it. */
+  clientTimeoutMs?: number | undefined;
+  /** Whether the response is binary protobuf (else JSON: Workers must be decoded). */
+  binary: boolean;
+  logger: Logger;
+}
+
+/** One Runtime's answer or failure. */
+type Fetched = { ok: true; workers: UnknownField[]; next: string } | { ok: false; failure: RuntimeFailure };
+
+/**
+ * ListWorkers with no runtime_id: Workers of every Runtime, ordered by
+ * runtime_id then each Runtime's own order. The Runtime where the page
+ * starts is asked first; if it runs out (or fails), the next two are asked
+ * in parallel for what the page still needs, then the next four, and so on,
+ * each call within its own per-Runtime deadline. The usual page costs one
+ * upstream call, a page over many small Runtimes log2(Runtimes) rounds, and
+ * a dead Runtime one deadline for its round, while no round over-fetches
+ * more than twice the previous one. Runtimes that are not READY are named
+ * in failed_runtimes without being called; so is any Runtime whose call
+ * fails. If the first Runtime has not answered within a fifth of its
+ * deadline, the second is asked at once (a hedge), so a dead first Runtime
+ * costs about one deadline rather than a deadline plus a round.
+ */
+export async function listAcrossRuntimes(
+  directory: RuntimeDirectory,
+  request: ListWorkersRequest,
+  signal: AbortSignal,
+  options: FanoutOptions,
+): Promise<ListWorkersResponse> {
+  if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
+  const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
+  const position = decodePosition(request.pageToken);
+  const all = directory.sorted().filter((c) => !position || (position.after ? c.runtimeId > position.runtimeId : c.runtimeId >= position.runtimeId));
+  const failed: RuntimeFailure[] = [];
+  const candidates: RuntimeConnection[] = [];
+  for (const connection of all) {
+    if (connection.health === RuntimeHealth.READY) candidates.push(connection);
+    else failed.push(failureFromHealth(connection));
+  }
+  const startToken = (c: RuntimeConnection): string => (position && !position.after && c.runtimeId === position.runtimeId ? position.token : "");
+  const fetch = (c: RuntimeConnection, token: string, pageSize: number): Promise<Fetched> =>
+    fetchPage(c, { ...request, runtimeId: c.runtimeId, pageSize, pageToken: token }, signal, options);
+
+  const workers: UnknownField[] = [];
+  const hedged = new Map<RuntimeConnection, Promise<Fetched>>();
+  let next: Position | undefined;
+  let index = 0;
+  let waveSize = 1;
+  waves: while (index < candidates.length && workers.length < size) {
+    const need = size - workers.length;
+    const wave = candidates.slice(index, index + waveSize);
+    waveSize *= 2;
+    // A hedged answer was asked for at least `need` Workers, which the checks below allow.
+    const pending = wave.map((c) => hedged.get(c) ?? fetch(c, startToken(c), need));
+    const second = candidates[1];
+    if (index === 0 && second && !(await answeredWithin(pending[0] as Promise<Fetched>, options.perRuntimeTimeoutMs / 5))) {
+      // The first Runtime is slow: ask the next one now, so a dead first Runtime costs one deadline, not more.
+      hedged.set(second, fetch(second, startToken(second), need));
+    }
+    index += wave.length;
+    for (const [i, answer] of pending.entries()) {
+      // In order, so a page filled by an earlier Runtime does not wait for later ones.
+      const result = await answer;
+      const connection = wave[i] as RuntimeConnection;
+      if (!result.ok) {
+        failed.push(result.failure);
+        continue;
+      }
+      const room = size - workers.length;
+      const taken = result.workers.slice(0, room);
+      workers.push(...taken);
+      if (taken.length < result.workers.length) {
+        // The page ends inside this Runtime's answer: ask it for exactly what was taken to get a token from there.
+        const exact = await fetch(connection, startToken(connection), taken.length);
+        next = exact.ok ? positionAfter(connection, exact.next) : { runtimeId: connection.runtimeId, token: "", after: true };
+        if (!exact.ok) failed.push(exact.failure);
+        break waves;
+      }
+      if (result.next !== "" && (workers.length === size || result.workers.length < need)) {
+        // Full page, or the Runtime clamped the page below what was asked: continue inside it.
+        next = positionAfter(connection, result.next);
+        break waves;
+      }
+      if (workers.length === size) {
+        next = { runtimeId: connection.runtimeId, token: "", after: true };
+        break waves;
+      }
+    }
+  }
+  if (signal.aborted) throw ConnectError.from(signal.reason);
+  const more = next && (!next.after || directory.sorted().some((c) => c.runtimeId > (next as Position).runtimeId));
+  const failedRuntimes = failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0));
+  return workerPageResponse(workers, more && next ? encodePosition(next) : "", failedRuntimes, options.binary);
+}
+
+/** Whether `answer` settles within `ms`. */
+function answeredWithin(answer: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void answer.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function fetchPage(
+  connection: RuntimeConnection,
+  request: ListWorkersRequest,
+  signal: AbortSignal,
+  options: FanoutOptions,
+): Promise<Fetched> {
+  const ours = options.clientTimeoutMs === undefined || options.clientTimeoutMs >= options.perRuntimeTimeoutMs;
+  const timeoutMs = ours ? options.perRuntimeTimeoutMs : options.clientTimeoutMs;
+  try {
+    const page = await listWorkersRaw(connection.transport, request, { signal, timeoutMs });
+    return { ok: true, workers: page.workers, next: page.nextPageToken };
+  } catch (error) {
+    const upstream = ConnectError.from(error);
+    // A client's own short deadline says nothing about the runtime's health.
+    if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
+    const typed = fromUpstream(upstream, connection.runtimeId, options.logger, signal);
+    const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
+    return {
+      ok: false,
+      failure: create(RuntimeFailureSchema, { runtimeId: connection.runtimeId, health: connection.health, reason, message: typed.rawMessage }),
+    };
+  }
+}
+
+function positionAfter(connection: RuntimeConnection, token: string): Position {
+  return token === "" ? { runtimeId: connection.runtimeId, token: "", after: true } : { runtimeId: connection.runtimeId, token, after: false };
+}
+
+/** A Runtime skipped because of its health, with the reason that health implies. */
+function failureFromHealth(connection: RuntimeConnection): RuntimeFailure {
+  const state = connection.snapshot;
+  const reason =
+    state.health === RuntimeHealth.UNAUTHENTICATED
+      ? ErrorReason.RUNTIME_UNAUTHENTICATED
+      : state.health === RuntimeHealth.INCOMPATIBLE
+        ? ErrorReason.RUNTIME_INCOMPATIBLE
+        : ErrorReason.RUNTIME_UNAVAILABLE;
+  return create(RuntimeFailureSchema, { runtimeId: connection.runtimeId, health: state.health, reason, message: state.healthMessage });
+}
+
+function encodePosition(position: Position): string {
+  return Buffer.from(JSON.stringify([TOKEN_KIND, position.runtimeId, position.token, position.after]), "utf8").toString("base64url");
+}
+
+function decodePosition(token: string): Position | undefined {
+  if (token === "") return undefined;
+  if (token.length > 2048) throw invalidField("page_token", "is not a valid page token");
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    if (Array.isArray(parsed) && parsed.length === 4 && parsed[0] === TOKEN_KIND) {
+      const [, runtimeId, upstream, after] = parsed as unknown[];
+      if (typeof runtimeId === "string" && typeof upstream === "string" && typeof after === "boolean") {
+        return { runtimeId, token: upstream, after };
+      }
+    }
+  } catch {
+    // fall through to the typed error
+  }
+  throw invalidField("page_token", "is not a valid page token");
+}

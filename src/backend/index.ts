@@ -1,0 +1,10 @@
+/**
+ * The Backend: one API (the four worker_runtime.v1 services plus
+ * RuntimeRegistry) over an embedded Runtime and any number of remote ones,
+ * routed by runtime_id through the generated clients.
+ */
+export { createBackend, BACKEND_SERVICES, type Backend, type BackendOptions, type RemoteRuntimeSpec } from "./backend.js";
+export { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
+export { RuntimeConnection, type ConnectionState } from "./runtime-connection.js";
+export { RuntimeDirectory } from "./runtime-directory.js";
+export { loadBackendConfig, BackendConfigError } from "./backend-config.js";

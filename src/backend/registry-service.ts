@@ -1,0 +1,136 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import {
+  AddRuntimeResponseSchema,
+  GetRegisteredRuntimeResponseSchema,
+  ListRuntimesResponseSchema,
+  RegisteredRuntimeSchema,
+  RemoveRuntimeResponseSchema,
+  type RegisteredRuntime,
+  type RuntimeRegistry,
+} from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import { backendError, invalidField } from "./backend-errors.js";
+import { endpointOf, type RemoteEndpoint } from "./remote-transport.js";
+import type { RuntimeConnection } from "./runtime-connection.js";
+import type { RuntimeDirectory } from "./runtime-directory.js";
+
+const RUNTIME_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const MAX_TOKEN_BYTES = 4096;
+const MAX_CA_BYTES = 64 * 1024;
+const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 500;
+
+/** What the registry service needs from the Backend. */
+export interface RegistryContext {
+  directory: RuntimeDirectory;
+  /** Registers and starts connecting to a remote Runtime. */
+  addRemote(runtimeId: string, endpoint: RemoteEndpoint): RuntimeConnection;
+  /** Deadline of each Runtime's summary fetch. */
+  fanoutTimeoutMs: number;
+}
+
+/**
+ * A connection as the registry shows it. Credentials and addresses never
+ * leave the Backend: browsers read this API, and a runtime's address is
+ * not theirs to see (the operator's backend.json holds it).
+ */
+export function registeredRuntime(connection: RuntimeConnection): RegisteredRuntime {
+  const state = connection.snapshot;
+  return create(RegisteredRuntimeSchema, {
+    runtimeId: connection.runtimeId,
+    embedded: connection.embedded,
+    health: state.health,
+    healthMessage: state.healthMessage,
+    healthChangedAt: timestampFromDate(state.healthChangedAt),
+    failedAttempts: state.failedAttempts,
+    ...(state.nextAttemptAt ? { nextAttemptAt: timestampFromDate(state.nextAttemptAt) } : {}),
+    ...(state.summary ? { summary: state.summary } : {}),
+    ...(state.summaryTime ? { summaryTime: timestampFromDate(state.summaryTime) } : {}),
+    hasCredentials: connection.hasCredentials,
+  });
+}
+
+/**
+ * The Backend's own RuntimeRegistry service. Runtimes added here live as
+ * long as the Backend process (the config file is the persistent list).
+ */
+export function createRegistryService(context: RegistryContext): ServiceImpl<typeof RuntimeRegistry> {
+  const { directory } = context;
+  const find = (runtimeId: string): RuntimeConnection => {
+    const connection = directory.get(runtimeId);
+    if (!connection) {
+      throw backendError(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId.slice(0, 64)}" is not registered`, {
+        runtime_id: runtimeId.slice(0, 64),
+      });
+    }
+    return connection;
+  };
+  return {
+    async listRuntimes(request, ctx) {
+      if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
+      const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
+      const after = decodeAfter(request.pageToken);
+      const rest = directory.sorted().filter((c) => after === undefined || c.runtimeId > after);
+      const page = rest.slice(0, size);
+      await Promise.all(page.map((c) => c.refreshSummary(context.fanoutTimeoutMs, ctx.signal)));
+      const last = page.at(-1);
+      return create(ListRuntimesResponseSchema, {
+        runtimes: page.map(registeredRuntime),
+        nextPageToken: rest.length > size && last ? Buffer.from(JSON.stringify(["backend.runtimes", last.runtimeId])).toString("base64url") : "",
+      });
+    },
+    async getRegisteredRuntime(request, ctx) {
+      const connection = find(request.runtimeId);
+      await connection.refreshSummary(context.fanoutTimeoutMs, ctx.signal);
+      return create(GetRegisteredRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
+    },
+    addRuntime(request) {
+      if (!RUNTIME_ID.test(request.runtimeId)) throw invalidField("runtime_id", "must be 1-64 of [A-Za-z0-9._-]");
+      let endpoint: string;
+      try {
+        const url = new URL(request.url);
+        if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
+        endpoint = endpointOf(request.url);
+      } catch {
+        throw invalidField("url", "must be an http:// or https:// URL");
+      }
+      if (Buffer.byteLength(request.bearerToken) > MAX_TOKEN_BYTES) throw invalidField("bearer_token", `must be at most ${MAX_TOKEN_BYTES} bytes`);
+      if (Buffer.byteLength(request.caCertificatePem) > MAX_CA_BYTES) throw invalidField("ca_certificate_pem", `must be at most ${MAX_CA_BYTES} bytes`);
+      const existing = directory.get(request.runtimeId);
+      if (existing) {
+        if (!existing.embedded && existing.endpoint === endpoint) return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
+        throw backendError(Code.AlreadyExists, ErrorReason.INVALID_ARGUMENT, `runtime ${request.runtimeId} is already registered`, {
+          field: "runtime_id",
+        });
+      }
+      const token = request.bearerToken === "" ? undefined : request.bearerToken;
+      const connection = context.addRemote(request.runtimeId, {
+        url: endpoint,
+        ...(token !== undefined ? { token: () => token } : {}),
+        ...(request.caCertificatePem !== "" ? { ca: request.caCertificatePem } : {}),
+      });
+      return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
+    },
+    removeRuntime(request) {
+      const connection = find(request.runtimeId);
+      if (connection.embedded) {
+        throw backendError(Code.FailedPrecondition, ErrorReason.UNSUPPORTED, "the embedded runtime cannot be removed", { runtime_id: connection.runtimeId });
+      }
+      directory.remove(connection.runtimeId);
+      return create(RemoveRuntimeResponseSchema);
+    },
+  };
+}
+
+function decodeAfter(token: string): string | undefined {
+  if (token === "") return undefined;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token.slice(0, 512), "base64url").toString("utf8"));
+    if (Array.isArray(parsed) && parsed[0] === "backend.runtimes" && typeof parsed[1] === "string") return parsed[1];
+  } catch {
+    // fall through
+  }
+  throw invalidField("page_token", "is not a valid page token");
+}

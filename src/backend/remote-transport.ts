@@ -1,0 +1,61 @@
+import type { Interceptor, Transport } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+/** How to reach one remote Runtime. Credentials stay inside the Backend. */
+export interface RemoteEndpoint {
+  /** The URL as configured; user info, path and query are dropped. */
+  url: string;
+  /** Reads the bearer token now (file or environment), or undefined for none. */
+  token?: () => string | undefined;
+  /** PEM CA certificate(s) for an https URL. */
+  ca?: string | Buffer;
+}
+
+/** A transport to one remote Runtime over its own HTTP/2 connection. */
+export interface RemoteTransport {
+  transport: Transport;
+  /** Re-reads the token (called before each connection attempt, so a fixed token file is picked up). */
+  refreshToken(): void;
+  /** Closes the HTTP/2 connection and every stream on it. */
+  close(): void;
+}
+
+/** HTTP/2 keepalive: a PING every 10 s on a busy connection, 5 s to answer, else it closes. */
+const PING_INTERVAL_MS = 10_000;
+const PING_TIMEOUT_MS = 5_000;
+
+/**
+ * The scheme, host and port of a Runtime URL: the only part the Backend
+ * connects to, logs or returns (user info would be a credential).
+ */
+export function endpointOf(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}`;
+}
+
+/**
+ * gRPC over one HTTP/2 connection per Runtime, with its own session manager
+ * (so one Runtime's connection problems never touch another's), keepalive
+ * pings and the bearer token added to every call.
+ */
+export function createRemoteTransport(endpoint: RemoteEndpoint): RemoteTransport {
+  const baseUrl = endpointOf(endpoint.url);
+  const sessionManager = new Http2SessionManager(
+    baseUrl,
+    { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, pingIdleConnection: true },
+    endpoint.ca !== undefined ? { ca: endpoint.ca } : {},
+  );
+  let token = endpoint.token?.();
+  const bearer: Interceptor = (next) => (request) => {
+    if (token !== undefined) request.header.set("authorization", `Bearer ${token}`);
+    return next(request);
+  };
+  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [bearer] });
+  return {
+    transport,
+    refreshToken: () => {
+      token = endpoint.token?.();
+    },
+    close: () => sessionManager.abort(),
+  };
+}

@@ -1,0 +1,217 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import type { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import type { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import {
+  WatchRuntimeResponseSchema,
+  WatchWorkerResponseSchema,
+  type WatchRuntimeRequest,
+  type WatchRuntimeResponse,
+  type WatchWorkerRequest,
+  type WatchWorkerResponse,
+  type WorkerObservation,
+} from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { invalidField } from "./backend-errors.js";
+import { listAcrossRuntimes } from "./fanout-list.js";
+import type { RuntimeClients } from "./runtime-clients.js";
+import type { RuntimeConnection } from "./runtime-connection.js";
+import type { RuntimeDirectory } from "./runtime-directory.js";
+import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
+import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
+import { relayWatch, type ResumableWatch } from "./watch-relay.js";
+
+/** What the routed services need from the Backend. */
+export interface RoutingContext {
+  directory: RuntimeDirectory;
+  /** Where RuntimeManagement calls without a runtime_id go. */
+  embeddedRuntimeId: string;
+  /** Deadline of a routed call when the client sets none (and the most it may set). */
+  callTimeoutMs: number;
+  /** Deadline of each Runtime's call in a fan-out. */
+  fanoutTimeoutMs: number;
+  /** Heartbeat period of a relayed watch while its Runtime is away. */
+  heartbeatMs: number;
+  logger: Logger;
+}
+
+/**
+ * Routes one unary call to the Runtime named by `runtimeId`: unknown →
+ * NOT_FOUND, not READY → RUNTIME_UNAVAILABLE at once (a Runtime that is
+ * away never holds a caller for its deadline), any upstream error through
+ * the one mapping in upstream-errors.ts.
+ */
+function router(context: RoutingContext) {
+  const connectionFor = (runtimeId: string): RuntimeConnection => {
+    const connection = context.directory.get(runtimeId);
+    if (!connection) throw unknownRuntime(runtimeId);
+    const health = connection.health;
+    if (health !== RuntimeHealth.READY) {
+      const reason =
+        health === RuntimeHealth.UNAUTHENTICATED
+          ? ErrorReason.RUNTIME_UNAUTHENTICATED
+          : health === RuntimeHealth.INCOMPATIBLE
+            ? ErrorReason.RUNTIME_INCOMPATIBLE
+            : ErrorReason.RUNTIME_UNAVAILABLE;
+      throw typed(Code.Unavailable, reason, `runtime ${runtimeId} is ${RuntimeHealth[health].toLowerCase()}`, runtimeId);
+    }
+    return connection;
+  };
+  const call = async <T>(
+    runtimeId: string,
+    ctx: HandlerContext,
+    fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number }) => Promise<T>,
+  ): Promise<T> => {
+    const connection = connectionFor(runtimeId);
+    const clientTimeoutMs = ctx.timeoutMs();
+    const ours = clientTimeoutMs === undefined || clientTimeoutMs >= context.callTimeoutMs;
+    const timeoutMs = ours ? context.callTimeoutMs : clientTimeoutMs;
+    try {
+      return await fn(connection.clients, { signal: ctx.signal, timeoutMs });
+    } catch (error) {
+      const upstream = ConnectError.from(error);
+      // A client's own short deadline says nothing about the runtime's health.
+      if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
+      throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
+    }
+  };
+  return { call, connectionFor };
+}
+
+/** Whether the client reads binary protobuf (gRPC, gRPC-Web, Connect+proto); JSON clients need decoded messages. */
+function isBinary(ctx: HandlerContext): boolean {
+  return !(ctx.requestHeader.get("content-type") ?? "").includes("json");
+}
+
+/** The runtime id of a WorkerRef, required. */
+function refRuntime(ref: WorkerRef | undefined): string {
+  if (!ref || ref.runtimeId === "") throw invalidField("worker.runtime_id", "is required");
+  return ref.runtimeId;
+}
+
+/** A runtime_id field that must name a Runtime. */
+function required(runtimeId: string, field = "runtime_id"): string {
+  if (runtimeId === "") throw invalidField(field, "is required");
+  return runtimeId;
+}
+
+/** RuntimeManagement through a Backend: by runtime_id, empty = the embedded Runtime. */
+export function createRoutedManagement(context: RoutingContext): ServiceImpl<typeof RuntimeManagement> {
+  const { call } = router(context);
+  const target = (runtimeId: string): string => runtimeId || context.embeddedRuntimeId;
+  return {
+    getRuntime: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.getRuntime(request, o)),
+    listDiagnostics: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listDiagnostics(request, o)),
+    listAllocations: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listAllocations(request, o)),
+    putConfigBundle: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.putConfigBundle(request, o)),
+    getConfigBundle: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.getConfigBundle(request, o)),
+  };
+}
+
+/** WorkerCatalog through a Backend; ListWorkers without runtime_id fans out. */
+export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof WorkerCatalog> {
+  const { call } = router(context);
+  return {
+    createWorker: (request, ctx) => call(required(request.runtimeId), ctx, (c, o) => c.catalog.createWorker(request, o)),
+    getWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.getWorker(request, o)),
+    listWorkers: (request, ctx) =>
+      request.runtimeId === ""
+        ? listAcrossRuntimes(context.directory, request, ctx.signal, {
+            perRuntimeTimeoutMs: context.fanoutTimeoutMs,
+            clientTimeoutMs: ctx.timeoutMs(),
+            binary: isBinary(ctx),
+            logger: context.logger,
+          })
+        : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
+    stopWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.stopWorker(request, o)),
+    deleteWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.deleteWorker(request, o)),
+  };
+}
+
+/** WorkerInteraction through a Backend. StreamInput is relayed as is (input cannot be resumed). */
+export function createRoutedInteraction(context: RoutingContext): ServiceImpl<typeof WorkerInteraction> {
+  const { call, connectionFor } = router(context);
+  return {
+    sendInput: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.sendInput(request, o)),
+    async *streamInput(request, ctx) {
+      const runtimeId = refRuntime(request.worker);
+      const connection = connectionFor(runtimeId);
+      try {
+        yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal });
+      } catch (error) {
+        const upstream = ConnectError.from(error);
+        connection.reportFailure(upstream);
+        throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
+      }
+    },
+    cancelRun: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.cancelRun(request, o)),
+    resolveApproval: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.resolveApproval(request, o)),
+    getRun: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.getRun(request, o)),
+    listRuns: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.listRuns(request, o)),
+  };
+}
+
+/**
+ * WorkerObservation through a Backend; both watches resume by cursor across
+ * upstream failures, and pass events through undecoded to binary clients.
+ */
+export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
+  const { call } = router(context);
+  const relayOptions = { heartbeatMs: context.heartbeatMs, logger: context.logger };
+  return {
+    readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
+    watchWorker: (request, ctx) =>
+      relayWatch(
+        context.directory,
+        refRuntime(request.worker),
+        request.afterCursor,
+        isBinary(ctx) ? rawWorkerWatch(request) : workerWatch(request),
+        ctx.signal,
+        relayOptions,
+      ),
+    watchRuntime: (request, ctx) =>
+      relayWatch(
+        context.directory,
+        required(request.runtimeId),
+        request.afterCursor,
+        isBinary(ctx) ? rawRuntimeWatch(request) : runtimeWatch(request),
+        ctx.signal,
+        relayOptions,
+      ),
+  };
+}
+
+function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerResponse> {
+  return {
+    open: (c, cursor, signal) => c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal }),
+    cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
+    snapshotCursor: (m) => m.snapshot?.cursor || undefined,
+    withoutSnapshot: (m) =>
+      !m.snapshot ? m : m.events.length === 0 && !m.heartbeat ? undefined : create(WatchWorkerResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
+    heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
+  };
+}
+
+function runtimeWatch(request: WatchRuntimeRequest): ResumableWatch<WatchRuntimeResponse> {
+  return {
+    open: (c, cursor, signal) => c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal }),
+    cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
+    snapshotCursor: (m) => m.snapshot?.cursor || undefined,
+    withoutSnapshot: (m) =>
+      !m.snapshot ? m : m.events.length === 0 && !m.heartbeat ? undefined : create(WatchRuntimeResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
+    heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
+  };
+}
+
+/** The newest durable cursor in a message: the last durable event's, else the heartbeat's. */
+function lastCursor(events: readonly { cursor: string }[], heartbeat: string | undefined): string | undefined {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const cursor = events[i]?.cursor;
+    if (cursor) return cursor;
+  }
+  return heartbeat || undefined;
+}

@@ -1,0 +1,260 @@
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
+import { createRuntimeClients, type RuntimeClients } from "./runtime-clients.js";
+import { healthAfter } from "./upstream-errors.js";
+
+/** Options for {@link RuntimeConnection}. */
+export interface RuntimeConnectionInit {
+  /** The id the Runtime must report; the routing key. */
+  runtimeId: string;
+  /** Whether it is the Backend's embedded Runtime. */
+  embedded: boolean;
+  /** Scheme, host and port (remote), "" (embedded). */
+  endpoint: string;
+  /** The transport to it (in-process router for the embedded Runtime). */
+  transport: Transport;
+  /** Whether a bearer token is configured. */
+  hasCredentials: boolean;
+  /** Called before each connection attempt (re-reads the token). */
+  beforeAttempt?: () => void;
+  /** Closes the transport's connection. */
+  closeTransport?: () => void;
+  /** Deadline of the GetRuntime call that opens each attempt. */
+  connectTimeoutMs: number;
+  backoff?: ConnectionBackoffOptions;
+  logger: Logger;
+}
+
+/** What the registry shows about a connection. */
+export interface ConnectionState {
+  health: RuntimeHealth;
+  healthMessage: string;
+  healthChangedAt: Date;
+  failedAttempts: number;
+  nextAttemptAt: Date | undefined;
+  summary: RuntimeSummary | undefined;
+  summaryTime: Date | undefined;
+}
+
+/** Thrown to waiters when the Runtime is removed from the registry. */
+export class RuntimeRemovedError extends Error {
+  override readonly name = "RuntimeRemovedError";
+}
+
+/**
+ * One Runtime as the Backend sees it: its generated clients and its health.
+ * Health is driven by a loop of connection attempts: each opens with an
+ * authenticated GetRuntime (the health service is open, so only an
+ * authenticated call can tell a wrong token), checks the Runtime's id, then
+ * follows grpc.health.v1 Watch until the stream ends. A failed attempt, an
+ * ended watch or a routed call that failed at the transport level waits for
+ * the gRPC connection backoff before the next attempt; a success resets it.
+ * Each Runtime has its own loop and connection, so nothing about one slows
+ * another.
+ */
+export class RuntimeConnection {
+  readonly runtimeId: string;
+  readonly embedded: boolean;
+  readonly endpoint: string;
+  readonly hasCredentials: boolean;
+  readonly clients: RuntimeClients;
+  /** The transport under the clients (for calls that skip decoding, see raw-worker-page.ts). */
+  readonly transport: Transport;
+  private readonly init: RuntimeConnectionInit;
+  private readonly backoff: ConnectionBackoff;
+  private readonly closed = new AbortController();
+  private attempt: AbortController | undefined;
+  private failure: ConnectError | undefined;
+  private wakeSleep: (() => void) | undefined;
+  private readonly listeners = new Set<() => void>();
+  private state: ConnectionState = {
+    health: RuntimeHealth.CONNECTING,
+    healthMessage: "connecting",
+    healthChangedAt: new Date(),
+    failedAttempts: 0,
+    nextAttemptAt: undefined,
+    summary: undefined,
+    summaryTime: undefined,
+  };
+
+  constructor(init: RuntimeConnectionInit) {
+    this.init = init;
+    this.runtimeId = init.runtimeId;
+    this.embedded = init.embedded;
+    this.endpoint = init.endpoint;
+    this.hasCredentials = init.hasCredentials;
+    this.transport = init.transport;
+    this.clients = createRuntimeClients(init.transport);
+    this.backoff = new ConnectionBackoff(init.backoff);
+  }
+
+  /** Starts the connection loop (runs until {@link close}). */
+  start(): void {
+    void this.loop();
+  }
+
+  /** A copy of the current state. */
+  get snapshot(): ConnectionState {
+    return { ...this.state };
+  }
+
+  get health(): RuntimeHealth {
+    return this.state.health;
+  }
+
+  get isClosed(): boolean {
+    return this.closed.signal.aborted;
+  }
+
+  /** Stops the loop, closes the connection and ends every waiter with RuntimeRemovedError. */
+  close(): void {
+    if (this.closed.signal.aborted) return;
+    this.closed.abort();
+    this.attempt?.abort();
+    this.wakeSleep?.();
+    this.init.closeTransport?.();
+    this.notify();
+  }
+
+  /**
+   * A routed call failed: if the failure says the Runtime is unreachable or
+   * refused our token, the current attempt ends now (health changes at once)
+   * instead of when the health watch notices.
+   */
+  reportFailure(error: ConnectError): void {
+    const health = healthAfter(error);
+    if (health === undefined || this.state.health !== RuntimeHealth.READY) return;
+    this.failure = error;
+    this.attempt?.abort();
+  }
+
+  /**
+   * Fetches the Runtime's summary afresh (when READY) within `timeoutMs`;
+   * on failure the last one stays and a transport failure counts against
+   * health like any routed call.
+   */
+  async refreshSummary(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (this.state.health !== RuntimeHealth.READY) return;
+    try {
+      const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs });
+      if (runtime?.runtimeId === this.runtimeId) this.setState({ summary: runtime, summaryTime: new Date() });
+    } catch (error) {
+      if (!signal.aborted) this.reportFailure(ConnectError.from(error));
+    }
+  }
+
+  /** Resolves once the Runtime is READY; rejects with RuntimeRemovedError if it is removed, or on `signal`. */
+  waitUntilReady(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        if (this.isClosed) finish(new RuntimeRemovedError(`runtime ${this.runtimeId} was removed`));
+        else if (signal.aborted) finish(new ConnectError("the call was cancelled", Code.Canceled));
+        else if (this.state.health === RuntimeHealth.READY) finish();
+      };
+      const finish = (error?: Error): void => {
+        this.listeners.delete(check);
+        signal.removeEventListener("abort", check);
+        if (error) reject(error);
+        else resolve();
+      };
+      this.listeners.add(check);
+      signal.addEventListener("abort", check);
+      check();
+    });
+  }
+
+  /** Calls `listener` on every state change; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.isClosed) {
+      this.init.beforeAttempt?.();
+      const attempt = new AbortController();
+      this.attempt = attempt;
+      this.failure = undefined;
+      try {
+        await this.connectOnce(attempt.signal);
+      } catch (error) {
+        if (this.isClosed) return;
+        this.recordFailure(this.failure ?? ConnectError.from(error));
+      }
+      if (this.isClosed) return;
+      const delay = this.backoff.next();
+      this.setState({ nextAttemptAt: new Date(Date.now() + delay) });
+      await this.sleep(delay);
+      this.setState({ nextAttemptAt: undefined });
+    }
+  }
+
+  /** One attempt: authenticated GetRuntime, id check, then the health watch until it ends (always throws). */
+  private async connectOnce(signal: AbortSignal): Promise<never> {
+    const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs: this.init.connectTimeoutMs });
+    if (runtime?.runtimeId !== this.runtimeId) {
+      this.init.logger.warn("runtime reports another id", { runtime_id: this.runtimeId, reported: runtime?.runtimeId });
+      throw new ConnectError("runtime reports another runtime id", Code.Unimplemented);
+    }
+    this.backoff.reset();
+    this.setState({ summary: runtime, summaryTime: new Date(), failedAttempts: 0 });
+    this.setHealth(RuntimeHealth.READY, "");
+    for await (const message of this.clients.health.watch({ service: "" }, { signal })) {
+      if (message.status === ServingStatus.SERVING) this.setHealth(RuntimeHealth.READY, "");
+      else this.setHealth(RuntimeHealth.UNAVAILABLE, "the runtime is not serving (draining)");
+    }
+    throw new ConnectError("health watch ended", Code.Unavailable);
+  }
+
+  private recordFailure(error: ConnectError): void {
+    const health = healthAfter(error) ?? RuntimeHealth.UNAVAILABLE;
+    const message =
+      health === RuntimeHealth.UNAUTHENTICATED
+        ? "the runtime refused the backend's credentials"
+        : health === RuntimeHealth.INCOMPATIBLE
+          ? "the runtime reports another runtime id or lacks a service"
+          : error.code === Code.DeadlineExceeded
+            ? "the runtime did not answer in time"
+            : "the runtime cannot be reached";
+    this.init.logger.warn("runtime connection failed", {
+      runtime_id: this.runtimeId,
+      health: RuntimeHealth[health],
+      code: Code[error.code],
+      cause: error.message,
+    });
+    this.setState({ failedAttempts: this.state.failedAttempts + 1 });
+    this.setHealth(health, message);
+  }
+
+  private setHealth(health: RuntimeHealth, message: string): void {
+    if (this.state.health === health && this.state.healthMessage === message) return;
+    if (this.state.health !== health) {
+      this.init.logger.info("runtime health", { runtime_id: this.runtimeId, health: RuntimeHealth[health] });
+    }
+    this.setState({ health, healthMessage: message, healthChangedAt: new Date() });
+  }
+
+  private setState(change: Partial<ConnectionState>): void {
+    this.state = { ...this.state, ...change };
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeSleep = done;
+    });
+  }
+}

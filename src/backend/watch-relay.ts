@@ -1,0 +1,132 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { ConnectionBackoff } from "./backoff.js";
+import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
+import type { RuntimeDirectory } from "./runtime-directory.js";
+import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
+
+/** How the relay reads and resumes one kind of watch stream. */
+export interface ResumableWatch<M> {
+  /** Opens the upstream stream after `cursor` ("" = at the snapshot). */
+  open(connection: RuntimeConnection, cursor: string, signal: AbortSignal): AsyncIterable<M>;
+  /** The last durable cursor a message's events or heartbeat carry, if any. */
+  cursorOf(message: M): string | undefined;
+  /**
+   * The snapshot's cursor, if the message holds one. It is a resume point
+   * only for a stream opened without a cursor: with one, the stored events
+   * after that cursor follow the snapshot.
+   */
+  snapshotCursor(message: M): string | undefined;
+  /** The message without its snapshot (a resumed upstream stream opens with one the client must not see twice); undefined when nothing is left. */
+  withoutSnapshot(message: M): M | undefined;
+  /** A heartbeat carrying `cursor`, sent while the upstream is being resumed. */
+  heartbeat(cursor: string): M;
+}
+
+/** Options for {@link relayWatch}. */
+export interface RelayOptions {
+  /** How often the client gets a heartbeat while the Runtime is away. */
+  heartbeatMs: number;
+  logger: Logger;
+}
+
+/**
+ * Relays a watch from one Runtime and survives the Runtime going away: on
+ * any upstream failure (a cut connection, a Runtime restart, a graceful
+ * shutdown, SUBSCRIBER_TOO_SLOW) it waits until the Runtime is READY again,
+ * sending the client heartbeats with its last cursor meanwhile, and resumes
+ * the upstream watch after the last durable cursor it relayed. Cursors are
+ * the Runtime's own, so the client sees every durable event exactly once
+ * and can itself resume through this Backend or directly. The re-sent
+ * snapshot of a resumed upstream is dropped. Live deltas missed while the
+ * upstream was away are not replayed (they are not durable; the committed
+ * entry and the next snapshot cover them). A typed rejection of the watch
+ * itself (NOT_FOUND, CURSOR_EXPIRED, ...) ends the stream with that error;
+ * removing the Runtime ends it with NOT_FOUND.
+ */
+export async function* relayWatch<M>(
+  directory: RuntimeDirectory,
+  runtimeId: string,
+  afterCursor: string,
+  watch: ResumableWatch<M>,
+  signal: AbortSignal,
+  options: RelayOptions,
+): AsyncGenerator<M> {
+  const connection = directory.get(runtimeId);
+  if (!connection) throw unknownRuntime(runtimeId);
+  if (connection.health !== RuntimeHealth.READY) {
+    throw typed(Code.Unavailable, ErrorReason.RUNTIME_UNAVAILABLE, `runtime ${runtimeId} is unavailable`, runtimeId);
+  }
+  let cursor = afterCursor;
+  let delivered = false;
+  const retry = new ConnectionBackoff({ initialMs: 100, maxMs: 5_000 });
+  while (!signal.aborted) {
+    if (directory.get(runtimeId) !== connection) throw removed(runtimeId);
+    try {
+      for await (const message of watch.open(connection, cursor, signal)) {
+        const out = delivered ? watch.withoutSnapshot(message) : message;
+        cursor = watch.cursorOf(message) ?? (cursor === "" ? (watch.snapshotCursor(message) ?? "") : cursor);
+        retry.reset();
+        if (out === undefined) continue;
+        delivered = true;
+        yield out;
+      }
+      options.logger.info("relayed watch ended upstream; resuming", { runtime_id: runtimeId });
+    } catch (error) {
+      if (signal.aborted) return;
+      if (connection.isClosed) throw removed(runtimeId);
+      const upstream = ConnectError.from(error);
+      if (!delivered || !isResumable(upstream)) throw fromUpstream(upstream, runtimeId, options.logger, signal);
+      connection.reportFailure(upstream);
+      options.logger.info("relayed watch lost its upstream; resuming", { runtime_id: runtimeId, cause: upstream.message });
+    }
+    yield* waitForRuntime(connection, cursor, retry.next(), watch, signal, options);
+  }
+}
+
+/** Waits at least `minMs`, then until the Runtime is READY, with heartbeats. */
+async function* waitForRuntime<M>(
+  connection: RuntimeConnection,
+  cursor: string,
+  minMs: number,
+  watch: ResumableWatch<M>,
+  signal: AbortSignal,
+  options: RelayOptions,
+): AsyncGenerator<M> {
+  await sleep(minMs, signal);
+  const ready = connection.waitUntilReady(signal).then(
+    () => "ready" as const,
+    (error: unknown) => (error instanceof RuntimeRemovedError ? ("removed" as const) : ("aborted" as const)),
+  );
+  for (;;) {
+    const outcome = await Promise.race([ready, sleep(options.heartbeatMs, signal).then(() => "beat" as const)]);
+    if (outcome === "removed") throw removed(connection.runtimeId);
+    if (outcome !== "beat" || signal.aborted) return;
+    yield watch.heartbeat(cursor);
+  }
+}
+
+/** Upstream failures the relay rides out: anything but a typed rejection of the watch itself. */
+function isResumable(error: ConnectError): boolean {
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  if (!detail) return error.code !== Code.Unauthenticated;
+  return detail.reason === ErrorReason.SUBSCRIBER_TOO_SLOW || detail.reason === ErrorReason.RUNTIME_DRAINING;
+}
+
+function removed(runtimeId: string): ConnectError {
+  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}

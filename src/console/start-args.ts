@@ -1,0 +1,32 @@
+// What `npm start` runs: `worker-runtime backend` with the console's defaults.
+/** The console's port when `npm start` is given none (HTTP/1.1: what browsers speak). */
+export const DEFAULT_CONSOLE_PORT = 8080;
+/** The Backend's h2c port for gRPC clients (grpcurl, generated clients) under `npm start`. */
+export const DEFAULT_GRPC_PORT = 7080;
+/** Where `npm start` keeps the embedded runtime's state, relative to the working directory (git-ignored). */
+export const DEFAULT_DATA_DIR = "data";
+
+/**
+ * The arguments `npm start` hands to `worker-runtime backend`: the console
+ * on `--port` (default 8080) and gRPC on `--grpc-port` (default 7080), the
+ * file store under ./data, the built bundle in dist/web. Any other backend
+ * flag passes through unchanged (e.g. `--openai-base-url`, `--config`).
+ */
+export function backendArgs(argv: readonly string[], bundleDir: string): string[] {
+  const out: string[] = [];
+  const given = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    const eq = arg.indexOf("=");
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const renamed = name === "--port" ? "--http1-port" : name === "--grpc-port" ? "--port" : name;
+    given.add(renamed);
+    if (eq > 0) out.push(`${renamed}=${arg.slice(eq + 1)}`);
+    else out.push(renamed);
+  }
+  if (!given.has("--http1-port")) out.push("--http1-port", String(DEFAULT_CONSOLE_PORT));
+  if (!given.has("--port")) out.push("--port", String(DEFAULT_GRPC_PORT));
+  if (!given.has("--data-dir")) out.push("--data-dir", DEFAULT_DATA_DIR);
+  if (!given.has("--console")) out.push("--console", bundleDir);
+  return out;
+}

@@ -1,0 +1,80 @@
+import { readFile, stat } from "node:fs/promises";
+import type http from "node:http";
+import type http2 from "node:http2";
+import { extname, join, normalize, resolve, sep } from "node:path";
+
+/** A handler for the requests no RPC route matches (the server's `fallback`). */
+export type StaticFilesHandler = (
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+const CONTENT_TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".map": "application/json",
+};
+
+/**
+ * The console's page may only load its own bundle and talk to its own
+ * origin: rendered markdown is sanitised, and this stops whatever slips
+ * through from loading scripts or sending data elsewhere.
+ */
+const CONTENT_SECURITY_POLICY =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/**
+ * Serves the console's built files from `dir` (the bundle esbuild writes):
+ * GET and HEAD only, "/" is index.html, nothing outside `dir`, no directory
+ * listings. Files are read per request, so a rebuilt bundle is served without
+ * a restart, and sent with `no-cache` so a browser revalidates after one.
+ */
+export function createStaticFilesHandler(dir: string): StaticFilesHandler {
+  const root = resolve(dir);
+  return (request, response) => {
+    const method = request.method ?? "GET";
+    if (method !== "GET" && method !== "HEAD") {
+      response.writeHead(405, { allow: "GET, HEAD" });
+      response.end();
+      return;
+    }
+    const file = fileFor(root, request.url ?? "/");
+    void send(file, method === "HEAD", response);
+  };
+}
+
+/** The file a URL path names inside `root`, or undefined when it points outside. */
+function fileFor(root: string, url: string): string | undefined {
+  let path: string;
+  try {
+    path = decodeURIComponent(url.split("?", 2)[0] ?? "/");
+  } catch {
+    return undefined;
+  }
+  if (path.includes("\0")) return undefined;
+  if (path.endsWith("/")) path += "index.html";
+  const file = normalize(join(root, path));
+  return file.startsWith(root + sep) ? file : undefined;
+}
+
+async function send(file: string | undefined, headOnly: boolean, response: StaticResponse): Promise<void> {
+  const body = file && (await stat(file).catch(() => undefined))?.isFile() ? await readFile(file).catch(() => undefined) : undefined;
+  if (!file || !body) {
+    response.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+    response.end("not found\n");
+    return;
+  }
+  response.writeHead(200, {
+    "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream",
+    "content-length": String(body.length),
+    "cache-control": "no-cache",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+  });
+  if (headOnly) response.end();
+  else response.end(body);
+}
+
+type StaticResponse = Parameters<StaticFilesHandler>[1];

@@ -1,0 +1,62 @@
+import { performance } from "node:perf_hooks";
+import { setImmediate as nextTurn } from "node:timers/promises";
+
+/**
+ * Bounds how long a run's stream processing holds the event loop. A
+ * provider burst already buffered in the response body is read without
+ * ever leaving the microtask queue, so a long burst would hold the loop
+ * until it is all processed, and every RPC and every other run would wait
+ * behind it. Work is counted in slices of at most `maxItems` items or
+ * `maxMs` milliseconds; when a slice is used up, {@link EventLoopSlices.pause}
+ * gives the loop one full turn (timers, I/O, other runs' slices) before
+ * going on. A slice starts afresh whenever the loop has turned anyway (a
+ * paced stream waits for every read), so a slow stream never pauses.
+ */
+export class EventLoopSlices {
+  private turned = true;
+  /** Whether a check for the loop's next turn is scheduled (only once a slice holds a few items). */
+  private watching = false;
+  private items = 0;
+  private startedAt = 0;
+
+  /** `maxItems` must be well above {@link WATCH_AFTER_ITEMS}, or a paced stream could reach it unwatched. */
+  constructor(
+    private readonly maxItems: number,
+    private readonly maxMs: number,
+  ) {}
+
+  /** Counts one item; true when the slice is used up and the caller should {@link pause}. */
+  spend(): boolean {
+    if (this.turned) {
+      this.turned = false;
+      this.watching = false;
+      this.items = 0;
+    }
+    this.items++;
+    if (!this.watching) {
+      // A paced stream brings an item or two per turn: it is not watched (and pays for no
+      // setImmediate) until a slice holds a few items, and the clock starts then.
+      if (this.items < WATCH_AFTER_ITEMS) return false;
+      this.watching = true;
+      this.startedAt = performance.now();
+      setImmediate(() => {
+        this.turned = true;
+      });
+    }
+    return this.items >= this.maxItems || (this.items % 16 === 0 && performance.now() - this.startedAt >= this.maxMs);
+  }
+
+  /** Lets the event loop turn once; the next item starts a new slice. */
+  async pause(): Promise<void> {
+    await nextTurn();
+    this.turned = true;
+  }
+}
+
+/** Items a slice takes before it is watched at all. */
+const WATCH_AFTER_ITEMS = 16;
+
+/** Chunks per slice: a few hundred small chunks take well under a millisecond each slice. */
+export const SLICE_MAX_CHUNKS = 256;
+/** Milliseconds per slice, so ten concurrent floods still leave the loop turning every few ms. */
+export const SLICE_MAX_MS = 1;

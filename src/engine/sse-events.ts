@@ -1,0 +1,93 @@
+import { createParser } from "eventsource-parser";
+import { APIError, OpenAIError } from "openai";
+import type { ChatCompletionChunk } from "openai/resources/chat/completions";
+
+/**
+ * Reads a streamed chat-completions response body as batches of SSE data
+ * payloads, one batch per read of the body, in linear time.
+ *
+ * The `openai` SDK (6.x) stays the client for requests, error statuses and
+ * types, but its stream iterator copies the remaining buffer once per event,
+ * so a burst of hundreds of events in one read costs time quadratic in its
+ * size; that was the largest single cost of relaying a fast stream. The fix
+ * upstream is in the 7.x line, which requires Node 22, and this package
+ * supports Node 20. So the body is parsed here with `eventsource-parser`
+ * (3.x: Node 18+, no dependencies, linear), keeping the SDK's semantics:
+ * events after `[DONE]` are ignored, and an `error` object in a payload
+ * becomes an APIError without status (see {@link parseChunk}). Unlike the
+ * SDK's iterator, an event is bounded ({@link SseEventTooLargeError}).
+ *
+ * Payloads are returned unparsed so the caller can spread the JSON parsing
+ * of a large burst over several turns of the event loop. Leaving the
+ * iteration early cancels the body, which closes the provider's response.
+ */
+export async function* sseDataBatches(response: Response, maxEventChars: number): AsyncGenerator<string[]> {
+  if (!response.body) throw new OpenAIError("the provider's streamed response has no body");
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let batch: string[] = [];
+  let done = false;
+  let tooLarge = false;
+  const parser = createParser({
+    onEvent: (event) => {
+      if (done) return;
+      if (event.data.startsWith("[DONE]")) done = true;
+      else batch.push(event.data);
+    },
+    onError: (error) => {
+      if (error.type === "max-buffer-size-exceeded") tooLarge = true;
+    },
+    maxBufferSize: maxEventChars,
+  });
+  let finished = false;
+  try {
+    for (;;) {
+      const read = await reader.read();
+      if (read.done) break;
+      parser.feed(decoder.decode(read.value, { stream: true }));
+      if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
+      if (batch.length > 0) {
+        const ready = batch;
+        batch = [];
+        yield ready;
+      }
+    }
+    finished = true;
+  } finally {
+    if (!finished) await reader.cancel().catch(() => undefined);
+    reader.releaseLock();
+  }
+}
+
+/**
+ * The provider sent one SSE event longer than the bound: nothing the turn
+ * could keep needs that much (the answer and tool-argument caps are far
+ * below it), and buffering it would let a provider grow memory without end.
+ */
+export class SseEventTooLargeError extends Error {
+  override readonly name = "SseEventTooLargeError";
+  constructor(readonly maxEventChars: number) {
+    super(`the provider sent an SSE event over ${maxEventChars} characters`);
+  }
+}
+
+/**
+ * The longest SSE event a turn accepts: room for everything its caps allow
+ * in one event, JSON-escaped (at most 6 characters a byte), plus 1 Mi
+ * characters for the chunk's other fields.
+ */
+export function maxSseEventChars(bounds: { maxAnswerBytes: number; maxToolArgumentsBytes: number }): number {
+  return 6 * (bounds.maxAnswerBytes + bounds.maxToolArgumentsBytes) + 1024 * 1024;
+}
+
+/**
+ * One SSE payload as a chunk. A payload carrying an `error` object is the
+ * provider reporting a failure mid-stream: thrown as an APIError without
+ * status, as the SDK's iterator does, so it is classified like one.
+ * Malformed JSON throws the SyntaxError, as the SDK's iterator does.
+ */
+export function parseChunk(data: string, headers: Headers): ChatCompletionChunk {
+  const parsed = JSON.parse(data) as ChatCompletionChunk & { error?: object };
+  if (parsed?.error) throw new APIError(undefined, parsed.error, undefined, headers);
+  return parsed;
+}

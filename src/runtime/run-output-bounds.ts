@@ -1,0 +1,83 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type TranscriptEntry, TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { RuntimeError } from "./errors.js";
+import type { ByteBounds } from "./limits.js";
+
+/** The largest seq an entry can have, so a measured entry is never smaller than the committed one. */
+const MAX_SEQ = 0xffff_ffff_ffff_ffffn;
+
+/**
+ * Keeps one run's output within what the runtime can deliver, whatever the
+ * execution backend's own caps: a committed entry must fit one event
+ * (`maxEntryBytes`), and the output streamed but not yet committed plus
+ * the arguments of a tool call awaiting approval — all of which a
+ * watcher's snapshot carries — stay within `maxInFlightBytes`. Past either,
+ * the sink call throws LIMIT_EXCEEDED and the run fails with that reason.
+ */
+export class RunOutputBounds {
+  /** Bytes streamed per in-flight block. */
+  private readonly blocks = new Map<string, number>();
+  private inFlight = 0;
+
+  constructor(
+    private readonly runId: string,
+    private readonly bounds: ByteBounds,
+  ) {}
+
+  /** Counts `text` streamed into a block. */
+  delta(blockId: string, text: string): void {
+    const bytes = Buffer.byteLength(text, "utf8") + (this.blocks.has(blockId) ? 0 : Buffer.byteLength(blockId, "utf8"));
+    if (this.inFlight + bytes > this.bounds.maxInFlightBytes) {
+      throw exceeded(
+        `run ${this.runId} streamed more than ${this.bounds.maxInFlightBytes} bytes not yet committed`,
+        this.bounds.maxInFlightBytes,
+      );
+    }
+    this.blocks.set(blockId, (this.blocks.get(blockId) ?? 0) + bytes);
+    this.inFlight += bytes;
+  }
+
+  /** A block was committed or discarded: it is no longer in flight. */
+  settle(blockId: string): void {
+    const bytes = this.blocks.get(blockId);
+    if (bytes === undefined) return;
+    this.blocks.delete(blockId);
+    this.inFlight -= bytes;
+  }
+
+  /** Refuses an entry that could not be delivered in one event. */
+  checkEntry(content: TranscriptEntry["content"], blockId: string): void {
+    const entry = create(TranscriptEntrySchema, {
+      seq: MAX_SEQ,
+      runId: this.runId,
+      createdAt: timestampFromDate(new Date()),
+      blockId,
+      content,
+    });
+    const bytes = toBinary(TranscriptEntrySchema, entry).byteLength;
+    if (bytes > this.bounds.maxEntryBytes) {
+      throw exceeded(
+        `run ${this.runId} committed an entry of ${bytes} bytes; at most ${this.bounds.maxEntryBytes} can be delivered`,
+        this.bounds.maxEntryBytes,
+      );
+    }
+  }
+
+  /** Refuses a tool call awaiting approval whose arguments, with what is in flight, pass the bound. */
+  checkPending(argumentsJson: string): void {
+    const bytes = Buffer.byteLength(argumentsJson, "utf8");
+    if (this.inFlight + bytes > this.bounds.maxInFlightBytes) {
+      throw exceeded(
+        `run ${this.runId} asked approval for ${bytes} bytes of arguments; at most ${this.bounds.maxInFlightBytes} fit`,
+        this.bounds.maxInFlightBytes,
+      );
+    }
+  }
+}
+
+function exceeded(message: string, limit: number): RuntimeError {
+  return new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, message, { limit: String(limit) });
+}

@@ -1,0 +1,61 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BackendConfigError, loadBackendConfig } from "../../src/backend/index.js";
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "wr-backend-config-"));
+  await writeFile(join(dir, "a.token"), "token-a\n");
+  await writeFile(join(dir, "ca.pem"), "-----BEGIN CERTIFICATE-----\n");
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function config(value: unknown): Promise<string> {
+  const file = join(dir, `backend-${Math.random().toString(36).slice(2)}.json`);
+  await writeFile(file, typeof value === "string" ? value : JSON.stringify(value));
+  return file;
+}
+
+describe("loadBackendConfig", () => {
+  it("reads runtimes with token files relative to the config, token variables and CA files", async () => {
+    const file = await config({
+      runtimes: [
+        { id: "rt-a", url: "http://127.0.0.1:7070", tokenFile: "a.token", caFile: "ca.pem" },
+        { id: "rt-b", url: "https://b.example:7443", tokenEnv: "RT_B" },
+        { id: "rt-c", url: "http://127.0.0.1:7072" },
+      ],
+    });
+    const [a, b, c] = loadBackendConfig(file, { RT_B: " token-b " });
+    expect(a?.token?.()).toBe("token-a");
+    expect(String(a?.ca)).toContain("BEGIN CERTIFICATE");
+    expect(b?.token?.()).toBe("token-b");
+    expect(c?.token).toBeUndefined();
+    // The token file is read again before each connection attempt: a rotated token is picked up.
+    await writeFile(join(dir, "a.token"), "token-a2");
+    expect(a?.token?.()).toBe("token-a2");
+  });
+
+  it("names the entry and field at fault, never a token", async () => {
+    const cases: [unknown, string][] = [
+      ["{not json", "not valid JSON"],
+      [{ runtime: [] }, '{"runtimes": [...]}'],
+      [{ runtimes: [{ id: "bad id", url: "http://x" }] }, "runtimes[0].id"],
+      [{ runtimes: [{ id: "a", url: "ftp://x" }] }, "runtimes[0].url"],
+      [{ runtimes: [{ id: "a", url: "http://x" }, { id: "a", url: "http://y" }] }, 'runtimes[1].id "a" is used twice'],
+      [{ runtimes: [{ id: "a", url: "http://x", tokenFile: "missing.token" }] }, "cannot read --config runtimes[0].tokenFile: ENOENT"],
+      [{ runtimes: [{ id: "a", url: "http://x", tokenEnv: "UNSET_VAR" }] }, "UNSET_VAR is not set"],
+      [{ runtimes: [{ id: "a", url: "http://x", tokenFile: "a.token", tokenEnv: "X" }] }, "exclude each other"],
+    ];
+    for (const [value, message] of cases) {
+      const file = await config(value);
+      expect(() => loadBackendConfig(file, {}), message).toThrow(BackendConfigError);
+      expect(() => loadBackendConfig(file, {}), message).toThrow(message);
+    }
+  });
+});

@@ -1,0 +1,129 @@
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { createBackend, type Backend } from "../../src/backend/index.js";
+import { createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { startCli } from "../support/cli-process.js";
+import { eventually } from "../support/harness.js";
+
+/**
+ * A remote runtime over TLS with a bearer token, reached with the CA the
+ * Backend was given; without the CA it is UNAVAILABLE with a safe message
+ * (the TLS error text stays in the log).
+ */
+let dir: string;
+let server: RuntimeServer;
+let backend: Backend;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "wr-backend-tls-"));
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")],
+    { stdio: "ignore" },
+  );
+  const cert = await readFile(path.join(dir, "cert.pem"));
+  const key = await readFile(path.join(dir, "key.pem"));
+  const remote = await createRuntime({ logger: silentLogger, runtimeId: "rt-tls" });
+  server = await startRuntimeServer({ runtime: remote, host: "127.0.0.1", port: 0, tls: { cert, key }, token: "tls-token-42", logger: silentLogger });
+  backend = createBackend({
+    runtime: await createRuntime({ logger: silentLogger, runtimeId: "rt-emb" }),
+    logger: silentLogger,
+    remotes: [
+      { runtimeId: "rt-tls", url: `https://${server.h2Address}`, token: () => "tls-token-42", ca: cert },
+      { runtimeId: "rt-untrusted", url: `https://${server.h2Address}`, token: () => "tls-token-42" },
+    ],
+  });
+});
+
+afterAll(async () => {
+  backend?.close();
+  await server?.close(0);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("remote runtimes over TLS", () => {
+  it("connects with the configured CA and token; without the CA the runtime is UNAVAILABLE with a safe message", async () => {
+    const transport = createRouterTransport(backend.routes);
+    const registry = createClient(RuntimeRegistry, transport);
+    await eventually(async () => (await registry.getRegisteredRuntime({ runtimeId: "rt-tls" })).runtime?.health === RuntimeHealth.READY, 10_000, "READY");
+    await eventually(
+      async () => (await registry.getRegisteredRuntime({ runtimeId: "rt-untrusted" })).runtime?.health === RuntimeHealth.UNAVAILABLE,
+      10_000,
+      "UNAVAILABLE",
+    );
+    const catalog = createClient(WorkerCatalog, transport);
+    await catalog.createWorker({ runtimeId: "rt-tls", displayName: "over tls" });
+    const page = await catalog.listWorkers({});
+    expect(page.workers.map((w) => w.displayName)).toEqual(["over tls"]);
+    expect(page.failedRuntimes.map((f) => [f.runtimeId, f.reason, f.message])).toEqual([
+      ["rt-untrusted", ErrorReason.RUNTIME_UNAVAILABLE, "the runtime cannot be reached"],
+    ]);
+    const refused = await catalog.createWorker({ runtimeId: "rt-untrusted" }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    expect(refused?.code).toBe(Code.Unavailable);
+    expect(refused?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.RUNTIME_UNAVAILABLE);
+    expect(refused?.rawMessage).toBe("runtime rt-untrusted is unavailable");
+  });
+
+  it("lists RuntimeRegistry beside the four services through reflection", async () => {
+    const reflection = createClient(ServerReflection, createRouterTransport(backend.routes));
+    async function* one(): AsyncIterable<{ messageRequest: { case: "listServices"; value: string } }> {
+      yield { messageRequest: { case: "listServices", value: "" } };
+    }
+    for await (const answer of reflection.serverReflectionInfo(one())) {
+      const names = answer.messageResponse.case === "listServicesResponse" ? answer.messageResponse.value.service.map((s) => s.name) : [];
+      expect(names).toContain("worker_runtime.v1.RuntimeRegistry");
+      expect(names).toContain("worker_runtime.v1.WorkerCatalog");
+      break;
+    }
+  });
+});
+
+describe("worker-runtime backend command", () => {
+  it("refuses a non-loopback address without a client token, and a bad config, with exit code 2", async () => {
+    const open = startCli(["backend", "--host", "0.0.0.0", "--port", "0"]);
+    expect((await open.exited).code).toBe(2);
+    expect(open.stderr()).toContain("without authentication");
+    const bad = startCli(["backend", "--port", "0", "--config", path.join(dir, "missing.json")]);
+    expect((await bad.exited).code).toBe(2);
+    expect(bad.stderr()).toContain("cannot read --config: ENOENT");
+  }, 30_000);
+
+  it("shuts down with exit code 0 on SIGTERM while a client watches through it", async () => {
+    const cli = startCli(["backend", "--port", "0", "--runtime-id", "rt-term"]);
+    try {
+      const { h2c } = await cli.listening;
+      const session = new Http2SessionManager(`http://${h2c}`);
+      const observation = createClient(WorkerObservation, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
+      const watch = observation.watchRuntime({ runtimeId: "rt-term" })[Symbol.asyncIterator]();
+      expect((await watch.next()).value?.snapshot?.runtime?.runtimeId).toBe("rt-term");
+      const ended = (async () => {
+        try {
+          while (!(await watch.next()).done);
+        } catch {
+          // cut off by the shutdown: fine
+        }
+      })();
+      cli.child.kill("SIGTERM");
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+      await ended;
+      session.abort();
+    } finally {
+      cli.kill();
+    }
+  }, 30_000);
+});

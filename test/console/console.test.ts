@@ -1,0 +1,314 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { REPO_ROOT } from "../support/cli-process.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { reply, replyChunks } from "../support/openai-chunks.js";
+import { startCuttableProxy } from "./cuttable-proxy.js";
+import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+
+/**
+ * The console in real headless Chromium against `npm start`'s entry (a real
+ * process: Backend, embedded runtime, file store, served bundle) pointed at
+ * the fake OpenAI server. Screenshots go to test-artifacts/console/.
+ */
+const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "console");
+
+let browser: Browser;
+let fake: FakeOpenAI;
+const dirs: string[] = [];
+const processes: ConsoleProcess[] = [];
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "console-test-"));
+  dirs.push(dir);
+  return dir;
+}
+
+async function start(args: string[], env: Record<string, string>): Promise<ConsoleProcess> {
+  const started = await startConsole(["--port", "0", "--grpc-port", "0", ...args], env);
+  processes.push(started);
+  return started;
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+/** The trimmed texts of every element matching `selector` (rendered markdown ends in a newline). */
+async function texts(page: Page, selector: string): Promise<string[]> {
+  return (await page.locator(selector).allTextContents()).map((text) => text.trim());
+}
+
+/** Counts the distinct texts the streaming reply showed, from the page itself. */
+const RENDER_RECORDER = `
+  window.__renders = [];
+  new MutationObserver(() => {
+    const live = document.querySelector(".live .entry.assistant");
+    const text = live ? live.textContent : "";
+    if (text && window.__renders[window.__renders.length - 1] !== text) window.__renders.push(text);
+  }).observe(document, { subtree: true, childList: true, characterData: true });
+`;
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await buildConsole();
+  fake = await startFakeOpenAI();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  for (const started of processes) started.cli.kill();
+  await Promise.all(processes.map((started) => started.cli.exited));
+  await fake?.close();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("console with a model provider", () => {
+  let server: ConsoleProcess;
+  let dataDir: string;
+  let workspace: string;
+  let page: Page;
+  let chatUrl: string;
+
+  beforeAll(async () => {
+    dataDir = tempDir();
+    workspace = tempDir();
+    writeFileSync(join(workspace, "notes.txt"), "hello");
+    const profiles = join(tempDir(), "profiles.json");
+    writeFileSync(
+      profiles,
+      JSON.stringify({ profiles: [{ name: "careful", tools: ["list_files"], approval_required_tools: ["list_files"] }] }),
+    );
+    server = await start(["--data-dir", dataDir, "--workspace-root", `ws=${workspace}`, "--profiles", profiles], {
+      OPENAI_API_KEY: "test-key",
+      OPENAI_BASE_URL: fake.baseURL,
+    });
+    page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.addInitScript(RENDER_RECORDER);
+  });
+
+  it("creates a companion, streams a reply token by token and finishes it", async () => {
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "New companion" }).click();
+    await page.waitForURL(/#\/w\//);
+    chatUrl = page.url();
+    await expect.poll(() => page.locator(".sidebar .worker").count()).toBe(1);
+    await expect.poll(() => page.locator(".health.ready").count()).toBe(1);
+
+    const text = "Hello! I am the **companion**, streaming this answer to you piece by piece.";
+    fake.enqueue(reply({ reasoning: "The user greets me.", text, pieceSize: 3 }, { delayMs: 40 }));
+    await page.locator("textarea.input").fill("Hi there");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
+    await expect(texts(page, ".log .entry.assistant")).resolves.toEqual([
+      "Hello! I am the companion, streaming this answer to you piece by piece.",
+    ]);
+    await expect(page.locator(".log .entry.assistant strong").textContent()).resolves.toBe("companion");
+    const renders = await page.evaluate(() => (globalThis as unknown as { __renders: string[] }).__renders);
+    expect(renders.length).toBeGreaterThanOrEqual(5);
+    // Each render extends the last (markdown markers aside: "**comp" renders before "companion" is bold).
+    const plain = renders.map((render) => render.replace(/\*/g, "").trim());
+    for (let i = 1; i < plain.length; i++) expect(plain[i]!.startsWith(plain[i - 1]!), `${plain[i - 1]} -> ${plain[i]}`).toBe(true);
+    await expect(page.locator(".log .entry.user").textContent()).resolves.toBe("Hi there");
+    await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
+    // Reasoning is shown, collapsed.
+    await expect(texts(page, ".log details.reasoning .body")).resolves.toEqual(["The user greets me."]);
+    expect(await page.locator(".log details.reasoning").getAttribute("open")).toBeNull();
+    // The raw event view holds the events as they arrived.
+    await page.locator("details.raw summary").click();
+    await expect(page.locator(".raw-events").textContent()).resolves.toContain('"textDelta"');
+    await page.locator("details.raw summary").click();
+    await shot(page, "1-streamed-reply");
+  });
+
+  it("stops a second reply mid-stream and marks it stopped", async () => {
+    fake.enqueue({
+      kind: "stream",
+      chunks: replyChunks({ text: "This one goes on and on and on and on and on and on.", pieceSize: 2 }),
+      delayMs: 30,
+      end: "hang",
+    });
+    await page.locator("textarea.input").fill("Tell me a long story");
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toMatch(/on and/);
+    await page.locator("textarea.input").fill("And another thing");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator(".chat .error").textContent()).toContain("still answering the previous message");
+    await page.getByRole("button", { name: "Stop" }).click();
+    await expect.poll(() => page.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
+    await shot(page, "2-stopped");
+  });
+
+  it("shows the same conversation after a reload", async () => {
+    await page.reload();
+    await expect.poll(() => page.locator(".log .entry.user").allTextContents()).toEqual(["Hi there", "Tell me a long story"]);
+    await expect(page.locator(".log .entry.assistant").first().textContent()).resolves.toContain("streaming this answer");
+    await expect.poll(() => page.locator(".log .stopped").count()).toBe(1);
+    await shot(page, "3-reloaded");
+  });
+
+  it("pages back through a long history when scrolling up, keeping the reader's place", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
+    const catalog = createClient(WorkerCatalog, transport);
+    const interaction = createClient(WorkerInteraction, transport);
+    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
+    const { worker } = await catalog.createWorker({
+      runtimeId,
+      displayName: "Long history",
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const ref = worker!.ref!;
+    for (let i = 1; i <= 40; i++) {
+      fake.enqueue(reply({ text: `answer ${i}` }));
+      for await (const message of interaction.streamInput({
+        worker: ref,
+        input: { text: `question ${i}` },
+        busyPolicy: BusyPolicy.REJECT,
+      })) {
+        void message;
+      }
+    }
+    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 40");
+    expect(await page.locator(".log .entry").count()).toBeLessThan(80);
+    await expect(page.locator('.log .entry[data-seq="1"]').count()).resolves.toBe(0);
+    for (let i = 0; i < 10 && (await page.locator('.log .entry[data-seq="1"]').count()) === 0; i++) {
+      const firstSeq = await page.locator(".log .entry").first().getAttribute("data-seq");
+      await page.locator(".scroller").evaluate((element) => {
+        element.scrollTop = 0;
+      });
+      await expect.poll(async () => page.locator(".log .entry").first().getAttribute("data-seq")).not.toBe(firstSeq);
+      // The entry that was at the top is still in view: the new page went above it.
+      const kept = await page.locator(`.log .entry[data-seq="${firstSeq}"]`).evaluate((element) => {
+        const scroller = element.closest(".scroller")!.getBoundingClientRect();
+        const box = element.getBoundingClientRect();
+        return box.top >= scroller.top - 5 && box.top < scroller.bottom;
+      });
+      expect(kept).toBe(true);
+    }
+    await expect(page.locator('.log .entry[data-seq="1"]').textContent()).resolves.toBe("question 1");
+    const users = await page.locator(".log .entry.user").allTextContents();
+    expect(users).toEqual(Array.from({ length: 40 }, (_, i) => `question ${i + 1}`));
+    await shot(page, "4-history-paged");
+  });
+
+  it("approves a tool call from the page", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
+    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
+    const { worker } = await createClient(WorkerCatalog, transport).createWorker({
+      runtimeId,
+      displayName: "Careful",
+      profile: { source: { case: "builtin", value: "careful" } },
+      capabilities: ["fs.read"],
+      workspace: { root: "ws", path: "" },
+    });
+    const ref = worker!.ref!;
+    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    fake.enqueue(
+      reply({ toolCalls: [{ id: "call-1", name: "list_files", arguments: '{"path":"."}' }] }),
+      reply({ text: "There is one file: notes.txt." }),
+    );
+    await page.locator("textarea.input").fill("What files are there?");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator(".approval code").textContent(), { timeout: 20_000 }).toBe("list_files");
+    await shot(page, "5-approval");
+    await page.getByRole("button", { name: "Approve" }).click();
+    await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);
+    await expect(page.locator(".log .entry.tool-result pre").textContent()).resolves.toContain("notes.txt");
+    expect(await page.locator(".approval").isHidden()).toBe(true);
+  });
+
+  it("resumes a reply across a dropped browser connection, losing and doubling nothing", async () => {
+    const http1 = new URL(server.url).host;
+    const proxy = await startCuttableProxy(http1);
+    try {
+      await page.goto(`${proxy.url}${new URL(chatUrl).hash}`);
+      await expect.poll(() => page.locator(".log .entry.user").count()).toBe(2);
+      const text = "Streaming on while the browser is away: every piece arrives exactly once, in order.";
+      fake.enqueue(reply({ text, pieceSize: 2 }, { delayMs: 50 }));
+      await page.locator("textarea.input").fill("Keep going");
+      await page.keyboard.press("Enter");
+      await expect
+        .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+        .toMatch(/Stre/);
+      proxy.cut();
+      await expect.poll(() => page.locator(".banner").isVisible(), { timeout: 20_000 }).toBe(true);
+      await shot(page, "6-dropped-connection");
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      proxy.restore();
+      await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 30_000 }).toContain(text);
+      await expect.poll(() => page.locator(".banner").isHidden()).toBe(true);
+      expect(await page.locator(".live .entry").count()).toBe(0);
+      expect((await texts(page, ".log .entry.assistant")).filter((shown) => shown === text)).toHaveLength(1);
+      expect(await texts(page, ".log .entry.user")).toEqual(["Hi there", "Tell me a long story", "Keep going"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("shows a reconnecting banner while the Backend is down, then resumes and answers", async () => {
+    await page.goto(chatUrl);
+    await expect.poll(() => page.locator(".log .entry.user").count()).toBe(3);
+    const port = new URL(server.url).port;
+    const grpcPort = server.h2c.split(":").pop()!;
+    server.cli.kill();
+    await server.cli.exited;
+    await expect.poll(() => page.locator(".banner").isVisible(), { timeout: 20_000 }).toBe(true);
+    await shot(page, "7-reconnecting");
+    server = await startConsole(["--port", port, "--grpc-port", grpcPort, "--data-dir", dataDir, "--workspace-root", `ws=${workspace}`], {
+      OPENAI_API_KEY: "test-key",
+      OPENAI_BASE_URL: fake.baseURL,
+    });
+    processes.push(server);
+    await expect.poll(() => page.locator(".banner").isHidden(), { timeout: 30_000 }).toBe(true);
+    fake.enqueue(reply({ text: "Back again, and complete.", pieceSize: 3 }, { delayMs: 20 }));
+    await page.locator("textarea.input").fill("Are you back?");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toContain("Back again, and complete.");
+    // Nothing lost, nothing doubled: each message once, in order.
+    await expect
+      .poll(() => page.locator(".log .entry.user").allTextContents())
+      .toEqual(["Hi there", "Tell me a long story", "Keep going", "Are you back?"]);
+    await shot(page, "8-resumed");
+  });
+});
+
+describe("console without a model provider", () => {
+  it("says what to set and refuses to send, visibly", async () => {
+    const server = await start(["--data-dir", tempDir()], {});
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "New companion" }).click();
+    await expect.poll(() => page.locator(".not-connected").textContent(), { timeout: 20_000 }).toContain("OPENAI_API_KEY");
+    await page.locator("textarea.input").fill("Hello?");
+    await page.keyboard.press("Enter");
+    await expect
+      .poll(() => page.locator(".chat .error").textContent(), { timeout: 20_000 })
+      .toMatch(/no model provider is connected.*OPENAI_API_KEY/);
+    expect(await page.locator(".log .entry").count()).toBe(0);
+    await shot(page, "9-not-connected");
+    await page.close();
+  });
+});

@@ -1,0 +1,83 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { backendArgs, createStaticFilesHandler } from "../../src/console/index.js";
+
+describe("console static files", () => {
+  let root: string;
+  let server: http.Server;
+  let base: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), "console-static-"));
+    mkdirSync(join(root, "web"));
+    writeFileSync(join(root, "web", "index.html"), "<!doctype html><title>console</title>");
+    writeFileSync(join(root, "web", "app.js"), "export {};");
+    writeFileSync(join(root, "secret.txt"), "outside");
+    server = http.createServer(createStaticFilesHandler(join(root, "web")));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** A raw request, so the path reaches the server exactly as written (fetch would normalise "..") */
+  function get(path: string, method = "GET"): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+    return new Promise((resolve, reject) => {
+      const request = http.request(`${base}${path}`, { method, path }, (response) => {
+        let body = "";
+        response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
+      });
+      request.on("error", reject);
+      request.end();
+    });
+  }
+
+  it("serves index.html at / and the bundle with its type, no-cache and a same-origin CSP", async () => {
+    const index = await get("/");
+    expect(index.status).toBe(200);
+    expect(index.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(index.headers["content-security-policy"]).toContain("connect-src 'self'");
+    expect(index.body).toContain("<title>console</title>");
+    const app = await get("/app.js?v=1");
+    expect([app.status, app.headers["content-type"], app.headers["cache-control"]]).toEqual([
+      200,
+      "text/javascript; charset=utf-8",
+      "no-cache",
+    ]);
+  });
+
+  it("refuses paths outside its directory, missing files and other methods", async () => {
+    expect((await get("/../secret.txt")).status).toBe(404);
+    expect((await get("/%2e%2e/secret.txt")).status).toBe(404);
+    expect((await get("/%2e%2e%2fsecret.txt")).status).toBe(404);
+    expect((await get("/missing.js")).status).toBe(404);
+    expect((await get("/%E0%A4%A")).status).toBe(404);
+    expect((await get("/", "POST")).status).toBe(405);
+    const head = await get("/app.js", "HEAD");
+    expect([head.status, head.body]).toEqual([200, ""]);
+  });
+});
+
+describe("npm start's arguments", () => {
+  it("puts the console on --port and gRPC on --grpc-port, with ./data and the bundle by default", () => {
+    expect(backendArgs([], "/b/")).toEqual(["--http1-port", "8080", "--port", "7080", "--data-dir", "data", "--console", "/b/"]);
+    expect(backendArgs(["--port", "9000", "--grpc-port=9001", "--openai-keyless"], "/b/")).toEqual([
+      "--http1-port",
+      "9000",
+      "--port=9001",
+      "--openai-keyless",
+      "--data-dir",
+      "data",
+      "--console",
+      "/b/",
+    ]);
+  });
+});

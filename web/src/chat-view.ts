@@ -1,0 +1,471 @@
+import { create, toJsonString } from "@bufbuild/protobuf";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type InFlightBlock, InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ConnectivityState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { type WatchWorkerResponse, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Api } from "./api.js";
+import { describeError, PROVIDER_HINT, reasonOf } from "./describe-error.js";
+import { h } from "./dom.js";
+import { renderMarkdown } from "./markdown.js";
+import { OrderedLog } from "./ordered-log.js";
+
+/** Entries per history page (ReadTranscript limit). */
+const PAGE = 30;
+/** Raw events kept in the debug view. */
+const RAW_LIMIT = 200;
+
+interface LiveBlock {
+  block: InFlightBlock;
+  element: HTMLElement;
+  body: HTMLElement;
+}
+
+/**
+ * One worker's conversation: history in pages from ReadTranscript, the live
+ * part from WatchWorker (resumed from its last cursor after any drop), the
+ * composer, Stop, approvals and the raw event view.
+ */
+export class ChatView {
+  readonly element: HTMLElement;
+  private readonly ref: WorkerRef;
+  private readonly abort = new AbortController();
+  private readonly log: OrderedLog;
+  private readonly scroller: HTMLElement;
+  private readonly live: HTMLElement;
+  private readonly banner: HTMLElement;
+  private readonly error: HTMLElement;
+  private readonly status: HTMLElement;
+  private readonly title: HTMLElement;
+  private readonly connectivity: HTMLElement;
+  private readonly approval: HTMLElement;
+  private readonly stopButton: HTMLButtonElement;
+  private readonly input: HTMLTextAreaElement;
+  private readonly raw: HTMLElement;
+  private readonly blocks = new Map<string, LiveBlock>();
+  /** Highest committed seq per run, to place a "stopped" mark after it. */
+  private readonly runLastSeq = new Map<string, number>();
+  private readonly stoppedRuns = new Set<string>();
+  private cursor = "";
+  private activeRun: Run | undefined;
+  private hasOlder = false;
+  private loadingOlder = false;
+  private renderQueued = false;
+  private readonly dirty = new Set<LiveBlock>();
+
+  constructor(
+    private readonly api: Api,
+    runtimeId: string,
+    workerId: string,
+  ) {
+    this.ref = create(WorkerRefSchema, { runtimeId, workerId });
+    this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
+    this.error = h("div", { class: "error", role: "alert", hidden: true });
+    this.status = h("span", { class: "status" });
+    this.title = h("h2", {}, workerId);
+    this.connectivity = h("div", { class: "not-connected", hidden: true });
+    this.approval = h("div", { class: "approval", hidden: true });
+    const logRoot = h("div", { class: "log" });
+    this.log = new OrderedLog(logRoot);
+    this.live = h("div", { class: "live" });
+    this.scroller = h("div", { class: "scroller" }, logRoot, this.live);
+    this.scroller.addEventListener("scroll", () => {
+      if (this.scroller.scrollTop < 80) void this.loadOlder();
+    });
+    this.stopButton = h("button", { class: "stop", type: "button", hidden: true, onclick: () => void this.stop() }, "Stop");
+    this.input = h("textarea", {
+      class: "input",
+      rows: "3",
+      placeholder: "Message the companion… (Enter sends, Shift+Enter for a new line)",
+    });
+    this.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        void this.send();
+      }
+    });
+    const form = h(
+      "form",
+      {
+        class: "composer",
+        onsubmit: (event) => {
+          event.preventDefault();
+          void this.send();
+        },
+      },
+      this.input,
+      h("div", { class: "actions" }, h("button", { class: "send", type: "submit" }, "Send"), this.stopButton),
+    );
+    this.raw = h("pre", { class: "raw-events" });
+    this.element = h(
+      "section",
+      { class: "chat" },
+      h("header", { class: "chat-header" }, this.title, this.status),
+      this.banner,
+      this.connectivity,
+      this.scroller,
+      this.approval,
+      this.error,
+      form,
+      h("details", { class: "raw" }, h("summary", {}, "Raw events"), this.raw),
+    );
+  }
+
+  /** Starts the watch, then reads the newest page of history. */
+  open(): void {
+    void this.watch();
+  }
+
+  close(): void {
+    this.abort.abort();
+  }
+
+  private async watch(): Promise<void> {
+    const signal = this.abort.signal;
+    let attempt = 0;
+    let loaded = false;
+    while (!signal.aborted) {
+      try {
+        for await (const message of this.api.observation.watchWorker({ worker: this.ref, afterCursor: this.cursor }, { signal })) {
+          attempt = 0;
+          this.banner.hidden = true;
+          this.onMessage(message);
+          if (!loaded) {
+            loaded = true;
+            await this.loadTail();
+          }
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        const reason = reasonOf(error);
+        if (reason === ErrorReason.CURSOR_EXPIRED || reason === ErrorReason.CURSOR_FOREIGN) {
+          // Start again from a fresh snapshot and re-read the tail: entries keyed by seq are not doubled.
+          this.cursor = "";
+          loaded = false;
+          continue;
+        }
+        if (reason === ErrorReason.NOT_FOUND) {
+          this.showError(describeError(error));
+          return;
+        }
+      }
+      if (signal.aborted) return;
+      this.banner.hidden = false;
+      const delay = Math.min(5_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      attempt++;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+
+  private onMessage(message: WatchWorkerResponse): void {
+    this.recordRaw(message);
+    if (message.snapshot) {
+      const snapshot = message.snapshot;
+      if (snapshot.worker) this.setWorker(snapshot.worker);
+      this.setActiveRun(snapshot.activeRun);
+      // The snapshot's partial blocks replace ours: deltas missed while disconnected are in them.
+      for (const key of [...this.blocks.keys()]) this.dropBlock(key);
+      for (const block of snapshot.inFlight) this.liveBlock(block);
+      if (snapshot.cursor) this.cursor = snapshot.cursor;
+    }
+    for (const event of message.events) {
+      this.onEvent(event);
+      if (event.cursor) this.cursor = event.cursor;
+    }
+    if (message.heartbeat?.cursor) this.cursor = message.heartbeat.cursor;
+  }
+
+  private onEvent(event: WorkerEvent): void {
+    const kind = event.kind;
+    switch (kind.case) {
+      case "workerChanged":
+        this.setWorker(kind.value);
+        break;
+      case "runChanged":
+        this.onRun(kind.value);
+        break;
+      case "transcriptAppended":
+        this.dropBlock(kind.value.blockId);
+        this.putEntry(kind.value);
+        break;
+      case "textDelta":
+        this.appendDelta(kind.value.runId, kind.value.blockId, InFlightBlockKind.TEXT, kind.value.text);
+        break;
+      case "reasoningDelta":
+        this.appendDelta(kind.value.runId, kind.value.blockId, InFlightBlockKind.REASONING, kind.value.text);
+        break;
+      case "toolCallDelta":
+        this.appendDelta(kind.value.runId, kind.value.blockId, InFlightBlockKind.TOOL_CALL, kind.value.argumentsDelta, kind.value.toolName);
+        break;
+      case "blockDiscarded":
+        this.dropBlock(kind.value.blockId);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private async loadTail(): Promise<void> {
+    try {
+      const page = await this.api.observation.readTranscript({ worker: this.ref, limit: PAGE }, { signal: this.abort.signal });
+      const cancelled = await this.api.interaction.listRuns(
+        { worker: this.ref, status: RunStatus.CANCELLED, pageSize: 100 },
+        { signal: this.abort.signal },
+      );
+      for (const run of cancelled.runs) this.stoppedRuns.add(run.runId);
+      this.hasOlder = page.hasMore;
+      for (const entry of page.entries) this.putEntry(entry);
+      this.scrollToBottom();
+    } catch (error) {
+      if (!this.abort.signal.aborted) this.showError(describeError(error));
+    }
+  }
+
+  /** The page before the oldest entry shown, keeping what the reader looks at in place. */
+  private async loadOlder(): Promise<void> {
+    const first = this.log.first();
+    if (!this.hasOlder || this.loadingOlder || first === undefined) return;
+    this.loadingOlder = true;
+    try {
+      const page = await this.api.observation.readTranscript(
+        { worker: this.ref, position: { case: "beforeSeq", value: BigInt(Math.floor(first)) }, limit: PAGE },
+        { signal: this.abort.signal },
+      );
+      const before = this.scroller.scrollHeight;
+      for (const entry of page.entries) this.putEntry(entry);
+      this.scroller.scrollTop += this.scroller.scrollHeight - before;
+      this.hasOlder = page.hasMore;
+    } catch (error) {
+      if (!this.abort.signal.aborted) this.showError(describeError(error));
+    } finally {
+      this.loadingOlder = false;
+    }
+  }
+
+  private putEntry(entry: TranscriptEntry): void {
+    const stick = this.nearBottom();
+    const seq = Number(entry.seq);
+    this.log.put(seq, renderEntry(entry));
+    if (entry.runId && seq > (this.runLastSeq.get(entry.runId) ?? -1)) {
+      this.runLastSeq.set(entry.runId, seq);
+      this.placeStoppedMark(entry.runId);
+    }
+    if (stick) this.scrollToBottom();
+  }
+
+  private placeStoppedMark(runId: string): void {
+    const last = this.runLastSeq.get(runId);
+    if (!this.stoppedRuns.has(runId) || last === undefined) return;
+    for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`.stopped[data-run="${CSS.escape(runId)}"]`)].map((e) =>
+      Number(e.dataset["key"]),
+    )) {
+      this.log.remove(key);
+    }
+    const key = last + 0.5;
+    this.log.put(key, h("div", { class: "stopped", "data-run": runId, "data-key": String(key) }, "stopped"));
+  }
+
+  private onRun(run: Run): void {
+    if (run.status === RunStatus.CANCELLED && !this.stoppedRuns.has(run.runId)) {
+      this.stoppedRuns.add(run.runId);
+      this.placeStoppedMark(run.runId);
+    }
+    const ended = run.status >= RunStatus.COMPLETED;
+    if (ended && this.activeRun?.runId === run.runId) this.setActiveRun(undefined);
+    else if (!ended) this.setActiveRun(run);
+  }
+
+  private setActiveRun(run: Run | undefined): void {
+    this.activeRun = run;
+    this.stopButton.hidden = run === undefined;
+    const pending = run?.status === RunStatus.AWAITING_APPROVAL ? run.pendingApproval : undefined;
+    this.approval.hidden = pending === undefined;
+    this.approval.replaceChildren();
+    if (run && pending) {
+      const decide = (decision: ApprovalDecision) => () => void this.resolveApproval(run.runId, pending.toolCallId, decision);
+      this.approval.append(
+        h("p", {}, "The companion wants to run ", h("code", {}, pending.toolName), ":"),
+        h("pre", {}, pending.argumentsJson),
+        h("button", { class: "approve", type: "button", onclick: decide(ApprovalDecision.APPROVE) }, "Approve"),
+        h("button", { class: "reject", type: "button", onclick: decide(ApprovalDecision.REJECT) }, "Reject"),
+      );
+    }
+  }
+
+  private setWorker(worker: Worker): void {
+    this.status.textContent = workerStatusText(worker);
+    this.title.textContent = worker.displayName || worker.ref?.workerId || "";
+    const notConnected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
+    this.connectivity.hidden = !notConnected;
+    const reason = worker.connectivity?.reason;
+    this.connectivity.textContent = !notConnected
+      ? ""
+      : reason
+        ? `Not connected: ${reason}, then restart npm start.`
+        : `Not connected. ${PROVIDER_HINT}`;
+    if (!worker.activeRunId && this.activeRun) this.setActiveRun(undefined);
+  }
+
+  private appendDelta(runId: string, blockId: string, kind: InFlightBlockKind, text: string, toolName = ""): void {
+    const existing = this.blocks.get(blockId);
+    if (existing) {
+      existing.block.text += text;
+      if (toolName) existing.block.toolName = toolName;
+      this.queueRender(existing);
+      return;
+    }
+    this.liveBlock({ $typeName: "worker_runtime.v1.InFlightBlock", runId, blockId, kind, text, toolCallId: "", toolName });
+  }
+
+  private liveBlock(block: InFlightBlock): void {
+    const body = h("div", { class: "body" });
+    const element =
+      block.kind === InFlightBlockKind.REASONING
+        ? h("details", { class: "entry reasoning streaming" }, h("summary", {}, "Reasoning…"), body)
+        : block.kind === InFlightBlockKind.TOOL_CALL
+          ? h("div", { class: "entry tool-call streaming" }, h("div", { class: "tool-name" }, `Tool call: ${block.toolName}`), body)
+          : h("div", { class: "entry assistant streaming" }, body);
+    const live = { block, element, body };
+    this.blocks.set(block.blockId, live);
+    const stick = this.nearBottom();
+    this.live.append(element);
+    this.renderBlock(live);
+    if (stick) this.scrollToBottom();
+  }
+
+  /** Coalesces deltas into one render per frame: markdown is re-parsed, so not per token. */
+  private queueRender(live: LiveBlock): void {
+    this.dirty.add(live);
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => {
+      this.renderQueued = false;
+      const stick = this.nearBottom();
+      for (const block of this.dirty) this.renderBlock(block);
+      this.dirty.clear();
+      if (stick) this.scrollToBottom();
+    });
+  }
+
+  private renderBlock(live: LiveBlock): void {
+    if (live.block.kind === InFlightBlockKind.TEXT) renderMarkdown(live.body, live.block.text);
+    else if (live.block.kind === InFlightBlockKind.TOOL_CALL) live.body.replaceChildren(h("pre", {}, live.block.text));
+    else live.body.textContent = live.block.text;
+  }
+
+  private dropBlock(blockId: string): void {
+    const live = this.blocks.get(blockId);
+    if (!live) return;
+    live.element.remove();
+    this.dirty.delete(live);
+    this.blocks.delete(blockId);
+  }
+
+  private async send(): Promise<void> {
+    const text = this.input.value.trim();
+    if (!text) return;
+    this.showError(undefined);
+    try {
+      await this.api.interaction.sendInput({
+        worker: this.ref,
+        input: { text },
+        busyPolicy: BusyPolicy.REJECT,
+        requestId: crypto.randomUUID(),
+      });
+      this.input.value = "";
+    } catch (error) {
+      this.showError(describeError(error));
+    }
+  }
+
+  private async stop(): Promise<void> {
+    const run = this.activeRun;
+    if (!run) return;
+    try {
+      await this.api.interaction.cancelRun({ worker: this.ref, runId: run.runId });
+    } catch (error) {
+      this.showError(describeError(error));
+    }
+  }
+
+  private async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
+    try {
+      await this.api.interaction.resolveApproval({ worker: this.ref, runId, toolCallId, decision });
+      this.approval.hidden = true;
+    } catch (error) {
+      this.showError(describeError(error));
+    }
+  }
+
+  private showError(text: string | undefined): void {
+    this.error.hidden = text === undefined;
+    this.error.textContent = text ?? "";
+  }
+
+  private recordRaw(message: WatchWorkerResponse): void {
+    // Kept even while the view is closed, so opening it shows what came before.
+    this.raw.append(h("div", {}, toJsonString(WatchWorkerResponseSchema, message)));
+    while (this.raw.childElementCount > RAW_LIMIT) this.raw.firstElementChild?.remove();
+  }
+
+  private nearBottom(): boolean {
+    return this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 60;
+  }
+
+  private scrollToBottom(): void {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+}
+
+function renderEntry(entry: TranscriptEntry): HTMLElement {
+  const content = entry.content;
+  const seq = String(entry.seq);
+  switch (content.case) {
+    case "userMessage":
+      return h("div", { class: "entry user", "data-seq": seq }, content.value.text);
+    case "assistantMessage": {
+      const body = h("div", { class: "body" });
+      renderMarkdown(body, content.value.text);
+      return h("div", { class: "entry assistant", "data-seq": seq }, body);
+    }
+    case "reasoning":
+      return h(
+        "details",
+        { class: "entry reasoning", "data-seq": seq },
+        h("summary", {}, "Reasoning"),
+        h("div", { class: "body" }, content.value.text),
+      );
+    case "toolCall":
+      return h(
+        "details",
+        { class: "entry tool-call", "data-seq": seq },
+        h("summary", {}, `Tool call: ${content.value.toolName}`),
+        h("pre", {}, content.value.argumentsJson),
+      );
+    case "toolResult":
+      return h(
+        "details",
+        { class: `entry tool-result${content.value.isError ? " failed" : ""}`, "data-seq": seq },
+        h(
+          "summary",
+          {},
+          `${content.value.isError ? "Failed" : "Result of"} ${content.value.toolName}${content.value.truncated ? " (truncated)" : ""}`,
+        ),
+        h("pre", {}, content.value.output),
+      );
+    case "notice":
+      return h("div", { class: "entry notice", "data-seq": seq }, content.value.message);
+    default:
+      return h("div", { class: "entry", "data-seq": seq });
+  }
+}
+
+/** "idle", "running", … for the header; status words rather than enum names. */
+export function workerStatusText(worker: Worker): string {
+  const status = ["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown";
+  const connected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
+  return `${status}${connected}`;
+}

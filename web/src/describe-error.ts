@@ -1,0 +1,40 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+
+/** Where to look when the model provider is missing: said the same way everywhere in the console. */
+export const PROVIDER_HINT =
+  "Set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server, e.g. with --openai-keyless) and restart npm start.";
+
+/** The typed reason of an error from the Backend, if it carries our ErrorDetail. */
+export function reasonOf(error: unknown): ErrorReason | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  return error.findDetails(ErrorDetailSchema)[0]?.reason;
+}
+
+/** An error as a sentence a person can act on, from its typed reason rather than its code. */
+export function describeError(error: unknown): string {
+  const connectError = ConnectError.from(error);
+  switch (reasonOf(error)) {
+    case ErrorReason.WORKER_NOT_CONNECTED:
+      return `Not sent: no model provider is connected. ${PROVIDER_HINT}`;
+    case ErrorReason.WORKER_BUSY:
+      return "The worker is still answering the previous message. Wait for it, or press Stop.";
+    case ErrorReason.QUEUE_FULL:
+      return "The worker has too many messages waiting. Try again once it has answered.";
+    case ErrorReason.WORKER_STOPPED:
+      return "This worker has been stopped and takes no more messages. Create a new companion.";
+    case ErrorReason.RUNTIME_UNAVAILABLE:
+      return "The runtime hosting this worker is not reachable right now. The Backend keeps reconnecting; try again shortly.";
+    case ErrorReason.RUNTIME_DRAINING:
+      return "The runtime is shutting down and takes no new work.";
+    case ErrorReason.NOT_FOUND:
+      return "This worker no longer exists.";
+    case undefined:
+      break;
+    default:
+      return connectError.rawMessage;
+  }
+  if (connectError.code === Code.Unavailable || connectError.code === Code.Unknown)
+    return "Cannot reach the console's server. Is npm start still running?";
+  return connectError.rawMessage;
+}

@@ -1,0 +1,35 @@
+import { createApi } from "./api.js";
+import { ChatView } from "./chat-view.js";
+import { h } from "./dom.js";
+import { WorkerList } from "./worker-list.js";
+
+/**
+ * The console: a sidebar of runtimes and workers, and the chat of the worker
+ * named by the location hash (#/w/<runtime_id>/<worker_id>), so a reload
+ * reopens the same conversation.
+ */
+const api = createApi();
+const list = new WorkerList(api, () => location.hash);
+const main = h("main", { class: "main" }, h("p", { class: "empty" }, "Pick a worker, or create a companion."));
+document.body.replaceChildren(h("div", { class: "app" }, list.element, main));
+let chat: ChatView | undefined;
+
+function route(): void {
+  chat?.close();
+  chat = undefined;
+  const match = /^#\/w\/([^/]+)\/([^/]+)$/.exec(location.hash);
+  if (!match?.[1] || !match[2]) {
+    main.replaceChildren(h("p", { class: "empty" }, "Pick a worker, or create a companion."));
+    return;
+  }
+  chat = new ChatView(api, decodeURIComponent(match[1]), decodeURIComponent(match[2]));
+  main.replaceChildren(chat.element);
+  chat.open();
+}
+
+window.addEventListener("hashchange", () => {
+  route();
+  void list.refresh();
+});
+route();
+void list.refresh();

@@ -1,0 +1,54 @@
+/**
+ * The chat's DOM kept in key order: committed entries by transcript seq, a
+ * run's "stopped" mark just after its last entry (seq + 0.5), in-flight
+ * blocks after everything. Entries arrive from history pages (older, at the
+ * top) and from the watch (newer, at the bottom) in any interleaving; a key
+ * seen twice replaces its element, so nothing is ever shown twice.
+ */
+export class OrderedLog {
+  private readonly keys: number[] = [];
+  private readonly elements = new Map<number, HTMLElement>();
+
+  constructor(readonly root: HTMLElement) {}
+
+  has(key: number): boolean {
+    return this.elements.has(key);
+  }
+
+  get(key: number): HTMLElement | undefined {
+    return this.elements.get(key);
+  }
+
+  /** The smallest key held, or undefined when empty. */
+  first(): number | undefined {
+    return this.keys[0];
+  }
+
+  put(key: number, element: HTMLElement): void {
+    const old = this.elements.get(key);
+    if (old) {
+      old.replaceWith(element);
+      this.elements.set(key, element);
+      return;
+    }
+    let low = 0;
+    let high = this.keys.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if ((this.keys[mid] ?? 0) < key) low = mid + 1;
+      else high = mid;
+    }
+    const next = this.keys[low];
+    this.root.insertBefore(element, next === undefined ? null : (this.elements.get(next) ?? null));
+    this.keys.splice(low, 0, key);
+    this.elements.set(key, element);
+  }
+
+  remove(key: number): void {
+    const element = this.elements.get(key);
+    if (!element) return;
+    element.remove();
+    this.elements.delete(key);
+    this.keys.splice(this.keys.indexOf(key), 1);
+  }
+}

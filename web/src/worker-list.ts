@@ -1,0 +1,111 @@
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { RegisteredRuntime } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { Api } from "./api.js";
+import { workerStatusText } from "./chat-view.js";
+import { describeError } from "./describe-error.js";
+import { h } from "./dom.js";
+
+/** How often the sidebar refreshes runtimes and workers. */
+const REFRESH_MS = 3_000;
+
+const HEALTH = ["unknown", "ready", "connecting", "unavailable", "unauthenticated", "incompatible"];
+
+/**
+ * The sidebar: every runtime the Backend knows with its health, the first
+ * page of workers of each (status and connectivity), and "New companion" on
+ * the embedded runtime. Polled; the Backend's ListWorkers fans out in parallel.
+ */
+export class WorkerList {
+  readonly element: HTMLElement;
+  private readonly body: HTMLElement;
+  private readonly error: HTMLElement;
+  private embedded: string | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly api: Api,
+    private readonly selected: () => string,
+  ) {
+    this.body = h("div", { class: "runtimes" });
+    this.error = h("div", { class: "error", role: "alert", hidden: true });
+    this.element = h(
+      "nav",
+      { class: "sidebar" },
+      h("h1", {}, "worker-runtime"),
+      h("button", { class: "new-companion", type: "button", onclick: () => void this.createCompanion() }, "New companion"),
+      this.error,
+      this.body,
+    );
+  }
+
+  async refresh(): Promise<void> {
+    clearTimeout(this.timer);
+    try {
+      const [{ runtimes }, { workers }] = await Promise.all([
+        this.api.registry.listRuntimes({ pageSize: 100 }),
+        this.api.catalog.listWorkers({ pageSize: 100 }),
+      ]);
+      this.embedded = runtimes.find((runtime) => runtime.embedded)?.runtimeId;
+      this.render(runtimes, workers);
+      this.error.hidden = true;
+    } catch (error) {
+      this.error.hidden = false;
+      this.error.textContent = describeError(error);
+    }
+    this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
+  }
+
+  private render(runtimes: RegisteredRuntime[], workers: Worker[]): void {
+    const current = this.selected();
+    this.body.replaceChildren(
+      ...runtimes.map((runtime) => {
+        const health = HEALTH[runtime.health] ?? "unknown";
+        const own = workers.filter((worker) => worker.ref?.runtimeId === runtime.runtimeId);
+        return h(
+          "section",
+          { class: "runtime", "data-runtime": runtime.runtimeId },
+          h(
+            "h3",
+            {},
+            runtime.summary?.displayName || runtime.runtimeId,
+            h("span", { class: `health ${health}`, title: runtime.healthMessage }, health),
+            runtime.embedded ? h("span", { class: "tag" }, "embedded") : "",
+          ),
+          runtime.health === RuntimeHealth.READY || own.length > 0
+            ? h(
+                "ul",
+                { class: "workers" },
+                ...own.map((worker) => {
+                  const route = `#/w/${encodeURIComponent(runtime.runtimeId)}/${encodeURIComponent(worker.ref?.workerId ?? "")}`;
+                  return h(
+                    "li",
+                    { class: route === current ? "worker selected" : "worker" },
+                    h("a", { href: route }, worker.displayName || worker.ref?.workerId || "?"),
+                    h("span", { class: "worker-status" }, workerStatusText(worker)),
+                  );
+                }),
+              )
+            : h("p", { class: "muted" }, runtime.healthMessage || "not reachable"),
+        );
+      }),
+    );
+  }
+
+  private async createCompanion(): Promise<void> {
+    if (!this.embedded) await this.refresh();
+    try {
+      const { worker } = await this.api.catalog.createWorker({
+        runtimeId: this.embedded ?? "",
+        profile: { source: { case: "builtin", value: "companion" } },
+        displayName: `Companion ${new Date().toLocaleTimeString()}`,
+        requestId: crypto.randomUUID(),
+      });
+      if (worker?.ref) location.hash = `#/w/${encodeURIComponent(worker.ref.runtimeId)}/${encodeURIComponent(worker.ref.workerId)}`;
+      await this.refresh();
+    } catch (error) {
+      this.error.hidden = false;
+      this.error.textContent = describeError(error);
+    }
+  }
+}
