@@ -34,6 +34,11 @@ export const CLIENT_COMMANDS_USAGE = `client commands (against a runtime or a Ba
  * without its second word prints the group's subcommands.
  */
 export async function runClientCommand(argv: string[]): Promise<ExitCodeValue> {
+  // `... | head` closes the pipe early: stop quietly, as other command-line tools do.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(ExitCode.OK);
+    throw error;
+  });
   try {
     return await dispatch(argv);
   } catch (error) {

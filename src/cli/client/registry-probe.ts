@@ -16,6 +16,7 @@ import {
   file_google_protobuf_timestamp,
   file_google_protobuf_wrappers,
   FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
   type FileDescriptorProto,
 } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -60,12 +61,31 @@ export async function listRegisteredRuntimes(transport: Transport, signal?: Abor
 async function registryMethod(transport: Transport, signal?: AbortSignal): Promise<DescMethodUnary | undefined> {
   const files = await filesContaining(transport, REGISTRY_SERVICE, signal);
   if (files === undefined) return undefined;
-  const byName = new Map(files.map((file) => [file.name, file]));
-  const root = files.find((file) => file.service.some((service) => `${file.package}.${service.name}` === REGISTRY_SERVICE));
-  if (root === undefined) return undefined;
-  const registry = createFileRegistry(root, (name) => byName.get(name) ?? WELL_KNOWN.find((file) => file.proto.name === name));
+  if (!files.some((file) => file.service.some((service) => `${file.package}.${service.name}` === REGISTRY_SERVICE))) return undefined;
+  // Servers may leave out the well-known types (every client has them), so they are added here.
+  const received = new Set(files.map((file) => file.name));
+  const wellKnown = WELL_KNOWN.filter((file) => !received.has(file.proto.name)).map((file) => file.proto);
+  const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: inDependencyOrder([...wellKnown, ...files]) }));
   const method = registry.getService(REGISTRY_SERVICE)?.methods.find((candidate) => candidate.name === "ListRuntimes");
   return method !== undefined && isUnary(method) ? method : undefined;
+}
+
+/** Files with every file after its imports, as a FileDescriptorSet must list them (reflection sends the asked-for file first). */
+function inDependencyOrder(files: readonly FileDescriptorProto[]): FileDescriptorProto[] {
+  const ordered: FileDescriptorProto[] = [];
+  const placed = new Set<string>();
+  let pending = [...files];
+  while (pending.length > 0) {
+    const ready = pending.filter((file) =>
+      file.dependency.every((name) => placed.has(name) || !files.some((other) => other.name === name)),
+    );
+    // A cycle or a missing import: keep the rest in order and let the registry name the problem.
+    if (ready.length === 0) return [...ordered, ...pending];
+    for (const file of ready) placed.add(file.name);
+    ordered.push(...ready);
+    pending = pending.filter((file) => !placed.has(file.name));
+  }
+  return ordered;
 }
 
 function isUnary(method: DescMethod): method is DescMethod & DescMethodUnary {

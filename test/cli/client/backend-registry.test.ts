@@ -13,13 +13,13 @@ import { createReflectionServices } from "../../../src/server/reflection.js";
 import { jsonLines, runClient } from "./client-support.js";
 
 /**
- * The client against a Backend-shaped server. The Backend's registry proto
- * is not on this branch, so this server declares a minimal RuntimeRegistry
- * (ListRuntimes with the RegisteredRuntime fields the client reads) by
- * descriptor, serves it with the project's reflection service, and routes
- * ListWorkers by runtime_id. It checks the client's detection seam: the
- * registry is found by reflection and used to list runtimes and to fill in
- * (or ask for) runtime_id.
+ * The client against a Backend-shaped server that declares a minimal
+ * RuntimeRegistry by descriptor only (ListRuntimes with the RegisteredRuntime
+ * fields the client reads), served with the project's reflection service,
+ * and routes ListWorkers by runtime_id. It shows the client needs nothing
+ * but reflection to find a registry, and covers what the real Backend test
+ * (backend.test.ts) cannot set up cheaply: several pages and an UNAVAILABLE
+ * runtime.
  */
 
 const registryFile = create(FileDescriptorProtoSchema, {
