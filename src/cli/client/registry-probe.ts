@@ -4,6 +4,7 @@ import {
   fromBinary,
   toJson,
   type DescFile,
+  type DescMessage,
   type DescMethod,
   type DescMethodUnary,
   type JsonObject,
@@ -40,9 +41,9 @@ const WELL_KNOWN: readonly DescFile[] = [
  * Lists the runtimes of a Backend, or returns undefined when the server is
  * a plain runtime. The registry's schema is read from the server through
  * gRPC reflection rather than from generated code, so this client works
- * with any Backend that serves the registry, and a runtime (which answers
- * reflection but has no registry) is told apart without a failed call.
- * A server without reflection counts as a runtime.
+ * with any Backend that serves the registry. A server whose reflection does
+ * not know the registry, or that answers ListRuntimes with UNIMPLEMENTED,
+ * or that has no reflection, counts as a runtime.
  */
 export async function listRegisteredRuntimes(transport: Transport, signal?: AbortSignal): Promise<RegisteredRuntimeJson[] | undefined> {
   const listRuntimes = await registryMethod(transport, signal);
@@ -50,7 +51,14 @@ export async function listRegisteredRuntimes(transport: Transport, signal?: Abor
   const runtimes: RegisteredRuntimeJson[] = [];
   let pageToken = "";
   do {
-    const response = await transport.unary(listRuntimes, signal, undefined, undefined, { pageToken });
+    let response: Awaited<ReturnType<typeof transport.unary<DescMessage, DescMessage>>>;
+    try {
+      response = await transport.unary(listRuntimes, signal, undefined, undefined, { pageToken });
+    } catch (error) {
+      // A runtime's reflection may describe the registry (its descriptors include every file) without serving it.
+      if (ConnectError.from(error).code === Code.Unimplemented) return undefined;
+      throw error;
+    }
     const page = toJson(listRuntimes.output, response.message) as JsonObject;
     for (const entry of asArray(page.runtimes)) if (isObject(entry)) runtimes.push(entry);
     pageToken = typeof page.nextPageToken === "string" ? page.nextPageToken : "";
