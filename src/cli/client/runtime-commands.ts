@@ -46,7 +46,7 @@ async function summaryOf(context: CommandContext): Promise<Runtime> {
   // A wrong --runtime must not silently show another runtime's summary.
   if (listed === undefined) throw new ConnectError(`runtime "${runtimeId}" not found`, Code.NotFound);
   if (listed.summary !== undefined) return listed.summary;
-  const { runtime } = await context.clients.management.getRuntime({});
+  const { runtime } = await context.clients.management.getRuntime({ runtimeId });
   if (runtime === undefined) throw new Error("the server returned no runtime");
   return runtime;
 }
@@ -97,11 +97,13 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
   const minSeverity = values.severity === undefined ? DiagnosticSeverity.UNSPECIFIED : SEVERITIES[values.severity];
   return withContext(values, async (context) => {
     if (minSeverity === undefined) throw new CommandLineError("--severity must be info, warning or error");
+    // A Backend routes by it; a runtime ignores it.
+    const runtimeId = await context.runtimeId();
     const rows: string[][] = [];
     const severities: DiagnosticSeverity[] = [];
     let pageToken = "";
     do {
-      const page = await context.clients.management.listDiagnostics({ pageToken, minSeverity, workerId: values.worker ?? "" });
+      const page = await context.clients.management.listDiagnostics({ runtimeId, pageToken, minSeverity, workerId: values.worker ?? "" });
       for (const diagnostic of page.diagnostics) {
         if (context.output.json) context.output.jsonLine(toJson(DiagnosticSchema, diagnostic));
         severities.push(diagnostic.severity);

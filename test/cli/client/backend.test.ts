@@ -77,6 +77,10 @@ describe("against a real Backend", () => {
     const { worker } = await remote.clients.catalog.getWorker({ worker: { runtimeId: "rt-remote", workerId: id } });
     expect(worker?.ref?.workerId).toBe(id);
     const list = await runClient(["workers", "list", "--runtime", "rt-remote"], { server: url });
+    const diagnostics = await runClient(["runtime", "diagnostics", "--runtime", "rt-remote", "--output", "json"], { server: url });
+    expect(diagnostics.code).toBe(0);
+    const { diagnostics: onRemote } = await remote.clients.management.listDiagnostics({});
+    expect(jsonLines(diagnostics.stdout).map((entry) => entry.code)).toEqual(onRemote.map((entry) => entry.code));
     expect(list.stdout.split("\n").map((line) => line.split("\t")[0])).toContain(id);
 
     const watch = startClient(["watch", id, "--runtime", "rt-remote", "--output", "json"], { server: url });
