@@ -1,23 +1,36 @@
 #!/usr/bin/env node
-import { backend, BACKEND_USAGE } from "./backend.js";
-import { serve, SERVE_USAGE, UsageError } from "./serve.js";
+import { CLIENT_COMMAND_NAMES } from "./client/command-names.js";
 
 /** The `worker-runtime` command line. */
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Client commands load only the generated clients, not what `serve` needs (server, store, engine): they start faster.
+  if (command !== undefined && CLIENT_COMMAND_NAMES.includes(command)) {
+    const { runClientCommand } = await import("./client/index.js");
+    return runClientCommand(argv);
+  }
+  const { serve, SERVE_USAGE, UsageError } = await import("./serve.js");
   try {
     switch (command) {
       case "serve":
         await serve(rest);
         return 0;
-      case "backend":
+      case "backend": {
+        const { backend } = await import("./backend.js");
         await backend(rest);
         return 0;
+      }
       case undefined:
       case "help":
-      case "--help":
-        process.stdout.write(`worker-runtime <command>\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n`);
+      case "--help": {
+        const { BACKEND_USAGE } = await import("./backend.js");
+        const { CLIENT_COMMANDS_USAGE } = await import("./client/index.js");
+        const { GLOBAL_USAGE } = await import("./client/command-context.js");
+        process.stdout.write(
+          `worker-runtime <command>\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`,
+        );
         return 0;
+      }
       default:
         process.stderr.write(`worker-runtime: unknown command "${command}"\n`);
         return 2;

@@ -1,0 +1,181 @@
+import { readFileSync } from "node:fs";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { WorkerRefSchema, type WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import { CommandLineError, isCommandLineError } from "./command-line-error.js";
+import { openConnection, type Connection, type ServiceClients } from "./connection.js";
+import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
+import { Output } from "./output.js";
+import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
+
+/** Where the server is when neither --server nor the variable says. */
+export const DEFAULT_SERVER = "http://127.0.0.1:7070";
+/** Environment variables the client reads. */
+export const SERVER_ENV = "WORKER_RUNTIME_SERVER";
+export const TOKEN_ENV = "WORKER_RUNTIME_TOKEN";
+
+type OptionsConfig = NonNullable<ParseArgsConfig["options"]>;
+
+/** Options every client subcommand takes. */
+export const GLOBAL_OPTIONS = {
+  server: { type: "string" },
+  "token-file": { type: "string" },
+  runtime: { type: "string" },
+  output: { type: "string" },
+  protocol: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionsConfig;
+
+/** The part of every subcommand's `--help` that is the same for all. */
+export const GLOBAL_USAGE = `global options:
+  --server URL        runtime or Backend (else $${SERVER_ENV}, else ${DEFAULT_SERVER})
+  --token-file PATH   file holding the bearer token (else $${TOKEN_ENV})
+  --runtime ID        runtime to act on; needed only when the server has several
+  --output text|json  json: one JSON object per line (protobuf JSON), errors as JSON on stderr
+  --protocol grpc|connect  wire protocol over HTTP/2 (default grpc)
+  -h, --help          this help
+Tables and colours appear on a terminal; piped output is plain tab-separated text,
+and NO_COLOR turns colours off.
+${EXIT_CODES_USAGE}`;
+
+/** The parsed global options. */
+export interface GlobalValues {
+  server?: string | undefined;
+  "token-file"?: string | undefined;
+  runtime?: string | undefined;
+  output?: string | undefined;
+  protocol?: string | undefined;
+  help?: boolean | undefined;
+}
+
+/** The parseArgs config of a subcommand with options T. */
+type CommandConfig<T extends OptionsConfig> = {
+  args: string[];
+  options: typeof GLOBAL_OPTIONS & T;
+  allowPositionals: true;
+  strict: true;
+};
+
+/** Spelled out so declarations can name it (node:util does not export its result type). */
+export type ParsedCommand<T extends OptionsConfig> = ReturnType<typeof parseArgs<CommandConfig<T>>>;
+
+/** Parses a subcommand's arguments together with the global options. */
+export function parseCommand<const T extends OptionsConfig>(argv: string[], options: T): ParsedCommand<T> {
+  const merged = { ...GLOBAL_OPTIONS, ...options } as typeof GLOBAL_OPTIONS & T;
+  return parseArgs({ args: argv, options: merged, allowPositionals: true, strict: true });
+}
+
+/** Prints a subcommand's help. */
+export function printHelp(usage: string): ExitCodeValue {
+  process.stdout.write(`${usage}\n\n${GLOBAL_USAGE}\n`);
+  return ExitCode.OK;
+}
+
+/** Checks the number of positional arguments. */
+export function expectPositionals(positionals: readonly string[], min: number, max: number, usage: string): void {
+  if (positionals.length < min || positionals.length > max) {
+    throw new CommandLineError(`${positionals.length < min ? "missing" : "unexpected"} arguments\n${usage}`);
+  }
+}
+
+/** What a command body gets: output, clients, and runtime_id resolution. */
+export class CommandContext {
+  readonly output: Output;
+  readonly server: string;
+  private connection: Connection | undefined;
+  private resolvedRuntime: Promise<string> | undefined;
+
+  constructor(private readonly values: GlobalValues) {
+    const format = values.output ?? "text";
+    if (format !== "text" && format !== "json") throw new CommandLineError(`--output must be text or json, not "${format}"`);
+    this.output = new Output({ json: format === "json", stdout: process.stdout, stderr: process.stderr, env: process.env });
+    this.server = values.server ?? (process.env[SERVER_ENV] || DEFAULT_SERVER);
+    if (!/^https?:\/\/[^/]+/.test(this.server))
+      throw new CommandLineError(`--server must be an http:// or https:// URL, not "${this.server}"`);
+  }
+
+  /** The connection, opened on first use. */
+  get open(): Connection {
+    if (this.connection === undefined) {
+      const protocol = this.values.protocol ?? "grpc";
+      if (protocol !== "grpc" && protocol !== "connect")
+        throw new CommandLineError(`--protocol must be grpc or connect, not "${protocol}"`);
+      this.connection = openConnection({ server: this.server, token: this.readToken(), protocol });
+    }
+    return this.connection;
+  }
+
+  get clients(): ServiceClients {
+    return this.open.clients;
+  }
+
+  /** The runtimes behind the server (one for a runtime, the registry's for a Backend). */
+  async runtimes(): Promise<RuntimeListing[]> {
+    return discoverRuntimes(this.open, this.server);
+  }
+
+  /** --runtime, or the server's only runtime. */
+  runtimeId(): Promise<string> {
+    this.resolvedRuntime ??= this.values.runtime !== undefined ? Promise.resolve(this.values.runtime) : this.runtimes().then(pickRuntime);
+    return this.resolvedRuntime;
+  }
+
+  async workerRef(workerId: string): Promise<WorkerRef> {
+    return create(WorkerRefSchema, { runtimeId: await this.runtimeId(), workerId });
+  }
+
+  close(): void {
+    this.connection?.close();
+  }
+
+  private readToken(): string | undefined {
+    const file = this.values["token-file"];
+    if (file !== undefined) {
+      try {
+        return readFileSync(file, "utf8").trim();
+      } catch (cause) {
+        throw new CommandLineError(`cannot read --token-file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`);
+      }
+    }
+    return process.env[TOKEN_ENV] || undefined;
+  }
+}
+
+/**
+ * Runs a command body with a context, and turns what it throws into one
+ * line on stderr and an exit code: typed server errors by their reason,
+ * command-line mistakes as usage errors.
+ */
+export async function withContext(values: GlobalValues, body: (context: CommandContext) => Promise<ExitCodeValue>): Promise<ExitCodeValue> {
+  let context: CommandContext | undefined;
+  try {
+    context = new CommandContext(values);
+    return await body(context);
+  } catch (error) {
+    return reportError(error, context, values.output === "json");
+  } finally {
+    context?.close();
+  }
+}
+
+/** Prints an error as one line (JSON with --output json) and returns its exit code. */
+export function reportError(error: unknown, context: CommandContext | undefined, json: boolean): ExitCodeValue {
+  if (isCommandLineError(error)) {
+    process.stderr.write(`worker-runtime: ${error.message}\n`);
+    return ExitCode.USAGE;
+  }
+  const connectError = ConnectError.from(error);
+  const sentence = describeError(connectError, context?.server ?? "the server");
+  if (json) {
+    const reason = reasonOf(connectError);
+    const payload = {
+      error: { code: Code[connectError.code], reason: reason === undefined ? "" : ErrorReason[reason], message: connectError.rawMessage },
+    };
+    process.stderr.write(`${JSON.stringify(payload)}\n`);
+  } else {
+    process.stderr.write(`worker-runtime: ${sentence}\n`);
+  }
+  return exitCodeFor(connectError);
+}

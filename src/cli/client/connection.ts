@@ -1,0 +1,63 @@
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { RuntimeManagement } from "../../../gen/worker_runtime/v1/runtime_management_pb.js";
+import { WorkerCatalog } from "../../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerInteraction } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WorkerObservation } from "../../../gen/worker_runtime/v1/worker_observation_pb.js";
+
+/** The generated clients of the four services, over one transport. */
+export interface ServiceClients {
+  management: Client<typeof RuntimeManagement>;
+  catalog: Client<typeof WorkerCatalog>;
+  interaction: Client<typeof WorkerInteraction>;
+  observation: Client<typeof WorkerObservation>;
+}
+
+/** How to reach a runtime or a Backend. */
+export interface ConnectionOptions {
+  /** Base URL: http://host:port (h2c) or https://host:port. */
+  server: string;
+  /** Bearer token, sent on every call. */
+  token: string | undefined;
+  /** gRPC (the default) or the Connect protocol; both run over HTTP/2. */
+  protocol: "grpc" | "connect";
+}
+
+/** An open connection; close it so the process can exit at once. */
+export interface Connection {
+  readonly transport: Transport;
+  readonly clients: ServiceClients;
+  close(): void;
+}
+
+/**
+ * Opens a connection the way any TypeScript application would: one
+ * HTTP/2 session (kept explicitly so it can be closed), a transport from
+ * @connectrpc/connect-node, and `createClient` per generated service. The
+ * same clients talk to a runtime or to a Backend, which serves the same
+ * services routed by runtime_id.
+ */
+export function openConnection(options: ConnectionOptions): Connection {
+  // Pings notice a server that vanished without closing the connection.
+  const sessionManager = new Http2SessionManager(options.server, { pingIntervalMs: 15_000, pingTimeoutMs: 10_000 });
+  const interceptors: Interceptor[] = [];
+  const token = options.token;
+  if (token !== undefined) {
+    interceptors.push((next) => async (request) => {
+      request.header.set("authorization", `Bearer ${token}`);
+      return next(request);
+    });
+  }
+  const init = { baseUrl: options.server, httpVersion: "2" as const, sessionManager, interceptors };
+  const transport = options.protocol === "connect" ? createConnectTransport(init) : createGrpcTransport(init);
+  return {
+    transport,
+    clients: {
+      management: createClient(RuntimeManagement, transport),
+      catalog: createClient(WorkerCatalog, transport),
+      interaction: createClient(WorkerInteraction, transport),
+      observation: createClient(WorkerObservation, transport),
+    },
+    close: () => sessionManager.abort(),
+  };
+}

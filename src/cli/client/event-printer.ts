@@ -1,0 +1,175 @@
+import { toJson } from "@bufbuild/protobuf";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import {
+  InFlightBlockKind,
+  WorkerEventSchema,
+  WorkerSnapshotSchema,
+  type WorkerEvent,
+  type WorkerSnapshot,
+} from "../../../gen/worker_runtime/v1/events_pb.js";
+import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
+import { runStatusName, runStatusStyle, workerStatusName } from "./format.js";
+import type { Output } from "./output.js";
+
+/** What the printer shows besides the assistant's output. */
+export interface EventPrinterOptions {
+  /** Show user messages (watch, transcript) — `send` and `chat` already show what was typed. */
+  userMessages: boolean;
+  /** Show run state changes other than the end and approvals (watch). */
+  runStates: boolean;
+  /** Show the worker's status changes (watch). */
+  workerStates: boolean;
+}
+
+const TAIL = 160;
+
+/**
+ * Renders a worker's events for a person: the reply streams as it arrives,
+ * reasoning dimmed, tool calls and results and approval requests on lines
+ * of their own. With `--output json` each event is one JSON line instead.
+ * Shared by `send`, `watch` and `chat`, so they look alike.
+ */
+export class EventPrinter {
+  private atLineStart = true;
+  /** Blocks whose deltas were printed, so their committed entry is not printed twice. */
+  private readonly streamed = new Set<string>();
+  private readonly runStatus = new Map<string, RunStatus>();
+  private workerStatus: string | undefined;
+
+  constructor(
+    private readonly output: Output,
+    private readonly workerId: string,
+    private readonly options: EventPrinterOptions,
+  ) {}
+
+  snapshot(snapshot: WorkerSnapshot): void {
+    if (this.output.json) {
+      this.output.jsonLine({ snapshot: toJson(WorkerSnapshotSchema, snapshot) });
+      return;
+    }
+    if (snapshot.worker) this.workerStatus = workerStatusName(snapshot.worker.status);
+    if (this.options.workerStates && snapshot.worker) this.notice("dim", `[worker ${this.workerId} ${this.workerStatus}]`);
+    if (snapshot.activeRun) this.run(snapshot.activeRun);
+    for (const block of snapshot.inFlight) {
+      this.streamed.add(block.blockId);
+      if (block.kind === InFlightBlockKind.TEXT) this.stream(block.text);
+      else if (block.kind === InFlightBlockKind.REASONING) this.stream(this.output.paint("dim", block.text));
+    }
+  }
+
+  /** The run a `send` started. */
+  accepted(run: Run): void {
+    if (this.output.json) this.output.jsonLine({ run: toJson(RunSchema, run) });
+    else this.runStatus.set(run.runId, run.status);
+  }
+
+  event(event: WorkerEvent): void {
+    if (this.output.json) {
+      this.output.jsonLine({ event: toJson(WorkerEventSchema, event) });
+      return;
+    }
+    const kind = event.kind;
+    switch (kind.case) {
+      case "textDelta":
+        this.streamed.add(kind.value.blockId);
+        this.stream(kind.value.text);
+        return;
+      case "reasoningDelta":
+        this.streamed.add(kind.value.blockId);
+        this.stream(this.output.paint("dim", kind.value.text));
+        return;
+      case "toolCallDelta":
+        // The committed tool call is printed whole; its argument pieces would only flicker.
+        return;
+      case "blockDiscarded":
+        if (this.streamed.delete(kind.value.blockId)) this.notice("dim", "(discarded, the model is retrying)");
+        return;
+      case "retryScheduled": {
+        const retry = kind.value.retry;
+        this.notice("yellow", `! provider retry ${retry?.attempt ?? ""} in ${retry?.delayMs ?? 0} ms: ${retry?.reason ?? ""}`);
+        return;
+      }
+      case "transcriptAppended":
+        this.entry(kind.value);
+        return;
+      case "runChanged":
+        this.run(kind.value);
+        return;
+      case "workerChanged": {
+        const status = workerStatusName(kind.value.status);
+        if (this.options.workerStates && status !== this.workerStatus) this.notice("dim", `[worker ${this.workerId} ${status}]`);
+        this.workerStatus = status;
+        return;
+      }
+      case undefined:
+        return;
+    }
+  }
+
+  /** One committed transcript entry (also used by `transcript`). */
+  entry(entry: TranscriptEntry): void {
+    const content = entry.content;
+    switch (content.case) {
+      case "userMessage":
+        if (this.options.userMessages) this.notice("bold", `> ${content.value.text}`);
+        return;
+      case "assistantMessage":
+      case "reasoning":
+        if (this.streamed.delete(entry.blockId)) this.endLine();
+        else this.notice(content.case === "reasoning" ? "dim" : undefined, content.value.text);
+        return;
+      case "toolCall":
+        this.notice("cyan", `→ ${content.value.toolName} ${content.value.argumentsJson}`);
+        return;
+      case "toolResult": {
+        const text = content.value.output.length > TAIL ? `${content.value.output.slice(0, TAIL)}…` : content.value.output;
+        const flags = `${content.value.isError ? " (error)" : ""}${content.value.truncated ? " (truncated)" : ""}`;
+        this.notice(content.value.isError ? "red" : "dim", `← ${content.value.toolName}${flags}: ${text.replace(/\s+/g, " ").trim()}`);
+        return;
+      }
+      case "notice":
+        this.notice("yellow", `! ${content.value.code}: ${content.value.message}`);
+        return;
+      case undefined:
+        return;
+    }
+  }
+
+  private run(run: Run): void {
+    const previous = this.runStatus.get(run.runId);
+    if (previous === run.status) return;
+    this.runStatus.set(run.runId, run.status);
+    const approval = run.pendingApproval;
+    if (run.status === RunStatus.AWAITING_APPROVAL && approval) {
+      this.notice(
+        "yellow",
+        `? ${approval.toolName} ${approval.argumentsJson} needs approval: worker-runtime approve ${this.workerId} ${approval.toolCallId} (or reject)`,
+      );
+      return;
+    }
+    // A completed run speaks for itself in `send`; other ends (cancelled, failed) always show.
+    const quiet = run.status < RunStatus.COMPLETED || run.status === RunStatus.COMPLETED;
+    if (quiet && !this.options.runStates) return;
+    const error =
+      run.error && run.error.reason !== ErrorReason.UNSPECIFIED ? `: ${run.error.message} (reason: ${ErrorReason[run.error.reason]})` : "";
+    this.notice(runStatusStyle(run.status) ?? "dim", `[run ${run.runId} ${runStatusName(run.status)}${error}]`);
+  }
+
+  /** Ends a streamed line, if one is open. */
+  endLine(): void {
+    if (!this.atLineStart) this.output.write("\n");
+    this.atLineStart = true;
+  }
+
+  private stream(text: string): void {
+    if (text === "") return;
+    this.output.write(text);
+    this.atLineStart = text.endsWith("\n");
+  }
+
+  private notice(style: Parameters<Output["paint"]>[0] | undefined, text: string): void {
+    this.endLine();
+    this.output.line(style ? this.output.paint(style, text) : text);
+  }
+}

@@ -1,0 +1,104 @@
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+
+/**
+ * Exit codes of the client commands, one per kind of failure, so scripts
+ * can tell "try again later" from "fix the command" without parsing text.
+ */
+export const ExitCode = {
+  OK: 0,
+  /** Anything not listed below (an internal error, a bug). */
+  FAILURE: 1,
+  /** The command line is wrong. */
+  USAGE: 2,
+  /** The server could not be reached, or is draining. */
+  UNREACHABLE: 3,
+  /** The token is missing or wrong. */
+  UNAUTHENTICATED: 4,
+  /** The worker, run, runtime or profile does not exist. */
+  NOT_FOUND: 5,
+  /** The worker is busy with another run, or its queue is full. */
+  BUSY: 6,
+  /** The worker has no execution backend (for example no model provider). */
+  NOT_CONNECTED: 7,
+  /** The server refused the request for another typed reason (stopped worker, bad argument, ...). */
+  REFUSED: 8,
+  /** `send`: the run ended FAILED or INTERRUPTED. */
+  RUN_FAILED: 9,
+  /** `send`: the run was cancelled (Ctrl-C), as a shell reports SIGINT. */
+  CANCELLED: 130,
+} as const;
+
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The exit-code table every `--help` prints. */
+export const EXIT_CODES_USAGE = `exit codes:
+  0   success                      5   not found (worker, run, runtime, profile)
+  1   unexpected failure           6   worker busy or queue full
+  2   bad command line             7   worker not connected (no model provider)
+  3   server unreachable/draining  8   refused for another typed reason
+  4   unauthenticated              9   send: run failed or interrupted
+  130 send: run cancelled (Ctrl-C)`;
+
+/** The typed reason of a server error, if it carries our ErrorDetail. */
+export function reasonOf(error: ConnectError): ErrorReason | undefined {
+  return error.findDetails(ErrorDetailSchema)[0]?.reason;
+}
+
+/** Which exit code a failed call maps to. */
+export function exitCodeFor(error: ConnectError): ExitCodeValue {
+  switch (reasonOf(error)) {
+    case ErrorReason.UNAUTHENTICATED:
+      return ExitCode.UNAUTHENTICATED;
+    case ErrorReason.NOT_FOUND:
+    case ErrorReason.PROFILE_NOT_FOUND:
+      return ExitCode.NOT_FOUND;
+    case ErrorReason.WORKER_BUSY:
+    case ErrorReason.QUEUE_FULL:
+      return ExitCode.BUSY;
+    case ErrorReason.WORKER_NOT_CONNECTED:
+      return ExitCode.NOT_CONNECTED;
+    case ErrorReason.RUNTIME_DRAINING:
+      return ExitCode.UNREACHABLE;
+    case undefined:
+    case ErrorReason.UNSPECIFIED:
+      return exitCodeForCode(error.code);
+    default:
+      return ExitCode.REFUSED;
+  }
+}
+
+/** Errors without our detail: transport failures, auth interceptors, proxies. */
+function exitCodeForCode(code: Code): ExitCodeValue {
+  switch (code) {
+    case Code.Unavailable:
+    case Code.DeadlineExceeded:
+      return ExitCode.UNREACHABLE;
+    case Code.Unauthenticated:
+    case Code.PermissionDenied:
+      return ExitCode.UNAUTHENTICATED;
+    case Code.NotFound:
+      return ExitCode.NOT_FOUND;
+    case Code.InvalidArgument:
+    case Code.FailedPrecondition:
+    case Code.AlreadyExists:
+    case Code.OutOfRange:
+    case Code.ResourceExhausted:
+      return ExitCode.REFUSED;
+    default:
+      return ExitCode.FAILURE;
+  }
+}
+
+/**
+ * One plain sentence plus the reason: the server's message (written to be
+ * shown to callers) and the ErrorDetail reason, or the status code's name
+ * when the error carries no detail (for example a refused connection).
+ */
+export function describeError(error: ConnectError, server: string): string {
+  const reason = reasonOf(error);
+  const label = reason !== undefined && reason !== ErrorReason.UNSPECIFIED ? ErrorReason[reason] : Code[error.code];
+  const message = error.rawMessage || Code[error.code];
+  if (reason === undefined && error.code === Code.Unavailable) return `cannot reach ${server}: ${message} (reason: ${label})`;
+  return `${message} (reason: ${label})`;
+}

@@ -1,0 +1,77 @@
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { ConnectivityState, WorkerStatus, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
+import type { Style } from "./output.js";
+
+/** Short human names and colours for enum values and fields. */
+
+export function workerStatusName(status: WorkerStatus): string {
+  return WorkerStatus[status] ?? String(status);
+}
+
+export function runStatusName(status: RunStatus): string {
+  return RunStatus[status] ?? String(status);
+}
+
+export function workerStatusStyle(status: WorkerStatus): Style | undefined {
+  switch (status) {
+    case WorkerStatus.IDLE:
+      return "green";
+    case WorkerStatus.RUNNING:
+      return "cyan";
+    case WorkerStatus.FAILED:
+      return "red";
+    case WorkerStatus.STOPPED:
+      return "dim";
+    default:
+      return undefined;
+  }
+}
+
+export function runStatusStyle(status: RunStatus): Style | undefined {
+  switch (status) {
+    case RunStatus.COMPLETED:
+      return "green";
+    case RunStatus.RUNNING:
+    case RunStatus.QUEUED:
+      return "cyan";
+    case RunStatus.AWAITING_APPROVAL:
+      return "yellow";
+    case RunStatus.CANCELLED:
+    case RunStatus.INTERRUPTED:
+      return "yellow";
+    case RunStatus.FAILED:
+      return "red";
+    default:
+      return undefined;
+  }
+}
+
+/** "CONNECTED" or "NOT_CONNECTED: reason". */
+export function connectivityText(worker: Worker): string {
+  const state = worker.connectivity?.state ?? ConnectivityState.UNSPECIFIED;
+  const name = ConnectivityState[state] ?? String(state);
+  return state === ConnectivityState.NOT_CONNECTED && worker.connectivity?.reason ? `${name}: ${worker.connectivity.reason}` : name;
+}
+
+export function profileText(worker: Worker): string {
+  const source = worker.profile?.source;
+  if (source?.case === "builtin") return source.value;
+  if (source?.case === "bundle") return `${source.value.bundleId}/${source.value.profile}`;
+  return "";
+}
+
+export function labelsText(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(",");
+}
+
+/** ISO time to the second, or "" when unset. */
+export function timeText(timestamp: Timestamp | undefined): string {
+  return timestamp
+    ? timestampDate(timestamp)
+        .toISOString()
+        .replace(/\.\d{3}Z$/, "Z")
+    : "";
+}

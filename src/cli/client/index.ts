@@ -1,0 +1,68 @@
+import { approve, cancel, reject } from "./run-commands.js";
+import { chat } from "./chat-command.js";
+import { GLOBAL_USAGE } from "./command-context.js";
+import { isCommandLineError } from "./command-line-error.js";
+import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { runtimeDiagnostics, runtimeInfo, runtimesList } from "./runtime-commands.js";
+import { send } from "./send-command.js";
+import { transcript } from "./transcript-command.js";
+import { watch } from "./watch-command.js";
+import { workersCreate, workersDelete, workersGet, workersList, workersStop } from "./workers-commands.js";
+
+/** One subcommand: its arguments in, an exit code out. */
+type Command = (argv: string[]) => Promise<ExitCodeValue>;
+
+/** Commands that take a second word (`workers list`). */
+const GROUPS: Record<string, Record<string, Command>> = {
+  runtime: { info: runtimeInfo, diagnostics: runtimeDiagnostics },
+  runtimes: { list: runtimesList },
+  workers: { list: workersList, create: workersCreate, get: workersGet, stop: workersStop, delete: workersDelete },
+};
+
+const SINGLE: Record<string, Command> = { send, cancel, approve, reject, watch, transcript, chat };
+
+/** The client commands as `worker-runtime --help` lists them. */
+export const CLIENT_COMMANDS_USAGE = `client commands (against a runtime or a Backend; each takes --help):
+  runtime info | runtime diagnostics | runtimes list
+  workers list | workers create | workers get | workers stop | workers delete
+  send WORKER "TEXT"        stream a reply        cancel WORKER [RUN]
+  approve WORKER CALL       reject WORKER CALL    watch WORKER [--from CURSOR]
+  transcript WORKER         chat WORKER`;
+
+/**
+ * Runs a client command (the part of argv after the bin name). A group
+ * without its second word prints the group's subcommands.
+ */
+export async function runClientCommand(argv: string[]): Promise<ExitCodeValue> {
+  // `... | head` closes the pipe early: stop quietly, as other command-line tools do.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(ExitCode.OK);
+    throw error;
+  });
+  try {
+    return await dispatch(argv);
+  } catch (error) {
+    // Errors from a server call were reported inside the command; these come before any.
+    const usage = isCommandLineError(error);
+    process.stderr.write(`worker-runtime: ${error instanceof Error ? error.message : String(error)}\n`);
+    return usage ? ExitCode.USAGE : ExitCode.FAILURE;
+  }
+}
+
+async function dispatch(argv: string[]): Promise<ExitCodeValue> {
+  const [command = "", ...rest] = argv;
+  const single = SINGLE[command];
+  if (single) return single(rest);
+  const group = GROUPS[command];
+  if (!group) throw new Error(`not a client command: ${command}`);
+  const [sub = "", ...args] = rest;
+  const run = group[sub];
+  if (run) return run(args);
+  const list = `usage: worker-runtime ${command} <${Object.keys(group).join("|")}> [options]\n\n${GLOBAL_USAGE}`;
+  if (sub === "" || sub === "--help" || sub === "-h" || sub === "help") {
+    process.stdout.write(`${list}\n`);
+    return ExitCode.OK;
+  }
+  process.stderr.write(`worker-runtime: unknown command "${command} ${sub}"\n${list}\n`);
+  return ExitCode.USAGE;
+}

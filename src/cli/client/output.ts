@@ -1,0 +1,111 @@
+import type { JsonValue } from "@bufbuild/protobuf";
+
+/** Text styles the human output uses. */
+export type Style = "bold" | "dim" | "red" | "green" | "yellow" | "blue" | "magenta" | "cyan";
+
+const SGR: Record<Style, [number, number]> = {
+  bold: [1, 22],
+  dim: [2, 22],
+  red: [31, 39],
+  green: [32, 39],
+  yellow: [33, 39],
+  blue: [34, 39],
+  magenta: [35, 39],
+  cyan: [36, 39],
+};
+
+/** Where output goes and how it looks. */
+export interface OutputInit {
+  /** `--output json`: one JSON object per line, nothing else on stdout. */
+  json: boolean;
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Everything a command prints goes through here, so the three looks stay
+ * consistent: tables and colours on a terminal, plain tab-separated lines
+ * when piped (or no colours with NO_COLOR), and JSON lines for scripts.
+ */
+export class Output {
+  readonly json: boolean;
+  /** Padded tables with a header row (stdout is a terminal). */
+  readonly tables: boolean;
+  /** ANSI colours (a terminal, and neither NO_COLOR nor TERM=dumb). */
+  readonly colours: boolean;
+  private readonly stdout: NodeJS.WritableStream;
+  private readonly stderr: NodeJS.WritableStream;
+
+  constructor(init: OutputInit) {
+    this.json = init.json;
+    this.stdout = init.stdout;
+    this.stderr = init.stderr;
+    this.tables = init.stdout.isTTY === true && !init.json;
+    const noColor = init.env.NO_COLOR !== undefined && init.env.NO_COLOR !== "";
+    this.colours = this.tables && !noColor && init.env.TERM !== "dumb";
+  }
+
+  /** Raw text to stdout (streamed deltas). */
+  write(text: string): void {
+    this.stdout.write(text);
+  }
+
+  line(text = ""): void {
+    this.stdout.write(`${text}\n`);
+  }
+
+  /** One JSON object on its own line. */
+  jsonLine(value: JsonValue): void {
+    this.stdout.write(`${JSON.stringify(value)}\n`);
+  }
+
+  /** A status or progress note: stderr, so stdout stays the command's result. */
+  note(text: string): void {
+    this.stderr.write(`${text}\n`);
+  }
+
+  paint(style: Style, text: string): string {
+    if (!this.colours || text === "") return text;
+    const [open, close] = SGR[style];
+    return `\u001b[${open}m${text}\u001b[${close}m`;
+  }
+
+  /**
+   * Rows as a padded table with a header on a terminal, else as
+   * tab-separated lines without a header (easy to cut and awk).
+   * `styles` colours cells after padding, so widths stay right.
+   */
+  table(
+    headers: readonly string[],
+    rows: readonly (readonly string[])[],
+    styles?: (row: number, column: number) => Style | undefined,
+  ): void {
+    if (!this.tables) {
+      for (const row of rows) this.line(row.join("\t"));
+      return;
+    }
+    const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? "").length)));
+    const render = (cells: readonly string[], style: (column: number) => Style | undefined): string =>
+      cells
+        .map((cell, column) => {
+          const padded = column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0);
+          const chosen = style(column);
+          return chosen ? this.paint(chosen, padded) : padded;
+        })
+        .join("  ")
+        .trimEnd();
+    this.line(render(headers, () => "bold"));
+    rows.forEach((row, index) => {
+      this.line(render(row, (column) => styles?.(index, column)));
+    });
+  }
+
+  /** "key: value" lines for one resource, keys aligned on a terminal. */
+  fields(entries: readonly (readonly [string, string])[]): void {
+    const width = Math.max(...entries.map(([key]) => key.length));
+    for (const [key, value] of entries) {
+      this.line(this.tables ? `${this.paint("bold", `${key}:`.padEnd(width + 1))} ${value}` : `${key}: ${value}`);
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import { toJson } from "@bufbuild/protobuf";
+import { TranscriptEntrySchema, type TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
+import { CommandLineError } from "./command-line-error.js";
+import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
+import { EventPrinter } from "./event-printer.js";
+import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+
+const TRANSCRIPT_USAGE = `usage: worker-runtime transcript WORKER [--tail N | --after SEQ]
+  The worker's committed transcript, oldest first, read in bounded pages.
+  --tail N     only the last N entries
+  --after SEQ  only entries after sequence number SEQ (default: from the start)`;
+
+/** Past any real seq: ReadTranscript clamps before_seq to the tail. */
+const TAIL_POSITION = 2n ** 64n - 1n;
+/** Entries per request; the runtime clamps to its max_transcript_read. */
+const PAGE = 500;
+
+/** `transcript`. */
+export async function transcript(argv: string[]): Promise<ExitCodeValue> {
+  const { values, positionals } = parseCommand(argv, { tail: { type: "string" }, after: { type: "string" } });
+  if (values.help) return printHelp(TRANSCRIPT_USAGE);
+  expectPositionals(positionals, 1, 1, TRANSCRIPT_USAGE);
+  if (values.tail !== undefined && values.after !== undefined) throw new CommandLineError("--tail and --after exclude each other");
+  const tail = values.tail === undefined ? undefined : wholeNumber("--tail", values.tail);
+  const after = values.after === undefined ? 0n : BigInt(wholeNumber("--after", values.after));
+  const workerId = positionals[0] ?? "";
+  return withContext(values, async (context) => {
+    const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: false, workerStates: false });
+    const print = (entry: TranscriptEntry): void => {
+      if (context.output.json) context.output.jsonLine(toJson(TranscriptEntrySchema, entry));
+      else printer.entry(entry);
+    };
+    if (tail !== undefined) (await readTail(context, workerId, tail)).forEach(print);
+    else await readForward(context, workerId, after, print);
+    return ExitCode.OK;
+  });
+}
+
+function wholeNumber(flag: string, text: string): number {
+  if (!/^\d+$/.test(text)) throw new CommandLineError(`${flag} wants a whole number, not "${text}"`);
+  return Number(text);
+}
+
+/** Pages forward from `after`, printing each page as it arrives. */
+async function readForward(
+  context: CommandContext,
+  workerId: string,
+  after: bigint,
+  print: (entry: TranscriptEntry) => void,
+): Promise<void> {
+  const worker = await context.workerRef(workerId);
+  let afterSeq = after;
+  for (;;) {
+    const page = await context.clients.observation.readTranscript({ worker, position: { case: "afterSeq", value: afterSeq }, limit: PAGE });
+    page.entries.forEach(print);
+    const last = page.entries.at(-1);
+    if (!page.hasMore || last === undefined) return;
+    afterSeq = last.seq;
+  }
+}
+
+/** Pages back from the tail until `count` entries are held, then returns them oldest first. */
+async function readTail(context: CommandContext, workerId: string, count: number): Promise<TranscriptEntry[]> {
+  const worker = await context.workerRef(workerId);
+  const held: TranscriptEntry[] = [];
+  let beforeSeq = TAIL_POSITION;
+  while (held.length < count) {
+    const limit = Math.min(PAGE, count - held.length);
+    const page = await context.clients.observation.readTranscript({ worker, position: { case: "beforeSeq", value: beforeSeq }, limit });
+    held.unshift(...page.entries);
+    const first = page.entries[0];
+    if (!page.hasMore || first === undefined) break;
+    beforeSeq = first.seq;
+  }
+  return held.slice(-count);
+}

@@ -1,0 +1,206 @@
+import { create, toJson } from "@bufbuild/protobuf";
+import { ProfileSelectorSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
+import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import { CommandLineError } from "./command-line-error.js";
+import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
+import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { connectivityText, labelsText, profileText, timeText, workerStatusName, workerStatusStyle } from "./format.js";
+
+const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
+  Every worker (all pages), as a table on a terminal, one tab-separated line each when piped.
+  --status   idle, running, stopped or failed (repeatable: any of them)
+  --label    only workers with this label (repeatable: all of them)`;
+const CREATE_USAGE = `usage: worker-runtime workers create --profile P [--workspace ROOT/PATH] [--capability C]...
+                                     [--label KEY=VALUE]... [--name TEXT] [--intent TEXT] [--request-id ID]
+  Creates a worker and prints its id (its details on a terminal).
+  --profile     builtin profile name (e.g. companion)
+  --workspace   workspace: a root the runtime allows, then a path inside it (ROOT or ROOT/PATH)
+  --capability  tool capability to grant: fs.read, fs.write, shell.exec (repeatable)
+  --request-id  makes a retried create return the same worker`;
+const GET_USAGE = `usage: worker-runtime workers get WORKER
+  One worker's details.`;
+const STOP_USAGE = `usage: worker-runtime workers stop WORKER
+  Stops a worker: cancels its run, releases its workspace, refuses further input. Idempotent.`;
+const DELETE_USAGE = `usage: worker-runtime workers delete WORKER [--force]
+  Deletes a stopped worker (--force: also one that is not stopped).`;
+
+const STATUSES: Record<string, WorkerStatus> = {
+  idle: WorkerStatus.IDLE,
+  running: WorkerStatus.RUNNING,
+  stopped: WorkerStatus.STOPPED,
+  failed: WorkerStatus.FAILED,
+};
+
+/** Parses repeated KEY=VALUE flags. */
+function parseLabels(pairs: readonly string[] | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs ?? []) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new CommandLineError(`--label wants KEY=VALUE, not "${pair}"`);
+    labels[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return labels;
+}
+
+/** `workers list`. */
+export async function workersList(argv: string[]): Promise<ExitCodeValue> {
+  const { values, positionals } = parseCommand(argv, {
+    status: { type: "string", multiple: true },
+    label: { type: "string", multiple: true },
+  });
+  if (values.help) return printHelp(LIST_USAGE);
+  expectPositionals(positionals, 0, 0, LIST_USAGE);
+  const statuses = (values.status ?? []).map((name) => {
+    const status = STATUSES[name.toLowerCase()];
+    if (status === undefined) throw new CommandLineError(`--status must be idle, running, stopped or failed, not "${name}"`);
+    return status;
+  });
+  const labelSelector = parseLabels(values.label);
+  return withContext(values, async (context) => {
+    const runtimeId = await context.runtimeId();
+    const { output } = context;
+    // A table needs every row for its widths; JSON and piped lines go out page by page.
+    const held: Worker[] = [];
+    let pageToken = "";
+    do {
+      const page = await context.clients.catalog.listWorkers({ runtimeId, pageToken, statuses, labelSelector });
+      for (const worker of page.workers) {
+        if (output.json) output.jsonLine(toJson(WorkerSchema, worker));
+        else if (output.tables) held.push(worker);
+        else output.line(workerRow(worker).join("\t"));
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    if (output.tables) {
+      if (held.length === 0) output.line("no workers");
+      else
+        output.table(
+          ["WORKER", "STATUS", "PROFILE", "CONNECTIVITY", "ACTIVE RUN", "LABELS", "CREATED"],
+          held.map(workerRow),
+          (row, column) => (column === 1 ? workerStatusStyle(held[row]?.status ?? WorkerStatus.UNSPECIFIED) : undefined),
+        );
+    }
+    return ExitCode.OK;
+  });
+}
+
+function workerRow(worker: Worker): string[] {
+  return [
+    worker.ref?.workerId ?? "",
+    workerStatusName(worker.status),
+    profileText(worker),
+    // The reason is long; `workers get` shows it.
+    connectivityText(worker).replace(/:.*$/, ""),
+    worker.activeRunId,
+    labelsText(worker.labels),
+    timeText(worker.createdAt),
+  ];
+}
+
+/** `workers create`. */
+export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
+  const { values, positionals } = parseCommand(argv, {
+    profile: { type: "string" },
+    workspace: { type: "string" },
+    capability: { type: "string", multiple: true },
+    label: { type: "string", multiple: true },
+    name: { type: "string" },
+    intent: { type: "string" },
+    "request-id": { type: "string" },
+  });
+  if (values.help) return printHelp(CREATE_USAGE);
+  expectPositionals(positionals, 0, 0, CREATE_USAGE);
+  if (values.profile === undefined) throw new CommandLineError(`--profile is required\n${CREATE_USAGE}`);
+  const labels = parseLabels(values.label);
+  const workspace = values.workspace;
+  return withContext(values, async (context) => {
+    const slash = workspace?.indexOf("/") ?? -1;
+    const response = await context.clients.catalog.createWorker({
+      runtimeId: await context.runtimeId(),
+      profile: create(ProfileSelectorSchema, { source: { case: "builtin", value: values.profile ?? "" } }),
+      capabilities: values.capability ?? [],
+      labels,
+      displayName: values.name ?? "",
+      intent: values.intent ?? "",
+      requestId: values["request-id"] ?? "",
+      ...(workspace !== undefined
+        ? {
+            workspace: create(WorkspaceSpecSchema, {
+              root: slash < 0 ? workspace : workspace.slice(0, slash),
+              path: slash < 0 ? "" : workspace.slice(slash + 1),
+            }),
+          }
+        : {}),
+    });
+    printWorker(context, response.worker, true);
+    return ExitCode.OK;
+  });
+}
+
+/** `workers get`, `workers stop` and `workers delete` share this shape: one worker by id. */
+function oneWorkerCommand(
+  usage: string,
+  extra: { force?: boolean },
+  act: (context: CommandContext, workerId: string, force: boolean) => Promise<void>,
+) {
+  return async (argv: string[]): Promise<ExitCodeValue> => {
+    const { values, positionals } = parseCommand(argv, extra.force ? { force: { type: "boolean" } } : {});
+    if (values.help) return printHelp(usage);
+    expectPositionals(positionals, 1, 1, usage);
+    const force = "force" in values && values.force === true;
+    return withContext(values, async (context) => {
+      await act(context, positionals[0] ?? "", force);
+      return ExitCode.OK;
+    });
+  };
+}
+
+export const workersGet = oneWorkerCommand(GET_USAGE, {}, async (context, workerId) => {
+  const { worker } = await context.clients.catalog.getWorker({ worker: await context.workerRef(workerId) });
+  printWorker(context, worker, false);
+});
+
+export const workersStop = oneWorkerCommand(STOP_USAGE, {}, async (context, workerId) => {
+  const { worker } = await context.clients.catalog.stopWorker({ worker: await context.workerRef(workerId) });
+  if (context.output.json) printWorker(context, worker, false);
+  else context.output.line(`stopped ${workerId}`);
+});
+
+export const workersDelete = oneWorkerCommand(DELETE_USAGE, { force: true }, async (context, workerId, force) => {
+  await context.clients.catalog.deleteWorker({ worker: await context.workerRef(workerId), force });
+  if (context.output.json) context.output.jsonLine({ deleted: workerId });
+  else context.output.line(`deleted ${workerId}`);
+});
+
+/** A worker as JSON, as its id alone when piped after create, or as fields. */
+function printWorker(context: CommandContext, worker: Worker | undefined, created: boolean): void {
+  const { output } = context;
+  if (worker === undefined) throw new Error("the server returned no worker");
+  if (output.json) {
+    output.jsonLine(toJson(WorkerSchema, worker));
+    return;
+  }
+  if (created && !output.tables) {
+    // `W=$(worker-runtime workers create ...)` gets just the id.
+    output.line(worker.ref?.workerId ?? "");
+    return;
+  }
+  output.fields([
+    ["worker", worker.ref?.workerId ?? ""],
+    ["runtime", worker.ref?.runtimeId ?? ""],
+    ["status", output.paint(workerStatusStyle(worker.status) ?? "bold", workerStatusName(worker.status))],
+    ["connectivity", connectivityText(worker)],
+    ["profile", profileText(worker)],
+    ["name", worker.displayName],
+    ["intent", worker.intent],
+    ["capabilities", worker.capabilities.join(", ")],
+    ["workspace", worker.workspace ? [worker.workspace.root, worker.workspace.path].filter(Boolean).join("/") : ""],
+    ["labels", labelsText(worker.labels)],
+    ["active run", worker.activeRunId],
+    ["queued runs", String(worker.queuedRuns)],
+    ["usage", worker.usage ? `${worker.usage.inputTokens} in, ${worker.usage.outputTokens} out` : ""],
+    ["created", timeText(worker.createdAt)],
+    ["updated", timeText(worker.updatedAt)],
+    ...(worker.failureMessage ? ([["failure", worker.failureMessage]] as const) : []),
+  ]);
+}

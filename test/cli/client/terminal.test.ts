@@ -1,0 +1,77 @@
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../../support/cli-process.js";
+import { runClient, serveRuntime, type ServedRuntime } from "./client-support.js";
+
+/**
+ * The same command looks different to a person and to a pipe: through a
+ * pseudo-terminal (util-linux `script`) it prints a table with a header and
+ * colours; piped it prints plain tab-separated lines, and NO_COLOR keeps the
+ * table but drops the colours.
+ */
+
+let rt: ServedRuntime;
+const ESC = "\u001b[";
+
+beforeAll(async () => {
+  rt = await serveRuntime({ runtimeId: "rt-tty" });
+  for (const team of ["red", "blue"]) {
+    await rt.clients.catalog.createWorker({
+      runtimeId: rt.runtimeId,
+      profile: { source: { case: "builtin", value: "companion" } },
+      labels: { team },
+    });
+  }
+});
+
+afterAll(async () => {
+  await rt?.close();
+});
+
+/** Runs the CLI under `script`, so its stdout is a terminal; returns what the terminal showed. */
+function inTerminal(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; screen: string }> {
+  const command = [process.execPath, "--import", "tsx", "src/cli/main.ts", ...args].map((word) => `'${word}'`).join(" ");
+  const { NO_COLOR: _dropped, ...inherited } = process.env;
+  const child = spawn("script", ["-qec", command, "/dev/null"], {
+    cwd: REPO_ROOT,
+    env: { ...inherited, TERM: "xterm-256color", WORKER_RUNTIME_SERVER: rt.url, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let screen = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (screen += chunk));
+  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, screen: screen.replace(/\r\n/g, "\n") })));
+}
+
+describe("terminal and pipe", () => {
+  it("a terminal gets a coloured table; a pipe gets plain lines", async () => {
+    const tty = await inTerminal(["workers", "list"]);
+    expect(tty.code).toBe(0);
+    const lines = tty.screen.trimEnd().split("\n");
+    expect(lines).toHaveLength(3);
+    // A bold header row, then one row per worker with the status in green.
+    expect(lines[0]?.startsWith(`${ESC}1mWORKER`)).toBe(true);
+    for (const header of ["STATUS", "PROFILE", "CONNECTIVITY", "LABELS"]) expect(lines[0]).toContain(header);
+    expect(lines[1]).toContain(`${ESC}32mIDLE`);
+    expect(tty.screen).not.toContain("\t");
+    // Columns line up: each row's status starts where the header's STATUS does.
+    const plain = lines.map((line) => line.replace(new RegExp(`${ESC.replace("[", "\\[")}\\d+m`, "g"), ""));
+    const statusColumn = plain[0]?.indexOf("STATUS");
+    expect(plain[1]?.indexOf("IDLE")).toBe(statusColumn);
+    expect(plain[2]?.indexOf("IDLE")).toBe(statusColumn);
+
+    const piped = await runClient(["workers", "list"], { server: rt.url });
+    expect(piped.code).toBe(0);
+    expect(piped.stdout).not.toContain(ESC);
+    expect(piped.stdout).not.toContain("WORKER");
+    const rows = piped.stdout.trimEnd().split("\n");
+    expect(rows).toHaveLength(2);
+    for (const row of rows) expect(row.split("\t")[1]).toBe("IDLE");
+  });
+
+  it("NO_COLOR keeps the table and drops the colours", async () => {
+    const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
+    expect(tty.code).toBe(0);
+    expect(tty.screen).not.toContain(ESC);
+    expect(tty.screen).toMatch(/^WORKER\s+STATUS\s+PROFILE/);
+  });
+});
