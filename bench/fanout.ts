@@ -68,13 +68,35 @@ export async function run(): Promise<void> {
   try {
     const runtimes = await Promise.all(
       Array.from({ length: RUNTIMES }, async (_, i) => {
-        const cli = startCli(["serve", "--port", "0", "--runtime-id", `rt-${i}`, "--openai-base-url", provider.baseURL, "--openai-keyless"]);
+        const cli = startCli([
+          "serve",
+          "--port",
+          "0",
+          "--runtime-id",
+          `rt-${i}`,
+          "--openai-base-url",
+          provider.baseURL,
+          "--openai-keyless",
+        ]);
         processes.push(cli);
         return { id: `rt-${i}`, cli, address: (await cli.listening).h2c };
       }),
     );
-    await writeFile(join(dir, "backend.json"), JSON.stringify({ runtimes: runtimes.map((r) => ({ id: r.id, url: `http://${r.address}` })) }));
-    const backendCli = startCli(["backend", "--port", "0", "--runtime-id", "zz-embedded", "--config", join(dir, "backend.json"), "--fanout-timeout-ms", String(FANOUT_TIMEOUT_MS)]);
+    await writeFile(
+      join(dir, "backend.json"),
+      JSON.stringify({ runtimes: runtimes.map((r) => ({ id: r.id, url: `http://${r.address}` })) }),
+    );
+    const backendCli = startCli([
+      "backend",
+      "--port",
+      "0",
+      "--runtime-id",
+      "zz-embedded",
+      "--config",
+      join(dir, "backend.json"),
+      "--fanout-timeout-ms",
+      String(FANOUT_TIMEOUT_MS),
+    ]);
     processes.push(backendCli);
     const backend = connect((await backendCli.listening).h2c);
     clients.push(backend);
@@ -234,7 +256,9 @@ async function fill(clients: Clients, runtimeId: string): Promise<void> {
 /** The paced fake provider of the relay bench, unpaced, in its own process. */
 async function startProvider(): Promise<{ baseURL: string; kill: (signal: NodeJS.Signals) => void }> {
   const script = fileURLToPath(new URL("./support/relay-provider.ts", import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", script, String(RELAY_TOKENS), "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", script, String(RELAY_TOKENS), "0"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
   return { baseURL: line.toString("utf8").trim(), kill: (signal) => child.kill(signal) };
 }

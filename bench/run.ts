@@ -18,7 +18,10 @@ async function main(): Promise<void> {
   const names =
     requested.length > 0
       ? requested
-      : (await readdir(here)).filter((f) => f.endsWith(".ts") && f !== "run.ts").map((f) => f.slice(0, -3)).sort();
+      : (await readdir(here))
+          .filter((f) => f.endsWith(".ts") && f !== "run.ts")
+          .map((f) => f.slice(0, -3))
+          .sort();
   for (const name of names) {
     if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`not a bench name: ${name}`);
     const module = (await import(path.join(here, `${name}.ts`))) as BenchModule;

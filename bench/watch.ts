@@ -7,20 +7,10 @@ import { ProfileSchema } from "../gen/worker_runtime/v1/profile_pb.js";
 import { StopReason } from "../gen/worker_runtime/v1/run_pb.js";
 import { WorkerCatalog } from "../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../gen/worker_runtime/v1/worker_interaction_pb.js";
-import {
-  WatchWorkerResponseSchema,
-  WorkerObservation,
-  type WatchWorkerResponse,
-} from "../gen/worker_runtime/v1/worker_observation_pb.js";
+import { WatchWorkerResponseSchema, WorkerObservation, type WatchWorkerResponse } from "../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { ExecutionBackend, RunOutcome, RunRequest, RunSink } from "../src/runtime/index.js";
 import { interleavedMedians, medianOfRounds, percentile, printFigure } from "./support/report.js";
-import {
-  openTransport,
-  startBareServer,
-  startRuntimeBenchServer,
-  type BenchServer,
-  type RuntimeBenchServer,
-} from "./support/servers.js";
+import { openTransport, startBareServer, startRuntimeBenchServer, type BenchServer, type RuntimeBenchServer } from "./support/servers.js";
 import { StreamCounter } from "./support/stream-counter.js";
 
 /**
@@ -130,7 +120,11 @@ class Servers {
   }
 
   /** Generated WorkerObservation + interaction clients over a new HTTP/2 session. */
-  clients(baseUrl: string): { observation: Client<typeof WorkerObservation>; interaction: Client<typeof WorkerInteraction>; catalog: Client<typeof WorkerCatalog> } {
+  clients(baseUrl: string): {
+    observation: Client<typeof WorkerObservation>;
+    interaction: Client<typeof WorkerInteraction>;
+    catalog: Client<typeof WorkerCatalog>;
+  } {
     const { transport, close } = openTransport(baseUrl, "grpc");
     this.sessions.push(close);
     return {
@@ -172,7 +166,9 @@ async function watchNewWorker(servers: Servers, server: RuntimeBenchServer, coun
   for (let i = 0; i < count; i++) {
     const { observation } = servers.clients(server.baseUrl);
     const onItems = i === 0 ? (at: number) => (watched.lastArrival = at) : undefined;
-    watched.counters.push(servers.track(new StreamCounter((signal) => observation.watchWorker({ worker: ref }, { signal }), textDeltasIn, onItems)));
+    watched.counters.push(
+      servers.track(new StreamCounter((signal) => observation.watchWorker({ worker: ref }, { signal }), textDeltasIn, onItems)),
+    );
   }
   await Promise.all(watched.counters.map((counter) => counter.ready));
   return watched;

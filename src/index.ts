@@ -4,7 +4,14 @@
  * entry point adds the pieces a standalone deployment wires around it.
  */
 export * from "./runtime/index.js";
-export { startRuntimeServer, createRoutes, isLoopback, ServerConfigError, type RuntimeServer, type RuntimeServerOptions } from "./server/index.js";
+export {
+  startRuntimeServer,
+  createRoutes,
+  isLoopback,
+  ServerConfigError,
+  type RuntimeServer,
+  type RuntimeServerOptions,
+} from "./server/index.js";
 export { createFileStore, StoreCorruptionError, type FileStore, type FileStoreOptions } from "./store/fs/index.js";
 export {
   createOpenAIBackend,

@@ -28,9 +28,7 @@ function classSizes(file: string): Array<{ name: string; methods: number }> {
   const sizes: Array<{ name: string; methods: number }> = [];
   const visit = (node: ts.Node): void => {
     if (ts.isClassLike(node)) {
-      const methods = node.members.filter(
-        (m) => ts.isMethodDeclaration(m) || ts.isAccessor(m) || ts.isConstructorDeclaration(m),
-      ).length;
+      const methods = node.members.filter((m) => ts.isMethodDeclaration(m) || ts.isAccessor(m) || ts.isConstructorDeclaration(m)).length;
       sizes.push({ name: `${path.relative(ROOT, file)}: ${node.name?.text ?? "(anonymous)"}`, methods });
     }
     ts.forEachChild(node, visit);

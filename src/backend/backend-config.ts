@@ -22,7 +22,9 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (error) {
-    throw new BackendConfigError(`cannot read --config: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`);
+    throw new BackendConfigError(
+      `cannot read --config: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`,
+    );
   }
   const runtimes = isObject(parsed) ? parsed["runtimes"] : undefined;
   if (!Array.isArray(runtimes)) throw new BackendConfigError('--config must hold {"runtimes": [...]}');
@@ -38,7 +40,8 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
     if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
       throw new BackendConfigError(`${where}.url must be an http:// or https:// URL`);
     }
-    if (tokenFile !== undefined && tokenEnv !== undefined) throw new BackendConfigError(`${where}: tokenFile and tokenEnv exclude each other`);
+    if (tokenFile !== undefined && tokenEnv !== undefined)
+      throw new BackendConfigError(`${where}: tokenFile and tokenEnv exclude each other`);
     const spec: RemoteRuntimeSpec = { runtimeId: id, url };
     if (typeof tokenFile === "string") {
       const path = resolve(base, tokenFile);

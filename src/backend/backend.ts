@@ -12,7 +12,13 @@ import { file_worker_runtime_v1_worker_catalog, WorkerCatalog } from "../../gen/
 import { file_worker_runtime_v1_worker_interaction, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { file_worker_runtime_v1_worker_observation, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Logger, Runtime } from "../runtime/index.js";
-import { createErrorInterceptor, createHealthService, createReflectionServices, createRoutes, reflectionRegistry } from "../server/index.js";
+import {
+  createErrorInterceptor,
+  createHealthService,
+  createReflectionServices,
+  createRoutes,
+  reflectionRegistry,
+} from "../server/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import { createRegistryService } from "./registry-service.js";
 import { createRemoteTransport, endpointOf, type RemoteEndpoint } from "./remote-transport.js";
@@ -161,11 +167,14 @@ export function createBackend(options: BackendOptions): Backend {
     router.service(WorkerCatalog, createRoutedCatalog(routing));
     router.service(WorkerInteraction, createRoutedInteraction(routing));
     router.service(WorkerObservation, createRoutedObservation(routing));
-    router.service(RuntimeRegistry, createRegistryService({
+    router.service(
+      RuntimeRegistry,
+      createRegistryService({
         directory,
         addRemote: (runtimeId, endpoint) => addRemote({ runtimeId, ...endpoint }),
         fanoutTimeoutMs: routing.fanoutTimeoutMs,
-      }));
+      }),
+    );
     router.service(Health, createHealthService(runtime, BACKEND_SERVICES));
     router.service(ServerReflection, reflection.v1);
     router.service(ServerReflectionV1alpha, reflection.v1alpha);

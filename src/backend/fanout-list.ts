@@ -65,14 +65,17 @@ export async function listAcrossRuntimes(
   if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
   const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
   const position = decodePosition(request.pageToken);
-  const all = directory.sorted().filter((c) => !position || (position.after ? c.runtimeId > position.runtimeId : c.runtimeId >= position.runtimeId));
+  const all = directory
+    .sorted()
+    .filter((c) => !position || (position.after ? c.runtimeId > position.runtimeId : c.runtimeId >= position.runtimeId));
   const failed: RuntimeFailure[] = [];
   const candidates: RuntimeConnection[] = [];
   for (const connection of all) {
     if (connection.health === RuntimeHealth.READY) candidates.push(connection);
     else failed.push(failureFromHealth(connection));
   }
-  const startToken = (c: RuntimeConnection): string => (position && !position.after && c.runtimeId === position.runtimeId ? position.token : "");
+  const startToken = (c: RuntimeConnection): string =>
+    position && !position.after && c.runtimeId === position.runtimeId ? position.token : "";
   const fetch = (c: RuntimeConnection, token: string, pageSize: number): Promise<Fetched> =>
     fetchPage(c, { ...request, runtimeId: c.runtimeId, pageSize, pageToken: token }, signal, options);
 
@@ -158,13 +161,20 @@ async function fetchPage(
     const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
     return {
       ok: false,
-      failure: create(RuntimeFailureSchema, { runtimeId: connection.runtimeId, health: connection.health, reason, message: typed.rawMessage }),
+      failure: create(RuntimeFailureSchema, {
+        runtimeId: connection.runtimeId,
+        health: connection.health,
+        reason,
+        message: typed.rawMessage,
+      }),
     };
   }
 }
 
 function positionAfter(connection: RuntimeConnection, token: string): Position {
-  return token === "" ? { runtimeId: connection.runtimeId, token: "", after: true } : { runtimeId: connection.runtimeId, token, after: false };
+  return token === ""
+    ? { runtimeId: connection.runtimeId, token: "", after: true }
+    : { runtimeId: connection.runtimeId, token, after: false };
 }
 
 /** A Runtime skipped because of its health, with the reason that health implies. */

@@ -78,7 +78,8 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       const last = page.at(-1);
       return create(ListRuntimesResponseSchema, {
         runtimes: page.map(registeredRuntime),
-        nextPageToken: rest.length > size && last ? Buffer.from(JSON.stringify(["backend.runtimes", last.runtimeId])).toString("base64url") : "",
+        nextPageToken:
+          rest.length > size && last ? Buffer.from(JSON.stringify(["backend.runtimes", last.runtimeId])).toString("base64url") : "",
       });
     },
     async getRegisteredRuntime(request, ctx) {
@@ -96,11 +97,14 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       } catch {
         throw invalidField("url", "must be an http:// or https:// URL");
       }
-      if (Buffer.byteLength(request.bearerToken) > MAX_TOKEN_BYTES) throw invalidField("bearer_token", `must be at most ${MAX_TOKEN_BYTES} bytes`);
-      if (Buffer.byteLength(request.caCertificatePem) > MAX_CA_BYTES) throw invalidField("ca_certificate_pem", `must be at most ${MAX_CA_BYTES} bytes`);
+      if (Buffer.byteLength(request.bearerToken) > MAX_TOKEN_BYTES)
+        throw invalidField("bearer_token", `must be at most ${MAX_TOKEN_BYTES} bytes`);
+      if (Buffer.byteLength(request.caCertificatePem) > MAX_CA_BYTES)
+        throw invalidField("ca_certificate_pem", `must be at most ${MAX_CA_BYTES} bytes`);
       const existing = directory.get(request.runtimeId);
       if (existing) {
-        if (!existing.embedded && existing.endpoint === endpoint) return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
+        if (!existing.embedded && existing.endpoint === endpoint)
+          return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
         throw backendError(Code.AlreadyExists, ErrorReason.INVALID_ARGUMENT, `runtime ${request.runtimeId} is already registered`, {
           field: "runtime_id",
         });
@@ -116,7 +120,9 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
     removeRuntime(request) {
       const connection = find(request.runtimeId);
       if (connection.embedded) {
-        throw backendError(Code.FailedPrecondition, ErrorReason.UNSUPPORTED, "the embedded runtime cannot be removed", { runtime_id: connection.runtimeId });
+        throw backendError(Code.FailedPrecondition, ErrorReason.UNSUPPORTED, "the embedded runtime cannot be removed", {
+          runtime_id: connection.runtimeId,
+        });
       }
       directory.remove(connection.runtimeId);
       return create(RemoveRuntimeResponseSchema);

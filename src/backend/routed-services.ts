@@ -211,7 +211,11 @@ function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerRes
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
-      !m.snapshot ? m : m.events.length === 0 && !m.heartbeat ? undefined : create(WatchWorkerResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
+      !m.snapshot
+        ? m
+        : m.events.length === 0 && !m.heartbeat
+          ? undefined
+          : create(WatchWorkerResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
     heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
   };
 }
@@ -222,7 +226,11 @@ function runtimeWatch(request: WatchRuntimeRequest): ResumableWatch<WatchRuntime
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
-      !m.snapshot ? m : m.events.length === 0 && !m.heartbeat ? undefined : create(WatchRuntimeResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
+      !m.snapshot
+        ? m
+        : m.events.length === 0 && !m.heartbeat
+          ? undefined
+          : create(WatchRuntimeResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
     heartbeat: (cursor) => create(WatchRuntimeResponseSchema, { heartbeat: { cursor } }),
   };
 }

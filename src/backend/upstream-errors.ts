@@ -30,7 +30,12 @@ export function fromUpstream(error: unknown, runtimeId: string, logger: Logger, 
   }
   switch (health) {
     case RuntimeHealth.UNAUTHENTICATED:
-      return typed(Code.Unavailable, ErrorReason.RUNTIME_UNAUTHENTICATED, `runtime ${runtimeId} refused the backend's credentials`, runtimeId);
+      return typed(
+        Code.Unavailable,
+        ErrorReason.RUNTIME_UNAUTHENTICATED,
+        `runtime ${runtimeId} refused the backend's credentials`,
+        runtimeId,
+      );
     case RuntimeHealth.INCOMPATIBLE:
       return typed(Code.Unavailable, ErrorReason.RUNTIME_INCOMPATIBLE, `runtime ${runtimeId} is incompatible with this backend`, runtimeId);
     default:
@@ -48,7 +53,12 @@ export function typed(code: Code, reason: ErrorReason, message: string, runtimeI
 
 /** The runtime is not registered with this Backend. */
 export function unknownRuntime(runtimeId: string): ConnectError {
-  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId.slice(0, 64)}" is not registered with this backend`, runtimeId.slice(0, 64));
+  return typed(
+    Code.NotFound,
+    ErrorReason.NOT_FOUND,
+    `runtime "${runtimeId.slice(0, 64)}" is not registered with this backend`,
+    runtimeId.slice(0, 64),
+  );
 }
 
 /**
@@ -67,5 +77,7 @@ export function healthAfter(error: ConnectError): RuntimeHealth | undefined {
 
 /** Typed rejections a client may see verbatim; auth and internal errors are the Backend's business. */
 function isRelayable(detail: ErrorDetail): boolean {
-  return detail.reason !== ErrorReason.UNAUTHENTICATED && detail.reason !== ErrorReason.INTERNAL && detail.reason !== ErrorReason.UNSPECIFIED;
+  return (
+    detail.reason !== ErrorReason.UNAUTHENTICATED && detail.reason !== ErrorReason.INTERNAL && detail.reason !== ErrorReason.UNSPECIFIED
+  );
 }

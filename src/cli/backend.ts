@@ -60,7 +60,8 @@ export async function backend(argv: string[]): Promise<void> {
   const logger = createJsonLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const fanoutTimeoutMs = Number(values["fanout-timeout-ms"]);
-  if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0) throw new UsageError("--fanout-timeout-ms must be a whole number of milliseconds > 0");
+  if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0)
+    throw new UsageError("--fanout-timeout-ms must be a whole number of milliseconds > 0");
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   // Console hook (issue 11): browsers speak HTTP/1.1 to the console's port.
@@ -78,7 +79,12 @@ export async function backend(argv: string[]): Promise<void> {
     ...execution,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
     ...(values["data-dir"] !== undefined
-      ? { store: createFileStore({ dataDir: values["data-dir"], onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message) }) }
+      ? {
+          store: createFileStore({
+            dataDir: values["data-dir"],
+            onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
+          }),
+        }
       : {}),
   };
   const runtime = await createRuntime(runtimeOptions);
@@ -121,7 +127,12 @@ export async function backend(argv: string[]): Promise<void> {
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
   if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
-  logger.info("backend serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId, remotes: remotes.length });
+  logger.info("backend serving", {
+    h2c: server.h2Address,
+    http1: server.http1Address,
+    runtime_id: runtime.runtimeId,
+    remotes: remotes.length,
+  });
   await stopped;
   logger.info("stopped");
 }

@@ -84,7 +84,11 @@ function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlag
   if (answer !== undefined) options.maxAnswerBytes = answer;
   const budget = wholeNumber("--openai-retry-budget-ms", flags["openai-retry-budget-ms"]);
   if (budget !== undefined) options.retry = { ...options.retry, budgetMs: budget };
-  checkBound("--openai-stream-idle-timeout-ms (or OPENAI_STREAM_IDLE_TIMEOUT_MS)", options.streamIdleTimeoutMs, SETTING_BOUNDS.streamIdleTimeoutMs);
+  checkBound(
+    "--openai-stream-idle-timeout-ms (or OPENAI_STREAM_IDLE_TIMEOUT_MS)",
+    options.streamIdleTimeoutMs,
+    SETTING_BOUNDS.streamIdleTimeoutMs,
+  );
   checkBound("--openai-max-answer-bytes (or OPENAI_MAX_ANSWER_BYTES)", options.maxAnswerBytes, SETTING_BOUNDS.maxAnswerBytes);
   checkBound("--openai-retry-budget-ms (or OPENAI_RETRY_BUDGET_MS)", options.retry?.budgetMs, SETTING_BOUNDS.retryBudgetMs);
 }

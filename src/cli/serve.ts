@@ -123,7 +123,9 @@ export async function serve(argv: string[]): Promise<void> {
 }
 
 /** The execution backend and workspace roots from flags and OPENAI_* variables. */
-export async function executionOptions(values: Parameters<typeof backendFromFlags>[0]): Promise<Pick<RuntimeOptions, "executionBackend" | "workspaceRoots">> {
+export async function executionOptions(
+  values: Parameters<typeof backendFromFlags>[0],
+): Promise<Pick<RuntimeOptions, "executionBackend" | "workspaceRoots">> {
   try {
     return { executionBackend: await backendFromFlags(values), workspaceRoots: workspaceRootsFromFlags(values["workspace-root"]) };
   } catch (error) {
@@ -141,7 +143,8 @@ function readSecrets(file: string | undefined): Map<string, string> {
 
 export function parseGraceMs(value: string): number {
   const graceMs = Number(value);
-  if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
+  if (!Number.isSafeInteger(graceMs) || graceMs < 0)
+    throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
   return graceMs;
 }
 

@@ -136,9 +136,7 @@ export class ChunkAccumulator {
   private callFor(index: number | undefined | null, id: string | undefined): PendingCall {
     const last = this.calls.at(-1);
     const known = typeof index === "number" ? this.byIndex.get(index) : last;
-    const continues =
-      known !== undefined &&
-      (typeof index === "number" ? !id || !known.id || id === known.id : !id || id === known.id);
+    const continues = known !== undefined && (typeof index === "number" ? !id || !known.id || id === known.id : !id || id === known.id);
     if (continues) return known;
     const call: PendingCall = {
       id: "",

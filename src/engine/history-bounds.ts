@@ -33,7 +33,10 @@ export function boundHistory(messages: readonly ChatCompletionMessageParam[], ma
 function shrinkMessage(message: ChatCompletionMessageParam, itemMax: number): ChatCompletionMessageParam {
   let out = message;
   if (typeof message.content === "string" && Buffer.byteLength(message.content, "utf8") > itemMax) {
-    out = { ...message, content: boundText(message.content, itemMax, "this message in the replayed history").text } as ChatCompletionMessageParam;
+    out = {
+      ...message,
+      content: boundText(message.content, itemMax, "this message in the replayed history").text,
+    } as ChatCompletionMessageParam;
   }
   const tooLong = (call: { type: string; function?: { arguments: string } }): boolean =>
     call.type === "function" && Buffer.byteLength(call.function?.arguments ?? "", "utf8") > itemMax;

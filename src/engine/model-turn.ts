@@ -2,11 +2,7 @@ import { APIError } from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import {
-  AssistantMessageSchema,
-  ReasoningSchema,
-  ToolCallSchema,
-} from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { AssistantMessageSchema, ReasoningSchema, ToolCallSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
 import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
@@ -75,7 +71,10 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       await commitText(context, accumulator);
       for (const call of accumulator.toolCalls()) {
         await context.sink.commit(
-          { case: "toolCall", value: create(ToolCallSchema, { toolCallId: call.id, toolName: call.name, argumentsJson: call.argumentsJson }) },
+          {
+            case: "toolCall",
+            value: create(ToolCallSchema, { toolCallId: call.id, toolName: call.name, argumentsJson: call.argumentsJson }),
+          },
           call.blockId,
         );
       }

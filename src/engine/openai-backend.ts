@@ -28,8 +28,7 @@ import { Workspace } from "./tools/workspace.js";
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
 
 /** Why workers are NOT_CONNECTED without a key; it names what to set. */
-export const NO_PROVIDER_REASON =
-  "no model provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)";
+export const NO_PROVIDER_REASON = "no model provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)";
 
 /**
  * Creates the execution backend that runs workers against OpenAI or any

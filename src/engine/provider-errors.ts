@@ -99,7 +99,10 @@ function classifyStreamError(error: APIError, secrets: readonly string[]): Provi
  * The typed failure once the run's retry budget is spent, by the last error
  * seen; its metadata keeps the facts a client or operator acts on.
  */
-export function exhaustedFailure(last: Extract<ProviderFailure, { kind: "retryable" }>, attempts: number): {
+export function exhaustedFailure(
+  last: Extract<ProviderFailure, { kind: "retryable" }>,
+  attempts: number,
+): {
   reason: ErrorReason;
   message: string;
   metadata: Record<string, string>;

@@ -76,9 +76,7 @@ function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: numbe
  * unless the Runtime already committed it to the transcript for this run (always, when resumed).
  * A resumed run's calls without a result are returned to run, left open in the history.
  */
-async function initialMessages(
-  context: RunContext,
-): Promise<{ messages: ChatCompletionMessageParam[]; unrun: AssembledToolCall[] }> {
+async function initialMessages(context: RunContext): Promise<{ messages: ChatCompletionMessageParam[]; unrun: AssembledToolCall[] }> {
   const { request, profile } = context;
   const entries = await request.readTranscript(undefined, context.settings.historyLimit);
   const unrun: AssembledToolCall[] = request.resume
@@ -93,9 +91,7 @@ async function initialMessages(
   if (profile.systemPrompt) messages.push({ role: "system", content: profile.systemPrompt });
   const history = messagesFromTranscript(entries, new Set(unrun.map((call) => call.id)));
   messages.push(...boundHistory(history, context.settings.historyMaxBytes));
-  const inputCommitted = entries.some(
-    (entry) => entry.runId === request.run.runId && entry.content.case === "userMessage",
-  );
+  const inputCommitted = entries.some((entry) => entry.runId === request.run.runId && entry.content.case === "userMessage");
   if (!inputCommitted && !request.resume) messages.push({ role: "user", content: request.run.input?.text ?? "" });
   return { messages, unrun };
 }

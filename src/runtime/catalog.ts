@@ -91,10 +91,15 @@ export class Catalog {
     checkId(field, runtimeId);
     const own = this.init.runtimeId;
     if (runtimeId !== own) {
-      throw new RuntimeError(Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH, `${field}: "${runtimeId}" is not this runtime (this is "${own}")`, {
-        field,
-        runtime_id: own,
-      });
+      throw new RuntimeError(
+        Code.InvalidArgument,
+        ErrorReason.RUNTIME_MISMATCH,
+        `${field}: "${runtimeId}" is not this runtime (this is "${own}")`,
+        {
+          field,
+          runtime_id: own,
+        },
+      );
     }
   }
 
@@ -148,7 +153,9 @@ export class Catalog {
     checkTextBytes("intent", request.intent, limits.maxIntentBytes);
     checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
     const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined, resolved.policies);
-    const workspace = request.workspace ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies) : undefined;
+    const workspace = request.workspace
+      ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies)
+      : undefined;
     if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
     if (this.workers.size >= limits.maxWorkers) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
@@ -320,5 +327,7 @@ function createFingerprint(request: CreateWorkerRequest): string {
   const copy = clone(CreateWorkerRequestSchema, request);
   copy.requestId = "";
   copy.labels = Object.fromEntries(Object.entries(copy.labels).sort(([a], [b]) => a.localeCompare(b)));
-  return createHash("sha256").update(toBinary(CreateWorkerRequestSchema, copy, { writeUnknownFields: false })).digest("hex");
+  return createHash("sha256")
+    .update(toBinary(CreateWorkerRequestSchema, copy, { writeUnknownFields: false }))
+    .digest("hex");
 }

@@ -79,9 +79,7 @@ export interface ExecutionLimits {
 }
 
 /** Whether a backend can run input. */
-export type BackendAvailability =
-  | { available: true }
-  | { available: false; reason: string };
+export type BackendAvailability = { available: true } | { available: false; reason: string };
 
 /** Everything a backend needs to execute one run. */
 export interface RunRequest {

@@ -20,7 +20,6 @@ import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
 
-
 /**
  * What this runtime offers a Worker: profiles, tool capabilities,
  * workspace roots and whether runs can execute at all. CreateWorker
@@ -124,7 +123,9 @@ export class ExecutionOffer {
     const source = worker.profile?.source;
     if (source?.case === "bundle") {
       const bundle = this.bundles.find(source.value.bundleId, source.value.digest);
-      return bundle?.profiles.find((p) => p.name === source.value.profile) ?? create(ProfileSchema, { name: source.value.profile, maxTurns: 1 });
+      return (
+        bundle?.profiles.find((p) => p.name === source.value.profile) ?? create(ProfileSchema, { name: source.value.profile, maxTurns: 1 })
+      );
     }
     const name = source?.case === "builtin" ? source.value : COMPANION_PROFILE.name;
     return this.profiles().find((p) => p.name === name) ?? COMPANION_PROFILE;
@@ -155,9 +156,14 @@ export class ExecutionOffer {
         throw invalidArgument(`capabilities[${i}]`, `unknown capability "${capability.slice(0, 64)}"`);
       }
       if (!offered.has(capability)) {
-        throw new RuntimeError(Code.FailedPrecondition, ErrorReason.CAPABILITY_DENIED, `capability "${capability}" is not offered by this runtime`, {
-          capability,
-        });
+        throw new RuntimeError(
+          Code.FailedPrecondition,
+          ErrorReason.CAPABILITY_DENIED,
+          `capability "${capability}" is not offered by this runtime`,
+          {
+            capability,
+          },
+        );
       }
       if (policies && !policies.allowedCapabilities.includes(capability)) {
         throw new RuntimeError(
@@ -183,9 +189,14 @@ export class ExecutionOffer {
    */
   checkWorkspace(root: string, relative: string, policies?: BundlePolicies): { root: string; path: string } {
     if (!Object.hasOwn(this.workspaceRoots, root)) {
-      throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKSPACE_DENIED, `workspace.root "${root.slice(0, 64)}" is not an allowed root`, {
-        field: "workspace.root",
-      });
+      throw new RuntimeError(
+        Code.FailedPrecondition,
+        ErrorReason.WORKSPACE_DENIED,
+        `workspace.root "${root.slice(0, 64)}" is not an allowed root`,
+        {
+          field: "workspace.root",
+        },
+      );
     }
     if (policies && !policies.allowedWorkspaceRoots.includes(root)) {
       throw new RuntimeError(
@@ -197,7 +208,12 @@ export class ExecutionOffer {
     }
     checkTextBytes("workspace.path", relative, this.limits.maxWorkspacePathBytes);
     const segments = relative === "" ? [] : relative.split("/");
-    if (relative.startsWith("/") || relative.includes("\\") || relative.includes("\0") || segments.some((s) => s === "" || s === "." || s === "..")) {
+    if (
+      relative.startsWith("/") ||
+      relative.includes("\\") ||
+      relative.includes("\0") ||
+      segments.some((s) => s === "" || s === "." || s === "..")
+    ) {
       throw new RuntimeError(
         Code.InvalidArgument,
         ErrorReason.WORKSPACE_DENIED,

@@ -1,10 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import {
-  InFlightBlockKind,
-  InFlightBlockSchema,
-  type InFlightBlock,
-  type WorkerEvent,
-} from "../../gen/worker_runtime/v1/events_pb.js";
+import { InFlightBlockKind, InFlightBlockSchema, type InFlightBlock, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 
 /** Run statuses after which a run produces nothing more. */

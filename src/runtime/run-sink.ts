@@ -15,7 +15,13 @@ import {
   type ToolCallDelta,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { PendingApprovalSchema, ProviderRetrySchema, RunSchema, RunStatus, type PendingApproval } from "../../gen/worker_runtime/v1/run_pb.js";
+import {
+  PendingApprovalSchema,
+  ProviderRetrySchema,
+  RunSchema,
+  RunStatus,
+  type PendingApproval,
+} from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import { byteBounds, type Limits } from "./limits.js";

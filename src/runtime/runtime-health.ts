@@ -61,7 +61,11 @@ export class RuntimeHealth {
     const change = this.storeHealth.report(source, error);
     if (change === "failed") {
       const why = describeStoreFailure(error);
-      this.init.logger.error("store write failed; runtime degraded", { source, reason: why, cause: String((error as Error).message ?? error) });
+      this.init.logger.error("store write failed; runtime degraded", {
+        source,
+        reason: why,
+        cause: String((error as Error).message ?? error),
+      });
       this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", `the store cannot write (${why}); the runtime is degraded`);
     }
     this.afterChange(change);

@@ -37,11 +37,20 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
   const counts = create(WorkerCountsSchema);
   for (const worker of init.workers) {
     switch (worker.status) {
-      case WorkerStatus.IDLE: counts.idle++; break;
-      case WorkerStatus.RUNNING: counts.running++; break;
-      case WorkerStatus.STOPPED: counts.stopped++; break;
-      case WorkerStatus.FAILED: counts.failed++; break;
-      default: break;
+      case WorkerStatus.IDLE:
+        counts.idle++;
+        break;
+      case WorkerStatus.RUNNING:
+        counts.running++;
+        break;
+      case WorkerStatus.STOPPED:
+        counts.stopped++;
+        break;
+      case WorkerStatus.FAILED:
+        counts.failed++;
+        break;
+      default:
+        break;
     }
   }
   return create(RuntimeSchema, {

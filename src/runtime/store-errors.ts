@@ -11,10 +11,22 @@ import { StoreDataError, StoreSequenceError, StoreWriteError } from "./store.js"
  */
 export function storeError(error: unknown): unknown {
   if (error instanceof StoreDataError) {
-    return new RuntimeError(Code.DataLoss, ErrorReason.WORKER_FAILED, "the worker's stored history is damaged; see ListDiagnostics", {}, { cause: error });
+    return new RuntimeError(
+      Code.DataLoss,
+      ErrorReason.WORKER_FAILED,
+      "the worker's stored history is damaged; see ListDiagnostics",
+      {},
+      { cause: error },
+    );
   }
   if (isStoreWriteFailure(error)) {
-    return new RuntimeError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, "the runtime could not persist the request; retry later", {}, { cause: error });
+    return new RuntimeError(
+      Code.Unavailable,
+      ErrorReason.STORE_UNAVAILABLE,
+      "the runtime could not persist the request; retry later",
+      {},
+      { cause: error },
+    );
   }
   return error;
 }

@@ -190,9 +190,7 @@ export interface StoredEvent {
 }
 
 /** A range of transcript to read. */
-export type TranscriptRange =
-  | { kind: "after"; afterSeq: bigint }
-  | { kind: "before"; beforeSeq: bigint };
+export type TranscriptRange = { kind: "after"; afterSeq: bigint } | { kind: "before"; beforeSeq: bigint };
 
 /** A problem a store found, reported as a Diagnostic by the Runtime. */
 export interface StoreDiagnostic {

@@ -19,10 +19,7 @@ export interface StreamItem<E> {
 }
 
 /** What a wait on a subscription ended with. */
-export type SubscriptionWait<E> =
-  | { kind: "items"; items: StreamItem<E>[] }
-  | { kind: "idle" }
-  | { kind: "closed"; error?: RuntimeError };
+export type SubscriptionWait<E> = { kind: "items"; items: StreamItem<E>[] } | { kind: "idle" } | { kind: "closed"; error?: RuntimeError };
 
 /** Taken items kept at the queue's front before it is compacted (amortised O(1) per item). */
 const COMPACT_AFTER = 1024;

@@ -38,7 +38,10 @@ export class WorkerDirectory {
   nextCreationTime(now: Date): Timestamp {
     const nanos = BigInt(now.getTime()) * 1_000_000n;
     this.lastCreatedNanos = nanos > this.lastCreatedNanos ? nanos : this.lastCreatedNanos + 1n;
-    return create(TimestampSchema, { seconds: this.lastCreatedNanos / 1_000_000_000n, nanos: Number(this.lastCreatedNanos % 1_000_000_000n) });
+    return create(TimestampSchema, {
+      seconds: this.lastCreatedNanos / 1_000_000_000n,
+      nanos: Number(this.lastCreatedNanos % 1_000_000_000n),
+    });
   }
 
   add(session: WorkerSession): void {

@@ -49,7 +49,8 @@ export class WorkerSession {
     restored: RestoredWorker | undefined,
   ) {
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
-    for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? []) this.requestIds.remember(requestId, { runId, fingerprint });
+    for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? [])
+      this.requestIds.remember(requestId, { runId, fingerprint });
     this.observed = new ObservedState(worker, restored?.lastEventSeq ?? 0n, deps.cursorStreamOf(worker.ref?.workerId ?? ""));
     this.journal = new WorkerJournal(worker, record, deps, restored, (item, event) => {
       this.observed.apply(event);
@@ -246,7 +247,8 @@ export class WorkerSession {
     for (const run of this.queue.clear()) await this.endQueuedRun(run, interrupted);
     const active = activeOf(this.slot);
     // A durable wait survives a shutdown, parked; a stop or quarantine ends a parked run.
-    if (interrupted && active?.run.status === RunStatus.AWAITING_APPROVAL && this.slot.kind === "running") return this.approvals.park(active);
+    if (interrupted && active?.run.status === RunStatus.AWAITING_APPROVAL && this.slot.kind === "running")
+      return this.approvals.park(active);
     if (this.slot.kind === "parked" && !interrupted) await this.approvals.endParked(this.slot.run);
     if (active) await this.cancel(active.run.runId, interrupted);
   }

@@ -19,7 +19,9 @@ export function createAuthInterceptor(token: string): Interceptor {
     if (OPEN_SERVICES.has(request.service.typeName)) return next(request);
     const header = request.header.get("authorization") ?? "";
     const match = /^Bearer (.+)$/i.exec(header);
-    const given = createHash("sha256").update(match?.[1] ?? "").digest();
+    const given = createHash("sha256")
+      .update(match?.[1] ?? "")
+      .digest();
     if (!match || !timingSafeEqual(given, expected)) {
       throw new ConnectError("missing or invalid bearer token", Code.Unauthenticated, undefined, [
         { desc: ErrorDetailSchema, value: { reason: ErrorReason.UNAUTHENTICATED, metadata: {} } },

@@ -6,7 +6,7 @@ import {
   ExtensionNumberResponseSchema as v1ExtensionsSchema,
   FileDescriptorResponseSchema as v1FilesSchema,
   ListServiceResponseSchema as v1ListSchema,
-  ServerReflection,
+  type ServerReflection,
   ServerReflectionRequestSchema,
   ServerReflectionResponseSchema,
   type ServerReflectionRequest,

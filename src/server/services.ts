@@ -1,20 +1,20 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { RuntimeManagement, GetRuntimeResponseSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import { type RuntimeManagement, GetRuntimeResponseSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import {
-  WorkerCatalog,
+  type WorkerCatalog,
   DeleteWorkerResponseSchema,
   GetWorkerResponseSchema,
   StopWorkerResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import {
-  WorkerInteraction,
+  type WorkerInteraction,
   CancelRunResponseSchema,
   GetRunResponseSchema,
   ResolveApprovalResponseSchema,
   SendInputResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Runtime, WatchOptions } from "../runtime/index.js";
 
 /**

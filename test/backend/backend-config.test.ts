@@ -47,7 +47,15 @@ describe("loadBackendConfig", () => {
       [{ runtime: [] }, '{"runtimes": [...]}'],
       [{ runtimes: [{ id: "bad id", url: "http://x" }] }, "runtimes[0].id"],
       [{ runtimes: [{ id: "a", url: "ftp://x" }] }, "runtimes[0].url"],
-      [{ runtimes: [{ id: "a", url: "http://x" }, { id: "a", url: "http://y" }] }, 'runtimes[1].id "a" is used twice'],
+      [
+        {
+          runtimes: [
+            { id: "a", url: "http://x" },
+            { id: "a", url: "http://y" },
+          ],
+        },
+        'runtimes[1].id "a" is used twice',
+      ],
       [{ runtimes: [{ id: "a", url: "http://x", tokenFile: "missing.token" }] }, "cannot read --config runtimes[0].tokenFile: ENOENT"],
       [{ runtimes: [{ id: "a", url: "http://x", tokenEnv: "UNSET_VAR" }] }, "UNSET_VAR is not set"],
       [{ runtimes: [{ id: "a", url: "http://x", tokenFile: "a.token", tokenEnv: "X" }] }, "exclude each other"],

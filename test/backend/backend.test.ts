@@ -59,7 +59,12 @@ beforeAll(async () => {
   await writeFile(join(dir, "backend.token"), BACKEND_TOKEN);
   const processes = await Promise.all(
     ["rt-a", "rt-b", "rt-c"].map((runtimeId) =>
-      startRuntimeProcess({ runtimeId, dataDir: join(dir, runtimeId), tokenFile: join(dir, `${runtimeId}.token`), openaiBaseUrl: fake.baseURL }),
+      startRuntimeProcess({
+        runtimeId,
+        dataDir: join(dir, runtimeId),
+        tokenFile: join(dir, `${runtimeId}.token`),
+        openaiBaseUrl: fake.baseURL,
+      }),
     ),
   );
   for (const p of processes) {
@@ -74,13 +79,35 @@ beforeAll(async () => {
   };
   await writeFile(join(dir, "backend.json"), JSON.stringify(config));
   backend = startCli(
-    ["backend", "--port", "0", "--http1-port", "0", "--runtime-id", "rt-emb", "--config", join(dir, "backend.json"), "--token-file", join(dir, "backend.token"), "--fanout-timeout-ms", String(FANOUT_TIMEOUT_MS)],
+    [
+      "backend",
+      "--port",
+      "0",
+      "--http1-port",
+      "0",
+      "--runtime-id",
+      "rt-emb",
+      "--config",
+      join(dir, "backend.json"),
+      "--token-file",
+      join(dir, "backend.token"),
+      "--fanout-timeout-ms",
+      String(FANOUT_TIMEOUT_MS),
+    ],
     { RT_B_TOKEN: TOKENS["rt-b"] ?? "" },
   );
   started.push(backend);
   client = connectTo((await backend.listening).h2c, BACKEND_TOKEN, [recorder.interceptor]);
-  await client.registry.addRuntime({ runtimeId: "rt-c", url: `http://${runtimes.get("rt-c")?.address}`, bearerToken: TOKENS["rt-c"] ?? "" });
-  await eventually(async () => (await client.registry.listRuntimes({})).runtimes.every((r) => r.health === RuntimeHealth.READY), 20_000, "every runtime READY");
+  await client.registry.addRuntime({
+    runtimeId: "rt-c",
+    url: `http://${runtimes.get("rt-c")?.address}`,
+    bearerToken: TOKENS["rt-c"] ?? "",
+  });
+  await eventually(
+    async () => (await client.registry.listRuntimes({})).runtimes.every((r) => r.health === RuntimeHealth.READY),
+    20_000,
+    "every runtime READY",
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -204,10 +231,13 @@ describe("worker-runtime backend over three runtime processes", () => {
       baseUrl: `http://${http1}`,
       httpVersion: "1.1",
       useBinaryFormat: false,
-      interceptors: [recorder.interceptor, (next) => (request) => {
-        request.header.set("authorization", `Bearer ${BACKEND_TOKEN}`);
-        return next(request);
-      }],
+      interceptors: [
+        recorder.interceptor,
+        (next) => (request) => {
+          request.header.set("authorization", `Bearer ${BACKEND_TOKEN}`);
+          return next(request);
+        },
+      ],
     });
     const listed = await createClient(WorkerCatalog, transport).listWorkers({ pageSize: 100 });
     expect(listed.workers).toHaveLength(10);
@@ -257,7 +287,8 @@ describe("worker-runtime backend over three runtime processes", () => {
     const runtimeEvents: RuntimeEvent[] = [];
     const relayedRuntime = (async () => {
       try {
-        for await (const message of client.observation.watchRuntime({ runtimeId: "rt-a", afterCursor: runtimeStart })) runtimeEvents.push(...message.events);
+        for await (const message of client.observation.watchRuntime({ runtimeId: "rt-a", afterCursor: runtimeStart }))
+          runtimeEvents.push(...message.events);
       } catch (error) {
         return error;
       }
@@ -353,7 +384,12 @@ describe("worker-runtime backend over three runtime processes", () => {
 
   it("shows a wrong token as UNAUTHENTICATED in the registry and backs off its reconnects", async () => {
     await writeFile(join(dir, "rt-d.token"), TOKENS["rt-d"] ?? "");
-    const d = await startRuntimeProcess({ runtimeId: "rt-d", dataDir: join(dir, "rt-d"), tokenFile: join(dir, "rt-d.token"), openaiBaseUrl: fake.baseURL });
+    const d = await startRuntimeProcess({
+      runtimeId: "rt-d",
+      dataDir: join(dir, "rt-d"),
+      tokenFile: join(dir, "rt-d.token"),
+      openaiBaseUrl: fake.baseURL,
+    });
     await client.registry.addRuntime({ runtimeId: "rt-d", url: `http://${d.address}`, bearerToken: "not-the-right-token" });
     await eventually(async () => (await healthOf("rt-d")) === RuntimeHealth.UNAUTHENTICATED, 10_000, "rt-d UNAUTHENTICATED");
     const seenAt = Date.now();
@@ -374,9 +410,10 @@ describe("worker-runtime backend over three runtime processes", () => {
     expect(backend.child.exitCode).toBeNull();
     const listing = await client.catalog.listWorkers({});
     expect(listing.failedRuntimes.find((f) => f.runtimeId === "rt-d")?.reason).toBe(ErrorReason.RUNTIME_UNAUTHENTICATED);
-    const refused = await client.catalog
-      .createWorker({ runtimeId: "rt-d" })
-      .then(() => undefined, (error: unknown) => ConnectError.from(error));
+    const refused = await client.catalog.createWorker({ runtimeId: "rt-d" }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
     expect(refused?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.RUNTIME_UNAUTHENTICATED);
     await client.registry.removeRuntime({ runtimeId: "rt-d" });
     await d.kill();
@@ -413,7 +450,11 @@ describe("worker-runtime backend over three runtime processes", () => {
     );
     expect(embedded?.code).toBe(Code.FailedPrecondition);
     // Added again, it is listed again.
-    await client.registry.addRuntime({ runtimeId: "rt-c", url: `http://${runtimes.get("rt-c")?.address}`, bearerToken: TOKENS["rt-c"] ?? "" });
+    await client.registry.addRuntime({
+      runtimeId: "rt-c",
+      url: `http://${runtimes.get("rt-c")?.address}`,
+      bearerToken: TOKENS["rt-c"] ?? "",
+    });
     await eventually(async () => (await healthOf("rt-c")) === RuntimeHealth.READY, 10_000, "rt-c READY");
     expect((await listAll(5)).ids.filter((id) => id.startsWith("rt-c/"))).toHaveLength(3);
   }, 40_000);
@@ -423,7 +464,16 @@ describe("worker-runtime backend over three runtime processes", () => {
     const registry = recorder.texts.filter((t) => t.includes("rt-a") && t.includes("healthChangedAt"));
     expect(registry.length).toBeGreaterThan(0);
     const addresses = [...runtimes.values()].map((r) => r.address);
-    for (const secret of [...Object.values(TOKENS), "not-the-right-token", BACKEND_TOKEN, USERINFO_SECRET, "alice", dir, tmpdir(), ...addresses]) {
+    for (const secret of [
+      ...Object.values(TOKENS),
+      "not-the-right-token",
+      BACKEND_TOKEN,
+      USERINFO_SECRET,
+      "alice",
+      dir,
+      tmpdir(),
+      ...addresses,
+    ]) {
       expect(recorder.find(secret), secret).toEqual([]);
     }
   });

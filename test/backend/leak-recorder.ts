@@ -32,7 +32,7 @@ export function createLeakRecorder(): LeakRecorder {
         return response;
       }
       const messages = response.message;
-      async function* recorded(): AsyncIterable<(typeof messages extends AsyncIterable<infer M> ? M : never)> {
+      async function* recorded(): AsyncIterable<typeof messages extends AsyncIterable<infer M> ? M : never> {
         try {
           for await (const message of messages) {
             texts.push(JSON.stringify(toJson(request.method.output, message)));

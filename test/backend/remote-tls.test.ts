@@ -30,13 +30,36 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "wr-backend-tls-"));
   execFileSync(
     "openssl",
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-keyout",
+      path.join(dir, "key.pem"),
+      "-out",
+      path.join(dir, "cert.pem"),
+    ],
     { stdio: "ignore" },
   );
   const cert = await readFile(path.join(dir, "cert.pem"));
   const key = await readFile(path.join(dir, "key.pem"));
   const remote = await createRuntime({ logger: silentLogger, runtimeId: "rt-tls" });
-  server = await startRuntimeServer({ runtime: remote, host: "127.0.0.1", port: 0, tls: { cert, key }, token: "tls-token-42", logger: silentLogger });
+  server = await startRuntimeServer({
+    runtime: remote,
+    host: "127.0.0.1",
+    port: 0,
+    tls: { cert, key },
+    token: "tls-token-42",
+    logger: silentLogger,
+  });
   backend = createBackend({
     runtime: await createRuntime({ logger: silentLogger, runtimeId: "rt-emb" }),
     logger: silentLogger,
@@ -57,7 +80,11 @@ describe("remote runtimes over TLS", () => {
   it("connects with the configured CA and token; without the CA the runtime is UNAVAILABLE with a safe message", async () => {
     const transport = createRouterTransport(backend.routes);
     const registry = createClient(RuntimeRegistry, transport);
-    await eventually(async () => (await registry.getRegisteredRuntime({ runtimeId: "rt-tls" })).runtime?.health === RuntimeHealth.READY, 10_000, "READY");
+    await eventually(
+      async () => (await registry.getRegisteredRuntime({ runtimeId: "rt-tls" })).runtime?.health === RuntimeHealth.READY,
+      10_000,
+      "READY",
+    );
     await eventually(
       async () => (await registry.getRegisteredRuntime({ runtimeId: "rt-untrusted" })).runtime?.health === RuntimeHealth.UNAVAILABLE,
       10_000,

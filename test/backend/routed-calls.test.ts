@@ -69,7 +69,10 @@ describe("calls routed through a Backend", () => {
   it("refuses an unknown runtime with NOT_FOUND naming it, and a missing runtime_id with INVALID_ARGUMENT", async () => {
     const unknown = await failure(viaBackend.catalog.getWorker({ worker: { runtimeId: "nowhere", workerId: "w" } }));
     expect(unknown?.code).toBe(Code.NotFound);
-    expect(unknown?.findDetails(ErrorDetailSchema)[0]).toMatchObject({ reason: ErrorReason.NOT_FOUND, metadata: { runtime_id: "nowhere" } });
+    expect(unknown?.findDetails(ErrorDetailSchema)[0]).toMatchObject({
+      reason: ErrorReason.NOT_FOUND,
+      metadata: { runtime_id: "nowhere" },
+    });
     const missing = await failure(viaBackend.catalog.createWorker({}));
     expect(missing?.code).toBe(Code.InvalidArgument);
     expect(missing?.findDetails(ErrorDetailSchema)[0]?.metadata["field"]).toBe("runtime_id");

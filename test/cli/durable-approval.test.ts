@@ -120,125 +120,147 @@ async function startWaitingRun(clients: Clients, toolCallId: string): Promise<{ 
 const lastMessages = () => fake.requests.at(-1)?.body.messages ?? [];
 
 describe("a tool approval across a SIGKILL of the server", () => {
-  it("keeps the run waiting with its call; approving after the restart runs the tool and completes the run", async () => {
-    await freshDirs();
-    const requestsBefore = fake.requests.length;
-    fake.enqueue(reply({ text: "I will write it.", toolCalls: [call("w1", { path: "a.txt", content: "approved A" })] }));
-    const first = await serve();
-    const { worker, run: waiting } = await startWaitingRun(first.clients, "w1");
-    await kill(first);
+  it(
+    "keeps the run waiting with its call; approving after the restart runs the tool and completes the run",
+    async () => {
+      await freshDirs();
+      const requestsBefore = fake.requests.length;
+      fake.enqueue(reply({ text: "I will write it.", toolCalls: [call("w1", { path: "a.txt", content: "approved A" })] }));
+      const first = await serve();
+      const { worker, run: waiting } = await startWaitingRun(first.clients, "w1");
+      await kill(first);
 
-    const second = await serve();
-    const restored = (await second.clients.interaction.getRun({ worker, runId: waiting.runId })).run;
-    expect(restored?.status).toBe(RunStatus.AWAITING_APPROVAL);
-    expect(restored?.pendingApproval).toEqual(waiting.pendingApproval);
-    expect(restored?.pendingApproval).toMatchObject({
-      toolCallId: "w1",
-      toolName: "write_file",
-      argumentsJson: '{"path":"a.txt","content":"approved A"}',
-    });
-    const { worker: busy } = await second.clients.catalog.getWorker({ worker });
-    expect(busy?.status).toBe(WorkerStatus.RUNNING);
-    expect(busy?.activeRunId).toBe(waiting.runId);
-    await expectReason(
-      () => second.clients.interaction.sendInput({ worker, input: { text: "meanwhile" } }),
-      Code.FailedPrecondition,
-      ErrorReason.WORKER_BUSY,
-    );
-    await expect(stat(join(root, "ws", "a.txt"))).rejects.toThrow();
-    expect(fake.requests.length).toBe(requestsBefore + 1);
+      const second = await serve();
+      const restored = (await second.clients.interaction.getRun({ worker, runId: waiting.runId })).run;
+      expect(restored?.status).toBe(RunStatus.AWAITING_APPROVAL);
+      expect(restored?.pendingApproval).toEqual(waiting.pendingApproval);
+      expect(restored?.pendingApproval).toMatchObject({
+        toolCallId: "w1",
+        toolName: "write_file",
+        argumentsJson: '{"path":"a.txt","content":"approved A"}',
+      });
+      const { worker: busy } = await second.clients.catalog.getWorker({ worker });
+      expect(busy?.status).toBe(WorkerStatus.RUNNING);
+      expect(busy?.activeRunId).toBe(waiting.runId);
+      await expectReason(
+        () => second.clients.interaction.sendInput({ worker, input: { text: "meanwhile" } }),
+        Code.FailedPrecondition,
+        ErrorReason.WORKER_BUSY,
+      );
+      await expect(stat(join(root, "ws", "a.txt"))).rejects.toThrow();
+      expect(fake.requests.length).toBe(requestsBefore + 1);
 
-    fake.enqueue(reply({ text: "Done: a.txt is written." }));
-    const { run: answered } = await second.clients.interaction.resolveApproval({
-      worker,
-      runId: waiting.runId,
-      toolCallId: "w1",
-      decision: ApprovalDecision.APPROVE,
-    });
-    expect(answered?.status).toBe(RunStatus.RUNNING);
-    const done = await waitForRun(second.clients, worker, waiting.runId, ended, "run end");
-    expect(done.status).toBe(RunStatus.COMPLETED);
-    expect(done.stopReason).toBe(StopReason.END_TURN);
-    expect(done.turns).toBe(2);
-    expect(await readFile(join(root, "ws", "a.txt"), "utf8")).toBe("approved A");
+      fake.enqueue(reply({ text: "Done: a.txt is written." }));
+      const { run: answered } = await second.clients.interaction.resolveApproval({
+        worker,
+        runId: waiting.runId,
+        toolCallId: "w1",
+        decision: ApprovalDecision.APPROVE,
+      });
+      expect(answered?.status).toBe(RunStatus.RUNNING);
+      const done = await waitForRun(second.clients, worker, waiting.runId, ended, "run end");
+      expect(done.status).toBe(RunStatus.COMPLETED);
+      expect(done.stopReason).toBe(StopReason.END_TURN);
+      expect(done.turns).toBe(2);
+      expect(await readFile(join(root, "ws", "a.txt"), "utf8")).toBe("approved A");
 
-    // The second turn was asked from the stored transcript, the tool's result last.
-    expect(fake.requests.length).toBe(requestsBefore + 2);
-    const messages = lastMessages();
-    expect(messages.filter((m) => m.role === "user").map((m) => m.content)).toEqual(["write the files"]);
-    expect(messages.at(-2)).toMatchObject({ role: "assistant", tool_calls: [{ id: "w1", function: { name: "write_file" } }] });
-    expect(messages.at(-1)).toMatchObject({ role: "tool", tool_call_id: "w1" });
-    expect(messages.at(-1)?.content).not.toContain("did not");
-    const transcript = await second.clients.observation.readTranscript({ worker });
-    expect(transcript.entries.map((e) => e.content.case)).toEqual([
-      "userMessage",
-      "assistantMessage",
-      "toolCall",
-      "toolResult",
-      "assistantMessage",
-    ]);
-    const { worker: idle } = await second.clients.catalog.getWorker({ worker });
-    expect(idle?.status).toBe(WorkerStatus.IDLE);
-  }, CASE_TIMEOUT_MS);
+      // The second turn was asked from the stored transcript, the tool's result last.
+      expect(fake.requests.length).toBe(requestsBefore + 2);
+      const messages = lastMessages();
+      expect(messages.filter((m) => m.role === "user").map((m) => m.content)).toEqual(["write the files"]);
+      expect(messages.at(-2)).toMatchObject({ role: "assistant", tool_calls: [{ id: "w1", function: { name: "write_file" } }] });
+      expect(messages.at(-1)).toMatchObject({ role: "tool", tool_call_id: "w1" });
+      expect(messages.at(-1)?.content).not.toContain("did not");
+      const transcript = await second.clients.observation.readTranscript({ worker });
+      expect(transcript.entries.map((e) => e.content.case)).toEqual([
+        "userMessage",
+        "assistantMessage",
+        "toolCall",
+        "toolResult",
+        "assistantMessage",
+      ]);
+      const { worker: idle } = await second.clients.catalog.getWorker({ worker });
+      expect(idle?.status).toBe(WorkerStatus.IDLE);
+    },
+    CASE_TIMEOUT_MS,
+  );
 
-  it("rejecting after the restart tells the model, with the reason, and the tool never runs", async () => {
-    await freshDirs();
-    fake.enqueue(reply({ toolCalls: [call("w1", { path: "no.txt", content: "x" })] }));
-    const first = await serve();
-    const { worker, run: waiting } = await startWaitingRun(first.clients, "w1");
-    await kill(first);
+  it(
+    "rejecting after the restart tells the model, with the reason, and the tool never runs",
+    async () => {
+      await freshDirs();
+      fake.enqueue(reply({ toolCalls: [call("w1", { path: "no.txt", content: "x" })] }));
+      const first = await serve();
+      const { worker, run: waiting } = await startWaitingRun(first.clients, "w1");
+      await kill(first);
 
-    const second = await serve();
-    expect((await second.clients.interaction.getRun({ worker, runId: waiting.runId })).run?.pendingApproval?.toolCallId).toBe("w1");
-    fake.enqueue(reply({ text: "Understood, I left it alone." }));
-    await second.clients.interaction.resolveApproval({
-      worker,
-      runId: waiting.runId,
-      toolCallId: "w1",
-      decision: ApprovalDecision.REJECT,
-      reason: "not today",
-    });
-    expect((await waitForRun(second.clients, worker, waiting.runId, ended, "run end")).status).toBe(RunStatus.COMPLETED);
-    await expect(stat(join(root, "ws", "no.txt"))).rejects.toThrow();
-    expect(lastMessages().at(-1)).toEqual({ role: "tool", tool_call_id: "w1", content: `${REJECTED} Reason: not today` });
-  }, CASE_TIMEOUT_MS);
+      const second = await serve();
+      expect((await second.clients.interaction.getRun({ worker, runId: waiting.runId })).run?.pendingApproval?.toolCallId).toBe("w1");
+      fake.enqueue(reply({ text: "Understood, I left it alone." }));
+      await second.clients.interaction.resolveApproval({
+        worker,
+        runId: waiting.runId,
+        toolCallId: "w1",
+        decision: ApprovalDecision.REJECT,
+        reason: "not today",
+      });
+      expect((await waitForRun(second.clients, worker, waiting.runId, ended, "run end")).status).toBe(RunStatus.COMPLETED);
+      await expect(stat(join(root, "ws", "no.txt"))).rejects.toThrow();
+      expect(lastMessages().at(-1)).toEqual({ role: "tool", tool_call_id: "w1", content: `${REJECTED} Reason: not today` });
+    },
+    CASE_TIMEOUT_MS,
+  );
 
-  it("decides two calls of one turn one by one across two kills: reject the first, approve the second", async () => {
-    await freshDirs();
-    fake.enqueue(
-      reply({
-        toolCalls: [call("w1", { path: "first.txt", content: "1" }), call("w2", { path: "second.txt", content: "2" })],
-      }),
-    );
-    const first = await serve();
-    const { worker, run: waiting } = await startWaitingRun(first.clients, "w1");
-    await kill(first);
+  it(
+    "decides two calls of one turn one by one across two kills: reject the first, approve the second",
+    async () => {
+      await freshDirs();
+      fake.enqueue(
+        reply({
+          toolCalls: [call("w1", { path: "first.txt", content: "1" }), call("w2", { path: "second.txt", content: "2" })],
+        }),
+      );
+      const first = await serve();
+      const { worker, run: waiting } = await startWaitingRun(first.clients, "w1");
+      await kill(first);
 
-    const second = await serve();
-    await second.clients.interaction.resolveApproval({ worker, runId: waiting.runId, toolCallId: "w1", decision: ApprovalDecision.REJECT });
-    // The rejection did not abort the turn: the run now waits for the second call.
-    await waitForRun(second.clients, worker, waiting.runId, awaiting("w2"), "awaiting the second approval");
-    await kill(second);
+      const second = await serve();
+      await second.clients.interaction.resolveApproval({
+        worker,
+        runId: waiting.runId,
+        toolCallId: "w1",
+        decision: ApprovalDecision.REJECT,
+      });
+      // The rejection did not abort the turn: the run now waits for the second call.
+      await waitForRun(second.clients, worker, waiting.runId, awaiting("w2"), "awaiting the second approval");
+      await kill(second);
 
-    const third = await serve();
-    const restored = (await third.clients.interaction.getRun({ worker, runId: waiting.runId })).run;
-    expect(restored?.status).toBe(RunStatus.AWAITING_APPROVAL);
-    expect(restored?.pendingApproval).toMatchObject({ toolCallId: "w2", argumentsJson: '{"path":"second.txt","content":"2"}' });
-    fake.enqueue(reply({ text: "Wrote the second one only." }));
-    await third.clients.interaction.resolveApproval({ worker, runId: waiting.runId, toolCallId: "w2", decision: ApprovalDecision.APPROVE });
-    expect((await waitForRun(third.clients, worker, waiting.runId, ended, "run end")).status).toBe(RunStatus.COMPLETED);
+      const third = await serve();
+      const restored = (await third.clients.interaction.getRun({ worker, runId: waiting.runId })).run;
+      expect(restored?.status).toBe(RunStatus.AWAITING_APPROVAL);
+      expect(restored?.pendingApproval).toMatchObject({ toolCallId: "w2", argumentsJson: '{"path":"second.txt","content":"2"}' });
+      fake.enqueue(reply({ text: "Wrote the second one only." }));
+      await third.clients.interaction.resolveApproval({
+        worker,
+        runId: waiting.runId,
+        toolCallId: "w2",
+        decision: ApprovalDecision.APPROVE,
+      });
+      expect((await waitForRun(third.clients, worker, waiting.runId, ended, "run end")).status).toBe(RunStatus.COMPLETED);
 
-    await expect(stat(join(root, "ws", "first.txt"))).rejects.toThrow();
-    expect(await readFile(join(root, "ws", "second.txt"), "utf8")).toBe("2");
-    const tools = lastMessages().filter((m) => m.role === "tool");
-    expect(tools.map((m) => m.tool_call_id)).toEqual(["w1", "w2"]);
-    expect(tools[0]?.content).toBe(`${REJECTED} No reason was given.`);
-    expect(tools[1]?.content).not.toContain("did not");
-    const transcript = await third.clients.observation.readTranscript({ worker });
-    const results = transcript.entries.flatMap((e) => (e.content.case === "toolResult" ? [e.content.value] : []));
-    expect(results.map((r) => [r.toolCallId, r.isError])).toEqual([
-      ["w1", true],
-      ["w2", false],
-    ]);
-  }, CASE_TIMEOUT_MS);
+      await expect(stat(join(root, "ws", "first.txt"))).rejects.toThrow();
+      expect(await readFile(join(root, "ws", "second.txt"), "utf8")).toBe("2");
+      const tools = lastMessages().filter((m) => m.role === "tool");
+      expect(tools.map((m) => m.tool_call_id)).toEqual(["w1", "w2"]);
+      expect(tools[0]?.content).toBe(`${REJECTED} No reason was given.`);
+      expect(tools[1]?.content).not.toContain("did not");
+      const transcript = await third.clients.observation.readTranscript({ worker });
+      const results = transcript.entries.flatMap((e) => (e.content.case === "toolResult" ? [e.content.value] : []));
+      expect(results.map((r) => [r.toolCallId, r.isError])).toEqual([
+        ["w1", true],
+        ["w2", false],
+      ]);
+    },
+    CASE_TIMEOUT_MS,
+  );
 });

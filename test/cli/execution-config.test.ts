@@ -41,8 +41,17 @@ describe("serve execution flags", () => {
   });
 
   it("sets the stream idle timeout, answer cap and retry budget from flags over OPENAI_*, within their bounds", async () => {
-    const env = { OPENAI_API_KEY: "sk-env", OPENAI_STREAM_IDLE_TIMEOUT_MS: "300000", OPENAI_MAX_ANSWER_BYTES: "2048", OPENAI_RETRY_BUDGET_MS: "5000" };
-    expect((await backendFromFlags({}, env)).limits?.()).toEqual({ streamIdleTimeoutMs: 300_000, maxAnswerBytes: 2048, retryBudgetMs: 5000 });
+    const env = {
+      OPENAI_API_KEY: "sk-env",
+      OPENAI_STREAM_IDLE_TIMEOUT_MS: "300000",
+      OPENAI_MAX_ANSWER_BYTES: "2048",
+      OPENAI_RETRY_BUDGET_MS: "5000",
+    };
+    expect((await backendFromFlags({}, env)).limits?.()).toEqual({
+      streamIdleTimeoutMs: 300_000,
+      maxAnswerBytes: 2048,
+      retryBudgetMs: 5000,
+    });
     const flagged = await backendFromFlags(
       { "openai-stream-idle-timeout-ms": "600000", "openai-max-answer-bytes": "4096", "openai-retry-budget-ms": "0" },
       env,

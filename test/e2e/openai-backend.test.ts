@@ -22,7 +22,12 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
   beforeEach(async () => {
     const careful = create(ProfileSchema, { ...companionProfile("gpt-4o-mini"), name: "careful", approvalRequiredTools: ["write_file"] });
     // Commands run unsandboxed here (host pids in the tests); the sandbox is tested in test/bundles/shell-sandbox.test.ts.
-    s = await startOpenAIServer(protocol, { toolLimits: { maxReadBytes: 64 }, profiles: [careful], shellSandbox: "none", allowUnsandboxedShell: true });
+    s = await startOpenAIServer(protocol, {
+      toolLimits: { maxReadBytes: 64 },
+      profiles: [careful],
+      shellSandbox: "none",
+      allowUnsandboxedShell: true,
+    });
   });
   afterEach(async () => {
     await s.close();
@@ -30,9 +35,7 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
 
   it("runs a multi-turn tool loop: transcript, events, usage and the file change", async () => {
     const worker = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path: "proj" });
-    s.fake.enqueue(
-      reply({ toolCalls: [call("c_read", "read_file", { path: "in.txt" })], usage: { prompt: 50, completion: 5 } }),
-    );
+    s.fake.enqueue(reply({ toolCalls: [call("c_read", "read_file", { path: "in.txt" })], usage: { prompt: 50, completion: 5 } }));
     // The backend creates a missing workspace directory; the test seeds it first.
     await mkdir(join(s.root, "proj"), { recursive: true });
     await writeFile(join(s.root, "proj", "in.txt"), "seed");
@@ -45,7 +48,13 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     expect(run.status).toBe(RunStatus.COMPLETED);
     expect(run.stopReason).toBe(StopReason.END_TURN);
     expect(await readFile(join(s.root, "proj", "out.txt"), "utf8")).toBe("SEED");
-    expect(run.usage).toMatchObject({ inputTokens: 180n, outputTokens: 18n, cachedInputTokens: 30n, reasoningTokens: 2n, modelRequests: 3n });
+    expect(run.usage).toMatchObject({
+      inputTokens: 180n,
+      outputTokens: 18n,
+      cachedInputTokens: 30n,
+      reasoningTokens: 2n,
+      modelRequests: 3n,
+    });
     expect(run.turns).toBe(3);
 
     const kinds = new Set(events.map((e) => e.kind.case));
@@ -62,7 +71,11 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
       "assistantMessage",
     ]);
     expect(s.fake.requests[1]?.body.messages.at(-1)).toEqual({ role: "tool", tool_call_id: "c_read", content: "seed" });
-    expect(s.fake.requests[2]?.body.messages.at(-1)).toEqual({ role: "tool", tool_call_id: "c_write", content: "wrote 4 bytes to out.txt" });
+    expect(s.fake.requests[2]?.body.messages.at(-1)).toEqual({
+      role: "tool",
+      tool_call_id: "c_write",
+      content: "wrote 4 bytes to out.txt",
+    });
     const { worker: after } = await s.clients.catalog.getWorker({ worker: worker.ref });
     expect(after?.usage?.inputTokens).toBe(180n);
     expect(after?.connectivity?.state).toBe(ConnectivityState.CONNECTED);
@@ -102,9 +115,7 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     const { run } = await s.runToEnd(worker, "quote");
     expect(run.status).toBe(RunStatus.COMPLETED);
     const transcript = await s.clients.observation.readTranscript({ worker: worker.ref });
-    const text = transcript.entries
-      .map((e) => (e.content.case === "assistantMessage" ? e.content.value.text : ""))
-      .join("");
+    const text = transcript.entries.map((e) => (e.content.case === "assistantMessage" ? e.content.value.text : "")).join("");
     expect(text).toBe(full);
   });
 
@@ -116,10 +127,14 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     const { run } = await s.clients.interaction.sendInput({ worker: worker.ref, input: { text: "count" } });
     const runId = run?.runId ?? "";
     await s.fake.waitForRequests(1);
-    await eventually(async () => {
-      const snapshot = await firstSnapshot(s, worker.ref);
-      return (snapshot?.inFlight ?? []).some((block) => block.text.length >= 20);
-    }, 5_000, "partial text in flight");
+    await eventually(
+      async () => {
+        const snapshot = await firstSnapshot(s, worker.ref);
+        return (snapshot?.inFlight ?? []).some((block) => block.text.length >= 20);
+      },
+      5_000,
+      "partial text in flight",
+    );
     expect(s.fake.requests[0]?.clientClosedAt).toBeUndefined();
     await s.clients.interaction.cancelRun({ worker: worker.ref, runId });
     await s.fake.waitForClientClose(0);
@@ -140,10 +155,14 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     await s.clients.interaction.cancelRun({ worker: worker.ref, runId: run?.runId ?? "" });
     const final = await s.waitForRun(worker, run?.runId ?? "", ended, "run end");
     expect(final.status).toBe(RunStatus.CANCELLED);
-    await eventually(async () => {
-      const state = await readFile(`/proc/${childPid}/stat`, "utf8").catch(() => "gone");
-      return state === "gone" || state.slice(state.lastIndexOf(")") + 2).startsWith("Z");
-    }, 5_000, "child process gone");
+    await eventually(
+      async () => {
+        const state = await readFile(`/proc/${childPid}/stat`, "utf8").catch(() => "gone");
+        return state === "gone" || state.slice(state.lastIndexOf(")") + 2).startsWith("Z");
+      },
+      5_000,
+      "child process gone",
+    );
   });
 
   it("refuses workspace escapes, bounds reads visibly, and leases the workspace to one writer", async () => {
@@ -154,7 +173,11 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
       ErrorReason.ALLOCATION_CONFLICT,
     ).then((detail) => expect(detail.metadata["holder_worker_id"]).toBe(writer.ref?.workerId));
     const { allocations } = await s.clients.management.listAllocations({});
-    expect(allocations.map((a) => [a.holder?.workerId, a.path, a.mode])).toContainEqual([writer.ref?.workerId, "shared", AllocationMode.WRITE]);
+    expect(allocations.map((a) => [a.holder?.workerId, a.path, a.mode])).toContainEqual([
+      writer.ref?.workerId,
+      "shared",
+      AllocationMode.WRITE,
+    ]);
 
     await writeFile(join(s.outside, "secret.txt"), "secret");
     await mkdir(join(s.root, "shared"), { recursive: true });
@@ -197,7 +220,11 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     const first = await s.clients.interaction.sendInput({ worker: worker.ref, input: { text: "write a" } });
     const runId = first.run?.runId ?? "";
     const waiting = await s.waitForRun(worker, runId, (r) => r.status === RunStatus.AWAITING_APPROVAL, "awaiting approval");
-    expect(waiting.pendingApproval).toMatchObject({ toolCallId: "w1", toolName: "write_file", argumentsJson: '{"path":"a.txt","content":"A"}' });
+    expect(waiting.pendingApproval).toMatchObject({
+      toolCallId: "w1",
+      toolName: "write_file",
+      argumentsJson: '{"path":"a.txt","content":"A"}',
+    });
     const snapshot = await firstSnapshot(s, worker.ref);
     expect(snapshot?.activeRun?.pendingApproval?.toolCallId).toBe("w1");
     await expect(stat(join(s.root, "ap", "a.txt"))).rejects.toThrow();

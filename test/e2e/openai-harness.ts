@@ -26,10 +26,7 @@ export interface OpenAIServer {
 
 export const E2E_KEY = "sk-e2e-0123456789-secret";
 
-export async function startOpenAIServer(
-  protocol: Protocol,
-  options: Partial<OpenAIBackendOptions> = {},
-): Promise<OpenAIServer> {
+export async function startOpenAIServer(protocol: Protocol, options: Partial<OpenAIBackendOptions> = {}): Promise<OpenAIServer> {
   const fake = await startFakeOpenAI();
   const base = await realpath(await mkdtemp(join(tmpdir(), "e2e-openai-")));
   const root = join(base, "root");

@@ -5,12 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import {
-  createOpenAIBackend,
-  loadProfilesFile,
-  openAIBackendOptionsFromEnv,
-  ProfileConfigError,
-} from "../../src/engine/index.js";
+import { createOpenAIBackend, loadProfilesFile, openAIBackendOptionsFromEnv, ProfileConfigError } from "../../src/engine/index.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
 import { startHarness, type Harness } from "./harness.js";

@@ -8,7 +8,8 @@ import { boundHistory } from "../../src/engine/history-bounds.js";
 function entry(runId: string, content: TranscriptEntry["content"]): TranscriptEntry {
   return create(TranscriptEntrySchema, { runId, content });
 }
-const user = (run: string, text: string) => entry(run, { case: "userMessage", value: { $typeName: "worker_runtime.v1.UserMessage", text } });
+const user = (run: string, text: string) =>
+  entry(run, { case: "userMessage", value: { $typeName: "worker_runtime.v1.UserMessage", text } });
 const said = (run: string, text: string) =>
   entry(run, { case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text } });
 const toolCall = (run: string, id: string, argumentsJson = "{}") =>
@@ -46,9 +47,7 @@ describe("messagesFromTranscript", () => {
   });
 
   it("drops results whose call fell out of the window and answers calls that never got a result", () => {
-    expect(
-      messagesFromTranscript([toolResult("r0", "old", "stale"), user("r1", "q"), toolCall("r1", "c1"), user("r2", "next")]),
-    ).toEqual([
+    expect(messagesFromTranscript([toolResult("r0", "old", "stale"), user("r1", "q"), toolCall("r1", "c1"), user("r2", "next")])).toEqual([
       { role: "user", content: "q" },
       {
         role: "assistant",
@@ -105,7 +104,9 @@ describe("boundHistory", () => {
     expect(JSON.parse(call?.function.arguments ?? "")).toEqual({
       omitted_from_history: "the 50031-byte arguments of this call were left out of the replayed history",
     });
-    expect(bounded[2]?.content).toMatch(/^y{2000}\n\[this message in the replayed history truncated: showing the first 2000 of 50000 bytes\]$/);
+    expect(bounded[2]?.content).toMatch(
+      /^y{2000}\n\[this message in the replayed history truncated: showing the first 2000 of 50000 bytes\]$/,
+    );
     expect(bounded.at(-1)?.content).toMatch(/^z{2000}\n\[this message/);
     expect(size(bounded)).toBeLessThanOrEqual(16_000);
   });

@@ -38,7 +38,10 @@ describe("provider failures", () => {
     expect(h.fake.requests).toHaveLength(1);
   });
 
-  it.each([["retry-after", "0"], ["retry-after-ms", "0"]])("still backs off when every 503 says %s: %s", async (header, value) => {
+  it.each([
+    ["retry-after", "0"],
+    ["retry-after-ms", "0"],
+  ])("still backs off when every 503 says %s: %s", async (header, value) => {
     h = await startHarness({ retry: { budgetMs: 500, baseDelayMs: 50, maxDelayMs: 100 }, random: () => 0 });
     h.fake.setFallback(errorReply(503, "overloaded", { [header]: value }));
     const { outcome } = await h.run({ input: "hi" });
@@ -172,7 +175,11 @@ describe("provider failures", () => {
   it("discards the partial tool call of a cut stream so watchers drop it", async () => {
     h = await startHarness();
     // Role chunk, one text piece, the tool call's header and one argument piece, then the cut.
-    const cutReply = replyChunks({ text: "Let", pieceSize: 4, toolCalls: [{ id: "call_1", name: "read_file", arguments: '{"path":"a.txt"}' }] });
+    const cutReply = replyChunks({
+      text: "Let",
+      pieceSize: 4,
+      toolCalls: [{ id: "call_1", name: "read_file", arguments: '{"path":"a.txt"}' }],
+    });
     h.fake.enqueue({ kind: "stream", chunks: cutReply, end: "cut", cutAfter: 4 }, reply({ text: " me answer." }));
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
@@ -192,7 +199,12 @@ describe("provider failures", () => {
     );
     const { outcome, sink } = await h.run({ input: "count" });
     expect(outcome.kind).toBe("completed");
-    expect(sink.committed("assistantMessage").map((m) => m.text).join("")).toBe(full);
+    expect(
+      sink
+        .committed("assistantMessage")
+        .map((m) => m.text)
+        .join(""),
+    ).toBe(full);
     expect(sink.streamedText()).toBe(full);
   });
 
@@ -270,7 +282,12 @@ describe("provider failures", () => {
     const { outcome, sink } = await h.run({ input: "go on forever" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
     expect(outcome.kind === "failed" && outcome.message).toContain("exceeded 100 bytes");
-    expect(sink.committed("assistantMessage").map((m) => m.text).join("").length).toBeLessThanOrEqual(110);
+    expect(
+      sink
+        .committed("assistantMessage")
+        .map((m) => m.text)
+        .join("").length,
+    ).toBeLessThanOrEqual(110);
     await h.fake.waitForClientClose(0);
   });
 
@@ -298,7 +315,12 @@ describe("provider failures", () => {
 
   it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
     h = await startHarness({ maxStreamResumes: 2 });
-    const cut = (text: string) => ({ kind: "stream" as const, chunks: replyChunks({ text, pieceSize: 2 }), end: "cut" as const, cutAfter: 2 });
+    const cut = (text: string) => ({
+      kind: "stream" as const,
+      chunks: replyChunks({ text, pieceSize: 2 }),
+      end: "cut" as const,
+      cutAfter: 2,
+    });
     h.fake.enqueue(cut("ab--"), cut("cd--"), cut("ef--"), reply({ text: "never" }));
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });

@@ -11,9 +11,11 @@ import { profileWith, startHarness, type Harness } from "./harness.js";
 /** A logger that keeps what it is told. */
 function recordingLogger(): Logger & { lines: { level: string; message: string; fields: Record<string, unknown> }[] } {
   const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
-  const at = (level: string) => (message: string, fields: Record<string, unknown> = {}) => {
-    lines.push({ level, message, fields });
-  };
+  const at =
+    (level: string) =>
+    (message: string, fields: Record<string, unknown> = {}) => {
+      lines.push({ level, message, fields });
+    };
   return { lines, info: at("info"), warn: at("warn"), error: at("error") };
 }
 
@@ -37,7 +39,12 @@ describe("provider retries", () => {
     // request would start afresh.
     const slow = errorReply(503, "overloaded", { "retry-after-ms": "200" });
     h = await startHarness({ retry: { budgetMs: 2_000, baseDelayMs: 5, maxDelayMs: 20 }, random: () => 0 });
-    h.fake.enqueue(slow, slow, slow, { kind: "stream", chunks: replyChunks({ text: "Hello world", pieceSize: 4 }), end: "cut", cutAfter: 2 });
+    h.fake.enqueue(slow, slow, slow, {
+      kind: "stream",
+      chunks: replyChunks({ text: "Hello world", pieceSize: 4 }),
+      end: "cut",
+      cutAfter: 2,
+    });
     h.fake.setFallback(slow);
     const { outcome, sink } = await h.run({ input: "hi" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });

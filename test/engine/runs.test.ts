@@ -19,22 +19,31 @@ describe("OpenAI backend runs", () => {
     // Paced like a real model: pieces that arrive together would be joined into one delta.
     const paced = { delayMs: 2 };
     h.fake.enqueue(
-      reply({
-        toolCalls: [{ id: "call_read", name: "read_file", arguments: JSON.stringify({ path: "notes.txt" }) }],
-        usage: { prompt: 100, completion: 10, cached: 40 },
-      }, paced),
-      reply({
-        text: "Writing it now.",
-        toolCalls: [
-          { id: "call_write", name: "write_file", arguments: JSON.stringify({ path: "out/answer.txt", content: "HELLO FROM DISK" }) },
-        ],
-        usage: { prompt: 150, completion: 20 },
-      }, paced),
-      reply({
-        reasoning: "The file is written, so I can report.",
-        text: "Done: out/answer.txt holds the upper-cased note.",
-        usage: { prompt: 200, completion: 30, cached: 100, reasoning: 12 },
-      }, paced),
+      reply(
+        {
+          toolCalls: [{ id: "call_read", name: "read_file", arguments: JSON.stringify({ path: "notes.txt" }) }],
+          usage: { prompt: 100, completion: 10, cached: 40 },
+        },
+        paced,
+      ),
+      reply(
+        {
+          text: "Writing it now.",
+          toolCalls: [
+            { id: "call_write", name: "write_file", arguments: JSON.stringify({ path: "out/answer.txt", content: "HELLO FROM DISK" }) },
+          ],
+          usage: { prompt: 150, completion: 20 },
+        },
+        paced,
+      ),
+      reply(
+        {
+          reasoning: "The file is written, so I can report.",
+          text: "Done: out/answer.txt holds the upper-cased note.",
+          usage: { prompt: 200, completion: 30, cached: 100, reasoning: 12 },
+        },
+        paced,
+      ),
     );
 
     const { outcome, sink } = await h.run({ input: "Upper-case notes.txt into out/answer.txt", capabilities: ["fs.read", "fs.write"] });
@@ -115,7 +124,13 @@ describe("OpenAI backend runs", () => {
 
   it("sends the profile's model, temperature and output bound, and the committed history", async () => {
     h.fake.enqueue(reply({ text: "first answer" }), reply({ text: "second answer" }));
-    const profile = profileWith(h.companion, { name: "custom", model: "local-model", temperature: 0.2, maxOutputTokens: 77, systemPrompt: "Be terse." });
+    const profile = profileWith(h.companion, {
+      name: "custom",
+      model: "local-model",
+      temperature: 0.2,
+      maxOutputTokens: 77,
+      systemPrompt: "Be terse.",
+    });
     const { sink } = await h.run({ input: "first question", profile });
     await h.run({ input: "second question", profile, sink });
     const body = h.fake.requests[1]?.body;
@@ -168,10 +183,7 @@ describe("OpenAI backend runs", () => {
   });
 
   it("offers only the tools whose capability the worker holds, and refuses others", async () => {
-    h.fake.enqueue(
-      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: '{"command":"echo hi"}' }] }),
-      reply({ text: "ok" }),
-    );
+    h.fake.enqueue(reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: '{"command":"echo hi"}' }] }), reply({ text: "ok" }));
     const { sink } = await h.run({ input: "run it", capabilities: ["fs.read"] });
     expect(h.fake.requests[0]?.body.tools?.map((t) => t.function.name)).toEqual(["read_file", "list_files", "search_files"]);
     expect(sink.committed("toolResult")[0]).toMatchObject({

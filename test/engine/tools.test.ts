@@ -89,7 +89,9 @@ describe("tools", () => {
       call("c5", "read_file", { path: "big.txt", offset: 950 }),
     ]);
     expect(results.map((r) => r.truncated)).toEqual([true, true, true, true, false]);
-    expect(results[0]?.output).toBe(`${"x".repeat(100)}\n[file truncated: showing bytes 0-100 of 1000; call read_file with offset=100 for more]`);
+    expect(results[0]?.output).toBe(
+      `${"x".repeat(100)}\n[file truncated: showing bytes 0-100 of 1000; call read_file with offset=100 for more]`,
+    );
     expect(results[1]?.output).toBe("a.txt\nb.txt\nbig.txt\n[listing truncated at 3 entries]");
     expect(results[2]?.output).toContain("exit code 0");
     expect(results[2]?.output).toContain("[command output truncated: showing the first 50 of 5000 bytes]");
@@ -230,7 +232,10 @@ describe("tools", () => {
     it("waits for approval, then runs the call", async () => {
       h = await startHarness();
       const harness = h;
-      harness.fake.enqueue(reply({ toolCalls: [call("w1", "write_file", { path: "ok.txt", content: "yes" })] }), reply({ text: "written" }));
+      harness.fake.enqueue(
+        reply({ toolCalls: [call("w1", "write_file", { path: "ok.txt", content: "yes" })] }),
+        reply({ text: "written" }),
+      );
       let fileDuringWait: string | undefined = "unset";
       const { outcome, sink } = await harness.run({
         input: "write",

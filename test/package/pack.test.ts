@@ -70,7 +70,8 @@ describe("npm pack", () => {
   });
 
   it("holds no sources, tests, benches, CI scripts or build state", () => {
-    const allowed = /^(dist\/.+\.(js|d\.ts)|gen\/.+_pb\.(js|d\.ts)|gen\/descriptor-set\.(js|d\.ts)|proto\/.+\.proto|package\.json|README\.md|LICENSE)$/;
+    const allowed =
+      /^(dist\/.+\.(js|d\.ts)|gen\/.+_pb\.(js|d\.ts)|gen\/descriptor-set\.(js|d\.ts)|proto\/.+\.proto|package\.json|README\.md|LICENSE)$/;
     expect(files.filter((file) => !allowed.test(file))).toEqual([]);
   });
 

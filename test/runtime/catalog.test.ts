@@ -67,7 +67,10 @@ describe.each(STORE_FACTORIES)("worker catalog ($name store)", (storeFactory) =>
       const label = `list-${protocol}`;
       const created: string[] = [];
       for (let i = 0; i < 7; i++) {
-        const { worker } = await clients.catalog.createWorker({ runtimeId, labels: { suite: label, parity: i % 2 === 0 ? "even" : "odd" } });
+        const { worker } = await clients.catalog.createWorker({
+          runtimeId,
+          labels: { suite: label, parity: i % 2 === 0 ? "even" : "odd" },
+        });
         created.push(worker?.ref?.workerId ?? "");
       }
       const firstStopped = created[0] ?? "";
@@ -167,9 +170,21 @@ describe("RuntimeManagement runtime_id", () => {
       const runtimeId = harness.runtime.runtimeId;
       expect((await clients.management.getRuntime({})).runtime?.runtimeId).toBe(runtimeId);
       expect((await clients.management.getRuntime({ runtimeId })).runtime?.runtimeId).toBe(runtimeId);
-      await expectReason(() => clients.management.getRuntime({ runtimeId: "rt-other" }), Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH);
-      await expectReason(() => clients.management.listDiagnostics({ runtimeId: "rt-other" }), Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH);
-      await expectReason(() => clients.management.listConfigBundles({ runtimeId: "rt-other" }), Code.InvalidArgument, ErrorReason.RUNTIME_MISMATCH);
+      await expectReason(
+        () => clients.management.getRuntime({ runtimeId: "rt-other" }),
+        Code.InvalidArgument,
+        ErrorReason.RUNTIME_MISMATCH,
+      );
+      await expectReason(
+        () => clients.management.listDiagnostics({ runtimeId: "rt-other" }),
+        Code.InvalidArgument,
+        ErrorReason.RUNTIME_MISMATCH,
+      );
+      await expectReason(
+        () => clients.management.listConfigBundles({ runtimeId: "rt-other" }),
+        Code.InvalidArgument,
+        ErrorReason.RUNTIME_MISMATCH,
+      );
     } finally {
       await harness.close();
     }

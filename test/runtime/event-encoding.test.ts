@@ -14,7 +14,11 @@ function sameAsToBinary(event: WorkerEvent): void {
 describe("encodeWorkerEvent", () => {
   it("writes text and reasoning deltas byte for byte as toBinary does", () => {
     for (const text of texts) {
-      for (const [runId, blockId] of [["run-1", "run-1-b0"], ["", ""], ["r".repeat(200), "b"]] as const) {
+      for (const [runId, blockId] of [
+        ["run-1", "run-1-b0"],
+        ["", ""],
+        ["r".repeat(200), "b"],
+      ] as const) {
         sameAsToBinary(create(WorkerEventSchema, { kind: { case: "textDelta", value: { runId, blockId, text } } }));
         sameAsToBinary(create(WorkerEventSchema, { kind: { case: "reasoningDelta", value: { runId, blockId, text } } }));
       }

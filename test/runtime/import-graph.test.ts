@@ -142,7 +142,17 @@ describe("the parser", () => {
     `;
     const { specifiers, nonLiteralDynamicImports } = specifiersOf(source);
     expect(specifiers.sort()).toEqual(
-      ["./multi-line.js", "types-only", "single-quoted", "default-and-named", "side-effect", "./re-export.js", "star-export", "type-export", "dynamic"].sort(),
+      [
+        "./multi-line.js",
+        "types-only",
+        "single-quoted",
+        "default-and-named",
+        "side-effect",
+        "./re-export.js",
+        "star-export",
+        "type-export",
+        "dynamic",
+      ].sort(),
     );
     expect(nonLiteralDynamicImports).toBe(1);
   });

@@ -11,22 +11,42 @@ describe("the in-flight accumulator", () => {
     const acc = new InFlightAccumulator();
     acc.apply(event({ case: "textDelta", value: { $typeName: "worker_runtime.v1.TextDelta", runId: "r1", blockId: "b1", text: "Hel" } }));
     acc.apply(event({ case: "textDelta", value: { $typeName: "worker_runtime.v1.TextDelta", runId: "r1", blockId: "b1", text: "lo" } }));
-    acc.apply(event({ case: "toolCallDelta", value: { $typeName: "worker_runtime.v1.ToolCallDelta", runId: "r1", blockId: "b2", toolCallId: "c1", toolName: "read_file", argumentsDelta: '{"pa' } }));
-    acc.apply(event({ case: "reasoningDelta", value: { $typeName: "worker_runtime.v1.ReasoningDelta", runId: "r1", blockId: "b3", text: "hmm" } }));
+    acc.apply(
+      event({
+        case: "toolCallDelta",
+        value: {
+          $typeName: "worker_runtime.v1.ToolCallDelta",
+          runId: "r1",
+          blockId: "b2",
+          toolCallId: "c1",
+          toolName: "read_file",
+          argumentsDelta: '{"pa',
+        },
+      }),
+    );
+    acc.apply(
+      event({ case: "reasoningDelta", value: { $typeName: "worker_runtime.v1.ReasoningDelta", runId: "r1", blockId: "b3", text: "hmm" } }),
+    );
     expect(acc.snapshot().map((b) => [b.blockId, b.text, b.toolName])).toEqual([
       ["b1", "Hello", ""],
       ["b2", '{"pa', "read_file"],
       ["b3", "hmm", ""],
     ]);
 
-    acc.apply(event({ case: "blockDiscarded", value: { $typeName: "worker_runtime.v1.InFlightBlockDiscarded", runId: "r1", blockId: "b2" } }));
+    acc.apply(
+      event({ case: "blockDiscarded", value: { $typeName: "worker_runtime.v1.InFlightBlockDiscarded", runId: "r1", blockId: "b2" } }),
+    );
     expect(acc.snapshot().map((b) => b.blockId)).toEqual(["b1", "b3"]);
 
-    acc.apply(event({ case: "transcriptAppended", value: { $typeName: "worker_runtime.v1.TranscriptEntry", seq: 1n, runId: "r1", blockId: "b1", content: { case: undefined } } }));
+    acc.apply(
+      event({
+        case: "transcriptAppended",
+        value: { $typeName: "worker_runtime.v1.TranscriptEntry", seq: 1n, runId: "r1", blockId: "b1", content: { case: undefined } },
+      }),
+    );
     expect(acc.snapshot().map((b) => b.blockId)).toEqual(["b3"]);
 
     acc.apply(event({ case: "runChanged", value: create(RunSchema, { runId: "r1", status: RunStatus.CANCELLED }) }));
     expect(acc.snapshot()).toEqual([]);
   });
 });
-

@@ -15,7 +15,11 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
     const suite = useRuntimeSuite(storeFactory, protocol, { backend: () => new ScriptedBackend(), limits: { cancelGraceMs: 2_000 } });
 
     async function waitForRun(worker: Worker, runId: string, status: RunStatus): Promise<void> {
-      await eventually(async () => (await suite.clients.interaction.getRun({ worker: worker.ref, runId })).run?.status === status, 5_000, `run ${runId} ${RunStatus[status]}`);
+      await eventually(
+        async () => (await suite.clients.interaction.getRun({ worker: worker.ref, runId })).run?.status === status,
+        5_000,
+        `run ${runId} ${RunStatus[status]}`,
+      );
     }
 
     it("streams deltas, commits the transcript and records usage", async () => {
@@ -85,7 +89,12 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       const texts = transcript.entries.map((e) => (e.content.value as { text: string }).text);
       expect(texts).toEqual(["1", "first", "2", "second", "3", "third"]);
       expect(transcript.entries.map((e) => e.runId)).toEqual([
-        one.run?.runId, one.run?.runId, two.run?.runId, two.run?.runId, three.run?.runId, three.run?.runId,
+        one.run?.runId,
+        one.run?.runId,
+        two.run?.runId,
+        two.run?.runId,
+        three.run?.runId,
+        three.run?.runId,
       ]);
     });
 
@@ -98,7 +107,9 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       const depth = suite.harness.runtime.limits.maxQueueDepth;
       const queued = [];
       for (let i = 0; i < depth; i++) {
-        queued.push(await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE }));
+        queued.push(
+          await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE }),
+        );
       }
       await expectReason(
         () => suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "over" }, busyPolicy: BusyPolicy.ENQUEUE }),
@@ -119,7 +130,11 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       suite.backend.enqueue(held.script, replyWith("replacement"));
       const first = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "slow" } });
       await held.started;
-      const second = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "fast" }, busyPolicy: BusyPolicy.INTERRUPT });
+      const second = await suite.clients.interaction.sendInput({
+        worker: worker.ref,
+        input: { text: "fast" },
+        busyPolicy: BusyPolicy.INTERRUPT,
+      });
       await waitForRun(worker, second.run?.runId ?? "", RunStatus.COMPLETED);
       const firstRun = await suite.clients.interaction.getRun({ worker: worker.ref, runId: first.run?.runId ?? "" });
       expect(firstRun.run?.status).toBe(RunStatus.CANCELLED);
@@ -181,7 +196,11 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
 
     it("fails a run with the backend's typed reason and a notice in the transcript", async () => {
       const worker = await suite.newWorker();
-      suite.backend.enqueue(async () => ({ kind: "failed", reason: ErrorReason.PROVIDER_AUTH_FAILED, message: "the provider rejected the API key" }));
+      suite.backend.enqueue(async () => ({
+        kind: "failed",
+        reason: ErrorReason.PROVIDER_AUTH_FAILED,
+        message: "the provider rejected the API key",
+      }));
       const sent = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "x" } });
       await waitForRun(worker, sent.run?.runId ?? "", RunStatus.FAILED);
       const { run } = await suite.clients.interaction.getRun({ worker: worker.ref, runId: sent.run?.runId ?? "" });
@@ -194,7 +213,11 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       const worker = await suite.newWorker();
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) {
-        const { run } = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `m${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        const { run } = await suite.clients.interaction.sendInput({
+          worker: worker.ref,
+          input: { text: `m${i}` },
+          busyPolicy: BusyPolicy.ENQUEUE,
+        });
         ids.push(run?.runId ?? "");
       }
       await waitForRun(worker, ids[4] ?? "", RunStatus.COMPLETED);
@@ -212,7 +235,11 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       const worker = await suite.newWorker();
       let last = "";
       for (let i = 0; i < 6; i++) {
-        const { run } = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        const { run } = await suite.clients.interaction.sendInput({
+          worker: worker.ref,
+          input: { text: `q${i}` },
+          busyPolicy: BusyPolicy.ENQUEUE,
+        });
         last = run?.runId ?? "";
       }
       await waitForRun(worker, last, RunStatus.COMPLETED);
@@ -220,12 +247,24 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       expect(tail.entries.map((e) => e.seq)).toEqual([9n, 10n, 11n, 12n]);
       expect(tail.hasMore).toBe(true);
       expect(tail.lastSeq).toBe(12n);
-      const before = await suite.clients.observation.readTranscript({ worker: worker.ref, position: { case: "beforeSeq", value: 9n }, limit: 4 });
+      const before = await suite.clients.observation.readTranscript({
+        worker: worker.ref,
+        position: { case: "beforeSeq", value: 9n },
+        limit: 4,
+      });
       expect(before.entries.map((e) => e.seq)).toEqual([5n, 6n, 7n, 8n]);
-      const head = await suite.clients.observation.readTranscript({ worker: worker.ref, position: { case: "afterSeq", value: 0n }, limit: 5 });
+      const head = await suite.clients.observation.readTranscript({
+        worker: worker.ref,
+        position: { case: "afterSeq", value: 0n },
+        limit: 5,
+      });
       expect(head.entries.map((e) => e.seq)).toEqual([1n, 2n, 3n, 4n, 5n]);
       expect(head.hasMore).toBe(true);
-      const end = await suite.clients.observation.readTranscript({ worker: worker.ref, position: { case: "afterSeq", value: 10n }, limit: 5 });
+      const end = await suite.clients.observation.readTranscript({
+        worker: worker.ref,
+        position: { case: "afterSeq", value: 10n },
+        limit: 5,
+      });
       expect(end.entries.map((e) => e.seq)).toEqual([11n, 12n]);
       expect(end.hasMore).toBe(false);
     });

@@ -23,7 +23,8 @@ import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support
 function flakyStore(): { store: RuntimeStore; failNext(method: "appendEvents" | "appendTranscript" | "putRun"): void } {
   const inner = createMemoryStore();
   const failing = new Set<string>();
-  const guard = <A extends unknown[], R>(name: string, call: (...args: A) => Promise<R>) =>
+  const guard =
+    <A extends unknown[], R>(name: string, call: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       if (failing.delete(name)) throw new StoreWriteError("ENOSPC: no space left on device");
       return call(...args);
@@ -52,17 +53,22 @@ async function statusOf(runtime: Runtime, worker: Worker, runId: string): Promis
 }
 
 /** A run that asks for approval of one call, then answers with the decision. */
-const approvalRun = (onAsked?: () => void): RunScript => async (_request, sink, signal) => {
-  const asking = sink.requestApproval({ toolCallId: "t1", toolName: "write_file", argumentsJson: "{}" }, signal);
-  onAsked?.();
-  try {
-    const decision = await asking;
-    await sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: decision.approved ? "approved" : "rejected" } });
-    return { kind: "completed", stopReason: StopReason.END_TURN };
-  } catch {
-    return { kind: "cancelled" };
-  }
-};
+const approvalRun =
+  (onAsked?: () => void): RunScript =>
+  async (_request, sink, signal) => {
+    const asking = sink.requestApproval({ toolCallId: "t1", toolName: "write_file", argumentsJson: "{}" }, signal);
+    onAsked?.();
+    try {
+      const decision = await asking;
+      await sink.commit({
+        case: "assistantMessage",
+        value: { $typeName: "worker_runtime.v1.AssistantMessage", text: decision.approved ? "approved" : "rejected" },
+      });
+      return { kind: "completed", stopReason: StopReason.END_TURN };
+    } catch {
+      return { kind: "cancelled" };
+    }
+  };
 
 describe("races and failures in the core", () => {
   it("a cancel in the same tick as an approval request ends the run at once", async () => {
@@ -84,7 +90,14 @@ describe("races and failures in the core", () => {
     backend.enqueue(approvalRun());
     const { runId } = await send(runtime, worker, "go");
     await eventually(async () => (await statusOf(runtime, worker, runId)) === RunStatus.AWAITING_APPROVAL);
-    const run = await runtime.resolveApproval({ $typeName: "worker_runtime.v1.ResolveApprovalRequest", worker: worker.ref, runId, toolCallId: "t1", decision: ApprovalDecision.APPROVE, reason: "" });
+    const run = await runtime.resolveApproval({
+      $typeName: "worker_runtime.v1.ResolveApprovalRequest",
+      worker: worker.ref,
+      runId,
+      toolCallId: "t1",
+      decision: ApprovalDecision.APPROVE,
+      reason: "",
+    });
     expect(run.status).toBe(RunStatus.RUNNING);
     expect(run.pendingApproval).toBeUndefined();
     await eventually(async () => (await statusOf(runtime, worker, runId)) === RunStatus.COMPLETED);
@@ -109,7 +122,12 @@ describe("races and failures in the core", () => {
     expect(failedOnce).toBe(true);
     const second = await send(runtime, worker, "two");
     await eventually(async () => (await statusOf(runtime, worker, second.runId)) === RunStatus.COMPLETED);
-    const transcript = await runtime.readTranscript({ $typeName: "worker_runtime.v1.ReadTranscriptRequest", worker: worker.ref, position: { case: undefined }, limit: 50 });
+    const transcript = await runtime.readTranscript({
+      $typeName: "worker_runtime.v1.ReadTranscriptRequest",
+      worker: worker.ref,
+      position: { case: undefined },
+      limit: 50,
+    });
     expect(transcript.entries.map((e) => e.seq)).toEqual(transcript.entries.map((_, i) => BigInt(i + 1)));
     expect(transcript.entries.map((e) => (e.content.value as { text: string }).text)).toContain("two");
   });
@@ -132,7 +150,15 @@ describe("races and failures in the core", () => {
     const { runtime, worker } = await setUp(backend, undefined, 300);
     backend.enqueue(async () => new Promise(() => {}));
     await send(runtime, worker, "stuck");
-    const cursorBefore = (await runtime.watchRuntime({ $typeName: "worker_runtime.v1.WatchRuntimeRequest", runtimeId: runtime.runtimeId, afterCursor: "" }, { signal: AbortSignal.timeout(100) }).next()).value?.snapshot?.cursor ?? "";
+    const cursorBefore =
+      (
+        await runtime
+          .watchRuntime(
+            { $typeName: "worker_runtime.v1.WatchRuntimeRequest", runtimeId: runtime.runtimeId, afterCursor: "" },
+            { signal: AbortSignal.timeout(100) },
+          )
+          .next()
+      ).value?.snapshot?.cursor ?? "";
     const stopping = runtime.stopWorker({ worker: worker.ref });
     await runtime.deleteWorker({ worker: worker.ref, force: false });
     await stopping.catch(() => {});
@@ -140,7 +166,10 @@ describe("races and failures in the core", () => {
     const kinds: string[] = [];
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 300);
-    for await (const message of runtime.watchRuntime({ $typeName: "worker_runtime.v1.WatchRuntimeRequest", runtimeId: runtime.runtimeId, afterCursor: cursorBefore }, { signal: abort.signal })) {
+    for await (const message of runtime.watchRuntime(
+      { $typeName: "worker_runtime.v1.WatchRuntimeRequest", runtimeId: runtime.runtimeId, afterCursor: cursorBefore },
+      { signal: abort.signal },
+    )) {
       kinds.push(...message.events.map((e) => e.kind.case ?? ""));
     }
     expect(kinds[kinds.length - 1]).toBe("workerRemoved");
@@ -168,7 +197,12 @@ describe("races and failures in the core", () => {
     const c = await send(runtime, worker, "C", BusyPolicy.INTERRUPT);
     await eventually(async () => (await statusOf(runtime, worker, c.runId)) === RunStatus.COMPLETED);
     expect(await statusOf(runtime, worker, b.runId)).toBe(RunStatus.COMPLETED);
-    const transcript = await runtime.readTranscript({ $typeName: "worker_runtime.v1.ReadTranscriptRequest", worker: worker.ref, position: { case: undefined }, limit: 50 });
+    const transcript = await runtime.readTranscript({
+      $typeName: "worker_runtime.v1.ReadTranscriptRequest",
+      worker: worker.ref,
+      position: { case: undefined },
+      limit: 50,
+    });
     const users = transcript.entries.filter((e) => e.content.case === "userMessage").map((e) => (e.content.value as { text: string }).text);
     expect(users).toEqual(["A", "B", "C"]);
   });
@@ -183,7 +217,12 @@ describe("races and failures in the core", () => {
     await eventually(async () => (await statusOf(runtime, worker, last)) === RunStatus.COMPLETED);
     const lastSeq = runtime.getWorker({ worker: worker.ref }).lastEventSeq;
     const peek = new AbortController();
-    const current = (await runtime.watchWorker({ $typeName: "worker_runtime.v1.WatchWorkerRequest", worker: worker.ref, afterCursor: "" }, { signal: peek.signal }).next()).value?.snapshot?.cursor ?? "";
+    const current =
+      (
+        await runtime
+          .watchWorker({ $typeName: "worker_runtime.v1.WatchWorkerRequest", worker: worker.ref, afterCursor: "" }, { signal: peek.signal })
+          .next()
+      ).value?.snapshot?.cursor ?? "";
     peek.abort();
     const stream = runtime.watchWorker(
       { $typeName: "worker_runtime.v1.WatchWorkerRequest", worker: worker.ref, afterCursor: cursorAt(current, lastSeq - 8n) },

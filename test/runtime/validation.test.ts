@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApprovalDecision, ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { RunStatus, RunStatusSchema } from "../../gen/worker_runtime/v1/run_pb.js";
+import { type RunStatus, RunStatusSchema } from "../../gen/worker_runtime/v1/run_pb.js";
 import { checkEnum } from "../../src/runtime/validation.js";
 
 describe("enum checks", () => {

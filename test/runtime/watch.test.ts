@@ -20,7 +20,10 @@ const chattyRun: RunScript = async (request, sink) => {
       sink.textDelta(blockId, `${block}.${i} `);
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
-    await sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: `block ${block}` } }, blockId);
+    await sink.commit(
+      { case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: `block ${block}` } },
+      blockId,
+    );
   }
   return { kind: "completed", stopReason: StopReason.END_TURN };
 };
@@ -84,7 +87,10 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       const referenceAbort = new AbortController();
       const referenceDone = (async () => {
         try {
-          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: fromStart }, { signal: referenceAbort.signal })) {
+          for await (const message of suite.clients.observation.watchWorker(
+            { worker: worker.ref, afterCursor: fromStart },
+            { signal: referenceAbort.signal },
+          )) {
             for (const event of message.events) if (event.seq > 0n) reference.push(event.seq);
           }
         } catch {
@@ -95,7 +101,11 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       const runs = 12;
       let lastRunId = "";
       for (let i = 0; i < runs; i++) {
-        const { run } = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        const { run } = await suite.clients.interaction.sendInput({
+          worker: worker.ref,
+          input: { text: `q${i}` },
+          busyPolicy: BusyPolicy.ENQUEUE,
+        });
         lastRunId = run?.runId ?? "";
       }
 
@@ -105,14 +115,21 @@ describe.each(STORE_FACTORIES)("watching workers ($name store)", (storeFactory) 
       let cuts = 0;
       const finished = async (): Promise<boolean> => {
         const run = await suite.clients.interaction.getRun({ worker: worker.ref, runId: lastRunId });
-        return run.run?.status === RunStatus.COMPLETED && resumed.length > 0 && resumed[resumed.length - 1] === suite.harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq;
+        return (
+          run.run?.status === RunStatus.COMPLETED &&
+          resumed.length > 0 &&
+          resumed[resumed.length - 1] === suite.harness.runtime.getWorker({ worker: worker.ref }).lastEventSeq
+        );
       };
       while (cuts < 50 || !(await finished())) {
         const abort = new AbortController();
         const budget = 1 + Math.floor(next() * 4);
         let taken = 0;
         try {
-          for await (const message of suite.clients.observation.watchWorker({ worker: worker.ref, afterCursor: cursor }, { signal: abort.signal })) {
+          for await (const message of suite.clients.observation.watchWorker(
+            { worker: worker.ref, afterCursor: cursor },
+            { signal: abort.signal },
+          )) {
             for (const event of message.events) {
               if (event.seq > 0n) {
                 resumed.push(event.seq);
@@ -276,10 +293,16 @@ describe("retention", () => {
       const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
       let lastRun = "";
       for (let i = 0; i < 4; i++) {
-        const { run } = await clients.interaction.sendInput({ worker: worker?.ref, input: { text: `m${i}` }, busyPolicy: BusyPolicy.ENQUEUE });
+        const { run } = await clients.interaction.sendInput({
+          worker: worker?.ref,
+          input: { text: `m${i}` },
+          busyPolicy: BusyPolicy.ENQUEUE,
+        });
         lastRun = run?.runId ?? "";
       }
-      await eventually(async () => (await clients.interaction.getRun({ worker: worker?.ref, runId: lastRun })).run?.status === RunStatus.COMPLETED);
+      await eventually(
+        async () => (await clients.interaction.getRun({ worker: worker?.ref, runId: lastRun })).run?.status === RunStatus.COMPLETED,
+      );
       const lastSeq = harness.runtime.getWorker({ worker: worker?.ref }).lastEventSeq;
       expect(lastSeq).toBeGreaterThan(10n);
       const first = cursorAt(await workerCursor(clients, worker?.ref), 1n);

@@ -3,8 +3,8 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BusyPolicy, WorkerRefSchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
-import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import type { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { expectError, expectReason } from "../support/errors.js";
@@ -81,7 +81,11 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
         ErrorReason.INVALID_ARGUMENT,
       );
       expect(detail.metadata["field"]).toBe("worker.worker_id");
-      await expectReason(() => clients.catalog.stopWorker({ worker: ref({ workerId: bad }) }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+      await expectReason(
+        () => clients.catalog.stopWorker({ worker: ref({ workerId: bad }) }),
+        Code.InvalidArgument,
+        ErrorReason.INVALID_ARGUMENT,
+      );
       await expectReason(
         () => clients.interaction.sendInput({ worker: ref({ workerId: bad }), input: { text: "hi" } }),
         Code.InvalidArgument,
@@ -169,9 +173,21 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
       expect(detail.metadata["field"]).toBe("page_token");
     }
     // A token is bound to its list.
-    await expectReason(() => clients.interaction.listRuns({ worker, pageToken: workersToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
-    await expectReason(() => clients.management.listDiagnostics({ pageToken: workersToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
-    await expectReason(() => clients.management.listAllocations({ pageToken: workersToken }), Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID);
+    await expectReason(
+      () => clients.interaction.listRuns({ worker, pageToken: workersToken }),
+      Code.InvalidArgument,
+      ErrorReason.PAGE_TOKEN_INVALID,
+    );
+    await expectReason(
+      () => clients.management.listDiagnostics({ pageToken: workersToken }),
+      Code.InvalidArgument,
+      ErrorReason.PAGE_TOKEN_INVALID,
+    );
+    await expectReason(
+      () => clients.management.listAllocations({ pageToken: workersToken }),
+      Code.InvalidArgument,
+      ErrorReason.PAGE_TOKEN_INVALID,
+    );
     // ...and still works where it belongs.
     const secondPage = await clients.catalog.listWorkers({ runtimeId, pageSize: 1, pageToken: workersToken });
     expect(secondPage.workers[0]?.ref?.workerId).not.toBe(firstPage.workers[0]?.ref?.workerId);
@@ -281,7 +297,11 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
   });
 
   it("refuses empty input with INVALID_ARGUMENT", async () => {
-    await expectReason(() => clients.interaction.sendInput({ worker, input: { text: "" } }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+    await expectReason(
+      () => clients.interaction.sendInput({ worker, input: { text: "" } }),
+      Code.InvalidArgument,
+      ErrorReason.INVALID_ARGUMENT,
+    );
     await expectReason(() => clients.interaction.sendInput({ worker }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
   });
 
@@ -290,10 +310,7 @@ describe.each(PROTOCOLS)("bad input over %s", (protocol) => {
       ["busy_policy", () => clients.interaction.sendInput({ worker, input: { text: "hi" }, busyPolicy: 99 as BusyPolicy })],
       ["statuses[0]", () => clients.catalog.listWorkers({ runtimeId, statuses: [99 as WorkerStatus] })],
       ["statuses[1]", () => clients.catalog.listWorkers({ runtimeId, statuses: [WorkerStatus.IDLE, -3 as WorkerStatus] })],
-      [
-        "decision",
-        () => clients.interaction.resolveApproval({ worker, runId, toolCallId: "c1", decision: 99 as ApprovalDecision }),
-      ],
+      ["decision", () => clients.interaction.resolveApproval({ worker, runId, toolCallId: "c1", decision: 99 as ApprovalDecision })],
       ["decision", () => clients.interaction.resolveApproval({ worker, runId, toolCallId: "c1" })],
       ["status", () => clients.interaction.listRuns({ worker, status: 99 as RunStatus })],
       ["min_severity", () => clients.management.listDiagnostics({ minSeverity: 99 as DiagnosticSeverity })],
@@ -347,10 +364,7 @@ describe("bad input as Connect JSON over HTTP/1.1", () => {
   });
 
   it("refuses an unknown enum number with the typed detail", async () => {
-    const { status, json } = await post(
-      "worker_runtime.v1.WorkerCatalog/ListWorkers",
-      JSON.stringify({ runtimeId, statuses: [99] }),
-    );
+    const { status, json } = await post("worker_runtime.v1.WorkerCatalog/ListWorkers", JSON.stringify({ runtimeId, statuses: [99] }));
     expect(status).toBe(400);
     expect(json.code).toBe("invalid_argument");
     expect(reasonOf(json)).toBe("ERROR_REASON_INVALID_ARGUMENT");

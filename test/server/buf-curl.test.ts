@@ -107,7 +107,10 @@ describe.each(["grpc", "connect"] as const)("buf curl --protocol %s, reflection 
   it("lists the four services, health and both reflection services", async () => {
     const { code, stdout, stderr } = await bufCurlOnce([...common, "--list-services", harness.baseUrl]);
     expect(code, stderr).toBe(0);
-    const services = stdout.split("\n").map((line) => line.trim()).filter(Boolean);
+    const services = stdout
+      .split("\n")
+      .map((line) => line.trim())
+      .filter(Boolean);
     expect(services).toEqual(
       expect.arrayContaining([
         "worker_runtime.v1.RuntimeManagement",

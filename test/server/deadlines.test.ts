@@ -49,14 +49,15 @@ describe("stream deadlines", () => {
       const { messages, error } = await endOf(clients.observation.watchWorker({ worker }));
       expect(messages).toBeGreaterThan(0);
       expect(error?.code, String(error)).toBe(Code.DeadlineExceeded);
-      expect(error?.findDetails(ErrorDetailSchema)[0]).toMatchObject({ reason: ErrorReason.LIMIT_EXCEEDED, metadata: { limit: "deadline" } });
+      expect(error?.findDetails(ErrorDetailSchema)[0]).toMatchObject({
+        reason: ErrorReason.LIMIT_EXCEEDED,
+        metadata: { limit: "deadline" },
+      });
     });
 
     it(`ends WatchRuntime with DEADLINE_EXCEEDED over ${protocol}`, async () => {
       const clients = harness.connect(protocol, DEADLINE_HEADERS[protocol]);
-      const { messages, error } = await endOf(
-        clients.observation.watchRuntime({ runtimeId: harness.runtime.runtimeId }),
-      );
+      const { messages, error } = await endOf(clients.observation.watchRuntime({ runtimeId: harness.runtime.runtimeId }));
       expect(messages).toBeGreaterThan(0);
       expect(error?.code, String(error)).toBe(Code.DeadlineExceeded);
     });
@@ -64,12 +65,13 @@ describe("stream deadlines", () => {
     it(`ends StreamInput with DEADLINE_EXCEEDED over ${protocol} while its run is still going`, async () => {
       const clients = harness.connect(protocol, DEADLINE_HEADERS[protocol]);
       const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
-      const { messages, error } = await endOf(
-        clients.interaction.streamInput({ worker, input: { text: "take long" } }),
-      );
+      const { messages, error } = await endOf(clients.interaction.streamInput({ worker, input: { text: "take long" } }));
       expect(messages).toBeGreaterThan(0);
       expect(error?.code, String(error)).toBe(Code.DeadlineExceeded);
-      expect(error?.findDetails(ErrorDetailSchema)[0]).toMatchObject({ reason: ErrorReason.LIMIT_EXCEEDED, metadata: { limit: "deadline" } });
+      expect(error?.findDetails(ErrorDetailSchema)[0]).toMatchObject({
+        reason: ErrorReason.LIMIT_EXCEEDED,
+        metadata: { limit: "deadline" },
+      });
     });
   }
 

@@ -116,7 +116,24 @@ function randomJsonValue(depth = 0): unknown {
     case 5:
       return Array.from({ length: int(4) }, () => randomJsonValue(depth + 1));
     default: {
-      const keys = ["runtimeId", "worker", "workerId", "runId", "pageSize", "pageToken", "statuses", "busyPolicy", "input", "text", "decision", "labels", "service", "bogus", "$typeName", "__proto__"];
+      const keys = [
+        "runtimeId",
+        "worker",
+        "workerId",
+        "runId",
+        "pageSize",
+        "pageToken",
+        "statuses",
+        "busyPolicy",
+        "input",
+        "text",
+        "decision",
+        "labels",
+        "service",
+        "bogus",
+        "$typeName",
+        "__proto__",
+      ];
       const object: Record<string, unknown> = {};
       for (let i = int(5); i > 0; i--) object[pick(keys)] = randomJsonValue(depth + 1);
       return object;
@@ -132,7 +149,7 @@ function randomJsonBody(): Buffer {
     case 1:
       return Buffer.from(randomBytes(100));
     case 2:
-      return Buffer.from(pick(["", "{", "}", "nul", "[1,", "{\"a\":}", "\ufeff{}", "{\"runtimeId\": \"\\ud800\"}"]));
+      return Buffer.from(pick(["", "{", "}", "nul", "[1,", '{"a":}', "\ufeff{}", '{"runtimeId": "\\ud800"}']));
     default:
       return Buffer.from(JSON.stringify(randomJsonValue()) ?? "null");
   }
@@ -226,7 +243,10 @@ function withGrpcWebTrailers(response: RawResponse): RawResponse {
     const flags = response.body.readUInt8(offset);
     const length = response.body.readUInt32BE(offset + 1);
     if ((flags & 0x80) !== 0) {
-      for (const line of response.body.subarray(offset + 5, offset + 5 + length).toString("utf8").split("\r\n")) {
+      for (const line of response.body
+        .subarray(offset + 5, offset + 5 + length)
+        .toString("utf8")
+        .split("\r\n")) {
         const colon = line.indexOf(":");
         if (colon > 0) trailers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
       }
@@ -275,7 +295,11 @@ function checkConnectAnswer(method: DescMethod, response: RawResponse, binary: b
   const unimplemented = response.status === 501 && UNIMPLEMENTED_METHODS.has(method.name);
   if (!unimplemented) expect(response.status, `${pathOf(method)}: ${response.body.toString("utf8")}`).toBeLessThan(500);
   expect(String(response.headers["content-type"])).toMatch(/^application\/json/);
-  const json = JSON.parse(response.body.toString("utf8")) as { code?: string; message?: string; details?: { type: string; value: string }[] };
+  const json = JSON.parse(response.body.toString("utf8")) as {
+    code?: string;
+    message?: string;
+    details?: { type: string; value: string }[];
+  };
   const code = codeFromString(json.code ?? "");
   expect(code, `${pathOf(method)} answered code ${json.code}`).toBeDefined();
   const error = new ConnectError(json.message ?? "", code ?? Code.Unknown);
@@ -328,11 +352,7 @@ describe("fuzz: malformed requests", () => {
       const method = methods[i % methods.length] as DescMethod;
       const body = randomGrpcBody();
       return async () => {
-        const response = await h2Request(
-          session,
-          { ":path": pathOf(method), "content-type": "application/grpc", te: "trailers" },
-          body,
-        );
+        const response = await h2Request(session, { ":path": pathOf(method), "content-type": "application/grpc", te: "trailers" }, body);
         count(`grpc:${checkGrpcAnswer(method, response)}`);
       };
     });
@@ -418,10 +438,18 @@ describe("fuzz: malformed requests", () => {
       const method = unaryMethods[i % unaryMethods.length] as DescMethod;
       return async () => {
         if (i % 3 === 0) {
-          const response = await h2Request(oversizeSession, { ":path": pathOf(method), "content-type": "application/grpc", te: "trailers" }, grpcFrame(oversize));
+          const response = await h2Request(
+            oversizeSession,
+            { ":path": pathOf(method), "content-type": "application/grpc", te: "trailers" },
+            grpcFrame(oversize),
+          );
           expect(checkGrpcAnswer(method, response)).toBe(Code.ResourceExhausted);
         } else if (i % 3 === 1) {
-          const response = await h2Request(oversizeSession, { ":path": pathOf(method), "content-type": "application/grpc-web+proto" }, grpcFrame(oversize));
+          const response = await h2Request(
+            oversizeSession,
+            { ":path": pathOf(method), "content-type": "application/grpc-web+proto" },
+            grpcFrame(oversize),
+          );
           expect(checkGrpcAnswer(method, withGrpcWebTrailers(response))).toBe(Code.ResourceExhausted);
         } else {
           const response = await h2Request(

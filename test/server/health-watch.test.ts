@@ -1,6 +1,10 @@
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  type HealthCheckResponse,
+} from "../../gen/grpc/health/v1/health_pb.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { createErrorInterceptor, createRoutes } from "../../src/server/index.js";
 import { PROTOCOLS, startHarness } from "../support/harness.js";

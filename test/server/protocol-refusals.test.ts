@@ -266,7 +266,11 @@ describe("oversize requests", () => {
       new Promise((resolve, reject) => {
         const request = http.request(
           `${harness.http1Url}${path}`,
-          { method: "POST", agent, headers: { "content-type": "application/json", "connect-protocol-version": "1", "content-length": body.length } },
+          {
+            method: "POST",
+            agent,
+            headers: { "content-type": "application/json", "connect-protocol-version": "1", "content-length": body.length },
+          },
           (response) => {
             let text = "";
             response.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));

@@ -77,7 +77,9 @@ describe("reflection", () => {
     sessions.push(session);
     const client = createClient(v1alpha.ServerReflection, makeTransport(protocol, harness.baseUrl, session));
     async function* requests() {
-      yield create(v1alpha.ServerReflectionRequestSchema, { messageRequest: { case: "fileByFilename", value: "worker_runtime/v1/runtime_management.proto" } });
+      yield create(v1alpha.ServerReflectionRequestSchema, {
+        messageRequest: { case: "fileByFilename", value: "worker_runtime/v1/runtime_management.proto" },
+      });
     }
     for await (const response of client.serverReflectionInfo(requests())) {
       if (response.messageResponse.case !== "fileDescriptorResponse") throw new Error(`unexpected ${response.messageResponse.case}`);

@@ -16,11 +16,27 @@ let key: Buffer;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "wr-tls-"));
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"),
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-keyout",
+      path.join(dir, "key.pem"),
+      "-out",
+      path.join(dir, "cert.pem"),
+    ],
+    { stdio: "ignore" },
+  );
   cert = await readFile(path.join(dir, "cert.pem"));
   key = await readFile(path.join(dir, "key.pem"));
 });
@@ -67,7 +83,10 @@ describe("serve --tls-cert/--tls-key", () => {
     try {
       const { h2c: address } = await cli.listening;
       expect(cli.stdout()).toMatch(/listening https=127\.0\.0\.1:\d+/);
-      const client = createClient(RuntimeManagement, createConnectTransport({ baseUrl: `https://${address}`, httpVersion: "1.1", nodeOptions: { ca: cert } }));
+      const client = createClient(
+        RuntimeManagement,
+        createConnectTransport({ baseUrl: `https://${address}`, httpVersion: "1.1", nodeOptions: { ca: cert } }),
+      );
       expect((await client.getRuntime({})).runtime?.runtimeId).not.toBe("");
       cli.child.kill("SIGTERM");
       expect((await cli.exited).code).toBe(0);

@@ -8,12 +8,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import {
-  RuntimeEventSchema,
-  WorkerEventSchema,
-  type RuntimeEvent,
-  type WorkerEvent,
-} from "../../gen/worker_runtime/v1/events_pb.js";
+import { RuntimeEventSchema, WorkerEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createFileStore } from "../../src/store/fs/index.js";
@@ -61,7 +56,8 @@ const TERMINAL = new Set([RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.FA
 
 const dirs: string[] = [];
 afterAll(async () => {
-  if (process.env["KEEP_CRASH_DIR"]) console.log("kept", dirs); else for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  if (process.env["KEEP_CRASH_DIR"]) console.log("kept", dirs);
+  else for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
 describe("file store under SIGKILL", () => {

@@ -7,17 +7,7 @@ import { StoreConflictError, StoreSequenceError } from "../../src/runtime/store.
 import { tableCrc32, crc32 } from "../../src/store/fs/crc32.js";
 import { RUNTIME_SNAPSHOT } from "../../src/store/fs/layout.js";
 import { encodeSnapshot } from "../../src/store/fs/snapshot-file.js";
-import {
-  entries,
-  entryText,
-  events,
-  eventText,
-  openStore,
-  run,
-  tempDataDir,
-  workerRecord,
-  NO_REQUEST,
-} from "./fs-support.js";
+import { entries, entryText, events, eventText, openStore, run, tempDataDir, workerRecord, NO_REQUEST } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -104,9 +94,7 @@ describe("file store round trips", () => {
     await expect(store.appendEvents("w1", events(4, 4))).rejects.toBeInstanceOf(StoreSequenceError);
     await expect(store.appendEvents("w1", events(2, 2))).rejects.toBeInstanceOf(StoreSequenceError);
     await expect(store.appendTranscript("w1", entries(2, 2))).rejects.toBeInstanceOf(StoreSequenceError);
-    await expect(store.appendRuntimeEvents([events(1, 3)[0]!, events(3, 3)[0]!])).rejects.toBeInstanceOf(
-      StoreSequenceError,
-    );
+    await expect(store.appendRuntimeEvents([events(1, 3)[0]!, events(3, 3)[0]!])).rejects.toBeInstanceOf(StoreSequenceError);
     await store.appendEvents("w1", events(3, 3));
     expect((await store.readEvents("w1", 0n, 10)).map((e) => e.seq)).toEqual([1n, 2n, 3n]);
     await store.close();
@@ -181,9 +169,7 @@ describe("file store round trips", () => {
       { requestId: "req-a", runId: "r1", fingerprint: inputFingerprint("hello") },
       { requestId: "req-b", runId: "r2", fingerprint: inputFingerprint("again") },
     ]);
-    expect(entryText((await store.readTranscript("alpha", { kind: "after", afterSeq: 19n }, 5))[0]!)).toBe(
-      "message 20",
-    );
+    expect(entryText((await store.readTranscript("alpha", { kind: "after", afterSeq: 19n }, 5))[0]!)).toBe("message 20");
     await store.appendEvents("alpha", events(31, 31));
     await store.putRun("alpha", run("r5", RunStatus.QUEUED), NO_REQUEST);
     expect((await store.listRuns("alpha", undefined, 1))[0]).toMatchObject({ ordinal: 5 });

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RunSchema, type RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { TranscriptEntrySchema, UserMessageSchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { InputSchema, WorkerSchema, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { PutRunInit, StoredEvent, WorkerRecord } from "../../src/runtime/store.js";

@@ -6,25 +6,14 @@ import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { StoreWriteError } from "../../src/runtime/store.js";
 import { StoreCorruptionError } from "../../src/store/fs/index.js";
-import {
-  entries,
-  entryText,
-  events,
-  eventText,
-  NO_REQUEST,
-  openStore,
-  run,
-  tempDataDir,
-  workerRecord,
-} from "./fs-support.js";
+import { entries, entryText, events, eventText, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
 beforeEach(async () => ({ dir, cleanup } = await tempDataDir()));
 afterEach(async () => cleanup());
 
-const firstSegment = (workerId: string, log: string) =>
-  path.join("workers", workerId, log, "00000000000000000001.log");
+const firstSegment = (workerId: string, log: string) => path.join("workers", workerId, log, "00000000000000000001.log");
 
 /** Two workers with 10 transcript entries and 10 events each, closed. */
 async function seed(options = {}): Promise<void> {
@@ -66,7 +55,10 @@ describe("file store recovery", () => {
     });
     expect(opened.diagnostics[0]!.message).toContain(rel);
     expect(opened.diagnostics[0]!.message).not.toContain(dir);
-    await store.appendTranscript("w1", entries(10, 10, () => "rewritten"));
+    await store.appendTranscript(
+      "w1",
+      entries(10, 10, () => "rewritten"),
+    );
     await store.close();
 
     const again = await openStore(dir);
@@ -159,9 +151,7 @@ describe("file store recovery", () => {
 
     const reopened = await openStore(dir, { segmentBytes: 200 });
     expect(reopened.opened.workers[0]?.lastTranscriptSeq).toBe(40n);
-    await expect(reopened.store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 5)).rejects.toBeInstanceOf(
-      StoreCorruptionError,
-    );
+    await expect(reopened.store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 5)).rejects.toBeInstanceOf(StoreCorruptionError);
     const tail = await reopened.store.readTranscript("w1", { kind: "before", beforeSeq: 41n }, 3);
     expect(tail.map((e) => e.seq)).toEqual([38n, 39n, 40n]);
     await reopened.store.close();
@@ -190,9 +180,7 @@ describe("file store recovery", () => {
     // Nothing more is appended to any log of the damaged worker...
     await expect(reopened.store.appendTranscript("w1", entries(41, 41))).rejects.toBeInstanceOf(StoreWriteError);
     await expect(reopened.store.appendEvents("w1", events(1, 1))).rejects.toBeInstanceOf(StoreWriteError);
-    await expect(reopened.store.putRun("w1", run("r1", RunStatus.FAILED), NO_REQUEST)).rejects.toBeInstanceOf(
-      StoreWriteError,
-    );
+    await expect(reopened.store.putRun("w1", run("r1", RunStatus.FAILED), NO_REQUEST)).rejects.toBeInstanceOf(StoreWriteError);
     // ...but its snapshot can still be saved (e.g. as FAILED), and others are untouched.
     await reopened.store.putWorker(workerRecord("w1", "failed"));
     await reopened.store.appendTranscript("w2", entries(41, 41));

@@ -60,9 +60,7 @@ describe("runtime events and the worker writes they describe", () => {
 
     on = true;
     const sibling =
-      kind === "run"
-        ? store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST)
-        : store.putWorker(workerRecord("w1", "renamed"));
+      kind === "run" ? store.putRun("w1", run("r1", RunStatus.QUEUED), NO_REQUEST) : store.putWorker(workerRecord("w1", "renamed"));
     const announced = store.appendRuntimeEvents(events(3, 3));
     await expect(sibling).rejects.toBeInstanceOf(StoreWriteError);
     await expect(announced).rejects.toBeInstanceOf(StoreWriteError);

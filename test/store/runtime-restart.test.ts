@@ -131,7 +131,14 @@ describe("a runtime on the file store", () => {
 
     const reopened = await serve();
     try {
-      const ref = reopened.harness.runtime.listWorkers({ $typeName: "worker_runtime.v1.ListWorkersRequest", runtimeId: reopened.harness.runtime.runtimeId, pageSize: 10, pageToken: "", statuses: [], labelSelector: {} }).workers[0]?.ref;
+      const ref = reopened.harness.runtime.listWorkers({
+        $typeName: "worker_runtime.v1.ListWorkersRequest",
+        runtimeId: reopened.harness.runtime.runtimeId,
+        pageSize: 10,
+        pageToken: "",
+        statuses: [],
+        labelSelector: {},
+      }).workers[0]?.ref;
       const transcript = await reopened.clients.observation.readTranscript({ worker: ref });
       const texts = transcript.entries.map((e) => (e.content.value as { text: string }).text);
       expect(texts.slice(0, 2)).toEqual(["kept", "ok"]);
@@ -182,7 +189,11 @@ describe("a runtime on the file store", () => {
       );
       const { run } = await second.clients.interaction.sendInput({ worker: healthy, input: { text: "still works" } });
       await completed(second.clients, healthy, run?.runId ?? "");
-      const transcript = await second.clients.observation.readTranscript({ worker: healthy, position: { case: "afterSeq", value: 0n }, limit: 100 });
+      const transcript = await second.clients.observation.readTranscript({
+        worker: healthy,
+        position: { case: "afterSeq", value: 0n },
+        limit: 100,
+      });
       expect(transcript.entries).toHaveLength(14);
     } finally {
       await second.harness.close();

@@ -13,10 +13,7 @@ afterEach(async () => cleanup());
 describe("file store worker creation and deletion ordering", () => {
   it("applies two puts of a new worker issued in the same tick in call order", async () => {
     const { store } = await openStore(dir);
-    await Promise.all([
-      store.putWorker(workerRecord("w1", "first")),
-      store.putWorker(workerRecord("w1", "second")),
-    ]);
+    await Promise.all([store.putWorker(workerRecord("w1", "first")), store.putWorker(workerRecord("w1", "second"))]);
     await store.close();
 
     const { store: reopened, opened } = await openStore(dir);

@@ -100,9 +100,7 @@ describe("file store write failures", () => {
     await store.close();
     const reopened = await openStore(dir, { segmentBytes: 100 });
     expect(reopened.opened.diagnostics).toEqual([]);
-    expect((await reopened.store.readEvents("w1", 0n, 100)).map((e) => Number(e.seq))).toEqual([
-      1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-    ]);
+    expect((await reopened.store.readEvents("w1", 0n, 100)).map((e) => Number(e.seq))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     await reopened.store.close();
   });
 
@@ -114,9 +112,7 @@ describe("file store write failures", () => {
     disk.set(true);
     await expect(store.putWorker(workerRecord("w1", "after"))).rejects.toBeInstanceOf(StoreWriteError);
     await expect(store.putWorker(workerRecord("w2"))).rejects.toBeInstanceOf(StoreWriteError);
-    await expect(store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST)).rejects.toBeInstanceOf(
-      StoreWriteError,
-    );
+    await expect(store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST)).rejects.toBeInstanceOf(StoreWriteError);
     await expect(store.putRun("w1", run("r2", RunStatus.QUEUED), NO_REQUEST)).rejects.toBeInstanceOf(StoreWriteError);
     expect((await store.getRun("w1", "r1"))?.status).toBe(RunStatus.RUNNING);
     expect(await store.getRun("w1", "r2")).toBeUndefined();

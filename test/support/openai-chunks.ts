@@ -58,9 +58,7 @@ export function replyChunks(reply: ScriptedReply): object[] {
   for (const piece of pieces(reply.reasoning ?? "", size)) chunks.push(chunk({ [field]: piece }));
   for (const piece of pieces(reply.text ?? "", size)) chunks.push(chunk({ content: piece }));
   (reply.toolCalls ?? []).forEach((call, index) => {
-    chunks.push(
-      chunk({ tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }),
-    );
+    chunks.push(chunk({ tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }));
     for (const piece of pieces(call.arguments, size)) {
       chunks.push(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }));
     }

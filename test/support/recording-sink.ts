@@ -15,14 +15,7 @@ import {
   type UserMessage,
 } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { InputSchema, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import type {
-  ApprovalResult,
-  PendingToolCall,
-  RetryInit,
-  RunRequest,
-  RunSink,
-  ToolCallDeltaInit,
-} from "../../src/runtime/index.js";
+import type { ApprovalResult, PendingToolCall, RetryInit, RunRequest, RunSink, ToolCallDeltaInit } from "../../src/runtime/index.js";
 
 /** One live call the backend made on the sink, in order. */
 export type SinkEvent =

@@ -87,21 +87,23 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       await store.appendEvents("w1", events(1, 1));
     });
 
-    if (factory.durable) it("keeps config bundles across a reopen", async () => {
-      const b1 = create(ConfigBundleSchema, { bundleId: "b1", digest: "sha256:x", profiles: [{ name: "p", secretNames: ["K"] }] });
-      const b2 = create(ConfigBundleSchema, { bundleId: "b2", digest: "sha256:y" });
-      await store.putConfigBundle(b1);
-      await store.putConfigBundle(b2);
-      const { opened } = await reopen();
-      const json = (bundles: readonly ConfigBundle[] | undefined) => (bundles ?? []).map((b) => toJsonString(ConfigBundleSchema, b));
-      expect(json(opened.configBundles)).toEqual(json([b1, b2]));
-    });
+    if (factory.durable)
+      it("keeps config bundles across a reopen", async () => {
+        const b1 = create(ConfigBundleSchema, { bundleId: "b1", digest: "sha256:x", profiles: [{ name: "p", secretNames: ["K"] }] });
+        const b2 = create(ConfigBundleSchema, { bundleId: "b2", digest: "sha256:y" });
+        await store.putConfigBundle(b1);
+        await store.putConfigBundle(b2);
+        const { opened } = await reopen();
+        const json = (bundles: readonly ConfigBundle[] | undefined) => (bundles ?? []).map((b) => toJsonString(ConfigBundleSchema, b));
+        expect(json(opened.configBundles)).toEqual(json([b1, b2]));
+      });
 
-    if (factory.durable) it("refuses to open data that belongs to another runtime id", async () => {
-      await expect(reopen("rt-someone-else")).rejects.toBeInstanceOf(StoreConflictError);
-      const { opened } = await reopen();
-      expect(opened.runtimeId).toBe(CONTRACT_RUNTIME_ID);
-    });
+    if (factory.durable)
+      it("refuses to open data that belongs to another runtime id", async () => {
+        await expect(reopen("rt-someone-else")).rejects.toBeInstanceOf(StoreConflictError);
+        const { opened } = await reopen();
+        expect(opened.runtimeId).toBe(CONTRACT_RUNTIME_ID);
+      });
 
     it("applies appends to one log in call order, without waiting between them", async () => {
       await store.putWorker(workerRecord("w1"));
@@ -143,16 +145,9 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
           await store.appendTranscript("w1", entries(1, 3));
           const batch = seqs.map((seq) => entries(seq, seq)[0]!);
           await expect(store.appendTranscript("w1", batch)).rejects.toBeInstanceOf(StoreSequenceError);
-          expect((await store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 10)).map((e) => e.seq)).toEqual([
-            1n,
-            2n,
-            3n,
-          ]);
+          expect((await store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 10)).map((e) => e.seq)).toEqual([1n, 2n, 3n]);
           await store.appendTranscript("w1", entries(4, 5));
-          expect((await store.readTranscript("w1", { kind: "after", afterSeq: 3n }, 10)).map((e) => e.seq)).toEqual([
-            4n,
-            5n,
-          ]);
+          expect((await store.readTranscript("w1", { kind: "after", afterSeq: 3n }, 10)).map((e) => e.seq)).toEqual([4n, 5n]);
         });
 
         it(`worker events: ${name}`, async () => {
@@ -176,18 +171,19 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         });
       }
 
-      if (factory.durable) it("nothing of a refused batch is kept across a reopen", async () => {
-        await store.putWorker(workerRecord("w1"));
-        await store.appendTranscript("w1", entries(1, 1));
-        await store.appendEvents("w1", events(1, 1));
-        await store.appendRuntimeEvents(events(1, 1));
-        await expect(store.appendTranscript("w1", entries(2, 3).concat(entries(5, 5)))).rejects.toThrow();
-        await expect(store.appendEvents("w1", events(2, 3).concat(events(5, 5)))).rejects.toThrow();
-        await expect(store.appendRuntimeEvents(events(2, 3).concat(events(5, 5)))).rejects.toThrow();
-        const { opened } = await reopen();
-        expect(opened.lastRuntimeEventSeq).toBe(1n);
-        expect(opened.workers[0]).toMatchObject({ lastEventSeq: 1n, lastTranscriptSeq: 1n });
-      });
+      if (factory.durable)
+        it("nothing of a refused batch is kept across a reopen", async () => {
+          await store.putWorker(workerRecord("w1"));
+          await store.appendTranscript("w1", entries(1, 1));
+          await store.appendEvents("w1", events(1, 1));
+          await store.appendRuntimeEvents(events(1, 1));
+          await expect(store.appendTranscript("w1", entries(2, 3).concat(entries(5, 5)))).rejects.toThrow();
+          await expect(store.appendEvents("w1", events(2, 3).concat(events(5, 5)))).rejects.toThrow();
+          await expect(store.appendRuntimeEvents(events(2, 3).concat(events(5, 5)))).rejects.toThrow();
+          const { opened } = await reopen();
+          expect(opened.lastRuntimeEventSeq).toBe(1n);
+          expect(opened.workers[0]).toMatchObject({ lastEventSeq: 1n, lastTranscriptSeq: 1n });
+        });
     });
 
     describe("refuses writes for an unknown worker with StoreWriteError", () => {
@@ -242,8 +238,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       });
 
       it("worker events after a seq, at most limit, ascending", async () => {
-        const read = (afterSeq: bigint, limit: number) =>
-          store.readEvents("w1", afterSeq, limit).then((list) => list.map((e) => e.seq));
+        const read = (afterSeq: bigint, limit: number) => store.readEvents("w1", afterSeq, limit).then((list) => list.map((e) => e.seq));
         expect(await read(0n, 4)).toEqual([1n, 2n, 3n, 4n]);
         expect(await read(8n, 100)).toEqual([9n, 10n]);
         expect(await read(10n, 5)).toEqual([]);
@@ -252,8 +247,7 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       });
 
       it("runtime events after a seq, at most limit, ascending", async () => {
-        const read = (afterSeq: bigint, limit: number) =>
-          store.readRuntimeEvents(afterSeq, limit).then((list) => list.map((e) => e.seq));
+        const read = (afterSeq: bigint, limit: number) => store.readRuntimeEvents(afterSeq, limit).then((list) => list.map((e) => e.seq));
         expect(await read(0n, 4)).toEqual([1n, 2n, 3n, 4n]);
         expect(await read(8n, 100)).toEqual([9n, 10n]);
         expect(await read(10n, 5)).toEqual([]);
@@ -392,44 +386,45 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
       });
     });
 
-    if (factory.durable) it("has everything acknowledged durable: a reopen reads it all back", async () => {
-      await store.putWorker(workerRecord("w1"));
-      await store.putWorker(workerRecord("w2"));
-      await Promise.all([
-        store.appendTranscript("w1", entries(1, 4)),
-        store.appendEvents("w1", events(1, 6)),
-        store.appendRuntimeEvents(events(1, 3)),
-        store.putRun("w1", run("r1", RunStatus.COMPLETED, "req-1", "hello"), { fingerprint: "fp-given-1" }),
-        store.putRun("w1", run("r2", RunStatus.RUNNING, "req-2", "again"), { fingerprint: "fp-given-2" }),
-        store.putRun("w1", run("r3", RunStatus.QUEUED), NO_REQUEST),
-      ]);
-      const { store: reopened, opened } = await reopen();
-      expect(opened.runtimeId).toBe(CONTRACT_RUNTIME_ID);
-      expect(opened.lastRuntimeEventSeq).toBe(3n);
-      expect(opened.workers.map((w) => w.record.worker.ref?.workerId)).toEqual(["w1", "w2"]);
-      const w1 = opened.workers[0]!;
-      expect(w1).toMatchObject({ lastEventSeq: 6n, lastTranscriptSeq: 4n, runCount: 3 });
-      expect(w1.unfinishedRuns.map((r) => r.runId).sort()).toEqual(["r2", "r3"]);
-      // The store keeps the fingerprint the core gave it; it does not derive its own.
-      expect(w1.recentRequestIds).toEqual([
-        { requestId: "req-1", runId: "r1", fingerprint: "fp-given-1" },
-        { requestId: "req-2", runId: "r2", fingerprint: "fp-given-2" },
-      ]);
-      expect((await reopened.readTranscript("w1", { kind: "after", afterSeq: 0n }, 10)).map(entryText)).toEqual(
-        entries(1, 4).map(entryText),
-      );
-      expect(texts(await reopened.readEvents("w1", 4n, 10))).toEqual(["event-5", "event-6"]);
-      expect((await reopened.readRuntimeEvents(0n, 10)).map((e) => e.seq)).toEqual([1n, 2n, 3n]);
-      expect(ordinals(await reopened.listRuns("w1", undefined, 10))).toEqual([
-        [3, "r3"],
-        [2, "r2"],
-        [1, "r1"],
-      ]);
-      // The logs continue where they were.
-      await reopened.appendEvents("w1", events(7, 7));
-      await reopened.appendRuntimeEvents(events(4, 4));
-      await expect(reopened.appendTranscript("w1", entries(6, 6))).rejects.toBeInstanceOf(StoreSequenceError);
-    });
+    if (factory.durable)
+      it("has everything acknowledged durable: a reopen reads it all back", async () => {
+        await store.putWorker(workerRecord("w1"));
+        await store.putWorker(workerRecord("w2"));
+        await Promise.all([
+          store.appendTranscript("w1", entries(1, 4)),
+          store.appendEvents("w1", events(1, 6)),
+          store.appendRuntimeEvents(events(1, 3)),
+          store.putRun("w1", run("r1", RunStatus.COMPLETED, "req-1", "hello"), { fingerprint: "fp-given-1" }),
+          store.putRun("w1", run("r2", RunStatus.RUNNING, "req-2", "again"), { fingerprint: "fp-given-2" }),
+          store.putRun("w1", run("r3", RunStatus.QUEUED), NO_REQUEST),
+        ]);
+        const { store: reopened, opened } = await reopen();
+        expect(opened.runtimeId).toBe(CONTRACT_RUNTIME_ID);
+        expect(opened.lastRuntimeEventSeq).toBe(3n);
+        expect(opened.workers.map((w) => w.record.worker.ref?.workerId)).toEqual(["w1", "w2"]);
+        const w1 = opened.workers[0]!;
+        expect(w1).toMatchObject({ lastEventSeq: 6n, lastTranscriptSeq: 4n, runCount: 3 });
+        expect(w1.unfinishedRuns.map((r) => r.runId).sort()).toEqual(["r2", "r3"]);
+        // The store keeps the fingerprint the core gave it; it does not derive its own.
+        expect(w1.recentRequestIds).toEqual([
+          { requestId: "req-1", runId: "r1", fingerprint: "fp-given-1" },
+          { requestId: "req-2", runId: "r2", fingerprint: "fp-given-2" },
+        ]);
+        expect((await reopened.readTranscript("w1", { kind: "after", afterSeq: 0n }, 10)).map(entryText)).toEqual(
+          entries(1, 4).map(entryText),
+        );
+        expect(texts(await reopened.readEvents("w1", 4n, 10))).toEqual(["event-5", "event-6"]);
+        expect((await reopened.readRuntimeEvents(0n, 10)).map((e) => e.seq)).toEqual([1n, 2n, 3n]);
+        expect(ordinals(await reopened.listRuns("w1", undefined, 10))).toEqual([
+          [3, "r3"],
+          [2, "r2"],
+          [1, "r1"],
+        ]);
+        // The logs continue where they were.
+        await reopened.appendEvents("w1", events(7, 7));
+        await reopened.appendRuntimeEvents(events(4, 4));
+        await expect(reopened.appendTranscript("w1", entries(6, 6))).rejects.toBeInstanceOf(StoreSequenceError);
+      });
   });
 }
 

@@ -9,8 +9,7 @@ import { openRegularFile } from "./regular-file.js";
 export const readFileTool: ToolDefinition = {
   name: "read_file",
   capability: "fs.read",
-  description:
-    "Read a text file in the workspace. Long files are returned in slices; the result says how to read the next slice.",
+  description: "Read a text file in the workspace. Long files are returned in slices; the result says how to read the next slice.",
   parameters: {
     type: "object",
     properties: {

@@ -43,8 +43,7 @@ export const writeFileTool: ToolDefinition = {
 export const editFileTool: ToolDefinition = {
   name: "edit_file",
   capability: "fs.write",
-  description:
-    "Replace one exact occurrence of old_text with new_text in a workspace file. old_text must occur exactly once.",
+  description: "Replace one exact occurrence of old_text with new_text in a workspace file. old_text must occur exactly once.",
   parameters: {
     type: "object",
     properties: {

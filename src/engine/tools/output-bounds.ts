@@ -5,7 +5,10 @@
 export function boundText(text: string, maxBytes: number, what = "output"): { text: string; truncated: boolean } {
   const total = Buffer.byteLength(text, "utf8");
   if (total <= maxBytes) return { text, truncated: false };
-  const kept = Buffer.from(text, "utf8").subarray(0, maxBytes).toString("utf8").replace(/\uFFFD$/, "");
+  const kept = Buffer.from(text, "utf8")
+    .subarray(0, maxBytes)
+    .toString("utf8")
+    .replace(/\uFFFD$/, "");
   return { text: `${kept}\n${truncationNote(what, maxBytes, total)}`, truncated: true };
 }
 

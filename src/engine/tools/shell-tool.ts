@@ -55,7 +55,8 @@ export const runCommandTool: ToolDefinition = {
       : result.signal
         ? `killed by ${result.signal}`
         : `exit code ${result.code}`;
-    const note = result.totalBytes > maxCommandOutputBytes ? `\n${truncationNote("command output", maxCommandOutputBytes, result.totalBytes)}` : "";
+    const note =
+      result.totalBytes > maxCommandOutputBytes ? `\n${truncationNote("command output", maxCommandOutputBytes, result.totalBytes)}` : "";
     return {
       output: `${status}\n${result.output}${note}`,
       isError: result.timedOut || result.code !== 0,
@@ -161,7 +162,9 @@ function runInGroup(
         reject(signal.reason);
         return;
       }
-      const output = Buffer.concat(kept).toString("utf8").replace(/\uFFFD$/, "");
+      const output = Buffer.concat(kept)
+        .toString("utf8")
+        .replace(/\uFFFD$/, "");
       resolve({ code: exit?.code ?? null, signal: exit?.signal ?? null, timedOut, output, totalBytes });
     };
     child.on("error", (error) => {

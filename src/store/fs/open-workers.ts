@@ -57,8 +57,7 @@ export async function openWorkers(init: OpenWorkersInit): Promise<OpenedWorkers>
   await Promise.all(Array.from({ length: lanes }, openNext));
   opened.sort(
     (a, b) =>
-      a.files.creationIndex - b.files.creationIndex ||
-      compare(a.worker.record.worker.ref?.workerId, b.worker.record.worker.ref?.workerId),
+      a.files.creationIndex - b.files.creationIndex || compare(a.worker.record.worker.ref?.workerId, b.worker.record.worker.ref?.workerId),
   );
   return { restored: opened.map((o) => o.worker), files: opened.map((o) => o.files), diagnostics };
 }

@@ -2,12 +2,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { FileStoreStats } from "./file-store-stats.js";
 
 /** Reads exactly `length` bytes at `position` (fewer only at end of file). */
-export async function readRange(
-  fh: FileHandle,
-  position: number,
-  length: number,
-  stats: FileStoreStats,
-): Promise<Buffer> {
+export async function readRange(fh: FileHandle, position: number, length: number, stats: FileStoreStats): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {

@@ -22,10 +22,7 @@ export interface LogRecord {
 }
 
 /** Result of decoding the frame at one offset. */
-export type FrameResult =
-  | { kind: "ok"; record: LogRecord; end: number }
-  | { kind: "truncated" }
-  | { kind: "bad"; reason: string };
+export type FrameResult = { kind: "ok"; record: LogRecord; end: number } | { kind: "truncated" } | { kind: "bad"; reason: string };
 
 /** Encodes records into one contiguous buffer, ready for a single write. */
 export function encodeFrames(records: readonly LogRecord[]): { bytes: Buffer; sizes: number[] } {

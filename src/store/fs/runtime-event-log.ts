@@ -22,9 +22,7 @@ export interface RuntimeEventLogInit {
  * a diagnostic; damage in the middle stops start-up, since watchers of the
  * whole runtime could not be served consistently from it.
  */
-export async function openRuntimeEventLog(
-  init: RuntimeEventLogInit,
-): Promise<{ log: SegmentedLog; diagnostics: StoreDiagnostic[] }> {
+export async function openRuntimeEventLog(init: RuntimeEventLogInit): Promise<{ log: SegmentedLog; diagnostics: StoreDiagnostic[] }> {
   const log = new SegmentedLog({
     disk: init.disk,
     dir: RUNTIME_EVENTS_DIR,

@@ -31,11 +31,7 @@ export function encodeSegmentIndex(offsets: ArrayLike<number>, size: number): Bu
  * the record count, or undefined when the index is missing or inconsistent
  * (the caller then rebuilds it by scanning the segment).
  */
-export async function readSegmentIndexCount(
-  absPath: string,
-  segmentSize: number,
-  stats: FileStoreStats,
-): Promise<number | undefined> {
+export async function readSegmentIndexCount(absPath: string, segmentSize: number, stats: FileStoreStats): Promise<number | undefined> {
   let fh: FileHandle;
   try {
     fh = await open(absPath, "r");
@@ -56,12 +52,7 @@ export async function readSegmentIndexCount(
 }
 
 /** Reads offsets[from .. from + n] (n + 1 values, the last one an end offset). */
-export async function readSegmentIndexSlice(
-  absPath: string,
-  from: number,
-  n: number,
-  stats: FileStoreStats,
-): Promise<number[]> {
+export async function readSegmentIndexSlice(absPath: string, from: number, n: number, stats: FileStoreStats): Promise<number[]> {
   const fh = await open(absPath, "r");
   try {
     const buf = await readRange(fh, HEADER_BYTES + from * 4, (n + 1) * 4, stats);

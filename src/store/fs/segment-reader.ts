@@ -93,12 +93,7 @@ export class SegmentReader {
 }
 
 /** Offsets of records [from, from + n] of a segment (n + 1 values; the last is an end offset). */
-export async function readOffsets(
-  init: SegmentedLogInit,
-  segment: Segment,
-  from: number,
-  n: number,
-): Promise<number[]> {
+export async function readOffsets(init: SegmentedLogInit, segment: Segment, from: number, n: number): Promise<number[]> {
   if (segment.offsets) {
     const slice = segment.offsets.slice(from, from + n + 1);
     if (slice.length === n) slice.push(segment.size);

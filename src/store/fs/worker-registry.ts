@@ -4,15 +4,7 @@ import * as path from "node:path";
 import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
-import {
-  DELETING_PREFIX,
-  STAGING_PREFIX,
-  WORKER_LOG_DIRS,
-  WORKER_SNAPSHOT,
-  WORKERS_DIR,
-  workerDir,
-  workerDirName,
-} from "./layout.js";
+import { DELETING_PREFIX, STAGING_PREFIX, WORKER_LOG_DIRS, WORKER_SNAPSHOT, WORKERS_DIR, workerDir, workerDirName } from "./layout.js";
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { encodeWorkerSnapshot } from "./worker-snapshot.js";
 

@@ -75,8 +75,7 @@ export async function restoreWorker(
     problems.push(`${files.dir}/runs: ${error instanceof Error ? error.message : "unreadable"}`);
   }
 
-  const quarantined =
-    problems.length > 0 ? `stored state of worker ${workerId} is damaged: ${problems.join("; ")}` : undefined;
+  const quarantined = problems.length > 0 ? `stored state of worker ${workerId} is damaged: ${problems.join("; ")}` : undefined;
   if (quarantined) {
     diagnostics.push({
       severity: DiagnosticSeverity.ERROR,
