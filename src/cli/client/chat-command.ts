@@ -25,6 +25,11 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
     const lines = createInterface({ input: process.stdin, output: process.stdout, terminal });
     const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
     let running = false;
+    // Piped input ends (EOF) while a reply still streams; Node 24 throws on prompt() after close.
+    let closed = false;
+    lines.on("close", () => {
+      closed = true;
+    });
     let interruptHandler: (() => void) | undefined;
     lines.on("SIGINT", () => {
       if (running) interruptHandler?.();
@@ -63,7 +68,7 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
             running = false;
           }
         }
-        lines.prompt();
+        if (!closed) lines.prompt();
       }
     } finally {
       lines.close();

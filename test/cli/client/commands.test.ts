@@ -277,6 +277,7 @@ describe("send, transcript, cancel, approve and reject", () => {
     const id = await createWorker();
     rt.fake.enqueue(reply({ text: "One." }), reply({ text: "Two." }));
     const chat = await runClient(["chat", id], { server: rt.url, input: "first\nsecond\n" });
+    expect(chat.stderr).toBe("");
     expect(chat.code).toBe(0);
     expect(chat.stdout).toBe("One.\nTwo.\n");
     const transcript = await rt.clients.observation.readTranscript({ worker: { runtimeId: rt.runtimeId, workerId: id } });
