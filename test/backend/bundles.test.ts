@@ -188,6 +188,19 @@ describe("the Backend's config bundles", () => {
     expect((await direct.get("rt-a")?.management.getConfigBundle({ bundleId: "team" }))?.bundle?.digest).toBe(digest);
   }, 60_000);
 
+  it("pushes a bundle put into the Backend (the embedded runtime, no runtime_id) to the runtime a worker is created on", async () => {
+    const bundle = create(ConfigBundleSchema, { bundleId: "put-team", profiles: [{ name: "helper", model: "gpt-test" }] });
+    bundle.digest = bundleDigest(bundle);
+    expect((await client.management.putConfigBundle({ bundle })).bundle?.digest).toBe(bundle.digest);
+    const rtB = direct.get("rt-b");
+    if (!rtB) throw new Error("no client for rt-b");
+    await expectReason(() => rtB.management.getConfigBundle({ bundleId: "put-team" }), Code.NotFound, ErrorReason.NOT_FOUND);
+    const profile = { source: { case: "bundle" as const, value: { bundleId: "put-team", digest: bundle.digest, profile: "helper" } } };
+    const created = await client.catalog.createWorker({ runtimeId: "rt-b", profile });
+    expect(created.worker?.ref?.runtimeId).toBe("rt-b");
+    expect((await rtB.management.getConfigBundle({ bundleId: "put-team" })).bundle?.digest).toBe(bundle.digest);
+  }, 30_000);
+
   it("refuses to start on a bad bundle file, naming the file", async () => {
     const bad = join(dir, "bad-bundles");
     await mkdir(bad);
