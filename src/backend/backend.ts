@@ -20,6 +20,8 @@ import {
   reflectionRegistry,
 } from "../server/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
+import type { BundleCatalog } from "./bundle-catalog.js";
+import { BundlePush } from "./bundle-push.js";
 import { createRegistryService } from "./registry-service.js";
 import { createRemoteTransport, endpointOf, type RemoteEndpoint } from "./remote-transport.js";
 import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, createRoutedObservation } from "./routed-services.js";
@@ -52,6 +54,12 @@ export interface BackendOptions {
   backoff?: ConnectionBackoffOptions;
   /** Bounds of each Runtime's shared WatchRuntime ring (default 4096 events, 8 MiB). */
   runtimeWatchRing?: Pick<SharedRuntimeWatchOptions, "maxEvents" | "maxBytes">;
+  /**
+   * The Backend's config bundles (from --bundles-dir, see bundle-catalog.ts).
+   * CreateWorker selecting one of them, or one stored in the embedded
+   * Runtime, first pushes it to the target Runtime if that lacks it.
+   */
+  bundles?: BundleCatalog;
 }
 
 /** A Backend: the routed services over a registry of Runtimes. */
@@ -152,13 +160,15 @@ export function createBackend(options: BackendOptions): Backend {
   };
   for (const spec of options.remotes ?? []) addRemote(spec);
 
+  const callTimeoutMs = options.callTimeoutMs ?? 30_000;
   const routing = {
     directory,
     embeddedRuntimeId: runtime.runtimeId,
-    callTimeoutMs: options.callTimeoutMs ?? 30_000,
+    callTimeoutMs,
     fanoutTimeoutMs: options.fanoutTimeoutMs ?? 2_000,
     heartbeatMs,
     sharedRuntimeWatch: (connection: RuntimeConnection) => shared.get(connection),
+    bundlePush: new BundlePush(options.bundles ?? new Map(), () => directory.get(runtime.runtimeId), callTimeoutMs),
     logger,
   };
   const reflection = createReflectionServices(reflectionRegistry(BACKEND_FILES), BACKEND_SERVICES);

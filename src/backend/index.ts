@@ -9,3 +9,4 @@ export { RuntimeConnection, type ConnectionState } from "./runtime-connection.js
 export { RuntimeDirectory } from "./runtime-directory.js";
 export { loadBackendConfig, BackendConfigError } from "./backend-config.js";
 export { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
+export { loadBundleDir, type BundleCatalog } from "./bundle-catalog.js";

@@ -17,6 +17,7 @@ import {
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { Logger } from "../runtime/index.js";
 import { invalidField } from "./backend-errors.js";
+import type { BundlePush } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
@@ -39,6 +40,8 @@ export interface RoutingContext {
   heartbeatMs: number;
   /** The shared upstream WatchRuntime of a connection, if it has one. */
   sharedRuntimeWatch?: (connection: RuntimeConnection) => SharedRuntimeWatch | undefined;
+  /** Pushes the Backend's bundles to a Runtime before CreateWorker selects one. */
+  bundlePush?: BundlePush;
   logger: Logger;
 }
 
@@ -118,9 +121,27 @@ export function createRoutedManagement(context: RoutingContext): ServiceImpl<typ
 
 /** WorkerCatalog through a Backend; ListWorkers without runtime_id fans out. */
 export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof WorkerCatalog> {
-  const { call } = router(context);
+  const { call, connectionFor } = router(context);
   return {
-    createWorker: (request, ctx) => call(required(request.runtimeId), ctx, (c, o) => c.catalog.createWorker(request, o)),
+    async createWorker(request, ctx) {
+      const runtimeId = required(request.runtimeId);
+      const create = () => call(runtimeId, ctx, (c, o) => c.catalog.createWorker(request, o));
+      const source = request.profile?.source;
+      const push = context.bundlePush;
+      if (source?.case !== "bundle" || !push) return create();
+      const connection = connectionFor(runtimeId);
+      const routed = <T>(fn: Parameters<typeof call<T>>[2]) => call(runtimeId, ctx, fn);
+      if (!(await push.ensure(connection, source.value, routed, ctx.signal))) return create();
+      try {
+        return await create();
+      } catch (error) {
+        // The cache said present but the Runtime lost it (e.g. a wiped store): push again, once.
+        if (ConnectError.from(error).code !== Code.NotFound) throw error;
+        push.forget(connection, source.value);
+        await push.ensure(connection, source.value, routed, ctx.signal);
+        return create();
+      }
+    },
     getWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.getWorker(request, o)),
     listWorkers: (request, ctx) =>
       request.runtimeId === ""

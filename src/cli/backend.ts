@@ -1,5 +1,12 @@
 import { parseArgs } from "node:util";
-import { BackendConfigError, createBackend, loadBackendConfig, type RemoteRuntimeSpec } from "../backend/index.js";
+import {
+  BackendConfigError,
+  type BundleCatalog,
+  createBackend,
+  loadBackendConfig,
+  loadBundleDir,
+  type RemoteRuntimeSpec,
+} from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
@@ -10,10 +17,12 @@ import { executionOptions, parseGraceMs, parsePort, readTls, readToken, UsageErr
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
-                              [--token-file PATH] [--tls-cert PATH --tls-key PATH]
+                              [--token-file PATH] [--tls-cert PATH --tls-key PATH] [--bundles-dir DIR]
   --config       remote runtimes, JSON: {"runtimes": [{"id": "rt-a", "url": "http://host:7070",
                  "tokenFile": "a.token" | "tokenEnv": "RT_A_TOKEN", "caFile": "ca.pem"}]}
                  (more can be added at run time through RuntimeRegistry.AddRuntime)
+  --bundles-dir  config bundles, one JSON file each (proto3 JSON of ConfigBundle; digest computed if absent,
+                 checked if present); pushed to a runtime when CreateWorker selects one it lacks
   --data-dir     the embedded runtime keeps its state in DIR (else in memory)
   --runtime-id   fixed id of the embedded runtime
   --token-file   bearer token clients must send (or WORKER_RUNTIME_TOKEN); required off loopback
@@ -35,6 +44,7 @@ export async function backend(argv: string[]): Promise<void> {
       port: { type: "string", default: "7080" },
       "http1-port": { type: "string" },
       config: { type: "string" },
+      "bundles-dir": { type: "string" },
       "runtime-id": { type: "string" },
       "token-file": { type: "string" },
       "tls-cert": { type: "string" },
@@ -67,8 +77,10 @@ export async function backend(argv: string[]): Promise<void> {
   // Console hook (issue 11): browsers speak HTTP/1.1 to the console's port.
   if (values.console !== undefined && values["http1-port"] === undefined) throw new UsageError("--console needs --http1-port");
   let remotes: RemoteRuntimeSpec[] = [];
+  let bundles: BundleCatalog = new Map();
   try {
     if (values.config !== undefined) remotes = loadBackendConfig(values.config);
+    if (values["bundles-dir"] !== undefined) bundles = loadBundleDir(values["bundles-dir"]);
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
@@ -93,7 +105,7 @@ export async function backend(argv: string[]): Promise<void> {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);
   }
-  const service = createBackend({ runtime, remotes, logger, fanoutTimeoutMs });
+  const service = createBackend({ runtime, remotes, logger, fanoutTimeoutMs, bundles });
   const server = await startRuntimeServer({
     runtime,
     routes: service.routes,
@@ -132,6 +144,7 @@ export async function backend(argv: string[]): Promise<void> {
     http1: server.http1Address,
     runtime_id: runtime.runtimeId,
     remotes: remotes.length,
+    bundles: bundles.size,
   });
   await stopped;
   logger.info("stopped");

@@ -1,0 +1,59 @@
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { bundleDigest } from "../runtime/index.js";
+import { BackendConfigError } from "./backend-config.js";
+
+/** The config bundles a Backend holds, by bundle id; read-only once loaded. */
+export type BundleCatalog = ReadonlyMap<string, ConfigBundle>;
+
+/**
+ * Reads `--bundles-dir`: every `*.json` file is one ConfigBundle in proto3
+ * JSON form. A file without a digest gets the one `bundleDigest` computes;
+ * a file with one must match it, so a hand-edited bundle cannot keep a stale
+ * digest. Any bad file (unreadable, not JSON, not a ConfigBundle, no id, a
+ * wrong digest, an id used twice) stops start-up with an error naming the
+ * file: a Backend that silently skipped a bundle would later create workers
+ * the team did not configure.
+ */
+export function loadBundleDir(dir: string): BundleCatalog {
+  let names: string[];
+  try {
+    names = readdirSync(dir)
+      .filter((name) => name.endsWith(".json"))
+      .sort();
+  } catch (error) {
+    throw new BackendConfigError(`cannot read --bundles-dir: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  const bundles = new Map<string, ConfigBundle>();
+  const fileOf = new Map<string, string>();
+  for (const name of names) {
+    const where = `--bundles-dir file ${name}`;
+    let json: JsonValue;
+    try {
+      json = JSON.parse(readFileSync(join(dir, name), "utf8")) as JsonValue;
+    } catch (error) {
+      throw new BackendConfigError(
+        `cannot read ${where}: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`,
+      );
+    }
+    let bundle: ConfigBundle;
+    try {
+      bundle = fromJson(ConfigBundleSchema, json);
+    } catch (error) {
+      throw new BackendConfigError(`${where} is not a ConfigBundle: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (bundle.bundleId === "") throw new BackendConfigError(`${where} has no bundleId`);
+    const digest = bundleDigest(bundle);
+    if (bundle.digest !== "" && bundle.digest !== digest) {
+      throw new BackendConfigError(`${where}: digest ${bundle.digest} does not match its content (${digest})`);
+    }
+    bundle.digest = digest;
+    const earlier = fileOf.get(bundle.bundleId);
+    if (earlier !== undefined) throw new BackendConfigError(`${where}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+    fileOf.set(bundle.bundleId, name);
+    bundles.set(bundle.bundleId, bundle);
+  }
+  return bundles;
+}

@@ -1,0 +1,97 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { ConfigBundle, BundleProfileRef } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type { BundleCatalog } from "./bundle-catalog.js";
+import type { RuntimeClients } from "./runtime-clients.js";
+import type { RuntimeConnection } from "./runtime-connection.js";
+
+/** Calls a Runtime through the router (its deadline, health reporting and error mapping). */
+export type RoutedCall = <T>(
+  fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number }) => Promise<T>,
+) => Promise<T>;
+
+/**
+ * Makes sure a Runtime holds a bundle before a worker is created from it,
+ * so a caller never pushes bundles itself. The bundles offered are the
+ * Backend's catalog (--bundles-dir) and, failing that, the ones stored in
+ * the embedded Runtime (PutConfigBundle through the Backend without
+ * runtime_id). A selector whose {bundle_id, digest} neither holds is left
+ * alone: the Runtime answers NOT_FOUND or BUNDLE_CONFLICT itself.
+ *
+ * What is known present is cached per connection and digest, and forgotten
+ * whenever the connection leaves READY (a restarted or replaced Runtime may
+ * have lost its store), or when a create still finds the bundle missing.
+ */
+export class BundlePush {
+  private readonly present = new WeakMap<RuntimeConnection, Set<string>>();
+
+  constructor(
+    private readonly catalog: BundleCatalog,
+    /** The embedded Runtime's connection, consulted for bundles not in the catalog. */
+    private readonly embedded: () => RuntimeConnection | undefined,
+    private readonly lookupTimeoutMs: number,
+  ) {}
+
+  /**
+   * Pushes the selected bundle to `connection`'s Runtime if it is one the
+   * Backend holds and the Runtime lacks it (GetConfigBundle → NOT_FOUND →
+   * PutConfigBundle, both idempotent). Returns whether the Backend holds it.
+   */
+  async ensure(connection: RuntimeConnection, ref: BundleProfileRef, call: RoutedCall, signal: AbortSignal): Promise<boolean> {
+    const known = this.knownOn(connection);
+    if (known.has(key(ref))) return true;
+    const bundle = await this.held(connection, ref, signal);
+    if (!bundle) return false;
+    let stored: ConfigBundle | undefined;
+    try {
+      stored = (await call((c, o) => c.management.getConfigBundle({ bundleId: ref.bundleId, runtimeId: connection.runtimeId }, o))).bundle;
+    } catch (error) {
+      if (ConnectError.from(error).code !== Code.NotFound) throw error;
+    }
+    // Another digest under the id: no push; CreateWorker answers BUNDLE_CONFLICT.
+    if (stored && stored.digest !== bundle.digest) return true;
+    if (!stored) await call((c, o) => c.management.putConfigBundle({ bundle, runtimeId: connection.runtimeId }, o));
+    known.add(key(ref));
+    return true;
+  }
+
+  /** Forgets that the bundle is on the Runtime (a create found it missing after all). */
+  forget(connection: RuntimeConnection, ref: BundleProfileRef): void {
+    this.present.get(connection)?.delete(key(ref));
+  }
+
+  private knownOn(connection: RuntimeConnection): Set<string> {
+    let known = this.present.get(connection);
+    if (!known) {
+      const set = new Set<string>();
+      known = set;
+      this.present.set(connection, set);
+      connection.onChange(() => {
+        if (connection.health !== RuntimeHealth.READY) set.clear();
+      });
+    }
+    return known;
+  }
+
+  /** The bundle with the selector's id and digest, from the catalog or the embedded Runtime. */
+  private async held(target: RuntimeConnection, ref: BundleProfileRef, signal: AbortSignal): Promise<ConfigBundle | undefined> {
+    const fromCatalog = this.catalog.get(ref.bundleId);
+    if (fromCatalog) return fromCatalog.digest === ref.digest ? fromCatalog : undefined;
+    const embedded = this.embedded();
+    if (!embedded || embedded === target || embedded.health !== RuntimeHealth.READY) return undefined;
+    try {
+      const { bundle } = await embedded.clients.management.getConfigBundle(
+        { bundleId: ref.bundleId },
+        { signal, timeoutMs: this.lookupTimeoutMs },
+      );
+      return bundle?.digest === ref.digest ? bundle : undefined;
+    } catch {
+      // Not stored there (or unreadable): the target Runtime decides.
+      return undefined;
+    }
+  }
+}
+
+function key(ref: BundleProfileRef): string {
+  return `${ref.bundleId}\u0000${ref.digest}`;
+}

@@ -1,0 +1,53 @@
+import { create, toJson } from "@bufbuild/protobuf";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { BackendConfigError, loadBundleDir } from "../../src/backend/index.js";
+import { bundleDigest } from "../../src/runtime/index.js";
+
+describe("loadBundleDir", () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  const bundle = (bundleId: string) => create(ConfigBundleSchema, { bundleId, profiles: [{ name: "p", model: "m" }] });
+  const write = (name: string, value: unknown) =>
+    writeFile(join(dir ?? "", name), typeof value === "string" ? value : JSON.stringify(value));
+
+  it("computes a missing digest, keeps a matching one and ignores other files", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    const b = bundle("b");
+    b.digest = bundleDigest(b);
+    await write("a.json", toJson(ConfigBundleSchema, bundle("a")));
+    await write("b.json", toJson(ConfigBundleSchema, b));
+    await write("notes.txt", "not a bundle");
+    const catalog = loadBundleDir(dir);
+    expect([...catalog.keys()]).toEqual(["a", "b"]);
+    expect(catalog.get("a")?.digest).toBe(bundleDigest(bundle("a")));
+    expect(catalog.get("b")?.digest).toBe(b.digest);
+  });
+
+  it.each([
+    ["bad.json", "{", /bad\.json: not valid JSON/],
+    ["bad.json", { bundleId: "x", nope: 1 }, /bad\.json is not a ConfigBundle/],
+    ["bad.json", { profiles: [] }, /bad\.json has no bundleId/],
+    ["bad.json", { bundleId: "x", digest: `sha256:${"0".repeat(64)}` }, /bad\.json: digest .* does not match/],
+  ])("refuses %s holding %j", async (name, content, message) => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    await write(name, content);
+    expect(() => loadBundleDir(dir ?? "")).toThrow(message);
+    expect(() => loadBundleDir(dir ?? "")).toThrow(BackendConfigError);
+  });
+
+  it("refuses one bundle id in two files, and a missing directory", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    await write("one.json", toJson(ConfigBundleSchema, bundle("same")));
+    await write("two.json", toJson(ConfigBundleSchema, bundle("same")));
+    expect(() => loadBundleDir(dir ?? "")).toThrow(/two\.json: bundle id "same" is also in one\.json/);
+    expect(() => loadBundleDir(join(dir ?? "", "missing"))).toThrow(/cannot read --bundles-dir: ENOENT/);
+  });
+});
