@@ -1,13 +1,26 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Tests that take minutes rather than seconds: the SIGKILL crash loop (32
- * kills of a child runtime) and the package check (build, pack, install
- * without dev dependencies, start the built CLI) and the console in headless
- * Chromium. They run in CI in their own
- * project so `npm run test:fast` stays under a minute for day-to-day work.
+ * Tests that take tens of seconds to minutes: the SIGKILL crash loop (32
+ * kills of a child runtime), the package check (build, pack, install without
+ * dev dependencies, start the built CLI), the console in headless Chromium,
+ * and the suites that start many real processes (the CLI, one process per
+ * call; the Backend over runtime processes; approvals across
+ * SIGKILLs). CI runs both projects on Node 20 and 24; the fast one alone
+ * (`npm run test:fast`) is for day-to-day work.
  */
-const SLOW = ["test/store/crash.test.ts", "test/package/**/*.test.ts", "test/console/console.test.ts"];
+const SLOW = [
+  "test/store/crash.test.ts",
+  "test/package/**/*.test.ts",
+  "test/console/console.test.ts",
+  "test/cli/client/**/*.test.ts",
+  "test/backend/backend.test.ts",
+  "test/backend/bundles.test.ts",
+  "test/cli/durable-approval.test.ts",
+  "test/cli/serve.test.ts",
+  "test/cli/data-dir.test.ts",
+  "test/cli/shutdown.test.ts",
+];
 
 export default defineConfig({
   test: {
