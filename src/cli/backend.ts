@@ -11,9 +11,9 @@ import { createStaticFilesHandler } from "../console/index.js";
 import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
-import { EXECUTION_USAGE } from "./execution-config.js";
+import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
-import { executionOptions, parseGraceMs, parsePort, readTls, readToken, UsageError } from "./serve.js";
+import { executionOptions, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readSecrets, readTls, readToken, UsageError } from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -28,7 +28,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --token-file   bearer token clients must send (or WORKER_RUNTIME_TOKEN); required off loopback
   --console DIR  also serve the web console's built files from DIR (needs --http1-port; as npm start does)
   --fanout-timeout-ms  deadline of each runtime in a ListWorkers across runtimes (default 2000)
-  --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms  as for serve
+  --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
 ${EXECUTION_USAGE}`;
 
 /**
@@ -40,25 +40,13 @@ export async function backend(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      host: { type: "string", default: "127.0.0.1" },
+      ...RUNTIME_HOST_OPTIONS,
+      ...EXECUTION_OPTIONS,
       port: { type: "string", default: "7080" },
-      "http1-port": { type: "string" },
       config: { type: "string" },
       "bundles-dir": { type: "string" },
-      "runtime-id": { type: "string" },
-      "token-file": { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "data-dir": { type: "string" },
       "fanout-timeout-ms": { type: "string", default: "2000" },
       console: { type: "string" },
-      "shutdown-grace-ms": { type: "string", default: "10000" },
-      "workspace-root": { type: "string", multiple: true },
-      "openai-base-url": { type: "string" },
-      "openai-model": { type: "string" },
-      "openai-keyless": { type: "boolean", default: false },
-      profiles: { type: "string" },
-      help: { type: "boolean", default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -85,10 +73,12 @@ export async function backend(argv: string[]): Promise<void> {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
   const execution = await executionOptions(values);
+  const secrets = readSecrets(values["secrets-file"]);
   let runtimeRef: Runtime | undefined;
   const runtimeOptions: RuntimeOptions = {
     logger,
     ...execution,
+    secrets,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
     ...(values["data-dir"] !== undefined
       ? {

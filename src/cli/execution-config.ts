@@ -24,6 +24,19 @@ export interface ExecutionFlags {
   "allow-unsandboxed-shell"?: boolean;
 }
 
+/** The `util.parseArgs` options of {@link ExecutionFlags}, shared by `serve` and `backend`. */
+export const EXECUTION_OPTIONS = {
+  "workspace-root": { type: "string", multiple: true },
+  "openai-base-url": { type: "string" },
+  "openai-model": { type: "string" },
+  "openai-keyless": { type: "boolean", default: false },
+  "openai-stream-idle-timeout-ms": { type: "string" },
+  "openai-max-answer-bytes": { type: "string" },
+  "openai-retry-budget-ms": { type: "string" },
+  profiles: { type: "string" },
+  "allow-unsandboxed-shell": { type: "boolean", default: false },
+} as const;
+
 /** Usage lines for {@link ExecutionFlags}. */
 export const EXECUTION_USAGE = `  --workspace-root [NAME=]DIR  allow worker workspaces under DIR (repeatable; NAME defaults to
                  DIR's base name)

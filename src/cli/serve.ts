@@ -4,7 +4,7 @@ import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/ind
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
-import { backendFromFlags, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
+import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
@@ -30,34 +30,31 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
 ${EXECUTION_USAGE}`;
 
 /**
+ * The `util.parseArgs` options of a process that hosts a runtime (listeners,
+ * auth, TLS, storage, host secrets, shutdown), shared by `serve` and
+ * `backend`; each adds its own `--port` default.
+ */
+export const RUNTIME_HOST_OPTIONS = {
+  host: { type: "string", default: "127.0.0.1" },
+  "http1-port": { type: "string" },
+  "runtime-id": { type: "string" },
+  "token-file": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "data-dir": { type: "string" },
+  "secrets-file": { type: "string" },
+  "shutdown-grace-ms": { type: "string", default: "10000" },
+  help: { type: "boolean", default: false },
+} as const;
+
+/**
  * `worker-runtime serve`: starts a standalone runtime server, prints one
  * "listening" line once ready, and shuts down gracefully on SIGTERM/SIGINT.
  */
 export async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "7070" },
-      "http1-port": { type: "string" },
-      "runtime-id": { type: "string" },
-      "token-file": { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "data-dir": { type: "string" },
-      "secrets-file": { type: "string" },
-      "shutdown-grace-ms": { type: "string", default: "10000" },
-      "workspace-root": { type: "string", multiple: true },
-      "openai-base-url": { type: "string" },
-      "openai-model": { type: "string" },
-      "openai-keyless": { type: "boolean", default: false },
-      "openai-stream-idle-timeout-ms": { type: "string" },
-      "openai-max-answer-bytes": { type: "string" },
-      "openai-retry-budget-ms": { type: "string" },
-      profiles: { type: "string" },
-      "allow-unsandboxed-shell": { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
+    options: { ...RUNTIME_HOST_OPTIONS, ...EXECUTION_OPTIONS, port: { type: "string", default: "7070" } },
     strict: true,
     allowPositionals: false,
   });
@@ -133,7 +130,8 @@ export async function executionOptions(
   }
 }
 
-function readSecrets(file: string | undefined): Map<string, string> {
+/** Host secrets from --secrets-file and WORKER_RUNTIME_SECRET_* variables. */
+export function readSecrets(file: string | undefined): Map<string, string> {
   try {
     return loadHostSecrets(file);
   } catch (error) {

@@ -1,12 +1,13 @@
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { execFileSync } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
@@ -128,6 +129,27 @@ describe("worker-runtime backend command", () => {
     const bad = startCli(["backend", "--port", "0", "--config", path.join(dir, "missing.json")]);
     expect((await bad.exited).code).toBe(2);
     expect(bad.stderr()).toContain("cannot read --config: ENOENT");
+  }, 30_000);
+
+  it("takes serve's engine settings and host secrets for its embedded runtime", async () => {
+    const secrets = path.join(dir, "secrets.json");
+    await writeFile(secrets, JSON.stringify({ PROVIDER_KEY: "s3cret" }), { mode: 0o600 });
+    const args = ["backend", "--port", "0", "--runtime-id", "rt-flags", "--openai-keyless", "--openai-base-url", "http://127.0.0.1:9"];
+    const cli = startCli([...args, "--openai-max-answer-bytes", "2048", "--openai-retry-budget-ms", "1500", "--secrets-file", secrets]);
+    try {
+      const { h2c } = await cli.listening;
+      const session = new Http2SessionManager(`http://${h2c}`);
+      const management = createClient(RuntimeManagement, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
+      const { runtime } = await management.getRuntime({});
+      expect([runtime?.limits?.maxAnswerBytes, runtime?.limits?.retryBudgetMs]).toEqual([2048, 1500]);
+      session.abort();
+    } finally {
+      cli.kill();
+    }
+    // A secrets file others can read is refused, as by serve.
+    await chmod(secrets, 0o644);
+    const loose = startCli([...args, "--secrets-file", secrets]);
+    expect((await loose.exited).code).toBe(2);
   }, 30_000);
 
   it("shuts down with exit code 0 on SIGTERM while a client watches through it", async () => {
