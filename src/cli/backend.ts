@@ -8,12 +8,10 @@ import {
   type RemoteRuntimeSpec,
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
-import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
-import { createFileStore } from "../store/fs/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
-import { executionOptions, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readSecrets, readTls, readToken, UsageError } from "./serve.js";
+import { hostedRuntime, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, UsageError } from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -72,25 +70,7 @@ export async function backend(argv: string[]): Promise<void> {
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
-  const execution = await executionOptions(values);
-  const secrets = readSecrets(values["secrets-file"]);
-  let runtimeRef: Runtime | undefined;
-  const runtimeOptions: RuntimeOptions = {
-    logger,
-    ...execution,
-    secrets,
-    ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
-    ...(values["data-dir"] !== undefined
-      ? {
-          store: createFileStore({
-            dataDir: values["data-dir"],
-            onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
-          }),
-        }
-      : {}),
-  };
-  const runtime = await createRuntime(runtimeOptions);
-  runtimeRef = runtime;
+  const runtime = await hostedRuntime(values, logger);
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);

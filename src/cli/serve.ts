@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createRuntime, type Runtime, type RuntimeOptions } from "../runtime/index.js";
+import { createRuntime, type Logger, type Runtime, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
@@ -66,26 +66,7 @@ export async function serve(argv: string[]): Promise<void> {
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
-  const execution = await executionOptions(values);
-  const secrets = readSecrets(values["secrets-file"]);
-  let runtimeRef: Runtime | undefined;
-  const runtimeOptions: RuntimeOptions = {
-    logger,
-    ...execution,
-    secrets,
-    ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
-    ...(values["data-dir"] !== undefined
-      ? {
-          store: createFileStore({
-            dataDir: values["data-dir"],
-            // Damage found by a read after start-up quarantines that worker.
-            onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
-          }),
-        }
-      : {}),
-  };
-  const runtime = await createRuntime(runtimeOptions);
-  runtimeRef = runtime;
+  const runtime = await hostedRuntime(values, logger);
   const server = await startRuntimeServer({
     runtime,
     host: values.host,
@@ -119,8 +100,43 @@ export async function serve(argv: string[]): Promise<void> {
   logger.info("stopped");
 }
 
+/** The flags {@link hostedRuntime} reads. */
+type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] & {
+  "secrets-file"?: string;
+  "runtime-id"?: string;
+  "data-dir"?: string;
+};
+
+/**
+ * The runtime a `serve` or `backend` process hosts: execution backend, host
+ * secrets, id, and the file store under --data-dir (memory without it).
+ */
+export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger): Promise<Runtime> {
+  const execution = await executionOptions(values);
+  const secrets = readSecrets(values["secrets-file"]);
+  let runtimeRef: Runtime | undefined;
+  const runtimeOptions: RuntimeOptions = {
+    logger,
+    ...execution,
+    secrets,
+    ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
+    ...(values["data-dir"] !== undefined
+      ? {
+          store: createFileStore({
+            dataDir: values["data-dir"],
+            // Damage found by a read after start-up quarantines that worker.
+            onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
+          }),
+        }
+      : {}),
+  };
+  const runtime = await createRuntime(runtimeOptions);
+  runtimeRef = runtime;
+  return runtime;
+}
+
 /** The execution backend and workspace roots from flags and OPENAI_* variables. */
-export async function executionOptions(
+async function executionOptions(
   values: Parameters<typeof backendFromFlags>[0],
 ): Promise<Pick<RuntimeOptions, "executionBackend" | "workspaceRoots">> {
   try {
@@ -131,7 +147,7 @@ export async function executionOptions(
 }
 
 /** Host secrets from --secrets-file and WORKER_RUNTIME_SECRET_* variables. */
-export function readSecrets(file: string | undefined): Map<string, string> {
+function readSecrets(file: string | undefined): Map<string, string> {
   try {
     return loadHostSecrets(file);
   } catch (error) {
