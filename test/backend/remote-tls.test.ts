@@ -1,6 +1,5 @@
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
-import { execFileSync } from "node:child_process";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +15,7 @@ import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.j
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { startCli } from "../support/cli-process.js";
+import { selfSignedCertificate } from "../support/self-signed.js";
 import { eventually } from "../support/harness.js";
 
 /**
@@ -29,29 +29,7 @@ let backend: Backend;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "wr-backend-tls-"));
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-keyout",
-      path.join(dir, "key.pem"),
-      "-out",
-      path.join(dir, "cert.pem"),
-    ],
-    { stdio: "ignore" },
-  );
-  const cert = await readFile(path.join(dir, "cert.pem"));
-  const key = await readFile(path.join(dir, "key.pem"));
+  const { cert, key } = await selfSignedCertificate(dir);
   const remote = await createRuntime({ logger: silentLogger, runtimeId: "rt-tls" });
   server = await startRuntimeServer({
     runtime: remote,

@@ -1,7 +1,6 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { execFileSync } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +8,7 @@ import { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_managemen
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
 import { startCli } from "../support/cli-process.js";
+import { selfSignedCertificate } from "../support/self-signed.js";
 
 let dir: string;
 let cert: Buffer;
@@ -16,29 +16,7 @@ let key: Buffer;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "wr-tls-"));
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-keyout",
-      path.join(dir, "key.pem"),
-      "-out",
-      path.join(dir, "cert.pem"),
-    ],
-    { stdio: "ignore" },
-  );
-  cert = await readFile(path.join(dir, "cert.pem"));
-  key = await readFile(path.join(dir, "key.pem"));
+  ({ cert, key } = await selfSignedCertificate(dir));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
