@@ -19,7 +19,7 @@ import { cursorAt } from "../support/cursors.js";
 import { eventually } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { createLeakRecorder } from "./leak-recorder.js";
-import { connectTo, started, startRuntimeProcess, type ClientSet, type RuntimeProcess } from "./processes.js";
+import { connectTo, started, startRuntimeProcess, startTokenedRuntimes, type ClientSet, type RuntimeProcess } from "./processes.js";
 
 /**
  * The Backend end to end, as a team runs it: three `worker-runtime serve`
@@ -55,18 +55,8 @@ beforeAll(async () => {
   fake = await startFakeOpenAI();
   // Every run streams some text, then hangs until its runtime is killed (or a test enqueues a complete reply).
   fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "a partial answer that never ends" }), end: "hang" });
-  for (const id of ["rt-a", "rt-b", "rt-c"]) await writeFile(join(dir, `${id}.token`), `${TOKENS[id]}\n`);
   await writeFile(join(dir, "backend.token"), BACKEND_TOKEN);
-  const processes = await Promise.all(
-    ["rt-a", "rt-b", "rt-c"].map((runtimeId) =>
-      startRuntimeProcess({
-        runtimeId,
-        dataDir: join(dir, runtimeId),
-        tokenFile: join(dir, `${runtimeId}.token`),
-        openaiBaseUrl: fake.baseURL,
-      }),
-    ),
-  );
+  const processes = await startTokenedRuntimes(dir, ["rt-a", "rt-b", "rt-c"], TOKENS, fake.baseURL);
   for (const p of processes) {
     runtimes.set(p.runtimeId, p);
     direct.set(p.runtimeId, connectTo(p.address, TOKENS[p.runtimeId]));

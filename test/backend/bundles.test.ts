@@ -15,7 +15,7 @@ import { expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
-import { connectTo, started, startRuntimeProcess, type ClientSet, type RuntimeProcess } from "./processes.js";
+import { connectTo, started, startTokenedRuntimes, type ClientSet, type RuntimeProcess } from "./processes.js";
 
 /**
  * The Backend's bundle catalog end to end: two `serve` runtimes with file
@@ -45,18 +45,8 @@ function teamBundle(): ConfigBundle {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "wr-backend-bundles-"));
   fake = await startFakeOpenAI();
-  for (const id of ["rt-a", "rt-b"]) await writeFile(join(dir, `${id}.token`), `${TOKENS[id]}\n`);
   await writeFile(join(dir, "backend.token"), BACKEND_TOKEN);
-  const processes = await Promise.all(
-    ["rt-a", "rt-b"].map((runtimeId) =>
-      startRuntimeProcess({
-        runtimeId,
-        dataDir: join(dir, runtimeId),
-        tokenFile: join(dir, `${runtimeId}.token`),
-        openaiBaseUrl: fake.baseURL,
-      }),
-    ),
-  );
+  const processes = await startTokenedRuntimes(dir, ["rt-a", "rt-b"], TOKENS, fake.baseURL);
   for (const p of processes) {
     runtimes.set(p.runtimeId, p);
     direct.set(p.runtimeId, connectTo(p.address, TOKENS[p.runtimeId]));

@@ -1,3 +1,5 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
@@ -83,4 +85,22 @@ export function connectTo(address: string, token: string | undefined, intercepto
   };
   const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [...interceptors, bearer] });
   return { ...clientsFor(transport), registry: createClient(RuntimeRegistry, transport), close: () => sessionManager.abort() };
+}
+
+/**
+ * One `serve` process per id, each on its own file store under `dir/<id>`
+ * and requiring its token from `tokens` (written to `dir/<id>.token`).
+ */
+export async function startTokenedRuntimes(
+  dir: string,
+  ids: readonly string[],
+  tokens: Record<string, string>,
+  openaiBaseUrl: string,
+): Promise<RuntimeProcess[]> {
+  for (const id of ids) await writeFile(join(dir, `${id}.token`), `${tokens[id]}\n`);
+  return Promise.all(
+    ids.map((runtimeId) =>
+      startRuntimeProcess({ runtimeId, dataDir: join(dir, runtimeId), tokenFile: join(dir, `${runtimeId}.token`), openaiBaseUrl }),
+    ),
+  );
 }
