@@ -18,7 +18,9 @@ import {
   createReflectionServices,
   createRoutes,
   reflectionRegistry,
+  UNTRACED_SERVICES,
 } from "../server/index.js";
+import { createClientTracingInterceptor, createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
 import { BundlePush } from "./bundle-push.js";
@@ -128,7 +130,11 @@ export function createBackend(options: BackendOptions): Backend {
     });
     watch.start();
   };
-  const embeddedTransport = createRouterTransport(createRoutes(runtime), { router: { interceptors: [createErrorInterceptor(logger)] } });
+  // Traced like a remote Runtime: a client span in the Backend, a server span in the Runtime.
+  const embeddedTransport = createRouterTransport(createRoutes(runtime), {
+    router: { interceptors: [createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }), createErrorInterceptor(logger)] },
+    transport: { interceptors: [createClientTracingInterceptor({ rpcSystem: "connectrpc" })] },
+  });
   register(
     new RuntimeConnection({
       runtimeId: runtime.runtimeId,
