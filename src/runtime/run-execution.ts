@@ -8,6 +8,7 @@ import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb
 import { abortError, RuntimeError } from "./errors.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
+import { traceRun } from "./run-tracing.js";
 import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -43,7 +44,8 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
   const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds, limits: deps.limits });
   const { run } = active;
-  active.done = executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed).then(async (outcome) => {
+  const execution = (): Promise<RunOutcome> => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed);
+  active.done = traceRun(run, worker, execution).then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
     if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
     if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);
