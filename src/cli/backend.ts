@@ -11,7 +11,7 @@ import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
-import { hostedRuntime, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, UsageError } from "./serve.js";
+import { hostedRuntime, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, startTracing, UsageError } from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -70,6 +70,7 @@ export async function backend(argv: string[]): Promise<void> {
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
+  const tracing = await startTracing("worker-runtime-backend");
   const runtime = await hostedRuntime(values, logger);
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
@@ -117,5 +118,6 @@ export async function backend(argv: string[]): Promise<void> {
     bundles: bundles.size,
   });
   await stopped;
+  await tracing.shutdown();
   logger.info("stopped");
 }
