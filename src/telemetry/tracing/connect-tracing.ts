@@ -145,16 +145,18 @@ async function traceCall<R extends AnyResponse>(
  * The stream's messages, each pulled inside the span's context; the span
  * ends with the stream: its end, its error, the consumer stopping early, or
  * the request's signal aborting (a client gone while the handler waits
- * would otherwise keep the span open until its next message).
+ * would otherwise keep the span open until its next message). A plain
+ * iterator rather than an async generator: it adds one promise per
+ * message, not a generator's several.
  */
-async function* tracedStream<T>(
+function tracedStream<T>(
   messages: AsyncIterable<T>,
   span: Span,
   spanContext: Context,
   system: RpcSystem,
   side: "server" | "client",
   signal: AbortSignal,
-): AsyncGenerator<T> {
+): AsyncIterable<T> {
   let ended = false;
   const finish = (error: unknown): void => {
     if (ended) return;
@@ -165,29 +167,31 @@ async function* tracedStream<T>(
   const onAbort = (): void => finish(signal.reason ?? new ConnectError("the call was cancelled", Code.Canceled));
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
-  const iterator = messages[Symbol.asyncIterator]();
-  let done = false;
-  try {
-    for (;;) {
-      const result = await context.with(spanContext, () => iterator.next());
-      if (result.done) {
-        done = true;
-        break;
-      }
-      yield result.value;
-    }
-    finish(undefined);
-  } catch (error) {
-    done = true;
-    finish(error);
-    throw error;
-  } finally {
-    if (!done) {
-      // The consumer stopped early: the client cancelled, or the server closed the stream.
-      finish(new ConnectError("the stream was closed early", Code.Canceled));
-      await iterator.return?.();
-    }
-  }
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<T> {
+      const iterator = messages[Symbol.asyncIterator]();
+      return {
+        next: () =>
+          context
+            .with(spanContext, () => iterator.next())
+            .then(
+              (result) => {
+                if (result.done) finish(undefined);
+                return result;
+              },
+              (error: unknown) => {
+                finish(error);
+                throw error;
+              },
+            ),
+        return: (value?: unknown) => {
+          // The consumer stopped early: the client went away, or the server closed the stream.
+          finish(new ConnectError("the stream was closed early", Code.Canceled));
+          return iterator.return ? iterator.return(value) : Promise.resolve({ done: true, value: value as T });
+        },
+      };
+    },
+  };
 }
 
 /**
