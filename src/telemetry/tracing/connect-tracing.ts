@@ -201,6 +201,10 @@ function tracedStream<T>(
  * server's failure).
  */
 function endSpan(span: Span, system: RpcSystem, side: "server" | "client", error: unknown): void {
+  if (!span.isRecording()) {
+    span.end();
+    return;
+  }
   const code = error === undefined ? undefined : ConnectError.from(error).code;
   const status = statusName(code, system);
   span.setAttribute("rpc.response.status_code", status);

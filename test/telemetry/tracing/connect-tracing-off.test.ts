@@ -12,7 +12,7 @@ import { FAIL_NOT_FOUND, healthTransport, type Observed, withHeader } from "./he
  */
 
 function setUp(extraClient = withHeader("x-test", "1")) {
-  const observed: Observed = { traceparents: [], activeSpanIds: [] };
+  const observed: Observed = { traceparents: [], activeSpanIds: [], activeTraceIds: [] };
   const transport = healthTransport(
     observed,
     [createServerTracingInterceptor()],

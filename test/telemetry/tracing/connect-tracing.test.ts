@@ -33,7 +33,7 @@ afterAll(() => tracing.shutdown());
 beforeEach(() => memory.reset());
 
 function setUp(options: { clientTracing?: boolean; header?: [string, string]; untraced?: string[] } = {}) {
-  const observed: Observed = { traceparents: [], activeSpanIds: [] };
+  const observed: Observed = { traceparents: [], activeSpanIds: [], activeTraceIds: [] };
   const client = [];
   if (options.clientTracing ?? true)
     client.push(createClientTracingInterceptor({ rpcSystem: "connectrpc", serverAddress: "rt.example", serverPort: 7070 }));
@@ -96,6 +96,19 @@ describe("the Connect tracing interceptors", () => {
     expect(serverSpan.spanContext().traceId).toBe(TRACE_ID);
     expect(serverSpan.parentSpanContext?.spanId).toBe(PARENT_ID);
     expect(serverSpan.parentSpanContext?.isRemote).toBe(true);
+  });
+
+  it("keep a caller's decision not to sample: no span is exported, the trace still propagates", async () => {
+    const { observed, client } = setUp({ clientTracing: false, header: ["traceparent", `00-${TRACE_ID}-${PARENT_ID}-00`] });
+    await client.check({});
+    for await (const _message of client.watch({})) {
+      // Drains the stream.
+    }
+    expect(spans()).toEqual([]);
+    // The handler still runs in the (unsampled) trace, so calls it makes carry it on.
+    expect(observed.activeSpanIds).toHaveLength(4);
+    for (const id of observed.activeSpanIds) expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(observed.activeTraceIds).toEqual([TRACE_ID, TRACE_ID, TRACE_ID, TRACE_ID]);
   });
 
   it.each([

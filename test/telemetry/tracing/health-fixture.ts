@@ -14,6 +14,8 @@ export interface Observed {
   traceparents: (string | null)[];
   /** The active span's id in a handler, one entry per observation point. */
   activeSpanIds: (string | undefined)[];
+  /** The active span's trace id at the same points. */
+  activeTraceIds: (string | undefined)[];
 }
 
 /** Services that make the fixture misbehave. */
@@ -21,7 +23,12 @@ export const FAIL_NOT_FOUND = "fail-not-found";
 export const FAIL_INTERNAL = "fail-internal";
 export const HANG = "hang";
 
-const activeSpanId = (): string | undefined => trace.getActiveSpan()?.spanContext().spanId;
+/** Records the active span's ids. */
+function observe(observed: Observed): void {
+  const spanContext = trace.getActiveSpan()?.spanContext();
+  observed.activeSpanIds.push(spanContext?.spanId);
+  observed.activeTraceIds.push(spanContext?.traceId);
+}
 const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1));
 
 function healthImpl(observed: Observed): ServiceImpl<typeof Health> {
@@ -29,7 +36,7 @@ function healthImpl(observed: Observed): ServiceImpl<typeof Health> {
     async check(request, ctx) {
       observed.traceparents.push(ctx.requestHeader.get("traceparent"));
       await tick();
-      observed.activeSpanIds.push(activeSpanId());
+      observe(observed);
       if (request.service === FAIL_NOT_FOUND) throw new ConnectError("no such service", Code.NotFound);
       if (request.service === FAIL_INTERNAL) throw new ConnectError("broken", Code.Internal);
       return { status: HealthCheckResponse_ServingStatus.SERVING };
@@ -38,7 +45,7 @@ function healthImpl(observed: Observed): ServiceImpl<typeof Health> {
       observed.traceparents.push(ctx.requestHeader.get("traceparent"));
       for (let i = 0; i < 3; i++) {
         await tick();
-        observed.activeSpanIds.push(activeSpanId());
+        observe(observed);
         yield { status: HealthCheckResponse_ServingStatus.SERVING };
         if (request.service === HANG) {
           // Waits for the client to go, as a watch does.
