@@ -11,7 +11,8 @@ export interface K8sObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string; labels?: Record<string, string> };
-  spec?: Record<string, unknown>;
+  /** Absent on ConfigMaps and Secrets, which the tests read through other fields. */
+  spec: Record<string, unknown>;
   [field: string]: unknown;
 }
 
@@ -69,9 +70,16 @@ export function find(objects: readonly K8sObject[], kind: string, name?: string)
   return matches[0] as K8sObject;
 }
 
-/** The pod spec of a workload (StatefulSet or Deployment). */
+/** The pod template of a workload (StatefulSet or Deployment). */
+export function podTemplate(workload: K8sObject): { metadata: { labels: Record<string, string> }; spec: K8sPodSpec } {
+  const template = workload.spec["template"];
+  if (typeof template !== "object" || template === null) throw new Error(`${workload.kind} ${workload.metadata.name} has no pod template`);
+  return template as { metadata: { labels: Record<string, string> }; spec: K8sPodSpec };
+}
+
+/** The pod spec of a workload. */
 export function podSpec(workload: K8sObject): K8sPodSpec {
-  return (workload.spec?.["template"] as { spec: K8sPodSpec }).spec;
+  return podTemplate(workload).spec;
 }
 
 /** The value after `flag` in an argument list (undefined when absent). */

@@ -2,7 +2,16 @@ import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { describe, expect, it } from "vitest";
-import { find, flagValue, type K8sContainer, type K8sObject, type K8sPodSpec, loadManifests, podSpec } from "./kubernetes-manifests.js";
+import {
+  find,
+  flagValue,
+  type K8sContainer,
+  type K8sObject,
+  type K8sPodSpec,
+  loadManifests,
+  podSpec,
+  podTemplate,
+} from "./kubernetes-manifests.js";
 
 /**
  * deploy/kubernetes: every object validates against the Kubernetes schemas
@@ -30,7 +39,7 @@ const all = [...applied, ...secrets];
 const statefulSet = find(applied, "StatefulSet");
 const runtimePod = podSpec(statefulSet);
 const runtime = runtimePod.containers[0] as K8sContainer;
-const headless = find(applied, "Service", statefulSet.spec?.["serviceName"] as string);
+const headless = find(applied, "Service", statefulSet.spec["serviceName"] as string);
 const deployment = find(applied, "Deployment");
 const backendPod = podSpec(deployment);
 const backend = backendPod.containers[0] as K8sContainer;
@@ -46,7 +55,7 @@ function labelsMatch(selector: Record<string, string>, labels: Record<string, st
 }
 
 function podLabels(workload: K8sObject): Record<string, string> {
-  return (workload.spec?.["template"] as { metadata: { labels: Record<string, string> } }).metadata.labels;
+  return podTemplate(workload).metadata.labels;
 }
 
 /** The secret and key a file path under a container's secret volume mount reads. */
@@ -100,17 +109,17 @@ describe("Kubernetes manifests", () => {
   });
 
   it("run the runtimes as a StatefulSet behind a headless Service", () => {
-    expect(headless.spec?.["clusterIP"]).toBe("None");
-    expect(headless.spec?.["publishNotReadyAddresses"]).toBe(false);
-    expect(
-      labelsMatch((statefulSet.spec?.["selector"] as { matchLabels: Record<string, string> }).matchLabels, podLabels(statefulSet)),
-    ).toBe(true);
-    expect(labelsMatch(headless.spec?.["selector"] as Record<string, string>, podLabels(statefulSet))).toBe(true);
-    expect(labelsMatch(headless.spec?.["selector"] as Record<string, string>, podLabels(deployment))).toBe(false);
+    expect(headless.spec["clusterIP"]).toBe("None");
+    expect(headless.spec["publishNotReadyAddresses"]).toBe(false);
+    expect(labelsMatch((statefulSet.spec["selector"] as { matchLabels: Record<string, string> }).matchLabels, podLabels(statefulSet))).toBe(
+      true,
+    );
+    expect(labelsMatch(headless.spec["selector"] as Record<string, string>, podLabels(statefulSet))).toBe(true);
+    expect(labelsMatch(headless.spec["selector"] as Record<string, string>, podLabels(deployment))).toBe(false);
     const port = Number(flagValue(runtime.args, "--port"));
     const grpc = runtime.ports.find((p) => p.name === "grpc");
     expect(grpc?.containerPort).toBe(port);
-    const servicePorts = headless.spec?.["ports"] as { name: string; port: number; targetPort: string | number }[];
+    const servicePorts = headless.spec["ports"] as { name: string; port: number; targetPort: string | number }[];
     expect(servicePorts.map((p) => [p.name, p.port, p.targetPort])).toEqual([["grpc", port, "grpc"]]);
   });
 
@@ -119,7 +128,7 @@ describe("Kubernetes manifests", () => {
     expect(flagValue(runtime.args, "--runtime-id")).toBe("$(POD_NAME)");
     expect(runtime.env?.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.name");
     const dataDir = flagValue(runtime.args, "--data-dir");
-    const claims = (statefulSet.spec?.["volumeClaimTemplates"] as { metadata: { name: string } }[]).map((c) => c.metadata.name);
+    const claims = (statefulSet.spec["volumeClaimTemplates"] as { metadata: { name: string } }[]).map((c) => c.metadata.name);
     const dataMount = runtime.volumeMounts.find((m) => m.mountPath === dataDir);
     expect(dataMount && claims.includes(dataMount.name)).toBe(true);
     expectSecretKey(secretKeyAt(runtimePod, runtime, flagValue(runtime.args, "--token-file") ?? ""));
@@ -164,14 +173,14 @@ describe("Kubernetes manifests", () => {
 
   it("protect the runtimes with a PodDisruptionBudget that selects them and only them", () => {
     const pdb = find(applied, "PodDisruptionBudget");
-    const selector = (pdb.spec?.["selector"] as { matchLabels: Record<string, string> }).matchLabels;
+    const selector = (pdb.spec["selector"] as { matchLabels: Record<string, string> }).matchLabels;
     expect(labelsMatch(selector, podLabels(statefulSet))).toBe(true);
     expect(labelsMatch(selector, podLabels(deployment))).toBe(false);
-    expect(pdb.spec?.["maxUnavailable"]).toBe(1);
+    expect(pdb.spec["maxUnavailable"]).toBe(1);
   });
 
   it("let the Backend discover the runtimes through the headless Service's SRV name, with the runtimes' token", () => {
-    const portName = (headless.spec?.["ports"] as { name: string }[])[0]?.name;
+    const portName = (headless.spec["ports"] as { name: string }[])[0]?.name;
     expect(flagValue(backend.args, "--discover-dns")).toBe(
       `_${portName}._tcp.${headless.metadata.name}.$(POD_NAMESPACE).svc.cluster.local`,
     );
@@ -183,9 +192,9 @@ describe("Kubernetes manifests", () => {
     expectSecretKey(own);
     expect(own).not.toEqual(sent);
     const service = find(applied, "Service", "backend");
-    expect(labelsMatch(service.spec?.["selector"] as Record<string, string>, podLabels(deployment))).toBe(true);
+    expect(labelsMatch(service.spec["selector"] as Record<string, string>, podLabels(deployment))).toBe(true);
     const names = backend.ports.map((p) => p.name);
-    for (const port of service.spec?.["ports"] as { targetPort: string }[]) expect(names).toContain(port.targetPort);
+    for (const port of service.spec["ports"] as { targetPort: string }[]) expect(names).toContain(port.targetPort);
     expect(backend.ports.find((p) => p.name === "http")?.containerPort).toBe(Number(flagValue(backend.args, "--http1-port")));
   });
 
