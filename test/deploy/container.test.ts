@@ -13,7 +13,7 @@ import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interactio
 import { type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
-import { find, flagValue, type K8sObject, loadManifests, runtimeContainer } from "./kubernetes-manifests.js";
+import { find, flagValue, type K8sObject, loadManifests, podSpec, runtimeContainer } from "./kubernetes-manifests.js";
 
 /**
  * The container as Kubernetes runs it, without Docker: the Dockerfile's
@@ -136,6 +136,26 @@ describe("the runtime container", () => {
     }
     for (const absent of ["typescript", "tsx", "vitest", "kubernetes-models", "esbuild"])
       expect(existsSync(join(modules, absent)), absent).toBe(false);
+  });
+
+  it("accepts the Backend Deployment's arguments (strict flag parsing; --help stops before anything starts)", async () => {
+    const objects = [...loadManifests().values()].flat() as K8sObject[];
+    const backend = podSpec(find(objects, "Deployment")).containers[0];
+    const cli = startCli(
+      [...(backend?.args ?? []), "--help"],
+      { NODE_OPTIONS: "" },
+      {
+        nodeArgs: entrypoint.slice(entrypoint.indexOf("node") + 1),
+        cwd: join(scratch, "app"),
+      },
+    );
+    processes.push(cli);
+    expect(backend?.args[0]).toBe("backend");
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+    expect(cli.stdout()).toContain("--discover-dns NAME");
+    // The console's files are where the image puts dist/ (the build stage's `npm run build` writes dist/web).
+    const workdir = finalStage.instructions.filter((i) => i.keyword === "WORKDIR").at(-1)?.rest;
+    expect(flagValue(backend?.args ?? [], "--console")).toBe(`${workdir}/dist/web`);
   });
 
   it("drains on SIGTERM: exit 0 well within the grace period, the in-flight run completed and stored", async () => {
