@@ -3,7 +3,7 @@
 # One image for both roles: `serve` (a runtime) and `backend`.
 
 # Build stage: every dependency, compile src/ to dist/ and bundle the web console into dist/web.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would build before the sources are copied; the build runs below.
@@ -15,7 +15,7 @@ COPY web ./web
 RUN npm run build && rm -f dist/.tsbuildinfo
 
 # Runtime stage: production dependencies, dist/ and gen/ (dist/ imports ../gen/*.js), nothing else.
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 # tini as PID 1: it forwards SIGTERM to node, which drains, and reaps the orphaned
 # grandchildren the shell tool's commands can leave (node does not reap them).
 RUN apt-get update \
