@@ -264,6 +264,21 @@ describe("a traceparent sent to the Backend", () => {
     expect(parent.spanContext().traceId).toBe(traceB);
   });
 
+  it("reaches the embedded runtime through the in-process transport, with a client and a server span", async () => {
+    const traceId = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeee3";
+    const clients = backendClients({ traceparent: `00-${traceId}-${CALLER_SPAN_ID}-01` });
+    await clients.catalog.createWorker({ runtimeId: "rt-embedded" });
+    const createWorker = "worker_runtime.v1.WorkerCatalog/CreateWorker";
+    const inTrace = (s: ReadableSpan): boolean => s.spanContext().traceId === traceId && s.name === createWorker;
+    const backendSpan = single("Backend CreateWorker server span", (s) => inTrace(s) && parentOf(s) === CALLER_SPAN_ID);
+    const clientSpan = single("Backend → embedded client span", (s) => inTrace(s) && parentOf(s) === backendSpan.spanContext().spanId);
+    expect(clientSpan.kind).toBe(SpanKind.CLIENT);
+    expect(clientSpan.attributes["rpc.system.name"]).toBe("connectrpc");
+    const embeddedSpan = single("embedded CreateWorker server span", (s) => inTrace(s) && parentOf(s) === clientSpan.spanContext().spanId);
+    expect(embeddedSpan.kind).toBe(SpanKind.SERVER);
+    expect(embeddedSpan.attributes["rpc.response.status_code"]).toBe("ok");
+  });
+
   it("keeps a streaming call's context across its stream, and ends its spans when the stream ends", async () => {
     const worker = await newWorker();
     scriptToolThenAnswer("call_read_2");
