@@ -20,7 +20,7 @@ import {
   reflectionRegistry,
   UNTRACED_SERVICES,
 } from "../server/index.js";
-import { createClientTracingInterceptor, createServerTracingInterceptor } from "../telemetry/tracing/index.js";
+import { createClientTracingInterceptor, createServerTracingInterceptor, detached } from "../telemetry/tracing/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
 import { BundlePush } from "./bundle-push.js";
@@ -116,7 +116,7 @@ export function createBackend(options: BackendOptions): Backend {
   const heartbeatMs = options.heartbeatMs ?? 5_000;
   const shared = new WeakMap<RuntimeConnection, SharedRuntimeWatch>();
   /** Registers a connection with its shared WatchRuntime, which stops when the connection closes. */
-  const register = (connection: RuntimeConnection): void => {
+  const registerNow = (connection: RuntimeConnection): void => {
     directory.add(connection);
     const watch = new SharedRuntimeWatch(connection, {
       ...options.runtimeWatchRing,
@@ -130,6 +130,8 @@ export function createBackend(options: BackendOptions): Backend {
     });
     watch.start();
   };
+  /** Both loops run outside the trace of the call that registered them (an AddRuntime): they outlive it. */
+  const register = (connection: RuntimeConnection): void => detached(() => registerNow(connection));
   // Traced like a remote Runtime: a client span in the Backend, a server span in the Runtime.
   const embeddedTransport = createRouterTransport(createRoutes(runtime), {
     router: { interceptors: [createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }), createErrorInterceptor(logger)] },

@@ -6,6 +6,7 @@ export {
   type RpcSystem,
   type ServerTracingOptions,
 } from "./connect-tracing.js";
+export { detached } from "./detached.js";
 export { type Tracing, startTracingFromEnv } from "./start-tracing.js";
 export { TracingConfigError } from "./tracing-config.js";
 export { tracingSdkLoaded } from "./sdk-loaded.js";

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -8,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../../gen/worker_runtime/v1/backend_pb.js";
 import { BusyPolicy } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
+import { RuntimeRegistry } from "../../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import type { Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { createBackend, type Backend } from "../../../src/backend/index.js";
 import { createOpenAIBackend } from "../../../src/engine/index.js";
@@ -49,12 +51,17 @@ let backend: Backend;
 let backendServer: RuntimeServer;
 const sessions: Http2SessionManager[] = [];
 
-/** Clients to the Backend over gRPC, optionally sending fixed headers on every call. */
-function backendClients(headers?: Record<string, string>): Clients {
+/** A gRPC transport to the Backend, optionally sending fixed headers on every call. */
+function backendTransport(headers?: Record<string, string>): Transport {
   const baseUrl = `http://${backendServer.h2Address}`;
   const sessionManager = new Http2SessionManager(baseUrl);
   sessions.push(sessionManager);
-  return clientsFor(makeTransport("grpc", baseUrl, sessionManager, headers));
+  return makeTransport("grpc", baseUrl, sessionManager, headers);
+}
+
+/** Clients to the Backend over gRPC, optionally sending fixed headers on every call. */
+function backendClients(headers?: Record<string, string>): Clients {
+  return clientsFor(backendTransport(headers));
 }
 
 beforeAll(async () => {
@@ -277,6 +284,22 @@ describe("a traceparent sent to the Backend", () => {
     const embeddedSpan = single("embedded CreateWorker server span", (s) => inTrace(s) && parentOf(s) === clientSpan.spanContext().spanId);
     expect(embeddedSpan.kind).toBe(SpanKind.SERVER);
     expect(embeddedSpan.attributes["rpc.response.status_code"]).toBe("ok");
+  });
+
+  it("keeps a runtime's connection loop out of the trace of the AddRuntime that registered it", async () => {
+    const traceId = "ddddddddddddddddddddddddddddddd4";
+    const registry = createClient(RuntimeRegistry, backendTransport({ traceparent: `00-${traceId}-${CALLER_SPAN_ID}-01` }));
+    const before = finished().length;
+    // The runtime behind the URL reports another id, so the Backend keeps trying: a loop that outlives the call.
+    await registry.addRuntime({ runtimeId: "rt-added", url: remote.baseUrl });
+    const getRuntime = "worker_runtime.v1.RuntimeManagement/GetRuntime";
+    const attempt = (s: ReadableSpan): boolean => s.kind === SpanKind.CLIENT && s.name === getRuntime;
+    await eventually(() => finished().slice(before).some(attempt), 10_000, "a connection attempt's span");
+    const inTrace = finished().filter((s) => s.spanContext().traceId === traceId);
+    expect(inTrace.map((s) => s.name)).toEqual(["worker_runtime.v1.RuntimeRegistry/AddRuntime"]);
+    const attemptSpan = finished().slice(before).find(attempt);
+    expect(attemptSpan?.parentSpanContext).toBeUndefined();
+    await registry.removeRuntime({ runtimeId: "rt-added" });
   });
 
   it("keeps a streaming call's context across its stream, and ends its spans when the stream ends", async () => {
