@@ -73,14 +73,23 @@ export function recordChatResponse(response: {
   }
 }
 
+/** The trace-context headers a provider gets: never `baggage`, which carries whatever the caller put in it. */
+const PROVIDER_TRACE_HEADERS = ["traceparent", "tracestate"];
+
 /**
  * The active trace context as request headers (`traceparent`, `tracestate`)
  * for the provider request, as the SDK's per-request `headers` option; none
- * when there is no trace.
+ * when there is no trace. The provider is a third party, so only the W3C
+ * trace context goes to it, not the caller's baggage.
  */
 export function providerTraceHeaders(): { headers?: Record<string, string> } {
+  const injected: Record<string, string> = {};
+  propagation.inject(context.active(), injected);
   const headers: Record<string, string> = {};
-  propagation.inject(context.active(), headers);
+  for (const name of PROVIDER_TRACE_HEADERS) {
+    const value = injected[name];
+    if (value !== undefined) headers[name] = value;
+  }
   return Object.keys(headers).length > 0 ? { headers } : {};
 }
 

@@ -32,6 +32,7 @@ const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID = "00f067aa0ba902b7";
 const TRACEPARENT = `00-${TRACE_ID}-${CALLER_SPAN_ID}-01`;
 const TRACESTATE = "vendor=opaque-value";
+const BAGGAGE = "user.id=u-private-42";
 const FILE_TEXT = "the secret plan is in the drawer";
 const INPUT_TEXT = "what do my notes say?";
 const ANSWER_TEXT = "Your notes mention a drawer.";
@@ -145,7 +146,7 @@ describe("a traceparent sent to the Backend", () => {
     const worker = await newWorker();
     scriptToolThenAnswer("call_read_1");
     const requestsBefore = fake.requests.length;
-    const { run } = await backendClients({ traceparent: TRACEPARENT, tracestate: TRACESTATE }).interaction.sendInput({
+    const { run } = await backendClients({ traceparent: TRACEPARENT, tracestate: TRACESTATE, baggage: BAGGAGE }).interaction.sendInput({
       worker: worker.ref,
       input: { text: INPUT_TEXT },
     });
@@ -233,6 +234,8 @@ describe("a traceparent sent to the Backend", () => {
       `00-${TRACE_ID}-${secondChat.spanContext().spanId}-01`,
     ]);
     expect(providerRequests.map((request) => request.headers.tracestate)).toEqual([TRACESTATE, TRACESTATE]);
+    // The caller's baggage stays inside: the provider is a third party.
+    expect(providerRequests.map((request) => request.headers.baggage)).toEqual([undefined, undefined]);
 
     // No message, tool argument or tool output went into any span.
     const recorded = JSON.stringify(finished().map((span) => [span.name, span.attributes, span.events]));
