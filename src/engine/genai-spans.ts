@@ -18,6 +18,9 @@ import type { ToolOutput } from "./tools/tool.js";
 
 const TRACER_NAME = "worker-runtime/engine";
 
+/** Longest tool name or call id recorded (both come from the model). */
+const MAX_MODEL_STRING = 256;
+
 /** Token counts of a turn's responses (a cut stream is asked again, so a turn can have several). */
 const turnUsage = new WeakMap<Span, { input: number; output: number }>();
 
@@ -99,14 +102,16 @@ export function providerTraceHeaders(): { headers?: Record<string, string> } {
  * cut short by cancellation throws and is recorded as such.
  */
 export async function traceTool(call: AssembledToolCall, execute: () => Promise<ToolOutput>): Promise<ToolOutput> {
+  // The model chose the name and id: bounded, so a runaway one cannot bloat the trace.
+  const name = call.name.slice(0, MAX_MODEL_STRING);
   const attributes: Attributes = {
     "gen_ai.operation.name": "execute_tool",
-    "gen_ai.tool.name": call.name,
-    "gen_ai.tool.call.id": call.id,
+    "gen_ai.tool.name": name,
+    "gen_ai.tool.call.id": call.id.slice(0, MAX_MODEL_STRING),
     "gen_ai.tool.type": "function",
   };
   const parent = context.active();
-  const span = trace.getTracer(TRACER_NAME).startSpan(`execute_tool ${call.name}`, { kind: SpanKind.INTERNAL, attributes }, parent);
+  const span = trace.getTracer(TRACER_NAME).startSpan(`execute_tool ${name}`, { kind: SpanKind.INTERNAL, attributes }, parent);
   try {
     const output = await context.with(trace.setSpan(parent, span), execute);
     if (output.isError) failSpan(span, "tool_error");
