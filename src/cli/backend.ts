@@ -6,12 +6,24 @@ import {
   loadBackendConfig,
   loadBundleDir,
   type RemoteRuntimeSpec,
+  type RuntimeConnection,
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
-import { hostedRuntime, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, UsageError } from "./serve.js";
+import { serveMetrics } from "./metrics-config.js";
+import {
+  closing,
+  hostedRuntime,
+  parseGraceMs,
+  parsePort,
+  RUNTIME_HOST_OPTIONS,
+  readMetrics,
+  readTls,
+  readToken,
+  UsageError,
+} from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -27,6 +39,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --console DIR  also serve the web console's built files from DIR (needs --http1-port; as npm start does)
   --fanout-timeout-ms  deadline of each runtime in a ListWorkers across runtimes (default 2000)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
+  --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
 ${EXECUTION_USAGE}`;
 
 /**
@@ -70,12 +83,30 @@ export async function backend(argv: string[]): Promise<void> {
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
-  const runtime = await hostedRuntime(values, logger);
+  const metrics = readMetrics(values);
+  const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);
   }
-  const service = createBackend({ runtime, remotes, logger, fanoutTimeoutMs, bundles });
+  metrics?.prometheus.observeRuntime(runtime);
+  let connections: () => Iterable<RuntimeConnection> = () => [];
+  const runtimeInterceptors = metrics?.prometheus.observeBackend(() => connections());
+  const service = createBackend({
+    runtime,
+    remotes,
+    logger,
+    fanoutTimeoutMs,
+    bundles,
+    ...(runtimeInterceptors ? { runtimeInterceptors } : {}),
+  });
+  connections = () => service.directory.sorted();
+  const metricsServer = metrics
+    ? await serveMetrics(metrics).catch((error: unknown) => {
+        service.close();
+        return closing(runtime)(error);
+      })
+    : undefined;
   const server = await startRuntimeServer({
     runtime,
     routes: service.routes,
@@ -85,8 +116,10 @@ export async function backend(argv: string[]): Promise<void> {
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),
+    ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     logger,
   }).catch(async (error: unknown) => {
+    await metricsServer?.close();
     service.close();
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
@@ -99,7 +132,8 @@ export async function backend(argv: string[]): Promise<void> {
         .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
         .finally(() => {
           service.close();
-          resolve();
+          if (metricsServer) void metricsServer.close().finally(resolve);
+          else resolve();
         });
     };
     process.once("SIGTERM", () => shutdown("SIGTERM"));
