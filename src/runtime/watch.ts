@@ -54,7 +54,7 @@ export interface WatchPlan<E extends DescMessage, R extends DescMessage> {
   maxEventsPerMessage: number;
   /** Bytes the events of one message may take (see message-budget.ts). */
   maxBatchBytes: number;
-  /** Told the size of each live batch (metrics); absent = not counted. */
+  /** Told the size of each batch, replayed or live (metrics); absent = not counted. */
   delivered?: ((count: number) => void) | undefined;
 }
 
@@ -89,6 +89,7 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
         const averageBytes = stored.reduce((sum, item) => sum + item.bytes.byteLength, 0) / stored.length;
         readCount = Math.max(1, Math.min(plan.maxEventsPerMessage, Math.floor((2 * plan.maxBatchBytes) / averageBytes)));
+        plan.delivered?.(upToSnapshot.length);
         for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
       }
     }
