@@ -166,6 +166,40 @@ describe("the metrics endpoint", () => {
     expect(sumSamples(after, "gen_ai_client_token_usage_count")).toBe(0);
   });
 
+  it("labels a stream that failed with its error's code, and one whose deadline ran out with DEADLINE_EXCEEDED", async () => {
+    const { runtime, metricsServer, clients } = await startMeteredRuntime();
+    const { worker } = await clients.catalog.createWorker({ runtimeId: runtime.runtimeId });
+    const missing = { runtimeId: runtime.runtimeId, workerId: "w-missing" };
+    const drain = async (messages: AsyncIterable<unknown>): Promise<unknown> => {
+      try {
+        for await (const _ of messages) {
+          // Read until the stream ends.
+        }
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    expect(ConnectError.from(await drain(clients.observation.watchWorker({ worker: missing }))).code).toBe(Code.NotFound);
+    const timedOut = await drain(clients.observation.watchWorker({ worker: worker?.ref }, { timeoutMs: 200 }));
+    expect(ConnectError.from(timedOut).code).toBe(Code.DeadlineExceeded);
+    const watch = { rpc_method: "worker_runtime.v1.WorkerObservation/WatchWorker" };
+    await eventually(
+      async () => sumSamples(await scrape(metricsServer), "rpc_server_call_duration_seconds_count", watch) === 2,
+      5_000,
+      "both watches observed",
+    );
+    const after = await scrape(metricsServer);
+    expect(sumSamples(after, "rpc_server_call_duration_seconds_count", { ...watch, rpc_response_status_code: "NOT_FOUND" })).toBe(1);
+    expect(sumSamples(after, "rpc_server_call_duration_seconds_count", { ...watch, rpc_response_status_code: "DEADLINE_EXCEEDED" })).toBe(
+      1,
+    );
+    // The timed-out watch was measured until its end, not until its first message.
+    expect(
+      sumSamples(after, "rpc_server_call_duration_seconds_sum", { ...watch, rpc_response_status_code: "DEADLINE_EXCEEDED" }),
+    ).toBeGreaterThanOrEqual(0.15);
+  });
+
   it("answers 404 off /metrics and 405 for another method", async () => {
     const { metricsServer } = await startMeteredRuntime();
     expect((await fetch(`http://${metricsServer.address}/`)).status).toBe(404);

@@ -1,5 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import { ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { Histogram } from "prom-client";
 import { codeNameOf, GRPC_CODE_NAMES } from "./grpc-code-names.js";
 
@@ -10,7 +10,8 @@ type HistogramChild = ReturnType<Histogram["labels"]>;
  * `histogram`, labelled `rpc_method` = "service/method" and
  * `rpc_response_status_code` = the gRPC code name, plus any `fixed` labels.
  * A server-streaming call is measured until its stream ends: completed, failed,
- * or abandoned by the consumer or the call's signal (CANCELLED). With
+ * or abandoned by the consumer or the call's signal (CANCELLED, or
+ * DEADLINE_EXCEEDED when its deadline ran out). With
  * `unaryOnly`, streaming calls are not observed (a watch lasting hours says
  * nothing about latency). Label sets are bound once per method and code.
  */
@@ -73,7 +74,8 @@ function untilEnd(response: StreamResponse, signal: AbortSignal, observe: (codeN
     signal.removeEventListener("abort", onAbort);
     observe(codeName);
   };
-  const onAbort = (): void => end("CANCELLED");
+  // A deadline aborts with DEADLINE_EXCEEDED as its reason; a client that went away is CANCELLED.
+  const onAbort = (): void => end(signal.reason instanceof ConnectError ? codeNameOf(signal.reason) : "CANCELLED");
   signal.addEventListener("abort", onAbort, { once: true });
   return {
     [Symbol.asyncIterator]() {
