@@ -22,7 +22,7 @@ export class UsageError extends Error {
 
 export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--port 7070] [--http1-port N]
                             [--runtime-id ID] [--token-file PATH] [--data-dir DIR]
-                            [--tls-cert PATH --tls-key PATH]
+                            [--tls-cert PATH --tls-key PATH] [--metrics-port N [--metrics-host H]]
   --host         address to listen on (non-loopback requires a token)
   --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
   --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
