@@ -83,7 +83,7 @@ export async function backend(argv: string[]): Promise<void> {
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
-  const metrics = readMetrics(values);
+  const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();

@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import { PrometheusMetrics, type MetricsServer } from "../telemetry/metrics/index.js";
+import type { MetricsServer, PrometheusMetrics } from "../telemetry/metrics/index.js";
 
 /** The flags of a process that may expose metrics (part of RUNTIME_HOST_OPTIONS). */
 export const METRICS_OPTIONS = {
@@ -48,10 +48,18 @@ export interface ProcessMetrics {
   readonly listen: MetricsListen;
 }
 
-/** The metrics of a process started with these flags, or undefined when they are off. */
-export function processMetricsFromFlags(values: { "metrics-port"?: string; "metrics-host"?: string }): ProcessMetrics | undefined {
+/**
+ * The metrics of a process started with these flags, or undefined when they
+ * are off; prom-client is only loaded when they are on.
+ */
+export async function processMetricsFromFlags(values: {
+  "metrics-port"?: string;
+  "metrics-host"?: string;
+}): Promise<ProcessMetrics | undefined> {
   const listen = metricsListenFromFlags(values);
-  return listen ? { prometheus: new PrometheusMetrics(), listen } : undefined;
+  if (!listen) return undefined;
+  const { PrometheusMetrics } = await import("../telemetry/metrics/index.js");
+  return { prometheus: new PrometheusMetrics(), listen };
 }
 
 /** Starts the metrics listener and prints its URL (stdout, before the listening line). */

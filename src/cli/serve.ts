@@ -76,7 +76,7 @@ export async function serve(argv: string[]): Promise<void> {
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
-  const metrics = readMetrics(values);
+  const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   metrics?.prometheus.observeRuntime(runtime);
   const metricsServer = metrics ? await serveMetrics(metrics).catch(closing(runtime)) : undefined;
@@ -165,9 +165,9 @@ async function executionOptions(
 }
 
 /** The metrics --metrics-port asks for (undefined: off, nothing is kept). */
-export function readMetrics(values: { "metrics-port"?: string; "metrics-host"?: string }): ProcessMetrics | undefined {
+export async function readMetrics(values: { "metrics-port"?: string; "metrics-host"?: string }): Promise<ProcessMetrics | undefined> {
   try {
-    return processMetricsFromFlags(values);
+    return await processMetricsFromFlags(values);
   } catch (error) {
     throw error instanceof MetricsConfigError ? new UsageError(error.message) : error;
   }

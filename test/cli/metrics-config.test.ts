@@ -2,16 +2,16 @@ import { describe, expect, it } from "vitest";
 import { metricsListenFromFlags, MetricsConfigError, processMetricsFromFlags } from "../../src/cli/metrics-config.js";
 
 describe("--metrics-port and --metrics-host", () => {
-  it("are off without a port: no registry is made", () => {
+  it("are off without a port: no registry is made", async () => {
     expect(metricsListenFromFlags({})).toBeUndefined();
-    expect(processMetricsFromFlags({})).toBeUndefined();
+    expect(await processMetricsFromFlags({})).toBeUndefined();
   });
 
-  it("listen on loopback by default, or on the host given", () => {
+  it("listen on loopback by default, or on the host given", async () => {
     expect(metricsListenFromFlags({ "metrics-port": "9464" })).toEqual({ host: "127.0.0.1", port: 9464 });
     expect(metricsListenFromFlags({ "metrics-port": "0", "metrics-host": "0.0.0.0" })).toEqual({ host: "0.0.0.0", port: 0 });
     expect(metricsListenFromFlags({ "metrics-port": "65535", "metrics-host": "::1" })).toEqual({ host: "::1", port: 65535 });
-    expect(processMetricsFromFlags({ "metrics-port": "0" })?.listen).toEqual({ host: "127.0.0.1", port: 0 });
+    expect((await processMetricsFromFlags({ "metrics-port": "0" }))?.listen).toEqual({ host: "127.0.0.1", port: 0 });
   });
 
   it.each([
