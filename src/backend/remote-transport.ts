@@ -1,3 +1,4 @@
+import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
@@ -9,6 +10,8 @@ export interface RemoteEndpoint {
   token?: () => string | undefined;
   /** PEM CA certificate(s) for an https URL. */
   ca?: string | Buffer;
+  /** How the host name is resolved on each (re)connection (default: the system's, as for any socket). */
+  lookup?: LookupFunction;
 }
 
 /** A transport to one remote Runtime over its own HTTP/2 connection. */
@@ -43,7 +46,7 @@ export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: re
   const sessionManager = new Http2SessionManager(
     baseUrl,
     { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, pingIdleConnection: true },
-    endpoint.ca !== undefined ? { ca: endpoint.ca } : {},
+    { ...(endpoint.ca !== undefined ? { ca: endpoint.ca } : {}), ...(endpoint.lookup ? { lookup: endpoint.lookup } : {}) },
   );
   let token = endpoint.token?.();
   const bearer: Interceptor = (next) => (request) => {

@@ -3,10 +3,13 @@ import {
   BackendConfigError,
   type BundleCatalog,
   createBackend,
+  DnsDiscovery,
+  type DnsDiscoveryOptions,
   loadBackendConfig,
   loadBundleDir,
   type RemoteRuntimeSpec,
   type RuntimeConnection,
+  tokenFileReader,
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
@@ -38,6 +41,11 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --token-file   bearer token clients must send (or WORKER_RUNTIME_TOKEN); required off loopback
   --console DIR  also serve the web console's built files from DIR (needs --http1-port; as npm start does)
   --fanout-timeout-ms  deadline of each runtime in a ListWorkers across runtimes (default 2000)
+  --discover-dns NAME  add and remove runtimes by the SRV records of NAME (a headless Service's named
+                 port, e.g. _grpc._tcp.runtimes.NS.svc.cluster.local); the id is the target's first label
+  --discover-interval-ms  time between lookups (default 5000)
+  --discover-misses N     answers in a row without a runtime before it is removed (default 12)
+  --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
   --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
 ${EXECUTION_USAGE}`;
@@ -58,6 +66,10 @@ export async function backend(argv: string[]): Promise<void> {
       "bundles-dir": { type: "string" },
       "fanout-timeout-ms": { type: "string", default: "2000" },
       console: { type: "string" },
+      "discover-dns": { type: "string" },
+      "discover-interval-ms": { type: "string", default: "5000" },
+      "discover-misses": { type: "string", default: "12" },
+      "discover-token-file": { type: "string" },
     },
     strict: true,
     allowPositionals: false,
@@ -83,6 +95,7 @@ export async function backend(argv: string[]): Promise<void> {
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
+  const discoveryConfig = discoveryFromFlags(values);
   const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
@@ -101,6 +114,9 @@ export async function backend(argv: string[]): Promise<void> {
     ...(runtimeInterceptors ? { runtimeInterceptors } : {}),
   });
   connections = () => service.directory.sorted();
+  const discovery = discoveryConfig
+    ? new DnsDiscovery({ ...discoveryConfig, directory: service.directory, addRemote: (spec) => service.addRemote(spec), logger })
+    : undefined;
   const metricsServer = metrics
     ? await serveMetrics(metrics).catch((error: unknown) => {
         service.close();
@@ -119,6 +135,7 @@ export async function backend(argv: string[]): Promise<void> {
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     logger,
   }).catch(async (error: unknown) => {
+    discovery?.stop();
     await metricsServer?.close();
     service.close();
     await runtime.close();
@@ -131,6 +148,7 @@ export async function backend(argv: string[]): Promise<void> {
         .close(graceMs)
         .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
         .finally(() => {
+          discovery?.stop();
           service.close();
           if (metricsServer) void metricsServer.close().finally(resolve);
           else resolve();
@@ -139,6 +157,7 @@ export async function backend(argv: string[]): Promise<void> {
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
+  discovery?.start();
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
@@ -152,4 +171,37 @@ export async function backend(argv: string[]): Promise<void> {
   });
   await stopped;
   logger.info("stopped");
+}
+
+/** The flags {@link discoveryFromFlags} reads. */
+interface DiscoveryFlags {
+  "discover-dns"?: string;
+  "discover-interval-ms": string;
+  "discover-misses": string;
+  "discover-token-file"?: string;
+}
+
+/** The part of DNS discovery's options the --discover-* flags give (undefined without --discover-dns). */
+type DiscoveryConfig = Pick<DnsDiscoveryOptions, "name" | "intervalMs" | "missesBeforeRemoval" | "token">;
+
+/** Checks --discover-* before the runtime starts, so a bad flag leaves nothing to close. */
+function discoveryFromFlags(values: DiscoveryFlags): DiscoveryConfig | undefined {
+  const name = values["discover-dns"];
+  if (name === undefined) {
+    if (values["discover-token-file"] !== undefined) throw new UsageError("--discover-token-file needs --discover-dns");
+    return undefined;
+  }
+  if (!/^[A-Za-z0-9_.-]{1,253}$/.test(name)) throw new UsageError("--discover-dns must be a DNS name");
+  const intervalMs = Number(values["discover-interval-ms"]);
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 100)
+    throw new UsageError("--discover-interval-ms must be a whole number of milliseconds >= 100");
+  const misses = Number(values["discover-misses"]);
+  if (!Number.isSafeInteger(misses) || misses < 1) throw new UsageError("--discover-misses must be a whole number >= 1");
+  let token: (() => string) | undefined;
+  try {
+    if (values["discover-token-file"] !== undefined) token = tokenFileReader(values["discover-token-file"], "--discover-token-file");
+  } catch (error) {
+    throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
+  }
+  return { name, intervalMs, missesBeforeRemoval: misses, ...(token ? { token } : {}) };
 }
