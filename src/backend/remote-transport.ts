@@ -41,7 +41,7 @@ export function endpointOf(url: string): string {
  * (so one Runtime's connection problems never touch another's), keepalive
  * pings and the bearer token added to every call.
  */
-export function createRemoteTransport(endpoint: RemoteEndpoint): RemoteTransport {
+export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
   const sessionManager = new Http2SessionManager(
     baseUrl,
@@ -53,7 +53,7 @@ export function createRemoteTransport(endpoint: RemoteEndpoint): RemoteTransport
     if (token !== undefined) request.header.set("authorization", `Bearer ${token}`);
     return next(request);
   };
-  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [bearer] });
+  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [...interceptors, bearer] });
   return {
     transport,
     refreshToken: () => {
