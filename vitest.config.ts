@@ -21,6 +21,7 @@ const SLOW = [
   "test/cli/data-dir.test.ts",
   "test/cli/shutdown.test.ts",
   "test/deploy/container.test.ts",
+  "test/cli/metrics-cli.test.ts",
 ];
 
 export default defineConfig({

@@ -1,4 +1,4 @@
-import { createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { createRouterTransport, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
@@ -62,6 +62,11 @@ export interface BackendOptions {
    * Runtime, first pushes it to the target Runtime if that lacks it.
    */
   bundles?: BundleCatalog;
+  /**
+   * Extra client interceptors on the transport to each Runtime, outermost
+   * first (e.g. per-Runtime call metrics); none by default.
+   */
+  runtimeInterceptors?: (runtimeId: string) => Interceptor[];
 }
 
 /** A Backend: the routed services over a registry of Runtimes. */
@@ -132,10 +137,11 @@ export function createBackend(options: BackendOptions): Backend {
   };
   /** Both loops run outside the trace of the call that registered them (an AddRuntime): they outlive it. */
   const register = (connection: RuntimeConnection): void => detached(() => registerNow(connection));
+  const interceptorsOf = (runtimeId: string): Interceptor[] => options.runtimeInterceptors?.(runtimeId) ?? [];
   // Traced like a remote Runtime: a client span in the Backend, a server span in the Runtime.
   const embeddedTransport = createRouterTransport(createRoutes(runtime), {
+    transport: { interceptors: [createClientTracingInterceptor({ rpcSystem: "connectrpc" }), ...interceptorsOf(runtime.runtimeId)] },
     router: { interceptors: [createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }), createErrorInterceptor(logger)] },
-    transport: { interceptors: [createClientTracingInterceptor({ rpcSystem: "connectrpc" })] },
   });
   register(
     new RuntimeConnection({
@@ -150,7 +156,7 @@ export function createBackend(options: BackendOptions): Backend {
     }),
   );
   const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
-    const remote = createRemoteTransport(spec);
+    const remote = createRemoteTransport(spec, interceptorsOf(spec.runtimeId));
     const connection = new RuntimeConnection({
       runtimeId: spec.runtimeId,
       embedded: false,

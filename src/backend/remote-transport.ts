@@ -50,7 +50,7 @@ function serverOf(baseUrl: string): { serverAddress: string; serverPort: number 
  * pings, the bearer token added to every call, and a client span per call
  * carrying the trace context to the Runtime.
  */
-export function createRemoteTransport(endpoint: RemoteEndpoint): RemoteTransport {
+export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
   const sessionManager = new Http2SessionManager(
     baseUrl,
@@ -63,7 +63,7 @@ export function createRemoteTransport(endpoint: RemoteEndpoint): RemoteTransport
     return next(request);
   };
   const tracing = createClientTracingInterceptor({ rpcSystem: "grpc", ...serverOf(baseUrl) });
-  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [tracing, bearer] });
+  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [tracing, ...interceptors, bearer] });
   return {
     transport,
     refreshToken: () => {

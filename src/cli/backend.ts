@@ -8,13 +8,26 @@ import {
   loadBackendConfig,
   loadBundleDir,
   type RemoteRuntimeSpec,
+  type RuntimeConnection,
   tokenFileReader,
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { createJsonLogger } from "./json-logger.js";
-import { hostedRuntime, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, startTracing, UsageError } from "./serve.js";
+import { serveMetrics } from "./metrics-config.js";
+import {
+  closing,
+  hostedRuntime,
+  parseGraceMs,
+  parsePort,
+  RUNTIME_HOST_OPTIONS,
+  readMetrics,
+  readTls,
+  readToken,
+  startTracing,
+  UsageError,
+} from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -35,6 +48,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --discover-misses N     answers in a row without a runtime before it is removed (default 12)
   --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
+  --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
 ${EXECUTION_USAGE}`;
 
 /**
@@ -84,14 +98,32 @@ export async function backend(argv: string[]): Promise<void> {
   }
   const discoveryConfig = discoveryFromFlags(values);
   const tracing = await startTracing("worker-runtime-backend");
-  const runtime = await hostedRuntime(values, logger);
+  const metrics = await readMetrics(values);
+  const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);
   }
-  const service = createBackend({ runtime, remotes, logger, fanoutTimeoutMs, bundles });
+  metrics?.prometheus.observeRuntime(runtime);
+  let connections: () => Iterable<RuntimeConnection> = () => [];
+  const runtimeInterceptors = metrics?.prometheus.observeBackend(() => connections());
+  const service = createBackend({
+    runtime,
+    remotes,
+    logger,
+    fanoutTimeoutMs,
+    bundles,
+    ...(runtimeInterceptors ? { runtimeInterceptors } : {}),
+  });
+  connections = () => service.directory.sorted();
   const discovery = discoveryConfig
     ? new DnsDiscovery({ ...discoveryConfig, directory: service.directory, addRemote: (spec) => service.addRemote(spec), logger })
+    : undefined;
+  const metricsServer = metrics
+    ? await serveMetrics(metrics).catch((error: unknown) => {
+        service.close();
+        return closing(runtime)(error);
+      })
     : undefined;
   const server = await startRuntimeServer({
     runtime,
@@ -102,9 +134,11 @@ export async function backend(argv: string[]): Promise<void> {
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),
+    ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     logger,
   }).catch(async (error: unknown) => {
     discovery?.stop();
+    await metricsServer?.close();
     service.close();
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
@@ -118,7 +152,8 @@ export async function backend(argv: string[]): Promise<void> {
         .finally(() => {
           discovery?.stop();
           service.close();
-          resolve();
+          if (metricsServer) void metricsServer.close().finally(resolve);
+          else resolve();
         });
     };
     process.once("SIGTERM", () => shutdown("SIGTERM"));

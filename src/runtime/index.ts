@@ -25,6 +25,14 @@ export { RuntimeError } from "./errors.js";
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 /** The logging seam. */
 export { silentLogger, type Logger } from "./logger.js";
+/** The metrics seam (what is counted; an edge decides where it goes). */
+export {
+  noopMetrics,
+  type ProviderCallRecord,
+  type RuntimeMetrics,
+  type StoreAppendKind,
+  type WatchStreamKind,
+} from "./metrics.js";
 /** The default, in-memory store. */
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
 /** Config bundles: their digest and canonical form (a Backend builds bundles with these), host secrets. */

@@ -143,6 +143,15 @@ describe("Kubernetes manifests", () => {
     }
   });
 
+  it("serve metrics on a named container port, reachable from the pod IP, in both workloads", () => {
+    for (const container of [runtime, backend]) {
+      const port = Number(flagValue(container.args, "--metrics-port"));
+      expect(port).toBeGreaterThan(0);
+      expect(container.ports.find((p) => p.name === "metrics")?.containerPort).toBe(port);
+      expect(flagValue(container.args, "--metrics-host")).toBe("0.0.0.0");
+    }
+  });
+
   it("give each pod more time to terminate than its preStop plus its drain, and liveness longer still", () => {
     for (const [pod, container] of [
       [runtimePod, runtime],
