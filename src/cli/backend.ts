@@ -10,8 +10,7 @@ import {
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
-import { createJsonLogger } from "./json-logger.js";
-import { hostedRuntime, parseGraceMs, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, UsageError } from "./serve.js";
+import { hostedRuntime, parseGraceMs, processLogger, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, UsageError } from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -53,7 +52,7 @@ export async function backend(argv: string[]): Promise<void> {
     process.stdout.write(`${BACKEND_USAGE}\n`);
     return;
   }
-  const logger = createJsonLogger();
+  const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const fanoutTimeoutMs = Number(values["fanout-timeout-ms"]);
   if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0)
@@ -71,6 +70,7 @@ export async function backend(argv: string[]): Promise<void> {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
   const runtime = await hostedRuntime(values, logger);
+  logFields["runtime_id"] = runtime.runtimeId;
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);

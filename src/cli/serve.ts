@@ -5,7 +5,7 @@ import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
-import { createJsonLogger } from "./json-logger.js";
+import { createPinoLogger, LogConfigError, logConfigFromEnv } from "./pino-logger.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
 export class UsageError extends Error {
@@ -62,11 +62,12 @@ export async function serve(argv: string[]): Promise<void> {
     process.stdout.write(`${SERVE_USAGE}\n`);
     return;
   }
-  const logger = createJsonLogger();
+  const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   const runtime = await hostedRuntime(values, logger);
+  logFields["runtime_id"] = runtime.runtimeId;
   const server = await startRuntimeServer({
     runtime,
     host: values.host,
@@ -98,6 +99,20 @@ export async function serve(argv: string[]): Promise<void> {
   logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   await stopped;
   logger.info("stopped");
+}
+
+/**
+ * The process's pino logger, configured by WORKER_RUNTIME_LOG_LEVEL and
+ * WORKER_RUNTIME_LOG_PAYLOADS; `fields` go on every line (the runtime id
+ * once the runtime exists).
+ */
+export function processLogger(): { logger: Logger; fields: Record<string, string> } {
+  const fields: Record<string, string> = {};
+  try {
+    return { logger: createPinoLogger({ ...logConfigFromEnv(), process: fields }), fields };
+  } catch (error) {
+    throw error instanceof LogConfigError ? new UsageError(error.message) : error;
+  }
 }
 
 /** The flags {@link hostedRuntime} reads. */
