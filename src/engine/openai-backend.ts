@@ -12,7 +12,7 @@ import type {
   RunRequest,
   RunSink,
 } from "../runtime/index.js";
-import { silentLogger, type Logger } from "../runtime/index.js";
+import { childLogger, silentLogger, type Logger } from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
@@ -100,7 +100,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         blocks: createBlockIds(request.run.runId),
         retryBudget: new RetryBudget(runSettings.retry.budgetMs),
         health,
-        logger,
+        // Every line a run logs names its worker and run.
+        logger: childLogger(logger, { worker_id: request.worker.ref?.workerId, run_id: request.run.runId }),
       });
       if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);
       return outcome;

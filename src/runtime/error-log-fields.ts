@@ -1,5 +1,7 @@
 /** The longest error text a log line carries. */
 export const MAX_LOGGED_ERROR_CHARS = 500;
+/** The longest model text or tool payload a debug line carries (when payload logging lets it through at all). */
+export const MAX_LOGGED_PAYLOAD_CHARS = 2_000;
 
 /**
  * What a log line says about an error without trusting its text: error

@@ -25,7 +25,7 @@ export { RuntimeError } from "./errors.js";
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */
 export { childLogger, silentLogger, type Logger } from "./logger.js";
-export { bounded, errorLogFields } from "./error-log-fields.js";
+export { bounded, errorLogFields, MAX_LOGGED_PAYLOAD_CHARS } from "./error-log-fields.js";
 /** The default, in-memory store. */
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
 /** Config bundles: their digest and canonical form (a Backend builds bundles with these), host secrets. */
