@@ -26,6 +26,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --console DIR  also serve the web console's built files from DIR (needs --http1-port; as npm start does)
   --fanout-timeout-ms  deadline of each runtime in a ListWorkers across runtimes (default 2000)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
+  logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;
 
 /**

@@ -27,6 +27,9 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
   --secrets-file JSON object of host secrets by name, for config bundles' profiles; must be
                  mode 0600 (also WORKER_RUNTIME_SECRET_<NAME> variables)
+  logs: JSON lines on stderr; WORKER_RUNTIME_LOG_LEVEL=trace|debug|info|warn|error|fatal|silent
+                 (default info); WORKER_RUNTIME_LOG_PAYLOADS=1 logs model text and tool payloads
+                 (dangerous, debugging only; see docs/logging.md)
 ${EXECUTION_USAGE}`;
 
 /**
