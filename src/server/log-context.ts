@@ -22,19 +22,49 @@ export function runWithLogContext<T>(context: LogContext, fn: () => T): T {
 }
 
 /**
- * A stream whose every step runs in `context`: a streaming handler's body
+ * `messages` with every step run in `context` (a streaming handler's body
  * runs when the protocol layer pulls the next message, outside the
- * interceptor's scope.
+ * interceptor's scope), calling `onEnd` once when the stream ends, fails or
+ * is closed early. A plain iterator rather than an async generator: one
+ * promise per message instead of a generator's several, since watches
+ * stream many.
  */
-export async function* iterateWithLogContext<T>(context: LogContext, messages: AsyncIterable<T>): AsyncGenerator<T> {
-  const iterator = messages[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      const step = await storage.run(context, () => iterator.next());
-      if (step.done) return;
-      yield step.value;
-    }
-  } finally {
-    await storage.run(context, async () => iterator.return?.());
-  }
+export function streamWithLogContext<T>(
+  context: LogContext,
+  messages: AsyncIterable<T>,
+  onEnd: (error: unknown) => void,
+): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<T> {
+      const iterator = storage.run(context, () => messages[Symbol.asyncIterator]());
+      let ended = false;
+      const end = (error: unknown): void => {
+        if (ended) return;
+        ended = true;
+        storage.run(context, () => onEnd(error));
+      };
+      return {
+        next: () =>
+          storage
+            .run(context, () => iterator.next())
+            .then(
+              (step) => {
+                if (step.done) end(undefined);
+                return step;
+              },
+              (error: unknown) => {
+                end(error);
+                throw error;
+              },
+            ),
+        return: async (value?: unknown) => {
+          try {
+            return (await storage.run(context, () => iterator.return?.(value))) ?? { done: true, value: undefined };
+          } finally {
+            end(undefined);
+          }
+        },
+      };
+    },
+  };
 }

@@ -2,7 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../runtime/index.js";
 import { isClientGone } from "./error-mapping.js";
-import { iterateWithLogContext, type LogContext, runWithLogContext } from "./log-context.js";
+import { type LogContext, runWithLogContext, streamWithLogContext } from "./log-context.js";
 
 /** The header a request id travels in, both ways. */
 export const REQUEST_ID_HEADER = "x-request-id";
@@ -39,7 +39,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
       }
       return {
         ...response,
-        message: completing(iterateWithLogContext(context, response.message), (error) => runWithLogContext(context, () => done(error))),
+        message: streamWithLogContext(context, response.message, done),
       };
     } catch (error) {
       if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, requestId);
@@ -52,18 +52,6 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 /** The caller's request id if it is one we may log, else a fresh one. */
 export function requestIdOf(header: string | null): string {
   return header !== null && VALID_REQUEST_ID.test(header) ? header : randomUUID();
-}
-
-async function* completing<T>(messages: AsyncIterable<T>, done: (error: unknown) => void): AsyncIterable<T> {
-  let failure: unknown;
-  try {
-    yield* messages;
-  } catch (error) {
-    failure = error;
-    throw error;
-  } finally {
-    done(failure);
-  }
 }
 
 function logCompletion(logger: Logger, context: LogContext, signal: AbortSignal, durationMs: number, error: unknown): void {
