@@ -44,7 +44,8 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
   const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds, limits: deps.limits });
   const { run } = active;
-  active.done = executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed).then(async (outcome) => {
+  const execute = () => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed);
+  active.done = (active.origin ? active.origin.runInAsyncScope(execute) : execute()).then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
     if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
     if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);

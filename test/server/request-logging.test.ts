@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createPinoLogger } from "../../src/cli/pino-logger.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
@@ -108,6 +109,30 @@ describe("request logging", () => {
     }
     const all = capture.raw.join("");
     for (const secret of [ANSWER_MARK, TOOL_ARG_MARK, KEY]) expect(all).not.toContain(secret);
+  });
+
+  it("runs a queued run in the context of the call that queued it, not of the run before it", async () => {
+    const { worker } = await clients.catalog.createWorker({ runtimeId: runtime.runtimeId });
+    const ref = worker?.ref;
+    if (!ref) throw new Error("no worker");
+    fake.enqueue(reply({ text: "first" }, { delayMs: 20 }), reply({ text: "second" }));
+    const send = (requestId: string) =>
+      clients.interaction.sendInput(
+        { worker: ref, input: { text: requestId }, busyPolicy: BusyPolicy.ENQUEUE },
+        { headers: { "x-request-id": requestId } },
+      );
+    const first = (await send("req-queue-first")).run?.runId ?? "";
+    const second = (await send("req-queue-second")).run?.runId ?? "";
+    await eventually(
+      async () => (await clients.interaction.getRun({ worker: ref, runId: second })).run?.status === RunStatus.COMPLETED,
+      10_000,
+      "second run completed",
+    );
+    const executed = linesWith("run executed").filter((line) => line["worker_id"] === ref.workerId);
+    expect(executed).toEqual([
+      expect.objectContaining({ run_id: first, request_id: "req-queue-first" }),
+      expect.objectContaining({ run_id: second, request_id: "req-queue-second" }),
+    ]);
   });
 
   it("replaces a request id it may not log with a fresh one, and echoes that", async () => {
