@@ -22,6 +22,15 @@ export function runWithLogContext<T>(context: LogContext, fn: () => T): T {
 }
 
 /**
+ * Runs `fn` outside any request's log context: for background work a
+ * request merely starts (a Backend's connection to a runtime it was told to
+ * add), which must not carry that request's id for the rest of its life.
+ */
+export function withoutLogContext<T>(fn: () => T): T {
+  return storage.exit(fn);
+}
+
+/**
  * `messages` with every step run in `context` (a streaming handler's body
  * runs when the protocol layer pulls the next message, outside the
  * interceptor's scope), calling `onEnd` once when the stream ends, fails or

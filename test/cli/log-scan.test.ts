@@ -162,26 +162,14 @@ describe("the log scan", () => {
   it("finds no model text, tool payload, provider error body, token, key or secret in any line of a runtime and a backend at trace level", async () => {
     const runtime = serveRuntime(VERBOSE);
     const runtimeAddress = (await runtime.listening).h2c;
-    await writeFile(
-      join(base, "backend.json"),
-      JSON.stringify({ runtimes: [{ id: "rt-scan", url: `http://${runtimeAddress}`, tokenFile: "runtime.token" }] }),
-    );
-    const backend = start(
-      [
-        "backend",
-        "--port",
-        "0",
-        "--runtime-id",
-        "rt-emb",
-        "--config",
-        join(base, "backend.json"),
-        "--token-file",
-        join(base, "backend.token"),
-      ],
-      VERBOSE,
-    );
+    const backend = start(["backend", "--port", "0", "--runtime-id", "rt-emb", "--token-file", join(base, "backend.token")], VERBOSE);
     const client = connectTo((await backend.listening).h2c, SECRETS.backendToken);
     clients.push(client);
+    // Added at run time, with its token in the request: the connection's background calls must not carry this call's id.
+    await client.registry.addRuntime(
+      { runtimeId: "rt-scan", url: `http://${runtimeAddress}`, bearerToken: SECRETS.runtimeToken },
+      { headers: { "x-request-id": "req-add-0001" } },
+    );
     await eventually(
       async () => (await client.registry.listRuntimes({})).runtimes.every((r) => r.health === RuntimeHealth.READY),
       20_000,
@@ -201,11 +189,12 @@ describe("the log scan", () => {
       }
       // The scan saw the verbose lines it is meant to check, not an empty log.
       expect(logged.filter((line) => line.level === "debug").length, name).toBeGreaterThan(5);
-      // A cancelled watch, relayed or not, is no error.
+      // A cancelled watch, relayed or not, is no error; the only warning is the provider's 500.
       expect(
         logged.filter((line) => line.level === "error"),
         name,
       ).toEqual([]);
+      expect(logged.filter((line) => line.level === "warn" && line.message !== "model request failed; retrying")).toEqual([]);
     }
     const runLines = lines.runtime.filter((line: LogLine) => line.message === "model answered" || line.message === "tool call ended");
     // Two answers (tool calls, then text) and two tool calls.
@@ -223,6 +212,10 @@ describe("the log scan", () => {
       http_status: 500,
       detail: "[redacted]",
     });
+    expect(lines.backend.filter((line) => line["request_id"] === "req-add-0001")).toEqual([
+      expect.objectContaining({ rpc_method: "worker_runtime.v1.RuntimeRegistry/AddRuntime", message: "rpc completed" }),
+    ]);
+    expect(lines.runtime.filter((line) => line["request_id"] === "req-add-0001")).toEqual([]);
     // The Backend passes the caller's request id on: one id finds the call in both logs.
     const sent = (line: LogLine) =>
       line["request_id"] === "req-scan-0001" && line["rpc_method"] === "worker_runtime.v1.WorkerInteraction/SendInput";
