@@ -6,7 +6,7 @@ import { defineConfig } from "vitest/config";
  * dev dependencies, start the built CLI), the console in headless Chromium,
  * and the suites that start many real processes (the CLI, one process per
  * call; the Backend over runtime processes; approvals across
- * SIGKILLs). CI runs both projects on Node 20 and 24; the fast one alone
+ * SIGKILLs; the container's runtime stage rebuilt and drained on SIGTERM). CI runs both projects on Node 20 and 24; the fast one alone
  * (`npm run test:fast`) is for day-to-day work.
  */
 const SLOW = [
@@ -21,6 +21,8 @@ const SLOW = [
   "test/cli/data-dir.test.ts",
   "test/cli/shutdown.test.ts",
   "test/cli/log-scan.test.ts",
+  "test/deploy/container.test.ts",
+  "test/cli/metrics-cli.test.ts",
 ];
 
 export default defineConfig({

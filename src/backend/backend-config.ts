@@ -44,16 +44,7 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
       throw new BackendConfigError(`${where}: tokenFile and tokenEnv exclude each other`);
     const spec: RemoteRuntimeSpec = { runtimeId: id, url };
     if (typeof tokenFile === "string") {
-      const path = resolve(base, tokenFile);
-      let last = readTokenFile(path, `${where}.tokenFile`);
-      spec.token = () => {
-        try {
-          last = readTokenFile(path, "");
-        } catch {
-          // keep the last token read
-        }
-        return last;
-      };
+      spec.token = tokenFileReader(resolve(base, tokenFile), `${where}.tokenFile`);
     } else if (typeof tokenEnv === "string") {
       if (!env[tokenEnv]?.trim()) throw new BackendConfigError(`${where}.tokenEnv: ${tokenEnv} is not set`);
       spec.token = () => env[tokenEnv]?.trim() || undefined;
@@ -70,6 +61,23 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
     }
     return spec;
   });
+}
+
+/**
+ * Reads a token file now (a {@link BackendConfigError} if it is unreadable or
+ * empty) and again on every call, so a rotated file needs no restart; a later
+ * read that fails keeps the last token.
+ */
+export function tokenFileReader(path: string, what: string): () => string {
+  let last = readTokenFile(path, what);
+  return () => {
+    try {
+      last = readTokenFile(path, what);
+    } catch {
+      // keep the last token read
+    }
+    return last;
+  };
 }
 
 function readTokenFile(path: string, what: string): string {

@@ -1,4 +1,4 @@
-import { createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { createRouterTransport, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
@@ -61,6 +61,11 @@ export interface BackendOptions {
    * Runtime, first pushes it to the target Runtime if that lacks it.
    */
   bundles?: BundleCatalog;
+  /**
+   * Extra client interceptors on the transport to each Runtime, outermost
+   * first (e.g. per-Runtime call metrics); none by default.
+   */
+  runtimeInterceptors?: (runtimeId: string) => Interceptor[];
 }
 
 /** A Backend: the routed services over a registry of Runtimes. */
@@ -130,7 +135,11 @@ export function createBackend(options: BackendOptions): Backend {
     });
     withoutLogContext(() => watch.start());
   };
-  const embeddedTransport = createRouterTransport(createRoutes(runtime), { router: { interceptors: [createErrorInterceptor(logger)] } });
+  const interceptorsOf = (runtimeId: string): Interceptor[] => options.runtimeInterceptors?.(runtimeId) ?? [];
+  const embeddedTransport = createRouterTransport(createRoutes(runtime), {
+    transport: { interceptors: interceptorsOf(runtime.runtimeId) },
+    router: { interceptors: [createErrorInterceptor(logger)] },
+  });
   register(
     new RuntimeConnection({
       runtimeId: runtime.runtimeId,
@@ -144,7 +153,7 @@ export function createBackend(options: BackendOptions): Backend {
     }),
   );
   const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
-    const remote = createRemoteTransport(spec);
+    const remote = createRemoteTransport(spec, interceptorsOf(spec.runtimeId));
     const connection = new RuntimeConnection({
       runtimeId: spec.runtimeId,
       embedded: false,

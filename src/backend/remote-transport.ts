@@ -1,3 +1,4 @@
+import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { currentLogContext, REQUEST_ID_HEADER } from "../server/index.js";
@@ -10,6 +11,8 @@ export interface RemoteEndpoint {
   token?: () => string | undefined;
   /** PEM CA certificate(s) for an https URL. */
   ca?: string | Buffer;
+  /** How the host name is resolved on each (re)connection (default: the system's, as for any socket). */
+  lookup?: LookupFunction;
 }
 
 /** A transport to one remote Runtime over its own HTTP/2 connection. */
@@ -46,19 +49,19 @@ export function endpointOf(url: string): string {
  * (so one Runtime's connection problems never touch another's), keepalive
  * pings and the bearer token added to every call.
  */
-export function createRemoteTransport(endpoint: RemoteEndpoint): RemoteTransport {
+export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
   const sessionManager = new Http2SessionManager(
     baseUrl,
     { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, pingIdleConnection: true },
-    endpoint.ca !== undefined ? { ca: endpoint.ca } : {},
+    { ...(endpoint.ca !== undefined ? { ca: endpoint.ca } : {}), ...(endpoint.lookup ? { lookup: endpoint.lookup } : {}) },
   );
   let token = endpoint.token?.();
   const bearer: Interceptor = (next) => (request) => {
     if (token !== undefined) request.header.set("authorization", `Bearer ${token}`);
     return next(request);
   };
-  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [bearer, forwardRequestId] });
+  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [...interceptors, bearer, forwardRequestId] });
   return {
     transport,
     refreshToken: () => {

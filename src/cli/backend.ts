@@ -3,14 +3,30 @@ import {
   BackendConfigError,
   type BundleCatalog,
   createBackend,
+  DnsDiscovery,
+  type DnsDiscoveryOptions,
   loadBackendConfig,
   loadBundleDir,
   type RemoteRuntimeSpec,
+  type RuntimeConnection,
+  tokenFileReader,
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
-import { hostedRuntime, parseGraceMs, processLogger, parsePort, RUNTIME_HOST_OPTIONS, readTls, readToken, UsageError } from "./serve.js";
+import { serveMetrics } from "./metrics-config.js";
+import {
+  closing,
+  hostedRuntime,
+  parseGraceMs,
+  parsePort,
+  processLogger,
+  RUNTIME_HOST_OPTIONS,
+  readMetrics,
+  readTls,
+  readToken,
+  UsageError,
+} from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -25,7 +41,13 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --token-file   bearer token clients must send (or WORKER_RUNTIME_TOKEN); required off loopback
   --console DIR  also serve the web console's built files from DIR (needs --http1-port; as npm start does)
   --fanout-timeout-ms  deadline of each runtime in a ListWorkers across runtimes (default 2000)
+  --discover-dns NAME  add and remove runtimes by the SRV records of NAME (a headless Service's named
+                 port, e.g. _grpc._tcp.runtimes.NS.svc.cluster.local); the id is the target's first label
+  --discover-interval-ms  time between lookups (default 5000)
+  --discover-misses N     answers in a row without a runtime before it is removed (default 12)
+  --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
+  --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
   logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;
 
@@ -45,6 +67,10 @@ export async function backend(argv: string[]): Promise<void> {
       "bundles-dir": { type: "string" },
       "fanout-timeout-ms": { type: "string", default: "2000" },
       console: { type: "string" },
+      "discover-dns": { type: "string" },
+      "discover-interval-ms": { type: "string", default: "5000" },
+      "discover-misses": { type: "string", default: "12" },
+      "discover-token-file": { type: "string" },
     },
     strict: true,
     allowPositionals: false,
@@ -70,13 +96,35 @@ export async function backend(argv: string[]): Promise<void> {
   } catch (error) {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
-  const runtime = await hostedRuntime(values, logger);
+  const discoveryConfig = discoveryFromFlags(values);
+  const metrics = await readMetrics(values);
+  const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   logFields["runtime_id"] = runtime.runtimeId;
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);
   }
-  const service = createBackend({ runtime, remotes, logger, fanoutTimeoutMs, bundles });
+  metrics?.prometheus.observeRuntime(runtime);
+  let connections: () => Iterable<RuntimeConnection> = () => [];
+  const runtimeInterceptors = metrics?.prometheus.observeBackend(() => connections());
+  const service = createBackend({
+    runtime,
+    remotes,
+    logger,
+    fanoutTimeoutMs,
+    bundles,
+    ...(runtimeInterceptors ? { runtimeInterceptors } : {}),
+  });
+  connections = () => service.directory.sorted();
+  const discovery = discoveryConfig
+    ? new DnsDiscovery({ ...discoveryConfig, directory: service.directory, addRemote: (spec) => service.addRemote(spec), logger })
+    : undefined;
+  const metricsServer = metrics
+    ? await serveMetrics(metrics).catch((error: unknown) => {
+        service.close();
+        return closing(runtime)(error);
+      })
+    : undefined;
   const server = await startRuntimeServer({
     runtime,
     routes: service.routes,
@@ -86,8 +134,11 @@ export async function backend(argv: string[]): Promise<void> {
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),
+    ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     logger,
   }).catch(async (error: unknown) => {
+    discovery?.stop();
+    await metricsServer?.close();
     service.close();
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
@@ -99,13 +150,16 @@ export async function backend(argv: string[]): Promise<void> {
         .close(graceMs)
         .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
         .finally(() => {
+          discovery?.stop();
           service.close();
-          resolve();
+          if (metricsServer) void metricsServer.close().finally(resolve);
+          else resolve();
         });
     };
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
+  discovery?.start();
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
@@ -119,4 +173,37 @@ export async function backend(argv: string[]): Promise<void> {
   });
   await stopped;
   logger.info("stopped");
+}
+
+/** The flags {@link discoveryFromFlags} reads. */
+interface DiscoveryFlags {
+  "discover-dns"?: string;
+  "discover-interval-ms": string;
+  "discover-misses": string;
+  "discover-token-file"?: string;
+}
+
+/** The part of DNS discovery's options the --discover-* flags give (undefined without --discover-dns). */
+type DiscoveryConfig = Pick<DnsDiscoveryOptions, "name" | "intervalMs" | "missesBeforeRemoval" | "token">;
+
+/** Checks --discover-* before the runtime starts, so a bad flag leaves nothing to close. */
+function discoveryFromFlags(values: DiscoveryFlags): DiscoveryConfig | undefined {
+  const name = values["discover-dns"];
+  if (name === undefined) {
+    if (values["discover-token-file"] !== undefined) throw new UsageError("--discover-token-file needs --discover-dns");
+    return undefined;
+  }
+  if (!/^[A-Za-z0-9_.-]{1,253}$/.test(name)) throw new UsageError("--discover-dns must be a DNS name");
+  const intervalMs = Number(values["discover-interval-ms"]);
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 100)
+    throw new UsageError("--discover-interval-ms must be a whole number of milliseconds >= 100");
+  const misses = Number(values["discover-misses"]);
+  if (!Number.isSafeInteger(misses) || misses < 1) throw new UsageError("--discover-misses must be a whole number >= 1");
+  let token: (() => string) | undefined;
+  try {
+    if (values["discover-token-file"] !== undefined) token = tokenFileReader(values["discover-token-file"], "--discover-token-file");
+  } catch (error) {
+    throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
+  }
+  return { name, intervalMs, missesBeforeRemoval: misses, ...(token ? { token } : {}) };
 }

@@ -1,11 +1,19 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createRuntime, type Logger, type Runtime, type RuntimeOptions } from "../runtime/index.js";
+import { createRuntime, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createPinoLogger, LogConfigError, logConfigFromEnv } from "./pino-logger.js";
+import {
+  METRICS_OPTIONS,
+  METRICS_USAGE,
+  MetricsConfigError,
+  type ProcessMetrics,
+  processMetricsFromFlags,
+  serveMetrics,
+} from "./metrics-config.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
 export class UsageError extends Error {
@@ -14,7 +22,7 @@ export class UsageError extends Error {
 
 export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--port 7070] [--http1-port N]
                             [--runtime-id ID] [--token-file PATH] [--data-dir DIR]
-                            [--tls-cert PATH --tls-key PATH]
+                            [--tls-cert PATH --tls-key PATH] [--metrics-port N [--metrics-host H]]
   --host         address to listen on (non-loopback requires a token)
   --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
   --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
@@ -30,6 +38,7 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   logs: JSON lines on stderr; WORKER_RUNTIME_LOG_LEVEL=trace|debug|info|warn|error|fatal|silent
                  (default info); WORKER_RUNTIME_LOG_PAYLOADS=1 logs model text and tool payloads
                  (dangerous, debugging only; see docs/logging.md)
+${METRICS_USAGE}
 ${EXECUTION_USAGE}`;
 
 /**
@@ -47,6 +56,7 @@ export const RUNTIME_HOST_OPTIONS = {
   "data-dir": { type: "string" },
   "secrets-file": { type: "string" },
   "shutdown-grace-ms": { type: "string", default: "10000" },
+  ...METRICS_OPTIONS,
   help: { type: "boolean", default: false },
 } as const;
 
@@ -69,7 +79,10 @@ export async function serve(argv: string[]): Promise<void> {
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
-  const runtime = await hostedRuntime(values, logger);
+  const metrics = await readMetrics(values);
+  const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
+  metrics?.prometheus.observeRuntime(runtime);
+  const metricsServer = metrics ? await serveMetrics(metrics).catch(closing(runtime)) : undefined;
   logFields["runtime_id"] = runtime.runtimeId;
   const server = await startRuntimeServer({
     runtime,
@@ -78,8 +91,10 @@ export async function serve(argv: string[]): Promise<void> {
     ...(values["http1-port"] !== undefined ? { http1Port: parsePort("--http1-port", values["http1-port"]) } : {}),
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
+    ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     logger,
   }).catch(async (error: unknown) => {
+    await metricsServer?.close();
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
   });
@@ -88,10 +103,11 @@ export async function serve(argv: string[]): Promise<void> {
   const stopped = new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
-      server.close(graceMs).then(resolve, (error: unknown) => {
-        logger.error("shutdown failed", { cause: String(error) });
-        resolve();
-      });
+      server
+        .close(graceMs)
+        .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
+        .then(() => metricsServer?.close())
+        .finally(resolve);
     };
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     process.once("SIGINT", () => shutdown("SIGINT"));
@@ -129,12 +145,13 @@ type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] & {
  * The runtime a `serve` or `backend` process hosts: execution backend, host
  * secrets, id, and the file store under --data-dir (memory without it).
  */
-export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger): Promise<Runtime> {
+export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, metrics?: RuntimeMetrics): Promise<Runtime> {
   const execution = await executionOptions(values);
   const secrets = readSecrets(values["secrets-file"]);
   let runtimeRef: Runtime | undefined;
   const runtimeOptions: RuntimeOptions = {
     logger,
+    ...(metrics ? { metrics } : {}),
     ...execution,
     secrets,
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
@@ -142,6 +159,7 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger):
       ? {
           store: createFileStore({
             dataDir: values["data-dir"],
+            ...(metrics ? { metrics } : {}),
             // Damage found by a read after start-up quarantines that worker.
             onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
           }),
@@ -162,6 +180,23 @@ async function executionOptions(
   } catch (error) {
     throw error instanceof ExecutionConfigError ? new UsageError(error.message) : error;
   }
+}
+
+/** The metrics --metrics-port asks for (undefined: off, nothing is kept). */
+export async function readMetrics(values: { "metrics-port"?: string; "metrics-host"?: string }): Promise<ProcessMetrics | undefined> {
+  try {
+    return await processMetricsFromFlags(values);
+  } catch (error) {
+    throw error instanceof MetricsConfigError ? new UsageError(error.message) : error;
+  }
+}
+
+/** Closes the runtime when a later start-up step fails, then rethrows. */
+export function closing(runtime: Runtime): (error: unknown) => Promise<never> {
+  return async (error) => {
+    await runtime.close();
+    throw error;
+  };
 }
 
 /** Host secrets from --secrets-file and WORKER_RUNTIME_SECRET_* variables. */

@@ -9,6 +9,7 @@ import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
 import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS } from "./event-loop-slices.js";
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
+import { ProviderCallTimer } from "./provider-call-timer.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
 import { parseChunk, SseEventTooLargeError } from "./sse-events.js";
@@ -49,8 +50,12 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       alreadySaid === ""
         ? messages
         : [...messages, { role: "assistant", content: alreadySaid }, { role: "user", content: CONTINUE_PROMPT }];
+    const timer = new ProviderCallTimer(context.metrics, context.profile.model);
     const opened = await openStream(context, request);
-    if (opened.kind !== "opened") return opened;
+    if (opened.kind !== "opened") {
+      timer.end(opened.kind === "cancelled" ? "cancelled" : opened, undefined);
+      return opened;
+    }
     context.sink.turn();
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
     const { maxAnswerBytes, maxToolArgumentsBytes } = context.settings;
@@ -62,7 +67,8 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       { maxAnswerBytes, maxToolArgumentsBytes },
       Buffer.byteLength(alreadySaid, "utf8"),
     );
-    const consumed = await consume(context, opened, accumulator, deltas);
+    const consumed = await consume(context, opened, accumulator, deltas, timer);
+    timer.end(consumed, accumulator.usage);
     const ending = typeof consumed === "string" ? consumed : "failed";
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     deltas.flush();
@@ -138,13 +144,20 @@ type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "fa
  * go out as one delta per block; a long burst is processed in slices that
  * let the event loop turn in between, so other runs and RPCs interleave.
  */
-async function consume(context: RunContext, opened: OpenedStream, accumulator: ChunkAccumulator, deltas: DeltaCoalescer): Promise<Ending> {
+async function consume(
+  context: RunContext,
+  opened: OpenedStream,
+  accumulator: ChunkAccumulator,
+  deltas: DeltaCoalescer,
+  timer: ProviderCallTimer,
+): Promise<Ending> {
   const idleMs = context.settings.streamIdleTimeoutMs;
-  const timer = setTimeout(() => opened.attempt.abort(), idleMs);
+  const idle = setTimeout(() => opened.attempt.abort(), idleMs);
   const slices = new EventLoopSlices(SLICE_MAX_CHUNKS, SLICE_MAX_MS);
   try {
     for await (const batch of opened.data) {
-      timer.refresh();
+      idle.refresh();
+      timer.chunks();
       for (const data of batch) {
         accumulator.push(parseChunk(data, opened.headers));
         // Leaving the loop cancels the response, so the provider stops generating.
@@ -167,7 +180,7 @@ async function consume(context: RunContext, opened: OpenedStream, accumulator: C
       throw error;
     }
   } finally {
-    clearTimeout(timer);
+    clearTimeout(idle);
   }
   if (context.signal.aborted) return "cancelled";
   return accumulator.finishReason ? "finished" : "cut";

@@ -12,7 +12,7 @@ import type {
   RunRequest,
   RunSink,
 } from "../runtime/index.js";
-import { childLogger, silentLogger, type Logger } from "../runtime/index.js";
+import { childLogger, noopMetrics, silentLogger, type Logger, type RuntimeMetrics } from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
@@ -49,6 +49,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
   const client = availability.available ? createClient(options, settings) : undefined;
   const health = new ProviderHealth();
   let logger: Logger = silentLogger;
+  let metrics: RuntimeMetrics = noopMetrics;
 
   return {
     name: "openai",
@@ -60,6 +61,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
     attach(host: BackendHost) {
       health.attach(host.diagnostics);
       logger = host.logger;
+      metrics = host.metrics ?? noopMetrics;
     },
     limits: (): ExecutionLimits => ({
       streamIdleTimeoutMs: settings.streamIdleTimeoutMs,
@@ -102,6 +104,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         health,
         // Every line a run logs names its worker and run.
         logger: childLogger(logger, { worker_id: request.worker.ref?.workerId, run_id: request.run.runId }),
+        metrics,
       });
       if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);
       return outcome;

@@ -1,7 +1,7 @@
 import type { ShellSandboxMode } from "./tools/shell-sandbox.js";
 import type OpenAI from "openai";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
-import type { Logger, RunRequest, RunSink } from "../runtime/index.js";
+import type { Logger, RunRequest, RunSink, RuntimeMetrics } from "../runtime/index.js";
 import type { BlockIds } from "./block-ids.js";
 import type { ProviderHealth } from "./provider-health.js";
 import type { RetryBudget, RetryPolicy } from "./retry.js";
@@ -46,4 +46,6 @@ export interface RunContext {
   readonly retryBudget: RetryBudget;
   readonly health: ProviderHealth;
   readonly logger: Logger;
+  /** Where each provider call's duration, time to first chunk and tokens go. */
+  readonly metrics: RuntimeMetrics;
 }

@@ -6,6 +6,7 @@ import type { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Logger } from "./logger.js";
+import type { RuntimeMetrics } from "./metrics.js";
 
 /**
  * The seam between a Worker and whatever executes its runs (SPEC §6.1).
@@ -54,6 +55,8 @@ export interface ExecutionBackend {
 export interface BackendHost {
   diagnostics: DiagnosticsReporter;
   logger: Logger;
+  /** Where provider calls are counted (duration, time to first chunk, tokens); absent = nowhere. */
+  metrics?: RuntimeMetrics;
 }
 
 /**

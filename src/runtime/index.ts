@@ -26,6 +26,14 @@ export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */
 export { childLogger, silentLogger, type Logger } from "./logger.js";
 export { bounded, errorLogFields, MAX_LOGGED_PAYLOAD_CHARS } from "./error-log-fields.js";
+/** The metrics seam (what is counted; an edge decides where it goes). */
+export {
+  noopMetrics,
+  type ProviderCallRecord,
+  type RuntimeMetrics,
+  type StoreAppendKind,
+  type WatchStreamKind,
+} from "./metrics.js";
 /** The default, in-memory store. */
 export { createMemoryStore, type MemoryStoreOptions } from "./memory-store.js";
 /** Config bundles: their digest and canonical form (a Backend builds bundles with these), host secrets. */

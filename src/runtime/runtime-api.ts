@@ -40,6 +40,7 @@ import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { ExecutionBackend } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
+import type { RuntimeMetrics } from "./metrics.js";
 import type { RuntimeStore } from "./store.js";
 import type { WatchOptions } from "./watch.js";
 
@@ -68,6 +69,8 @@ export interface RuntimeOptions {
   storeProbeIntervalMs?: number;
   /** Structured logger; silent by default. */
   logger?: Logger;
+  /** Where runs, deliveries and store writes are counted (metrics.ts); nowhere by default. */
+  metrics?: RuntimeMetrics;
   /** Software version shown in the summary. */
   version?: string;
 }
@@ -76,6 +79,8 @@ export interface RuntimeOptions {
 export interface RuntimeStats {
   /** Live watch subscriptions (WatchWorker, WatchRuntime, StreamInput). */
   subscriptions: number;
+  /** Of those, the WatchRuntime ones. */
+  runtimeSubscriptions: number;
   /** Workers hosted. */
   workers: number;
 }

@@ -21,6 +21,8 @@ import { newId } from "./ids.js";
 import { type Limits, resolveLimits } from "./limits.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
+import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
+import { deliveryCounter, noopMetrics, timedAppend } from "./metrics.js";
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
@@ -59,11 +61,12 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   // Sealed with the store's identity, page tokens survive restarts; without one they last as long as the process.
   const pageTokens = new PageTokens(`${runtimeId}\0${storeId || randomBytes(32).toString("hex")}`);
   const logger = options.logger ?? silentLogger;
+  const metrics = options.metrics ?? noopMetrics;
   const startedAt = new Date();
   const bundles = new ConfigBundles(store, limits, pageTokens, opened.configBundles ?? []);
   const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits, bundles, options.secrets ?? new Map());
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
-  options.executionBackend?.attach?.({ diagnostics, logger });
+  options.executionBackend?.attach?.({ diagnostics, logger, metrics });
   const addDiagnostic = (severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void => {
     const worker = workerId !== undefined ? { worker: create(WorkerRefSchema, { runtimeId, workerId }) } : {};
     diagnostics.add({ severity, code, message, ...worker });
@@ -73,7 +76,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     stream: runtimeCursorStream(runtimeId, storeId),
     lastSeq: opened.lastRuntimeEventSeq,
     encode: (event) => toBinary(RuntimeEventSchema, event),
-    persistEvents: (events) => store.appendRuntimeEvents(events),
+    persistEvents: timedAppend(metrics, "runtime_events", store.appendRuntimeEvents.bind(store)),
     onPersistResult: (error) => health.storeResult("runtime-events", error),
     maxSubscriberBacklog: limits.maxSubscriberBacklog,
   });
@@ -96,6 +99,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       backend: offer.backend,
       limits,
       logger,
+      metrics,
       now: () => new Date(),
       newRunId: () => newId("r"),
       profileOf: (worker) => offer.profileOf(worker),
@@ -103,7 +107,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       policyOf: (worker) => offer.policyOf(worker),
       onStoreResult: (source, error) => health.storeResult(source, error),
       publishWorker: (worker) => publish({ case: "workerUpdated", value: worker }),
-      publishRun: (run) => publish({ case: "runChanged", value: run }),
+      publishRun: (run) => {
+        if (TERMINAL_RUN_STATUSES.has(run.status)) metrics.runEnded(run);
+        publish({ case: "runChanged", value: run });
+      },
       checkAcceptingWork: () => health.checkAcceptingWork(),
       cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     },
@@ -142,6 +149,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     heartbeatMs: limits.heartbeatIntervalMs,
     maxEventsPerMessage: limits.maxEventsPerMessage,
     maxBatchBytes: responseBudgetBytes(limits),
+  };
+  const delivered = {
+    worker: deliveryCounter(metrics, "worker"),
+    runtime: deliveryCounter(metrics, "runtime"),
+    input: deliveryCounter(metrics, "input"),
   };
 
   /**
@@ -212,7 +224,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     async *streamInput(request, watchOptions) {
       // The subscription is taken before the input is sent, so nothing is missed.
       const subscription = watchSlot(catalog.session("worker", request.worker)).subscribe();
-      yield* runInputStream({ subscription, send: () => runtime.sendInput(request), ...live }, watchOptions);
+      yield* runInputStream({ subscription, send: () => runtime.sendInput(request), ...live, delivered: delivered.input }, watchOptions);
     },
     cancelRun: async (request) => typedStoreErrors(run(request).cancel(request.runId)),
     resolveApproval: async (request) => {
@@ -229,21 +241,20 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     readTranscript: (request) => readTranscript(store, catalog.session("worker", request.worker), request, limits),
     watchWorker: (request, watchOptions) => {
       const session = catalog.session("worker", request.worker);
-      return runWatch(
-        workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live),
-        watchOptions,
-      );
+      const plan = workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live);
+      return runWatch({ ...plan, delivered: delivered.worker }, watchOptions);
     },
     watchRuntime: (request, watchOptions) => {
       catalog.checkRuntimeId("runtime_id", request.runtimeId);
       const snapshot = (cursor: string) => ({ runtime: runtime.getRuntime(), cursor });
-      return runWatch(runtimeWatchPlan(runtimeEvents, request.afterCursor, store, snapshot, limits), watchOptions);
+      const plan = runtimeWatchPlan(runtimeEvents, request.afterCursor, store, snapshot, limits);
+      return runWatch({ ...plan, delivered: delivered.runtime }, watchOptions);
     },
     onStatusChange: (listener) => health.onStatusChange(listener),
     stats: () => {
       let subscriptions = runtimeEvents.subscriberCount;
       for (const session of catalog.sessions()) subscriptions += session.events.subscriberCount;
-      return { subscriptions, workers: catalog.size };
+      return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size };
     },
     drain: async (graceMs) => {
       health.startDraining();

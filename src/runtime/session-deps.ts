@@ -5,6 +5,7 @@ import type { CursorStream } from "./cursor.js";
 import type { ExecutionBackend, RunPolicy } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
+import type { RuntimeMetrics } from "./metrics.js";
 import type { RuntimeStore } from "./store.js";
 
 /** What a worker session needs from its Runtime. */
@@ -13,6 +14,7 @@ export interface SessionDeps {
   backend: ExecutionBackend | undefined;
   limits: Limits;
   logger: Logger;
+  metrics: RuntimeMetrics;
   now(): Date;
   newRunId(): string;
   profileOf(worker: Worker): Profile;

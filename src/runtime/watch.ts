@@ -54,6 +54,8 @@ export interface WatchPlan<E extends DescMessage, R extends DescMessage> {
   maxEventsPerMessage: number;
   /** Bytes the events of one message may take (see message-budget.ts). */
   maxBatchBytes: number;
+  /** Told the size of each batch, replayed or live (metrics); absent = not counted. */
+  delivered?: ((count: number) => void) | undefined;
 }
 
 /**
@@ -87,10 +89,11 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
         const averageBytes = stored.reduce((sum, item) => sum + item.bytes.byteLength, 0) / stored.length;
         readCount = Math.max(1, Math.min(plan.maxEventsPerMessage, Math.floor((2 * plan.maxBatchBytes) / averageBytes)));
+        plan.delivered?.(upToSnapshot.length);
         for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
       }
     }
-    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal)) {
+    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal, plan.delivered)) {
       if (batch === "idle") {
         yield plan.heartbeat(encodeCursor(plan.stream, lastSeq));
         continue;
@@ -114,6 +117,8 @@ export interface InputStreamPlan {
   maxEventsPerMessage: number;
   /** Bytes the events of one message may take (see message-budget.ts). */
   maxBatchBytes: number;
+  /** Told the size of each live batch (metrics); absent = not counted. */
+  delivered?: ((count: number) => void) | undefined;
 }
 
 /**
@@ -130,7 +135,7 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
     const run = await plan.send();
     yield create(StreamInputResponseSchema, { run });
     if (TERMINAL_RUN_STATUSES.has(run.status)) return;
-    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal)) {
+    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal, plan.delivered)) {
       if (batch === "idle") {
         yield create(StreamInputResponseSchema, { heartbeat: create(HeartbeatSchema) });
         continue;
@@ -165,6 +170,7 @@ async function* liveBatches<E>(
   maxItems: number,
   heartbeatMs: number,
   signal: AbortSignal,
+  delivered: ((count: number) => void) | undefined,
 ): AsyncGenerator<StreamItem<E>[] | "idle"> {
   while (!signal.aborted) {
     const wait = await subscription.next(maxItems, heartbeatMs, signal);
@@ -172,7 +178,12 @@ async function* liveBatches<E>(
       if (wait.error) throw wait.error;
       return;
     }
-    yield wait.kind === "idle" ? "idle" : wait.items;
+    if (wait.kind === "idle") {
+      yield "idle";
+      continue;
+    }
+    delivered?.(wait.items.length);
+    yield wait.items;
   }
 }
 

@@ -13,8 +13,9 @@ import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
 import { DurableEventStream } from "./event-stream.js";
+import { timedAppend } from "./metrics.js";
 import type { SessionDeps } from "./session-deps.js";
-import type { RestoredWorker, WorkerRecord } from "./store.js";
+import type { RestoredWorker, StoredEvent, WorkerRecord } from "./store.js";
 import type { StreamItem } from "./subscription.js";
 import { UnsavedRuns } from "./unsaved-runs.js";
 
@@ -46,8 +47,10 @@ export class WorkerJournal {
       lastSeq: restored?.lastEventSeq ?? 0n,
       lastTranscriptSeq: restored?.lastTranscriptSeq ?? 0n,
       encode: encodeWorkerEvent,
-      persistTranscript: (transcript) => deps.store.appendTranscript(workerId, transcript),
-      persistEvents: (events) => deps.store.appendEvents(workerId, events),
+      persistTranscript: timedAppend(deps.metrics, "transcript", (transcript: TranscriptEntry[]) =>
+        deps.store.appendTranscript(workerId, transcript),
+      ),
+      persistEvents: timedAppend(deps.metrics, "worker_events", (events: StoredEvent[]) => deps.store.appendEvents(workerId, events)),
       onPersistResult: (error) => deps.onStoreResult(`worker:${workerId}:events`, error),
       onDeliver,
       maxSubscriberBacklog: deps.limits.maxSubscriberBacklog,

@@ -1,4 +1,4 @@
-import { createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type Interceptor } from "@connectrpc/connect";
 import {
   compressionBrotli,
   compressionGzip,
@@ -44,6 +44,11 @@ export interface RuntimeServerOptions {
   /** Structured logger. */
   logger: Logger;
   /**
+   * Interceptors around every RPC, outside the error mapping (so they see
+   * the mapped ConnectError) and the auth check; e.g. RPC metrics.
+   */
+  interceptors?: Interceptor[];
+  /**
    * The services to serve instead of the runtime's own routes (the Backend
    * serves routed ones); the runtime is still the one drained and closed.
    */
@@ -85,7 +90,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       `refusing to listen on ${options.host} without authentication: set a token with --token-file PATH or WORKER_RUNTIME_TOKEN, or listen on 127.0.0.1`,
     );
   }
-  const interceptors = [createLoggingInterceptor(options.logger), createErrorInterceptor(options.logger)];
+  const interceptors = [createLoggingInterceptor(options.logger), ...(options.interceptors ?? []), createErrorInterceptor(options.logger)];
   if (options.token) interceptors.push(createAuthInterceptor(options.token));
   const limits = options.runtime.limits;
   const handler = createNodeHandler(options.routes ?? createRoutes(options.runtime), options.logger, options.fallback, {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import * as path from "node:path";
+import { noopMetrics, type RuntimeMetrics } from "../../runtime/index.js";
 
 /**
  * Test-only fault injection. Each hook runs just before the store writes or
@@ -22,6 +23,8 @@ export class Disk {
   constructor(
     readonly root: string,
     private readonly faults: FileStoreFaults = {},
+    /** Where fsync and group-commit timings go (see group-commit.ts). */
+    readonly metrics: RuntimeMetrics = noopMetrics,
   ) {}
 
   /** Absolute path of a data-dir-relative name. */
@@ -42,7 +45,9 @@ export class Disk {
   /** Makes written data durable (fdatasync: size changes are included). */
   async sync(fh: FileHandle, rel: string): Promise<void> {
     this.faults.beforeSync?.(rel);
+    const started = performance.now();
     await fh.datasync();
+    this.metrics.storeSynced((performance.now() - started) / 1000);
   }
 
   /** Makes a directory's entries (created, renamed, removed names) durable. */
@@ -50,7 +55,9 @@ export class Disk {
     this.faults.beforeSync?.(relDir);
     const fh = await open(this.abs(relDir), "r");
     try {
+      const started = performance.now();
       await fh.sync();
+      this.metrics.storeSynced((performance.now() - started) / 1000);
     } finally {
       await fh.close();
     }

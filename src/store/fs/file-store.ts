@@ -7,6 +7,7 @@ import type { Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import type {
   OpenedStore,
   PutRunInit,
+  RuntimeMetrics,
   RuntimeStore,
   StoreOpenInit,
   StoredEvent,
@@ -51,6 +52,8 @@ export interface FileStoreOptions {
   onCorruption?(workerId: string | undefined, message: string): void;
   /** Test-only fault injection (see {@link FileStoreFaults}). */
   faults?: FileStoreFaults;
+  /** Where fsync and group-commit timings are counted (the runtime's metrics); nowhere by default. */
+  metrics?: RuntimeMetrics;
 }
 
 /** The file store: a RuntimeStore plus cost counters for tests and benches. */
@@ -85,7 +88,7 @@ class FileStoreImpl implements FileStore {
   private opened = false;
 
   constructor(private readonly options: FileStoreOptions) {
-    this.disk = new Disk(path.resolve(options.dataDir), options.faults);
+    this.disk = new Disk(path.resolve(options.dataDir), options.faults, options.metrics);
     this.settings = {
       segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
       eventRetention: options.eventRetention ?? 100_000,

@@ -162,10 +162,12 @@ export class GroupCommit {
     const { bytes, sizes } = encodeFrames(records);
     const created = !state.activeCreated;
     const fh = await open(disk.abs(rel), created ? "w" : "r+");
+    const started = performance.now();
     try {
       await disk.write(fh, rel, bytes, active.size);
       await disk.sync(fh, rel);
       stats.logSyncs++;
+      disk.metrics.storeGroupCommitted(records.length, (performance.now() - started) / 1000);
     } finally {
       await fh.close();
     }
