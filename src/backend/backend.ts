@@ -18,6 +18,7 @@ import {
   createReflectionServices,
   createRoutes,
   reflectionRegistry,
+  withoutLogContext,
 } from "../server/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
@@ -120,7 +121,8 @@ export function createBackend(options: BackendOptions): Backend {
   const shared = new WeakMap<RuntimeConnection, SharedRuntimeWatch>();
   /** Registers a connection with its shared WatchRuntime, which stops when the connection closes. */
   const register = (connection: RuntimeConnection): void => {
-    directory.add(connection);
+    // Background loops: detached from the request (an AddRuntime) that may start them.
+    withoutLogContext(() => directory.add(connection));
     const watch = new SharedRuntimeWatch(connection, {
       ...options.runtimeWatchRing,
       heartbeatMs,
@@ -131,7 +133,7 @@ export function createBackend(options: BackendOptions): Backend {
     connection.onChange(() => {
       if (connection.isClosed) watch.stop();
     });
-    watch.start();
+    withoutLogContext(() => watch.start());
   };
   const interceptorsOf = (runtimeId: string): Interceptor[] => options.runtimeInterceptors?.(runtimeId) ?? [];
   const embeddedTransport = createRouterTransport(createRoutes(runtime), {

@@ -10,11 +10,12 @@ import http2 from "node:http2";
 import https from "node:https";
 import type net from "node:net";
 import type { AddressInfo } from "node:net";
-import type { Logger, Runtime } from "../runtime/index.js";
+import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
 import { createAuthInterceptor } from "./auth.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { createErrorInterceptor, createRoutes } from "./routes.js";
+import { createLoggingInterceptor } from "./rpc-logging.js";
 
 /** Options for {@link startRuntimeServer}. */
 export interface RuntimeServerOptions {
@@ -89,7 +90,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       `refusing to listen on ${options.host} without authentication: set a token with --token-file PATH or WORKER_RUNTIME_TOKEN, or listen on 127.0.0.1`,
     );
   }
-  const interceptors = [...(options.interceptors ?? []), createErrorInterceptor(options.logger)];
+  const interceptors = [createLoggingInterceptor(options.logger), ...(options.interceptors ?? []), createErrorInterceptor(options.logger)];
   if (options.token) interceptors.push(createAuthInterceptor(options.token));
   const limits = options.runtime.limits;
   const handler = createNodeHandler(options.routes ?? createRoutes(options.runtime), options.logger, options.fallback, {
@@ -188,10 +189,10 @@ function createNodeHandler(
       .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
       .catch((reason: unknown) => {
         if (isClientGone(reason)) {
-          logger.info("client went away", { path: request.url, cause: String(reason) });
+          logger.debug?.("client went away", { path: request.url, ...errorLogFields(reason) });
           return;
         }
-        logger.error("request handler failed", { path: request.url, cause: String(reason) });
+        logger.error("request handler failed", { path: request.url, ...errorLogFields(reason) });
       });
     // Once the response's trailers are out (the compat layer sends them on
     // "wantTrailers"), not when the adapter's promise settles: over HTTP/2
