@@ -13,6 +13,7 @@ import {
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { errorLogFields } from "../runtime/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
 import {
@@ -148,7 +149,7 @@ export async function backend(argv: string[]): Promise<void> {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
         .close(graceMs)
-        .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
+        .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .finally(() => {
           discovery?.stop();
           service.close();

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createRuntime, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
+import { createRuntime, errorLogFields, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
@@ -105,7 +105,7 @@ export async function serve(argv: string[]): Promise<void> {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
         .close(graceMs)
-        .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
+        .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .then(() => metricsServer?.close())
         .finally(resolve);
     };
