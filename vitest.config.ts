@@ -20,6 +20,7 @@ const SLOW = [
   "test/cli/serve.test.ts",
   "test/cli/data-dir.test.ts",
   "test/cli/shutdown.test.ts",
+  "test/cli/log-scan.test.ts",
   "test/deploy/container.test.ts",
   "test/cli/metrics-cli.test.ts",
 ];

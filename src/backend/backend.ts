@@ -19,6 +19,7 @@ import {
   createRoutes,
   reflectionRegistry,
   UNTRACED_SERVICES,
+  withoutLogContext,
 } from "../server/index.js";
 import { createClientTracingInterceptor, createServerTracingInterceptor, detached } from "../telemetry/tracing/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
@@ -122,7 +123,7 @@ export function createBackend(options: BackendOptions): Backend {
   const shared = new WeakMap<RuntimeConnection, SharedRuntimeWatch>();
   /** Registers a connection with its shared WatchRuntime, which stops when the connection closes. */
   const registerNow = (connection: RuntimeConnection): void => {
-    directory.add(connection);
+    withoutLogContext(() => directory.add(connection));
     const watch = new SharedRuntimeWatch(connection, {
       ...options.runtimeWatchRing,
       heartbeatMs,
@@ -133,7 +134,7 @@ export function createBackend(options: BackendOptions): Backend {
     connection.onChange(() => {
       if (connection.isClosed) watch.stop();
     });
-    watch.start();
+    withoutLogContext(() => watch.start());
   };
   /** Both loops run outside the trace of the call that registered them (an AddRuntime): they outlive it. */
   const register = (connection: RuntimeConnection): void => detached(() => registerNow(connection));

@@ -2,6 +2,7 @@ import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createClientTracingInterceptor } from "../telemetry/tracing/index.js";
+import { currentLogContext, REQUEST_ID_HEADER } from "../server/index.js";
 
 /** How to reach one remote Runtime. Credentials stay inside the Backend. */
 export interface RemoteEndpoint {
@@ -23,6 +24,13 @@ export interface RemoteTransport {
   /** Closes the HTTP/2 connection and every stream on it. */
   close(): void;
 }
+
+/** The caller's request id goes on to the Runtime, so one id finds a call in both logs. */
+const forwardRequestId: Interceptor = (next) => (request) => {
+  const id = currentLogContext()?.["request_id"];
+  if (id !== undefined && !request.header.has(REQUEST_ID_HEADER)) request.header.set(REQUEST_ID_HEADER, id);
+  return next(request);
+};
 
 /** HTTP/2 keepalive: a PING every 10 s on a busy connection, 5 s to answer, else it closes. */
 const PING_INTERVAL_MS = 10_000;
@@ -63,7 +71,7 @@ export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: re
     return next(request);
   };
   const tracing = createClientTracingInterceptor({ rpcSystem: "grpc", ...serverOf(baseUrl) });
-  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [tracing, ...interceptors, bearer] });
+  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [tracing, ...interceptors, bearer, forwardRequestId] });
   return {
     transport,
     refreshToken: () => {

@@ -2,7 +2,7 @@ import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
-import type { Logger } from "../runtime/index.js";
+import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
 import { createRuntimeClients, type RuntimeClients } from "./runtime-clients.js";
 import { healthAfter } from "./upstream-errors.js";
@@ -224,7 +224,7 @@ export class RuntimeConnection {
       runtime_id: this.runtimeId,
       health: RuntimeHealth[health],
       code: Code[error.code],
-      cause: error.message,
+      cause: bounded(error.message),
     });
     this.setState({ failedAttempts: this.state.failedAttempts + 1 });
     this.setHealth(health, message);

@@ -6,7 +6,7 @@ import {
   WatchRuntimeResponseSchema,
   type WatchRuntimeResponse,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import type { Logger } from "../runtime/index.js";
+import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
@@ -229,7 +229,7 @@ export class SharedRuntimeWatch {
           this.options.logger.warn("shared runtime watch: the runtime no longer accepts its cursor; re-snapshotting", {
             runtime_id: this.connection.runtimeId,
             code: Code[upstream.code],
-            cause: upstream.message,
+            cause: bounded(upstream.message),
           });
           this.reset(fromUpstream(upstream, this.connection.runtimeId, this.options.logger, signal));
           continue;
@@ -237,7 +237,7 @@ export class SharedRuntimeWatch {
         this.connection.reportFailure(upstream);
         this.options.logger.info("shared runtime watch lost its upstream; resuming", {
           runtime_id: this.connection.runtimeId,
-          cause: upstream.message,
+          cause: bounded(upstream.message),
         });
       }
       await this.away(retry.next(), signal);

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason, type ErrorDetail } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
-import type { Logger } from "../runtime/index.js";
+import { bounded, type Logger } from "../runtime/index.js";
 
 /**
  * The one place where an error from a Runtime becomes the error a Backend
@@ -24,7 +24,7 @@ export function fromUpstream(error: unknown, runtimeId: string, logger: Logger, 
     ]);
   }
   const health = healthAfter(upstream);
-  logger.warn("runtime call failed", { runtime_id: runtimeId, code: Code[upstream.code], cause: upstream.message });
+  logger.warn("runtime call failed", { runtime_id: runtimeId, code: Code[upstream.code], cause: bounded(upstream.message) });
   if (upstream.code === Code.Internal && detail) {
     return typed(Code.Internal, ErrorReason.INTERNAL, `internal error in runtime ${runtimeId}`, runtimeId);
   }

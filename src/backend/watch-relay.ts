@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
-import type { Logger } from "../runtime/index.js";
+import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff } from "./backoff.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
@@ -80,7 +80,7 @@ export async function* relayWatch<M>(
       const upstream = ConnectError.from(error);
       if (!delivered || !isResumable(upstream)) throw fromUpstream(upstream, runtimeId, options.logger, signal);
       connection.reportFailure(upstream);
-      options.logger.info("relayed watch lost its upstream; resuming", { runtime_id: runtimeId, cause: upstream.message });
+      options.logger.info("relayed watch lost its upstream; resuming", { runtime_id: runtimeId, cause: bounded(upstream.message) });
     }
     yield* waitForRuntime(connection, cursor, retry.next(), watch, signal, options);
   }

@@ -13,14 +13,15 @@ import {
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { errorLogFields } from "../runtime/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
-import { createJsonLogger } from "./json-logger.js";
 import { serveMetrics } from "./metrics-config.js";
 import {
   closing,
   hostedRuntime,
   parseGraceMs,
   parsePort,
+  processLogger,
   RUNTIME_HOST_OPTIONS,
   readMetrics,
   readTls,
@@ -49,6 +50,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
   --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
   --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
+  logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;
 
 /**
@@ -79,7 +81,7 @@ export async function backend(argv: string[]): Promise<void> {
     process.stdout.write(`${BACKEND_USAGE}\n`);
     return;
   }
-  const logger = createJsonLogger();
+  const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const fanoutTimeoutMs = Number(values["fanout-timeout-ms"]);
   if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0)
@@ -100,6 +102,7 @@ export async function backend(argv: string[]): Promise<void> {
   const tracing = await startTracing("worker-runtime-backend");
   const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
+  logFields["runtime_id"] = runtime.runtimeId;
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
     await runtime.close();
     throw new UsageError(`--config names the embedded runtime's id "${runtime.runtimeId}"`);
@@ -148,7 +151,7 @@ export async function backend(argv: string[]): Promise<void> {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
         .close(graceMs)
-        .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
+        .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .finally(() => {
           discovery?.stop();
           service.close();

@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createRuntime, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
+import { createRuntime, errorLogFields, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { startTracingFromEnv, type Tracing, TracingConfigError } from "../telemetry/tracing/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
-import { createJsonLogger } from "./json-logger.js";
+import { createPinoLogger, LogConfigError, logConfigFromEnv } from "./pino-logger.js";
 import {
   METRICS_OPTIONS,
   METRICS_USAGE,
@@ -36,6 +36,9 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
   --secrets-file JSON object of host secrets by name, for config bundles' profiles; must be
                  mode 0600 (also WORKER_RUNTIME_SECRET_<NAME> variables)
+  logs: JSON lines on stderr; WORKER_RUNTIME_LOG_LEVEL=trace|debug|info|warn|error|fatal|silent
+                 (default info); WORKER_RUNTIME_LOG_PAYLOADS=1 logs model text and tool payloads
+                 (dangerous, debugging only; see docs/logging.md)
 ${METRICS_USAGE}
 ${EXECUTION_USAGE}`;
 
@@ -73,7 +76,7 @@ export async function serve(argv: string[]): Promise<void> {
     process.stdout.write(`${SERVE_USAGE}\n`);
     return;
   }
-  const logger = createJsonLogger();
+  const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
@@ -82,6 +85,7 @@ export async function serve(argv: string[]): Promise<void> {
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   metrics?.prometheus.observeRuntime(runtime);
   const metricsServer = metrics ? await serveMetrics(metrics).catch(closing(runtime)) : undefined;
+  logFields["runtime_id"] = runtime.runtimeId;
   const server = await startRuntimeServer({
     runtime,
     host: values.host,
@@ -103,7 +107,7 @@ export async function serve(argv: string[]): Promise<void> {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
         .close(graceMs)
-        .catch((error: unknown) => logger.error("shutdown failed", { cause: String(error) }))
+        .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .then(() => metricsServer?.close())
         .finally(resolve);
     };
@@ -117,6 +121,20 @@ export async function serve(argv: string[]): Promise<void> {
   await stopped;
   await tracing.shutdown();
   logger.info("stopped");
+}
+
+/**
+ * The process's pino logger, configured by WORKER_RUNTIME_LOG_LEVEL and
+ * WORKER_RUNTIME_LOG_PAYLOADS; `fields` go on every line (the runtime id
+ * once the runtime exists).
+ */
+export function processLogger(): { logger: Logger; fields: Record<string, string> } {
+  const fields: Record<string, string> = {};
+  try {
+    return { logger: createPinoLogger({ ...logConfigFromEnv(), process: fields }), fields };
+  } catch (error) {
+    throw error instanceof LogConfigError ? new UsageError(error.message) : error;
+  }
 }
 
 /** The flags {@link hostedRuntime} reads. */

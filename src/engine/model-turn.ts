@@ -2,6 +2,7 @@ import { APIError } from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { bounded, MAX_LOGGED_PAYLOAD_CHARS } from "../runtime/index.js";
 import { AssistantMessageSchema, ReasoningSchema, ToolCallSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
 import { continuationFilter, passThrough } from "./continuation-filter.js";
@@ -86,12 +87,19 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
           call.blockId,
         );
       }
-      return {
+      const answered = {
         kind: "answered",
         text: alreadySaid + accumulator.text,
         toolCalls: accumulator.toolCalls(),
         finishReason: accumulator.finishReason ?? "stop",
-      };
+      } as const;
+      // `text` is a payload field: the CLI's logger redacts it unless payload logging is on.
+      context.logger.debug?.("model answered", {
+        finish_reason: answered.finishReason,
+        tool_calls: answered.toolCalls.map((call) => call.name),
+        text: bounded(answered.text, MAX_LOGGED_PAYLOAD_CHARS),
+      });
+      return answered;
     }
     if (ending === "cut" && alreadySaid === "" && accumulator.text === "") {
       // Nothing said yet: the retry asks the same question and the model

@@ -12,7 +12,7 @@ import type {
   RunRequest,
   RunSink,
 } from "../runtime/index.js";
-import { noopMetrics, silentLogger, type Logger, type RuntimeMetrics } from "../runtime/index.js";
+import { childLogger, noopMetrics, silentLogger, type Logger, type RuntimeMetrics } from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
@@ -102,7 +102,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         blocks: createBlockIds(request.run.runId),
         retryBudget: new RetryBudget(runSettings.retry.budgetMs),
         health,
-        logger,
+        // Every line a run logs names its worker and run.
+        logger: childLogger(logger, { worker_id: request.worker.ref?.workerId, run_id: request.run.runId }),
         metrics,
       });
       if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);

@@ -1,6 +1,7 @@
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { APIConnectionTimeoutError } from "openai";
+import { bounded } from "../runtime/index.js";
 import { providerTraceHeaders } from "./genai-spans.js";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
@@ -107,7 +108,8 @@ function logFields(context: RunContext, failure: Extract<ProviderFailure, { kind
     run_id: context.request.run.runId,
     http_status: failure.status,
     cause: failure.cause,
-    error: failure.message,
+    // The provider's error text can echo the prompt: redacted unless payload logging is on.
+    detail: bounded(failure.message),
   };
 }
 

@@ -1,6 +1,7 @@
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
 import { ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { bounded, MAX_LOGGED_PAYLOAD_CHARS } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { traceTool } from "./genai-spans.js";
 import type { RunContext } from "./run-context.js";
@@ -68,6 +69,14 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
 }
 
 async function commitResult(context: RunContext, call: AssembledToolCall, output: ToolOutput): Promise<void> {
+  // `arguments` and `output` are payload fields: the CLI's logger redacts them unless payload logging is on.
+  context.logger.debug?.("tool call ended", {
+    tool: call.name,
+    tool_call_id: call.id,
+    is_error: output.isError ?? false,
+    arguments: bounded(call.argumentsJson, MAX_LOGGED_PAYLOAD_CHARS),
+    output: bounded(output.output, MAX_LOGGED_PAYLOAD_CHARS),
+  });
   await context.sink.commit({
     case: "toolResult",
     value: create(ToolResultSchema, {

@@ -1,3 +1,4 @@
+import { errorLogFields } from "./error-log-fields.js";
 import type { Logger } from "./logger.js";
 
 /** Where a background write's failure is logged, when it is worth a line of its own. */
@@ -18,5 +19,5 @@ export interface BackgroundFailureLog {
  * caller left to throw to, and an unhandled rejection would end the process.
  */
 export function inBackground(write: Promise<unknown>, log?: BackgroundFailureLog): void {
-  write.catch((error: unknown) => log?.logger.error(log.message, { ...log.fields, cause: String(error) }));
+  write.catch((error: unknown) => log?.logger.error(log.message, { ...log.fields, ...errorLogFields(error) }));
 }

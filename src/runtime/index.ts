@@ -23,8 +23,9 @@ export type { WatchOptions } from "./watch.js";
 export { RuntimeError } from "./errors.js";
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
-/** The logging seam. */
-export { silentLogger, type Logger } from "./logger.js";
+/** The logging seam, and what a log line may say about an error. */
+export { childLogger, silentLogger, type Logger } from "./logger.js";
+export { bounded, errorLogFields, MAX_LOGGED_PAYLOAD_CHARS } from "./error-log-fields.js";
 /** The metrics seam (what is counted; an edge decides where it goes). */
 export {
   noopMetrics,

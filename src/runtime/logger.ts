@@ -1,17 +1,40 @@
 /**
  * A structured logger. The core logs through this seam only; the CLI plugs
- * in a JSON-lines logger, embedders whatever they use. Internal error text
- * goes here (as `cause`), never into client-visible messages.
+ * in a pino logger, embedders whatever they use. Internal error text goes
+ * here (through {@link errorLogFields}), never into client-visible messages.
+ * `debug` and `child` are optional so an embedder's three-method logger
+ * keeps working.
  */
 export interface Logger {
+  debug?(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+  /** A logger that adds `fields` to every line (e.g. a run's worker_id and run_id). */
+  child?(fields: Record<string, unknown>): Logger;
 }
 
 /** A logger that drops everything (the embedded default). */
 export const silentLogger: Logger = {
+  debug() {},
   info() {},
   warn() {},
   error() {},
+  child: () => silentLogger,
 };
+
+/**
+ * `logger.child(fields)`, or, for a logger without `child`, a wrapper that
+ * merges `fields` under each line's own.
+ */
+export function childLogger(logger: Logger, fields: Record<string, unknown>): Logger {
+  if (logger.child) return logger.child(fields);
+  const merged = (line?: Record<string, unknown>): Record<string, unknown> => ({ ...fields, ...line });
+  return {
+    debug: (message, line) => logger.debug?.(message, merged(line)),
+    info: (message, line) => logger.info(message, merged(line)),
+    warn: (message, line) => logger.warn(message, merged(line)),
+    error: (message, line) => logger.error(message, merged(line)),
+    child: (more) => childLogger(logger, { ...fields, ...more }),
+  };
+}

@@ -6,6 +6,7 @@ import { RunErrorSchema, RunSchema, RunStatus, StopReason, type Run } from "../.
 import { UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
+import { errorLogFields } from "./error-log-fields.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
 import { traceRun } from "./run-tracing.js";
@@ -44,8 +45,9 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
   const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds, limits: deps.limits });
   const { run } = active;
-  const execution = (): Promise<RunOutcome> => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed);
-  active.done = traceRun(run, worker, execution).then(async (outcome) => {
+  const execute = (): Promise<RunOutcome> =>
+    traceRun(run, worker, () => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed));
+  active.done = (active.origin ? active.origin.runInAsyncScope(execute) : execute()).then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
     if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
     if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);
@@ -108,11 +110,12 @@ export async function executeRun(
     } else if (isStoreWriteFailure(error)) {
       outcome = { kind: "failed", reason: ErrorReason.STORE_UNAVAILABLE, message: "the runtime could not persist the run" };
     } else {
-      deps.logger.error("execution backend threw", { worker_id: workerId, run_id: run.runId, cause: String(error) });
+      deps.logger.error("execution backend threw", { worker_id: workerId, run_id: run.runId, ...errorLogFields(error) });
       outcome = { kind: "failed", reason: ErrorReason.INTERNAL, message: "the execution backend failed unexpectedly" };
     }
   }
   if (controller.signal.aborted && outcome.kind !== "completed") outcome = { kind: "cancelled" };
+  deps.logger.debug?.("run executed", { worker_id: workerId, run_id: run.runId, outcome: outcome.kind });
   return outcome;
 }
 

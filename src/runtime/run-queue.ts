@@ -1,3 +1,4 @@
+import { AsyncResource } from "node:async_hooks";
 import { Code } from "@connectrpc/connect";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -93,6 +94,12 @@ export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
  */
 export class RunQueue {
   private readonly runs: Run[] = [];
+  /**
+   * The async context each run was queued in (the call that sent its input),
+   * so the run executes, and logs with that call's request id, in it rather
+   * than in the context of whatever ended the run before it.
+   */
+  private readonly origins = new WeakMap<Run, AsyncResource>();
   /** How many runs at the head came by INTERRUPT. */
   private interruptsAtHead = 0;
 
@@ -124,10 +131,12 @@ export class RunQueue {
 
   /**
    * Adds a run: behind the other interrupting runs when `interrupting`, else
-   * at the tail. The run keeps the accepting call's trace context, so its
-   * span is that call's child whenever it starts (run-tracing.ts).
+   * at the tail. The run keeps the accepting call's async context (its log
+   * context) and trace context, so whenever it starts its log lines and its
+   * span belong to that call (run-tracing.ts).
    */
   add(run: Run, interrupting: boolean): void {
+    this.origins.set(run, new AsyncResource("worker-runtime.queued-run"));
     rememberRunContext(run);
     if (interrupting) this.runs.splice(this.interruptsAtHead++, 0, run);
     else this.runs.push(run);
@@ -138,6 +147,11 @@ export class RunQueue {
     const run = this.runs.shift();
     if (run && this.interruptsAtHead > 0) this.interruptsAtHead--;
     return run;
+  }
+
+  /** The async context a run was queued in. */
+  originOf(run: Run): AsyncResource | undefined {
+    return this.origins.get(run);
   }
 
   /** A queued run by id. */

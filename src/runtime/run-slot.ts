@@ -1,3 +1,4 @@
+import type { AsyncResource } from "node:async_hooks";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { ApprovalResult, PendingToolCall } from "./execution-backend.js";
 
@@ -27,6 +28,8 @@ export interface ActiveRun {
   decided?: RecordedDecision;
   /** Settles when the execution has returned and the run has ended. */
   done: Promise<void>;
+  /** The async context the run was queued in, which it executes in (see RunQueue). */
+  readonly origin?: AsyncResource | undefined;
 }
 
 /**

@@ -2,6 +2,7 @@ import { DiagnosticSeverity, RuntimeStatus } from "../../gen/worker_runtime/v1/r
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
+import { errorLogFields } from "./error-log-fields.js";
 import type { Logger } from "./logger.js";
 import type { RuntimeStore } from "./store.js";
 import { describeStoreFailure, StoreHealth } from "./store-health.js";
@@ -64,7 +65,7 @@ export class RuntimeHealth {
       this.init.logger.error("store write failed; runtime degraded", {
         source,
         reason: why,
-        cause: String((error as Error).message ?? error),
+        ...errorLogFields(error),
       });
       this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", `the store cannot write (${why}); the runtime is degraded`);
     }

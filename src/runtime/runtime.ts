@@ -19,6 +19,7 @@ import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import { type Limits, resolveLimits } from "./limits.js";
+import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import { deliveryCounter, noopMetrics, timedAppend } from "./metrics.js";
@@ -272,7 +273,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       await store.close();
     },
     reportCorruption: (workerId, message) => {
-      logger.error("store corruption found", { worker_id: workerId, cause: message });
+      logger.error("store corruption found", { worker_id: workerId, detail: bounded(message) });
       if (workerId !== undefined) return catalog.quarantine(workerId, message);
       health.runtimeLogDamaged(message);
       addDiagnostic(DiagnosticSeverity.ERROR, "store.runtime_log_damaged", message);

@@ -273,7 +273,7 @@ export class WorkerSession {
     run.startedAt = timestampFromDate(this.deps.now());
     this.worker.status = WorkerStatus.RUNNING;
     this.worker.activeRunId = run.runId;
-    const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve() };
+    const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), origin: this.queue.originOf(run) };
     this.slot = { kind: "running", active };
     inBackground(this.journal.recordRun(run));
     inBackground(this.journal.saveWorker());

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RuntimeError } from "../runtime/index.js";
+import { errorLogFields, RuntimeError } from "../runtime/index.js";
 import type { Logger } from "../runtime/index.js";
 
 /**
@@ -28,12 +28,12 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
   }
   if (isClientGone(error)) {
     // Routine: the client hung up (e.g. a reflection stream cut while reading requests).
-    logger.info("client went away", { cause: error instanceof Error ? error.message : String(error) });
+    logger.debug?.("client went away", errorLogFields(error));
     return new ConnectError("client went away", Code.Canceled, undefined, [
       { desc: ErrorDetailSchema, value: { reason: ErrorReason.INTERNAL, metadata: {} } },
     ]);
   }
-  logger.error("internal error", { cause: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  logger.error("internal error", errorLogFields(error));
   return new ConnectError("internal error", Code.Internal, undefined, [
     { desc: ErrorDetailSchema, value: { reason: ErrorReason.INTERNAL, metadata: {} } },
   ]);
@@ -96,7 +96,7 @@ const CLIENT_GONE_CODES = new Set([
 
 /**
  * Whether an error is a routine client disconnect (an aborted stream, a
- * socket closed mid-request): logged at info, never as a server failure.
+ * socket closed mid-request): logged at debug, never as a server failure.
  */
 export function isClientGone(error: unknown): boolean {
   if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.Canceled)) return true;

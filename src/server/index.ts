@@ -4,3 +4,6 @@ export { createRoutes, createErrorInterceptor, reflectionRegistry, SERVED_SERVIC
 export { createHealthService } from "./health.js";
 export { createReflectionServices } from "./reflection.js";
 export { toConnectError } from "./error-mapping.js";
+/** Per-request log context (request id, worker and run ids) and the interceptor that sets it and logs each RPC. */
+export { currentLogContext, runWithLogContext, withoutLogContext, type LogContext } from "./log-context.js";
+export { createLoggingInterceptor, REQUEST_ID_HEADER } from "./rpc-logging.js";

@@ -10,12 +10,13 @@ import http2 from "node:http2";
 import https from "node:https";
 import type net from "node:net";
 import type { AddressInfo } from "node:net";
-import type { Logger, Runtime } from "../runtime/index.js";
+import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
 import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { createErrorInterceptor, createRoutes, UNTRACED_SERVICES } from "./routes.js";
+import { createLoggingInterceptor } from "./rpc-logging.js";
 
 /** Options for {@link startRuntimeServer}. */
 export interface RuntimeServerOptions {
@@ -90,9 +91,11 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       `refusing to listen on ${options.host} without authentication: set a token with --token-file PATH or WORKER_RUNTIME_TOKEN, or listen on 127.0.0.1`,
     );
   }
-  // Tracing outermost: its span sees each call's final, mapped status (and covers the others' work).
+  // Tracing outermost: its span covers the others' work (so their log lines carry its trace id)
+  // and sees each call's final, mapped status.
   const interceptors = [
     createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }),
+    createLoggingInterceptor(options.logger),
     ...(options.interceptors ?? []),
     createErrorInterceptor(options.logger),
   ];
@@ -194,10 +197,10 @@ function createNodeHandler(
       .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
       .catch((reason: unknown) => {
         if (isClientGone(reason)) {
-          logger.info("client went away", { path: request.url, cause: String(reason) });
+          logger.debug?.("client went away", { path: request.url, ...errorLogFields(reason) });
           return;
         }
-        logger.error("request handler failed", { path: request.url, cause: String(reason) });
+        logger.error("request handler failed", { path: request.url, ...errorLogFields(reason) });
       });
     // Once the response's trailers are out (the compat layer sends them on
     // "wantTrailers"), not when the adapter's promise settles: over HTTP/2

@@ -17,6 +17,7 @@ import { startCli, type CliProcess } from "../support/cli-process.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { cursorAt } from "../support/cursors.js";
 import { eventually } from "../support/harness.js";
+import { parseLogLines } from "../support/log-lines.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { createLeakRecorder } from "./leak-recorder.js";
 import { connectTo, started, startRuntimeProcess, startTokenedRuntimes, type ClientSet, type RuntimeProcess } from "./processes.js";
@@ -465,6 +466,16 @@ describe("worker-runtime backend over three runtime processes", () => {
       ...addresses,
     ]) {
       expect(recorder.find(secret), secret).toEqual([]);
+    }
+  });
+
+  it("logs only JSON lines, and no runtime token, client token or URL user info", () => {
+    const logs = started.map((cli) => cli.stderr());
+    const lines = logs.flatMap(parseLogLines);
+    expect(lines.length).toBeGreaterThan(10);
+    const all = logs.join("\n");
+    for (const secret of [...Object.values(TOKENS), "not-the-right-token", BACKEND_TOKEN, USERINFO_SECRET]) {
+      expect(all.includes(secret), secret).toBe(false);
     }
   });
 });
