@@ -18,8 +18,10 @@ import {
   createReflectionServices,
   createRoutes,
   reflectionRegistry,
+  UNTRACED_SERVICES,
   withoutLogContext,
 } from "../server/index.js";
+import { createClientTracingInterceptor, createServerTracingInterceptor, detached } from "../telemetry/tracing/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
 import { BundlePush } from "./bundle-push.js";
@@ -120,8 +122,7 @@ export function createBackend(options: BackendOptions): Backend {
   const heartbeatMs = options.heartbeatMs ?? 5_000;
   const shared = new WeakMap<RuntimeConnection, SharedRuntimeWatch>();
   /** Registers a connection with its shared WatchRuntime, which stops when the connection closes. */
-  const register = (connection: RuntimeConnection): void => {
-    // Background loops: detached from the request (an AddRuntime) that may start them.
+  const registerNow = (connection: RuntimeConnection): void => {
     withoutLogContext(() => directory.add(connection));
     const watch = new SharedRuntimeWatch(connection, {
       ...options.runtimeWatchRing,
@@ -135,10 +136,13 @@ export function createBackend(options: BackendOptions): Backend {
     });
     withoutLogContext(() => watch.start());
   };
+  /** Both loops run outside the trace of the call that registered them (an AddRuntime): they outlive it. */
+  const register = (connection: RuntimeConnection): void => detached(() => registerNow(connection));
   const interceptorsOf = (runtimeId: string): Interceptor[] => options.runtimeInterceptors?.(runtimeId) ?? [];
+  // Traced like a remote Runtime: a client span in the Backend, a server span in the Runtime.
   const embeddedTransport = createRouterTransport(createRoutes(runtime), {
-    transport: { interceptors: interceptorsOf(runtime.runtimeId) },
-    router: { interceptors: [createErrorInterceptor(logger)] },
+    transport: { interceptors: [createClientTracingInterceptor({ rpcSystem: "connectrpc" }), ...interceptorsOf(runtime.runtimeId)] },
+    router: { interceptors: [createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }), createErrorInterceptor(logger)] },
   });
   register(
     new RuntimeConnection({

@@ -1,6 +1,7 @@
 import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createClientTracingInterceptor } from "../telemetry/tracing/index.js";
 import { currentLogContext, REQUEST_ID_HEADER } from "../server/index.js";
 
 /** How to reach one remote Runtime. Credentials stay inside the Backend. */
@@ -44,10 +45,18 @@ export function endpointOf(url: string): string {
   return `${parsed.protocol}//${parsed.host}`;
 }
 
+/** `server.address` and `server.port` of a Runtime's base URL (the scheme's port when none is written). */
+function serverOf(baseUrl: string): { serverAddress: string; serverPort: number } {
+  const url = new URL(baseUrl);
+  const port = url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
+  return { serverAddress: url.hostname.replace(/^\[(.*)\]$/, "$1"), serverPort: port };
+}
+
 /**
  * gRPC over one HTTP/2 connection per Runtime, with its own session manager
  * (so one Runtime's connection problems never touch another's), keepalive
- * pings and the bearer token added to every call.
+ * pings, the bearer token added to every call, and a client span per call
+ * carrying the trace context to the Runtime.
  */
 export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
@@ -61,7 +70,8 @@ export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: re
     if (token !== undefined) request.header.set("authorization", `Bearer ${token}`);
     return next(request);
   };
-  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [...interceptors, bearer, forwardRequestId] });
+  const tracing = createClientTracingInterceptor({ rpcSystem: "grpc", ...serverOf(baseUrl) });
+  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [tracing, ...interceptors, bearer, forwardRequestId] });
   return {
     transport,
     refreshToken: () => {

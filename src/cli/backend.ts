@@ -26,6 +26,7 @@ import {
   readMetrics,
   readTls,
   readToken,
+  startTracing,
   UsageError,
 } from "./serve.js";
 
@@ -98,6 +99,7 @@ export async function backend(argv: string[]): Promise<void> {
     throw error instanceof BackendConfigError ? new UsageError(error.message) : error;
   }
   const discoveryConfig = discoveryFromFlags(values);
+  const tracing = await startTracing("worker-runtime-backend");
   const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   logFields["runtime_id"] = runtime.runtimeId;
@@ -173,6 +175,7 @@ export async function backend(argv: string[]): Promise<void> {
     bundles: bundles.size,
   });
   await stopped;
+  await tracing.shutdown();
   logger.info("stopped");
 }
 

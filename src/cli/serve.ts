@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { createRuntime, errorLogFields, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
+import { startTracingFromEnv, type Tracing, TracingConfigError } from "../telemetry/tracing/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createPinoLogger, LogConfigError, logConfigFromEnv } from "./pino-logger.js";
@@ -79,6 +80,7 @@ export async function serve(argv: string[]): Promise<void> {
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
+  const tracing = await startTracing("worker-runtime");
   const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   metrics?.prometheus.observeRuntime(runtime);
@@ -117,6 +119,7 @@ export async function serve(argv: string[]): Promise<void> {
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
   logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   await stopped;
+  await tracing.shutdown();
   logger.info("stopped");
 }
 
@@ -179,6 +182,18 @@ async function executionOptions(
     return { executionBackend: await backendFromFlags(values), workspaceRoots: workspaceRootsFromFlags(values["workspace-root"]) };
   } catch (error) {
     throw error instanceof ExecutionConfigError ? new UsageError(error.message) : error;
+  }
+}
+
+/**
+ * Tracing as the OTEL_* variables ask (off by default; see
+ * docs/tracing.md); `service.name` defaults to `serviceName`.
+ */
+export async function startTracing(serviceName: string): Promise<Tracing> {
+  try {
+    return await startTracingFromEnv(process.env, serviceName);
+  } catch (error) {
+    throw error instanceof TracingConfigError ? new UsageError(error.message) : error;
   }
 }
 

@@ -50,6 +50,8 @@ export class ChunkAccumulator {
   reasoning = "";
   finishReason: string | undefined;
   usage: CompletionUsage | undefined;
+  /** The model that answered, as the response names it (for the trace). */
+  model: string | undefined;
   readonly textBlock: string;
   readonly reasoningBlock: string;
   /** Set when the response outgrew a {@link TurnBounds} bound; says which. */
@@ -78,6 +80,7 @@ export class ChunkAccumulator {
 
   push(chunk: ChatCompletionChunk): void {
     if (chunk.usage) this.usage = chunk.usage;
+    if (this.model === undefined && chunk.model) this.model = chunk.model;
     const choice = chunk.choices[0];
     if (!choice) return;
     const delta = choice.delta;

@@ -8,6 +8,7 @@ import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js
 import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
 import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS } from "./event-loop-slices.js";
+import { recordChatResponse } from "./genai-spans.js";
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { ProviderCallTimer } from "./provider-call-timer.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
@@ -70,6 +71,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     const consumed = await consume(context, opened, accumulator, deltas, timer);
     timer.end(consumed, accumulator.usage);
     const ending = typeof consumed === "string" ? consumed : "failed";
+    recordChatResponse(accumulator);
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     deltas.flush();
     if (accumulator.usage) addUsage(context, accumulator);

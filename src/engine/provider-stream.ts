@@ -2,6 +2,7 @@ import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } 
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { APIConnectionTimeoutError } from "openai";
 import { bounded } from "../runtime/index.js";
+import { providerTraceHeaders } from "./genai-spans.js";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
@@ -47,7 +48,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
     const attemptStarted = Date.now();
     try {
       const response = await context.client.chat.completions
-        .create(params, { signal: AbortSignal.any([signal, controller.signal]), timeout, maxRetries: 0 })
+        .create(params, { signal: AbortSignal.any([signal, controller.signal]), timeout, maxRetries: 0, ...providerTraceHeaders() })
         .asResponse();
       context.health.succeeded();
       const data = sseDataBatches(response, maxSseEventChars(settings));

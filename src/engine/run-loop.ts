@@ -5,6 +5,7 @@ import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/tran
 import type { RunOutcome } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { messagesFromTranscript, replayableArguments, unansweredCalls } from "./conversation.js";
+import { traceChat } from "./genai-spans.js";
 import { boundHistory } from "./history-bounds.js";
 import { runModelTurn, type TurnResult } from "./model-turn.js";
 import type { RunContext } from "./run-context.js";
@@ -38,7 +39,7 @@ export async function executeRun(context: RunContext): Promise<RunOutcome> {
     if (context.signal.aborted) return { kind: "cancelled" };
   }
   for (let turn = context.request.run.turns + 1; ; turn++) {
-    const result: TurnResult = await runModelTurn(context, messages);
+    const result: TurnResult = await traceChat(context, () => runModelTurn(context, messages));
     if (result.kind === "cancelled") return { kind: "cancelled" };
     if (result.kind === "failed") return result;
     messages.push(assistantMessage(result));

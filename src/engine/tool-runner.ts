@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { bounded, MAX_LOGGED_PAYLOAD_CHARS } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
+import { traceTool } from "./genai-spans.js";
 import type { RunContext } from "./run-context.js";
 import { executeToolCall } from "./tools/tool-registry.js";
 import type { ToolOutput } from "./tools/tool.js";
@@ -27,7 +28,7 @@ export async function runToolCalls(
     if (context.signal.aborted) return "cancelled";
     let output: ToolOutput;
     try {
-      output = (await approvalRefusal(context, call)) ?? (await execute(context, call));
+      output = (await approvalRefusal(context, call)) ?? (await traceTool(call, () => execute(context, call)));
     } catch (error) {
       if (!context.signal.aborted) throw error;
       await commitResult(context, call, { output: CANCELLED_CALL, isError: true });

@@ -9,6 +9,7 @@ import { abortError, RuntimeError } from "./errors.js";
 import { errorLogFields } from "./error-log-fields.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
+import { traceRun } from "./run-tracing.js";
 import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -44,7 +45,8 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   const holds = (candidate: ActiveRun = active): boolean => holdsExecution(host.slot(), candidate);
   const sink = createRunSink(active, { events: journal.events, journal, now: () => deps.now(), isOpen: holds, limits: deps.limits });
   const { run } = active;
-  const execute = () => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed);
+  const execute = (): Promise<RunOutcome> =>
+    traceRun(run, worker, () => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed));
   active.done = (active.origin ? active.origin.runInAsyncScope(execute) : execute()).then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
     if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");

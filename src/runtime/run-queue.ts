@@ -6,6 +6,7 @@ import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
 import { byteBounds, type Limits } from "./limits.js";
+import { rememberRunContext } from "./run-tracing.js";
 
 /**
  * The queue and busy policy of one worker, with no I/O: which input may be
@@ -128,9 +129,15 @@ export class RunQueue {
     return bytes;
   }
 
-  /** Adds a run: behind the other interrupting runs when `interrupting`, else at the tail. */
+  /**
+   * Adds a run: behind the other interrupting runs when `interrupting`, else
+   * at the tail. The run keeps the accepting call's async context (its log
+   * context) and trace context, so whenever it starts its log lines and its
+   * span belong to that call (run-tracing.ts).
+   */
   add(run: Run, interrupting: boolean): void {
     this.origins.set(run, new AsyncResource("worker-runtime.queued-run"));
+    rememberRunContext(run);
     if (interrupting) this.runs.splice(this.interruptsAtHead++, 0, run);
     else this.runs.push(run);
   }

@@ -49,6 +49,9 @@ export const SERVED_SERVICES: readonly string[] = [
   ServerReflectionV1alpha.typeName,
 ];
 
+/** Services whose calls get no span: health probes come every few seconds, reflection is tooling. */
+export const UNTRACED_SERVICES: readonly string[] = [Health.typeName, ServerReflection.typeName, ServerReflectionV1alpha.typeName];
+
 /**
  * Registers the four v1 services plus health and reflection on a router.
  * Separate from the server bootstrap so tests can mount the routes on an

@@ -11,10 +11,11 @@ import https from "node:https";
 import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
+import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
-import { createErrorInterceptor, createRoutes } from "./routes.js";
+import { createErrorInterceptor, createRoutes, UNTRACED_SERVICES } from "./routes.js";
 import { createLoggingInterceptor } from "./rpc-logging.js";
 
 /** Options for {@link startRuntimeServer}. */
@@ -90,7 +91,14 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       `refusing to listen on ${options.host} without authentication: set a token with --token-file PATH or WORKER_RUNTIME_TOKEN, or listen on 127.0.0.1`,
     );
   }
-  const interceptors = [createLoggingInterceptor(options.logger), ...(options.interceptors ?? []), createErrorInterceptor(options.logger)];
+  // Tracing outermost: its span covers the others' work (so their log lines carry its trace id)
+  // and sees each call's final, mapped status.
+  const interceptors = [
+    createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }),
+    createLoggingInterceptor(options.logger),
+    ...(options.interceptors ?? []),
+    createErrorInterceptor(options.logger),
+  ];
   if (options.token) interceptors.push(createAuthInterceptor(options.token));
   const limits = options.runtime.limits;
   const handler = createNodeHandler(options.routes ?? createRoutes(options.runtime), options.logger, options.fallback, {

@@ -1,0 +1,54 @@
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPinoLogger } from "../../../src/cli/pino-logger.js";
+import { createRuntime, type Runtime } from "../../../src/runtime/index.js";
+import { type RuntimeServer, startRuntimeServer } from "../../../src/server/index.js";
+import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
+import { clientsFor, makeTransport } from "../../support/harness.js";
+import { logCapture } from "../../support/log-lines.js";
+
+/**
+ * Logs and traces meet: with tracing on, an RPC's completion line carries
+ * the trace and span ids of the RPC's server span (the tracing interceptor
+ * is outermost, so the logging interceptor runs inside its span), and the
+ * trace id is the one the caller sent.
+ */
+
+const TRACE_ID = "1234567890abcdef1234567890abcdef";
+const CALLER_SPAN_ID = "fedcba0987654321";
+
+let memory: InMemorySpanExporter;
+let tracing: InstalledTracing;
+let runtime: Runtime;
+let server: RuntimeServer;
+let session: Http2SessionManager;
+const capture = logCapture();
+
+beforeAll(async () => {
+  memory = new InMemorySpanExporter();
+  tracing = installTracing({ serviceName: "log-correlation-test", spanProcessors: [new SimpleSpanProcessor(memory)] });
+  const logger = createPinoLogger({ level: "debug", payloads: false, destination: capture.destination, process: {} });
+  runtime = await createRuntime({ logger });
+  server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger });
+  session = new Http2SessionManager(`http://${server.h2Address}`);
+});
+
+afterAll(async () => {
+  session?.abort();
+  await server?.close(0);
+  await tracing?.shutdown();
+});
+
+describe("log lines with tracing on", () => {
+  it("carry the trace and span ids of the RPC's server span", async () => {
+    const headers = { traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01` };
+    const clients = clientsFor(makeTransport("grpc", `http://${server.h2Address}`, session, headers));
+    await clients.management.getRuntime({});
+    const method = "worker_runtime.v1.RuntimeManagement/GetRuntime";
+    const serverSpan = memory.getFinishedSpans().find((span: ReadableSpan) => span.name === method);
+    if (!serverSpan) throw new Error("no server span");
+    const completed = capture.lines.find((line) => line.message === "rpc completed" && line["rpc_method"] === method);
+    expect(completed).toMatchObject({ trace_id: TRACE_ID, span_id: serverSpan.spanContext().spanId });
+  });
+});
