@@ -25,14 +25,26 @@ function spawnTs(args: string[], env: NodeJS.ProcessEnv = {}, ipc = false, stder
 
 /** The first line a child prints on stdout. */
 async function firstLine(child: ChildProcess): Promise<string> {
+  return (await linesUntil(child, () => true)).at(-1) as string;
+}
+
+/** The lines a child prints on stdout up to and including the first that `last` accepts. */
+async function linesUntil(child: ChildProcess, last: (line: string) => boolean): Promise<string[]> {
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const exited = once(child, "exit").then(([code]) => {
     throw new Error(`child exited with ${String(code)} before it was ready`);
   });
-  const [line] = (await Promise.race([once(lines, "line"), exited])) as [string];
-  // Keep draining stdout so the child never blocks on a full pipe.
-  lines.on("line", () => undefined);
-  return line;
+  const seen: string[] = [];
+  const ready = new Promise<void>((resolve) => {
+    lines.on("line", (line: string) => {
+      // Once ready, lines are dropped, but stdout keeps draining so the child never blocks on a full pipe.
+      if (seen.at(-1) !== undefined && last(seen.at(-1) as string)) return;
+      seen.push(line);
+      if (last(line)) resolve();
+    });
+  });
+  await Promise.race([ready, exited]);
+  return seen;
 }
 
 /** Request/response over a child's IPC channel. */
@@ -87,6 +99,8 @@ export async function startFloodProvider(): Promise<BenchChild & { baseURL: stri
 
 /** `worker-runtime serve` with the probe preloaded. */
 export interface RuntimeChild extends BenchChild {
+  /** What it printed up to its "worker-runtime listening ..." line, for addresses other than h2c=. */
+  startupLines: readonly string[];
   baseUrl: string;
   runtimeId: string;
   /** Restarts the probe's measurement window. */
@@ -95,7 +109,13 @@ export interface RuntimeChild extends BenchChild {
   report(): Promise<ProbeReport>;
 }
 
-export async function startRuntimeProcess(providerURL: string): Promise<RuntimeChild> {
+/** Extra `serve` flags and environment, e.g. to switch metrics and tracing on. */
+export interface RuntimeProcessInit {
+  args?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startRuntimeProcess(providerURL: string, init: RuntimeProcessInit = {}): Promise<RuntimeChild> {
   const child = spawnTs(
     [
       "--import",
@@ -108,19 +128,23 @@ export async function startRuntimeProcess(providerURL: string): Promise<RuntimeC
       "0",
       "--openai-base-url",
       providerURL,
+      ...(init.args ?? []),
     ],
-    { OPENAI_API_KEY: "sk-bench", WR_BENCH_PROBE: "1" },
+    { OPENAI_API_KEY: "sk-bench", WR_BENCH_PROBE: "1", ...init.env },
     true,
     // Its JSON log lines (one per run) would drown the figures.
     "ignore",
   );
-  const line = await firstLine(child);
+  // Optional lines (e.g. "worker-runtime metrics URL") come before the listening line.
+  const startup = await linesUntil(child, (line) => line.startsWith("worker-runtime listening"));
+  const line = startup.at(-1) as string;
   const h2c = /h2c=(\S+)/.exec(line)?.[1];
   const runtimeId = /runtime_id=(\S+)/.exec(line)?.[1];
   if (!h2c || !runtimeId) throw new Error(`unexpected serve output: ${line}`);
   const peer = new IpcPeer(child);
   return {
     child,
+    startupLines: startup,
     baseUrl: `http://${h2c}`,
     runtimeId,
     resetProbe: async () => {
