@@ -23,7 +23,8 @@ const CHUNKS = 120;
 const START_MS = 1_000;
 const SETTLE_MS = 500;
 const STEP = 100;
-const MAX_RUNS = 3_000;
+/** BENCH_CAPACITY_MAX_RUNS caps the steps, to profile or compare CPU per chunk at a fixed count. */
+const MAX_RUNS = Number(process.env["BENCH_CAPACITY_MAX_RUNS"] ?? 3_000);
 const TARGET_P99_MS = 50;
 const TARGET_RUNS = 1_000;
 const TIME_BUDGET_MS = 180_000;
