@@ -242,8 +242,9 @@ function withInterceptors(
   return next as (request: StreamRequest) => Promise<StreamResponse>;
 }
 
-async function* failing<T>(error: Error): AsyncIterable<T> {
-  throw error;
+/** An input that fails when read (a refused encoding or timeout). */
+function failing<T>(error: Error): AsyncIterable<T> {
+  return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(error) }) };
 }
 
 /** The one request message of a server-streaming call. */
@@ -277,7 +278,9 @@ function drained(response: http2.Http2ServerResponse): Promise<void> {
 
 function copyHeaders(from: Headers, to: Headers): void {
   if (from === to) return;
-  from.forEach((value, key) => to.set(key, value));
+  from.forEach((value, key) => {
+    to.set(key, value);
+  });
 }
 
 function nodeHeaders(headers: Headers): Record<string, string> {
