@@ -265,6 +265,8 @@ function isGone(response: http2.Http2ServerResponse): boolean {
 
 /** Resolves when the response can take more, or has closed. */
 function drained(response: http2.Http2ServerResponse): Promise<void> {
+  // A stream that closed already will emit neither.
+  if (isGone(response)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       response.off("drain", done);
