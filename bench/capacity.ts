@@ -23,7 +23,8 @@ const CHUNKS = 120;
 const START_MS = 1_000;
 const SETTLE_MS = 500;
 const STEP = 100;
-const MAX_RUNS = 3_000;
+/** BENCH_CAPACITY_MAX_RUNS caps the steps, to profile or compare CPU per chunk at a fixed count. */
+const MAX_RUNS = Number(process.env["BENCH_CAPACITY_MAX_RUNS"] ?? 3_000);
 const TARGET_P99_MS = 50;
 const TARGET_RUNS = 1_000;
 const TIME_BUDGET_MS = 180_000;
@@ -73,7 +74,8 @@ export async function run(): Promise<void> {
       console.log(
         `capacity.step ${runs} runs: p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, max ${result.maxMs.toFixed(0)} ms, ` +
           `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core), ` +
-          `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms`,
+          `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms, ` +
+          `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu)`,
       );
       // CPU per chunk of the largest step carried (or of the first one, if none was).
       if (carried === 0 || result.p99Ms <= TARGET_P99_MS) cpuPerChunkUs = cpuUs;

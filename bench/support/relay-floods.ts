@@ -98,6 +98,7 @@ export async function runFloods(): Promise<void> {
     printFigure("relay.loop_block_max", median(loops.map((l) => l.loopMaxMs)), "ms");
     printFigure("relay.loop_block_cpu_p99", median(loops.map((l) => l.busyP99Ms)), "ms");
     printFigure("relay.loop_block_cpu_max", median(loops.map((l) => l.busyMaxMs)), "ms");
+    printFigure("relay.loop_block_gc_max", median(loops.map((l) => l.gcMaxMs)), "ms");
     const loadedP99 = percentile(loaded, 0.99);
     const idleP99 = percentile(idle, 0.99);
     printFigure("relay.send_input_under_load", loadedP99, "ms", { ratio: loadedP99 / idleP99, target: "<=3" });

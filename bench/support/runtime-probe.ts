@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 
 /**
  * Preloaded (`--import`) into the runtime process the relay and capacity
@@ -22,6 +22,9 @@ export interface ProbeReport {
    */
   busyP99Ms: number;
   busyMaxMs: number;
+  /** The longest garbage-collection pause and all pauses together since the last reset, in ms. */
+  gcMaxMs: number;
+  gcTotalMs: number;
   /** User + system CPU time since the last reset, in ms. */
   cpuMs: number;
   /** Wall time since the last reset, in ms. */
@@ -34,6 +37,10 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
   let cpuSince = process.cpuUsage();
   let wallSince = performance.now();
   let busy: number[] = [];
+  let gcPauses: number[] = [];
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcPauses.push(entry.duration);
+  }).observe({ entryTypes: ["gc"] });
   let lastTickCpu = process.cpuUsage();
   setInterval(() => {
     const used = process.cpuUsage(lastTickCpu);
@@ -48,6 +55,7 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
     if (message.op === "reset") {
       histogram.reset();
       busy = [];
+      gcPauses = [];
       cpuSince = process.cpuUsage();
       wallSince = performance.now();
       process.send?.({ id: message.id });
@@ -60,6 +68,8 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
       loopMaxMs: histogram.max / 1e6,
       busyP99Ms: quantile(busy, 0.99),
       busyMaxMs: Math.max(0, ...busy),
+      gcMaxMs: Math.max(0, ...gcPauses),
+      gcTotalMs: gcPauses.reduce((sum, ms) => sum + ms, 0),
       cpuMs: (cpu.user + cpu.system) / 1000,
       wallMs: performance.now() - wallSince,
     };

@@ -19,10 +19,14 @@ export class EventLoopSlices {
   private items = 0;
   private startedAt = 0;
 
-  /** `maxItems` must be well above {@link WATCH_AFTER_ITEMS}, or a paced stream could reach it unwatched. */
+  /**
+   * `maxItems` must be well above {@link WATCH_AFTER_ITEMS}, or a paced stream could reach it unwatched.
+   * `turnMaxMs` bounds the slices of every stream together within one turn of the loop (see {@link turnElapsedMs}).
+   */
   constructor(
     private readonly maxItems: number,
     private readonly maxMs: number,
+    private readonly turnMaxMs = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Counts one item; true when the slice is used up and the caller should {@link pause}. */
@@ -43,7 +47,11 @@ export class EventLoopSlices {
         this.turned = true;
       });
     }
-    return this.items >= this.maxItems || (this.items % 16 === 0 && performance.now() - this.startedAt >= this.maxMs);
+    if (this.items >= this.maxItems) return true;
+    if (this.items % 16 !== 0) return false;
+    return (
+      performance.now() - this.startedAt >= this.maxMs || (this.turnMaxMs !== Number.POSITIVE_INFINITY && turnElapsedMs() >= this.turnMaxMs)
+    );
   }
 
   /** Lets the event loop turn once; the next item starts a new slice. */
@@ -53,6 +61,29 @@ export class EventLoopSlices {
   }
 }
 
+/**
+ * One clock for the slices of every stream: when ten floods each take a
+ * 1 ms slice in the same turn of the loop, the loop is held for 10 ms and
+ * more, and RPCs and timers wait that long. The clock starts at the first
+ * check in a stretch of the loop and is reset by a `setImmediate`, so each
+ * stretch between two turns gets one budget, shared by whichever streams
+ * run in it; a stream that finds it spent pauses (going to the back of the
+ * queue), so the streams take turns.
+ */
+const turn = { open: false, startedAt: 0 };
+
+function turnElapsedMs(): number {
+  const now = performance.now();
+  if (!turn.open) {
+    turn.open = true;
+    turn.startedAt = now;
+    setImmediate(() => {
+      turn.open = false;
+    });
+  }
+  return now - turn.startedAt;
+}
+
 /** Items a slice takes before it is watched at all. */
 const WATCH_AFTER_ITEMS = 16;
 
@@ -60,3 +91,5 @@ const WATCH_AFTER_ITEMS = 16;
 export const SLICE_MAX_CHUNKS = 256;
 /** Milliseconds per slice, so ten concurrent floods still leave the loop turning every few ms. */
 export const SLICE_MAX_MS = 1;
+/** Milliseconds the slices of all streams may take together between two turns of the loop. */
+export const TURN_MAX_MS = 4;

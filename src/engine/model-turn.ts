@@ -7,7 +7,7 @@ import { AssistantMessageSchema, ReasoningSchema, ToolCallSchema } from "../../g
 import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
 import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
-import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS } from "./event-loop-slices.js";
+import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS } from "./event-loop-slices.js";
 import { recordChatResponse } from "./genai-spans.js";
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { ProviderCallTimer } from "./provider-call-timer.js";
@@ -155,7 +155,7 @@ async function consume(
 ): Promise<Ending> {
   const idleMs = context.settings.streamIdleTimeoutMs;
   const idle = setTimeout(() => opened.attempt.abort(), idleMs);
-  const slices = new EventLoopSlices(SLICE_MAX_CHUNKS, SLICE_MAX_MS);
+  const slices = new EventLoopSlices(SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS);
   try {
     for await (const batch of opened.data) {
       idle.refresh();

@@ -1,4 +1,5 @@
 import { mkdir } from "node:fs/promises";
+import { createProviderFetch } from "./provider-fetch.js";
 import OpenAI from "openai";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -168,6 +169,7 @@ function createClient(options: OpenAIBackendOptions, settings: EngineSettings): 
     project: null,
     maxRetries: 0,
     timeout: settings.requestTimeoutMs,
+    fetch: createProviderFetch(),
     ...(options.keyless && !options.apiKey ? { defaultHeaders: { Authorization: null } } : {}),
   });
 }

@@ -1,6 +1,7 @@
 import { createParser } from "eventsource-parser";
 import { APIError, OpenAIError } from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
+import { takeNodeBody } from "./provider-fetch.js";
 
 /**
  * Reads a streamed chat-completions response body as batches of SSE data
@@ -19,11 +20,12 @@ import type { ChatCompletionChunk } from "openai/resources/chat/completions";
  *
  * Payloads are returned unparsed so the caller can spread the JSON parsing
  * of a large burst over several turns of the event loop. Leaving the
- * iteration early cancels the body, which closes the provider's response.
+ * iteration early cancels the body, which closes the provider's response
+ * (a Node body is destroyed by its iterator's return).
  */
 export async function* sseDataBatches(response: Response, maxEventChars: number): AsyncGenerator<string[]> {
-  if (!response.body) throw new OpenAIError("the provider's streamed response has no body");
-  const reader = response.body.getReader();
+  const nodeBody = takeNodeBody(response);
+  if (!nodeBody && !response.body) throw new OpenAIError("the provider's streamed response has no body");
   const decoder = new TextDecoder();
   let batch: string[] = [];
   let done = false;
@@ -39,18 +41,28 @@ export async function* sseDataBatches(response: Response, maxEventChars: number)
     },
     maxBufferSize: maxEventChars,
   });
+  // Node buffers when the provider fetch made the response (provider-fetch.ts), else the web body.
+  const reads: AsyncIterable<Uint8Array> = nodeBody ?? webReads(response.body as ReadableStream<Uint8Array>);
+  for await (const chunk of reads) {
+    parser.feed(decoder.decode(chunk, { stream: true }));
+    if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
+    if (batch.length > 0) {
+      const ready = batch;
+      batch = [];
+      yield ready;
+    }
+  }
+}
+
+/** A web body's reads; leaving early cancels the body, which closes the provider's response. */
+async function* webReads(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
   let finished = false;
   try {
     for (;;) {
       const read = await reader.read();
       if (read.done) break;
-      parser.feed(decoder.decode(read.value, { stream: true }));
-      if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
-      if (batch.length > 0) {
-        const ready = batch;
-        batch = [];
-        yield ready;
-      }
+      yield read.value;
     }
     finished = true;
   } finally {

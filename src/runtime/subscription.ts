@@ -40,6 +40,10 @@ export class Subscription<E> {
   private head = 0;
   private wake: (() => void) | undefined;
   private closedWith: { error?: RuntimeError } | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleTimerMs = 0;
+  private signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.wakeUp();
 
   constructor(
     private readonly maxBacklog: number,
@@ -73,19 +77,18 @@ export class Subscription<E> {
    * Waits for items and takes up to `maxItems` of them at once (batching
    * under load, a lone item at once). Resolves "idle" after `idleMs` without
    * items, and "closed" when the subscription or `signal` ends.
+   *
+   * A paced stream waits once per item, so a wait costs one promise: the
+   * idle timer is one per subscription, re-armed (`refresh`) rather than
+   * created each time, and the signal is listened to once, for the
+   * subscription's life, not once per wait.
    */
   async next(maxItems: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
     if (this.queue.length === this.head && !this.closedWith && !signal.aborted) {
+      this.watchSignal(signal);
       await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          signal.removeEventListener("abort", done);
-          this.wake = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, idleMs);
-        signal.addEventListener("abort", done, { once: true });
-        this.wake = done;
+        this.wake = resolve;
+        this.armIdleTimer(idleMs);
       });
     }
     if (this.queue.length > this.head) return { kind: "items", items: this.take(maxItems) };
@@ -99,6 +102,8 @@ export class Subscription<E> {
     if (this.closedWith) return;
     this.closedWith = error ? { error } : {};
     if (error) this.clearQueue();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.unwatchSignal();
     this.onClose(this);
     this.wakeUp();
   }
@@ -130,5 +135,29 @@ export class Subscription<E> {
     const wake = this.wake;
     this.wake = undefined;
     wake?.();
+  }
+
+  /** Wakes the waiter after `idleMs` (one timer, re-armed per wait). */
+  private armIdleTimer(idleMs: number): void {
+    if (this.idleTimer && this.idleTimerMs === idleMs) {
+      this.idleTimer.refresh();
+      return;
+    }
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimerMs = idleMs;
+    this.idleTimer = setTimeout(() => this.wakeUp(), idleMs);
+  }
+
+  /** Wakes the waiter when `signal` aborts; listened to once per signal. */
+  private watchSignal(signal: AbortSignal): void {
+    if (this.signal === signal) return;
+    this.unwatchSignal();
+    this.signal = signal;
+    signal.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  private unwatchSignal(): void {
+    this.signal?.removeEventListener("abort", this.onAbort);
+    this.signal = undefined;
   }
 }

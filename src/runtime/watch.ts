@@ -11,7 +11,7 @@ import { RuntimeError } from "./errors.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
-import { splitByBytes } from "./message-budget.js";
+import { repeatedFieldBytes, splitByBytes } from "./message-budget.js";
 import { eventsAsUnknownFields } from "./wire-batch.js";
 
 /** Events read by a replay's first store read; later reads follow the events' sizes. */
@@ -93,13 +93,22 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
       }
     }
-    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal, plan.delivered)) {
-      if (batch === "idle") {
+    // The live loop waits on the subscription itself (not through liveBatches): one generator less per message.
+    while (!signal.aborted) {
+      const wait = await subscription.next(plan.maxEventsPerMessage, plan.heartbeatMs, signal);
+      if (wait.kind === "closed") {
+        if (wait.error) throw wait.error;
+        return;
+      }
+      if (wait.kind === "idle") {
         yield plan.heartbeat(encodeCursor(plan.stream, lastSeq));
         continue;
       }
+      const batch = wait.items;
+      plan.delivered?.(batch.length);
       for (const item of batch) if (item.seq > 0n) lastSeq = item.seq;
-      for (const part of bySize(batch, plan.maxBatchBytes)) yield toResponse(plan, part, options);
+      if (fitsOneMessage(batch, plan.maxBatchBytes)) yield toResponse(plan, batch, options);
+      else for (const part of bySize(batch, plan.maxBatchBytes)) yield toResponse(plan, part, options);
     }
   } finally {
     signal.removeEventListener("abort", release);
@@ -185,6 +194,13 @@ async function* liveBatches<E>(
     delivered?.(wait.items.length);
     yield wait.items;
   }
+}
+
+/** Whether a batch's events fit one message as {@link bySize} counts them (the common case: nothing to split). */
+function fitsOneMessage(items: readonly { bytes: Uint8Array }[], maxBatchBytes: number): boolean {
+  let total = 0;
+  for (const item of items) total += repeatedFieldBytes(item.bytes.byteLength);
+  return total <= maxBatchBytes;
 }
 
 /** A batch cut into messages that fit the message limit, in order (most batches are one message). */

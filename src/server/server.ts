@@ -15,6 +15,7 @@ import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
+import { captureGrpcStreamMethods } from "./grpc-stream-writer.js";
 import { createErrorInterceptor, createRoutes, UNTRACED_SERVICES } from "./routes.js";
 import { createLoggingInterceptor } from "./rpc-logging.js";
 
@@ -183,10 +184,20 @@ function createNodeHandler(
   routerOptions: ConnectRouterOptions,
 ): (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void {
   const router = createConnectRouter(routerOptions);
+  const grpcStreams = captureGrpcStreamMethods(router, routerOptions, logger);
   routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, withTypedProtocolErrors(handler, logger)]));
   return (request, response) => {
-    const handler = handlers.get(request.url?.split("?", 2)[0] ?? "");
+    const path = request.url?.split("?", 2)[0] ?? "";
+    const grpcStream = "stream" in request ? grpcStreams.handlerFor(path, request) : undefined;
+    if (grpcStream && "stream" in request) {
+      grpcStream(universalRequestFromNodeRequest(request, response, undefined, undefined), response as http2.Http2ServerResponse).catch(
+        (reason: unknown) => logger.error("request handler failed", { path: request.url, ...errorLogFields(reason) }),
+      );
+      request.stream.once("wantTrailers", () => setImmediate(() => endUnreadRequest(request)));
+      return;
+    }
+    const handler = handlers.get(path);
     if (!handler) {
       if (fallback) return fallback(request, response);
       response.writeHead(404);

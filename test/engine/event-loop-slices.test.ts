@@ -24,4 +24,28 @@ describe("EventLoopSlices", () => {
     }
     expect(pauses).toBe(0);
   });
+
+  it("shares one time budget among every stream until the loop turns", () => {
+    const a = new EventLoopSlices(1_000, Number.POSITIVE_INFINITY, 5);
+    const b = new EventLoopSlices(1_000, Number.POSITIVE_INFINITY, 5);
+    // A starts the shared clock at its first check (item 16), then holds the loop past the budget.
+    let aPausedAt = 0;
+    for (let item = 1; item <= 64 && aPausedAt === 0; item++) {
+      if (item === 17) holdFor(6);
+      if (a.spend()) aPausedAt = item;
+    }
+    expect(aPausedAt).toBe(32);
+    // B, in the same stretch of the loop, finds the budget spent at its first check, though its own slice is fresh.
+    let bPausedAt = 0;
+    for (let item = 1; item <= 64 && bPausedAt === 0; item++) if (b.spend()) bPausedAt = item;
+    expect(bPausedAt).toBe(16);
+  });
 });
+
+/** Keeps the CPU busy for `ms` milliseconds. */
+function holdFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // busy
+  }
+}

@@ -1,0 +1,108 @@
+import { once } from "node:events";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
+import { afterEach, describe, expect, it } from "vitest";
+import { createProviderFetch, takeNodeBody } from "../../src/engine/provider-fetch.js";
+
+/** The transport under the provider client: plain local HTTP servers play the far end. */
+describe("provider fetch", () => {
+  const servers: http.Server[] = [];
+  afterEach(async () => {
+    for (const server of servers.splice(0)) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  async function serve(handler: http.RequestListener): Promise<string> {
+    const server = http.createServer(handler);
+    servers.push(server);
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat`;
+  }
+
+  async function readAll(body: AsyncIterable<Uint8Array>): Promise<string> {
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of body) text += decoder.decode(chunk, { stream: true });
+    return text;
+  }
+
+  it("sends the request as given and decodes a gzip body, read as Node buffers or as the web body", async () => {
+    const text = "data: hello\n\n".repeat(500);
+    const seen: { method?: string; body: string; auth?: string }[] = [];
+    const url = await serve(async (req, res) => {
+      let body = "";
+      for await (const chunk of req) body += String(chunk);
+      seen.push({ method: req.method, body, auth: req.headers.authorization });
+      res.writeHead(200, { "content-type": "text/event-stream", "content-encoding": "gzip" });
+      res.end(gzipSync(text));
+    });
+    const providerFetch = createProviderFetch();
+    const init = { method: "POST", headers: { authorization: "Bearer sk-test" }, body: JSON.stringify({ model: "m" }) };
+
+    const first = await providerFetch(url, init);
+    const nodeBody = takeNodeBody(first);
+    expect(nodeBody).toBeDefined();
+    expect(await readAll(nodeBody as AsyncIterable<Uint8Array>)).toBe(text);
+    expect(takeNodeBody(first)).toBeUndefined();
+
+    const second = await providerFetch(url, init);
+    expect(second.status).toBe(200);
+    expect(second.headers.get("content-type")).toBe("text/event-stream");
+    expect(await second.text()).toBe(text);
+    // Once the web body was read, the Node body is no longer on offer.
+    expect(takeNodeBody(second)).toBeUndefined();
+    expect(seen).toEqual([
+      { method: "POST", body: '{"model":"m"}', auth: "Bearer sk-test" },
+      { method: "POST", body: '{"model":"m"}', auth: "Bearer sk-test" },
+    ]);
+  });
+
+  it("an abort mid-body closes the connection and the read fails with an AbortError", async () => {
+    let serverSawClose: Promise<unknown> | undefined;
+    const url = await serve((_req, res) => {
+      serverSawClose = once(res, "close");
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write("data: first\n\n");
+      // Never ends by itself.
+    });
+    const controller = new AbortController();
+    const response = await createProviderFetch()(url, { method: "POST", body: "{}", signal: controller.signal });
+    const reads = (takeNodeBody(response) as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+    const first = await reads.next();
+    expect(new TextDecoder().decode(first.value)).toBe("data: first\n\n");
+    controller.abort();
+    await expect(reads.next()).rejects.toMatchObject({ name: "AbortError" });
+    await serverSawClose;
+  });
+
+  it("a connection lost mid-body is fetch's TypeError 'terminated', with the socket error as its cause", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write("data: first\n\n", () => setTimeout(() => res.socket?.destroy(), 20));
+    });
+    const response = await createProviderFetch()(url, { method: "POST", body: "{}" });
+    const error = await readAll(takeNodeBody(response) as AsyncIterable<Uint8Array>).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as TypeError).message).toBe("terminated");
+    expect((error as TypeError).cause).toBeInstanceOf(Error);
+  });
+
+  it("a refused connection is fetch's TypeError 'fetch failed', with the socket error as its cause", async () => {
+    const url = await serve(() => undefined);
+    await new Promise((resolve) => (servers.pop() as http.Server).close(resolve));
+    const error = await createProviderFetch()(url, { method: "POST", body: "{}" }).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as TypeError).message).toBe("fetch failed");
+    expect(((error as TypeError).cause as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
+  });
+});

@@ -1,0 +1,99 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { compressionGzip, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { once } from "node:events";
+import * as http2 from "node:http2";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { StreamInputRequestSchema, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { startHarness, type Harness } from "../support/harness.js";
+import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * Server-streaming calls over binary gRPC are written by the server's own
+ * loop (src/server/grpc-stream-writer.ts); the protocol's options must
+ * still hold there: compressed requests, and responses compressed when the
+ * client accepts it and a message is large (64 KiB and up), plain otherwise.
+ */
+describe("gRPC server streams", () => {
+  let harness: Harness;
+  const bigText = "0123456789abcdef".repeat(6 * 1024); // 96 KiB in one delta: one message over 64 KiB
+
+  beforeAll(async () => {
+    harness = await startHarness({ executionBackend: new ScriptedBackend(replyWith(bigText, 1)) });
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  it("reads a gzip request and sends a large message gzip-compressed, which the client decodes", async () => {
+    const sessionManager = new Http2SessionManager(harness.baseUrl);
+    const transport = createGrpcTransport({
+      baseUrl: harness.baseUrl,
+      sessionManager,
+      sendCompression: compressionGzip,
+      acceptCompression: [compressionGzip],
+      // Every request body is compressed, however small.
+      compressMinBytes: 0,
+    });
+    try {
+      const catalog = createClient(WorkerCatalog, transport);
+      const interaction = createClient(WorkerInteraction, transport);
+      const worker = (await catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
+      let text = "";
+      for await (const message of interaction.streamInput({ worker, input: { text: "go" } })) {
+        for (const event of message.events) if (event.kind.case === "textDelta") text += event.kind.value.text;
+      }
+      expect(text).toBe(bigText);
+    } finally {
+      sessionManager.abort();
+    }
+  });
+
+  it("compresses only when the client accepts it, and says so in grpc-encoding", async () => {
+    const catalog = createClient(WorkerCatalog, createGrpcTransport({ baseUrl: harness.baseUrl }));
+    // A raw HTTP/2 StreamInput, to see each message's compressed flag and the response headers.
+    const streamInput = async (acceptEncoding: string | undefined): Promise<{ encoding: string | undefined; flags: number[] }> => {
+      const worker = (await catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
+      const session = http2.connect(harness.baseUrl);
+      try {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/worker_runtime.v1.WorkerInteraction/StreamInput",
+          "content-type": "application/grpc",
+          te: "trailers",
+          ...(acceptEncoding ? { "grpc-accept-encoding": acceptEncoding } : {}),
+        });
+        stream.end(grpcFrame(toBinary(StreamInputRequestSchema, create(StreamInputRequestSchema, { worker, input: { text: "go" } }))));
+        const [headers] = await once(stream, "response");
+        const flags: number[] = [];
+        let buffered = Buffer.alloc(0);
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          buffered = Buffer.concat([buffered, chunk]);
+          while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+            flags.push(buffered[0] as number);
+            buffered = buffered.subarray(5 + buffered.readUInt32BE(1));
+          }
+        }
+        return { encoding: (headers as http2.IncomingHttpHeaders)["grpc-encoding"] as string | undefined, flags };
+      } finally {
+        session.destroy();
+      }
+    };
+    const plain = await streamInput(undefined);
+    expect(plain.encoding).toBeUndefined();
+    expect(plain.flags.length).toBeGreaterThan(1);
+    expect(plain.flags.every((flag) => flag === 0)).toBe(true);
+    const gzip = await streamInput("gzip");
+    expect(gzip.encoding).toBe("gzip");
+    // The accepted run is a small message and goes out plain; the one holding the 96 KiB delta is compressed.
+    expect(gzip.flags[0]).toBe(0);
+    expect(gzip.flags).toContain(1);
+  });
+});
+
+function grpcFrame(message: Uint8Array): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(message.length, 1);
+  return Buffer.concat([header, message]);
+}
