@@ -120,6 +120,12 @@ export class DnsDiscovery {
       answers = [];
     }
     if (this.stopped) return;
+    if (answers.length === 0) {
+      // A misspelt name or namespace answers exactly like a Service with no ready pod: say so once, not every interval.
+      this.warnOnce("empty", "dns discovery: the name has no records (no ready runtime, or a wrong --discover-dns name)", { name });
+    } else {
+      this.warned.delete("empty");
+    }
     const seen = this.urlsById(answers);
     for (const [runtimeId, url] of seen) this.keep(runtimeId, url);
     this.countMisses(seen);

@@ -57,8 +57,9 @@ ${EXECUTION_USAGE}`;
  * \`worker-runtime backend\`: an embedded runtime plus the remote runtimes of
  * --config behind one API, served on the same listeners (and with the same
  * auth, limits and error mapping) as \`serve\`.
+ * Resolves true once it has served and stopped (false for --help).
  */
-export async function backend(argv: string[]): Promise<void> {
+export async function backend(argv: string[]): Promise<boolean> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -79,7 +80,7 @@ export async function backend(argv: string[]): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(`${BACKEND_USAGE}\n`);
-    return;
+    return false;
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
@@ -175,8 +176,9 @@ export async function backend(argv: string[]): Promise<void> {
     bundles: bundles.size,
   });
   await stopped;
-  await tracing.shutdown();
+  if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
   logger.info("stopped");
+  return true;
 }
 
 /** The flags {@link discoveryFromFlags} reads. */

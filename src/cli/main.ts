@@ -1,6 +1,13 @@
 #!/usr/bin/env node
 import { CLIENT_COMMAND_NAMES } from "./client/command-names.js";
 
+/**
+ * Set once a server (`serve`, `backend`) has stopped cleanly: it has closed
+ * all it owns, so nothing left (an exporter waiting on a hung trace
+ * collector) may keep the process past its termination grace period.
+ */
+let serverStopped = false;
+
 /** The `worker-runtime` command line. */
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -13,11 +20,11 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case "serve":
-        await serve(rest);
+        serverStopped = await serve(rest);
         return 0;
       case "backend": {
         const { backend } = await import("./backend.js");
-        await backend(rest);
+        serverStopped = await backend(rest);
         return 0;
       }
       case undefined:
@@ -46,3 +53,4 @@ async function main(argv: string[]): Promise<number> {
 }
 
 process.exitCode = await main(process.argv.slice(2));
+if (serverStopped) process.exit();

@@ -64,8 +64,9 @@ export const RUNTIME_HOST_OPTIONS = {
 /**
  * `worker-runtime serve`: starts a standalone runtime server, prints one
  * "listening" line once ready, and shuts down gracefully on SIGTERM/SIGINT.
+ * Resolves true once it has served and stopped (false for --help).
  */
-export async function serve(argv: string[]): Promise<void> {
+export async function serve(argv: string[]): Promise<boolean> {
   const { values } = parseArgs({
     args: argv,
     options: { ...RUNTIME_HOST_OPTIONS, ...EXECUTION_OPTIONS, port: { type: "string", default: "7070" } },
@@ -74,7 +75,7 @@ export async function serve(argv: string[]): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n`);
-    return;
+    return false;
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
@@ -119,8 +120,9 @@ export async function serve(argv: string[]): Promise<void> {
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
   logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   await stopped;
-  await tracing.shutdown();
+  if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
   logger.info("stopped");
+  return true;
 }
 
 /**

@@ -12,13 +12,16 @@ const BUNDLE_DIR = fileURLToPath(new URL("../../dist/web/", import.meta.url));
  * `npm start`: the Backend with its embedded runtime on the file store,
  * serving the console; prints "console ready at http://..." once it listens.
  */
+/** Set once the Backend stopped cleanly (see src/cli/main.ts: then nothing may hold the process). */
+let serverStopped = false;
+
 async function start(argv: string[]): Promise<number> {
   if (!existsSync(`${BUNDLE_DIR}index.html`)) {
     process.stderr.write(`worker-runtime: the console is not built (no ${BUNDLE_DIR}index.html): run npm run build\n`);
     return 1;
   }
   try {
-    await backend(backendArgs(argv, BUNDLE_DIR));
+    serverStopped = await backend(backendArgs(argv, BUNDLE_DIR));
     return 0;
   } catch (error) {
     const usage =
@@ -29,3 +32,4 @@ async function start(argv: string[]): Promise<number> {
 }
 
 process.exitCode = await start(process.argv.slice(2));
+if (serverStopped) process.exit();

@@ -18,7 +18,11 @@ import type { ToolOutput } from "./tools/tool.js";
 
 const TRACER_NAME = "worker-runtime/engine";
 
-/** Longest tool name or call id recorded (both come from the model). */
+/**
+ * Longest tool name, call id or model name recorded: the first two come
+ * from the model, the model from a profile a client may have pushed in a
+ * config bundle, unchecked in length.
+ */
 const MAX_MODEL_STRING = 256;
 
 /** Token counts of a turn's responses (a cut stream is asked again, so a turn can have several). */
@@ -30,7 +34,7 @@ const turnUsage = new WeakMap<Span, { input: number; output: number }>();
  * `error.type`.
  */
 export async function traceChat(run: RunContext, turn: () => Promise<TurnResult>): Promise<TurnResult> {
-  const model = run.profile.model;
+  const model = run.profile.model.slice(0, MAX_MODEL_STRING);
   const attributes: Attributes = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "openai",
@@ -64,7 +68,7 @@ export function recordChatResponse(response: {
 }): void {
   const span = trace.getActiveSpan();
   if (!span?.isRecording()) return;
-  if (response.model) span.setAttribute("gen_ai.response.model", response.model);
+  if (response.model) span.setAttribute("gen_ai.response.model", response.model.slice(0, MAX_MODEL_STRING));
   if (response.finishReason) span.setAttribute("gen_ai.response.finish_reasons", [response.finishReason]);
   if (response.usage) {
     const total = turnUsage.get(span) ?? { input: 0, output: 0 };

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
-import type { Logger } from "../runtime/index.js";
+import { bounded, type Logger } from "../runtime/index.js";
 import { isClientGone } from "./error-mapping.js";
 import { type LogContext, runWithLogContext, streamWithLogContext } from "./log-context.js";
 
@@ -9,6 +9,13 @@ export const REQUEST_ID_HEADER = "x-request-id";
 
 /** A caller's request id is kept if it is 1-128 of these characters (no spaces, no control bytes, nothing to forge log lines with). */
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/;
+
+/**
+ * The longest worker or run id copied from a message into the log context.
+ * They come from the caller, before authentication and validation, and go on
+ * every line of the call: a 4 MiB "id" must not become 4 MiB log lines.
+ */
+const MAX_LOGGED_ID_CHARS = 128;
 
 /** Codes that mean the server, not the caller, failed. */
 const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
@@ -75,8 +82,8 @@ function idsOf(message: unknown): Record<string, string> {
     stringAt(message, "worker", "ref", "workerId") ??
     stringAt(message, "run", "worker", "workerId");
   const runId = stringAt(message, "runId") ?? stringAt(message, "run", "runId");
-  if (workerId) ids["worker_id"] = workerId;
-  if (runId) ids["run_id"] = runId;
+  if (workerId) ids["worker_id"] = bounded(workerId, MAX_LOGGED_ID_CHARS);
+  if (runId) ids["run_id"] = bounded(runId, MAX_LOGGED_ID_CHARS);
   return ids;
 }
 

@@ -152,6 +152,22 @@ describe("DNS discovery", () => {
     expect(await workerNames()).toEqual([]);
   });
 
+  it("says once when the name has no records (a wrong name looks like no ready runtime), and again after they come back", async () => {
+    const resolver = new TestResolver();
+    const logger = recordingLogger();
+    const noRecords = (): number => logger.warnings.filter((w) => w.startsWith("dns discovery: the name has no records")).length;
+    resolver.answers = dnsError("ENOTFOUND");
+    discover(resolver, logger).start();
+    await eventually(() => resolver.lookups >= 5, 5_000, "lookups without records");
+    expect(noRecords()).toBe(1);
+    resolver.serve("runtimes-0");
+    await eventually(() => backend.directory.get("runtimes-0") !== undefined, 5_000, "runtimes-0 discovered");
+    resolver.answers = [];
+    const before = resolver.lookups;
+    await eventually(() => resolver.lookups >= before + 3, 5_000, "empty answers");
+    expect(noRecords()).toBe(2);
+  });
+
   it("keeps every runtime through failed lookups", async () => {
     const resolver = new TestResolver();
     const logger = recordingLogger();

@@ -2,6 +2,7 @@ import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { describe, expect, it } from "vitest";
+import { TRACING_FLUSH_TIMEOUT_MS } from "../../src/telemetry/tracing/start-tracing.js";
 import {
   find,
   flagValue,
@@ -158,7 +159,8 @@ describe("Kubernetes manifests", () => {
       [backendPod, backend],
     ] as const) {
       expect(container.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThan(0);
-      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(drainSeconds(container) + 2);
+      // After the drain: closing, and at most the bounded flush of the last spans.
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(drainSeconds(container) + Math.max(2, TRACING_FLUSH_TIMEOUT_MS / 1000));
       const liveness = container.livenessProbe;
       // A draining process answers NOT_SERVING: liveness must not kill it before the drain ends.
       expect((liveness?.periodSeconds ?? 10) * (liveness?.failureThreshold ?? 3)).toBeGreaterThanOrEqual(pod.terminationGracePeriodSeconds);

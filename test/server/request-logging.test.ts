@@ -164,6 +164,22 @@ describe("request logging", () => {
     expect(failed).toMatchObject({ level: "warn", code: "NotFound", worker_id: "w-missing", run_id: "r-1" });
   });
 
+  it("bounds the worker and run ids it copies from a request into the log (a caller can send any length)", async () => {
+    const huge = "w".repeat(100_000);
+    await clients.interaction
+      .getRun(
+        { worker: { runtimeId: runtime.runtimeId, workerId: huge }, runId: huge },
+        { headers: { "x-request-id": "req-logging-huge" } },
+      )
+      .catch(() => undefined);
+    const failed = linesWith("rpc failed").find((line) => line["request_id"] === "req-logging-huge");
+    expect(failed).toBeDefined();
+    expect(String(failed?.["worker_id"]).length).toBeLessThan(200);
+    expect(String(failed?.["run_id"]).length).toBeLessThan(200);
+    expect(String(failed?.["worker_id"]).startsWith("www")).toBe(true);
+    expect(capture.raw.every((line) => line.length < 10_000)).toBe(true);
+  });
+
   it("logs a client cancelling a watch at debug, never as warn or error", async () => {
     const before = capture.lines.length;
     const { worker } = await clients.catalog.createWorker({ runtimeId: runtime.runtimeId });

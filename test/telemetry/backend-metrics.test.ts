@@ -83,5 +83,12 @@ describe("Backend metrics per runtime", () => {
     routed.directory.remove("rt-remote");
     const removed = await scrape(metricsServer);
     expect(removed.get("worker_runtime_backend_runtime_health")?.samples.some((s) => s.labels["runtime_id"] === "rt-remote")).toBe(false);
+    // Its call latencies too: runtime ids come and go (AddRuntime, DNS discovery), and series of
+    // runtimes long gone would otherwise stay in every scrape for the life of the process.
+    const callSeries = (families: Map<string, MetricFamily>, runtimeId: string): number =>
+      families.get("worker_runtime_backend_runtime_call_duration_seconds")?.samples.filter((s) => s.labels["runtime_id"] === runtimeId)
+        .length ?? 0;
+    expect(callSeries(removed, "rt-remote")).toBe(0);
+    expect(callSeries(removed, "rt-embedded")).toBeGreaterThan(0);
   });
 });

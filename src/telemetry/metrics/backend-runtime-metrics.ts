@@ -22,8 +22,12 @@ const HEALTH_STATES = [
  */
 export class BackendRuntimeMetrics {
   private readonly calls: Histogram;
+  /** The call series bound for each runtime id, so those of a removed Runtime can be dropped. */
+  private readonly callSeries = new Map<string, Record<string, string>[]>();
 
   constructor(registry: Registry, connections: () => Iterable<RuntimeConnection>) {
+    const dropRemoved = (live: ReadonlySet<string>): void => this.dropRemoved(live);
+    // Registered before the histogram, so a scrape drops a removed Runtime's call series before writing them.
     new Gauge({
       name: "worker_runtime_backend_runtime_health",
       help: "Health of each Runtime the Backend routes to: 1 for its current state, 0 for the others.",
@@ -31,11 +35,14 @@ export class BackendRuntimeMetrics {
       registers: [registry],
       collect() {
         this.reset();
+        const live = new Set<string>();
         for (const connection of connections()) {
+          live.add(connection.runtimeId);
           for (const state of HEALTH_STATES) {
             this.set({ runtime_id: connection.runtimeId, state: RuntimeHealth[state].toLowerCase() }, connection.health === state ? 1 : 0);
           }
         }
+        dropRemoved(live);
       },
     });
     this.calls = new Histogram({
@@ -49,6 +56,24 @@ export class BackendRuntimeMetrics {
 
   /** The client interceptor for the transport to one Runtime. */
   interceptor(runtimeId: string): Interceptor {
-    return createRpcMetricsInterceptor(this.calls, { runtime_id: runtimeId }, { unaryOnly: true });
+    const onBind = (labels: Record<string, string>): void => {
+      const series = this.callSeries.get(runtimeId);
+      if (series) series.push(labels);
+      else this.callSeries.set(runtimeId, [labels]);
+    };
+    return createRpcMetricsInterceptor(this.calls, { runtime_id: runtimeId }, { unaryOnly: true, onBind });
+  }
+
+  /**
+   * Removes the call series of Runtimes no longer registered: ids come and
+   * go (AddRuntime, DNS discovery), and a gone Runtime's latencies would
+   * otherwise stay in every scrape for the life of the process.
+   */
+  private dropRemoved(live: ReadonlySet<string>): void {
+    for (const [runtimeId, series] of this.callSeries) {
+      if (live.has(runtimeId)) continue;
+      for (const labels of series) this.calls.remove(labels);
+      this.callSeries.delete(runtimeId);
+    }
   }
 }

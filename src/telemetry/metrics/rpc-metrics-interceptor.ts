@@ -18,7 +18,11 @@ type HistogramChild = ReturnType<Histogram["labels"]>;
 export function createRpcMetricsInterceptor(
   histogram: Histogram,
   fixed: Record<string, string> = {},
-  options: { unaryOnly?: boolean } = {},
+  options: {
+    unaryOnly?: boolean;
+    /** Told each label set when it is first bound, so an owner can remove its series later. */
+    onBind?: (labels: Record<string, string>) => void;
+  } = {},
 ): Interceptor {
   const children = new WeakMap<DescMethod, (HistogramChild | undefined)[]>();
   const childFor = (method: DescMethod, code: number): HistogramChild => {
@@ -29,12 +33,14 @@ export function createRpcMetricsInterceptor(
     }
     let child = byCode[code];
     if (!child) {
-      child = histogram.labels({
+      const labels = {
         ...fixed,
         rpc_method: `${method.parent.typeName}/${method.name}`,
         rpc_response_status_code: GRPC_CODE_NAMES[code] ?? "UNKNOWN",
-      });
+      };
+      child = histogram.labels(labels);
       byCode[code] = child;
+      options.onBind?.(labels);
     }
     return child;
   };

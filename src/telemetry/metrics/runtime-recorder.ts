@@ -12,6 +12,17 @@ type HistogramChild = ReturnType<Histogram["labels"]>;
 const PROVIDER_NAME = "openai";
 
 /**
+ * Distinct `gen_ai_request_model` values kept; later models, and names
+ * longer than {@link MAX_MODEL_LABEL_CHARS}, count as {@link OTHER_MODEL}.
+ * The model comes from profiles, which any client with the token can push
+ * in config bundles: without a bound each new name would add series to
+ * every scrape for the life of the process.
+ */
+const MAX_MODEL_LABELS = 100;
+const MAX_MODEL_LABEL_CHARS = 128;
+const OTHER_MODEL = "_other";
+
+/**
  * The core's metrics seam, recorded with prom-client. Label sets are bound
  * once (the fixed ones at construction, per-run and per-model ones on first
  * use, keyed without building label objects), so a report costs a map
@@ -161,9 +172,15 @@ export class RuntimeRecorder implements RuntimeMetrics {
     if (call.outputTokens !== undefined) children.output.observe(call.outputTokens);
   }
 
-  private forModel(model: string): ModelChildren {
-    let children = this.modelChildren.get(model);
+  private forModel(requested: string): ModelChildren {
+    let children = this.modelChildren.get(requested);
     if (!children) {
+      const model =
+        this.modelChildren.size >= MAX_MODEL_LABELS || requested.length > MAX_MODEL_LABEL_CHARS || requested === OTHER_MODEL
+          ? OTHER_MODEL
+          : requested;
+      children = this.modelChildren.get(model);
+      if (children) return children;
       const labels = { gen_ai_operation_name: "chat", gen_ai_provider_name: PROVIDER_NAME, gen_ai_request_model: model };
       children = {
         labels,
