@@ -197,7 +197,7 @@ export class RuntimeConnection {
   private async connectOnce(signal: AbortSignal): Promise<never> {
     const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs: this.init.connectTimeoutMs });
     if (runtime?.runtimeId !== this.runtimeId) {
-      this.init.logger.warn("runtime reports another id", { runtime_id: this.runtimeId, reported: runtime?.runtimeId });
+      this.init.logger.warn("runtime reports another id", { runtime_id: this.runtimeId, reported: bounded(runtime?.runtimeId ?? "", 128) });
       throw new ConnectError("runtime reports another runtime id", Code.Unimplemented);
     }
     this.backoff.reset();

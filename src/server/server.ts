@@ -192,7 +192,7 @@ function createNodeHandler(
     const grpcStream = "stream" in request ? grpcStreams.handlerFor(path, request) : undefined;
     if (grpcStream && "stream" in request) {
       grpcStream(universalRequestFromNodeRequest(request, response, undefined, undefined), response as http2.Http2ServerResponse).catch(
-        (reason: unknown) => logger.error("request handler failed", { path: request.url, ...errorLogFields(reason) }),
+        (reason: unknown) => logger.error("request handler failed", { path, ...errorLogFields(reason) }),
       );
       request.stream.once("wantTrailers", () => setImmediate(() => endUnreadRequest(request)));
       return;
@@ -208,10 +208,10 @@ function createNodeHandler(
       .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
       .catch((reason: unknown) => {
         if (isClientGone(reason)) {
-          logger.debug?.("client went away", { path: request.url, ...errorLogFields(reason) });
+          logger.debug?.("client went away", { path, ...errorLogFields(reason) });
           return;
         }
-        logger.error("request handler failed", { path: request.url, ...errorLogFields(reason) });
+        logger.error("request handler failed", { path, ...errorLogFields(reason) });
       });
     // Once the response's trailers are out (the compat layer sends them on
     // "wantTrailers"), not when the adapter's promise settles: over HTTP/2
