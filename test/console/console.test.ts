@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { REPO_ROOT } from "../support/cli-process.js";
+import { type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { startCuttableProxy } from "./cuttable-proxy.js";
@@ -35,6 +35,7 @@ let browser: Browser;
 let fake: FakeOpenAI;
 const dirs: string[] = [];
 const processes: ConsoleProcess[] = [];
+const runtimes: CliProcess[] = [];
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "console-test-"));
@@ -77,7 +78,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   for (const started of processes) started.cli.kill();
-  await Promise.all(processes.map((started) => started.cli.exited));
+  for (const runtime of runtimes) runtime.kill();
+  await Promise.all([...processes.map((started) => started.cli.exited), ...runtimes.map((runtime) => runtime.exited)]);
   await fake?.close();
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
@@ -292,6 +294,49 @@ describe("console with a model provider", () => {
       .poll(() => page.locator(".log .entry.user").allTextContents())
       .toEqual(["Hi there", "Tell me a long story", "Keep going", "Are you back?"]);
     await shot(page, "8-resumed");
+  });
+});
+
+describe("console with a remote runtime", () => {
+  it("creates a companion on the ready remote runtime, not the embedded one, and chats with it", async () => {
+    // The model provider is set on the remote runtime only: the embedded one could not answer.
+    const remote = startCli(["serve", "--port", "0", "--runtime-id", "rt-remote", "--data-dir", tempDir()], {
+      OPENAI_API_KEY: "test-key",
+      OPENAI_BASE_URL: fake.baseURL,
+    });
+    runtimes.push(remote);
+    const { h2c } = await remote.listening;
+    const config = join(tempDir(), "backend.json");
+    writeFileSync(config, JSON.stringify({ runtimes: [{ id: "rt-remote", url: `http://${h2c}` }] }));
+    const server = await start(["--data-dir", tempDir(), "--config", config], {});
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('.runtime[data-runtime="rt-remote"] .health.ready').count(), { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => page.locator(".runtime .tag").allTextContents()).toEqual(["embedded"]);
+    await page.getByRole("button", { name: "New companion" }).click();
+    await page.waitForURL(/#\/w\//);
+    const [runtimeId, workerId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!.slice(1).map(decodeURIComponent);
+    expect(runtimeId).toBe("rt-remote");
+    // The runtime itself holds the worker, and the Backend lists it there.
+    const onRemote = await createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${h2c}` })).listWorkers({
+      runtimeId: "rt-remote",
+      pageSize: 100,
+    });
+    expect(onRemote.workers.map((worker) => worker.ref?.workerId)).toEqual([workerId]);
+    const viaBackend = await createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${server.h2c}` })).listWorkers({
+      pageSize: 100,
+    });
+    expect(viaBackend.workers.map((worker) => `${worker.ref?.runtimeId}/${worker.ref?.workerId}`)).toEqual([`rt-remote/${workerId}`]);
+    await expect.poll(() => page.locator('.runtime[data-runtime="rt-remote"] .worker').count()).toBe(1);
+
+    const text = "Answered by the remote runtime, streamed through the Backend.";
+    fake.enqueue(reply({ text, pieceSize: 4 }, { delayMs: 20 }));
+    await page.locator("textarea.input").fill("Who answers?");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual([text]);
+    await expect(page.locator(".log .entry.user").textContent()).resolves.toBe("Who answers?");
+    await shot(page, "10-remote-runtime");
+    await page.close();
   });
 });
 

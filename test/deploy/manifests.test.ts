@@ -204,6 +204,8 @@ describe("Kubernetes manifests", () => {
     expect(own).not.toEqual(sent);
     const service = find(applied, "Service", "backend");
     expect(labelsMatch(service.spec["selector"] as Record<string, string>, podLabels(deployment))).toBe(true);
+    // Each replica lists its own embedded runtime (the console's fallback): a browser stays on one replica.
+    expect(service.spec["sessionAffinity"]).toBe("ClientIP");
     const names = backend.ports.map((p) => p.name);
     for (const port of service.spec["ports"] as { targetPort: string }[]) expect(names).toContain(port.targetPort);
     expect(backend.ports.find((p) => p.name === "http")?.containerPort).toBe(Number(flagValue(backend.args, "--http1-port")));

@@ -3,6 +3,7 @@ import type { RegisteredRuntime } from "../../gen/worker_runtime/v1/runtime_regi
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Api } from "./api.js";
 import { workerStatusText } from "./chat-view.js";
+import { companionRuntime } from "./companion-runtime.js";
 import { describeError } from "./describe-error.js";
 import { h } from "./dom.js";
 
@@ -13,14 +14,16 @@ const HEALTH = ["unknown", "ready", "connecting", "unavailable", "unauthenticate
 
 /**
  * The sidebar: every runtime the Backend knows with its health, the first
- * page of workers of each (status and connectivity), and "New companion" on
- * the embedded runtime. Polled; the Backend's ListWorkers fans out in parallel.
+ * page of workers of each (status and connectivity), and "New companion"
+ * (placed by {@link companionRuntime}). Polled; the Backend's ListWorkers fans
+ * out in parallel.
  */
 export class WorkerList {
   readonly element: HTMLElement;
   private readonly body: HTMLElement;
   private readonly error: HTMLElement;
-  private embedded: string | undefined;
+  /** The last listing, for placing a new companion; undefined until one succeeded. */
+  private listed: { runtimes: RegisteredRuntime[]; workers: Worker[] } | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -46,7 +49,7 @@ export class WorkerList {
         this.api.registry.listRuntimes({ pageSize: 100 }),
         this.api.catalog.listWorkers({ pageSize: 100 }),
       ]);
-      this.embedded = runtimes.find((runtime) => runtime.embedded)?.runtimeId;
+      this.listed = { runtimes, workers };
       this.render(runtimes, workers);
       this.error.hidden = true;
     } catch (error) {
@@ -93,10 +96,11 @@ export class WorkerList {
   }
 
   private async createCompanion(): Promise<void> {
-    if (!this.embedded) await this.refresh();
+    if (!this.listed) await this.refresh();
     try {
+      // A failure on the chosen runtime is shown, not retried elsewhere: that would hide a broken runtime.
       const { worker } = await this.api.catalog.createWorker({
-        runtimeId: this.embedded ?? "",
+        runtimeId: companionRuntime(this.listed?.runtimes ?? [], this.listed?.workers ?? []) ?? "",
         profile: { source: { case: "builtin", value: "companion" } },
         displayName: `Companion ${new Date().toLocaleTimeString()}`,
         requestId: crypto.randomUUID(),
