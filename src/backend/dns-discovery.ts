@@ -107,19 +107,23 @@ export class DnsDiscovery {
 
   /** One lookup and the registry changes it implies. */
   async refresh(): Promise<void> {
-    const { name, logger } = this.options;
+    const { name } = this.options;
     let answers: SrvAnswer[];
     try {
       answers = await this.resolver.resolveSrv(name);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException | undefined)?.code;
       if (code === undefined || !NO_RECORDS.has(code)) {
-        if (!this.stopped) logger.warn("dns discovery lookup failed; keeping the current runtimes", { name, code: code ?? String(error) });
+        // Once per outage and kind of failure, not every interval while DNS is down.
+        const kind = code ?? "unknown";
+        if (!this.stopped)
+          this.warnOnce(`lookup:${kind}`, "dns discovery lookup failed; keeping the current runtimes", { name, code: kind });
         return;
       }
       answers = [];
     }
     if (this.stopped) return;
+    for (const key of this.warned) if (key.startsWith("lookup:")) this.warned.delete(key);
     if (answers.length === 0) {
       // A misspelt name or namespace answers exactly like a Service with no ready pod: say so once, not every interval.
       this.warnOnce("empty", "dns discovery: the name has no records (no ready runtime, or a wrong --discover-dns name)", { name });

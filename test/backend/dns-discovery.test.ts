@@ -194,7 +194,18 @@ describe("DNS discovery", () => {
     );
     expect(["runtimes-0", "runtimes-1"].map((id) => backend.directory.get(id))).toEqual(connections);
     expect(await workerNames()).toEqual(["runtimes-0-worker", "runtimes-1-worker"]);
-    expect(logger.warnings).toContain("dns discovery lookup failed; keeping the current runtimes");
+    // One warning per kind of failure, not one per lookup (each failed 6 times or more).
+    const lookupWarnings = (): number =>
+      logger.warnings.filter((w) => w === "dns discovery lookup failed; keeping the current runtimes").length;
+    expect(lookupWarnings()).toBe(3);
+    // A good answer ends the outage: the next failure is reported again.
+    resolver.serve("runtimes-0", "runtimes-1");
+    let before = resolver.lookups;
+    await eventually(() => resolver.lookups >= before + 2, 5_000, "good lookups");
+    resolver.answers = dnsError("ESERVFAIL");
+    before = resolver.lookups;
+    await eventually(() => resolver.lookups >= before + 3, 5_000, "failed lookups again");
+    expect(lookupWarnings()).toBe(4);
   });
 
   it("removes a runtime only after the set number of answers in a row lack it", async () => {
