@@ -13,7 +13,7 @@ import { toOpenAITools } from "./tools/tool-registry.js";
 export interface OpenedStream {
   kind: "opened";
   /** The response's SSE payloads, a batch per read (see sse-events.ts). */
-  data: AsyncGenerator<string[]>;
+  data: AsyncIterableIterator<string[]>;
   /** The response's headers, for errors the provider sends in the stream. */
   headers: Headers;
   /** Aborts this response only (idle timeout), not the run. */
