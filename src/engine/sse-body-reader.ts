@@ -1,7 +1,10 @@
 import type { Readable } from "node:stream";
 
-/** Payload characters read ahead of the consumer before the body is paused (the socket then holds the rest). */
-export const READ_AHEAD_CHARS = 256 * 1024;
+/** Body bytes read ahead of the consumer before the body is paused (the socket then holds the rest). */
+export const READ_AHEAD_BYTES = 256 * 1024;
+
+/** Bytes parsed at a time when the consumer asks for more: a burst's parsing is spread over its slices. */
+export const PARSE_PIECE_BYTES = 16 * 1024;
 
 /** Parses body text into SSE data payloads (see sse-events.ts). */
 export interface SsePayloadParser {
@@ -11,31 +14,36 @@ export interface SsePayloadParser {
 
 /**
  * A provider's Node body read as batches of SSE data payloads, pushed from
- * its `data` events: each read is decoded and parsed as it arrives, and
- * what is ready waits here until the consumer asks. A paced stream then
- * costs one promise per read (the consumer's wait), where pulling through
- * the body's async iterator cost several (its generator, fetch's error
- * mapping, the SSE generator's yield). Payloads that arrive while the
- * consumer is busy are handed over together, as one batch; past
- * {@link READ_AHEAD_CHARS} the body is paused, so a provider that sends
- * faster than the run consumes is held back by TCP, not buffered here.
+ * its `data` events rather than pulled through its async iterator (a
+ * generator step and several promises per read, plus fetch's error mapping
+ * and the SSE generator's own). A paced stream costs one promise per read:
+ * the consumer's wait, resolved from the `data` event with what it parsed.
+ *
+ * While the consumer is busy (a burst), reads are only queued, and parsed
+ * when it asks again, {@link PARSE_PIECE_BYTES} at a time: the parsing of
+ * a burst then happens in the consumer's bounded slices (model-turn.ts),
+ * not in a row of `data` callbacks of many streams in one turn of the
+ * event loop. Past {@link READ_AHEAD_BYTES} queued the body is paused, so
+ * a provider that sends faster than the run consumes is held back by TCP.
  *
  * Errors are the body's, mapped as fetch maps them (`mapError`), and come
- * after the payloads read before them. `return` (the consumer leaving
- * early) destroys the body, which closes the provider's connection.
+ * after the payloads read before them; a body closed before its end is a
+ * cut too. `return` (the consumer leaving early) destroys the body, which
+ * closes the provider's connection.
  */
 export class SseBodyReader implements AsyncIterableIterator<string[]> {
-  private ready: string[] = [];
-  private readyChars = 0;
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
   private ended = false;
   private failure: unknown;
   private waiter: { resolve: (result: IteratorResult<string[]>) => void; reject: (error: unknown) => void } | undefined;
   private readonly decoder = new TextDecoder();
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
   private readonly onEnd = (): void => this.finish(undefined);
-  private readonly onError = (error: unknown): void => this.finish(error);
-  /** Closed before its end and without an error of its own: the body was cut short. */
-  private readonly onClose = (): void => this.finish(this.body.readableEnded ? undefined : new Error("the body closed before its end"));
+  private readonly onError = (error: unknown): void => this.finish(this.mapError(error));
+  private readonly onClose = (): void => {
+    if (!this.body.readableEnded) this.finish(this.mapError(new Error("the body closed before its end")));
+  };
 
   constructor(
     private readonly body: Readable,
@@ -53,7 +61,12 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
   }
 
   next(): Promise<IteratorResult<string[]>> {
-    if (this.ready.length > 0) return Promise.resolve({ done: false, value: this.take() });
+    try {
+      const batch = this.parse();
+      if (batch.length > 0) return Promise.resolve({ done: false, value: batch });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve, reject) => {
@@ -65,51 +78,68 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
   return(): Promise<IteratorResult<string[]>> {
     this.detach();
     this.ended = true;
-    this.ready = [];
+    this.queued = [];
+    this.queuedBytes = 0;
     this.body.destroy();
     return Promise.resolve({ done: true, value: undefined });
   }
 
   private read(chunk: Buffer): void {
-    const before = this.ready.length;
-    try {
-      this.parser.feed(this.decoder.decode(chunk, { stream: true }), this.ready);
-    } catch (error) {
-      // An event over the bound: nothing after it is read.
-      this.body.destroy();
-      this.finish(error, false);
+    this.queued.push(chunk);
+    this.queuedBytes += chunk.length;
+    const waiter = this.waiter;
+    if (!waiter) {
+      if (this.queuedBytes >= READ_AHEAD_BYTES) this.body.pause();
       return;
     }
-    for (let i = before; i < this.ready.length; i++) this.readyChars += (this.ready[i] as string).length;
-    if (this.ready.length === 0) return;
-    if (this.waiter) {
-      const waiter = this.waiter;
+    // The consumer is waiting (a paced stream, or the end of a burst): it gets what this read completes.
+    let batch: string[];
+    try {
+      batch = this.parse();
+    } catch (error) {
       this.waiter = undefined;
-      waiter.resolve({ done: false, value: this.take() });
-    } else if (this.readyChars >= READ_AHEAD_CHARS) {
-      this.body.pause();
+      waiter.reject(error);
+      return;
     }
+    if (batch.length === 0) return;
+    this.waiter = undefined;
+    waiter.resolve({ done: false, value: batch });
   }
 
-  private take(): string[] {
-    const batch = this.ready;
-    this.ready = [];
-    this.readyChars = 0;
-    if (this.body.isPaused() && !this.ended) this.body.resume();
+  /**
+   * Parses queued bytes, a piece at a time, until some payloads are complete
+   * or nothing is queued. An event over the bound throws, and the body is
+   * destroyed: nothing after it is read.
+   */
+  private parse(): string[] {
+    const batch: string[] = [];
+    while (batch.length === 0 && this.queued.length > 0) {
+      const chunk = this.queued[0] as Buffer;
+      const piece = chunk.length > PARSE_PIECE_BYTES ? chunk.subarray(0, PARSE_PIECE_BYTES) : chunk;
+      if (piece === chunk) this.queued.shift();
+      else this.queued[0] = chunk.subarray(PARSE_PIECE_BYTES);
+      this.queuedBytes -= piece.length;
+      try {
+        this.parser.feed(this.decoder.decode(piece, { stream: true }), batch);
+      } catch (error) {
+        this.return().catch(() => undefined);
+        throw error;
+      }
+    }
+    if (this.queuedBytes < READ_AHEAD_BYTES && this.body.isPaused() && !this.ended) this.body.resume();
     return batch;
   }
 
-  /** The body ended (`error` undefined) or failed; a waiting consumer is told at once, after any ready payloads. */
-  private finish(error: unknown, mapped = true): void {
+  /** The body ended (`failure` undefined) or failed; a waiting consumer is told at once (nothing is queued then). */
+  private finish(failure: unknown): void {
     if (this.ended || this.failure !== undefined) return;
     this.detach();
-    if (error === undefined) this.ended = true;
-    else this.failure = mapped ? this.mapError(error) : error;
+    if (failure === undefined) this.ended = true;
+    else this.failure = failure;
     const waiter = this.waiter;
     if (!waiter) return;
     this.waiter = undefined;
-    // A waiting consumer has taken everything ready, so only the end or the failure is left.
-    if (this.failure !== undefined) waiter.reject(this.failure);
+    if (failure !== undefined) waiter.reject(failure);
     else waiter.resolve({ done: true, value: undefined });
   }
 

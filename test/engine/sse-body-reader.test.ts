@@ -4,52 +4,82 @@ import type { AddressInfo } from "node:net";
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { createProviderFetch } from "../../src/engine/provider-fetch.js";
-import { READ_AHEAD_CHARS, SseBodyReader, type SsePayloadParser } from "../../src/engine/sse-body-reader.js";
+import { PARSE_PIECE_BYTES, SseBodyReader, type SsePayloadParser } from "../../src/engine/sse-body-reader.js";
 import { sseDataBatches, SseEventTooLargeError } from "../../src/engine/sse-events.js";
 
-/** One payload per `data:` line, enough to watch the reader's pushing, pausing and errors. */
-const lineParser: SsePayloadParser = {
-  feed(text, out) {
-    for (const line of text.split("\n")) if (line.startsWith("data: ")) out.push(line.slice(6));
-  },
-};
+/** One payload per complete `data:` line, enough to watch the reader's pushing, pausing and errors. */
+function lineParser(): SsePayloadParser {
+  let partial = "";
+  return {
+    feed(text, out) {
+      const lines = (partial + text).split("\n");
+      partial = lines.pop() as string;
+      for (const line of lines) if (line.startsWith("data: ")) out.push(line.slice(6));
+    },
+  };
+}
 const mapped = (error: unknown): unknown => new TypeError("terminated", { cause: error });
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe("SSE body reader", () => {
-  it("hands over a payload as soon as it is read, and what arrived meanwhile as one batch", async () => {
+  it("hands over a payload as soon as it is read, and what arrived meanwhile when asked", async () => {
     const body = new PassThrough();
-    const reader = new SseBodyReader(body, lineParser, mapped);
+    const reader = new SseBodyReader(body, lineParser(), mapped);
     const waiting = reader.next();
     body.write("data: a\n\n");
     expect(await waiting).toEqual({ done: false, value: ["a"] });
     body.write("data: b\n\n");
     body.write("data: c\n\n");
     await tick();
-    expect(await reader.next()).toEqual({ done: false, value: ["b", "c"] });
+    expect(await reader.next()).toEqual({ done: false, value: ["b"] });
+    expect(await reader.next()).toEqual({ done: false, value: ["c"] });
     body.end();
     expect(await reader.next()).toEqual({ done: true, value: undefined });
   });
 
-  it("pauses the body past the read-ahead bound and resumes it when the consumer takes the batch", async () => {
+  it("parses a burst that arrived while the consumer was busy a piece at a time, when asked", async () => {
     const body = new PassThrough();
-    const reader = new SseBodyReader(body, lineParser, mapped);
+    const parsed: string[] = [];
+    const lines = lineParser();
+    const counting: SsePayloadParser = {
+      feed(text, out) {
+        parsed.push(text);
+        lines.feed(text, out);
+      },
+    };
+    const reader = new SseBodyReader(body, counting, mapped);
+    const event = `data: ${"p".repeat(93)}\n`; // 100 bytes
+    body.write(event.repeat(400));
+    await tick();
+    // Read but not parsed: nobody asked.
+    expect(parsed).toEqual([]);
+    const first = (await reader.next()).value as string[];
+    expect(first.length).toBe(Math.floor(PARSE_PIECE_BYTES / 100));
+    let total = first.length;
+    while (total < 400) total += ((await reader.next()).value as string[]).length;
+    expect(total).toBe(400);
+    expect(parsed.length).toBe(Math.ceil(40_000 / PARSE_PIECE_BYTES));
+  });
+
+  it("pauses the body past the read-ahead bound and resumes it once the consumer has taken enough", async () => {
+    const body = new PassThrough();
+    const reader = new SseBodyReader(body, lineParser(), mapped);
     const payload = "x".repeat(64 * 1024);
     for (let i = 0; i < 6; i++) body.write(`data: ${payload}\n\n`);
     await tick();
     expect(body.isPaused()).toBe(true);
-    const first = await reader.next();
-    expect((first.value as string[]).join("").length).toBeGreaterThanOrEqual(READ_AHEAD_CHARS);
+    expect(await reader.next()).toEqual({ done: false, value: [payload] });
+    // Under the bound again after one payload taken: reading goes on.
     expect(body.isPaused()).toBe(false);
     body.end();
-    let total = (first.value as string[]).length;
+    let total = 1;
     for (let step = await reader.next(); step.done !== true; step = await reader.next()) total += step.value.length;
     expect(total).toBe(6);
   });
 
   it("delivers what was read before a failure, then the failure as fetch maps it", async () => {
     const body = new PassThrough();
-    const reader = new SseBodyReader(body, lineParser, mapped);
+    const reader = new SseBodyReader(body, lineParser(), mapped);
     body.write("data: a\n\n");
     await tick();
     body.destroy(new Error("socket reset"));
@@ -60,7 +90,7 @@ describe("SSE body reader", () => {
 
   it("a body closed before its end, without an error, is a failure too (a cut), not a clean end", async () => {
     const body = new PassThrough();
-    const reader = new SseBodyReader(body, lineParser, mapped);
+    const reader = new SseBodyReader(body, lineParser(), mapped);
     const waiting = reader.next();
     body.destroy();
     await expect(waiting).rejects.toMatchObject({ message: "terminated" });
@@ -68,7 +98,7 @@ describe("SSE body reader", () => {
 
   it("leaving early destroys the body", async () => {
     const body = new PassThrough();
-    const reader = new SseBodyReader(body, lineParser, mapped);
+    const reader = new SseBodyReader(body, lineParser(), mapped);
     body.write("data: a\n\n");
     expect(await reader.next()).toEqual({ done: false, value: ["a"] });
     expect(await reader.return()).toEqual({ done: true, value: undefined });
