@@ -93,3 +93,22 @@ export const SLICE_MAX_CHUNKS = 256;
 export const SLICE_MAX_MS = 1;
 /** Milliseconds the slices of all streams may take together between two turns of the loop. */
 export const TURN_MAX_MS = 4;
+
+/**
+ * Waits, if the shared budget of this stretch of the loop is spent (see
+ * {@link turnElapsedMs}), until a turn where it is not. Run starts use it:
+ * SendInputs that arrive together (one read of an HTTP/2 session) each
+ * build and send a provider request, about a millisecond apiece, and ten
+ * of them held the loop for 10–20 ms; past the budget the rest go on in
+ * the next turns, as the floods' slices do. Resolves at once (no promise
+ * when the budget is left) otherwise.
+ */
+export function turnBudget(maxMs = TURN_MAX_MS): Promise<void> | undefined {
+  if (turnElapsedMs() < maxMs) return undefined;
+  return waitForBudget(maxMs);
+}
+
+async function waitForBudget(maxMs: number): Promise<void> {
+  do await nextTurn();
+  while (turnElapsedMs() >= maxMs);
+}

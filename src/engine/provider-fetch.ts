@@ -111,6 +111,11 @@ function terminated(error: Error): Error {
   return error.name === "AbortError" ? error : new TypeError("terminated", { cause: error });
 }
 
+/** A Node body's read error as fetch reports it (for readers of {@link takeNodeBody}'s body that do not use its iterator). */
+export function fetchBodyError(error: unknown): unknown {
+  return error instanceof Error ? terminated(error) : error;
+}
+
 /** Decodes a compressed body, as fetch does. */
 function decode(res: http.IncomingMessage): Readable {
   const encoding = (res.headers["content-encoding"] ?? "").trim().toLowerCase();

@@ -3,6 +3,7 @@ import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { APIConnectionTimeoutError } from "openai";
 import { bounded } from "../runtime/index.js";
 import { providerTraceHeaders } from "./genai-spans.js";
+import { turnBudget } from "./event-loop-slices.js";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
@@ -13,7 +14,7 @@ import { toOpenAITools } from "./tools/tool-registry.js";
 export interface OpenedStream {
   kind: "opened";
   /** The response's SSE payloads, a batch per read (see sse-events.ts). */
-  data: AsyncGenerator<string[]>;
+  data: AsyncIterableIterator<string[]>;
   /** The response's headers, for errors the provider sends in the stream. */
   headers: Headers;
   /** Aborts this response only (idle timeout), not the run. */
@@ -44,6 +45,13 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
   let timeout = settings.requestTimeoutMs;
   let previous: Extract<ProviderFailure, { kind: "retryable" }> | undefined;
   for (let attempt = 0; ; attempt++) {
+    // Requests of runs that start together are spread over the loop's turns (see turnBudget).
+    // No await when the budget is left: the check and the request's work must not be split by other runs' checks.
+    const wait = turnBudget();
+    if (wait) {
+      await wait;
+      if (signal.aborted) return { kind: "cancelled" };
+    }
     const controller = new AbortController();
     const attemptStarted = Date.now();
     try {

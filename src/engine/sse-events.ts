@@ -1,7 +1,8 @@
 import { createParser } from "eventsource-parser";
 import { APIError, OpenAIError } from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
-import { takeNodeBody } from "./provider-fetch.js";
+import { fetchBodyError, takeNodeBody } from "./provider-fetch.js";
+import { SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
 
 /**
  * Reads a streamed chat-completions response body as batches of SSE data
@@ -20,38 +21,55 @@ import { takeNodeBody } from "./provider-fetch.js";
  *
  * Payloads are returned unparsed so the caller can spread the JSON parsing
  * of a large burst over several turns of the event loop. Leaving the
- * iteration early cancels the body, which closes the provider's response
- * (a Node body is destroyed by its iterator's return).
+ * iteration early cancels the body, which closes the provider's response.
+ * A Node body (the provider fetch's) is read push-based by
+ * {@link SseBodyReader}: a batch holds what arrived since the last one.
  */
-export async function* sseDataBatches(response: Response, maxEventChars: number): AsyncGenerator<string[]> {
+export function sseDataBatches(response: Response, maxEventChars: number): AsyncIterableIterator<string[]> {
   const nodeBody = takeNodeBody(response);
-  if (!nodeBody && !response.body) throw new OpenAIError("the provider's streamed response has no body");
+  // Node buffers when the provider fetch made the response (provider-fetch.ts), pushed as they arrive.
+  if (nodeBody) return new SseBodyReader(nodeBody, payloadParser(maxEventChars), fetchBodyError);
+  return webBatches(response.body, payloadParser(maxEventChars));
+}
+
+/** A web body's batches, a batch per read (responses another fetch made). */
+async function* webBatches(body: ReadableStream<Uint8Array> | null, parser: SsePayloadParser): AsyncGenerator<string[]> {
+  if (!body) throw new OpenAIError("the provider's streamed response has no body");
   const decoder = new TextDecoder();
-  let batch: string[] = [];
+  for await (const chunk of webReads(body)) {
+    const batch: string[] = [];
+    parser.feed(decoder.decode(chunk, { stream: true }), batch);
+    if (batch.length > 0) yield batch;
+  }
+}
+
+/**
+ * The SDK's semantics on top of `eventsource-parser`: events after `[DONE]`
+ * are ignored, and an event over `maxEventChars` throws
+ * {@link SseEventTooLargeError}.
+ */
+function payloadParser(maxEventChars: number): SsePayloadParser {
+  let out: string[] = [];
   let done = false;
   let tooLarge = false;
   const parser = createParser({
     onEvent: (event) => {
       if (done) return;
       if (event.data.startsWith("[DONE]")) done = true;
-      else batch.push(event.data);
+      else out.push(event.data);
     },
     onError: (error) => {
       if (error.type === "max-buffer-size-exceeded") tooLarge = true;
     },
     maxBufferSize: maxEventChars,
   });
-  // Node buffers when the provider fetch made the response (provider-fetch.ts), else the web body.
-  const reads: AsyncIterable<Uint8Array> = nodeBody ?? webReads(response.body as ReadableStream<Uint8Array>);
-  for await (const chunk of reads) {
-    parser.feed(decoder.decode(chunk, { stream: true }));
-    if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
-    if (batch.length > 0) {
-      const ready = batch;
-      batch = [];
-      yield ready;
-    }
-  }
+  return {
+    feed(text, target) {
+      out = target;
+      parser.feed(text);
+      if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
+    },
+  };
 }
 
 /** A web body's reads; leaving early cancels the body, which closes the provider's response. */

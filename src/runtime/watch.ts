@@ -12,7 +12,7 @@ import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
 import { repeatedFieldBytes, splitByBytes } from "./message-budget.js";
-import { eventsAsUnknownFields } from "./wire-batch.js";
+import { encodedBatch } from "./wire-batch.js";
 
 /** Events read by a replay's first store read; later reads follow the events' sizes. */
 const FIRST_REPLAY_READ = 64;
@@ -230,11 +230,7 @@ function toResponse<E extends DescMessage, R extends DescMessage>(
   items: readonly StreamItem<MessageShape<E>>[],
   options: WatchOptions,
 ): MessageShape<R> {
-  if (options.binary) {
-    const response = create(plan.responseSchema);
-    response.$unknown = eventsAsUnknownFields(plan.eventsFieldNo, items);
-    return response;
-  }
+  if (options.binary) return encodedBatch(plan.responseSchema, plan.eventsFieldNo, items);
   return plan.withEvents(items.map((item) => (item.event ??= fromBinary(plan.eventSchema, item.bytes))));
 }
 

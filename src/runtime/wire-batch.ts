@@ -1,5 +1,5 @@
 import { WireType } from "@bufbuild/protobuf/wire";
-import type { UnknownField } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape, type UnknownField } from "@bufbuild/protobuf";
 import type { StreamItem } from "./subscription.js";
 
 /**
@@ -25,16 +25,105 @@ export function eventsAsUnknownFields<E>(fieldNo: number, items: readonly Stream
 
 /** `bytes` preceded by its length as a varint: the payload of a length-delimited field. */
 export function lengthDelimited(bytes: Uint8Array): Uint8Array {
-  let prefix = 1;
-  for (let n = bytes.length; n >= 0x80; n >>>= 7) prefix++;
-  const out = new Uint8Array(prefix + bytes.length);
-  let n = bytes.length;
-  let pos = 0;
-  while (n >= 0x80) {
-    out[pos++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[pos++] = n;
-  out.set(bytes, pos);
+  const out = new Uint8Array(varintSize(bytes.length) + bytes.length);
+  out.set(bytes, writeVarint(out, 0, bytes.length));
   return out;
+}
+
+/** The bytes of a gRPC message frame's header: flags (1) and length (4). */
+export const GRPC_FRAME_HEADER_BYTES = 5;
+
+/**
+ * A batch response for the binary encoding whose gRPC frame is built at
+ * once: the frame header, then every item as an `events` entry (tag,
+ * length, the item's bytes), in one buffer, each item's bytes copied once.
+ * The binary gRPC stream writer sends {@link encodedBatchFrame} as it is,
+ * with no second encoding of the response; every other consumer (Connect,
+ * gRPC-Web) sees an ordinary message whose events are unknown fields (see
+ * {@link eventsAsUnknownFields}), made only when read.
+ */
+export function encodedBatch<R extends DescMessage>(schema: R, fieldNo: number, items: readonly StreamItem<unknown>[]): MessageShape<R> {
+  const tag = (fieldNo << 3) | WireType.LengthDelimited;
+  const tagSize = varintSize(tag);
+  let size = GRPC_FRAME_HEADER_BYTES;
+  for (const item of items) size += tagSize + varintSize(item.bytes.length) + item.bytes.length;
+  const frame = new Uint8Array(size);
+  const bodyBytes = size - GRPC_FRAME_HEADER_BYTES;
+  // Flags 0 (not compressed), then the body's length, big-endian.
+  frame[1] = bodyBytes >>> 24;
+  frame[2] = (bodyBytes >>> 16) & 0xff;
+  frame[3] = (bodyBytes >>> 8) & 0xff;
+  frame[4] = bodyBytes & 0xff;
+  let pos = GRPC_FRAME_HEADER_BYTES;
+  for (const item of items) {
+    pos = writeVarint(frame, pos, tag);
+    pos = writeVarint(frame, pos, item.bytes.length);
+    frame.set(item.bytes, pos);
+    pos += item.bytes.length;
+  }
+  const batch = new EncodedBatch(frame, fieldNo, items);
+  setZeroFields(batch, schema);
+  return batch as unknown as MessageShape<R>;
+}
+
+/** The ready gRPC frame (header and body) of a response made by {@link encodedBatch}; undefined for any other message. */
+export function encodedBatchFrame(message: unknown): Uint8Array | undefined {
+  return message instanceof EncodedBatch ? message.frame : undefined;
+}
+
+/** See {@link encodedBatch}. Its `$unknown` (the events, for protobuf-es) is made only if something reads it. */
+class EncodedBatch {
+  private unknown: UnknownField[] | undefined;
+
+  constructor(
+    readonly frame: Uint8Array,
+    private readonly fieldNo: number,
+    private readonly items: readonly StreamItem<unknown>[],
+  ) {}
+
+  get $unknown(): UnknownField[] {
+    this.unknown ??= eventsAsUnknownFields(this.fieldNo, this.items);
+    return this.unknown;
+  }
+
+  set $unknown(fields: UnknownField[]) {
+    this.unknown = fields;
+  }
+}
+
+/** Per schema, the own fields of an empty message (`$typeName`, empty lists and maps, zero scalars). */
+const zeroTemplates = new Map<DescMessage, Record<string, unknown>>();
+
+/** Sets the schema's empty fields on `target`, as `create` would: lists, maps and oneofs are new for every message. */
+function setZeroFields(target: object, schema: DescMessage): void {
+  let template = zeroTemplates.get(schema);
+  if (!template) {
+    template = { ...create(schema) } as Record<string, unknown>;
+    zeroTemplates.set(schema, template);
+  }
+  const fields = target as Record<string, unknown>;
+  for (const key in template) {
+    const value = template[key];
+    if (Array.isArray(value)) fields[key] = [];
+    else if (value instanceof Uint8Array) fields[key] = new Uint8Array(0);
+    else fields[key] = typeof value === "object" && value !== null ? { ...value } : value;
+  }
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  for (let v = n; v >= 0x80; v >>>= 7) size++;
+  return size;
+}
+
+/** Writes `n` as a varint at `pos`; returns the position after it. */
+function writeVarint(out: Uint8Array, pos: number, n: number): number {
+  let v = n;
+  let at = pos;
+  while (v >= 0x80) {
+    out[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[at++] = v;
+  return at;
 }

@@ -36,7 +36,7 @@ import {
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
 import type * as http2 from "node:http2";
-import type { Logger } from "../runtime/index.js";
+import { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES, type Logger } from "../runtime/index.js";
 import { isClientGone, toConnectError } from "./error-mapping.js";
 
 /**
@@ -170,6 +170,31 @@ function createStreamHandler(
       };
     }, interceptors);
 
+    /** A watch batch's ready gRPC frame (see wire-batch.ts), unless it must be compressed. */
+    const readyFrame = (message: Message): Uint8Array | undefined => {
+      const ready = encodedBatchFrame(message);
+      if (!ready) return undefined;
+      const bodyBytes = ready.byteLength - GRPC_FRAME_HEADER_BYTES;
+      if (compression.response && bodyBytes >= options.compressMinBytes) return undefined;
+      // As connect's serializer checks it.
+      if (bodyBytes > options.writeMaxBytes) {
+        throw new ConnectError(
+          `message size ${bodyBytes} is larger than configured writeMaxBytes ${options.writeMaxBytes}`,
+          Code.ResourceExhausted,
+        );
+      }
+      return ready;
+    };
+    /** Any other message: serialized, compressed if large and accepted, framed. */
+    const serializedFrame = async (message: Message): Promise<Uint8Array> => {
+      const value = message.$typeName === outputSchema.typeName ? message : create(outputSchema, message);
+      let envelope: EnvelopedMessage = { flags: 0, data: output.serialize(value) };
+      if (compression.response && envelope.data.byteLength >= options.compressMinBytes) {
+        envelope = await envelopeCompress(envelope, compression.response, options.compressMinBytes);
+      }
+      return encodeEnvelope(envelope.flags, envelope.data);
+    };
+
     let failure: unknown;
     let iterator: AsyncIterator<Message> | undefined;
     let result: IteratorResult<Message> | undefined;
@@ -201,13 +226,9 @@ function createStreamHandler(
     response.writeHead(200, nodeHeaders(context.responseHeader));
     try {
       while (iterator !== undefined && result !== undefined && result.done !== true) {
-        const value = result.value.$typeName === outputSchema.typeName ? result.value : create(outputSchema, result.value);
-        let envelope: EnvelopedMessage = { flags: 0, data: output.serialize(value) };
-        if (compression.response && envelope.data.byteLength >= options.compressMinBytes) {
-          envelope = await envelopeCompress(envelope, compression.response, options.compressMinBytes);
-        }
+        const frame = readyFrame(result.value) ?? (await serializedFrame(result.value));
         if (isGone(response)) throw new ConnectError("client went away", Code.Canceled);
-        if (!response.write(encodeEnvelope(envelope.flags, envelope.data))) await drained(response);
+        if (!response.write(frame)) await drained(response);
         result = await iterator.next();
       }
       if (trailer) copyHeaders(trailer, context.responseTrailer);

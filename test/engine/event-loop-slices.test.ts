@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { EventLoopSlices } from "../../src/engine/event-loop-slices.js";
+import { EventLoopSlices, turnBudget } from "../../src/engine/event-loop-slices.js";
 
 describe("EventLoopSlices", () => {
   it("asks for a pause once a slice's item bound is reached, and starts afresh after the pause", async () => {
@@ -39,6 +39,27 @@ describe("EventLoopSlices", () => {
     let bPausedAt = 0;
     for (let item = 1; item <= 64 && bPausedAt === 0; item++) if (b.spend()) bPausedAt = item;
     expect(bPausedAt).toBe(16);
+  });
+
+  it("lets run starts go on while the stretch's budget lasts, and the rest in later turns of the loop", async () => {
+    await nextTurn();
+    const started: number[] = [];
+    // Ten starts arriving together, each holding the loop 2 ms: at a 5 ms budget, three fit a stretch.
+    const start = async (n: number): Promise<void> => {
+      const wait = turnBudget(5);
+      if (wait) await wait;
+      holdFor(2);
+      started.push(n);
+    };
+    const all = Promise.all(Array.from({ length: 10 }, (_, n) => start(n)));
+    // The first ones went on at once, without waiting for a turn; at most three fit (fewer if the host preempted us).
+    expect(started.length).toBeGreaterThanOrEqual(1);
+    expect(started.length).toBeLessThanOrEqual(3);
+    await all;
+    expect(started).toHaveLength(10);
+    // With the budget left, no promise at all: nothing to await.
+    await nextTurn();
+    expect(turnBudget(5)).toBeUndefined();
   });
 });
 

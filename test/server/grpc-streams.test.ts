@@ -1,11 +1,13 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { compressionGzip, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { once } from "node:events";
 import * as http2 from "node:http2";
+import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { StreamInputRequestSchema, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WatchWorkerRequestSchema, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { startHarness, type Harness } from "../support/harness.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -87,6 +89,59 @@ describe("gRPC server streams", () => {
     const gzip = await streamInput("gzip");
     expect(gzip.encoding).toBe("gzip");
     // The accepted run is a small message and goes out plain; the one holding the 96 KiB delta is compressed.
+    expect(gzip.flags[0]).toBe(0);
+    expect(gzip.flags).toContain(1);
+  });
+
+  it("sends a watch batch's ready frame, or compresses it when it is large and the client accepts gzip", async () => {
+    const catalog = createClient(WorkerCatalog, createGrpcTransport({ baseUrl: harness.baseUrl }));
+    const interaction = createClient(WorkerInteraction, createGrpcTransport({ baseUrl: harness.baseUrl }));
+    // A raw HTTP/2 WatchWorker, to see each batch's compressed flag and decode it ourselves.
+    const watch = async (acceptEncoding: string | undefined): Promise<{ flags: number[]; text: string }> => {
+      const worker = (await catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
+      const session = http2.connect(harness.baseUrl);
+      try {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/worker_runtime.v1.WorkerObservation/WatchWorker",
+          "content-type": "application/grpc",
+          te: "trailers",
+          ...(acceptEncoding ? { "grpc-accept-encoding": acceptEncoding } : {}),
+        });
+        stream.end(grpcFrame(toBinary(WatchWorkerRequestSchema, create(WatchWorkerRequestSchema, { worker }))));
+        await once(stream, "response");
+        const flags: number[] = [];
+        let text = "";
+        let buffered = Buffer.alloc(0);
+        let sent = false;
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          buffered = Buffer.concat([buffered, chunk]);
+          while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+            const flag = buffered[0] as number;
+            const body = buffered.subarray(5, 5 + buffered.readUInt32BE(1));
+            buffered = buffered.subarray(5 + body.length);
+            flags.push(flag);
+            const message = fromBinary(WatchWorkerResponseSchema, flag === 1 ? gunzipSync(body) : body);
+            for (const event of message.events) if (event.kind.case === "textDelta") text += event.kind.value.text;
+          }
+          // The snapshot is out: the watch is live, so the run's events reach it.
+          if (!sent && flags.length > 0) {
+            sent = true;
+            await interaction.sendInput({ worker, input: { text: "go" } });
+          }
+          if (text.length >= bigText.length) break;
+        }
+        return { flags, text };
+      } finally {
+        session.destroy();
+      }
+    };
+    const plain = await watch(undefined);
+    expect(plain.text).toBe(bigText);
+    expect(plain.flags.every((flag) => flag === 0)).toBe(true);
+    const gzip = await watch("gzip");
+    expect(gzip.text).toBe(bigText);
+    // The snapshot is small and goes out plain; the batch holding the 96 KiB delta is compressed.
     expect(gzip.flags[0]).toBe(0);
     expect(gzip.flags).toContain(1);
   });
