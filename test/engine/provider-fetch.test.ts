@@ -1,27 +1,12 @@
 import { once } from "node:events";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createProviderFetch, takeNodeBody } from "../../src/engine/provider-fetch.js";
+import { localHttpServers } from "../support/local-http-servers.js";
 
 /** The transport under the provider client: plain local HTTP servers play the far end. */
 describe("provider fetch", () => {
-  const servers: http.Server[] = [];
-  afterEach(async () => {
-    for (const server of servers.splice(0)) {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    }
-  });
-
-  async function serve(handler: http.RequestListener): Promise<string> {
-    const server = http.createServer(handler);
-    servers.push(server);
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat`;
-  }
+  const { serve, closeNewest } = localHttpServers();
 
   async function readAll(body: AsyncIterable<Uint8Array>): Promise<string> {
     const decoder = new TextDecoder();
@@ -96,7 +81,7 @@ describe("provider fetch", () => {
 
   it("a refused connection is fetch's TypeError 'fetch failed', with the socket error as its cause", async () => {
     const url = await serve(() => undefined);
-    await new Promise((resolve) => (servers.pop() as http.Server).close(resolve));
+    await closeNewest();
     const error = await createProviderFetch()(url, { method: "POST", body: "{}" }).then(
       () => undefined,
       (reason: unknown) => reason,

@@ -1,11 +1,10 @@
 import { once } from "node:events";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { PassThrough } from "node:stream";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createProviderFetch } from "../../src/engine/provider-fetch.js";
 import { PARSE_PIECE_BYTES, SseBodyReader, type SsePayloadParser } from "../../src/engine/sse-body-reader.js";
 import { sseDataBatches, SseEventTooLargeError } from "../../src/engine/sse-events.js";
+import { localHttpServers } from "../support/local-http-servers.js";
 
 /** One payload per complete `data:` line, enough to watch the reader's pushing, pausing and errors. */
 function lineParser(): SsePayloadParser {
@@ -106,21 +105,7 @@ describe("SSE body reader", () => {
   });
 
   describe("over a provider connection", () => {
-    const servers: http.Server[] = [];
-    afterEach(async () => {
-      for (const server of servers.splice(0)) {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      }
-    });
-
-    async function serve(handler: http.RequestListener): Promise<string> {
-      const server = http.createServer(handler);
-      servers.push(server);
-      server.listen(0, "127.0.0.1");
-      await once(server, "listening");
-      return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat`;
-    }
+    const { serve } = localHttpServers();
 
     it("reads the provider fetch's body push-based, ignores events after [DONE], and an abort closes the connection", async () => {
       let serverSawClose: Promise<unknown> | undefined;
