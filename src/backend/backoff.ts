@@ -48,3 +48,16 @@ export class ConnectionBackoff {
     this.currentMs = this.initialMs;
   }
 }
+
+/** Waits `ms`, or less if `signal` aborts first; never rejects, so a loop checks the signal itself. */
+export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}

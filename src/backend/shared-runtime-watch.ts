@@ -7,10 +7,10 @@ import {
   type WatchRuntimeResponse,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
-import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
+import { ConnectionBackoff, sleepUnlessAborted, type ConnectionBackoffOptions } from "./backoff.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
-import { fromUpstream, typed } from "./upstream-errors.js";
+import { fromUpstream, runtimeRemoved, typed } from "./upstream-errors.js";
 
 /** Options for {@link SharedRuntimeWatch}. */
 export interface SharedRuntimeWatchOptions {
@@ -101,7 +101,7 @@ export class SharedRuntimeWatch {
   stop(): void {
     if (this.stopped.signal.aborted) return;
     this.stopped.abort();
-    this.failAll(removed(this.connection.runtimeId));
+    this.failAll(runtimeRemoved(this.connection.runtimeId));
   }
 
   private get nextSeq(): number {
@@ -153,7 +153,7 @@ export class SharedRuntimeWatch {
           const cursor = stringField(field.data, 2);
           const deadline = Date.now() + SNAPSHOT_CATCH_UP_MS;
           while (cursor !== "" && !this.positions.has(cursor) && Date.now() < deadline && !probe.signal.aborted) {
-            await sleep(10, probe.signal);
+            await sleepUnlessAborted(10, probe.signal);
           }
           const seq = this.positions.get(cursor);
           if (seq === undefined || seq < this.firstSeq) break;
@@ -297,7 +297,7 @@ export class SharedRuntimeWatch {
   private async away(minMs: number, signal: AbortSignal): Promise<void> {
     const timer = setInterval(() => this.heartbeat(), this.options.heartbeatMs);
     try {
-      await sleep(minMs, signal);
+      await sleepUnlessAborted(minMs, signal);
       await this.connection.waitUntilReady(signal).catch(() => undefined);
     } finally {
       clearInterval(timer);
@@ -359,20 +359,4 @@ function tooSlow(runtimeId: string): ConnectError {
     `the watch fell behind the backend's event buffer of runtime ${runtimeId}; resume from the last cursor`,
     runtimeId,
   );
-}
-
-function removed(runtimeId: string): ConnectError {
-  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
 }

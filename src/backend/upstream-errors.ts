@@ -51,6 +51,11 @@ export function typed(code: Code, reason: ErrorReason, message: string, runtimeI
   return new ConnectError(message, code, undefined, [{ desc: ErrorDetailSchema, value: { reason, metadata: { runtime_id: runtimeId } } }]);
 }
 
+/** The runtime was removed from this Backend while a call or watch used it. */
+export function runtimeRemoved(runtimeId: string): ConnectError {
+  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
+}
+
 /** The runtime is not registered with this Backend. */
 export function unknownRuntime(runtimeId: string): ConnectError {
   return typed(

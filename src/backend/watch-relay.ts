@@ -2,10 +2,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
-import { ConnectionBackoff } from "./backoff.js";
+import { ConnectionBackoff, sleepUnlessAborted } from "./backoff.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
-import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
+import { fromUpstream, runtimeRemoved, typed, unknownRuntime } from "./upstream-errors.js";
 
 /** How the relay reads and resumes one kind of watch stream. */
 export interface ResumableWatch<M> {
@@ -63,7 +63,7 @@ export async function* relayWatch<M>(
   let delivered = false;
   const retry = new ConnectionBackoff({ initialMs: 100, maxMs: 5_000 });
   while (!signal.aborted) {
-    if (directory.get(runtimeId) !== connection) throw removed(runtimeId);
+    if (directory.get(runtimeId) !== connection) throw runtimeRemoved(runtimeId);
     try {
       for await (const message of watch.open(connection, cursor, signal)) {
         const out = delivered ? watch.withoutSnapshot(message) : message;
@@ -76,7 +76,7 @@ export async function* relayWatch<M>(
       options.logger.info("relayed watch ended upstream; resuming", { runtime_id: runtimeId });
     } catch (error) {
       if (signal.aborted) return;
-      if (connection.isClosed) throw removed(runtimeId);
+      if (connection.isClosed) throw runtimeRemoved(runtimeId);
       const upstream = ConnectError.from(error);
       if (!delivered || !isResumable(upstream)) throw fromUpstream(upstream, runtimeId, options.logger, signal);
       connection.reportFailure(upstream);
@@ -95,14 +95,14 @@ async function* waitForRuntime<M>(
   signal: AbortSignal,
   options: RelayOptions,
 ): AsyncGenerator<M> {
-  await sleep(minMs, signal);
+  await sleepUnlessAborted(minMs, signal);
   const ready = connection.waitUntilReady(signal).then(
     () => "ready" as const,
     (error: unknown) => (error instanceof RuntimeRemovedError ? ("removed" as const) : ("aborted" as const)),
   );
   for (;;) {
-    const outcome = await Promise.race([ready, sleep(options.heartbeatMs, signal).then(() => "beat" as const)]);
-    if (outcome === "removed") throw removed(connection.runtimeId);
+    const outcome = await Promise.race([ready, sleepUnlessAborted(options.heartbeatMs, signal).then(() => "beat" as const)]);
+    if (outcome === "removed") throw runtimeRemoved(connection.runtimeId);
     if (outcome !== "beat" || signal.aborted) return;
     yield watch.heartbeat(cursor);
   }
@@ -113,20 +113,4 @@ function isResumable(error: ConnectError): boolean {
   const detail = error.findDetails(ErrorDetailSchema)[0];
   if (!detail) return error.code !== Code.Unauthenticated;
   return detail.reason === ErrorReason.SUBSCRIBER_TOO_SLOW || detail.reason === ErrorReason.RUNTIME_DRAINING;
-}
-
-function removed(runtimeId: string): ConnectError {
-  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
 }
