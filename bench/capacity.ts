@@ -1,4 +1,4 @@
-import { startClientProcess, startFloodProvider, startRuntimeProcess, type BenchChild } from "./support/child-processes.js";
+import { type BenchChild, startRelayProcesses } from "./support/child-processes.js";
 import { printFigure } from "./support/report.js";
 
 /**
@@ -40,12 +40,7 @@ export async function run(): Promise<void> {
   const started = performance.now();
   const children: BenchChild[] = [];
   try {
-    const provider = await startFloodProvider();
-    children.push(provider);
-    const runtime = await startRuntimeProcess(provider.baseURL);
-    children.push(runtime);
-    const client = await startClientProcess({ runtimeUrl: runtime.baseUrl, runtimeId: runtime.runtimeId, providerURL: provider.baseURL });
-    children.unshift(client);
+    const { runtime, client } = await startRelayProcesses(children);
     // Warm-up (JIT, lazily loaded modules, connection pools), not measured.
     await client.request({ op: "capacity", runs: STEP, chunks: 2 * RATE, rate: RATE, startMs: START_MS, settleMs: 0 });
     let carried = 0;

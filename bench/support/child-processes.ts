@@ -170,3 +170,21 @@ export async function startClientProcess(env: { runtimeUrl: string; runtimeId: s
   const peer = new IpcPeer(child);
   return { child, request: (message) => peer.request(message), stop: () => stopChild(child) };
 }
+
+/**
+ * The three processes of the end-to-end relay benches: the flood provider,
+ * `serve` pointed at it, and the watcher process. Each is added to
+ * `children` as soon as it runs (the client first, so stopping in order
+ * ends the watchers before the runtime), so a failed start still stops the rest.
+ */
+export async function startRelayProcesses(
+  children: BenchChild[],
+): Promise<{ provider: BenchChild & { baseURL: string }; runtime: RuntimeChild; client: ClientChild }> {
+  const provider = await startFloodProvider();
+  children.push(provider);
+  const runtime = await startRuntimeProcess(provider.baseURL);
+  children.push(runtime);
+  const client = await startClientProcess({ runtimeUrl: runtime.baseUrl, runtimeId: runtime.runtimeId, providerURL: provider.baseURL });
+  children.unshift(client);
+  return { provider, runtime, client };
+}

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { startClientProcess, startFloodProvider, startRuntimeProcess, type BenchChild } from "./child-processes.js";
+import { type BenchChild, startRelayProcesses } from "./child-processes.js";
 import { median, percentile, printFigure } from "./report.js";
 import type { ProbeReport } from "./runtime-probe.js";
 
@@ -40,12 +40,7 @@ interface FloodResult {
 export async function runFloods(): Promise<void> {
   const children: BenchChild[] = [];
   try {
-    const provider = await startFloodProvider();
-    children.push(provider);
-    const runtime = await startRuntimeProcess(provider.baseURL);
-    children.push(runtime);
-    const client = await startClientProcess({ runtimeUrl: runtime.baseUrl, runtimeId: runtime.runtimeId, providerURL: provider.baseURL });
-    children.unshift(client);
+    const { runtime, client } = await startRelayProcesses(children);
     const flood = (op: "relay" | "direct", runs: number, chunks: number): Promise<FloodResult> => client.request({ op, runs, chunks });
 
     const one = { relay: [] as number[], direct: [] as number[] };
