@@ -59,24 +59,11 @@ describe("gRPC server streams", () => {
       const worker = (await catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
       const session = http2.connect(harness.baseUrl);
       try {
-        const stream = session.request({
-          ":method": "POST",
-          ":path": "/worker_runtime.v1.WorkerInteraction/StreamInput",
-          "content-type": "application/grpc",
-          te: "trailers",
-          ...(acceptEncoding ? { "grpc-accept-encoding": acceptEncoding } : {}),
-        });
-        stream.end(grpcFrame(toBinary(StreamInputRequestSchema, create(StreamInputRequestSchema, { worker, input: { text: "go" } }))));
+        const request = toBinary(StreamInputRequestSchema, create(StreamInputRequestSchema, { worker, input: { text: "go" } }));
+        const stream = rawGrpcRequest(session, "/worker_runtime.v1.WorkerInteraction/StreamInput", request, acceptEncoding);
         const [headers] = await once(stream, "response");
         const flags: number[] = [];
-        let buffered = Buffer.alloc(0);
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          buffered = Buffer.concat([buffered, chunk]);
-          while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
-            flags.push(buffered[0] as number);
-            buffered = buffered.subarray(5 + buffered.readUInt32BE(1));
-          }
-        }
+        for await (const frame of grpcFrames(stream)) flags.push(frame.flag);
         return { encoding: (headers as http2.IncomingHttpHeaders)["grpc-encoding"] as string | undefined, flags };
       } finally {
         session.destroy();
@@ -101,34 +88,17 @@ describe("gRPC server streams", () => {
       const worker = (await catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
       const session = http2.connect(harness.baseUrl);
       try {
-        const stream = session.request({
-          ":method": "POST",
-          ":path": "/worker_runtime.v1.WorkerObservation/WatchWorker",
-          "content-type": "application/grpc",
-          te: "trailers",
-          ...(acceptEncoding ? { "grpc-accept-encoding": acceptEncoding } : {}),
-        });
-        stream.end(grpcFrame(toBinary(WatchWorkerRequestSchema, create(WatchWorkerRequestSchema, { worker }))));
+        const request = toBinary(WatchWorkerRequestSchema, create(WatchWorkerRequestSchema, { worker }));
+        const stream = rawGrpcRequest(session, "/worker_runtime.v1.WorkerObservation/WatchWorker", request, acceptEncoding);
         await once(stream, "response");
         const flags: number[] = [];
         let text = "";
-        let buffered = Buffer.alloc(0);
-        let sent = false;
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          buffered = Buffer.concat([buffered, chunk]);
-          while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
-            const flag = buffered[0] as number;
-            const body = buffered.subarray(5, 5 + buffered.readUInt32BE(1));
-            buffered = buffered.subarray(5 + body.length);
-            flags.push(flag);
-            const message = fromBinary(WatchWorkerResponseSchema, flag === 1 ? gunzipSync(body) : body);
-            for (const event of message.events) if (event.kind.case === "textDelta") text += event.kind.value.text;
-          }
+        for await (const { flag, body } of grpcFrames(stream)) {
+          flags.push(flag);
+          const message = fromBinary(WatchWorkerResponseSchema, flag === 1 ? gunzipSync(body) : body);
+          for (const event of message.events) if (event.kind.case === "textDelta") text += event.kind.value.text;
           // The snapshot is out: the watch is live, so the run's events reach it.
-          if (!sent && flags.length > 0) {
-            sent = true;
-            await interaction.sendInput({ worker, input: { text: "go" } });
-          }
+          if (flags.length === 1) await interaction.sendInput({ worker, input: { text: "go" } });
           if (text.length >= bigText.length) break;
         }
         return { flags, text };
@@ -146,6 +116,32 @@ describe("gRPC server streams", () => {
     expect(gzip.flags).toContain(1);
   });
 });
+
+/** One unary-request gRPC call on a raw HTTP/2 session, so a test sees the wire as it is. */
+function rawGrpcRequest(session: http2.ClientHttp2Session, path: string, request: Uint8Array, acceptEncoding: string | undefined) {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": path,
+    "content-type": "application/grpc",
+    te: "trailers",
+    ...(acceptEncoding ? { "grpc-accept-encoding": acceptEncoding } : {}),
+  });
+  stream.end(grpcFrame(request));
+  return stream;
+}
+
+/** The length-prefixed messages of a gRPC response body: each one's compressed flag and bytes. */
+async function* grpcFrames(stream: AsyncIterable<Buffer>): AsyncGenerator<{ flag: number; body: Buffer }> {
+  let buffered = Buffer.alloc(0);
+  for await (const chunk of stream) {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+      const body = buffered.subarray(5, 5 + buffered.readUInt32BE(1));
+      yield { flag: buffered[0] as number, body };
+      buffered = buffered.subarray(5 + body.length);
+    }
+  }
+}
 
 function grpcFrame(message: Uint8Array): Buffer {
   const header = Buffer.alloc(5);
