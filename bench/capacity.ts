@@ -1,4 +1,5 @@
 import { type BenchChild, startRelayProcesses } from "./support/child-processes.js";
+import { processCpuMs } from "./support/process-cpu.js";
 import { printFigure } from "./support/report.js";
 
 /**
@@ -40,7 +41,7 @@ export async function run(): Promise<void> {
   const started = performance.now();
   const children: BenchChild[] = [];
   try {
-    const { runtime, client } = await startRelayProcesses(children);
+    const { provider, runtime, client } = await startRelayProcesses(children);
     // Warm-up (JIT, lazily loaded modules, connection pools), not measured.
     await client.request({ op: "capacity", runs: STEP, chunks: 2 * RATE, rate: RATE, startMs: START_MS, settleMs: 0 });
     let carried = 0;
@@ -54,6 +55,8 @@ export async function run(): Promise<void> {
       const stepStart = performance.now();
       await client.request({ op: "prepare", runs });
       await runtime.resetProbe();
+      const providerCpuBefore = processCpuMs(provider.child.pid);
+      const clientCpuBefore = processCpuMs(client.child.pid);
       const result = await client.request<StepResult>({
         op: "capacity",
         runs,
@@ -63,6 +66,8 @@ export async function run(): Promise<void> {
         settleMs: SETTLE_MS,
       });
       const probe = await runtime.report();
+      const providerCpuMs = processCpuMs(provider.child.pid) - providerCpuBefore;
+      const clientCpuMs = processCpuMs(client.child.pid) - clientCpuBefore;
       lastStepMs = performance.now() - stepStart;
       const chunks = runs * CHUNKS;
       const cpuUs = (probe.cpuMs * 1000) / chunks;
@@ -70,7 +75,8 @@ export async function run(): Promise<void> {
         `capacity.step ${runs} runs: p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, max ${result.maxMs.toFixed(0)} ms, ` +
           `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core), ` +
           `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms, ` +
-          `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu)`,
+          `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu); ` +
+          `watchers' process ${((clientCpuMs * 1000) / chunks).toFixed(1)} us/chunk, provider ${((providerCpuMs * 1000) / chunks).toFixed(1)} us/chunk`,
       );
       // CPU per chunk of the largest step carried (or of the first one, if none was).
       if (carried === 0 || result.p99Ms <= TARGET_P99_MS) cpuPerChunkUs = cpuUs;

@@ -15,8 +15,11 @@ const here = (file: string): string => fileURLToPath(new URL(file, import.meta.u
 
 /** Started with `node --import tsx`, so the benches run the sources without a build. */
 function spawnTs(args: string[], env: NodeJS.ProcessEnv = {}, ipc = false, stderr: "inherit" | "ignore" = "inherit"): ChildProcess {
+  // BENCH_CPU_PROF_DIR profiles the runtime; BENCH_CPU_PROF_CLIENT=1 adds the watchers' process.
   const cpuProfDir = process.env["BENCH_CPU_PROF_DIR"];
-  const node = [...(cpuProfDir && env["WR_BENCH_PROBE"] ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), "--import", "tsx"];
+  const profiled =
+    env["WR_BENCH_PROBE"] !== undefined || (process.env["BENCH_CPU_PROF_CLIENT"] === "1" && env["WR_RUNTIME_URL"] !== undefined);
+  const node = [...(cpuProfDir && profiled ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), "--import", "tsx"];
   return spawn(process.execPath, [...node, ...args], {
     stdio: ["ignore", "pipe", stderr, ...(ipc ? (["ipc"] as const) : [])],
     env: { ...process.env, ...env },

@@ -238,4 +238,6 @@ process.on(
   },
 );
 process.on("disconnect", () => process.exit(0));
+// A clean exit on stop, so `--cpu-prof` (BENCH_CPU_PROF_CLIENT) can write its profile.
+process.on("SIGTERM", () => process.exit(0));
 process.stdout.write("ready\n");
