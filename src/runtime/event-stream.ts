@@ -103,6 +103,11 @@ export class DurableEventStream<E> {
   /** Emits a live (non-durable) event in order behind pending durable ones. */
   emitLive(event: E): void {
     const item: StreamItem<E> = { seq: 0n, bytes: this.init.encode(event), event };
+    if (this.order.length === 0) {
+      // Nothing pending ahead of it (the common case for a streaming run's deltas): delivered at once.
+      this.deliver(item, event);
+      return;
+    }
     this.order.push({ item, event, durable: false, ready: true });
     this.flush();
   }
@@ -193,8 +198,12 @@ export class DurableEventStream<E> {
     const ready = this.order.splice(0, count);
     for (const p of ready) {
       if (p.durable) this.delivered = p.item.seq;
-      this.init.onDeliver?.(p.item, p.event);
-      for (const subscription of this.subscribers) subscription.push(p.item);
+      this.deliver(p.item, p.event);
     }
+  }
+
+  private deliver(item: StreamItem<E>, event: E): void {
+    this.init.onDeliver?.(item, event);
+    for (const subscription of this.subscribers) subscription.push(item);
   }
 }

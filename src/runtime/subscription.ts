@@ -77,20 +77,31 @@ export class Subscription<E> {
    * Waits for items and takes up to `maxItems` of them at once (batching
    * under load, a lone item at once). Resolves "idle" after `idleMs` without
    * items, and "closed" when the subscription or `signal` ends.
-   *
-   * A paced stream waits once per item, so a wait costs one promise: the
-   * idle timer is one per subscription, re-armed (`refresh`) rather than
-   * created each time, and the signal is listened to once, for the
-   * subscription's life, not once per wait.
    */
   async next(maxItems: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
-    if (this.queue.length === this.head && !this.closedWith && !signal.aborted) {
-      this.watchSignal(signal);
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        this.armIdleTimer(idleMs);
-      });
-    }
+    await this.wait(idleMs, signal);
+    return this.poll(maxItems, signal);
+  }
+
+  /**
+   * Resolves when there is something to {@link poll} (items, the end, or
+   * `idleMs` without items), or returns undefined when there is already.
+   * Split from `poll` so a paced watch (one wait per item) pays one promise
+   * per wait: the idle timer is one per subscription, re-armed (`refresh`)
+   * rather than created each time, and the signal is listened to once, for
+   * the subscription's life, not once per wait.
+   */
+  wait(idleMs: number, signal: AbortSignal): Promise<void> | undefined {
+    if (this.queue.length > this.head || this.closedWith || signal.aborted) return undefined;
+    this.watchSignal(signal);
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+      this.armIdleTimer(idleMs);
+    });
+  }
+
+  /** What there is now: up to `maxItems` items, the end, or "idle" when there is neither. */
+  poll(maxItems: number, signal: AbortSignal): SubscriptionWait<E> {
     if (this.queue.length > this.head) return { kind: "items", items: this.take(maxItems) };
     if (this.closedWith) return { kind: "closed", ...this.closedWith };
     if (signal.aborted) return { kind: "closed" };

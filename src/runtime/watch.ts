@@ -95,7 +95,9 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
     }
     // The live loop waits on the subscription itself (not through liveBatches): one generator less per message.
     while (!signal.aborted) {
-      const wait = await subscription.next(plan.maxEventsPerMessage, plan.heartbeatMs, signal);
+      const waiting = subscription.wait(plan.heartbeatMs, signal);
+      if (waiting) await waiting;
+      const wait = subscription.poll(plan.maxEventsPerMessage, signal);
       if (wait.kind === "closed") {
         if (wait.error) throw wait.error;
         return;

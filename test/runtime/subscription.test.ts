@@ -59,4 +59,25 @@ describe("Subscription", () => {
     expect(wait.kind === "closed" && wait.error?.reason).toBe(ErrorReason.SUBSCRIBER_TOO_SLOW);
     expect(closed).toEqual([subscription]);
   });
+  it("waits only when there is nothing to poll, and a push, the idle timer or the signal ends the wait", async () => {
+    const subscription = new Subscription<never>(10, () => {});
+    const waiting = subscription.wait(60_000, never);
+    expect(waiting).toBeInstanceOf(Promise);
+    subscription.push(item(1));
+    await waiting;
+    // Items are there: no wait, and poll takes them.
+    expect(subscription.wait(60_000, never)).toBeUndefined();
+    const polled = subscription.poll(512, never);
+    expect(polled.kind === "items" && polled.items.map((i) => i.seq)).toEqual([1n]);
+    // Nothing queued: the idle timer ends the wait, and poll says "idle".
+    await subscription.wait(1, never);
+    expect(subscription.poll(512, never).kind).toBe("idle");
+    // The signal ends a wait and the subscription reads as closed for it.
+    const controller = new AbortController();
+    const aborted = subscription.wait(60_000, controller.signal);
+    controller.abort();
+    await aborted;
+    expect(subscription.poll(512, controller.signal).kind).toBe("closed");
+    expect(subscription.wait(60_000, controller.signal)).toBeUndefined();
+  });
 });
