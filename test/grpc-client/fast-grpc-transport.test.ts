@@ -1,10 +1,13 @@
 import { Code, ConnectError, createClient, type Interceptor, type StreamResponse, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager, type GrpcTransportOptions } from "@connectrpc/connect-node";
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HeartbeatSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { createFastGrpcTransport } from "../../src/grpc-client/index.js";
 import { GrpcStreamReader, READ_AHEAD_BYTES } from "../../src/grpc-client/grpc-stream-reader.js";
+import { createClientTracingInterceptor } from "../../src/telemetry/tracing/index.js";
+import { installTracing, type InstalledTracing } from "../../src/telemetry/tracing/tracing-sdk.js";
 import { CALL_ID_HEADER, FLOOD_MESSAGE_BYTES, MANY, SCENARIO_HEADER, startScenarioServer, type ScenarioServer } from "./scenario-server.js";
 
 type Kind = "connect" | "fast";
@@ -17,6 +20,13 @@ interface Outcome {
   header?: Entries;
   trailer?: Entries;
   serverSawCancel?: boolean;
+  /** The client spans our tracing interceptor ended for the call. */
+  spans?: Array<{
+    name: string;
+    kind: number;
+    attributes: Record<string, unknown>;
+    status: { code: number; message?: string | undefined };
+  }>;
   /** Whether the interceptors were handed the fast reader (so the fast path, not connect's, was measured). */
   fastReader?: boolean;
 }
@@ -42,10 +52,15 @@ const entries = (headers: Headers): Entries => [...headers.entries()].filter(([k
 describe("createFastGrpcTransport against connect's createGrpcTransport", () => {
   let server: ScenarioServer;
   let calls = 0;
+  let memory: InMemorySpanExporter;
+  let tracing: InstalledTracing;
   beforeAll(async () => {
     server = await startScenarioServer();
+    memory = new InMemorySpanExporter();
+    tracing = installTracing({ serviceName: "fast-grpc-transport-test", spanProcessors: [new SimpleSpanProcessor(memory)] });
   });
   afterAll(async () => {
+    await tracing.shutdown();
     await server.close();
   });
 
@@ -64,12 +79,11 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
       if (response.stream) responses.push(response);
       return response;
     };
-    const options: GrpcTransportOptions = {
-      baseUrl: server.baseUrl,
-      sessionManager,
-      interceptors: [addHeader, keepResponse],
-      ...test.client,
-    };
+    // The product's tracing interceptor outermost, as in the Backend; keepResponse innermost, to see what the transport returns.
+    const traced = createClientTracingInterceptor({ rpcSystem: "grpc", serverAddress: "127.0.0.1", serverPort: 1 });
+    const interceptors = [traced, addHeader, keepResponse];
+    const options: GrpcTransportOptions = { baseUrl: server.baseUrl, sessionManager, interceptors, ...test.client };
+    memory.reset();
     const transport: Transport = kind === "fast" ? createFastGrpcTransport(options) : createGrpcTransport(options);
     const client = createClient(WorkerObservation, transport);
     const controller = new AbortController();
@@ -110,6 +124,12 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5000)),
       ]);
     }
+    outcome.spans = memory.getFinishedSpans().map((span) => ({
+      name: span.name,
+      kind: span.kind,
+      attributes: { ...span.attributes },
+      status: { code: span.status.code, message: span.status.message },
+    }));
     sessionManager.abort();
     return outcome;
   }
@@ -268,6 +288,7 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
       const connect = await run("connect", test);
       const fast = await run("fast", test);
       test.check(connect);
+      expect(connect.spans).toHaveLength(1);
       if (connect.fastReader !== undefined) {
         expect(connect.fastReader).toBe(false);
         expect(fast.fastReader).toBe(true);
