@@ -274,6 +274,15 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
       },
     },
     {
+      name: "the server resetting the stream mid-way",
+      scenario: "raw-reset",
+      check: (o) => {
+        expect(o.messages).toEqual(["1", "2"]);
+        // Node reports the reset as a stream error first, which connect-node types Internal.
+        expect(o.error).toMatchObject({ code: "Internal", rawMessage: "Stream closed with error code NGHTTP2_REFUSED_STREAM" });
+      },
+    },
+    {
       name: "the connection dropping mid-stream",
       scenario: "raw-crash",
       check: (o) => {

@@ -182,6 +182,12 @@ function rawScenario(scenario: string, response: http2.Http2ServerResponse, cras
       response.addTrailers({ "grpc-status": "0" });
       response.end(frame(beat("cut")).subarray(0, 7));
       return;
+    case "raw-reset":
+      response.writeHead(200, grpc);
+      response.write(Buffer.concat([frame(beat("1")), frame(beat("2"))]));
+      // The server resets the stream mid-way (RST_STREAM REFUSED_STREAM).
+      setTimeout(() => response.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM), 20);
+      return;
     case "raw-crash":
       response.writeHead(200, grpc);
       response.write(Buffer.concat([frame(beat("1")), frame(beat("2"))]));
