@@ -1,4 +1,4 @@
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import OpenAI from "openai";
 import { performance } from "node:perf_hooks";
@@ -7,6 +7,7 @@ import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { WorkerObservation, type WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { createFastGrpcTransport } from "../../src/grpc-client/index.js";
 import { CHUNK_CHARS, epochMs, floodText, stampsIn } from "./flood-text.js";
 import { percentile } from "./report.js";
 
@@ -21,17 +22,28 @@ const runtimeId = process.env["WR_RUNTIME_ID"] ?? "";
 const providerURL = process.env["WR_PROVIDER_URL"] ?? "";
 const STREAMS_PER_SESSION = 100;
 
+/**
+ * The product's client transport (src/grpc-client, as the Backend and the
+ * CLI use it), or connect-node's own with BENCH_CLIENT_TRANSPORT=connect,
+ * to compare the two on the same bench.
+ */
+const clientTransport = process.env["BENCH_CLIENT_TRANSPORT"] ?? "fast";
+if (clientTransport !== "fast" && clientTransport !== "connect") {
+  throw new Error(`BENCH_CLIENT_TRANSPORT must be "fast" or "connect", not ${JSON.stringify(clientTransport)}`);
+}
+const createTransport = clientTransport === "connect" ? createGrpcTransport : createFastGrpcTransport;
+
 const sessions: Http2SessionManager[] = [];
 let streamsOnLastSession = STREAMS_PER_SESSION;
-function transport(): ReturnType<typeof createGrpcTransport> {
+function transport(): Transport {
   if (streamsOnLastSession >= STREAMS_PER_SESSION) {
     sessions.push(new Http2SessionManager(runtimeUrl));
     streamsOnLastSession = 0;
   }
   streamsOnLastSession++;
-  return createGrpcTransport({ baseUrl: runtimeUrl, sessionManager: sessions[sessions.length - 1] as Http2SessionManager });
+  return createTransport({ baseUrl: runtimeUrl, sessionManager: sessions[sessions.length - 1] as Http2SessionManager });
 }
-const control = createGrpcTransport({ baseUrl: runtimeUrl, sessionManager: new Http2SessionManager(runtimeUrl) });
+const control = createTransport({ baseUrl: runtimeUrl, sessionManager: new Http2SessionManager(runtimeUrl) });
 const catalog = createClient(WorkerCatalog, control);
 const interaction = createClient(WorkerInteraction, control);
 const direct = new OpenAI({ apiKey: "sk-bench", baseURL: providerURL, maxRetries: 0 });

@@ -1,6 +1,7 @@
 import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { createFastGrpcTransport } from "../grpc-client/index.js";
 import { createClientTracingInterceptor } from "../telemetry/tracing/index.js";
 import { currentLogContext, REQUEST_ID_HEADER } from "../server/index.js";
 
@@ -56,7 +57,9 @@ function serverOf(baseUrl: string): { serverAddress: string; serverPort: number 
  * gRPC over one HTTP/2 connection per Runtime, with its own session manager
  * (so one Runtime's connection problems never touch another's), keepalive
  * pings, the bearer token added to every call, and a client span per call
- * carrying the trace context to the Runtime.
+ * carrying the trace context to the Runtime. Watch streams are read by the
+ * fast gRPC reader (src/grpc-client), since the Backend relays every event
+ * of every watched Runtime.
  */
 export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
@@ -71,7 +74,11 @@ export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: re
     return next(request);
   };
   const tracing = createClientTracingInterceptor({ rpcSystem: "grpc", ...serverOf(baseUrl) });
-  const transport = createGrpcTransport({ baseUrl, sessionManager, interceptors: [tracing, ...interceptors, bearer, forwardRequestId] });
+  const transport = createFastGrpcTransport({
+    baseUrl,
+    sessionManager,
+    interceptors: [tracing, ...interceptors, bearer, forwardRequestId],
+  });
   return {
     transport,
     refreshToken: () => {

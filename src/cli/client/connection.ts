@@ -1,5 +1,6 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createFastGrpcTransport } from "../../grpc-client/index.js";
 import { RuntimeManagement } from "../../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { WorkerCatalog } from "../../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
@@ -33,7 +34,8 @@ export interface Connection {
 /**
  * Opens a connection the way any TypeScript application would: one
  * HTTP/2 session (kept explicitly so it can be closed), a transport from
- * @connectrpc/connect-node, and `createClient` per generated service. The
+ * @connectrpc/connect-node (for gRPC, with watch streams read by the fast
+ * reader in src/grpc-client), and `createClient` per generated service. The
  * same clients talk to a runtime or to a Backend, which serves the same
  * services routed by runtime_id.
  */
@@ -49,7 +51,7 @@ export function openConnection(options: ConnectionOptions): Connection {
     });
   }
   const init = { baseUrl: options.server, httpVersion: "2" as const, sessionManager, interceptors };
-  const transport = options.protocol === "connect" ? createConnectTransport(init) : createGrpcTransport(init);
+  const transport = options.protocol === "connect" ? createConnectTransport(init) : createFastGrpcTransport(init);
   return {
     transport,
     clients: {

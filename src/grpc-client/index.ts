@@ -1,0 +1,5 @@
+/**
+ * The product's client transport: connect-node's gRPC transport with a lean
+ * reader for binary server streams (see docs/grpc-client.md).
+ */
+export { createFastGrpcTransport, type FastGrpcTransportOptions } from "./fast-grpc-transport.js";
