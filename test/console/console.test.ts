@@ -135,10 +135,11 @@ describe("console with a model provider", () => {
     // Reasoning is shown, collapsed.
     await expect(texts(page, ".log details.reasoning .body")).resolves.toEqual(["The user greets me."]);
     expect(await page.locator(".log details.reasoning").getAttribute("open")).toBeNull();
-    // The raw event view holds the events as they arrived.
+    // The raw event view holds the events as they arrived (kept while it was closed, shown as JSON on opening).
     await page.locator("details.raw summary").click();
-    await expect(page.locator(".raw-events").textContent()).resolves.toContain('"textDelta"');
+    await expect.poll(() => page.locator(".raw-events").textContent()).toContain('"textDelta"');
     await page.locator("details.raw summary").click();
+    await expect.poll(() => page.locator(".raw-events > div").count()).toBe(0);
     await shot(page, "1-streamed-reply");
   });
 
@@ -149,11 +150,15 @@ describe("console with a model provider", () => {
       delayMs: 30,
       end: "hang",
     });
+    // Open, the raw event view shows messages as they arrive.
+    await page.locator("details.raw summary").click();
     await page.locator("textarea.input").fill("Tell me a long story");
     await page.getByRole("button", { name: "Send" }).click();
     await expect
       .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
       .toMatch(/on and/);
+    await expect.poll(() => page.locator(".raw-events").textContent()).toContain("Tell me a long story");
+    await page.locator("details.raw summary").click();
     await page.locator("textarea.input").fill("And another thing");
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator(".chat .error").textContent()).toContain("still answering the previous message");

@@ -45,6 +45,9 @@ export class ChatView {
   private readonly stopButton: HTMLButtonElement;
   private readonly input: HTMLTextAreaElement;
   private readonly raw: HTMLElement;
+  private readonly rawView: HTMLDetailsElement;
+  /** The last RAW_LIMIT watch messages, shown as JSON only while the raw view is open. */
+  private readonly rawMessages: WatchWorkerResponse[] = [];
   private readonly blocks = new Map<string, LiveBlock>();
   /** Highest committed seq per run, to place a "stopped" mark after it. */
   private readonly runLastSeq = new Map<string, number>();
@@ -100,6 +103,7 @@ export class ChatView {
       h("div", { class: "actions" }, h("button", { class: "send", type: "submit" }, "Send"), this.stopButton),
     );
     this.raw = h("pre", { class: "raw-events" });
+    this.rawView = h("details", { class: "raw" }, h("summary", {}, "Raw events"), this.raw);
     this.element = h(
       "section",
       { class: "chat" },
@@ -110,8 +114,9 @@ export class ChatView {
       this.approval,
       this.error,
       form,
-      h("details", { class: "raw" }, h("summary", {}, "Raw events"), this.raw),
+      this.rawView,
     );
+    this.rawView.addEventListener("toggle", () => this.renderRaw());
   }
 
   /** Starts the watch, then reads the newest page of history. */
@@ -405,10 +410,22 @@ export class ChatView {
     this.error.textContent = text ?? "";
   }
 
+  /**
+   * Keeps the message for the raw view (so opening it shows what came
+   * before), serialized to JSON only while the view is open: serializing
+   * every message up front sat in front of rendering each streamed token.
+   */
   private recordRaw(message: WatchWorkerResponse): void {
-    // Kept even while the view is closed, so opening it shows what came before.
-    this.raw.append(h("div", {}, toJsonString(WatchWorkerResponseSchema, message)));
+    this.rawMessages.push(message);
+    if (this.rawMessages.length > RAW_LIMIT) this.rawMessages.shift();
+    if (!this.rawView.open) return;
+    this.raw.append(rawLine(message));
     while (this.raw.childElementCount > RAW_LIMIT) this.raw.firstElementChild?.remove();
+  }
+
+  /** Fills the raw view when it opens; empties it when it closes. */
+  private renderRaw(): void {
+    this.raw.replaceChildren(...(this.rawView.open ? this.rawMessages.map(rawLine) : []));
   }
 
   private nearBottom(): boolean {
@@ -468,4 +485,8 @@ export function workerStatusText(worker: Worker): string {
   const status = ["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown";
   const connected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
   return `${status}${connected}`;
+}
+
+function rawLine(message: WatchWorkerResponse): HTMLElement {
+  return h("div", {}, toJsonString(WatchWorkerResponseSchema, message));
 }
