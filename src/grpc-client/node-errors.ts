@@ -28,40 +28,26 @@ export function hasNodeErrorCode(reason: unknown, code: string): boolean {
  * `connectErrorFromH2ResetCode`); undefined for NO_ERROR and STREAM_CLOSED.
  */
 export function connectErrorFromResetCode(rstCode: number): ConnectError | undefined {
-  const code = RESET_CODES.get(rstCode);
-  if (code === undefined) return undefined;
-  const name = RESET_NAMES.get(rstCode) ?? String(rstCode);
-  return new ConnectError(`http/2 stream closed with error code ${name} (0x${rstCode.toString(16)})`, code);
+  const reset = RESETS.get(rstCode);
+  if (reset === undefined) return undefined;
+  return new ConnectError(`http/2 stream closed with error code ${reset.name} (0x${rstCode.toString(16)})`, reset.code);
 }
 
 const h2 = constants;
-const RESET_CODES = new Map<number, Code>([
-  [h2.NGHTTP2_PROTOCOL_ERROR, Code.Internal],
-  [h2.NGHTTP2_INTERNAL_ERROR, Code.Internal],
-  [h2.NGHTTP2_FLOW_CONTROL_ERROR, Code.Internal],
-  [h2.NGHTTP2_SETTINGS_TIMEOUT, Code.Internal],
-  [h2.NGHTTP2_FRAME_SIZE_ERROR, Code.Internal],
-  [h2.NGHTTP2_COMPRESSION_ERROR, Code.Internal],
-  [h2.NGHTTP2_CONNECT_ERROR, Code.Internal],
-  [h2.NGHTTP2_REFUSED_STREAM, Code.Unavailable],
-  [h2.NGHTTP2_CANCEL, Code.Canceled],
-  [h2.NGHTTP2_ENHANCE_YOUR_CALM, Code.ResourceExhausted],
-  [h2.NGHTTP2_INADEQUATE_SECURITY, Code.PermissionDenied],
-  [h2.NGHTTP2_HTTP_1_1_REQUIRED, Code.PermissionDenied],
-]);
-const RESET_NAMES = new Map<number, string>([
-  [h2.NGHTTP2_PROTOCOL_ERROR, "PROTOCOL_ERROR"],
-  [h2.NGHTTP2_INTERNAL_ERROR, "INTERNAL_ERROR"],
-  [h2.NGHTTP2_FLOW_CONTROL_ERROR, "FLOW_CONTROL_ERROR"],
-  [h2.NGHTTP2_SETTINGS_TIMEOUT, "SETTINGS_TIMEOUT"],
-  [h2.NGHTTP2_FRAME_SIZE_ERROR, "FRAME_SIZE_ERROR"],
-  [h2.NGHTTP2_COMPRESSION_ERROR, "COMPRESSION_ERROR"],
-  [h2.NGHTTP2_CONNECT_ERROR, "CONNECT_ERROR"],
-  [h2.NGHTTP2_REFUSED_STREAM, "REFUSED_STREAM"],
-  [h2.NGHTTP2_CANCEL, "CANCEL"],
-  [h2.NGHTTP2_ENHANCE_YOUR_CALM, "ENHANCE_YOUR_CALM"],
-  [h2.NGHTTP2_INADEQUATE_SECURITY, "INADEQUATE_SECURITY"],
-  [h2.NGHTTP2_HTTP_1_1_REQUIRED, "HTTP_1_1_REQUIRED"],
+/** The reset codes that are errors: the status each means and its name in the message. */
+const RESETS = new Map<number, { code: Code; name: string }>([
+  [h2.NGHTTP2_PROTOCOL_ERROR, { code: Code.Internal, name: "PROTOCOL_ERROR" }],
+  [h2.NGHTTP2_INTERNAL_ERROR, { code: Code.Internal, name: "INTERNAL_ERROR" }],
+  [h2.NGHTTP2_FLOW_CONTROL_ERROR, { code: Code.Internal, name: "FLOW_CONTROL_ERROR" }],
+  [h2.NGHTTP2_SETTINGS_TIMEOUT, { code: Code.Internal, name: "SETTINGS_TIMEOUT" }],
+  [h2.NGHTTP2_FRAME_SIZE_ERROR, { code: Code.Internal, name: "FRAME_SIZE_ERROR" }],
+  [h2.NGHTTP2_COMPRESSION_ERROR, { code: Code.Internal, name: "COMPRESSION_ERROR" }],
+  [h2.NGHTTP2_CONNECT_ERROR, { code: Code.Internal, name: "CONNECT_ERROR" }],
+  [h2.NGHTTP2_REFUSED_STREAM, { code: Code.Unavailable, name: "REFUSED_STREAM" }],
+  [h2.NGHTTP2_CANCEL, { code: Code.Canceled, name: "CANCEL" }],
+  [h2.NGHTTP2_ENHANCE_YOUR_CALM, { code: Code.ResourceExhausted, name: "ENHANCE_YOUR_CALM" }],
+  [h2.NGHTTP2_INADEQUATE_SECURITY, { code: Code.PermissionDenied, name: "INADEQUATE_SECURITY" }],
+  [h2.NGHTTP2_HTTP_1_1_REQUIRED, { code: Code.PermissionDenied, name: "HTTP_1_1_REQUIRED" }],
 ]);
 
 /** The `code` of an error and of every error in its `cause` chain. */
