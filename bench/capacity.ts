@@ -73,7 +73,7 @@ export async function run(): Promise<void> {
       const cpuUs = (probe.cpuMs * 1000) / chunks;
       console.log(
         `capacity.step ${runs} runs: p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, max ${result.maxMs.toFixed(0)} ms, ` +
-          `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core), ` +
+          `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core, loop busy ${(probe.loopUtilization * 100).toFixed(0)}%), ` +
           `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms, ` +
           `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu); ` +
           `watchers' process ${((clientCpuMs * 1000) / chunks).toFixed(1)} us/chunk, provider ${((providerCpuMs * 1000) / chunks).toFixed(1)} us/chunk`,

@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 
 /**
  * Preloaded (`--import`) into the runtime process the relay and capacity
@@ -29,6 +29,8 @@ export interface ProbeReport {
   cpuMs: number;
   /** Wall time since the last reset, in ms. */
   wallMs: number;
+  /** Share of that time the event loop was busy (performance.eventLoopUtilization): near 1, the loop is the limit. */
+  loopUtilization: number;
 }
 
 if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
@@ -36,6 +38,7 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
   histogram.enable();
   let cpuSince = process.cpuUsage();
   let wallSince = performance.now();
+  let utilizationSince = performance.eventLoopUtilization();
   let busy: number[] = [];
   let gcPauses: number[] = [];
   new PerformanceObserver((list) => {
@@ -58,6 +61,7 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
       gcPauses = [];
       cpuSince = process.cpuUsage();
       wallSince = performance.now();
+      utilizationSince = performance.eventLoopUtilization();
       process.send?.({ id: message.id });
       return;
     }
@@ -72,6 +76,7 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
       gcTotalMs: gcPauses.reduce((sum, ms) => sum + ms, 0),
       cpuMs: (cpu.user + cpu.system) / 1000,
       wallMs: performance.now() - wallSince,
+      loopUtilization: performance.eventLoopUtilization(utilizationSince).utilization,
     };
     process.send?.({ id: message.id, report });
   });
