@@ -1,0 +1,86 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { type Harness, startHarness } from "../support/harness.js";
+import { ScriptedBackend } from "../support/scripted-backend.js";
+
+/** How long the run's first step holds the runtime's event loop. */
+const BLOCK_MS = 1_000;
+
+/**
+ * A raw HTTP/2 client in its own process (so the runtime's blocked loop
+ * cannot hold it): connects, sends one gRPC request and prints how many ms
+ * it took until the stream closed (trailers received).
+ */
+const CLIENT = `
+const http2 = require("node:http2");
+const [url, path, hex] = process.argv.slice(1);
+const session = http2.connect(url);
+session.on("connect", () => {
+  const body = Buffer.from(hex, "hex");
+  const frame = Buffer.alloc(5 + body.length);
+  frame.writeUInt32BE(body.length, 1);
+  body.copy(frame, 5);
+  const started = performance.now();
+  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+  let status = "";
+  stream.on("trailers", (trailers) => { status = String(trailers["grpc-status"]); });
+  stream.on("close", () => {
+    process.stdout.write(JSON.stringify({ ms: performance.now() - started, status }));
+    session.close();
+  });
+  stream.resume();
+  stream.end(frame);
+});
+`;
+
+function sendFromAnotherProcess(baseUrl: string, path: string, body: Uint8Array): Promise<{ ms: number; status: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", CLIENT, baseUrl, path, Buffer.from(body).toString("hex")], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
+    child.on("error", reject);
+    child.on("exit", () => resolve(JSON.parse(out) as { ms: number; status: string }));
+  });
+}
+
+describe("SendInput's response", () => {
+  let harness: Harness;
+  const backend = new ScriptedBackend();
+
+  beforeAll(async () => {
+    harness = await startHarness({ executionBackend: backend });
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  it("is sent whole before the run's execution starts, even when its first step holds the event loop", async () => {
+    let started = false;
+    backend.enqueue(async () => {
+      started = true;
+      // The run's first step: CPU-bound work that holds the loop (a provider request being built, at worst).
+      const until = performance.now() + BLOCK_MS;
+      while (performance.now() < until) {
+        // busy
+      }
+      return { kind: "completed", stopReason: StopReason.END_TURN };
+    });
+    const clients = harness.connect("grpc");
+    const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+    const request = create(SendInputRequestSchema, { worker: worker?.ref, input: { text: "hello" } });
+    const answer = await sendFromAnotherProcess(
+      harness.baseUrl,
+      "/worker_runtime.v1.WorkerInteraction/SendInput",
+      toBinary(SendInputRequestSchema, request),
+    );
+    expect(answer.status).toBe("0");
+    expect(started).toBe(true);
+    // Had the execution started before the trailers were written, the client would have waited out the whole block.
+    expect(answer.ms).toBeLessThan(BLOCK_MS / 2);
+  });
+});
