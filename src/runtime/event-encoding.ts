@@ -8,6 +8,7 @@ import {
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
+import { varintSize, writeVarint } from "./varint.js";
 
 /**
  * Encodes a WorkerEvent once for storage and the wire (the `encode` of a
@@ -95,20 +96,4 @@ function stringsMessage(layout: DeltaLayout, strings: readonly string[]): Uint8A
     pos += out.write(strings[i] as string, pos, length, "utf8");
   }
   return out;
-}
-
-function varintSize(value: number): number {
-  let size = 1;
-  for (let n = value; n >= 0x80; n >>>= 7) size++;
-  return size;
-}
-
-function writeVarint(out: Uint8Array, pos: number, value: number): number {
-  let n = value;
-  while (n >= 0x80) {
-    out[pos++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[pos++] = n;
-  return pos;
 }

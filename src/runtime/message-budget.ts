@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
 import { RESPONSE_RESERVE_BYTES, type Limits } from "./limits.js";
+import { varintSize } from "./varint.js";
 
 /**
  * Every response must fit the server's message limit (`maxMessageBytes`,
@@ -18,9 +19,7 @@ export function responseBudgetBytes(limits: Pick<Limits, "maxMessageBytes">): nu
 
 /** Bytes one element of a repeated message field takes: tag, length varint, body. */
 export function repeatedFieldBytes(bodyBytes: number): number {
-  let lengthBytes = 1;
-  for (let n = bodyBytes; n >= 0x80; n = Math.floor(n / 0x80)) lengthBytes++;
-  return 1 + lengthBytes + bodyBytes;
+  return 1 + varintSize(bodyBytes) + bodyBytes;
 }
 
 /**

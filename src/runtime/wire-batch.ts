@@ -1,6 +1,7 @@
 import { WireType } from "@bufbuild/protobuf/wire";
 import { create, type DescMessage, type MessageShape, type UnknownField } from "@bufbuild/protobuf";
 import type { StreamItem } from "./subscription.js";
+import { varintSize, writeVarint } from "./varint.js";
 
 /**
  * Encoding is the ceiling of a busy watch stream, so each event is encoded
@@ -108,22 +109,4 @@ function setZeroFields(target: object, schema: DescMessage): void {
     else if (value instanceof Uint8Array) fields[key] = new Uint8Array(0);
     else fields[key] = typeof value === "object" && value !== null ? { ...value } : value;
   }
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  for (let v = n; v >= 0x80; v >>>= 7) size++;
-  return size;
-}
-
-/** Writes `n` as a varint at `pos`; returns the position after it. */
-function writeVarint(out: Uint8Array, pos: number, n: number): number {
-  let v = n;
-  let at = pos;
-  while (v >= 0x80) {
-    out[at++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  out[at++] = v;
-  return at;
 }
