@@ -43,7 +43,12 @@ export class Subscription<E> {
   private idleTimer: NodeJS.Timeout | undefined;
   private idleTimerMs = 0;
   private signal: AbortSignal | undefined;
-  private readonly onAbort = (): void => this.wakeUp();
+  /** Whether `signal` has aborted: kept here so a wait does not read the signal (a megamorphic load) each time. */
+  private signalAborted = false;
+  private readonly onAbort = (): void => {
+    this.signalAborted = true;
+    this.wakeUp();
+  };
 
   constructor(
     private readonly maxBacklog: number,
@@ -92,7 +97,8 @@ export class Subscription<E> {
    * the subscription's life, not once per wait.
    */
   wait(idleMs: number, signal: AbortSignal): Promise<void> | undefined {
-    if (this.queue.length > this.head || this.closedWith || signal.aborted) return undefined;
+    if (this.queue.length > this.head || this.closedWith) return undefined;
+    if (signal === this.signal ? this.signalAborted : signal.aborted) return undefined;
     this.watchSignal(signal);
     return new Promise<void>((resolve) => {
       this.wake = resolve;
@@ -164,6 +170,7 @@ export class Subscription<E> {
     if (this.signal === signal) return;
     this.unwatchSignal();
     this.signal = signal;
+    this.signalAborted = false;
     signal.addEventListener("abort", this.onAbort, { once: true });
   }
 

@@ -69,35 +69,43 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
   plan: WatchPlan<E, R>,
   options: WatchOptions,
 ): AsyncGenerator<MessageShape<R>> {
-  const { subscription } = plan;
+  // The plan's fields are read once: plans reach here in many object shapes (spread copies), so
+  // reading them per message was a megamorphic property load that missed V8's cache every time.
+  const { subscription, heartbeatMs, maxEventsPerMessage, maxBatchBytes, delivered } = plan;
   const { signal } = options;
-  const release = (): void => subscription.close();
+  const respond = responder(plan, options);
+  // Set with the abort, so the live loop does not read the signal (another megamorphic load) per message.
+  let aborted = signal.aborted;
+  const release = (): void => {
+    aborted = true;
+    subscription.close();
+  };
   signal.addEventListener("abort", release, { once: true });
   try {
-    if (signal.aborted) return;
+    if (aborted) return;
     yield plan.first;
     let lastSeq = plan.snapshotSeq;
     if (plan.afterSeq !== undefined) {
       let after = plan.afterSeq;
       // Reads are sized by the events seen so far, so a replay of large events holds about two messages' worth.
-      let readCount = Math.min(plan.maxEventsPerMessage, FIRST_REPLAY_READ);
-      while (after < plan.snapshotSeq && !signal.aborted) {
+      let readCount = Math.min(maxEventsPerMessage, FIRST_REPLAY_READ);
+      while (after < plan.snapshotSeq && !aborted) {
         const stored = await plan.readStored(after, Math.min(readCount, Number(plan.snapshotSeq - after)));
         // Retention may have moved on since the cursor was checked: never skip silently.
         if (stored[0]?.seq !== after + 1n) throw cursorExpired(plan.stream, plan.earliestSeq());
         const upToSnapshot = stored.filter((item) => item.seq <= plan.snapshotSeq);
         after = upToSnapshot[upToSnapshot.length - 1]?.seq ?? plan.snapshotSeq;
         const averageBytes = stored.reduce((sum, item) => sum + item.bytes.byteLength, 0) / stored.length;
-        readCount = Math.max(1, Math.min(plan.maxEventsPerMessage, Math.floor((2 * plan.maxBatchBytes) / averageBytes)));
-        plan.delivered?.(upToSnapshot.length);
-        for (const part of bySize(upToSnapshot, plan.maxBatchBytes)) yield toResponse(plan, part, options);
+        readCount = Math.max(1, Math.min(maxEventsPerMessage, Math.floor((2 * maxBatchBytes) / averageBytes)));
+        delivered?.(upToSnapshot.length);
+        for (const part of bySize(upToSnapshot, maxBatchBytes)) yield respond(part);
       }
     }
     // The live loop waits on the subscription itself (not through liveBatches): one generator less per message.
-    while (!signal.aborted) {
-      const waiting = subscription.wait(plan.heartbeatMs, signal);
+    while (!aborted) {
+      const waiting = subscription.wait(heartbeatMs, signal);
       if (waiting) await waiting;
-      const wait = subscription.poll(plan.maxEventsPerMessage, signal);
+      const wait = subscription.poll(maxEventsPerMessage, signal);
       if (wait.kind === "closed") {
         if (wait.error) throw wait.error;
         return;
@@ -107,10 +115,10 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
         continue;
       }
       const batch = wait.items;
-      plan.delivered?.(batch.length);
+      delivered?.(batch.length);
       for (const item of batch) if (item.seq > 0n) lastSeq = item.seq;
-      if (fitsOneMessage(batch, plan.maxBatchBytes)) yield toResponse(plan, batch, options);
-      else for (const part of bySize(batch, plan.maxBatchBytes)) yield toResponse(plan, part, options);
+      if (fitsOneMessage(batch, maxBatchBytes)) yield respond(batch);
+      else for (const part of bySize(batch, maxBatchBytes)) yield respond(part);
     }
   } finally {
     signal.removeEventListener("abort", release);
@@ -227,13 +235,14 @@ function runIdOf(event: WorkerEvent): string | undefined {
   }
 }
 
-function toResponse<E extends DescMessage, R extends DescMessage>(
+/** Builds one response from a batch of items: pre-encoded for the binary encoding, decoded events otherwise. */
+function responder<E extends DescMessage, R extends DescMessage>(
   plan: WatchPlan<E, R>,
-  items: readonly StreamItem<MessageShape<E>>[],
   options: WatchOptions,
-): MessageShape<R> {
-  if (options.binary) return encodedBatch(plan.responseSchema, plan.eventsFieldNo, items);
-  return plan.withEvents(items.map((item) => (item.event ??= fromBinary(plan.eventSchema, item.bytes))));
+): (items: readonly StreamItem<MessageShape<E>>[]) => MessageShape<R> {
+  const { responseSchema, eventsFieldNo, eventSchema } = plan;
+  if (options.binary) return (items) => encodedBatch(responseSchema, eventsFieldNo, items);
+  return (items) => plan.withEvents(items.map((item) => (item.event ??= fromBinary(eventSchema, item.bytes))));
 }
 
 /**
