@@ -10,8 +10,7 @@ import { chromium } from "playwright-core";
 import { WorkerCatalog } from "../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { buildConsole, startConsole } from "../test/console/console-process.js";
 import { REPO_ROOT } from "../test/support/cli-process.js";
-import { startFakeOpenAI } from "../test/support/fake-openai.js";
-import { reply } from "../test/support/openai-chunks.js";
+import { startReplyProvider } from "./support/child-processes.js";
 import { median, printFigure } from "./support/report.js";
 
 /**
@@ -20,9 +19,13 @@ import { median, printFigure } from "./support/report.js";
  * navigation to the first rendered worker list, and the time from pressing
  * Enter to the first streamed token on screen, against a bare connect-web
  * client in the same page timing the first text delta it receives (target at
- * most 1.2x). Rounds alternate console and bare; medians are compared.
+ * most 1.2x). Rounds alternate console and bare; medians are compared. The
+ * provider is a process of its own (bench/support/reply-provider.ts), as in
+ * production, not a server inside this process, which also drives the
+ * browser.
  */
 const ROUNDS = 15;
+const REPLY = "first token, then the rest of a short answer";
 const BUNDLE_TARGET_KIB = 250;
 const FLAGS = [
   "--headless",
@@ -67,7 +70,7 @@ export async function run(): Promise<void> {
   });
   const bareScript = bare.outputFiles[0]!.text;
 
-  const provider = await startFakeOpenAI();
+  const provider = await startReplyProvider(REPLY, 4);
   const dataDir = mkdtempSync(join(tmpdir(), "console-bench-"));
   const server = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], {
     OPENAI_API_KEY: "sk-bench",
@@ -102,7 +105,6 @@ export async function run(): Promise<void> {
     const consoleTimes: number[] = [];
     const bareTimes: number[] = [];
     for (let i = 0; i < ROUNDS + 2; i++) {
-      provider.enqueue(reply({ text: "first token, then the rest of a short answer", pieceSize: 4 }));
       await page.evaluate(() => {
         (globalThis as unknown as { __marks: Marks }).__marks = {};
       });
@@ -111,7 +113,6 @@ export async function run(): Promise<void> {
       await page.waitForFunction(() => (globalThis as unknown as { __marks: Marks }).__marks.token !== undefined);
       await page.waitForSelector("button.stop", { state: "hidden" });
       const marks = await page.evaluate(() => (globalThis as unknown as { __marks: Marks }).__marks);
-      provider.enqueue(reply({ text: "first token, then the rest of a short answer", pieceSize: 4 }));
       const bareMs = await page.evaluate(
         ([runtime, worker, text]) =>
           (globalThis as unknown as { __bareFirstToken: (r: string, w: string, t: string) => Promise<number> }).__bareFirstToken(
@@ -136,7 +137,7 @@ export async function run(): Promise<void> {
     await browser.close();
     server.cli.kill();
     await server.cli.exited;
-    await provider.close();
+    await provider.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -191,3 +191,10 @@ export async function startRelayProcesses(
   children.unshift(client);
   return { provider, runtime, client };
 }
+
+/** A provider answering every request with `text` streamed in pieces of `pieceSize` characters; `baseURL` ends in /v1. */
+export async function startReplyProvider(text: string, pieceSize: number): Promise<BenchChild & { baseURL: string }> {
+  const child = spawnTs([here("./reply-provider.ts"), text, String(pieceSize)]);
+  const baseURL = (await firstLine(child)).trim();
+  return { child, baseURL, stop: () => stopChild(child) };
+}
