@@ -55,6 +55,16 @@ describe("encoded batch", () => {
     expect(Buffer.from(frame.subarray(GRPC_FRAME_HEADER_BYTES)).equals(Buffer.from(expected))).toBe(true);
   });
 
+  it("writes every byte of its frame, which comes from Node's buffer pool (never stale pool bytes)", () => {
+    for (let round = 0; round < 200; round++) {
+      // Dirty the pool where the next frame will be taken from.
+      Buffer.allocUnsafe(300).fill(0xff);
+      const frame = encodedBatchFrame(encodedBatch(WatchWorkerResponseSchema, 1, items())) as Uint8Array;
+      expect(frame[0]).toBe(0);
+      expect(Buffer.from(frame.subarray(GRPC_FRAME_HEADER_BYTES)).equals(Buffer.from(expected))).toBe(true);
+    }
+  });
+
   it("is an ordinary message to protobuf-es (the Connect and gRPC-Web paths), events as unknown fields", () => {
     const batch = encodedBatch(WatchWorkerResponseSchema, 1, items());
     expect(isMessage(batch, WatchWorkerResponseSchema)).toBe(true);
