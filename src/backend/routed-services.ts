@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
@@ -70,14 +70,15 @@ function router(context: RoutingContext) {
   const call = async <T>(
     runtimeId: string,
     ctx: HandlerContext,
-    fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number }) => Promise<T>,
+    fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number; contextValues: ContextValues }) => Promise<T>,
   ): Promise<T> => {
     const connection = connectionFor(runtimeId);
     const clientTimeoutMs = ctx.timeoutMs();
     const ours = clientTimeoutMs === undefined || clientTimeoutMs >= context.callTimeoutMs;
     const timeoutMs = ours ? context.callTimeoutMs : clientTimeoutMs;
     try {
-      return await fn(connection.clients, { signal: ctx.signal, timeoutMs });
+      // The served call's context values go with it: the transport forwards its request id.
+      return await fn(connection.clients, { signal: ctx.signal, timeoutMs, contextValues: ctx.values });
     } catch (error) {
       const upstream = ConnectError.from(error);
       // A client's own short deadline says nothing about the runtime's health.
@@ -150,6 +151,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
             clientTimeoutMs: ctx.timeoutMs(),
             binary: isBinary(ctx),
             logger: context.logger,
+            contextValues: ctx.values,
           })
         : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
     stopWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.stopWorker(request, o)),
@@ -166,7 +168,7 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
       const runtimeId = refRuntime(request.worker);
       const connection = connectionFor(runtimeId);
       try {
-        yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal });
+        yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal, contextValues: ctx.values });
       } catch (error) {
         const upstream = ConnectError.from(error);
         connection.reportFailure(upstream);
@@ -197,7 +199,7 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         context.directory,
         refRuntime(request.worker),
         request.afterCursor,
-        isBinary(ctx) ? rawWorkerWatch(request) : workerWatch(request),
+        isBinary(ctx) ? rawWorkerWatch(request, ctx.values) : workerWatch(request, ctx.values),
         ctx.signal,
         relayOptions,
       ),
@@ -213,7 +215,7 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         context.directory,
         runtimeId,
         request.afterCursor,
-        isBinary(ctx) ? rawRuntimeWatch(request) : runtimeWatch(request),
+        isBinary(ctx) ? rawRuntimeWatch(request, ctx.values) : runtimeWatch(request, ctx.values),
         ctx.signal,
         relayOptions,
       );
@@ -226,9 +228,10 @@ async function* decoded(messages: AsyncIterable<WatchRuntimeResponse>): AsyncGen
   for await (const message of messages) yield fromBinary(WatchRuntimeResponseSchema, toBinary(WatchRuntimeResponseSchema, message));
 }
 
-function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerResponse> {
+function workerWatch(request: WatchWorkerRequest, contextValues: ContextValues): ResumableWatch<WatchWorkerResponse> {
   return {
-    open: (c, cursor, signal) => c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal }),
+    open: (c, cursor, signal) =>
+      c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal, contextValues }),
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
@@ -241,9 +244,10 @@ function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerRes
   };
 }
 
-function runtimeWatch(request: WatchRuntimeRequest): ResumableWatch<WatchRuntimeResponse> {
+function runtimeWatch(request: WatchRuntimeRequest, contextValues: ContextValues): ResumableWatch<WatchRuntimeResponse> {
   return {
-    open: (c, cursor, signal) => c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal }),
+    open: (c, cursor, signal) =>
+      c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal, contextValues }),
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
