@@ -12,9 +12,9 @@ export const REQUEST_ID_HEADER = "x-request-id";
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/;
 
 /**
- * The longest worker or run id copied from a message into the log context.
- * They come from the caller, before authentication and validation, and go on
- * every line of the call: a 4 MiB "id" must not become 4 MiB log lines.
+ * The longest worker or run id copied from a message into the call's
+ * completion line. They come from the caller, before authentication and
+ * validation: a 4 MiB "id" must not become a 4 MiB log line.
  */
 const MAX_LOGGED_ID_CHARS = 128;
 
