@@ -15,7 +15,8 @@ import {
   type WorkerObservation,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import type { Logger } from "../runtime/index.js";
+import { childLogger, type Logger } from "../runtime/index.js";
+import { logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import type { BundlePush } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
@@ -83,10 +84,16 @@ function router(context: RoutingContext) {
       const upstream = ConnectError.from(error);
       // A client's own short deadline says nothing about the runtime's health.
       if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
-      throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
+      throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
     }
   };
   return { call, connectionFor };
+}
+
+/** The Backend's logger with the served call's log fields (its request id), for lines about that call. */
+function callLogger(context: RoutingContext, ctx: HandlerContext): Logger {
+  const fields = logFieldsOf(ctx.values);
+  return fields ? childLogger(context.logger, fields) : context.logger;
 }
 
 /** Whether the client reads binary protobuf (gRPC, gRPC-Web, Connect+proto); JSON clients need decoded messages. */
@@ -150,7 +157,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
             perRuntimeTimeoutMs: context.fanoutTimeoutMs,
             clientTimeoutMs: ctx.timeoutMs(),
             binary: isBinary(ctx),
-            logger: context.logger,
+            logger: callLogger(context, ctx),
             contextValues: ctx.values,
           })
         : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
@@ -172,7 +179,7 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
       } catch (error) {
         const upstream = ConnectError.from(error);
         connection.reportFailure(upstream);
-        throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
+        throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
       }
     },
     cancelRun: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.cancelRun(request, o)),
@@ -191,7 +198,7 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
  */
 export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
   const { call, connectionFor } = router(context);
-  const relayOptions = { heartbeatMs: context.heartbeatMs, logger: context.logger };
+  const relayOptions = (ctx: HandlerContext) => ({ heartbeatMs: context.heartbeatMs, logger: callLogger(context, ctx) });
   return {
     readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
     watchWorker: (request, ctx) =>
@@ -201,7 +208,7 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         request.afterCursor,
         isBinary(ctx) ? rawWorkerWatch(request, ctx.values) : workerWatch(request, ctx.values),
         ctx.signal,
-        relayOptions,
+        relayOptions(ctx),
       ),
     async *watchRuntime(request, ctx) {
       const runtimeId = required(request.runtimeId);
@@ -217,7 +224,7 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         request.afterCursor,
         isBinary(ctx) ? rawRuntimeWatch(request, ctx.values) : runtimeWatch(request, ctx.values),
         ctx.signal,
-        relayOptions,
+        relayOptions(ctx),
       );
     },
   };
