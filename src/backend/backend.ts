@@ -15,18 +15,18 @@ import type { Logger, Runtime } from "../runtime/index.js";
 import {
   createErrorInterceptor,
   createHealthService,
+  createLogFieldsInterceptor,
   createReflectionServices,
   createRoutes,
   reflectionRegistry,
   UNTRACED_SERVICES,
-  withoutLogContext,
 } from "../server/index.js";
 import { createClientTracingInterceptor, createServerTracingInterceptor, detached } from "../telemetry/tracing/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
 import { BundlePush } from "./bundle-push.js";
 import { createRegistryService } from "./registry-service.js";
-import { createRemoteTransport, endpointOf, type RemoteEndpoint } from "./remote-transport.js";
+import { createRemoteTransport, endpointOf, forwardRequestId, type RemoteEndpoint } from "./remote-transport.js";
 import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, createRoutedObservation } from "./routed-services.js";
 import { RuntimeConnection } from "./runtime-connection.js";
 import { RuntimeDirectory } from "./runtime-directory.js";
@@ -123,7 +123,7 @@ export function createBackend(options: BackendOptions): Backend {
   const shared = new WeakMap<RuntimeConnection, SharedRuntimeWatch>();
   /** Registers a connection with its shared WatchRuntime, which stops when the connection closes. */
   const registerNow = (connection: RuntimeConnection): void => {
-    withoutLogContext(() => directory.add(connection));
+    directory.add(connection);
     const watch = new SharedRuntimeWatch(connection, {
       ...options.runtimeWatchRing,
       heartbeatMs,
@@ -134,15 +134,24 @@ export function createBackend(options: BackendOptions): Backend {
     connection.onChange(() => {
       if (connection.isClosed) watch.stop();
     });
-    withoutLogContext(() => watch.start());
+    watch.start();
   };
   /** Both loops run outside the trace of the call that registered them (an AddRuntime): they outlive it. */
   const register = (connection: RuntimeConnection): void => detached(() => registerNow(connection));
   const interceptorsOf = (runtimeId: string): Interceptor[] => options.runtimeInterceptors?.(runtimeId) ?? [];
   // Traced like a remote Runtime: a client span in the Backend, a server span in the Runtime.
   const embeddedTransport = createRouterTransport(createRoutes(runtime), {
-    transport: { interceptors: [createClientTracingInterceptor({ rpcSystem: "connectrpc" }), ...interceptorsOf(runtime.runtimeId)] },
-    router: { interceptors: [createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }), createErrorInterceptor(logger)] },
+    transport: {
+      interceptors: [createClientTracingInterceptor({ rpcSystem: "connectrpc" }), ...interceptorsOf(runtime.runtimeId), forwardRequestId],
+    },
+    router: {
+      // The embedded Runtime's runs log with the Backend caller's request id, forwarded in the header.
+      interceptors: [
+        createServerTracingInterceptor({ untracedServices: UNTRACED_SERVICES }),
+        createLogFieldsInterceptor(),
+        createErrorInterceptor(logger),
+      ],
+    },
   });
   register(
     new RuntimeConnection({

@@ -1,5 +1,5 @@
 import { create, type UnknownField } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
@@ -37,6 +37,8 @@ export interface FanoutOptions {
   /** Whether the response is binary protobuf (else JSON: Workers must be decoded). */
   binary: boolean;
   logger: Logger;
+  /** The served call's context values, passed to each Runtime's call (its request id goes on). */
+  contextValues?: ContextValues | undefined;
 }
 
 /** One Runtime's answer or failure. */
@@ -151,7 +153,7 @@ async function fetchPage(
   const ours = options.clientTimeoutMs === undefined || options.clientTimeoutMs >= options.perRuntimeTimeoutMs;
   const timeoutMs = ours ? options.perRuntimeTimeoutMs : options.clientTimeoutMs;
   try {
-    const page = await listWorkersRaw(connection.transport, request, { signal, timeoutMs });
+    const page = await listWorkersRaw(connection.transport, request, { signal, timeoutMs, contextValues: options.contextValues });
     return { ok: true, workers: page.workers, next: page.nextPageToken };
   } catch (error) {
     const upstream = ConnectError.from(error);

@@ -8,7 +8,7 @@ import {
 } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import type { Transport } from "@connectrpc/connect";
+import type { ContextValues, Transport } from "@connectrpc/connect";
 import {
   WatchRuntimeResponseSchema,
   WatchWorkerResponseSchema,
@@ -48,17 +48,17 @@ const rawWatchRuntime: DescMethodServerStreaming<typeof WorkerObservation.method
   output: EmptySchema,
 };
 
-/** WatchWorker relayed without decoding events. */
-export function rawWorkerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerResponse> {
+/** WatchWorker relayed without decoding events; `values`: the served call's context values (its request id goes on). */
+export function rawWorkerWatch(request: WatchWorkerRequest, values?: ContextValues): ResumableWatch<WatchWorkerResponse> {
   return rawWatch(WatchWorkerResponseSchema, 5, (c, cursor, signal) =>
-    openRaw(c.transport, rawWatchWorker, { worker: request.worker, afterCursor: cursor }, signal),
+    openRaw(c.transport, rawWatchWorker, { worker: request.worker, afterCursor: cursor }, signal, values),
   );
 }
 
-/** WatchRuntime relayed without decoding events. */
-export function rawRuntimeWatch(request: WatchRuntimeRequest): ResumableWatch<WatchRuntimeResponse> {
+/** WatchRuntime relayed without decoding events; `values` as for {@link rawWorkerWatch}. */
+export function rawRuntimeWatch(request: WatchRuntimeRequest, values?: ContextValues): ResumableWatch<WatchRuntimeResponse> {
   return rawWatch(WatchRuntimeResponseSchema, 2, (c, cursor, signal) =>
-    openRaw(c.transport, rawWatchRuntime, { runtimeId: request.runtimeId, afterCursor: cursor }, signal),
+    openRaw(c.transport, rawWatchRuntime, { runtimeId: request.runtimeId, afterCursor: cursor }, signal, values),
   );
 }
 
@@ -104,11 +104,12 @@ async function* openRaw<I extends DescMessage>(
   method: DescMethodServerStreaming<I, typeof EmptySchema>,
   request: MessageInitShape<I>,
   signal: AbortSignal,
+  values: ContextValues | undefined,
 ): AsyncIterable<UnknownField[]> {
   async function* once(): AsyncIterable<MessageInitShape<I>> {
     yield request;
   }
-  const response = await transport.stream(method, signal, undefined, undefined, once());
+  const response = await transport.stream(method, signal, undefined, undefined, once(), values);
   for await (const message of response.message) yield message.$unknown ?? [];
 }
 

@@ -1,7 +1,7 @@
 import { create, fromBinary, type UnknownField } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import type { Transport } from "@connectrpc/connect";
+import type { ContextValues, Transport } from "@connectrpc/connect";
 import type { RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
 import {
   ListWorkersResponseSchema,
@@ -37,9 +37,9 @@ export interface RawWorkerPage {
 export async function listWorkersRaw(
   transport: Transport,
   request: ListWorkersRequest,
-  options: { signal: AbortSignal; timeoutMs: number | undefined },
+  options: { signal: AbortSignal; timeoutMs: number | undefined; contextValues?: ContextValues | undefined },
 ): Promise<RawWorkerPage> {
-  const response = await transport.unary(rawListWorkers, options.signal, options.timeoutMs, undefined, request);
+  const response = await transport.unary(rawListWorkers, options.signal, options.timeoutMs, undefined, request, options.contextValues);
   const fields = response.message.$unknown ?? [];
   let nextPageToken = "";
   const workers: UnknownField[] = [];

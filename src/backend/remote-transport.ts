@@ -3,7 +3,7 @@ import type { Interceptor, Transport } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { createFastGrpcTransport } from "../grpc-client/index.js";
 import { createClientTracingInterceptor } from "../telemetry/tracing/index.js";
-import { currentLogContext, REQUEST_ID_HEADER } from "../server/index.js";
+import { logFieldsOf, REQUEST_ID_HEADER } from "../server/index.js";
 
 /** How to reach one remote Runtime. Credentials stay inside the Backend. */
 export interface RemoteEndpoint {
@@ -26,9 +26,13 @@ export interface RemoteTransport {
   close(): void;
 }
 
-/** The caller's request id goes on to the Runtime, so one id finds a call in both logs. */
-const forwardRequestId: Interceptor = (next) => (request) => {
-  const id = currentLogContext()?.["request_id"];
+/**
+ * The caller's request id goes on to the Runtime, so one id finds a call in
+ * both logs (and the Runtime's run lines carry it). A routed call passes the
+ * served RPC's context values to its client, so the id is read from there.
+ */
+export const forwardRequestId: Interceptor = (next) => (request) => {
+  const id = logFieldsOf(request.contextValues)?.["request_id"];
   if (id !== undefined && !request.header.has(REQUEST_ID_HEADER)) request.header.set(REQUEST_ID_HEADER, id);
   return next(request);
 };

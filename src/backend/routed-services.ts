@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
@@ -15,7 +15,8 @@ import {
   type WorkerObservation,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import type { Logger } from "../runtime/index.js";
+import { childLogger, type Logger } from "../runtime/index.js";
+import { logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import type { BundlePush } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
@@ -70,22 +71,29 @@ function router(context: RoutingContext) {
   const call = async <T>(
     runtimeId: string,
     ctx: HandlerContext,
-    fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number }) => Promise<T>,
+    fn: (clients: RuntimeClients, options: { signal: AbortSignal; timeoutMs: number; contextValues: ContextValues }) => Promise<T>,
   ): Promise<T> => {
     const connection = connectionFor(runtimeId);
     const clientTimeoutMs = ctx.timeoutMs();
     const ours = clientTimeoutMs === undefined || clientTimeoutMs >= context.callTimeoutMs;
     const timeoutMs = ours ? context.callTimeoutMs : clientTimeoutMs;
     try {
-      return await fn(connection.clients, { signal: ctx.signal, timeoutMs });
+      // The served call's context values go with it: the transport forwards its request id.
+      return await fn(connection.clients, { signal: ctx.signal, timeoutMs, contextValues: ctx.values });
     } catch (error) {
       const upstream = ConnectError.from(error);
       // A client's own short deadline says nothing about the runtime's health.
       if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
-      throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
+      throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
     }
   };
   return { call, connectionFor };
+}
+
+/** The Backend's logger with the served call's log fields (its request id), for lines about that call. */
+function callLogger(context: RoutingContext, ctx: HandlerContext): Logger {
+  const fields = logFieldsOf(ctx.values);
+  return fields ? childLogger(context.logger, fields) : context.logger;
 }
 
 /** Whether the client reads binary protobuf (gRPC, gRPC-Web, Connect+proto); JSON clients need decoded messages. */
@@ -149,7 +157,8 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
             perRuntimeTimeoutMs: context.fanoutTimeoutMs,
             clientTimeoutMs: ctx.timeoutMs(),
             binary: isBinary(ctx),
-            logger: context.logger,
+            logger: callLogger(context, ctx),
+            contextValues: ctx.values,
           })
         : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
     stopWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.stopWorker(request, o)),
@@ -166,11 +175,11 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
       const runtimeId = refRuntime(request.worker);
       const connection = connectionFor(runtimeId);
       try {
-        yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal });
+        yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal, contextValues: ctx.values });
       } catch (error) {
         const upstream = ConnectError.from(error);
         connection.reportFailure(upstream);
-        throw fromUpstream(upstream, runtimeId, context.logger, ctx.signal);
+        throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
       }
     },
     cancelRun: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.cancelRun(request, o)),
@@ -189,7 +198,7 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
  */
 export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
   const { call, connectionFor } = router(context);
-  const relayOptions = { heartbeatMs: context.heartbeatMs, logger: context.logger };
+  const relayOptions = (ctx: HandlerContext) => ({ heartbeatMs: context.heartbeatMs, logger: callLogger(context, ctx) });
   return {
     readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
     watchWorker: (request, ctx) =>
@@ -197,9 +206,9 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         context.directory,
         refRuntime(request.worker),
         request.afterCursor,
-        isBinary(ctx) ? rawWorkerWatch(request) : workerWatch(request),
+        isBinary(ctx) ? rawWorkerWatch(request, ctx.values) : workerWatch(request, ctx.values),
         ctx.signal,
-        relayOptions,
+        relayOptions(ctx),
       ),
     async *watchRuntime(request, ctx) {
       const runtimeId = required(request.runtimeId);
@@ -213,9 +222,9 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
         context.directory,
         runtimeId,
         request.afterCursor,
-        isBinary(ctx) ? rawRuntimeWatch(request) : runtimeWatch(request),
+        isBinary(ctx) ? rawRuntimeWatch(request, ctx.values) : runtimeWatch(request, ctx.values),
         ctx.signal,
-        relayOptions,
+        relayOptions(ctx),
       );
     },
   };
@@ -226,9 +235,10 @@ async function* decoded(messages: AsyncIterable<WatchRuntimeResponse>): AsyncGen
   for await (const message of messages) yield fromBinary(WatchRuntimeResponseSchema, toBinary(WatchRuntimeResponseSchema, message));
 }
 
-function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerResponse> {
+function workerWatch(request: WatchWorkerRequest, contextValues: ContextValues): ResumableWatch<WatchWorkerResponse> {
   return {
-    open: (c, cursor, signal) => c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal }),
+    open: (c, cursor, signal) =>
+      c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal, contextValues }),
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
@@ -241,9 +251,10 @@ function workerWatch(request: WatchWorkerRequest): ResumableWatch<WatchWorkerRes
   };
 }
 
-function runtimeWatch(request: WatchRuntimeRequest): ResumableWatch<WatchRuntimeResponse> {
+function runtimeWatch(request: WatchRuntimeRequest, contextValues: ContextValues): ResumableWatch<WatchRuntimeResponse> {
   return {
-    open: (c, cursor, signal) => c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal }),
+    open: (c, cursor, signal) =>
+      c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal, contextValues }),
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>

@@ -1,7 +1,6 @@
 import { trace } from "@opentelemetry/api";
 import { type DestinationStream, type Level, type LevelWithSilent, pino } from "pino";
 import type { Logger } from "../runtime/index.js";
-import { currentLogContext } from "../server/index.js";
 
 /** The environment variable that sets the log level. */
 export const LOG_LEVEL_VARIABLE = "WORKER_RUNTIME_LOG_LEVEL";
@@ -66,9 +65,9 @@ export interface PinoLoggerInit extends LogConfig {
 
 /**
  * The CLI's logger: pino JSON lines (ISO time, level as a word, `message`),
- * each carrying the process's fields, the current RPC's log context
- * (request, worker and run ids) and the active span's trace and span ids.
- * The fields of the call win over both.
+ * each carrying the process's fields and the active span's trace and span
+ * ids. The fields of the call (and of a child: a run's worker, run and
+ * request ids) win over both.
  */
 export function createPinoLogger(init: PinoLoggerInit): Logger {
   const processFields = init.process ?? {};
@@ -80,7 +79,7 @@ export function createPinoLogger(init: PinoLoggerInit): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: redactPaths(init), censor: "[redacted]" },
-      mixin: () => ({ ...processFields, ...currentLogContext(), ...traceFields() }),
+      mixin: () => ({ ...processFields, ...traceFields() }),
     },
     init.destination ?? pino.destination({ dest: 2, sync: true }),
   );
@@ -97,8 +96,8 @@ function traceFields(): Record<string, string> | undefined {
 
 /**
  * The core's seam over pino. A child merges its fields into each line's
- * object rather than using pino's bindings, so a field the log context also
- * sets appears once.
+ * object rather than using pino's bindings, so a field a line also sets
+ * appears once.
  */
 function adapt(base: pino.Logger, bound: Record<string, unknown>): Logger {
   const at =

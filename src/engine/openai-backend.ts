@@ -103,8 +103,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         blocks: createBlockIds(request.run.runId),
         retryBudget: new RetryBudget(runSettings.retry.budgetMs),
         health,
-        // Every line a run logs names its worker and run.
-        logger: childLogger(logger, { worker_id: request.worker.ref?.workerId, run_id: request.run.runId }),
+        // Every line a run logs names its worker and run (and, from the Runtime, the call that started it).
+        logger: request.logger ?? childLogger(logger, { worker_id: request.worker.ref?.workerId, run_id: request.run.runId }),
         metrics,
       });
       if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);

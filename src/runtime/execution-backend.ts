@@ -120,6 +120,12 @@ export interface RunRequest {
    * resume returns a typed failure, never a fresh start.
    */
   resume?: RunResume;
+  /**
+   * The run's logger: the Runtime's, adding the run's `worker_id` and
+   * `run_id` and the fields of the call that started it (its `request_id`).
+   * A backend logs a run's lines through it, so one request id finds them.
+   */
+  logger?: Logger;
 }
 
 /** What a run may use beyond its profile (see {@link RunRequest.policy}). */

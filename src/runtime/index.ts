@@ -16,7 +16,7 @@ keepByteOrderMarks();
 // ---- Above: embedding a Runtime ----
 
 /** Build a Runtime and call its RPC methods in-process (the server serves the same object). */
-export { createRuntime, type Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
+export { createRuntime, type InputOptions, type Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
 /** Options every watch stream takes (abort signal, binary encoding). */
 export type { WatchOptions } from "./watch.js";
 /** The ready gRPC frame of a binary watch batch, which a gRPC server writes as it is (see wire-batch.ts). */
@@ -26,7 +26,7 @@ export { RuntimeError } from "./errors.js";
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */
-export { childLogger, silentLogger, type Logger } from "./logger.js";
+export { childLogger, silentLogger, type LogFields, type Logger } from "./logger.js";
 export { bounded, errorLogFields, MAX_LOGGED_PAYLOAD_CHARS } from "./error-log-fields.js";
 /** The metrics seam (what is counted; an edge decides where it goes). */
 export {

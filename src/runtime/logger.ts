@@ -14,6 +14,13 @@ export interface Logger {
   child?(fields: Record<string, unknown>): Logger;
 }
 
+/**
+ * Fields a caller hands the Runtime for the lines of the run its call starts
+ * (the server's `request_id` and `rpc_method`): passed explicitly, since an
+ * ambient context (AsyncLocalStorage) costs every promise in the process.
+ */
+export type LogFields = Readonly<Record<string, string>>;
+
 /** A logger that drops everything (the embedded default). */
 export const silentLogger: Logger = {
   debug() {},

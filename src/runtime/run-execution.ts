@@ -7,6 +7,7 @@ import { UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js"
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import { errorLogFields } from "./error-log-fields.js";
+import { childLogger } from "./logger.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
 import { traceRun } from "./run-tracing.js";
@@ -49,7 +50,7 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
     await afterCallersResponse();
     return traceRun(run, worker, () => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed));
   };
-  active.done = (active.origin ? active.origin.runInAsyncScope(execute) : execute()).then(async (outcome) => {
+  active.done = execute().then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
     if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
     if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);
@@ -99,6 +100,8 @@ export async function executeRun(
 ): Promise<RunOutcome> {
   const { run, controller } = active;
   const workerId = worker.ref?.workerId ?? "";
+  // Every line of the run names it, and the call that started it (its request id).
+  const logger = childLogger(deps.logger, { ...active.logFields, worker_id: workerId, run_id: run.runId });
   let outcome: RunOutcome;
   try {
     if (resumed) await resumed.recorded;
@@ -123,6 +126,7 @@ export async function executeRun(
           ),
         ...(workspaceDir !== undefined ? { workspaceDir } : {}),
         ...(resumed ? { resume: { ...resumed.resume } } : {}),
+        logger,
       },
       sink,
       controller.signal,
@@ -135,12 +139,12 @@ export async function executeRun(
     } else if (isStoreWriteFailure(error)) {
       outcome = { kind: "failed", reason: ErrorReason.STORE_UNAVAILABLE, message: "the runtime could not persist the run" };
     } else {
-      deps.logger.error("execution backend threw", { worker_id: workerId, run_id: run.runId, ...errorLogFields(error) });
+      logger.error("execution backend threw", errorLogFields(error));
       outcome = { kind: "failed", reason: ErrorReason.INTERNAL, message: "the execution backend failed unexpectedly" };
     }
   }
   if (controller.signal.aborted && outcome.kind !== "completed") outcome = { kind: "cancelled" };
-  deps.logger.debug?.("run executed", { worker_id: workerId, run_id: run.runId, outcome: outcome.kind });
+  logger.debug?.("run executed", { outcome: outcome.kind });
   return outcome;
 }
 

@@ -1,4 +1,3 @@
-import { AsyncResource } from "node:async_hooks";
 import { Code } from "@connectrpc/connect";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -6,6 +5,7 @@ import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
 import { byteBounds, type Limits } from "./limits.js";
+import type { LogFields } from "./logger.js";
 import { rememberRunContext } from "./run-tracing.js";
 
 /**
@@ -95,11 +95,11 @@ export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
 export class RunQueue {
   private readonly runs: Run[] = [];
   /**
-   * The async context each run was queued in (the call that sent its input),
-   * so the run executes, and logs with that call's request id, in it rather
-   * than in the context of whatever ended the run before it.
+   * The log fields of the call that sent each run's input, so the run logs
+   * with that call's request id rather than with that of whatever ended the
+   * run before it.
    */
-  private readonly origins = new WeakMap<Run, AsyncResource>();
+  private readonly logFields = new WeakMap<Run, LogFields>();
   /** How many runs at the head came by INTERRUPT. */
   private interruptsAtHead = 0;
 
@@ -131,12 +131,12 @@ export class RunQueue {
 
   /**
    * Adds a run: behind the other interrupting runs when `interrupting`, else
-   * at the tail. The run keeps the accepting call's async context (its log
-   * context) and trace context, so whenever it starts its log lines and its
-   * span belong to that call (run-tracing.ts).
+   * at the tail. The run keeps the accepting call's log fields and trace
+   * context, so whenever it starts its log lines and its span belong to that
+   * call (run-tracing.ts).
    */
-  add(run: Run, interrupting: boolean): void {
-    this.origins.set(run, new AsyncResource("worker-runtime.queued-run"));
+  add(run: Run, interrupting: boolean, logFields?: LogFields): void {
+    if (logFields) this.logFields.set(run, logFields);
     rememberRunContext(run);
     if (interrupting) this.runs.splice(this.interruptsAtHead++, 0, run);
     else this.runs.push(run);
@@ -149,9 +149,9 @@ export class RunQueue {
     return run;
   }
 
-  /** The async context a run was queued in. */
-  originOf(run: Run): AsyncResource | undefined {
-    return this.origins.get(run);
+  /** The log fields of the call that queued a run. */
+  logFieldsOf(run: Run): LogFields | undefined {
+    return this.logFields.get(run);
   }
 
   /** A queued run by id. */

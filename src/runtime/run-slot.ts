@@ -1,6 +1,6 @@
-import type { AsyncResource } from "node:async_hooks";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { ApprovalResult, PendingToolCall } from "./execution-backend.js";
+import type { LogFields } from "./logger.js";
 
 /** The tool call a run waits on, and how to answer it. */
 export interface ApprovalWait {
@@ -28,8 +28,8 @@ export interface ActiveRun {
   decided?: RecordedDecision;
   /** Settles when the execution has returned and the run has ended. */
   done: Promise<void>;
-  /** The async context the run was queued in, which it executes in (see RunQueue). */
-  readonly origin?: AsyncResource | undefined;
+  /** The log fields of the call that started the run (its request id), on every line the run logs. */
+  readonly logFields?: LogFields | undefined;
 }
 
 /**

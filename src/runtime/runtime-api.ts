@@ -39,10 +39,24 @@ import type {
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { ExecutionBackend } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
-import type { Logger } from "./logger.js";
+import type { LogFields, Logger } from "./logger.js";
 import type { RuntimeMetrics } from "./metrics.js";
 import type { RuntimeStore } from "./store.js";
 import type { WatchOptions } from "./watch.js";
+
+/**
+ * Options of the Runtime methods that accept input, and so may start or
+ * resume a run (SendInput, StreamInput, ResolveApproval).
+ */
+export interface InputOptions {
+  /**
+   * Added to every line the run this call starts or resumes logs, however
+   * much later it starts (a queued run). The server passes the RPC's
+   * `request_id` and `rpc_method`; unset, a run's lines name its worker and
+   * run only.
+   */
+  logFields?: LogFields;
+}
 
 /** Options for {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -112,12 +126,13 @@ export interface Runtime {
   deleteWorker(request: { worker?: WorkerRef; force: boolean }): Promise<void>;
   // WorkerInteraction
   /** Accepts input under a busy policy; returns once the run is durably accepted. */
-  sendInput(request: SendInputRequest | StreamInputRequest): Promise<Run>;
+  sendInput(request: SendInputRequest | StreamInputRequest, options?: InputOptions): Promise<Run>;
   /** Sends input, then streams that run's events until it ends. */
-  streamInput(request: StreamInputRequest, options: WatchOptions): AsyncGenerator<StreamInputResponse>;
+  streamInput(request: StreamInputRequest, options: WatchOptions & InputOptions): AsyncGenerator<StreamInputResponse>;
   /** Cancels a run; returns it once ended (or its final state). */
   cancelRun(request: { worker?: WorkerRef; runId: string }): Promise<Run>;
-  resolveApproval(request: ResolveApprovalRequest): Promise<Run>;
+  /** Decides a pending tool call; a parked run resumed by it logs with `options.logFields`. */
+  resolveApproval(request: ResolveApprovalRequest, options?: InputOptions): Promise<Run>;
   getRun(request: { worker?: WorkerRef; runId: string }): Promise<Run>;
   listRuns(request: ListRunsRequest): Promise<ListRunsResponse>;
   // WorkerObservation

@@ -37,7 +37,7 @@ import { runInputStream, runWatch } from "./watch.js";
 import { runtimeWatchPlan, workerWatchPlan } from "./watch-plans.js";
 import type { WorkerSession } from "./worker-session.js";
 
-export type { Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
+export type { InputOptions, Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
 
 /**
  * Creates an embedded Runtime: the whole product core in-process, with no
@@ -214,27 +214,31 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       return clone(WorkerSchema, session.worker);
     },
     deleteWorker: (request) => catalog.delete(catalog.session("worker", request.worker), request.force),
-    sendInput: async (request) => {
+    sendInput: async (request, inputOptions) => {
       const session = catalog.session("worker", request.worker);
       const input = checkInput(request.input);
       checkEnum("busy_policy", request.busyPolicy, BusyPolicySchema);
       checkRequestId("request_id", request.requestId);
-      return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId));
+      return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions?.logFields));
     },
     async *streamInput(request, watchOptions) {
       // The subscription is taken before the input is sent, so nothing is missed.
       const subscription = watchSlot(catalog.session("worker", request.worker)).subscribe();
-      yield* runInputStream({ subscription, send: () => runtime.sendInput(request), ...live, delivered: delivered.input }, watchOptions);
+      yield* runInputStream(
+        { subscription, send: () => runtime.sendInput(request, watchOptions), ...live, delivered: delivered.input },
+        watchOptions,
+      );
     },
     cancelRun: async (request) => typedStoreErrors(run(request).cancel(request.runId)),
-    resolveApproval: async (request) => {
+    resolveApproval: async (request, inputOptions) => {
       const session = run(request);
       if (request.toolCallId === "" || request.toolCallId.length > limits.maxToolCallIdLength) {
         throw invalidArgument("tool_call_id", `must be 1-${limits.maxToolCallIdLength} characters`);
       }
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
-      return typedStoreErrors(session.resolveApproval(request.runId, request.toolCallId, request.decision, request.reason));
+      const { runId, toolCallId, decision, reason } = request;
+      return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions?.logFields));
     },
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
     listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),

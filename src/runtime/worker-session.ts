@@ -4,7 +4,6 @@ import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
-import type { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { ApprovalFlow, type ApprovalFlowHost } from "./approval-flow.js";
 import { inBackground } from "./background-write.js";
 import { idempotencyConflict, notFound } from "./errors.js";
@@ -117,7 +116,7 @@ export class WorkerSession {
    * durably accepted. Single-flight: the state change happens before the
    * first await, so concurrent sends see each other.
    */
-  async send(input: Input, policy: BusyPolicy, requestId: string): Promise<Run> {
+  async send(input: Input, policy: BusyPolicy, requestId: string, logFields?: ActiveRun["logFields"]): Promise<Run> {
     const fingerprint = inputFingerprint(input.text);
     const prior = requestId !== "" ? this.requestIds.get(requestId) : undefined;
     if (prior) {
@@ -133,7 +132,7 @@ export class WorkerSession {
     if (requestId !== "") this.requestIds.remember(requestId, { runId: run.runId, fingerprint });
     const accepted = this.journal.recordRun(run);
     const snapshotOfAccepted = clone(RunSchema, run);
-    this.queue.add(run, admission.kind === "interrupt");
+    this.queue.add(run, admission.kind === "interrupt", logFields);
     if (admission.kind === "start") {
       // Reserve the slot now (single flight), start once the acceptance is durable.
       this.slot = { kind: "starting", run };
@@ -189,8 +188,8 @@ export class WorkerSession {
   }
 
   /** Approves or rejects the tool call a run is waiting on (see approval-flow.ts). */
-  resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string): Promise<Run> {
-    return this.approvals.resolve(runId, toolCallId, decision, reason);
+  resolveApproval(...args: Parameters<ApprovalFlow["resolve"]>): Promise<Run> {
+    return this.approvals.resolve(...args);
   }
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
@@ -273,7 +272,7 @@ export class WorkerSession {
     run.startedAt = timestampFromDate(this.deps.now());
     this.worker.status = WorkerStatus.RUNNING;
     this.worker.activeRunId = run.runId;
-    const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), origin: this.queue.originOf(run) };
+    const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), logFields: this.queue.logFieldsOf(run) };
     this.slot = { kind: "running", active };
     inBackground(this.journal.recordRun(run));
     inBackground(this.journal.saveWorker());

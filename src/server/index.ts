@@ -4,6 +4,10 @@ export { createRoutes, createErrorInterceptor, reflectionRegistry, SERVED_SERVIC
 export { createHealthService } from "./health.js";
 export { createReflectionServices } from "./reflection.js";
 export { toConnectError } from "./error-mapping.js";
-/** Per-request log context (request id, worker and run ids) and the interceptor that sets it and logs each RPC. */
-export { currentLogContext, runWithLogContext, withoutLogContext, type LogContext } from "./log-context.js";
-export { createLoggingInterceptor, REQUEST_ID_HEADER } from "./rpc-logging.js";
+/**
+ * An RPC's log fields (request id, method), kept in the call's context
+ * values and passed on explicitly; the interceptors that set them (and log
+ * each RPC).
+ */
+export { inputOptionsOf, logFieldsOf, rpcLogFields } from "./log-context.js";
+export { createLogFieldsInterceptor, createLoggingInterceptor, REQUEST_ID_HEADER } from "./rpc-logging.js";

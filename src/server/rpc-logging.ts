@@ -1,8 +1,9 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
-import { bounded, type Logger } from "../runtime/index.js";
+import { bounded, type LogFields, type Logger } from "../runtime/index.js";
 import { isClientGone } from "./error-mapping.js";
-import { type LogContext, runWithLogContext, streamWithLogContext } from "./log-context.js";
+import { rpcLogFields } from "./log-context.js";
+import { onStreamEnd } from "./stream-end.js";
 
 /** The header a request id travels in, both ways. */
 export const REQUEST_ID_HEADER = "x-request-id";
@@ -11,9 +12,9 @@ export const REQUEST_ID_HEADER = "x-request-id";
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/;
 
 /**
- * The longest worker or run id copied from a message into the log context.
- * They come from the caller, before authentication and validation, and go on
- * every line of the call: a 4 MiB "id" must not become 4 MiB log lines.
+ * The longest worker or run id copied from a message into the call's
+ * completion line. They come from the caller, before authentication and
+ * validation: a 4 MiB "id" must not become a 4 MiB log line.
  */
 const MAX_LOGGED_ID_CHARS = 128;
 
@@ -21,39 +22,60 @@ const MAX_LOGGED_ID_CHARS = 128;
 const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 
 /**
- * Sets up each RPC's log context — its request id (the caller's valid
+ * Gives each RPC its log fields — its request id (the caller's valid
  * `x-request-id`, else a new one, echoed in the response headers or error
- * metadata), method, and the worker and run ids its request names — and
- * logs its completion: debug when it succeeds or the client cancelled it,
- * warn for an error the caller caused, error for one the server did. Never
- * logs a request or response message: those carry model text and tool
- * payloads.
+ * metadata) and method — in the call's context values (see log-context.ts:
+ * services pass them on to the runs they start), and logs its completion
+ * with them and the worker and run ids its request (or response) names:
+ * debug when it succeeds or the client cancelled it, warn for an error the
+ * caller caused, error for one the server did. Never logs a request or
+ * response message: those carry model text and tool payloads.
  */
 export function createLoggingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
     const requestId = requestIdOf(request.header.get(REQUEST_ID_HEADER));
-    const context: Record<string, string> = { request_id: requestId, rpc_method: `${request.service.typeName}/${request.method.name}` };
-    if (!request.stream) Object.assign(context, idsOf(request.message));
+    const fields: LogFields = { request_id: requestId, rpc_method: rpcMethodOf(request) };
+    request.contextValues.set(rpcLogFields, fields);
+    const line = request.stream ? fields : { ...fields, ...idsOf(request.message) };
     const started = performance.now();
-    const done = (error: unknown): void => logCompletion(logger, context, request.signal, performance.now() - started, error);
+    const done = (error: unknown, context: LogFields = line): void =>
+      logCompletion(logger, context, request.signal, performance.now() - started, error);
     try {
-      const response = await runWithLogContext(context, () => next(request));
+      const response = await next(request);
       response.header.set(REQUEST_ID_HEADER, requestId);
       if (!response.stream) {
-        const ids = idsOf(response.message);
-        runWithLogContext({ ...ids, ...context }, () => done(undefined));
+        done(undefined, { ...idsOf(response.message), ...line });
         return response;
       }
-      return {
-        ...response,
-        message: streamWithLogContext(context, response.message, done),
-      };
+      return { ...response, message: onStreamEnd(response.message, done) };
     } catch (error) {
       if (error instanceof ConnectError) error.metadata.set(REQUEST_ID_HEADER, requestId);
-      runWithLogContext(context, () => done(error));
+      done(error);
       throw error;
     }
   };
+}
+
+/**
+ * Gives each RPC the log fields of the call it serves on behalf of, without
+ * logging it: for the in-process router of a Backend's embedded Runtime,
+ * whose calls the Backend's own logging interceptor already logs. The
+ * request id comes in the `x-request-id` the Backend forwards; a call
+ * without one (the Backend's own health checks and watches) gets none.
+ */
+export function createLogFieldsInterceptor(): Interceptor {
+  return (next) => (request) => {
+    const requestId = request.header.get(REQUEST_ID_HEADER);
+    if (requestId !== null && VALID_REQUEST_ID.test(requestId)) {
+      request.contextValues.set(rpcLogFields, { request_id: requestId, rpc_method: rpcMethodOf(request) });
+    }
+    return next(request);
+  };
+}
+
+/** `package.Service/Method`, as logged. */
+function rpcMethodOf(request: { service: { typeName: string }; method: { name: string } }): string {
+  return `${request.service.typeName}/${request.method.name}`;
 }
 
 /** The caller's request id if it is one we may log, else a fresh one. */
@@ -61,7 +83,7 @@ export function requestIdOf(header: string | null): string {
   return header !== null && VALID_REQUEST_ID.test(header) ? header : randomUUID();
 }
 
-function logCompletion(logger: Logger, context: LogContext, signal: AbortSignal, durationMs: number, error: unknown): void {
+function logCompletion(logger: Logger, context: LogFields, signal: AbortSignal, durationMs: number, error: unknown): void {
   const fields = { ...context, duration_ms: Math.round(durationMs * 10) / 10 };
   if (error === undefined) {
     logger.debug?.("rpc completed", { ...fields, code: signal.aborted ? "Canceled" : "OK" });

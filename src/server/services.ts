@@ -16,12 +16,14 @@ import {
 } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Runtime, WatchOptions } from "../runtime/index.js";
+import { inputOptionsOf } from "./log-context.js";
 
 /**
  * The four v1 services, as thin adapters over the Runtime: every method
  * takes the generated request, calls the Runtime method of the same name
  * and wraps the result in its response. Validation and behaviour live in
- * the Runtime, so embedded and remote callers get the same API.
+ * the Runtime, so embedded and remote callers get the same API. A call that
+ * may start a run hands the Runtime its log fields (log-context.ts).
  */
 export function createRuntimeManagementService(runtime: Runtime): ServiceImpl<typeof RuntimeManagement> {
   return {
@@ -51,10 +53,12 @@ export function createWorkerCatalogService(runtime: Runtime): ServiceImpl<typeof
 /** See {@link createRuntimeManagementService}. */
 export function createWorkerInteractionService(runtime: Runtime): ServiceImpl<typeof WorkerInteraction> {
   return {
-    sendInput: async (request) => create(SendInputResponseSchema, { run: await runtime.sendInput(request) }),
-    streamInput: (request, context) => runtime.streamInput(request, watchOptions(context)),
+    sendInput: async (request, context) =>
+      create(SendInputResponseSchema, { run: await runtime.sendInput(request, inputOptionsOf(context)) }),
+    streamInput: (request, context) => runtime.streamInput(request, { ...watchOptions(context), ...inputOptionsOf(context) }),
     cancelRun: async (request) => create(CancelRunResponseSchema, { run: await runtime.cancelRun(request) }),
-    resolveApproval: async (request) => create(ResolveApprovalResponseSchema, { run: await runtime.resolveApproval(request) }),
+    resolveApproval: async (request, context) =>
+      create(ResolveApprovalResponseSchema, { run: await runtime.resolveApproval(request, inputOptionsOf(context)) }),
     getRun: async (request) => create(GetRunResponseSchema, { run: await runtime.getRun(request) }),
     listRuns: (request) => runtime.listRuns(request),
   };

@@ -2,7 +2,7 @@ import { type Context, type ContextManager, context, ROOT_CONTEXT, trace, TraceF
 import { AsyncLocalStorage } from "node:async_hooks";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPinoLogger, LogConfigError, logConfigFromEnv } from "../../src/cli/pino-logger.js";
-import { runWithLogContext } from "../../src/server/index.js";
+import { childLogger } from "../../src/runtime/index.js";
 import { logCapture } from "../support/log-lines.js";
 
 /** The smallest real context manager (what @opentelemetry/context-async-hooks does), so spans can be active. */
@@ -57,13 +57,12 @@ describe("logConfigFromEnv", () => {
 });
 
 describe("createPinoLogger", () => {
-  it("writes JSON lines at or above its level, with the process fields, the request's context and the call's fields", () => {
+  it("writes JSON lines at or above its level, with the process fields, a run's fields (its request's) and the call's fields", () => {
     const capture = logCapture();
     const logger = createPinoLogger({ level: "info", payloads: false, destination: capture.destination, process: { runtime_id: "rt-1" } });
     logger.debug?.("hidden");
-    runWithLogContext({ request_id: "req-1", worker_id: "w-ctx" }, () =>
-      logger.child?.({ run_id: "r-1" }).info("hello", { worker_id: "w-call" }),
-    );
+    // As the core builds a run's logger: the starting call's fields, then the run's own.
+    childLogger(childLogger(logger, { request_id: "req-1", worker_id: "w-ctx" }), { run_id: "r-1" }).info("hello", { worker_id: "w-call" });
     expect(capture.lines).toEqual([
       {
         level: "info",
@@ -75,7 +74,7 @@ describe("createPinoLogger", () => {
         message: "hello",
       },
     ]);
-    // One key once: the call's worker_id replaced the context's rather than repeating it.
+    // One key once: the call's worker_id replaced the child's rather than repeating it.
     expect(capture.raw[0]?.match(/"worker_id"/g)).toHaveLength(1);
   });
 
