@@ -1,7 +1,14 @@
 import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { TimestampSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { describe, expect, it } from "vitest";
-import { RuntimeEventSchema, WorkerEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import {
+  RetryScheduledSchema,
+  RuntimeEventSchema,
+  WorkerEventSchema,
+  type RuntimeEvent,
+  type WorkerEvent,
+} from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -35,17 +42,13 @@ const seqs = [0n, 1n, 127n, 128n, 300_000n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 63n
 const cursors = ["", "w1-7", "c".repeat(200), "é漢😀"];
 const times = [
   undefined,
-  create(TimestampSchemaOf(), {}),
+  create(TimestampSchema, {}),
   timestampFromDate(new Date(0)),
   timestampFromDate(new Date(1_700_000_000_000)),
   timestampFromDate(new Date(1_700_000_000_001)),
-  create(TimestampSchemaOf(), { seconds: 4_294_967_296n, nanos: 5 }),
-  create(TimestampSchemaOf(), { seconds: -5n, nanos: 0 }),
+  create(TimestampSchema, { seconds: 4_294_967_296n, nanos: 5 }),
+  create(TimestampSchema, { seconds: -5n, nanos: 0 }),
 ];
-
-function TimestampSchemaOf() {
-  return WorkerEventSchema.field.time?.message ?? (undefined as never);
-}
 
 function sameWorkerBytes(event: WorkerEvent): void {
   const expected = Buffer.from(toBinary(WorkerEventSchema, event));
@@ -64,7 +67,7 @@ describe("durable event encoding", () => {
       { case: "workerChanged", value: worker },
       { case: "transcriptAppended", value: entry },
       { case: "runChanged", value: create(RunSchema) },
-      { case: "retryScheduled", value: { runId: "run-1" } },
+      { case: "retryScheduled", value: create(RetryScheduledSchema, { runId: "run-1" }) },
     ];
     for (const kind of kinds)
       for (const seq of seqs)
@@ -75,7 +78,7 @@ describe("durable event encoding", () => {
     const kinds: RuntimeEvent["kind"][] = [
       { case: "workerCreated", value: worker },
       { case: "workerUpdated", value: worker },
-      { case: "workerRemoved", value: create(WorkerSchema.field.ref?.message ?? (undefined as never), ref) },
+      { case: "workerRemoved", value: create(WorkerRefSchema, ref) },
       { case: "runChanged", value: run },
     ];
     for (const kind of kinds)
