@@ -47,13 +47,14 @@ const CURSOR_TAG = (2 << 3) | WireType.LengthDelimited;
 const TIME_TAG = (3 << 3) | WireType.LengthDelimited;
 const SECONDS_TAG = (1 << 3) | WireType.Varint;
 const NANOS_TAG = (2 << 3) | WireType.Varint;
-const LIMIT = 2 ** 32;
+/** Seqs and seconds are written as varints of up to 32 bits (writeVarint); larger ones go to toBinary. */
+const LIMIT = 2n ** 32n;
 
 /**
  * The layout of an event message if it is the one written here: seq (1,
  * uint64), cursor (2, string), time (3, Timestamp) first, then a oneof of
- * messages. Checked against the generated schema, so a
- * change in the proto falls back to toBinary instead of writing wrong bytes.
+ * messages. Checked against the generated schema, so a change in the
+ * proto falls back to toBinary instead of writing wrong bytes.
  */
 export function envelopeLayout(schema: DescMessage): DescMessage | undefined {
   const [seq, cursor, time, ...rest] = schema.fields;
@@ -77,7 +78,7 @@ export function envelopeLayout(schema: DescMessage): DescMessage | undefined {
 /** The event's bytes, or undefined when toBinary must write them (see the module comment). */
 export function encodeDurableEvent(layout: DescMessage | undefined, event: DurableEventShape): Uint8Array | undefined {
   const kind = event.kind;
-  if (!layout || kind.case === undefined || (event.$unknown?.length ?? 0) > 0 || event.seq >= BigInt(LIMIT)) return undefined;
+  if (!layout || kind.case === undefined || (event.$unknown?.length ?? 0) > 0 || event.seq >= LIMIT) return undefined;
   const field = layout.field[kind.case];
   const value = kind.value;
   if (field?.fieldKind !== "message" || typeof value !== "object" || value === null) return undefined;
@@ -85,7 +86,7 @@ export function encodeDurableEvent(layout: DescMessage | undefined, event: Durab
   let seconds = 0;
   let nanos = 0;
   if (time) {
-    if ((time.$unknown?.length ?? 0) > 0 || time.seconds < 0n || time.seconds >= BigInt(LIMIT) || time.nanos < 0) return undefined;
+    if ((time.$unknown?.length ?? 0) > 0 || time.seconds < 0n || time.seconds >= LIMIT || time.nanos < 0) return undefined;
     seconds = Number(time.seconds);
     nanos = time.nanos;
   }

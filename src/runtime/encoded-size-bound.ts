@@ -8,8 +8,9 @@
  * It walks the message as protobuf-es represents it (plain objects, oneofs
  * as `{ case, value }`, maps as objects, lists as arrays) and counts every
  * value at its largest encoding: a string at 3 bytes per UTF-16 unit, a
- * number at 10, every key as if it were a map key, each with a tag and a
- * length of up to 5 bytes each. Over-counting is safe, never under.
+ * number at 10, every key as if it were a map entry's key (a string, or a
+ * number of up to 10 bytes), each with a tag and a length of up to 5 bytes
+ * each. Over-counting is safe, never under.
  */
 export function encodedSizeAtMost(value: unknown): number {
   switch (typeof value) {
@@ -27,7 +28,7 @@ export function encodedSizeAtMost(value: unknown): number {
         for (const item of value) size += encodedSizeAtMost(item);
         return size;
       }
-      for (const [key, item] of Object.entries(value)) size += FRAME + 3 * key.length + encodedSizeAtMost(item);
+      for (const [key, item] of Object.entries(value)) size += FRAME + KEY + 3 * key.length + encodedSizeAtMost(item);
       return size;
     }
     default:
@@ -37,3 +38,5 @@ export function encodedSizeAtMost(value: unknown): number {
 
 /** A tag and a length prefix, each at most a 5-byte varint. */
 const FRAME = 10;
+/** A map entry's key beyond its characters: its tag, and its length or a number's varint. */
+const KEY = 16;

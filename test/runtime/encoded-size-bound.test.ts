@@ -1,7 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RunErrorSchema, RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type TranscriptEntry, TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { encodedSizeAtMost } from "../../src/runtime/encoded-size-bound.js";
 
@@ -48,5 +48,9 @@ describe("encodedSizeAtMost", () => {
     run.$unknown = [{ no: 999, wireType: 2, data: new Uint8Array(300) }];
     expect(encodedSizeAtMost(run)).toBeGreaterThanOrEqual(toBinary(RunSchema, run).byteLength);
     expect(encodedSizeAtMost(create(RunSchema))).toBeGreaterThanOrEqual(toBinary(RunSchema, create(RunSchema)).byteLength);
+    // Many short map entries: their framing, not their characters, is most of the size.
+    const metadata = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [String(i), i % 2 ? "" : "é"]));
+    const error = create(RunErrorSchema, { message: "", metadata });
+    expect(encodedSizeAtMost(error)).toBeGreaterThanOrEqual(toBinary(RunErrorSchema, error).byteLength);
   });
 });
