@@ -99,21 +99,34 @@ export class WorkerJournal {
    */
   emitWorker(announce: "announce" | "created" = "announce"): Promise<unknown> {
     if (this.deleted) return Promise.resolve();
+    return this.announceWorker(this.workerCopy(), announce);
+  }
+
+  /**
+   * Writes the worker snapshot and announces the change. One copy serves the
+   * store and both events: nothing changes it after it is made (the worker's
+   * event carries it with its own seq as a shallow copy).
+   */
+  async saveWorker(): Promise<void> {
+    if (this.deleted) return;
+    const copy = this.workerCopy();
+    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: copy, ...this.record }));
+    await Promise.all([saved, this.announceWorker(copy, "announce")]);
+  }
+
+  /** The worker as of now, stamped updated now: a copy nobody changes. */
+  private workerCopy(): Worker {
     this.worker.updatedAt = timestampFromDate(this.deps.now());
-    const copy = clone(WorkerSchema, this.worker);
+    return clone(WorkerSchema, this.worker);
+  }
+
+  private announceWorker(copy: Worker, announce: "announce" | "created"): Promise<unknown> {
     // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
     if (announce === "announce") this.deps.publishWorker(copy);
     return this.events.emitDurable((seq, cursor) => {
-      copy.lastEventSeq = seq;
-      return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value: copy } });
+      const value: Worker = { ...copy, lastEventSeq: seq };
+      return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value } });
     });
-  }
-
-  /** Writes the worker snapshot and announces the change. */
-  async saveWorker(): Promise<void> {
-    if (this.deleted) return;
-    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record }));
-    await Promise.all([saved, this.emitWorker()]);
   }
 
   /** Appends a transcript entry with its transcriptAppended event. */
