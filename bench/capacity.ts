@@ -1,6 +1,6 @@
-import { type BenchChild, startRelayProcesses } from "./support/child-processes.js";
+import { type BenchChild, type ClientChild, type RuntimeChild, startRelayProcesses } from "./support/child-processes.js";
 import { processCpuMs } from "./support/process-cpu.js";
-import { printFigure } from "./support/report.js";
+import { median, printFigure } from "./support/report.js";
 
 /**
  * Capacity: how many concurrent runs one runtime carries at low added
@@ -17,18 +17,81 @@ import { printFigure } from "./support/report.js";
  * START_MS, and chunks written before SETTLE_MS after the last start are not
  * counted (starting runs is not the steady state measured). The bench stops
  * at the first step over the bound, at MAX_RUNS, or when the next step would
- * end past TIME_BUDGET_MS.
+ * end past TIME_BUDGET_MS (less the time kept for the per-run figure).
+ *
+ * capacity.cpu_per_run is what a run costs the runtime apart from its
+ * chunks: SendInput, starting the run and its provider request, ending it
+ * (records, events, transcript). A run's CPU is P + chunks · C, so the
+ * bench runs PER_RUN_RUNS runs twice more, once with FEW_CHUNKS chunks each
+ * and once with MORE_CHUNKS, in alternation (PER_RUN_ROUNDS times, the
+ * median of each kind kept, so both see the same machine load), and solves
+ * the two equations for P. These counts are fixed, not BENCH_CAPACITY_*,
+ * so the figure compares across settings; starts are spread over
+ * PER_RUN_START_MS so that starting runs does not saturate the runtime.
  */
 const RATE = 20;
-const CHUNKS = 120;
+/**
+ * BENCH_CAPACITY_CHUNKS: chunks per run of every step (default 120, 6 s). Few
+ * chunks per run weigh a run's fixed cost more (to profile it). At least
+ * MIN_CHUNKS: a run must stream longer than SETTLE_MS for a step to have
+ * steady-state samples.
+ */
+const MIN_CHUNKS = 20;
+const CHUNKS = positiveIntegerEnv("BENCH_CAPACITY_CHUNKS", 120, MIN_CHUNKS);
 const START_MS = 1_000;
 const SETTLE_MS = 500;
 const STEP = 100;
 /** BENCH_CAPACITY_MAX_RUNS caps the steps, to profile or compare CPU per chunk at a fixed count. */
-const MAX_RUNS = Number(process.env["BENCH_CAPACITY_MAX_RUNS"] ?? 3_000);
+const MAX_RUNS = positiveIntegerEnv("BENCH_CAPACITY_MAX_RUNS", 3_000, STEP);
 const TARGET_P99_MS = 50;
 const TARGET_RUNS = 1_000;
 const TIME_BUDGET_MS = 180_000;
+const PER_RUN_RUNS = 200;
+const FEW_CHUNKS = 10;
+const MORE_CHUNKS = 60;
+const PER_RUN_ROUNDS = 3;
+const PER_RUN_START_MS = 2_000;
+/** The per-run figure's steps take about 25 s; the ladder leaves this much for them. */
+const PER_RUN_RESERVE_MS = 35_000;
+
+/** An integer environment setting, at least `min`; anything else is a clear error rather than a NaN step count. */
+function positiveIntegerEnv(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min)
+    throw new RangeError(`${name} must be an integer of at least ${min}, not ${JSON.stringify(raw)}`);
+  return value;
+}
+
+/**
+ * The runtime's CPU per run apart from its chunks, in µs: PER_RUN_RUNS runs
+ * with FEW_CHUNKS chunks each and with MORE_CHUNKS, alternated; from the
+ * median CPU of each, cpu = runs · P + runs · chunks · C solved for P.
+ */
+async function cpuPerRunUs(client: ClientChild, runtime: RuntimeChild): Promise<number> {
+  await client.request({ op: "prepare", runs: PER_RUN_RUNS });
+  const cpuMs = { few: [] as number[], more: [] as number[] };
+  for (let round = 0; round < PER_RUN_ROUNDS; round++) {
+    for (const kind of ["few", "more"] as const) {
+      const chunks = kind === "few" ? FEW_CHUNKS : MORE_CHUNKS;
+      await runtime.resetProbe();
+      // Latency is not what these steps measure: every chunk is a sample (settle 0).
+      await client.request({ op: "capacity", runs: PER_RUN_RUNS, chunks, rate: RATE, startMs: PER_RUN_START_MS, settleMs: 0 });
+      cpuMs[kind].push((await runtime.report()).cpuMs);
+    }
+  }
+  const few = median(cpuMs.few);
+  const more = median(cpuMs.more);
+  const perChunkUs = ((more - few) * 1000) / (PER_RUN_RUNS * (MORE_CHUNKS - FEW_CHUNKS));
+  const perRunUs = (few * 1000) / PER_RUN_RUNS - FEW_CHUNKS * perChunkUs;
+  const rounds = (values: number[]): string => values.map((ms) => ((ms * 1000) / PER_RUN_RUNS).toFixed(0)).join(", ");
+  console.log(
+    `capacity.per_run ${PER_RUN_RUNS} runs: runtime cpu per run with ${FEW_CHUNKS} chunks ${rounds(cpuMs.few)} us, ` +
+      `with ${MORE_CHUNKS} chunks ${rounds(cpuMs.more)} us; so ${perChunkUs.toFixed(1)} us per chunk and ${perRunUs.toFixed(0)} us per run besides`,
+  );
+  return perRunUs;
+}
 
 interface StepResult {
   p50Ms: number;
@@ -48,7 +111,7 @@ export async function run(): Promise<void> {
     let cpuPerChunkUs = 0;
     let lastStepMs = 0;
     for (let runs = STEP; runs <= MAX_RUNS; runs += STEP) {
-      if (performance.now() - started + lastStepMs * 1.3 > TIME_BUDGET_MS) {
+      if (performance.now() - started + lastStepMs * 1.3 > TIME_BUDGET_MS - PER_RUN_RESERVE_MS) {
         console.log(`capacity: stopped at ${runs - STEP} runs, the time budget is spent`);
         break;
       }
@@ -85,6 +148,7 @@ export async function run(): Promise<void> {
     }
     printFigure("capacity.runs_at_p99_50ms", carried, "runs", { ratio: carried / TARGET_RUNS, target: `>=${TARGET_RUNS}` });
     printFigure("capacity.cpu_per_chunk", cpuPerChunkUs, "us");
+    printFigure("capacity.cpu_per_run", await cpuPerRunUs(client, runtime), "us");
   } finally {
     for (const child of children) await child.stop();
   }

@@ -52,16 +52,17 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       await wait;
       if (signal.aborted) return { kind: "cancelled" };
     }
-    const controller = new AbortController();
+    const { controller, release } = attemptController(signal);
     const attemptStarted = Date.now();
     try {
       const response = await context.client.chat.completions
-        .create(params, { signal: AbortSignal.any([signal, controller.signal]), timeout, maxRetries: 0, ...providerTraceHeaders() })
+        .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders() })
         .asResponse();
       context.health.succeeded();
       const data = sseDataBatches(response, maxSseEventChars(settings));
       return { kind: "opened", data, headers: response.headers, attempt: controller };
     } catch (error) {
+      release();
       const failure = classifyProviderError(error, signal, settings.secrets);
       if (failure.kind === "cancelled") return failure;
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
@@ -107,6 +108,21 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       retryBudget.spend(delay);
     }
   }
+}
+
+/**
+ * One attempt's controller: aborted by the run's signal too, so that the
+ * idle timeout can abort the attempt alone. A listener on the run's signal
+ * instead of `AbortSignal.any`, which cost about 18 µs per request on Node
+ * 20 (a run's fixed cost, issue 9). `release` drops the listener of an
+ * attempt that failed; an opened stream keeps it while the run lasts.
+ */
+function attemptController(run: AbortSignal): { controller: AbortController; release: () => void } {
+  const controller = new AbortController();
+  const follow = (): void => controller.abort(run.reason);
+  if (run.aborted) follow();
+  else run.addEventListener("abort", follow, { once: true });
+  return { controller, release: () => run.removeEventListener("abort", follow) };
 }
 
 /** What the log says about a failed model request (never the payload). */

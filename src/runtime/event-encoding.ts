@@ -2,12 +2,15 @@ import { ScalarType, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import {
+  RuntimeEventSchema,
+  type RuntimeEvent,
   ReasoningDeltaSchema,
   TextDeltaSchema,
   ToolCallDeltaSchema,
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
+import { encodeDurableEvent, envelopeLayout } from "./durable-event-encoding.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 /**
@@ -18,9 +21,10 @@ import { varintSize, writeVarint } from "./varint.js";
  * throughput under 3x the per-message baseline. A delta holds only string
  * fields and no seq, cursor or time, so it is written directly here.
  * Output is byte-identical to toBinary (fields in number order, empty
- * strings omitted, checked by test/runtime/event-encoding.test.ts);
- * anything else, including any message carrying unknown fields, goes
- * through toBinary.
+ * strings omitted, checked by test/runtime/event-encoding.test.ts).
+ * Durable events (and any other message-typed kind) go through
+ * durable-event-encoding.ts; what neither covers, including any message
+ * carrying unknown fields, goes through toBinary.
  */
 export function encodeWorkerEvent(event: WorkerEvent): Uint8Array {
   const kind = event.kind;
@@ -40,8 +44,16 @@ export function encodeWorkerEvent(event: WorkerEvent): Uint8Array {
       }
     }
   }
-  return toBinary(WorkerEventSchema, event);
+  return encodeDurableEvent(WORKER_EVENT_LAYOUT, event) ?? toBinary(WorkerEventSchema, event);
 }
+
+/** Encodes a RuntimeEvent once for storage and the wire (the `encode` of the runtime-wide stream); see durable-event-encoding.ts. */
+export function encodeRuntimeEvent(event: RuntimeEvent): Uint8Array {
+  return encodeDurableEvent(RUNTIME_EVENT_LAYOUT, event) ?? toBinary(RuntimeEventSchema, event);
+}
+
+const WORKER_EVENT_LAYOUT = envelopeLayout(WorkerEventSchema);
+const RUNTIME_EVENT_LAYOUT = envelopeLayout(RuntimeEventSchema);
 
 /** Where a delta sits in WorkerEvent, and the numbers of its string fields in the order passed. */
 interface DeltaLayout {

@@ -3,11 +3,14 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type TranscriptEntry, TranscriptEntrySchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { encodedSizeAtMost } from "./encoded-size-bound.js";
 import { RuntimeError } from "./errors.js";
 import type { ByteBounds } from "./limits.js";
 
 /** The largest seq an entry can have, so a measured entry is never smaller than the committed one. */
 const MAX_SEQ = 0xffff_ffff_ffff_ffffn;
+/** An entry's seq (at most 11 bytes with its tag) and creation time (at most 2 + 11 + 6). */
+const ENTRY_FIXED_BYTES = 11 + 19;
 
 /**
  * Keeps one run's output within what the runtime can deliver, whatever the
@@ -50,6 +53,8 @@ export class RunOutputBounds {
 
   /** Refuses an entry that could not be delivered in one event. */
   checkEntry(content: TranscriptEntry["content"], blockId: string): void {
+    // Most entries are far below the bound: encoding them only to count their bytes was a per-run cost.
+    if (encodedSizeAtMost({ runId: this.runId, blockId, content }) + ENTRY_FIXED_BYTES <= this.bounds.maxEntryBytes) return;
     const entry = create(TranscriptEntrySchema, {
       seq: MAX_SEQ,
       runId: this.runId,

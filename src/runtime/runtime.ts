@@ -1,4 +1,4 @@
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
@@ -15,6 +15,7 @@ import { ConfigBundles } from "./config-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
+import { encodeRuntimeEvent } from "./event-encoding.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
@@ -75,7 +76,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const runtimeEvents = new DurableEventStream<RuntimeEvent>({
     stream: runtimeCursorStream(runtimeId, storeId),
     lastSeq: opened.lastRuntimeEventSeq,
-    encode: (event) => toBinary(RuntimeEventSchema, event),
+    encode: encodeRuntimeEvent,
     persistEvents: timedAppend(metrics, "runtime_events", store.appendRuntimeEvents.bind(store)),
     onPersistResult: (error) => health.storeResult("runtime-events", error),
     maxSubscriberBacklog: limits.maxSubscriberBacklog,

@@ -12,17 +12,20 @@ export class UnsavedRuns {
   private readonly versions = new Map<string, { write: number; run: Run }>();
   private writes = 0;
 
-  /** Tracks one write of `run`; resolves and rejects as `write` does. */
-  track(run: Run, write: Promise<void>): Promise<void> {
+  /**
+   * Tracks one write of `version`, a copy of the run that nobody changes
+   * (kept as it is if the write fails); resolves and rejects as `write` does.
+   */
+  track(version: Run, write: Promise<void>): Promise<void> {
     const n = ++this.writes;
-    const version = clone(RunSchema, run);
+    const runId = version.runId;
     return write.then(
       () => {
         // A later successful write supersedes every earlier failure.
-        if ((this.versions.get(run.runId)?.write ?? Infinity) < n) this.versions.delete(run.runId);
+        if ((this.versions.get(runId)?.write ?? Infinity) < n) this.versions.delete(runId);
       },
       (error: unknown) => {
-        if ((this.versions.get(run.runId)?.write ?? 0) < n) this.versions.set(run.runId, { write: n, run: version });
+        if ((this.versions.get(runId)?.write ?? 0) < n) this.versions.set(runId, { write: n, run: version });
         throw error;
       },
     );

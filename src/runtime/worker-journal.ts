@@ -10,6 +10,7 @@ import {
   type TranscriptEntry,
 } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { sealPayload } from "./durable-event-encoding.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
 import { DurableEventStream } from "./event-stream.js";
@@ -66,22 +67,26 @@ export class WorkerJournal {
     this.deleted = true;
   }
 
-  /** Writes a run's record, then its runChanged event; settles when both are durable. */
+  /**
+   * Writes a run's record, then its runChanged event; settles when both are
+   * durable. One copy of the run serves the store, the reads after a failed
+   * write and both events (here and runtime-wide): none of them changes it,
+   * so it is also encoded only once (durable-event-encoding.ts).
+   */
   async recordRun(run: Run): Promise<void> {
-    await Promise.all([this.putRun(run), this.emitRun(run)]);
+    if (this.deleted) return;
+    const copy = sealPayload(RunSchema, clone(RunSchema, run));
+    await Promise.all([this.putRun(copy), this.emitRun(copy)]);
   }
 
-  /** Writes a run's record only, with the request fingerprint the store keeps for idempotency. */
-  putRun(run: Run): Promise<void> {
-    if (this.deleted) return Promise.resolve();
-    const fingerprint = requestFingerprint(run);
-    return this.unsaved.track(run, this.reported("runs", this.deps.store.putRun(this.workerId, clone(RunSchema, run), { fingerprint })));
+  /** Writes a run's record (a copy nothing changes) with the request fingerprint the store keeps for idempotency. */
+  private putRun(copy: Run): Promise<void> {
+    const fingerprint = requestFingerprint(copy);
+    return this.unsaved.track(copy, this.reported("runs", this.deps.store.putRun(this.workerId, copy, { fingerprint })));
   }
 
-  /** Announces a run change, here and on the runtime-wide stream. */
-  emitRun(run: Run): Promise<unknown> {
-    if (this.deleted) return Promise.resolve();
-    const copy = clone(RunSchema, run);
+  /** Announces a run change (a copy nothing changes), here and on the runtime-wide stream. */
+  private emitRun(copy: Run): Promise<unknown> {
     this.deps.publishRun(copy);
     return this.events.emitDurable((seq, cursor) =>
       create(WorkerEventSchema, { seq, cursor, time: timestampFromDate(this.deps.now()), kind: { case: "runChanged", value: copy } }),
@@ -94,21 +99,34 @@ export class WorkerJournal {
    */
   emitWorker(announce: "announce" | "created" = "announce"): Promise<unknown> {
     if (this.deleted) return Promise.resolve();
+    return this.announceWorker(this.workerCopy(), announce);
+  }
+
+  /**
+   * Writes the worker snapshot and announces the change. One copy serves the
+   * store and both events: nothing changes it after it is made (the worker's
+   * event carries it with its own seq as a shallow copy).
+   */
+  async saveWorker(): Promise<void> {
+    if (this.deleted) return;
+    const copy = this.workerCopy();
+    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: copy, ...this.record }));
+    await Promise.all([saved, this.announceWorker(copy, "announce")]);
+  }
+
+  /** The worker as of now, stamped updated now: a copy nobody changes. */
+  private workerCopy(): Worker {
     this.worker.updatedAt = timestampFromDate(this.deps.now());
-    const copy = clone(WorkerSchema, this.worker);
+    return clone(WorkerSchema, this.worker);
+  }
+
+  private announceWorker(copy: Worker, announce: "announce" | "created"): Promise<unknown> {
     // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
     if (announce === "announce") this.deps.publishWorker(copy);
     return this.events.emitDurable((seq, cursor) => {
-      copy.lastEventSeq = seq;
-      return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value: copy } });
+      const value: Worker = { ...copy, lastEventSeq: seq };
+      return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value } });
     });
-  }
-
-  /** Writes the worker snapshot and announces the change. */
-  async saveWorker(): Promise<void> {
-    if (this.deleted) return;
-    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: clone(WorkerSchema, this.worker), ...this.record }));
-    await Promise.all([saved, this.emitWorker()]);
   }
 
   /** Appends a transcript entry with its transcriptAppended event. */

@@ -117,7 +117,7 @@ export class WorkerSession {
    * first await, so concurrent sends see each other.
    */
   async send(input: Input, policy: BusyPolicy, requestId: string, logFields?: ActiveRun["logFields"]): Promise<Run> {
-    const fingerprint = inputFingerprint(input.text);
+    const fingerprint = requestId !== "" ? inputFingerprint(input.text) : ""; // only idempotency needs it
     const prior = requestId !== "" ? this.requestIds.get(requestId) : undefined;
     if (prior) {
       if (prior.fingerprint !== fingerprint) throw idempotencyConflict(requestId, "with different input", { run_id: prior.runId });

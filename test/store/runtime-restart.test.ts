@@ -92,6 +92,27 @@ describe("a runtime on the file store", () => {
     }
   });
 
+  it("restores a worker as it was last announced, its update time included", async () => {
+    const first = await serve();
+    const runtimeId = first.harness.runtime.runtimeId;
+    const { worker } = await first.clients.catalog.createWorker({ runtimeId });
+    const ref = create(WorkerRefSchema, { runtimeId, workerId: worker?.ref?.workerId ?? "" });
+    const sent = await first.clients.interaction.sendInput({ worker: ref, input: { text: "one" } });
+    await completed(first.clients, ref, sent.run?.runId ?? "");
+    await eventually(async () => first.harness.runtime.getWorker({ worker: ref }).status === WorkerStatus.IDLE);
+    const before = first.harness.runtime.getWorker({ worker: ref });
+    await first.harness.close();
+
+    const second = await serve();
+    try {
+      const { worker: after } = await second.clients.catalog.getWorker({ worker: ref });
+      expect(after?.status).toBe(WorkerStatus.IDLE);
+      expect(after?.updatedAt).toEqual(before.updatedAt);
+    } finally {
+      await second.harness.close();
+    }
+  });
+
   it("turns a full disk into a typed error and DEGRADED, loses nothing acknowledged, and recovers", async () => {
     let full = false;
     const faults: FileStoreFaults = {
