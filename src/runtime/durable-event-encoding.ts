@@ -102,7 +102,9 @@ export function encodeDurableEvent(layout: DescMessage | undefined, event: Durab
     varintSize(kindTag) +
     varintSize(payload.byteLength) +
     payload.byteLength;
-  const out = Buffer.allocUnsafe(size);
+  // A buffer of its own, not a slice of Node's pool: stores keep these bytes for replay, and a kept
+  // slice would hold its whole 8 KiB pool slab alive. Every byte is written (checked below).
+  const out = Buffer.allocUnsafeSlow(size);
   let pos = 0;
   if (seq > 0) {
     out[pos++] = SEQ_TAG;
@@ -128,5 +130,6 @@ export function encodeDurableEvent(layout: DescMessage | undefined, event: Durab
   pos = writeVarint(out, pos, kindTag);
   pos = writeVarint(out, pos, payload.byteLength);
   out.set(payload, pos);
+  if (pos + payload.byteLength !== size) throw new Error(`durable event encoding: wrote ${pos + payload.byteLength} of ${size} bytes`);
   return out;
 }

@@ -94,6 +94,12 @@ describe("durable event encoding", () => {
     expect(Buffer.isBuffer(toBinary(WorkerEventSchema, create(WorkerEventSchema, { seq: 1n, kind })))).toBe(false);
   });
 
+  it("gives each event bytes of their own, not a slice of Node's buffer pool (stores keep them)", () => {
+    const bytes = encodeWorkerEvent(create(WorkerEventSchema, { seq: 1n, kind: { case: "runChanged", value: run } }));
+    expect(bytes.byteOffset).toBe(0);
+    expect(bytes.buffer.byteLength).toBe(bytes.byteLength);
+  });
+
   it("leaves events with unknown fields, in the envelope or its time, to toBinary", () => {
     const event = create(WorkerEventSchema, { seq: 5n, cursor: "w-5", kind: { case: "runChanged", value: run } });
     event.$unknown = [{ no: 99, wireType: 0, data: new Uint8Array([1]) }];
