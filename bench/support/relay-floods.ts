@@ -22,7 +22,8 @@ import type { ProbeReport } from "./runtime-probe.js";
  *   floods (monitorEventLoopDelay, whose values include its 10 ms
  *   resolution); loop_block_cpu_* is the runtime's CPU time between two
  *   10 ms ticks, which tells its own blocks from waiting for a CPU on a
- *   loaded host (see runtime-probe.ts).
+ *   loaded host, and loop_block_runqueue_max the longest its main thread
+ *   waited, runnable, for a CPU between two ticks (see runtime-probe.ts).
  * - relay.send_input_under_load: SendInput latency from this (third)
  *   process during the 10 floods, against the same probes on an idle
  *   runtime.
@@ -94,6 +95,7 @@ export async function runFloods(): Promise<void> {
     printFigure("relay.loop_block_cpu_p99", median(loops.map((l) => l.busyP99Ms)), "ms");
     printFigure("relay.loop_block_cpu_max", median(loops.map((l) => l.busyMaxMs)), "ms");
     printFigure("relay.loop_block_gc_max", median(loops.map((l) => l.gcMaxMs)), "ms");
+    printFigure("relay.loop_block_runqueue_max", median(loops.map((l) => l.runQueueMaxMs)), "ms");
     const loadedP99 = percentile(loaded, 0.99);
     const idleP99 = percentile(idle, 0.99);
     printFigure("relay.send_input_under_load", loadedP99, "ms", { ratio: loadedP99 / idleP99, target: "<=3" });

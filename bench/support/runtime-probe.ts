@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 
 /**
@@ -22,6 +23,15 @@ export interface ProbeReport {
    */
   busyP99Ms: number;
   busyMaxMs: number;
+  /**
+   * p99 and max of the time the main thread waited for a CPU (runnable, not
+   * running) between two ticks of the same timer, in ms, from Linux's
+   * schedstat; NaN where it cannot be read. On a host shared with the
+   * provider and the watchers, a late tick whose wait is most of its delay
+   * was the scheduler's, not the runtime's own work.
+   */
+  runQueueP99Ms: number;
+  runQueueMaxMs: number;
   /** The longest garbage-collection pause and all pauses together since the last reset, in ms. */
   gcMaxMs: number;
   gcTotalMs: number;
@@ -45,10 +55,15 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
     for (const entry of list.getEntries()) gcPauses.push(entry.duration);
   }).observe({ entryTypes: ["gc"] });
   let lastTickCpu = process.cpuUsage();
+  let runQueue: number[] = [];
+  let lastWaitNs = mainThreadWaitNs();
   setInterval(() => {
     const used = process.cpuUsage(lastTickCpu);
     lastTickCpu = process.cpuUsage();
     busy.push((used.user + used.system) / 1000);
+    const waitNs = mainThreadWaitNs();
+    runQueue.push((waitNs - lastWaitNs) / 1e6);
+    lastWaitNs = waitNs;
   }, 10).unref();
   const quantile = (values: number[], p: number): number => {
     const sorted = [...values].sort((a, b) => a - b);
@@ -58,6 +73,7 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
     if (message.op === "reset") {
       histogram.reset();
       busy = [];
+      runQueue = [];
       gcPauses = [];
       cpuSince = process.cpuUsage();
       wallSince = performance.now();
@@ -72,6 +88,8 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
       loopMaxMs: histogram.max / 1e6,
       busyP99Ms: quantile(busy, 0.99),
       busyMaxMs: Math.max(0, ...busy),
+      runQueueP99Ms: quantile(runQueue, 0.99),
+      runQueueMaxMs: Math.max(0, ...runQueue),
       gcMaxMs: Math.max(0, ...gcPauses),
       gcTotalMs: gcPauses.reduce((sum, ms) => sum + ms, 0),
       cpuMs: (cpu.user + cpu.system) / 1000,
@@ -82,4 +100,13 @@ if (process.env["WR_BENCH_PROBE"] === "1" && process.send) {
   });
   // The IPC channel must not keep the process alive after the server stops.
   process.channel?.unref();
+}
+
+/** Nanoseconds the main thread has waited on a run queue (/proc/self/task/PID/schedstat, second field); NaN off Linux. */
+function mainThreadWaitNs(): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ")[1]);
+  } catch {
+    return Number.NaN;
+  }
 }
