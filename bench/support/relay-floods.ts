@@ -28,8 +28,14 @@ import type { ProbeReport } from "./runtime-probe.js";
  *   process during the 10 floods, against the same probes on an idle
  *   runtime.
  */
-const ROUNDS = 3;
+/**
+ * Rounds of the ten floods. A flood lasts 100–200 ms and SendInput is probed every few ms, so a
+ * round gives 15–25 loaded samples: with 3 rounds the loaded p99 was the largest of about 50 and
+ * its ratio swung 1.8–5.6 between runs; 9 rounds give it about 150, and the idle window below as many.
+ */
+const ROUNDS = 9;
 const WARMUPS = 1;
+const IDLE_PROBE_MS = 3_000;
 const PROBE_EVERY_MS = 5;
 const PROBE_WORKERS = 8;
 
@@ -61,7 +67,7 @@ export async function runFloods(): Promise<void> {
 
     const prober = new SendInputProber(runtime.baseUrl, runtime.runtimeId);
     await prober.prepare();
-    const idle = await prober.probeFor(() => sleep(1_000));
+    const idle = await prober.probeFor(() => sleep(IDLE_PROBE_MS));
     const ten = { relay: [] as FloodResult[], direct: [] as number[] };
     const loaded: number[] = [];
     const loops: ProbeReport[] = [];
