@@ -68,7 +68,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       { maxAnswerBytes, maxToolArgumentsBytes },
       Buffer.byteLength(alreadySaid, "utf8"),
     );
-    const consumed = await consume(context, opened, accumulator, deltas, timer);
+    const consumed = await consume(context, opened, accumulator, deltas, timer).finally(() => opened.release());
     timer.end(consumed, accumulator.usage);
     const ending = typeof consumed === "string" ? consumed : "failed";
     recordChatResponse(accumulator);

@@ -1,4 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
+import { getEventListeners } from "node:events";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -180,6 +181,19 @@ describe("OpenAI backend runs", () => {
       ["c2", "Not run: the run reached its limit of 2 turns."],
     ]);
     expect(sink.committed("notice")[0]?.code).toBe("run.stopped");
+  });
+
+  it("leaves no listener on the run's signal for a model turn that ended (a long tool loop stays under Node's listener warning)", async () => {
+    await writeFile(join(h.workspace, "a.txt"), "a");
+    const turns = 12;
+    const call = (id: string) => ({ id, name: "read_file", arguments: '{"path":"a.txt"}' });
+    h.fake.enqueue(...Array.from({ length: turns - 1 }, (_, i) => reply({ toolCalls: [call(`c${i}`)] })), reply({ text: "done" }));
+    const controller = new AbortController();
+    const before = getEventListeners(controller.signal, "abort").length;
+    const { outcome } = await h.run({ input: "loop", capabilities: ["fs.read"], signal: controller.signal });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(turns);
+    expect(getEventListeners(controller.signal, "abort").length).toBe(before);
   });
 
   it("offers only the tools whose capability the worker holds, and refuses others", async () => {
