@@ -94,8 +94,13 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** The flood provider; `baseURL` ends in /v1. */
-export async function startFloodProvider(): Promise<BenchChild & { baseURL: string }> {
-  const child = spawnTs([here("./flood-provider.ts")]);
+export function startFloodProvider(): Promise<BenchChild & { baseURL: string }> {
+  return startProviderProcess([here("./flood-provider.ts")]);
+}
+
+/** A fake provider script in a process of its own, which prints its base URL first. */
+async function startProviderProcess(args: string[]): Promise<BenchChild & { baseURL: string }> {
+  const child = spawnTs(args);
   const baseURL = (await firstLine(child)).trim();
   return { child, baseURL, stop: () => stopChild(child) };
 }
@@ -193,8 +198,6 @@ export async function startRelayProcesses(
 }
 
 /** A provider answering every request with `text` streamed in pieces of `pieceSize` characters; `baseURL` ends in /v1. */
-export async function startReplyProvider(text: string, pieceSize: number): Promise<BenchChild & { baseURL: string }> {
-  const child = spawnTs([here("./reply-provider.ts"), text, String(pieceSize)]);
-  const baseURL = (await firstLine(child)).trim();
-  return { child, baseURL, stop: () => stopChild(child) };
+export function startReplyProvider(text: string, pieceSize: number): Promise<BenchChild & { baseURL: string }> {
+  return startProviderProcess([here("./reply-provider.ts"), text, String(pieceSize)]);
 }
