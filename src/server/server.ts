@@ -194,7 +194,7 @@ function createNodeHandler(
       grpcStream(universalRequestFromNodeRequest(request, response, undefined, undefined), response as http2.Http2ServerResponse).catch(
         (reason: unknown) => logger.error("request handler failed", { path, ...errorLogFields(reason) }),
       );
-      request.stream.once("wantTrailers", () => setImmediate(() => endUnreadRequest(request)));
+      request.stream.once("wantTrailers", () => setImmediate(() => closeEndedStream(request)));
       return;
     }
     const handler = handlers.get(path);
@@ -213,25 +213,34 @@ function createNodeHandler(
         }
         logger.error("request handler failed", { path, ...errorLogFields(reason) });
       });
-    // Once the response's trailers are out (the compat layer sends them on
-    // "wantTrailers"), not when the adapter's promise settles: over HTTP/2
+    // Once the response's trailers are submitted (the compat layer sends them
+    // on "wantTrailers"), not when the adapter's promise settles: over HTTP/2
     // that waits for the stream to close, which an unread request never does.
-    if ("stream" in request) request.stream.once("wantTrailers", () => setImmediate(() => endUnreadRequest(request)));
+    if ("stream" in request) request.stream.once("wantTrailers", () => setImmediate(() => closeEndedStream(request)));
   };
 }
 
 /**
- * A response can end before its request was read to the end: an oversize
- * message is refused from its length prefix or content-length. Over HTTP/2
- * the unread stream would stay open, holding the client's flow-control
- * window and the session's memory until the session dies, so it is reset
- * with NO_ERROR, which RFC 9113 §8.1 provides for exactly this (the
- * complete response stays valid). Node's HTTP/1.1 server reads and
- * discards the rest itself, so the keep-alive connection stays usable.
+ * Closes an HTTP/2 response's stream once its trailers are submitted (it is
+ * called from a setImmediate queued on "wantTrailers", so after the one in
+ * which Node submits them). Closing makes Node flush at once.
+ *
+ * - A request read to its end: Node submits trailers from a setImmediate
+ *   and sends them only at the next turn's check phase, so a gRPC
+ *   response's trailers left a whole event-loop turn after its message.
+ *   Under ten provider floods that turn was milliseconds of SendInput's
+ *   latency (issue 9). Both sides have ended, so the flush closes the
+ *   stream and no RST_STREAM frame follows.
+ * - An unread request (an oversize message refused from its length prefix
+ *   or content-length): the open stream would hold the client's
+ *   flow-control window and the session's memory until the session dies,
+ *   so it is reset with NO_ERROR, which RFC 9113 §8.1 provides for exactly
+ *   this (the complete response stays valid). Node's HTTP/1.1 server reads
+ *   and discards the rest itself, so the keep-alive connection stays usable.
  */
-function endUnreadRequest(request: http2.Http2ServerRequest): void {
+function closeEndedStream(request: http2.Http2ServerRequest): void {
   const { stream } = request;
-  if (!stream.destroyed && !stream.closed && !request.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {

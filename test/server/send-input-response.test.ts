@@ -2,6 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { GetRuntimeRequestSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Harness, startHarness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
@@ -36,16 +37,47 @@ session.on("connect", () => {
 });
 `;
 
-function sendFromAnotherProcess(baseUrl: string, path: string, body: Uint8Array): Promise<{ ms: number; status: string }> {
+/**
+ * The same client sending a few calls one after another, printing for each
+ * how many ms after the response's headers its trailers arrived.
+ */
+const TRAILER_GAP_CLIENT = `
+const http2 = require("node:http2");
+const [url, path, hex, count] = process.argv.slice(1);
+const session = http2.connect(url);
+const body = Buffer.from(hex, "hex");
+const frame = Buffer.alloc(5 + body.length);
+frame.writeUInt32BE(body.length, 1);
+body.copy(frame, 5);
+const gaps = [];
+const one = () => {
+  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+  let headersAt = 0;
+  stream.on("response", () => { headersAt = performance.now(); });
+  stream.on("trailers", (trailers) => { gaps.push({ ms: performance.now() - headersAt, status: String(trailers["grpc-status"]) }); });
+  stream.on("close", () => {
+    if (gaps.length < Number(count)) return one();
+    process.stdout.write(JSON.stringify(gaps));
+    session.close();
+  });
+  stream.resume();
+  stream.end(frame);
+};
+session.on("connect", one);
+`;
+
+function runClient<T>(script: string, args: string[]): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["-e", CLIENT, baseUrl, path, Buffer.from(body).toString("hex")], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(process.execPath, ["-e", script, ...args], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
     child.on("error", reject);
-    child.on("exit", () => resolve(JSON.parse(out) as { ms: number; status: string }));
+    child.on("exit", () => resolve(JSON.parse(out) as T));
   });
+}
+
+function sendFromAnotherProcess(baseUrl: string, path: string, body: Uint8Array): Promise<{ ms: number; status: string }> {
+  return runClient(CLIENT, [baseUrl, path, Buffer.from(body).toString("hex")]);
 }
 
 describe("SendInput's response", () => {
@@ -82,5 +114,30 @@ describe("SendInput's response", () => {
     expect(started).toBe(true);
     // Had the execution started before the trailers were written, the client would have waited out the whole block.
     expect(answer.ms).toBeLessThan(BLOCK_MS / 2);
+  });
+
+  it("has its trailers sent with its message, not a turn of the event loop later", async () => {
+    // Every turn of the runtime's loop starts with 40 ms of timer work (as a busy runtime's turns are long).
+    const turnMs = 40;
+    const busyTurns = setInterval(() => {
+      const until = performance.now() + turnMs;
+      while (performance.now() < until) {
+        // busy
+      }
+    }, 0);
+    try {
+      const request = create(GetRuntimeRequestSchema, { runtimeId: harness.runtime.runtimeId });
+      const gaps = await runClient<{ ms: number; status: string }[]>(TRAILER_GAP_CLIENT, [
+        harness.baseUrl,
+        "/worker_runtime.v1.RuntimeManagement/GetRuntime",
+        Buffer.from(toBinary(GetRuntimeRequestSchema, request)).toString("hex"),
+        "5",
+      ]);
+      expect(gaps.map((gap) => gap.status)).toEqual(["0", "0", "0", "0", "0"]);
+      // Node sends trailers from a setImmediate, flushed at the next turn's check phase unless the server flushes them.
+      for (const gap of gaps) expect(gap.ms).toBeLessThan(turnMs / 2);
+    } finally {
+      clearInterval(busyTurns);
+    }
   });
 });
