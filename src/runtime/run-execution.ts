@@ -61,11 +61,14 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
 /**
  * Waits two turns of the event loop before a run's execution starts, so the
  * call that started it (SendInput, a decided approval, the run queued
- * behind) has sent its whole response first. connect-node writes a unary
- * response's header and body, waits for the write to complete, then sends
- * the trailers; the run's first steps (committing the user message,
- * building and sending the provider request: a millisecond or two of CPU)
- * used to run in between, so every caller waited for them. Measured with a
+ * behind) has sent its whole response first. Node's HTTP/2 server sends a
+ * unary response's header and message in the check phase after the
+ * handler, and submits its trailers from a setImmediate queued then (the
+ * server flushes them right after: server.ts, closeEndedStream). A run
+ * launched by the handler and waiting one turn would run first in that
+ * check phase; its first steps (committing the user message, building and
+ * sending the provider request: a millisecond or two of CPU) used to run
+ * before the trailers, so every caller waited for them. Measured with a
  * raw HTTP/2 client on the idle 2-core VM, SendInput's response complete:
  * p50 3.1–3.2 ms before, 1.5 ms after (GetWorker: 1.5 ms); one turn was not
  * enough (the trailers still waited). Under ten floods, SendInput's p99
