@@ -225,12 +225,17 @@ function createNodeHandler(
  * called from a setImmediate queued on "wantTrailers", so after the one in
  * which Node submits them). Closing makes Node flush at once.
  *
- * - A request read to its end: Node submits trailers from a setImmediate
+ * - Trailer fields (gRPC's status): Node submits them from a setImmediate
  *   and sends them only at the next turn's check phase, so a gRPC
  *   response's trailers left a whole event-loop turn after its message.
  *   Under ten provider floods that turn was milliseconds of SendInput's
- *   latency (issue 9). Both sides have ended, so the flush closes the
- *   stream and no RST_STREAM frame follows.
+ *   latency (issue 9). A HEADERS frame is not flow-controlled, so the flush
+ *   sends it; the request has ended too, so the stream closes on that flush
+ *   and no RST_STREAM follows.
+ * - No trailer fields (Connect, gRPC-Web): Node ends the stream with an
+ *   empty DATA frame, which flow control can hold; closing then would send
+ *   RST_STREAM instead of END_STREAM, and some clients (Go's) fail a body
+ *   ended that way. Those streams are left to end on their own.
  * - An unread request (an oversize message refused from its length prefix
  *   or content-length): the open stream would hold the client's
  *   flow-control window and the session's memory until the session dies,
@@ -240,7 +245,9 @@ function createNodeHandler(
  */
 function closeEndedStream(request: http2.Http2ServerRequest): void {
   const { stream } = request;
-  if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  if (stream.destroyed || stream.closed) return;
+  const sentTrailerFields = Object.keys(stream.sentTrailers ?? {}).length > 0;
+  if (sentTrailerFields || !request.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {
