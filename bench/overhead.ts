@@ -29,7 +29,8 @@ import { median, percentile, printFigure } from "./support/report.js";
  * no runs: a figure must not come from instrumentation that is silently off.
  */
 const WARMUPS = 1;
-const ROUNDS = 5;
+/** A flood lasts ~80 ms and six busy processes share two cores: with 5 rounds the watch ratio swung 0.67–1.23 between runs. */
+const ROUNDS = 11;
 const FLOOD_CHUNKS = 20_000;
 const UNARY_CALLS = 1_500;
 const SCRAPE_EVERY_MS = 1_000;
