@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCli, type CliProcess } from "../support/cli-process.js";
+import { CLIENT_PREFACE, http2Frame, literalHeaders } from "../support/raw-http2.js";
 
 /**
  * SIGTERM must end the process within the grace period plus a bounded close,
@@ -30,25 +31,6 @@ afterEach(() => {
 
 const HANG_GUARD_MS = 20_000;
 
-/** An HTTP/2 frame. */
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header.writeUInt8(type, 3);
-  header.writeUInt8(flags, 4);
-  header.writeUInt32BE(streamId, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** HPACK "literal header field without indexing, new name" (no Huffman; short strings only). */
-function literalHeaders(headers: Record<string, string>): Buffer {
-  return Buffer.concat(
-    Object.entries(headers).map(([name, value]) =>
-      Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]),
-    ),
-  );
-}
-
 /**
  * A raw HTTP/2 client that opens a WatchRuntime stream and then goes silent:
  * it never acknowledges settings, never reads, never closes.
@@ -68,12 +50,7 @@ function silentH2Watcher(address: string, runtimeId: string): Promise<net.Socket
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, host, () => {
       socket.write(
-        Buffer.concat([
-          Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-          frame(0x4, 0, 0, Buffer.alloc(0)),
-          frame(0x1, 0x4, 1, headers),
-          frame(0x0, 0x1, 1, request),
-        ]),
+        Buffer.concat([CLIENT_PREFACE, http2Frame(0x4, 0, 0), http2Frame(0x1, 0x4, 1, headers), http2Frame(0x0, 0x1, 1, request)]),
       );
       resolve(socket);
     });

@@ -5,6 +5,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { GetWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { ReadTranscriptRequestSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Harness, startHarness } from "../support/harness.js";
+import { CLIENT_PREFACE, http2Frame, literalHeaders } from "../support/raw-http2.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -38,7 +39,7 @@ interface Frame {
   length: number;
 }
 
-/** A minimal HTTP/2 client: literal headers, no HPACK decoding, the connection window never opened unless asked. */
+/** A minimal HTTP/2 client: no HPACK decoding, the connection window never opened unless asked. */
 class RawHttp2Client {
   /** What the server may still send on the connection (DATA payloads count against it). */
   window = INITIAL_CONNECTION_WINDOW;
@@ -59,7 +60,7 @@ class RawHttp2Client {
         const settings = Buffer.alloc(6);
         settings.writeUInt16BE(0x4, 0);
         settings.writeUInt32BE(16 * 1024 * 1024, 2);
-        socket.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(SETTINGS, 0, 0, settings)]));
+        socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(SETTINGS, 0, 0, settings)]));
         resolve(client);
       });
       socket.once("error", reject);
@@ -71,14 +72,15 @@ class RawHttp2Client {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     this.streams.set(id, []);
-    const block = Buffer.concat([
-      Buffer.from([0x83, 0x86]), // :method POST, :scheme http (static table)
-      literal(Buffer.from([0x04]), path), // :path, name from the static table
-      literal(Buffer.from([0x01]), "127.0.0.1"), // :authority
-      literal(Buffer.concat([Buffer.from([0x00]), lengthPrefixed("content-type")]), contentType),
-      literal(Buffer.concat([Buffer.from([0x00]), lengthPrefixed("te")]), "trailers"),
-    ]);
-    this.socket.write(Buffer.concat([frame(HEADERS, END_HEADERS, id, block), frame(DATA, END_STREAM, id, body)]));
+    const block = literalHeaders({
+      ":method": "POST",
+      ":scheme": "http",
+      ":path": path,
+      ":authority": "127.0.0.1",
+      "content-type": contentType,
+      te: "trailers",
+    });
+    this.socket.write(Buffer.concat([http2Frame(HEADERS, END_HEADERS, id, block), http2Frame(DATA, END_STREAM, id, body)]));
     return id;
   }
 
@@ -86,7 +88,7 @@ class RawHttp2Client {
     const increment = Buffer.alloc(4);
     increment.writeUInt32BE(bytes);
     this.window += bytes;
-    this.socket.write(frame(WINDOW_UPDATE, 0, 0, increment));
+    this.socket.write(http2Frame(WINDOW_UPDATE, 0, 0, increment));
   }
 
   framesOf(id: number): Frame[] {
@@ -133,31 +135,13 @@ class RawHttp2Client {
       const id = this.pending.readUInt32BE(5) & 0x7fffffff;
       const payload = this.pending.subarray(9, 9 + length);
       this.pending = this.pending.subarray(9 + length);
-      if (type === SETTINGS && !(flags & ACK)) this.socket.write(frame(SETTINGS, ACK, 0));
-      if (type === PING && !(flags & ACK)) this.socket.write(frame(PING, ACK, 0, payload));
+      if (type === SETTINGS && !(flags & ACK)) this.socket.write(http2Frame(SETTINGS, ACK, 0));
+      if (type === PING && !(flags & ACK)) this.socket.write(http2Frame(PING, ACK, 0, payload));
       if (type === DATA) this.window -= length;
       if (id !== 0) this.streams.get(id)?.push({ type, flags, length });
     }
     for (const check of [...this.changed]) check();
   }
-}
-
-function frame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(id, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** A literal header field without indexing (RFC 7541 §6.2.2), strings not Huffman-coded (all under 127 bytes here). */
-function literal(name: Buffer, value: string): Buffer {
-  return Buffer.concat([name, lengthPrefixed(value)]);
-}
-
-function lengthPrefixed(text: string): Buffer {
-  return Buffer.concat([Buffer.from([text.length]), Buffer.from(text)]);
 }
 
 function grpcFrame(message: Uint8Array): Buffer {
