@@ -186,39 +186,35 @@ describe("a unary response's end over HTTP/2", () => {
   }
 
   it("without trailer fields (Connect) ends with END_STREAM, never RST_STREAM, while another stream takes the window", async () => {
-    // A worker whose transcript is one large message: reading it is a response far over the connection window.
+    // A worker whose transcript is one message a little over the connection window.
     const clients = harness.connect("grpc");
     const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
-    for await (const message of clients.interaction.streamInput({ worker: worker!.ref!, input: { text: "x".repeat(200_000) } }))
+    for await (const message of clients.interaction.streamInput({ worker: worker!.ref!, input: { text: "x".repeat(80_000) } }))
       void message;
-    const client = await RawHttp2Client.connect(port);
-    try {
-      const read = grpcFrame(
-        toBinary(ReadTranscriptRequestSchema, create(ReadTranscriptRequestSchema, { worker: worker!.ref!, limit: 10 })),
-      );
-      const get = Buffer.from(toBinary(GetWorkerRequestSchema, create(GetWorkerRequestSchema, { worker: ref })));
-      const ids: number[] = [];
-      // Each response's final (empty) DATA frame is flow-controlled: it can find the window
-      // taken by the large response, and a close then would send RST_STREAM instead.
-      for (let round = 0; round < 3; round++) {
+    const read = grpcFrame(toBinary(ReadTranscriptRequestSchema, create(ReadTranscriptRequestSchema, { worker: worker!.ref!, limit: 10 })));
+    const get = Buffer.from(toBinary(GetWorkerRequestSchema, create(GetWorkerRequestSchema, { worker: ref })));
+    // Each round on a new connection, so the window starts at 64 KiB. The large response takes it,
+    // then the window opens 100 bytes at a time: each small response's final (empty) DATA frame now
+    // and then finds it taken by another stream, and a close then would send RST_STREAM instead.
+    for (let round = 0; round < 3; round++) {
+      const client = await RawHttp2Client.connect(port);
+      try {
         const bulk = client.post(READ_TRANSCRIPT, "application/grpc", read);
         const small = Array.from({ length: 5 }, () => client.post(GET_WORKER, "application/proto", get));
-        ids.push(...small);
         const trickle = setInterval(() => client.openWindow(100), 10);
-        try {
-          await client.until(() => small.every((id) => client.ended(id)), 10_000);
-        } finally {
-          clearInterval(trickle);
-        }
+        // How the window is shared is nghttp2's choice (Node 24's gives the large response all
+        // of it first): whatever is still open after a while gets the window at once.
+        await client.until(() => small.every((id) => client.ended(id)), 3_000).catch(() => undefined);
+        clearInterval(trickle);
         client.openWindow(1 << 20);
-        await client.until(() => client.ended(bulk));
+        await client.until(() => [bulk, ...small].every((id) => client.ended(id)));
+        for (const id of small) {
+          expect(client.framesOf(id).filter((f) => f.type === RST_STREAM)).toEqual([]);
+          expect(client.framesOf(id).at(-1)).toEqual({ type: DATA, flags: END_STREAM, length: 0 });
+        }
+      } finally {
+        client.close();
       }
-      for (const id of ids) {
-        expect(client.framesOf(id).filter((f) => f.type === RST_STREAM)).toEqual([]);
-        expect(client.framesOf(id).at(-1)).toEqual({ type: DATA, flags: END_STREAM, length: 0 });
-      }
-    } finally {
-      client.close();
     }
   });
 
