@@ -16,6 +16,7 @@ import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interactio
 import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { PROTOCOLS, startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
+import { grpcFrame } from "../support/raw-http2.js";
 
 /**
  * Malformed requests straight onto the wire, bypassing the generated
@@ -68,14 +69,6 @@ function randomBytes(maxLength: number): Uint8Array {
   const bytes = new Uint8Array(int(maxLength + 1));
   for (let i = 0; i < bytes.length; i++) bytes[i] = int(256);
   return bytes;
-}
-
-/** A gRPC length-prefixed message; `declaredLength` may lie. */
-function grpcFrame(payload: Uint8Array, flags = 0, declaredLength = payload.length): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt8(flags, 0);
-  header.writeUInt32BE(declaredLength, 1);
-  return Buffer.concat([header, payload]);
 }
 
 /** A gRPC request body: mostly well-framed random bytes, sometimes broken framing. */

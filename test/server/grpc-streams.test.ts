@@ -10,6 +10,7 @@ import { StreamInputRequestSchema, WorkerInteraction } from "../../gen/worker_ru
 import { WatchWorkerRequestSchema, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { startHarness, type Harness } from "../support/harness.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
+import { grpcFrame } from "../support/raw-http2.js";
 
 /**
  * Server-streaming calls over binary gRPC are written by the server's own
@@ -141,10 +142,4 @@ async function* grpcFrames(stream: AsyncIterable<Buffer>): AsyncGenerator<{ flag
       buffered = buffered.subarray(5 + body.length);
     }
   }
-}
-
-function grpcFrame(message: Uint8Array): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(message.length, 1);
-  return Buffer.concat([header, message]);
 }

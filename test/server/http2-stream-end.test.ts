@@ -5,7 +5,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { GetWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { ReadTranscriptRequestSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Harness, startHarness } from "../support/harness.js";
-import { CLIENT_PREFACE, http2Frame, literalHeaders } from "../support/raw-http2.js";
+import { CLIENT_PREFACE, grpcFrame, http2Frame, literalHeaders } from "../support/raw-http2.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -142,13 +142,6 @@ class RawHttp2Client {
     }
     for (const check of [...this.changed]) check();
   }
-}
-
-function grpcFrame(message: Uint8Array): Buffer {
-  const framed = Buffer.alloc(5 + message.length);
-  framed.writeUInt32BE(message.length, 1);
-  framed.set(message, 5);
-  return framed;
 }
 
 const GET_WORKER = "/worker_runtime.v1.WorkerCatalog/GetWorker";

@@ -10,6 +10,7 @@ import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect
 import { clientsFor, PROTOCOLS, startHarness, type Harness } from "../support/harness.js";
 import { expectError } from "../support/errors.js";
 import { holdOpen, ScriptedBackend } from "../support/scripted-backend.js";
+import { grpcFrame } from "../support/raw-http2.js";
 
 /**
  * Refusals the protocol layer makes before (or after) a handler runs — an
@@ -82,13 +83,6 @@ function flat(headers: http2.IncomingHttpHeaders | http.IncomingHttpHeaders): Re
   return out;
 }
 
-function envelope(payload: Uint8Array, flags = 0): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt8(flags, 0);
-  header.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([header, payload]);
-}
-
 /** The envelopes of a gRPC-Web or Connect streaming body. */
 function envelopes(body: Buffer): { flags: number; data: Buffer }[] {
   const out: { flags: number; data: Buffer }[] = [];
@@ -130,9 +124,9 @@ function connectReason(json: ConnectErrorJson): string | undefined {
 
 describe("malformed gRPC-Web bodies", () => {
   const bodies: [string, Buffer][] = [
-    ["bytes that are not protobuf", envelope(Buffer.from([0xff, 0xff, 0xff, 0xff]))],
-    ["a message flagged compressed", envelope(Buffer.from([0x0a, 0x01, 0x61]), 1)],
-    ["a frame shorter than it says", envelope(Buffer.from([0x0a]), 0).subarray(0, 4)],
+    ["bytes that are not protobuf", grpcFrame(Buffer.from([0xff, 0xff, 0xff, 0xff]))],
+    ["a message flagged compressed", grpcFrame(Buffer.from([0x0a, 0x01, 0x61]), 1)],
+    ["a frame shorter than it says", grpcFrame(Buffer.from([0x0a]), 0).subarray(0, 4)],
   ];
   for (const [what, body] of bodies) {
     it(`answers ${what} with INVALID_ARGUMENT and the ErrorDetail (h2c)`, async () => {
@@ -147,7 +141,7 @@ describe("malformed gRPC-Web bodies", () => {
     const response = await fetch(`${harness.http1Url}${LIST_WORKERS}`, {
       method: "POST",
       headers: { "content-type": "application/grpc-web+proto" },
-      body: envelope(Buffer.from([0xff, 0xff, 0xff, 0xff])),
+      body: grpcFrame(Buffer.from([0xff, 0xff, 0xff, 0xff])),
     });
     const status = grpcStatus(grpcWebTrailers(Buffer.from(await response.arrayBuffer())));
     expect(status).toEqual({ code: Code.InvalidArgument, reason: ErrorReason.INVALID_ARGUMENT });
@@ -234,8 +228,8 @@ describe("oversize requests", () => {
 
   it("are refused with RESOURCE_EXHAUSTED on an HTTP/2 session that keeps working", async () => {
     const kinds: [string, http2.OutgoingHttpHeaders, Buffer][] = [
-      ["grpc", { "content-type": "application/grpc", te: "trailers" }, envelope(oversize)],
-      ["grpc-web", { "content-type": "application/grpc-web+proto" }, envelope(oversize)],
+      ["grpc", { "content-type": "application/grpc", te: "trailers" }, grpcFrame(oversize)],
+      ["grpc-web", { "content-type": "application/grpc-web+proto" }, grpcFrame(oversize)],
       ["connect", { "content-type": "application/proto", "connect-protocol-version": "1" }, oversize],
     ];
     for (let round = 0; round < 3; round++) {

@@ -25,3 +25,11 @@ export function literalHeaders(headers: Record<string, string>): Buffer {
     ),
   );
 }
+
+/** A gRPC length-prefixed message (also Connect's and gRPC-Web's envelope); `declaredLength` may lie. */
+export function grpcFrame(payload: Uint8Array, flags = 0, declaredLength = payload.length): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt8(flags, 0);
+  header.writeUInt32BE(declaredLength, 1);
+  return Buffer.concat([header, payload]);
+}
