@@ -25,9 +25,10 @@ import zlib from "node:zlib";
  * streams (not a string or bytes) goes to the built-in fetch.
  */
 export function createProviderFetch(): typeof fetch {
+  const pool = { keepAlive: true, maxFreeSockets: MAX_IDLE_CONNECTIONS, timeout: IDLE_CONNECTION_MS };
   const agents = {
-    "http:": new http.Agent({ keepAlive: true }),
-    "https:": new https.Agent({ keepAlive: true }),
+    "http:": new http.Agent(pool),
+    "https:": new https.Agent(pool),
   };
   const providerFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const body = init.body;
@@ -40,6 +41,22 @@ export function createProviderFetch(): typeof fetch {
   };
   return providerFetch as typeof fetch;
 }
+
+/**
+ * Idle provider connections kept for reuse, per provider host and port.
+ * Node keeps 256: past 256 concurrent runs, each run that ended closed its
+ * connection and the next one opened a new one, a TCP and TLS handshake
+ * (and a round trip or two to a remote provider) before its first token.
+ * This keeps enough for the runtime's design load of 1,000 concurrent runs.
+ */
+const MAX_IDLE_CONNECTIONS = 1_024;
+/**
+ * How long a connection may sit idle in the pool before it is closed, for
+ * providers that never close idle connections themselves. It does not
+ * apply to a response being read: a stream's pauses are the SDK's and the
+ * run's timeouts to judge.
+ */
+const IDLE_CONNECTION_MS = 60_000;
 
 /** Node bodies of the responses this fetch made, until the SSE reader takes one. */
 const nodeBodies = new WeakMap<Response, Readable>();

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import type { ServerResponse } from "node:http";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { createProviderFetch, takeNodeBody } from "../../src/engine/provider-fetch.js";
@@ -44,6 +45,34 @@ describe("provider fetch", () => {
       { method: "POST", body: '{"model":"m"}', auth: "Bearer sk-test" },
       { method: "POST", body: '{"model":"m"}', auth: "Bearer sk-test" },
     ]);
+  });
+
+  it("keeps the connections of more concurrent runs than Node's default pool (256) for the runs after them", async () => {
+    const concurrent = 300;
+    const sockets = new Set<unknown>();
+    let waiting: ServerResponse[] = [];
+    const url = await serve((req, res) => {
+      sockets.add(req.socket);
+      // Every request waits until all of its round are open, so each round holds `concurrent` connections at once.
+      waiting.push(res);
+      if (waiting.length < concurrent) return;
+      for (const held of waiting.splice(0)) held.end("data: ok\n\n");
+    });
+    const providerFetch = createProviderFetch();
+    const round = (): Promise<string[]> =>
+      Promise.all(
+        Array.from({ length: concurrent }, async () => {
+          const response = await providerFetch(url, { method: "POST", body: "{}" });
+          return readAll(takeNodeBody(response) as AsyncIterable<Uint8Array>);
+        }),
+      );
+    expect(await round()).toEqual(Array(concurrent).fill("data: ok\n\n"));
+    expect(sockets.size).toBe(concurrent);
+    // A socket goes back to the pool just after its response ends.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    waiting = [];
+    expect(await round()).toEqual(Array(concurrent).fill("data: ok\n\n"));
+    expect(sockets.size).toBe(concurrent);
   });
 
   it("an abort mid-body closes the connection and the read fails with an AbortError", async () => {
