@@ -54,11 +54,43 @@ export class EventLoopSlices {
     );
   }
 
-  /** Lets the event loop turn once; the next item starts a new slice. */
+  /** Lets the event loop turn once (see {@link nextTurnForSlices}); the next item starts a new slice. */
   async pause(): Promise<void> {
-    await nextTurn();
+    await nextTurnForSlices();
     this.turned = true;
   }
+}
+
+/**
+ * Resolves in the loop's next timers phase, ahead of that turn's I/O, or in
+ * the check phase after next, whichever comes first.
+ *
+ * Not simply the next check phase (`setImmediate`): the check phase is where
+ * Node's HTTP/2 sessions flush what RPC handlers wrote, and where a gRPC
+ * response's trailers are submitted, from a `setImmediate` queued during that
+ * flush. Slices paused before it went first, so under concurrent floods
+ * every RPC's end waited behind up to a turn budget of flood work.
+ *
+ * Not only the timers phase: a timer waits for the loop's millisecond clock
+ * to tick, and with no other I/O the loop slept that long between a lone
+ * flood's slices (half its throughput). The second check phase comes first
+ * then, two quick turns later.
+ */
+function nextTurnForSlices(): Promise<void> {
+  return new Promise((resolve) => {
+    let resumed = false;
+    const timer = setTimeout(() => {
+      resumed = true;
+      resolve();
+    }, 0);
+    setImmediate(() =>
+      setImmediate(() => {
+        if (resumed) return;
+        clearTimeout(timer);
+        resolve();
+      }),
+    );
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { EventLoopSlices, turnBudget } from "../../src/engine/event-loop-slices.js";
 
 describe("EventLoopSlices", () => {
@@ -23,6 +23,45 @@ describe("EventLoopSlices", () => {
       await nextTurn();
     }
     expect(pauses).toBe(0);
+  });
+
+  it("resumes after what the check phase queues behind the pause (an RPC's flush and trailers), not before it", async () => {
+    const slices = new EventLoopSlices(32, Number.POSITIVE_INFINITY);
+    const order: string[] = [];
+    let paused: Promise<void> | undefined;
+    for (let item = 1; item <= 32 && !paused; item++) if (slices.spend()) paused = slices.pause().then(() => void order.push("resumed"));
+    setImmediate(() => order.push("queued after the pause"));
+    await paused;
+    expect(order).toEqual(["queued after the pause", "resumed"]);
+  });
+
+  describe("with the loop's timers held", () => {
+    afterEach(() => vi.useRealTimers());
+
+    it("resumes a lone stream two check phases on, without waiting for a timer", async () => {
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+      const slices = new EventLoopSlices(32, Number.POSITIVE_INFINITY);
+      let pauses = 0;
+      for (let item = 1; item <= 100; item++) {
+        if (slices.spend()) {
+          pauses++;
+          await slices.pause();
+        }
+      }
+      expect(pauses).toBe(3);
+      // The timers each pause armed were cleared when it resumed.
+      expect(vi.getTimerCount()).toBe(0);
+    });
+
+    it("resumes from the timers phase when the loop's check phases are late", async () => {
+      vi.useFakeTimers({ toFake: ["setImmediate"] });
+      const slices = new EventLoopSlices(32, Number.POSITIVE_INFINITY);
+      let resumed = false;
+      for (let item = 1; item <= 32; item++) if (slices.spend()) await slices.pause().then(() => (resumed = true));
+      expect(resumed).toBe(true);
+      // No check phase ran: the pause's two hops through it are still queued, and the real timer resumed the slice.
+      expect(vi.getTimerCount()).toBeGreaterThan(0);
+    });
   });
 
   it("shares one time budget among every stream until the loop turns", () => {
