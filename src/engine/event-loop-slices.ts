@@ -54,7 +54,7 @@ export class EventLoopSlices {
     );
   }
 
-  /** Lets the event loop turn once (see {@link nextTurnForSlices}); the next item starts a new slice. */
+  /** Lets the event loop turn once or twice (see {@link nextTurnForSlices}); the next item starts a new slice. */
   async pause(): Promise<void> {
     await nextTurnForSlices();
     this.turned = true;
@@ -69,14 +69,17 @@ export class EventLoopSlices {
  * Node's HTTP/2 sessions flush what RPC handlers wrote, and where a gRPC
  * response's trailers are submitted, from a `setImmediate` queued during that
  * flush. Slices paused before it went first, so under concurrent floods
- * every RPC's end waited behind up to a turn budget of flood work.
+ * every RPC's end waited behind up to a turn budget of flood work. Under
+ * load the timers phase usually comes first (a turn of the loop then takes
+ * more than the timer's millisecond); when the second check phase does, the
+ * slice runs ahead of what that phase's flush queues, as before, a turn later.
  *
  * Not only the timers phase: a timer waits for the loop's millisecond clock
  * to tick, and with no other I/O the loop slept that long between a lone
  * flood's slices (half its throughput). The second check phase comes first
  * then, two quick turns later.
  */
-function nextTurnForSlices(): Promise<void> {
+export function nextTurnForSlices(): Promise<void> {
   return new Promise((resolve) => {
     let resumed = false;
     const timer = setTimeout(() => {
