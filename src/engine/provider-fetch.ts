@@ -24,8 +24,8 @@ import zlib from "node:zlib";
  * gzip, deflate and brotli bodies are decoded. A request body the SDK
  * streams (not a string or bytes) goes to the built-in fetch.
  */
-export function createProviderFetch(): typeof fetch {
-  const pool = { keepAlive: true, maxFreeSockets: MAX_IDLE_CONNECTIONS, timeout: IDLE_CONNECTION_MS };
+export function createProviderFetch(options: { idleConnectionMs?: number } = {}): typeof fetch {
+  const pool = { keepAlive: true, maxFreeSockets: MAX_IDLE_CONNECTIONS, timeout: options.idleConnectionMs ?? IDLE_CONNECTION_MS };
   const agents = {
     "http:": new http.Agent(pool),
     "https:": new https.Agent(pool),
@@ -52,9 +52,11 @@ export function createProviderFetch(): typeof fetch {
 const MAX_IDLE_CONNECTIONS = 1_024;
 /**
  * How long a connection may sit idle in the pool before it is closed, for
- * providers that never close idle connections themselves. It does not
- * apply to a response being read: a stream's pauses are the SDK's and the
- * run's timeouts to judge.
+ * providers that never close idle connections themselves; a provider's
+ * shorter `Keep-Alive: timeout=N` hint wins (Node honours it once the pool
+ * has a timeout), so a connection the provider is about to close is not
+ * reused. It does not apply to a response being read: a stream's pauses are
+ * the SDK's and the run's timeouts to judge.
  */
 const IDLE_CONNECTION_MS = 60_000;
 

@@ -75,6 +75,24 @@ describe("provider fetch", () => {
     expect(sockets.size).toBe(concurrent);
   });
 
+  it("closes a connection idle in the pool past its idle time, but never a response that is only slow", async () => {
+    const idleConnectionMs = 100;
+    let socketClosed: Promise<unknown> | undefined;
+    const url = await serve((req, res) => {
+      socketClosed = once(req.socket, "close");
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write("data: first\n\n");
+      // Silent for four idle times mid-body: the response is being read, not idle.
+      setTimeout(() => res.end("data: second\n\n"), 4 * idleConnectionMs);
+    });
+    const response = await createProviderFetch({ idleConnectionMs })(url, { method: "POST", body: "{}" });
+    expect(await readAll(takeNodeBody(response) as AsyncIterable<Uint8Array>)).toBe("data: first\n\ndata: second\n\n");
+    const endedAt = performance.now();
+    await socketClosed;
+    // The idle connection is closed by the pool, long before the server's own 5 s keep-alive timeout would.
+    expect(performance.now() - endedAt).toBeLessThan(2_000);
+  });
+
   it("an abort mid-body closes the connection and the read fails with an AbortError", async () => {
     let serverSawClose: Promise<unknown> | undefined;
     const url = await serve((_req, res) => {
