@@ -39,7 +39,8 @@ describe("EventLoopSlices", () => {
         const slices = new EventLoopSlices(32, Number.POSITIVE_INFINITY);
         const order: string[] = [];
         let paused: Promise<void> | undefined;
-        for (let item = 1; item <= 32 && !paused; item++) if (slices.spend()) paused = slices.pause().then(() => void order.push("resumed"));
+        for (let item = 1; item <= 32 && !paused; item++)
+          if (slices.spend()) paused = slices.pause().then(() => void order.push("resumed"));
         setImmediate(() => order.push("queued after the pause"));
         await paused;
         expect(order).toEqual(["queued after the pause", "resumed"]);
