@@ -103,9 +103,15 @@ describe("provider retries", () => {
   it("puts the HTTP status and attempts in the metadata when 5xx outlast the budget", async () => {
     h = await startHarness({ retry: { budgetMs: 200, baseDelayMs: 10, maxDelayMs: 20 } });
     h.fake.setFallback(errorReply(502, "bad gateway"));
-    const { outcome } = await h.run({ input: "hi" });
+    const { outcome, sink } = await h.run({ input: "hi" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, metadata: { http_status: "502" } });
-    expect(outcome.kind === "failed" && Number(outcome.metadata?.["attempts"])).toBe(h.fake.requests.length);
+    const attempts = outcome.kind === "failed" ? Number(outcome.metadata?.["attempts"]) : Number.NaN;
+    // Every attempt but the last was reported as a retry.
+    expect(attempts).toBe(retriesOf(sink.events).length + 1);
+    // The provider saw every attempt, except perhaps the last: its timeout is cut to what is left of the
+    // budget, which can be under a millisecond, and it may be aborted before this process's fake reads it.
+    expect(h.fake.requests.length).toBeGreaterThanOrEqual(attempts - 1);
+    expect(h.fake.requests.length).toBeLessThanOrEqual(attempts);
   });
 });
 
