@@ -143,6 +143,7 @@ export function turnBudget(maxMs = TURN_MAX_MS): Promise<void> | undefined {
   return waitForBudget(maxMs);
 }
 
+/** The next check phase, not {@link nextTurnForSlices}'s wait: a run start is one slice-sized piece of work, not a stream of them (not measured with that wait). */
 async function waitForBudget(maxMs: number): Promise<void> {
   do await nextTurn();
   while (turnElapsedMs() >= maxMs);
