@@ -143,7 +143,11 @@ export function turnBudget(maxMs = TURN_MAX_MS): Promise<void> | undefined {
   return waitForBudget(maxMs);
 }
 
-/** The next check phase, not {@link nextTurnForSlices}'s wait: a run start is one slice-sized piece of work, not a stream of them (not measured with that wait). */
+/**
+ * Waits for the next check phase, not {@link nextTurnForSlices}'s turn: a run
+ * start is one slice-sized piece of work, not a stream of them (and was not
+ * measured with that wait).
+ */
 async function waitForBudget(maxMs: number): Promise<void> {
   do await nextTurn();
   while (turnElapsedMs() >= maxMs);

@@ -23,6 +23,7 @@ import zlib from "node:zlib";
  * with the socket error as its cause (a stream cut, as with fetch), and
  * gzip, deflate and brotli bodies are decoded. A request body the SDK
  * streams (not a string or bytes) goes to the built-in fetch.
+ * `idleConnectionMs` overrides {@link IDLE_CONNECTION_MS} (tests).
  */
 export function createProviderFetch(options: { idleConnectionMs?: number } = {}): typeof fetch {
   const pool = { keepAlive: true, maxFreeSockets: MAX_IDLE_CONNECTIONS, timeout: options.idleConnectionMs ?? IDLE_CONNECTION_MS };
