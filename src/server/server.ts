@@ -194,7 +194,7 @@ function createNodeHandler(
       grpcStream(universalRequestFromNodeRequest(request, response, undefined, undefined), response as http2.Http2ServerResponse).catch(
         (reason: unknown) => logger.error("request handler failed", { path, ...errorLogFields(reason) }),
       );
-      request.stream.once("wantTrailers", () => setImmediate(() => closeEndedStream(request)));
+      closeOnceTrailersSubmitted(request);
       return;
     }
     const handler = handlers.get(path);
@@ -216,14 +216,18 @@ function createNodeHandler(
     // Once the response's trailers are submitted (the compat layer sends them
     // on "wantTrailers"), not when the adapter's promise settles: over HTTP/2
     // that waits for the stream to close, which an unread request never does.
-    if ("stream" in request) request.stream.once("wantTrailers", () => setImmediate(() => closeEndedStream(request)));
+    if ("stream" in request) closeOnceTrailersSubmitted(request);
   };
 }
 
+/** Arranges {@link closeEndedStream} for just after Node submits the response's trailers (its own setImmediate on "wantTrailers"). */
+function closeOnceTrailersSubmitted(request: http2.Http2ServerRequest): void {
+  request.stream.once("wantTrailers", () => setImmediate(() => closeEndedStream(request)));
+}
+
 /**
- * Closes an HTTP/2 response's stream once its trailers are submitted (it is
- * called from a setImmediate queued on "wantTrailers", so after the one in
- * which Node submits them). Closing makes Node flush at once.
+ * Closes an HTTP/2 response's stream once its trailers are submitted (see
+ * {@link closeOnceTrailersSubmitted}). Closing makes Node flush at once.
  *
  * - Trailer fields (gRPC's status): Node submits them from a setImmediate
  *   and sends them only at the next turn's check phase, so a gRPC
