@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { startCli, type CliProcess } from "../support/cli-process.js";
-import { CLIENT_PREFACE, http2Frame, literalHeaders } from "../support/raw-http2.js";
+import { CLIENT_PREFACE, DATA, END_HEADERS, END_STREAM, HEADERS, http2Frame, literalHeaders, SETTINGS } from "../support/raw-http2.js";
 
 /**
  * SIGTERM must end the process within the grace period plus a bounded close,
@@ -50,7 +50,12 @@ function silentH2Watcher(address: string, runtimeId: string): Promise<net.Socket
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, host, () => {
       socket.write(
-        Buffer.concat([CLIENT_PREFACE, http2Frame(0x4, 0, 0), http2Frame(0x1, 0x4, 1, headers), http2Frame(0x0, 0x1, 1, request)]),
+        Buffer.concat([
+          CLIENT_PREFACE,
+          http2Frame(SETTINGS, 0, 0),
+          http2Frame(HEADERS, END_HEADERS, 1, headers),
+          http2Frame(DATA, END_STREAM, 1, request),
+        ]),
       );
       resolve(socket);
     });

@@ -5,7 +5,21 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { GetWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { ReadTranscriptRequestSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Harness, startHarness } from "../support/harness.js";
-import { CLIENT_PREFACE, grpcFrame, http2Frame, literalHeaders } from "../support/raw-http2.js";
+import {
+  ACK,
+  CLIENT_PREFACE,
+  DATA,
+  END_HEADERS,
+  END_STREAM,
+  grpcFrame,
+  HEADERS,
+  http2Frame,
+  literalHeaders,
+  PING,
+  RST_STREAM,
+  SETTINGS,
+  WINDOW_UPDATE,
+} from "../support/raw-http2.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -21,15 +35,6 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
  * not flow-controlled) must go out at once, with no RST_STREAM after them.
  */
 
-const DATA = 0x0;
-const HEADERS = 0x1;
-const RST_STREAM = 0x3;
-const SETTINGS = 0x4;
-const PING = 0x6;
-const WINDOW_UPDATE = 0x8;
-const END_STREAM = 0x1;
-const END_HEADERS = 0x4;
-const ACK = 0x1;
 /** RFC 9113 §6.9.2: a new connection's send window. */
 const INITIAL_CONNECTION_WINDOW = 65_535;
 

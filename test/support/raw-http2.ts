@@ -7,6 +7,18 @@
 /** The connection preface a client sends first (RFC 9113 §3.4). */
 export const CLIENT_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/** Frame types (RFC 9113 §6). */
+export const DATA = 0x0;
+export const HEADERS = 0x1;
+export const RST_STREAM = 0x3;
+export const SETTINGS = 0x4;
+export const PING = 0x6;
+export const WINDOW_UPDATE = 0x8;
+/** Frame flags (RFC 9113 §6): END_STREAM on DATA and HEADERS, END_HEADERS on HEADERS, ACK on SETTINGS and PING. */
+export const END_STREAM = 0x1;
+export const END_HEADERS = 0x4;
+export const ACK = 0x1;
+
 /** An HTTP/2 frame. */
 export function http2Frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const header = Buffer.alloc(9);
