@@ -34,9 +34,9 @@ export type OpenResult =
  * backoff (at least the provider's Retry-After) while the run's retry budget
  * lasts. The SDK's own retries are off (`maxRetries: 0`) so that this is the
  * only retry loop and the budget means what it says: failed attempts and
- * waits spend it, a delay that would end past it is not slept (the run fails
- * at once), and a retry's request timeout is cut to what is left of it. The
- * first attempt of a request always gets the full request timeout. Each
+ * waits spend it, a delay that would leave less than {@link MIN_ATTEMPT_MS}
+ * of it is not slept (the run fails at once), and a retry's request timeout
+ * is cut to what is left of it. The first attempt of a request always gets the full request timeout. Each
  * retry is reported to the sink (watchers see it live) and logged with its
  * underlying cause. The SDK makes the request and maps error statuses; its
  * body is read by {@link sseDataBatches}, not by the SDK's iterator.
@@ -71,7 +71,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       retryBudget.spend(Date.now() - attemptStarted);
       const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
       const remaining = retryBudget.remainingMs - delay;
-      if (remaining <= 0) {
+      if (remaining < MIN_ATTEMPT_MS) {
         // A retry that timed out only because the budget cut its timeout
         // says nothing about the provider; the error before it does.
         const cutShort = timeout < settings.requestTimeoutMs && error instanceof APIConnectionTimeoutError;
@@ -111,6 +111,17 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
     }
   }
 }
+
+/**
+ * The least budget a retry is made with. Its timeout is cut to what is left
+ * of the run's retry budget, which can be a fraction of a millisecond: such
+ * an attempt cannot get an answer, yet the provider may receive it and start
+ * work. The run fails at once instead, with the error it has. A real
+ * provider takes longer than 10 ms to answer a streamed request (even on
+ * localhost it has to start the model), and a budget set short on purpose
+ * still gets its retries.
+ */
+export const MIN_ATTEMPT_MS = 10;
 
 /**
  * One attempt's controller: aborted by the run's signal too, so that the

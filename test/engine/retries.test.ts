@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { MIN_ATTEMPT_MS } from "../../src/engine/provider-stream.js";
 import { DiagnosticLog } from "../../src/runtime/diagnostics.js";
 import type { RetryInit } from "../../src/runtime/execution-backend.js";
 import type { Logger } from "../../src/runtime/logger.js";
@@ -109,9 +110,41 @@ describe("provider retries", () => {
     // Every attempt but the last was reported as a retry.
     expect(attempts).toBe(retriesOf(sink.events).length + 1);
     // The provider saw every attempt, except perhaps the last: its timeout is cut to what is left of the
-    // budget, which can be under a millisecond, and it may be aborted before this process's fake reads it.
+    // budget, which can be as little as MIN_ATTEMPT_MS, and it may be aborted before this process's fake reads it.
     expect(h.fake.requests.length).toBeGreaterThanOrEqual(attempts - 1);
     expect(h.fake.requests.length).toBeLessThanOrEqual(attempts);
+  });
+});
+
+describe("the last retry", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("is not made when the wait would leave it under MIN_ATTEMPT_MS of the budget: the run fails at once", async () => {
+    // A 429 asking for 991 ms of a 1000 ms budget: after the attempt's own time, under 10 ms would be left.
+    h = await startHarness({ retry: { budgetMs: 1_000, baseDelayMs: 5, maxDelayMs: 20 } });
+    expect(MIN_ATTEMPT_MS).toBe(10);
+    h.fake.setFallback(errorReply(429, "slow down", { "retry-after-ms": "991" }));
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({
+      kind: "failed",
+      reason: ErrorReason.RATE_LIMITED,
+      metadata: { attempts: "1", http_status: "429", retry_after_ms: "991" },
+    });
+    expect(retriesOf(sink.events)).toEqual([]);
+    expect(h.fake.requests.length).toBe(1);
+  });
+
+  it("is made when the wait leaves at least MIN_ATTEMPT_MS", async () => {
+    h = await startHarness({ retry: { budgetMs: 1_000, baseDelayMs: 5, maxDelayMs: 20 } });
+    h.fake.enqueue(errorReply(429, "slow down", { "retry-after-ms": "900" }), reply({ text: "ok" }));
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome.kind).toBe("completed");
+    expect(retriesOf(sink.events)).toHaveLength(1);
+    expect(retriesOf(sink.events)[0]?.budgetRemainingMs).toBeGreaterThanOrEqual(MIN_ATTEMPT_MS);
   });
 });
 
