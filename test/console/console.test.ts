@@ -221,6 +221,71 @@ describe("console with a model provider", () => {
     await shot(page, "4-history-paged");
   });
 
+  it("keeps the newest output in view while at the bottom, and leaves a reader who scrolled up where they are", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
+    const catalog = createClient(WorkerCatalog, transport);
+    const interaction = createClient(WorkerInteraction, transport);
+    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
+    const { worker } = await catalog.createWorker({
+      runtimeId,
+      displayName: "Following",
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const ref = worker!.ref!;
+    const paragraphs = (n: number, word: string): string => Array.from({ length: n }, (_, i) => `${word} paragraph ${i + 1}.`).join("\n\n");
+    // Taller than the viewport, yet one page of history (no paging back).
+    for (let i = 1; i <= 8; i++) {
+      fake.enqueue(reply({ text: paragraphs(6, `answer ${i}`) }));
+      for await (const message of interaction.streamInput({
+        worker: ref,
+        input: { text: `question ${i}` },
+        busyPolicy: BusyPolicy.REJECT,
+      })) {
+        void message;
+      }
+    }
+    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    await expect.poll(() => page.locator(".log .entry.user").count()).toBe(8);
+    const scroller = page.locator(".scroller");
+    const position = (): Promise<{ top: number; fromBottom: number }> =>
+      scroller.evaluate((element) => ({
+        top: element.scrollTop,
+        fromBottom: element.scrollHeight - element.scrollTop - element.clientHeight,
+      }));
+    expect(await scroller.evaluate((element) => element.scrollHeight > 2 * element.clientHeight)).toBe(true);
+    await expect.poll(async () => (await position()).fromBottom).toBeLessThan(2);
+
+    const streamed = async (question: string, answer: string): Promise<void> => {
+      fake.enqueue(reply({ text: answer, pieceSize: 12 }, { delayMs: 15 }));
+      await page.locator("textarea.input").fill(question);
+      await page.keyboard.press("Enter");
+      await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe(question);
+      await expect.poll(() => page.locator("button.stop").isHidden(), { timeout: 20_000 }).toBe(true);
+      await expect.poll(async () => (await texts(page, ".log .entry.assistant")).at(-1), { timeout: 20_000 }).toContain("paragraph 8.");
+    };
+
+    // At the bottom, a streamed answer several screens tall keeps its newest line in view.
+    await streamed("question 9", paragraphs(8, "answer 9"));
+    await expect.poll(async () => (await position()).fromBottom).toBeLessThan(2);
+
+    // Scrolled up, the reader stays where they are while the next answer streams.
+    await scroller.evaluate((element) => {
+      element.scrollTop = 300;
+    });
+    await expect.poll(async () => (await position()).top).toBe(300);
+    await streamed("question 10", paragraphs(8, "answer 10"));
+    const kept = await position();
+    expect(kept.top).toBe(300);
+    expect(kept.fromBottom).toBeGreaterThan(500);
+
+    // Back at the bottom, it follows again.
+    await scroller.evaluate((element) => {
+      element.scrollTop = element.scrollHeight;
+    });
+    await streamed("question 11", paragraphs(8, "answer 11"));
+    await expect.poll(async () => (await position()).fromBottom).toBeLessThan(2);
+  });
+
   it("approves a tool call from the page", async () => {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);

@@ -56,7 +56,22 @@ export class ChatView {
   private activeRun: Run | undefined;
   private hasOlder = false;
   private loadingOlder = false;
-  private renderQueued = false;
+  /**
+   * Whether the view follows the newest output: true at the bottom, false
+   * once the reader scrolls up. Kept from scroll events (where layout is
+   * fresh) so that no event handler reads layout: measuring before and after
+   * each change forced two synchronous layouts of the whole log per event,
+   * one of them in front of every first token.
+   */
+  private following = true;
+  /**
+   * Where the view last scrolled itself to the bottom (Infinity while not
+   * following). Its own scroll's event comes a frame later, maybe after more
+   * output made the log taller: a position at or below this one is not the
+   * reader scrolling up.
+   */
+  private scrolledTo = 0;
+  private frameQueued = false;
   private readonly dirty = new Set<LiveBlock>();
 
   constructor(
@@ -76,6 +91,8 @@ export class ChatView {
     this.live = h("div", { class: "live" });
     this.scroller = h("div", { class: "scroller" }, logRoot, this.live);
     this.scroller.addEventListener("scroll", () => {
+      this.following = this.scroller.scrollTop >= this.scrolledTo || this.nearBottom();
+      if (!this.following) this.scrolledTo = Number.POSITIVE_INFINITY;
       if (this.scroller.scrollTop < 80) void this.loadOlder();
     });
     this.stopButton = h("button", { class: "stop", type: "button", hidden: true, onclick: () => void this.stop() }, "Stop");
@@ -223,7 +240,8 @@ export class ChatView {
       for (const run of cancelled.runs) this.stoppedRuns.add(run.runId);
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
-      this.scrollToBottom();
+      this.following = true;
+      this.queueFrame();
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
     }
@@ -251,14 +269,13 @@ export class ChatView {
   }
 
   private putEntry(entry: TranscriptEntry): void {
-    const stick = this.nearBottom();
     const seq = Number(entry.seq);
     this.log.put(seq, renderEntry(entry));
     if (entry.runId && seq > (this.runLastSeq.get(entry.runId) ?? -1)) {
       this.runLastSeq.set(entry.runId, seq);
       this.placeStoppedMark(entry.runId);
     }
-    if (stick) this.scrollToBottom();
+    this.queueFrame();
   }
 
   private placeStoppedMark(runId: string): void {
@@ -319,7 +336,8 @@ export class ChatView {
     if (existing) {
       existing.block.text += text;
       if (toolName) existing.block.toolName = toolName;
-      this.queueRender(existing);
+      this.dirty.add(existing);
+      this.queueFrame();
       return;
     }
     this.liveBlock({ $typeName: "worker_runtime.v1.InFlightBlock", runId, blockId, kind, text, toolCallId: "", toolName });
@@ -335,23 +353,25 @@ export class ChatView {
           : h("div", { class: "entry assistant streaming" }, body);
     const live = { block, element, body };
     this.blocks.set(block.blockId, live);
-    const stick = this.nearBottom();
+    // A new block's first text shows at once; later deltas wait for the frame.
     this.live.append(element);
     this.renderBlock(live);
-    if (stick) this.scrollToBottom();
+    this.queueFrame();
   }
 
-  /** Coalesces deltas into one render per frame: markdown is re-parsed, so not per token. */
-  private queueRender(live: LiveBlock): void {
-    this.dirty.add(live);
-    if (this.renderQueued) return;
-    this.renderQueued = true;
+  /**
+   * The DOM work that can wait for the next frame, done once per frame:
+   * blocks whose deltas arrived since (markdown is re-parsed, so not per
+   * token), then the scroll to the bottom when the view follows the output.
+   */
+  private queueFrame(): void {
+    if (this.frameQueued) return;
+    this.frameQueued = true;
     requestAnimationFrame(() => {
-      this.renderQueued = false;
-      const stick = this.nearBottom();
+      this.frameQueued = false;
       for (const block of this.dirty) this.renderBlock(block);
       this.dirty.clear();
-      if (stick) this.scrollToBottom();
+      if (this.following) this.scrollToBottom();
     });
   }
 
@@ -434,6 +454,7 @@ export class ChatView {
 
   private scrollToBottom(): void {
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.scrolledTo = this.scroller.scrollTop;
   }
 }
 
