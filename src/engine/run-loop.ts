@@ -74,12 +74,14 @@ function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: numbe
 
 /**
  * System prompt, history bounded by entries and bytes, and the run's input. The input is added
- * unless the Runtime already committed it to the transcript for this run (always, when resumed).
+ * unless the history read holds it: a resumed run's always does, and a fresh run's is read up to
+ * its input (`inputSeq`) when the Runtime says where that is.
  * A resumed run's calls without a result are returned to run, left open in the history.
  */
 async function initialMessages(context: RunContext): Promise<{ messages: ChatCompletionMessageParam[]; unrun: AssembledToolCall[] }> {
   const { request, profile } = context;
-  const entries = await request.readTranscript(undefined, context.settings.historyLimit);
+  // The history before the input: reading it does not wait for the input's write (RunRequest.inputSeq).
+  const entries = await request.readTranscript(request.inputSeq, context.settings.historyLimit);
   const unrun: AssembledToolCall[] = request.resume
     ? unansweredCalls(entries, request.run.runId).map((call) => ({
         id: call.toolCallId,

@@ -78,6 +78,11 @@ export class DurableEventStream<E> {
     return this.lastDurableTranscriptSeq;
   }
 
+  /** Seq of the last transcript entry emitted, durable or not yet. */
+  get assignedTranscriptSeq(): bigint {
+    return this.lastAssignedTranscriptSeq;
+  }
+
   /** Number of live subscriptions. */
   get subscriberCount(): number {
     return this.subscribers.size;

@@ -104,9 +104,22 @@ export interface RunRequest {
   policy?: RunPolicy;
   /**
    * Reads the committed transcript, oldest first, the `limit` newest entries
-   * before `beforeSeq` (undefined = the tail). Bounded like every read.
+   * before `beforeSeq` (undefined = the tail). Bounded like every read. A
+   * read that reaches the run's input ({@link inputSeq}) waits until it is
+   * durable, so it returns the input too.
    */
   readTranscript(beforeSeq: bigint | undefined, limit: number): Promise<TranscriptEntry[]>;
+  /**
+   * Transcript seq of the run's input entry, set for a fresh run: the
+   * Runtime commits the input while the execution starts, not before it.
+   * `readTranscript(inputSeq, limit)` reads the history before the input
+   * without waiting for its write, so a backend can send its model request
+   * meanwhile, with the input from `run.input`. Whatever the backend makes
+   * durable (entries, an approval wait) is written after the input; if the
+   * input cannot be written, `signal` aborts and the run fails with
+   * STORE_UNAVAILABLE.
+   */
+  inputSeq?: bigint;
   /**
    * Set when this execution continues a run instead of starting it: the run
    * waited for a tool approval with no execution in memory (after a restart

@@ -3,7 +3,6 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunErrorSchema, RunSchema, RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import { errorLogFields } from "./error-log-fields.js";
@@ -11,6 +10,7 @@ import { childLogger } from "./logger.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
 import { traceRun } from "./run-tracing.js";
+import { InputCommit } from "./input-commit.js";
 import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -48,7 +48,7 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   const { run } = active;
   const execute = async (): Promise<RunOutcome> => {
     await afterCallersResponse();
-    return traceRun(run, worker, () => executeRun(active, sink, worker, () => journal.events.lastTranscriptSeq, deps, resumed));
+    return traceRun(run, worker, () => executeRun(active, sink, worker, journal.events, deps, resumed));
   };
   active.done = execute().then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
@@ -85,19 +85,20 @@ function nextTurn(): Promise<void> {
 }
 
 /**
- * Executes one run on the backend: commits the user's message, hands the
- * backend the run with its worker, profile, capabilities, workspace and a
- * bounded transcript reader, and turns whatever happens into an outcome.
- * A resumed run commits nothing first: its input is already in the
- * transcript. Never throws: a cancelled run is "cancelled" whatever the
- * backend did, typed errors keep their reason, store failures become
+ * Executes one run on the backend: commits the user's message while the
+ * backend starts (see input-commit.ts), hands the backend the run with its
+ * worker, profile, capabilities, workspace and a bounded transcript reader,
+ * and turns whatever happens into an outcome. A resumed run commits nothing
+ * first: its input is already in the transcript. Never throws: a cancelled
+ * run is "cancelled" whatever the backend did, typed errors keep their
+ * reason, store failures (the input's write included) become
  * STORE_UNAVAILABLE and anything else INTERNAL (its text only in the log).
  */
 export async function executeRun(
   active: ActiveRun,
   sink: RunSink,
   worker: Worker,
-  lastTranscriptSeq: () => bigint,
+  transcriptSeqs: { readonly lastTranscriptSeq: bigint; readonly assignedTranscriptSeq: bigint },
   deps: SessionDeps,
   resumed?: ResumeInit,
 ): Promise<RunOutcome> {
@@ -105,10 +106,22 @@ export async function executeRun(
   const workerId = worker.ref?.workerId ?? "";
   // Every line of the run names it, and the call that started it (its request id).
   const logger = childLogger(deps.logger, { ...active.logFields, worker_id: workerId, run_id: run.runId });
+  // The backend's signal: the run's, or a failed write of its input.
+  const execution = new AbortController();
+  const followRun = (): void => execution.abort(controller.signal.reason);
+  if (controller.signal.aborted) followRun();
+  else controller.signal.addEventListener("abort", followRun, { once: true });
+  let input: InputCommit | undefined;
   let outcome: RunOutcome;
   try {
     if (resumed) await resumed.recorded;
-    else await sink.commit({ case: "userMessage", value: create(UserMessageSchema, { text: run.input?.text ?? "" }) });
+    else
+      input = new InputCommit(
+        sink,
+        run.input?.text ?? "",
+        () => transcriptSeqs.assignedTranscriptSeq,
+        (error) => execution.abort(error),
+      );
     const backend = deps.backend;
     if (!backend) throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED, "no execution backend");
     if (controller.signal.aborted) throw abortError();
@@ -121,30 +134,39 @@ export async function executeRun(
         run: clone(RunSchema, run),
         capabilities: [...worker.capabilities],
         policy,
-        readTranscript: (beforeSeq, limit) =>
-          deps.store.readTranscript(
+        readTranscript: async (beforeSeq, limit) => {
+          // A read that reaches the input waits for it: the transcript it returns holds the input.
+          if (input && (beforeSeq === undefined || beforeSeq > input.seq)) await input.durable;
+          return deps.store.readTranscript(
             workerId,
-            { kind: "before", beforeSeq: beforeSeq ?? lastTranscriptSeq() + 1n },
+            { kind: "before", beforeSeq: beforeSeq ?? transcriptSeqs.lastTranscriptSeq + 1n },
             Math.min(limit, deps.limits.maxTranscriptRead),
-          ),
+          );
+        },
+        ...(input ? { inputSeq: input.seq } : {}),
         ...(workspaceDir !== undefined ? { workspaceDir } : {}),
         ...(resumed ? { resume: { ...resumed.resume } } : {}),
         logger,
       },
-      sink,
-      controller.signal,
+      input ? input.gate(sink) : sink,
+      execution.signal,
     );
+    // The run ends only once its input is durable (a backend that committed nothing did not wait for it).
+    await input?.durable;
   } catch (error) {
     if (controller.signal.aborted) {
       outcome = { kind: "cancelled" };
     } else if (error instanceof RuntimeError) {
       outcome = { kind: "failed", reason: error.reason, message: error.message };
-    } else if (isStoreWriteFailure(error)) {
+    } else if (input?.failed || isStoreWriteFailure(error)) {
+      // A failed write of the input stopped the backend, whatever it made of that.
       outcome = { kind: "failed", reason: ErrorReason.STORE_UNAVAILABLE, message: "the runtime could not persist the run" };
     } else {
       logger.error("execution backend threw", errorLogFields(error));
       outcome = { kind: "failed", reason: ErrorReason.INTERNAL, message: "the execution backend failed unexpectedly" };
     }
+  } finally {
+    controller.signal.removeEventListener("abort", followRun);
   }
   if (controller.signal.aborted && outcome.kind !== "completed") outcome = { kind: "cancelled" };
   logger.debug?.("run executed", { outcome: outcome.kind });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { chunk, reply } from "../support/openai-chunks.js";
+import { runRequest } from "../support/recording-sink.js";
 import { profileWith, startHarness, TEST_KEY, type Harness } from "./harness.js";
 
 describe("OpenAI backend runs", () => {
@@ -146,6 +147,35 @@ describe("OpenAI backend runs", () => {
       { role: "user", content: "second question" },
     ]);
   });
+
+  it("sends its request while the input is still being written: history read up to inputSeq, the input from the run", async () => {
+    h.fake.enqueue(reply({ text: "first answer" }), reply({ text: "second answer" }));
+    const { sink } = await h.run({ input: "first question" });
+    // The second input is not in the transcript yet (the Runtime is still writing it, at inputSeq 3):
+    // a read up to it answers, a read past it would wait for the write (here: forever).
+    const reads: (bigint | undefined)[] = [];
+    sink.runId = "run-second";
+    const request = runRequest(sink, { input: "second question", runId: "run-second", profile: h.companion });
+    const outcome = await h.backend.execute(
+      {
+        ...request,
+        inputSeq: 3n,
+        readTranscript: (beforeSeq, limit) => {
+          reads.push(beforeSeq);
+          return beforeSeq !== undefined && beforeSeq <= 3n ? request.readTranscript(beforeSeq, limit) : new Promise(() => {});
+        },
+      },
+      sink,
+      new AbortController().signal,
+    );
+    expect(outcome.kind).toBe("completed");
+    expect(reads).toEqual([3n]);
+    expect(h.fake.requests[1]?.body.messages.filter((message) => message.role !== "system")).toEqual([
+      { role: "user", content: "first question" },
+      { role: "assistant", content: "first answer" },
+      { role: "user", content: "second question" },
+    ]);
+  }, 5_000);
 
   it("bounds the replayed history by bytes (historyMaxBytes)", async () => {
     await h.close();

@@ -109,6 +109,8 @@ describe("races and failures in the core", () => {
     const { runtime, worker } = await setUp(backend, store);
     let failedOnce = false;
     backend.enqueue(async (request, sink) => {
+      // The input is written while the run starts; a read reaching it waits until it is durable.
+      await request.readTranscript(undefined, 10);
       failNext("appendEvents");
       try {
         await sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: "lost event" } });
