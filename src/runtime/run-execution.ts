@@ -157,6 +157,8 @@ export async function executeRun(
     // The run ends only once its input is durable (a backend that committed nothing did not wait for it).
     await input?.durable;
   } catch (error) {
+    // Also when the backend threw before the input's write settled: a failed write is why the run failed.
+    await input?.durable.catch(() => undefined);
     if (controller.signal.aborted) {
       outcome = { kind: "cancelled" };
     } else if (error instanceof RuntimeError) {

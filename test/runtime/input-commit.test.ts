@@ -188,6 +188,27 @@ describe("a run's input, written while the run starts", () => {
     expect((await transcriptOf(runtime, worker)).slice(1)).toEqual(["2:userMessage:again", "3:assistantMessage:ok"]);
   });
 
+  it("fails a run STORE_UNAVAILABLE, with its notice, when its backend threw before the input's write failed", async () => {
+    const disk = slowDiskStore();
+    const backend = new ScriptedBackend();
+    const { runtime, worker } = await setUp(backend, disk.store);
+    backend.enqueue(async () => {
+      throw new Error("the backend could not start");
+    });
+    disk.hold();
+    disk.failNext();
+    const run = await runtime.sendInput(
+      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "hi" }, busyPolicy: BusyPolicy.REJECT }),
+    );
+    await eventually(() => backend.requests.length === 1);
+    disk.release();
+    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: run.runId })).status === RunStatus.FAILED);
+    const failed = await runtime.getRun({ worker: worker.ref, runId: run.runId });
+    expect(failed.error?.reason).toBe(ErrorReason.STORE_UNAVAILABLE);
+    // The failure's notice is written after the failed input, not lost with it.
+    expect(await transcriptOf(runtime, worker)).toEqual(["1:notice:"]);
+  });
+
   it("reads the history up to the input only once what comes before it is durable: a parked run's unrun result, on INTERRUPT", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "wr-input-commit-"));
     try {
