@@ -113,8 +113,9 @@ export interface RunRequest {
    * Transcript seq of the run's input entry, set for a fresh run: the
    * Runtime commits the input while the execution starts, not before it.
    * `readTranscript(inputSeq, limit)` reads the history before the input
-   * without waiting for its write, so a backend can send its model request
-   * meanwhile, with the input from `run.input`. Whatever the backend makes
+   * without waiting for its write (unless an entry before it is still being
+   * written: then it waits, and the history is whole), so a backend can send
+   * its model request meanwhile, with the input from `run.input`. Whatever the backend makes
    * durable (entries, an approval wait) is written after the input; if the
    * input cannot be written, `signal` aborts and the run fails with
    * STORE_UNAVAILABLE.

@@ -136,7 +136,10 @@ export async function executeRun(
         policy,
         readTranscript: async (beforeSeq, limit) => {
           // A read that reaches the input waits for it: the transcript it returns holds the input.
-          if (input && (beforeSeq === undefined || beforeSeq > input.seq)) await input.durable;
+          // So does one up to the input while an entry before it is still being written (a parked
+          // run's unrun result, a force-ended run's last commit): the input is written after it.
+          const reaches = beforeSeq === undefined || beforeSeq > transcriptSeqs.lastTranscriptSeq + 1n;
+          if (input && reaches) await input.durable;
           return deps.store.readTranscript(
             workerId,
             { kind: "before", beforeSeq: beforeSeq ?? transcriptSeqs.lastTranscriptSeq + 1n },
@@ -154,6 +157,8 @@ export async function executeRun(
     // The run ends only once its input is durable (a backend that committed nothing did not wait for it).
     await input?.durable;
   } catch (error) {
+    // Also when the backend threw before the input's write settled: a failed write is why the run failed.
+    await input?.durable.catch(() => undefined);
     if (controller.signal.aborted) {
       outcome = { kind: "cancelled" };
     } else if (error instanceof RuntimeError) {

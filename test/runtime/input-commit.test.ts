@@ -1,19 +1,27 @@
 import { create } from "@bufbuild/protobuf";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { ToolCallSchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createMemoryStore, createRuntime, StoreWriteError, type Runtime, type RuntimeStore } from "../../src/runtime/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
 import { eventually } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
-/** A memory store whose transcript writes can be held back, and the next one failed, as a slow or full disk would. */
-function slowDiskStore(): { store: RuntimeStore; hold(): void; release(): void; failNext(): void } {
-  const inner = createMemoryStore();
+/** A store (memory unless given) whose transcript writes can be held back, and the next one failed, as a slow or full disk would. */
+function slowDiskStore(inner: RuntimeStore = createMemoryStore()): {
+  store: RuntimeStore;
+  hold(): void;
+  release(): void;
+  failNext(): void;
+} {
   let held: { promise: Promise<void>; release: () => void } | undefined;
   let failing = false;
   const store: RuntimeStore = Object.assign(Object.create(inner) as RuntimeStore, {
@@ -178,5 +186,77 @@ describe("a run's input, written while the run starts", () => {
     );
     await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: next.runId })).status === RunStatus.COMPLETED);
     expect((await transcriptOf(runtime, worker)).slice(1)).toEqual(["2:userMessage:again", "3:assistantMessage:ok"]);
+  });
+
+  it("fails a run STORE_UNAVAILABLE, with its notice, when its backend threw before the input's write failed", async () => {
+    const disk = slowDiskStore();
+    const backend = new ScriptedBackend();
+    const { runtime, worker } = await setUp(backend, disk.store);
+    backend.enqueue(async () => {
+      throw new Error("the backend could not start");
+    });
+    disk.hold();
+    disk.failNext();
+    const run = await runtime.sendInput(
+      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "hi" }, busyPolicy: BusyPolicy.REJECT }),
+    );
+    await eventually(() => backend.requests.length === 1);
+    disk.release();
+    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: run.runId })).status === RunStatus.FAILED);
+    const failed = await runtime.getRun({ worker: worker.ref, runId: run.runId });
+    expect(failed.error?.reason).toBe(ErrorReason.STORE_UNAVAILABLE);
+    // The failure's notice is written after the failed input, not lost with it.
+    expect(await transcriptOf(runtime, worker)).toEqual(["1:notice:"]);
+  });
+
+  it("reads the history up to the input only once what comes before it is durable: a parked run's unrun result, on INTERRUPT", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "wr-input-commit-"));
+    try {
+      // A run waits for approval of c1 when the runtime closes: after the restart it is parked.
+      const first = new ScriptedBackend().enqueue(async (_request, sink, signal) => {
+        await sink.commit({
+          case: "toolCall",
+          value: create(ToolCallSchema, { toolCallId: "c1", toolName: "write_file", argumentsJson: "{}" }),
+        });
+        await sink.requestApproval({ toolCallId: "c1", toolName: "write_file", argumentsJson: "{}" }, signal).catch(() => undefined);
+        return { kind: "cancelled" };
+      });
+      const { runtime: before, worker } = await setUp(first, createFileStore({ dataDir: dir }));
+      const parked = await before.sendInput(create(SendInputRequestSchema, { worker: worker.ref, input: { text: "write x" } }));
+      await eventually(
+        async () => (await before.getRun({ worker: worker.ref, runId: parked.runId })).status === RunStatus.AWAITING_APPROVAL,
+      );
+      await before.close();
+
+      const disk = slowDiskStore(createFileStore({ dataDir: dir }));
+      const backend = new ScriptedBackend();
+      let history: TranscriptEntry[] | undefined;
+      backend.enqueue(async (request, sink) => {
+        history = await request.readTranscript(request.inputSeq, 10);
+        await sink.commit(answer("instead"));
+        return { kind: "completed", stopReason: StopReason.END_TURN };
+      });
+      const runtime = await createRuntime({ executionBackend: backend, store: disk.store });
+      try {
+        // INTERRUPT ends the parked run, writing its call's result, and starts the new input at once:
+        // that result is still being written when the new run reads its history.
+        disk.hold();
+        const next = await runtime.sendInput(
+          create(SendInputRequestSchema, { worker: worker.ref, input: { text: "instead" }, busyPolicy: BusyPolicy.INTERRUPT }),
+        );
+        await eventually(() => backend.requests.length === 1, 5_000, "the new run to start");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        disk.release();
+        await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: next.runId })).status === RunStatus.COMPLETED);
+        const transcript = await transcriptOf(runtime, worker);
+        expect(transcript.slice(0, 3)).toEqual(["1:userMessage:write x", "2:toolCall:", "3:toolResult:"]);
+        // The model is asked with the history the transcript holds before the input: the call's result included.
+        expect(history?.map((entry) => `${entry.seq}:${entry.content.case}`)).toEqual(["1:userMessage", "2:toolCall", "3:toolResult"]);
+      } finally {
+        await runtime.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
