@@ -115,10 +115,12 @@ export interface RunRequest {
    * `readTranscript(inputSeq, limit)` reads the history before the input
    * without waiting for its write (unless an entry before it is still being
    * written: then it waits, and the history is whole), so a backend can send
-   * its model request meanwhile, with the input from `run.input`. Whatever the backend makes
-   * durable (entries, an approval wait) is written after the input; if the
-   * input cannot be written, `signal` aborts and the run fails with
-   * STORE_UNAVAILABLE.
+   * its model request meanwhile, with the input from `run.input`. Whatever
+   * the backend makes durable (entries, an approval wait) is written after
+   * the input, so a `commit` waits for it (one not awaited can reach
+   * watchers after deltas sent later). If the input cannot be written,
+   * `signal` aborts with the store's error as its reason, later commits are
+   * refused, and the run fails with STORE_UNAVAILABLE.
    */
   inputSeq?: bigint;
   /**
