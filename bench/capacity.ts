@@ -1,4 +1,5 @@
 import { type BenchChild, type ClientChild, type RuntimeChild, startRelayProcesses } from "./support/child-processes.js";
+import { availableParallelism } from "node:os";
 import { processCpuMs } from "./support/process-cpu.js";
 import { median, printFigure } from "./support/report.js";
 
@@ -10,7 +11,8 @@ import { median, printFigure } from "./support/report.js";
  * to the watcher's decode stayed at or under 50 ms. The provider, the real
  * `serve` (memory store) and the watchers each run in their own process, so
  * the latency is the relay's plus two loopback hops. CPU per chunk is the
- * runtime process's user + system time over the chunks it relayed.
+ * runtime process's user + system time over the chunks it relayed; each step
+ * also prints how many cores the three processes used together.
  *
  * Each step runs for CHUNKS / RATE seconds after a warm-up (its workers and
  * watchers are created before it is measured); runs start evenly spread over
@@ -139,7 +141,9 @@ export async function run(): Promise<void> {
           `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core, loop busy ${(probe.loopUtilization * 100).toFixed(0)}%), ` +
           `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms, ` +
           `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu); ` +
-          `watchers' process ${((clientCpuMs * 1000) / chunks).toFixed(1)} us/chunk, provider ${((providerCpuMs * 1000) / chunks).toFixed(1)} us/chunk`,
+          `watchers' process ${((clientCpuMs * 1000) / chunks).toFixed(1)} us/chunk, provider ${((providerCpuMs * 1000) / chunks).toFixed(1)} us/chunk; ` +
+          // The three share the machine: near its core count, the step is bound by the machine, not only by the runtime's loop.
+          `the three processes ${((probe.cpuMs + clientCpuMs + providerCpuMs) / probe.wallMs).toFixed(2)} of ${availableParallelism()} cores`,
       );
       // CPU per chunk of the largest step carried (or of the first one, if none was).
       if (carried === 0 || result.p99Ms <= TARGET_P99_MS) cpuPerChunkUs = cpuUs;
