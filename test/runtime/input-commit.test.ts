@@ -5,7 +5,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ToolCallSchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
@@ -68,6 +68,32 @@ async function transcriptOf(runtime: Runtime, worker: Worker): Promise<string[]>
   return entries.map((entry) => `${entry.seq}:${entry.content.case}:${(entry.content.value as { text?: string }).text ?? ""}`);
 }
 
+function send(runtime: Runtime, worker: Worker, text: string, busyPolicy = BusyPolicy.REJECT): Promise<Run> {
+  return runtime.sendInput(create(SendInputRequestSchema, { worker: worker.ref, input: { text }, busyPolicy }));
+}
+
+/** Waits until the run has `status` (an end, or AWAITING_APPROVAL), and returns it. */
+async function ended(runtime: Runtime, worker: Worker, run: Run, status: RunStatus): Promise<Run> {
+  const current = (): Promise<Run> => runtime.getRun({ worker: worker.ref, runId: run.runId });
+  await eventually(async () => (await current()).status === status, 5_000, `run ${RunStatus[status]}`);
+  return current();
+}
+
+/** Sends "hi" with its input's write held until the backend has started, then failed; returns the run once it ended. */
+async function sendWithFailingInput(
+  runtime: Runtime,
+  worker: Worker,
+  disk: ReturnType<typeof slowDiskStore>,
+  backend: ScriptedBackend,
+): Promise<Run> {
+  disk.hold();
+  disk.failNext();
+  const run = await send(runtime, worker, "hi");
+  await eventually(() => backend.requests.length === 1);
+  disk.release();
+  return ended(runtime, worker, run, RunStatus.FAILED);
+}
+
 const answer = (text: string) => ({
   case: "assistantMessage" as const,
   value: { $typeName: "worker_runtime.v1.AssistantMessage" as const, text },
@@ -106,9 +132,7 @@ describe("a run's input, written while the run starts", () => {
       return { kind: "completed", stopReason: StopReason.END_TURN };
     });
     disk.hold();
-    const run = await runtime.sendInput(
-      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "hi" }, busyPolicy: BusyPolicy.REJECT }),
-    );
+    const run = await send(runtime, worker, "hi");
     await eventually(() => started && history !== undefined, 5_000, "the backend to start");
     // The backend runs, and read the history up to its input, while the input's write is still held.
     expect(inputSeq).toBe(1n);
@@ -119,7 +143,7 @@ describe("a run's input, written while the run starts", () => {
     expect(seen).toEqual([]);
 
     disk.release();
-    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: run.runId })).status === RunStatus.COMPLETED);
+    await ended(runtime, worker, run, RunStatus.COMPLETED);
     expect(committed).toBe(true);
     expect(await transcriptOf(runtime, worker)).toEqual(["1:userMessage:hi", "2:assistantMessage:Hello"]);
     await eventually(() => seen.length === 3);
@@ -138,14 +162,12 @@ describe("a run's input, written while the run starts", () => {
       return { kind: "completed", stopReason: StopReason.END_TURN };
     });
     disk.hold();
-    const run = await runtime.sendInput(
-      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "hi" }, busyPolicy: BusyPolicy.REJECT }),
-    );
+    const run = await send(runtime, worker, "hi");
     await eventually(() => backend.requests.length === 1);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(tail).toBeUndefined();
     disk.release();
-    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: run.runId })).status === RunStatus.COMPLETED);
+    await ended(runtime, worker, run, RunStatus.COMPLETED);
     expect(tail?.map((entry) => entry.content.case)).toEqual(["userMessage"]);
   });
 
@@ -166,25 +188,17 @@ describe("a run's input, written while the run starts", () => {
       );
       return { kind: "cancelled" };
     });
-    disk.hold();
-    disk.failNext();
-    const run = await runtime.sendInput(
-      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "hi" }, busyPolicy: BusyPolicy.REJECT }),
-    );
-    await eventually(() => backend.requests.length === 1);
-    disk.release();
-    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: run.runId })).status === RunStatus.FAILED);
-    const failed = await runtime.getRun({ worker: worker.ref, runId: run.runId });
-    expect(failed.error?.reason).toBe(ErrorReason.STORE_UNAVAILABLE);
+    await expect(sendWithFailingInput(runtime, worker, disk, backend)).resolves.toMatchObject({
+      status: RunStatus.FAILED,
+      error: { reason: ErrorReason.STORE_UNAVAILABLE },
+    });
     expect(aborted).toBe(true);
     expect(commitError).toBeInstanceOf(StoreWriteError);
     // The failure's notice is all the transcript holds: no answer without its input.
     expect(await transcriptOf(runtime, worker)).toEqual(["1:notice:"]);
     // The next input runs normally.
-    const next = await runtime.sendInput(
-      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "again" }, busyPolicy: BusyPolicy.REJECT }),
-    );
-    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: next.runId })).status === RunStatus.COMPLETED);
+    const next = await send(runtime, worker, "again");
+    await ended(runtime, worker, next, RunStatus.COMPLETED);
     expect((await transcriptOf(runtime, worker)).slice(1)).toEqual(["2:userMessage:again", "3:assistantMessage:ok"]);
   });
 
@@ -195,16 +209,10 @@ describe("a run's input, written while the run starts", () => {
     backend.enqueue(async () => {
       throw new Error("the backend could not start");
     });
-    disk.hold();
-    disk.failNext();
-    const run = await runtime.sendInput(
-      create(SendInputRequestSchema, { worker: worker.ref, input: { text: "hi" }, busyPolicy: BusyPolicy.REJECT }),
-    );
-    await eventually(() => backend.requests.length === 1);
-    disk.release();
-    await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: run.runId })).status === RunStatus.FAILED);
-    const failed = await runtime.getRun({ worker: worker.ref, runId: run.runId });
-    expect(failed.error?.reason).toBe(ErrorReason.STORE_UNAVAILABLE);
+    await expect(sendWithFailingInput(runtime, worker, disk, backend)).resolves.toMatchObject({
+      status: RunStatus.FAILED,
+      error: { reason: ErrorReason.STORE_UNAVAILABLE },
+    });
     // The failure's notice is written after the failed input, not lost with it.
     expect(await transcriptOf(runtime, worker)).toEqual(["1:notice:"]);
   });
@@ -222,10 +230,8 @@ describe("a run's input, written while the run starts", () => {
         return { kind: "cancelled" };
       });
       const { runtime: before, worker } = await setUp(first, createFileStore({ dataDir: dir }));
-      const parked = await before.sendInput(create(SendInputRequestSchema, { worker: worker.ref, input: { text: "write x" } }));
-      await eventually(
-        async () => (await before.getRun({ worker: worker.ref, runId: parked.runId })).status === RunStatus.AWAITING_APPROVAL,
-      );
+      const parked = await send(before, worker, "write x");
+      await ended(before, worker, parked, RunStatus.AWAITING_APPROVAL);
       await before.close();
 
       const disk = slowDiskStore(createFileStore({ dataDir: dir }));
@@ -241,13 +247,11 @@ describe("a run's input, written while the run starts", () => {
         // INTERRUPT ends the parked run, writing its call's result, and starts the new input at once:
         // that result is still being written when the new run reads its history.
         disk.hold();
-        const next = await runtime.sendInput(
-          create(SendInputRequestSchema, { worker: worker.ref, input: { text: "instead" }, busyPolicy: BusyPolicy.INTERRUPT }),
-        );
+        const next = await send(runtime, worker, "instead", BusyPolicy.INTERRUPT);
         await eventually(() => backend.requests.length === 1, 5_000, "the new run to start");
         await new Promise((resolve) => setTimeout(resolve, 50));
         disk.release();
-        await eventually(async () => (await runtime.getRun({ worker: worker.ref, runId: next.runId })).status === RunStatus.COMPLETED);
+        await ended(runtime, worker, next, RunStatus.COMPLETED);
         const transcript = await transcriptOf(runtime, worker);
         expect(transcript.slice(0, 3)).toEqual(["1:userMessage:write x", "2:toolCall:", "3:toolResult:"]);
         // The model is asked with the history the transcript holds before the input: the call's result included.
