@@ -176,19 +176,16 @@ describe("console with a model provider", () => {
     await shot(page, "3-reloaded");
   });
 
-  it("pages back through a long history when scrolling up, keeping the reader's place", async () => {
+  /** A companion worker on the chat's runtime with `rounds` questions already answered (`answer(i)`), opened in the page. */
+  async function openWorkerWithHistory(displayName: string, rounds: number, answer: (i: number) => string): Promise<void> {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const catalog = createClient(WorkerCatalog, transport);
     const interaction = createClient(WorkerInteraction, transport);
     const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
-    const { worker } = await catalog.createWorker({
-      runtimeId,
-      displayName: "Long history",
-      profile: { source: { case: "builtin", value: "companion" } },
-    });
+    const { worker } = await catalog.createWorker({ runtimeId, displayName, profile: { source: { case: "builtin", value: "companion" } } });
     const ref = worker!.ref!;
-    for (let i = 1; i <= 40; i++) {
-      fake.enqueue(reply({ text: `answer ${i}` }));
+    for (let i = 1; i <= rounds; i++) {
+      fake.enqueue(reply({ text: answer(i) }));
       for await (const message of interaction.streamInput({
         worker: ref,
         input: { text: `question ${i}` },
@@ -198,6 +195,10 @@ describe("console with a model provider", () => {
       }
     }
     await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+  }
+
+  it("pages back through a long history when scrolling up, keeping the reader's place", async () => {
+    await openWorkerWithHistory("Long history", 40, (i) => `answer ${i}`);
     await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 40");
     expect(await page.locator(".log .entry").count()).toBeLessThan(80);
     await expect(page.locator('.log .entry[data-seq="1"]').count()).resolves.toBe(0);
@@ -222,29 +223,9 @@ describe("console with a model provider", () => {
   });
 
   it("keeps the newest output in view while at the bottom, and leaves a reader who scrolled up where they are", async () => {
-    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
-    const catalog = createClient(WorkerCatalog, transport);
-    const interaction = createClient(WorkerInteraction, transport);
-    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
-    const { worker } = await catalog.createWorker({
-      runtimeId,
-      displayName: "Following",
-      profile: { source: { case: "builtin", value: "companion" } },
-    });
-    const ref = worker!.ref!;
     const paragraphs = (n: number, word: string): string => Array.from({ length: n }, (_, i) => `${word} paragraph ${i + 1}.`).join("\n\n");
     // Taller than the viewport, yet one page of history (no paging back).
-    for (let i = 1; i <= 8; i++) {
-      fake.enqueue(reply({ text: paragraphs(6, `answer ${i}`) }));
-      for await (const message of interaction.streamInput({
-        worker: ref,
-        input: { text: `question ${i}` },
-        busyPolicy: BusyPolicy.REJECT,
-      })) {
-        void message;
-      }
-    }
-    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    await openWorkerWithHistory("Following", 8, (i) => paragraphs(6, `answer ${i}`));
     await expect.poll(() => page.locator(".log .entry.user").count()).toBe(8);
     const scroller = page.locator(".scroller");
     const position = (): Promise<{ top: number; fromBottom: number }> =>
