@@ -57,18 +57,14 @@ export class ChatView {
   private hasOlder = false;
   private loadingOlder = false;
   /**
-   * Whether the view follows the newest output: true at the bottom, false
-   * once the reader scrolls up. Kept from scroll events (where layout is
-   * fresh) so that no event handler reads layout: measuring before and after
-   * each change forced two synchronous layouts of the whole log per event,
-   * one of them in front of every first token.
-   */
-  private following = true;
-  /**
-   * Where the view last scrolled itself to the bottom (Infinity while not
-   * following). Its own scroll's event comes a frame later, maybe after more
-   * output made the log taller: a position at or below this one is not the
-   * reader scrolling up.
+   * Where the view last scrolled itself to the bottom; Infinity once the
+   * reader scrolled up, when the view stops following the newest output
+   * (see {@link following}). Kept from scroll events (where layout is fresh)
+   * so that no event handler reads layout: measuring before and after each
+   * change forced two synchronous layouts of the whole log per event, one of
+   * them in front of every first token. The view's own scroll raises its
+   * event a frame later, maybe after more output made the log taller: a
+   * position at or below this one is not the reader scrolling up.
    */
   private scrolledTo = 0;
   private frameQueued = false;
@@ -91,8 +87,8 @@ export class ChatView {
     this.live = h("div", { class: "live" });
     this.scroller = h("div", { class: "scroller" }, logRoot, this.live);
     this.scroller.addEventListener("scroll", () => {
-      this.following = this.scroller.scrollTop >= this.scrolledTo || this.nearBottom();
-      if (!this.following) this.scrolledTo = Number.POSITIVE_INFINITY;
+      if (this.scroller.scrollTop < this.scrolledTo && !this.nearBottom()) this.scrolledTo = Number.POSITIVE_INFINITY;
+      else if (!this.following) this.scrolledTo = this.scroller.scrollTop;
       if (this.scroller.scrollTop < 80) void this.loadOlder();
     });
     this.stopButton = h("button", { class: "stop", type: "button", hidden: true, onclick: () => void this.stop() }, "Stop");
@@ -240,7 +236,7 @@ export class ChatView {
       for (const run of cancelled.runs) this.stoppedRuns.add(run.runId);
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
-      this.following = true;
+      this.scrolledTo = 0;
       this.queueFrame();
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
@@ -446,6 +442,11 @@ export class ChatView {
   /** Fills the raw view when it opens; empties it when it closes. */
   private renderRaw(): void {
     this.raw.replaceChildren(...(this.rawView.open ? this.rawMessages.map(rawLine) : []));
+  }
+
+  /** Whether the view follows the newest output: at the bottom, or where it last put itself. */
+  private get following(): boolean {
+    return this.scrolledTo !== Number.POSITIVE_INFINITY;
   }
 
   private nearBottom(): boolean {
