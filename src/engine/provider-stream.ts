@@ -36,9 +36,9 @@ export type OpenResult =
  * only retry loop and the budget means what it says: failed attempts and
  * waits spend it, a delay that would leave less than {@link MIN_ATTEMPT_MS}
  * of it is not slept (the run fails at once), and a retry's request timeout
- * is cut to what is left of it. The first attempt of a request always gets the full request timeout. Each
- * retry is reported to the sink (watchers see it live) and logged with its
- * underlying cause. The SDK makes the request and maps error statuses; its
+ * is cut to what is left of it. The first attempt of a request always gets
+ * the full request timeout. Each retry is reported to the sink (watchers see
+ * it live) and logged with its underlying cause. The SDK makes the request and maps error statuses; its
  * body is read by {@link sseDataBatches}, not by the SDK's iterator.
  */
 export async function openStream(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<OpenResult> {
