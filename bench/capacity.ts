@@ -12,7 +12,9 @@ import { median, printFigure } from "./support/report.js";
  * `serve` (memory store) and the watchers each run in their own process, so
  * the latency is the relay's plus two loopback hops. CPU per chunk is the
  * runtime process's user + system time over the chunks it relayed; each step
- * also prints how many cores the three processes used together.
+ * also prints how many cores the three processes used together, and the p99
+ * of each part of the step (the second after the settle, the steady middle,
+ * and from the first run's end on), to show which one decides the figure.
  *
  * Each step runs for CHUNKS / RATE seconds after a warm-up (its workers and
  * watchers are created before it is measured); runs start evenly spread over
@@ -100,6 +102,7 @@ interface StepResult {
   p99Ms: number;
   maxMs: number;
   samples: number;
+  p99ByPhaseMs: { afterStarts: number; steady: number; ends: number };
 }
 
 export async function run(): Promise<void> {
@@ -136,8 +139,11 @@ export async function run(): Promise<void> {
       lastStepMs = performance.now() - stepStart;
       const chunks = runs * CHUNKS;
       const cpuUs = (probe.cpuMs * 1000) / chunks;
+      const phases = result.p99ByPhaseMs;
       console.log(
         `capacity.step ${runs} runs: p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, max ${result.maxMs.toFixed(0)} ms, ` +
+          // Which part of the step decides the p99: the starts' tail, the steady middle, or the runs' ends (they end together).
+          `p99 after the starts ${phases.afterStarts.toFixed(0)} ms, steady ${phases.steady.toFixed(0)} ms, at the ends ${phases.ends.toFixed(0)} ms, ` +
           `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core, loop busy ${(probe.loopUtilization * 100).toFixed(0)}%), ` +
           `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms, ` +
           `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu); ` +

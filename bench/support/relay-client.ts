@@ -184,7 +184,17 @@ interface CapacityResult {
   p99Ms: number;
   maxMs: number;
   samples: number;
+  /**
+   * The p99 of the chunks written in each part of the step (NaN for a part
+   * with no samples): the first second after the settle (the runs' starts
+   * may still be draining), the steady middle, and from the first run's end
+   * on (every run ends within about START_MS, so their ends come together).
+   */
+  p99ByPhaseMs: { afterStarts: number; steady: number; ends: number };
 }
+
+/** How long after the settle the "after starts" part of a capacity step lasts. */
+const AFTER_STARTS_MS = 1_000;
 
 /** Grows the pool of watched workers to `runs`, before a step is measured. */
 async function prepareCapacity(runs: number): Promise<object> {
@@ -204,14 +214,20 @@ async function capacity(runs: number, chunks: number, rate: number, startMs: num
   await prepareCapacity(runs);
   const workers = capacityPool.slice(0, runs);
   const latencies: number[] = [];
+  const stamps: number[] = [];
   let steadyFrom = Number.POSITIVE_INFINITY;
   for (const w of workers) {
     w.onText = (_worker, added) => {
       const now = epochMs();
-      for (const stamp of stampsIn(added)) if (stamp >= steadyFrom) latencies.push(now - stamp);
+      for (const stamp of stampsIn(added)) {
+        if (stamp < steadyFrom) continue;
+        latencies.push(now - stamp);
+        stamps.push(stamp);
+      }
     };
   }
-  const ended = workers.map((w) => w.nextRun());
+  let firstEnd = Number.POSITIVE_INFINITY;
+  const ended = workers.map((w) => w.nextRun().then(() => (firstEnd = Math.min(firstEnd, epochMs()))));
   const spacing = startMs / runs;
   const sends: Promise<unknown>[] = [];
   for (let i = 0; i < workers.length; i++) {
@@ -229,7 +245,20 @@ async function capacity(runs: number, chunks: number, rate: number, startMs: num
     p99Ms: percentile(latencies, 0.99),
     maxMs: Math.max(...latencies),
     samples: latencies.length,
+    p99ByPhaseMs: p99ByPhase(latencies, stamps, steadyFrom, firstEnd),
   };
+}
+
+/** The p99 of each part of a capacity step (see CapacityResult.p99ByPhaseMs); `stamps` are the samples' write times. */
+function p99ByPhase(latencies: number[], stamps: number[], steadyFrom: number, firstEnd: number): CapacityResult["p99ByPhaseMs"] {
+  const phases = { afterStarts: [] as number[], steady: [] as number[], ends: [] as number[] };
+  for (let i = 0; i < latencies.length; i++) {
+    const stamp = stamps[i] as number;
+    const phase = stamp >= firstEnd ? phases.ends : stamp < steadyFrom + AFTER_STARTS_MS ? phases.afterStarts : phases.steady;
+    phase.push(latencies[i] as number);
+  }
+  const p99 = (values: number[]): number => (values.length === 0 ? Number.NaN : percentile(values, 0.99));
+  return { afterStarts: p99(phases.afterStarts), steady: p99(phases.steady), ends: p99(phases.ends) };
 }
 
 process.on(
