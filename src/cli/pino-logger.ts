@@ -1,6 +1,7 @@
 import { trace } from "@opentelemetry/api";
 import { type DestinationStream, type Level, type LevelWithSilent, pino } from "pino";
 import type { Logger } from "../runtime/index.js";
+import { spanLogFields } from "../telemetry/tracing/index.js";
 
 /** The environment variable that sets the log level. */
 export const LOG_LEVEL_VARIABLE = "WORKER_RUNTIME_LOG_LEVEL";
@@ -86,12 +87,14 @@ export function createPinoLogger(init: PinoLoggerInit): Logger {
   return adapt(base, {});
 }
 
-/** The active span's ids, when one is recording (no tracing set up: none, at the cost of one lookup). */
+/**
+ * The active span's ids, when one is recording: for an embedder that installs
+ * a context manager. The server's own lines get them from the call's log
+ * fields (rpc-logging.ts); without a context manager none is active, at the
+ * cost of one lookup.
+ */
 function traceFields(): Record<string, string> | undefined {
-  const span = trace.getActiveSpan();
-  if (!span?.isRecording()) return undefined;
-  const { traceId, spanId } = span.spanContext();
-  return { trace_id: traceId, span_id: spanId };
+  return spanLogFields(trace.getActiveSpan());
 }
 
 /**

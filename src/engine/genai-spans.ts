@@ -1,4 +1,4 @@
-import { type Attributes, context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type Attributes, type Context, context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { CompletionUsage } from "openai/resources/completions";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
@@ -29,11 +29,12 @@ const MAX_MODEL_STRING = 256;
 const turnUsage = new WeakMap<Span, { input: number; output: number }>();
 
 /**
- * Runs one model turn inside a `chat {model}` span (kind CLIENT), ending it
- * with the turn's result: a failed turn is an error with its reason as
- * `error.type`.
+ * Runs one model turn inside a `chat {model}` span (kind CLIENT), a child of
+ * the run's span, ending it with the turn's result: a failed turn is an
+ * error with its reason as `error.type`. The turn gets the run's context
+ * with the span as its `trace`, for its provider request and response.
  */
-export async function traceChat(run: RunContext, turn: () => Promise<TurnResult>): Promise<TurnResult> {
+export async function traceChat(run: RunContext, turn: (inTurn: RunContext) => Promise<TurnResult>): Promise<TurnResult> {
   const model = run.profile.model.slice(0, MAX_MODEL_STRING);
   const attributes: Attributes = {
     "gen_ai.operation.name": "chat",
@@ -41,10 +42,10 @@ export async function traceChat(run: RunContext, turn: () => Promise<TurnResult>
     "gen_ai.request.model": model,
     ...serverOf(run.client.baseURL),
   };
-  const parent = context.active();
-  const span = trace.getTracer(TRACER_NAME).startSpan(`chat ${model}`, { kind: SpanKind.CLIENT, attributes }, parent);
+  const span = trace.getTracer(TRACER_NAME).startSpan(`chat ${model}`, { kind: SpanKind.CLIENT, attributes }, run.trace);
+  const chat = trace.setSpan(run.trace, span);
   try {
-    const result = await context.with(trace.setSpan(parent, span), turn);
+    const result = await context.with(chat, () => turn({ ...run, trace: chat }));
     if (result.kind === "failed") failSpan(span, ErrorReason[result.reason] ?? "UNKNOWN");
     if (result.kind === "cancelled") span.setAttribute("error.type", "cancelled");
     return result;
@@ -57,16 +58,20 @@ export async function traceChat(run: RunContext, turn: () => Promise<TurnResult>
 }
 
 /**
- * Records what one provider response said on the active `chat` span: the
- * model that answered, the finish reason, and the tokens (summed over the
- * turn's responses).
+ * Records what one provider response said on the turn's `chat` span (the
+ * span of `chat`, a turn's {@link RunContext.trace}): the model that
+ * answered, the finish reason, and the tokens (summed over the turn's
+ * responses).
  */
-export function recordChatResponse(response: {
-  model: string | undefined;
-  finishReason: string | undefined;
-  usage: CompletionUsage | undefined;
-}): void {
-  const span = trace.getActiveSpan();
+export function recordChatResponse(
+  chat: Context,
+  response: {
+    model: string | undefined;
+    finishReason: string | undefined;
+    usage: CompletionUsage | undefined;
+  },
+): void {
+  const span = trace.getSpan(chat);
   if (!span?.isRecording()) return;
   if (response.model) span.setAttribute("gen_ai.response.model", response.model.slice(0, MAX_MODEL_STRING));
   if (response.finishReason) span.setAttribute("gen_ai.response.finish_reasons", [response.finishReason]);
@@ -84,14 +89,14 @@ export function recordChatResponse(response: {
 const PROVIDER_TRACE_HEADERS = ["traceparent", "tracestate"];
 
 /**
- * The active trace context as request headers (`traceparent`, `tracestate`)
- * for the provider request, as the SDK's per-request `headers` option; none
- * when there is no trace. The provider is a third party, so only the W3C
- * trace context goes to it, not the caller's baggage.
+ * A trace context (a turn's `chat` span) as request headers (`traceparent`,
+ * `tracestate`) for the provider request, as the SDK's per-request
+ * `headers` option; none when there is no trace. The provider is a third
+ * party, so only the W3C trace context goes to it, not the caller's baggage.
  */
-export function providerTraceHeaders(): { headers?: Record<string, string> } {
+export function providerTraceHeaders(chat: Context): { headers?: Record<string, string> } {
   const injected: Record<string, string> = {};
-  propagation.inject(context.active(), injected);
+  propagation.inject(chat, injected);
   const headers: Record<string, string> = {};
   for (const name of PROVIDER_TRACE_HEADERS) {
     const value = injected[name];
@@ -105,7 +110,7 @@ export function providerTraceHeaders(): { headers?: Record<string, string> } {
  * tool reported as an error makes the span an error (`tool_error`); a call
  * cut short by cancellation throws and is recorded as such.
  */
-export async function traceTool(call: AssembledToolCall, execute: () => Promise<ToolOutput>): Promise<ToolOutput> {
+export async function traceTool(run: RunContext, call: AssembledToolCall, execute: () => Promise<ToolOutput>): Promise<ToolOutput> {
   // The model chose the name and id: bounded, so a runaway one cannot bloat the trace.
   const name = call.name.slice(0, MAX_MODEL_STRING);
   const attributes: Attributes = {
@@ -114,10 +119,9 @@ export async function traceTool(call: AssembledToolCall, execute: () => Promise<
     "gen_ai.tool.call.id": call.id.slice(0, MAX_MODEL_STRING),
     "gen_ai.tool.type": "function",
   };
-  const parent = context.active();
-  const span = trace.getTracer(TRACER_NAME).startSpan(`execute_tool ${name}`, { kind: SpanKind.INTERNAL, attributes }, parent);
+  const span = trace.getTracer(TRACER_NAME).startSpan(`execute_tool ${name}`, { kind: SpanKind.INTERNAL, attributes }, run.trace);
   try {
-    const output = await context.with(trace.setSpan(parent, span), execute);
+    const output = await context.with(trace.setSpan(run.trace, span), execute);
     if (output.isError) failSpan(span, "tool_error");
     return output;
   } catch (error) {

@@ -71,7 +71,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     const consumed = await consume(context, opened, accumulator, deltas, timer).finally(() => opened.release());
     timer.end(consumed, accumulator.usage);
     const ending = typeof consumed === "string" ? consumed : "failed";
-    recordChatResponse(accumulator);
+    recordChatResponse(context.trace, accumulator);
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     deltas.flush();
     if (accumulator.usage) addUsage(context, accumulator);

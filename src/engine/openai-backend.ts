@@ -1,3 +1,4 @@
+import { context } from "@opentelemetry/api";
 import { mkdir } from "node:fs/promises";
 import { createProviderFetch } from "./provider-fetch.js";
 import OpenAI from "openai";
@@ -106,6 +107,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         // Every line a run logs names its worker and run (and, from the Runtime, the call that started it).
         logger: request.logger ?? childLogger(logger, { worker_id: request.worker.ref?.workerId, run_id: request.run.runId }),
         metrics,
+        trace: request.traceContext ?? context.active(),
       });
       if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);
       return outcome;

@@ -58,7 +58,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
     const attemptStarted = Date.now();
     try {
       const response = await context.client.chat.completions
-        .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders() })
+        .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders(context.trace) })
         .asResponse();
       context.health.succeeded();
       const data = sseDataBatches(response, maxSseEventChars(settings));

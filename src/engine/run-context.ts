@@ -1,3 +1,4 @@
+import type { Context } from "@opentelemetry/api";
 import type { ShellSandboxMode } from "./tools/shell-sandbox.js";
 import type OpenAI from "openai";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
@@ -48,4 +49,10 @@ export interface RunContext {
   readonly logger: Logger;
   /** Where each provider call's duration, time to first chunk and tokens go. */
   readonly metrics: RuntimeMetrics;
+  /**
+   * The trace context the run's spans are children of: the run's
+   * `invoke_agent` span, and inside a model turn that turn's `chat` span
+   * (genai-spans.ts), which its provider request propagates.
+   */
+  readonly trace: Context;
 }

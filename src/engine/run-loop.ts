@@ -39,7 +39,7 @@ export async function executeRun(context: RunContext): Promise<RunOutcome> {
     if (context.signal.aborted) return { kind: "cancelled" };
   }
   for (let turn = context.request.run.turns + 1; ; turn++) {
-    const result: TurnResult = await traceChat(context, () => runModelTurn(context, messages));
+    const result: TurnResult = await traceChat(context, (inTurn) => runModelTurn(inTurn, messages));
     if (result.kind === "cancelled") return { kind: "cancelled" };
     if (result.kind === "failed") return result;
     messages.push(assistantMessage(result));

@@ -28,7 +28,7 @@ export async function runToolCalls(
     if (context.signal.aborted) return "cancelled";
     let output: ToolOutput;
     try {
-      output = (await approvalRefusal(context, call)) ?? (await traceTool(call, () => execute(context, call)));
+      output = (await approvalRefusal(context, call)) ?? (await traceTool(context, call, () => execute(context, call)));
     } catch (error) {
       if (!context.signal.aborted) throw error;
       await commitResult(context, call, { output: CANCELLED_CALL, isError: true });

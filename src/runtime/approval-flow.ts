@@ -2,7 +2,8 @@ import { clone } from "@bufbuild/protobuf";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { ApprovalResult } from "./execution-backend.js";
-import type { LogFields } from "./logger.js";
+import type { InputOptions } from "./runtime-api.js";
+import { callerTraceContext } from "./run-tracing.js";
 import { launchRun, settledWithin, type ExecutionHost } from "./run-execution.js";
 import { checkAcceptsInput } from "./run-queue.js";
 import { approvalNotPending, restoreApproval, takeApproval } from "./run-sink.js";
@@ -25,11 +26,11 @@ export interface ApprovalFlowHost extends ExecutionHost {
 export class ApprovalFlow {
   constructor(private readonly host: ApprovalFlowHost) {}
 
-  /** Approves or rejects the call a run waits on, live or parked (a resumed run logs with `logFields`). */
-  async resolve(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string, logFields?: LogFields): Promise<Run> {
+  /** Approves or rejects the call a run waits on, live or parked (a resumed run logs with the caller's log fields, its span the caller's child). */
+  async resolve(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string, caller?: InputOptions): Promise<Run> {
     const result: ApprovalResult = { approved: decision === ApprovalDecision.APPROVE, reason };
     const slot = this.host.slot();
-    if (slot.kind === "parked" && slot.run.runId === runId) return this.resume(slot.run, toolCallId, result, logFields);
+    if (slot.kind === "parked" && slot.run.runId === runId) return this.resume(slot.run, toolCallId, result, caller);
     const active = activeOf(slot);
     const taken = active ? takeApproval(active, runId, toolCallId) : undefined;
     if (!active || !taken) {
@@ -80,7 +81,7 @@ export class ApprovalFlow {
    * resume mode; answers once the run is durably RUNNING (the execution
    * waits for that write too, so the tool runs only after it).
    */
-  private async resume(run: Run, toolCallId: string, result: ApprovalResult, logFields: LogFields | undefined): Promise<Run> {
+  private async resume(run: Run, toolCallId: string, result: ApprovalResult, caller: InputOptions | undefined): Promise<Run> {
     const pending = run.pendingApproval;
     if (pending?.toolCallId !== toolCallId) throw approvalNotPending(run.runId, toolCallId);
     this.host.deps.checkAcceptingWork();
@@ -88,7 +89,9 @@ export class ApprovalFlow {
     run.status = RunStatus.RUNNING;
     run.pendingApproval = undefined;
     const decided = { call: { toolCallId, toolName: pending.toolName }, result };
-    const active: ActiveRun = { run, controller: new AbortController(), decided, done: Promise.resolve(), logFields };
+    const { logFields } = caller ?? {};
+    const traceContext = callerTraceContext(caller?.traceContext);
+    const active: ActiveRun = { run, controller: new AbortController(), decided, done: Promise.resolve(), logFields, traceContext };
     this.host.setSlot({ kind: "running", active });
     const answered = clone(RunSchema, run);
     const recorded = this.host.journal.recordRun(run);

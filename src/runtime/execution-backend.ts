@@ -1,3 +1,4 @@
+import type { Context } from "@opentelemetry/api";
 import type { Usage } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
@@ -142,6 +143,14 @@ export interface RunRequest {
    * A backend logs a run's lines through it, so one request id finds them.
    */
   logger?: Logger;
+  /**
+   * The run's trace context: its `invoke_agent` span, a child of the call
+   * that sent its input. A backend's spans (model calls, tool calls) are its
+   * children, and it is what a backend propagates to its provider. Passed
+   * explicitly because the Runtime keeps no ambient async context (see
+   * docs/architecture.md); with tracing off it holds no span.
+   */
+  traceContext?: Context;
 }
 
 /** What a run may use beyond its profile (see {@link RunRequest.policy}). */

@@ -1,3 +1,4 @@
+import type { Context } from "@opentelemetry/api";
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
@@ -48,7 +49,9 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   const { run } = active;
   const execute = async (): Promise<RunOutcome> => {
     await afterCallersResponse();
-    return traceRun(run, worker, () => executeRun(active, sink, worker, journal.events, deps, resumed));
+    return traceRun(run, worker, active.traceContext, (runTrace) =>
+      executeRun(active, sink, worker, journal.events, deps, runTrace, resumed),
+    );
   };
   active.done = execute().then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
@@ -100,6 +103,7 @@ export async function executeRun(
   worker: Worker,
   transcriptSeqs: { readonly lastTranscriptSeq: bigint; readonly assignedTranscriptSeq: bigint },
   deps: SessionDeps,
+  traceContext: Context,
   resumed?: ResumeInit,
 ): Promise<RunOutcome> {
   const { run, controller } = active;
@@ -150,6 +154,7 @@ export async function executeRun(
         ...(workspaceDir !== undefined ? { workspaceDir } : {}),
         ...(resumed ? { resume: { ...resumed.resume } } : {}),
         logger,
+        traceContext,
       },
       input ? input.gate(sink) : sink,
       execution.signal,

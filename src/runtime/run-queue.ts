@@ -5,8 +5,8 @@ import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
 import { byteBounds, type Limits } from "./limits.js";
-import type { LogFields } from "./logger.js";
-import { rememberRunContext } from "./run-tracing.js";
+import type { InputOptions } from "./runtime-api.js";
+import { callerTraceContext } from "./run-tracing.js";
 
 /**
  * The queue and busy policy of one worker, with no I/O: which input may be
@@ -95,11 +95,11 @@ export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
 export class RunQueue {
   private readonly runs: Run[] = [];
   /**
-   * The log fields of the call that sent each run's input, so the run logs
-   * with that call's request id rather than with that of whatever ended the
-   * run before it.
+   * The log fields and trace context of the call that sent each run's
+   * input, so the run logs with that call's request id and its span is that
+   * call's child, rather than those of whatever ended the run before it.
    */
-  private readonly logFields = new WeakMap<Run, LogFields>();
+  private readonly callers = new WeakMap<Run, InputOptions>();
   /** How many runs at the head came by INTERRUPT. */
   private interruptsAtHead = 0;
 
@@ -135,9 +135,9 @@ export class RunQueue {
    * context, so whenever it starts its log lines and its span belong to that
    * call (run-tracing.ts).
    */
-  add(run: Run, interrupting: boolean, logFields?: LogFields): void {
-    if (logFields) this.logFields.set(run, logFields);
-    rememberRunContext(run);
+  add(run: Run, interrupting: boolean, caller?: InputOptions): void {
+    const traceContext = callerTraceContext(caller?.traceContext);
+    this.callers.set(run, caller?.logFields ? { logFields: caller.logFields, traceContext } : { traceContext });
     if (interrupting) this.runs.splice(this.interruptsAtHead++, 0, run);
     else this.runs.push(run);
   }
@@ -149,9 +149,9 @@ export class RunQueue {
     return run;
   }
 
-  /** The log fields of the call that queued a run. */
-  logFieldsOf(run: Run): LogFields | undefined {
-    return this.logFields.get(run);
+  /** The log fields and trace context of the call that queued a run. */
+  callerOf(run: Run): InputOptions | undefined {
+    return this.callers.get(run);
   }
 
   /** A queued run by id. */

@@ -1,3 +1,4 @@
+import type { Context } from "@opentelemetry/api";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { ApprovalResult, PendingToolCall } from "./execution-backend.js";
 import type { LogFields } from "./logger.js";
@@ -30,6 +31,8 @@ export interface ActiveRun {
   done: Promise<void>;
   /** The log fields of the call that started the run (its request id), on every line the run logs. */
   readonly logFields?: LogFields | undefined;
+  /** The trace context of the call that started or resumed the run: its span's parent (run-tracing.ts). */
+  readonly traceContext?: Context | undefined;
 }
 
 /**

@@ -10,33 +10,38 @@ import { COMPANION_PROFILE } from "./profiles.js";
  * through `@opentelemetry/api` only: with no SDK registered it is a no-op.
  *
  * A run executes after SendInput has answered, often after other runs, so
- * the active context when it starts is not its caller's. The context is
- * therefore captured when the input is accepted (the SendInput server span)
- * and kept with the queued run, in memory only, so the run's span is a
- * child of the RPC that sent its input. A run that starts without one — a
- * parked run resumed after a restart — takes the context active when it
- * starts: the ResolveApproval call that resumed it.
+ * its span's parent is the context of the call that sent its input (the
+ * SendInput server span), kept with the queued run in memory; a parked run
+ * resumed after a restart takes that of the ResolveApproval that resumed
+ * it. Contexts travel explicitly (InputOptions, ActiveRun, RunRequest):
+ * the runtime installs no ambient async context, which on Node 20 and 22
+ * would put promise hooks on every promise in the process.
  */
 
 const TRACER_NAME = "worker-runtime/runtime";
 
-/** The caller's context of each accepted, not yet started run. */
-const acceptedIn = new WeakMap<Run, Context>();
-
-/** Remembers the active context (the accepting RPC's span) for a run that was just accepted. */
-export function rememberRunContext(run: Run): void {
-  acceptedIn.set(run, context.active());
+/**
+ * The trace context a run accepted now keeps for its span: the caller's,
+ * else the one active now (an embedder's own context manager, if any).
+ */
+export function callerTraceContext(explicit: Context | undefined): Context {
+  return explicit ?? context.active();
 }
 
 /**
- * Runs a run's execution inside its `invoke_agent` span and ends the span
- * with the outcome. `execute` never throws (run-execution.ts), so the span
- * always ends.
+ * Runs a run's execution inside its `invoke_agent` span, a child of
+ * `parent`, and ends the span with the outcome. `execute` gets the span's
+ * context for the backend, and never throws (run-execution.ts), so the
+ * span always ends.
  */
-export async function traceRun(run: Run, worker: Worker, execute: () => Promise<RunOutcome>): Promise<RunOutcome> {
+export async function traceRun(
+  run: Run,
+  worker: Worker,
+  parent: Context | undefined,
+  execute: (runTrace: Context) => Promise<RunOutcome>,
+): Promise<RunOutcome> {
   const agentName = agentNameOf(worker);
-  const parent = acceptedIn.get(run) ?? context.active();
-  acceptedIn.delete(run);
+  const callerContext = callerTraceContext(parent);
   const workerId = worker.ref?.workerId ?? "";
   const attributes: Attributes = {
     "gen_ai.operation.name": "invoke_agent",
@@ -47,8 +52,10 @@ export async function traceRun(run: Run, worker: Worker, execute: () => Promise<
   };
   if (agentName !== "") attributes["gen_ai.agent.name"] = agentName;
   const name = agentName !== "" ? `invoke_agent ${agentName}` : "invoke_agent";
-  const span = trace.getTracer(TRACER_NAME).startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
-  const outcome = await context.with(trace.setSpan(parent, span), execute);
+  const span = trace.getTracer(TRACER_NAME).startSpan(name, { kind: SpanKind.INTERNAL, attributes }, callerContext);
+  const runTrace = trace.setSpan(callerContext, span);
+  // Also made active, for an embedder whose own context manager carries it across awaits.
+  const outcome = await context.with(runTrace, () => execute(runTrace));
   endRunSpan(span, run, outcome);
   return outcome;
 }

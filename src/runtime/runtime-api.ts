@@ -1,3 +1,4 @@
+import type { Context } from "@opentelemetry/api";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { HostSecrets } from "./host-secrets.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -56,6 +57,13 @@ export interface InputOptions {
    * run only.
    */
   logFields?: LogFields;
+  /**
+   * The trace context of the call (the server passes its RPC's span): the
+   * run it starts or resumes gets its `invoke_agent` span as a child of it,
+   * however much later it starts. Unset, the context active when the input
+   * is accepted is taken (an embedder's own context manager, if any).
+   */
+  traceContext?: Context;
 }
 
 /** Options for {@link createRuntime}. */

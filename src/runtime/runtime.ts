@@ -220,7 +220,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const input = checkInput(request.input);
       checkEnum("busy_policy", request.busyPolicy, BusyPolicySchema);
       checkRequestId("request_id", request.requestId);
-      return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions?.logFields));
+      return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
     },
     async *streamInput(request, watchOptions) {
       // The subscription is taken before the input is sent, so nothing is missed.
@@ -239,7 +239,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
       const { runId, toolCallId, decision, reason } = request;
-      return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions?.logFields));
+      return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions));
     },
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
     listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),

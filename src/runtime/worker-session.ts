@@ -18,6 +18,7 @@ import { addUsage, usageOf } from "./run-sink.js";
 import { activeOf, busyRunOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./session-restore.js";
+import type { InputOptions } from "./runtime-api.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
 import { WorkerJournal } from "./worker-journal.js";
 
@@ -116,7 +117,7 @@ export class WorkerSession {
    * durably accepted. Single-flight: the state change happens before the
    * first await, so concurrent sends see each other.
    */
-  async send(input: Input, policy: BusyPolicy, requestId: string, logFields?: ActiveRun["logFields"]): Promise<Run> {
+  async send(input: Input, policy: BusyPolicy, requestId: string, caller?: InputOptions): Promise<Run> {
     const fingerprint = requestId !== "" ? inputFingerprint(input.text) : ""; // only idempotency needs it
     const prior = requestId !== "" ? this.requestIds.get(requestId) : undefined;
     if (prior) {
@@ -132,7 +133,7 @@ export class WorkerSession {
     if (requestId !== "") this.requestIds.remember(requestId, { runId: run.runId, fingerprint });
     const accepted = this.journal.recordRun(run);
     const snapshotOfAccepted = clone(RunSchema, run);
-    this.queue.add(run, admission.kind === "interrupt", logFields);
+    this.queue.add(run, admission.kind === "interrupt", caller);
     if (admission.kind === "start") {
       // Reserve the slot now (single flight), start once the acceptance is durable.
       this.slot = { kind: "starting", run };
@@ -272,7 +273,7 @@ export class WorkerSession {
     run.startedAt = timestampFromDate(this.deps.now());
     this.worker.status = WorkerStatus.RUNNING;
     this.worker.activeRunId = run.runId;
-    const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), logFields: this.queue.logFieldsOf(run) };
+    const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), ...this.queue.callerOf(run) };
     this.slot = { kind: "running", active };
     inBackground(this.journal.recordRun(run));
     inBackground(this.journal.saveWorker());

@@ -1,5 +1,6 @@
 import { type ContextValues, createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { InputOptions, LogFields } from "../runtime/index.js";
+import { traceContextOf } from "../telemetry/tracing/index.js";
 
 /**
  * The log fields of the RPC being served — its `request_id` and
@@ -19,8 +20,13 @@ export function logFieldsOf(values: ContextValues): LogFields | undefined {
   return values.get(rpcLogFields);
 }
 
-/** The Runtime options of a call that accepts input: its log fields, for the lines of the run it starts or resumes. */
+/**
+ * The Runtime options of a call that accepts input: its log fields, for the
+ * lines of the run it starts or resumes, and its trace context, for that
+ * run's span.
+ */
 export function inputOptionsOf(ctx: HandlerContext): InputOptions {
   const logFields = logFieldsOf(ctx.values);
-  return logFields ? { logFields } : {};
+  const traceContext = traceContextOf(ctx.values);
+  return { ...(logFields ? { logFields } : {}), ...(traceContext ? { traceContext } : {}) };
 }

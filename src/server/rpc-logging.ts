@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { bounded, type LogFields, type Logger } from "../runtime/index.js";
+import { traceContextOf, traceLogFields } from "../telemetry/tracing/index.js";
 import { isClientGone } from "./error-mapping.js";
 import { rpcLogFields } from "./log-context.js";
 import { onStreamEnd } from "./stream-end.js";
@@ -24,7 +25,8 @@ const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 /**
  * Gives each RPC its log fields — its request id (the caller's valid
  * `x-request-id`, else a new one, echoed in the response headers or error
- * metadata) and method — in the call's context values (see log-context.ts:
+ * metadata), its method, and its server span's `trace_id` and `span_id`
+ * when traced — in the call's context values (see log-context.ts:
  * services pass them on to the runs they start), and logs its completion
  * with them and the worker and run ids its request (or response) names:
  * debug when it succeeds or the client cancelled it, warn for an error the
@@ -34,7 +36,12 @@ const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 export function createLoggingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
     const requestId = requestIdOf(request.header.get(REQUEST_ID_HEADER));
-    const fields: LogFields = { request_id: requestId, rpc_method: rpcMethodOf(request) };
+    // The server span's ids (the tracing interceptor runs first) go with the call's fields, so the runs it starts log them too.
+    const fields: LogFields = {
+      request_id: requestId,
+      rpc_method: rpcMethodOf(request),
+      ...traceLogFields(traceContextOf(request.contextValues)),
+    };
     request.contextValues.set(rpcLogFields, fields);
     const line = request.stream ? fields : { ...fields, ...idsOf(request.message) };
     const started = performance.now();
@@ -67,7 +74,8 @@ export function createLogFieldsInterceptor(): Interceptor {
   return (next) => (request) => {
     const requestId = request.header.get(REQUEST_ID_HEADER);
     if (requestId !== null && VALID_REQUEST_ID.test(requestId)) {
-      request.contextValues.set(rpcLogFields, { request_id: requestId, rpc_method: rpcMethodOf(request) });
+      const traced = traceLogFields(traceContextOf(request.contextValues));
+      request.contextValues.set(rpcLogFields, { request_id: requestId, rpc_method: rpcMethodOf(request), ...traced });
     }
     return next(request);
   };

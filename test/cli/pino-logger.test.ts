@@ -1,30 +1,9 @@
-import { type Context, type ContextManager, context, ROOT_CONTEXT, trace, TraceFlags } from "@opentelemetry/api";
-import { AsyncLocalStorage } from "node:async_hooks";
+import { context, trace, TraceFlags } from "@opentelemetry/api";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPinoLogger, LogConfigError, logConfigFromEnv } from "../../src/cli/pino-logger.js";
 import { childLogger } from "../../src/runtime/index.js";
 import { logCapture } from "../support/log-lines.js";
-
-/** The smallest real context manager (what @opentelemetry/context-async-hooks does), so spans can be active. */
-class StorageContextManager implements ContextManager {
-  private readonly storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A) {
-    return this.storage.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.storage.disable();
-    return this;
-  }
-}
+import { StorageContextManager } from "../support/storage-context-manager.js";
 
 const SPAN_CONTEXT = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED };
 

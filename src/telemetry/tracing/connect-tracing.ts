@@ -12,15 +12,20 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import { rpcTraceContext, traceContextOf } from "./rpc-trace-context.js";
 
 /**
  * OpenTelemetry spans and W3C trace-context propagation for Connect
  * (connect-es has no official instrumentation). One span per RPC, never one
  * per message: a unary call's span ends with its response, a streaming
  * call's when its response stream ends — completed, failed, or cancelled by
- * the client (the request's signal) — and each step of a streamed response
- * runs inside the span's context, so work a streaming handler does between
- * messages (an upstream call, a log line) belongs to it.
+ * the client (the request's signal). A server span's context reaches the
+ * handler in the call's context values (rpc-trace-context.ts), and a client
+ * span is the child of the context values' call, so a Backend's upstream
+ * calls belong to the call they serve. The span's context is also made
+ * active around the call and each step of a streamed response, for an
+ * embedder that installs its own context manager; this process installs
+ * none.
  *
  * Only the `@opentelemetry/api` is used: with no SDK registered every span
  * is a no-op, nothing is extracted or injected, and a stream is passed
@@ -82,7 +87,10 @@ export function createServerTracingInterceptor(options: ServerTracingOptions = {
     const system = rpcSystemOf(request.header.get("content-type"));
     const attributes: Attributes = { "rpc.system.name": system, "rpc.method": method };
     const span = trace.getTracer(TRACER_NAME).startSpan(method, { kind: SpanKind.SERVER, attributes }, parent);
-    return traceCall(span, trace.setSpan(parent, span), system, "server", request.signal, () => next(request));
+    const spanContext = trace.setSpan(parent, span);
+    // Only a real trace travels on (with no SDK the span is a placeholder): sampled or not, runs and upstream calls continue it.
+    if (trace.isSpanContextValid(span.spanContext())) request.contextValues.set(rpcTraceContext, spanContext);
+    return traceCall(span, spanContext, system, "server", request.signal, () => next(request));
   };
 }
 
@@ -97,7 +105,8 @@ export function createClientTracingInterceptor(options: ClientTracingOptions): I
   if (options.serverAddress !== undefined) server["server.address"] = options.serverAddress;
   if (options.serverPort !== undefined) server["server.port"] = options.serverPort;
   return (next) => async (request) => {
-    const parent = context.active();
+    // The call being served, when the caller passed its context values on (a Backend's routed call).
+    const parent = traceContextOf(request.contextValues) ?? context.active();
     const method = `${request.service.typeName}/${request.method.name}`;
     const attributes: Attributes = { "rpc.system.name": options.rpcSystem, "rpc.method": method, ...server };
     const span = trace.getTracer(TRACER_NAME).startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);

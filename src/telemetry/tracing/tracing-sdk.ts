@@ -1,5 +1,4 @@
-import { context, propagation, trace, type TextMapPropagator } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { propagation, trace, type TextMapPropagator } from "@opentelemetry/api";
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -14,11 +13,16 @@ import type { PropagatorName, TracingConfig } from "./tracing-config.js";
 import { SDK_LOADED } from "./sdk-loaded.js";
 
 /**
- * The OpenTelemetry SDK set up for this process: a tracer provider, the
- * AsyncLocalStorage context manager (so a span's context follows its
- * awaits), the W3C propagators and the exporters. Only ever loaded by a
- * dynamic import once tracing is switched on (start-tracing.ts), so a
- * process that does not trace never loads the SDK.
+ * The OpenTelemetry SDK set up for this process: a tracer provider, the W3C
+ * propagators and the exporters. Only ever loaded by a dynamic import once
+ * tracing is switched on (start-tracing.ts), so a process that does not
+ * trace never loads the SDK.
+ *
+ * No context manager is registered: trace contexts travel explicitly (the
+ * call's context values, InputOptions, RunRequest; see
+ * rpc-trace-context.ts). The AsyncLocalStorage one would put promise hooks
+ * on every promise in the process on Node 20 and 22, which cost the traced
+ * runtime about a tenth of its unary throughput (`npm run bench -- overhead`).
  */
 (globalThis as Record<symbol, unknown>)[SDK_LOADED] = true;
 
@@ -33,12 +37,12 @@ export interface InstallTracingOptions {
 
 /** Tracing as installed; shut it down to flush what is buffered. */
 export interface InstalledTracing {
-  /** Exports what is left, then unregisters the provider, context manager and propagator. */
+  /** Exports what is left, then unregisters the provider and propagator. */
   shutdown(): Promise<void>;
 }
 
 /**
- * Registers a tracer provider, context manager and propagator globally.
+ * Registers a tracer provider and propagator globally.
  * The sampler and span limits come from OTEL_TRACES_SAMPLER(_ARG) and the
  * OTEL_*_LIMIT variables, read by the SDK.
  */
@@ -48,8 +52,6 @@ export function installTracing(options: InstallTracingOptions): InstalledTracing
     .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName }))
     .merge(detected);
   const provider = new BasicTracerProvider({ resource, spanProcessors: options.spanProcessors });
-  const contextManager = new AsyncLocalStorageContextManager().enable();
-  context.setGlobalContextManager(contextManager);
   trace.setGlobalTracerProvider(provider);
   propagation.setGlobalPropagator(propagatorOf(options.propagators ?? ["tracecontext", "baggage"]));
   return {
@@ -59,7 +61,6 @@ export function installTracing(options: InstallTracingOptions): InstalledTracing
       } finally {
         trace.disable();
         propagation.disable();
-        context.disable();
       }
     },
   };

@@ -1,13 +1,14 @@
-import { Code, createClient } from "@connectrpc/connect";
-import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { Code, createClient, createContextValues } from "@connectrpc/connect";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Health } from "../../../gen/grpc/health/v1/health_pb.js";
-import { createClientTracingInterceptor, createServerTracingInterceptor } from "../../../src/telemetry/tracing/index.js";
+import { createClientTracingInterceptor, createServerTracingInterceptor, rpcTraceContext } from "../../../src/telemetry/tracing/index.js";
 import { statusName } from "../../../src/telemetry/tracing/connect-tracing.js";
 import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
 import { eventually } from "../../support/harness.js";
-import { FAIL_INTERNAL, FAIL_NOT_FOUND, HANG, healthTransport, type Observed, withHeader } from "./health-fixture.js";
+import { StorageContextManager } from "../../support/storage-context-manager.js";
+import { FAIL_INTERNAL, FAIL_NOT_FOUND, HANG, healthTransport, type Observed, observations, withHeader } from "./health-fixture.js";
 
 /**
  * The Connect tracing interceptors with the SDK registered and an in-memory
@@ -33,7 +34,7 @@ afterAll(() => tracing.shutdown());
 beforeEach(() => memory.reset());
 
 function setUp(options: { clientTracing?: boolean; header?: [string, string]; untraced?: string[] } = {}) {
-  const observed: Observed = { traceparents: [], activeSpanIds: [], activeTraceIds: [] };
+  const observed: Observed = observations();
   const client = [];
   if (options.clientTracing ?? true)
     client.push(createClientTracingInterceptor({ rpcSystem: "connectrpc", serverAddress: "rt.example", serverPort: 7070 }));
@@ -70,8 +71,8 @@ describe("the Connect tracing interceptors", () => {
       "server.port": 7070,
     });
     expect(serverSpan.attributes).toEqual({ "rpc.system.name": "connectrpc", "rpc.method": CHECK, "rpc.response.status_code": "ok" });
-    // The handler ran inside the server span and got the client span's context.
-    expect(observed.activeSpanIds).toEqual([serverSpan.spanContext().spanId]);
+    // The handler ran inside the server span (its call's trace context) and got the client span's context.
+    expect(observed.callSpanIds).toEqual([serverSpan.spanContext().spanId]);
     expect(observed.traceparents).toEqual([`00-${clientSpan.spanContext().traceId}-${clientSpan.spanContext().spanId}-01`]);
   });
 
@@ -106,9 +107,9 @@ describe("the Connect tracing interceptors", () => {
     }
     expect(spans()).toEqual([]);
     // The handler still runs in the (unsampled) trace, so calls it makes carry it on.
-    expect(observed.activeSpanIds).toHaveLength(4);
-    for (const id of observed.activeSpanIds) expect(id).toMatch(/^[0-9a-f]{16}$/);
-    expect(observed.activeTraceIds).toEqual([TRACE_ID, TRACE_ID, TRACE_ID, TRACE_ID]);
+    expect(observed.callSpanIds).toHaveLength(4);
+    for (const id of observed.callSpanIds) expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(observed.callTraceIds).toEqual([TRACE_ID, TRACE_ID, TRACE_ID, TRACE_ID]);
   });
 
   it.each([
@@ -124,7 +125,7 @@ describe("the Connect tracing interceptors", () => {
     expect(serverSpan.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
   });
 
-  it("keep a stream's span open until the stream ends, active in the handler across awaits", async () => {
+  it("keep a stream's span open until the stream ends, the handler's call context across awaits", async () => {
     const { observed, client } = setUp();
     let read = 0;
     for await (const _message of client.watch({})) {
@@ -137,9 +138,42 @@ describe("the Connect tracing interceptors", () => {
     const clientSpan = only(SpanKind.CLIENT);
     expect(serverSpan.name).toBe(WATCH);
     expect(serverSpan.parentSpanContext?.spanId).toBe(clientSpan.spanContext().spanId);
-    expect(observed.activeSpanIds).toEqual([1, 2, 3].map(() => serverSpan.spanContext().spanId));
+    expect(observed.callSpanIds).toEqual([1, 2, 3].map(() => serverSpan.spanContext().spanId));
     expect(serverSpan.attributes["rpc.response.status_code"]).toBe("ok");
     expect(clientSpan.attributes["rpc.response.status_code"]).toBe("ok");
+  });
+
+  it("leave no span active across a handler's awaits: tracing installs no context manager", async () => {
+    const { observed, client } = setUp();
+    await client.check({});
+    expect(observed.callSpanIds).toEqual([only(SpanKind.SERVER).spanContext().spanId]);
+    expect(observed.activeSpanIds).toEqual([undefined]);
+  });
+
+  it("keep the server span active across a handler's awaits for an embedder that installs a context manager", async () => {
+    context.setGlobalContextManager(new StorageContextManager());
+    try {
+      const { observed, client } = setUp();
+      for await (const _message of client.watch({})) {
+        // Drains the stream.
+      }
+      const serverId = only(SpanKind.SERVER).spanContext().spanId;
+      expect(observed.activeSpanIds).toEqual([serverId, serverId, serverId]);
+      expect(observed.callSpanIds).toEqual([serverId, serverId, serverId]);
+    } finally {
+      context.disable();
+    }
+  });
+
+  it("make a client span the child of the call whose context values the call is given", async () => {
+    const { observed, client } = setUp();
+    const served = trace.wrapSpanContext({ traceId: TRACE_ID, spanId: PARENT_ID, traceFlags: TraceFlags.SAMPLED });
+    const contextValues = createContextValues().set(rpcTraceContext, trace.setSpan(ROOT_CONTEXT, served));
+    await client.check({}, { contextValues });
+    const clientSpan = only(SpanKind.CLIENT);
+    expect(clientSpan.parentSpanContext?.spanId).toBe(PARENT_ID);
+    expect(clientSpan.spanContext().traceId).toBe(TRACE_ID);
+    expect(observed.traceparents).toEqual([`00-${TRACE_ID}-${clientSpan.spanContext().spanId}-01`]);
   });
 
   it("end both spans of a stream the caller cancels while the handler waits", async () => {

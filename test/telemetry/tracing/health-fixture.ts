@@ -1,21 +1,38 @@
-import { Code, ConnectError, createRouterTransport, type Interceptor, type ServiceImpl, type Transport } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createRouterTransport,
+  type Interceptor,
+  type ServiceImpl,
+  type Transport,
+} from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/grpc/health/v1/health_pb.js";
+import { traceContextOf } from "../../../src/telemetry/tracing/index.js";
 
 /**
  * A small service for the interceptor's unit tests: grpc.health.v1.Health
  * (one unary and one server-streaming method), implemented to report what
- * the handler saw of the trace — the `traceparent` it received and the
- * active span, before and after awaits — and to fail or hang on request.
+ * the handler saw of the trace — the `traceparent` it received, the span of
+ * its call's trace context (its context values) and the active span, after
+ * awaits — and to fail or hang on request.
  */
 
 /** What the handlers observed, in call order. */
 export interface Observed {
   traceparents: (string | null)[];
-  /** The active span's id in a handler, one entry per observation point. */
+  /** The span id of the call's trace context in a handler, one entry per observation point. */
+  callSpanIds: (string | undefined)[];
+  /** Its trace id at the same points. */
+  callTraceIds: (string | undefined)[];
+  /** The active span's id at the same points (only a context manager makes one active across awaits). */
   activeSpanIds: (string | undefined)[];
-  /** The active span's trace id at the same points. */
-  activeTraceIds: (string | undefined)[];
+}
+
+/** An empty record of observations. */
+export function observations(): Observed {
+  return { traceparents: [], callSpanIds: [], callTraceIds: [], activeSpanIds: [] };
 }
 
 /** Services that make the fixture misbehave. */
@@ -23,11 +40,13 @@ export const FAIL_NOT_FOUND = "fail-not-found";
 export const FAIL_INTERNAL = "fail-internal";
 export const HANG = "hang";
 
-/** Records the active span's ids. */
-function observe(observed: Observed): void {
-  const spanContext = trace.getActiveSpan()?.spanContext();
-  observed.activeSpanIds.push(spanContext?.spanId);
-  observed.activeTraceIds.push(spanContext?.traceId);
+/** Records the ids of the call's span and of the active one. */
+function observe(observed: Observed, values: ContextValues): void {
+  const traced = traceContextOf(values);
+  const spanContext = traced && trace.getSpan(traced)?.spanContext();
+  observed.callSpanIds.push(spanContext?.spanId);
+  observed.callTraceIds.push(spanContext?.traceId);
+  observed.activeSpanIds.push(trace.getActiveSpan()?.spanContext().spanId);
 }
 const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1));
 
@@ -36,7 +55,7 @@ function healthImpl(observed: Observed): ServiceImpl<typeof Health> {
     async check(request, ctx) {
       observed.traceparents.push(ctx.requestHeader.get("traceparent"));
       await tick();
-      observe(observed);
+      observe(observed, ctx.values);
       if (request.service === FAIL_NOT_FOUND) throw new ConnectError("no such service", Code.NotFound);
       if (request.service === FAIL_INTERNAL) throw new ConnectError("broken", Code.Internal);
       return { status: HealthCheckResponse_ServingStatus.SERVING };
@@ -45,7 +64,7 @@ function healthImpl(observed: Observed): ServiceImpl<typeof Health> {
       observed.traceparents.push(ctx.requestHeader.get("traceparent"));
       for (let i = 0; i < 3; i++) {
         await tick();
-        observe(observed);
+        observe(observed, ctx.values);
         yield { status: HealthCheckResponse_ServingStatus.SERVING };
         if (request.service === HANG) {
           // Waits for the client to go, as a watch does.

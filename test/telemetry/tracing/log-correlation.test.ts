@@ -1,24 +1,28 @@
 import { Http2SessionManager } from "@connectrpc/connect-node";
+import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPinoLogger } from "../../../src/cli/pino-logger.js";
 import { createRuntime, type Runtime } from "../../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../../src/server/index.js";
 import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
-import { clientsFor, makeTransport } from "../../support/harness.js";
+import { clientsFor, eventually, makeTransport } from "../../support/harness.js";
 import { logCapture } from "../../support/log-lines.js";
+import { ScriptedBackend } from "../../support/scripted-backend.js";
 
 /**
  * Logs and traces meet: with tracing on, an RPC's completion line carries
  * the trace and span ids of the RPC's server span (the tracing interceptor
- * is outermost, so the logging interceptor runs inside its span), and the
- * trace id is the one the caller sent.
+ * is outermost and hands its span to the logging interceptor in the call's
+ * context values), and the trace id is the one the caller sent; a run's
+ * lines carry those of the call that sent its input.
  */
 
 const TRACE_ID = "1234567890abcdef1234567890abcdef";
 const CALLER_SPAN_ID = "fedcba0987654321";
 
 let memory: InMemorySpanExporter;
+const backend = new ScriptedBackend();
 let tracing: InstalledTracing;
 let runtime: Runtime;
 let server: RuntimeServer;
@@ -29,7 +33,7 @@ beforeAll(async () => {
   memory = new InMemorySpanExporter();
   tracing = installTracing({ serviceName: "log-correlation-test", spanProcessors: [new SimpleSpanProcessor(memory)] });
   const logger = createPinoLogger({ level: "debug", payloads: false, destination: capture.destination, process: {} });
-  runtime = await createRuntime({ logger });
+  runtime = await createRuntime({ logger, executionBackend: backend });
   server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger });
   session = new Http2SessionManager(`http://${server.h2Address}`);
 });
@@ -50,5 +54,23 @@ describe("log lines with tracing on", () => {
     if (!serverSpan) throw new Error("no server span");
     const completed = capture.lines.find((line) => line.message === "rpc completed" && line["rpc_method"] === method);
     expect(completed).toMatchObject({ trace_id: TRACE_ID, span_id: serverSpan.spanContext().spanId });
+  });
+
+  it("carry the trace and span ids of the SendInput that started a run on the run's lines, and give its backend the run's span", async () => {
+    const headers = { traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01` };
+    const clients = clientsFor(makeTransport("grpc", `http://${server.h2Address}`, session, headers));
+    const { worker } = await clients.catalog.createWorker({ runtimeId: runtime.runtimeId });
+    const { run } = await clients.interaction.sendInput({ worker: worker?.ref, input: { text: "hello" } });
+    await eventually(() => capture.lines.some((line) => line.message === "run executed" && line["run_id"] === run?.runId));
+    const sendInput = memory.getFinishedSpans().find((span: ReadableSpan) => span.name === "worker_runtime.v1.WorkerInteraction/SendInput");
+    if (!sendInput) throw new Error("no SendInput span");
+    const executed = capture.lines.find((line) => line.message === "run executed" && line["run_id"] === run?.runId);
+    expect(executed).toMatchObject({ trace_id: TRACE_ID, span_id: sendInput.spanContext().spanId });
+    // The backend got the run's invoke_agent span, a child of that SendInput, to parent its own spans on.
+    const runSpan = trace.getSpan(backend.requests.at(-1)?.traceContext ?? ROOT_CONTEXT);
+    await eventually(() => memory.getFinishedSpans().some((span) => span.spanContext().spanId === runSpan?.spanContext().spanId));
+    const finishedRun = memory.getFinishedSpans().find((span) => span.spanContext().spanId === runSpan?.spanContext().spanId);
+    expect(finishedRun?.name).toMatch(/^invoke_agent/);
+    expect(finishedRun?.parentSpanContext?.spanId).toBe(sendInput.spanContext().spanId);
   });
 });
