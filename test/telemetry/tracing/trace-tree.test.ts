@@ -396,5 +396,9 @@ describe("a traceparent sent to the Backend", () => {
     const span = single("Backend WatchWorker server span", backendWatch);
     expect(span.attributes["rpc.response.status_code"]).toBe("CANCELLED");
     expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
+    // The relay's upstream watch is the Backend call's child, and ends with it.
+    const upstream = (s: ReadableSpan): boolean => s.kind === SpanKind.CLIENT && parentOf(s) === span.spanContext().spanId;
+    await eventually(() => finished().some(upstream), 5_000, "the relay's upstream WatchWorker span to end");
+    expect(single("the relay's upstream WatchWorker span", upstream).name).toBe(WATCH_WORKER);
   });
 });
