@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { ConfigBundle, BundleProfileRef } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
@@ -36,11 +36,19 @@ export class BundlePush {
    * Pushes the selected bundle to `connection`'s Runtime if it is one the
    * Backend holds and the Runtime lacks it (GetConfigBundle → NOT_FOUND →
    * PutConfigBundle, both idempotent). Returns whether the Backend holds it.
+   * `contextValues` are the served CreateWorker's: the lookup in the embedded
+   * Runtime belongs to its trace and forwards its request id, as routed calls do.
    */
-  async ensure(connection: RuntimeConnection, ref: BundleProfileRef, call: RoutedCall, signal: AbortSignal): Promise<boolean> {
+  async ensure(
+    connection: RuntimeConnection,
+    ref: BundleProfileRef,
+    call: RoutedCall,
+    signal: AbortSignal,
+    contextValues?: ContextValues,
+  ): Promise<boolean> {
     const known = this.knownOn(connection);
     if (known.has(key(ref))) return true;
-    const bundle = await this.held(connection, ref, signal);
+    const bundle = await this.held(connection, ref, signal, contextValues);
     if (!bundle) return false;
     let stored: ConfigBundle | undefined;
     try {
@@ -74,7 +82,12 @@ export class BundlePush {
   }
 
   /** The bundle with the selector's id and digest, from the catalog or the embedded Runtime. */
-  private async held(target: RuntimeConnection, ref: BundleProfileRef, signal: AbortSignal): Promise<ConfigBundle | undefined> {
+  private async held(
+    target: RuntimeConnection,
+    ref: BundleProfileRef,
+    signal: AbortSignal,
+    contextValues: ContextValues | undefined,
+  ): Promise<ConfigBundle | undefined> {
     const fromCatalog = this.catalog.get(ref.bundleId);
     if (fromCatalog) return fromCatalog.digest === ref.digest ? fromCatalog : undefined;
     const embedded = this.embedded();
@@ -82,7 +95,7 @@ export class BundlePush {
     try {
       const { bundle } = await embedded.clients.management.getConfigBundle(
         { bundleId: ref.bundleId },
-        { signal, timeoutMs: this.lookupTimeoutMs },
+        { signal, timeoutMs: this.lookupTimeoutMs, ...(contextValues ? { contextValues } : {}) },
       );
       return bundle?.digest === ref.digest ? bundle : undefined;
     } catch {

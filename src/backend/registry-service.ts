@@ -74,7 +74,7 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       const after = decodeAfter(request.pageToken);
       const rest = directory.sorted().filter((c) => after === undefined || c.runtimeId > after);
       const page = rest.slice(0, size);
-      await Promise.all(page.map((c) => c.refreshSummary(context.fanoutTimeoutMs, ctx.signal)));
+      await Promise.all(page.map((c) => c.refreshSummary(context.fanoutTimeoutMs, ctx.signal, ctx.values)));
       const last = page.at(-1);
       return create(ListRuntimesResponseSchema, {
         runtimes: page.map(registeredRuntime),
@@ -84,7 +84,7 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
     },
     async getRegisteredRuntime(request, ctx) {
       const connection = find(request.runtimeId);
-      await connection.refreshSummary(context.fanoutTimeoutMs, ctx.signal);
+      await connection.refreshSummary(context.fanoutTimeoutMs, ctx.signal, ctx.values);
       return create(GetRegisteredRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
     },
     addRuntime(request) {

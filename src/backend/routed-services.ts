@@ -139,14 +139,14 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
       if (source?.case !== "bundle" || !push) return create();
       const connection = connectionFor(runtimeId);
       const routed = <T>(fn: Parameters<typeof call<T>>[2]) => call(runtimeId, ctx, fn);
-      if (!(await push.ensure(connection, source.value, routed, ctx.signal))) return create();
+      if (!(await push.ensure(connection, source.value, routed, ctx.signal, ctx.values))) return create();
       try {
         return await create();
       } catch (error) {
         // The cache said present but the Runtime lost it (e.g. a wiped store): push again, once.
         if (ConnectError.from(error).code !== Code.NotFound) throw error;
         push.forget(connection, source.value);
-        await push.ensure(connection, source.value, routed, ctx.signal);
+        await push.ensure(connection, source.value, routed, ctx.signal, ctx.values);
         return create();
       }
     },

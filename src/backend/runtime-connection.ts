@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, type Transport } from "@connectrpc/connect";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
@@ -135,12 +135,13 @@ export class RuntimeConnection {
   /**
    * Fetches the Runtime's summary afresh (when READY) within `timeoutMs`;
    * on failure the last one stays and a transport failure counts against
-   * health like any routed call.
+   * health like any routed call. `contextValues` are those of the call
+   * being served, whose trace and request id the fetch belongs to.
    */
-  async refreshSummary(timeoutMs: number, signal: AbortSignal): Promise<void> {
+  async refreshSummary(timeoutMs: number, signal: AbortSignal, contextValues?: ContextValues): Promise<void> {
     if (this.state.health !== RuntimeHealth.READY) return;
     try {
-      const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs });
+      const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs, ...(contextValues ? { contextValues } : {}) });
       if (runtime?.runtimeId === this.runtimeId) this.setState({ summary: runtime, summaryTime: new Date() });
     } catch (error) {
       if (!signal.aborted) this.reportFailure(ConnectError.from(error));

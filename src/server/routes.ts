@@ -1,6 +1,6 @@
 import { createFileRegistry, fromBinary, type DescFile, type FileRegistry } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { descriptorSetBase64 } from "../../gen/descriptor-set.js";
 import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -14,9 +14,10 @@ import { file_worker_runtime_v1_runtime_management, RuntimeManagement } from "..
 import { file_worker_runtime_v1_worker_catalog, WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { file_worker_runtime_v1_worker_interaction, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { file_worker_runtime_v1_worker_observation, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import type { Logger, Runtime } from "../runtime/index.js";
+import { childLogger, type Logger, type Runtime } from "../runtime/index.js";
 import { toConnectError } from "./error-mapping.js";
 import { createHealthService } from "./health.js";
+import { logFieldsOf } from "./log-context.js";
 import { createReflectionServices } from "./reflection.js";
 import {
   createRuntimeManagementService,
@@ -98,18 +99,28 @@ function registryOf(files: DescFile[]): FileRegistry {
 
 /**
  * Converts every error leaving a handler, unary or mid-stream, through the
- * one mapping function, so each carries our typed ErrorDetail.
+ * one mapping function, so each carries our typed ErrorDetail. An internal
+ * error's line carries the call's log fields (request id, trace and span
+ * ids), which the logging interceptor outside it set: no ambient context
+ * puts them there.
  */
 export function createErrorInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: mapStreamErrors(response.message, request.signal, logger) };
+      const callLogger = (): Logger => loggerOfCall(logger, request.contextValues);
+      return { ...response, message: mapStreamErrors(response.message, request.signal, callLogger) };
     } catch (error) {
-      throw toConnectError(error, logger);
+      throw toConnectError(error, loggerOfCall(logger, request.contextValues));
     }
   };
+}
+
+/** `logger` with the call's log fields, if it has any (only built when an error is logged). */
+function loggerOfCall(logger: Logger, values: ContextValues): Logger {
+  const fields = logFieldsOf(values);
+  return fields ? childLogger(logger, fields) : logger;
 }
 
 /**
@@ -122,12 +133,12 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
  * message of every stream, and `yield*` in an async generator costs
  * several promise turns per message where this costs one `then`.
  */
-function mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal, logger: Logger): AsyncIterable<T> {
+function mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal, loggerOf: () => Logger): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator](): AsyncIterator<T> {
       const inner = messages[Symbol.asyncIterator]();
       const mapped = (error: unknown): never => {
-        throw toConnectError(error, logger);
+        throw toConnectError(error, loggerOf());
       };
       const ended = (result: IteratorResult<T>): IteratorResult<T> => {
         if (
@@ -136,7 +147,7 @@ function mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal, log
           signal.reason instanceof ConnectError &&
           signal.reason.code === Code.DeadlineExceeded
         ) {
-          throw toConnectError(signal.reason, logger);
+          throw toConnectError(signal.reason, loggerOf());
         }
         return result;
       };
@@ -144,7 +155,8 @@ function mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal, log
         next: () => inner.next().then(ended, mapped),
         return: (value?: unknown) =>
           inner.return ? inner.return(value).catch(mapped) : Promise.resolve({ done: true, value: value as T }),
-        throw: (error?: unknown) => (inner.throw ? inner.throw(error).then(ended, mapped) : Promise.reject(toConnectError(error, logger))),
+        throw: (error?: unknown) =>
+          inner.throw ? inner.throw(error).then(ended, mapped) : Promise.reject(toConnectError(error, loggerOf())),
       };
     },
   };

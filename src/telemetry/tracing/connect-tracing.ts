@@ -96,9 +96,11 @@ export function createServerTracingInterceptor(options: ServerTracingOptions = {
 
 /**
  * Client spans (kind CLIENT) for every call made through a transport, as
- * children of the active span (a server span when the call is made while
- * serving an RPC), with the trace context injected into the request headers
- * so the server's span continues the same trace.
+ * children of the call whose context values the call is given (a served
+ * RPC's server span: pass `contextValues: ctx.values`), else of the active
+ * span, which in this process (no context manager) is none: the call then
+ * starts a new trace. The trace context is injected into the request
+ * headers so the server's span continues the same trace.
  */
 export function createClientTracingInterceptor(options: ClientTracingOptions): Interceptor {
   const server: Attributes = {};

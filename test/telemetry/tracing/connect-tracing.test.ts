@@ -165,6 +165,19 @@ describe("the Connect tracing interceptors", () => {
     }
   });
 
+  it("keep the server span active in a unary handler, and parent a client span on the active one, for an embedder with a context manager", async () => {
+    context.setGlobalContextManager(new StorageContextManager());
+    try {
+      const { observed, client } = setUp();
+      const outer = trace.wrapSpanContext({ traceId: TRACE_ID, spanId: PARENT_ID, traceFlags: TraceFlags.SAMPLED });
+      await context.with(trace.setSpan(ROOT_CONTEXT, outer), () => client.check({}));
+      expect(observed.activeSpanIds).toEqual([only(SpanKind.SERVER).spanContext().spanId]);
+      expect(only(SpanKind.CLIENT).parentSpanContext?.spanId).toBe(PARENT_ID);
+    } finally {
+      context.disable();
+    }
+  });
+
   it("make a client span the child of the call whose context values the call is given", async () => {
     const { observed, client } = setUp();
     const served = trace.wrapSpanContext({ traceId: TRACE_ID, spanId: PARENT_ID, traceFlags: TraceFlags.SAMPLED });

@@ -1,7 +1,9 @@
+import type { ConnectRouter } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeManagement } from "../../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { createPinoLogger } from "../../../src/cli/pino-logger.js";
 import { createRuntime, type Runtime } from "../../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../../src/server/index.js";
@@ -28,11 +30,12 @@ let runtime: Runtime;
 let server: RuntimeServer;
 let session: Http2SessionManager;
 const capture = logCapture();
+let logger: ReturnType<typeof createPinoLogger>;
 
 beforeAll(async () => {
   memory = new InMemorySpanExporter();
   tracing = installTracing({ serviceName: "log-correlation-test", spanProcessors: [new SimpleSpanProcessor(memory)] });
-  const logger = createPinoLogger({ level: "debug", payloads: false, destination: capture.destination, process: {} });
+  logger = createPinoLogger({ level: "debug", payloads: false, destination: capture.destination, process: {} });
   runtime = await createRuntime({ logger, executionBackend: backend });
   server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger });
   session = new Http2SessionManager(`http://${server.h2Address}`);
@@ -72,5 +75,41 @@ describe("log lines with tracing on", () => {
     const finishedRun = memory.getFinishedSpans().find((span) => span.spanContext().spanId === runSpan?.spanContext().spanId);
     expect(finishedRun?.name).toMatch(/^invoke_agent/);
     expect(finishedRun?.parentSpanContext?.spanId).toBe(sendInput.spanContext().spanId);
+  });
+
+  it("carry the call's request, trace and span ids on the line of an internal error its handler threw", async () => {
+    const throwing = await createRuntime({ logger, runtimeId: "rt-throwing" });
+    const routes = (router: ConnectRouter): void => {
+      router.service(RuntimeManagement, {
+        getRuntime() {
+          throw new Error("the disk is on fire");
+        },
+      });
+    };
+    const broken = await startRuntimeServer({ runtime: throwing, routes, host: "127.0.0.1", port: 0, logger });
+    const brokenSession = new Http2SessionManager(`http://${broken.h2Address}`);
+    try {
+      const headers = { traceparent: `00-${TRACE_ID}-${CALLER_SPAN_ID}-01`, "x-request-id": "req-internal-1" };
+      const clients = clientsFor(makeTransport("grpc", `http://${broken.h2Address}`, brokenSession, headers));
+      await expect(clients.management.getRuntime({})).rejects.toMatchObject({ rawMessage: "internal error" });
+      const method = "worker_runtime.v1.RuntimeManagement/GetRuntime";
+      const serverSpan = memory
+        .getFinishedSpans()
+        .find((span: ReadableSpan) => span.name === method && span.attributes["rpc.response.status_code"] === "INTERNAL");
+      if (!serverSpan) throw new Error("no server span");
+      const internal = capture.lines.filter((line) => line.message === "internal error");
+      expect(internal).toEqual([
+        expect.objectContaining({
+          request_id: "req-internal-1",
+          rpc_method: method,
+          trace_id: TRACE_ID,
+          span_id: serverSpan.spanContext().spanId,
+          error_type: "Error",
+        }),
+      ]);
+    } finally {
+      brokenSession.abort();
+      await broken.close(0);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
@@ -8,12 +9,13 @@ import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@o
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../../gen/worker_runtime/v1/backend_pb.js";
 import { BusyPolicy } from "../../../gen/worker_runtime/v1/common_pb.js";
+import { ConfigBundleSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { RuntimeRegistry } from "../../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import type { Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { createBackend, type Backend } from "../../../src/backend/index.js";
 import { createOpenAIBackend } from "../../../src/engine/index.js";
-import { createRuntime, type Runtime, silentLogger } from "../../../src/runtime/index.js";
+import { bundleDigest, createRuntime, type Runtime, silentLogger } from "../../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../../src/server/index.js";
 import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../../support/fake-openai.js";
@@ -41,6 +43,7 @@ const TOOL_ARGUMENTS = JSON.stringify({ path: "notes.txt" });
 const SEND_INPUT = "worker_runtime.v1.WorkerInteraction/SendInput";
 const STREAM_INPUT = "worker_runtime.v1.WorkerInteraction/StreamInput";
 const WATCH_WORKER = "worker_runtime.v1.WorkerObservation/WatchWorker";
+const GET_RUNTIME = "worker_runtime.v1.RuntimeManagement/GetRuntime";
 
 let memory: InMemorySpanExporter;
 let tracing: InstalledTracing;
@@ -289,14 +292,56 @@ describe("a traceparent sent to the Backend", () => {
     expect(embeddedSpan.attributes["rpc.response.status_code"]).toBe("ok");
   });
 
+  it("keeps the Backend's bundle lookup in the embedded runtime in the trace of the CreateWorker it serves", async () => {
+    const bundle = create(ConfigBundleSchema, { bundleId: "traced-team", profiles: [{ name: "helper", model: "gpt-test" }] });
+    bundle.digest = bundleDigest(bundle);
+    await backendClients().management.putConfigBundle({ bundle });
+    const traceId = "fbfbfbfbfbfbfbfbfbfbfbfbfbfbfbf5";
+    const profile = { source: { case: "bundle" as const, value: { bundleId: "traced-team", digest: bundle.digest, profile: "helper" } } };
+    await backendClients({ traceparent: `00-${traceId}-${CALLER_SPAN_ID}-01` }).catalog.createWorker({ runtimeId: "rt-remote", profile });
+    const createWorker = "worker_runtime.v1.WorkerCatalog/CreateWorker";
+    const backendSpan = single(
+      "Backend CreateWorker server span",
+      (s) => s.name === createWorker && s.spanContext().traceId === traceId && parentOf(s) === CALLER_SPAN_ID,
+    );
+    // Found in the embedded runtime, then looked for on, pushed to and created on the remote one: all calls of this CreateWorker.
+    const calls = childrenOf(backendSpan)
+      .filter((s) => s.kind === SpanKind.CLIENT)
+      .sort((a, b) => a.startTime[0] - b.startTime[0] || a.startTime[1] - b.startTime[1])
+      .map((s) => `${s.attributes["rpc.system.name"]} ${s.name}`);
+    expect(calls).toEqual([
+      "connectrpc worker_runtime.v1.RuntimeManagement/GetConfigBundle",
+      "grpc worker_runtime.v1.RuntimeManagement/GetConfigBundle",
+      "grpc worker_runtime.v1.RuntimeManagement/PutConfigBundle",
+      `grpc ${createWorker}`,
+    ]);
+  });
+
+  it("keeps the summaries ListRuntimes and GetRegisteredRuntime fetch in the trace of the call they serve", async () => {
+    const traceId = "cacacacacacacacacacacacacacacac6";
+    const registry = createClient(RuntimeRegistry, backendTransport({ traceparent: `00-${traceId}-${CALLER_SPAN_ID}-01` }));
+    const { runtimes } = await registry.listRuntimes({});
+    expect(runtimes.map((r) => r.runtimeId).sort()).toEqual(["rt-embedded", "rt-remote"]);
+    await registry.getRegisteredRuntime({ runtimeId: "rt-remote" });
+    const served = (method: string): ReadableSpan =>
+      single(method, (s) => s.name === `worker_runtime.v1.RuntimeRegistry/${method}` && s.spanContext().traceId === traceId);
+    const summaries = (parent: ReadableSpan): string[] =>
+      childrenOf(parent)
+        .filter((s) => s.kind === SpanKind.CLIENT && s.name === GET_RUNTIME)
+        .map((s) => String(s.attributes["rpc.system.name"]))
+        .sort();
+    // One GetRuntime per READY runtime: the embedded one in process, the remote one over gRPC.
+    expect(summaries(served("ListRuntimes"))).toEqual(["connectrpc", "grpc"]);
+    expect(summaries(served("GetRegisteredRuntime"))).toEqual(["grpc"]);
+  });
+
   it("keeps a runtime's connection loop out of the trace of the AddRuntime that registered it", async () => {
     const traceId = "ddddddddddddddddddddddddddddddd4";
     const registry = createClient(RuntimeRegistry, backendTransport({ traceparent: `00-${traceId}-${CALLER_SPAN_ID}-01` }));
     const before = finished().length;
     // The runtime behind the URL reports another id, so the Backend keeps trying: a loop that outlives the call.
     await registry.addRuntime({ runtimeId: "rt-added", url: remote.baseUrl });
-    const getRuntime = "worker_runtime.v1.RuntimeManagement/GetRuntime";
-    const attempt = (s: ReadableSpan): boolean => s.kind === SpanKind.CLIENT && s.name === getRuntime;
+    const attempt = (s: ReadableSpan): boolean => s.kind === SpanKind.CLIENT && s.name === GET_RUNTIME;
     await eventually(() => finished().slice(before).some(attempt), 10_000, "a connection attempt's span");
     const inTrace = finished().filter((s) => s.spanContext().traceId === traceId);
     expect(inTrace.map((s) => s.name)).toEqual(["worker_runtime.v1.RuntimeRegistry/AddRuntime"]);
@@ -351,5 +396,9 @@ describe("a traceparent sent to the Backend", () => {
     const span = single("Backend WatchWorker server span", backendWatch);
     expect(span.attributes["rpc.response.status_code"]).toBe("CANCELLED");
     expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
+    // The relay's upstream watch is the Backend call's child, and ends with it.
+    const upstream = (s: ReadableSpan): boolean => s.kind === SpanKind.CLIENT && parentOf(s) === span.spanContext().spanId;
+    await eventually(() => finished().some(upstream), 5_000, "the relay's upstream WatchWorker span to end");
+    expect(single("the relay's upstream WatchWorker span", upstream).name).toBe(WATCH_WORKER);
   });
 });
