@@ -1,7 +1,6 @@
 import { trace } from "@opentelemetry/api";
 import { type DestinationStream, type Level, type LevelWithSilent, pino } from "pino";
-import type { Logger } from "../runtime/index.js";
-import { spanLogFields } from "../telemetry/tracing/index.js";
+import { type Logger, spanLogFields } from "../runtime/index.js";
 
 /** The environment variable that sets the log level. */
 export const LOG_LEVEL_VARIABLE = "WORKER_RUNTIME_LOG_LEVEL";

@@ -1,6 +1,7 @@
 import { type Attributes, type Context, context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { CompletionUsage } from "openai/resources/completions";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { childLogger, spanLogFields } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import type { TurnResult } from "./model-turn.js";
 import type { RunContext } from "./run-context.js";
@@ -45,7 +46,10 @@ export async function traceChat(run: RunContext, turn: (inTurn: RunContext) => P
   const span = trace.getTracer(TRACER_NAME).startSpan(`chat ${model}`, { kind: SpanKind.CLIENT, attributes }, run.trace);
   const chat = trace.setSpan(run.trace, span);
   try {
-    const result = await context.with(chat, () => turn({ ...run, trace: chat }));
+    // The turn's lines carry its span's ids (no context manager makes it active for the logger).
+    const ids = spanLogFields(span);
+    const inTurn = { ...run, trace: chat, logger: ids ? childLogger(run.logger, ids) : run.logger };
+    const result = await context.with(chat, () => turn(inTurn));
     if (result.kind === "failed") failSpan(span, ErrorReason[result.reason] ?? "UNKNOWN");
     if (result.kind === "cancelled") span.setAttribute("error.type", "cancelled");
     return result;

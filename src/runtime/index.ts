@@ -27,6 +27,7 @@ export { RuntimeError } from "./errors.js";
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */
 export { childLogger, silentLogger, type LogFields, type Logger } from "./logger.js";
+export { spanLogFields, traceLogFields } from "./trace-log-fields.js";
 export { bounded, errorLogFields, MAX_LOGGED_PAYLOAD_CHARS } from "./error-log-fields.js";
 /** The metrics seam (what is counted; an edge decides where it goes). */
 export {

@@ -8,6 +8,7 @@ import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb
 import { abortError, RuntimeError } from "./errors.js";
 import { errorLogFields } from "./error-log-fields.js";
 import { childLogger } from "./logger.js";
+import { traceLogFields } from "./trace-log-fields.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
 import { traceRun } from "./run-tracing.js";
@@ -108,8 +109,8 @@ export async function executeRun(
 ): Promise<RunOutcome> {
   const { run, controller } = active;
   const workerId = worker.ref?.workerId ?? "";
-  // Every line of the run names it, and the call that started it (its request id).
-  const logger = childLogger(deps.logger, { ...active.logFields, worker_id: workerId, run_id: run.runId });
+  // Every line of the run names it, the call that started it (its request id) and, when traced, the run's span.
+  const logger = childLogger(deps.logger, { ...active.logFields, worker_id: workerId, run_id: run.runId, ...traceLogFields(traceContext) });
   // The backend's signal: the run's, or a failed write of its input.
   const execution = new AbortController();
   const followRun = (): void => execution.abort(controller.signal.reason);

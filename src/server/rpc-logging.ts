@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
-import { bounded, type LogFields, type Logger } from "../runtime/index.js";
-import { traceContextOf, traceLogFields } from "../telemetry/tracing/index.js";
+import { bounded, type LogFields, type Logger, traceLogFields } from "../runtime/index.js";
+import { traceContextOf } from "../telemetry/tracing/index.js";
 import { isClientGone } from "./error-mapping.js";
 import { rpcLogFields } from "./log-context.js";
 import { onStreamEnd } from "./stream-end.js";

@@ -7,7 +7,7 @@ export {
   type ServerTracingOptions,
 } from "./connect-tracing.js";
 export { detached } from "./detached.js";
-export { rpcTraceContext, spanLogFields, traceContextOf, traceLogFields } from "./rpc-trace-context.js";
+export { rpcTraceContext, traceContextOf } from "./rpc-trace-context.js";
 export { type Tracing, startTracingFromEnv } from "./start-tracing.js";
 export { TracingConfigError } from "./tracing-config.js";
 export { tracingSdkLoaded } from "./sdk-loaded.js";

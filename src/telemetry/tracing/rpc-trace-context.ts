@@ -1,5 +1,5 @@
 import { type ContextValues, createContextKey } from "@connectrpc/connect";
-import { type Context, type Span, trace } from "@opentelemetry/api";
+import type { Context } from "@opentelemetry/api";
 
 /**
  * The trace context of the RPC being served — its server span — which the
@@ -17,16 +17,4 @@ export const rpcTraceContext = createContextKey<Context | undefined>(undefined, 
 /** The trace context of the call `values` belong to (a handler's `ctx.values`, an interceptor's `request.contextValues`), if traced. */
 export function traceContextOf(values: ContextValues): Context | undefined {
   return values.get(rpcTraceContext);
-}
-
-/** A recording span's ids as log fields (`trace_id`, `span_id`); none for no span or one not sampled. */
-export function spanLogFields(span: Span | undefined): { trace_id: string; span_id: string } | undefined {
-  if (!span?.isRecording()) return undefined;
-  const { traceId, spanId } = span.spanContext();
-  return { trace_id: traceId, span_id: spanId };
-}
-
-/** The ids of a trace context's span as log fields, if it has a recording one. */
-export function traceLogFields(traced: Context | undefined): { trace_id: string; span_id: string } | undefined {
-  return traced && spanLogFields(trace.getSpan(traced));
 }
