@@ -5,7 +5,6 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import { ToolCallSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import {
   ApprovalDecision,
@@ -15,7 +14,7 @@ import {
 import { createRuntime, type Logger, type Runtime, type RuntimeStore } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { eventually } from "../support/harness.js";
-import { type RunScript, ScriptedBackend } from "../support/scripted-backend.js";
+import { awaitApproval, type RunScript, ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
  * The log fields a caller hands the Runtime (InputOptions.logFields: the
@@ -54,17 +53,7 @@ const loggingReply: RunScript = async (request, sink) => {
 };
 
 /** A run that commits a tool call, waits for its approval (asked again when resumed), logs and answers. */
-const approvalScript: RunScript = async (request, sink, signal) => {
-  const call = { toolCallId: "c1", toolName: "write_file", argumentsJson: "{}" };
-  if (!request.resume) await sink.commit({ case: "toolCall", value: create(ToolCallSchema, call) });
-  try {
-    await sink.requestApproval(call, signal);
-  } catch {
-    return { kind: "cancelled" };
-  }
-  request.logger?.info("backend line");
-  return { kind: "completed", stopReason: StopReason.END_TURN };
-};
+const approvalScript = awaitApproval((request) => request.logger?.info("backend line"));
 
 let lines: Line[];
 let runtime: Runtime | undefined;

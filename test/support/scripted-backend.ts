@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { ToolCallSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { ExecutionBackend, RunOutcome, RunRequest, RunSink } from "../../src/runtime/index.js";
 
 /** One run's behaviour in a scripted backend. */
@@ -79,4 +80,23 @@ export function holdOpen(partial: string): { script: RunScript; release: () => v
     return { kind: "completed", stopReason: StopReason.END_TURN };
   };
   return { script, release, started };
+}
+
+/**
+ * A run that commits a `write_file` tool call, waits for its approval (asked
+ * again when the run is resumed after a restart), calls `then` with the run's
+ * request once approved, and answers; cancelled if the wait is.
+ */
+export function awaitApproval(then: (request: RunRequest) => void = () => {}): RunScript {
+  return async (request, sink, signal) => {
+    const call = { toolCallId: "c1", toolName: "write_file", argumentsJson: "{}" };
+    if (!request.resume) await sink.commit({ case: "toolCall", value: create(ToolCallSchema, call) });
+    try {
+      await sink.requestApproval(call, signal);
+    } catch {
+      return { kind: "cancelled" };
+    }
+    then(request);
+    return { kind: "completed", stopReason: StopReason.END_TURN };
+  };
 }

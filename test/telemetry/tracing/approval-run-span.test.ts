@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -7,15 +6,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
-import { RunStatus, StopReason } from "../../../gen/worker_runtime/v1/run_pb.js";
-import { ToolCallSchema } from "../../../gen/worker_runtime/v1/transcript_pb.js";
+import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { createRuntime, type RuntimeStore, silentLogger } from "../../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../../src/server/index.js";
 import { createFileStore } from "../../../src/store/fs/index.js";
 import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
 import { type Clients, clientsFor, eventually, makeTransport } from "../../support/harness.js";
-import { type RunScript, ScriptedBackend } from "../../support/scripted-backend.js";
+import { awaitApproval, ScriptedBackend } from "../../support/scripted-backend.js";
 
 /**
  * Which call a run's span belongs to when another call than the one that
@@ -34,16 +32,7 @@ const SEND_TRACE = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e51";
 const RESOLVE_TRACE = "a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a2";
 
 /** A run that commits a tool call, waits for its approval (asked again when resumed) and answers. */
-const approvalScript: RunScript = async (request, sink, signal) => {
-  const call = { toolCallId: "c1", toolName: "write_file", argumentsJson: "{}" };
-  if (!request.resume) await sink.commit({ case: "toolCall", value: create(ToolCallSchema, call) });
-  try {
-    await sink.requestApproval(call, signal);
-  } catch {
-    return { kind: "cancelled" };
-  }
-  return { kind: "completed", stopReason: StopReason.END_TURN };
-};
+const approvalScript = awaitApproval();
 
 let memory: InMemorySpanExporter;
 let tracing: InstalledTracing;
