@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { bounded, type LogFields, type Logger, traceLogFields } from "../runtime/index.js";
 import { traceContextOf } from "../telemetry/tracing/index.js";
@@ -36,12 +36,7 @@ const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 export function createLoggingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
     const requestId = requestIdOf(request.header.get(REQUEST_ID_HEADER));
-    // The server span's ids (the tracing interceptor runs first) go with the call's fields, so the runs it starts log them too.
-    const fields: LogFields = {
-      request_id: requestId,
-      rpc_method: rpcMethodOf(request),
-      ...traceLogFields(traceContextOf(request.contextValues)),
-    };
+    const fields = callLogFields(requestId, request);
     request.contextValues.set(rpcLogFields, fields);
     const line = request.stream ? fields : { ...fields, ...idsOf(request.message) };
     const started = performance.now();
@@ -73,12 +68,18 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 export function createLogFieldsInterceptor(): Interceptor {
   return (next) => (request) => {
     const requestId = request.header.get(REQUEST_ID_HEADER);
-    if (requestId !== null && VALID_REQUEST_ID.test(requestId)) {
-      const traced = traceLogFields(traceContextOf(request.contextValues));
-      request.contextValues.set(rpcLogFields, { request_id: requestId, rpc_method: rpcMethodOf(request), ...traced });
-    }
+    if (requestId !== null && VALID_REQUEST_ID.test(requestId)) request.contextValues.set(rpcLogFields, callLogFields(requestId, request));
     return next(request);
   };
+}
+
+/**
+ * A call's log fields: its request id, its method and, when traced, its
+ * server span's ids (the tracing interceptor runs first), so the runs it
+ * starts log them too.
+ */
+function callLogFields(requestId: string, request: Parameters<typeof rpcMethodOf>[0] & { contextValues: ContextValues }): LogFields {
+  return { request_id: requestId, rpc_method: rpcMethodOf(request), ...traceLogFields(traceContextOf(request.contextValues)) };
 }
 
 /** `package.Service/Method`, as logged. */

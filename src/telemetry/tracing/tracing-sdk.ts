@@ -21,8 +21,8 @@ import { SDK_LOADED } from "./sdk-loaded.js";
  * No context manager is registered: trace contexts travel explicitly (the
  * call's context values, InputOptions, RunRequest; see
  * rpc-trace-context.ts). The AsyncLocalStorage one would put promise hooks
- * on every promise in the process on Node 20 and 22, which cost the traced
- * runtime about a tenth of its unary throughput (`npm run bench -- overhead`).
+ * on every promise in the process on Node 20 and 22: measured, it made
+ * every `await` about 2.7 times as costly.
  */
 (globalThis as Record<symbol, unknown>)[SDK_LOADED] = true;
 
