@@ -102,7 +102,13 @@ interface StepResult {
   p99Ms: number;
   maxMs: number;
   samples: number;
-  p99ByPhaseMs: { afterStarts: number; steady: number; ends: number };
+  // A part with no samples is NaN in the client, null once it has crossed IPC (JSON).
+  p99ByPhaseMs: { afterStarts: number | null; steady: number | null; ends: number | null };
+}
+
+/** A part's p99; a part with no samples (short runs: BENCH_CAPACITY_CHUNKS) comes over IPC as null, not NaN. */
+function phaseMs(p99: number | null): string {
+  return p99 === null || Number.isNaN(p99) ? "none" : `${p99.toFixed(0)} ms`;
 }
 
 export async function run(): Promise<void> {
@@ -143,7 +149,7 @@ export async function run(): Promise<void> {
       console.log(
         `capacity.step ${runs} runs: p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, max ${result.maxMs.toFixed(0)} ms, ` +
           // Which part of the step decides the p99: the starts' tail, the steady middle, or the runs' ends (they end together).
-          `p99 after the starts ${phases.afterStarts.toFixed(0)} ms, steady ${phases.steady.toFixed(0)} ms, at the ends ${phases.ends.toFixed(0)} ms, ` +
+          `p99 after the starts ${phaseMs(phases.afterStarts)}, steady ${phaseMs(phases.steady)}, at the ends ${phaseMs(phases.ends)}, ` +
           `runtime cpu ${cpuUs.toFixed(1)} us/chunk (${((probe.cpuMs / probe.wallMs) * 100).toFixed(0)}% of a core, loop busy ${(probe.loopUtilization * 100).toFixed(0)}%), ` +
           `loop delay p99 ${probe.loopP99Ms.toFixed(0)} ms (max ${probe.loopMaxMs.toFixed(0)}), cpu between ticks max ${probe.busyMaxMs.toFixed(0)} ms, ` +
           `gc max ${probe.gcMaxMs.toFixed(0)} ms (${((probe.gcTotalMs / probe.cpuMs) * 100).toFixed(0)}% of its cpu); ` +
