@@ -1,158 +1,63 @@
-import { create, type DescMessage, type DescMethodServerStreaming, type DescService, type Message } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethodServerStreaming, DescService, Message } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createHandlerContext,
-  type ConnectRouter,
-  type ConnectRouterOptions,
   type HandlerContext,
   type Interceptor,
+  type MethodImpl,
   type StreamRequest,
   type StreamResponse,
 } from "@connectrpc/connect";
-import {
-  compressionNegotiate,
-  createMethodSerializationLookup,
-  encodeEnvelope,
-  envelopeCompress,
-  pipe,
-  transformDecompressEnvelope,
-  transformParseEnvelope,
-  transformSplitEnvelope,
-  validateUniversalHandlerOptions,
-  type EnvelopedMessage,
-  type UniversalServerRequest,
-} from "@connectrpc/connect/protocol";
-import {
-  contentTypeProto,
-  grpcStatusOk,
-  headerAcceptEncoding,
-  headerContentType,
-  headerEncoding,
-  headerGrpcStatus,
-  headerTimeout,
-  parseContentType,
-  parseTimeout,
-  setTrailerStatus,
-} from "@connectrpc/connect/protocol-grpc";
+import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import type * as http2 from "node:http2";
 import { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES, type Logger } from "../runtime/index.js";
-import { isClientGone, toConnectError } from "./error-mapping.js";
-
-/**
- * The response side of server-streaming RPCs over binary gRPC (what the
- * backend, the CLI and grpcurl speak), written straight to the HTTP/2
- * response by one loop: message, serialize, envelope, write. connect-node
- * passes every message of a stream through about ten async-iterable stages
- * (the implementation's normalisation, the interceptors' wrapper, envelope
- * serialisation, compression, joining, the error catcher, the response
- * writer with its per-chunk listeners), built with down-levelled async
- * generators, which cost more than anything else per watch message (the
- * issue-9 profile: about a third of the runtime's CPU per relayed chunk).
- *
- * Everything else stays connect's: the request is read and parsed by its
- * transforms, the same interceptors run (auth, error mapping, whatever is
- * added), the handler context is its own (deadline, abort on client reset),
- * and the protocol's rules are kept: grpc-timeout (a bad or too-long one is
- * an error status), request and response compression (responses over
- * `compressMinBytes` only, as configured), writeMaxBytes, and typed errors in
- * the trailers. JSON gRPC, gRPC-Web and Connect requests keep connect's path.
- */
-export interface GrpcStreamMethods {
-  /** The handler for a request, when it is a server-streaming call over binary gRPC on HTTP/2; undefined otherwise. */
-  handlerFor(path: string, request: { method?: string | undefined; headers: Record<string, unknown> }): GrpcStreamHandler | undefined;
-}
-
-/** Serves one call; never rejects (failures end the stream with an error status or are logged). */
-export type GrpcStreamHandler = (request: UniversalServerRequest, response: http2.Http2ServerResponse) => Promise<void>;
+import {
+  copyHeaders,
+  endGrpcResponse,
+  type HandlerContextOf,
+  type HandlerOptions,
+  isGone,
+  nodeHeaders,
+  openGrpcCall,
+  serializedFrame,
+  singleRequest,
+} from "./grpc-call-setup.js";
+import type { GrpcCallHandler } from "./grpc-direct-calls.js";
 
 type StreamImpl = (request: Message, context: HandlerContext) => AsyncIterable<Message>;
 
 /**
- * Wraps `router.service` so every server-streaming method registered
- * afterwards (without per-service options) gets a fast-path handler; call
- * before the routes register their services.
+ * The response side of a server-streaming call over binary gRPC, written
+ * straight to the HTTP/2 response by one loop: message, serialize,
+ * envelope, write. connect-node passes every message of a stream through
+ * about ten async-iterable stages (the implementation's normalisation, the
+ * interceptors' wrapper, envelope serialisation, compression, joining, the
+ * error catcher, the response writer with its per-chunk listeners), built
+ * with down-levelled async generators, which cost more than anything else
+ * per watch message (the issue-9 profile: about a third of the runtime's
+ * CPU per relayed chunk).
+ *
+ * The protocol's rules are kept: grpc-timeout, request and response
+ * compression (responses over `compressMinBytes` only, as configured),
+ * writeMaxBytes, and typed errors in the trailers (see grpc-call-setup.ts).
  */
-export function captureGrpcStreamMethods(router: ConnectRouter, routerOptions: ConnectRouterOptions, logger: Logger): GrpcStreamMethods {
-  const options = validateUniversalHandlerOptions(routerOptions);
-  const handlers = new Map<string, GrpcStreamHandler>();
-  const register = router.service.bind(router);
-  const service: ConnectRouter["service"] = (desc, implementation, serviceOptions) => {
-    if (serviceOptions === undefined) {
-      for (const method of desc.methods) {
-        const impl = (implementation as Record<string, unknown>)[method.localName];
-        if (method.methodKind !== "server_streaming" || typeof impl !== "function") continue;
-        const bound = (impl as StreamImpl).bind(implementation);
-        handlers.set(
-          `/${desc.typeName}/${method.name}`,
-          createStreamHandler(desc, method as DescMethodServerStreaming, bound, options, routerOptions, logger),
-        );
-      }
-    }
-    register(desc, implementation, serviceOptions);
-    return router;
-  };
-  router.service = service;
-  return {
-    handlerFor(path, request) {
-      const handler = handlers.get(path);
-      if (!handler || request.method !== "POST") return undefined;
-      const type = parseContentType(String(request.headers["content-type"] ?? ""));
-      return type?.binary ? handler : undefined;
-    },
-  };
-}
-
-type HandlerOptions = ReturnType<typeof validateUniversalHandlerOptions>;
-
-function createStreamHandler(
+export function createStreamHandler(
   service: DescService,
   method: DescMethodServerStreaming,
-  impl: StreamImpl,
+  impl: MethodImpl<DescMethodServerStreaming>,
   options: HandlerOptions,
-  routerOptions: ConnectRouterOptions,
+  interceptors: readonly Interceptor[],
   logger: Logger,
-): GrpcStreamHandler {
+): GrpcCallHandler {
   const serialization = createMethodSerializationLookup(method, options.binaryOptions, options.jsonOptions, options);
   const input = serialization.getI(true);
   const output = serialization.getO(true);
   const outputSchema: DescMessage = method.output;
-  const interceptors = routerOptions.interceptors ?? [];
+  const streamImpl = impl as unknown as StreamImpl;
   return async (request, response) => {
-    const timeout = parseTimeout(request.header.get(headerTimeout), options.maxTimeoutMs);
-    const context = createHandlerContext({
-      service,
-      method,
-      protocolName: "grpc",
-      requestMethod: request.method,
-      url: request.url,
-      timeoutMs: timeout.timeoutMs,
-      shutdownSignal: options.shutdownSignal,
-      requestSignal: request.signal,
-      requestHeader: request.header,
-      responseHeader: { [headerContentType]: contentTypeProto },
-      responseTrailer: { [headerGrpcStatus]: grpcStatusOk },
-      contextValues: request.contextValues,
-    });
-    const compression = compressionNegotiate(
-      options.acceptCompression,
-      request.header.get(headerEncoding),
-      request.header.get(headerAcceptEncoding),
-      headerAcceptEncoding,
-    );
-    if (compression.response) context.responseHeader.set(headerEncoding, compression.response.name);
-    // A refused encoding or timeout is raised inside the call, so it ends the call with an error status, as in connect.
-    const refused = compression.error ?? timeout.error;
-    const messages = refused
-      ? failing<Message>(refused)
-      : pipe(
-          request.body as AsyncIterable<Uint8Array>,
-          transformSplitEnvelope(options.readMaxBytes),
-          transformDecompressEnvelope(compression.request, options.readMaxBytes),
-          transformParseEnvelope(input),
-        );
+    const { context, compression, messages } = openGrpcCall(service, method, input, options, request);
     const call = withInterceptors(async (req: StreamRequest): Promise<StreamResponse> => {
-      const message = await single(req.message);
+      const message = await singleRequest(req.message, "server-streaming");
       const handlerContext: HandlerContext = {
         ...context,
         service: req.service,
@@ -162,7 +67,7 @@ function createStreamHandler(
       };
       return {
         stream: true,
-        message: impl(message, handlerContext),
+        message: streamImpl(message, handlerContext),
         method,
         service,
         header: context.responseHeader,
@@ -185,16 +90,6 @@ function createStreamHandler(
       }
       return ready;
     };
-    /** Any other message: serialized, compressed if large and accepted, framed. */
-    const serializedFrame = async (message: Message): Promise<Uint8Array> => {
-      const value = message.$typeName === outputSchema.typeName ? message : create(outputSchema, message);
-      let envelope: EnvelopedMessage = { flags: 0, data: output.serialize(value) };
-      if (compression.response && envelope.data.byteLength >= options.compressMinBytes) {
-        envelope = await envelopeCompress(envelope, compression.response, options.compressMinBytes);
-      }
-      return encodeEnvelope(envelope.flags, envelope.data);
-    };
-
     let failure: unknown;
     let iterator: AsyncIterator<Message> | undefined;
     let result: IteratorResult<Message> | undefined;
@@ -226,7 +121,8 @@ function createStreamHandler(
     response.writeHead(200, nodeHeaders(context.responseHeader));
     try {
       while (iterator !== undefined && result !== undefined && result.done !== true) {
-        const frame = readyFrame(result.value) ?? (await serializedFrame(result.value));
+        const frame =
+          readyFrame(result.value) ?? (await serializedFrame(result.value, outputSchema, output, compression.response, options));
         if (isGone(response)) throw new ConnectError("client went away", Code.Canceled);
         if (!response.write(frame)) await drained(response);
         result = await iterator.next();
@@ -236,19 +132,12 @@ function createStreamHandler(
       failure = error;
     }
     finish(context, iterator, failure);
-    if (isGone(response)) {
-      if (failure !== undefined && !isClientGone(failure))
-        logger.info("stream ended after its client went away", { cause: String(failure) });
-      return;
-    }
-    if (failure !== undefined) setTrailerStatus(context.responseTrailer, toConnectError(failure, logger));
-    response.addTrailers(nodeHeaders(context.responseTrailer));
-    response.end();
+    endGrpcResponse(response, context, failure, logger);
   };
 }
 
 /** Aborts the call's context (as connect does when a stream ends) and releases the implementation. */
-function finish(context: ReturnType<typeof createHandlerContext>, iterator: AsyncIterator<Message> | undefined, failure: unknown): void {
+function finish(context: HandlerContextOf, iterator: AsyncIterator<Message> | undefined, failure: unknown): void {
   context.abort(failure);
   iterator?.return?.().catch(() => undefined);
 }
@@ -261,27 +150,6 @@ function withInterceptors(
   type AnyFn = Parameters<Interceptor>[0];
   const next = interceptors.reduceRight<AnyFn>((inner, interceptor) => interceptor(inner), call as AnyFn);
   return next as (request: StreamRequest) => Promise<StreamResponse>;
-}
-
-/** An input that fails when read (a refused encoding or timeout). */
-function failing<T>(error: Error): AsyncIterable<T> {
-  return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(error) }) };
-}
-
-/** The one request message of a server-streaming call. */
-async function single<T>(messages: AsyncIterable<T>): Promise<T> {
-  const it = messages[Symbol.asyncIterator]();
-  const first = await it.next();
-  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
-  const second = await it.next();
-  if (second.done !== true) {
-    throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
-  }
-  return first.value;
-}
-
-function isGone(response: http2.Http2ServerResponse): boolean {
-  return response.stream.destroyed || response.stream.closed;
 }
 
 /** Resolves when the response can take more, or has closed. */
@@ -297,19 +165,4 @@ function drained(response: http2.Http2ServerResponse): Promise<void> {
     response.once("drain", done);
     response.once("close", done);
   });
-}
-
-function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  from.forEach((value, key) => {
-    to.set(key, value);
-  });
-}
-
-function nodeHeaders(headers: Headers): Record<string, string> {
-  const out: Record<string, string> = {};
-  headers.forEach((value, key) => {
-    out[key] = value;
-  });
-  return out;
 }

@@ -15,7 +15,7 @@ import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
-import { captureGrpcStreamMethods } from "./grpc-stream-writer.js";
+import { captureGrpcDirectMethods } from "./grpc-direct-calls.js";
 import { createErrorInterceptor, createRoutes, UNTRACED_SERVICES } from "./routes.js";
 import { createLoggingInterceptor } from "./rpc-logging.js";
 
@@ -184,14 +184,14 @@ function createNodeHandler(
   routerOptions: ConnectRouterOptions,
 ): (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void {
   const router = createConnectRouter(routerOptions);
-  const grpcStreams = captureGrpcStreamMethods(router, routerOptions, logger);
+  const grpcCalls = captureGrpcDirectMethods(router, routerOptions, logger);
   routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, withTypedProtocolErrors(handler, logger)]));
   return (request, response) => {
     const path = request.url?.split("?", 2)[0] ?? "";
-    const grpcStream = "stream" in request ? grpcStreams.handlerFor(path, request) : undefined;
-    if (grpcStream && "stream" in request) {
-      grpcStream(universalRequestFromNodeRequest(request, response, undefined, undefined), response as http2.Http2ServerResponse).catch(
+    const grpcCall = "stream" in request ? grpcCalls.handlerFor(path, request) : undefined;
+    if (grpcCall && "stream" in request) {
+      grpcCall(universalRequestFromNodeRequest(request, response, undefined, undefined), response as http2.Http2ServerResponse).catch(
         (reason: unknown) => logger.error("request handler failed", { path, ...errorLogFields(reason) }),
       );
       closeOnceTrailersSubmitted(request);

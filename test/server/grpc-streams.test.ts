@@ -11,6 +11,7 @@ import { WatchWorkerRequestSchema, WatchWorkerResponseSchema } from "../../gen/w
 import { startHarness, type Harness } from "../support/harness.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
 import { grpcFrame } from "../support/raw-http2.js";
+import { grpcFrames, rawGrpcRequest } from "../support/raw-grpc.js";
 
 /**
  * Server-streaming calls over binary gRPC are written by the server's own
@@ -61,7 +62,12 @@ describe("gRPC server streams", () => {
       const session = http2.connect(harness.baseUrl);
       try {
         const request = toBinary(StreamInputRequestSchema, create(StreamInputRequestSchema, { worker, input: { text: "go" } }));
-        const stream = rawGrpcRequest(session, "/worker_runtime.v1.WorkerInteraction/StreamInput", request, acceptEncoding);
+        const stream = rawGrpcRequest(
+          session,
+          "/worker_runtime.v1.WorkerInteraction/StreamInput",
+          grpcFrame(request),
+          accepting(acceptEncoding),
+        );
         const [headers] = await once(stream, "response");
         const flags: number[] = [];
         for await (const frame of grpcFrames(stream)) flags.push(frame.flag);
@@ -90,7 +96,12 @@ describe("gRPC server streams", () => {
       const session = http2.connect(harness.baseUrl);
       try {
         const request = toBinary(WatchWorkerRequestSchema, create(WatchWorkerRequestSchema, { worker }));
-        const stream = rawGrpcRequest(session, "/worker_runtime.v1.WorkerObservation/WatchWorker", request, acceptEncoding);
+        const stream = rawGrpcRequest(
+          session,
+          "/worker_runtime.v1.WorkerObservation/WatchWorker",
+          grpcFrame(request),
+          accepting(acceptEncoding),
+        );
         await once(stream, "response");
         const flags: number[] = [];
         let text = "";
@@ -118,28 +129,7 @@ describe("gRPC server streams", () => {
   });
 });
 
-/** One unary-request gRPC call on a raw HTTP/2 session, so a test sees the wire as it is. */
-function rawGrpcRequest(session: http2.ClientHttp2Session, path: string, request: Uint8Array, acceptEncoding: string | undefined) {
-  const stream = session.request({
-    ":method": "POST",
-    ":path": path,
-    "content-type": "application/grpc",
-    te: "trailers",
-    ...(acceptEncoding ? { "grpc-accept-encoding": acceptEncoding } : {}),
-  });
-  stream.end(grpcFrame(request));
-  return stream;
-}
-
-/** The length-prefixed messages of a gRPC response body: each one's compressed flag and bytes. */
-async function* grpcFrames(stream: AsyncIterable<Buffer>): AsyncGenerator<{ flag: number; body: Buffer }> {
-  let buffered = Buffer.alloc(0);
-  for await (const chunk of stream) {
-    buffered = Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
-      const body = buffered.subarray(5, 5 + buffered.readUInt32BE(1));
-      yield { flag: buffered[0] as number, body };
-      buffered = buffered.subarray(5 + body.length);
-    }
-  }
+/** The grpc-accept-encoding header, when the client accepts an encoding. */
+function accepting(encoding: string | undefined): Record<string, string> {
+  return encoding ? { "grpc-accept-encoding": encoding } : {};
 }

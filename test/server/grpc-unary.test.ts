@@ -1,0 +1,179 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, createClient, createConnectRouter } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as http2 from "node:http2";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { SendInputRequestSchema, SendInputResponseSchema, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { silentLogger } from "../../src/runtime/index.js";
+import { captureGrpcDirectMethods } from "../../src/server/grpc-direct-calls.js";
+import { startHarness, type Harness } from "../support/harness.js";
+import { rawGrpcCall, rawGrpcRequest } from "../support/raw-grpc.js";
+import { grpcFrame } from "../support/raw-http2.js";
+import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * Unary calls over binary gRPC on HTTP/2 are answered by the server's own
+ * handler (src/server/grpc-unary-call.ts), not connect-node's pipeline. On
+ * the wire they must be what connect sends: header, one message, trailers
+ * with the status; the protocol's refusals with connect's codes and words;
+ * compression both ways; the interceptors' headers; and errors typed.
+ */
+describe("unary calls over binary gRPC", () => {
+  let harness: Harness;
+  const sendInputPath = "/worker_runtime.v1.WorkerInteraction/SendInput";
+  let worker: WorkerRef | undefined;
+
+  beforeAll(async () => {
+    harness = await startHarness({ executionBackend: new ScriptedBackend(replyWith("ok", 1)) });
+    worker = await newWorker();
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  async function newWorker(): Promise<WorkerRef | undefined> {
+    const catalog = createClient(WorkerCatalog, createGrpcTransport({ baseUrl: harness.baseUrl }));
+    return (await catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
+  }
+
+  function sendInputBody(text: string, ref = worker): Uint8Array {
+    return toBinary(SendInputRequestSchema, create(SendInputRequestSchema, { worker: ref, input: { text } }));
+  }
+
+  it("answers with the header, one message and an OK status, with the interceptors' response header", async () => {
+    const ref = await newWorker();
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("hello", ref)));
+    expect(answer.headers[":status"]).toBe(200);
+    expect(answer.headers["content-type"]).toBe("application/grpc+proto");
+    // Set by the request-logging interceptor: interceptors run on this path too.
+    expect(answer.headers["x-request-id"]).toMatch(/\S/);
+    expect(answer.frames).toHaveLength(1);
+    expect(answer.frames[0]?.flag).toBe(0);
+    const response = fromBinary(SendInputResponseSchema, answer.frames[0]?.body ?? new Uint8Array());
+    expect(response.run?.input?.text).toBe("hello");
+    expect(response.run?.worker?.workerId).toBe(ref?.workerId);
+    expect(answer.trailers["grpc-status"]).toBe("0");
+  });
+
+  it("reads a gzip request, and compresses a large answer only when the client takes gzip", async () => {
+    const text = "0123456789abcdef".repeat(5 * 1024); // 80 KiB of input, echoed in the answer's run: over 64 KiB
+    const call = async (request: "gzip" | "plain", accept: "gzip" | "nothing") => {
+      const body = sendInputBody(text, await newWorker());
+      const frame = request === "gzip" ? grpcFrame(gzipSync(body), 1) : grpcFrame(body);
+      const headers = {
+        ...(request === "gzip" ? { "grpc-encoding": "gzip" } : {}),
+        ...(accept === "gzip" ? { "grpc-accept-encoding": "gzip" } : {}),
+      };
+      const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, frame, headers);
+      expect(answer.trailers["grpc-status"]).toBe("0");
+      const first = answer.frames[0];
+      const bytes = first?.flag === 1 ? gunzipSync(first.body) : (first?.body ?? new Uint8Array());
+      expect(fromBinary(SendInputResponseSchema, bytes).run?.input?.text).toBe(text);
+      return { encoding: answer.headers["grpc-encoding"], flag: first?.flag };
+    };
+    expect(await call("gzip", "gzip")).toEqual({ encoding: "gzip", flag: 1 });
+    expect(await call("plain", "gzip")).toEqual({ encoding: "gzip", flag: 1 });
+    // A client that sends gzip takes gzip (gRPC's rule), even without grpc-accept-encoding.
+    expect(await call("gzip", "nothing")).toEqual({ encoding: "gzip", flag: 1 });
+    expect(await call("plain", "nothing")).toEqual({ encoding: undefined, flag: 0 });
+  });
+
+  it("sends a small answer plain even when the client accepts gzip", async () => {
+    const ref = await newWorker();
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("small", ref)), {
+      "grpc-accept-encoding": "gzip",
+    });
+    expect(answer.headers["grpc-encoding"]).toBe("gzip");
+    expect(answer.frames.map((frame) => frame.flag)).toEqual([0]);
+  });
+
+  it("refuses a missing or an extra request message with UNIMPLEMENTED, as connect does", async () => {
+    const missing = await rawGrpcCall(harness.baseUrl, sendInputPath, new Uint8Array());
+    expect(missing.frames).toHaveLength(0);
+    expect(missing.trailers["grpc-status"]).toBe(String(Code.Unimplemented));
+    expect(decodeURIComponent(String(missing.trailers["grpc-message"]))).toBe("protocol error: missing input message for unary method");
+
+    const twice = Buffer.concat([grpcFrame(sendInputBody("one")), grpcFrame(sendInputBody("two"))]);
+    const extra = await rawGrpcCall(harness.baseUrl, sendInputPath, twice);
+    expect(extra.frames).toHaveLength(0);
+    expect(extra.trailers["grpc-status"]).toBe(String(Code.Unimplemented));
+    expect(decodeURIComponent(String(extra.trailers["grpc-message"]))).toBe(
+      "protocol error: received extra input message for unary method",
+    );
+  });
+
+  it("refuses a request encoding it does not know with UNIMPLEMENTED, naming the ones it accepts", async () => {
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("x"), 1), { "grpc-encoding": "snappy" });
+    expect(answer.trailers["grpc-status"]).toBe(String(Code.Unimplemented));
+    expect(decodeURIComponent(String(answer.trailers["grpc-message"]))).toBe(
+      'unknown compression "snappy": supported encodings are gzip,br',
+    );
+    expect(answer.trailers["grpc-accept-encoding"]).toBe("gzip,br");
+  });
+
+  it("refuses a malformed grpc-timeout with an error status", async () => {
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("x")), { "grpc-timeout": "soon" });
+    expect(answer.frames).toHaveLength(0);
+    expect(answer.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+  });
+
+  it("types an undecodable request as INVALID_ARGUMENT with the ErrorDetail", async () => {
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(Buffer.from([0xff, 0xff, 0xff])));
+    expect(answer.frames).toHaveLength(0);
+    expect(answer.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+    expect(answer.trailers["grpc-status-details-bin"]).toBeTruthy();
+  });
+
+  it("refuses a request over the message limit with RESOURCE_EXHAUSTED", async () => {
+    const limit = harness.runtime.limits.maxMessageBytes;
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(Buffer.alloc(10), 0, limit + 1));
+    expect(answer.trailers["grpc-status"]).toBe(String(Code.ResourceExhausted));
+  });
+
+  it("carries a handler's error as its typed status and ErrorDetail", async () => {
+    const unknown = { runtimeId: harness.runtime.runtimeId, workerId: "wk_unknown" } as WorkerRef;
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("x", unknown)));
+    expect(answer.frames).toHaveLength(0);
+    expect(answer.trailers["grpc-status"]).toBe(String(Code.NotFound));
+    expect(answer.trailers["grpc-status-details-bin"]).toBeTruthy();
+  });
+
+  it("keeps serving after a client resets a call before its answer", async () => {
+    const session = http2.connect(harness.baseUrl);
+    try {
+      const stream = rawGrpcRequest(session, sendInputPath, grpcFrame(sendInputBody("gone", await newWorker())));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      session.close();
+    }
+    const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("after", await newWorker())));
+    expect(answer.trailers["grpc-status"]).toBe("0");
+  });
+});
+
+describe("which calls take the direct path", () => {
+  const router = createConnectRouter();
+  const direct = captureGrpcDirectMethods(router, {}, silentLogger);
+  router.service(WorkerInteraction, { sendInput: () => ({}), streamInput: async function* () {} });
+  const post = (contentType: string) => ({ method: "POST", headers: { "content-type": contentType } });
+
+  it("takes unary and server-streaming calls over binary gRPC", () => {
+    expect(direct.handlerFor("/worker_runtime.v1.WorkerInteraction/SendInput", post("application/grpc"))).toBeTypeOf("function");
+    expect(direct.handlerFor("/worker_runtime.v1.WorkerInteraction/SendInput", post("application/grpc+proto"))).toBeTypeOf("function");
+    expect(direct.handlerFor("/worker_runtime.v1.WorkerInteraction/StreamInput", post("application/grpc"))).toBeTypeOf("function");
+  });
+
+  it("leaves JSON gRPC, gRPC-Web, Connect, other methods and unknown paths to connect", () => {
+    const path = "/worker_runtime.v1.WorkerInteraction/SendInput";
+    expect(direct.handlerFor(path, post("application/grpc+json"))).toBeUndefined();
+    expect(direct.handlerFor(path, post("application/grpc-web+proto"))).toBeUndefined();
+    expect(direct.handlerFor(path, post("application/proto"))).toBeUndefined();
+    expect(direct.handlerFor(path, { method: "GET", headers: { "content-type": "application/grpc" } })).toBeUndefined();
+    expect(direct.handlerFor("/worker_runtime.v1.WorkerInteraction/Nope", post("application/grpc"))).toBeUndefined();
+    // A method the service does not implement is connect's to answer (UNIMPLEMENTED).
+    expect(direct.handlerFor("/worker_runtime.v1.WorkerInteraction/CancelRun", post("application/grpc"))).toBeUndefined();
+  });
+});
