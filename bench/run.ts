@@ -1,4 +1,5 @@
 import { readdir } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
           .filter((f) => f.endsWith(".ts") && f !== "run.ts")
           .map((f) => f.slice(0, -3))
           .sort();
+  // Figures move with the Node version and the machine: every run says which it measured.
+  console.log(`# node ${process.version} (${process.platform} ${process.arch}), ${availableParallelism()} cores`);
   for (const name of names) {
     if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`not a bench name: ${name}`);
     const module = (await import(path.join(here, `${name}.ts`))) as BenchModule;
