@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, createClient, createConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as http2 from "node:http2";
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { SendInputRequestSchema, SendInputResponseSchema, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import { silentLogger } from "../../src/runtime/index.js";
+import { createRuntime, type Logger, silentLogger } from "../../src/runtime/index.js";
 import { captureGrpcDirectMethods } from "../../src/server/grpc-direct-calls.js";
+import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
 import { startHarness, type Harness } from "../support/harness.js";
 import { rawGrpcCall, rawGrpcRequest } from "../support/raw-grpc.js";
 import { grpcFrame } from "../support/raw-http2.js";
@@ -151,6 +152,86 @@ describe("unary calls over binary gRPC", () => {
     }
     const answer = await rawGrpcCall(harness.baseUrl, sendInputPath, grpcFrame(sendInputBody("after", await newWorker())));
     expect(answer.trailers["grpc-status"]).toBe("0");
+  });
+});
+
+/**
+ * Cases the runtime's own services never produce, from a scripted SendInput
+ * (its request's text picks the answer) and an interceptor outside the
+ * error mapping (its `x-scenario` header picks what it does): the direct
+ * path must answer them as connect's gRPC handler does.
+ */
+describe("unary calls over binary gRPC, scripted", () => {
+  const MAX_MESSAGE_BYTES = 200_000;
+  const path = "/worker_runtime.v1.WorkerInteraction/SendInput";
+  const logged: { level: string; message: string }[] = [];
+  const logger: Logger = {
+    info: (message) => logged.push({ level: "info", message }),
+    warn: (message) => logged.push({ level: "warn", message }),
+    error: (message) => logged.push({ level: "error", message }),
+  };
+  let server: RuntimeServer;
+  let baseUrl: string;
+
+  const scenarioInterceptor: Interceptor = (next) => async (request) => {
+    const scenario = request.header.get("x-scenario");
+    if (scenario === "refuse-before")
+      throw new ConnectError("refused before the call", Code.PermissionDenied, { "x-refused-by": "interceptor" });
+    const response = await next(request);
+    if (scenario === "fail-after") throw new Error("failed after the call");
+    if (scenario === "add-metadata") {
+      response.header.set("x-interceptor", "header");
+      response.trailer.set("x-interceptor", "trailer");
+    }
+    return response;
+  };
+
+  beforeAll(async () => {
+    const runtime = await createRuntime({ logger: silentLogger, limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
+    const routes = (router: ConnectRouter): void => {
+      router.service(WorkerInteraction, {
+        async sendInput(request, context) {
+          const text = request.input?.text ?? "";
+          switch (text) {
+            case "metadata":
+              context.responseHeader.set("x-impl", "header");
+              context.responseHeader.append("set-cookie", "a=1");
+              context.responseHeader.append("set-cookie", "b=2");
+              context.responseTrailer.set("x-impl", "trailer");
+              return { run: { runId: text } };
+            case "refused":
+              context.responseHeader.set("x-impl", "header");
+              throw new ConnectError("refused by the implementation", Code.FailedPrecondition, { "x-refused-by": "implementation" });
+            case "over-limit":
+              return { run: { runId: "x".repeat(MAX_MESSAGE_BYTES) } };
+            case "large":
+              return { run: { runId: "0123456789abcdef".repeat(5 * 1024) } };
+            default:
+              // A partial init object, not a message: connect normalizes it.
+              return { run: { runId: text } };
+          }
+        },
+      });
+    };
+    server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger, interceptors: [scenarioInterceptor], routes });
+    baseUrl = `http://${server.h2Address}`;
+  });
+  afterAll(async () => {
+    await server.close(0);
+  });
+
+  const body = (text: string): Uint8Array =>
+    grpcFrame(toBinary(SendInputRequestSchema, create(SendInputRequestSchema, { input: { text } })));
+  const runIdOf = (bytes: Uint8Array): string | undefined => fromBinary(SendInputResponseSchema, bytes).run?.runId;
+  it("sends the headers and trailers the implementation and the interceptors set, each cookie on its own", async () => {
+    const answer = await rawGrpcCall(baseUrl, path, body("metadata"), { "x-scenario": "add-metadata" });
+    expect(answer.headers["x-impl"]).toBe("header");
+    expect(answer.headers["x-interceptor"]).toBe("header");
+    expect(answer.headers["set-cookie"]).toEqual(["a=1", "b=2"]);
+    expect(answer.trailers["x-impl"]).toBe("trailer");
+    expect(answer.trailers["x-interceptor"]).toBe("trailer");
+    expect(answer.trailers["grpc-status"]).toBe("0");
+    expect(answer.frames.map((frame) => runIdOf(frame.body))).toEqual(["metadata"]);
   });
 });
 
