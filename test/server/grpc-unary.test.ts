@@ -1,16 +1,18 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import * as http2 from "node:http2";
-import { gunzipSync, gzipSync } from "node:zlib";
+import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { SendInputRequestSchema, SendInputResponseSchema, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { createRuntime, type Logger, silentLogger } from "../../src/runtime/index.js";
 import { captureGrpcDirectMethods } from "../../src/server/grpc-direct-calls.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
-import { startHarness, type Harness } from "../support/harness.js";
+import { eventually, startHarness, type Harness } from "../support/harness.js";
 import { rawGrpcCall, rawGrpcRequest } from "../support/raw-grpc.js";
 import { grpcFrame } from "../support/raw-http2.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
@@ -172,6 +174,10 @@ describe("unary calls over binary gRPC, scripted", () => {
   };
   let server: RuntimeServer;
   let baseUrl: string;
+  /** Lets the "held" call answer. */
+  let release = (): void => undefined;
+  /** Called when a "held" call reaches the implementation. */
+  let entered = (): void => undefined;
 
   const scenarioInterceptor: Interceptor = (next) => async (request) => {
     const scenario = request.header.get("x-scenario");
@@ -206,6 +212,14 @@ describe("unary calls over binary gRPC, scripted", () => {
               return { run: { runId: "x".repeat(MAX_MESSAGE_BYTES) } };
             case "large":
               return { run: { runId: "0123456789abcdef".repeat(5 * 1024) } };
+            case "held":
+              entered();
+              await new Promise<void>((resolve) => {
+                release = resolve;
+                context.signal.addEventListener("abort", () => resolve());
+              });
+              if (context.signal.aborted) throw context.signal.reason;
+              return { run: { runId: text } };
             default:
               // A partial init object, not a message: connect normalizes it.
               return { run: { runId: text } };
@@ -223,6 +237,14 @@ describe("unary calls over binary gRPC, scripted", () => {
   const body = (text: string): Uint8Array =>
     grpcFrame(toBinary(SendInputRequestSchema, create(SendInputRequestSchema, { input: { text } })));
   const runIdOf = (bytes: Uint8Array): string | undefined => fromBinary(SendInputResponseSchema, bytes).run?.runId;
+  /** The gRPC error in a raw answer's trailers, with our ErrorDetail's reason. */
+  const trailerError = (trailers: http2.IncomingHttpHeaders) => {
+    const headers = new Headers();
+    for (const [key, value] of Object.entries(trailers)) if (typeof value === "string") headers.set(key, value);
+    const error = findTrailerError(headers);
+    return { code: error?.code, message: error?.rawMessage, reason: error?.findDetails(ErrorDetailSchema)[0]?.reason };
+  };
+
   it("sends the headers and trailers the implementation and the interceptors set, each cookie on its own", async () => {
     const answer = await rawGrpcCall(baseUrl, path, body("metadata"), { "x-scenario": "add-metadata" });
     expect(answer.headers["x-impl"]).toBe("header");
@@ -232,6 +254,85 @@ describe("unary calls over binary gRPC, scripted", () => {
     expect(answer.trailers["x-interceptor"]).toBe("trailer");
     expect(answer.trailers["grpc-status"]).toBe("0");
     expect(answer.frames.map((frame) => runIdOf(frame.body))).toEqual(["metadata"]);
+  });
+
+  it("ends an implementation's refusal with its code, its metadata in the trailers and the headers it set", async () => {
+    const answer = await rawGrpcCall(baseUrl, path, body("refused"));
+    expect(answer.headers["x-impl"]).toBe("header");
+    expect(answer.frames).toHaveLength(0);
+    expect(trailerError(answer.trailers)).toEqual({
+      code: Code.FailedPrecondition,
+      message: "refused by the implementation",
+      reason: ErrorReason.INTERNAL,
+    });
+    expect(answer.trailers["x-refused-by"]).toBe("implementation");
+  });
+
+  it("types what an interceptor throws, before the implementation or after it", async () => {
+    const before = await rawGrpcCall(baseUrl, path, body("any"), { "x-scenario": "refuse-before" });
+    expect(before.frames).toHaveLength(0);
+    expect(trailerError(before.trailers)).toEqual({
+      code: Code.PermissionDenied,
+      message: "refused before the call",
+      reason: ErrorReason.INTERNAL,
+    });
+    expect(before.trailers["x-refused-by"]).toBe("interceptor");
+    // Not a ConnectError: INTERNAL, its words kept from the client.
+    const after = await rawGrpcCall(baseUrl, path, body("any"), { "x-scenario": "fail-after" });
+    expect(after.frames).toHaveLength(0);
+    expect(trailerError(after.trailers)).toEqual({ code: Code.Internal, message: "internal error", reason: ErrorReason.INTERNAL });
+  });
+
+  it("refuses an answer over writeMaxBytes with RESOURCE_EXHAUSTED and LIMIT_EXCEEDED, sending no message", async () => {
+    const answer = await rawGrpcCall(baseUrl, path, body("over-limit"));
+    expect(answer.frames).toHaveLength(0);
+    const error = trailerError(answer.trailers);
+    expect(error.code).toBe(Code.ResourceExhausted);
+    expect(error.message).toMatch(/larger than configured writeMaxBytes 200000/);
+    expect(error.reason).toBe(ErrorReason.LIMIT_EXCEEDED);
+  });
+
+  it("compresses a large answer with brotli when that is what the client takes", async () => {
+    const answer = await rawGrpcCall(baseUrl, path, body("large"), { "grpc-accept-encoding": "br" });
+    expect(answer.headers["grpc-encoding"]).toBe("br");
+    expect(answer.frames.map((frame) => frame.flag)).toEqual([1]);
+    expect(runIdOf(brotliDecompressSync(answer.frames[0]?.body ?? new Uint8Array()))).toBe("0123456789abcdef".repeat(5 * 1024));
+  });
+
+  it("logs no error or warning for a client that resets its call while the implementation runs", async () => {
+    logged.length = 0;
+    const session = http2.connect(baseUrl);
+    try {
+      const reached = new Promise<void>((resolve) => {
+        entered = resolve;
+      });
+      const stream = rawGrpcRequest(session, path, body("held"));
+      stream.on("error", () => undefined);
+      await reached;
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await eventually(() => stream.closed);
+    } finally {
+      session.close();
+    }
+    const answer = await rawGrpcCall(baseUrl, path, body("after"));
+    expect(answer.trailers["grpc-status"]).toBe("0");
+    expect(logged.filter((line) => line.level !== "info")).toEqual([]);
+  });
+
+  // Last: it closes the server.
+  it("answers a call in flight when the server closes with a grace period", async () => {
+    const reached = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const answered = rawGrpcCall(baseUrl, path, body("held"));
+    await reached;
+    const closed = server.close(1_000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    const answer = await answered;
+    expect(answer.frames.map((frame) => runIdOf(frame.body))).toEqual(["held"]);
+    expect(answer.trailers["grpc-status"]).toBe("0");
+    await closed;
   });
 });
 
