@@ -2,6 +2,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createConnectRouter, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { once } from "node:events";
 import * as http2 from "node:http2";
 import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,7 @@ import { createRuntime, type Logger, silentLogger } from "../../src/runtime/inde
 import { captureGrpcDirectMethods } from "../../src/server/grpc-direct-calls.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
 import { eventually, startHarness, type Harness } from "../support/harness.js";
-import { rawGrpcCall, rawGrpcRequest } from "../support/raw-grpc.js";
+import { grpcFrames, rawGrpcCall, rawGrpcRequest } from "../support/raw-grpc.js";
 import { grpcFrame } from "../support/raw-http2.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -221,6 +222,8 @@ describe("unary calls over binary gRPC, scripted", () => {
               if (context.signal.aborted) throw context.signal.reason;
               return { run: { runId: text } };
             default:
+              // "bytes:N": an answer of exactly N bytes (a run id of N - 8 bytes, for N from 16 Ki to 2 Mi).
+              if (text.startsWith("bytes:")) return { run: { runId: "x".repeat(Number(text.slice(6)) - 8) } };
               // A partial init object, not a message: connect normalizes it.
               return { run: { runId: text } };
           }
@@ -297,6 +300,34 @@ describe("unary calls over binary gRPC, scripted", () => {
     expect(answer.headers["grpc-encoding"]).toBe("br");
     expect(answer.frames.map((frame) => frame.flag)).toEqual([1]);
     expect(runIdOf(brotliDecompressSync(answer.frames[0]?.body ?? new Uint8Array()))).toBe("0123456789abcdef".repeat(5 * 1024));
+  });
+
+  it("compresses an answer of exactly compressMinBytes (64 KiB), and not one a byte smaller", async () => {
+    const flagsFor = async (bytes: number) => {
+      const answer = await rawGrpcCall(baseUrl, path, body(`bytes:${bytes}`), { "grpc-accept-encoding": "gzip" });
+      const frame = answer.frames[0];
+      const plain = frame?.flag === 1 ? gunzipSync(frame.body) : frame?.body;
+      return { flags: answer.frames.map((f) => f.flag), bytes: plain?.byteLength };
+    };
+    expect(await flagsFor(64 * 1024)).toEqual({ flags: [1], bytes: 64 * 1024 });
+    expect(await flagsFor(64 * 1024 - 1)).toEqual({ flags: [0], bytes: 64 * 1024 - 1 });
+  });
+
+  it("delivers an answer larger than the client's flow-control window to a client that reads late", async () => {
+    const session = http2.connect(baseUrl, { settings: { initialWindowSize: 1024 } });
+    try {
+      const stream = rawGrpcRequest(session, path, body("large"));
+      const trailers = once(stream, "trailers");
+      stream.pause();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      stream.resume();
+      const runIds: (string | undefined)[] = [];
+      for await (const frame of grpcFrames(stream)) runIds.push(runIdOf(frame.body));
+      expect(runIds).toEqual(["0123456789abcdef".repeat(5 * 1024)]);
+      expect(((await trailers)[0] as http2.IncomingHttpHeaders)["grpc-status"]).toBe("0");
+    } finally {
+      session.close();
+    }
   });
 
   it("logs no error or warning for a client that resets its call while the implementation runs", async () => {
