@@ -154,10 +154,16 @@ export function copyHeaders(from: Headers, to: Headers): void {
   });
 }
 
-export function nodeHeaders(headers: Headers): Record<string, string> {
-  const out: Record<string, string> = {};
+/**
+ * Headers for Node's writeHead/addTrailers. `forEach` joins repeated fields
+ * except set-cookie, which it yields once per value: those stay separate
+ * fields, as connect-node sends them (a joined cookie list is not one cookie).
+ */
+export function nodeHeaders(headers: Headers): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
   headers.forEach((value, key) => {
-    out[key] = value;
+    const earlier = out[key];
+    out[key] = earlier === undefined ? value : [...(Array.isArray(earlier) ? earlier : [earlier]), value];
   });
   return out;
 }
