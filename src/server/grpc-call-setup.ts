@@ -147,13 +147,6 @@ export function isGone(response: http2.Http2ServerResponse): boolean {
   return response.stream.destroyed || response.stream.closed;
 }
 
-export function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  from.forEach((value, key) => {
-    to.set(key, value);
-  });
-}
-
 /**
  * Headers for Node's writeHead/addTrailers. `forEach` joins repeated fields
  * except set-cookie, which it yields once per value: those stay separate

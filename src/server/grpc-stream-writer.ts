@@ -12,7 +12,6 @@ import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import type * as http2 from "node:http2";
 import { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES, type Logger } from "../runtime/index.js";
 import {
-  copyHeaders,
   endGrpcResponse,
   type HandlerContextOf,
   type HandlerOptions,
@@ -164,5 +163,13 @@ function drained(response: http2.Http2ServerResponse): Promise<void> {
     };
     response.once("drain", done);
     response.once("close", done);
+  });
+}
+
+/** Merges the headers an interceptor answered with into the call's (unary calls use connect's own rule instead). */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  from.forEach((value, key) => {
+    to.set(key, value);
   });
 }

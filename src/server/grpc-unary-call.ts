@@ -49,12 +49,10 @@ export function createUnaryHandler(
     }
     // As connect does once the response is done: the call's signal tells anything still listening.
     context.abort(failure);
-    if (isGone(response)) {
-      endGrpcResponse(response, context, failure, logger);
-      return;
+    if (!isGone(response)) {
+      response.writeHead(200, nodeHeaders(context.responseHeader));
+      if (frame) response.write(frame);
     }
-    response.writeHead(200, nodeHeaders(context.responseHeader));
-    if (frame && failure === undefined) response.write(frame);
     endGrpcResponse(response, context, failure, logger);
   };
 }
