@@ -2,6 +2,7 @@ import { create, type DescMessage, type DescMethod, type DescService, type Messa
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import {
   compressionNegotiate,
+  createMethodSerializationLookup,
   encodeEnvelope,
   envelopeCompress,
   pipe,
@@ -39,6 +40,15 @@ import { isClientGone, toConnectError } from "./error-mapping.js";
 
 export type HandlerOptions = ReturnType<typeof validateUniversalHandlerOptions>;
 export type HandlerContextOf = ReturnType<typeof createHandlerContext>;
+
+/** A method's binary request parser and response serializer, with the handler options' size limits. */
+export function binarySerialization(
+  method: DescMethod,
+  options: HandlerOptions,
+): { input: Serialization<Message>; output: Serialization<Message> } {
+  const lookup = createMethodSerializationLookup(method, options.binaryOptions, options.jsonOptions, options);
+  return { input: lookup.getI(true), output: lookup.getO(true) };
+}
 
 /** One call as both direct handlers start it. */
 export interface OpenedGrpcCall {

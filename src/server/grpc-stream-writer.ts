@@ -8,10 +8,10 @@ import {
   type StreamRequest,
   type StreamResponse,
 } from "@connectrpc/connect";
-import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import type * as http2 from "node:http2";
 import { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES, type Logger } from "../runtime/index.js";
 import {
+  binarySerialization,
   endGrpcResponse,
   type HandlerContextOf,
   type HandlerOptions,
@@ -48,9 +48,7 @@ export function createStreamHandler(
   interceptors: readonly Interceptor[],
   logger: Logger,
 ): GrpcCallHandler {
-  const serialization = createMethodSerializationLookup(method, options.binaryOptions, options.jsonOptions, options);
-  const input = serialization.getI(true);
-  const output = serialization.getO(true);
+  const { input, output } = binarySerialization(method, options);
   const outputSchema: DescMessage = method.output;
   const streamImpl = impl as unknown as StreamImpl;
   return async (request, response) => {

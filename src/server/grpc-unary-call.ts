@@ -1,8 +1,9 @@
 import type { DescMessage, DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import { createMethodImplSpec, type Interceptor, type MethodImpl, type MethodImplSpec } from "@connectrpc/connect";
-import { createMethodSerializationLookup, invokeUnaryImplementation } from "@connectrpc/connect/protocol";
+import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import type { Logger } from "../runtime/index.js";
 import {
+  binarySerialization,
   endGrpcResponse,
   type HandlerOptions,
   isGone,
@@ -31,9 +32,7 @@ export function createUnaryHandler(
   interceptors: Interceptor[],
   logger: Logger,
 ): GrpcCallHandler {
-  const serialization = createMethodSerializationLookup(method, options.binaryOptions, options.jsonOptions, options);
-  const input = serialization.getI(true);
-  const output = serialization.getO(true);
+  const { input, output } = binarySerialization(method, options);
   const outputSchema: DescMessage = method.output;
   const spec = createMethodImplSpec(method, impl) as MethodImplSpec & { kind: "unary" };
   return async (request, response) => {
