@@ -4,7 +4,7 @@ import { validateUniversalHandlerOptions, type UniversalServerRequest } from "@c
 import { parseContentType } from "@connectrpc/connect/protocol-grpc";
 import type * as http2 from "node:http2";
 import type { Logger } from "../runtime/index.js";
-import { createStreamHandler } from "./grpc-stream-writer.js";
+import { createStreamHandler, type StreamImpl } from "./grpc-stream-writer.js";
 import { createUnaryHandler } from "./grpc-unary-call.js";
 
 /**
@@ -46,8 +46,10 @@ export function captureGrpcDirectMethods(router: ConnectRouter, routerOptions: C
             createUnaryHandler(desc, method as DescMethodUnary, bound as MethodImpl<DescMethodUnary>, options, interceptors, logger),
           );
         } else if (method.methodKind === "server_streaming") {
-          const streamImpl = bound as MethodImpl<DescMethodServerStreaming>;
-          handlers.set(path, createStreamHandler(desc, method as DescMethodServerStreaming, streamImpl, options, interceptors, logger));
+          handlers.set(
+            path,
+            createStreamHandler(desc, method as DescMethodServerStreaming, bound as StreamImpl, options, interceptors, logger),
+          );
         }
       }
     }

@@ -1,13 +1,5 @@
 import type { DescMessage, DescMethodServerStreaming, DescService, Message } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  type HandlerContext,
-  type Interceptor,
-  type MethodImpl,
-  type StreamRequest,
-  type StreamResponse,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
 import type * as http2 from "node:http2";
 import { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES, type Logger } from "../runtime/index.js";
 import {
@@ -23,7 +15,8 @@ import {
 } from "./grpc-call-setup.js";
 import type { GrpcCallHandler } from "./grpc-direct-calls.js";
 
-type StreamImpl = (request: Message, context: HandlerContext) => AsyncIterable<Message>;
+/** A server-streaming implementation as the router holds it, bound to its service. */
+export type StreamImpl = (request: Message, context: HandlerContext) => AsyncIterable<Message>;
 
 /**
  * The response side of a server-streaming call over binary gRPC, written
@@ -43,14 +36,13 @@ type StreamImpl = (request: Message, context: HandlerContext) => AsyncIterable<M
 export function createStreamHandler(
   service: DescService,
   method: DescMethodServerStreaming,
-  impl: MethodImpl<DescMethodServerStreaming>,
+  impl: StreamImpl,
   options: HandlerOptions,
   interceptors: readonly Interceptor[],
   logger: Logger,
 ): GrpcCallHandler {
   const { input, output } = binarySerialization(method, options);
   const outputSchema: DescMessage = method.output;
-  const streamImpl = impl as unknown as StreamImpl;
   return async (request, response) => {
     const { context, compression, messages } = openGrpcCall(service, method, input, options, request);
     const call = withInterceptors(async (req: StreamRequest): Promise<StreamResponse> => {
@@ -64,7 +56,7 @@ export function createStreamHandler(
       };
       return {
         stream: true,
-        message: streamImpl(message, handlerContext),
+        message: impl(message, handlerContext),
         method,
         service,
         header: context.responseHeader,
