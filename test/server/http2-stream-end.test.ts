@@ -1,25 +1,11 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { GetWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { ReadTranscriptRequestSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Harness, startHarness } from "../support/harness.js";
-import {
-  ACK,
-  CLIENT_PREFACE,
-  DATA,
-  END_HEADERS,
-  END_STREAM,
-  grpcFrame,
-  HEADERS,
-  http2Frame,
-  literalHeaders,
-  PING,
-  RST_STREAM,
-  SETTINGS,
-  WINDOW_UPDATE,
-} from "../support/raw-http2.js";
+import { DATA, END_HEADERS, END_STREAM, grpcFrame, HEADERS, RST_STREAM } from "../support/raw-http2.js";
+import { RawHttp2Client } from "../support/raw-http2-client.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -34,120 +20,6 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
  * stream takes the window; a gRPC response's trailers (a HEADERS frame,
  * not flow-controlled) must go out at once, with no RST_STREAM after them.
  */
-
-/** RFC 9113 §6.9.2: a new connection's send window. */
-const INITIAL_CONNECTION_WINDOW = 65_535;
-
-interface Frame {
-  type: number;
-  flags: number;
-  length: number;
-}
-
-/** A minimal HTTP/2 client: no HPACK decoding, the connection window never opened unless asked. */
-class RawHttp2Client {
-  /** What the server may still send on the connection (DATA payloads count against it). */
-  window = INITIAL_CONNECTION_WINDOW;
-  private readonly streams = new Map<number, Frame[]>();
-  private nextStreamId = 1;
-  private pending = Buffer.alloc(0);
-  private readonly changed = new Set<() => void>();
-
-  private constructor(private readonly socket: net.Socket) {
-    socket.on("data", (chunk: Buffer) => this.read(chunk));
-  }
-
-  static connect(port: number): Promise<RawHttp2Client> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(port, "127.0.0.1", () => {
-        const client = new RawHttp2Client(socket);
-        // SETTINGS_INITIAL_WINDOW_SIZE = 16 MiB: only the connection window limits the server.
-        const settings = Buffer.alloc(6);
-        settings.writeUInt16BE(0x4, 0);
-        settings.writeUInt32BE(16 * 1024 * 1024, 2);
-        socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(SETTINGS, 0, 0, settings)]));
-        resolve(client);
-      });
-      socket.once("error", reject);
-    });
-  }
-
-  /** Sends a unary request; its stream id. */
-  post(path: string, contentType: string, body: Buffer): number {
-    const id = this.nextStreamId;
-    this.nextStreamId += 2;
-    this.streams.set(id, []);
-    const block = literalHeaders({
-      ":method": "POST",
-      ":scheme": "http",
-      ":path": path,
-      ":authority": "127.0.0.1",
-      "content-type": contentType,
-      te: "trailers",
-    });
-    this.socket.write(Buffer.concat([http2Frame(HEADERS, END_HEADERS, id, block), http2Frame(DATA, END_STREAM, id, body)]));
-    return id;
-  }
-
-  openWindow(bytes: number): void {
-    const increment = Buffer.alloc(4);
-    increment.writeUInt32BE(bytes);
-    this.window += bytes;
-    this.socket.write(http2Frame(WINDOW_UPDATE, 0, 0, increment));
-  }
-
-  framesOf(id: number): Frame[] {
-    return this.streams.get(id) ?? [];
-  }
-
-  ended(id: number): boolean {
-    return this.framesOf(id).some((f) => f.type === RST_STREAM || ((f.type === DATA || f.type === HEADERS) && f.flags & END_STREAM));
-  }
-
-  /** DATA payload bytes the server sent on a stream. */
-  dataBytes(id: number): number {
-    return this.framesOf(id).reduce((sum, f) => sum + (f.type === DATA ? f.length : 0), 0);
-  }
-
-  until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-    if (condition()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!condition()) return;
-        clearTimeout(timer);
-        this.changed.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.changed.delete(check);
-        reject(new Error("timed out waiting for frames"));
-      }, timeoutMs);
-      this.changed.add(check);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-
-  private read(chunk: Buffer): void {
-    this.pending = Buffer.concat([this.pending, chunk]);
-    while (this.pending.length >= 9) {
-      const length = this.pending.readUIntBE(0, 3);
-      if (this.pending.length < 9 + length) break;
-      const type = this.pending[3] ?? 0;
-      const flags = this.pending[4] ?? 0;
-      const id = this.pending.readUInt32BE(5) & 0x7fffffff;
-      const payload = this.pending.subarray(9, 9 + length);
-      this.pending = this.pending.subarray(9 + length);
-      if (type === SETTINGS && !(flags & ACK)) this.socket.write(http2Frame(SETTINGS, ACK, 0));
-      if (type === PING && !(flags & ACK)) this.socket.write(http2Frame(PING, ACK, 0, payload));
-      if (type === DATA) this.window -= length;
-      if (id !== 0) this.streams.get(id)?.push({ type, flags, length });
-    }
-    for (const check of [...this.changed]) check();
-  }
-}
 
 const GET_WORKER = "/worker_runtime.v1.WorkerCatalog/GetWorker";
 const READ_TRANSCRIPT = "/worker_runtime.v1.WorkerObservation/ReadTranscript";
