@@ -12,13 +12,15 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
  * How unary responses end on the wire, read frame by frame from a raw
  * HTTP/2 client that controls the connection's flow-control window. The
  * server closes a gRPC response's stream right after Node submits its
- * trailers, to flush them in that turn (server.ts, closeEndedStream). A
- * response without trailer fields (the Connect protocol) ends with an empty
- * DATA frame instead, which flow control can hold: closing it then sent
- * RST_STREAM in place of END_STREAM (Go's HTTP/2 client reports that as an
- * error), so such responses must end with END_STREAM even while another
- * stream takes the window; a gRPC response's trailers (a HEADERS frame,
- * not flow-controlled) must go out at once, with no RST_STREAM after them.
+ * trailers, to flush them in that turn (server.ts, closeEndedStream); a
+ * gRPC response's trailers (a HEADERS frame, not flow-controlled) must go
+ * out at once, with no RST_STREAM after them. A response without trailer
+ * fields (Connect, gRPC-Web) ends with a DATA frame carrying END_STREAM,
+ * which flow control can hold: it must come in the flush of its message
+ * (Node's compatibility response sent it a loop turn later), and must never
+ * be replaced by RST_STREAM (Go's HTTP/2 client reports that as an error),
+ * even while another stream takes the window; the NO_ERROR reset that frees
+ * an unread request may only follow it.
  */
 
 const GET_WORKER = "/worker_runtime.v1.WorkerCatalog/GetWorker";
@@ -80,7 +82,103 @@ describe("a unary response's end over HTTP/2", () => {
         await client.until(() => [bulk, ...small].every((id) => client.ended(id)));
         for (const id of small) {
           expect(client.framesOf(id).filter((f) => f.type === RST_STREAM)).toEqual([]);
-          expect(client.framesOf(id).at(-1)).toEqual({ type: DATA, flags: END_STREAM, length: 0 });
+          // END_STREAM now comes on the message's own DATA frame (it was an empty DATA frame of its own, a turn later).
+          expect(client.framesOf(id).at(-1)).toEqual(expect.objectContaining({ type: DATA, flags: END_STREAM }));
+          expect(client.dataBytes(id)).toBe(client.dataBytes(small[0] as number));
+        }
+        expect(client.dataBytes(small[0] as number)).toBeGreaterThan(0);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  it("without trailer fields (Connect, gRPC-Web) ends with END_STREAM in the flush of its message, not a loop turn later", async () => {
+    // Every turn of the loop starts with 100 ms of timer work; frames flushed a turn apart arrive ~100 ms apart.
+    const turnMs = 100;
+    const busyTurns = setInterval(() => {
+      const until = performance.now() + turnMs;
+      while (performance.now() < until) {
+        // busy
+      }
+    }, 0);
+    // A transcript page of ~30 KB: a body over Node's 16 KiB write buffer, which waits for "drain".
+    const clients = harness.connect("grpc");
+    const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+    for await (const message of clients.interaction.streamInput({ worker: worker!.ref!, input: { text: "z".repeat(30_000) } }))
+      void message;
+    const client = await RawHttp2Client.connect(port);
+    client.openWindow(16 * 1024 * 1024);
+    try {
+      const connect = { "content-type": "application/proto", "connect-protocol-version": "1" };
+      const get = Buffer.from(toBinary(GetWorkerRequestSchema, create(GetWorkerRequestSchema, { worker: ref })));
+      const read = Buffer.from(
+        toBinary(ReadTranscriptRequestSchema, create(ReadTranscriptRequestSchema, { worker: worker!.ref!, limit: 10 })),
+      );
+      const kinds: [string, string, Record<string, string>, Buffer][] = [
+        ["connect", GET_WORKER, connect, get],
+        ["grpc-web", GET_WORKER, { "content-type": "application/grpc-web+proto" }, grpcFrame(get)],
+        ["connect, 30 KB", READ_TRANSCRIPT, connect, read],
+      ];
+      for (const [kind, path, headers, body] of kinds) {
+        for (let call = 0; call < 3; call++) {
+          const id = client.open(path, headers, body, true);
+          await client.until(() => client.ended(id));
+          const last = client.framesOf(id).at(-1);
+          expect(last, kind).toEqual(expect.objectContaining({ type: DATA, flags: END_STREAM }));
+          // On the message's own last DATA frame, not an empty one after it.
+          expect(last?.length, kind).toBeGreaterThan(0);
+          expect(
+            client.framesOf(id).some((f) => f.type === RST_STREAM),
+            kind,
+          ).toBe(false);
+          if (path === READ_TRANSCRIPT) expect(client.dataBytes(id)).toBeGreaterThan(30_000);
+          // The response's HEADERS frame is the stream's first; its END_STREAM must not wait for another turn.
+          expect(client.readTime(id, -1) - client.readTime(id, 0), kind).toBeLessThan(turnMs / 2);
+        }
+      }
+    } finally {
+      clearInterval(busyTurns);
+      client.close();
+    }
+  });
+
+  it("refusing an unread request, sends END_STREAM before the NO_ERROR reset, even while another stream takes the window", async () => {
+    const clients = harness.connect("grpc");
+    const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+    for await (const message of clients.interaction.streamInput({ worker: worker!.ref!, input: { text: "y".repeat(80_000) } }))
+      void message;
+    const read = grpcFrame(toBinary(ReadTranscriptRequestSchema, create(ReadTranscriptRequestSchema, { worker: worker!.ref!, limit: 10 })));
+    // Requests far over the message limit, refused from their length prefix (gRPC-Web) or content-length
+    // (Connect) while the client is still sending: the server reads no more of them.
+    const declared = 64 * 1024 * 1024;
+    const refusals: [string, Record<string, string>, Buffer][] = [
+      ["grpc-web", { "content-type": "application/grpc-web+proto" }, grpcFrame(Buffer.alloc(100, 0x61), 0, declared)],
+      [
+        "connect",
+        { "content-type": "application/proto", "connect-protocol-version": "1", "content-length": String(declared) },
+        Buffer.alloc(100, 0x61),
+      ],
+    ];
+    for (let round = 0; round < 3; round++) {
+      const client = await RawHttp2Client.connect(port);
+      try {
+        const bulk = client.post(READ_TRANSCRIPT, "application/grpc", read);
+        const refused = refusals.flatMap(([, headers, body]) => [0, 1, 2].map(() => client.open(GET_WORKER, headers, body, false)));
+        const trickle = setInterval(() => client.openWindow(100), 10);
+        await client.until(() => refused.every((id) => client.ended(id)), 3_000).catch(() => undefined);
+        clearInterval(trickle);
+        client.openWindow(1 << 20);
+        await client.until(() => [bulk, ...refused].every((id) => client.ended(id)));
+        // The reset that frees the session still comes, once the response has ended.
+        await client.until(() => refused.every((id) => client.resetCode(id) !== undefined));
+        for (const id of refused) {
+          const frames = client.framesOf(id);
+          const endStream = frames.findIndex((f) => f.type === DATA && f.flags & END_STREAM);
+          const reset = frames.findIndex((f) => f.type === RST_STREAM);
+          expect(endStream, `stream ${id}: ${JSON.stringify(frames)}`).toBeGreaterThan(0);
+          expect(reset, `stream ${id}: ${JSON.stringify(frames)}`).toBeGreaterThan(endStream);
+          expect(client.resetCode(id)).toBe(0);
         }
       } finally {
         client.close();
