@@ -16,6 +16,7 @@ import { createAuthInterceptor } from "./auth.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { captureGrpcDirectMethods } from "./grpc-direct-calls.js";
+import { endsWithoutTrailerFields, resetOnceEndStreamSent, writeStreamResponse } from "./http2-stream-response.js";
 import { createErrorInterceptor, createRoutes, UNTRACED_SERVICES } from "./routes.js";
 import { createLoggingInterceptor } from "./rpc-logging.js";
 
@@ -205,7 +206,20 @@ function createNodeHandler(
       return;
     }
     handler(universalRequestFromNodeRequest(request, response, undefined, undefined))
-      .then((universalResponse) => universalResponseToNodeResponse(universalResponse, response))
+      .then((universalResponse) => {
+        if (!("stream" in request)) return universalResponseToNodeResponse(universalResponse, response);
+        // Over HTTP/2, a response without trailer fields ends with END_STREAM on its message, written
+        // to the stream itself; an unread request is reset only once that END_STREAM has left.
+        if (endsWithoutTrailerFields(universalResponse)) {
+          return writeStreamResponse(universalResponse, request.stream).then(() => {
+            if (!request.readableEnded) resetOnceEndStreamSent(request.stream);
+          });
+        }
+        // Once the trailers are submitted, not when the adapter's promise settles: that waits for the
+        // stream to close, which an unread request never does.
+        closeOnceTrailersSubmitted(request);
+        return universalResponseToNodeResponse(universalResponse, response);
+      })
       .catch((reason: unknown) => {
         if (isClientGone(reason)) {
           logger.debug?.("client went away", { path, ...errorLogFields(reason) });
@@ -213,10 +227,6 @@ function createNodeHandler(
         }
         logger.error("request handler failed", { path, ...errorLogFields(reason) });
       });
-    // Once the response's trailers are submitted (the compat layer sends them
-    // on "wantTrailers"), not when the adapter's promise settles: over HTTP/2
-    // that waits for the stream to close, which an unread request never does.
-    if ("stream" in request) closeOnceTrailersSubmitted(request);
   };
 }
 
@@ -226,32 +236,25 @@ function closeOnceTrailersSubmitted(request: http2.Http2ServerRequest): void {
 }
 
 /**
- * Closes an HTTP/2 response's stream once its trailers are submitted (see
- * {@link closeOnceTrailersSubmitted}). Closing makes Node flush at once.
- *
- * - Trailer fields (gRPC's status): Node submits them from a setImmediate
- *   and sends them only at the next turn's check phase, so a gRPC
- *   response's trailers left a whole event-loop turn after its message.
- *   Under ten provider floods that turn was milliseconds of SendInput's
- *   latency (issue 9). A HEADERS frame is not flow-controlled, so the flush
- *   sends it; the request has ended too, so the stream closes on that flush
- *   and no RST_STREAM follows.
- * - No trailer fields (Connect, gRPC-Web): Node ends the stream with an
- *   empty DATA frame, which flow control can hold; closing then would send
- *   RST_STREAM instead of END_STREAM, and some clients (Go's) fail a body
- *   ended that way. Those streams are left to end on their own.
- * - An unread request (an oversize message refused from its length prefix
- *   or content-length): the open stream would hold the client's
- *   flow-control window and the session's memory until the session dies,
- *   so it is reset with NO_ERROR, which RFC 9113 §8.1 provides for exactly
- *   this (the complete response stays valid). Node's HTTP/1.1 server reads
- *   and discards the rest itself, so the keep-alive connection stays usable.
+ * Closes a gRPC response's stream once its trailers are submitted (see
+ * {@link closeOnceTrailersSubmitted}). Closing makes Node flush at once: it
+ * submits trailer fields from a setImmediate and sends them only at the
+ * next turn's check phase, so a gRPC response's trailers left a whole
+ * event-loop turn after its message. Under ten provider floods that turn
+ * was milliseconds of SendInput's latency (issue 9). A HEADERS frame is not
+ * flow-controlled, so the flush sends it before the reset: when the request
+ * has ended the stream closes on that flush and no RST_STREAM follows; when
+ * it is unread (an oversize message refused from its length prefix) the
+ * NO_ERROR reset frees the client's window and the session's memory, as
+ * RFC 9113 §8.1 allows after a complete response. Responses without trailer
+ * fields never come here (http2-stream-response.ts); Node's HTTP/1.1 server
+ * reads and discards an unread request itself, keeping the connection alive.
  */
 function closeEndedStream(request: http2.Http2ServerRequest): void {
   const { stream } = request;
   if (stream.destroyed || stream.closed) return;
   const sentTrailerFields = Object.keys(stream.sentTrailers ?? {}).length > 0;
-  if (sentTrailerFields || !request.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  if (sentTrailerFields) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {

@@ -1,153 +1,27 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { GetWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { ReadTranscriptRequestSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Harness, startHarness } from "../support/harness.js";
-import {
-  ACK,
-  CLIENT_PREFACE,
-  DATA,
-  END_HEADERS,
-  END_STREAM,
-  grpcFrame,
-  HEADERS,
-  http2Frame,
-  literalHeaders,
-  PING,
-  RST_STREAM,
-  SETTINGS,
-  WINDOW_UPDATE,
-} from "../support/raw-http2.js";
+import { DATA, END_HEADERS, END_STREAM, grpcFrame, HEADERS, RST_STREAM } from "../support/raw-http2.js";
+import { RawHttp2Client } from "../support/raw-http2-client.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
  * How unary responses end on the wire, read frame by frame from a raw
  * HTTP/2 client that controls the connection's flow-control window. The
  * server closes a gRPC response's stream right after Node submits its
- * trailers, to flush them in that turn (server.ts, closeEndedStream). A
- * response without trailer fields (the Connect protocol) ends with an empty
- * DATA frame instead, which flow control can hold: closing it then sent
- * RST_STREAM in place of END_STREAM (Go's HTTP/2 client reports that as an
- * error), so such responses must end with END_STREAM even while another
- * stream takes the window; a gRPC response's trailers (a HEADERS frame,
- * not flow-controlled) must go out at once, with no RST_STREAM after them.
+ * trailers, to flush them in that turn (server.ts, closeEndedStream); a
+ * gRPC response's trailers (a HEADERS frame, not flow-controlled) must go
+ * out at once, with no RST_STREAM after them. A response without trailer
+ * fields (Connect, gRPC-Web) ends with a DATA frame carrying END_STREAM,
+ * which flow control can hold: it must come in the flush of its message
+ * (Node's compatibility response sent it a loop turn later), and must never
+ * be replaced by RST_STREAM (Go's HTTP/2 client reports that as an error),
+ * even while another stream takes the window; the NO_ERROR reset that frees
+ * an unread request may only follow it.
  */
-
-/** RFC 9113 §6.9.2: a new connection's send window. */
-const INITIAL_CONNECTION_WINDOW = 65_535;
-
-interface Frame {
-  type: number;
-  flags: number;
-  length: number;
-}
-
-/** A minimal HTTP/2 client: no HPACK decoding, the connection window never opened unless asked. */
-class RawHttp2Client {
-  /** What the server may still send on the connection (DATA payloads count against it). */
-  window = INITIAL_CONNECTION_WINDOW;
-  private readonly streams = new Map<number, Frame[]>();
-  private nextStreamId = 1;
-  private pending = Buffer.alloc(0);
-  private readonly changed = new Set<() => void>();
-
-  private constructor(private readonly socket: net.Socket) {
-    socket.on("data", (chunk: Buffer) => this.read(chunk));
-  }
-
-  static connect(port: number): Promise<RawHttp2Client> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(port, "127.0.0.1", () => {
-        const client = new RawHttp2Client(socket);
-        // SETTINGS_INITIAL_WINDOW_SIZE = 16 MiB: only the connection window limits the server.
-        const settings = Buffer.alloc(6);
-        settings.writeUInt16BE(0x4, 0);
-        settings.writeUInt32BE(16 * 1024 * 1024, 2);
-        socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(SETTINGS, 0, 0, settings)]));
-        resolve(client);
-      });
-      socket.once("error", reject);
-    });
-  }
-
-  /** Sends a unary request; its stream id. */
-  post(path: string, contentType: string, body: Buffer): number {
-    const id = this.nextStreamId;
-    this.nextStreamId += 2;
-    this.streams.set(id, []);
-    const block = literalHeaders({
-      ":method": "POST",
-      ":scheme": "http",
-      ":path": path,
-      ":authority": "127.0.0.1",
-      "content-type": contentType,
-      te: "trailers",
-    });
-    this.socket.write(Buffer.concat([http2Frame(HEADERS, END_HEADERS, id, block), http2Frame(DATA, END_STREAM, id, body)]));
-    return id;
-  }
-
-  openWindow(bytes: number): void {
-    const increment = Buffer.alloc(4);
-    increment.writeUInt32BE(bytes);
-    this.window += bytes;
-    this.socket.write(http2Frame(WINDOW_UPDATE, 0, 0, increment));
-  }
-
-  framesOf(id: number): Frame[] {
-    return this.streams.get(id) ?? [];
-  }
-
-  ended(id: number): boolean {
-    return this.framesOf(id).some((f) => f.type === RST_STREAM || ((f.type === DATA || f.type === HEADERS) && f.flags & END_STREAM));
-  }
-
-  /** DATA payload bytes the server sent on a stream. */
-  dataBytes(id: number): number {
-    return this.framesOf(id).reduce((sum, f) => sum + (f.type === DATA ? f.length : 0), 0);
-  }
-
-  until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-    if (condition()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!condition()) return;
-        clearTimeout(timer);
-        this.changed.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.changed.delete(check);
-        reject(new Error("timed out waiting for frames"));
-      }, timeoutMs);
-      this.changed.add(check);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-
-  private read(chunk: Buffer): void {
-    this.pending = Buffer.concat([this.pending, chunk]);
-    while (this.pending.length >= 9) {
-      const length = this.pending.readUIntBE(0, 3);
-      if (this.pending.length < 9 + length) break;
-      const type = this.pending[3] ?? 0;
-      const flags = this.pending[4] ?? 0;
-      const id = this.pending.readUInt32BE(5) & 0x7fffffff;
-      const payload = this.pending.subarray(9, 9 + length);
-      this.pending = this.pending.subarray(9 + length);
-      if (type === SETTINGS && !(flags & ACK)) this.socket.write(http2Frame(SETTINGS, ACK, 0));
-      if (type === PING && !(flags & ACK)) this.socket.write(http2Frame(PING, ACK, 0, payload));
-      if (type === DATA) this.window -= length;
-      if (id !== 0) this.streams.get(id)?.push({ type, flags, length });
-    }
-    for (const check of [...this.changed]) check();
-  }
-}
 
 const GET_WORKER = "/worker_runtime.v1.WorkerCatalog/GetWorker";
 const READ_TRANSCRIPT = "/worker_runtime.v1.WorkerObservation/ReadTranscript";
@@ -208,7 +82,103 @@ describe("a unary response's end over HTTP/2", () => {
         await client.until(() => [bulk, ...small].every((id) => client.ended(id)));
         for (const id of small) {
           expect(client.framesOf(id).filter((f) => f.type === RST_STREAM)).toEqual([]);
-          expect(client.framesOf(id).at(-1)).toEqual({ type: DATA, flags: END_STREAM, length: 0 });
+          // END_STREAM now comes on the message's own DATA frame (it was an empty DATA frame of its own, a turn later).
+          expect(client.framesOf(id).at(-1)).toEqual(expect.objectContaining({ type: DATA, flags: END_STREAM }));
+          expect(client.dataBytes(id)).toBe(client.dataBytes(small[0] as number));
+        }
+        expect(client.dataBytes(small[0] as number)).toBeGreaterThan(0);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  it("without trailer fields (Connect, gRPC-Web) ends with END_STREAM in the flush of its message, not a loop turn later", async () => {
+    // Every turn of the loop starts with 100 ms of timer work; frames flushed a turn apart arrive ~100 ms apart.
+    const turnMs = 100;
+    const busyTurns = setInterval(() => {
+      const until = performance.now() + turnMs;
+      while (performance.now() < until) {
+        // busy
+      }
+    }, 0);
+    // A transcript page of ~30 KB: a body over Node's 16 KiB write buffer, which waits for "drain".
+    const clients = harness.connect("grpc");
+    const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+    for await (const message of clients.interaction.streamInput({ worker: worker!.ref!, input: { text: "z".repeat(30_000) } }))
+      void message;
+    const client = await RawHttp2Client.connect(port);
+    client.openWindow(16 * 1024 * 1024);
+    try {
+      const connect = { "content-type": "application/proto", "connect-protocol-version": "1" };
+      const get = Buffer.from(toBinary(GetWorkerRequestSchema, create(GetWorkerRequestSchema, { worker: ref })));
+      const read = Buffer.from(
+        toBinary(ReadTranscriptRequestSchema, create(ReadTranscriptRequestSchema, { worker: worker!.ref!, limit: 10 })),
+      );
+      const kinds: [string, string, Record<string, string>, Buffer][] = [
+        ["connect", GET_WORKER, connect, get],
+        ["grpc-web", GET_WORKER, { "content-type": "application/grpc-web+proto" }, grpcFrame(get)],
+        ["connect, 30 KB", READ_TRANSCRIPT, connect, read],
+      ];
+      for (const [kind, path, headers, body] of kinds) {
+        for (let call = 0; call < 3; call++) {
+          const id = client.open(path, headers, body, true);
+          await client.until(() => client.ended(id));
+          const last = client.framesOf(id).at(-1);
+          expect(last, kind).toEqual(expect.objectContaining({ type: DATA, flags: END_STREAM }));
+          // On the message's own last DATA frame, not an empty one after it.
+          expect(last?.length, kind).toBeGreaterThan(0);
+          expect(
+            client.framesOf(id).some((f) => f.type === RST_STREAM),
+            kind,
+          ).toBe(false);
+          if (path === READ_TRANSCRIPT) expect(client.dataBytes(id)).toBeGreaterThan(30_000);
+          // The response's HEADERS frame is the stream's first; its END_STREAM must not wait for another turn.
+          expect(client.readTime(id, -1) - client.readTime(id, 0), kind).toBeLessThan(turnMs / 2);
+        }
+      }
+    } finally {
+      clearInterval(busyTurns);
+      client.close();
+    }
+  });
+
+  it("refusing an unread request, sends END_STREAM before the NO_ERROR reset, even while another stream takes the window", async () => {
+    const clients = harness.connect("grpc");
+    const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+    for await (const message of clients.interaction.streamInput({ worker: worker!.ref!, input: { text: "y".repeat(80_000) } }))
+      void message;
+    const read = grpcFrame(toBinary(ReadTranscriptRequestSchema, create(ReadTranscriptRequestSchema, { worker: worker!.ref!, limit: 10 })));
+    // Requests far over the message limit, refused from their length prefix (gRPC-Web) or content-length
+    // (Connect) while the client is still sending: the server reads no more of them.
+    const declared = 64 * 1024 * 1024;
+    const refusals: [string, Record<string, string>, Buffer][] = [
+      ["grpc-web", { "content-type": "application/grpc-web+proto" }, grpcFrame(Buffer.alloc(100, 0x61), 0, declared)],
+      [
+        "connect",
+        { "content-type": "application/proto", "connect-protocol-version": "1", "content-length": String(declared) },
+        Buffer.alloc(100, 0x61),
+      ],
+    ];
+    for (let round = 0; round < 3; round++) {
+      const client = await RawHttp2Client.connect(port);
+      try {
+        const bulk = client.post(READ_TRANSCRIPT, "application/grpc", read);
+        const refused = refusals.flatMap(([, headers, body]) => [0, 1, 2].map(() => client.open(GET_WORKER, headers, body, false)));
+        const trickle = setInterval(() => client.openWindow(100), 10);
+        await client.until(() => refused.every((id) => client.ended(id)), 3_000).catch(() => undefined);
+        clearInterval(trickle);
+        client.openWindow(1 << 20);
+        await client.until(() => [bulk, ...refused].every((id) => client.ended(id)));
+        // The reset that frees the session still comes, once the response has ended.
+        await client.until(() => refused.every((id) => client.resetCode(id) !== undefined));
+        for (const id of refused) {
+          const frames = client.framesOf(id);
+          const endStream = frames.findIndex((f) => f.type === DATA && f.flags & END_STREAM);
+          const reset = frames.findIndex((f) => f.type === RST_STREAM);
+          expect(endStream, `stream ${id}: ${JSON.stringify(frames)}`).toBeGreaterThan(0);
+          expect(reset, `stream ${id}: ${JSON.stringify(frames)}`).toBeGreaterThan(endStream);
+          expect(client.resetCode(id)).toBe(0);
         }
       } finally {
         client.close();
