@@ -35,7 +35,8 @@ interface Entry {
 /** A client's place in the ring: the seq of the next entry it reads. */
 interface Reader {
   next: number;
-  heartbeat: string | undefined;
+  /** A heartbeat is due once the reader has caught up. */
+  heartbeat: boolean;
   error: ConnectError | undefined;
   wake: (() => void) | undefined;
 }
@@ -125,7 +126,7 @@ export class SharedRuntimeWatch {
       next = this.positions.get(afterCursor);
       if (next === undefined || next < this.firstSeq) return undefined;
     }
-    const reader: Reader = { next, heartbeat: undefined, error: undefined, wake: undefined };
+    const reader: Reader = { next, heartbeat: false, error: undefined, wake: undefined };
     this.readers.add(reader);
     return this.read(reader, snapshot, signal);
   }
@@ -188,10 +189,11 @@ export class SharedRuntimeWatch {
           yield wrap(fields);
           continue;
         }
-        if (reader.heartbeat !== undefined) {
-          const cursor = reader.heartbeat;
-          reader.heartbeat = undefined;
-          yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor } });
+        if (reader.heartbeat) {
+          reader.heartbeat = false;
+          // The cursor it has reached now (caught up: the last durable one), not the one when the beat was due:
+          // events read since then are past that, and resuming from it would replay them.
+          if (this.cursor !== "") yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor: this.cursor } });
           continue;
         }
         await new Promise<void>((resolve) => (reader.wake = resolve));
@@ -307,7 +309,7 @@ export class SharedRuntimeWatch {
   private heartbeat(): void {
     if (this.cursor === "") return;
     for (const reader of this.readers) {
-      reader.heartbeat = this.cursor;
+      reader.heartbeat = true;
       reader.wake?.();
     }
   }
