@@ -121,8 +121,17 @@ export async function listAcrossRuntimes(
       if (taken.length < result.workers.length) {
         // The page ends inside this Runtime's answer: ask it for exactly what was taken to get a token from there.
         const exact = await fetch(connection, startToken(connection), taken.length);
-        next = exact.ok ? positionAfter(connection, exact.next) : { runtimeId: connection.runtimeId, token: "", after: true };
-        if (!exact.ok) failed.push(exact.failure);
+        if (exact.ok && sameWorkers(exact.workers, taken)) {
+          next = positionAfter(connection, exact.next);
+        } else if (workers.length > taken.length) {
+          // Its list changed between the two calls (or the second failed): that token would not follow what the
+          // page holds, and a worker could be skipped. End the page before this Runtime; the next starts there.
+          workers.length -= taken.length;
+          next = { runtimeId: connection.runtimeId, token: startToken(connection), after: false };
+        } else {
+          next = exact.ok ? positionAfter(connection, exact.next) : { runtimeId: connection.runtimeId, token: "", after: true };
+          if (!exact.ok) failed.push(exact.failure);
+        }
         break waves;
       }
       if (result.next !== "" && (workers.length === size || result.workers.length < need)) {
@@ -140,6 +149,11 @@ export async function listAcrossRuntimes(
   const more = next && (!next.after || directory.sorted().some((c) => c.runtimeId > (next as Position).runtimeId));
   const failedRuntimes = failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0));
   return workerPageResponse(workers, more && next ? encodePosition(next, filter) : "", failedRuntimes, options.binary);
+}
+
+/** Whether two answers hold the same Workers, byte for byte. */
+function sameWorkers(a: readonly UnknownField[], b: readonly UnknownField[]): boolean {
+  return a.length === b.length && a.every((field, i) => Buffer.from(field.data).equals((b[i] as UnknownField).data));
 }
 
 /** Whether `answer` settles within `ms`. */
