@@ -86,6 +86,11 @@ export class SharedRuntimeWatch {
   /** How many times the upstream stream was opened (for diagnostics and tests). */
   upstreamOpens = 0;
 
+  /** Clients being served (for diagnostics and tests). */
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
   constructor(connection: RuntimeConnection, options: SharedRuntimeWatchOptions) {
     this.connection = connection;
     this.options = options;
@@ -128,7 +133,15 @@ export class SharedRuntimeWatch {
     }
     const reader: Reader = { next, heartbeat: false, error: undefined, wake: undefined };
     this.readers.add(reader);
-    return this.read(reader, snapshot, signal);
+    // Released on the abort itself, not only when read() ends: a handler blocked on a write to a client
+    // that left may never be resumed (CONVENTIONS.md), and its reader would stay here for good.
+    const release = (): void => {
+      this.readers.delete(reader);
+      reader.wake?.();
+    };
+    signal.addEventListener("abort", release, { once: true });
+    if (signal.aborted) release();
+    return this.read(reader, snapshot, signal, release);
   }
 
   /** Whether the snapshot and every event after it are held. */
@@ -173,9 +186,12 @@ export class SharedRuntimeWatch {
     return signal.aborted ? Promise.resolve(false) : this.refreshing;
   }
 
-  private async *read(reader: Reader, snapshot: UnknownField | undefined, signal: AbortSignal): AsyncGenerator<WatchRuntimeResponse> {
-    const onAbort = (): void => reader.wake?.();
-    signal.addEventListener("abort", onAbort);
+  private async *read(
+    reader: Reader,
+    snapshot: UnknownField | undefined,
+    signal: AbortSignal,
+    release: () => void,
+  ): AsyncGenerator<WatchRuntimeResponse> {
     try {
       if (snapshot) yield wrap([snapshot]);
       for (;;) {
@@ -200,7 +216,7 @@ export class SharedRuntimeWatch {
         reader.wake = undefined;
       }
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", release);
       this.readers.delete(reader);
     }
   }
