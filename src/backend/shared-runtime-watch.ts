@@ -120,16 +120,17 @@ export class SharedRuntimeWatch {
    */
   async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchRuntimeResponse> | undefined> {
     if (this.stopped.signal.aborted) return undefined;
-    let snapshot: UnknownField | undefined;
+    let first: WatchRuntimeResponse;
     let next: number | undefined;
     if (afterCursor === "") {
       if (!this.hasSnapshot() && !(await this.refreshSnapshot(signal))) return undefined;
       if (!this.snapshot || !this.hasSnapshot()) return undefined;
-      snapshot = this.snapshot.field;
+      first = wrap([this.snapshot.field]);
       next = this.snapshot.seq;
     } else {
       next = this.positions.get(afterCursor);
       if (next === undefined || next < this.firstSeq) return undefined;
+      first = this.resumeSnapshot();
     }
     const reader: Reader = { next, heartbeat: false, error: undefined, wake: undefined };
     this.readers.add(reader);
@@ -141,7 +142,18 @@ export class SharedRuntimeWatch {
     };
     signal.addEventListener("abort", release, { once: true });
     if (signal.aborted) release();
-    return this.read(reader, snapshot, signal, release);
+    return this.read(reader, first, signal, release);
+  }
+
+  /**
+   * The first message of a stream resumed from a cursor, as the Runtime
+   * sends it (and sends at once, so the response headers go out): a snapshot
+   * at the last durable cursor received, with the Runtime's summary as last
+   * fetched (the registry's), then the events after the client's cursor.
+   */
+  private resumeSnapshot(): WatchRuntimeResponse {
+    const runtime = this.connection.snapshot.summary;
+    return create(WatchRuntimeResponseSchema, { snapshot: { cursor: this.cursor, ...(runtime ? { runtime } : {}) } });
   }
 
   /** Whether the snapshot and every event after it are held. */
@@ -188,12 +200,12 @@ export class SharedRuntimeWatch {
 
   private async *read(
     reader: Reader,
-    snapshot: UnknownField | undefined,
+    first: WatchRuntimeResponse,
     signal: AbortSignal,
     release: () => void,
   ): AsyncGenerator<WatchRuntimeResponse> {
     try {
-      if (snapshot) yield wrap([snapshot]);
+      yield first;
       for (;;) {
         if (signal.aborted) return;
         if (reader.error) throw reader.error;

@@ -155,6 +155,41 @@ describe("the Backend's shared WatchRuntime", () => {
     resumed.stop();
   });
 
+  it("opens a resumed client's stream with a snapshot at once, as the runtime does", async () => {
+    const first = watch();
+    await eventually(() => first.snapshotCursor !== undefined, 10_000, "snapshot");
+    const seen = first.seqs.length;
+    await createWorkers(2);
+    await eventually(() => first.seqs.length >= seen + 2, 10_000, "events");
+    await new Promise((resolve) => setTimeout(resolve, 300)); // nothing else comes
+    first.stop();
+    const afterCursor = first.cursors.at(-2) as string;
+    const firstTwo = async (clients: Clients) => {
+      const abort = new AbortController();
+      const messages = [];
+      for await (const message of clients.observation.watchRuntime({ runtimeId: "rs", afterCursor }, { signal: abort.signal })) {
+        messages.push(message);
+        if (messages.length === 2) break;
+      }
+      abort.abort();
+      return messages;
+    };
+    const directUrl = `http://${remote.server.h2Address}`;
+    const directSession = new Http2SessionManager(directUrl);
+    sessions.push(directSession);
+    const [direct] = await firstTwo(clientsFor(makeTransport("grpc", directUrl, directSession)));
+    expect(direct?.snapshot).toBeDefined();
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "the direct watch closed");
+    const [snapshot, next] = await firstTwo(connect());
+    // The snapshot is at the last durable cursor, the events after the client's cursor follow.
+    expect(snapshot?.snapshot?.cursor).toBe(first.cursors.at(-1));
+    expect(snapshot?.snapshot?.runtime?.runtimeId).toBe("rs");
+    expect(snapshot?.events).toEqual([]);
+    expect(next?.events.map((event) => event.seq)).toEqual([first.seqs.at(-1)]);
+    // Served from the ring: no upstream watch of its own.
+    expect(remote.runtime.stats().subscriptions).toBe(1);
+  });
+
   it("passes the runtime's heartbeats on to idle clients, with the last durable cursor", async () => {
     const w = watch();
     await eventually(() => w.snapshotCursor !== undefined, 10_000, "snapshot");
