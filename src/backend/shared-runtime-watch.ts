@@ -115,8 +115,9 @@ export class SharedRuntimeWatch {
   }
 
   /**
-   * Serves a client after `afterCursor` ("" = a snapshot, then live), or
-   * undefined when the ring cannot (the caller relays on its own stream).
+   * Serves a client a snapshot, then the events after `afterCursor` (""
+   * = after the snapshot) and live ones, or undefined when the ring cannot
+   * (the caller relays on its own stream).
    */
   async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchRuntimeResponse> | undefined> {
     if (this.stopped.signal.aborted) return undefined;
