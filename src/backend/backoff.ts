@@ -51,6 +51,8 @@ export class ConnectionBackoff {
 
 /** Waits `ms`, or less if `signal` aborts first; never rejects, so a loop checks the signal itself. */
 export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  // An aborted signal never fires "abort" again: without this the full delay would pass, its timer armed.
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

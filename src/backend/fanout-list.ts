@@ -1,13 +1,14 @@
 import { create, type UnknownField } from "@bufbuild/protobuf";
+import { createHash } from "node:crypto";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { Logger } from "../runtime/index.js";
-import { invalidField } from "./backend-errors.js";
+import { backendError, invalidField } from "./backend-errors.js";
 import { listWorkersRaw, workerPageResponse } from "./raw-worker-page.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
-import type { RuntimeDirectory } from "./runtime-directory.js";
+import { compareIds, type RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream } from "./upstream-errors.js";
 
 /** Page sizes, as the Runtime's own (documented in ListWorkersRequest). */
@@ -41,8 +42,14 @@ export interface FanoutOptions {
   contextValues?: ContextValues | undefined;
 }
 
-/** One Runtime's answer or failure. */
-type Fetched = { ok: true; workers: UnknownField[]; next: string } | { ok: false; failure: RuntimeFailure };
+/**
+ * One Runtime's answer or failure. `refused`: the Runtime's typed refusal of
+ * the client's page token, which is the client's error to see (as direct),
+ * not a Runtime failure to list and skip.
+ */
+type Fetched =
+  | { ok: true; workers: UnknownField[]; next: string }
+  | { ok: false; failure: RuntimeFailure; refused?: ConnectError | undefined };
 
 /**
  * ListWorkers with no runtime_id: Workers of every Runtime, ordered by
@@ -66,7 +73,8 @@ export async function listAcrossRuntimes(
 ): Promise<ListWorkersResponse> {
   if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
   const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
-  const position = decodePosition(request.pageToken);
+  const filter = filterDigest(request);
+  const position = decodePosition(request.pageToken, filter);
   const all = directory
     .sorted()
     .filter((c) => !position || (position.after ? c.runtimeId > position.runtimeId : c.runtimeId >= position.runtimeId));
@@ -103,6 +111,7 @@ export async function listAcrossRuntimes(
       const result = await answer;
       const connection = wave[i] as RuntimeConnection;
       if (!result.ok) {
+        if (result.refused) throw result.refused;
         failed.push(result.failure);
         continue;
       }
@@ -112,8 +121,17 @@ export async function listAcrossRuntimes(
       if (taken.length < result.workers.length) {
         // The page ends inside this Runtime's answer: ask it for exactly what was taken to get a token from there.
         const exact = await fetch(connection, startToken(connection), taken.length);
-        next = exact.ok ? positionAfter(connection, exact.next) : { runtimeId: connection.runtimeId, token: "", after: true };
-        if (!exact.ok) failed.push(exact.failure);
+        if (exact.ok && sameWorkers(exact.workers, taken)) {
+          next = positionAfter(connection, exact.next);
+        } else if (workers.length > taken.length) {
+          // Its list changed between the two calls (or the second failed): that token would not follow what the
+          // page holds, and a worker could be skipped. End the page before this Runtime; the next starts there.
+          workers.length -= taken.length;
+          next = { runtimeId: connection.runtimeId, token: startToken(connection), after: false };
+        } else {
+          next = exact.ok ? positionAfter(connection, exact.next) : { runtimeId: connection.runtimeId, token: "", after: true };
+          if (!exact.ok) failed.push(exact.failure);
+        }
         break waves;
       }
       if (result.next !== "" && (workers.length === size || result.workers.length < need)) {
@@ -130,7 +148,12 @@ export async function listAcrossRuntimes(
   if (signal.aborted) throw ConnectError.from(signal.reason);
   const more = next && (!next.after || directory.sorted().some((c) => c.runtimeId > (next as Position).runtimeId));
   const failedRuntimes = failed.sort((a, b) => (a.runtimeId < b.runtimeId ? -1 : a.runtimeId > b.runtimeId ? 1 : 0));
-  return workerPageResponse(workers, more && next ? encodePosition(next) : "", failedRuntimes, options.binary);
+  return workerPageResponse(workers, more && next ? encodePosition(next, filter) : "", failedRuntimes, options.binary);
+}
+
+/** Whether two answers hold the same Workers, byte for byte. */
+function sameWorkers(a: readonly UnknownField[], b: readonly UnknownField[]): boolean {
+  return a.length === b.length && a.every((field, i) => Buffer.from(field.data).equals((b[i] as UnknownField).data));
 }
 
 /** Whether `answer` settles within `ms`. */
@@ -163,6 +186,7 @@ async function fetchPage(
     const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
     return {
       ok: false,
+      refused: request.pageToken !== "" && reason === ErrorReason.PAGE_TOKEN_INVALID ? typed : undefined,
       failure: create(RuntimeFailureSchema, {
         runtimeId: connection.runtimeId,
         health: connection.health,
@@ -191,23 +215,48 @@ function failureFromHealth(connection: RuntimeConnection): RuntimeFailure {
   return create(RuntimeFailureSchema, { runtimeId: connection.runtimeId, health: state.health, reason, message: state.healthMessage });
 }
 
-function encodePosition(position: Position): string {
-  return Buffer.from(JSON.stringify([TOKEN_KIND, position.runtimeId, position.token, position.after]), "utf8").toString("base64url");
+/**
+ * The filters a token is bound to, in one spelling whatever the request's
+ * order or repeats (as the Runtime binds its own tokens): a token reused
+ * with other filters would otherwise continue silently from a position
+ * between Runtimes, where no Runtime token goes on to be checked.
+ */
+function filterDigest(request: ListWorkersRequest): string {
+  const statuses = [...new Set(request.statuses)].sort((a, b) => a - b);
+  const labels = Object.entries(request.labelSelector).sort(([a], [b]) => compareIds(a, b));
+  return createHash("sha256")
+    .update(JSON.stringify([statuses, labels]))
+    .digest("base64url")
+    .slice(0, 16);
 }
 
-function decodePosition(token: string): Position | undefined {
+function encodePosition(position: Position, filter: string): string {
+  return Buffer.from(JSON.stringify([TOKEN_KIND, filter, position.runtimeId, position.token, position.after]), "utf8").toString(
+    "base64url",
+  );
+}
+
+function decodePosition(token: string, filter: string): Position | undefined {
   if (token === "") return undefined;
-  if (token.length > 2048) throw invalidField("page_token", "is not a valid page token");
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-    if (Array.isArray(parsed) && parsed.length === 4 && parsed[0] === TOKEN_KIND) {
-      const [, runtimeId, upstream, after] = parsed as unknown[];
-      if (typeof runtimeId === "string" && typeof upstream === "string" && typeof after === "boolean") {
-        return { runtimeId, token: upstream, after };
-      }
-    }
+    parsed = token.length <= 2048 ? JSON.parse(Buffer.from(token, "base64url").toString("utf8")) : undefined;
   } catch {
-    // fall through to the typed error
+    // the typed error below
+  }
+  if (Array.isArray(parsed) && parsed.length === 5 && parsed[0] === TOKEN_KIND) {
+    const [, digest, runtimeId, upstream, after] = parsed as unknown[];
+    if (typeof runtimeId === "string" && typeof upstream === "string" && typeof after === "boolean") {
+      if (digest !== filter) throw invalidToken("was issued for a request with other filters; change only page_size between pages");
+      return { runtimeId, token: upstream, after };
+    }
   }
   throw invalidField("page_token", "is not a valid page token");
+}
+
+/** As the Runtime refuses its own: INVALID_ARGUMENT + PAGE_TOKEN_INVALID, so a client lists again from the start. */
+function invalidToken(why: string): ConnectError {
+  return backendError(Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID, `page_token: ${why}; list again without a page token`, {
+    field: "page_token",
+  });
 }

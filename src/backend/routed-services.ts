@@ -178,7 +178,8 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
         yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal, contextValues: ctx.values });
       } catch (error) {
         const upstream = ConnectError.from(error);
-        connection.reportFailure(upstream);
+        // The client's own cancel or deadline (which ends the upstream call too) says nothing about the runtime's health.
+        if (!ctx.signal.aborted) connection.reportFailure(upstream);
         throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
       }
     },

@@ -35,7 +35,8 @@ interface Entry {
 /** A client's place in the ring: the seq of the next entry it reads. */
 interface Reader {
   next: number;
-  heartbeat: string | undefined;
+  /** A heartbeat is due once the reader has caught up. */
+  heartbeat: boolean;
   error: ConnectError | undefined;
   wake: (() => void) | undefined;
 }
@@ -85,6 +86,11 @@ export class SharedRuntimeWatch {
   /** How many times the upstream stream was opened (for diagnostics and tests). */
   upstreamOpens = 0;
 
+  /** Clients being served (for diagnostics and tests). */
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
   constructor(connection: RuntimeConnection, options: SharedRuntimeWatchOptions) {
     this.connection = connection;
     this.options = options;
@@ -109,25 +115,46 @@ export class SharedRuntimeWatch {
   }
 
   /**
-   * Serves a client after `afterCursor` ("" = a snapshot, then live), or
-   * undefined when the ring cannot (the caller relays on its own stream).
+   * Serves a client a snapshot, then the events after `afterCursor` (""
+   * = after the snapshot) and live ones, or undefined when the ring cannot
+   * (the caller relays on its own stream).
    */
   async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchRuntimeResponse> | undefined> {
     if (this.stopped.signal.aborted) return undefined;
-    let snapshot: UnknownField | undefined;
+    let first: WatchRuntimeResponse;
     let next: number | undefined;
     if (afterCursor === "") {
       if (!this.hasSnapshot() && !(await this.refreshSnapshot(signal))) return undefined;
       if (!this.snapshot || !this.hasSnapshot()) return undefined;
-      snapshot = this.snapshot.field;
+      first = wrap([this.snapshot.field]);
       next = this.snapshot.seq;
     } else {
       next = this.positions.get(afterCursor);
       if (next === undefined || next < this.firstSeq) return undefined;
+      first = this.resumeSnapshot();
     }
-    const reader: Reader = { next, heartbeat: undefined, error: undefined, wake: undefined };
+    const reader: Reader = { next, heartbeat: false, error: undefined, wake: undefined };
     this.readers.add(reader);
-    return this.read(reader, snapshot, signal);
+    // Released on the abort itself, not only when read() ends: a handler blocked on a write to a client
+    // that left may never be resumed (CONVENTIONS.md), and its reader would stay here for good.
+    const release = (): void => {
+      this.readers.delete(reader);
+      reader.wake?.();
+    };
+    signal.addEventListener("abort", release, { once: true });
+    if (signal.aborted) release();
+    return this.read(reader, first, signal, release);
+  }
+
+  /**
+   * The first message of a stream resumed from a cursor, as the Runtime
+   * sends it (and sends at once, so the response headers go out): a snapshot
+   * at the last durable cursor received, with the Runtime's summary as last
+   * fetched (the registry's), then the events after the client's cursor.
+   */
+  private resumeSnapshot(): WatchRuntimeResponse {
+    const runtime = this.connection.snapshot.summary;
+    return create(WatchRuntimeResponseSchema, { snapshot: { cursor: this.cursor, ...(runtime ? { runtime } : {}) } });
   }
 
   /** Whether the snapshot and every event after it are held. */
@@ -172,11 +199,14 @@ export class SharedRuntimeWatch {
     return signal.aborted ? Promise.resolve(false) : this.refreshing;
   }
 
-  private async *read(reader: Reader, snapshot: UnknownField | undefined, signal: AbortSignal): AsyncGenerator<WatchRuntimeResponse> {
-    const onAbort = (): void => reader.wake?.();
-    signal.addEventListener("abort", onAbort);
+  private async *read(
+    reader: Reader,
+    first: WatchRuntimeResponse,
+    signal: AbortSignal,
+    release: () => void,
+  ): AsyncGenerator<WatchRuntimeResponse> {
     try {
-      if (snapshot) yield wrap([snapshot]);
+      yield first;
       for (;;) {
         if (signal.aborted) return;
         if (reader.error) throw reader.error;
@@ -188,17 +218,18 @@ export class SharedRuntimeWatch {
           yield wrap(fields);
           continue;
         }
-        if (reader.heartbeat !== undefined) {
-          const cursor = reader.heartbeat;
-          reader.heartbeat = undefined;
-          yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor } });
+        if (reader.heartbeat) {
+          reader.heartbeat = false;
+          // The cursor it has reached now (caught up: the last durable one), not the one when the beat was due:
+          // events read since then are past that, and resuming from it would replay them.
+          if (this.cursor !== "") yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor: this.cursor } });
           continue;
         }
         await new Promise<void>((resolve) => (reader.wake = resolve));
         reader.wake = undefined;
       }
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", release);
       this.readers.delete(reader);
     }
   }
@@ -307,7 +338,7 @@ export class SharedRuntimeWatch {
   private heartbeat(): void {
     if (this.cursor === "") return;
     for (const reader of this.readers) {
-      reader.heartbeat = this.cursor;
+      reader.heartbeat = true;
       reader.wake?.();
     }
   }

@@ -85,8 +85,8 @@ export async function backend(argv: string[]): Promise<boolean> {
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const fanoutTimeoutMs = Number(values["fanout-timeout-ms"]);
-  if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0)
-    throw new UsageError("--fanout-timeout-ms must be a whole number of milliseconds > 0");
+  if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0 || fanoutTimeoutMs > MAX_TIMER_MS)
+    throw new UsageError(`--fanout-timeout-ms must be a whole number of milliseconds > 0 and <= ${MAX_TIMER_MS}`);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   // Console hook (issue 11): browsers speak HTTP/1.1 to the console's port.
@@ -181,6 +181,9 @@ export async function backend(argv: string[]): Promise<boolean> {
   return true;
 }
 
+/** The longest delay a Node timer takes; past it the timer fires at once (lookups back to back, 1 ms deadlines). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /** The flags {@link discoveryFromFlags} reads. */
 interface DiscoveryFlags {
   "discover-dns"?: string;
@@ -201,8 +204,8 @@ function discoveryFromFlags(values: DiscoveryFlags): DiscoveryConfig | undefined
   }
   if (!/^[A-Za-z0-9_.-]{1,253}$/.test(name)) throw new UsageError("--discover-dns must be a DNS name");
   const intervalMs = Number(values["discover-interval-ms"]);
-  if (!Number.isSafeInteger(intervalMs) || intervalMs < 100)
-    throw new UsageError("--discover-interval-ms must be a whole number of milliseconds >= 100");
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 100 || intervalMs > MAX_TIMER_MS)
+    throw new UsageError(`--discover-interval-ms must be a whole number of milliseconds >= 100 and <= ${MAX_TIMER_MS}`);
   const misses = Number(values["discover-misses"]);
   if (!Number.isSafeInteger(misses) || misses < 1) throw new UsageError("--discover-misses must be a whole number >= 1");
   let token: (() => string) | undefined;

@@ -86,6 +86,42 @@ describe("ListWorkers across runtimes", () => {
     }
   });
 
+  it("refuses a page token reused with other filters, as a runtime does (PAGE_TOKEN_INVALID)", async () => {
+    // One token ends inside a runtime (its own token goes on), one between runtimes (none does).
+    for (const pageSize of [1, 2]) {
+      const first = await catalog.listWorkers({ pageSize });
+      expect(first.nextPageToken).not.toBe("");
+      const error = await catalog.listWorkers({ pageSize, pageToken: first.nextPageToken, labelSelector: { team: "a" } }).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+      expect(error?.code).toBe(Code.InvalidArgument);
+      expect(error?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.PAGE_TOKEN_INVALID);
+      // page_size alone may change between pages.
+      const page = await catalog.listWorkers({ pageSize: pageSize + 1, pageToken: first.nextPageToken });
+      expect(page.failedRuntimes).toEqual([]);
+      expect(page.workers.length).toBe(pageSize + 1);
+    }
+  });
+
+  it("answers a runtime's refusal of the page token with that typed error, never as a failed runtime skipped over", async () => {
+    const first = await catalog.listWorkers({ pageSize: 1 });
+    const inside = backend.directory.sorted()[0]?.runtimeId as string;
+    const other = backend.directory.sorted()[1]?.runtimeId as string;
+    // The same position, its runtime's own token replayed to another runtime.
+    const fields = JSON.parse(Buffer.from(first.nextPageToken, "base64url").toString("utf8")) as unknown[];
+    expect(fields).toContain(inside);
+    const replayed = Buffer.from(JSON.stringify(fields.map((f) => (f === inside ? other : f)))).toString("base64url");
+    const error = await catalog.listWorkers({ pageSize: 1, pageToken: replayed }).then(
+      (page) => page,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((error as ConnectError).findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.PAGE_TOKEN_INVALID);
+    expect(backend.directory.get(other)?.health).toBe(RuntimeHealth.READY);
+  });
+
   it("does not count a client's own short deadline against the runtime's health", async () => {
     const r1 = backend.directory.get("r1");
     expect(r1?.health).toBe(RuntimeHealth.READY);

@@ -6,7 +6,7 @@ import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { clientsFor, eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
-import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
+import { holdOpen, replyWith, ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
  * Calls routed through a Backend (in process: a real runtime server on
@@ -17,9 +17,10 @@ import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
 let harness: Harness;
 let backend: Backend;
 let viaBackend: Clients;
+const scripted = new ScriptedBackend(replyWith("hello there", 4));
 
 beforeAll(async () => {
-  harness = await startHarness({ runtimeId: "rs", executionBackend: new ScriptedBackend(replyWith("hello there", 4)) });
+  harness = await startHarness({ runtimeId: "rs", executionBackend: scripted });
   backend = createBackend({
     runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
     logger: silentLogger,
@@ -54,6 +55,25 @@ describe("calls routed through a Backend", () => {
     }
     expect(text).toBe("hello there");
     expect(final).toBe(RunStatus.COMPLETED);
+  });
+
+  it("does not count a client's own StreamInput deadline against the runtime's health", async () => {
+    const { worker } = await viaBackend.catalog.createWorker({ runtimeId: "rs" });
+    const held = holdOpen("thinking");
+    scripted.enqueue(held.script);
+    const error = await failure(
+      (async () => {
+        for await (const _ of viaBackend.interaction.streamInput({ worker: worker?.ref, input: { text: "hi" } }, { timeoutMs: 300 })) {
+          // the run is held open past the client's deadline
+        }
+      })(),
+    );
+    held.release();
+    expect(error?.code).toBe(Code.DeadlineExceeded);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const rs = backend.directory.get("rs");
+    expect(rs?.health).toBe(RuntimeHealth.READY);
+    expect(rs?.snapshot.failedAttempts).toBe(0);
   });
 
   it("relays a runtime's typed rejection unchanged", async () => {

@@ -1,3 +1,4 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -5,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { WatchRuntimeResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger, type Runtime } from "../../src/runtime/index.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
@@ -153,6 +155,41 @@ describe("the Backend's shared WatchRuntime", () => {
     resumed.stop();
   });
 
+  it("opens a resumed client's stream with a snapshot at once, as the runtime does", async () => {
+    const first = watch();
+    await eventually(() => first.snapshotCursor !== undefined, 10_000, "snapshot");
+    const seen = first.seqs.length;
+    await createWorkers(2);
+    await eventually(() => first.seqs.length >= seen + 2, 10_000, "events");
+    await new Promise((resolve) => setTimeout(resolve, 300)); // nothing else comes
+    first.stop();
+    const afterCursor = first.cursors.at(-2) as string;
+    const firstTwo = async (clients: Clients) => {
+      const abort = new AbortController();
+      const messages = [];
+      for await (const message of clients.observation.watchRuntime({ runtimeId: "rs", afterCursor }, { signal: abort.signal })) {
+        messages.push(message);
+        if (messages.length === 2) break;
+      }
+      abort.abort();
+      return messages;
+    };
+    const directUrl = `http://${remote.server.h2Address}`;
+    const directSession = new Http2SessionManager(directUrl);
+    sessions.push(directSession);
+    const [direct] = await firstTwo(clientsFor(makeTransport("grpc", directUrl, directSession)));
+    expect(direct?.snapshot).toBeDefined();
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "the direct watch closed");
+    const [snapshot, next] = await firstTwo(connect());
+    // The snapshot is at the last durable cursor, the events after the client's cursor follow.
+    expect(snapshot?.snapshot?.cursor).toBe(first.cursors.at(-1));
+    expect(snapshot?.snapshot?.runtime?.runtimeId).toBe("rs");
+    expect(snapshot?.events).toEqual([]);
+    expect(next?.events.map((event) => event.seq)).toEqual([first.seqs.at(-1)]);
+    // Served from the ring: no upstream watch of its own.
+    expect(remote.runtime.stats().subscriptions).toBe(1);
+  });
+
   it("passes the runtime's heartbeats on to idle clients, with the last durable cursor", async () => {
     const w = watch();
     await eventually(() => w.snapshotCursor !== undefined, 10_000, "snapshot");
@@ -246,6 +283,37 @@ describe("the Backend's shared WatchRuntime", () => {
     expect(live.error).toBeUndefined();
     live.stop();
     abort.abort();
+  });
+
+  it("gives a reader that was behind a heartbeat with the cursor it has reached, never an older one", async () => {
+    const shared = backend.runtimeWatch("rs");
+    const live = watch();
+    await eventually(() => live.snapshotCursor !== undefined, 10_000, "snapshot");
+    await createWorkers(1);
+    await eventually(() => live.seqs.length >= 1, 10_000, "an event");
+    const abort = new AbortController();
+    const lagging = await shared?.serve(live.cursors.at(-1) as string, abort.signal); // read only later
+    expect(lagging).toBeDefined();
+    // An upstream heartbeat passes while the reader reads nothing, then events follow it.
+    const beats = live.heartbeats.length;
+    await eventually(() => live.heartbeats.length > beats, 10_000, "an upstream heartbeat");
+    await createWorkers(2);
+    await eventually(() => live.seqs.length >= 3, 10_000, "the new events");
+    const cursors: string[] = [];
+    let heartbeat: string | undefined;
+    while (heartbeat === undefined) {
+      const next = await lagging?.next();
+      if (!next || next.done) break;
+      const message = fromBinary(WatchRuntimeResponseSchema, toBinary(WatchRuntimeResponseSchema, next.value));
+      for (const event of message.events) if (event.cursor) cursors.push(event.cursor);
+      if (message.heartbeat) heartbeat = message.heartbeat.cursor;
+    }
+    expect(cursors).toEqual(live.cursors.slice(-2));
+    // The heartbeat's cursor is the resume point: an older one would replay the events just read.
+    expect(heartbeat).toBe(cursors.at(-1));
+    abort.abort();
+    await lagging?.return(undefined);
+    live.stop();
   });
 
   it("re-snapshots when the runtime's store is replaced: clients get the typed error, never a silent gap", async () => {

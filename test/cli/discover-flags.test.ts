@@ -7,6 +7,9 @@ describe("backend --discover-* flags", () => {
     [["--discover-dns", "not a name!"], "--discover-dns must be a DNS name"],
     [["--discover-dns", "_grpc._tcp.runtimes", "--discover-interval-ms", "10"], "--discover-interval-ms must be"],
     [["--discover-dns", "_grpc._tcp.runtimes", "--discover-misses", "0"], "--discover-misses must be a whole number >= 1"],
+    // Past a timer's range Node fires at once: lookups back to back, deadlines of 1 ms.
+    [["--discover-dns", "_grpc._tcp.runtimes", "--discover-interval-ms", "3000000000"], "--discover-interval-ms must be"],
+    [["--fanout-timeout-ms", "3000000000"], "--fanout-timeout-ms must be"],
     [["--discover-token-file", "runtime.token"], "--discover-token-file needs --discover-dns"],
     [
       ["--discover-dns", "_grpc._tcp.runtimes", "--discover-token-file", "/nonexistent/runtime.token"],
