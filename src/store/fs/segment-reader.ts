@@ -1,6 +1,6 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { readRange } from "./read-range.js";
-import { decodeFrame, type LogRecord } from "./record-frame.js";
+import { decodeFrame, FRAME_HEADER_BYTES, type LogRecord } from "./record-frame.js";
 import { indexName, isNotFound, logName, type LogState, type Segment } from "./segment.js";
 import { readSegmentIndexSlice } from "./segment-index.js";
 import type { SegmentedLogInit } from "./segmented-log-init.js";
@@ -65,6 +65,10 @@ export class SegmentReader {
       throw error;
     }
     try {
+      // A sealed segment's index is trusted at open by its header and end
+      // offset only: offsets that cannot frame records are damage, and are
+      // never used to size a read (one bad offset could ask for gigabytes).
+      if (!framesRecords(offsets, n, segment.size)) throw this.damaged(`${rel}: the index of records ${from}..${from + n - 1} is damaged`);
       const start = offsets[0] ?? 0;
       const end = offsets[n] ?? start;
       const buf = await readRange(fh, start, end - start, stats);
@@ -73,14 +77,7 @@ export class SegmentReader {
       for (let i = 0; i < n; i++) {
         const frame = decodeFrame(buf, pos);
         const expected = segment.firstSeq + BigInt(from + i);
-        if (frame.kind !== "ok" || frame.record.seq !== expected) {
-          const message = `${rel}: record ${expected} is damaged`;
-          if (this.state.damage === undefined) {
-            this.state.damage = message;
-            this.init.onCorruption?.(message);
-          }
-          throw new StoreCorruptionError(message);
-        }
+        if (frame.kind !== "ok" || frame.record.seq !== expected) throw this.damaged(`${rel}: record ${expected} is damaged`);
         stats.recordsRead++;
         records.push(frame.record);
         pos = frame.end;
@@ -90,6 +87,24 @@ export class SegmentReader {
       await fh.close();
     }
   }
+
+  /** Makes the log read-only and reports the damage once; returns the error for the read. */
+  private damaged(message: string): StoreCorruptionError {
+    if (this.state.damage === undefined) {
+      this.state.damage = message;
+      this.init.onCorruption?.(message);
+    }
+    return new StoreCorruptionError(message);
+  }
+}
+
+/** True when `offsets` (n + 1 values) can delimit n records inside a segment of `size` bytes. */
+function framesRecords(offsets: readonly number[], n: number, size: number): boolean {
+  if (offsets.length !== n + 1) return false;
+  for (let i = 0; i < n; i++) {
+    if ((offsets[i + 1] ?? 0) - (offsets[i] ?? 0) < FRAME_HEADER_BYTES) return false;
+  }
+  return (offsets[n] ?? 0) <= size;
 }
 
 /** Offsets of records [from, from + n] of a segment (n + 1 values; the last is an end offset). */
