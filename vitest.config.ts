@@ -11,6 +11,7 @@ import { defineConfig } from "vitest/config";
  */
 const SLOW = [
   "test/store/crash.test.ts",
+  "test/store/data-dir-lock-race.test.ts",
   "test/package/**/*.test.ts",
   "test/console/console.test.ts",
   "test/cli/client/**/*.test.ts",
