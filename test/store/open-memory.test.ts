@@ -40,12 +40,16 @@ describe("file store open", () => {
     await reopened.store.close();
   });
 
-  it("scans records longer than a chunk and across chunk ends, and still truncates a torn tail", async () => {
+  it("scans records longer than a chunk (the first one too) and across chunk ends, and still truncates a torn tail", async () => {
     const { store } = await openStore(dir);
     await store.putWorker(workerRecord("w1"));
     await store.appendTranscript(
       "w1",
-      entries(1, 10, (seq) => `${seq}`.repeat(100 * 1024)),
+      entries(1, 1, () => "F".repeat(300 * 1024)),
+    );
+    await store.appendTranscript(
+      "w1",
+      entries(2, 10, (seq) => `${seq}`.repeat(100 * 1024)),
     );
     await store.appendTranscript(
       "w1",
@@ -62,7 +66,12 @@ describe("file store open", () => {
     expect(reopened.store.stats.largestReadBytes).toBeLessThan(MiB);
     const all = await reopened.store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 20);
     expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 11 }, (_, i) => BigInt(i + 1)));
-    expect(all.map((e) => entryText(e).length)).toEqual([...Array.from({ length: 9 }, () => 100 * 1024), 200 * 1024, 700 * 1024]);
+    expect(all.map((e) => entryText(e).length)).toEqual([
+      300 * 1024,
+      ...Array.from({ length: 8 }, () => 100 * 1024),
+      200 * 1024,
+      700 * 1024,
+    ]);
     await reopened.store.appendTranscript("w1", entries(12, 12));
     await reopened.store.close();
   });

@@ -40,8 +40,9 @@ export async function scanSegment(fh: FileHandle, size: number, firstSeq: bigint
   let chunkStart = 0;
   while (pos < size) {
     let frame = decodeFrame(chunk, pos - chunkStart);
-    if (frame.kind === "truncated" && chunkStart + chunk.length < size) {
-      // The chunk ends inside this record: read on from its start, the whole record at least.
+    // The chunk ends inside this record: read on from its start, the whole record at least (a second
+    // read when the first one only showed its header).
+    for (let reads = 0; frame.kind === "truncated" && chunkStart + chunk.length < size && reads < 2; reads++) {
       chunk = await readRange(fh, pos, Math.min(size - pos, Math.max(SCAN_CHUNK_BYTES, frameBytes(chunk, pos - chunkStart))), stats);
       chunkStart = pos;
       frame = decodeFrame(chunk, 0);
