@@ -1,7 +1,8 @@
 import { stat, truncate } from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { entries, entryText, events, openStore, tempDataDir, workerRecord } from "./fs-support.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { entries, entryText, events, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -73,6 +74,28 @@ describe("file store open", () => {
       700 * 1024,
     ]);
     await reopened.store.appendTranscript("w1", entries(12, 12));
+    await reopened.store.close();
+  });
+
+  it("rebuilds the run index in bounded reads when runs carry large inputs", async () => {
+    const { store } = await openStore(dir);
+    await store.putWorker(workerRecord("w1"));
+    // 30 runs with 256 KiB inputs (the default input limit), two versions each: 15 MiB of run log.
+    for (let i = 1; i <= 30; i++) {
+      const input = `${i % 10}`.repeat(256 * 1024);
+      await store.putRun("w1", run(`r${i}`, RunStatus.RUNNING, "", input), NO_REQUEST);
+      await store.putRun("w1", run(`r${i}`, RunStatus.COMPLETED, "", input), NO_REQUEST);
+    }
+    await store.close();
+
+    const reopened = await openStore(dir);
+    expect(reopened.opened.workers[0]?.runCount).toBe(30);
+    expect(reopened.store.stats.largestReadBytes).toBeLessThanOrEqual(2 * MiB);
+    const newest = await reopened.store.listRuns("w1", undefined, 2);
+    expect(newest.map((r) => [r.ordinal, r.run.runId, r.run.status])).toEqual([
+      [30, "r30", RunStatus.COMPLETED],
+      [29, "r29", RunStatus.COMPLETED],
+    ]);
     await reopened.store.close();
   });
 });
