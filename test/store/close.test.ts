@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { readdir } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
@@ -66,5 +66,16 @@ describe("file store close", () => {
     const again = await openStore(dir);
     expect(again.opened.lastRuntimeEventSeq).toBe(3n);
     await again.store.close();
+  });
+});
+
+describe("file store temp files", () => {
+  it("removes a snapshot's temp file when its rename fails (the probe would leave one at every try)", async () => {
+    const { store } = await openStore(dir);
+    // A directory where the probe's file goes makes its rename fail, as EIO or ENOSPC on rename would.
+    await mkdir(path.join(dir, "write.probe", "occupied"), { recursive: true });
+    for (let i = 0; i < 3; i++) await expect(store.probeWrite?.()).rejects.toBeInstanceOf(StoreWriteError);
+    expect((await readdir(dir)).filter((name) => name.includes(".tmp-"))).toEqual([]);
+    await store.close();
   });
 });
