@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { entries, openStore, tempDataDir, workerRecord } from "./fs-support.js";
+import { entries, events, openStore, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -51,6 +51,24 @@ describe("deleting a worker whose files cannot all be removed", () => {
     const reopened = await openStore(dir);
     expect(reopened.opened.workers).toEqual([]);
     expect(await readdir(path.join(dir, "workers"))).toEqual([]);
+    await reopened.store.close();
+  });
+});
+
+describe("a leftover temp file in a log dir that cannot be removed", () => {
+  it.runIf(chattrWorks())("does not stop start-up", async () => {
+    const first = await openStore(dir);
+    await first.store.appendRuntimeEvents(events(1, 2));
+    await first.store.close();
+    // What an interrupted seal leaves: the index's temp file.
+    const leftover = path.join(dir, "events", "00000000000000000001.idx.tmp-0badc0de");
+    await writeFile(leftover, "x");
+    expect(spawnSync("chattr", ["+i", leftover]).status).toBe(0);
+    immutable.push(leftover);
+
+    const reopened = await openStore(dir);
+    expect(reopened.opened.lastRuntimeEventSeq).toBe(2n);
+    await reopened.store.appendRuntimeEvents(events(3, 3));
     await reopened.store.close();
   });
 });

@@ -28,7 +28,8 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
   const logs = new Set(names.filter((n) => /^\d{20}\.log$/.test(n)));
   for (const name of names) {
     const orphanIndex = name.endsWith(".idx") && !logs.has(name.replace(/\.idx$/, ".log"));
-    if (isTempName(name) || orphanIndex) await unlink(disk.abs(path.join(dir, name)));
+    // Cleanup only (nothing reads these), so a failure does not stop the open.
+    if (isTempName(name) || orphanIndex) await unlink(disk.abs(path.join(dir, name))).catch(() => undefined);
   }
   const firsts = [...logs].map((n) => BigInt(n.slice(0, 20))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [i, firstSeq] of firsts.entries()) {
