@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFileStore } from "../../src/store/fs/index.js";
 
@@ -89,6 +90,22 @@ describe("the data dir lock", () => {
     await writeFile(path.join(dir, "LOCK"), JSON.stringify({ pid: livePid, bootId, startTime }));
     await expect(createFileStore({ dataDir: dir }).open(openInit)).rejects.toThrow(
       new RegExp(`in use by another runtime process \\(pid ${livePid}\\)`),
+    );
+  });
+});
+
+describe("a data dir the process may not write", () => {
+  it.runIf(process.getuid?.() === 0)("is refused with a message naming the data dir, not a temp file", async () => {
+    const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
+    // Owned by root, mode 0755: the child, run as nobody, can read it but not write it.
+    const child = spawnSync(process.execPath, ["--import", "tsx", childScript, dir, "0", "0"], {
+      encoding: "utf8",
+      uid: 65534,
+      gid: 65534,
+      cwd: process.cwd(),
+    });
+    expect(child.stdout.trim()).toBe(
+      `refused the data dir ${dir} cannot be written (EACCES); the file store needs a writable data dir: check its owner, mode and mount`,
     );
   });
 });

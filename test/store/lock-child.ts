@@ -1,5 +1,6 @@
 /**
- * Child process of data-dir-lock-race.test.ts: waits until the wall-clock
+ * Child process of data-dir-lock-race.test.ts (and data-dir-lock.test.ts,
+ * which runs it as another user): waits until the wall-clock
  * time given (so that all children contend at once), opens a file store on
  * the data dir and prints `acquired` (then holds it for a while) or
  * `refused <message>`.

@@ -55,7 +55,9 @@ export class DataDirLock {
 async function take(file: string): Promise<void> {
   const content = `${JSON.stringify({ pid: process.pid, acquiredAt: new Date().toISOString(), ...(await identityOf(process.pid)) })}\n`;
   const tmp = `${file}.tmp-${randomBytes(4).toString("hex")}`;
-  const handle = await open(tmp, "wx");
+  const handle = await open(tmp, "wx").catch((error: unknown) => {
+    throw notWritable(path.dirname(file), error);
+  });
   try {
     await handle.writeFile(content);
     await handle.sync();
@@ -164,4 +166,16 @@ function parseHolder(content: string): Holder | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A data dir the process may not write (permissions, a read-only mount) is named as such, not by a temp file. */
+function notWritable(dir: string, error: unknown): unknown {
+  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  if (code !== "EACCES" && code !== "EPERM" && code !== "EROFS") return error;
+  return new Error(
+    `the data dir ${dir} cannot be written (${code}); the file store needs a writable data dir: check its owner, mode and mount`,
+    {
+      cause: error,
+    },
+  );
 }
