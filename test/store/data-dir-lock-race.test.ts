@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createFileStore } from "../../src/store/fs/index.js";
 
 const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
 const CHILDREN = 6;
@@ -54,4 +55,40 @@ describe("the data dir lock across processes", () => {
         expect(line).toMatch(/^refused the data dir is in use by another runtime process/);
     }
   }, 120_000);
+});
+
+/**
+ * Two containers on one volume: each runtime is pid 1 of its own pid
+ * namespace, so the holder's pid in LOCK is this process's own pid, which
+ * a restarted container must take over. The holder's liveness socket
+ * tells the two apart: it answers only while the holder runs.
+ */
+describe("a lock holder whose pid cannot be judged (another pid namespace)", () => {
+  it("is refused while it runs, and taken over once it died", async () => {
+    const holder = spawn(process.execPath, ["--import", "tsx", childScript, dir, "0", "60000"], { stdio: ["ignore", "pipe", "pipe"] });
+    const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        holder.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes("\n")) resolve(out.trim());
+        });
+        holder.once("exit", (code) => reject(new Error(`holder exited ${code} before holding`)));
+      });
+      expect(line).toBe("acquired");
+      // What the other container's LOCK looks like from here: our own pid.
+      await writeFile(path.join(dir, "LOCK"), JSON.stringify({ pid: process.pid }));
+      await expect(createFileStore({ dataDir: dir }).open({ generateRuntimeId: () => "rt-lock-race" })).rejects.toThrow(
+        /in use by another runtime process/,
+      );
+    } finally {
+      holder.kill("SIGKILL");
+      await exited;
+    }
+    // Its socket file stays behind, but nobody answers on it any more.
+    const store = createFileStore({ dataDir: dir });
+    await expect(store.open({ generateRuntimeId: () => "rt-lock-race" })).resolves.toMatchObject({ runtimeId: "rt-lock-race" });
+    await store.close();
+  }, 60_000);
 });

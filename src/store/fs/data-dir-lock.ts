@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, realpath, rename, unlink } from "node:fs/promises";
+import type { Server } from "node:net";
 import path from "node:path";
+import { closeLiveness, holderAnswers, LOCK_SOCKET, listenLiveness } from "./lock-socket.js";
 import { identityOf, mayStillRun, type ProcessIdentity } from "./process-identity.js";
 
 /** Name of the lock file inside the data dir. */
@@ -21,13 +23,19 @@ type Holder = { pid: number } & ProcessIdentity;
  * half-written one and takes it for stale; a stale lock is removed only by
  * the process holding the breaker file, and only if it is still the one
  * judged stale; and stores of one process claim the data dir (by its real
- * path) before their first await.
+ * path) before their first await. A holder also answers on `LOCK.sock`
+ * (lock-socket.ts) while it runs, which refuses a second container on the
+ * same volume whatever the pids say.
  */
 export class DataDirLock {
   /** Lock files this process holds or is taking: a pid alone cannot tell two stores in one process apart. */
   private static readonly heldHere = new Set<string>();
 
-  private constructor(private readonly file: string) {}
+  private constructor(
+    private readonly file: string,
+    /** The liveness socket (lock-socket.ts), when one could be made. */
+    private readonly liveness: Server | undefined,
+  ) {}
 
   /** Takes the lock, or throws a message saying who holds it and what to do. */
   static async acquire(root: string): Promise<DataDirLock> {
@@ -38,7 +46,7 @@ export class DataDirLock {
     DataDirLock.heldHere.add(file);
     try {
       await take(file);
-      return new DataDirLock(file);
+      return new DataDirLock(file, await listenLiveness(socketOf(file)));
     } catch (error) {
       DataDirLock.heldHere.delete(file);
       throw error;
@@ -47,6 +55,7 @@ export class DataDirLock {
 
   /** Releases the lock. */
   async release(): Promise<void> {
+    if (this.liveness) await closeLiveness(this.liveness, socketOf(this.file));
     await unlink(this.file).catch(() => undefined);
     DataDirLock.heldHere.delete(this.file);
   }
@@ -84,9 +93,9 @@ async function takeWith(tmp: string, file: string, content: string): Promise<voi
     const found = await readFile(file, "utf8").catch(() => undefined);
     if (found === undefined) continue; // released meanwhile
     const holder = parseHolder(found);
-    if (!(await isStale(holder))) {
+    if ((await holderAnswers(socketOf(file))) || !(await isStale(holder))) {
       throw new Error(
-        `the data dir is in use by another runtime process (pid ${holder?.pid}); stop that process first, or use ` +
+        `the data dir is in use by another runtime process (pid ${holder?.pid ?? "unknown"}); stop that process first, or use ` +
           `another --data-dir. If no runtime is running, delete ${LOCK_FILE} in the data dir.`,
       );
     }
@@ -178,4 +187,8 @@ function notWritable(dir: string, error: unknown): unknown {
       cause: error,
     },
   );
+}
+
+function socketOf(lockFile: string): string {
+  return path.join(path.dirname(lockFile), LOCK_SOCKET);
 }
