@@ -11,6 +11,8 @@ import { defineConfig } from "vitest/config";
  */
 const SLOW = [
   "test/store/crash.test.ts",
+  "test/store/data-dir-lock-race.test.ts",
+  "test/store/crash-retention.test.ts",
   "test/package/**/*.test.ts",
   "test/console/console.test.ts",
   "test/cli/client/**/*.test.ts",

@@ -1,7 +1,9 @@
 /**
- * Child process of crash.test.ts: a real runtime server (core + fs store +
- * connect server) with a scripted backend whose runs stream for a while, so
- * that a SIGKILL lands in the middle of runs and group commits. Prints
+ * Child process of crash.test.ts and crash-retention.test.ts: a real
+ * runtime server (core + fs store + connect server) with a scripted backend
+ * whose runs stream for a while, so that a SIGKILL lands in the middle of
+ * runs and group commits. Optional arguments set the store's segment size
+ * and event retention (defaults: 32 KiB, nothing pruned). Prints
  * `ready <h2 address> <runtime id>` once serving.
  */
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -10,8 +12,8 @@ import { startRuntimeServer } from "../../src/server/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 
-const dataDir = process.argv[2];
-if (!dataDir) throw new Error("usage: crash-child.ts DATA_DIR");
+const [dataDir, segmentBytes = "32768", eventRetention = "1000000"] = process.argv.slice(2);
+if (!dataDir) throw new Error("usage: crash-child.ts DATA_DIR [SEGMENT_BYTES EVENT_RETENTION]");
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -33,7 +35,7 @@ const streamingReply: RunScript = async (request, sink, signal) => {
 };
 
 const runtime = await createRuntime({
-  store: createFileStore({ dataDir, segmentBytes: 32 * 1024, eventRetention: 1_000_000 }),
+  store: createFileStore({ dataDir, segmentBytes: Number(segmentBytes), eventRetention: Number(eventRetention) }),
   executionBackend: new ScriptedBackend(streamingReply),
   logger: silentLogger,
 });

@@ -1,76 +1,194 @@
-import { open, readFile, unlink } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { link, open, readFile, realpath, rename, unlink } from "node:fs/promises";
+import type { Server } from "node:net";
 import path from "node:path";
+import { closeLiveness, holderAnswers, LOCK_SOCKET, listenLiveness } from "./lock-socket.js";
+import { identityOf, mayStillRun, type ProcessIdentity } from "./process-identity.js";
 
 /** Name of the lock file inside the data dir. */
 export const LOCK_FILE = "LOCK";
+
+/** What a lock file records about its holder. */
+type Holder = { pid: number } & ProcessIdentity;
 
 /**
  * Keeps two runtime processes from opening one data dir: both would append
  * to the same logs and corrupt them. The lock file names the holding
  * process; a lock left by a process that no longer runs (kill -9, power
- * loss) is taken over, so crash recovery needs no manual step.
+ * loss, a reboot that gave its pid to another process) is taken over, so
+ * crash recovery needs no manual step.
+ *
+ * Races are closed three ways: the lock file appears complete in one step
+ * (written to a temp file, then hard-linked into place), so nobody reads a
+ * half-written one and takes it for stale; a stale lock is removed only by
+ * the process holding the breaker file, and only if it is still the one
+ * judged stale; and stores of one process claim the data dir (by its real
+ * path) before their first await. A holder also answers on `LOCK.sock`
+ * (lock-socket.ts) while it runs, which refuses a second container on the
+ * same volume whatever the pids say.
  */
 export class DataDirLock {
-  /** Lock files this process holds: a pid alone cannot tell two stores in one process apart. */
+  /** Lock files this process holds or is taking: a pid alone cannot tell two stores in one process apart. */
   private static readonly heldHere = new Set<string>();
 
-  private constructor(private readonly file: string) {}
+  private constructor(
+    private readonly file: string,
+    /** The liveness socket (lock-socket.ts), when one could be made. */
+    private readonly liveness: Server | undefined,
+  ) {}
 
   /** Takes the lock, or throws a message saying who holds it and what to do. */
   static async acquire(root: string): Promise<DataDirLock> {
-    const file = path.join(path.resolve(root), LOCK_FILE);
+    const file = path.join(await realpath(root), LOCK_FILE);
     if (DataDirLock.heldHere.has(file)) {
       throw new Error("the data dir is already open in this process; close the other store first");
     }
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const handle = await open(file, "wx");
-        try {
-          await handle.writeFile(`${JSON.stringify({ pid: process.pid, acquiredAt: new Date().toISOString() })}\n`);
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        DataDirLock.heldHere.add(file);
-        return new DataDirLock(file);
-      } catch (error) {
-        if (!(error instanceof Error && "code" in error && error.code === "EEXIST")) throw error;
-      }
-      const holder = await readHolder(file);
-      if (holder !== undefined && holder !== process.pid && isRunning(holder)) {
-        throw new Error(
-          `the data dir is in use by another runtime process (pid ${holder}); stop that process first, or use ` +
-            `another --data-dir. If no runtime is running, delete ${LOCK_FILE} in the data dir.`,
-        );
-      }
-      await unlink(file).catch(() => undefined);
+    DataDirLock.heldHere.add(file);
+    try {
+      await take(file);
+      return new DataDirLock(file, await listenLiveness(socketOf(file)));
+    } catch (error) {
+      DataDirLock.heldHere.delete(file);
+      throw error;
     }
-    throw new Error(`could not take ${LOCK_FILE} in the data dir; another process keeps creating it`);
   }
 
   /** Releases the lock. */
   async release(): Promise<void> {
-    DataDirLock.heldHere.delete(this.file);
+    if (this.liveness) await closeLiveness(this.liveness, socketOf(this.file));
     await unlink(this.file).catch(() => undefined);
+    DataDirLock.heldHere.delete(this.file);
   }
 }
 
-async function readHolder(file: string): Promise<number | undefined> {
+async function take(file: string): Promise<void> {
+  const content = `${JSON.stringify({ pid: process.pid, acquiredAt: new Date().toISOString(), ...(await identityOf(process.pid)) })}\n`;
+  const tmp = `${file}.tmp-${randomBytes(4).toString("hex")}`;
+  const handle = await open(tmp, "wx").catch((error: unknown) => {
+    throw notWritable(path.dirname(file), error);
+  });
   try {
-    const parsed: unknown = JSON.parse(await readFile(file, "utf8"));
-    const pid = typeof parsed === "object" && parsed !== null && "pid" in parsed ? parsed.pid : undefined;
-    return typeof pid === "number" && Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await takeWith(tmp, file, content);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
+ * Places the lock, or removes a stale one and tries again. Only the holder
+ * of the breaker file (`LOCK.break`, taken like the lock) removes a lock,
+ * and only the one it judged stale, so two processes taking over the same
+ * stale lock cannot remove each other's new one.
+ */
+async function takeWith(tmp: string, file: string, content: string): Promise<void> {
+  const breaker = `${file}.break`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (await placeLock(tmp, file, content)) return;
+    const found = await readFile(file, "utf8").catch(() => undefined);
+    if (found === undefined) continue; // released meanwhile
+    const holder = parseHolder(found);
+    if ((await holderAnswers(socketOf(file))) || !(await isStale(holder))) {
+      throw new Error(
+        `the data dir is in use by another runtime process (pid ${holder?.pid ?? "unknown"}); stop that process first, or use ` +
+          `another --data-dir. If no runtime is running, delete ${LOCK_FILE} in the data dir.`,
+      );
+    }
+    if (!(await placeLock(tmp, breaker, content))) {
+      // Another process is taking the stale lock over (wait for it), or died doing so (a stale breaker).
+      const other = await readFile(breaker, "utf8").catch(() => undefined);
+      if (other !== undefined && (await isStale(parseHolder(other)))) await discardIfUnchanged(breaker, other);
+      else await new Promise((resolve) => setTimeout(resolve, 10));
+      continue;
+    }
+    try {
+      if ((await readFile(file, "utf8").catch(() => undefined)) === found) await unlink(file).catch(() => undefined);
+    } finally {
+      await unlink(breaker).catch(() => undefined);
+    }
+  }
+  throw new Error(`could not take ${LOCK_FILE} in the data dir; another process keeps creating it`);
+}
+
+/** A lock whose holder is unreadable, is this process's pid (a restarted container), or has stopped running. */
+async function isStale(holder: Holder | undefined): Promise<boolean> {
+  return holder === undefined || holder.pid === process.pid || !(await mayStillRun(holder));
+}
+
+/** Puts the complete lock file in place; false when a lock file already exists. */
+async function placeLock(tmp: string, file: string, content: string): Promise<boolean> {
+  try {
+    await link(tmp, file);
+    return true;
+  } catch (error) {
+    const code = error instanceof Error && "code" in error ? error.code : undefined;
+    if (code === "EEXIST") return false;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw error;
+  }
+  // A file system without hard links: create it in place (a reader may then see it half-written).
+  try {
+    const handle = await open(file, "wx");
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return true;
+  } catch (error) {
+    if (error instanceof Error && "code" in error && error.code === "EEXIST") return false;
+    throw error;
+  }
+}
+
+/**
+ * Removes a stale breaker file whose content is `stale`. It is moved aside
+ * atomically first: if another process replaced it meanwhile, what was
+ * moved is that process's live one, and it is put back.
+ */
+async function discardIfUnchanged(file: string, stale: string): Promise<void> {
+  const aside = `${file}.stale-${randomBytes(4).toString("hex")}`;
+  try {
+    await rename(file, aside);
+  } catch {
+    return; // gone already: the next attempt sees what is there now
+  }
+  const moved = await readFile(aside, "utf8").catch(() => undefined);
+  if (moved !== stale) await link(aside, file).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
+}
+
+function parseHolder(content: string): Holder | undefined {
+  try {
+    const parsed: unknown = JSON.parse(content);
+    if (typeof parsed !== "object" || parsed === null || !("pid" in parsed)) return undefined;
+    const { pid } = parsed;
+    if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) return undefined;
+    const bootId = "bootId" in parsed && typeof parsed.bootId === "string" ? parsed.bootId : undefined;
+    const startTime = "startTime" in parsed && typeof parsed.startTime === "string" ? parsed.startTime : undefined;
+    return { pid, ...(bootId !== undefined ? { bootId } : {}), ...(startTime !== undefined ? { startTime } : {}) };
   } catch {
     return undefined;
   }
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else — still running.
-    return error instanceof Error && "code" in error && error.code === "EPERM";
-  }
+/** A data dir the process may not write (permissions, a read-only mount) is named as such, not by a temp file. */
+function notWritable(dir: string, error: unknown): unknown {
+  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  if (code !== "EACCES" && code !== "EPERM" && code !== "EROFS") return error;
+  return new Error(
+    `the data dir ${dir} cannot be written (${code}); the file store needs a writable data dir: check its owner, mode and mount`,
+    {
+      cause: error,
+    },
+  );
+}
+
+function socketOf(lockFile: string): string {
+  return path.join(path.dirname(lockFile), LOCK_SOCKET);
 }

@@ -95,7 +95,12 @@ export class Disk {
       throw error;
     }
     await fh.close();
-    await rename(this.abs(tmp), this.abs(rel));
+    try {
+      await rename(this.abs(tmp), this.abs(rel));
+    } catch (error) {
+      await unlink(this.abs(tmp)).catch(() => undefined);
+      throw error;
+    }
     await this.syncDir(path.dirname(rel));
   }
 }

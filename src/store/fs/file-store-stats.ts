@@ -9,9 +9,11 @@ export interface FileStoreStats {
   recordsRead: number;
   /** fdatasync calls made for log appends. */
   logSyncs: number;
+  /** Bytes of the largest single read from a log or index file: what one read holds in memory at once. */
+  largestReadBytes: number;
 }
 
 /** Fresh zeroed counters. */
 export function createFileStoreStats(): FileStoreStats {
-  return { bytesRead: 0, recordsRead: 0, logSyncs: 0 };
+  return { bytesRead: 0, recordsRead: 0, logSyncs: 0, largestReadBytes: 0 };
 }

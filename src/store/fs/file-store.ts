@@ -25,6 +25,7 @@ import { openRuntimeId } from "./runtime-id.js";
 import type { SegmentedLog } from "./segmented-log.js";
 import type { LogSettings } from "./worker-files.js";
 import { WorkerRegistry } from "./worker-registry.js";
+import { WriteGate } from "./write-gate.js";
 import { probeWrite } from "./write-probe.js";
 
 /** Options for {@link createFileStore}. */
@@ -86,6 +87,10 @@ class FileStoreImpl implements FileStore {
   private lock: DataDirLock | undefined;
   /** Damage found while opening is reported as diagnostics, not through the hook. */
   private opened = false;
+  /** Refuses writes once close begins; tracks the writes no drain covers. */
+  private readonly gate = new WriteGate();
+  /** Set by the first close; later ones wait for it. */
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly options: FileStoreOptions) {
     this.disk = new Disk(path.resolve(options.dataDir), options.faults, options.metrics);
@@ -139,18 +144,21 @@ class FileStoreImpl implements FileStore {
   }
 
   putConfigBundle(bundle: ConfigBundle): Promise<void> {
-    return writeConfigBundle(this.disk, bundle);
+    return this.gate.run(() => writeConfigBundle(this.disk, bundle));
   }
 
-  putWorker(record: WorkerRecord): Promise<void> {
+  async putWorker(record: WorkerRecord): Promise<void> {
+    this.gate.check();
     return this.registry.put(record);
   }
 
-  deleteWorker(workerId: string): Promise<void> {
+  async deleteWorker(workerId: string): Promise<void> {
+    this.gate.check();
     return this.registry.delete(workerId);
   }
 
   async putRun(workerId: string, run: Run, init: PutRunInit): Promise<void> {
+    this.gate.check();
     await this.registry.writableTracked(workerId).runs.put(run, init);
   }
 
@@ -163,6 +171,7 @@ class FileStoreImpl implements FileStore {
   }
 
   async appendTranscript(workerId: string, entries: TranscriptEntry[]): Promise<void> {
+    this.gate.check();
     const records = entries.map((entry) => ({ seq: entry.seq, body: toBinary(TranscriptEntrySchema, entry) }));
     await this.registry.writableTracked(workerId).transcript.append(records);
   }
@@ -184,6 +193,7 @@ class FileStoreImpl implements FileStore {
   }
 
   async appendEvents(workerId: string, events: StoredEvent[]): Promise<void> {
+    this.gate.check();
     await this.registry.writable(workerId).events.append(events.map(({ seq, bytes }) => ({ seq, body: bytes })));
   }
 
@@ -197,6 +207,7 @@ class FileStoreImpl implements FileStore {
   }
 
   async appendRuntimeEvents(events: StoredEvent[]): Promise<void> {
+    this.gate.check();
     await this.runtimeLog().append(events.map(({ seq, bytes }) => ({ seq, body: bytes })));
   }
 
@@ -210,14 +221,23 @@ class FileStoreImpl implements FileStore {
   }
 
   probeWrite(): Promise<void> {
-    return probeWrite(this.disk);
+    return this.gate.run(() => probeWrite(this.disk));
   }
 
+  /**
+   * Refuses writes from the first call on, waits for every write already
+   * accepted, then releases the lock: nothing is written into the data dir
+   * once another process may own it. Later calls wait for the first.
+   */
   async close(): Promise<void> {
-    await this.registry.drain();
-    await this.runtimeEvents?.drain();
-    await this.lock?.release();
-    this.lock = undefined;
+    this.closing ??= (async () => {
+      await this.gate.close();
+      await this.registry.drain();
+      await this.runtimeEvents?.drain();
+      await this.lock?.release();
+      this.lock = undefined;
+    })();
+    await this.closing;
   }
 
   private reportCorruption(workerId: string | undefined, message: string): void {

@@ -1,5 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import * as path from "node:path";
+import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
@@ -33,15 +34,22 @@ export interface OpenedWorkers {
 export async function openWorkers(init: OpenWorkersInit): Promise<OpenedWorkers> {
   const { disk } = init;
   const ids: string[] = [];
+  const diagnostics: StoreDiagnostic[] = [];
   for (const name of await readdir(disk.abs(WORKERS_DIR))) {
     if (name.startsWith(STAGING_PREFIX) || name.startsWith(DELETING_PREFIX)) {
-      await rm(disk.abs(path.join(WORKERS_DIR, name)), { recursive: true, force: true });
+      // Cleanup only: no worker lives there, so start-up goes on if it fails (retried at the next open).
+      await rm(disk.abs(path.join(WORKERS_DIR, name)), { recursive: true, force: true }).catch((error: unknown) => {
+        diagnostics.push({
+          severity: DiagnosticSeverity.WARNING,
+          code: "store.cleanup_failed",
+          message: `${path.join(WORKERS_DIR, name)}, left by an interrupted worker creation or deletion, could not be removed (${errorCode(error)}); it is retried at the next start`,
+        });
+      });
       continue;
     }
     const id = workerIdFromDirName(name);
     if (id !== undefined && workerDirName(id) === name) ids.push(id);
   }
-  const diagnostics: StoreDiagnostic[] = [];
   const opened: Array<{ files: WorkerFiles; worker: RestoredWorker }> = [];
   let next = 0;
   const openNext = async (): Promise<void> => {
@@ -64,4 +72,8 @@ export async function openWorkers(init: OpenWorkersInit): Promise<OpenedWorkers>
 
 function compare(a: string | undefined, b: string | undefined): number {
   return (a ?? "").localeCompare(b ?? "");
+}
+
+function errorCode(error: unknown): string {
+  return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "error";
 }

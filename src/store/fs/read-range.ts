@@ -11,5 +11,6 @@ export async function readRange(fh: FileHandle, position: number, length: number
     done += bytesRead;
   }
   stats.bytesRead += done;
+  if (length > stats.largestReadBytes) stats.largestReadBytes = length;
   return done === length ? buf : buf.subarray(0, done);
 }

@@ -14,6 +14,12 @@ import { packFields, unpackFields } from "./snapshot-file.js";
 
 /** Request ids handed back at open for SendInput idempotency: as many as the core keeps by default. */
 const RECENT_REQUEST_IDS = DEFAULT_LIMITS.requestIdMemory;
+/**
+ * Bytes of run records read at a time while rebuilding the index at open:
+ * workers open 32 at a time, and 512 run versions with inputs of the
+ * default limit (256 KiB) would be 128 MiB in one read.
+ */
+const OPEN_READ_BYTES = 1024 * 1024;
 const UNFINISHED = new Set([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL]);
 
 /** The part of a run record that open needs without decoding the Run. */
@@ -60,7 +66,7 @@ export class RunLog {
     const unfinished = new Map<string, Uint8Array>();
     const requests = new RequestIdMemory<{ requestId: string; runId: string; fingerprint: string }>(RECENT_REQUEST_IDS);
     for (let seq = this.log.earliestSeq; seq <= this.log.lastSeq; ) {
-      const records = await this.log.read(seq, 512);
+      const records = await this.log.read(seq, 512, OPEN_READ_BYTES);
       if (records.length === 0) break;
       for (const record of records) {
         const header = decodeHeader(record.body);

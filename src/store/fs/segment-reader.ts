@@ -1,6 +1,6 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { readRange } from "./read-range.js";
-import { decodeFrame, type LogRecord } from "./record-frame.js";
+import { decodeFrame, FRAME_HEADER_BYTES, type LogRecord } from "./record-frame.js";
 import { indexName, isNotFound, logName, type LogState, type Segment } from "./segment.js";
 import { readSegmentIndexSlice } from "./segment-index.js";
 import type { SegmentedLogInit } from "./segmented-log-init.js";
@@ -22,9 +22,11 @@ export class SegmentReader {
    * retained. Walks a copy of the segment list, since pruning may drop
    * segments while a read awaits I/O. If a segment vanished under the read,
    * the records already read are returned (they are contiguous), or, when
-   * none were, the lookup restarts at the new earliest seq.
+   * none were, the lookup restarts at the new earliest seq. Stops early past
+   * `maxBytes` of frames (at least one record is returned).
    */
-  async read(from: bigint, count: number): Promise<LogRecord[]> {
+  async read(from: bigint, count: number, maxBytes = Number.POSITIVE_INFINITY): Promise<LogRecord[]> {
+    let budget = maxBytes;
     let segments = this.state.segments.slice();
     let seq = maxSeq(from, earliestOf(segments, this.state.durableSeq));
     const end = seq + BigInt(Math.max(0, count));
@@ -37,7 +39,8 @@ export class SegmentReader {
       const stop = end < segEnd ? end : segEnd;
       if (seq < segment.firstSeq) break;
       if (stop <= seq) continue;
-      const got = await this.readFromSegment(segment, Number(seq - segment.firstSeq), Number(stop - seq));
+      const wanted = Number(stop - seq);
+      const got = await this.readFromSegment(segment, Number(seq - segment.firstSeq), wanted, budget);
       if (got === undefined) {
         if (records.length > 0) break;
         segments = this.state.segments.slice();
@@ -46,25 +49,37 @@ export class SegmentReader {
         continue;
       }
       records.push(...got);
-      seq = stop;
+      seq += BigInt(got.length);
+      for (const record of got) budget -= FRAME_HEADER_BYTES + record.body.length;
+      if (got.length < wanted || budget <= 0) break;
     }
     return records;
   }
 
-  /** Reads n records starting at index `from` of a segment; undefined if it was pruned meanwhile. */
-  private async readFromSegment(segment: Segment, from: number, n: number): Promise<LogRecord[] | undefined> {
+  /**
+   * Reads n records starting at index `from` of a segment, fewer if they
+   * exceed `maxBytes` (one at least); undefined if it was pruned meanwhile.
+   */
+  private async readFromSegment(segment: Segment, from: number, wanted: number, maxBytes: number): Promise<LogRecord[] | undefined> {
     const { disk, stats } = this.init;
     const rel = logName(this.init.dir, segment.firstSeq);
     let offsets: number[];
     let fh: FileHandle;
     try {
-      offsets = await readOffsets(this.init, segment, from, n);
+      offsets = await readOffsets(this.init, segment, from, wanted);
       fh = await open(disk.abs(rel), "r");
     } catch (error) {
       if (isNotFound(error) && !this.state.segments.includes(segment)) return undefined;
       throw error;
     }
     try {
+      // A sealed segment's index is trusted at open by its header and end
+      // offset only: offsets that cannot frame records are damage, and are
+      // never used to size a read (one bad offset could ask for gigabytes).
+      if (!framesRecords(offsets, wanted, segment.size)) {
+        throw this.damaged(`${rel}: the index of records ${from}..${from + wanted - 1} is damaged`);
+      }
+      const n = recordsWithin(offsets, wanted, maxBytes);
       const start = offsets[0] ?? 0;
       const end = offsets[n] ?? start;
       const buf = await readRange(fh, start, end - start, stats);
@@ -73,14 +88,7 @@ export class SegmentReader {
       for (let i = 0; i < n; i++) {
         const frame = decodeFrame(buf, pos);
         const expected = segment.firstSeq + BigInt(from + i);
-        if (frame.kind !== "ok" || frame.record.seq !== expected) {
-          const message = `${rel}: record ${expected} is damaged`;
-          if (this.state.damage === undefined) {
-            this.state.damage = message;
-            this.init.onCorruption?.(message);
-          }
-          throw new StoreCorruptionError(message);
-        }
+        if (frame.kind !== "ok" || frame.record.seq !== expected) throw this.damaged(`${rel}: record ${expected} is damaged`);
         stats.recordsRead++;
         records.push(frame.record);
         pos = frame.end;
@@ -90,6 +98,32 @@ export class SegmentReader {
       await fh.close();
     }
   }
+
+  /** Makes the log read-only and reports the damage once; returns the error for the read. */
+  private damaged(message: string): StoreCorruptionError {
+    if (this.state.damage === undefined) {
+      this.state.damage = message;
+      this.init.onCorruption?.(message);
+    }
+    return new StoreCorruptionError(message);
+  }
+}
+
+/** How many of the n records `offsets` delimit fit in `maxBytes` (one at least). */
+function recordsWithin(offsets: readonly number[], n: number, maxBytes: number): number {
+  const start = offsets[0] ?? 0;
+  let k = 1;
+  while (k < n && (offsets[k + 1] ?? 0) - start <= maxBytes) k++;
+  return k;
+}
+
+/** True when `offsets` (n + 1 values) can delimit n records inside a segment of `size` bytes. */
+function framesRecords(offsets: readonly number[], n: number, size: number): boolean {
+  if (offsets.length !== n + 1) return false;
+  for (let i = 0; i < n; i++) {
+    if ((offsets[i + 1] ?? 0) - (offsets[i] ?? 0) < FRAME_HEADER_BYTES) return false;
+  }
+  return (offsets[n] ?? 0) <= size;
 }
 
 /** Offsets of records [from, from + n] of a segment (n + 1 values; the last is an end offset). */

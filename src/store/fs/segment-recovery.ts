@@ -3,11 +3,10 @@ import * as path from "node:path";
 import { isTempName } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { OffsetList } from "./offset-list.js";
-import { readRange } from "./read-range.js";
 import { indexName, isNotFound, logName, truncateSegment, type LogState, type Segment } from "./segment.js";
 import { encodeSegmentIndex, readSegmentIndexCount } from "./segment-index.js";
 import { readOffsets } from "./segment-reader.js";
-import { scanSegment } from "./segment-scan.js";
+import { type SegmentScan, scanSegment } from "./segment-scan.js";
 import type { LogProblem, SegmentedLogInit } from "./segmented-log-init.js";
 
 /**
@@ -29,7 +28,8 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
   const logs = new Set(names.filter((n) => /^\d{20}\.log$/.test(n)));
   for (const name of names) {
     const orphanIndex = name.endsWith(".idx") && !logs.has(name.replace(/\.idx$/, ".log"));
-    if (isTempName(name) || orphanIndex) await unlink(disk.abs(path.join(dir, name)));
+    // Cleanup only (nothing reads these), so a failure does not stop the open.
+    if (isTempName(name) || orphanIndex) await unlink(disk.abs(path.join(dir, name))).catch(() => undefined);
   }
   const firsts = [...logs].map((n) => BigInt(n.slice(0, 20))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [i, firstSeq] of firsts.entries()) {
@@ -47,8 +47,7 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
       state.segments.push({ firstSeq, count, size });
       continue;
     }
-    const buf = await readWhole(disk.abs(rel), stats);
-    const scan = scanSegment(buf, firstSeq, () => stats.recordsRead++);
+    const scan = await scanFile(disk.abs(rel), firstSeq, stats);
     const segment: Segment = { firstSeq, count: scan.offsets.length, size: scan.goodEnd, offsets: scan.offsets };
     state.segments.push(segment);
     if (scan.damage?.kind === "corrupt" || (scan.damage && !isLast)) {
@@ -59,7 +58,7 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
     }
     if (scan.damage) {
       await truncateSegment(disk, rel, scan.goodEnd);
-      const detail = `${scan.damage.reason} at byte ${scan.damage.offset}; ${buf.length - scan.goodEnd} bytes dropped`;
+      const detail = `${scan.damage.reason} at byte ${scan.damage.offset}; ${size - scan.goodEnd} bytes dropped`;
       problems.push({ kind: "torn", file: rel, detail });
     }
     if (!isLast) {
@@ -76,11 +75,11 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
   return problems;
 }
 
-async function readWhole(absPath: string, stats: FileStoreStats): Promise<Buffer> {
+async function scanFile(absPath: string, firstSeq: bigint, stats: FileStoreStats): Promise<SegmentScan> {
   const fh = await open(absPath, "r");
   try {
     const { size } = await fh.stat();
-    return await readRange(fh, 0, size, stats);
+    return await scanSegment(fh, size, firstSeq, stats);
   } finally {
     await fh.close();
   }

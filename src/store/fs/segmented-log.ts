@@ -88,9 +88,12 @@ export class SegmentedLog {
     return this.commit.whenDurable(position);
   }
 
-  /** Durable records with seq in [from, from + count), clipped to what is retained. */
-  read(from: bigint, count: number): Promise<LogRecord[]> {
-    return this.reader.read(from, count);
+  /**
+   * Durable records with seq in [from, from + count), clipped to what is
+   * retained; fewer (one at least) where they would pass `maxBytes`.
+   */
+  read(from: bigint, count: number, maxBytes?: number): Promise<LogRecord[]> {
+    return this.reader.read(from, count, maxBytes);
   }
 
   /** Waits for queued appends to finish (successfully or not). */

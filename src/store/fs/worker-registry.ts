@@ -171,7 +171,9 @@ export class WorkerRegistry {
       await rename(this.disk.abs(files.dir), this.disk.abs(away));
       await this.disk.syncDir(WORKERS_DIR);
     });
-    await rm(this.disk.abs(away), { recursive: true, force: true });
+    // The worker is gone once the rename is durable; removing its files is
+    // cleanup, which open repeats for a `.del-` dir left behind (open-workers.ts).
+    await rm(this.disk.abs(away), { recursive: true, force: true }).catch(() => undefined);
   }
 }
 

@@ -1,0 +1,94 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createFileStore } from "../../src/store/fs/index.js";
+
+const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
+const CHILDREN = 6;
+const ROUNDS = 5;
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "wr-lock-race-"));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Runs one child to its end and returns its output line. */
+function runChild(startAt: number, holdMs: number): Promise<string> {
+  const child = spawn(process.execPath, ["--import", "tsx", childScript, dir, String(startAt), String(holdMs)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`child exited ${code}: ${err}`))));
+  });
+}
+
+/**
+ * Real processes racing for one data dir whose lock a dead process left
+ * (the restart after a crash, with a second start by mistake or a
+ * supervisor's retry): exactly one may hold it. Taking over a stale lock
+ * used to delete whatever LOCK was there, so one process could delete
+ * another's fresh lock, and up to four of six held the data dir at once.
+ */
+describe("the data dir lock across processes", () => {
+  it(`lets exactly one of ${CHILDREN} processes starting together take over a stale lock`, async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      await rm(path.join(dir, "LOCK"), { force: true });
+      // A pid above the kernel's maximum (4194304) never runs.
+      await writeFile(path.join(dir, "LOCK"), JSON.stringify({ pid: 9_999_999 }));
+      // Far enough ahead for every child to have started (tsx compiles on start).
+      const startAt = Date.now() + 4_000;
+      const lines = await Promise.all(Array.from({ length: CHILDREN }, () => runChild(startAt, 1_500)));
+      const acquired = lines.filter((line) => line === "acquired");
+      expect(acquired, `round ${round}: ${JSON.stringify(lines)}`).toHaveLength(1);
+      for (const line of lines.filter((l) => l !== "acquired"))
+        expect(line).toMatch(/^refused the data dir is in use by another runtime process/);
+    }
+  }, 120_000);
+});
+
+/**
+ * Two containers on one volume: each runtime is pid 1 of its own pid
+ * namespace, so the holder's pid in LOCK is this process's own pid, which
+ * a restarted container must take over. The holder's liveness socket
+ * tells the two apart: it answers only while the holder runs.
+ */
+describe("a lock holder whose pid cannot be judged (another pid namespace)", () => {
+  it("is refused while it runs, and taken over once it died", async () => {
+    const holder = spawn(process.execPath, ["--import", "tsx", childScript, dir, "0", "60000"], { stdio: ["ignore", "pipe", "pipe"] });
+    const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        holder.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes("\n")) resolve(out.trim());
+        });
+        holder.once("exit", (code) => reject(new Error(`holder exited ${code} before holding`)));
+      });
+      expect(line).toBe("acquired");
+      // What the other container's LOCK looks like from here: our own pid.
+      await writeFile(path.join(dir, "LOCK"), JSON.stringify({ pid: process.pid }));
+      await expect(createFileStore({ dataDir: dir }).open({ generateRuntimeId: () => "rt-lock-race" })).rejects.toThrow(
+        /in use by another runtime process/,
+      );
+    } finally {
+      holder.kill("SIGKILL");
+      await exited;
+    }
+    // Its socket file stays behind, but nobody answers on it any more.
+    const store = createFileStore({ dataDir: dir });
+    await expect(store.open({ generateRuntimeId: () => "rt-lock-race" })).resolves.toMatchObject({ runtimeId: "rt-lock-race" });
+    await store.close();
+  }, 60_000);
+});

@@ -1,0 +1,25 @@
+/**
+ * Child process of data-dir-lock-race.test.ts (and data-dir-lock.test.ts,
+ * which runs it as another user): waits until the wall-clock
+ * time given (so that all children contend at once), opens a file store on
+ * the data dir and prints `acquired` (then holds it for a while) or
+ * `refused <message>`.
+ */
+import { createFileStore } from "../../src/store/fs/index.js";
+
+const [dataDir, startAt, holdMs] = process.argv.slice(2);
+if (!dataDir || !startAt || !holdMs) throw new Error("usage: lock-child.ts DATA_DIR START_AT_MS HOLD_MS");
+
+while (Date.now() < Number(startAt)) {
+  // Spin rather than sleep: timers would spread the children's start by milliseconds.
+}
+const store = createFileStore({ dataDir });
+try {
+  await store.open({ generateRuntimeId: () => "rt-lock-race" });
+} catch (error) {
+  process.stdout.write(`refused ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(0);
+}
+process.stdout.write("acquired\n");
+await new Promise((resolve) => setTimeout(resolve, Number(holdMs)));
+await store.close();
