@@ -39,6 +39,22 @@ async function sendInFlight(rt: ServedRuntime, workerId: string) {
 }
 
 describe("a server that goes away", () => {
+  it("frozen mid-send: a second Ctrl-C stops waiting at once, without waiting for the cancel", async () => {
+    const { rt, workerId } = await runtimeWithWorker("rt-frozen-send");
+    const send = await sendInFlight(rt, workerId);
+    rt.process.child.kill("SIGSTOP");
+    send.child.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const stoppedWaitingAt = Date.now();
+    send.child.kill("SIGINT");
+    const exit = await send.exited;
+    // The keepalive would only notice the frozen server after 25 s.
+    expect(Date.now() - stoppedWaitingAt).toBeLessThan(5_000);
+    expect(exit).toEqual({ code: 130, signal: null });
+    expect(send.stdout()).toContain("Partial answer");
+    expect(send.stderr()).not.toContain("Error");
+  });
+
   it("frozen before a call: the keepalive gives up, exit 3 with one line and no stack trace", async () => {
     const { rt } = await runtimeWithWorker("rt-frozen-list");
     rt.process.child.kill("SIGSTOP");
