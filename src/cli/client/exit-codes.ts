@@ -11,7 +11,7 @@ export const ExitCode = {
   FAILURE: 1,
   /** The command line is wrong. */
   USAGE: 2,
-  /** The server could not be reached, or is draining. */
+  /** The server could not be reached, dropped the connection, or is draining. */
   UNREACHABLE: 3,
   /** The token is missing or wrong. */
   UNAUTHENTICATED: 4,
@@ -73,6 +73,8 @@ function exitCodeForCode(code: Code): ExitCodeValue {
   switch (code) {
     case Code.Unavailable:
     case Code.DeadlineExceeded:
+    // The client's own aborts (Ctrl-C) are handled where they happen; this is the connection dropping.
+    case Code.Canceled:
       return ExitCode.UNREACHABLE;
     case Code.Unauthenticated:
     case Code.PermissionDenied:
@@ -100,5 +102,6 @@ export function describeError(error: ConnectError, server: string): string {
   const label = reason !== undefined && reason !== ErrorReason.UNSPECIFIED ? ErrorReason[reason] : Code[error.code];
   const message = error.rawMessage || Code[error.code];
   if (reason === undefined && error.code === Code.Unavailable) return `cannot reach ${server}: ${message} (reason: ${label})`;
+  if (reason === undefined && error.code === Code.Canceled) return `lost the connection to ${server}: ${message} (reason: ${label})`;
   return `${message} (reason: ${label})`;
 }

@@ -39,6 +39,15 @@ async function sendInFlight(rt: ServedRuntime, workerId: string) {
 }
 
 describe("a server that goes away", () => {
+  it("killed mid-send: exit 3 and one line saying the connection was lost", async () => {
+    const { rt, workerId } = await runtimeWithWorker("rt-killed");
+    const send = await sendInFlight(rt, workerId);
+    rt.process.child.kill("SIGKILL");
+    const exit = await send.exited;
+    expect(send.stderr()).toMatch(/^worker-runtime: lost the connection to http:\/\/127\.0\.0\.1:\d+: .*\n$/);
+    expect(exit).toEqual({ code: 3, signal: null });
+  });
+
   it("frozen mid-send: a second Ctrl-C stops waiting at once, without waiting for the cancel", async () => {
     const { rt, workerId } = await runtimeWithWorker("rt-frozen-send");
     const send = await sendInFlight(rt, workerId);
