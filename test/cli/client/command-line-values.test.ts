@@ -1,0 +1,59 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runClient } from "./client-support.js";
+
+/**
+ * Bad values in flags and variables: refused with one clear line and exit 2
+ * before anything is sent, and never echoed when they are credentials.
+ */
+
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(path.join(tmpdir(), "wr-cli-values-"));
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Nothing listens there: a value that got past the checks would fail with exit 3 instead. */
+const NOWHERE = "http://127.0.0.1:1";
+
+describe("credentials in bad values are refused, not echoed", () => {
+  it("a token with a line break or control character, from --token-file or the variable", async () => {
+    const file = path.join(dir, "two-lines.token");
+    writeFileSync(file, "s3cret-first-line\ns3cret-second-line\n");
+    const fromFile = await runClient(["workers", "list", "--token-file", file], { server: NOWHERE });
+    expect(fromFile.stderr).toBe(
+      `worker-runtime: the token in --token-file ${file} has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)\n`,
+    );
+    expect(fromFile.code).toBe(2);
+    const fromEnv = await runClient(["workers", "list"], { server: NOWHERE, env: { WORKER_RUNTIME_TOKEN: "s3cret\u0001token" } });
+    expect(fromEnv.stderr).toBe(
+      "worker-runtime: the token in $WORKER_RUNTIME_TOKEN has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)\n",
+    );
+    expect(fromEnv.code).toBe(2);
+    for (const result of [fromFile, fromEnv]) expect(result.stderr).not.toContain("s3cret");
+  });
+
+  it("an empty --token-file", async () => {
+    const file = path.join(dir, "empty.token");
+    writeFileSync(file, "\n");
+    const result = await runClient(["workers", "list", "--token-file", file], { server: NOWHERE });
+    expect(result).toMatchObject({ code: 2, stderr: `worker-runtime: --token-file ${file} is empty\n` });
+  });
+
+  it("a server URL with user info, which the client would not send", async () => {
+    const result = await runClient(["workers", "list", "--server", "http://admin:s3cret@127.0.0.1:1"]);
+    expect(result.stderr).toBe(
+      "worker-runtime: --server must not carry user info: put the token in --token-file or $WORKER_RUNTIME_TOKEN\n",
+    );
+    expect(result.code).toBe(2);
+    const fromEnv = await runClient(["workers", "list"], { server: "http://admin:s3cret@127.0.0.1:1" });
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).not.toContain("s3cret");
+  });
+});
