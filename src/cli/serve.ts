@@ -262,8 +262,16 @@ export function readToken(tokenFile: string | undefined): string | undefined {
       throw new UsageError(`cannot read --token-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
     if (token === "") throw new UsageError("--token-file is empty");
-    return token;
+    return sendableToken(token);
   }
   const fromEnv = process.env["WORKER_RUNTIME_TOKEN"]?.trim();
-  return fromEnv ? fromEnv : undefined;
+  return fromEnv ? sendableToken(fromEnv) : undefined;
+}
+
+/** A token a client can send: an authorization header takes visible ASCII only, so any other token would refuse everyone. */
+function sendableToken(token: string): string {
+  if (/^[\x21-\x7e]+$/.test(token)) return token;
+  throw new UsageError(
+    "the token (--token-file or WORKER_RUNTIME_TOKEN) has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)",
+  );
 }
