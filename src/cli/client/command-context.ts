@@ -181,10 +181,7 @@ export async function withContext(values: GlobalValues, body: (context: CommandC
 
 /** Prints an error as one line (JSON with --output json) and returns its exit code. */
 export function reportError(error: unknown, context: CommandContext | undefined, json: boolean): ExitCodeValue {
-  if (isCommandLineError(error)) {
-    process.stderr.write(`worker-runtime: ${error.message}\n`);
-    return ExitCode.USAGE;
-  }
+  if (isCommandLineError(error)) return reportCommandLineError(error, json);
   const connectError = ConnectError.from(error);
   const sentence = describeError(connectError, context?.server ?? "the server");
   if (json) {
@@ -197,4 +194,24 @@ export function reportError(error: unknown, context: CommandContext | undefined,
     process.stderr.write(`worker-runtime: ${sentence}\n`);
   }
   return exitCodeFor(connectError);
+}
+
+/**
+ * Prints a command-line mistake (exit 2): a sentence, or with --output json
+ * the same JSON line as a server's INVALID_ARGUMENT, so a script reading
+ * stderr as JSON never meets plain text.
+ */
+export function reportCommandLineError(error: Error, json: boolean): ExitCodeValue {
+  if (json) {
+    const payload = { error: { code: Code[Code.InvalidArgument], reason: "", message: error.message } };
+    process.stderr.write(`${JSON.stringify(payload)}\n`);
+  } else {
+    process.stderr.write(`worker-runtime: ${error.message}\n`);
+  }
+  return ExitCode.USAGE;
+}
+
+/** Whether argv asks for --output json, for errors found before the options are parsed (or while parsing them). */
+export function asksForJson(argv: readonly string[]): boolean {
+  return argv.some((arg, index) => arg === "--output=json" || (arg === "--output" && argv[index + 1] === "json"));
 }

@@ -57,3 +57,23 @@ describe("credentials in bad values are refused, not echoed", () => {
     expect(fromEnv.stderr).not.toContain("s3cret");
   });
 });
+
+describe("--output json", () => {
+  it("reports command-line mistakes as one JSON line on stderr too, with exit 2", async () => {
+    const mistakes = [
+      ["workers", "list", "--status", "sleeping", "--output", "json"],
+      ["send", "--output=json"],
+      ["workers", "list", "--output", "json", "--no-such-flag"],
+      ["workers", "list", "--output", "json", "--server", "ftp://127.0.0.1:1"],
+      ["workers", "frobnicate", "--output", "json"],
+    ];
+    for (const args of mistakes) {
+      const result = await runClient(args, { server: NOWHERE });
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.stdout).toBe("");
+      const lines = result.stderr.trimEnd().split("\n");
+      expect(lines, args.join(" ")).toHaveLength(1);
+      expect(JSON.parse(lines[0] ?? "")).toMatchObject({ error: { code: "InvalidArgument", reason: "", message: expect.any(String) } });
+    }
+  });
+});
