@@ -11,7 +11,7 @@ export const ExitCode = {
   FAILURE: 1,
   /** The command line is wrong. */
   USAGE: 2,
-  /** The server could not be reached, dropped the connection, or is draining. */
+  /** The server (or, through a Backend, the runtime) could not be reached, dropped the connection, or is draining. */
   UNREACHABLE: 3,
   /** The token is missing or wrong. */
   UNAUTHENTICATED: 4,
@@ -59,6 +59,8 @@ export function exitCodeFor(error: ConnectError): ExitCodeValue {
     case ErrorReason.WORKER_NOT_CONNECTED:
       return ExitCode.NOT_CONNECTED;
     case ErrorReason.RUNTIME_DRAINING:
+    // A Backend's runtime that is away: try again later, as with the server itself.
+    case ErrorReason.RUNTIME_UNAVAILABLE:
       return ExitCode.UNREACHABLE;
     case undefined:
     case ErrorReason.UNSPECIFIED:
