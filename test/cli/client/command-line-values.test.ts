@@ -58,6 +58,21 @@ describe("credentials in bad values are refused, not echoed", () => {
   });
 });
 
+describe("numbers", () => {
+  it("transcript --after past a uint64 and --tail past a safe integer are usage errors, not an internal failure", async () => {
+    const after = await runClient(["transcript", "w-1", "--after", "18446744073709551616"], { server: NOWHERE });
+    expect(after).toMatchObject({
+      code: 2,
+      stderr: 'worker-runtime: --after wants a whole number up to 18446744073709551615, not "18446744073709551616"\n',
+    });
+    const tail = await runClient(["transcript", "w-1", "--tail", "99999999999999999999"], { server: NOWHERE });
+    expect(tail).toMatchObject({
+      code: 2,
+      stderr: 'worker-runtime: --tail wants a whole number up to 9007199254740991, not "99999999999999999999"\n',
+    });
+  });
+});
+
 describe("--output json", () => {
   it("reports command-line mistakes as one JSON line on stderr too, with exit 2", async () => {
     const mistakes = [
