@@ -45,8 +45,18 @@ export function reasonOf(error: ConnectError): ErrorReason | undefined {
   return error.findDetails(ErrorDetailSchema)[0]?.reason;
 }
 
+/**
+ * The Node error code when the peer did not speak HTTP/2 at all: an
+ * HTTP/1.1 listener (such as the console's port) or TLS on one side only.
+ */
+function notHttp2(error: ConnectError): string | undefined {
+  const code = error.cause instanceof Error && "code" in error.cause ? String(error.cause.code) : "";
+  return code === "ERR_HTTP2_ERROR" || code.startsWith("ERR_SSL_") ? code : undefined;
+}
+
 /** Which exit code a failed call maps to. */
 export function exitCodeFor(error: ConnectError): ExitCodeValue {
+  if (notHttp2(error) !== undefined) return ExitCode.UNREACHABLE;
   switch (reasonOf(error)) {
     case ErrorReason.UNAUTHENTICATED:
       return ExitCode.UNAUTHENTICATED;
@@ -103,6 +113,11 @@ export function describeError(error: ConnectError, server: string): string {
   const reason = reasonOf(error);
   const label = reason !== undefined && reason !== ErrorReason.UNSPECIFIED ? ErrorReason[reason] : Code[error.code];
   const message = error.rawMessage || Code[error.code];
+  const mismatch = notHttp2(error);
+  if (mismatch !== undefined) {
+    const hint = "check the port (an HTTP/1.1 port, such as the console's, will not do) and http:// or https://";
+    return `cannot reach ${server}: no HTTP/2 server answered (${mismatch}); ${hint} (reason: ${label})`;
+  }
   if (reason === undefined && error.code === Code.Unavailable) return `cannot reach ${server}: ${message} (reason: ${label})`;
   if (reason === undefined && error.code === Code.Canceled) return `lost the connection to ${server}: ${message} (reason: ${label})`;
   return `${message} (reason: ${label})`;

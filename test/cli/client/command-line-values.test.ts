@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +57,29 @@ describe("credentials in bad values are refused, not echoed", () => {
     const fromEnv = await runClient(["workers", "list"], { server: "http://admin:s3cret@127.0.0.1:1" });
     expect(fromEnv.code).toBe(2);
     expect(fromEnv.stderr).not.toContain("s3cret");
+  });
+});
+
+describe("a --server that is not an HTTP/2 server", () => {
+  it("an HTTP/1.1 port, or https:// to a plain port: exit 3 and a sentence saying what to check", async () => {
+    // Like the console's port under npm start: HTTP/1.1 only.
+    const http1 = createServer((_request, response) => response.end("console\n"));
+    await new Promise<void>((resolve) => http1.listen(0, "127.0.0.1", resolve));
+    const { port } = http1.address() as AddressInfo;
+    try {
+      const hint = "check the port (an HTTP/1.1 port, such as the console's, will not do) and http:// or https://";
+      const plain = await runClient(["workers", "list"], { server: `http://127.0.0.1:${port}` });
+      expect(plain.stderr).toBe(
+        `worker-runtime: cannot reach http://127.0.0.1:${port}: no HTTP/2 server answered (ERR_HTTP2_ERROR); ${hint} (reason: Internal)\n`,
+      );
+      expect(plain.code).toBe(3);
+      const tls = await runClient(["workers", "list"], { server: `https://127.0.0.1:${port}` });
+      expect(tls.stderr).toMatch(/^worker-runtime: cannot reach https:\/\/127\.0\.0\.1:\d+: no HTTP\/2 server answered \(ERR_SSL_\w+\); /);
+      expect(tls.code).toBe(3);
+    } finally {
+      http1.closeAllConnections();
+      await new Promise((resolve) => http1.close(resolve));
+    }
   });
 });
 
