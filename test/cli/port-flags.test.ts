@@ -59,3 +59,14 @@ describe("bad ports stop start-up", () => {
     await expectUsageExit(["--grpc-port=99999", "--data-dir", dataDir()], "--grpc-port must be a port number 0-65535", START_ENTRY);
   });
 });
+
+describe("npm start --help", () => {
+  it("says what --port and --grpc-port mean under npm start before the backend's flags", async () => {
+    const cli = startCli(["--help"], {}, START_ENTRY);
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+    const [first, second] = cli.stdout().split("\n");
+    expect(first).toBe("usage: npm start -- [--port 8080] [--grpc-port 7080] [--data-dir data] [backend flags]");
+    expect(second).toContain("--port is the console's HTTP/1.1 port");
+    expect(cli.stdout()).toContain("usage: worker-runtime backend");
+  });
+});
