@@ -84,6 +84,9 @@ export async function backend(argv: string[]): Promise<boolean> {
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
+  // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
+  const port = parsePort("--port", values.port);
+  const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
   const fanoutTimeoutMs = Number(values["fanout-timeout-ms"]);
   if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0 || fanoutTimeoutMs > MAX_TIMER_MS)
     throw new UsageError(`--fanout-timeout-ms must be a whole number of milliseconds > 0 and <= ${MAX_TIMER_MS}`);
@@ -133,8 +136,8 @@ export async function backend(argv: string[]): Promise<boolean> {
     runtime,
     routes: service.routes,
     host: values.host,
-    port: parsePort("--port", values.port),
-    ...(values["http1-port"] !== undefined ? { http1Port: parsePort("--http1-port", values["http1-port"]) } : {}),
+    port,
+    ...(http1Port !== undefined ? { http1Port } : {}),
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),

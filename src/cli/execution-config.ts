@@ -67,10 +67,12 @@ export class ExecutionConfigError extends Error {
 export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.ProcessEnv = process.env): Promise<ExecutionBackend> {
   const options = openAIBackendOptionsFromEnv(env);
   if (flags["openai-base-url"] !== undefined) options.baseURL = flags["openai-base-url"];
+  checkBaseUrl(flags["openai-base-url"] !== undefined ? "--openai-base-url" : "OPENAI_BASE_URL", options.baseURL);
   if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
   if (flags["openai-keyless"]) options.keyless = true;
+  else checkKeylessVariable(env.OPENAI_KEYLESS);
   if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
-  applyEngineSettings(options, flags);
+  applyEngineSettings(options, flags, env);
   try {
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);
@@ -90,12 +92,12 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
  * result against {@link SETTING_BOUNDS}, so a bad value stops start-up
  * instead of surfacing as a stalled or failing run.
  */
-function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlags): void {
-  const idle = wholeNumber("--openai-stream-idle-timeout-ms", flags["openai-stream-idle-timeout-ms"]);
+function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlags, env: NodeJS.ProcessEnv): void {
+  const idle = setting(flags, env, "openai-stream-idle-timeout-ms", "OPENAI_STREAM_IDLE_TIMEOUT_MS");
   if (idle !== undefined) options.streamIdleTimeoutMs = idle;
-  const answer = wholeNumber("--openai-max-answer-bytes", flags["openai-max-answer-bytes"]);
+  const answer = setting(flags, env, "openai-max-answer-bytes", "OPENAI_MAX_ANSWER_BYTES");
   if (answer !== undefined) options.maxAnswerBytes = answer;
-  const budget = wholeNumber("--openai-retry-budget-ms", flags["openai-retry-budget-ms"]);
+  const budget = setting(flags, env, "openai-retry-budget-ms", "OPENAI_RETRY_BUDGET_MS");
   if (budget !== undefined) options.retry = { ...options.retry, budgetMs: budget };
   checkBound(
     "--openai-stream-idle-timeout-ms (or OPENAI_STREAM_IDLE_TIMEOUT_MS)",
@@ -106,10 +108,46 @@ function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlag
   checkBound("--openai-retry-budget-ms (or OPENAI_RETRY_BUDGET_MS)", options.retry?.budgetMs, SETTING_BOUNDS.retryBudgetMs);
 }
 
-function wholeNumber(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new ExecutionConfigError(`${flag} must be a whole number`);
+/**
+ * An engine setting from its flag, else its variable. Read here rather than
+ * left to the engine's own reading of the environment, which skips a value
+ * it cannot parse (and 0) without a word: a typo must stop start-up.
+ */
+function setting(
+  flags: ExecutionFlags,
+  env: NodeJS.ProcessEnv,
+  flag: "openai-stream-idle-timeout-ms" | "openai-max-answer-bytes" | "openai-retry-budget-ms",
+  variable: string,
+): number | undefined {
+  const fromFlag = flags[flag];
+  if (fromFlag !== undefined) return wholeNumber(`--${flag}`, fromFlag);
+  const fromEnv = env[variable];
+  return fromEnv === undefined || fromEnv === "" ? undefined : wholeNumber(variable, fromEnv);
+}
+
+function wholeNumber(name: string, value: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new ExecutionConfigError(`${name} must be a whole number, not "${value.slice(0, 64)}"`);
+  }
   return Number(value);
+}
+
+/** The provider's URL must be one the SDK can call; the value is not echoed, since a URL can carry a key. */
+function checkBaseUrl(name: string, url: string | undefined): void {
+  if (url === undefined) return;
+  let protocol = "";
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    // Reported below.
+  }
+  if (protocol !== "http:" && protocol !== "https:") throw new ExecutionConfigError(`${name} must be an http:// or https:// URL`);
+}
+
+/** The engine takes 1 or true; anything else but the explicit no (0, false, empty) is a typo, not a no. */
+function checkKeylessVariable(value: string | undefined): void {
+  if (value === undefined || ["", "0", "1", "true", "false"].includes(value)) return;
+  throw new ExecutionConfigError(`OPENAI_KEYLESS must be 1 or 0 (or true or false), not "${value.slice(0, 64)}"`);
 }
 
 function checkBound(what: string, value: number | undefined, bound: { min: number; max: number }): void {

@@ -79,6 +79,9 @@ export async function serve(argv: string[]): Promise<boolean> {
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
+  // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
+  const port = parsePort("--port", values.port);
+  const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   const tracing = await startTracing("worker-runtime");
@@ -90,8 +93,8 @@ export async function serve(argv: string[]): Promise<boolean> {
   const server = await startRuntimeServer({
     runtime,
     host: values.host,
-    port: parsePort("--port", values.port),
-    ...(values["http1-port"] !== undefined ? { http1Port: parsePort("--http1-port", values["http1-port"]) } : {}),
+    port,
+    ...(http1Port !== undefined ? { http1Port } : {}),
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
@@ -262,8 +265,16 @@ export function readToken(tokenFile: string | undefined): string | undefined {
       throw new UsageError(`cannot read --token-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
     if (token === "") throw new UsageError("--token-file is empty");
-    return token;
+    return sendableToken(token);
   }
   const fromEnv = process.env["WORKER_RUNTIME_TOKEN"]?.trim();
-  return fromEnv ? fromEnv : undefined;
+  return fromEnv ? sendableToken(fromEnv) : undefined;
+}
+
+/** A token a client can send: an authorization header takes visible ASCII only, so any other token would refuse everyone. */
+function sendableToken(token: string): string {
+  if (/^[\x21-\x7e]+$/.test(token)) return token;
+  throw new UsageError(
+    "the token (--token-file or WORKER_RUNTIME_TOKEN) has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)",
+  );
 }

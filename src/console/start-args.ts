@@ -1,4 +1,6 @@
 // What `npm start` runs: `worker-runtime backend` with the console's defaults.
+import { parsePort } from "../cli/serve.js";
+
 /** The console's port when `npm start` is given none (HTTP/1.1: what browsers speak). */
 export const DEFAULT_CONSOLE_PORT = 8080;
 /** The Backend's h2c port for gRPC clients (grpcurl, generated clients) under `npm start`. */
@@ -19,6 +21,8 @@ export function backendArgs(argv: readonly string[], bundleDir: string): string[
     const arg = argv[i] ?? "";
     const eq = arg.indexOf("=");
     const name = eq > 0 ? arg.slice(0, eq) : arg;
+    // Checked here, where the flag still has the name the user typed; the backend would name the renamed one.
+    if (name === "--port" || name === "--grpc-port") parsePort(name, eq > 0 ? arg.slice(eq + 1) : (argv[i + 1] ?? ""));
     const renamed = name === "--port" ? "--http1-port" : name === "--grpc-port" ? "--port" : name;
     given.add(renamed);
     if (eq > 0) out.push(`${renamed}=${arg.slice(eq + 1)}`);

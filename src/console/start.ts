@@ -3,7 +3,11 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { backend } from "../cli/backend.js";
 import { UsageError } from "../cli/serve.js";
-import { backendArgs } from "./start-args.js";
+import { backendArgs, DEFAULT_CONSOLE_PORT, DEFAULT_DATA_DIR, DEFAULT_GRPC_PORT } from "./start-args.js";
+
+const START_USAGE = `usage: npm start -- [--port ${DEFAULT_CONSOLE_PORT}] [--grpc-port ${DEFAULT_GRPC_PORT}] [--data-dir ${DEFAULT_DATA_DIR}] [backend flags]
+  --port is the console's HTTP/1.1 port and --grpc-port the h2c port for gRPC clients (they are the
+  backend's --http1-port and --port below); every other flag is the backend's, unchanged.`;
 
 /** dist/web of this checkout: the same from src/console (tsx) and dist/console (built). */
 const BUNDLE_DIR = fileURLToPath(new URL("../../dist/web/", import.meta.url));
@@ -20,6 +24,8 @@ async function start(argv: string[]): Promise<number> {
     process.stderr.write(`worker-runtime: the console is not built (no ${BUNDLE_DIR}index.html): run npm run build\n`);
     return 1;
   }
+  // The backend's help follows, and its --port is another port: say what npm start's flags mean first.
+  if (argv.includes("--help") || argv.includes("-h")) process.stdout.write(`${START_USAGE}\n\n`);
   try {
     serverStopped = await backend(backendArgs(argv, BUNDLE_DIR));
     return 0;

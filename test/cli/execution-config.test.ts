@@ -69,4 +69,34 @@ describe("serve execution flags", () => {
     await expect(backendFromFlags({}, { OPENAI_MAX_ANSWER_BYTES: "99999999" })).rejects.toThrow(ExecutionConfigError);
     await expect(backendFromFlags({ "openai-retry-budget-ms": "-1" }, {})).rejects.toThrow(ExecutionConfigError);
   });
+
+  it("takes OPENAI_RETRY_BUDGET_MS=0 as the documented 'no retries', like the flag", async () => {
+    expect((await backendFromFlags({}, { OPENAI_API_KEY: "sk-env", OPENAI_RETRY_BUDGET_MS: "0" })).limits?.()).toMatchObject({
+      retryBudgetMs: 0,
+    });
+  });
+
+  it.each([
+    [{ OPENAI_STREAM_IDLE_TIMEOUT_MS: "abc" }, 'OPENAI_STREAM_IDLE_TIMEOUT_MS must be a whole number, not "abc"'],
+    [{ OPENAI_MAX_ANSWER_BYTES: "1e6" }, 'OPENAI_MAX_ANSWER_BYTES must be a whole number, not "1e6"'],
+    [{ OPENAI_RETRY_BUDGET_MS: "-1" }, 'OPENAI_RETRY_BUDGET_MS must be a whole number, not "-1"'],
+    [{ OPENAI_KEYLESS: "yes" }, 'OPENAI_KEYLESS must be 1 or 0 (or true or false), not "yes"'],
+    [{ OPENAI_BASE_URL: "127.0.0.1:11434/v1" }, "OPENAI_BASE_URL must be an http:// or https:// URL"],
+  ])("refuses the bad value %j instead of ignoring it", async (env, message) => {
+    await expect(backendFromFlags({}, env)).rejects.toThrow(new ExecutionConfigError(message));
+  });
+
+  it("refuses a bad --openai-base-url without echoing it (it may carry a key)", async () => {
+    await expect(backendFromFlags({ "openai-base-url": "localhost:sk-secret" }, {})).rejects.toThrow(
+      new ExecutionConfigError("--openai-base-url must be an http:// or https:// URL"),
+    );
+  });
+
+  it("lets a flag override a bad variable", async () => {
+    const backend = await backendFromFlags(
+      { "openai-retry-budget-ms": "100" },
+      { OPENAI_API_KEY: "sk-env", OPENAI_RETRY_BUDGET_MS: "soon" },
+    );
+    expect(backend.limits?.()).toMatchObject({ retryBudgetMs: 100 });
+  });
 });

@@ -105,6 +105,15 @@ describe("worker-runtime serve", () => {
     expect(cli.stdout()).not.toContain("listening");
   });
 
+  it("refuses a token no client could send, without printing it", async () => {
+    const cli = startCli(["serve", "--port", "0"], { WORKER_RUNTIME_TOKEN: "s3cret-line-one\ns3cret-line-two" });
+    processes.push(cli);
+    expect(await cli.exited).toEqual({ code: 2, signal: null });
+    expect(cli.stderr()).toBe(
+      "worker-runtime: the token (--token-file or WORKER_RUNTIME_TOKEN) has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)\n",
+    );
+  });
+
   it("exits non-zero when the port is taken", async () => {
     const first = serve(["--port", "0"]);
     const { h2c } = await first.listening;

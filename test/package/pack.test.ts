@@ -1,7 +1,7 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -84,6 +84,12 @@ describe("npm pack", () => {
     ].map((target) => target.replace(/^\.\//, ""));
     expect(targets).toContain("dist/cli/main.js");
     for (const target of targets) expect(files).toContain(target);
+  });
+
+  it("builds the bin executable, so `npx worker-runtime` in the checkout runs it (tsc writes files without the x bit)", () => {
+    for (const target of Object.values(manifest.bin)) {
+      expect(statSync(join(REPO_ROOT, target)).mode & 0o111, target).toBe(0o111);
+    }
   });
 
   it("makes the protobuf and connect runtimes peer dependencies and tsx no dependency", () => {

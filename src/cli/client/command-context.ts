@@ -91,9 +91,12 @@ export class CommandContext {
     const format = values.output ?? "text";
     if (format !== "text" && format !== "json") throw new CommandLineError(`--output must be text or json, not "${format}"`);
     this.output = new Output({ json: format === "json", stdout: process.stdout, stderr: process.stderr, env: process.env });
-    this.server = values.server ?? (process.env[SERVER_ENV] || DEFAULT_SERVER);
-    if (!/^https?:\/\/[^/]+/.test(this.server))
-      throw new CommandLineError(`--server must be an http:// or https:// URL, not "${this.server}"`);
+    const server = values.server ?? (process.env[SERVER_ENV] || DEFAULT_SERVER);
+    // User info would be dropped silently (the token is sent as a header), and it is a secret not to echo.
+    if (/^[a-z]+:\/\/[^/]*@/i.test(server))
+      throw new CommandLineError(`--server must not carry user info: put the token in --token-file or $${TOKEN_ENV}`);
+    if (!/^https?:\/\/[^/]+/.test(server)) throw new CommandLineError(`--server must be an http:// or https:// URL, not "${server}"`);
+    this.server = server;
   }
 
   /** The connection, opened on first use. */
@@ -133,14 +136,30 @@ export class CommandContext {
   private readToken(): string | undefined {
     const file = this.values["token-file"];
     if (file !== undefined) {
+      let token: string;
       try {
-        return readFileSync(file, "utf8").trim();
+        token = readFileSync(file, "utf8").trim();
       } catch (cause) {
         throw new CommandLineError(`cannot read --token-file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`);
       }
+      if (token === "") throw new CommandLineError(`--token-file ${file} is empty`);
+      return checkedToken(token, `--token-file ${file}`);
     }
-    return process.env[TOKEN_ENV] || undefined;
+    const token = process.env[TOKEN_ENV];
+    return token ? checkedToken(token, `$${TOKEN_ENV}`) : undefined;
   }
+}
+
+/**
+ * A token goes into the authorization header, which takes visible ASCII
+ * only. Checked here because the HTTP layer's own error quotes the whole
+ * header value, token included.
+ */
+function checkedToken(token: string, source: string): string {
+  if (/^[\x21-\x7e]+$/.test(token)) return token;
+  throw new CommandLineError(
+    `the token in ${source} has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)`,
+  );
 }
 
 /**
@@ -162,10 +181,7 @@ export async function withContext(values: GlobalValues, body: (context: CommandC
 
 /** Prints an error as one line (JSON with --output json) and returns its exit code. */
 export function reportError(error: unknown, context: CommandContext | undefined, json: boolean): ExitCodeValue {
-  if (isCommandLineError(error)) {
-    process.stderr.write(`worker-runtime: ${error.message}\n`);
-    return ExitCode.USAGE;
-  }
+  if (isCommandLineError(error)) return reportCommandLineError(error, json);
   const connectError = ConnectError.from(error);
   const sentence = describeError(connectError, context?.server ?? "the server");
   if (json) {
@@ -178,4 +194,24 @@ export function reportError(error: unknown, context: CommandContext | undefined,
     process.stderr.write(`worker-runtime: ${sentence}\n`);
   }
   return exitCodeFor(connectError);
+}
+
+/**
+ * Prints a command-line mistake (exit 2): a sentence, or with --output json
+ * the same JSON line as a server's INVALID_ARGUMENT, so a script reading
+ * stderr as JSON never meets plain text.
+ */
+export function reportCommandLineError(error: Error, json: boolean): ExitCodeValue {
+  if (json) {
+    const payload = { error: { code: Code[Code.InvalidArgument], reason: "", message: error.message } };
+    process.stderr.write(`${JSON.stringify(payload)}\n`);
+  } else {
+    process.stderr.write(`worker-runtime: ${error.message}\n`);
+  }
+  return ExitCode.USAGE;
+}
+
+/** Whether argv asks for --output json, for errors found before the options are parsed (or while parsing them). */
+export function asksForJson(argv: readonly string[]): boolean {
+  return argv.some((arg, index) => arg === "--output=json" || (arg === "--output" && argv[index + 1] === "json"));
 }

@@ -11,7 +11,7 @@ export const ExitCode = {
   FAILURE: 1,
   /** The command line is wrong. */
   USAGE: 2,
-  /** The server could not be reached, or is draining. */
+  /** The server (or, through a Backend, the runtime) could not be reached, dropped the connection, or is draining. */
   UNREACHABLE: 3,
   /** The token is missing or wrong. */
   UNAUTHENTICATED: 4,
@@ -45,8 +45,18 @@ export function reasonOf(error: ConnectError): ErrorReason | undefined {
   return error.findDetails(ErrorDetailSchema)[0]?.reason;
 }
 
+/**
+ * The Node error code when the peer did not speak HTTP/2 at all: an
+ * HTTP/1.1 listener (such as the console's port) or TLS on one side only.
+ */
+function notHttp2(error: ConnectError): string | undefined {
+  const code = error.cause instanceof Error && "code" in error.cause ? String(error.cause.code) : "";
+  return code === "ERR_HTTP2_ERROR" || code.startsWith("ERR_SSL_") ? code : undefined;
+}
+
 /** Which exit code a failed call maps to. */
 export function exitCodeFor(error: ConnectError): ExitCodeValue {
+  if (notHttp2(error) !== undefined) return ExitCode.UNREACHABLE;
   switch (reasonOf(error)) {
     case ErrorReason.UNAUTHENTICATED:
       return ExitCode.UNAUTHENTICATED;
@@ -59,6 +69,8 @@ export function exitCodeFor(error: ConnectError): ExitCodeValue {
     case ErrorReason.WORKER_NOT_CONNECTED:
       return ExitCode.NOT_CONNECTED;
     case ErrorReason.RUNTIME_DRAINING:
+    // A Backend's runtime that is away: try again later, as with the server itself.
+    case ErrorReason.RUNTIME_UNAVAILABLE:
       return ExitCode.UNREACHABLE;
     case undefined:
     case ErrorReason.UNSPECIFIED:
@@ -73,6 +85,8 @@ function exitCodeForCode(code: Code): ExitCodeValue {
   switch (code) {
     case Code.Unavailable:
     case Code.DeadlineExceeded:
+    // The client's own aborts (Ctrl-C) are handled where they happen; this is the connection dropping.
+    case Code.Canceled:
       return ExitCode.UNREACHABLE;
     case Code.Unauthenticated:
     case Code.PermissionDenied:
@@ -99,6 +113,12 @@ export function describeError(error: ConnectError, server: string): string {
   const reason = reasonOf(error);
   const label = reason !== undefined && reason !== ErrorReason.UNSPECIFIED ? ErrorReason[reason] : Code[error.code];
   const message = error.rawMessage || Code[error.code];
+  const mismatch = notHttp2(error);
+  if (mismatch !== undefined) {
+    const hint = "check the port (an HTTP/1.1 port, such as the console's, will not do) and http:// or https://";
+    return `cannot reach ${server}: no HTTP/2 server answered (${mismatch}); ${hint} (reason: ${label})`;
+  }
   if (reason === undefined && error.code === Code.Unavailable) return `cannot reach ${server}: ${message} (reason: ${label})`;
+  if (reason === undefined && error.code === Code.Canceled) return `lost the connection to ${server}: ${message} (reason: ${label})`;
   return `${message} (reason: ${label})`;
 }

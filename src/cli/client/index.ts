@@ -1,7 +1,7 @@
 import { approve, cancel, reject } from "./run-commands.js";
 import { chat } from "./chat-command.js";
-import { GLOBAL_USAGE } from "./command-context.js";
-import { isCommandLineError } from "./command-line-error.js";
+import { asksForJson, GLOBAL_USAGE, reportCommandLineError } from "./command-context.js";
+import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { runtimeDiagnostics, runtimeInfo, runtimesList } from "./runtime-commands.js";
 import { send } from "./send-command.js";
@@ -43,9 +43,9 @@ export async function runClientCommand(argv: string[]): Promise<ExitCodeValue> {
     return await dispatch(argv);
   } catch (error) {
     // Errors from a server call were reported inside the command; these come before any.
-    const usage = isCommandLineError(error);
+    if (isCommandLineError(error)) return reportCommandLineError(error, asksForJson(argv));
     process.stderr.write(`worker-runtime: ${error instanceof Error ? error.message : String(error)}\n`);
-    return usage ? ExitCode.USAGE : ExitCode.FAILURE;
+    return ExitCode.FAILURE;
   }
 }
 
@@ -63,6 +63,5 @@ async function dispatch(argv: string[]): Promise<ExitCodeValue> {
     process.stdout.write(`${list}\n`);
     return ExitCode.OK;
   }
-  process.stderr.write(`worker-runtime: unknown command "${command} ${sub}"\n${list}\n`);
-  return ExitCode.USAGE;
+  throw new CommandLineError(`unknown command "${command} ${sub}"\n${list}`);
 }

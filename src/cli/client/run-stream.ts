@@ -20,6 +20,9 @@ export function parseBusy(value: string | undefined): BusyPolicy {
   return policy;
 }
 
+/** How long `send` waits for the run's status after the user stopped waiting: Ctrl-C twice means now. */
+const STATUS_TIMEOUT_MS = 2_000;
+
 /** Subscribes to the user's interrupt (Ctrl-C); returns the unsubscribe. */
 export type InterruptSource = (handler: () => void) => () => void;
 
@@ -47,8 +50,9 @@ export async function streamRun(context: CommandContext, init: StreamRunInit): P
   let cancelling: Promise<unknown> | undefined;
   const cancel = (): void => {
     if (run === undefined || cancelling !== undefined) return;
-    cancelling = interaction.cancelRun({ worker: init.ref, runId: run.runId }).catch((error: unknown) => {
-      context.output.note(`worker-runtime: cancel failed: ${ConnectError.from(error).rawMessage}`);
+    // A second Ctrl-C also gives up on the cancel: a hung server would never answer it.
+    cancelling = interaction.cancelRun({ worker: init.ref, runId: run.runId }, { signal: abort.signal }).catch((error: unknown) => {
+      if (!abort.signal.aborted) context.output.note(`worker-runtime: cancel failed: ${ConnectError.from(error).rawMessage}`);
     });
   };
   const unsubscribe = init.interrupts(() => {
@@ -80,13 +84,16 @@ export async function streamRun(context: CommandContext, init: StreamRunInit): P
   }
   await cancelling;
   if (run !== undefined && run.status < RunStatus.COMPLETED) {
-    // The stream ended early (a second Ctrl-C): report the run as it is now.
-    run = (await interaction.getRun({ worker: init.ref, runId: run.runId })).run ?? run;
+    // The stream ended early (a second Ctrl-C): report the run as it is now, if the server answers soon.
+    const current = await interaction
+      .getRun({ worker: init.ref, runId: run.runId }, { timeoutMs: STATUS_TIMEOUT_MS })
+      .catch(() => undefined);
+    run = current?.run ?? run;
   }
-  return { exit: exitForRun(context, run), run };
+  return { exit: exitForRun(context, run, interrupted > 0), run };
 }
 
-function exitForRun(context: CommandContext, run: Run | undefined): ExitCodeValue {
+function exitForRun(context: CommandContext, run: Run | undefined, interrupted: boolean): ExitCodeValue {
   switch (run?.status) {
     case RunStatus.COMPLETED:
       return ExitCode.OK;
@@ -100,7 +107,7 @@ function exitForRun(context: CommandContext, run: Run | undefined): ExitCodeValu
       return ExitCode.RUN_FAILED;
     }
     default:
-      // Still running (the user stopped waiting twice) or never accepted.
-      return run === undefined ? ExitCode.FAILURE : ExitCode.CANCELLED;
+      // Still running, or never accepted, because the user stopped waiting; else the server sent no run.
+      return run === undefined && !interrupted ? ExitCode.FAILURE : ExitCode.CANCELLED;
   }
 }

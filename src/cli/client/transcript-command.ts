@@ -10,8 +10,10 @@ const TRANSCRIPT_USAGE = `usage: worker-runtime transcript WORKER [--tail N | --
   --tail N     only the last N entries
   --after SEQ  only entries after sequence number SEQ (default: from the start)`;
 
+/** The largest seq (a uint64). */
+const MAX_SEQ = 2n ** 64n - 1n;
 /** Past any real seq: ReadTranscript clamps before_seq to the tail. */
-const TAIL_POSITION = 2n ** 64n - 1n;
+const TAIL_POSITION = MAX_SEQ;
 /** Entries per request; the runtime clamps to its max_transcript_read. */
 const PAGE = 500;
 
@@ -21,8 +23,8 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
   if (values.help) return printHelp(TRANSCRIPT_USAGE);
   expectPositionals(positionals, 1, 1, TRANSCRIPT_USAGE);
   if (values.tail !== undefined && values.after !== undefined) throw new CommandLineError("--tail and --after exclude each other");
-  const tail = values.tail === undefined ? undefined : wholeNumber("--tail", values.tail);
-  const after = values.after === undefined ? 0n : BigInt(wholeNumber("--after", values.after));
+  const tail = values.tail === undefined ? undefined : Number(wholeNumber("--tail", values.tail, BigInt(Number.MAX_SAFE_INTEGER)));
+  const after = values.after === undefined ? 0n : wholeNumber("--after", values.after, MAX_SEQ);
   const workerId = positionals[0] ?? "";
   return withContext(values, async (context) => {
     const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: false, workerStates: false });
@@ -36,9 +38,16 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
   });
 }
 
-function wholeNumber(flag: string, text: string): number {
+/**
+ * A whole number up to `max`, read as a bigint so that a sequence number
+ * past 2^53 keeps its digits and one past a uint64 is refused here rather
+ * than failing to encode.
+ */
+function wholeNumber(flag: string, text: string, max: bigint): bigint {
   if (!/^\d+$/.test(text)) throw new CommandLineError(`${flag} wants a whole number, not "${text}"`);
-  return Number(text);
+  const value = BigInt(text);
+  if (value > max) throw new CommandLineError(`${flag} wants a whole number up to ${max}, not "${text}"`);
+  return value;
 }
 
 /** Pages forward from `after`, printing each page as it arrives. */

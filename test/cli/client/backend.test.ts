@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCli, type CliProcess } from "../../support/cli-process.js";
 import { eventually } from "../../support/harness.js";
 import { reply } from "../../support/openai-chunks.js";
-import { jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
+import { type ClientResult, jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
  * The list, send and watch commands against a real `worker-runtime backend`
@@ -102,5 +102,23 @@ describe("against a real Backend", () => {
     } finally {
       watch.kill();
     }
+  });
+});
+
+describe("a runtime behind the Backend that went away (runs last: it stops the remote)", () => {
+  it("exits 3, as an unreachable server does: a script should retry, not fix its command", async () => {
+    remote.process.child.kill("SIGKILL");
+    await remote.process.exited;
+    let listed: ClientResult | undefined;
+    await eventually(
+      async () => {
+        listed = await runClient(["workers", "list", "--runtime", "rt-remote"], { server: url });
+        return listed.stderr.includes("RUNTIME_UNAVAILABLE");
+      },
+      30_000,
+      "the Backend to see the runtime gone",
+    );
+    expect(listed?.stderr).toMatch(/^worker-runtime: .* \(reason: RUNTIME_UNAVAILABLE\)\n$/);
+    expect(listed?.code).toBe(3);
   });
 });
