@@ -7,7 +7,7 @@ import { AssistantMessageSchema, ReasoningSchema, ToolCallSchema } from "../../g
 import { ChunkAccumulator, type AssembledToolCall } from "./chunk-accumulator.js";
 import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
-import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS, turnBudget } from "./event-loop-slices.js";
+import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS } from "./event-loop-slices.js";
 import { recordChatResponse } from "./genai-spans.js";
 import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { ProviderCallTimer } from "./provider-call-timer.js";
@@ -77,9 +77,6 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     if (accumulator.usage) addUsage(context, accumulator);
     else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
     if (ending === "finished") {
-      // Runs that end together are spread over the loop's turns, as their starts are (see turnBudget).
-      const wait = turnBudget();
-      if (wait) await wait;
       await commitText(context, accumulator);
       for (const call of accumulator.toolCalls()) {
         await context.sink.commit(

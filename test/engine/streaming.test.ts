@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { chunk, pieces, replyChunks } from "../support/openai-chunks.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { SLICE_MAX_CHUNKS, TURN_MAX_MS, turnBudget } from "../../src/engine/event-loop-slices.js";
+import { SLICE_MAX_CHUNKS } from "../../src/engine/event-loop-slices.js";
 import { maxSseEventChars } from "../../src/engine/sse-events.js";
 import { RecordingSink, type SinkEvent } from "../support/recording-sink.js";
 import { startHarness, type Harness } from "./harness.js";
@@ -81,54 +81,6 @@ describe("OpenAI backend stream path", () => {
     const { outcome } = await h.run({ input: "go" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
     expect(outcome.kind === "failed" && outcome.message).toContain(`over ${bound} characters`);
-  });
-
-  /**
-   * Ends the stream of a run whose text has all arrived, from a timer
-   * callback that first holds the loop for `holdMs` within the stretch's
-   * shared budget (as other runs' ends or slices would; 0: the budget is
-   * not touched), then asks for the check phase. Says whether the run's
-   * answer was committed after it.
-   */
-  async function committedAfterTheTurn(holdMs: number): Promise<boolean> {
-    h = await startHarness();
-    let endStream = (): void => undefined;
-    const endWhen = new Promise<void>((resolve) => (endStream = resolve));
-    h.fake.enqueue({ kind: "stream", chunks: [chunk({ role: "assistant", content: "" }), chunk({ content: "Hi" }, "stop")], endWhen });
-    const sink = new RecordingSink("ends");
-    let turned = false;
-    let committedAfterTurn: boolean | undefined;
-    sink.waitFor((e) => {
-      if (e.type === "commit" && e.entry.content.case === "assistantMessage") committedAfterTurn = turned;
-      return false;
-    });
-    const running = h.run({ input: "go", sink });
-    await sink.waitFor((e) => e.type === "text");
-    await new Promise<void>((resolve) =>
-      setTimeout(() => {
-        // The provider writes the end from this phase's microtasks; the runtime reads it in this turn's poll phase.
-        endStream();
-        if (holdMs > 0) {
-          turnBudget();
-          const until = performance.now() + holdMs;
-          while (performance.now() < until);
-        }
-        setImmediate(() => (turned = true));
-        resolve();
-      }, 0),
-    );
-    const { outcome } = await running;
-    expect(outcome.kind).toBe("completed");
-    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hi"]);
-    return committedAfterTurn as boolean;
-  }
-
-  it("ends a run in a later turn of the event loop when the stretch's shared budget is spent", async () => {
-    expect(await committedAfterTheTurn(TURN_MAX_MS + 2)).toBe(true);
-  });
-
-  it("ends a run at once while the stretch's budget lasts", async () => {
-    expect(await committedAfterTheTurn(0)).toBe(false);
   });
 
   it("processes a long burst in slices, letting the event loop turn in between", async () => {

@@ -31,8 +31,6 @@ export type FakeResponse =
        * a burst does, so the client reads them together. Ignores `delayMs`.
        */
       oneWrite?: boolean;
-      /** Holds the stream's end ("done": its `[DONE]` event and the response's end) until this settles. */
-      endWhen?: Promise<unknown>;
     }
   | { kind: "error"; status: number; body?: unknown; headers?: Record<string, string> }
   /** Destroys the connection without any response (a connection error). */
@@ -201,8 +199,6 @@ async function stream(res: ServerResponse, response: Extract<FakeResponse, { kin
     res.socket?.destroy();
   } else if (end === "done") {
     if (response.delayMs) await delay(response.delayMs);
-    if (response.endWhen) await response.endWhen;
-    if (res.destroyed) return;
     res.end("data: [DONE]\n\n");
   }
 }
