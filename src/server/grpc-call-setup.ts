@@ -157,6 +157,20 @@ export function isGone(response: http2.Http2ServerResponse): boolean {
   return response.stream.destroyed || response.stream.closed;
 }
 
+/** Resolves when the stream can take more, or has closed; at once if it has closed already (it will emit neither). */
+export function drainedOrGone(stream: http2.Http2Stream): Promise<void> {
+  if (stream.destroyed || stream.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.once("drain", done);
+    stream.once("close", done);
+  });
+}
+
 /**
  * Headers for Node's writeHead/addTrailers. `forEach` joins repeated fields
  * except set-cookie, which it yields once per value: those stay separate

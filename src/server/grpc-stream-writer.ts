@@ -1,12 +1,12 @@
 import type { DescMessage, DescMethodServerStreaming, DescService, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type Interceptor, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
-import type * as http2 from "node:http2";
 import { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES, type Logger } from "../runtime/index.js";
 import {
   binarySerialization,
   endGrpcResponse,
   type HandlerContextOf,
   type HandlerOptions,
+  drainedOrGone,
   isGone,
   nodeHeaders,
   openGrpcCall,
@@ -113,7 +113,7 @@ export function createStreamHandler(
         const frame =
           readyFrame(result.value) ?? (await serializedFrame(result.value, outputSchema, output, compression.response, options));
         if (isGone(response)) throw new ConnectError("client went away", Code.Canceled);
-        if (!response.write(frame)) await drained(response);
+        if (!response.write(frame)) await drainedOrGone(response.stream);
         result = await iterator.next();
       }
       if (trailer) copyHeaders(trailer, context.responseTrailer);
@@ -139,21 +139,6 @@ function withInterceptors(
   type AnyFn = Parameters<Interceptor>[0];
   const next = interceptors.reduceRight<AnyFn>((inner, interceptor) => interceptor(inner), call as AnyFn);
   return next as (request: StreamRequest) => Promise<StreamResponse>;
-}
-
-/** Resolves when the response can take more, or has closed. */
-function drained(response: http2.Http2ServerResponse): Promise<void> {
-  // A stream that closed already will emit neither.
-  if (isGone(response)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      response.off("drain", done);
-      response.off("close", done);
-      resolve();
-    };
-    response.once("drain", done);
-    response.once("close", done);
-  });
 }
 
 /** Merges the headers an interceptor answered with into the call's (unary calls use connect's own rule instead). */

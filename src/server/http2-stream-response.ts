@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import http2 from "node:http2";
-import { nodeHeaders } from "./grpc-call-setup.js";
+import { drainedOrGone, nodeHeaders } from "./grpc-call-setup.js";
 
 /**
  * Whether a response goes to its HTTP/2 stream by {@link writeStreamResponse}:
@@ -41,7 +41,7 @@ export async function writeStreamResponse(response: UniversalServerResponse, str
       writing = false;
       chunk = await chunks.next();
       writing = true;
-      if (chunk.done !== true && stream.writableNeedDrain) await drained(stream);
+      if (chunk.done !== true && stream.writableNeedDrain) await drainedOrGone(stream);
       throwIfGone(stream);
     }
     stream.end();
@@ -89,17 +89,4 @@ const END_STREAM_RECHECK_MS = 10;
 
 function throwIfGone(stream: http2.ServerHttp2Stream): void {
   if (stream.destroyed || stream.closed) throw new ConnectError("client went away", Code.Canceled);
-}
-
-/** Resolves when the stream can take more, or has closed. */
-function drained(stream: http2.ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.once("drain", done);
-    stream.once("close", done);
-  });
 }
