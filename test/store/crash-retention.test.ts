@@ -1,11 +1,10 @@
 import { clone, equals, fromBinary } from "@bufbuild/protobuf";
 import { Http2SessionManager } from "@connectrpc/connect-node";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { startCrashChild } from "./crash-child-process.js";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RuntimeEventSchema, WorkerEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
@@ -27,7 +26,6 @@ const KILLS = 8;
 const WORKERS = 2;
 const SEGMENT_BYTES = 4 * 1024;
 const RETENTION = 150;
-const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "crash-child.ts");
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -43,7 +41,7 @@ describe("file store retention under SIGKILL", () => {
     let earliestSeen = 1n;
     let receivedCount = 0;
     for (let round = 0; round < KILLS; round++) {
-      const child = await startChild(dataDir);
+      const child = await startCrashChild(dataDir, [String(SEGMENT_BYTES), String(RETENTION)]);
       const sessions = new Http2SessionManager(`http://${child.address}`);
       const clients = clientsFor(makeTransport("grpc", `http://${child.address}`, sessions));
       if (round === 0) {
@@ -176,32 +174,6 @@ function sameRuntimeEvent(stored: RuntimeEvent, received: RuntimeEvent): boolean
     { ...clone(RuntimeEventSchema, stored), cursor: "" },
     { ...clone(RuntimeEventSchema, received), cursor: "" },
   );
-}
-
-interface Child {
-  process: ChildProcess;
-  address: string;
-  runtimeId: string;
-  exited: Promise<void>;
-}
-
-async function startChild(dataDir: string): Promise<Child> {
-  const args = ["--import", "tsx", childScript, dataDir, String(SEGMENT_BYTES), String(RETENTION)];
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const end = out.indexOf("\n");
-      if (end !== -1) resolve(out.slice(0, end));
-    });
-    child.once("exit", (code) => reject(new Error(`child exited (${code}) before ready: ${stderr}`)));
-  });
-  const [, address = "", runtimeId = ""] = line.split(" ");
-  return { process: child, address, runtimeId, exited };
 }
 
 /** Collects the durable events a worker watcher receives, from its snapshot on. */

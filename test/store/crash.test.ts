@@ -1,12 +1,11 @@
 import { clone, create, equals, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { startCrashChild } from "./crash-child-process.js";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RuntimeEventSchema, WorkerEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
@@ -29,7 +28,6 @@ import { clientsFor, eventually, makeTransport, type Clients } from "../support/
  */
 const KILLS = 32;
 const WORKERS = 3;
-const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "crash-child.ts");
 const UNFINISHED = new Set([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL]);
 
 interface Watched {
@@ -72,7 +70,7 @@ describe("file store under SIGKILL", () => {
     let runtimeId = "";
 
     for (let round = 0; round < KILLS; round++) {
-      const child = await startChild(dataDir);
+      const child = await startCrashChild(dataDir);
       const sessions = new Http2SessionManager(`http://${child.address}`);
       const clients = clientsFor(makeTransport("grpc", `http://${child.address}`, sessions));
       if (round === 0) {
@@ -133,31 +131,6 @@ describe("file store under SIGKILL", () => {
     expect([...runtimeWatched.runs.values()].some((r) => r.status === RunStatus.INTERRUPTED)).toBe(true);
   }, 600_000);
 });
-
-interface Child {
-  process: ChildProcess;
-  address: string;
-  runtimeId: string;
-  exited: Promise<void>;
-}
-
-async function startChild(dataDir: string): Promise<Child> {
-  const child = spawn(process.execPath, ["--import", "tsx", childScript, dataDir], { stdio: ["ignore", "pipe", "pipe"] });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const end = out.indexOf("\n");
-      if (end !== -1) resolve(out.slice(0, end));
-    });
-    child.once("exit", (code) => reject(new Error(`child exited (${code}) before ready: ${stderr}`)));
-  });
-  const [, address = "", runtimeId = ""] = line.split(" ");
-  return { process: child, address, runtimeId, exited };
-}
 
 /** Watches one worker from its last cursor, checking exactly-once order. */
 function watch(clients: Clients, w: Watched, problems: string[]): AbortController {
