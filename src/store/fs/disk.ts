@@ -109,3 +109,8 @@ export class Disk {
 export function isTempName(name: string): boolean {
   return /\.tmp-[0-9a-f]{8}$/.test(name);
 }
+
+/** A Node file-system error's code (ENOENT, EACCES...), or "error" for anything without one. */
+export function errorCode(error: unknown): string {
+  return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "error";
+}

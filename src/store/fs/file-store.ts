@@ -15,7 +15,8 @@ import type {
   TranscriptRange,
   WorkerRecord,
 } from "../../runtime/index.js";
-import { DataDirLock } from "./data-dir-lock.js";
+import { DataDirLock, LOCK_FILE } from "./data-dir-lock.js";
+import { sweepTempFiles } from "./temp-sweep.js";
 import { Disk, type FileStoreFaults } from "./disk.js";
 import { createFileStoreStats, type FileStoreStats } from "./file-store-stats.js";
 import { openWorkers } from "./open-workers.js";
@@ -127,13 +128,15 @@ class FileStoreImpl implements FileStore {
       });
       this.registry.adopt(workers.files);
       const bundles = await readConfigBundles(this.disk);
+      // Another process's lock attempt writes LOCK.tmp-* here too: not ours to remove.
+      const swept = await sweepTempFiles(this.disk, ".", (name) => name.startsWith(LOCK_FILE));
       this.opened = true;
       return {
         runtimeId,
         storeId,
         workers: workers.restored,
         lastRuntimeEventSeq: runtimeEvents.log.lastSeq,
-        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...bundles.diagnostics],
+        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...bundles.diagnostics, ...swept],
         configBundles: bundles.bundles,
       };
     } catch (error) {

@@ -2,9 +2,10 @@ import { readdir, rm } from "node:fs/promises";
 import * as path from "node:path";
 import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
-import type { Disk } from "./disk.js";
+import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
-import { DELETING_PREFIX, STAGING_PREFIX, WORKERS_DIR, workerDirName, workerIdFromDirName } from "./layout.js";
+import { DELETING_PREFIX, STAGING_PREFIX, WORKERS_DIR, workerDir, workerDirName, workerIdFromDirName } from "./layout.js";
+import { sweepTempFiles } from "./temp-sweep.js";
 import type { LogSettings, WorkerFiles } from "./worker-files.js";
 import { restoreWorker } from "./worker-restore.js";
 
@@ -56,6 +57,7 @@ export async function openWorkers(init: OpenWorkersInit): Promise<OpenedWorkers>
     while (next < ids.length) {
       const id = ids[next++];
       if (id === undefined) break;
+      diagnostics.push(...(await sweepTempFiles(disk, workerDir(id))));
       const result = await restoreWorker(id, init.runtimeId, disk, init.settings, init.stats);
       diagnostics.push(...result.diagnostics);
       opened.push({ files: result.files, worker: result.restored });
@@ -72,8 +74,4 @@ export async function openWorkers(init: OpenWorkersInit): Promise<OpenedWorkers>
 
 function compare(a: string | undefined, b: string | undefined): number {
   return (a ?? "").localeCompare(b ?? "");
-}
-
-function errorCode(error: unknown): string {
-  return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "error";
 }

@@ -5,7 +5,7 @@ import { WorkerRefSchema } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerSchema, WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
-import type { Disk } from "./disk.js";
+import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { WORKER_SNAPSHOT, workerDir } from "./layout.js";
 import type { RestoredRuns } from "./run-log.js";
@@ -106,8 +106,4 @@ async function readSnapshot(disk: Disk, rel: string, stats: FileStoreStats) {
   }
   stats.bytesRead += content.length;
   return decodeWorkerSnapshot(content);
-}
-
-function errorCode(error: unknown): string {
-  return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "error";
 }
