@@ -95,7 +95,7 @@ describe("the data dir lock", () => {
 });
 
 describe("a data dir the process may not write", () => {
-  it.runIf(process.getuid?.() === 0)("is refused with a message naming the data dir, not a temp file", async () => {
+  it.runIf(nobodyCanRunNode())("is refused with a message naming the data dir, not a temp file", async () => {
     const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
     // Owned by root, mode 0755: the child, run as nobody, can read it but not write it.
     const child = spawnSync(process.execPath, ["--import", "tsx", childScript, dir, "0", "0"], {
@@ -109,6 +109,16 @@ describe("a data dir the process may not write", () => {
     );
   });
 });
+
+/**
+ * Whether this process is root and user `nobody` can run this Node binary:
+ * not where the binary sits in a directory only root may enter (CI unpacks
+ * its second Node into a private temp dir).
+ */
+function nobodyCanRunNode(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  return spawnSync(process.execPath, ["-e", ""], { uid: 65534, gid: 65534 }).status === 0;
+}
 
 function procReadable(): boolean {
   try {
