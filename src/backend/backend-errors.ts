@@ -8,6 +8,17 @@ export function invalidField(field: string, message: string): ConnectError {
   ]);
 }
 
+/**
+ * A page token the Backend cannot continue from (not one it issued, or
+ * issued for other filters): INVALID_ARGUMENT + PAGE_TOKEN_INVALID, as a
+ * runtime refuses its own, so a client knows to list again from the start.
+ */
+export function invalidPageToken(why: string): ConnectError {
+  return backendError(Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID, `page_token: ${why}; list again without a page token`, {
+    field: "page_token",
+  });
+}
+
 /** A typed error with no runtime in it. */
 export function backendError(code: Code, reason: ErrorReason, message: string, metadata: Record<string, string> = {}): ConnectError {
   return new ConnectError(message, code, undefined, [{ desc: ErrorDetailSchema, value: { reason, metadata } }]);

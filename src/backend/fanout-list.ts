@@ -5,7 +5,7 @@ import { RuntimeFailureSchema, RuntimeHealth, type RuntimeFailure } from "../../
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { Logger } from "../runtime/index.js";
-import { backendError, invalidField } from "./backend-errors.js";
+import { invalidField, invalidPageToken } from "./backend-errors.js";
 import { listWorkersRaw, workerPageResponse } from "./raw-worker-page.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import { compareIds, type RuntimeDirectory } from "./runtime-directory.js";
@@ -247,16 +247,9 @@ function decodePosition(token: string, filter: string): Position | undefined {
   if (Array.isArray(parsed) && parsed.length === 5 && parsed[0] === TOKEN_KIND) {
     const [, digest, runtimeId, upstream, after] = parsed as unknown[];
     if (typeof runtimeId === "string" && typeof upstream === "string" && typeof after === "boolean") {
-      if (digest !== filter) throw invalidToken("was issued for a request with other filters; change only page_size between pages");
+      if (digest !== filter) throw invalidPageToken("was issued for a request with other filters; change only page_size between pages");
       return { runtimeId, token: upstream, after };
     }
   }
-  throw invalidField("page_token", "is not a valid page token");
-}
-
-/** As the Runtime refuses its own: INVALID_ARGUMENT + PAGE_TOKEN_INVALID, so a client lists again from the start. */
-function invalidToken(why: string): ConnectError {
-  return backendError(Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID, `page_token: ${why}; list again without a page token`, {
-    field: "page_token",
-  });
+  throw invalidPageToken("is not a valid page token");
 }

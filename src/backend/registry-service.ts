@@ -11,7 +11,7 @@ import {
   type RegisteredRuntime,
   type RuntimeRegistry,
 } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
-import { backendError, invalidField } from "./backend-errors.js";
+import { backendError, invalidField, invalidPageToken } from "./backend-errors.js";
 import { endpointOf, type RemoteEndpoint } from "./remote-transport.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
@@ -138,5 +138,5 @@ function decodeAfter(token: string): string | undefined {
   } catch {
     // fall through
   }
-  throw invalidField("page_token", "is not a valid page token");
+  throw invalidPageToken("is not a valid page token");
 }

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { CreateWorkerRequestSchema, WorkerCatalog, type CreateWorkerRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
@@ -75,15 +76,31 @@ describe("ListWorkers across runtimes", () => {
     ]);
   });
 
-  it("refuses a page token it did not issue, and a negative page size, with INVALID_ARGUMENT", async () => {
-    for (const request of [{ pageToken: "bm90LWEtdG9rZW4" }, { pageSize: -1 }]) {
+  it("refuses a page token it did not issue (PAGE_TOKEN_INVALID, as the proto says) and a negative page size with INVALID_ARGUMENT", async () => {
+    for (const [request, reason] of [
+      [{ pageToken: "bm90LWEtdG9rZW4" }, ErrorReason.PAGE_TOKEN_INVALID],
+      [{ pageSize: -1 }, ErrorReason.INVALID_ARGUMENT],
+    ] as const) {
       const error = await catalog.listWorkers(request).then(
         () => undefined,
         (e: unknown) => ConnectError.from(e),
       );
       expect(error?.code).toBe(Code.InvalidArgument);
-      expect(error?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.INVALID_ARGUMENT);
+      expect(error?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(reason);
     }
+  });
+
+  it("refuses a ListRuntimes page token it did not issue the same way (PAGE_TOKEN_INVALID)", async () => {
+    const registry = createClient(RuntimeRegistry, createRouterTransport(backend.routes));
+    const error = await registry.listRuntimes({ pageToken: "bm90LWEtdG9rZW4" }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(error?.code).toBe(Code.InvalidArgument);
+    expect(error?.findDetails(ErrorDetailSchema)[0]).toMatchObject({
+      reason: ErrorReason.PAGE_TOKEN_INVALID,
+      metadata: { field: "page_token" },
+    });
   });
 
   it("refuses a page token reused with other filters, as a runtime does (PAGE_TOKEN_INVALID)", async () => {
