@@ -1,6 +1,14 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createRuntime, errorLogFields, type Logger, type Runtime, type RuntimeMetrics, type RuntimeOptions } from "../runtime/index.js";
+import {
+  createRuntime,
+  errorLogFields,
+  StoreConflictError,
+  type Logger,
+  type Runtime,
+  type RuntimeMetrics,
+  type RuntimeOptions,
+} from "../runtime/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { startTracingFromEnv, type Tracing, TracingConfigError } from "../telemetry/tracing/index.js";
@@ -174,7 +182,10 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, 
         }
       : {}),
   };
-  const runtime = await createRuntime(runtimeOptions);
+  const runtime = await createRuntime(runtimeOptions).catch((error: unknown) => {
+    // --runtime-id and --data-dir name different runtimes: the command line's to fix (exit 2).
+    throw error instanceof StoreConflictError ? new UsageError(error.message) : error;
+  });
   runtimeRef = runtime;
   return runtime;
 }

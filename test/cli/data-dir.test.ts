@@ -36,7 +36,8 @@ describe("serve --data-dir", () => {
     await startAndStop(["--runtime-id", "rt-one"]);
     const cli = startCli(["serve", "--port", "0", "--data-dir", dir, "--runtime-id", "rt-two"]);
     const { code } = await cli.exited;
-    expect(code).not.toBe(0);
+    // A bad command line: --runtime-id and --data-dir name different runtimes.
+    expect(code).toBe(2);
     expect(cli.stderr()).toMatch(/rt-one/);
     expect(cli.stderr()).toMatch(/rt-two/);
   });
