@@ -1,7 +1,6 @@
 import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { Http2SessionManager } from "@connectrpc/connect-node";
-import { createFastGrpcTransport } from "../grpc-client/index.js";
+import { createFastGrpcTransport, GuardedSessionManager } from "../grpc-client/index.js";
 import { createClientTracingInterceptor } from "../telemetry/tracing/index.js";
 import { logFieldsOf, REQUEST_ID_HEADER } from "../server/index.js";
 
@@ -67,7 +66,7 @@ function serverOf(baseUrl: string): { serverAddress: string; serverPort: number 
  */
 export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
-  const sessionManager = new Http2SessionManager(
+  const sessionManager = new GuardedSessionManager(
     baseUrl,
     { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, pingIdleConnection: true },
     { ...(endpoint.ca !== undefined ? { ca: endpoint.ca } : {}), ...(endpoint.lookup ? { lookup: endpoint.lookup } : {}) },

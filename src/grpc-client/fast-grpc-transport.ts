@@ -4,7 +4,7 @@ import {
   compressionBrotli,
   compressionGzip,
   createGrpcTransport,
-  Http2SessionManager,
+  type Http2SessionManager,
   type GrpcTransportOptions,
 } from "@connectrpc/connect-node";
 import {
@@ -19,6 +19,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { requestHeaderWithCompression, validateResponseWithCompression } from "@connectrpc/connect/protocol-grpc";
 import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders } from "node:http2";
+import { GuardedSessionManager } from "./guarded-session-manager.js";
 import { copyNodeHeaders, GrpcStreamReader, type ResponseByteListener } from "./grpc-stream-reader.js";
 import { connectErrorFromNodeReason } from "./node-errors.js";
 
@@ -65,7 +66,7 @@ interface FastPathOptions {
 export function createFastGrpcTransport(options: FastGrpcTransportOptions): Transport {
   const sessionManager =
     options.sessionManager ??
-    new Http2SessionManager(
+    new GuardedSessionManager(
       options.baseUrl,
       {
         pingIntervalMs: options.pingIntervalMs,

@@ -3,3 +3,4 @@
  * reader for binary server streams (see docs/grpc-client.md).
  */
 export { createFastGrpcTransport, type FastGrpcTransportOptions } from "./fast-grpc-transport.js";
+export { GuardedSessionManager } from "./guarded-session-manager.js";

@@ -1,7 +1,6 @@
-import type { Http2Session } from "node:http2";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { createFastGrpcTransport } from "../../grpc-client/index.js";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { createFastGrpcTransport, GuardedSessionManager } from "../../grpc-client/index.js";
 import { RuntimeManagement } from "../../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { WorkerCatalog } from "../../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
@@ -64,27 +63,3 @@ export function openConnection(options: ConnectionOptions): Connection {
     close: () => sessionManager.abort(),
   };
 }
-
-/**
- * A session manager whose HTTP/2 sessions always have an "error" listener.
- * When a keepalive PING times out, connect-node destroys the session with an
- * error that Node emits only once the socket has closed; by then the call
- * has already failed with that error and `close()` has detached the
- * manager's own listener, so the late event would crash the process with a
- * stack trace. The error is not lost: every stream on the session carries it.
- */
-class GuardedSessionManager extends Http2SessionManager {
-  private readonly guarded = new WeakSet<Http2Session>();
-
-  override async request(...args: Parameters<Http2SessionManager["request"]>): ReturnType<Http2SessionManager["request"]> {
-    const stream = await super.request(...args);
-    const session = stream.session;
-    if (session !== undefined && !this.guarded.has(session)) {
-      this.guarded.add(session);
-      session.on("error", ignoreSessionError);
-    }
-    return stream;
-  }
-}
-
-function ignoreSessionError(): void {}
