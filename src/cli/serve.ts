@@ -23,6 +23,7 @@ import {
   processMetricsFromFlags,
   serveMetrics,
 } from "./metrics-config.js";
+import { isHeaderSafeToken } from "./header-token.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
 export class UsageError extends Error {
@@ -284,7 +285,7 @@ export function readToken(tokenFile: string | undefined): string | undefined {
 
 /** A token a client can send: an authorization header takes visible ASCII only, so any other token would refuse everyone. */
 function sendableToken(token: string): string {
-  if (/^[\x21-\x7e]+$/.test(token)) return token;
+  if (isHeaderSafeToken(token)) return token;
   throw new UsageError(
     "the token (--token-file or WORKER_RUNTIME_TOKEN) has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)",
   );

@@ -9,6 +9,7 @@ import { openConnection, type Connection, type ServiceClients } from "./connecti
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
+import { isHeaderSafeToken } from "../header-token.js";
 
 /** Where the server is when neither --server nor the variable says. */
 export const DEFAULT_SERVER = "http://127.0.0.1:7070";
@@ -156,7 +157,7 @@ export class CommandContext {
  * header value, token included.
  */
 function checkedToken(token: string, source: string): string {
-  if (/^[\x21-\x7e]+$/.test(token)) return token;
+  if (isHeaderSafeToken(token)) return token;
   throw new CommandLineError(
     `the token in ${source} has characters an HTTP header cannot carry (a line break, a control or a non-ASCII character)`,
   );
