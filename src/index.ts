@@ -16,6 +16,7 @@ export { createFileStore, StoreCorruptionError, type FileStore, type FileStoreOp
 export {
   createOpenAIBackend,
   openAIBackendOptionsFromEnv,
+  OpenAIConfigError,
   loadProfilesFile,
   companionProfile,
   ProfileConfigError,

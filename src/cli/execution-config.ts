@@ -4,7 +4,9 @@ import type { ExecutionBackend } from "../runtime/index.js";
 import {
   createOpenAIBackend,
   DEFAULT_MODEL,
+  httpUrl,
   loadProfilesFile,
+  OpenAIConfigError,
   openAIBackendOptionsFromEnv,
   ProfileConfigError,
   SETTING_BOUNDS,
@@ -65,21 +67,19 @@ export class ExecutionConfigError extends Error {
  * The API key is never a flag: command lines are visible in `ps`.
  */
 export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.ProcessEnv = process.env): Promise<ExecutionBackend> {
-  const options = openAIBackendOptionsFromEnv(env);
-  if (flags["openai-base-url"] !== undefined) options.baseURL = flags["openai-base-url"];
-  checkBaseUrl(flags["openai-base-url"] !== undefined ? "--openai-base-url" : "OPENAI_BASE_URL", options.baseURL);
-  if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
-  if (flags["openai-keyless"]) options.keyless = true;
-  else checkKeylessVariable(env.OPENAI_KEYLESS);
-  if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
-  applyEngineSettings(options, flags, env);
   try {
+    const options = openAIBackendOptionsFromEnv(withoutFlagged(env, flags));
+    if (flags["openai-base-url"] !== undefined) options.baseURL = httpUrl("--openai-base-url", flags["openai-base-url"]);
+    if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
+    if (flags["openai-keyless"]) options.keyless = true;
+    if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
+    applyEngineSettings(options, flags);
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);
     }
     return createOpenAIBackend(options);
   } catch (error) {
-    if (error instanceof ProfileConfigError) throw new ExecutionConfigError(error.message);
+    if (error instanceof ProfileConfigError || error instanceof OpenAIConfigError) throw new ExecutionConfigError(error.message);
     if (error instanceof Error && "code" in error) {
       throw new ExecutionConfigError(`cannot read --profiles: ${String(error.code)}`);
     }
@@ -88,66 +88,48 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
 }
 
 /**
- * Applies the engine settings flags over the environment's, then checks the
- * result against {@link SETTING_BOUNDS}, so a bad value stops start-up
- * instead of surfacing as a stalled or failing run.
+ * What the engine reads from the environment, less the variables a flag
+ * overrides: the flag wins, so a bad value under it is not an error.
  */
-function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlags, env: NodeJS.ProcessEnv): void {
-  const idle = setting(flags, env, "openai-stream-idle-timeout-ms", "OPENAI_STREAM_IDLE_TIMEOUT_MS");
-  if (idle !== undefined) options.streamIdleTimeoutMs = idle;
-  const answer = setting(flags, env, "openai-max-answer-bytes", "OPENAI_MAX_ANSWER_BYTES");
-  if (answer !== undefined) options.maxAnswerBytes = answer;
-  const budget = setting(flags, env, "openai-retry-budget-ms", "OPENAI_RETRY_BUDGET_MS");
-  if (budget !== undefined) options.retry = { ...options.retry, budgetMs: budget };
-  checkBound(
-    "--openai-stream-idle-timeout-ms (or OPENAI_STREAM_IDLE_TIMEOUT_MS)",
-    options.streamIdleTimeoutMs,
-    SETTING_BOUNDS.streamIdleTimeoutMs,
-  );
-  checkBound("--openai-max-answer-bytes (or OPENAI_MAX_ANSWER_BYTES)", options.maxAnswerBytes, SETTING_BOUNDS.maxAnswerBytes);
-  checkBound("--openai-retry-budget-ms (or OPENAI_RETRY_BUDGET_MS)", options.retry?.budgetMs, SETTING_BOUNDS.retryBudgetMs);
+function withoutFlagged(env: NodeJS.ProcessEnv, flags: ExecutionFlags): NodeJS.ProcessEnv {
+  const overridden: Record<string, boolean> = {
+    OPENAI_BASE_URL: flags["openai-base-url"] !== undefined,
+    OPENAI_KEYLESS: flags["openai-keyless"] === true,
+    OPENAI_STREAM_IDLE_TIMEOUT_MS: flags["openai-stream-idle-timeout-ms"] !== undefined,
+    OPENAI_MAX_ANSWER_BYTES: flags["openai-max-answer-bytes"] !== undefined,
+    OPENAI_RETRY_BUDGET_MS: flags["openai-retry-budget-ms"] !== undefined,
+  };
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !overridden[name]));
 }
 
 /**
- * An engine setting from its flag, else its variable. Read here rather than
- * left to the engine's own reading of the environment, which skips a value
- * it cannot parse (and 0) without a word: a typo must stop start-up.
+ * Applies the engine settings flags over what the environment gave, then
+ * checks the result against {@link SETTING_BOUNDS}, so a bad value stops
+ * start-up instead of surfacing as a stalled or failing run.
  */
-function setting(
-  flags: ExecutionFlags,
-  env: NodeJS.ProcessEnv,
-  flag: "openai-stream-idle-timeout-ms" | "openai-max-answer-bytes" | "openai-retry-budget-ms",
-  variable: string,
-): number | undefined {
-  const fromFlag = flags[flag];
-  if (fromFlag !== undefined) return wholeNumber(`--${flag}`, fromFlag);
-  const fromEnv = env[variable];
-  return fromEnv === undefined || fromEnv === "" ? undefined : wholeNumber(variable, fromEnv);
+function applyEngineSettings(options: OpenAIBackendOptions, flags: ExecutionFlags): void {
+  const idle = flagValue(flags, "openai-stream-idle-timeout-ms");
+  if (idle !== undefined) options.streamIdleTimeoutMs = idle;
+  const answer = flagValue(flags, "openai-max-answer-bytes");
+  if (answer !== undefined) options.maxAnswerBytes = answer;
+  const budget = flagValue(flags, "openai-retry-budget-ms");
+  if (budget !== undefined) options.retry = { ...options.retry, budgetMs: budget };
+  checkBound("--openai-stream-idle-timeout-ms", idle, SETTING_BOUNDS.streamIdleTimeoutMs);
+  checkBound("--openai-max-answer-bytes", answer, SETTING_BOUNDS.maxAnswerBytes);
+  checkBound("--openai-retry-budget-ms", budget, SETTING_BOUNDS.retryBudgetMs);
 }
 
-function wholeNumber(name: string, value: string): number {
+/** An engine setting's flag as a whole number (its variable is the engine's to read). */
+function flagValue(
+  flags: ExecutionFlags,
+  flag: "openai-stream-idle-timeout-ms" | "openai-max-answer-bytes" | "openai-retry-budget-ms",
+): number | undefined {
+  const value = flags[flag];
+  if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new ExecutionConfigError(`${name} must be a whole number, not "${value.slice(0, 64)}"`);
+    throw new ExecutionConfigError(`--${flag} must be a whole number, not "${value.slice(0, 64)}"`);
   }
   return Number(value);
-}
-
-/** The provider's URL must be one the SDK can call; the value is not echoed, since a URL can carry a key. */
-function checkBaseUrl(name: string, url: string | undefined): void {
-  if (url === undefined) return;
-  let protocol = "";
-  try {
-    protocol = new URL(url).protocol;
-  } catch {
-    // Reported below.
-  }
-  if (protocol !== "http:" && protocol !== "https:") throw new ExecutionConfigError(`${name} must be an http:// or https:// URL`);
-}
-
-/** The engine takes 1 or true; anything else but the explicit no (0, false, empty) is a typo, not a no. */
-function checkKeylessVariable(value: string | undefined): void {
-  if (value === undefined || ["", "0", "1", "true", "false"].includes(value)) return;
-  throw new ExecutionConfigError(`OPENAI_KEYLESS must be 1 or 0 (or true or false), not "${value.slice(0, 64)}"`);
 }
 
 function checkBound(what: string, value: number | undefined, bound: { min: number; max: number }): void {

@@ -73,38 +73,74 @@ export const DEFAULT_MODEL = "gpt-4o-mini";
  * response message can carry (4 MiB by default).
  */
 export const SETTING_BOUNDS = {
+  requestTimeoutMs: { min: 1_000, max: 3_600_000 },
   streamIdleTimeoutMs: { min: 1_000, max: 3_600_000 },
   maxAnswerBytes: { min: 1_024, max: 3 * 1024 * 1024 },
   retryBudgetMs: { min: 0, max: 3_600_000 },
 } as const;
 
+/** An `OPENAI_*` value the engine cannot use; the message names the variable (and never echoes a URL, which can carry a key). */
+export class OpenAIConfigError extends Error {
+  override readonly name = "OpenAIConfigError";
+}
+
 /**
  * Reads provider configuration from the environment: `OPENAI_API_KEY`,
  * `OPENAI_BASE_URL`, `OPENAI_MODEL`, `OPENAI_KEYLESS=1` (local servers),
- * `OPENAI_REQUEST_TIMEOUT_MS`, `OPENAI_RETRY_BUDGET_MS`,
- * `OPENAI_STREAM_IDLE_TIMEOUT_MS` and `OPENAI_MAX_ANSWER_BYTES`. Values that
- * are not positive whole numbers are ignored here; the CLI checks the
- * bounds ({@link SETTING_BOUNDS}) of what it ends up with.
+ * `OPENAI_REQUEST_TIMEOUT_MS`, `OPENAI_RETRY_BUDGET_MS` (0: no retries),
+ * `OPENAI_STREAM_IDLE_TIMEOUT_MS` and `OPENAI_MAX_ANSWER_BYTES`. Unset or
+ * empty means the default. Anything else that is not a usable value (not a
+ * whole number, outside {@link SETTING_BOUNDS}, a base URL that is not
+ * http(s), a keyless flag other than 1/0/true/false) throws
+ * {@link OpenAIConfigError}: a typo must stop start-up, not quietly become
+ * the default.
  */
 export function openAIBackendOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIBackendOptions {
   const options: OpenAIBackendOptions = {};
   if (env.OPENAI_API_KEY) options.apiKey = env.OPENAI_API_KEY;
-  if (env.OPENAI_BASE_URL) options.baseURL = env.OPENAI_BASE_URL;
+  if (env.OPENAI_BASE_URL) options.baseURL = httpUrl("OPENAI_BASE_URL", env.OPENAI_BASE_URL);
   if (env.OPENAI_MODEL) options.defaultModel = env.OPENAI_MODEL;
-  if (env.OPENAI_KEYLESS === "1" || env.OPENAI_KEYLESS === "true") options.keyless = true;
-  const timeout = positiveInt(env.OPENAI_REQUEST_TIMEOUT_MS);
+  if (keylessFlag(env.OPENAI_KEYLESS)) options.keyless = true;
+  const timeout = boundedSetting(env, "OPENAI_REQUEST_TIMEOUT_MS", SETTING_BOUNDS.requestTimeoutMs);
   if (timeout !== undefined) options.requestTimeoutMs = timeout;
-  const budget = positiveInt(env.OPENAI_RETRY_BUDGET_MS);
+  const budget = boundedSetting(env, "OPENAI_RETRY_BUDGET_MS", SETTING_BOUNDS.retryBudgetMs);
   if (budget !== undefined) options.retry = { budgetMs: budget };
-  const idle = positiveInt(env.OPENAI_STREAM_IDLE_TIMEOUT_MS);
+  const idle = boundedSetting(env, "OPENAI_STREAM_IDLE_TIMEOUT_MS", SETTING_BOUNDS.streamIdleTimeoutMs);
   if (idle !== undefined) options.streamIdleTimeoutMs = idle;
-  const answer = positiveInt(env.OPENAI_MAX_ANSWER_BYTES);
+  const answer = boundedSetting(env, "OPENAI_MAX_ANSWER_BYTES", SETTING_BOUNDS.maxAnswerBytes);
   if (answer !== undefined) options.maxAnswerBytes = answer;
   return options;
 }
 
-function positiveInt(value: string | undefined): number | undefined {
-  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+/** A whole-number setting within its bounds; undefined when unset or empty. */
+function boundedSetting(env: NodeJS.ProcessEnv, name: string, bound: { min: number; max: number }): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === "") return undefined;
   const parsed = Number(value);
-  return parsed > 0 ? parsed : undefined;
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed)) {
+    throw new OpenAIConfigError(`${name} must be a whole number, not "${value.slice(0, 64)}"`);
+  }
+  if (parsed < bound.min || parsed > bound.max) {
+    throw new OpenAIConfigError(`${name} must be between ${bound.min} and ${bound.max}, not ${parsed}`);
+  }
+  return parsed;
+}
+
+/** 1 or true; the explicit no (0, false, empty) is no; anything else is a typo, not a no. */
+function keylessFlag(value: string | undefined): boolean {
+  if (value === "1" || value === "true") return true;
+  if (value === undefined || value === "" || value === "0" || value === "false") return false;
+  throw new OpenAIConfigError(`OPENAI_KEYLESS must be 1 or 0 (or true or false), not "${value.slice(0, 64)}"`);
+}
+
+/** A URL the SDK can call. The value is not echoed: a URL can carry a key. */
+export function httpUrl(name: string, url: string): string {
+  let protocol = "";
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    // Reported below.
+  }
+  if (protocol !== "http:" && protocol !== "https:") throw new OpenAIConfigError(`${name} must be an http:// or https:// URL`);
+  return url;
 }

@@ -3,7 +3,14 @@
  * into the Runtime. Everything else in this folder is internal.
  */
 export { createOpenAIBackend, NO_PROVIDER_REASON } from "./openai-backend.js";
-export { DEFAULT_MODEL, openAIBackendOptionsFromEnv, SETTING_BOUNDS, type OpenAIBackendOptions } from "./backend-options.js";
+export {
+  DEFAULT_MODEL,
+  httpUrl,
+  OpenAIConfigError,
+  openAIBackendOptionsFromEnv,
+  SETTING_BOUNDS,
+  type OpenAIBackendOptions,
+} from "./backend-options.js";
 export { companionProfile, loadProfilesFile, ProfileConfigError } from "./profiles.js";
 export type { RetryPolicy } from "./retry.js";
 export type { ToolLimits } from "./tools/tool-limits.js";

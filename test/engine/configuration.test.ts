@@ -5,7 +5,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { createOpenAIBackend, loadProfilesFile, openAIBackendOptionsFromEnv, ProfileConfigError } from "../../src/engine/index.js";
+import {
+  createOpenAIBackend,
+  loadProfilesFile,
+  OpenAIConfigError,
+  openAIBackendOptionsFromEnv,
+  ProfileConfigError,
+} from "../../src/engine/index.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
 import { startHarness, type Harness } from "./harness.js";
@@ -47,7 +53,8 @@ describe("provider configuration", () => {
         OPENAI_MODEL: "llama3",
         OPENAI_KEYLESS: "1",
         OPENAI_REQUEST_TIMEOUT_MS: "5000",
-        OPENAI_RETRY_BUDGET_MS: "abc",
+        OPENAI_RETRY_BUDGET_MS: "0",
+        OPENAI_STREAM_IDLE_TIMEOUT_MS: "",
       }),
     ).toEqual({
       apiKey: "sk-x",
@@ -55,7 +62,20 @@ describe("provider configuration", () => {
       defaultModel: "llama3",
       keyless: true,
       requestTimeoutMs: 5000,
+      retry: { budgetMs: 0 },
     });
+    expect(openAIBackendOptionsFromEnv({ OPENAI_KEYLESS: "false", OPENAI_MAX_ANSWER_BYTES: "2048" })).toEqual({ maxAnswerBytes: 2048 });
+  });
+
+  it.each([
+    [{ OPENAI_RETRY_BUDGET_MS: "abc" }, 'OPENAI_RETRY_BUDGET_MS must be a whole number, not "abc"'],
+    [{ OPENAI_REQUEST_TIMEOUT_MS: "0" }, "OPENAI_REQUEST_TIMEOUT_MS must be between 1000 and 3600000, not 0"],
+    [{ OPENAI_STREAM_IDLE_TIMEOUT_MS: "1e6" }, 'OPENAI_STREAM_IDLE_TIMEOUT_MS must be a whole number, not "1e6"'],
+    [{ OPENAI_MAX_ANSWER_BYTES: "99999999" }, "OPENAI_MAX_ANSWER_BYTES must be between 1024 and 3145728, not 99999999"],
+    [{ OPENAI_KEYLESS: "yes" }, 'OPENAI_KEYLESS must be 1 or 0 (or true or false), not "yes"'],
+    [{ OPENAI_BASE_URL: "localhost:sk-secret" }, "OPENAI_BASE_URL must be an http:// or https:// URL"],
+  ])("refuses the unusable value %j with a typed error rather than quietly using the default", (env, message) => {
+    expect(() => openAIBackendOptionsFromEnv(env)).toThrow(new OpenAIConfigError(message));
   });
 
   it("offers the builtin companion first, then configured profiles, and the tool capabilities", () => {
