@@ -38,6 +38,8 @@ interface Reader {
   /** A heartbeat is due once the reader has caught up. */
   heartbeat: boolean;
   error: ConnectError | undefined;
+  /** The upstream ended for good (the embedded Runtime closed): the stream ends once caught up. */
+  ended: boolean;
   wake: (() => void) | undefined;
 }
 
@@ -133,7 +135,7 @@ export class SharedRuntimeWatch {
       if (next === undefined || next < this.firstSeq) return undefined;
       first = this.resumeSnapshot();
     }
-    const reader: Reader = { next, heartbeat: false, error: undefined, wake: undefined };
+    const reader: Reader = { next, heartbeat: false, error: undefined, ended: false, wake: undefined };
     this.readers.add(reader);
     // Released on the abort itself, not only when read() ends: a handler blocked on a write to a client
     // that left may never be resumed (CONVENTIONS.md), and its reader would stay here for good.
@@ -225,6 +227,7 @@ export class SharedRuntimeWatch {
           if (this.cursor !== "") yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor: this.cursor } });
           continue;
         }
+        if (reader.ended) return;
         await new Promise<void>((resolve) => (reader.wake = resolve));
         reader.wake = undefined;
       }
@@ -251,6 +254,8 @@ export class SharedRuntimeWatch {
           retry.reset();
           this.receive(message.$unknown ?? []);
         }
+        // The embedded Runtime ends it cleanly only when it closes, with its Backend: nothing to resume.
+        if (this.connection.embedded) return this.endAll();
         this.options.logger.info("shared runtime watch ended upstream; resuming", { runtime_id: this.connection.runtimeId });
       } catch (error) {
         if (signal.aborted) return;
@@ -352,6 +357,15 @@ export class SharedRuntimeWatch {
     this.positions.clear();
     this.snapshot = undefined;
     this.cursor = "";
+  }
+
+  /** Every client's stream ends cleanly after what it has not read yet, as the Runtime's own watches end when it closes. */
+  private endAll(): void {
+    this.stopped.abort();
+    for (const reader of this.readers) {
+      reader.ended = true;
+      reader.wake?.();
+    }
   }
 
   private failAll(error: ConnectError): void {

@@ -37,7 +37,9 @@ export interface RelayOptions {
  * any upstream failure (a cut connection, a Runtime restart, a graceful
  * shutdown, SUBSCRIBER_TOO_SLOW) it waits until the Runtime is READY again,
  * sending the client heartbeats with its last cursor meanwhile, and resumes
- * the upstream watch after the last durable cursor it relayed. Cursors are
+ * the upstream watch after the last durable cursor it relayed (a clean end
+ * of the embedded Runtime's watch is relayed as it is: that Runtime closes
+ * only with its Backend). Cursors are
  * the Runtime's own, so the client sees every durable event exactly once
  * and can itself resume through this Backend or directly. The re-sent
  * snapshot of a resumed upstream is dropped. Live deltas missed while the
@@ -73,6 +75,9 @@ export async function* relayWatch<M>(
         delivered = true;
         yield out;
       }
+      // The embedded Runtime ends a watch cleanly only when it closes (its Backend is shutting down)
+      // or the worker is gone: there is nothing to resume, and its own clients see the same clean end.
+      if (connection.embedded) return;
       options.logger.info("relayed watch ended upstream; resuming", { runtime_id: runtimeId });
     } catch (error) {
       if (signal.aborted) return;
