@@ -12,9 +12,8 @@ export interface SrvAnswer {
 }
 
 /**
- * The DNS that discovery asks. The default is `node:dns/promises` (a
- * resolver for SRV, the system's lookup for connections); tests pass their
- * own object whose answers they change.
+ * The DNS that discovery asks. The default is {@link dnsResolver}; tests
+ * pass their own object whose answers they change.
  */
 export interface DiscoveryResolver {
   /**
@@ -80,7 +79,7 @@ export class DnsDiscovery {
     if (!Number.isSafeInteger(options.missesBeforeRemoval) || options.missesBeforeRemoval < 1)
       throw new RangeError("missesBeforeRemoval must be a whole number >= 1");
     this.options = options;
-    this.resolver = options.resolver ?? systemResolver();
+    this.resolver = options.resolver ?? dnsResolver();
     this.lookup = this.resolver.lookup ? lookupFunction(this.resolver.lookup.bind(this.resolver)) : undefined;
   }
 
@@ -205,10 +204,37 @@ export class DnsDiscovery {
   }
 }
 
-/** SRV through a resolver with short timeouts (a lookup must end well within the interval); connections use the system's lookup. */
-function systemResolver(): DiscoveryResolver {
-  const resolver = new dns.Resolver({ timeout: 2_000, tries: 2 });
-  return { resolveSrv: (name) => resolver.resolveSrv(name) };
+/**
+ * Discovery's DNS: SRV records, and the addresses of their targets for
+ * every (re)connection, asked through Node's own resolver (c-ares) with
+ * short timeouts, so a lookup ends well within the interval. The system's
+ * lookup (getaddrinfo) runs on libuv's thread pool, four threads shared
+ * with the file store's disk I/O: a slow or unreachable DNS server would
+ * hold those threads for its timeout at every reconnection and stall the
+ * store. It is asked only for a name DNS does not know (ENOTFOUND,
+ * ENODATA), such as one in /etc/hosts. `servers` replaces the system's
+ * DNS servers and `timeoutMs` the 2 s per try (tests).
+ */
+export function dnsResolver(options: { servers?: string[]; timeoutMs?: number } = {}): Required<DiscoveryResolver> {
+  const resolver = new dns.Resolver({ timeout: options.timeoutMs ?? 2_000, tries: 2 });
+  if (options.servers) resolver.setServers(options.servers);
+  return {
+    resolveSrv: (name) => resolver.resolveSrv(name),
+    lookup: async (hostname) => {
+      const [v4, v6] = await Promise.allSettled([
+        resolver.resolve4(hostname).then((all) => all.map((address): LookupAddress => ({ address, family: 4 }))),
+        resolver.resolve6(hostname).then((all) => all.map((address): LookupAddress => ({ address, family: 6 }))),
+      ]);
+      const found = [...(v4.status === "fulfilled" ? v4.value : []), ...(v6.status === "fulfilled" ? v6.value : [])];
+      if (found.length > 0) return found;
+      // DNS that fails (a timeout, a refused query) is an error, as the system's lookup would report it, not a reason to ask that too.
+      for (const result of [v4, v6]) {
+        const code = (result.status === "rejected" ? (result.reason as NodeJS.ErrnoException).code : undefined) ?? "";
+        if (result.status === "rejected" && !NO_RECORDS.has(code)) throw result.reason;
+      }
+      return dns.lookup(hostname, { all: true });
+    },
+  };
 }
 
 /** Adapts a promise lookup to the callback form sockets take (single or `all` answers, by family). */

@@ -10,4 +10,4 @@ export { RuntimeDirectory } from "./runtime-directory.js";
 export { loadBackendConfig, BackendConfigError, tokenFileReader } from "./backend-config.js";
 export { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
 export { loadBundleDir, type BundleCatalog } from "./bundle-catalog.js";
-export { DnsDiscovery, type DnsDiscoveryOptions, type DiscoveryResolver, type SrvAnswer } from "./dns-discovery.js";
+export { DnsDiscovery, dnsResolver, type DnsDiscoveryOptions, type DiscoveryResolver, type SrvAnswer } from "./dns-discovery.js";
