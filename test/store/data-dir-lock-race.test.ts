@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,31 +64,41 @@ describe("the data dir lock across processes", () => {
  * tells the two apart: it answers only while the holder runs.
  */
 describe("a lock holder whose pid cannot be judged (another pid namespace)", () => {
-  it("is refused while it runs, and taken over once it died", async () => {
-    const holder = spawn(process.execPath, ["--import", "tsx", childScript, dir, "0", "60000"], { stdio: ["ignore", "pipe", "pipe"] });
-    const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()));
-    try {
-      const line = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        holder.stdout.on("data", (chunk: Buffer) => {
-          out += chunk.toString();
-          if (out.includes("\n")) resolve(out.trim());
-        });
-        holder.once("exit", (code) => reject(new Error(`holder exited ${code} before holding`)));
+  // A data dir deep in a mount: its socket's path is past the 103 bytes a unix socket address holds.
+  for (const depth of ["short", "long"] as const) {
+    it(`is refused while it runs, and taken over once it died (a ${depth} data dir path)`, async () => {
+      const dataDir = depth === "short" ? dir : path.join(dir, "deep-".repeat(20));
+      if (depth === "long") {
+        await mkdir(dataDir);
+        expect(Buffer.byteLength(path.join(dataDir, "LOCK.sock"))).toBeGreaterThan(103);
+      }
+      const holder = spawn(process.execPath, ["--import", "tsx", childScript, dataDir, "0", "60000"], {
+        stdio: ["ignore", "pipe", "pipe"],
       });
-      expect(line).toBe("acquired");
-      // What the other container's LOCK looks like from here: our own pid.
-      await writeFile(path.join(dir, "LOCK"), JSON.stringify({ pid: process.pid }));
-      await expect(createFileStore({ dataDir: dir }).open({ generateRuntimeId: () => "rt-lock-race" })).rejects.toThrow(
-        /in use by another runtime process/,
-      );
-    } finally {
-      holder.kill("SIGKILL");
-      await exited;
-    }
-    // Its socket file stays behind, but nobody answers on it any more.
-    const store = createFileStore({ dataDir: dir });
-    await expect(store.open({ generateRuntimeId: () => "rt-lock-race" })).resolves.toMatchObject({ runtimeId: "rt-lock-race" });
-    await store.close();
-  }, 60_000);
+      const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()));
+      try {
+        const line = await new Promise<string>((resolve, reject) => {
+          let out = "";
+          holder.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString();
+            if (out.includes("\n")) resolve(out.trim());
+          });
+          holder.once("exit", (code) => reject(new Error(`holder exited ${code} before holding`)));
+        });
+        expect(line).toBe("acquired");
+        // What the other container's LOCK looks like from here: our own pid.
+        await writeFile(path.join(dataDir, "LOCK"), JSON.stringify({ pid: process.pid }));
+        await expect(createFileStore({ dataDir }).open({ generateRuntimeId: () => "rt-lock-race" })).rejects.toThrow(
+          /in use by another runtime process/,
+        );
+      } finally {
+        holder.kill("SIGKILL");
+        await exited;
+      }
+      // Its socket file stays behind, but nobody answers on it any more.
+      const store = createFileStore({ dataDir });
+      await expect(store.open({ generateRuntimeId: () => "rt-lock-race" })).resolves.toMatchObject({ runtimeId: "rt-lock-race" });
+      await store.close();
+    }, 60_000);
+  }
 });
