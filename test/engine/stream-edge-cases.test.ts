@@ -1,0 +1,67 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { chunk } from "../support/openai-chunks.js";
+import { startHarness, type Harness } from "./harness.js";
+
+/** One SSE event carrying `payload` as JSON, framed as OpenAI frames it. */
+const event = (payload: object): string => `data: ${JSON.stringify(payload)}\n\n`;
+
+/**
+ * What compatible providers send that OpenAI itself does not: framing
+ * (CRLF, comments, `event:` fields, bytes split anywhere), chunk shapes
+ * (no `choices`, no `delta`, several choices) and endings. Each reaches
+ * the backend through the real provider fetch and SSE reader.
+ */
+describe("provider stream edge cases", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("reads CRLF lines, comments, event, id and retry fields as OpenAI's plain framing", async () => {
+    h = await startHarness();
+    const first = JSON.stringify(chunk({ content: "héllo " }));
+    const last = JSON.stringify(chunk({ content: "wörld" }, "stop"));
+    const body = `: keep-alive\r\n\r\nevent: message\r\nid: 1\r\nretry: 10\r\ndata: ${first}\r\n\r\n: ping\r\n\r\ndata: ${last}\r\n\r\ndata: [DONE]\r\n\r\n`;
+    h.fake.enqueue({ kind: "raw", writes: [body] });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["héllo wörld"]);
+  });
+
+  it("joins a character, a line and a CRLF split across reads", async () => {
+    h = await startHarness();
+    const body = Buffer.from(`${event(chunk({ content: "a🌍b" }))}data: ${JSON.stringify(chunk({ content: "ü" }, "stop"))}\r\n\r\n`);
+    const emoji = body.indexOf(Buffer.from("🌍"));
+    const crlf = body.indexOf("\r\n");
+    const cuts = [emoji + 1, emoji + 3, crlf + 1, body.length];
+    const writes = cuts.map((end, i) => body.subarray(i === 0 ? 0 : cuts[i - 1], end));
+    h.fake.enqueue({ kind: "raw", writes, delayMs: 5 });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["a🌍bü"]);
+    expect(sink.streamedText()).toBe("a🌍bü");
+    expect(h.fake.requests).toHaveLength(1);
+  });
+
+  it("takes a usage-only last chunk without a `choices` field", async () => {
+    h = await startHarness();
+    const usage = { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 };
+    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), event({ id: "x", usage }), "data: [DONE]\n\n"] });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
+    expect(sink.usage.inputTokens).toBe(7n);
+    expect(sink.usage.outputTokens).toBe(2n);
+  });
+
+  it("takes a finish reason from a choice that has no `delta`", async () => {
+    h = await startHarness();
+    const finish = { choices: [{ index: 0, finish_reason: "stop" }] };
+    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" })), event(finish), "data: [DONE]\n\n"] });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
+    expect(h.fake.requests).toHaveLength(1);
+  });
+});
