@@ -82,7 +82,10 @@ export class ChunkAccumulator {
     if (chunk.usage) this.usage = chunk.usage;
     if (this.model === undefined && chunk.model) this.model = chunk.model;
     // Compatible servers omit `choices` on a usage-only chunk, and `delta` on one that only finishes.
-    const choice = (chunk.choices as ChatCompletionChunk["choices"] | undefined)?.[0];
+    const choices = chunk.choices as ChatCompletionChunk["choices"] | undefined;
+    if (!choices) return;
+    // The request asks for one choice; a chunk of several is followed by choice 0's (some servers omit its index).
+    const choice = choices.length === 1 ? choices[0] : choices.find((candidate) => !candidate.index);
     if (!choice) return;
     const delta = choice.delta as ChatCompletionChunk.Choice.Delta | undefined;
     if (delta) this.pushDelta(delta);

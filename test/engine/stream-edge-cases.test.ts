@@ -64,4 +64,26 @@ describe("provider stream edge cases", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
     expect(h.fake.requests).toHaveLength(1);
   });
+
+  it("follows choice 0 when a chunk carries several choices, whatever their order", async () => {
+    h = await startHarness();
+    const choice = (index: number, content: string, finish: string | null = null): object => ({
+      index,
+      delta: { content },
+      finish_reason: finish,
+    });
+    h.fake.enqueue({
+      kind: "raw",
+      writes: [
+        event({ choices: [choice(0, "a"), choice(1, "B")] }),
+        event({ choices: [choice(1, "C"), choice(0, "b")] }),
+        event({ choices: [choice(0, "c", "stop"), choice(1, "D", "length")] }),
+        "data: [DONE]\n\n",
+      ],
+    });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["abc"]);
+    expect(sink.streamedText()).toBe("abc");
+  });
 });
