@@ -40,6 +40,8 @@ async function* webBatches(body: ReadableStream<Uint8Array> | null, parser: SseP
     const batch: string[] = [];
     parser.feed(decoder.decode(chunk, { stream: true }), batch);
     if (batch.length > 0) yield batch;
+    // Complete: leaving cancels the rest of the body.
+    if (parser.done) return;
   }
 }
 
@@ -68,6 +70,9 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
       out = target;
       parser.feed(text);
       if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
+    },
+    get done() {
+      return done;
     },
   };
 }

@@ -15,6 +15,7 @@ function lineParser(): SsePayloadParser {
       partial = lines.pop() as string;
       for (const line of lines) if (line.startsWith("data: ")) out.push(line.slice(6));
     },
+    done: false,
   };
 }
 const mapped = (error: unknown): unknown => new TypeError("terminated", { cause: error });
@@ -45,6 +46,7 @@ describe("SSE body reader", () => {
         parsed.push(text);
         lines.feed(text, out);
       },
+      done: false,
     };
     const reader = new SseBodyReader(body, counting, mapped);
     const event = `data: ${"p".repeat(93)}\n`; // 100 bytes

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { chunk } from "../support/openai-chunks.js";
+import { chunk, reply } from "../support/openai-chunks.js";
 import { startHarness, type Harness } from "./harness.js";
 
 /** One SSE event carrying `payload` as JSON, framed as OpenAI frames it. */
@@ -85,5 +85,33 @@ describe("provider stream edge cases", () => {
     expect(outcome.kind).toBe("completed");
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["abc"]);
     expect(sink.streamedText()).toBe("abc");
+  });
+
+  it("ends the turn at [DONE] when the provider leaves the response open, then closes that connection", async () => {
+    // An idle timeout far beyond the test's: the answer must not wait for it.
+    h = await startHarness({ streamIdleTimeoutMs: 600_000 });
+    h.fake.enqueue(
+      { kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), "data: [DONE]\n\n"], end: "hang" },
+      reply({ text: "next" }),
+    );
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
+    // The response never ends, so its connection cannot be reused: it is closed, not leaked.
+    await h.fake.waitForClientClose(0);
+    await h.run({ input: "again" });
+    expect(h.fake.requests[1]?.connection).not.toBe(h.fake.requests[0]?.connection);
+  });
+
+  it("keeps the connection of a response whose end comes after [DONE], for the next request", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      { kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), "data: [DONE]\n\n", ": bye\n\n"], delayMs: 20 },
+      reply({ text: "next" }),
+    );
+    await h.run({ input: "go" });
+    await h.run({ input: "again" });
+    expect(h.fake.requests[0]?.clientClosedAt).toBeUndefined();
+    expect(h.fake.requests[1]?.connection).toBe(h.fake.requests[0]?.connection);
   });
 });

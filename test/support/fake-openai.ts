@@ -53,6 +53,8 @@ export interface RecordedRequest {
   /** The JSON body, parsed. */
   body: ChatRequestBody;
   receivedAt: number;
+  /** Which connection carried it: connections are numbered from 1 as they open (reuse shows as a repeat). */
+  connection: number;
   /** When the client closed the connection before the response ended (performance.now()). */
   clientClosedAt?: number;
 }
@@ -102,7 +104,9 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
   const queue: FakeResponse[] = [];
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
+  const connectionIds = new WeakMap<Socket, number>();
   const waiters = new Set<() => void>();
+  let connectionCount = 0;
   let fallback: FakeResponse = {
     kind: "error",
     status: 500,
@@ -121,6 +125,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
         headers: req.headers,
         body: JSON.parse(Buffer.concat(parts).toString("utf8")) as ChatRequestBody,
         receivedAt: performance.now(),
+        connection: connectionIds.get(req.socket) ?? 0,
       };
       requests.push(record);
       res.on("close", () => {
@@ -135,6 +140,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
   });
   server.on("connection", (socket) => {
     sockets.add(socket);
+    connectionIds.set(socket, ++connectionCount);
     socket.on("close", () => {
       sockets.delete(socket);
       notify();
