@@ -29,7 +29,7 @@ export { CONTINUE_PROMPT } from "./splice.js";
  * calls.
  *
  * A stream cut mid-answer (connection lost, idle timeout, stream ended
- * without a finish reason) keeps its text: the partial reasoning and text
+ * without a finish reason or `[DONE]`) keeps its text: the partial reasoning and text
  * are committed as they are (except reasoning cut before any answer text:
  * the request is simply asked again, so it is discarded), then the turn asks again with that text as the
  * assistant's message so far plus {@link CONTINUE_PROMPT}, and streams the
@@ -132,7 +132,8 @@ type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "fa
  * Reads the stream to its end. An idle timer aborts this response (not the
  * run) when the provider goes quiet, which then counts as a cut. A response
  * that delivered its finish reason counts as finished even if the
- * connection dropped before `[DONE]`: the answer is whole.
+ * connection dropped before `[DONE]`, and one that delivered `[DONE]` even
+ * without a finish reason: the answer is whole.
  *
  * Only a lost connection (or the idle abort) is a cut. An error object the
  * provider sent in the stream is classified like an HTTP error: a fatal one
@@ -185,7 +186,8 @@ async function consume(
     clearTimeout(idle);
   }
   if (context.signal.aborted) return "cancelled";
-  return accumulator.finishReason ? "finished" : "cut";
+  // [DONE] says the answer is whole even when no chunk named a finish reason; a body that just ends may be cut.
+  return accumulator.finishReason || opened.data.sawDone ? "finished" : "cut";
 }
 
 async function commitText(context: RunContext, accumulator: ChunkAccumulator): Promise<void> {

@@ -7,6 +7,7 @@ import { turnBudget } from "./event-loop-slices.js";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
+import type { SseBatches } from "./sse-body-reader.js";
 import { maxSseEventChars, sseDataBatches } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
@@ -14,7 +15,7 @@ import { toOpenAITools } from "./tools/tool-registry.js";
 export interface OpenedStream {
   kind: "opened";
   /** The response's SSE payloads, a batch per read (see sse-events.ts). */
-  data: AsyncIterableIterator<string[]>;
+  data: SseBatches;
   /** The response's headers, for errors the provider sends in the stream. */
   headers: Headers;
   /** Aborts this response only (idle timeout), not the run. */

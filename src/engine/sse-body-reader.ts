@@ -23,6 +23,15 @@ export interface SsePayloadParser {
   readonly done: boolean;
 }
 
+/** A streamed response's batches of SSE data payloads. */
+export interface SseBatches extends AsyncIterableIterator<string[]> {
+  /**
+   * Whether the provider sent `[DONE]`: the answer is whole, even if no
+   * chunk carried a finish reason (a body that just ends may have been cut).
+   */
+  readonly sawDone: boolean;
+}
+
 /**
  * A provider's Node body read as batches of SSE data payloads, pushed from
  * its `data` events rather than pulled through its async iterator (a
@@ -44,7 +53,7 @@ export interface SsePayloadParser {
  * `return` (the consumer leaving early) destroys the body, which closes the
  * provider's connection.
  */
-export class SseBodyReader implements AsyncIterableIterator<string[]> {
+export class SseBodyReader implements SseBatches {
   private queued: Buffer[] = [];
   private queuedBytes = 0;
   /** `[DONE]` was read: the rest of the body is dropped, and its end is a clean end however it comes. */
@@ -73,6 +82,10 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  get sawDone(): boolean {
+    return this.parser.done;
   }
 
   next(): Promise<IteratorResult<string[]>> {

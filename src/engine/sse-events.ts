@@ -2,7 +2,7 @@ import { createParser } from "eventsource-parser";
 import { APIError, OpenAIError } from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { fetchBodyError, takeNodeBody } from "./provider-fetch.js";
-import { SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
+import { type SseBatches, SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
 
 /**
  * Reads a streamed chat-completions response body as batches of SSE data
@@ -25,11 +25,22 @@ import { SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
  * A Node body (the provider fetch's) is read push-based by
  * {@link SseBodyReader}: a batch holds what arrived since the last one.
  */
-export function sseDataBatches(response: Response, maxEventChars: number): AsyncIterableIterator<string[]> {
+export function sseDataBatches(response: Response, maxEventChars: number): SseBatches {
   const nodeBody = takeNodeBody(response);
+  const parser = payloadParser(maxEventChars);
   // Node buffers when the provider fetch made the response (provider-fetch.ts), pushed as they arrive.
-  if (nodeBody) return new SseBodyReader(nodeBody, payloadParser(maxEventChars), fetchBodyError);
-  return webBatches(response.body, payloadParser(maxEventChars));
+  if (nodeBody) return new SseBodyReader(nodeBody, parser, fetchBodyError);
+  const batches = webBatches(response.body, parser);
+  return {
+    next: () => batches.next(),
+    return: () => batches.return(undefined),
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    get sawDone() {
+      return parser.done;
+    },
+  };
 }
 
 /** A web body's batches, a batch per read (responses another fetch made). */

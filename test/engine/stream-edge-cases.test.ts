@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { chunk, reply } from "../support/openai-chunks.js";
 import { startHarness, type Harness } from "./harness.js";
 
@@ -85,6 +86,16 @@ describe("provider stream edge cases", () => {
     expect(outcome.kind).toBe("completed");
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["abc"]);
     expect(sink.streamedText()).toBe("abc");
+  });
+
+  it("takes [DONE] as the end of the answer even without a finish reason: nothing is asked again", async () => {
+    h = await startHarness();
+    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "whole" })), "data: [DONE]\n\n"] }, reply({ text: "again" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(1);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["whole"]);
+    expect(sink.committed("notice")).toEqual([]);
   });
 
   it("ends the turn at [DONE] when the provider leaves the response open, then closes that connection", async () => {
