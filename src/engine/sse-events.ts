@@ -17,7 +17,8 @@ import { type SseBatches, SseBodyReader, type SsePayloadParser } from "./sse-bod
  * (3.x: Node 18+, no dependencies, linear), keeping the SDK's semantics:
  * events after `[DONE]` are ignored, and an `error` object in a payload
  * becomes an APIError without status (see {@link parseChunk}). Unlike the
- * SDK's iterator, an event is bounded ({@link SseEventTooLargeError}).
+ * SDK's iterator, an event is bounded ({@link SseEventTooLargeError}), and
+ * an `event: error` event is an error whatever its data holds.
  *
  * Payloads are returned unparsed so the caller can spread the JSON parsing
  * of a large burst over several turns of the event loop. Leaving the
@@ -69,6 +70,7 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
     onEvent: (event) => {
       if (done) return;
       if (event.data.startsWith("[DONE]")) done = true;
+      else if (event.event === "error") out.push(errorPayload(event.data));
       else out.push(event.data);
     },
     onError: (error) => {
@@ -86,6 +88,24 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
       return done;
     },
   };
+}
+
+/**
+ * The data of an `event: error` event as a payload {@link parseChunk} throws
+ * as the provider's error. Servers that name the event put the error object
+ * itself in the data, or plain text, rarely OpenAI's `{"error": {...}}`;
+ * read as a chunk it had no choices and was silently skipped, and the turn
+ * waited for the idle timeout.
+ */
+function errorPayload(data: string): string {
+  let body: unknown;
+  try {
+    body = JSON.parse(data);
+  } catch {
+    body = data;
+  }
+  if (body && typeof body === "object" && Reflect.get(body, "error")) return data;
+  return JSON.stringify({ error: body && typeof body === "object" ? body : { message: String(body) } });
 }
 
 /** A web body's reads; leaving early cancels the body, which closes the provider's response. */

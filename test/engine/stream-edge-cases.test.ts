@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { chunk, reply } from "../support/openai-chunks.js";
 import { startHarness, type Harness } from "./harness.js";
@@ -124,5 +125,32 @@ describe("provider stream edge cases", () => {
     await h.run({ input: "again" });
     expect(h.fake.requests[0]?.clientClosedAt).toBeUndefined();
     expect(h.fake.requests[1]?.connection).toBe(h.fake.requests[0]?.connection);
+  });
+
+  it("takes an `event: error` event as the provider's error, whatever its data's shape", async () => {
+    h = await startHarness();
+    const opening = event(chunk({ content: "Hello" }));
+    h.fake.enqueue(
+      // Transient (a 5xx code, or no JSON at all): the answer is continued.
+      { kind: "raw", writes: [opening, `event: error\ndata: {"message":"overloaded","code":503}\n\n`], end: "hang" },
+      { kind: "raw", writes: [event(chunk({ content: " there" })), "event: error\ndata: upstream timed out\n\n"], end: "hang" },
+      reply({ text: ", friend." }),
+    );
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello", " there", ", friend."]);
+    expect(h.fake.requests).toHaveLength(3);
+
+    // Fatal (a 401 wrapped the SDK's way): the run fails with its typed reason, the text so far kept.
+    h.fake.enqueue({
+      kind: "raw",
+      writes: [opening, `event: error\ndata: {"error":{"message":"key revoked","code":401}}\n\n`],
+      end: "hang",
+    });
+    const failed = await h.run({ input: "again" });
+    expect(failed.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_AUTH_FAILED });
+    expect(failed.outcome.kind === "failed" && failed.outcome.message).toContain("key revoked");
+    expect(failed.sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello"]);
+    expect(h.fake.requests).toHaveLength(4);
   });
 });
