@@ -13,7 +13,7 @@ import { classifyProviderError, isStreamCut } from "./provider-errors.js";
 import { ProviderCallTimer } from "./provider-call-timer.js";
 import { openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
-import { parseChunk, SseEventTooLargeError } from "./sse-events.js";
+import { MalformedChunkError, parseChunk, SseEventTooLargeError } from "./sse-events.js";
 import { CONTINUE_PROMPT, spliceNotice } from "./splice.js";
 
 /** What one model turn produced. */
@@ -138,7 +138,8 @@ type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "fa
  * Only a lost connection (or the idle abort) is a cut. An error object the
  * provider sent in the stream is classified like an HTTP error: a fatal one
  * fails the turn with its typed reason, a transient one is resumed like a
- * cut. Anything else (the sink refusing a closed run, a bug) propagates.
+ * cut. An event that is not a chunk fails the turn PROVIDER_UNAVAILABLE.
+ * Anything else (the sink refusing a closed run, a bug) propagates.
  * A response that outgrows the turn's bounds fails the turn with
  * LIMIT_EXCEEDED: a model stuck in a loop would otherwise grow the turn's
  * text or arguments without end.
@@ -176,6 +177,7 @@ async function consume(
   } catch (error) {
     if (context.signal.aborted) return "cancelled";
     if (error instanceof SseEventTooLargeError) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: error.message };
+    if (error instanceof MalformedChunkError) return { kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: error.message };
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };

@@ -149,11 +149,30 @@ export function maxSseEventChars(bounds: { maxAnswerBytes: number; maxToolArgume
 /**
  * One SSE payload as a chunk. A payload carrying an `error` object is the
  * provider reporting a failure mid-stream: thrown as an APIError without
- * status, as the SDK's iterator does, so it is classified like one.
- * Malformed JSON throws the SyntaxError, as the SDK's iterator does.
+ * status, as the SDK's iterator does, so it is classified like one. A
+ * payload that is not a JSON object throws {@link MalformedChunkError}.
  */
 export function parseChunk(data: string, headers: Headers): ChatCompletionChunk {
-  const parsed = JSON.parse(data) as ChatCompletionChunk & { error?: object };
-  if (parsed?.error) throw new APIError(undefined, parsed.error, undefined, headers);
+  let parsed: ChatCompletionChunk & { error?: object };
+  try {
+    parsed = JSON.parse(data) as ChatCompletionChunk & { error?: object };
+  } catch (error) {
+    throw new MalformedChunkError(error);
+  }
+  if (typeof parsed !== "object" || parsed === null) throw new MalformedChunkError(undefined);
+  if (parsed.error) throw new APIError(undefined, parsed.error, undefined, headers);
   return parsed;
+}
+
+/**
+ * The provider sent a stream event whose data is not a chunk (JSON cut
+ * short, or not an object): the provider's fault, not the runtime's, so the
+ * turn fails with a provider reason rather than INTERNAL. The payload is
+ * not in the message (it is model output); the JSON error is the cause.
+ */
+export class MalformedChunkError extends Error {
+  override readonly name = "MalformedChunkError";
+  constructor(cause: unknown) {
+    super("the provider sent a stream event that is not a chat-completion chunk (not a JSON object)", { cause });
+  }
 }

@@ -153,4 +153,18 @@ describe("provider stream edge cases", () => {
     expect(failed.sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello"]);
     expect(h.fake.requests).toHaveLength(4);
   });
+
+  it.each([
+    ["JSON cut short", '{"choices": ['],
+    ["not an object", "42"],
+  ])("fails PROVIDER_UNAVAILABLE on a stream event that is not a chunk (%s), keeping the text so far", async (_name, data) => {
+    h = await startHarness();
+    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "Hello" })), `data: ${data}\n\n`], end: "hang" });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    expect(outcome.kind === "failed" && outcome.message).toContain("not a chat-completion chunk");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello"]);
+    await h.fake.waitForClientClose(0);
+    expect(h.fake.requests).toHaveLength(1);
+  });
 });
