@@ -9,9 +9,9 @@ import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
 import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS } from "./event-loop-slices.js";
 import { recordChatResponse } from "./genai-spans.js";
-import { classifyProviderError, isStreamCut } from "./provider-errors.js";
+import { classifyProviderError, exhaustedFailure, isStreamCut, type ProviderFailure } from "./provider-errors.js";
 import { ProviderCallTimer } from "./provider-call-timer.js";
-import { openStream, type OpenedStream } from "./provider-stream.js";
+import { backOff, openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
 import { MalformedChunkError, parseChunk, SseEventTooLargeError } from "./sse-events.js";
 import { CONTINUE_PROMPT, spliceNotice } from "./splice.js";
@@ -69,8 +69,10 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       Buffer.byteLength(alreadySaid, "utf8"),
     );
     const consumed = await consume(context, opened, accumulator, deltas, timer).finally(() => opened.release());
-    timer.end(consumed, accumulator.usage);
-    const ending = typeof consumed === "string" ? consumed : "failed";
+    timer.end(typeof consumed === "object" && consumed.kind === "retryable" ? "cut" : consumed, accumulator.usage);
+    // An error the provider sent in the stream that is worth retrying is a cut, continued after a back-off.
+    const streamError = typeof consumed === "object" && consumed.kind === "retryable" ? consumed : undefined;
+    const ending = typeof consumed === "string" ? consumed : streamError ? "cut" : "failed";
     recordChatResponse(context.trace, accumulator);
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     deltas.flush();
@@ -112,21 +114,25 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     if (ending === "cancelled") return { kind: "cancelled" };
     // Partial tool calls of a cut or failed stream are not committed; take them off watchers' screens.
     for (const call of accumulator.toolCalls()) context.sink.discardBlock(call.blockId);
-    if (typeof consumed !== "string") return consumed;
+    if (typeof consumed === "object" && consumed.kind === "failed") return consumed;
     alreadySaid += accumulator.text;
     if (resumes >= context.settings.maxStreamResumes) {
-      return {
-        kind: "failed",
-        reason: ErrorReason.PROVIDER_UNAVAILABLE,
-        message: `the provider's stream was cut ${resumes + 1} times in one answer`,
-      };
+      const cut = `the provider's stream was cut ${resumes + 1} times in one answer`;
+      if (!streamError) return { kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: cut };
+      const { reason, metadata } = exhaustedFailure(streamError, resumes + 1);
+      return { kind: "failed", reason, message: `${cut}; last error: ${streamError.message}`, metadata };
+    }
+    if (streamError) {
+      const waited = await backOff(context, streamError, resumes);
+      if (waited.kind === "cancelled") return { kind: "cancelled" };
+      if (waited.kind === "exhausted") return { kind: "failed", ...exhaustedFailure(streamError, resumes + 1) };
     }
     // With nothing said, the same request is simply asked again: no splice.
     if (alreadySaid !== "") await context.sink.commit({ case: "notice", value: spliceNotice(Buffer.byteLength(alreadySaid, "utf8")) });
   }
 }
 
-type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "failed" }>;
+type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "failed" }> | Extract<ProviderFailure, { kind: "retryable" }>;
 
 /**
  * Reads the stream to its end. An idle timer aborts this response (not the
@@ -137,8 +143,9 @@ type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "fa
  *
  * Only a lost connection (or the idle abort) is a cut. An error object the
  * provider sent in the stream is classified like an HTTP error: a fatal one
- * fails the turn with its typed reason, a transient one is resumed like a
- * cut. An event that is not a chunk fails the turn PROVIDER_UNAVAILABLE.
+ * fails the turn with its typed reason, a transient one is returned, and
+ * resumed like a cut once the run's retry budget has paid for a back-off
+ * (as a failed request is retried; a rate limit is not asked again at once). An event that is not a chunk fails the turn PROVIDER_UNAVAILABLE.
  * Anything else (the sink refusing a closed run, a bug) propagates.
  * A response that outgrows the turn's bounds fails the turn with
  * LIMIT_EXCEEDED: a model stuck in a loop would otherwise grow the turn's
@@ -181,6 +188,7 @@ async function consume(
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
+      if (failure.kind === "retryable" && !accumulator.finishReason && !opened.data.sawDone) return failure;
     } else if (!isStreamCut(error)) {
       throw error;
     }

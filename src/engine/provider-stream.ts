@@ -70,9 +70,9 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       if (failure.kind === "cancelled") return failure;
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
       retryBudget.spend(Date.now() - attemptStarted);
-      const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
-      const remaining = retryBudget.remainingMs - delay;
-      if (remaining < MIN_ATTEMPT_MS) {
+      const waited = await backOff(context, failure, attempt);
+      if (waited.kind === "cancelled") return waited;
+      if (waited.kind === "exhausted") {
         // A retry that timed out only because the budget cut its timeout
         // says nothing about the provider; the error before it does.
         const cutShort = timeout < settings.requestTimeoutMs && error instanceof APIConnectionTimeoutError;
@@ -87,30 +87,50 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       previous = failure;
       // A retry may only use what is left of the budget, or one slow attempt
       // overruns it by up to a whole request timeout.
-      timeout = Math.min(settings.requestTimeoutMs, remaining);
-      retryBudget.retries++;
-      context.sink.retry({
-        attempt: retryBudget.retries,
-        delayMs: delay,
-        reason: failure.message,
-        ...(failure.status !== undefined ? { httpStatus: failure.status } : {}),
-        ...(failure.cause !== undefined ? { cause: failure.cause } : {}),
-        budgetRemainingMs: remaining,
-      });
-      context.logger.warn("model request failed; retrying", {
-        ...logFields(context, failure),
-        retry: retryBudget.retries,
-        delay_ms: delay,
-        budget_remaining_ms: remaining,
-      });
-      try {
-        await sleep(delay, signal);
-      } catch {
-        return { kind: "cancelled" };
-      }
-      retryBudget.spend(delay);
+      timeout = Math.min(settings.requestTimeoutMs, waited.remainingMs);
     }
   }
+}
+
+/**
+ * Waits before retry number `attempt` (0-based) after a retryable failure,
+ * out of the run's retry budget: the delay is {@link retryDelayMs}'s, the
+ * retry is shown to the sink and logged first, and the wait is spent from
+ * the budget. No wait is made when it would leave under
+ * {@link MIN_ATTEMPT_MS} of the budget ("exhausted"; the caller fails the
+ * run). `remainingMs` is what the retried request may use.
+ */
+export async function backOff(
+  context: RunContext,
+  failure: Extract<ProviderFailure, { kind: "retryable" }>,
+  attempt: number,
+): Promise<{ kind: "waited"; remainingMs: number } | { kind: "exhausted" } | { kind: "cancelled" }> {
+  const { settings, retryBudget } = context;
+  const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
+  const remaining = retryBudget.remainingMs - delay;
+  if (remaining < MIN_ATTEMPT_MS) return { kind: "exhausted" };
+  retryBudget.retries++;
+  context.sink.retry({
+    attempt: retryBudget.retries,
+    delayMs: delay,
+    reason: failure.message,
+    ...(failure.status !== undefined ? { httpStatus: failure.status } : {}),
+    ...(failure.cause !== undefined ? { cause: failure.cause } : {}),
+    budgetRemainingMs: remaining,
+  });
+  context.logger.warn("model request failed; retrying", {
+    ...logFields(context, failure),
+    retry: retryBudget.retries,
+    delay_ms: delay,
+    budget_remaining_ms: remaining,
+  });
+  try {
+    await sleep(delay, context.signal);
+  } catch {
+    return { kind: "cancelled" };
+  }
+  retryBudget.spend(delay);
+  return { kind: "waited", remainingMs: remaining };
 }
 
 /**
