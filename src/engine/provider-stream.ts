@@ -1,5 +1,5 @@
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from "openai/resources/chat/completions";
-import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { APIConnectionTimeoutError } from "openai";
 import { bounded } from "../runtime/index.js";
 import { providerTraceHeaders } from "./genai-spans.js";
@@ -8,7 +8,7 @@ import { classifyProviderError, exhaustedFailure, type ProviderFailure } from ".
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
 import type { SseBatches } from "./sse-body-reader.js";
-import { maxSseEventChars, sseDataBatches } from "./sse-events.js";
+import { maxSseEventChars, NotStreamedError, sseDataBatches, unstreamedAnswer } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
 /** An open streamed response, with the controller that can cut it short. */
@@ -61,6 +61,13 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       const response = await context.client.chat.completions
         .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders(context.trace) })
         .asResponse();
+      const unstreamed = await unstreamedAnswer(response);
+      if (unstreamed instanceof NotStreamedError) {
+        release();
+        return { kind: "failed", reason: ErrorReason.PROVIDER_REJECTED, message: unstreamed.message };
+      }
+      // An error object with status 200: classified and retried below like any failed request.
+      if (unstreamed) throw unstreamed;
       context.health.succeeded();
       const data = sseDataBatches(response, maxSseEventChars(settings));
       return { kind: "opened", data, headers: response.headers, attempt: controller, release };

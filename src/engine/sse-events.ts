@@ -126,6 +126,37 @@ async function* webReads(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8
 }
 
 /**
+ * What a 200 answer with a JSON body instead of an event stream means:
+ * servers that ignore `stream: true` send the whole completion, and some
+ * proxies report errors with status 200. Read as an event stream either
+ * had no events, so it looked like a cut and was asked again until the
+ * resumes ran out. An `error` object is returned as an APIError without
+ * status (classified, and retried, like an error in the stream), anything
+ * else as {@link NotStreamedError}; undefined for any other content type.
+ */
+export async function unstreamedAnswer(response: Response): Promise<Error | undefined> {
+  const type = response.headers.get("content-type") ?? "";
+  if (!/\bjson\b/i.test(type)) return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(await response.text());
+  } catch {
+    body = undefined;
+  }
+  const error: unknown = body && typeof body === "object" ? Reflect.get(body, "error") : undefined;
+  if (error && typeof error === "object") return new APIError(undefined, error, undefined, response.headers);
+  return new NotStreamedError(type);
+}
+
+/** The provider answered a streamed request with a JSON body: it does not stream (see {@link unstreamedAnswer}). */
+export class NotStreamedError extends Error {
+  override readonly name = "NotStreamedError";
+  constructor(contentType: string) {
+    super(`the provider answered with ${contentType.split(";")[0]?.trim()} instead of an event stream; it must support stream: true`);
+  }
+}
+
+/**
  * The provider sent one SSE event longer than the bound: nothing the turn
  * could keep needs that much (the answer and tool-argument caps are far
  * below it), and buffering it would let a provider grow memory without end.

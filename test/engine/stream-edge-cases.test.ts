@@ -167,4 +167,36 @@ describe("provider stream edge cases", () => {
     await h.fake.waitForClientClose(0);
     expect(h.fake.requests).toHaveLength(1);
   });
+
+  it("fails PROVIDER_REJECTED at once when the provider answers with JSON instead of streaming", async () => {
+    h = await startHarness();
+    const completion = {
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content: "Hi" }, finish_reason: "stop" }],
+    };
+    // A 200 with a JSON body: a server that ignores `stream: true`.
+    h.fake.setFallback({ kind: "error", status: 200, body: completion });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_REJECTED });
+    expect(outcome.kind === "failed" && outcome.message).toContain("instead of an event stream");
+    expect(h.fake.requests).toHaveLength(1);
+    expect(sink.committed("assistantMessage")).toEqual([]);
+  });
+
+  it("classifies an error object a proxy sends with status 200 like the provider's error", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      { kind: "error", status: 200, body: { error: { message: "upstream overloaded", type: "server_error" } } },
+      reply({ text: "fine now" }),
+      { kind: "error", status: 200, body: { error: { message: "no such model", code: 404 } } },
+    );
+    const first = await h.run({ input: "go" });
+    expect(first.outcome.kind).toBe("completed");
+    expect(first.sink.events.filter((e) => e.type === "retry")).toHaveLength(1);
+    expect(first.sink.committed("assistantMessage").map((m) => m.text)).toEqual(["fine now"]);
+    const second = await h.run({ input: "again" });
+    expect(second.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_REJECTED });
+    expect(second.outcome.kind === "failed" && second.outcome.message).toContain("no such model");
+    expect(h.fake.requests).toHaveLength(3);
+  });
 });
