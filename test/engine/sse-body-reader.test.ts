@@ -62,6 +62,19 @@ describe("SSE body reader", () => {
     expect(parsed.length).toBe(Math.ceil(40_000 / PARSE_PIECE_BYTES));
   });
 
+  it("keeps a character whole when a parse piece ends inside it", async () => {
+    const body = new PassThrough();
+    const reader = new SseBodyReader(body, lineParser(), mapped);
+    // The 4-byte emoji starts two bytes before the first piece's end.
+    const text = `${"a".repeat(PARSE_PIECE_BYTES - "data: ".length - 2)}🌍b`;
+    body.write(Buffer.from(`data: ${text}\n`));
+    body.end();
+    await tick();
+    const payloads: string[] = [];
+    for await (const batch of reader) payloads.push(...batch);
+    expect(payloads).toEqual([text]);
+  });
+
   it("pauses the body past the read-ahead bound and resumes it once the consumer has taken enough", async () => {
     const body = new PassThrough();
     const reader = new SseBodyReader(body, lineParser(), mapped);
