@@ -8,7 +8,7 @@ import { classifyProviderError, exhaustedFailure, type ProviderFailure } from ".
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
 import type { SseBatches } from "./sse-body-reader.js";
-import { maxSseEventChars, NotStreamedError, sseDataBatches, unstreamedAnswer } from "./sse-events.js";
+import { maxSseEventChars, NotStreamedError, sseDataBatches, streamedAnswer } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
 /** An open streamed response, with the controller that can cut it short. */
@@ -61,15 +61,15 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       const response = await context.client.chat.completions
         .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders(context.trace) })
         .asResponse();
-      const unstreamed = await unstreamedAnswer(response);
-      if (unstreamed instanceof NotStreamedError) {
+      const streamed = await streamedAnswer(response);
+      if (streamed instanceof NotStreamedError) {
         release();
-        return { kind: "failed", reason: ErrorReason.PROVIDER_REJECTED, message: unstreamed.message };
+        return { kind: "failed", reason: ErrorReason.PROVIDER_REJECTED, message: streamed.message };
       }
       // An error object with status 200: classified and retried below like any failed request.
-      if (unstreamed) throw unstreamed;
+      if (streamed instanceof Error) throw streamed;
       context.health.succeeded();
-      const data = sseDataBatches(response, maxSseEventChars(settings));
+      const data = sseDataBatches(streamed, maxSseEventChars(settings));
       return { kind: "opened", data, headers: response.headers, attempt: controller, release };
     } catch (error) {
       release();

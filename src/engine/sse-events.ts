@@ -131,24 +131,27 @@ async function* webReads(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8
  * proxies report errors with status 200. Read as an event stream either
  * had no events, so it looked like a cut and was asked again until the
  * resumes ran out. An `error` object is returned as an APIError without
- * status (classified, and retried, like an error in the stream), anything
- * else as {@link NotStreamedError}; undefined for any other content type.
+ * status (classified, and retried, like an error in the stream), any other
+ * JSON as {@link NotStreamedError}. The response to read is returned
+ * otherwise: this one, or, for an event stream mislabelled as JSON, its
+ * body read whole (a server bug: it still works, without streaming).
  */
-export async function unstreamedAnswer(response: Response): Promise<Error | undefined> {
+export async function streamedAnswer(response: Response): Promise<Response | Error> {
   const type = response.headers.get("content-type") ?? "";
-  if (!/\bjson\b/i.test(type)) return undefined;
+  if (!/\bjson\b/i.test(type)) return response;
+  const text = await response.text();
   let body: unknown;
   try {
-    body = JSON.parse(await response.text());
+    body = JSON.parse(text);
   } catch {
-    body = undefined;
+    return new Response(text, { headers: response.headers });
   }
   const error: unknown = body && typeof body === "object" ? Reflect.get(body, "error") : undefined;
   if (error && typeof error === "object") return new APIError(undefined, error, undefined, response.headers);
   return new NotStreamedError(type);
 }
 
-/** The provider answered a streamed request with a JSON body: it does not stream (see {@link unstreamedAnswer}). */
+/** The provider answered a streamed request with a JSON body: it does not stream (see {@link streamedAnswer}). */
 export class NotStreamedError extends Error {
   override readonly name = "NotStreamedError";
   constructor(contentType: string) {

@@ -199,4 +199,13 @@ describe("provider stream edge cases", () => {
     expect(second.outcome.kind === "failed" && second.outcome.message).toContain("no such model");
     expect(h.fake.requests).toHaveLength(3);
   });
+
+  it("still reads an event stream a server mislabels as JSON (whole, as it cannot stream then)", async () => {
+    h = await startHarness();
+    const body = `${event(chunk({ content: "still " }))}${event(chunk({ content: "fine" }, "stop"))}data: [DONE]\n\n`;
+    h.fake.enqueue({ kind: "raw", writes: [body], headers: { "content-type": "application/json" } });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["still fine"]);
+  });
 });

@@ -39,7 +39,13 @@ export type FakeResponse =
    * `delayMs` apart. "end" ends the response after the last write, "cut"
    * destroys the socket then, "hang" keeps it open until the client closes it.
    */
-  | { kind: "raw"; writes: readonly (string | Uint8Array)[]; delayMs?: number; end?: "end" | "cut" | "hang" }
+  | {
+      kind: "raw";
+      writes: readonly (string | Uint8Array)[];
+      delayMs?: number;
+      end?: "end" | "cut" | "hang";
+      headers?: Record<string, string>;
+    }
   | { kind: "error"; status: number; body?: unknown; headers?: Record<string, string> }
   /** Destroys the connection without any response (a connection error). */
   | { kind: "reset" }
@@ -230,7 +236,7 @@ async function stream(res: ServerResponse, response: Extract<FakeResponse, { kin
 }
 
 async function raw(res: ServerResponse, response: Extract<FakeResponse, { kind: "raw" }>): Promise<void> {
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", ...response.headers });
   res.flushHeaders();
   for (const write of response.writes) {
     if (response.delayMs) await delay(response.delayMs);
