@@ -208,4 +208,30 @@ describe("provider stream edge cases", () => {
     expect(outcome.kind).toBe("completed");
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["still fine"]);
   });
+
+  it("assembles interleaved tool calls whose arguments are split inside escapes and surrogate pairs", async () => {
+    h = await startHarness();
+    const piece = (index: number, extra: object): object => chunk({ tool_calls: [{ index, ...extra }] });
+    h.fake.enqueue(
+      {
+        kind: "stream",
+        chunks: [
+          piece(1, { id: "c1", type: "function", function: { name: "no_such_tool", arguments: '{"s":"\\ud83c' } }),
+          piece(0, { id: "c0", type: "function", function: { name: "no_such_tool", arguments: '{"s":"caf\\u00' } }),
+          piece(1, { function: { arguments: "\\udf0d \\" } }),
+          piece(0, { function: { arguments: 'e9"}' } }),
+          piece(1, { function: { arguments: '"q\\""}' } }),
+          chunk({}, "tool_calls"),
+        ],
+      },
+      reply({ text: "done" }),
+    );
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    const calls = sink.committed("toolCall").map((c) => [c.toolCallId, JSON.parse(c.argumentsJson)]);
+    expect(calls).toEqual([
+      ["c0", { s: "café" }],
+      ["c1", { s: '🌍 "q"' }],
+    ]);
+  });
 });
