@@ -81,9 +81,30 @@ export class ChunkAccumulator {
   push(chunk: ChatCompletionChunk): void {
     if (chunk.usage) this.usage = chunk.usage;
     if (this.model === undefined && chunk.model) this.model = chunk.model;
-    const choice = chunk.choices[0];
+    // Compatible servers omit `choices` on a usage-only chunk, and `delta` on one that only finishes.
+    const choices = chunk.choices as ChatCompletionChunk["choices"] | undefined;
+    if (!choices) return;
+    // The request asks for one choice; a chunk of several is followed by choice 0's (some servers omit its index).
+    const choice = choices.length === 1 ? choices[0] : choices.find((candidate) => !candidate.index);
     if (!choice) return;
-    const delta = choice.delta;
+    const delta = choice.delta as ChatCompletionChunk.Choice.Delta | undefined;
+    if (delta) this.pushDelta(delta);
+    // Past the cap nothing more is taken from this response.
+    if (this.overLimit) return;
+    if (choice.finish_reason) this.finishReason = choice.finish_reason;
+  }
+
+  /** Bytes of answer, reasoning and tool-call arguments this response streamed (for usage estimates). */
+  get receivedBytes(): number {
+    return this.answerBytes - this.alreadySaidBytes + this.argumentsBytes;
+  }
+
+  /** Ends the stream: releases (finished) or drops (interrupted) text the continuation filter still holds. */
+  flush(ending: "finished" | "interrupted"): void {
+    this.emitText(this.filter.flush(ending));
+  }
+
+  private pushDelta(delta: ChatCompletionChunk.Choice.Delta): void {
     const reasoning = this.admitAnswer(reasoningOf(delta) ?? "");
     if (reasoning) {
       this.reasoning += reasoning;
@@ -109,17 +130,6 @@ export class ChunkAccumulator {
         ...(argumentsDelta ? { argumentsDelta } : {}),
       });
     }
-    if (choice.finish_reason) this.finishReason = choice.finish_reason;
-  }
-
-  /** Bytes of answer, reasoning and tool-call arguments this response streamed (for usage estimates). */
-  get receivedBytes(): number {
-    return this.answerBytes - this.alreadySaidBytes + this.argumentsBytes;
-  }
-
-  /** Ends the stream: releases (finished) or drops (interrupted) text the continuation filter still holds. */
-  flush(ending: "finished" | "interrupted"): void {
-    this.emitText(this.filter.flush(ending));
   }
 
   /**

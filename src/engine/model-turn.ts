@@ -9,11 +9,11 @@ import { continuationFilter, passThrough } from "./continuation-filter.js";
 import { DeltaCoalescer } from "./delta-coalescer.js";
 import { EventLoopSlices, SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS } from "./event-loop-slices.js";
 import { recordChatResponse } from "./genai-spans.js";
-import { classifyProviderError, isStreamCut } from "./provider-errors.js";
+import { classifyProviderError, exhaustedFailure, isStreamCut, type ProviderFailure } from "./provider-errors.js";
 import { ProviderCallTimer } from "./provider-call-timer.js";
-import { openStream, type OpenedStream } from "./provider-stream.js";
+import { backOff, openStream, type OpenedStream } from "./provider-stream.js";
 import type { RunContext } from "./run-context.js";
-import { parseChunk, SseEventTooLargeError } from "./sse-events.js";
+import { MalformedChunkError, parseChunk, SseEventTooLargeError } from "./sse-events.js";
 import { CONTINUE_PROMPT, spliceNotice } from "./splice.js";
 
 /** What one model turn produced. */
@@ -29,7 +29,7 @@ export { CONTINUE_PROMPT } from "./splice.js";
  * calls.
  *
  * A stream cut mid-answer (connection lost, idle timeout, stream ended
- * without a finish reason) keeps its text: the partial reasoning and text
+ * without a finish reason or `[DONE]`) keeps its text: the partial reasoning and text
  * are committed as they are (except reasoning cut before any answer text:
  * the request is simply asked again, so it is discarded), then the turn asks again with that text as the
  * assistant's message so far plus {@link CONTINUE_PROMPT}, and streams the
@@ -69,8 +69,10 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       Buffer.byteLength(alreadySaid, "utf8"),
     );
     const consumed = await consume(context, opened, accumulator, deltas, timer).finally(() => opened.release());
-    timer.end(consumed, accumulator.usage);
-    const ending = typeof consumed === "string" ? consumed : "failed";
+    timer.end(typeof consumed === "object" && consumed.kind === "retryable" ? "cut" : consumed, accumulator.usage);
+    // An error the provider sent in the stream that is worth retrying is a cut, continued after a back-off.
+    const streamError = typeof consumed === "object" && consumed.kind === "retryable" ? consumed : undefined;
+    const ending = typeof consumed === "string" ? consumed : streamError ? "cut" : "failed";
     recordChatResponse(context.trace, accumulator);
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     deltas.flush();
@@ -112,32 +114,39 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     if (ending === "cancelled") return { kind: "cancelled" };
     // Partial tool calls of a cut or failed stream are not committed; take them off watchers' screens.
     for (const call of accumulator.toolCalls()) context.sink.discardBlock(call.blockId);
-    if (typeof consumed !== "string") return consumed;
+    if (typeof consumed === "object" && consumed.kind === "failed") return consumed;
     alreadySaid += accumulator.text;
     if (resumes >= context.settings.maxStreamResumes) {
-      return {
-        kind: "failed",
-        reason: ErrorReason.PROVIDER_UNAVAILABLE,
-        message: `the provider's stream was cut ${resumes + 1} times in one answer`,
-      };
+      const cut = `the provider's stream was cut ${resumes + 1} times in one answer`;
+      if (!streamError) return { kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: cut };
+      const { reason, metadata } = exhaustedFailure(streamError, resumes + 1);
+      return { kind: "failed", reason, message: `${cut}; last error: ${streamError.message}`, metadata };
+    }
+    if (streamError) {
+      const waited = await backOff(context, streamError, resumes);
+      if (waited.kind === "cancelled") return { kind: "cancelled" };
+      if (waited.kind === "exhausted") return { kind: "failed", ...exhaustedFailure(streamError, resumes + 1) };
     }
     // With nothing said, the same request is simply asked again: no splice.
     if (alreadySaid !== "") await context.sink.commit({ case: "notice", value: spliceNotice(Buffer.byteLength(alreadySaid, "utf8")) });
   }
 }
 
-type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "failed" }>;
+type Ending = "finished" | "cut" | "cancelled" | Extract<TurnResult, { kind: "failed" }> | Extract<ProviderFailure, { kind: "retryable" }>;
 
 /**
  * Reads the stream to its end. An idle timer aborts this response (not the
  * run) when the provider goes quiet, which then counts as a cut. A response
  * that delivered its finish reason counts as finished even if the
- * connection dropped before `[DONE]`: the answer is whole.
+ * connection dropped before `[DONE]`, and one that delivered `[DONE]` even
+ * without a finish reason: the answer is whole.
  *
  * Only a lost connection (or the idle abort) is a cut. An error object the
  * provider sent in the stream is classified like an HTTP error: a fatal one
- * fails the turn with its typed reason, a transient one is resumed like a
- * cut. Anything else (the sink refusing a closed run, a bug) propagates.
+ * fails the turn with its typed reason, a transient one is returned, and
+ * resumed like a cut once the run's retry budget has paid for a back-off
+ * (as a failed request is retried; a rate limit is not asked again at once). An event that is not a chunk fails the turn PROVIDER_UNAVAILABLE.
+ * Anything else (the sink refusing a closed run, a bug) propagates.
  * A response that outgrows the turn's bounds fails the turn with
  * LIMIT_EXCEEDED: a model stuck in a loop would otherwise grow the turn's
  * text or arguments without end.
@@ -175,9 +184,11 @@ async function consume(
   } catch (error) {
     if (context.signal.aborted) return "cancelled";
     if (error instanceof SseEventTooLargeError) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: error.message };
+    if (error instanceof MalformedChunkError) return { kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: error.message };
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
+      if (failure.kind === "retryable" && !accumulator.finishReason && !opened.data.sawDone) return failure;
     } else if (!isStreamCut(error)) {
       throw error;
     }
@@ -185,7 +196,8 @@ async function consume(
     clearTimeout(idle);
   }
   if (context.signal.aborted) return "cancelled";
-  return accumulator.finishReason ? "finished" : "cut";
+  // [DONE] says the answer is whole even when no chunk named a finish reason; a body that just ends may be cut.
+  return accumulator.finishReason || opened.data.sawDone ? "finished" : "cut";
 }
 
 async function commitText(context: RunContext, accumulator: ChunkAccumulator): Promise<void> {

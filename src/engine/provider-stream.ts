@@ -1,5 +1,5 @@
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from "openai/resources/chat/completions";
-import type { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { APIConnectionTimeoutError } from "openai";
 import { bounded } from "../runtime/index.js";
 import { providerTraceHeaders } from "./genai-spans.js";
@@ -7,14 +7,15 @@ import { turnBudget } from "./event-loop-slices.js";
 import { classifyProviderError, exhaustedFailure, type ProviderFailure } from "./provider-errors.js";
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
-import { maxSseEventChars, sseDataBatches } from "./sse-events.js";
+import type { SseBatches } from "./sse-body-reader.js";
+import { maxSseEventChars, NotStreamedError, sseDataBatches, streamedAnswer } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
 /** An open streamed response, with the controller that can cut it short. */
 export interface OpenedStream {
   kind: "opened";
   /** The response's SSE payloads, a batch per read (see sse-events.ts). */
-  data: AsyncIterableIterator<string[]>;
+  data: SseBatches;
   /** The response's headers, for errors the provider sends in the stream. */
   headers: Headers;
   /** Aborts this response only (idle timeout), not the run. */
@@ -60,8 +61,15 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       const response = await context.client.chat.completions
         .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders(context.trace) })
         .asResponse();
+      const streamed = await streamedAnswer(response);
+      if (streamed instanceof NotStreamedError) {
+        release();
+        return { kind: "failed", reason: ErrorReason.PROVIDER_REJECTED, message: streamed.message };
+      }
+      // An error object with status 200: classified and retried below like any failed request.
+      if (streamed instanceof Error) throw streamed;
       context.health.succeeded();
-      const data = sseDataBatches(response, maxSseEventChars(settings));
+      const data = sseDataBatches(streamed, maxSseEventChars(settings));
       return { kind: "opened", data, headers: response.headers, attempt: controller, release };
     } catch (error) {
       release();
@@ -69,9 +77,9 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       if (failure.kind === "cancelled") return failure;
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
       retryBudget.spend(Date.now() - attemptStarted);
-      const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
-      const remaining = retryBudget.remainingMs - delay;
-      if (remaining < MIN_ATTEMPT_MS) {
+      const waited = await backOff(context, failure, attempt);
+      if (waited.kind === "cancelled") return waited;
+      if (waited.kind === "exhausted") {
         // A retry that timed out only because the budget cut its timeout
         // says nothing about the provider; the error before it does.
         const cutShort = timeout < settings.requestTimeoutMs && error instanceof APIConnectionTimeoutError;
@@ -86,30 +94,50 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       previous = failure;
       // A retry may only use what is left of the budget, or one slow attempt
       // overruns it by up to a whole request timeout.
-      timeout = Math.min(settings.requestTimeoutMs, remaining);
-      retryBudget.retries++;
-      context.sink.retry({
-        attempt: retryBudget.retries,
-        delayMs: delay,
-        reason: failure.message,
-        ...(failure.status !== undefined ? { httpStatus: failure.status } : {}),
-        ...(failure.cause !== undefined ? { cause: failure.cause } : {}),
-        budgetRemainingMs: remaining,
-      });
-      context.logger.warn("model request failed; retrying", {
-        ...logFields(context, failure),
-        retry: retryBudget.retries,
-        delay_ms: delay,
-        budget_remaining_ms: remaining,
-      });
-      try {
-        await sleep(delay, signal);
-      } catch {
-        return { kind: "cancelled" };
-      }
-      retryBudget.spend(delay);
+      timeout = Math.min(settings.requestTimeoutMs, waited.remainingMs);
     }
   }
+}
+
+/**
+ * Waits before retry number `attempt` (0-based) after a retryable failure,
+ * out of the run's retry budget: the delay is {@link retryDelayMs}'s, the
+ * retry is shown to the sink and logged first, and the wait is spent from
+ * the budget. No wait is made when it would leave under
+ * {@link MIN_ATTEMPT_MS} of the budget ("exhausted"; the caller fails the
+ * run). `remainingMs` is what the retried request may use.
+ */
+export async function backOff(
+  context: RunContext,
+  failure: Extract<ProviderFailure, { kind: "retryable" }>,
+  attempt: number,
+): Promise<{ kind: "waited"; remainingMs: number } | { kind: "exhausted" } | { kind: "cancelled" }> {
+  const { settings, retryBudget } = context;
+  const delay = retryDelayMs(attempt, failure.retryAfterMs, settings.retry, settings.random);
+  const remaining = retryBudget.remainingMs - delay;
+  if (remaining < MIN_ATTEMPT_MS) return { kind: "exhausted" };
+  retryBudget.retries++;
+  context.sink.retry({
+    attempt: retryBudget.retries,
+    delayMs: delay,
+    reason: failure.message,
+    ...(failure.status !== undefined ? { httpStatus: failure.status } : {}),
+    ...(failure.cause !== undefined ? { cause: failure.cause } : {}),
+    budgetRemainingMs: remaining,
+  });
+  context.logger.warn("model request failed; retrying", {
+    ...logFields(context, failure),
+    retry: retryBudget.retries,
+    delay_ms: delay,
+    budget_remaining_ms: remaining,
+  });
+  try {
+    await sleep(delay, context.signal);
+  } catch {
+    return { kind: "cancelled" };
+  }
+  retryBudget.spend(delay);
+  return { kind: "waited", remainingMs: remaining };
 }
 
 /**

@@ -15,7 +15,7 @@ import { runToolCalls } from "./tool-runner.js";
 type NextStep =
   | { kind: "finish"; stopReason: StopReason }
   | { kind: "run_tools"; calls: AssembledToolCall[] }
-  /** Stop without running the calls: the reply was cut by max tokens, or the run is out of turns. */
+  /** Stop without running the calls: the reply was cut by max tokens or a content filter, or the run is out of turns. */
   | { kind: "stop_unrun"; stopReason: StopReason; calls: AssembledToolCall[]; why: string };
 
 /**
@@ -60,6 +60,10 @@ export async function executeRun(context: RunContext): Promise<RunOutcome> {
 
 function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: number, maxTurns: number): NextStep {
   const calls = result.toolCalls;
+  if (result.finishReason === "content_filter") {
+    // The reply was cut by the provider, its calls perhaps mid-arguments: say so rather than end as if it were whole.
+    return { kind: "stop_unrun", stopReason: StopReason.END_TURN, calls, why: "the provider's content filter stopped the reply" };
+  }
   if (calls.length === 0) {
     return { kind: "finish", stopReason: result.finishReason === "length" ? StopReason.MAX_TOKENS : StopReason.END_TURN };
   }

@@ -6,10 +6,30 @@ export const READ_AHEAD_BYTES = 256 * 1024;
 /** Bytes parsed at a time when the consumer asks for more: a burst's parsing is spread over its slices. */
 export const PARSE_PIECE_BYTES = 16 * 1024;
 
+/**
+ * How long a body may go on after `[DONE]` before it is destroyed and the
+ * stream taken as ended. The answer is whole at `[DONE]`; the body's end
+ * (normally in the same read) is still waited for, so the connection goes
+ * back to the pool, but a provider that leaves the response open would
+ * otherwise hold the turn until the idle timeout, and the connection for ever.
+ */
+export const DRAIN_AFTER_DONE_MS = 1_000;
+
 /** Parses body text into SSE data payloads (see sse-events.ts). */
 export interface SsePayloadParser {
   /** Parses more of the body; the payloads it completes go to `out`. Throws when an event is too large. */
   feed(text: string, out: string[]): void;
+  /** Whether `[DONE]` was read: the stream's payloads are complete, whatever the body does next. */
+  readonly done: boolean;
+}
+
+/** A streamed response's batches of SSE data payloads. */
+export interface SseBatches extends AsyncIterableIterator<string[]> {
+  /**
+   * Whether the provider sent `[DONE]`: the answer is whole, even if no
+   * chunk carried a finish reason (a body that just ends may have been cut).
+   */
+  readonly sawDone: boolean;
 }
 
 /**
@@ -28,12 +48,16 @@ export interface SsePayloadParser {
  *
  * Errors are the body's, mapped as fetch maps them (`mapError`), and come
  * after the payloads read before them; a body closed before its end is a
- * cut too. `return` (the consumer leaving early) destroys the body, which
- * closes the provider's connection.
+ * cut too. After `[DONE]` the rest of the body is dropped unparsed and its
+ * end is a clean end however it comes (see {@link DRAIN_AFTER_DONE_MS}).
+ * `return` (the consumer leaving early) destroys the body, which closes the
+ * provider's connection.
  */
-export class SseBodyReader implements AsyncIterableIterator<string[]> {
+export class SseBodyReader implements SseBatches {
   private queued: Buffer[] = [];
   private queuedBytes = 0;
+  /** `[DONE]` was read: the rest of the body is dropped, and its end is a clean end however it comes. */
+  private complete = false;
   private ended = false;
   private failure: unknown;
   private waiter: { resolve: (result: IteratorResult<string[]>) => void; reject: (error: unknown) => void } | undefined;
@@ -58,6 +82,10 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  get sawDone(): boolean {
+    return this.parser.done;
   }
 
   next(): Promise<IteratorResult<string[]>> {
@@ -85,6 +113,7 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
   }
 
   private read(chunk: Buffer): void {
+    if (this.complete) return;
     this.queued.push(chunk);
     this.queuedBytes += chunk.length;
     const waiter = this.waiter;
@@ -125,6 +154,10 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
         this.return().catch(() => undefined);
         throw error;
       }
+      if (this.parser.done) {
+        this.drain();
+        return batch;
+      }
     }
     if (this.queuedBytes < READ_AHEAD_BYTES && this.body.isPaused() && !this.ended) this.body.resume();
     return batch;
@@ -134,13 +167,29 @@ export class SseBodyReader implements AsyncIterableIterator<string[]> {
   private finish(failure: unknown): void {
     if (this.ended || this.failure !== undefined) return;
     this.detach();
-    if (failure === undefined) this.ended = true;
+    if (failure === undefined || this.complete) this.ended = true;
     else this.failure = failure;
     const waiter = this.waiter;
     if (!waiter) return;
     this.waiter = undefined;
-    if (failure !== undefined) waiter.reject(failure);
+    if (!this.ended) waiter.reject(failure);
     else waiter.resolve({ done: true, value: undefined });
+  }
+
+  /**
+   * The stream is complete (`[DONE]`): what is queued is dropped, and so is
+   * the rest of the body as it comes; its end, or its failure, ends the
+   * iteration cleanly, at the latest after {@link DRAIN_AFTER_DONE_MS}.
+   */
+  private drain(): void {
+    this.complete = true;
+    this.queued = [];
+    this.queuedBytes = 0;
+    if (this.ended || this.body.readableEnded || this.body.destroyed) return;
+    const timer = setTimeout(() => this.body.destroy(), DRAIN_AFTER_DONE_MS);
+    timer.unref();
+    this.body.once("close", () => clearTimeout(timer));
+    if (this.body.isPaused()) this.body.resume();
   }
 
   private detach(): void {

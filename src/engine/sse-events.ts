@@ -2,7 +2,7 @@ import { createParser } from "eventsource-parser";
 import { APIError, OpenAIError } from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { fetchBodyError, takeNodeBody } from "./provider-fetch.js";
-import { SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
+import { type SseBatches, SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
 
 /**
  * Reads a streamed chat-completions response body as batches of SSE data
@@ -17,7 +17,8 @@ import { SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
  * (3.x: Node 18+, no dependencies, linear), keeping the SDK's semantics:
  * events after `[DONE]` are ignored, and an `error` object in a payload
  * becomes an APIError without status (see {@link parseChunk}). Unlike the
- * SDK's iterator, an event is bounded ({@link SseEventTooLargeError}).
+ * SDK's iterator, an event is bounded ({@link SseEventTooLargeError}), and
+ * an `event: error` event is an error whatever its data holds.
  *
  * Payloads are returned unparsed so the caller can spread the JSON parsing
  * of a large burst over several turns of the event loop. Leaving the
@@ -25,11 +26,22 @@ import { SseBodyReader, type SsePayloadParser } from "./sse-body-reader.js";
  * A Node body (the provider fetch's) is read push-based by
  * {@link SseBodyReader}: a batch holds what arrived since the last one.
  */
-export function sseDataBatches(response: Response, maxEventChars: number): AsyncIterableIterator<string[]> {
+export function sseDataBatches(response: Response, maxEventChars: number): SseBatches {
   const nodeBody = takeNodeBody(response);
+  const parser = payloadParser(maxEventChars);
   // Node buffers when the provider fetch made the response (provider-fetch.ts), pushed as they arrive.
-  if (nodeBody) return new SseBodyReader(nodeBody, payloadParser(maxEventChars), fetchBodyError);
-  return webBatches(response.body, payloadParser(maxEventChars));
+  if (nodeBody) return new SseBodyReader(nodeBody, parser, fetchBodyError);
+  const batches = webBatches(response.body, parser);
+  return {
+    next: () => batches.next(),
+    return: () => batches.return(undefined),
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    get sawDone() {
+      return parser.done;
+    },
+  };
 }
 
 /** A web body's batches, a batch per read (responses another fetch made). */
@@ -40,6 +52,8 @@ async function* webBatches(body: ReadableStream<Uint8Array> | null, parser: SseP
     const batch: string[] = [];
     parser.feed(decoder.decode(chunk, { stream: true }), batch);
     if (batch.length > 0) yield batch;
+    // Complete: leaving cancels the rest of the body.
+    if (parser.done) return;
   }
 }
 
@@ -56,6 +70,7 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
     onEvent: (event) => {
       if (done) return;
       if (event.data.startsWith("[DONE]")) done = true;
+      else if (event.event === "error") out.push(errorPayload(event.data));
       else out.push(event.data);
     },
     onError: (error) => {
@@ -69,7 +84,28 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
       parser.feed(text);
       if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
     },
+    get done() {
+      return done;
+    },
   };
+}
+
+/**
+ * The data of an `event: error` event as a payload {@link parseChunk} throws
+ * as the provider's error. Servers that name the event put the error object
+ * itself in the data, or plain text, rarely OpenAI's `{"error": {...}}`;
+ * read as a chunk it had no choices and was silently skipped, and the turn
+ * waited for the idle timeout.
+ */
+function errorPayload(data: string): string {
+  let body: unknown;
+  try {
+    body = JSON.parse(data);
+  } catch {
+    body = data;
+  }
+  if (body && typeof body === "object" && Reflect.get(body, "error")) return data;
+  return JSON.stringify({ error: body && typeof body === "object" ? body : { message: String(body) } });
 }
 
 /** A web body's reads; leaving early cancels the body, which closes the provider's response. */
@@ -86,6 +122,40 @@ async function* webReads(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8
   } finally {
     if (!finished) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
+  }
+}
+
+/**
+ * What a 200 answer with a JSON body instead of an event stream means:
+ * servers that ignore `stream: true` send the whole completion, and some
+ * proxies report errors with status 200. Read as an event stream either
+ * had no events, so it looked like a cut and was asked again until the
+ * resumes ran out. An `error` object is returned as an APIError without
+ * status (classified, and retried, like an error in the stream), any other
+ * JSON as {@link NotStreamedError}. The response to read is returned
+ * otherwise: this one, or, for an event stream mislabelled as JSON, its
+ * body read whole (a server bug: it still works, without streaming).
+ */
+export async function streamedAnswer(response: Response): Promise<Response | Error> {
+  const type = response.headers.get("content-type") ?? "";
+  if (!/\bjson\b/i.test(type)) return response;
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return new Response(text, { headers: response.headers });
+  }
+  const error: unknown = body && typeof body === "object" ? Reflect.get(body, "error") : undefined;
+  if (error && typeof error === "object") return new APIError(undefined, error, undefined, response.headers);
+  return new NotStreamedError(type);
+}
+
+/** The provider answered a streamed request with a JSON body: it does not stream (see {@link streamedAnswer}). */
+export class NotStreamedError extends Error {
+  override readonly name = "NotStreamedError";
+  constructor(contentType: string) {
+    super(`the provider answered with ${contentType.split(";")[0]?.trim()} instead of an event stream; it must support stream: true`);
   }
 }
 
@@ -113,11 +183,30 @@ export function maxSseEventChars(bounds: { maxAnswerBytes: number; maxToolArgume
 /**
  * One SSE payload as a chunk. A payload carrying an `error` object is the
  * provider reporting a failure mid-stream: thrown as an APIError without
- * status, as the SDK's iterator does, so it is classified like one.
- * Malformed JSON throws the SyntaxError, as the SDK's iterator does.
+ * status, as the SDK's iterator does, so it is classified like one. A
+ * payload that is not a JSON object throws {@link MalformedChunkError}.
  */
 export function parseChunk(data: string, headers: Headers): ChatCompletionChunk {
-  const parsed = JSON.parse(data) as ChatCompletionChunk & { error?: object };
-  if (parsed?.error) throw new APIError(undefined, parsed.error, undefined, headers);
+  let parsed: ChatCompletionChunk & { error?: object };
+  try {
+    parsed = JSON.parse(data) as ChatCompletionChunk & { error?: object };
+  } catch (error) {
+    throw new MalformedChunkError(error);
+  }
+  if (typeof parsed !== "object" || parsed === null) throw new MalformedChunkError(undefined);
+  if (parsed.error) throw new APIError(undefined, parsed.error, undefined, headers);
   return parsed;
+}
+
+/**
+ * The provider sent a stream event whose data is not a chunk (JSON cut
+ * short, or not an object): the provider's fault, not the runtime's, so the
+ * turn fails with a provider reason rather than INTERNAL. The payload is
+ * not in the message (it is model output); the JSON error is the cause.
+ */
+export class MalformedChunkError extends Error {
+  override readonly name = "MalformedChunkError";
+  constructor(cause: unknown) {
+    super("the provider sent a stream event that is not a chat-completion chunk (not a JSON object)", { cause });
+  }
 }

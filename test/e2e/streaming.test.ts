@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { eventually, PROTOCOLS } from "../support/harness.js";
@@ -33,6 +34,24 @@ describe.each(PROTOCOLS)("provider bursts through the server (%s)", (protocol) =
     const transcript = await s.clients.observation.readTranscript({ worker: worker.ref });
     const answer = transcript.entries.find((e) => e.content.case === "assistantMessage");
     expect(answer?.content.case === "assistantMessage" && answer.content.value.text).toBe(text);
+  });
+
+  it("fails a run whose provider sends an event that is not a chunk: a typed error and a notice, the streamed text and nothing else", async () => {
+    const worker = await s.newWorker();
+    const streamed = replyChunks({ text: "Partial answer", pieceSize: 4 }).slice(0, -1);
+    const writes = [...streamed.map((c) => `data: ${JSON.stringify(c)}\n\n`), 'data: {"choices": [\n\n'];
+    s.fake.enqueue({ kind: "raw", writes, end: "hang" });
+    const { run, events } = await s.runToEnd(worker, "go");
+    expect(run.status).toBe(RunStatus.FAILED);
+    expect(run.error?.reason).toBe(ErrorReason.PROVIDER_UNAVAILABLE);
+    const deltas = events.flatMap((e) => (e.kind.case === "textDelta" ? [e.kind.value.text] : []));
+    expect(deltas.join("")).toBe("Partial answer");
+    const transcript = await s.clients.observation.readTranscript({ worker: worker.ref });
+    const kinds = transcript.entries.map((e) => e.content.case);
+    expect(kinds).toEqual(["userMessage", "assistantMessage", "notice"]);
+    const [, answer, notice] = transcript.entries;
+    expect(answer?.content.case === "assistantMessage" && answer.content.value.text).toBe("Partial answer");
+    expect(notice?.content.case === "notice" && notice.content.value.code).toBe("run.failed");
   });
 
   it("gives a watcher attaching mid-run the same characters in its snapshot that the first watcher got", async () => {

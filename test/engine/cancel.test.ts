@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { replyChunks, reply } from "../support/openai-chunks.js";
+import { chunk, replyChunks, reply } from "../support/openai-chunks.js";
 import { RecordingSink } from "../support/recording-sink.js";
 import { startHarness, type Harness } from "./harness.js";
 
@@ -54,6 +54,24 @@ describe("cancel", () => {
     expect(committed[0]?.length).toBeGreaterThanOrEqual(15);
     expect(committed[0]?.length).toBeLessThan(text.length);
     expect(h.fake.requests).toHaveLength(1);
+  });
+
+  it("cancels in the middle of a burst: text committed is what was streamed, and the provider's connection is closed", async () => {
+    const chunks = [chunk({ role: "assistant", content: "" })];
+    for (let i = 0; i < 20_000; i++) chunks.push(chunk({ content: "abcdefgh" }));
+    // One write of the whole burst, then the response stays open: only the abort can close it.
+    h.fake.enqueue({ kind: "raw", writes: [chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join("")], end: "hang" });
+    const sink = new RecordingSink("run-cancel-burst");
+    const controller = new AbortController();
+    const running = h.run({ input: "flood", signal: controller.signal, sink, runId: "run-cancel-burst" });
+    await sink.waitFor((e) => e.type === "text" && sink.streamedText().length >= 8 * 1_000);
+    controller.abort();
+    const { outcome } = await running;
+    expect(outcome).toEqual({ kind: "cancelled" });
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual([sink.streamedText()]);
+    expect(sink.streamedText().length).toBeLessThan(8 * 20_000);
+    await h.fake.waitForClientClose(0);
+    await h.fake.waitForOpenConnections(0);
   });
 
   it("cancels while waiting out a retry delay without another request", async () => {

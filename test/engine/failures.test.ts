@@ -338,6 +338,9 @@ describe("provider failures", () => {
     expect(outcome.kind).toBe("completed");
     expect(h.fake.requests).toHaveLength(2);
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello ", "there"]);
+    // The silent response's connection is closed, not left open beside the continuation's.
+    await h.fake.waitForClientClose(0);
+    expect(h.fake.requests[1]?.connection).not.toBe(h.fake.requests[0]?.connection);
   });
 });
 

@@ -66,6 +66,26 @@ describe("provider retries", () => {
     }
   });
 
+  it("backs off out of the retry budget before asking again after an error the provider sent in the stream", async () => {
+    h = await startHarness({ retry: { budgetMs: 2_000, baseDelayMs: 30, maxDelayMs: 30 }, random: () => 0.5 });
+    const limited = { error: { message: "Rate limit reached for requests", type: "rate_limit_exceeded" } };
+    const erroring = { kind: "stream", chunks: [limited], end: "hang" } as const;
+    h.fake.setFallback(erroring);
+    const { outcome, sink } = await h.run({ input: "hi" });
+    // Rate limited, as an HTTP 429 would be after the same requests, not a "cut" stream.
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.RATE_LIMITED });
+    expect(outcome.kind === "failed" && outcome.message).toContain("Rate limit reached");
+    // maxStreamResumes (2): three requests, each re-ask announced and waited out (half the ceiling: random 0.5) first.
+    expect(h.fake.requests).toHaveLength(3);
+    const order = sink.events.flatMap((e) => (e.type === "turn" || e.type === "retry" ? [e.type] : []));
+    expect(order).toEqual(["turn", "retry", "turn", "retry", "turn"]);
+    for (const retry of retriesOf(sink.events)) {
+      expect(retry).toMatchObject({ delayMs: 15, httpStatus: 429 });
+      expect(retry.reason).toContain("Rate limit reached");
+      expect(retry.budgetRemainingMs).toBeLessThanOrEqual(2_000 - 15);
+    }
+  });
+
   it("shows each retry to the sink before waiting it out, then completes", async () => {
     h = await startHarness();
     h.fake.enqueue(errorReply(500, "boom"), errorReply(429, "slow down", { "retry-after-ms": "30" }), reply({ text: "ok" }));

@@ -197,6 +197,27 @@ describe("OpenAI backend runs", () => {
     expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.MAX_TOKENS });
   });
 
+  it("says when the provider's content filter stopped the reply, and runs none of its calls", async () => {
+    h.fake.enqueue({
+      kind: "stream",
+      chunks: [
+        chunk({ content: "Here is how to" }),
+        chunk({ tool_calls: [{ index: 0, id: "c1", type: "function", function: { name: "read_file", arguments: '{"pa' } }] }),
+        chunk({}, "content_filter"),
+      ],
+    });
+    const { outcome, sink } = await h.run({ input: "go", capabilities: ["fs.read"] });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(1);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Here is how to"]);
+    expect(sink.committed("toolResult").map((r) => [r.toolCallId, r.output])).toEqual([
+      ["c1", "Not run: the provider's content filter stopped the reply."],
+    ]);
+    expect(sink.committed("notice").map((n) => [n.code, n.message])).toEqual([
+      ["run.stopped", "The run stopped: the provider's content filter stopped the reply."],
+    ]);
+  });
+
   it("completes with MAX_TURNS, leaving the last turn's calls unrun and answered", async () => {
     await writeFile(join(h.workspace, "a.txt"), "a");
     const call = (id: string) => ({ id, name: "read_file", arguments: '{"path":"a.txt"}' });

@@ -15,6 +15,7 @@ function lineParser(): SsePayloadParser {
       partial = lines.pop() as string;
       for (const line of lines) if (line.startsWith("data: ")) out.push(line.slice(6));
     },
+    done: false,
   };
 }
 const mapped = (error: unknown): unknown => new TypeError("terminated", { cause: error });
@@ -45,6 +46,7 @@ describe("SSE body reader", () => {
         parsed.push(text);
         lines.feed(text, out);
       },
+      done: false,
     };
     const reader = new SseBodyReader(body, counting, mapped);
     const event = `data: ${"p".repeat(93)}\n`; // 100 bytes
@@ -58,6 +60,19 @@ describe("SSE body reader", () => {
     while (total < 400) total += ((await reader.next()).value as string[]).length;
     expect(total).toBe(400);
     expect(parsed.length).toBe(Math.ceil(40_000 / PARSE_PIECE_BYTES));
+  });
+
+  it("keeps a character whole when a parse piece ends inside it", async () => {
+    const body = new PassThrough();
+    const reader = new SseBodyReader(body, lineParser(), mapped);
+    // The 4-byte emoji starts two bytes before the first piece's end.
+    const text = `${"a".repeat(PARSE_PIECE_BYTES - "data: ".length - 2)}🌍b`;
+    body.write(Buffer.from(`data: ${text}\n`));
+    body.end();
+    await tick();
+    const payloads: string[] = [];
+    for await (const batch of reader) payloads.push(...batch);
+    expect(payloads).toEqual([text]);
   });
 
   it("pauses the body past the read-ahead bound and resumes it once the consumer has taken enough", async () => {

@@ -32,6 +32,20 @@ export type FakeResponse =
        */
       oneWrite?: boolean;
     }
+  /**
+   * The response body exactly as given, for SSE framing a well-behaved
+   * provider never sends (CRLF, comments, `event:` fields, a line or a
+   * character split across writes): each write goes out as one socket write,
+   * `delayMs` apart. "end" ends the response after the last write, "cut"
+   * destroys the socket then, "hang" keeps it open until the client closes it.
+   */
+  | {
+      kind: "raw";
+      writes: readonly (string | Uint8Array)[];
+      delayMs?: number;
+      end?: "end" | "cut" | "hang";
+      headers?: Record<string, string>;
+    }
   | { kind: "error"; status: number; body?: unknown; headers?: Record<string, string> }
   /** Destroys the connection without any response (a connection error). */
   | { kind: "reset" }
@@ -45,6 +59,8 @@ export interface RecordedRequest {
   /** The JSON body, parsed. */
   body: ChatRequestBody;
   receivedAt: number;
+  /** Which connection carried it: connections are numbered from 1 as they open (reuse shows as a repeat). */
+  connection: number;
   /** When the client closed the connection before the response ended (performance.now()). */
   clientClosedAt?: number;
 }
@@ -82,6 +98,10 @@ export interface FakeOpenAI {
   waitForRequests(count: number): Promise<void>;
   /** Resolves when the client closed the connection of request `index` early. */
   waitForClientClose(index: number): Promise<number>;
+  /** Connections to the fake that are open now, as the server sees them (a leak check). */
+  openConnections(): number;
+  /** Resolves once at most `count` connections are open. */
+  waitForOpenConnections(count: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -90,7 +110,9 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
   const queue: FakeResponse[] = [];
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
+  const connectionIds = new WeakMap<Socket, number>();
   const waiters = new Set<() => void>();
+  let connectionCount = 0;
   let fallback: FakeResponse = {
     kind: "error",
     status: 500,
@@ -109,6 +131,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
         headers: req.headers,
         body: JSON.parse(Buffer.concat(parts).toString("utf8")) as ChatRequestBody,
         receivedAt: performance.now(),
+        connection: connectionIds.get(req.socket) ?? 0,
       };
       requests.push(record);
       res.on("close", () => {
@@ -123,7 +146,11 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
   });
   server.on("connection", (socket) => {
     sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    connectionIds.set(socket, ++connectionCount);
+    socket.on("close", () => {
+      sockets.delete(socket);
+      notify();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -150,6 +177,8 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
     },
     waitForRequests: (count) => waitUntil(() => (requests.length >= count ? true : undefined)).then(() => undefined),
     waitForClientClose: (index) => waitUntil(() => requests[index]?.clientClosedAt),
+    openConnections: () => sockets.size,
+    waitForOpenConnections: (count) => waitUntil(() => (sockets.size <= count ? true : undefined)).then(() => undefined),
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -170,6 +199,9 @@ async function respond(res: ServerResponse, response: FakeResponse): Promise<voi
       return;
     case "stream":
       await stream(res, response);
+      return;
+    case "raw":
+      await raw(res, response);
       return;
   }
 }
@@ -200,6 +232,23 @@ async function stream(res: ServerResponse, response: Extract<FakeResponse, { kin
   } else if (end === "done") {
     if (response.delayMs) await delay(response.delayMs);
     res.end("data: [DONE]\n\n");
+  }
+}
+
+async function raw(res: ServerResponse, response: Extract<FakeResponse, { kind: "raw" }>): Promise<void> {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", ...response.headers });
+  res.flushHeaders();
+  for (const write of response.writes) {
+    if (response.delayMs) await delay(response.delayMs);
+    if (res.destroyed) return;
+    res.write(write);
+  }
+  const end = response.end ?? "end";
+  if (end === "cut") {
+    await delay(20);
+    res.socket?.destroy();
+  } else if (end === "end") {
+    res.end();
   }
 }
 
