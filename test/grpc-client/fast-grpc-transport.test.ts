@@ -253,6 +253,15 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
       check: (o) => expect(o.error).toMatchObject({ code: "InvalidArgument", rawMessage: "protocol error: incomplete envelope" }),
     },
     {
+      name: "a message whose bytes do not parse",
+      scenario: "raw-garbage",
+      check: (o) => {
+        expect(o.messages).toEqual(["fine"]);
+        expect(o.error?.code).toBe("Internal");
+        expect(o.error?.rawMessage).toMatch(/^parse binary: /);
+      },
+    },
+    {
       name: "a message over readMaxBytes",
       scenario: "big",
       client: { readMaxBytes: 4096, acceptCompression: [] },
