@@ -1,4 +1,4 @@
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient as createConnectClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import OpenAI from "openai";
 import { performance } from "node:perf_hooks";
@@ -7,7 +7,7 @@ import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { WorkerObservation, type WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import { createFastGrpcTransport } from "../../src/grpc-client/index.js";
+import { createClient as createProductClient, createFastGrpcTransport } from "../../src/grpc-client/index.js";
 import { CHUNK_CHARS, epochMs, floodText, stampsIn } from "./flood-text.js";
 import { percentile } from "./report.js";
 
@@ -23,15 +23,16 @@ const providerURL = process.env["WR_PROVIDER_URL"] ?? "";
 const STREAMS_PER_SESSION = 100;
 
 /**
- * The product's client transport (src/grpc-client, as the Backend and the
- * CLI use it), or connect-node's own with BENCH_CLIENT_TRANSPORT=connect,
- * to compare the two on the same bench.
+ * The product's client stack (src/grpc-client's transport and createClient,
+ * as the Backend and the CLI use them), or connect's own with
+ * BENCH_CLIENT_TRANSPORT=connect, to compare the two on the same bench.
  */
 const clientTransport = process.env["BENCH_CLIENT_TRANSPORT"] ?? "fast";
 if (clientTransport !== "fast" && clientTransport !== "connect") {
   throw new Error(`BENCH_CLIENT_TRANSPORT must be "fast" or "connect", not ${JSON.stringify(clientTransport)}`);
 }
 const createTransport = clientTransport === "connect" ? createGrpcTransport : createFastGrpcTransport;
+const createClient = clientTransport === "connect" ? createConnectClient : createProductClient;
 
 const sessions: Http2SessionManager[] = [];
 let streamsOnLastSession = STREAMS_PER_SESSION;

@@ -21,6 +21,7 @@ import { requestHeaderWithCompression, validateResponseWithCompression } from "@
 import { constants, type ClientHttp2Stream, type OutgoingHttpHeaders } from "node:http2";
 import { GuardedSessionManager } from "./guarded-session-manager.js";
 import { copyNodeHeaders, GrpcStreamReader, type ResponseByteListener } from "./grpc-stream-reader.js";
+import { createMessageDecoder } from "./message-decoder.js";
 import { connectErrorFromNodeReason } from "./node-errors.js";
 
 /** The options of connect-node's createGrpcTransport, unchanged. */
@@ -128,7 +129,8 @@ function serverStream<I extends DescMessage, O extends DescMessage>(
     },
     next: async (req) => {
       const body = await requestBody(req.message, serialization.getI(true), options);
-      const reader = await openStream(options, req.url, req.header, req.signal, body, serialization.getO(true));
+      const output = decodingOutput(method.output, serialization.getO(true), options);
+      const reader = await openStream(options, req.url, req.header, req.signal, body, output);
       const headers = await reader.response;
       const responseHeader = new Headers();
       copyNodeHeaders(headers, responseHeader);
@@ -142,6 +144,32 @@ function serverStream<I extends DescMessage, O extends DescMessage>(
       return { ...req, header: responseHeader, trailer: reader.trailer, message: reader };
     },
   });
+}
+
+/**
+ * connect's output serialization with messages parsed by
+ * {@link createMessageDecoder} (the same messages as its `fromBinary`, for
+ * less CPU). A message over readMaxBytes, or one the decoder fails on, is
+ * handed to connect's own parse, so limits and errors stay connect's.
+ */
+function decodingOutput<O extends DescMessage>(
+  schema: O,
+  connectOutput: Serialization<MessageShape<O>>,
+  options: FastPathOptions,
+): Serialization<MessageShape<O>> {
+  const decode = createMessageDecoder(schema, options.binaryOptions);
+  const readMaxBytes = options.readMaxBytes;
+  return {
+    serialize: (message) => connectOutput.serialize(message),
+    parse(data) {
+      if (data.byteLength > readMaxBytes) return connectOutput.parse(data);
+      try {
+        return decode(data);
+      } catch {
+        return connectOutput.parse(data);
+      }
+    },
+  };
 }
 
 /** The request messages (one, for a server stream), serialized, compressed as configured and enveloped. */

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression, Serialization } from "@connectrpc/connect/protocol";
 import { validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from "node:http2";
-import { GrpcFrameQueue, type GrpcFrame } from "./grpc-frame-queue.js";
+import { GrpcFrameQueue } from "./grpc-frame-queue.js";
 import { connectErrorFromNodeReason, connectErrorFromResetCode, hasNodeErrorCode } from "./node-errors.js";
 
 /** Response bytes read ahead of the consumer before the HTTP/2 stream is paused (flow control then holds the server back). */
@@ -182,18 +182,18 @@ export class GrpcStreamReader<O extends Message> implements AsyncIterableIterato
 
   /** The next message, or the end once the body ended; undefined while more bytes are needed. */
   private produce(): IteratorResult<O> | Promise<IteratorResult<O>> | undefined {
-    const frame = this.frames.take();
+    const data = this.frames.take();
     if (this.stream.isPaused() && this.frames.bytes < READ_AHEAD_BYTES && !this.ended) this.stream.resume();
-    if (frame !== undefined) return this.decode(frame);
+    if (data !== undefined) return this.decode(data, this.frames.flags);
     if (this.closed) return this.end();
     return undefined;
   }
 
-  private decode(frame: GrpcFrame): IteratorResult<O> | Promise<IteratorResult<O>> {
-    if ((frame.flags & COMPRESSED_FLAG) === 0) return { done: false, value: this.output.parse(frame.data) };
+  private decode(data: Uint8Array, flags: number): IteratorResult<O> | Promise<IteratorResult<O>> {
+    if ((flags & COMPRESSED_FLAG) === 0) return { done: false, value: this.output.parse(data) };
     const compression = this.compression;
     if (!compression) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
-    return compression.decompress(frame.data, this.readMaxBytes).then(
+    return compression.decompress(data, this.readMaxBytes).then(
       (data) => ({ done: false, value: this.output.parse(data) }),
       (error: unknown) => Promise.reject(this.fail(ConnectError.from(error))),
     );

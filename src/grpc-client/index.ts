@@ -4,3 +4,4 @@
  */
 export { createFastGrpcTransport, type FastGrpcTransportOptions } from "./fast-grpc-transport.js";
 export { GuardedSessionManager } from "./guarded-session-manager.js";
+export { createClient } from "./create-client.js";

@@ -1,10 +1,17 @@
-import { Code, ConnectError, createClient, type Interceptor, type StreamResponse, type Transport } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient as createConnectClient,
+  type Interceptor,
+  type StreamResponse,
+  type Transport,
+} from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager, type GrpcTransportOptions } from "@connectrpc/connect-node";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HeartbeatSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import { createFastGrpcTransport } from "../../src/grpc-client/index.js";
+import { createClient, createFastGrpcTransport } from "../../src/grpc-client/index.js";
 import { GrpcStreamReader, READ_AHEAD_BYTES } from "../../src/grpc-client/grpc-stream-reader.js";
 import { createClientTracingInterceptor } from "../../src/telemetry/tracing/index.js";
 import { installTracing, type InstalledTracing } from "../../src/telemetry/tracing/tracing-sdk.js";
@@ -29,6 +36,10 @@ interface Outcome {
   }>;
   /** Whether the interceptors were handed the fast reader (so the fast path, not connect's, was measured). */
   fastReader?: boolean;
+  /** The call options' onHeader and onTrailer, in the order they ran among the messages. */
+  callbacks: string[];
+  /** What a next() after the stream ended or failed gives. */
+  afterEnd?: IteratorResult<unknown>;
 }
 
 interface Case {
@@ -64,7 +75,11 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
     await server.close();
   });
 
-  /** Runs one call over a fresh HTTP/2 session with the given transport kind; never throws. */
+  /**
+   * Runs one call over a fresh HTTP/2 session with the given transport kind
+   * (connect's transport and client, or the product's: the fast transport and
+   * src/grpc-client's createClient); never throws.
+   */
   async function run(kind: Kind, test: Case): Promise<Outcome> {
     const sessionManager = new Http2SessionManager(server.baseUrl);
     const callId = `${kind}-${++calls}`;
@@ -85,18 +100,20 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
     const options: GrpcTransportOptions = { baseUrl: server.baseUrl, sessionManager, interceptors, ...test.client };
     memory.reset();
     const transport: Transport = kind === "fast" ? createFastGrpcTransport(options) : createGrpcTransport(options);
-    const client = createClient(WorkerObservation, transport);
+    const client = kind === "fast" ? createClient(WorkerObservation, transport) : createConnectClient(WorkerObservation, transport);
     const controller = new AbortController();
-    const outcome: Outcome = { messages: [] };
+    const outcome: Outcome = { messages: [], callbacks: [] };
+    const stream = client.watchWorker(
+      {},
+      {
+        headers: { [SCENARIO_HEADER]: test.scenario, [CALL_ID_HEADER]: callId },
+        signal: controller.signal,
+        ...(test.timeoutMs !== undefined ? { timeoutMs: test.timeoutMs } : {}),
+        onHeader: (header) => outcome.callbacks.push(`header after ${outcome.messages.length}: ${header.get("x-echo")}`),
+        onTrailer: (trailer) => outcome.callbacks.push(`trailer after ${outcome.messages.length}: ${trailer.get("x-trailer-echo")}`),
+      },
+    );
     try {
-      const stream = client.watchWorker(
-        {},
-        {
-          headers: { [SCENARIO_HEADER]: test.scenario, [CALL_ID_HEADER]: callId },
-          signal: controller.signal,
-          ...(test.timeoutMs !== undefined ? { timeoutMs: test.timeoutMs } : {}),
-        },
-      );
       for await (const message of stream) {
         outcome.messages.push(short(message.heartbeat?.cursor ?? ""));
         if (outcome.messages.length === test.abortAfter) controller.abort();
@@ -112,6 +129,8 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
         metadata: entries(e.metadata),
       };
     }
+    // Ended or failed once: the stream is done from then on (a broken-out loop leaves it open).
+    if (test.breakAfter === undefined) outcome.afterEnd = await stream[Symbol.asyncIterator]().next();
     const response = responses[0];
     if (response) {
       outcome.fastReader = response.message instanceof GrpcStreamReader;
@@ -144,6 +163,8 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
         expect(o.header).toContainEqual(["grpc-encoding", "gzip"]);
         expect(o.header).toContainEqual(["x-echo", "hello"]);
         expect(o.trailer).toContainEqual(["x-trailer-echo", "hello"]);
+        expect(o.callbacks).toEqual(["header after 0: hello", `trailer after ${MANY.length}: hello`]);
+        expect(o.afterEnd).toEqual({ done: true, value: undefined });
       },
     },
     {
@@ -183,6 +204,9 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
         expect(o.error?.metadata).toContainEqual(["x-meta", "trailer-value"]);
         expect(o.error?.metadata).toContainEqual(["x-error-meta", "v"]);
         expect(o.error?.metadata).toContainEqual(["x-echo", "hello"]);
+        // No trailer callback for a failed call; the stream is done after its error.
+        expect(o.callbacks).toEqual(["header after 0: hello"]);
+        expect(o.afterEnd).toEqual({ done: true, value: undefined });
       },
     },
     {
@@ -227,6 +251,15 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
       name: "a response ending inside a message",
       scenario: "raw-incomplete",
       check: (o) => expect(o.error).toMatchObject({ code: "InvalidArgument", rawMessage: "protocol error: incomplete envelope" }),
+    },
+    {
+      name: "a message whose bytes do not parse",
+      scenario: "raw-garbage",
+      check: (o) => {
+        expect(o.messages).toEqual(["fine"]);
+        expect(o.error?.code).toBe("Internal");
+        expect(o.error?.rawMessage).toMatch(/^parse binary: /);
+      },
     },
     {
       name: "a message over readMaxBytes",
@@ -306,6 +339,25 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
     });
   }
 
+  it("the product's createClient gives next() calls made without waiting their messages in order, and no return() or throw(), as connect's", async () => {
+    const seen: Record<string, unknown> = {};
+    for (const kind of ["connect", "fast"] as const) {
+      const sessionManager = new Http2SessionManager(server.baseUrl);
+      const transport = createFastGrpcTransport({ baseUrl: server.baseUrl, sessionManager });
+      const client = kind === "fast" ? createClient(WorkerObservation, transport) : createConnectClient(WorkerObservation, transport);
+      const stream = client.watchWorker({}, { headers: { [SCENARIO_HEADER]: "many", [CALL_ID_HEADER]: `${kind}-queued-${++calls}` } });
+      const iterator = stream[Symbol.asyncIterator]();
+      const results = await Promise.all(Array.from({ length: MANY.length + 2 }, () => iterator.next()));
+      seen[kind] = {
+        results: results.map((r) => (r.done ? "done" : short(r.value.heartbeat?.cursor ?? ""))),
+        methods: ["return", "throw"].filter((name) => name in iterator),
+      };
+      sessionManager.abort();
+    }
+    expect(seen["connect"]).toEqual({ results: [...MANY.map(short), "done", "done"], methods: [] });
+    expect(seen["fast"]).toEqual(seen["connect"]);
+  });
+
   it("holds a server that sends faster than the consumer reads (HTTP/2 flow control), as connect does", async () => {
     for (const kind of ["connect", "fast"] as const) {
       const sessionManager = new Http2SessionManager(server.baseUrl);
@@ -313,7 +365,7 @@ describe("createFastGrpcTransport against connect's createGrpcTransport", () => 
       const transport = kind === "fast" ? createFastGrpcTransport(options) : createGrpcTransport(options);
       const callId = `${kind}-flood-${++calls}`;
       const controller = new AbortController();
-      const stream = createClient(WorkerObservation, transport).watchWorker(
+      const stream = (kind === "fast" ? createClient : createConnectClient)(WorkerObservation, transport).watchWorker(
         {},
         { headers: { [SCENARIO_HEADER]: "flood", [CALL_ID_HEADER]: callId }, signal: controller.signal },
       );

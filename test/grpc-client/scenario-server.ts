@@ -177,6 +177,16 @@ function rawScenario(scenario: string, response: http2.Http2ServerResponse, cras
       response.addTrailers({ "x-other": "1" });
       response.end(frame(beat("only")));
       return;
+    case "raw-garbage": {
+      // A well-formed message, then one whose bytes are not a WatchWorkerResponse (a string field cut short).
+      response.writeHead(200, grpc);
+      response.addTrailers({ "grpc-status": "0" });
+      const garbage = Buffer.from([0x0a, 0x05, 0x12, 0x09, 0x61]);
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(garbage.length, 1);
+      response.end(Buffer.concat([frame(beat("fine")), header, garbage]));
+      return;
+    }
     case "raw-incomplete":
       response.writeHead(200, grpc);
       response.addTrailers({ "grpc-status": "0" });

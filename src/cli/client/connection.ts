@@ -1,6 +1,6 @@
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { Client, Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { createFastGrpcTransport, GuardedSessionManager } from "../../grpc-client/index.js";
+import { createClient, createFastGrpcTransport, GuardedSessionManager } from "../../grpc-client/index.js";
 import { RuntimeManagement } from "../../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { WorkerCatalog } from "../../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
@@ -35,7 +35,8 @@ export interface Connection {
  * Opens a connection the way any TypeScript application would: one
  * HTTP/2 session (kept explicitly so it can be closed), a transport from
  * @connectrpc/connect-node (for gRPC, with watch streams read by the fast
- * reader in src/grpc-client), and `createClient` per generated service. The
+ * reader in src/grpc-client), and `createClient` per generated service (also
+ * src/grpc-client's: connect's, with leaner server streams). The
  * same clients talk to a runtime or to a Backend, which serves the same
  * services routed by runtime_id.
  */
