@@ -13,10 +13,19 @@ import { boundText } from "./tools/output-bounds.js";
  * - Then the oldest messages are dropped until the rest fits, starting the
  *   history at a user message so no tool result is left without its call.
  *   The newest user message (the run's input) is always kept.
+ * - When the history holds the run's own input (`inputIncluded`: a resumed
+ *   run, or a fresh one whose input was read with it), that newest user
+ *   message is sent whole, as a fresh run's input is: it is what the run
+ *   is about, and the input limit already bounds it.
  */
-export function boundHistory(messages: readonly ChatCompletionMessageParam[], maxBytes: number): ChatCompletionMessageParam[] {
+export function boundHistory(
+  messages: readonly ChatCompletionMessageParam[],
+  maxBytes: number,
+  inputIncluded = false,
+): ChatCompletionMessageParam[] {
   const itemMax = Math.max(1024, Math.floor(maxBytes / 8));
-  const shrunk = messages.map((message) => shrinkMessage(message, itemMax));
+  const input = inputIncluded ? messages.findLastIndex((message) => message.role === "user") : -1;
+  const shrunk = messages.map((message, index) => (index === input ? message : shrinkMessage(message, itemMax)));
   const sizes = shrunk.map((message) => Buffer.byteLength(JSON.stringify(message), "utf8"));
   let total = sizes.reduce((sum, size) => sum + size, 0);
   let start = 0;

@@ -97,8 +97,8 @@ async function initialMessages(context: RunContext): Promise<{ messages: ChatCom
   const messages: ChatCompletionMessageParam[] = [];
   if (profile.systemPrompt) messages.push({ role: "system", content: profile.systemPrompt });
   const history = messagesFromTranscript(entries, new Set(unrun.map((call) => call.id)));
-  messages.push(...boundHistory(history, context.settings.historyMaxBytes));
   const inputCommitted = entries.some((entry) => entry.runId === request.run.runId && entry.content.case === "userMessage");
+  messages.push(...boundHistory(history, context.settings.historyMaxBytes, inputCommitted));
   if (!inputCommitted && !request.resume) messages.push({ role: "user", content: request.run.input?.text ?? "" });
   return { messages, unrun };
 }

@@ -140,6 +140,24 @@ describe("a resumed run (RunRequest.resume)", () => {
     expect(await readFile(join(h.workspace, "two.txt"), "utf8")).toBe("w2");
   });
 
+  it("replays the run's own input whole, however much of the history budget it takes", async () => {
+    h = await startHarness({ historyMaxBytes: 8_000 });
+    const runId = "run-resumed-long-input";
+    const input = `summarise this: ${"lorem ipsum ".repeat(1_500)}`;
+    const sink = new RecordingSink(runId, decisions({ w1: { approved: true, reason: "" } }, []));
+    sink.commitInput(input);
+    const argumentsJson = JSON.stringify({ path: "one.txt", content: "w1" });
+    void sink.commit({ case: "toolCall", value: create(ToolCallSchema, { toolCallId: "w1", toolName: "write_file", argumentsJson }) });
+    const request = runRequest(sink, { input, runId, profile: h.companion, workspaceDir: h.workspace, capabilities: ["fs.write"] });
+    request.run.turns = 1;
+    h.fake.enqueue(reply({ text: "summarised" }));
+    const outcome = await h.backend.execute({ ...request, resume: { toolCallId: "w1" } }, sink, new AbortController().signal);
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    const users = (h.fake.requests[0]?.body.messages ?? []).filter((m) => m.role === "user");
+    expect(users.map((m) => String(m.content).length)).toEqual([input.length]);
+    expect(users[0]?.content).toBe(input);
+  });
+
   it("counts turns on from the run's: a run resumed at its last turn stops after the tools with MAX_TURNS", async () => {
     h = await startHarness();
     h.fake.enqueue(reply({ toolCalls: [call("w3", { path: "three.txt", content: "3" })] }));
