@@ -162,12 +162,10 @@ async function consume(
   deltas: DeltaCoalescer,
   timer: ProviderCallTimer,
 ): Promise<Ending> {
-  const idleMs = context.settings.streamIdleTimeoutMs;
-  const idle = setTimeout(() => opened.attempt.abort(), idleMs);
+  const idle = idleWatch(opened, context.settings.streamIdleTimeoutMs);
   const slices = new EventLoopSlices(SLICE_MAX_CHUNKS, SLICE_MAX_MS, TURN_MAX_MS);
   try {
     for await (const batch of opened.data) {
-      idle.refresh();
       timer.chunks();
       for (const data of batch) {
         accumulator.push(parseChunk(data, opened.headers));
@@ -193,11 +191,28 @@ async function consume(
       throw error;
     }
   } finally {
-    clearTimeout(idle);
+    idle.stop();
   }
   if (context.signal.aborted) return "cancelled";
   // [DONE] says the answer is whole even when no chunk named a finish reason; a body that just ends may be cut.
   return accumulator.finishReason || opened.data.sawDone ? "finished" : "cut";
+}
+
+/**
+ * Aborts the response once its body has brought nothing for `idleMs`
+ * (comments count: keep-alives say the provider is still working). The
+ * timer checks when the body last read rather than being re-armed by every
+ * read, which costs a stream one clock read per read of its body.
+ */
+function idleWatch(opened: OpenedStream, idleMs: number): { stop(): void } {
+  let timer: NodeJS.Timeout;
+  const check = (): void => {
+    const quietMs = performance.now() - opened.data.lastReadAt;
+    if (quietMs >= idleMs) opened.attempt.abort();
+    else timer = setTimeout(check, idleMs - quietMs);
+  };
+  timer = setTimeout(check, idleMs);
+  return { stop: () => clearTimeout(timer) };
 }
 
 async function commitText(context: RunContext, accumulator: ChunkAccumulator): Promise<void> {

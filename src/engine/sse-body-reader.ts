@@ -30,6 +30,12 @@ export interface SseBatches extends AsyncIterableIterator<string[]> {
    * chunk carried a finish reason (a body that just ends may have been cut).
    */
   readonly sawDone: boolean;
+  /**
+   * When the body last brought bytes (`performance.now()`), comments
+   * included: what the stream idle timeout measures silence from. A
+   * provider's keep-alive comments while a model thinks are not silence.
+   */
+  readonly lastReadAt: number;
 }
 
 /**
@@ -88,6 +94,8 @@ export class SseBodyReader implements SseBatches {
     return this.parser.done;
   }
 
+  lastReadAt = performance.now();
+
   next(): Promise<IteratorResult<string[]>> {
     try {
       const batch = this.parse();
@@ -113,6 +121,7 @@ export class SseBodyReader implements SseBatches {
   }
 
   private read(chunk: Buffer): void {
+    this.lastReadAt = performance.now();
     if (this.complete) return;
     this.queued.push(chunk);
     this.queuedBytes += chunk.length;

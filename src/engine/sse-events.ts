@@ -31,7 +31,8 @@ export function sseDataBatches(response: Response, maxEventChars: number): SseBa
   const parser = payloadParser(maxEventChars);
   // Node buffers when the provider fetch made the response (provider-fetch.ts), pushed as they arrive.
   if (nodeBody) return new SseBodyReader(nodeBody, parser, fetchBodyError);
-  const batches = webBatches(response.body, parser);
+  const reads = { lastReadAt: performance.now() };
+  const batches = webBatches(response.body, parser, reads);
   return {
     next: () => batches.next(),
     return: () => batches.return(undefined),
@@ -41,14 +42,22 @@ export function sseDataBatches(response: Response, maxEventChars: number): SseBa
     get sawDone() {
       return parser.done;
     },
+    get lastReadAt() {
+      return reads.lastReadAt;
+    },
   };
 }
 
 /** A web body's batches, a batch per read (responses another fetch made). */
-async function* webBatches(body: ReadableStream<Uint8Array> | null, parser: SsePayloadParser): AsyncGenerator<string[]> {
+async function* webBatches(
+  body: ReadableStream<Uint8Array> | null,
+  parser: SsePayloadParser,
+  reads: { lastReadAt: number },
+): AsyncGenerator<string[]> {
   if (!body) throw new OpenAIError("the provider's streamed response has no body");
   const decoder = new TextDecoder();
   for await (const chunk of webReads(body)) {
+    reads.lastReadAt = performance.now();
     const batch: string[] = [];
     parser.feed(decoder.decode(chunk, { stream: true }), batch);
     if (batch.length > 0) yield batch;

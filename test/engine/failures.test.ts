@@ -344,6 +344,37 @@ describe("provider failures", () => {
   });
 });
 
+describe("a provider's keep-alive comments", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+  });
+
+  it("are not silence: a model slow to its first token is waited for, not cut and asked again", async () => {
+    h = await startHarness({ streamIdleTimeoutMs: 200 });
+    // As OpenRouter does while a model thinks: comment lines for well past the idle timeout, then the answer.
+    const answer = replyChunks({ text: "thought it over", pieceSize: 5 }).map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
+    const comments = Array.from({ length: 12 }, () => ": OPENROUTER PROCESSING\n\n");
+    h.fake.enqueue({ kind: "raw", writes: [...comments, ...answer, "data: [DONE]\n\n"], delayMs: 50 });
+    const { outcome, sink } = await h.run({ input: "think" });
+    expect(outcome.kind).toBe("completed");
+    expect(h.fake.requests).toHaveLength(1);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["thought it over"]);
+  });
+
+  it("do not keep a stream that then goes silent from being cut at the idle timeout", async () => {
+    h = await startHarness({ streamIdleTimeoutMs: 200 });
+    h.fake.enqueue(
+      { kind: "raw", writes: [": still here\n\n", ": still here\n\n"], delayMs: 50, end: "hang" },
+      reply({ text: "second try" }),
+    );
+    const { outcome, sink } = await h.run({ input: "think" });
+    expect(outcome.kind).toBe("completed");
+    expect(h.fake.requests).toHaveLength(2);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["second try"]);
+  });
+});
+
 describe("retryAfterMs", () => {
   it("reads retry-after-ms, seconds and HTTP dates, preferring retry-after-ms", () => {
     const now = Date.parse("2025-01-01T00:00:00Z");
