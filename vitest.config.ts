@@ -15,6 +15,7 @@ const SLOW = [
   "test/store/crash-retention.test.ts",
   "test/package/**/*.test.ts",
   "test/console/console.test.ts",
+  "test/console/start.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",

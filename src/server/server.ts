@@ -142,7 +142,11 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   if (options.http1Port !== undefined) {
     h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
     h1.on("connection", track);
-    http1Address = await listen(h1, options.host, options.http1Port);
+    // A taken HTTP/1.1 port must not leave the h2c listener open: it would keep the process alive.
+    http1Address = await listen(h1, options.host, options.http1Port).catch((error: unknown) => {
+      h2.close();
+      throw error;
+    });
   }
 
   let closing: Promise<void> | undefined;

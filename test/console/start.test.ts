@@ -1,0 +1,60 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type CliProcess, startCli } from "../support/cli-process.js";
+import { START_ENTRY } from "./console-process.js";
+
+/**
+ * `npm start`'s entry as a process: how it starts and how it refuses to.
+ * (The console's pages and chat are in console.test.ts.)
+ */
+const dirs: string[] = [];
+const listeners: net.Server[] = [];
+const started: CliProcess[] = [];
+
+afterAll(async () => {
+  for (const cli of started) cli.kill();
+  await Promise.all(started.map((cli) => cli.exited));
+  await Promise.all(listeners.map((listener) => new Promise((resolve) => listener.close(resolve))));
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "console-start-"));
+  dirs.push(dir);
+  return dir;
+}
+
+/** A port some other program holds on 127.0.0.1. */
+async function takenPort(): Promise<number> {
+  const listener = net.createServer();
+  listeners.push(listener);
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  return (listener.address() as net.AddressInfo).port;
+}
+
+/** The process's exit, or "still running" if it has not exited within `ms`. */
+async function exitWithin(cli: CliProcess, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | "still running"> {
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<"still running">((resolve) => {
+    timer = setTimeout(() => resolve("still running"), ms);
+  });
+  try {
+    return await Promise.race([cli.exited, waited]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("npm start", () => {
+  it("exits 1 naming the address when the console's port is taken, instead of hanging on the gRPC port it opened", async () => {
+    const port = await takenPort();
+    const cli = startCli(["--port", String(port), "--grpc-port", "0", "--data-dir", tempDir()], {}, START_ENTRY);
+    started.push(cli);
+    expect(await exitWithin(cli, 30_000)).toEqual({ code: 1, signal: null });
+    expect(cli.stderr()).toContain(`EADDRINUSE: address already in use 127.0.0.1:${port}`);
+    expect(cli.stdout()).not.toContain("console ready");
+  });
+});
