@@ -16,6 +16,7 @@ const SLOW = [
   "test/package/**/*.test.ts",
   "test/console/console.test.ts",
   "test/console/start.test.ts",
+  "test/console/live-view.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",

@@ -292,6 +292,9 @@ export class ChatView {
       this.placeStoppedMark(run.runId);
     }
     const ended = run.status >= RunStatus.COMPLETED;
+    // As in the runtime's snapshot: an ended run has nothing in flight. A block neither committed
+    // nor discarded (a tool call cut by Stop) would otherwise stay on screen as streaming.
+    if (ended) for (const [key, live] of this.blocks) if (live.block.runId === run.runId) this.dropBlock(key);
     if (ended && this.activeRun?.runId === run.runId) this.setActiveRun(undefined);
     else if (!ended) this.setActiveRun(run);
   }
