@@ -86,4 +86,54 @@ describe("the live view", () => {
       await expect.poll(() => tab.locator(".live .entry").count()).toBe(0);
     }
   });
+
+  it("shows model output as text and formatting only: no styles, forms, controls, handlers or script links", async () => {
+    const page = await newCompanion();
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (globalThis as unknown as { __unsafe: string[] }).__unsafe = seen;
+      const check = (element: Element): void => {
+        if (!element.closest(".entry")) return;
+        if (/^(style|link|meta|form|input|button|textarea|select|iframe|object|embed|script)$/i.test(element.tagName))
+          seen.push(element.outerHTML);
+        for (const attribute of element.attributes) {
+          if (
+            /^on/i.test(attribute.name) ||
+            /^\s*javascript:/i.test(attribute.value) ||
+            (attribute.name === "href" && /^\s*data:/i.test(attribute.value)) ||
+            attribute.name === "style"
+          )
+            seen.push(element.outerHTML);
+        }
+      };
+      new MutationObserver((records) => {
+        for (const record of records) {
+          for (const node of record.addedNodes) {
+            if (!(node instanceof Element)) continue;
+            check(node);
+            for (const inner of node.querySelectorAll("*")) check(inner);
+          }
+        }
+      }).observe(document.body, { subtree: true, childList: true });
+    });
+    const hostile = [
+      "Plain **bold** start.",
+      '<style>body { display: none }</style><link rel="stylesheet" href="/x.css">',
+      '<form action="/worker_runtime.v1.WorkerCatalog/DeleteWorker"><input name="q" value="x"><textarea>t</textarea><select><option>o</option></select><button>Approve</button></form>',
+      '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" onerror="document.title=1"> <a href="javascript:document.title=2">link</a> <p style="position:fixed;inset:0">cover</p>',
+      '<iframe srcdoc="<p>x</p>"></iframe><svg><script>document.title=3</script></svg>',
+      "Plain end.",
+    ].join("\n\n");
+    fake.enqueue(reply({ text: hostile, pieceSize: 7 }, { delayMs: 5 }));
+    await send(page, "Say something nasty");
+    await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
+    const shown = (await page.locator(".log .entry.assistant").textContent()) ?? "";
+    expect(shown).toContain("Plain bold start.");
+    expect(shown).toContain("Plain end.");
+    await expect(page.locator(".log .entry.assistant strong").textContent()).resolves.toBe("bold");
+    expect(await page.evaluate(() => (globalThis as unknown as { __unsafe: string[] }).__unsafe)).toEqual([]);
+    expect(await page.title()).toBe("worker-runtime console");
+    // The page's own controls are all there is to press.
+    expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
+  });
 });
