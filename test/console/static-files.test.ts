@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,6 +17,14 @@ describe("console static files", () => {
     writeFileSync(join(root, "web", "index.html"), "<!doctype html><title>console</title>");
     writeFileSync(join(root, "web", "app.js"), "export {};");
     writeFileSync(join(root, "secret.txt"), "outside");
+    writeFileSync(join(root, "web", "app.js.LEGAL.txt"), "licences");
+    // Links out of the directory, and files a build tool or editor may leave in it.
+    symlinkSync(join(root, "secret.txt"), join(root, "web", "linked.txt"));
+    symlinkSync(root, join(root, "web", "up"));
+    symlinkSync(join(root, "web", "app.js"), join(root, "web", "alias.js"));
+    writeFileSync(join(root, "web", ".env"), "OPENAI_API_KEY=sk-secret");
+    mkdirSync(join(root, "web", ".git"));
+    writeFileSync(join(root, "web", ".git", "config"), "[core]");
     server = http.createServer(createStaticFilesHandler(join(root, "web")));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -52,6 +60,9 @@ describe("console static files", () => {
       "text/javascript; charset=utf-8",
       "no-cache",
     ]);
+    // esbuild's linked licence file is text, not a download.
+    const legal = await get("/app.js.LEGAL.txt");
+    expect([legal.status, legal.headers["content-type"]]).toEqual([200, "text/plain; charset=utf-8"]);
   });
 
   it("refuses paths outside its directory, missing files and other methods", async () => {
@@ -61,6 +72,14 @@ describe("console static files", () => {
     expect((await get("/missing.js")).status).toBe(404);
     expect((await get("/%E0%A4%A")).status).toBe(404);
     expect((await get("/", "POST")).status).toBe(405);
+    // Nothing outside by a symbolic link either; a link that stays inside is a file like any other.
+    expect((await get("/linked.txt")).status).toBe(404);
+    expect((await get("/up/secret.txt")).status).toBe(404);
+    expect(await get("/alias.js")).toMatchObject({ status: 200, body: "export {};" });
+    // No dotfiles: they are never part of a bundle, and may hold secrets.
+    expect((await get("/.env")).status).toBe(404);
+    expect((await get("/.git/config")).status).toBe(404);
+    expect((await get("/%2eenv")).status).toBe(404);
     const head = await get("/app.js", "HEAD");
     expect([head.status, head.body]).toEqual([200, ""]);
   });
