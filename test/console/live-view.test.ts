@@ -48,6 +48,33 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
+/**
+ * Records every element put into a transcript entry (live or committed) that
+ * model output must not produce: style sheets, form controls, frames,
+ * scripts, event handlers, inline styles, script or data links.
+ */
+const UNSAFE_RECORDER = `
+  window.__unsafe = [];
+  const check = (element) => {
+    if (!element.closest(".entry")) return;
+    if (/^(style|link|meta|form|input|button|textarea|select|iframe|object|embed|script)$/i.test(element.tagName))
+      window.__unsafe.push(element.outerHTML);
+    for (const attribute of element.attributes) {
+      if (/^on/i.test(attribute.name) || attribute.name === "style" || /^\\s*javascript:/i.test(attribute.value) ||
+          (attribute.name === "href" && /^\\s*data:/i.test(attribute.value)))
+        window.__unsafe.push(element.outerHTML);
+    }
+  };
+  new MutationObserver((records) => {
+    for (const record of records)
+      for (const node of record.addedNodes) {
+        if (!(node instanceof Element)) continue;
+        check(node);
+        for (const inner of node.querySelectorAll("*")) check(inner);
+      }
+  }).observe(document.body, { subtree: true, childList: true });
+`;
+
 /** A new page on a new companion's chat. */
 async function newCompanion(): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
@@ -89,33 +116,7 @@ describe("the live view", () => {
 
   it("shows model output as text and formatting only: no styles, forms, controls, handlers or script links", async () => {
     const page = await newCompanion();
-    await page.evaluate(() => {
-      const seen: string[] = [];
-      (globalThis as unknown as { __unsafe: string[] }).__unsafe = seen;
-      const check = (element: Element): void => {
-        if (!element.closest(".entry")) return;
-        if (/^(style|link|meta|form|input|button|textarea|select|iframe|object|embed|script)$/i.test(element.tagName))
-          seen.push(element.outerHTML);
-        for (const attribute of element.attributes) {
-          if (
-            /^on/i.test(attribute.name) ||
-            /^\s*javascript:/i.test(attribute.value) ||
-            (attribute.name === "href" && /^\s*data:/i.test(attribute.value)) ||
-            attribute.name === "style"
-          )
-            seen.push(element.outerHTML);
-        }
-      };
-      new MutationObserver((records) => {
-        for (const record of records) {
-          for (const node of record.addedNodes) {
-            if (!(node instanceof Element)) continue;
-            check(node);
-            for (const inner of node.querySelectorAll("*")) check(inner);
-          }
-        }
-      }).observe(document.body, { subtree: true, childList: true });
-    });
+    await page.evaluate(UNSAFE_RECORDER);
     const hostile = [
       "Plain **bold** start.",
       '<style>body { display: none }</style><link rel="stylesheet" href="/x.css">',
