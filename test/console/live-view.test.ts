@@ -137,4 +137,29 @@ describe("the live view", () => {
     // The page's own controls are all there is to press.
     expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
   });
+
+  it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {
+    const page = await newCompanion();
+    // Typing right after "New companion" goes into the message box.
+    await expect
+      .poll(() =>
+        page.evaluate(
+          () => (globalThis as unknown as { document: { activeElement: { className: string } } }).document.activeElement.className,
+        ),
+      )
+      .toBe("input");
+    const message = page.getByRole("textbox", { name: "Message" });
+    expect(await message.count()).toBe(1);
+    fake.enqueue(reply({ text: "Read out once, when it is complete.", pieceSize: 4 }, { delayMs: 10 }));
+    await page.keyboard.type("Hello");
+    await page.keyboard.press("Enter");
+    const log = page.getByRole("log", { name: "Conversation" });
+    await expect
+      .poll(() => log.locator(".entry.assistant").textContent(), { timeout: 20_000 })
+      .toContain("Read out once, when it is complete.");
+    expect(await log.getAttribute("aria-live")).toBe("polite");
+    // The streaming copy is outside the live region: it is re-rendered every frame and would be read out piece by piece.
+    expect(await page.locator("[aria-live] .live, .live[aria-live]:not([aria-live=off])").count()).toBe(0);
+    await expect(log.locator(".entry.user").textContent()).resolves.toBe("Hello");
+  });
 });

@@ -82,7 +82,9 @@ export class ChatView {
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
     this.approval = h("div", { class: "approval", hidden: true });
-    const logRoot = h("div", { class: "log" });
+    // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
+    // outside the region, since it is re-rendered every frame.
+    const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
     this.log = new OrderedLog(logRoot);
     this.live = h("div", { class: "live" });
     this.scroller = h("div", { class: "scroller" }, logRoot, this.live);
@@ -95,6 +97,7 @@ export class ChatView {
     this.input = h("textarea", {
       class: "input",
       rows: "3",
+      "aria-label": "Message",
       placeholder: "Message the companion… (Enter sends, Shift+Enter for a new line)",
     });
     this.input.addEventListener("keydown", (event) => {
@@ -135,6 +138,8 @@ export class ChatView {
   /** Starts the watch, then reads the newest page of history. */
   open(): void {
     void this.watch();
+    // Whoever opened a chat (New companion, a worker in the list) types next.
+    this.input.focus({ preventScroll: true });
   }
 
   close(): void {
