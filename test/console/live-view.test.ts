@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
@@ -161,5 +161,53 @@ describe("the live view", () => {
     // The streaming copy is outside the live region: it is re-rendered every frame and would be read out piece by piece.
     expect(await page.locator("[aria-live] .live, .live[aria-live]:not([aria-live=off])").count()).toBe(0);
     await expect(log.locator(".entry.user").textContent()).resolves.toBe("Hello");
+  });
+});
+
+describe("a Backend with a token (as deployed on Kubernetes)", () => {
+  it("asks for the token, refuses a wrong one, and then works with it, never putting it in the URL", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "console-token-"));
+    const token = "console-test-token-1234";
+    writeFileSync(join(dir, "token"), `${token}\n`, { mode: 0o600 });
+    const guarded = await startConsole(
+      ["--port", "0", "--grpc-port", "0", "--data-dir", join(dir, "data"), "--token-file", join(dir, "token")],
+      {
+        OPENAI_API_KEY: "test-key",
+        OPENAI_BASE_URL: fake.baseURL,
+      },
+    );
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(guarded.url);
+      const field = page.getByLabel("Access token");
+      await expect.poll(() => field.isVisible(), { timeout: 20_000 }).toBe(true);
+      await field.fill("not-the-token");
+      await field.press("Enter");
+      await expect.poll(() => page.locator(".sidebar .error").textContent(), { timeout: 20_000 }).toContain("token was refused");
+      expect(await field.isVisible()).toBe(true);
+
+      await field.fill(token);
+      await page.getByRole("button", { name: "Use token" }).click();
+      await expect.poll(() => page.locator(".health.ready").count(), { timeout: 20_000 }).toBe(1);
+      expect(await field.isVisible()).toBe(false);
+      await page.getByRole("button", { name: "New companion" }).click();
+      await page.waitForURL(/#\/w\//);
+      fake.enqueue(reply({ text: "Streamed to a browser that sent its token.", pieceSize: 5 }, { delayMs: 10 }));
+      await send(page, "Can you hear me?");
+      await expect
+        .poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 })
+        .toContain("Streamed to a browser that sent its token.");
+
+      // Kept for the tab (a reload needs no new entry), never in the address.
+      await page.reload();
+      await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Can you hear me?");
+      expect(await field.isVisible()).toBe(false);
+      expect(page.url()).not.toContain(token);
+    } finally {
+      await page.close();
+      guarded.cli.kill();
+      await guarded.cli.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
