@@ -211,3 +211,43 @@ describe("a Backend with a token (as deployed on Kubernetes)", () => {
     }
   });
 });
+
+describe("a run cut by a crash of the Backend", () => {
+  it("is marked interrupted once the Backend is back, live and after a reload", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "console-crash-"));
+    const env = { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL };
+    let crashing = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dir], env);
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(crashing.url);
+      await page.getByRole("button", { name: "New companion" }).click();
+      await page.waitForURL(/#\/w\//);
+      fake.enqueue({
+        kind: "stream",
+        chunks: replyChunks({ text: "An answer the crash will cut off.", pieceSize: 2 }),
+        delayMs: 40,
+        end: "hang",
+      });
+      await send(page, "Tell me, slowly");
+      await expect.poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 }).toMatch(/An/);
+      const [port, grpcPort] = [new URL(crashing.url).port, crashing.h2c.split(":").pop()!];
+      crashing.cli.kill();
+      await crashing.cli.exited;
+      crashing = await startConsole(["--port", port, "--grpc-port", grpcPort, "--data-dir", dir], env);
+      await expect.poll(() => page.locator(".banner").isHidden(), { timeout: 30_000 }).toBe(true);
+      // Nothing of the answer was committed: without a mark the question would just stand there unanswered.
+      await expect.poll(() => page.locator(".log .interrupted").count(), { timeout: 20_000 }).toBe(1);
+      await expect(page.locator(".log .interrupted").textContent()).resolves.toContain("interrupted");
+      expect(await page.locator(".live .entry").count()).toBe(0);
+      await page.reload();
+      await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Tell me, slowly");
+      await expect.poll(() => page.locator(".log .interrupted").count()).toBe(1);
+      expect(await page.locator(".log .stopped").count()).toBe(0);
+    } finally {
+      await page.close();
+      crashing.cli.kill();
+      await crashing.cli.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -49,9 +49,10 @@ export class ChatView {
   /** The last RAW_LIMIT watch messages, shown as JSON only while the raw view is open. */
   private readonly rawMessages: WatchWorkerResponse[] = [];
   private readonly blocks = new Map<string, LiveBlock>();
-  /** Highest committed seq per run, to place a "stopped" mark after it. */
+  /** Highest committed seq per run, to place a "stopped" or "interrupted" mark after it. */
   private readonly runLastSeq = new Map<string, number>();
-  private readonly stoppedRuns = new Set<string>();
+  /** Runs that ended without finishing: CANCELLED (Stop) or INTERRUPTED (the runtime restarted). */
+  private readonly cutRuns = new Map<string, RunStatus>();
   private cursor = "";
   private activeRun: Run | undefined;
   private hasOlder = false;
@@ -234,11 +235,12 @@ export class ChatView {
   private async loadTail(): Promise<void> {
     try {
       const page = await this.api.observation.readTranscript({ worker: this.ref, limit: PAGE }, { signal: this.abort.signal });
-      const cancelled = await this.api.interaction.listRuns(
-        { worker: this.ref, status: RunStatus.CANCELLED, pageSize: 100 },
-        { signal: this.abort.signal },
+      const cut = await Promise.all(
+        [RunStatus.CANCELLED, RunStatus.INTERRUPTED].map((status) =>
+          this.api.interaction.listRuns({ worker: this.ref, status, pageSize: 100 }, { signal: this.abort.signal }),
+        ),
       );
-      for (const run of cancelled.runs) this.stoppedRuns.add(run.runId);
+      for (const run of cut.flatMap((list) => list.runs)) this.cutRuns.set(run.runId, run.status);
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
       this.scrolledTo = 0;
@@ -274,27 +276,33 @@ export class ChatView {
     this.log.put(seq, renderEntry(entry));
     if (entry.runId && seq > (this.runLastSeq.get(entry.runId) ?? -1)) {
       this.runLastSeq.set(entry.runId, seq);
-      this.placeStoppedMark(entry.runId);
+      this.placeCutMark(entry.runId);
     }
     this.queueFrame();
   }
 
-  private placeStoppedMark(runId: string): void {
+  /** The mark after a cut run's last entry: without it, a run interrupted before it committed anything left the question unanswered. */
+  private placeCutMark(runId: string): void {
     const last = this.runLastSeq.get(runId);
-    if (!this.stoppedRuns.has(runId) || last === undefined) return;
-    for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`.stopped[data-run="${CSS.escape(runId)}"]`)].map((e) =>
+    const status = this.cutRuns.get(runId);
+    if (status === undefined || last === undefined) return;
+    for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`[data-run="${CSS.escape(runId)}"]`)].map((e) =>
       Number(e.dataset["key"]),
     )) {
       this.log.remove(key);
     }
     const key = last + 0.5;
-    this.log.put(key, h("div", { class: "stopped", "data-run": runId, "data-key": String(key) }, "stopped"));
+    const [name, text] =
+      status === RunStatus.INTERRUPTED
+        ? ["interrupted", "interrupted: the server stopped before the answer was finished"]
+        : ["stopped", "stopped"];
+    this.log.put(key, h("div", { class: name, "data-run": runId, "data-key": String(key) }, text));
   }
 
   private onRun(run: Run): void {
-    if (run.status === RunStatus.CANCELLED && !this.stoppedRuns.has(run.runId)) {
-      this.stoppedRuns.add(run.runId);
-      this.placeStoppedMark(run.runId);
+    if ((run.status === RunStatus.CANCELLED || run.status === RunStatus.INTERRUPTED) && !this.cutRuns.has(run.runId)) {
+      this.cutRuns.set(run.runId, run.status);
+      this.placeCutMark(run.runId);
     }
     const ended = run.status >= RunStatus.COMPLETED;
     // As in the runtime's snapshot: an ended run has nothing in flight. A block neither committed
