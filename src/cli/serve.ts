@@ -253,7 +253,8 @@ export function parseGraceMs(value: string): number {
 }
 
 export function parsePort(flag: string, value: string): number {
-  const port = Number(value);
+  // Decimal digits only: Number() reads "" and " " as 0 (any free port) and "0x1F90" as 8080.
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0-65535`);
   return port;
 }

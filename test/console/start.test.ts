@@ -99,4 +99,13 @@ describe("npm start", () => {
     expect(await cli.exited).toEqual({ code: 2, signal: null });
     expect(cli.stderr()).toBe('worker-runtime: --allow-host must be a host name without scheme or port (got "http://x.example:80")\n');
   });
+
+  it("refuses an empty or non-decimal port as a usage error instead of taking any free port", async () => {
+    for (const args of [["--port="], ["--grpc-port", ""], ["--port", "0x1F90"], ["--port"]]) {
+      const cli = startCli([...args, "--data-dir", tempDir()], {}, START_ENTRY);
+      started.push(cli);
+      expect(await exitWithin(cli, 30_000), args.join(" ")).toEqual({ code: 2, signal: null });
+      expect(cli.stderr()).toMatch(/^worker-runtime: --(grpc-)?port must be a port number 0-65535\n$/);
+    }
+  });
 });
