@@ -138,6 +138,33 @@ describe("the live view", () => {
     expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
   });
 
+  it("renders a long answer's finished paragraphs once, re-rendering only the paragraph still growing", async () => {
+    const page = await newCompanion();
+    const paragraphs = Array.from({ length: 40 }, (_, i) => `Paragraph ${i + 1} with **bold** text and more words to make it longer.`);
+    // A code fence with a blank line inside: not a place to split, or the preview would break the fence.
+    const text = `${paragraphs.slice(0, 20).join("\n\n")}\n\n\`\`\`\nfenced line one\n\nfenced line two\n\`\`\`\n\n${paragraphs.slice(20).join("\n\n")}`;
+    fake.enqueue(reply({ text, pieceSize: 12 }, { delayMs: 8 }));
+    await send(page, "Write at length");
+    const first = page.locator(".live .entry.assistant p").first();
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toContain("Paragraph 3 ");
+    // Tag the first paragraph's element; if the view re-parsed everything on each frame, it would be replaced.
+    await first.evaluate((element) => element.setAttribute("data-tagged", "yes"));
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toContain("fenced line two");
+    expect(await page.locator('.live .entry.assistant p[data-tagged="yes"]').count()).toBe(1);
+    // The fence shows as one code block while it streams, blank line and all.
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toContain("Paragraph 25");
+    expect(await page.locator(".live .entry.assistant pre code").allTextContents()).toEqual(["fenced line one\n\nfenced line two\n"]);
+    // Committed, it is the whole answer rendered at once.
+    await expect.poll(() => page.locator(".log .entry.assistant p").count(), { timeout: 20_000 }).toBe(40);
+    expect(await page.locator(".log .entry.assistant strong").count()).toBe(40);
+  });
+
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {
     const page = await newCompanion();
     // Typing right after "New companion" goes into the message box.

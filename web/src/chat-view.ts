@@ -12,6 +12,7 @@ import { describeError, PROVIDER_HINT, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { OrderedLog } from "./ordered-log.js";
+import { StreamingMarkdown } from "./streaming-markdown.js";
 
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
@@ -22,6 +23,8 @@ interface LiveBlock {
   block: InFlightBlock;
   element: HTMLElement;
   body: HTMLElement;
+  /** A text block's markdown, re-rendered from its growing end only. */
+  markdown?: StreamingMarkdown;
 }
 
 /**
@@ -363,7 +366,8 @@ export class ChatView {
         : block.kind === InFlightBlockKind.TOOL_CALL
           ? h("div", { class: "entry tool-call streaming" }, h("div", { class: "tool-name" }, `Tool call: ${block.toolName}`), body)
           : h("div", { class: "entry assistant streaming" }, body);
-    const live = { block, element, body };
+    const live: LiveBlock = { block, element, body };
+    if (block.kind === InFlightBlockKind.TEXT) live.markdown = new StreamingMarkdown(body);
     this.blocks.set(block.blockId, live);
     // A new block's first text shows at once; later deltas wait for the frame.
     this.live.append(element);
@@ -388,7 +392,7 @@ export class ChatView {
   }
 
   private renderBlock(live: LiveBlock): void {
-    if (live.block.kind === InFlightBlockKind.TEXT) renderMarkdown(live.body, live.block.text);
+    if (live.markdown) live.markdown.update(live.block.text);
     else if (live.block.kind === InFlightBlockKind.TOOL_CALL) live.body.replaceChildren(h("pre", {}, live.block.text));
     else live.body.textContent = live.block.text;
   }
