@@ -165,6 +165,17 @@ describe("the live view", () => {
     expect(await page.locator(".log .entry.assistant strong").count()).toBe(40);
   });
 
+  it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    pages.push(page);
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${server.url}#/w/%E0%A4%A/worker`);
+    await expect.poll(() => page.locator(".health.ready").count(), { timeout: 20_000 }).toBe(1);
+    await expect(page.locator(".main .empty").textContent()).resolves.toContain("Pick a worker");
+    expect(errors).toEqual([]);
+  });
+
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {
     const page = await newCompanion();
     // Typing right after "New companion" goes into the message box.
