@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFile, realpath, stat } from "node:fs/promises";
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -31,8 +32,8 @@ const CONTENT_SECURITY_POLICY =
  * GET and HEAD only, "/" is index.html, nothing outside `dir` (by `..` or by
  * a symbolic link), no dotfiles (`.env`, `.git/`: never part of a bundle,
  * maybe secret), no directory listings. Files are read per request, so a
- * rebuilt bundle is served without a restart, and sent with `no-cache` so a
- * browser revalidates after one.
+ * rebuilt bundle is served without a restart, and sent with `no-cache` and a
+ * content ETag, so a browser revalidates (304 while unchanged).
  */
 export function createStaticFilesHandler(dir: string): StaticFilesHandler {
   const root = resolve(dir);
@@ -46,7 +47,8 @@ export function createStaticFilesHandler(dir: string): StaticFilesHandler {
       return;
     }
     const file = fileFor(root, request.url ?? "/");
-    void realFileFor(file, realRoot).then((real) => send(real, method === "HEAD", response));
+    const ifNoneMatch = request.headers["if-none-match"];
+    void realFileFor(file, realRoot).then((real) => send(real, method === "HEAD", ifNoneMatch, response));
   };
 }
 
@@ -77,17 +79,25 @@ async function realFileFor(file: string | undefined, realRoot: Promise<string>):
   return real?.startsWith(rootDir + sep) ? real : undefined;
 }
 
-async function send(file: string | undefined, headOnly: boolean, response: StaticResponse): Promise<void> {
+async function send(file: string | undefined, headOnly: boolean, ifNoneMatch: string | undefined, response: StaticResponse): Promise<void> {
   const body = file && (await stat(file).catch(() => undefined))?.isFile() ? await readFile(file).catch(() => undefined) : undefined;
   if (!file || !body) {
     response.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
     response.end("not found\n");
     return;
   }
+  // "no-cache" means "revalidate", which needs a validator: without one every load fetched the whole bundle again.
+  const etag = `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"`;
+  if (ifNoneMatch?.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag)) {
+    response.writeHead(304, { etag, "cache-control": "no-cache" });
+    response.end();
+    return;
+  }
   response.writeHead(200, {
     "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream",
     "content-length": String(body.length),
     "cache-control": "no-cache",
+    etag,
     "x-content-type-options": "nosniff",
     "content-security-policy": CONTENT_SECURITY_POLICY,
   });

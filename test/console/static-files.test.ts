@@ -36,9 +36,13 @@ describe("console static files", () => {
   });
 
   /** A raw request, so the path reaches the server exactly as written (fetch would normalise "..") */
-  function get(path: string, method = "GET"): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  function get(
+    path: string,
+    method = "GET",
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
     return new Promise((resolve, reject) => {
-      const request = http.request(`${base}${path}`, { method, path }, (response) => {
+      const request = http.request(`${base}${path}`, { method, path, headers }, (response) => {
         let body = "";
         response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
         response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
@@ -63,6 +67,20 @@ describe("console static files", () => {
     // esbuild's linked licence file is text, not a download.
     const legal = await get("/app.js.LEGAL.txt");
     expect([legal.status, legal.headers["content-type"]]).toEqual([200, "text/plain; charset=utf-8"]);
+  });
+
+  it("lets a browser revalidate: an ETag, 304 while the file is unchanged, the new file once rebuilt", async () => {
+    const first = await get("/app.js");
+    const etag = first.headers.etag;
+    expect(etag).toMatch(/^"[0-9a-f]{16,}"$/);
+    const unchanged = await get("/app.js", "GET", { "if-none-match": etag! });
+    expect([unchanged.status, unchanged.body, unchanged.headers["cache-control"]]).toEqual([304, "", "no-cache"]);
+    expect(unchanged.headers.etag).toBe(etag);
+    writeFileSync(join(root, "web", "app.js"), "export const rebuilt = true;");
+    const rebuilt = await get("/app.js", "GET", { "if-none-match": etag! });
+    expect([rebuilt.status, rebuilt.body]).toEqual([200, "export const rebuilt = true;"]);
+    expect(rebuilt.headers.etag).not.toBe(etag);
+    writeFileSync(join(root, "web", "app.js"), "export {};");
   });
 
   it("refuses paths outside its directory, missing files and other methods", async () => {
