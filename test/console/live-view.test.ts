@@ -75,6 +75,16 @@ const UNSAFE_RECORDER = `
   }).observe(document.body, { subtree: true, childList: true });
 `;
 
+/** A page script making the page see itself hidden or shown, as when another tab is brought to the front (headless pages never are hidden). */
+function setVisibility(state: "hidden" | "visible"): string {
+  return `(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => ${JSON.stringify(state)} });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => ${JSON.stringify(state === "hidden")} });
+    document.dispatchEvent(new Event("visibilitychange"));
+    return document.visibilityState;
+  })()`;
+}
+
 /** A new page on a new companion's chat. */
 async function newCompanion(): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
@@ -174,6 +184,42 @@ describe("the live view", () => {
     await expect.poll(() => page.locator(".health.ready").count(), { timeout: 20_000 }).toBe(1);
     await expect(page.locator(".main .empty").textContent()).resolves.toContain("Pick a worker");
     expect(errors).toEqual([]);
+  });
+
+  it("lets a seventh tab work: background tabs give back the connection their watch held, and resume when shown", async () => {
+    // A browser opens at most 6 HTTP/1.1 connections to one origin, shared by its tabs; each chat's watch holds one.
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const tabs: Page[] = [];
+      for (let i = 0; i < 6; i++) {
+        const tab = await context.newPage();
+        await tab.goto(server.url);
+        await tab.getByRole("button", { name: "New companion" }).click();
+        await tab.waitForURL(/#\/w\//);
+        await expect.poll(() => tab.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+        // Another tab is brought to the front: this one is hidden, as the browser tells it.
+        expect(await tab.evaluate(setVisibility("hidden"))).toBe("hidden");
+        tabs.push(tab);
+      }
+      const seventh = await context.newPage();
+      await seventh.goto(server.url, { timeout: 20_000 });
+      await seventh.getByRole("button", { name: "New companion" }).click();
+      await seventh.waitForURL(/#\/w\//);
+      fake.enqueue(reply({ text: "The seventh tab is answered.", pieceSize: 5 }, { delayMs: 5 }));
+      await send(seventh, "Anyone there?");
+      await expect.poll(() => seventh.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("seventh tab");
+
+      // Shown again, a tab watches again, from where it left off.
+      const first = tabs[0]!;
+      await seventh.close();
+      expect(await first.evaluate(setVisibility("visible"))).toBe("visible");
+      fake.enqueue(reply({ text: "The first tab is back.", pieceSize: 5 }, { delayMs: 5 }));
+      await send(first, "And you?");
+      await expect.poll(() => first.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("first tab is back");
+      expect(await first.locator(".banner").isHidden()).toBe(true);
+    } finally {
+      await context.close();
+    }
   });
 
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {

@@ -13,6 +13,7 @@ import { h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { OrderedLog } from "./ordered-log.js";
 import { StreamingMarkdown } from "./streaming-markdown.js";
+import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
@@ -155,8 +156,13 @@ export class ChatView {
     let attempt = 0;
     let loaded = false;
     while (!signal.aborted) {
+      // A hidden tab holds no connection (visibility.ts): it resumes from its cursor once shown.
+      await whenVisible(signal);
+      if (signal.aborted) return;
+      const connection = untilHidden(signal);
       try {
-        for await (const message of this.api.observation.watchWorker({ worker: this.ref, afterCursor: this.cursor }, { signal })) {
+        const request = { worker: this.ref, afterCursor: this.cursor };
+        for await (const message of this.api.observation.watchWorker(request, { signal: connection.signal })) {
           attempt = 0;
           this.banner.hidden = true;
           this.onMessage(message);
@@ -167,6 +173,7 @@ export class ChatView {
         }
       } catch (error) {
         if (signal.aborted) return;
+        if (connection.signal.aborted) continue;
         const reason = reasonOf(error);
         if (reason === ErrorReason.CURSOR_EXPIRED || reason === ErrorReason.CURSOR_FOREIGN) {
           // Start again from a fresh snapshot and re-read the tail: entries keyed by seq are not doubled.
@@ -178,6 +185,8 @@ export class ChatView {
           this.showError(describeError(error));
           return;
         }
+      } finally {
+        connection.dispose();
       }
       if (signal.aborted) return;
       this.banner.hidden = false;

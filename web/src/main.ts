@@ -42,5 +42,8 @@ window.addEventListener("hashchange", () => {
   route();
   void list.refresh();
 });
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) void list.refresh();
+});
 route();
 void list.refresh();

@@ -53,6 +53,8 @@ export class WorkerList {
 
   async refresh(): Promise<void> {
     clearTimeout(this.timer);
+    // Hidden, the list is not looked at: no calls (main.ts refreshes when the tab is shown again).
+    if (document.hidden && this.listed) return;
     try {
       const [{ runtimes }, { workers }] = await Promise.all([
         this.api.registry.listRuntimes({ pageSize: 100 }),
