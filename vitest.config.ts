@@ -15,6 +15,8 @@ const SLOW = [
   "test/store/crash-retention.test.ts",
   "test/package/**/*.test.ts",
   "test/console/console.test.ts",
+  "test/console/start.test.ts",
+  "test/console/live-view.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",

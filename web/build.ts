@@ -1,4 +1,4 @@
-import { copyFile, mkdir } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
@@ -25,8 +25,17 @@ const result = await build({
   legalComments: "linked",
   metafile: true,
   logLevel: "warning",
+  write: false,
 });
-await copyFile(`${web}index.html`, `${out}index.html`);
-await copyFile(`${web}style.css`, `${out}style.css`);
+// Each file replaced whole (temp file, then rename): a running console, or a test build running
+// beside another, never serves a half-written app.js.
+const replace = async (path: string, contents: Uint8Array): Promise<void> => {
+  const temp = `${path}.${process.pid}.tmp`;
+  await writeFile(temp, contents);
+  await rename(temp, path);
+};
+for (const file of result.outputFiles) await replace(file.path, file.contents);
+await replace(`${out}index.html`, await readFile(`${web}index.html`));
+await replace(`${out}style.css`, await readFile(`${web}style.css`));
 const bytes = Object.values(result.metafile.outputs).find((output) => output.entryPoint)?.bytes ?? 0;
 process.stdout.write(`console bundle: dist/web/app.js ${(bytes / 1024).toFixed(1)} KiB (minified)\n`);

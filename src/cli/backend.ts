@@ -25,6 +25,7 @@ import {
   RUNTIME_HOST_OPTIONS,
   readMetrics,
   readTls,
+  parseAllowedHosts,
   readToken,
   startTracing,
   UsageError,
@@ -48,7 +49,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --discover-interval-ms  time between lookups (default 5000)
   --discover-misses N     answers in a row without a runtime before it is removed (default 12)
   --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
-  --host, --port, --http1-port, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
+  --host, --port, --http1-port, --allow-host, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
   --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
   logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;
@@ -92,6 +93,7 @@ export async function backend(argv: string[]): Promise<boolean> {
     throw new UsageError(`--fanout-timeout-ms must be a whole number of milliseconds > 0 and <= ${MAX_TIMER_MS}`);
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
+  const allowedHosts = parseAllowedHosts(values["allow-host"]);
   // Console hook (issue 11): browsers speak HTTP/1.1 to the console's port.
   if (values.console !== undefined && values["http1-port"] === undefined) throw new UsageError("--console needs --http1-port");
   let remotes: RemoteRuntimeSpec[] = [];
@@ -142,6 +144,7 @@ export async function backend(argv: string[]): Promise<boolean> {
     ...(tls !== undefined ? { tls } : {}),
     ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
+    allowedHosts,
     logger,
   }).catch(async (error: unknown) => {
     discovery?.stop();

@@ -36,6 +36,8 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   --host         address to listen on (non-loopback requires a token)
   --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
   --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
+  --allow-host NAME  without a token the HTTP/1.1 port answers only a loopback Host and Origin
+                 (127.0.0.1, localhost, [::1]: DNS rebinding protection); also accept NAME (repeatable)
   --runtime-id   fixed runtime id (1-64 of [A-Za-z0-9._-])
   --token-file   file holding the bearer token (or set WORKER_RUNTIME_TOKEN)
   --tls-cert, --tls-key  PEM certificate and key: serve TLS; the main port then also
@@ -59,6 +61,7 @@ ${EXECUTION_USAGE}`;
 export const RUNTIME_HOST_OPTIONS = {
   host: { type: "string", default: "127.0.0.1" },
   "http1-port": { type: "string" },
+  "allow-host": { type: "string", multiple: true },
   "runtime-id": { type: "string" },
   "token-file": { type: "string" },
   "tls-cert": { type: "string" },
@@ -93,6 +96,7 @@ export async function serve(argv: string[]): Promise<boolean> {
   const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
+  const allowedHosts = parseAllowedHosts(values["allow-host"]);
   const tracing = await startTracing("worker-runtime");
   const metrics = await readMetrics(values);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
@@ -107,6 +111,7 @@ export async function serve(argv: string[]): Promise<boolean> {
     ...(token !== undefined ? { token } : {}),
     ...(tls !== undefined ? { tls } : {}),
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
+    allowedHosts,
     logger,
   }).catch(async (error: unknown) => {
     await metricsServer?.close();
@@ -248,9 +253,19 @@ export function parseGraceMs(value: string): number {
 }
 
 export function parsePort(flag: string, value: string): number {
-  const port = Number(value);
+  // Decimal digits only: Number() reads "" and " " as 0 (any free port) and "0x1F90" as 8080.
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0-65535`);
   return port;
+}
+
+/** The --allow-host names: host names or IP addresses, without scheme or port. */
+export function parseAllowedHosts(names: readonly string[] | undefined): string[] {
+  return (names ?? []).map((name) => {
+    if (!/^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$/.test(name))
+      throw new UsageError(`--allow-host must be a host name without scheme or port (got "${name}")`);
+    return name.toLowerCase();
+  });
 }
 
 /** Reads the TLS certificate and key; both or neither. */

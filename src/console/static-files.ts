@@ -1,4 +1,5 @@
-import { readFile, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, realpath, stat } from "node:fs/promises";
 import type http from "node:http";
 import type http2 from "node:http2";
 import { extname, join, normalize, resolve, sep } from "node:path";
@@ -15,6 +16,7 @@ const CONTENT_TYPES: Record<string, string> = {
   ".css": "text/css; charset=utf-8",
   ".svg": "image/svg+xml",
   ".map": "application/json",
+  ".txt": "text/plain; charset=utf-8",
 };
 
 /**
@@ -27,12 +29,16 @@ const CONTENT_SECURITY_POLICY =
 
 /**
  * Serves the console's built files from `dir` (the bundle esbuild writes):
- * GET and HEAD only, "/" is index.html, nothing outside `dir`, no directory
- * listings. Files are read per request, so a rebuilt bundle is served without
- * a restart, and sent with `no-cache` so a browser revalidates after one.
+ * GET and HEAD only, "/" is index.html, nothing outside `dir` (by `..` or by
+ * a symbolic link), no dotfiles (`.env`, `.git/`: never part of a bundle,
+ * maybe secret), no directory listings. Files are read per request, so a
+ * rebuilt bundle is served without a restart, and sent with `no-cache` and a
+ * content ETag, so a browser revalidates (304 while unchanged).
  */
 export function createStaticFilesHandler(dir: string): StaticFilesHandler {
   const root = resolve(dir);
+  // The real root once (it may itself be a link, e.g. a deployed release), for the per-file check.
+  const realRoot = realpath(root).catch(() => root);
   return (request, response) => {
     const method = request.method ?? "GET";
     if (method !== "GET" && method !== "HEAD") {
@@ -41,7 +47,8 @@ export function createStaticFilesHandler(dir: string): StaticFilesHandler {
       return;
     }
     const file = fileFor(root, request.url ?? "/");
-    void send(file, method === "HEAD", response);
+    const ifNoneMatch = request.headers["if-none-match"];
+    void realFileFor(file, realRoot).then((real) => send(real, method === "HEAD", ifNoneMatch, response));
   };
 }
 
@@ -56,20 +63,41 @@ function fileFor(root: string, url: string): string | undefined {
   if (path.includes("\0")) return undefined;
   if (path.endsWith("/")) path += "index.html";
   const file = normalize(join(root, path));
-  return file.startsWith(root + sep) ? file : undefined;
+  if (!file.startsWith(root + sep)) return undefined;
+  return file
+    .slice(root.length)
+    .split(sep)
+    .some((segment) => segment.startsWith("."))
+    ? undefined
+    : file;
 }
 
-async function send(file: string | undefined, headOnly: boolean, response: StaticResponse): Promise<void> {
+/** `file` with its links resolved, or undefined when it is missing or resolves outside the real root. */
+async function realFileFor(file: string | undefined, realRoot: Promise<string>): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  const [real, rootDir] = await Promise.all([realpath(file).catch(() => undefined), realRoot]);
+  return real?.startsWith(rootDir + sep) ? real : undefined;
+}
+
+async function send(file: string | undefined, headOnly: boolean, ifNoneMatch: string | undefined, response: StaticResponse): Promise<void> {
   const body = file && (await stat(file).catch(() => undefined))?.isFile() ? await readFile(file).catch(() => undefined) : undefined;
   if (!file || !body) {
     response.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
     response.end("not found\n");
     return;
   }
+  // "no-cache" means "revalidate", which needs a validator: without one every load fetched the whole bundle again.
+  const etag = `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"`;
+  if (ifNoneMatch?.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag)) {
+    response.writeHead(304, { etag, "cache-control": "no-cache" });
+    response.end();
+    return;
+  }
   response.writeHead(200, {
     "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream",
     "content-length": String(body.length),
     "cache-control": "no-cache",
+    etag,
     "x-content-type-options": "nosniff",
     "content-security-policy": CONTENT_SECURITY_POLICY,
   });

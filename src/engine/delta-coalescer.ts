@@ -48,23 +48,31 @@ export class DeltaCoalescer implements DeltaSink {
     if (delta.toolName) pending.toolName = delta.toolName;
   }
 
-  /** Sends the pending delta, if any. */
-  flush(): void {
+  /**
+   * Sends the pending delta, if any. A trailing high surrogate waits for the
+   * next chunk unless `final` (the turn's end): a provider may cut between
+   * the halves of a pair, and each delta is encoded alone as UTF-8, where a
+   * lone half becomes U+FFFD on every watcher's screen.
+   */
+  flush(final = false): void {
     const pending = this.pending;
     if (!pending) return;
-    this.pending = undefined;
+    const held = !final && endsInHighSurrogate(pending.text) ? pending.text.slice(-1) : "";
+    const text = held ? pending.text.slice(0, -1) : pending.text;
+    this.pending = held ? { kind: pending.kind, blockId: pending.blockId, text: held, toolCallId: "", toolName: "" } : undefined;
     switch (pending.kind) {
       case "text":
-        this.sink.textDelta(pending.blockId, pending.text);
+        if (text) this.sink.textDelta(pending.blockId, text);
         return;
       case "reasoning":
-        this.sink.reasoningDelta(pending.blockId, pending.text);
+        if (text) this.sink.reasoningDelta(pending.blockId, text);
         return;
       case "tool":
+        if (!text && !pending.toolCallId && !pending.toolName) return;
         this.sink.toolCallDelta(pending.blockId, {
           ...(pending.toolCallId ? { toolCallId: pending.toolCallId } : {}),
           ...(pending.toolName ? { toolName: pending.toolName } : {}),
-          ...(pending.text ? { argumentsDelta: pending.text } : {}),
+          ...(text ? { argumentsDelta: text } : {}),
         });
         return;
     }
@@ -88,4 +96,10 @@ interface Pending {
   text: string;
   toolCallId: string;
   toolName: string;
+}
+
+/** Whether `text` ends in the first half of a surrogate pair. */
+function endsInHighSurrogate(text: string): boolean {
+  const last = text.charCodeAt(text.length - 1);
+  return last >= 0xd800 && last <= 0xdbff;
 }

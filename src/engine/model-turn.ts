@@ -75,7 +75,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     const ending = typeof consumed === "string" ? consumed : streamError ? "cut" : "failed";
     recordChatResponse(context.trace, accumulator);
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
-    deltas.flush();
+    deltas.flush(true);
     if (accumulator.usage) addUsage(context, accumulator);
     else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
     if (ending === "finished") {

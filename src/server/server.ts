@@ -13,6 +13,7 @@ import type { AddressInfo } from "node:net";
 import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
 import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
+import { refuseBrowserHost, refusedBrowserHost } from "./browser-host-check.js";
 import { isClientGone } from "./error-mapping.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { captureGrpcDirectMethods } from "./grpc-direct-calls.js";
@@ -61,6 +62,12 @@ export interface RuntimeServerOptions {
    * without it they get 404.
    */
   fallback?: (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void;
+  /**
+   * Without a token, the HTTP/1.1 listener (the one browsers speak) answers
+   * only a Host and Origin naming loopback, against DNS rebinding
+   * (browser-host-check.ts); these host names are accepted too (--allow-host).
+   */
+  allowedHosts?: readonly string[];
 }
 
 /** A running server. */
@@ -140,9 +147,14 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   let h1: http.Server | undefined;
   let http1Address: string | undefined;
   if (options.http1Port !== undefined) {
-    h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
+    const h1Handler = options.token ? handler : hostChecked(handler, new Set(options.allowedHosts?.map((name) => name.toLowerCase())));
+    h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, h1Handler) : http.createServer(h1Handler);
     h1.on("connection", track);
-    http1Address = await listen(h1, options.host, options.http1Port);
+    // A taken HTTP/1.1 port must not leave the h2c listener open: it would keep the process alive.
+    http1Address = await listen(h1, options.host, options.http1Port).catch((error: unknown) => {
+      h2.close();
+      throw error;
+    });
   }
 
   let closing: Promise<void> | undefined;
@@ -168,6 +180,18 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       })();
       return closing;
     },
+  };
+}
+
+/** `handler` behind the DNS-rebinding check of a server without a token (browser-host-check.ts). */
+function hostChecked(
+  handler: (request: http.IncomingMessage, response: http.ServerResponse) => void,
+  allowedHosts: ReadonlySet<string>,
+): (request: http.IncomingMessage, response: http.ServerResponse) => void {
+  return (request, response) => {
+    const refused = refusedBrowserHost(request, allowedHosts);
+    if (refused === undefined) handler(request, response);
+    else refuseBrowserHost(response, refused);
   };
 }
 

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
+import { type CliEntry, type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
 
 /** `npm start`'s entry run from source, exactly as `node dist/console/start.js` runs built. */
-const START_ENTRY = { nodeArgs: ["--import", "tsx", "src/console/start.ts"], cwd: REPO_ROOT };
+export const START_ENTRY: CliEntry = { nodeArgs: ["--import", "tsx", "src/console/start.ts"], cwd: REPO_ROOT };
 
 /** Builds dist/web the way `npm run build` does, so the tests serve the current console. */
 export async function buildConsole(): Promise<void> {

@@ -12,6 +12,8 @@ import { describeError, PROVIDER_HINT, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { OrderedLog } from "./ordered-log.js";
+import { StreamingMarkdown } from "./streaming-markdown.js";
+import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
@@ -22,6 +24,8 @@ interface LiveBlock {
   block: InFlightBlock;
   element: HTMLElement;
   body: HTMLElement;
+  /** A text block's markdown, re-rendered from its growing end only. */
+  markdown?: StreamingMarkdown;
 }
 
 /**
@@ -49,9 +53,10 @@ export class ChatView {
   /** The last RAW_LIMIT watch messages, shown as JSON only while the raw view is open. */
   private readonly rawMessages: WatchWorkerResponse[] = [];
   private readonly blocks = new Map<string, LiveBlock>();
-  /** Highest committed seq per run, to place a "stopped" mark after it. */
+  /** Highest committed seq per run, to place a "stopped" or "interrupted" mark after it. */
   private readonly runLastSeq = new Map<string, number>();
-  private readonly stoppedRuns = new Set<string>();
+  /** Runs that ended without finishing: CANCELLED (Stop) or INTERRUPTED (the runtime restarted). */
+  private readonly cutRuns = new Map<string, RunStatus>();
   private cursor = "";
   private activeRun: Run | undefined;
   private hasOlder = false;
@@ -82,7 +87,9 @@ export class ChatView {
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
     this.approval = h("div", { class: "approval", hidden: true });
-    const logRoot = h("div", { class: "log" });
+    // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
+    // outside the region, since it is re-rendered every frame.
+    const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
     this.log = new OrderedLog(logRoot);
     this.live = h("div", { class: "live" });
     this.scroller = h("div", { class: "scroller" }, logRoot, this.live);
@@ -95,6 +102,7 @@ export class ChatView {
     this.input = h("textarea", {
       class: "input",
       rows: "3",
+      "aria-label": "Message",
       placeholder: "Message the companion… (Enter sends, Shift+Enter for a new line)",
     });
     this.input.addEventListener("keydown", (event) => {
@@ -135,6 +143,8 @@ export class ChatView {
   /** Starts the watch, then reads the newest page of history. */
   open(): void {
     void this.watch();
+    // Whoever opened a chat (New companion, a worker in the list) types next.
+    this.input.focus({ preventScroll: true });
   }
 
   close(): void {
@@ -146,8 +156,13 @@ export class ChatView {
     let attempt = 0;
     let loaded = false;
     while (!signal.aborted) {
+      // A hidden tab holds no connection (visibility.ts): it resumes from its cursor once shown.
+      await whenVisible(signal);
+      if (signal.aborted) return;
+      const connection = untilHidden(signal);
       try {
-        for await (const message of this.api.observation.watchWorker({ worker: this.ref, afterCursor: this.cursor }, { signal })) {
+        const request = { worker: this.ref, afterCursor: this.cursor };
+        for await (const message of this.api.observation.watchWorker(request, { signal: connection.signal })) {
           attempt = 0;
           this.banner.hidden = true;
           this.onMessage(message);
@@ -158,6 +173,7 @@ export class ChatView {
         }
       } catch (error) {
         if (signal.aborted) return;
+        if (connection.signal.aborted) continue;
         const reason = reasonOf(error);
         if (reason === ErrorReason.CURSOR_EXPIRED || reason === ErrorReason.CURSOR_FOREIGN) {
           // Start again from a fresh snapshot and re-read the tail: entries keyed by seq are not doubled.
@@ -169,6 +185,8 @@ export class ChatView {
           this.showError(describeError(error));
           return;
         }
+      } finally {
+        connection.dispose();
       }
       if (signal.aborted) return;
       this.banner.hidden = false;
@@ -229,11 +247,12 @@ export class ChatView {
   private async loadTail(): Promise<void> {
     try {
       const page = await this.api.observation.readTranscript({ worker: this.ref, limit: PAGE }, { signal: this.abort.signal });
-      const cancelled = await this.api.interaction.listRuns(
-        { worker: this.ref, status: RunStatus.CANCELLED, pageSize: 100 },
-        { signal: this.abort.signal },
+      const cut = await Promise.all(
+        [RunStatus.CANCELLED, RunStatus.INTERRUPTED].map((status) =>
+          this.api.interaction.listRuns({ worker: this.ref, status, pageSize: 100 }, { signal: this.abort.signal }),
+        ),
       );
-      for (const run of cancelled.runs) this.stoppedRuns.add(run.runId);
+      for (const run of cut.flatMap((list) => list.runs)) this.cutRuns.set(run.runId, run.status);
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
       this.scrolledTo = 0;
@@ -269,29 +288,38 @@ export class ChatView {
     this.log.put(seq, renderEntry(entry));
     if (entry.runId && seq > (this.runLastSeq.get(entry.runId) ?? -1)) {
       this.runLastSeq.set(entry.runId, seq);
-      this.placeStoppedMark(entry.runId);
+      this.placeCutMark(entry.runId);
     }
     this.queueFrame();
   }
 
-  private placeStoppedMark(runId: string): void {
+  /** The mark after a cut run's last entry: without it, a run interrupted before it committed anything left the question unanswered. */
+  private placeCutMark(runId: string): void {
     const last = this.runLastSeq.get(runId);
-    if (!this.stoppedRuns.has(runId) || last === undefined) return;
-    for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`.stopped[data-run="${CSS.escape(runId)}"]`)].map((e) =>
+    const status = this.cutRuns.get(runId);
+    if (status === undefined || last === undefined) return;
+    for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`[data-run="${CSS.escape(runId)}"]`)].map((e) =>
       Number(e.dataset["key"]),
     )) {
       this.log.remove(key);
     }
     const key = last + 0.5;
-    this.log.put(key, h("div", { class: "stopped", "data-run": runId, "data-key": String(key) }, "stopped"));
+    const [name, text] =
+      status === RunStatus.INTERRUPTED
+        ? ["interrupted", "interrupted: the server stopped before the answer was finished"]
+        : ["stopped", "stopped"];
+    this.log.put(key, h("div", { class: name, "data-run": runId, "data-key": String(key) }, text));
   }
 
   private onRun(run: Run): void {
-    if (run.status === RunStatus.CANCELLED && !this.stoppedRuns.has(run.runId)) {
-      this.stoppedRuns.add(run.runId);
-      this.placeStoppedMark(run.runId);
+    if ((run.status === RunStatus.CANCELLED || run.status === RunStatus.INTERRUPTED) && !this.cutRuns.has(run.runId)) {
+      this.cutRuns.set(run.runId, run.status);
+      this.placeCutMark(run.runId);
     }
     const ended = run.status >= RunStatus.COMPLETED;
+    // As in the runtime's snapshot: an ended run has nothing in flight. A block neither committed
+    // nor discarded (a tool call cut by Stop) would otherwise stay on screen as streaming.
+    if (ended) for (const [key, live] of this.blocks) if (live.block.runId === run.runId) this.dropBlock(key);
     if (ended && this.activeRun?.runId === run.runId) this.setActiveRun(undefined);
     else if (!ended) this.setActiveRun(run);
   }
@@ -347,7 +375,8 @@ export class ChatView {
         : block.kind === InFlightBlockKind.TOOL_CALL
           ? h("div", { class: "entry tool-call streaming" }, h("div", { class: "tool-name" }, `Tool call: ${block.toolName}`), body)
           : h("div", { class: "entry assistant streaming" }, body);
-    const live = { block, element, body };
+    const live: LiveBlock = { block, element, body };
+    if (block.kind === InFlightBlockKind.TEXT) live.markdown = new StreamingMarkdown(body);
     this.blocks.set(block.blockId, live);
     // A new block's first text shows at once; later deltas wait for the frame.
     this.live.append(element);
@@ -372,7 +401,7 @@ export class ChatView {
   }
 
   private renderBlock(live: LiveBlock): void {
-    if (live.block.kind === InFlightBlockKind.TEXT) renderMarkdown(live.body, live.block.text);
+    if (live.markdown) live.markdown.update(live.block.text);
     else if (live.block.kind === InFlightBlockKind.TOOL_CALL) live.body.replaceChildren(h("pre", {}, live.block.text));
     else live.body.textContent = live.block.text;
   }

@@ -29,6 +29,8 @@ export function describeError(error: unknown): string {
       return "The runtime is shutting down and takes no new work.";
     case ErrorReason.NOT_FOUND:
       return "This worker no longer exists.";
+    case ErrorReason.UNAUTHENTICATED:
+      return "The Backend refused the call: it needs its access token, entered in the sidebar.";
     case undefined:
       break;
     default:

@@ -17,19 +17,33 @@ let chat: ChatView | undefined;
 function route(): void {
   chat?.close();
   chat = undefined;
-  const match = /^#\/w\/([^/]+)\/([^/]+)$/.exec(location.hash);
-  if (!match?.[1] || !match[2]) {
+  const ref = workerOfHash(location.hash);
+  if (!ref) {
     main.replaceChildren(h("p", { class: "empty" }, "Pick a worker, or create a companion."));
     return;
   }
-  chat = new ChatView(api, decodeURIComponent(match[1]), decodeURIComponent(match[2]));
+  chat = new ChatView(api, ref.runtimeId, ref.workerId);
   main.replaceChildren(chat.element);
   chat.open();
+}
+
+/** The worker a location hash names, or undefined (a malformed escape must not stop the page from loading). */
+function workerOfHash(hash: string): { runtimeId: string; workerId: string } | undefined {
+  const match = /^#\/w\/([^/]+)\/([^/]+)$/.exec(hash);
+  if (!match?.[1] || !match[2]) return undefined;
+  try {
+    return { runtimeId: decodeURIComponent(match[1]), workerId: decodeURIComponent(match[2]) };
+  } catch {
+    return undefined;
+  }
 }
 
 window.addEventListener("hashchange", () => {
   route();
   void list.refresh();
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) void list.refresh();
 });
 route();
 void list.refresh();

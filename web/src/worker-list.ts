@@ -1,11 +1,14 @@
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RegisteredRuntime } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Api } from "./api.js";
 import { workerStatusText } from "./chat-view.js";
 import { companionRuntime } from "./companion-runtime.js";
-import { describeError } from "./describe-error.js";
+import { accessToken, setAccessToken } from "./access-token.js";
+import { describeError, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
+import { tokenForm } from "./token-form.js";
 
 /** How often the sidebar refreshes runtimes and workers. */
 const REFRESH_MS = 3_000;
@@ -22,6 +25,7 @@ export class WorkerList {
   readonly element: HTMLElement;
   private readonly body: HTMLElement;
   private readonly error: HTMLElement;
+  private readonly tokenForm: HTMLFormElement;
   /** The last listing, for placing a new companion; undefined until one succeeded. */
   private listed: { runtimes: RegisteredRuntime[]; workers: Worker[] } | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -32,18 +36,25 @@ export class WorkerList {
   ) {
     this.body = h("div", { class: "runtimes" });
     this.error = h("div", { class: "error", role: "alert", hidden: true });
+    this.tokenForm = tokenForm((token) => {
+      setAccessToken(token);
+      void this.refresh();
+    });
     this.element = h(
       "nav",
       { class: "sidebar" },
       h("h1", {}, "worker-runtime"),
       h("button", { class: "new-companion", type: "button", onclick: () => void this.createCompanion() }, "New companion"),
       this.error,
+      this.tokenForm,
       this.body,
     );
   }
 
   async refresh(): Promise<void> {
     clearTimeout(this.timer);
+    // Hidden, the list is not looked at: no calls (main.ts refreshes when the tab is shown again).
+    if (document.hidden && this.listed) return;
     try {
       const [{ runtimes }, { workers }] = await Promise.all([
         this.api.registry.listRuntimes({ pageSize: 100 }),
@@ -52,9 +63,9 @@ export class WorkerList {
       this.listed = { runtimes, workers };
       this.render(runtimes, workers);
       this.error.hidden = true;
+      this.tokenForm.hidden = true;
     } catch (error) {
-      this.error.hidden = false;
-      this.error.textContent = describeError(error);
+      this.showError(error);
     }
     this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
   }
@@ -108,8 +119,19 @@ export class WorkerList {
       if (worker?.ref) location.hash = `#/w/${encodeURIComponent(worker.ref.runtimeId)}/${encodeURIComponent(worker.ref.workerId)}`;
       await this.refresh();
     } catch (error) {
-      this.error.hidden = false;
-      this.error.textContent = describeError(error);
+      this.showError(error);
     }
+  }
+
+  /** An error in words; for want of a token, the token form too (the polling picks the token up). */
+  private showError(error: unknown): void {
+    const unauthenticated = reasonOf(error) === ErrorReason.UNAUTHENTICATED;
+    this.tokenForm.hidden = !unauthenticated;
+    this.error.hidden = false;
+    this.error.textContent = !unauthenticated
+      ? describeError(error)
+      : accessToken()
+        ? "That token was refused by the Backend. Enter the one in its --token-file (or WORKER_RUNTIME_TOKEN)."
+        : "This Backend needs its access token: the one in its --token-file (or WORKER_RUNTIME_TOKEN).";
   }
 }

@@ -1,0 +1,337 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { reply, replyChunks } from "../support/openai-chunks.js";
+import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+
+/**
+ * The chat's live view in real headless Chromium against `npm start`'s entry
+ * and the fake provider: what model output may put on the page, and what is
+ * left on it when a run ends. (The main walk-through is console.test.ts.)
+ */
+const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+let browser: Browser;
+let fake: FakeOpenAI;
+let server: ConsoleProcess;
+let dataDir: string;
+const pages: Page[] = [];
+
+beforeAll(async () => {
+  await buildConsole();
+  fake = await startFakeOpenAI();
+  dataDir = mkdtempSync(join(tmpdir(), "console-live-"));
+  server = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], {
+    OPENAI_API_KEY: "test-key",
+    OPENAI_BASE_URL: fake.baseURL,
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  server?.cli.kill();
+  await server?.cli.exited;
+  await fake?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/**
+ * Records every element put into a transcript entry (live or committed) that
+ * model output must not produce: style sheets, form controls, frames,
+ * scripts, event handlers, inline styles, script or data links.
+ */
+const UNSAFE_RECORDER = `
+  window.__unsafe = [];
+  const check = (element) => {
+    if (!element.closest(".entry")) return;
+    if (/^(style|link|meta|form|input|button|textarea|select|iframe|object|embed|script)$/i.test(element.tagName))
+      window.__unsafe.push(element.outerHTML);
+    for (const attribute of element.attributes) {
+      if (/^on/i.test(attribute.name) || attribute.name === "style" || /^\\s*javascript:/i.test(attribute.value) ||
+          (attribute.name === "href" && /^\\s*data:/i.test(attribute.value)))
+        window.__unsafe.push(element.outerHTML);
+    }
+  };
+  new MutationObserver((records) => {
+    for (const record of records)
+      for (const node of record.addedNodes) {
+        if (!(node instanceof Element)) continue;
+        check(node);
+        for (const inner of node.querySelectorAll("*")) check(inner);
+      }
+  }).observe(document.body, { subtree: true, childList: true });
+`;
+
+/** A page script making the page see itself hidden or shown, as when another tab is brought to the front (headless pages never are hidden). */
+function setVisibility(state: "hidden" | "visible"): string {
+  return `(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => ${JSON.stringify(state)} });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => ${JSON.stringify(state === "hidden")} });
+    document.dispatchEvent(new Event("visibilitychange"));
+    return document.visibilityState;
+  })()`;
+}
+
+/** A new page on a new companion's chat. */
+async function newCompanion(): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  pages.push(page);
+  await page.goto(server.url);
+  await page.getByRole("button", { name: "New companion" }).click();
+  await page.waitForURL(/#\/w\//);
+  return page;
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  await page.locator("textarea.input").fill(text);
+  await page.keyboard.press("Enter");
+}
+
+describe("the live view", () => {
+  it("clears a tool call that was still streaming when the run was stopped, in every tab", async () => {
+    const page = await newCompanion();
+    const other = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    pages.push(other);
+    await other.goto(page.url());
+    fake.enqueue({
+      kind: "stream",
+      chunks: replyChunks({ toolCalls: [{ id: "call-1", name: "list_files", arguments: `{"path":"${"a".repeat(400)}"}` }], pieceSize: 2 }),
+      delayMs: 20,
+      end: "hang",
+    });
+    await send(page, "List the files, slowly");
+    for (const tab of [page, other]) {
+      await expect.poll(() => tab.locator(".live .entry.tool-call").count(), { timeout: 20_000 }).toBe(1);
+    }
+    await page.getByRole("button", { name: "Stop" }).click();
+    for (const tab of [page, other]) {
+      await expect.poll(() => tab.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
+      // The run is over: nothing of it is still "streaming", as after a reload.
+      await expect.poll(() => tab.locator(".live .entry").count()).toBe(0);
+    }
+  });
+
+  it("shows model output as text and formatting only: no styles, forms, controls, handlers or script links", async () => {
+    const page = await newCompanion();
+    await page.evaluate(UNSAFE_RECORDER);
+    const hostile = [
+      "Plain **bold** start.",
+      '<style>body { display: none }</style><link rel="stylesheet" href="/x.css">',
+      '<form action="/worker_runtime.v1.WorkerCatalog/DeleteWorker"><input name="q" value="x"><textarea>t</textarea><select><option>o</option></select><button>Approve</button></form>',
+      '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" onerror="document.title=1"> <a href="javascript:document.title=2">link</a> <p style="position:fixed;inset:0">cover</p>',
+      '<iframe srcdoc="<p>x</p>"></iframe><svg><script>document.title=3</script></svg>',
+      "Plain end.",
+    ].join("\n\n");
+    fake.enqueue(reply({ text: hostile, pieceSize: 7 }, { delayMs: 5 }));
+    await send(page, "Say something nasty");
+    await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
+    const shown = (await page.locator(".log .entry.assistant").textContent()) ?? "";
+    expect(shown).toContain("Plain bold start.");
+    expect(shown).toContain("Plain end.");
+    await expect(page.locator(".log .entry.assistant strong").textContent()).resolves.toBe("bold");
+    expect(await page.evaluate(() => (globalThis as unknown as { __unsafe: string[] }).__unsafe)).toEqual([]);
+    expect(await page.title()).toBe("worker-runtime console");
+    // The page's own controls are all there is to press.
+    expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
+  });
+
+  it("renders a long answer's finished paragraphs once, re-rendering only the paragraph still growing", async () => {
+    const page = await newCompanion();
+    const paragraphs = Array.from({ length: 40 }, (_, i) => `Paragraph ${i + 1} with **bold** text and more words to make it longer.`);
+    // A code fence with a blank line inside: not a place to split, or the preview would break the fence.
+    const text = `${paragraphs.slice(0, 20).join("\n\n")}\n\n\`\`\`\nfenced line one\n\nfenced line two\n\`\`\`\n\n${paragraphs.slice(20).join("\n\n")}`;
+    fake.enqueue(reply({ text, pieceSize: 12 }, { delayMs: 8 }));
+    await send(page, "Write at length");
+    const first = page.locator(".live .entry.assistant p").first();
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toContain("Paragraph 3 ");
+    // Tag the first paragraph's element; if the view re-parsed everything on each frame, it would be replaced.
+    await first.evaluate((element) => element.setAttribute("data-tagged", "yes"));
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toContain("fenced line two");
+    expect(await page.locator('.live .entry.assistant p[data-tagged="yes"]').count()).toBe(1);
+    // The fence shows as one code block while it streams, blank line and all.
+    await expect
+      .poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 })
+      .toContain("Paragraph 25");
+    expect(await page.locator(".live .entry.assistant pre code").allTextContents()).toEqual(["fenced line one\n\nfenced line two\n"]);
+    // Committed, it is the whole answer rendered at once.
+    await expect.poll(() => page.locator(".log .entry.assistant p").count(), { timeout: 20_000 }).toBe(40);
+    expect(await page.locator(".log .entry.assistant strong").count()).toBe(40);
+  });
+
+  it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    pages.push(page);
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.goto(`${server.url}#/w/%E0%A4%A/worker`);
+    await expect.poll(() => page.locator(".health.ready").count(), { timeout: 20_000 }).toBe(1);
+    await expect(page.locator(".main .empty").textContent()).resolves.toContain("Pick a worker");
+    expect(errors).toEqual([]);
+  });
+
+  it("lets a seventh tab work: background tabs give back the connection their watch held, and resume when shown", async () => {
+    // A browser opens at most 6 HTTP/1.1 connections to one origin, shared by its tabs; each chat's watch holds one.
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    try {
+      const tabs: Page[] = [];
+      for (let i = 0; i < 6; i++) {
+        const tab = await context.newPage();
+        await tab.goto(server.url);
+        await tab.getByRole("button", { name: "New companion" }).click();
+        await tab.waitForURL(/#\/w\//);
+        await expect.poll(() => tab.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+        // Another tab is brought to the front: this one is hidden, as the browser tells it.
+        expect(await tab.evaluate(setVisibility("hidden"))).toBe("hidden");
+        tabs.push(tab);
+      }
+      const seventh = await context.newPage();
+      await seventh.goto(server.url, { timeout: 20_000 });
+      await seventh.getByRole("button", { name: "New companion" }).click();
+      await seventh.waitForURL(/#\/w\//);
+      fake.enqueue(reply({ text: "The seventh tab is answered.", pieceSize: 5 }, { delayMs: 5 }));
+      await send(seventh, "Anyone there?");
+      await expect.poll(() => seventh.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("seventh tab");
+
+      // Shown again, a tab watches again, from where it left off.
+      const first = tabs[0]!;
+      await seventh.close();
+      expect(await first.evaluate(setVisibility("visible"))).toBe("visible");
+      fake.enqueue(reply({ text: "The first tab is back.", pieceSize: 5 }, { delayMs: 5 }));
+      await send(first, "And you?");
+      await expect.poll(() => first.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("first tab is back");
+      expect(await first.locator(".banner").isHidden()).toBe(true);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {
+    const page = await newCompanion();
+    // Typing right after "New companion" goes into the message box.
+    await expect
+      .poll(() =>
+        page.evaluate(
+          () => (globalThis as unknown as { document: { activeElement: { className: string } } }).document.activeElement.className,
+        ),
+      )
+      .toBe("input");
+    const message = page.getByRole("textbox", { name: "Message" });
+    expect(await message.count()).toBe(1);
+    fake.enqueue(reply({ text: "Read out once, when it is complete.", pieceSize: 4 }, { delayMs: 10 }));
+    await page.keyboard.type("Hello");
+    await page.keyboard.press("Enter");
+    const log = page.getByRole("log", { name: "Conversation" });
+    await expect
+      .poll(() => log.locator(".entry.assistant").textContent(), { timeout: 20_000 })
+      .toContain("Read out once, when it is complete.");
+    expect(await log.getAttribute("aria-live")).toBe("polite");
+    // The streaming copy is outside the live region: it is re-rendered every frame and would be read out piece by piece.
+    expect(await page.locator("[aria-live] .live, .live[aria-live]:not([aria-live=off])").count()).toBe(0);
+    await expect(log.locator(".entry.user").textContent()).resolves.toBe("Hello");
+  });
+});
+
+describe("a Backend with a token (as deployed on Kubernetes)", () => {
+  it("asks for the token, refuses a wrong one, and then works with it, never putting it in the URL", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "console-token-"));
+    const token = "console-test-token-1234";
+    writeFileSync(join(dir, "token"), `${token}\n`, { mode: 0o600 });
+    const guarded = await startConsole(
+      ["--port", "0", "--grpc-port", "0", "--data-dir", join(dir, "data"), "--token-file", join(dir, "token")],
+      {
+        OPENAI_API_KEY: "test-key",
+        OPENAI_BASE_URL: fake.baseURL,
+      },
+    );
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(guarded.url);
+      const field = page.getByLabel("Access token");
+      await expect.poll(() => field.isVisible(), { timeout: 20_000 }).toBe(true);
+      await field.fill("not-the-token");
+      await field.press("Enter");
+      await expect.poll(() => page.locator(".sidebar .error").textContent(), { timeout: 20_000 }).toContain("token was refused");
+      expect(await field.isVisible()).toBe(true);
+
+      await field.fill(token);
+      await page.getByRole("button", { name: "Use token" }).click();
+      await expect.poll(() => page.locator(".health.ready").count(), { timeout: 20_000 }).toBe(1);
+      expect(await field.isVisible()).toBe(false);
+      await page.getByRole("button", { name: "New companion" }).click();
+      await page.waitForURL(/#\/w\//);
+      fake.enqueue(reply({ text: "Streamed to a browser that sent its token.", pieceSize: 5 }, { delayMs: 10 }));
+      await send(page, "Can you hear me?");
+      await expect
+        .poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 })
+        .toContain("Streamed to a browser that sent its token.");
+
+      // Kept for the tab (a reload needs no new entry), never in the address.
+      await page.reload();
+      await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Can you hear me?");
+      expect(await field.isVisible()).toBe(false);
+      expect(page.url()).not.toContain(token);
+    } finally {
+      await page.close();
+      guarded.cli.kill();
+      await guarded.cli.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a run cut by a crash of the Backend", () => {
+  it("is marked interrupted once the Backend is back, live and after a reload", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "console-crash-"));
+    const env = { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL };
+    let crashing = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dir], env);
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(crashing.url);
+      await page.getByRole("button", { name: "New companion" }).click();
+      await page.waitForURL(/#\/w\//);
+      fake.enqueue({
+        kind: "stream",
+        chunks: replyChunks({ text: "An answer the crash will cut off.", pieceSize: 2 }),
+        delayMs: 40,
+        end: "hang",
+      });
+      await send(page, "Tell me, slowly");
+      await expect.poll(async () => (await page.locator(".live .entry.assistant").textContent()) ?? "", { timeout: 20_000 }).toMatch(/An/);
+      const [port, grpcPort] = [new URL(crashing.url).port, crashing.h2c.split(":").pop()!];
+      crashing.cli.kill();
+      await crashing.cli.exited;
+      crashing = await startConsole(["--port", port, "--grpc-port", grpcPort, "--data-dir", dir], env);
+      await expect.poll(() => page.locator(".banner").isHidden(), { timeout: 30_000 }).toBe(true);
+      // Nothing of the answer was committed: without a mark the question would just stand there unanswered.
+      await expect.poll(() => page.locator(".log .interrupted").count(), { timeout: 20_000 }).toBe(1);
+      await expect(page.locator(".log .interrupted").textContent()).resolves.toContain("interrupted");
+      expect(await page.locator(".live .entry").count()).toBe(0);
+      await page.reload();
+      await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Tell me, slowly");
+      await expect.poll(() => page.locator(".log .interrupted").count()).toBe(1);
+      expect(await page.locator(".log .stopped").count()).toBe(0);
+    } finally {
+      await page.close();
+      crashing.cli.kill();
+      await crashing.cli.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
