@@ -186,7 +186,8 @@ async function consume(
     if (error instanceof APIError && !isStreamCut(error)) {
       const failure = classifyProviderError(error, context.signal, context.settings.secrets);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
-      if (failure.kind === "retryable" && !accumulator.finishReason && !opened.data.sawDone) return failure;
+      // Not `sawDone`: the parser may have read [DONE] in the same read, but an error payload always came before it.
+      if (failure.kind === "retryable" && !accumulator.finishReason) return failure;
     } else if (!isStreamCut(error)) {
       throw error;
     }

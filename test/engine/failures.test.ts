@@ -264,6 +264,20 @@ describe("provider failures", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello ", "there"]);
   });
 
+  it("resumes after a transient error object even when [DONE] came in the same read", async () => {
+    h = await startHarness();
+    const events = replyChunks({ text: "Hello there", pieceSize: 6 })
+      .slice(0, 2)
+      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
+    const error = { error: { message: "The server had an error while processing your request.", type: "server_error" } };
+    // The error and [DONE] in one write: the parser has read [DONE] by the time the error payload is handled.
+    h.fake.enqueue({ kind: "raw", writes: [events.join(""), `data: ${JSON.stringify(error)}\n\ndata: [DONE]\n\n`] }, reply({ text: "there" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(h.fake.requests).toHaveLength(2);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello ", "there"]);
+  });
+
   it("lets a sink error propagate instead of treating it as a cut stream", async () => {
     h = await startHarness();
     class ClosingSink extends RecordingSink {
