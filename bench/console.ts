@@ -6,7 +6,7 @@ import { gzipSync } from "node:zlib";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { build } from "esbuild";
-import { chromium } from "playwright-core";
+import { launchChromium } from "../test/support/chromium.js";
 import { WorkerCatalog } from "../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { buildConsole, startConsole } from "../test/console/console-process.js";
 import { REPO_ROOT } from "../test/support/cli-process.js";
@@ -27,15 +27,6 @@ import { median, printFigure } from "./support/report.js";
 const ROUNDS = 15;
 const REPLY = "first token, then the rest of a short answer";
 const BUNDLE_TARGET_KIB = 250;
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 
 /** Records in the page when the worker list first shows and when the streaming reply first shows text. */
 const RECORDER = `
@@ -76,7 +67,7 @@ export async function run(): Promise<void> {
     OPENAI_API_KEY: "sk-bench",
     OPENAI_BASE_URL: provider.baseURL,
   });
-  const browser = await chromium.launch({ executablePath: process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium", args: FLAGS });
+  const browser = await launchChromium();
   try {
     const catalog = createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${server.h2c}` }));
     const runtimeId = server.cli.stdout().match(/runtime_id=(\S+)/)![1]!;

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
@@ -19,16 +20,6 @@ import { buildConsole, type ConsoleProcess, startConsole } from "./console-proce
  * process: Backend, embedded runtime, file store, served bundle) pointed at
  * the fake OpenAI server. Screenshots go to test-artifacts/console/.
  */
-const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "console");
 
 let browser: Browser;
@@ -72,7 +63,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   await buildConsole();
   fake = await startFakeOpenAI();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
@@ -12,16 +13,6 @@ import { buildConsole, type ConsoleProcess, startConsole } from "./console-proce
  * and the fake provider: what model output may put on the page, and what is
  * left on it when a run ends. (The main walk-through is console.test.ts.)
  */
-const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 
 let browser: Browser;
 let fake: FakeOpenAI;
@@ -37,7 +28,7 @@ beforeAll(async () => {
     OPENAI_API_KEY: "test-key",
     OPENAI_BASE_URL: fake.baseURL,
   });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

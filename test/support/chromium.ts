@@ -1,0 +1,21 @@
+import { type Browser, chromium } from "playwright-core";
+
+/**
+ * Headless Chromium as the console tests and the console bench drive it:
+ * Debian's `chromium` (or CHROMIUM_PATH) with the flags that keep it from
+ * reaching the network or needing a sandbox and a GPU.
+ */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+}
