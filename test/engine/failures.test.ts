@@ -271,7 +271,10 @@ describe("provider failures", () => {
       .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
     const error = { error: { message: "The server had an error while processing your request.", type: "server_error" } };
     // The error and [DONE] in one write: the parser has read [DONE] by the time the error payload is handled.
-    h.fake.enqueue({ kind: "raw", writes: [events.join(""), `data: ${JSON.stringify(error)}\n\ndata: [DONE]\n\n`] }, reply({ text: "there" }));
+    h.fake.enqueue(
+      { kind: "raw", writes: [events.join(""), `data: ${JSON.stringify(error)}\n\ndata: [DONE]\n\n`] },
+      reply({ text: "there" }),
+    );
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
     expect(h.fake.requests).toHaveLength(2);
