@@ -3,7 +3,9 @@
  * which runs it as another user): waits until the wall-clock
  * time given (so that all children contend at once), opens a file store on
  * the data dir and prints `acquired` (then holds it for a while) or
- * `refused <message>`.
+ * `refused <message>`. With LOCK_CHILD_TIMES=1 it also prints when, by the
+ * wall clock: `acquired-at <ms>` and `releasing-at <ms>` (the lock is still
+ * held then; it is released within the close that follows), or `refused-at <ms>`.
  */
 import { createFileStore } from "../../src/store/fs/index.js";
 
@@ -13,13 +15,20 @@ if (!dataDir || !startAt || !holdMs) throw new Error("usage: lock-child.ts DATA_
 while (Date.now() < Number(startAt)) {
   // Spin rather than sleep: timers would spread the children's start by milliseconds.
 }
+const times = process.env["LOCK_CHILD_TIMES"] === "1";
+const at = (what: string): void => {
+  if (times) process.stdout.write(`${what}-at ${Date.now()}\n`);
+};
 const store = createFileStore({ dataDir });
 try {
   await store.open({ generateRuntimeId: () => "rt-lock-race" });
 } catch (error) {
   process.stdout.write(`refused ${error instanceof Error ? error.message : String(error)}\n`);
+  at("refused");
   process.exit(0);
 }
 process.stdout.write("acquired\n");
+at("acquired");
 await new Promise((resolve) => setTimeout(resolve, Number(holdMs)));
+at("releasing");
 await store.close();
