@@ -166,6 +166,23 @@ describe("the live view", () => {
     expect(await page.locator(".log .entry.assistant strong").count()).toBe(40);
   });
 
+  it("sends a message once on a quick double Enter, with no false busy error", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    fake.enqueue(reply({ text: "Answered once.", pieceSize: 4 }, { delayMs: 10 }));
+    await page.locator("textarea.input").fill("Hello twice?");
+    // Both presses in one task: the second comes while the first SendInput is surely still in flight.
+    await page.evaluate(`(() => {
+      const input = document.querySelector("textarea.input");
+      for (let i = 0; i < 2; i++) input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true }));
+    })()`);
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Answered once.");
+    expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["Hello twice?"]);
+    expect(await page.locator(".chat .error").isHidden()).toBe(true);
+    expect(await page.locator("button.send").isEnabled()).toBe(true);
+    expect(await page.locator("textarea.input").inputValue()).toBe("");
+  });
+
   it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     pages.push(page);
