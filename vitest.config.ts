@@ -17,6 +17,7 @@ const SLOW = [
   "test/console/console.test.ts",
   "test/console/start.test.ts",
   "test/console/live-view.test.ts",
+  "test/console/streaming-markdown.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",
