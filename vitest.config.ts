@@ -17,6 +17,8 @@ const SLOW = [
   "test/console/console.test.ts",
   "test/console/start.test.ts",
   "test/console/live-view.test.ts",
+  "test/console/streaming-markdown.test.ts",
+  "test/console/worker-list.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",

@@ -166,6 +166,43 @@ describe("the live view", () => {
     expect(await page.locator(".log .entry.assistant strong").count()).toBe(40);
   });
 
+  it("streams an answer that is one long code block without re-rendering it each frame, and commits it as a whole render", async () => {
+    const page = await newCompanion();
+    const lines = Array.from({ length: 300 }, (_, i) => `print("line ${i} <b>not bold</b>")`);
+    const code = `${lines.join("\n")}\n`;
+    fake.enqueue(reply({ text: `Here it is:\n\`\`\`py\n${code}\`\`\`\nDone.`, pieceSize: 40 }, { delayMs: 3 }));
+    await send(page, "Write a long program");
+    const live = page.locator(".live .entry.assistant pre code");
+    await expect
+      .poll(async () => (await live.count()) === 1 && ((await live.textContent()) ?? "").includes("line 20 "), { timeout: 20_000 })
+      .toBe(true);
+    // Tag the code element; re-parsing the fence on a later frame would replace it.
+    await live.evaluate((element) => element.setAttribute("data-tagged", "yes"));
+    await expect.poll(async () => (await live.textContent()) ?? "", { timeout: 20_000 }).toContain("line 250 ");
+    expect(await page.locator('.live .entry.assistant pre code[data-tagged="yes"]').count()).toBe(1);
+    expect(await page.locator(".live .entry.assistant b").count()).toBe(0);
+    await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
+    await expect(page.locator(".log .entry.assistant pre code.language-py").textContent()).resolves.toBe(code);
+    await expect(page.locator(".log .entry.assistant p").allTextContents()).resolves.toEqual(["Here it is:", "Done."]);
+  });
+
+  it("sends a message once on a quick double Enter, with no false busy error", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    fake.enqueue(reply({ text: "Answered once.", pieceSize: 4 }, { delayMs: 10 }));
+    await page.locator("textarea.input").fill("Hello twice?");
+    // Both presses in one task: the second comes while the first SendInput is surely still in flight.
+    await page.evaluate(`(() => {
+      const input = document.querySelector("textarea.input");
+      for (let i = 0; i < 2; i++) input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true }));
+    })()`);
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Answered once.");
+    expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["Hello twice?"]);
+    expect(await page.locator(".chat .error").isHidden()).toBe(true);
+    expect(await page.locator("button.send").isEnabled()).toBe(true);
+    expect(await page.locator("textarea.input").inputValue()).toBe("");
+  });
+
   it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     pages.push(page);

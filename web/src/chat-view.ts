@@ -47,6 +47,7 @@ export class ChatView {
   private readonly connectivity: HTMLElement;
   private readonly approval: HTMLElement;
   private readonly stopButton: HTMLButtonElement;
+  private readonly sendButton: HTMLButtonElement;
   private readonly input: HTMLTextAreaElement;
   private readonly raw: HTMLElement;
   private readonly rawView: HTMLDetailsElement;
@@ -61,6 +62,12 @@ export class ChatView {
   private activeRun: Run | undefined;
   private hasOlder = false;
   private loadingOlder = false;
+  /**
+   * A SendInput is in flight: a second Enter meanwhile is ignored. Sent at
+   * once, it reached the runtime while the first run was starting and came
+   * back WORKER_BUSY, a false "busy" error for one message typed once.
+   */
+  private sending = false;
   /**
    * Where the view last scrolled itself to the bottom; Infinity once the
    * reader scrolled up, when the view stops following the newest output
@@ -105,6 +112,7 @@ export class ChatView {
       "aria-label": "Message",
       placeholder: "Message the companion… (Enter sends, Shift+Enter for a new line)",
     });
+    this.sendButton = h("button", { class: "send", type: "submit" }, "Send");
     this.input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) {
         event.preventDefault();
@@ -121,7 +129,7 @@ export class ChatView {
         },
       },
       this.input,
-      h("div", { class: "actions" }, h("button", { class: "send", type: "submit" }, "Send"), this.stopButton),
+      h("div", { class: "actions" }, this.sendButton, this.stopButton),
     );
     this.raw = h("pre", { class: "raw-events" });
     this.rawView = h("details", { class: "raw" }, h("summary", {}, "Raw events"), this.raw);
@@ -416,8 +424,10 @@ export class ChatView {
 
   private async send(): Promise<void> {
     const text = this.input.value.trim();
-    if (!text) return;
+    if (!text || this.sending) return;
     this.showError(undefined);
+    this.sending = true;
+    this.sendButton.disabled = true;
     try {
       await this.api.interaction.sendInput({
         worker: this.ref,
@@ -428,6 +438,9 @@ export class ChatView {
       this.input.value = "";
     } catch (error) {
       this.showError(describeError(error));
+    } finally {
+      this.sending = false;
+      this.sendButton.disabled = false;
     }
   }
 

@@ -13,13 +13,23 @@ import { tokenForm } from "./token-form.js";
 /** How often the sidebar refreshes runtimes and workers. */
 const REFRESH_MS = 3_000;
 
+/** Workers per page of the sidebar: polled first, then one more each time the list is scrolled to its end. */
+const PAGE = 100;
+/** The most workers the sidebar lists; past them it says so and points to the CLI, which lists all. */
+export const MAX_LISTED = 2_000;
+/** The Backend's largest ListWorkers page: refreshing a long list takes few calls. */
+const MAX_PAGE_SIZE = 500;
+
 const HEALTH = ["unknown", "ready", "connecting", "unavailable", "unauthenticated", "incompatible"];
 
 /**
- * The sidebar: every runtime the Backend knows with its health, the first
- * page of workers of each (status and connectivity), and "New companion"
- * (placed by {@link companionRuntime}). Polled; the Backend's ListWorkers fans
- * out in parallel.
+ * The sidebar: every runtime the Backend knows with its health, its workers
+ * (status and connectivity), and "New companion" (placed by
+ * {@link companionRuntime}). Polled; the Backend's ListWorkers fans out in
+ * parallel. The poll lists the first page of workers; scrolling to the end of
+ * the list (or "More workers") adds a page, up to {@link MAX_LISTED}, and the
+ * poll then refreshes what is shown, in pages of up to 500: it costs what is
+ * on screen, never the whole fleet.
  */
 export class WorkerList {
   readonly element: HTMLElement;
@@ -29,6 +39,14 @@ export class WorkerList {
   /** The last listing, for placing a new companion; undefined until one succeeded. */
   private listed: { runtimes: RegisteredRuntime[]; workers: Worker[] } | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** How many workers to list: PAGE, plus a PAGE per scroll to the end. */
+  private wanted = PAGE;
+  /** The Backend has workers past those listed. */
+  private hasMore = false;
+  /** Counts refreshes, so an older one finishing late does not overwrite a newer listing. */
+  private generation = 0;
+  private readonly moreButton: HTMLButtonElement;
+  private readonly capped: HTMLElement;
 
   constructor(
     private readonly api: Api,
@@ -40,6 +58,16 @@ export class WorkerList {
       setAccessToken(token);
       void this.refresh();
     });
+    this.moreButton = h("button", { class: "more-workers", type: "button", onclick: () => void this.loadMore() }, "More workers");
+    this.capped = h(
+      "p",
+      { class: "muted capped" },
+      `Only the first ${MAX_LISTED.toLocaleString("en")} workers are listed here; \`worker-runtime workers list\` lists them all.`,
+    );
+    // The end of the list came into view: the reader wants the next page.
+    new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) void this.loadMore();
+    }).observe(this.moreButton);
     this.element = h(
       "nav",
       { class: "sidebar" },
@@ -55,19 +83,43 @@ export class WorkerList {
     clearTimeout(this.timer);
     // Hidden, the list is not looked at: no calls (main.ts refreshes when the tab is shown again).
     if (document.hidden && this.listed) return;
+    const generation = ++this.generation;
     try {
-      const [{ runtimes }, { workers }] = await Promise.all([
-        this.api.registry.listRuntimes({ pageSize: 100 }),
-        this.api.catalog.listWorkers({ pageSize: 100 }),
-      ]);
+      const [{ runtimes }, { workers, more }] = await Promise.all([this.api.registry.listRuntimes({ pageSize: 100 }), this.listWorkers()]);
+      if (generation !== this.generation) return;
       this.listed = { runtimes, workers };
+      this.hasMore = more;
       this.render(runtimes, workers);
       this.error.hidden = true;
       this.tokenForm.hidden = true;
     } catch (error) {
+      if (generation !== this.generation) return;
       this.showError(error);
     }
+    // Only the newest refresh keeps a timer: refreshes run side by side (a click, a page added) would otherwise poll twice as often.
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
+  }
+
+  /** The first `wanted` workers, following next_page_token; `more` if the Backend has others. */
+  private async listWorkers(): Promise<{ workers: Worker[]; more: boolean }> {
+    const workers: Worker[] = [];
+    let pageToken = "";
+    // Bounded even if pages come back short (a runtime failing between pages).
+    for (let call = 0; call < (2 * MAX_LISTED) / PAGE; call++) {
+      const page = await this.api.catalog.listWorkers({ pageSize: Math.min(MAX_PAGE_SIZE, this.wanted - workers.length), pageToken });
+      workers.push(...page.workers);
+      pageToken = page.nextPageToken;
+      if (!pageToken || workers.length >= this.wanted) break;
+    }
+    return { workers, more: pageToken !== "" };
+  }
+
+  /** One more page, when the list's end is in view and the Backend has more. */
+  private async loadMore(): Promise<void> {
+    if (!this.hasMore || this.wanted >= MAX_LISTED || this.wanted > (this.listed?.workers.length ?? 0)) return;
+    this.wanted = Math.min(MAX_LISTED, this.wanted + PAGE);
+    await this.refresh();
   }
 
   private render(runtimes: RegisteredRuntime[], workers: Worker[]): void {
@@ -103,6 +155,7 @@ export class WorkerList {
             : h("p", { class: "muted" }, runtime.healthMessage || "not reachable"),
         );
       }),
+      !this.hasMore ? "" : this.wanted < MAX_LISTED ? this.moreButton : this.capped,
     );
   }
 
