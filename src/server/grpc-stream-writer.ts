@@ -12,6 +12,7 @@ import {
   openGrpcCall,
   serializedFrame,
   singleRequest,
+  CALL_COMPLETE,
 } from "./grpc-call-setup.js";
 import type { GrpcCallHandler } from "./grpc-direct-calls.js";
 
@@ -127,7 +128,7 @@ export function createStreamHandler(
 
 /** Aborts the call's context (as connect does when a stream ends) and releases the implementation. */
 function finish(context: HandlerContextOf, iterator: AsyncIterator<Message> | undefined, failure: unknown): void {
-  context.abort(failure);
+  context.abort(failure ?? CALL_COMPLETE);
   iterator?.return?.().catch(() => undefined);
 }
 

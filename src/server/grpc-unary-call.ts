@@ -11,6 +11,7 @@ import {
   openGrpcCall,
   serializedFrame,
   singleRequest,
+  CALL_COMPLETE,
 } from "./grpc-call-setup.js";
 import type { GrpcCallHandler } from "./grpc-direct-calls.js";
 
@@ -47,7 +48,7 @@ export function createUnaryHandler(
       failure = error;
     }
     // As connect does once the response is done: the call's signal tells anything still listening.
-    context.abort(failure);
+    context.abort(failure ?? CALL_COMPLETE);
     if (!isGone(response)) {
       response.writeHead(200, nodeHeaders(context.responseHeader));
       if (frame) response.write(frame);

@@ -181,6 +181,8 @@ describe("unary calls over binary gRPC, scripted", () => {
   let entered = (): void => undefined;
   /** Called when a "held" call's implementation stops waiting (released, or its client gone). */
   let left = (): void => undefined;
+  /** The signal of the last "keep-signal" call, read after its answer. */
+  let keptSignal: AbortSignal | undefined;
 
   const scenarioInterceptor: Interceptor = (next) => async (request) => {
     const scenario = request.header.get("x-scenario");
@@ -213,6 +215,9 @@ describe("unary calls over binary gRPC, scripted", () => {
               throw new ConnectError("refused by the implementation", Code.FailedPrecondition, { "x-refused-by": "implementation" });
             case "over-limit":
               return { run: { runId: "x".repeat(MAX_MESSAGE_BYTES) } };
+            case "keep-signal":
+              keptSignal = context.signal;
+              return { run: { runId: text } };
             case "large":
               return { run: { runId: "0123456789abcdef".repeat(5 * 1024) } };
             case "held":
@@ -260,6 +265,14 @@ describe("unary calls over binary gRPC, scripted", () => {
     expect(answer.trailers["x-interceptor"]).toBe("trailer");
     expect(answer.trailers["grpc-status"]).toBe("0");
     expect(answer.frames.map((frame) => runIdOf(frame.body))).toEqual(["metadata"]);
+  });
+
+  it("aborts the call's signal with an AbortError once the call is answered, as connect does", async () => {
+    const answer = await rawGrpcCall(baseUrl, path, body("keep-signal"));
+    expect(answer.trailers["grpc-status"]).toBe("0");
+    expect(keptSignal?.aborted).toBe(true);
+    expect(keptSignal?.reason).toBeInstanceOf(DOMException);
+    expect((keptSignal?.reason as DOMException | undefined)?.name).toBe("AbortError");
   });
 
   it("ends an implementation's refusal with its code, its metadata in the trailers and the headers it set", async () => {
