@@ -15,6 +15,7 @@ const SLOW = [
   "test/store/crash-retention.test.ts",
   "test/package/**/*.test.ts",
   "test/console/console.test.ts",
+  "test/console/console-tls.test.ts",
   "test/console/start.test.ts",
   "test/console/live-view.test.ts",
   "test/console/streaming-markdown.test.ts",

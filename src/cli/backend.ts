@@ -94,7 +94,7 @@ export async function backend(argv: string[]): Promise<boolean> {
   const token = readToken(values["token-file"]);
   const tls = readTls(values["tls-cert"], values["tls-key"]);
   const allowedHosts = parseAllowedHosts(values["allow-host"]);
-  // Console hook (issue 11): browsers speak HTTP/1.1 to the console's port.
+  // Console hook (issue 11): the console is served on the port browsers speak (HTTP/1.1; HTTP/2 too under TLS).
   if (values.console !== undefined && values["http1-port"] === undefined) throw new UsageError("--console needs --http1-port");
   let remotes: RemoteRuntimeSpec[] = [];
   let bundles: BundleCatalog = new Map();

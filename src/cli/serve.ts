@@ -35,8 +35,9 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
                             [--tls-cert PATH --tls-key PATH] [--metrics-port N [--metrics-host H]]
   --host         address to listen on (non-loopback requires a token)
   --port         h2c port for gRPC, Connect and gRPC-Web (0 = any free port)
-  --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers)
-  --allow-host NAME  without a token the HTTP/1.1 port answers only a loopback Host and Origin
+  --http1-port   extra HTTP/1.1 port for Connect and gRPC-Web (curl, browsers); with TLS it
+                 also speaks HTTP/2 (ALPN), so a browser's tabs share one connection
+  --allow-host NAME  without a token the --http1-port answers only a loopback Host and Origin
                  (127.0.0.1, localhost, [::1]: DNS rebinding protection); also accept NAME (repeatable)
   --runtime-id   fixed runtime id (1-64 of [A-Za-z0-9._-])
   --token-file   file holding the bearer token (or set WORKER_RUNTIME_TOKEN)

@@ -1,7 +1,7 @@
 // What `npm start` runs: `worker-runtime backend` with the console's defaults.
 import { parsePort } from "../cli/serve.js";
 
-/** The console's port when `npm start` is given none (HTTP/1.1: what browsers speak). */
+/** The console's port when `npm start` is given none (HTTP/1.1, and HTTP/2 under TLS: what browsers speak). */
 export const DEFAULT_CONSOLE_PORT = 8080;
 /** The Backend's h2c port for gRPC clients (grpcurl, generated clients) under `npm start`. */
 export const DEFAULT_GRPC_PORT = 7080;

@@ -1,4 +1,5 @@
 import type http from "node:http";
+import type http2 from "node:http2";
 import { isLoopback } from "./server.js";
 
 /**
@@ -14,22 +15,32 @@ import { isLoopback } from "./server.js";
  * (--allow-host, for a port forward that keeps its own name). The Origin is
  * checked on what can change something (every RPC is a POST); a foreign
  * page's GET of a file gets no CORS headers, so it cannot read the answer.
+ * An HTTP/2 request (a browser over TLS) names its host in `:authority`, and
+ * may carry a Host as well: both must be local (RFC 9113 §8.3.1 lets a server
+ * refuse a Host that differs from `:authority`).
  */
-export function refusedBrowserHost(request: http.IncomingMessage, allowedHosts: ReadonlySet<string>): string | undefined {
-  const host = request.headers.host;
-  // HTTP/1.0 without Host: not a browser.
-  if (host !== undefined && !isLocalName(hostnameOf(`http://${host}`), allowedHosts)) return `Host "${host}"`;
+export function refusedBrowserHost(
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  allowedHosts: ReadonlySet<string>,
+): string | undefined {
+  // HTTP/1.0 without Host, HTTP/2 without `:authority`: not a browser.
+  for (const [name, host] of [
+    [":authority", request.headers[":authority"]],
+    ["Host", request.headers.host],
+  ] as const) {
+    if (host !== undefined && !isLocalName(hostnameOf(`http://${host}`), allowedHosts)) return `${name} "${host}"`;
+  }
   const origin = request.method === "GET" || request.method === "HEAD" ? undefined : request.headers.origin;
   if (origin !== undefined && !isLocalName(hostnameOf(origin), allowedHosts)) return `Origin "${origin}"`;
   return undefined;
 }
 
 /** Answers a refused request: 403 and what to do about it. */
-export function refuseBrowserHost(response: http.ServerResponse, what: string): void {
+export function refuseBrowserHost(response: http.ServerResponse | http2.Http2ServerResponse, what: string): void {
   response.writeHead(403, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
   response.end(
     `refused: ${what} is not a loopback name, and this server has no token (DNS rebinding protection); ` +
-      "open it as http://127.0.0.1:PORT/ or http://localhost:PORT/, or name the host with --allow-host\n",
+      "open it as 127.0.0.1:PORT or localhost:PORT, or name the host with --allow-host\n",
   );
 }
 

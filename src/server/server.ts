@@ -7,7 +7,6 @@ import {
 } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
-import https from "node:https";
 import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
@@ -29,7 +28,11 @@ export interface RuntimeServerOptions {
   host: string;
   /** h2c port (gRPC, Connect, gRPC-Web); 0 picks a free port. */
   port: number;
-  /** Optional HTTP/1.1 port (Connect and gRPC-Web for curl and browsers); 0 picks a free port. */
+  /**
+   * Optional port for browsers and curl (Connect and gRPC-Web; the console's
+   * files with `fallback`); 0 picks a free port. HTTP/1.1, and with TLS also
+   * HTTP/2 by ALPN, so a browser multiplexes every tab over one connection.
+   */
   http1Port?: number;
   /** Bearer token; required when `host` is not a loopback address. */
   token?: string;
@@ -63,8 +66,8 @@ export interface RuntimeServerOptions {
    */
   fallback?: (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void;
   /**
-   * Without a token, the HTTP/1.1 listener (the one browsers speak) answers
-   * only a Host and Origin naming loopback, against DNS rebinding
+   * Without a token, the `http1Port` listener (the one browsers speak) answers
+   * only a Host (`:authority` over HTTP/2) and Origin naming loopback, against DNS rebinding
    * (browser-host-check.ts); these host names are accepted too (--allow-host).
    */
   allowedHosts?: readonly string[];
@@ -74,7 +77,7 @@ export interface RuntimeServerOptions {
 export interface RuntimeServer {
   /** "host:port" of the h2c listener. */
   readonly h2Address: string;
-  /** "host:port" of the HTTP/1.1 listener, if any. */
+  /** "host:port" of the `http1Port` listener (HTTP/1.1, plus HTTP/2 with TLS), if any. */
   readonly http1Address: string | undefined;
   /**
    * Graceful shutdown: the runtime drains (health NOT_SERVING, new work
@@ -128,11 +131,13 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   const h2 = options.tls
     ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, handler)
     : http2.createServer(handler);
+  // Every HTTP/2 session on every listener, for the polite close (GOAWAY) and the forced one.
   const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (session) => {
+  const trackSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
-  });
+  };
+  h2.on("session", trackSession);
   // Every raw socket on every listener: a client can hold one with no session
   // (silent since connecting, or its session already gone) or stop reading, and
   // only destroying the socket itself ends such a connection.
@@ -144,11 +149,20 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   h2.on("connection", track);
   const h2Address = await listen(h2, options.host, options.port);
 
-  let h1: http.Server | undefined;
+  let h1: http.Server | http2.Http2SecureServer | undefined;
   let http1Address: string | undefined;
   if (options.http1Port !== undefined) {
     const h1Handler = options.token ? handler : hostChecked(handler, new Set(options.allowedHosts?.map((name) => name.toLowerCase())));
-    h1 = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, h1Handler) : http.createServer(h1Handler);
+    // The port browsers open. Over TLS it offers HTTP/2 by ALPN (HTTP/1.1 for clients that ask for it):
+    // a browser speaks HTTP/2 only over TLS, and over HTTP/1.1 it opens six connections per host, which
+    // six console tabs' watches fill. Plain text stays HTTP/1.1: no browser speaks h2c.
+    if (options.tls) {
+      const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, h1Handler);
+      secure.on("session", trackSession);
+      h1 = secure;
+    } else {
+      h1 = http.createServer(h1Handler);
+    }
     h1.on("connection", track);
     // A taken HTTP/1.1 port must not leave the h2c listener open: it would keep the process alive.
     http1Address = await listen(h1, options.host, options.http1Port).catch((error: unknown) => {
@@ -168,11 +182,12 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
         await options.runtime.close();
         // Polite first: GOAWAY lets clients finish what is in flight.
         for (const session of sessions) session.close();
-        h1?.closeIdleConnections();
+        // (An HTTP/2 server with allowHTTP1 closes its idle HTTP/1.1 connections itself on close.)
+        if (h1 instanceof http.Server) h1.closeIdleConnections();
         // Then, whatever the clients do, every connection ends after a bounded close.
         const forced = setTimeout(() => {
           for (const session of sessions) session.destroy();
-          h1?.closeAllConnections();
+          if (h1 instanceof http.Server) h1.closeAllConnections();
           for (const socket of sockets) socket.destroy();
         }, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
         await closed;
@@ -184,10 +199,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
 }
 
 /** `handler` behind the DNS-rebinding check of a server without a token (browser-host-check.ts). */
-function hostChecked(
-  handler: (request: http.IncomingMessage, response: http.ServerResponse) => void,
-  allowedHosts: ReadonlySet<string>,
-): (request: http.IncomingMessage, response: http.ServerResponse) => void {
+function hostChecked(handler: NodeHandler, allowedHosts: ReadonlySet<string>): NodeHandler {
   return (request, response) => {
     const refused = refusedBrowserHost(request, allowedHosts);
     if (refused === undefined) handler(request, response);
@@ -198,6 +210,12 @@ function hostChecked(
 /** How long connections get to close politely after the drain, before they are destroyed. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 
+/** A request handler for both Node servers: HTTP/1.1 (and HTTP/2's compatibility API). */
+type NodeHandler = (
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
 /**
  * connectNodeAdapter, plus {@link withTypedProtocolErrors} around every
  * method handler (the adapter offers no hook for that).
@@ -207,7 +225,7 @@ function createNodeHandler(
   logger: Logger,
   fallback: RuntimeServerOptions["fallback"],
   routerOptions: ConnectRouterOptions,
-): (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void {
+): NodeHandler {
   const router = createConnectRouter(routerOptions);
   const grpcCalls = captureGrpcDirectMethods(router, routerOptions, logger);
   routes(router);
@@ -281,7 +299,7 @@ function closeEndedStream(request: http2.Http2ServerRequest): void {
   if (sentTrailerFields) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
-function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<string> {
+function listen(server: http.Server | http2.Http2Server | http2.Http2SecureServer, host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -293,7 +311,7 @@ function listen(server: http.Server | http2.Http2Server, host: string, port: num
   });
 }
 
-function closeServer(server: http.Server | http2.Http2Server): Promise<void> {
+function closeServer(server: http.Server | http2.Http2Server | http2.Http2SecureServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 

@@ -3,9 +3,10 @@ import { type Browser, chromium } from "playwright-core";
 /**
  * Headless Chromium as the console tests and the console bench drive it:
  * Debian's `chromium` (or CHROMIUM_PATH) with the flags that keep it from
- * reaching the network or needing a sandbox and a GPU.
+ * reaching the network or needing a sandbox and a GPU, plus `extraArgs`
+ * (e.g. `--ignore-certificate-errors` for a test's self-signed certificate).
  */
-export function launchChromium(): Promise<Browser> {
+export function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium",
     args: [
@@ -16,6 +17,7 @@ export function launchChromium(): Promise<Browser> {
       "--disable-component-update",
       "--disable-sync",
       "--no-first-run",
+      ...extraArgs,
     ],
   });
 }
