@@ -5,6 +5,8 @@
  * its fsync and rename) or once it was renamed (before the fsync of the
  * directory). Prints `acked <n>` after each batch of runs is durable.
  */
+import { existsSync } from "node:fs";
+import * as path from "node:path";
 import { RUN_CHECKPOINT_FILE } from "../../src/store/fs/run-log.js";
 import { openStore, run, workerRecord } from "./fs-support.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -16,14 +18,17 @@ if (!dataDir || (phase !== "before-rename" && phase !== "after-rename")) {
 
 const runsDir = "workers/w1/runs";
 let checkpointTemps = 0;
+let lastTemp = "";
 const { store } = await openStore(dataDir, {
   segmentBytes: 16 * 1024,
   faults: {
     beforeSync(file) {
       if (file.startsWith(`${runsDir}/${RUN_CHECKPOINT_FILE}.tmp-`)) {
         checkpointTemps++;
+        lastTemp = file;
         if (checkpointTemps === 2 && phase === "before-rename") process.kill(process.pid, "SIGKILL");
-      } else if (file === runsDir && checkpointTemps === 2 && phase === "after-rename") {
+      } else if (file === runsDir && checkpointTemps === 2 && phase === "after-rename" && !existsSync(path.join(dataDir, lastTemp))) {
+        // The directory's fsync after the rename (a segment roll's fsync of the same dir can come first: also after the rename).
         process.kill(process.pid, "SIGKILL");
       }
     },
