@@ -2,6 +2,10 @@ import { copyFile, cp, readdir, readFile, rm, stat, truncate, writeFile } from "
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { RunIndexState } from "../../src/store/fs/run-index.js";
+import { crc32 } from "../../src/store/fs/crc32.js";
+import { encodeRunIndexCheckpoint } from "../../src/store/fs/run-index-checkpoint.js";
+import { encodeRunRecord } from "../../src/store/fs/run-record.js";
 import { RUN_CHECKPOINT } from "../../src/store/fs/run-log.js";
 import { NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 import { checkpointPath, copyDataDir, fullScanView, openedView, readRuns, runLogBytes, writeRuns } from "./run-checkpoint-support.js";
@@ -173,6 +177,42 @@ describe("run index checkpoint", () => {
       expect(next.diagnostics).toEqual([]);
       expect(next.recordsRead).toBe(good.recordsRead);
       expect(answers(next)).toEqual(answers(reference));
+    });
+
+    /** A checkpoint of w1's three records, written by hand; `problem` is what open must find wrong with it. */
+    const crafted: Array<[string, Partial<RunIndexState>, string | undefined]> = [
+      ["consistent (the control: it is used)", {}, undefined],
+      ["a run's latest version past its last record", { latest: [1, 400] }, "run 2 has an impossible seq"],
+      ["a repeated run id", { runIds: ["r1", "r1"] }, "run 2 has an empty or repeated id"],
+      ["an unfinished run that is not a run", { unfinished: [7] }, "unfinished run 7 is not a run"],
+      ["a request id of no run", { requests: [{ requestId: "req-x", ordinal: 9, fingerprint: "" }] }, "request id of run 9 is not valid"],
+    ];
+    it.each(crafted)("well framed: %s", async (_, change, problem) => {
+      const { store } = await openStore(dir, SMALL);
+      await store.putWorker(workerRecord("w1"));
+      await store.putRun("w1", run("w1-wait", RunStatus.AWAITING_APPROVAL, "req-w1"), { fingerprint: "fp" });
+      await writeRuns(store, "w1", 1, 1);
+      await store.close();
+      // Records: w1-wait (1), r1 QUEUED (2), r1 COMPLETED (3), as writeRuns writes them.
+      const last = encodeRunRecord(run("r1", RunStatus.COMPLETED, "", "1:".padEnd(200, "x")), "");
+      const state: RunIndexState = {
+        lastSeq: 3,
+        runIds: ["w1-wait", "r1"],
+        latest: [1, 3],
+        unfinished: [1],
+        requests: [{ requestId: "req-w1", ordinal: 1, fingerprint: "fp" }],
+        ...change,
+      };
+      await writeFile(checkpointPath(dir, "w1"), encodeRunIndexCheckpoint({ state, lastCrc: crc32(last) }) ?? Buffer.alloc(0));
+
+      const { store: reopened, opened } = await openStore(dir);
+      const messages = opened.diagnostics.map((d) => d.message);
+      await reopened.close();
+      if (problem === undefined) expect(messages).toEqual([]);
+      else expect(messages).toEqual([expect.stringContaining(problem)]);
+      const view = await openedView(dir, "w1");
+      expect(answers(view)).toEqual(answers(await fullScanView(dir, "w1")));
+      expect(view.restored.runCount).toBe(2);
     });
 
     it("ahead of the log (the log restored from an older copy)", async () => {
