@@ -1,18 +1,20 @@
 import { create } from "@bufbuild/protobuf";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, unlink } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { WorkerRefSchema } from "../gen/worker_runtime/v1/common_pb.js";
 import { RunSchema, RunStatus } from "../gen/worker_runtime/v1/run_pb.js";
 import { AssistantMessageSchema, TranscriptEntrySchema, type TranscriptEntry } from "../gen/worker_runtime/v1/transcript_pb.js";
-import { WorkerSchema, WorkerStatus } from "../gen/worker_runtime/v1/worker_pb.js";
+import { InputSchema, WorkerSchema, WorkerStatus } from "../gen/worker_runtime/v1/worker_pb.js";
 import type { StoredEvent, WorkerRecord } from "../src/runtime/index.js";
 import { createFileStore, type FileStore } from "../src/store/fs/index.js";
 
 /**
  * File store figures: group commit against one fsync per event,
  * tail reads from a 1,000,000-entry transcript against a 1,000-entry one,
- * and start-up time / memory with 10,000 workers in one data dir.
+ * start-up time / memory with 10,000 workers in one data dir, and opening
+ * a worker with 10,000 runs through its run index checkpoint against
+ * rebuilding the index from its whole run log.
  */
 export async function run(): Promise<void> {
   const root = await mkdtemp(path.join(os.tmpdir(), "wr-bench-store-"));
@@ -20,6 +22,7 @@ export async function run(): Promise<void> {
     await benchGroupCommit(path.join(root, "append"));
     await benchTailRead(path.join(root, "tail"));
     await benchManyWorkers(path.join(root, "workers"));
+    await benchRunIndexOpen(path.join(root, "runs"));
   } finally {
     await rm(root, { recursive: true, force: true });
   }
@@ -152,6 +155,43 @@ async function benchManyWorkers(dataDir: string): Promise<void> {
   print("store.workers_10k.rss", rssAfter / 2 ** 20, "MiB");
   print("store.workers_10k.rss_growth_on_open", Math.max(0, rssAfter - rssBefore) / 2 ** 20, "MiB");
   await reopened.close();
+}
+
+async function benchRunIndexOpen(dataDir: string): Promise<void> {
+  const runs = 10_000;
+  const store = await open(dataDir);
+  await store.putWorker(record("w"));
+  const input = create(InputSchema, { text: "x".repeat(1024) });
+  for (let from = 1; from <= runs; from += 200) {
+    const ids = Array.from({ length: Math.min(200, runs - from + 1) }, (_, i) => `run-${from + i}`);
+    for (const status of [RunStatus.RUNNING, RunStatus.COMPLETED]) {
+      await Promise.all(ids.map((runId) => store.putRun("w", create(RunSchema, { runId, status, input }), { fingerprint: "" })));
+    }
+  }
+  await store.close();
+  const checkpoint = path.join(dataDir, "workers", "w", "runs", "run-index.checkpoint");
+  // Each open is closed again; a close after the full scan writes the checkpoint back.
+  const openMs = async (withCheckpoint: boolean): Promise<{ ms: number; bytes: number }> => {
+    if (!withCheckpoint) await unlink(checkpoint);
+    const start = performance.now();
+    const reopened = await open(dataDir);
+    const ms = performance.now() - start;
+    const bytes = reopened.stats.bytesRead;
+    await reopened.close();
+    return { ms, bytes };
+  };
+  const median = async (withCheckpoint: boolean) => {
+    const samples = [];
+    for (let i = 0; i < 5; i++) samples.push(await openMs(withCheckpoint));
+    samples.sort((a, b) => a.ms - b.ms);
+    return samples[2] ?? { ms: 0, bytes: 0 };
+  };
+  await openMs(true);
+  const full = await median(false);
+  const checkpointed = await median(true);
+  print("store.runs_10k.open_checkpoint", checkpointed.ms, "ms", checkpointed.ms / full.ms, "<=0.5");
+  print("store.runs_10k.open_full_scan", full.ms, "ms");
+  print("store.runs_10k.open_bytes_read", checkpointed.bytes / 2 ** 20, "MiB", checkpointed.bytes / full.bytes);
 }
 
 function print(figure: string, value: number, unit: string, ratio?: number, target?: string): void {

@@ -11,6 +11,8 @@ import { expectReason } from "../support/errors.js";
 import { startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 import { tempDataDir } from "./fs-support.js";
+import { checkpointPath } from "./run-checkpoint-support.js";
+import { stat } from "node:fs/promises";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -56,6 +58,48 @@ describe("SendInput request ids across restarts on the file store", () => {
       );
     } finally {
       await third.close();
+    }
+  });
+
+  it("knows request ids and interrupts unfinished runs that only the run index checkpoint holds", async () => {
+    const first = await serve();
+    const runtimeId = first.runtime.runtimeId;
+    const { worker } = await first.connect("grpc").catalog.createWorker({ runtimeId, displayName: "w" });
+    const ref: WorkerRef = create(WorkerRefSchema, { runtimeId, workerId: worker?.ref?.workerId ?? "" });
+    await first.close();
+    // Runs written as the core writes them: one left RUNNING by a crash, then
+    // enough later runs that close writes a checkpoint past all of them.
+    const store = createFileStore({ dataDir: dir, segmentBytes: 4096 });
+    await store.open({ generateRuntimeId: () => "unused" });
+    const put = (runId: string, status: RunStatus, text: string) =>
+      store.putRun(
+        ref.workerId,
+        create(RunSchema, { runId, worker: ref, input: create(InputSchema, { text }), status, requestId: `req-${runId}` }),
+        {
+          fingerprint: inputFingerprint(text),
+        },
+      );
+    await put("run-crashed", RunStatus.RUNNING, "hello");
+    for (let i = 1; i <= 100; i++) await put(`run-${i}`, RunStatus.COMPLETED, `input ${i}`);
+    await store.close();
+    await stat(checkpointPath(dir, ref.workerId));
+
+    const second = await serve();
+    const clients = second.connect("grpc");
+    try {
+      expect((await clients.interaction.getRun({ worker: ref, runId: "run-crashed" })).run?.status).toBe(RunStatus.INTERRUPTED);
+      const retried = await clients.interaction.sendInput({ worker: ref, input: { text: "hello" }, requestId: "req-run-crashed" });
+      expect(retried.run?.runId).toBe("run-crashed");
+      const again = await clients.interaction.sendInput({ worker: ref, input: { text: "input 7" }, requestId: "req-run-7" });
+      expect(again.run?.runId).toBe("run-7");
+      expect(again.run?.status).toBe(RunStatus.COMPLETED);
+      await expectReason(
+        () => clients.interaction.sendInput({ worker: ref, input: { text: "other" }, requestId: "req-run-7" }),
+        Code.AlreadyExists,
+        ErrorReason.IDEMPOTENCY_CONFLICT,
+      );
+    } finally {
+      await second.close();
     }
   });
 });

@@ -38,7 +38,8 @@ export interface FileStoreOptions {
   /**
    * Event records kept per event log (worker and runtime-wide), at least;
    * older whole segments are deleted. Default 100,000, like the memory store.
-   * Transcripts and runs are never pruned.
+   * Transcripts and runs are never pruned; open reads a run log's index
+   * checkpoint and the records after it, not the whole log (run-log.ts).
    */
   eventRetention?: number;
   /** Workers opened in parallel at start-up (default 32). */
@@ -229,13 +230,16 @@ class FileStoreImpl implements FileStore {
 
   /**
    * Refuses writes from the first call on, waits for every write already
-   * accepted, then releases the lock: nothing is written into the data dir
-   * once another process may own it. Later calls wait for the first.
+   * accepted, writes the run index checkpoints that are due (so the next
+   * open reads little of the run logs), then releases the lock: nothing is
+   * written into the data dir once another process may own it. Later calls
+   * wait for the first.
    */
   async close(): Promise<void> {
     this.closing ??= (async () => {
       await this.gate.close();
       await this.registry.drain();
+      await this.registry.checkpointRuns();
       await this.runtimeEvents?.drain();
       await this.lock?.release();
       this.lock = undefined;

@@ -9,6 +9,7 @@ import * as path from "node:path";
  *   events/<first seq>.log|.idx                 runtime-wide events
  *   workers/<worker dir>/worker.snapshot
  *   workers/<worker dir>/{transcript,events,runs}/<first seq>.log|.idx
+ *   workers/<worker dir>/runs/run-index.checkpoint   the run index (run-index-checkpoint.ts)
  *   bundles/<bundle id>.bundle                  config bundles (config-bundle-files.ts)
  */
 export const RUNTIME_SNAPSHOT = "runtime.snapshot";

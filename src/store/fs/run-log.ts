@@ -1,107 +1,143 @@
-import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
-import {
-  DEFAULT_LIMITS,
-  RequestIdMemory,
-  StoreWriteError,
-  type PutRunInit,
-  type RestoredWorker,
-  type StoredRun,
-} from "../../runtime/index.js";
+import { clone, fromBinary } from "@bufbuild/protobuf";
+import { readFile } from "node:fs/promises";
+import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
+import { StoreWriteError, type PutRunInit, type RestoredWorker, type StoredRun } from "../../runtime/index.js";
+import { crc32 } from "./crc32.js";
+import { type Disk, errorCode } from "./disk.js";
+import type { FileStoreStats } from "./file-store-stats.js";
 import type { LogRecord } from "./record-frame.js";
+import { RunIndex } from "./run-index.js";
+import { decodeRunIndexCheckpoint, encodeRunIndexCheckpoint } from "./run-index-checkpoint.js";
+import { decodeRunRecord, encodeRunRecord, type RunRecord } from "./run-record.js";
 import type { SegmentedLog } from "./segmented-log.js";
-import { packFields, unpackFields } from "./snapshot-file.js";
 
-/** Request ids handed back at open for SendInput idempotency: as many as the core keeps by default. */
-const RECENT_REQUEST_IDS = DEFAULT_LIMITS.requestIdMemory;
 /**
  * Bytes of run records read at a time while rebuilding the index at open:
  * workers open 32 at a time, and 512 run versions with inputs of the
  * default limit (256 KiB) would be 128 MiB in one read.
  */
 const OPEN_READ_BYTES = 1024 * 1024;
-const UNFINISHED = new Set([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL]);
 
-/** The part of a run record that open needs without decoding the Run. */
-interface RunHeader {
-  status: number;
-  runId: string;
-  requestId: string;
-  fingerprint: string;
-  runBytes: Uint8Array;
-}
+/** Name of the run index checkpoint in a worker's runs log dir. */
+export const RUN_CHECKPOINT_FILE = "run-index.checkpoint";
+
+/**
+ * When the run index checkpoint is written: once this many records or bytes
+ * of run records were made durable since the last attempt (so open never
+ * reads more than that past it), and at close when at least the `atClose`
+ * amounts are past the checkpoint (a shorter tail costs less to read at open
+ * than three fsyncs cost at close).
+ */
+export const RUN_CHECKPOINT = { everyRecords: 1024, everyBytes: 8 * 1024 * 1024, atCloseRecords: 64, atCloseBytes: 1024 * 1024 };
 
 /** What open found in the runs log. */
 export type RestoredRuns = Pick<RestoredWorker, "runCount" | "unfinishedRuns" | "recentRequestIds">;
 
+/** Where a run log keeps its checkpoint. */
+export interface RunLogInit {
+  disk: Disk;
+  /** The checkpoint file, relative to the data dir. */
+  checkpointFile: string;
+  stats: FileStoreStats;
+}
+
+/** Run records made durable, counted since open. */
+interface Progress {
+  records: number;
+  bytes: number;
+}
+
 /**
  * A worker's runs as an append-only log of run versions (latest wins). The
  * ordinal of a run is the order in which its first version became durable,
- * so ordinals need no separate bookkeeping and can never have gaps. An
- * in-memory index (run id → ordinal, ordinal → record of its latest version)
- * is built at open and makes `getRun`/`listRuns` O(1) per run returned.
+ * so ordinals need no separate bookkeeping and can never have gaps. The
+ * {@link RunIndex} (run id → ordinal → latest version, unfinished runs,
+ * recent request ids) makes `getRun`/`listRuns` O(1) per run returned; it
+ * is checkpointed to a file every so many records and at close, and open
+ * restores it from the checkpoint plus the records after it, or from the
+ * whole log when the checkpoint is missing or cannot be trusted.
  * Reads see a version as soon as `put` is called, before it is durable, as
  * with the memory store: the runtime shows a run's end (worker IDLE) at
  * once, and a GetRun after that must not still say RUNNING.
  */
 export class RunLog {
-  private readonly byId = new Map<string, number>();
-  /** Log seq of the latest version of each run, by ordinal - 1. */
-  private readonly latest: number[] = [];
+  private index = new RunIndex();
   /** Versions being written, by run id: what reads return until the write settles. */
   private readonly pending = new Map<string, Run>();
+  /** False while open rebuilds the index and after it failed: an incomplete index is never checkpointed. */
+  private complete = true;
+  /** CRC-32 of the body of the last record applied. */
+  private lastCrc = 0;
+  private readonly applied: Progress = { records: 0, bytes: 0 };
+  /** `applied` as of the checkpoint on disk, and as of the last attempt to write one. */
+  private checkpointed: Progress = { records: 0, bytes: 0 };
+  private attempted: Progress = { records: 0, bytes: 0 };
+  private writing: Promise<void> | undefined;
+  private stopped = false;
 
-  constructor(private readonly log: SegmentedLog) {}
+  constructor(
+    private readonly log: SegmentedLog,
+    private readonly init: RunLogInit,
+  ) {}
 
   /** Called by the log for every durable batch, in file order. */
   readonly onDurable = (records: readonly LogRecord[]): void => {
+    let last: Uint8Array | undefined;
     for (const record of records) {
-      const header = decodeHeader(record.body);
-      if (header) this.index(header.runId, Number(record.seq));
+      const header = decodeRunRecord(record.body);
+      if (!header) continue;
+      this.apply(header, record);
+      last = record.body;
     }
+    if (last === undefined) return;
+    this.lastCrc = crc32(last);
+    if (!this.stopped && past(this.applied, this.attempted, RUN_CHECKPOINT.everyRecords, RUN_CHECKPOINT.everyBytes)) this.startCheckpoint();
   };
 
-  /** Rebuilds the index from the (already opened) log. */
-  async open(): Promise<RestoredRuns> {
-    const unfinished = new Map<string, Uint8Array>();
-    const requests = new RequestIdMemory<{ requestId: string; runId: string; fingerprint: string }>(RECENT_REQUEST_IDS);
-    for (let seq = this.log.earliestSeq; seq <= this.log.lastSeq; ) {
+  /**
+   * Restores the index from the (already opened) log: from the checkpoint
+   * and the records after it, or, when the checkpoint is missing or cannot
+   * be trusted, from every record. `checkpointProblem` says why a checkpoint
+   * that exists was not used.
+   */
+  async open(): Promise<{ runs: RestoredRuns; checkpointProblem?: string }> {
+    this.complete = false;
+    const checkpoint = await this.readCheckpoint();
+    this.index = checkpoint instanceof RunIndex ? checkpoint : new RunIndex();
+    let last: LogRecord | undefined;
+    for (let seq = BigInt(this.index.lastSeq) + 1n; seq <= this.log.lastSeq; ) {
       const records = await this.log.read(seq, 512, OPEN_READ_BYTES);
       if (records.length === 0) break;
       for (const record of records) {
-        const header = decodeHeader(record.body);
+        const header = decodeRunRecord(record.body);
         if (!header) throw new Error(`run record ${record.seq} is malformed`);
-        this.index(header.runId, Number(record.seq));
-        if (UNFINISHED.has(header.status)) unfinished.set(header.runId, header.runBytes);
-        else unfinished.delete(header.runId);
-        if (header.requestId !== "") {
-          const { requestId, runId, fingerprint } = header;
-          requests.remember(requestId, { requestId, runId, fingerprint });
-        }
+        this.apply(header, record);
         seq = record.seq + 1n;
       }
+      last = records.at(-1);
     }
+    if (last) this.lastCrc = crc32(last.body);
+    const unfinishedRuns: Run[] = [];
+    for (const ordinal of this.index.unfinishedOrdinals()) {
+      const stored = await this.readOrdinal(ordinal);
+      if (!stored) throw new Error(`unfinished run ${ordinal} could not be read`);
+      unfinishedRuns.push(stored.run);
+    }
+    this.complete = true;
     return {
-      runCount: this.latest.length,
-      unfinishedRuns: [...unfinished.values()].map((bytes) => fromBinary(RunSchema, bytes)),
-      recentRequestIds: requests.values(),
+      runs: { runCount: this.index.count, unfinishedRuns, recentRequestIds: this.index.recentRequests() },
+      ...(typeof checkpoint === "string" ? { checkpointProblem: checkpoint } : {}),
     };
   }
 
   /** Number of runs durably stored. */
   get count(): number {
-    return this.latest.length;
+    return this.index.count;
   }
 
   /** Appends a new version of a run with the core's request fingerprint; durable on resolve. */
   async put(run: Run, { fingerprint }: PutRunInit): Promise<void> {
-    const body = packFields([
-      Uint8Array.of(run.status),
-      Buffer.from(run.runId, "utf8"),
-      Buffer.from(run.requestId, "utf8"),
-      Buffer.from(fingerprint, "utf8"),
-      toBinary(RunSchema, run),
-    ]);
+    const body = encodeRunRecord(run, fingerprint);
     const version = clone(RunSchema, run);
     this.pending.set(run.runId, version);
     try {
@@ -119,12 +155,13 @@ export class RunLog {
   async get(runId: string): Promise<Run | undefined> {
     const pending = this.pending.get(runId);
     if (pending) return clone(RunSchema, pending);
-    const ordinal = this.byId.get(runId);
+    const ordinal = this.index.ordinalOf(runId);
     return ordinal === undefined ? undefined : (await this.readOrdinal(ordinal))?.run;
   }
 
   async list(beforeOrdinal: number | undefined, limit: number): Promise<StoredRun[]> {
-    const end = Math.min(beforeOrdinal === undefined ? this.latest.length : beforeOrdinal - 1, this.latest.length);
+    const count = this.index.count;
+    const end = Math.min(beforeOrdinal === undefined ? count : beforeOrdinal - 1, count);
     const page: StoredRun[] = [];
     for (let ordinal = end; ordinal >= 1 && page.length < limit; ordinal--) {
       const stored = await this.readOrdinal(ordinal);
@@ -133,24 +170,107 @@ export class RunLog {
     return page;
   }
 
-  private index(runId: string, seq: number): void {
-    const ordinal = this.byId.get(runId);
-    if (ordinal === undefined) {
-      this.latest.push(seq);
-      this.byId.set(runId, this.latest.length);
-    } else {
-      this.latest[ordinal - 1] = seq;
+  /**
+   * Stops writing checkpoints and waits for the one being written: the
+   * worker is going away (deleted, or the store closes). Never rejects.
+   */
+  async settle(): Promise<void> {
+    this.stopped = true;
+    await this.writing;
+  }
+
+  /**
+   * At close, after {@link settle}: writes a last checkpoint if enough run
+   * records came after the one on disk. A checkpoint is only ever a
+   * shortcut, so a failure to write it is not an error (open falls back).
+   */
+  async checkpointAtClose(): Promise<void> {
+    if (past(this.applied, this.checkpointed, RUN_CHECKPOINT.atCloseRecords, RUN_CHECKPOINT.atCloseBytes)) await this.writeCheckpoint();
+  }
+
+  private apply(header: RunRecord, record: LogRecord): void {
+    this.index.apply(header, Number(record.seq));
+    this.applied.records++;
+    this.applied.bytes += record.body.length;
+  }
+
+  /** Starts a checkpoint in the background unless one is being written; chains another if the log moved on meanwhile. */
+  private startCheckpoint(): void {
+    if (this.writing) return;
+    const written = this.writeCheckpoint().finally(() => {
+      if (this.writing === written) this.writing = undefined;
+      if (!this.stopped && past(this.applied, this.attempted, RUN_CHECKPOINT.everyRecords, RUN_CHECKPOINT.everyBytes)) {
+        this.startCheckpoint();
+      }
+    });
+    this.writing = written;
+  }
+
+  /**
+   * Writes the index as of the last durable record (state taken now, before
+   * any await), atomically (temp file, fsync, rename, fsync dir). Only a
+   * complete index of an undamaged log is written. Never rejects.
+   */
+  private async writeCheckpoint(): Promise<void> {
+    if (!this.complete || this.log.damaged !== undefined || this.index.lastSeq === 0) return;
+    const at = { ...this.applied };
+    this.attempted = at;
+    const bytes = encodeRunIndexCheckpoint({ state: this.index.state(), lastCrc: this.lastCrc });
+    if (!bytes) return;
+    try {
+      await this.init.disk.replaceFile(this.init.checkpointFile, bytes);
+      this.checkpointed = at;
+    } catch {
+      // Open reads more of the log until a later checkpoint is written.
     }
+  }
+
+  /**
+   * The checkpoint as an index, undefined when there is none, or why it
+   * cannot be used: unreadable, damaged, made by another version, or not
+   * a checkpoint of this log (its last record is past the log's end or
+   * differs from the log's record of that seq).
+   */
+  private async readCheckpoint(): Promise<RunIndex | string | undefined> {
+    const file = this.init.checkpointFile;
+    let content: Buffer;
+    try {
+      content = await readFile(this.init.disk.abs(file));
+    } catch (error) {
+      return errorCode(error) === "ENOENT" ? undefined : `${file}: unreadable (${errorCode(error)})`;
+    }
+    this.init.stats.bytesRead += content.length;
+    const decoded = decodeRunIndexCheckpoint(content);
+    if ("problem" in decoded) return `${file}: ${decoded.problem}`;
+    const index = RunIndex.fromState(decoded.state);
+    if ("problem" in index) return `${file}: ${index.problem}`;
+    const lastSeq = index.lastSeq;
+    if (lastSeq === 0) return index;
+    if (BigInt(lastSeq) > this.log.lastSeq) return `${file}: it covers run record ${lastSeq}, past the log's end (${this.log.lastSeq})`;
+    const [record] = await this.log.read(BigInt(lastSeq), 1);
+    const header = record && decodeRunRecord(record.body);
+    const ordinal = header ? index.ordinalOf(header.runId) : undefined;
+    if (
+      !record ||
+      record.seq !== BigInt(lastSeq) ||
+      crc32(record.body) !== decoded.lastCrc ||
+      ordinal === undefined ||
+      index.seqOf(ordinal) !== lastSeq
+    ) {
+      return `${file}: it does not match the log's run record ${lastSeq}`;
+    }
+    this.lastCrc = decoded.lastCrc;
+    return index;
   }
 
   private async readOrdinal(ordinal: number): Promise<StoredRun | undefined> {
     for (;;) {
-      const seq = this.latest[ordinal - 1];
+      const seq = this.index.seqOf(ordinal);
       if (seq === undefined) return undefined;
       const [record] = await this.log.read(BigInt(seq), 1);
       // A newer version became durable (and left `pending`) during the read: read that one.
-      if (this.latest[ordinal - 1] !== seq) continue;
-      const header = record && decodeHeader(record.body);
+      if (this.index.seqOf(ordinal) !== seq) continue;
+      const header = record && decodeRunRecord(record.body);
       if (!header) return undefined;
       const pending = this.pending.get(header.runId);
       return { ordinal, run: pending ? clone(RunSchema, pending) : fromBinary(RunSchema, header.runBytes) };
@@ -158,17 +278,7 @@ export class RunLog {
   }
 }
 
-const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-function decodeHeader(body: Uint8Array): RunHeader | undefined {
-  const fields = unpackFields(body, 5);
-  const [status, runId, requestId, fingerprint, runBytes] = fields ?? [];
-  if (!status || status.length !== 1 || !runId || !requestId || !fingerprint || !runBytes) return undefined;
-  return {
-    status: status[0] ?? 0,
-    runId: fromUtf8.decode(runId),
-    requestId: fromUtf8.decode(requestId),
-    fingerprint: fromUtf8.decode(fingerprint),
-    runBytes,
-  };
+/** True when `now` is at least `records` records or `bytes` bytes past `since`. */
+function past(now: Progress, since: Progress, records: number, bytes: number): boolean {
+  return now.records - since.records >= records || now.bytes - since.bytes >= bytes;
 }

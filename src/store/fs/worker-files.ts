@@ -3,7 +3,7 @@ import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { workerDir } from "./layout.js";
-import { RunLog } from "./run-log.js";
+import { RUN_CHECKPOINT_FILE, RunLog } from "./run-log.js";
 import { SegmentedLog } from "./segmented-log.js";
 
 /** Sizing and hooks shared by every worker log of the store. */
@@ -66,7 +66,7 @@ export class WorkerFiles {
       dir: path.join(this.dir, "runs"),
       onDurable: (records) => runs?.onDurable(records),
     });
-    runs = new RunLog(this.runLog);
+    runs = new RunLog(this.runLog, { disk, checkpointFile: path.join(this.dir, "runs", RUN_CHECKPOINT_FILE), stats });
     this.runs = runs;
   }
 
@@ -126,9 +126,14 @@ export class WorkerFiles {
     return Promise.all(waits).then(() => undefined);
   }
 
-  /** Waits for every queued write of this worker. */
+  /**
+   * Waits for every queued write of this worker, the run index checkpoint
+   * included, and stops checkpointing: the worker is being deleted or the
+   * store closes.
+   */
   async drain(): Promise<void> {
     await this.snapshotChain;
     await Promise.all(this.logs.map((log) => log.drain()));
+    await this.runs.settle();
   }
 }

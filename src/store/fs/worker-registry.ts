@@ -8,6 +8,9 @@ import { DELETING_PREFIX, STAGING_PREFIX, WORKER_LOG_DIRS, WORKER_SNAPSHOT, WORK
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { encodeWorkerSnapshot } from "./worker-snapshot.js";
 
+/** Run index checkpoints written in parallel at close. */
+const CHECKPOINTS_AT_ONCE = 8;
+
 /**
  * The workers of a data dir by id: creating, re-snapshotting and deleting
  * them in call order per id, and knowing which ones have run, transcript or
@@ -107,6 +110,18 @@ export class WorkerRegistry {
   async drain(): Promise<void> {
     await Promise.allSettled([...this.structural.values()]);
     await Promise.all([...this.workers.values()].map((files) => files.drain().catch(() => undefined)));
+  }
+
+  /**
+   * At close, after {@link drain}: writes the run index checkpoint of each
+   * worker whose runs log grew enough since its last one, a few workers at a
+   * time (each is an atomic replace, with its fsyncs). Never rejects.
+   */
+  async checkpointRuns(): Promise<void> {
+    const workers = [...this.workers.values()];
+    for (let i = 0; i < workers.length; i += CHECKPOINTS_AT_ONCE) {
+      await Promise.all(workers.slice(i, i + CHECKPOINTS_AT_ONCE).map((files) => files.runs.checkpointAtClose()));
+    }
   }
 
   /**

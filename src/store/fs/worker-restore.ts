@@ -70,7 +70,16 @@ export async function restoreWorker(
   }
   let runs: RestoredRuns = { runCount: 0, unfinishedRuns: [], recentRequestIds: [] };
   try {
-    runs = await files.runs.open();
+    const opened = await files.runs.open();
+    runs = opened.runs;
+    if (opened.checkpointProblem !== undefined) {
+      diagnostics.push({
+        severity: DiagnosticSeverity.WARNING,
+        code: "store.run_index_rebuilt",
+        message: `${opened.checkpointProblem}; the run index was rebuilt from the whole run log instead (the next checkpoint replaces the file)`,
+        workerId,
+      });
+    }
   } catch (error) {
     problems.push(`${files.dir}/runs: ${error instanceof Error ? error.message : "unreadable"}`);
   }
