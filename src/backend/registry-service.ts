@@ -15,8 +15,8 @@ import { backendError, invalidField, invalidPageToken } from "./backend-errors.j
 import { endpointOf, type RemoteEndpoint } from "./remote-transport.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
+import { checkRoutedRuntimeId } from "./request-checks.js";
 
-const RUNTIME_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const MAX_TOKEN_BYTES = 4096;
 const MAX_CA_BYTES = 64 * 1024;
 const DEFAULT_PAGE_SIZE = 50;
@@ -59,11 +59,9 @@ export function registeredRuntime(connection: RuntimeConnection): RegisteredRunt
 export function createRegistryService(context: RegistryContext): ServiceImpl<typeof RuntimeRegistry> {
   const { directory } = context;
   const find = (runtimeId: string): RuntimeConnection => {
-    const connection = directory.get(runtimeId);
+    const connection = directory.get(checkRoutedRuntimeId("runtime_id", runtimeId));
     if (!connection) {
-      throw backendError(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId.slice(0, 64)}" is not registered`, {
-        runtime_id: runtimeId.slice(0, 64),
-      });
+      throw backendError(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId}" is not registered`, { runtime_id: runtimeId });
     }
     return connection;
   };
@@ -88,7 +86,7 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       return create(GetRegisteredRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
     },
     addRuntime(request) {
-      if (!RUNTIME_ID.test(request.runtimeId)) throw invalidField("runtime_id", "must be 1-64 of [A-Za-z0-9._-]");
+      checkRoutedRuntimeId("runtime_id", request.runtimeId);
       let endpoint: string;
       try {
         const url = new URL(request.url);

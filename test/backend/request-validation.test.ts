@@ -1,0 +1,114 @@
+import { Code, createClient, type Client } from "@connectrpc/connect";
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import { createBackend, type Backend } from "../../src/backend/index.js";
+import { createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
+import { expectError, expectReason } from "../support/errors.js";
+import { clientsFor, eventually, makeTransport, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
+
+/**
+ * The Backend checks the request fields it acts on itself (runtime ids it
+ * routes by, ListWorkers filters it fans out, AddRuntime's fields) by the
+ * Runtime's rules, with the Runtime's typed errors, and never echoes a
+ * huge or secret input: a real Backend server on 127.0.0.1 in front of a
+ * real runtime server, generated clients over gRPC and Connect.
+ */
+let remote: Harness;
+let backend: Backend;
+let server: RuntimeServer;
+const sessions: Http2SessionManager[] = [];
+
+beforeAll(async () => {
+  remote = await startHarness({ runtimeId: "rs" });
+  const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb" });
+  backend = createBackend({ runtime: embedded, logger: silentLogger, remotes: [{ runtimeId: "rs", url: remote.baseUrl }] });
+  server = await startRuntimeServer({ runtime: embedded, routes: backend.routes, host: "127.0.0.1", port: 0, logger: silentLogger });
+  await eventually(() => backend.directory.sorted().every((c) => c.health === RuntimeHealth.READY), 10_000, "READY");
+});
+
+afterAll(async () => {
+  for (const session of sessions) session.abort();
+  backend?.close();
+  await server?.close(0);
+  await remote?.close();
+});
+
+/** Clients of the Backend (the four services and its registry) over one protocol. */
+function backendClients(protocol: (typeof PROTOCOLS)[number]): Clients & { registry: Client<typeof RuntimeRegistry> } {
+  const baseUrl = `http://${server.h2Address}`;
+  const sessionManager = new Http2SessionManager(baseUrl);
+  sessions.push(sessionManager);
+  const transport = makeTransport(protocol, baseUrl, sessionManager);
+  return { ...clientsFor(transport), registry: createClient(RuntimeRegistry, transport) };
+}
+
+/** Reads a stream's first message, so its error (if any) surfaces. */
+async function first(stream: AsyncIterable<unknown>): Promise<unknown> {
+  for await (const message of stream) return message;
+  return undefined;
+}
+
+/** Runtime ids the Runtime's id rule refuses (1-64 of [A-Za-z0-9._-], not "." or ".."). */
+const MALFORMED_RUNTIME_IDS: readonly [string, string][] = [
+  ["dot-dot", ".."],
+  ["slash", "rs/x"],
+  ["newline", "rs\nx"],
+  ["65 characters", "r".repeat(65)],
+  ["100,000 characters", "r".repeat(100_000)],
+];
+
+describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) => {
+  let viaBackend: ReturnType<typeof backendClients>;
+  let direct: Clients;
+
+  beforeAll(() => {
+    viaBackend = backendClients(protocol);
+    direct = remote.connect(protocol);
+  });
+
+  describe.each(MALFORMED_RUNTIME_IDS)("a malformed runtime id (%s)", (_label, bad) => {
+    it("is INVALID_ARGUMENT naming the field on every routed call, as a runtime answers it, and is not echoed", async () => {
+      const calls: [string, () => Promise<unknown>][] = [
+        ["worker.runtime_id", () => viaBackend.catalog.getWorker({ worker: { runtimeId: bad, workerId: "w-1" } })],
+        [
+          "worker.runtime_id",
+          () => viaBackend.interaction.sendInput({ worker: { runtimeId: bad, workerId: "w-1" }, input: { text: "hi" } }),
+        ],
+        ["worker.runtime_id", () => first(viaBackend.observation.watchWorker({ worker: { runtimeId: bad, workerId: "w-1" } }))],
+        ["runtime_id", () => viaBackend.catalog.listWorkers({ runtimeId: bad })],
+        ["runtime_id", () => viaBackend.catalog.createWorker({ runtimeId: bad })],
+        ["runtime_id", () => viaBackend.management.getRuntime({ runtimeId: bad })],
+        ["runtime_id", () => first(viaBackend.observation.watchRuntime({ runtimeId: bad }))],
+        ["runtime_id", () => viaBackend.registry.getRegisteredRuntime({ runtimeId: bad })],
+        ["runtime_id", () => viaBackend.registry.removeRuntime({ runtimeId: bad })],
+        ["runtime_id", () => viaBackend.registry.addRuntime({ runtimeId: bad, url: "http://127.0.0.1:1" })],
+      ];
+      for (const [field, call] of calls) {
+        const { error, detail } = await expectError(call);
+        expect(error.code, field).toBe(Code.InvalidArgument);
+        expect(detail?.reason, field).toBe(ErrorReason.INVALID_ARGUMENT);
+        expect(detail?.metadata["field"], field).toBe(field);
+        expect(error.rawMessage.length, field).toBeLessThan(200);
+        expect(JSON.stringify(detail?.metadata ?? {}).length, field).toBeLessThan(200);
+      }
+      // The runtime itself answers the same.
+      const { error, detail } = await expectError(() => direct.catalog.getWorker({ worker: { runtimeId: bad, workerId: "w-1" } }));
+      expect([error.code, detail?.reason, detail?.metadata["field"]]).toEqual([
+        Code.InvalidArgument,
+        ErrorReason.INVALID_ARGUMENT,
+        "worker.runtime_id",
+      ]);
+    });
+  });
+
+  it("refuses an empty runtime id in the registry with INVALID_ARGUMENT, not NOT_FOUND", async () => {
+    for (const call of [() => viaBackend.registry.getRegisteredRuntime({}), () => viaBackend.registry.removeRuntime({})]) {
+      const detail = await expectReason(call, Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+      expect(detail.metadata["field"]).toBe("runtime_id");
+    }
+  });
+});
