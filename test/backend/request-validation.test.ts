@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import type { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
@@ -18,14 +19,24 @@ import { clientsFor, eventually, makeTransport, PROTOCOLS, startHarness, type Cl
  * real runtime server, generated clients over gRPC and Connect.
  */
 let remote: Harness;
+/** A runtime configured with a smaller label bound than the defaults the Backend checks by. */
+let small: Harness;
 let backend: Backend;
 let server: RuntimeServer;
 const sessions: Http2SessionManager[] = [];
 
 beforeAll(async () => {
   remote = await startHarness({ runtimeId: "rs" });
+  small = await startHarness({ runtimeId: "rt-small", limits: { maxLabels: 2 } });
   const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb" });
-  backend = createBackend({ runtime: embedded, logger: silentLogger, remotes: [{ runtimeId: "rs", url: remote.baseUrl }] });
+  backend = createBackend({
+    runtime: embedded,
+    logger: silentLogger,
+    remotes: [
+      { runtimeId: "rs", url: remote.baseUrl },
+      { runtimeId: "rt-small", url: small.baseUrl },
+    ],
+  });
   server = await startRuntimeServer({ runtime: embedded, routes: backend.routes, host: "127.0.0.1", port: 0, logger: silentLogger });
   await eventually(() => backend.directory.sorted().every((c) => c.health === RuntimeHealth.READY), 10_000, "READY");
 });
@@ -35,6 +46,7 @@ afterAll(async () => {
   backend?.close();
   await server?.close(0);
   await remote?.close();
+  await small?.close();
 });
 
 /** Clients of the Backend (the four services and its registry) over one protocol. */
@@ -68,6 +80,37 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
   beforeAll(() => {
     viaBackend = backendClients(protocol);
     direct = remote.connect(protocol);
+  });
+
+  it("refuses bad ListWorkers filters across runtimes with the error a runtime gives, not a page of failed runtimes", async () => {
+    const manyLabels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"]));
+    const cases: [string, { statuses?: WorkerStatus[]; labelSelector?: Record<string, string> }][] = [
+      ["an unknown status", { statuses: [99 as WorkerStatus] }],
+      ["a malformed label key", { labelSelector: { "Bad Key": "x" } }],
+      ["too many labels", { labelSelector: manyLabels }],
+      ["a label value over its bound", { labelSelector: { team: "v".repeat(257) } }],
+    ];
+    for (const [what, filters] of cases) {
+      const want = await expectError(() => direct.catalog.listWorkers({ runtimeId: "rs", ...filters }));
+      const got = await expectError(() => viaBackend.catalog.listWorkers(filters)).catch((error: unknown) => {
+        throw new Error(`${what}: ${String(error)}`);
+      });
+      expect(got.error.code, what).toBe(want.error.code);
+      expect(got.detail?.reason, what).toBe(want.detail?.reason);
+      expect(got.detail?.metadata["field"], what).toBe(want.detail?.metadata["field"]);
+    }
+  });
+
+  it("answers a runtime's own refusal of the filters (its configured bounds) as that error, not as a failed runtime", async () => {
+    const labelSelector = { a: "1", b: "2", c: "3" };
+    const want = await expectError(() => small.connect(protocol).catalog.listWorkers({ runtimeId: "rt-small", labelSelector }));
+    expect(want.detail?.reason).toBe(ErrorReason.LIMIT_EXCEEDED);
+    const got = await expectError(() => viaBackend.catalog.listWorkers({ labelSelector }));
+    expect([got.error.code, got.detail?.reason, got.detail?.metadata]).toEqual([
+      want.error.code,
+      want.detail?.reason,
+      want.detail?.metadata,
+    ]);
   });
 
   describe.each(MALFORMED_RUNTIME_IDS)("a malformed runtime id (%s)", (_label, bad) => {
