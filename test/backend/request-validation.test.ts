@@ -154,4 +154,40 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
       expect(detail.metadata["field"]).toBe("runtime_id");
     }
   });
+
+  it("refuses an AddRuntime bearer token that cannot travel in a header, without quoting it", async () => {
+    for (const bearerToken of ["two\nlines", "with space", "n\u00f6n-ascii", "tab\there"]) {
+      const { error, detail } = await expectError(() =>
+        viaBackend.registry.addRuntime({ runtimeId: "rt-token", url: "http://127.0.0.1:1", bearerToken }),
+      );
+      expect(error.code).toBe(Code.InvalidArgument);
+      expect(detail?.reason).toBe(ErrorReason.INVALID_ARGUMENT);
+      expect(detail?.metadata["field"]).toBe("bearer_token");
+      expect(error.rawMessage).not.toContain(bearerToken);
+    }
+    expect(backend.directory.get("rt-token")).toBeUndefined();
+  });
+
+  it("bounds AddRuntime's url and secrets with LIMIT_EXCEEDED naming the limit, as a runtime bounds its fields", async () => {
+    const cases: [string, () => Promise<unknown>][] = [
+      ["url", () => viaBackend.registry.addRuntime({ runtimeId: "rt-big", url: `http://127.0.0.1:1/${"p".repeat(3000)}` })],
+      [
+        "bearer_token",
+        () => viaBackend.registry.addRuntime({ runtimeId: "rt-big", url: "http://127.0.0.1:1", bearerToken: "t".repeat(5000) }),
+      ],
+      [
+        "ca_certificate_pem",
+        () => viaBackend.registry.addRuntime({ runtimeId: "rt-big", url: "https://127.0.0.1:1", caCertificatePem: "c".repeat(70_000) }),
+      ],
+    ];
+    for (const [field, call] of cases) {
+      const { error, detail } = await expectError(call);
+      expect(error.code, field).toBe(Code.InvalidArgument);
+      expect(detail?.reason, field).toBe(ErrorReason.LIMIT_EXCEEDED);
+      expect(detail?.metadata["field"], field).toBe(field);
+      expect(Number(detail?.metadata["limit"]), field).toBeGreaterThan(0);
+      expect(error.rawMessage.length, field).toBeLessThan(200);
+    }
+    expect(backend.directory.get("rt-big")).toBeUndefined();
+  });
 });
