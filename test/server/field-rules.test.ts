@@ -1,0 +1,242 @@
+import { create } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerRefSchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { DEFAULT_LIMITS } from "../../src/runtime/index.js";
+import { expectError } from "../support/errors.js";
+import { eventually, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
+import { awaitApproval, ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * The rule of every request field that docs/request-validation.md lists
+ * and no other test shows with its bad case, over a real server in both
+ * protocols: each bad value is refused with the documented code, reason
+ * and "field" (and "limit" for a size bound), its message never quotes a
+ * huge input, and the value just inside the bound is accepted.
+ */
+
+const L = DEFAULT_LIMITS;
+let harness: Harness;
+let workspaceDir: string;
+let runtimeId: string;
+const scripted = new ScriptedBackend();
+
+beforeAll(async () => {
+  workspaceDir = await mkdtemp(path.join(tmpdir(), "field-rules-"));
+  harness = await startHarness({ executionBackend: scripted, workspaceRoots: { ws: workspaceDir } });
+  runtimeId = harness.runtime.runtimeId;
+});
+
+afterAll(async () => {
+  await harness?.close();
+  await rm(workspaceDir, { recursive: true, force: true });
+});
+
+/** One bad request: what it calls, and the error it must get. */
+interface BadCase {
+  what: string;
+  call: () => Promise<unknown>;
+  code: Code;
+  reason: ErrorReason;
+  field: string;
+  limit?: number;
+}
+
+async function expectRefused(bad: BadCase): Promise<void> {
+  const { error, detail } = await expectError(bad.call).catch((failure: unknown) => {
+    throw new Error(`${bad.what}: ${String(failure)}`);
+  });
+  expect([error.code, detail?.reason, detail?.metadata["field"]], bad.what).toEqual([bad.code, bad.reason, bad.field]);
+  if (bad.limit !== undefined) expect(detail?.metadata["limit"], bad.what).toBe(String(bad.limit));
+  expect(error.rawMessage.length, `${bad.what}: message length`).toBeLessThan(400);
+}
+
+const invalid = (what: string, field: string, call: () => Promise<unknown>): BadCase => ({
+  what,
+  call,
+  code: Code.InvalidArgument,
+  reason: ErrorReason.INVALID_ARGUMENT,
+  field,
+});
+const tooLarge = (what: string, field: string, limit: number, call: () => Promise<unknown>): BadCase => ({
+  what,
+  call,
+  code: Code.InvalidArgument,
+  reason: ErrorReason.LIMIT_EXCEEDED,
+  field,
+  limit,
+});
+
+describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
+  let clients: Clients;
+  let worker: WorkerRef;
+
+  beforeAll(async () => {
+    clients = harness.connect(protocol);
+    const created = await clients.catalog.createWorker({ runtimeId });
+    worker = created.worker?.ref ?? create(WorkerRefSchema);
+  });
+
+  it("CreateWorker: display_name, intent, labels, request_id, capabilities, workspace and profile", async () => {
+    const cw = (init: Record<string, unknown>) => () => clients.catalog.createWorker({ runtimeId, ...init });
+    const cases: BadCase[] = [
+      tooLarge("display_name over its bound", "display_name", L.maxDisplayNameBytes, cw({ displayName: "é".repeat(101) })),
+      tooLarge("intent over its bound", "intent", L.maxIntentBytes, cw({ intent: "i".repeat(L.maxIntentBytes + 1) })),
+      tooLarge(
+        "too many labels",
+        "labels",
+        L.maxLabels,
+        cw({ labels: Object.fromEntries(Array.from({ length: L.maxLabels + 1 }, (_, i) => [`k${i}`, "v"])) }),
+      ),
+      invalid("a label key with upper case", 'labels["Team"]', cw({ labels: { Team: "a" } })),
+      invalid("a label key of 64 characters", `labels["${"k".repeat(64)}"]`, cw({ labels: { ["k".repeat(64)]: "a" } })),
+      tooLarge("a label value over its bound", "labels[team]", L.maxLabelValueBytes, cw({ labels: { team: "v".repeat(257) } })),
+      invalid("a request_id with a space", "request_id", cw({ requestId: "a b" })),
+      invalid("a request_id of 129 characters", "request_id", cw({ requestId: "r".repeat(129) })),
+      invalid("a non-ASCII request_id", "request_id", cw({ requestId: "réq" })),
+      invalid("an unknown capability", "capabilities[0]", cw({ capabilities: ["fs.everything"] })),
+      invalid("a capability without a workspace", "workspace", cw({ capabilities: ["fs.read"] })),
+      {
+        what: "an unknown workspace root",
+        call: cw({ workspace: { root: "nope", path: "" } }),
+        code: Code.FailedPrecondition,
+        reason: ErrorReason.WORKSPACE_DENIED,
+        field: "workspace.root",
+      },
+      ...["..", "a/../b", "/etc", "a//b", "a\\b", "./a", "a\u0000b"].map(
+        (bad): BadCase => ({
+          what: `workspace path ${JSON.stringify(bad)}`,
+          call: cw({ workspace: { root: "ws", path: bad } }),
+          code: Code.InvalidArgument,
+          reason: ErrorReason.WORKSPACE_DENIED,
+          field: "workspace.path",
+        }),
+      ),
+      tooLarge(
+        "a workspace path over its bound",
+        "workspace.path",
+        L.maxWorkspacePathBytes,
+        cw({ workspace: { root: "ws", path: "p".repeat(L.maxWorkspacePathBytes + 1) } }),
+      ),
+      invalid(
+        "a malformed bundle id",
+        "profile.bundle.bundle_id",
+        cw({ profile: { source: { case: "bundle", value: { bundleId: "a/b" } } } }),
+      ),
+      invalid(
+        "a bundle reference without a digest",
+        "profile.bundle.digest",
+        cw({ profile: { source: { case: "bundle", value: { bundleId: "b1", profile: "p" } } } }),
+      ),
+    ];
+    for (const bad of cases) await expectRefused(bad);
+    const unknownProfile = await expectError(cw({ profile: { source: { case: "builtin", value: "x".repeat(10_000) } } }));
+    expect([unknownProfile.error.code, unknownProfile.detail?.reason]).toEqual([Code.NotFound, ErrorReason.PROFILE_NOT_FOUND]);
+    expect(unknownProfile.error.rawMessage.length).toBeLessThan(200);
+    // Just inside every bound is accepted.
+    const ok = await clients.catalog.createWorker({
+      runtimeId,
+      displayName: "é".repeat(100),
+      intent: "i".repeat(L.maxIntentBytes),
+      labels: { ["k".repeat(63)]: "v".repeat(L.maxLabelValueBytes), "a.b-c_d": "" },
+      requestId: "r".repeat(128),
+      capabilities: ["fs.read"],
+      workspace: { root: "ws", path: "p".repeat(L.maxWorkspacePathBytes) },
+    });
+    expect(ok.worker?.ref?.workerId).toMatch(/^w-/);
+  });
+
+  it("SendInput and StreamInput: request_id", async () => {
+    for (const requestId of ["a b", "r".repeat(129), "réq", "tab\there"]) {
+      await expectRefused(
+        invalid(`request_id ${JSON.stringify(requestId.slice(0, 10))}`, "request_id", () =>
+          clients.interaction.sendInput({ worker, input: { text: "hi" }, requestId }),
+        ),
+      );
+    }
+  });
+
+  it("ResolveApproval: tool_call_id and reason", async () => {
+    scripted.enqueue(awaitApproval());
+    const { worker: approving } = await clients.catalog.createWorker({ runtimeId });
+    const ref = approving?.ref ?? create(WorkerRefSchema);
+    const runId = (await clients.interaction.sendInput({ worker: ref, input: { text: "write" } })).run?.runId ?? "";
+    await eventually(async () => (await clients.interaction.getRun({ worker: ref, runId })).run?.pendingApproval !== undefined);
+    const resolve =
+      (toolCallId: string, reason = "") =>
+      () =>
+        clients.interaction.resolveApproval({ worker: ref, runId, toolCallId, decision: ApprovalDecision.REJECT, reason });
+    await expectRefused(invalid("an empty tool_call_id", "tool_call_id", resolve("")));
+    await expectRefused(invalid("a tool_call_id over its bound", "tool_call_id", resolve("c".repeat(L.maxToolCallIdLength + 1))));
+    await expectRefused(
+      tooLarge("a reason over its bound", "reason", L.maxApprovalReasonBytes, resolve("c1", "r".repeat(L.maxApprovalReasonBytes + 1))),
+    );
+    const decided = await clients.interaction.resolveApproval({
+      worker: ref,
+      runId,
+      toolCallId: "c1",
+      decision: ApprovalDecision.REJECT,
+      reason: "r".repeat(L.maxApprovalReasonBytes),
+    });
+    expect(decided.run?.runId).toBe(runId);
+  });
+
+  it("RuntimeManagement: worker_id filter, bundle ids, foreign runtime ids", async () => {
+    const cases: BadCase[] = [
+      invalid("a malformed worker_id filter", "worker_id", () => clients.management.listDiagnostics({ workerId: "../x" })),
+      invalid("a malformed bundle_id", "bundle_id", () => clients.management.getConfigBundle({ bundleId: "a b" })),
+      invalid("an empty bundle_id", "bundle_id", () => clients.management.getConfigBundle({})),
+      invalid("a malformed runtime_id", "runtime_id", () => clients.management.listAllocations({ runtimeId: "a/b" })),
+      {
+        what: "a foreign runtime_id",
+        call: () => clients.management.listConfigBundles({ runtimeId: "rt-other" }),
+        code: Code.InvalidArgument,
+        reason: ErrorReason.RUNTIME_MISMATCH,
+        field: "runtime_id",
+      },
+      {
+        what: "a ListConfigBundles page token it did not issue",
+        call: () => clients.management.listConfigBundles({ pageToken: "bm90LWEtdG9rZW4" }),
+        code: Code.InvalidArgument,
+        reason: ErrorReason.PAGE_TOKEN_INVALID,
+        field: "page_token",
+      },
+      {
+        what: "a negative ListConfigBundles page size",
+        call: () => clients.management.listConfigBundles({ pageSize: -1 }),
+        code: Code.InvalidArgument,
+        reason: ErrorReason.INVALID_ARGUMENT,
+        field: "page_size",
+      },
+    ];
+    for (const bad of cases) await expectRefused(bad);
+  });
+
+  it("WatchRuntime: a malformed or foreign cursor", async () => {
+    const first = async (afterCursor: string) => {
+      for await (const message of clients.observation.watchRuntime({ runtimeId, afterCursor })) return message;
+      return undefined;
+    };
+    await expectRefused(invalid("a cursor that is not one", "after_cursor", () => first("garbage")));
+    const workerCursor = await workerStreamCursor(clients, worker);
+    expect(workerCursor).not.toBe("");
+    await expectRefused({
+      what: "a worker stream's cursor",
+      call: () => first(workerCursor),
+      code: Code.InvalidArgument,
+      reason: ErrorReason.CURSOR_FOREIGN,
+      field: "after_cursor",
+    });
+  });
+});
+
+/** A cursor of `worker`'s own stream (from its snapshot). */
+async function workerStreamCursor(clients: Clients, worker: WorkerRef): Promise<string> {
+  for await (const message of clients.observation.watchWorker({ worker })) return message.snapshot?.cursor ?? "";
+  return "";
+}
