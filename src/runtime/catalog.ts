@@ -110,6 +110,7 @@ export class Catalog {
   async create(request: CreateWorkerRequest): Promise<CreateWorkerResponse> {
     this.checkRuntimeId("runtime_id", request.runtimeId);
     checkRequestId("request_id", request.requestId);
+    this.checkTextFields(request);
     const { requestId } = request;
     const fingerprint = createFingerprint(request);
     const repeated = this.repeatedCreate(requestId, fingerprint);
@@ -149,14 +150,10 @@ export class Catalog {
     health.checkAcceptingWork();
     const resolved = offer.resolveSelector(request.profile);
     const profile = resolved.selector;
-    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
-    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
-    checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
     const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined, resolved.policies);
     const workspace = request.workspace
       ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies)
       : undefined;
-    if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
     if (this.workers.size >= limits.maxWorkers) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
         limit: String(limits.maxWorkers),
@@ -213,6 +210,19 @@ export class Catalog {
       ...(initialRun ? { initialRun } : {}),
       ...(initialInputError ? { initialInputError } : {}),
     });
+  }
+
+  /**
+   * CreateWorker's free-text fields and labels, checked before anything
+   * else reads the request: the request_id fingerprint encodes it, and
+   * protobuf-es refuses (or, encoding, rewrites) text that is not Unicode.
+   */
+  private checkTextFields(request: CreateWorkerRequest): void {
+    const { limits } = this.init;
+    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
+    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
+    checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
+    if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
   }
 
   /** Workers in creation order, paginated and filtered by status and labels. */

@@ -182,6 +182,11 @@ describe.each(JSON_TRANSPORTS)("proto3 JSON over %s", (transport) => {
     for (const value of readCases) expect(await json(READ_TRANSCRIPT, value), JSON.stringify(value)).toEqual(REFUSED);
   });
 
+  it("refuses a string holding a lone UTF-16 surrogate, which JSON can spell but UTF-8 cannot hold", async () => {
+    expect(await json(LIST_WORKERS, `{"runtimeId": "${runtimeId}", "labelSelector": {"team": "a\\ud800b"}}`)).toEqual(REFUSED);
+    expect(await json(LIST_WORKERS, `{"runtimeId": "${runtimeId}", "labelSelector": {"team": "a\\ud83d\\ude00b"}}`)).toEqual({ ok: true });
+  });
+
   it("refuses both members of a oneof", async () => {
     expect(await json(READ_TRANSCRIPT, { worker: worker(), afterSeq: "1", beforeSeq: "2" })).toEqual(REFUSED);
   });
