@@ -148,6 +148,25 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
     });
   });
 
+  it("passes a runtime's refusal of a watch cursor on unchanged, for both watches", async () => {
+    const { worker } = await direct.catalog.createWorker({ runtimeId: "rs" });
+    for (const afterCursor of ["garbage", "r1", `w${"z".repeat(40)}`]) {
+      const cases: [string, (c: Clients) => Promise<unknown>][] = [
+        ["WatchWorker", (c) => first(c.observation.watchWorker({ worker: worker?.ref, afterCursor }))],
+        ["WatchRuntime", (c) => first(c.observation.watchRuntime({ runtimeId: "rs", afterCursor }))],
+      ];
+      for (const [what, call] of cases) {
+        const want = await expectError(() => call(direct));
+        const got = await expectError(() => call(viaBackend));
+        expect([got.error.code, got.detail?.reason, got.detail?.metadata], `${what} ${afterCursor}`).toEqual([
+          want.error.code,
+          want.detail?.reason,
+          want.detail?.metadata,
+        ]);
+      }
+    }
+  });
+
   it("refuses an empty runtime id in the registry with INVALID_ARGUMENT, not NOT_FOUND", async () => {
     for (const call of [() => viaBackend.registry.getRegisteredRuntime({}), () => viaBackend.registry.removeRuntime({})]) {
       const detail = await expectReason(call, Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
