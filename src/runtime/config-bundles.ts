@@ -196,6 +196,10 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
     if (!PROFILE_NAME.test(profile.name)) throw invalidArgument(`${field}.name`, "must be 1-64 characters of [A-Za-z0-9._-]");
     if (names.has(profile.name)) throw invalidArgument(`${field}.name`, `"${profile.name}" appears twice`);
     names.add(profile.name);
+    // NaN and the infinities have no JSON form for the provider's request; no provider takes a negative temperature.
+    if (profile.temperature !== undefined && !(Number.isFinite(profile.temperature) && profile.temperature >= 0)) {
+      throw invalidArgument(`${field}.temperature`, "must be a finite number, not negative");
+    }
     for (const [j, name] of profile.secretNames.entries()) checkSecretName(`${field}.secret_names[${j}]`, name);
     if (profile.providerApiKeySecret !== "") {
       checkSecretName(`${field}.provider_api_key_secret`, profile.providerApiKeySecret);

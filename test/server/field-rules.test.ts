@@ -6,8 +6,9 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRefSchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { DEFAULT_LIMITS } from "../../src/runtime/index.js";
+import { bundleDigest, DEFAULT_LIMITS } from "../../src/runtime/index.js";
 import { expectError } from "../support/errors.js";
 import { eventually, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { awaitApproval, ScriptedBackend } from "../support/scripted-backend.js";
@@ -215,6 +216,22 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
       },
     ];
     for (const bad of cases) await expectRefused(bad);
+  });
+
+  it("PutConfigBundle: a profile temperature that no provider can take", async () => {
+    const bundle = (temperature: number) => {
+      const value = create(ConfigBundleSchema, { bundleId: `b-${protocol}`, profiles: [{ name: "p", temperature }] });
+      value.digest = bundleDigest(value);
+      return value;
+    };
+    for (const temperature of [Number.NaN, Number.POSITIVE_INFINITY, -0.5]) {
+      await expectRefused(
+        invalid(`temperature ${temperature}`, "bundle.profiles[0].temperature", () =>
+          clients.management.putConfigBundle({ bundle: bundle(temperature) }),
+        ),
+      );
+    }
+    expect((await clients.management.putConfigBundle({ bundle: bundle(0) })).bundle?.profiles[0]?.temperature).toBe(0);
   });
 
   it("WatchRuntime: a malformed or foreign cursor", async () => {

@@ -45,7 +45,8 @@ export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   systemPrompt: string;
 
   /**
-   * Sampling temperature; unset uses the provider's default.
+   * Sampling temperature; unset uses the provider's default. In a config
+   * bundle it must be a finite number, not negative (INVALID_ARGUMENT).
    *
    * @generated from field: optional double temperature = 5;
    */
