@@ -257,3 +257,50 @@ async function workerStreamCursor(clients: Clients, worker: WorkerRef): Promise<
   for await (const message of clients.observation.watchWorker({ worker })) return message.snapshot?.cursor ?? "";
   return "";
 }
+
+describe("watch streams per worker (and WatchRuntime streams) over their bound", () => {
+  let small: Harness;
+
+  beforeAll(async () => {
+    small = await startHarness({ limits: { maxWatchersPerWorker: 2 } });
+  });
+
+  afterAll(async () => {
+    await small?.close();
+  });
+
+  it.each(PROTOCOLS)(
+    "are RESOURCE_EXHAUSTED with LIMIT_EXCEEDED naming the bound over %s, and a slot freed is taken again",
+    async (protocol) => {
+      const clients = small.connect(protocol);
+      const id = small.runtime.runtimeId;
+      const worker = (await clients.catalog.createWorker({ runtimeId: id })).worker?.ref;
+      const opens: [string, (signal: AbortSignal) => AsyncIterable<unknown>][] = [
+        ["WatchWorker", (signal) => clients.observation.watchWorker({ worker }, { signal })],
+        ["WatchRuntime", (signal) => clients.observation.watchRuntime({ runtimeId: id }, { signal })],
+      ];
+      for (const [what, open] of opens) {
+        const held = [new AbortController(), new AbortController()];
+        for (const controller of held) {
+          const iterator = open(controller.signal)[Symbol.asyncIterator]();
+          await iterator.next();
+        }
+        const third = open(new AbortController().signal)[Symbol.asyncIterator]();
+        const { error, detail } = await expectError(() => third.next());
+        expect([error.code, detail?.reason, detail?.metadata["limit"]], what).toEqual([
+          Code.ResourceExhausted,
+          ErrorReason.LIMIT_EXCEEDED,
+          "2",
+        ]);
+        held[0]?.abort();
+        await eventually(() => small.runtime.stats().subscriptions < 2, 5_000, "a slot freed");
+        const againController = new AbortController();
+        const again = open(againController.signal)[Symbol.asyncIterator]();
+        expect((await again.next()).done, what).toBe(false);
+        againController.abort();
+        held[1]?.abort();
+        await eventually(() => small.runtime.stats().subscriptions === 0, 5_000, "every watch released");
+      }
+    },
+  );
+});
