@@ -234,6 +234,59 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
     expect((await clients.management.putConfigBundle({ bundle: bundle(0) })).bundle?.profiles[0]?.temperature).toBe(0);
   });
 
+  it("PutConfigBundle: the bundle's shape, names and size", async () => {
+    const put = (init: Record<string, unknown>, digest?: string) => () => {
+      const bundle = create(ConfigBundleSchema, { bundleId: `shape-${protocol}`, profiles: [{ name: "p" }], ...init });
+      bundle.digest = digest ?? bundleDigest(bundle);
+      return clients.management.putConfigBundle({ bundle });
+    };
+    const cases: BadCase[] = [
+      invalid("no bundle", "bundle", () => clients.management.putConfigBundle({})),
+      invalid("a malformed bundle_id", "bundle.bundle_id", put({ bundleId: "a b" })),
+      invalid("no profiles", "bundle.profiles", put({ profiles: [] })),
+      invalid("a malformed profile name", "bundle.profiles[0].name", put({ profiles: [{ name: "p q" }] })),
+      invalid("a profile name twice", "bundle.profiles[1].name", put({ profiles: [{ name: "p" }, { name: "p" }] })),
+      invalid("a malformed secret name", "bundle.profiles[0].secret_names[0]", put({ profiles: [{ name: "p", secretNames: ["1X"] }] })),
+      invalid(
+        "a provider key secret not listed",
+        "bundle.profiles[0].provider_api_key_secret",
+        put({ profiles: [{ name: "p", providerApiKeySecret: "KEY" }] }),
+      ),
+      invalid(
+        "an unknown allowed capability",
+        "bundle.policies.allowed_capabilities[0]",
+        put({ policies: { allowedCapabilities: ["fs.all"] } }),
+      ),
+      invalid("an empty allowed root", "bundle.policies.allowed_workspace_roots[0]", put({ policies: { allowedWorkspaceRoots: [""] } })),
+      invalid(
+        "a program given as a path",
+        "bundle.policies.shell.allowed_programs[0]",
+        put({ policies: { shell: { allowedPrograms: ["/bin/sh"] } } }),
+      ),
+      tooLarge("a bundle over 256 KiB", "bundle", 256 * 1024, put({ profiles: [{ name: "p", systemPrompt: "s".repeat(256 * 1024) }] })),
+      {
+        what: "a digest that does not match",
+        call: put({}, `sha256:${"0".repeat(64)}`),
+        code: Code.InvalidArgument,
+        reason: ErrorReason.BUNDLE_CONFLICT,
+        field: "bundle.digest",
+      },
+    ];
+    for (const bad of cases) await expectRefused(bad);
+  });
+
+  it("WatchWorker: a cursor ahead of the stream", async () => {
+    const cursor = await workerStreamCursor(clients, worker);
+    const [head = "", seq = "0"] = cursor.split(".");
+    const ahead = `${head}.${(Number.parseInt(seq, 36) + 1000).toString(36)}`;
+    await expectRefused(
+      invalid("a cursor ahead", "after_cursor", async () => {
+        for await (const message of clients.observation.watchWorker({ worker, afterCursor: ahead })) return message;
+        return undefined;
+      }),
+    );
+  });
+
   it("WatchRuntime: a malformed or foreign cursor", async () => {
     const first = async (afterCursor: string) => {
       for await (const message of clients.observation.watchRuntime({ runtimeId, afterCursor })) return message;
@@ -262,7 +315,7 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
   let small: Harness;
 
   beforeAll(async () => {
-    small = await startHarness({ limits: { maxWatchersPerWorker: 2 } });
+    small = await startHarness({ limits: { maxWatchersPerWorker: 2, maxWorkers: 4 } });
   });
 
   afterAll(async () => {
@@ -303,4 +356,24 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
       }
     },
   );
+
+  it("refuse a worker past maxWorkers, and a capability the runtime does not offer (it has no execution backend)", async () => {
+    const clients = small.connect("grpc");
+    const runtimeId = small.runtime.runtimeId;
+    const notOffered = await expectError(() =>
+      clients.catalog.createWorker({ runtimeId, capabilities: ["fs.read"], workspace: { root: "x" } }),
+    );
+    expect([notOffered.error.code, notOffered.detail?.reason, notOffered.detail?.metadata["capability"]]).toEqual([
+      Code.FailedPrecondition,
+      ErrorReason.CAPABILITY_DENIED,
+      "fs.read",
+    ]);
+    while (small.runtime.stats().workers < 4) await clients.catalog.createWorker({ runtimeId });
+    const full = await expectError(() => clients.catalog.createWorker({ runtimeId }));
+    expect([full.error.code, full.detail?.reason, full.detail?.metadata["limit"]]).toEqual([
+      Code.ResourceExhausted,
+      ErrorReason.LIMIT_EXCEEDED,
+      "4",
+    ]);
+  });
 });
