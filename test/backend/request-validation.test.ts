@@ -167,6 +167,18 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
     }
   });
 
+  it("refuses to remove the embedded runtime, and to add a registered id with another url", async () => {
+    const embedded = await expectReason(
+      () => viaBackend.registry.removeRuntime({ runtimeId: "emb" }),
+      Code.FailedPrecondition,
+      ErrorReason.UNSUPPORTED,
+    );
+    expect(embedded.metadata["runtime_id"]).toBe("emb");
+    const taken = await expectError(() => viaBackend.registry.addRuntime({ runtimeId: "rs", url: "http://127.0.0.1:1" }));
+    expect([taken.error.code, taken.detail?.metadata["field"]]).toEqual([Code.AlreadyExists, "runtime_id"]);
+    expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
+  });
+
   it("refuses an empty runtime id in the registry with INVALID_ARGUMENT, not NOT_FOUND", async () => {
     for (const call of [() => viaBackend.registry.getRegisteredRuntime({}), () => viaBackend.registry.removeRuntime({})]) {
       const detail = await expectReason(call, Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
