@@ -17,7 +17,8 @@ export declare const file_worker_runtime_v1_profile: GenFile;
  */
 export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   /**
-   * Name of the profile, unique within the Runtime or config bundle.
+   * Name of the profile, unique within the Runtime or config bundle; in a
+   * bundle 1-64 characters of [A-Za-z0-9._-].
    *
    * @generated from field: string name = 1;
    */
@@ -81,7 +82,8 @@ export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   approvalRequiredTools: string[];
 
   /**
-   * Names of host-local secrets the profile needs (never their values).
+   * Names of host-local secrets the profile needs (never their values): each
+   * 1-64 characters of [A-Za-z0-9_], not starting with a digit.
    *
    * @generated from field: repeated string secret_names = 10;
    */
@@ -218,7 +220,7 @@ export declare const BundleProfileRefSchema: GenMessage<BundleProfileRef>;
  */
 export declare type ConfigBundle = Message<"worker_runtime.v1.ConfigBundle"> & {
   /**
-   * The bundle's id.
+   * The bundle's id (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string bundle_id = 1;
    */
