@@ -29,6 +29,8 @@ const MAX_BUNDLE_BYTES = 256 * 1024;
 const MAX_BUNDLES = 1000;
 /** Profile names: like ids, short and printable. */
 const PROFILE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+/** A bundle digest as bundleDigest writes it (ConfigBundle.digest). */
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** Program names of a shell policy: a bare name looked up on PATH, never a path. */
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]{1,64}$/;
 
@@ -126,6 +128,7 @@ export class ConfigBundles {
   resolve(field: string, ref: BundleProfileRef): { bundle: ConfigBundle; profile: Profile } {
     checkId(`${field}.bundle_id`, ref.bundleId);
     if (ref.digest === "") throw invalidArgument(`${field}.digest`, "is required");
+    if (!DIGEST.test(ref.digest)) throw invalidArgument(`${field}.digest`, 'must be "sha256:" and 64 lowercase hex digits');
     const bundle = this.bundles.get(ref.bundleId);
     if (!bundle) {
       throw new RuntimeError(
@@ -141,7 +144,7 @@ export class ConfigBundles {
       throw new RuntimeError(
         Code.FailedPrecondition,
         ErrorReason.BUNDLE_CONFLICT,
-        `${field}.digest: config bundle "${ref.bundleId}" on this runtime has digest ${bundle.digest}, not ${ref.digest.slice(0, 80)}`,
+        `${field}.digest: config bundle "${ref.bundleId}" on this runtime has digest ${bundle.digest}, not ${ref.digest}`,
         { field: `${field}.digest`, bundle_id: ref.bundleId, digest: bundle.digest },
       );
     }

@@ -129,6 +129,13 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
         "profile.bundle.bundle_id",
         cw({ profile: { source: { case: "bundle", value: { bundleId: "a/b" } } } }),
       ),
+      ...["md5:abc", `sha256:${"A".repeat(64)}`, `sha256:${"0".repeat(63)}\n`, `sha256:${"0".repeat(10_000)}`].map((digest) =>
+        invalid(
+          `a bundle digest ${JSON.stringify(digest.slice(0, 12))}`,
+          "profile.bundle.digest",
+          cw({ profile: { source: { case: "bundle", value: { bundleId: "b1", digest, profile: "p" } } } }),
+        ),
+      ),
       invalid(
         "a bundle reference without a digest",
         "profile.bundle.digest",

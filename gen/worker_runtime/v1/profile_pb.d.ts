@@ -183,7 +183,8 @@ export declare type BundleProfileRef = Message<"worker_runtime.v1.BundleProfileR
   bundleId: string;
 
   /**
-   * The bundle's digest, "sha256:<hex>".
+   * The bundle's digest: "sha256:" and 64 lowercase hex digits
+   * (INVALID_ARGUMENT otherwise).
    *
    * @generated from field: string digest = 2;
    */
