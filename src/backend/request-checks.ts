@@ -1,6 +1,6 @@
 import type { ListWorkersRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { checkEnum, checkId, checkLabels, DEFAULT_LIMITS, RuntimeError } from "../runtime/index.js";
+import { checkEnumList, checkId, checkLabels, DEFAULT_LIMITS, RuntimeError } from "../runtime/index.js";
 import { backendError } from "./backend-errors.js";
 
 /**
@@ -25,7 +25,7 @@ export function checkRoutedRuntimeId(field: string, runtimeId: string): string {
  */
 export function checkListFilters(request: ListWorkersRequest): void {
   asConnect(() => {
-    for (const [i, status] of request.statuses.entries()) checkEnum(`statuses[${i}]`, status, WorkerStatusSchema);
+    checkEnumList("statuses", request.statuses, WorkerStatusSchema);
     checkLabels("label_selector", request.labelSelector, DEFAULT_LIMITS.maxLabels, DEFAULT_LIMITS.maxLabelValueBytes);
   });
 }

@@ -27,7 +27,7 @@ import type { PageTokens } from "./page-token.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
-import { checkEnum, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
+import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -230,7 +230,7 @@ export class Catalog {
     const { limits } = this.init;
     this.checkRuntimeId("runtime_id", request.runtimeId);
     const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
-    for (const [i, status] of request.statuses.entries()) checkEnum(`statuses[${i}]`, status, WorkerStatusSchema);
+    checkEnumList("statuses", request.statuses, WorkerStatusSchema);
     // UNSPECIFIED matches every status (see worker.proto).
     const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
     checkLabels("label_selector", request.labelSelector, limits.maxLabels, limits.maxLabelValueBytes);

@@ -77,6 +77,18 @@ export function resolvePageSize(field: string, pageSize: number, defaultSize: nu
 }
 
 /**
+ * Checks a repeated enum filter (e.g. ListWorkers' statuses): every value
+ * known, and no more entries than the enum has values. A longer list can
+ * only repeat itself, and every entry costs a comparison per item listed:
+ * a message full of them made one ListWorkers call scan workers × entries.
+ */
+export function checkEnumList<E extends number>(field: string, values: readonly E[], schema: GenEnum<E>): void {
+  const max = schema.values.length;
+  if (values.length > max) throw limitExceeded(field, max, `has ${values.length} entries; at most ${max} (one per value)`);
+  for (const [i, value] of values.entries()) checkEnum(`${field}[${i}]`, value, schema);
+}
+
+/**
  * Checks that an enum value is one the generated descriptor knows (protobuf
  * keeps unknown numbers). With `required`, the zero (UNSPECIFIED) value is
  * refused too.

@@ -86,6 +86,7 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
     const manyLabels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"]));
     const cases: [string, { statuses?: WorkerStatus[]; labelSelector?: Record<string, string> }][] = [
       ["an unknown status", { statuses: [99 as WorkerStatus] }],
+      ["more statuses than exist", { statuses: new Array<WorkerStatus>(100_000).fill(1 as WorkerStatus) }],
       ["a malformed label key", { labelSelector: { "Bad Key": "x" } }],
       ["too many labels", { labelSelector: manyLabels }],
       ["a label value over its bound", { labelSelector: { team: "v".repeat(257) } }],

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerRefSchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { bundleDigest, DEFAULT_LIMITS } from "../../src/runtime/index.js";
 import { expectError } from "../support/errors.js";
@@ -157,6 +158,19 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
       workspace: { root: "ws", path: "p".repeat(L.maxWorkspacePathBytes) },
     });
     expect(ok.worker?.ref?.workerId).toMatch(/^w-/);
+  });
+
+  it("ListWorkers: a statuses filter longer than the statuses that exist", async () => {
+    const max = WorkerStatusSchema.values.length;
+    for (const length of [max + 1, 1_000_000]) {
+      await expectRefused(
+        tooLarge(`${length} statuses`, "statuses", max, () =>
+          clients.catalog.listWorkers({ runtimeId, statuses: new Array<WorkerStatus>(length).fill(WorkerStatus.FAILED) }),
+        ),
+      );
+    }
+    const all = WorkerStatusSchema.values.map((value) => value.number as WorkerStatus);
+    expect((await clients.catalog.listWorkers({ runtimeId, statuses: all })).workers.length).toBeGreaterThan(0);
   });
 
   it("SendInput and StreamInput: request_id", async () => {

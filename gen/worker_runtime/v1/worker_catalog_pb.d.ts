@@ -212,7 +212,9 @@ export declare type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersR
   pageToken: string;
 
   /**
-   * Only Workers in one of these statuses; empty = all.
+   * Only Workers in one of these statuses; empty = all. At most as many
+   * entries as WorkerStatus has values (5), else INVALID_ARGUMENT with
+   * LIMIT_EXCEEDED.
    *
    * @generated from field: repeated worker_runtime.v1.WorkerStatus statuses = 4;
    */
