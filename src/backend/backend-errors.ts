@@ -23,3 +23,11 @@ export function invalidPageToken(why: string): ConnectError {
 export function backendError(code: Code, reason: ErrorReason, message: string, metadata: Record<string, string> = {}): ConnectError {
   return new ConnectError(message, code, undefined, [{ desc: ErrorDetailSchema, value: { reason, metadata } }]);
 }
+
+/** A field over its size bound: LIMIT_EXCEEDED with "field" and "limit", as a Runtime answers one. */
+export function fieldTooLarge(field: string, limit: number, bytes: number): ConnectError {
+  return backendError(Code.InvalidArgument, ErrorReason.LIMIT_EXCEEDED, `${field}: is ${bytes} bytes; at most ${limit} allowed`, {
+    field,
+    limit: String(limit),
+  });
+}

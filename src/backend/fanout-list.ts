@@ -7,6 +7,7 @@ import type { ListWorkersRequest, ListWorkersResponse } from "../../gen/worker_r
 import type { Logger } from "../runtime/index.js";
 import { invalidField, invalidPageToken } from "./backend-errors.js";
 import { listWorkersRaw, workerPageResponse } from "./raw-worker-page.js";
+import { checkListFilters } from "./request-checks.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import { compareIds, type RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream } from "./upstream-errors.js";
@@ -44,8 +45,8 @@ export interface FanoutOptions {
 
 /**
  * One Runtime's answer or failure. `refused`: the Runtime's typed refusal of
- * the client's page token, which is the client's error to see (as direct),
- * not a Runtime failure to list and skip.
+ * the client's request (its page token or filters), which is the client's
+ * error to see (as direct), not a Runtime failure to list and skip.
  */
 type Fetched =
   | { ok: true; workers: UnknownField[]; next: string }
@@ -72,6 +73,8 @@ export async function listAcrossRuntimes(
   options: FanoutOptions,
 ): Promise<ListWorkersResponse> {
   if (request.pageSize < 0) throw invalidField("page_size", "must not be negative");
+  // Checked here, as each Runtime would: a bad filter is the client's error, not every Runtime's failure.
+  checkListFilters(request);
   const size = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
   const filter = filterDigest(request);
   const position = decodePosition(request.pageToken, filter);
@@ -186,7 +189,7 @@ async function fetchPage(
     const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
     return {
       ok: false,
-      refused: request.pageToken !== "" && reason === ErrorReason.PAGE_TOKEN_INVALID ? typed : undefined,
+      refused: isRefusal(upstream, reason) ? typed : undefined,
       failure: create(RuntimeFailureSchema, {
         runtimeId: connection.runtimeId,
         health: connection.health,
@@ -195,6 +198,16 @@ async function fetchPage(
       }),
     };
   }
+}
+
+/**
+ * Whether a Runtime refused the client's request itself (its page token,
+ * or a filter over that Runtime's own bounds): the client's error to see,
+ * as direct. A RUNTIME_MISMATCH is the Runtime's fault (it is not the id
+ * it was registered as), so it is listed as a failure instead.
+ */
+function isRefusal(upstream: ConnectError, reason: ErrorReason): boolean {
+  return upstream.code === Code.InvalidArgument && reason !== ErrorReason.RUNTIME_MISMATCH;
 }
 
 function positionAfter(connection: RuntimeConnection, token: string): Position {

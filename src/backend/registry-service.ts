@@ -11,12 +11,15 @@ import {
   type RegisteredRuntime,
   type RuntimeRegistry,
 } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
-import { backendError, invalidField, invalidPageToken } from "./backend-errors.js";
+import { backendError, fieldTooLarge, invalidField, invalidPageToken } from "./backend-errors.js";
+import { isHeaderSafeToken } from "../server/index.js";
 import { endpointOf, type RemoteEndpoint } from "./remote-transport.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
+import { checkRoutedRuntimeId } from "./request-checks.js";
 
-const RUNTIME_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** Longest AddRuntime url, bearer token and CA bundle, in UTF-8 bytes. */
+const MAX_URL_BYTES = 2048;
 const MAX_TOKEN_BYTES = 4096;
 const MAX_CA_BYTES = 64 * 1024;
 const DEFAULT_PAGE_SIZE = 50;
@@ -59,11 +62,9 @@ export function registeredRuntime(connection: RuntimeConnection): RegisteredRunt
 export function createRegistryService(context: RegistryContext): ServiceImpl<typeof RuntimeRegistry> {
   const { directory } = context;
   const find = (runtimeId: string): RuntimeConnection => {
-    const connection = directory.get(runtimeId);
+    const connection = directory.get(checkRoutedRuntimeId("runtime_id", runtimeId));
     if (!connection) {
-      throw backendError(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId.slice(0, 64)}" is not registered`, {
-        runtime_id: runtimeId.slice(0, 64),
-      });
+      throw backendError(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId}" is not registered`, { runtime_id: runtimeId });
     }
     return connection;
   };
@@ -88,7 +89,14 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       return create(GetRegisteredRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
     },
     addRuntime(request) {
-      if (!RUNTIME_ID.test(request.runtimeId)) throw invalidField("runtime_id", "must be 1-64 of [A-Za-z0-9._-]");
+      checkRoutedRuntimeId("runtime_id", request.runtimeId);
+      checkBytes("url", request.url, MAX_URL_BYTES);
+      checkBytes("bearer_token", request.bearerToken, MAX_TOKEN_BYTES);
+      checkBytes("ca_certificate_pem", request.caCertificatePem, MAX_CA_BYTES);
+      // A token that cannot travel in a header would fail every call, and the HTTP layer's error would quote it.
+      if (request.bearerToken !== "" && !isHeaderSafeToken(request.bearerToken)) {
+        throw invalidField("bearer_token", "must be visible ASCII characters only (no spaces, line breaks or other characters)");
+      }
       let endpoint: string;
       try {
         const url = new URL(request.url);
@@ -97,10 +105,6 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       } catch {
         throw invalidField("url", "must be an http:// or https:// URL");
       }
-      if (Buffer.byteLength(request.bearerToken) > MAX_TOKEN_BYTES)
-        throw invalidField("bearer_token", `must be at most ${MAX_TOKEN_BYTES} bytes`);
-      if (Buffer.byteLength(request.caCertificatePem) > MAX_CA_BYTES)
-        throw invalidField("ca_certificate_pem", `must be at most ${MAX_CA_BYTES} bytes`);
       const existing = directory.get(request.runtimeId);
       if (existing) {
         if (!existing.embedded && existing.endpoint === endpoint)
@@ -128,6 +132,12 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       return create(RemoveRuntimeResponseSchema);
     },
   };
+}
+
+/** Refuses a field over its size bound (LIMIT_EXCEEDED), as a Runtime refuses its own. */
+function checkBytes(field: string, value: string, limit: number): void {
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes > limit) throw fieldTooLarge(field, limit, bytes);
 }
 
 function decodeAfter(token: string): string | undefined {

@@ -20,6 +20,7 @@ import { logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import type { BundlePush } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
+import { checkRoutedRuntimeId } from "./request-checks.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
@@ -101,22 +102,21 @@ function isBinary(ctx: HandlerContext): boolean {
   return !(ctx.requestHeader.get("content-type") ?? "").includes("json");
 }
 
-/** The runtime id of a WorkerRef, required. */
+/** The runtime id of a WorkerRef, required and of the Runtime's id shape. */
 function refRuntime(ref: WorkerRef | undefined): string {
-  if (!ref || ref.runtimeId === "") throw invalidField("worker.runtime_id", "is required");
-  return ref.runtimeId;
+  if (!ref) throw invalidField("worker", "is required");
+  return checkRoutedRuntimeId("worker.runtime_id", ref.runtimeId);
 }
 
 /** A runtime_id field that must name a Runtime. */
-function required(runtimeId: string, field = "runtime_id"): string {
-  if (runtimeId === "") throw invalidField(field, "is required");
-  return runtimeId;
+function required(runtimeId: string): string {
+  return checkRoutedRuntimeId("runtime_id", runtimeId);
 }
 
 /** RuntimeManagement through a Backend: by runtime_id, empty = the embedded Runtime. */
 export function createRoutedManagement(context: RoutingContext): ServiceImpl<typeof RuntimeManagement> {
   const { call } = router(context);
-  const target = (runtimeId: string): string => runtimeId || context.embeddedRuntimeId;
+  const target = (runtimeId: string): string => (runtimeId === "" ? context.embeddedRuntimeId : required(runtimeId));
   return {
     getRuntime: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.getRuntime(request, o)),
     listDiagnostics: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listDiagnostics(request, o)),
@@ -160,7 +160,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
             logger: callLogger(context, ctx),
             contextValues: ctx.values,
           })
-        : call(request.runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o)),
+        : call(required(request.runtimeId), ctx, (c, o) => c.catalog.listWorkers(request, o)),
     stopWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.stopWorker(request, o)),
     deleteWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.deleteWorker(request, o)),
   };

@@ -9,7 +9,7 @@ import {
   type RuntimeMetrics,
   type RuntimeOptions,
 } from "../runtime/index.js";
-import { ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { isHeaderSafeToken, ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { startTracingFromEnv, type Tracing, TracingConfigError } from "../telemetry/tracing/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
@@ -23,7 +23,6 @@ import {
   processMetricsFromFlags,
   serveMetrics,
 } from "./metrics-config.js";
-import { isHeaderSafeToken } from "./header-token.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
 export class UsageError extends Error {

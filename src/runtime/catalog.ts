@@ -27,7 +27,7 @@ import type { PageTokens } from "./page-token.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
-import { checkEnum, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
+import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -110,6 +110,7 @@ export class Catalog {
   async create(request: CreateWorkerRequest): Promise<CreateWorkerResponse> {
     this.checkRuntimeId("runtime_id", request.runtimeId);
     checkRequestId("request_id", request.requestId);
+    this.checkTextFields(request);
     const { requestId } = request;
     const fingerprint = createFingerprint(request);
     const repeated = this.repeatedCreate(requestId, fingerprint);
@@ -149,14 +150,10 @@ export class Catalog {
     health.checkAcceptingWork();
     const resolved = offer.resolveSelector(request.profile);
     const profile = resolved.selector;
-    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
-    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
-    checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
     const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined, resolved.policies);
     const workspace = request.workspace
       ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies)
       : undefined;
-    if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
     if (this.workers.size >= limits.maxWorkers) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
         limit: String(limits.maxWorkers),
@@ -215,12 +212,25 @@ export class Catalog {
     });
   }
 
+  /**
+   * CreateWorker's free-text fields and labels, checked before anything
+   * else reads the request: the request_id fingerprint encodes it, and
+   * protobuf-es refuses (or, encoding, rewrites) text that is not Unicode.
+   */
+  private checkTextFields(request: CreateWorkerRequest): void {
+    const { limits } = this.init;
+    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
+    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
+    checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
+    if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
+  }
+
   /** Workers in creation order, paginated and filtered by status and labels. */
   list(request: ListWorkersRequest): ListWorkersResponse {
     const { limits } = this.init;
     this.checkRuntimeId("runtime_id", request.runtimeId);
     const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
-    for (const [i, status] of request.statuses.entries()) checkEnum(`statuses[${i}]`, status, WorkerStatusSchema);
+    checkEnumList("statuses", request.statuses, WorkerStatusSchema);
     // UNSPECIFIED matches every status (see worker.proto).
     const statuses = request.statuses.includes(WorkerStatus.UNSPECIFIED) ? [] : request.statuses;
     checkLabels("label_selector", request.labelSelector, limits.maxLabels, limits.maxLabelValueBytes);

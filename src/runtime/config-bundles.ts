@@ -29,6 +29,8 @@ const MAX_BUNDLE_BYTES = 256 * 1024;
 const MAX_BUNDLES = 1000;
 /** Profile names: like ids, short and printable. */
 const PROFILE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+/** A bundle digest as bundleDigest writes it (ConfigBundle.digest). */
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** Program names of a shell policy: a bare name looked up on PATH, never a path. */
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]{1,64}$/;
 
@@ -126,6 +128,7 @@ export class ConfigBundles {
   resolve(field: string, ref: BundleProfileRef): { bundle: ConfigBundle; profile: Profile } {
     checkId(`${field}.bundle_id`, ref.bundleId);
     if (ref.digest === "") throw invalidArgument(`${field}.digest`, "is required");
+    if (!DIGEST.test(ref.digest)) throw invalidArgument(`${field}.digest`, 'must be "sha256:" and 64 lowercase hex digits');
     const bundle = this.bundles.get(ref.bundleId);
     if (!bundle) {
       throw new RuntimeError(
@@ -141,7 +144,7 @@ export class ConfigBundles {
       throw new RuntimeError(
         Code.FailedPrecondition,
         ErrorReason.BUNDLE_CONFLICT,
-        `${field}.digest: config bundle "${ref.bundleId}" on this runtime has digest ${bundle.digest}, not ${ref.digest.slice(0, 80)}`,
+        `${field}.digest: config bundle "${ref.bundleId}" on this runtime has digest ${bundle.digest}, not ${ref.digest}`,
         { field: `${field}.digest`, bundle_id: ref.bundleId, digest: bundle.digest },
       );
     }
@@ -196,6 +199,10 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
     if (!PROFILE_NAME.test(profile.name)) throw invalidArgument(`${field}.name`, "must be 1-64 characters of [A-Za-z0-9._-]");
     if (names.has(profile.name)) throw invalidArgument(`${field}.name`, `"${profile.name}" appears twice`);
     names.add(profile.name);
+    // NaN and the infinities have no JSON form for the provider's request; no provider takes a negative temperature.
+    if (profile.temperature !== undefined && !(Number.isFinite(profile.temperature) && profile.temperature >= 0)) {
+      throw invalidArgument(`${field}.temperature`, "must be a finite number, not negative");
+    }
     for (const [j, name] of profile.secretNames.entries()) checkSecretName(`${field}.secret_names[${j}]`, name);
     if (profile.providerApiKeySecret !== "") {
       checkSecretName(`${field}.provider_api_key_secret`, profile.providerApiKeySecret);

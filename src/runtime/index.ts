@@ -23,6 +23,8 @@ export type { WatchOptions } from "./watch.js";
 export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 /** The one error type the core throws, with its wire code and typed reason. */
 export { RuntimeError } from "./errors.js";
+/** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
+export { checkEnumList, checkId, checkLabels } from "./validation.js";
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */

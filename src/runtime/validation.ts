@@ -34,10 +34,23 @@ export function checkRequestId(field: string, value: string): string {
   return value;
 }
 
-/** Checks a text field's UTF-8 size. */
+/**
+ * In a `u` regex a surrogate pair is one code point, so this matches only a
+ * lone surrogate: what JSON can spell ("\ud800") but UTF-8, and so a
+ * protobuf string, cannot hold.
+ */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/**
+ * Checks a text field's UTF-8 size, and that it is Unicode text at all: a
+ * lone surrogate (only Connect JSON can send one; the binary protocols
+ * refuse bad UTF-8 while decoding) would be stored as U+FFFD, silently
+ * changing what the client sent.
+ */
 export function checkTextBytes(field: string, value: string, maxBytes: number): string {
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes > maxBytes) throw limitExceeded(field, maxBytes, `is ${bytes} bytes; at most ${maxBytes} allowed`);
+  if (LONE_SURROGATE.test(value)) throw invalidArgument(field, "is not valid Unicode text (it holds a lone UTF-16 surrogate)");
   return value;
 }
 
@@ -61,6 +74,18 @@ export function resolvePageSize(field: string, pageSize: number, defaultSize: nu
   if (!Number.isInteger(pageSize) || pageSize < 0) throw invalidArgument(field, "must not be negative");
   if (pageSize === 0) return Math.min(defaultSize, maxSize);
   return Math.min(pageSize, maxSize);
+}
+
+/**
+ * Checks a repeated enum filter (e.g. ListWorkers' statuses): every value
+ * known, and no more entries than the enum has values. A longer list can
+ * only repeat itself, and every entry costs a comparison per item listed:
+ * a message full of them made one ListWorkers call scan workers × entries.
+ */
+export function checkEnumList<E extends number>(field: string, values: readonly E[], schema: GenEnum<E>): void {
+  const max = schema.values.length;
+  if (values.length > max) throw limitExceeded(field, max, `has ${values.length} entries; at most ${max} (one per value)`);
+  for (const [i, value] of values.entries()) checkEnum(`${field}[${i}]`, value, schema);
 }
 
 /**

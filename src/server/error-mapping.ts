@@ -22,6 +22,13 @@ export function toConnectError(error: unknown, logger: Logger): ConnectError {
         { desc: ErrorDetailSchema, value: { reason: ErrorReason.INVALID_ARGUMENT, metadata: {} } },
       ]);
     }
+    const overMaxTimeout = error.code === Code.InvalidArgument ? MAX_TIMEOUT.exec(error.rawMessage)?.[1] : undefined;
+    if (overMaxTimeout !== undefined) {
+      // A deadline over the server's maxTimeoutMs is a bound the request exceeded, like a message over its size.
+      return new ConnectError(error.rawMessage, error.code, error.metadata, [
+        { desc: ErrorDetailSchema, value: { reason: ErrorReason.LIMIT_EXCEEDED, metadata: { limit: overMaxTimeout } } },
+      ]);
+    }
     return new ConnectError(error.rawMessage, error.code, error.metadata, [
       { desc: ErrorDetailSchema, value: { reason: reasonForCode(error.code), metadata: metadataFor(error) } },
     ]);
@@ -70,6 +77,9 @@ function reasonForCode(code: Code): ErrorReason {
       return ErrorReason.INTERNAL;
   }
 }
+
+/** connect-es's message for a grpc-timeout / connect-timeout-ms over maxTimeoutMs (the bound in ms). */
+const MAX_TIMEOUT = /^timeout \d+ms must be <= (\d+)$/;
 
 /** connect-es's message for a message over readMaxBytes / writeMaxBytes. */
 const MESSAGE_SIZE = /larger than configured (?:read|write)MaxBytes (\d+)/;

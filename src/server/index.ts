@@ -4,6 +4,8 @@ export { createRoutes, createErrorInterceptor, reflectionRegistry, SERVED_SERVIC
 export { createHealthService } from "./health.js";
 export { createReflectionServices } from "./reflection.js";
 export { toConnectError } from "./error-mapping.js";
+/** The bearer-token rule the servers, the client CLI and a Backend's AddRuntime share. */
+export { isHeaderSafeToken } from "./header-token.js";
 /**
  * An RPC's log fields (request id, method), kept in the call's context
  * values and passed on explicitly; the interceptors that set them (and log

@@ -80,3 +80,44 @@ describe("stream deadlines", () => {
     expect(harness.runtime.stats().subscriptions).toBe(0);
   });
 });
+
+describe("a deadline over the server's maxTimeoutMs", () => {
+  let harness: Harness;
+
+  beforeAll(async () => {
+    harness = await startHarness({});
+  });
+
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  const OVER = { grpc: { "grpc-timeout": "301S" }, connect: { "connect-timeout-ms": "300001" } } as const;
+
+  for (const protocol of PROTOCOLS) {
+    it(`is INVALID_ARGUMENT with LIMIT_EXCEEDED naming the bound over ${protocol}, unary and streaming`, async () => {
+      const clients = harness.connect(protocol, OVER[protocol]);
+      const calls: (() => Promise<unknown>)[] = [
+        () => clients.management.getRuntime({}),
+        async () => {
+          for await (const message of clients.observation.watchRuntime({ runtimeId: harness.runtime.runtimeId })) return message;
+          return undefined;
+        },
+      ];
+      for (const call of calls) {
+        const error = await call().then(
+          () => undefined,
+          (thrown: unknown) => ConnectError.from(thrown),
+        );
+        expect(error?.code, String(error)).toBe(Code.InvalidArgument);
+        expect(error?.findDetails(ErrorDetailSchema)[0]).toMatchObject({
+          reason: ErrorReason.LIMIT_EXCEEDED,
+          metadata: { limit: "300000" },
+        });
+      }
+      // At the bound is accepted.
+      const atBound = harness.connect(protocol, protocol === "grpc" ? { "grpc-timeout": "300S" } : { "connect-timeout-ms": "300000" });
+      expect((await atBound.management.getRuntime({})).runtime?.runtimeId).toBe(harness.runtime.runtimeId);
+    });
+  }
+});

@@ -17,7 +17,8 @@ export declare const file_worker_runtime_v1_profile: GenFile;
  */
 export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   /**
-   * Name of the profile, unique within the Runtime or config bundle.
+   * Name of the profile, unique within the Runtime or config bundle; in a
+   * bundle 1-64 characters of [A-Za-z0-9._-].
    *
    * @generated from field: string name = 1;
    */
@@ -45,7 +46,8 @@ export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   systemPrompt: string;
 
   /**
-   * Sampling temperature; unset uses the provider's default.
+   * Sampling temperature; unset uses the provider's default. In a config
+   * bundle it must be a finite number, not negative (INVALID_ARGUMENT).
    *
    * @generated from field: optional double temperature = 5;
    */
@@ -80,7 +82,8 @@ export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   approvalRequiredTools: string[];
 
   /**
-   * Names of host-local secrets the profile needs (never their values).
+   * Names of host-local secrets the profile needs (never their values): each
+   * 1-64 characters of [A-Za-z0-9_], not starting with a digit.
    *
    * @generated from field: repeated string secret_names = 10;
    */
@@ -180,7 +183,8 @@ export declare type BundleProfileRef = Message<"worker_runtime.v1.BundleProfileR
   bundleId: string;
 
   /**
-   * The bundle's digest, "sha256:<hex>".
+   * The bundle's digest: "sha256:" and 64 lowercase hex digits
+   * (INVALID_ARGUMENT otherwise).
    *
    * @generated from field: string digest = 2;
    */
@@ -217,7 +221,7 @@ export declare const BundleProfileRefSchema: GenMessage<BundleProfileRef>;
  */
 export declare type ConfigBundle = Message<"worker_runtime.v1.ConfigBundle"> & {
   /**
-   * The bundle's id.
+   * The bundle's id (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string bundle_id = 1;
    */

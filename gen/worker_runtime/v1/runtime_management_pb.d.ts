@@ -85,7 +85,8 @@ export declare type ListDiagnosticsRequest = Message<"worker_runtime.v1.ListDiag
   minSeverity: DiagnosticSeverity;
 
   /**
-   * Only diagnostics about this Worker; empty = all.
+   * Only diagnostics about this Worker (1-64 characters of [A-Za-z0-9._-]);
+   * empty = all.
    *
    * @generated from field: string worker_id = 4;
    */
@@ -207,7 +208,8 @@ export declare const ListAllocationsResponseSchema: GenMessage<ListAllocationsRe
  */
 export declare type PutConfigBundleRequest = Message<"worker_runtime.v1.PutConfigBundleRequest"> & {
   /**
-   * The bundle; its digest must match its canonical encoding.
+   * The bundle; its digest must match its canonical encoding. At most 256 KiB
+   * encoded; a Runtime keeps at most 1000 bundles (RESOURCE_EXHAUSTED).
    *
    * @generated from field: worker_runtime.v1.ConfigBundle bundle = 1;
    */
@@ -256,7 +258,7 @@ export declare const PutConfigBundleResponseSchema: GenMessage<PutConfigBundleRe
  */
 export declare type GetConfigBundleRequest = Message<"worker_runtime.v1.GetConfigBundleRequest"> & {
   /**
-   * The bundle's id.
+   * The bundle's id (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string bundle_id = 1;
    */

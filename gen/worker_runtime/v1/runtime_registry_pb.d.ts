@@ -171,7 +171,7 @@ export declare const ListRuntimesResponseSchema: GenMessage<ListRuntimesResponse
  */
 export declare type GetRegisteredRuntimeRequest = Message<"worker_runtime.v1.GetRegisteredRuntimeRequest"> & {
   /**
-   * The Runtime's id.
+   * The Runtime's id (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string runtime_id = 1;
    */
@@ -220,14 +220,16 @@ export declare type AddRuntimeRequest = Message<"worker_runtime.v1.AddRuntimeReq
 
   /**
    * Where it listens, e.g. "http://10.0.0.5:7070" (h2c) or "https://..."
-   * (TLS). User info in the URL is ignored and never returned.
+   * (TLS), at most 2048 bytes. User info in the URL is ignored and never
+   * returned.
    *
    * @generated from field: string url = 2;
    */
   url: string;
 
   /**
-   * Bearer token the Runtime requires (write-only: never returned).
+   * Bearer token the Runtime requires (write-only: never returned): visible
+   * ASCII only (no spaces or line breaks), at most 4096 bytes.
    *
    * @generated from field: string bearer_token = 3;
    */
@@ -235,7 +237,7 @@ export declare type AddRuntimeRequest = Message<"worker_runtime.v1.AddRuntimeReq
 
   /**
    * PEM CA certificate(s) to trust for an https URL, instead of the system
-   * roots (write-only).
+   * roots (write-only), at most 64 KiB.
    *
    * @generated from field: string ca_certificate_pem = 4;
    */
@@ -275,7 +277,7 @@ export declare const AddRuntimeResponseSchema: GenMessage<AddRuntimeResponse>;
  */
 export declare type RemoveRuntimeRequest = Message<"worker_runtime.v1.RemoveRuntimeRequest"> & {
   /**
-   * The Runtime's id.
+   * The Runtime's id (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string runtime_id = 1;
    */

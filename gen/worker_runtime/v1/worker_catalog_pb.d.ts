@@ -65,7 +65,8 @@ export declare type CreateWorkerRequest = Message<"worker_runtime.v1.CreateWorke
   workspace?: WorkspaceSpec | undefined;
 
   /**
-   * Labels (keys 1-63 bytes of [a-z0-9._-], values at most 256 bytes).
+   * Labels: at most RuntimeLimits.max_labels (32); keys 1-63 characters of
+   * [a-z0-9._-], starting and ending with [a-z0-9]; values at most 256 bytes.
    *
    * @generated from field: map<string, string> labels = 7;
    */
@@ -87,7 +88,8 @@ export declare type CreateWorkerRequest = Message<"worker_runtime.v1.CreateWorke
   initialInput?: Input | undefined;
 
   /**
-   * Idempotency key (1-128 bytes); remembered while the Worker exists (bounded).
+   * Idempotency key (1-128 visible ASCII characters, no spaces); remembered
+   * while the Worker exists (bounded).
    *
    * @generated from field: string request_id = 9;
    */
@@ -210,14 +212,17 @@ export declare type ListWorkersRequest = Message<"worker_runtime.v1.ListWorkersR
   pageToken: string;
 
   /**
-   * Only Workers in one of these statuses; empty = all.
+   * Only Workers in one of these statuses; empty = all. At most as many
+   * entries as WorkerStatus has values (5), else INVALID_ARGUMENT with
+   * LIMIT_EXCEEDED.
    *
    * @generated from field: repeated worker_runtime.v1.WorkerStatus statuses = 4;
    */
   statuses: WorkerStatus[];
 
   /**
-   * Only Workers having all these labels with these values.
+   * Only Workers having all these labels with these values; keys and values
+   * as in CreateWorkerRequest.labels.
    *
    * @generated from field: map<string, string> label_selector = 5;
    */

@@ -28,7 +28,7 @@ export declare type SendInputRequest = Message<"worker_runtime.v1.SendInputReque
   worker?: WorkerRef | undefined;
 
   /**
-   * The input.
+   * The input; required, with non-empty text.
    *
    * @generated from field: worker_runtime.v1.Input input = 2;
    */
@@ -42,8 +42,8 @@ export declare type SendInputRequest = Message<"worker_runtime.v1.SendInputReque
   busyPolicy: BusyPolicy;
 
   /**
-   * Idempotency key (1-128 bytes); a retry returns the same run. Remembered
-   * for the Worker's last 1024 request ids.
+   * Idempotency key (1-128 visible ASCII characters, no spaces); a retry
+   * returns the same run. Remembered for the Worker's last 1024 request ids.
    *
    * @generated from field: string request_id = 4;
    */
@@ -90,7 +90,7 @@ export declare type StreamInputRequest = Message<"worker_runtime.v1.StreamInputR
   worker?: WorkerRef | undefined;
 
   /**
-   * The input.
+   * The input; required, with non-empty text.
    *
    * @generated from field: worker_runtime.v1.Input input = 2;
    */
@@ -166,7 +166,7 @@ export declare type CancelRunRequest = Message<"worker_runtime.v1.CancelRunReque
   worker?: WorkerRef | undefined;
 
   /**
-   * The run.
+   * The run (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string run_id = 2;
    */
@@ -213,14 +213,14 @@ export declare type ResolveApprovalRequest = Message<"worker_runtime.v1.ResolveA
   worker?: WorkerRef | undefined;
 
   /**
-   * The run waiting for approval.
+   * The run waiting for approval (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string run_id = 2;
    */
   runId: string;
 
   /**
-   * The pending tool call.
+   * The pending tool call (1-256 characters).
    *
    * @generated from field: string tool_call_id = 3;
    */
@@ -281,7 +281,7 @@ export declare type GetRunRequest = Message<"worker_runtime.v1.GetRunRequest"> &
   worker?: WorkerRef | undefined;
 
   /**
-   * The run.
+   * The run (1-64 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string run_id = 2;
    */

@@ -182,7 +182,8 @@ export declare type WorkspaceSpec = Message<"worker_runtime.v1.WorkspaceSpec"> &
   root: string;
 
   /**
-   * Relative path inside the root ("" is the root itself); no "..", no leading "/".
+   * Relative path inside the root ("" is the root itself), at most 1024
+   * bytes: no leading "/", no backslash, no NUL, no ".", ".." or empty segments.
    *
    * @generated from field: string path = 2;
    */

@@ -9,7 +9,7 @@ import { openConnection, type Connection, type ServiceClients } from "./connecti
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
-import { isHeaderSafeToken } from "../header-token.js";
+import { isHeaderSafeToken } from "../../server/index.js";
 
 /** Where the server is when neither --server nor the variable says. */
 export const DEFAULT_SERVER = "http://127.0.0.1:7070";

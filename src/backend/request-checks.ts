@@ -1,0 +1,41 @@
+import type { ListWorkersRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { checkEnumList, checkId, checkLabels, DEFAULT_LIMITS, RuntimeError } from "../runtime/index.js";
+import { backendError } from "./backend-errors.js";
+
+/**
+ * The request fields a Backend acts on before any Runtime sees them — the
+ * runtime id it routes by, the ListWorkers filters it fans out — checked by
+ * the Runtime's own rules and answered with the Runtime's own typed errors,
+ * so a client sees the same refusal through a Backend as direct. Without
+ * this a malformed id was NOT_FOUND (echoing it), and a bad filter came
+ * back as a page with every Runtime "failed".
+ */
+
+/** A runtime id the Backend routes by: required, and of the Runtime's id shape (INVALID_ARGUMENT naming `field`). */
+export function checkRoutedRuntimeId(field: string, runtimeId: string): string {
+  return asConnect(() => checkId(field, runtimeId));
+}
+
+/**
+ * A fanned-out ListWorkers' filters: known statuses, and a label selector
+ * within the Runtime's default label bounds. A Runtime configured with
+ * other bounds still refuses by its own, and that refusal reaches the
+ * client as it is (fanout-list.ts).
+ */
+export function checkListFilters(request: ListWorkersRequest): void {
+  asConnect(() => {
+    checkEnumList("statuses", request.statuses, WorkerStatusSchema);
+    checkLabels("label_selector", request.labelSelector, DEFAULT_LIMITS.maxLabels, DEFAULT_LIMITS.maxLabelValueBytes);
+  });
+}
+
+/** Runs a Runtime check, turning its RuntimeError into the ConnectError a Backend handler throws. */
+function asConnect<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (!(error instanceof RuntimeError)) throw error;
+    throw backendError(error.code, error.reason, error.message, error.metadata);
+  }
+}
