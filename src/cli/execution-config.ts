@@ -13,8 +13,15 @@ import {
   type OpenAIBackendOptions,
 } from "../engine/index.js";
 
-/** Flags of `serve` that configure execution. */
-export interface ExecutionFlags {
+/**
+ * Flags of `serve` and `backend` naming files and directories that hold the
+ * process's secrets or every worker's data; sandboxed commands must not see
+ * them (ShellSandboxOptions.hiddenPaths).
+ */
+const PRIVATE_PATH_FLAGS = ["secrets-file", "token-file", "tls-key", "data-dir", "config", "discover-token-file"] as const;
+
+/** Flags of `serve` that configure execution (and the private paths the sandbox hides). */
+export interface ExecutionFlags extends Partial<Record<(typeof PRIVATE_PATH_FLAGS)[number], string>> {
   "workspace-root"?: string[];
   "openai-base-url"?: string;
   "openai-model"?: string;
@@ -73,6 +80,8 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
     if (flags["openai-keyless"]) options.keyless = true;
     if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
+    const hidden = PRIVATE_PATH_FLAGS.flatMap((flag) => flags[flag] ?? []);
+    if (hidden.length > 0) options.hiddenPaths = hidden.map((path) => resolve(path));
     applyEngineSettings(options, flags);
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);

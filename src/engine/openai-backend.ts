@@ -151,6 +151,7 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     maxToolArgumentsBytes: options.maxToolArgumentsBytes ?? 4 * 1024 * 1024,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     shellSandbox: resolveShellSandbox(options),
+    shellHiddenPaths: [...(options.hiddenPaths ?? [])],
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     useMaxCompletionTokens: options.baseURL === undefined,

@@ -23,6 +23,8 @@ export interface EngineSettings {
   toolLimits: ToolLimits;
   /** How shell.exec commands are isolated. */
   shellSandbox: ShellSandboxMode;
+  /** Host paths sandboxed commands must not see (ShellSandboxOptions.hiddenPaths). */
+  shellHiddenPaths: readonly string[];
   random: () => number;
   /** Strings redacted from every error message (the API key). */
   secrets: readonly string[];

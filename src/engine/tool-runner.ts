@@ -64,6 +64,7 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     limits: context.settings.toolLimits,
     signal: context.signal,
     shellSandbox: context.settings.shellSandbox,
+    shellHiddenPaths: context.settings.shellHiddenPaths,
     ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
 }

@@ -1,9 +1,11 @@
-import { readdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { backendFromFlags } from "../../src/cli/execution-config.js";
 import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
 import { reply } from "../support/openai-chunks.js";
-import { startHarness, type Harness } from "../engine/harness.js";
+import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
 
 /**
  * The sandbox is what these tests check, so they need bubblewrap like the console's tests need
@@ -98,5 +100,61 @@ describe("shell.exec sandbox", () => {
     controller.abort();
     expect((await running).outcome).toEqual({ kind: "cancelled" });
     expect(await eventually(async () => (await pidsRunning(["sleep", seconds])).length === 0)).toBe(true);
+  });
+
+  it("hides the runtime's own secret files (secrets file, token, TLS key, data dir) from a command", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    // Outside the sandbox's private /tmp, as a real deployment's files are.
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-secrets-"));
+    try {
+      const secretsFile = join(base, "secrets.json");
+      const tokenFile = join(base, "token");
+      const tlsKey = join(base, "tls.key");
+      const dataDir = join(base, "data");
+      await writeFile(secretsFile, JSON.stringify({ DB_PASSWORD: "hunter2-host-secret" }));
+      await chmod(secretsFile, 0o600);
+      await writeFile(tokenFile, "bearer-token-of-the-runtime");
+      await writeFile(tlsKey, "-----BEGIN PRIVATE KEY----- tls-key-of-the-runtime");
+      await mkdir(join(dataDir, "workers"), { recursive: true });
+      await writeFile(join(dataDir, "workers", "transcript.log"), "another worker's transcript");
+      // The backend as `serve` builds it from its flags: the flags naming these files are what hides them.
+      const backend = await backendFromFlags(
+        {
+          "openai-base-url": h.fake.baseURL,
+          "secrets-file": secretsFile,
+          "token-file": tokenFile,
+          "tls-key": tlsKey,
+          "data-dir": dataDir,
+        },
+        { OPENAI_API_KEY: TEST_KEY },
+      );
+      expect(backend.shellSandbox?.()).toBe("bubblewrap");
+      const command = `cat ${secretsFile} ${tokenFile} ${tlsKey}; ls -R ${dataDir}; cat ${dataDir}/workers/transcript.log; echo kept > kept.txt; echo done`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-hidden");
+      sink.commitInput("run");
+      const request = runRequest(sink, {
+        input: "run",
+        runId: "run-hidden",
+        profile: backend.profiles()[0],
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      });
+      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const output = sink.committed("toolResult")[0]?.output ?? "";
+      expect(output).toContain("done");
+      for (const secret of ["hunter2-host-secret", "bearer-token-of-the-runtime", "tls-key-of-the-runtime", "another worker"]) {
+        expect(output).not.toContain(secret);
+      }
+      // The data directory shows empty: `ls -R` lists no entry under it.
+      expect(output).not.toMatch(/^workers$/m);
+      // The workspace is still there and writable.
+      expect(await readFile(join(h.workspace, "kept.txt"), "utf8")).toBe("kept\n");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
   });
 });
