@@ -80,7 +80,9 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
     if (ending === "finished") {
       await commitText(context, accumulator);
-      for (const call of accumulator.toolCalls()) {
+      const toolCalls = accumulator.toolCalls(context.toolCallIds);
+      for (const call of toolCalls) {
+        context.toolCallIds.add(call.id);
         await context.sink.commit(
           {
             case: "toolCall",
@@ -92,7 +94,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       const answered = {
         kind: "answered",
         text: alreadySaid + accumulator.text,
-        toolCalls: accumulator.toolCalls(),
+        toolCalls,
         finishReason: accumulator.finishReason ?? "stop",
       } as const;
       // `text` is a payload field: the CLI's logger redacts it unless payload logging is on.

@@ -102,6 +102,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         tools: toolsForRun(profile.tools, request.capabilities),
         workspace,
         blocks: createBlockIds(request.run.runId),
+        toolCallIds: new Set(),
         retryBudget: new RetryBudget(runSettings.retry.budgetMs),
         health,
         // Every line a run logs names its worker and run (and, from the Runtime, the call that started it).

@@ -45,6 +45,8 @@ export interface RunContext {
   readonly tools: readonly ToolDefinition[];
   readonly workspace: Workspace | undefined;
   readonly blocks: BlockIds;
+  /** Ids of the run's tool calls so far: a provider's repeated id is replaced (ChunkAccumulator.toolCalls). */
+  readonly toolCallIds: Set<string>;
   /** What is left of the run's retry budget, shared by all its model requests. */
   readonly retryBudget: RetryBudget;
   readonly health: ProviderHealth;

@@ -270,6 +270,52 @@ describe("tools", () => {
       await expect(stat(join(h.workspace, "no.txt"))).rejects.toThrow();
     });
 
+    it("gives calls that repeat a provider's id their own ids, so a decision and a result reach only the call they name", async () => {
+      h = await startHarness();
+      // A compatible server that numbers calls per response: two calls of one turn share "call_0", and the next turn repeats it.
+      h.fake.enqueue(
+        reply({
+          toolCalls: [
+            call("call_0", "write_file", { path: "a.txt", content: "a" }),
+            call("call_0", "write_file", { path: "b.txt", content: "b" }),
+          ],
+        }),
+        reply({ toolCalls: [call("call_0", "write_file", { path: "c.txt", content: "c" })] }),
+        reply({ text: "written" }),
+      );
+      const asked: string[] = [];
+      const { outcome, sink } = await h.run({
+        input: "write",
+        profile: profile(h),
+        capabilities: ["fs.write"],
+        onApproval: (pending) => {
+          asked.push(pending.toolCallId);
+          return Promise.resolve({ approved: true, reason: "" });
+        },
+      });
+      expect(outcome.kind).toBe("completed");
+      expect(asked).toHaveLength(3);
+      expect(new Set(asked).size).toBe(3);
+      const calls = sink.committed("toolCall").map((c) => c.toolCallId);
+      expect(calls).toEqual(asked);
+      expect(sink.committed("toolResult").map((r) => r.toolCallId)).toEqual(asked);
+      // The provider is sent each call with its own result.
+      const last = h.fake.requests[2]?.body.messages ?? [];
+      const sentCalls = last.flatMap((m) => m.tool_calls?.map((c) => c.id) ?? []);
+      const sentResults = last.filter((m) => m.role === "tool").map((m) => m.tool_call_id);
+      expect(sentCalls).toEqual(asked);
+      expect(sentResults).toEqual(asked);
+      // And so is a later run, whose history is rebuilt from the transcript.
+      h.fake.enqueue(reply({ text: "again" }));
+      expect((await h.run({ input: "again", sink })).outcome.kind).toBe("completed");
+      const history = h.fake.requests[3]?.body.messages ?? [];
+      expect(history.filter((m) => m.role === "tool").map((m) => [m.tool_call_id, m.content])).toEqual([
+        [asked[0], "wrote 1 bytes to a.txt"],
+        [asked[1], "wrote 1 bytes to b.txt"],
+        [asked[2], "wrote 1 bytes to c.txt"],
+      ]);
+    });
+
     it("ends the run cancelled when cancelled while waiting", async () => {
       h = await startHarness();
       h.fake.enqueue(reply({ toolCalls: [call("w1", "write_file", { path: "no.txt", content: "x" })] }));
