@@ -11,6 +11,8 @@ export interface TurnBounds {
   maxAnswerBytes: number;
   /** Arguments of all tool calls together. */
   maxToolArgumentsBytes: number;
+  /** Tool calls (empty arguments cost no bytes, so the count has its own bound). */
+  maxToolCalls: number;
 }
 
 /** A tool call assembled from its streamed pieces. */
@@ -116,6 +118,10 @@ export class ChunkAccumulator {
     if (this.overLimit) return;
     for (const piece of delta.tool_calls ?? []) {
       const call = this.callFor(piece.index as number | undefined | null, piece.id);
+      if (this.calls.length > this.bounds.maxToolCalls) {
+        this.overLimit ??= `the model made more than ${this.bounds.maxToolCalls} tool calls in one turn`;
+        return;
+      }
       if (piece.id) call.id = piece.id;
       if (piece.function?.name) call.name = piece.function.name;
       const argumentsDelta = piece.function?.arguments ?? "";

@@ -59,13 +59,13 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     }
     context.sink.turn();
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
-    const { maxAnswerBytes, maxToolArgumentsBytes } = context.settings;
+    const { maxAnswerBytes, maxToolArgumentsBytes, maxToolCallsPerTurn } = context.settings;
     const deltas = new DeltaCoalescer(context.sink);
     const accumulator = new ChunkAccumulator(
       deltas,
       context.blocks,
       filter,
-      { maxAnswerBytes, maxToolArgumentsBytes },
+      { maxAnswerBytes, maxToolArgumentsBytes, maxToolCalls: maxToolCallsPerTurn },
       Buffer.byteLength(alreadySaid, "utf8"),
     );
     const consumed = await consume(context, opened, accumulator, deltas, timer).finally(() => opened.release());

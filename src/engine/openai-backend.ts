@@ -150,6 +150,7 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     historyMaxBytes: options.historyMaxBytes ?? 400_000,
     maxAnswerBytes: options.maxAnswerBytes ?? 1024 * 1024,
     maxToolArgumentsBytes: options.maxToolArgumentsBytes ?? 4 * 1024 * 1024,
+    maxToolCallsPerTurn: options.maxToolCallsPerTurn ?? 128,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     shellSandbox: resolveShellSandbox(options),
     shellHiddenPaths: [...(options.hiddenPaths ?? [])],

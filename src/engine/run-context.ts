@@ -20,6 +20,7 @@ export interface EngineSettings {
   historyMaxBytes: number;
   maxAnswerBytes: number;
   maxToolArgumentsBytes: number;
+  maxToolCallsPerTurn: number;
   toolLimits: ToolLimits;
   /** How shell.exec commands are isolated. */
   shellSandbox: ShellSandboxMode;
