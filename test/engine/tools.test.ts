@@ -170,6 +170,23 @@ describe("tools", () => {
     expect(results[2]?.output).toBe("run.sh");
   });
 
+  it("edits a file that is not UTF-8 without changing a byte outside the edit", async () => {
+    h = await startHarness();
+    // Latin-1 text, a lone invalid byte and a CRLF: decoding it as UTF-8 and writing it back would replace them.
+    const before = Buffer.concat([Buffer.from("caf"), Buffer.from([0xe9]), Buffer.from(" old\r\n"), Buffer.from([0xff, 0x00, 0x80])]);
+    await writeFile(join(h.workspace, "latin1.txt"), before);
+    const { results } = await runTools(h, [
+      call("c1", "edit_file", { path: "latin1.txt", old_text: "old", new_text: "neuf" }),
+      call("c2", "edit_file", { path: "latin1.txt", old_text: "absent", new_text: "x" }),
+    ]);
+    expect(results.map((r) => r.output)).toEqual([
+      "edited latin1.txt",
+      "old_text occurs 0 times in latin1.txt; it must occur exactly once",
+    ]);
+    const after = await readFile(join(h.workspace, "latin1.txt"));
+    expect(after.equals(Buffer.from(before.toString("latin1").replace("old", "neuf"), "latin1"))).toBe(true);
+  });
+
   it("refuses a FIFO at once instead of hanging on it", async () => {
     h = await startHarness();
     execFileSync("mkfifo", [join(h.workspace, "pipe")]);
