@@ -16,7 +16,7 @@ import {
 /**
  * Flags of `serve` and `backend` naming files and directories that hold the
  * process's secrets or every worker's data; sandboxed commands must not see
- * them (ShellSandboxOptions.hiddenPaths).
+ * them (ShellSandboxOptions.hiddenPaths), nor the workspace roots.
  */
 const PRIVATE_PATH_FLAGS = ["secrets-file", "token-file", "tls-key", "data-dir", "config", "discover-token-file"] as const;
 
@@ -80,7 +80,9 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
     if (flags["openai-keyless"]) options.keyless = true;
     if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
-    const hidden = PRIVATE_PATH_FLAGS.flatMap((flag) => flags[flag] ?? []);
+    // Other workers' workspaces too: a command's own workspace is bound back over its hidden root.
+    const roots = Object.values(workspaceRootsFromFlags(flags["workspace-root"]));
+    const hidden = [...PRIVATE_PATH_FLAGS.flatMap((flag) => flags[flag] ?? []), ...roots];
     if (hidden.length > 0) options.hiddenPaths = hidden.map((path) => resolve(path));
     applyEngineSettings(options, flags);
     if (flags.profiles !== undefined) {

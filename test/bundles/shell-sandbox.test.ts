@@ -157,4 +157,44 @@ describe("shell.exec sandbox", () => {
       await rm(base, { recursive: true, force: true });
     }
   });
+
+  it("shows a command its own workspace but not the other workspaces under the runtime's roots", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    // Outside the sandbox's private /tmp, as a real deployment's roots are.
+    const root = await realpath(await mkdtemp("/var/tmp/sandbox-roots-"));
+    try {
+      const mine = join(root, "mine");
+      const other = join(root, "other");
+      await mkdir(mine);
+      await mkdir(other);
+      await writeFile(join(other, "theirs.txt"), "another worker's file");
+      await writeFile(join(mine, "mine.txt"), "my own file");
+      const backend = await backendFromFlags(
+        { "openai-base-url": h.fake.baseURL, "workspace-root": [`shared=${root}`] },
+        { OPENAI_API_KEY: TEST_KEY },
+      );
+      const command = `cat mine.txt; cat ${other}/theirs.txt; ls ${root}; echo written > new.txt`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-roots");
+      sink.commitInput("run");
+      const request = runRequest(sink, {
+        input: "run",
+        runId: "run-roots",
+        profile: backend.profiles()[0],
+        workspaceDir: mine,
+        capabilities: ["shell.exec"],
+      });
+      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const output = sink.committed("toolResult")[0]?.output ?? "";
+      expect(output).toContain("my own file");
+      expect(output).not.toContain("another worker's file");
+      expect(output).not.toMatch(/^other$/m);
+      expect(await readFile(join(mine, "new.txt"), "utf8")).toBe("written\n");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
