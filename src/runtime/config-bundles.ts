@@ -196,6 +196,13 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
     if (!PROFILE_NAME.test(profile.name)) throw invalidArgument(`${field}.name`, "must be 1-64 characters of [A-Za-z0-9._-]");
     if (names.has(profile.name)) throw invalidArgument(`${field}.name`, `"${profile.name}" appears twice`);
     names.add(profile.name);
+    // A name here that the profile does not offer is a typo (e.g. the capability "shell.exec" for
+    // the tool "run_command"): it would gate nothing, so the calls it meant would run unasked.
+    for (const [j, tool] of profile.approvalRequiredTools.entries()) {
+      if (!profile.tools.includes(tool)) {
+        throw invalidArgument(`${field}.approval_required_tools[${j}]`, `"${tool.slice(0, 64)}" is not one of the profile's tools`);
+      }
+    }
     for (const [j, name] of profile.secretNames.entries()) checkSecretName(`${field}.secret_names[${j}]`, name);
     if (profile.providerApiKeySecret !== "") {
       checkSecretName(`${field}.provider_api_key_secret`, profile.providerApiKeySecret);

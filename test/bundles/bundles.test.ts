@@ -133,6 +133,32 @@ describe("config bundles on a real server", () => {
     });
   }
 
+  it("refuses a profile whose approval_required_tools names a tool it does not list, so no approval is silently skipped", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    for (const protocol of ["grpc", "connect"] as const) {
+      const { management } = h.connect(protocol);
+      // "shell.exec" is the capability, not the tool: commands would run with no one asked.
+      const typo = bundleOf({
+        bundleId: `typo-${protocol}`,
+        profiles: [{ name: "p", tools: ["run_command"], approvalRequiredTools: ["shell.exec"] }],
+      });
+      const detail = await expectReason(
+        () => management.putConfigBundle({ bundle: typo }),
+        Code.InvalidArgument,
+        ErrorReason.INVALID_ARGUMENT,
+      );
+      expect(detail.metadata.field).toBe("bundle.profiles[0].approval_required_tools[0]");
+      await expectReason(() => management.getConfigBundle({ bundleId: typo.bundleId }), Code.NotFound, ErrorReason.NOT_FOUND);
+      const listed = bundleOf({
+        bundleId: `listed-${protocol}`,
+        profiles: [{ name: "p", tools: ["run_command", "read_file"], approvalRequiredTools: ["run_command"] }],
+      });
+      expect((await management.putConfigBundle({ bundle: listed })).bundle?.digest).toBe(listed.digest);
+    }
+  });
+
   it("puts, gets and lists bundles; enforces digest, immutability, secrets and policies; survives a restart", async () => {
     dir = await mkdtemp(join(tmpdir(), "bundles-"));
     fake = await startFakeOpenAI();
