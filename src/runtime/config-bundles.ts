@@ -29,6 +29,12 @@ const MAX_BUNDLE_BYTES = 256 * 1024;
 const MAX_BUNDLES = 1000;
 /** Profile names: like ids, short and printable. */
 const PROFILE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+/**
+ * Most model turns a bundle profile's run may take (0 = the default,
+ * DEFAULT_MAX_TURNS): every run is bounded (SPEC §2.7), and a uint32 would
+ * let a looping model run for billions of paid requests.
+ */
+const MAX_PROFILE_TURNS = 1000;
 /** Program names of a shell policy: a bare name looked up on PATH, never a path. */
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]{1,64}$/;
 
@@ -196,6 +202,13 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
     if (!PROFILE_NAME.test(profile.name)) throw invalidArgument(`${field}.name`, "must be 1-64 characters of [A-Za-z0-9._-]");
     if (names.has(profile.name)) throw invalidArgument(`${field}.name`, `"${profile.name}" appears twice`);
     names.add(profile.name);
+    if (profile.maxTurns > MAX_PROFILE_TURNS) {
+      throw invalidArgument(`${field}.max_turns`, `is ${profile.maxTurns}; at most ${MAX_PROFILE_TURNS} (0 uses the default)`);
+    }
+    // NaN and infinities reach the provider as null (JSON), a negative value as a rejected request on every run.
+    if (profile.temperature !== undefined && !(Number.isFinite(profile.temperature) && profile.temperature >= 0)) {
+      throw invalidArgument(`${field}.temperature`, "must be a finite number >= 0");
+    }
     // A name here that the profile does not offer is a typo (e.g. the capability "shell.exec" for
     // the tool "run_command"): it would gate nothing, so the calls it meant would run unasked.
     for (const [j, tool] of profile.approvalRequiredTools.entries()) {

@@ -159,6 +159,27 @@ describe("config bundles on a real server", () => {
     }
   });
 
+  it("refuses a profile whose max_turns would leave its runs unbounded, or whose temperature is not a number a provider takes", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    const { management } = h.connect("grpc");
+    const refused = [
+      [{ name: "p", maxTurns: 4_294_967_295 }, "bundle.profiles[0].max_turns"],
+      [{ name: "p", maxTurns: 1001 }, "bundle.profiles[0].max_turns"],
+      [{ name: "p", temperature: Number.NaN }, "bundle.profiles[0].temperature"],
+      [{ name: "p", temperature: Number.POSITIVE_INFINITY }, "bundle.profiles[0].temperature"],
+      [{ name: "p", temperature: -1 }, "bundle.profiles[0].temperature"],
+    ] as const;
+    for (const [i, [profile, field]] of refused.entries()) {
+      const bundle = bundleOf({ bundleId: `numbers-${i}`, profiles: [profile] });
+      const detail = await expectReason(() => management.putConfigBundle({ bundle }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+      expect(detail.metadata.field).toBe(field);
+    }
+    const fine = bundleOf({ bundleId: "numbers-ok", profiles: [{ name: "p", maxTurns: 1000, temperature: 0.7 }, { name: "q" }] });
+    expect((await management.putConfigBundle({ bundle: fine })).bundle?.digest).toBe(fine.digest);
+  });
+
   it("puts, gets and lists bundles; enforces digest, immutability, secrets and policies; survives a restart", async () => {
     dir = await mkdtemp(join(tmpdir(), "bundles-"));
     fake = await startFakeOpenAI();
