@@ -35,6 +35,8 @@ export class Workspace {
    * target. Symlinks that stay inside the root are followed.
    */
   static async openInside(root: string, dir: string): Promise<Workspace> {
+    // The root is the operator's (trusted) configuration; made if missing, as before.
+    await mkdir(root, { recursive: true });
     const realRoot = await realpath(root);
     const inside = (path: string): boolean => path === realRoot || path.startsWith(realRoot + sep);
     let current = realRoot;
