@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { basename, resolve } from "node:path";
+import { backendConfigTokenFiles } from "../backend/index.js";
 import type { ExecutionBackend } from "../runtime/index.js";
 import {
   createOpenAIBackend,
@@ -82,7 +83,9 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
     // Other workers' workspaces too: a command's own workspace is bound back over its hidden root.
     const roots = Object.values(workspaceRootsFromFlags(flags["workspace-root"]));
-    const hidden = [...PRIVATE_PATH_FLAGS.flatMap((flag) => flags[flag] ?? []), ...roots];
+    // And the remote runtimes' bearer tokens a backend's --config names.
+    const tokens = flags.config !== undefined ? backendConfigTokenFiles(flags.config) : [];
+    const hidden = [...PRIVATE_PATH_FLAGS.flatMap((flag) => flags[flag] ?? []), ...tokens, ...roots];
     if (hidden.length > 0) options.hiddenPaths = hidden.map((path) => resolve(path));
     applyEngineSettings(options, flags);
     if (flags.profiles !== undefined) {

@@ -158,6 +158,38 @@ describe("shell.exec sandbox", () => {
     }
   });
 
+  it("hides the remote runtimes' token files a backend's --config names", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-config-"));
+    try {
+      await mkdir(join(base, "tokens"));
+      await writeFile(join(base, "tokens", "rt-a.token"), "remote-runtime-bearer-token");
+      const config = join(base, "backend.json");
+      await writeFile(config, JSON.stringify({ runtimes: [{ id: "rt-a", url: "http://10.0.0.1:7070", tokenFile: "tokens/rt-a.token" }] }));
+      const backend = await backendFromFlags({ "openai-base-url": h.fake.baseURL, config }, { OPENAI_API_KEY: TEST_KEY });
+      const command = `cat ${join(base, "tokens", "rt-a.token")}; echo done`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-config");
+      sink.commitInput("run");
+      const request = runRequest(sink, {
+        input: "run",
+        runId: "run-config",
+        profile: backend.profiles()[0],
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      });
+      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const output = sink.committed("toolResult")[0]?.output ?? "";
+      expect(output).toContain("done");
+      expect(output).not.toContain("remote-runtime-bearer-token");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
   it("shows a command its own workspace but not the other workspaces under the runtime's roots", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap" });
     // Outside the sandbox's private /tmp, as a real deployment's roots are.
