@@ -1,6 +1,7 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { type BundleProfileRef, type ConfigBundle, ConfigBundleSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import {
   type GetConfigBundleRequest,
@@ -19,6 +20,7 @@ import { invalidArgument, limitExceeded, notFound, RuntimeError } from "./errors
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
+import type { StoreDiagnostic } from "./store.js";
 import { checkSecretName } from "./host-secrets.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkId, resolvePageSize } from "./validation.js";
@@ -53,6 +55,8 @@ export class ConfigBundles {
   private readonly bundles = new Map<string, ConfigBundle>();
   /** Puts in flight by id, so two concurrent puts of one id agree. */
   private readonly pending = new Map<string, Promise<ConfigBundle>>();
+  /** Restored bundles left out because their content does not match their digest (for GetRuntime's diagnostics). */
+  readonly restoreDiagnostics: StoreDiagnostic[] = [];
 
   constructor(
     private readonly store: BundleStore,
@@ -60,7 +64,17 @@ export class ConfigBundles {
     private readonly pageTokens: PageTokens,
     restored: readonly ConfigBundle[] = [],
   ) {
-    for (const bundle of restored) this.bundles.set(bundle.bundleId, canonicalBundle(bundle));
+    for (const bundle of restored) {
+      // Workers name a bundle by its digest: a stored one edited since (a wider policy under the
+      // old digest) must not pass for what was pushed. Pushing it again restores it.
+      if (bundleDigest(bundle) === bundle.digest) this.bundles.set(bundle.bundleId, canonicalBundle(bundle));
+      else
+        this.restoreDiagnostics.push({
+          severity: DiagnosticSeverity.ERROR,
+          code: "store.bundle_damaged",
+          message: `config bundle ${bundle.bundleId} is damaged: its content does not match its digest; push it again`,
+        });
+    }
   }
 
   /** PutConfigBundle: verify, refuse a conflicting id, persist, answer the canonical bundle. */

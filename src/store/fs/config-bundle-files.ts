@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
-import { bundleDigest, type StoreDiagnostic, StoreWriteError } from "../../runtime/index.js";
+import { type StoreDiagnostic, StoreWriteError } from "../../runtime/index.js";
 import { type Disk, isTempName } from "./disk.js";
 import { decodeSnapshot, encodeSnapshot } from "./snapshot-file.js";
 
@@ -29,11 +29,9 @@ export async function writeConfigBundle(disk: Disk, bundle: ConfigBundle): Promi
 
 /**
  * Reads every stored bundle. A damaged file (bad checksum, not a bundle,
- * named for another id, content that no longer matches its digest) is left
- * out with an ERROR diagnostic: workers created from it then run without
- * its profile, and pushing it again restores it. The digest is checked
- * because workers name a bundle by it: a file edited by hand (a wider
- * policy under the old digest) must not pass for what was pushed.
+ * named for another id) is left out with an ERROR diagnostic: workers
+ * created from it then run without its profile, and pushing it again
+ * restores it.
  */
 export async function readConfigBundles(disk: Disk): Promise<{ bundles: ConfigBundle[]; diagnostics: StoreDiagnostic[] }> {
   let names: string[];
@@ -53,9 +51,8 @@ export async function readConfigBundles(disk: Disk): Promise<{ bundles: ConfigBu
     if (!("problem" in decoded)) {
       try {
         const bundle = fromBinary(ConfigBundleSchema, decoded.body);
-        if (bundle.bundleId !== id) problem = "the file holds another bundle";
-        else if (bundleDigest(bundle) !== bundle.digest) problem = "its content does not match its digest";
-        else bundles.push(bundle);
+        if (bundle.bundleId === id) bundles.push(bundle);
+        else problem = "the file holds another bundle";
       } catch {
         problem = "the file is not a config bundle";
       }
