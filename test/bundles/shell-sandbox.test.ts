@@ -229,4 +229,38 @@ describe("shell.exec sandbox", () => {
       await rm(root, { recursive: true, force: true });
     }
   });
+
+  it("hides the other workspaces of the worker's root from an embedder's backend too, which names no private paths", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const root = await realpath(await mkdtemp("/var/tmp/sandbox-embedded-"));
+    try {
+      const mine = join(root, "mine");
+      await mkdir(mine);
+      await mkdir(join(root, "other"));
+      await writeFile(join(root, "other", "theirs.txt"), "another worker's file");
+      const command = `cat ${root}/other/theirs.txt; echo done > done.txt`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-embedded");
+      sink.commitInput("run");
+      // What the Runtime sends: the workspace and its root (RunRequest.workspaceRootDir).
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-embedded",
+          profile: h.companion,
+          workspaceDir: mine,
+          capabilities: ["shell.exec"],
+        }),
+        workspaceRootDir: root,
+      };
+      expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      expect(sink.committed("toolResult")[0]?.output ?? "").not.toContain("another worker's file");
+      expect(await readFile(join(mine, "done.txt"), "utf8")).toBe("done\n");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
