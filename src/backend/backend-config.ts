@@ -64,6 +64,27 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
 }
 
 /**
+ * The host paths of the token files `backend.json` names (resolved as
+ * {@link loadBackendConfig} resolves them), so that sandboxed commands can
+ * be kept from reading them. Empty when the file cannot be read or parsed:
+ * {@link loadBackendConfig} reports that.
+ */
+export function backendConfigTokenFiles(file: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return [];
+  }
+  const runtimes = isObject(parsed) ? parsed["runtimes"] : undefined;
+  if (!Array.isArray(runtimes)) return [];
+  const base = dirname(resolve(file));
+  return runtimes.flatMap((entry: unknown) =>
+    isObject(entry) && typeof entry["tokenFile"] === "string" ? [resolve(base, entry["tokenFile"])] : [],
+  );
+}
+
+/**
  * Reads a token file now (a {@link BackendConfigError} if it is unreadable or
  * empty) and again on every call, so a rotated file needs no restart; a later
  * read that fails keeps the last token.

@@ -7,7 +7,7 @@ export { createBackend, BACKEND_SERVICES, type Backend, type BackendOptions, typ
 export { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
 export { RuntimeConnection, type ConnectionState } from "./runtime-connection.js";
 export { RuntimeDirectory } from "./runtime-directory.js";
-export { loadBackendConfig, BackendConfigError, tokenFileReader } from "./backend-config.js";
+export { loadBackendConfig, backendConfigTokenFiles, BackendConfigError, tokenFileReader } from "./backend-config.js";
 export { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
 export { loadBundleDir, type BundleCatalog } from "./bundle-catalog.js";
 export { DnsDiscovery, dnsResolver, type DnsDiscoveryOptions, type DiscoveryResolver, type SrvAnswer } from "./dns-discovery.js";

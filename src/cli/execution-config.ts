@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { basename, resolve } from "node:path";
+import { backendConfigTokenFiles } from "../backend/index.js";
 import type { ExecutionBackend } from "../runtime/index.js";
 import {
   createOpenAIBackend,
@@ -13,8 +14,15 @@ import {
   type OpenAIBackendOptions,
 } from "../engine/index.js";
 
-/** Flags of `serve` that configure execution. */
-export interface ExecutionFlags {
+/**
+ * Flags of `serve` and `backend` naming files and directories that hold the
+ * process's secrets or every worker's data; sandboxed commands must not see
+ * them (ShellSandboxOptions.hiddenPaths), nor the workspace roots.
+ */
+const PRIVATE_PATH_FLAGS = ["secrets-file", "token-file", "tls-key", "data-dir", "config", "discover-token-file"] as const;
+
+/** Flags of `serve` that configure execution (and the private paths the sandbox hides). */
+export interface ExecutionFlags extends Partial<Record<(typeof PRIVATE_PATH_FLAGS)[number], string>> {
   "workspace-root"?: string[];
   "openai-base-url"?: string;
   "openai-model"?: string;
@@ -73,6 +81,12 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     if (flags["openai-model"] !== undefined) options.defaultModel = flags["openai-model"];
     if (flags["openai-keyless"]) options.keyless = true;
     if (flags["allow-unsandboxed-shell"]) options.allowUnsandboxedShell = true;
+    // Other workers' workspaces too: a command's own workspace is bound back over its hidden root.
+    const roots = Object.values(workspaceRootsFromFlags(flags["workspace-root"]));
+    // And the remote runtimes' bearer tokens a backend's --config names.
+    const tokens = flags.config !== undefined ? backendConfigTokenFiles(flags.config) : [];
+    const hidden = [...PRIVATE_PATH_FLAGS.flatMap((flag) => flags[flag] ?? []), ...tokens, ...roots];
+    if (hidden.length > 0) options.hiddenPaths = hidden.map((path) => resolve(path));
     applyEngineSettings(options, flags);
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);

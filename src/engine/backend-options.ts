@@ -57,6 +57,14 @@ export interface OpenAIBackendOptions extends ShellSandboxOptions {
    * escaped); beyond it the run fails with LIMIT_EXCEEDED.
    */
   maxToolArgumentsBytes?: number;
+  /**
+   * Most tool calls one model turn may make (default 128); beyond it the
+   * run fails with LIMIT_EXCEEDED and none of the turn's calls run. Calls
+   * with empty arguments cost nothing against maxToolArgumentsBytes, so
+   * without this a looping model could make a turn of any number of calls,
+   * each one a transcript entry and a tool run.
+   */
+  maxToolCallsPerTurn?: number;
   /** Bounds on tool output, file reads and commands. */
   toolLimits?: Partial<ToolLimits>;
   /** Source of randomness for backoff jitter (tests pin it). */

@@ -11,6 +11,8 @@ export interface TurnBounds {
   maxAnswerBytes: number;
   /** Arguments of all tool calls together. */
   maxToolArgumentsBytes: number;
+  /** Tool calls (empty arguments cost no bytes, so the count has its own bound). */
+  maxToolCalls: number;
 }
 
 /** A tool call assembled from its streamed pieces. */
@@ -116,6 +118,10 @@ export class ChunkAccumulator {
     if (this.overLimit) return;
     for (const piece of delta.tool_calls ?? []) {
       const call = this.callFor(piece.index as number | undefined | null, piece.id);
+      if (this.calls.length > this.bounds.maxToolCalls) {
+        this.overLimit ??= `the model made more than ${this.bounds.maxToolCalls} tool calls in one turn`;
+        return;
+      }
       if (piece.id) call.id = piece.id;
       if (piece.function?.name) call.name = piece.function.name;
       const argumentsDelta = piece.function?.arguments ?? "";
@@ -134,15 +140,25 @@ export class ChunkAccumulator {
 
   /**
    * The assembled tool calls in index order (calls sharing an index, or
-   * sent without one, keep their arrival order among themselves). Some
-   * compatible servers omit call ids; those get a generated one so results
-   * can be matched.
+   * sent without one, keep their arrival order among themselves). A call
+   * gets a generated id when the provider sent none, or one that an earlier
+   * call of this response or an id in `taken` (the run's earlier calls)
+   * already has: some compatible servers omit ids or number calls per
+   * response, and a repeated id would let one approval, result or history
+   * message answer two calls.
    */
-  toolCalls(): AssembledToolCall[] {
+  toolCalls(taken: ReadonlySet<string> = new Set()): AssembledToolCall[] {
     const ordered = this.calls.every((call) => call.index !== undefined)
       ? [...this.calls].sort((a, b) => (a.index as number) - (b.index as number))
       : this.calls;
-    return ordered.map(({ index: _index, ...call }) => ({ ...call, id: call.id || `call_${call.blockId}` }));
+    const used = new Set(taken);
+    return ordered.map(({ index: _index, ...call }) => {
+      let id = call.id && !used.has(call.id) ? call.id : `call_${call.blockId}`;
+      // A resumed run numbers its blocks afresh, so even a generated id may be taken.
+      for (let n = 2; used.has(id); n++) id = `call_${call.blockId}_${n}`;
+      used.add(id);
+      return { ...call, id };
+    });
   }
 
   /** The call a tool-call piece belongs to, started when the piece begins a new one. */

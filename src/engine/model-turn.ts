@@ -59,13 +59,13 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     }
     context.sink.turn();
     const filter = alreadySaid === "" ? passThrough : continuationFilter(alreadySaid);
-    const { maxAnswerBytes, maxToolArgumentsBytes } = context.settings;
+    const { maxAnswerBytes, maxToolArgumentsBytes, maxToolCallsPerTurn } = context.settings;
     const deltas = new DeltaCoalescer(context.sink);
     const accumulator = new ChunkAccumulator(
       deltas,
       context.blocks,
       filter,
-      { maxAnswerBytes, maxToolArgumentsBytes },
+      { maxAnswerBytes, maxToolArgumentsBytes, maxToolCalls: maxToolCallsPerTurn },
       Buffer.byteLength(alreadySaid, "utf8"),
     );
     const consumed = await consume(context, opened, accumulator, deltas, timer).finally(() => opened.release());
@@ -80,7 +80,9 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
     if (ending === "finished") {
       await commitText(context, accumulator);
-      for (const call of accumulator.toolCalls()) {
+      const toolCalls = accumulator.toolCalls(context.toolCallIds);
+      for (const call of toolCalls) {
+        context.toolCallIds.add(call.id);
         await context.sink.commit(
           {
             case: "toolCall",
@@ -92,7 +94,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
       const answered = {
         kind: "answered",
         text: alreadySaid + accumulator.text,
-        toolCalls: accumulator.toolCalls(),
+        toolCalls,
         finishReason: accumulator.finishReason ?? "stop",
       } as const;
       // `text` is a payload field: the CLI's logger redacts it unless payload logging is on.

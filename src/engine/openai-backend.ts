@@ -25,6 +25,7 @@ import { executeRun } from "./run-loop.js";
 import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
 import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
 import { resolveShellSandbox } from "./tools/shell-sandbox.js";
+import { ToolError } from "./tools/tool.js";
 import { Workspace } from "./tools/workspace.js";
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -81,10 +82,15 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         try {
           // The Runtime validated the path at create time but does not make
           // the directory; a new worker's workspace starts out empty.
-          await mkdir(request.workspaceDir, { recursive: true });
-          workspace = await Workspace.open(request.workspaceDir);
-        } catch {
-          return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message: "the worker's workspace directory cannot be opened" };
+          if (request.workspaceRootDir !== undefined) {
+            workspace = await Workspace.openInside(request.workspaceRootDir, request.workspaceDir);
+          } else {
+            await mkdir(request.workspaceDir, { recursive: true });
+            workspace = await Workspace.open(request.workspaceDir);
+          }
+        } catch (error) {
+          const message = error instanceof ToolError ? error.message : "the worker's workspace directory cannot be opened";
+          return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message };
         }
       }
       const profile = withDefaults(request.profile, defaultModel);
@@ -102,6 +108,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         tools: toolsForRun(profile.tools, request.capabilities),
         workspace,
         blocks: createBlockIds(request.run.runId),
+        toolCallIds: new Set(),
         retryBudget: new RetryBudget(runSettings.retry.budgetMs),
         health,
         // Every line a run logs names its worker and run (and, from the Runtime, the call that started it).
@@ -149,8 +156,10 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     historyMaxBytes: options.historyMaxBytes ?? 400_000,
     maxAnswerBytes: options.maxAnswerBytes ?? 1024 * 1024,
     maxToolArgumentsBytes: options.maxToolArgumentsBytes ?? 4 * 1024 * 1024,
+    maxToolCallsPerTurn: options.maxToolCallsPerTurn ?? 128,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     shellSandbox: resolveShellSandbox(options),
+    shellHiddenPaths: [...(options.hiddenPaths ?? [])],
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     useMaxCompletionTokens: options.baseURL === undefined,

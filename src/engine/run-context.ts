@@ -20,9 +20,12 @@ export interface EngineSettings {
   historyMaxBytes: number;
   maxAnswerBytes: number;
   maxToolArgumentsBytes: number;
+  maxToolCallsPerTurn: number;
   toolLimits: ToolLimits;
   /** How shell.exec commands are isolated. */
   shellSandbox: ShellSandboxMode;
+  /** Host paths sandboxed commands must not see (ShellSandboxOptions.hiddenPaths). */
+  shellHiddenPaths: readonly string[];
   random: () => number;
   /** Strings redacted from every error message (the API key). */
   secrets: readonly string[];
@@ -43,6 +46,8 @@ export interface RunContext {
   readonly tools: readonly ToolDefinition[];
   readonly workspace: Workspace | undefined;
   readonly blocks: BlockIds;
+  /** Ids of the run's tool calls so far: a provider's repeated id is replaced (ChunkAccumulator.toolCalls). */
+  readonly toolCallIds: Set<string>;
   /** What is left of the run's retry budget, shared by all its model requests. */
   readonly retryBudget: RetryBudget;
   readonly health: ProviderHealth;

@@ -94,6 +94,9 @@ async function initialMessages(context: RunContext): Promise<{ messages: ChatCom
         blockId: "",
       }))
     : [];
+  for (const entry of entries) {
+    if (entry.runId === request.run.runId && entry.content.case === "toolCall") context.toolCallIds.add(entry.content.value.toolCallId);
+  }
   const messages: ChatCompletionMessageParam[] = [];
   if (profile.systemPrompt) messages.push({ role: "system", content: profile.systemPrompt });
   const history = messagesFromTranscript(entries, new Set(unrun.map((call) => call.id)));

@@ -64,6 +64,11 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     limits: context.settings.toolLimits,
     signal: context.signal,
     shellSandbox: context.settings.shellSandbox,
+    // The worker's own root too, whatever the operator listed: its other workspaces belong to other workers.
+    shellHiddenPaths:
+      context.request.workspaceRootDir !== undefined
+        ? [...context.settings.shellHiddenPaths, context.request.workspaceRootDir]
+        : context.settings.shellHiddenPaths,
     ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
 }

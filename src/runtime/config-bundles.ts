@@ -1,6 +1,7 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { type BundleProfileRef, type ConfigBundle, ConfigBundleSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import {
   type GetConfigBundleRequest,
@@ -19,6 +20,7 @@ import { invalidArgument, limitExceeded, notFound, RuntimeError } from "./errors
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
+import type { StoreDiagnostic } from "./store.js";
 import { checkSecretName } from "./host-secrets.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkId, resolvePageSize } from "./validation.js";
@@ -31,6 +33,12 @@ const MAX_BUNDLES = 1000;
 const PROFILE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** A bundle digest as bundleDigest writes it (ConfigBundle.digest). */
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/**
+ * Most model turns a bundle profile's run may take (0 = the default,
+ * DEFAULT_MAX_TURNS): every run is bounded (SPEC §2.7), and a uint32 would
+ * let a looping model run for billions of paid requests.
+ */
+const MAX_PROFILE_TURNS = 1000;
 /** Program names of a shell policy: a bare name looked up on PATH, never a path. */
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]{1,64}$/;
 
@@ -49,6 +57,8 @@ export class ConfigBundles {
   private readonly bundles = new Map<string, ConfigBundle>();
   /** Puts in flight by id, so two concurrent puts of one id agree. */
   private readonly pending = new Map<string, Promise<ConfigBundle>>();
+  /** Restored bundles left out because their content does not match their digest (for GetRuntime's diagnostics). */
+  readonly restoreDiagnostics: StoreDiagnostic[] = [];
 
   constructor(
     private readonly store: BundleStore,
@@ -56,7 +66,17 @@ export class ConfigBundles {
     private readonly pageTokens: PageTokens,
     restored: readonly ConfigBundle[] = [],
   ) {
-    for (const bundle of restored) this.bundles.set(bundle.bundleId, canonicalBundle(bundle));
+    for (const bundle of restored) {
+      // Workers name a bundle by its digest: a stored one edited since (a wider policy under the
+      // old digest) must not pass for what was pushed. Pushing it again restores it.
+      if (bundleDigest(bundle) === bundle.digest) this.bundles.set(bundle.bundleId, canonicalBundle(bundle));
+      else
+        this.restoreDiagnostics.push({
+          severity: DiagnosticSeverity.ERROR,
+          code: "store.bundle_damaged",
+          message: `config bundle ${bundle.bundleId} is damaged: its content does not match its digest; push it again`,
+        });
+    }
   }
 
   /** PutConfigBundle: verify, refuse a conflicting id, persist, answer the canonical bundle. */
@@ -199,9 +219,19 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
     if (!PROFILE_NAME.test(profile.name)) throw invalidArgument(`${field}.name`, "must be 1-64 characters of [A-Za-z0-9._-]");
     if (names.has(profile.name)) throw invalidArgument(`${field}.name`, `"${profile.name}" appears twice`);
     names.add(profile.name);
-    // NaN and the infinities have no JSON form for the provider's request; no provider takes a negative temperature.
+    if (profile.maxTurns > MAX_PROFILE_TURNS) {
+      throw invalidArgument(`${field}.max_turns`, `is ${profile.maxTurns}; at most ${MAX_PROFILE_TURNS} (0 uses the default)`);
+    }
+    // NaN and infinities reach the provider as null (JSON), a negative value as a rejected request on every run.
     if (profile.temperature !== undefined && !(Number.isFinite(profile.temperature) && profile.temperature >= 0)) {
       throw invalidArgument(`${field}.temperature`, "must be a finite number, not negative");
+    }
+    // A name here that the profile does not offer is a typo (e.g. the capability "shell.exec" for
+    // the tool "run_command"): it would gate nothing, so the calls it meant would run unasked.
+    for (const [j, tool] of profile.approvalRequiredTools.entries()) {
+      if (!profile.tools.includes(tool)) {
+        throw invalidArgument(`${field}.approval_required_tools[${j}]`, `"${tool.slice(0, 64)}" is not one of the profile's tools`);
+      }
     }
     for (const [j, name] of profile.secretNames.entries()) checkSecretName(`${field}.secret_names[${j}]`, name);
     if (profile.providerApiKeySecret !== "") {

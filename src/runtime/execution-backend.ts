@@ -95,6 +95,12 @@ export interface RunRequest {
   run: Run;
   /** Host directory of the worker's workspace, if it has one. Never sent to clients. */
   workspaceDir?: string;
+  /**
+   * Host directory of the workspace's root (`--workspace-root`), with
+   * `workspaceDir`: the workspace must resolve inside it, since a symlink
+   * planted under the root (by an earlier command) could lead it anywhere.
+   */
+  workspaceRootDir?: string;
   /** Capabilities granted to the worker. */
   capabilities: readonly string[];
   /**

@@ -224,11 +224,11 @@ export class ExecutionOffer {
     return { root, path: segments.join("/") };
   }
 
-  /** Host directory of a worker's workspace; never sent to clients. */
-  workspaceDirOf(worker: Worker): string | undefined {
+  /** Host directories of a worker's workspace and of its root; never sent to clients. */
+  workspaceDirOf(worker: Worker): { dir: string; root: string } | undefined {
     const workspace = worker.workspace;
     const root = workspace ? this.workspaceRoots[workspace.root] : undefined;
-    return workspace && root !== undefined ? path.join(root, ...workspace.path.split("/").filter(Boolean)) : undefined;
+    return workspace && root !== undefined ? { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root } : undefined;
   }
 }
 

@@ -130,7 +130,7 @@ export async function executeRun(
     const backend = deps.backend;
     if (!backend) throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED, "no execution backend");
     if (controller.signal.aborted) throw abortError();
-    const workspaceDir = deps.workspaceDirOf(worker);
+    const workspace = deps.workspaceDirOf(worker);
     const policy = deps.policyOf(worker);
     outcome = await backend.execute(
       {
@@ -152,7 +152,7 @@ export async function executeRun(
           );
         },
         ...(input ? { inputSeq: input.seq } : {}),
-        ...(workspaceDir !== undefined ? { workspaceDir } : {}),
+        ...(workspace ? { workspaceDir: workspace.dir, workspaceRootDir: workspace.root } : {}),
         ...(resumed ? { resume: { ...resumed.resume } } : {}),
         logger,
         traceContext,

@@ -116,7 +116,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     },
   });
-  for (const diagnostic of opened.diagnostics) {
+  for (const diagnostic of [...opened.diagnostics, ...bundles.restoreDiagnostics]) {
     addDiagnostic(diagnostic.severity, diagnostic.code, diagnostic.message, diagnostic.workerId);
   }
   await catalog.restore(opened.workers);

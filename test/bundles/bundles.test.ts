@@ -1,4 +1,4 @@
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { bubblewrapWorks } from "../../src/engine/tools/shell-sandbox.js";
 import { bundleDigest } from "../../src/runtime/bundle-digest.js";
 import type { Logger } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
+import { decodeSnapshot, encodeSnapshot } from "../../src/store/fs/snapshot-file.js";
 import { expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
@@ -132,6 +133,80 @@ describe("config bundles on a real server", () => {
       secrets: new Map([["TEAM_KEY", SECRET_VALUE]]),
     });
   }
+
+  it("refuses a profile whose approval_required_tools names a tool it does not list, so no approval is silently skipped", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    for (const protocol of ["grpc", "connect"] as const) {
+      const { management } = h.connect(protocol);
+      // "shell.exec" is the capability, not the tool: commands would run with no one asked.
+      const typo = bundleOf({
+        bundleId: `typo-${protocol}`,
+        profiles: [{ name: "p", tools: ["run_command"], approvalRequiredTools: ["shell.exec"] }],
+      });
+      const detail = await expectReason(
+        () => management.putConfigBundle({ bundle: typo }),
+        Code.InvalidArgument,
+        ErrorReason.INVALID_ARGUMENT,
+      );
+      expect(detail.metadata.field).toBe("bundle.profiles[0].approval_required_tools[0]");
+      await expectReason(() => management.getConfigBundle({ bundleId: typo.bundleId }), Code.NotFound, ErrorReason.NOT_FOUND);
+      const listed = bundleOf({
+        bundleId: `listed-${protocol}`,
+        profiles: [{ name: "p", tools: ["run_command", "read_file"], approvalRequiredTools: ["run_command"] }],
+      });
+      expect((await management.putConfigBundle({ bundle: listed })).bundle?.digest).toBe(listed.digest);
+    }
+  });
+
+  it("refuses a profile whose max_turns would leave its runs unbounded, or whose temperature is not a number a provider takes", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    const { management } = h.connect("grpc");
+    const refused = [
+      [{ name: "p", maxTurns: 4_294_967_295 }, "bundle.profiles[0].max_turns"],
+      [{ name: "p", maxTurns: 1001 }, "bundle.profiles[0].max_turns"],
+      [{ name: "p", temperature: Number.NaN }, "bundle.profiles[0].temperature"],
+      [{ name: "p", temperature: Number.POSITIVE_INFINITY }, "bundle.profiles[0].temperature"],
+      [{ name: "p", temperature: -1 }, "bundle.profiles[0].temperature"],
+    ] as const;
+    for (const [i, [profile, field]] of refused.entries()) {
+      const bundle = bundleOf({ bundleId: `numbers-${i}`, profiles: [profile] });
+      const detail = await expectReason(() => management.putConfigBundle({ bundle }), Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+      expect(detail.metadata.field).toBe(field);
+    }
+    const fine = bundleOf({ bundleId: "numbers-ok", profiles: [{ name: "p", maxTurns: 1000, temperature: 0.7 }, { name: "q" }] });
+    expect((await management.putConfigBundle({ bundle: fine })).bundle?.digest).toBe(fine.digest);
+  });
+
+  it("does not load a stored bundle whose content no longer matches its digest, and says so", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    const bundle = teamBundle();
+    await h.connect("grpc").management.putConfigBundle({ bundle });
+    await h.close();
+    await h.runtime.close();
+    // The stored file edited by hand: a wider shell policy under the same digest, with a valid checksum.
+    const file = join(dir, "data", "bundles", "team.bundle");
+    const stored = fromBinary(ConfigBundleSchema, decodedBody(await readFile(file)));
+    const shell = stored.policies?.shell;
+    if (!shell) throw new Error("the stored bundle has no shell policy");
+    shell.allowedPrograms = ["echo", "sh"];
+    await writeFile(file, encodeSnapshot(toBinary(ConfigBundleSchema, stored)));
+    h = await start(dir, fake);
+    const { management } = h.connect("grpc");
+    await expectReason(() => management.getConfigBundle({ bundleId: "team" }), Code.NotFound, ErrorReason.NOT_FOUND);
+    const { diagnostics } = await management.listDiagnostics({});
+    expect(diagnostics.map((d) => [d.code, d.message])).toContainEqual([
+      "store.bundle_damaged",
+      "config bundle team is damaged: its content does not match its digest; push it again",
+    ]);
+    // Pushing the real bundle again restores it.
+    expect((await management.putConfigBundle({ bundle })).bundle?.policies?.shell?.allowedPrograms).toEqual(["echo"]);
+  });
 
   it("puts, gets and lists bundles; enforces digest, immutability, secrets and policies; survives a restart", async () => {
     dir = await mkdtemp(join(tmpdir(), "bundles-"));
@@ -266,4 +341,11 @@ async function waitForRun(interaction: Clients["interaction"], worker: WorkerRef
 async function filesUnder(root: string): Promise<string[]> {
   const entries = await readdir(root, { withFileTypes: true, recursive: true });
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+/** The body of a stored snapshot frame (it must be intact). */
+function decodedBody(bytes: Buffer): Uint8Array {
+  const decoded = decodeSnapshot(bytes);
+  if ("problem" in decoded) throw new Error(decoded.problem);
+  return decoded.body;
 }

@@ -1,9 +1,11 @@
-import { readdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { backendFromFlags } from "../../src/cli/execution-config.js";
 import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
 import { reply } from "../support/openai-chunks.js";
-import { startHarness, type Harness } from "../engine/harness.js";
+import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
 
 /**
  * The sandbox is what these tests check, so they need bubblewrap like the console's tests need
@@ -98,5 +100,167 @@ describe("shell.exec sandbox", () => {
     controller.abort();
     expect((await running).outcome).toEqual({ kind: "cancelled" });
     expect(await eventually(async () => (await pidsRunning(["sleep", seconds])).length === 0)).toBe(true);
+  });
+
+  it("hides the runtime's own secret files (secrets file, token, TLS key, data dir) from a command", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    // Outside the sandbox's private /tmp, as a real deployment's files are.
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-secrets-"));
+    try {
+      const secretsFile = join(base, "secrets.json");
+      const tokenFile = join(base, "token");
+      const tlsKey = join(base, "tls.key");
+      const dataDir = join(base, "data");
+      await writeFile(secretsFile, JSON.stringify({ DB_PASSWORD: "hunter2-host-secret" }));
+      await chmod(secretsFile, 0o600);
+      await writeFile(tokenFile, "bearer-token-of-the-runtime");
+      await writeFile(tlsKey, "-----BEGIN PRIVATE KEY----- tls-key-of-the-runtime");
+      await mkdir(join(dataDir, "workers"), { recursive: true });
+      await writeFile(join(dataDir, "workers", "transcript.log"), "another worker's transcript");
+      // The backend as `serve` builds it from its flags: the flags naming these files are what hides them.
+      const backend = await backendFromFlags(
+        {
+          "openai-base-url": h.fake.baseURL,
+          "secrets-file": secretsFile,
+          "token-file": tokenFile,
+          "tls-key": tlsKey,
+          "data-dir": dataDir,
+        },
+        { OPENAI_API_KEY: TEST_KEY },
+      );
+      expect(backend.shellSandbox?.()).toBe("bubblewrap");
+      const command = `cat ${secretsFile} ${tokenFile} ${tlsKey}; ls -R ${dataDir}; cat ${dataDir}/workers/transcript.log; echo kept > kept.txt; echo done`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-hidden");
+      sink.commitInput("run");
+      const request = runRequest(sink, {
+        input: "run",
+        runId: "run-hidden",
+        profile: backend.profiles()[0],
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      });
+      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const output = sink.committed("toolResult")[0]?.output ?? "";
+      expect(output).toContain("done");
+      for (const secret of ["hunter2-host-secret", "bearer-token-of-the-runtime", "tls-key-of-the-runtime", "another worker"]) {
+        expect(output).not.toContain(secret);
+      }
+      // The data directory shows empty: `ls -R` lists no entry under it.
+      expect(output).not.toMatch(/^workers$/m);
+      // The workspace is still there and writable.
+      expect(await readFile(join(h.workspace, "kept.txt"), "utf8")).toBe("kept\n");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("hides the remote runtimes' token files a backend's --config names", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-config-"));
+    try {
+      await mkdir(join(base, "tokens"));
+      await writeFile(join(base, "tokens", "rt-a.token"), "remote-runtime-bearer-token");
+      const config = join(base, "backend.json");
+      await writeFile(config, JSON.stringify({ runtimes: [{ id: "rt-a", url: "http://10.0.0.1:7070", tokenFile: "tokens/rt-a.token" }] }));
+      const backend = await backendFromFlags({ "openai-base-url": h.fake.baseURL, config }, { OPENAI_API_KEY: TEST_KEY });
+      const command = `cat ${join(base, "tokens", "rt-a.token")}; echo done`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-config");
+      sink.commitInput("run");
+      const request = runRequest(sink, {
+        input: "run",
+        runId: "run-config",
+        profile: backend.profiles()[0],
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      });
+      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const output = sink.committed("toolResult")[0]?.output ?? "";
+      expect(output).toContain("done");
+      expect(output).not.toContain("remote-runtime-bearer-token");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("shows a command its own workspace but not the other workspaces under the runtime's roots", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    // Outside the sandbox's private /tmp, as a real deployment's roots are.
+    const root = await realpath(await mkdtemp("/var/tmp/sandbox-roots-"));
+    try {
+      const mine = join(root, "mine");
+      const other = join(root, "other");
+      await mkdir(mine);
+      await mkdir(other);
+      await writeFile(join(other, "theirs.txt"), "another worker's file");
+      await writeFile(join(mine, "mine.txt"), "my own file");
+      const backend = await backendFromFlags(
+        { "openai-base-url": h.fake.baseURL, "workspace-root": [`shared=${root}`] },
+        { OPENAI_API_KEY: TEST_KEY },
+      );
+      const command = `cat mine.txt; cat ${other}/theirs.txt; ls ${root}; echo written > new.txt`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-roots");
+      sink.commitInput("run");
+      const request = runRequest(sink, {
+        input: "run",
+        runId: "run-roots",
+        profile: backend.profiles()[0],
+        workspaceDir: mine,
+        capabilities: ["shell.exec"],
+      });
+      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const output = sink.committed("toolResult")[0]?.output ?? "";
+      expect(output).toContain("my own file");
+      expect(output).not.toContain("another worker's file");
+      expect(output).not.toMatch(/^other$/m);
+      expect(await readFile(join(mine, "new.txt"), "utf8")).toBe("written\n");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("hides the other workspaces of the worker's root from an embedder's backend too, which names no private paths", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const root = await realpath(await mkdtemp("/var/tmp/sandbox-embedded-"));
+    try {
+      const mine = join(root, "mine");
+      await mkdir(mine);
+      await mkdir(join(root, "other"));
+      await writeFile(join(root, "other", "theirs.txt"), "another worker's file");
+      const command = `cat ${root}/other/theirs.txt; echo done > done.txt`;
+      h.fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-embedded");
+      sink.commitInput("run");
+      // What the Runtime sends: the workspace and its root (RunRequest.workspaceRootDir).
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-embedded",
+          profile: h.companion,
+          workspaceDir: mine,
+          capabilities: ["shell.exec"],
+        }),
+        workspaceRootDir: root,
+      };
+      expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      expect(sink.committed("toolResult")[0]?.output ?? "").not.toContain("another worker's file");
+      expect(await readFile(join(mine, "done.txt"), "utf8")).toBe("done\n");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

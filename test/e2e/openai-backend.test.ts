@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -163,6 +163,23 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
       5_000,
       "child process gone",
     );
+  });
+
+  it("refuses a workspace whose path leads out of its root through a symlink, creating and writing nothing there", async () => {
+    // A symlink left in the root (by an earlier worker's command, say) pointing outside it.
+    await symlink(s.outside, join(s.root, "planted"));
+    await symlink(s.outside, join(s.root, "planted2"));
+    const direct = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path: "planted" });
+    // The backend makes a missing workspace directory: not through the symlink either.
+    const below = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path: "planted2/deeper/w" });
+    for (const worker of [direct, below]) {
+      s.fake.enqueue(reply({ toolCalls: [call("p1", "write_file", { path: "pwned.txt", content: "x" })] }), reply({ text: "done" }));
+      const { run } = await s.runToEnd(worker, "write");
+      expect(run.status).toBe(RunStatus.FAILED);
+      expect(run.error?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
+    }
+    // Nothing was created or written outside the root.
+    expect(await readdir(s.outside)).toEqual([]);
   });
 
   it("refuses workspace escapes, bounds reads visibly, and leases the workspace to one writer", async () => {

@@ -330,6 +330,28 @@ describe("provider failures", () => {
     expect(h.fake.requests).toHaveLength(1);
   });
 
+  it("fails LIMIT_EXCEEDED when one turn makes more tool calls than maxToolCallsPerTurn, running nothing", async () => {
+    // Empty arguments cost nothing against maxToolArgumentsBytes: the count is what must be bounded.
+    const calls = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `c${i}`, name: "list_files", arguments: "" }));
+    h = await startHarness();
+    h.fake.enqueue(reply({ toolCalls: calls(500) }), reply({ text: "never" }));
+    const { outcome, sink } = await h.run({ input: "list", capabilities: ["fs.read"] });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    expect(outcome.kind === "failed" && outcome.message).toContain("more than 128 tool calls");
+    expect(sink.committed("toolCall")).toEqual([]);
+    expect(sink.committed("toolResult")).toEqual([]);
+    expect(h.fake.requests).toHaveLength(1);
+    await h.close();
+    // The bound is a setting; a turn at it runs every call.
+    h = await startHarness({ maxToolCallsPerTurn: 3 });
+    h.fake.enqueue(reply({ toolCalls: calls(3) }), reply({ text: "listed" }), reply({ toolCalls: calls(4) }));
+    const within = await h.run({ input: "list", capabilities: ["fs.read"] });
+    expect(within.outcome.kind).toBe("completed");
+    expect(within.sink.committed("toolResult")).toHaveLength(3);
+    const over = await h.run({ input: "list more", capabilities: ["fs.read"] });
+    expect(over.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+  });
+
   it("fails PROVIDER_UNAVAILABLE when the stream keeps being cut", async () => {
     h = await startHarness({ maxStreamResumes: 2 });
     const cut = (text: string) => ({

@@ -170,6 +170,23 @@ describe("tools", () => {
     expect(results[2]?.output).toBe("run.sh");
   });
 
+  it("edits a file that is not UTF-8 without changing a byte outside the edit", async () => {
+    h = await startHarness();
+    // Latin-1 text, a lone invalid byte and a CRLF: decoding it as UTF-8 and writing it back would replace them.
+    const before = Buffer.concat([Buffer.from("caf"), Buffer.from([0xe9]), Buffer.from(" old\r\n"), Buffer.from([0xff, 0x00, 0x80])]);
+    await writeFile(join(h.workspace, "latin1.txt"), before);
+    const { results } = await runTools(h, [
+      call("c1", "edit_file", { path: "latin1.txt", old_text: "old", new_text: "neuf" }),
+      call("c2", "edit_file", { path: "latin1.txt", old_text: "absent", new_text: "x" }),
+    ]);
+    expect(results.map((r) => r.output)).toEqual([
+      "edited latin1.txt",
+      "old_text occurs 0 times in latin1.txt; it must occur exactly once",
+    ]);
+    const after = await readFile(join(h.workspace, "latin1.txt"));
+    expect(after.equals(Buffer.from(before.toString("latin1").replace("old", "neuf"), "latin1"))).toBe(true);
+  });
+
   it("refuses a FIFO at once instead of hanging on it", async () => {
     h = await startHarness();
     execFileSync("mkfifo", [join(h.workspace, "pipe")]);
@@ -268,6 +285,52 @@ describe("tools", () => {
       expect(sink.committed("toolResult")).toMatchObject([{ toolCallId: "w1", isError: true, output: rejection }]);
       expect(h.fake.requests[1]?.body.messages.at(-1)).toEqual({ role: "tool", tool_call_id: "w1", content: rejection });
       await expect(stat(join(h.workspace, "no.txt"))).rejects.toThrow();
+    });
+
+    it("gives calls that repeat a provider's id their own ids, so a decision and a result reach only the call they name", async () => {
+      h = await startHarness();
+      // A compatible server that numbers calls per response: two calls of one turn share "call_0", and the next turn repeats it.
+      h.fake.enqueue(
+        reply({
+          toolCalls: [
+            call("call_0", "write_file", { path: "a.txt", content: "a" }),
+            call("call_0", "write_file", { path: "b.txt", content: "b" }),
+          ],
+        }),
+        reply({ toolCalls: [call("call_0", "write_file", { path: "c.txt", content: "c" })] }),
+        reply({ text: "written" }),
+      );
+      const asked: string[] = [];
+      const { outcome, sink } = await h.run({
+        input: "write",
+        profile: profile(h),
+        capabilities: ["fs.write"],
+        onApproval: (pending) => {
+          asked.push(pending.toolCallId);
+          return Promise.resolve({ approved: true, reason: "" });
+        },
+      });
+      expect(outcome.kind).toBe("completed");
+      expect(asked).toHaveLength(3);
+      expect(new Set(asked).size).toBe(3);
+      const calls = sink.committed("toolCall").map((c) => c.toolCallId);
+      expect(calls).toEqual(asked);
+      expect(sink.committed("toolResult").map((r) => r.toolCallId)).toEqual(asked);
+      // The provider is sent each call with its own result.
+      const last = h.fake.requests[2]?.body.messages ?? [];
+      const sentCalls = last.flatMap((m) => m.tool_calls?.map((c) => c.id) ?? []);
+      const sentResults = last.filter((m) => m.role === "tool").map((m) => m.tool_call_id);
+      expect(sentCalls).toEqual(asked);
+      expect(sentResults).toEqual(asked);
+      // And so is a later run, whose history is rebuilt from the transcript.
+      h.fake.enqueue(reply({ text: "again" }));
+      expect((await h.run({ input: "again", sink })).outcome.kind).toBe("completed");
+      const history = h.fake.requests[3]?.body.messages ?? [];
+      expect(history.filter((m) => m.role === "tool").map((m) => [m.tool_call_id, m.content])).toEqual([
+        [asked[0], "wrote 1 bytes to a.txt"],
+        [asked[1], "wrote 1 bytes to b.txt"],
+        [asked[2], "wrote 1 bytes to c.txt"],
+      ]);
     });
 
     it("ends the run cancelled when cancelled while waiting", async () => {

@@ -68,14 +68,16 @@ export declare type Profile = Message<"worker_runtime.v1.Profile"> & {
   tools: string[];
 
   /**
-   * Maximum model turns (requests) in one run.
+   * Maximum model turns (requests) in one run. In a config bundle at most
+   * 1000; 0 uses the default (INVALID_ARGUMENT otherwise).
    *
    * @generated from field: uint32 max_turns = 8;
    */
   maxTurns: number;
 
   /**
-   * Tools whose calls wait for a client's approval before running.
+   * Tools whose calls wait for a client's approval before running. In a
+   * config bundle each must be one of `tools` (INVALID_ARGUMENT otherwise).
    *
    * @generated from field: repeated string approval_required_tools = 9;
    */

@@ -5,8 +5,8 @@ import { stringArg, requireWorkspace, ToolError, type ToolContext, type ToolDefi
 
 /** Tools that change files in the workspace (`fs.write`). */
 
-function checkSize(content: string, context: ToolContext): void {
-  const bytes = Buffer.byteLength(content, "utf8");
+function checkSize(content: string | Buffer, context: ToolContext): void {
+  const bytes = typeof content === "string" ? Buffer.byteLength(content, "utf8") : content.length;
   if (bytes > context.limits.maxWriteBytes) {
     throw new ToolError(`refused: content is ${bytes} bytes; the limit is ${context.limits.maxWriteBytes}`);
   }
@@ -39,7 +39,12 @@ export const writeFileTool: ToolDefinition = {
   },
 };
 
-/** edit_file: replaces one exact, unique occurrence of a text. */
+/**
+ * edit_file: replaces one exact, unique occurrence of a text. The edit is
+ * made on the file's bytes (old_text and new_text as UTF-8), so a file that
+ * is not UTF-8 (Latin-1, a stray invalid byte) keeps every byte outside
+ * the edit; decoding it to a string and back would replace them.
+ */
 export const editFileTool: ToolDefinition = {
   name: "edit_file",
   capability: "fs.write",
@@ -62,21 +67,24 @@ export const editFileTool: ToolDefinition = {
     if (oldText === "") throw new ToolError('argument "old_text" must not be empty');
     const hostPath = await workspace.resolveExisting(path);
     const { handle, info } = await openRegularFile(hostPath, path);
-    let content: string;
+    let content: Buffer;
     try {
       // Refused before reading: a huge file would be read whole only to fail the size check after the edit.
       if (info.size > context.limits.maxWriteBytes) {
         throw new ToolError(`refused: ${path} is ${info.size} bytes; edit_file handles files up to ${context.limits.maxWriteBytes} bytes`);
       }
-      content = await handle.readFile({ encoding: "utf8", signal: context.signal });
+      content = await handle.readFile({ signal: context.signal });
     } finally {
       await handle.close();
     }
-    const count = content.split(oldText).length - 1;
+    const needle = Buffer.from(oldText, "utf8");
+    const at = content.indexOf(needle);
+    let count = 0;
+    for (let i = at; i >= 0; i = content.indexOf(needle, i + needle.length)) count++;
     if (count !== 1) {
       throw new ToolError(`old_text occurs ${count} times in ${path}; it must occur exactly once`);
     }
-    const updated = content.replace(oldText, () => newText);
+    const updated = Buffer.concat([content.subarray(0, at), Buffer.from(newText, "utf8"), content.subarray(at + needle.length)]);
     checkSize(updated, context);
     await replaceFile(hostPath, updated, info.mode, context.signal);
     return { output: `edited ${workspace.display(hostPath)}` };

@@ -69,7 +69,12 @@ export async function assertWritableTarget(hostPath: string, shown: string): Pro
  * A failed or cancelled write leaves the old file intact. The old file's mode
  * is kept.
  */
-export async function replaceFile(hostPath: string, content: string, mode: number | undefined, signal: AbortSignal): Promise<void> {
+export async function replaceFile(
+  hostPath: string,
+  content: string | Buffer,
+  mode: number | undefined,
+  signal: AbortSignal,
+): Promise<void> {
   const temp = join(dirname(hostPath), `.${basename(hostPath)}.${randomBytes(6).toString("hex")}.tmp`);
   const permissions = mode === undefined ? undefined : mode & 0o7777;
   const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, permissions ?? 0o666);

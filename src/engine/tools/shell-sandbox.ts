@@ -1,4 +1,6 @@
 import { spawnSync } from "node:child_process";
+import { realpath, stat } from "node:fs/promises";
+import { resolve } from "node:path";
 
 /**
  * How `shell.exec` commands are isolated (GetRuntime shows it):
@@ -8,7 +10,12 @@ import { spawnSync } from "node:child_process";
  *   the sandbox's processes, an empty environment but PATH/HOME/LANG. When
  *   the sandbox's first process dies, the kernel kills every process of its
  *   PID namespace, so a command that detaches with `setsid` dies on cancel.
- *   The network is shared (package installs, git).
+ *   The network is shared (package installs, git). The host paths the
+ *   operator marks private (`hiddenPaths`: the runtime's secrets file,
+ *   token, TLS key, data directory, workspace roots) are covered by empty
+ *   ones, so a command cannot read host secrets, other workers'
+ *   transcripts or other workers' workspaces through the read-only host
+ *   view.
  * - "none": no isolation, chosen explicitly by the operator
  *   (`--allow-unsandboxed-shell`); see the limits in shell-tool.ts.
  * - "refused": no sandbox is available and the operator did not opt out:
@@ -22,6 +29,15 @@ export interface ShellSandboxOptions {
   shellSandbox?: "bubblewrap" | "none";
   /** Run commands without a sandbox when none is available (or when "none" is forced). */
   allowUnsandboxedShell?: boolean;
+  /**
+   * Host files and directories sandboxed commands must not see: the
+   * runtime's secrets file, bearer token, TLS key and data directory (the
+   * CLI passes the ones its flags name). Each is covered inside the sandbox
+   * (a directory by an empty tmpfs, a file by /dev/null); one that does not
+   * exist when a command starts is skipped. Without a sandbox nothing can
+   * be hidden.
+   */
+  hiddenPaths?: readonly string[];
 }
 
 /** The mode for these options: bubblewrap where it works, else "none" only when allowed. */
@@ -45,8 +61,30 @@ export function bubblewrapWorks(): boolean {
   return bubblewrapChecked;
 }
 
-/** The command line that runs `argv` in a sandbox whose only writable place is `workspace`. */
-export function sandboxedArgv(argv: readonly string[], workspace: string): string[] {
+/**
+ * The bwrap arguments that cover `paths` inside the sandbox, resolved now
+ * (a path may be created after start-up, e.g. the data directory, or be
+ * reached through a symlink). Paths under /tmp are already hidden by the
+ * sandbox's private /tmp, and "/" is never covered.
+ */
+export async function hiddenPathArgs(paths: readonly string[]): Promise<string[]> {
+  const args: string[] = [];
+  for (const path of paths) {
+    const real = await realpath(resolve(path)).catch(() => undefined);
+    if (real === undefined || real === "/" || real === "/tmp" || real.startsWith("/tmp/")) continue;
+    const info = await stat(real).catch(() => undefined);
+    if (!info) continue;
+    args.push(...(info.isDirectory() ? ["--tmpfs", real] : ["--ro-bind", "/dev/null", real]));
+  }
+  return args;
+}
+
+/**
+ * The command line that runs `argv` in a sandbox whose only writable place
+ * is `workspace`; `hidden` ({@link hiddenPathArgs}) comes before the
+ * workspace's bind, so a workspace inside a hidden directory stays usable.
+ */
+export function sandboxedArgv(argv: readonly string[], workspace: string, hidden: readonly string[] = []): string[] {
   return [
     "bwrap",
     ...namespaceArgs(),
@@ -61,6 +99,7 @@ export function sandboxedArgv(argv: readonly string[], workspace: string): strin
     "/proc",
     "--tmpfs",
     "/tmp",
+    ...hidden,
     "--bind",
     workspace,
     workspace,

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { splitCommandWords } from "./command-words.js";
-import { sandboxedArgv } from "./shell-sandbox.js";
+import { hiddenPathArgs, sandboxedArgv } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -48,7 +48,10 @@ export const runCommandTool: ToolDefinition = {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
     const line = commandLine(command, context.shellPolicy);
-    const argv = context.shellSandbox === "bubblewrap" ? sandboxedArgv(line, workspace.root) : line;
+    const argv =
+      context.shellSandbox === "bubblewrap"
+        ? sandboxedArgv(line, workspace.root, await hiddenPathArgs(context.shellHiddenPaths ?? []))
+        : line;
     const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`

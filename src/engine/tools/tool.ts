@@ -25,6 +25,8 @@ export interface ToolContext {
   readonly signal: AbortSignal;
   /** How commands are isolated (shell-sandbox.ts); unset = "none" (direct tool tests). */
   readonly shellSandbox?: ShellSandboxMode;
+  /** Host paths covered inside the sandbox (ShellSandboxOptions.hiddenPaths). */
+  readonly shellHiddenPaths?: readonly string[];
   /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
   readonly shellPolicy?: ShellPolicy;
 }

@@ -1,4 +1,4 @@
-import { lstat, realpath } from "node:fs/promises";
+import { lstat, mkdir, realpath } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { ToolError } from "./tool.js";
 
@@ -24,6 +24,32 @@ export class Workspace {
   /** Opens a workspace; the directory must exist. */
   static async open(dir: string): Promise<Workspace> {
     return new Workspace(await realpath(dir));
+  }
+
+  /**
+   * Opens the workspace `dir` under its root `root`, making missing
+   * directories one at a time, each only inside the root's real path: a
+   * symlink under the root that leads out of it (planted by an earlier
+   * command, or by anyone who can write there) is refused with a ToolError
+   * instead of becoming the workspace, or having a directory made at its
+   * target. Symlinks that stay inside the root are followed.
+   */
+  static async openInside(root: string, dir: string): Promise<Workspace> {
+    // The root is the operator's (trusted) configuration; made if missing, as before.
+    await mkdir(root, { recursive: true });
+    const realRoot = await realpath(root);
+    const inside = (path: string): boolean => path === realRoot || path.startsWith(realRoot + sep);
+    let current = realRoot;
+    for (const segment of relative(resolve(root), resolve(dir)).split(sep).filter(Boolean)) {
+      if (segment === "..") throw new ToolError("the worker's workspace is not inside its root");
+      const next = join(current, segment);
+      await mkdir(next).catch((cause: unknown) => {
+        if (!(cause instanceof Error && "code" in cause && cause.code === "EEXIST")) throw cause;
+      });
+      current = await realpath(next);
+      if (!inside(current)) throw new ToolError("the worker's workspace leads outside its root through a symlink");
+    }
+    return new Workspace(current);
   }
 
   /** Resolves a path that must exist (read, list, search, edit). */
