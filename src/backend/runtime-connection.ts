@@ -67,6 +67,7 @@ export class RuntimeConnection {
   private readonly init: RuntimeConnectionInit;
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
+  private shutdown = false;
   private attempt: AbortController | undefined;
   private failure: ConnectError | undefined;
   private wakeSleep: (() => void) | undefined;
@@ -110,9 +111,20 @@ export class RuntimeConnection {
     return this.closed.signal.aborted;
   }
 
-  /** Stops the loop, closes the connection and ends every waiter with RuntimeRemovedError. */
-  close(): void {
+  /**
+   * Closed because the Backend shuts down rather than because the Runtime
+   * was removed: the watches relayed through it end cleanly (as the
+   * embedded Runtime's own do when it closes), not with NOT_FOUND, which
+   * tells a client the Runtime is gone for good.
+   */
+  get closedForShutdown(): boolean {
+    return this.isClosed && this.shutdown;
+  }
+
+  /** Stops the loop, closes the connection and ends every waiter with RuntimeRemovedError; `shutdown`: see {@link closedForShutdown}. */
+  close(shutdown = false): void {
     if (this.closed.signal.aborted) return;
+    this.shutdown = shutdown;
     this.closed.abort();
     this.attempt?.abort();
     this.wakeSleep?.();
