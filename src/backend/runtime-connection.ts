@@ -68,6 +68,7 @@ export class RuntimeConnection {
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
   private shutdown = false;
+  private draining = false;
   private attempt: AbortController | undefined;
   private failure: ConnectError | undefined;
   private wakeSleep: (() => void) | undefined;
@@ -105,6 +106,17 @@ export class RuntimeConnection {
 
   get health(): RuntimeHealth {
     return this.state.health;
+  }
+
+  /**
+   * Whether routed calls go to it: READY, or draining — connected, its
+   * health NOT_SERVING. A draining Runtime shows UNAVAILABLE (nothing new is
+   * placed on it) yet still serves the runs it is finishing for its grace
+   * period: reads, watches, cancels and approvals reach it, and it refuses
+   * new input itself with RUNTIME_DRAINING.
+   */
+  get routable(): boolean {
+    return this.state.health === RuntimeHealth.READY || this.draining;
   }
 
   get isClosed(): boolean {
@@ -217,13 +229,15 @@ export class RuntimeConnection {
     this.setState({ summary: runtime, summaryTime: new Date(), failedAttempts: 0 });
     this.setHealth(RuntimeHealth.READY, "");
     for await (const message of this.clients.health.watch({ service: "" }, { signal })) {
-      if (message.status === ServingStatus.SERVING) this.setHealth(RuntimeHealth.READY, "");
-      else this.setHealth(RuntimeHealth.UNAVAILABLE, "the runtime is not serving (draining)");
+      this.draining = message.status !== ServingStatus.SERVING;
+      if (this.draining) this.setHealth(RuntimeHealth.UNAVAILABLE, "the runtime is not serving (draining)");
+      else this.setHealth(RuntimeHealth.READY, "");
     }
     throw new ConnectError("health watch ended", Code.Unavailable);
   }
 
   private recordFailure(error: ConnectError): void {
+    this.draining = false;
     const health = healthAfter(error) ?? RuntimeHealth.UNAVAILABLE;
     const message =
       health === RuntimeHealth.UNAUTHENTICATED

@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, sleepUnlessAborted } from "./backoff.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
@@ -58,7 +57,7 @@ export async function* relayWatch<M>(
 ): AsyncGenerator<M> {
   const connection = directory.get(runtimeId);
   if (!connection) throw unknownRuntime(runtimeId);
-  if (connection.health !== RuntimeHealth.READY) {
+  if (!connection.routable) {
     throw typed(Code.Unavailable, ErrorReason.RUNTIME_UNAVAILABLE, `runtime ${runtimeId} is unavailable`, runtimeId);
   }
   let cursor = afterCursor;
