@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 describe("a Backend in front of a draining runtime", () => {
-  it("routes reads, watches and cancels of the runs it is finishing; the runtime refuses new input with RUNTIME_DRAINING", async () => {
+  it("lists, and routes reads, watches and cancels of the runs it is finishing; the runtime refuses new input with RUNTIME_DRAINING", async () => {
     const scripted = new ScriptedBackend();
     const remote = await startHarness({ runtimeId: "rs", executionBackend: scripted });
     cleanups.push(() => remote.close());
@@ -51,6 +51,10 @@ describe("a Backend in front of a draining runtime", () => {
     await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.UNAVAILABLE, 10_000, "UNAVAILABLE");
 
     expect((await viaBackend.interaction.getRun({ worker: worker?.ref, runId })).run?.status).toBe(RunStatus.RUNNING);
+    // Listing across runtimes still shows its workers rather than naming it failed.
+    const listed = await viaBackend.catalog.listWorkers({});
+    expect(listed.workers.map((w) => w.ref?.workerId)).toContain(worker?.ref?.workerId);
+    expect(listed.failedRuntimes.map((f) => f.runtimeId)).not.toContain("rs");
     const transcript = await viaBackend.observation.readTranscript({ worker: worker?.ref });
     expect(transcript.entries.length).toBeGreaterThan(0);
     const abort = new AbortController();
