@@ -31,6 +31,7 @@ COPY --from=build /app/dist ./dist
 RUN mkdir /data && chown 1000:1000 /data
 # The base image's unprivileged "node" user, by number so Kubernetes can check runAsNonRoot.
 USER 1000:1000
-EXPOSE 7070 7080 8080
+# 7070 runtime gRPC (serve), 7080 and 8080 the Backend (gRPC; HTTP/1.1 and the console), 9464 Prometheus (--metrics-port).
+EXPOSE 7070 7080 8080 9464
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/cli/main.js"]
 CMD ["serve", "--host", "0.0.0.0", "--data-dir", "/data"]

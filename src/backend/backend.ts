@@ -78,7 +78,10 @@ export interface Backend {
   readonly routes: (router: ConnectRouter) => void;
   /** Registers a remote Runtime and starts connecting to it. */
   addRemote(spec: RemoteRuntimeSpec): RuntimeConnection;
-  /** Closes every connection (the embedded Runtime is closed by its server). */
+  /**
+   * Closes every connection, ending the watches relayed through them (the
+   * embedded Runtime is closed by its server; its close calls this too).
+   */
   close(): void;
   /** The shared upstream WatchRuntime of a registered Runtime. */
   runtimeWatch(runtimeId: string): SharedRuntimeWatch | undefined;
@@ -217,5 +220,14 @@ export function createBackend(options: BackendOptions): Backend {
     const connection = directory.get(runtimeId);
     return connection ? shared.get(connection) : undefined;
   };
-  return { directory, routes, addRemote, close: () => directory.closeAll(), runtimeWatch };
+  const close = (): void => directory.closeAll();
+  // The Backend ends with its embedded Runtime (closed by the server after the drain): the watches it
+  // relays from remote Runtimes are streams of that server, which nothing else ends, so left open they
+  // held its close until the forced close cut every session.
+  const stopFollowing = runtime.onStatusChange(() => {
+    if (!runtime.closed) return;
+    stopFollowing();
+    close();
+  });
+  return { directory, routes, addRemote, close, runtimeWatch };
 }

@@ -60,8 +60,8 @@ type Fetched =
  * each call within its own per-Runtime deadline. The usual page costs one
  * upstream call, a page over many small Runtimes log2(Runtimes) rounds, and
  * a dead Runtime one deadline for its round, while no round over-fetches
- * more than twice the previous one. Runtimes that are not READY are named
- * in failed_runtimes without being called; so is any Runtime whose call
+ * more than twice the previous one. Runtimes that are not READY (nor
+ * draining) are named in failed_runtimes without being called; so is any Runtime whose call
  * fails. If the first Runtime has not answered within a fifth of its
  * deadline, the second is asked at once (a hedge), so a dead first Runtime
  * costs about one deadline rather than a deadline plus a round.
@@ -84,7 +84,8 @@ export async function listAcrossRuntimes(
   const failed: RuntimeFailure[] = [];
   const candidates: RuntimeConnection[] = [];
   for (const connection of all) {
-    if (connection.health === RuntimeHealth.READY) candidates.push(connection);
+    // A draining Runtime still answers (RuntimeConnection.routable): its workers do not vanish from the list.
+    if (connection.routable) candidates.push(connection);
     else failed.push(failureFromHealth(connection));
   }
   const startToken = (c: RuntimeConnection): string =>

@@ -50,7 +50,8 @@ export interface RoutingContext {
 /**
  * Routes one unary call to the Runtime named by `runtimeId`: unknown →
  * NOT_FOUND, not READY → RUNTIME_UNAVAILABLE at once (a Runtime that is
- * away never holds a caller for its deadline), any upstream error through
+ * away never holds a caller for its deadline; a draining one is still
+ * called, see RuntimeConnection.routable), any upstream error through
  * the one mapping in upstream-errors.ts.
  */
 function router(context: RoutingContext) {
@@ -58,7 +59,7 @@ function router(context: RoutingContext) {
     const connection = context.directory.get(runtimeId);
     if (!connection) throw unknownRuntime(runtimeId);
     const health = connection.health;
-    if (health !== RuntimeHealth.READY) {
+    if (!connection.routable) {
       const reason =
         health === RuntimeHealth.UNAUTHENTICATED
           ? ErrorReason.RUNTIME_UNAUTHENTICATED

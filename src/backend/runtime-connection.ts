@@ -67,6 +67,8 @@ export class RuntimeConnection {
   private readonly init: RuntimeConnectionInit;
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
+  private shutdown = false;
+  private draining = false;
   private attempt: AbortController | undefined;
   private failure: ConnectError | undefined;
   private wakeSleep: (() => void) | undefined;
@@ -106,13 +108,35 @@ export class RuntimeConnection {
     return this.state.health;
   }
 
+  /**
+   * Whether routed calls go to it: READY, or draining — connected, its
+   * health NOT_SERVING. A draining Runtime shows UNAVAILABLE (nothing new is
+   * placed on it) yet still serves the runs it is finishing for its grace
+   * period: reads, watches, cancels and approvals reach it, and it refuses
+   * new input itself with RUNTIME_DRAINING.
+   */
+  get routable(): boolean {
+    return this.state.health === RuntimeHealth.READY || this.draining;
+  }
+
   get isClosed(): boolean {
     return this.closed.signal.aborted;
   }
 
-  /** Stops the loop, closes the connection and ends every waiter with RuntimeRemovedError. */
-  close(): void {
+  /**
+   * Closed because the Backend shuts down rather than because the Runtime
+   * was removed: the watches relayed through it end cleanly (as the
+   * embedded Runtime's own do when it closes), not with NOT_FOUND, which
+   * tells a client the Runtime is gone for good.
+   */
+  get closedForShutdown(): boolean {
+    return this.isClosed && this.shutdown;
+  }
+
+  /** Stops the loop, closes the connection and ends every waiter with RuntimeRemovedError; `shutdown`: see {@link closedForShutdown}. */
+  close(shutdown = false): void {
     if (this.closed.signal.aborted) return;
+    this.shutdown = shutdown;
     this.closed.abort();
     this.attempt?.abort();
     this.wakeSleep?.();
@@ -205,13 +229,15 @@ export class RuntimeConnection {
     this.setState({ summary: runtime, summaryTime: new Date(), failedAttempts: 0 });
     this.setHealth(RuntimeHealth.READY, "");
     for await (const message of this.clients.health.watch({ service: "" }, { signal })) {
-      if (message.status === ServingStatus.SERVING) this.setHealth(RuntimeHealth.READY, "");
-      else this.setHealth(RuntimeHealth.UNAVAILABLE, "the runtime is not serving (draining)");
+      this.draining = message.status !== ServingStatus.SERVING;
+      if (this.draining) this.setHealth(RuntimeHealth.UNAVAILABLE, "the runtime is not serving (draining)");
+      else this.setHealth(RuntimeHealth.READY, "");
     }
     throw new ConnectError("health watch ended", Code.Unavailable);
   }
 
   private recordFailure(error: ConnectError): void {
+    this.draining = false;
     const health = healthAfter(error) ?? RuntimeHealth.UNAVAILABLE;
     const message =
       health === RuntimeHealth.UNAUTHENTICATED

@@ -20,11 +20,11 @@ export class RuntimeDirectory {
   }
 
   /** Forgets and closes a connection; false when the id is unknown. */
-  remove(runtimeId: string): boolean {
+  remove(runtimeId: string, shutdown = false): boolean {
     const connection = this.byId.get(runtimeId);
     if (!connection) return false;
     this.byId.delete(runtimeId);
-    connection.close();
+    connection.close(shutdown);
     return true;
   }
 
@@ -33,9 +33,9 @@ export class RuntimeDirectory {
     return [...this.byId.values()].sort((a, b) => compareIds(a.runtimeId, b.runtimeId));
   }
 
-  /** Closes every connection. */
+  /** Closes every connection: the Backend is shutting down, so the watches relayed through them end cleanly. */
   closeAll(): void {
-    for (const id of [...this.byId.keys()]) this.remove(id);
+    for (const id of [...this.byId.keys()]) this.remove(id, true);
   }
 }
 

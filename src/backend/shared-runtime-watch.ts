@@ -105,9 +105,13 @@ export class SharedRuntimeWatch {
     void this.loop();
   }
 
-  /** Stops the upstream and ends every client with NOT_FOUND (the Runtime was removed). */
+  /** Stops the upstream and ends every client with NOT_FOUND (the Runtime was removed), or cleanly when the Backend shuts down. */
   stop(): void {
     if (this.stopped.signal.aborted) return;
+    if (this.connection.closedForShutdown) {
+      this.endAll();
+      return;
+    }
     this.stopped.abort();
     this.failAll(runtimeRemoved(this.connection.runtimeId));
   }

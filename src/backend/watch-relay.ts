@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, sleepUnlessAborted } from "./backoff.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
@@ -58,13 +57,14 @@ export async function* relayWatch<M>(
 ): AsyncGenerator<M> {
   const connection = directory.get(runtimeId);
   if (!connection) throw unknownRuntime(runtimeId);
-  if (connection.health !== RuntimeHealth.READY) {
+  if (!connection.routable) {
     throw typed(Code.Unavailable, ErrorReason.RUNTIME_UNAVAILABLE, `runtime ${runtimeId} is unavailable`, runtimeId);
   }
   let cursor = afterCursor;
   let delivered = false;
   const retry = new ConnectionBackoff({ initialMs: 100, maxMs: 5_000 });
   while (!signal.aborted) {
+    if (connection.closedForShutdown) return;
     if (directory.get(runtimeId) !== connection) throw runtimeRemoved(runtimeId);
     try {
       for await (const message of watch.open(connection, cursor, signal)) {
@@ -80,7 +80,7 @@ export async function* relayWatch<M>(
       if (connection.embedded) return;
       options.logger.info("relayed watch ended upstream; resuming", { runtime_id: runtimeId });
     } catch (error) {
-      if (signal.aborted) return;
+      if (signal.aborted || connection.closedForShutdown) return;
       if (connection.isClosed) throw runtimeRemoved(runtimeId);
       const upstream = ConnectError.from(error);
       if (!delivered || !isResumable(upstream)) throw fromUpstream(upstream, runtimeId, options.logger, signal);
@@ -107,7 +107,7 @@ async function* waitForRuntime<M>(
   );
   for (;;) {
     const outcome = await Promise.race([ready, sleepUnlessAborted(options.heartbeatMs, signal).then(() => "beat" as const)]);
-    if (outcome === "removed") throw runtimeRemoved(connection.runtimeId);
+    if (outcome === "removed" && !connection.closedForShutdown) throw runtimeRemoved(connection.runtimeId);
     if (outcome !== "beat" || signal.aborted) return;
     yield watch.heartbeat(cursor);
   }

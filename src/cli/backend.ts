@@ -16,6 +16,7 @@ import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { errorLogFields } from "../runtime/index.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
+import { onShutdownSignal } from "./shutdown-signals.js";
 import {
   closing,
   hostedRuntime,
@@ -154,7 +155,7 @@ export async function backend(argv: string[]): Promise<boolean> {
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
   });
   const stopped = new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
+    onShutdownSignal(logger, (signal) => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
         .close(graceMs)
@@ -165,9 +166,7 @@ export async function backend(argv: string[]): Promise<boolean> {
           if (metricsServer) void metricsServer.close().finally(resolve);
           else resolve();
         });
-    };
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-    process.once("SIGINT", () => shutdown("SIGINT"));
+    });
   });
   discovery?.start();
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";

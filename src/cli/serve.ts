@@ -23,6 +23,7 @@ import {
   processMetricsFromFlags,
   serveMetrics,
 } from "./metrics-config.js";
+import { onShutdownSignal } from "./shutdown-signals.js";
 
 /** Thrown for a command line the user must fix; main prints it without a stack. */
 export class UsageError extends Error {
@@ -121,16 +122,14 @@ export async function serve(argv: string[]): Promise<boolean> {
   // Handlers first: a supervisor may signal as soon as it reads the listening
   // line, and a signal with no listener kills the process without draining.
   const stopped = new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
+    onShutdownSignal(logger, (signal) => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
         .close(graceMs)
         .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .then(() => metricsServer?.close())
         .finally(resolve);
-    };
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-    process.once("SIGINT", () => shutdown("SIGINT"));
+    });
   });
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;

@@ -118,6 +118,8 @@ export interface Runtime {
   readonly limits: Limits;
   /** SERVING, DRAINING or DEGRADED (store writes failing). */
   readonly status: RuntimeStatus;
+  /** True once {@link close} has ended the streams: a long-lived watch (e.g. health) ends too. */
+  readonly closed: boolean;
   // RuntimeManagement
   getRuntime(request?: { runtimeId: string }): RuntimeSummary;
   listDiagnostics(request: ListDiagnosticsRequest): ListDiagnosticsResponse;
@@ -148,7 +150,10 @@ export interface Runtime {
   watchWorker(request: WatchWorkerRequest, options: WatchOptions): AsyncGenerator<WatchWorkerResponse>;
   watchRuntime(request: WatchRuntimeRequest, options: WatchOptions): AsyncGenerator<WatchRuntimeResponse>;
   // Operations
-  /** Calls `listener` on every status change; returns the unsubscribe function. */
+  /**
+   * Calls `listener` on every status change, and a last time when the
+   * runtime closes (then {@link closed} is true); returns the unsubscribe function.
+   */
   onStatusChange(listener: (status: RuntimeStatus) => void): () => void;
   stats(): RuntimeStats;
   /** Graceful shutdown: refuse new work at once, let runs finish for up to `graceMs`, then interrupt the rest. */

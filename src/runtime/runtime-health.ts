@@ -24,6 +24,7 @@ export interface RuntimeHealthInit {
  */
 export class RuntimeHealth {
   private draining = false;
+  private isClosed = false;
   private readonly storeHealth = new StoreHealth();
   private probe: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(status: RuntimeStatus) => void>();
@@ -37,7 +38,12 @@ export class RuntimeHealth {
     return RuntimeStatus.SERVING;
   }
 
-  /** Calls `listener` on every status change; returns the unsubscribe function. */
+  /** True once {@link close} ran. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Calls `listener` on every status change, and once on {@link close}; returns the unsubscribe function. */
   onStatusChange(listener: (status: RuntimeStatus) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -80,6 +86,19 @@ export class RuntimeHealth {
   /** Forgets a deleted worker's failing write paths. */
   forgetWorker(workerId: string): void {
     this.afterChange(this.storeHealth.forget(`worker:${workerId}:`));
+  }
+
+  /**
+   * The runtime closed: listeners hear it once more (with {@link closed}
+   * true, so a health Watch ends rather than holding the server's close
+   * open) and are then dropped.
+   */
+  close(): void {
+    this.stop();
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.emitStatus();
+    this.listeners.clear();
   }
 
   /** Stops the probe timer (on close). */

@@ -171,6 +171,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     get status() {
       return health.status;
     },
+    get closed() {
+      return health.closed;
+    },
     getRuntime: (request) => {
       checkOwnId(request?.runtimeId);
       return runtimeSummary({
@@ -273,6 +276,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     close: async () => {
       health.stop();
       await runtime.drain(0);
+      health.close();
       for (const session of catalog.sessions()) session.events.closeAll();
       runtimeEvents.closeAll();
       await store.close();

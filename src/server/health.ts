@@ -20,7 +20,8 @@ const WRITE_SERVICES = new Set([WorkerCatalog.typeName, WorkerInteraction.typeNa
  * serves and NOT_SERVING while it drains. When the store cannot write
  * (DEGRADED), the services that must persist requests are NOT_SERVING while
  * the server as a whole stays SERVING, so reads keep working and a probe
- * pointed at WorkerInteraction takes the runtime out of rotation.
+ * pointed at WorkerInteraction takes the runtime out of rotation. A Watch
+ * ends cleanly once the runtime has closed (after its NOT_SERVING).
  */
 export function createHealthService(runtime: Runtime, serviceNames: readonly string[]): ServiceImpl<typeof Health> {
   const known = new Set(["", ...serviceNames]);
@@ -61,6 +62,9 @@ export function createHealthService(runtime: Runtime, serviceNames: readonly str
         let seen = -1;
         while (!context.signal.aborted) {
           if (seen === changes) {
+            // Every change is sent; a closed runtime ends the stream (cleanly, like its watches), so an
+            // open Watch (a Backend keeps one per runtime) does not hold the server's close open.
+            if (runtime.closed) return;
             await new Promise<void>((resolve) => {
               wake = resolve;
             });

@@ -150,3 +150,40 @@ describe("SIGTERM with clients that hold connections open", () => {
     expect(cli.stderr()).toContain('"message":"stopped"');
   }, 60_000);
 });
+
+/** The number of times `text` occurs in `haystack`. */
+function occurrences(haystack: string, text: string): number {
+  return haystack.split(text).length - 1;
+}
+
+/** Resolves once the process has logged `message` on stderr. */
+async function logged(cli: CliProcess, message: string): Promise<void> {
+  while (!cli.stderr().includes(`"message":"${message}"`)) {
+    if (cli.child.exitCode !== null || cli.child.signalCode !== null) throw new Error(`exited before logging "${message}"`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe("a second signal during the drain", () => {
+  // `npm start` sends Ctrl-C's SIGINT on to node, which the terminal has already sent it: node gets it
+  // twice. A mute socket holds the close open (until the forced close), so the repeats land mid-shutdown.
+  it.each(["serve", "backend"])(
+    "%s: neither kills the process nor starts the shutdown again; exit 0 after one drain",
+    async (command) => {
+      const cli = startCli([command, "--port", "0", "--shutdown-grace-ms", "200"]);
+      processes.push(cli);
+      const { h2c } = await cli.listening;
+      await mute(h2c);
+
+      cli.child.kill("SIGINT");
+      await logged(cli, "shutting down");
+      cli.child.kill("SIGINT");
+      cli.child.kill("SIGTERM");
+      await logged(cli, "already shutting down");
+      expect(await exitWithin(cli, HANG_GUARD_MS)).toEqual({ code: 0, signal: null });
+      expect(occurrences(cli.stderr(), '"message":"shutting down"')).toBe(1);
+      expect(cli.stderr()).toContain('"message":"stopped"');
+    },
+    60_000,
+  );
+});

@@ -78,6 +78,19 @@ describe("Dockerfile", () => {
     expect(pod.securityContext?.["runAsUser"]).toBe(uid);
   });
 
+  it("EXPOSEs every port the manifests' containers serve (metrics included), for docker run -P", () => {
+    const exposed = finalStage.instructions
+      .filter((i) => i.keyword === "EXPOSE")
+      .flatMap((i) => i.rest.split(/\s+/))
+      .map((port) => Number(port.split("/")[0]));
+    const workloads = [...loadManifests().values()].flat() as K8sObject[];
+    const served = workloads
+      .filter((o) => o.kind === "StatefulSet" || o.kind === "Deployment")
+      .flatMap((o) => podSpec(o).containers.flatMap((c) => c.ports.map((p) => p.containerPort)));
+    expect(served).toContain(9464);
+    expect([...new Set(exposed)].sort()).toEqual([...new Set(served)].sort());
+  });
+
   it("installs only production dependencies in the final stage and builds nothing there", () => {
     expect(productionInstall).toHaveLength(1);
     expect(productionInstall[0]).toMatch(/^npm ci .*--omit=dev/);

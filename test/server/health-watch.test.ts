@@ -1,4 +1,5 @@
 import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { Http2SessionManager } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import {
   Health,
@@ -6,8 +7,8 @@ import {
   type HealthCheckResponse,
 } from "../../gen/grpc/health/v1/health_pb.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
-import { createErrorInterceptor, createRoutes } from "../../src/server/index.js";
-import { PROTOCOLS, startHarness } from "../support/harness.js";
+import { createErrorInterceptor, createRoutes, startRuntimeServer } from "../../src/server/index.js";
+import { clientsFor, makeTransport, PROTOCOLS, startHarness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -65,5 +66,38 @@ describe("Health/Watch", () => {
         await harness.close();
       }
     });
+  }
+
+  for (const protocol of PROTOCOLS) {
+    // A Backend keeps a Watch open on every runtime it routes to. Left open, it held the server's close
+    // until the forced close cut it (2 s of every shutdown, and a reset in place of an end); here the
+    // forced close is far beyond the hang guard, so only the stream ending lets the close finish.
+    it(`ends when the server closes, so an open watch does not hold the shutdown (${protocol})`, async () => {
+      const runtime = await createRuntime({ executionBackend: new ScriptedBackend(), logger: silentLogger });
+      const server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger: silentLogger, closeTimeoutMs: 600_000 });
+      const baseUrl = `http://${server.h2Address}`;
+      const session = new Http2SessionManager(baseUrl);
+      const abort = new AbortController();
+      let hangGuard: NodeJS.Timeout | undefined;
+      try {
+        const health = clientsFor(makeTransport(protocol, baseUrl, session)).health;
+        const iterator = health.watch({}, { signal: abort.signal })[Symbol.asyncIterator]();
+        expect(await nextWithin(iterator, 5_000)).toBe(ServingStatus.SERVING);
+        const rest = (async () => {
+          const statuses: ServingStatus[] = [];
+          for (let next = await iterator.next(); !next.done; next = await iterator.next()) statuses.push(next.value.status);
+          return statuses;
+        })();
+        const hung = new Promise<"hung">((resolve) => (hangGuard = setTimeout(() => resolve("hung"), 20_000)));
+        expect(await Promise.race([server.close(0).then(() => "closed"), hung])).toBe("closed");
+        // A clean end after the drain's NOT_SERVING, not an error.
+        expect(await rest).toEqual([ServingStatus.NOT_SERVING]);
+      } finally {
+        clearTimeout(hangGuard);
+        abort.abort();
+        session.abort();
+        await server.close(0);
+      }
+    }, 30_000);
   }
 });
