@@ -2,6 +2,7 @@ import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { describe, expect, it } from "vitest";
+import { DEFAULT_LIMITS } from "../../src/runtime/index.js";
 import { TRACING_FLUSH_TIMEOUT_MS } from "../../src/telemetry/tracing/start-tracing.js";
 import {
   find,
@@ -82,7 +83,8 @@ function expectSecretKey(ref: { secret: string; key: string }): void {
 function drainSeconds(container: K8sContainer): number {
   const graceMs = Number(flagValue(container.args, "--shutdown-grace-ms"));
   expect(Number.isSafeInteger(graceMs)).toBe(true);
-  return (container.lifecycle?.preStop?.sleep?.seconds ?? 0) + graceMs / 1000;
+  // After the grace, a run still going is cancelled, and a backend that ignores its abort gets cancelGraceMs more.
+  return (container.lifecycle?.preStop?.sleep?.seconds ?? 0) + (graceMs + DEFAULT_LIMITS.cancelGraceMs) / 1000;
 }
 
 describe("Kubernetes manifests", () => {
@@ -159,8 +161,8 @@ describe("Kubernetes manifests", () => {
       [backendPod, backend],
     ] as const) {
       expect(container.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThan(0);
-      // After the drain: closing, and at most the bounded flush of the last spans.
-      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(drainSeconds(container) + Math.max(2, TRACING_FLUSH_TIMEOUT_MS / 1000));
+      // After the drain: closing connections (2 s at most), then at most the bounded flush of the last spans.
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(drainSeconds(container) + 2 + TRACING_FLUSH_TIMEOUT_MS / 1000);
       const liveness = container.livenessProbe;
       // A draining process answers NOT_SERVING: liveness must not kill it before the drain ends.
       expect((liveness?.periodSeconds ?? 10) * (liveness?.failureThreshold ?? 3)).toBeGreaterThanOrEqual(pod.terminationGracePeriodSeconds);
