@@ -108,7 +108,8 @@ export class RawHttp2Client {
     return this.framesOf(id).reduce((sum, f) => sum + (f.type === DATA ? f.length : 0), 0);
   }
 
-  until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  // Generous: a wait is for the server's work, and a 2-core CI machine at load 12+ once took over 5 s.
+  until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
     if (condition()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = (): void => {
