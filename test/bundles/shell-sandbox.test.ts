@@ -50,6 +50,32 @@ describe("shell.exec sandbox", () => {
     return sink.committed("toolResult")[0]?.output ?? "";
   }
 
+  /**
+   * Runs one command through `backend` (built as serve or an embedder builds it) in
+   * `workspaceDir`; `extra` adds RunRequest fields (the Runtime's workspace root).
+   */
+  async function runCommandThrough(
+    harness: Harness,
+    backend: Harness["backend"],
+    command: string,
+    workspaceDir: string,
+    extra: { workspaceRootDir?: string } = {},
+  ): Promise<string> {
+    harness.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-sandboxed");
+    sink.commitInput("run");
+    const profile = backend.profiles()[0];
+    const request = {
+      ...runRequest(sink, { input: "run", runId: "run-sandboxed", profile, workspaceDir, capabilities: ["shell.exec"] }),
+      ...extra,
+    };
+    expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    return sink.committed("toolResult")[0]?.output ?? "";
+  }
+
   it("refuses shell.exec where no sandbox is available unless the operator opts out", () => {
     expect(resolveShellSandbox({ shellSandbox: "none" })).toBe("refused");
     expect(resolveShellSandbox({ shellSandbox: "none", allowUnsandboxedShell: true })).toBe("none");
@@ -130,21 +156,7 @@ describe("shell.exec sandbox", () => {
       );
       expect(backend.shellSandbox?.()).toBe("bubblewrap");
       const command = `cat ${secretsFile} ${tokenFile} ${tlsKey}; ls -R ${dataDir}; cat ${dataDir}/workers/transcript.log; echo kept > kept.txt; echo done`;
-      h.fake.enqueue(
-        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
-        reply({ text: "ok" }),
-      );
-      const sink = new RecordingSink("run-hidden");
-      sink.commitInput("run");
-      const request = runRequest(sink, {
-        input: "run",
-        runId: "run-hidden",
-        profile: backend.profiles()[0],
-        workspaceDir: h.workspace,
-        capabilities: ["shell.exec"],
-      });
-      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
-      const output = sink.committed("toolResult")[0]?.output ?? "";
+      const output = await runCommandThrough(h, backend, command, h.workspace);
       expect(output).toContain("done");
       for (const secret of ["hunter2-host-secret", "bearer-token-of-the-runtime", "tls-key-of-the-runtime", "another worker"]) {
         expect(output).not.toContain(secret);
@@ -168,21 +180,7 @@ describe("shell.exec sandbox", () => {
       await writeFile(config, JSON.stringify({ runtimes: [{ id: "rt-a", url: "http://10.0.0.1:7070", tokenFile: "tokens/rt-a.token" }] }));
       const backend = await backendFromFlags({ "openai-base-url": h.fake.baseURL, config }, { OPENAI_API_KEY: TEST_KEY });
       const command = `cat ${join(base, "tokens", "rt-a.token")}; echo done`;
-      h.fake.enqueue(
-        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
-        reply({ text: "ok" }),
-      );
-      const sink = new RecordingSink("run-config");
-      sink.commitInput("run");
-      const request = runRequest(sink, {
-        input: "run",
-        runId: "run-config",
-        profile: backend.profiles()[0],
-        workspaceDir: h.workspace,
-        capabilities: ["shell.exec"],
-      });
-      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
-      const output = sink.committed("toolResult")[0]?.output ?? "";
+      const output = await runCommandThrough(h, backend, command, h.workspace);
       expect(output).toContain("done");
       expect(output).not.toContain("remote-runtime-bearer-token");
     } finally {
@@ -206,21 +204,7 @@ describe("shell.exec sandbox", () => {
         { OPENAI_API_KEY: TEST_KEY },
       );
       const command = `cat mine.txt; cat ${other}/theirs.txt; ls ${root}; echo written > new.txt`;
-      h.fake.enqueue(
-        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
-        reply({ text: "ok" }),
-      );
-      const sink = new RecordingSink("run-roots");
-      sink.commitInput("run");
-      const request = runRequest(sink, {
-        input: "run",
-        runId: "run-roots",
-        profile: backend.profiles()[0],
-        workspaceDir: mine,
-        capabilities: ["shell.exec"],
-      });
-      expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
-      const output = sink.committed("toolResult")[0]?.output ?? "";
+      const output = await runCommandThrough(h, backend, command, mine);
       expect(output).toContain("my own file");
       expect(output).not.toContain("another worker's file");
       expect(output).not.toMatch(/^other$/m);
@@ -239,25 +223,9 @@ describe("shell.exec sandbox", () => {
       await mkdir(join(root, "other"));
       await writeFile(join(root, "other", "theirs.txt"), "another worker's file");
       const command = `cat ${root}/other/theirs.txt; echo done > done.txt`;
-      h.fake.enqueue(
-        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
-        reply({ text: "ok" }),
-      );
-      const sink = new RecordingSink("run-embedded");
-      sink.commitInput("run");
       // What the Runtime sends: the workspace and its root (RunRequest.workspaceRootDir).
-      const request = {
-        ...runRequest(sink, {
-          input: "run",
-          runId: "run-embedded",
-          profile: h.companion,
-          workspaceDir: mine,
-          capabilities: ["shell.exec"],
-        }),
-        workspaceRootDir: root,
-      };
-      expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
-      expect(sink.committed("toolResult")[0]?.output ?? "").not.toContain("another worker's file");
+      const output = await runCommandThrough(h, h.backend, command, mine, { workspaceRootDir: root });
+      expect(output).not.toContain("another worker's file");
       expect(await readFile(join(mine, "done.txt"), "utf8")).toBe("done\n");
     } finally {
       await rm(root, { recursive: true, force: true });
