@@ -3,6 +3,7 @@ import { Code } from "@connectrpc/connect";
 import http from "node:http";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { http2Exchange, type RawAnswer } from "../support/http2-exchange.js";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
@@ -46,41 +47,8 @@ afterAll(async () => {
   await harness.close();
 });
 
-interface RawAnswer {
-  status: number;
-  headers: Record<string, string>;
-  trailers: Record<string, string>;
-  body: Buffer;
-}
-
 function h2(headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const stream = session.request(headers);
-    // Hang guard: an unread request the server neither reads nor resets never closes.
-    const guard = setTimeout(() => {
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      reject(new Error(`no complete answer for ${String(headers[":path"])}: the stream was neither read nor reset`));
-    }, 10_000);
-    stream.on("close", () => clearTimeout(guard));
-    const chunks: Buffer[] = [];
-    let responseHeaders: Record<string, string> = {};
-    let trailers: Record<string, string> = {};
-    stream.on("response", (h) => (responseHeaders = flat(h)));
-    stream.on("trailers", (t) => (trailers = flat(t)));
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("error", reject);
-    stream.on("close", () =>
-      resolve({ status: Number(responseHeaders[":status"]), headers: responseHeaders, trailers, body: Buffer.concat(chunks) }),
-    );
-    if (body) stream.end(body);
-    else stream.end();
-  });
-}
-
-function flat(headers: http2.IncomingHttpHeaders | http.IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(headers)) if (value !== undefined) out[key] = String(value);
-  return out;
+  return http2Exchange(session, headers, body);
 }
 
 /** The envelopes of a gRPC-Web or Connect streaming body. */

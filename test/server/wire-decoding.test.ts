@@ -2,6 +2,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { http2Exchange, type RawAnswer } from "../support/http2-exchange.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
@@ -73,30 +74,8 @@ async function send(transport: Transport, encoding: "json" | "proto", path: stri
   return grpcOutcome(status);
 }
 
-function h2(
-  headers: http2.OutgoingHttpHeaders,
-  body: Buffer,
-): Promise<{ status: number; headers: Record<string, string>; trailers: Record<string, string>; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const stream = session.request(headers);
-    const chunks: Buffer[] = [];
-    let responseHeaders: Record<string, string> = {};
-    let trailers: Record<string, string> = {};
-    stream.on("response", (h) => (responseHeaders = flat(h)));
-    stream.on("trailers", (t) => (trailers = flat(t)));
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("error", reject);
-    stream.on("close", () =>
-      resolve({ status: Number(responseHeaders[":status"]), headers: responseHeaders, trailers, body: Buffer.concat(chunks) }),
-    );
-    stream.end(body);
-  });
-}
-
-function flat(headers: http2.IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(headers)) if (value !== undefined) out[key] = String(value);
-  return out;
+function h2(headers: http2.OutgoingHttpHeaders, body: Buffer): Promise<RawAnswer> {
+  return http2Exchange(session, headers, body);
 }
 
 function connectOutcome(body: Buffer): Outcome {
