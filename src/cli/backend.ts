@@ -155,10 +155,10 @@ export async function backend(argv: string[]): Promise<boolean> {
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
   });
   const stopped = new Promise<void>((resolve) => {
-    onShutdownSignal(logger, (signal) => {
+    onShutdownSignal(logger, (signal, cut) => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
-        .close(graceMs)
+        .close(graceMs, cut)
         .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .finally(() => {
           discovery?.stop();

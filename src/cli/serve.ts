@@ -122,10 +122,10 @@ export async function serve(argv: string[]): Promise<boolean> {
   // Handlers first: a supervisor may signal as soon as it reads the listening
   // line, and a signal with no listener kills the process without draining.
   const stopped = new Promise<void>((resolve) => {
-    onShutdownSignal(logger, (signal) => {
+    onShutdownSignal(logger, (signal, cut) => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
       server
-        .close(graceMs)
+        .close(graceMs, cut)
         .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
         .then(() => metricsServer?.close())
         .finally(resolve);

@@ -156,8 +156,12 @@ export interface Runtime {
    */
   onStatusChange(listener: (status: RuntimeStatus) => void): () => void;
   stats(): RuntimeStats;
-  /** Graceful shutdown: refuse new work at once, let runs finish for up to `graceMs`, then interrupt the rest. */
-  drain(graceMs: number): Promise<void>;
+  /**
+   * Graceful shutdown: refuse new work at once, let runs finish for up to
+   * `graceMs` (or until `cut` aborts: an operator's second Ctrl-C), then
+   * interrupt the rest.
+   */
+  drain(graceMs: number, cut?: AbortSignal): Promise<void>;
   /** Drains at once, ends every stream and closes the store. */
   close(): Promise<void>;
   /**

@@ -264,11 +264,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       for (const session of catalog.sessions()) subscriptions += session.events.subscriberCount;
       return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size };
     },
-    drain: async (graceMs) => {
+    drain: async (graceMs, cut) => {
       health.startDraining();
       const deadline = Date.now() + graceMs;
       // A run waiting for approval is not waited for: interruptAll parks it, its wait being durable.
-      while (Date.now() < deadline && [...catalog.sessions()].some((s) => s.activeRun?.status === RunStatus.RUNNING)) {
+      while (Date.now() < deadline && !cut?.aborted && [...catalog.sessions()].some((s) => s.activeRun?.status === RunStatus.RUNNING)) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
       }
       await Promise.all([...catalog.sessions()].map((session) => session.interruptAll()));

@@ -82,9 +82,10 @@ export interface RuntimeServer {
   /**
    * Graceful shutdown: the runtime drains (health NOT_SERVING, new work
    * refused), runs get `graceMs` to finish and are then interrupted, streams
-   * end, listeners close, the store is flushed.
+   * end, listeners close, the store is flushed. `cut` ends the grace early
+   * (runs are interrupted at once), e.g. on an operator's second signal.
    */
-  close(graceMs?: number): Promise<void>;
+  close(graceMs?: number, cut?: AbortSignal): Promise<void>;
 }
 
 /** Thrown when the server refuses to start as configured. */
@@ -175,9 +176,9 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   return {
     h2Address,
     http1Address,
-    close(graceMs = 10_000) {
+    close(graceMs = 10_000, cut?: AbortSignal) {
       closing ??= (async () => {
-        await options.runtime.drain(graceMs);
+        await options.runtime.drain(graceMs, cut);
         const closed = Promise.all([closeServer(h2), h1 ? closeServer(h1) : Promise.resolve()]);
         await options.runtime.close();
         // Polite first: GOAWAY lets clients finish what is in flight.

@@ -192,3 +192,40 @@ describe("graceful shutdown with a run in flight (startRuntimeServer)", () => {
     }
   });
 });
+
+describe("a graceful shutdown cut short (startRuntimeServer)", () => {
+  it("interrupts the run as soon as the cut signal fires, without waiting out the grace", async () => {
+    const backend = new ScriptedBackend();
+    const held = holdOpen("partial answer");
+    backend.enqueue(held.script);
+    const harness = await startHarness({ executionBackend: backend });
+    try {
+      const clients = harness.connect("grpc");
+      const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
+      const run = (await clients.interaction.sendInput({ worker, input: { text: "take your time" } })).run;
+      await held.started;
+      const events: WorkerEvent[] = [];
+      const watchDone = (async () => {
+        try {
+          for await (const message of clients.observation.watchWorker({ worker })) events.push(...message.events);
+        } catch {
+          // cut at close
+        }
+      })();
+      const cut = new AbortController();
+      // A grace far longer than the test's timeout: only the cut can end this close in time.
+      const closed = harness.server.close(10 * 60_000, cut.signal);
+      await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.DRAINING, 5_000, "DRAINING");
+      cut.abort();
+      await closed;
+      await watchDone;
+      expect(backend.signals[0]?.aborted).toBe(true);
+      const statuses = events.flatMap((event) =>
+        event.kind.case === "runChanged" && event.kind.value.runId === run?.runId ? [event.kind.value.status] : [],
+      );
+      expect(statuses).toContain(RunStatus.INTERRUPTED);
+    } finally {
+      await harness.close();
+    }
+  });
+});

@@ -1,7 +1,11 @@
 import { spawn } from "node:child_process";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { REPEAT_WINDOW_MS } from "../../src/cli/shutdown-signals.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
+import { startFakeOpenAI } from "../support/fake-openai.js";
+import { clientsFor, eventually, makeTransport } from "../support/harness.js";
 import { CLIENT_PREFACE, DATA, END_HEADERS, END_STREAM, HEADERS, http2Frame, literalHeaders, SETTINGS } from "../support/raw-http2.js";
 
 /**
@@ -183,6 +187,45 @@ describe("a second signal during the drain", () => {
       expect(await exitWithin(cli, HANG_GUARD_MS)).toEqual({ code: 0, signal: null });
       expect(occurrences(cli.stderr(), '"message":"shutting down"')).toBe(1);
       expect(cli.stderr()).toContain('"message":"stopped"');
+    },
+    60_000,
+  );
+});
+
+describe("a signal repeated after the first one's moment", () => {
+  // An operator pressing Ctrl-C again: the run still going is interrupted now, not at the grace's end.
+  it.each(["serve", "backend"])(
+    "%s: cuts the grace short (the run in flight is interrupted now) and exits 0 after a clean close",
+    async (command) => {
+      const fake = await startFakeOpenAI();
+      const session: { manager?: Http2SessionManager } = {};
+      try {
+        fake.enqueue({ kind: "stall" });
+        // A grace far past the hang guard: only the cut lets the process exit in time.
+        const cli = startCli([command, "--port", "0", "--shutdown-grace-ms", "600000"], {
+          OPENAI_API_KEY: "sk-test",
+          OPENAI_BASE_URL: fake.baseURL,
+        });
+        processes.push(cli);
+        const { h2c, runtimeId } = await cli.listening;
+        session.manager = new Http2SessionManager(`http://${h2c}`);
+        const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, session.manager));
+        const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
+        await clients.interaction.sendInput({ worker, input: { text: "take your time" } });
+        await eventually(() => fake.requests.length > 0, 10_000, "the provider request");
+
+        cli.child.kill("SIGINT");
+        await logged(cli, "shutting down");
+        await new Promise((resolve) => setTimeout(resolve, REPEAT_WINDOW_MS + 200));
+        cli.child.kill("SIGINT");
+        await logged(cli, "asked again: interrupting runs now instead of waiting out the grace");
+        expect(await exitWithin(cli, HANG_GUARD_MS)).toEqual({ code: 0, signal: null });
+        expect(occurrences(cli.stderr(), '"message":"shutting down"')).toBe(1);
+        expect(cli.stderr()).toContain('"message":"stopped"');
+      } finally {
+        session.manager?.abort();
+        await fake.close();
+      }
     },
     60_000,
   );
