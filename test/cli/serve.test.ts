@@ -2,6 +2,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -9,7 +10,7 @@ import { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_managemen
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
 import { expectReason } from "../support/errors.js";
-import { clientsFor, eventually, makeTransport, startHarness } from "../support/harness.js";
+import { type Clients, clientsFor, eventually, makeTransport, startHarness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -126,6 +127,23 @@ describe("worker-runtime serve", () => {
   });
 });
 
+/** Watches `worker` until the server closes; `statuses(runId)` lists the status changes seen of that run. */
+function watchRunStatuses(clients: Clients, worker: WorkerRef | undefined): { done: Promise<void>; statuses(runId?: string): RunStatus[] } {
+  const events: WorkerEvent[] = [];
+  const done = (async () => {
+    try {
+      for await (const message of clients.observation.watchWorker({ worker })) events.push(...message.events);
+    } catch {
+      // cut at close
+    }
+  })();
+  return {
+    done,
+    statuses: (runId) =>
+      events.flatMap((event) => (event.kind.case === "runChanged" && event.kind.value.runId === runId ? [event.kind.value.status] : [])),
+  };
+}
+
 describe("graceful shutdown with a run in flight (startRuntimeServer)", () => {
   it("turns health NOT_SERVING, refuses new work, and interrupts the run after the grace period", async () => {
     const backend = new ScriptedBackend();
@@ -155,14 +173,7 @@ describe("graceful shutdown with a run in flight (startRuntimeServer)", () => {
       const run = (await clients.interaction.sendInput({ worker, input: { text: "take your time" } })).run;
       await held.started;
 
-      const events: WorkerEvent[] = [];
-      const watchDone = (async () => {
-        try {
-          for await (const message of clients.observation.watchWorker({ worker })) events.push(...message.events);
-        } catch {
-          // cut at close
-        }
-      })();
+      const watch = watchRunStatuses(clients, worker);
 
       const closed = harness.server.close(300);
       await eventually(() => statuses.includes(ServingStatus.NOT_SERVING), 5_000, "health NOT_SERVING");
@@ -178,12 +189,10 @@ describe("graceful shutdown with a run in flight (startRuntimeServer)", () => {
 
       await closed;
       healthAbort.abort();
-      await Promise.all([healthWatch, watchDone]);
+      await Promise.all([healthWatch, watch.done]);
 
       expect(backend.signals[0]?.aborted).toBe(true);
-      const ends = events.flatMap((event) =>
-        event.kind.case === "runChanged" && event.kind.value.runId === run?.runId ? [event.kind.value.status] : [],
-      );
+      const ends = watch.statuses(run?.runId);
       expect(ends).toContain(RunStatus.INTERRUPTED);
       expect(ends).not.toContain(RunStatus.COMPLETED);
       expect(harness.runtime.stats().subscriptions).toBe(0);
@@ -204,26 +213,16 @@ describe("a graceful shutdown cut short (startRuntimeServer)", () => {
       const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref;
       const run = (await clients.interaction.sendInput({ worker, input: { text: "take your time" } })).run;
       await held.started;
-      const events: WorkerEvent[] = [];
-      const watchDone = (async () => {
-        try {
-          for await (const message of clients.observation.watchWorker({ worker })) events.push(...message.events);
-        } catch {
-          // cut at close
-        }
-      })();
+      const watch = watchRunStatuses(clients, worker);
       const cut = new AbortController();
       // A grace far longer than the test's timeout: only the cut can end this close in time.
       const closed = harness.server.close(10 * 60_000, cut.signal);
       await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.DRAINING, 5_000, "DRAINING");
       cut.abort();
       await closed;
-      await watchDone;
+      await watch.done;
       expect(backend.signals[0]?.aborted).toBe(true);
-      const statuses = events.flatMap((event) =>
-        event.kind.case === "runChanged" && event.kind.value.runId === run?.runId ? [event.kind.value.status] : [],
-      );
-      expect(statuses).toContain(RunStatus.INTERRUPTED);
+      expect(watch.statuses(run?.runId)).toContain(RunStatus.INTERRUPTED);
     } finally {
       await harness.close();
     }
