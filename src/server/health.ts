@@ -21,11 +21,13 @@ const WRITE_SERVICES = new Set([WorkerCatalog.typeName, WorkerInteraction.typeNa
  * (DEGRADED), the services that must persist requests are NOT_SERVING while
  * the server as a whole stays SERVING, so reads keep working and a probe
  * pointed at WorkerInteraction takes the runtime out of rotation. A Watch
- * ends cleanly once the runtime has closed (after its NOT_SERVING).
+ * ends cleanly once the runtime has closed (after its NOT_SERVING); on an
+ * unknown service it sends SERVICE_UNKNOWN and stays open until then.
  */
 export function createHealthService(runtime: Runtime, serviceNames: readonly string[]): ServiceImpl<typeof Health> {
   const known = new Set(["", ...serviceNames]);
   const statusOf = (service: string): ServingStatus => {
+    if (!known.has(service)) return ServingStatus.SERVICE_UNKNOWN;
     const status = runtime.status;
     if (status === RuntimeStatus.DRAINING) return ServingStatus.NOT_SERVING;
     if (status === RuntimeStatus.DEGRADED && WRITE_SERVICES.has(service)) return ServingStatus.NOT_SERVING;
@@ -36,11 +38,9 @@ export function createHealthService(runtime: Runtime, serviceNames: readonly str
       if (!known.has(request.service)) throw new ConnectError(`unknown service "${request.service.slice(0, 200)}"`, Code.NotFound);
       return create(HealthCheckResponseSchema, { status: statusOf(request.service) });
     },
+    // An unknown service gets SERVICE_UNKNOWN and the stream stays open, as the gRPC health
+    // protocol says (a service may be registered later; here none is, so nothing more is sent).
     async *watch(request, context): AsyncGenerator<HealthCheckResponse> {
-      if (!known.has(request.service)) {
-        yield create(HealthCheckResponseSchema, { status: ServingStatus.SERVICE_UNKNOWN });
-        return;
-      }
       // A change may come while the generator is parked at `yield` (the
       // transport has not taken the last message yet), when there is no
       // waiter to wake: count changes, and wait only when none is unseen.

@@ -52,6 +52,37 @@ describe("Health/Watch", () => {
     }
   });
 
+  // The gRPC health protocol: Watch on a service the server does not know sends SERVICE_UNKNOWN and
+  // keeps the stream open (the service may be registered later), rather than ending the call.
+  it("answers SERVICE_UNKNOWN for an unknown service and keeps the stream open until the server closes", async () => {
+    const runtime = await createRuntime({ executionBackend: new ScriptedBackend(), logger: silentLogger });
+    const server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger: silentLogger });
+    const baseUrl = `http://${server.h2Address}`;
+    const session = new Http2SessionManager(baseUrl);
+    const abort = new AbortController();
+    const order: string[] = [];
+    try {
+      const health = clientsFor(makeTransport("grpc", baseUrl, session)).health;
+      const iterator = health.watch({ service: "no.such.Service" }, { signal: abort.signal })[Symbol.asyncIterator]();
+      expect(await nextWithin(iterator, 5_000)).toBe(ServingStatus.SERVICE_UNKNOWN);
+      const ended = iterator.next().then(
+        (result) => order.push(result.done ? "ended" : "message"),
+        () => order.push("failed"),
+      );
+      // A round trip on the same connection: a stream that ends after its first message has ended by now.
+      expect((await health.check({})).status).toBe(ServingStatus.SERVING);
+      order.push("checked");
+      await server.close(0);
+      await ended;
+      // Nothing more was sent, and the close ended the stream cleanly.
+      expect(order).toEqual(["checked", "ended"]);
+    } finally {
+      abort.abort();
+      session.abort();
+      await server.close(0);
+    }
+  });
+
   for (const protocol of PROTOCOLS) {
     it(`reports NOT_SERVING after drain over a real server (${protocol})`, async () => {
       const harness = await startHarness({ executionBackend: new ScriptedBackend() });
