@@ -68,6 +68,12 @@ export interface BackendOptions {
    * first (e.g. per-Runtime call metrics); none by default.
    */
   runtimeInterceptors?: (runtimeId: string) => Interceptor[];
+  /**
+   * Most runtimes registered at once, the embedded one included, past which
+   * AddRuntime is RESOURCE_EXHAUSTED (default 1,000): each holds a
+   * connection, a shared watch and its metrics' label values.
+   */
+  maxRuntimes?: number;
 }
 
 /** A Backend: the routed services over a registry of Runtimes. */
@@ -111,6 +117,9 @@ export const BACKEND_SERVICES: readonly string[] = [
   ServerReflection.typeName,
   ServerReflectionV1alpha.typeName,
 ];
+
+/** BackendOptions.maxRuntimes when unset. */
+const DEFAULT_MAX_RUNTIMES = 1_000;
 
 /**
  * Builds a Backend around an embedded Runtime. The embedded Runtime is
@@ -210,6 +219,7 @@ export function createBackend(options: BackendOptions): Backend {
         directory,
         addRemote: (runtimeId, endpoint) => addRemote({ runtimeId, ...endpoint }),
         fanoutTimeoutMs: routing.fanoutTimeoutMs,
+        maxRuntimes: options.maxRuntimes ?? DEFAULT_MAX_RUNTIMES,
       }),
     );
     router.service(Health, createHealthService(runtime, BACKEND_SERVICES));

@@ -32,6 +32,8 @@ export interface RegistryContext {
   addRemote(runtimeId: string, endpoint: RemoteEndpoint): RuntimeConnection;
   /** Deadline of each Runtime's summary fetch. */
   fanoutTimeoutMs: number;
+  /** Most runtimes registered at once (BackendOptions.maxRuntimes). */
+  maxRuntimes: number;
 }
 
 /**
@@ -112,6 +114,14 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
         throw backendError(Code.AlreadyExists, ErrorReason.INVALID_ARGUMENT, `runtime ${request.runtimeId} is already registered`, {
           field: "runtime_id",
         });
+      }
+      if (directory.size >= context.maxRuntimes) {
+        throw backendError(
+          Code.ResourceExhausted,
+          ErrorReason.LIMIT_EXCEEDED,
+          `the Backend holds ${context.maxRuntimes} runtimes, its most; remove one first`,
+          { limit: String(context.maxRuntimes) },
+        );
       }
       const token = request.bearerToken === "" ? undefined : request.bearerToken;
       const connection = context.addRemote(request.runtimeId, {

@@ -28,6 +28,11 @@ export class RuntimeDirectory {
     return true;
   }
 
+  /** How many runtimes are registered, the embedded one included. */
+  get size(): number {
+    return this.byId.size;
+  }
+
   /** Every connection, ordered by runtime_id. */
   sorted(): RuntimeConnection[] {
     return [...this.byId.values()].sort((a, b) => compareIds(a.runtimeId, b.runtimeId));

@@ -223,3 +223,39 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
     expect(backend.directory.get("rt-big")).toBeUndefined();
   });
 });
+
+describe("AddRuntime past the Backend's runtime bound", () => {
+  // Every registered runtime holds a connection, a shared watch and its metrics' label values:
+  // a token holder adding runtimes in a loop must meet a bound, not grow the Backend without end.
+  it("is RESOURCE_EXHAUSTED with LIMIT_EXCEEDED and the bound, and a removed runtime frees its place", async () => {
+    const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb-bound" });
+    const bounded = createBackend({ runtime: embedded, logger: silentLogger, maxRuntimes: 2 });
+    const boundedServer = await startRuntimeServer({
+      runtime: embedded,
+      routes: bounded.routes,
+      host: "127.0.0.1",
+      port: 0,
+      logger: silentLogger,
+    });
+    const baseUrl = `http://${boundedServer.h2Address}`;
+    const session = new Http2SessionManager(baseUrl);
+    try {
+      const registry = createClient(RuntimeRegistry, makeTransport("grpc", baseUrl, session));
+      await registry.addRuntime({ runtimeId: "rt-a", url: "http://127.0.0.1:1" });
+      const refused = await expectReason(
+        () => registry.addRuntime({ runtimeId: "rt-b", url: "http://127.0.0.1:1" }),
+        Code.ResourceExhausted,
+        ErrorReason.LIMIT_EXCEEDED,
+      );
+      expect(refused.metadata["limit"]).toBe("2");
+      expect(bounded.directory.get("rt-b")).toBeUndefined();
+      await registry.removeRuntime({ runtimeId: "rt-a" });
+      await registry.addRuntime({ runtimeId: "rt-b", url: "http://127.0.0.1:1" });
+      expect(bounded.directory.get("rt-b")).toBeDefined();
+    } finally {
+      session.abort();
+      bounded.close();
+      await boundedServer.close(0);
+    }
+  });
+});
