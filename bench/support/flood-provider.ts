@@ -13,7 +13,7 @@ import { floodPiece, stampMicros } from "./flood-text.js";
  *   takes them (the whole SSE body is built once and written in 64 KiB
  *   slices, honouring backpressure);
  * - `paced N RATE`: N chunks at RATE chunks/s, each chunk's text the time it
- *   was written (16 digits: microseconds since the epoch), so a watcher can
+ *   was written (16 digits: microseconds on the host's monotonic clock), so a watcher can
  *   measure provider write → watcher decode;
  * - anything else: a one-chunk reply.
  *

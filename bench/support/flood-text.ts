@@ -1,5 +1,3 @@
-import { performance } from "node:perf_hooks";
-
 /**
  * The text the flood provider streams, shared by the provider and the
  * clients that check it: every chunk is exactly {@link CHUNK_CHARS}
@@ -21,17 +19,24 @@ export function floodText(count: number): string {
   return text;
 }
 
-/** Milliseconds since the epoch with sub-millisecond precision, comparable across processes on one host. */
-export function epochMs(): number {
-  return performance.timeOrigin + performance.now();
+/**
+ * Milliseconds on the host's monotonic clock (CLOCK_MONOTONIC, since boot)
+ * with sub-millisecond precision: one clock for every process on the host,
+ * so a provider's stamp and a watcher's reading compare directly. Not
+ * `performance.timeOrigin + now()`: each process reads the wall clock once
+ * at its start, so a clock step (NTP, a VM's clock sync) between two
+ * processes' starts would shift every latency by the step.
+ */
+export function hostClockMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
 }
 
-/** The current time as a paced chunk's text: microseconds since the epoch, 16 digits. */
+/** The current time as a paced chunk's text: monotonic microseconds ({@link hostClockMs}), 16 digits. */
 export function stampMicros(): string {
-  return String(Math.floor(epochMs() * 1000)).padStart(CHUNK_CHARS, "0");
+  return String(Math.floor(hostClockMs() * 1000)).padStart(CHUNK_CHARS, "0");
 }
 
-/** Write times (epoch ms) of the paced chunks in `text`, which holds whole chunks only. */
+/** Write times ({@link hostClockMs}) of the paced chunks in `text`, which holds whole chunks only. */
 export function stampsIn(text: string): number[] {
   const stamps: number[] = [];
   for (let i = 0; i + CHUNK_CHARS <= text.length; i += CHUNK_CHARS) stamps.push(Number(text.slice(i, i + CHUNK_CHARS)) / 1000);

@@ -8,7 +8,7 @@ import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js"
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { WorkerObservation, type WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { createClient as createProductClient, createFastGrpcTransport } from "../../src/grpc-client/index.js";
-import { CHUNK_CHARS, epochMs, floodText, stampsIn } from "./flood-text.js";
+import { CHUNK_CHARS, hostClockMs, floodText, stampsIn } from "./flood-text.js";
 import { percentile } from "./report.js";
 
 /**
@@ -219,7 +219,7 @@ async function capacity(runs: number, chunks: number, rate: number, startMs: num
   let steadyFrom = Number.POSITIVE_INFINITY;
   for (const w of workers) {
     w.onText = (_worker, added) => {
-      const now = epochMs();
+      const now = hostClockMs();
       for (const stamp of stampsIn(added)) {
         if (stamp < steadyFrom) continue;
         latencies.push(now - stamp);
@@ -228,7 +228,7 @@ async function capacity(runs: number, chunks: number, rate: number, startMs: num
     };
   }
   let firstEnd = Number.POSITIVE_INFINITY;
-  const ended = workers.map((w) => w.nextRun().then(() => (firstEnd = Math.min(firstEnd, epochMs()))));
+  const ended = workers.map((w) => w.nextRun().then(() => (firstEnd = Math.min(firstEnd, hostClockMs()))));
   const spacing = startMs / runs;
   const sends: Promise<unknown>[] = [];
   for (let i = 0; i < workers.length; i++) {
@@ -237,7 +237,7 @@ async function capacity(runs: number, chunks: number, rate: number, startMs: num
     if (i % 10 === 9) await new Promise((resolve) => setTimeout(resolve, spacing * 10));
   }
   await Promise.all(sends);
-  steadyFrom = epochMs() + settleMs;
+  steadyFrom = hostClockMs() + settleMs;
   await Promise.all(ended);
   for (const w of workers) w.onText = undefined;
   if (latencies.length === 0) throw new Error("no latency samples");
