@@ -76,6 +76,40 @@ describe("shell.exec sandbox", () => {
     return sink.committed("toolResult")[0]?.output ?? "";
   }
 
+  it("runs a command in /workspace: its directory, HOME and every path it sees are the fixed path, never the host's", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap", toolLimits: { maxCommandOutputBytes: 600 } });
+    // Outside the sandbox's private /tmp, as a real deployment's workspaces are.
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-fixed-path-"));
+    try {
+      const workspace = join(base, "rt-1", "worker-1");
+      await mkdir(join(workspace, "docs"), { recursive: true });
+      await writeFile(join(workspace, "docs", "a.md"), "alpha");
+      const command = [
+        "pwd; echo $HOME; echo $PWD; cd ~ && pwd",
+        // Relative paths and symlinks inside the workspace, relative or through the fixed path.
+        "cat docs/a.md; echo; ln -s docs rel-link && cat rel-link/a.md; echo; ln -s /workspace/docs abs-link && cat abs-link/a.md; echo",
+        // The workspace's host location shows nothing; the sandbox's root is not writable.
+        `ls -a ${workspace}; echo host-listed; touch /planted`,
+        "echo done; yes 0123456789 | head -c 2000",
+      ].join("; ");
+      const output = await runCommandThrough(h, h.backend, command, workspace);
+      expect(output).not.toContain(base);
+      const lines = output.split("\n");
+      expect(lines.slice(1, 5)).toEqual(["/workspace", "/workspace", "/workspace", "/workspace"]);
+      expect(lines.slice(5, 8)).toEqual(["alpha", "alpha", "alpha"]);
+      expect(output).not.toContain("docs");
+      expect(output).toMatch(/touch: .*Read-only file system/);
+      expect(output).toContain("done");
+      // The output bound holds as before.
+      expect(output).toContain("[command output truncated: showing the first 600 of");
+      // What the command made is in the workspace on the host; its relative symlink works for the file tools too.
+      expect(await readFile(join(workspace, "rel-link", "a.md"), "utf8")).toBe("alpha");
+      await expect(readFile("/planted")).rejects.toThrow();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
   it("refuses shell.exec where no sandbox is available unless the operator opts out", () => {
     expect(resolveShellSandbox({ shellSandbox: "none" })).toBe("refused");
     expect(resolveShellSandbox({ shellSandbox: "none", allowUnsandboxedShell: true })).toBe("none");

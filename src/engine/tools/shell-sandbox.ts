@@ -1,12 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { realpath, stat } from "node:fs/promises";
+import { lstat, readdir, readlink, realpath, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 
 /**
  * How `shell.exec` commands are isolated (GetRuntime shows it):
  * - "bubblewrap": each command runs under `bwrap` in its own user, PID,
  *   IPC, UTS and mount namespaces: the host file system read-only, only the
- *   workspace (and a private /tmp) writable, a fresh /proc that shows only
+ *   workspace (seen at /workspace, its working directory and HOME) and a
+ *   private /tmp writable, a fresh /proc that shows only
  *   the sandbox's processes, an empty environment but PATH/HOME/LANG. When
  *   the sandbox's first process dies, the kernel kills every process of its
  *   PID namespace, so a command that detaches with `setsid` dies on cancel.
@@ -79,20 +80,53 @@ export async function hiddenPathArgs(paths: readonly string[]): Promise<string[]
   return args;
 }
 
+/** Where a sandboxed command sees its workspace (its working directory and HOME), whatever its host path. */
+export const SANDBOX_WORKSPACE = "/workspace";
+
+/** Top-level host entries the sandbox makes itself, or that {@link SANDBOX_WORKSPACE} replaces. */
+const OWN_TOP_LEVEL = new Set(["proc", "dev", "tmp", SANDBOX_WORKSPACE.slice(1)]);
+
+/**
+ * The bwrap arguments that rebuild the host's root read-only from its
+ * top-level entries (each bound read-only, a symlink such as /bin -> usr/bin
+ * made again). Binding "/" itself would leave no place to make
+ * {@link SANDBOX_WORKSPACE} where the host has none: the sandbox's own root
+ * is a tmpfs, so it can, and it is made read-only once everything is mounted.
+ */
+export async function hostRootArgs(): Promise<string[]> {
+  const args: string[] = [];
+  for (const name of (await readdir("/")).sort()) {
+    if (OWN_TOP_LEVEL.has(name)) continue;
+    const path = `/${name}`;
+    const info = await lstat(path).catch(() => undefined);
+    if (!info) continue;
+    if (info.isSymbolicLink()) args.push("--symlink", await readlink(path), path);
+    else args.push("--ro-bind", path, path);
+  }
+  return args;
+}
+
 /**
  * The command line that runs `argv` in a sandbox whose only writable place
- * is `workspace`; `hidden` ({@link hiddenPathArgs}) comes before the
- * workspace's bind, so a workspace inside a hidden directory stays usable.
+ * is the workspace, seen at {@link SANDBOX_WORKSPACE} (cwd and HOME), so
+ * neither the host's layout nor the runtime's and worker's ids reach the
+ * model, and transcripts do not depend on where the operator keeps data.
+ * `root` is {@link hostRootArgs}; `hidden` ({@link hiddenPathArgs}, the
+ * workspace's own host path among them) comes before the workspace's bind,
+ * so a workspace inside a hidden directory stays usable.
  */
-export function sandboxedArgv(argv: readonly string[], workspace: string, hidden: readonly string[] = []): string[] {
+export function sandboxedArgv(
+  argv: readonly string[],
+  workspace: string,
+  root: readonly string[],
+  hidden: readonly string[] = [],
+): string[] {
   return [
     "bwrap",
     ...namespaceArgs(),
     "--die-with-parent",
     "--new-session",
-    "--ro-bind",
-    "/",
-    "/",
+    ...root,
     "--dev",
     "/dev",
     "--proc",
@@ -102,16 +136,18 @@ export function sandboxedArgv(argv: readonly string[], workspace: string, hidden
     ...hidden,
     "--bind",
     workspace,
-    workspace,
+    SANDBOX_WORKSPACE,
+    "--remount-ro",
+    "/",
     "--chdir",
-    workspace,
+    SANDBOX_WORKSPACE,
     "--clearenv",
     "--setenv",
     "PATH",
     "/usr/local/bin:/usr/bin:/bin",
     "--setenv",
     "HOME",
-    workspace,
+    SANDBOX_WORKSPACE,
     "--setenv",
     "LANG",
     "C.UTF-8",
