@@ -204,6 +204,48 @@ describe("shell.exec sandbox", () => {
     }
   });
 
+  it("keeps the private paths that lie inside a command's workspace covered, also after the command moves their parents", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const root = await realpath(await mkdtemp("/var/tmp/sandbox-private-inside-"));
+    try {
+      // An operator who keeps the data and the token under the workspace root; this worker's workspace is the whole root.
+      const dataDir = join(root, "state", "data");
+      const tokenFile = join(root, "conf", "token");
+      await mkdir(join(dataDir, "workers"), { recursive: true });
+      await writeFile(join(dataDir, "workers", "transcript.log"), "another worker's transcript");
+      await mkdir(join(root, "conf"));
+      await writeFile(tokenFile, "bearer-token-of-the-runtime");
+      const backend = await backendFromFlags(
+        { "openai-base-url": h.fake.baseURL, "data-dir": dataDir, "token-file": tokenFile, "workspace-root": [`main=${root}`] },
+        { OPENAI_API_KEY: TEST_KEY },
+      );
+      const secrets = ["another worker's transcript", "bearer-token-of-the-runtime"];
+      const first = await runCommandThrough(
+        h,
+        backend,
+        "cat conf/token /workspace/conf/token state/data/workers/transcript.log; ls -R state; mv state moved; mv conf moved-conf; echo kept > kept.txt; echo done",
+        root,
+        { workspaceRootDir: root },
+      );
+      expect(first).toContain("done");
+      for (const secret of secrets) expect(first).not.toContain(secret);
+      expect(first).not.toMatch(/^workers$/m);
+      // Moving a parent must not uncover the private path for the next command.
+      const second = await runCommandThrough(
+        h,
+        backend,
+        "cat moved-conf/token moved/data/workers/transcript.log conf/token state/data/workers/transcript.log; echo done",
+        root,
+        { workspaceRootDir: root },
+      );
+      expect(second).toContain("done");
+      for (const secret of secrets) expect(second).not.toContain(secret);
+      expect(await readFile(join(root, "kept.txt"), "utf8")).toBe("kept\n");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it("hides the remote runtimes' token files a backend's --config names", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap" });
     const base = await realpath(await mkdtemp("/var/tmp/sandbox-config-"));

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { lstat, readdir, readlink, realpath, stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { join, relative, resolve, sep } from "node:path";
 
 /**
  * How `shell.exec` commands are isolated (GetRuntime shows it):
@@ -62,24 +62,6 @@ export function bubblewrapWorks(): boolean {
   return bubblewrapChecked;
 }
 
-/**
- * The bwrap arguments that cover `paths` inside the sandbox, resolved now
- * (a path may be created after start-up, e.g. the data directory, or be
- * reached through a symlink). Paths under /tmp are already hidden by the
- * sandbox's private /tmp, and "/" is never covered.
- */
-export async function hiddenPathArgs(paths: readonly string[]): Promise<string[]> {
-  const args: string[] = [];
-  for (const path of paths) {
-    const real = await realpath(resolve(path)).catch(() => undefined);
-    if (real === undefined || real === "/" || real === "/tmp" || real.startsWith("/tmp/")) continue;
-    const info = await stat(real).catch(() => undefined);
-    if (!info) continue;
-    args.push(...(info.isDirectory() ? ["--tmpfs", real] : ["--ro-bind", "/dev/null", real]));
-  }
-  return args;
-}
-
 /** Where a sandboxed command sees its workspace (its working directory and HOME), whatever its host path. */
 export const SANDBOX_WORKSPACE = "/workspace";
 
@@ -106,37 +88,88 @@ export async function hostRootArgs(): Promise<string[]> {
   return args;
 }
 
+/** The mounts of one command's sandbox, resolved as it starts ({@link sandboxMounts}). */
+export interface SandboxMounts {
+  /** The host's root, rebuilt read-only ({@link hostRootArgs}). */
+  root: string[];
+  /** Covers over the private paths at their host paths, the workspace's own host path among them. */
+  hidden: string[];
+  /** Covers over the private paths inside the workspace, at their /workspace paths, their parents pinned. */
+  insideWorkspace: string[];
+}
+
+/**
+ * The mounts that keep `hiddenPaths` out of a sandbox running in
+ * `workspace` (a real path), resolved now: a path may be created after
+ * start-up (the data directory) or be reached through a symlink; one that
+ * does not exist is skipped, "/" is never covered, and paths under /tmp
+ * are hidden by the sandbox's private /tmp already. A directory is covered
+ * by an empty tmpfs, a file by /dev/null.
+ *
+ * A private path inside the workspace is covered again at its /workspace
+ * path after the workspace's bind, which would re-expose it otherwise; and
+ * each of its parents inside the workspace is bound onto itself (still
+ * writable), because a mount point cannot be renamed: a command that
+ * moved a parent would otherwise take the path out of where the operator
+ * named it, and the next command would see it uncovered.
+ */
+export async function sandboxMounts(workspace: string, hiddenPaths: readonly string[]): Promise<SandboxMounts> {
+  const hidden: string[] = [];
+  const inside: { path: string; directory: boolean }[] = [];
+  for (const path of [...hiddenPaths, workspace]) {
+    const real = await realpath(resolve(path)).catch(() => undefined);
+    if (real === undefined || real === "/") continue;
+    const info = await stat(real).catch(() => undefined);
+    if (!info) continue;
+    if (real.startsWith(workspace + sep)) inside.push({ path: relative(workspace, real), directory: info.isDirectory() });
+    if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, info.isDirectory()));
+  }
+  return { root: await hostRootArgs(), hidden, insideWorkspace: insideWorkspaceArgs(workspace, inside) };
+}
+
+/** Pins, then covers, for the private paths inside the workspace (relative to it); one inside another is covered by it. */
+function insideWorkspaceArgs(workspace: string, inside: readonly { path: string; directory: boolean }[]): string[] {
+  const outermost = inside.filter(({ path }) => !inside.some((other) => path.startsWith(other.path + sep)));
+  const parents = new Set<string>();
+  for (const { path } of outermost) {
+    const segments = path.split(sep);
+    for (let i = 1; i < segments.length; i++) parents.add(segments.slice(0, i).join(sep));
+  }
+  const pins = [...parents].sort().flatMap((parent) => ["--bind", join(workspace, parent), join(SANDBOX_WORKSPACE, parent)]);
+  return [...pins, ...outermost.flatMap(({ path, directory }) => cover(join(SANDBOX_WORKSPACE, path), directory))];
+}
+
+function cover(path: string, directory: boolean): string[] {
+  return directory ? ["--tmpfs", path] : ["--ro-bind", "/dev/null", path];
+}
+
 /**
  * The command line that runs `argv` in a sandbox whose only writable place
  * is the workspace, seen at {@link SANDBOX_WORKSPACE} (cwd and HOME), so
  * neither the host's layout nor the runtime's and worker's ids reach the
  * model, and transcripts do not depend on where the operator keeps data.
- * `root` is {@link hostRootArgs}; `hidden` ({@link hiddenPathArgs}, the
- * workspace's own host path among them) comes before the workspace's bind,
- * so a workspace inside a hidden directory stays usable.
+ * The hidden paths are covered before the workspace's bind, so a workspace
+ * inside a hidden directory (its root) stays usable, and those inside the
+ * workspace after it.
  */
-export function sandboxedArgv(
-  argv: readonly string[],
-  workspace: string,
-  root: readonly string[],
-  hidden: readonly string[] = [],
-): string[] {
+export function sandboxedArgv(argv: readonly string[], workspace: string, mounts: SandboxMounts): string[] {
   return [
     "bwrap",
     ...namespaceArgs(),
     "--die-with-parent",
     "--new-session",
-    ...root,
+    ...mounts.root,
     "--dev",
     "/dev",
     "--proc",
     "/proc",
     "--tmpfs",
     "/tmp",
-    ...hidden,
+    ...mounts.hidden,
     "--bind",
     workspace,
     SANDBOX_WORKSPACE,
+    ...mounts.insideWorkspace,
     "--remount-ro",
     "/",
     "--chdir",

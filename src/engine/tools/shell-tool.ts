@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { splitCommandWords } from "./command-words.js";
-import { hiddenPathArgs, hostRootArgs, sandboxedArgv } from "./shell-sandbox.js";
+import { sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -48,15 +48,9 @@ export const runCommandTool: ToolDefinition = {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
     const line = commandLine(command, context.shellPolicy);
-    // The workspace's host path is covered too: the command sees its workspace only at /workspace.
     const argv =
       context.shellSandbox === "bubblewrap"
-        ? sandboxedArgv(
-            line,
-            workspace.root,
-            await hostRootArgs(),
-            await hiddenPathArgs([...(context.shellHiddenPaths ?? []), workspace.root]),
-          )
+        ? sandboxedArgv(line, workspace.root, await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []))
         : line;
     const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
