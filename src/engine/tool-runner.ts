@@ -1,7 +1,7 @@
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
 import { ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import { bounded, MAX_LOGGED_PAYLOAD_CHARS } from "../runtime/index.js";
+import { bounded, MAX_LOGGED_PAYLOAD_CHARS, type RunRequest } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { traceTool } from "./genai-spans.js";
 import type { RunContext } from "./run-context.js";
@@ -64,13 +64,15 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     limits: context.settings.toolLimits,
     signal: context.signal,
     shellSandbox: context.settings.shellSandbox,
-    // The worker's own root too, whatever the operator listed: its other workspaces belong to other workers.
-    shellHiddenPaths:
-      context.request.workspaceRootDir !== undefined
-        ? [...context.settings.shellHiddenPaths, context.request.workspaceRootDir]
-        : context.settings.shellHiddenPaths,
+    // Every workspace root too, whatever the operator listed: the workspaces under them belong to other workers.
+    shellHiddenPaths: [...context.settings.shellHiddenPaths, ...workspaceRoots(context.request)],
     ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
+}
+
+/** The runtime's workspace roots as the Runtime sends them; the worker's own root for a request that names only it. */
+function workspaceRoots(request: RunRequest): readonly string[] {
+  return request.workspaceRootDirs ?? (request.workspaceRootDir !== undefined ? [request.workspaceRootDir] : []);
 }
 
 async function commitResult(context: RunContext, call: AssembledToolCall, output: ToolOutput): Promise<void> {

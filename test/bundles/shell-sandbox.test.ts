@@ -2,7 +2,10 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } fro
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { backendFromFlags } from "../../src/cli/execution-config.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
 import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
+import { startFakeOpenAI } from "../support/fake-openai.js";
+import { startHarness as startServer } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
 import { startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
@@ -305,6 +308,45 @@ describe("shell.exec sandbox", () => {
       expect(await readFile(join(mine, "done.txt"), "utf8")).toBe("done\n");
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("hides the workspaces of the runtime's other roots from an embedder's runtime, which names no private paths", async () => {
+    // A program embedding the library: two roots on its Runtime, a backend that lists no hiddenPaths.
+    const fake = await startFakeOpenAI();
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-other-roots-"));
+    const backend = createOpenAIBackend({ apiKey: TEST_KEY, baseURL: fake.baseURL, shellSandbox: "bubblewrap" });
+    const server = await startServer({
+      executionBackend: backend,
+      workspaceRoots: { mine: join(base, "mine"), theirs: join(base, "theirs") },
+    });
+    try {
+      await mkdir(join(base, "theirs", "w2"), { recursive: true });
+      await writeFile(join(base, "theirs", "w2", "theirs.txt"), "a worker's file in another root");
+      const clients = server.connect("grpc");
+      const { worker } = await clients.catalog.createWorker({
+        runtimeId: server.runtime.runtimeId,
+        capabilities: ["shell.exec"],
+        workspace: { root: "mine", path: "w1" },
+      });
+      const command = `cat ${base}/theirs/w2/theirs.txt; ls -R ${base}/theirs; echo done`;
+      fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      for await (const _ of clients.interaction.streamInput({ worker: worker?.ref, input: { text: "run" } })) {
+        // Until the run ends.
+      }
+      const { entries } = await clients.observation.readTranscript({ worker: worker?.ref });
+      const result = entries.find((entry) => entry.content.case === "toolResult")?.content.value;
+      const output = result && "output" in result ? result.output : "";
+      expect(output).toContain("done");
+      expect(output).not.toContain("a worker's file in another root");
+      expect(output).not.toMatch(/^w2$/m);
+    } finally {
+      await server.close();
+      await fake.close();
+      await rm(base, { recursive: true, force: true });
     }
   });
 });
