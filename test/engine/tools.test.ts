@@ -222,6 +222,39 @@ describe("tools", () => {
     expect(second.results[0]?.output).toBe("a.txt:1: needle\n[search stopped after reading 1 files (6 bytes), its limit; narrow the path]");
   });
 
+  it("bounds the directory entries and levels search_files and list_files walk, and says so", async () => {
+    h = await startHarness({ toolLimits: { maxWalkEntries: 5 } });
+    // A wide tree (think node_modules): the walk stops at its entry bound, not at the end of the tree.
+    await mkdir(join(h.workspace, "a"));
+    for (let i = 0; i < 10; i++) await writeFile(join(h.workspace, "a", `${i}.txt`), "hay");
+    await writeFile(join(h.workspace, "z.txt"), "needle");
+    const wide = await runTools(h, [
+      call("c1", "search_files", { query: "needle" }),
+      call("c2", "list_files", { path: "a" }),
+      call("c3", "list_files", { recursive: true }),
+    ]);
+    expect(wide.results.map((r) => r.truncated)).toEqual([true, true, true]);
+    expect(wide.results[0]?.output).toBe(
+      "z.txt:1: needle\n[search stopped after visiting 5 directory entries, its limit; narrow the path]",
+    );
+    const listed = wide.results[1]?.output.split("\n") ?? [];
+    expect(listed).toHaveLength(6);
+    expect(listed[5]).toBe("[listing stopped after visiting 5 directory entries, its limit; list a narrower path]");
+    expect(wide.results[2]?.output.split("\n").slice(0, 2)).toEqual(["a/", "z.txt"]);
+    await h.close();
+    // A deep tree: directories past the depth bound are not read.
+    h = await startHarness({ toolLimits: { maxWalkDepth: 2 } });
+    await mkdir(join(h.workspace, "d1", "d2", "d3"), { recursive: true });
+    await writeFile(join(h.workspace, "d1", "d2", "shallow.txt"), "needle");
+    await writeFile(join(h.workspace, "d1", "d2", "d3", "deep.txt"), "needle");
+    const deep = await runTools(h, [call("c1", "search_files", { query: "needle" }), call("c2", "list_files", { recursive: true })]);
+    expect(deep.results.map((r) => [r.truncated, r.output])).toEqual([
+      [true, "d1/d2/shallow.txt:1: needle\n[search did not look more than 2 directory levels down; search from a deeper path]"],
+      [true, "d1/\nd1/d2/\nd1/d2/d3/\nd1/d2/shallow.txt\n[listing did not go more than 2 directory levels down; list from a deeper path]"],
+    ]);
+    expect(deep.sent).toEqual(deep.results.map((r) => r.output));
+  });
+
   it("checks the run's signal per file in search_files and per directory in list_files", async () => {
     h = await startHarness();
     await mkdir(join(h.workspace, "files"));
