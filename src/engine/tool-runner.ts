@@ -1,11 +1,12 @@
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
 import { ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import { bounded, MAX_LOGGED_PAYLOAD_CHARS, type RunRequest } from "../runtime/index.js";
+import { bounded, MAX_LOGGED_PAYLOAD_CHARS } from "../runtime/index.js";
 import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { traceTool } from "./genai-spans.js";
 import type { RunContext } from "./run-context.js";
 import { executeToolCall } from "./tools/tool-registry.js";
+import { workspaceRoots } from "./workspace-roots.js";
 import type { ToolOutput } from "./tools/tool.js";
 
 /** Told to the model (and kept in the transcript) for a call cut short by cancel. */
@@ -68,11 +69,6 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     shellHiddenPaths: [...context.settings.shellHiddenPaths, ...workspaceRoots(context.request)],
     ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
-}
-
-/** The runtime's workspace roots as the Runtime sends them; the worker's own root for a request that names only it. */
-function workspaceRoots(request: RunRequest): readonly string[] {
-  return request.workspaceRootDirs ?? (request.workspaceRootDir !== undefined ? [request.workspaceRootDir] : []);
 }
 
 async function commitResult(context: RunContext, call: AssembledToolCall, output: ToolOutput): Promise<void> {

@@ -69,7 +69,7 @@ export const listFilesTool: ToolDefinition = {
     const walk = new WorkspaceWalk(walkLimits(context.limits));
     const lines: string[] = [];
     let more = false;
-    for await (const { hostPath, entry } of walk.entries(start, recursive, context.signal)) {
+    for await (const { hostPath, entry } of walk.entries(start, recursive, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
       if (lines.length >= max) {
         more = true;
         break;
@@ -111,7 +111,7 @@ export const searchFilesTool: ToolDefinition = {
     let filesRead = 0;
     let bytesRead = 0;
     let stopped: string | undefined;
-    for await (const { hostPath, entry } of walk.entries(start, true, context.signal)) {
+    for await (const { hostPath, entry } of walk.entries(start, true, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
       if (!entry.isFile()) continue;
       context.signal.throwIfAborted();
       if (filesRead >= maxSearchFiles || bytesRead >= maxSearchTotalBytes) {

@@ -38,10 +38,11 @@ export class WorkspaceWalk {
 
   /**
    * The entries under `start`, directory by directory; with `recursive`,
-   * subdirectories (never symlinks) are walked too. Checks `signal` before
+   * subdirectories (never symlinks) are walked too. An entry `skip` names
+   * (a private path) is neither yielded nor walked. Checks `signal` before
    * each directory.
    */
-  async *entries(start: string, recursive: boolean, signal: AbortSignal): AsyncGenerator<WalkEntry> {
+  async *entries(start: string, recursive: boolean, signal: AbortSignal, skip: (hostPath: string) => boolean): AsyncGenerator<WalkEntry> {
     const pending = [{ dir: start, depth: 0 }];
     // An index, not shift(): the queue may hold tens of thousands of directories.
     for (let next = 0; next < pending.length; next++) {
@@ -49,6 +50,7 @@ export class WorkspaceWalk {
       const { dir, depth } = pending[next] as { dir: string; depth: number };
       for (const entry of await this.read(dir)) {
         const hostPath = join(dir, entry.name);
+        if (skip(hostPath)) continue;
         if (recursive && entry.isDirectory()) {
           if (depth < this.limits.maxDepth) pending.push({ dir: hostPath, depth: depth + 1 });
           else this.depthCut = true;
