@@ -13,10 +13,11 @@ import { join, relative, resolve, sep } from "node:path";
  *   PID namespace, so a command that detaches with `setsid` dies on cancel.
  *   The network is shared (package installs, git). The host paths the
  *   operator marks private (`hiddenPaths`: the runtime's secrets file,
- *   token, TLS key, data directory, workspace roots) are covered by empty
- *   ones, so a command cannot read host secrets, other workers'
- *   transcripts or other workers' workspaces through the read-only host
- *   view.
+ *   token, TLS key, data directory) and every workspace root (the
+ *   Runtime's, RunRequest.workspaceRootDirs) are covered by empty ones,
+ *   inside the workspace too, so a command cannot read host secrets, other
+ *   workers' transcripts or other workers' workspaces through the
+ *   read-only host view.
  * - "none": no isolation, chosen explicitly by the operator
  *   (`--allow-unsandboxed-shell`); see the limits in shell-tool.ts.
  * - "refused": no sandbox is available and the operator did not opt out:
