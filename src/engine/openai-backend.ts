@@ -1,5 +1,6 @@
 import { context } from "@opentelemetry/api";
 import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
 import { createProviderFetch } from "./provider-fetch.js";
 import OpenAI from "openai";
 import { create } from "@bufbuild/protobuf";
@@ -26,7 +27,8 @@ import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
 import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
 import { resolveShellSandbox } from "./tools/shell-sandbox.js";
 import { ToolError } from "./tools/tool.js";
-import { Workspace } from "./tools/workspace.js";
+import { assertNotInsidePrivate, resolvePrivatePaths, Workspace } from "./tools/workspace.js";
+import { workspaceRoots } from "./workspace-roots.js";
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
 
@@ -82,12 +84,16 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         try {
           // The Runtime validated the path at create time but does not make
           // the directory; a new worker's workspace starts out empty.
+          const privatePaths = await resolvePrivatePaths(settings.shellHiddenPaths, workspaceRoots(request), request.workspaceRootDir);
+          assertNotInsidePrivate(resolve(request.workspaceDir), privatePaths);
           if (request.workspaceRootDir !== undefined) {
             workspace = await Workspace.openInside(request.workspaceRootDir, request.workspaceDir);
           } else {
             await mkdir(request.workspaceDir, { recursive: true });
             workspace = await Workspace.open(request.workspaceDir);
           }
+          assertNotInsidePrivate(workspace.root, privatePaths);
+          workspace = workspace.withPrivatePaths(privatePaths);
         } catch (error) {
           const message = error instanceof ToolError ? error.message : "the worker's workspace directory cannot be opened";
           return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message };

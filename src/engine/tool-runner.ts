@@ -6,6 +6,7 @@ import type { AssembledToolCall } from "./chunk-accumulator.js";
 import { traceTool } from "./genai-spans.js";
 import type { RunContext } from "./run-context.js";
 import { executeToolCall } from "./tools/tool-registry.js";
+import { workspaceRoots } from "./workspace-roots.js";
 import type { ToolOutput } from "./tools/tool.js";
 
 /** Told to the model (and kept in the transcript) for a call cut short by cancel. */
@@ -64,11 +65,8 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     limits: context.settings.toolLimits,
     signal: context.signal,
     shellSandbox: context.settings.shellSandbox,
-    // The worker's own root too, whatever the operator listed: its other workspaces belong to other workers.
-    shellHiddenPaths:
-      context.request.workspaceRootDir !== undefined
-        ? [...context.settings.shellHiddenPaths, context.request.workspaceRootDir]
-        : context.settings.shellHiddenPaths,
+    // Every workspace root too, whatever the operator listed: the workspaces under them belong to other workers.
+    shellHiddenPaths: [...context.settings.shellHiddenPaths, ...workspaceRoots(context.request)],
     ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
 }

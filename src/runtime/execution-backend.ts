@@ -101,6 +101,13 @@ export interface RunRequest {
    * planted under the root (by an earlier command) could lead it anywhere.
    */
   workspaceRootDir?: string;
+  /**
+   * Host directories of every workspace root of the runtime (the worker's own
+   * among them), with `workspaceDir`: other workers' workspaces live under
+   * them, so a backend that lets commands see the host must hide them all,
+   * whether or not its own configuration names them.
+   */
+  workspaceRootDirs?: readonly string[];
   /** Capabilities granted to the worker. */
   capabilities: readonly string[];
   /**

@@ -224,11 +224,16 @@ export class ExecutionOffer {
     return { root, path: segments.join("/") };
   }
 
-  /** Host directories of a worker's workspace and of its root; never sent to clients. */
-  workspaceDirOf(worker: Worker): { dir: string; root: string } | undefined {
+  /**
+   * Host directories of a worker's workspace, of its root, and of every root
+   * (where the other workers' workspaces are, for the sandbox to hide);
+   * never sent to clients.
+   */
+  workspaceDirOf(worker: Worker): { dir: string; root: string; roots: string[] } | undefined {
     const workspace = worker.workspace;
     const root = workspace ? this.workspaceRoots[workspace.root] : undefined;
-    return workspace && root !== undefined ? { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root } : undefined;
+    if (!workspace || root === undefined) return undefined;
+    return { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root, roots: Object.values(this.workspaceRoots) };
   }
 }
 

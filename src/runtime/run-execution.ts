@@ -152,7 +152,7 @@ export async function executeRun(
           );
         },
         ...(input ? { inputSeq: input.seq } : {}),
-        ...(workspace ? { workspaceDir: workspace.dir, workspaceRootDir: workspace.root } : {}),
+        ...(workspace ? { workspaceDir: workspace.dir, workspaceRootDir: workspace.root, workspaceRootDirs: workspace.roots } : {}),
         ...(resumed ? { resume: { ...resumed.resume } } : {}),
         logger,
         traceContext,

@@ -18,8 +18,8 @@ export interface SessionDeps {
   now(): Date;
   newRunId(): string;
   profileOf(worker: Worker): Profile;
-  /** Host directories of a worker's workspace and of its root (never sent to clients). */
-  workspaceDirOf(worker: Worker): { dir: string; root: string } | undefined;
+  /** Host directories of a worker's workspace, of its root and of every root (never sent to clients). */
+  workspaceDirOf(worker: Worker): { dir: string; root: string; roots: string[] } | undefined;
   /** Secrets and shell policy of a worker's runs; throws SECRET_NOT_FOUND when the host lacks one. */
   policyOf(worker: Worker): RunPolicy;
   /** Reports every store write outcome per write path (runtime health). */

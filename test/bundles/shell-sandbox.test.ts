@@ -2,7 +2,10 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } fro
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { backendFromFlags } from "../../src/cli/execution-config.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
 import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
+import { startFakeOpenAI } from "../support/fake-openai.js";
+import { startHarness as startServer } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
 import { startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
@@ -75,6 +78,40 @@ describe("shell.exec sandbox", () => {
     expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
     return sink.committed("toolResult")[0]?.output ?? "";
   }
+
+  it("runs a command in /workspace: its directory, HOME and every path it sees are the fixed path, never the host's", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap", toolLimits: { maxCommandOutputBytes: 600 } });
+    // Outside the sandbox's private /tmp, as a real deployment's workspaces are.
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-fixed-path-"));
+    try {
+      const workspace = join(base, "rt-1", "worker-1");
+      await mkdir(join(workspace, "docs"), { recursive: true });
+      await writeFile(join(workspace, "docs", "a.md"), "alpha");
+      const command = [
+        "pwd; echo $HOME; echo $PWD; cd ~ && pwd",
+        // Relative paths and symlinks inside the workspace, relative or through the fixed path.
+        "cat docs/a.md; echo; ln -s docs rel-link && cat rel-link/a.md; echo; ln -s /workspace/docs abs-link && cat abs-link/a.md; echo",
+        // The workspace's host location shows nothing; the sandbox's root is not writable.
+        `ls -a ${workspace}; echo host-listed; touch /planted`,
+        "echo done; yes 0123456789 | head -c 2000",
+      ].join("; ");
+      const output = await runCommandThrough(h, h.backend, command, workspace);
+      expect(output).not.toContain(base);
+      const lines = output.split("\n");
+      expect(lines.slice(1, 5)).toEqual(["/workspace", "/workspace", "/workspace", "/workspace"]);
+      expect(lines.slice(5, 8)).toEqual(["alpha", "alpha", "alpha"]);
+      expect(output).not.toContain("docs");
+      expect(output).toMatch(/touch: .*Read-only file system/);
+      expect(output).toContain("done");
+      // The output bound holds as before.
+      expect(output).toContain("[command output truncated: showing the first 600 of");
+      // What the command made is in the workspace on the host; its relative symlink works for the file tools too.
+      expect(await readFile(join(workspace, "rel-link", "a.md"), "utf8")).toBe("alpha");
+      await expect(readFile("/planted")).rejects.toThrow();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
 
   it("refuses shell.exec where no sandbox is available unless the operator opts out", () => {
     expect(resolveShellSandbox({ shellSandbox: "none" })).toBe("refused");
@@ -170,6 +207,48 @@ describe("shell.exec sandbox", () => {
     }
   });
 
+  it("keeps the private paths that lie inside a command's workspace covered, also after the command moves their parents", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const root = await realpath(await mkdtemp("/var/tmp/sandbox-private-inside-"));
+    try {
+      // An operator who keeps the data and the token under the workspace root; this worker's workspace is the whole root.
+      const dataDir = join(root, "state", "data");
+      const tokenFile = join(root, "conf", "token");
+      await mkdir(join(dataDir, "workers"), { recursive: true });
+      await writeFile(join(dataDir, "workers", "transcript.log"), "another worker's transcript");
+      await mkdir(join(root, "conf"));
+      await writeFile(tokenFile, "bearer-token-of-the-runtime");
+      const backend = await backendFromFlags(
+        { "openai-base-url": h.fake.baseURL, "data-dir": dataDir, "token-file": tokenFile, "workspace-root": [`main=${root}`] },
+        { OPENAI_API_KEY: TEST_KEY },
+      );
+      const secrets = ["another worker's transcript", "bearer-token-of-the-runtime"];
+      const first = await runCommandThrough(
+        h,
+        backend,
+        "cat conf/token /workspace/conf/token state/data/workers/transcript.log; ls -R state; mv state moved; mv conf moved-conf; echo kept > kept.txt; echo done",
+        root,
+        { workspaceRootDir: root },
+      );
+      expect(first).toContain("done");
+      for (const secret of secrets) expect(first).not.toContain(secret);
+      expect(first).not.toMatch(/^workers$/m);
+      // Moving a parent must not uncover the private path for the next command.
+      const second = await runCommandThrough(
+        h,
+        backend,
+        "cat moved-conf/token moved/data/workers/transcript.log conf/token state/data/workers/transcript.log; echo done",
+        root,
+        { workspaceRootDir: root },
+      );
+      expect(second).toContain("done");
+      for (const secret of secrets) expect(second).not.toContain(secret);
+      expect(await readFile(join(root, "kept.txt"), "utf8")).toBe("kept\n");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it("hides the remote runtimes' token files a backend's --config names", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap" });
     const base = await realpath(await mkdtemp("/var/tmp/sandbox-config-"));
@@ -229,6 +308,45 @@ describe("shell.exec sandbox", () => {
       expect(await readFile(join(mine, "done.txt"), "utf8")).toBe("done\n");
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("hides the workspaces of the runtime's other roots from an embedder's runtime, which names no private paths", async () => {
+    // A program embedding the library: two roots on its Runtime, a backend that lists no hiddenPaths.
+    const fake = await startFakeOpenAI();
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-other-roots-"));
+    const backend = createOpenAIBackend({ apiKey: TEST_KEY, baseURL: fake.baseURL, shellSandbox: "bubblewrap" });
+    const server = await startServer({
+      executionBackend: backend,
+      workspaceRoots: { mine: join(base, "mine"), theirs: join(base, "theirs") },
+    });
+    try {
+      await mkdir(join(base, "theirs", "w2"), { recursive: true });
+      await writeFile(join(base, "theirs", "w2", "theirs.txt"), "a worker's file in another root");
+      const clients = server.connect("grpc");
+      const { worker } = await clients.catalog.createWorker({
+        runtimeId: server.runtime.runtimeId,
+        capabilities: ["shell.exec"],
+        workspace: { root: "mine", path: "w1" },
+      });
+      const command = `cat ${base}/theirs/w2/theirs.txt; ls -R ${base}/theirs; echo done`;
+      fake.enqueue(
+        reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command }) }] }),
+        reply({ text: "ok" }),
+      );
+      for await (const _ of clients.interaction.streamInput({ worker: worker?.ref, input: { text: "run" } })) {
+        // Until the run ends.
+      }
+      const { entries } = await clients.observation.readTranscript({ worker: worker?.ref });
+      const result = entries.find((entry) => entry.content.case === "toolResult")?.content.value;
+      const output = result && "output" in result ? result.output : "";
+      expect(output).toContain("done");
+      expect(output).not.toContain("a worker's file in another root");
+      expect(output).not.toMatch(/^w2$/m);
+    } finally {
+      await server.close();
+      await fake.close();
+      await rm(base, { recursive: true, force: true });
     }
   });
 });

@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { chmod, link, mkdir, open, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, mkdtemp, open, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { listFilesTool, searchFilesTool } from "../../src/engine/tools/fs-read-tools.js";
@@ -7,6 +8,8 @@ import { DEFAULT_TOOL_LIMITS } from "../../src/engine/tools/tool-limits.js";
 import { Workspace } from "../../src/engine/tools/workspace.js";
 import type { ScriptedToolCall } from "../support/openai-chunks.js";
 import { reply } from "../support/openai-chunks.js";
+import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { profileWith, startHarness, type Harness } from "./harness.js";
 
 const call = (id: string, name: string, args: object): ScriptedToolCall => ({ id, name, arguments: JSON.stringify(args) });
@@ -220,6 +223,125 @@ describe("tools", () => {
     for (const name of ["a", "b", "c"]) await writeFile(join(h.workspace, `${name}.txt`), "needle");
     const second = await runTools(h, [call("c1", "search_files", { query: "needle" })]);
     expect(second.results[0]?.output).toBe("a.txt:1: needle\n[search stopped after reading 1 files (6 bytes), its limit; narrow the path]");
+  });
+
+  it("bounds the directory entries and levels search_files and list_files walk, and says so", async () => {
+    h = await startHarness({ toolLimits: { maxWalkEntries: 5 } });
+    // A wide tree (think node_modules): the walk stops at its entry bound, not at the end of the tree.
+    await mkdir(join(h.workspace, "a"));
+    for (let i = 0; i < 10; i++) await writeFile(join(h.workspace, "a", `${i}.txt`), "hay");
+    await writeFile(join(h.workspace, "z.txt"), "needle");
+    const wide = await runTools(h, [
+      call("c1", "search_files", { query: "needle" }),
+      call("c2", "list_files", { path: "a" }),
+      call("c3", "list_files", { recursive: true }),
+    ]);
+    expect(wide.results.map((r) => r.truncated)).toEqual([true, true, true]);
+    expect(wide.results[0]?.output).toBe(
+      "z.txt:1: needle\n[search stopped after visiting 5 directory entries, its limit; narrow the path]",
+    );
+    const listed = wide.results[1]?.output.split("\n") ?? [];
+    expect(listed).toHaveLength(6);
+    expect(listed[5]).toBe("[listing stopped after visiting 5 directory entries, its limit; list a narrower path]");
+    expect(wide.results[2]?.output.split("\n").slice(0, 2)).toEqual(["a/", "z.txt"]);
+    await h.close();
+    // A deep tree: directories past the depth bound are not read.
+    h = await startHarness({ toolLimits: { maxWalkDepth: 2 } });
+    await mkdir(join(h.workspace, "d1", "d2", "d3"), { recursive: true });
+    await writeFile(join(h.workspace, "d1", "d2", "shallow.txt"), "needle");
+    await writeFile(join(h.workspace, "d1", "d2", "d3", "deep.txt"), "needle");
+    const deep = await runTools(h, [call("c1", "search_files", { query: "needle" }), call("c2", "list_files", { recursive: true })]);
+    expect(deep.results.map((r) => [r.truncated, r.output])).toEqual([
+      [true, "d1/d2/shallow.txt:1: needle\n[search did not look more than 2 directory levels down; search from a deeper path]"],
+      [true, "d1/\nd1/d2/\nd1/d2/d3/\nd1/d2/shallow.txt\n[listing did not go more than 2 directory levels down; list from a deeper path]"],
+    ]);
+    expect(deep.sent).toEqual(deep.results.map((r) => r.output));
+  });
+
+  it("keeps the private paths inside the workspace from the file tools, as the sandbox keeps them from commands", async () => {
+    const base = await realpath(await mkdtemp(join(tmpdir(), "tools-private-")));
+    const ws = join(base, "ws");
+    try {
+      // An operator who keeps the token and the data directory under the worker's workspace.
+      h = await startHarness({ hiddenPaths: [join(ws, "conf", "token"), join(ws, "state", "data")] });
+      await rm(h.workspace, { recursive: true });
+      await mkdir(join(ws, "conf"), { recursive: true });
+      await mkdir(join(ws, "state", "data", "workers"), { recursive: true });
+      await writeFile(join(ws, "conf", "token"), "bearer-token-of-the-runtime");
+      await writeFile(join(ws, "state", "data", "workers", "transcript.log"), "bearer of another worker's transcript");
+      await writeFile(join(ws, "notes.txt"), "bearer of my own notes");
+      await symlink("conf/token", join(ws, "alias"));
+      await symlink(ws, h.workspace);
+      const { results, sent } = await runTools(h, [
+        call("c1", "read_file", { path: "conf/token" }),
+        call("c2", "read_file", { path: "alias" }),
+        call("c3", "read_file", { path: "state/data/workers/transcript.log" }),
+        call("c4", "list_files", { path: "state/data" }),
+        call("c5", "write_file", { path: "state/data/workers/planted.log", content: "x" }),
+        call("c6", "edit_file", { path: "conf/token", old_text: "bearer", new_text: "x" }),
+        call("c7", "search_files", { query: "bearer" }),
+        call("c8", "list_files", { recursive: true }),
+      ]);
+      expect(results.slice(0, 6).map((r) => [r.isError, r.output])).toEqual([
+        [true, "refused: conf/token is private to this runtime"],
+        [true, "refused: alias is private to this runtime"],
+        [true, "refused: state/data/workers/transcript.log is private to this runtime"],
+        [true, "refused: state/data is private to this runtime"],
+        [true, "refused: state/data/workers/planted.log is private to this runtime"],
+        [true, "refused: conf/token is private to this runtime"],
+      ]);
+      expect(results[6]?.output).toBe("notes.txt:1: bearer of my own notes");
+      expect(results[7]?.output).toBe("alias (symlink)\nconf/\nnotes.txt\nstate/");
+      expect(sent.join("\n")).not.toContain("another worker's transcript");
+      expect(sent.join("\n")).not.toContain("token-of-the-runtime");
+      expect(await readFile(join(ws, "conf", "token"), "utf8")).toBe("bearer-token-of-the-runtime");
+      await expect(stat(join(ws, "state", "data", "workers", "planted.log"))).rejects.toThrow();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a workspace that lies inside a private path under its root (the data directory, say)", async () => {
+    const root = await realpath(await mkdtemp(join(tmpdir(), "tools-private-root-")));
+    try {
+      h = await startHarness({ hiddenPaths: [join(root, "data"), root] });
+      await mkdir(join(root, "data", "runtimes"), { recursive: true });
+      await writeFile(join(root, "data", "runtimes", "worker.log"), "another worker's transcript");
+      h.fake.enqueue(reply({ toolCalls: [call("c1", "read_file", { path: "worker.log" })] }), reply({ text: "done" }));
+      const sink = new RecordingSink("run-private-root");
+      sink.commitInput("read");
+      const request = {
+        ...runRequest(sink, {
+          input: "read",
+          runId: "run-private-root",
+          workspaceDir: join(root, "data", "runtimes"),
+          capabilities: ["fs.read"],
+        }),
+        workspaceRootDir: root,
+        workspaceRootDirs: [root],
+      };
+      const outcome = await h.backend.execute(request, sink, new AbortController().signal);
+      expect(outcome).toEqual({
+        kind: "failed",
+        reason: ErrorReason.WORKSPACE_DENIED,
+        message: "the worker's workspace lies inside a path this runtime keeps private",
+      });
+      expect(h.fake.requests).toHaveLength(0);
+      // A workspace beside the private path, in the same root, runs.
+      await mkdir(join(root, "mine"));
+      const fine = await h.backend.execute(
+        {
+          ...runRequest(sink, { input: "read", runId: "run-private-root", workspaceDir: join(root, "mine"), capabilities: ["fs.read"] }),
+          workspaceRootDir: root,
+          workspaceRootDirs: [root],
+        },
+        sink,
+        new AbortController().signal,
+      );
+      expect(fine.kind).toBe("completed");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it("checks the run's signal per file in search_files and per directory in list_files", async () => {

@@ -1,7 +1,8 @@
-import { readdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { stat } from "node:fs/promises";
 import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, requireWorkspace, ToolError, type ToolDefinition } from "./tool.js";
 import { openRegularFile } from "./regular-file.js";
+import type { ToolLimits } from "./tool-limits.js";
+import { type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
 
 /** Tools that look at the workspace without changing it (`fs.read`). */
 
@@ -48,7 +49,8 @@ export const readFileTool: ToolDefinition = {
 export const listFilesTool: ToolDefinition = {
   name: "list_files",
   capability: "fs.read",
-  description: "List files in a workspace directory. Directories end with '/'. Symlinks are listed but not followed.",
+  description:
+    "List files in a workspace directory. Directories end with '/'. Symlinks are listed but not followed. Long or deep listings are cut, and the result says so.",
   parameters: {
     type: "object",
     properties: {
@@ -64,32 +66,22 @@ export const listFilesTool: ToolDefinition = {
     const start = await workspace.resolveExisting(path);
     if (!(await stat(start)).isDirectory()) throw new ToolError(`${path} is not a directory`);
     const max = context.limits.maxListEntries;
+    const walk = new WorkspaceWalk(walkLimits(context.limits));
     const lines: string[] = [];
-    const pending = [start];
     let more = false;
-    while (pending.length > 0 && !more) {
-      context.signal.throwIfAborted();
-      const dir = pending.shift() as string;
-      const entries = await readdir(dir, { withFileTypes: true });
-      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      for (const entry of entries) {
-        if (lines.length >= max) {
-          more = true;
-          break;
-        }
-        const hostPath = join(dir, entry.name);
-        const shown = workspace.display(hostPath);
-        if (entry.isDirectory()) {
-          lines.push(`${shown}/`);
-          if (recursive) pending.push(hostPath);
-        } else {
-          lines.push(entry.isSymbolicLink() ? `${shown} (symlink)` : shown);
-        }
+    for await (const { hostPath, entry } of walk.entries(start, recursive, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
+      if (lines.length >= max) {
+        more = true;
+        break;
       }
+      const shown = workspace.display(hostPath);
+      if (entry.isDirectory()) lines.push(`${shown}/`);
+      else lines.push(entry.isSymbolicLink() ? `${shown} (symlink)` : shown);
     }
-    if (lines.length === 0) return { output: "(empty directory)" };
-    if (!more) return { output: lines.join("\n") };
-    return { output: `${lines.join("\n")}\n[listing truncated at ${max} entries]`, truncated: true };
+    const notes = more ? [`[listing truncated at ${max} entries]`] : walkNotes(walk, context.limits, "listing", "list");
+    if (lines.length === 0 && notes.length === 0) return { output: "(empty directory)" };
+    if (notes.length === 0) return { output: lines.join("\n") };
+    return { output: [...lines, ...notes].join("\n"), truncated: true };
   },
 };
 
@@ -98,7 +90,7 @@ export const searchFilesTool: ToolDefinition = {
   name: "search_files",
   capability: "fs.read",
   description:
-    "Search workspace files for a literal text (case-sensitive). Returns 'path:line: text' lines. Binary, very large and hard-linked files are skipped; one search reads a bounded number of files and bytes.",
+    "Search workspace files for a literal text (case-sensitive). Returns 'path:line: text' lines. Binary, very large and hard-linked files are skipped; one search walks a bounded number of directory entries and levels and reads a bounded number of files and bytes.",
   parameters: {
     type: "object",
     properties: {
@@ -115,51 +107,56 @@ export const searchFilesTool: ToolDefinition = {
     const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");
     const { maxSearchMatches, maxSearchFileBytes, maxSearchFiles, maxSearchTotalBytes } = context.limits;
     const matches: string[] = [];
-    const pending = [start];
+    const walk = new WorkspaceWalk(walkLimits(context.limits));
     let filesRead = 0;
     let bytesRead = 0;
-    let scanLimit: string | undefined;
-    while (pending.length > 0 && matches.length < maxSearchMatches && !scanLimit) {
+    let stopped: string | undefined;
+    for await (const { hostPath, entry } of walk.entries(start, true, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
+      if (!entry.isFile()) continue;
       context.signal.throwIfAborted();
-      const dir = pending.shift() as string;
-      const entries = await readdir(dir, { withFileTypes: true });
-      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      for (const entry of entries) {
-        const hostPath = join(dir, entry.name);
-        if (entry.isDirectory()) {
-          pending.push(hostPath);
-          continue;
-        }
-        if (!entry.isFile()) continue;
-        context.signal.throwIfAborted();
-        if (filesRead >= maxSearchFiles || bytesRead >= maxSearchTotalBytes) {
-          scanLimit = `search stopped after reading ${filesRead} files (${bytesRead} bytes), its limit; narrow the path`;
-          break;
-        }
-        const content = await readSearchable(hostPath, maxSearchFileBytes);
-        if (!content) continue;
-        filesRead++;
-        bytesRead += content.length;
-        if (content.subarray(0, 8192).includes(0)) continue;
-        const lines = content.toString("utf8").split("\n");
-        for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
-          const line = lines[i] as string;
-          if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
-        }
-        if (matches.length >= maxSearchMatches) break;
+      if (filesRead >= maxSearchFiles || bytesRead >= maxSearchTotalBytes) {
+        stopped = `[search stopped after reading ${filesRead} files (${bytesRead} bytes), its limit; narrow the path]`;
+        break;
+      }
+      const content = await readSearchable(hostPath, maxSearchFileBytes);
+      if (!content) continue;
+      filesRead++;
+      bytesRead += content.length;
+      if (content.subarray(0, 8192).includes(0)) continue;
+      const lines = content.toString("utf8").split("\n");
+      for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
+        const line = lines[i] as string;
+        if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
+      }
+      if (matches.length >= maxSearchMatches) {
+        stopped = `[search stopped at ${maxSearchMatches} matches; narrow the query or path]`;
+        break;
       }
     }
-    if (scanLimit) {
-      return { output: `${matches.length === 0 ? "no matches so far" : matches.join("\n")}\n[${scanLimit}]`, truncated: true };
-    }
-    if (matches.length === 0) return { output: "no matches" };
-    if (matches.length < maxSearchMatches) return { output: matches.join("\n") };
-    return {
-      output: `${matches.join("\n")}\n[search stopped at ${maxSearchMatches} matches; narrow the query or path]`,
-      truncated: true,
-    };
+    const notes = stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search");
+    if (notes.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
+    return { output: [matches.length === 0 ? "no matches so far" : matches.join("\n"), ...notes].join("\n"), truncated: true };
   },
 };
+
+function walkLimits(limits: ToolLimits): WalkLimits {
+  return { maxEntries: limits.maxWalkEntries, maxDepth: limits.maxWalkDepth };
+}
+
+/** What a walk left out, told to the model: `what` stopped; the model should `verb` elsewhere. */
+function walkNotes(walk: WorkspaceWalk, limits: ToolLimits, what: "listing" | "search", verb: "list" | "search"): string[] {
+  const notes: string[] = [];
+  if (walk.entriesCut) {
+    notes.push(
+      `[${what} stopped after visiting ${limits.maxWalkEntries} directory entries, its limit; ${verb === "list" ? "list a narrower path" : "narrow the path"}]`,
+    );
+  }
+  if (walk.depthCut) {
+    const went = what === "listing" ? "did not go" : "did not look";
+    notes.push(`[${what} ${went} more than ${limits.maxWalkDepth} directory levels down; ${verb} from a deeper path]`);
+  }
+  return notes;
+}
 
 /**
  * A file's content for search_files, or undefined when it is skipped: too

@@ -1,21 +1,23 @@
 import { spawnSync } from "node:child_process";
-import { realpath, stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { lstat, readdir, readlink, realpath, stat } from "node:fs/promises";
+import { join, relative, resolve, sep } from "node:path";
 
 /**
  * How `shell.exec` commands are isolated (GetRuntime shows it):
  * - "bubblewrap": each command runs under `bwrap` in its own user, PID,
  *   IPC, UTS and mount namespaces: the host file system read-only, only the
- *   workspace (and a private /tmp) writable, a fresh /proc that shows only
+ *   workspace (seen at /workspace, its working directory and HOME) and a
+ *   private /tmp writable, a fresh /proc that shows only
  *   the sandbox's processes, an empty environment but PATH/HOME/LANG. When
  *   the sandbox's first process dies, the kernel kills every process of its
  *   PID namespace, so a command that detaches with `setsid` dies on cancel.
  *   The network is shared (package installs, git). The host paths the
  *   operator marks private (`hiddenPaths`: the runtime's secrets file,
- *   token, TLS key, data directory, workspace roots) are covered by empty
- *   ones, so a command cannot read host secrets, other workers'
- *   transcripts or other workers' workspaces through the read-only host
- *   view.
+ *   token, TLS key, data directory) and every workspace root (the
+ *   Runtime's, RunRequest.workspaceRootDirs) are covered by empty ones,
+ *   inside the workspace too, so a command cannot read host secrets, other
+ *   workers' transcripts or other workers' workspaces through the
+ *   read-only host view.
  * - "none": no isolation, chosen explicitly by the operator
  *   (`--allow-unsandboxed-shell`); see the limits in shell-tool.ts.
  * - "refused": no sandbox is available and the operator did not opt out:
@@ -34,8 +36,10 @@ export interface ShellSandboxOptions {
    * runtime's secrets file, bearer token, TLS key and data directory (the
    * CLI passes the ones its flags name). Each is covered inside the sandbox
    * (a directory by an empty tmpfs, a file by /dev/null); one that does not
-   * exist when a command starts is skipped. Without a sandbox nothing can
-   * be hidden.
+   * exist when a command starts is skipped. Without a sandbox commands see
+   * them. The file tools refuse those inside a worker's workspace, and a
+   * workspace inside one of them under its root fails the run
+   * WORKSPACE_DENIED (workspace.ts, PrivatePaths).
    */
   hiddenPaths?: readonly string[];
 }
@@ -61,57 +65,125 @@ export function bubblewrapWorks(): boolean {
   return bubblewrapChecked;
 }
 
+/** Where a sandboxed command sees its workspace (its working directory and HOME), whatever its host path. */
+export const SANDBOX_WORKSPACE = "/workspace";
+
+/** Top-level host entries the sandbox makes itself, or that {@link SANDBOX_WORKSPACE} replaces. */
+const OWN_TOP_LEVEL = new Set(["proc", "dev", "tmp", SANDBOX_WORKSPACE.slice(1)]);
+
 /**
- * The bwrap arguments that cover `paths` inside the sandbox, resolved now
- * (a path may be created after start-up, e.g. the data directory, or be
- * reached through a symlink). Paths under /tmp are already hidden by the
- * sandbox's private /tmp, and "/" is never covered.
+ * The bwrap arguments that rebuild the host's root read-only from its
+ * top-level entries (each bound read-only, a symlink such as /bin -> usr/bin
+ * made again). Binding "/" itself would leave no place to make
+ * {@link SANDBOX_WORKSPACE} where the host has none: the sandbox's own root
+ * is a tmpfs, so it can, and it is made read-only once everything is mounted.
  */
-export async function hiddenPathArgs(paths: readonly string[]): Promise<string[]> {
+export async function hostRootArgs(): Promise<string[]> {
   const args: string[] = [];
-  for (const path of paths) {
-    const real = await realpath(resolve(path)).catch(() => undefined);
-    if (real === undefined || real === "/" || real === "/tmp" || real.startsWith("/tmp/")) continue;
-    const info = await stat(real).catch(() => undefined);
+  for (const name of (await readdir("/")).sort()) {
+    if (OWN_TOP_LEVEL.has(name)) continue;
+    const path = `/${name}`;
+    const info = await lstat(path).catch(() => undefined);
     if (!info) continue;
-    args.push(...(info.isDirectory() ? ["--tmpfs", real] : ["--ro-bind", "/dev/null", real]));
+    if (info.isSymbolicLink()) args.push("--symlink", await readlink(path), path);
+    else args.push("--ro-bind", path, path);
   }
   return args;
 }
 
+/** The mounts of one command's sandbox, resolved as it starts ({@link sandboxMounts}). */
+export interface SandboxMounts {
+  /** The host's root, rebuilt read-only ({@link hostRootArgs}). */
+  root: string[];
+  /** Covers over the private paths at their host paths, the workspace's own host path among them. */
+  hidden: string[];
+  /** Covers over the private paths inside the workspace, at their /workspace paths, their parents pinned. */
+  insideWorkspace: string[];
+}
+
+/**
+ * The mounts that keep `hiddenPaths` out of a sandbox running in
+ * `workspace` (a real path), resolved now: a path may be created after
+ * start-up (the data directory) or be reached through a symlink; one that
+ * does not exist is skipped, "/" is never covered, and paths under /tmp
+ * are hidden by the sandbox's private /tmp already. A directory is covered
+ * by an empty tmpfs, a file by /dev/null.
+ *
+ * A private path inside the workspace is covered again at its /workspace
+ * path after the workspace's bind, which would re-expose it otherwise; and
+ * each of its parents inside the workspace is bound onto itself (still
+ * writable), because a mount point cannot be renamed: a command that
+ * moved a parent would otherwise take the path out of where the operator
+ * named it, and the next command would see it uncovered.
+ */
+export async function sandboxMounts(workspace: string, hiddenPaths: readonly string[]): Promise<SandboxMounts> {
+  const hidden: string[] = [];
+  const inside: { path: string; directory: boolean }[] = [];
+  for (const path of [...hiddenPaths, workspace]) {
+    const real = await realpath(resolve(path)).catch(() => undefined);
+    if (real === undefined || real === "/") continue;
+    const info = await stat(real).catch(() => undefined);
+    if (!info) continue;
+    if (real.startsWith(workspace + sep)) inside.push({ path: relative(workspace, real), directory: info.isDirectory() });
+    if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, info.isDirectory()));
+  }
+  return { root: await hostRootArgs(), hidden, insideWorkspace: insideWorkspaceArgs(workspace, inside) };
+}
+
+/** Pins, then covers, for the private paths inside the workspace (relative to it); one inside another is covered by it. */
+function insideWorkspaceArgs(workspace: string, inside: readonly { path: string; directory: boolean }[]): string[] {
+  const outermost = inside.filter(({ path }) => !inside.some((other) => path.startsWith(other.path + sep)));
+  const parents = new Set<string>();
+  for (const { path } of outermost) {
+    const segments = path.split(sep);
+    for (let i = 1; i < segments.length; i++) parents.add(segments.slice(0, i).join(sep));
+  }
+  const pins = [...parents].sort().flatMap((parent) => ["--bind", join(workspace, parent), join(SANDBOX_WORKSPACE, parent)]);
+  return [...pins, ...outermost.flatMap(({ path, directory }) => cover(join(SANDBOX_WORKSPACE, path), directory))];
+}
+
+function cover(path: string, directory: boolean): string[] {
+  return directory ? ["--tmpfs", path] : ["--ro-bind", "/dev/null", path];
+}
+
 /**
  * The command line that runs `argv` in a sandbox whose only writable place
- * is `workspace`; `hidden` ({@link hiddenPathArgs}) comes before the
- * workspace's bind, so a workspace inside a hidden directory stays usable.
+ * is the workspace, seen at {@link SANDBOX_WORKSPACE} (cwd and HOME), so
+ * neither the host's layout nor the runtime's and worker's ids reach the
+ * model, and transcripts do not depend on where the operator keeps data.
+ * The hidden paths are covered before the workspace's bind, so a workspace
+ * inside a hidden directory (its root) stays usable, and those inside the
+ * workspace after it.
  */
-export function sandboxedArgv(argv: readonly string[], workspace: string, hidden: readonly string[] = []): string[] {
+export function sandboxedArgv(argv: readonly string[], workspace: string, mounts: SandboxMounts): string[] {
   return [
     "bwrap",
     ...namespaceArgs(),
     "--die-with-parent",
     "--new-session",
-    "--ro-bind",
-    "/",
-    "/",
+    ...mounts.root,
     "--dev",
     "/dev",
     "--proc",
     "/proc",
     "--tmpfs",
     "/tmp",
-    ...hidden,
+    ...mounts.hidden,
     "--bind",
     workspace,
-    workspace,
+    SANDBOX_WORKSPACE,
+    ...mounts.insideWorkspace,
+    "--remount-ro",
+    "/",
     "--chdir",
-    workspace,
+    SANDBOX_WORKSPACE,
     "--clearenv",
     "--setenv",
     "PATH",
     "/usr/local/bin:/usr/bin:/bin",
     "--setenv",
     "HOME",
-    workspace,
+    SANDBOX_WORKSPACE,
     "--setenv",
     "LANG",
     "C.UTF-8",

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { splitCommandWords } from "./command-words.js";
-import { hiddenPathArgs, sandboxedArgv } from "./shell-sandbox.js";
+import { sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -50,7 +50,7 @@ export const runCommandTool: ToolDefinition = {
     const line = commandLine(command, context.shellPolicy);
     const argv =
       context.shellSandbox === "bubblewrap"
-        ? sandboxedArgv(line, workspace.root, await hiddenPathArgs(context.shellHiddenPaths ?? []))
+        ? sandboxedArgv(line, workspace.root, await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []))
         : line;
     const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut

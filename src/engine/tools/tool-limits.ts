@@ -26,6 +26,10 @@ export interface ToolLimits {
   maxSearchFiles: number;
   /** Bytes one search_files reads, all files together, before it stops. */
   maxSearchTotalBytes: number;
+  /** Directory entries one search_files or list_files reads, all directories together, before it stops. */
+  maxWalkEntries: number;
+  /** Directory levels below its start one search_files or recursive list_files descends. */
+  maxWalkDepth: number;
 }
 
 /** Defaults sized for a model context of a few tens of thousands of tokens. */
@@ -41,4 +45,6 @@ export const DEFAULT_TOOL_LIMITS: ToolLimits = {
   maxSearchFileBytes: 1024 * 1024,
   maxSearchFiles: 5_000,
   maxSearchTotalBytes: 64 * 1024 * 1024,
+  maxWalkEntries: 50_000,
+  maxWalkDepth: 32,
 };

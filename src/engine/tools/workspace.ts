@@ -19,6 +19,8 @@ export class Workspace {
   private constructor(
     /** Real path of the workspace root. */
     readonly root: string,
+    /** Real paths strictly inside the root that the runtime keeps private ({@link withPrivatePaths}). */
+    private readonly privatePaths: readonly string[] = [],
   ) {}
 
   /** Opens a workspace; the directory must exist. */
@@ -52,6 +54,23 @@ export class Workspace {
     return new Workspace(current);
   }
 
+  /**
+   * This workspace with the paths the runtime keeps private: those strictly
+   * inside it are refused to the file tools and left out of listings and
+   * searches, as the sandbox covers them from commands.
+   */
+  withPrivatePaths(paths: PrivatePaths): Workspace {
+    return new Workspace(
+      this.root,
+      [...paths.operator, ...paths.roots].filter((real) => real.startsWith(this.root + sep)),
+    );
+  }
+
+  /** Whether a host path inside the workspace is, or lies under, a private path. */
+  isPrivate(hostPath: string): boolean {
+    return this.privatePaths.some((path) => hostPath === path || hostPath.startsWith(path + sep));
+  }
+
   /** Resolves a path that must exist (read, list, search, edit). */
   async resolveExisting(path: string): Promise<string> {
     const lexical = this.lexical(path);
@@ -63,6 +82,7 @@ export class Workspace {
       throw cause;
     }
     this.assertInside(real, path);
+    this.assertNotPrivate(real, path);
     return real;
   }
 
@@ -87,6 +107,7 @@ export class Workspace {
         throw cause;
       }
       this.assertInside(real, path);
+      this.assertNotPrivate(real, path);
       return real;
     }
     let ancestor = dirname(lexical);
@@ -94,7 +115,9 @@ export class Workspace {
       try {
         const realAncestor = await realpath(ancestor);
         this.assertInside(realAncestor, path);
-        return join(realAncestor, relative(ancestor, lexical));
+        const target = join(realAncestor, relative(ancestor, lexical));
+        this.assertNotPrivate(target, path);
+        return target;
       } catch (cause) {
         if (!isNotFound(cause)) throw cause;
         ancestor = dirname(ancestor);
@@ -124,6 +147,10 @@ export class Workspace {
     }
   }
 
+  private assertNotPrivate(real: string, path: string): void {
+    if (this.isPrivate(real)) throw new ToolError(`refused: ${path} is private to this runtime`);
+  }
+
   private contains(hostPath: string): boolean {
     return hostPath === this.root || hostPath.startsWith(this.root + sep);
   }
@@ -131,4 +158,50 @@ export class Workspace {
 
 function isNotFound(error: unknown): boolean {
   return error instanceof Error && "code" in error && (error.code === "ENOENT" || error.code === "ENOTDIR");
+}
+
+/**
+ * The paths a runtime keeps private, as real paths resolved when a run
+ * starts (one that does not exist then is dropped): the operator's
+ * `hiddenPaths` (secrets, token, data directory; the roots among them left
+ * out) and the workspace roots, where other workers' workspaces are.
+ */
+export interface PrivatePaths {
+  operator: readonly string[];
+  roots: readonly string[];
+  /** The worker's own root, when the run names it. */
+  ownRoot: string | undefined;
+}
+
+/** Resolves {@link PrivatePaths}. */
+export async function resolvePrivatePaths(
+  operatorPaths: readonly string[],
+  roots: readonly string[],
+  ownRoot: string | undefined,
+): Promise<PrivatePaths> {
+  const resolved = async (paths: readonly string[]): Promise<string[]> =>
+    (await Promise.all(paths.map((path) => realpath(resolve(path)).catch(() => undefined)))).filter((real) => real !== undefined);
+  const realRoots = await resolved(roots);
+  return {
+    operator: (await resolved(operatorPaths)).filter((real) => !realRoots.includes(real)),
+    roots: realRoots,
+    ownRoot: ownRoot === undefined ? undefined : (await resolved([ownRoot]))[0],
+  };
+}
+
+/**
+ * Refuses a workspace directory that is, or lies inside, one of the
+ * operator's private paths under its own root (the data directory kept
+ * under the root, say): the worker would read and write the runtime's
+ * private files. Checked before the directory is made and again on its
+ * real path. A private path that contains the root is the operator's
+ * layout (roots kept inside the data directory) and allowed.
+ */
+export function assertNotInsidePrivate(dir: string, paths: PrivatePaths): void {
+  const { ownRoot } = paths;
+  if (ownRoot === undefined) return;
+  const within = (path: string, parent: string): boolean => path === parent || path.startsWith(parent + sep);
+  if (paths.operator.some((real) => real !== ownRoot && within(real, ownRoot) && within(dir, real))) {
+    throw new ToolError("the worker's workspace lies inside a path this runtime keeps private");
+  }
 }
