@@ -30,8 +30,8 @@ const HEADER_BYTES = 28;
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Encodes a checkpoint file; undefined when it would be too large to read back as one frame. */
-export function encodeRunIndexCheckpoint({ state, lastCrc }: RunIndexCheckpoint): Buffer | undefined {
+/** Encodes a checkpoint file; undefined when it would be larger than one frame may be (`maxBytes`, at most the 64 MiB open reads). */
+export function encodeRunIndexCheckpoint({ state, lastCrc }: RunIndexCheckpoint, maxBytes = MAX_BODY_BYTES): Buffer | undefined {
   const header = Buffer.alloc(HEADER_BYTES);
   header.writeBigUInt64BE(BigInt(state.lastSeq), 0);
   header.writeUInt32BE(lastCrc, 8);
@@ -49,7 +49,7 @@ export function encodeRunIndexCheckpoint({ state, lastCrc }: RunIndexCheckpoint)
     u32s(state.requests.map((r) => r.ordinal)),
     packFields(state.requests.flatMap((r) => [utf8.encode(r.requestId), utf8.encode(r.fingerprint)])),
   ]);
-  return body.length > MAX_BODY_BYTES ? undefined : encodeSnapshot(body);
+  return body.length > Math.min(maxBytes, MAX_BODY_BYTES) ? undefined : encodeSnapshot(body);
 }
 
 /** Decodes a checkpoint file, or says why it cannot be used. */

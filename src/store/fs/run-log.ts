@@ -5,7 +5,7 @@ import { StoreWriteError, type PutRunInit, type RestoredWorker, type StoredRun }
 import { crc32 } from "./crc32.js";
 import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
-import type { LogRecord } from "./record-frame.js";
+import { MAX_BODY_BYTES, type LogRecord } from "./record-frame.js";
 import { RunIndex } from "./run-index.js";
 import { decodeRunIndexCheckpoint, encodeRunIndexCheckpoint } from "./run-index-checkpoint.js";
 import { decodeRunRecord, encodeRunRecord, type RunRecord } from "./run-record.js";
@@ -28,7 +28,23 @@ export const RUN_CHECKPOINT_FILE = "run-index.checkpoint";
  * amounts are past the checkpoint (a shorter tail costs less to read at open
  * than three fsyncs cost at close).
  */
-export const RUN_CHECKPOINT = { everyRecords: 1024, everyBytes: 8 * 1024 * 1024, atCloseRecords: 64, atCloseBytes: 1024 * 1024 };
+export const RUN_CHECKPOINT: RunCheckpointBounds = {
+  everyRecords: 1024,
+  everyBytes: 8 * 1024 * 1024,
+  atCloseRecords: 64,
+  atCloseBytes: 1024 * 1024,
+  frameBytes: MAX_BODY_BYTES,
+};
+
+/** The bounds of {@link RUN_CHECKPOINT}; a test lowers them through `FileStoreOptions.runCheckpoint`. */
+export interface RunCheckpointBounds {
+  everyRecords: number;
+  everyBytes: number;
+  atCloseRecords: number;
+  atCloseBytes: number;
+  /** The largest frame a checkpoint is written as. */
+  frameBytes: number;
+}
 
 /** What open found in the runs log. */
 export type RestoredRuns = Pick<RestoredWorker, "runCount" | "unfinishedRuns" | "recentRequestIds">;
@@ -39,6 +55,7 @@ export interface RunLogInit {
   /** The checkpoint file, relative to the data dir. */
   checkpointFile: string;
   stats: FileStoreStats;
+  bounds: RunCheckpointBounds;
 }
 
 /** Run records made durable, counted since open. */
@@ -91,7 +108,8 @@ export class RunLog {
     }
     if (last === undefined) return;
     this.lastCrc = crc32(last);
-    if (!this.stopped && past(this.applied, this.attempted, RUN_CHECKPOINT.everyRecords, RUN_CHECKPOINT.everyBytes)) this.startCheckpoint();
+    if (!this.stopped && past(this.applied, this.attempted, this.init.bounds.everyRecords, this.init.bounds.everyBytes))
+      this.startCheckpoint();
   };
 
   /**
@@ -185,7 +203,7 @@ export class RunLog {
    * shortcut, so a failure to write it is not an error (open falls back).
    */
   async checkpointAtClose(): Promise<void> {
-    if (past(this.applied, this.checkpointed, RUN_CHECKPOINT.atCloseRecords, RUN_CHECKPOINT.atCloseBytes)) await this.writeCheckpoint();
+    if (past(this.applied, this.checkpointed, this.init.bounds.atCloseRecords, this.init.bounds.atCloseBytes)) await this.writeCheckpoint();
   }
 
   private apply(header: RunRecord, record: LogRecord): void {
@@ -199,7 +217,7 @@ export class RunLog {
     if (this.writing) return;
     const written = this.writeCheckpoint().finally(() => {
       if (this.writing === written) this.writing = undefined;
-      if (!this.stopped && past(this.applied, this.attempted, RUN_CHECKPOINT.everyRecords, RUN_CHECKPOINT.everyBytes)) {
+      if (!this.stopped && past(this.applied, this.attempted, this.init.bounds.everyRecords, this.init.bounds.everyBytes)) {
         this.startCheckpoint();
       }
     });
@@ -215,7 +233,7 @@ export class RunLog {
     if (!this.complete || this.log.damaged !== undefined || this.index.lastSeq === 0) return;
     const at = { ...this.applied };
     this.attempted = at;
-    const bytes = encodeRunIndexCheckpoint({ state: this.index.state(), lastCrc: this.lastCrc });
+    const bytes = encodeRunIndexCheckpoint({ state: this.index.state(), lastCrc: this.lastCrc }, this.init.bounds.frameBytes);
     if (!bytes) return;
     try {
       await this.init.disk.replaceFile(this.init.checkpointFile, bytes);

@@ -3,13 +3,15 @@ import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { workerDir } from "./layout.js";
-import { RUN_CHECKPOINT_FILE, RunLog } from "./run-log.js";
+import { RUN_CHECKPOINT_FILE, RunLog, type RunCheckpointBounds } from "./run-log.js";
 import { SegmentedLog } from "./segmented-log.js";
 
 /** Sizing and hooks shared by every worker log of the store. */
 export interface LogSettings {
   segmentBytes: number;
   eventRetention: number;
+  /** When and how run index checkpoints are written (run-log.ts). */
+  runCheckpoint: RunCheckpointBounds;
   /** Told when a read finds a worker's stored data damaged (see FileStoreOptions). */
   onCorruption?: (workerId: string, message: string) => void;
 }
@@ -66,7 +68,12 @@ export class WorkerFiles {
       dir: path.join(this.dir, "runs"),
       onDurable: (records) => runs?.onDurable(records),
     });
-    runs = new RunLog(this.runLog, { disk, checkpointFile: path.join(this.dir, "runs", RUN_CHECKPOINT_FILE), stats });
+    runs = new RunLog(this.runLog, {
+      disk,
+      checkpointFile: path.join(this.dir, "runs", RUN_CHECKPOINT_FILE),
+      stats,
+      bounds: settings.runCheckpoint,
+    });
     this.runs = runs;
   }
 
