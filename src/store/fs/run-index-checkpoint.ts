@@ -153,12 +153,12 @@ function* sectionFrames(
   frame: (body: Buffer) => Buffer,
   next: () => Buffer | undefined,
 ): Generator<Buffer, void, undefined> {
-  let parts: Buffer[] = [Uint8Array.of(kind) as Buffer];
+  let parts: Uint8Array[] = [Uint8Array.of(kind)];
   let size = 1;
   for (let entry = next(); entry !== undefined; entry = next()) {
     if (parts.length > 1 && size + entry.length > frameBytes) {
       yield frame(Buffer.concat(parts, size));
-      parts = [Uint8Array.of(kind) as Buffer];
+      parts = [Uint8Array.of(kind)];
       size = 1;
     }
     parts.push(entry);
