@@ -239,7 +239,9 @@ class FileStoreImpl implements FileStore {
   /**
    * Refuses writes from the first call on, waits for every write already
    * accepted, writes the run index checkpoints that are due (so the next
-   * open reads little of the run logs), then releases the lock: nothing is
+   * open reads little of the run logs; a checkpoint being built is
+   * abandoned and none is built for a worker over `atCloseMaxRuns`, so the
+   * close does not grow with any worker's history), then releases the lock: nothing is
    * written into the data dir once another process may own it. Later calls
    * wait for the first.
    */

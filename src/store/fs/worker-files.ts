@@ -134,9 +134,9 @@ export class WorkerFiles {
   }
 
   /**
-   * Waits for every queued write of this worker, the run index checkpoint
-   * included, and stops checkpointing: the worker is being deleted or the
-   * store closes.
+   * Waits for every queued write of this worker and stops checkpointing,
+   * abandoning a run index checkpoint being built (at its next frame): the
+   * worker is being deleted or the store closes.
    */
   async drain(): Promise<void> {
     await this.snapshotChain;
