@@ -7,10 +7,10 @@ import { noopMetrics, type RuntimeMetrics } from "../../runtime/index.js";
  * Test-only fault injection. Each hook runs just before the store writes or
  * fsyncs a file and may throw (for example an `ENOSPC` error) to make that
  * operation fail exactly like a full disk would. `file` is relative to the
- * data dir. Production configurations leave this unset.
+ * data dir; `bytes` is how much one write writes. Production configurations leave this unset.
  */
 export interface FileStoreFaults {
-  beforeWrite?(file: string): void;
+  beforeWrite?(file: string, bytes: number): void;
   beforeSync?(file: string): void;
 }
 
@@ -34,7 +34,7 @@ export class Disk {
 
   /** Writes all of `bytes` at `position`. */
   async write(fh: FileHandle, rel: string, bytes: Uint8Array, position: number): Promise<void> {
-    this.faults.beforeWrite?.(rel);
+    this.faults.beforeWrite?.(rel, bytes.length);
     let done = 0;
     while (done < bytes.length) {
       const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
@@ -81,14 +81,24 @@ export class Disk {
   /**
    * Replaces a file atomically: write a temp file in the same directory,
    * fsync it, rename it over the target, fsync the directory. A crash leaves
-   * either the old or the new content, never a mix.
+   * either the old or the new content, never a mix. Content given as chunks
+   * is written one chunk per write, asking for the next only after the
+   * previous one is written (so a lazy encoder does one chunk per turn of the
+   * event loop); once `signal` is aborted, before the rename, the temp file
+   * is removed, the target is left as it was, and the call rejects.
    */
-  async replaceFile(rel: string, bytes: Uint8Array): Promise<void> {
+  async replaceFile(rel: string, content: Uint8Array | Iterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
     const tmp = `${rel}.tmp-${randomBytes(4).toString("hex")}`;
     const fh = await open(this.abs(tmp), "w");
     try {
-      await this.write(fh, tmp, bytes, 0);
+      let position = 0;
+      for (const chunk of content instanceof Uint8Array ? [content] : content) {
+        signal?.throwIfAborted();
+        await this.write(fh, tmp, chunk, position);
+        position += chunk.length;
+      }
       await this.sync(fh, tmp);
+      signal?.throwIfAborted();
     } catch (error) {
       await fh.close();
       await unlink(this.abs(tmp)).catch(() => undefined);

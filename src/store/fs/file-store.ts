@@ -23,6 +23,7 @@ import { openWorkers } from "./open-workers.js";
 import { readConfigBundles, writeConfigBundle } from "./config-bundle-files.js";
 import { openRuntimeEventLog } from "./runtime-event-log.js";
 import { openRuntimeId } from "./runtime-id.js";
+import { RUN_CHECKPOINT, type RunCheckpointBounds } from "./run-log.js";
 import type { SegmentedLog } from "./segmented-log.js";
 import type { LogSettings } from "./worker-files.js";
 import { WorkerRegistry } from "./worker-registry.js";
@@ -53,6 +54,12 @@ export interface FileStoreOptions {
    * serve the worker as FAILED with `message` as its diagnostic.
    */
   onCorruption?(workerId: string | undefined, message: string): void;
+  /**
+   * Test-only: other bounds for the run index checkpoint than the defaults
+   * (`RUN_CHECKPOINT` in run-log.ts), so that a test can reach one without
+   * writing megabytes of runs.
+   */
+  runCheckpoint?: Partial<RunCheckpointBounds>;
   /** Test-only fault injection (see {@link FileStoreFaults}). */
   faults?: FileStoreFaults;
   /** Where fsync and group-commit timings are counted (the runtime's metrics); nowhere by default. */
@@ -99,6 +106,7 @@ class FileStoreImpl implements FileStore {
     this.settings = {
       segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
       eventRetention: options.eventRetention ?? 100_000,
+      runCheckpoint: { ...RUN_CHECKPOINT, ...options.runCheckpoint },
       onCorruption: (workerId, message) => this.reportCorruption(workerId, message),
     };
     this.registry = new WorkerRegistry(this.disk, this.settings, this.stats);
@@ -231,7 +239,9 @@ class FileStoreImpl implements FileStore {
   /**
    * Refuses writes from the first call on, waits for every write already
    * accepted, writes the run index checkpoints that are due (so the next
-   * open reads little of the run logs), then releases the lock: nothing is
+   * open reads little of the run logs; a checkpoint being built is
+   * abandoned and none is built for a worker over `atCloseMaxRuns`, so the
+   * close does not grow with any worker's history), then releases the lock: nothing is
    * written into the data dir once another process may own it. Later calls
    * wait for the first.
    */

@@ -1,5 +1,6 @@
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { DEFAULT_LIMITS, RequestIdMemory } from "../../runtime/index.js";
+import type { RunIndexSource } from "./run-index-checkpoint.js";
 import type { RunRecord } from "./run-record.js";
 
 /** Request ids handed back at open for SendInput idempotency: as many as the core keeps by default. */
@@ -46,6 +47,8 @@ export class RunIndex {
   private readonly unfinished = new Map<string, number>();
   private readonly requests = new RequestIdMemory<RecentRequest>(RECENT_REQUEST_IDS);
   private applied = 0;
+  /** The view a checkpoint is being encoded from, if any: the seqs it needs that records applied since replaced. */
+  private frozen: { runCount: number; replaced: Map<number, number> } | undefined;
 
   /** Seq of the last record applied (0 when none). */
   get lastSeq(): number {
@@ -75,6 +78,9 @@ export class RunIndex {
       ordinal = this.latest.push(seq);
       this.byId.set(runId, ordinal);
     } else {
+      const frozen = this.frozen;
+      if (frozen && ordinal <= frozen.runCount && !frozen.replaced.has(ordinal))
+        frozen.replaced.set(ordinal, this.latest[ordinal - 1] ?? 0);
       this.latest[ordinal - 1] = seq;
     }
     // Map.set keeps the position of a run that was already unfinished.
@@ -94,18 +100,40 @@ export class RunIndex {
     return this.requests.values();
   }
 
-  /** A copy of the state, for a checkpoint. O(runs); ordinals follow the Map's insertion order. */
-  state(): RunIndexState {
+  /**
+   * The index as it is now, for a checkpoint encoded a frame at a time while
+   * records keep being applied: the unfinished runs and request ids (a few)
+   * are copied, the runs are read lazily by ordinal, and a run whose latest
+   * version changes meanwhile keeps its old seq in the view (copy on write),
+   * so freezing costs O(1) in the number of runs. One view at a time; the
+   * caller releases it when done.
+   */
+  freeze(lastCrc: number): RunIndexSource & { release(): void } {
+    if (this.frozen) throw new Error("run index: a checkpoint is already being encoded");
+    const frozen = { runCount: this.latest.length, replaced: new Map<number, number>() };
+    this.frozen = frozen;
+    const { byId, latest } = this;
     return {
       lastSeq: this.applied,
-      runIds: [...this.byId.keys()],
-      latest: this.latest.slice(),
+      lastCrc,
+      runCount: frozen.runCount,
+      *runs() {
+        let ordinal = 0;
+        // A Map's iterator goes on past entries added after it was made: stop at the frozen count.
+        for (const runId of byId.keys()) {
+          if (++ordinal > frozen.runCount) return;
+          yield [runId, frozen.replaced.get(ordinal) ?? latest[ordinal - 1] ?? 0] as const;
+        }
+      },
       unfinished: this.unfinishedOrdinals(),
       requests: this.requests.values().map(({ requestId, runId, fingerprint }) => ({
         requestId,
         ordinal: this.byId.get(runId) ?? 0,
         fingerprint,
       })),
+      release: () => {
+        if (this.frozen === frozen) this.frozen = undefined;
+      },
     };
   }
 

@@ -7,7 +7,7 @@ import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import type { LogRecord } from "./record-frame.js";
 import { RunIndex } from "./run-index.js";
-import { decodeRunIndexCheckpoint, encodeRunIndexCheckpoint } from "./run-index-checkpoint.js";
+import { decodeRunIndexCheckpoint, runIndexCheckpointFrames } from "./run-index-checkpoint.js";
 import { decodeRunRecord, encodeRunRecord, type RunRecord } from "./run-record.js";
 import type { SegmentedLog } from "./segmented-log.js";
 
@@ -28,7 +28,35 @@ export const RUN_CHECKPOINT_FILE = "run-index.checkpoint";
  * amounts are past the checkpoint (a shorter tail costs less to read at open
  * than three fsyncs cost at close).
  */
-export const RUN_CHECKPOINT = { everyRecords: 1024, everyBytes: 8 * 1024 * 1024, atCloseRecords: 64, atCloseBytes: 1024 * 1024 };
+export const RUN_CHECKPOINT: RunCheckpointBounds = {
+  everyRecords: 1024,
+  everyBytes: 8 * 1024 * 1024,
+  atCloseRecords: 64,
+  atCloseBytes: 1024 * 1024,
+  frameBytes: 64 * 1024,
+  atCloseMaxRuns: 100_000,
+};
+
+/** The bounds of {@link RUN_CHECKPOINT}; a test lowers them through `FileStoreOptions.runCheckpoint`. */
+export interface RunCheckpointBounds {
+  everyRecords: number;
+  everyBytes: number;
+  atCloseRecords: number;
+  atCloseBytes: number;
+  /**
+   * Bytes of entries per frame of the checkpoint file: the most encoded in
+   * one turn of the event loop (64 KiB, about 1,500 runs) before the write
+   * of that frame lets other work run.
+   */
+  frameBytes: number;
+  /**
+   * Close writes no checkpoint for a worker with more runs (100,000, about
+   * 5 MiB of checkpoint) and abandons one being built: close must not wait
+   * for a build that grows with a worker's history, and the background
+   * checkpoint already keeps open's tail to about one interval.
+   */
+  atCloseMaxRuns: number;
+}
 
 /** What open found in the runs log. */
 export type RestoredRuns = Pick<RestoredWorker, "runCount" | "unfinishedRuns" | "recentRequestIds">;
@@ -39,6 +67,7 @@ export interface RunLogInit {
   /** The checkpoint file, relative to the data dir. */
   checkpointFile: string;
   stats: FileStoreStats;
+  bounds: RunCheckpointBounds;
 }
 
 /** Run records made durable, counted since open. */
@@ -74,6 +103,8 @@ export class RunLog {
   private attempted: Progress = { records: 0, bytes: 0 };
   private writing: Promise<void> | undefined;
   private stopped = false;
+  /** Aborted by {@link settle}: a background checkpoint stops at its next frame. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly log: SegmentedLog,
@@ -91,7 +122,8 @@ export class RunLog {
     }
     if (last === undefined) return;
     this.lastCrc = crc32(last);
-    if (!this.stopped && past(this.applied, this.attempted, RUN_CHECKPOINT.everyRecords, RUN_CHECKPOINT.everyBytes)) this.startCheckpoint();
+    if (!this.stopped && past(this.applied, this.attempted, this.init.bounds.everyRecords, this.init.bounds.everyBytes))
+      this.startCheckpoint();
   };
 
   /**
@@ -171,21 +203,26 @@ export class RunLog {
   }
 
   /**
-   * Stops writing checkpoints and waits for the one being written: the
-   * worker is going away (deleted, or the store closes). Never rejects.
+   * Stops writing checkpoints and abandons the one being built (it stops at
+   * its next frame and removes its temp file, the previous checkpoint
+   * staying in place): the worker is going away (deleted, or the store
+   * closes), and a build grows with the worker's history. Never rejects.
    */
   async settle(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     await this.writing;
   }
 
   /**
    * At close, after {@link settle}: writes a last checkpoint if enough run
-   * records came after the one on disk. A checkpoint is only ever a
+   * records came after the one on disk and the worker is not over
+   * `atCloseMaxRuns`. A checkpoint is only ever a
    * shortcut, so a failure to write it is not an error (open falls back).
    */
   async checkpointAtClose(): Promise<void> {
-    if (past(this.applied, this.checkpointed, RUN_CHECKPOINT.atCloseRecords, RUN_CHECKPOINT.atCloseBytes)) await this.writeCheckpoint();
+    if (this.index.count > this.init.bounds.atCloseMaxRuns) return;
+    if (past(this.applied, this.checkpointed, this.init.bounds.atCloseRecords, this.init.bounds.atCloseBytes)) await this.writeCheckpoint();
   }
 
   private apply(header: RunRecord, record: LogRecord): void {
@@ -197,9 +234,9 @@ export class RunLog {
   /** Starts a checkpoint in the background unless one is being written; chains another if the log moved on meanwhile. */
   private startCheckpoint(): void {
     if (this.writing) return;
-    const written = this.writeCheckpoint().finally(() => {
+    const written = this.writeCheckpoint(this.stopping.signal).finally(() => {
       if (this.writing === written) this.writing = undefined;
-      if (!this.stopped && past(this.applied, this.attempted, RUN_CHECKPOINT.everyRecords, RUN_CHECKPOINT.everyBytes)) {
+      if (!this.stopped && past(this.applied, this.attempted, this.init.bounds.everyRecords, this.init.bounds.everyBytes)) {
         this.startCheckpoint();
       }
     });
@@ -207,21 +244,24 @@ export class RunLog {
   }
 
   /**
-   * Writes the index as of the last durable record (state taken now, before
-   * any await), atomically (temp file, fsync, rename, fsync dir). Only a
-   * complete index of an undamaged log is written. Never rejects.
+   * Writes the index as of the last durable record (frozen now, before any
+   * await) atomically (temp file, fsync, rename, fsync dir), encoding one
+   * frame per write so that the event loop turns between frames; stops at
+   * the next frame once `signal` is aborted. Only a complete index of an
+   * undamaged log is written. Never rejects.
    */
-  private async writeCheckpoint(): Promise<void> {
+  private async writeCheckpoint(signal?: AbortSignal): Promise<void> {
     if (!this.complete || this.log.damaged !== undefined || this.index.lastSeq === 0) return;
     const at = { ...this.applied };
     this.attempted = at;
-    const bytes = encodeRunIndexCheckpoint({ state: this.index.state(), lastCrc: this.lastCrc });
-    if (!bytes) return;
+    const source = this.index.freeze(this.lastCrc);
     try {
-      await this.init.disk.replaceFile(this.init.checkpointFile, bytes);
+      await this.init.disk.replaceFile(this.init.checkpointFile, runIndexCheckpointFrames(source, this.init.bounds.frameBytes), signal);
       this.checkpointed = at;
     } catch {
       // Open reads more of the log until a later checkpoint is written.
+    } finally {
+      source.release();
     }
   }
 

@@ -3,13 +3,15 @@ import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { workerDir } from "./layout.js";
-import { RUN_CHECKPOINT_FILE, RunLog } from "./run-log.js";
+import { RUN_CHECKPOINT_FILE, RunLog, type RunCheckpointBounds } from "./run-log.js";
 import { SegmentedLog } from "./segmented-log.js";
 
 /** Sizing and hooks shared by every worker log of the store. */
 export interface LogSettings {
   segmentBytes: number;
   eventRetention: number;
+  /** When and how run index checkpoints are written (run-log.ts). */
+  runCheckpoint: RunCheckpointBounds;
   /** Told when a read finds a worker's stored data damaged (see FileStoreOptions). */
   onCorruption?: (workerId: string, message: string) => void;
 }
@@ -66,7 +68,12 @@ export class WorkerFiles {
       dir: path.join(this.dir, "runs"),
       onDurable: (records) => runs?.onDurable(records),
     });
-    runs = new RunLog(this.runLog, { disk, checkpointFile: path.join(this.dir, "runs", RUN_CHECKPOINT_FILE), stats });
+    runs = new RunLog(this.runLog, {
+      disk,
+      checkpointFile: path.join(this.dir, "runs", RUN_CHECKPOINT_FILE),
+      stats,
+      bounds: settings.runCheckpoint,
+    });
     this.runs = runs;
   }
 
@@ -127,9 +134,9 @@ export class WorkerFiles {
   }
 
   /**
-   * Waits for every queued write of this worker, the run index checkpoint
-   * included, and stops checkpointing: the worker is being deleted or the
-   * store closes.
+   * Waits for every queued write of this worker and stops checkpointing,
+   * abandoning a run index checkpoint being built (at its next frame): the
+   * worker is being deleted or the store closes.
    */
   async drain(): Promise<void> {
     await this.snapshotChain;
