@@ -33,7 +33,7 @@ import { RuntimeHealth } from "./runtime-health.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
-import { checkEnum, checkId, checkRequestId, checkTextBytes } from "./validation.js";
+import { checkEnum, checkId, checkRequestId, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
 import { runtimeWatchPlan, workerWatchPlan } from "./watch-plans.js";
 import type { WorkerSession } from "./worker-session.js";
@@ -236,9 +236,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     cancelRun: async (request) => typedStoreErrors(run(request).cancel(request.runId)),
     resolveApproval: async (request, inputOptions) => {
       const session = run(request);
-      if (request.toolCallId === "" || request.toolCallId.length > limits.maxToolCallIdLength) {
-        throw invalidArgument("tool_call_id", `must be 1-${limits.maxToolCallIdLength} characters`);
-      }
+      checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
       const { runId, toolCallId, decision, reason } = request;

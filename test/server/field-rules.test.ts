@@ -195,6 +195,10 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
         clients.interaction.resolveApproval({ worker: ref, runId, toolCallId, decision: ApprovalDecision.REJECT, reason });
     await expectRefused(invalid("an empty tool_call_id", "tool_call_id", resolve("")));
     await expectRefused(invalid("a tool_call_id over its bound", "tool_call_id", resolve("c".repeat(L.maxToolCallIdLength + 1))));
+    // Refused as malformed, not looked up: the APPROVAL_NOT_PENDING message would quote them.
+    for (const bad of ["c\u0007", "c\n1", "\u001b[31mc1", "c\u007f", "c\u0085", "c\u0000"]) {
+      await expectRefused(invalid(`a tool_call_id with a control character (${JSON.stringify(bad)})`, "tool_call_id", resolve(bad)));
+    }
     await expectRefused(
       tooLarge("a reason over its bound", "reason", L.maxApprovalReasonBytes, resolve("c1", "r".repeat(L.maxApprovalReasonBytes + 1))),
     );
