@@ -111,9 +111,12 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       if (existing) {
         if (!existing.embedded && existing.endpoint === endpoint)
           return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
-        throw backendError(Code.AlreadyExists, ErrorReason.INVALID_ARGUMENT, `runtime ${request.runtimeId} is already registered`, {
-          field: "runtime_id",
-        });
+        throw backendError(
+          Code.AlreadyExists,
+          ErrorReason.RUNTIME_ALREADY_REGISTERED,
+          `runtime ${request.runtimeId} is already registered${existing.embedded ? " (the embedded runtime)" : " with another url"}`,
+          { field: "runtime_id", runtime_id: request.runtimeId },
+        );
       }
       if (directory.size >= context.maxRuntimes) {
         throw backendError(

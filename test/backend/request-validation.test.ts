@@ -175,8 +175,17 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
       ErrorReason.UNSUPPORTED,
     );
     expect(embedded.metadata["runtime_id"]).toBe("emb");
-    const taken = await expectError(() => viaBackend.registry.addRuntime({ runtimeId: "rs", url: "http://127.0.0.1:1" }));
-    expect([taken.error.code, taken.detail?.metadata["field"]]).toEqual([Code.AlreadyExists, "runtime_id"]);
+    // A specific reason a client can switch on (a generic INVALID_ARGUMENT would read as a malformed id),
+    // for a remote id with another url and for the embedded runtime's id alike.
+    for (const runtimeId of ["rs", "emb"]) {
+      const taken = await expectError(() => viaBackend.registry.addRuntime({ runtimeId, url: "http://127.0.0.1:1" }));
+      expect([taken.error.code, taken.detail?.reason, taken.detail?.metadata["field"], taken.detail?.metadata["runtime_id"]]).toEqual([
+        Code.AlreadyExists,
+        ErrorReason.RUNTIME_ALREADY_REGISTERED,
+        "runtime_id",
+        runtimeId,
+      ]);
+    }
     expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
   });
 
