@@ -189,6 +189,33 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
     expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
   });
 
+  it("refuses an overlong ListRuntimes page token instead of reading its first 512 characters", async () => {
+    const page = await viaBackend.registry.listRuntimes({ pageSize: 1 });
+    expect(page.nextPageToken).not.toBe("");
+    // The issued token, padded past 512 characters: its first 512 still decode to the same position.
+    const padded = `${page.nextPageToken}=${"A".repeat(600)}`;
+    const { error, detail } = await expectError(() => viaBackend.registry.listRuntimes({ pageSize: 1, pageToken: padded }));
+    expect([error.code, detail?.reason, detail?.metadata["field"]]).toEqual([
+      Code.InvalidArgument,
+      ErrorReason.PAGE_TOKEN_INVALID,
+      "page_token",
+    ]);
+    expect(error.rawMessage).not.toContain("AAAA");
+    // Within the bound too, a token with characters the Backend never writes is refused, not decoded up to them.
+    const labelSelector = { "page-token-test": protocol };
+    for (let i = 0; i < 2; i++) await viaBackend.catalog.createWorker({ runtimeId: "emb", labels: labelSelector });
+    const listings: [string, (pageToken: string) => Promise<unknown>][] = [
+      ["ListRuntimes", (pageToken) => viaBackend.registry.listRuntimes({ pageSize: 1, pageToken })],
+      ["ListWorkers", (pageToken) => viaBackend.catalog.listWorkers({ pageSize: 1, pageToken, labelSelector })],
+    ];
+    const issued = [page.nextPageToken, (await viaBackend.catalog.listWorkers({ pageSize: 1, labelSelector })).nextPageToken];
+    for (const [i, [what, list]] of listings.entries()) {
+      expect(issued[i], what).not.toBe("");
+      const suffixed = await expectError(() => list(`${issued[i]}=AAAA`));
+      expect([suffixed.error.code, suffixed.detail?.reason], what).toEqual([Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID]);
+    }
+  });
+
   it("refuses an empty runtime id in the registry with INVALID_ARGUMENT, not NOT_FOUND", async () => {
     for (const call of [() => viaBackend.registry.getRegisteredRuntime({}), () => viaBackend.registry.removeRuntime({})]) {
       const detail = await expectReason(call, Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
