@@ -265,7 +265,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     stats: () => {
       let subscriptions = runtimeEvents.subscriberCount;
       for (const session of catalog.sessions()) subscriptions += session.events.subscriberCount;
-      return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size };
+      const storeWritesFailing = health.storeDegraded;
+      return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size, storeWritesFailing };
     },
     drain: async (graceMs, cut) => {
       health.startDraining();
