@@ -30,6 +30,7 @@ const SLOW = [
   "test/cli/log-scan.test.ts",
   "test/deploy/container.test.ts",
   "test/cli/metrics-cli.test.ts",
+  "test/store/interrupted-run-duration.test.ts",
 ];
 
 export default defineConfig({

@@ -254,7 +254,10 @@ function decodePosition(token: string, filter: string): Position | undefined {
   if (token === "") return undefined;
   let parsed: unknown;
   try {
-    parsed = token.length <= 2048 ? JSON.parse(Buffer.from(token, "base64url").toString("utf8")) : undefined;
+    // Only what encodePosition writes (unpadded base64url): Node's decoder stops at "=" and skips stray
+    // characters, so a token with anything appended would otherwise still decode.
+    parsed =
+      token.length <= 2048 && /^[A-Za-z0-9_-]+$/.test(token) ? JSON.parse(Buffer.from(token, "base64url").toString("utf8")) : undefined;
   } catch {
     // the typed error below
   }

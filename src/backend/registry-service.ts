@@ -111,9 +111,12 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       if (existing) {
         if (!existing.embedded && existing.endpoint === endpoint)
           return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
-        throw backendError(Code.AlreadyExists, ErrorReason.INVALID_ARGUMENT, `runtime ${request.runtimeId} is already registered`, {
-          field: "runtime_id",
-        });
+        throw backendError(
+          Code.AlreadyExists,
+          ErrorReason.RUNTIME_ALREADY_REGISTERED,
+          `runtime ${request.runtimeId} is already registered${existing.embedded ? " (the embedded runtime)" : " with another url"}`,
+          { field: "runtime_id", runtime_id: request.runtimeId },
+        );
       }
       if (directory.size >= context.maxRuntimes) {
         throw backendError(
@@ -150,10 +153,21 @@ function checkBytes(field: string, value: string, limit: number): void {
   if (bytes > limit) throw fieldTooLarge(field, limit, bytes);
 }
 
+/** Longest ListRuntimes page token read, as a Runtime bounds its own (page-token.ts). */
+const MAX_PAGE_TOKEN_LENGTH = 512;
+
+/**
+ * The runtime id a ListRuntimes page token continues after. Only what this
+ * Backend writes is read: unpadded base64url within the bound. Anything else
+ * is refused whole, never cut or skipped over (Node's decoder stops at "="
+ * and ignores stray characters, so a cut token could still decode).
+ */
 function decodeAfter(token: string): string | undefined {
   if (token === "") return undefined;
+  if (token.length > MAX_PAGE_TOKEN_LENGTH) throw invalidPageToken(`is longer than ${MAX_PAGE_TOKEN_LENGTH} characters`);
+  if (!/^[A-Za-z0-9_-]+$/.test(token)) throw invalidPageToken("is not a valid page token");
   try {
-    const parsed: unknown = JSON.parse(Buffer.from(token.slice(0, 512), "base64url").toString("utf8"));
+    const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
     if (Array.isArray(parsed) && parsed[0] === "backend.runtimes" && typeof parsed[1] === "string") return parsed[1];
   } catch {
     // fall through

@@ -13,7 +13,7 @@ import {
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
-import { errorLogFields } from "../runtime/index.js";
+import { closeForShutdown, type ShutdownOutcome } from "./server-shutdown.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
@@ -59,9 +59,10 @@ ${EXECUTION_USAGE}`;
  * \`worker-runtime backend\`: an embedded runtime plus the remote runtimes of
  * --config behind one API, served on the same listeners (and with the same
  * auth, limits and error mapping) as \`serve\`.
- * Resolves true once it has served and stopped (false for --help).
+ * Resolves with how the shutdown ended once it has served and stopped
+ * (undefined for --help).
  */
-export async function backend(argv: string[]): Promise<boolean> {
+export async function backend(argv: string[]): Promise<ShutdownOutcome | undefined> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -82,7 +83,7 @@ export async function backend(argv: string[]): Promise<boolean> {
   });
   if (values.help) {
     process.stdout.write(`${BACKEND_USAGE}\n`);
-    return false;
+    return undefined;
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
@@ -154,18 +155,15 @@ export async function backend(argv: string[]): Promise<boolean> {
     await runtime.close();
     throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
   });
-  const stopped = new Promise<void>((resolve) => {
+  const stopped = new Promise<ShutdownOutcome>((resolve) => {
     onShutdownSignal(logger, (signal, cut) => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
-      server
-        .close(graceMs, cut)
-        .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
-        .finally(() => {
-          discovery?.stop();
-          service.close();
-          if (metricsServer) void metricsServer.close().finally(resolve);
-          else resolve();
-        });
+      const after = async () => {
+        discovery?.stop();
+        service.close();
+        await metricsServer?.close();
+      };
+      void closeForShutdown({ server, runtime, after, logger }, graceMs, cut).then(resolve);
     });
   });
   discovery?.start();
@@ -180,10 +178,11 @@ export async function backend(argv: string[]): Promise<boolean> {
     remotes: remotes.length,
     bundles: bundles.size,
   });
-  await stopped;
+  const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
-  logger.info("stopped");
-  return true;
+  if (outcome === "clean") logger.info("stopped");
+  else logger.error("stopped after a failed shutdown; exiting 1");
+  return outcome;
 }
 
 /** The longest delay a Node timer takes; past it the timer fires at once (lookups back to back, 1 ms deadlines). */

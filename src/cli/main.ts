@@ -1,12 +1,20 @@
 #!/usr/bin/env node
 import { CLIENT_COMMAND_NAMES } from "./client/command-names.js";
+import type { ShutdownOutcome } from "./server-shutdown.js";
 
 /**
- * Set once a server (`serve`, `backend`) has stopped cleanly: it has closed
- * all it owns, so nothing left (an exporter waiting on a hung trace
- * collector) may keep the process past its termination grace period.
+ * Set once a server (`serve`, `backend`) has stopped: it has closed all it
+ * owns (or failed to, and said so), so nothing left (an exporter waiting on
+ * a hung trace collector) may keep the process past its termination grace
+ * period.
  */
 let serverStopped = false;
+
+/** A stopped server's exit code: 1 when its shutdown failed (server-shutdown.ts), so a supervisor knows. */
+function stoppedWith(outcome: ShutdownOutcome | undefined): number {
+  serverStopped = outcome !== undefined;
+  return outcome === "failed" ? 1 : 0;
+}
 
 /** The `worker-runtime` command line. */
 async function main(argv: string[]): Promise<number> {
@@ -20,12 +28,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case "serve":
-        serverStopped = await serve(rest);
-        return 0;
+        return stoppedWith(await serve(rest));
       case "backend": {
         const { backend } = await import("./backend.js");
-        serverStopped = await backend(rest);
-        return 0;
+        return stoppedWith(await backend(rest));
       }
       case undefined:
       case "help":

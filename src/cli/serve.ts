@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import {
   createRuntime,
-  errorLogFields,
   StoreConflictError,
   type Logger,
   type Runtime,
@@ -15,6 +14,7 @@ import { startTracingFromEnv, type Tracing, TracingConfigError } from "../teleme
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createPinoLogger, LogConfigError, logConfigFromEnv } from "./pino-logger.js";
+import { closeForShutdown, type ShutdownOutcome } from "./server-shutdown.js";
 import {
   METRICS_OPTIONS,
   METRICS_USAGE,
@@ -77,9 +77,10 @@ export const RUNTIME_HOST_OPTIONS = {
 /**
  * `worker-runtime serve`: starts a standalone runtime server, prints one
  * "listening" line once ready, and shuts down gracefully on SIGTERM/SIGINT.
- * Resolves true once it has served and stopped (false for --help).
+ * Resolves with how the shutdown ended once it has served and stopped
+ * (undefined for --help).
  */
-export async function serve(argv: string[]): Promise<boolean> {
+export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined> {
   const { values } = parseArgs({
     args: argv,
     options: { ...RUNTIME_HOST_OPTIONS, ...EXECUTION_OPTIONS, port: { type: "string", default: "7070" } },
@@ -88,7 +89,7 @@ export async function serve(argv: string[]): Promise<boolean> {
   });
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n`);
-    return false;
+    return undefined;
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
@@ -121,24 +122,21 @@ export async function serve(argv: string[]): Promise<boolean> {
   });
   // Handlers first: a supervisor may signal as soon as it reads the listening
   // line, and a signal with no listener kills the process without draining.
-  const stopped = new Promise<void>((resolve) => {
+  const stopped = new Promise<ShutdownOutcome>((resolve) => {
     onShutdownSignal(logger, (signal, cut) => {
       logger.info("shutting down", { signal, grace_ms: graceMs });
-      server
-        .close(graceMs, cut)
-        .catch((error: unknown) => logger.error("shutdown failed", errorLogFields(error)))
-        .then(() => metricsServer?.close())
-        .finally(resolve);
+      void closeForShutdown({ server, runtime, after: () => metricsServer?.close(), logger }, graceMs, cut).then(resolve);
     });
   });
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
   logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
-  await stopped;
+  const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
-  logger.info("stopped");
-  return true;
+  if (outcome === "clean") logger.info("stopped");
+  else logger.error("stopped after a failed shutdown; exiting 1");
+  return outcome;
 }
 
 /**

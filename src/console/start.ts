@@ -18,7 +18,7 @@ const BUNDLE_DIR = fileURLToPath(new URL("../../dist/web/", import.meta.url));
  * `npm start`: the Backend with its embedded runtime on the file store,
  * serving the console; prints "console ready at http://..." once it listens.
  */
-/** Set once the Backend stopped cleanly (see src/cli/main.ts: then nothing may hold the process). */
+/** Set once the Backend stopped (see src/cli/main.ts: then nothing may hold the process). */
 let serverStopped = false;
 
 async function start(argv: string[]): Promise<number> {
@@ -29,8 +29,10 @@ async function start(argv: string[]): Promise<number> {
   // The backend's help follows, and its --port is another port: say what npm start's flags mean first.
   if (argv.includes("--help") || argv.includes("-h")) process.stdout.write(`${START_USAGE}\n\n`);
   try {
-    serverStopped = await backend(backendArgs(argv, BUNDLE_DIR));
-    return 0;
+    const outcome = await backend(backendArgs(argv, BUNDLE_DIR));
+    serverStopped = outcome !== undefined;
+    // A failed shutdown (src/cli/server-shutdown.ts) exits 1, as `worker-runtime backend` does.
+    return outcome === "failed" ? 1 : 0;
   } catch (error) {
     const usage =
       error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"));

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { clone, create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { clone, create, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { ProfileSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { COMPANION_PROFILE, DEFAULT_MAX_TURNS } from "../runtime/index.js";
+import { COMPANION_PROFILE, checkProfileRules, DEFAULT_MAX_TURNS, MAX_BUNDLE_BYTES, RuntimeError } from "../runtime/index.js";
 import { BUILTIN_TOOL_NAMES } from "./tools/tool-registry.js";
 
 export { DEFAULT_MAX_TURNS };
@@ -30,16 +30,38 @@ export function companionProfile(model: string): Profile {
 
 /**
  * Fills what a profile left unset (model, max_turns) so the run loop never
- * has to guess, and checks the tool names it lists.
+ * has to guess, and checks it: the tool names it lists, and every rule a
+ * config bundle's profile keeps (checkProfileRules, and the bundle's size),
+ * so an operator's profile cannot run what a pushed one may not.
  */
 export function completeProfile(profile: Profile, defaultModel: string): Profile {
+  if (!profile.name) throw new ProfileConfigError("a profile needs a name");
+  const label = `profile "${profile.name.slice(0, 64)}"`;
   const unknown = [...profile.tools, ...profile.approvalRequiredTools].filter(
     (name) => !(BUILTIN_TOOL_NAMES as readonly string[]).includes(name),
   );
   if (unknown.length > 0) {
-    throw new ProfileConfigError(`profile "${profile.name}" names unknown tools: ${unknown.join(", ")}`);
+    throw new ProfileConfigError(`${label} names unknown tools: ${unknown.join(", ")}`);
   }
-  if (!profile.name) throw new ProfileConfigError("a profile needs a name");
+  try {
+    checkProfileRules(profile, "");
+  } catch (error) {
+    if (error instanceof RuntimeError) throw new ProfileConfigError(`${label}: ${error.message}`, { cause: error });
+    throw error;
+  }
+  const bytes = toBinary(ProfileSchema, profile).byteLength;
+  if (bytes > MAX_BUNDLE_BYTES) {
+    throw new ProfileConfigError(`${label}: is ${bytes} bytes encoded; at most ${MAX_BUNDLE_BYTES} (as a whole config bundle)`);
+  }
+  // Host secrets reach only the runs of bundle profiles (ExecutionOffer.policyOf): here they would be silently ignored.
+  for (const field of ["secret_names", "provider_api_key_secret"] as const) {
+    const set = field === "secret_names" ? profile.secretNames.length > 0 : profile.providerApiKeySecret !== "";
+    if (set) {
+      throw new ProfileConfigError(
+        `${label}: ${field}: only config bundle profiles use host secrets; a --profiles profile uses the runtime's own provider key`,
+      );
+    }
+  }
   return create(ProfileSchema, {
     ...profile,
     model: profile.model || defaultModel,

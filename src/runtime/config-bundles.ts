@@ -22,23 +22,16 @@ import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
 import type { StoreDiagnostic } from "./store.js";
 import { checkSecretName } from "./host-secrets.js";
+import { checkProfileRules } from "./profile-rules.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkId, resolvePageSize } from "./validation.js";
 
 /** Largest encoded bundle accepted: a quarter of the message budget leaves room for the response around it. */
-const MAX_BUNDLE_BYTES = 256 * 1024;
+export const MAX_BUNDLE_BYTES = 256 * 1024;
 /** Most bundles one runtime keeps (they are never deleted; ids are meant to be few and reused by digest). */
 const MAX_BUNDLES = 1000;
-/** Profile names: like ids, short and printable. */
-const PROFILE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** A bundle digest as bundleDigest writes it (ConfigBundle.digest). */
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-/**
- * Most model turns a bundle profile's run may take (0 = the default,
- * DEFAULT_MAX_TURNS): every run is bounded (SPEC §2.7), and a uint32 would
- * let a looping model run for billions of paid requests.
- */
-const MAX_PROFILE_TURNS = 1000;
 /** Program names of a shell policy: a bare name looked up on PATH, never a path. */
 const PROGRAM_NAME = /^[A-Za-z0-9._+-]{1,64}$/;
 
@@ -216,23 +209,9 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
   const names = new Set<string>();
   for (const [i, profile] of bundle.profiles.entries()) {
     const field = `bundle.profiles[${i}]`;
-    if (!PROFILE_NAME.test(profile.name)) throw invalidArgument(`${field}.name`, "must be 1-64 characters of [A-Za-z0-9._-]");
+    checkProfileRules(profile, field);
     if (names.has(profile.name)) throw invalidArgument(`${field}.name`, `"${profile.name}" appears twice`);
     names.add(profile.name);
-    if (profile.maxTurns > MAX_PROFILE_TURNS) {
-      throw invalidArgument(`${field}.max_turns`, `is ${profile.maxTurns}; at most ${MAX_PROFILE_TURNS} (0 uses the default)`);
-    }
-    // NaN and infinities reach the provider as null (JSON), a negative value as a rejected request on every run.
-    if (profile.temperature !== undefined && !(Number.isFinite(profile.temperature) && profile.temperature >= 0)) {
-      throw invalidArgument(`${field}.temperature`, "must be a finite number, not negative");
-    }
-    // A name here that the profile does not offer is a typo (e.g. the capability "shell.exec" for
-    // the tool "run_command"): it would gate nothing, so the calls it meant would run unasked.
-    for (const [j, tool] of profile.approvalRequiredTools.entries()) {
-      if (!profile.tools.includes(tool)) {
-        throw invalidArgument(`${field}.approval_required_tools[${j}]`, `"${tool.slice(0, 64)}" is not one of the profile's tools`);
-      }
-    }
     for (const [j, name] of profile.secretNames.entries()) checkSecretName(`${field}.secret_names[${j}]`, name);
     if (profile.providerApiKeySecret !== "") {
       checkSecretName(`${field}.provider_api_key_secret`, profile.providerApiKeySecret);

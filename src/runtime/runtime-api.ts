@@ -105,6 +105,12 @@ export interface RuntimeStats {
   runtimeSubscriptions: number;
   /** Workers hosted. */
   workers: number;
+  /**
+   * Store writes are failing (the runtime is DEGRADED, even while DRAINING
+   * shows instead). After close: what the drain recorded (runs it
+   * interrupted, their events) may not be on disk, so a shutdown was not clean.
+   */
+  storeWritesFailing: boolean;
 }
 
 /**

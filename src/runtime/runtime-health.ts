@@ -38,6 +38,11 @@ export class RuntimeHealth {
     return RuntimeStatus.SERVING;
   }
 
+  /** Store writes are failing now (whatever the status shows while draining). */
+  get storeDegraded(): boolean {
+    return this.storeHealth.degraded;
+  }
+
   /** True once {@link close} ran. */
   get closed(): boolean {
     return this.isClosed;

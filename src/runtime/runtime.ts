@@ -7,7 +7,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
-import { ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { ApprovalDecisionSchema, type SendInputRequest } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { inBackground } from "./background-write.js";
 import { Catalog } from "./catalog.js";
@@ -33,7 +33,7 @@ import { RuntimeHealth } from "./runtime-health.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
-import { checkEnum, checkId, checkRequestId, checkTextBytes } from "./validation.js";
+import { checkEnum, checkId, checkRequestId, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
 import { runtimeWatchPlan, workerWatchPlan } from "./watch-plans.js";
 import type { WorkerSession } from "./worker-session.js";
@@ -135,10 +135,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     }
     return session.events;
   };
-  const checkInput = (input: Input | undefined): Input => {
+  /** SendInput's and StreamInput's own fields, checked before anything is taken (a run, a watch slot). */
+  const checkInput = (request: Pick<SendInputRequest, "input" | "busyPolicy" | "requestId">): Input => {
+    const { input } = request;
     if (!input) throw invalidArgument("input", "is required");
     if (input.text === "") throw invalidArgument("input.text", "is required");
     checkTextBytes("input.text", input.text, limits.maxInputBytes);
+    checkEnum("busy_policy", request.busyPolicy, BusyPolicySchema);
+    checkRequestId("request_id", request.requestId);
     return input;
   };
   const run = (request: { worker?: WorkerRef; runId: string }): WorkerSession => {
@@ -220,14 +224,15 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     deleteWorker: (request) => catalog.delete(catalog.session("worker", request.worker), request.force),
     sendInput: async (request, inputOptions) => {
       const session = catalog.session("worker", request.worker);
-      const input = checkInput(request.input);
-      checkEnum("busy_policy", request.busyPolicy, BusyPolicySchema);
-      checkRequestId("request_id", request.requestId);
+      const input = checkInput(request);
       return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
     },
     async *streamInput(request, watchOptions) {
-      // The subscription is taken before the input is sent, so nothing is missed.
-      const subscription = watchSlot(catalog.session("worker", request.worker)).subscribe();
+      // The subscription is taken before the input is sent, so nothing is missed; but after the input
+      // is checked, so a bad one is INVALID_ARGUMENT even when the slots are full, and never holds one.
+      const session = catalog.session("worker", request.worker);
+      checkInput(request);
+      const subscription = watchSlot(session).subscribe();
       yield* runInputStream(
         { subscription, send: () => runtime.sendInput(request, watchOptions), ...live, delivered: delivered.input },
         watchOptions,
@@ -236,9 +241,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     cancelRun: async (request) => typedStoreErrors(run(request).cancel(request.runId)),
     resolveApproval: async (request, inputOptions) => {
       const session = run(request);
-      if (request.toolCallId === "" || request.toolCallId.length > limits.maxToolCallIdLength) {
-        throw invalidArgument("tool_call_id", `must be 1-${limits.maxToolCallIdLength} characters`);
-      }
+      checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
       checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
       checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
       const { runId, toolCallId, decision, reason } = request;
@@ -262,7 +265,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     stats: () => {
       let subscriptions = runtimeEvents.subscriberCount;
       for (const session of catalog.sessions()) subscriptions += session.events.subscriberCount;
-      return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size };
+      const storeWritesFailing = health.storeDegraded;
+      return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size, storeWritesFailing };
     },
     drain: async (graceMs, cut) => {
       health.startDraining();

@@ -1,9 +1,10 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { clone, create, fromBinary } from "@bufbuild/protobuf";
+import { timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { endRun } from "./run-execution.js";
-import type { RestoredWorker } from "./store.js";
+import type { RestoredWorker, RuntimeStore } from "./store.js";
 import type { WorkerJournal } from "./worker-journal.js";
 
 /**
@@ -56,20 +57,50 @@ function parkedRunOf(restored: RestoredWorker): Run | undefined {
  * run) and rewrites the worker's snapshot if it was stored busy. A failed
  * write (disk full) is reported, not fatal: reads show the run interrupted
  * (unsaved-runs.ts).
+ *
+ * Each ends when it was last known alive ({@link lastRecordedAt}), not now:
+ * the restart may come hours after the crash, and ended_at - started_at
+ * (GetRun, worker_runtime_run_duration_seconds) would count the outage as
+ * run time.
  */
 export async function interruptUnfinished(
   restored: RestoredWorker,
   parked: Run | undefined,
   wasBusy: boolean,
   journal: WorkerJournal,
-  now: Date,
+  store: Pick<RuntimeStore, "readEvents">,
 ): Promise<void> {
-  for (const run of restored.unfinishedRuns) {
-    if (run === parked) continue;
-    endRun(run, { kind: "cancelled" }, true, now);
+  const interrupted = restored.unfinishedRuns.filter((run) => run !== parked);
+  const lastRecorded = interrupted.length > 0 ? await lastRecordedAt(store, restored) : undefined;
+  for (const run of interrupted) {
+    endRun(run, { kind: "cancelled" }, true, endOfInterrupted(run, lastRecorded));
     await journal.recordRun(run).catch(() => {});
   }
   if (wasBusy || restored.unfinishedRuns.length > 0) await journal.saveWorker().catch(() => {});
+}
+
+/**
+ * When the worker last recorded anything before the stop: the time of its
+ * last durable event. Runs are single-flight, so for its unfinished runs
+ * that is the latest moment they are known to have been alive (or waiting).
+ * Undefined when there is no event, or it cannot be read.
+ */
+async function lastRecordedAt(store: Pick<RuntimeStore, "readEvents">, restored: RestoredWorker): Promise<Date | undefined> {
+  if (restored.lastEventSeq === 0n) return undefined;
+  const workerId = restored.record.worker.ref?.workerId ?? "";
+  try {
+    const [last] = await store.readEvents(workerId, restored.lastEventSeq - 1n, 1);
+    const time = last ? fromBinary(WorkerEventSchema, last.bytes).time : undefined;
+    return time ? timestampDate(time) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The end of a run the restart interrupted: the last record, never before the run's own times. */
+function endOfInterrupted(run: Run, lastRecorded: Date | undefined): Date {
+  const known = [run.createdAt, run.startedAt, run.lastRetry?.time].flatMap((t) => (t ? [timestampMs(t)] : []));
+  return new Date(Math.max(lastRecorded?.getTime() ?? 0, ...known));
 }
 
 /**

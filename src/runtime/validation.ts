@@ -54,6 +54,21 @@ export function checkTextBytes(field: string, value: string, maxBytes: number): 
   return value;
 }
 
+/** C0 and C1 control characters and DEL: nothing an id needs, and what would garble a log line or a terminal. */
+const CONTROL_CHARACTER = /\p{Cc}/u;
+
+/**
+ * Checks a tool call id (ResolveApproval): the provider chooses its shape,
+ * so any printable text up to `maxLength` characters, but no control
+ * character or lone surrogate, since errors and logs quote it.
+ */
+export function checkToolCallId(field: string, value: string, maxLength: number): string {
+  if (value === "" || value.length > maxLength) throw invalidArgument(field, `must be 1-${maxLength} characters`);
+  if (CONTROL_CHARACTER.test(value)) throw invalidArgument(field, "must not hold control characters");
+  if (LONE_SURROGATE.test(value)) throw invalidArgument(field, "is not valid Unicode text (it holds a lone UTF-16 surrogate)");
+  return value;
+}
+
 /** Checks a labels map: count, key shape, value size. */
 export function checkLabels(field: string, labels: Record<string, string>, maxLabels: number, maxValueBytes: number): void {
   const keys = Object.keys(labels);

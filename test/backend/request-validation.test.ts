@@ -175,9 +175,45 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
       ErrorReason.UNSUPPORTED,
     );
     expect(embedded.metadata["runtime_id"]).toBe("emb");
-    const taken = await expectError(() => viaBackend.registry.addRuntime({ runtimeId: "rs", url: "http://127.0.0.1:1" }));
-    expect([taken.error.code, taken.detail?.metadata["field"]]).toEqual([Code.AlreadyExists, "runtime_id"]);
+    // A specific reason a client can switch on (a generic INVALID_ARGUMENT would read as a malformed id),
+    // for a remote id with another url and for the embedded runtime's id alike.
+    for (const runtimeId of ["rs", "emb"]) {
+      const taken = await expectError(() => viaBackend.registry.addRuntime({ runtimeId, url: "http://127.0.0.1:1" }));
+      expect([taken.error.code, taken.detail?.reason, taken.detail?.metadata["field"], taken.detail?.metadata["runtime_id"]]).toEqual([
+        Code.AlreadyExists,
+        ErrorReason.RUNTIME_ALREADY_REGISTERED,
+        "runtime_id",
+        runtimeId,
+      ]);
+    }
     expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
+  });
+
+  it("refuses an overlong ListRuntimes page token instead of reading its first 512 characters", async () => {
+    const page = await viaBackend.registry.listRuntimes({ pageSize: 1 });
+    expect(page.nextPageToken).not.toBe("");
+    // The issued token, padded past 512 characters: its first 512 still decode to the same position.
+    const padded = `${page.nextPageToken}=${"A".repeat(600)}`;
+    const { error, detail } = await expectError(() => viaBackend.registry.listRuntimes({ pageSize: 1, pageToken: padded }));
+    expect([error.code, detail?.reason, detail?.metadata["field"]]).toEqual([
+      Code.InvalidArgument,
+      ErrorReason.PAGE_TOKEN_INVALID,
+      "page_token",
+    ]);
+    expect(error.rawMessage).not.toContain("AAAA");
+    // Within the bound too, a token with characters the Backend never writes is refused, not decoded up to them.
+    const labelSelector = { "page-token-test": protocol };
+    for (let i = 0; i < 2; i++) await viaBackend.catalog.createWorker({ runtimeId: "emb", labels: labelSelector });
+    const listings: [string, (pageToken: string) => Promise<unknown>][] = [
+      ["ListRuntimes", (pageToken) => viaBackend.registry.listRuntimes({ pageSize: 1, pageToken })],
+      ["ListWorkers", (pageToken) => viaBackend.catalog.listWorkers({ pageSize: 1, pageToken, labelSelector })],
+    ];
+    const issued = [page.nextPageToken, (await viaBackend.catalog.listWorkers({ pageSize: 1, labelSelector })).nextPageToken];
+    for (const [i, [what, list]] of listings.entries()) {
+      expect(issued[i], what).not.toBe("");
+      const suffixed = await expectError(() => list(`${issued[i]}=AAAA`));
+      expect([suffixed.error.code, suffixed.detail?.reason], what).toEqual([Code.InvalidArgument, ErrorReason.PAGE_TOKEN_INVALID]);
+    }
   });
 
   it("refuses an empty runtime id in the registry with INVALID_ARGUMENT, not NOT_FOUND", async () => {

@@ -40,6 +40,30 @@ describe("serve execution flags", () => {
     await expect(backendFromFlags({ profiles: join(dir, "nope.json") }, {})).rejects.toThrow(/cannot read --profiles: ENOENT/);
   });
 
+  it.each([
+    ["max_turns", { name: "loop", max_turns: 5000 }, /profile "loop": max_turns: is 5000; at most 1000/],
+    ["name", { name: "has space" }, /profile "has space": name: must be 1-64 characters of \[A-Za-z0-9._-\]/],
+    ["temperature", { name: "hot", temperature: -1 }, /profile "hot": temperature: must be a finite number, not negative/],
+    [
+      "approval_required_tools",
+      { name: "gate", tools: ["read_file"], approval_required_tools: ["run_command"] },
+      /profile "gate": approval_required_tools\[0\]: "run_command" is not one of the profile's tools/,
+    ],
+    ["secret_names", { name: "sec", secret_names: ["KEY"] }, /profile "sec": secret_names: only config bundle profiles/],
+    [
+      "provider_api_key_secret",
+      { name: "key", provider_api_key_secret: "KEY" },
+      /profile "key": provider_api_key_secret: only config bundle profiles/,
+    ],
+    ["size", { name: "big", system_prompt: "x".repeat(300 * 1024) }, /profile "big": is \d+ bytes encoded; at most 262144/],
+  ])("refuses a --profiles entry a config bundle would refuse (%s), naming the profile and field", async (_field, profile, message) => {
+    const file = join(dir, "profiles.json");
+    await writeFile(file, JSON.stringify({ profiles: [{ name: "fine" }, profile] }));
+    const attempt = backendFromFlags({ profiles: file }, { OPENAI_API_KEY: "sk-env" });
+    await expect(attempt).rejects.toThrow(ExecutionConfigError);
+    await expect(attempt).rejects.toThrow(message);
+  });
+
   it("sets the stream idle timeout, answer cap and retry budget from flags over OPENAI_*, within their bounds", async () => {
     const env = {
       OPENAI_API_KEY: "sk-env",

@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { Http2SessionManager } from "@connectrpc/connect-node";
@@ -225,6 +228,48 @@ describe("a signal repeated after the first one's moment", () => {
       } finally {
         session.manager?.abort();
         await fake.close();
+      }
+    },
+    60_000,
+  );
+});
+
+describe("a close that fails", () => {
+  // A supervisor reads exit 0 as "drained cleanly, state on disk": when the store could not write what
+  // the drain wrote (here: the data dir is gone, so the interrupted run's records have nowhere to go), it
+  // must hear otherwise, and the log must say why.
+  it.each(["serve", "backend"])(
+    "%s: exits non-zero and logs why when the drain's writes fail",
+    async (command) => {
+      const fake = await startFakeOpenAI();
+      const dataDir = await mkdtemp(path.join(tmpdir(), "close-fails-"));
+      const session: { manager?: Http2SessionManager } = {};
+      try {
+        fake.enqueue({ kind: "stall" });
+        const cli = startCli([command, "--port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0"], {
+          OPENAI_API_KEY: "sk-test",
+          OPENAI_BASE_URL: fake.baseURL,
+        });
+        processes.push(cli);
+        const { h2c, runtimeId } = await cli.listening;
+        session.manager = new Http2SessionManager(`http://${h2c}`);
+        const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, session.manager));
+        const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
+        await clients.interaction.sendInput({ worker, input: { text: "take your time" } });
+        await eventually(() => fake.requests.length > 0, 10_000, "the provider request");
+
+        await rm(dataDir, { recursive: true, force: true });
+        cli.child.kill("SIGTERM");
+        const exit = await exitWithin(cli, HANG_GUARD_MS);
+        expect(exit).not.toBe("hung");
+        expect(exit).not.toEqual({ code: 0, signal: null });
+        expect(exit).toEqual({ code: 1, signal: null });
+        expect(cli.stderr()).toContain('"message":"shutdown failed"');
+        expect(cli.stderr()).not.toContain('"message":"stopped"');
+      } finally {
+        session.manager?.abort();
+        await fake.close();
+        await rm(dataDir, { recursive: true, force: true });
       }
     },
     60_000,

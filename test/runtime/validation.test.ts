@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type CreateWorkerRequest, CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { ResolveApprovalRequestSchema, SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { ApprovalDecision, ApprovalDecisionSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type RunStatus, RunStatusSchema } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createRuntime, RuntimeError } from "../../src/runtime/index.js";
@@ -53,6 +53,19 @@ describe("text fields through the embedded API", () => {
           const request = create(SendInputRequestSchema, { worker: worker?.ref, input: { text: "x" } });
           if (request.input) request.input.text = lone;
           return runtime.sendInput(request);
+        },
+      ],
+      [
+        "tool_call_id",
+        () => {
+          const request = create(ResolveApprovalRequestSchema, {
+            worker: worker?.ref,
+            runId: "r1",
+            toolCallId: "x",
+            decision: ApprovalDecision.REJECT,
+          });
+          request.toolCallId = lone;
+          return runtime.resolveApproval(request);
         },
       ],
     ];

@@ -4,12 +4,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkerRefSchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { type BusyPolicy, WorkerRefSchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { bundleDigest, DEFAULT_LIMITS } from "../../src/runtime/index.js";
+import { type Input, InputSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { ApprovalDecision, StreamInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { bundleDigest, DEFAULT_LIMITS, RuntimeError } from "../../src/runtime/index.js";
 import { expectError } from "../support/errors.js";
 import { eventually, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { awaitApproval, ScriptedBackend } from "../support/scripted-backend.js";
@@ -195,6 +195,10 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
         clients.interaction.resolveApproval({ worker: ref, runId, toolCallId, decision: ApprovalDecision.REJECT, reason });
     await expectRefused(invalid("an empty tool_call_id", "tool_call_id", resolve("")));
     await expectRefused(invalid("a tool_call_id over its bound", "tool_call_id", resolve("c".repeat(L.maxToolCallIdLength + 1))));
+    // Refused as malformed, not looked up: the APPROVAL_NOT_PENDING message would quote them.
+    for (const bad of ["c\u0007", "c\n1", "\u001b[31mc1", "c\u007f", "c\u0085", "c\u0000"]) {
+      await expectRefused(invalid(`a tool_call_id with a control character (${JSON.stringify(bad)})`, "tool_call_id", resolve(bad)));
+    }
     await expectRefused(
       tooLarge("a reason over its bound", "reason", L.maxApprovalReasonBytes, resolve("c1", "r".repeat(L.maxApprovalReasonBytes + 1))),
     );
@@ -377,6 +381,52 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
       }
     },
   );
+
+  it("leave StreamInput's bad input INVALID_ARGUMENT when every slot is taken, over both protocols and embedded", async () => {
+    const id = small.runtime.runtimeId;
+    const worker = (await small.connect("grpc").catalog.createWorker({ runtimeId: id })).worker?.ref;
+    const held = [new AbortController(), new AbortController()];
+    for (const controller of held) {
+      await small.connect("grpc").observation.watchWorker({ worker }, { signal: controller.signal })[Symbol.asyncIterator]().next();
+    }
+    const bad: [string, string, { input?: Input; busyPolicy?: BusyPolicy; requestId?: string }][] = [
+      ["no input", "input", {}],
+      ["empty text", "input.text", { input: create(InputSchema, { text: "" }) }],
+      ["an unknown busy policy", "busy_policy", { input: create(InputSchema, { text: "hi" }), busyPolicy: 99 as BusyPolicy }],
+      ["a bad request id", "request_id", { input: create(InputSchema, { text: "hi" }), requestId: "has space" }],
+    ];
+    for (const [what, field, fields] of bad) {
+      const request = create(StreamInputRequestSchema, { worker, ...fields });
+      for (const protocol of PROTOCOLS) {
+        const { error, detail } = await expectError(() =>
+          small.connect(protocol).interaction.streamInput(request)[Symbol.asyncIterator]().next(),
+        );
+        expect([error.code, detail?.reason, detail?.metadata["field"]], `${what} over ${protocol}`).toEqual([
+          Code.InvalidArgument,
+          ErrorReason.INVALID_ARGUMENT,
+          field,
+        ]);
+      }
+      const embedded = await small.runtime
+        .streamInput(request, { signal: new AbortController().signal })
+        .next()
+        .catch((e: unknown) => e);
+      expect(embedded, `${what} embedded`).toBeInstanceOf(RuntimeError);
+      const { code, reason, metadata } = embedded as RuntimeError;
+      expect([code, reason, metadata["field"]], `${what} embedded`).toEqual([Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT, field]);
+    }
+    // A good input still finds the slots full: the bound itself is unchanged.
+    const full = await expectError(() =>
+      small
+        .connect("connect")
+        .interaction.streamInput({ worker, input: { text: "hi" } })
+        [Symbol.asyncIterator]()
+        .next(),
+    );
+    expect([full.error.code, full.detail?.reason]).toEqual([Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED]);
+    for (const controller of held) controller.abort();
+    await eventually(() => small.runtime.stats().subscriptions === 0, 5_000, "every watch released");
+  });
 
   it("refuse a worker past maxWorkers, and a capability the runtime does not offer (it has no execution backend)", async () => {
     const clients = small.connect("grpc");

@@ -306,6 +306,15 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_RUNTIME_INCOMPATIBLE = 35;
    */
   RUNTIME_INCOMPATIBLE = 35,
+
+  /**
+   * Backend AddRuntime: the runtime_id is already registered, with another
+   * URL or as the embedded runtime (metadata "runtime_id"). Adding the same id
+   * with the same URL again is not an error.
+   *
+   * @generated from enum value: ERROR_REASON_RUNTIME_ALREADY_REGISTERED = 36;
+   */
+  RUNTIME_ALREADY_REGISTERED = 36,
 }
 
 /**

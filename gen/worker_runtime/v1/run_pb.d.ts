@@ -84,7 +84,9 @@ export declare type Run = Message<"worker_runtime.v1.Run"> & {
   startedAt?: Timestamp | undefined;
 
   /**
-   * When the run ended.
+   * When the run ended. For a run a restart marked INTERRUPTED: when the
+   * Runtime last recorded anything of its Worker before it stopped, so the
+   * time it was down is not counted as the run's.
    *
    * @generated from field: google.protobuf.Timestamp ended_at = 10;
    */

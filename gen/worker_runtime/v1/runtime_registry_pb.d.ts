@@ -337,7 +337,8 @@ export declare const RuntimeRegistry: GenService<{
   /**
    * AddRuntime registers a remote Runtime and starts connecting to it.
    * Adding the same runtime_id with the same URL again is a no-op that keeps
-   * the first credentials; another URL is ALREADY_EXISTS.
+   * the first credentials; another URL (or the embedded Runtime's id) is
+   * ALREADY_EXISTS with RUNTIME_ALREADY_REGISTERED.
    *
    * @generated from rpc worker_runtime.v1.RuntimeRegistry.AddRuntime
    */
