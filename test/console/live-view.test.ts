@@ -139,6 +139,45 @@ describe("the live view", () => {
     expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
   });
 
+  it("runs no script from a hostile answer, streamed or committed, even when its links are clicked", async () => {
+    const page = await newCompanion();
+    const dialogs: string[] = [];
+    page.on("dialog", (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    const popups: string[] = [];
+    page.context().on("page", (popup) => popups.push(popup.url()));
+    // A script the page ran for the answer would set __ran; one the CSP stopped would raise a violation.
+    await page.evaluate(`(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
+    })()`);
+    const hostile = [
+      "Click [here](javascript:__ran=1) or [there](JaVaScRiPt:alert(1)) or [elsewhere](java&#x09;script:alert(2)).",
+      '<a href="jav&#x0A;ascript:__ran=2">raw</a> <a href="\u0001javascript:__ran=3">ctl</a> <a href="data:text/html,<script>alert(3)</script>">data</a>',
+      "[ref]: vbscript:msgbox(1)\n\nSee [ref] and <javascript:__ran=4>.",
+      '<img src="x" onerror="__ran=5"> <svg><script>__ran=6</script></svg> <details open ontoggle="__ran=7">d</details>',
+      '<script>__ran=8</script><iframe srcdoc="<script>parent.__ran=9</script>"></iframe>',
+      "```html\n</code></pre><img src=x onerror=__ran=10>\n```",
+      '<noscript><p title="</noscript><img src=x onerror=__ran=11>"></noscript>',
+      "The end.",
+    ].join("\n\n");
+    fake.enqueue(reply({ text: hostile, reasoning: '<img src=x onerror="__ran=12">', pieceSize: 3 }, { delayMs: 2 }));
+    await send(page, "Say something hostile");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("The end.");
+    const links = page.locator(".log .entry.assistant a");
+    expect(await links.count()).toBeGreaterThanOrEqual(5);
+    for (let i = 0; i < (await links.count()); i++) await links.nth(i).click();
+    // A round trip through the page after the clicks: what they started has run.
+    await page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))");
+    expect(await page.evaluate("window.__ran")).toBeUndefined();
+    expect(await page.evaluate("window.__violations")).toEqual([]);
+    expect(dialogs).toEqual([]);
+    expect(popups).toEqual([]);
+    expect(await page.title()).toBe("worker-runtime console");
+  });
+
   it("renders a long answer's finished paragraphs once, re-rendering only the paragraph still growing", async () => {
     const page = await newCompanion();
     const paragraphs = Array.from({ length: 40 }, (_, i) => `Paragraph ${i + 1} with **bold** text and more words to make it longer.`);
