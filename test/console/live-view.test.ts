@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -399,6 +399,59 @@ describe("a run cut by a crash of the Backend", () => {
       crashing.cli.kill();
       await crashing.cli.exited;
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a Backend restored from a backup while a chat is open", () => {
+  it("shows the restored conversation and goes on working, instead of reconnecting forever to a cursor the data no longer has", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "console-restore-"));
+    const backup = mkdtempSync(join(tmpdir(), "console-backup-"));
+    const env = { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL };
+    let running = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dir], env);
+    const [port, grpcPort] = [new URL(running.url).port, running.h2c.split(":").pop()!];
+    const restart = async (): Promise<void> => {
+      running = await startConsole(["--port", port, "--grpc-port", grpcPort, "--data-dir", dir], env);
+    };
+    const stop = async (): Promise<void> => {
+      running.cli.kill();
+      await running.cli.exited;
+    };
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(running.url);
+      await page.getByRole("button", { name: "New companion" }).click();
+      await page.waitForURL(/#\/w\//);
+      fake.enqueue(reply({ text: "Kept in the backup.", pieceSize: 5 }));
+      await send(page, "Before the backup");
+      await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Kept in the backup.");
+      await stop();
+      // A backup of the files (the dead process's lock socket is not one).
+      cpSync(dir, backup, { recursive: true, filter: (source) => !source.endsWith(".sock") });
+      await restart();
+      await expect.poll(() => page.locator(".banner").isHidden(), { timeout: 30_000 }).toBe(true);
+      fake.enqueue(reply({ text: "Lost with the restore.", pieceSize: 5 }));
+      await send(page, "After the backup");
+      await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(2);
+
+      // The operator restores the backup: the page's cursor is now ahead of the worker's events.
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+      cpSync(backup, dir, { recursive: true, filter: (source) => !source.endsWith(".sock") });
+      await restart();
+      await expect.poll(() => page.locator(".log .entry.user").allTextContents(), { timeout: 30_000 }).toEqual(["Before the backup"]);
+      await expect.poll(() => page.locator(".banner").isHidden()).toBe(true);
+      fake.enqueue(reply({ text: "Answered after the restore.", pieceSize: 5 }));
+      await send(page, "After the restore");
+      await expect
+        .poll(async () => (await page.locator(".log .entry.assistant").allTextContents()).map((text) => text.trim()), { timeout: 20_000 })
+        .toEqual(["Kept in the backup.", "Answered after the restore."]);
+      expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["Before the backup", "After the restore"]);
+    } finally {
+      await page.close();
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(backup, { recursive: true, force: true });
     }
   });
 });

@@ -1,5 +1,6 @@
 import { create, toJsonString } from "@bufbuild/protobuf";
-import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type InFlightBlock, InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -182,13 +183,15 @@ export class ChatView {
       } catch (error) {
         if (signal.aborted) return;
         if (connection.signal.aborted) continue;
-        const reason = reasonOf(error);
-        if (reason === ErrorReason.CURSOR_EXPIRED || reason === ErrorReason.CURSOR_FOREIGN) {
-          // Start again from a fresh snapshot and re-read the tail: entries keyed by seq are not doubled.
+        if (cursorLost(error)) {
+          // Start again from a fresh snapshot and the newest page: what is shown may miss entries
+          // (those between it and the new tail) or hold entries the worker no longer has.
           this.cursor = "";
           loaded = false;
+          this.clearLog();
           continue;
         }
+        const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
           this.showError(describeError(error));
           return;
@@ -289,6 +292,14 @@ export class ChatView {
     } finally {
       this.loadingOlder = false;
     }
+  }
+
+  /** Forgets every committed entry and mark shown, for a re-sync; the tail and the cut runs are read again. */
+  private clearLog(): void {
+    this.log.clear();
+    this.runLastSeq.clear();
+    this.cutRuns.clear();
+    this.hasOlder = false;
   }
 
   private putEntry(entry: TranscriptEntry): void {
@@ -542,6 +553,24 @@ function renderEntry(entry: TranscriptEntry): HTMLElement {
     default:
       return h("div", { class: "entry", "data-seq": seq });
   }
+}
+
+/**
+ * The watch's cursor can no longer be resumed from, only a fresh snapshot can
+ * help: older than the retained events (CURSOR_EXPIRED, OUT_OF_RANGE), of
+ * another store (CURSOR_FOREIGN), or ahead of the worker's events, as after
+ * the data dir was restored from a backup (INVALID_ARGUMENT on after_cursor).
+ * Retrying it would show "Reconnecting…" forever.
+ */
+function cursorLost(error: unknown): boolean {
+  if (!(error instanceof ConnectError)) return false;
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  return (
+    error.code === Code.OutOfRange ||
+    detail?.reason === ErrorReason.CURSOR_EXPIRED ||
+    detail?.reason === ErrorReason.CURSOR_FOREIGN ||
+    (detail?.reason === ErrorReason.INVALID_ARGUMENT && detail.metadata["field"] === "after_cursor")
+  );
 }
 
 /** "idle", "running", … for the header; status words rather than enum names. */

@@ -44,6 +44,13 @@ export class OrderedLog {
     this.elements.set(key, element);
   }
 
+  /** Empties the log: what it showed is stale (the watch re-synced from a fresh snapshot). */
+  clear(): void {
+    for (const element of this.elements.values()) element.remove();
+    this.elements.clear();
+    this.keys.length = 0;
+  }
+
   remove(key: number): void {
     const element = this.elements.get(key);
     if (!element) return;
