@@ -18,6 +18,13 @@ import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
+/**
+ * The most entries (and marks) the page holds while it follows the newest
+ * output: a chat left open for days would otherwise grow its DOM, and the
+ * memory and layout it costs, for ever. The oldest leave; scrolling to the
+ * top reads them again, a page at a time.
+ */
+const MAX_SHOWN = 200;
 /** Raw events kept in the debug view. */
 const RAW_LIMIT = 200;
 
@@ -305,7 +312,8 @@ export class ChatView {
   private putEntry(entry: TranscriptEntry): void {
     const seq = Number(entry.seq);
     this.log.put(seq, renderEntry(entry));
-    if (entry.runId && seq > (this.runLastSeq.get(entry.runId) ?? -1)) {
+    // At or after the last: a run's last entry read again after it was trimmed brings its mark back.
+    if (entry.runId && seq >= (this.runLastSeq.get(entry.runId) ?? -1)) {
       this.runLastSeq.set(entry.runId, seq);
       this.placeCutMark(entry.runId);
     }
@@ -415,8 +423,21 @@ export class ChatView {
       this.frameQueued = false;
       for (const block of this.dirty) this.renderBlock(block);
       this.dirty.clear();
-      if (this.following) this.scrollToBottom();
+      if (this.following) {
+        this.trimOldest();
+        this.scrollToBottom();
+      }
     });
+  }
+
+  /** Keeps the log to MAX_SHOWN, dropping from the top (only while following, so never under a reader's eyes). */
+  private trimOldest(): void {
+    while (this.log.size > MAX_SHOWN) {
+      const first = this.log.first();
+      if (first === undefined) break;
+      this.log.remove(first);
+      this.hasOlder = true;
+    }
   }
 
   private renderBlock(live: LiveBlock): void {

@@ -19,6 +19,11 @@ export class OrderedLog {
     return this.elements.get(key);
   }
 
+  /** How many elements the log holds. */
+  get size(): number {
+    return this.keys.length;
+  }
+
   /** The smallest key held, or undefined when empty. */
   first(): number | undefined {
     return this.keys[0];
