@@ -313,6 +313,10 @@ describe("console with a model provider", () => {
     await page.locator("textarea.input").fill("What files are there?");
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator(".approval code").textContent(), { timeout: 20_000 }).toBe("list_files");
+    // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
+    const pending = page.getByRole("region", { name: "Approval needed" });
+    await expect(pending.textContent()).resolves.toContain("wants to run list_files");
+    expect(await pending.getAttribute("aria-live")).toBe("assertive");
     await shot(page, "5-approval");
     await page.getByRole("button", { name: "Approve" }).click();
     await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);

@@ -101,7 +101,14 @@ export class ChatView {
     this.status = h("span", { class: "status" });
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
-    this.approval = h("div", { class: "approval", hidden: true });
+    // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
+    this.approval = h("div", {
+      class: "approval",
+      role: "region",
+      "aria-label": "Approval needed",
+      "aria-live": "assertive",
+      hidden: true,
+    });
     // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
     // outside the region, since it is re-rendered every frame.
     const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
