@@ -1,9 +1,12 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
@@ -75,6 +78,52 @@ function setVisibility(state: "hidden" | "visible"): string {
     return document.visibilityState;
   })()`;
 }
+
+/**
+ * A page script making the browser's connection fail right after the first
+ * message (the snapshot) of the next WatchWorker response, before the events
+ * replayed behind it: the narrowest cut a resumed watch can meet. fetch is
+ * the browser's, wrapped before the console loads (connect-web takes it then).
+ */
+const CUT_AFTER_SNAPSHOT = `
+  window.__cutNextWatch = false;
+  const realFetch = window.fetch;
+  window.fetch = async (input, init) => {
+    const response = await realFetch(input, init);
+    const url = typeof input === "string" ? input : input.url;
+    if (!window.__cutNextWatch || !url.endsWith("/WatchWorker")) return response;
+    window.__cutNextWatch = false;
+    const reader = response.body.getReader();
+    let buffer = new Uint8Array(0);
+    let sent = false;
+    const body = new ReadableStream({
+      async pull(controller) {
+        if (sent) {
+          void reader.cancel();
+          controller.error(new TypeError("network error"));
+          return;
+        }
+        for (;;) {
+          if (buffer.length >= 5) {
+            const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(1);
+            if (buffer.length >= 5 + length) {
+              controller.enqueue(buffer.slice(0, 5 + length));
+              sent = true;
+              return;
+            }
+          }
+          const { value, done } = await reader.read();
+          if (done) return controller.close();
+          const joined = new Uint8Array(buffer.length + value.length);
+          joined.set(buffer);
+          joined.set(value, buffer.length);
+          buffer = joined;
+        }
+      },
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+`;
 
 /** A new page on a new companion's chat. */
 async function newCompanion(): Promise<Page> {
@@ -287,6 +336,36 @@ describe("the live view", () => {
     } finally {
       await context.close();
     }
+  });
+
+  it("shows what was committed while the tab was away, even when the resumed watch is cut right after its snapshot", async () => {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    pages.push(page);
+    await page.addInitScript(CUT_AFTER_SNAPSHOT);
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "New companion" }).click();
+    await page.waitForURL(/#\/w\//);
+    fake.enqueue(reply({ text: "Seen live.", pieceSize: 5 }));
+    await send(page, "Before going away");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Seen live.");
+
+    // Hidden, the tab gives up its watch; a message sent meanwhile is answered and committed.
+    expect(await page.evaluate(setVisibility("hidden"))).toBe("hidden");
+    const [, runtimeId, workerId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!;
+    const observation = createClient(WorkerObservation, createGrpcTransport({ baseUrl: `http://${server.h2c}` }));
+    const worker = { runtimeId: decodeURIComponent(runtimeId!), workerId: decodeURIComponent(workerId!) };
+    fake.enqueue(reply({ text: "Committed while away.", pieceSize: 5 }));
+    await send(page, "While away");
+    await expect.poll(async () => (await observation.readTranscript({ worker, limit: 10 })).entries.length, { timeout: 20_000 }).toBe(4);
+
+    // Shown again, the watch resumes, and its connection drops just after the snapshot.
+    await page.evaluate("window.__cutNextWatch = true");
+    expect(await page.evaluate(setVisibility("visible"))).toBe("visible");
+    await expect.poll(() => page.evaluate("window.__cutNextWatch")).toBe(false);
+    await expect
+      .poll(() => page.locator(".log .entry.user").allTextContents(), { timeout: 20_000 })
+      .toEqual(["Before going away", "While away"]);
+    await expect(page.locator(".log .entry.assistant").last().textContent()).resolves.toContain("Committed while away.");
   });
 
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {

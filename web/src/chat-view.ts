@@ -230,7 +230,9 @@ export class ChatView {
       // The snapshot's partial blocks replace ours: deltas missed while disconnected are in them.
       for (const key of [...this.blocks.keys()]) this.dropBlock(key);
       for (const block of snapshot.inFlight) this.liveBlock(block);
-      if (snapshot.cursor) this.cursor = snapshot.cursor;
+      // Only a fresh watch starts at the snapshot. A resumed one keeps its cursor until the replayed
+      // events behind the snapshot arrive: cut before them, it must ask for them again, not skip them.
+      if (snapshot.cursor && !this.cursor) this.cursor = snapshot.cursor;
     }
     for (const event of message.events) {
       this.onEvent(event);
