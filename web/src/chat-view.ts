@@ -200,9 +200,13 @@ export class ChatView {
         if (cursorLost(error)) {
           // Start again from a fresh snapshot and the newest page: what is shown may miss entries
           // (those between it and the new tail) or hold entries the worker no longer has.
+          // The tail and the cut runs are read again.
           this.cursor = "";
           loaded = false;
-          this.clearLog();
+          this.log.clear();
+          this.runLastSeq.clear();
+          this.cutRuns.clear();
+          this.hasOlder = false;
           continue;
         }
         const reason = reasonOf(error);
@@ -308,14 +312,6 @@ export class ChatView {
     } finally {
       this.loadingOlder = false;
     }
-  }
-
-  /** Forgets every committed entry and mark shown, for a re-sync; the tail and the cut runs are read again. */
-  private clearLog(): void {
-    this.log.clear();
-    this.runLastSeq.clear();
-    this.cutRuns.clear();
-    this.hasOlder = false;
   }
 
   private putEntry(entry: TranscriptEntry): void {
@@ -433,20 +429,11 @@ export class ChatView {
       for (const block of this.dirty) this.renderBlock(block);
       this.dirty.clear();
       if (this.following) {
-        this.trimOldest();
+        // Trimmed only while following, so never under a reader's eyes; what left is history again.
+        if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
         this.scrollToBottom();
       }
     });
-  }
-
-  /** Keeps the log to MAX_SHOWN, dropping from the top (only while following, so never under a reader's eyes). */
-  private trimOldest(): void {
-    while (this.log.size > MAX_SHOWN) {
-      const first = this.log.first();
-      if (first === undefined) break;
-      this.log.remove(first);
-      this.hasOlder = true;
-    }
   }
 
   private renderBlock(live: LiveBlock): void {

@@ -19,11 +19,6 @@ export class OrderedLog {
     return this.elements.get(key);
   }
 
-  /** How many elements the log holds. */
-  get size(): number {
-    return this.keys.length;
-  }
-
   /** The smallest key held, or undefined when empty. */
   first(): number | undefined {
     return this.keys[0];
@@ -54,6 +49,16 @@ export class OrderedLog {
     for (const element of this.elements.values()) element.remove();
     this.elements.clear();
     this.keys.length = 0;
+  }
+
+  /** Drops the elements with the smallest keys until at most `max` are left; returns how many it dropped. */
+  dropOldest(max: number): number {
+    const dropped = this.keys.splice(0, Math.max(0, this.keys.length - max));
+    for (const key of dropped) {
+      this.elements.get(key)?.remove();
+      this.elements.delete(key);
+    }
+    return dropped.length;
   }
 
   remove(key: number): void {
