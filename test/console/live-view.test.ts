@@ -433,6 +433,17 @@ describe("a Backend with a token (as deployed on Kubernetes)", () => {
       await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Can you hear me?");
       expect(await field.isVisible()).toBe(false);
       expect(page.url()).not.toContain(token);
+
+      // A new tab has no token: its chat says so (not "Connection lost"), and loads once the token is given.
+      const fresh = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      pages.push(fresh);
+      await fresh.goto(page.url());
+      await expect.poll(() => fresh.locator(".chat .error").textContent(), { timeout: 20_000 }).toContain("access token");
+      expect(await fresh.locator(".banner").isHidden()).toBe(true);
+      await fresh.getByLabel("Access token").fill(token);
+      await fresh.getByRole("button", { name: "Use token" }).click();
+      await expect.poll(() => fresh.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Can you hear me?");
+      expect(await fresh.locator(".chat .error").isHidden()).toBe(true);
     } finally {
       await page.close();
       guarded.cli.kill();

@@ -178,6 +178,11 @@ export class ChatView {
     const signal = this.abort.signal;
     let attempt = 0;
     let loaded = false;
+    /**
+     * The Backend wants its token: not a lost connection. The chat says so (the
+     * sidebar asks for the token) and keeps trying; the next try sends the token.
+     */
+    let refused = false;
     while (!signal.aborted) {
       // A hidden tab holds no connection (visibility.ts): it resumes from its cursor once shown.
       await whenVisible(signal);
@@ -188,6 +193,8 @@ export class ChatView {
         for await (const message of this.api.observation.watchWorker(request, { signal: connection.signal })) {
           attempt = 0;
           this.banner.hidden = true;
+          if (refused) this.showError(undefined);
+          refused = false;
           this.onMessage(message);
           if (!loaded) {
             loaded = true;
@@ -214,11 +221,13 @@ export class ChatView {
           this.showError(describeError(error));
           return;
         }
+        refused = reason === ErrorReason.UNAUTHENTICATED;
+        if (refused) this.showError(describeError(error));
       } finally {
         connection.dispose();
       }
       if (signal.aborted) return;
-      this.banner.hidden = false;
+      this.banner.hidden = refused;
       const delay = Math.min(5_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
       attempt++;
       await new Promise((resolve) => setTimeout(resolve, delay));
