@@ -19,6 +19,7 @@ const SLOW = [
   "test/console/start.test.ts",
   "test/console/live-view.test.ts",
   "test/console/streaming-markdown.test.ts",
+  "test/console/markdown.test.ts",
   "test/console/worker-list.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",

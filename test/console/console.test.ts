@@ -258,6 +258,42 @@ describe("console with a model provider", () => {
     await expect.poll(async () => (await position()).fromBottom).toBeLessThan(2);
   });
 
+  it("keeps a long chat's page bounded: the oldest entries leave the page as new ones arrive, and come back when scrolled to", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
+    const catalog = createClient(WorkerCatalog, transport);
+    const interaction = createClient(WorkerInteraction, transport);
+    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
+    const { worker } = await catalog.createWorker({
+      runtimeId,
+      displayName: "Long chat",
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const ref = worker!.ref!;
+    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    // 120 rounds while the page follows along: 240 entries, past the page's bound (MAX_SHOWN in chat-view.ts, 200).
+    const rounds = 120;
+    for (let i = 1; i <= rounds; i++) {
+      fake.enqueue(reply({ text: `answer ${i}` }));
+      for await (const message of interaction.streamInput({
+        worker: ref,
+        input: { text: `question ${i}` },
+        busyPolicy: BusyPolicy.REJECT,
+      })) {
+        void message;
+      }
+    }
+    await expect.poll(() => page.locator(".log .entry.assistant").last().textContent(), { timeout: 30_000 }).toContain(`answer ${rounds}`);
+    expect(await page.locator(".log > *").count()).toBeLessThanOrEqual(200);
+    // Scrolled to the top, the entries that left come back, a page at a time.
+    const firstSeq = Number(await page.locator(".log .entry").first().getAttribute("data-seq"));
+    expect(firstSeq).toBeGreaterThan(1);
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect.poll(async () => Number(await page.locator(".log .entry").first().getAttribute("data-seq"))).toBeLessThan(firstSeq);
+  });
+
   it("approves a tool call from the page", async () => {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
@@ -277,6 +313,10 @@ describe("console with a model provider", () => {
     await page.locator("textarea.input").fill("What files are there?");
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator(".approval code").textContent(), { timeout: 20_000 }).toBe("list_files");
+    // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
+    const pending = page.getByRole("region", { name: "Approval needed" });
+    await expect(pending.textContent()).resolves.toContain("wants to run list_files");
+    expect(await pending.getAttribute("aria-live")).toBe("assertive");
     await shot(page, "5-approval");
     await page.getByRole("button", { name: "Approve" }).click();
     await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);

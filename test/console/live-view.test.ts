@@ -1,9 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
@@ -76,6 +79,52 @@ function setVisibility(state: "hidden" | "visible"): string {
   })()`;
 }
 
+/**
+ * A page script making the browser's connection fail right after the first
+ * message (the snapshot) of the next WatchWorker response, before the events
+ * replayed behind it: the narrowest cut a resumed watch can meet. fetch is
+ * the browser's, wrapped before the console loads (connect-web takes it then).
+ */
+const CUT_AFTER_SNAPSHOT = `
+  window.__cutNextWatch = false;
+  const realFetch = window.fetch;
+  window.fetch = async (input, init) => {
+    const response = await realFetch(input, init);
+    const url = typeof input === "string" ? input : input.url;
+    if (!window.__cutNextWatch || !url.endsWith("/WatchWorker")) return response;
+    window.__cutNextWatch = false;
+    const reader = response.body.getReader();
+    let buffer = new Uint8Array(0);
+    let sent = false;
+    const body = new ReadableStream({
+      async pull(controller) {
+        if (sent) {
+          void reader.cancel();
+          controller.error(new TypeError("network error"));
+          return;
+        }
+        for (;;) {
+          if (buffer.length >= 5) {
+            const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(1);
+            if (buffer.length >= 5 + length) {
+              controller.enqueue(buffer.slice(0, 5 + length));
+              sent = true;
+              return;
+            }
+          }
+          const { value, done } = await reader.read();
+          if (done) return controller.close();
+          const joined = new Uint8Array(buffer.length + value.length);
+          joined.set(buffer);
+          joined.set(value, buffer.length);
+          buffer = joined;
+        }
+      },
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+`;
+
 /** A new page on a new companion's chat. */
 async function newCompanion(): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
@@ -137,6 +186,45 @@ describe("the live view", () => {
     expect(await page.title()).toBe("worker-runtime console");
     // The page's own controls are all there is to press.
     expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
+  });
+
+  it("runs no script from a hostile answer, streamed or committed, even when its links are clicked", async () => {
+    const page = await newCompanion();
+    const dialogs: string[] = [];
+    page.on("dialog", (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    const popups: string[] = [];
+    page.context().on("page", (popup) => popups.push(popup.url()));
+    // A script the page ran for the answer would set __ran; one the CSP stopped would raise a violation.
+    await page.evaluate(`(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
+    })()`);
+    const hostile = [
+      "Click [here](javascript:__ran=1) or [there](JaVaScRiPt:alert(1)) or [elsewhere](java&#x09;script:alert(2)).",
+      '<a href="jav&#x0A;ascript:__ran=2">raw</a> <a href="\u0001javascript:__ran=3">ctl</a> <a href="data:text/html,<script>alert(3)</script>">data</a>',
+      "[ref]: vbscript:msgbox(1)\n\nSee [ref] and <javascript:__ran=4>.",
+      '<img src="x" onerror="__ran=5"> <svg><script>__ran=6</script></svg> <details open ontoggle="__ran=7">d</details>',
+      '<script>__ran=8</script><iframe srcdoc="<script>parent.__ran=9</script>"></iframe>',
+      "```html\n</code></pre><img src=x onerror=__ran=10>\n```",
+      '<noscript><p title="</noscript><img src=x onerror=__ran=11>"></noscript>',
+      "The end.",
+    ].join("\n\n");
+    fake.enqueue(reply({ text: hostile, reasoning: '<img src=x onerror="__ran=12">', pieceSize: 3 }, { delayMs: 2 }));
+    await send(page, "Say something hostile");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("The end.");
+    const links = page.locator(".log .entry.assistant a");
+    expect(await links.count()).toBeGreaterThanOrEqual(5);
+    for (let i = 0; i < (await links.count()); i++) await links.nth(i).click();
+    // A round trip through the page after the clicks: what they started has run.
+    await page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))");
+    expect(await page.evaluate("window.__ran")).toBeUndefined();
+    expect(await page.evaluate("window.__violations")).toEqual([]);
+    expect(dialogs).toEqual([]);
+    expect(popups).toEqual([]);
+    expect(await page.title()).toBe("worker-runtime console");
   });
 
   it("renders a long answer's finished paragraphs once, re-rendering only the paragraph still growing", async () => {
@@ -250,6 +338,36 @@ describe("the live view", () => {
     }
   });
 
+  it("shows what was committed while the tab was away, even when the resumed watch is cut right after its snapshot", async () => {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    pages.push(page);
+    await page.addInitScript(CUT_AFTER_SNAPSHOT);
+    await page.goto(server.url);
+    await page.getByRole("button", { name: "New companion" }).click();
+    await page.waitForURL(/#\/w\//);
+    fake.enqueue(reply({ text: "Seen live.", pieceSize: 5 }));
+    await send(page, "Before going away");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Seen live.");
+
+    // Hidden, the tab gives up its watch; a message sent meanwhile is answered and committed.
+    expect(await page.evaluate(setVisibility("hidden"))).toBe("hidden");
+    const [, runtimeId, workerId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!;
+    const observation = createClient(WorkerObservation, createGrpcTransport({ baseUrl: `http://${server.h2c}` }));
+    const worker = { runtimeId: decodeURIComponent(runtimeId!), workerId: decodeURIComponent(workerId!) };
+    fake.enqueue(reply({ text: "Committed while away.", pieceSize: 5 }));
+    await send(page, "While away");
+    await expect.poll(async () => (await observation.readTranscript({ worker, limit: 10 })).entries.length, { timeout: 20_000 }).toBe(4);
+
+    // Shown again, the watch resumes, and its connection drops just after the snapshot.
+    await page.evaluate("window.__cutNextWatch = true");
+    expect(await page.evaluate(setVisibility("visible"))).toBe("visible");
+    await expect.poll(() => page.evaluate("window.__cutNextWatch")).toBe(false);
+    await expect
+      .poll(() => page.locator(".log .entry.user").allTextContents(), { timeout: 20_000 })
+      .toEqual(["Before going away", "While away"]);
+    await expect(page.locator(".log .entry.assistant").last().textContent()).resolves.toContain("Committed while away.");
+  });
+
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {
     const page = await newCompanion();
     // Typing right after "New companion" goes into the message box.
@@ -315,6 +433,17 @@ describe("a Backend with a token (as deployed on Kubernetes)", () => {
       await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Can you hear me?");
       expect(await field.isVisible()).toBe(false);
       expect(page.url()).not.toContain(token);
+
+      // A new tab has no token: its chat says so (not "Connection lost"), and loads once the token is given.
+      const fresh = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      pages.push(fresh);
+      await fresh.goto(page.url());
+      await expect.poll(() => fresh.locator(".chat .error").textContent(), { timeout: 20_000 }).toContain("access token");
+      expect(await fresh.locator(".banner").isHidden()).toBe(true);
+      await fresh.getByLabel("Access token").fill(token);
+      await fresh.getByRole("button", { name: "Use token" }).click();
+      await expect.poll(() => fresh.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Can you hear me?");
+      expect(await fresh.locator(".chat .error").isHidden()).toBe(true);
     } finally {
       await page.close();
       guarded.cli.kill();
@@ -360,6 +489,59 @@ describe("a run cut by a crash of the Backend", () => {
       crashing.cli.kill();
       await crashing.cli.exited;
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a Backend restored from a backup while a chat is open", () => {
+  it("shows the restored conversation and goes on working, instead of reconnecting forever to a cursor the data no longer has", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "console-restore-"));
+    const backup = mkdtempSync(join(tmpdir(), "console-backup-"));
+    const env = { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL };
+    let running = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dir], env);
+    const [port, grpcPort] = [new URL(running.url).port, running.h2c.split(":").pop()!];
+    const restart = async (): Promise<void> => {
+      running = await startConsole(["--port", port, "--grpc-port", grpcPort, "--data-dir", dir], env);
+    };
+    const stop = async (): Promise<void> => {
+      running.cli.kill();
+      await running.cli.exited;
+    };
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(running.url);
+      await page.getByRole("button", { name: "New companion" }).click();
+      await page.waitForURL(/#\/w\//);
+      fake.enqueue(reply({ text: "Kept in the backup.", pieceSize: 5 }));
+      await send(page, "Before the backup");
+      await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Kept in the backup.");
+      await stop();
+      // A backup of the files (the dead process's lock socket is not one).
+      cpSync(dir, backup, { recursive: true, filter: (source) => !source.endsWith(".sock") });
+      await restart();
+      await expect.poll(() => page.locator(".banner").isHidden(), { timeout: 30_000 }).toBe(true);
+      fake.enqueue(reply({ text: "Lost with the restore.", pieceSize: 5 }));
+      await send(page, "After the backup");
+      await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(2);
+
+      // The operator restores the backup: the page's cursor is now ahead of the worker's events.
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+      cpSync(backup, dir, { recursive: true, filter: (source) => !source.endsWith(".sock") });
+      await restart();
+      await expect.poll(() => page.locator(".log .entry.user").allTextContents(), { timeout: 30_000 }).toEqual(["Before the backup"]);
+      await expect.poll(() => page.locator(".banner").isHidden()).toBe(true);
+      fake.enqueue(reply({ text: "Answered after the restore.", pieceSize: 5 }));
+      await send(page, "After the restore");
+      await expect
+        .poll(async () => (await page.locator(".log .entry.assistant").allTextContents()).map((text) => text.trim()), { timeout: 20_000 })
+        .toEqual(["Kept in the backup.", "Answered after the restore."]);
+      expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["Before the backup", "After the restore"]);
+    } finally {
+      await page.close();
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(backup, { recursive: true, force: true });
     }
   });
 });

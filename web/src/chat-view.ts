@@ -1,5 +1,6 @@
 import { create, toJsonString } from "@bufbuild/protobuf";
-import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type InFlightBlock, InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -17,6 +18,13 @@ import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
+/**
+ * The most entries (and marks) the page holds while it follows the newest
+ * output: a chat left open for days would otherwise grow its DOM, and the
+ * memory and layout it costs, for ever. The oldest leave; scrolling to the
+ * top reads them again, a page at a time.
+ */
+const MAX_SHOWN = 200;
 /** Raw events kept in the debug view. */
 const RAW_LIMIT = 200;
 
@@ -93,7 +101,14 @@ export class ChatView {
     this.status = h("span", { class: "status" });
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
-    this.approval = h("div", { class: "approval", hidden: true });
+    // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
+    this.approval = h("div", {
+      class: "approval",
+      role: "region",
+      "aria-label": "Approval needed",
+      "aria-live": "assertive",
+      hidden: true,
+    });
     // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
     // outside the region, since it is re-rendered every frame.
     const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
@@ -163,6 +178,11 @@ export class ChatView {
     const signal = this.abort.signal;
     let attempt = 0;
     let loaded = false;
+    /**
+     * The Backend wants its token: not a lost connection. The chat says so (the
+     * sidebar asks for the token) and keeps trying; the next try sends the token.
+     */
+    let refused = false;
     while (!signal.aborted) {
       // A hidden tab holds no connection (visibility.ts): it resumes from its cursor once shown.
       await whenVisible(signal);
@@ -173,6 +193,8 @@ export class ChatView {
         for await (const message of this.api.observation.watchWorker(request, { signal: connection.signal })) {
           attempt = 0;
           this.banner.hidden = true;
+          if (refused) this.showError(undefined);
+          refused = false;
           this.onMessage(message);
           if (!loaded) {
             loaded = true;
@@ -182,22 +204,30 @@ export class ChatView {
       } catch (error) {
         if (signal.aborted) return;
         if (connection.signal.aborted) continue;
-        const reason = reasonOf(error);
-        if (reason === ErrorReason.CURSOR_EXPIRED || reason === ErrorReason.CURSOR_FOREIGN) {
-          // Start again from a fresh snapshot and re-read the tail: entries keyed by seq are not doubled.
+        if (cursorLost(error)) {
+          // Start again from a fresh snapshot and the newest page: what is shown may miss entries
+          // (those between it and the new tail) or hold entries the worker no longer has.
+          // The tail and the cut runs are read again.
           this.cursor = "";
           loaded = false;
+          this.log.clear();
+          this.runLastSeq.clear();
+          this.cutRuns.clear();
+          this.hasOlder = false;
           continue;
         }
+        const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
           this.showError(describeError(error));
           return;
         }
+        refused = reason === ErrorReason.UNAUTHENTICATED;
+        if (refused) this.showError(describeError(error));
       } finally {
         connection.dispose();
       }
       if (signal.aborted) return;
-      this.banner.hidden = false;
+      this.banner.hidden = refused;
       const delay = Math.min(5_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
       attempt++;
       await new Promise((resolve) => setTimeout(resolve, delay));
@@ -213,7 +243,9 @@ export class ChatView {
       // The snapshot's partial blocks replace ours: deltas missed while disconnected are in them.
       for (const key of [...this.blocks.keys()]) this.dropBlock(key);
       for (const block of snapshot.inFlight) this.liveBlock(block);
-      if (snapshot.cursor) this.cursor = snapshot.cursor;
+      // Only a fresh watch starts at the snapshot. A resumed one keeps its cursor until the replayed
+      // events behind the snapshot arrive: cut before them, it must ask for them again, not skip them.
+      if (snapshot.cursor && !this.cursor) this.cursor = snapshot.cursor;
     }
     for (const event of message.events) {
       this.onEvent(event);
@@ -294,7 +326,8 @@ export class ChatView {
   private putEntry(entry: TranscriptEntry): void {
     const seq = Number(entry.seq);
     this.log.put(seq, renderEntry(entry));
-    if (entry.runId && seq > (this.runLastSeq.get(entry.runId) ?? -1)) {
+    // At or after the last: a run's last entry read again after it was trimmed brings its mark back.
+    if (entry.runId && seq >= (this.runLastSeq.get(entry.runId) ?? -1)) {
       this.runLastSeq.set(entry.runId, seq);
       this.placeCutMark(entry.runId);
     }
@@ -404,7 +437,11 @@ export class ChatView {
       this.frameQueued = false;
       for (const block of this.dirty) this.renderBlock(block);
       this.dirty.clear();
-      if (this.following) this.scrollToBottom();
+      if (this.following) {
+        // Trimmed only while following, so never under a reader's eyes; what left is history again.
+        if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
+        this.scrollToBottom();
+      }
     });
   }
 
@@ -542,6 +579,24 @@ function renderEntry(entry: TranscriptEntry): HTMLElement {
     default:
       return h("div", { class: "entry", "data-seq": seq });
   }
+}
+
+/**
+ * The watch's cursor can no longer be resumed from, only a fresh snapshot can
+ * help: older than the retained events (CURSOR_EXPIRED, OUT_OF_RANGE), of
+ * another store (CURSOR_FOREIGN), or ahead of the worker's events, as after
+ * the data dir was restored from a backup (INVALID_ARGUMENT on after_cursor).
+ * Retrying it would show "Reconnecting…" forever.
+ */
+function cursorLost(error: unknown): boolean {
+  if (!(error instanceof ConnectError)) return false;
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  return (
+    error.code === Code.OutOfRange ||
+    detail?.reason === ErrorReason.CURSOR_EXPIRED ||
+    detail?.reason === ErrorReason.CURSOR_FOREIGN ||
+    (detail?.reason === ErrorReason.INVALID_ARGUMENT && detail.metadata["field"] === "after_cursor")
+  );
 }
 
 /** "idle", "running", … for the header; status words rather than enum names. */

@@ -44,6 +44,23 @@ export class OrderedLog {
     this.elements.set(key, element);
   }
 
+  /** Empties the log: what it showed is stale (the watch re-synced from a fresh snapshot). */
+  clear(): void {
+    for (const element of this.elements.values()) element.remove();
+    this.elements.clear();
+    this.keys.length = 0;
+  }
+
+  /** Drops the elements with the smallest keys until at most `max` are left; returns how many it dropped. */
+  dropOldest(max: number): number {
+    const dropped = this.keys.splice(0, Math.max(0, this.keys.length - max));
+    for (const key of dropped) {
+      this.elements.get(key)?.remove();
+      this.elements.delete(key);
+    }
+    return dropped.length;
+  }
+
   remove(key: number): void {
     const element = this.elements.get(key);
     if (!element) return;
