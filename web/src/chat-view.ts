@@ -1,19 +1,21 @@
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { type InFlightBlock, InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ConnectivityState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { type WatchWorkerResponse, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
 import { describeError, PROVIDER_HINT, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
+import { FollowScroll } from "./follow-scroll.js";
+import { LiveBlocks } from "./live-blocks.js";
 import { renderMarkdown } from "./markdown.js";
 import { OrderedLog } from "./ordered-log.js";
-import { StreamingMarkdown } from "./streaming-markdown.js";
+import { RawEventView } from "./raw-event-view.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
@@ -25,16 +27,6 @@ const PAGE = 30;
  * top reads them again, a page at a time.
  */
 const MAX_SHOWN = 200;
-/** Raw events kept in the debug view. */
-const RAW_LIMIT = 200;
-
-interface LiveBlock {
-  block: InFlightBlock;
-  element: HTMLElement;
-  body: HTMLElement;
-  /** A text block's markdown, re-rendered from its growing end only. */
-  markdown?: StreamingMarkdown;
-}
 
 /**
  * One worker's conversation: history in pages from ReadTranscript, the live
@@ -46,8 +38,8 @@ export class ChatView {
   private readonly ref: WorkerRef;
   private readonly abort = new AbortController();
   private readonly log: OrderedLog;
-  private readonly scroller: HTMLElement;
-  private readonly live: HTMLElement;
+  private readonly scroll: FollowScroll;
+  private readonly live: LiveBlocks;
   private readonly banner: HTMLElement;
   private readonly error: HTMLElement;
   private readonly status: HTMLElement;
@@ -57,11 +49,7 @@ export class ChatView {
   private readonly stopButton: HTMLButtonElement;
   private readonly sendButton: HTMLButtonElement;
   private readonly input: HTMLTextAreaElement;
-  private readonly raw: HTMLElement;
-  private readonly rawView: HTMLDetailsElement;
-  /** The last RAW_LIMIT watch messages, shown as JSON only while the raw view is open. */
-  private readonly rawMessages: WatchWorkerResponse[] = [];
-  private readonly blocks = new Map<string, LiveBlock>();
+  private readonly raw = new RawEventView();
   /** Highest committed seq per run, to place a "stopped" or "interrupted" mark after it. */
   private readonly runLastSeq = new Map<string, number>();
   /** Runs that ended without finishing: CANCELLED (Stop) or INTERRUPTED (the runtime restarted). */
@@ -76,19 +64,7 @@ export class ChatView {
    * back WORKER_BUSY, a false "busy" error for one message typed once.
    */
   private sending = false;
-  /**
-   * Where the view last scrolled itself to the bottom; Infinity once the
-   * reader scrolled up, when the view stops following the newest output
-   * (see {@link following}). Kept from scroll events (where layout is fresh)
-   * so that no event handler reads layout: measuring before and after each
-   * change forced two synchronous layouts of the whole log per event, one of
-   * them in front of every first token. The view's own scroll raises its
-   * event a frame later, maybe after more output made the log taller: a
-   * position at or below this one is not the reader scrolling up.
-   */
-  private scrolledTo = 0;
   private frameQueued = false;
-  private readonly dirty = new Set<LiveBlock>();
 
   constructor(
     private readonly api: Api,
@@ -113,13 +89,9 @@ export class ChatView {
     // outside the region, since it is re-rendered every frame.
     const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
     this.log = new OrderedLog(logRoot);
-    this.live = h("div", { class: "live" });
-    this.scroller = h("div", { class: "scroller" }, logRoot, this.live);
-    this.scroller.addEventListener("scroll", () => {
-      if (this.scroller.scrollTop < this.scrolledTo && !this.nearBottom()) this.scrolledTo = Number.POSITIVE_INFINITY;
-      else if (!this.following) this.scrolledTo = this.scroller.scrollTop;
-      if (this.scroller.scrollTop < 80) void this.loadOlder();
-    });
+    this.live = new LiveBlocks(h("div", { class: "live" }), () => this.queueFrame());
+    const scroller = h("div", { class: "scroller" }, logRoot, this.live.element);
+    this.scroll = new FollowScroll(scroller, () => void this.loadOlder());
     this.stopButton = h("button", { class: "stop", type: "button", hidden: true, onclick: () => void this.stop() }, "Stop");
     this.input = h("textarea", {
       class: "input",
@@ -146,21 +118,18 @@ export class ChatView {
       this.input,
       h("div", { class: "actions" }, this.sendButton, this.stopButton),
     );
-    this.raw = h("pre", { class: "raw-events" });
-    this.rawView = h("details", { class: "raw" }, h("summary", {}, "Raw events"), this.raw);
     this.element = h(
       "section",
       { class: "chat" },
       h("header", { class: "chat-header" }, this.title, this.status),
       this.banner,
       this.connectivity,
-      this.scroller,
+      scroller,
       this.approval,
       this.error,
       form,
-      this.rawView,
+      this.raw.element,
     );
-    this.rawView.addEventListener("toggle", () => this.renderRaw());
   }
 
   /** Starts the watch, then reads the newest page of history. */
@@ -235,14 +204,13 @@ export class ChatView {
   }
 
   private onMessage(message: WatchWorkerResponse): void {
-    this.recordRaw(message);
+    this.raw.record(message);
     if (message.snapshot) {
       const snapshot = message.snapshot;
       if (snapshot.worker) this.setWorker(snapshot.worker);
       this.setActiveRun(snapshot.activeRun);
       // The snapshot's partial blocks replace ours: deltas missed while disconnected are in them.
-      for (const key of [...this.blocks.keys()]) this.dropBlock(key);
-      for (const block of snapshot.inFlight) this.liveBlock(block);
+      this.live.replaceAll(snapshot.inFlight);
       // Only a fresh watch starts at the snapshot. A resumed one keeps its cursor until the replayed
       // events behind the snapshot arrive: cut before them, it must ask for them again, not skip them.
       if (snapshot.cursor && !this.cursor) this.cursor = snapshot.cursor;
@@ -264,20 +232,20 @@ export class ChatView {
         this.onRun(kind.value);
         break;
       case "transcriptAppended":
-        this.dropBlock(kind.value.blockId);
+        this.live.drop(kind.value.blockId);
         this.putEntry(kind.value);
         break;
       case "textDelta":
-        this.appendDelta(kind.value.runId, kind.value.blockId, InFlightBlockKind.TEXT, kind.value.text);
+        this.live.append(kind.value.runId, kind.value.blockId, InFlightBlockKind.TEXT, kind.value.text);
         break;
       case "reasoningDelta":
-        this.appendDelta(kind.value.runId, kind.value.blockId, InFlightBlockKind.REASONING, kind.value.text);
+        this.live.append(kind.value.runId, kind.value.blockId, InFlightBlockKind.REASONING, kind.value.text);
         break;
       case "toolCallDelta":
-        this.appendDelta(kind.value.runId, kind.value.blockId, InFlightBlockKind.TOOL_CALL, kind.value.argumentsDelta, kind.value.toolName);
+        this.live.append(kind.value.runId, kind.value.blockId, InFlightBlockKind.TOOL_CALL, kind.value.argumentsDelta, kind.value.toolName);
         break;
       case "blockDiscarded":
-        this.dropBlock(kind.value.blockId);
+        this.live.drop(kind.value.blockId);
         break;
       default:
         break;
@@ -295,7 +263,7 @@ export class ChatView {
       for (const run of cut.flatMap((list) => list.runs)) this.cutRuns.set(run.runId, run.status);
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
-      this.scrolledTo = 0;
+      this.scroll.follow();
       this.queueFrame();
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
@@ -312,9 +280,9 @@ export class ChatView {
         { worker: this.ref, position: { case: "beforeSeq", value: BigInt(Math.floor(first)) }, limit: PAGE },
         { signal: this.abort.signal },
       );
-      const before = this.scroller.scrollHeight;
-      for (const entry of page.entries) this.putEntry(entry);
-      this.scroller.scrollTop += this.scroller.scrollHeight - before;
+      this.scroll.keepingPosition(() => {
+        for (const entry of page.entries) this.putEntry(entry);
+      });
       this.hasOlder = page.hasMore;
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
@@ -360,7 +328,7 @@ export class ChatView {
     const ended = run.status >= RunStatus.COMPLETED;
     // As in the runtime's snapshot: an ended run has nothing in flight. A block neither committed
     // nor discarded (a tool call cut by Stop) would otherwise stay on screen as streaming.
-    if (ended) for (const [key, live] of this.blocks) if (live.block.runId === run.runId) this.dropBlock(key);
+    if (ended) this.live.dropRun(run.runId);
     if (ended && this.activeRun?.runId === run.runId) this.setActiveRun(undefined);
     else if (!ended) this.setActiveRun(run);
   }
@@ -396,35 +364,6 @@ export class ChatView {
     if (!worker.activeRunId && this.activeRun) this.setActiveRun(undefined);
   }
 
-  private appendDelta(runId: string, blockId: string, kind: InFlightBlockKind, text: string, toolName = ""): void {
-    const existing = this.blocks.get(blockId);
-    if (existing) {
-      existing.block.text += text;
-      if (toolName) existing.block.toolName = toolName;
-      this.dirty.add(existing);
-      this.queueFrame();
-      return;
-    }
-    this.liveBlock({ $typeName: "worker_runtime.v1.InFlightBlock", runId, blockId, kind, text, toolCallId: "", toolName });
-  }
-
-  private liveBlock(block: InFlightBlock): void {
-    const body = h("div", { class: "body" });
-    const element =
-      block.kind === InFlightBlockKind.REASONING
-        ? h("details", { class: "entry reasoning streaming" }, h("summary", {}, "Reasoning…"), body)
-        : block.kind === InFlightBlockKind.TOOL_CALL
-          ? h("div", { class: "entry tool-call streaming" }, h("div", { class: "tool-name" }, `Tool call: ${block.toolName}`), body)
-          : h("div", { class: "entry assistant streaming" }, body);
-    const live: LiveBlock = { block, element, body };
-    if (block.kind === InFlightBlockKind.TEXT) live.markdown = new StreamingMarkdown(body);
-    this.blocks.set(block.blockId, live);
-    // A new block's first text shows at once; later deltas wait for the frame.
-    this.live.append(element);
-    this.renderBlock(live);
-    this.queueFrame();
-  }
-
   /**
    * The DOM work that can wait for the next frame, done once per frame:
    * blocks whose deltas arrived since (markdown is re-parsed, so not per
@@ -435,28 +374,13 @@ export class ChatView {
     this.frameQueued = true;
     requestAnimationFrame(() => {
       this.frameQueued = false;
-      for (const block of this.dirty) this.renderBlock(block);
-      this.dirty.clear();
-      if (this.following) {
+      this.live.renderDirty();
+      if (this.scroll.following) {
         // Trimmed only while following, so never under a reader's eyes; what left is history again.
         if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
-        this.scrollToBottom();
+        this.scroll.scrollToBottom();
       }
     });
-  }
-
-  private renderBlock(live: LiveBlock): void {
-    if (live.markdown) live.markdown.update(live.block.text);
-    else if (live.block.kind === InFlightBlockKind.TOOL_CALL) live.body.replaceChildren(h("pre", {}, live.block.text));
-    else live.body.textContent = live.block.text;
-  }
-
-  private dropBlock(blockId: string): void {
-    const live = this.blocks.get(blockId);
-    if (!live) return;
-    live.element.remove();
-    this.dirty.delete(live);
-    this.blocks.delete(blockId);
   }
 
   private async send(): Promise<void> {
@@ -503,38 +427,6 @@ export class ChatView {
   private showError(text: string | undefined): void {
     this.error.hidden = text === undefined;
     this.error.textContent = text ?? "";
-  }
-
-  /**
-   * Keeps the message for the raw view (so opening it shows what came
-   * before), serialized to JSON only while the view is open: serializing
-   * every message up front sat in front of rendering each streamed token.
-   */
-  private recordRaw(message: WatchWorkerResponse): void {
-    this.rawMessages.push(message);
-    if (this.rawMessages.length > RAW_LIMIT) this.rawMessages.shift();
-    if (!this.rawView.open) return;
-    this.raw.append(rawLine(message));
-    while (this.raw.childElementCount > RAW_LIMIT) this.raw.firstElementChild?.remove();
-  }
-
-  /** Fills the raw view when it opens; empties it when it closes. */
-  private renderRaw(): void {
-    this.raw.replaceChildren(...(this.rawView.open ? this.rawMessages.map(rawLine) : []));
-  }
-
-  /** Whether the view follows the newest output: at the bottom, or where it last put itself. */
-  private get following(): boolean {
-    return this.scrolledTo !== Number.POSITIVE_INFINITY;
-  }
-
-  private nearBottom(): boolean {
-    return this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 60;
-  }
-
-  private scrollToBottom(): void {
-    this.scroller.scrollTop = this.scroller.scrollHeight;
-    this.scrolledTo = this.scroller.scrollTop;
   }
 }
 
@@ -604,8 +496,4 @@ export function workerStatusText(worker: Worker): string {
   const status = ["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown";
   const connected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
   return `${status}${connected}`;
-}
-
-function rawLine(message: WatchWorkerResponse): HTMLElement {
-  return h("div", {}, toJsonString(WatchWorkerResponseSchema, message));
 }

@@ -1,0 +1,54 @@
+/**
+ * The chat's scrolling: it follows the newest output until the reader
+ * scrolls up, and asks for older history near the top.
+ *
+ * Where the view last scrolled itself to the bottom is kept from scroll
+ * events (where layout is fresh), so that no event handler reads layout:
+ * measuring before and after each change forced two synchronous layouts of
+ * the whole log per event, one of them in front of every first token. The
+ * view's own scroll raises its event a frame later, maybe after more output
+ * made the log taller: a position at or below the kept one is not the
+ * reader scrolling up.
+ */
+export class FollowScroll {
+  /** Where the view last scrolled itself to; Infinity once the reader scrolled up. */
+  private scrolledTo = 0;
+
+  constructor(
+    private readonly scroller: HTMLElement,
+    onNearTop: () => void,
+  ) {
+    scroller.addEventListener("scroll", () => {
+      if (scroller.scrollTop < this.scrolledTo && !this.nearBottom()) this.scrolledTo = Number.POSITIVE_INFINITY;
+      // Back at the bottom after scrolling up: follow again.
+      else if (!this.following) this.scrolledTo = scroller.scrollTop;
+      if (scroller.scrollTop < 80) onNearTop();
+    });
+  }
+
+  /** Whether the view follows the newest output: at the bottom, or where it last put itself. */
+  get following(): boolean {
+    return this.scrolledTo !== Number.POSITIVE_INFINITY;
+  }
+
+  /** Follows the output again (a freshly loaded tail). */
+  follow(): void {
+    this.scrolledTo = 0;
+  }
+
+  scrollToBottom(): void {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.scrolledTo = this.scroller.scrollTop;
+  }
+
+  /** Runs `insertAbove` (older entries put above the view) keeping what the reader looks at in place. */
+  keepingPosition(insertAbove: () => void): void {
+    const before = this.scroller.scrollHeight;
+    insertAbove();
+    this.scroller.scrollTop += this.scroller.scrollHeight - before;
+  }
+
+  private nearBottom(): boolean {
+    return this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 60;
+  }
+}
