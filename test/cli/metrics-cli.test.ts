@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { type CliProcess, startCli } from "../support/cli-process.js";
+import { type CliProcess, METRICS_LINE, startCli } from "../support/cli-process.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
@@ -21,8 +21,6 @@ afterEach(async () => {
   for (const cli of processes.splice(0)) cli.kill();
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
-
-const METRICS_LINE = /^worker-runtime metrics (http:\/\/\S+\/metrics)$/m;
 
 function start(args: readonly string[], env: Record<string, string> = {}): CliProcess {
   const cli = startCli(args, env);

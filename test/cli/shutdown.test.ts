@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { REPEAT_WINDOW_MS } from "../../src/cli/shutdown-signals.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
-import { startFakeOpenAI } from "../support/fake-openai.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { clientsFor, eventually, makeTransport } from "../support/harness.js";
 import { CLIENT_PREFACE, DATA, END_HEADERS, END_STREAM, HEADERS, http2Frame, literalHeaders, SETTINGS } from "../support/raw-http2.js";
 
@@ -37,6 +37,28 @@ afterEach(() => {
 });
 
 const HANG_GUARD_MS = 20_000;
+
+/**
+ * Starts the CLI with `args` against `fake`, and one run in flight: its
+ * provider request made and stalled. `session` gets the client's HTTP/2
+ * session, for the test to abort at the end.
+ */
+async function startWithRunInFlight(
+  args: readonly string[],
+  fake: FakeOpenAI,
+  session: { manager?: Http2SessionManager },
+): Promise<CliProcess> {
+  fake.enqueue({ kind: "stall" });
+  const cli = startCli(args, { OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: fake.baseURL });
+  processes.push(cli);
+  const { h2c, runtimeId } = await cli.listening;
+  session.manager = new Http2SessionManager(`http://${h2c}`);
+  const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, session.manager));
+  const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
+  await clients.interaction.sendInput({ worker, input: { text: "take your time" } });
+  await eventually(() => fake.requests.length > 0, 10_000, "the provider request");
+  return cli;
+}
 
 /**
  * A raw HTTP/2 client that opens a WatchRuntime stream and then goes silent:
@@ -203,19 +225,8 @@ describe("a signal repeated after the first one's moment", () => {
       const fake = await startFakeOpenAI();
       const session: { manager?: Http2SessionManager } = {};
       try {
-        fake.enqueue({ kind: "stall" });
         // A grace far past the hang guard: only the cut lets the process exit in time.
-        const cli = startCli([command, "--port", "0", "--shutdown-grace-ms", "600000"], {
-          OPENAI_API_KEY: "sk-test",
-          OPENAI_BASE_URL: fake.baseURL,
-        });
-        processes.push(cli);
-        const { h2c, runtimeId } = await cli.listening;
-        session.manager = new Http2SessionManager(`http://${h2c}`);
-        const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, session.manager));
-        const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
-        await clients.interaction.sendInput({ worker, input: { text: "take your time" } });
-        await eventually(() => fake.requests.length > 0, 10_000, "the provider request");
+        const cli = await startWithRunInFlight([command, "--port", "0", "--shutdown-grace-ms", "600000"], fake, session);
 
         cli.child.kill("SIGINT");
         await logged(cli, "shutting down");
@@ -245,18 +256,7 @@ describe("a close that fails", () => {
       const dataDir = await mkdtemp(path.join(tmpdir(), "close-fails-"));
       const session: { manager?: Http2SessionManager } = {};
       try {
-        fake.enqueue({ kind: "stall" });
-        const cli = startCli([command, "--port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0"], {
-          OPENAI_API_KEY: "sk-test",
-          OPENAI_BASE_URL: fake.baseURL,
-        });
-        processes.push(cli);
-        const { h2c, runtimeId } = await cli.listening;
-        session.manager = new Http2SessionManager(`http://${h2c}`);
-        const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, session.manager));
-        const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref;
-        await clients.interaction.sendInput({ worker, input: { text: "take your time" } });
-        await eventually(() => fake.requests.length > 0, 10_000, "the provider request");
+        const cli = await startWithRunInFlight([command, "--port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0"], fake, session);
 
         await rm(dataDir, { recursive: true, force: true });
         cli.child.kill("SIGTERM");

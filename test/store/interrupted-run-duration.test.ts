@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { type CliProcess, startCli } from "../support/cli-process.js";
+import { type CliProcess, METRICS_LINE, startCli } from "../support/cli-process.js";
 import { startFakeOpenAI } from "../support/fake-openai.js";
 import { eventually } from "../support/harness.js";
 import { parsePrometheusText, sumSamples } from "../support/prometheus-text.js";
@@ -27,8 +27,6 @@ afterEach(async () => {
   for (const cli of processes.splice(0)) cli.kill();
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
-
-const METRICS_LINE = /^worker-runtime metrics (http:\/\/\S+\/metrics)$/m;
 
 describe("a run interrupted by a crash and a restart", () => {
   it("ends at the last thing recorded before the crash, not at the restart", async () => {

@@ -29,6 +29,9 @@ export interface CliProcess {
 
 const LISTENING = /^worker-runtime listening (?:h2c|https)=(\S+)(?: http1=(\S+))? runtime_id=(\S+)$/m;
 
+/** The line `--metrics-port` prints on stdout; group 1 is the metrics URL. */
+export const METRICS_LINE = /^worker-runtime metrics (http:\/\/\S+\/metrics)$/m;
+
 /** Which CLI build to start, and where. */
 export interface CliEntry {
   /** Node arguments before the CLI's own (default: run the TypeScript source through tsx). */
