@@ -145,7 +145,9 @@ export class ChunkAccumulator {
    * call of this response or an id in `taken` (the run's earlier calls)
    * already has: some compatible servers omit ids or number calls per
    * response, and a repeated id would let one approval, result or history
-   * message answer two calls.
+   * message answer two calls. So does an id a client could not send back in
+   * ResolveApproval ({@link clientSafeId}): the run would wait for an
+   * approval nobody can give.
    */
   toolCalls(taken: ReadonlySet<string> = new Set()): AssembledToolCall[] {
     const ordered = this.calls.every((call) => call.index !== undefined)
@@ -153,7 +155,7 @@ export class ChunkAccumulator {
       : this.calls;
     const used = new Set(taken);
     return ordered.map(({ index: _index, ...call }) => {
-      let id = call.id && !used.has(call.id) ? call.id : `call_${call.blockId}`;
+      let id = clientSafeId(call.id) && !used.has(call.id) ? call.id : `call_${call.blockId}`;
       // A resumed run numbers its blocks afresh, so even a generated id may be taken.
       for (let n = 2; used.has(id); n++) id = `call_${call.blockId}_${n}`;
       used.add(id);
@@ -216,4 +218,16 @@ function reasoningOf(delta: object): string | undefined {
     if (typeof value === "string" && value !== "") return value;
   }
   return undefined;
+}
+
+/**
+ * The provider ids kept as they are: 1-64 printable ASCII characters, as
+ * every known provider's are (OpenAI's `call_` ids are about 30). Anything
+ * else (control characters, lone surrogates, hundreds of characters) would
+ * be refused by ResolveApproval's tool_call_id rule (at most
+ * RuntimeLimits.maxToolCallIdLength, 256 by default), and the id only has to
+ * be the same in the run's messages, so a generated one serves as well.
+ */
+function clientSafeId(id: string): boolean {
+  return /^[\x21-\x7e]{1,64}$/.test(id);
 }

@@ -455,6 +455,45 @@ describe("tools", () => {
       ]);
     });
 
+    it("gives calls whose provider ids a client could not send back in ResolveApproval ids it can, the same in every message", async () => {
+      h = await startHarness();
+      // An id with a control character, one past ResolveApproval's 256 characters, one with a space, and a plain one kept.
+      const odd = ["call\u001b[2J", `call_${"x".repeat(300)}`, "call 3"];
+      h.fake.enqueue(
+        reply({
+          toolCalls: [
+            ...odd.map((id, i) => call(id, "write_file", { path: `${i}.txt`, content: "x" })),
+            call("call_kept", "write_file", { path: "k.txt", content: "k" }),
+          ],
+        }),
+        reply({ text: "written" }),
+      );
+      const asked: string[] = [];
+      const { outcome, sink } = await h.run({
+        input: "write",
+        profile: profile(h),
+        capabilities: ["fs.write"],
+        onApproval: (pending) => {
+          asked.push(pending.toolCallId);
+          return Promise.resolve({ approved: true, reason: "" });
+        },
+      });
+      expect(outcome.kind).toBe("completed");
+      expect(asked).toHaveLength(4);
+      expect(asked[3]).toBe("call_kept");
+      for (const id of asked.slice(0, 3)) {
+        expect(odd).not.toContain(id);
+        // What ResolveApproval accepts: no control characters, at most 256 characters.
+        expect(id).toMatch(/^[\x21-\x7e]{1,256}$/);
+      }
+      expect(new Set(asked).size).toBe(4);
+      expect(sink.committed("toolCall").map((c) => c.toolCallId)).toEqual(asked);
+      expect(sink.committed("toolResult").map((r) => r.toolCallId)).toEqual(asked);
+      const sent = h.fake.requests[1]?.body.messages ?? [];
+      expect(sent.flatMap((m) => m.tool_calls?.map((c) => c.id) ?? [])).toEqual(asked);
+      expect(sent.filter((m) => m.role === "tool").map((m) => m.tool_call_id)).toEqual(asked);
+    });
+
     it("ends the run cancelled when cancelled while waiting", async () => {
       h = await startHarness();
       h.fake.enqueue(reply({ toolCalls: [call("w1", "write_file", { path: "no.txt", content: "x" })] }));
