@@ -4,7 +4,7 @@ import { Buffer } from "node:buffer";
 import { isPlainMessageType, reachableMessageTypes } from "./plain-message-type.js";
 
 /** Encodes one message to its binary form, byte-identical to protobuf-es's `toBinary`. */
-export type MessageEncoder<Desc extends DescMessage> = (message: MessageShape<Desc>) => Uint8Array;
+export type MessageEncoder<Desc extends DescMessage> = (message: MessageShape<Desc>) => Uint8Array<ArrayBuffer>;
 
 /**
  * An encoder giving exactly the bytes of protobuf-es's `toBinary(schema,
@@ -28,6 +28,16 @@ export type MessageEncoder<Desc extends DescMessage> = (message: MessageShape<De
  * error: this never writes different bytes (test/runtime/message-encoder.test.ts).
  */
 export function createMessageEncoder<Desc extends DescMessage>(schema: Desc): MessageEncoder<Desc> {
+  let encoder = encoders.get(schema);
+  if (encoder === undefined) {
+    encoder = plannedEncoder(schema);
+    encoders.set(schema, encoder);
+  }
+  return encoder as MessageEncoder<Desc>;
+}
+
+/** The encoder of {@link createMessageEncoder}, made once per type (a server makes one per call). */
+function plannedEncoder(schema: DescMessage): MessageEncoder<DescMessage> {
   if (!plannable(schema)) return (message) => toBinary(schema, message);
   const plan = planFor(schema);
   return (message) => {
@@ -46,18 +56,13 @@ export function createMessageEncoder<Desc extends DescMessage>(schema: Desc): Me
   };
 }
 
-/** The planned encoder of `schema`, made once per type: for callers holding a schema rather than an encoder. */
+/** `toBinary(schema, message)` through the planned encoder of `schema`: for callers holding a schema rather than an encoder. */
 export function encodeMessage<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): Uint8Array {
-  let encoder = encoders.get(schema);
-  if (encoder === undefined) {
-    encoder = createMessageEncoder(schema) as MessageEncoder<DescMessage>;
-    encoders.set(schema, encoder);
-  }
-  return encoder(message);
+  return createMessageEncoder(schema)(message);
 }
 
 const encoders = new WeakMap<DescMessage, MessageEncoder<DescMessage>>();
-const EMPTY = Buffer.alloc(0);
+const EMPTY: Buffer<ArrayBuffer> = Buffer.alloc(0);
 
 /** Thrown by the first pass for anything it does not handle exactly; the message goes to toBinary. */
 const FALLBACK = new Error("message encoder: not planned, encode with toBinary");
@@ -66,7 +71,7 @@ const FALLBACK = new Error("message encoder: not planned, encode with toBinary")
 interface Context {
   sizes: number[];
   index: number;
-  out: Buffer;
+  out: Buffer<ArrayBuffer>;
   view: DataView | undefined;
   pos: number;
 }
