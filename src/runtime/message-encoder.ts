@@ -430,6 +430,8 @@ const INT32: ScalarCodec = {
 /** 64-bit integers: protobuf-es's protoInt64 split into two 32-bit halves (bigint, or string with jstype). */
 function int64Codec(signed: boolean, zigzag: boolean, fixed: boolean): ScalarCodec {
   const encode = (value: unknown): { lo: number; hi: number } => {
+    // Small non-negative bigints (seqs, token counts) without protoInt64's DataView round trip and its object.
+    if (!zigzag && typeof value === "bigint" && value >= 0n && value <= 0x7fffffffn) return smallBits(Number(value));
     if (typeof value !== "bigint" && typeof value !== "string" && typeof value !== "number") throw FALLBACK;
     const bits = signed ? protoInt64.enc(value) : protoInt64.uEnc(value);
     if (!zigzag) return bits;
@@ -456,6 +458,13 @@ function int64Codec(signed: boolean, zigzag: boolean, fixed: boolean): ScalarCod
       context.pos += 8;
     },
   };
+}
+
+/** One shared result for small values: read at once by the caller, never kept. */
+const SMALL = { lo: 0, hi: 0 };
+function smallBits(value: number): { lo: number; hi: number } {
+  SMALL.lo = value;
+  return SMALL;
 }
 
 const CODECS: Record<ScalarType, ScalarCodec> = {
