@@ -9,6 +9,7 @@ import {
 } from "@bufbuild/protobuf";
 import { scalarZeroValue } from "@bufbuild/protobuf/reflect";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { isPlainMessageType } from "../runtime/plain-message-type.js";
 
 /** Parses one message from its binary encoding. */
 export type MessageDecoder<Desc extends DescMessage> = (bytes: Uint8Array) => MessageShape<Desc>;
@@ -31,7 +32,7 @@ export type MessageDecoder<Desc extends DescMessage> = (bytes: Uint8Array) => Me
  * `fromBinary` again (the fast transport does).
  */
 export function createMessageDecoder<Desc extends DescMessage>(schema: Desc, options?: Partial<BinaryReadOptions>): MessageDecoder<Desc> {
-  if (!plain(schema)) return (bytes) => fromBinary(schema, bytes, options);
+  if (!isPlainMessageType(schema)) return (bytes) => fromBinary(schema, bytes, options);
   const plan = planFor(schema);
   const context: ReadContext = {
     readUnknownFields: options?.readUnknownFields ?? true,
@@ -75,43 +76,8 @@ interface Plan {
 /** Plans by message type, made once every type the message reaches is known to be plain. */
 const plans = new WeakMap<DescMessage, Plan>();
 
-// google.protobuf.Edition.EDITION_PROTO3 and FeatureSet.FieldPresence.IMPLICIT, as protobuf-es names them.
-const EDITION_PROTO3 = 999;
+// google.protobuf.FeatureSet.FieldPresence.IMPLICIT, as protobuf-es names it.
 const IMPLICIT = 2;
-
-/** Well-known types that protobuf-es decodes like any message (the others have special shapes). */
-const PLAIN_WELL_KNOWN = new Set([
-  "google.protobuf.Timestamp",
-  "google.protobuf.Duration",
-  "google.protobuf.Empty",
-  "google.protobuf.Any",
-  "google.protobuf.FieldMask",
-]);
-
-/** Whether a message type and every type it reaches are plain, by message type (a decoder is made per call). */
-const plainClosures = new WeakMap<DescMessage, boolean>();
-
-function plain(desc: DescMessage): boolean {
-  let known = plainClosures.get(desc);
-  if (known === undefined) {
-    known = plainClosure(desc);
-    plainClosures.set(desc, known);
-  }
-  return known;
-}
-
-/** Whether `desc` and every message type it reaches are plain (see {@link createMessageDecoder}). */
-function plainClosure(desc: DescMessage): boolean {
-  const seen = new Set<DescMessage>();
-  const pending = [desc];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    if (seen.has(next)) continue;
-    seen.add(next);
-    if (!plainType(next)) return false;
-    for (const field of next.fields) if (field.message !== undefined) pending.push(field.message);
-  }
-  return true;
-}
 
 /** The plan of a type whose closure is plain. */
 function planFor(desc: DescMessage): Plan {
@@ -122,19 +88,6 @@ function planFor(desc: DescMessage): Plan {
   plans.set(desc, plan);
   for (const field of desc.fields) plan.fields.set(field.number, fieldReader(field));
   return plan;
-}
-
-/** A type whose own fields all decode the plain way (the types they reach are checked as they are planned). */
-function plainType(desc: DescMessage): boolean {
-  if (desc.file.edition !== EDITION_PROTO3) return false;
-  if (desc.typeName.startsWith("google.protobuf.") && !PLAIN_WELL_KNOWN.has(desc.typeName)) return false;
-  for (const field of desc.fields) {
-    if ((field as { delimitedEncoding?: boolean }).delimitedEncoding === true) return false;
-    if (field.enum !== undefined && !field.enum.open) return false;
-    if ((field.fieldKind === "scalar" || field.fieldKind === "enum") && field.getDefaultValue() !== undefined) return false;
-    if (field.fieldKind === "message" && field.presence === IMPLICIT) return false;
-  }
-  return true;
 }
 
 /** The zero message of protobuf-es's `create(desc)` for a proto3 type: $typeName, then every oneof and implicit-presence field. */

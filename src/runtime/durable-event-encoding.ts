@@ -1,7 +1,8 @@
-import { type DescMessage, type MessageShape, ScalarType, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, type MessageShape, ScalarType } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Buffer } from "node:buffer";
+import { encodeMessage } from "./message-encoder.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 /**
@@ -13,7 +14,7 @@ import { varintSize, writeVarint } from "./varint.js";
  * message) as on the Run itself, and a run makes a dozen durable events
  * (issue 9's per-run cost). So the envelope is written directly and a
  * payload marked with {@link sealPayload} is encoded only once, whichever
- * streams carry it. Output is byte-identical to toBinary: the envelope's
+ * streams carry it, by the planned encoder (message-encoder.ts). Output is byte-identical to toBinary: the envelope's
  * fields come first in both event messages and the oneof after them, empty
  * values are omitted (test/runtime/durable-event-encoding.test.ts); anything
  * this does not cover (unknown fields, values past 2^32, negative times)
@@ -38,7 +39,7 @@ const sealed = new WeakMap<object, Uint8Array>();
  * private copy of a run, shared by the store and both events).
  */
 export function sealPayload<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): MessageShape<Desc> {
-  sealed.set(message, toBinary(schema, message));
+  sealed.set(message, encodeMessage(schema, message));
   return message;
 }
 
@@ -90,7 +91,7 @@ export function encodeDurableEvent(layout: DescMessage | undefined, event: Durab
     seconds = Number(time.seconds);
     nanos = time.nanos;
   }
-  const payload = sealed.get(value) ?? toBinary(field.message, value as MessageShape<DescMessage>);
+  const payload = sealed.get(value) ?? encodeMessage(field.message, value as MessageShape<DescMessage>);
   const kindTag = (field.number << 3) | WireType.LengthDelimited;
   const seq = Number(event.seq);
   const cursorBytes = Buffer.byteLength(event.cursor, "utf8");

@@ -1,4 +1,4 @@
-import { ScalarType, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { ScalarType, type DescMessage } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import {
@@ -11,6 +11,7 @@ import {
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
 import { encodeDurableEvent, envelopeLayout } from "./durable-event-encoding.js";
+import { createMessageEncoder } from "./message-encoder.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 /**
@@ -23,8 +24,9 @@ import { varintSize, writeVarint } from "./varint.js";
  * Output is byte-identical to toBinary (fields in number order, empty
  * strings omitted, checked by test/runtime/event-encoding.test.ts).
  * Durable events (and any other message-typed kind) go through
- * durable-event-encoding.ts; what neither covers, including any message
- * carrying unknown fields, goes through toBinary.
+ * durable-event-encoding.ts; what neither covers goes through the planned
+ * encoder (message-encoder.ts), and from there any message carrying unknown
+ * fields through toBinary.
  */
 export function encodeWorkerEvent(event: WorkerEvent): Uint8Array {
   const kind = event.kind;
@@ -44,14 +46,17 @@ export function encodeWorkerEvent(event: WorkerEvent): Uint8Array {
       }
     }
   }
-  return encodeDurableEvent(WORKER_EVENT_LAYOUT, event) ?? toBinary(WorkerEventSchema, event);
+  return encodeDurableEvent(WORKER_EVENT_LAYOUT, event) ?? encodeWorkerEventMessage(event);
 }
 
 /** Encodes a RuntimeEvent once for storage and the wire (the `encode` of the runtime-wide stream); see durable-event-encoding.ts. */
 export function encodeRuntimeEvent(event: RuntimeEvent): Uint8Array {
-  return encodeDurableEvent(RUNTIME_EVENT_LAYOUT, event) ?? toBinary(RuntimeEventSchema, event);
+  return encodeDurableEvent(RUNTIME_EVENT_LAYOUT, event) ?? encodeRuntimeEventMessage(event);
 }
 
+/** What neither hand-written path covers: the planned encoder, which leaves what it does not plan to toBinary. */
+const encodeWorkerEventMessage = createMessageEncoder(WorkerEventSchema);
+const encodeRuntimeEventMessage = createMessageEncoder(RuntimeEventSchema);
 const WORKER_EVENT_LAYOUT = envelopeLayout(WorkerEventSchema);
 const RUNTIME_EVENT_LAYOUT = envelopeLayout(RuntimeEventSchema);
 

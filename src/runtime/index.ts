@@ -19,6 +19,8 @@ keepByteOrderMarks();
 export { createRuntime, type InputOptions, type Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
 /** Options every watch stream takes (abort signal, binary encoding). */
 export type { WatchOptions } from "./watch.js";
+/** A planned binary encoder, byte-identical to protobuf-es's toBinary, for the per-run encodes (stores, unary responses). */
+export { createMessageEncoder, encodeMessage, type MessageEncoder } from "./message-encoder.js";
 /** The ready gRPC frame of a binary watch batch, which a gRPC server writes as it is (see wire-batch.ts). */
 export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 /** The one error type the core throws, with its wire code and typed reason. */

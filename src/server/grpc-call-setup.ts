@@ -5,6 +5,7 @@ import {
   createMethodSerializationLookup,
   encodeEnvelope,
   envelopeCompress,
+  limitSerialization,
   pipe,
   transformDecompressEnvelope,
   transformParseEnvelope,
@@ -27,7 +28,7 @@ import {
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
 import type * as http2 from "node:http2";
-import type { Logger } from "../runtime/index.js";
+import { createMessageEncoder, type Logger } from "../runtime/index.js";
 import { isClientGone, toConnectError } from "./error-mapping.js";
 
 /**
@@ -49,13 +50,31 @@ export type HandlerContextOf = ReturnType<typeof createHandlerContext>;
  */
 export const CALL_COMPLETE = new DOMException("The call is complete", "AbortError");
 
-/** A method's binary request parser and response serializer, with the handler options' size limits. */
+/** A method's binary request parser and response serializer (the planned encoder, toBinary's bytes), with the handler options' size limits. */
 export function binarySerialization(
   method: DescMethod,
   options: HandlerOptions,
 ): { input: Serialization<Message>; output: Serialization<Message> } {
   const lookup = createMethodSerializationLookup(method, options.binaryOptions, options.jsonOptions, options);
-  return { input: lookup.getI(true), output: lookup.getO(true) };
+  const output = lookup.getO(true);
+  // Options that change toBinary's output keep connect's serialization.
+  if (options.binaryOptions?.writeUnknownFields === false) return { input: lookup.getI(true), output };
+  const encode = createMessageEncoder(method.output);
+  const planned = limitSerialization<Message>(
+    {
+      parse: output.parse,
+      // The planned encoder's bytes are toBinary's; what toBinary refuses, connect's serialization refuses with its own error.
+      serialize: (data) => {
+        try {
+          return encode(data);
+        } catch {
+          return output.serialize(data);
+        }
+      },
+    },
+    options,
+  );
+  return { input: lookup.getI(true), output: { parse: output.parse, serialize: planned.serialize } };
 }
 
 /** One call as both direct handlers start it. */

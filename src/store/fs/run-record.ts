@@ -1,5 +1,5 @@
-import { toBinary } from "@bufbuild/protobuf";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
+import { createMessageEncoder } from "../../runtime/index.js";
 import { packFields, unpackFields } from "./snapshot-file.js";
 
 /**
@@ -15,6 +15,9 @@ export interface RunRecord {
   runBytes: Uint8Array;
 }
 
+/** toBinary's bytes, planned once (a run record is written on every change of a run). */
+const encodeRun = createMessageEncoder(RunSchema);
+
 /** Encodes a run version with its request fingerprint into a log record body. */
 export function encodeRunRecord(run: Run, fingerprint: string): Buffer {
   return packFields([
@@ -22,7 +25,7 @@ export function encodeRunRecord(run: Run, fingerprint: string): Buffer {
     Buffer.from(run.runId, "utf8"),
     Buffer.from(run.requestId, "utf8"),
     Buffer.from(fingerprint, "utf8"),
-    toBinary(RunSchema, run),
+    encodeRun(run),
   ]);
 }
 

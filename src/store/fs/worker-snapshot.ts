@@ -1,6 +1,6 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { WorkerSchema } from "../../../gen/worker_runtime/v1/worker_pb.js";
-import type { WorkerRecord } from "../../runtime/index.js";
+import { createMessageEncoder, type WorkerRecord } from "../../runtime/index.js";
 import { decodeSnapshot, encodeSnapshot, packFields, unpackFields } from "./snapshot-file.js";
 
 /**
@@ -13,6 +13,8 @@ export interface WorkerSnapshot {
 }
 
 const utf8 = new TextEncoder();
+/** toBinary's bytes, planned once (a snapshot is written on every change of a worker). */
+const encodeWorker = createMessageEncoder(WorkerSchema);
 const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Encodes a worker snapshot file. */
@@ -22,7 +24,7 @@ export function encodeWorkerSnapshot(snapshot: WorkerSnapshot): Buffer {
   return encodeSnapshot(
     packFields([
       index,
-      toBinary(WorkerSchema, snapshot.record.worker),
+      encodeWorker(snapshot.record.worker),
       utf8.encode(snapshot.record.createRequestId),
       utf8.encode(snapshot.record.createFingerprint),
     ]),
