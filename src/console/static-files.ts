@@ -27,6 +27,12 @@ const CONTENT_TYPES: Record<string, string> = {
 const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/** On every answer, refusals included: a browser then neither sniffs a body into another type nor frames it. */
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "content-security-policy": CONTENT_SECURITY_POLICY,
+} as const;
+
 /**
  * Serves the console's built files from `dir` (the bundle esbuild writes):
  * GET and HEAD only, "/" is index.html, nothing outside `dir` (by `..` or by
@@ -42,7 +48,7 @@ export function createStaticFilesHandler(dir: string): StaticFilesHandler {
   return (request, response) => {
     const method = request.method ?? "GET";
     if (method !== "GET" && method !== "HEAD") {
-      response.writeHead(405, { allow: "GET, HEAD" });
+      response.writeHead(405, { allow: "GET, HEAD", ...SECURITY_HEADERS });
       response.end();
       return;
     }
@@ -82,14 +88,14 @@ async function realFileFor(file: string | undefined, realRoot: Promise<string>):
 async function send(file: string | undefined, headOnly: boolean, ifNoneMatch: string | undefined, response: StaticResponse): Promise<void> {
   const body = file && (await stat(file).catch(() => undefined))?.isFile() ? await readFile(file).catch(() => undefined) : undefined;
   if (!file || !body) {
-    response.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+    response.writeHead(404, { "content-type": "text/plain; charset=utf-8", ...SECURITY_HEADERS });
     response.end("not found\n");
     return;
   }
   // "no-cache" means "revalidate", which needs a validator: without one every load fetched the whole bundle again.
   const etag = `"${createHash("sha256").update(body).digest("hex").slice(0, 32)}"`;
   if (ifNoneMatch?.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag)) {
-    response.writeHead(304, { etag, "cache-control": "no-cache" });
+    response.writeHead(304, { etag, "cache-control": "no-cache", ...SECURITY_HEADERS });
     response.end();
     return;
   }
@@ -98,8 +104,7 @@ async function send(file: string | undefined, headOnly: boolean, ifNoneMatch: st
     "content-length": String(body.length),
     "cache-control": "no-cache",
     etag,
-    "x-content-type-options": "nosniff",
-    "content-security-policy": CONTENT_SECURITY_POLICY,
+    ...SECURITY_HEADERS,
   });
   if (headOnly) response.end();
   else response.end(body);

@@ -101,6 +101,16 @@ describe("console static files", () => {
     const head = await get("/app.js", "HEAD");
     expect([head.status, head.body]).toEqual([200, ""]);
   });
+
+  it("sends nosniff and the CSP on every answer, refusals and revalidations too", async () => {
+    const etag = (await get("/app.js")).headers.etag ?? "";
+    const answers = [await get("/missing.js"), await get("/", "POST"), await get("/app.js", "GET", { "if-none-match": etag })];
+    expect(answers.map((answer) => answer.status)).toEqual([404, 405, 304]);
+    for (const answer of answers) {
+      expect(answer.headers["x-content-type-options"]).toBe("nosniff");
+      expect(answer.headers["content-security-policy"]).toContain("frame-ancestors 'none'");
+    }
+  });
 });
 
 describe("npm start's arguments", () => {
