@@ -368,6 +368,21 @@ describe("tools", () => {
   describe("approvals", () => {
     const profile = (base: Harness) => profileWith(base.companion, { approvalRequiredTools: ["write_file"] });
 
+    /** Runs "write" with writes needing approval, approving every call; `asked` is the ids asked for, in order. */
+    async function writeApprovingEveryCall(base: Harness) {
+      const asked: string[] = [];
+      const ran = await base.run({
+        input: "write",
+        profile: profile(base),
+        capabilities: ["fs.write"],
+        onApproval: (pending) => {
+          asked.push(pending.toolCallId);
+          return Promise.resolve({ approved: true, reason: "" });
+        },
+      });
+      return { asked, ...ran };
+    }
+
     it("waits for approval, then runs the call", async () => {
       h = await startHarness();
       const harness = h;
@@ -422,16 +437,7 @@ describe("tools", () => {
         reply({ toolCalls: [call("call_0", "write_file", { path: "c.txt", content: "c" })] }),
         reply({ text: "written" }),
       );
-      const asked: string[] = [];
-      const { outcome, sink } = await h.run({
-        input: "write",
-        profile: profile(h),
-        capabilities: ["fs.write"],
-        onApproval: (pending) => {
-          asked.push(pending.toolCallId);
-          return Promise.resolve({ approved: true, reason: "" });
-        },
-      });
+      const { asked, outcome, sink } = await writeApprovingEveryCall(h);
       expect(outcome.kind).toBe("completed");
       expect(asked).toHaveLength(3);
       expect(new Set(asked).size).toBe(3);
@@ -468,16 +474,7 @@ describe("tools", () => {
         }),
         reply({ text: "written" }),
       );
-      const asked: string[] = [];
-      const { outcome, sink } = await h.run({
-        input: "write",
-        profile: profile(h),
-        capabilities: ["fs.write"],
-        onApproval: (pending) => {
-          asked.push(pending.toolCallId);
-          return Promise.resolve({ approved: true, reason: "" });
-        },
-      });
+      const { asked, outcome, sink } = await writeApprovingEveryCall(h);
       expect(outcome.kind).toBe("completed");
       expect(asked).toHaveLength(4);
       expect(asked[3]).toBe("call_kept");

@@ -33,6 +33,7 @@ import { createMessageEncoder } from "../../src/runtime/message-encoder.js";
 import { isPlainMessageType } from "../../src/runtime/plain-message-type.js";
 import { startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 /**
  * createMessageEncoder must write exactly the bytes of protobuf-es's
@@ -44,18 +45,6 @@ import { ScriptedBackend, type RunScript } from "../support/scripted-backend.js"
  * a Buffer (toBinary a plain Uint8Array): that is how these tests see that
  * the planned path, not the fallback, wrote the bytes.
  */
-
-/** mulberry32: a fixed-seed generator, so a failure reproduces. */
-function generator(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Random = () => number;
 const pick = <T>(random: Random, values: readonly T[]): T => values[Math.floor(random() * values.length)] as T;
@@ -387,7 +376,7 @@ describe("createMessageEncoder against toBinary", () => {
   });
 
   it("writes random messages of the every-kind type exactly as toBinary (3,000 messages, fixed seed)", () => {
-    const random = generator(9);
+    const random = seededRandom(9);
     for (let i = 0; i < 3000; i++) expectPlannedSameAsToBinary(all, randomMessage(all, random));
   });
 
@@ -395,7 +384,7 @@ describe("createMessageEncoder against toBinary", () => {
     const types = await genMessageTypes();
     expect(types.length).toBeGreaterThan(80);
     expect(types.map((t) => t.typeName)).toContain("worker_runtime.v1.Run");
-    const random = generator(42);
+    const random = seededRandom(42);
     for (const desc of types) {
       // Every type gen/ reaches is plain (no wrappers or Struct), so all of them are planned.
       expect(isPlainMessageType(desc), desc.typeName).toBe(true);
@@ -405,7 +394,7 @@ describe("createMessageEncoder against toBinary", () => {
   });
 
   it("leaves a message with unknown fields at any level to toBinary, which writes them", () => {
-    const random = generator(7);
+    const random = seededRandom(7);
     const encode = createMessageEncoder(all);
     for (let i = 0; i < 200; i++) {
       const message = randomMessage(all, random) as Message & { child?: Message; children: Message[] };

@@ -17,6 +17,7 @@ import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observatio
 import { PROTOCOLS, startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 import { grpcFrame } from "../support/raw-http2.js";
+import { seededRandom } from "../support/seeded-random.js";
 
 /**
  * Malformed requests straight onto the wire, bypassing the generated
@@ -49,19 +50,7 @@ const streamingMethods = allMethods.filter((method) => method.methodKind === "se
 /** Methods a Connect GET may call (declared free of side effects). */
 const getMethods = unaryMethods.filter((method) => method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS);
 
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = prng(SEED);
+const random = seededRandom(SEED);
 const int = (max: number): number => Math.floor(random() * max);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
 
