@@ -36,7 +36,7 @@ export function createMessageEncoder<Desc extends DescMessage>(schema: Desc): Me
   return encoder as MessageEncoder<Desc>;
 }
 
-/** The encoder of {@link createMessageEncoder}, made once per type (a server makes one per call). */
+/** The encoder of {@link createMessageEncoder}, made once per type and kept: {@link encodeMessage} looks one up on every encode. */
 function plannedEncoder(schema: DescMessage): MessageEncoder<DescMessage> {
   if (!plannable(schema)) return (message) => toBinary(schema, message);
   const plan = planFor(schema);
