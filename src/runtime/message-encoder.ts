@@ -1,7 +1,7 @@
 import { type DescField, type DescMessage, type MessageShape, protoInt64, ScalarType, toBinary } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
-import { isPlainMessageType, reachableMessageTypes } from "./plain-message-type.js";
+import { isPlannedType } from "./plain-message-type.js";
 
 /** Encodes one message to its binary form, byte-identical to protobuf-es's `toBinary`. */
 export type MessageEncoder<Desc extends DescMessage> = (message: MessageShape<Desc>) => Uint8Array<ArrayBuffer>;
@@ -38,7 +38,7 @@ export function createMessageEncoder<Desc extends DescMessage>(schema: Desc): Me
 
 /** The encoder of {@link createMessageEncoder}, made once per type and kept: {@link encodeMessage} looks one up on every encode. */
 function plannedEncoder(schema: DescMessage): MessageEncoder<DescMessage> {
-  if (!plannable(schema)) return (message) => toBinary(schema, message);
+  if (!isPlannedType(schema)) return (message) => toBinary(schema, message);
   const plan = planFor(schema);
   return (message) => {
     const context: Context = { sizes: [], index: 0, out: EMPTY, view: undefined, pos: 0 };
@@ -93,15 +93,6 @@ interface Plan {
 const plans = new WeakMap<DescMessage, Plan>();
 // google.protobuf.FeatureSet.FieldPresence.IMPLICIT, as protobuf-es names it.
 const IMPLICIT = 2;
-
-function plannable(desc: DescMessage): boolean {
-  return (
-    isPlainMessageType(desc) &&
-    reachableMessageTypes(desc).every((type) =>
-      type.fields.every((field) => field.fieldKind !== "map" || field.mapKey === ScalarType.STRING),
-    )
-  );
-}
 
 function planFor(desc: DescMessage): Plan {
   const known = plans.get(desc);

@@ -1,4 +1,4 @@
-import type { DescMessage } from "@bufbuild/protobuf";
+import { type DescMessage, ScalarType } from "@bufbuild/protobuf";
 
 /**
  * Which message types the planned codecs handle themselves: the client's
@@ -16,6 +16,21 @@ export function isPlainMessageType(desc: DescMessage): boolean {
     plainClosures.set(desc, known);
   }
   return known;
+}
+
+/**
+ * What the runtime's planned encoder and clone handle (message-encoder.ts,
+ * message-clone.ts): a plain type whose maps, at any depth, have string keys
+ * (protobuf-es converts other keys between the object's strings and typed
+ * values).
+ */
+export function isPlannedType(desc: DescMessage): boolean {
+  return (
+    isPlainMessageType(desc) &&
+    reachableMessageTypes(desc).every((type) =>
+      type.fields.every((field) => field.fieldKind !== "map" || field.mapKey === ScalarType.STRING),
+    )
+  );
 }
 
 /** `desc` and every message type its fields reach, each once (for closure checks like the one above). */
