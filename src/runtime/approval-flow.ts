@@ -1,4 +1,4 @@
-import { clone } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { ApprovalResult } from "./execution-backend.js";
@@ -37,7 +37,7 @@ export class ApprovalFlow {
       await this.host.getRun(runId);
       throw approvalNotPending(runId, toolCallId);
     }
-    const answered = clone(RunSchema, active.run);
+    const answered = cloneMessage(RunSchema, active.run);
     try {
       await this.host.journal.recordRun(active.run);
     } catch (error) {
@@ -73,7 +73,7 @@ export class ApprovalFlow {
     // Issued before the run's end (so it comes first in the stream); the slot is freed in the same tick.
     const noted = pending ? this.host.journal.commitUnrunResult(run.runId, pending, true) : undefined;
     await Promise.all([noted, this.host.endHeldRun(run, { kind: "cancelled" })]);
-    return clone(RunSchema, run);
+    return cloneMessage(RunSchema, run);
   }
 
   /**
@@ -93,7 +93,7 @@ export class ApprovalFlow {
     const traceContext = callerTraceContext(caller?.traceContext);
     const active: ActiveRun = { run, controller: new AbortController(), decided, done: Promise.resolve(), logFields, traceContext };
     this.host.setSlot({ kind: "running", active });
-    const answered = clone(RunSchema, run);
+    const answered = cloneMessage(RunSchema, run);
     const recorded = this.host.journal.recordRun(run);
     launchRun(active, this.host, { resume: { toolCallId }, recorded });
     await recorded;

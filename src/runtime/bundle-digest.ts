@@ -1,4 +1,5 @@
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { createHash } from "node:crypto";
 import { type ConfigBundle, ConfigBundleSchema, type Profile, ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 
@@ -41,7 +42,7 @@ export function bundleDigest(bundle: ConfigBundle): string {
 }
 
 function canonicalProfile(profile: Profile): Profile {
-  const copy = clone(ProfileSchema, profile);
+  const copy = cloneMessage(ProfileSchema, profile);
   copy.$unknown = undefined;
   copy.tools = sortedSet(copy.tools);
   copy.approvalRequiredTools = sortedSet(copy.approvalRequiredTools);

@@ -1,4 +1,5 @@
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { Code } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
 import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
@@ -121,7 +122,7 @@ export class Catalog {
       if (pending.fingerprint !== fingerprint) {
         throw idempotencyConflict(requestId, "to create a different worker", { worker_id: pending.workerId });
       }
-      return clone(CreateWorkerResponseSchema, await pending.response);
+      return cloneMessage(CreateWorkerResponseSchema, await pending.response);
     }
     // Synchronous from the checks above to this claim: no await in between.
     const claim = { fingerprint, workerId: "", response: Promise.resolve(create(CreateWorkerResponseSchema)) };
@@ -193,7 +194,7 @@ export class Catalog {
     }
     this.workers.add(session);
     if (request.requestId !== "") this.createRequests.set(request.requestId, ref.workerId);
-    this.init.publish({ case: "workerCreated", value: clone(WorkerSchema, worker) });
+    this.init.publish({ case: "workerCreated", value: cloneMessage(WorkerSchema, worker) });
     let initialRun: Run | undefined;
     let initialInputError: ErrorDetail | undefined;
     if (initialInput) {
@@ -206,7 +207,7 @@ export class Catalog {
       }
     }
     return create(CreateWorkerResponseSchema, {
-      worker: clone(WorkerSchema, session.worker),
+      worker: cloneMessage(WorkerSchema, session.worker),
       ...(initialRun ? { initialRun } : {}),
       ...(initialInputError ? { initialInputError } : {}),
     });
@@ -251,7 +252,7 @@ export class Catalog {
     const page = fitting < 0 ? workers : workers.slice(0, fitting);
     const last = page[page.length - 1];
     return create(ListWorkersResponseSchema, {
-      workers: page.map((worker) => clone(WorkerSchema, worker)),
+      workers: page.map((worker) => cloneMessage(WorkerSchema, worker)),
       nextPageToken: (more || page.length < workers.length) && last ? this.init.pageTokens.encode("workers", filter, orderKey(last)) : "",
     });
   }
@@ -282,7 +283,7 @@ export class Catalog {
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
     await typedStoreErrors(this.init.store.deleteWorker(session.workerId));
-    this.init.publish({ case: "workerRemoved", value: clone(WorkerRefSchema, session.worker.ref ?? create(WorkerRefSchema)) });
+    this.init.publish({ case: "workerRemoved", value: cloneMessage(WorkerRefSchema, session.worker.ref ?? create(WorkerRefSchema)) });
   }
 
   /** A worker's stored state is damaged: FAILED with a diagnostic, leases released; others are served. */
@@ -328,13 +329,13 @@ export class Catalog {
     if (session.record.createFingerprint !== fingerprint) {
       throw idempotencyConflict(requestId, "to create a different worker", { worker_id: session.workerId });
     }
-    return create(CreateWorkerResponseSchema, { worker: clone(WorkerSchema, session.worker) });
+    return create(CreateWorkerResponseSchema, { worker: cloneMessage(WorkerSchema, session.worker) });
   }
 }
 
 /** Fingerprint of a CreateWorker request without its request_id (labels in a stable order). */
 function createFingerprint(request: CreateWorkerRequest): string {
-  const copy = clone(CreateWorkerRequestSchema, request);
+  const copy = cloneMessage(CreateWorkerRequestSchema, request);
   copy.requestId = "";
   copy.labels = Object.fromEntries(Object.entries(copy.labels).sort(([a], [b]) => a.localeCompare(b)));
   return createHash("sha256")

@@ -1,4 +1,5 @@
-import { clone, create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
@@ -76,7 +77,7 @@ export class ConfigBundles {
   async put(request: PutConfigBundleRequest): Promise<PutConfigBundleResponse> {
     const bundle = checkBundle(request.bundle);
     const answer = (stored: ConfigBundle): PutConfigBundleResponse =>
-      create(PutConfigBundleResponseSchema, { bundle: clone(ConfigBundleSchema, stored) });
+      create(PutConfigBundleResponseSchema, { bundle: cloneMessage(ConfigBundleSchema, stored) });
     const existing = this.bundles.get(bundle.bundleId);
     if (existing) return answer(this.sameOrConflict(existing, bundle));
     const inFlight = this.pending.get(bundle.bundleId);
@@ -108,7 +109,7 @@ export class ConfigBundles {
     checkId("bundle_id", request.bundleId);
     const bundle = this.bundles.get(request.bundleId);
     if (!bundle) throw notFound("bundle_id", request.bundleId);
-    return create(GetConfigBundleResponseSchema, { bundle: clone(ConfigBundleSchema, bundle) });
+    return create(GetConfigBundleResponseSchema, { bundle: cloneMessage(ConfigBundleSchema, bundle) });
   }
 
   /** ListConfigBundles, by id, paginated and bounded by bytes. */
@@ -128,7 +129,7 @@ export class ConfigBundles {
     }
     const last = page[page.length - 1];
     return create(ListConfigBundlesResponseSchema, {
-      bundles: page.map((bundle) => clone(ConfigBundleSchema, bundle)),
+      bundles: page.map((bundle) => cloneMessage(ConfigBundleSchema, bundle)),
       nextPageToken: last && page.length < ids.length ? this.pageTokens.encode("config-bundles", [], last.bundleId) : "",
     });
   }

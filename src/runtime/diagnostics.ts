@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DiagnosticSchema, type Diagnostic, type DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
@@ -70,7 +71,7 @@ export class DiagnosticLog implements DiagnosticsReporter {
 
   /** Diagnostics newest first (copies: `report` updates entries in place). */
   newestFirst(): Diagnostic[] {
-    return this.entries.map((d) => clone(DiagnosticSchema, d)).reverse();
+    return this.entries.map((d) => cloneMessage(DiagnosticSchema, d)).reverse();
   }
 
   /** How many are held. */

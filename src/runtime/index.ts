@@ -21,6 +21,8 @@ export { createRuntime, type InputOptions, type Runtime, type RuntimeOptions, ty
 export type { WatchOptions } from "./watch.js";
 /** A planned binary encoder, byte-identical to protobuf-es's toBinary, for the per-run encodes (stores, unary responses). */
 export { createMessageEncoder, encodeMessage, type MessageEncoder } from "./message-encoder.js";
+/** A planned deep copy, equal to protobuf-es's clone, for the per-run copies (stores, handed-out Runs and Workers). */
+export { cloneMessage } from "./message-clone.js";
 /** The ready gRPC frame of a binary watch batch, which a gRPC server writes as it is (see wire-batch.ts). */
 export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 /** The one error type the core throws, with its wire code and typed reason. */

@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { AllocationSchema, DiagnosticSeveritySchema } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import {
   type ListAllocationsRequest,
@@ -53,7 +54,7 @@ export function listAllocations(
   const all = allocations.list();
   const page = all.slice(start, start + pageSize);
   return create(ListAllocationsResponseSchema, {
-    allocations: page.map((a) => clone(AllocationSchema, a)),
+    allocations: page.map((a) => cloneMessage(AllocationSchema, a)),
     nextPageToken: start + pageSize < all.length ? pageTokens.encode("allocations", [], start + pageSize) : "",
   });
 }

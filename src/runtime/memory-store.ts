@@ -1,4 +1,4 @@
-import { clone } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { randomBytes } from "node:crypto";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -93,12 +93,12 @@ class MemoryStore implements RuntimeStore {
       workers: [],
       lastRuntimeEventSeq: 0n,
       diagnostics: [],
-      configBundles: [...this.bundles.values()].map((bundle) => clone(ConfigBundleSchema, bundle)),
+      configBundles: [...this.bundles.values()].map((bundle) => cloneMessage(ConfigBundleSchema, bundle)),
     };
   }
 
   async putConfigBundle(bundle: ConfigBundle): Promise<void> {
-    this.bundles.set(bundle.bundleId, clone(ConfigBundleSchema, bundle));
+    this.bundles.set(bundle.bundleId, cloneMessage(ConfigBundleSchema, bundle));
   }
 
   async putWorker(record: WorkerRecord): Promise<void> {

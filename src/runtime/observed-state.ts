@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { WorkerSnapshotSchema, type WorkerEvent, type WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -23,7 +24,7 @@ export class ObservedState {
     seq: bigint,
     private readonly cursors: CursorStream,
   ) {
-    this.worker = clone(WorkerSchema, worker);
+    this.worker = cloneMessage(WorkerSchema, worker);
     this.seq = seq;
   }
 
@@ -50,11 +51,11 @@ export class ObservedState {
     const runs = [...this.openRuns.values()];
     const active = runs.find((run) => run.status !== RunStatus.QUEUED);
     return create(WorkerSnapshotSchema, {
-      worker: clone(WorkerSchema, this.worker),
-      queuedRuns: runs.filter((run) => run.status === RunStatus.QUEUED).map((run) => clone(RunSchema, run)),
+      worker: cloneMessage(WorkerSchema, this.worker),
+      queuedRuns: runs.filter((run) => run.status === RunStatus.QUEUED).map((run) => cloneMessage(RunSchema, run)),
       inFlight: this.inFlight.snapshot(),
       cursor: encodeCursor(this.cursors, this.seq),
-      ...(active ? { activeRun: clone(RunSchema, active) } : {}),
+      ...(active ? { activeRun: cloneMessage(RunSchema, active) } : {}),
     });
   }
 }

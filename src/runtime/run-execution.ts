@@ -1,5 +1,6 @@
 import type { Context } from "@opentelemetry/api";
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -134,9 +135,9 @@ export async function executeRun(
     const policy = deps.policyOf(worker);
     outcome = await backend.execute(
       {
-        worker: clone(WorkerSchema, worker),
+        worker: cloneMessage(WorkerSchema, worker),
         profile: deps.profileOf(worker),
-        run: clone(RunSchema, run),
+        run: cloneMessage(RunSchema, run),
         capabilities: [...worker.capabilities],
         policy,
         readTranscript: async (beforeSeq, limit) => {

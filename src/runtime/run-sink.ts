@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -162,7 +163,7 @@ async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: A
   decision.catch(() => undefined);
   // The run shows the wait (GetRun, ResolveApproval) only once it is durable: whoever saw it
   // waiting finds it waiting after a crash too.
-  const waiting = clone(RunSchema, run);
+  const waiting = cloneMessage(RunSchema, run);
   waiting.status = RunStatus.AWAITING_APPROVAL;
   waiting.pendingApproval = create(PendingApprovalSchema, { ...call, requestedAt: timestampFromDate(host.now()) });
   await host.journal.recordRun(waiting).catch((error: unknown) => {

@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
@@ -214,12 +215,12 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       return bundles.list(request);
     },
     createWorker: (request) => catalog.create(request),
-    getWorker: (request) => clone(WorkerSchema, catalog.session("worker", request.worker).worker),
+    getWorker: (request) => cloneMessage(WorkerSchema, catalog.session("worker", request.worker).worker),
     listWorkers: (request) => catalog.list(request),
     stopWorker: async (request) => {
       const session = catalog.session("worker", request.worker);
       await catalog.stop(session);
-      return clone(WorkerSchema, session.worker);
+      return cloneMessage(WorkerSchema, session.worker);
     },
     deleteWorker: (request) => catalog.delete(catalog.session("worker", request.worker), request.force),
     sendInput: async (request, inputOptions) => {

@@ -1,4 +1,5 @@
-import { clone, create, fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -20,7 +21,7 @@ export function restoredWorkerState(
   restored: RestoredWorker,
   connectivity: Connectivity,
 ): { worker: Worker; wasBusy: boolean; parked: Run | undefined } {
-  const worker = clone(WorkerSchema, restored.record.worker);
+  const worker = cloneMessage(WorkerSchema, restored.record.worker);
   const wasBusy = worker.status === WorkerStatus.RUNNING || worker.activeRunId !== "" || worker.queuedRuns !== 0;
   const parked = parkedRunOf(restored);
   worker.lastEventSeq = restored.lastEventSeq;
@@ -109,5 +110,5 @@ function endOfInterrupted(run: Run, lastRecorded: Date | undefined): Date {
  * nothing new is announced.
  */
 export function parkedRunSeen(parked: Run): WorkerEvent {
-  return create(WorkerEventSchema, { kind: { case: "runChanged", value: clone(RunSchema, parked) } });
+  return create(WorkerEventSchema, { kind: { case: "runChanged", value: cloneMessage(RunSchema, parked) } });
 }

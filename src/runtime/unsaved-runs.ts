@@ -1,4 +1,4 @@
-import { clone } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 
 /**
@@ -34,6 +34,6 @@ export class UnsavedRuns {
   /** The newest version of a run whose write failed, if any. */
   get(runId: string): Run | undefined {
     const unsaved = this.versions.get(runId);
-    return unsaved && clone(RunSchema, unsaved.run);
+    return unsaved && cloneMessage(RunSchema, unsaved.run);
   }
 }

@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
@@ -75,7 +76,7 @@ export class WorkerJournal {
    */
   async recordRun(run: Run): Promise<void> {
     if (this.deleted) return;
-    const copy = sealPayload(RunSchema, clone(RunSchema, run));
+    const copy = sealPayload(RunSchema, cloneMessage(RunSchema, run));
     await Promise.all([this.putRun(copy), this.emitRun(copy)]);
   }
 
@@ -117,7 +118,7 @@ export class WorkerJournal {
   /** The worker as of now, stamped updated now: a copy nobody changes. */
   private workerCopy(): Worker {
     this.worker.updatedAt = timestampFromDate(this.deps.now());
-    return clone(WorkerSchema, this.worker);
+    return cloneMessage(WorkerSchema, this.worker);
   }
 
   private announceWorker(copy: Worker, announce: "announce" | "created"): Promise<unknown> {

@@ -1,4 +1,5 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type BusyPolicy, UsageSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
@@ -72,7 +73,7 @@ export class WorkerSession {
   /** Creates the session of a new worker and persists it. */
   static async create(worker: Worker, record: Omit<WorkerRecord, "worker">, deps: SessionDeps): Promise<WorkerSession> {
     const session = new WorkerSession(worker, record, deps, undefined);
-    await deps.store.putWorker({ worker: clone(WorkerSchema, worker), ...record });
+    await deps.store.putWorker({ worker: cloneMessage(WorkerSchema, worker), ...record });
     await session.journal.emitWorker("created");
     return session;
   }
@@ -132,7 +133,7 @@ export class WorkerSession {
     run.createdAt = timestampFromDate(this.deps.now());
     if (requestId !== "") this.requestIds.remember(requestId, { runId: run.runId, fingerprint });
     const accepted = this.journal.recordRun(run);
-    const snapshotOfAccepted = clone(RunSchema, run);
+    const snapshotOfAccepted = cloneMessage(RunSchema, run);
     this.queue.add(run, admission.kind === "interrupt", caller);
     if (admission.kind === "start") {
       // Reserve the slot now (single flight), start once the acceptance is durable.
@@ -163,16 +164,15 @@ export class WorkerSession {
   }
 
   /**
-   * Cancels a queued or running run and returns it once it has ended (a run
-   * that ignores its AbortSignal is ended by force after the grace period).
-   * A finished run is returned as it is.
+   * Cancels a queued or running run and returns it once it has ended (by force after the grace
+   * period if it ignores its AbortSignal); a finished run is returned as it is.
    */
   async cancel(runId: string, interrupted = false): Promise<Run> {
     const queued = this.queue.remove(runId);
     if (queued) {
       await this.endQueuedRun(queued, interrupted);
       await this.journal.saveWorker();
-      return clone(RunSchema, queued);
+      return cloneMessage(RunSchema, queued);
     }
     if (this.slot.kind === "parked" && this.slot.run.runId === runId) return this.approvals.endParked(this.slot.run);
     const active = activeOf(this.slot);
@@ -185,7 +185,7 @@ export class WorkerSession {
       this.deps.logger.warn("run ignored its AbortSignal; ended by force", { worker_id: this.workerId, run_id: runId });
       await this.endHeldRun(active.run, { kind: "cancelled" });
     }
-    return clone(RunSchema, active.run);
+    return cloneMessage(RunSchema, active.run);
   }
 
   /** Approves or rejects the tool call a run is waiting on (see approval-flow.ts). */
@@ -231,7 +231,7 @@ export class WorkerSession {
   /** A run as memory knows it better than the store: active, queued, or a version the store failed to write. */
   liveRun(runId: string): Run | undefined {
     const live = this.activeRun?.runId === runId ? this.activeRun : (this.queue.find(runId) ?? this.journal.unsaved.get(runId));
-    return live && clone(RunSchema, live);
+    return live && cloneMessage(RunSchema, live);
   }
 
   /** Returns a run from memory or the store. */

@@ -1,7 +1,7 @@
-import { clone, fromBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { readFile } from "node:fs/promises";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
-import { StoreWriteError, type PutRunInit, type RestoredWorker, type StoredRun } from "../../runtime/index.js";
+import { cloneMessage, StoreWriteError, type PutRunInit, type RestoredWorker, type StoredRun } from "../../runtime/index.js";
 import { crc32 } from "./crc32.js";
 import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
@@ -170,7 +170,7 @@ export class RunLog {
   /** Appends a new version of a run with the core's request fingerprint; durable on resolve. */
   async put(run: Run, { fingerprint }: PutRunInit): Promise<void> {
     const body = encodeRunRecord(run, fingerprint);
-    const version = clone(RunSchema, run);
+    const version = cloneMessage(RunSchema, run);
     this.pending.set(run.runId, version);
     try {
       await this.log.append([{ seq: this.log.nextSeq, body }]);
@@ -186,7 +186,7 @@ export class RunLog {
 
   async get(runId: string): Promise<Run | undefined> {
     const pending = this.pending.get(runId);
-    if (pending) return clone(RunSchema, pending);
+    if (pending) return cloneMessage(RunSchema, pending);
     const ordinal = this.index.ordinalOf(runId);
     return ordinal === undefined ? undefined : (await this.readOrdinal(ordinal))?.run;
   }
@@ -313,7 +313,7 @@ export class RunLog {
       const header = record && decodeRunRecord(record.body);
       if (!header) return undefined;
       const pending = this.pending.get(header.runId);
-      return { ordinal, run: pending ? clone(RunSchema, pending) : fromBinary(RunSchema, header.runBytes) };
+      return { ordinal, run: pending ? cloneMessage(RunSchema, pending) : fromBinary(RunSchema, header.runBytes) };
     }
   }
 }
