@@ -2,7 +2,7 @@ import { stat } from "node:fs/promises";
 import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, requireWorkspace, ToolError, type ToolDefinition } from "./tool.js";
 import { openRegularFile } from "./regular-file.js";
 import type { ToolLimits } from "./tool-limits.js";
-import { type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
+import { unreadableReason, type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
 
 /** Tools that look at the workspace without changing it (`fs.read`). */
 
@@ -66,7 +66,7 @@ export const listFilesTool: ToolDefinition = {
     const start = await workspace.resolveExisting(path);
     if (!(await stat(start)).isDirectory()) throw new ToolError(`${path} is not a directory`);
     const max = context.limits.maxListEntries;
-    const walk = new WorkspaceWalk(walkLimits(context.limits));
+    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     const lines: string[] = [];
     let more = false;
     for await (const { hostPath, entry } of walk.entries(start, recursive, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
@@ -78,7 +78,10 @@ export const listFilesTool: ToolDefinition = {
       if (entry.isDirectory()) lines.push(`${shown}/`);
       else lines.push(entry.isSymbolicLink() ? `${shown} (symlink)` : shown);
     }
-    const notes = more ? [`[listing truncated at ${max} entries]`] : walkNotes(walk, context.limits, "listing", "list");
+    const notes = [
+      ...(more ? [`[listing truncated at ${max} entries]`] : walkNotes(walk, context.limits, "listing", "list")),
+      ...skippedNote(walk, "listing"),
+    ];
     if (lines.length === 0 && notes.length === 0) return { output: "(empty directory)" };
     if (notes.length === 0) return { output: lines.join("\n") };
     return { output: [...lines, ...notes].join("\n"), truncated: true };
@@ -107,7 +110,7 @@ export const searchFilesTool: ToolDefinition = {
     const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");
     const { maxSearchMatches, maxSearchFileBytes, maxSearchFiles, maxSearchTotalBytes } = context.limits;
     const matches: string[] = [];
-    const walk = new WorkspaceWalk(walkLimits(context.limits));
+    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     let filesRead = 0;
     let bytesRead = 0;
     let stopped: string | undefined;
@@ -118,7 +121,7 @@ export const searchFilesTool: ToolDefinition = {
         stopped = `[search stopped after reading ${filesRead} files (${bytesRead} bytes), its limit; narrow the path]`;
         break;
       }
-      const content = await readSearchable(hostPath, maxSearchFileBytes);
+      const content = await readSearchable(hostPath, maxSearchFileBytes, walk);
       if (!content) continue;
       filesRead++;
       bytesRead += content.length;
@@ -133,7 +136,7 @@ export const searchFilesTool: ToolDefinition = {
         break;
       }
     }
-    const notes = stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search");
+    const notes = [...(stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search")), ...skippedNote(walk, "search")];
     if (notes.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
     return { output: [matches.length === 0 ? "no matches so far" : matches.join("\n"), ...notes].join("\n"), truncated: true };
   },
@@ -158,18 +161,30 @@ function walkNotes(walk: WorkspaceWalk, limits: ToolLimits, what: "listing" | "s
   return notes;
 }
 
+/** The entries a walk could not read, named for the model (bounded), or nothing. */
+function skippedNote(walk: WorkspaceWalk, what: "listing" | "search"): string[] {
+  const count = walk.skippedCount;
+  if (count === 0) return [];
+  const rest = count > walk.skipped.length ? `, and ${count - walk.skipped.length} more` : "";
+  return [`[${what} skipped ${count} unreadable ${count === 1 ? "entry" : "entries"}: ${walk.skipped.join(", ")}${rest}]`];
+}
+
 /**
  * A file's content for search_files, or undefined when it is skipped: too
  * large, not a regular file, or hard-linked (its content may belong to a
- * file outside the workspace).
+ * file outside the workspace), silently, as the tool's description says;
+ * or unreadable (no permission, a path past PATH_MAX), recorded on `walk`
+ * for the model.
  */
-async function readSearchable(hostPath: string, maxBytes: number): Promise<Buffer | undefined> {
+async function readSearchable(hostPath: string, maxBytes: number, walk: WorkspaceWalk): Promise<Buffer | undefined> {
   let opened: Awaited<ReturnType<typeof openRegularFile>>;
   try {
     opened = await openRegularFile(hostPath, hostPath);
   } catch (error) {
     if (error instanceof ToolError) return undefined;
-    throw error;
+    if (unreadableReason(error) === undefined) throw error;
+    walk.skip(hostPath, false);
+    return undefined;
   }
   try {
     if (opened.info.size > maxBytes) return undefined;
