@@ -335,6 +335,32 @@ describe("tools", () => {
     }
   });
 
+  it("searches the one file search_files is given as its path", async () => {
+    h = await startHarness();
+    await mkdir(join(h.workspace, "docs"));
+    await writeFile(join(h.workspace, "docs", "notes.md"), "hay\nneedle here\nhay");
+    await writeFile(join(h.workspace, "docs", "other.md"), "needle elsewhere");
+    await writeFile(join(h.workspace, "docs", "bin.dat"), Buffer.from([0, 110, 101, 101, 100, 108, 101]));
+    await writeFile(join(h.outside, "secret.txt"), "needle outside");
+    await link(join(h.outside, "secret.txt"), join(h.workspace, "linked.txt"));
+    await writeFile(join(h.workspace, "big.txt"), `needle${"x".repeat(2 * 1024 * 1024)}`);
+    const { results } = await runTools(h, [
+      call("c1", "search_files", { query: "needle", path: "docs/notes.md" }),
+      call("c2", "search_files", { query: "absent", path: "docs/notes.md" }),
+      call("c3", "search_files", { query: "needle", path: "docs/bin.dat" }),
+      // What a walk skips quietly is refused when the model names the file.
+      call("c4", "search_files", { query: "needle", path: "linked.txt" }),
+      call("c5", "search_files", { query: "needle", path: "big.txt" }),
+    ]);
+    expect(results.map((r) => [r.isError, r.output])).toEqual([
+      [false, "docs/notes.md:2: needle here"],
+      [false, "no matches"],
+      [false, "no matches"],
+      [true, "refused: linked.txt has 2 hard links; a hard-linked file may be shared with a file outside the workspace"],
+      [true, "big.txt is 2097158 bytes; search_files reads files up to 1048576 bytes"],
+    ]);
+  });
+
   it("keeps the private paths inside the workspace from the file tools, as the sandbox keeps them from commands", async () => {
     const base = await realpath(await mkdtemp(join(tmpdir(), "tools-private-")));
     const ws = join(base, "ws");

@@ -98,7 +98,7 @@ export const searchFilesTool: ToolDefinition = {
     type: "object",
     properties: {
       query: { type: "string", description: "The exact text to find." },
-      path: { type: "string", description: "Directory to search, relative to the workspace root (default: the root)." },
+      path: { type: "string", description: "Directory (or one file) to search, relative to the workspace root (default: the root)." },
     },
     required: ["query"],
     additionalProperties: false,
@@ -107,9 +107,25 @@ export const searchFilesTool: ToolDefinition = {
     const workspace = requireWorkspace(context, "file tools");
     const query = stringArg(args, "query");
     if (query === "") throw new ToolError('argument "query" must not be empty');
-    const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");
+    const path = optionalStringArg(args, "path") ?? ".";
+    const start = await workspace.resolveExisting(path);
     const { maxSearchMatches, maxSearchFileBytes, maxSearchFiles, maxSearchTotalBytes } = context.limits;
     const matches: string[] = [];
+    const collect = (hostPath: string, content: Buffer): void => {
+      if (content.subarray(0, 8192).includes(0)) return;
+      const lines = content.toString("utf8").split("\n");
+      for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
+        const line = lines[i] as string;
+        if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
+      }
+    };
+    // A file named as the path is searched alone (as grep would); its refusals are the model's to read.
+    if ((await stat(start)).isFile()) {
+      collect(start, await readNamedFile(start, path, maxSearchFileBytes));
+      const cut = matches.length >= maxSearchMatches ? [`[search stopped at ${maxSearchMatches} matches; narrow the query]`] : [];
+      if (cut.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
+      return { output: [...matches, ...cut].join("\n"), truncated: true };
+    }
     const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     let filesRead = 0;
     let bytesRead = 0;
@@ -125,12 +141,7 @@ export const searchFilesTool: ToolDefinition = {
       if (!content) continue;
       filesRead++;
       bytesRead += content.length;
-      if (content.subarray(0, 8192).includes(0)) continue;
-      const lines = content.toString("utf8").split("\n");
-      for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
-        const line = lines[i] as string;
-        if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
-      }
+      collect(hostPath, content);
       if (matches.length >= maxSearchMatches) {
         stopped = `[search stopped at ${maxSearchMatches} matches; narrow the query or path]`;
         break;
@@ -159,6 +170,21 @@ function walkNotes(walk: WorkspaceWalk, limits: ToolLimits, what: "listing" | "s
     notes.push(`[${what} ${went} more than ${limits.maxWalkDepth} directory levels down; ${verb} from a deeper path]`);
   }
   return notes;
+}
+
+/**
+ * The file search_files was named, read whole within `maxBytes`; what the
+ * walk would skip quietly (a FIFO, a hard link, too large) is refused here
+ * with a ToolError, since the model asked for this file.
+ */
+async function readNamedFile(hostPath: string, shown: string, maxBytes: number): Promise<Buffer> {
+  const { handle, info } = await openRegularFile(hostPath, shown);
+  try {
+    if (info.size > maxBytes) throw new ToolError(`${shown} is ${info.size} bytes; search_files reads files up to ${maxBytes} bytes`);
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The entries a walk could not read, named for the model (bounded), or nothing. */
