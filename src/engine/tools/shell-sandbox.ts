@@ -36,7 +36,9 @@ export interface ShellSandboxOptions {
    * runtime's secrets file, bearer token, TLS key and data directory (the
    * CLI passes the ones its flags name). Each is covered inside the sandbox
    * (a directory by an empty tmpfs, a file by /dev/null); one that does not
-   * exist when a command starts is skipped. Without a sandbox commands see
+   * exist when a command starts is skipped. Each is also located once at
+   * start-up and that location covered too (hidden-paths.ts), so deleting a
+   * link on the way cannot uncover it. Without a sandbox commands see
    * them. The file tools refuse those inside a worker's workspace, and a
    * workspace inside one of them under its root fails the run
    * WORKSPACE_DENIED (workspace.ts, PrivatePaths).
