@@ -1,14 +1,14 @@
 import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { backendFromFlags, ExecutionConfigError } from "../../src/cli/execution-config.js";
 import { createOpenAIBackend, HiddenPathError } from "../../src/engine/index.js";
-import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
+import { bubblewrapWorks, hideHostPaths, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
 import { startFakeOpenAI } from "../support/fake-openai.js";
 import { startHarness as startServer } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
-import { startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
+import { profileWith, startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
 
 /**
  * The sandbox is what these tests check, so they need bubblewrap like the console's tests need
@@ -168,6 +168,48 @@ describe("shell.exec sandbox", () => {
     } finally {
       await rm(base, { recursive: true, force: true });
     }
+  });
+
+  it("names the workspace /workspace, never its host path, when the sandbox cannot start", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const harness = h;
+    const profile = profileWith(h.companion, { approvalRequiredTools: ["run_command"] });
+    harness.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "echo ran" }) }] }),
+      reply({ text: "ok" }),
+    );
+    // The workspace goes away after the run opened it (an operator's clean-up, say): bwrap then fails to bind it.
+    const { outcome, sink } = await harness.run({
+      input: "run",
+      capabilities: ["shell.exec"],
+      profile,
+      onApproval: async () => {
+        await rm(harness.workspace, { recursive: true });
+        return { approved: true, reason: "" };
+      },
+    });
+    expect(outcome.kind).toBe("completed");
+    const result = sink.committed("toolResult")[0];
+    expect(result?.isError).toBe(true);
+    expect(result?.output).toBe("exit code 1\nbwrap: Can't find source path /workspace: No such file or directory\n");
+    // Nor does the model's next request carry it.
+    expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(dirname(harness.workspace));
+  });
+
+  it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {
+    const mounts = { root: [], hidden: [], insideWorkspace: [], privatePaths: ["/srv/rt/data", "/srv/roots/main"] };
+    const output = [
+      "bwrap: Can't bind mount /oldroot/srv/roots/main/w1 on /newroot/workspace: No such file or directory",
+      "bwrap: Can't mount tmpfs on /newroot/srv/rt/data: Permission denied",
+      "bwrap: Can't find source path /srv/roots/main/w10/x: No such file or directory",
+      "the command's own line: /srv/roots/main/w1",
+    ].join("\n");
+    expect(hideHostPaths(output, "/srv/roots/main/w1", mounts).split("\n")).toEqual([
+      "bwrap: Can't bind mount /workspace on /workspace: No such file or directory",
+      "bwrap: Can't mount tmpfs on (a private path): Permission denied",
+      "bwrap: Can't find source path (a private path)/w10/x: No such file or directory",
+      "the command's own line: /srv/roots/main/w1",
+    ]);
   });
 
   it("runs a command in /workspace: its directory, HOME and every path it sees are the fixed path, never the host's", async () => {
