@@ -5,6 +5,7 @@ import type { ExecutionBackend } from "../runtime/index.js";
 import {
   createOpenAIBackend,
   DEFAULT_MODEL,
+  HiddenPathError,
   httpUrl,
   loadProfilesFile,
   OpenAIConfigError,
@@ -93,7 +94,9 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     }
     return createOpenAIBackend(options);
   } catch (error) {
-    if (error instanceof ProfileConfigError || error instanceof OpenAIConfigError) throw new ExecutionConfigError(error.message);
+    if (error instanceof ProfileConfigError || error instanceof OpenAIConfigError || error instanceof HiddenPathError) {
+      throw new ExecutionConfigError(error.message);
+    }
     if (error instanceof Error && "code" in error) {
       throw new ExecutionConfigError(`cannot read --profiles: ${String(error.code)}`);
     }

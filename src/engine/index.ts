@@ -13,4 +13,5 @@ export {
 } from "./backend-options.js";
 export { companionProfile, loadProfilesFile, ProfileConfigError } from "./profiles.js";
 export type { RetryPolicy } from "./retry.js";
+export { HiddenPathError } from "./tools/hidden-paths.js";
 export type { ToolLimits } from "./tools/tool-limits.js";

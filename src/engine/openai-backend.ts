@@ -25,6 +25,7 @@ import type { EngineSettings } from "./run-context.js";
 import { executeRun } from "./run-loop.js";
 import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
 import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
+import { pinHiddenPaths } from "./tools/hidden-paths.js";
 import { resolveShellSandbox } from "./tools/shell-sandbox.js";
 import { ToolError } from "./tools/tool.js";
 import { assertNotInsidePrivate, resolvePrivatePaths, Workspace } from "./tools/workspace.js";
@@ -165,7 +166,8 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     maxToolCallsPerTurn: options.maxToolCallsPerTurn ?? 128,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     shellSandbox: resolveShellSandbox(options),
-    shellHiddenPaths: [...(options.hiddenPaths ?? [])],
+    // Located now, so deleting a link on the way later cannot uncover a path (hidden-paths.ts).
+    shellHiddenPaths: pinHiddenPaths(options.hiddenPaths ?? []),
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     useMaxCompletionTokens: options.baseURL === undefined,

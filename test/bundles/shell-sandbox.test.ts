@@ -1,14 +1,14 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { backendFromFlags } from "../../src/cli/execution-config.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import { bubblewrapWorks, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
+import { backendFromFlags, ExecutionConfigError } from "../../src/cli/execution-config.js";
+import { createOpenAIBackend, HiddenPathError } from "../../src/engine/index.js";
+import { bubblewrapWorks, hideHostPaths, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
 import { startFakeOpenAI } from "../support/fake-openai.js";
 import { startHarness as startServer } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
-import { startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
+import { profileWith, startHarness, TEST_KEY, type Harness } from "../engine/harness.js";
 
 /**
  * The sandbox is what these tests check, so they need bubblewrap like the console's tests need
@@ -78,6 +78,139 @@ describe("shell.exec sandbox", () => {
     expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
     return sink.committed("toolResult")[0]?.output ?? "";
   }
+
+  /** Runs one turn of tool calls through `backend` in `workspaceDir`; returns each call's result. */
+  async function runToolsThrough(
+    harness: Harness,
+    backend: Harness["backend"],
+    workspaceDir: string,
+    calls: { name: string; args: object }[],
+  ): Promise<string[]> {
+    harness.fake.enqueue(
+      reply({ toolCalls: calls.map(({ name, args }, i) => ({ id: `c${i}`, name, arguments: JSON.stringify(args) })) }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-tools");
+    sink.commitInput("run");
+    const request = runRequest(sink, {
+      input: "run",
+      runId: "run-tools",
+      profile: backend.profiles()[0],
+      workspaceDir,
+      capabilities: ["fs.read", "shell.exec"],
+    });
+    expect((await backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    return sink.committed("toolResult").map((result) => result.output);
+  }
+
+  it("keeps a private path given as, or reached through, a symlink covered after a command deletes the link", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    // Outside the sandbox's private /tmp, as a real deployment's files are.
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-linked-private-"));
+    try {
+      const ws = join(base, "ws");
+      await mkdir(join(ws, "private"), { recursive: true });
+      await writeFile(join(ws, "private", "token.txt"), "token-inside-the-workspace");
+      await mkdir(join(base, "secrets"));
+      await writeFile(join(base, "secrets", "key.txt"), "host-secret-behind-a-link");
+      // An operator who names private paths through links that happen to lie in a worker's workspace.
+      await symlink(join(base, "secrets"), join(ws, "link-out"));
+      await symlink("private", join(ws, "link-in"));
+      const backend = createOpenAIBackend({
+        apiKey: TEST_KEY,
+        baseURL: h.fake.baseURL,
+        shellSandbox: "bubblewrap",
+        hiddenPaths: [join(ws, "link-out"), join(ws, "link-in", "token.txt")],
+      });
+      const reads = [
+        { name: "run_command", args: { command: `cat ${base}/secrets/key.txt private/token.txt; echo done` } },
+        { name: "read_file", args: { path: "private/token.txt" } },
+        { name: "search_files", args: { query: "token-inside" } },
+      ];
+      const secrets = ["host-secret-behind-a-link", "token-inside-the-workspace"];
+      const before = await runToolsThrough(h, backend, ws, [
+        ...reads,
+        { name: "run_command", args: { command: "rm link-out link-in; ls" } },
+      ]);
+      expect(before[0]).toContain("done");
+      expect(before[1]).toBe("refused: private/token.txt is private to this runtime");
+      expect(before[3]).not.toMatch(/link-/);
+      // Deleting the links must not uncover what they named, for commands or for the file tools.
+      const after = await runToolsThrough(h, backend, ws, reads);
+      expect(after[0]).toContain("done");
+      expect(after[1]).toBe("refused: private/token.txt is private to this runtime");
+      for (const secret of secrets) expect([...before, ...after].join("\n")).not.toContain(secret);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses at start-up a private path it could not keep covered", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const base = await realpath(await mkdtemp("/var/tmp/sandbox-uncoverable-"));
+    try {
+      await symlink(join(base, "missing"), join(base, "token"));
+      const options = { apiKey: TEST_KEY, baseURL: h.fake.baseURL, shellSandbox: "bubblewrap" as const };
+      expect(() => createOpenAIBackend({ ...options, hiddenPaths: [join(base, "token")] })).toThrow(
+        new HiddenPathError(
+          `cannot keep ${join(base, "token")} private: ${join(base, "token")} is a symlink whose target does not exist; name the real path`,
+        ),
+      );
+      await symlink(join(base, "loop"), join(base, "loop"));
+      expect(() => createOpenAIBackend({ ...options, hiddenPaths: [join(base, "loop", "x")] })).toThrow(/cannot resolve it \(ELOOP\)/);
+      // serve's flags: the command line's to fix.
+      const flags = { "openai-base-url": h.fake.baseURL, "data-dir": "/" };
+      await expect(backendFromFlags(flags, { OPENAI_API_KEY: TEST_KEY })).rejects.toThrow(
+        new ExecutionConfigError("cannot keep / private: it is the root directory"),
+      );
+      // A path that does not exist yet (a data directory made later) is fine.
+      expect(createOpenAIBackend({ ...options, hiddenPaths: [join(base, "data", "not-yet")] }).shellSandbox?.()).toBe("bubblewrap");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("names the workspace /workspace, never its host path, when the sandbox cannot start", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const harness = h;
+    const profile = profileWith(h.companion, { approvalRequiredTools: ["run_command"] });
+    harness.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "echo ran" }) }] }),
+      reply({ text: "ok" }),
+    );
+    // The workspace goes away after the run opened it (an operator's clean-up, say): bwrap then fails to bind it.
+    const { outcome, sink } = await harness.run({
+      input: "run",
+      capabilities: ["shell.exec"],
+      profile,
+      onApproval: async () => {
+        await rm(harness.workspace, { recursive: true });
+        return { approved: true, reason: "" };
+      },
+    });
+    expect(outcome.kind).toBe("completed");
+    const result = sink.committed("toolResult")[0];
+    expect(result?.isError).toBe(true);
+    expect(result?.output).toBe("exit code 1\nbwrap: Can't find source path /workspace: No such file or directory\n");
+    // Nor does the model's next request carry it.
+    expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(dirname(harness.workspace));
+  });
+
+  it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {
+    const mounts = { root: [], hidden: [], insideWorkspace: [], privatePaths: ["/srv/rt/data", "/srv/roots/main"] };
+    const output = [
+      "bwrap: Can't bind mount /oldroot/srv/roots/main/w1 on /newroot/workspace: No such file or directory",
+      "bwrap: Can't mount tmpfs on /newroot/srv/rt/data: Permission denied",
+      "bwrap: Can't find source path /srv/roots/main/w10/x: No such file or directory",
+      "the command's own line: /srv/roots/main/w1",
+    ].join("\n");
+    expect(hideHostPaths(output, "/srv/roots/main/w1", mounts).split("\n")).toEqual([
+      "bwrap: Can't bind mount /workspace on /workspace: No such file or directory",
+      "bwrap: Can't mount tmpfs on (a private path): Permission denied",
+      "bwrap: Can't find source path (a private path)/w10/x: No such file or directory",
+      "the command's own line: /srv/roots/main/w1",
+    ]);
+  });
 
   it("runs a command in /workspace: its directory, HOME and every path it sees are the fixed path, never the host's", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap", toolLimits: { maxCommandOutputBytes: 600 } });

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { chmod, link, mkdir, mkdtemp, open, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, mkdtemp, open, opendir, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -256,6 +256,109 @@ describe("tools", () => {
       [true, "d1/\nd1/d2/\nd1/d2/d3/\nd1/d2/shallow.txt\n[listing did not go more than 2 directory levels down; list from a deeper path]"],
     ]);
     expect(deep.sent).toEqual(deep.results.map((r) => r.output));
+  });
+
+  it("skips what search_files and list_files cannot read, keeps the rest, and names what was skipped", async () => {
+    h = await startHarness({ toolLimits: { maxOutputBytes: 1024 * 1024 } });
+    const ws = h.workspace;
+    await writeFile(join(ws, "a.txt"), "needle a");
+    await writeFile(join(ws, "z.txt"), "needle z");
+    // Unreadable by mode: denies a process without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (not root, as tests often run).
+    await mkdir(join(ws, "locked"));
+    await writeFile(join(ws, "locked", "inner.txt"), "needle locked");
+    await writeFile(join(ws, "secret.txt"), "needle secret");
+    await chmod(join(ws, "locked"), 0o000);
+    await chmod(join(ws, "secret.txt"), 0o000);
+    const modeDenies = await opendir(join(ws, "locked")).then(
+      (dir) => dir.close().then(() => false),
+      () => true,
+    );
+    // Unreadable for anyone, root included: past PATH_MAX (4096 bytes), opening fails with ENAMETOOLONG.
+    const segment = "s".repeat(200);
+    let chain = "deep";
+    while (join(ws, chain).length < 4096 - 251) chain = join(chain, segment);
+    const dirName = "d".repeat(250);
+    const fileName = "f".repeat(250);
+    // GNU mkdir -p makes each level relative to the last, so it is not bound by PATH_MAX.
+    execFileSync("mkdir", ["-p", join(chain, dirName)], { cwd: ws });
+    execFileSync("sh", ["-c", 'cd "$1" && echo needle deep > "$2" && echo needle shallow > ../shallow.txt', "sh", chain, fileName], {
+      cwd: ws,
+    });
+    try {
+      const { results } = await runTools(h, [
+        call("c1", "search_files", { query: "needle" }),
+        call("c2", "list_files", { recursive: true }),
+      ]);
+      const tail = (name: string): string => `…${name.slice(-99)}`;
+      const parent = chain.split("/").slice(0, -1).join("/");
+      // Each skip is named, cut to its end when long; the files and folders that could be read are all there.
+      const searchSkipped = [
+        ...(modeDenies ? ["secret.txt", "locked/"] : []),
+        tail(join(chain, fileName)),
+        tail(`${join(chain, dirName)}/`),
+      ];
+      const search = results[0]?.output.split("\n") ?? [];
+      expect(results[0]?.isError).toBe(false);
+      expect(results[0]?.truncated).toBe(true);
+      expect(search).toEqual([
+        "a.txt:1: needle a",
+        ...(modeDenies ? [] : ["secret.txt:1: needle secret"]),
+        "z.txt:1: needle z",
+        ...(modeDenies ? [] : ["locked/inner.txt:1: needle locked"]),
+        `${parent}/shallow.txt:1: needle shallow`,
+        `[search skipped ${searchSkipped.length} unreadable entries: ${searchSkipped.join(", ")}]`,
+      ]);
+      const listSkipped = [...(modeDenies ? ["locked/"] : []), tail(`${join(chain, dirName)}/`)];
+      const listing = results[1]?.output.split("\n") ?? [];
+      expect(results[1]?.isError).toBe(false);
+      expect(results[1]?.truncated).toBe(true);
+      expect(listing.slice(0, 5)).toEqual(["a.txt", "deep/", "locked/", "secret.txt", "z.txt"]);
+      expect(listing).toContain(`${join(chain, fileName)}`);
+      expect(listing.at(-1)).toBe(
+        `[listing skipped ${listSkipped.length} unreadable ${listSkipped.length === 1 ? "entry" : "entries"}: ${listSkipped.join(", ")}]`,
+      );
+      if (modeDenies) {
+        // A start that cannot be read is an error naming the model's path, not the host's.
+        const start = await runTools(h, [
+          call("c1", "list_files", { path: "locked" }),
+          call("c2", "search_files", { query: "x", path: "locked" }),
+        ]);
+        expect(start.results.map((r) => [r.isError, r.output])).toEqual([
+          [true, "cannot read locked: permission denied (EACCES)"],
+          [true, "cannot read locked: permission denied (EACCES)"],
+        ]);
+      }
+    } finally {
+      await chmod(join(ws, "locked"), 0o755);
+      // Node's recursive rm works on whole paths, which this tree exceeds.
+      execFileSync("rm", ["-rf", "deep"], { cwd: ws });
+    }
+  });
+
+  it("searches the one file search_files is given as its path", async () => {
+    h = await startHarness();
+    await mkdir(join(h.workspace, "docs"));
+    await writeFile(join(h.workspace, "docs", "notes.md"), "hay\nneedle here\nhay");
+    await writeFile(join(h.workspace, "docs", "other.md"), "needle elsewhere");
+    await writeFile(join(h.workspace, "docs", "bin.dat"), Buffer.from([0, 110, 101, 101, 100, 108, 101]));
+    await writeFile(join(h.outside, "secret.txt"), "needle outside");
+    await link(join(h.outside, "secret.txt"), join(h.workspace, "linked.txt"));
+    await writeFile(join(h.workspace, "big.txt"), `needle${"x".repeat(2 * 1024 * 1024)}`);
+    const { results } = await runTools(h, [
+      call("c1", "search_files", { query: "needle", path: "docs/notes.md" }),
+      call("c2", "search_files", { query: "absent", path: "docs/notes.md" }),
+      call("c3", "search_files", { query: "needle", path: "docs/bin.dat" }),
+      // What a walk skips quietly is refused when the model names the file.
+      call("c4", "search_files", { query: "needle", path: "linked.txt" }),
+      call("c5", "search_files", { query: "needle", path: "big.txt" }),
+    ]);
+    expect(results.map((r) => [r.isError, r.output])).toEqual([
+      [false, "docs/notes.md:2: needle here"],
+      [false, "no matches"],
+      [false, "no matches"],
+      [true, "refused: linked.txt has 2 hard links; a hard-linked file may be shared with a file outside the workspace"],
+      [true, "big.txt is 2097158 bytes; search_files reads files up to 1048576 bytes"],
+    ]);
   });
 
   it("keeps the private paths inside the workspace from the file tools, as the sandbox keeps them from commands", async () => {

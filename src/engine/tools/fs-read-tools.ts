@@ -2,7 +2,7 @@ import { stat } from "node:fs/promises";
 import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, requireWorkspace, ToolError, type ToolDefinition } from "./tool.js";
 import { openRegularFile } from "./regular-file.js";
 import type { ToolLimits } from "./tool-limits.js";
-import { type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
+import { unreadableReason, type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
 
 /** Tools that look at the workspace without changing it (`fs.read`). */
 
@@ -66,7 +66,7 @@ export const listFilesTool: ToolDefinition = {
     const start = await workspace.resolveExisting(path);
     if (!(await stat(start)).isDirectory()) throw new ToolError(`${path} is not a directory`);
     const max = context.limits.maxListEntries;
-    const walk = new WorkspaceWalk(walkLimits(context.limits));
+    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     const lines: string[] = [];
     let more = false;
     for await (const { hostPath, entry } of walk.entries(start, recursive, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
@@ -78,7 +78,10 @@ export const listFilesTool: ToolDefinition = {
       if (entry.isDirectory()) lines.push(`${shown}/`);
       else lines.push(entry.isSymbolicLink() ? `${shown} (symlink)` : shown);
     }
-    const notes = more ? [`[listing truncated at ${max} entries]`] : walkNotes(walk, context.limits, "listing", "list");
+    const notes = [
+      ...(more ? [`[listing truncated at ${max} entries]`] : walkNotes(walk, context.limits, "listing", "list")),
+      ...skippedNote(walk, "listing"),
+    ];
     if (lines.length === 0 && notes.length === 0) return { output: "(empty directory)" };
     if (notes.length === 0) return { output: lines.join("\n") };
     return { output: [...lines, ...notes].join("\n"), truncated: true };
@@ -95,7 +98,7 @@ export const searchFilesTool: ToolDefinition = {
     type: "object",
     properties: {
       query: { type: "string", description: "The exact text to find." },
-      path: { type: "string", description: "Directory to search, relative to the workspace root (default: the root)." },
+      path: { type: "string", description: "Directory (or one file) to search, relative to the workspace root (default: the root)." },
     },
     required: ["query"],
     additionalProperties: false,
@@ -104,10 +107,26 @@ export const searchFilesTool: ToolDefinition = {
     const workspace = requireWorkspace(context, "file tools");
     const query = stringArg(args, "query");
     if (query === "") throw new ToolError('argument "query" must not be empty');
-    const start = await workspace.resolveExisting(optionalStringArg(args, "path") ?? ".");
+    const path = optionalStringArg(args, "path") ?? ".";
+    const start = await workspace.resolveExisting(path);
     const { maxSearchMatches, maxSearchFileBytes, maxSearchFiles, maxSearchTotalBytes } = context.limits;
     const matches: string[] = [];
-    const walk = new WorkspaceWalk(walkLimits(context.limits));
+    const collect = (hostPath: string, content: Buffer): void => {
+      if (content.subarray(0, 8192).includes(0)) return;
+      const lines = content.toString("utf8").split("\n");
+      for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
+        const line = lines[i] as string;
+        if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
+      }
+    };
+    // A file named as the path is searched alone (as grep would); its refusals are the model's to read.
+    if ((await stat(start)).isFile()) {
+      collect(start, await readNamedFile(start, path, maxSearchFileBytes));
+      const cut = matches.length >= maxSearchMatches ? [`[search stopped at ${maxSearchMatches} matches; narrow the query]`] : [];
+      if (cut.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
+      return { output: [...matches, ...cut].join("\n"), truncated: true };
+    }
+    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     let filesRead = 0;
     let bytesRead = 0;
     let stopped: string | undefined;
@@ -118,22 +137,17 @@ export const searchFilesTool: ToolDefinition = {
         stopped = `[search stopped after reading ${filesRead} files (${bytesRead} bytes), its limit; narrow the path]`;
         break;
       }
-      const content = await readSearchable(hostPath, maxSearchFileBytes);
+      const content = await readSearchable(hostPath, maxSearchFileBytes, walk);
       if (!content) continue;
       filesRead++;
       bytesRead += content.length;
-      if (content.subarray(0, 8192).includes(0)) continue;
-      const lines = content.toString("utf8").split("\n");
-      for (let i = 0; i < lines.length && matches.length < maxSearchMatches; i++) {
-        const line = lines[i] as string;
-        if (line.includes(query)) matches.push(`${workspace.display(hostPath)}:${i + 1}: ${line.slice(0, 200)}`);
-      }
+      collect(hostPath, content);
       if (matches.length >= maxSearchMatches) {
         stopped = `[search stopped at ${maxSearchMatches} matches; narrow the query or path]`;
         break;
       }
     }
-    const notes = stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search");
+    const notes = [...(stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search")), ...skippedNote(walk, "search")];
     if (notes.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
     return { output: [matches.length === 0 ? "no matches so far" : matches.join("\n"), ...notes].join("\n"), truncated: true };
   },
@@ -159,17 +173,44 @@ function walkNotes(walk: WorkspaceWalk, limits: ToolLimits, what: "listing" | "s
 }
 
 /**
+ * The file search_files was named, read whole within `maxBytes`; what the
+ * walk would skip quietly (a FIFO, a hard link, too large) is refused here
+ * with a ToolError, since the model asked for this file.
+ */
+async function readNamedFile(hostPath: string, shown: string, maxBytes: number): Promise<Buffer> {
+  const { handle, info } = await openRegularFile(hostPath, shown);
+  try {
+    if (info.size > maxBytes) throw new ToolError(`${shown} is ${info.size} bytes; search_files reads files up to ${maxBytes} bytes`);
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The entries a walk could not read, named for the model (bounded), or nothing. */
+function skippedNote(walk: WorkspaceWalk, what: "listing" | "search"): string[] {
+  const count = walk.skippedCount;
+  if (count === 0) return [];
+  const rest = count > walk.skipped.length ? `, and ${count - walk.skipped.length} more` : "";
+  return [`[${what} skipped ${count} unreadable ${count === 1 ? "entry" : "entries"}: ${walk.skipped.join(", ")}${rest}]`];
+}
+
+/**
  * A file's content for search_files, or undefined when it is skipped: too
  * large, not a regular file, or hard-linked (its content may belong to a
- * file outside the workspace).
+ * file outside the workspace), silently, as the tool's description says;
+ * or unreadable (no permission, a path past PATH_MAX), recorded on `walk`
+ * for the model.
  */
-async function readSearchable(hostPath: string, maxBytes: number): Promise<Buffer | undefined> {
+async function readSearchable(hostPath: string, maxBytes: number, walk: WorkspaceWalk): Promise<Buffer | undefined> {
   let opened: Awaited<ReturnType<typeof openRegularFile>>;
   try {
     opened = await openRegularFile(hostPath, hostPath);
   } catch (error) {
     if (error instanceof ToolError) return undefined;
-    throw error;
+    if (unreadableReason(error) === undefined) throw error;
+    walk.skip(hostPath, false);
+    return undefined;
   }
   try {
     if (opened.info.size > maxBytes) return undefined;

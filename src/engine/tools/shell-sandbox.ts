@@ -36,7 +36,9 @@ export interface ShellSandboxOptions {
    * runtime's secrets file, bearer token, TLS key and data directory (the
    * CLI passes the ones its flags name). Each is covered inside the sandbox
    * (a directory by an empty tmpfs, a file by /dev/null); one that does not
-   * exist when a command starts is skipped. Without a sandbox commands see
+   * exist when a command starts is skipped. Each is also located once at
+   * start-up and that location covered too (hidden-paths.ts), so deleting a
+   * link on the way cannot uncover it. Without a sandbox commands see
    * them. The file tools refuse those inside a worker's workspace, and a
    * workspace inside one of them under its root fails the run
    * WORKSPACE_DENIED (workspace.ts, PrivatePaths).
@@ -99,6 +101,8 @@ export interface SandboxMounts {
   hidden: string[];
   /** Covers over the private paths inside the workspace, at their /workspace paths, their parents pinned. */
   insideWorkspace: string[];
+  /** Real host paths of the private paths covered, to keep them out of bwrap's own errors ({@link hideHostPaths}). */
+  privatePaths: string[];
 }
 
 /**
@@ -118,16 +122,49 @@ export interface SandboxMounts {
  */
 export async function sandboxMounts(workspace: string, hiddenPaths: readonly string[]): Promise<SandboxMounts> {
   const hidden: string[] = [];
+  const privatePaths: string[] = [];
   const inside: { path: string; directory: boolean }[] = [];
   for (const path of [...hiddenPaths, workspace]) {
     const real = await realpath(resolve(path)).catch(() => undefined);
     if (real === undefined || real === "/") continue;
     const info = await stat(real).catch(() => undefined);
     if (!info) continue;
+    if (real !== workspace) privatePaths.push(real);
     if (real.startsWith(workspace + sep)) inside.push({ path: relative(workspace, real), directory: info.isDirectory() });
     if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, info.isDirectory()));
   }
-  return { root: await hostRootArgs(), hidden, insideWorkspace: insideWorkspaceArgs(workspace, inside) };
+  return { root: await hostRootArgs(), hidden, insideWorkspace: insideWorkspaceArgs(workspace, inside), privatePaths };
+}
+
+/**
+ * A sandboxed command's output with bwrap's own error lines ("bwrap: Can't
+ * find source path ...", written when it cannot set up the sandbox, before
+ * the command runs) told as the command would see them: the workspace's
+ * host path as {@link SANDBOX_WORKSPACE}, a private path as "(a private
+ * path)", bwrap's staging roots `/newroot` and `/oldroot` dropped. The output goes to the
+ * model, which must learn neither the host's layout nor where the runtime
+ * keeps its data. Other lines are the command's and are left as they are.
+ */
+export function hideHostPaths(output: string, workspace: string, mounts: SandboxMounts): string {
+  if (!output.includes("bwrap: ")) return output;
+  const privatePaths = [...mounts.privatePaths].sort((a, b) => b.length - a.length);
+  const hide = (line: string): string => {
+    let text = line;
+    for (const staging of ["/newroot", "/oldroot"]) text = replacePath(text.replaceAll(`${staging}/`, "/"), staging, "/");
+    text = replacePath(text, workspace, SANDBOX_WORKSPACE);
+    for (const path of privatePaths) text = replacePath(text, path, "(a private path)");
+    return text;
+  };
+  return output
+    .split("\n")
+    .map((line) => (line.startsWith("bwrap: ") ? hide(line) : line))
+    .join("\n");
+}
+
+/** `text` with each whole occurrence of `path` (not a longer name it begins) replaced by `by`. */
+function replacePath(text: string, path: string, by: string): string {
+  const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return text.replace(new RegExp(`${escaped}(?![^/\\s:'"])`, "g"), by);
 }
 
 /** Pins, then covers, for the private paths inside the workspace (relative to it); one inside another is covered by it. */

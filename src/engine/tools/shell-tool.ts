@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { splitCommandWords } from "./command-words.js";
-import { sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
+import { hideHostPaths, sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -48,11 +48,11 @@ export const runCommandTool: ToolDefinition = {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
     const line = commandLine(command, context.shellPolicy);
-    const argv =
-      context.shellSandbox === "bubblewrap"
-        ? sandboxedArgv(line, workspace.root, await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []))
-        : line;
-    const result = await runInGroup(argv, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    const mounts = context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []) : undefined;
+    // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
+    const result = mounts
+      ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal)
+      : await runInGroup(line, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
       : result.signal
@@ -60,8 +60,9 @@ export const runCommandTool: ToolDefinition = {
         : `exit code ${result.code}`;
     const note =
       result.totalBytes > maxCommandOutputBytes ? `\n${truncationNote("command output", maxCommandOutputBytes, result.totalBytes)}` : "";
+    const output = mounts ? hideHostPaths(result.output, workspace.root, mounts) : result.output;
     return {
-      output: `${status}\n${result.output}${note}`,
+      output: `${status}\n${output}${note}`,
       isError: result.timedOut || result.code !== 0,
       truncated: note !== "",
     };

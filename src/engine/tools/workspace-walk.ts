@@ -1,6 +1,7 @@
 import type { Dirent } from "node:fs";
 import { opendir } from "node:fs/promises";
 import { join } from "node:path";
+import { ToolError } from "./tool.js";
 
 /** One directory entry met by a {@link WorkspaceWalk}. */
 export interface WalkEntry {
@@ -26,15 +27,36 @@ export interface WalkLimits {
  * left of the bound, so not even one huge directory is read whole; its
  * entries are sorted by name. After the walk, `entriesCut` and `depthCut`
  * say what it left out, for the tool to tell the model.
+ *
+ * A folder below the start that cannot be read (no permission, a path past
+ * PATH_MAX, gone since it was listed) is skipped, not fatal: one such folder
+ * would otherwise fail the whole call and hide everything else. The skips
+ * are counted and the first {@link MAX_SKIPPED_SHOWN} named in `skipped`
+ * (the tool adds the files it could not open, {@link skip}), so the model
+ * knows what it did not see. A start that cannot be read is a ToolError.
  */
 export class WorkspaceWalk {
   /** The entry bound stopped the walk. */
   entriesCut = false;
   /** Some directories were past the depth bound and not read. */
   depthCut = false;
+  /** Entries that could not be read, all of them counted. */
+  skippedCount = 0;
+  /** The first {@link MAX_SKIPPED_SHOWN} of them, as the model sees them (a folder ends with "/"). */
+  readonly skipped: string[] = [];
   private visited = 0;
 
-  constructor(private readonly limits: WalkLimits) {}
+  constructor(
+    private readonly limits: WalkLimits,
+    /** The model-facing form of a host path (Workspace.display). */
+    private readonly display: (hostPath: string) => string,
+  ) {}
+
+  /** Records an entry that could not be read. */
+  skip(hostPath: string, directory: boolean): void {
+    this.skippedCount++;
+    if (this.skipped.length < MAX_SKIPPED_SHOWN) this.skipped.push(shortName(`${this.display(hostPath)}${directory ? "/" : ""}`));
+  }
 
   /**
    * The entries under `start`, directory by directory; with `recursive`,
@@ -48,7 +70,17 @@ export class WorkspaceWalk {
     for (let next = 0; next < pending.length; next++) {
       signal.throwIfAborted();
       const { dir, depth } = pending[next] as { dir: string; depth: number };
-      for (const entry of await this.read(dir)) {
+      let entries: Dirent[];
+      try {
+        entries = await this.read(dir);
+      } catch (error) {
+        const reason = unreadableReason(error);
+        if (reason === undefined) throw error;
+        if (next === 0) throw new ToolError(`cannot read ${this.display(dir)}: ${reason}`);
+        this.skip(dir, true);
+        continue;
+      }
+      for (const entry of entries) {
         const hostPath = join(dir, entry.name);
         if (skip(hostPath)) continue;
         if (recursive && entry.isDirectory()) {
@@ -76,4 +108,36 @@ export class WorkspaceWalk {
     this.visited += entries.length;
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
+}
+
+/** How many skipped entries a tool names; the rest are only counted. */
+export const MAX_SKIPPED_SHOWN = 10;
+
+/** Longest skipped name shown whole; a longer one is shown by its end, where it differs from its siblings. */
+const MAX_SHOWN_NAME = 100;
+
+function shortName(name: string): string {
+  return name.length <= MAX_SHOWN_NAME ? name : `…${name.slice(-(MAX_SHOWN_NAME - 1))}`;
+}
+
+/** File system errors that make one entry unreadable without saying anything about the rest. */
+const UNREADABLE: Readonly<Record<string, string>> = {
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENAMETOOLONG: "path too long",
+  ELOOP: "too many levels of symbolic links",
+  ENOENT: "no longer exists",
+  ENOTDIR: "no longer a directory",
+  EIO: "input/output error",
+};
+
+/**
+ * Why an entry could not be read, for the model ("permission denied
+ * (EACCES)"), or undefined for an error that is not about the entry (out of
+ * file descriptors, an abort), which fails the call as before.
+ */
+export function unreadableReason(error: unknown): string | undefined {
+  if (!(error instanceof Error && "code" in error && typeof error.code === "string")) return undefined;
+  const reason = UNREADABLE[error.code];
+  return reason === undefined ? undefined : `${reason} (${error.code})`;
 }
