@@ -30,6 +30,7 @@ import { PageTokens } from "./page-token.js";
 import { listRuns, readTranscript } from "./run-queries.js";
 import type { Runtime, RuntimeOptions } from "./runtime-api.js";
 import { RuntimeHealth } from "./runtime-health.js";
+import { checkNotEnded } from "./run-queue.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
@@ -121,9 +122,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   }
   await catalog.restore(opened.workers);
 
-  const watchSlot = (session: WorkerSession): DurableEventStream<WorkerEvent> => {
+  /** `permanent` throws a cause that outranks full slots (a StreamInput to a stopped worker). */
+  const watchSlot = (session: WorkerSession, permanent?: (worker: WorkerSession["worker"]) => void): DurableEventStream<WorkerEvent> => {
     const watchers = session.events.subscriberCount;
     if (watchers >= limits.maxWatchersPerWorker) {
+      permanent?.(session.worker);
       throw new RuntimeError(
         Code.ResourceExhausted,
         ErrorReason.LIMIT_EXCEEDED,
@@ -232,7 +235,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       // is checked, so a bad one is INVALID_ARGUMENT even when the slots are full, and never holds one.
       const session = catalog.session("worker", request.worker);
       checkInput(request);
-      const subscription = watchSlot(session).subscribe();
+      const subscription = watchSlot(session, checkNotEnded).subscribe();
       yield* runInputStream(
         { subscription, send: () => runtime.sendInput(request, watchOptions), ...live, delivered: delivered.input },
         watchOptions,
