@@ -227,6 +227,53 @@ describe("the live view", () => {
     expect(await page.title()).toBe("worker-runtime console");
   });
 
+  it("shows the images, video and audio a model writes as links to their address, fetching none of them", async () => {
+    const page = await newCompanion();
+    const requested: string[] = [];
+    page.on("request", (request) => {
+      if (/media-probe|example\.com/.test(request.url())) requested.push(request.url());
+    });
+    // Media put anywhere in an entry, live or committed, and what the CSP had to block.
+    await page.evaluate(`(() => {
+      window.__media = [];
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
+      new MutationObserver(() => {
+        for (const element of document.querySelectorAll(".entry img, .entry picture, .entry video, .entry audio, .entry source, .entry [background]"))
+          if (!window.__media.includes(element.outerHTML)) window.__media.push(element.outerHTML);
+      }).observe(document.body, { subtree: true, childList: true, attributes: true });
+    })()`);
+    const media = [
+      "![a chart](/media-probe/chart.png) and [![linked](/media-probe/linked.png)](https://example.org/page)",
+      '<img src="/media-probe/raw.png" alt="raw image"> <img src="https://example.com/remote.png">',
+      '<picture><source srcset="/media-probe/wide.webp 2x"><img src="/media-probe/fallback.png" alt="a picture"></picture>',
+      '<video src="/media-probe/clip.mp4" poster="/media-probe/poster.png"></video> <audio controls><source src="/media-probe/sound.mp3"></audio>',
+      '<table background="/media-probe/table.png"><tr><td>cell</td></tr></table>',
+      "The end.",
+    ].join("\n\n");
+    fake.enqueue(reply({ text: media, pieceSize: 9 }, { delayMs: 2 }));
+    await send(page, "Show me pictures");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("The end.");
+    // A round trip through the page: a fetch the render started has been issued.
+    await page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))");
+    expect(requested).toEqual([]);
+    expect(await page.evaluate("window.__media")).toEqual([]);
+    expect(await page.evaluate("window.__violations")).toEqual([]);
+    const links = await page
+      .locator(".log .entry.assistant .media")
+      .evaluateAll((elements) => elements.map((element) => [element.localName, element.getAttribute("href"), element.textContent]));
+    expect(links).toEqual([
+      ["a", "/media-probe/chart.png", "image: a chart"],
+      ["span", null, "image: linked"],
+      ["a", "/media-probe/raw.png", "image: raw image"],
+      ["a", "https://example.com/remote.png", "image: https://example.com/remote.png"],
+      ["a", "/media-probe/fallback.png", "image: a picture"],
+      ["a", "/media-probe/clip.mp4", "video: /media-probe/clip.mp4"],
+      ["a", "/media-probe/sound.mp3", "audio: /media-probe/sound.mp3"],
+    ]);
+    await expect(page.locator(".log .entry.assistant td").textContent()).resolves.toBe("cell");
+  });
+
   it("renders a long answer's finished paragraphs once, re-rendering only the paragraph still growing", async () => {
     const page = await newCompanion();
     const paragraphs = Array.from({ length: 40 }, (_, i) => `Paragraph ${i + 1} with **bold** text and more words to make it longer.`);
