@@ -1,12 +1,15 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WatchWorkerRequestSchema, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
@@ -133,6 +136,43 @@ async function newCompanion(): Promise<Page> {
   await page.getByRole("button", { name: "New companion" }).click();
   await page.waitForURL(/#\/w\//);
   return page;
+}
+
+/** The worker of the chat open in `page`, and a gRPC client to seed it with runs (the page only watches them). */
+function chatWorker(page: Page): { worker: WorkerRef; interaction: ReturnType<typeof createClient<typeof WorkerInteraction>> } {
+  const [, runtimeId, workerId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!;
+  const worker = { runtimeId: decodeURIComponent(runtimeId!), workerId: decodeURIComponent(workerId!) } as WorkerRef;
+  return { worker, interaction: createClient(WorkerInteraction, createGrpcTransport({ baseUrl: `http://${server.h2c}` })) };
+}
+
+/** `count` questions answered in full, numbered from `from`, sent over gRPC. */
+async function answeredRounds(page: Page, from: number, count: number): Promise<void> {
+  const { worker, interaction } = chatWorker(page);
+  for (let i = from; i < from + count; i++) {
+    fake.enqueue(reply({ text: `answer ${i}` }));
+    for await (const message of interaction.streamInput({ worker, input: { text: `question ${i}` }, busyPolicy: BusyPolicy.REJECT })) {
+      void message;
+    }
+  }
+}
+
+/** The `data-seq` of every committed entry shown, in page order. */
+async function shownSeqs(page: Page): Promise<number[]> {
+  return (await page.locator(".log .entry").evaluateAll((elements) => elements.map((element) => element.getAttribute("data-seq")))).map(
+    Number,
+  );
+}
+
+/** Scrolls to the top until the first entry (seq 1) is shown, a history page at a time. */
+async function scrollToOldest(page: Page): Promise<void> {
+  for (let i = 0; i < 20 && (await shownSeqs(page))[0] !== 1; i++) {
+    const first = (await shownSeqs(page))[0];
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).not.toBe(first);
+  }
+  expect((await shownSeqs(page))[0]).toBe(1);
 }
 
 async function send(page: Page, text: string): Promise<void> {
@@ -413,6 +453,98 @@ describe("the live view", () => {
       .poll(() => page.locator(".log .entry.user").allTextContents(), { timeout: 20_000 })
       .toEqual(["Before going away", "While away"]);
     await expect(page.locator(".log .entry.assistant").last().textContent()).resolves.toContain("Committed while away.");
+  });
+
+  it("reads older history during a re-sync from a lost cursor without leaving a gap: a page asked for before is not put after", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    await answeredRounds(page, 1, 40);
+    // Reloaded, the page shows the newest 30 entries (51..80), and reads older ones when scrolled up.
+    await page.reload();
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe("question 40");
+    expect((await shownSeqs(page))[0]).toBe(51);
+
+    // The older page (before 51) is asked for, and its answer held back.
+    let older: (() => void) | undefined;
+    let held = false;
+    await page.route("**/ReadTranscript", async (route) => {
+      if (held) return route.continue();
+      held = true;
+      await new Promise<void>((resolve) => {
+        older = resolve;
+      });
+      await route.continue();
+    });
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect.poll(() => held, { timeout: 20_000 }).toBe(true);
+
+    // Meanwhile the watch loses its cursor (refused by the Backend, as an expired one or one of a restored store
+    // is) after 30 more rounds: the chat starts again from the newest page (111..140).
+    expect(await page.evaluate(setVisibility("hidden"))).toBe("hidden");
+    await answeredRounds(page, 41, 30);
+    let refuseCursor = true;
+    await page.route("**/WatchWorker", async (route) => {
+      const body = route.request().postDataBuffer();
+      if (!refuseCursor || !body) return route.continue();
+      refuseCursor = false;
+      const request = fromBinary(WatchWorkerRequestSchema, body.subarray(5));
+      request.afterCursor = "not-a-cursor";
+      const message = toBinary(WatchWorkerRequestSchema, request);
+      const envelope = Buffer.alloc(5 + message.length);
+      envelope.writeUInt32BE(message.length, 1);
+      envelope.set(message, 5);
+      await route.continue({ postData: envelope });
+    });
+    expect(await page.evaluate(setVisibility("visible"))).toBe("visible");
+    await expect.poll(() => refuseCursor, { timeout: 20_000 }).toBe(false);
+    await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).toBe(111);
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 70");
+
+    // The page asked for before the re-sync (21..50) arrives: it does not belong under the new tail.
+    const answered = page.waitForResponse("**/ReadTranscript");
+    older?.();
+    await answered;
+    await scrollToOldest(page);
+    expect(await shownSeqs(page)).toEqual(Array.from({ length: 140 }, (_, i) => i + 1));
+    expect(await page.locator(".log .entry.user").allTextContents()).toEqual(Array.from({ length: 70 }, (_, i) => `question ${i + 1}`));
+    await page.unroute("**/ReadTranscript");
+    await page.unroute("**/WatchWorker");
+  });
+
+  it("marks every stopped run, past the newest 100 and after its entry left the page and was read again", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    const { worker, interaction } = chatWorker(page);
+    const runs = 101;
+    for (let i = 1; i <= runs; i++) {
+      fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "cut short" }), end: "hang" });
+      let runId = "";
+      for await (const message of interaction.streamInput({ worker, input: { text: `stopped ${i}` }, busyPolicy: BusyPolicy.REJECT })) {
+        runId ||= message.run?.runId ?? "";
+        if (message.events.some((event) => event.kind.case === "textDelta")) break;
+      }
+      await interaction.cancelRun({ worker, runId });
+    }
+    // Per run: its question, then (once it is stopped) its mark.
+    const pattern = async (): Promise<string> =>
+      (await page.locator(".log > *").evaluateAll((elements) => elements.map((element) => element.className)))
+        .map((name) => (name === "entry user" ? "Q" : name === "stopped" ? "S" : ""))
+        .join("");
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 30_000 }).toBe(`stopped ${runs}`);
+    await expect.poll(async () => (await pattern()).endsWith("QS"), { timeout: 20_000 }).toBe(true);
+
+    // Followed live, the page kept its bound: the first run's entry and mark left it. Scrolled back to, both return.
+    expect((await shownSeqs(page))[0]).toBeGreaterThan(1);
+    await scrollToOldest(page);
+    expect(await pattern()).toBe("QS".repeat(runs));
+
+    // Loaded afresh, the oldest run is past the newest 100 stopped ones, and still marked when scrolled to.
+    await page.reload();
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe(`stopped ${runs}`);
+    await scrollToOldest(page);
+    await expect.poll(pattern).toBe("QS".repeat(runs));
   });
 
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {
