@@ -289,6 +289,7 @@ describe("the live view", () => {
       '<picture><source srcset="/media-probe/wide.webp 2x"><img src="/media-probe/fallback.png" alt="a picture"></picture>',
       '<video src="/media-probe/clip.mp4" poster="/media-probe/poster.png"></video> <audio controls><source src="/media-probe/sound.mp3"></audio>',
       '<table background="/media-probe/table.png"><tr><td>cell</td></tr></table>',
+      '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="inline"> <img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">',
       "The end.",
     ].join("\n\n");
     fake.enqueue(reply({ text: media, pieceSize: 9 }, { delayMs: 2 }));
@@ -310,6 +311,8 @@ describe("the live view", () => {
       ["a", "/media-probe/fallback.png", "image: a picture"],
       ["a", "/media-probe/clip.mp4", "video: /media-probe/clip.mp4"],
       ["a", "/media-probe/sound.mp3", "audio: /media-probe/sound.mp3"],
+      ["span", null, "image: inline"],
+      ["span", null, "image"],
     ]);
     await expect(page.locator(".log .entry.assistant td").textContent()).resolves.toBe("cell");
   });

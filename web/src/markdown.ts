@@ -38,7 +38,7 @@ export function renderMarkdown(target: HTMLElement, text: string): void {
 
 /**
  * Replaces each image, video, audio, picture and source by a plain link to
- * its URL, labelled with its alt text or the URL: the page never fetches
+ * its URL, labelled with its kind and its alt text or the URL: the page never fetches
  * what a model chose. Remote URLs only drew broken icons (the CSP blocks
  * them), and a same-origin one made the browser send the Backend a GET the
  * model picked. Only http(s) URLs become links (a data: URL, or one inside
@@ -51,10 +51,13 @@ function replaceMedia(root: HTMLElement): void {
     const url = mediaUrl(element) ?? (inner ? mediaUrl(inner) : undefined) ?? "";
     const alt = element.getAttribute("alt") ?? inner?.getAttribute("alt") ?? "";
     const kind = element.localName === "video" || element.localName === "audio" ? element.localName : "image";
-    const label = `${kind}: ${alt.trim() || url || "(no address)"}`;
+    const web = isWebUrl(url);
+    // A data: URL can be megabytes of base64: not a label.
+    const shown = alt.trim() || (web ? url : "");
+    const label = shown ? `${kind}: ${shown}` : kind;
     const document = element.ownerDocument;
     // Inside a link (a linked image), the label stays text: a link in a link would be two targets in one.
-    const linked = isWebUrl(url) && !element.closest("a");
+    const linked = web && !element.closest("a");
     const replacement = document.createElement(linked ? "a" : "span");
     if (linked) replacement.setAttribute("href", url);
     replacement.className = "media";
