@@ -127,14 +127,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const watchers = session.events.subscriberCount;
     if (watchers >= limits.maxWatchersPerWorker) {
       permanent?.(session.worker);
-      throw new RuntimeError(
-        Code.ResourceExhausted,
-        ErrorReason.LIMIT_EXCEEDED,
-        `worker ${session.workerId} already has ${watchers} watchers`,
-        {
-          limit: String(limits.maxWatchersPerWorker),
-        },
-      );
+      const message = `worker ${session.workerId} already has ${watchers} watchers`;
+      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, message, { limit: String(limits.maxWatchersPerWorker) });
     }
     return session.events;
   };
