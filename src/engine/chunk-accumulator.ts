@@ -4,6 +4,7 @@ import type { BlockIds } from "./block-ids.js";
 import type { TextFilter } from "./continuation-filter.js";
 import type { DeltaSink } from "./delta-coalescer.js";
 import { utf8Prefix } from "./utf8-prefix.js";
+import { MAX_KEPT_TOOL_CALL_ID_LENGTH } from "../runtime/index.js";
 
 /** Bounds on what one model turn may accumulate, in UTF-8 bytes. */
 export interface TurnBounds {
@@ -225,9 +226,10 @@ function reasoningOf(delta: object): string | undefined {
  * every known provider's are (OpenAI's `call_` ids are about 30). Anything
  * else (control characters, lone surrogates, hundreds of characters) would
  * be refused by ResolveApproval's tool_call_id rule (at most
- * RuntimeLimits.maxToolCallIdLength, 256 by default), and the id only has to
+ * RuntimeLimits.maxToolCallIdLength, 256 by default, never below
+ * MAX_KEPT_TOOL_CALL_ID_LENGTH), and the id only has to
  * be the same in the run's messages, so a generated one serves as well.
  */
 function clientSafeId(id: string): boolean {
-  return /^[\x21-\x7e]{1,64}$/.test(id);
+  return id.length <= MAX_KEPT_TOOL_CALL_ID_LENGTH && /^[\x21-\x7e]+$/.test(id);
 }

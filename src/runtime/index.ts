@@ -30,7 +30,7 @@ export { RuntimeError } from "./errors.js";
 /** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
 /** Every bound the Runtime enforces, and their defaults. */
-export { DEFAULT_LIMITS, type Limits } from "./limits.js";
+export { DEFAULT_LIMITS, type Limits, MAX_KEPT_TOOL_CALL_ID_LENGTH } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */
 export { childLogger, silentLogger, type LogFields, type Logger } from "./logger.js";
 export { spanLogFields, traceLogFields } from "./trace-log-fields.js";

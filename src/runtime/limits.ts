@@ -61,6 +61,14 @@ export interface Limits {
   storeProbeIntervalMs: number;
 }
 
+/**
+ * The longest provider tool-call id a run keeps as it is (the engine's
+ * rule, chunk-accumulator.ts); a longer or odd one is replaced by a
+ * generated id, shorter still. ResolveApproval must accept every id a run
+ * hands out, so `maxToolCallIdLength` may not be configured below this.
+ */
+export const MAX_KEPT_TOOL_CALL_ID_LENGTH = 64;
+
 /** The defaults. */
 export const DEFAULT_LIMITS: Limits = {
   maxPageSize: 500,
@@ -147,7 +155,8 @@ export function byteBounds(limits: Pick<Limits, "maxMessageBytes">): ByteBounds 
 
 /**
  * The limits a runtime runs with: the defaults, then the configured
- * values. The largest input must fit one message inside a run and its
+ * values. A tool-call id limit below {@link MAX_KEPT_TOOL_CALL_ID_LENGTH}
+ * is refused. The largest input must fit one message inside a run and its
  * event: an unconfigured `maxInputBytes` is lowered to fit a small
  * `maxMessageBytes`; a configured one that cannot fit is a configuration
  * error, thrown here rather than found by a client whose run can never be
@@ -155,6 +164,12 @@ export function byteBounds(limits: Pick<Limits, "maxMessageBytes">): ByteBounds 
  */
 export function resolveLimits(configured: Partial<Limits>): Limits {
   const limits: Limits = { ...DEFAULT_LIMITS, ...configured };
+  if (!(limits.maxToolCallIdLength >= MAX_KEPT_TOOL_CALL_ID_LENGTH)) {
+    throw new Error(
+      `limits: maxToolCallIdLength ${limits.maxToolCallIdLength} is below the ${MAX_KEPT_TOOL_CALL_ID_LENGTH} characters ` +
+        "of the tool-call ids a run keeps; ResolveApproval would refuse ids the runtime itself handed out",
+    );
+  }
   const inputRoom = limits.maxMessageBytes - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES;
   if (inputRoom < 1) {
     throw new Error(`limits: maxMessageBytes ${limits.maxMessageBytes} leaves no room for a run's input`);

@@ -67,11 +67,12 @@ function checkQueuedBytes(queuedBytes: number, text: string, maxQueuedInputBytes
 }
 
 /**
- * Throws the typed reason a worker takes no input: the runtime drains
- * (checked by the caller), the worker failed or stopped, or no execution
- * backend can run it.
+ * Throws WORKER_FAILED or WORKER_STOPPED: the reasons a worker will never
+ * take input, whatever else is refused at the same time. StreamInput checks
+ * it before refusing a full watch slot (transient), so the client is told
+ * the permanent cause instead of retrying in vain.
  */
-export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
+export function checkNotEnded(worker: Worker): void {
   const workerId = worker.ref?.workerId ?? "";
   if (worker.status === WorkerStatus.FAILED) {
     throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_FAILED, `worker ${workerId} has failed: ${worker.failureMessage}`);
@@ -79,6 +80,16 @@ export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
   if (worker.status === WorkerStatus.STOPPED) {
     throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_STOPPED, `worker ${workerId} is stopped`);
   }
+}
+
+/**
+ * Throws the typed reason a worker takes no input: the runtime drains
+ * (checked by the caller), the worker failed or stopped, or no execution
+ * backend can run it.
+ */
+export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
+  const workerId = worker.ref?.workerId ?? "";
+  checkNotEnded(worker);
   const connectivity = worker.connectivity;
   if (!hasBackend || connectivity?.state !== ConnectivityState.CONNECTED) {
     const reason = connectivity?.reason || "no execution backend is connected";

@@ -31,6 +31,7 @@ import { PageTokens } from "./page-token.js";
 import { listRuns, readTranscript } from "./run-queries.js";
 import type { Runtime, RuntimeOptions } from "./runtime-api.js";
 import { RuntimeHealth } from "./runtime-health.js";
+import { checkNotEnded } from "./run-queue.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
@@ -122,17 +123,13 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   }
   await catalog.restore(opened.workers);
 
-  const watchSlot = (session: WorkerSession): DurableEventStream<WorkerEvent> => {
+  /** `permanent` throws a cause that outranks full slots (a StreamInput to a stopped worker). */
+  const watchSlot = (session: WorkerSession, permanent?: (worker: WorkerSession["worker"]) => void): DurableEventStream<WorkerEvent> => {
     const watchers = session.events.subscriberCount;
     if (watchers >= limits.maxWatchersPerWorker) {
-      throw new RuntimeError(
-        Code.ResourceExhausted,
-        ErrorReason.LIMIT_EXCEEDED,
-        `worker ${session.workerId} already has ${watchers} watchers`,
-        {
-          limit: String(limits.maxWatchersPerWorker),
-        },
-      );
+      permanent?.(session.worker);
+      const message = `worker ${session.workerId} already has ${watchers} watchers`;
+      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, message, { limit: String(limits.maxWatchersPerWorker) });
     }
     return session.events;
   };
@@ -233,7 +230,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       // is checked, so a bad one is INVALID_ARGUMENT even when the slots are full, and never holds one.
       const session = catalog.session("worker", request.worker);
       checkInput(request);
-      const subscription = watchSlot(session).subscribe();
+      const subscription = watchSlot(session, checkNotEnded).subscribe();
       yield* runInputStream(
         { subscription, send: () => runtime.sendInput(request, watchOptions), ...live, delivered: delivered.input },
         watchOptions,

@@ -1,12 +1,15 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WatchWorkerRequestSchema, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
@@ -135,6 +138,43 @@ async function newCompanion(): Promise<Page> {
   return page;
 }
 
+/** The worker of the chat open in `page`, and a gRPC client to seed it with runs (the page only watches them). */
+function chatWorker(page: Page): { worker: WorkerRef; interaction: ReturnType<typeof createClient<typeof WorkerInteraction>> } {
+  const [, runtimeId, workerId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!;
+  const worker = { runtimeId: decodeURIComponent(runtimeId!), workerId: decodeURIComponent(workerId!) } as WorkerRef;
+  return { worker, interaction: createClient(WorkerInteraction, createGrpcTransport({ baseUrl: `http://${server.h2c}` })) };
+}
+
+/** `count` questions answered in full, numbered from `from`, sent over gRPC. */
+async function answeredRounds(page: Page, from: number, count: number): Promise<void> {
+  const { worker, interaction } = chatWorker(page);
+  for (let i = from; i < from + count; i++) {
+    fake.enqueue(reply({ text: `answer ${i}` }));
+    for await (const message of interaction.streamInput({ worker, input: { text: `question ${i}` }, busyPolicy: BusyPolicy.REJECT })) {
+      void message;
+    }
+  }
+}
+
+/** The `data-seq` of every committed entry shown, in page order. */
+async function shownSeqs(page: Page): Promise<number[]> {
+  return (await page.locator(".log .entry").evaluateAll((elements) => elements.map((element) => element.getAttribute("data-seq")))).map(
+    Number,
+  );
+}
+
+/** Scrolls to the top until the first entry (seq 1) is shown, a history page at a time. */
+async function scrollToOldest(page: Page): Promise<void> {
+  for (let i = 0; i < 20 && (await shownSeqs(page))[0] !== 1; i++) {
+    const first = (await shownSeqs(page))[0];
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).not.toBe(first);
+  }
+  expect((await shownSeqs(page))[0]).toBe(1);
+}
+
 async function send(page: Page, text: string): Promise<void> {
   await page.locator("textarea.input").fill(text);
   await page.keyboard.press("Enter");
@@ -225,6 +265,56 @@ describe("the live view", () => {
     expect(dialogs).toEqual([]);
     expect(popups).toEqual([]);
     expect(await page.title()).toBe("worker-runtime console");
+  });
+
+  it("shows the images, video and audio a model writes as links to their address, fetching none of them", async () => {
+    const page = await newCompanion();
+    const requested: string[] = [];
+    page.on("request", (request) => {
+      if (/media-probe|example\.com/.test(request.url())) requested.push(request.url());
+    });
+    // Media put anywhere in an entry, live or committed, and what the CSP had to block.
+    await page.evaluate(`(() => {
+      window.__media = [];
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
+      new MutationObserver(() => {
+        for (const element of document.querySelectorAll(".entry img, .entry picture, .entry video, .entry audio, .entry source, .entry [background]"))
+          if (!window.__media.includes(element.outerHTML)) window.__media.push(element.outerHTML);
+      }).observe(document.body, { subtree: true, childList: true, attributes: true });
+    })()`);
+    const media = [
+      "![a chart](/media-probe/chart.png) and [![linked](/media-probe/linked.png)](https://example.org/page)",
+      '<img src="/media-probe/raw.png" alt="raw image"> <img src="https://example.com/remote.png">',
+      '<picture><source srcset="/media-probe/wide.webp 2x"><img src="/media-probe/fallback.png" alt="a picture"></picture>',
+      '<video src="/media-probe/clip.mp4" poster="/media-probe/poster.png"></video> <audio controls><source src="/media-probe/sound.mp3"></audio>',
+      '<table background="/media-probe/table.png"><tr><td>cell</td></tr></table>',
+      '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="inline"> <img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">',
+      "The end.",
+    ].join("\n\n");
+    fake.enqueue(reply({ text: media, pieceSize: 9 }, { delayMs: 2 }));
+    await send(page, "Show me pictures");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("The end.");
+    // A round trip through the page: a fetch the render started has been issued.
+    await page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))");
+    expect(requested).toEqual([]);
+    expect(await page.evaluate("window.__media")).toEqual([]);
+    expect(await page.evaluate("window.__violations")).toEqual([]);
+    const links = await page
+      .locator(".log .entry.assistant .media")
+      .evaluateAll((elements) => elements.map((element) => [element.localName, element.getAttribute("href"), element.textContent]));
+    expect(links).toEqual([
+      ["a", "/media-probe/chart.png", "image: a chart"],
+      ["span", null, "image: linked"],
+      ["a", "/media-probe/raw.png", "image: raw image"],
+      ["a", "https://example.com/remote.png", "image: https://example.com/remote.png"],
+      ["a", "/media-probe/fallback.png", "image: a picture"],
+      ["a", "/media-probe/clip.mp4", "video: /media-probe/clip.mp4"],
+      ["a", "/media-probe/sound.mp3", "audio: /media-probe/sound.mp3"],
+      ["span", null, "image: inline"],
+      ["span", null, "image"],
+    ]);
+    await expect(page.locator(".log .entry.assistant td").textContent()).resolves.toBe("cell");
   });
 
   it("renders a long answer's finished paragraphs once, re-rendering only the paragraph still growing", async () => {
@@ -366,6 +456,98 @@ describe("the live view", () => {
       .poll(() => page.locator(".log .entry.user").allTextContents(), { timeout: 20_000 })
       .toEqual(["Before going away", "While away"]);
     await expect(page.locator(".log .entry.assistant").last().textContent()).resolves.toContain("Committed while away.");
+  });
+
+  it("reads older history during a re-sync from a lost cursor without leaving a gap: a page asked for before is not put after", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    await answeredRounds(page, 1, 40);
+    // Reloaded, the page shows the newest 30 entries (51..80), and reads older ones when scrolled up.
+    await page.reload();
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe("question 40");
+    expect((await shownSeqs(page))[0]).toBe(51);
+
+    // The older page (before 51) is asked for, and its answer held back.
+    let older: (() => void) | undefined;
+    let held = false;
+    await page.route("**/ReadTranscript", async (route) => {
+      if (held) return route.continue();
+      held = true;
+      await new Promise<void>((resolve) => {
+        older = resolve;
+      });
+      await route.continue();
+    });
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect.poll(() => held, { timeout: 20_000 }).toBe(true);
+
+    // Meanwhile the watch loses its cursor (refused by the Backend, as an expired one or one of a restored store
+    // is) after 30 more rounds: the chat starts again from the newest page (111..140).
+    expect(await page.evaluate(setVisibility("hidden"))).toBe("hidden");
+    await answeredRounds(page, 41, 30);
+    let refuseCursor = true;
+    await page.route("**/WatchWorker", async (route) => {
+      const body = route.request().postDataBuffer();
+      if (!refuseCursor || !body) return route.continue();
+      refuseCursor = false;
+      const request = fromBinary(WatchWorkerRequestSchema, body.subarray(5));
+      request.afterCursor = "not-a-cursor";
+      const message = toBinary(WatchWorkerRequestSchema, request);
+      const envelope = Buffer.alloc(5 + message.length);
+      envelope.writeUInt32BE(message.length, 1);
+      envelope.set(message, 5);
+      await route.continue({ postData: envelope });
+    });
+    expect(await page.evaluate(setVisibility("visible"))).toBe("visible");
+    await expect.poll(() => refuseCursor, { timeout: 20_000 }).toBe(false);
+    await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).toBe(111);
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 70");
+
+    // The page asked for before the re-sync (21..50) arrives: it does not belong under the new tail.
+    const answered = page.waitForResponse("**/ReadTranscript");
+    older?.();
+    await answered;
+    await scrollToOldest(page);
+    expect(await shownSeqs(page)).toEqual(Array.from({ length: 140 }, (_, i) => i + 1));
+    expect(await page.locator(".log .entry.user").allTextContents()).toEqual(Array.from({ length: 70 }, (_, i) => `question ${i + 1}`));
+    await page.unroute("**/ReadTranscript");
+    await page.unroute("**/WatchWorker");
+  });
+
+  it("marks every stopped run, past the newest 100 and after its entry left the page and was read again", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    const { worker, interaction } = chatWorker(page);
+    const runs = 101;
+    for (let i = 1; i <= runs; i++) {
+      fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "cut short" }), end: "hang" });
+      let runId = "";
+      for await (const message of interaction.streamInput({ worker, input: { text: `stopped ${i}` }, busyPolicy: BusyPolicy.REJECT })) {
+        runId ||= message.run?.runId ?? "";
+        if (message.events.some((event) => event.kind.case === "textDelta")) break;
+      }
+      await interaction.cancelRun({ worker, runId });
+    }
+    // Per run: its question, then (once it is stopped) its mark.
+    const pattern = async (): Promise<string> =>
+      (await page.locator(".log > *").evaluateAll((elements) => elements.map((element) => element.className)))
+        .map((name) => (name === "entry user" ? "Q" : name === "stopped" ? "S" : ""))
+        .join("");
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 30_000 }).toBe(`stopped ${runs}`);
+    await expect.poll(async () => (await pattern()).endsWith("QS"), { timeout: 20_000 }).toBe(true);
+
+    // Followed live, the page kept its bound: the first run's entry and mark left it. Scrolled back to, both return.
+    expect((await shownSeqs(page))[0]).toBeGreaterThan(1);
+    await scrollToOldest(page);
+    expect(await pattern()).toBe("QS".repeat(runs));
+
+    // Loaded afresh, the oldest run is past the newest 100 stopped ones, and still marked when scrolled to.
+    await page.reload();
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe(`stopped ${runs}`);
+    await scrollToOldest(page);
+    await expect.poll(pattern).toBe("QS".repeat(runs));
   });
 
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {

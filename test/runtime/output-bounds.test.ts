@@ -15,6 +15,7 @@ import {
   RESPONSE_RESERVE_BYTES,
   RUN_RESERVE_BYTES,
 } from "../../src/runtime/limits.js";
+import { createRuntime } from "../../src/runtime/index.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
@@ -138,6 +139,14 @@ describe("limits", () => {
     expect(small.maxInputBytes).toBeLessThan(64 * 1024);
     expect(resolveLimits({}).maxInputBytes).toBe(DEFAULT_LIMITS.maxInputBytes);
     expect(() => resolveLimits({ maxMessageBytes: 64 * 1024, maxInputBytes: 64 * 1024 })).toThrow(/maxInputBytes/);
+  });
+
+  it("refuses a tool-call id limit below the 64 characters of the provider ids a run keeps, which ResolveApproval must accept", async () => {
+    // The engine keeps a provider's tool-call id of up to 64 characters (chunk-accumulator.ts): under a lower limit a run
+    // could wait for an approval of a call whose id ResolveApproval refuses.
+    expect(() => resolveLimits({ maxToolCallIdLength: 63 })).toThrow(/maxToolCallIdLength 63 .*64/);
+    await expect(createRuntime({ limits: { maxToolCallIdLength: 1 } })).rejects.toThrow(/maxToolCallIdLength/);
+    expect(resolveLimits({ maxToolCallIdLength: 64 }).maxToolCallIdLength).toBe(64);
   });
 
   it("keeps the worst-case WatchWorker snapshot of the defaults within the message limit", () => {

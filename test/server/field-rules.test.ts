@@ -428,6 +428,39 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
     await eventually(() => small.runtime.stats().subscriptions === 0, 5_000, "every watch released");
   });
 
+  it("answer StreamInput on a stopped worker with its permanent cause, WORKER_STOPPED, even when every slot is taken", async () => {
+    const id = small.runtime.runtimeId;
+    const worker = (await small.connect("grpc").catalog.createWorker({ runtimeId: id })).worker?.ref;
+    await small.connect("grpc").catalog.stopWorker({ worker });
+    const held = [new AbortController(), new AbortController()];
+    for (const controller of held) {
+      await small.connect("grpc").observation.watchWorker({ worker }, { signal: controller.signal })[Symbol.asyncIterator]().next();
+    }
+    // A full slot is transient (retry later); a stopped worker never takes the input: the client must hear the latter.
+    for (const protocol of PROTOCOLS) {
+      const { error, detail } = await expectError(() =>
+        small
+          .connect(protocol)
+          .interaction.streamInput({ worker, input: { text: "hi" } })
+          [Symbol.asyncIterator]()
+          .next(),
+      );
+      expect([error.code, detail?.reason], protocol).toEqual([Code.FailedPrecondition, ErrorReason.WORKER_STOPPED]);
+    }
+    for (const controller of held) controller.abort();
+    await eventually(() => small.runtime.stats().subscriptions === 0, 5_000, "every watch released");
+    // With a slot free it is the same answer, and no slot is left taken.
+    const { error, detail } = await expectError(() =>
+      small
+        .connect("grpc")
+        .interaction.streamInput({ worker, input: { text: "hi" } })
+        [Symbol.asyncIterator]()
+        .next(),
+    );
+    expect([error.code, detail?.reason]).toEqual([Code.FailedPrecondition, ErrorReason.WORKER_STOPPED]);
+    expect(small.runtime.stats().subscriptions).toBe(0);
+  });
+
   it("refuse a worker past maxWorkers, and a capability the runtime does not offer (it has no execution backend)", async () => {
     const clients = small.connect("grpc");
     const runtimeId = small.runtime.runtimeId;

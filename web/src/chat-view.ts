@@ -16,6 +16,7 @@ import { LiveBlocks } from "./live-blocks.js";
 import { renderMarkdown } from "./markdown.js";
 import { OrderedLog } from "./ordered-log.js";
 import { RawEventView } from "./raw-event-view.js";
+import { RunStatuses } from "./run-statuses.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
@@ -52,12 +53,18 @@ export class ChatView {
   private readonly raw = new RawEventView();
   /** Highest committed seq per run, to place a "stopped" or "interrupted" mark after it. */
   private readonly runLastSeq = new Map<string, number>();
-  /** Runs that ended without finishing: CANCELLED (Stop) or INTERRUPTED (the runtime restarted). */
-  private readonly cutRuns = new Map<string, RunStatus>();
+  /**
+   * Which runs ended cut. Replaced on each re-sync from a fresh snapshot: a
+   * history page asked for before one compares its instance with this and is
+   * dropped, since the log it was to extend is gone (put under the new tail,
+   * it showed older entries with a gap above them that nothing filled).
+   */
+  private runs: RunStatuses;
   private cursor = "";
   private activeRun: Run | undefined;
   private hasOlder = false;
-  private loadingOlder = false;
+  /** The instance of {@link runs} whose older page is being read. */
+  private loadingOlder: RunStatuses | undefined;
   /**
    * A SendInput is in flight: a second Enter meanwhile is ignored. Sent at
    * once, it reached the runtime while the first run was starting and came
@@ -72,6 +79,7 @@ export class ChatView {
     workerId: string,
   ) {
     this.ref = create(WorkerRefSchema, { runtimeId, workerId });
+    this.runs = new RunStatuses(api, this.ref, this.abort.signal);
     this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
     this.error = h("div", { class: "error", role: "alert", hidden: true });
     this.status = h("span", { class: "status" });
@@ -181,7 +189,7 @@ export class ChatView {
           loaded = false;
           this.log.clear();
           this.runLastSeq.clear();
-          this.cutRuns.clear();
+          this.runs = new RunStatuses(this.api, this.ref, this.abort.signal);
           this.hasOlder = false;
           continue;
         }
@@ -253,14 +261,11 @@ export class ChatView {
   }
 
   private async loadTail(): Promise<void> {
+    const runs = this.runs;
     try {
       const page = await this.api.observation.readTranscript({ worker: this.ref, limit: PAGE }, { signal: this.abort.signal });
-      const cut = await Promise.all(
-        [RunStatus.CANCELLED, RunStatus.INTERRUPTED].map((status) =>
-          this.api.interaction.listRuns({ worker: this.ref, status, pageSize: 100 }, { signal: this.abort.signal }),
-        ),
-      );
-      for (const run of cut.flatMap((list) => list.runs)) this.cutRuns.set(run.runId, run.status);
+      await runs.cover(page.entries.map((entry) => entry.runId));
+      if (runs !== this.runs) return;
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
       this.scroll.follow();
@@ -273,13 +278,17 @@ export class ChatView {
   /** The page before the oldest entry shown, keeping what the reader looks at in place. */
   private async loadOlder(): Promise<void> {
     const first = this.log.first();
-    if (!this.hasOlder || this.loadingOlder || first === undefined) return;
-    this.loadingOlder = true;
+    const runs = this.runs;
+    if (!this.hasOlder || this.loadingOlder === runs || first === undefined) return;
+    this.loadingOlder = runs;
     try {
       const page = await this.api.observation.readTranscript(
         { worker: this.ref, position: { case: "beforeSeq", value: BigInt(Math.floor(first)) }, limit: PAGE },
         { signal: this.abort.signal },
       );
+      if (runs !== this.runs) return;
+      await runs.cover(page.entries.map((entry) => entry.runId));
+      if (runs !== this.runs) return;
       this.scroll.keepingPosition(() => {
         for (const entry of page.entries) this.putEntry(entry);
       });
@@ -287,7 +296,7 @@ export class ChatView {
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
     } finally {
-      this.loadingOlder = false;
+      if (this.loadingOlder === runs) this.loadingOlder = undefined;
     }
   }
 
@@ -305,7 +314,7 @@ export class ChatView {
   /** The mark after a cut run's last entry: without it, a run interrupted before it committed anything left the question unanswered. */
   private placeCutMark(runId: string): void {
     const last = this.runLastSeq.get(runId);
-    const status = this.cutRuns.get(runId);
+    const status = this.runs.cut(runId);
     if (status === undefined || last === undefined) return;
     for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`[data-run="${CSS.escape(runId)}"]`)].map((e) =>
       Number(e.dataset["key"]),
@@ -321,10 +330,7 @@ export class ChatView {
   }
 
   private onRun(run: Run): void {
-    if ((run.status === RunStatus.CANCELLED || run.status === RunStatus.INTERRUPTED) && !this.cutRuns.has(run.runId)) {
-      this.cutRuns.set(run.runId, run.status);
-      this.placeCutMark(run.runId);
-    }
+    if (this.runs.note(run)) this.placeCutMark(run.runId);
     const ended = run.status >= RunStatus.COMPLETED;
     // As in the runtime's snapshot: an ended run has nothing in flight. A block neither committed
     // nor discarded (a tool call cut by Stop) would otherwise stay on screen as streaming.
