@@ -1,5 +1,6 @@
 import { clone, type DescField, type DescMessage, type MessageShape, ScalarType } from "@bufbuild/protobuf";
 import { isPlannedType } from "./plain-message-type.js";
+import { isWellFormed } from "./well-formed-strings.js";
 
 /**
  * A deep copy equal to protobuf-es's `clone(schema, message)`, planned once
@@ -291,9 +292,4 @@ const FLOAT32_MAX = 3.4028234663852886e38;
 function checkInt32(value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) throw FALLBACK;
   return value;
-}
-
-/** String.prototype.isWellFormed (Node 20 has it; ES2024, past this project's ES2023 lib): false for a lone surrogate, which clone refuses. */
-function isWellFormed(text: string): boolean {
-  return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 }

@@ -1,6 +1,7 @@
 import type { Context } from "@opentelemetry/api";
 import { create } from "@bufbuild/protobuf";
 import { cloneMessage } from "./message-clone.js";
+import { withWellFormedStrings } from "./well-formed-strings.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -182,7 +183,8 @@ export async function executeRun(
   }
   if (controller.signal.aborted && outcome.kind !== "completed") outcome = { kind: "cancelled" };
   logger.debug?.("run executed", { outcome: outcome.kind });
-  return outcome;
+  // A failure's message and metadata may be a provider's text: stored and copied, so made well formed.
+  return withWellFormedStrings(outcome);
 }
 
 /** Sets a run's final status, stop reason and error from its outcome. */

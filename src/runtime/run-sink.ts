@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { cloneMessage } from "./message-clone.js";
+import { withWellFormedStrings } from "./well-formed-strings.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -98,6 +99,7 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     },
     commit: async (content, blockId) => {
       open();
+      withWellFormedStrings(content);
       output.checkEntry(content, blockId ?? "");
       if (blockId) output.settle(blockId);
       return host.journal.commitEntry(runId, content, blockId);
@@ -112,6 +114,7 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
       usageOf(run).modelRequests++;
     },
     requestApproval: (call, signal) => {
+      withWellFormedStrings(call);
       const decided = active.decided;
       if (decided?.call.toolCallId !== call.toolCallId) {
         output.checkPending(call.argumentsJson);
@@ -123,7 +126,7 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
       return Promise.resolve(decided.result);
     },
     retry: (init) => {
-      const retry = create(ProviderRetrySchema, { ...init, time: timestampFromDate(host.now()) });
+      const retry = create(ProviderRetrySchema, { ...withWellFormedStrings(init), time: timestampFromDate(host.now()) });
       live({ case: "retryScheduled", value: create(RetryScheduledSchema, { runId, retry }) });
       run.retries++;
       run.lastRetry = retry;
