@@ -84,7 +84,7 @@ export const listFilesTool: ToolDefinition = {
     ];
     if (lines.length === 0 && notes.length === 0) return { output: "(empty directory)" };
     if (notes.length === 0) return { output: lines.join("\n") };
-    return { output: [...lines, ...notes].join("\n"), truncated: true };
+    return { output: lines.join("\n"), notes, truncated: true };
   },
 };
 
@@ -124,7 +124,7 @@ export const searchFilesTool: ToolDefinition = {
       collect(start, await readNamedFile(start, path, maxSearchFileBytes));
       const cut = matches.length >= maxSearchMatches ? [`[search stopped at ${maxSearchMatches} matches; narrow the query]`] : [];
       if (cut.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
-      return { output: [...matches, ...cut].join("\n"), truncated: true };
+      return { output: matches.join("\n"), notes: cut, truncated: true };
     }
     const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     let filesRead = 0;
@@ -149,7 +149,7 @@ export const searchFilesTool: ToolDefinition = {
     }
     const notes = [...(stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search")), ...skippedNote(walk, "search")];
     if (notes.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
-    return { output: [matches.length === 0 ? "no matches so far" : matches.join("\n"), ...notes].join("\n"), truncated: true };
+    return { output: matches.length === 0 ? "no matches so far" : matches.join("\n"), notes, truncated: true };
   },
 };
 

@@ -58,13 +58,14 @@ export const runCommandTool: ToolDefinition = {
       : result.signal
         ? `killed by ${result.signal}`
         : `exit code ${result.code}`;
-    const note =
-      result.totalBytes > maxCommandOutputBytes ? `\n${truncationNote("command output", maxCommandOutputBytes, result.totalBytes)}` : "";
+    const cut = result.totalBytes > maxCommandOutputBytes;
     const output = mounts ? hideHostPaths(result.output, workspace.root, mounts) : result.output;
     return {
-      output: `${status}\n${output}${note}`,
+      output: `${status}\n${output}`,
+      // Kept whole when the tool output bound cuts the output (the same size by default).
+      notes: cut ? [truncationNote("command output", maxCommandOutputBytes, result.totalBytes)] : [],
       isError: result.timedOut || result.code !== 0,
-      truncated: note !== "",
+      truncated: cut,
     };
   },
 };
