@@ -387,6 +387,26 @@ describe("tools", () => {
     }
   });
 
+  it("refuses a read_file offset past the end of the file, saying how long the file is", async () => {
+    h = await startHarness();
+    await writeFile(join(h.workspace, "small.txt"), "x".repeat(1000));
+    await writeFile(join(h.workspace, "empty.txt"), "");
+    const { results } = await runTools(h, [
+      call("c1", "read_file", { path: "small.txt", offset: 5000 }),
+      call("c2", "read_file", { path: "small.txt", offset: 1000 }),
+      call("c3", "read_file", { path: "small.txt", offset: 999 }),
+      call("c4", "read_file", { path: "empty.txt" }),
+      call("c5", "read_file", { path: "empty.txt", offset: 3 }),
+    ]);
+    expect(results.map((r) => [r.isError, r.output])).toEqual([
+      [true, "small.txt has 1000 bytes; offset 5000 is past its end (the last offset to read from is 999)"],
+      [true, "small.txt has 1000 bytes; offset 1000 is past its end (the last offset to read from is 999)"],
+      [false, "x\n[showing bytes 999-1000 of 1000]"],
+      [false, ""],
+      [true, "empty.txt has 0 bytes; offset 3 is past its end (the file is empty)"],
+    ]);
+  });
+
   it("searches the one file search_files is given as its path", async () => {
     h = await startHarness();
     await mkdir(join(h.workspace, "docs"));

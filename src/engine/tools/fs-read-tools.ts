@@ -28,7 +28,12 @@ export const readFileTool: ToolDefinition = {
     if ((await stat(hostPath)).isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
     const { handle, info } = await openRegularFile(hostPath, path);
     try {
-      const length = Math.max(0, Math.min(context.limits.maxReadBytes, info.size - offset));
+      // Past the end there is nothing to show; "[showing bytes 5000-5000 of 1000]" left the model to work that out.
+      if (offset > 0 && offset >= info.size) {
+        const last = info.size === 0 ? "the file is empty" : `the last offset to read from is ${info.size - 1}`;
+        throw new ToolError(`${path} has ${info.size} bytes; offset ${offset} is past its end (${last})`);
+      }
+      const length = Math.min(context.limits.maxReadBytes, info.size - offset);
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, offset);
       const text = buffer.subarray(0, bytesRead).toString("utf8");
