@@ -407,6 +407,27 @@ describe("tools", () => {
     ]);
   });
 
+  it("tells the model its workspace no longer exists when it is deleted before an unsandboxed command", async () => {
+    h = await startHarness();
+    const harness = h;
+    harness.fake.enqueue(reply({ toolCalls: [call("c1", "run_command", { command: "echo ran" })] }), reply({ text: "ok" }));
+    // The workspace goes away after the run opened it (an operator's clean-up, say).
+    const { outcome, sink } = await harness.run({
+      input: "run",
+      capabilities: ["shell.exec"],
+      profile: profileWith(h.companion, { approvalRequiredTools: ["run_command"] }),
+      onApproval: async () => {
+        await rm(harness.workspace, { recursive: true });
+        return { approved: true, reason: "" };
+      },
+    });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, "cannot run the command: the workspace no longer exists"],
+    ]);
+    expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(harness.workspace);
+  });
+
   it("searches the one file search_files is given as its path", async () => {
     h = await startHarness();
     await mkdir(join(h.workspace, "docs"));

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
@@ -99,6 +100,20 @@ interface CommandResult {
 }
 
 /**
+ * Why a command could not start, for the model. A working directory that is
+ * gone (the workspace deleted mid-run, unsandboxed) makes spawn fail with
+ * "spawn /bin/sh ENOENT", which reads as a missing shell; it is told as
+ * what it is, without the host path, as the sandbox tells it ("/workspace").
+ */
+async function startFailure(error: Error, cwd: string): Promise<ToolError> {
+  const code = "code" in error ? error.code : undefined;
+  if ((code === "ENOENT" || code === "ENOTDIR") && !(await stat(cwd).catch(() => undefined))?.isDirectory()) {
+    return new ToolError("cannot run the command: the workspace no longer exists");
+  }
+  return new ToolError(`could not start the command: ${error.message}`);
+}
+
+/**
  * Environment variables that look like credentials are not handed to commands
  * the model writes. This is not a boundary: see the limits on {@link runCommandTool}.
  */
@@ -177,7 +192,7 @@ function runInGroup(
       done = true;
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
-      reject(new ToolError(`could not start the command: ${error.message}`));
+      startFailure(error, cwd).then(reject, reject);
     });
     child.on("exit", (code, exitSignal) => {
       exit = { code, signal: exitSignal };
