@@ -387,6 +387,19 @@ describe("tools", () => {
     }
   });
 
+  it("reads a slice that fits the tool output bound, so the note with the next offset is never cut off", async () => {
+    // The defaults: a 64 KiB read slice, a 32 KiB tool output bound.
+    h = await startHarness();
+    await writeFile(join(h.workspace, "big.txt"), "x".repeat(100_000));
+    const { results } = await runTools(h, [call("c1", "read_file", { path: "big.txt" })]);
+    const lines = results[0]?.output.split("\n") ?? [];
+    expect(lines.at(-1)).toMatch(/^\[file truncated: showing bytes 0-(\d+) of 100000; call read_file with offset=\1 for more\]$/);
+    const end = Number(/offset=(\d+)/.exec(lines.at(-1) ?? "")?.[1]);
+    // What the note says was shown is what the model got, whole.
+    expect(lines.slice(0, -1).join("\n")).toBe("x".repeat(end));
+    expect(Buffer.byteLength(results[0]?.output ?? "")).toBeLessThanOrEqual(DEFAULT_TOOL_LIMITS.maxOutputBytes);
+  });
+
   it("refuses a read_file offset past the end of the file, saying how long the file is", async () => {
     h = await startHarness();
     await writeFile(join(h.workspace, "small.txt"), "x".repeat(1000));

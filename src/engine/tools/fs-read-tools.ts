@@ -33,7 +33,9 @@ export const readFileTool: ToolDefinition = {
         const last = info.size === 0 ? "the file is empty" : `the last offset to read from is ${info.size - 1}`;
         throw new ToolError(`${path} has ${info.size} bytes; offset ${offset} is past its end (${last})`);
       }
-      const length = Math.min(context.limits.maxReadBytes, info.size - offset);
+      // A slice over the tool output bound would be cut, and the model told the wrong next offset: read only what fits.
+      const { maxReadBytes, maxOutputBytes } = context.limits;
+      const length = Math.min(maxReadBytes, Math.max(1, maxOutputBytes - READ_NOTE_ROOM), info.size - offset);
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, offset);
       const text = buffer.subarray(0, bytesRead).toString("utf8");
@@ -43,12 +45,15 @@ export const readFileTool: ToolDefinition = {
         end < info.size
           ? `[file truncated: showing bytes ${offset}-${end} of ${info.size}; call read_file with offset=${end} for more]`
           : `[showing bytes ${offset}-${end} of ${info.size}]`;
-      return { output: `${text}\n${note}`, truncated: end < info.size };
+      return { output: text, notes: [note], truncated: end < info.size };
     } finally {
       await handle.close();
     }
   },
 };
+
+/** Bytes of the tool output bound read_file leaves for its note ("[file truncated: showing bytes ...]"). */
+const READ_NOTE_ROOM = 256;
 
 /** list_files: directory entries, optionally recursive, bounded. */
 export const listFilesTool: ToolDefinition = {
