@@ -98,7 +98,11 @@ describe("tools", () => {
     expect(results[1]?.output).toBe("a.txt\nb.txt\nbig.txt\n[listing truncated at 3 entries]");
     expect(results[2]?.output).toContain("exit code 0");
     expect(results[2]?.output).toContain("[command output truncated: showing the first 50 of 5000 bytes]");
-    expect(results[3]?.output).toContain("[tool output truncated: showing the first 400 of");
+    // The search's own note survives the cut, which makes room for it.
+    expect(results[3]?.output.split("\n").slice(-2)).toEqual([
+      "[tool output truncated: showing the first 342 of 3754 bytes]",
+      "[search stopped at 200 matches; narrow the query or path]",
+    ]);
     expect(Buffer.byteLength(results[3]?.output ?? "")).toBeLessThan(500);
     expect(results[4]?.output).toBe(`${"x".repeat(50)}\n[showing bytes 950-1000 of 1000]`);
     expect(sent).toEqual(results.map((r) => r.output));
@@ -333,6 +337,108 @@ describe("tools", () => {
       // Node's recursive rm works on whole paths, which this tree exceeds.
       execFileSync("rm", ["-rf", "deep"], { cwd: ws });
     }
+  });
+
+  it("keeps a listing's and a search's own notes whole when the tool output bound cuts a large result", async () => {
+    h = await startHarness({ toolLimits: { maxWalkEntries: 5, maxOutputBytes: 300 } });
+    // Five long names are more than the output bound holds; the walk stops at five entries.
+    for (let i = 0; i < 8; i++) await writeFile(join(h.workspace, `${String(i).repeat(80)}.txt`), "needle\n".repeat(10));
+    const { results, sent } = await runTools(h, [
+      call("c1", "search_files", { query: "needle" }),
+      call("c2", "list_files", {}),
+      call("c3", "run_command", { command: "yes hello | head -c 40000" }),
+    ]);
+    const walkNote = (what: string, verb: string) => `[${what} stopped after visiting 5 directory entries, its limit; ${verb}]`;
+    for (const [result, note] of [
+      [results[0], walkNote("search", "narrow the path")],
+      [results[1], walkNote("listing", "list a narrower path")],
+      [results[2], "[command output truncated: showing the first 32768 of 40000 bytes]"],
+    ] as const) {
+      const lines = result?.output.split("\n") ?? [];
+      // The model learns both that the output was cut and why the walk stopped.
+      expect(lines.at(-1)).toBe(note);
+      expect(lines.at(-2)).toMatch(/^\[tool output truncated: showing the first \d+ of \d+ bytes\]$/);
+      expect(result?.truncated).toBe(true);
+      // The note takes the place of listing, not more room: the whole stays within the bound and the cut's own note.
+      expect(Buffer.byteLength(result?.output ?? "")).toBeLessThanOrEqual(300 + Buffer.byteLength(`\n${lines.at(-2)}`));
+    }
+    expect(sent).toEqual(results.map((r) => r.output));
+    await h.close();
+    // The note naming what could not be read survives the cut too (a path past PATH_MAX is unreadable even for root).
+    h = await startHarness({ toolLimits: { maxOutputBytes: 1024 } });
+    const ws = h.workspace;
+    let chain = "deep";
+    while (join(ws, chain).length < 4096 - 251) chain = join(chain, "s".repeat(200));
+    execFileSync("mkdir", ["-p", join(chain, "d".repeat(250))], { cwd: ws });
+    execFileSync("sh", ["-c", 'cd "$1" && echo needle > ../near.txt', "sh", chain], { cwd: ws });
+    try {
+      const { results: cut } = await runTools(h, [
+        call("c1", "search_files", { query: "needle" }),
+        call("c2", "list_files", { recursive: true }),
+      ]);
+      const skipped = `…${`${join(chain, "d".repeat(250))}/`.slice(-99)}`;
+      expect(cut.map((r) => r.output.split("\n").at(-1))).toEqual([
+        `[search skipped 1 unreadable entry: ${skipped}]`,
+        `[listing skipped 1 unreadable entry: ${skipped}]`,
+      ]);
+      for (const result of cut) expect(result.output).toContain("[tool output truncated: showing the first ");
+    } finally {
+      execFileSync("rm", ["-rf", "deep"], { cwd: ws });
+    }
+  });
+
+  it("reads a slice that fits the tool output bound, so the note with the next offset is never cut off", async () => {
+    // The defaults: a 64 KiB read slice, a 32 KiB tool output bound.
+    h = await startHarness();
+    await writeFile(join(h.workspace, "big.txt"), "x".repeat(100_000));
+    const { results } = await runTools(h, [call("c1", "read_file", { path: "big.txt" })]);
+    const lines = results[0]?.output.split("\n") ?? [];
+    expect(lines.at(-1)).toMatch(/^\[file truncated: showing bytes 0-(\d+) of 100000; call read_file with offset=\1 for more\]$/);
+    const end = Number(/offset=(\d+)/.exec(lines.at(-1) ?? "")?.[1]);
+    // What the note says was shown is what the model got, whole.
+    expect(lines.slice(0, -1).join("\n")).toBe("x".repeat(end));
+    expect(Buffer.byteLength(results[0]?.output ?? "")).toBeLessThanOrEqual(DEFAULT_TOOL_LIMITS.maxOutputBytes);
+  });
+
+  it("refuses a read_file offset past the end of the file, saying how long the file is", async () => {
+    h = await startHarness();
+    await writeFile(join(h.workspace, "small.txt"), "x".repeat(1000));
+    await writeFile(join(h.workspace, "empty.txt"), "");
+    const { results } = await runTools(h, [
+      call("c1", "read_file", { path: "small.txt", offset: 5000 }),
+      call("c2", "read_file", { path: "small.txt", offset: 1000 }),
+      call("c3", "read_file", { path: "small.txt", offset: 999 }),
+      call("c4", "read_file", { path: "empty.txt" }),
+      call("c5", "read_file", { path: "empty.txt", offset: 3 }),
+    ]);
+    expect(results.map((r) => [r.isError, r.output])).toEqual([
+      [true, "small.txt has 1000 bytes; offset 5000 is past its end (the last offset to read from is 999)"],
+      [true, "small.txt has 1000 bytes; offset 1000 is past its end (the last offset to read from is 999)"],
+      [false, "x\n[showing bytes 999-1000 of 1000]"],
+      [false, ""],
+      [true, "empty.txt has 0 bytes; offset 3 is past its end (the file is empty)"],
+    ]);
+  });
+
+  it("tells the model its workspace no longer exists when it is deleted before an unsandboxed command", async () => {
+    h = await startHarness();
+    const harness = h;
+    harness.fake.enqueue(reply({ toolCalls: [call("c1", "run_command", { command: "echo ran" })] }), reply({ text: "ok" }));
+    // The workspace goes away after the run opened it (an operator's clean-up, say).
+    const { outcome, sink } = await harness.run({
+      input: "run",
+      capabilities: ["shell.exec"],
+      profile: profileWith(h.companion, { approvalRequiredTools: ["run_command"] }),
+      onApproval: async () => {
+        await rm(harness.workspace, { recursive: true });
+        return { approved: true, reason: "" };
+      },
+    });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, "cannot run the command: the workspace no longer exists"],
+    ]);
+    expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(harness.workspace);
   });
 
   it("searches the one file search_files is given as its path", async () => {

@@ -28,7 +28,14 @@ export const readFileTool: ToolDefinition = {
     if ((await stat(hostPath)).isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
     const { handle, info } = await openRegularFile(hostPath, path);
     try {
-      const length = Math.max(0, Math.min(context.limits.maxReadBytes, info.size - offset));
+      // Past the end there is nothing to show; "[showing bytes 5000-5000 of 1000]" left the model to work that out.
+      if (offset > 0 && offset >= info.size) {
+        const last = info.size === 0 ? "the file is empty" : `the last offset to read from is ${info.size - 1}`;
+        throw new ToolError(`${path} has ${info.size} bytes; offset ${offset} is past its end (${last})`);
+      }
+      // A slice over the tool output bound would be cut, and the model told the wrong next offset: read only what fits.
+      const { maxReadBytes, maxOutputBytes } = context.limits;
+      const length = Math.min(maxReadBytes, Math.max(1, maxOutputBytes - READ_NOTE_ROOM), info.size - offset);
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, offset);
       const text = buffer.subarray(0, bytesRead).toString("utf8");
@@ -38,12 +45,15 @@ export const readFileTool: ToolDefinition = {
         end < info.size
           ? `[file truncated: showing bytes ${offset}-${end} of ${info.size}; call read_file with offset=${end} for more]`
           : `[showing bytes ${offset}-${end} of ${info.size}]`;
-      return { output: `${text}\n${note}`, truncated: end < info.size };
+      return { output: text, notes: [note], truncated: end < info.size };
     } finally {
       await handle.close();
     }
   },
 };
+
+/** Bytes of the tool output bound read_file leaves for its note ("[file truncated: showing bytes ...]"). */
+const READ_NOTE_ROOM = 256;
 
 /** list_files: directory entries, optionally recursive, bounded. */
 export const listFilesTool: ToolDefinition = {
@@ -84,7 +94,7 @@ export const listFilesTool: ToolDefinition = {
     ];
     if (lines.length === 0 && notes.length === 0) return { output: "(empty directory)" };
     if (notes.length === 0) return { output: lines.join("\n") };
-    return { output: [...lines, ...notes].join("\n"), truncated: true };
+    return { output: lines.join("\n"), notes, truncated: true };
   },
 };
 
@@ -124,7 +134,7 @@ export const searchFilesTool: ToolDefinition = {
       collect(start, await readNamedFile(start, path, maxSearchFileBytes));
       const cut = matches.length >= maxSearchMatches ? [`[search stopped at ${maxSearchMatches} matches; narrow the query]`] : [];
       if (cut.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
-      return { output: [...matches, ...cut].join("\n"), truncated: true };
+      return { output: matches.join("\n"), notes: cut, truncated: true };
     }
     const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
     let filesRead = 0;
@@ -149,7 +159,7 @@ export const searchFilesTool: ToolDefinition = {
     }
     const notes = [...(stopped ? [stopped] : walkNotes(walk, context.limits, "search", "search")), ...skippedNote(walk, "search")];
     if (notes.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
-    return { output: [matches.length === 0 ? "no matches so far" : matches.join("\n"), ...notes].join("\n"), truncated: true };
+    return { output: matches.length === 0 ? "no matches so far" : matches.join("\n"), notes, truncated: true };
   },
 };
 

@@ -12,6 +12,27 @@ export function boundText(text: string, maxBytes: number, what = "output"): { te
   return { text: `${kept}\n${truncationNote(what, maxBytes, total)}`, truncated: true };
 }
 
+/**
+ * {@link boundText} for text followed by `notes` that must survive the cut
+ * (ToolOutput.notes): `text` is cut to leave room for them, and they are
+ * appended whole. Notes that alone pass `maxBytes` cannot be protected and
+ * are cut with the text.
+ */
+export function boundTextWithNotes(
+  text: string,
+  notes: readonly string[],
+  maxBytes: number,
+  what = "output",
+): { text: string; truncated: boolean } {
+  if (notes.length === 0) return boundText(text, maxBytes, what);
+  const tail = notes.join("\n");
+  if (text === "") return boundText(tail, maxBytes, what);
+  const room = maxBytes - Buffer.byteLength(tail, "utf8") - 1;
+  if (room < 0) return boundText(`${text}\n${tail}`, maxBytes, what);
+  const body = boundText(text, room, what);
+  return { text: `${body.text}\n${tail}`, truncated: body.truncated };
+}
+
 /** The note appended to cut output. */
 export function truncationNote(what: string, shownBytes: number, totalBytes: number | undefined): string {
   const total = totalBytes === undefined ? "more" : `${totalBytes}`;

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
@@ -58,13 +59,14 @@ export const runCommandTool: ToolDefinition = {
       : result.signal
         ? `killed by ${result.signal}`
         : `exit code ${result.code}`;
-    const note =
-      result.totalBytes > maxCommandOutputBytes ? `\n${truncationNote("command output", maxCommandOutputBytes, result.totalBytes)}` : "";
+    const cut = result.totalBytes > maxCommandOutputBytes;
     const output = mounts ? hideHostPaths(result.output, workspace.root, mounts) : result.output;
     return {
-      output: `${status}\n${output}${note}`,
+      output: `${status}\n${output}`,
+      // Kept whole when the tool output bound cuts the output (the same size by default).
+      notes: cut ? [truncationNote("command output", maxCommandOutputBytes, result.totalBytes)] : [],
       isError: result.timedOut || result.code !== 0,
-      truncated: note !== "",
+      truncated: cut,
     };
   },
 };
@@ -95,6 +97,20 @@ interface CommandResult {
   timedOut: boolean;
   output: string;
   totalBytes: number;
+}
+
+/**
+ * Why a command could not start, for the model. A working directory that is
+ * gone (the workspace deleted mid-run, unsandboxed) makes spawn fail with
+ * "spawn /bin/sh ENOENT", which reads as a missing shell; it is told as
+ * what it is, without the host path, as the sandbox tells it ("/workspace").
+ */
+async function startFailure(error: Error, cwd: string): Promise<ToolError> {
+  const code = "code" in error ? error.code : undefined;
+  if ((code === "ENOENT" || code === "ENOTDIR") && !(await stat(cwd).catch(() => undefined))?.isDirectory()) {
+    return new ToolError("cannot run the command: the workspace no longer exists");
+  }
+  return new ToolError(`could not start the command: ${error.message}`);
 }
 
 /**
@@ -176,7 +192,7 @@ function runInGroup(
       done = true;
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
-      reject(new ToolError(`could not start the command: ${error.message}`));
+      startFailure(error, cwd).then(reject, reject);
     });
     child.on("exit", (code, exitSignal) => {
       exit = { code, signal: exitSignal };

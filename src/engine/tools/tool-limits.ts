@@ -6,7 +6,7 @@
 export interface ToolLimits {
   /** Largest tool result the model sees, in UTF-8 bytes. */
   maxOutputBytes: number;
-  /** Largest slice of a file one read_file returns. */
+  /** Largest slice of a file one read_file returns; never more than fits `maxOutputBytes` with its note. */
   maxReadBytes: number;
   /** Largest content one write_file/edit_file may write. */
   maxWriteBytes: number;

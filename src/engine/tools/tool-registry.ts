@@ -1,7 +1,7 @@
 import type { ChatCompletionFunctionTool } from "openai/resources/chat/completions";
 import { editFileTool, writeFileTool } from "./fs-write-tools.js";
 import { listFilesTool, readFileTool, searchFilesTool } from "./fs-read-tools.js";
-import { boundText } from "./output-bounds.js";
+import { boundTextWithNotes } from "./output-bounds.js";
 import { runCommandTool } from "./shell-tool.js";
 import { ToolError, type ToolArgs, type ToolContext, type ToolDefinition, type ToolOutput } from "./tool.js";
 
@@ -58,7 +58,7 @@ export async function executeToolCall(
     if (context.signal.aborted) throw context.signal.reason;
     result = { output: describeFailure(error, context), isError: true };
   }
-  const bounded = boundText(result.output, context.limits.maxOutputBytes, "tool output");
+  const bounded = boundTextWithNotes(result.output, result.notes ?? [], context.limits.maxOutputBytes, "tool output");
   return {
     output: bounded.text,
     isError: result.isError ?? false,

@@ -42,6 +42,14 @@ export type ToolArgs = Readonly<Record<string, unknown>>;
 /** What a tool returns to the model. */
 export interface ToolOutput {
   output: string;
+  /**
+   * The tool's own word on what it left out ("[search stopped ...]"), one
+   * line each, put after `output` and kept whole by the tool output bound,
+   * which cuts `output` to make room for them (executeToolCall): a cut from
+   * the end would otherwise remove them, and the model would not learn why
+   * the result is short.
+   */
+  notes?: readonly string[];
   isError?: boolean;
   truncated?: boolean;
 }
