@@ -18,7 +18,6 @@ import {
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
-import { inBackground } from "./background-write.js";
 import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
@@ -292,7 +291,7 @@ export class Catalog {
     if (!session) return;
     this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.worker_quarantined", message, workerId);
     this.allocations.release(workerId);
-    inBackground(session.quarantine(message));
+    this.init.sessionDeps.background.start(session.quarantine(message));
   }
 
   /** Restores workers from the store at start-up, with their request ids and leases. */

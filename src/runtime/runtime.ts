@@ -10,7 +10,7 @@ import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { ApprovalDecisionSchema, type SendInputRequest } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { inBackground } from "./background-write.js";
+import { BackgroundWrites } from "./background-write.js";
 import { Catalog } from "./catalog.js";
 import { ConfigBundles } from "./config-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
@@ -75,6 +75,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     diagnostics.add({ severity, code, message, ...worker });
   };
   const health = new RuntimeHealth({ store, logger, probeIntervalMs: limits.storeProbeIntervalMs, addDiagnostic });
+  const background = new BackgroundWrites();
   const runtimeEvents = new DurableEventStream<RuntimeEvent>({
     stream: runtimeCursorStream(runtimeId, storeId),
     lastSeq: opened.lastRuntimeEventSeq,
@@ -86,7 +87,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const publish = (kind: RuntimeEvent["kind"]): void => {
     const time = timestampFromDate(new Date());
     const write = runtimeEvents.emitDurable((seq, cursor) => create(RuntimeEventSchema, { seq, cursor, time, kind }));
-    inBackground(write, { logger, message: "could not persist a runtime event" });
+    background.start(write, { logger, message: "could not persist a runtime event" });
   };
   const catalog = new Catalog({
     runtimeId,
@@ -115,6 +116,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         publish({ case: "runChanged", value: run });
       },
       checkAcceptingWork: () => health.checkAcceptingWork(),
+      background,
       cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     },
   });
@@ -278,6 +280,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     close: async () => {
       health.stop();
       await runtime.drain(0);
+      // What the drain set off (a run's end, the worker's snapshot, runtime events) lands before the store closes.
+      await background.settled();
       health.close();
       for (const session of catalog.sessions()) session.events.closeAll();
       runtimeEvents.closeAll();

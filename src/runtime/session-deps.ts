@@ -1,6 +1,7 @@
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { BackgroundWrites } from "./background-write.js";
 import type { CursorStream } from "./cursor.js";
 import type { ExecutionBackend, RunPolicy } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
@@ -28,6 +29,8 @@ export interface SessionDeps {
   publishWorker(worker: Worker): void;
   /** Publishes a run change on the runtime-wide stream. */
   publishRun(run: Run): void;
+  /** The writes nobody waits for, kept so that close waits for them before the store closes. */
+  background: BackgroundWrites;
   /** Refuses new input while the runtime drains. */
   checkAcceptingWork(): void;
   /** The stream a worker's cursors name (bound to runtime, store and worker; see cursor.ts). */

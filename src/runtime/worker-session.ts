@@ -6,7 +6,6 @@ import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Input, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalFlow, type ApprovalFlowHost } from "./approval-flow.js";
-import { inBackground } from "./background-write.js";
 import { idempotencyConflict, notFound } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { RunOutcome } from "./execution-backend.js";
@@ -140,12 +139,12 @@ export class WorkerSession {
       this.slot = { kind: "starting", run };
     } else {
       this.worker.queuedRuns = this.queue.length;
-      inBackground(this.journal.emitWorker());
+      this.deps.background.start(this.journal.emitWorker());
     }
     if (admission.kind === "interrupt") {
       // Same path as CancelRun, so a run that ignores its signal is still ended after the grace period.
-      const log = { worker_id: this.workerId, run_id: admission.activeRunId };
-      inBackground(this.cancel(admission.activeRunId), { logger: this.deps.logger, message: "could not interrupt a run", fields: log });
+      const fields = { worker_id: this.workerId, run_id: admission.activeRunId };
+      this.deps.background.start(this.cancel(fields.run_id), { logger: this.deps.logger, message: "could not interrupt a run", fields });
     }
     try {
       await accepted;
@@ -266,7 +265,7 @@ export class WorkerSession {
     if (!run || this.worker.status === WorkerStatus.STOPPED) {
       this.worker.activeRunId = "";
       if (this.worker.status === WorkerStatus.RUNNING) this.worker.status = WorkerStatus.IDLE;
-      inBackground(this.journal.saveWorker());
+      this.deps.background.start(this.journal.saveWorker());
       return;
     }
     run.status = RunStatus.RUNNING;
@@ -275,8 +274,8 @@ export class WorkerSession {
     this.worker.activeRunId = run.runId;
     const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), ...this.queue.callerOf(run) };
     this.slot = { kind: "running", active };
-    inBackground(this.journal.recordRun(run));
-    inBackground(this.journal.saveWorker());
+    this.deps.background.start(this.journal.recordRun(run));
+    this.deps.background.start(this.journal.saveWorker());
     launchRun(active, this.host);
   }
 
@@ -290,6 +289,7 @@ export class WorkerSession {
     endRun(run, outcome, interrupted, this.deps.now());
     addUsage(usageOf(this.worker), run.usage);
     const recorded = this.journal.recordRun(run);
+    this.deps.background.start(recorded);
     this.startNext();
     await recorded.catch((error: unknown) => {
       this.deps.logger.error("could not persist the end of a run", { worker_id: this.workerId, run_id: run.runId, cause: String(error) });
