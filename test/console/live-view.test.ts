@@ -16,7 +16,7 @@ import { buildConsole, type ConsoleProcess, startConsole } from "./console-proce
 
 // Every poll here waits for Chromium to show what a real server sent (a page load, a watch's
 // round trips, a frame): correct but slow work that takes seconds on a loaded machine, far past
-// expect.poll's 1 s default (it failed "shows the same conversation after a reload" there).
+// expect.poll's 1 s default (console.test.ts failed that way on a reload).
 // The file's polls get 20 s, as the rest of its polls already said one by one; what they assert
 // is unchanged, and a poll still ends as soon as its assertion holds.
 vi.setConfig({ expect: { poll: { timeout: 20_000 } } });
