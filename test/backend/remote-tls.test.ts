@@ -99,58 +99,77 @@ describe("remote runtimes over TLS", () => {
   });
 });
 
+/**
+ * Each test below starts the CLI as a process (one or two, from source through tsx), which takes
+ * 5-15 s apiece on a loaded two-core machine: the 30 s they had ran out there (load ~15).
+ */
+const PROCESS_TEST_MS = 120_000;
+
 describe("worker-runtime backend command", () => {
-  it("refuses a non-loopback address without a client token, and a bad config, with exit code 2", async () => {
-    const open = startCli(["backend", "--host", "0.0.0.0", "--port", "0"]);
-    expect((await open.exited).code).toBe(2);
-    expect(open.stderr()).toContain("without authentication");
-    const bad = startCli(["backend", "--port", "0", "--config", path.join(dir, "missing.json")]);
-    expect((await bad.exited).code).toBe(2);
-    expect(bad.stderr()).toContain("cannot read --config: ENOENT");
-  }, 30_000);
+  it(
+    "refuses a non-loopback address without a client token, and a bad config, with exit code 2",
+    async () => {
+      // Both start at once: each is a process start through tsx, the slow part of this test.
+      const open = startCli(["backend", "--host", "0.0.0.0", "--port", "0"]);
+      const bad = startCli(["backend", "--port", "0", "--config", path.join(dir, "missing.json")]);
+      expect((await open.exited).code).toBe(2);
+      expect(open.stderr()).toContain("without authentication");
+      expect((await bad.exited).code).toBe(2);
+      expect(bad.stderr()).toContain("cannot read --config: ENOENT");
+    },
+    PROCESS_TEST_MS,
+  );
 
-  it("takes serve's engine settings and host secrets for its embedded runtime", async () => {
-    const secrets = path.join(dir, "secrets.json");
-    await writeFile(secrets, JSON.stringify({ PROVIDER_KEY: "s3cret" }), { mode: 0o600 });
-    const args = ["backend", "--port", "0", "--runtime-id", "rt-flags", "--openai-keyless", "--openai-base-url", "http://127.0.0.1:9"];
-    const cli = startCli([...args, "--openai-max-answer-bytes", "2048", "--openai-retry-budget-ms", "1500", "--secrets-file", secrets]);
-    try {
-      const { h2c } = await cli.listening;
-      const session = new Http2SessionManager(`http://${h2c}`);
-      const management = createClient(RuntimeManagement, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
-      const { runtime } = await management.getRuntime({});
-      expect([runtime?.limits?.maxAnswerBytes, runtime?.limits?.retryBudgetMs]).toEqual([2048, 1500]);
-      session.abort();
-    } finally {
-      cli.kill();
-    }
-    // A secrets file others can read is refused, as by serve.
-    await chmod(secrets, 0o644);
-    const loose = startCli([...args, "--secrets-file", secrets]);
-    expect((await loose.exited).code).toBe(2);
-  }, 30_000);
+  it(
+    "takes serve's engine settings and host secrets for its embedded runtime",
+    async () => {
+      const secrets = path.join(dir, "secrets.json");
+      await writeFile(secrets, JSON.stringify({ PROVIDER_KEY: "s3cret" }), { mode: 0o600 });
+      const args = ["backend", "--port", "0", "--runtime-id", "rt-flags", "--openai-keyless", "--openai-base-url", "http://127.0.0.1:9"];
+      const cli = startCli([...args, "--openai-max-answer-bytes", "2048", "--openai-retry-budget-ms", "1500", "--secrets-file", secrets]);
+      try {
+        const { h2c } = await cli.listening;
+        const session = new Http2SessionManager(`http://${h2c}`);
+        const management = createClient(RuntimeManagement, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
+        const { runtime } = await management.getRuntime({});
+        expect([runtime?.limits?.maxAnswerBytes, runtime?.limits?.retryBudgetMs]).toEqual([2048, 1500]);
+        session.abort();
+      } finally {
+        cli.kill();
+      }
+      // A secrets file others can read is refused, as by serve.
+      await chmod(secrets, 0o644);
+      const loose = startCli([...args, "--secrets-file", secrets]);
+      expect((await loose.exited).code).toBe(2);
+    },
+    PROCESS_TEST_MS,
+  );
 
-  it("shuts down with exit code 0 on SIGTERM while a client watches through it", async () => {
-    const cli = startCli(["backend", "--port", "0", "--runtime-id", "rt-term"]);
-    try {
-      const { h2c } = await cli.listening;
-      const session = new Http2SessionManager(`http://${h2c}`);
-      const observation = createClient(WorkerObservation, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
-      const watch = observation.watchRuntime({ runtimeId: "rt-term" })[Symbol.asyncIterator]();
-      expect((await watch.next()).value?.snapshot?.runtime?.runtimeId).toBe("rt-term");
-      const ended = (async () => {
-        try {
-          while (!(await watch.next()).done);
-        } catch {
-          // cut off by the shutdown: fine
-        }
-      })();
-      cli.child.kill("SIGTERM");
-      expect(await cli.exited).toEqual({ code: 0, signal: null });
-      await ended;
-      session.abort();
-    } finally {
-      cli.kill();
-    }
-  }, 30_000);
+  it(
+    "shuts down with exit code 0 on SIGTERM while a client watches through it",
+    async () => {
+      const cli = startCli(["backend", "--port", "0", "--runtime-id", "rt-term"]);
+      try {
+        const { h2c } = await cli.listening;
+        const session = new Http2SessionManager(`http://${h2c}`);
+        const observation = createClient(WorkerObservation, createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session }));
+        const watch = observation.watchRuntime({ runtimeId: "rt-term" })[Symbol.asyncIterator]();
+        expect((await watch.next()).value?.snapshot?.runtime?.runtimeId).toBe("rt-term");
+        const ended = (async () => {
+          try {
+            while (!(await watch.next()).done);
+          } catch {
+            // cut off by the shutdown: fine
+          }
+        })();
+        cli.child.kill("SIGTERM");
+        expect(await cli.exited).toEqual({ code: 0, signal: null });
+        await ended;
+        session.abort();
+      } finally {
+        cli.kill();
+      }
+    },
+    PROCESS_TEST_MS,
+  );
 });

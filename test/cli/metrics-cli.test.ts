@@ -81,7 +81,11 @@ describe("--metrics-port", () => {
   });
 
   it("backend: serves the embedded runtime's health and call latency, and keeps no metrics without the flag", async () => {
+    // Both processes start at once: a backend's start (through tsx, with its embedded runtime) is the
+    // slow part of this test, 5-15 s apiece on a loaded two-core machine, where one after the other
+    // ran out of the default 60 s.
     const cli = start(["backend", "--port", "0", "--metrics-port", "0", "--runtime-id", "rt-emb"]);
+    const off = start(["backend", "--port", "0"]);
     await cli.listening;
     const url = METRICS_LINE.exec(cli.stdout())?.[1];
     if (!url) throw new Error(`no metrics line in ${cli.stdout()}`);
@@ -94,10 +98,9 @@ describe("--metrics-port", () => {
     const calls = { runtime_id: "rt-emb", rpc_method: "worker_runtime.v1.RuntimeManagement/GetRuntime", rpc_response_status_code: "OK" };
     expect(sumSamples(metrics, "worker_runtime_backend_runtime_call_duration_seconds_count", calls)).toBeGreaterThanOrEqual(1);
 
-    const off = start(["backend", "--port", "0"]);
     await off.listening;
     expect(off.stdout()).not.toMatch(METRICS_LINE);
-  });
+  }, 120_000);
 
   it.each([
     [["serve", "--metrics-port", "70000"], "--metrics-port must be a port number 0-65535"],

@@ -127,17 +127,32 @@ describe("worker-runtime serve", () => {
   });
 });
 
-/** Watches `worker` until the server closes; `statuses(runId)` lists the status changes seen of that run. */
-function watchRunStatuses(clients: Clients, worker: WorkerRef | undefined): { done: Promise<void>; statuses(runId?: string): RunStatus[] } {
+/**
+ * Watches `worker` until the server closes; `statuses(runId)` lists the status changes seen of that run.
+ * `ready` resolves with the first message (the snapshot): only then is the watch surely being served,
+ * so a test closes the server after it, or the watch may arrive too late and see nothing.
+ */
+function watchRunStatuses(
+  clients: Clients,
+  worker: WorkerRef | undefined,
+): { ready: Promise<void>; done: Promise<void>; statuses(runId?: string): RunStatus[] } {
   const events: WorkerEvent[] = [];
+  let served: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
+    served = resolve;
+  });
   const done = (async () => {
     try {
-      for await (const message of clients.observation.watchWorker({ worker })) events.push(...message.events);
+      for await (const message of clients.observation.watchWorker({ worker })) {
+        served();
+        events.push(...message.events);
+      }
     } catch {
       // cut at close
     }
   })();
   return {
+    ready: Promise.race([ready, done]),
     done,
     statuses: (runId) =>
       events.flatMap((event) => (event.kind.case === "runChanged" && event.kind.value.runId === runId ? [event.kind.value.status] : [])),
@@ -174,8 +189,12 @@ describe("graceful shutdown with a run in flight (startRuntimeServer)", () => {
       await held.started;
 
       const watch = watchRunStatuses(clients, worker);
+      await watch.ready;
 
-      const closed = harness.server.close(300);
+      // The checks below must all be answered within the grace (after it the server is gone): four calls
+      // and a health message, which take well over 300 ms on a loaded machine. The grace is the time
+      // they get, not a wait for them; the run is still interrupted only once it is over.
+      const closed = harness.server.close(5_000);
       await eventually(() => statuses.includes(ServingStatus.NOT_SERVING), 5_000, "health NOT_SERVING");
       // While draining: still answering, reporting DRAINING, refusing new work.
       expect((await clients.health.check({})).status).toBe(ServingStatus.NOT_SERVING);
@@ -214,6 +233,7 @@ describe("a graceful shutdown cut short (startRuntimeServer)", () => {
       const run = (await clients.interaction.sendInput({ worker, input: { text: "take your time" } })).run;
       await held.started;
       const watch = watchRunStatuses(clients, worker);
+      await watch.ready;
       const cut = new AbortController();
       // A grace far longer than the test's timeout: only the cut can end this close in time.
       const closed = harness.server.close(10 * 60_000, cut.signal);

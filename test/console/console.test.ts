@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
@@ -14,6 +14,13 @@ import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { startCuttableProxy } from "./cuttable-proxy.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+
+// Every poll here waits for Chromium to show what a real server sent (a page load, a watch's
+// round trips, a frame): correct but slow work that takes seconds on a loaded machine, far past
+// expect.poll's 1 s default (it failed "shows the same conversation after a reload" there).
+// The file's polls get 20 s, as the rest of its polls already said one by one; what they assert
+// is unchanged, and a poll still ends as soon as its assertion holds.
+vi.setConfig({ expect: { poll: { timeout: 20_000 } } });
 
 /**
  * The console in real headless Chromium against `npm start`'s entry (a real

@@ -6,13 +6,20 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { WatchWorkerRequestSchema, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+
+// Every poll here waits for Chromium to show what a real server sent (a page load, a watch's
+// round trips, a frame): correct but slow work that takes seconds on a loaded machine, far past
+// expect.poll's 1 s default (console.test.ts failed that way on a reload).
+// The file's polls get 20 s, as the rest of its polls already said one by one; what they assert
+// is unchanged, and a poll still ends as soon as its assertion holds.
+vi.setConfig({ expect: { poll: { timeout: 20_000 } } });
 
 /**
  * The chat's live view in real headless Chromium against `npm start`'s entry

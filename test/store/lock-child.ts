@@ -12,8 +12,15 @@ import { createFileStore } from "../../src/store/fs/index.js";
 const [dataDir, startAt, holdMs] = process.argv.slice(2);
 if (!dataDir || !startAt || !holdMs) throw new Error("usage: lock-child.ts DATA_DIR START_AT_MS HOLD_MS");
 
-while (Date.now() < Number(startAt)) {
-  // Spin rather than sleep: timers would spread the children's start by milliseconds.
+// Sleep until just before the start, then spin the rest: a timer alone would spread the children's
+// start by milliseconds, but spinning the whole wait (up to seconds, six children at once) took the
+// CPU from the children still starting on a two-core machine, so every round ran long and the
+// race test ran out of its time under load.
+const SPIN_MS = 100;
+const startMs = Number(startAt);
+if (startMs - Date.now() > SPIN_MS) await new Promise((resolve) => setTimeout(resolve, startMs - Date.now() - SPIN_MS));
+while (Date.now() < startMs) {
+  // the last stretch: all children leave this loop within a millisecond of each other
 }
 const times = process.env["LOCK_CHILD_TIMES"] === "1";
 const at = (what: string): void => {

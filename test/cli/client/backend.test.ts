@@ -5,7 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCli, type CliProcess } from "../../support/cli-process.js";
 import { eventually } from "../../support/harness.js";
 import { reply } from "../../support/openai-chunks.js";
-import { type ClientResult, jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
+import {
+  type ClientResult,
+  jsonLines,
+  printedJsonLines,
+  runClient,
+  serveRuntime,
+  startClient,
+  type ServedRuntime,
+} from "./client-support.js";
 
 /**
  * The list, send and watch commands against a real `worker-runtime backend`
@@ -91,7 +99,7 @@ describe("against a real Backend", () => {
       expect(sent).toMatchObject({ code: 0, stdout: "Routed reply.\n" });
       await eventually(
         () =>
-          jsonLines(watch.stdout()).some(
+          printedJsonLines(watch.stdout()).some(
             (line) =>
               (line.event as { transcriptAppended?: { assistantMessage?: { text: string } } } | undefined)?.transcriptAppended
                 ?.assistantMessage?.text === "Routed reply.",

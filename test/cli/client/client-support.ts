@@ -129,3 +129,12 @@ export function jsonLines(stdout: string): Record<string, unknown>[] {
     .filter((line) => line !== "")
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
+
+/**
+ * The complete JSON lines a still-running command has printed so far: the
+ * text after the last newline is a line still being written (a pipe hands
+ * a long line over in pieces), so it is left for the next read.
+ */
+export function printedJsonLines(stdout: string): Record<string, unknown>[] {
+  return jsonLines(stdout.slice(0, stdout.lastIndexOf("\n") + 1));
+}

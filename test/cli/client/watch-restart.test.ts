@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.js";
 import { eventually } from "../../support/harness.js";
 import { reply } from "../../support/openai-chunks.js";
-import { jsonLines, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
+import { printedJsonLines, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
  * `watch` outlives its runtime: the runtime (file store) stops and starts
@@ -53,12 +53,12 @@ describe("watch across a runtime restart", () => {
     const watch = startClient(["watch", ref.workerId, "--output", "json"], { server: first.url });
     try {
       await eventually(() => watch.stdout().includes('"snapshot"'), 30_000, "the snapshot");
-      const snapshotCursor = (jsonLines(watch.stdout())[0]?.snapshot as { cursor?: string } | undefined)?.cursor ?? "";
+      const snapshotCursor = (printedJsonLines(watch.stdout())[0]?.snapshot as { cursor?: string } | undefined)?.cursor ?? "";
       expect(snapshotCursor).not.toBe("");
 
       fake.enqueue(reply({ text: "Before the restart." }));
       await first.clients.interaction.sendInput({ worker: ref, input: { text: "one" } });
-      await eventually(() => completedRuns(jsonLines(watch.stdout())) === 1, 30_000, "the first run in the watch");
+      await eventually(() => completedRuns(printedJsonLines(watch.stdout())) === 1, 30_000, "the first run in the watch");
 
       await first.close();
       await eventually(() => watch.stderr().includes("reconnecting"), 30_000, "the disconnect");
@@ -67,27 +67,32 @@ describe("watch across a runtime restart", () => {
       runtimes.push(second);
       fake.enqueue(reply({ text: "After the restart." }));
       await second.clients.interaction.sendInput({ worker: ref, input: { text: "two" } });
-      await eventually(() => completedRuns(jsonLines(watch.stdout())) === 2, 30_000, "the second run in the watch");
+      await eventually(() => completedRuns(printedJsonLines(watch.stdout())) === 2, 30_000, "the second run in the watch");
       expect(watch.stderr()).toContain("watch resumed");
 
-      const printed = durableCursors(jsonLines(watch.stdout()));
+      const printed = durableCursors(printedJsonLines(watch.stdout()));
       expect(new Set(printed).size).toBe(printed.length);
       const lastPrinted = printed.at(-1);
 
-      // A direct watch from the same start, read up to the last event the CLI printed.
+      // A direct watch from the same start, read up to the last event the CLI printed and no further:
+      // the CLI may not have printed the events after it yet (the worker's IDLE change comes just after
+      // the run's end), while the direct watch's replay hands them over in the same message.
       const direct: string[] = [];
       const abort = new AbortController();
-      for await (const response of second.clients.observation.watchWorker(
+      read: for await (const response of second.clients.observation.watchWorker(
         { worker: ref, afterCursor: snapshotCursor },
         { signal: abort.signal },
       )) {
-        for (const event of response.events) if (event.cursor) direct.push(event.cursor);
-        if (direct.includes(lastPrinted ?? "")) break;
+        for (const event of response.events) {
+          if (!event.cursor) continue;
+          direct.push(event.cursor);
+          if (event.cursor === lastPrinted) break read;
+        }
       }
       abort.abort();
       expect(printed).toEqual(direct);
       // Both runs' user messages and replies are among them.
-      const texts = jsonLines(watch.stdout()).flatMap((line) => {
+      const texts = printedJsonLines(watch.stdout()).flatMap((line) => {
         const appended = (line.event as { transcriptAppended?: { assistantMessage?: { text: string } } } | undefined)?.transcriptAppended;
         return appended?.assistantMessage ? [appended.assistantMessage.text] : [];
       });
