@@ -1,5 +1,6 @@
 import { clone, type DescField, type DescMessage, type MessageShape, ScalarType } from "@bufbuild/protobuf";
 import { isPlannedType } from "./plain-message-type.js";
+import { isFloat, isInt32, isUint32 } from "./scalar-ranges.js";
 import { isWellFormed } from "./well-formed-strings.js";
 
 /**
@@ -244,8 +245,7 @@ function scalarCopy(type: ScalarType, longAsString: boolean): ValueCopy {
       };
     case ScalarType.FLOAT:
       return (value) => {
-        // NaN and the infinities are floats too; a finite value past float's range is not.
-        if (typeof value !== "number" || (Number.isFinite(value) && Math.abs(value) > FLOAT32_MAX)) throw FALLBACK;
+        if (!isFloat(value)) throw FALLBACK;
         return value;
       };
     case ScalarType.INT32:
@@ -255,7 +255,7 @@ function scalarCopy(type: ScalarType, longAsString: boolean): ValueCopy {
     case ScalarType.UINT32:
     case ScalarType.FIXED32:
       return (value) => {
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > UINT32_MAX) throw FALLBACK;
+        if (!isUint32(value)) throw FALLBACK;
         return value;
       };
     case ScalarType.INT64:
@@ -284,12 +284,7 @@ function int64Copy(inRange: (value: bigint) => boolean, longAsString: boolean): 
   };
 }
 
-const INT32_MIN = -0x80000000;
-const INT32_MAX = 0x7fffffff;
-const UINT32_MAX = 0xffffffff;
-const FLOAT32_MAX = 3.4028234663852886e38;
-
 function checkInt32(value: unknown): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) throw FALLBACK;
+  if (!isInt32(value)) throw FALLBACK;
   return value;
 }

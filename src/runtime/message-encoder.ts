@@ -2,6 +2,7 @@ import { type DescField, type DescMessage, type MessageShape, protoInt64, Scalar
 import { WireType } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import { isPlannedType } from "./plain-message-type.js";
+import { isFloat, isInt32, isUint32 } from "./scalar-ranges.js";
 
 /** Encodes one message to its binary form, byte-identical to protobuf-es's `toBinary`. */
 export type MessageEncoder<Desc extends DescMessage> = (message: MessageShape<Desc>) => Uint8Array<ArrayBuffer>;
@@ -371,18 +372,13 @@ function scalarCodec(type: ScalarType): ScalarCodec {
   return CODECS[type];
 }
 
-const INT32_MIN = -0x80000000;
-const INT32_MAX = 0x7fffffff;
-const UINT32_MAX = 0xffffffff;
-const FLOAT32_MAX = 3.4028234663852886e38;
-
 function checkInt32(value: unknown): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) throw FALLBACK;
+  if (!isInt32(value)) throw FALLBACK;
   return value;
 }
 
 function checkUint32(value: unknown): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > UINT32_MAX) throw FALLBACK;
+  if (!isUint32(value)) throw FALLBACK;
   return value;
 }
 
@@ -511,7 +507,7 @@ const CODECS: Record<ScalarType, ScalarCodec> = {
     wireType: WireType.Bit32,
     size: (value) => {
       const n = checkNumber(value);
-      if (Number.isFinite(n) && (n > FLOAT32_MAX || n < -FLOAT32_MAX)) throw FALLBACK;
+      if (!isFloat(n)) throw FALLBACK;
       return 4;
     },
     write: (value, context) => {
