@@ -234,30 +234,18 @@ function scalarCopy(type: ScalarType, longAsString: boolean): ValueCopy {
         return value.slice();
       };
     case ScalarType.BOOL:
-      return (value) => {
-        if (typeof value !== "boolean") throw FALLBACK;
-        return value;
-      };
+      return checked((value) => typeof value === "boolean");
     case ScalarType.DOUBLE:
-      return (value) => {
-        if (typeof value !== "number") throw FALLBACK;
-        return value;
-      };
+      return checked((value) => typeof value === "number");
     case ScalarType.FLOAT:
-      return (value) => {
-        if (!isFloat(value)) throw FALLBACK;
-        return value;
-      };
+      return checked(isFloat);
     case ScalarType.INT32:
     case ScalarType.SINT32:
     case ScalarType.SFIXED32:
       return checkInt32;
     case ScalarType.UINT32:
     case ScalarType.FIXED32:
-      return (value) => {
-        if (!isUint32(value)) throw FALLBACK;
-        return value;
-      };
+      return checked(isUint32);
     case ScalarType.INT64:
     case ScalarType.SINT64:
     case ScalarType.SFIXED64:
@@ -284,7 +272,12 @@ function int64Copy(inRange: (value: bigint) => boolean, longAsString: boolean): 
   };
 }
 
-function checkInt32(value: unknown): number {
-  if (!isInt32(value)) throw FALLBACK;
-  return value;
+/** A copy that returns a value `valid` accepts as it is (a scalar is immutable), else falls back. */
+function checked(valid: (value: unknown) => boolean): ValueCopy {
+  return (value) => {
+    if (!valid(value)) throw FALLBACK;
+    return value;
+  };
 }
+
+const checkInt32 = checked(isInt32);
