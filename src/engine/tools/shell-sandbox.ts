@@ -161,6 +161,17 @@ export function hideHostPaths(output: string, workspace: string, mounts: Sandbox
     .join("\n");
 }
 
+/**
+ * Whether a sandboxed command's output is only bwrap's own error lines: it
+ * could not set the sandbox up, so the command never ran (bwrap then exits
+ * 1). The caller tells the model why in plain words where it can (a
+ * workspace deleted mid-run) instead of bwrap's.
+ */
+export function sandboxSetupFailed(output: string): boolean {
+  const lines = output.split("\n").filter((line) => line !== "");
+  return lines.length > 0 && lines.every((line) => line.startsWith("bwrap: "));
+}
+
 /** `text` with each whole occurrence of `path` (not a longer name it begins) replaced by `by`. */
 function replacePath(text: string, path: string, by: string): string {
   const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
-import { hideHostPaths, sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
+import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -54,6 +54,10 @@ export const runCommandTool: ToolDefinition = {
     const result = mounts
       ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal)
       : await runInGroup(line, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
+    if (mounts && result.code === 1 && sandboxSetupFailed(result.output) && !(await isDirectory(workspace.root))) {
+      throw new ToolError(WORKSPACE_GONE);
+    }
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
       : result.signal
@@ -99,6 +103,13 @@ interface CommandResult {
   totalBytes: number;
 }
 
+/** What the model is told when its workspace was deleted before a command could start in it, sandboxed or not. */
+const WORKSPACE_GONE = "cannot run the command: the workspace no longer exists";
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
 /**
  * Why a command could not start, for the model. A working directory that is
  * gone (the workspace deleted mid-run, unsandboxed) makes spawn fail with
@@ -107,9 +118,7 @@ interface CommandResult {
  */
 async function startFailure(error: Error, cwd: string): Promise<ToolError> {
   const code = "code" in error ? error.code : undefined;
-  if ((code === "ENOENT" || code === "ENOTDIR") && !(await stat(cwd).catch(() => undefined))?.isDirectory()) {
-    return new ToolError("cannot run the command: the workspace no longer exists");
-  }
+  if ((code === "ENOENT" || code === "ENOTDIR") && !(await isDirectory(cwd))) return new ToolError(WORKSPACE_GONE);
   return new ToolError(`could not start the command: ${error.message}`);
 }
 
