@@ -199,6 +199,31 @@ describe("shell.exec sandbox", () => {
     expect(sent).not.toContain("bwrap");
   });
 
+  it("names an allowed program the sandbox does not have, instead of bwrap's execvp error, and the backend can tell", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    h.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "no-such-program-t5 --version" }) }] }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-policy");
+    sink.commitInput("run");
+    const request = {
+      ...runRequest(sink, {
+        input: "run",
+        runId: "run-policy",
+        profile: h.companion,
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      }),
+      policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "no-such-program-t5"] } },
+    };
+    expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, '"no-such-program-t5" is allowed for this worker but is not installed on this runtime'],
+    ]);
+    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5"])).toEqual(["no-such-program-t5"]);
+  });
+
   it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {
     const mounts = { root: [], hidden: [], insideWorkspace: [], privatePaths: ["/srv/rt/data", "/srv/roots/main"] };
     const output = [

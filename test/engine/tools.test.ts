@@ -479,6 +479,38 @@ describe("tools", () => {
     expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(harness.workspace);
   });
 
+  it("names an allowed program this runtime does not have, instead of spawn's ENOENT, and the backend can tell", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      reply({
+        toolCalls: [
+          call("c1", "run_command", { command: "no-such-program-t5 --version" }),
+          call("c2", "run_command", { command: "echo hi" }),
+        ],
+      }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-policy");
+    sink.commitInput("run");
+    const request = {
+      ...runRequest(sink, {
+        input: "run",
+        runId: "run-policy",
+        profile: h.companion,
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      }),
+      policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "no-such-program-t5"] } },
+    };
+    expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, '"no-such-program-t5" is allowed for this worker but is not installed on this runtime'],
+      [false, "exit code 0\nhi\n"],
+    ]);
+    // What CreateWorker asks before it grants shell.exec under such a policy (bundles.test.ts).
+    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5", "sh"])).toEqual(["no-such-program-t5"]);
+  });
+
   it("searches the one file search_files is given as its path", async () => {
     h = await startHarness();
     await mkdir(join(h.workspace, "docs"));

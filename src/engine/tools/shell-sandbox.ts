@@ -67,6 +67,9 @@ export function bubblewrapWorks(): boolean {
   return bubblewrapChecked;
 }
 
+/** The PATH of a sandboxed command: the host's usual program directories, seen read-only. */
+export const SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
+
 /** Where a sandboxed command sees its workspace (its working directory and HOME), whatever its host path. */
 export const SANDBOX_WORKSPACE = "/workspace";
 
@@ -228,7 +231,7 @@ export function sandboxedArgv(argv: readonly string[], workspace: string, mounts
     "--clearenv",
     "--setenv",
     "PATH",
-    "/usr/local/bin:/usr/bin:/bin",
+    SANDBOX_PATH,
     "--setenv",
     "HOME",
     SANDBOX_WORKSPACE,

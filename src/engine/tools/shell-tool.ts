@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
-import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed } from "./shell-sandbox.js";
+import { missingPrograms } from "./program-path.js";
+import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -48,7 +49,7 @@ export const runCommandTool: ToolDefinition = {
     if (context.shellSandbox === "refused") {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
-    const line = commandLine(command, context.shellPolicy);
+    const line = commandLine(command, context.shellPolicy, context.shellSandbox ?? "none");
     const mounts = context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []) : undefined;
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     const result = mounts
@@ -80,9 +81,12 @@ export const runCommandTool: ToolDefinition = {
  * bundle's shell policy (ShellPolicy in profile.proto): the command's words,
  * run without a shell, when its program is on the allow-list — a shell
  * would make the program name meaningless (`ls; rm -rf .`). A refusal is a
- * tool error the model can read, and names the allowed programs.
+ * tool error the model can read, and names the allowed programs. An allowed
+ * program this host does not have is named too (CreateWorker refuses such a
+ * policy, but a program can be removed after), rather than left to spawn's
+ * `spawn X ENOENT` or bwrap's execvp error.
  */
-function commandLine(command: string, policy: ShellPolicy | undefined): string[] {
+function commandLine(command: string, policy: ShellPolicy | undefined, mode: ShellSandboxMode): string[] {
   if (!policy) return ["/bin/sh", "-c", command];
   const allowed = policy.allowedPrograms;
   if (allowed.length === 0) throw new ToolError("this worker's policy allows no commands");
@@ -91,6 +95,9 @@ function commandLine(command: string, policy: ShellPolicy | undefined): string[]
   if (program === undefined) throw new ToolError("the command is empty");
   if (!allowed.includes(program)) {
     throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
+  }
+  if (missingPrograms([program], mode).length > 0) {
+    throw new ToolError(`"${program}" is allowed for this worker but is not installed on this runtime`);
   }
   return words;
 }
