@@ -151,6 +151,7 @@ export class Catalog {
     const resolved = offer.resolveSelector(request.profile);
     const profile = resolved.selector;
     const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined, resolved.policies);
+    offer.checkPrograms(capabilities, resolved.policies);
     const workspace = request.workspace
       ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies)
       : undefined;

@@ -48,6 +48,14 @@ export interface ExecutionBackend {
    * when shell.exec is not offered.
    */
   shellSandbox?(): string;
+  /**
+   * Which of these program names (a config bundle's
+   * `shell.allowed_programs`) a shell.exec command could not start on this
+   * host. CreateWorker refuses to grant shell.exec under a policy that
+   * allows one (PROGRAM_NOT_FOUND): the operator learns of it when the
+   * worker is made, not when the model first calls it. Absent: not checked.
+   */
+  missingPrograms?(programs: readonly string[]): string[];
   /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
   limits?(): ExecutionLimits;
 }

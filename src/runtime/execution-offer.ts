@@ -178,6 +178,29 @@ export class ExecutionOffer {
     return unique;
   }
 
+  /**
+   * Refuses to grant shell.exec under a bundle's shell policy that allows a
+   * program this host does not have (FAILED_PRECONDITION +
+   * PROGRAM_NOT_FOUND, naming it), as a secret the host lacks is refused:
+   * the bundle may serve runtimes whose hosts have it, so PutConfigBundle
+   * takes it, but a worker here would only learn of it when the model
+   * called the program.
+   */
+  checkPrograms(capabilities: readonly string[], policies?: BundlePolicies): void {
+    const allowed = policies?.shell?.allowedPrograms ?? [];
+    if (!capabilities.includes("shell.exec") || allowed.length === 0) return;
+    const missing = this.backend?.missingPrograms?.(allowed) ?? [];
+    const first = missing[0];
+    if (first === undefined) return;
+    const names = missing.map((program) => `"${program}"`).join(", ");
+    throw new RuntimeError(
+      Code.FailedPrecondition,
+      ErrorReason.PROGRAM_NOT_FOUND,
+      `the profile's config bundle allows ${names} for shell.exec, which this runtime does not have; install ${missing.length === 1 ? "it" : "them"} on its host or use a bundle that does not allow ${missing.length === 1 ? "it" : "them"}`,
+      { program: first },
+    );
+  }
+
   /** Whether a worker with these capabilities needs its workspace exclusively. */
   needsWriteLease(capabilities: readonly string[]): boolean {
     return capabilities.some((c) => isToolCapability(c) && WRITE_CAPABILITIES.has(c));

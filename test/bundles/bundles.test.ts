@@ -16,7 +16,7 @@ import { bundleDigest } from "../../src/runtime/bundle-digest.js";
 import type { Logger } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { decodeSnapshot, encodeSnapshot } from "../../src/store/fs/snapshot-file.js";
-import { expectReason } from "../support/errors.js";
+import { expectError, expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
@@ -179,6 +179,38 @@ describe("config bundles on a real server", () => {
     }
     const fine = bundleOf({ bundleId: "numbers-ok", profiles: [{ name: "p", maxTurns: 1000, temperature: 0.7 }, { name: "q" }] });
     expect((await management.putConfigBundle({ bundle: fine })).bundle?.digest).toBe(fine.digest);
+  });
+
+  it("refuses to grant shell.exec under a shell policy allowing a program this host does not have, naming it", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    const bundle = bundleOf({
+      bundleId: "tools",
+      profiles: [{ name: "p", tools: ["run_command", "read_file"] }],
+      policies: {
+        allowedCapabilities: ["fs.read", "shell.exec"],
+        allowedWorkspaceRoots: ["main"],
+        shell: { allowedPrograms: ["echo", "no-such-program-t5"] },
+      },
+    });
+    // The bundle itself is fine: it may serve runtimes whose hosts have the program.
+    await h.connect("grpc").management.putConfigBundle({ bundle });
+    const profile = { source: { case: "bundle" as const, value: { bundleId: "tools", digest: bundle.digest, profile: "p" } } };
+    for (const protocol of ["grpc", "connect"] as const) {
+      const { catalog } = h.connect(protocol);
+      const base = { runtimeId: h.runtime.runtimeId, profile, workspace: { root: "main", path: `w-${protocol}` } };
+      const { error, detail } = await expectError(() => catalog.createWorker({ ...base, capabilities: ["fs.read", "shell.exec"] }));
+      expect([error.code, detail?.reason, detail?.metadata.program]).toEqual([
+        Code.FailedPrecondition,
+        ErrorReason.PROGRAM_NOT_FOUND,
+        "no-such-program-t5",
+      ]);
+      expect(error.rawMessage).toContain('"no-such-program-t5"');
+      expect(error.rawMessage).not.toContain(dir);
+      // A worker that cannot run commands does not need the program.
+      expect((await catalog.createWorker({ ...base, capabilities: ["fs.read"] })).worker?.capabilities).toEqual(["fs.read"]);
+    }
   });
 
   it("does not load a stored bundle whose content no longer matches its digest, and says so", async () => {

@@ -170,7 +170,7 @@ describe("shell.exec sandbox", () => {
     }
   });
 
-  it("names the workspace /workspace, never its host path, when the sandbox cannot start", async () => {
+  it("tells the model its workspace no longer exists, as unsandboxed, when it is deleted before a sandboxed command", async () => {
     h = await startHarness({ shellSandbox: "bubblewrap" });
     const harness = h;
     const profile = profileWith(h.companion, { approvalRequiredTools: ["run_command"] });
@@ -191,9 +191,37 @@ describe("shell.exec sandbox", () => {
     expect(outcome.kind).toBe("completed");
     const result = sink.committed("toolResult")[0];
     expect(result?.isError).toBe(true);
-    expect(result?.output).toBe("exit code 1\nbwrap: Can't find source path /workspace: No such file or directory\n");
-    // Nor does the model's next request carry it.
-    expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(dirname(harness.workspace));
+    // The same plain words as the unsandboxed case (tools.test.ts), not bwrap's "Can't find source path".
+    expect(result?.output).toBe("cannot run the command: the workspace no longer exists");
+    // Nor does the model's next request carry its host path or bwrap's wording.
+    const sent = JSON.stringify(harness.fake.requests.map((request) => request.body));
+    expect(sent).not.toContain(dirname(harness.workspace));
+    expect(sent).not.toContain("bwrap");
+  });
+
+  it("names an allowed program the sandbox does not have, instead of bwrap's execvp error, and the backend can tell", async () => {
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    h.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "no-such-program-t5 --version" }) }] }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-policy");
+    sink.commitInput("run");
+    const request = {
+      ...runRequest(sink, {
+        input: "run",
+        runId: "run-policy",
+        profile: h.companion,
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      }),
+      policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "no-such-program-t5"] } },
+    };
+    expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, '"no-such-program-t5" is allowed for this worker but is not installed on this runtime'],
+    ]);
+    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5"])).toEqual(["no-such-program-t5"]);
   });
 
   it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {

@@ -400,6 +400,44 @@ describe("tools", () => {
     expect(Buffer.byteLength(results[0]?.output ?? "")).toBeLessThanOrEqual(DEFAULT_TOOL_LIMITS.maxOutputBytes);
   });
 
+  it("cuts a read_file slice between characters and shows exactly the bytes its note names, for UTF-8 and for bytes that are not", async () => {
+    // A 100-byte slice (356 - the 256 bytes left for the note) lands inside a character, and invalid bytes decode to
+    // U+FFFD, three bytes each: the text must still fit the bound whole, so the note's range and offset are true.
+    h = await startHarness({ toolLimits: { maxReadBytes: 100, maxOutputBytes: 356 } });
+    const utf8 = `x${"é".repeat(100)}`;
+    await writeFile(join(h.workspace, "utf8.txt"), utf8);
+    const emoji = `${"a".repeat(98)}😀z`;
+    await writeFile(join(h.workspace, "emoji.txt"), emoji);
+    // Latin-1 "é" bytes: not UTF-8 at all.
+    const latin1 = Buffer.alloc(200, 0xe9);
+    await writeFile(join(h.workspace, "latin1.txt"), latin1);
+    // UTF-8 whose last character was cut off (a file itself truncated mid-character).
+    const cutOff = Buffer.concat([Buffer.from("ab"), Buffer.from("€").subarray(0, 2)]);
+    await writeFile(join(h.workspace, "cut-off.txt"), cutOff);
+    const { results, sent } = await runTools(h, [
+      call("c1", "read_file", { path: "utf8.txt" }),
+      call("c2", "read_file", { path: "utf8.txt", offset: 99 }),
+      call("c3", "read_file", { path: "utf8.txt", offset: 199 }),
+      call("c4", "read_file", { path: "emoji.txt" }),
+      call("c5", "read_file", { path: "emoji.txt", offset: 98 }),
+      call("c6", "read_file", { path: "latin1.txt" }),
+      call("c7", "read_file", { path: "cut-off.txt" }),
+    ]);
+    expect(results.map((r) => r.output)).toEqual([
+      `x${"é".repeat(49)}\n[file truncated: showing bytes 0-99 of 201; call read_file with offset=99 for more]`,
+      `${"é".repeat(50)}\n[file truncated: showing bytes 99-199 of 201; call read_file with offset=199 for more]`,
+      "é\n[showing bytes 199-201 of 201]",
+      `${"a".repeat(98)}\n[file truncated: showing bytes 0-98 of 103; call read_file with offset=98 for more]`,
+      "😀z\n[showing bytes 98-103 of 103]",
+      `${"\uFFFD".repeat(33)}\n[file truncated: showing bytes 0-33 of 200; call read_file with offset=33 for more]`,
+      // At the end of the file there is nothing more to wait for: the cut-off character's bytes are invalid.
+      "ab\uFFFD",
+    ]);
+    // Each fits the bound whole: the tool output bound cut none of them (it would add its own note).
+    for (const result of results) expect(Buffer.byteLength(result.output)).toBeLessThanOrEqual(356);
+    expect(sent).toEqual(results.map((r) => r.output));
+  });
+
   it("refuses a read_file offset past the end of the file, saying how long the file is", async () => {
     h = await startHarness();
     await writeFile(join(h.workspace, "small.txt"), "x".repeat(1000));
@@ -439,6 +477,38 @@ describe("tools", () => {
       [true, "cannot run the command: the workspace no longer exists"],
     ]);
     expect(JSON.stringify(harness.fake.requests.map((request) => request.body))).not.toContain(harness.workspace);
+  });
+
+  it("names an allowed program this runtime does not have, instead of spawn's ENOENT, and the backend can tell", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      reply({
+        toolCalls: [
+          call("c1", "run_command", { command: "no-such-program-t5 --version" }),
+          call("c2", "run_command", { command: "echo hi" }),
+        ],
+      }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-policy");
+    sink.commitInput("run");
+    const request = {
+      ...runRequest(sink, {
+        input: "run",
+        runId: "run-policy",
+        profile: h.companion,
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      }),
+      policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "no-such-program-t5"] } },
+    };
+    expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, '"no-such-program-t5" is allowed for this worker but is not installed on this runtime'],
+      [false, "exit code 0\nhi\n"],
+    ]);
+    // What CreateWorker asks before it grants shell.exec under such a policy (bundles.test.ts).
+    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5", "sh"])).toEqual(["no-such-program-t5"]);
   });
 
   it("searches the one file search_files is given as its path", async () => {

@@ -315,6 +315,16 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_RUNTIME_ALREADY_REGISTERED = 36;
    */
   RUNTIME_ALREADY_REGISTERED = 36,
+
+  /**
+   * CreateWorker: the worker would be granted shell.exec, and its config
+   * bundle's shell policy allows a program that this Runtime's host does not
+   * have (metadata "program": the first such name). Install it on the host,
+   * or push a bundle that does not allow it.
+   *
+   * @generated from enum value: ERROR_REASON_PROGRAM_NOT_FOUND = 37;
+   */
+  PROGRAM_NOT_FOUND = 37,
 }
 
 /**

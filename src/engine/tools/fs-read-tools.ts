@@ -2,6 +2,7 @@ import { stat } from "node:fs/promises";
 import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, requireWorkspace, ToolError, type ToolDefinition } from "./tool.js";
 import { openRegularFile } from "./regular-file.js";
 import type { ToolLimits } from "./tool-limits.js";
+import { utf8BytePrefix } from "../utf8-prefix.js";
 import { unreadableReason, type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
 
 /** Tools that look at the workspace without changing it (`fs.read`). */
@@ -10,7 +11,8 @@ import { unreadableReason, type WalkLimits, WorkspaceWalk } from "./workspace-wa
 export const readFileTool: ToolDefinition = {
   name: "read_file",
   capability: "fs.read",
-  description: "Read a text file in the workspace. Long files are returned in slices; the result says how to read the next slice.",
+  description:
+    "Read a UTF-8 text file in the workspace; bytes that are not UTF-8 are shown as U+FFFD. Long files are returned in slices, cut between characters; the result says how to read the next slice.",
   parameters: {
     type: "object",
     properties: {
@@ -35,11 +37,14 @@ export const readFileTool: ToolDefinition = {
       }
       // A slice over the tool output bound would be cut, and the model told the wrong next offset: read only what fits.
       const { maxReadBytes, maxOutputBytes } = context.limits;
-      const length = Math.min(maxReadBytes, Math.max(1, maxOutputBytes - READ_NOTE_ROOM), info.size - offset);
+      const room = Math.max(1, maxOutputBytes - READ_NOTE_ROOM);
+      const length = Math.min(maxReadBytes, room, info.size - offset);
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, offset);
-      const text = buffer.subarray(0, bytesRead).toString("utf8");
-      const end = offset + bytesRead;
+      // Shown up to a character boundary, and no more than fits `room` once invalid bytes are U+FFFD: the note's range is what the model got.
+      const shown = utf8BytePrefix(buffer.subarray(0, bytesRead), room, offset + bytesRead >= info.size);
+      const text = buffer.subarray(0, shown).toString("utf8");
+      const end = offset + shown;
       if (end >= info.size && offset === 0) return { output: text };
       const note =
         end < info.size

@@ -67,6 +67,9 @@ export function bubblewrapWorks(): boolean {
   return bubblewrapChecked;
 }
 
+/** The PATH of a sandboxed command: the host's usual program directories, seen read-only. */
+export const SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin";
+
 /** Where a sandboxed command sees its workspace (its working directory and HOME), whatever its host path. */
 export const SANDBOX_WORKSPACE = "/workspace";
 
@@ -161,6 +164,17 @@ export function hideHostPaths(output: string, workspace: string, mounts: Sandbox
     .join("\n");
 }
 
+/**
+ * Whether a sandboxed command's output is only bwrap's own error lines: it
+ * could not set the sandbox up, so the command never ran (bwrap then exits
+ * 1). The caller tells the model why in plain words where it can (a
+ * workspace deleted mid-run) instead of bwrap's.
+ */
+export function sandboxSetupFailed(output: string): boolean {
+  const lines = output.split("\n").filter((line) => line !== "");
+  return lines.length > 0 && lines.every((line) => line.startsWith("bwrap: "));
+}
+
 /** `text` with each whole occurrence of `path` (not a longer name it begins) replaced by `by`. */
 function replacePath(text: string, path: string, by: string): string {
   const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -217,7 +231,7 @@ export function sandboxedArgv(argv: readonly string[], workspace: string, mounts
     "--clearenv",
     "--setenv",
     "PATH",
-    "/usr/local/bin:/usr/bin:/bin",
+    SANDBOX_PATH,
     "--setenv",
     "HOME",
     SANDBOX_WORKSPACE,

@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
-import { hideHostPaths, sandboxedArgv, sandboxMounts } from "./shell-sandbox.js";
+import { missingPrograms } from "./program-path.js";
+import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -48,12 +49,16 @@ export const runCommandTool: ToolDefinition = {
     if (context.shellSandbox === "refused") {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
-    const line = commandLine(command, context.shellPolicy);
+    const line = commandLine(command, context.shellPolicy, context.shellSandbox ?? "none");
     const mounts = context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []) : undefined;
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     const result = mounts
       ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal)
       : await runInGroup(line, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
+    // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
+    if (mounts && result.code === 1 && sandboxSetupFailed(result.output) && !(await isDirectory(workspace.root))) {
+      throw new ToolError(WORKSPACE_GONE);
+    }
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
       : result.signal
@@ -76,9 +81,12 @@ export const runCommandTool: ToolDefinition = {
  * bundle's shell policy (ShellPolicy in profile.proto): the command's words,
  * run without a shell, when its program is on the allow-list — a shell
  * would make the program name meaningless (`ls; rm -rf .`). A refusal is a
- * tool error the model can read, and names the allowed programs.
+ * tool error the model can read, and names the allowed programs. An allowed
+ * program this host does not have is named too (CreateWorker refuses such a
+ * policy, but a program can be removed after), rather than left to spawn's
+ * `spawn X ENOENT` or bwrap's execvp error.
  */
-function commandLine(command: string, policy: ShellPolicy | undefined): string[] {
+function commandLine(command: string, policy: ShellPolicy | undefined, mode: ShellSandboxMode): string[] {
   if (!policy) return ["/bin/sh", "-c", command];
   const allowed = policy.allowedPrograms;
   if (allowed.length === 0) throw new ToolError("this worker's policy allows no commands");
@@ -87,6 +95,9 @@ function commandLine(command: string, policy: ShellPolicy | undefined): string[]
   if (program === undefined) throw new ToolError("the command is empty");
   if (!allowed.includes(program)) {
     throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
+  }
+  if (missingPrograms([program], mode).length > 0) {
+    throw new ToolError(`"${program}" is allowed for this worker but is not installed on this runtime`);
   }
   return words;
 }
@@ -99,6 +110,13 @@ interface CommandResult {
   totalBytes: number;
 }
 
+/** What the model is told when its workspace was deleted before a command could start in it, sandboxed or not. */
+const WORKSPACE_GONE = "cannot run the command: the workspace no longer exists";
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
 /**
  * Why a command could not start, for the model. A working directory that is
  * gone (the workspace deleted mid-run, unsandboxed) makes spawn fail with
@@ -107,9 +125,7 @@ interface CommandResult {
  */
 async function startFailure(error: Error, cwd: string): Promise<ToolError> {
   const code = "code" in error ? error.code : undefined;
-  if ((code === "ENOENT" || code === "ENOTDIR") && !(await stat(cwd).catch(() => undefined))?.isDirectory()) {
-    return new ToolError("cannot run the command: the workspace no longer exists");
-  }
+  if ((code === "ENOENT" || code === "ENOTDIR") && !(await isDirectory(cwd))) return new ToolError(WORKSPACE_GONE);
   return new ToolError(`could not start the command: ${error.message}`);
 }
 
