@@ -16,7 +16,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { childLogger, type Logger } from "../runtime/index.js";
-import { logFieldsOf } from "../server/index.js";
+import { isBinaryRequest, logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import type { BundlePush } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
@@ -100,7 +100,7 @@ function callLogger(context: RoutingContext, ctx: HandlerContext): Logger {
 
 /** Whether the client reads binary protobuf (gRPC, gRPC-Web, Connect+proto); JSON clients need decoded messages. */
 function isBinary(ctx: HandlerContext): boolean {
-  return !(ctx.requestHeader.get("content-type") ?? "").includes("json");
+  return isBinaryRequest(ctx.requestHeader);
 }
 
 /** The runtime id of a WorkerRef, required and of the Runtime's id shape. */

@@ -61,20 +61,22 @@ export function retryDelayMs(attempt: number, providerDelayMs: number | undefine
 
 /**
  * The delay a provider asked for: `retry-after-ms` (OpenAI's extension),
- * else `retry-after` as seconds or an HTTP date. Undefined when absent or
- * unparsable, so the caller falls back to backoff.
+ * else `retry-after` as seconds or an HTTP date, in whole milliseconds
+ * rounded up (a retry's delay is a uint32 in ProviderRetry: a fraction made
+ * its event unencodable and failed the run INTERNAL). Undefined when absent
+ * or unparsable, so the caller falls back to backoff.
  */
 export function retryAfterMs(headers: Headers | undefined, now: number = Date.now()): number | undefined {
   if (!headers) return undefined;
   const ms = headers.get("retry-after-ms");
   if (ms !== null && ms.trim() !== "") {
     const parsed = Number(ms);
-    if (Number.isFinite(parsed) && parsed >= 0) return parsed;
+    if (Number.isFinite(parsed) && parsed >= 0) return Math.ceil(parsed);
   }
   const value = headers.get("retry-after");
   if (value === null || value.trim() === "") return undefined;
   const seconds = Number(value);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.ceil(seconds * 1000) : undefined;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }

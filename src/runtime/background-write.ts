@@ -1,4 +1,7 @@
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { errorLogFields } from "./error-log-fields.js";
+import { RuntimeError } from "./errors.js";
 import type { Logger } from "./logger.js";
 
 /** Where a background write's failure is logged, when it is worth a line of its own. */
@@ -9,8 +12,11 @@ export interface BackgroundFailureLog {
 }
 
 /**
- * The writes the core starts and nobody waits for: the one way the core
- * fires and forgets. Their failures are not lost. Every store write of the
+ * What closing the runtime waits for before it closes the store: the writes
+ * the core starts and nobody waits for (the one way the core fires and
+ * forgets), and the requests that write (StopWorker, CancelRun, ...).
+ *
+ * A background write's failure is not lost. Every store write of the
  * core reports its outcome to runtime health before its promise settles
  * (direct writes through WorkerJournal's `reported`, event writes through
  * the event stream's `onPersistResult`), which marks the runtime DEGRADED,
@@ -24,9 +30,15 @@ export interface BackgroundFailureLog {
  * it and the runtime-wide events it causes were still being written when a
  * drained runtime closed its store, and the refused write marked the store
  * failing (a `serve` process then exited 1 after a clean SIGTERM drain).
+ * A request is kept the same way, and once close has begun a new one is
+ * refused (RUNTIME_DRAINING) before it writes anything: the server serves
+ * its connections until the runtime has closed, and a StopWorker arriving
+ * as the store closed had its write refused, was told STORE_UNAVAILABLE and
+ * marked the store failing, so that drain too exited 1.
  */
 export class BackgroundWrites {
   private readonly pending = new Set<Promise<void>>();
+  private closing = false;
 
   /** Starts tracking `write`; its failure is logged (if `log` is given), never thrown. */
   start(write: Promise<unknown>, log?: BackgroundFailureLog): void {
@@ -38,7 +50,21 @@ export class BackgroundWrites {
     void settled.then(() => this.pending.delete(settled));
   }
 
-  /** Resolves once every write started, including any started meanwhile, has settled. */
+  /** Runs a request that may write, tracked until it settles; refused once {@link close} was called. */
+  async request<T>(run: () => Promise<T>): Promise<T> {
+    if (this.closing)
+      throw new RuntimeError(Code.Unavailable, ErrorReason.RUNTIME_DRAINING, "the runtime is closing and takes no requests");
+    const result = run();
+    this.start(result);
+    return result;
+  }
+
+  /** Refuses requests from now on (the runtime is closing); what is in flight still settles. */
+  close(): void {
+    this.closing = true;
+  }
+
+  /** Resolves once every write and request started, including any started meanwhile, has settled. */
   async settled(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending]);
   }

@@ -4,6 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DiagnosticSchema, type Diagnostic, type DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { DiagnosticsReporter } from "./execution-backend.js";
+import { withWellFormedStrings } from "./well-formed-strings.js";
 
 /** What a diagnostic says, before it gets an id and a time. */
 export interface DiagnosticInit {
@@ -29,11 +30,15 @@ export class DiagnosticLog implements DiagnosticsReporter {
     private readonly now: () => Date,
   ) {}
 
-  /** Records a diagnostic. */
+  /**
+   * Records a diagnostic. Its text is made well formed first: a backend's
+   * problem can quote a provider's error, which may hold a lone surrogate,
+   * and clone (ListDiagnostics copies every entry) refuses one.
+   */
   add(init: DiagnosticInit): Diagnostic {
     const time = timestampFromDate(this.now());
     const diagnostic = create(DiagnosticSchema, {
-      ...init,
+      ...withWellFormedStrings({ ...init }),
       diagnosticId: `d${this.nextId++}`,
       time,
       count: 1,
@@ -57,7 +62,7 @@ export class DiagnosticLog implements DiagnosticsReporter {
     }
     known.count++;
     known.severity = problem.severity;
-    known.message = problem.message;
+    known.message = withWellFormedStrings({ message: problem.message }).message;
     known.lastSeen = timestampFromDate(this.now());
   }
 

@@ -3,6 +3,7 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Buffer } from "node:buffer";
 import { encodeMessage } from "./message-encoder.js";
+import { isInt32 } from "./scalar-ranges.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 /**
@@ -17,8 +18,8 @@ import { varintSize, writeVarint } from "./varint.js";
  * streams carry it, by the planned encoder (message-encoder.ts). Output is byte-identical to toBinary: the envelope's
  * fields come first in both event messages and the oneof after them, empty
  * values are omitted (test/runtime/durable-event-encoding.test.ts); anything
- * this does not cover (unknown fields, values past 2^32, negative times)
- * returns undefined, for toBinary.
+ * this does not cover (unknown fields, values past 2^32, negative times, a
+ * value not of its field's type) returns undefined, for toBinary.
  */
 
 /** The shape both event messages share: an envelope and one message-typed oneof. */
@@ -50,6 +51,16 @@ const SECONDS_TAG = (1 << 3) | WireType.Varint;
 const NANOS_TAG = (2 << 3) | WireType.Varint;
 /** Seqs and seconds are written as varints of up to 32 bits (writeVarint); larger ones go to toBinary. */
 const LIMIT = 2n ** 32n;
+const TIMESTAMP = "google.protobuf.Timestamp";
+
+/**
+ * A seq or a time's seconds written here: a bigint from 0 to 2^32 - 1.
+ * Anything else (a negative one toBinary refuses, a number it converts) is
+ * left to toBinary, so this never writes what it would not.
+ */
+function isSmallCount(value: unknown): value is bigint {
+  return typeof value === "bigint" && value >= 0n && value < LIMIT;
+}
 
 /**
  * The layout of an event message if it is the one written here: seq (1,
@@ -71,7 +82,7 @@ export function envelopeLayout(schema: DescMessage): DescMessage | undefined {
     time?.localName === "time" &&
     time.number === 3 &&
     time.fieldKind === "message" &&
-    time.message.typeName === "google.protobuf.Timestamp" &&
+    time.message.typeName === TIMESTAMP &&
     rest.every((field) => field.oneof?.localName === "kind" && field.fieldKind === "message");
   return ok ? schema : undefined;
 }
@@ -79,7 +90,8 @@ export function envelopeLayout(schema: DescMessage): DescMessage | undefined {
 /** The event's bytes, or undefined when toBinary must write them (see the module comment). */
 export function encodeDurableEvent(layout: DescMessage | undefined, event: DurableEventShape): Uint8Array | undefined {
   const kind = event.kind;
-  if (!layout || kind.case === undefined || (event.$unknown?.length ?? 0) > 0 || event.seq >= LIMIT) return undefined;
+  if (!layout || (event as { $typeName?: unknown }).$typeName !== layout.typeName || kind.case === undefined) return undefined;
+  if ((event.$unknown?.length ?? 0) > 0 || !isSmallCount(event.seq) || typeof event.cursor !== "string") return undefined;
   const field = layout.field[kind.case];
   const value = kind.value;
   if (field?.fieldKind !== "message" || typeof value !== "object" || value === null) return undefined;
@@ -87,7 +99,8 @@ export function encodeDurableEvent(layout: DescMessage | undefined, event: Durab
   let seconds = 0;
   let nanos = 0;
   if (time) {
-    if ((time.$unknown?.length ?? 0) > 0 || time.seconds < 0n || time.seconds >= LIMIT || time.nanos < 0) return undefined;
+    if (time.$typeName !== TIMESTAMP || (time.$unknown?.length ?? 0) > 0 || !isSmallCount(time.seconds)) return undefined;
+    if (!isInt32(time.nanos) || time.nanos < 0) return undefined;
     seconds = Number(time.seconds);
     nanos = time.nanos;
   }

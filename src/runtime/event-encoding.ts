@@ -30,24 +30,31 @@ import { varintSize, writeVarint } from "./varint.js";
  */
 export function encodeWorkerEvent(event: WorkerEvent): Uint8Array {
   const kind = event.kind;
-  if (event.seq === 0n && event.cursor === "" && event.time === undefined && !hasUnknown(event)) {
+  if (event.$typeName === WORKER_EVENT && event.seq === 0n && event.cursor === "" && event.time === undefined && !hasUnknown(event)) {
     const layout = DELTA_LAYOUTS.get(kind.case);
-    if (layout && kind.value && !hasUnknown(kind.value)) {
+    if (layout && kind.value && kind.value.$typeName === layout.typeName && !hasUnknown(kind.value)) {
+      let strings: unknown[] | undefined;
       switch (kind.case) {
         case "textDelta":
         case "reasoningDelta":
-          return stringsMessage(layout, [kind.value.runId, kind.value.blockId, kind.value.text]);
+          strings = [kind.value.runId, kind.value.blockId, kind.value.text];
+          break;
         case "toolCallDelta": {
           const v = kind.value;
-          return stringsMessage(layout, [v.runId, v.blockId, v.toolCallId, v.toolName, v.argumentsDelta]);
+          strings = [v.runId, v.blockId, v.toolCallId, v.toolName, v.argumentsDelta];
+          break;
         }
         default:
           break;
       }
+      // A value that is no string (only an untyped caller makes one) is left to toBinary, which converts it.
+      if (strings?.every((s) => typeof s === "string")) return stringsMessage(layout, strings as string[]);
     }
   }
   return encodeDurableEvent(WORKER_EVENT_LAYOUT, event) ?? encodeWorkerEventMessage(event);
 }
+
+const WORKER_EVENT = WorkerEventSchema.typeName;
 
 /** Encodes a RuntimeEvent once for storage and the wire (the `encode` of the runtime-wide stream); see durable-event-encoding.ts. */
 export function encodeRuntimeEvent(event: RuntimeEvent): Uint8Array {
@@ -62,6 +69,7 @@ const RUNTIME_EVENT_LAYOUT = envelopeLayout(RuntimeEventSchema);
 
 /** Where a delta sits in WorkerEvent, and the numbers of its string fields in the order passed. */
 interface DeltaLayout {
+  typeName: string;
   outerTag: number;
   fieldTags: readonly number[];
 }
@@ -90,7 +98,7 @@ function layout(oneofCase: DeltaCase, schema: DescMessage, fieldNames: readonly 
     if (!field || field.fieldKind !== "scalar" || field.scalar !== ScalarType.STRING || field.number >= 16) return undefined;
     fieldTags.push((field.number << 3) | WireType.LengthDelimited);
   }
-  return [oneofCase, { outerTag: (outer.number << 3) | WireType.LengthDelimited, fieldTags }];
+  return [oneofCase, { typeName: schema.typeName, outerTag: (outer.number << 3) | WireType.LengthDelimited, fieldTags }];
 }
 
 function hasUnknown(message: { $unknown?: unknown[] }): boolean {

@@ -220,18 +220,32 @@ export function approvalNotPending(runId: string, toolCallId: string): RuntimeEr
   );
 }
 
-/** Adds `from` into `into`, field by field. */
 /** The usage of a run or worker, created empty the first time it is needed. */
 export function usageOf(holder: { usage?: Usage }): Usage {
   if (!holder.usage) holder.usage = create(UsageSchema);
   return holder.usage;
 }
 
+/**
+ * Adds `from` into `into`, field by field, each count kept within uint64
+ * (Usage's type): a backend passes on a provider's numbers, and a JSON count
+ * can be negative or past 2^64 - 1. Such a value held by a run or worker made
+ * every copy of it fail (clone refuses it): the run was never recorded and
+ * the worker could no longer be read. A negative count adds nothing; a sum
+ * stops at the top.
+ */
 export function addUsage(into: Usage, from: Usage | undefined): void {
   if (!from) return;
-  into.inputTokens += from.inputTokens;
-  into.outputTokens += from.outputTokens;
-  into.cachedInputTokens += from.cachedInputTokens;
-  into.reasoningTokens += from.reasoningTokens;
-  into.modelRequests += from.modelRequests;
+  into.inputTokens = uint64Sum(into.inputTokens, from.inputTokens);
+  into.outputTokens = uint64Sum(into.outputTokens, from.outputTokens);
+  into.cachedInputTokens = uint64Sum(into.cachedInputTokens, from.cachedInputTokens);
+  into.reasoningTokens = uint64Sum(into.reasoningTokens, from.reasoningTokens);
+  into.modelRequests = uint64Sum(into.modelRequests, from.modelRequests);
+}
+
+const UINT64_MAX = 2n ** 64n - 1n;
+
+function uint64Sum(total: bigint, add: bigint): bigint {
+  const sum = total + (add > 0n ? add : 0n);
+  return sum > UINT64_MAX ? UINT64_MAX : sum;
 }

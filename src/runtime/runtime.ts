@@ -24,7 +24,7 @@ import { type Limits, resolveLimits } from "./limits.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
-import { deliveryCounter, noopMetrics, timedAppend } from "./metrics.js";
+import { deliveryCounter, noopMetrics, timedAppend, type WatchStreamKind } from "./metrics.js";
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
@@ -155,16 +155,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     maxEventsPerMessage: limits.maxEventsPerMessage,
     maxBatchBytes: responseBudgetBytes(limits),
   };
-  const delivered = {
-    worker: deliveryCounter(metrics, "worker"),
-    runtime: deliveryCounter(metrics, "runtime"),
-    input: deliveryCounter(metrics, "input"),
-  };
+  const counter = (stream: WatchStreamKind) => deliveryCounter(metrics, stream);
+  const delivered = { worker: counter("worker"), runtime: counter("runtime"), input: counter("input") };
 
-  /**
-   * RuntimeManagement requests carry an optional runtime_id (a Backend
-   * routes by it): empty means this runtime, any other id is refused.
-   */
+  /** RuntimeManagement requests carry an optional runtime_id (a Backend routes by it): empty means this runtime, any other is refused. */
   const checkOwnId = (runtimeId: string | undefined): void => {
     if (runtimeId) catalog.checkRuntimeId("runtime_id", runtimeId);
   };
@@ -201,10 +195,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       checkOwnId(request.runtimeId);
       return listAllocations(catalog.allocations, request, limits, pageTokens);
     },
-    putConfigBundle: async (request) => {
-      checkOwnId(request.runtimeId);
-      return bundles.put(request);
-    },
+    putConfigBundle: (request) =>
+      background.request(async () => {
+        checkOwnId(request.runtimeId);
+        return bundles.put(request);
+      }),
     getConfigBundle: (request) => {
       checkOwnId(request.runtimeId);
       return bundles.get(request);
@@ -213,20 +208,22 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       checkOwnId(request.runtimeId);
       return bundles.list(request);
     },
-    createWorker: (request) => catalog.create(request),
+    createWorker: (request) => background.request(() => catalog.create(request)),
     getWorker: (request) => cloneMessage(WorkerSchema, catalog.session("worker", request.worker).worker),
     listWorkers: (request) => catalog.list(request),
-    stopWorker: async (request) => {
-      const session = catalog.session("worker", request.worker);
-      await catalog.stop(session);
-      return cloneMessage(WorkerSchema, session.worker);
-    },
-    deleteWorker: (request) => catalog.delete(catalog.session("worker", request.worker), request.force),
-    sendInput: async (request, inputOptions) => {
-      const session = catalog.session("worker", request.worker);
-      const input = checkInput(request);
-      return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
-    },
+    stopWorker: (request) =>
+      background.request(async () => {
+        const session = catalog.session("worker", request.worker);
+        await catalog.stop(session);
+        return cloneMessage(WorkerSchema, session.worker);
+      }),
+    deleteWorker: (request) => background.request(async () => catalog.delete(catalog.session("worker", request.worker), request.force)),
+    sendInput: (request, inputOptions) =>
+      background.request(async () => {
+        const session = catalog.session("worker", request.worker);
+        const input = checkInput(request);
+        return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
+      }),
     async *streamInput(request, watchOptions) {
       // The subscription is taken before the input is sent, so nothing is missed; but after the input
       // is checked, so a bad one is INVALID_ARGUMENT even when the slots are full, and never holds one.
@@ -238,15 +235,16 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         watchOptions,
       );
     },
-    cancelRun: async (request) => typedStoreErrors(run(request).cancel(request.runId)),
-    resolveApproval: async (request, inputOptions) => {
-      const session = run(request);
-      checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
-      checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
-      checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
-      const { runId, toolCallId, decision, reason } = request;
-      return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions));
-    },
+    cancelRun: (request) => background.request(async () => typedStoreErrors(run(request).cancel(request.runId))),
+    resolveApproval: (request, inputOptions) =>
+      background.request(async () => {
+        const session = run(request);
+        checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
+        checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
+        checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
+        const { runId, toolCallId, decision, reason } = request;
+        return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions));
+      }),
     getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
     listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),
     readTranscript: (request) => readTranscript(store, catalog.session("worker", request.worker), request, limits),
@@ -279,8 +277,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     },
     close: async () => {
       health.stop();
+      background.close();
       await runtime.drain(0);
-      // What the drain set off (a run's end, the worker's snapshot, runtime events) lands before the store closes.
+      // What the drain set off (a run's end, the worker's snapshot, runtime events) and requests in flight land before the store closes.
       await background.settled();
       health.close();
       for (const session of catalog.sessions()) session.events.closeAll();

@@ -1,7 +1,7 @@
 /**
  * What an execution backend hands the core (committed entries, a call
- * awaiting approval, a retry, a run's outcome) with every lone UTF-16
- * surrogate replaced by U+FFFD, in place.
+ * awaiting approval, a retry, a run's outcome, a diagnostic it reports) with
+ * every lone UTF-16 surrogate replaced by U+FFFD, in place.
  *
  * Why: a provider can spell a lone surrogate in its JSON ("\ud800"), and
  * UTF-8 cannot carry one. The encoders already write U+FFFD for it, so the

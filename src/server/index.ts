@@ -6,6 +6,8 @@ export { createReflectionServices } from "./reflection.js";
 export { toConnectError } from "./error-mapping.js";
 /** The bearer-token rule the servers, the client CLI and a Backend's AddRuntime share. */
 export { isHeaderSafeToken } from "./header-token.js";
+/** Whether a call's client reads binary protobuf, so a watch may send it pre-encoded events. */
+export { isBinaryRequest } from "./binary-request.js";
 /**
  * An RPC's log fields (request id, method), kept in the call's context
  * values and passed on explicitly; the interceptors that set them (and log

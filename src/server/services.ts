@@ -17,6 +17,7 @@ import {
 import type { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Runtime, WatchOptions } from "../runtime/index.js";
 import { inputOptionsOf } from "./log-context.js";
+import { isBinaryRequest } from "./binary-request.js";
 
 /**
  * The four v1 services, as thin adapters over the Runtime: every method
@@ -78,6 +79,5 @@ export function createWorkerObservationService(runtime: Runtime): ServiceImpl<ty
  * (gRPC, gRPC-Web, Connect+proto) and decoded ones for JSON.
  */
 function watchOptions(context: HandlerContext): WatchOptions {
-  const contentType = context.requestHeader.get("content-type") ?? "";
-  return { signal: context.signal, binary: !contentType.includes("json") };
+  return { signal: context.signal, binary: isBinaryRequest(context.requestHeader) };
 }

@@ -34,6 +34,17 @@ describe.each(PROTOCOLS)("provider health, retries and engine settings through t
     expect(lastRetry).toBeLessThan(firstText);
   });
 
+  it("retries after a Retry-After-Ms with a fraction of a millisecond, shown in whole milliseconds", async () => {
+    s = await startOpenAIServer(protocol);
+    const worker = await s.newWorker();
+    s.fake.enqueue(errorReply(503, "overloaded", { "retry-after-ms": "30.5" }), reply({ text: "ok" }));
+    const { run, events } = await s.runToEnd(worker, "hi");
+    // Before, the retry's delay (a uint32) held 30.5: its event could not be encoded and the run failed INTERNAL.
+    expect(run.status).toBe(RunStatus.COMPLETED);
+    expect(run.lastRetry?.delayMs).toBe(31);
+    expect(events.some((e) => e.kind.case === "retryScheduled" && e.kind.value.retry?.delayMs === 31)).toBe(true);
+  });
+
   it("lists provider problems in ListDiagnostics, one per code with a count, until the provider works again", async () => {
     s = await startOpenAIServer(protocol, { retry: { baseDelayMs: 5, maxDelayMs: 20, budgetMs: 200 } });
     const worker = await s.newWorker();

@@ -419,6 +419,9 @@ describe("retryAfterMs", () => {
     const now = Date.parse("2025-01-01T00:00:00Z");
     expect(retryAfterMs(new Headers({ "retry-after-ms": "250", "retry-after": "9" }), now)).toBe(250);
     expect(retryAfterMs(new Headers({ "retry-after": "3" }), now)).toBe(3000);
+    // Whole milliseconds, rounded up: never sooner than asked.
+    expect(retryAfterMs(new Headers({ "retry-after-ms": "250.2" }), now)).toBe(251);
+    expect(retryAfterMs(new Headers({ "retry-after": "0.0005" }), now)).toBe(1);
     expect(retryAfterMs(new Headers({ "retry-after": "Wed, 01 Jan 2025 00:00:05 GMT" }), now)).toBe(5000);
     expect(retryAfterMs(new Headers({ "retry-after": "soon" }), now)).toBeUndefined();
     expect(retryAfterMs(new Headers(), now)).toBeUndefined();

@@ -1,8 +1,13 @@
 import { create } from "@bufbuild/protobuf";
+import { mkdtemp, rm } from "node:fs/promises";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { SendInputRequestSchema } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { createMemoryStore, createRuntime, type RuntimeStore, StoreWriteError } from "../../src/runtime/index.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { createMemoryStore, createRuntime, RuntimeError, type RuntimeStore, StoreWriteError } from "../../src/runtime/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
 import { eventually } from "../support/harness.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -65,5 +70,51 @@ describe("closing a runtime", () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(refused).toEqual([]);
     expect(runtime.stats().storeWritesFailing).toBe(false);
+  });
+});
+
+describe("a request in flight when the runtime closes", () => {
+  it("CreateWorker, between its writes: it completes, and every write reaches the store before it closes", async () => {
+    const { store, refused } = slowStore();
+    const runtime = await createRuntime({ store });
+    // Its first write (the worker's snapshot) is under way when close begins; the created event and
+    // the runtime-wide workerCreated follow it.
+    const created = runtime.createWorker(create(CreateWorkerRequestSchema, { runtimeId: runtime.runtimeId }));
+    await runtime.close();
+    expect((await created).worker?.ref?.workerId).toBeTruthy();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(refused).toEqual([]);
+    expect(runtime.stats().storeWritesFailing).toBe(false);
+  });
+});
+
+describe("a request that reaches a closing runtime", () => {
+  it("is refused as the runtime shutting down, and the store is not counted as failing", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "wr-close-"));
+    try {
+      const inner = createFileStore({ dataDir });
+      let arrive: (() => Promise<unknown>) | undefined;
+      let late: Promise<unknown> | undefined;
+      // A StopWorker that arrives just as the store closes: the server still serves its sessions then.
+      const store = Object.assign(Object.create(inner) as RuntimeStore, {
+        close: async () => {
+          late = arrive?.().then(
+            () => "stopped",
+            (error: unknown) => error,
+          );
+          await inner.close();
+        },
+      });
+      const runtime = await createRuntime({ store });
+      const { worker } = await runtime.createWorker(create(CreateWorkerRequestSchema, { runtimeId: runtime.runtimeId }));
+      arrive = () => runtime.stopWorker({ worker: worker?.ref } as never);
+      await runtime.close();
+      const outcome = await late;
+      expect(outcome).toBeInstanceOf(RuntimeError);
+      expect((outcome as RuntimeError).reason).toBe(ErrorReason.RUNTIME_DRAINING);
+      expect(runtime.stats().storeWritesFailing).toBe(false);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -126,3 +126,36 @@ describe("durable event encoding", () => {
     expect(decodedRuntime.kind.case === "runChanged" && decodedRuntime.kind.value.status).toBe(RunStatus.RUNNING);
   });
 });
+
+/** What an encoder does with `event`: its bytes (hex), or that it threw. */
+function outcomeOf(encode: () => Uint8Array): string {
+  try {
+    return Buffer.from(encode()).toString("hex");
+  } catch {
+    return "refused";
+  }
+}
+
+describe("values toBinary refuses or writes its own way", () => {
+  const time = timestampFromDate(new Date(1_700_000_000_123));
+  const delta = { $typeName: "worker_runtime.v1.TextDelta", runId: "run-1", blockId: "b", text: "t" };
+  const odd: Array<[string, Record<string, unknown>]> = [
+    ["a negative seq", { seq: -1n, kind: { case: "runChanged", value: run } }],
+    ["a fraction in the time's nanos", { seq: 2n, time: { ...time, nanos: 1.5 }, kind: { case: "runChanged", value: run } }],
+    ["nanos past int32", { seq: 2n, time: { ...time, nanos: 2 ** 31 }, kind: { case: "runChanged", value: run } }],
+    [
+      "a time of another type",
+      { seq: 2n, time: { ...time, $typeName: "google.protobuf.Duration" }, kind: { case: "runChanged", value: run } },
+    ],
+    ["a payload of another type", { seq: 2n, kind: { case: "runChanged", value: worker } }],
+    ["an event of another type", { $typeName: "worker_runtime.v1.RuntimeEvent", seq: 2n, kind: { case: "runChanged", value: run } }],
+    ["a number as the cursor", { seq: 2n, cursor: 5, kind: { case: "runChanged", value: run } }],
+    ["a delta of another type", { kind: { case: "reasoningDelta", value: delta } }],
+    ["a delta whose text is a number", { kind: { case: "textDelta", value: { ...delta, text: 5 } } }],
+    ["a delta in an event of another type", { $typeName: "worker_runtime.v1.RuntimeEvent", kind: { case: "textDelta", value: delta } }],
+  ];
+  it.each(odd)("%s: the same bytes or the same refusal as toBinary", (_name, fields) => {
+    const event = { ...create(WorkerEventSchema), ...fields } as unknown as WorkerEvent;
+    expect(outcomeOf(() => encodeWorkerEvent(event))).toBe(outcomeOf(() => toBinary(WorkerEventSchema, event)));
+  });
+});

@@ -78,6 +78,23 @@ describe("a lone surrogate from the provider", () => {
     expect(notices).toHaveLength(1);
   });
 
+  it("in a provider's error message: the diagnostic it raises is listed with U+FFFD, not refused", async () => {
+    fake = await startFakeOpenAI();
+    const { clients, worker, runUntil } = await start(
+      createOpenAIBackend(openAIBackendOptionsFromEnv({ OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: fake.baseURL })),
+    );
+    // The backend reports the provider problem to the runtime's diagnostics with the provider's text:
+    // the first time as a new diagnostic, the second as a new message of the same one.
+    for (const text of [`bad ${LONE} request`, `worse ${LONE} request`]) {
+      fake.enqueue(errorReply(400, text));
+      const { run } = await clients.interaction.sendInput({ worker, input: { text: "hi" } });
+      await runUntil(run?.runId ?? "", ended);
+      const { diagnostics } = await clients.management.listDiagnostics({});
+      const expected = text.replace(LONE, REPLACED);
+      expect(diagnostics.map((d) => [d.code, d.message])).toEqual([["provider.rejected", expect.stringContaining(expected)]]);
+    }
+  });
+
   it("in a tool call awaiting approval: the run waits with U+FFFD in the call and completes once approved", async () => {
     const backend = new ScriptedBackend();
     backend.enqueue(async (_request, sink, signal) => {
