@@ -35,6 +35,7 @@ export class WorkerJournal {
   /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
   readonly unsaved = new UnsavedRuns();
   private deleted = false;
+  private quarantined = false;
 
   constructor(
     private readonly worker: Worker,
@@ -69,6 +70,18 @@ export class WorkerJournal {
   }
 
   /**
+   * The worker is quarantined: its damaged logs take no more writes, so a
+   * worker or run change that cannot be written is delivered live instead
+   * (seq 0, no cursor). Without that, a watch open when the worker failed
+   * never heard of it, and later snapshots (cut from what was delivered)
+   * still showed it IDLE while GetWorker said FAILED. A watch resumed by
+   * cursor does not replay such a change; its snapshot shows it.
+   */
+  markQuarantined(): void {
+    this.quarantined = true;
+  }
+
+  /**
    * Writes a run's record, then its runChanged event; settles when both are
    * durable. One copy of the run serves the store, the reads after a failed
    * write and both events (here and runtime-wide): none of them changes it,
@@ -89,9 +102,8 @@ export class WorkerJournal {
   /** Announces a run change (a copy nothing changes), here and on the runtime-wide stream. */
   private emitRun(copy: Run): Promise<unknown> {
     this.deps.publishRun(copy);
-    return this.events.emitDurable((seq, cursor) =>
-      create(WorkerEventSchema, { seq, cursor, time: timestampFromDate(this.deps.now()), kind: { case: "runChanged", value: copy } }),
-    );
+    const time = timestampFromDate(this.deps.now());
+    return this.emit((seq, cursor) => create(WorkerEventSchema, { seq, cursor, time, kind: { case: "runChanged", value: copy } }));
   }
 
   /**
@@ -124,9 +136,19 @@ export class WorkerJournal {
   private announceWorker(copy: Worker, announce: "announce" | "created"): Promise<unknown> {
     // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
     if (announce === "announce") this.deps.publishWorker(copy);
-    return this.events.emitDurable((seq, cursor) => {
-      const value: Worker = { ...copy, lastEventSeq: seq };
+    return this.emit((seq, cursor) => {
+      const value: Worker = { ...copy, lastEventSeq: seq === 0n ? this.events.lastDeliveredSeq : seq };
       return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value } });
+    });
+  }
+
+  /** Emits a durable event; for a quarantined worker, one that cannot be written goes out live (see markQuarantined). */
+  private emit(build: (seq: bigint, cursor: string) => WorkerEvent): Promise<unknown> {
+    const durable = this.events.emitDurable(build);
+    if (!this.quarantined) return durable;
+    return durable.catch((error: unknown) => {
+      this.events.emitLive(build(0n, ""));
+      throw error;
     });
   }
 

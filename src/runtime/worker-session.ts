@@ -213,6 +213,7 @@ export class WorkerSession {
     if (this.worker.status === WorkerStatus.FAILED) return;
     this.worker.status = WorkerStatus.FAILED;
     this.worker.failureMessage = message;
+    this.journal.markQuarantined();
     await this.cancelEverything(false).catch(() => {});
     await this.journal.saveWorker().catch(() => {});
   }
