@@ -18,6 +18,7 @@ import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.j
 import { createFileStore } from "../../src/store/fs/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsFor, eventually, makeTransport, type Protocol } from "../support/harness.js";
+import { cursorAt } from "../support/cursors.js";
 import { replyChunks } from "../support/openai-chunks.js";
 
 /**
@@ -313,9 +314,33 @@ async function expectSameNewWatch(side: Side, worker: WorkerRef, status: WorkerS
     for (const [route, reader] of readers.slice(1)) expect(await reader.snapshot(), `${side.runtimeId} new watch ${route}`).toEqual(direct);
     const beats = await Promise.all(readers.map(([, reader]) => reader.heartbeatAfter(1)));
     expect(beats.slice(1), `${side.runtimeId} new watch heartbeats`).toEqual(beats.slice(1).map(() => beats[0]));
+    // Resumed from its first event: the same snapshot, then the same stored events, then heartbeats.
+    const afterCursor = cursorAt(direct?.cursor ?? "", 1n);
+    const resumed = await resumedUntilHeartbeat(side.clients.direct, worker, afterCursor);
+    expect(resumed[0], `${side.runtimeId} resumed direct`).toBe(`snapshot ${WorkerStatus[status]}`);
+    for (const [route] of readers.slice(1)) {
+      expect(await resumedUntilHeartbeat(side.clients[route], worker, afterCursor), `${side.runtimeId} resumed ${route}`).toEqual(resumed);
+    }
   } finally {
     for (const [, reader] of readers) reader.close();
   }
+}
+
+/** A watch resumed after `afterCursor`, read up to its first heartbeat: the snapshot's status, then each message's event seqs. */
+async function resumedUntilHeartbeat(clients: Clients, worker: WorkerRef, afterCursor: string): Promise<string[]> {
+  const seen: string[] = [];
+  const controller = new AbortController();
+  for await (const message of clients.observation.watchWorker({ worker, afterCursor }, { signal: controller.signal })) {
+    if (message.heartbeat) {
+      controller.abort();
+      return seen;
+    }
+    seen.push(
+      message.snapshot ? `snapshot ${WorkerStatus[message.snapshot.worker?.status ?? 0]}` : message.events.map((e) => e.seq).join(","),
+    );
+  }
+  seen.push("ended");
+  return seen;
 }
 
 describe.each([
