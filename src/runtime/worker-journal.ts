@@ -10,7 +10,7 @@ import {
   type ToolResult,
   type TranscriptEntry,
 } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { sealPayload } from "./durable-event-encoding.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
@@ -35,7 +35,6 @@ export class WorkerJournal {
   /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
   readonly unsaved = new UnsavedRuns();
   private deleted = false;
-  private quarantined = false;
 
   constructor(
     private readonly worker: Worker,
@@ -67,18 +66,6 @@ export class WorkerJournal {
   /** Skips every later write: the worker is deleted. */
   markDeleted(): void {
     this.deleted = true;
-  }
-
-  /**
-   * The worker is quarantined: its damaged logs take no more writes, so a
-   * worker or run change that cannot be written is delivered live instead
-   * (seq 0, no cursor). Without that, a watch open when the worker failed
-   * never heard of it, and later snapshots (cut from what was delivered)
-   * still showed it IDLE while GetWorker said FAILED. A watch resumed by
-   * cursor does not replay such a change; its snapshot shows it.
-   */
-  markQuarantined(): void {
-    this.quarantined = true;
   }
 
   /**
@@ -142,10 +129,19 @@ export class WorkerJournal {
     });
   }
 
-  /** Emits a durable event; for a quarantined worker, one that cannot be written goes out live (see markQuarantined). */
+  /**
+   * Emits a durable event. A FAILED worker is quarantined (its stored state
+   * is damaged; nothing else makes a worker FAILED) and its logs take no
+   * more writes, so a worker or run change that cannot be written is
+   * delivered live instead (seq 0, no cursor). Without that, a watch open
+   * when the worker failed never heard of it, and later snapshots (cut from
+   * what was delivered) still showed it IDLE while GetWorker said FAILED. A
+   * watch resumed by cursor does not replay such a change; its snapshot
+   * shows it.
+   */
   private emit(build: (seq: bigint, cursor: string) => WorkerEvent): Promise<unknown> {
     const durable = this.events.emitDurable(build);
-    if (!this.quarantined) return durable;
+    if (this.worker.status !== WorkerStatus.FAILED) return durable;
     return durable.catch((error: unknown) => {
       this.events.emitLive(build(0n, ""));
       throw error;

@@ -213,7 +213,6 @@ export class WorkerSession {
     if (this.worker.status === WorkerStatus.FAILED) return;
     this.worker.status = WorkerStatus.FAILED;
     this.worker.failureMessage = message;
-    this.journal.markQuarantined();
     await this.cancelEverything(false).catch(() => {});
     await this.journal.saveWorker().catch(() => {});
   }
