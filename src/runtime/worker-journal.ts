@@ -10,7 +10,7 @@ import {
   type ToolResult,
   type TranscriptEntry,
 } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { sealPayload } from "./durable-event-encoding.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
@@ -89,9 +89,8 @@ export class WorkerJournal {
   /** Announces a run change (a copy nothing changes), here and on the runtime-wide stream. */
   private emitRun(copy: Run): Promise<unknown> {
     this.deps.publishRun(copy);
-    return this.events.emitDurable((seq, cursor) =>
-      create(WorkerEventSchema, { seq, cursor, time: timestampFromDate(this.deps.now()), kind: { case: "runChanged", value: copy } }),
-    );
+    const time = timestampFromDate(this.deps.now());
+    return this.emit((seq, cursor) => create(WorkerEventSchema, { seq, cursor, time, kind: { case: "runChanged", value: copy } }));
   }
 
   /**
@@ -124,9 +123,28 @@ export class WorkerJournal {
   private announceWorker(copy: Worker, announce: "announce" | "created"): Promise<unknown> {
     // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
     if (announce === "announce") this.deps.publishWorker(copy);
-    return this.events.emitDurable((seq, cursor) => {
-      const value: Worker = { ...copy, lastEventSeq: seq };
+    return this.emit((seq, cursor) => {
+      const value: Worker = { ...copy, lastEventSeq: seq === 0n ? this.events.lastDeliveredSeq : seq };
       return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value } });
+    });
+  }
+
+  /**
+   * Emits a durable event. A FAILED worker is quarantined (its stored state
+   * is damaged; nothing else makes a worker FAILED) and its logs take no
+   * more writes, so a worker or run change that cannot be written is
+   * delivered live instead (seq 0, no cursor). Without that, a watch open
+   * when the worker failed never heard of it, and later snapshots (cut from
+   * what was delivered) still showed it IDLE while GetWorker said FAILED. A
+   * watch resumed by cursor does not replay such a change; its snapshot
+   * shows it.
+   */
+  private emit(build: (seq: bigint, cursor: string) => WorkerEvent): Promise<unknown> {
+    const durable = this.events.emitDurable(build);
+    if (this.worker.status !== WorkerStatus.FAILED) return durable;
+    return durable.catch((error: unknown) => {
+      this.events.emitLive(build(0n, ""));
+      throw error;
     });
   }
 

@@ -20,7 +20,10 @@ export declare const file_worker_runtime_v1_events: GenFile;
  * WorkerEvent is one event of a Worker's stream. Durable events carry a seq
  * and cursor and are replayed when a watch resumes; live deltas (text,
  * reasoning, tool-call arguments) carry neither, because the committed
- * transcript entry and the snapshot's in-flight blocks cover them.
+ * transcript entry and the snapshot's in-flight blocks cover them. One
+ * exception: a Worker quarantined while served (its stored history found
+ * damaged) takes no more writes, so its last worker_changed (FAILED) and
+ * run_changed events arrive live; the snapshot of a new watch shows them.
  *
  * @generated from message worker_runtime.v1.WorkerEvent
  */

@@ -1,0 +1,111 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
+import type { Runtime } from "../../src/runtime/index.js";
+import { TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
+import { createFileStore } from "../../src/store/fs/index.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { eventually, type Harness, startHarness } from "../support/harness.js";
+import { replyChunks } from "../support/openai-chunks.js";
+
+/**
+ * A worker quarantined while it is served (a read found its history
+ * damaged) has logs that take no more writes, so its last changes (FAILED,
+ * and the end of the run it had in flight) cannot be durable events. The
+ * watches open at that moment must still hear of them, and a new watch's
+ * snapshot must show them: it used to show the worker IDLE with its run
+ * still active, forever, while GetWorker said FAILED.
+ */
+let dir: string;
+let fake: FakeOpenAI;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "wr-quarantine-"));
+  fake = await startFakeOpenAI();
+  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
+});
+afterEach(async () => {
+  await fake.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function serve(): Promise<Harness> {
+  let runtime: Runtime | undefined;
+  const harness = await startHarness({
+    runtimeId: "rq",
+    heartbeatIntervalMs: 200,
+    store: createFileStore({
+      dataDir: dir,
+      segmentBytes: 300,
+      onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
+    }),
+    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
+  });
+  runtime = harness.runtime;
+  return harness;
+}
+
+describe("a worker quarantined while watched", () => {
+  it("shows its watchers and later snapshots the worker FAILED and the run it had in flight ended", async () => {
+    const first = await serve();
+    const clients = first.connect("grpc");
+    const worker = (await clients.catalog.createWorker({ runtimeId: "rq" })).worker?.ref as WorkerRef;
+    for (let i = 0; i < 6; i++) {
+      const { run } = await clients.interaction.sendInput({ worker, input: { text: `message ${i}` } });
+      await eventually(
+        async () => (await clients.interaction.getRun({ worker, runId: run?.runId ?? "" })).run?.status === RunStatus.COMPLETED,
+      );
+    }
+    await first.close();
+    // A sealed segment is trusted at open; the next run's history read finds the damage.
+    const segment = path.join(dir, "workers", worker.workerId, "transcript", "00000000000000000001.log");
+    const bytes = await readFile(segment);
+    bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
+    await writeFile(segment, bytes);
+
+    const second = await serve();
+    try {
+      const again = second.connect("grpc");
+      const watch = new AbortController();
+      const seen: WatchWorkerResponse[] = [];
+      const watching = (async () => {
+        for await (const message of again.observation.watchWorker({ worker }, { signal: watch.signal })) seen.push(message);
+      })().catch(() => {});
+      await eventually(() => seen.length > 0);
+      expect(seen[0]?.snapshot?.worker?.status).toBe(WorkerStatus.IDLE);
+
+      const { run } = await again.interaction.sendInput({ worker, input: { text: "once more" } });
+      const runId = run?.runId ?? "";
+      await eventually(async () => (await again.catalog.getWorker({ worker })).worker?.status === WorkerStatus.FAILED);
+      const ended = await again.interaction.getRun({ worker, runId });
+      expect(TERMINAL_RUN_STATUSES.has(ended.run?.status ?? RunStatus.UNSPECIFIED)).toBe(true);
+      const events = () => seen.flatMap((m) => m.events);
+      await eventually(
+        () => events().some((e) => e.kind.case === "workerChanged" && e.kind.value.status === WorkerStatus.FAILED),
+        5_000,
+        "the open watch told of FAILED",
+      );
+      const runEnd = events().find(
+        (e) => e.kind.case === "runChanged" && e.kind.value.runId === runId && TERMINAL_RUN_STATUSES.has(e.kind.value.status),
+      );
+      expect(runEnd?.kind.value).toMatchObject({ status: ended.run?.status });
+      watch.abort();
+      await watching;
+
+      for await (const message of again.observation.watchWorker({ worker })) {
+        expect(message.snapshot?.worker?.status).toBe(WorkerStatus.FAILED);
+        expect(message.snapshot?.worker?.failureMessage).toBe((await again.catalog.getWorker({ worker })).worker?.failureMessage);
+        expect(message.snapshot?.activeRun).toBeUndefined();
+        expect(message.snapshot?.queuedRuns).toEqual([]);
+        break;
+      }
+    } finally {
+      await second.close();
+    }
+  });
+});
