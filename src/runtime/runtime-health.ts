@@ -126,7 +126,8 @@ export class RuntimeHealth {
    */
   private startProbe(): void {
     const probeWrite = this.init.store.probeWrite?.bind(this.init.store);
-    if (this.probe || !probeWrite) return;
+    // A write refused after close (the store is closed) must not start probing a store nobody uses any more.
+    if (this.probe || !probeWrite || this.isClosed) return;
     this.probe = setInterval(() => {
       // Not a background write: both outcomes are handled here, and a failed probe changes nothing.
       probeWrite().then(

@@ -1,0 +1,41 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { createMemoryStore, silentLogger } from "../../src/runtime/index.js";
+import { RuntimeHealth } from "../../src/runtime/runtime-health.js";
+
+describe("RuntimeHealth's store probe", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** Health over a memory store whose probe writes are counted. */
+  function healthWithCountedProbe(): { health: RuntimeHealth; probes: () => number } {
+    const store = createMemoryStore();
+    let probes = 0;
+    store.probeWrite = async () => {
+      probes++;
+    };
+    const health = new RuntimeHealth({ store, logger: silentLogger, probeIntervalMs: 1_000, addDiagnostic: () => {} });
+    return { health, probes: () => probes };
+  }
+
+  it("probes while a write path fails, and the probe's success clears it", async () => {
+    vi.useFakeTimers();
+    const { health, probes } = healthWithCountedProbe();
+    health.storeResult("worker w-1 runs", new Error("EIO"));
+    expect(health.status).toBe(RuntimeStatus.DEGRADED);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(probes()).toBe(1);
+    expect(health.status).toBe(RuntimeStatus.SERVING);
+  });
+
+  it("starts no probe after close, when a write still fails (the store is closed: there is nothing left to probe)", async () => {
+    vi.useFakeTimers();
+    const { health, probes } = healthWithCountedProbe();
+    health.close();
+    health.storeResult("worker w-1 runs", new Error("the store is closed"));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(probes()).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
