@@ -44,7 +44,12 @@ export class BackgroundWrites {
   start(write: Promise<unknown>, log?: BackgroundFailureLog): void {
     const settled = write.then(
       () => undefined,
-      (error: unknown) => log?.logger.error(log.message, { ...log.fields, ...errorLogFields(error) }),
+      (error: unknown) => {
+        // A logger that throws (a broken destination) must not turn the write into an unhandled rejection.
+        try {
+          log?.logger.error(log.message, { ...log.fields, ...errorLogFields(error) });
+        } catch {}
+      },
     );
     this.pending.add(settled);
     void settled.then(() => this.pending.delete(settled));
