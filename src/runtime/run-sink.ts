@@ -126,7 +126,14 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
       return Promise.resolve(decided.result);
     },
     retry: (init) => {
-      const retry = create(ProviderRetrySchema, { ...withWellFormedStrings(init), time: timestampFromDate(host.now()) });
+      const retry = create(ProviderRetrySchema, {
+        ...withWellFormedStrings(init),
+        attempt: uint32(init.attempt),
+        delayMs: uint32(init.delayMs),
+        ...(init.httpStatus !== undefined ? { httpStatus: uint32(init.httpStatus) } : {}),
+        budgetRemainingMs: uint32(init.budgetRemainingMs),
+        time: timestampFromDate(host.now()),
+      });
       live({ case: "retryScheduled", value: create(RetryScheduledSchema, { runId, retry }) });
       run.retries++;
       run.lastRetry = retry;
@@ -244,6 +251,18 @@ export function addUsage(into: Usage, from: Usage | undefined): void {
 }
 
 const UINT64_MAX = 2n ** 64n - 1n;
+const UINT32_MAX = 2 ** 32 - 1;
+
+/**
+ * A backend's number kept within uint32 (a retry's fields' type), whole: a
+ * fraction rounds up (a delay is never shown shorter than it is), a negative
+ * or NaN is 0, and the rest stops at the top. Kept as given, such a value
+ * made the run's record unencodable, and the run failed INTERNAL.
+ */
+function uint32(value: number): number {
+  if (!(value > 0)) return 0;
+  return Math.min(Math.ceil(value), UINT32_MAX);
+}
 
 function uint64Sum(total: bigint, add: bigint): bigint {
   const sum = total + (add > 0n ? add : 0n);
