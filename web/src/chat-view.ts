@@ -294,7 +294,8 @@ export class ChatView {
       });
       this.hasOlder = page.hasMore;
     } catch (error) {
-      if (!this.abort.signal.aborted) this.showError(describeError(error));
+      // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
+      if (!this.abort.signal.aborted && runs === this.runs) this.showError(describeError(error));
     } finally {
       if (this.loadingOlder === runs) this.loadingOlder = undefined;
     }
