@@ -421,6 +421,32 @@ describe("the live view", () => {
     expect(await page.locator("textarea.input").inputValue()).toBe("");
   });
 
+  it("keeps what the reader typed while the message before was being sent", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    fake.enqueue(reply({ text: "Got the first." }));
+    // SendInput's answer is held until the reader has begun the next message.
+    let answer: (() => void) | undefined;
+    await page.route("**/SendInput", async (route) => {
+      const response = await route.fetch();
+      await new Promise<void>((resolve) => {
+        answer = resolve;
+      });
+      await route.fulfill({ response });
+    });
+    await send(page, "The first message");
+    await expect.poll(() => answer !== undefined, { timeout: 20_000 }).toBe(true);
+    await expect.poll(() => page.locator("button.send").isDisabled()).toBe(true);
+    await page.locator("textarea.input").fill("The second, half-written");
+    answer?.();
+    // The send button comes back once SendInput's answer was handled.
+    await expect.poll(() => page.locator("button.send").isEnabled()).toBe(true);
+    expect(await page.locator("textarea.input").inputValue()).toBe("The second, half-written");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Got the first.");
+    expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["The first message"]);
+    await page.unroute("**/SendInput");
+  });
+
   it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     pages.push(page);

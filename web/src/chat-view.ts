@@ -403,7 +403,8 @@ export class ChatView {
         busyPolicy: BusyPolicy.REJECT,
         requestId: crypto.randomUUID(),
       });
-      this.input.value = "";
+      // Only the message sent leaves the box: what the reader began typing while it was sent stays.
+      if (this.input.value.trim() === text) this.input.value = "";
     } catch (error) {
       this.showError(describeError(error));
     } finally {
