@@ -212,6 +212,15 @@ async function loseWatchCursor(page: Page, meanwhile: () => Promise<void>): Prom
   await page.unroute("**/WatchWorker");
 }
 
+/** A promise a test resolves when it chose to: holds the fake provider's stream at a point (its `waitBefore`). */
+function hold(): { promise: Promise<void>; release: () => void } {
+  let release = (): void => {};
+  const promise = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return { promise, release };
+}
+
 async function send(page: Page, text: string): Promise<void> {
   await page.locator("textarea.input").fill(text);
   await page.keyboard.press("Enter");
@@ -388,17 +397,36 @@ describe("the live view", () => {
     const page = await newCompanion();
     const lines = Array.from({ length: 300 }, (_, i) => `print("line ${i} <b>not bold</b>")`);
     const code = `${lines.join("\n")}\n`;
-    fake.enqueue(reply({ text: `Here it is:\n\`\`\`py\n${code}\`\`\`\nDone.`, pieceSize: 40 }, { delayMs: 3 }));
-    await send(page, "Write a long program");
-    const live = page.locator(".live .entry.assistant pre code");
-    await expect
-      .poll(async () => (await live.count()) === 1 && ((await live.textContent()) ?? "").includes("line 20 "), { timeout: 20_000 })
-      .toBe(true);
-    // Tag the code element; re-parsing the fence on a later frame would replace it.
-    await live.evaluate((element) => element.setAttribute("data-tagged", "yes"));
-    await expect.poll(async () => (await live.textContent()) ?? "", { timeout: 20_000 }).toContain("line 250 ");
-    expect(await page.locator('.live .entry.assistant pre code[data-tagged="yes"]').count()).toBe(1);
-    expect(await page.locator(".live .entry.assistant b").count()).toBe(0);
+    const text = `Here it is:\n\`\`\`py\n${code}\`\`\`\nDone.`;
+    // The stream is held twice while the fence is open: once its 20th line is out, and once its 250th is.
+    // What the view shows there lasts only until the stream goes on: the fence's closing line (rightly)
+    // renders it as markdown, a new code element, and a check after that failed now and then under load.
+    const pieceSize = 40;
+    /** The index of the chunk after the one that completes `needle` (chunk 0 is the role, then a piece per chunk). */
+    const chunkAfter = (needle: string): number => 2 + Math.floor((text.indexOf(needle) + needle.length - 1) / pieceSize);
+    const [at20, at250] = [hold(), hold()];
+    fake.enqueue(
+      reply(
+        { text, pieceSize },
+        { delayMs: 3, waitBefore: { [chunkAfter('print("line 20 ')]: at20.promise, [chunkAfter('print("line 250 ')]: at250.promise } },
+      ),
+    );
+    try {
+      await send(page, "Write a long program");
+      const live = page.locator(".live .entry.assistant pre code");
+      await expect
+        .poll(async () => (await live.count()) === 1 && ((await live.textContent()) ?? "").includes("line 20 "), { timeout: 20_000 })
+        .toBe(true);
+      // Tag the code element; re-parsing the fence on a later frame would replace it.
+      await live.evaluate((element) => element.setAttribute("data-tagged", "yes"));
+      at20.release();
+      await expect.poll(async () => (await live.textContent()) ?? "", { timeout: 20_000 }).toContain("line 250 ");
+      expect(await page.locator('.live .entry.assistant pre code[data-tagged="yes"]').count()).toBe(1);
+      expect(await page.locator(".live .entry.assistant b").count()).toBe(0);
+    } finally {
+      at20.release();
+      at250.release();
+    }
     await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
     await expect(page.locator(".log .entry.assistant pre code.language-py").textContent()).resolves.toBe(code);
     await expect(page.locator(".log .entry.assistant p").allTextContents()).resolves.toEqual(["Here it is:", "Done."]);
