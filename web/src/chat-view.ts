@@ -426,7 +426,8 @@ export class ChatView {
   private async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
     try {
       await this.api.interaction.resolveApproval({ worker: this.ref, runId, toolCallId, decision });
-      this.approval.hidden = true;
+      // Hidden only if it still asks about this call: the run's next approval may have come first.
+      if (this.activeRun?.pendingApproval?.toolCallId === toolCallId) this.approval.hidden = true;
     } catch (error) {
       this.showError(describeError(error));
     }
