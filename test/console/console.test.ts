@@ -331,6 +331,56 @@ describe("console with a model provider", () => {
     expect(await page.locator(".approval").isHidden()).toBe(true);
   });
 
+  it("keeps the next approval on screen when the answer to the one before arrives after it", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
+    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
+    const { worker } = await createClient(WorkerCatalog, transport).createWorker({
+      runtimeId,
+      displayName: "Careful twice",
+      profile: { source: { case: "builtin", value: "careful" } },
+      capabilities: ["fs.read"],
+      workspace: { root: "ws", path: "" },
+    });
+    const ref = worker!.ref!;
+    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    fake.enqueue(
+      reply({ toolCalls: [{ id: "call-a", name: "list_files", arguments: '{"path":"."}' }] }),
+      reply({ toolCalls: [{ id: "call-b", name: "list_files", arguments: '{"path":"./"}' }] }),
+      reply({ text: "Listed twice." }),
+    );
+    // The first approval's answer is held in the browser (the Backend has acted on it) until the second approval shows.
+    let answerFirst: (() => void) | undefined;
+    await page.route("**/ResolveApproval", async (route) => {
+      if (answerFirst) return route.continue();
+      const response = await route.fetch();
+      await new Promise<void>((resolve) => {
+        answerFirst = resolve;
+      });
+      await route.fulfill({ response });
+    });
+    try {
+      await page.locator("textarea.input").fill("List the files twice");
+      await page.keyboard.press("Enter");
+      const pending = page.getByRole("region", { name: "Approval needed" });
+      await expect.poll(() => page.locator(".approval pre").textContent(), { timeout: 20_000 }).toBe('{"path":"."}');
+      await pending.getByRole("button", { name: "Approve" }).click();
+      await expect.poll(() => page.locator(".approval pre").textContent(), { timeout: 20_000 }).toBe('{"path":"./"}');
+      const answered = page.waitForEvent("requestfinished", (request) => request.url().endsWith("/ResolveApproval"));
+      answerFirst?.();
+      await answered;
+      // Two frames later the answer is long handled; the approval it was for is not the one on screen.
+      await page.evaluate("new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)))");
+      expect(await pending.isVisible()).toBe(true);
+      await pending.getByRole("button", { name: "Approve" }).click();
+      await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["Listed twice."]);
+      expect(await page.locator(".log .entry.tool-result").count()).toBe(2);
+      expect(await page.locator(".approval").isHidden()).toBe(true);
+    } finally {
+      answerFirst?.();
+      await page.unroute("**/ResolveApproval");
+    }
+  });
+
   it("resumes a reply across a dropped browser connection, losing and doubling nothing", async () => {
     const http1 = new URL(server.url).host;
     const proxy = await startCuttableProxy(http1);

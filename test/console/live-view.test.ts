@@ -182,6 +182,45 @@ async function scrollToOldest(page: Page): Promise<void> {
   expect((await shownSeqs(page))[0]).toBe(1);
 }
 
+/**
+ * Makes the chat's watch lose its cursor, as an expired one or one of a
+ * restored store is refused by the Backend: the page is hidden (its watch
+ * ends), `meanwhile` runs, and the watch resumed when the page is shown again
+ * asks with a cursor the Backend refuses, so the chat re-syncs from a fresh
+ * snapshot and the newest page.
+ */
+async function loseWatchCursor(page: Page, meanwhile: () => Promise<void>): Promise<void> {
+  expect(await page.evaluate(setVisibility("hidden"))).toBe("hidden");
+  await meanwhile();
+  let refuseCursor = true;
+  let refused = false;
+  await page.route("**/WatchWorker", async (route) => {
+    const body = route.request().postDataBuffer();
+    if (!refuseCursor || !body) return route.continue();
+    refuseCursor = false;
+    const request = fromBinary(WatchWorkerRequestSchema, body.subarray(5));
+    request.afterCursor = "not-a-cursor";
+    const message = toBinary(WatchWorkerRequestSchema, request);
+    const envelope = Buffer.alloc(5 + message.length);
+    envelope.writeUInt32BE(message.length, 1);
+    envelope.set(message, 5);
+    await route.continue({ postData: envelope });
+    refused = true;
+  });
+  expect(await page.evaluate(setVisibility("visible"))).toBe("visible");
+  await expect.poll(() => refused, { timeout: 20_000 }).toBe(true);
+  await page.unroute("**/WatchWorker");
+}
+
+/** A promise a test resolves when it chose to: holds the fake provider's stream at a point (its `waitBefore`). */
+function hold(): { promise: Promise<void>; release: () => void } {
+  let release = (): void => {};
+  const promise = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return { promise, release };
+}
+
 async function send(page: Page, text: string): Promise<void> {
   await page.locator("textarea.input").fill(text);
   await page.keyboard.press("Enter");
@@ -358,17 +397,36 @@ describe("the live view", () => {
     const page = await newCompanion();
     const lines = Array.from({ length: 300 }, (_, i) => `print("line ${i} <b>not bold</b>")`);
     const code = `${lines.join("\n")}\n`;
-    fake.enqueue(reply({ text: `Here it is:\n\`\`\`py\n${code}\`\`\`\nDone.`, pieceSize: 40 }, { delayMs: 3 }));
-    await send(page, "Write a long program");
-    const live = page.locator(".live .entry.assistant pre code");
-    await expect
-      .poll(async () => (await live.count()) === 1 && ((await live.textContent()) ?? "").includes("line 20 "), { timeout: 20_000 })
-      .toBe(true);
-    // Tag the code element; re-parsing the fence on a later frame would replace it.
-    await live.evaluate((element) => element.setAttribute("data-tagged", "yes"));
-    await expect.poll(async () => (await live.textContent()) ?? "", { timeout: 20_000 }).toContain("line 250 ");
-    expect(await page.locator('.live .entry.assistant pre code[data-tagged="yes"]').count()).toBe(1);
-    expect(await page.locator(".live .entry.assistant b").count()).toBe(0);
+    const text = `Here it is:\n\`\`\`py\n${code}\`\`\`\nDone.`;
+    // The stream is held twice while the fence is open: once its 20th line is out, and once its 250th is.
+    // What the view shows there lasts only until the stream goes on: the fence's closing line (rightly)
+    // renders it as markdown, a new code element, and a check after that failed now and then under load.
+    const pieceSize = 40;
+    /** The index of the chunk after the one that completes `needle` (chunk 0 is the role, then a piece per chunk). */
+    const chunkAfter = (needle: string): number => 2 + Math.floor((text.indexOf(needle) + needle.length - 1) / pieceSize);
+    const [at20, at250] = [hold(), hold()];
+    fake.enqueue(
+      reply(
+        { text, pieceSize },
+        { delayMs: 3, waitBefore: { [chunkAfter('print("line 20 ')]: at20.promise, [chunkAfter('print("line 250 ')]: at250.promise } },
+      ),
+    );
+    try {
+      await send(page, "Write a long program");
+      const live = page.locator(".live .entry.assistant pre code");
+      await expect
+        .poll(async () => (await live.count()) === 1 && ((await live.textContent()) ?? "").includes("line 20 "), { timeout: 20_000 })
+        .toBe(true);
+      // Tag the code element; re-parsing the fence on a later frame would replace it.
+      await live.evaluate((element) => element.setAttribute("data-tagged", "yes"));
+      at20.release();
+      await expect.poll(async () => (await live.textContent()) ?? "", { timeout: 20_000 }).toContain("line 250 ");
+      expect(await page.locator('.live .entry.assistant pre code[data-tagged="yes"]').count()).toBe(1);
+      expect(await page.locator(".live .entry.assistant b").count()).toBe(0);
+    } finally {
+      at20.release();
+      at250.release();
+    }
     await expect.poll(() => page.locator(".log .entry.assistant").count(), { timeout: 20_000 }).toBe(1);
     await expect(page.locator(".log .entry.assistant pre code.language-py").textContent()).resolves.toBe(code);
     await expect(page.locator(".log .entry.assistant p").allTextContents()).resolves.toEqual(["Here it is:", "Done."]);
@@ -389,6 +447,32 @@ describe("the live view", () => {
     expect(await page.locator(".chat .error").isHidden()).toBe(true);
     expect(await page.locator("button.send").isEnabled()).toBe(true);
     expect(await page.locator("textarea.input").inputValue()).toBe("");
+  });
+
+  it("keeps what the reader typed while the message before was being sent", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    fake.enqueue(reply({ text: "Got the first." }));
+    // SendInput's answer is held until the reader has begun the next message.
+    let answer: (() => void) | undefined;
+    await page.route("**/SendInput", async (route) => {
+      const response = await route.fetch();
+      await new Promise<void>((resolve) => {
+        answer = resolve;
+      });
+      await route.fulfill({ response });
+    });
+    await send(page, "The first message");
+    await expect.poll(() => answer !== undefined, { timeout: 20_000 }).toBe(true);
+    await expect.poll(() => page.locator("button.send").isDisabled()).toBe(true);
+    await page.locator("textarea.input").fill("The second, half-written");
+    answer?.();
+    // The send button comes back once SendInput's answer was handled.
+    await expect.poll(() => page.locator("button.send").isEnabled()).toBe(true);
+    expect(await page.locator("textarea.input").inputValue()).toBe("The second, half-written");
+    await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Got the first.");
+    expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["The first message"]);
+    await page.unroute("**/SendInput");
   });
 
   it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {
@@ -495,23 +579,7 @@ describe("the live view", () => {
 
     // Meanwhile the watch loses its cursor (refused by the Backend, as an expired one or one of a restored store
     // is) after 30 more rounds: the chat starts again from the newest page (111..140).
-    expect(await page.evaluate(setVisibility("hidden"))).toBe("hidden");
-    await answeredRounds(page, 41, 30);
-    let refuseCursor = true;
-    await page.route("**/WatchWorker", async (route) => {
-      const body = route.request().postDataBuffer();
-      if (!refuseCursor || !body) return route.continue();
-      refuseCursor = false;
-      const request = fromBinary(WatchWorkerRequestSchema, body.subarray(5));
-      request.afterCursor = "not-a-cursor";
-      const message = toBinary(WatchWorkerRequestSchema, request);
-      const envelope = Buffer.alloc(5 + message.length);
-      envelope.writeUInt32BE(message.length, 1);
-      envelope.set(message, 5);
-      await route.continue({ postData: envelope });
-    });
-    expect(await page.evaluate(setVisibility("visible"))).toBe("visible");
-    await expect.poll(() => refuseCursor, { timeout: 20_000 }).toBe(false);
+    await loseWatchCursor(page, () => answeredRounds(page, 41, 30));
     await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).toBe(111);
     await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 70");
 
@@ -523,7 +591,63 @@ describe("the live view", () => {
     expect(await shownSeqs(page)).toEqual(Array.from({ length: 140 }, (_, i) => i + 1));
     expect(await page.locator(".log .entry.user").allTextContents()).toEqual(Array.from({ length: 70 }, (_, i) => `question ${i + 1}`));
     await page.unroute("**/ReadTranscript");
-    await page.unroute("**/WatchWorker");
+  });
+
+  it("says nothing when an older page asked for before a re-sync fails, and says why when one asked for after it fails", async () => {
+    const page = await newCompanion();
+    await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
+    await answeredRounds(page, 1, 16);
+    // Reloaded, the page shows the newest 30 entries (3..32), and reads older ones when scrolled up.
+    await page.reload();
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe("question 16");
+    expect((await shownSeqs(page))[0]).toBe(3);
+
+    // The older page (before 3) is asked for, and held.
+    let failOlder: (() => void) | undefined;
+    let held = false;
+    await page.route("**/ReadTranscript", async (route) => {
+      if (held) return route.continue();
+      held = true;
+      await new Promise<void>((resolve) => {
+        failOlder = resolve;
+      });
+      await route.abort("connectionreset");
+    });
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect.poll(() => held, { timeout: 20_000 }).toBe(true);
+
+    // Meanwhile the watch loses its cursor after 2 more rounds: the chat starts again from the newest page (7..36).
+    await loseWatchCursor(page, () => answeredRounds(page, 17, 2));
+    await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).toBe(7);
+    await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 18");
+
+    // The page asked for before the re-sync fails: it was for a log that is gone, so its failure is no news to the reader.
+    const failed = page.waitForEvent("requestfailed", (request) => request.url().endsWith("/ReadTranscript"));
+    failOlder?.();
+    await failed;
+    // Paging back (each page a round trip the failure's handling is long done by) reads the rest.
+    await scrollToOldest(page);
+    expect(await shownSeqs(page)).toEqual(Array.from({ length: 36 }, (_, i) => i + 1));
+    expect(
+      await page.locator(".chat .error").evaluate((element) => ((element as { hidden?: boolean }).hidden ? "" : element.textContent)),
+    ).toBe("");
+    await page.unroute("**/ReadTranscript");
+
+    // An older page asked for by the chat on screen that fails is still said.
+    await page.reload();
+    await expect.poll(async () => (await shownSeqs(page))[0], { timeout: 20_000 }).toBe(7);
+    await page.route("**/ReadTranscript", (route) => route.abort("connectionreset"));
+    await page.locator(".scroller").evaluate((element) => {
+      element.scrollTop = 0;
+    });
+    await expect
+      .poll(() => page.locator(".chat .error").textContent())
+      .toBe("Cannot reach the console's server. Is npm start still running?");
+    expect(await page.locator(".chat .error").isVisible()).toBe(true);
+    expect((await shownSeqs(page))[0]).toBe(7);
+    await page.unroute("**/ReadTranscript");
   });
 
   it("marks every stopped run, past the newest 100 and after its entry left the page and was read again", async () => {

@@ -31,6 +31,13 @@ export type FakeResponse =
        * a burst does, so the client reads them together. Ignores `delayMs`.
        */
       oneWrite?: boolean;
+      /**
+       * Before the event at an index, waits for its promise: holds the stream
+       * at a point the test chose until the test has seen what it wants to
+       * see of it (a state that lasts only as long as the stream is between
+       * two points, which a poll may otherwise miss).
+       */
+      waitBefore?: Readonly<Record<number, Promise<void>>>;
     }
   /**
    * The response body exactly as given, for SSE framing a well-behaved
@@ -221,6 +228,7 @@ async function stream(res: ServerResponse, response: Extract<FakeResponse, { kin
   }
   const limit = end === "cut" ? (response.cutAfter ?? response.chunks.length) : response.chunks.length;
   for (let i = 0; i < limit; i++) {
+    await response.waitBefore?.[i];
     if (response.delayMs) await delay(response.delayMs);
     if (res.destroyed) return;
     res.write(`data: ${JSON.stringify(response.chunks[i])}\n\n`);

@@ -82,7 +82,10 @@ export function replyChunks(reply: ScriptedReply): object[] {
 }
 
 /** A complete streamed reply. */
-export function reply(script: ScriptedReply, extra: { delayMs?: number } = {}): FakeResponse {
+export function reply(
+  script: ScriptedReply,
+  extra: { delayMs?: number; waitBefore?: Readonly<Record<number, Promise<void>>> } = {},
+): FakeResponse {
   return { kind: "stream", chunks: replyChunks(script), ...extra };
 }
 

@@ -294,7 +294,8 @@ export class ChatView {
       });
       this.hasOlder = page.hasMore;
     } catch (error) {
-      if (!this.abort.signal.aborted) this.showError(describeError(error));
+      // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
+      if (!this.abort.signal.aborted && runs === this.runs) this.showError(describeError(error));
     } finally {
       if (this.loadingOlder === runs) this.loadingOlder = undefined;
     }
@@ -402,7 +403,8 @@ export class ChatView {
         busyPolicy: BusyPolicy.REJECT,
         requestId: crypto.randomUUID(),
       });
-      this.input.value = "";
+      // Only the message sent leaves the box: what the reader began typing while it was sent stays.
+      if (this.input.value.trim() === text) this.input.value = "";
     } catch (error) {
       this.showError(describeError(error));
     } finally {
@@ -424,7 +426,8 @@ export class ChatView {
   private async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
     try {
       await this.api.interaction.resolveApproval({ worker: this.ref, runId, toolCallId, decision });
-      this.approval.hidden = true;
+      // Hidden only if it still asks about this call: the run's next approval may have come first.
+      if (this.activeRun?.pendingApproval?.toolCallId === toolCallId) this.approval.hidden = true;
     } catch (error) {
       this.showError(describeError(error));
     }
