@@ -21,6 +21,7 @@ const SLOW = [
   "test/console/streaming-markdown.test.ts",
   "test/console/markdown.test.ts",
   "test/console/worker-list.test.ts",
+  "test/console/failed-worker.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",

@@ -9,6 +9,7 @@ import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { CreateWorkerResponseSchema, WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WatchWorkerRequestSchema, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
@@ -473,6 +474,49 @@ describe("the live view", () => {
     await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Got the first.");
     expect(await page.locator(".log .entry.user").allTextContents()).toEqual(["The first message"]);
     await page.unroute("**/SendInput");
+  });
+
+  it("stays on the worker the reader picked while New companion was being created: the new companion only appears in the list", async () => {
+    const page = await newCompanion();
+    const { worker } = chatWorker(page);
+    const catalog = createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${server.h2c}` }));
+    const picked = (
+      await catalog.createWorker({
+        runtimeId: worker.runtimeId,
+        displayName: "Picked meanwhile",
+        profile: { source: { case: "builtin", value: "companion" } },
+      })
+    ).worker!.ref!;
+    const pickedRoute = `#/w/${encodeURIComponent(picked.runtimeId)}/${encodeURIComponent(picked.workerId)}`;
+    // CreateWorker's answer (the Backend has made the companion) is held until the reader has moved on.
+    let answer: (() => void) | undefined;
+    let created: WorkerRef | undefined;
+    await page.route("**/CreateWorker", async (route) => {
+      const response = await route.fetch();
+      created = fromBinary(CreateWorkerResponseSchema, await response.body()).worker?.ref;
+      await new Promise<void>((resolve) => {
+        answer = resolve;
+      });
+      await route.fulfill({ response });
+    });
+    try {
+      await page.getByRole("button", { name: "New companion" }).click();
+      await expect.poll(() => answer !== undefined, { timeout: 20_000 }).toBe(true);
+      await page.getByRole("link", { name: "Picked meanwhile" }).click();
+      await expect.poll(() => page.locator(".chat-header h2").textContent()).toBe("Picked meanwhile");
+      const answered = page.waitForEvent("requestfinished", (request) => request.url().endsWith("/CreateWorker"));
+      answer?.();
+      await answered;
+      // Listed once the answer was handled (the old code had switched the chat before listing it).
+      const createdRoute = `#/w/${encodeURIComponent(created!.runtimeId)}/${encodeURIComponent(created!.workerId)}`;
+      await expect.poll(() => page.locator(`.sidebar a[href="${createdRoute}"]`).count()).toBe(1);
+      expect(new URL(page.url()).hash).toBe(pickedRoute);
+      expect(await page.locator(".chat-header h2").textContent()).toBe("Picked meanwhile");
+      expect(await page.locator(".sidebar .worker.selected a").textContent()).toBe("Picked meanwhile");
+    } finally {
+      answer?.();
+      await page.unroute("**/CreateWorker");
+    }
   });
 
   it("survives a malformed chat address: the sidebar still loads and the chat says there is nothing to show", async () => {

@@ -6,10 +6,10 @@ import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { ConnectivityState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
-import { describeError, PROVIDER_HINT, reasonOf } from "./describe-error.js";
+import { describeError, FAILED_WORKER_TEXT, PROVIDER_HINT, reasonOf, STOPPED_WORKER_TEXT } from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
@@ -46,6 +46,8 @@ export class ChatView {
   private readonly status: HTMLElement;
   private readonly title: HTMLElement;
   private readonly connectivity: HTMLElement;
+  /** Why a stopped or failed worker takes no more messages, shown from the moment it is opened. */
+  private readonly ended: HTMLElement;
   private readonly approval: HTMLElement;
   private readonly stopButton: HTMLButtonElement;
   private readonly sendButton: HTMLButtonElement;
@@ -85,6 +87,7 @@ export class ChatView {
     this.status = h("span", { class: "status" });
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
+    this.ended = h("div", { class: "ended", role: "status", hidden: true });
     // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
     this.approval = h("div", {
       class: "approval",
@@ -131,6 +134,7 @@ export class ChatView {
       { class: "chat" },
       h("header", { class: "chat-header" }, this.title, this.status),
       this.banner,
+      this.ended,
       this.connectivity,
       scroller,
       this.approval,
@@ -360,7 +364,11 @@ export class ChatView {
   private setWorker(worker: Worker): void {
     this.status.textContent = workerStatusText(worker);
     this.title.textContent = worker.displayName || worker.ref?.workerId || "";
-    const notConnected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
+    const ended = endedText(worker);
+    this.ended.hidden = ended === undefined;
+    this.ended.textContent = ended ?? "";
+    // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.
+    const notConnected = ended === undefined && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
     this.connectivity.hidden = !notConnected;
     const reason = worker.connectivity?.reason;
     this.connectivity.textContent = !notConnected
@@ -500,9 +508,18 @@ function cursorLost(error: unknown): boolean {
   );
 }
 
+/** Why the worker takes no more messages, if it ended (stopped or failed). */
+function endedText(worker: Worker): string | undefined {
+  if (worker.status === WorkerStatus.FAILED) return FAILED_WORKER_TEXT;
+  if (worker.status === WorkerStatus.STOPPED) return STOPPED_WORKER_TEXT;
+  return undefined;
+}
+
 /** "idle", "running", … for the header; status words rather than enum names. */
 export function workerStatusText(worker: Worker): string {
   const status = ["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown";
-  const connected = worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
+  // Only a worker that could still run is said not to be connected: "failed · not connected" blamed the provider.
+  const ended = worker.status === WorkerStatus.STOPPED || worker.status === WorkerStatus.FAILED;
+  const connected = !ended && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
   return `${status}${connected}`;
 }

@@ -5,6 +5,19 @@ import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/erro
 export const PROVIDER_HINT =
   "Set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server, e.g. with --openai-keyless) and restart npm start.";
 
+/**
+ * Why a FAILED worker takes no more messages, and what can be done: said on
+ * opening it and when a message to it is refused. The runtime's own message
+ * (it names the damaged file) is for operators, through `workers get`.
+ */
+export const FAILED_WORKER_TEXT =
+  "This worker's stored history was found damaged, so it was set aside and takes no more messages. " +
+  "An operator can inspect it (worker-runtime workers get) or delete it (worker-runtime workers delete); " +
+  "to go on chatting, create a new companion.";
+
+/** Why a STOPPED worker takes no more messages: said on opening it and when a message to it is refused. */
+export const STOPPED_WORKER_TEXT = "This worker has been stopped and takes no more messages. Create a new companion.";
+
 /** The typed reason of an error from the Backend, if it carries our ErrorDetail. */
 export function reasonOf(error: unknown): ErrorReason | undefined {
   if (!(error instanceof ConnectError)) return undefined;
@@ -22,7 +35,9 @@ export function describeError(error: unknown): string {
     case ErrorReason.QUEUE_FULL:
       return "The worker has too many messages waiting. Try again once it has answered.";
     case ErrorReason.WORKER_STOPPED:
-      return "This worker has been stopped and takes no more messages. Create a new companion.";
+      return STOPPED_WORKER_TEXT;
+    case ErrorReason.WORKER_FAILED:
+      return FAILED_WORKER_TEXT;
     case ErrorReason.RUNTIME_UNAVAILABLE:
       return "The runtime hosting this worker is not reachable right now. The Backend keeps reconnecting; try again shortly.";
     case ErrorReason.RUNTIME_DRAINING:

@@ -25,8 +25,9 @@ const HEALTH = ["unknown", "ready", "connecting", "unavailable", "unauthenticate
 /**
  * The sidebar: every runtime the Backend knows with its health, its workers
  * (status and connectivity), and "New companion" (placed by
- * {@link companionRuntime}). Polled; the Backend's ListWorkers fans out in
- * parallel. The poll lists the first page of workers; scrolling to the end of
+ * {@link companionRuntime}; its chat opens unless the reader picked another
+ * worker while it was being created, then it only joins the list). Polled;
+ * the Backend's ListWorkers fans out in parallel. The poll lists the first page of workers; scrolling to the end of
  * the list (or "More workers") adds a page, up to {@link MAX_LISTED}, and the
  * poll then refreshes what is shown, in pages of up to 500: it costs what is
  * on screen, never the whole fleet.
@@ -160,6 +161,8 @@ export class WorkerList {
   }
 
   private async createCompanion(): Promise<void> {
+    // Where the reader was on clicking: if they pick another worker before the answer, they stay there.
+    const from = this.selected();
     if (!this.listed) await this.refresh();
     try {
       // A failure on the chosen runtime is shown, not retried elsewhere: that would hide a broken runtime.
@@ -169,7 +172,8 @@ export class WorkerList {
         displayName: `Companion ${new Date().toLocaleTimeString()}`,
         requestId: crypto.randomUUID(),
       });
-      if (worker?.ref) location.hash = `#/w/${encodeURIComponent(worker.ref.runtimeId)}/${encodeURIComponent(worker.ref.workerId)}`;
+      if (worker?.ref && this.selected() === from)
+        location.hash = `#/w/${encodeURIComponent(worker.ref.runtimeId)}/${encodeURIComponent(worker.ref.workerId)}`;
       await this.refresh();
     } catch (error) {
       this.showError(error);
