@@ -301,18 +301,23 @@ describe("console with a model provider", () => {
     await expect.poll(async () => Number(await page.locator(".log .entry").first().getAttribute("data-seq"))).toBeLessThan(firstSeq);
   });
 
-  it("approves a tool call from the page", async () => {
+  /** A worker of the "careful" profile (its tools need approval) on the chat's runtime, with fs.read on a workspace, opened in the page. */
+  async function openCarefulWorker(displayName: string): Promise<void> {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
     const { worker } = await createClient(WorkerCatalog, transport).createWorker({
       runtimeId,
-      displayName: "Careful",
+      displayName,
       profile: { source: { case: "builtin", value: "careful" } },
       capabilities: ["fs.read"],
       workspace: { root: "ws", path: "" },
     });
     const ref = worker!.ref!;
     await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+  }
+
+  it("approves a tool call from the page", async () => {
+    await openCarefulWorker("Careful");
     fake.enqueue(
       reply({ toolCalls: [{ id: "call-1", name: "list_files", arguments: '{"path":"."}' }] }),
       reply({ text: "There is one file: notes.txt." }),
@@ -332,17 +337,7 @@ describe("console with a model provider", () => {
   });
 
   it("keeps the next approval on screen when the answer to the one before arrives after it", async () => {
-    const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
-    const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
-    const { worker } = await createClient(WorkerCatalog, transport).createWorker({
-      runtimeId,
-      displayName: "Careful twice",
-      profile: { source: { case: "builtin", value: "careful" } },
-      capabilities: ["fs.read"],
-      workspace: { root: "ws", path: "" },
-    });
-    const ref = worker!.ref!;
-    await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    await openCarefulWorker("Careful twice");
     fake.enqueue(
       reply({ toolCalls: [{ id: "call-a", name: "list_files", arguments: '{"path":"."}' }] }),
       reply({ toolCalls: [{ id: "call-b", name: "list_files", arguments: '{"path":"./"}' }] }),
