@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import { eventually, startHarness, type Harness } from "../support/harness.js";
+import { runToEnd, startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
@@ -34,14 +34,7 @@ describe("a backend's retry with values outside uint32", () => {
     harness = await startHarness({ executionBackend: backend });
     const clients = harness.connect("grpc");
     const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref as WorkerRef;
-    const { run } = await clients.interaction.sendInput({ worker, input: { text: "hi" } });
-    const runId = run?.runId ?? "";
-    await eventually(
-      async () => ((await clients.interaction.getRun({ worker, runId })).run?.status ?? 0) >= RunStatus.COMPLETED,
-      15_000,
-      "run end",
-    );
-    const ended = (await clients.interaction.getRun({ worker, runId })).run;
+    const ended = await runToEnd(clients, worker, "hi");
     expect(ended?.status).toBe(RunStatus.COMPLETED);
     expect(ended?.retries).toBe(1);
     expect(ended?.lastRetry).toMatchObject({ attempt: 2, delayMs: 0, httpStatus: UINT32_MAX, budgetRemainingMs: 0, reason: "overloaded" });

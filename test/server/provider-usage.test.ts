@@ -3,7 +3,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createOpenAIBackend, openAIBackendOptionsFromEnv } from "../../src/engine/index.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
-import { eventually, startHarness, type Harness } from "../support/harness.js";
+import { runToEnd, startHarness, type Harness } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 
 /**
@@ -35,24 +35,14 @@ describe("a provider's token counts outside uint64", () => {
     const clients = harness.connect("grpc");
     const runtimeId = (await clients.management.getRuntime({})).runtime?.runtimeId ?? "";
     const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref as WorkerRef;
-    const runToEnd = async () => {
-      const { run } = await clients.interaction.sendInput({ worker, input: { text: "hi" } });
-      const runId = run?.runId ?? "";
-      await eventually(
-        async () => ((await clients.interaction.getRun({ worker, runId })).run?.status ?? 0) >= RunStatus.COMPLETED,
-        15_000,
-        "run end",
-      );
-      return (await clients.interaction.getRun({ worker, runId })).run;
-    };
 
     fake.enqueue(reply({ text: "one", usage: { prompt: -5, completion: 1e20 } }));
-    const first = await runToEnd();
+    const first = await runToEnd(clients, worker, "hi");
     expect(first?.status).toBe(RunStatus.COMPLETED);
     expect([first?.usage?.inputTokens, first?.usage?.outputTokens]).toEqual([0n, UINT64_MAX]);
 
     fake.enqueue(reply({ text: "two", usage: { prompt: 3, completion: 7 } }));
-    const second = await runToEnd();
+    const second = await runToEnd(clients, worker, "hi");
     expect(second?.status).toBe(RunStatus.COMPLETED);
     expect([second?.usage?.inputTokens, second?.usage?.outputTokens]).toEqual([3n, 7n]);
 

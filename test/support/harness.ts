@@ -5,6 +5,8 @@ import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js"
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { createRuntime, type Runtime, type RuntimeOptions } from "../../src/runtime/index.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
 import { silentLogger } from "../../src/runtime/index.js";
@@ -105,4 +107,13 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** Sends `text` to `worker`, polls GetRun until the run has ended (COMPLETED or later), and returns it. */
+export async function runToEnd(clients: Clients, worker: WorkerRef, text: string): Promise<Run | undefined> {
+  const { run } = await clients.interaction.sendInput({ worker, input: { text } });
+  const runId = run?.runId ?? "";
+  const read = async () => (await clients.interaction.getRun({ worker, runId })).run;
+  await eventually(async () => ((await read())?.status ?? 0) >= RunStatus.COMPLETED, 15_000, `run ${runId} to end`);
+  return read();
 }
