@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { CLIENT_COMMAND_NAMES } from "./client/command-names.js";
+import { commandFirst } from "./leading-options.js";
 import type { ShutdownOutcome } from "./server-shutdown.js";
 
 /**
@@ -18,6 +19,19 @@ function stoppedWith(outcome: ShutdownOutcome | undefined): number {
 
 /** The `worker-runtime` command line. */
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "--version" || argv[0] === "version") {
+    const { RUNTIME_VERSION } = await import("../runtime/index.js");
+    process.stdout.write(`worker-runtime ${RUNTIME_VERSION}\n`);
+    return 0;
+  }
+  if (argv[0]?.startsWith("-") && argv[0] !== "--help") {
+    const reordered = commandFirst(argv);
+    if ("error" in reordered) {
+      process.stderr.write(`worker-runtime: ${reordered.error}\n`);
+      return 2;
+    }
+    argv = reordered.argv;
+  }
   const [command, ...rest] = argv;
   // Client commands load only the generated clients, not what `serve` needs (server, store, engine): they start faster.
   if (command !== undefined && CLIENT_COMMAND_NAMES.includes(command)) {
@@ -40,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
         const { CLIENT_COMMANDS_USAGE } = await import("./client/index.js");
         const { GLOBAL_USAGE } = await import("./client/command-context.js");
         process.stdout.write(
-          `worker-runtime <command>\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`,
+          `worker-runtime [global options] <command> [options]    (worker-runtime --version prints the version)\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`,
         );
         return 0;
       }

@@ -16,6 +16,7 @@ keepByteOrderMarks();
 // ---- Above: embedding a Runtime ----
 
 /** Build a Runtime and call its RPC methods in-process (the server serves the same object). */
+export { RUNTIME_VERSION } from "./runtime-version.js";
 export { createRuntime, type InputOptions, type Runtime, type RuntimeOptions, type RuntimeStats } from "./runtime.js";
 /** Options every watch stream takes (abort signal, binary encoding). */
 export type { WatchOptions } from "./watch.js";

@@ -93,7 +93,7 @@ export interface RuntimeOptions {
   logger?: Logger;
   /** Where runs, deliveries and store writes are counted (metrics.ts); nowhere by default. */
   metrics?: RuntimeMetrics;
-  /** Software version shown in the summary. */
+  /** Software version shown in the summary; this package's own by default. */
   version?: string;
 }
 

@@ -37,6 +37,7 @@ import { responseBudgetBytes } from "./message-budget.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkEnum, checkId, checkRequestId, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
+import { RUNTIME_VERSION } from "./runtime-version.js";
 import { runtimeWatchPlan, workerWatchPlan } from "./watch-plans.js";
 import type { WorkerSession } from "./worker-session.js";
 
@@ -177,7 +178,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       return runtimeSummary({
         runtimeId,
         displayName: options.displayName ?? "worker-runtime",
-        version: options.version ?? "0.1.0",
+        version: options.version ?? RUNTIME_VERSION,
         startedAt,
         storeKind: store.kind,
         status: health.status,

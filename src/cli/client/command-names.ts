@@ -14,3 +14,9 @@ export const CLIENT_COMMAND_NAMES: readonly string[] = [
   "transcript",
   "chat",
 ];
+
+/** The command words that take a second one (`workers list`); the rest take none. */
+export const CLIENT_GROUP_NAMES: readonly string[] = ["runtime", "runtimes", "workers"];
+
+/** The client's global options that take a value, which may also come before the command. */
+export const LEADING_OPTION_NAMES: readonly string[] = ["server", "token-file", "runtime", "output", "protocol"];
