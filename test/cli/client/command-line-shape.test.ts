@@ -31,7 +31,7 @@ describe("global options before the command", () => {
     expect(info.code).toBe(0);
     expect(jsonLines(info.stdout)[0]).toMatchObject({ runtimeId: "rt-client" });
 
-    const created = await runClient(["--server=" + rt.url, "workers", "create", "--profile", "companion"]);
+    const created = await runClient([`--server=${rt.url}`, "workers", "create", "--profile", "companion"]);
     expect(created.code).toBe(0);
     const id = created.stdout.trim();
     const { worker } = await rt.clients.catalog.getWorker({ worker: { runtimeId: rt.runtimeId, workerId: id } });
