@@ -19,6 +19,11 @@ import { RawEventView } from "./raw-event-view.js";
 import { RunStatuses } from "./run-statuses.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
+/** The message box's placeholder while the worker takes messages. */
+const PLACEHOLDER = "Message the companion… (Enter sends, Shift+Enter for a new line)";
+/** Ids for the note that describes a closed message box (one chat open at a time, but ids stay unique). */
+let noteIds = 0;
+
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
 /**
@@ -46,7 +51,11 @@ export class ChatView {
   private readonly status: HTMLElement;
   private readonly title: HTMLElement;
   private readonly connectivity: HTMLElement;
-  /** Why a stopped or failed worker takes no more messages, shown from the moment it is opened. */
+  /**
+   * Why the worker takes no more messages (stopped, failed, deleted), shown
+   * beside the message box from the moment it is known; the box is closed
+   * while it shows.
+   */
   private readonly ended: HTMLElement;
   private readonly approval: HTMLElement;
   private readonly stopButton: HTMLButtonElement;
@@ -73,6 +82,8 @@ export class ChatView {
    * back WORKER_BUSY, a false "busy" error for one message typed once.
    */
   private sending = false;
+  /** The worker takes no more messages (see {@link ended}): the box and Send stay closed. */
+  private closed = false;
   private frameQueued = false;
 
   constructor(
@@ -87,7 +98,7 @@ export class ChatView {
     this.status = h("span", { class: "status" });
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
-    this.ended = h("div", { class: "ended", role: "status", hidden: true });
+    this.ended = h("div", { class: "ended", id: `ended-note-${++noteIds}`, role: "status", hidden: true });
     // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
     this.approval = h("div", {
       class: "approval",
@@ -108,7 +119,7 @@ export class ChatView {
       class: "input",
       rows: "3",
       "aria-label": "Message",
-      placeholder: "Message the companion… (Enter sends, Shift+Enter for a new line)",
+      placeholder: PLACEHOLDER,
     });
     this.sendButton = h("button", { class: "send", type: "submit" }, "Send");
     this.input.addEventListener("keydown", (event) => {
@@ -134,11 +145,11 @@ export class ChatView {
       { class: "chat" },
       h("header", { class: "chat-header" }, this.title, this.status),
       this.banner,
-      this.ended,
       this.connectivity,
       scroller,
       this.approval,
       this.error,
+      this.ended,
       form,
       this.raw.element,
     );
@@ -365,8 +376,7 @@ export class ChatView {
     this.status.textContent = workerStatusText(worker);
     this.title.textContent = worker.displayName || worker.ref?.workerId || "";
     const ended = endedText(worker);
-    this.ended.hidden = ended === undefined;
-    this.ended.textContent = ended ?? "";
+    this.closeComposer(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.
     const notConnected = ended === undefined && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
     this.connectivity.hidden = !notConnected;
@@ -377,6 +387,23 @@ export class ChatView {
         ? `Not connected: ${reason}, then restart npm start.`
         : `Not connected. ${PROVIDER_HINT}`;
     if (!worker.activeRunId && this.activeRun) this.setActiveRun(undefined);
+  }
+
+  /**
+   * Closes the message box and Send, with why beside them (and as the box's
+   * description and placeholder), or opens them again (`undefined`). A box
+   * left open for an ended worker took a message only to refuse it. What the
+   * reader had typed stays in the box.
+   */
+  private closeComposer(why: { note: string; placeholder: string } | undefined): void {
+    this.closed = why !== undefined;
+    this.ended.hidden = !this.closed;
+    this.ended.textContent = why?.note ?? "";
+    this.input.disabled = this.closed;
+    this.input.placeholder = why?.placeholder ?? PLACEHOLDER;
+    if (this.closed) this.input.setAttribute("aria-describedby", this.ended.id);
+    else this.input.removeAttribute("aria-describedby");
+    this.sendButton.disabled = this.closed || this.sending;
   }
 
   /**
@@ -400,7 +427,7 @@ export class ChatView {
 
   private async send(): Promise<void> {
     const text = this.input.value.trim();
-    if (!text || this.sending) return;
+    if (!text || this.sending || this.closed) return;
     this.showError(undefined);
     this.sending = true;
     this.sendButton.disabled = true;
@@ -417,7 +444,7 @@ export class ChatView {
       this.showError(describeError(error));
     } finally {
       this.sending = false;
-      this.sendButton.disabled = false;
+      this.sendButton.disabled = this.closed;
     }
   }
 
