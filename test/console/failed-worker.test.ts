@@ -150,6 +150,18 @@ describe("a FAILED worker (its stored state damaged)", () => {
   });
 });
 
+describe("a worker deleted while it is open", () => {
+  it("says it no longer exists, stops reconnecting, and takes no more messages", async () => {
+    const worker = await createWorker("Deleted while open");
+    await page.goto(`${server.url}${routeOf(worker)}`);
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
+    await expectOpenComposer();
+    await catalog().deleteWorker({ worker, force: true });
+    await expectClosedComposer(/no longer exists/);
+    expect(await page.locator(".banner").isVisible()).toBe(false);
+  });
+});
+
 /** The message box and Send are disabled, the box's placeholder and its described-by note saying why. */
 async function expectClosedComposer(why: RegExp): Promise<void> {
   const input = page.locator("textarea.input");
@@ -161,7 +173,7 @@ async function expectClosedComposer(why: RegExp): Promise<void> {
   expect(await (await note())?.isVisible()).toBe(true);
   expect(await input.isDisabled()).toBe(true);
   expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
-  expect(await input.getAttribute("placeholder")).toMatch(/no more messages/);
+  expect(await input.getAttribute("placeholder")).toMatch(/no more messages|no longer exists/);
 }
 
 /** The message box and Send take messages again, with the ordinary placeholder and no note. */

@@ -210,7 +210,9 @@ export class ChatView {
         }
         const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
-          this.showError(describeError(error));
+          // Deleted (or never there): nothing to reconnect to, and nothing to send to.
+          this.banner.hidden = true;
+          this.closeComposer({ note: describeError(error), placeholder: "This worker no longer exists." });
           return;
         }
         refused = reason === ErrorReason.UNAUTHENTICATED;
