@@ -159,7 +159,11 @@ describe("console with a model provider", () => {
     await page.locator("details.raw summary").click();
     await page.locator("textarea.input").fill("And another thing");
     await page.keyboard.press("Enter");
-    await expect.poll(() => page.locator(".chat .error").textContent()).toContain("still answering the previous message");
+    // As the spec has it (SendInput, busy policy REJECT): refused, not queued. Said so, and the message stays in the box.
+    await expect
+      .poll(() => page.locator(".chat .error").textContent())
+      .toMatch(/^Not sent: the worker is still answering the previous message.*not queued.*kept in the box/);
+    expect(await page.locator("textarea.input").inputValue()).toBe("And another thing");
     await page.getByRole("button", { name: "Stop" }).click();
     await expect.poll(() => page.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
@@ -330,6 +334,13 @@ describe("console with a model provider", () => {
     await expect(pending.textContent()).resolves.toContain("wants to run list_files");
     expect(await pending.getAttribute("aria-live")).toBe("assertive");
     await shot(page, "5-approval");
+    // A message meanwhile is refused as busy: the reader is told the run waits for them, not that it is still answering.
+    await page.locator("textarea.input").fill("Is that safe?");
+    await page.keyboard.press("Enter");
+    await expect
+      .poll(() => page.locator(".chat .error").textContent())
+      .toMatch(/^Not sent: the worker is waiting for you to approve or reject/);
+    expect(await page.locator("textarea.input").inputValue()).toBe("Is that safe?");
     await page.getByRole("button", { name: "Approve" }).click();
     await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);
     await expect(page.locator(".log .entry.tool-result pre").textContent()).resolves.toContain("notes.txt");

@@ -9,7 +9,14 @@ import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_ru
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
-import { describeError, FAILED_WORKER_TEXT, PROVIDER_HINT, reasonOf, STOPPED_WORKER_TEXT } from "./describe-error.js";
+import {
+  AWAITING_APPROVAL_TEXT,
+  describeError,
+  FAILED_WORKER_TEXT,
+  PROVIDER_HINT,
+  reasonOf,
+  STOPPED_WORKER_TEXT,
+} from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
@@ -443,7 +450,8 @@ export class ChatView {
       // Only the message sent leaves the box: what the reader began typing while it was sent stays.
       if (this.input.value.trim() === text) this.input.value = "";
     } catch (error) {
-      this.showError(describeError(error));
+      const awaitingApproval = this.activeRun?.status === RunStatus.AWAITING_APPROVAL;
+      this.showError(reasonOf(error) === ErrorReason.WORKER_BUSY && awaitingApproval ? AWAITING_APPROVAL_TEXT : describeError(error));
     } finally {
       this.sending = false;
       this.sendButton.disabled = this.closed;
