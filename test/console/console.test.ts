@@ -224,6 +224,29 @@ describe("console with a model provider", () => {
     await shot(page, "4-history-paged");
   });
 
+  it("reads older pages by itself while the newest page does not fill a tall window, so scrolling up can reach them", async () => {
+    // 30 one-line entries stand about 1,700 px tall: in this window the scroller would have nothing to scroll, so no scroll
+    // event would ever ask for the older pages.
+    await page.setViewportSize({ width: 1200, height: 2400 });
+    try {
+      await openWorkerWithHistory("Short lines", 40, (i) => `a${i}`);
+      await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 40");
+      const scroller = page.locator(".scroller");
+      await expect.poll(() => scroller.evaluate((element) => element.scrollHeight > element.clientHeight)).toBe(true);
+      for (let i = 0; i < 10 && (await page.locator('.log .entry[data-seq="1"]').count()) === 0; i++) {
+        const firstSeq = await page.locator(".log .entry").first().getAttribute("data-seq");
+        await scroller.evaluate((element) => {
+          element.scrollTop = 0;
+        });
+        await expect.poll(async () => page.locator(".log .entry").first().getAttribute("data-seq")).not.toBe(firstSeq);
+      }
+      const users = await page.locator(".log .entry.user").allTextContents();
+      expect(users).toEqual(Array.from({ length: 40 }, (_, i) => `question ${i + 1}`));
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 800 });
+    }
+  });
+
   it("keeps the newest output in view while at the bottom, and leaves a reader who scrolled up where they are", async () => {
     const paragraphs = (n: number, word: string): string => Array.from({ length: n }, (_, i) => `${word} paragraph ${i + 1}.`).join("\n\n");
     // Taller than the viewport, yet one page of history (no paging back).

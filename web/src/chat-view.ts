@@ -294,6 +294,7 @@ export class ChatView {
       for (const entry of page.entries) this.putEntry(entry);
       this.scroll.follow();
       this.queueFrame();
+      this.fillView();
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
     }
@@ -320,9 +321,20 @@ export class ChatView {
     } catch (error) {
       // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
       if (!this.abort.signal.aborted && runs === this.runs) this.showError(describeError(error));
+      return;
     } finally {
       if (this.loadingOlder === runs) this.loadingOlder = undefined;
     }
+    this.fillView();
+  }
+
+  /**
+   * Reads the next older page while what is shown does not fill the view:
+   * with nothing to scroll, no scroll event comes to ask for it, and a tall
+   * window showing one page of short entries could never reach the rest.
+   */
+  private fillView(): void {
+    if (this.hasOlder && !this.scroll.overflows()) void this.loadOlder();
   }
 
   private putEntry(entry: TranscriptEntry): void {
