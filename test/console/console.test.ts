@@ -159,7 +159,11 @@ describe("console with a model provider", () => {
     await page.locator("details.raw summary").click();
     await page.locator("textarea.input").fill("And another thing");
     await page.keyboard.press("Enter");
-    await expect.poll(() => page.locator(".chat .error").textContent()).toContain("still answering the previous message");
+    // As the spec has it (SendInput, busy policy REJECT): refused, not queued. Said so, and the message stays in the box.
+    await expect
+      .poll(() => page.locator(".chat .error").textContent())
+      .toMatch(/^Not sent: the worker is still answering the previous message.*not queued.*kept in the box/);
+    expect(await page.locator("textarea.input").inputValue()).toBe("And another thing");
     await page.getByRole("button", { name: "Stop" }).click();
     await expect.poll(() => page.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
@@ -218,6 +222,29 @@ describe("console with a model provider", () => {
     const users = await page.locator(".log .entry.user").allTextContents();
     expect(users).toEqual(Array.from({ length: 40 }, (_, i) => `question ${i + 1}`));
     await shot(page, "4-history-paged");
+  });
+
+  it("reads older pages by itself while the newest page does not fill a tall window, so scrolling up can reach them", async () => {
+    // 30 one-line entries stand about 1,700 px tall: in this window the scroller would have nothing to scroll, so no scroll
+    // event would ever ask for the older pages.
+    await page.setViewportSize({ width: 1200, height: 2400 });
+    try {
+      await openWorkerWithHistory("Short lines", 40, (i) => `a${i}`);
+      await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 40");
+      const scroller = page.locator(".scroller");
+      await expect.poll(() => scroller.evaluate((element) => element.scrollHeight > element.clientHeight)).toBe(true);
+      for (let i = 0; i < 10 && (await page.locator('.log .entry[data-seq="1"]').count()) === 0; i++) {
+        const firstSeq = await page.locator(".log .entry").first().getAttribute("data-seq");
+        await scroller.evaluate((element) => {
+          element.scrollTop = 0;
+        });
+        await expect.poll(async () => page.locator(".log .entry").first().getAttribute("data-seq")).not.toBe(firstSeq);
+      }
+      const users = await page.locator(".log .entry.user").allTextContents();
+      expect(users).toEqual(Array.from({ length: 40 }, (_, i) => `question ${i + 1}`));
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 800 });
+    }
   });
 
   it("keeps the newest output in view while at the bottom, and leaves a reader who scrolled up where they are", async () => {
@@ -330,6 +357,13 @@ describe("console with a model provider", () => {
     await expect(pending.textContent()).resolves.toContain("wants to run list_files");
     expect(await pending.getAttribute("aria-live")).toBe("assertive");
     await shot(page, "5-approval");
+    // A message meanwhile is refused as busy: the reader is told the run waits for them, not that it is still answering.
+    await page.locator("textarea.input").fill("Is that safe?");
+    await page.keyboard.press("Enter");
+    await expect
+      .poll(() => page.locator(".chat .error").textContent())
+      .toMatch(/^Not sent: the worker is waiting for you to approve or reject/);
+    expect(await page.locator("textarea.input").inputValue()).toBe("Is that safe?");
     await page.getByRole("button", { name: "Approve" }).click();
     await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);
     await expect(page.locator(".log .entry.tool-result pre").textContent()).resolves.toContain("notes.txt");

@@ -5,6 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -33,6 +34,23 @@ let failedRoute: string;
 let failureMessage: string;
 /** The chat address of a worker stopped through the Backend. */
 let stoppedRoute: string;
+/** The chat address of an idle worker (not connected: the Backend has no model provider, yet it takes messages to refuse). */
+let liveRoute: string;
+let runtimeId: string;
+
+const transport = () => createGrpcTransport({ baseUrl: `http://${server.h2c}` });
+const catalog = () => createClient(WorkerCatalog, transport());
+
+/** A new companion worker on the embedded runtime. */
+async function createWorker(displayName: string): Promise<WorkerRef> {
+  const { worker } = await catalog().createWorker({ runtimeId, displayName, profile: { source: { case: "builtin", value: "companion" } } });
+  return worker!.ref!;
+}
+
+/** The console's address for a worker's chat. */
+function routeOf(ref: WorkerRef): string {
+  return `#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`;
+}
 
 beforeAll(async () => {
   await buildConsole();
@@ -40,30 +58,25 @@ beforeAll(async () => {
   const args = ["--port", "0", "--grpc-port", "0", "--data-dir", dataDir];
   const env = { OPENAI_API_KEY: "test-key" };
   const first = await startConsole(args, env);
-  const transport = () => createGrpcTransport({ baseUrl: `http://${server.h2c}` });
-  const catalog = () => createClient(WorkerCatalog, transport());
   server = first;
   const { runtimes } = await createClient(RuntimeRegistry, transport()).listRuntimes({});
-  const runtimeId = runtimes.find((runtime) => runtime.embedded)!.runtimeId;
-  const created = (
-    await catalog().createWorker({ runtimeId, displayName: "Damaged", profile: { source: { case: "builtin", value: "companion" } } })
-  ).worker?.ref;
+  runtimeId = runtimes.find((runtime) => runtime.embedded)!.runtimeId;
+  const created = await createWorker("Damaged");
   first.cli.kill();
   await first.cli.exited;
   // A snapshot that is not one quarantines its worker at start-up.
-  writeFileSync(join(dataDir, "workers", created!.workerId, "worker.snapshot"), "not a snapshot");
+  writeFileSync(join(dataDir, "workers", created.workerId, "worker.snapshot"), "not a snapshot");
   // Back without a model provider: a failed worker must not read "not connected", nor blame the provider.
   server = await startConsole(args, {});
   const worker = (await catalog().getWorker({ worker: created })).worker;
   expect(worker?.status).toBe(WorkerStatus.FAILED);
   failureMessage = worker?.failureMessage ?? "";
   expect(failureMessage).toMatch(/worker\.snapshot/);
-  const stopped = (
-    await catalog().createWorker({ runtimeId, displayName: "Stopped", profile: { source: { case: "builtin", value: "companion" } } })
-  ).worker?.ref;
+  const stopped = await createWorker("Stopped");
   await catalog().stopWorker({ worker: stopped });
-  stoppedRoute = `#/w/${encodeURIComponent(stopped!.runtimeId)}/${encodeURIComponent(stopped!.workerId)}`;
-  failedRoute = `#/w/${encodeURIComponent(created!.runtimeId)}/${encodeURIComponent(created!.workerId)}`;
+  stoppedRoute = routeOf(stopped);
+  failedRoute = routeOf(created);
+  liveRoute = routeOf(await createWorker("Live"));
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
 });
@@ -88,12 +101,17 @@ describe("a FAILED worker (its stored state damaged)", () => {
     // What the reader can act on, not a provider hint meant for a worker that could run.
     expect(await page.locator(".chat .not-connected").isVisible()).toBe(false);
 
-    await page.locator("textarea.input").fill("Are you there?");
-    await page.keyboard.press("Enter");
-    const error = page.locator(".chat .error");
-    await expect.poll(() => error.textContent()).toMatch(/damaged.*no more messages.*operator.*inspect.*delete/s);
+    // Nothing can be typed or sent: the box says why, and is described by the note.
+    await expectClosedComposer(/damaged.*no more messages.*operator.*inspect.*delete/s);
     expect(await page.locator("body").textContent()).not.toContain(failureMessage);
     expect(await page.locator("body").textContent()).not.toContain("worker.snapshot");
+  });
+
+  it("opens the message box again when the reader picks a live worker in the list", async () => {
+    await page.locator(`.sidebar .worker a[href="${liveRoute}"]`).click();
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
+    await expectOpenComposer();
+    expect(await page.locator(".chat .ended").isVisible()).toBe(false);
   });
 
   it("and a STOPPED one: reads stopped, and says so on opening, not only once a message is refused", async () => {
@@ -102,8 +120,67 @@ describe("a FAILED worker (its stored state damaged)", () => {
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("stopped");
     await expect.poll(() => page.locator(".chat .ended").textContent()).toMatch(/stopped and takes no more messages/);
     expect(await page.locator(".chat .not-connected").isVisible()).toBe(false);
-    await page.locator("textarea.input").fill("Still there?");
-    await page.keyboard.press("Enter");
-    await expect.poll(() => page.locator(".chat .error").textContent()).toMatch(/stopped and takes no more messages/);
+    await expectClosedComposer(/stopped and takes no more messages/);
+  });
+
+  it("closes the message box as soon as the open worker is stopped, keeping what the reader had typed", async () => {
+    const worker = await createWorker("Stopped while open");
+    await page.goto(`${server.url}${routeOf(worker)}`);
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
+    await expectOpenComposer();
+    await page.locator("textarea.input").fill("A draft");
+    await catalog().stopWorker({ worker });
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("stopped");
+    await expectClosedComposer(/stopped and takes no more messages/);
+    expect(await page.locator("textarea.input").inputValue()).toBe("A draft");
+  });
+
+  it("still says in plain words why a message was refused when the page could not learn the worker had ended", async () => {
+    // No watch gets through, so the page never hears the worker is stopped: the runtime's refusal is what tells.
+    await page.route("**/WatchWorker", (route) => route.abort());
+    try {
+      await page.goto(`${server.url}${stoppedRoute}`);
+      await expect.poll(() => page.locator(".banner").isVisible()).toBe(true);
+      await page.locator("textarea.input").fill("Still there?");
+      await page.keyboard.press("Enter");
+      await expect.poll(() => page.locator(".chat .error").textContent()).toMatch(/stopped and takes no more messages/);
+    } finally {
+      await page.unroute("**/WatchWorker");
+    }
   });
 });
+
+describe("a worker deleted while it is open", () => {
+  it("says it no longer exists, stops reconnecting, and takes no more messages", async () => {
+    const worker = await createWorker("Deleted while open");
+    await page.goto(`${server.url}${routeOf(worker)}`);
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
+    await expectOpenComposer();
+    await catalog().deleteWorker({ worker, force: true });
+    await expectClosedComposer(/no longer exists/);
+    expect(await page.locator(".banner").isVisible()).toBe(false);
+  });
+});
+
+/** The message box and Send are disabled, the box's placeholder and its described-by note saying why. */
+async function expectClosedComposer(why: RegExp): Promise<void> {
+  const input = page.locator("textarea.input");
+  const note = async () => {
+    const described = await input.getAttribute("aria-describedby");
+    return described ? page.locator(`[id="${described}"]`) : undefined;
+  };
+  await expect.poll(async () => (await (await note())?.textContent()) ?? "").toMatch(why);
+  expect(await (await note())?.isVisible()).toBe(true);
+  expect(await input.isDisabled()).toBe(true);
+  expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
+  expect(await input.getAttribute("placeholder")).toMatch(/no more messages|no longer exists/);
+}
+
+/** The message box and Send take messages again, with the ordinary placeholder and no note. */
+async function expectOpenComposer(): Promise<void> {
+  const input = page.locator("textarea.input");
+  await expect.poll(() => input.isDisabled()).toBe(false);
+  expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+  expect(await input.getAttribute("placeholder")).toMatch(/^Message the companion/);
+  expect(await input.getAttribute("aria-describedby")).toBeNull();
+}

@@ -841,6 +841,9 @@ describe("a run cut by a crash of the Backend", () => {
       await expect.poll(() => page.locator(".log .interrupted").count(), { timeout: 20_000 }).toBe(1);
       await expect(page.locator(".log .interrupted").textContent()).resolves.toContain("interrupted");
       expect(await page.locator(".live .entry").count()).toBe(0);
+      // No Stop for a run that is gone, and the box takes the next message.
+      expect(await page.locator("button.stop").isHidden()).toBe(true);
+      expect(await page.locator("textarea.input").isEnabled()).toBe(true);
       await page.reload();
       await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Tell me, slowly");
       await expect.poll(() => page.locator(".log .interrupted").count()).toBe(1);

@@ -9,7 +9,14 @@ import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_ru
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
-import { describeError, FAILED_WORKER_TEXT, PROVIDER_HINT, reasonOf, STOPPED_WORKER_TEXT } from "./describe-error.js";
+import {
+  AWAITING_APPROVAL_TEXT,
+  describeError,
+  FAILED_WORKER_TEXT,
+  PROVIDER_HINT,
+  reasonOf,
+  STOPPED_WORKER_TEXT,
+} from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
@@ -18,6 +25,11 @@ import { OrderedLog } from "./ordered-log.js";
 import { RawEventView } from "./raw-event-view.js";
 import { RunStatuses } from "./run-statuses.js";
 import { untilHidden, whenVisible } from "./visibility.js";
+
+/** The message box's placeholder while the worker takes messages. */
+const PLACEHOLDER = "Message the companion… (Enter sends, Shift+Enter for a new line)";
+/** Ids for the note that describes a closed message box (one chat open at a time, but ids stay unique). */
+let noteIds = 0;
 
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
@@ -46,7 +58,11 @@ export class ChatView {
   private readonly status: HTMLElement;
   private readonly title: HTMLElement;
   private readonly connectivity: HTMLElement;
-  /** Why a stopped or failed worker takes no more messages, shown from the moment it is opened. */
+  /**
+   * Why the worker takes no more messages (stopped, failed, deleted), shown
+   * beside the message box from the moment it is known; the box is closed
+   * while it shows.
+   */
   private readonly ended: HTMLElement;
   private readonly approval: HTMLElement;
   private readonly stopButton: HTMLButtonElement;
@@ -73,6 +89,8 @@ export class ChatView {
    * back WORKER_BUSY, a false "busy" error for one message typed once.
    */
   private sending = false;
+  /** The worker takes no more messages (see {@link ended}): the box and Send stay closed. */
+  private closed = false;
   private frameQueued = false;
 
   constructor(
@@ -87,7 +105,7 @@ export class ChatView {
     this.status = h("span", { class: "status" });
     this.title = h("h2", {}, workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
-    this.ended = h("div", { class: "ended", role: "status", hidden: true });
+    this.ended = h("div", { class: "ended", id: `ended-note-${++noteIds}`, role: "status", hidden: true });
     // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
     this.approval = h("div", {
       class: "approval",
@@ -108,7 +126,7 @@ export class ChatView {
       class: "input",
       rows: "3",
       "aria-label": "Message",
-      placeholder: "Message the companion… (Enter sends, Shift+Enter for a new line)",
+      placeholder: PLACEHOLDER,
     });
     this.sendButton = h("button", { class: "send", type: "submit" }, "Send");
     this.input.addEventListener("keydown", (event) => {
@@ -134,11 +152,11 @@ export class ChatView {
       { class: "chat" },
       h("header", { class: "chat-header" }, this.title, this.status),
       this.banner,
-      this.ended,
       this.connectivity,
       scroller,
       this.approval,
       this.error,
+      this.ended,
       form,
       this.raw.element,
     );
@@ -199,7 +217,9 @@ export class ChatView {
         }
         const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
-          this.showError(describeError(error));
+          // Deleted (or never there): nothing to reconnect to, and nothing to send to.
+          this.banner.hidden = true;
+          this.closeComposer({ note: describeError(error), placeholder: "This worker no longer exists." });
           return;
         }
         refused = reason === ErrorReason.UNAUTHENTICATED;
@@ -274,6 +294,7 @@ export class ChatView {
       for (const entry of page.entries) this.putEntry(entry);
       this.scroll.follow();
       this.queueFrame();
+      this.fillView();
     } catch (error) {
       if (!this.abort.signal.aborted) this.showError(describeError(error));
     }
@@ -300,9 +321,20 @@ export class ChatView {
     } catch (error) {
       // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
       if (!this.abort.signal.aborted && runs === this.runs) this.showError(describeError(error));
+      return;
     } finally {
       if (this.loadingOlder === runs) this.loadingOlder = undefined;
     }
+    this.fillView();
+  }
+
+  /**
+   * Reads the next older page while what is shown does not fill the view:
+   * with nothing to scroll, no scroll event comes to ask for it, and a tall
+   * window showing one page of short entries could never reach the rest.
+   */
+  private fillView(): void {
+    if (this.hasOlder && !this.scroll.overflows()) void this.loadOlder();
   }
 
   private putEntry(entry: TranscriptEntry): void {
@@ -365,8 +397,7 @@ export class ChatView {
     this.status.textContent = workerStatusText(worker);
     this.title.textContent = worker.displayName || worker.ref?.workerId || "";
     const ended = endedText(worker);
-    this.ended.hidden = ended === undefined;
-    this.ended.textContent = ended ?? "";
+    this.closeComposer(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.
     const notConnected = ended === undefined && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
     this.connectivity.hidden = !notConnected;
@@ -377,6 +408,23 @@ export class ChatView {
         ? `Not connected: ${reason}, then restart npm start.`
         : `Not connected. ${PROVIDER_HINT}`;
     if (!worker.activeRunId && this.activeRun) this.setActiveRun(undefined);
+  }
+
+  /**
+   * Closes the message box and Send, with why beside them (and as the box's
+   * description and placeholder), or opens them again (`undefined`). A box
+   * left open for an ended worker took a message only to refuse it. What the
+   * reader had typed stays in the box.
+   */
+  private closeComposer(why: { note: string; placeholder: string } | undefined): void {
+    this.closed = why !== undefined;
+    this.ended.hidden = !this.closed;
+    this.ended.textContent = why?.note ?? "";
+    this.input.disabled = this.closed;
+    this.input.placeholder = why?.placeholder ?? PLACEHOLDER;
+    if (this.closed) this.input.setAttribute("aria-describedby", this.ended.id);
+    else this.input.removeAttribute("aria-describedby");
+    this.sendButton.disabled = this.closed || this.sending;
   }
 
   /**
@@ -400,7 +448,7 @@ export class ChatView {
 
   private async send(): Promise<void> {
     const text = this.input.value.trim();
-    if (!text || this.sending) return;
+    if (!text || this.sending || this.closed) return;
     this.showError(undefined);
     this.sending = true;
     this.sendButton.disabled = true;
@@ -414,10 +462,11 @@ export class ChatView {
       // Only the message sent leaves the box: what the reader began typing while it was sent stays.
       if (this.input.value.trim() === text) this.input.value = "";
     } catch (error) {
-      this.showError(describeError(error));
+      const awaitingApproval = this.activeRun?.status === RunStatus.AWAITING_APPROVAL;
+      this.showError(reasonOf(error) === ErrorReason.WORKER_BUSY && awaitingApproval ? AWAITING_APPROVAL_TEXT : describeError(error));
     } finally {
       this.sending = false;
-      this.sendButton.disabled = false;
+      this.sendButton.disabled = this.closed;
     }
   }
 

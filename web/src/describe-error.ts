@@ -18,6 +18,25 @@ export const FAILED_WORKER_TEXT =
 /** Why a STOPPED worker takes no more messages: said on opening it and when a message to it is refused. */
 export const STOPPED_WORKER_TEXT = "This worker has been stopped and takes no more messages. Create a new companion.";
 
+/**
+ * A message refused because a run is in progress (WORKER_BUSY: the console
+ * sends with busy policy REJECT, as the spec's default). Says that it was not
+ * sent nor queued, and that nothing typed is lost: "still answering" alone
+ * left the reader guessing whether it would be answered later.
+ */
+export const BUSY_TEXT =
+  "Not sent: the worker is still answering the previous message, and messages are not queued. " +
+  "Your message is kept in the box: send it once the answer is done, or press Stop.";
+
+/**
+ * The same refusal while the run waits for the reader's approval of a tool
+ * call: "still answering" sent the reader to wait for a run that was
+ * waiting for them.
+ */
+export const AWAITING_APPROVAL_TEXT =
+  "Not sent: the worker is waiting for you to approve or reject its tool call, and takes one message at a time. " +
+  "Your message is kept in the box: send it once the answer is done, or press Stop.";
+
 /** The typed reason of an error from the Backend, if it carries our ErrorDetail. */
 export function reasonOf(error: unknown): ErrorReason | undefined {
   if (!(error instanceof ConnectError)) return undefined;
@@ -31,7 +50,7 @@ export function describeError(error: unknown): string {
     case ErrorReason.WORKER_NOT_CONNECTED:
       return `Not sent: no model provider is connected. ${PROVIDER_HINT}`;
     case ErrorReason.WORKER_BUSY:
-      return "The worker is still answering the previous message. Wait for it, or press Stop.";
+      return BUSY_TEXT;
     case ErrorReason.QUEUE_FULL:
       return "The worker has too many messages waiting. Try again once it has answered.";
     case ErrorReason.WORKER_STOPPED:

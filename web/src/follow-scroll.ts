@@ -48,6 +48,15 @@ export class FollowScroll {
     this.scroller.scrollTop += this.scroller.scrollHeight - before;
   }
 
+  /**
+   * Whether there is anything to scroll. A page that does not fill the view
+   * raises no scroll event, so the caller asks for older history itself.
+   * Reads layout: called once per page of history, not per event.
+   */
+  overflows(): boolean {
+    return this.scroller.scrollHeight > this.scroller.clientHeight;
+  }
+
   private nearBottom(): boolean {
     return this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 60;
   }
