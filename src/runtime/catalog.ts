@@ -292,7 +292,7 @@ export class Catalog {
     if (!session) return;
     this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.worker_quarantined", message, workerId);
     this.allocations.release(workerId);
-    this.init.sessionDeps.background.start(session.quarantine(message));
+    this.init.sessionDeps.background.start(session.quarantine());
   }
 
   /** Restores workers from the store at start-up, with their request ids and leases. */

@@ -23,7 +23,8 @@ export interface WorkerRestore {
  * Opens one worker's directory. Nothing here throws for damaged data: a
  * missing or unreadable snapshot, or a log damaged in the middle, yields a
  * quarantined worker and an ERROR diagnostic naming the file (relative to
- * the data dir), so every other worker is still served.
+ * the data dir; its `hostDetail`, for the operator's log, names the absolute
+ * file), so every other worker is still served.
  */
 export async function restoreWorker(
   workerId: string,
@@ -33,10 +34,16 @@ export async function restoreWorker(
   stats: FileStoreStats,
 ): Promise<WorkerRestore> {
   const diagnostics: StoreDiagnostic[] = [];
+  /** What is damaged: files relative to the data dir, and the same with absolute files. */
   const problems: string[] = [];
+  const hostProblems: string[] = [];
+  const damaged = (rel: string, problem: string): void => {
+    problems.push(`${rel}: ${problem}`);
+    hostProblems.push(`${disk.abs(rel)}: ${problem}`);
+  };
   const snapshotRel = path.join(workerDir(workerId), WORKER_SNAPSHOT);
   const snapshot = await readSnapshot(disk, snapshotRel, stats);
-  if ("problem" in snapshot) problems.push(`${snapshotRel}: ${snapshot.problem}`);
+  if ("problem" in snapshot) damaged(snapshotRel, snapshot.problem);
   const record =
     "record" in snapshot
       ? snapshot.record
@@ -59,13 +66,17 @@ export async function restoreWorker(
             code: "store.torn_tail_truncated",
             message: `${problem.file}: an unfinished write at the end of the log was truncated (${problem.detail})`,
             workerId,
+            hostDetail: `${disk.abs(problem.file)}: an unfinished write at the end of the log was truncated (${problem.detail})`,
           });
         } else {
-          problems.push(`${problem.file}: ${problem.detail}`);
+          damaged(problem.file, problem.detail);
         }
       }
     } catch (error) {
       problems.push(`${log.damaged ?? "a log"} could not be opened (${errorCode(error)})`);
+      hostProblems.push(
+        `a log of ${disk.abs(files.dir)} could not be opened (${error instanceof Error ? error.message : errorCode(error)})`,
+      );
     }
   }
   let runs: RestoredRuns = { runCount: 0, unfinishedRuns: [], recentRequestIds: [] };
@@ -81,16 +92,18 @@ export async function restoreWorker(
       });
     }
   } catch (error) {
-    problems.push(`${files.dir}/runs: ${error instanceof Error ? error.message : "unreadable"}`);
+    damaged(path.join(files.dir, "runs"), error instanceof Error ? error.message : "unreadable");
   }
 
   const quarantined = problems.length > 0 ? `stored state of worker ${workerId} is damaged: ${problems.join("; ")}` : undefined;
   if (quarantined) {
+    const advice = "The worker is served as FAILED; restore its directory from a backup or delete the worker.";
     diagnostics.push({
       severity: DiagnosticSeverity.ERROR,
       code: "store.worker_quarantined",
-      message: `${quarantined}. The worker is served as FAILED; restore its directory from a backup or delete the worker.`,
+      message: `${quarantined}. ${advice}`,
       workerId,
+      hostDetail: `stored state of worker ${workerId} is damaged: ${hostProblems.join("; ")}. ${advice}`,
     });
   }
   return {
