@@ -7,10 +7,10 @@ import { WorkerSchema, WorkerStatus } from "../../../gen/worker_runtime/v1/worke
 import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
 import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
-import { WORKER_SNAPSHOT, workerDir } from "./layout.js";
+import { WORKER_CREATED, WORKER_SNAPSHOT, workerDir } from "./layout.js";
 import type { RestoredRuns } from "./run-log.js";
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
-import { decodeWorkerSnapshot } from "./worker-snapshot.js";
+import { decodeWorkerSnapshot, type WorkerSnapshot } from "./worker-snapshot.js";
 
 /** One worker as found on disk. */
 export interface WorkerRestore {
@@ -44,18 +44,8 @@ export async function restoreWorker(
   const snapshotRel = path.join(workerDir(workerId), WORKER_SNAPSHOT);
   const snapshot = await readSnapshot(disk, snapshotRel, stats);
   if ("problem" in snapshot) damaged(snapshotRel, snapshot.problem);
-  const record =
-    "record" in snapshot
-      ? snapshot.record
-      : {
-          worker: create(WorkerSchema, {
-            ref: create(WorkerRefSchema, { runtimeId, workerId }),
-            status: WorkerStatus.FAILED,
-          }),
-          createRequestId: "",
-          createFingerprint: "",
-        };
-  const files = new WorkerFiles(workerId, record, "creationIndex" in snapshot ? snapshot.creationIndex : 0, disk, settings, stats);
+  const known = "record" in snapshot ? snapshot : await asCreated(workerId, runtimeId, disk, stats);
+  const files = new WorkerFiles(workerId, known.record, known.creationIndex, disk, settings, stats);
 
   for (const log of files.logs) {
     try {
@@ -110,13 +100,29 @@ export async function restoreWorker(
     files,
     diagnostics,
     restored: {
-      record,
+      record: known.record,
       lastEventSeq: files.events.lastSeq,
       lastTranscriptSeq: files.transcript.lastSeq,
       ...runs,
       ...(quarantined ? { quarantined } : {}),
     },
   };
+}
+
+/**
+ * A worker whose snapshot cannot be read, as it was created (FAILED): its
+ * creation record keeps what its users chose and its place in creation
+ * order. Without one (data dirs from before it, or it is damaged too) only
+ * its id is known, and it is listed first.
+ */
+async function asCreated(workerId: string, runtimeId: string, disk: Disk, stats: FileStoreStats): Promise<WorkerSnapshot> {
+  const created = await readSnapshot(disk, path.join(workerDir(workerId), WORKER_CREATED), stats);
+  if ("record" in created && created.record.worker.ref?.workerId === workerId) {
+    created.record.worker.status = WorkerStatus.FAILED;
+    return created;
+  }
+  const worker = create(WorkerSchema, { ref: create(WorkerRefSchema, { runtimeId, workerId }), status: WorkerStatus.FAILED });
+  return { record: { worker, createRequestId: "", createFingerprint: "" }, creationIndex: 0 };
 }
 
 async function readSnapshot(disk: Disk, rel: string, stats: FileStoreStats) {
