@@ -20,7 +20,6 @@ import type { SessionDeps } from "./session-deps.js";
 import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./session-restore.js";
 import type { InputOptions } from "./runtime-api.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
-import { DAMAGED_WORKER_MESSAGE } from "./store-errors.js";
 import { WorkerJournal } from "./worker-journal.js";
 
 /**
@@ -207,13 +206,13 @@ export class WorkerSession {
 
   /**
    * Quarantines the worker: its stored state is damaged, so it becomes FAILED
-   * (users told so in plain words), its runs end and it takes no more input.
-   * The snapshot write may still succeed (stores allow it) so the state survives.
+   * with `message` (what its users read), its runs end and it takes no more
+   * input. The snapshot write may still succeed (stores allow it) so the state survives.
    */
-  async quarantine(): Promise<void> {
+  async quarantine(message: string): Promise<void> {
     if (this.worker.status === WorkerStatus.FAILED) return;
     this.worker.status = WorkerStatus.FAILED;
-    this.worker.failureMessage = DAMAGED_WORKER_MESSAGE;
+    this.worker.failureMessage = message;
     await this.cancelEverything(false).catch(() => {});
     await this.journal.saveWorker().catch(() => {});
   }
