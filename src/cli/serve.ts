@@ -180,7 +180,7 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, 
             dataDir: values["data-dir"],
             ...(metrics ? { metrics } : {}),
             // Damage found by a read after start-up quarantines that worker.
-            onCorruption: (workerId, message) => runtimeRef?.reportCorruption(workerId, message),
+            onCorruption: (workerId, message, hostDetail) => runtimeRef?.reportCorruption(workerId, message, hostDetail),
           }),
         }
       : {}),

@@ -25,7 +25,7 @@ import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
-import { storeError, typedStoreErrors } from "./store-errors.js";
+import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
@@ -292,7 +292,8 @@ export class Catalog {
     if (!session) return;
     this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.worker_quarantined", message, workerId);
     this.allocations.release(workerId);
-    this.init.sessionDeps.background.start(session.quarantine(message));
+    // Users read plain words; `message` (which file, how) is for the diagnostic.
+    this.init.sessionDeps.background.start(session.quarantine(DAMAGED_WORKER_MESSAGE));
   }
 
   /** Restores workers from the store at start-up, with their request ids and leases. */

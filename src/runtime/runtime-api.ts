@@ -174,7 +174,9 @@ export interface Runtime {
    * Reports damage a store found after start-up: a worker's damage
    * quarantines that worker (FAILED, input refused) while every other worker
    * is served; damage to the runtime-wide log degrades the runtime. Wire it
-   * to the file store's `onCorruption`.
+   * to the file store's `onCorruption`. `message` (files relative to the
+   * store) becomes the diagnostic; `hostDetail` (absolute files), when given,
+   * goes to the operator's log only.
    */
-  reportCorruption(workerId: string | undefined, message: string): void;
+  reportCorruption(workerId: string | undefined, message: string, hostDetail?: string): void;
 }

@@ -34,7 +34,7 @@ import { RuntimeHealth } from "./runtime-health.js";
 import { checkNotEnded } from "./run-queue.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
-import { typedStoreErrors } from "./store-errors.js";
+import { logStoreDiagnostic, typedStoreErrors } from "./store-errors.js";
 import { checkEnum, checkId, checkRequestId, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
 import { RUNTIME_VERSION } from "./runtime-version.js";
@@ -121,6 +121,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     },
   });
+  for (const diagnostic of opened.diagnostics) logStoreDiagnostic(logger, diagnostic);
   for (const diagnostic of [...opened.diagnostics, ...bundles.restoreDiagnostics]) {
     addDiagnostic(diagnostic.severity, diagnostic.code, diagnostic.message, diagnostic.workerId);
   }
@@ -287,8 +288,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       runtimeEvents.closeAll();
       await store.close();
     },
-    reportCorruption: (workerId, message) => {
-      logger.error("store corruption found", { worker_id: workerId, detail: bounded(message) });
+    reportCorruption: (workerId, message, hostDetail) => {
+      logger.error("store corruption found", { worker_id: workerId, damage: bounded(hostDetail ?? message) });
       if (workerId !== undefined) return catalog.quarantine(workerId, message);
       health.runtimeLogDamaged(message);
       addDiagnostic(DiagnosticSeverity.ERROR, "store.runtime_log_damaged", message);

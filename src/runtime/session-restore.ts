@@ -6,6 +6,7 @@ import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_
 import { type Connectivity, WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { endRun } from "./run-execution.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
+import { DAMAGED_WORKER_MESSAGE } from "./store-errors.js";
 import type { WorkerJournal } from "./worker-journal.js";
 
 /**
@@ -13,7 +14,7 @@ import type { WorkerJournal } from "./worker-journal.js";
  * observed state (what snapshots show) starts from it: nothing runs any
  * more, except that a run waiting for approval still waits (`parked`: the
  * worker stays RUNNING with it as its active run, see run-slot.ts); a
- * quarantined worker is FAILED with the reason; and connectivity is derived
+ * quarantined worker is FAILED, its users told so in plain words; and connectivity is derived
  * from this runtime's configuration, not from what was stored. `wasBusy`
  * says the stored snapshot must be rewritten.
  */
@@ -28,7 +29,7 @@ export function restoredWorkerState(
   worker.connectivity = connectivity;
   if (restored.quarantined !== undefined) {
     worker.status = WorkerStatus.FAILED;
-    worker.failureMessage = restored.quarantined;
+    worker.failureMessage = DAMAGED_WORKER_MESSAGE;
   } else if (parked) {
     worker.status = WorkerStatus.RUNNING;
   } else if (worker.status === WorkerStatus.RUNNING) {

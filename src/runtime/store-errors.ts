@@ -1,7 +1,20 @@
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { bounded } from "./error-log-fields.js";
 import { RuntimeError } from "./errors.js";
-import { StoreDataError, StoreSequenceError, StoreWriteError } from "./store.js";
+import type { Logger } from "./logger.js";
+import { type StoreDiagnostic, StoreDataError, StoreSequenceError, StoreWriteError } from "./store.js";
+
+/**
+ * What the users of a quarantined worker are told (`Worker.failure_message`,
+ * and so the WORKER_FAILED refusal): in plain words, with no file in it. API
+ * clients and, through the Backend, browsers read it, and the data dir's
+ * layout is no business of theirs; the operator's log and ListDiagnostics
+ * say which file is damaged and how.
+ */
+export const DAMAGED_WORKER_MESSAGE =
+  "the worker's stored state is damaged and cannot be read; it is kept for inspection (restore it from a backup, or delete the worker)";
 
 /**
  * Converts a store failure into the typed error a caller can act on:
@@ -43,4 +56,18 @@ export async function typedStoreErrors<T>(operation: Promise<T>): Promise<T> {
 /** Whether the store refused a write (I/O failure, or a write after an earlier failed one). */
 export function isStoreWriteFailure(error: unknown): boolean {
   return error instanceof StoreWriteError || error instanceof StoreSequenceError;
+}
+
+/**
+ * Logs what a store found at open at the finding's level, for the operator:
+ * with the absolute files and errors (`hostDetail`) where the diagnostic
+ * clients can list names files relative to the data dir. Under `damage`,
+ * not `detail`: the text is the store's own (files, checksums), not a
+ * payload, so the CLI's logger does not redact it.
+ */
+export function logStoreDiagnostic(logger: Logger, diagnostic: StoreDiagnostic): void {
+  const fields = { code: diagnostic.code, worker_id: diagnostic.workerId, damage: bounded(diagnostic.hostDetail ?? diagnostic.message) };
+  if (diagnostic.severity === DiagnosticSeverity.ERROR) logger.error("store damage found at open", fields);
+  else if (diagnostic.severity === DiagnosticSeverity.WARNING) logger.warn("store problem found at open", fields);
+  else logger.info("store finding at open", fields);
 }

@@ -153,8 +153,10 @@ export interface RestoredWorker {
    */
   recentRequestIds: Array<{ requestId: string; runId: string; fingerprint: string }>;
   /**
-   * Set when the worker's stored state is unusable; the Runtime serves it as
-   * FAILED with this message and refuses input to it.
+   * Set when the worker's stored state is unusable: what is damaged, files
+   * named relative to the data dir (a diagnostic's text). The Runtime serves
+   * the worker as FAILED, refuses input to it, and tells its users in plain
+   * words (`DAMAGED_WORKER_MESSAGE`, store-errors.ts), never this.
    */
   quarantined?: string;
 }
@@ -198,6 +200,12 @@ export interface StoreDiagnostic {
   code: string;
   message: string;
   workerId?: string;
+  /**
+   * What `message` says with absolute file paths and the underlying errors:
+   * for the operator's log only (the Runtime logs it at the diagnostic's
+   * level), never shown to clients (host paths stay out of every API).
+   */
+  hostDetail?: string;
 }
 
 /** A write failed (disk full, I/O error). The store stays usable. */

@@ -31,8 +31,23 @@ function repair(object: Record<string, unknown>): void {
     if (!isWellFormed(key)) {
       const fixed = object[key];
       delete object[key];
-      object[toWellFormed(key)] = fixed;
+      object[freeKey(object, toWellFormed(key))] = fixed;
     }
+  }
+}
+
+/**
+ * The name a repaired map key takes: itself, or when another key already has
+ * that name ("k\ud800" and "k\udc00" both repair to "k\ufffd", or the map
+ * holds "k\ufffd" itself) the first free `<repaired> (n)`, n = 2, 3... Keys
+ * that were well formed keep their names; nothing is overwritten, and the
+ * same map (keys in the same order) always repairs to the same names.
+ */
+function freeKey(object: Record<string, unknown>, repaired: string): string {
+  if (!Object.hasOwn(object, repaired)) return repaired;
+  for (let n = 2; ; n++) {
+    const candidate = `${repaired} (${n})`;
+    if (!Object.hasOwn(object, candidate)) return candidate;
   }
 }
 

@@ -205,9 +205,9 @@ export class WorkerSession {
   }
 
   /**
-   * Quarantines the worker: its stored state is damaged, so it becomes
-   * FAILED with the reason, its runs end and it takes no more input. The
-   * snapshot write may still succeed (stores allow it) so the state survives.
+   * Quarantines the worker: its stored state is damaged, so it becomes FAILED
+   * with `message` (what its users read), its runs end and it takes no more
+   * input. The snapshot write may still succeed (stores allow it) so the state survives.
    */
   async quarantine(message: string): Promise<void> {
     if (this.worker.status === WorkerStatus.FAILED) return;

@@ -395,7 +395,9 @@ describe.each([
   it("FAILED at start-up (its snapshot damaged): every view says so as the runtime does directly", async () => {
     const { early: worker } = side();
     const failed = await expectSameWorker(side(), worker, WorkerStatus.FAILED);
-    expect(failed?.failureMessage).toMatch(/worker\.snapshot/);
+    // Plain words: the damaged file is for the operator's log and diagnostics, not for clients.
+    expect(failed?.failureMessage).toMatch(/stored state is damaged/);
+    expect(failed?.failureMessage).not.toMatch(/worker\.snapshot/);
     await expectSameRefusals(side(), worker, Code.FailedPrecondition, ErrorReason.WORKER_FAILED);
     await expectSameNewWatch(side(), worker, WorkerStatus.FAILED);
   });

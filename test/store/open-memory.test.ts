@@ -1,9 +1,12 @@
-import { rm, stat, truncate } from "node:fs/promises";
+import { rm, stat, truncate, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { entries, entryText, events, NO_REQUEST, openStore, run, tempDataDir, workerRecord } from "./fs-support.js";
 import { checkpointPath } from "./run-checkpoint-support.js";
+import { FRAME_HEADER_BYTES, FRAME_MAGIC } from "../../src/store/fs/record-frame.js";
+import { MAX_CHECKPOINT_FRAME_BYTES } from "../../src/store/fs/run-index-checkpoint.js";
+import { SCAN_CHUNK_BYTES } from "../../src/store/fs/segment-scan.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -102,5 +105,67 @@ describe("file store open", () => {
       [29, "r29", RunStatus.COMPLETED],
     ]);
     await reopened.store.close();
+  });
+
+  /**
+   * The run index checkpoint grows with a worker's run history (about 20 B a
+   * run with short ids; megabytes for a long-lived companion), and open read
+   * it whole, 32 workers at a time, on top of the index it builds. It is now
+   * read a frame at a time, so no read holds more than one frame (64 KiB of
+   * entries by default) whatever the file's size.
+   */
+  it("reads the run index checkpoint a frame at a time, not the whole file", async () => {
+    // Small segments: open scans only the active one, so the records it reads are the tail after the checkpoint.
+    const options = { segmentBytes: 64 * 1024 };
+    const { store } = await openStore(dir, options);
+    await store.putWorker(workerRecord("w1"));
+    // 2,200 runs with 1,000-character ids: a checkpoint of over 2 MiB.
+    const id = (n: number) => `r${n}-`.padEnd(1000, "i");
+    for (let n = 1; n <= 2_200; n += 100) {
+      const batch = Array.from({ length: 100 }, (_, i) => n + i);
+      await Promise.all(batch.map((m) => store.putRun("w1", run(id(m), RunStatus.COMPLETED, "", "x"), NO_REQUEST)));
+    }
+    await store.close();
+    const checkpointBytes = (await stat(checkpointPath(dir, "w1"))).size;
+    expect(checkpointBytes).toBeGreaterThan(2 * MiB);
+
+    const reopened = await openStore(dir, options);
+    try {
+      expect(reopened.opened.diagnostics).toEqual([]);
+      expect(reopened.opened.workers[0]?.runCount).toBe(2_200);
+      expect(reopened.store.stats.recordsRead, "the checkpoint was used, not the whole run log").toBeLessThan(200);
+      expect(reopened.store.stats.bytesRead, "the whole checkpoint was read").toBeGreaterThan(checkpointBytes);
+      expect(reopened.store.stats.largestReadBytes).toBeLessThanOrEqual(SCAN_CHUNK_BYTES);
+      const newest = await reopened.store.listRuns("w1", undefined, 2);
+      expect(newest.map((r) => [r.ordinal, r.run.runId])).toEqual([
+        [2_200, id(2_200)],
+        [2_199, id(2_199)],
+      ]);
+      expect((await reopened.store.getRun("w1", id(1)))?.runId).toBe(id(1));
+    } finally {
+      await reopened.store.close();
+    }
+  });
+
+  it("refuses a checkpoint frame over the reader's bound without reading it, and rebuilds the index instead", async () => {
+    const { store } = await openStore(dir);
+    await store.putWorker(workerRecord("w1"));
+    await store.putRun("w1", run("r1", RunStatus.COMPLETED), NO_REQUEST);
+    await store.close();
+    // A frame header that claims 60 MiB (a flipped length, or another writer's): sizing a read by it would allocate 60 MiB.
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    header.writeUInt32BE(FRAME_MAGIC, 0);
+    header.writeUInt32BE(60 * MiB, 4);
+    await writeFile(checkpointPath(dir, "w1"), header);
+
+    const reopened = await openStore(dir);
+    try {
+      expect(reopened.opened.diagnostics.map((d) => d.code)).toEqual(["store.run_index_rebuilt"]);
+      expect(reopened.opened.diagnostics[0]?.message).toContain(`over the ${MAX_CHECKPOINT_FRAME_BYTES}-byte bound`);
+      expect(reopened.store.stats.largestReadBytes).toBeLessThanOrEqual(SCAN_CHUNK_BYTES);
+      expect(reopened.opened.workers[0]?.runCount).toBe(1);
+    } finally {
+      await reopened.store.close();
+    }
   });
 });

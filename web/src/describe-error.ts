@@ -8,7 +8,8 @@ export const PROVIDER_HINT =
 /**
  * Why a FAILED worker takes no more messages, and what can be done: said on
  * opening it and when a message to it is refused. The runtime's own message
- * (it names the damaged file) is for operators, through `workers get`.
+ * is written for API clients; which file is damaged, and how, is for
+ * operators (`runtime diagnostics`, and the runtime's log).
  */
 export const FAILED_WORKER_TEXT =
   "This worker's stored history was found damaged, so it was set aside and takes no more messages. " +

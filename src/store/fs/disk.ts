@@ -79,6 +79,22 @@ export class Disk {
   }
 
   /**
+   * Writes a file that must not exist yet and fsyncs its data; its name
+   * becomes durable with the next fsync of its directory (the caller's).
+   * For a file written once into a directory being built (a worker's
+   * staging dir), where a temp file and rename would only add fsyncs.
+   */
+  async writeNewFile(rel: string, content: Uint8Array): Promise<void> {
+    const fh = await open(this.abs(rel), "wx");
+    try {
+      await this.write(fh, rel, content, 0);
+      await this.sync(fh, rel);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
    * Replaces a file atomically: write a temp file in the same directory,
    * fsync it, rename it over the target, fsync the directory. A crash leaves
    * either the old or the new content, never a mix. Content given as chunks

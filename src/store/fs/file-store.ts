@@ -51,9 +51,12 @@ export interface FileStoreOptions {
    * undefined for the runtime-wide event log. From then on the damaged
    * worker's logs refuse appends with StoreWriteError (snapshot writes are
    * still taken, so the worker can be saved as FAILED); the runtime should
-   * serve the worker as FAILED with `message` as its diagnostic.
+   * serve the worker as FAILED with `message` as its diagnostic. `message`
+   * names the file relative to the data dir; `hostDetail` says the same with
+   * the absolute file, for the operator's log only (Runtime.reportCorruption
+   * takes both).
    */
-  onCorruption?(workerId: string | undefined, message: string): void;
+  onCorruption?(workerId: string | undefined, message: string, hostDetail: string): void;
   /**
    * Test-only: other bounds for the run index checkpoint than the defaults
    * (`RUN_CHECKPOINT` in run-log.ts), so that a test can reach one without
@@ -107,7 +110,7 @@ class FileStoreImpl implements FileStore {
       segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
       eventRetention: options.eventRetention ?? 100_000,
       runCheckpoint: { ...RUN_CHECKPOINT, ...options.runCheckpoint },
-      onCorruption: (workerId, message) => this.reportCorruption(workerId, message),
+      onCorruption: (workerId, message, hostDetail) => this.reportCorruption(workerId, message, hostDetail),
     };
     this.registry = new WorkerRegistry(this.disk, this.settings, this.stats);
   }
@@ -124,7 +127,7 @@ class FileStoreImpl implements FileStore {
         segmentBytes: this.settings.segmentBytes,
         eventRetention: this.settings.eventRetention,
         stats: this.stats,
-        onCorruption: (message) => this.reportCorruption(undefined, message),
+        onCorruption: (message, hostDetail) => this.reportCorruption(undefined, message, hostDetail),
         earlierWorkerWrites: () => this.registry.earlierWrites(),
       });
       this.runtimeEvents = runtimeEvents.log;
@@ -257,8 +260,8 @@ class FileStoreImpl implements FileStore {
     await this.closing;
   }
 
-  private reportCorruption(workerId: string | undefined, message: string): void {
-    if (this.opened) this.options.onCorruption?.(workerId, message);
+  private reportCorruption(workerId: string | undefined, message: string, hostDetail: string): void {
+    if (this.opened) this.options.onCorruption?.(workerId, message, hostDetail);
   }
 
   private runtimeLog(): SegmentedLog {

@@ -8,6 +8,7 @@ import * as path from "node:path";
  *   runtime.snapshot
  *   events/<first seq>.log|.idx                 runtime-wide events
  *   workers/<worker dir>/worker.snapshot
+ *   workers/<worker dir>/worker.created         the worker as created, never rewritten (worker-restore.ts)
  *   workers/<worker dir>/{transcript,events,runs}/<first seq>.log|.idx
  *   workers/<worker dir>/runs/run-index.checkpoint   the run index (run-index-checkpoint.ts)
  *   bundles/<bundle id>.bundle                  config bundles (config-bundle-files.ts)
@@ -16,6 +17,12 @@ export const RUNTIME_SNAPSHOT = "runtime.snapshot";
 export const RUNTIME_EVENTS_DIR = "events";
 export const WORKERS_DIR = "workers";
 export const WORKER_SNAPSHOT = "worker.snapshot";
+/**
+ * The worker's snapshot as of its creation, written once and never replaced:
+ * what its users chose (display name, labels, intent, profile...) and its
+ * creation time and order survive a snapshot that can no longer be read.
+ */
+export const WORKER_CREATED = "worker.created";
 export const WORKER_LOG_DIRS = ["transcript", "events", "runs"] as const;
 
 /** Prefix of a worker dir being created (renamed into place once complete). */

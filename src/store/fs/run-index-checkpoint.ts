@@ -1,4 +1,7 @@
-import { decodeFrame, encodeFrames } from "./record-frame.js";
+import type { FileHandle } from "node:fs/promises";
+import type { FileStoreStats } from "./file-store-stats.js";
+import { readRange } from "./read-range.js";
+import { decodeFrame, encodeFrames, FRAME_HEADER_BYTES, FRAME_MAGIC, type LogRecord } from "./record-frame.js";
 import { RECENT_REQUEST_IDS, type RunIndexState } from "./run-index.js";
 
 /**
@@ -104,46 +107,53 @@ export function encodeRunIndexCheckpoint({ state, lastCrc }: RunIndexCheckpoint,
   return Buffer.concat([...runIndexCheckpointFrames(source, frameBytes)]);
 }
 
-/** Decodes a checkpoint file, or says why it cannot be used. */
+/**
+ * The largest frame body a reader takes: 16 times the writer's frame
+ * (`RUN_CHECKPOINT.frameBytes`, 64 KiB; a frame exceeds it only by one
+ * entry, whose ids are bounded). A longer one is damage or another writer's,
+ * and makes open rebuild the index rather than allocate for it.
+ */
+export const MAX_CHECKPOINT_FRAME_BYTES = 1024 * 1024;
+
+/**
+ * Reads a checkpoint file one frame at a time, or says why it cannot be
+ * used. Open holds at most one frame of the file (besides the index it
+ * builds), however many runs it covers: reading it whole held megabytes per
+ * worker, 32 workers at a time.
+ */
+export async function readRunIndexCheckpoint(fh: FileHandle, stats: FileStoreStats): Promise<RunIndexCheckpoint | { problem: string }> {
+  const decoder = new CheckpointDecoder();
+  for (let pos = 0; ; ) {
+    const header = await readRange(fh, pos, FRAME_HEADER_BYTES, stats);
+    if (header.length === 0) break;
+    if (header.length < FRAME_HEADER_BYTES) return { problem: "file is cut short" };
+    const length = header.readUInt32BE(4);
+    if (header.readUInt32BE(0) === FRAME_MAGIC && length > MAX_CHECKPOINT_FRAME_BYTES) {
+      return { problem: `a frame of ${length} bytes is over the ${MAX_CHECKPOINT_FRAME_BYTES}-byte bound` };
+    }
+    const frame = header.readUInt32BE(0) === FRAME_MAGIC ? await readRange(fh, pos, FRAME_HEADER_BYTES + length, stats) : header;
+    const decoded = decodeFrame(frame, 0);
+    if (decoded.kind === "truncated") return { problem: "file is cut short" };
+    if (decoded.kind === "bad") return { problem: decoded.reason };
+    const problem = decoder.add(decoded.record);
+    if (problem !== undefined) return { problem };
+    pos += decoded.end;
+  }
+  return decoder.finish();
+}
+
+/** Decodes a whole checkpoint file held in memory (tests), or says why it cannot be used. */
 export function decodeRunIndexCheckpoint(content: Buffer): RunIndexCheckpoint | { problem: string } {
-  const frames: Buffer[] = [];
-  for (let pos = 0, seq = CHECKPOINT_FORMAT; pos < content.length; seq++) {
+  const decoder = new CheckpointDecoder();
+  for (let pos = 0; pos < content.length; ) {
     const decoded = decodeFrame(content, pos);
     if (decoded.kind === "truncated") return { problem: "file is cut short" };
     if (decoded.kind === "bad") return { problem: decoded.reason };
-    if (decoded.record.seq !== seq) {
-      return { problem: pos === 0 ? `unknown checkpoint format ${decoded.record.seq}` : `frame ${seq} is out of place` };
-    }
-    const { body } = decoded.record;
-    frames.push(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    const problem = decoder.add(decoded.record);
+    if (problem !== undefined) return { problem };
     pos = decoded.end;
   }
-  const [head, ...sections] = frames;
-  if (head?.length !== HEAD_BYTES) return { problem: "malformed head" };
-  const kept = head.readUInt32BE(12);
-  if (kept !== RECENT_REQUEST_IDS) return { problem: `it remembers ${kept} request ids, this runtime ${RECENT_REQUEST_IDS}` };
-  const counts = { runs: head.readUInt32BE(16), unfinished: head.readUInt32BE(20), requests: head.readUInt32BE(24) };
-  const state: RunIndexState = { lastSeq: Number(head.readBigUInt64BE(0)), runIds: [], latest: [], unfinished: [], requests: [] };
-  const reader = new EntryReader(sections);
-  try {
-    for (let i = 0; i < counts.runs; i++) {
-      reader.begin(SECTION.runs);
-      state.latest.push(reader.u64());
-      state.runIds.push(reader.text());
-    }
-    for (let i = 0; i < counts.unfinished; i++) {
-      reader.begin(SECTION.unfinished);
-      state.unfinished.push(reader.u32());
-    }
-    for (let i = 0; i < counts.requests; i++) {
-      reader.begin(SECTION.requests);
-      state.requests.push({ ordinal: reader.u32(), requestId: reader.text(), fingerprint: reader.text() });
-    }
-    if (!reader.done) return { problem: "more entries than its head counts" };
-  } catch (error) {
-    return { problem: error instanceof CheckpointFormatError ? error.message : "a name in it is not UTF-8" };
-  }
-  return { state, lastCrc: head.readUInt32BE(8) };
+  return decoder.finish();
 }
 
 /** Packs entries of one section into frames of at most `frameBytes` (at least one entry each). */
@@ -169,27 +179,87 @@ function* sectionFrames(
 
 class CheckpointFormatError extends Error {}
 
-/** Reads entries in order across the section frames, checking each frame's section. */
-class EntryReader {
-  private frame = -1;
-  private buf: Buffer = Buffer.alloc(0);
-  private pos = 0;
+/** The sections in file order, each with the head's count of its entries. */
+const SECTIONS = [SECTION.runs, SECTION.unfinished, SECTION.requests] as const;
 
-  constructor(private readonly frames: readonly Buffer[]) {}
+/**
+ * Builds the index from a checkpoint's frames, handed in one at a time and
+ * kept by no one: the head, then frames of one section each, in order, each
+ * holding whole entries.
+ */
+class CheckpointDecoder {
+  private next = CHECKPOINT_FORMAT;
+  private lastCrc = 0;
+  private state: RunIndexState | undefined;
+  /** Entries still due per section, from the head's counts. */
+  private readonly due = new Map<number, number>();
 
-  /** True when every frame was read to its end. */
-  get done(): boolean {
-    return this.pos === this.buf.length && this.frame === this.frames.length - 1;
+  /** Takes the next frame; returns why the file cannot be used, if it cannot. */
+  add(record: LogRecord): string | undefined {
+    const expected = this.next++;
+    if (record.seq !== expected) {
+      return expected === CHECKPOINT_FORMAT ? `unknown checkpoint format ${record.seq}` : `frame ${expected} is out of place`;
+    }
+    const body = Buffer.from(record.body.buffer, record.body.byteOffset, record.body.byteLength);
+    if (this.state === undefined) return this.head(body);
+    if (body.length < 2) return "fewer entries than its head counts";
+    const kind = SECTIONS.find((section) => (this.due.get(section) ?? 0) > 0);
+    if (kind === undefined) return "more entries than its head counts";
+    if (body[0] !== kind) return `frame ${expected - CHECKPOINT_FORMAT + 1n} is of the wrong section`;
+    try {
+      this.entries(kind, new EntryReader(body), this.state);
+    } catch (error) {
+      return error instanceof CheckpointFormatError ? error.message : "a name in it is not UTF-8";
+    }
+    return undefined;
   }
 
-  /** Starts the next entry, of section `kind` (moving to the next frame when this one is read). */
-  begin(kind: number): void {
-    if (this.pos < this.buf.length) return;
-    const next = this.frames[++this.frame];
-    if (!next || next.length < 2) throw new CheckpointFormatError("fewer entries than its head counts");
-    if (next[0] !== kind) throw new CheckpointFormatError(`frame ${this.frame + 2} is of the wrong section`);
-    this.buf = next;
-    this.pos = 1;
+  /** The index, once every frame was added. */
+  finish(): RunIndexCheckpoint | { problem: string } {
+    if (this.state === undefined) return { problem: "malformed head" };
+    if ([...this.due.values()].some((n) => n > 0)) return { problem: "fewer entries than its head counts" };
+    return { state: this.state, lastCrc: this.lastCrc };
+  }
+
+  private head(body: Buffer): string | undefined {
+    if (body.length !== HEAD_BYTES) return "malformed head";
+    const kept = body.readUInt32BE(12);
+    if (kept !== RECENT_REQUEST_IDS) return `it remembers ${kept} request ids, this runtime ${RECENT_REQUEST_IDS}`;
+    this.due.set(SECTION.runs, body.readUInt32BE(16));
+    this.due.set(SECTION.unfinished, body.readUInt32BE(20));
+    this.due.set(SECTION.requests, body.readUInt32BE(24));
+    this.lastCrc = body.readUInt32BE(8);
+    this.state = { lastSeq: Number(body.readBigUInt64BE(0)), runIds: [], latest: [], unfinished: [], requests: [] };
+    return undefined;
+  }
+
+  /** Reads every entry of one section frame into `state`. */
+  private entries(kind: number, reader: EntryReader, state: RunIndexState): void {
+    while (!reader.done) {
+      const due = this.due.get(kind) ?? 0;
+      if (due === 0) throw new CheckpointFormatError("more entries than its head counts");
+      this.due.set(kind, due - 1);
+      if (kind === SECTION.runs) {
+        state.latest.push(reader.u64());
+        state.runIds.push(reader.text());
+      } else if (kind === SECTION.unfinished) {
+        state.unfinished.push(reader.u32());
+      } else {
+        state.requests.push({ ordinal: reader.u32(), requestId: reader.text(), fingerprint: reader.text() });
+      }
+    }
+  }
+}
+
+/** Reads the entries of one section frame, after its kind byte. */
+class EntryReader {
+  private pos = 1;
+
+  constructor(private readonly buf: Buffer) {}
+
+  /** True when the frame was read to its end. */
+  get done(): boolean {
+    return this.pos === this.buf.length;
   }
 
   u32(): number {
@@ -206,7 +276,7 @@ class EntryReader {
     return fromUtf8.decode(this.buf.subarray(at, at + length));
   }
 
-  /** Moves past `length` bytes of the current frame, or fails if it has fewer. */
+  /** Moves past `length` bytes of the frame, or fails if it has fewer. */
   private take(length: number): number {
     const at = this.pos;
     if (at + length > this.buf.length) throw new CheckpointFormatError("malformed entry");

@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { cloneMessage, StoreWriteError, type PutRunInit, type RestoredWorker, type StoredRun } from "../../runtime/index.js";
 import { crc32 } from "./crc32.js";
@@ -7,7 +7,7 @@ import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import type { LogRecord } from "./record-frame.js";
 import { RunIndex } from "./run-index.js";
-import { decodeRunIndexCheckpoint, runIndexCheckpointFrames } from "./run-index-checkpoint.js";
+import { readRunIndexCheckpoint, runIndexCheckpointFrames } from "./run-index-checkpoint.js";
 import { decodeRunRecord, encodeRunRecord, type RunRecord } from "./run-record.js";
 import type { SegmentedLog } from "./segmented-log.js";
 
@@ -273,14 +273,17 @@ export class RunLog {
    */
   private async readCheckpoint(): Promise<RunIndex | string | undefined> {
     const file = this.init.checkpointFile;
-    let content: Buffer;
+    let decoded: Awaited<ReturnType<typeof readRunIndexCheckpoint>>;
     try {
-      content = await readFile(this.init.disk.abs(file));
+      const fh = await open(this.init.disk.abs(file), "r");
+      try {
+        decoded = await readRunIndexCheckpoint(fh, this.init.stats);
+      } finally {
+        await fh.close();
+      }
     } catch (error) {
       return errorCode(error) === "ENOENT" ? undefined : `${file}: unreadable (${errorCode(error)})`;
     }
-    this.init.stats.bytesRead += content.length;
-    const decoded = decodeRunIndexCheckpoint(content);
     if ("problem" in decoded) return `${file}: ${decoded.problem}`;
     const index = RunIndex.fromState(decoded.state);
     if ("problem" in index) return `${file}: ${index.problem}`;

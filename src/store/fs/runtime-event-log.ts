@@ -12,7 +12,7 @@ export interface RuntimeEventLogInit {
   eventRetention: number;
   stats: FileStoreStats;
   /** Told when a read finds the log damaged after open. */
-  onCorruption: (message: string) => void;
+  onCorruption: (message: string, hostDetail: string) => void;
   /** Resolves once every run, transcript and snapshot write of any worker accepted so far is durable. */
   earlierWorkerWrites: () => Promise<void> | undefined;
 }

@@ -77,7 +77,7 @@ export class SegmentReader {
       // offset only: offsets that cannot frame records are damage, and are
       // never used to size a read (one bad offset could ask for gigabytes).
       if (!framesRecords(offsets, wanted, segment.size)) {
-        throw this.damaged(`${rel}: the index of records ${from}..${from + wanted - 1} is damaged`);
+        throw this.damaged(rel, `the index of records ${from}..${from + wanted - 1} is damaged`);
       }
       const n = recordsWithin(offsets, wanted, maxBytes);
       const start = offsets[0] ?? 0;
@@ -88,7 +88,7 @@ export class SegmentReader {
       for (let i = 0; i < n; i++) {
         const frame = decodeFrame(buf, pos);
         const expected = segment.firstSeq + BigInt(from + i);
-        if (frame.kind !== "ok" || frame.record.seq !== expected) throw this.damaged(`${rel}: record ${expected} is damaged`);
+        if (frame.kind !== "ok" || frame.record.seq !== expected) throw this.damaged(rel, `record ${expected} is damaged`);
         stats.recordsRead++;
         records.push(frame.record);
         pos = frame.end;
@@ -99,11 +99,12 @@ export class SegmentReader {
     }
   }
 
-  /** Makes the log read-only and reports the damage once; returns the error for the read. */
-  private damaged(message: string): StoreCorruptionError {
+  /** Makes the log read-only and reports the damage in file `rel` once; returns the error for the read. */
+  private damaged(rel: string, problem: string): StoreCorruptionError {
+    const message = `${rel}: ${problem}`;
     if (this.state.damage === undefined) {
       this.state.damage = message;
-      this.init.onCorruption?.(message);
+      this.init.onCorruption?.(message, `${this.init.disk.abs(rel)}: ${problem}`);
     }
     return new StoreCorruptionError(message);
   }

@@ -14,9 +14,10 @@ export interface SegmentedLogInit {
   stats: FileStoreStats;
   /**
    * Called once when a read finds a damaged record; the log is read-only
-   * from then on. The message names the file relative to the data dir.
+   * from then on. The message names the file relative to the data dir;
+   * `hostDetail` says the same with the absolute file (for the operator's log).
    */
-  onCorruption?: (message: string) => void;
+  onCorruption?: (message: string, hostDetail: string) => void;
   /** Called with each batch once it is durable, before its appends resolve. */
   onDurable?: (records: readonly LogRecord[]) => void;
   /**

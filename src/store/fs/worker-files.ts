@@ -13,7 +13,7 @@ export interface LogSettings {
   /** When and how run index checkpoints are written (run-log.ts). */
   runCheckpoint: RunCheckpointBounds;
   /** Told when a read finds a worker's stored data damaged (see FileStoreOptions). */
-  onCorruption?: (workerId: string, message: string) => void;
+  onCorruption?: (workerId: string, message: string, hostDetail: string) => void;
 }
 
 /**
@@ -47,7 +47,7 @@ export class WorkerFiles {
       disk,
       segmentBytes: settings.segmentBytes,
       stats,
-      onCorruption: (message: string) => this.quarantine(message, settings),
+      onCorruption: (message: string, hostDetail: string) => this.quarantine(message, hostDetail, settings),
     };
     this.transcript = new SegmentedLog({ ...base, dir: path.join(this.dir, "transcript") });
     this.events = new SegmentedLog({
@@ -87,11 +87,11 @@ export class WorkerFiles {
    * worker becomes read-only (so nothing new is built on state that cannot
    * be trusted), and the store's hook is told once.
    */
-  private quarantine(message: string, settings: LogSettings): void {
+  private quarantine(message: string, hostDetail: string, settings: LogSettings): void {
     if (this.quarantined !== undefined) return;
     this.quarantined = message;
     for (const log of this.logs) log.markDamaged(message);
-    settings.onCorruption?.(this.workerId, message);
+    settings.onCorruption?.(this.workerId, message, hostDetail);
   }
 
   /** Runs `write` after every earlier snapshot write of this worker. */

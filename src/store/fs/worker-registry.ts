@@ -4,7 +4,16 @@ import * as path from "node:path";
 import { StoreWriteError, type WorkerRecord } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
-import { DELETING_PREFIX, STAGING_PREFIX, WORKER_LOG_DIRS, WORKER_SNAPSHOT, WORKERS_DIR, workerDir, workerDirName } from "./layout.js";
+import {
+  DELETING_PREFIX,
+  STAGING_PREFIX,
+  WORKER_CREATED,
+  WORKER_LOG_DIRS,
+  WORKER_SNAPSHOT,
+  WORKERS_DIR,
+  workerDir,
+  workerDirName,
+} from "./layout.js";
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { encodeWorkerSnapshot } from "./worker-snapshot.js";
 
@@ -156,7 +165,9 @@ export class WorkerRegistry {
    * staging name, then renames it into place, so a crash never leaves a
    * half-created worker that would look damaged at the next open. The
    * staging name is unique per attempt, so a failed attempt's leftovers
-   * never mix with a later one's.
+   * never mix with a later one's. The creation record (`worker.created`, the
+   * first snapshot's bytes) costs one more fdatasync; the snapshot's own
+   * directory fsync makes its name durable.
    */
   private async createWorker(workerId: string, record: WorkerRecord): Promise<void> {
     const creationIndex = this.nextCreationIndex++;
@@ -164,7 +175,9 @@ export class WorkerRegistry {
     const staging = path.join(WORKERS_DIR, `${STAGING_PREFIX}${workerDirName(workerId)}-${suffix}`);
     await writeOrFail(async () => {
       for (const dir of WORKER_LOG_DIRS) await mkdir(this.disk.abs(path.join(staging, dir)), { recursive: true });
-      await this.disk.replaceFile(path.join(staging, WORKER_SNAPSHOT), encodeWorkerSnapshot({ record, creationIndex }));
+      const snapshot = encodeWorkerSnapshot({ record, creationIndex });
+      await this.disk.writeNewFile(path.join(staging, WORKER_CREATED), snapshot);
+      await this.disk.replaceFile(path.join(staging, WORKER_SNAPSHOT), snapshot);
       await rename(this.disk.abs(staging), this.disk.abs(workerDir(workerId)));
       await this.disk.syncDir(WORKERS_DIR);
     }).catch(async (error: unknown) => {

@@ -7,10 +7,10 @@ import { WorkerSchema, WorkerStatus } from "../../../gen/worker_runtime/v1/worke
 import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
 import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
-import { WORKER_SNAPSHOT, workerDir } from "./layout.js";
+import { WORKER_CREATED, WORKER_SNAPSHOT, workerDir } from "./layout.js";
 import type { RestoredRuns } from "./run-log.js";
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
-import { decodeWorkerSnapshot } from "./worker-snapshot.js";
+import { decodeWorkerSnapshot, type WorkerSnapshot } from "./worker-snapshot.js";
 
 /** One worker as found on disk. */
 export interface WorkerRestore {
@@ -23,7 +23,8 @@ export interface WorkerRestore {
  * Opens one worker's directory. Nothing here throws for damaged data: a
  * missing or unreadable snapshot, or a log damaged in the middle, yields a
  * quarantined worker and an ERROR diagnostic naming the file (relative to
- * the data dir), so every other worker is still served.
+ * the data dir; its `hostDetail`, for the operator's log, names the absolute
+ * file), so every other worker is still served.
  */
 export async function restoreWorker(
   workerId: string,
@@ -33,22 +34,18 @@ export async function restoreWorker(
   stats: FileStoreStats,
 ): Promise<WorkerRestore> {
   const diagnostics: StoreDiagnostic[] = [];
+  /** What is damaged: files relative to the data dir, and the same with absolute files. */
   const problems: string[] = [];
+  const hostProblems: string[] = [];
+  const damaged = (rel: string, problem: string): void => {
+    problems.push(`${rel}: ${problem}`);
+    hostProblems.push(`${disk.abs(rel)}: ${problem}`);
+  };
   const snapshotRel = path.join(workerDir(workerId), WORKER_SNAPSHOT);
   const snapshot = await readSnapshot(disk, snapshotRel, stats);
-  if ("problem" in snapshot) problems.push(`${snapshotRel}: ${snapshot.problem}`);
-  const record =
-    "record" in snapshot
-      ? snapshot.record
-      : {
-          worker: create(WorkerSchema, {
-            ref: create(WorkerRefSchema, { runtimeId, workerId }),
-            status: WorkerStatus.FAILED,
-          }),
-          createRequestId: "",
-          createFingerprint: "",
-        };
-  const files = new WorkerFiles(workerId, record, "creationIndex" in snapshot ? snapshot.creationIndex : 0, disk, settings, stats);
+  if ("problem" in snapshot) damaged(snapshotRel, snapshot.problem);
+  const known = "record" in snapshot ? snapshot : await asCreated(workerId, runtimeId, disk, stats);
+  const files = new WorkerFiles(workerId, known.record, known.creationIndex, disk, settings, stats);
 
   for (const log of files.logs) {
     try {
@@ -59,13 +56,17 @@ export async function restoreWorker(
             code: "store.torn_tail_truncated",
             message: `${problem.file}: an unfinished write at the end of the log was truncated (${problem.detail})`,
             workerId,
+            hostDetail: `${disk.abs(problem.file)}: an unfinished write at the end of the log was truncated (${problem.detail})`,
           });
         } else {
-          problems.push(`${problem.file}: ${problem.detail}`);
+          damaged(problem.file, problem.detail);
         }
       }
     } catch (error) {
       problems.push(`${log.damaged ?? "a log"} could not be opened (${errorCode(error)})`);
+      hostProblems.push(
+        `a log of ${disk.abs(files.dir)} could not be opened (${error instanceof Error ? error.message : errorCode(error)})`,
+      );
     }
   }
   let runs: RestoredRuns = { runCount: 0, unfinishedRuns: [], recentRequestIds: [] };
@@ -81,29 +82,47 @@ export async function restoreWorker(
       });
     }
   } catch (error) {
-    problems.push(`${files.dir}/runs: ${error instanceof Error ? error.message : "unreadable"}`);
+    damaged(path.join(files.dir, "runs"), error instanceof Error ? error.message : "unreadable");
   }
 
   const quarantined = problems.length > 0 ? `stored state of worker ${workerId} is damaged: ${problems.join("; ")}` : undefined;
   if (quarantined) {
+    const advice = "The worker is served as FAILED; restore its directory from a backup or delete the worker.";
     diagnostics.push({
       severity: DiagnosticSeverity.ERROR,
       code: "store.worker_quarantined",
-      message: `${quarantined}. The worker is served as FAILED; restore its directory from a backup or delete the worker.`,
+      message: `${quarantined}. ${advice}`,
       workerId,
+      hostDetail: `stored state of worker ${workerId} is damaged: ${hostProblems.join("; ")}. ${advice}`,
     });
   }
   return {
     files,
     diagnostics,
     restored: {
-      record,
+      record: known.record,
       lastEventSeq: files.events.lastSeq,
       lastTranscriptSeq: files.transcript.lastSeq,
       ...runs,
       ...(quarantined ? { quarantined } : {}),
     },
   };
+}
+
+/**
+ * A worker whose snapshot cannot be read, as it was created (FAILED): its
+ * creation record keeps what its users chose and its place in creation
+ * order. Without one (data dirs from before it, or it is damaged too) only
+ * its id is known, and it is listed first.
+ */
+async function asCreated(workerId: string, runtimeId: string, disk: Disk, stats: FileStoreStats): Promise<WorkerSnapshot> {
+  const created = await readSnapshot(disk, path.join(workerDir(workerId), WORKER_CREATED), stats);
+  if ("record" in created && created.record.worker.ref?.workerId === workerId) {
+    created.record.worker.status = WorkerStatus.FAILED;
+    return created;
+  }
+  const worker = create(WorkerSchema, { ref: create(WorkerRefSchema, { runtimeId, workerId }), status: WorkerStatus.FAILED });
+  return { record: { worker, createRequestId: "", createFingerprint: "" }, creationIndex: 0 };
 }
 
 async function readSnapshot(disk: Disk, rel: string, stats: FileStoreStats) {

@@ -1,0 +1,135 @@
+import { Code } from "@connectrpc/connect";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { createPinoLogger } from "../../src/cli/pino-logger.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
+import type { Runtime } from "../../src/runtime/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
+import { expectError } from "../support/errors.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type Clients, eventually, type Harness, startHarness } from "../support/harness.js";
+import { type LogLine, logCapture } from "../support/log-lines.js";
+import { replyChunks } from "../support/openai-chunks.js";
+
+/**
+ * What a quarantined worker tells its users, and what the runtime tells its
+ * operator. `Worker.failure_message` and the WORKER_FAILED refusal used to
+ * name the damaged file (`workers/<id>/worker.snapshot`), so API clients and,
+ * through the Backend, browsers saw the data dir's layout, while the log had
+ * no line at all for damage found at start-up. Now the user is told in plain
+ * words what is damaged, with no file in it; the operator's log (the
+ * runtime's logger, error level) names the absolute file and what is wrong
+ * with it. Damage found at start-up (a snapshot that is not one) and damage a
+ * read finds later (a sealed transcript segment) both.
+ */
+let dir: string;
+let fake: FakeOpenAI;
+let capture: ReturnType<typeof logCapture>;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "wr-quarantine-message-"));
+  fake = await startFakeOpenAI();
+  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
+  capture = logCapture();
+});
+afterEach(async () => {
+  await fake.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function serve(): Promise<Harness> {
+  let runtime: Runtime | undefined;
+  const harness = await startHarness({
+    runtimeId: "rq",
+    logger: createPinoLogger({ level: "info", payloads: false, destination: capture.destination }),
+    store: createFileStore({
+      dataDir: dir,
+      segmentBytes: 300,
+      onCorruption: (workerId, message, detail) => runtime?.reportCorruption(workerId, message, detail),
+    }),
+    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
+  });
+  runtime = harness.runtime;
+  return harness;
+}
+
+/** What a user sees of a quarantined worker: plain words, no file, no path. */
+async function expectPlainWords(clients: Clients, worker: WorkerRef): Promise<void> {
+  const failed = (await clients.catalog.getWorker({ worker })).worker;
+  expect(failed?.status).toBe(WorkerStatus.FAILED);
+  const message = failed?.failureMessage ?? "";
+  expect(message).toMatch(/stored state is damaged/);
+  expect(message).toMatch(/kept for inspection/);
+  for (const text of [
+    message,
+    (await expectError(() => clients.interaction.sendInput({ worker, input: { text: "hi" } }))).error.rawMessage,
+  ]) {
+    expect(text).not.toMatch(/snapshot|\.log|workers|\//);
+    expect(text).not.toContain(dir);
+  }
+  const { error, detail } = await expectError(() => clients.interaction.sendInput({ worker, input: { text: "hi" } }));
+  expect([error.code, detail?.reason]).toEqual([Code.FailedPrecondition, ErrorReason.WORKER_FAILED]);
+  expect(error.rawMessage).toContain(message);
+}
+
+/** The operator's error line for the damage: it names the absolute file and what is wrong with it. */
+function errorLineNaming(file: string, problem: RegExp): LogLine | undefined {
+  return capture.lines.find((line) => line.level === "error" && JSON.stringify(line).includes(file) && problem.test(JSON.stringify(line)));
+}
+
+describe("a quarantined worker", () => {
+  it("found damaged at start-up: users read plain words, the operator's log names the absolute file and the error", async () => {
+    const first = await serve();
+    const worker = (await first.connect("grpc").catalog.createWorker({ runtimeId: "rq", displayName: "Named" })).worker?.ref as WorkerRef;
+    await first.close();
+    const snapshot = path.join(dir, "workers", worker.workerId, "worker.snapshot");
+    await writeFile(snapshot, "not a snapshot at all, just text");
+
+    const second = await serve();
+    try {
+      await expectPlainWords(second.connect("grpc"), worker);
+      await expectPlainWords(second.connect("connect"), worker);
+      const line = errorLineNaming(snapshot, /bad record marker/);
+      expect(line, JSON.stringify(capture.lines)).toBeDefined();
+      expect(line).toMatchObject({ worker_id: worker.workerId });
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("found damaged by a read while served: the same", async () => {
+    const first = await serve();
+    const clients = first.connect("grpc");
+    const worker = (await clients.catalog.createWorker({ runtimeId: "rq" })).worker?.ref as WorkerRef;
+    for (let i = 0; i < 6; i++) {
+      const { run } = await clients.interaction.sendInput({ worker, input: { text: `message ${i}` } });
+      await eventually(
+        async () => (await clients.interaction.getRun({ worker, runId: run?.runId ?? "" })).run?.status === RunStatus.COMPLETED,
+      );
+    }
+    await first.close();
+    // A sealed segment is trusted at open; the first read of it finds the damage.
+    const segment = path.join(dir, "workers", worker.workerId, "transcript", "00000000000000000001.log");
+    const bytes = await readFile(segment);
+    bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
+    await writeFile(segment, bytes);
+
+    const second = await serve();
+    try {
+      const again = second.connect("grpc");
+      await expectError(() => again.observation.readTranscript({ worker, position: { case: "afterSeq", value: 0n } }));
+      await eventually(async () => (await again.catalog.getWorker({ worker })).worker?.status === WorkerStatus.FAILED);
+      await expectPlainWords(again, worker);
+      const line = errorLineNaming(segment, /record 1 is damaged/);
+      expect(line, JSON.stringify(capture.lines)).toBeDefined();
+      expect(line).toMatchObject({ worker_id: worker.workerId });
+    } finally {
+      await second.close();
+    }
+  });
+});
