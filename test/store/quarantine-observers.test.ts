@@ -82,8 +82,13 @@ describe("a worker quarantined while watched", () => {
       const { run } = await again.interaction.sendInput({ worker, input: { text: "once more" } });
       const runId = run?.runId ?? "";
       await eventually(async () => (await again.catalog.getWorker({ worker })).worker?.status === WorkerStatus.FAILED);
+      // FAILED shows at once (input is refused from then on); the run in flight ends right after, not before.
+      await eventually(
+        async () => TERMINAL_RUN_STATUSES.has((await again.interaction.getRun({ worker, runId })).run?.status ?? RunStatus.UNSPECIFIED),
+        5_000,
+        "the run in flight ended",
+      );
       const ended = await again.interaction.getRun({ worker, runId });
-      expect(TERMINAL_RUN_STATUSES.has(ended.run?.status ?? RunStatus.UNSPECIFIED)).toBe(true);
       const events = () => seen.flatMap((m) => m.events);
       await eventually(
         () => events().some((e) => e.kind.case === "workerChanged" && e.kind.value.status === WorkerStatus.FAILED),
