@@ -20,5 +20,6 @@ export {
   loadProfilesFile,
   companionProfile,
   ProfileConfigError,
+  ShellSandboxError,
   type OpenAIBackendOptions,
 } from "./engine/index.js";

@@ -13,7 +13,7 @@ import {
 } from "../backend/index.js";
 import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
-import { closeForShutdown, type ShutdownOutcome } from "./server-shutdown.js";
+import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shutdown.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
@@ -180,8 +180,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
-  if (outcome === "clean") logger.info("stopped");
-  else logger.error("stopped after a failed shutdown; exiting 1");
+  logStopped(logger, outcome);
   return outcome;
 }
 

@@ -11,8 +11,13 @@ import type { ShutdownOutcome } from "./server-shutdown.js";
  */
 let serverStopped = false;
 
-/** A stopped server's exit code: 1 when its shutdown failed (server-shutdown.ts), so a supervisor knows. */
+/**
+ * A stopped server's exit code: 1 when its shutdown failed (server-shutdown.ts), so a supervisor knows.
+ * One whose store writes did not settle ends here with SIGKILL: Node's exit joins its I/O threads, and
+ * a write hung in the kernel holds one forever (measured with a FIFO), so exiting would never end.
+ */
 function stoppedWith(outcome: ShutdownOutcome | undefined): number {
+  if (outcome === "unsettled") process.kill(process.pid, "SIGKILL");
   serverStopped = outcome !== undefined;
   return outcome === "failed" ? 1 : 0;
 }

@@ -14,7 +14,7 @@ import { startTracingFromEnv, type Tracing, TracingConfigError } from "../teleme
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
 import { backendFromFlags, EXECUTION_OPTIONS, EXECUTION_USAGE, ExecutionConfigError, workspaceRootsFromFlags } from "./execution-config.js";
 import { createPinoLogger, LogConfigError, logConfigFromEnv } from "./pino-logger.js";
-import { closeForShutdown, type ShutdownOutcome } from "./server-shutdown.js";
+import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shutdown.js";
 import {
   METRICS_OPTIONS,
   METRICS_USAGE,
@@ -46,6 +46,10 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
   --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
                  everything lives in memory and is lost on exit
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
+  --shutdown-flush-ms  then, beyond the 5 s a run may take to wind down, how long the store may
+                 take to write what the drain recorded and close (default 5000); past it the
+                 writes that did not settle are logged at error level and the process ends
+                 non-zero (SIGKILL: a write hung in the kernel holds Node's own exit)
   --secrets-file JSON object of host secrets by name, for config bundles' profiles; must be
                  mode 0600 (also WORKER_RUNTIME_SECRET_<NAME> variables)
   logs: JSON lines on stderr; WORKER_RUNTIME_LOG_LEVEL=trace|debug|info|warn|error|fatal|silent
@@ -70,6 +74,7 @@ export const RUNTIME_HOST_OPTIONS = {
   "data-dir": { type: "string" },
   "secrets-file": { type: "string" },
   "shutdown-grace-ms": { type: "string", default: "10000" },
+  "shutdown-flush-ms": { type: "string", default: "5000" },
   ...METRICS_OPTIONS,
   help: { type: "boolean", default: false },
 } as const;
@@ -134,8 +139,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
-  if (outcome === "clean") logger.info("stopped");
-  else logger.error("stopped after a failed shutdown; exiting 1");
+  logStopped(logger, outcome);
   return outcome;
 }
 
@@ -158,6 +162,7 @@ type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] & {
   "secrets-file"?: string;
   "runtime-id"?: string;
   "data-dir"?: string;
+  "shutdown-flush-ms"?: string;
 };
 
 /**
@@ -165,6 +170,7 @@ type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] & {
  * secrets, id, and the file store under --data-dir (memory without it).
  */
 export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, metrics?: RuntimeMetrics): Promise<Runtime> {
+  const flushTimeoutMs = parseFlushMs(values["shutdown-flush-ms"] ?? "5000");
   const execution = await executionOptions(values);
   const secrets = readSecrets(values["secrets-file"]);
   let runtimeRef: Runtime | undefined;
@@ -173,6 +179,7 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, 
     ...(metrics ? { metrics } : {}),
     ...execution,
     secrets,
+    limits: { flushTimeoutMs },
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
     ...(values["data-dir"] !== undefined
       ? {
@@ -247,6 +254,13 @@ export function parseGraceMs(value: string): number {
   if (!Number.isSafeInteger(graceMs) || graceMs < 0)
     throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
   return graceMs;
+}
+
+/** --shutdown-flush-ms: the runtime's flushTimeoutMs (how long its close waits for the store). */
+export function parseFlushMs(value: string): number {
+  const flushMs = /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(flushMs >= 1)) throw new UsageError("--shutdown-flush-ms must be a whole number of milliseconds >= 1");
+  return flushMs;
 }
 
 export function parsePort(flag: string, value: string): number {

@@ -41,7 +41,8 @@ export const NO_PROVIDER_REASON = "no model provider configured: set OPENAI_API_
  * Creates the execution backend that runs workers against OpenAI or any
  * OpenAI-compatible server through the `openai` package. Profiles given in
  * options are validated here, so a bad profile stops the server at startup
- * instead of failing runs later.
+ * instead of failing runs later; so is a forced bubblewrap sandbox where
+ * bwrap cannot run (ShellSandboxError).
  */
 export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBackend {
   const defaultModel = options.defaultModel ?? DEFAULT_MODEL;

@@ -8,7 +8,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
  * show to clients: never credentials or host paths.
  */
 export class RuntimeError extends Error {
-  override readonly name = "RuntimeError";
+  override readonly name: string = "RuntimeError";
 
   constructor(
     readonly code: Code,

@@ -28,6 +28,8 @@ export { cloneMessage } from "./message-clone.js";
 export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 /** The one error type the core throws, with its wire code and typed reason. */
 export { RuntimeError } from "./errors.js";
+/** Why close() rejected: the store did not settle within limits.cancelGraceMs + flushTimeoutMs; names what did not. */
+export { CloseTimeoutError } from "./runtime-shutdown.js";
 /** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
 /** Every bound the Runtime enforces, and their defaults. */

@@ -59,6 +59,14 @@ export interface Limits {
   heartbeatIntervalMs: number;
   /** While the store cannot write, how often a probe write checks whether it can again. */
   storeProbeIntervalMs: number;
+  /**
+   * How long closing waits for the store: for the writes the drain and
+   * requests set off, and for the store's own close, beyond the
+   * `cancelGraceMs` a run may take to wind down. Past both, close() rejects
+   * (CloseTimeoutError, naming what did not settle) instead of waiting on a
+   * hung disk forever; what did not settle may not be on disk.
+   */
+  flushTimeoutMs: number;
 }
 
 /**
@@ -95,6 +103,7 @@ export const DEFAULT_LIMITS: Limits = {
   cancelGraceMs: 5_000,
   heartbeatIntervalMs: 15_000,
   storeProbeIntervalMs: 5_000,
+  flushTimeoutMs: 5_000,
 };
 
 /**

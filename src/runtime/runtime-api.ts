@@ -165,10 +165,16 @@ export interface Runtime {
   /**
    * Graceful shutdown: refuse new work at once, let runs finish for up to
    * `graceMs` (or until `cut` aborts: an operator's second Ctrl-C), then
-   * interrupt the rest.
+   * interrupt the rest, waiting for them up to `limits.cancelGraceMs` +
+   * `limits.flushTimeoutMs` (close() then reports what did not settle).
    */
   drain(graceMs: number, cut?: AbortSignal): Promise<void>;
-  /** Drains at once, ends every stream and closes the store. */
+  /**
+   * Drains at once, ends every stream and closes the store. Bounded by
+   * `limits.cancelGraceMs` + `limits.flushTimeoutMs`: a store that has not settled by then (a hung
+   * disk) makes it reject with a CloseTimeoutError naming the writes that
+   * may not be on disk (also logged at error level); the streams are ended all the same.
+   */
   close(): Promise<void>;
   /**
    * Reports damage a store found after start-up: a worker's damage

@@ -6,7 +6,6 @@ import { randomBytes } from "node:crypto";
 import { BusyPolicySchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
-import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { ApprovalDecisionSchema, type SendInputRequest } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -28,10 +27,12 @@ import { deliveryCounter, noopMetrics, timedAppend, type WatchStreamKind } from 
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
+import { PendingWrites } from "./pending-writes.js";
 import { listRuns, readTranscript } from "./run-queries.js";
 import type { Runtime, RuntimeOptions } from "./runtime-api.js";
 import { RuntimeHealth } from "./runtime-health.js";
 import { checkNotEnded } from "./run-queue.js";
+import { closeRuntime, drainRuntime, type ShutdownParts } from "./runtime-shutdown.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { logStoreDiagnostic, typedStoreErrors } from "./store-errors.js";
@@ -55,7 +56,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
-  const store = options.store ?? createMemoryStore({ eventRetention: limits.eventRetention });
+  const writes = new PendingWrites();
+  const store = writes.track(options.store ?? createMemoryStore({ eventRetention: limits.eventRetention }));
   const opened = await store.open({
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
     generateRuntimeId: () => newId("rt"),
@@ -165,6 +167,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     if (runtimeId) catalog.checkRuntimeId("runtime_id", runtimeId);
   };
 
+  const boundMs = limits.cancelGraceMs + limits.flushTimeoutMs;
+  const shutdown: ShutdownParts = { health, background, sessions: () => catalog.sessions(), runtimeEvents, store, writes, logger, boundMs };
   const runtime: Runtime = {
     runtimeId,
     limits,
@@ -268,26 +272,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const storeWritesFailing = health.storeDegraded;
       return { subscriptions, runtimeSubscriptions: runtimeEvents.subscriberCount, workers: catalog.size, storeWritesFailing };
     },
-    drain: async (graceMs, cut) => {
-      health.startDraining();
-      const deadline = Date.now() + graceMs;
-      // A run waiting for approval is not waited for: interruptAll parks it, its wait being durable.
-      while (Date.now() < deadline && !cut?.aborted && [...catalog.sessions()].some((s) => s.activeRun?.status === RunStatus.RUNNING)) {
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
-      }
-      await Promise.all([...catalog.sessions()].map((session) => session.interruptAll()));
-    },
-    close: async () => {
-      health.stop();
-      background.close();
-      await runtime.drain(0);
-      // What the drain set off (a run's end, the worker's snapshot, runtime events) and requests in flight land before the store closes.
-      await background.settled();
-      health.close();
-      for (const session of catalog.sessions()) session.events.closeAll();
-      runtimeEvents.closeAll();
-      await store.close();
-    },
+    drain: (graceMs, cut) => drainRuntime(shutdown, graceMs, cut),
+    close: () => closeRuntime(shutdown),
     reportCorruption: (workerId, message, hostDetail) => {
       logger.error("store corruption found", { worker_id: workerId, damage: bounded(hostDetail ?? message) });
       if (workerId !== undefined) return catalog.quarantine(workerId, message);

@@ -84,6 +84,8 @@ export interface RuntimeServer {
    * refused), runs get `graceMs` to finish and are then interrupted, streams
    * end, listeners close, the store is flushed. `cut` ends the grace early
    * (runs are interrupted at once), e.g. on an operator's second signal.
+   * Rejects as the runtime's close does (a CloseTimeoutError past the
+   * runtime's flushTimeoutMs), once the connections are closed all the same.
    */
   close(graceMs?: number, cut?: AbortSignal): Promise<void>;
 }
@@ -180,7 +182,11 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
       closing ??= (async () => {
         await options.runtime.drain(graceMs, cut);
         const closed = Promise.all([closeServer(h2), h1 ? closeServer(h1) : Promise.resolve()]);
-        await options.runtime.close();
+        // A close past its bound (a hung store: CloseTimeoutError) still closes the connections, then is thrown.
+        const runtimeClosed = await options.runtime.close().then(
+          () => ({ ok: true as const }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
         // Polite first: GOAWAY lets clients finish what is in flight.
         for (const session of sessions) session.close();
         // (An HTTP/2 server with allowHTTP1 closes its idle HTTP/1.1 connections itself on close.)
@@ -193,6 +199,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
         }, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
         await closed;
         clearTimeout(forced);
+        if (!runtimeClosed.ok) throw runtimeClosed.error;
       })();
       return closing;
     },

@@ -224,6 +224,34 @@ describe("shell.exec sandbox", () => {
     expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5"])).toEqual(["no-such-program-t5"]);
   });
 
+  it("tells a program the check found but the sandbox could not start in the check's own words, not bwrap's execvp error", async () => {
+    // The check looks on the host's PATH; the sandbox covers the private paths. A private file that is
+    // also a program makes the two disagree by construction: the check finds env, the exec in the
+    // sandbox meets /dev/null (EACCES), as it would a program removed between the check and the spawn.
+    h = await startHarness({ shellSandbox: "bubblewrap", hiddenPaths: ["/usr/bin/env"] });
+    expect(h.backend.missingPrograms?.(["env"])).toEqual([]);
+    h.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "env --version" }) }] }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-race");
+    sink.commitInput("run");
+    const request = {
+      ...runRequest(sink, {
+        input: "run",
+        runId: "run-race",
+        profile: h.companion,
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      }),
+      policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["env"] } },
+    };
+    expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, '"env" is allowed for this worker but is not installed on this runtime'],
+    ]);
+  });
+
   it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {
     const mounts = { root: [], hidden: [], insideWorkspace: [], privatePaths: ["/srv/rt/data", "/srv/roots/main"] };
     const output = [

@@ -95,6 +95,8 @@ describe("worker-runtime serve", () => {
     [["--port", "0", "--http1-port=-1"], "--http1-port must be a port number"],
     [["--port", "0", "--shutdown-grace-ms", "soon"], "--shutdown-grace-ms must be"],
     [["--port", "0", "--shutdown-grace-ms=-5"], "--shutdown-grace-ms must be"],
+    [["--port", "0", "--shutdown-flush-ms", "0"], "--shutdown-flush-ms must be"],
+    [["--port", "0", "--shutdown-flush-ms", "1e3"], "--shutdown-flush-ms must be"],
     [["--port", "0", "--no-such-flag"], "no-such-flag"],
     [["--port", "0", "--runtime-id", "../bad"], "runtime_id"],
   ])("refuses %j with a usage message", async (args, message) => {

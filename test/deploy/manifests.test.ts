@@ -83,8 +83,11 @@ function expectSecretKey(ref: { secret: string; key: string }): void {
 function drainSeconds(container: K8sContainer): number {
   const graceMs = Number(flagValue(container.args, "--shutdown-grace-ms"));
   expect(Number.isSafeInteger(graceMs)).toBe(true);
-  // After the grace, a run still going is cancelled, and a backend that ignores its abort gets cancelGraceMs more.
-  return (container.lifecycle?.preStop?.sleep?.seconds ?? 0) + (graceMs + DEFAULT_LIMITS.cancelGraceMs) / 1000;
+  const flushFlag = flagValue(container.args, "--shutdown-flush-ms");
+  const flushMs = flushFlag !== undefined ? Number(flushFlag) : DEFAULT_LIMITS.flushTimeoutMs;
+  // After the grace, a run still going is cancelled, and a backend that ignores its abort gets cancelGraceMs more;
+  // then the store gets at most flushTimeoutMs (--shutdown-flush-ms) to write what the drain recorded and close.
+  return (container.lifecycle?.preStop?.sleep?.seconds ?? 0) + (graceMs + DEFAULT_LIMITS.cancelGraceMs + flushMs) / 1000;
 }
 
 describe("Kubernetes manifests", () => {

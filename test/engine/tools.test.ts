@@ -511,6 +511,53 @@ describe("tools", () => {
     expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5", "sh"])).toEqual(["no-such-program-t5"]);
   });
 
+  it("tells a program the check found but spawn could not start (ENOENT, EACCES) in the check's own words", async () => {
+    // The check (a regular, executable file on the PATH) and the exec disagree by construction: each
+    // program is a script whose interpreter is gone (exec: ENOENT) or not executable (exec: EACCES),
+    // which is what a program removed or made unusable between the check and the spawn returns.
+    const bin = await mkdtemp(join(tmpdir(), "spawn-race-bin-"));
+    const savedPath = process.env.PATH;
+    try {
+      await writeFile(join(bin, "not-executable"), "");
+      await writeFile(join(bin, "gone-t6"), `#!${join(bin, "removed-interpreter")}\n`, { mode: 0o755 });
+      await writeFile(join(bin, "denied-t6"), `#!${join(bin, "not-executable")}\n`, { mode: 0o755 });
+      process.env.PATH = `${bin}:${savedPath ?? ""}`;
+      h = await startHarness();
+      expect(h.backend.missingPrograms?.(["gone-t6", "denied-t6"])).toEqual([]);
+      h.fake.enqueue(
+        reply({
+          toolCalls: [
+            call("c1", "run_command", { command: "gone-t6 --version" }),
+            call("c2", "run_command", { command: "denied-t6 --version" }),
+            call("c3", "run_command", { command: "echo hi" }),
+          ],
+        }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-race");
+      sink.commitInput("run");
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-race",
+          profile: h.companion,
+          workspaceDir: h.workspace,
+          capabilities: ["shell.exec"],
+        }),
+        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "gone-t6", "denied-t6"] } },
+      };
+      expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+        [true, '"gone-t6" is allowed for this worker but is not installed on this runtime'],
+        [true, '"denied-t6" is allowed for this worker but is not installed on this runtime'],
+        [false, "exit code 0\nhi\n"],
+      ]);
+    } finally {
+      process.env.PATH = savedPath;
+      await rm(bin, { recursive: true, force: true });
+    }
+  });
+
   it("searches the one file search_files is given as its path", async () => {
     h = await startHarness();
     await mkdir(join(h.workspace, "docs"));

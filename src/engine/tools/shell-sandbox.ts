@@ -27,7 +27,7 @@ export type ShellSandboxMode = "bubblewrap" | "none" | "refused";
 
 /** Options that choose the mode (OpenAIBackendOptions). */
 export interface ShellSandboxOptions {
-  /** Force a mode instead of detecting bubblewrap ("bubblewrap" fails later if it is missing). */
+  /** Force a mode instead of detecting bubblewrap ("bubblewrap" is refused where bwrap cannot run: {@link ShellSandboxError}). */
   shellSandbox?: "bubblewrap" | "none";
   /** Run commands without a sandbox when none is available (or when "none" is forced). */
   allowUnsandboxedShell?: boolean;
@@ -46,8 +46,22 @@ export interface ShellSandboxOptions {
   hiddenPaths?: readonly string[];
 }
 
+/**
+ * Thrown when building a backend that forces the bubblewrap sandbox on a
+ * host where bwrap cannot run: found then, by the embedder, instead of by
+ * the model as bwrap's own ENOENT on its first command.
+ */
+export class ShellSandboxError extends Error {
+  override readonly name = "ShellSandboxError";
+}
+
 /** The mode for these options: bubblewrap where it works, else "none" only when allowed. */
 export function resolveShellSandbox(options: ShellSandboxOptions): ShellSandboxMode {
+  if (options.shellSandbox === "bubblewrap" && !bubblewrapWorks()) {
+    throw new ShellSandboxError(
+      'shellSandbox "bubblewrap" was asked for, but bwrap cannot run here (not on the PATH, or not allowed to create namespaces): install bubblewrap or leave shellSandbox unset',
+    );
+  }
   const wanted = options.shellSandbox ?? (bubblewrapWorks() ? "bubblewrap" : "none");
   if (wanted === "none" && !options.allowUnsandboxedShell) return "refused";
   return wanted;

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
 import { missingPrograms } from "./program-path.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
@@ -50,14 +51,19 @@ export const runCommandTool: ToolDefinition = {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
     const line = commandLine(command, context.shellPolicy, context.shellSandbox ?? "none");
+    // Under a policy the first word is a program the check found; without one it is the shell itself.
+    const program = context.shellPolicy ? line[0] : undefined;
     const mounts = context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []) : undefined;
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
+    // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
     const result = mounts
-      ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal)
-      : await runInGroup(line, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal);
-    // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
-    if (mounts && result.code === 1 && sandboxSetupFailed(result.output) && !(await isDirectory(workspace.root))) {
-      throw new ToolError(WORKSPACE_GONE);
+      ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal, undefined)
+      : await runInGroup(line, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal, program);
+    if (mounts && result.code === 1 && sandboxSetupFailed(result.output)) {
+      // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
+      if (!(await isDirectory(workspace.root))) throw new ToolError(WORKSPACE_GONE);
+      // Nor start a program the check found (gone or unusable since): told as the check tells it.
+      if (program !== undefined && bwrapCouldNotExec(result.output, program)) throw new ToolError(notInstalled(program));
     }
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
@@ -96,10 +102,27 @@ function commandLine(command: string, policy: ShellPolicy | undefined, mode: She
   if (!allowed.includes(program)) {
     throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
   }
-  if (missingPrograms([program], mode).length > 0) {
-    throw new ToolError(`"${program}" is allowed for this worker but is not installed on this runtime`);
-  }
+  if (missingPrograms([program], mode).length > 0) throw new ToolError(notInstalled(program));
   return words;
+}
+
+/**
+ * What the model is told of an allowed program it cannot start here: by the
+ * check before the spawn, and by the spawn itself when the program went (or
+ * became unusable) between the two, which otherwise showed as
+ * `spawn X ENOENT` / `EACCES` or bwrap's "execvp X: ...".
+ */
+function notInstalled(program: string): string {
+  return `"${program}" is allowed for this worker but is not installed on this runtime`;
+}
+
+/** Whether bwrap's output is its failure to exec `program` (not found, or not executable). */
+function bwrapCouldNotExec(output: string, program: string): boolean {
+  return output
+    .split("\n")
+    .some(
+      (line) => line === `bwrap: execvp ${program}: No such file or directory` || line === `bwrap: execvp ${program}: Permission denied`,
+    );
 }
 
 interface CommandResult {
@@ -122,11 +145,26 @@ async function isDirectory(path: string): Promise<boolean> {
  * gone (the workspace deleted mid-run, unsandboxed) makes spawn fail with
  * "spawn /bin/sh ENOENT", which reads as a missing shell; it is told as
  * what it is, without the host path, as the sandbox tells it ("/workspace").
+ * With the workspace there, an ENOENT or EACCES is the policy's `program`
+ * (found by the check, gone or unusable by the spawn), told as the check
+ * tells it.
  */
-async function startFailure(error: Error, cwd: string): Promise<ToolError> {
+async function startFailure(error: Error, cwd: string, program: string | undefined): Promise<ToolError> {
   const code = "code" in error ? error.code : undefined;
   if ((code === "ENOENT" || code === "ENOTDIR") && !(await isDirectory(cwd))) return new ToolError(WORKSPACE_GONE);
+  if (program !== undefined && (code === "ENOENT" || code === "EACCES") && (await isSearchable(cwd)))
+    return new ToolError(notInstalled(program));
   return new ToolError(`could not start the command: ${error.message}`);
+}
+
+/** Whether a command could change into `path` (an EACCES there is the workspace's, not the program's). */
+async function isSearchable(path: string): Promise<boolean> {
+  return (
+    (await isDirectory(path)) &&
+    (await access(path, constants.X_OK)
+      .then(() => true)
+      .catch(() => false))
+  );
 }
 
 /**
@@ -139,12 +177,14 @@ function commandEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !SECRET_ENV.test(name)));
 }
 
+/** Runs `argv` in its own process group; `program` is the policy's program, for {@link startFailure}. */
 function runInGroup(
   argv: readonly string[],
   cwd: string,
   timeoutMs: number,
   maxBytes: number,
   signal: AbortSignal,
+  program: string | undefined,
 ): Promise<CommandResult> {
   signal.throwIfAborted();
   return new Promise((resolve, reject) => {
@@ -208,7 +248,7 @@ function runInGroup(
       done = true;
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
-      startFailure(error, cwd).then(reject, reject);
+      startFailure(error, cwd, program).then(reject, reject);
     });
     child.on("exit", (code, exitSignal) => {
       exit = { code, signal: exitSignal };
