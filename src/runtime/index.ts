@@ -27,6 +27,8 @@ export { cloneMessage } from "./message-clone.js";
 export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 /** The one error type the core throws, with its wire code and typed reason. */
 export { RuntimeError } from "./errors.js";
+/** Run statuses after which a run produces nothing more (a Backend's relay follows runs by them, as the core does). */
+export { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 /** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
 /** Every bound the Runtime enforces, and their defaults. */
