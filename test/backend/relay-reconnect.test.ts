@@ -45,6 +45,7 @@ let fake: FakeOpenAI;
 let proxy: CuttableProxy;
 let backend: Backend;
 let damaged: WorkerRef;
+let remoteServer: RuntimeServer;
 const servers: RuntimeServer[] = [];
 const sessions: Http2SessionManager[] = [];
 const clients = {} as Record<"direct" | Protocol, Clients>;
@@ -92,7 +93,7 @@ beforeAll(async () => {
   bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
   await writeFile(segment, bytes);
 
-  const remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port: 0, logger: silentLogger });
+  remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port: 0, logger: silentLogger });
   proxy = await startCuttableProxy(remoteServer.h2Address);
   const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb" });
   backend = createBackend({
@@ -109,7 +110,7 @@ beforeAll(async () => {
     port: 0,
     logger: silentLogger,
   });
-  servers.push(backendServer, remoteServer);
+  servers.push(backendServer);
   clients.direct = clientsAt(remoteServer.h2Address, "grpc");
   clients.grpc = clientsAt(backendServer.h2Address, "grpc");
   clients.connect = clientsAt(backendServer.h2Address, "connect");
@@ -120,6 +121,7 @@ afterAll(async () => {
   backend?.close();
   for (const session of sessions.splice(0)) session.abort();
   for (const server of servers.splice(0)) await server.close(0);
+  await remoteServer?.close(0);
   await proxy?.close();
   await fake?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -359,5 +361,33 @@ describe("a watch relayed by a Backend whose upstream connection was cut", () =>
     } finally {
       for (const reader of Object.values(readers)) reader.close();
     }
+  });
+
+  it("opens a new WatchRuntime after the runtime restarted with the restarted runtime's summary, as a direct one does", async () => {
+    const firstSnapshot = async (from: Clients) => {
+      for await (const message of from.observation.watchRuntime({ runtimeId: "rs" })) return message.snapshot;
+      return undefined;
+    };
+    const before = await firstSnapshot(clients.grpc);
+    expect(before?.runtime?.startedAt).toBeDefined();
+    const opens = backend.runtimeWatch("rs")?.upstreamOpens ?? 0;
+    // The same runtime (its store) restarted on the same port, behind the same proxy.
+    const port = Number(remoteServer.h2Address.split(":").pop());
+    await remoteServer.close(0);
+    remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port, logger: silentLogger });
+    await eventually(() => (backend.runtimeWatch("rs")?.upstreamOpens ?? 0) > opens, 10_000, "the shared watch resumed");
+    await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY again");
+    const direct = await firstSnapshot(clients.direct);
+    expect(direct?.runtime?.startedAt).not.toEqual(before?.runtime?.startedAt);
+    let through: Awaited<ReturnType<typeof firstSnapshot>>;
+    await eventually(
+      async () => {
+        through = await firstSnapshot(clients.grpc);
+        return isDeepStrictEqual(through?.runtime?.startedAt, direct?.runtime?.startedAt);
+      },
+      10_000,
+      "the Backend's new WatchRuntime showing the restarted runtime",
+    ).catch(() => {});
+    expect(through?.runtime, "a new WatchRuntime through the Backend").toEqual(direct?.runtime);
   });
 });
