@@ -104,8 +104,8 @@ export class RelayedWorkerView {
 
   /**
    * The live events that take the client from what it was shown to what
-   * `snapshot` shows, in the order the runtime would have sent them: output
-   * of blocks it dropped, run changes (a run that ended unseen is read with
+   * `snapshot` shows, in the order the runtime would have sent them: blocks
+   * the runtime dropped unseen, run changes (a run that ended unseen is read with
    * `endedRun`, as the snapshot no longer holds it), the output it missed,
    * then the worker. Empty when the client already shows the snapshot.
    */
@@ -134,12 +134,8 @@ export class RelayedWorkerView {
     }
     for (const block of inFlight.values()) {
       const missed = this.missedOutput(block);
-      if (missed === "restart") {
-        emit({ case: "blockDiscarded", value: { runId: block.runId, blockId: block.blockId } });
-        emit(deltaOf(block, block.text));
-      } else if (missed !== undefined) {
-        emit(deltaOf(block, missed));
-      }
+      if (missed?.restart) emit({ case: "blockDiscarded", value: { runId: block.runId, blockId: block.blockId } });
+      if (missed) emit(deltaOf(block, missed.text));
     }
     if (snapshot.worker && !(this.worker && equals(WorkerSchema, this.worker, snapshot.worker))) {
       emit({ case: "workerChanged", value: snapshot.worker }, snapshot.worker.updatedAt);
@@ -147,15 +143,20 @@ export class RelayedWorkerView {
     return events;
   }
 
-  /** The text of `block` the client lacks; undefined when it has it all, "restart" when what it has is not a start of it. */
-  private missedOutput(block: InFlightBlock): string | "restart" | undefined {
+  /**
+   * The text of `block` the client lacks (undefined when it has it all and
+   * its tool call's id and name); all of it, to restart the block, when what
+   * the client has cannot be a start of it.
+   */
+  private missedOutput(block: InFlightBlock): { text: string; restart: boolean } | undefined {
     const shown = this.blocks.get(block.blockId);
-    if (!shown) return block.text;
+    if (!shown) return { text: block.text, restart: false };
     const bytes = utf8.encode(block.text);
-    if (shown.kind !== block.kind || shown.bytes > bytes.byteLength) return "restart";
-    const newId = block.toolCallId !== shown.toolCallId || block.toolName !== shown.toolName;
-    if (shown.bytes === bytes.byteLength && !newId) return undefined;
-    return fromUtf8.decode(bytes.subarray(shown.bytes));
+    if (shown.kind !== block.kind || shown.runId !== block.runId || shown.bytes > bytes.byteLength)
+      return { text: block.text, restart: true };
+    const named = block.toolCallId === shown.toolCallId && block.toolName === shown.toolName;
+    if (shown.bytes === bytes.byteLength && named) return undefined;
+    return { text: fromUtf8.decode(bytes.subarray(shown.bytes)), restart: false };
   }
 }
 
