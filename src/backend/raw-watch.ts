@@ -19,7 +19,8 @@ import {
   type WatchWorkerResponse,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
-import type { ResumableWatch } from "./watch-relay.js";
+import type { ResumableWatch, ShownState } from "./watch-relay.js";
+import { rawWorkerShown } from "./worker-watch-catch-up.js";
 
 /**
  * A relayed watch forwards a Runtime's events unchanged, and decoding then
@@ -50,8 +51,11 @@ const rawWatchRuntime: DescMethodServerStreaming<typeof WorkerObservation.method
 
 /** WatchWorker relayed without decoding events; `values`: the served call's context values (its request id goes on). */
 export function rawWorkerWatch(request: WatchWorkerRequest, values?: ContextValues): ResumableWatch<WatchWorkerResponse> {
-  return rawWatch(WatchWorkerResponseSchema, 5, (c, cursor, signal) =>
-    openRaw(c.transport, rawWatchWorker, { worker: request.worker, afterCursor: cursor }, signal, values),
+  return rawWatch(
+    WatchWorkerResponseSchema,
+    5,
+    (c, cursor, signal) => openRaw(c.transport, rawWatchWorker, { worker: request.worker, afterCursor: cursor }, signal, values),
+    () => rawWorkerShown(request.worker, values),
   );
 }
 
@@ -66,6 +70,7 @@ function rawWatch<S extends typeof WatchWorkerResponseSchema | typeof WatchRunti
   schema: S,
   snapshotCursorField: number,
   open: (connection: RuntimeConnection, cursor: string, signal: AbortSignal) => AsyncIterable<UnknownField[]>,
+  shown?: () => ShownState<MessageShape<S>>,
 ): ResumableWatch<MessageShape<S>> {
   const wrap = (fields: UnknownField[]): MessageShape<S> => {
     const message = create(schema as DescMessage) as MessageShape<S>;
@@ -96,6 +101,7 @@ function rawWatch<S extends typeof WatchWorkerResponseSchema | typeof WatchRunti
       return fields.length === 0 ? undefined : wrap(fields);
     },
     heartbeat: (cursor) => create(schema as DescMessage, { heartbeat: { cursor } }) as MessageShape<S>,
+    ...(shown ? { shown } : {}),
   };
 }
 

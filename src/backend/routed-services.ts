@@ -28,6 +28,7 @@ import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
 import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
 import type { SharedRuntimeWatch } from "./shared-runtime-watch.js";
 import { relayWatch, type ResumableWatch } from "./watch-relay.js";
+import { decodedWorkerShown } from "./worker-watch-catch-up.js";
 
 /** What the routed services need from the Backend. */
 export interface RoutingContext {
@@ -250,6 +251,7 @@ function workerWatch(request: WatchWorkerRequest, contextValues: ContextValues):
           ? undefined
           : create(WatchWorkerResponseSchema, { events: m.events, heartbeat: m.heartbeat }),
     heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
+    shown: () => decodedWorkerShown(request.worker, contextValues),
   };
 }
 

@@ -52,7 +52,8 @@ const SNAPSHOT_CATCH_UP_MS = 2_000;
  * One upstream WatchRuntime per Runtime, shared by every client of the
  * Backend (the list-then-watch pattern of Kubernetes informers). It opens
  * at the snapshot when the Runtime first becomes READY, keeps that snapshot
- * and a ring of the most recent events (bounded by count and bytes, kept as
+ * (replaced by a resumed upstream's, whose runtime summary is newer, once
+ * the ring has reached its cursor) and a ring of the most recent events (bounded by count and bytes, kept as
  * undecoded wire bytes), and after any upstream failure (a cut connection, a
  * Runtime restart, SUBSCRIBER_TOO_SLOW) waits the backoff and READY, then
  * resumes after its last durable cursor, so the ring stays gap-free. If the
@@ -81,6 +82,8 @@ export class SharedRuntimeWatch {
   /** cursor → seq of the entry that follows it. */
   private readonly positions = new Map<string, number>();
   private snapshot: { field: UnknownField; cursor: string; seq: number } | undefined;
+  /** A resumed upstream's snapshot, kept as the shared one once the ring has reached its cursor. */
+  private resumedSnapshot: { field: UnknownField; cursor: string } | undefined;
   /** The last durable cursor received ("" before the first snapshot). */
   private cursor = "";
   private readonly readers = new Set<Reader>();
@@ -290,7 +293,11 @@ export class SharedRuntimeWatch {
     let heartbeat = false;
     for (const field of fields) {
       if (field.no === SNAPSHOT) {
-        if (this.cursor !== "") continue; // a resumed stream's snapshot: the ring already continues it
+        // A resumed stream's snapshot: the ring already continues it, but its runtime summary is the newest.
+        if (this.cursor !== "") {
+          this.resumedSnapshot = { field, cursor: stringField(field.data, 2) };
+          continue;
+        }
         const cursor = stringField(field.data, 2);
         this.snapshot = { field, cursor, seq: this.nextSeq };
         this.cursor = cursor;
@@ -308,10 +315,25 @@ export class SharedRuntimeWatch {
         heartbeat = true;
       }
     }
+    if (this.resumedSnapshot) this.adoptResumedSnapshot(this.resumedSnapshot);
     if (appended) this.evict();
     // An upstream heartbeat reaches each reader once it has caught up, with the last durable cursor.
     if (heartbeat) this.heartbeat();
     for (const reader of this.readers) reader.wake?.();
+  }
+
+  /**
+   * Once the events replayed after a resumed upstream's snapshot are in the
+   * ring, that snapshot becomes the one new clients get: the first one's
+   * runtime summary (its started_at, version, status, counts) was the
+   * runtime's before the upstream was lost, a restart included, while a
+   * client watching directly gets the current one.
+   */
+  private adoptResumedSnapshot(resumed: { field: UnknownField; cursor: string }): void {
+    const seq = this.positions.get(resumed.cursor);
+    if (seq === undefined) return;
+    this.snapshot = { ...resumed, seq };
+    this.resumedSnapshot = undefined;
   }
 
   /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
@@ -360,6 +382,7 @@ export class SharedRuntimeWatch {
     this.bytes = 0;
     this.positions.clear();
     this.snapshot = undefined;
+    this.resumedSnapshot = undefined;
     this.cursor = "";
   }
 

@@ -22,6 +22,25 @@ export interface ResumableWatch<M> {
   withoutSnapshot(message: M): M | undefined;
   /** A heartbeat carrying `cursor`, sent while the upstream is being resumed. */
   heartbeat(cursor: string): M;
+  /**
+   * A record of what one client was shown, for a watch whose snapshot holds
+   * state that reaches a watcher live only (WatchWorker: output, a
+   * quarantined worker's last changes); absent when every change is a
+   * replayed durable event (WatchRuntime).
+   */
+  shown?(): ShownState<M>;
+}
+
+/** What a relayed client was shown, so that a resumed upstream's snapshot is not lost on it (worker-watch-catch-up.ts). */
+export interface ShownState<M> {
+  /** Notes a message relayed to the client (the first one holds its snapshot). */
+  note(message: M): void;
+  /**
+   * The live events that bring the client to what the snapshot in `message`
+   * shows, as one message (undefined when it shows that already). Called
+   * once the replay that follows that snapshot has been relayed.
+   */
+  catchUp(message: M, connection: RuntimeConnection, signal: AbortSignal): Promise<M | undefined>;
 }
 
 /** Options for {@link relayWatch}. */
@@ -41,9 +60,12 @@ export interface RelayOptions {
  * only with its Backend). Cursors are
  * the Runtime's own, so the client sees every durable event exactly once
  * and can itself resume through this Backend or directly. The re-sent
- * snapshot of a resumed upstream is dropped. Live deltas missed while the
- * upstream was away are not replayed (they are not durable; the committed
- * entry and the next snapshot cover them). A typed rejection of the watch
+ * snapshot of a resumed upstream is not relayed (a stream has one, first),
+ * but it is not lost either: once the durable events replayed after it
+ * have been relayed (the relay's cursor reaches the snapshot's), the client
+ * gets the live events that take it from what it was shown to what the
+ * snapshot shows ({@link ShownState}): output streamed and changes told
+ * live only while the upstream was away. A typed rejection of the watch
  * itself (NOT_FOUND, CURSOR_EXPIRED, ...) ends the stream with that error;
  * removing the Runtime ends it with NOT_FOUND.
  */
@@ -62,18 +84,30 @@ export async function* relayWatch<M>(
   }
   let cursor = afterCursor;
   let delivered = false;
+  const shown = watch.shown?.();
   const retry = new ConnectionBackoff({ initialMs: 100, maxMs: 5_000 });
   while (!signal.aborted) {
     if (connection.closedForShutdown) return;
     if (directory.get(runtimeId) !== connection) throw runtimeRemoved(runtimeId);
     try {
+      // A resumed upstream's snapshot, held until the replay after it has been relayed.
+      let resumedAt: { message: M; cursor: string } | undefined;
       for await (const message of watch.open(connection, cursor, signal)) {
+        const snapshotCursor = watch.snapshotCursor(message);
+        if (delivered && shown && snapshotCursor !== undefined) resumedAt = { message, cursor: snapshotCursor };
         const out = delivered ? watch.withoutSnapshot(message) : message;
-        cursor = watch.cursorOf(message) ?? (cursor === "" ? (watch.snapshotCursor(message) ?? "") : cursor);
+        cursor = watch.cursorOf(message) ?? (cursor === "" ? (snapshotCursor ?? "") : cursor);
         retry.reset();
-        if (out === undefined) continue;
-        delivered = true;
-        yield out;
+        if (out !== undefined) {
+          delivered = true;
+          shown?.note(out);
+          yield out;
+        }
+        if (shown && resumedAt?.cursor === cursor) {
+          const catchUp = await shown.catchUp(resumedAt.message, connection, signal);
+          resumedAt = undefined;
+          if (catchUp !== undefined) yield catchUp;
+        }
       }
       // The embedded Runtime ends a watch cleanly only when it closes (its Backend is shutting down)
       // or the worker is gone: there is nothing to resume, and its own clients see the same clean end.

@@ -30,6 +30,8 @@ export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 export { RuntimeError } from "./errors.js";
 /** Why close() rejected: the store did not settle within limits.cancelGraceMs + flushTimeoutMs; names what did not. */
 export { CloseTimeoutError } from "./runtime-shutdown.js";
+/** Run statuses after which a run produces nothing more (a Backend's relay follows runs by them, as the core does). */
+export { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 /** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
 /** Every bound the Runtime enforces, and their defaults. */

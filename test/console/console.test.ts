@@ -12,7 +12,7 @@ import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interactio
 import { type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
-import { startCuttableProxy } from "./cuttable-proxy.js";
+import { startCuttableProxy } from "../support/cuttable-proxy.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
 
 // Every poll here waits for Chromium to show what a real server sent (a page load, a watch's

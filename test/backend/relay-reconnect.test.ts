@@ -1,0 +1,393 @@
+import { create } from "@bufbuild/protobuf";
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { InFlightBlockKind, WorkerEventSchema, type InFlightBlock, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { type Backend, createBackend } from "../../src/backend/index.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
+import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
+import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
+import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
+import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-proxy.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type Clients, clientsFor, eventually, makeTransport, type Protocol, runToEnd } from "../support/harness.js";
+import { reply, replyChunks } from "../support/openai-chunks.js";
+
+/**
+ * A watch relayed by a Backend from a remote runtime (a real server on
+ * 127.0.0.1, reached over HTTP/2 through a TCP proxy the test can cut)
+ * while the Backend's upstream connection is down. The runtime goes on
+ * meanwhile; what changed must reach the Backend's client once the relay
+ * has resumed upstream, so that its view (its snapshot with every event
+ * after it applied) is the view of a direct watch that was never cut, and
+ * of a new watch's snapshot: a worker quarantined (FAILED, and the run it
+ * had in flight ended: both told live only, never replayed by cursor),
+ * output streamed while cut (live deltas, not replayed), a worker stopped
+ * and its run cancelled (durable). Through gRPC (the relay's undecoded
+ * path) and Connect JSON (its decoded path). Durable events still arrive
+ * once each, in order, with cursors that only move forward.
+ */
+
+const HEARTBEAT_MS = 200;
+const SEGMENT_BYTES = 300;
+
+let dir: string;
+let fake: FakeOpenAI;
+let proxy: CuttableProxy;
+let backend: Backend;
+let damaged: WorkerRef;
+let remoteServer: RuntimeServer;
+const servers: RuntimeServer[] = [];
+const sessions: Http2SessionManager[] = [];
+const clients = {} as Record<"direct" | Protocol, Clients>;
+
+function remoteRuntime(): Promise<Runtime> {
+  let runtime: Runtime | undefined;
+  return createRuntime({
+    logger: silentLogger,
+    runtimeId: "rs",
+    heartbeatIntervalMs: HEARTBEAT_MS,
+    store: createFileStore({
+      dataDir: path.join(dir, "rs"),
+      segmentBytes: SEGMENT_BYTES,
+      // As `serve` wires it: damage found by a read quarantines that worker.
+      onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
+    }),
+    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
+  }).then((created) => {
+    runtime = created;
+    return created;
+  });
+}
+
+function clientsAt(address: string, protocol: Protocol): Clients {
+  const baseUrl = `http://${address}`;
+  const session = new Http2SessionManager(baseUrl);
+  sessions.push(session);
+  return clientsFor(makeTransport(protocol, baseUrl, session));
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "wr-relay-reconnect-"));
+  fake = await startFakeOpenAI();
+  fake.setFallback(reply({ text: "ok" }));
+  // A worker with a history over several segments; then the first one damaged while the runtime is down.
+  const first = await remoteRuntime();
+  const firstServer = await startRuntimeServer({ runtime: first, host: "127.0.0.1", port: 0, logger: silentLogger });
+  const setup = clientsAt(firstServer.h2Address, "grpc");
+  damaged = (await setup.catalog.createWorker({ runtimeId: "rs", displayName: "damaged" })).worker?.ref as WorkerRef;
+  for (let i = 0; i < 6; i++) await runToEnd(setup, damaged, `message ${i}`);
+  await firstServer.close(0);
+  // A sealed segment is trusted at open: the damage is found by the next run's read of its history.
+  const segment = path.join(dir, "rs", "workers", damaged.workerId, "transcript", "00000000000000000001.log");
+  const bytes = await readFile(segment);
+  bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
+  await writeFile(segment, bytes);
+
+  remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port: 0, logger: silentLogger });
+  proxy = await startCuttableProxy(remoteServer.h2Address);
+  const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb" });
+  backend = createBackend({
+    runtime: embedded,
+    logger: silentLogger,
+    heartbeatMs: HEARTBEAT_MS,
+    backoff: { initialMs: 50, maxMs: 200 },
+    remotes: [{ runtimeId: "rs", url: proxy.url.replace(/\/$/, "") }],
+  });
+  const backendServer = await startRuntimeServer({
+    runtime: embedded,
+    routes: backend.routes,
+    host: "127.0.0.1",
+    port: 0,
+    logger: silentLogger,
+  });
+  servers.push(backendServer);
+  clients.direct = clientsAt(remoteServer.h2Address, "grpc");
+  clients.grpc = clientsAt(backendServer.h2Address, "grpc");
+  clients.connect = clientsAt(backendServer.h2Address, "connect");
+  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
+}, 60_000);
+
+afterAll(async () => {
+  backend?.close();
+  for (const session of sessions.splice(0)) session.abort();
+  for (const server of servers.splice(0)) await server.close(0);
+  await remoteServer?.close(0);
+  await proxy?.close();
+  await fake?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** What a watch shows: its snapshot with every event after it applied, as a client renders it. */
+interface View {
+  worker: Worker | undefined;
+  /** Runs not ended, by id. */
+  runs: Map<string, Run>;
+  inFlight: InFlightBlock[];
+}
+
+/** A watch read in the background: every message kept. */
+class WatchReader {
+  readonly messages: WatchWorkerResponse[] = [];
+  failed: unknown;
+  private readonly controller = new AbortController();
+
+  constructor(from: Clients, worker: WorkerRef) {
+    void (async () => {
+      for await (const message of from.observation.watchWorker({ worker }, { signal: this.controller.signal })) this.messages.push(message);
+    })().catch((error: unknown) => {
+      if (!this.controller.signal.aborted) this.failed = error;
+    });
+  }
+
+  get events(): WorkerEvent[] {
+    return this.messages.flatMap((message) => message.events);
+  }
+
+  /** The view as of the messages received so far. */
+  view(): View {
+    const snapshot = this.messages[0]?.snapshot;
+    const runs = new Map<string, Run>();
+    const inFlight = new InFlightAccumulator();
+    for (const run of [snapshot?.activeRun, ...(snapshot?.queuedRuns ?? [])]) if (run) runs.set(run.runId, run);
+    // The snapshot's blocks, as the deltas that built them.
+    for (const block of snapshot?.inFlight ?? []) inFlight.apply(asDelta(block));
+    let worker = snapshot?.worker;
+    for (const event of this.events) {
+      inFlight.apply(event);
+      if (event.kind.case === "workerChanged") worker = event.kind.value;
+      if (event.kind.case === "runChanged") {
+        if (TERMINAL_RUN_STATUSES.has(event.kind.value.status)) runs.delete(event.kind.value.runId);
+        else runs.set(event.kind.value.runId, event.kind.value);
+      }
+    }
+    return { worker, runs, inFlight: inFlight.snapshot() };
+  }
+
+  /** Durable events arrive once each, in order, and their cursors only move forward. */
+  expectDurableInOrder(what: string): void {
+    const durable = this.events.filter((event) => event.seq > 0n);
+    const first = durable[0]?.seq ?? 0n;
+    expect(
+      durable.map((event) => event.seq),
+      what,
+    ).toEqual(durable.map((_, i) => first + BigInt(i)));
+    expect(new Set(durable.map((event) => event.cursor)).size, what).toBe(durable.length);
+    expect(
+      durable.every((event) => event.cursor !== ""),
+      what,
+    ).toBe(true);
+  }
+
+  close(): void {
+    this.controller.abort();
+  }
+}
+
+function asDelta(block: InFlightBlock): WorkerEvent {
+  const { runId, blockId, text } = block;
+  switch (block.kind) {
+    case InFlightBlockKind.REASONING:
+      return create(WorkerEventSchema, { kind: { case: "reasoningDelta", value: { runId, blockId, text } } });
+    case InFlightBlockKind.TOOL_CALL:
+      return create(WorkerEventSchema, {
+        kind: {
+          case: "toolCallDelta",
+          value: { runId, blockId, toolCallId: block.toolCallId, toolName: block.toolName, argumentsDelta: text },
+        },
+      });
+    default:
+      return create(WorkerEventSchema, { kind: { case: "textDelta", value: { runId, blockId, text } } });
+  }
+}
+
+/** Watches `worker` directly (never cut) and through the Backend in both protocols. */
+async function watchEverywhere(worker: WorkerRef): Promise<Record<"direct" | Protocol, WatchReader>> {
+  const readers = {
+    direct: new WatchReader(clients.direct, worker),
+    grpc: new WatchReader(clients.grpc, worker),
+    connect: new WatchReader(clients.connect, worker),
+  };
+  await eventually(() => Object.values(readers).every((r) => r.messages.length > 0), 10_000, "every snapshot");
+  return readers;
+}
+
+/** Cuts the Backend's connection to the runtime, runs `meanwhile` on the runtime directly, then lets the Backend reconnect. */
+async function whileCut(meanwhile: () => Promise<void>): Promise<void> {
+  proxy.cut();
+  try {
+    await eventually(() => backend.directory.get("rs")?.health !== RuntimeHealth.READY, 10_000, "the Backend lost rs");
+    await meanwhile();
+  } finally {
+    proxy.restore();
+  }
+  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY again");
+}
+
+/** A new direct watch's snapshot, as a view. */
+async function freshView(worker: WorkerRef): Promise<View> {
+  const reader = new WatchReader(clients.direct, worker);
+  try {
+    await eventually(() => reader.messages.length > 0, 10_000, "a fresh snapshot");
+    return reader.view();
+  } finally {
+    reader.close();
+  }
+}
+
+/** Every Backend watch comes to show what the uncut direct watch shows, and what a fresh snapshot shows. */
+async function expectSameViews(readers: Record<"direct" | Protocol, WatchReader>, worker: WorkerRef, what: string): Promise<void> {
+  const fresh = await freshView(worker);
+  expect(readers.direct.view(), `${what}: the direct watch`).toEqual(fresh);
+  for (const protocol of ["grpc", "connect"] as const) {
+    const reader = readers[protocol];
+    await eventually(
+      () => reader.failed !== undefined || isDeepStrictEqual(reader.view(), fresh),
+      10_000,
+      `${what}: the Backend's ${protocol} watch showing what the runtime shows`,
+    ).catch(() => {});
+    expect(reader.failed, `${what}: ${protocol}`).toBeUndefined();
+    expect(reader.view(), `${what}: the Backend's ${protocol} watch`).toEqual(fresh);
+    reader.expectDurableInOrder(`${what}: ${protocol}`);
+  }
+}
+
+describe("a watch relayed by a Backend whose upstream connection was cut", () => {
+  it("shows a worker quarantined while cut FAILED, and the run it had in flight ended, as the runtime does", async () => {
+    const readers = await watchEverywhere(damaged);
+    try {
+      for (const reader of Object.values(readers)) expect(reader.view().worker?.status).toBe(WorkerStatus.IDLE);
+      let runId = "";
+      await whileCut(async () => {
+        // The run's read of the history finds the damage: the worker is quarantined, the run ends, both told live only.
+        runId = (await clients.direct.interaction.sendInput({ worker: damaged, input: { text: "once more" } })).run?.runId ?? "";
+        await eventually(async () => (await clients.direct.catalog.getWorker({ worker: damaged })).worker?.status === WorkerStatus.FAILED);
+        await eventually(
+          () => readers.direct.view().worker?.status === WorkerStatus.FAILED && readers.direct.view().runs.size === 0,
+          10_000,
+          "the direct watch told",
+        );
+      });
+      const failed = (await clients.direct.catalog.getWorker({ worker: damaged })).worker;
+      expect(failed?.failureMessage).toMatch(/damaged/);
+      const ended = (await clients.direct.interaction.getRun({ worker: damaged, runId })).run;
+      expect(TERMINAL_RUN_STATUSES.has(ended?.status ?? RunStatus.UNSPECIFIED)).toBe(true);
+      await expectSameViews(readers, damaged, "quarantined while cut");
+      // The Backend's clients were told with the live events a direct watch got: the run's end, then the worker FAILED
+      // (the runtime tells FAILED twice, as the run's end and the worker's snapshot write each announce it; the relay once).
+      const told = (events: WorkerEvent[]) =>
+        [
+          events.findLast((e) => e.kind.case === "runChanged" && e.kind.value.runId === runId),
+          events.findLast((e) => e.kind.case === "workerChanged"),
+        ].map((e) => ({ seq: e?.seq, cursor: e?.cursor, kind: e?.kind }));
+      expect(told(readers.direct.events).map((e) => e.seq)).toEqual([0n, 0n]);
+      for (const protocol of ["grpc", "connect"] as const) {
+        const events = readers[protocol].events;
+        expect(told(events), protocol).toEqual(told(readers.direct.events));
+        expect(
+          events.findIndex((e) => e.kind.case === "workerChanged" && e.kind.value.status === WorkerStatus.FAILED),
+          protocol,
+        ).toBeGreaterThan(
+          events.findIndex(
+            (e) => e.kind.case === "runChanged" && e.kind.value.runId === runId && TERMINAL_RUN_STATUSES.has(e.kind.value.status),
+          ),
+        );
+      }
+    } finally {
+      for (const reader of Object.values(readers)) reader.close();
+    }
+  });
+
+  it("shows the output a run streamed while cut (reasoning, text, a tool call), then its end, as the runtime does", async () => {
+    const worker = (await clients.direct.catalog.createWorker({ runtimeId: "rs", displayName: "streaming" })).worker?.ref as WorkerRef;
+    let cutDone = () => {};
+    let cutHeld = () => {};
+    const cutOver = new Promise<void>((resolve) => (cutDone = resolve));
+    const afterCut = new Promise<void>((resolve) => (cutHeld = resolve));
+    // Chunk 0 is the role; then pieces of 4: the reasoning in 1-4, the text in 5-9, the tool call's id and name in 10
+    // and its arguments in 11-15. Held mid-reasoning until the cut, and mid-arguments until the views are compared.
+    const toolCalls = [{ id: "call-1", name: "read_file", arguments: '{"path":"notes.txt"}' }];
+    fake.enqueue(
+      reply({ reasoning: "thinking hard", text: "the answer is 42 ok", toolCalls }, { waitBefore: { 3: cutOver, 13: afterCut } }),
+    );
+    const readers = await watchEverywhere(worker);
+    try {
+      const requests = fake.requests.length;
+      const { run } = await clients.direct.interaction.sendInput({ worker, input: { text: "think" } });
+      await fake.waitForRequests(requests + 1);
+      const shows = (reader: WatchReader, text: string) => reader.view().inFlight.some((block) => block.text === text);
+      for (const reader of Object.values(readers)) await eventually(() => shows(reader, "thinking"), 10_000, "the first reasoning");
+      await whileCut(async () => {
+        // The rest of the reasoning, the text and the tool call's first arguments stream while the Backend is away.
+        cutDone();
+        await eventually(() => shows(readers.direct, '{"path":'), 10_000, "the direct watch streaming");
+      });
+      await expectSameViews(readers, worker, "streamed while cut");
+      cutHeld();
+      await eventually(
+        async () => (await clients.direct.interaction.getRun({ worker, runId: run?.runId ?? "" })).run?.status === RunStatus.COMPLETED,
+      );
+      await eventually(() => readers.direct.view().runs.size === 0 && readers.direct.view().worker?.activeRunId === "", 10_000, "idle");
+      await expectSameViews(readers, worker, "after the run ended");
+    } finally {
+      cutDone();
+      cutHeld();
+      for (const reader of Object.values(readers)) reader.close();
+    }
+  });
+
+  it("shows a worker stopped while cut STOPPED, and its run cancelled, as the runtime does", async () => {
+    const worker = (await clients.direct.catalog.createWorker({ runtimeId: "rs", displayName: "stopped" })).worker?.ref as WorkerRef;
+    fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "a partial answer" }), end: "hang" });
+    const readers = await watchEverywhere(worker);
+    try {
+      const { run } = await clients.direct.interaction.sendInput({ worker, input: { text: "go on" } });
+      for (const reader of Object.values(readers)) await eventually(() => reader.view().inFlight.length > 0, 10_000, "the run streaming");
+      await whileCut(async () => {
+        await clients.direct.catalog.stopWorker({ worker });
+        await eventually(() => readers.direct.view().worker?.status === WorkerStatus.STOPPED, 10_000, "the direct watch told");
+      });
+      expect((await clients.direct.interaction.getRun({ worker, runId: run?.runId ?? "" })).run?.status).toBe(RunStatus.CANCELLED);
+      await expectSameViews(readers, worker, "stopped while cut");
+    } finally {
+      for (const reader of Object.values(readers)) reader.close();
+    }
+  });
+
+  it("opens a new WatchRuntime after the runtime restarted with the restarted runtime's summary, as a direct one does", async () => {
+    const firstSnapshot = async (from: Clients) => {
+      for await (const message of from.observation.watchRuntime({ runtimeId: "rs" })) return message.snapshot;
+      return undefined;
+    };
+    const before = await firstSnapshot(clients.grpc);
+    expect(before?.runtime?.startedAt).toBeDefined();
+    const opens = backend.runtimeWatch("rs")?.upstreamOpens ?? 0;
+    // The same runtime (its store) restarted on the same port, behind the same proxy.
+    const port = Number(remoteServer.h2Address.split(":").pop());
+    await remoteServer.close(0);
+    remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port, logger: silentLogger });
+    await eventually(() => (backend.runtimeWatch("rs")?.upstreamOpens ?? 0) > opens, 10_000, "the shared watch resumed");
+    await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY again");
+    const direct = await firstSnapshot(clients.direct);
+    expect(direct?.runtime?.startedAt).not.toEqual(before?.runtime?.startedAt);
+    let through: Awaited<ReturnType<typeof firstSnapshot>>;
+    await eventually(
+      async () => {
+        through = await firstSnapshot(clients.grpc);
+        return isDeepStrictEqual(through?.runtime?.startedAt, direct?.runtime?.startedAt);
+      },
+      10_000,
+      "the Backend's new WatchRuntime showing the restarted runtime",
+    ).catch(() => {});
+    expect(through?.runtime, "a new WatchRuntime through the Backend").toEqual(direct?.runtime);
+  });
+});
