@@ -259,7 +259,8 @@ describe("a close that fails", () => {
       try {
         const cli = await startWithRunInFlight([command, "--port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0"], fake, session);
 
-        await rm(dataDir, { recursive: true, force: true });
+        // The server may be writing into the directory meanwhile (ENOTEMPTY mid-removal): retry, as rm allows.
+        await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
         cli.child.kill("SIGTERM");
         const exit = await exitWithin(cli, HANG_GUARD_MS);
         expect(exit).not.toBe("hung");
