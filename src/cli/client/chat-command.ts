@@ -17,7 +17,7 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 1, 1, CHAT_USAGE);
   const busyPolicy = parseBusy(values.busy);
   const workerId = positionals[0] ?? "";
-  return withContext(values, async (context) => {
+  return withContext(values, { "input.text": "the line" }, async (context) => {
     const ref = await context.workerRef(workerId);
     // Fails now, with its typed error, if the worker does not exist.
     await context.clients.catalog.getWorker({ worker: ref });

@@ -36,7 +36,7 @@ export async function cancel(argv: string[]): Promise<ExitCodeValue> {
   if (values.help) return printHelp(CANCEL_USAGE);
   expectPositionals(positionals, 1, 2, CANCEL_USAGE);
   const [workerId = "", given] = positionals;
-  return withContext(values, async (context) => {
+  return withContext(values, { run_id: "run" }, async (context) => {
     const runId = given ?? (await activeRunId(context, workerId));
     const { run } = await context.clients.interaction.cancelRun({ worker: await context.workerRef(workerId), runId });
     printRun(context, run, "cancelled");
@@ -50,7 +50,7 @@ function resolveCommand(usage: string, decision: ApprovalDecision) {
     if (values.help) return printHelp(usage);
     expectPositionals(positionals, 2, 2, usage);
     const [workerId = "", toolCallId = ""] = positionals;
-    return withContext(values, async (context) => {
+    return withContext(values, { run_id: "--run", tool_call_id: "call", reason: "--reason" }, async (context) => {
       const runId = values.run ?? (await activeRunId(context, workerId));
       const { run } = await context.clients.interaction.resolveApproval({
         worker: await context.workerRef(workerId),

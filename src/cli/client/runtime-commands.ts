@@ -27,7 +27,7 @@ export async function runtimeInfo(argv: string[]): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, {});
   if (values.help) return printHelp(INFO_USAGE);
   expectPositionals(positionals, 0, 0, INFO_USAGE);
-  return withContext(values, async (context) => {
+  return withContext(values, {}, async (context) => {
     const runtime = await summaryOf(context);
     if (context.output.json) context.output.jsonLine(toJson(RuntimeSchema, runtime));
     else printRuntime(context, runtime);
@@ -95,7 +95,7 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
   if (values.help) return printHelp(DIAGNOSTICS_USAGE);
   expectPositionals(positionals, 0, 0, DIAGNOSTICS_USAGE);
   const minSeverity = values.severity === undefined ? DiagnosticSeverity.UNSPECIFIED : SEVERITIES[values.severity];
-  return withContext(values, async (context) => {
+  return withContext(values, { worker_id: "--worker" }, async (context) => {
     if (minSeverity === undefined) throw new CommandLineError("--severity must be info, warning or error");
     // A Backend routes by it; a runtime ignores it.
     const runtimeId = await context.runtimeId();
@@ -139,7 +139,7 @@ export async function runtimesList(argv: string[]): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, {});
   if (values.help) return printHelp(LIST_USAGE);
   expectPositionals(positionals, 0, 0, LIST_USAGE);
-  return withContext(values, async (context) => {
+  return withContext(values, {}, async (context) => {
     const runtimes = await context.runtimes();
     if (context.output.json) {
       for (const entry of runtimes) {

@@ -26,7 +26,7 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 1, 2, SEND_USAGE);
   const busyPolicy = parseBusy(values.busy);
   const [workerId = "", given] = positionals;
-  return withContext(values, async (context) => {
+  return withContext(values, { request_id: "--request-id", "input.text": "the text" }, async (context) => {
     const text = given ?? (await readStdin());
     const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
     const { exit } = await streamRun(context, {

@@ -31,6 +31,17 @@ const STATUSES: Record<string, WorkerStatus> = {
   failed: WorkerStatus.FAILED,
 };
 
+/** The request fields `workers create` fills, by the flag that fills them. */
+const CREATE_FIELDS = {
+  labels: "--label",
+  capabilities: "--capability",
+  "workspace.root": "--workspace root",
+  "workspace.path": "--workspace path",
+  display_name: "--name",
+  intent: "--intent",
+  request_id: "--request-id",
+};
+
 /** Parses repeated KEY=VALUE flags. */
 function parseLabels(pairs: readonly string[] | undefined): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -56,7 +67,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
     return status;
   });
   const labelSelector = parseLabels(values.label);
-  return withContext(values, async (context) => {
+  return withContext(values, { label_selector: "--label", statuses: "--status" }, async (context) => {
     const runtimeId = await context.runtimeId();
     const { output } = context;
     // A table needs every row for its widths; JSON and piped lines go out page by page.
@@ -113,7 +124,7 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
   if (values.profile === undefined) throw new CommandLineError(`--profile is required\n${CREATE_USAGE}`);
   const labels = parseLabels(values.label);
   const workspace = values.workspace;
-  return withContext(values, async (context) => {
+  return withContext(values, CREATE_FIELDS, async (context) => {
     const slash = workspace?.indexOf("/") ?? -1;
     const response = await context.clients.catalog.createWorker({
       runtimeId: await context.runtimeId(),
@@ -148,7 +159,7 @@ function oneWorkerCommand(
     if (values.help) return printHelp(usage);
     expectPositionals(positionals, 1, 1, usage);
     const force = "force" in values && values.force === true;
-    return withContext(values, async (context) => {
+    return withContext(values, {}, async (context) => {
       await act(context, positionals[0] ?? "", force);
       return ExitCode.OK;
     });

@@ -288,7 +288,7 @@ describe("send, transcript, cancel, approve and reject", () => {
 describe("errors and help", () => {
   it("not found exits 5 with the sentence and reason", async () => {
     const missing = await cli("workers", "get", "w-missing");
-    expect(missing).toMatchObject({ code: 5, stdout: "", stderr: 'worker-runtime: worker_id "w-missing" not found (reason: NOT_FOUND)\n' });
+    expect(missing).toMatchObject({ code: 5, stdout: "", stderr: 'worker-runtime: worker "w-missing" not found (reason: NOT_FOUND)\n' });
   });
 
   it("an unreachable server exits 3", async () => {

@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runClient, serveRuntime, type ServedRuntime } from "./client-support.js";
+
+/**
+ * A server error about a value the user typed names what they typed (the
+ * flag, or the argument), not the request field it filled: the user never
+ * wrote `after_cursor`, they wrote `--from`. The server still decides what
+ * is valid, so the client and the runtime cannot disagree about the rules.
+ */
+
+let rt: ServedRuntime;
+let worker: string;
+
+beforeAll(async () => {
+  rt = await serveRuntime();
+  const created = await runClient(["workers", "create", "--profile", "companion"], { server: rt.url });
+  worker = created.stdout.trim();
+});
+
+afterAll(async () => {
+  await rt?.close();
+});
+
+const cli = (...args: string[]) => runClient(args, { server: rt.url });
+
+describe("server errors name the flag the user typed", () => {
+  it("every flag that fills a request field", async () => {
+    const cases: [string[], string][] = [
+      [["watch", worker, "--from", "garbage"], "--from: is not a cursor (reason: INVALID_ARGUMENT)"],
+      [["workers", "create", "--profile", "companion", "--label", "Bad=x"], '--label "Bad": key must be'],
+      [["workers", "list", "--label", "Bad=x"], '--label "Bad": key must be'],
+      [["workers", "create", "--profile", "companion", "--capability", "fly"], '--capability: unknown capability "fly"'],
+      [["workers", "create", "--profile", "companion", "--workspace", "nowhere/x"], '--workspace root "nowhere" is not an allowed root'],
+      [["workers", "create", "--profile", "companion", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
+      [["workers", "create", "--profile", "companion", "--name", "n".repeat(300)], "--name: is 300 bytes"],
+      [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
+      [["approve", worker, "call-1", "--run", "r-missing"], '--run "r-missing" not found (reason: NOT_FOUND)'],
+      [["reject", worker, "call-1", "--run", "r-1", "--reason", "r".repeat(2000)], "--reason: is 2000 bytes"],
+      [["workers", "get", worker, "--runtime", "rt-other"], '--runtime: "rt-other" is not this runtime'],
+      [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters"],
+      [["cancel", worker, "r-missing"], 'run "r-missing" not found (reason: NOT_FOUND)'],
+      [["workers", "get", "bad id"], "worker: must be 1-64 characters"],
+    ];
+    for (const [args, sentence] of cases) {
+      const result = await cli(...args);
+      expect(result.stderr, args.join(" ")).toContain(`worker-runtime: ${sentence}`);
+      expect(result.stderr, args.join(" ")).not.toMatch(
+        /after_cursor|labels?_?(selector)?\[|capabilities\[|workspace\.root|request_id|display_name|run_id|runtime_id|worker_id/,
+      );
+    }
+  });
+
+  it("with --output json the message names the flag too", async () => {
+    const result = await cli("watch", worker, "--from", "garbage", "--output", "json");
+    expect(result.code).toBe(8);
+    expect(JSON.parse(result.stderr)).toEqual({
+      error: { code: "InvalidArgument", reason: "INVALID_ARGUMENT", message: "--from: is not a cursor" },
+    });
+  });
+});
