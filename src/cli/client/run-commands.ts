@@ -1,5 +1,6 @@
-import { toJson } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
@@ -14,11 +15,16 @@ const APPROVE_USAGE = `usage: worker-runtime approve WORKER CALL [--run RUN]
 const REJECT_USAGE = `usage: worker-runtime reject WORKER CALL [--reason TEXT] [--run RUN]
   Rejects the tool call CALL; the model is told it was rejected (and why, with --reason).`;
 
-/** The worker's run in flight, for commands that default to it. */
+/**
+ * The worker's run in flight, for commands that default to it. None is a
+ * run not found, typed as the server types one (NOT_FOUND, exit 5), so
+ * that this error reads and exits like every other.
+ */
 async function activeRunId(context: CommandContext, workerId: string): Promise<string> {
   const { worker } = await context.clients.catalog.getWorker({ worker: await context.workerRef(workerId) });
-  if (!worker?.activeRunId) throw new ConnectError(`worker ${workerId} has no run in flight`, Code.FailedPrecondition);
-  return worker.activeRunId;
+  if (worker?.activeRunId) return worker.activeRunId;
+  const detail = create(ErrorDetailSchema, { reason: ErrorReason.NOT_FOUND, metadata: { worker_id: workerId } });
+  throw new ConnectError(`worker ${workerId} has no run in flight`, Code.NotFound, undefined, [{ desc: ErrorDetailSchema, value: detail }]);
 }
 
 function printRun(context: CommandContext, run: Run | undefined, verb: string): void {

@@ -58,3 +58,21 @@ describe("server errors name the flag the user typed", () => {
     });
   });
 });
+
+describe("errors the client finds itself look like the server's", () => {
+  it("cancel, approve and reject on a worker with no run in flight: NOT_FOUND, exit 5, as the README's table says", async () => {
+    for (const args of [["cancel", worker], ["approve", worker, "call-1"], ["reject", worker, "call-1"]]) {
+      const text = await cli(...args);
+      expect(text, args.join(" ")).toMatchObject({
+        code: 5,
+        stdout: "",
+        stderr: `worker-runtime: worker ${worker} has no run in flight (reason: NOT_FOUND)\n`,
+      });
+      const json = await cli(...args, "--output", "json");
+      expect(json.code).toBe(5);
+      expect(JSON.parse(json.stderr)).toEqual({
+        error: { code: "NotFound", reason: "NOT_FOUND", message: `worker ${worker} has no run in flight` },
+      });
+    }
+  });
+});
