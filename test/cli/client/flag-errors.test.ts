@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reply } from "../../support/openai-chunks.js";
 import { runClient, serveRuntime, type ServedRuntime } from "./client-support.js";
 
 /**
@@ -74,5 +75,39 @@ describe("errors the client finds itself look like the server's", () => {
         error: { code: "NotFound", reason: "NOT_FOUND", message: `worker ${worker} has no run in flight` },
       });
     }
+  });
+});
+
+describe("text over the runtime's input limit", () => {
+  // The runtime's default max_input_bytes.
+  const LIMIT = 262_144;
+
+  it("send from stdin: refused before sending, naming the limit, however long the text (even past the message size)", async () => {
+    const before = rt.fake.requests.length;
+    for (const size of [LIMIT + 1, 6 * 1024 * 1024]) {
+      const result = await runClient(["send", worker], { server: rt.url, input: "a".repeat(size) });
+      expect(result, String(size)).toMatchObject({
+        code: 8,
+        stdout: "",
+        stderr: `worker-runtime: the text: is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
+      });
+    }
+    // Nothing reached the model.
+    expect(rt.fake.requests.length).toBe(before);
+  });
+
+  it("text at the limit is sent", async () => {
+    rt.fake.enqueue(reply({ text: "ok" }));
+    const result = await runClient(["send", worker], { server: rt.url, input: "a".repeat(LIMIT) });
+    expect(result).toMatchObject({ code: 0, stdout: "ok\n" });
+  });
+
+  it("chat: a line over the limit is refused and the loop goes on", async () => {
+    rt.fake.enqueue(reply({ text: "fine" }));
+    const result = await runClient(["chat", worker], { server: rt.url, input: `${"b".repeat(6 * 1024 * 1024)}\nhello\n` });
+    expect(result.stderr).toBe(
+      `worker-runtime: the line: is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
+    );
+    expect(result).toMatchObject({ code: 0, stdout: "fine\n" });
   });
 });
