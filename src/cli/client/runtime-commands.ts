@@ -96,7 +96,7 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
   expectPositionals(positionals, 0, 0, DIAGNOSTICS_USAGE);
   const minSeverity = values.severity === undefined ? DiagnosticSeverity.UNSPECIFIED : SEVERITIES[values.severity];
   return withContext(values, { worker_id: "--worker" }, async (context) => {
-    if (minSeverity === undefined) throw new CommandLineError("--severity must be info, warning or error");
+    if (minSeverity === undefined) throw new CommandLineError(`--severity must be info, warning or error, not "${values.severity}"`);
     // A Backend routes by it; a runtime ignores it.
     const runtimeId = await context.runtimeId();
     const rows: string[][] = [];

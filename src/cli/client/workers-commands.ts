@@ -1,9 +1,11 @@
 import { create, toJson } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { ProfileSelectorSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
-import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { connectivityText, labelsText, profileText, timeText, workerStatusName, workerStatusStyle } from "./format.js";
 
 const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
@@ -178,10 +180,24 @@ export const workersStop = oneWorkerCommand(STOP_USAGE, {}, async (context, work
 });
 
 export const workersDelete = oneWorkerCommand(DELETE_USAGE, { force: true }, async (context, workerId, force) => {
-  await context.clients.catalog.deleteWorker({ worker: await context.workerRef(workerId), force });
+  await context.clients.catalog.deleteWorker({ worker: await context.workerRef(workerId), force }).catch((error: unknown) => {
+    throw withForceFlag(ConnectError.from(error), workerId);
+  });
   if (context.output.json) context.output.jsonLine({ deleted: workerId });
   else context.output.line(`deleted ${workerId}`);
 });
+
+/**
+ * The runtime's WORKER_NOT_STOPPED says "set force", the request field;
+ * the user's way out is the command or the flag, so the sentence names them.
+ */
+function withForceFlag(error: ConnectError, workerId: string): ConnectError {
+  if (reasonOf(error) !== ErrorReason.WORKER_NOT_STOPPED) return error;
+  const sentence = `worker ${workerId} is not stopped: stop it first (workers stop) or delete it with --force`;
+  const translated = new ConnectError(sentence, error.code, error.metadata, undefined, error.cause);
+  translated.details = error.details;
+  return translated;
+}
 
 /** A worker as JSON, as its id alone when piped after create, or as fields. */
 function printWorker(context: CommandContext, worker: Worker | undefined, created: boolean): void {

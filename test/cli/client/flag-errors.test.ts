@@ -41,12 +41,17 @@ describe("server errors name the flag the user typed", () => {
       [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters"],
       [["cancel", worker, "r-missing"], 'run "r-missing" not found (reason: NOT_FOUND)'],
       [["workers", "get", "bad id"], "worker: must be 1-64 characters"],
+      [
+        ["workers", "delete", worker],
+        `worker ${worker} is not stopped: stop it first (workers stop) or delete it with --force (reason: WORKER_NOT_STOPPED)`,
+      ],
+      [["runtime", "diagnostics", "--severity", "bogus"], '--severity must be info, warning or error, not "bogus"'],
     ];
     for (const [args, sentence] of cases) {
       const result = await cli(...args);
       expect(result.stderr, args.join(" ")).toContain(`worker-runtime: ${sentence}`);
       expect(result.stderr, args.join(" ")).not.toMatch(
-        /after_cursor|labels?_?(selector)?\[|capabilities\[|workspace\.root|request_id|display_name|run_id|runtime_id|worker_id/,
+        /after_cursor|labels?_?(selector)?\[|capabilities\[|workspace\.root|request_id|display_name|run_id|runtime_id|worker_id|set force/,
       );
     }
   });
@@ -62,7 +67,11 @@ describe("server errors name the flag the user typed", () => {
 
 describe("errors the client finds itself look like the server's", () => {
   it("cancel, approve and reject on a worker with no run in flight: NOT_FOUND, exit 5, as the README's table says", async () => {
-    for (const args of [["cancel", worker], ["approve", worker, "call-1"], ["reject", worker, "call-1"]]) {
+    for (const args of [
+      ["cancel", worker],
+      ["approve", worker, "call-1"],
+      ["reject", worker, "call-1"],
+    ]) {
       const text = await cli(...args);
       expect(text, args.join(" ")).toMatchObject({
         code: 5,
