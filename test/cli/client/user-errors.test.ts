@@ -3,10 +3,13 @@ import { reply } from "../../support/openai-chunks.js";
 import { runClient, serveRuntime, type ServedRuntime } from "./client-support.js";
 
 /**
- * A server error about a value the user typed names what they typed (the
- * flag, or the argument), not the request field it filled: the user never
- * wrote `after_cursor`, they wrote `--from`. The server still decides what
- * is valid, so the client and the runtime cannot disagree about the rules.
+ * Errors as a user of the client meets them. A server error about a value
+ * the user typed names what they typed (the flag, or the argument), not the
+ * request field it filled: the user never wrote `after_cursor`, they wrote
+ * `--from`; the server still decides what is valid, so the client and the
+ * runtime cannot disagree about the rules. Errors the client finds itself
+ * read and exit like the server's, and text over the runtime's input limit
+ * is refused before it is sent.
  */
 
 let rt: ServedRuntime;
@@ -65,7 +68,18 @@ describe("server errors name the flag the user typed", () => {
   });
 });
 
-describe("errors the client finds itself look like the server's", () => {
+describe("errors read and exit alike, whoever finds them", () => {
+  it("send to a stopped worker: WORKER_STOPPED, exit 8, in text and JSON", async () => {
+    const created = await cli("workers", "create", "--profile", "companion");
+    const stopped = created.stdout.trim();
+    expect((await cli("workers", "stop", stopped)).code).toBe(0);
+    const text = await cli("send", stopped, "hi");
+    expect(text).toMatchObject({ code: 8, stdout: "", stderr: `worker-runtime: worker ${stopped} is stopped (reason: WORKER_STOPPED)\n` });
+    const json = await cli("send", stopped, "hi", "--output", "json");
+    expect(json.code).toBe(8);
+    expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "FailedPrecondition", reason: "WORKER_STOPPED" } });
+  });
+
   it("cancel, approve and reject on a worker with no run in flight: NOT_FOUND, exit 5, as the README's table says", async () => {
     for (const args of [
       ["cancel", worker],
