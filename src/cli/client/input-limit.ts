@@ -1,7 +1,7 @@
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import type { CommandContext } from "./command-context.js";
+import { typedError } from "./typed-error.js";
 
 /**
  * The runtime's largest input (GetRuntime's limits.max_input_bytes), so
@@ -17,12 +17,11 @@ export async function inputLimit(context: CommandContext): Promise<number> {
 
 /** The refusal of text over the limit, typed as the runtime types its own (LIMIT_EXCEEDED on input.text). */
 function tooLong(limit: number): ConnectError {
-  const detail = create(ErrorDetailSchema, { reason: ErrorReason.LIMIT_EXCEEDED, metadata: { field: "input.text", limit: String(limit) } });
-  return new ConnectError(
-    `input.text: is more than ${limit} bytes; at most ${limit} allowed (the runtime's max_input_bytes)`,
+  return typedError(
     Code.InvalidArgument,
-    undefined,
-    [{ desc: ErrorDetailSchema, value: detail }],
+    ErrorReason.LIMIT_EXCEEDED,
+    `input.text: is more than ${limit} bytes; at most ${limit} allowed (the runtime's max_input_bytes)`,
+    { field: "input.text", limit: String(limit) },
   );
 }
 

@@ -1,11 +1,12 @@
-import { create, toJson } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import { toJson } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { runStatusName, runStatusStyle } from "./format.js";
+import { typedError } from "./typed-error.js";
 
 const CANCEL_USAGE = `usage: worker-runtime cancel WORKER [RUN]
   Cancels RUN (default: the worker's run in flight). What it produced so far stays committed.
@@ -23,8 +24,7 @@ const REJECT_USAGE = `usage: worker-runtime reject WORKER CALL [--reason TEXT] [
 async function activeRunId(context: CommandContext, workerId: string): Promise<string> {
   const { worker } = await context.clients.catalog.getWorker({ worker: await context.workerRef(workerId) });
   if (worker?.activeRunId) return worker.activeRunId;
-  const detail = create(ErrorDetailSchema, { reason: ErrorReason.NOT_FOUND, metadata: { worker_id: workerId } });
-  throw new ConnectError(`worker ${workerId} has no run in flight`, Code.NotFound, undefined, [{ desc: ErrorDetailSchema, value: detail }]);
+  throw typedError(Code.NotFound, ErrorReason.NOT_FOUND, `worker ${workerId} has no run in flight`, { worker_id: workerId });
 }
 
 function printRun(context: CommandContext, run: Run | undefined, verb: string): void {

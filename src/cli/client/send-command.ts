@@ -26,6 +26,7 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 1, 2, SEND_USAGE);
   const busyPolicy = parseBusy(values.busy);
   const [workerId = "", given] = positionals;
+  if (given === "") throw new CommandLineError("the text is empty: nothing to send");
   if (given === undefined && process.stdin.isTTY)
     throw new CommandLineError(`no text given: pass it as an argument or on stdin\n${SEND_USAGE}`);
   return withContext(values, { request_id: "--request-id", "input.text": "the text" }, async (context) => {

@@ -80,6 +80,20 @@ describe("errors read and exit alike, whoever finds them", () => {
     expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "FailedPrecondition", reason: "WORKER_STOPPED" } });
   });
 
+  it("runtime info with a --runtime the server does not have: NOT_FOUND naming the runtimes it has, exit 5", async () => {
+    const result = await cli("runtime", "info", "--runtime", "rt-other");
+    expect(result).toMatchObject({
+      code: 5,
+      stdout: "",
+      stderr: `worker-runtime: --runtime "rt-other" is not a runtime of this server (it has ${rt.runtimeId}) (reason: NOT_FOUND)\n`,
+    });
+  });
+
+  it("send with empty text is a usage error, as empty stdin is", async () => {
+    const result = await cli("send", worker, "");
+    expect(result).toMatchObject({ code: 2, stdout: "", stderr: "worker-runtime: the text is empty: nothing to send\n" });
+  });
+
   it("cancel, approve and reject on a worker with no run in flight: NOT_FOUND, exit 5, as the README's table says", async () => {
     for (const args of [
       ["cancel", worker],
