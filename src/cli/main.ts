@@ -22,6 +22,16 @@ function stoppedWith(outcome: ShutdownOutcome | undefined): number {
   return outcome === "failed" ? 1 : 0;
 }
 
+/**
+ * A command line that names no command to run (exit 2), printed as the
+ * client prints its usage errors: one JSON line on stderr when argv asks
+ * for `--output json`, so a script reading stderr as JSON never meets text.
+ */
+async function commandLineMistake(argv: readonly string[], message: string): Promise<number> {
+  const { asksForJson, reportCommandLineError } = await import("./client/command-context.js");
+  return reportCommandLineError(new Error(message), asksForJson(argv));
+}
+
 /** The `worker-runtime` command line. */
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === "--version" || argv[0] === "version") {
@@ -31,10 +41,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (argv[0]?.startsWith("-") && argv[0] !== "--help") {
     const reordered = commandFirst(argv);
-    if ("error" in reordered) {
-      process.stderr.write(`worker-runtime: ${reordered.error}\n`);
-      return 2;
-    }
+    if ("error" in reordered) return commandLineMistake(argv, reordered.error);
     argv = reordered.argv;
   }
   const [command, ...rest] = argv;
@@ -64,8 +71,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        process.stderr.write(`worker-runtime: unknown command "${command}"\n`);
-        return 2;
+        return commandLineMistake(argv, `unknown command "${command}"`);
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {

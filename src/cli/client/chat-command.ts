@@ -2,6 +2,7 @@ import { createInterface } from "node:readline";
 import { ConnectError } from "@connectrpc/connect";
 import { expectPositionals, parseCommand, printHelp, reportError, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
+import { checkInputSize, inputLimit } from "./input-limit.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { parseBusy, streamRun } from "./run-stream.js";
 
@@ -17,10 +18,11 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 1, 1, CHAT_USAGE);
   const busyPolicy = parseBusy(values.busy);
   const workerId = positionals[0] ?? "";
-  return withContext(values, async (context) => {
+  return withContext(values, { "input.text": "the line" }, async (context) => {
     const ref = await context.workerRef(workerId);
     // Fails now, with its typed error, if the worker does not exist.
     await context.clients.catalog.getWorker({ worker: ref });
+    const limit = await inputLimit(context);
     const terminal = process.stdin.isTTY === true;
     const lines = createInterface({ input: process.stdin, output: process.stdout, terminal });
     const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
@@ -46,6 +48,7 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
         if (text !== "") {
           running = true;
           try {
+            checkInputSize(text, limit);
             await streamRun(context, {
               ref,
               text,

@@ -6,6 +6,7 @@ import { WorkerRefSchema, type WorkerRef } from "../../../gen/worker_runtime/v1/
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
+import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
@@ -88,7 +89,11 @@ export class CommandContext {
   private connection: Connection | undefined;
   private resolvedRuntime: Promise<string> | undefined;
 
-  constructor(private readonly values: GlobalValues) {
+  constructor(
+    private readonly values: GlobalValues,
+    /** What the command line filled, so that errors name the user's flags. */
+    readonly fields: FieldFlags = COMMON_FIELDS,
+  ) {
     const format = values.output ?? "text";
     if (format !== "text" && format !== "json") throw new CommandLineError(`--output must be text or json, not "${format}"`);
     this.output = new Output({ json: format === "json", stdout: process.stdout, stderr: process.stderr, env: process.env });
@@ -165,13 +170,18 @@ function checkedToken(token: string, source: string): string {
 
 /**
  * Runs a command body with a context, and turns what it throws into one
- * line on stderr and an exit code: typed server errors by their reason,
- * command-line mistakes as usage errors.
+ * line on stderr and an exit code: typed server errors by their reason
+ * (naming the flags in `fields` rather than request fields), command-line
+ * mistakes as usage errors.
  */
-export async function withContext(values: GlobalValues, body: (context: CommandContext) => Promise<ExitCodeValue>): Promise<ExitCodeValue> {
+export async function withContext(
+  values: GlobalValues,
+  fields: FieldFlags,
+  body: (context: CommandContext) => Promise<ExitCodeValue>,
+): Promise<ExitCodeValue> {
   let context: CommandContext | undefined;
   try {
-    context = new CommandContext(values);
+    context = new CommandContext(values, { ...COMMON_FIELDS, ...fields });
     return await body(context);
   } catch (error) {
     return reportError(error, context, values.output === "json");
@@ -183,7 +193,7 @@ export async function withContext(values: GlobalValues, body: (context: CommandC
 /** Prints an error as one line (JSON with --output json) and returns its exit code. */
 export function reportError(error: unknown, context: CommandContext | undefined, json: boolean): ExitCodeValue {
   if (isCommandLineError(error)) return reportCommandLineError(error, json);
-  const connectError = ConnectError.from(error);
+  const connectError = namedByFlag(ConnectError.from(error), context?.fields ?? COMMON_FIELDS);
   const sentence = describeError(connectError, context?.server ?? "the server");
   if (json) {
     const reason = reasonOf(connectError);

@@ -1,10 +1,12 @@
 import { toJson } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { runStatusName, runStatusStyle } from "./format.js";
+import { typedError } from "./typed-error.js";
 
 const CANCEL_USAGE = `usage: worker-runtime cancel WORKER [RUN]
   Cancels RUN (default: the worker's run in flight). What it produced so far stays committed.
@@ -14,11 +16,15 @@ const APPROVE_USAGE = `usage: worker-runtime approve WORKER CALL [--run RUN]
 const REJECT_USAGE = `usage: worker-runtime reject WORKER CALL [--reason TEXT] [--run RUN]
   Rejects the tool call CALL; the model is told it was rejected (and why, with --reason).`;
 
-/** The worker's run in flight, for commands that default to it. */
+/**
+ * The worker's run in flight, for commands that default to it. None is a
+ * run not found, typed as the server types one (NOT_FOUND, exit 5), so
+ * that this error reads and exits like every other.
+ */
 async function activeRunId(context: CommandContext, workerId: string): Promise<string> {
   const { worker } = await context.clients.catalog.getWorker({ worker: await context.workerRef(workerId) });
-  if (!worker?.activeRunId) throw new ConnectError(`worker ${workerId} has no run in flight`, Code.FailedPrecondition);
-  return worker.activeRunId;
+  if (worker?.activeRunId) return worker.activeRunId;
+  throw typedError(Code.NotFound, ErrorReason.NOT_FOUND, `worker ${workerId} has no run in flight`, { worker_id: workerId });
 }
 
 function printRun(context: CommandContext, run: Run | undefined, verb: string): void {
@@ -36,7 +42,7 @@ export async function cancel(argv: string[]): Promise<ExitCodeValue> {
   if (values.help) return printHelp(CANCEL_USAGE);
   expectPositionals(positionals, 1, 2, CANCEL_USAGE);
   const [workerId = "", given] = positionals;
-  return withContext(values, async (context) => {
+  return withContext(values, { run_id: "run" }, async (context) => {
     const runId = given ?? (await activeRunId(context, workerId));
     const { run } = await context.clients.interaction.cancelRun({ worker: await context.workerRef(workerId), runId });
     printRun(context, run, "cancelled");
@@ -50,7 +56,7 @@ function resolveCommand(usage: string, decision: ApprovalDecision) {
     if (values.help) return printHelp(usage);
     expectPositionals(positionals, 2, 2, usage);
     const [workerId = "", toolCallId = ""] = positionals;
-    return withContext(values, async (context) => {
+    return withContext(values, { run_id: "--run", tool_call_id: "call", reason: "--reason" }, async (context) => {
       const runId = values.run ?? (await activeRunId(context, workerId));
       const { run } = await context.clients.interaction.resolveApproval({
         worker: await context.workerRef(workerId),

@@ -1,5 +1,5 @@
 import { toJson } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import {
   DiagnosticSchema,
   DiagnosticSeverity,
@@ -8,11 +8,13 @@ import {
   StoreKind,
   type Runtime,
 } from "../../../gen/worker_runtime/v1/runtime_pb.js";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { timeText } from "./format.js";
 import type { Style } from "./output.js";
+import { typedError } from "./typed-error.js";
 
 const INFO_USAGE = `usage: worker-runtime runtime info
   The runtime's summary: id, version, status, store, limits, capabilities, worker counts.`;
@@ -27,7 +29,7 @@ export async function runtimeInfo(argv: string[]): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, {});
   if (values.help) return printHelp(INFO_USAGE);
   expectPositionals(positionals, 0, 0, INFO_USAGE);
-  return withContext(values, async (context) => {
+  return withContext(values, {}, async (context) => {
     const runtime = await summaryOf(context);
     if (context.output.json) context.output.jsonLine(toJson(RuntimeSchema, runtime));
     else printRuntime(context, runtime);
@@ -44,7 +46,12 @@ async function summaryOf(context: CommandContext): Promise<Runtime> {
   const runtimeId = await context.runtimeId();
   const listed = runtimes.find((entry) => entry.runtimeId === runtimeId);
   // A wrong --runtime must not silently show another runtime's summary.
-  if (listed === undefined) throw new ConnectError(`runtime "${runtimeId}" not found`, Code.NotFound);
+  if (listed === undefined) {
+    const known = runtimes.map((entry) => entry.runtimeId).join(", ") || "none";
+    throw typedError(Code.NotFound, ErrorReason.NOT_FOUND, `--runtime "${runtimeId}" is not a runtime of this server (it has ${known})`, {
+      runtime_id: runtimeId,
+    });
+  }
   if (listed.summary !== undefined) return listed.summary;
   const { runtime } = await context.clients.management.getRuntime({ runtimeId });
   if (runtime === undefined) throw new Error("the server returned no runtime");
@@ -95,8 +102,8 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
   if (values.help) return printHelp(DIAGNOSTICS_USAGE);
   expectPositionals(positionals, 0, 0, DIAGNOSTICS_USAGE);
   const minSeverity = values.severity === undefined ? DiagnosticSeverity.UNSPECIFIED : SEVERITIES[values.severity];
-  return withContext(values, async (context) => {
-    if (minSeverity === undefined) throw new CommandLineError("--severity must be info, warning or error");
+  return withContext(values, { worker_id: "--worker" }, async (context) => {
+    if (minSeverity === undefined) throw new CommandLineError(`--severity must be info, warning or error, not "${values.severity}"`);
     // A Backend routes by it; a runtime ignores it.
     const runtimeId = await context.runtimeId();
     const rows: string[][] = [];
@@ -139,7 +146,7 @@ export async function runtimesList(argv: string[]): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, {});
   if (values.help) return printHelp(LIST_USAGE);
   expectPositionals(positionals, 0, 0, LIST_USAGE);
-  return withContext(values, async (context) => {
+  return withContext(values, {}, async (context) => {
     const runtimes = await context.runtimes();
     if (context.output.json) {
       for (const entry of runtimes) {

@@ -1,7 +1,7 @@
-import { text as readAll } from "node:stream/consumers";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
+import { checkInputSize, inputLimit, readBounded } from "./input-limit.js";
 import type { ExitCodeValue } from "./exit-codes.js";
 import { parseBusy, streamRun, type InterruptSource } from "./run-stream.js";
 
@@ -26,8 +26,13 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 1, 2, SEND_USAGE);
   const busyPolicy = parseBusy(values.busy);
   const [workerId = "", given] = positionals;
-  return withContext(values, async (context) => {
-    const text = given ?? (await readStdin());
+  if (given === "") throw new CommandLineError("the text is empty: nothing to send");
+  if (given === undefined && process.stdin.isTTY)
+    throw new CommandLineError(`no text given: pass it as an argument or on stdin\n${SEND_USAGE}`);
+  return withContext(values, { request_id: "--request-id", "input.text": "the text" }, async (context) => {
+    const limit = await inputLimit(context);
+    const text = given ?? (await readStdin(limit));
+    checkInputSize(text, limit);
     const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
     const { exit } = await streamRun(context, {
       ref: await context.workerRef(workerId),
@@ -41,9 +46,8 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   });
 }
 
-async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) throw new CommandLineError(`no text given: pass it as an argument or on stdin\n${SEND_USAGE}`);
-  const text = (await readAll(process.stdin)).replace(/\n$/, "");
+async function readStdin(limit: number): Promise<string> {
+  const text = await readBounded(process.stdin, limit);
   if (text === "") throw new CommandLineError("stdin was empty: nothing to send");
   return text;
 }

@@ -26,7 +26,7 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
   const tail = values.tail === undefined ? undefined : Number(wholeNumber("--tail", values.tail, BigInt(Number.MAX_SAFE_INTEGER)));
   const after = values.after === undefined ? 0n : wholeNumber("--after", values.after, MAX_SEQ);
   const workerId = positionals[0] ?? "";
-  return withContext(values, async (context) => {
+  return withContext(values, { after_seq: "--after", before_seq: "--tail", limit: "--tail" }, async (context) => {
     const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: false, workerStates: false });
     const print = (entry: TranscriptEntry): void => {
       if (context.output.json) context.output.jsonLine(toJson(TranscriptEntrySchema, entry));

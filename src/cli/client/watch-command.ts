@@ -41,7 +41,7 @@ export async function watch(argv: string[]): Promise<ExitCodeValue> {
   if (values.help) return printHelp(WATCH_USAGE);
   expectPositionals(positionals, 1, 1, WATCH_USAGE);
   const workerId = positionals[0] ?? "";
-  return withContext(values, async (context) => {
+  return withContext(values, { after_cursor: "--from" }, async (context) => {
     const worker = await context.workerRef(workerId);
     const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: true, workerStates: true });
     const stop = new AbortController();

@@ -1,9 +1,11 @@
 import { create, toJson } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { ProfileSelectorSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
-import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { connectivityText, labelsText, profileText, timeText, workerStatusName, workerStatusStyle } from "./format.js";
 
 const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
@@ -31,6 +33,17 @@ const STATUSES: Record<string, WorkerStatus> = {
   failed: WorkerStatus.FAILED,
 };
 
+/** The request fields `workers create` fills, by the flag that fills them. */
+const CREATE_FIELDS = {
+  labels: "--label",
+  capabilities: "--capability",
+  "workspace.root": "--workspace root",
+  "workspace.path": "--workspace path",
+  display_name: "--name",
+  intent: "--intent",
+  request_id: "--request-id",
+};
+
 /** Parses repeated KEY=VALUE flags. */
 function parseLabels(pairs: readonly string[] | undefined): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -56,7 +69,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
     return status;
   });
   const labelSelector = parseLabels(values.label);
-  return withContext(values, async (context) => {
+  return withContext(values, { label_selector: "--label", statuses: "--status" }, async (context) => {
     const runtimeId = await context.runtimeId();
     const { output } = context;
     // A table needs every row for its widths; JSON and piped lines go out page by page.
@@ -113,7 +126,7 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
   if (values.profile === undefined) throw new CommandLineError(`--profile is required\n${CREATE_USAGE}`);
   const labels = parseLabels(values.label);
   const workspace = values.workspace;
-  return withContext(values, async (context) => {
+  return withContext(values, CREATE_FIELDS, async (context) => {
     const slash = workspace?.indexOf("/") ?? -1;
     const response = await context.clients.catalog.createWorker({
       runtimeId: await context.runtimeId(),
@@ -148,7 +161,7 @@ function oneWorkerCommand(
     if (values.help) return printHelp(usage);
     expectPositionals(positionals, 1, 1, usage);
     const force = "force" in values && values.force === true;
-    return withContext(values, async (context) => {
+    return withContext(values, {}, async (context) => {
       await act(context, positionals[0] ?? "", force);
       return ExitCode.OK;
     });
@@ -167,10 +180,24 @@ export const workersStop = oneWorkerCommand(STOP_USAGE, {}, async (context, work
 });
 
 export const workersDelete = oneWorkerCommand(DELETE_USAGE, { force: true }, async (context, workerId, force) => {
-  await context.clients.catalog.deleteWorker({ worker: await context.workerRef(workerId), force });
+  await context.clients.catalog.deleteWorker({ worker: await context.workerRef(workerId), force }).catch((error: unknown) => {
+    throw withForceFlag(ConnectError.from(error), workerId);
+  });
   if (context.output.json) context.output.jsonLine({ deleted: workerId });
   else context.output.line(`deleted ${workerId}`);
 });
+
+/**
+ * The runtime's WORKER_NOT_STOPPED says "set force", the request field;
+ * the user's way out is the command or the flag, so the sentence names them.
+ */
+function withForceFlag(error: ConnectError, workerId: string): ConnectError {
+  if (reasonOf(error) !== ErrorReason.WORKER_NOT_STOPPED) return error;
+  const sentence = `worker ${workerId} is not stopped: stop it first (workers stop) or delete it with --force`;
+  const translated = new ConnectError(sentence, error.code, error.metadata, undefined, error.cause);
+  translated.details = error.details;
+  return translated;
+}
 
 /** A worker as JSON, as its id alone when piped after create, or as fields. */
 function printWorker(context: CommandContext, worker: Worker | undefined, created: boolean): void {

@@ -110,6 +110,10 @@ export function startClient(args: readonly string[], init: RunClientInit = {}): 
     ...init.env,
   };
   const child = startCli(args, env);
+  // A client may stop reading stdin early (text over the input limit): the rest of a write then meets EPIPE.
+  child.child.stdin.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
   if (init.input !== undefined) child.child.stdin.end(init.input);
   else child.child.stdin.end();
   return child;

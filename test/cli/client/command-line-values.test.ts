@@ -106,6 +106,10 @@ describe("--output json", () => {
       ["workers", "list", "--output", "json", "--no-such-flag"],
       ["workers", "list", "--output", "json", "--server", "ftp://127.0.0.1:1"],
       ["workers", "frobnicate", "--output", "json"],
+      // Found before any command parses its options: the command word, and what comes before it.
+      ["frobnicate", "--output", "json"],
+      ["--output", "json", "--bogus", "workers", "list"],
+      ["--output=json", "frobnicate"],
     ];
     for (const args of mistakes) {
       const result = await runClient(args, { server: NOWHERE });

@@ -46,7 +46,10 @@ describe("runtime and runtimes", () => {
     expect(json.code).toBe(0);
     const [summary] = jsonLines(json.stdout);
     const wrong = await cli("runtime", "info", "--runtime", "rt-other");
-    expect(wrong).toMatchObject({ code: 5, stderr: 'worker-runtime: runtime "rt-other" not found (reason: NotFound)\n' });
+    expect(wrong).toMatchObject({
+      code: 5,
+      stderr: 'worker-runtime: --runtime "rt-other" is not a runtime of this server (it has rt-client) (reason: NOT_FOUND)\n',
+    });
     expect(summary).toMatchObject({ runtimeId: "rt-client", status: "RUNTIME_STATUS_SERVING", storeKind: "STORE_KIND_MEMORY" });
   });
 
@@ -191,7 +194,7 @@ describe("send, transcript, cancel, approve and reject", () => {
     expect(await queued).toMatchObject({ code: 0, stdout: "Queued reply.\n" });
     // Cancelling an ended run again prints its final state; with no run in flight there is nothing to cancel.
     expect(await cli("cancel", id, run?.runId ?? "")).toMatchObject({ code: 0, stdout: `cancelled run ${run?.runId}: CANCELLED\n` });
-    expect((await cli("cancel", id)).code).toBe(8);
+    expect((await cli("cancel", id)).code).toBe(5);
 
     // --busy interrupt cancels the run in flight and answers at once.
     rt.fake.enqueue({ kind: "stream", chunks: [], end: "hang" }, reply({ text: "Interrupting." }));
@@ -288,7 +291,7 @@ describe("send, transcript, cancel, approve and reject", () => {
 describe("errors and help", () => {
   it("not found exits 5 with the sentence and reason", async () => {
     const missing = await cli("workers", "get", "w-missing");
-    expect(missing).toMatchObject({ code: 5, stdout: "", stderr: 'worker-runtime: worker_id "w-missing" not found (reason: NOT_FOUND)\n' });
+    expect(missing).toMatchObject({ code: 5, stdout: "", stderr: 'worker-runtime: worker "w-missing" not found (reason: NOT_FOUND)\n' });
   });
 
   it("an unreachable server exits 3", async () => {

@@ -7,6 +7,7 @@ import { serveRuntime, startClient, type ServedRuntime } from "./client-support.
 /**
  * Ctrl-C during `send` cancels the run on the server (not just the local
  * stream), prints what had streamed, and exits with the cancelled status.
+ * During `watch` it just stops watching: exit 0, the run untouched.
  */
 
 let rt: ServedRuntime;
@@ -44,5 +45,28 @@ describe("send and Ctrl-C", () => {
     // What streamed before the cancel stays committed.
     const transcript = await rt.clients.observation.readTranscript({ worker: ref });
     expect(transcript.entries.at(-1)?.content).toMatchObject({ case: "assistantMessage", value: { text: "Partial answer" } });
+  });
+});
+
+describe("watch and Ctrl-C", () => {
+  it("SIGINT mid-run stops watching with exit 0, leaves the run going and prints no error", async () => {
+    const { worker } = await rt.clients.catalog.createWorker({
+      runtimeId: rt.runtimeId,
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const ref = { runtimeId: rt.runtimeId, workerId: worker?.ref?.workerId ?? "" };
+    rt.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "Watched words" }).slice(0, -1), end: "hang" });
+    const watch = startClient(["watch", ref.workerId], { server: rt.url });
+    await eventually(() => watch.stdout().includes("IDLE"), 30_000, "the snapshot");
+    const sent = await rt.clients.interaction.sendInput({ worker: ref, input: { text: "go" } });
+    const runId = sent.run?.runId ?? "";
+    await eventually(() => watch.stdout().includes("Watched words"), 30_000, "the streamed text");
+
+    watch.child.kill("SIGINT");
+    expect(await watch.exited).toEqual({ code: 0, signal: null });
+    expect(watch.stderr()).toBe("");
+    const { run } = await rt.clients.interaction.getRun({ worker: ref, runId });
+    expect(run?.status).toBe(RunStatus.RUNNING);
+    await rt.clients.interaction.cancelRun({ worker: ref, runId });
   });
 });

@@ -1,0 +1,53 @@
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import type { CommandContext } from "./command-context.js";
+import { typedError } from "./typed-error.js";
+
+/**
+ * The runtime's largest input (GetRuntime's limits.max_input_bytes), so
+ * that `send` and `chat` refuse longer text before sending it: past the
+ * gRPC message size the server could only cut the stream, and reading an
+ * unbounded stdin into memory first would be a bound the client lacks.
+ * 0 when the server does not say; then the server's own check decides.
+ */
+export async function inputLimit(context: CommandContext): Promise<number> {
+  const { runtime } = await context.clients.management.getRuntime({ runtimeId: await context.runtimeId() });
+  return runtime?.limits?.maxInputBytes ?? 0;
+}
+
+/** The refusal of text over the limit, typed as the runtime types its own (LIMIT_EXCEEDED on input.text). */
+function tooLong(limit: number): ConnectError {
+  return typedError(
+    Code.InvalidArgument,
+    ErrorReason.LIMIT_EXCEEDED,
+    `input.text: is more than ${limit} bytes; at most ${limit} allowed (the runtime's max_input_bytes)`,
+    { field: "input.text", limit: String(limit) },
+  );
+}
+
+/** Throws the typed refusal when `text` is over `limit` UTF-8 bytes (0 = no known limit). */
+export function checkInputSize(text: string, limit: number): void {
+  if (limit > 0 && Buffer.byteLength(text, "utf8") > limit) throw tooLong(limit);
+}
+
+/**
+ * All of `input` as text without its final newline, reading no more than
+ * the limit allows (plus that newline): longer input is refused as soon as
+ * it is seen, without holding the rest in memory.
+ */
+export async function readBounded(input: NodeJS.ReadableStream & { destroy(): void }, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of input) {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    size += bytes.length;
+    if (limit > 0 && size > limit + 1) {
+      input.destroy();
+      throw tooLong(limit);
+    }
+    chunks.push(bytes);
+  }
+  const text = Buffer.concat(chunks).toString("utf8").replace(/\n$/, "");
+  checkInputSize(text, limit);
+  return text;
+}
