@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,7 @@ import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsFor, eventually, makeTransport, type Protocol } from "../support/harness.js";
 import { cursorAt } from "../support/cursors.js";
 import { replyChunks } from "../support/openai-chunks.js";
+import { damageFirstSegment } from "../support/damaged-segment.js";
 
 /**
  * What a user of the Backend sees of a worker that has ended, FAILED or
@@ -107,10 +108,7 @@ async function populate(runtimeId: string): Promise<{ late: WorkerRef; early: Wo
   const [late, early, stopped] = refs as [WorkerRef, WorkerRef, WorkerRef];
   const workerDir = (ref: WorkerRef) => path.join(dir, runtimeId, "workers", ref.workerId);
   // A sealed segment is trusted at open: the damage is found by the first read of it.
-  const segment = path.join(workerDir(late), "transcript", "00000000000000000001.log");
-  const bytes = await readFile(segment);
-  bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
-  await writeFile(segment, bytes);
+  await damageFirstSegment(workerDir(late));
   // A snapshot that is not one quarantines its worker at start-up.
   await writeFile(path.join(workerDir(early), "worker.snapshot"), "not a snapshot");
   return { late, early, stopped };

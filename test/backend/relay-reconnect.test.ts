@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Http2SessionManager } from "@connectrpc/connect-node";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -21,6 +21,7 @@ import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-prox
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsFor, eventually, makeTransport, type Protocol, runToEnd } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
+import { damageFirstSegment } from "../support/damaged-segment.js";
 
 /**
  * A watch relayed by a Backend from a remote runtime (a real server on
@@ -88,10 +89,7 @@ beforeAll(async () => {
   for (let i = 0; i < 6; i++) await runToEnd(setup, damaged, `message ${i}`);
   await firstServer.close(0);
   // A sealed segment is trusted at open: the damage is found by the next run's read of its history.
-  const segment = path.join(dir, "rs", "workers", damaged.workerId, "transcript", "00000000000000000001.log");
-  const bytes = await readFile(segment);
-  bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
-  await writeFile(segment, bytes);
+  await damageFirstSegment(path.join(dir, "rs", "workers", damaged.workerId));
 
   remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port: 0, logger: silentLogger });
   proxy = await startCuttableProxy(remoteServer.h2Address);

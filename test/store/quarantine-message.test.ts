@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -16,6 +16,7 @@ import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually, type Harness, startHarness } from "../support/harness.js";
 import { type LogLine, logCapture } from "../support/log-lines.js";
 import { replyChunks } from "../support/openai-chunks.js";
+import { damageFirstSegment } from "../support/damaged-segment.js";
 
 /**
  * What a quarantined worker tells its users, and what the runtime tells its
@@ -114,10 +115,7 @@ describe("a quarantined worker", () => {
     }
     await first.close();
     // A sealed segment is trusted at open; the first read of it finds the damage.
-    const segment = path.join(dir, "workers", worker.workerId, "transcript", "00000000000000000001.log");
-    const bytes = await readFile(segment);
-    bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
-    await writeFile(segment, bytes);
+    const segment = await damageFirstSegment(path.join(dir, "workers", worker.workerId));
 
     const second = await serve();
     try {

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import { createFileStore } from "../../src/store/fs/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { eventually, type Harness, startHarness } from "../support/harness.js";
 import { replyChunks } from "../support/openai-chunks.js";
+import { damageFirstSegment } from "../support/damaged-segment.js";
 
 /**
  * A worker quarantined while it is served (a read found its history
@@ -63,10 +64,7 @@ describe("a worker quarantined while watched", () => {
     }
     await first.close();
     // A sealed segment is trusted at open; the next run's history read finds the damage.
-    const segment = path.join(dir, "workers", worker.workerId, "transcript", "00000000000000000001.log");
-    const bytes = await readFile(segment);
-    bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
-    await writeFile(segment, bytes);
+    await damageFirstSegment(path.join(dir, "workers", worker.workerId));
 
     const second = await serve();
     try {

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -16,6 +16,7 @@ import { cursorAt, workerCursor } from "../support/cursors.js";
 import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
+import { damageFirstSegment } from "../support/damaged-segment.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -188,10 +189,7 @@ describe("a runtime on the file store", () => {
     }
     await first.harness.close();
     const [damaged, healthy] = refs as [WorkerRef, WorkerRef];
-    const segment = path.join(dir, "workers", damaged.workerId, "transcript", "00000000000000000001.log");
-    const bytes = await readFile(segment);
-    bytes[40] = (bytes[40] ?? 0) ^ 0x5a;
-    await writeFile(segment, bytes);
+    await damageFirstSegment(path.join(dir, "workers", damaged.workerId));
 
     const second = await serve(undefined, { segmentBytes: 300 });
     try {
