@@ -13,7 +13,7 @@ import type { Runtime } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectError } from "../support/errors.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, eventually, type Harness, startHarness } from "../support/harness.js";
+import { type Clients, eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
 import { type LogLine, logCapture } from "../support/log-lines.js";
 import { replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
@@ -107,12 +107,7 @@ describe("a quarantined worker", () => {
     const first = await serve();
     const clients = first.connect("grpc");
     const worker = (await clients.catalog.createWorker({ runtimeId: "rq" })).worker?.ref as WorkerRef;
-    for (let i = 0; i < 6; i++) {
-      const { run } = await clients.interaction.sendInput({ worker, input: { text: `message ${i}` } });
-      await eventually(
-        async () => (await clients.interaction.getRun({ worker, runId: run?.runId ?? "" })).run?.status === RunStatus.COMPLETED,
-      );
-    }
+    for (let i = 0; i < 6; i++) expect((await runToEnd(clients, worker, `message ${i}`))?.status).toBe(RunStatus.COMPLETED);
     await first.close();
     // A sealed segment is trusted at open; the first read of it finds the damage.
     const segment = await damageFirstSegment(path.join(dir, "workers", worker.workerId));

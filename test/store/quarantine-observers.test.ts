@@ -11,7 +11,7 @@ import type { Runtime } from "../../src/runtime/index.js";
 import { TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { eventually, type Harness, startHarness } from "../support/harness.js";
+import { eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
 import { replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
 
@@ -56,12 +56,7 @@ describe("a worker quarantined while watched", () => {
     const first = await serve();
     const clients = first.connect("grpc");
     const worker = (await clients.catalog.createWorker({ runtimeId: "rq" })).worker?.ref as WorkerRef;
-    for (let i = 0; i < 6; i++) {
-      const { run } = await clients.interaction.sendInput({ worker, input: { text: `message ${i}` } });
-      await eventually(
-        async () => (await clients.interaction.getRun({ worker, runId: run?.runId ?? "" })).run?.status === RunStatus.COMPLETED,
-      );
-    }
+    for (let i = 0; i < 6; i++) expect((await runToEnd(clients, worker, `message ${i}`))?.status).toBe(RunStatus.COMPLETED);
     await first.close();
     // A sealed segment is trusted at open; the next run's history read finds the damage.
     await damageFirstSegment(path.join(dir, "workers", worker.workerId));
