@@ -11,6 +11,7 @@ import { createFileStore, type FileStore } from "../src/store/fs/index.js";
 
 /**
  * File store figures: group commit against one fsync per event,
+ * CreateWorker's durable write against one fsync'd append,
  * tail reads from a 1,000,000-entry transcript against a 1,000-entry one,
  * start-up time / memory with 10,000 workers in one data dir, and opening
  * a worker with 10,000 runs through its run index checkpoint against
@@ -21,6 +22,7 @@ export async function run(): Promise<void> {
   const root = await mkdtemp(path.join(os.tmpdir(), "wr-bench-store-"));
   try {
     await benchGroupCommit(path.join(root, "append"));
+    await benchCreateWorker(path.join(root, "create"));
     await benchTailRead(path.join(root, "tail"));
     await benchManyWorkers(path.join(root, "workers"));
     await benchRunIndexOpen(path.join(root, "runs"));
@@ -74,6 +76,26 @@ async function benchGroupCommit(dataDir: string): Promise<void> {
 
   print("store.append.group_commit", groupedRate, "events/s", groupedRate / serialRate, ">=20");
   print("store.append.fsync_per_event", serialRate, "events/s");
+}
+
+/**
+ * A worker's creation is several fsyncs in a row (its files, its staging
+ * dir, the workers dir); the ratio says how many single-event appends one
+ * creation costs, measured on the same disk in the same run.
+ */
+async function benchCreateWorker(dataDir: string): Promise<void> {
+  const store = await open(dataDir);
+  await store.putWorker(record("appender"));
+  const timeEach = async (count: number, write: (i: number) => Promise<void>): Promise<number> => {
+    const start = performance.now();
+    for (let i = 0; i < count; i++) await write(i);
+    return (performance.now() - start) / count;
+  };
+  const appendMs = await timeEach(200, (i) => store.appendEvents("appender", [event(i + 1)]));
+  const createMs = await timeEach(200, (i) => store.putWorker(record(`created-${i}`)));
+  await store.close();
+  print("store.create_worker", createMs, "ms", createMs / appendMs);
+  print("store.create_worker.append_baseline", appendMs, "ms");
 }
 
 function entry(seq: number): TranscriptEntry {

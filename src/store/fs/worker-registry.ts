@@ -165,9 +165,11 @@ export class WorkerRegistry {
    * staging name, then renames it into place, so a crash never leaves a
    * half-created worker that would look damaged at the next open. The
    * staging name is unique per attempt, so a failed attempt's leftovers
-   * never mix with a later one's. The creation record (`worker.created`, the
-   * first snapshot's bytes) costs one more fdatasync; the snapshot's own
-   * directory fsync makes its name durable.
+   * never mix with a later one's. Nothing in the staging dir can be seen
+   * before the rename, so its two files (the snapshot, and `worker.created`,
+   * the same first bytes kept for good) are written as new files, their
+   * fdatasyncs in parallel, and one fsync of the staging dir makes every
+   * name in it durable: three syncs in a row, not four.
    */
   private async createWorker(workerId: string, record: WorkerRecord): Promise<void> {
     const creationIndex = this.nextCreationIndex++;
@@ -176,8 +178,11 @@ export class WorkerRegistry {
     await writeOrFail(async () => {
       for (const dir of WORKER_LOG_DIRS) await mkdir(this.disk.abs(path.join(staging, dir)), { recursive: true });
       const snapshot = encodeWorkerSnapshot({ record, creationIndex });
-      await this.disk.writeNewFile(path.join(staging, WORKER_CREATED), snapshot);
-      await this.disk.replaceFile(path.join(staging, WORKER_SNAPSHOT), snapshot);
+      await Promise.all([
+        this.disk.writeNewFile(path.join(staging, WORKER_CREATED), snapshot),
+        this.disk.writeNewFile(path.join(staging, WORKER_SNAPSHOT), snapshot),
+      ]);
+      await this.disk.syncDir(staging);
       await rename(this.disk.abs(staging), this.disk.abs(workerDir(workerId)));
       await this.disk.syncDir(WORKERS_DIR);
     }).catch(async (error: unknown) => {
