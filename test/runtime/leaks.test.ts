@@ -13,7 +13,7 @@ describe("watch subscriptions", () => {
     await harness.close();
   });
 
-  it("are all released within 2 s after 50 watching clients abort", async () => {
+  it("are all released after 50 watching clients abort", async () => {
     const clients = harness.connect("grpc");
     const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
     const before = harness.runtime.stats().subscriptions;
@@ -39,9 +39,12 @@ describe("watch subscriptions", () => {
         done,
       });
     }
-    await eventually(() => harness.runtime.stats().subscriptions === before + 50, 5_000, "50 subscriptions");
+    await eventually(() => harness.runtime.stats().subscriptions === before + 50, 30_000, "50 subscriptions");
     for (const watcher of watchers) watcher.stop();
-    await eventually(() => harness.runtime.stats().subscriptions === before, 2_000, "subscriptions released within 2 s");
+    // A leak never releases; how fast a release is belongs to the benches. The
+    // bound only ends the wait, and is wide because under a loaded machine the
+    // server may read the 50 resets and closes seconds after they were sent.
+    await eventually(() => harness.runtime.stats().subscriptions === before, 30_000, "subscriptions released");
     expect(harness.runtime.stats().subscriptions).toBe(before);
     await Promise.all(watchers.map((w) => w.done));
   });
