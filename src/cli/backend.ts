@@ -50,7 +50,8 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --discover-interval-ms  time between lookups (default 5000)
   --discover-misses N     answers in a row without a runtime before it is removed (default 12)
   --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
-  --host, --port, --http1-port, --allow-host, --tls-cert, --tls-key, --shutdown-grace-ms, --secrets-file  as for serve
+  --host, --port, --http1-port, --allow-host, --tls-cert, --tls-key, --shutdown-grace-ms, --shutdown-flush-ms,
+  --secrets-file  as for serve
   --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
   logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;

@@ -12,15 +12,14 @@ import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type Backend, createBackend } from "../../src/backend/index.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
+import { type Runtime, silentLogger } from "../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
-import { createFileStore } from "../../src/store/fs/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsFor, eventually, makeTransport, type Protocol } from "../support/harness.js";
 import { cursorAt } from "../support/cursors.js";
 import { replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
+import { createFileStoreRuntime } from "../support/file-store-runtime.js";
 
 /**
  * What a user of the Backend sees of a worker that has ended, FAILED or
@@ -63,22 +62,14 @@ const servers: RuntimeServer[] = [];
 const sessions: Http2SessionManager[] = [];
 const sides: Side[] = [];
 
+/** The runtime `runtimeId` on its file store in `dir` (opened again on each call: a restart). */
 function fileRuntime(runtimeId: string): Promise<Runtime> {
-  let runtime: Runtime | undefined;
-  return createRuntime({
-    logger: silentLogger,
+  return createFileStoreRuntime({
     runtimeId,
+    dir,
+    providerBaseURL: fake.baseURL,
     heartbeatIntervalMs: HEARTBEAT_MS,
-    store: createFileStore({
-      dataDir: path.join(dir, runtimeId),
-      segmentBytes: SEGMENT_BYTES,
-      // As `serve` wires it: damage found by a read quarantines that worker.
-      onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
-    }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  }).then((created) => {
-    runtime = created;
-    return created;
+    segmentBytes: SEGMENT_BYTES,
   });
 }
 

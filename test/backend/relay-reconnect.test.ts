@@ -12,16 +12,15 @@ import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type Backend, createBackend } from "../../src/backend/index.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
 import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
 import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
-import { createFileStore } from "../../src/store/fs/index.js";
 import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-proxy.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsFor, eventually, makeTransport, type Protocol, runToEnd } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
+import { createFileStoreRuntime } from "../support/file-store-runtime.js";
 
 /**
  * A watch relayed by a Backend from a remote runtime (a real server on
@@ -51,22 +50,14 @@ const servers: RuntimeServer[] = [];
 const sessions: Http2SessionManager[] = [];
 const clients = {} as Record<"direct" | Protocol, Clients>;
 
+/** The remote runtime "rs", on its file store in `dir` (opened again on each call: a restart). */
 function remoteRuntime(): Promise<Runtime> {
-  let runtime: Runtime | undefined;
-  return createRuntime({
-    logger: silentLogger,
+  return createFileStoreRuntime({
     runtimeId: "rs",
+    dir,
+    providerBaseURL: fake.baseURL,
     heartbeatIntervalMs: HEARTBEAT_MS,
-    store: createFileStore({
-      dataDir: path.join(dir, "rs"),
-      segmentBytes: SEGMENT_BYTES,
-      // As `serve` wires it: damage found by a read quarantines that worker.
-      onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
-    }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  }).then((created) => {
-    runtime = created;
-    return created;
+    segmentBytes: SEGMENT_BYTES,
   });
 }
 

@@ -252,6 +252,36 @@ describe("shell.exec sandbox", () => {
     ]);
   });
 
+  it("tells an installed program whose dynamic loader the sandbox lacks as that, not as not installed", async () => {
+    // Programs come from the sandbox's fixed PATH, so no file of a temp dir can be one; the loader's
+    // directory, covered as a private path, makes the sandbox's exec of a real one fail with ENOENT
+    // (bwrap: "execvp true: No such file or directory"), as it does for a binary built for another system.
+    const loader = /\/lib[^\0]*\/ld-[^\0]*(?=\0)/.exec((await readFile("/usr/bin/true")).toString("latin1"))?.[0];
+    if (loader === undefined) throw new Error("/usr/bin/true names no dynamic loader");
+    h = await startHarness({ shellSandbox: "bubblewrap", hiddenPaths: [dirname(loader)] });
+    expect(h.backend.missingPrograms?.(["true"])).toEqual([]);
+    h.fake.enqueue(
+      reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "true --version" }) }] }),
+      reply({ text: "ok" }),
+    );
+    const sink = new RecordingSink("run-loader");
+    sink.commitInput("run");
+    const request = {
+      ...runRequest(sink, {
+        input: "run",
+        runId: "run-loader",
+        profile: h.companion,
+        workspaceDir: h.workspace,
+        capabilities: ["shell.exec"],
+      }),
+      policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["true"] } },
+    };
+    expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, '"true" is installed on this runtime but cannot start: the dynamic loader it needs is missing'],
+    ]);
+  });
+
   it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {
     const mounts = { root: [], hidden: [], insideWorkspace: [], privatePaths: ["/srv/rt/data", "/srv/roots/main"] };
     const output = [

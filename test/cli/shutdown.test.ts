@@ -282,36 +282,42 @@ describe("a store write that never settles", () => {
   // A disk that hangs: the runtime-wide event log's first segment is a FIFO nobody reads, so the
   // store's open of it for the first runtime event (the worker's creation) blocks in the kernel.
   // Without a bound the close waited for that write forever, and so did the process.
-  it("serve: ends the process after --shutdown-flush-ms, non-zero, logging which writes did not settle", async () => {
-    const dataDir = await mkdtemp(path.join(tmpdir(), "close-hangs-"));
-    try {
-      const cli = startCli(["serve", "--port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0", "--shutdown-flush-ms", "300"]);
-      processes.push(cli);
-      const { h2c, runtimeId } = await cli.listening;
-      expect(await readdir(path.join(dataDir, "events"))).toEqual([]);
-      execFileSync("mkfifo", [path.join(dataDir, "events", `${"1".padStart(20, "0")}.log`)]);
-      const manager = new Http2SessionManager(`http://${h2c}`);
+  // `backend` hosts its embedded runtime through the same code (hostedRuntime, closeForShutdown, main's
+  // stoppedWith) and through the Backend's routes: the create goes to the embedded runtime's store.
+  it.each(["serve", "backend"])(
+    "%s: ends the process after --shutdown-flush-ms, non-zero, logging which writes did not settle",
+    async (command) => {
+      const dataDir = await mkdtemp(path.join(tmpdir(), "close-hangs-"));
       try {
-        const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, manager));
-        // Acknowledged once the worker's snapshot is durable; its runtime event is written after, into the FIFO.
-        await clients.catalog.createWorker({ runtimeId });
-      } finally {
-        manager.abort();
-      }
+        const cli = startCli([command, "--port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0", "--shutdown-flush-ms", "300"]);
+        processes.push(cli);
+        const { h2c, runtimeId } = await cli.listening;
+        expect(await readdir(path.join(dataDir, "events"))).toEqual([]);
+        execFileSync("mkfifo", [path.join(dataDir, "events", `${"1".padStart(20, "0")}.log`)]);
+        const manager = new Http2SessionManager(`http://${h2c}`);
+        try {
+          const clients = clientsFor(makeTransport("grpc", `http://${h2c}`, manager));
+          // Acknowledged once the worker's snapshot is durable; its runtime event is written after, into the FIFO.
+          await clients.catalog.createWorker({ runtimeId });
+        } finally {
+          manager.abort();
+        }
 
-      cli.child.kill("SIGTERM");
-      const exit = await exitWithin(cli, HANG_GUARD_MS);
-      expect(exit).not.toBe("hung");
-      expect(exit).not.toEqual({ code: 0, signal: null });
-      // Node's own exit waits for its I/O threads, one of which the hung write holds: the process kills itself.
-      expect(exit).toEqual({ code: null, signal: "SIGKILL" });
-      const timedOut = parseLogLines(cli.stderr()).find((line) => line.message === "runtime close timed out");
-      expect(timedOut?.level).toBe("error");
-      expect(timedOut?.["unsettled"]).toContain("appendRuntimeEvents (runtime events)");
-      expect(cli.stderr()).toContain('"message":"shutdown failed"');
-      expect(cli.stderr()).not.toContain('"message":"stopped"');
-    } finally {
-      await rm(dataDir, { recursive: true, force: true });
-    }
-  }, 60_000);
+        cli.child.kill("SIGTERM");
+        const exit = await exitWithin(cli, HANG_GUARD_MS);
+        expect(exit).not.toBe("hung");
+        expect(exit).not.toEqual({ code: 0, signal: null });
+        // Node's own exit waits for its I/O threads, one of which the hung write holds: the process kills itself.
+        expect(exit).toEqual({ code: null, signal: "SIGKILL" });
+        const timedOut = parseLogLines(cli.stderr()).find((line) => line.message === "runtime close timed out");
+        expect(timedOut?.level).toBe("error");
+        expect(timedOut?.["unsettled"]).toContain("appendRuntimeEvents (runtime events)");
+        expect(cli.stderr()).toContain('"message":"shutdown failed"');
+        expect(cli.stderr()).not.toContain('"message":"stopped"');
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 });

@@ -511,45 +511,60 @@ describe("tools", () => {
     expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5", "sh"])).toEqual(["no-such-program-t5"]);
   });
 
-  it("tells a program the check found but spawn could not start (ENOENT, EACCES) in the check's own words", async () => {
-    // The check (a regular, executable file on the PATH) and the exec disagree by construction: each
-    // program is a script whose interpreter is gone (exec: ENOENT) or not executable (exec: EACCES),
-    // which is what a program removed or made unusable between the check and the spawn returns.
-    const bin = await mkdtemp(join(tmpdir(), "spawn-race-bin-"));
+  it("tells why an installed program cannot start (its interpreter or loader missing, not executable), not that it is not installed", async () => {
+    // Real files on the PATH: each passes the check (a regular, executable file there, but plain-t6) and
+    // fails the exec for its own reason, which spawn reports as ENOENT (missing-interpreter, loader) or
+    // EACCES (interpreter not executable); these read "not installed" before, which sent the operator
+    // looking for a program that was there.
+    const bin = await mkdtemp(join(tmpdir(), "spawn-fail-bin-"));
     const savedPath = process.env.PATH;
     try {
       await writeFile(join(bin, "not-executable"), "");
-      await writeFile(join(bin, "gone-t6"), `#!${join(bin, "removed-interpreter")}\n`, { mode: 0o755 });
+      await writeFile(join(bin, "python-t6"), "#!/nonexistent/python\nprint(1)\n", { mode: 0o755 });
+      await writeFile(join(bin, "args-t6"), `#! ${join(bin, "removed-env")} python3 -u\n`, { mode: 0o755 });
       await writeFile(join(bin, "denied-t6"), `#!${join(bin, "not-executable")}\n`, { mode: 0o755 });
+      await writeFile(join(bin, "loader-t6"), await binaryWithMissingLoader("/usr/bin/true"), { mode: 0o755 });
+      await writeFile(join(bin, "plain-t6"), "#!/bin/sh\necho hi\n", { mode: 0o644 });
       process.env.PATH = `${bin}:${savedPath ?? ""}`;
       h = await startHarness();
-      expect(h.backend.missingPrograms?.(["gone-t6", "denied-t6"])).toEqual([]);
+      const programs = ["python-t6", "args-t6", "denied-t6", "loader-t6", "plain-t6"];
+      expect(h.backend.missingPrograms?.(programs)).toEqual(["plain-t6"]);
       h.fake.enqueue(
         reply({
-          toolCalls: [
-            call("c1", "run_command", { command: "gone-t6 --version" }),
-            call("c2", "run_command", { command: "denied-t6 --version" }),
-            call("c3", "run_command", { command: "echo hi" }),
-          ],
+          toolCalls: [...programs.map((program) => `${program} --version`), "echo hi"].map((command, i) =>
+            call(`c${i + 1}`, "run_command", { command }),
+          ),
         }),
         reply({ text: "ok" }),
       );
-      const sink = new RecordingSink("run-race");
+      const sink = new RecordingSink("run-spawn-fail");
       sink.commitInput("run");
       const request = {
         ...runRequest(sink, {
           input: "run",
-          runId: "run-race",
+          runId: "run-spawn-fail",
           profile: h.companion,
           workspaceDir: h.workspace,
           capabilities: ["shell.exec"],
         }),
-        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "gone-t6", "denied-t6"] } },
+        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", ...programs] } },
       };
       expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
       expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
-        [true, '"gone-t6" is allowed for this worker but is not installed on this runtime'],
-        [true, '"denied-t6" is allowed for this worker but is not installed on this runtime'],
+        [
+          true,
+          '"python-t6" is installed on this runtime but cannot start: its interpreter "/nonexistent/python" (named on its first line) is missing',
+        ],
+        [
+          true,
+          `"args-t6" is installed on this runtime but cannot start: its interpreter "${join(bin, "removed-env")}" (named on its first line) is missing`,
+        ],
+        [
+          true,
+          `"denied-t6" is installed on this runtime but cannot start: its interpreter "${join(bin, "not-executable")}" (named on its first line) is not executable`,
+        ],
+        [true, '"loader-t6" is installed on this runtime but cannot start: the dynamic loader it needs is missing'],
+        [true, '"plain-t6" is installed on this runtime but is not executable'],
         [false, "exit code 0\nhi\n"],
       ]);
     } finally {
@@ -843,3 +858,17 @@ describe("tools", () => {
     });
   });
 });
+
+/**
+ * A copy of the ELF program at `path` whose dynamic loader (its PT_INTERP path, "/lib64/ld-linux-x86-64.so.2"
+ * on x86-64) is renamed to one that does not exist: what a binary built for another system looks like here.
+ */
+async function binaryWithMissingLoader(path: string): Promise<Buffer> {
+  const binary = await readFile(path);
+  const loader = /\/lib[^\0]*\/ld-[^\0]*\0/.exec(binary.toString("latin1"));
+  if (!loader) throw new Error(`${path} names no dynamic loader`);
+  const missing = "/nonexistent/ld.so\0";
+  if (missing.length > loader[0].length) throw new Error(`${path}'s loader path is too short to rename`);
+  binary.write(missing, loader.index, "latin1");
+  return binary;
+}

@@ -13,11 +13,20 @@ import { SANDBOX_PATH, type ShellSandboxMode } from "./shell-sandbox.js";
  * run_command before it starts one.
  */
 export function missingPrograms(programs: readonly string[], mode: ShellSandboxMode): string[] {
-  const directories = commandSearchPath(mode)
-    .split(delimiter)
-    // Relative entries would be looked up in the workspace, which the model writes: not a place programs are installed.
-    .filter((directory) => isAbsolute(directory));
+  const directories = commandSearchDirectories(mode);
   return programs.filter((program) => !directories.some((directory) => isExecutableFile(join(directory, program))));
+}
+
+/**
+ * The directories a command's program is looked up in, in order (also
+ * program-start-failure.ts's, to find the file a failed start was).
+ * Relative entries would be looked up in the workspace, which the model
+ * writes: not a place programs are installed.
+ */
+export function commandSearchDirectories(mode: ShellSandboxMode): string[] {
+  return commandSearchPath(mode)
+    .split(delimiter)
+    .filter((directory) => isAbsolute(directory));
 }
 
 /** The PATH commands get: the sandbox's own, or this process's (commandEnv in shell-tool.ts passes it on). */
@@ -25,7 +34,8 @@ function commandSearchPath(mode: ShellSandboxMode): string {
   return mode === "bubblewrap" ? SANDBOX_PATH : (process.env.PATH ?? "");
 }
 
-function isExecutableFile(path: string): boolean {
+/** Whether `path` is a regular file this process may execute. */
+export function isExecutableFile(path: string): boolean {
   try {
     if (!statSync(path).isFile()) return false;
     accessSync(path, constants.X_OK);

@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
 import { missingPrograms } from "./program-path.js";
+import { whyProgramCannotStart } from "./program-start-failure.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
@@ -62,8 +63,12 @@ export const runCommandTool: ToolDefinition = {
     if (mounts && result.code === 1 && sandboxSetupFailed(result.output)) {
       // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
       if (!(await isDirectory(workspace.root))) throw new ToolError(WORKSPACE_GONE);
-      // Nor start a program the check found (gone or unusable since): told as the check tells it.
-      if (program !== undefined && bwrapCouldNotExec(result.output, program)) throw new ToolError(notInstalled(program));
+      // Nor exec a program the check found: told why, as unsandboxed (startFailure), for what the sandbox sees.
+      const code = program !== undefined ? bwrapExecError(result.output, program) : undefined;
+      if (program !== undefined && code !== undefined) {
+        const unseen = [...mounts.privatePaths, workspace.root, "/tmp"];
+        throw new ToolError(whyProgramCannotStart(program, code, "bubblewrap", unseen));
+      }
     }
     const status = result.timedOut
       ? `killed after the ${timeoutMs} ms timeout`
@@ -90,7 +95,8 @@ export const runCommandTool: ToolDefinition = {
  * tool error the model can read, and names the allowed programs. An allowed
  * program this host does not have is named too (CreateWorker refuses such a
  * policy, but a program can be removed after), rather than left to spawn's
- * `spawn X ENOENT` or bwrap's execvp error.
+ * `spawn X ENOENT` or bwrap's execvp error; one that is there but cannot
+ * run is told why (program-start-failure.ts).
  */
 function commandLine(command: string, policy: ShellPolicy | undefined, mode: ShellSandboxMode): string[] {
   if (!policy) return ["/bin/sh", "-c", command];
@@ -102,27 +108,16 @@ function commandLine(command: string, policy: ShellPolicy | undefined, mode: She
   if (!allowed.includes(program)) {
     throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
   }
-  if (missingPrograms([program], mode).length > 0) throw new ToolError(notInstalled(program));
+  if (missingPrograms([program], mode).length > 0) throw new ToolError(whyProgramCannotStart(program, undefined, mode));
   return words;
 }
 
-/**
- * What the model is told of an allowed program it cannot start here: by the
- * check before the spawn, and by the spawn itself when the program went (or
- * became unusable) between the two, which otherwise showed as
- * `spawn X ENOENT` / `EACCES` or bwrap's "execvp X: ...".
- */
-function notInstalled(program: string): string {
-  return `"${program}" is allowed for this worker but is not installed on this runtime`;
-}
-
-/** Whether bwrap's output is its failure to exec `program` (not found, or not executable). */
-function bwrapCouldNotExec(output: string, program: string): boolean {
-  return output
-    .split("\n")
-    .some(
-      (line) => line === `bwrap: execvp ${program}: No such file or directory` || line === `bwrap: execvp ${program}: Permission denied`,
-    );
+/** The exec error bwrap's output reports for `program` (its "execvp X: <strerror>" line), as spawn names it. */
+function bwrapExecError(output: string, program: string): "ENOENT" | "EACCES" | undefined {
+  const lines = output.split("\n");
+  if (lines.includes(`bwrap: execvp ${program}: No such file or directory`)) return "ENOENT";
+  if (lines.includes(`bwrap: execvp ${program}: Permission denied`)) return "EACCES";
+  return undefined;
 }
 
 interface CommandResult {
@@ -145,15 +140,15 @@ async function isDirectory(path: string): Promise<boolean> {
  * gone (the workspace deleted mid-run, unsandboxed) makes spawn fail with
  * "spawn /bin/sh ENOENT", which reads as a missing shell; it is told as
  * what it is, without the host path, as the sandbox tells it ("/workspace").
- * With the workspace there, an ENOENT or EACCES is the policy's `program`
- * (found by the check, gone or unusable by the spawn), told as the check
- * tells it.
+ * With the workspace there, an ENOENT or EACCES is the policy's `program`'s
+ * (found by the check): gone since, or there but unable to run (its
+ * interpreter or loader missing, not executable), told which.
  */
 async function startFailure(error: Error, cwd: string, program: string | undefined): Promise<ToolError> {
   const code = "code" in error ? error.code : undefined;
   if ((code === "ENOENT" || code === "ENOTDIR") && !(await isDirectory(cwd))) return new ToolError(WORKSPACE_GONE);
   if (program !== undefined && (code === "ENOENT" || code === "EACCES") && (await isSearchable(cwd)))
-    return new ToolError(notInstalled(program));
+    return new ToolError(whyProgramCannotStart(program, code, "none"));
   return new ToolError(`could not start the command: ${error.message}`);
 }
 

@@ -1,0 +1,126 @@
+import { closeSync, openSync, readSync, realpathSync, statSync } from "node:fs";
+import { isAbsolute, join, sep } from "node:path";
+import { commandSearchDirectories, isExecutableFile } from "./program-path.js";
+import type { ShellSandboxMode } from "./shell-sandbox.js";
+
+/**
+ * How much of a program's start is read to find its interpreter: the
+ * kernel's own bound on a `#!` line (BINPRM_BUF_SIZE), so a line it would
+ * not take whole is not named either.
+ */
+const FIRST_LINE_BYTES = 256;
+
+/**
+ * Why an allowed program cannot start, in plain words for the model (and
+ * the operator reading the transcript), naming the program. An exec's
+ * ENOENT or EACCES does not mean the program is missing: ENOENT for a file
+ * that is there means its interpreter (the `#!` line's) or its dynamic
+ * loader is missing, and EACCES that it, or its interpreter, is not
+ * executable. Told as "not installed", that sent the operator looking for a
+ * program that was there. So the program's file is looked at now: the
+ * first regular file of that name on the PATH commands get (the one
+ * `which` shows); none is "not installed" (removed since the check, or
+ * never there); otherwise what is wrong with it or with the interpreter
+ * its first line names (read bounded). `code` is the exec's error (ENOENT,
+ * EACCES), undefined before any exec (the check). `unseen` are real paths
+ * the exec cannot see (the sandbox's covered private paths, the
+ * workspace's host path, the host's /tmp): a file there counts as absent.
+ */
+export function whyProgramCannotStart(
+  program: string,
+  code: string | undefined,
+  mode: ShellSandboxMode,
+  unseen: readonly string[] = [],
+): string {
+  const file = commandSearchDirectories(mode)
+    .map((directory) => join(directory, program))
+    .find((path) => isRegularFile(path) && !isUnseen(path, unseen));
+  if (file === undefined) return notInstalled(program);
+  const installed = `"${program}" is installed on this runtime but`;
+  if (!isExecutableFile(file)) return `${installed} is not executable`;
+  const start = readStart(file);
+  const interpreter = start && shebangInterpreter(start);
+  if (interpreter !== undefined) {
+    const named = `its interpreter ${JSON.stringify(interpreter)} (named on its first line)`;
+    if (isAbsolute(interpreter) && (!exists(interpreter) || isUnseen(interpreter, unseen)))
+      return `${installed} cannot start: ${named} is missing`;
+    if (isAbsolute(interpreter) && !isExecutableFile(interpreter)) return `${installed} cannot start: ${named} is not executable`;
+    return `${installed} cannot start: ${named} could not be started (${reason(code)})`;
+  }
+  if (code === "ENOENT" && start?.subarray(0, 4).equals(ELF_MAGIC))
+    return `${installed} cannot start: the dynamic loader it needs is missing`;
+  return `${installed} could not be started (${reason(code)})`;
+}
+
+/** What the model is told of an allowed program this runtime does not have (the check's words since it was first written). */
+function notInstalled(program: string): string {
+  return `"${program}" is allowed for this worker but is not installed on this runtime`;
+}
+
+const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
+
+function reason(code: string | undefined): string {
+  if (code === "ENOENT") return "a file it needs is missing";
+  if (code === "EACCES") return "permission denied";
+  return code ?? "unknown error";
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the real path of `path` is one of `unseen` or inside one. */
+function isUnseen(path: string, unseen: readonly string[]): boolean {
+  if (unseen.length === 0) return false;
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return false;
+  }
+  return unseen.some((hidden) => real === hidden || real.startsWith(hidden.endsWith(sep) ? hidden : hidden + sep));
+}
+
+/** The first {@link FIRST_LINE_BYTES} of `path`, or undefined when it cannot be read (execute-only, say). */
+function readStart(path: string): Buffer | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const buffer = Buffer.alloc(FIRST_LINE_BYTES);
+    return buffer.subarray(0, readSync(fd, buffer, 0, FIRST_LINE_BYTES, 0));
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The interpreter a `#!` line names (its first word, split as the kernel
+ * splits it: on spaces and tabs only, so a CRLF script's "/bin/sh\r" shows
+ * as what it is), if the line ends within the bytes read.
+ */
+function shebangInterpreter(start: Buffer): string | undefined {
+  if (start[0] !== 0x23 || start[1] !== 0x21) return undefined;
+  const end = start.indexOf(0x0a);
+  if (end < 0) return undefined;
+  const word = start
+    .subarray(2, end)
+    .toString("utf8")
+    .replace(/^[ \t]+/, "")
+    .split(/[ \t]/, 1)[0];
+  return word === undefined || word === "" ? undefined : word;
+}
