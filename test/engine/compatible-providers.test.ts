@@ -63,6 +63,16 @@ describe("what compatible providers send", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
     expect([sink.usage.inputTokens, sink.usage.outputTokens, sink.usage.cachedInputTokens]).toEqual([5n, 2n, 0n]);
   });
+  it("does not fail a run over token counts that are not whole numbers", async () => {
+    h = await startHarness();
+    const usage = { prompt_tokens: 12.5, completion_tokens: "3", total_tokens: null, prompt_tokens_details: { cached_tokens: "many" } };
+    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), event({ choices: [], usage }), "data: [DONE]\n\n"] });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
+    expect([sink.usage.inputTokens, sink.usage.outputTokens, sink.usage.cachedInputTokens]).toEqual([13n, 3n, 0n]);
+  });
+
   it("assembles tool calls whose index comes only first, whose id repeats on every piece, or that have no id, no type and empty arguments", async () => {
     h = await startHarness();
     await writeFile(join(h.workspace, "a.txt"), "alpha");
