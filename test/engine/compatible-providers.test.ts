@@ -73,6 +73,26 @@ describe("what compatible providers send", () => {
     expect([sink.usage.inputTokens, sink.usage.outputTokens, sink.usage.cachedInputTokens]).toEqual([13n, 3n, 0n]);
   });
 
+  it("reads Mistral's content parts: thinking parts as reasoning, text parts as the answer", async () => {
+    h = await startHarness();
+    const thinking = (text: string): object => ({ type: "thinking", thinking: [{ type: "text", text }] });
+    h.fake.enqueue({
+      kind: "stream",
+      chunks: [
+        chunk({ role: "assistant", content: "" }),
+        chunk({ content: [thinking("Let me ")] }),
+        chunk({ content: [thinking("think.")] }),
+        chunk({ content: [{ type: "text", text: "The answer" }] }),
+        chunk({ content: " is 42." }),
+        chunk({}, "stop"),
+      ],
+    });
+    const { outcome, sink } = await h.run({ input: "answer?" });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("reasoning").map((r) => r.text)).toEqual(["Let me think."]);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["The answer is 42."]);
+  });
+
   it("assembles tool calls whose index comes only first, whose id repeats on every piece, or that have no id, no type and empty arguments", async () => {
     h = await startHarness();
     await writeFile(join(h.workspace, "a.txt"), "alpha");
@@ -117,6 +137,24 @@ describe("what compatible providers send", () => {
       ["function", "{}"],
     ]);
   });
+  it("does not crash on tool-call arguments sent as a JSON object rather than a string", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      {
+        kind: "stream",
+        chunks: [
+          chunk({ tool_calls: [{ index: 0, id: "c1", function: { name: "list_files", arguments: { path: "." } } }] }),
+          chunk({}, "tool_calls"),
+        ],
+      },
+      reply({ text: "done" }),
+    );
+    const { outcome, sink } = await h.run({ input: "look", capabilities: ["fs.read"] });
+    expect(outcome.kind).toBe("completed");
+    expect(sink.committed("toolCall").map((c) => JSON.parse(c.argumentsJson))).toEqual([{ path: "." }]);
+    expect(sink.committed("toolResult")[0]?.isError).toBe(false);
+  });
+
   it.each([
     ["tool_calls", "with no tool call"],
     ["function_call", "(legacy)"],
