@@ -23,6 +23,10 @@ export interface DeltaText {
  * - `content` is a string, or (Mistral's reasoning models) a list of parts:
  *   `{type: "text", text}` is answer text, `{type: "thinking", thinking:
  *   [{type: "text", text}]}` reasoning; other parts (references) are not text.
+ * - `refusal` (OpenAI: the model declined, and `content` stays null) is
+ *   answer text, so it is streamed, committed as the assistant's message
+ *   and replayed as its content. It used to be dropped: the run completed
+ *   with no answer at all, and the user never saw why.
  */
 export function deltaText(delta: object): DeltaText {
   let reasoning = reasoningField(delta);
@@ -36,6 +40,8 @@ export function deltaText(delta: object): DeltaText {
       else if (part["type"] === "thinking") reasoning += thinkingText(part["thinking"]);
     }
   }
+  // OpenAI streams a refusal in its own field, with no content: it is the model's answer to the user.
+  answer += stringOf(Reflect.get(delta, "refusal")) ?? "";
   return { reasoning, answer };
 }
 

@@ -73,6 +73,31 @@ describe("what compatible providers send", () => {
     expect([sink.usage.inputTokens, sink.usage.outputTokens, sink.usage.cachedInputTokens]).toEqual([13n, 3n, 0n]);
   });
 
+  it("keeps OpenAI's refusal as the assistant's answer, streamed and replayed", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      {
+        kind: "stream",
+        chunks: [
+          chunk({ role: "assistant", content: null, refusal: "" }),
+          chunk({ refusal: "I'm sorry, " }),
+          chunk({ refusal: "I can't help with that." }),
+          chunk({}, "stop"),
+        ],
+      },
+      reply({ text: "ok" }),
+    );
+    const { outcome, sink } = await h.run({ input: "do something bad" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["I'm sorry, I can't help with that."]);
+    expect(sink.streamedText()).toBe("I'm sorry, I can't help with that.");
+    await h.run({ input: "why?", sink });
+    expect(h.fake.requests[1]?.body.messages.slice(-2)).toEqual([
+      { role: "assistant", content: "I'm sorry, I can't help with that." },
+      { role: "user", content: "why?" },
+    ]);
+  });
+
   it("reads Mistral's content parts: thinking parts as reasoning, text parts as the answer", async () => {
     h = await startHarness();
     const thinking = (text: string): object => ({ type: "thinking", thinking: [{ type: "text", text }] });
