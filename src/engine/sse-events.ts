@@ -64,12 +64,18 @@ async function* webBatches(
     // Complete: leaving cancels the rest of the body.
     if (parser.done) return;
   }
+  const tail: string[] = [];
+  parser.feed(decoder.decode(), tail);
+  parser.end(tail);
+  if (tail.length > 0) yield tail;
 }
 
 /**
  * The SDK's semantics on top of `eventsource-parser`: events after `[DONE]`
  * are ignored, and an event over `maxEventChars` throws
- * {@link SseEventTooLargeError}.
+ * {@link SseEventTooLargeError}. Unlike the SDK, the last event is kept
+ * when the body ends cleanly without the blank line that completes it
+ * (see {@link SsePayloadParser.end}).
  */
 function payloadParser(maxEventChars: number): SsePayloadParser {
   let out: string[] = [];
@@ -93,10 +99,27 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
       parser.feed(text);
       if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
     },
+    end(target) {
+      if (done) return;
+      const tail: string[] = [];
+      out = tail;
+      parser.feed("\n\n");
+      // Only a whole event: a clean end inside one (a proxy closing early) stays a cut, continued as before.
+      for (const data of tail) if (isJson(data)) target.push(data);
+    },
     get done() {
       return done;
     },
   };
+}
+
+function isJson(data: string): boolean {
+  try {
+    JSON.parse(data);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -192,4 +192,34 @@ describe("what compatible providers send", () => {
     expect(h.fake.requests).toHaveLength(1);
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Let me check."]);
   });
+
+  it("reads `data:` with no space, and a last event with no blank line (or no newline) before the end of the body", async () => {
+    h = await startHarness();
+    h.fake.enqueue(
+      {
+        kind: "raw",
+        writes: [
+          `data:${JSON.stringify(chunk({ content: "Hello" }))}\n\n`,
+          `data:${JSON.stringify(chunk({ content: " world" }, "stop"))}\n`,
+        ],
+      },
+      { kind: "raw", writes: [event(chunk({ content: "Once" })), `data: ${JSON.stringify(chunk({ content: " more" }, "stop"))}`] },
+    );
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello world"]);
+    const again = await h.run({ input: "again" });
+    expect(again.sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Once more"]);
+    expect(h.fake.requests).toHaveLength(2);
+  });
+
+  it("takes a body that ends cleanly inside an event's JSON for a cut, and continues the answer", async () => {
+    h = await startHarness();
+    const last = JSON.stringify(chunk({ content: " world" }, "stop"));
+    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "Hello" })), `data: ${last.slice(0, 30)}`] }, reply({ text: " world" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome.kind).toBe("completed");
+    expect(h.fake.requests).toHaveLength(2);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello", " world"]);
+  });
 });
