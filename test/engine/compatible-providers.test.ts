@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { chunk, reply } from "../support/openai-chunks.js";
 import { startHarness, type Harness } from "./harness.js";
@@ -221,5 +222,28 @@ describe("what compatible providers send", () => {
     expect(outcome.kind).toBe("completed");
     expect(h.fake.requests).toHaveLength(2);
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello", " world"]);
+  });
+
+  it("fails or retries with the provider's message, bounded, when a stream's error is a bare string or very long", async () => {
+    h = await startHarness();
+    const long = "x".repeat(100_000);
+    h.fake.enqueue(
+      // LiteLLM and some proxies send the error as a string; the first retry must say what it was.
+      { kind: "raw", writes: [event(chunk({ content: "Hi" })), event({ error: "model is overloaded, try again later" })], end: "hang" },
+      { kind: "raw", writes: [event({ error: { message: long, type: "server_error" } })], end: "hang" },
+      reply({ text: " there" }),
+      { kind: "raw", writes: [event(chunk({ content: "Hi" })), event({ error: { message: long, code: 400 } })], end: "hang" },
+    );
+    const first = await h.run({ input: "go" });
+    expect(first.outcome.kind).toBe("completed");
+    const reasons = first.sink.events.flatMap((e) => (e.type === "retry" ? [e.retry.reason] : []));
+    expect(reasons).toHaveLength(2);
+    expect(reasons[0]).toContain("model is overloaded, try again later");
+    expect(reasons[1]?.length).toBeLessThan(2_000);
+    const second = await h.run({ input: "again" });
+    expect(second.outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_REJECTED });
+    const message = second.outcome.kind === "failed" ? second.outcome.message : "";
+    expect(message).toContain("xxxx");
+    expect(message.length).toBeLessThan(2_000);
   });
 });
