@@ -119,6 +119,20 @@ describe("what compatible providers send", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["The answer is 42."]);
   });
 
+  it("keeps DeepSeek's reasoning_content in the transcript but never sends it back, which DeepSeek refuses", async () => {
+    h = await startHarness();
+    h.fake.enqueue(reply({ reasoning: "Six times seven.", text: "42" }), reply({ text: "Sure." }));
+    const first = await h.run({ input: "answer?" });
+    expect(first.sink.committed("reasoning").map((r) => r.text)).toEqual(["Six times seven."]);
+    await h.run({ input: "thanks", sink: first.sink });
+    const sent = h.fake.requests[1]?.body.messages ?? [];
+    expect(sent.slice(-2)).toEqual([
+      { role: "assistant", content: "42" },
+      { role: "user", content: "thanks" },
+    ]);
+    expect(JSON.stringify(sent)).not.toContain("Six times seven");
+  });
+
   it("assembles tool calls whose index comes only first, whose id repeats on every piece, or that have no id, no type and empty arguments", async () => {
     h = await startHarness();
     await writeFile(join(h.workspace, "a.txt"), "alpha");
