@@ -3,6 +3,7 @@ import type { CompletionUsage } from "openai/resources/completions";
 import type { BlockIds } from "./block-ids.js";
 import type { TextFilter } from "./continuation-filter.js";
 import type { DeltaSink } from "./delta-coalescer.js";
+import { deltaText, toolCallPieces } from "./delta-fields.js";
 import { utf8Prefix } from "./utf8-prefix.js";
 import { MAX_KEPT_TOOL_CALL_ID_LENGTH } from "../runtime/index.js";
 
@@ -85,13 +86,14 @@ export class ChunkAccumulator {
     if (chunk.usage) this.usage = chunk.usage;
     if (this.model === undefined && chunk.model) this.model = chunk.model;
     // Compatible servers omit `choices` on a usage-only chunk, and `delta` on one that only finishes.
-    const choices = chunk.choices as ChatCompletionChunk["choices"] | undefined;
-    if (!choices) return;
+    const choices: unknown = chunk.choices;
+    if (!Array.isArray(choices)) return;
     // The request asks for one choice; a chunk of several is followed by choice 0's (some servers omit its index).
-    const choice = choices.length === 1 ? choices[0] : choices.find((candidate) => !candidate.index);
+    const choice: ChatCompletionChunk.Choice | undefined =
+      choices.length === 1 ? choices[0] : choices.find((candidate) => !candidate?.index);
     if (!choice) return;
-    const delta = choice.delta as ChatCompletionChunk.Choice.Delta | undefined;
-    if (delta) this.pushDelta(delta);
+    const delta: unknown = choice.delta;
+    if (delta && typeof delta === "object") this.pushDelta(delta);
     // Past the cap nothing more is taken from this response.
     if (this.overLimit) return;
     if (choice.finish_reason) this.finishReason = choice.finish_reason;
@@ -107,25 +109,26 @@ export class ChunkAccumulator {
     this.emitText(this.filter.flush(ending));
   }
 
-  private pushDelta(delta: ChatCompletionChunk.Choice.Delta): void {
-    const reasoning = this.admitAnswer(reasoningOf(delta) ?? "");
+  private pushDelta(delta: object): void {
+    const said = deltaText(delta);
+    const reasoning = this.admitAnswer(said.reasoning);
     if (reasoning) {
       this.reasoning += reasoning;
       this.sink.reasoningDelta(this.reasoningBlock, reasoning);
     }
-    const content = this.admitAnswer(delta.content ?? "");
+    const content = this.admitAnswer(said.answer);
     if (content) this.emitText(this.filter.push(content));
     // Past the cap nothing more is taken from this response.
     if (this.overLimit) return;
-    for (const piece of delta.tool_calls ?? []) {
-      const call = this.callFor(piece.index as number | undefined | null, piece.id);
+    for (const piece of toolCallPieces(delta)) {
+      const call = this.callFor(piece.index, piece.id);
       if (this.calls.length > this.bounds.maxToolCalls) {
         this.overLimit ??= `the model made more than ${this.bounds.maxToolCalls} tool calls in one turn`;
         return;
       }
       if (piece.id) call.id = piece.id;
-      if (piece.function?.name) call.name = piece.function.name;
-      const argumentsDelta = piece.function?.arguments ?? "";
+      if (piece.name) call.name = piece.name;
+      const argumentsDelta = piece.argumentsDelta;
       this.argumentsBytes += Buffer.byteLength(argumentsDelta, "utf8");
       if (this.argumentsBytes > this.bounds.maxToolArgumentsBytes) {
         this.overLimit ??= `the model's tool-call arguments in one turn exceeded ${this.bounds.maxToolArgumentsBytes} bytes`;
@@ -133,7 +136,7 @@ export class ChunkAccumulator {
       call.argumentsJson += argumentsDelta;
       this.sink.toolCallDelta(call.blockId, {
         ...(piece.id ? { toolCallId: piece.id } : {}),
-        ...(piece.function?.name ? { toolName: piece.function.name } : {}),
+        ...(piece.name ? { toolName: piece.name } : {}),
         ...(argumentsDelta ? { argumentsDelta } : {}),
       });
     }
@@ -165,7 +168,7 @@ export class ChunkAccumulator {
   }
 
   /** The call a tool-call piece belongs to, started when the piece begins a new one. */
-  private callFor(index: number | undefined | null, id: string | undefined): PendingCall {
+  private callFor(index: number | undefined, id: string | undefined): PendingCall {
     const last = this.calls.at(-1);
     const known = typeof index === "number" ? this.byIndex.get(index) : last;
     const continues = known !== undefined && (typeof index === "number" ? !id || !known.id || id === known.id : !id || id === known.id);
@@ -206,19 +209,6 @@ export class ChunkAccumulator {
     this.text += text;
     this.sink.textDelta(this.textBlock, text);
   }
-}
-
-/**
- * Reasoning text of a delta. It is not part of OpenAI's chat-completions
- * schema; compatible servers send it as `reasoning_content` (DeepSeek, vLLM,
- * llama.cpp) or `reasoning` (OpenRouter, Ollama, newer vLLM).
- */
-function reasoningOf(delta: object): string | undefined {
-  for (const field of ["reasoning_content", "reasoning"]) {
-    const value: unknown = Reflect.get(delta, field);
-    if (typeof value === "string" && value !== "") return value;
-  }
-  return undefined;
 }
 
 /**

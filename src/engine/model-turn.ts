@@ -257,9 +257,21 @@ function addUsage(context: RunContext, accumulator: ChunkAccumulator): void {
   const usage = accumulator.usage;
   if (!usage) return;
   context.sink.addUsage({
-    inputTokens: BigInt(usage.prompt_tokens ?? 0),
-    outputTokens: BigInt(usage.completion_tokens ?? 0),
-    cachedInputTokens: BigInt(usage.prompt_tokens_details?.cached_tokens ?? 0),
-    reasoningTokens: BigInt(usage.completion_tokens_details?.reasoning_tokens ?? 0),
+    inputTokens: tokenCount(usage.prompt_tokens),
+    outputTokens: tokenCount(usage.completion_tokens),
+    cachedInputTokens: tokenCount(usage.prompt_tokens_details?.cached_tokens),
+    reasoningTokens: tokenCount(usage.completion_tokens_details?.reasoning_tokens),
   });
+}
+
+/**
+ * A provider's token count as a whole number. Compatible servers are not
+ * all strict about the type: `BigInt` threw on a fraction (RangeError) or
+ * a non-numeric string, failing a run whose answer had arrived whole. A
+ * fraction is rounded up, a numeric string read, anything else counts 0;
+ * the core keeps the sum within uint64.
+ */
+function tokenCount(value: unknown): bigint {
+  const count = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  return typeof count === "number" && Number.isFinite(count) && count > 0 ? BigInt(Math.ceil(count)) : 0n;
 }

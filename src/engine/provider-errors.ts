@@ -1,5 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { bounded } from "../runtime/index.js";
 import { retryAfterMs } from "./retry.js";
 
 /**
@@ -33,7 +34,7 @@ export function classifyProviderError(error: unknown, signal: AbortSignal, secre
   if (error instanceof APIError && error.status === undefined) return classifyStreamError(error, secrets);
   if (error instanceof APIError && typeof error.status === "number") {
     const status = error.status;
-    const message = redact(`provider returned HTTP ${status}: ${providerMessage(error)}`, secrets);
+    const message = redact(`provider returned HTTP ${status}: ${providerMessage(error, secrets)}`, secrets);
     if (status === 408 || status === 409 || status === 429 || status >= 500) {
       return { kind: "retryable", status, retryAfterMs: retryAfterMs(error.headers), message };
     }
@@ -78,7 +79,7 @@ export function networkCause(error: unknown): string | undefined {
  * that names neither is assumed transient.
  */
 function classifyStreamError(error: APIError, secrets: readonly string[]): ProviderFailure {
-  const message = redact(`provider sent an error in the stream: ${providerMessage(error)}`, secrets);
+  const message = redact(`provider sent an error in the stream: ${providerMessage(error, secrets)}`, secrets);
   const body: unknown = error.error;
   const field = (name: string): unknown => (body && typeof body === "object" ? Reflect.get(body, name) : undefined);
   const code = Number(field("code"));
@@ -115,11 +116,27 @@ export function exhaustedFailure(
   return { reason, message: `gave up after ${attempts} attempts within the run's retry budget; last error: ${last.message}`, metadata };
 }
 
-function providerMessage(error: APIError): string {
-  const body = error.error;
-  if (body && typeof body === "object" && "message" in body && typeof body.message === "string") return body.message;
-  return "no error message";
+/**
+ * The provider's own words about an error: the error object's `message`,
+ * or the error itself when a server sends it as a string (`{"error":
+ * "..."}`, LiteLLM and some proxies; it used to read "no error message").
+ * Secrets are redacted before the text is cut to
+ * {@link MAX_PROVIDER_MESSAGE_CHARS}, so a cut cannot leave part of a key.
+ */
+function providerMessage(error: APIError, secrets: readonly string[]): string {
+  const body: unknown = error.error;
+  const message: unknown = typeof body === "string" ? body : body && typeof body === "object" ? Reflect.get(body, "message") : undefined;
+  if (typeof message !== "string" || message === "") return "no error message";
+  return bounded(redact(message, secrets), MAX_PROVIDER_MESSAGE_CHARS);
 }
+
+/**
+ * The longest provider error text a run keeps. A provider's message can be
+ * any length (some echo the whole prompt); it becomes the run's error, each
+ * retry's reason (kept in the run as `last_retry`) and a diagnostic, so it
+ * is cut here, where it enters the runtime.
+ */
+export const MAX_PROVIDER_MESSAGE_CHARS = 1_000;
 
 /**
  * Removes secrets and anything shaped like an OpenAI key from text that may

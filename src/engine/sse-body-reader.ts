@@ -19,6 +19,15 @@ export const DRAIN_AFTER_DONE_MS = 1_000;
 export interface SsePayloadParser {
   /** Parses more of the body; the payloads it completes go to `out`. Throws when an event is too large. */
   feed(text: string, out: string[]): void;
+  /**
+   * The body ended cleanly: the last event, if no blank line completed it,
+   * goes to `out` when its data is whole JSON. Servers that end the body
+   * right after their last `data:` line (no blank line, sometimes no
+   * newline, often no `[DONE]`) otherwise lost that event, and with it the
+   * answer's last text and finish reason: the whole answer was then taken
+   * for a cut and asked again.
+   */
+  end(out: string[]): void;
   /** Whether `[DONE]` was read: the stream's payloads are complete, whatever the body does next. */
   readonly done: boolean;
 }
@@ -65,6 +74,8 @@ export class SseBodyReader implements SseBatches {
   /** `[DONE]` was read: the rest of the body is dropped, and its end is a clean end however it comes. */
   private complete = false;
   private ended = false;
+  /** The parser's end was taken (or the consumer left): see {@link tail}. */
+  private tailTaken = false;
   private failure: unknown;
   private waiter: { resolve: (result: IteratorResult<string[]>) => void; reject: (error: unknown) => void } | undefined;
   private readonly decoder = new TextDecoder();
@@ -104,7 +115,13 @@ export class SseBodyReader implements SseBatches {
       return Promise.reject(error);
     }
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    if (this.ended) {
+      try {
+        return Promise.resolve(this.tail());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
@@ -114,6 +131,7 @@ export class SseBodyReader implements SseBatches {
   return(): Promise<IteratorResult<string[]>> {
     this.detach();
     this.ended = true;
+    this.tailTaken = true;
     this.queued = [];
     this.queuedBytes = 0;
     this.body.destroy();
@@ -182,7 +200,27 @@ export class SseBodyReader implements SseBatches {
     if (!waiter) return;
     this.waiter = undefined;
     if (!this.ended) waiter.reject(failure);
-    else waiter.resolve({ done: true, value: undefined });
+    else {
+      try {
+        waiter.resolve(this.tail());
+      } catch (error) {
+        waiter.reject(error);
+      }
+    }
+  }
+
+  /**
+   * What the clean end of the body gives, once: the last event when the
+   * body ended without the blank line that completes it (see
+   * {@link SsePayloadParser.end}), then the end of the iteration.
+   */
+  private tail(): IteratorResult<string[]> {
+    if (this.tailTaken || this.complete) return { done: true, value: undefined };
+    this.tailTaken = true;
+    const batch: string[] = [];
+    this.parser.feed(this.decoder.decode(), batch);
+    this.parser.end(batch);
+    return batch.length > 0 ? { done: false, value: batch } : { done: true, value: undefined };
   }
 
   /**

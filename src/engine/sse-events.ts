@@ -64,12 +64,18 @@ async function* webBatches(
     // Complete: leaving cancels the rest of the body.
     if (parser.done) return;
   }
+  const tail: string[] = [];
+  parser.feed(decoder.decode(), tail);
+  parser.end(tail);
+  if (tail.length > 0) yield tail;
 }
 
 /**
  * The SDK's semantics on top of `eventsource-parser`: events after `[DONE]`
  * are ignored, and an event over `maxEventChars` throws
- * {@link SseEventTooLargeError}.
+ * {@link SseEventTooLargeError}. Unlike the SDK, the last event is kept
+ * when the body ends cleanly without the blank line that completes it
+ * (see {@link SsePayloadParser.end}).
  */
 function payloadParser(maxEventChars: number): SsePayloadParser {
   let out: string[] = [];
@@ -93,10 +99,27 @@ function payloadParser(maxEventChars: number): SsePayloadParser {
       parser.feed(text);
       if (tooLarge) throw new SseEventTooLargeError(maxEventChars);
     },
+    end(target) {
+      if (done) return;
+      const tail: string[] = [];
+      out = tail;
+      parser.feed("\n\n");
+      // Only a whole event: a clean end inside one (a proxy closing early) stays a cut, continued as before.
+      for (const data of tail) if (isJson(data)) target.push(data);
+    },
     get done() {
       return done;
     },
   };
+}
+
+function isJson(data: string): boolean {
+  try {
+    JSON.parse(data);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -140,8 +163,11 @@ async function* webReads(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8
  * proxies report errors with status 200. Read as an event stream either
  * had no events, so it looked like a cut and was asked again until the
  * resumes ran out. An `error` object is returned as an APIError without
- * status (classified, and retried, like an error in the stream), any other
- * JSON as {@link NotStreamedError}. The response to read is returned
+ * status (classified, and retried, like an error in the stream). A whole
+ * completion (`choices[].message`) is the provider's answer, so it is
+ * taken, as one event of one chunk ({@link completionAsStream}): failing
+ * the run threw away an answer that was whole and billed. Any other JSON
+ * is a {@link NotStreamedError}. The response to read is returned
  * otherwise: this one, or, for an event stream mislabelled as JSON, its
  * body read whole (a server bug: it still works, without streaming).
  */
@@ -157,7 +183,40 @@ export async function streamedAnswer(response: Response): Promise<Response | Err
   }
   const error: unknown = body && typeof body === "object" ? Reflect.get(body, "error") : undefined;
   if (error && typeof error === "object") return new APIError(undefined, error, undefined, response.headers);
-  return new NotStreamedError(type);
+  const stream = completionAsStream(body);
+  if (stream === undefined) return new NotStreamedError(type);
+  const headers = new Headers(response.headers);
+  headers.set("content-type", "text/event-stream");
+  return new Response(stream, { headers });
+}
+
+/**
+ * A non-streamed chat completion as the event stream that would have
+ * carried it: one chunk whose delta is choice 0's message (its tool calls
+ * numbered by position, as a stream numbers them), with its finish reason
+ * and usage, then `[DONE]`. Undefined when the body is not a completion.
+ */
+function completionAsStream(body: unknown): string | undefined {
+  const choices: unknown = body && typeof body === "object" ? Reflect.get(body, "choices") : undefined;
+  if (!Array.isArray(choices)) return undefined;
+  const choice: unknown = choices.find(
+    (candidate: unknown) => !(candidate && typeof candidate === "object" && Reflect.get(candidate, "index")),
+  );
+  const message: unknown = choice && typeof choice === "object" ? Reflect.get(choice, "message") : undefined;
+  if (!message || typeof message !== "object") return undefined;
+  const calls: unknown = Reflect.get(message, "tool_calls");
+  const delta = {
+    ...message,
+    ...(Array.isArray(calls)
+      ? { tool_calls: calls.map((call: unknown, index) => ({ index, ...(call && typeof call === "object" ? call : {}) })) }
+      : {}),
+  };
+  const chunk = {
+    model: Reflect.get(body as object, "model"),
+    choices: [{ index: 0, delta, finish_reason: Reflect.get(choice as object, "finish_reason") ?? "stop" }],
+    usage: Reflect.get(body as object, "usage") ?? null,
+  };
+  return `data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`;
 }
 
 /** The provider answered a streamed request with a JSON body: it does not stream (see {@link streamedAnswer}). */

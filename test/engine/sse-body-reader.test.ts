@@ -15,6 +15,10 @@ function lineParser(): SsePayloadParser {
       partial = lines.pop() as string;
       for (const line of lines) if (line.startsWith("data: ")) out.push(line.slice(6));
     },
+    end(out) {
+      if (partial.startsWith("data: ")) out.push(partial.slice(6));
+      partial = "";
+    },
     done: false,
   };
 }
@@ -46,6 +50,7 @@ describe("SSE body reader", () => {
         parsed.push(text);
         lines.feed(text, out);
       },
+      end: (out) => lines.end(out),
       done: false,
     };
     const reader = new SseBodyReader(body, counting, mapped);
@@ -108,6 +113,24 @@ describe("SSE body reader", () => {
     const waiting = reader.next();
     body.destroy();
     await expect(waiting).rejects.toMatchObject({ message: "terminated" });
+  });
+
+  it("hands over the parser's last event at a clean end of the body, once, but not at a cut", async () => {
+    const ended = new PassThrough();
+    const reader = new SseBodyReader(ended, lineParser(), mapped);
+    const waiting = reader.next();
+    ended.end("data: a\ndata: b");
+    expect(await waiting).toEqual({ done: false, value: ["a"] });
+    expect(await reader.next()).toEqual({ done: false, value: ["b"] });
+    expect(await reader.next()).toEqual({ done: true, value: undefined });
+
+    const cut = new PassThrough();
+    const cutReader = new SseBodyReader(cut, lineParser(), mapped);
+    cut.write("data: a\ndata: b");
+    await tick();
+    cut.destroy();
+    expect(await cutReader.next()).toEqual({ done: false, value: ["a"] });
+    await expect(cutReader.next()).rejects.toThrow("terminated");
   });
 
   it("leaving early destroys the body", async () => {

@@ -168,14 +168,41 @@ describe("provider stream edge cases", () => {
     expect(h.fake.requests).toHaveLength(1);
   });
 
-  it("fails PROVIDER_REJECTED at once when the provider answers with JSON instead of streaming", async () => {
+  it("takes a whole completion from a server that answers with JSON instead of streaming", async () => {
     h = await startHarness();
     const completion = {
+      id: "chatcmpl-1",
       object: "chat.completion",
-      choices: [{ index: 0, message: { role: "assistant", content: "Hi" }, finish_reason: "stop" }],
+      model: "local",
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: "assistant",
+            content: "Let me look.",
+            reasoning_content: "The file may help.",
+            tool_calls: [{ id: "c1", type: "function", function: { name: "list_files", arguments: "{}" } }],
+          },
+          finish_reason: "tool_calls",
+        },
+      ],
+      usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
     };
     // A 200 with a JSON body: a server that ignores `stream: true`.
-    h.fake.setFallback({ kind: "error", status: 200, body: completion });
+    h.fake.enqueue({ kind: "error", status: 200, body: completion }, reply({ text: "Done." }));
+    const { outcome, sink } = await h.run({ input: "go", capabilities: ["fs.read"] });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(2);
+    expect(sink.committed("reasoning").map((r) => r.text)).toEqual(["The file may help."]);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Let me look.", "Done."]);
+    expect(sink.committed("toolCall").map((c) => [c.toolCallId, c.toolName])).toEqual([["c1", "list_files"]]);
+    expect(sink.streamedText()).toBe("Let me look.Done.");
+    expect(sink.usage.inputTokens).toBe(9n);
+  });
+
+  it("fails PROVIDER_REJECTED at once when the provider answers with JSON that is neither a completion nor an error", async () => {
+    h = await startHarness();
+    h.fake.setFallback({ kind: "error", status: 200, body: { status: "ok" } });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_REJECTED });
     expect(outcome.kind === "failed" && outcome.message).toContain("instead of an event stream");
