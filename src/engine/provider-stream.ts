@@ -8,7 +8,7 @@ import { classifyProviderError, exhaustedFailure, type ProviderFailure } from ".
 import { retryDelayMs, sleep } from "./retry.js";
 import type { RunContext } from "./run-context.js";
 import type { SseBatches } from "./sse-body-reader.js";
-import { maxSseEventChars, NotStreamedError, sseDataBatches, streamedAnswer } from "./sse-events.js";
+import { maxSseEventChars, NotStreamedError, SseEventTooLargeError, sseDataBatches, streamedAnswer } from "./sse-events.js";
 import { toOpenAITools } from "./tools/tool-registry.js";
 
 /** An open streamed response, with the controller that can cut it short. */
@@ -61,10 +61,11 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       const response = await context.client.chat.completions
         .create(params, { signal: controller.signal, timeout, maxRetries: 0, ...providerTraceHeaders(context.trace) })
         .asResponse();
-      const streamed = await streamedAnswer(response);
-      if (streamed instanceof NotStreamedError) {
+      const streamed = await streamedAnswer(response, maxSseEventChars(settings));
+      if (streamed instanceof NotStreamedError || streamed instanceof SseEventTooLargeError) {
         release();
-        return { kind: "failed", reason: ErrorReason.PROVIDER_REJECTED, message: streamed.message };
+        const reason = streamed instanceof NotStreamedError ? ErrorReason.PROVIDER_REJECTED : ErrorReason.LIMIT_EXCEEDED;
+        return { kind: "failed", reason, message: streamed.message };
       }
       // An error object with status 200: classified and retried below like any failed request.
       if (streamed instanceof Error) throw streamed;

@@ -169,12 +169,16 @@ async function* webReads(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8
  * the run threw away an answer that was whole and billed. Any other JSON
  * is a {@link NotStreamedError}. The response to read is returned
  * otherwise: this one, or, for an event stream mislabelled as JSON, its
- * body read whole (a server bug: it still works, without streaming).
+ * body read whole (a server bug: it still works, without streaming). The
+ * body is one answer, so it is bounded as one event is: past
+ * `maxEventChars` bytes it is a {@link SseEventTooLargeError}, and the
+ * rest is never read.
  */
-export async function streamedAnswer(response: Response): Promise<Response | Error> {
+export async function streamedAnswer(response: Response, maxEventChars: number): Promise<Response | Error> {
   const type = response.headers.get("content-type") ?? "";
   if (!/\bjson\b/i.test(type)) return response;
-  const text = await response.text();
+  const text = await boundedText(response, maxEventChars);
+  if (text instanceof Error) return text;
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -188,6 +192,25 @@ export async function streamedAnswer(response: Response): Promise<Response | Err
   const headers = new Headers(response.headers);
   headers.set("content-type", "text/event-stream");
   return new Response(stream, { headers });
+}
+
+/** The body as text, or the bound's error once it passes `maxBytes` (the body is cancelled then). */
+async function boundedText(response: Response, maxBytes: number): Promise<string | SseEventTooLargeError> {
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let bytes = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text + decoder.decode();
+    bytes += value.byteLength;
+    if (bytes > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      return new SseEventTooLargeError(maxBytes, `a JSON answer over ${maxBytes} bytes`);
+    }
+    text += decoder.decode(value, { stream: true });
+  }
 }
 
 /**
@@ -234,8 +257,11 @@ export class NotStreamedError extends Error {
  */
 export class SseEventTooLargeError extends Error {
   override readonly name = "SseEventTooLargeError";
-  constructor(readonly maxEventChars: number) {
-    super(`the provider sent an SSE event over ${maxEventChars} characters`);
+  constructor(
+    readonly maxEventChars: number,
+    what = `an SSE event over ${maxEventChars} characters`,
+  ) {
+    super(`the provider sent ${what}`);
   }
 }
 

@@ -200,6 +200,25 @@ describe("provider stream edge cases", () => {
     expect(sink.usage.inputTokens).toBe(9n);
   });
 
+  it("reads a JSON answer only up to the turn's event bound, then fails LIMIT_EXCEEDED and closes the connection", async () => {
+    // The bound is 6 × (answer + argument caps) + 1 Mi characters: about 1 MiB here. The body
+    // never ends, so reading it whole would wait for good.
+    h = await startHarness({ maxAnswerBytes: 100, maxToolArgumentsBytes: 100 });
+    const piece = "a".repeat(64 * 1024);
+    h.fake.enqueue({
+      kind: "raw",
+      headers: { "content-type": "application/json" },
+      writes: ['{"choices":[{"index":0,"message":{"role":"assistant","content":"', ...Array.from({ length: 64 }, () => piece)],
+      end: "hang",
+    });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED });
+    expect(outcome.kind === "failed" && outcome.message).toMatch(/a JSON answer over \d+ bytes/);
+    expect(sink.committed("assistantMessage")).toEqual([]);
+    await h.fake.waitForClientClose(0);
+    expect(h.fake.requests).toHaveLength(1);
+  });
+
   it("fails PROVIDER_REJECTED at once when the provider answers with JSON that is neither a completion nor an error", async () => {
     h = await startHarness();
     h.fake.setFallback({ kind: "error", status: 200, body: { status: "ok" } });
