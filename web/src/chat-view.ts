@@ -9,6 +9,7 @@ import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_ru
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
+import { ChatHeader } from "./chat-header.js";
 import {
   AWAITING_APPROVAL_TEXT,
   describeError,
@@ -55,8 +56,7 @@ export class ChatView {
   private readonly live: LiveBlocks;
   private readonly banner: HTMLElement;
   private readonly error: HTMLElement;
-  private readonly status: HTMLElement;
-  private readonly title: HTMLElement;
+  private readonly header: ChatHeader;
   private readonly connectivity: HTMLElement;
   /**
    * Why the worker takes no more messages (stopped, failed, deleted), shown
@@ -102,8 +102,7 @@ export class ChatView {
     this.runs = new RunStatuses(api, this.ref, this.abort.signal);
     this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
     this.error = h("div", { class: "error", role: "alert", hidden: true });
-    this.status = h("span", { class: "status" });
-    this.title = h("h2", {}, workerId);
+    this.header = new ChatHeader(workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
     this.ended = h("div", { class: "ended", id: `ended-note-${++noteIds}`, role: "status", hidden: true });
     // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
@@ -150,7 +149,7 @@ export class ChatView {
     this.element = h(
       "section",
       { class: "chat" },
-      h("header", { class: "chat-header" }, this.title, this.status),
+      this.header.element,
       this.banner,
       this.connectivity,
       scroller,
@@ -379,6 +378,7 @@ export class ChatView {
   private setActiveRun(run: Run | undefined): void {
     this.activeRun = run;
     this.stopButton.hidden = run === undefined;
+    this.header.showRun(run);
     const pending = run?.status === RunStatus.AWAITING_APPROVAL ? run.pendingApproval : undefined;
     this.approval.hidden = pending === undefined;
     this.approval.replaceChildren();
@@ -394,8 +394,7 @@ export class ChatView {
   }
 
   private setWorker(worker: Worker): void {
-    this.status.textContent = workerStatusText(worker);
-    this.title.textContent = worker.displayName || worker.ref?.workerId || "";
+    this.header.showWorker(worker);
     const ended = endedText(worker);
     this.closeComposer(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.
@@ -562,13 +561,4 @@ function endedText(worker: Worker): string | undefined {
   if (worker.status === WorkerStatus.FAILED) return FAILED_WORKER_TEXT;
   if (worker.status === WorkerStatus.STOPPED) return STOPPED_WORKER_TEXT;
   return undefined;
-}
-
-/** "idle", "running", … for the header; status words rather than enum names. */
-export function workerStatusText(worker: Worker): string {
-  const status = ["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown";
-  // Only a worker that could still run is said not to be connected: "failed · not connected" blamed the provider.
-  const ended = worker.status === WorkerStatus.STOPPED || worker.status === WorkerStatus.FAILED;
-  const connected = !ended && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
-  return `${status}${connected}`;
 }
