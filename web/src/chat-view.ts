@@ -2,13 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
-import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
+import { ApprovalPanel } from "./approval-panel.js";
 import { ChatHeader } from "./chat-header.js";
 import {
   AWAITING_APPROVAL_TEXT,
@@ -64,7 +64,7 @@ export class ChatView {
    * while it shows.
    */
   private readonly ended: HTMLElement;
-  private readonly approval: HTMLElement;
+  private readonly approval: ApprovalPanel;
   private readonly stopButton: HTMLButtonElement;
   private readonly sendButton: HTMLButtonElement;
   private readonly input: HTMLTextAreaElement;
@@ -105,14 +105,7 @@ export class ChatView {
     this.header = new ChatHeader(workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
     this.ended = h("div", { class: "ended", id: `ended-note-${++noteIds}`, role: "status", hidden: true });
-    // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
-    this.approval = h("div", {
-      class: "approval",
-      role: "region",
-      "aria-label": "Approval needed",
-      "aria-live": "assertive",
-      hidden: true,
-    });
+    this.approval = new ApprovalPanel(api, this.ref, (text) => this.showError(text));
     // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
     // outside the region, since it is re-rendered every frame.
     const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
@@ -153,7 +146,7 @@ export class ChatView {
       this.banner,
       this.connectivity,
       scroller,
-      this.approval,
+      this.approval.element,
       this.error,
       this.ended,
       form,
@@ -379,18 +372,7 @@ export class ChatView {
     this.activeRun = run;
     this.stopButton.hidden = run === undefined;
     this.header.showRun(run);
-    const pending = run?.status === RunStatus.AWAITING_APPROVAL ? run.pendingApproval : undefined;
-    this.approval.hidden = pending === undefined;
-    this.approval.replaceChildren();
-    if (run && pending) {
-      const decide = (decision: ApprovalDecision) => () => void this.resolveApproval(run.runId, pending.toolCallId, decision);
-      this.approval.append(
-        h("p", {}, "The companion wants to run ", h("code", {}, pending.toolName), ":"),
-        h("pre", {}, pending.argumentsJson),
-        h("button", { class: "approve", type: "button", onclick: decide(ApprovalDecision.APPROVE) }, "Approve"),
-        h("button", { class: "reject", type: "button", onclick: decide(ApprovalDecision.REJECT) }, "Reject"),
-      );
-    }
+    this.approval.show(run);
   }
 
   private setWorker(worker: Worker): void {
@@ -474,16 +456,6 @@ export class ChatView {
     if (!run) return;
     try {
       await this.api.interaction.cancelRun({ worker: this.ref, runId: run.runId });
-    } catch (error) {
-      this.showError(describeError(error));
-    }
-  }
-
-  private async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
-    try {
-      await this.api.interaction.resolveApproval({ worker: this.ref, runId, toolCallId, decision });
-      // Hidden only if it still asks about this call: the run's next approval may have come first.
-      if (this.activeRun?.pendingApproval?.toolCallId === toolCallId) this.approval.hidden = true;
     } catch (error) {
       this.showError(describeError(error));
     }
