@@ -192,6 +192,11 @@ export class ChatView {
             await this.loadTail();
           }
         }
+        // The server ended the stream rather than losing it: the worker was deleted, or the Backend is
+        // closing. Which one is asked before anything is shown: a NOT_FOUND here is handled below like
+        // the watch's own, so a deleted worker says so at once instead of "Reconnecting…" until the
+        // next try learned it. Any other answer (or failure) is a reconnect, shown as one.
+        await this.api.catalog.getWorker({ worker: this.ref }, { signal: connection.signal });
       } catch (error) {
         if (signal.aborted) return;
         if (connection.signal.aborted) continue;
