@@ -32,6 +32,8 @@ const PLACEHOLDER = "Message the companion… (Enter sends, Shift+Enter for a ne
 /** Ids for the note that describes a closed message box (one chat open at a time, but ids stay unique). */
 let noteIds = 0;
 
+/** How long the chat waits to learn whether the worker of a watch the server ended still exists, before it reconnects anyway. */
+const ASK_AFTER_END_MS = 10_000;
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
 /**
@@ -195,8 +197,8 @@ export class ChatView {
         // The server ended the stream rather than losing it: the worker was deleted, or the Backend is
         // closing. Which one is asked before anything is shown: a NOT_FOUND here is handled below like
         // the watch's own, so a deleted worker says so at once instead of "Reconnecting…" until the
-        // next try learned it. Any other answer (or failure) is a reconnect, shown as one.
-        await this.api.catalog.getWorker({ worker: this.ref }, { signal: connection.signal });
+        // next try learned it. Any other answer (or failure, or no answer in time) is a reconnect, shown as one.
+        await this.api.catalog.getWorker({ worker: this.ref }, { signal: connection.signal, timeoutMs: ASK_AFTER_END_MS });
       } catch (error) {
         if (signal.aborted) return;
         if (connection.signal.aborted) continue;
