@@ -347,29 +347,45 @@ describe("console with a model provider", () => {
 
   it("approves a tool call from the page", async () => {
     await openCarefulWorker("Careful");
+    // The answer after the approval is held at its start, so the run is seen running again before it ends.
+    let answer: (() => void) | undefined;
+    const answerHeld = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
     fake.enqueue(
       reply({ toolCalls: [{ id: "call-1", name: "list_files", arguments: '{"path":"."}' }] }),
-      reply({ text: "There is one file: notes.txt." }),
+      reply({ text: "There is one file: notes.txt." }, { waitBefore: { 0: answerHeld } }),
     );
-    await page.locator("textarea.input").fill("What files are there?");
-    await page.keyboard.press("Enter");
-    await expect.poll(() => page.locator(".approval code").textContent(), { timeout: 20_000 }).toBe("list_files");
-    // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
-    const pending = page.getByRole("region", { name: "Approval needed" });
-    await expect(pending.textContent()).resolves.toContain("wants to run list_files");
-    expect(await pending.getAttribute("aria-live")).toBe("assertive");
-    await shot(page, "5-approval");
-    // A message meanwhile is refused as busy: the reader is told the run waits for them, not that it is still answering.
-    await page.locator("textarea.input").fill("Is that safe?");
-    await page.keyboard.press("Enter");
-    await expect
-      .poll(() => page.locator(".chat .error").textContent())
-      .toMatch(/^Not sent: the worker is waiting for you to approve or reject/);
-    expect(await page.locator("textarea.input").inputValue()).toBe("Is that safe?");
-    await page.getByRole("button", { name: "Approve" }).click();
-    await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);
-    await expect(page.locator(".log .entry.tool-result pre").textContent()).resolves.toContain("notes.txt");
-    expect(await page.locator(".approval").isHidden()).toBe(true);
+    try {
+      const header = page.locator(".chat-header .status");
+      await page.locator("textarea.input").fill("What files are there?");
+      await page.keyboard.press("Enter");
+      await expect.poll(() => page.locator(".approval code").textContent(), { timeout: 20_000 }).toBe("list_files");
+      // The header says what the run waits for, not "running" (the worker's own status) beside a panel that asks.
+      await expect.poll(() => header.textContent()).toBe("waiting for approval");
+      // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
+      const pending = page.getByRole("region", { name: "Approval needed" });
+      await expect(pending.textContent()).resolves.toContain("wants to run list_files");
+      expect(await pending.getAttribute("aria-live")).toBe("assertive");
+      await shot(page, "5-approval");
+      // A message meanwhile is refused as busy: the reader is told the run waits for them, not that it is still answering.
+      await page.locator("textarea.input").fill("Is that safe?");
+      await page.keyboard.press("Enter");
+      await expect
+        .poll(() => page.locator(".chat .error").textContent())
+        .toMatch(/^Not sent: the worker is waiting for you to approve or reject/);
+      expect(await page.locator("textarea.input").inputValue()).toBe("Is that safe?");
+      await page.getByRole("button", { name: "Approve" }).click();
+      // Approved, the run runs again (the tool, then the model's answer, held here): so says the header.
+      await expect.poll(() => header.textContent()).toBe("running");
+      answer?.();
+      await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);
+      await expect(page.locator(".log .entry.tool-result pre").textContent()).resolves.toContain("notes.txt");
+      expect(await page.locator(".approval").isHidden()).toBe(true);
+      await expect.poll(() => header.textContent()).toBe("idle");
+    } finally {
+      answer?.();
+    }
   });
 
   it("keeps the next approval on screen when the answer to the one before arrives after it", async () => {

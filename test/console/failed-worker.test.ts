@@ -157,11 +157,28 @@ describe("a worker deleted while it is open", () => {
     await page.goto(`${server.url}${routeOf(worker)}`);
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
     await expectOpenComposer();
+    // Every text a status element shows from here on, recorded by the page as it changes: a poll
+    // could miss "Reconnecting…" shown for a moment before the deletion is learned.
+    await page.evaluate(STATUS_RECORDER);
     await catalog().deleteWorker({ worker, force: true });
     await expectClosedComposer(/no longer exists/);
     expect(await page.locator(".banner").isVisible()).toBe(false);
+    const shown = await page.evaluate<string[]>("window.__statusTexts");
+    expect(shown.some((text) => /no longer exists/.test(text))).toBe(true);
+    // The stream's end is no lost connection here: the worker is gone, and the page says so at once.
+    expect(shown.filter((text) => /Reconnecting/.test(text))).toEqual([]);
   });
 });
+
+/** Records, in `window.__statusTexts`, the text of every visible status element each time the page changes. */
+const STATUS_RECORDER = `
+  window.__statusTexts = [];
+  new MutationObserver(() => {
+    for (const element of document.querySelectorAll('[role="status"]')) {
+      if (!element.hidden && element.textContent) window.__statusTexts.push(element.textContent);
+    }
+  }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+`;
 
 /** The message box and Send are disabled, the box's placeholder and its described-by note saying why. */
 async function expectClosedComposer(why: RegExp): Promise<void> {

@@ -2,21 +2,16 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
-import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
-import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
+import { type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
-import {
-  AWAITING_APPROVAL_TEXT,
-  describeError,
-  FAILED_WORKER_TEXT,
-  PROVIDER_HINT,
-  reasonOf,
-  STOPPED_WORKER_TEXT,
-} from "./describe-error.js";
+import { ApprovalPanel } from "./approval-panel.js";
+import { ChatHeader } from "./chat-header.js";
+import { Composer } from "./composer.js";
+import { describeError, FAILED_WORKER_TEXT, PROVIDER_HINT, reasonOf, STOPPED_WORKER_TEXT } from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
@@ -26,11 +21,8 @@ import { RawEventView } from "./raw-event-view.js";
 import { RunStatuses } from "./run-statuses.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
-/** The message box's placeholder while the worker takes messages. */
-const PLACEHOLDER = "Message the companion… (Enter sends, Shift+Enter for a new line)";
-/** Ids for the note that describes a closed message box (one chat open at a time, but ids stay unique). */
-let noteIds = 0;
-
+/** How long the chat waits to learn whether the worker of a watch the server ended still exists, before it reconnects anyway. */
+const ASK_AFTER_END_MS = 10_000;
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
 /**
@@ -55,19 +47,12 @@ export class ChatView {
   private readonly live: LiveBlocks;
   private readonly banner: HTMLElement;
   private readonly error: HTMLElement;
-  private readonly status: HTMLElement;
-  private readonly title: HTMLElement;
+  private readonly header: ChatHeader;
   private readonly connectivity: HTMLElement;
-  /**
-   * Why the worker takes no more messages (stopped, failed, deleted), shown
-   * beside the message box from the moment it is known; the box is closed
-   * while it shows.
-   */
-  private readonly ended: HTMLElement;
-  private readonly approval: HTMLElement;
+  private readonly approval: ApprovalPanel;
   private readonly stopButton: HTMLButtonElement;
-  private readonly sendButton: HTMLButtonElement;
-  private readonly input: HTMLTextAreaElement;
+  /** The message box, closed from the moment the worker is known to take no more messages (stopped, failed, deleted). */
+  private readonly composer: Composer;
   private readonly raw = new RawEventView();
   /** Highest committed seq per run, to place a "stopped" or "interrupted" mark after it. */
   private readonly runLastSeq = new Map<string, number>();
@@ -83,14 +68,6 @@ export class ChatView {
   private hasOlder = false;
   /** The instance of {@link runs} whose older page is being read. */
   private loadingOlder: RunStatuses | undefined;
-  /**
-   * A SendInput is in flight: a second Enter meanwhile is ignored. Sent at
-   * once, it reached the runtime while the first run was starting and came
-   * back WORKER_BUSY, a false "busy" error for one message typed once.
-   */
-  private sending = false;
-  /** The worker takes no more messages (see {@link ended}): the box and Send stay closed. */
-  private closed = false;
   private frameQueued = false;
 
   constructor(
@@ -102,18 +79,9 @@ export class ChatView {
     this.runs = new RunStatuses(api, this.ref, this.abort.signal);
     this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
     this.error = h("div", { class: "error", role: "alert", hidden: true });
-    this.status = h("span", { class: "status" });
-    this.title = h("h2", {}, workerId);
+    this.header = new ChatHeader(workerId);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
-    this.ended = h("div", { class: "ended", id: `ended-note-${++noteIds}`, role: "status", hidden: true });
-    // Announced as it appears: the run waits for the reader, who may be looking (or listening) elsewhere.
-    this.approval = h("div", {
-      class: "approval",
-      role: "region",
-      "aria-label": "Approval needed",
-      "aria-live": "assertive",
-      hidden: true,
-    });
+    this.approval = new ApprovalPanel(api, this.ref, (text) => this.showError(text));
     // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
     // outside the region, since it is re-rendered every frame.
     const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
@@ -122,42 +90,24 @@ export class ChatView {
     const scroller = h("div", { class: "scroller" }, logRoot, this.live.element);
     this.scroll = new FollowScroll(scroller, () => void this.loadOlder());
     this.stopButton = h("button", { class: "stop", type: "button", hidden: true, onclick: () => void this.stop() }, "Stop");
-    this.input = h("textarea", {
-      class: "input",
-      rows: "3",
-      "aria-label": "Message",
-      placeholder: PLACEHOLDER,
+    this.composer = new Composer({
+      api,
+      worker: this.ref,
+      report: (text) => this.showError(text),
+      awaitingApproval: () => this.activeRun?.status === RunStatus.AWAITING_APPROVAL,
+      actions: [this.stopButton],
     });
-    this.sendButton = h("button", { class: "send", type: "submit" }, "Send");
-    this.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey) {
-        event.preventDefault();
-        void this.send();
-      }
-    });
-    const form = h(
-      "form",
-      {
-        class: "composer",
-        onsubmit: (event) => {
-          event.preventDefault();
-          void this.send();
-        },
-      },
-      this.input,
-      h("div", { class: "actions" }, this.sendButton, this.stopButton),
-    );
     this.element = h(
       "section",
       { class: "chat" },
-      h("header", { class: "chat-header" }, this.title, this.status),
+      this.header.element,
       this.banner,
       this.connectivity,
       scroller,
-      this.approval,
+      this.approval.element,
       this.error,
-      this.ended,
-      form,
+      this.composer.note,
+      this.composer.form,
       this.raw.element,
     );
   }
@@ -166,7 +116,7 @@ export class ChatView {
   open(): void {
     void this.watch();
     // Whoever opened a chat (New companion, a worker in the list) types next.
-    this.input.focus({ preventScroll: true });
+    this.composer.focus();
   }
 
   close(): void {
@@ -200,6 +150,11 @@ export class ChatView {
             await this.loadTail();
           }
         }
+        // The server ended the stream rather than losing it: the worker was deleted, or the Backend is
+        // closing. Which one is asked before anything is shown: a NOT_FOUND here is handled below like
+        // the watch's own, so a deleted worker says so at once instead of "Reconnecting…" until the
+        // next try learned it. Any other answer (or failure, or no answer in time) is a reconnect, shown as one.
+        await this.api.catalog.getWorker({ worker: this.ref }, { signal: connection.signal, timeoutMs: ASK_AFTER_END_MS });
       } catch (error) {
         if (signal.aborted) return;
         if (connection.signal.aborted) continue;
@@ -219,7 +174,7 @@ export class ChatView {
         if (reason === ErrorReason.NOT_FOUND) {
           // Deleted (or never there): nothing to reconnect to, and nothing to send to.
           this.banner.hidden = true;
-          this.closeComposer({ note: describeError(error), placeholder: "This worker no longer exists." });
+          this.composer.close({ note: describeError(error), placeholder: "This worker no longer exists." });
           return;
         }
         refused = reason === ErrorReason.UNAUTHENTICATED;
@@ -379,25 +334,14 @@ export class ChatView {
   private setActiveRun(run: Run | undefined): void {
     this.activeRun = run;
     this.stopButton.hidden = run === undefined;
-    const pending = run?.status === RunStatus.AWAITING_APPROVAL ? run.pendingApproval : undefined;
-    this.approval.hidden = pending === undefined;
-    this.approval.replaceChildren();
-    if (run && pending) {
-      const decide = (decision: ApprovalDecision) => () => void this.resolveApproval(run.runId, pending.toolCallId, decision);
-      this.approval.append(
-        h("p", {}, "The companion wants to run ", h("code", {}, pending.toolName), ":"),
-        h("pre", {}, pending.argumentsJson),
-        h("button", { class: "approve", type: "button", onclick: decide(ApprovalDecision.APPROVE) }, "Approve"),
-        h("button", { class: "reject", type: "button", onclick: decide(ApprovalDecision.REJECT) }, "Reject"),
-      );
-    }
+    this.header.showRun(run);
+    this.approval.show(run);
   }
 
   private setWorker(worker: Worker): void {
-    this.status.textContent = workerStatusText(worker);
-    this.title.textContent = worker.displayName || worker.ref?.workerId || "";
+    this.header.showWorker(worker);
     const ended = endedText(worker);
-    this.closeComposer(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
+    this.composer.close(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.
     const notConnected = ended === undefined && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED;
     this.connectivity.hidden = !notConnected;
@@ -408,23 +352,6 @@ export class ChatView {
         ? `Not connected: ${reason}, then restart npm start.`
         : `Not connected. ${PROVIDER_HINT}`;
     if (!worker.activeRunId && this.activeRun) this.setActiveRun(undefined);
-  }
-
-  /**
-   * Closes the message box and Send, with why beside them (and as the box's
-   * description and placeholder), or opens them again (`undefined`). A box
-   * left open for an ended worker took a message only to refuse it. What the
-   * reader had typed stays in the box.
-   */
-  private closeComposer(why: { note: string; placeholder: string } | undefined): void {
-    this.closed = why !== undefined;
-    this.ended.hidden = !this.closed;
-    this.ended.textContent = why?.note ?? "";
-    this.input.disabled = this.closed;
-    this.input.placeholder = why?.placeholder ?? PLACEHOLDER;
-    if (this.closed) this.input.setAttribute("aria-describedby", this.ended.id);
-    else this.input.removeAttribute("aria-describedby");
-    this.sendButton.disabled = this.closed || this.sending;
   }
 
   /**
@@ -446,45 +373,11 @@ export class ChatView {
     });
   }
 
-  private async send(): Promise<void> {
-    const text = this.input.value.trim();
-    if (!text || this.sending || this.closed) return;
-    this.showError(undefined);
-    this.sending = true;
-    this.sendButton.disabled = true;
-    try {
-      await this.api.interaction.sendInput({
-        worker: this.ref,
-        input: { text },
-        busyPolicy: BusyPolicy.REJECT,
-        requestId: crypto.randomUUID(),
-      });
-      // Only the message sent leaves the box: what the reader began typing while it was sent stays.
-      if (this.input.value.trim() === text) this.input.value = "";
-    } catch (error) {
-      const awaitingApproval = this.activeRun?.status === RunStatus.AWAITING_APPROVAL;
-      this.showError(reasonOf(error) === ErrorReason.WORKER_BUSY && awaitingApproval ? AWAITING_APPROVAL_TEXT : describeError(error));
-    } finally {
-      this.sending = false;
-      this.sendButton.disabled = this.closed;
-    }
-  }
-
   private async stop(): Promise<void> {
     const run = this.activeRun;
     if (!run) return;
     try {
       await this.api.interaction.cancelRun({ worker: this.ref, runId: run.runId });
-    } catch (error) {
-      this.showError(describeError(error));
-    }
-  }
-
-  private async resolveApproval(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
-    try {
-      await this.api.interaction.resolveApproval({ worker: this.ref, runId, toolCallId, decision });
-      // Hidden only if it still asks about this call: the run's next approval may have come first.
-      if (this.activeRun?.pendingApproval?.toolCallId === toolCallId) this.approval.hidden = true;
     } catch (error) {
       this.showError(describeError(error));
     }
@@ -562,13 +455,4 @@ function endedText(worker: Worker): string | undefined {
   if (worker.status === WorkerStatus.FAILED) return FAILED_WORKER_TEXT;
   if (worker.status === WorkerStatus.STOPPED) return STOPPED_WORKER_TEXT;
   return undefined;
-}
-
-/** "idle", "running", … for the header; status words rather than enum names. */
-export function workerStatusText(worker: Worker): string {
-  const status = ["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown";
-  // Only a worker that could still run is said not to be connected: "failed · not connected" blamed the provider.
-  const ended = worker.status === WorkerStatus.STOPPED || worker.status === WorkerStatus.FAILED;
-  const connected = !ended && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
-  return `${status}${connected}`;
 }

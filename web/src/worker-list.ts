@@ -3,7 +3,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RegisteredRuntime } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Api } from "./api.js";
-import { workerStatusText } from "./chat-view.js";
+import { workerStatusText } from "./worker-status-text.js";
 import { companionRuntime } from "./companion-runtime.js";
 import { accessToken, setAccessToken } from "./access-token.js";
 import { describeError, reasonOf } from "./describe-error.js";

@@ -1,0 +1,59 @@
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import type { Api } from "./api.js";
+import { describeError } from "./describe-error.js";
+import { h } from "./dom.js";
+
+/**
+ * The panel that asks the reader to approve or reject the tool call the
+ * active run waits on, and sends the answer. Announced as it appears: the
+ * run waits for the reader, who may be looking (or listening) elsewhere.
+ */
+export class ApprovalPanel {
+  readonly element: HTMLElement;
+  /** The tool call the panel asks about, while it shows. */
+  private shownCall: string | undefined;
+
+  constructor(
+    private readonly api: Api,
+    private readonly worker: WorkerRef,
+    /** Told why an answer could not be sent, for the chat's error line. */
+    private readonly failed: (text: string) => void,
+  ) {
+    this.element = h("div", {
+      class: "approval",
+      role: "region",
+      "aria-label": "Approval needed",
+      "aria-live": "assertive",
+      hidden: true,
+    });
+  }
+
+  /** Asks about what `run` waits for, or hides the panel when it waits for nothing. */
+  show(run: Run | undefined): void {
+    const pending = run?.status === RunStatus.AWAITING_APPROVAL ? run.pendingApproval : undefined;
+    this.shownCall = pending?.toolCallId;
+    this.element.hidden = pending === undefined;
+    this.element.replaceChildren();
+    if (run && pending) {
+      const decide = (decision: ApprovalDecision) => () => void this.answer(run.runId, pending.toolCallId, decision);
+      this.element.append(
+        h("p", {}, "The companion wants to run ", h("code", {}, pending.toolName), ":"),
+        h("pre", {}, pending.argumentsJson),
+        h("button", { class: "approve", type: "button", onclick: decide(ApprovalDecision.APPROVE) }, "Approve"),
+        h("button", { class: "reject", type: "button", onclick: decide(ApprovalDecision.REJECT) }, "Reject"),
+      );
+    }
+  }
+
+  private async answer(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
+    try {
+      await this.api.interaction.resolveApproval({ worker: this.worker, runId, toolCallId, decision });
+      // Hidden only if it still asks about this call: the run's next approval may have come first.
+      if (this.shownCall === toolCallId) this.element.hidden = true;
+    } catch (error) {
+      this.failed(describeError(error));
+    }
+  }
+}

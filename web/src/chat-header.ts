@@ -1,0 +1,42 @@
+import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { h } from "./dom.js";
+import { workerStatusText } from "./worker-status-text.js";
+
+/**
+ * The chat's header: the worker's name and what it is doing. What it is
+ * doing comes from two streams of changes, the worker's (`worker_changed`)
+ * and its active run's (`run_changed`), which arrive in either order; the
+ * header keeps the last of each and words them together, so it follows a
+ * run into AWAITING_APPROVAL and back to RUNNING after the answer.
+ */
+export class ChatHeader {
+  readonly element: HTMLElement;
+  private readonly title: HTMLElement;
+  private readonly status: HTMLElement;
+  private worker: Worker | undefined;
+  private activeRun: Run | undefined;
+
+  constructor(workerId: string) {
+    this.title = h("h2", {}, workerId);
+    this.status = h("span", { class: "status" });
+    this.element = h("header", { class: "chat-header" }, this.title, this.status);
+  }
+
+  /** The worker as last told (snapshot or `worker_changed`). */
+  showWorker(worker: Worker): void {
+    this.worker = worker;
+    this.title.textContent = worker.displayName || worker.ref?.workerId || "";
+    this.render();
+  }
+
+  /** The worker's active run as last told, or undefined once none is active. */
+  showRun(run: Run | undefined): void {
+    this.activeRun = run;
+    this.render();
+  }
+
+  private render(): void {
+    if (this.worker) this.status.textContent = workerStatusText(this.worker, this.activeRun);
+  }
+}
