@@ -78,7 +78,7 @@ export async function* relayWatch<M>(
   options: RelayOptions,
 ): AsyncGenerator<M> {
   const connection = directory.get(runtimeId);
-  if (!connection) throw unknownRuntime(runtimeId);
+  if (!connection) throw unknownRuntime(runtimeId, directory.ids());
   if (!connection.routable) {
     throw typed(Code.Unavailable, ErrorReason.RUNTIME_UNAVAILABLE, `runtime ${runtimeId} is unavailable`, runtimeId);
   }
