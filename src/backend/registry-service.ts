@@ -17,6 +17,7 @@ import { endpointOf, type RemoteEndpoint } from "./remote-transport.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { checkRoutedRuntimeId } from "./request-checks.js";
+import { unknownRuntime } from "./upstream-errors.js";
 
 /** Longest AddRuntime url, bearer token and CA bundle, in UTF-8 bytes. */
 const MAX_URL_BYTES = 2048;
@@ -65,9 +66,7 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
   const { directory } = context;
   const find = (runtimeId: string): RuntimeConnection => {
     const connection = directory.get(checkRoutedRuntimeId("runtime_id", runtimeId));
-    if (!connection) {
-      throw backendError(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${runtimeId}" is not registered`, { runtime_id: runtimeId });
-    }
+    if (!connection) throw unknownRuntime(runtimeId, directory.ids());
     return connection;
   };
   return {

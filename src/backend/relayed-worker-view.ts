@@ -108,26 +108,30 @@ export class RelayedWorkerView {
    * the runtime dropped unseen, run changes (a run that ended unseen is read with
    * `endedRun`, as the snapshot no longer holds it), the output it missed,
    * then the worker. Empty when the client already shows the snapshot.
+   * When `endedRun` throws, so does this, with the view unchanged: those
+   * runs are read before anything is applied, so the caller can try again.
    */
   async catchUp(snapshot: WorkerSnapshot, endedRun: (runId: string) => Promise<Run | undefined>): Promise<WorkerEvent[]> {
+    const open = new Map<string, Run>();
+    for (const run of [...(snapshot.activeRun ? [snapshot.activeRun] : []), ...snapshot.queuedRuns]) open.set(run.runId, run);
+    const ended: Run[] = [];
+    for (const runId of [...this.runs.keys()]) {
+      if (open.has(runId)) continue;
+      const run = await endedRun(runId);
+      if (run && TERMINAL_RUN_STATUSES.has(run.status)) ended.push(run);
+    }
     const events: WorkerEvent[] = [];
     const emit = (kind: EventKind, time: Timestamp | undefined = undefined): void => {
       const event = create(WorkerEventSchema, { time: time ?? timestampNow(), kind });
       events.push(event);
       this.apply(changeOf(event));
     };
-    const open = new Map<string, Run>();
-    for (const run of [...(snapshot.activeRun ? [snapshot.activeRun] : []), ...snapshot.queuedRuns]) open.set(run.runId, run);
     const inFlight = new Map(snapshot.inFlight.map((block) => [block.blockId, block]));
     // Blocks of runs still open that the runtime dropped unseen; those of ended runs go with the run's end.
     for (const [blockId, block] of this.blocks) {
       if (!inFlight.has(blockId) && open.has(block.runId)) emit({ case: "blockDiscarded", value: { runId: block.runId, blockId } });
     }
-    for (const runId of [...this.runs.keys()]) {
-      if (open.has(runId)) continue;
-      const run = await endedRun(runId);
-      if (run && TERMINAL_RUN_STATUSES.has(run.status)) emit({ case: "runChanged", value: run });
-    }
+    for (const run of ended) emit({ case: "runChanged", value: run });
     for (const run of open.values()) {
       const shown = this.runs.get(run.runId);
       if (!shown || !equals(RunSchema, shown, run)) emit({ case: "runChanged", value: run });

@@ -58,7 +58,7 @@ export interface RoutingContext {
 function router(context: RoutingContext) {
   const connectionFor = (runtimeId: string): RuntimeConnection => {
     const connection = context.directory.get(runtimeId);
-    if (!connection) throw unknownRuntime(runtimeId);
+    if (!connection) throw unknownRuntime(runtimeId, context.directory.ids());
     const health = connection.health;
     if (!connection.routable) {
       const reason =

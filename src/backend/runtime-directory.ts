@@ -38,6 +38,11 @@ export class RuntimeDirectory {
     return [...this.byId.values()].sort((a, b) => compareIds(a.runtimeId, b.runtimeId));
   }
 
+  /** Every runtime_id, in order: what an error about an unknown one names. */
+  ids(): string[] {
+    return [...this.byId.keys()].sort(compareIds);
+  }
+
   /** Closes every connection: the Backend is shutting down, so the watches relayed through them end cleanly. */
   closeAll(): void {
     for (const id of [...this.byId.keys()]) this.remove(id, true);

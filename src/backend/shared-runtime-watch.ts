@@ -1,6 +1,8 @@
-import { create, type UnknownField } from "@bufbuild/protobuf";
+import { create, fromBinary, type UnknownField } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeSnapshotSchema } from "../../gen/worker_runtime/v1/events_pb.js";
 import {
   WatchRuntimeRequestSchema,
   WatchRuntimeResponseSchema,
@@ -45,17 +47,26 @@ interface Reader {
 
 /** Most events sent to a client in one response. */
 const BATCH = 256;
-/** How long a fresh snapshot waits for the shared stream to reach its cursor. */
-const SNAPSHOT_CATCH_UP_MS = 2_000;
+/** How long a probe may take to get its snapshot and see the shared stream reach its cursor. */
+const PROBE_MS = 2_000;
+
+/** A snapshot the Runtime sent a probe, and the ring position of the first event after it. */
+interface FreshSnapshot {
+  field: UnknownField;
+  seq: number;
+}
 
 /**
  * One upstream WatchRuntime per Runtime, shared by every client of the
  * Backend (the list-then-watch pattern of Kubernetes informers). It opens
- * at the snapshot when the Runtime first becomes READY, keeps that snapshot
- * (replaced by a resumed upstream's, whose runtime summary is newer, once
- * the ring has reached its cursor) and a ring of the most recent events (bounded by count and bytes, kept as
- * undecoded wire bytes), and after any upstream failure (a cut connection, a
- * Runtime restart, SUBSCRIBER_TOO_SLOW) waits the backoff and READY, then
+ * at the snapshot when the Runtime first becomes READY and keeps a ring of
+ * the most recent events (bounded by count and bytes, kept as undecoded
+ * wire bytes). A client's snapshot is never an old one: each joining client
+ * gets the one the Runtime gives a short probe watch opened for it (shared
+ * by clients that join while it waits for it), so its runtime summary and
+ * cursor are what a direct watcher gets at that moment, and the ring serves
+ * the events after it. After any upstream failure (a cut connection, a
+ * Runtime restart, SUBSCRIBER_TOO_SLOW) it waits the backoff and READY, then
  * resumes after its last durable cursor, so the ring stays gap-free. If the
  * Runtime no longer accepts that cursor (OUT_OF_RANGE / CURSOR_EXPIRED, or
  * CURSOR_FOREIGN after its store was replaced) it logs a warning, ends every
@@ -66,8 +77,9 @@ const SNAPSHOT_CATCH_UP_MS = 2_000;
  * backlog is bounded by the ring, and one that falls off the ring's tail is
  * ended with RESOURCE_EXHAUSTED / SUBSCRIBER_TOO_SLOW (as the Runtime does)
  * and resumes by cursor. A client the ring cannot serve (its cursor is
- * older than the ring, or the snapshot's events have been evicted) gets
- * `undefined` from {@link serve} and is relayed on its own upstream stream.
+ * older than the ring, the Runtime is away, or no snapshot could be taken
+ * for it) gets `undefined` from {@link serve} and is relayed on its own
+ * upstream stream.
  */
 export class SharedRuntimeWatch {
   private readonly connection: RuntimeConnection;
@@ -81,15 +93,17 @@ export class SharedRuntimeWatch {
   private bytes = 0;
   /** cursor → seq of the entry that follows it. */
   private readonly positions = new Map<string, number>();
-  private snapshot: { field: UnknownField; cursor: string; seq: number } | undefined;
-  /** A resumed upstream's snapshot, kept as the shared one once the ring has reached its cursor. */
-  private resumedSnapshot: { field: UnknownField; cursor: string } | undefined;
+  /** The cursor of the snapshot the upstream opened with (a position, not an event of the ring). */
+  private openedAt = "";
   /** The last durable cursor received ("" before the first snapshot). */
   private cursor = "";
   private readonly readers = new Set<Reader>();
-  private refreshing: Promise<boolean> | undefined;
+  /** The probe a joining client may share: one that has not received its snapshot yet. */
+  private probing: Promise<FreshSnapshot | undefined> | undefined;
   /** How many times the upstream stream was opened (for diagnostics and tests). */
   upstreamOpens = 0;
+  /** How many clients were served from the ring, not relayed on their own stream (for diagnostics and tests). */
+  clientsServed = 0;
 
   /** Clients being served (for diagnostics and tests). */
   get readerCount(): number {
@@ -124,26 +138,29 @@ export class SharedRuntimeWatch {
   }
 
   /**
-   * Serves a client a snapshot, then the events after `afterCursor` (""
-   * = after the snapshot) and live ones, or undefined when the ring cannot
-   * (the caller relays on its own stream).
+   * Serves a client a snapshot (the Runtime's, taken for it), then the
+   * events after `afterCursor` ("" = after the snapshot) and live ones, or
+   * undefined when the ring cannot (the caller relays on its own stream).
    */
   async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchRuntimeResponse> | undefined> {
     if (this.stopped.signal.aborted) return undefined;
+    // A runtime that is away cannot give a snapshot: the relay answers at once, as a direct watch would fail.
+    if (!this.connection.routable || (afterCursor !== "" && !this.holds(afterCursor))) return undefined;
+    const fresh = await this.freshSnapshot(signal);
+    if (!fresh || signal.aborted) return undefined;
     let first: WatchRuntimeResponse;
     let next: number | undefined;
     if (afterCursor === "") {
-      if (!this.hasSnapshot() && !(await this.refreshSnapshot(signal))) return undefined;
-      if (!this.snapshot || !this.hasSnapshot()) return undefined;
-      first = wrap([this.snapshot.field]);
-      next = this.snapshot.seq;
+      first = wrap([fresh.field]);
+      next = fresh.seq;
     } else {
       next = this.positions.get(afterCursor);
       if (next === undefined || next < this.firstSeq) return undefined;
-      first = this.resumeSnapshot();
+      first = this.resumeSnapshot(fresh);
     }
     const reader: Reader = { next, heartbeat: false, error: undefined, ended: false, wake: undefined };
     this.readers.add(reader);
+    this.clientsServed++;
     // Released on the abort itself, not only when read() ends: a handler blocked on a write to a client
     // that left may never be resumed (CONVENTIONS.md), and its reader would stay here for good.
     const release = (): void => {
@@ -155,57 +172,73 @@ export class SharedRuntimeWatch {
     return this.read(reader, first, signal, release);
   }
 
+  /** Whether the ring holds every event after `cursor`. */
+  private holds(cursor: string): boolean {
+    const next = this.positions.get(cursor);
+    return next !== undefined && next >= this.firstSeq;
+  }
+
   /**
    * The first message of a stream resumed from a cursor, as the Runtime
-   * sends it (and sends at once, so the response headers go out): a snapshot
-   * at the last durable cursor received, with the Runtime's summary as last
-   * fetched (the registry's), then the events after the client's cursor.
+   * sends it: a snapshot with the Runtime's summary as of now (the fresh
+   * snapshot's) at the last durable cursor received, which is not behind
+   * the client's, then the events after the client's cursor.
    */
-  private resumeSnapshot(): WatchRuntimeResponse {
-    const runtime = this.connection.snapshot.summary;
-    return create(WatchRuntimeResponseSchema, { snapshot: { cursor: this.cursor, ...(runtime ? { runtime } : {}) } });
-  }
-
-  /** Whether the snapshot and every event after it are held. */
-  private hasSnapshot(): boolean {
-    return this.snapshot !== undefined && this.snapshot.seq >= this.firstSeq;
+  private resumeSnapshot(fresh: FreshSnapshot): WatchRuntimeResponse {
+    const snapshot = fromBinary(RuntimeSnapshotSchema, new BinaryReader(fresh.field.data).bytes());
+    snapshot.cursor = this.cursor;
+    return create(WatchRuntimeResponseSchema, { snapshot });
   }
 
   /**
-   * The ring has moved past its snapshot: takes a fresh one from a short
-   * upstream WatchRuntime opened at the snapshot (shared by concurrent
-   * callers) and keeps it once the shared stream has reached its cursor.
+   * The snapshot a direct watcher would get now, from a short upstream
+   * WatchRuntime opened at the snapshot, once the shared stream has reached
+   * its cursor (undefined when all that takes over 2 s or the probe fails: the
+   * client is then relayed on its own stream). Clients that join before the
+   * probe's snapshot has come share it; a later one gets a probe of its
+   * own, so no client gets a summary from before it joined. A cached
+   * snapshot would not do: the summary (worker counts, status, diagnostic
+   * count) changes with every event and without one, and the ring holds
+   * only events.
    */
-  private refreshSnapshot(signal: AbortSignal): Promise<boolean> {
-    this.refreshing ??= (async () => {
-      const probe = new AbortController();
-      const stop = (): void => probe.abort();
-      this.stopped.signal.addEventListener("abort", stop);
-      try {
-        const watch = rawRuntimeWatch(create(WatchRuntimeRequestSchema, { runtimeId: this.connection.runtimeId }));
-        for await (const message of watch.open(this.connection, "", probe.signal)) {
-          const field = (message.$unknown ?? []).find((f) => f.no === SNAPSHOT);
-          if (!field) break;
-          const cursor = stringField(field.data, 2);
-          const deadline = Date.now() + SNAPSHOT_CATCH_UP_MS;
-          while (cursor !== "" && !this.positions.has(cursor) && Date.now() < deadline && !probe.signal.aborted) {
-            await sleepUnlessAborted(10, probe.signal);
-          }
-          const seq = this.positions.get(cursor);
-          if (seq === undefined || seq < this.firstSeq) break;
-          this.snapshot = { field, cursor, seq };
-          return true;
+  private freshSnapshot(signal: AbortSignal): Promise<FreshSnapshot | undefined> {
+    if (!this.probing) {
+      const probing: Promise<FreshSnapshot | undefined> = this.probe(() => {
+        if (this.probing === probing) this.probing = undefined;
+      });
+      this.probing = probing;
+    }
+    return signal.aborted ? Promise.resolve(undefined) : this.probing;
+  }
+
+  private async probe(snapshotCame: () => void): Promise<FreshSnapshot | undefined> {
+    const probe = new AbortController();
+    const stop = (): void => probe.abort();
+    this.stopped.signal.addEventListener("abort", stop);
+    // Bounded: a client waits for it before its response headers go out.
+    const timer = setTimeout(stop, PROBE_MS);
+    try {
+      const watch = rawRuntimeWatch(create(WatchRuntimeRequestSchema, { runtimeId: this.connection.runtimeId }));
+      for await (const message of watch.open(this.connection, "", probe.signal)) {
+        snapshotCame();
+        const field = (message.$unknown ?? []).find((f) => f.no === SNAPSHOT);
+        if (!field) return undefined;
+        const cursor = stringField(field.data, 2);
+        while (!this.positions.has(cursor) && !probe.signal.aborted) {
+          await sleepUnlessAborted(10, probe.signal);
         }
-        return false;
-      } catch {
-        return false;
-      } finally {
-        this.stopped.signal.removeEventListener("abort", stop);
-        probe.abort();
-        this.refreshing = undefined;
+        const seq = this.positions.get(cursor);
+        return seq === undefined || seq < this.firstSeq ? undefined : { field, seq };
       }
-    })();
-    return signal.aborted ? Promise.resolve(false) : this.refreshing;
+      return undefined;
+    } catch {
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+      snapshotCame();
+      this.stopped.signal.removeEventListener("abort", stop);
+      probe.abort();
+    }
   }
 
   private async *read(
@@ -293,13 +326,10 @@ export class SharedRuntimeWatch {
     let heartbeat = false;
     for (const field of fields) {
       if (field.no === SNAPSHOT) {
-        // A resumed stream's snapshot: the ring already continues it, but its runtime summary is the newest.
-        if (this.cursor !== "") {
-          this.resumedSnapshot = { field, cursor: stringField(field.data, 2) };
-          continue;
-        }
+        // A resumed stream's snapshot: the ring already continues it (clients get their snapshots from probes).
+        if (this.cursor !== "") continue;
         const cursor = stringField(field.data, 2);
-        this.snapshot = { field, cursor, seq: this.nextSeq };
+        this.openedAt = cursor;
         this.cursor = cursor;
         if (cursor) this.positions.set(cursor, this.nextSeq);
       } else if (field.no === EVENTS) {
@@ -315,25 +345,10 @@ export class SharedRuntimeWatch {
         heartbeat = true;
       }
     }
-    if (this.resumedSnapshot) this.adoptResumedSnapshot(this.resumedSnapshot);
     if (appended) this.evict();
     // An upstream heartbeat reaches each reader once it has caught up, with the last durable cursor.
     if (heartbeat) this.heartbeat();
     for (const reader of this.readers) reader.wake?.();
-  }
-
-  /**
-   * Once the events replayed after a resumed upstream's snapshot are in the
-   * ring, that snapshot becomes the one new clients get: the first one's
-   * runtime summary (its started_at, version, status, counts) was the
-   * runtime's before the upstream was lost, a restart included, while a
-   * client watching directly gets the current one.
-   */
-  private adoptResumedSnapshot(resumed: { field: UnknownField; cursor: string }): void {
-    const seq = this.positions.get(resumed.cursor);
-    if (seq === undefined) return;
-    this.snapshot = { ...resumed, seq };
-    this.resumedSnapshot = undefined;
   }
 
   /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
@@ -351,8 +366,9 @@ export class SharedRuntimeWatch {
     if (drop === 0) return;
     this.ring = this.ring.slice(drop);
     this.firstSeq += drop;
-    // The snapshot (and a resume from its cursor) needs every event after it.
-    if (this.snapshot && this.snapshot.seq < this.firstSeq) this.positions.delete(this.snapshot.cursor);
+    // A resume from the opening snapshot's cursor needs every event after it.
+    const opened = this.positions.get(this.openedAt);
+    if (opened !== undefined && opened < this.firstSeq) this.positions.delete(this.openedAt);
   }
 
   /** Waits at least `minMs`, then until READY, sending readers heartbeats with the last cursor meanwhile. */
@@ -381,8 +397,7 @@ export class SharedRuntimeWatch {
     this.ring = [];
     this.bytes = 0;
     this.positions.clear();
-    this.snapshot = undefined;
-    this.resumedSnapshot = undefined;
+    this.openedAt = "";
     this.cursor = "";
   }
 

@@ -56,14 +56,21 @@ export function runtimeRemoved(runtimeId: string): ConnectError {
   return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
 }
 
-/** The runtime is not registered with this Backend. */
-export function unknownRuntime(runtimeId: string): ConnectError {
-  return typed(
-    Code.NotFound,
-    ErrorReason.NOT_FOUND,
-    `runtime "${runtimeId.slice(0, 64)}" is not registered with this backend`,
-    runtimeId.slice(0, 64),
-  );
+/** Most registered runtime ids the NOT_FOUND of an unknown one names. */
+export const NAMED_RUNTIMES_MAX = 20;
+
+/**
+ * The runtime is not registered with this Backend. The message names the
+ * ones that are (in `registered`'s order, at most {@link NAMED_RUNTIMES_MAX},
+ * then how many more), so a user who mistyped --runtime sees what to type;
+ * ListRuntimes shows the same ids to any client, so nothing private goes out.
+ */
+export function unknownRuntime(runtimeId: string, registered: readonly string[]): ConnectError {
+  const id = runtimeId.slice(0, 64);
+  const named = registered.slice(0, NAMED_RUNTIMES_MAX).join(", ");
+  const more = registered.length > NAMED_RUNTIMES_MAX ? ` and ${registered.length - NAMED_RUNTIMES_MAX} more` : "";
+  const has = registered.length === 0 ? "it has none" : `it has ${named}${more}`;
+  return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime "${id}" is not registered with this backend; ${has}`, id);
 }
 
 /**

@@ -38,7 +38,9 @@ export interface ShownState<M> {
   /**
    * The live events that bring the client to what the snapshot in `message`
    * shows, as one message (undefined when it shows that already). Called
-   * once the replay that follows that snapshot has been relayed.
+   * once the replay that follows that snapshot has been relayed. It throws,
+   * the record unchanged, when what it must read from the Runtime cannot be
+   * read; the relay then resumes and calls it again.
    */
   catchUp(message: M, connection: RuntimeConnection, signal: AbortSignal): Promise<M | undefined>;
 }
@@ -78,7 +80,7 @@ export async function* relayWatch<M>(
   options: RelayOptions,
 ): AsyncGenerator<M> {
   const connection = directory.get(runtimeId);
-  if (!connection) throw unknownRuntime(runtimeId);
+  if (!connection) throw unknownRuntime(runtimeId, directory.ids());
   if (!connection.routable) {
     throw typed(Code.Unavailable, ErrorReason.RUNTIME_UNAVAILABLE, `runtime ${runtimeId} is unavailable`, runtimeId);
   }
@@ -97,13 +99,16 @@ export async function* relayWatch<M>(
         if (delivered && shown && snapshotCursor !== undefined) resumedAt = { message, cursor: snapshotCursor };
         const out = delivered ? watch.withoutSnapshot(message) : message;
         cursor = watch.cursorOf(message) ?? (cursor === "" ? (snapshotCursor ?? "") : cursor);
-        retry.reset();
+        // Not while a catch-up is due: one that keeps failing must back off, not retry at the initial delay.
+        if (resumedAt === undefined) retry.reset();
         if (out !== undefined) {
           delivered = true;
           shown?.note(out);
           yield out;
         }
         if (shown && resumedAt?.cursor === cursor) {
+          // A failed read (the Runtime unreachable again, a deadline) is an upstream failure like any other:
+          // resumed after the backoff, with a newer snapshot to catch up to.
           const catchUp = await shown.catchUp(resumedAt.message, connection, signal);
           resumedAt = undefined;
           if (catchUp !== undefined) yield catchUp;

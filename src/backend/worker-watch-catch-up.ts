@@ -50,7 +50,11 @@ function shownState(
   };
 }
 
-/** The run as the Runtime has it now; undefined when it cannot say (the relay then leaves the run as the client has it). */
+/**
+ * The run as the Runtime has it now. A failed read throws: the relay then
+ * treats it as an upstream failure and tries again once it has resumed
+ * (watch-relay.ts), rather than leave the run open on the client for good.
+ */
 async function endedRun(
   connection: RuntimeConnection,
   worker: WorkerRef | undefined,
@@ -58,12 +62,8 @@ async function endedRun(
   values: ContextValues | undefined,
   signal: AbortSignal,
 ): Promise<Run | undefined> {
-  try {
-    const options = { signal, timeoutMs: ENDED_RUN_TIMEOUT_MS, ...(values ? { contextValues: values } : {}) };
-    return (await connection.clients.interaction.getRun({ worker, runId }, options)).run;
-  } catch {
-    return undefined;
-  }
+  const options = { signal, timeoutMs: ENDED_RUN_TIMEOUT_MS, ...(values ? { contextValues: values } : {}) };
+  return (await connection.clients.interaction.getRun({ worker, runId }, options)).run;
 }
 
 function snapshotField(message: WatchWorkerResponse): WorkerSnapshot | undefined {

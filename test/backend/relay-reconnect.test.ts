@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -40,11 +41,31 @@ import { createFileStoreRuntime } from "../support/file-store-runtime.js";
 const HEARTBEAT_MS = 200;
 const SEGMENT_BYTES = 300;
 
+/**
+ * A hook on the runtime's server (part of the harness, not of the Backend
+ * under test): armed with a run id, it holds that run's next GetRun calls
+ * until their callers give up (the Backend's deadline for that read), as a
+ * runtime that is briefly unreachable or stalled does, and counts them.
+ */
+const getRunOutage = { runId: "", remaining: 0, failed: 0 };
+const stalledGetRun: Interceptor = (next) => async (request) => {
+  const message = request.message as { runId?: unknown };
+  if (request.method.name === "GetRun" && getRunOutage.remaining > 0 && message.runId === getRunOutage.runId) {
+    getRunOutage.remaining--;
+    getRunOutage.failed++;
+    await new Promise((resolve) => request.signal.addEventListener("abort", resolve, { once: true }));
+    throw new ConnectError("the caller gave up", Code.DeadlineExceeded);
+  }
+  return next(request);
+};
+
 let dir: string;
 let fake: FakeOpenAI;
 let proxy: CuttableProxy;
 let backend: Backend;
 let damaged: WorkerRef;
+/** A second worker quarantined by its next run, for the GetRun outage. */
+let damagedAgain: WorkerRef;
 let remoteServer: RuntimeServer;
 const servers: RuntimeServer[] = [];
 const sessions: Http2SessionManager[] = [];
@@ -78,11 +99,20 @@ beforeAll(async () => {
   const setup = clientsAt(firstServer.h2Address, "grpc");
   damaged = (await setup.catalog.createWorker({ runtimeId: "rs", displayName: "damaged" })).worker?.ref as WorkerRef;
   for (let i = 0; i < 6; i++) await runToEnd(setup, damaged, `message ${i}`);
+  damagedAgain = (await setup.catalog.createWorker({ runtimeId: "rs", displayName: "damaged again" })).worker?.ref as WorkerRef;
+  for (let i = 0; i < 6; i++) await runToEnd(setup, damagedAgain, `message ${i}`);
   await firstServer.close(0);
   // A sealed segment is trusted at open: the damage is found by the next run's read of its history.
   await damageFirstSegment(path.join(dir, "rs", "workers", damaged.workerId));
+  await damageFirstSegment(path.join(dir, "rs", "workers", damagedAgain.workerId));
 
-  remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port: 0, logger: silentLogger });
+  remoteServer = await startRuntimeServer({
+    runtime: await remoteRuntime(),
+    host: "127.0.0.1",
+    port: 0,
+    logger: silentLogger,
+    interceptors: [stalledGetRun],
+  });
   proxy = await startCuttableProxy(remoteServer.h2Address);
   const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb" });
   backend = createBackend({
@@ -296,6 +326,26 @@ describe("a watch relayed by a Backend whose upstream connection was cut", () =>
     }
   });
 
+  it("reads the run a worker quarantined while cut ended again when that read fails: it resumes, never keeps the run open", async () => {
+    const readers = await watchEverywhere(damagedAgain);
+    try {
+      await whileCut(async () => {
+        const { run } = await clients.direct.interaction.sendInput({ worker: damagedAgain, input: { text: "once more" } });
+        await eventually(
+          async () => (await clients.direct.catalog.getWorker({ worker: damagedAgain })).worker?.status === WorkerStatus.FAILED,
+        );
+        await eventually(() => readers.direct.view().runs.size === 0, 10_000, "the direct watch told");
+        // The Backend's reads of the run that ended unseen (one per relayed watch) time out once it is back.
+        Object.assign(getRunOutage, { runId: run?.runId ?? "", remaining: 2, failed: 0 });
+      });
+      await eventually(() => getRunOutage.failed === 2, 10_000, "the Backend's reads of the run to stall");
+      await expectSameViews(readers, damagedAgain, "the run's read failed after the cut");
+    } finally {
+      getRunOutage.remaining = 0;
+      for (const reader of Object.values(readers)) reader.close();
+    }
+  });
+
   it("shows the output a run streamed while cut (reasoning, text, a tool call), then its end, as the runtime does", async () => {
     const worker = (await clients.direct.catalog.createWorker({ runtimeId: "rs", displayName: "streaming" })).worker?.ref as WorkerRef;
     let cutDone = () => {};
@@ -363,7 +413,13 @@ describe("a watch relayed by a Backend whose upstream connection was cut", () =>
     // The same runtime (its store) restarted on the same port, behind the same proxy.
     const port = Number(remoteServer.h2Address.split(":").pop());
     await remoteServer.close(0);
-    remoteServer = await startRuntimeServer({ runtime: await remoteRuntime(), host: "127.0.0.1", port, logger: silentLogger });
+    remoteServer = await startRuntimeServer({
+      runtime: await remoteRuntime(),
+      host: "127.0.0.1",
+      port,
+      logger: silentLogger,
+      interceptors: [stalledGetRun],
+    });
     await eventually(() => (backend.runtimeWatch("rs")?.upstreamOpens ?? 0) > opens, 10_000, "the shared watch resumed");
     await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY again");
     const direct = await firstSnapshot(clients.direct);

@@ -1,8 +1,9 @@
-import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { clientsFor, eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
@@ -96,6 +97,45 @@ describe("calls routed through a Backend", () => {
     const missing = await failure(viaBackend.catalog.createWorker({}));
     expect(missing?.code).toBe(Code.InvalidArgument);
     expect(missing?.findDetails(ErrorDetailSchema)[0]?.metadata["field"]).toBe("runtime_id");
+  });
+
+  it("names the runtimes it has when a call names one it does not, so the user sees what to type", async () => {
+    const unknown = await failure(viaBackend.catalog.listWorkers({ runtimeId: "nowhere" }));
+    expect(unknown?.code).toBe(Code.NotFound);
+    expect(unknown?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.NOT_FOUND);
+    expect(unknown?.rawMessage).toBe('runtime "nowhere" is not registered with this backend; it has emb, rs');
+    // The watches refuse it alike, before any stream is opened.
+    const watch = await failure(
+      (async () => {
+        for await (const _ of viaBackend.observation.watchWorker({ worker: { runtimeId: "nowhere", workerId: "w" } })) break;
+      })(),
+    );
+    expect(watch?.rawMessage).toBe(unknown?.rawMessage);
+    // And the registry, asked about it by name.
+    const registry = createClient(RuntimeRegistry, createRouterTransport(backend.routes));
+    const registered = await failure(registry.getRegisteredRuntime({ runtimeId: "nowhere" }));
+    expect(registered?.code).toBe(Code.NotFound);
+    expect(registered?.rawMessage).toBe(unknown?.rawMessage);
+  });
+
+  it("names at most 20 runtimes in that error, then how many more it has", async () => {
+    // 24 remotes nobody answers for: registered all the same (never READY).
+    const ids = Array.from({ length: 24 }, (_, i) => `rt-${String(i).padStart(2, "0")}`);
+    const many = createBackend({
+      runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
+      logger: silentLogger,
+      remotes: ids.map((runtimeId) => ({ runtimeId, url: "http://127.0.0.1:1" })),
+    });
+    try {
+      const unknown = await failure(clientsFor(createRouterTransport(many.routes)).catalog.listWorkers({ runtimeId: "nowhere" }));
+      expect(unknown?.code).toBe(Code.NotFound);
+      expect(unknown?.findDetails(ErrorDetailSchema)[0]?.reason).toBe(ErrorReason.NOT_FOUND);
+      // In runtime id order, as ListRuntimes lists them: "emb" then rt-00 ... rt-18, and the other 5.
+      const named = ["emb", ...ids.slice(0, 19)].join(", ");
+      expect(unknown?.rawMessage).toBe(`runtime "nowhere" is not registered with this backend; it has ${named} and 5 more`);
+    } finally {
+      many.close();
+    }
   });
 
   it("routes RuntimeManagement by runtime_id, empty meaning the embedded runtime", async () => {

@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { RuntimeSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
 import { WatchRuntimeResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger, type Runtime } from "../../src/runtime/index.js";
@@ -81,6 +83,10 @@ interface Watcher {
   cursors: string[];
   snapshotCursor: string | undefined;
   heartbeats: string[];
+  /** Workers removed, by id. */
+  removed: string[];
+  /** Workers updated to STOPPED, by id. */
+  stopped: string[];
   error: ConnectError | undefined;
   stop(): void;
 }
@@ -92,6 +98,8 @@ function watch(afterCursor = "", clients = connect()): Watcher {
     cursors: [],
     snapshotCursor: undefined,
     heartbeats: [],
+    removed: [],
+    stopped: [],
     error: undefined,
     stop: () => abort.abort(),
   };
@@ -101,6 +109,10 @@ function watch(afterCursor = "", clients = connect()): Watcher {
         if (message.snapshot) watcher.snapshotCursor = message.snapshot.cursor;
         if (message.heartbeat) watcher.heartbeats.push(message.heartbeat.cursor);
         for (const event of message.events) {
+          if (event.kind.case === "workerRemoved") watcher.removed.push(event.kind.value.workerId);
+          if (event.kind.case === "workerUpdated" && event.kind.value.status === WorkerStatus.STOPPED) {
+            watcher.stopped.push(event.kind.value.ref?.workerId ?? "");
+          }
           if (event.seq === 0n) continue;
           watcher.seqs.push(event.seq);
           watcher.cursors.push(event.cursor);
@@ -121,12 +133,84 @@ function consecutive(seqs: bigint[]): boolean {
   return seqs.every((seq, i) => i === 0 || seq === (seqs[i - 1] as bigint) + 1n);
 }
 
+/** Clients straight to the runtime, never through the Backend. */
+function direct(): Clients {
+  const baseUrl = `http://${remote.server.h2Address}`;
+  const session = new Http2SessionManager(baseUrl);
+  sessions.push(session);
+  return clientsFor(makeTransport("grpc", baseUrl, session));
+}
+
+/** The first message of a WatchRuntime (its snapshot), the stream then cancelled (leaving the loop alone does not end it). */
+async function firstSnapshot(clients: Clients, afterCursor = ""): Promise<RuntimeSnapshot | undefined> {
+  const abort = new AbortController();
+  try {
+    for await (const message of clients.observation.watchRuntime({ runtimeId: "rs", afterCursor }, { signal: abort.signal })) {
+      return message.snapshot;
+    }
+    return undefined;
+  } finally {
+    abort.abort();
+  }
+}
+
 describe("the Backend's shared WatchRuntime", () => {
+  // First: the shared upstream watch is still at the snapshot it opened with when rs became READY.
+  it("gives a client that joins after changes the snapshot a direct watch gets then: today's counts, the last cursor", async () => {
+    const opens = backend.runtimeWatch("rs")?.upstreamOpens;
+    // Told of the last change, the runtime has delivered every event of these changes: both snapshots come after them.
+    const told = watch("", direct());
+    const created = async (name: string) => (await client.catalog.createWorker({ runtimeId: "rs", displayName: name })).worker?.ref;
+    const [kept, stopped, deleted] = [await created("kept"), await created("stopped"), await created("deleted")];
+    await client.catalog.stopWorker({ worker: stopped });
+    await client.catalog.deleteWorker({ worker: deleted, force: true });
+    expect(kept).toBeDefined();
+    await eventually(() => told.removed.includes(deleted?.workerId ?? ""), 10_000, "the removal");
+    told.stop();
+    const directly = await firstSnapshot(direct());
+    expect(directly?.runtime?.workerCounts).toMatchObject({ idle: 1, stopped: 1 });
+    const through = await firstSnapshot(connect());
+    expect(through, "a new client's snapshot through the Backend").toEqual(directly);
+    // Then the events after that snapshot, none from before it, as a direct watch gets them.
+    const late = watch();
+    const alongside = watch("", direct());
+    await eventually(() => late.snapshotCursor !== undefined && alongside.snapshotCursor !== undefined, 10_000, "snapshots");
+    expect(late.snapshotCursor).toBe(alongside.snapshotCursor);
+    await createWorkers(1);
+    await eventually(() => late.seqs.length >= 1 && alongside.seqs.length >= 1, 10_000, "the next event");
+    expect(late.seqs).toEqual(alongside.seqs);
+    expect(backend.runtimeWatch("rs")?.upstreamOpens).toBe(opens);
+    late.stop();
+    alongside.stop();
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "only the shared upstream watch left");
+  });
+
+  it("opens a client resumed from the ring with the runtime summary a direct resume gets", async () => {
+    const first = watch();
+    await eventually(() => first.snapshotCursor !== undefined, 10_000, "snapshot");
+    await createWorkers(1);
+    await eventually(() => first.seqs.length >= 1, 10_000, "an event");
+    first.stop();
+    // Changes the registry's last summary (fetched when rs became READY) does not show.
+    const told = watch("", direct());
+    const { worker } = await client.catalog.createWorker({ runtimeId: "rs", displayName: "to stop" });
+    await client.catalog.stopWorker({ worker: worker?.ref });
+    await eventually(() => told.stopped.includes(worker?.ref?.workerId ?? "-"), 10_000, "the stop");
+    told.stop();
+    const afterCursor = first.cursors.at(-1) as string;
+    const directly = await firstSnapshot(direct(), afterCursor);
+    const through = await firstSnapshot(connect(), afterCursor);
+    expect(through?.runtime, "a resumed client's snapshot through the Backend").toEqual(directly?.runtime);
+    expect(through?.cursor).toBe(directly?.cursor);
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "only the shared upstream watch left");
+  });
+
   it("serves many clients from one upstream watch, with identical gap-free sequences", async () => {
     const opens = backend.runtimeWatch("rs")?.upstreamOpens;
     const watchers = Array.from({ length: 6 }, () => watch());
     await eventually(() => watchers.every((w) => w.snapshotCursor !== undefined), 10_000, "snapshots");
-    expect(remote.runtime.stats().subscriptions).toBe(1);
+    // The probe that took their snapshot closes; no client holds an upstream watch of its own.
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "only the shared upstream watch");
     await createWorkers(5);
     const last = (await client.catalog.listWorkers({ runtimeId: "rs" })).workers.length;
     expect(last).toBeGreaterThanOrEqual(5);
@@ -180,14 +264,16 @@ describe("the Backend's shared WatchRuntime", () => {
     const [direct] = await firstTwo(clientsFor(makeTransport("grpc", directUrl, directSession)));
     expect(direct?.snapshot).toBeDefined();
     await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "the direct watch closed");
+    const served = backend.runtimeWatch("rs")?.clientsServed ?? 0;
     const [snapshot, next] = await firstTwo(connect());
     // The snapshot is at the last durable cursor, the events after the client's cursor follow.
     expect(snapshot?.snapshot?.cursor).toBe(first.cursors.at(-1));
     expect(snapshot?.snapshot?.runtime?.runtimeId).toBe("rs");
     expect(snapshot?.events).toEqual([]);
     expect(next?.events.map((event) => event.seq)).toEqual([first.seqs.at(-1)]);
-    // Served from the ring: no upstream watch of its own.
-    expect(remote.runtime.stats().subscriptions).toBe(1);
+    // Served from the ring, not relayed on an upstream watch of its own (the probe that took its snapshot closes).
+    expect(backend.runtimeWatch("rs")?.clientsServed).toBe(served + 1);
+    await eventually(() => remote.runtime.stats().subscriptions === 1, 10_000, "only the shared upstream watch");
   });
 
   it("passes the runtime's heartbeats on to idle clients, with the last durable cursor", async () => {
@@ -195,7 +281,9 @@ describe("the Backend's shared WatchRuntime", () => {
     await eventually(() => w.snapshotCursor !== undefined, 10_000, "snapshot");
     await createWorkers(1);
     await eventually(() => w.seqs.length >= 1, 10_000, "an event");
-    await eventually(() => w.heartbeats.length >= 2, 10_000, "heartbeats");
+    // Counted from the event on: beats that came while the create was being written carry the snapshot's cursor.
+    const before = w.heartbeats.length;
+    await eventually(() => w.heartbeats.length >= before + 2, 10_000, "heartbeats");
     expect(w.heartbeats.at(-1)).toBe(w.cursors.at(-1));
     w.stop();
   });

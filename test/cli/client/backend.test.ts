@@ -77,6 +77,23 @@ describe("against a real Backend", () => {
     expect(ambiguous.stderr).toContain("choose one with --runtime");
   });
 
+  it("a --runtime the Backend does not have: NOT_FOUND naming the runtimes it has, exit 5", async () => {
+    const wrong = await runClient(["workers", "list", "--runtime", "rt-wrong"], { server: url });
+    expect(wrong).toMatchObject({
+      code: 5,
+      stdout: "",
+      stderr: 'worker-runtime: runtime "rt-wrong" is not registered with this backend; it has rt-embedded, rt-remote (reason: NOT_FOUND)\n',
+    });
+    const json = await runClient(["workers", "list", "--runtime", "rt-wrong", "--output", "json"], { server: url });
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: {
+        code: "NotFound",
+        reason: "NOT_FOUND",
+        message: 'runtime "rt-wrong" is not registered with this backend; it has rt-embedded, rt-remote',
+      },
+    });
+  });
+
   it("creates, lists, sends and watches on the runtime named, through the Backend", async () => {
     const created = await runClient(["workers", "create", "--profile", "companion", "--runtime", "rt-remote"], { server: url });
     expect(created.code).toBe(0);
