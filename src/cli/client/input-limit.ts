@@ -51,3 +51,47 @@ export async function readBounded(input: NodeJS.ReadableStream & { destroy(): vo
   checkInputSize(text, limit);
   return text;
 }
+
+/** One line of {@link readBoundedLines}: its text, or the refusal of a line over the limit. */
+export type BoundedLine = { text: string } | { refused: ConnectError };
+
+/**
+ * The lines of `input` (split at "\n", without it), each refused as soon
+ * as it passes `limit` bytes (0 = no known limit): the rest of a refused
+ * line is dropped as it arrives, never held, so one huge line costs no
+ * more memory than the limit and the reader goes on with the next line.
+ * One byte over the limit is let through for a "\r" before the "\n"; the
+ * caller checks the text it keeps (after trimming) with
+ * {@link checkInputSize}.
+ */
+export async function* readBoundedLines(input: AsyncIterable<Buffer | string>, limit: number): AsyncGenerator<BoundedLine> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  // Set from a line's refusal to its end.
+  let dropping = false;
+  for await (const chunk of input) {
+    let bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    for (;;) {
+      const newline = bytes.indexOf(0x0a);
+      const end = newline === -1 ? bytes.length : newline;
+      if (!dropping) {
+        size += end;
+        if (limit > 0 && size > limit + 1) {
+          dropping = true;
+          parts = [];
+          yield { refused: tooLong(limit) };
+        } else if (end > 0) {
+          parts.push(bytes.subarray(0, end));
+        }
+      }
+      if (newline === -1) break;
+      if (!dropping) yield { text: Buffer.concat(parts).toString("utf8") };
+      parts = [];
+      size = 0;
+      dropping = false;
+      bytes = bytes.subarray(newline + 1);
+    }
+  }
+  // A last line without its newline, as readline gives it.
+  if (!dropping && size > 0) yield { text: Buffer.concat(parts).toString("utf8") };
+}
