@@ -19,6 +19,8 @@ const WATCH_USAGE = `usage: worker-runtime watch WORKER [--from CURSOR]
 /** Backoff between reconnects: doubling from the first to the cap, with jitter. */
 const FIRST_DELAY_MS = 100;
 const MAX_DELAY_MS = 5_000;
+/** How long the question "deleted?" after a clean end may take: a server that does not answer is for the reconnect loop. */
+const PROBE_TIMEOUT_MS = 10_000;
 
 /** Errors after which reconnecting can help: the server went away, or shed this stream. */
 function isTransient(error: ConnectError): boolean {
@@ -54,14 +56,15 @@ function workerDeleted(workerId: string): ConnectError {
 
 /**
  * Why a watch ended cleanly. The runtime ends a deleted worker's watches so,
- * as it ends every watch when it shuts down (a Backend rides out the clean
- * end and relays the NOT_FOUND of its resume): a GetWorker tells the two
- * apart at once, before any reconnect. Any other answer, or none, is left
- * to the reconnect loop.
+ * as it ends every watch when it shuts down: a GetWorker tells the two
+ * apart at once, before any reconnect. Any other answer, or none within
+ * {@link PROBE_TIMEOUT_MS}, is left to the reconnect loop. (A Backend
+ * relaying a remote runtime rides out the clean end and passes on its
+ * resume's NOT_FOUND instead.)
  */
-async function wasDeleted(context: CommandContext, worker: WorkerRef): Promise<boolean> {
+async function wasDeleted(context: CommandContext, worker: WorkerRef, signal: AbortSignal): Promise<boolean> {
   try {
-    await context.clients.catalog.getWorker({ worker });
+    await context.clients.catalog.getWorker({ worker }, { signal, timeoutMs: PROBE_TIMEOUT_MS });
     return false;
   } catch (error) {
     return isWorkerNotFound(ConnectError.from(error));
@@ -103,7 +106,7 @@ export async function watch(argv: string[]): Promise<ExitCodeValue> {
             }
             if (response.heartbeat?.cursor) cursor = response.heartbeat.cursor;
           }
-          if (await wasDeleted(context, worker)) throw workerDeleted(workerId);
+          if (await wasDeleted(context, worker, stop.signal)) throw workerDeleted(workerId);
           throw new ConnectError("the server ended the stream", Code.Unavailable);
         } catch (error) {
           if (stop.signal.aborted) break;
