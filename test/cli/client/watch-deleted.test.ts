@@ -36,7 +36,7 @@ describe("watch of a worker that is deleted", () => {
     const text = startClient(["watch", textId], { server: rt.url });
     const json = startClient(["watch", jsonId, "--output", "json"], { server: rt.url });
     try {
-      await eventually(() => text.stdout().includes("IDLE") && json.stdout().includes('"snapshot"'), 30_000, "both snapshots");
+      await eventually(() => text.stdout().includes("IDLE") && json.stdout().includes('"snapshot"'), 60_000, "both snapshots");
       for (const workerId of [textId, jsonId]) {
         await rt.clients.catalog.deleteWorker({ worker: { runtimeId: rt.runtimeId, workerId }, force: true });
       }
@@ -50,5 +50,5 @@ describe("watch of a worker that is deleted", () => {
       text.kill();
       json.kill();
     }
-  });
+  }, 120_000);
 });
