@@ -1,8 +1,8 @@
-import { createInterface } from "node:readline";
+import { createInterface, type Interface } from "node:readline";
 import { ConnectError } from "@connectrpc/connect";
 import { expectPositionals, parseCommand, printHelp, reportError, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
-import { checkInputSize, inputLimit } from "./input-limit.js";
+import { type BoundedLine, checkInputSize, inputLimit, readBoundedLines } from "./input-limit.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { parseBusy, streamRun } from "./run-stream.js";
 
@@ -24,26 +24,36 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
     await context.clients.catalog.getWorker({ worker: ref });
     const limit = await inputLimit(context);
     const terminal = process.stdin.isTTY === true;
-    const lines = createInterface({ input: process.stdin, output: process.stdout, terminal });
+    // A person at a terminal gets readline (a prompt, line editing, Ctrl-C at the prompt); piped lines are
+    // read bounded instead, so a line longer than the limit is refused as it arrives, not held whole first.
+    const readline = terminal ? createInterface({ input: process.stdin, output: process.stdout, terminal }) : undefined;
+    const lines: AsyncIterable<BoundedLine> = readline ? typedLines(readline) : readBoundedLines(process.stdin, limit);
     const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
     let running = false;
-    // Piped input ends (EOF) while a reply still streams; Node 24 throws on prompt() after close.
+    // Node 24 throws on prompt() after close (Ctrl-D while a reply still streams).
     let closed = false;
-    lines.on("close", () => {
+    readline?.on("close", () => {
       closed = true;
     });
     let interruptHandler: (() => void) | undefined;
-    lines.on("SIGINT", () => {
+    readline?.on("SIGINT", () => {
       if (running) interruptHandler?.();
-      else lines.close();
+      else readline.close();
     });
-    // A prompt only for a person at a terminal; piped lines are just sent.
-    lines.setPrompt(terminal && !context.output.json ? context.output.paint("bold", `${workerId}> `) : "");
-    lines.prompt();
+    readline?.setPrompt(context.output.json ? "" : context.output.paint("bold", `${workerId}> `));
+    const prompt = (): void => {
+      if (!closed) readline?.prompt();
+    };
+    prompt();
     try {
-      // The async iterator buffers lines typed (or piped) while a reply streams.
+      // The iterators hold back lines typed (or piped) while a reply streams.
       for await (const line of lines) {
-        const text = line.trim();
+        if ("refused" in line) {
+          reportError(line.refused, context, context.output.json);
+          prompt();
+          continue;
+        }
+        const text = line.text.trim();
         if (text === "/exit" || text === "/quit") break;
         if (text !== "") {
           running = true;
@@ -71,12 +81,17 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
             running = false;
           }
         }
-        if (!closed) lines.prompt();
+        prompt();
       }
     } finally {
-      lines.close();
+      readline?.close();
     }
     if (terminal && !context.output.json) context.output.line();
     return ExitCode.OK;
   });
+}
+
+/** A terminal's lines in the shape of {@link readBoundedLines}' (a person's typing needs no bound while it is read). */
+async function* typedLines(readline: Interface): AsyncGenerator<BoundedLine> {
+  for await (const text of readline) yield { text };
 }

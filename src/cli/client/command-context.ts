@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { WorkerRefSchema, type WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import type { RuntimeLimits } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
 import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
@@ -88,6 +89,9 @@ export class CommandContext {
   readonly server: string;
   private connection: Connection | undefined;
   private resolvedRuntime: Promise<string> | undefined;
+  /** The runtime as discovery listed it, when --runtime did not name it. */
+  private discovered: RuntimeListing | undefined;
+  private limits: Promise<RuntimeLimits | undefined> | undefined;
 
   constructor(
     private readonly values: GlobalValues,
@@ -127,8 +131,31 @@ export class CommandContext {
 
   /** --runtime, or the server's only runtime. */
   runtimeId(): Promise<string> {
-    this.resolvedRuntime ??= this.values.runtime !== undefined ? Promise.resolve(this.values.runtime) : this.runtimes().then(pickRuntime);
+    this.resolvedRuntime ??=
+      this.values.runtime !== undefined
+        ? Promise.resolve(this.values.runtime)
+        : this.runtimes().then((listed) => {
+            const runtimeId = pickRuntime(listed);
+            this.discovered = listed.find((listing) => listing.runtimeId === runtimeId);
+            return runtimeId;
+          });
     return this.resolvedRuntime;
+  }
+
+  /**
+   * The runtime's limits: from the summary that finding the runtime already
+   * read (GetRuntime, or a Backend's registry), else asked once with
+   * GetRuntime, so that a command pays for them at most once, and only
+   * when it needs them.
+   */
+  runtimeLimits(): Promise<RuntimeLimits | undefined> {
+    this.limits ??= this.runtimeId().then(async (runtimeId) => {
+      const known = this.discovered?.summary?.limits;
+      if (known !== undefined) return known;
+      const { runtime } = await this.clients.management.getRuntime({ runtimeId });
+      return runtime?.limits;
+    });
+    return this.limits;
   }
 
   async workerRef(workerId: string): Promise<WorkerRef> {

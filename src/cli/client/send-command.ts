@@ -1,7 +1,7 @@
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
-import { checkInputSize, inputLimit, readBounded } from "./input-limit.js";
+import { checkInput, inputLimit, readBounded } from "./input-limit.js";
 import type { ExitCodeValue } from "./exit-codes.js";
 import { parseBusy, streamRun, type InterruptSource } from "./run-stream.js";
 
@@ -30,9 +30,8 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   if (given === undefined && process.stdin.isTTY)
     throw new CommandLineError(`no text given: pass it as an argument or on stdin\n${SEND_USAGE}`);
   return withContext(values, { request_id: "--request-id", "input.text": "the text" }, async (context) => {
-    const limit = await inputLimit(context);
-    const text = given ?? (await readStdin(limit));
-    checkInputSize(text, limit);
+    const text = given ?? (await readStdin(() => inputLimit(context)));
+    await checkInput(context, text);
     const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
     const { exit } = await streamRun(context, {
       ref: await context.workerRef(workerId),
@@ -46,7 +45,7 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   });
 }
 
-async function readStdin(limit: number): Promise<string> {
+async function readStdin(limit: () => Promise<number>): Promise<string> {
   const text = await readBounded(process.stdin, limit);
   if (text === "") throw new CommandLineError("stdin was empty: nothing to send");
   return text;

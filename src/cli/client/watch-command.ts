@@ -1,21 +1,26 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
-import { expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
+import type { WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import { type CommandContext, expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { processInterrupts } from "./send-command.js";
+import { typedError } from "./typed-error.js";
 
 const WATCH_USAGE = `usage: worker-runtime watch WORKER [--from CURSOR]
   Prints the worker's events as they come: first its state (and any reply in progress),
   then every change. After a disconnect or a runtime restart it reconnects with backoff and
   resumes after the last cursor it saw, so no durable event is missed or repeated.
+  A worker deleted while watched ends the watch at once (exit 5).
   --from CURSOR  start after this cursor (from an earlier --output json) instead of now
   Ctrl-C stops watching (exit 0).`;
 
 /** Backoff between reconnects: doubling from the first to the cap, with jitter. */
 const FIRST_DELAY_MS = 100;
 const MAX_DELAY_MS = 5_000;
+/** How long the question "deleted?" after a clean end may take: a server that does not answer is for the reconnect loop. */
+const PROBE_TIMEOUT_MS = 10_000;
 
 /** Errors after which reconnecting can help: the server went away, or shed this stream. */
 function isTransient(error: ConnectError): boolean {
@@ -33,6 +38,37 @@ function isTransient(error: ConnectError): boolean {
     Code.Canceled,
     Code.ResourceExhausted,
   ].includes(error.code);
+}
+
+/**
+ * Whether the runtime says the worker does not exist: NOT_FOUND naming the
+ * worker (a Backend's NOT_FOUND for a removed runtime names the runtime).
+ */
+function isWorkerNotFound(error: ConnectError): boolean {
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  return detail?.reason === ErrorReason.NOT_FOUND && detail.metadata.worker_id !== undefined;
+}
+
+/** A worker that was there and is gone: deleted, not a connection problem (NOT_FOUND, exit 5). */
+function workerDeleted(workerId: string): ConnectError {
+  return typedError(Code.NotFound, ErrorReason.NOT_FOUND, `worker ${workerId} was deleted`, { worker_id: workerId });
+}
+
+/**
+ * Why a watch ended cleanly. The runtime ends a deleted worker's watches so,
+ * as it ends every watch when it shuts down: a GetWorker tells the two
+ * apart at once, before any reconnect. Any other answer, or none within
+ * {@link PROBE_TIMEOUT_MS}, is left to the reconnect loop. (A Backend
+ * relaying a remote runtime rides out the clean end and passes on its
+ * resume's NOT_FOUND instead.)
+ */
+async function wasDeleted(context: CommandContext, worker: WorkerRef, signal: AbortSignal): Promise<boolean> {
+  try {
+    await context.clients.catalog.getWorker({ worker }, { signal, timeoutMs: PROBE_TIMEOUT_MS });
+    return false;
+  } catch (error) {
+    return isWorkerNotFound(ConnectError.from(error));
+  }
 }
 
 /** `watch`. */
@@ -70,10 +106,13 @@ export async function watch(argv: string[]): Promise<ExitCodeValue> {
             }
             if (response.heartbeat?.cursor) cursor = response.heartbeat.cursor;
           }
+          if (await wasDeleted(context, worker, stop.signal)) throw workerDeleted(workerId);
           throw new ConnectError("the server ended the stream", Code.Unavailable);
         } catch (error) {
           if (stop.signal.aborted) break;
           const connectError = ConnectError.from(error);
+          // Shown before, gone now (a resume, or a Backend's relay, found it missing).
+          if (connected && isWorkerNotFound(connectError)) throw workerDeleted(workerId);
           // Never connected: a wrong URL or token should fail now, not retry forever.
           if (!connected || !isTransient(connectError)) throw connectError;
           printer.endLine();

@@ -37,6 +37,8 @@ export interface ServeInit {
   runtimeId?: string;
   /** Reuse a fake provider (across restarts). */
   fake?: FakeOpenAI;
+  /** Extra environment (e.g. WORKER_RUNTIME_LOG_LEVEL=debug, to see every RPC in its log). */
+  env?: Record<string, string>;
 }
 
 /** Starts `worker-runtime serve` on 127.0.0.1 (port 0 unless given). */
@@ -60,7 +62,7 @@ export async function serveRuntime(init: ServeInit = {}): Promise<ServedRuntime>
   }
   mkdirSync(workspace);
   args.push("--workspace-root", `ws=${workspace}`);
-  const child = startCli(args);
+  const child = startCli(args, init.env);
   const listening = await child.listening;
   const url = `http://${listening.h2c}`;
   const session = new Http2SessionManager(url);
