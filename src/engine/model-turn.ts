@@ -197,9 +197,19 @@ async function consume(
     idle.stop();
   }
   if (context.signal.aborted) return "cancelled";
+  // Some servers end a broken answer as if it were whole: it is a cut, continued like one.
+  if (accumulator.finishReason && UNFINISHED_REASONS.has(accumulator.finishReason)) return "cut";
   // [DONE] says the answer is whole even when no chunk named a finish reason; a body that just ends may be cut.
   return accumulator.finishReason || opened.data.sawDone ? "finished" : "cut";
 }
+
+/**
+ * Finish reasons that say the answer stopped short for the server's own
+ * reasons, not the model's: OpenRouter's "error" (the model behind it
+ * failed mid-answer) and vLLM's "abort" (the request was aborted there).
+ * Taken as whole, a partial answer would be committed as the model's last word.
+ */
+const UNFINISHED_REASONS: ReadonlySet<string> = new Set(["error", "abort"]);
 
 /**
  * Aborts the response once its body has brought nothing for `idleMs`

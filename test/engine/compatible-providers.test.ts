@@ -208,6 +208,18 @@ describe("what compatible providers send", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Let me check."]);
   });
 
+  it.each([
+    ["error", "(OpenRouter: the upstream model failed mid-answer)"],
+    ["abort", "(vLLM: the server aborted the request)"],
+  ])("takes finish reason %s %s for a cut, and continues the answer", async (finish) => {
+    h = await startHarness();
+    h.fake.enqueue({ kind: "stream", chunks: [chunk({ content: "Hello" }), chunk({}, finish)] }, reply({ text: " world" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(2);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Hello", " world"]);
+  });
+
   it("reads `data:` with no space, and a last event with no blank line (or no newline) before the end of the body", async () => {
     h = await startHarness();
     h.fake.enqueue(
