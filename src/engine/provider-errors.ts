@@ -75,15 +75,16 @@ export function networkCause(error: unknown): string | undefined {
 /**
  * An error object the provider sent inside an open stream (`data:
  * {"error": {...}}`), which has no HTTP status. Compatible servers put the
- * status they mean in `code` (vLLM) or only name a `type` (OpenAI); an error
- * that names neither is assumed transient.
+ * status they mean in `code` (vLLM), or name it in `type` (OpenAI) or in a
+ * word-valued `code` (Groq); an error that names neither is assumed transient.
  */
 function classifyStreamError(error: APIError, secrets: readonly string[]): ProviderFailure {
   const message = redact(`provider sent an error in the stream: ${providerMessage(error, secrets)}`, secrets);
   const body: unknown = error.error;
   const field = (name: string): unknown => (body && typeof body === "object" ? Reflect.get(body, name) : undefined);
   const code = Number(field("code"));
-  const type = String(field("type") ?? "");
+  // A `code` that is a word names the error as `type` does (Groq: type "tokens", code "rate_limit_exceeded").
+  const type = `${String(field("type") ?? "")} ${Number.isNaN(code) ? String(field("code") ?? "") : ""}`;
   const status = Number.isInteger(code) && code >= 400 && code < 600 ? code : undefined;
   const metadata: Record<string, string> = status !== undefined ? { http_status: String(status) } : {};
   if (status === 401 || status === 403 || /auth|permission/i.test(type)) {

@@ -208,6 +208,15 @@ describe("what compatible providers send", () => {
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Let me check."]);
   });
 
+  it("fails RATE_LIMITED on Groq's in-stream rate limit, which names it only in `code`", async () => {
+    h = await startHarness({ retry: { budgetMs: 2_000, baseDelayMs: 10, maxDelayMs: 10 } });
+    const limited = { error: { message: "Rate limit reached for model", type: "tokens", code: "rate_limit_exceeded" } };
+    h.fake.setFallback({ kind: "raw", writes: [event(limited)], end: "hang" });
+    const { outcome } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.RATE_LIMITED });
+    expect(outcome.kind === "failed" && outcome.message).toContain("Rate limit reached for model");
+  });
+
   it.each([
     ["error", "(OpenRouter: the upstream model failed mid-answer)"],
     ["abort", "(vLLM: the server aborted the request)"],
