@@ -22,12 +22,18 @@ const MAX_DELAY_MS = 5_000;
 /** How long the question "deleted?" after a clean end may take: a server that does not answer is for the reconnect loop. */
 const PROBE_TIMEOUT_MS = 10_000;
 
+/** Reasons that say "not now": the runtime (or, through a Backend, the runtime behind it) is away or shed this stream. */
+const TRANSIENT_REASONS: ReadonlySet<ErrorReason> = new Set([
+  ErrorReason.RUNTIME_DRAINING,
+  ErrorReason.RUNTIME_UNAVAILABLE,
+  ErrorReason.SUBSCRIBER_TOO_SLOW,
+  ErrorReason.STORE_UNAVAILABLE,
+]);
+
 /** Errors after which reconnecting can help: the server went away, or shed this stream. */
 function isTransient(error: ConnectError): boolean {
   const reason = reasonOf(error);
-  if (reason === ErrorReason.RUNTIME_DRAINING || reason === ErrorReason.SUBSCRIBER_TOO_SLOW || reason === ErrorReason.STORE_UNAVAILABLE) {
-    return true;
-  }
+  if (reason !== undefined && TRANSIENT_REASONS.has(reason)) return true;
   if (reason !== undefined && reason !== ErrorReason.UNSPECIFIED) return false;
   return [
     Code.Unavailable,
