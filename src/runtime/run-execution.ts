@@ -17,6 +17,7 @@ import { traceRun } from "./run-tracing.js";
 import { InputCommit } from "./input-commit.js";
 import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 import { MAX_RUN_ERROR_MESSAGE_BYTES } from "./limits.js";
+import { cutUtf8 } from "./utf8-cut.js";
 import type { SessionDeps } from "./session-deps.js";
 import { isStoreWriteFailure } from "./store-errors.js";
 import type { WorkerJournal } from "./worker-journal.js";
@@ -211,15 +212,6 @@ export function endRun(run: Run, outcome: RunOutcome, interrupted: boolean, now:
       });
       break;
   }
-}
-
-/** `text` cut to at most `maxBytes` UTF-8 bytes, never inside a character. */
-function cutUtf8(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text, "utf8");
-  if (bytes.byteLength <= maxBytes) return text;
-  let end = maxBytes;
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end).toString("utf8");
 }
 
 /** Waits for `done`, but at most `ms` (a cancelled run's grace period). */

@@ -26,7 +26,8 @@ import {
 } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
-import { byteBounds, type Limits } from "./limits.js";
+import { byteBounds, MAX_RUN_ERROR_MESSAGE_BYTES, type Limits } from "./limits.js";
+import { cutUtf8 } from "./utf8-cut.js";
 import { RunOutputBounds } from "./run-output-bounds.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
 import type { ActiveRun, ApprovalWait } from "./run-slot.js";
@@ -126,8 +127,11 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
       return Promise.resolve(decided.result);
     },
     retry: (init) => {
+      const wellFormed = withWellFormedStrings(init);
       const retry = create(ProviderRetrySchema, {
-        ...withWellFormedStrings(init),
+        ...wellFormed,
+        // A provider's text: bounded as a run's error message is.
+        reason: cutUtf8(wellFormed.reason, MAX_RUN_ERROR_MESSAGE_BYTES),
         attempt: uint32(init.attempt),
         delayMs: uint32(init.delayMs),
         ...(init.httpStatus !== undefined ? { httpStatus: uint32(init.httpStatus) } : {}),

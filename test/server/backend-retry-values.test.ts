@@ -3,6 +3,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus, StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { runToEnd, startHarness, type Harness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
+import { MAX_RUN_ERROR_MESSAGE_BYTES } from "../../src/runtime/limits.js";
 
 /**
  * A retry's counts are uint32 on the wire, but an execution backend (an
@@ -39,5 +40,24 @@ describe("a backend's retry with values outside uint32", () => {
     expect(ended?.retries).toBe(1);
     expect(ended?.lastRetry).toMatchObject({ attempt: 2, delayMs: 0, httpStatus: UINT32_MAX, budgetRemainingMs: 0, reason: "overloaded" });
     expect((await clients.catalog.getWorker({ worker })).worker?.ref?.workerId).toBe(worker.workerId);
+  });
+
+  it("has its reason cut to the bound a run's error message has, on a character boundary", async () => {
+    const reason = `${"é".repeat(50_000)}!`;
+    const backend = new ScriptedBackend(async (_request, sink) => {
+      sink.retry({ attempt: 1, delayMs: 10, reason, budgetRemainingMs: 100 });
+      sink.textDelta("b1", "fine");
+      await sink.commit({ case: "assistantMessage", value: { $typeName: "worker_runtime.v1.AssistantMessage", text: "fine" } }, "b1");
+      return { kind: "completed", stopReason: StopReason.END_TURN };
+    });
+    harness = await startHarness({ executionBackend: backend });
+    const clients = harness.connect("grpc");
+    const worker = (await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId })).worker?.ref as WorkerRef;
+    const ended = await runToEnd(clients, worker, "hi");
+    expect(ended?.status).toBe(RunStatus.COMPLETED);
+    const kept = ended?.lastRetry?.reason ?? "";
+    expect(Buffer.byteLength(kept, "utf8")).toBeLessThanOrEqual(MAX_RUN_ERROR_MESSAGE_BYTES);
+    expect(kept.length).toBeGreaterThan(500);
+    expect(reason.startsWith(kept)).toBe(true);
   });
 });
