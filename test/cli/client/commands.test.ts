@@ -123,7 +123,8 @@ describe("workers", () => {
     const { workers } = await rt.clients.catalog.listWorkers({ runtimeId: rt.runtimeId });
     expect(workers.map((w) => w.ref?.workerId)).not.toContain(id);
     expect(workers.map((w) => w.ref?.workerId)).not.toContain(other);
-  });
+    // Twelve CLI processes in a row, each starting Node from source: a loaded CI machine took over 60 s.
+  }, 180_000);
 
   it("lists every page", async () => {
     const ids = await Promise.all(
