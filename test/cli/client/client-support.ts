@@ -144,3 +144,10 @@ export function jsonLines(stdout: string): Record<string, unknown>[] {
 export function printedJsonLines(stdout: string): Record<string, unknown>[] {
   return jsonLines(stdout.slice(0, stdout.lastIndexOf("\n") + 1));
 }
+
+/** How many runs a `watch --output json` has printed as COMPLETED. */
+export function completedRuns(lines: Record<string, unknown>[]): number {
+  return lines.filter(
+    (line) => (line.event as { runChanged?: { status: string } } | undefined)?.runChanged?.status === "RUN_STATUS_COMPLETED",
+  ).length;
+}

@@ -6,7 +6,7 @@ import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.js";
 import { startCli, type CliProcess } from "../../support/cli-process.js";
 import { eventually } from "../../support/harness.js";
 import { reply } from "../../support/openai-chunks.js";
-import { printedJsonLines, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
+import { completedRuns, printedJsonLines, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
  * `watch` through a Backend outlives both the Backend and the runtime behind
@@ -43,12 +43,6 @@ function startBackend(config: string, port: number): CliProcess {
 async function stopBackend(backend: CliProcess): Promise<void> {
   backend.child.kill("SIGTERM");
   await backend.exited;
-}
-
-function completedRuns(lines: Record<string, unknown>[]): number {
-  return lines.filter(
-    (line) => (line.event as { runChanged?: { status: string } } | undefined)?.runChanged?.status === "RUN_STATUS_COMPLETED",
-  ).length;
 }
 
 describe("watch through a Backend whose runtime is away", () => {

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.js";
 import { eventually } from "../../support/harness.js";
 import { reply } from "../../support/openai-chunks.js";
-import { printedJsonLines, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
+import { completedRuns, printedJsonLines, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
  * `watch` outlives its runtime: the runtime (file store) stops and starts
@@ -30,12 +30,6 @@ function durableCursors(lines: Record<string, unknown>[]): string[] {
     const event = line.event as { cursor?: string } | undefined;
     return event?.cursor ? [event.cursor] : [];
   });
-}
-
-function completedRuns(lines: Record<string, unknown>[]): number {
-  return lines.filter(
-    (line) => (line.event as { runChanged?: { status: string } } | undefined)?.runChanged?.status === "RUN_STATUS_COMPLETED",
-  ).length;
 }
 
 describe("watch across a runtime restart", () => {
