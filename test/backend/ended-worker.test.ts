@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -15,7 +15,7 @@ import { type Backend, createBackend } from "../../src/backend/index.js";
 import { type Runtime, silentLogger } from "../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, clientsFor, eventually, makeTransport, type Protocol } from "../support/harness.js";
+import { type Clients, clientsAt, clientsFor, eventually } from "../support/harness.js";
 import { cursorAt } from "../support/cursors.js";
 import { replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
@@ -73,18 +73,11 @@ function fileRuntime(runtimeId: string): Promise<Runtime> {
   });
 }
 
-function clientsAt(address: string, protocol: Protocol): Clients {
-  const baseUrl = `http://${address}`;
-  const session = new Http2SessionManager(baseUrl);
-  sessions.push(session);
-  return clientsFor(makeTransport(protocol, baseUrl, session));
-}
-
 /** The three workers, "late" with a few answered inputs (history over several segments); then the runtime closed. */
 async function populate(runtimeId: string): Promise<{ late: WorkerRef; early: WorkerRef; stopped: WorkerRef }> {
   const runtime = await fileRuntime(runtimeId);
   const server = await startRuntimeServer({ runtime, host: "127.0.0.1", port: 0, logger: silentLogger });
-  const clients = clientsAt(server.h2Address, "grpc");
+  const clients = clientsAt(server.h2Address, "grpc", sessions);
   const refs: WorkerRef[] = [];
   for (const name of ["late", "early", "stopped"]) {
     const worker = (await clients.catalog.createWorker({ runtimeId, displayName: name })).worker?.ref as WorkerRef;
@@ -132,16 +125,16 @@ beforeAll(async () => {
   const embeddedServer = await startRuntimeServer({ runtime: embedded, host: "127.0.0.1", port: 0, logger: silentLogger });
   servers.push(backendServer, embeddedServer, remoteServer);
   const throughBackend = {
-    "backend grpc": clientsAt(backendServer.h2Address, "grpc"),
-    "backend connect": clientsAt(backendServer.h2Address, "connect"),
+    "backend grpc": clientsAt(backendServer.h2Address, "grpc", sessions),
+    "backend connect": clientsAt(backendServer.h2Address, "connect", sessions),
     // The console's transport: Connect, binary, over HTTP/1.1.
     console: clientsFor(
       createConnectTransport({ baseUrl: `http://${backendServer.http1Address}`, httpVersion: "1.1", useBinaryFormat: true }),
     ),
   };
   sides.push(
-    { runtimeId: "rs", ...remoteWorkers, clients: { direct: clientsAt(remoteServer.h2Address, "grpc"), ...throughBackend } },
-    { runtimeId: "emb", ...embeddedWorkers, clients: { direct: clientsAt(embeddedServer.h2Address, "grpc"), ...throughBackend } },
+    { runtimeId: "rs", ...remoteWorkers, clients: { direct: clientsAt(remoteServer.h2Address, "grpc", sessions), ...throughBackend } },
+    { runtimeId: "emb", ...embeddedWorkers, clients: { direct: clientsAt(embeddedServer.h2Address, "grpc", sessions), ...throughBackend } },
   );
   await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
 }, 60_000);

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { Http2SessionManager } from "@connectrpc/connect-node";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -18,7 +18,7 @@ import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "../../src/runtime/in
 import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-proxy.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, clientsFor, eventually, makeTransport, type Protocol, runToEnd } from "../support/harness.js";
+import { type Clients, clientsAt, eventually, type Protocol, runToEnd } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
 import { createFileStoreRuntime } from "../support/file-store-runtime.js";
@@ -82,13 +82,6 @@ function remoteRuntime(): Promise<Runtime> {
   });
 }
 
-function clientsAt(address: string, protocol: Protocol): Clients {
-  const baseUrl = `http://${address}`;
-  const session = new Http2SessionManager(baseUrl);
-  sessions.push(session);
-  return clientsFor(makeTransport(protocol, baseUrl, session));
-}
-
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "wr-relay-reconnect-"));
   fake = await startFakeOpenAI();
@@ -96,7 +89,7 @@ beforeAll(async () => {
   // A worker with a history over several segments; then the first one damaged while the runtime is down.
   const first = await remoteRuntime();
   const firstServer = await startRuntimeServer({ runtime: first, host: "127.0.0.1", port: 0, logger: silentLogger });
-  const setup = clientsAt(firstServer.h2Address, "grpc");
+  const setup = clientsAt(firstServer.h2Address, "grpc", sessions);
   damaged = (await setup.catalog.createWorker({ runtimeId: "rs", displayName: "damaged" })).worker?.ref as WorkerRef;
   for (let i = 0; i < 6; i++) await runToEnd(setup, damaged, `message ${i}`);
   damagedAgain = (await setup.catalog.createWorker({ runtimeId: "rs", displayName: "damaged again" })).worker?.ref as WorkerRef;
@@ -130,9 +123,9 @@ beforeAll(async () => {
     logger: silentLogger,
   });
   servers.push(backendServer);
-  clients.direct = clientsAt(remoteServer.h2Address, "grpc");
-  clients.grpc = clientsAt(backendServer.h2Address, "grpc");
-  clients.connect = clientsAt(backendServer.h2Address, "connect");
+  clients.direct = clientsAt(remoteServer.h2Address, "grpc", sessions);
+  clients.grpc = clientsAt(backendServer.h2Address, "grpc", sessions);
+  clients.connect = clientsAt(backendServer.h2Address, "connect", sessions);
   await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
 }, 60_000);
 

@@ -73,6 +73,17 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   };
 }
 
+/**
+ * Clients of the server at `address` (host:port) on a new HTTP/2 session,
+ * added to `sessions` so the test can abort them all at its end.
+ */
+export function clientsAt(address: string, protocol: Protocol, sessions: Http2SessionManager[]): Clients {
+  const baseUrl = `http://${address}`;
+  const session = new Http2SessionManager(baseUrl);
+  sessions.push(session);
+  return clientsFor(makeTransport(protocol, baseUrl, session));
+}
+
 /** A transport over one explicit HTTP/2 session, so tests can close it. */
 export function makeTransport(
   protocol: Protocol,
