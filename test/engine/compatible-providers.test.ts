@@ -3,11 +3,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import { chunk, reply } from "../support/openai-chunks.js";
+import { chunk, reply, sseEvent } from "../support/openai-chunks.js";
 import { startHarness, type Harness } from "./harness.js";
-
-/** One SSE event carrying `payload` as JSON, framed as OpenAI frames it. */
-const event = (payload: object): string => `data: ${JSON.stringify(payload)}\n\n`;
 
 /**
  * Chunk shapes that particular OpenAI-compatible servers send (Azure,
@@ -34,13 +31,13 @@ describe("what compatible providers send", () => {
     h.fake.enqueue({
       kind: "raw",
       writes: [
-        event({ id: "", object: "", created: 0, model: "", prompt_filter_results: [{ prompt_index: 0 }], choices: [] }),
-        event({ choices: [{ index: 0, delta: { role: "assistant", content: null }, finish_reason: null }] }),
-        event({ choices: [{ index: 0, delta: { role: "assistant", content: "Hel" }, finish_reason: null }], usage: null }),
-        event({ choices: [] }),
-        event({ choices: [{ index: 0, delta: {}, finish_reason: null, content_filter_results: {} }] }),
+        sseEvent({ id: "", object: "", created: 0, model: "", prompt_filter_results: [{ prompt_index: 0 }], choices: [] }),
+        sseEvent({ choices: [{ index: 0, delta: { role: "assistant", content: null }, finish_reason: null }] }),
+        sseEvent({ choices: [{ index: 0, delta: { role: "assistant", content: "Hel" }, finish_reason: null }], usage: null }),
+        sseEvent({ choices: [] }),
+        sseEvent({ choices: [{ index: 0, delta: {}, finish_reason: null, content_filter_results: {} }] }),
         // The finish reason and usage arrive with the last piece of text.
-        event({ choices: [{ index: 0, delta: { role: "assistant", content: "lo" }, finish_reason: "stop" }], usage }),
+        sseEvent({ choices: [{ index: 0, delta: { role: "assistant", content: "lo" }, finish_reason: "stop" }], usage }),
         "data: [DONE]\n\n",
       ],
     });
@@ -57,7 +54,10 @@ describe("what compatible providers send", () => {
   it("takes usage that comes after the finish reason, and a stream that ends without [DONE]", async () => {
     h = await startHarness();
     const usage = { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7, prompt_tokens_details: null, completion_tokens_details: null };
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" })), event(chunk({}, "stop")), event({ choices: [], usage })] });
+    h.fake.enqueue({
+      kind: "raw",
+      writes: [sseEvent(chunk({ content: "ok" })), sseEvent(chunk({}, "stop")), sseEvent({ choices: [], usage })],
+    });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
     expect(h.fake.requests).toHaveLength(1);
@@ -67,7 +67,10 @@ describe("what compatible providers send", () => {
   it("does not fail a run over token counts that are not whole numbers", async () => {
     h = await startHarness();
     const usage = { prompt_tokens: 12.5, completion_tokens: "3", total_tokens: null, prompt_tokens_details: { cached_tokens: "many" } };
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), event({ choices: [], usage }), "data: [DONE]\n\n"] });
+    h.fake.enqueue({
+      kind: "raw",
+      writes: [sseEvent(chunk({ content: "ok" }, "stop")), sseEvent({ choices: [], usage }), "data: [DONE]\n\n"],
+    });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
@@ -211,7 +214,7 @@ describe("what compatible providers send", () => {
   it("fails RATE_LIMITED on Groq's in-stream rate limit, which names it only in `code`", async () => {
     h = await startHarness({ retry: { budgetMs: 2_000, baseDelayMs: 10, maxDelayMs: 10 } });
     const limited = { error: { message: "Rate limit reached for model", type: "tokens", code: "rate_limit_exceeded" } };
-    h.fake.setFallback({ kind: "raw", writes: [event(limited)], end: "hang" });
+    h.fake.setFallback({ kind: "raw", writes: [sseEvent(limited)], end: "hang" });
     const { outcome } = await h.run({ input: "go" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.RATE_LIMITED });
     expect(outcome.kind === "failed" && outcome.message).toContain("Rate limit reached for model");
@@ -239,7 +242,7 @@ describe("what compatible providers send", () => {
           `data:${JSON.stringify(chunk({ content: " world" }, "stop"))}\n`,
         ],
       },
-      { kind: "raw", writes: [event(chunk({ content: "Once" })), `data: ${JSON.stringify(chunk({ content: " more" }, "stop"))}`] },
+      { kind: "raw", writes: [sseEvent(chunk({ content: "Once" })), `data: ${JSON.stringify(chunk({ content: " more" }, "stop"))}`] },
     );
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
@@ -252,7 +255,10 @@ describe("what compatible providers send", () => {
   it("takes a body that ends cleanly inside an event's JSON for a cut, and continues the answer", async () => {
     h = await startHarness();
     const last = JSON.stringify(chunk({ content: " world" }, "stop"));
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "Hello" })), `data: ${last.slice(0, 30)}`] }, reply({ text: " world" }));
+    h.fake.enqueue(
+      { kind: "raw", writes: [sseEvent(chunk({ content: "Hello" })), `data: ${last.slice(0, 30)}`] },
+      reply({ text: " world" }),
+    );
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
     expect(h.fake.requests).toHaveLength(2);
@@ -264,10 +270,14 @@ describe("what compatible providers send", () => {
     const long = "x".repeat(100_000);
     h.fake.enqueue(
       // LiteLLM and some proxies send the error as a string; the first retry must say what it was.
-      { kind: "raw", writes: [event(chunk({ content: "Hi" })), event({ error: "model is overloaded, try again later" })], end: "hang" },
-      { kind: "raw", writes: [event({ error: { message: long, type: "server_error" } })], end: "hang" },
+      {
+        kind: "raw",
+        writes: [sseEvent(chunk({ content: "Hi" })), sseEvent({ error: "model is overloaded, try again later" })],
+        end: "hang",
+      },
+      { kind: "raw", writes: [sseEvent({ error: { message: long, type: "server_error" } })], end: "hang" },
       reply({ text: " there" }),
-      { kind: "raw", writes: [event(chunk({ content: "Hi" })), event({ error: { message: long, code: 400 } })], end: "hang" },
+      { kind: "raw", writes: [sseEvent(chunk({ content: "Hi" })), sseEvent({ error: { message: long, code: 400 } })], end: "hang" },
     );
     const first = await h.run({ input: "go" });
     expect(first.outcome.kind).toBe("completed");

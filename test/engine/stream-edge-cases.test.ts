@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import { chunk, reply } from "../support/openai-chunks.js";
+import { chunk, reply, sseEvent } from "../support/openai-chunks.js";
 import { startHarness, type Harness } from "./harness.js";
 
 /** One SSE event carrying `payload` as JSON, framed as OpenAI frames it. */
-const event = (payload: object): string => `data: ${JSON.stringify(payload)}\n\n`;
 
 /**
  * What compatible providers send that OpenAI itself does not: framing
@@ -33,7 +32,7 @@ describe("provider stream edge cases", () => {
 
   it("joins a character, a line and a CRLF split across reads", async () => {
     h = await startHarness();
-    const body = Buffer.from(`${event(chunk({ content: "a🌍b" }))}data: ${JSON.stringify(chunk({ content: "ü" }, "stop"))}\r\n\r\n`);
+    const body = Buffer.from(`${sseEvent(chunk({ content: "a🌍b" }))}data: ${JSON.stringify(chunk({ content: "ü" }, "stop"))}\r\n\r\n`);
     const emoji = body.indexOf(Buffer.from("🌍"));
     const crlf = body.indexOf("\r\n");
     const cuts = [emoji + 1, emoji + 3, crlf + 1, body.length];
@@ -49,7 +48,7 @@ describe("provider stream edge cases", () => {
   it("takes a usage-only last chunk without a `choices` field", async () => {
     h = await startHarness();
     const usage = { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 };
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), event({ id: "x", usage }), "data: [DONE]\n\n"] });
+    h.fake.enqueue({ kind: "raw", writes: [sseEvent(chunk({ content: "ok" }, "stop")), sseEvent({ id: "x", usage }), "data: [DONE]\n\n"] });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
@@ -60,7 +59,7 @@ describe("provider stream edge cases", () => {
   it("takes a finish reason from a choice that has no `delta`", async () => {
     h = await startHarness();
     const finish = { choices: [{ index: 0, finish_reason: "stop" }] };
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "ok" })), event(finish), "data: [DONE]\n\n"] });
+    h.fake.enqueue({ kind: "raw", writes: [sseEvent(chunk({ content: "ok" })), sseEvent(finish), "data: [DONE]\n\n"] });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");
     expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["ok"]);
@@ -77,9 +76,9 @@ describe("provider stream edge cases", () => {
     h.fake.enqueue({
       kind: "raw",
       writes: [
-        event({ choices: [choice(0, "a"), choice(1, "B")] }),
-        event({ choices: [choice(1, "C"), choice(0, "b")] }),
-        event({ choices: [choice(0, "c", "stop"), choice(1, "D", "length")] }),
+        sseEvent({ choices: [choice(0, "a"), choice(1, "B")] }),
+        sseEvent({ choices: [choice(1, "C"), choice(0, "b")] }),
+        sseEvent({ choices: [choice(0, "c", "stop"), choice(1, "D", "length")] }),
         "data: [DONE]\n\n",
       ],
     });
@@ -91,7 +90,7 @@ describe("provider stream edge cases", () => {
 
   it("takes [DONE] as the end of the answer even without a finish reason: nothing is asked again", async () => {
     h = await startHarness();
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "whole" })), "data: [DONE]\n\n"] }, reply({ text: "again" }));
+    h.fake.enqueue({ kind: "raw", writes: [sseEvent(chunk({ content: "whole" })), "data: [DONE]\n\n"] }, reply({ text: "again" }));
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
     expect(h.fake.requests).toHaveLength(1);
@@ -103,7 +102,7 @@ describe("provider stream edge cases", () => {
     // An idle timeout far beyond the test's: the answer must not wait for it.
     h = await startHarness({ streamIdleTimeoutMs: 600_000 });
     h.fake.enqueue(
-      { kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), "data: [DONE]\n\n"], end: "hang" },
+      { kind: "raw", writes: [sseEvent(chunk({ content: "ok" }, "stop")), "data: [DONE]\n\n"], end: "hang" },
       reply({ text: "next" }),
     );
     const { outcome, sink } = await h.run({ input: "go" });
@@ -118,7 +117,7 @@ describe("provider stream edge cases", () => {
   it("keeps the connection of a response whose end comes after [DONE], for the next request", async () => {
     h = await startHarness();
     h.fake.enqueue(
-      { kind: "raw", writes: [event(chunk({ content: "ok" }, "stop")), "data: [DONE]\n\n", ": bye\n\n"], delayMs: 20 },
+      { kind: "raw", writes: [sseEvent(chunk({ content: "ok" }, "stop")), "data: [DONE]\n\n", ": bye\n\n"], delayMs: 20 },
       reply({ text: "next" }),
     );
     await h.run({ input: "go" });
@@ -129,11 +128,11 @@ describe("provider stream edge cases", () => {
 
   it("takes an `event: error` event as the provider's error, whatever its data's shape", async () => {
     h = await startHarness();
-    const opening = event(chunk({ content: "Hello" }));
+    const opening = sseEvent(chunk({ content: "Hello" }));
     h.fake.enqueue(
       // Transient (a 5xx code, or no JSON at all): the answer is continued.
       { kind: "raw", writes: [opening, `event: error\ndata: {"message":"overloaded","code":503}\n\n`], end: "hang" },
-      { kind: "raw", writes: [event(chunk({ content: " there" })), "event: error\ndata: upstream timed out\n\n"], end: "hang" },
+      { kind: "raw", writes: [sseEvent(chunk({ content: " there" })), "event: error\ndata: upstream timed out\n\n"], end: "hang" },
       reply({ text: ", friend." }),
     );
     const { outcome, sink } = await h.run({ input: "go" });
@@ -159,7 +158,7 @@ describe("provider stream edge cases", () => {
     ["not an object", "42"],
   ])("fails PROVIDER_UNAVAILABLE on a stream event that is not a chunk (%s), keeping the text so far", async (_name, data) => {
     h = await startHarness();
-    h.fake.enqueue({ kind: "raw", writes: [event(chunk({ content: "Hello" })), `data: ${data}\n\n`], end: "hang" });
+    h.fake.enqueue({ kind: "raw", writes: [sseEvent(chunk({ content: "Hello" })), `data: ${data}\n\n`], end: "hang" });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
     expect(outcome.kind === "failed" && outcome.message).toContain("not a chat-completion chunk");
@@ -248,7 +247,7 @@ describe("provider stream edge cases", () => {
 
   it("still reads an event stream a server mislabels as JSON (whole, as it cannot stream then)", async () => {
     h = await startHarness();
-    const body = `${event(chunk({ content: "still " }))}${event(chunk({ content: "fine" }, "stop"))}data: [DONE]\n\n`;
+    const body = `${sseEvent(chunk({ content: "still " }))}${sseEvent(chunk({ content: "fine" }, "stop"))}data: [DONE]\n\n`;
     h.fake.enqueue({ kind: "raw", writes: [body], headers: { "content-type": "application/json" } });
     const { outcome, sink } = await h.run({ input: "go" });
     expect(outcome.kind).toBe("completed");

@@ -98,3 +98,8 @@ export function errorReply(status: number, message: string, headers?: Record<str
     ...(headers ? { headers } : {}),
   };
 }
+
+/** One SSE event carrying `payload` as JSON, framed as OpenAI frames it (for "raw" replies). */
+export function sseEvent(payload: object): string {
+  return `data: ${JSON.stringify(payload)}\n\n`;
+}
