@@ -12,6 +12,7 @@ import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, sleepUnlessAborted, type ConnectionBackoffOptions } from "./backoff.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
+import { RuntimeEventRing } from "./runtime-event-ring.js";
 import { fromUpstream, runtimeRemoved, typed } from "./upstream-errors.js";
 
 /** Options for {@link SharedRuntimeWatch}. */
@@ -25,13 +26,6 @@ export interface SharedRuntimeWatchOptions {
   /** Resume backoff of the upstream (default: the connection's, gRPC's). */
   backoff?: ConnectionBackoffOptions;
   logger: Logger;
-}
-
-/** One RuntimeEvent as its wire bytes (field 1 of WatchRuntimeResponse). */
-interface Entry {
-  field: UnknownField;
-  /** Its durable cursor; "" for a live, non-durable event. */
-  cursor: string;
 }
 
 /** A client's place in the ring: the seq of the next entry it reads. */
@@ -84,17 +78,8 @@ interface FreshSnapshot {
 export class SharedRuntimeWatch {
   private readonly connection: RuntimeConnection;
   private readonly options: SharedRuntimeWatchOptions;
-  private readonly maxEvents: number;
-  private readonly maxBytes: number;
   private readonly stopped = new AbortController();
-  private ring: Entry[] = [];
-  /** Seq of ring[0]. */
-  private firstSeq = 0;
-  private bytes = 0;
-  /** cursor → seq of the entry that follows it. */
-  private readonly positions = new Map<string, number>();
-  /** The cursor of the snapshot the upstream opened with (a position, not an event of the ring). */
-  private openedAt = "";
+  private readonly ring: RuntimeEventRing;
   /** The last durable cursor received ("" before the first snapshot). */
   private cursor = "";
   private readonly readers = new Set<Reader>();
@@ -113,8 +98,7 @@ export class SharedRuntimeWatch {
   constructor(connection: RuntimeConnection, options: SharedRuntimeWatchOptions) {
     this.connection = connection;
     this.options = options;
-    this.maxEvents = options.maxEvents ?? 4096;
-    this.maxBytes = options.maxBytes ?? 8 * 1024 * 1024;
+    this.ring = new RuntimeEventRing(options.maxEvents ?? 4096, options.maxBytes ?? 8 * 1024 * 1024);
   }
 
   /** Starts the upstream loop; it runs until {@link stop} or the connection is closed. */
@@ -133,10 +117,6 @@ export class SharedRuntimeWatch {
     this.failAll(runtimeRemoved(this.connection.runtimeId));
   }
 
-  private get nextSeq(): number {
-    return this.firstSeq + this.ring.length;
-  }
-
   /**
    * Serves a client a snapshot (the Runtime's, taken for it), then the
    * events after `afterCursor` ("" = after the snapshot) and live ones, or
@@ -145,7 +125,7 @@ export class SharedRuntimeWatch {
   async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchRuntimeResponse> | undefined> {
     if (this.stopped.signal.aborted) return undefined;
     // A runtime that is away cannot give a snapshot: the relay answers at once, as a direct watch would fail.
-    if (!this.connection.routable || (afterCursor !== "" && !this.holds(afterCursor))) return undefined;
+    if (!this.connection.routable || (afterCursor !== "" && this.ring.positionAfter(afterCursor) === undefined)) return undefined;
     const fresh = await this.freshSnapshot(signal);
     if (!fresh || signal.aborted) return undefined;
     let first: WatchRuntimeResponse;
@@ -154,8 +134,8 @@ export class SharedRuntimeWatch {
       first = wrap([fresh.field]);
       next = fresh.seq;
     } else {
-      next = this.positions.get(afterCursor);
-      if (next === undefined || next < this.firstSeq) return undefined;
+      next = this.ring.positionAfter(afterCursor);
+      if (next === undefined) return undefined;
       first = this.resumeSnapshot(fresh);
     }
     const reader: Reader = { next, heartbeat: false, error: undefined, ended: false, wake: undefined };
@@ -170,12 +150,6 @@ export class SharedRuntimeWatch {
     signal.addEventListener("abort", release, { once: true });
     if (signal.aborted) release();
     return this.read(reader, first, signal, release);
-  }
-
-  /** Whether the ring holds every event after `cursor`. */
-  private holds(cursor: string): boolean {
-    const next = this.positions.get(cursor);
-    return next !== undefined && next >= this.firstSeq;
   }
 
   /**
@@ -224,11 +198,11 @@ export class SharedRuntimeWatch {
         const field = (message.$unknown ?? []).find((f) => f.no === SNAPSHOT);
         if (!field) return undefined;
         const cursor = stringField(field.data, 2);
-        while (!this.positions.has(cursor) && !probe.signal.aborted) {
+        while (!this.ring.knows(cursor) && !probe.signal.aborted) {
           await sleepUnlessAborted(10, probe.signal);
         }
-        const seq = this.positions.get(cursor);
-        return seq === undefined || seq < this.firstSeq ? undefined : { field, seq };
+        const seq = this.ring.positionAfter(cursor);
+        return seq === undefined ? undefined : { field, seq };
       }
       return undefined;
     } catch {
@@ -252,10 +226,9 @@ export class SharedRuntimeWatch {
       for (;;) {
         if (signal.aborted) return;
         if (reader.error) throw reader.error;
-        if (reader.next < this.firstSeq) throw tooSlow(this.connection.runtimeId);
-        if (reader.next < this.nextSeq) {
-          const from = reader.next - this.firstSeq;
-          const fields = this.ring.slice(from, from + BATCH).map((entry) => entry.field);
+        if (reader.next < this.ring.first) throw tooSlow(this.connection.runtimeId);
+        if (reader.next < this.ring.next) {
+          const fields = this.ring.slice(reader.next, BATCH);
           reader.next += fields.length;
           yield wrap(fields);
           continue;
@@ -322,53 +295,25 @@ export class SharedRuntimeWatch {
 
   /** Takes in one upstream message: a snapshot (only on a fresh open), events, heartbeats. */
   private receive(fields: readonly UnknownField[]): void {
-    let appended = false;
     let heartbeat = false;
     for (const field of fields) {
       if (field.no === SNAPSHOT) {
         // A resumed stream's snapshot: the ring already continues it (clients get their snapshots from probes).
         if (this.cursor !== "") continue;
         const cursor = stringField(field.data, 2);
-        this.openedAt = cursor;
         this.cursor = cursor;
-        if (cursor) this.positions.set(cursor, this.nextSeq);
+        this.ring.opened(cursor);
       } else if (field.no === EVENTS) {
         const cursor = stringField(field.data, EVENT_CURSOR);
-        this.ring.push({ field, cursor });
-        this.bytes += field.data.byteLength;
-        if (cursor) {
-          this.cursor = cursor;
-          this.positions.set(cursor, this.nextSeq);
-        }
-        appended = true;
+        this.ring.push(field, cursor);
+        if (cursor) this.cursor = cursor;
       } else if (field.no === HEARTBEAT) {
         heartbeat = true;
       }
     }
-    if (appended) this.evict();
     // An upstream heartbeat reaches each reader once it has caught up, with the last durable cursor.
     if (heartbeat) this.heartbeat();
     for (const reader of this.readers) reader.wake?.();
-  }
-
-  /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
-  private evict(): void {
-    if (this.ring.length <= this.maxEvents && this.bytes <= this.maxBytes) return;
-    const events = Math.floor((this.maxEvents * 7) / 8);
-    const bytes = Math.floor((this.maxBytes * 7) / 8);
-    let drop = 0;
-    while (this.ring.length - drop > events || (this.bytes > bytes && this.ring.length - drop > 1)) {
-      const entry = this.ring[drop] as Entry;
-      this.bytes -= entry.field.data.byteLength;
-      if (entry.cursor && this.positions.get(entry.cursor) === this.firstSeq + drop + 1) this.positions.delete(entry.cursor);
-      drop++;
-    }
-    if (drop === 0) return;
-    this.ring = this.ring.slice(drop);
-    this.firstSeq += drop;
-    // A resume from the opening snapshot's cursor needs every event after it.
-    const opened = this.positions.get(this.openedAt);
-    if (opened !== undefined && opened < this.firstSeq) this.positions.delete(this.openedAt);
   }
 
   /** Waits at least `minMs`, then until READY, sending readers heartbeats with the last cursor meanwhile. */
@@ -393,11 +338,7 @@ export class SharedRuntimeWatch {
   /** OUT_OF_RANGE: end every reader with `error` and start again from a fresh snapshot. */
   private reset(error: ConnectError): void {
     this.failAll(error);
-    this.firstSeq = this.nextSeq;
-    this.ring = [];
-    this.bytes = 0;
-    this.positions.clear();
-    this.openedAt = "";
+    this.ring.clear();
     this.cursor = "";
   }
 

@@ -1,0 +1,103 @@
+import type { UnknownField } from "@bufbuild/protobuf";
+
+/** One RuntimeEvent as its wire bytes (field 1 of WatchRuntimeResponse). */
+interface Entry {
+  field: UnknownField;
+  /** Its durable cursor; "" for a live, non-durable event. */
+  cursor: string;
+}
+
+/**
+ * The most recent events of one Runtime's shared watch, as undecoded wire
+ * bytes, bounded by count and bytes. Entries are numbered by a seq that
+ * only grows, so a client's place in the ring is one number and the ring
+ * holds no per-client queue; a cursor maps to the seq of the entry after it.
+ */
+export class RuntimeEventRing {
+  private readonly maxEvents: number;
+  private readonly maxBytes: number;
+  private entries: Entry[] = [];
+  /** Seq of entries[0]. */
+  private firstSeq = 0;
+  private bytes = 0;
+  /** cursor → seq of the entry that follows it. */
+  private readonly positions = new Map<string, number>();
+  /** The cursor of the snapshot the upstream opened with (a position, not an entry). */
+  private openedAt = "";
+
+  constructor(maxEvents: number, maxBytes: number) {
+    this.maxEvents = maxEvents;
+    this.maxBytes = maxBytes;
+  }
+
+  /** Seq of the oldest entry held (a reader behind it has fallen off). */
+  get first(): number {
+    return this.firstSeq;
+  }
+
+  /** Seq the next entry will get. */
+  get next(): number {
+    return this.firstSeq + this.entries.length;
+  }
+
+  /** Whether the ring has ever seen `cursor` (it may since have dropped the events after it). */
+  knows(cursor: string): boolean {
+    return this.positions.has(cursor);
+  }
+
+  /** Seq of the entry after `cursor`, when the ring still holds every event after it. */
+  positionAfter(cursor: string): number | undefined {
+    const next = this.positions.get(cursor);
+    return next !== undefined && next >= this.firstSeq ? next : undefined;
+  }
+
+  /** Records the opening snapshot's cursor: the events after it follow. */
+  opened(cursor: string): void {
+    this.openedAt = cursor;
+    if (cursor) this.positions.set(cursor, this.next);
+  }
+
+  /** Appends one event; over a bound, the oldest are dropped. */
+  push(field: UnknownField, cursor: string): void {
+    this.entries.push({ field, cursor });
+    this.bytes += field.data.byteLength;
+    if (cursor) this.positions.set(cursor, this.next);
+    this.evict();
+  }
+
+  /** Up to `max` events from seq `from` on. */
+  slice(from: number, max: number): UnknownField[] {
+    const start = from - this.firstSeq;
+    return this.entries.slice(start, start + max).map((entry) => entry.field);
+  }
+
+  /** Forgets every event and cursor (the Runtime no longer accepts them); seqs keep growing. */
+  clear(): void {
+    this.firstSeq = this.next;
+    this.entries = [];
+    this.bytes = 0;
+    this.positions.clear();
+    this.openedAt = "";
+  }
+
+  /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
+  private evict(): void {
+    if (this.entries.length <= this.maxEvents && this.bytes <= this.maxBytes) return;
+    const events = Math.floor((this.maxEvents * 7) / 8);
+    const bytes = Math.floor((this.maxBytes * 7) / 8);
+    let drop = 0;
+    while (this.entries.length - drop > events || (this.bytes > bytes && this.entries.length - drop > 1)) {
+      this.bytes -= (this.entries[drop] as Entry).field.data.byteLength;
+      drop++;
+    }
+    if (drop === 0) return;
+    const dropped = this.entries.slice(0, drop);
+    this.entries = this.entries.slice(drop);
+    this.firstSeq += drop;
+    // A cursor stays resumable while the ring holds every event after it: the last dropped event's still is.
+    for (const cursor of [this.openedAt, ...dropped.map((entry) => entry.cursor)]) {
+      const next = this.positions.get(cursor);
+      if (cursor && next !== undefined && next < this.firstSeq) this.positions.delete(cursor);
+    }
+  }
+}
