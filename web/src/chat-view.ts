@@ -70,10 +70,12 @@ export class ChatView {
   private loadingOlder: RunStatuses | undefined;
   private frameQueued = false;
 
+  /** `onWorker` hears of every change of the worker as the watch tells it (the sidebar shows it at once). */
   constructor(
     private readonly api: Api,
     runtimeId: string,
     workerId: string,
+    private readonly onWorker: (worker: Worker) => void = () => {},
   ) {
     this.ref = create(WorkerRefSchema, { runtimeId, workerId });
     this.runs = new RunStatuses(api, this.ref, this.abort.signal);
@@ -340,6 +342,7 @@ export class ChatView {
 
   private setWorker(worker: Worker): void {
     this.header.showWorker(worker);
+    this.onWorker(worker);
     const ended = endedText(worker);
     this.composer.close(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.

@@ -17,12 +17,13 @@ let chat: ChatView | undefined;
 function route(): void {
   chat?.close();
   chat = undefined;
+  list.showLive(undefined);
   const ref = workerOfHash(location.hash);
   if (!ref) {
     main.replaceChildren(h("p", { class: "empty" }, "Pick a worker, or create a companion."));
     return;
   }
-  chat = new ChatView(api, ref.runtimeId, ref.workerId);
+  chat = new ChatView(api, ref.runtimeId, ref.workerId, (worker) => list.showLive(worker));
   main.replaceChildren(chat.element);
   chat.open();
 }

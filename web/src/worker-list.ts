@@ -48,6 +48,8 @@ export class WorkerList {
   private generation = 0;
   private readonly moreButton: HTMLButtonElement;
   private readonly capped: HTMLElement;
+  /** The open chat's worker as its watch last told it: newer than a poll between two polls. */
+  private live: Worker | undefined;
 
   constructor(
     private readonly api: Api,
@@ -102,6 +104,25 @@ export class WorkerList {
     this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
   }
 
+  /**
+   * The open chat's worker as its watch tells it, shown at once: the poll
+   * would show a change up to 3 s late, so the sidebar said "idle" beside a
+   * header saying "running". A poll that read the worker before the change
+   * does not undo it: the newer of the two (by `last_event_seq`) is shown.
+   */
+  showLive(worker: Worker | undefined): void {
+    this.live = worker;
+    if (!worker?.ref) return;
+    const entry = this.body.querySelector(`li[data-worker="${CSS.escape(workerKey(worker))}"] .worker-status`);
+    if (entry) entry.textContent = workerStatusText(worker);
+  }
+
+  /** The newer of a polled worker and the live one. */
+  private newest(polled: Worker): Worker {
+    const live = this.live;
+    return live && workerKey(live) === workerKey(polled) && live.lastEventSeq >= polled.lastEventSeq ? live : polled;
+  }
+
   /** The first `wanted` workers, following next_page_token; `more` if the Backend has others. */
   private async listWorkers(): Promise<{ workers: Worker[]; more: boolean }> {
     const workers: Worker[] = [];
@@ -143,11 +164,12 @@ export class WorkerList {
             ? h(
                 "ul",
                 { class: "workers" },
-                ...own.map((worker) => {
+                ...own.map((polled) => {
+                  const worker = this.newest(polled);
                   const route = `#/w/${encodeURIComponent(runtime.runtimeId)}/${encodeURIComponent(worker.ref?.workerId ?? "")}`;
                   return h(
                     "li",
-                    { class: route === current ? "worker selected" : "worker" },
+                    { class: route === current ? "worker selected" : "worker", "data-worker": workerKey(worker) },
                     h("a", { href: route }, worker.displayName || worker.ref?.workerId || "?"),
                     h("span", { class: "worker-status" }, workerStatusText(worker)),
                   );
@@ -191,4 +213,9 @@ export class WorkerList {
         ? "That token was refused by the Backend. Enter the one in its --token-file (or WORKER_RUNTIME_TOKEN)."
         : "This Backend needs its access token: the one in its --token-file (or WORKER_RUNTIME_TOKEN).";
   }
+}
+
+/** A worker's identity as one string (runtime and worker ids cannot hold a newline). */
+function workerKey(worker: Worker): string {
+  return `${worker.ref?.runtimeId ?? ""}\n${worker.ref?.workerId ?? ""}`;
 }
