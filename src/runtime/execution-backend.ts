@@ -216,7 +216,8 @@ export interface RunSink {
   commit(content: TranscriptEntry["content"], blockId?: string): Promise<TranscriptEntry>;
   /**
    * Adds provider-reported token usage of one model request to the run.
-   * Leave `modelRequests` out: `turn()` counts requests.
+   * Leave `modelRequests` out: `turn()` counts requests. A response that
+   * reported no usage adds `unreportedRequests: 1n` and no made-up counts.
    */
   addUsage(usage: Partial<Omit<Usage, "$typeName" | "$unknown">>): void;
   /** Counts one model turn (request) for the run. */
