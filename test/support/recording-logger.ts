@@ -1,4 +1,4 @@
-import type { Logger } from "../../src/runtime/logger.js";
+import type { Logger } from "../../src/runtime/index.js";
 
 /** One line a {@link recordingLogger} was told. */
 export interface RecordedLogLine {
