@@ -9,6 +9,7 @@ import { Workspace } from "../../src/engine/tools/workspace.js";
 import type { ScriptedToolCall } from "../support/openai-chunks.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { binaryWithMissingLoader } from "../support/unstartable-programs.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { profileWith, startHarness, type Harness } from "./harness.js";
 
@@ -509,14 +510,14 @@ describe("tools", () => {
       [false, "exit code 0\nhi\n"],
     ]);
     // What CreateWorker asks before it grants shell.exec under such a policy (bundles.test.ts).
-    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5", "sh"])).toEqual(["no-such-program-t5"]);
+    expect(h.backend.programProblems?.(["echo", "no-such-program-t5", "sh"]).map((p) => p.program)).toEqual(["no-such-program-t5"]);
   });
 
   it("tells why an installed program cannot start (its interpreter or loader missing, not executable), not that it is not installed", async () => {
-    // Real files on the PATH: each passes the check (a regular, executable file there, but plain-t6) and
-    // fails the exec for its own reason, which spawn reports as ENOENT (missing-interpreter, loader) or
-    // EACCES (interpreter not executable); these read "not installed" before, which sent the operator
-    // looking for a program that was there.
+    // Real files on the PATH, each a regular file there that cannot start for its own reason, which spawn
+    // reports as ENOENT (missing interpreter, loader) or EACCES (interpreter not executable); these read
+    // "not installed" before, which sent the operator looking for a program that was there. The check
+    // (CreateWorker's, and run_command's before it starts one) now reads the reason from the file itself.
     const bin = await mkdtemp(join(tmpdir(), "spawn-fail-bin-"));
     const savedPath = process.env.PATH;
     try {
@@ -529,7 +530,13 @@ describe("tools", () => {
       process.env.PATH = `${bin}:${savedPath ?? ""}`;
       h = await startHarness();
       const programs = ["python-t6", "args-t6", "denied-t6", "loader-t6", "plain-t6"];
-      expect(h.backend.missingPrograms?.(programs)).toEqual(["plain-t6"]);
+      expect(h.backend.programProblems?.(programs).map((p) => [p.program, p.cause])).toEqual([
+        ["python-t6", "interpreter_missing"],
+        ["args-t6", "interpreter_missing"],
+        ["denied-t6", "interpreter_not_executable"],
+        ["loader-t6", "loader_missing"],
+        ["plain-t6", "not_executable"],
+      ]);
       h.fake.enqueue(
         reply({
           toolCalls: [...programs.map((program) => `${program} --version`), "echo hi"].map((command, i) =>
@@ -859,17 +866,3 @@ describe("tools", () => {
     });
   });
 });
-
-/**
- * A copy of the ELF program at `path` whose dynamic loader (its PT_INTERP path, "/lib64/ld-linux-x86-64.so.2"
- * on x86-64) is renamed to one that does not exist: what a binary built for another system looks like here.
- */
-async function binaryWithMissingLoader(path: string): Promise<Buffer> {
-  const binary = await readFile(path);
-  const loader = /\/lib[^\0]*\/ld-[^\0]*\0/.exec(binary.toString("latin1"));
-  if (!loader) throw new Error(`${path} names no dynamic loader`);
-  const missing = "/nonexistent/ld.so\0";
-  if (missing.length > loader[0].length) throw new Error(`${path}'s loader path is too short to rename`);
-  binary.write(missing, loader.index, "latin1");
-  return binary;
-}
