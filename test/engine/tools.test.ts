@@ -581,6 +581,51 @@ describe("tools", () => {
     }
   });
 
+  it("refuses a policy program with no #! line that is not a binary, rather than let execvp run it under /bin/sh", async () => {
+    // glibc's execvp (libuv's spawn, bwrap) answers the kernel's ENOEXEC by running the file with /bin/sh:
+    // a text file marked executable ran as a shell script, under a shell its author never named.
+    const bin = await mkdtemp(join(tmpdir(), "no-shebang-bin-"));
+    const savedPath = process.env.PATH;
+    try {
+      await writeFile(join(bin, "script-t8"), "echo ran > ran-under-sh.txt\n", { mode: 0o755 });
+      await writeFile(join(bin, "empty-t8"), "", { mode: 0o755 });
+      process.env.PATH = `${bin}:${savedPath ?? ""}`;
+      h = await startHarness();
+      expect(h.backend.programProblems?.(["echo", "script-t8", "empty-t8"]).map((p) => [p.program, p.cause])).toEqual([
+        ["script-t8", "no_shebang"],
+        ["empty-t8", "no_shebang"],
+      ]);
+      h.fake.enqueue(
+        reply({ toolCalls: ["script-t8", "empty-t8", "echo hi"].map((command, i) => call(`c${i + 1}`, "run_command", { command })) }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-no-shebang");
+      sink.commitInput("run");
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-no-shebang",
+          profile: h.companion,
+          workspaceDir: h.workspace,
+          capabilities: ["shell.exec"],
+        }),
+        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "script-t8", "empty-t8"] } },
+      };
+      expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const refusal = (program: string): string =>
+        `"${program}" is installed on this runtime but cannot start: it has no #! line and is not a binary (a shell would run it as a script; name its interpreter on a #! first line)`;
+      expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+        [true, refusal("script-t8")],
+        [true, refusal("empty-t8")],
+        [false, "exit code 0\nhi\n"],
+      ]);
+      await expect(stat(join(h.workspace, "ran-under-sh.txt"))).rejects.toThrow();
+    } finally {
+      process.env.PATH = savedPath;
+      await rm(bin, { recursive: true, force: true });
+    }
+  });
+
   it("searches the one file search_files is given as its path", async () => {
     h = await startHarness();
     await mkdir(join(h.workspace, "docs"));

@@ -30,9 +30,12 @@ export async function writeUnstartablePrograms(bin: string, suffix: string): Pro
       why: 'its interpreter "/nonexistent/python" (named on its first line) is missing',
     },
     { program: `loader${suffix}`, cause: "loader_missing", why: "the dynamic loader it needs is missing" },
+    // glibc's execvp runs such a file with /bin/sh, a shell its author did not choose.
+    { program: `noshebang${suffix}`, cause: "no_shebang", why: "it has no #! line and is not a binary" },
   ];
   await writeFile(join(bin, `plain${suffix}`), "#!/bin/sh\necho hi\n", { mode: 0o644 });
   await writeFile(join(bin, `python${suffix}`), "#!/nonexistent/python\nprint(1)\n", { mode: 0o755 });
   await writeFile(join(bin, `loader${suffix}`), await binaryWithMissingLoader("/usr/bin/true"), { mode: 0o755 });
+  await writeFile(join(bin, `noshebang${suffix}`), "echo ran under a shell\n", { mode: 0o755 });
   return programs;
 }

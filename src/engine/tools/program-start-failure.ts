@@ -17,7 +17,8 @@ export type ProgramStartCause =
   | "not_executable"
   | "interpreter_missing"
   | "interpreter_not_executable"
-  | "loader_missing";
+  | "loader_missing"
+  | "no_shebang";
 
 /** A program that cannot start, with why in plain words naming it. */
 export interface ProgramStartProblem {
@@ -37,7 +38,11 @@ export interface ProgramStartProblem {
  * be executable, or the interpreter its `#!` line names (read bounded) or
  * the dynamic loader it names (ELF PT_INTERP) may be missing or not
  * executable: said as "not installed", these sent the operator looking for
- * a program that was there. `unseen` are real paths the exec cannot see (the
+ * a program that was there. A file that neither starts with `#!` nor is
+ * an ELF binary is refused too: the kernel will not run it (ENOEXEC), and
+ * glibc's execvp (libuv's spawn, bwrap) then runs it with /bin/sh, a shell
+ * its author never chose (an empty file "succeeds" doing nothing). A file
+ * that cannot be read (execute-only) is not judged. `unseen` are real paths the exec cannot see (the
  * sandbox's covered private paths, the workspace's host path, the host's
  * /tmp): a file there counts as absent.
  */
@@ -59,6 +64,9 @@ export function programStartProblem(
       return problem("interpreter_missing", `${installed} cannot start: ${named} is missing`);
     if (!isExecutableFile(interpreter))
       return problem("interpreter_not_executable", `${installed} cannot start: ${named} is not executable`);
+  }
+  if (start !== undefined && !isShebang(start) && !start.subarray(0, 4).equals(ELF_MAGIC)) {
+    return problem("no_shebang", `${installed} cannot start: it has no #! line and is not a binary (${NO_SHEBANG_HINT})`);
   }
   const loader = start?.subarray(0, 4).equals(ELF_MAGIC) ? elfInterpreter(file) : undefined;
   if (loader !== undefined && isAbsolute(loader) && (!exists(loader) || isUnseen(loader, unseen)))
@@ -113,6 +121,13 @@ function notInstalled(program: string): string {
 }
 
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
+
+/** What the author of a file without `#!` is told to do. */
+const NO_SHEBANG_HINT = "a shell would run it as a script; name its interpreter on a #! first line";
+
+function isShebang(start: Buffer): boolean {
+  return start[0] === 0x23 && start[1] === 0x21;
+}
 
 function reason(code: string | undefined): string {
   if (code === "ENOENT") return "a file it needs is missing";
@@ -169,7 +184,7 @@ function readStart(path: string): Buffer | undefined {
  * as what it is), if the line ends within the bytes read.
  */
 function shebangInterpreter(start: Buffer): string | undefined {
-  if (start[0] !== 0x23 || start[1] !== 0x21) return undefined;
+  if (!isShebang(start)) return undefined;
   const end = start.indexOf(0x0a);
   if (end < 0) return undefined;
   const word = start
