@@ -42,7 +42,8 @@ export { CONTINUE_PROMPT } from "./splice.js";
  * again. This happens at most `maxStreamResumes` times per turn.
  *
  * A cut response rarely brings its usage (providers send it last), yet its
- * tokens were spent: they are estimated from what was sent and received.
+ * tokens were spent: they are estimated from what was sent and received,
+ * and the request is counted as unreported (Usage.unreported_requests).
  */
 export async function runModelTurn(context: RunContext, messages: ChatCompletionMessageParam[]): Promise<TurnResult> {
   let alreadySaid = "";
@@ -77,7 +78,7 @@ export async function runModelTurn(context: RunContext, messages: ChatCompletion
     accumulator.flush(ending === "finished" ? "finished" : "interrupted");
     deltas.flush(true);
     if (accumulator.usage) addUsage(context, accumulator);
-    else if (ending !== "finished") addEstimatedUsage(context, request, accumulator);
+    else addUnreportedUsage(context, request, accumulator, ending === "finished");
     if (ending === "finished") {
       await commitText(context, accumulator);
       const toolCalls = accumulator.toolCalls(context.toolCallIds);
@@ -244,18 +245,31 @@ async function commitText(context: RunContext, accumulator: ChunkAccumulator): P
 }
 
 /**
- * Estimated token counts of a response that ended without usage (cut,
- * failed or cancelled): about four bytes a token, for the request's
- * messages and for everything the response streamed. Providers bill such
- * responses, so leaving them out would understate the run's usage.
+ * A response that reported no usage: counted as unreported, so the run's
+ * token counts read as a lower bound rather than a measured 0 (many
+ * compatible servers never send usage; a stream can be cut before its usage
+ * chunk). A whole answer's tokens are not guessed. Those of a response that
+ * ended short (cut, failed or cancelled) are estimated, about four bytes a
+ * token for the request's messages and for everything it streamed:
+ * providers bill such responses, and a cut one is asked again, so leaving
+ * them out would understate the run's usage most where it cost most.
  */
-function addEstimatedUsage(context: RunContext, request: ChatCompletionMessageParam[], accumulator: ChunkAccumulator): void {
+function addUnreportedUsage(
+  context: RunContext,
+  request: ChatCompletionMessageParam[],
+  accumulator: ChunkAccumulator,
+  whole: boolean,
+): void {
   const received = accumulator.receivedBytes;
-  if (received === 0) return;
+  if (whole || received === 0) {
+    context.sink.addUsage({ unreportedRequests: 1n });
+    return;
+  }
   const tokens = (bytes: number): bigint => BigInt(Math.ceil(bytes / BYTES_PER_TOKEN));
   context.sink.addUsage({
     inputTokens: tokens(Buffer.byteLength(JSON.stringify(request), "utf8")),
     outputTokens: tokens(received),
+    unreportedRequests: 1n,
   });
 }
 

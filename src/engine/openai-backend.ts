@@ -26,7 +26,7 @@ import { executeRun } from "./run-loop.js";
 import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
 import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
 import { pinHiddenPaths } from "./tools/hidden-paths.js";
-import { missingPrograms } from "./tools/program-path.js";
+import { programProblems } from "./tools/program-start-failure.js";
 import { resolveShellSandbox } from "./tools/shell-sandbox.js";
 import { ToolError } from "./tools/tool.js";
 import { assertNotInsidePrivate, resolvePrivatePaths, Workspace } from "./tools/workspace.js";
@@ -66,8 +66,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
     // Without a sandbox, and without the operator's opt-out, shell.exec is not offered.
     toolCapabilities: () => TOOL_CAPABILITIES.filter((c) => c !== "shell.exec" || settings.shellSandbox !== "refused"),
     shellSandbox: () => (settings.shellSandbox === "refused" ? "" : settings.shellSandbox),
-    // Where commands are refused anyway, no program is missing: shell.exec is not offered.
-    missingPrograms: (programs) => (settings.shellSandbox === "refused" ? [] : missingPrograms(programs, settings.shellSandbox)),
+    // Where commands are refused anyway, no program is checked: shell.exec is not offered.
+    programProblems: (programs) => (settings.shellSandbox === "refused" ? [] : programProblems(programs, settings.shellSandbox)),
     attach(host: BackendHost) {
       health.attach(host.diagnostics);
       logger = host.logger;

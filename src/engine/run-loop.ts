@@ -1,5 +1,6 @@
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { create } from "@bufbuild/protobuf";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
 import { NoticeSchema, ToolResultSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { RunOutcome } from "../runtime/index.js";
@@ -13,7 +14,10 @@ import { runToolCalls } from "./tool-runner.js";
 
 /** What the loop does after a model turn, decided in one place ({@link nextStep}). */
 type NextStep =
-  | { kind: "finish"; stopReason: StopReason }
+  /** `warning`: the provider broke the protocol in a way the answer survives; logged, the run completes. */
+  | { kind: "finish"; stopReason: StopReason; warning?: string }
+  /** The provider's answer breaks the protocol and holds nothing to keep: the run fails. */
+  | { kind: "fail"; failure: Extract<RunOutcome, { kind: "failed" }> }
   | { kind: "run_tools"; calls: AssembledToolCall[] }
   /** Stop without running the calls: the reply was cut by max tokens or a content filter, or the run is out of turns. */
   | { kind: "stop_unrun"; stopReason: StopReason; calls: AssembledToolCall[]; why: string };
@@ -46,7 +50,10 @@ export async function executeRun(context: RunContext): Promise<RunOutcome> {
     const step = nextStep(result, turn, context.profile.maxTurns);
     switch (step.kind) {
       case "finish":
+        if (step.warning) context.logger.warn(step.warning, { finish_reason: result.finishReason });
         return { kind: "completed", stopReason: step.stopReason };
+      case "fail":
+        return step.failure;
       case "stop_unrun":
         await commitUnrun(context, step.calls, step.why);
         return { kind: "completed", stopReason: step.stopReason };
@@ -64,6 +71,7 @@ function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: numbe
     // The reply was cut by the provider, its calls perhaps mid-arguments: say so rather than end as if it were whole.
     return { kind: "stop_unrun", stopReason: StopReason.END_TURN, calls, why: "the provider's content filter stopped the reply" };
   }
+  if (calls.length === 0 && result.finishReason === "tool_calls") return noCallsStep(result.text);
   if (calls.length === 0) {
     return { kind: "finish", stopReason: result.finishReason === "length" ? StopReason.MAX_TOKENS : StopReason.END_TURN };
   }
@@ -74,6 +82,30 @@ function nextStep(result: Extract<TurnResult, { kind: "answered" }>, turn: numbe
     return { kind: "stop_unrun", stopReason: StopReason.MAX_TURNS, calls, why: `the run reached its limit of ${maxTurns} turns` };
   }
   return { kind: "run_tools", calls };
+}
+
+/**
+ * A `tool_calls` finish that brought no tool call (some compatible servers
+ * send it after a reply they meant as an answer). With text, that text is
+ * the answer, as after `stop`, and a warning is logged; with no text (nothing,
+ * or only reasoning) there is no answer to keep, and completing the run would
+ * pass an empty reply off as the model's: the run fails PROVIDER_UNAVAILABLE,
+ * as for any other malformed provider output (an event that is not a chunk),
+ * and like it is not asked again: the server said its answer was whole.
+ */
+function noCallsStep(text: string): NextStep {
+  if (text !== "") {
+    return {
+      kind: "finish",
+      stopReason: StopReason.END_TURN,
+      warning: "the provider finished with tool_calls but sent no tool call; its text is the answer",
+    };
+  }
+  const message = 'the provider ended its answer with finish reason "tool_calls" but sent no tool call and no text';
+  return {
+    kind: "fail",
+    failure: { kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message, metadata: { finish_reason: "tool_calls" } },
+  };
 }
 
 /**

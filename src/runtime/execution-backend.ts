@@ -51,13 +51,24 @@ export interface ExecutionBackend {
   /**
    * Which of these program names (a config bundle's
    * `shell.allowed_programs`) a shell.exec command could not start on this
-   * host. CreateWorker refuses to grant shell.exec under a policy that
-   * allows one (PROGRAM_NOT_FOUND): the operator learns of it when the
-   * worker is made, not when the model first calls it. Absent: not checked.
+   * host, each with why (not installed, not executable, its interpreter or
+   * loader missing, ...). CreateWorker refuses to grant shell.exec under a
+   * policy that allows one (PROGRAM_NOT_FOUND, saying why): the operator
+   * learns of it when the worker is made, not when the model first calls
+   * it. Absent: not checked.
    */
-  missingPrograms?(programs: readonly string[]): string[];
+  programProblems?(programs: readonly string[]): ProgramProblem[];
   /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
   limits?(): ExecutionLimits;
+}
+
+/** An allowed program a backend cannot start (ExecutionBackend.programProblems). */
+export interface ProgramProblem {
+  program: string;
+  /** A stable word for why, given to clients as ErrorDetail metadata "cause" ("not_installed" when the host lacks it). */
+  cause: string;
+  /** Why, in plain words naming the program, never a private host path. */
+  message: string;
 }
 
 /** What the Runtime gives a backend it hosts. */
@@ -216,7 +227,8 @@ export interface RunSink {
   commit(content: TranscriptEntry["content"], blockId?: string): Promise<TranscriptEntry>;
   /**
    * Adds provider-reported token usage of one model request to the run.
-   * Leave `modelRequests` out: `turn()` counts requests.
+   * Leave `modelRequests` out: `turn()` counts requests. A response that
+   * reported no usage adds `unreportedRequests: 1n` and no made-up counts.
    */
   addUsage(usage: Partial<Omit<Usage, "$typeName" | "$unknown">>): void;
   /** Counts one model turn (request) for the run. */

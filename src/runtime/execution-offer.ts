@@ -180,25 +180,25 @@ export class ExecutionOffer {
 
   /**
    * Refuses to grant shell.exec under a bundle's shell policy that allows a
-   * program this host does not have (FAILED_PRECONDITION +
-   * PROGRAM_NOT_FOUND, naming it), as a secret the host lacks is refused:
-   * the bundle may serve runtimes whose hosts have it, so PutConfigBundle
-   * takes it, but a worker here would only learn of it when the model
-   * called the program.
+   * program this host cannot start (FAILED_PRECONDITION +
+   * PROGRAM_NOT_FOUND, naming it, with metadata "cause"), as a secret the
+   * host lacks is refused: the bundle may serve runtimes whose hosts have
+   * it, so PutConfigBundle takes it, but a worker here would only learn of
+   * it when the model called the program. A program that is there but
+   * cannot start (not executable, its interpreter or loader missing) is
+   * told as that, from the backend's diagnosis, not as "not installed".
    */
   checkPrograms(capabilities: readonly string[], policies?: BundlePolicies): void {
     const allowed = policies?.shell?.allowedPrograms ?? [];
     if (!capabilities.includes("shell.exec") || allowed.length === 0) return;
-    const missing = this.backend?.missingPrograms?.(allowed) ?? [];
-    const first = missing[0];
+    const problems = this.backend?.programProblems?.(allowed) ?? [];
+    const first = problems[0];
     if (first === undefined) return;
-    const names = missing.map((program) => `"${program}"`).join(", ");
-    throw new RuntimeError(
-      Code.FailedPrecondition,
-      ErrorReason.PROGRAM_NOT_FOUND,
-      `the profile's config bundle allows ${names} for shell.exec, which this runtime does not have; install ${missing.length === 1 ? "it" : "them"} on its host or use a bundle that does not allow ${missing.length === 1 ? "it" : "them"}`,
-      { program: first },
-    );
+    const them = problems.length === 1 ? "it" : "them";
+    const message = problems.every((problem) => problem.cause === "not_installed")
+      ? `the profile's config bundle allows ${problems.map((p) => `"${p.program}"`).join(", ")} for shell.exec, which this runtime does not have; install ${them} on its host or use a bundle that does not allow ${them}`
+      : `the profile's config bundle allows programs for shell.exec that cannot start on this runtime: ${problems.map((p) => p.message).join("; ")}; fix ${them} on its host or use a bundle that does not allow ${them}`;
+    throw new RuntimeError(Code.FailedPrecondition, ErrorReason.PROGRAM_NOT_FOUND, message, { program: first.program, cause: first.cause });
   }
 
   /** Whether a worker with these capabilities needs its workspace exclusively. */

@@ -91,6 +91,7 @@ export {
   type ExecutionBackend,
   type ExecutionLimits,
   type PendingToolCall,
+  type ProgramProblem,
   type RetryInit,
   type RunOutcome,
   type RunRequest,

@@ -252,6 +252,7 @@ export function addUsage(into: Usage, from: Usage | undefined): void {
   into.cachedInputTokens = uint64Sum(into.cachedInputTokens, from.cachedInputTokens);
   into.reasoningTokens = uint64Sum(into.reasoningTokens, from.reasoningTokens);
   into.modelRequests = uint64Sum(into.modelRequests, from.modelRequests);
+  into.unreportedRequests = uint64Sum(into.unreportedRequests, from.unreportedRequests);
 }
 
 const UINT64_MAX = 2n ** 64n - 1n;

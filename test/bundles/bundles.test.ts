@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -20,6 +20,7 @@ import { expectError, expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
+import { writeUnstartablePrograms } from "../support/unstartable-programs.js";
 
 const SECRET_VALUE = "team-key-5f3a9c1e-never-shown";
 
@@ -210,6 +211,53 @@ describe("config bundles on a real server", () => {
       expect(error.rawMessage).not.toContain(dir);
       // A worker that cannot run commands does not need the program.
       expect((await catalog.createWorker({ ...base, capabilities: ["fs.read"] })).worker?.capabilities).toEqual(["fs.read"]);
+    }
+  });
+
+  it("refuses to grant shell.exec under a policy allowing a program that is there but cannot start, saying why rather than not installed", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    const bin = join(dir, "bin");
+    await mkdir(bin);
+    const broken = await writeUnstartablePrograms(bin, "-t7");
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath ?? ""}`;
+    try {
+      fake = await startFakeOpenAI();
+      const harness = await startHarness({
+        executionBackend: createOpenAIBackend({ apiKey: "k", baseURL: fake.baseURL, shellSandbox: "none", allowUnsandboxedShell: true }),
+        workspaceRoots: { main: join(dir, "ws") },
+      });
+      h = harness;
+      for (const { program, cause, why } of broken) {
+        const bundle = bundleOf({
+          bundleId: `broken-${cause}`,
+          profiles: [{ name: "p", tools: ["run_command"] }],
+          policies: { allowedCapabilities: ["shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo", program] } },
+        });
+        await harness.connect("grpc").management.putConfigBundle({ bundle });
+        const profile = { source: { case: "bundle" as const, value: { bundleId: bundle.bundleId, digest: bundle.digest, profile: "p" } } };
+        for (const protocol of ["grpc", "connect"] as const) {
+          const request = {
+            runtimeId: harness.runtime.runtimeId,
+            profile,
+            capabilities: ["shell.exec"],
+            workspace: { root: "main", path: "w" },
+          };
+          const { error, detail } = await expectError(() => harness.connect(protocol).catalog.createWorker(request));
+          expect([error.code, detail?.reason, detail?.metadata.program, detail?.metadata.cause]).toEqual([
+            Code.FailedPrecondition,
+            ErrorReason.PROGRAM_NOT_FOUND,
+            program,
+            cause,
+          ]);
+          expect(error.rawMessage).toContain(`"${program}" is installed on this runtime but`);
+          expect(error.rawMessage).toContain(why);
+          expect(error.rawMessage).not.toContain("does not have");
+          expect(error.rawMessage).not.toContain(bin);
+        }
+      }
+    } finally {
+      process.env.PATH = savedPath;
     }
   });
 

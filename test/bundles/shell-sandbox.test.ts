@@ -221,7 +221,7 @@ describe("shell.exec sandbox", () => {
     expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
       [true, '"no-such-program-t5" is allowed for this worker but is not installed on this runtime'],
     ]);
-    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5"])).toEqual(["no-such-program-t5"]);
+    expect(h.backend.programProblems?.(["echo", "no-such-program-t5"]).map((p) => p.program)).toEqual(["no-such-program-t5"]);
   });
 
   it("tells a program the check found but the sandbox could not start in the check's own words, not bwrap's execvp error", async () => {
@@ -229,7 +229,7 @@ describe("shell.exec sandbox", () => {
     // also a program makes the two disagree by construction: the check finds env, the exec in the
     // sandbox meets /dev/null (EACCES), as it would a program removed between the check and the spawn.
     h = await startHarness({ shellSandbox: "bubblewrap", hiddenPaths: ["/usr/bin/env"] });
-    expect(h.backend.missingPrograms?.(["env"])).toEqual([]);
+    expect(h.backend.programProblems?.(["env"]).map((p) => p.program)).toEqual([]);
     h.fake.enqueue(
       reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "env --version" }) }] }),
       reply({ text: "ok" }),
@@ -259,7 +259,7 @@ describe("shell.exec sandbox", () => {
     const loader = /\/lib[^\0]*\/ld-[^\0]*(?=\0)/.exec((await readFile("/usr/bin/true")).toString("latin1"))?.[0];
     if (loader === undefined) throw new Error("/usr/bin/true names no dynamic loader");
     h = await startHarness({ shellSandbox: "bubblewrap", hiddenPaths: [dirname(loader)] });
-    expect(h.backend.missingPrograms?.(["true"])).toEqual([]);
+    expect(h.backend.programProblems?.(["true"]).map((p) => p.program)).toEqual([]);
     h.fake.enqueue(
       reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "true --version" }) }] }),
       reply({ text: "ok" }),

@@ -3,7 +3,9 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
+import { DiagnosticLog } from "../../src/runtime/diagnostics.js";
 import { chunk, reply, sseEvent } from "../support/openai-chunks.js";
+import { recordingLogger } from "../support/recording-logger.js";
 import { startHarness, type Harness } from "./harness.js";
 
 /**
@@ -198,8 +200,35 @@ describe("what compatible providers send", () => {
     expect(sink.committed("toolResult")[0]?.isError).toBe(false);
   });
 
+  it("answers with the text of a tool_calls finish that brought no tool call, and logs a warning naming the finish reason", async () => {
+    h = await startHarness();
+    const logger = recordingLogger();
+    h.backend.attach?.({ diagnostics: new DiagnosticLog(10, () => new Date()), logger });
+    h.fake.enqueue({ kind: "stream", chunks: [chunk({ content: "Let me check." }), chunk({}, "tool_calls")] });
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toEqual({ kind: "completed", stopReason: StopReason.END_TURN });
+    expect(h.fake.requests).toHaveLength(1);
+    expect(sink.committed("assistantMessage").map((m) => m.text)).toEqual(["Let me check."]);
+    const warned = logger.lines.filter((l) => l.level === "warn");
+    expect(warned).toHaveLength(1);
+    expect(warned[0]?.fields).toMatchObject({ finish_reason: "tool_calls", run_id: sink.runId });
+  });
+
   it.each([
-    ["tool_calls", "with no tool call"],
+    ["nothing at all", [chunk({ role: "assistant", content: "" })]],
+    ["only reasoning", [chunk({ reasoning_content: "I should call a tool." })]],
+  ])("fails PROVIDER_UNAVAILABLE, without asking again, on a tool_calls finish that brought no tool call and %s", async (_, chunks) => {
+    h = await startHarness();
+    h.fake.enqueue({ kind: "stream", chunks: [...chunks, chunk({}, "tool_calls")] }, reply({ text: "never asked" }));
+    const { outcome, sink } = await h.run({ input: "go" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    expect(outcome.kind === "failed" && outcome.message).toContain('finish reason "tool_calls"');
+    expect(outcome.kind === "failed" && outcome.metadata).toMatchObject({ finish_reason: "tool_calls" });
+    expect(h.fake.requests).toHaveLength(1);
+    expect(sink.committed("assistantMessage")).toEqual([]);
+  });
+
+  it.each([
     ["function_call", "(legacy)"],
     ["eos", "(unknown)"],
   ])("ends the run on finish reason %s %s, keeping its text", async (finish) => {

@@ -162,6 +162,8 @@ describe("provider failures", () => {
     // The cut response brought no usage; its tokens are estimated rather than lost.
     expect(sink.usage.outputTokens).toBeGreaterThan(9n);
     expect(sink.usage.inputTokens).toBeGreaterThan(30n);
+    // ... and its request is counted as one whose usage the provider did not report.
+    expect([sink.usage.modelRequests, sink.usage.unreportedRequests]).toEqual([2n, 1n]);
 
     await h.run({ input: "again?", sink, runId: "r2" });
     expect(h.fake.requests[2]?.body.messages.slice(-4)).toEqual([

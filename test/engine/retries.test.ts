@@ -4,21 +4,10 @@ import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { MIN_ATTEMPT_MS } from "../../src/engine/provider-stream.js";
 import { DiagnosticLog } from "../../src/runtime/diagnostics.js";
 import type { RetryInit } from "../../src/runtime/execution-backend.js";
-import type { Logger } from "../../src/runtime/logger.js";
 import { errorReply, reply, replyChunks } from "../support/openai-chunks.js";
+import { recordingLogger } from "../support/recording-logger.js";
 import type { SinkEvent } from "../support/recording-sink.js";
 import { profileWith, startHarness, type Harness } from "./harness.js";
-
-/** A logger that keeps what it is told. */
-function recordingLogger(): Logger & { lines: { level: string; message: string; fields: Record<string, unknown> }[] } {
-  const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
-  const at =
-    (level: string) =>
-    (message: string, fields: Record<string, unknown> = {}) => {
-      lines.push({ level, message, fields });
-    };
-  return { lines, info: at("info"), warn: at("warn"), error: at("error") };
-}
 
 function retriesOf(events: readonly SinkEvent[]): RetryInit[] {
   return events.flatMap((e) => (e.type === "retry" ? [e.retry] : []));

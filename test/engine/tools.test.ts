@@ -9,6 +9,7 @@ import { Workspace } from "../../src/engine/tools/workspace.js";
 import type { ScriptedToolCall } from "../support/openai-chunks.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { binaryWithMissingLoader } from "../support/unstartable-programs.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { profileWith, startHarness, type Harness } from "./harness.js";
 
@@ -509,14 +510,14 @@ describe("tools", () => {
       [false, "exit code 0\nhi\n"],
     ]);
     // What CreateWorker asks before it grants shell.exec under such a policy (bundles.test.ts).
-    expect(h.backend.missingPrograms?.(["echo", "no-such-program-t5", "sh"])).toEqual(["no-such-program-t5"]);
+    expect(h.backend.programProblems?.(["echo", "no-such-program-t5", "sh"]).map((p) => p.program)).toEqual(["no-such-program-t5"]);
   });
 
   it("tells why an installed program cannot start (its interpreter or loader missing, not executable), not that it is not installed", async () => {
-    // Real files on the PATH: each passes the check (a regular, executable file there, but plain-t6) and
-    // fails the exec for its own reason, which spawn reports as ENOENT (missing-interpreter, loader) or
-    // EACCES (interpreter not executable); these read "not installed" before, which sent the operator
-    // looking for a program that was there.
+    // Real files on the PATH, each a regular file there that cannot start for its own reason, which spawn
+    // reports as ENOENT (missing interpreter, loader) or EACCES (interpreter not executable); these read
+    // "not installed" before, which sent the operator looking for a program that was there. The check
+    // (CreateWorker's, and run_command's before it starts one) now reads the reason from the file itself.
     const bin = await mkdtemp(join(tmpdir(), "spawn-fail-bin-"));
     const savedPath = process.env.PATH;
     try {
@@ -529,7 +530,13 @@ describe("tools", () => {
       process.env.PATH = `${bin}:${savedPath ?? ""}`;
       h = await startHarness();
       const programs = ["python-t6", "args-t6", "denied-t6", "loader-t6", "plain-t6"];
-      expect(h.backend.missingPrograms?.(programs)).toEqual(["plain-t6"]);
+      expect(h.backend.programProblems?.(programs).map((p) => [p.program, p.cause])).toEqual([
+        ["python-t6", "interpreter_missing"],
+        ["args-t6", "interpreter_missing"],
+        ["denied-t6", "interpreter_not_executable"],
+        ["loader-t6", "loader_missing"],
+        ["plain-t6", "not_executable"],
+      ]);
       h.fake.enqueue(
         reply({
           toolCalls: [...programs.map((program) => `${program} --version`), "echo hi"].map((command, i) =>
@@ -568,6 +575,51 @@ describe("tools", () => {
         [true, '"plain-t6" is installed on this runtime but is not executable'],
         [false, "exit code 0\nhi\n"],
       ]);
+    } finally {
+      process.env.PATH = savedPath;
+      await rm(bin, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a policy program with no #! line that is not a binary, rather than let execvp run it under /bin/sh", async () => {
+    // glibc's execvp (libuv's spawn, bwrap) answers the kernel's ENOEXEC by running the file with /bin/sh:
+    // a text file marked executable ran as a shell script, under a shell its author never named.
+    const bin = await mkdtemp(join(tmpdir(), "no-shebang-bin-"));
+    const savedPath = process.env.PATH;
+    try {
+      await writeFile(join(bin, "script-t8"), "echo ran > ran-under-sh.txt\n", { mode: 0o755 });
+      await writeFile(join(bin, "empty-t8"), "", { mode: 0o755 });
+      process.env.PATH = `${bin}:${savedPath ?? ""}`;
+      h = await startHarness();
+      expect(h.backend.programProblems?.(["echo", "script-t8", "empty-t8"]).map((p) => [p.program, p.cause])).toEqual([
+        ["script-t8", "no_shebang"],
+        ["empty-t8", "no_shebang"],
+      ]);
+      h.fake.enqueue(
+        reply({ toolCalls: ["script-t8", "empty-t8", "echo hi"].map((command, i) => call(`c${i + 1}`, "run_command", { command })) }),
+        reply({ text: "ok" }),
+      );
+      const sink = new RecordingSink("run-no-shebang");
+      sink.commitInput("run");
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-no-shebang",
+          profile: h.companion,
+          workspaceDir: h.workspace,
+          capabilities: ["shell.exec"],
+        }),
+        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo", "script-t8", "empty-t8"] } },
+      };
+      expect((await h.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      const refusal = (program: string): string =>
+        `"${program}" is installed on this runtime but cannot start: it has no #! line and is not a binary (a shell would run it as a script; name its interpreter on a #! first line)`;
+      expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+        [true, refusal("script-t8")],
+        [true, refusal("empty-t8")],
+        [false, "exit code 0\nhi\n"],
+      ]);
+      await expect(stat(join(h.workspace, "ran-under-sh.txt"))).rejects.toThrow();
     } finally {
       process.env.PATH = savedPath;
       await rm(bin, { recursive: true, force: true });
@@ -859,17 +911,3 @@ describe("tools", () => {
     });
   });
 });
-
-/**
- * A copy of the ELF program at `path` whose dynamic loader (its PT_INTERP path, "/lib64/ld-linux-x86-64.so.2"
- * on x86-64) is renamed to one that does not exist: what a binary built for another system looks like here.
- */
-async function binaryWithMissingLoader(path: string): Promise<Buffer> {
-  const binary = await readFile(path);
-  const loader = /\/lib[^\0]*\/ld-[^\0]*\0/.exec(binary.toString("latin1"));
-  if (!loader) throw new Error(`${path} names no dynamic loader`);
-  const missing = "/nonexistent/ld.so\0";
-  if (missing.length > loader[0].length) throw new Error(`${path}'s loader path is too short to rename`);
-  binary.write(missing, loader.index, "latin1");
-  return binary;
-}

@@ -89,6 +89,7 @@ export class RecordingSink implements RunSink {
     this.usage.cachedInputTokens += usage.cachedInputTokens ?? 0n;
     this.usage.reasoningTokens += usage.reasoningTokens ?? 0n;
     this.usage.modelRequests += usage.modelRequests ?? 0n;
+    this.usage.unreportedRequests += usage.unreportedRequests ?? 0n;
   }
   turn(): void {
     this.turns++;

@@ -82,6 +82,19 @@ export declare type Usage = Message<"worker_runtime.v1.Usage"> & {
    * @generated from field: uint64 model_requests = 5;
    */
   modelRequests: bigint;
+
+  /**
+   * Of model_requests, how many got a response that reported no token usage
+   * (many OpenAI-compatible servers send none, and a stream can be cut before
+   * its usage chunk). The provider's count for those is unknown, so the token
+   * counts above are then a lower bound rather than a measurement; 0 means
+   * every counted request was reported. (A stream cut mid-answer is also
+   * counted here; the openai backend adds an estimate of its tokens, about
+   * four bytes a token, since providers bill what they streamed.)
+   *
+   * @generated from field: uint64 unreported_requests = 6;
+   */
+  unreportedRequests: bigint;
 };
 
 /**

@@ -319,8 +319,12 @@ export enum ErrorReason {
   /**
    * CreateWorker: the worker would be granted shell.exec, and its config
    * bundle's shell policy allows a program that this Runtime's host does not
-   * have (metadata "program": the first such name). Install it on the host,
-   * or push a bundle that does not allow it.
+   * have, or has but cannot start (metadata "program": the first such name;
+   * "cause": why, e.g. "not_installed", "not_executable",
+   * "interpreter_missing", "loader_missing", "no_shebang" (a file with no #!
+   * line that is not a binary, which execvp would run under /bin/sh); the
+   * message says it in words).
+   * Install or fix it on the host, or push a bundle that does not allow it.
    *
    * @generated from enum value: ERROR_REASON_PROGRAM_NOT_FOUND = 37;
    */

@@ -1,6 +1,7 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ConnectivityState, WorkerStatus, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
+import type { Usage } from "../../../gen/worker_runtime/v1/common_pb.js";
 import type { Style } from "./output.js";
 
 /** Short human names and colours for enum values and fields. */
@@ -74,4 +75,16 @@ export function timeText(timestamp: Timestamp | undefined): string {
         .toISOString()
         .replace(/\.\d{3}Z$/, "Z")
     : "";
+}
+
+/**
+ * A worker's token totals, saying how many model requests reported no
+ * usage: without that, a provider that never sends usage read as "0 in,
+ * 0 out", as if measured (Usage.unreported_requests).
+ */
+export function usageText(usage: Usage | undefined): string {
+  if (!usage) return "";
+  const tokens = `${usage.inputTokens} in, ${usage.outputTokens} out`;
+  if (usage.unreportedRequests === 0n) return tokens;
+  return `${tokens} (${usage.unreportedRequests} of ${usage.modelRequests} model requests reported no usage)`;
 }

@@ -6,7 +6,7 @@ import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "..
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
-import { connectivityText, labelsText, profileText, timeText, workerStatusName, workerStatusStyle } from "./format.js";
+import { connectivityText, labelsText, profileText, timeText, usageText, workerStatusName, workerStatusStyle } from "./format.js";
 
 const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
   Every worker (all pages), as a table on a terminal, one tab-separated line each when piped.
@@ -225,7 +225,7 @@ function printWorker(context: CommandContext, worker: Worker | undefined, create
     ["labels", labelsText(worker.labels)],
     ["active run", worker.activeRunId],
     ["queued runs", String(worker.queuedRuns)],
-    ["usage", worker.usage ? `${worker.usage.inputTokens} in, ${worker.usage.outputTokens} out` : ""],
+    ["usage", usageText(worker.usage)],
     ["created", timeText(worker.createdAt)],
     ["updated", timeText(worker.updatedAt)],
     ...(worker.failureMessage ? ([["failure", worker.failureMessage]] as const) : []),

@@ -1,25 +1,12 @@
 import { accessSync, constants, statSync } from "node:fs";
-import { delimiter, isAbsolute, join } from "node:path";
+import { delimiter, isAbsolute } from "node:path";
 import { SANDBOX_PATH, type ShellSandboxMode } from "./shell-sandbox.js";
 
 /**
- * The programs of `programs` (bare names, as a shell policy's
- * allowed_programs give them) that a command could not start here: none of
- * the directories on the PATH a command gets holds an executable file of
- * that name. A policy may allow a program this host lacks (a bundle serves
- * many runtimes), which otherwise showed only when the model called it, as
- * `spawn X ENOENT` or bwrap's "execvp X: No such file or directory";
- * CreateWorker asks first (ExecutionBackend.missingPrograms) and
- * run_command before it starts one.
- */
-export function missingPrograms(programs: readonly string[], mode: ShellSandboxMode): string[] {
-  const directories = commandSearchDirectories(mode);
-  return programs.filter((program) => !directories.some((directory) => isExecutableFile(join(directory, program))));
-}
-
-/**
- * The directories a command's program is looked up in, in order (also
- * program-start-failure.ts's, to find the file a failed start was).
+ * The directories a command's program is looked up in, in order
+ * (program-start-failure.ts finds a policy's program there, for the check
+ * CreateWorker and run_command make before a command starts, and the file a
+ * failed start was).
  * Relative entries would be looked up in the workspace, which the model
  * writes: not a place programs are installed.
  */

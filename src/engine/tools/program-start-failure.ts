@@ -1,5 +1,6 @@
 import { closeSync, openSync, readSync, realpathSync, statSync } from "node:fs";
 import { isAbsolute, join, sep } from "node:path";
+import { elfInterpreter } from "./elf-interpreter.js";
 import { commandSearchDirectories, isExecutableFile } from "./program-path.js";
 import type { ShellSandboxMode } from "./shell-sandbox.js";
 
@@ -10,21 +11,82 @@ import type { ShellSandboxMode } from "./shell-sandbox.js";
  */
 const FIRST_LINE_BYTES = 256;
 
+/** What keeps a program from starting, as ErrorDetail metadata "cause" gives it (ERROR_REASON_PROGRAM_NOT_FOUND). */
+export type ProgramStartCause =
+  | "not_installed"
+  | "not_executable"
+  | "interpreter_missing"
+  | "interpreter_not_executable"
+  | "loader_missing"
+  | "no_shebang";
+
+/** A program that cannot start, with why in plain words naming it. */
+export interface ProgramStartProblem {
+  program: string;
+  cause: ProgramStartCause;
+  message: string;
+}
+
+/**
+ * What keeps an allowed program from starting that can be seen in its file
+ * before any exec, or undefined when nothing can: the one place that knows
+ * the causes, asked by CreateWorker (ExecutionBackend.programProblems),
+ * before each command starts, and after an exec failed
+ * ({@link whyProgramCannotStart}). The file is the first regular file of
+ * that name on the PATH commands get (the one `which` shows); none is "not
+ * installed" (never there, or removed since). A file that is there may not
+ * be executable, or the interpreter its `#!` line names (read bounded) or
+ * the dynamic loader it names (ELF PT_INTERP) may be missing or not
+ * executable: said as "not installed", these sent the operator looking for
+ * a program that was there. A file that neither starts with `#!` nor is
+ * an ELF binary is refused too: the kernel will not run it (ENOEXEC), and
+ * glibc's execvp (libuv's spawn, bwrap) then runs it with /bin/sh, a shell
+ * its author never chose (an empty file "succeeds" doing nothing). A file
+ * that cannot be read (execute-only) is not judged. `unseen` are real paths the exec cannot see (the
+ * sandbox's covered private paths, the workspace's host path, the host's
+ * /tmp): a file there counts as absent.
+ */
+export function programStartProblem(
+  program: string,
+  mode: ShellSandboxMode,
+  unseen: readonly string[] = [],
+): ProgramStartProblem | undefined {
+  const file = programFile(program, mode, unseen);
+  const problem = (cause: ProgramStartCause, message: string): ProgramStartProblem => ({ program, cause, message });
+  if (file === undefined) return problem("not_installed", notInstalled(program));
+  const installed = `"${program}" is installed on this runtime but`;
+  if (!isExecutableFile(file)) return problem("not_executable", `${installed} is not executable`);
+  const start = readStart(file);
+  const interpreter = start && shebangInterpreter(start);
+  if (interpreter !== undefined && isAbsolute(interpreter)) {
+    const named = `its interpreter ${JSON.stringify(interpreter)} (named on its first line)`;
+    if (!exists(interpreter) || isUnseen(interpreter, unseen))
+      return problem("interpreter_missing", `${installed} cannot start: ${named} is missing`);
+    if (!isExecutableFile(interpreter))
+      return problem("interpreter_not_executable", `${installed} cannot start: ${named} is not executable`);
+  }
+  if (start !== undefined && !isShebang(start) && !start.subarray(0, 4).equals(ELF_MAGIC)) {
+    return problem("no_shebang", `${installed} cannot start: it has no #! line and is not a binary (${NO_SHEBANG_HINT})`);
+  }
+  const loader = start?.subarray(0, 4).equals(ELF_MAGIC) ? elfInterpreter(file) : undefined;
+  if (loader !== undefined && isAbsolute(loader) && (!exists(loader) || isUnseen(loader, unseen)))
+    return problem("loader_missing", `${installed} cannot start: the dynamic loader it needs is missing`);
+  return undefined;
+}
+
+/** Every program of `programs` (a shell policy's allowed_programs) that cannot start here, with why, in order. */
+export function programProblems(programs: readonly string[], mode: ShellSandboxMode): ProgramStartProblem[] {
+  return programs.flatMap((program) => programStartProblem(program, mode) ?? []);
+}
+
 /**
  * Why an allowed program cannot start, in plain words for the model (and
  * the operator reading the transcript), naming the program. An exec's
  * ENOENT or EACCES does not mean the program is missing: ENOENT for a file
- * that is there means its interpreter (the `#!` line's) or its dynamic
- * loader is missing, and EACCES that it, or its interpreter, is not
- * executable. Told as "not installed", that sent the operator looking for a
- * program that was there. So the program's file is looked at now: the
- * first regular file of that name on the PATH commands get (the one
- * `which` shows); none is "not installed" (removed since the check, or
- * never there); otherwise what is wrong with it or with the interpreter
- * its first line names (read bounded). `code` is the exec's error (ENOENT,
- * EACCES), undefined before any exec (the check). `unseen` are real paths
- * the exec cannot see (the sandbox's covered private paths, the
- * workspace's host path, the host's /tmp): a file there counts as absent.
+ * that is there means its interpreter or its dynamic loader is missing, and
+ * EACCES that it, or its interpreter, is not executable. What its file
+ * shows ({@link programStartProblem}) is told first; when it shows nothing,
+ * the exec's error `code` (ENOENT, EACCES; undefined before any exec) is.
  */
 export function whyProgramCannotStart(
   program: string,
@@ -32,24 +94,25 @@ export function whyProgramCannotStart(
   mode: ShellSandboxMode,
   unseen: readonly string[] = [],
 ): string {
-  const file = commandSearchDirectories(mode)
-    .map((directory) => join(directory, program))
-    .find((path) => isRegularFile(path) && !isUnseen(path, unseen));
-  if (file === undefined) return notInstalled(program);
+  const problem = programStartProblem(program, mode, unseen);
+  if (problem) return problem.message;
   const installed = `"${program}" is installed on this runtime but`;
-  if (!isExecutableFile(file)) return `${installed} is not executable`;
-  const start = readStart(file);
+  const file = programFile(program, mode, unseen);
+  const start = file === undefined ? undefined : readStart(file);
   const interpreter = start && shebangInterpreter(start);
   if (interpreter !== undefined) {
-    const named = `its interpreter ${JSON.stringify(interpreter)} (named on its first line)`;
-    if (isAbsolute(interpreter) && (!exists(interpreter) || isUnseen(interpreter, unseen)))
-      return `${installed} cannot start: ${named} is missing`;
-    if (isAbsolute(interpreter) && !isExecutableFile(interpreter)) return `${installed} cannot start: ${named} is not executable`;
-    return `${installed} cannot start: ${named} could not be started (${reason(code)})`;
+    return `${installed} cannot start: its interpreter ${JSON.stringify(interpreter)} (named on its first line) could not be started (${reason(code)})`;
   }
   if (code === "ENOENT" && start?.subarray(0, 4).equals(ELF_MAGIC))
     return `${installed} cannot start: the dynamic loader it needs is missing`;
   return `${installed} could not be started (${reason(code)})`;
+}
+
+/** The file a command naming `program` would run: the first regular file of that name on the commands' PATH that the exec can see. */
+function programFile(program: string, mode: ShellSandboxMode, unseen: readonly string[]): string | undefined {
+  return commandSearchDirectories(mode)
+    .map((directory) => join(directory, program))
+    .find((path) => isRegularFile(path) && !isUnseen(path, unseen));
 }
 
 /** What the model is told of an allowed program this runtime does not have (the check's words since it was first written). */
@@ -58,6 +121,13 @@ function notInstalled(program: string): string {
 }
 
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
+
+/** What the author of a file without `#!` is told to do. */
+const NO_SHEBANG_HINT = "a shell would run it as a script; name its interpreter on a #! first line";
+
+function isShebang(start: Buffer): boolean {
+  return start[0] === 0x23 && start[1] === 0x21;
+}
 
 function reason(code: string | undefined): string {
   if (code === "ENOENT") return "a file it needs is missing";
@@ -114,7 +184,7 @@ function readStart(path: string): Buffer | undefined {
  * as what it is), if the line ends within the bytes read.
  */
 function shebangInterpreter(start: Buffer): string | undefined {
-  if (start[0] !== 0x23 || start[1] !== 0x21) return undefined;
+  if (!isShebang(start)) return undefined;
   const end = start.indexOf(0x0a);
   if (end < 0) return undefined;
   const word = start

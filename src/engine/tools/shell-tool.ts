@@ -2,8 +2,7 @@ import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { splitCommandWords } from "./command-words.js";
-import { missingPrograms } from "./program-path.js";
-import { whyProgramCannotStart } from "./program-start-failure.js";
+import { programStartProblem, whyProgramCannotStart } from "./program-start-failure.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
@@ -108,7 +107,8 @@ function commandLine(command: string, policy: ShellPolicy | undefined, mode: She
   if (!allowed.includes(program)) {
     throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
   }
-  if (missingPrograms([program], mode).length > 0) throw new ToolError(whyProgramCannotStart(program, undefined, mode));
+  const problem = programStartProblem(program, mode);
+  if (problem) throw new ToolError(problem.message);
   return words;
 }
 

@@ -171,6 +171,10 @@ describe("send, transcript, cancel, approve and reject", () => {
     expect(after.map((e) => e.seq)).toEqual(["2", "3", "4"]);
     const full = await rt.clients.observation.readTranscript({ worker: { runtimeId: rt.runtimeId, workerId: id } });
     expect(full.entries.map((e) => String(e.seq))).toEqual(["1", "2", "3", "4"]);
+
+    // The fake sent no usage: the totals are not shown as 0 tokens measured.
+    const got = await cli("workers", "get", id);
+    expect(got.stdout).toContain("usage: 0 in, 0 out (2 of 2 model requests reported no usage)\n");
   });
 
   it("a busy worker: reject exits 6 with the reason, enqueue waits its turn, cancel ends the run, interrupt takes over", async () => {
