@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../../support/harness.js";
 import { parseLogLines } from "../../support/log-lines.js";
+import { chunk } from "../../support/openai-chunks.js";
 import { serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
@@ -68,6 +69,22 @@ describe("watch of a worker that is deleted", () => {
     } finally {
       text.kill();
       json.kill();
+    }
+  }, 120_000);
+});
+
+describe("send to a worker deleted while its reply streams", () => {
+  it("shows the reply so far, then says the worker was deleted and exits 5", async () => {
+    const workerId = await createWorker();
+    rt.fake.enqueue({ kind: "stream", chunks: [chunk({ role: "assistant", content: "" }), chunk({ content: "Hello" })], end: "hang" });
+    const send = startClient(["send", workerId, "hi"], { server: rt.url });
+    try {
+      await eventually(() => send.stdout().includes("Hello"), 60_000, "the reply so far");
+      await rt.clients.catalog.deleteWorker({ worker: { runtimeId: rt.runtimeId, workerId }, force: true });
+      expect(await send.exited).toEqual({ code: 5, signal: null });
+      expect(send.stderr()).toBe(`worker-runtime: worker ${workerId} was deleted (reason: NOT_FOUND)\n`);
+    } finally {
+      send.kill();
     }
   }, 120_000);
 });
