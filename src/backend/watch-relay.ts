@@ -68,8 +68,10 @@ export interface RelayOptions {
  * gets the live events that take it from what it was shown to what the
  * snapshot shows ({@link ShownState}): output streamed and changes told
  * live only while the upstream was away. A typed rejection of the watch
- * itself (NOT_FOUND, CURSOR_EXPIRED, ...) ends the stream with that error;
- * removing the Runtime ends it with NOT_FOUND.
+ * itself (NOT_FOUND, CURSOR_EXPIRED, ...) ends the stream with that error,
+ * as does the NOT_FOUND a Runtime ends a deleted worker's watch with (it is
+ * not a cut: the watch is not opened again); removing the Runtime ends it
+ * with NOT_FOUND.
  */
 export async function* relayWatch<M>(
   directory: RuntimeDirectory,
@@ -114,8 +116,9 @@ export async function* relayWatch<M>(
           if (catchUp !== undefined) yield catchUp;
         }
       }
-      // The embedded Runtime ends a watch cleanly only when it closes (its Backend is shutting down)
-      // or the worker is gone: there is nothing to resume, and its own clients see the same clean end.
+      // A Runtime ends a watch cleanly only when it closes (a deleted worker's ends with NOT_FOUND, thrown
+      // below): the embedded one closes only with its Backend, so there is nothing to resume, and its own
+      // clients see the same clean end; a remote one is restarting or going away, which is ridden out.
       if (connection.embedded) return;
       options.logger.info("relayed watch ended upstream; resuming", { runtime_id: runtimeId });
     } catch (error) {

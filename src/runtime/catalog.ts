@@ -18,7 +18,7 @@ import {
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
-import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
+import { idempotencyConflict, invalidArgument, notFound, RuntimeError, workerDeleted } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
@@ -273,13 +273,22 @@ export class Catalog {
         `worker ${session.workerId} is not stopped; stop it first or set force`,
       );
     }
-    // Also waits for a StopWorker still in progress, so nothing is written after the delete.
-    await this.stop(session);
+    // Decided before the runs end, so a StreamInput that sees its run end now says why.
+    const deleted = workerDeleted(session.workerId);
+    session.events.announceEnd(deleted);
+    try {
+      // Also waits for a StopWorker still in progress, so nothing is written after the delete.
+      await this.stop(session);
+    } catch (error) {
+      session.events.announceEnd(undefined);
+      throw error;
+    }
     if (!this.workers.has(session.workerId)) return;
     session.markDeleted();
     this.workers.remove(session);
     this.init.health.forgetWorker(session.workerId);
-    session.events.closeAll();
+    // Not the clean end of a shutdown: watchers get the last events, then NOT_FOUND, and need not ask why.
+    session.events.closeAll(deleted);
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
     await typedStoreErrors(this.init.store.deleteWorker(session.workerId));

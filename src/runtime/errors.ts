@@ -39,6 +39,16 @@ export function notFound(what: string, id: string): RuntimeError {
   return new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, `${what} "${id}" not found`, { [what]: id });
 }
 
+/**
+ * The worker was deleted while a stream of it was open: the end of its
+ * watches and StreamInputs. The same code, reason and metadata as a new
+ * request's {@link notFound} for it, so clients handle both alike; the
+ * message says it was there and is gone, rather than a lost connection.
+ */
+export function workerDeleted(workerId: string): RuntimeError {
+  return new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, `worker ${workerId} was deleted`, { worker_id: workerId });
+}
+
 /** A request_id was used before with other content (the retry is not the same request). */
 export function idempotencyConflict(requestId: string, used: string, metadata: Record<string, string>): RuntimeError {
   return new RuntimeError(Code.AlreadyExists, ErrorReason.IDEMPOTENCY_CONFLICT, `request_id "${requestId}" was already used ${used}`, {

@@ -1,5 +1,6 @@
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { encodeCursor, type CursorStream } from "./cursor.js";
+import type { RuntimeError } from "./errors.js";
 import type { StoredEvent } from "./store.js";
 import { Subscription, type StreamItem } from "./subscription.js";
 
@@ -55,6 +56,7 @@ export class DurableEventStream<E> {
   private unwritten: Pending<E>[] = [];
   private writing = false;
   private readonly subscribers = new Set<Subscription<E>>();
+  private ending: RuntimeError | undefined;
 
   constructor(private readonly init: EventStreamInit<E>) {
     this.lastAssignedSeq = init.lastSeq;
@@ -124,9 +126,31 @@ export class DurableEventStream<E> {
     return subscription;
   }
 
-  /** Ends every subscription (worker deleted, runtime closing). */
-  closeAll(): void {
-    for (const subscription of [...this.subscribers]) subscription.close();
+  /** The error the stream is to end with, from the moment that is decided (see {@link announceEnd}). */
+  get endingWith(): RuntimeError | undefined {
+    return this.ending;
+  }
+
+  /**
+   * Decides the stream ends with `error` (its worker's delete begins, before
+   * it ends the worker's runs), so a StreamInput that sees its run end
+   * meanwhile ends with the reason too; undefined takes it back (the delete
+   * failed). The subscriptions end at {@link closeAll}.
+   */
+  announceEnd(error: RuntimeError | undefined): void {
+    this.ending = error;
+  }
+
+  /**
+   * Ends every subscription: cleanly when the runtime closes; with `error`
+   * after the events each holds when the worker is deleted, so a watcher
+   * sees the last events and then why there are no more.
+   */
+  closeAll(error?: RuntimeError): void {
+    for (const subscription of [...this.subscribers]) {
+      if (error) subscription.closeAfterQueued(error);
+      else subscription.close();
+    }
   }
 
   private enqueueDurable(build: DurableEventBuilder<E>, transcript?: TranscriptEntry): Promise<E> {

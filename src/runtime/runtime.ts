@@ -237,7 +237,13 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       checkInput(request);
       const subscription = watchSlot(session, checkNotEnded).subscribe();
       yield* runInputStream(
-        { subscription, send: () => runtime.sendInput(request, watchOptions), ...live, delivered: delivered.input },
+        {
+          subscription,
+          send: () => runtime.sendInput(request, watchOptions),
+          ending: () => session.events.endingWith,
+          ...live,
+          delivered: delivered.input,
+        },
         watchOptions,
       );
     },

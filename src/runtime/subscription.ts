@@ -114,11 +114,30 @@ export class Subscription<E> {
     return { kind: "idle" };
   }
 
-  /** Ends the subscription and releases it from its stream. Idempotent. */
+  /**
+   * Ends the subscription and releases it from its stream. Idempotent. An
+   * error drops what is queued and is handed over at once: a watcher too
+   * slow for its backlog (SUBSCRIBER_TOO_SLOW) resumes from its cursor and
+   * reads the dropped events again.
+   */
   close(error?: RuntimeError): void {
+    this.end(error, true);
+  }
+
+  /**
+   * Ends the subscription with `error` once the items it holds have been
+   * taken: a deleted worker's watcher gets the last events (its run's end,
+   * the worker STOPPED) and then the reason, since nothing can be read
+   * again from a worker that is gone.
+   */
+  closeAfterQueued(error: RuntimeError): void {
+    this.end(error, false);
+  }
+
+  private end(error: RuntimeError | undefined, dropQueued: boolean): void {
     if (this.closedWith) return;
     this.closedWith = error ? { error } : {};
-    if (error) this.clearQueue();
+    if (error && dropQueued) this.clearQueue();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.unwatchSignal();
     this.onClose(this);

@@ -132,6 +132,8 @@ export interface InputStreamPlan {
   subscription: Subscription<WorkerEvent>;
   /** Sends the input; the run it returns is the one followed. */
   send(): Promise<Run>;
+  /** The error the worker's streams are to end with (it is being deleted): a run that ends meanwhile ended by it. */
+  ending?(): RuntimeError | undefined;
   heartbeatMs: number;
   maxEventsPerMessage: number;
   /** Bytes the events of one message may take (see message-budget.ts). */
@@ -143,7 +145,8 @@ export interface InputStreamPlan {
 /**
  * Runs one StreamInput: sends the input, answers with the accepted run,
  * then streams that run's events (only its own) until it ends, with
- * heartbeats when idle. Released on abort like {@link runWatch}.
+ * heartbeats when idle; a deleted worker's ends with its NOT_FOUND after
+ * the run's end. Released on abort like {@link runWatch}.
  */
 export async function* runInputStream(plan: InputStreamPlan, options: WatchOptions): AsyncGenerator<StreamInputResponse> {
   const { subscription } = plan;
@@ -170,7 +173,12 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
       for (const part of bySize(own, plan.maxBatchBytes)) {
         yield create(StreamInputResponseSchema, { events: part.map((item) => item.event as WorkerEvent) });
       }
-      if (ended) return;
+      if (ended) {
+        // The run ended because its worker is being deleted: say so, as the worker's watches do.
+        const ending = plan.ending?.();
+        if (ending) throw ending;
+        return;
+      }
     }
   } finally {
     signal.removeEventListener("abort", release);

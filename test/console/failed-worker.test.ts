@@ -160,8 +160,14 @@ describe("a worker deleted while it is open", () => {
     // Every text a status element shows from here on, recorded by the page as it changes: a poll
     // could miss "Reconnecting…" shown for a moment before the deletion is learned.
     await page.evaluate(STATUS_RECORDER);
+    // The watch's own NOT_FOUND says it: the page need not ask GetWorker why the stream ended.
+    const asked: string[] = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("worker_runtime.v1.WorkerCatalog/GetWorker")) asked.push(request.url());
+    });
     await catalog().deleteWorker({ worker, force: true });
     await expectClosedComposer(/no longer exists/);
+    expect(asked).toEqual([]);
     expect(await page.locator(".banner").isVisible()).toBe(false);
     const shown = await page.evaluate<string[]>("window.__statusTexts");
     expect(shown.some((text) => /no longer exists/.test(text))).toBe(true);

@@ -1,5 +1,7 @@
+import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeError } from "../../src/runtime/errors.js";
 import { Subscription, type StreamItem } from "../../src/runtime/subscription.js";
 
 const item = (seq: number): StreamItem<never> => ({ seq: BigInt(seq), bytes: new Uint8Array([seq & 0xff]) });
@@ -79,5 +81,22 @@ describe("Subscription", () => {
     await aborted;
     expect(subscription.poll(512, controller.signal).kind).toBe("closed");
     expect(subscription.wait(60_000, controller.signal)).toBeUndefined();
+  });
+
+  it("ended after its queue, hands over every item it holds first, then the error, and takes no more", async () => {
+    const closed: Subscription<never>[] = [];
+    const subscription = new Subscription<never>(100, (s) => closed.push(s));
+    for (let seq = 1; seq <= 5; seq++) subscription.push(item(seq));
+    const deleted = new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, "worker w was deleted");
+    subscription.closeAfterQueued(deleted);
+    expect(subscription.closed).toBe(true);
+    expect(closed).toEqual([subscription]);
+    subscription.push(item(6));
+    expect(await takeAll(subscription, 3)).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
+    const wait = await subscription.next(3, 1, never);
+    expect(wait.kind === "closed" && wait.error).toBe(deleted);
   });
 });

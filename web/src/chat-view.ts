@@ -21,8 +21,6 @@ import { RawEventView } from "./raw-event-view.js";
 import { RunStatuses } from "./run-statuses.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
-/** How long the chat waits to learn whether the worker of a watch the server ended still exists, before it reconnects anyway. */
-const ASK_AFTER_END_MS = 10_000;
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
 /**
@@ -152,11 +150,8 @@ export class ChatView {
             await this.loadTail();
           }
         }
-        // The server ended the stream rather than losing it: the worker was deleted, or the Backend is
-        // closing. Which one is asked before anything is shown: a NOT_FOUND here is handled below like
-        // the watch's own, so a deleted worker says so at once instead of "Reconnecting…" until the
-        // next try learned it. Any other answer (or failure, or no answer in time) is a reconnect, shown as one.
-        await this.api.catalog.getWorker({ worker: this.ref }, { signal: connection.signal, timeoutMs: ASK_AFTER_END_MS });
+        // The server ended the stream cleanly: the Backend is closing, so reconnect, shown as one. (A
+        // deleted worker's watch ends with NOT_FOUND instead, handled below.)
       } catch (error) {
         if (signal.aborted) return;
         if (connection.signal.aborted) continue;
@@ -174,7 +169,7 @@ export class ChatView {
         }
         const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
-          // Deleted (or never there): nothing to reconnect to, and nothing to send to.
+          // Deleted while watched (the watch's end says so), or never there: nothing to reconnect to, nothing to send to.
           this.banner.hidden = true;
           this.composer.close({ note: describeError(error), placeholder: "This worker no longer exists." });
           return;

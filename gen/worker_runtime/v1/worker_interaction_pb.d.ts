@@ -437,7 +437,8 @@ export declare const WorkerInteraction: GenService<{
   },
   /**
    * StreamInput sends input like SendInput, then streams that run's events
-   * until it ends (handy for grpcurl and simple clients).
+   * until it ends (handy for grpcurl and simple clients). When the Worker is
+   * deleted, the run's end is followed by NOT_FOUND, as on WatchWorker.
    *
    * @generated from rpc worker_runtime.v1.WorkerInteraction.StreamInput
    */

@@ -253,6 +253,11 @@ export declare const WorkerObservation: GenService<{
    * name their stream: one of another worker, runtime or store is
    * INVALID_ARGUMENT with reason CURSOR_FOREIGN. Every message fits
    * max_message_bytes: events that would not are carried by further messages.
+   * A Worker deleted while watched ends the stream with NOT_FOUND (reason
+   * NOT_FOUND, metadata "worker_id", "worker W was deleted") after the events
+   * up to the deletion (a run it cancelled, the Worker STOPPED); the stream
+   * ends cleanly only when the runtime shuts down, so a clean end is a reason
+   * to resume, not a deletion.
    *
    * @generated from rpc worker_runtime.v1.WorkerObservation.WatchWorker
    */

@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
-import { type CommandContext, expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
+import { expectPositionals, parseCommand, printHelp, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { processInterrupts } from "./send-command.js";
@@ -19,8 +18,6 @@ const WATCH_USAGE = `usage: worker-runtime watch WORKER [--from CURSOR]
 /** Backoff between reconnects: doubling from the first to the cap, with jitter. */
 const FIRST_DELAY_MS = 100;
 const MAX_DELAY_MS = 5_000;
-/** How long the question "deleted?" after a clean end may take: a server that does not answer is for the reconnect loop. */
-const PROBE_TIMEOUT_MS = 10_000;
 
 /** Reasons that say "not now": the runtime (or, through a Backend, the runtime behind it) is away or shed this stream. */
 const TRANSIENT_REASONS: ReadonlySet<ErrorReason> = new Set([
@@ -60,23 +57,6 @@ function workerDeleted(workerId: string): ConnectError {
   return typedError(Code.NotFound, ErrorReason.NOT_FOUND, `worker ${workerId} was deleted`, { worker_id: workerId });
 }
 
-/**
- * Why a watch ended cleanly. The runtime ends a deleted worker's watches so,
- * as it ends every watch when it shuts down: a GetWorker tells the two
- * apart at once, before any reconnect. Any other answer, or none within
- * {@link PROBE_TIMEOUT_MS}, is left to the reconnect loop. (A Backend
- * relaying a remote runtime rides out the clean end and passes on its
- * resume's NOT_FOUND instead.)
- */
-async function wasDeleted(context: CommandContext, worker: WorkerRef, signal: AbortSignal): Promise<boolean> {
-  try {
-    await context.clients.catalog.getWorker({ worker }, { signal, timeoutMs: PROBE_TIMEOUT_MS });
-    return false;
-  } catch (error) {
-    return isWorkerNotFound(ConnectError.from(error));
-  }
-}
-
 /** `watch`. */
 export async function watch(argv: string[]): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, { from: { type: "string" } });
@@ -112,12 +92,13 @@ export async function watch(argv: string[]): Promise<ExitCodeValue> {
             }
             if (response.heartbeat?.cursor) cursor = response.heartbeat.cursor;
           }
-          if (await wasDeleted(context, worker, stop.signal)) throw workerDeleted(workerId);
+          // A runtime ends a watch cleanly only when it shuts down (a deleted worker's ends with NOT_FOUND).
           throw new ConnectError("the server ended the stream", Code.Unavailable);
         } catch (error) {
           if (stop.signal.aborted) break;
           const connectError = ConnectError.from(error);
-          // Shown before, gone now (a resume, or a Backend's relay, found it missing).
+          // Shown before, gone now: deleted while watched (the runtime's NOT_FOUND, also through a Backend), or found
+          // missing by a resume.
           if (connected && isWorkerNotFound(connectError)) throw workerDeleted(workerId);
           // Never connected: a wrong URL or token should fail now, not retry forever.
           if (!connected || !isTransient(connectError)) throw connectError;

@@ -1,0 +1,131 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { type Backend, createBackend } from "../../src/backend/index.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
+import { createRuntime, type Logger, silentLogger } from "../../src/runtime/index.js";
+import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type Clients, clientsAt, eventually, PROTOCOLS } from "../support/harness.js";
+import { chunk } from "../support/openai-chunks.js";
+
+/**
+ * A worker deleted (force) while a client watches it through a Backend,
+ * and follows a run of it with StreamInput: the runtime's NOT_FOUND ("worker
+ * W was deleted", after the run's end) reaches the client unchanged, from a
+ * remote runtime (a real server on 127.0.0.1 over HTTP/2) and from the
+ * embedded one, and the Backend takes it for the end it is, not for a cut:
+ * it does not open the remote worker's watch again (the remote runtime's
+ * RPC log shows one WatchWorker per client watch). The relay used to get a
+ * clean end for a deletion and reopen the watch to learn the NOT_FOUND.
+ */
+
+let fake: FakeOpenAI;
+let backend: Backend;
+const servers: RuntimeServer[] = [];
+const sessions: Http2SessionManager[] = [];
+/** The rpc_method of every call the remote runtime completed. */
+const remoteCalls: string[] = [];
+
+/** The remote runtime's logger: records which RPCs it completed. */
+const recordingLogger: Logger = {
+  debug: (_message, fields) => remoteCalls.push(String(fields?.rpc_method ?? "")),
+  info: () => {},
+  warn: (_message, fields) => remoteCalls.push(String(fields?.rpc_method ?? "")),
+  error: (_message, fields) => remoteCalls.push(String(fields?.rpc_method ?? "")),
+};
+
+const remoteWatchWorkerCalls = () => remoteCalls.filter((method) => method.endsWith("/WatchWorker")).length;
+
+beforeAll(async () => {
+  fake = await startFakeOpenAI();
+  fake.setFallback({ kind: "stream", chunks: [chunk({ role: "assistant", content: "" }), chunk({ content: "Hello" })], end: "hang" });
+  const provider = () => createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL });
+  const remote = await createRuntime({ logger: silentLogger, runtimeId: "rs", executionBackend: provider() });
+  const remoteServer = await startRuntimeServer({ runtime: remote, host: "127.0.0.1", port: 0, logger: recordingLogger });
+  const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb", executionBackend: provider() });
+  backend = createBackend({
+    runtime: embedded,
+    logger: silentLogger,
+    remotes: [{ runtimeId: "rs", url: `http://${remoteServer.h2Address}` }],
+  });
+  const backendServer = await startRuntimeServer({
+    runtime: embedded,
+    routes: backend.routes,
+    host: "127.0.0.1",
+    port: 0,
+    logger: silentLogger,
+  });
+  servers.push(backendServer, remoteServer);
+  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
+}, 30_000);
+
+afterAll(async () => {
+  for (const session of sessions.splice(0)) session.abort();
+  backend?.close();
+  for (const server of servers) await server.close(0);
+  await fake?.close();
+});
+
+/** A stream read on in the background: its events as they come, and how it ended. */
+interface Followed {
+  events: WorkerEvent[];
+  ended: Promise<ConnectError | "clean">;
+}
+
+function follow(stream: AsyncIterable<{ events: WorkerEvent[] }>): Followed {
+  const events: WorkerEvent[] = [];
+  const ended = (async () => {
+    try {
+      for await (const message of stream) events.push(...message.events);
+      return "clean" as const;
+    } catch (error) {
+      return ConnectError.from(error);
+    }
+  })();
+  return { events, ended };
+}
+
+const sawText = (followed: Followed) => followed.events.some((event) => event.kind.case === "textDelta");
+
+describe("a worker deleted while watched through a Backend", () => {
+  for (const runtimeId of ["rs", "emb"]) {
+    for (const protocol of PROTOCOLS) {
+      it(`ends the watch and the StreamInput with the runtime's NOT_FOUND, without reopening (${runtimeId}, ${protocol})`, async () => {
+        const backendServer = servers[0] as RuntimeServer;
+        const clients: Clients = clientsAt(backendServer.h2Address, protocol, sessions);
+        const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref as WorkerRef;
+        const opensBefore = remoteWatchWorkerCalls();
+        const watch = follow(clients.observation.watchWorker({ worker }));
+        const input = follow(clients.interaction.streamInput({ worker, input: { text: "hi" } }));
+        await eventually(() => sawText(watch) && sawText(input), 10_000, "the run's text on both streams");
+
+        await clients.catalog.deleteWorker({ worker, force: true });
+
+        for (const stream of [watch, input]) {
+          const end = await stream.ended;
+          expect(end).toBeInstanceOf(ConnectError);
+          const error = end as ConnectError;
+          expect([error.code, error.rawMessage]).toEqual([Code.NotFound, `worker ${worker.workerId} was deleted`]);
+          const detail = error.findDetails(ErrorDetailSchema)[0];
+          expect(detail?.reason).toBe(ErrorReason.NOT_FOUND);
+          expect(detail?.metadata).toEqual({ worker_id: worker.workerId });
+          const runStates = stream.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
+          expect(runStates.at(-1)).toBe(RunStatus.CANCELLED);
+        }
+        if (runtimeId === "rs") {
+          // The one upstream watch the relay opened, ended by the deletion; none opened after it.
+          await eventually(() => remoteWatchWorkerCalls() > opensBefore, 5_000, "the upstream watch's end in the remote's log");
+          expect(remoteWatchWorkerCalls() - opensBefore).toBe(1);
+        }
+        // The runtime's health is untouched by a typed end.
+        expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
+      }, 30_000);
+    }
+  }
+});
