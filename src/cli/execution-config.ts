@@ -54,7 +54,10 @@ export const EXECUTION_USAGE = `  --workspace-root [NAME=]DIR  allow worker work
   --openai-base-url URL  OpenAI-compatible server (else OPENAI_BASE_URL, else api.openai.com);
                  the key is read only from OPENAI_API_KEY
   --openai-model MODEL   model of profiles that name none (else OPENAI_MODEL, else ${DEFAULT_MODEL})
-  --openai-keyless       the server needs no key (local Ollama, llama.cpp, LM Studio, vLLM)
+  --openai-keyless       the server needs no key (local Ollama, llama.cpp, LM Studio, vLLM; else
+                 OPENAI_KEYLESS=1)
+  OPENAI_REQUEST_TIMEOUT_MS  how long a request may wait for the provider's answer to begin (no
+                 flag; default 60000; ${SETTING_BOUNDS.requestTimeoutMs.min}-${SETTING_BOUNDS.requestTimeoutMs.max})
   --openai-stream-idle-timeout-ms MS  silence after which a provider stream counts as cut and
                  is continued (else OPENAI_STREAM_IDLE_TIMEOUT_MS, else 120000; ${SETTING_BOUNDS.streamIdleTimeoutMs.min}-${SETTING_BOUNDS.streamIdleTimeoutMs.max})
   --openai-max-answer-bytes N  largest answer plus reasoning of one model turn; past it the run

@@ -3,6 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { backendFromFlags, ExecutionConfigError, workspaceRootsFromFlags } from "../../src/cli/execution-config.js";
+import { openAIBackendOptionsFromEnv } from "../../src/engine/index.js";
+import { startCli } from "../support/cli-process.js";
 
 describe("serve execution flags", () => {
   let dir: string;
@@ -122,5 +124,31 @@ describe("serve execution flags", () => {
       { OPENAI_API_KEY: "sk-env", OPENAI_RETRY_BUDGET_MS: "soon" },
     );
     expect(backend.limits?.()).toMatchObject({ retryBudgetMs: 100 });
+  });
+});
+
+describe("serve --help and backend --help", () => {
+  /** Every variable the engine's configuration reads, recorded as it reads them. */
+  function variablesTheEngineReads(): string[] {
+    const read = new Set<string>();
+    const env = new Proxy<NodeJS.ProcessEnv>(
+      {},
+      {
+        get(_target, name) {
+          if (typeof name === "string") read.add(name);
+          return undefined;
+        },
+      },
+    );
+    openAIBackendOptionsFromEnv(env);
+    return [...read].sort();
+  }
+
+  it.each([["serve"], ["backend"]])("%s --help names every OPENAI_* variable the engine reads", async (command) => {
+    const variables = variablesTheEngineReads();
+    expect(variables).toContain("OPENAI_RETRY_BUDGET_MS");
+    const cli = startCli([command, "--help"]);
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+    expect(variables.filter((name) => !cli.stdout().includes(name))).toEqual([]);
   });
 });
