@@ -173,7 +173,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
   if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
   logger.info("backend serving", {
-    h2c: server.h2Address,
+    [tls ? "https" : "h2c"]: server.h2Address,
     http1: server.http1Address,
     runtime_id: runtime.runtimeId,
     remotes: remotes.length,

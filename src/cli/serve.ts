@@ -136,7 +136,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
   const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
   process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
-  logger.info("serving", { h2c: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
+  logger.info("serving", { [tls ? "https" : "h2c"]: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
   logStopped(logger, outcome);

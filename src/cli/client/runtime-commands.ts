@@ -74,7 +74,12 @@ function printRuntime(context: CommandContext, runtime: Runtime): void {
     [
       "execution",
       capabilities
-        ? `${capabilities.executionBackend}${capabilities.executionAvailable ? "" : ` (unavailable: ${capabilities.executionUnavailableReason})`}`
+        ? [
+            capabilities.executionBackend,
+            capabilities.executionAvailable ? "" : `(unavailable: ${capabilities.executionUnavailableReason})`,
+          ]
+            .filter(Boolean)
+            .join(" ")
         : "",
     ],
     ["profiles", capabilities?.profiles.map((profile) => profile.name).join(", ") ?? ""],
