@@ -38,11 +38,16 @@ export class ApprovalFlow {
       throw approvalNotPending(runId, toolCallId);
     }
     const answered = cloneMessage(RunSchema, active.run);
+    const recorded = this.host.journal.recordRun(active.run);
+    this.host.journal.activeRunChanged(active.run);
     try {
-      await this.host.journal.recordRun(active.run);
+      await recorded;
     } catch (error) {
       // Not recorded: the run still waits, unless it ended meanwhile.
-      if (holdsExecution(this.host.slot(), active) && !active.controller.signal.aborted) restoreApproval(active, taken);
+      if (holdsExecution(this.host.slot(), active) && !active.controller.signal.aborted) {
+        restoreApproval(active, taken);
+        this.host.journal.activeRunChanged(active.run);
+      }
       throw error;
     }
     taken.wait.resolve(result);
@@ -95,6 +100,7 @@ export class ApprovalFlow {
     this.host.setSlot({ kind: "running", active });
     const answered = cloneMessage(RunSchema, run);
     const recorded = this.host.journal.recordRun(run);
+    this.host.journal.activeRunChanged(run);
     launchRun(active, this.host, { resume: { toolCallId }, recorded });
     await recorded;
     return answered;

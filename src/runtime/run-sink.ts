@@ -187,6 +187,7 @@ async function awaitApproval(active: ActiveRun, call: PendingToolCall, signal: A
   if (active.approval?.toolCallId === call.toolCallId && host.isOpen(active)) {
     run.status = waiting.status;
     run.pendingApproval = waiting.pendingApproval;
+    host.journal.activeRunChanged(run);
   }
   return decision;
 }

@@ -1,5 +1,6 @@
 import type { Context } from "@opentelemetry/api";
-import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { ActiveRunState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { ApprovalResult, PendingToolCall } from "./execution-backend.js";
 import type { LogFields } from "./logger.js";
 
@@ -76,4 +77,25 @@ export function busyRunOf(slot: RunSlot): Run | undefined {
 /** Whether the slot still holds this execution (it has not ended or been parked). */
 export function holdsExecution(slot: RunSlot, active: ActiveRun): boolean {
   return activeOf(slot) === active;
+}
+
+/**
+ * Worker.active_run_state for a worker's active run: executing, or waiting
+ * for a tool-call approval. A worker's status is RUNNING either way, so this
+ * is what lets a worker list say "waiting for approval" without watching the
+ * run. UNSPECIFIED when no run is in flight (or the run has ended).
+ */
+export function activeRunStateOf(run: Run | undefined): ActiveRunState {
+  if (run?.status === RunStatus.RUNNING) return ActiveRunState.RUNNING;
+  if (run?.status === RunStatus.AWAITING_APPROVAL) return ActiveRunState.AWAITING_APPROVAL;
+  return ActiveRunState.UNSPECIFIED;
+}
+
+/**
+ * Makes `run` (or none) the worker's active run: its id and its state are set
+ * together, so no place that starts or clears a run can leave them disagreeing.
+ */
+export function setActiveRun(worker: Worker, run: Run | undefined): void {
+  worker.activeRunId = run?.runId ?? "";
+  worker.activeRunState = activeRunStateOf(run);
 }

@@ -4,6 +4,7 @@ import { timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { setActiveRun } from "./run-slot.js";
 import { endRun } from "./run-execution.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { DAMAGED_WORKER_MESSAGE } from "./store-errors.js";
@@ -35,7 +36,7 @@ export function restoredWorkerState(
   } else if (worker.status === WorkerStatus.RUNNING) {
     worker.status = WorkerStatus.IDLE;
   }
-  worker.activeRunId = parked?.runId ?? "";
+  setActiveRun(worker, parked);
   worker.queuedRuns = 0;
   return { worker, wasBusy, parked };
 }

@@ -16,6 +16,7 @@ import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
 import { DurableEventStream } from "./event-stream.js";
 import { timedAppend } from "./metrics.js";
+import { activeRunStateOf } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import type { RestoredWorker, StoredEvent, WorkerRecord } from "./store.js";
 import type { StreamItem } from "./subscription.js";
@@ -112,6 +113,21 @@ export class WorkerJournal {
     const copy = this.workerCopy();
     const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: copy, ...this.record }));
     await Promise.all([saved, this.announceWorker(copy, "announce")]);
+  }
+
+  /**
+   * Follows the active run into and out of AWAITING_APPROVAL: when `run` is
+   * the worker's active run and its state (run-slot.ts) changed, the
+   * worker takes it and its snapshot is written and announced (in the
+   * background: the caller has its own write to wait for). Call it after
+   * the run's own record is issued, so watchers see the run change first.
+   * Starting and ending runs set the state with the id (setActiveRun).
+   */
+  activeRunChanged(run: Run): void {
+    const state = activeRunStateOf(run);
+    if (this.deleted || run.runId !== this.worker.activeRunId || state === this.worker.activeRunState) return;
+    this.worker.activeRunState = state;
+    this.deps.background.start(this.saveWorker());
   }
 
   /** The worker as of now, stamped updated now: a copy nobody changes. */

@@ -15,7 +15,7 @@ import { RequestIdMemory } from "./request-id-memory.js";
 import { endRun, launchRun, settledWithin } from "./run-execution.js";
 import { checkAcceptsInput, RunQueue } from "./run-queue.js";
 import { addUsage, usageOf } from "./run-sink.js";
-import { activeOf, busyRunOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { activeOf, busyRunOf, heldRunOf, holdsExecution, setActiveRun, type ActiveRun, type RunSlot } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./session-restore.js";
 import type { InputOptions } from "./runtime-api.js";
@@ -263,7 +263,7 @@ export class WorkerSession {
     const run = this.queue.next();
     this.worker.queuedRuns = this.queue.length;
     if (!run || this.worker.status === WorkerStatus.STOPPED) {
-      this.worker.activeRunId = "";
+      setActiveRun(this.worker, undefined);
       if (this.worker.status === WorkerStatus.RUNNING) this.worker.status = WorkerStatus.IDLE;
       this.deps.background.start(this.journal.saveWorker());
       return;
@@ -271,7 +271,7 @@ export class WorkerSession {
     run.status = RunStatus.RUNNING;
     run.startedAt = timestampFromDate(this.deps.now());
     this.worker.status = WorkerStatus.RUNNING;
-    this.worker.activeRunId = run.runId;
+    setActiveRun(this.worker, run);
     const active: ActiveRun = { run, controller: new AbortController(), done: Promise.resolve(), ...this.queue.callerOf(run) };
     this.slot = { kind: "running", active };
     this.deps.background.start(this.journal.recordRun(run));

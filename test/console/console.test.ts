@@ -358,11 +358,15 @@ describe("console with a model provider", () => {
     );
     try {
       const header = page.locator(".chat-header .status");
+      // The sidebar's entry for this worker (the list polls; it has no run to watch).
+      const listed = page.locator(".sidebar .worker", { has: page.locator("a", { hasText: /^Careful$/ }) }).locator(".worker-status");
       await page.locator("textarea.input").fill("What files are there?");
       await page.keyboard.press("Enter");
       await expect.poll(() => page.locator(".approval code").textContent(), { timeout: 20_000 }).toBe("list_files");
       // The header says what the run waits for, not "running" (the worker's own status) beside a panel that asks.
       await expect.poll(() => header.textContent()).toBe("waiting for approval");
+      // So does the sidebar, in the same words (it said "running", the worker's own status, before ListWorkers told it more).
+      await expect.poll(() => listed.textContent()).toBe("waiting for approval");
       // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
       const pending = page.getByRole("region", { name: "Approval needed" });
       await expect(pending.textContent()).resolves.toContain("wants to run list_files");
@@ -378,11 +382,13 @@ describe("console with a model provider", () => {
       await page.getByRole("button", { name: "Approve" }).click();
       // Approved, the run runs again (the tool, then the model's answer, held here): so says the header.
       await expect.poll(() => header.textContent()).toBe("running");
+      await expect.poll(() => listed.textContent()).toBe("running");
       answer?.();
       await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["There is one file: notes.txt."]);
       await expect(page.locator(".log .entry.tool-result pre").textContent()).resolves.toContain("notes.txt");
       expect(await page.locator(".approval").isHidden()).toBe(true);
       await expect.poll(() => header.textContent()).toBe("idle");
+      await expect.poll(() => listed.textContent()).toBe("idle");
     } finally {
       answer?.();
     }

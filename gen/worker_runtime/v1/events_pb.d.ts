@@ -56,7 +56,7 @@ export declare type WorkerEvent = Message<"worker_runtime.v1.WorkerEvent"> & {
    */
   kind: {
     /**
-     * The Worker's status, connectivity, queue or usage changed (durable).
+     * The Worker's status, connectivity, queue, usage or active_run_state changed (durable).
      *
      * @generated from field: worker_runtime.v1.Worker worker_changed = 10;
      */
@@ -445,7 +445,7 @@ export declare type RuntimeEvent = Message<"worker_runtime.v1.RuntimeEvent"> & {
     case: "workerCreated";
   } | {
     /**
-     * A Worker's status, connectivity, queue or usage changed.
+     * A Worker's status, connectivity, queue, usage or active_run_state changed.
      *
      * @generated from field: worker_runtime.v1.Worker worker_updated = 11;
      */

@@ -131,6 +131,18 @@ export declare type Worker = Message<"worker_runtime.v1.Worker"> & {
    * @generated from field: uint64 last_event_seq = 16;
    */
   lastEventSeq: bigint;
+
+  /**
+   * What the active run (active_run_id) is doing: executing, or waiting for a
+   * client to approve or reject a tool call (GetRun shows the pending call).
+   * UNSPECIFIED when no run is in flight. status stays RUNNING either way, so
+   * this is how a worker list tells "running" from "waiting for approval"
+   * without watching each run. A worker-updated event announces each change.
+   * (Its own enum, not RunStatus: run.proto imports this file.)
+   *
+   * @generated from field: worker_runtime.v1.ActiveRunState active_run_state = 17;
+   */
+  activeRunState: ActiveRunState;
 };
 
 /**
@@ -215,6 +227,40 @@ export declare type Input = Message<"worker_runtime.v1.Input"> & {
  * Use `create(InputSchema)` to create a new message.
  */
 export declare const InputSchema: GenMessage<Input>;
+
+/**
+ * ActiveRunState is what a Worker's active run is doing.
+ *
+ * @generated from enum worker_runtime.v1.ActiveRunState
+ */
+export enum ActiveRunState {
+  /**
+   * No run in flight (active_run_id is empty).
+   *
+   * @generated from enum value: ACTIVE_RUN_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The active run executes (RUN_STATUS_RUNNING).
+   *
+   * @generated from enum value: ACTIVE_RUN_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * The active run waits for a client to approve or reject a tool call
+   * (RUN_STATUS_AWAITING_APPROVAL); the wait survives a restart.
+   *
+   * @generated from enum value: ACTIVE_RUN_STATE_AWAITING_APPROVAL = 2;
+   */
+  AWAITING_APPROVAL = 2,
+}
+
+/**
+ * Describes the enum worker_runtime.v1.ActiveRunState.
+ */
+export declare const ActiveRunStateSchema: GenEnum<ActiveRunState>;
 
 /**
  * WorkerStatus is a Worker's lifecycle status.

@@ -9,7 +9,7 @@ import {
 } from "../../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
-import { runStatusName, runStatusStyle, workerStatusName } from "./format.js";
+import { runStatusName, runStatusStyle, workerStatusText } from "./format.js";
 import type { Output } from "./output.js";
 
 /** What the printer shows besides the assistant's output. */
@@ -48,7 +48,7 @@ export class EventPrinter {
       this.output.jsonLine({ snapshot: toJson(WorkerSnapshotSchema, snapshot) });
       return;
     }
-    if (snapshot.worker) this.workerStatus = workerStatusName(snapshot.worker.status);
+    if (snapshot.worker) this.workerStatus = workerStatusText(snapshot.worker);
     if (this.options.workerStates && snapshot.worker) this.notice("dim", `[worker ${this.workerId} ${this.workerStatus}]`);
     if (snapshot.activeRun) this.run(snapshot.activeRun);
     for (const block of snapshot.inFlight) {
@@ -97,7 +97,7 @@ export class EventPrinter {
         this.run(kind.value);
         return;
       case "workerChanged": {
-        const status = workerStatusName(kind.value.status);
+        const status = workerStatusText(kind.value);
         if (this.options.workerStates && status !== this.workerStatus) this.notice("dim", `[worker ${this.workerId} ${status}]`);
         this.workerStatus = status;
         return;

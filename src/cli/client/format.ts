@@ -1,5 +1,5 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { ConnectivityState, WorkerStatus, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import { ActiveRunState, ConnectivityState, WorkerStatus, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import type { Usage } from "../../../gen/worker_runtime/v1/common_pb.js";
 import type { Style } from "./output.js";
@@ -8,6 +8,26 @@ import type { Style } from "./output.js";
 
 export function workerStatusName(status: WorkerStatus): string {
   return WorkerStatus[status] ?? String(status);
+}
+
+/**
+ * A worker's status as `workers list` and `workers get` show it: the status
+ * name, and "RUNNING (AWAITING_APPROVAL)" while its active run waits for a
+ * tool-call decision. The status alone says RUNNING then, and a list of
+ * "running" workers hid the ones waiting for someone to run `approve`.
+ */
+export function workerStatusText(worker: Worker): string {
+  const name = workerStatusName(worker.status);
+  return awaitsApproval(worker) ? `${name} (${RunStatus[RunStatus.AWAITING_APPROVAL]})` : name;
+}
+
+/** The colour of {@link workerStatusText}: a wait for approval is yellow, as the run's status is. */
+export function workerStatusTextStyle(worker: Worker): Style | undefined {
+  return awaitsApproval(worker) ? runStatusStyle(RunStatus.AWAITING_APPROVAL) : workerStatusStyle(worker.status);
+}
+
+function awaitsApproval(worker: Worker): boolean {
+  return worker.status === WorkerStatus.RUNNING && worker.activeRunState === ActiveRunState.AWAITING_APPROVAL;
 }
 
 export function runStatusName(status: RunStatus): string {

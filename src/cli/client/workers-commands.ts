@@ -6,7 +6,7 @@ import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "..
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
-import { connectivityText, labelsText, profileText, timeText, usageText, workerStatusName, workerStatusStyle } from "./format.js";
+import { connectivityText, labelsText, profileText, timeText, usageText, workerStatusText, workerStatusTextStyle } from "./format.js";
 
 const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
   Every worker (all pages), as a table on a terminal, one tab-separated line each when piped.
@@ -90,7 +90,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
         output.table(
           ["WORKER", "STATUS", "PROFILE", "CONNECTIVITY", "ACTIVE RUN", "LABELS", "CREATED"],
           held.map(workerRow),
-          (row, column) => (column === 1 ? workerStatusStyle(held[row]?.status ?? WorkerStatus.UNSPECIFIED) : undefined),
+          (row, column) => (column === 1 && held[row] ? workerStatusTextStyle(held[row]) : undefined),
         );
     }
     return ExitCode.OK;
@@ -100,7 +100,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
 function workerRow(worker: Worker): string[] {
   return [
     worker.ref?.workerId ?? "",
-    workerStatusName(worker.status),
+    workerStatusText(worker),
     profileText(worker),
     // The reason is long; `workers get` shows it.
     connectivityText(worker).replace(/:.*$/, ""),
@@ -215,7 +215,7 @@ function printWorker(context: CommandContext, worker: Worker | undefined, create
   output.fields([
     ["worker", worker.ref?.workerId ?? ""],
     ["runtime", worker.ref?.runtimeId ?? ""],
-    ["status", output.paint(workerStatusStyle(worker.status) ?? "bold", workerStatusName(worker.status))],
+    ["status", output.paint(workerStatusTextStyle(worker) ?? "bold", workerStatusText(worker))],
     ["connectivity", connectivityText(worker)],
     ["profile", profileText(worker)],
     ["name", worker.displayName],

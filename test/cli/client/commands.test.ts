@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { reply } from "../../support/openai-chunks.js";
 import { eventually } from "../../support/harness.js";
 import { jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
@@ -208,6 +209,41 @@ describe("send, transcript, cancel, approve and reject", () => {
     expect(interrupting).toMatchObject({ code: 0, stdout: "Interrupting.\n" });
     expect((await rt.clients.interaction.getRun({ worker: ref, runId: hanging?.runId ?? "" })).run?.status).toBe(RunStatus.CANCELLED);
   });
+
+  it("workers list, get and watch say when a worker's run waits for approval, and stop saying it once it is answered", async () => {
+    const id = (await cli("workers", "create", "--profile", "careful", "--capability", "fs.read", "--workspace", "ws")).stdout.trim();
+    const worker = { runtimeId: rt.runtimeId, workerId: id };
+    const watching = startClient(["watch", id], { server: rt.url });
+    try {
+      await eventually(() => watching.stdout().includes(`[worker ${id} IDLE]`), 20_000, "the snapshot");
+      rt.fake.enqueue(reply({ toolCalls: [{ id: "call-w", name: "list_files", arguments: "{}" }] }), reply({ text: "Listed." }));
+      const { run } = await rt.clients.interaction.sendInput({ worker, input: { text: "list please" } });
+      const runId = run?.runId ?? "";
+      const status = async () => (await rt.clients.interaction.getRun({ worker, runId })).run?.status;
+      await eventually(async () => (await status()) === RunStatus.AWAITING_APPROVAL, 20_000, "approval");
+      const statusColumn = async () => {
+        const listed = await cli("workers", "list");
+        return listed.stdout
+          .split("\n")
+          .find((line) => line.startsWith(`${id}\t`))
+          ?.split("\t")[1];
+      };
+      expect(await statusColumn()).toBe("RUNNING (AWAITING_APPROVAL)");
+      expect((await cli("workers", "get", id)).stdout).toContain("status: RUNNING (AWAITING_APPROVAL)\n");
+      const [json] = jsonLines((await cli("workers", "get", id, "--output", "json")).stdout);
+      expect(json).toMatchObject({ status: "WORKER_STATUS_RUNNING", activeRunState: "ACTIVE_RUN_STATE_AWAITING_APPROVAL" });
+      // watch words the worker's change the same way.
+      await eventually(() => watching.stdout().includes(`[worker ${id} RUNNING (AWAITING_APPROVAL)]`), 20_000, "watch's line");
+
+      await rt.clients.interaction.resolveApproval({ worker, runId, toolCallId: "call-w", decision: ApprovalDecision.APPROVE });
+      await eventually(async () => (await status()) === RunStatus.COMPLETED, 20_000, "the run's end");
+      await eventually(async () => (await statusColumn()) === "IDLE", 20_000, "IDLE listed");
+      expect((await cli("workers", "get", id)).stdout).toContain("status: IDLE\n");
+      await eventually(() => watching.stdout().trimEnd().endsWith(`[worker ${id} IDLE]`), 20_000, "watch's IDLE");
+    } finally {
+      watching.kill();
+    }
+  }, 180_000);
 
   it("approve and reject resolve a pending tool call; the call and the request show inline", async () => {
     const created = await cli("workers", "create", "--profile", "careful", "--capability", "fs.read", "--workspace", "ws");

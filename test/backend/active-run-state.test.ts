@@ -1,0 +1,166 @@
+import { create } from "@bufbuild/protobuf";
+import { createConnectTransport, type Http2SessionManager } from "@connectrpc/connect-node";
+import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { ActiveRunState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { type Backend, createBackend } from "../../src/backend/index.js";
+import { companionProfile, createOpenAIBackend } from "../../src/engine/index.js";
+import { createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type Clients, clientsAt, clientsFor, eventually } from "../support/harness.js";
+import { reply } from "../support/openai-chunks.js";
+
+/**
+ * Worker.active_run_state through a Backend, from a remote runtime (a real
+ * server over HTTP/2) and from the embedded one: GetWorker, the fanned-out
+ * ListWorkers, a relayed WatchWorker (snapshot and worker-changed events)
+ * and WatchRuntime say AWAITING_APPROVAL while a run waits for approval, as
+ * the runtime does, over gRPC, Connect JSON (the relay's decoded path) and
+ * the console's transport (Connect, binary, over HTTP/1.1).
+ */
+
+const { UNSPECIFIED, RUNNING, AWAITING_APPROVAL } = ActiveRunState;
+type Route = "backend grpc" | "backend connect" | "console";
+
+let fake: FakeOpenAI;
+let base: string;
+let backend: Backend;
+let routes: Record<Route, Clients>;
+const servers: RuntimeServer[] = [];
+const sessions: Http2SessionManager[] = [];
+const streams: AbortController[] = [];
+
+beforeAll(async () => {
+  fake = await startFakeOpenAI();
+  base = await realpath(await mkdtemp(join(tmpdir(), "wr-backend-active-run-state-")));
+  await mkdir(join(base, "root"));
+  const careful = create(ProfileSchema, { ...companionProfile("gpt-4o-mini"), name: "careful", approvalRequiredTools: ["write_file"] });
+  const runtimeOf = (runtimeId: string) =>
+    createRuntime({
+      logger: silentLogger,
+      runtimeId,
+      executionBackend: createOpenAIBackend({ apiKey: "sk-backend-test", baseURL: fake.baseURL, profiles: [careful] }),
+      workspaceRoots: { work: join(base, "root") },
+    });
+  const remoteServer = await startRuntimeServer({ runtime: await runtimeOf("rs"), host: "127.0.0.1", port: 0, logger: silentLogger });
+  const embedded = await runtimeOf("emb");
+  backend = createBackend({
+    runtime: embedded,
+    logger: silentLogger,
+    remotes: [{ runtimeId: "rs", url: `http://${remoteServer.h2Address}` }],
+  });
+  const backendServer = await startRuntimeServer({
+    runtime: embedded,
+    routes: backend.routes,
+    host: "127.0.0.1",
+    port: 0,
+    http1Port: 0,
+    logger: silentLogger,
+  });
+  servers.push(backendServer, remoteServer);
+  routes = {
+    "backend grpc": clientsAt(backendServer.h2Address, "grpc", sessions),
+    "backend connect": clientsAt(backendServer.h2Address, "connect", sessions),
+    console: clientsFor(
+      createConnectTransport({ baseUrl: `http://${backendServer.http1Address}`, httpVersion: "1.1", useBinaryFormat: true }),
+    ),
+  };
+  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
+}, 60_000);
+
+afterAll(async () => {
+  for (const stream of streams.splice(0)) stream.abort();
+  backend?.close();
+  for (const session of sessions.splice(0)) session.abort();
+  for (const server of servers.splice(0)) await server.close(0);
+  await fake?.close();
+  if (base) await rm(base, { recursive: true, force: true });
+});
+
+/** Collects what a stream says in the background until the suite ends. */
+function collect<T>(open: (signal: AbortSignal) => AsyncIterable<T>): T[] {
+  const seen: T[] = [];
+  const controller = new AbortController();
+  streams.push(controller);
+  void (async () => {
+    for await (const message of open(controller.signal)) seen.push(message);
+  })().catch(() => undefined);
+  return seen;
+}
+
+/** What each route shows of the worker's active run state: GetWorker, ListWorkers, a new watch's snapshot. */
+async function shown(worker: WorkerRef): Promise<Record<string, ActiveRunState | undefined>> {
+  const seen: Record<string, ActiveRunState | undefined> = {};
+  for (const [route, clients] of Object.entries(routes)) {
+    seen[`${route} GetWorker`] = (await clients.catalog.getWorker({ worker })).worker?.activeRunState;
+    const { workers } = await clients.catalog.listWorkers({ runtimeId: "" });
+    seen[`${route} ListWorkers`] = workers.find((w) => w.ref?.workerId === worker.workerId)?.activeRunState;
+    const controller = new AbortController();
+    for await (const message of clients.observation.watchWorker({ worker }, { signal: controller.signal })) {
+      seen[`${route} snapshot`] = message.snapshot?.worker?.activeRunState;
+      break;
+    }
+    controller.abort();
+  }
+  return seen;
+}
+
+function allOf(state: ActiveRunState): Record<string, ActiveRunState> {
+  const keys = Object.keys(routes).flatMap((route) => [`${route} GetWorker`, `${route} ListWorkers`, `${route} snapshot`]);
+  return Object.fromEntries(keys.map((key) => [key, state]));
+}
+
+/** The states a list of announced workers went through, repeats dropped. */
+function changes(workers: Worker[]): ActiveRunState[] {
+  return workers.map((w) => w.activeRunState).filter((state, i, all) => i === 0 || state !== all[i - 1]);
+}
+
+describe.each(["rs", "emb"])("a worker of runtime %s waiting for approval, through the Backend", (runtimeId) => {
+  it("shows AWAITING_APPROVAL in every view and event while it waits, and UNSPECIFIED once the run has ended", async () => {
+    const clients = routes["backend grpc"];
+    const { worker: created } = await clients.catalog.createWorker({
+      runtimeId,
+      capabilities: ["fs.write"],
+      workspace: { root: "work", path: runtimeId },
+      profile: { source: { case: "builtin", value: "careful" } },
+    });
+    const worker = created?.ref as WorkerRef;
+    const workerEvents = collect((signal) => routes["backend connect"].observation.watchWorker({ worker }, { signal }));
+    const runtimeEvents = collect((signal) => clients.observation.watchRuntime({ runtimeId }, { signal }));
+    const announced = (): Worker[] =>
+      workerEvents.flatMap((m) => m.events.flatMap((e) => (e.kind.case === "workerChanged" ? [e.kind.value] : [])));
+    const published = (): Worker[] =>
+      runtimeEvents.flatMap((m) =>
+        m.events.flatMap((e) => (e.kind.case === "workerUpdated" && e.kind.value.ref?.workerId === worker.workerId ? [e.kind.value] : [])),
+      );
+    await eventually(() => workerEvents.length > 0 && runtimeEvents.length > 0, 10_000, "both watches open");
+
+    fake.enqueue(reply({ toolCalls: [{ id: "w1", name: "write_file", arguments: JSON.stringify({ path: "a.txt", content: "A" }) }] }));
+    const { run } = await clients.interaction.sendInput({ worker, input: { text: "write a" } });
+    const runId = run?.runId ?? "";
+    await eventually(() => announced().at(-1)?.activeRunState === AWAITING_APPROVAL, 10_000, "worker-changed AWAITING_APPROVAL");
+    await eventually(() => published().at(-1)?.activeRunState === AWAITING_APPROVAL, 10_000, "worker-updated AWAITING_APPROVAL");
+    expect(await shown(worker)).toEqual(allOf(AWAITING_APPROVAL));
+
+    fake.enqueue(reply({ text: "wrote it" }));
+    await clients.interaction.resolveApproval({ worker, runId, toolCallId: "w1", decision: ApprovalDecision.APPROVE });
+    await eventually(
+      async () => (await clients.interaction.getRun({ worker, runId })).run?.status === RunStatus.COMPLETED,
+      10_000,
+      "run end",
+    );
+    await eventually(() => announced().at(-1)?.activeRunState === UNSPECIFIED, 10_000, "worker-changed UNSPECIFIED");
+    await eventually(() => published().at(-1)?.activeRunState === UNSPECIFIED, 10_000, "worker-updated UNSPECIFIED");
+    expect(await shown(worker)).toEqual(allOf(UNSPECIFIED));
+    expect(changes(announced())).toEqual([RUNNING, AWAITING_APPROVAL, RUNNING, UNSPECIFIED]);
+    expect(changes(published())).toEqual([RUNNING, AWAITING_APPROVAL, RUNNING, UNSPECIFIED]);
+  });
+});
