@@ -89,6 +89,7 @@ export class CommandContext {
   readonly server: string;
   private connection: Connection | undefined;
   private resolvedRuntime: Promise<string> | undefined;
+  private listedRuntimes: Promise<RuntimeListing[]> | undefined;
   /** The runtime as discovery listed it, when --runtime did not name it. */
   private discovered: RuntimeListing | undefined;
   private limits: Promise<RuntimeLimits | undefined> | undefined;
@@ -125,8 +126,10 @@ export class CommandContext {
   }
 
   /** The runtimes behind the server (one for a runtime, the registry's for a Backend). */
-  async runtimes(): Promise<RuntimeListing[]> {
-    return discoverRuntimes(this.open, this.server);
+  runtimes(): Promise<RuntimeListing[]> {
+    // Asked once per command: `workers list` asks before it knows whether to pick one runtime.
+    this.listedRuntimes ??= discoverRuntimes(this.open, this.server);
+    return this.listedRuntimes;
   }
 
   /** --runtime, or the server's only runtime. */

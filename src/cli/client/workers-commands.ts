@@ -10,6 +10,9 @@ import { connectivityText, labelsText, profileText, timeText, usageText, workerS
 
 const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
   Every worker (all pages), as a table on a terminal, one tab-separated line each when piped.
+  Against a Backend with several runtimes and no --runtime: the workers of every runtime, with a
+  RUNTIME column first; a runtime that did not answer is named on stderr and the exit code is 3.
+  The status of a worker whose run waits for a tool-call approval reads RUNNING (AWAITING_APPROVAL).
   --status   idle, running, stopped or failed (repeatable: any of them)
   --label    only workers with this label (repeatable: all of them)`;
 const CREATE_USAGE = `usage: worker-runtime workers create --profile P [--workspace ROOT/PATH] [--capability C]...
@@ -70,30 +73,38 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
   });
   const labelSelector = parseLabels(values.label);
   return withContext(values, { label_selector: "--label", statuses: "--status" }, async (context) => {
-    const runtimeId = await context.runtimeId();
+    // Several runtimes behind a Backend and none chosen: the Backend lists across all of them.
+    const across = values.runtime === undefined && (await context.runtimes()).length > 1;
+    const runtimeId = across ? "" : await context.runtimeId();
     const { output } = context;
+    const row = (worker: Worker): string[] => (across ? [worker.ref?.runtimeId ?? "", ...workerRow(worker)] : workerRow(worker));
     // A table needs every row for its widths; JSON and piped lines go out page by page.
     const held: Worker[] = [];
+    const failed = new Map<string, string>();
     let pageToken = "";
     do {
       const page = await context.clients.catalog.listWorkers({ runtimeId, pageToken, statuses, labelSelector });
       for (const worker of page.workers) {
         if (output.json) output.jsonLine(toJson(WorkerSchema, worker));
         else if (output.tables) held.push(worker);
-        else output.line(workerRow(worker).join("\t"));
+        else output.line(row(worker).join("\t"));
       }
+      for (const failure of page.failedRuntimes) failed.set(failure.runtimeId, failure.message);
       pageToken = page.nextPageToken;
     } while (pageToken !== "");
     if (output.tables) {
+      const status = across ? 2 : 1;
       if (held.length === 0) output.line("no workers");
       else
         output.table(
-          ["WORKER", "STATUS", "PROFILE", "CONNECTIVITY", "ACTIVE RUN", "LABELS", "CREATED"],
-          held.map(workerRow),
-          (row, column) => (column === 1 && held[row] ? workerStatusTextStyle(held[row]) : undefined),
+          [...(across ? ["RUNTIME"] : []), "WORKER", "STATUS", "PROFILE", "CONNECTIVITY", "ACTIVE RUN", "LABELS", "CREATED"],
+          held.map(row),
+          (index, column) => (column === status && held[index] ? workerStatusTextStyle(held[index]) : undefined),
         );
     }
-    return ExitCode.OK;
+    // What was listed stands; the runtimes missing from it are named, and the exit code says it is partial.
+    for (const [id, message] of failed) output.note(`worker-runtime: runtime ${id} not listed: ${message}`);
+    return failed.size > 0 ? ExitCode.UNREACHABLE : ExitCode.OK;
   });
 }
 

@@ -6,6 +6,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerReflection } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+import { RuntimeHealth } from "../../../gen/worker_runtime/v1/backend_pb.js";
 import { file_worker_runtime_v1_runtime, RuntimeSchema } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerCatalog } from "../../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
@@ -127,9 +128,17 @@ beforeAll(async () => {
       } as never);
     });
     router.service(WorkerCatalog, {
-      listWorkers: (request) => ({
-        workers: [{ ref: { runtimeId: request.runtimeId, workerId: `w-on-${request.runtimeId}` }, status: WorkerStatus.IDLE }],
-      }),
+      // As a Backend does: one runtime's workers, or with no runtime_id every READY runtime's, naming the others as failed.
+      listWorkers: (request) => {
+        const listed = request.runtimeId ? runtimes.filter((r) => r.runtimeId === request.runtimeId) : runtimes;
+        const ready = request.runtimeId ? listed : listed.filter((r) => r.health === RuntimeHealth.READY);
+        return {
+          workers: ready.map((r) => ({ ref: { runtimeId: r.runtimeId, workerId: `w-on-${r.runtimeId}` }, status: WorkerStatus.IDLE })),
+          failedRuntimes: listed
+            .filter((r) => !ready.includes(r))
+            .map((r) => ({ runtimeId: r.runtimeId, health: r.health, message: "runtime unavailable" })),
+        };
+      },
     });
   };
   server = createServer(connectNodeAdapter({ routes }));
@@ -142,7 +151,7 @@ afterAll(async () => {
 });
 
 describe("against a Backend (registry found by reflection)", () => {
-  it("lists every runtime with its health and asks for --runtime when there are several", async () => {
+  it("lists every runtime with its health; with several, lists workers across them and asks for --runtime elsewhere", async () => {
     runtimes = [
       { runtimeId: "rt-a", embedded: true, endpoint: "", health: 1 },
       { runtimeId: "rt-b", embedded: false, endpoint: "http://10.0.0.2:7070", health: 3 },
@@ -153,7 +162,18 @@ describe("against a Backend (registry found by reflection)", () => {
     const json = jsonLines((await runClient(["runtimes", "list", "--output", "json"], { server: url })).stdout);
     expect(json.map((entry) => entry.health)).toEqual(["RUNTIME_HEALTH_READY", "RUNTIME_HEALTH_UNAVAILABLE"]);
 
-    const ambiguous = await runClient(["workers", "list"], { server: url });
+    // workers list needs no --runtime: the Backend lists across, and the unreachable runtime is named (exit 3: partial).
+    const across = await runClient(["workers", "list"], { server: url });
+    expect(across).toMatchObject({ code: 3, stdout: "rt-a\tw-on-rt-a\tIDLE\t\tUNSPECIFIED\t\t\t\n" });
+    expect(across.stderr).toBe("worker-runtime: runtime rt-b not listed: runtime unavailable\n");
+    runtimes[1]!.health = RuntimeHealth.READY;
+    const all = await runClient(["workers", "list"], { server: url });
+    expect(all).toMatchObject({
+      code: 0,
+      stderr: "",
+      stdout: "rt-a\tw-on-rt-a\tIDLE\t\tUNSPECIFIED\t\t\t\nrt-b\tw-on-rt-b\tIDLE\t\tUNSPECIFIED\t\t\t\n",
+    });
+    const ambiguous = await runClient(["runtime", "info"], { server: url });
     expect(ambiguous.code).toBe(2);
     expect(ambiguous.stderr).toContain("the server has 2 runtimes (rt-a, rt-b); choose one with --runtime");
     const routed = await runClient(["workers", "list", "--runtime", "rt-b"], { server: url });
