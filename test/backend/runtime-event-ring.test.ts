@@ -33,6 +33,17 @@ describe("RuntimeEventRing", () => {
     expect(ring.positionAfter("c2")).toBe(2);
   });
 
+  it("forgets every cursor it can no longer resume, however many evictions pass", () => {
+    const ring = new RuntimeEventRing(8, 1 << 20);
+    ring.opened("c0");
+    for (let i = 1; i <= 10_000; i++) ring.push(field(1), `c${i}`);
+    let known = 0;
+    for (let i = 0; i <= 10_000; i++) if (ring.knows(`c${i}`)) known++;
+    // One per event held, plus the cursor just before the oldest (still resumable).
+    expect(known).toBeLessThanOrEqual(9);
+    expect(ring.positionAfter(`c${ring.first}`)).toBe(ring.first);
+  });
+
   it("drops by bytes too, but always keeps the newest event", () => {
     const ring = new RuntimeEventRing(100, 1000);
     ring.push(field(600), "a");
