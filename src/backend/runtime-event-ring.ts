@@ -22,8 +22,6 @@ export class RuntimeEventRing {
   private bytes = 0;
   /** cursor → seq of the entry that follows it. */
   private readonly positions = new Map<string, number>();
-  /** The cursor of the snapshot the upstream opened with (a position, not an entry). */
-  private openedAt = "";
 
   constructor(maxEvents: number, maxBytes: number) {
     this.maxEvents = maxEvents;
@@ -53,7 +51,6 @@ export class RuntimeEventRing {
 
   /** Records the opening snapshot's cursor: the events after it follow. */
   opened(cursor: string): void {
-    this.openedAt = cursor;
     if (cursor) this.positions.set(cursor, this.next);
   }
 
@@ -77,7 +74,6 @@ export class RuntimeEventRing {
     this.entries = [];
     this.bytes = 0;
     this.positions.clear();
-    this.openedAt = "";
   }
 
   /** Over a bound, drops the oldest events down to 7/8 of it, so the copy is amortized over many events. */
