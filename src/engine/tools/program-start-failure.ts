@@ -32,9 +32,10 @@ export interface ProgramStartProblem {
  * before any exec, or undefined when nothing can: the one place that knows
  * the causes, asked by CreateWorker (ExecutionBackend.programProblems),
  * before each command starts, and after an exec failed
- * ({@link whyProgramCannotStart}). The file is the first regular file of
- * that name on the PATH commands get (the one `which` shows); none is "not
- * installed" (never there, or removed since). A file that is there may not
+ * ({@link whyProgramCannotStart}). The file is the one the exec runs: the
+ * first executable regular file of that name on the PATH commands get (the
+ * one `which` shows), else the first regular one; none is "not installed"
+ * (never there, or removed since). A file that is there may not
  * be executable, or the interpreter its `#!` line names (read bounded) or
  * the dynamic loader it names (ELF PT_INTERP) may be missing or not
  * executable: said as "not installed", these sent the operator looking for
@@ -108,11 +109,17 @@ export function whyProgramCannotStart(
   return `${installed} could not be started (${reason(code)})`;
 }
 
-/** The file a command naming `program` would run: the first regular file of that name on the commands' PATH that the exec can see. */
+/**
+ * The file a command naming `program` would run, found as execvp finds it:
+ * the first executable regular file of that name on the commands' PATH that
+ * the exec can see (it passes over one it may not execute), else the first
+ * such file at all, which is then judged "not executable".
+ */
 function programFile(program: string, mode: ShellSandboxMode, unseen: readonly string[]): string | undefined {
-  return commandSearchDirectories(mode)
+  const files = commandSearchDirectories(mode)
     .map((directory) => join(directory, program))
-    .find((path) => isRegularFile(path) && !isUnseen(path, unseen));
+    .filter((path) => isRegularFile(path) && !isUnseen(path, unseen));
+  return files.find(isExecutableFile) ?? files[0];
 }
 
 /** What the model is told of an allowed program this runtime does not have (the check's words since it was first written). */
