@@ -58,6 +58,12 @@ export interface ExecutionBackend {
    * it. Absent: not checked.
    */
   programProblems?(programs: readonly string[]): ProgramProblem[];
+  /**
+   * @deprecated Implement {@link programProblems}. Asked only when that is
+   * absent (each name returned is refused as not installed), so a backend
+   * written before it keeps its programs checked.
+   */
+  missingPrograms?(programs: readonly string[]): string[];
   /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
   limits?(): ExecutionLimits;
 }

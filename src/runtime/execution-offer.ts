@@ -14,7 +14,7 @@ import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker }
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, RuntimeError } from "./errors.js";
 import type { ConfigBundles } from "./config-bundles.js";
-import type { ExecutionBackend, ExecutionLimits, RunPolicy } from "./execution-backend.js";
+import type { ExecutionBackend, ExecutionLimits, ProgramProblem, RunPolicy } from "./execution-backend.js";
 import { type HostSecrets, resolveSecrets } from "./host-secrets.js";
 import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
@@ -191,7 +191,7 @@ export class ExecutionOffer {
   checkPrograms(capabilities: readonly string[], policies?: BundlePolicies): void {
     const allowed = policies?.shell?.allowedPrograms ?? [];
     if (!capabilities.includes("shell.exec") || allowed.length === 0) return;
-    const problems = this.backend?.programProblems?.(allowed) ?? [];
+    const problems = this.programProblems(allowed);
     const first = problems[0];
     if (first === undefined) return;
     const them = problems.length === 1 ? "it" : "them";
@@ -199,6 +199,17 @@ export class ExecutionOffer {
       ? `the profile's config bundle allows ${problems.map((p) => `"${p.program}"`).join(", ")} for shell.exec, which this runtime does not have; install ${them} on its host or use a bundle that does not allow ${them}`
       : `the profile's config bundle allows programs for shell.exec that cannot start on this runtime: ${problems.map((p) => p.message).join("; ")}; fix ${them} on its host or use a bundle that does not allow ${them}`;
     throw new RuntimeError(Code.FailedPrecondition, ErrorReason.PROGRAM_NOT_FOUND, message, { program: first.program, cause: first.cause });
+  }
+
+  /** The backend's diagnosis of allowed programs, or its older list of missing ones. */
+  private programProblems(allowed: readonly string[]): ProgramProblem[] {
+    const backend = this.backend;
+    if (backend?.programProblems) return backend.programProblems(allowed);
+    return (backend?.missingPrograms?.(allowed) ?? []).map((program) => ({
+      program,
+      cause: "not_installed",
+      message: `"${program}" is not installed on this runtime`,
+    }));
   }
 
   /** Whether a worker with these capabilities needs its workspace exclusively. */
