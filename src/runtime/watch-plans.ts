@@ -14,7 +14,7 @@ import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
-import type { RuntimeStore } from "./store.js";
+import type { RuntimeStore, StoredEvent } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import type { Subscription } from "./subscription.js";
 import { checkResumePoint, type WatchPlan } from "./watch.js";
@@ -62,12 +62,29 @@ export function workerWatchPlan(
     subscription,
     afterSeq,
     snapshotSeq: delivered,
-    readStored: (after, limit) => typedStoreErrors(store.readEvents(session.workerId, after, limit)),
+    readStored: (after, limit) => readWorkerEvents(session, store, after, limit),
     earliestSeq: () => store.earliestEventSeq(session.workerId),
     withEvents: (events) => create(WatchWorkerResponseSchema, { events }),
     heartbeat: (cursor) => create(WatchWorkerResponseSchema, { heartbeat: { cursor } }),
     ...pacing,
   };
+}
+
+/**
+ * A worker's stored events for a replay. Once its delete has begun, the
+ * store may no longer know it or hold a gap: the replay ends with the
+ * delete's NOT_FOUND, as the worker's live streams do, not with the
+ * store's "unknown worker" (INTERNAL) or an expired cursor.
+ */
+async function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
+  try {
+    const stored = await typedStoreErrors(store.readEvents(session.workerId, after, limit));
+    const deleted = session.events.endingWith;
+    if (deleted && stored[0]?.seq !== after + 1n) throw deleted;
+    return stored;
+  } catch (error) {
+    throw session.events.endingWith ?? error;
+  }
 }
 
 /** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */
