@@ -57,7 +57,8 @@ describe("server errors name the flag the user typed", () => {
         /after_cursor|labels?_?(selector)?\[|capabilities\[|workspace\.root|request_id|display_name|run_id|runtime_id|worker_id|set force/,
       );
     }
-  });
+    // Eighteen CLI processes in a row, each starting Node from source: on a loaded CI machine over 60 s.
+  }, 240_000);
 
   it("with --output json the message names the flag too", async () => {
     const result = await cli("watch", worker, "--from", "garbage", "--output", "json");
@@ -112,7 +113,8 @@ describe("errors read and exit alike, whoever finds them", () => {
         error: { code: "NotFound", reason: "NOT_FOUND", message: `worker ${worker} has no run in flight` },
       });
     }
-  });
+    // Six CLI processes in a row: 35 s on this machine while a CI run shared it.
+  }, 180_000);
 });
 
 describe("text over the runtime's input limit", () => {
