@@ -1,5 +1,5 @@
 import { createInterface, type Interface } from "node:readline";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { expectPositionals, parseCommand, printHelp, reportError, withContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
 import { type BoundedLine, checkInputSize, inputLimit, readBoundedLines } from "./input-limit.js";
@@ -9,7 +9,8 @@ import { parseBusy, streamRun } from "./run-stream.js";
 const CHAT_USAGE = `usage: worker-runtime chat WORKER [--busy reject|enqueue|interrupt]
   An interactive loop: each line you type is sent to the worker and its reply streams back.
   Ctrl-C cancels the reply in progress; Ctrl-C at the prompt, Ctrl-D or /exit leaves.
-  Errors (a busy worker, say) are shown and the loop goes on.`;
+  Errors (a busy worker, say) are shown and the loop goes on; a worker that is gone (deleted
+  meanwhile) ends it with exit code 5.`;
 
 /** `chat`. */
 export async function chat(argv: string[]): Promise<ExitCodeValue> {
@@ -76,7 +77,10 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
               },
             });
           } catch (error) {
-            reportError(ConnectError.from(error), context, context.output.json);
+            const failure = ConnectError.from(error);
+            reportError(failure, context, context.output.json);
+            // The worker is gone (deleted, or never there): no later line could reach it.
+            if (failure.code === Code.NotFound) return ExitCode.NOT_FOUND;
           } finally {
             running = false;
           }

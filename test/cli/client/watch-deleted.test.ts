@@ -88,3 +88,21 @@ describe("send to a worker deleted while its reply streams", () => {
     }
   }, 120_000);
 });
+
+describe("chat with a worker deleted while its reply streams", () => {
+  it("says the worker was deleted and exits 5, sending none of the lines after", async () => {
+    const workerId = await createWorker();
+    rt.fake.enqueue({ kind: "stream", chunks: [chunk({ role: "assistant", content: "" }), chunk({ content: "Hello" })], end: "hang" });
+    const requestsBefore = rt.fake.requests.length;
+    const chat = startClient(["chat", workerId], { server: rt.url, input: "hi\nare you there?\n" });
+    try {
+      await eventually(() => chat.stdout().includes("Hello"), 60_000, "the reply so far");
+      await rt.clients.catalog.deleteWorker({ worker: { runtimeId: rt.runtimeId, workerId }, force: true });
+      expect(await chat.exited).toEqual({ code: 5, signal: null });
+      expect(chat.stderr()).toBe(`worker-runtime: worker ${workerId} was deleted (reason: NOT_FOUND)\n`);
+      expect(rt.fake.requests.length).toBe(requestsBefore + 1);
+    } finally {
+      chat.kill();
+    }
+  }, 120_000);
+});
