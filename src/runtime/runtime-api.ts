@@ -1,40 +1,46 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Context } from "@opentelemetry/api";
-import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { HostSecrets } from "./host-secrets.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { RuntimeStatus, Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type {
-  GetConfigBundleRequest,
+  GetConfigBundleRequestSchema,
   GetConfigBundleResponse,
-  ListAllocationsRequest,
+  GetRuntimeRequestSchema,
+  ListAllocationsRequestSchema,
   ListAllocationsResponse,
-  ListConfigBundlesRequest,
+  ListConfigBundlesRequestSchema,
   ListConfigBundlesResponse,
-  ListDiagnosticsRequest,
+  ListDiagnosticsRequestSchema,
   ListDiagnosticsResponse,
-  PutConfigBundleRequest,
+  PutConfigBundleRequestSchema,
   PutConfigBundleResponse,
 } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import type {
-  CreateWorkerRequest,
+  CreateWorkerRequestSchema,
   CreateWorkerResponse,
-  ListWorkersRequest,
+  DeleteWorkerRequestSchema,
+  GetWorkerRequestSchema,
+  ListWorkersRequestSchema,
   ListWorkersResponse,
+  StopWorkerRequestSchema,
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type {
-  ListRunsRequest,
+  CancelRunRequestSchema,
+  GetRunRequestSchema,
+  ListRunsRequestSchema,
   ListRunsResponse,
-  ResolveApprovalRequest,
-  SendInputRequest,
-  StreamInputRequest,
+  ResolveApprovalRequestSchema,
+  SendInputRequestSchema,
+  StreamInputRequestSchema,
   StreamInputResponse,
 } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type {
-  ReadTranscriptRequest,
+  ReadTranscriptRequestSchema,
   ReadTranscriptResponse,
-  WatchRuntimeRequest,
+  WatchRuntimeRequestSchema,
   WatchRuntimeResponse,
-  WatchWorkerRequest,
+  WatchWorkerRequestSchema,
   WatchWorkerResponse,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -115,9 +121,13 @@ export interface RuntimeStats {
 
 /**
  * The Runtime: a catalog of Workers, their runs and their observation
- * streams. Every RPC method takes the generated request message, so the
- * embedded API and the wire API are the same. Errors are `RuntimeError`s
- * with a code and a typed reason. Built only by {@link createRuntime}.
+ * streams. Every RPC method takes the RPC's request, as the message or a
+ * plain object of its fields (its `MessageInitShape`, as connect's
+ * generated clients take it; request-message.ts), so the embedded API and
+ * the wire API are the same. Errors are `RuntimeError`s with a code and a
+ * typed reason; a plain object with a wrong-typed field, or a request that
+ * is no object, is INVALID_ARGUMENT naming the field. Built only by
+ * {@link createRuntime}.
  */
 export interface Runtime {
   readonly runtimeId: string;
@@ -127,34 +137,37 @@ export interface Runtime {
   /** True once {@link close} has ended the streams: a long-lived watch (e.g. health) ends too. */
   readonly closed: boolean;
   // RuntimeManagement
-  getRuntime(request?: { runtimeId: string }): RuntimeSummary;
-  listDiagnostics(request: ListDiagnosticsRequest): ListDiagnosticsResponse;
-  listAllocations(request: ListAllocationsRequest): ListAllocationsResponse;
+  getRuntime(request?: MessageInitShape<typeof GetRuntimeRequestSchema>): RuntimeSummary;
+  listDiagnostics(request: MessageInitShape<typeof ListDiagnosticsRequestSchema>): ListDiagnosticsResponse;
+  listAllocations(request: MessageInitShape<typeof ListAllocationsRequestSchema>): ListAllocationsResponse;
   /** Verifies, persists and keeps a config bundle (config-bundles.ts). */
-  putConfigBundle(request: PutConfigBundleRequest): Promise<PutConfigBundleResponse>;
-  getConfigBundle(request: GetConfigBundleRequest): GetConfigBundleResponse;
-  listConfigBundles(request: ListConfigBundlesRequest): ListConfigBundlesResponse;
+  putConfigBundle(request: MessageInitShape<typeof PutConfigBundleRequestSchema>): Promise<PutConfigBundleResponse>;
+  getConfigBundle(request: MessageInitShape<typeof GetConfigBundleRequestSchema>): GetConfigBundleResponse;
+  listConfigBundles(request: MessageInitShape<typeof ListConfigBundlesRequestSchema>): ListConfigBundlesResponse;
   // WorkerCatalog
-  createWorker(request: CreateWorkerRequest): Promise<CreateWorkerResponse>;
-  getWorker(request: { worker?: WorkerRef }): Worker;
-  listWorkers(request: ListWorkersRequest): ListWorkersResponse;
-  stopWorker(request: { worker?: WorkerRef }): Promise<Worker>;
-  deleteWorker(request: { worker?: WorkerRef; force: boolean }): Promise<void>;
+  createWorker(request: MessageInitShape<typeof CreateWorkerRequestSchema>): Promise<CreateWorkerResponse>;
+  getWorker(request: MessageInitShape<typeof GetWorkerRequestSchema>): Worker;
+  listWorkers(request: MessageInitShape<typeof ListWorkersRequestSchema>): ListWorkersResponse;
+  stopWorker(request: MessageInitShape<typeof StopWorkerRequestSchema>): Promise<Worker>;
+  deleteWorker(request: MessageInitShape<typeof DeleteWorkerRequestSchema>): Promise<void>;
   // WorkerInteraction
   /** Accepts input under a busy policy; returns once the run is durably accepted. */
-  sendInput(request: SendInputRequest | StreamInputRequest, options?: InputOptions): Promise<Run>;
+  sendInput(request: MessageInitShape<typeof SendInputRequestSchema>, options?: InputOptions): Promise<Run>;
   /** Sends input, then streams that run's events until it ends. */
-  streamInput(request: StreamInputRequest, options: WatchOptions & InputOptions): AsyncGenerator<StreamInputResponse>;
+  streamInput(
+    request: MessageInitShape<typeof StreamInputRequestSchema>,
+    options: WatchOptions & InputOptions,
+  ): AsyncGenerator<StreamInputResponse>;
   /** Cancels a run; returns it once ended (or its final state). */
-  cancelRun(request: { worker?: WorkerRef; runId: string }): Promise<Run>;
+  cancelRun(request: MessageInitShape<typeof CancelRunRequestSchema>): Promise<Run>;
   /** Decides a pending tool call; a parked run resumed by it logs with `options.logFields`. */
-  resolveApproval(request: ResolveApprovalRequest, options?: InputOptions): Promise<Run>;
-  getRun(request: { worker?: WorkerRef; runId: string }): Promise<Run>;
-  listRuns(request: ListRunsRequest): Promise<ListRunsResponse>;
+  resolveApproval(request: MessageInitShape<typeof ResolveApprovalRequestSchema>, options?: InputOptions): Promise<Run>;
+  getRun(request: MessageInitShape<typeof GetRunRequestSchema>): Promise<Run>;
+  listRuns(request: MessageInitShape<typeof ListRunsRequestSchema>): Promise<ListRunsResponse>;
   // WorkerObservation
-  readTranscript(request: ReadTranscriptRequest): Promise<ReadTranscriptResponse>;
-  watchWorker(request: WatchWorkerRequest, options: WatchOptions): AsyncGenerator<WatchWorkerResponse>;
-  watchRuntime(request: WatchRuntimeRequest, options: WatchOptions): AsyncGenerator<WatchRuntimeResponse>;
+  readTranscript(request: MessageInitShape<typeof ReadTranscriptRequestSchema>): Promise<ReadTranscriptResponse>;
+  watchWorker(request: MessageInitShape<typeof WatchWorkerRequestSchema>, options: WatchOptions): AsyncGenerator<WatchWorkerResponse>;
+  watchRuntime(request: MessageInitShape<typeof WatchRuntimeRequestSchema>, options: WatchOptions): AsyncGenerator<WatchRuntimeResponse>;
   // Operations
   /**
    * Calls `listener` on every status change, and a last time when the

@@ -3,18 +3,22 @@ import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
-import { BusyPolicySchema, type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
+import { type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
-import { ApprovalDecisionSchema, type SendInputRequest } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { type Input, WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import {
+  ApprovalDecisionSchema,
+  type SendInputRequest,
+  type StreamInputRequest,
+} from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { BackgroundWrites } from "./background-write.js";
 import { Catalog } from "./catalog.js";
 import { ConfigBundles } from "./config-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
-import { invalidArgument, RuntimeError } from "./errors.js";
+import { RuntimeError } from "./errors.js";
 import { encodeRuntimeEvent } from "./event-encoding.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
@@ -29,14 +33,15 @@ import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
 import { PendingWrites } from "./pending-writes.js";
 import { listRuns, readTranscript } from "./run-queries.js";
-import type { Runtime, RuntimeOptions } from "./runtime-api.js";
+import type { InputOptions, Runtime, RuntimeOptions } from "./runtime-api.js";
+import { requestReader } from "./runtime-requests.js";
 import { RuntimeHealth } from "./runtime-health.js";
 import { checkNotEnded } from "./run-queue.js";
 import { closeRuntime, drainRuntime, type ShutdownParts } from "./runtime-shutdown.js";
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { logStoreDiagnostic, typedStoreErrors } from "./store-errors.js";
-import { checkEnum, checkId, checkRequestId, checkTextBytes, checkToolCallId } from "./validation.js";
+import { checkEnum, checkId, checkInput, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
 import { RUNTIME_VERSION } from "./runtime-version.js";
 import { runtimeWatchPlan, workerWatchPlan } from "./watch-plans.js";
@@ -139,16 +144,6 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     }
     return session.events;
   };
-  /** SendInput's and StreamInput's own fields, checked before anything is taken (a run, a watch slot). */
-  const checkInput = (request: Pick<SendInputRequest, "input" | "busyPolicy" | "requestId">): Input => {
-    const { input } = request;
-    if (!input) throw invalidArgument("input", "is required");
-    if (input.text === "") throw invalidArgument("input.text", "is required");
-    checkTextBytes("input.text", input.text, limits.maxInputBytes);
-    checkEnum("busy_policy", request.busyPolicy, BusyPolicySchema);
-    checkRequestId("request_id", request.requestId);
-    return input;
-  };
   const run = (request: { worker?: WorkerRef; runId: string }): WorkerSession => {
     const session = catalog.session("worker", request.worker);
     checkId("run_id", request.runId);
@@ -163,8 +158,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const delivered = { worker: counter("worker"), runtime: counter("runtime"), input: counter("input") };
 
   /** RuntimeManagement requests carry an optional runtime_id (a Backend routes by it): empty means this runtime, any other is refused. */
-  const checkOwnId = (runtimeId: string | undefined): void => {
-    if (runtimeId) catalog.checkRuntimeId("runtime_id", runtimeId);
+  const own = <R extends { runtimeId: string }>(request: R): R => {
+    if (request.runtimeId) catalog.checkRuntimeId("runtime_id", request.runtimeId);
+    return request;
+  };
+  /** What a method was passed, as its request message (a plain object is checked first: request-message.ts). */
+  const asRequest = requestReader(limits.maxMessageBytes);
+  /** SendInput, and StreamInput's input: the worker's session, then the input, checked before anything is taken. */
+  const accept = async (request: SendInputRequest | StreamInputRequest, inputOptions?: InputOptions) => {
+    const session = catalog.session("worker", request.worker);
+    const input = checkInput(request, limits.maxInputBytes);
+    return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
   };
 
   const boundMs = limits.cancelGraceMs + limits.flushTimeoutMs;
@@ -179,7 +183,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       return health.closed;
     },
     getRuntime: (request) => {
-      checkOwnId(request?.runtimeId);
+      if (request !== undefined) own(asRequest("getRuntime", request));
       return runtimeSummary({
         runtimeId,
         displayName: options.displayName ?? "worker-runtime",
@@ -193,53 +197,37 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         diagnosticCount: diagnostics.size,
       });
     },
-    listDiagnostics: (request) => {
-      checkOwnId(request.runtimeId);
-      return listDiagnostics(diagnostics, request, limits, pageTokens);
-    },
-    listAllocations: (request) => {
-      checkOwnId(request.runtimeId);
-      return listAllocations(catalog.allocations, request, limits, pageTokens);
-    },
-    putConfigBundle: (request) =>
-      background.request(async () => {
-        checkOwnId(request.runtimeId);
-        return bundles.put(request);
-      }),
-    getConfigBundle: (request) => {
-      checkOwnId(request.runtimeId);
-      return bundles.get(request);
-    },
-    listConfigBundles: (request) => {
-      checkOwnId(request.runtimeId);
-      return bundles.list(request);
-    },
-    createWorker: (request) => background.request(() => catalog.create(request)),
-    getWorker: (request) => cloneMessage(WorkerSchema, catalog.session("worker", request.worker).worker),
-    listWorkers: (request) => catalog.list(request),
+    listDiagnostics: (request) => listDiagnostics(diagnostics, own(asRequest("listDiagnostics", request)), limits, pageTokens),
+    listAllocations: (request) => listAllocations(catalog.allocations, own(asRequest("listAllocations", request)), limits, pageTokens),
+    putConfigBundle: (request) => background.request(async () => bundles.put(own(asRequest("putConfigBundle", request)))),
+    getConfigBundle: (request) => bundles.get(own(asRequest("getConfigBundle", request))),
+    listConfigBundles: (request) => bundles.list(own(asRequest("listConfigBundles", request))),
+    createWorker: (request) => background.request(async () => catalog.create(asRequest("createWorker", request))),
+    getWorker: (request) => cloneMessage(WorkerSchema, catalog.session("worker", asRequest("getWorker", request).worker).worker),
+    listWorkers: (request) => catalog.list(asRequest("listWorkers", request)),
     stopWorker: (request) =>
       background.request(async () => {
-        const session = catalog.session("worker", request.worker);
+        const session = catalog.session("worker", asRequest("stopWorker", request).worker);
         await catalog.stop(session);
         return cloneMessage(WorkerSchema, session.worker);
       }),
-    deleteWorker: (request) => background.request(async () => catalog.delete(catalog.session("worker", request.worker), request.force)),
-    sendInput: (request, inputOptions) =>
+    deleteWorker: (init) =>
       background.request(async () => {
-        const session = catalog.session("worker", request.worker);
-        const input = checkInput(request);
-        return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
+        const request = asRequest("deleteWorker", init);
+        return catalog.delete(catalog.session("worker", request.worker), request.force);
       }),
-    async *streamInput(request, watchOptions) {
+    sendInput: (request, inputOptions) => background.request(async () => accept(asRequest("sendInput", request), inputOptions)),
+    async *streamInput(init, watchOptions) {
       // The subscription is taken before the input is sent, so nothing is missed; but after the input
       // is checked, so a bad one is INVALID_ARGUMENT even when the slots are full, and never holds one.
+      const request = asRequest("streamInput", init);
       const session = catalog.session("worker", request.worker);
-      checkInput(request);
+      checkInput(request, limits.maxInputBytes);
       const subscription = watchSlot(session, checkNotEnded).subscribe();
       yield* runInputStream(
         {
           subscription,
-          send: () => runtime.sendInput(request, watchOptions),
+          send: () => background.request(() => accept(request, watchOptions)),
           ending: () => session.events.endingWith,
           ...live,
           delivered: delivered.input,
@@ -247,9 +235,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         watchOptions,
       );
     },
-    cancelRun: (request) => background.request(async () => typedStoreErrors(run(request).cancel(request.runId))),
-    resolveApproval: (request, inputOptions) =>
+    cancelRun: (init) =>
       background.request(async () => {
+        const request = asRequest("cancelRun", init);
+        return typedStoreErrors(run(request).cancel(request.runId));
+      }),
+    resolveApproval: (init, inputOptions) =>
+      background.request(async () => {
+        const request = asRequest("resolveApproval", init);
         const session = run(request);
         checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
         checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
@@ -257,15 +250,26 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         const { runId, toolCallId, decision, reason } = request;
         return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions));
       }),
-    getRun: async (request) => typedStoreErrors(run(request).getRun(request.runId)),
-    listRuns: (request) => listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens),
-    readTranscript: (request) => readTranscript(store, catalog.session("worker", request.worker), request, limits),
-    watchWorker: (request, watchOptions) => {
+    getRun: async (init) => {
+      const request = asRequest("getRun", init);
+      return typedStoreErrors(run(request).getRun(request.runId));
+    },
+    listRuns: async (init) => {
+      const request = asRequest("listRuns", init);
+      return listRuns(store, catalog.session("worker", request.worker), request, limits, pageTokens);
+    },
+    readTranscript: async (init) => {
+      const request = asRequest("readTranscript", init);
+      return readTranscript(store, catalog.session("worker", request.worker), request, limits);
+    },
+    watchWorker: (init, watchOptions) => {
+      const request = asRequest("watchWorker", init);
       const session = catalog.session("worker", request.worker);
       const plan = workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live);
       return runWatch({ ...plan, delivered: delivered.worker }, watchOptions);
     },
-    watchRuntime: (request, watchOptions) => {
+    watchRuntime: (init, watchOptions) => {
+      const request = asRequest("watchRuntime", init);
       catalog.checkRuntimeId("runtime_id", request.runtimeId);
       const snapshot = (cursor: string) => ({ runtime: runtime.getRuntime(), cursor });
       const plan = runtimeWatchPlan(runtimeEvents, request.afterCursor, store, snapshot, limits);

@@ -1,5 +1,7 @@
 import type { GenEnum } from "@bufbuild/protobuf/codegenv2";
-import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { BusyPolicySchema, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { SendInputRequest } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import type { Input } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { invalidArgument, limitExceeded } from "./errors.js";
 
 /** Ids of runtimes, workers and runs: short, printable, safe in paths and URLs. */
@@ -112,4 +114,18 @@ export function checkEnum<E extends number>(field: string, value: E, schema: Gen
   const known = schema.values.some((v) => v.number === value) && !(options.required === true && value === 0);
   if (!known) throw invalidArgument(field, `unknown value ${value}`);
   return value;
+}
+
+/**
+ * SendInput's and StreamInput's own fields (the input, its busy policy and
+ * request_id), checked before anything is taken (a run, a watch slot).
+ */
+export function checkInput(request: Pick<SendInputRequest, "input" | "busyPolicy" | "requestId">, maxInputBytes: number): Input {
+  const { input } = request;
+  if (!input) throw invalidArgument("input", "is required");
+  if (input.text === "") throw invalidArgument("input.text", "is required");
+  checkTextBytes("input.text", input.text, maxInputBytes);
+  checkEnum("busy_policy", request.busyPolicy, BusyPolicySchema);
+  checkRequestId("request_id", request.requestId);
+  return input;
 }

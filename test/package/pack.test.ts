@@ -6,10 +6,13 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { REPO_ROOT, startCli } from "../support/cli-process.js";
+import { startFakeOpenAI } from "../support/fake-openai.js";
+import { reply } from "../support/openai-chunks.js";
 
 /**
  * The package as a user gets it: `npm run build`, then what `npm pack` puts
@@ -157,5 +160,36 @@ describe("the installed package, without dev dependencies", () => {
     const exported = JSON.parse(stdout) as Record<string, number>;
     expect(Object.keys(exported)).toHaveLength(subpaths.length + 1);
     for (const [name, count] of Object.entries(exported)) expect(count, name).toBeGreaterThan(0);
+  });
+  it("runs the README's library example under plain Node, and its types check against the installed declarations", async () => {
+    const readme = await readFile(join(REPO_ROOT, "README.md"), "utf8");
+    const example = /## Using it as a library\n+```ts\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+    expect(example).toContain("createRuntime");
+    // Type annotations would not run under plain Node: the example is TypeScript that is also JavaScript.
+    await writeFile(join(app, "readme-library.mts"), example);
+    await writeFile(join(app, "readme-library.mjs"), example);
+    const program = ts.createProgram([join(app, "readme-library.mts")], {
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      target: ts.ScriptTarget.ES2023,
+      lib: ["lib.es2023.d.ts"],
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      types: ["node"],
+      typeRoots: [join(REPO_ROOT, "node_modules", "@types")],
+    });
+    const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+    expect(problems).toEqual([]);
+    const fake = await startFakeOpenAI();
+    try {
+      fake.enqueue(reply({ text: "Hello from the fake provider." }));
+      const env = { ...process.env, ...PLAIN_NODE, OPENAI_API_KEY: "sk-readme", OPENAI_BASE_URL: fake.baseURL };
+      const { stdout } = await run(process.execPath, ["readme-library.mjs"], { cwd: app, env, timeout: 60_000 });
+      expect(stdout).toBe("Hello from the fake provider.");
+      expect(fake.requests).toHaveLength(1);
+    } finally {
+      await fake.close();
+    }
   });
 });
