@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Backend, createBackend } from "../../src/backend/index.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
@@ -13,6 +12,7 @@ import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.j
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsAt, eventually, PROTOCOLS } from "../support/harness.js";
 import { chunk } from "../support/openai-chunks.js";
+import { follow, sawText } from "../support/followed-stream.js";
 
 /**
  * A worker deleted (force) while a client watches it through a Backend,
@@ -71,27 +71,6 @@ afterAll(async () => {
   for (const server of servers) await server.close(0);
   await fake?.close();
 });
-
-/** A stream read on in the background: its events as they come, and how it ended. */
-interface Followed {
-  events: WorkerEvent[];
-  ended: Promise<ConnectError | "clean">;
-}
-
-function follow(stream: AsyncIterable<{ events: WorkerEvent[] }>): Followed {
-  const events: WorkerEvent[] = [];
-  const ended = (async () => {
-    try {
-      for await (const message of stream) events.push(...message.events);
-      return "clean" as const;
-    } catch (error) {
-      return ConnectError.from(error);
-    }
-  })();
-  return { events, ended };
-}
-
-const sawText = (followed: Followed) => followed.events.some((event) => event.kind.case === "textDelta");
 
 describe("a worker deleted while watched through a Backend", () => {
   for (const runtimeId of ["rs", "emb"]) {

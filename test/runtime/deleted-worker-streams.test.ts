@@ -12,6 +12,7 @@ import { RuntimeError } from "../../src/runtime/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually, type Harness, PROTOCOLS, startHarness } from "../support/harness.js";
 import { chunk } from "../support/openai-chunks.js";
+import { follow, sawText } from "../support/followed-stream.js";
 
 /**
  * A worker deleted (force) while a run of it streams ends its streams with a
@@ -41,27 +42,6 @@ afterAll(async () => {
   await harness?.close();
   await fake?.close();
 });
-
-/** A stream read on in the background: its events as they come, and how it ended. */
-interface Followed {
-  events: WorkerEvent[];
-  ended: Promise<ConnectError | "clean">;
-}
-
-function follow(stream: AsyncIterable<{ events: WorkerEvent[] }>): Followed {
-  const events: WorkerEvent[] = [];
-  const ended = (async () => {
-    try {
-      for await (const message of stream) events.push(...message.events);
-      return "clean" as const;
-    } catch (error) {
-      return ConnectError.from(error);
-    }
-  })();
-  return { events, ended };
-}
-
-const sawText = (followed: Followed) => followed.events.some((event) => event.kind.case === "textDelta");
 
 async function createWorker(clients: Clients): Promise<WorkerRef> {
   return (await clients.catalog.createWorker({ runtimeId: "rt-del" })).worker?.ref as WorkerRef;
