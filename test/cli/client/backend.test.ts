@@ -59,7 +59,7 @@ afterAll(async () => {
 });
 
 describe("against a real Backend", () => {
-  it("runtimes list shows both runtimes; calls without --runtime ask for one", async () => {
+  it("runtimes list shows both runtimes; workers list without --runtime lists both, other calls ask for one", async () => {
     let listed: Record<string, unknown>[] = [];
     await eventually(
       async () => {
@@ -72,10 +72,26 @@ describe("against a real Backend", () => {
       throw new Error(`${String(error)}: ${JSON.stringify(listed)}`);
     });
     expect(listed.map((entry) => entry.runtimeId).sort()).toEqual(["rt-embedded", "rt-remote"]);
-    const ambiguous = await runClient(["workers", "list"], { server: url });
+    const ids: Record<string, string> = {};
+    for (const runtimeId of ["rt-embedded", "rt-remote"]) {
+      const created = await runClient(["workers", "create", "--profile", "companion", "--runtime", runtimeId], { server: url });
+      expect(created.code).toBe(0);
+      ids[runtimeId] = created.stdout.trim();
+    }
+    // The Backend's listing across its runtimes, each row naming its runtime first.
+    const across = await runClient(["workers", "list"], { server: url });
+    expect(across).toMatchObject({ code: 0, stderr: "" });
+    const rows = across.stdout
+      .trim()
+      .split("\n")
+      .map((line) => line.split("\t").slice(0, 2));
+    expect(rows).toContainEqual(["rt-embedded", ids["rt-embedded"]]);
+    expect(rows).toContainEqual(["rt-remote", ids["rt-remote"]]);
+    const ambiguous = await runClient(["runtime", "info"], { server: url });
     expect(ambiguous.code).toBe(2);
     expect(ambiguous.stderr).toContain("choose one with --runtime");
-  });
+    // Six CLI processes from source: 35 s on a machine shared with a CI run.
+  }, 120_000);
 
   it("a --runtime the Backend does not have: NOT_FOUND naming the runtimes it has, exit 5", async () => {
     const wrong = await runClient(["workers", "list", "--runtime", "rt-wrong"], { server: url });
