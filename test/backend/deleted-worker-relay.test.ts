@@ -1,10 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Backend, createBackend } from "../../src/backend/index.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, type Logger, silentLogger } from "../../src/runtime/index.js";
@@ -12,7 +9,7 @@ import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.j
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, clientsAt, eventually, PROTOCOLS } from "../support/harness.js";
 import { chunk } from "../support/openai-chunks.js";
-import { follow, sawText } from "../support/followed-stream.js";
+import { expectEndedByDelete, follow, sawText } from "../support/followed-stream.js";
 
 /**
  * A worker deleted (force) while a client watches it through a Backend,
@@ -86,17 +83,7 @@ describe("a worker deleted while watched through a Backend", () => {
 
         await clients.catalog.deleteWorker({ worker, force: true });
 
-        for (const stream of [watch, input]) {
-          const end = await stream.ended;
-          expect(end).toBeInstanceOf(ConnectError);
-          const error = end as ConnectError;
-          expect([error.code, error.rawMessage]).toEqual([Code.NotFound, `worker ${worker.workerId} was deleted`]);
-          const detail = error.findDetails(ErrorDetailSchema)[0];
-          expect(detail?.reason).toBe(ErrorReason.NOT_FOUND);
-          expect(detail?.metadata).toEqual({ worker_id: worker.workerId });
-          const runStates = stream.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
-          expect(runStates.at(-1)).toBe(RunStatus.CANCELLED);
-        }
+        for (const stream of [watch, input]) await expectEndedByDelete(stream, worker.workerId);
         if (runtimeId === "rs") {
           // The one upstream watch the relay opened, ended by the deletion; none opened after it.
           await eventually(() => remoteWatchWorkerCalls() > opensBefore, 5_000, "the upstream watch's end in the remote's log");

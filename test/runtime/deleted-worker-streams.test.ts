@@ -1,10 +1,9 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
-import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WatchWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
@@ -12,7 +11,7 @@ import { RuntimeError } from "../../src/runtime/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually, type Harness, PROTOCOLS, startHarness } from "../support/harness.js";
 import { chunk } from "../support/openai-chunks.js";
-import { follow, sawText } from "../support/followed-stream.js";
+import { expectEndedByDelete, follow, sawText } from "../support/followed-stream.js";
 
 /**
  * A worker deleted (force) while a run of it streams ends its streams with a
@@ -58,18 +57,7 @@ describe("streams of a worker deleted while a run streams", () => {
 
       await clients.catalog.deleteWorker({ worker, force: true });
 
-      for (const stream of [watch, input]) {
-        const end = await stream.ended;
-        expect(end).toBeInstanceOf(ConnectError);
-        const error = end as ConnectError;
-        expect([error.code, error.rawMessage]).toEqual([Code.NotFound, `worker ${worker.workerId} was deleted`]);
-        const detail = error.findDetails(ErrorDetailSchema)[0];
-        expect(detail?.reason).toBe(ErrorReason.NOT_FOUND);
-        expect(detail?.metadata).toEqual({ worker_id: worker.workerId });
-        // The run's end reached the stream before the error.
-        const runEnds = stream.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
-        expect(runEnds.at(-1)).toBe(RunStatus.CANCELLED);
-      }
+      for (const stream of [watch, input]) await expectEndedByDelete(stream, worker.workerId);
       const stopped = watch.events.some((event) => event.kind.case === "workerChanged" && event.kind.value.status === WorkerStatus.STOPPED);
       expect(stopped).toBe(true);
       expect(watch.events.at(-1)?.kind.case).toBe("workerChanged");

@@ -1,5 +1,8 @@
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { expect } from "vitest";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 
 /** A stream read on in the background: its events as they come, and how it ended. */
 export interface Followed {
@@ -23,3 +26,21 @@ export function follow(stream: AsyncIterable<{ events: WorkerEvent[] }>): Follow
 
 /** Whether a followed stream has seen a text delta yet. */
 export const sawText = (followed: Followed): boolean => followed.events.some((event) => event.kind.case === "textDelta");
+
+/**
+ * Checks how a followed stream of a worker deleted mid-run ended: the run's
+ * CANCELLED reached it, then NOT_FOUND "worker W was deleted" with reason
+ * NOT_FOUND and metadata worker_id.
+ */
+export async function expectEndedByDelete(followed: Followed, workerId: string): Promise<void> {
+  const end = await followed.ended;
+  expect(end).toBeInstanceOf(ConnectError);
+  const error = end as ConnectError;
+  expect([error.code, error.rawMessage]).toEqual([Code.NotFound, `worker ${workerId} was deleted`]);
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  expect(detail?.reason).toBe(ErrorReason.NOT_FOUND);
+  expect(detail?.metadata).toEqual({ worker_id: workerId });
+  // The run's end reached the stream before the error.
+  const runEnds = followed.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
+  expect(runEnds.at(-1)).toBe(RunStatus.CANCELLED);
+}
