@@ -1,21 +1,18 @@
 import { create } from "@bufbuild/protobuf";
-import { createConnectTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ActiveRunState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { type Backend, createBackend } from "../../src/backend/index.js";
 import { companionProfile, createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
-import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, clientsAt, clientsFor, eventually } from "../support/harness.js";
+import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
+import { type Clients, eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 
 /**
@@ -32,10 +29,8 @@ type Route = "backend grpc" | "backend connect" | "console";
 
 let fake: FakeOpenAI;
 let base: string;
-let backend: Backend;
+let served: BackendWithRemote;
 let routes: Record<Route, Clients>;
-const servers: RuntimeServer[] = [];
-const sessions: Http2SessionManager[] = [];
 const streams: AbortController[] = [];
 
 beforeAll(async () => {
@@ -50,37 +45,17 @@ beforeAll(async () => {
       executionBackend: createOpenAIBackend({ apiKey: "sk-backend-test", baseURL: fake.baseURL, profiles: [careful] }),
       workspaceRoots: { work: join(base, "root") },
     });
-  const remoteServer = await startRuntimeServer({ runtime: await runtimeOf("rs"), host: "127.0.0.1", port: 0, logger: silentLogger });
-  const embedded = await runtimeOf("emb");
-  backend = createBackend({
-    runtime: embedded,
-    logger: silentLogger,
-    remotes: [{ runtimeId: "rs", url: `http://${remoteServer.h2Address}` }],
-  });
-  const backendServer = await startRuntimeServer({
-    runtime: embedded,
-    routes: backend.routes,
-    host: "127.0.0.1",
-    port: 0,
-    http1Port: 0,
-    logger: silentLogger,
-  });
-  servers.push(backendServer, remoteServer);
+  served = await startBackendWithRemote({ remote: await runtimeOf("rs"), embedded: await runtimeOf("emb") });
   routes = {
-    "backend grpc": clientsAt(backendServer.h2Address, "grpc", sessions),
-    "backend connect": clientsAt(backendServer.h2Address, "connect", sessions),
-    console: clientsFor(
-      createConnectTransport({ baseUrl: `http://${backendServer.http1Address}`, httpVersion: "1.1", useBinaryFormat: true }),
-    ),
+    "backend grpc": served.clients("grpc"),
+    "backend connect": served.clients("connect"),
+    console: served.consoleClients(),
   };
-  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
 }, 60_000);
 
 afterAll(async () => {
   for (const stream of streams.splice(0)) stream.abort();
-  backend?.close();
-  for (const session of sessions.splice(0)) session.abort();
-  for (const server of servers.splice(0)) await server.close(0);
+  await served?.close();
   await fake?.close();
   if (base) await rm(base, { recursive: true, force: true });
 });
