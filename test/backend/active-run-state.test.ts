@@ -11,6 +11,7 @@ import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction
 import { companionProfile, createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { collectedStreams } from "../support/followed-stream.js";
 import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
 import { type Clients, eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
@@ -31,7 +32,7 @@ let fake: FakeOpenAI;
 let base: string;
 let served: BackendWithRemote;
 let routes: Record<Route, Clients>;
-const streams: AbortController[] = [];
+const streams = collectedStreams();
 
 beforeAll(async () => {
   fake = await startFakeOpenAI();
@@ -54,22 +55,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const stream of streams.splice(0)) stream.abort();
+  streams.abortAll();
   await served?.close();
   await fake?.close();
   if (base) await rm(base, { recursive: true, force: true });
 });
-
-/** Collects what a stream says in the background until the suite ends. */
-function collect<T>(open: (signal: AbortSignal) => AsyncIterable<T>): T[] {
-  const seen: T[] = [];
-  const controller = new AbortController();
-  streams.push(controller);
-  void (async () => {
-    for await (const message of open(controller.signal)) seen.push(message);
-  })().catch(() => undefined);
-  return seen;
-}
 
 /** What each route shows of the worker's active run state: GetWorker, ListWorkers, a new watch's snapshot. */
 async function shown(worker: WorkerRef): Promise<Record<string, ActiveRunState | undefined>> {
@@ -108,8 +98,8 @@ describe.each(["rs", "emb"])("a worker of runtime %s waiting for approval, throu
       profile: { source: { case: "builtin", value: "careful" } },
     });
     const worker = created?.ref as WorkerRef;
-    const workerEvents = collect((signal) => routes["backend connect"].observation.watchWorker({ worker }, { signal }));
-    const runtimeEvents = collect((signal) => clients.observation.watchRuntime({ runtimeId }, { signal }));
+    const workerEvents = streams.collect((signal) => routes["backend connect"].observation.watchWorker({ worker }, { signal }));
+    const runtimeEvents = streams.collect((signal) => clients.observation.watchRuntime({ runtimeId }, { signal }));
     const announced = (): Worker[] =>
       workerEvents.flatMap((m) => m.events.flatMap((e) => (e.kind.case === "workerChanged" ? [e.kind.value] : [])));
     const published = (): Worker[] =>
