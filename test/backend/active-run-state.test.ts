@@ -1,21 +1,19 @@
 import { create } from "@bufbuild/protobuf";
-import { createConnectTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ActiveRunState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { type Backend, createBackend } from "../../src/backend/index.js";
 import { companionProfile, createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
-import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, clientsAt, clientsFor, eventually } from "../support/harness.js";
+import { collectedStreams } from "../support/followed-stream.js";
+import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
+import { type Clients, eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 
 /**
@@ -32,11 +30,9 @@ type Route = "backend grpc" | "backend connect" | "console";
 
 let fake: FakeOpenAI;
 let base: string;
-let backend: Backend;
+let served: BackendWithRemote;
 let routes: Record<Route, Clients>;
-const servers: RuntimeServer[] = [];
-const sessions: Http2SessionManager[] = [];
-const streams: AbortController[] = [];
+const streams = collectedStreams();
 
 beforeAll(async () => {
   fake = await startFakeOpenAI();
@@ -50,51 +46,20 @@ beforeAll(async () => {
       executionBackend: createOpenAIBackend({ apiKey: "sk-backend-test", baseURL: fake.baseURL, profiles: [careful] }),
       workspaceRoots: { work: join(base, "root") },
     });
-  const remoteServer = await startRuntimeServer({ runtime: await runtimeOf("rs"), host: "127.0.0.1", port: 0, logger: silentLogger });
-  const embedded = await runtimeOf("emb");
-  backend = createBackend({
-    runtime: embedded,
-    logger: silentLogger,
-    remotes: [{ runtimeId: "rs", url: `http://${remoteServer.h2Address}` }],
-  });
-  const backendServer = await startRuntimeServer({
-    runtime: embedded,
-    routes: backend.routes,
-    host: "127.0.0.1",
-    port: 0,
-    http1Port: 0,
-    logger: silentLogger,
-  });
-  servers.push(backendServer, remoteServer);
+  served = await startBackendWithRemote({ remote: await runtimeOf("rs"), embedded: await runtimeOf("emb") });
   routes = {
-    "backend grpc": clientsAt(backendServer.h2Address, "grpc", sessions),
-    "backend connect": clientsAt(backendServer.h2Address, "connect", sessions),
-    console: clientsFor(
-      createConnectTransport({ baseUrl: `http://${backendServer.http1Address}`, httpVersion: "1.1", useBinaryFormat: true }),
-    ),
+    "backend grpc": served.clients("grpc"),
+    "backend connect": served.clients("connect"),
+    console: served.consoleClients(),
   };
-  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
 }, 60_000);
 
 afterAll(async () => {
-  for (const stream of streams.splice(0)) stream.abort();
-  backend?.close();
-  for (const session of sessions.splice(0)) session.abort();
-  for (const server of servers.splice(0)) await server.close(0);
+  streams.abortAll();
+  await served?.close();
   await fake?.close();
   if (base) await rm(base, { recursive: true, force: true });
 });
-
-/** Collects what a stream says in the background until the suite ends. */
-function collect<T>(open: (signal: AbortSignal) => AsyncIterable<T>): T[] {
-  const seen: T[] = [];
-  const controller = new AbortController();
-  streams.push(controller);
-  void (async () => {
-    for await (const message of open(controller.signal)) seen.push(message);
-  })().catch(() => undefined);
-  return seen;
-}
 
 /** What each route shows of the worker's active run state: GetWorker, ListWorkers, a new watch's snapshot. */
 async function shown(worker: WorkerRef): Promise<Record<string, ActiveRunState | undefined>> {
@@ -133,8 +98,8 @@ describe.each(["rs", "emb"])("a worker of runtime %s waiting for approval, throu
       profile: { source: { case: "builtin", value: "careful" } },
     });
     const worker = created?.ref as WorkerRef;
-    const workerEvents = collect((signal) => routes["backend connect"].observation.watchWorker({ worker }, { signal }));
-    const runtimeEvents = collect((signal) => clients.observation.watchRuntime({ runtimeId }, { signal }));
+    const workerEvents = streams.collect((signal) => routes["backend connect"].observation.watchWorker({ worker }, { signal }));
+    const runtimeEvents = streams.collect((signal) => clients.observation.watchRuntime({ runtimeId }, { signal }));
     const announced = (): Worker[] =>
       workerEvents.flatMap((m) => m.events.flatMap((e) => (e.kind.case === "workerChanged" ? [e.kind.value] : [])));
     const published = (): Worker[] =>

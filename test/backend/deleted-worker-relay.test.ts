@@ -1,13 +1,11 @@
-import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import { type Backend, createBackend } from "../../src/backend/index.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, type Logger, silentLogger } from "../../src/runtime/index.js";
-import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, clientsAt, eventually, PROTOCOLS } from "../support/harness.js";
+import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
+import { type Clients, eventually, PROTOCOLS } from "../support/harness.js";
 import { chunk } from "../support/openai-chunks.js";
 import { expectEndedByDelete, follow, sawText } from "../support/followed-stream.js";
 
@@ -23,9 +21,7 @@ import { expectEndedByDelete, follow, sawText } from "../support/followed-stream
  */
 
 let fake: FakeOpenAI;
-let backend: Backend;
-const servers: RuntimeServer[] = [];
-const sessions: Http2SessionManager[] = [];
+let served: BackendWithRemote;
 /** The rpc_method of every call the remote runtime completed. */
 const remoteCalls: string[] = [];
 
@@ -43,29 +39,15 @@ beforeAll(async () => {
   fake = await startFakeOpenAI();
   fake.setFallback({ kind: "stream", chunks: [chunk({ role: "assistant", content: "" }), chunk({ content: "Hello" })], end: "hang" });
   const provider = () => createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL });
-  const remote = await createRuntime({ logger: silentLogger, runtimeId: "rs", executionBackend: provider() });
-  const remoteServer = await startRuntimeServer({ runtime: remote, host: "127.0.0.1", port: 0, logger: recordingLogger });
-  const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb", executionBackend: provider() });
-  backend = createBackend({
-    runtime: embedded,
-    logger: silentLogger,
-    remotes: [{ runtimeId: "rs", url: `http://${remoteServer.h2Address}` }],
+  served = await startBackendWithRemote({
+    remote: await createRuntime({ logger: silentLogger, runtimeId: "rs", executionBackend: provider() }),
+    remoteServer: { logger: recordingLogger },
+    embedded: await createRuntime({ logger: silentLogger, runtimeId: "emb", executionBackend: provider() }),
   });
-  const backendServer = await startRuntimeServer({
-    runtime: embedded,
-    routes: backend.routes,
-    host: "127.0.0.1",
-    port: 0,
-    logger: silentLogger,
-  });
-  servers.push(backendServer, remoteServer);
-  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
 }, 30_000);
 
 afterAll(async () => {
-  for (const session of sessions.splice(0)) session.abort();
-  backend?.close();
-  for (const server of servers) await server.close(0);
+  await served?.close();
   await fake?.close();
 });
 
@@ -73,8 +55,7 @@ describe("a worker deleted while watched through a Backend", () => {
   for (const runtimeId of ["rs", "emb"]) {
     for (const protocol of PROTOCOLS) {
       it(`ends the watch and the StreamInput with the runtime's NOT_FOUND, without reopening (${runtimeId}, ${protocol})`, async () => {
-        const backendServer = servers[0] as RuntimeServer;
-        const clients: Clients = clientsAt(backendServer.h2Address, protocol, sessions);
+        const clients: Clients = served.clients(protocol);
         const worker = (await clients.catalog.createWorker({ runtimeId })).worker?.ref as WorkerRef;
         const opensBefore = remoteWatchWorkerCalls();
         const watch = follow(clients.observation.watchWorker({ worker }));
@@ -90,7 +71,7 @@ describe("a worker deleted while watched through a Backend", () => {
           expect(remoteWatchWorkerCalls() - opensBefore).toBe(1);
         }
         // The runtime's health is untouched by a typed end.
-        expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
+        expect(served.backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
       }, 30_000);
     }
   }

@@ -1,21 +1,20 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createConnectTransport, type Http2SessionManager } from "@connectrpc/connect-node";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { type Backend, createBackend } from "../../src/backend/index.js";
 import { type Runtime, silentLogger } from "../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, clientsAt, clientsFor, eventually } from "../support/harness.js";
+import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
+import { type Clients, clientsAt, eventually } from "../support/harness.js";
 import { cursorAt } from "../support/cursors.js";
 import { replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
@@ -57,8 +56,10 @@ interface Side {
 
 let dir: string;
 let fake: FakeOpenAI;
-let backend: Backend;
-const servers: RuntimeServer[] = [];
+let served: BackendWithRemote;
+/** The embedded runtime's own routes on a server of their own: how it answers a client directly. */
+let embeddedServer: RuntimeServer;
+/** Sessions of the clients this file makes itself: populating, and direct to the embedded runtime. */
 const sessions: Http2SessionManager[] = [];
 const sides: Side[] = [];
 
@@ -106,43 +107,24 @@ beforeAll(async () => {
   const embeddedWorkers = await populate("emb");
 
   const remote = await fileRuntime("rs");
-  const remoteServer = await startRuntimeServer({ runtime: remote, host: "127.0.0.1", port: 0, logger: silentLogger });
   const embedded = await fileRuntime("emb");
-  backend = createBackend({
-    runtime: embedded,
-    logger: silentLogger,
-    remotes: [{ runtimeId: "rs", url: `http://${remoteServer.h2Address}` }],
-  });
-  const backendServer = await startRuntimeServer({
-    runtime: embedded,
-    routes: backend.routes,
-    host: "127.0.0.1",
-    port: 0,
-    http1Port: 0,
-    logger: silentLogger,
-  });
-  // The embedded runtime's own routes on a server of their own: how it answers a client directly.
-  const embeddedServer = await startRuntimeServer({ runtime: embedded, host: "127.0.0.1", port: 0, logger: silentLogger });
-  servers.push(backendServer, embeddedServer, remoteServer);
+  served = await startBackendWithRemote({ remote, embedded });
+  embeddedServer = await startRuntimeServer({ runtime: embedded, host: "127.0.0.1", port: 0, logger: silentLogger });
   const throughBackend = {
-    "backend grpc": clientsAt(backendServer.h2Address, "grpc", sessions),
-    "backend connect": clientsAt(backendServer.h2Address, "connect", sessions),
-    // The console's transport: Connect, binary, over HTTP/1.1.
-    console: clientsFor(
-      createConnectTransport({ baseUrl: `http://${backendServer.http1Address}`, httpVersion: "1.1", useBinaryFormat: true }),
-    ),
+    "backend grpc": served.clients("grpc"),
+    "backend connect": served.clients("connect"),
+    console: served.consoleClients(),
   };
   sides.push(
-    { runtimeId: "rs", ...remoteWorkers, clients: { direct: clientsAt(remoteServer.h2Address, "grpc", sessions), ...throughBackend } },
+    { runtimeId: "rs", ...remoteWorkers, clients: { direct: served.remoteClients("grpc"), ...throughBackend } },
     { runtimeId: "emb", ...embeddedWorkers, clients: { direct: clientsAt(embeddedServer.h2Address, "grpc", sessions), ...throughBackend } },
   );
-  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
 }, 60_000);
 
 afterAll(async () => {
-  backend?.close();
   for (const session of sessions.splice(0)) session.abort();
-  for (const server of servers.splice(0)) await server.close(0);
+  await served?.close();
+  await embeddedServer?.close(0);
   await fake?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

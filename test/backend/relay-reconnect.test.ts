@@ -12,12 +12,13 @@ import { InFlightBlockKind, WorkerEventSchema, type InFlightBlock, type WorkerEv
 import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { type Backend, createBackend } from "../../src/backend/index.js";
+import type { Backend } from "../../src/backend/index.js";
 import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
 import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
-import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
+import { startRuntimeServer } from "../../src/server/index.js";
 import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-proxy.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
 import { type Clients, clientsAt, eventually, type Protocol, runToEnd } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
@@ -62,12 +63,12 @@ const stalledGetRun: Interceptor = (next) => async (request) => {
 let dir: string;
 let fake: FakeOpenAI;
 let proxy: CuttableProxy;
+let served: BackendWithRemote;
 let backend: Backend;
 let damaged: WorkerRef;
 /** A second worker quarantined by its next run, for the GetRun outage. */
 let damagedAgain: WorkerRef;
-let remoteServer: RuntimeServer;
-const servers: RuntimeServer[] = [];
+/** Sessions of the clients that populate the remote runtime before it is served behind the Backend. */
 const sessions: Http2SessionManager[] = [];
 const clients = {} as Record<"direct" | Protocol, Clients>;
 
@@ -99,41 +100,25 @@ beforeAll(async () => {
   await damageFirstSegment(path.join(dir, "rs", "workers", damaged.workerId));
   await damageFirstSegment(path.join(dir, "rs", "workers", damagedAgain.workerId));
 
-  remoteServer = await startRuntimeServer({
-    runtime: await remoteRuntime(),
-    host: "127.0.0.1",
-    port: 0,
-    logger: silentLogger,
-    interceptors: [stalledGetRun],
+  served = await startBackendWithRemote({
+    remote: await remoteRuntime(),
+    remoteServer: { interceptors: [stalledGetRun] },
+    remoteUrl: async (address) => {
+      proxy = await startCuttableProxy(address);
+      return proxy.url.replace(/\/$/, "");
+    },
+    embedded: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
+    backend: { heartbeatMs: HEARTBEAT_MS, backoff: { initialMs: 50, maxMs: 200 } },
   });
-  proxy = await startCuttableProxy(remoteServer.h2Address);
-  const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb" });
-  backend = createBackend({
-    runtime: embedded,
-    logger: silentLogger,
-    heartbeatMs: HEARTBEAT_MS,
-    backoff: { initialMs: 50, maxMs: 200 },
-    remotes: [{ runtimeId: "rs", url: proxy.url.replace(/\/$/, "") }],
-  });
-  const backendServer = await startRuntimeServer({
-    runtime: embedded,
-    routes: backend.routes,
-    host: "127.0.0.1",
-    port: 0,
-    logger: silentLogger,
-  });
-  servers.push(backendServer);
-  clients.direct = clientsAt(remoteServer.h2Address, "grpc", sessions);
-  clients.grpc = clientsAt(backendServer.h2Address, "grpc", sessions);
-  clients.connect = clientsAt(backendServer.h2Address, "connect", sessions);
-  await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY");
+  backend = served.backend;
+  clients.direct = served.remoteClients("grpc");
+  clients.grpc = served.clients("grpc");
+  clients.connect = served.clients("connect");
 }, 60_000);
 
 afterAll(async () => {
-  backend?.close();
   for (const session of sessions.splice(0)) session.abort();
-  for (const server of servers.splice(0)) await server.close(0);
-  await remoteServer?.close(0);
+  await served?.close();
   await proxy?.close();
   await fake?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -404,15 +389,7 @@ describe("a watch relayed by a Backend whose upstream connection was cut", () =>
     expect(before?.runtime?.startedAt).toBeDefined();
     const opens = backend.runtimeWatch("rs")?.upstreamOpens ?? 0;
     // The same runtime (its store) restarted on the same port, behind the same proxy.
-    const port = Number(remoteServer.h2Address.split(":").pop());
-    await remoteServer.close(0);
-    remoteServer = await startRuntimeServer({
-      runtime: await remoteRuntime(),
-      host: "127.0.0.1",
-      port,
-      logger: silentLogger,
-      interceptors: [stalledGetRun],
-    });
+    await served.restartRemote(remoteRuntime);
     await eventually(() => (backend.runtimeWatch("rs")?.upstreamOpens ?? 0) > opens, 10_000, "the shared watch resumed");
     await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY again");
     const direct = await firstSnapshot(clients.direct);

@@ -1,6 +1,12 @@
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "../support/chromium.js";
 import { type CliEntry, type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 
 /** `npm start`'s entry run from source, exactly as `node dist/console/start.js` runs built. */
 export const START_ENTRY: CliEntry = { nodeArgs: ["--import", "tsx", "src/console/start.ts"], cwd: REPO_ROOT };
@@ -32,4 +38,69 @@ export async function startConsole(args: readonly string[], env: Record<string, 
     void cli.exited.then(() => reject(new Error(`npm start exited: ${cli.stderr()}`)));
   });
   return { cli, url, h2c: listening.h2c };
+}
+
+/** What {@link startConsoleWithBrowser} starts `npm start` with. */
+export interface ConsoleWithBrowserInit {
+  /** Prefix of the temp directory `npm start` keeps its state in (--data-dir). */
+  dataDirPrefix: string;
+  /**
+   * Start the fake provider and point the console at it (OPENAI_BASE_URL; default true). Without it
+   * the console has an API key only, for tests that never ask the model.
+   */
+  provider?: boolean;
+}
+
+/** A running `npm start` on a data dir of its own, and headless Chromium to open its console in. */
+export interface ConsoleWithBrowser extends ConsoleProcess {
+  readonly browser: Browser;
+  /** The data dir, removed by close(). */
+  readonly dataDir: string;
+  /** Closes Chromium (and every page in it), stops `npm start` and waits for it to exit, removes the data dir, stops the provider. */
+  close(): Promise<void>;
+}
+
+/** A {@link ConsoleWithBrowser} whose model provider is the fake one. */
+export interface ConsoleWithProvider extends ConsoleWithBrowser {
+  readonly fake: FakeOpenAI;
+}
+
+/**
+ * The set-up of the console tests that drive one `npm start` in Chromium,
+ * instead of each writing its own copy: builds the console, starts the
+ * fake provider (unless `provider` is false), starts `npm start` on a
+ * fresh data dir (HTTP and gRPC on port 0, OPENAI_API_KEY set) and launches
+ * Chromium. `close()` tears all of it down.
+ */
+export function startConsoleWithBrowser(init: ConsoleWithBrowserInit & { provider: false }): Promise<ConsoleWithBrowser>;
+export function startConsoleWithBrowser(init: ConsoleWithBrowserInit): Promise<ConsoleWithProvider>;
+export async function startConsoleWithBrowser(init: ConsoleWithBrowserInit): Promise<ConsoleWithBrowser & { fake?: FakeOpenAI }> {
+  await buildConsole();
+  const fake = init.provider === false ? undefined : await startFakeOpenAI();
+  const dataDir = mkdtempSync(join(tmpdir(), init.dataDirPrefix));
+  let started: ConsoleProcess | undefined;
+  const stop = async (): Promise<void> => {
+    started?.cli.kill();
+    await started?.cli.exited;
+    rmSync(dataDir, { recursive: true, force: true });
+    await fake?.close();
+  };
+  try {
+    const env = { OPENAI_API_KEY: "test-key", ...(fake ? { OPENAI_BASE_URL: fake.baseURL } : {}) };
+    started = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], env);
+    const browser = await launchChromium();
+    return {
+      ...started,
+      browser,
+      dataDir,
+      ...(fake ? { fake } : {}),
+      async close() {
+        await browser.close();
+        await stop();
+      },
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }

@@ -5,15 +5,14 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
-import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { CreateWorkerResponseSchema, WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WatchWorkerRequestSchema, WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import type { FakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
-import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+import { type ConsoleWithProvider, startConsole, startConsoleWithBrowser } from "./console-process.js";
 
 // Every poll here waits for Chromium to show what a real server sent (a page load, a watch's
 // round trips, a frame): correct but slow work that takes seconds on a loaded machine, far past
@@ -30,27 +29,16 @@ vi.setConfig({ expect: { poll: { timeout: 20_000 } } });
 
 let browser: Browser;
 let fake: FakeOpenAI;
-let server: ConsoleProcess;
-let dataDir: string;
+let server: ConsoleWithProvider;
 const pages: Page[] = [];
 
 beforeAll(async () => {
-  await buildConsole();
-  fake = await startFakeOpenAI();
-  dataDir = mkdtempSync(join(tmpdir(), "console-live-"));
-  server = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], {
-    OPENAI_API_KEY: "test-key",
-    OPENAI_BASE_URL: fake.baseURL,
-  });
-  browser = await launchChromium();
+  server = await startConsoleWithBrowser({ dataDirPrefix: "console-live-" });
+  ({ browser, fake } = server);
 });
 
 afterAll(async () => {
-  await browser?.close();
-  server?.cli.kill();
-  await server?.cli.exited;
-  await fake?.close();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.close();
 });
 
 /**

@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/chromium.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import type { FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
-import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+import { type ConsoleWithProvider, startConsoleWithBrowser } from "./console-process.js";
 
 /**
  * The sidebar entry of the open chat's worker says what the chat's header
@@ -30,28 +26,17 @@ const STATUS_RECORDER = `
 
 let browser: Browser;
 let fake: FakeOpenAI;
-let server: ConsoleProcess;
-let dataDir: string;
+let server: ConsoleWithProvider;
 let page: Page | undefined;
 
 beforeAll(async () => {
-  await buildConsole();
-  fake = await startFakeOpenAI();
-  dataDir = mkdtempSync(join(tmpdir(), "console-sidebar-"));
-  server = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], {
-    OPENAI_API_KEY: "test-key",
-    OPENAI_BASE_URL: fake.baseURL,
-  });
-  browser = await launchChromium();
+  server = await startConsoleWithBrowser({ dataDirPrefix: "console-sidebar-" });
+  ({ browser, fake } = server);
 });
 
+// Closing Chromium closes the page.
 afterAll(async () => {
-  await page?.close();
-  await browser?.close();
-  server?.cli.kill();
-  await server?.cli.exited;
-  await fake?.close();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.close();
 });
 
 describe("the sidebar beside an open chat", () => {

@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -8,8 +5,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { ListWorkersRequestSchema, WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { launchChromium } from "../support/chromium.js";
-import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+import { type ConsoleWithBrowser, startConsoleWithBrowser } from "./console-process.js";
 
 /**
  * The sidebar with more workers than one page, against `npm start`'s real
@@ -20,14 +16,12 @@ import { buildConsole, type ConsoleProcess, startConsole } from "./console-proce
 const WORKERS = 230;
 
 let browser: Browser;
-let server: ConsoleProcess;
-let dataDir: string;
+let server: ConsoleWithBrowser;
 let page: Page | undefined;
 
 beforeAll(async () => {
-  await buildConsole();
-  dataDir = mkdtempSync(join(tmpdir(), "console-list-"));
-  server = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], { OPENAI_API_KEY: "test-key" });
+  server = await startConsoleWithBrowser({ dataDirPrefix: "console-list-", provider: false });
+  browser = server.browser;
   const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
   const { runtimes } = await createClient(RuntimeRegistry, transport).listRuntimes({});
   const runtimeId = runtimes.find((runtime) => runtime.embedded)!.runtimeId;
@@ -43,15 +37,11 @@ beforeAll(async () => {
       ),
     );
   }
-  browser = await launchChromium();
 });
 
+// Closing Chromium closes the page.
 afterAll(async () => {
-  await page?.close();
-  await browser?.close();
-  server?.cli.kill();
-  await server?.cli.exited;
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.close();
 });
 
 describe("the sidebar's worker list", () => {

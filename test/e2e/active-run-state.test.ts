@@ -11,6 +11,7 @@ import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction
 import { companionProfile, createOpenAIBackend } from "../../src/engine/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
+import { collectedStreams } from "../support/followed-stream.js";
 import { eventually, PROTOCOLS, startHarness, type Clients, type Harness, type Protocol } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 
@@ -32,7 +33,7 @@ describe.each(PROTOCOLS)("a worker whose run waits for approval (%s)", (protocol
   let fake: FakeOpenAI;
   let base: string;
   let harness: Harness | undefined;
-  const streams: AbortController[] = [];
+  const streams = collectedStreams();
 
   beforeEach(async () => {
     fake = await startFakeOpenAI();
@@ -40,7 +41,7 @@ describe.each(PROTOCOLS)("a worker whose run waits for approval (%s)", (protocol
     await mkdir(join(base, "root"));
   });
   afterEach(async () => {
-    for (const stream of streams.splice(0)) stream.abort();
+    streams.abortAll();
     await harness?.close();
     harness = undefined;
     await fake.close();
@@ -68,17 +69,6 @@ describe.each(PROTOCOLS)("a worker whose run waits for approval (%s)", (protocol
     });
     if (!worker?.ref) throw new Error("no worker");
     return worker.ref;
-  }
-
-  /** Collects what a stream says in the background until the test ends. */
-  function collect<T>(open: (signal: AbortSignal) => AsyncIterable<T>): T[] {
-    const seen: T[] = [];
-    const controller = new AbortController();
-    streams.push(controller);
-    void (async () => {
-      for await (const message of open(controller.signal)) seen.push(message);
-    })().catch(() => undefined);
-    return seen;
   }
 
   async function stateOf(clients: Clients, worker: WorkerRef): Promise<ActiveRunState | undefined> {
@@ -115,8 +105,8 @@ describe.each(PROTOCOLS)("a worker whose run waits for approval (%s)", (protocol
     const clients = await serve();
     const worker = await newWorker(clients);
     expect(await stateOf(clients, worker)).toBe(UNSPECIFIED);
-    const workerEvents = collect((signal) => clients.observation.watchWorker({ worker }, { signal }));
-    const runtimeEvents = collect((signal) => clients.observation.watchRuntime({ runtimeId: worker.runtimeId }, { signal }));
+    const workerEvents = streams.collect((signal) => clients.observation.watchWorker({ worker }, { signal }));
+    const runtimeEvents = streams.collect((signal) => clients.observation.watchRuntime({ runtimeId: worker.runtimeId }, { signal }));
     const announced = (): Worker[] =>
       workerEvents.flatMap((m) => m.events.flatMap((e) => (e.kind.case === "workerChanged" ? [e.kind.value] : [])));
     const published = (): Worker[] =>

@@ -20,9 +20,9 @@ export interface FileStoreRuntimeInit {
  * A file-store runtime wired as `serve` wires it: damage a read finds in a
  * worker's log quarantines that worker (the store's `onCorruption` reports
  * it to the runtime). For the Backend tests that damage a worker's stored
- * history, then serve the runtime (behind a server, or embedded in the
- * Backend) and compare what the Backend shows with what the runtime does;
- * each wires the runtime its own way, so the server is theirs.
+ * history, then serve the runtime (as the remote or the embedded one of
+ * backend-with-remote.ts) and compare what the Backend shows with what the
+ * runtime does.
  */
 export async function createFileStoreRuntime(init: FileStoreRuntimeInit): Promise<Runtime> {
   let runtime: Runtime | undefined;

@@ -44,3 +44,35 @@ export async function expectEndedByDelete(followed: Followed, workerId: string):
   const runEnds = followed.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
   expect(runEnds.at(-1)).toBe(RunStatus.CANCELLED);
 }
+
+/** Streams read in the background until the test or suite that opened them ends. */
+export interface CollectedStreams {
+  /** Opens a stream with an AbortSignal of its own and keeps every message it says, as it comes; a stream that fails just stops. */
+  collect<T>(open: (signal: AbortSignal) => AsyncIterable<T>): T[];
+  /** Aborts every stream collected so far; call it in the hook that ends them (afterEach or afterAll). */
+  abortAll(): void;
+}
+
+/**
+ * What watches were told while a test acts, message by message (their
+ * snapshots and heartbeats too), for tests that poll those lists; each
+ * stream is aborted by `abortAll()`, so none outlives the servers the
+ * test closes after it.
+ */
+export function collectedStreams(): CollectedStreams {
+  const streams: AbortController[] = [];
+  return {
+    collect<T>(open: (signal: AbortSignal) => AsyncIterable<T>): T[] {
+      const seen: T[] = [];
+      const controller = new AbortController();
+      streams.push(controller);
+      void (async () => {
+        for await (const message of open(controller.signal)) seen.push(message);
+      })().catch(() => undefined);
+      return seen;
+    },
+    abortAll() {
+      for (const stream of streams.splice(0)) stream.abort();
+    },
+  };
+}
