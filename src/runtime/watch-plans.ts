@@ -72,19 +72,25 @@ export function workerWatchPlan(
 
 /**
  * A worker's stored events for a replay. Once its delete has begun, the
- * store may no longer know it or hold a gap: the replay ends with the
- * delete's NOT_FOUND, as the worker's live streams do, not with the
- * store's "unknown worker" (INTERNAL) or an expired cursor.
+ * store may no longer know it or hold a gap: the replay ends as the
+ * worker's live streams do, with the delete's outcome (pending-delete.ts:
+ * NOT_FOUND once the store has deleted the worker, or the failure that
+ * kept it), not with the store's "unknown worker" (INTERNAL) or an expired
+ * cursor.
  */
 async function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
+  let stored: StoredEvent[] | undefined;
+  let failure: unknown;
   try {
-    const stored = await typedStoreErrors(store.readEvents(session.workerId, after, limit));
-    const deleted = session.events.endingWith;
-    if (deleted && stored[0]?.seq !== after + 1n) throw deleted;
-    return stored;
+    stored = await typedStoreErrors(store.readEvents(session.workerId, after, limit));
+    if (stored[0]?.seq === after + 1n) return stored;
   } catch (error) {
-    throw session.events.endingWith ?? error;
+    failure = error;
   }
+  const deleting = session.events.endingWith;
+  if (deleting && !deleting.kept) throw await deleting.outcome;
+  if (stored) return stored;
+  throw failure;
 }
 
 /** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */
