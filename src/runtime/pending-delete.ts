@@ -42,3 +42,21 @@ export class PendingDelete {
     return this.keptBy !== undefined;
   }
 }
+
+/**
+ * Awaits a read of a worker's stored state (transcript, runs, events).
+ * Part-way through a delete the store stops knowing the worker while the
+ * catalog still lists it (until the store's delete succeeds), and such a
+ * read failed with the store's "unknown worker" (INTERNAL). It answers as
+ * the worker's streams end instead, with the delete's outcome: NOT_FOUND
+ * once the worker is deleted, or the failure that kept it.
+ */
+export async function readOfWorker<T>(events: { readonly endingWith: PendingDelete | undefined }, read: Promise<T>): Promise<T> {
+  try {
+    return await read;
+  } catch (error) {
+    const deleting = events.endingWith;
+    if (deleting && !deleting.kept) throw await deleting.outcome;
+    throw error;
+  }
+}

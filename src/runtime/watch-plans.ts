@@ -13,6 +13,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
+import { readOfWorker } from "./pending-delete.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore, StoredEvent } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
@@ -79,18 +80,10 @@ export function workerWatchPlan(
  * cursor.
  */
 async function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
-  let stored: StoredEvent[] | undefined;
-  let failure: unknown;
-  try {
-    stored = await typedStoreErrors(store.readEvents(session.workerId, after, limit));
-    if (stored[0]?.seq === after + 1n) return stored;
-  } catch (error) {
-    failure = error;
-  }
+  const stored = await readOfWorker(session.events, typedStoreErrors(store.readEvents(session.workerId, after, limit)));
   const deleting = session.events.endingWith;
-  if (deleting && !deleting.kept) throw await deleting.outcome;
-  if (stored) return stored;
-  throw failure;
+  if (deleting && !deleting.kept && stored[0]?.seq !== after + 1n) throw await deleting.outcome;
+  return stored;
 }
 
 /** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */
