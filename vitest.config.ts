@@ -23,6 +23,7 @@ const SLOW = [
   "test/console/worker-list.test.ts",
   "test/console/failed-worker.test.ts",
   "test/console/sidebar-follows-chat.test.ts",
+  "test/console/header-after-cancel.test.ts",
   "test/cli/client/**/*.test.ts",
   "test/backend/backend.test.ts",
   "test/backend/bundles.test.ts",

@@ -18,12 +18,13 @@ import {
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
-import { idempotencyConflict, invalidArgument, notFound, RuntimeError, workerDeleted } from "./errors.js";
+import { idempotencyConflict, invalidArgument, notFound, RuntimeError, workerDeleted, workerNotDeleted } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
+import { PendingDelete } from "./pending-delete.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
@@ -63,6 +64,8 @@ export class Catalog {
    * others wait for it and answer the same.
    */
   private readonly pendingCreates = new Map<string, { fingerprint: string; workerId: string; response: Promise<CreateWorkerResponse> }>();
+  /** Worker id → its delete in progress, which a second delete shares. */
+  private readonly deletes = new Map<string, Promise<void>>();
   readonly allocations = new AllocationManager();
 
   constructor(private readonly init: CatalogInit) {}
@@ -263,7 +266,10 @@ export class Catalog {
     this.allocations.release(session.workerId);
   }
 
-  /** Deletes a stopped or failed worker (or any worker, with force). */
+  /**
+   * Deletes a stopped or failed worker (or any worker, with force). A second
+   * delete while one is in progress waits for it and shares its outcome.
+   */
   async delete(session: WorkerSession, force: boolean): Promise<void> {
     const status = session.worker.status;
     if (status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED && !force) {
@@ -273,25 +279,41 @@ export class Catalog {
         `worker ${session.workerId} is not stopped; stop it first or set force`,
       );
     }
-    // Decided before the runs end, so a StreamInput that sees its run end now says why.
-    const deleted = workerDeleted(session.workerId);
-    session.events.announceEnd(deleted);
+    const inProgress = this.deletes.get(session.workerId);
+    if (inProgress) return inProgress;
+    const deleting = this.deleteNow(session).finally(() => this.deletes.delete(session.workerId));
+    this.deletes.set(session.workerId, deleting);
+    return deleting;
+  }
+
+  /**
+   * Stops the worker, then deletes it from the store, and only then from
+   * the catalog and its streams (NOT_FOUND after the events they hold). A
+   * failure on the way leaves the worker as the store has it (stopped,
+   * listed, readable) and its streams open: nothing has told them it was
+   * deleted, and a StreamInput whose run the stop ended gets the failure.
+   */
+  private async deleteNow(session: WorkerSession): Promise<void> {
+    // Decided before the runs end, so a StreamInput that sees its run end now knows why; told at the outcome.
+    const pending = new PendingDelete(workerDeleted(session.workerId));
+    session.events.announceEnd(pending);
     try {
       // Also waits for a StopWorker still in progress, so nothing is written after the delete.
       await this.stop(session);
+      session.markDeleted();
+      await typedStoreErrors(this.init.store.deleteWorker(session.workerId));
     } catch (error) {
-      session.events.announceEnd(undefined);
+      session.markDeleted(false);
+      pending.failed(workerNotDeleted(session.workerId, error));
       throw error;
     }
-    if (!this.workers.has(session.workerId)) return;
-    session.markDeleted();
     this.workers.remove(session);
     this.init.health.forgetWorker(session.workerId);
+    pending.succeeded();
     // Not the clean end of a shutdown: watchers get the last events, then NOT_FOUND, and need not ask why.
-    session.events.closeAll(deleted);
+    session.events.closeAll(pending.deleted);
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
-    await typedStoreErrors(this.init.store.deleteWorker(session.workerId));
     this.init.publish({ case: "workerRemoved", value: cloneMessage(WorkerRefSchema, session.worker.ref ?? create(WorkerRefSchema)) });
   }
 

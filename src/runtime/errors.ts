@@ -49,6 +49,24 @@ export function workerDeleted(workerId: string): RuntimeError {
   return new RuntimeError(Code.NotFound, ErrorReason.NOT_FOUND, `worker ${workerId} was deleted`, { worker_id: workerId });
 }
 
+/**
+ * A worker's delete failed after it had stopped the worker (its store could
+ * not delete it): what a stream that saw its run end by the delete is told
+ * instead of {@link workerDeleted}, since the worker still exists. The
+ * failure's own code and reason (UNAVAILABLE + STORE_UNAVAILABLE for a
+ * failing store), so clients retry or resume as after any such failure.
+ */
+export function workerNotDeleted(workerId: string, failure: unknown): RuntimeError {
+  const typed = failure instanceof RuntimeError ? failure : undefined;
+  return new RuntimeError(
+    typed?.code ?? Code.Internal,
+    typed?.reason ?? ErrorReason.INTERNAL,
+    `worker ${workerId} was not deleted: ${typed?.message ?? "internal error"}`,
+    { ...typed?.metadata, worker_id: workerId },
+    { cause: failure },
+  );
+}
+
 /** A request_id was used before with other content (the retry is not the same request). */
 export function idempotencyConflict(requestId: string, used: string, metadata: Record<string, string>): RuntimeError {
   return new RuntimeError(Code.AlreadyExists, ErrorReason.IDEMPOTENCY_CONFLICT, `request_id "${requestId}" was already used ${used}`, {

@@ -1,6 +1,7 @@
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { encodeCursor, type CursorStream } from "./cursor.js";
 import type { RuntimeError } from "./errors.js";
+import type { PendingDelete } from "./pending-delete.js";
 import type { StoredEvent } from "./store.js";
 import { Subscription, type StreamItem } from "./subscription.js";
 
@@ -56,7 +57,7 @@ export class DurableEventStream<E> {
   private unwritten: Pending<E>[] = [];
   private writing = false;
   private readonly subscribers = new Set<Subscription<E>>();
-  private ending: RuntimeError | undefined;
+  private ending: PendingDelete | undefined;
 
   constructor(private readonly init: EventStreamInit<E>) {
     this.lastAssignedSeq = init.lastSeq;
@@ -126,19 +127,20 @@ export class DurableEventStream<E> {
     return subscription;
   }
 
-  /** The error the stream is to end with, from the moment that is decided (see {@link announceEnd}). */
-  get endingWith(): RuntimeError | undefined {
+  /** The delete under way that is to end the stream, from the moment it begins (see {@link announceEnd}). */
+  get endingWith(): PendingDelete | undefined {
     return this.ending;
   }
 
   /**
-   * Decides the stream ends with `error` (its worker's delete begins, before
+   * Marks the stream as ending by its worker's delete (which begins before
    * it ends the worker's runs), so a StreamInput that sees its run end
-   * meanwhile ends with the reason too; undefined takes it back (the delete
-   * failed). The subscriptions end at {@link closeAll}.
+   * meanwhile ends with the delete's outcome (see pending-delete.ts). The
+   * subscriptions end at {@link closeAll} once the worker is deleted; a
+   * failed delete leaves them open (the worker stays) and the mark in place.
    */
-  announceEnd(error: RuntimeError | undefined): void {
-    this.ending = error;
+  announceEnd(ending: PendingDelete): void {
+    this.ending = ending;
   }
 
   /**

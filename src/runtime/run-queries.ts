@@ -11,6 +11,7 @@ import { invalidArgument } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
+import { readOfWorker } from "./pending-delete.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import { checkEnum, resolvePageSize } from "./validation.js";
@@ -43,7 +44,7 @@ export async function listRuns(
   let full = false;
   // Filtering may skip runs; read on in bounded chunks until the page is full (by count or bytes).
   for (let reads = 0; !full && runs.length < pageSize && reads < MAX_RUN_READS_PER_PAGE; reads++) {
-    const chunk = await typedStoreErrors(store.listRuns(session.workerId, before, pageSize));
+    const chunk = await readOfWorker(session.events, typedStoreErrors(store.listRuns(session.workerId, before, pageSize)));
     if (chunk.length === 0) {
       exhausted = true;
       break;
@@ -95,13 +96,19 @@ export async function readTranscript(
   const fits = (entry: TranscriptEntry): boolean => budget.take(toBinary(TranscriptEntrySchema, entry).byteLength);
   if (position.case === "afterSeq") {
     const afterSeq = position.value < lastSeq ? position.value : lastSeq;
-    const read = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit));
+    const read = await readOfWorker(
+      session.events,
+      typedStoreErrors(store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit)),
+    );
     const fitting = read.findIndex((entry) => !fits(entry));
     entries = fitting < 0 ? read : read.slice(0, fitting);
     hasMore = afterSeq + BigInt(entries.length) < lastSeq;
   } else {
     const beforeSeq = position.case === "beforeSeq" && position.value <= lastSeq ? position.value : lastSeq + 1n;
-    const read = await typedStoreErrors(store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit));
+    const read = await readOfWorker(
+      session.events,
+      typedStoreErrors(store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit)),
+    );
     let first = read.length;
     while (first > 0 && fits(read[first - 1] as TranscriptEntry)) first--;
     entries = read.slice(first);

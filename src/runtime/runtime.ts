@@ -228,7 +228,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         {
           subscription,
           send: () => background.request(() => accept(request, watchOptions)),
-          ending: () => session.events.endingWith,
+          deleting: () => session.events.endingWith,
           ...live,
           delivered: delivered.input,
         },

@@ -13,6 +13,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
+import { readOfWorker } from "./pending-delete.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore, StoredEvent } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
@@ -72,19 +73,17 @@ export function workerWatchPlan(
 
 /**
  * A worker's stored events for a replay. Once its delete has begun, the
- * store may no longer know it or hold a gap: the replay ends with the
- * delete's NOT_FOUND, as the worker's live streams do, not with the
- * store's "unknown worker" (INTERNAL) or an expired cursor.
+ * store may no longer know it or hold a gap: the replay ends as the
+ * worker's live streams do, with the delete's outcome (pending-delete.ts:
+ * NOT_FOUND once the store has deleted the worker, or the failure that
+ * kept it), not with the store's "unknown worker" (INTERNAL) or an expired
+ * cursor.
  */
 async function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
-  try {
-    const stored = await typedStoreErrors(store.readEvents(session.workerId, after, limit));
-    const deleted = session.events.endingWith;
-    if (deleted && stored[0]?.seq !== after + 1n) throw deleted;
-    return stored;
-  } catch (error) {
-    throw session.events.endingWith ?? error;
-  }
+  const stored = await readOfWorker(session.events, typedStoreErrors(store.readEvents(session.workerId, after, limit)));
+  const deleting = session.events.endingWith;
+  if (deleting && !deleting.kept && stored[0]?.seq !== after + 1n) throw await deleting.outcome;
+  return stored;
 }
 
 /** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */

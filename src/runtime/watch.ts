@@ -9,6 +9,7 @@ import { type StreamInputResponse, StreamInputResponseSchema } from "../../gen/w
 import { encodeCursor, type CursorStream } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
+import type { PendingDelete } from "./pending-delete.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
 import { repeatedFieldBytes, splitByBytes } from "./message-budget.js";
@@ -132,8 +133,8 @@ export interface InputStreamPlan {
   subscription: Subscription<WorkerEvent>;
   /** Sends the input; the run it returns is the one followed. */
   send(): Promise<Run>;
-  /** The error the worker's streams are to end with (it is being deleted): a run that ends meanwhile ended by it. */
-  ending?(): RuntimeError | undefined;
+  /** The worker's delete, once one has begun: a run that ends meanwhile was ended by it. */
+  deleting?(): PendingDelete | undefined;
   heartbeatMs: number;
   maxEventsPerMessage: number;
   /** Bytes the events of one message may take (see message-budget.ts). */
@@ -145,8 +146,10 @@ export interface InputStreamPlan {
 /**
  * Runs one StreamInput: sends the input, answers with the accepted run,
  * then streams that run's events (only its own) until it ends, with
- * heartbeats when idle; a deleted worker's ends with its NOT_FOUND after
- * the run's end. Released on abort like {@link runWatch}.
+ * heartbeats when idle. A run ended by its worker's delete is followed by
+ * the delete's outcome, told once the store has settled it (heartbeats
+ * meanwhile): NOT_FOUND, or the failure that kept the worker. Released on
+ * abort like {@link runWatch}.
  */
 export async function* runInputStream(plan: InputStreamPlan, options: WatchOptions): AsyncGenerator<StreamInputResponse> {
   const { subscription } = plan;
@@ -157,11 +160,13 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
     const run = await plan.send();
     yield create(StreamInputResponseSchema, { run });
     if (TERMINAL_RUN_STATUSES.has(run.status)) return;
+    let awaitingDelete = false;
     for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal, plan.delivered)) {
       if (batch === "idle") {
         yield create(StreamInputResponseSchema, { heartbeat: create(HeartbeatSchema) });
         continue;
       }
+      if (awaitingDelete) continue;
       const own: StreamItem<WorkerEvent>[] = [];
       let ended = false;
       for (const item of batch) {
@@ -174,10 +179,11 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
         yield create(StreamInputResponseSchema, { events: part.map((item) => item.event as WorkerEvent) });
       }
       if (ended) {
-        // The run ended because its worker is being deleted: say so, as the worker's watches do.
-        const ending = plan.ending?.();
-        if (ending) throw ending;
-        return;
+        // Ended by its worker's delete: the delete's outcome closes the subscription, and liveBatches throws it.
+        const deleting = plan.deleting?.();
+        if (!deleting) return;
+        awaitingDelete = true;
+        void deleting.outcome.then((error) => subscription.closeAfterQueued(error));
       }
     }
   } finally {

@@ -64,9 +64,9 @@ export class WorkerJournal {
     return this.worker.ref?.workerId ?? "";
   }
 
-  /** Skips every later write: the worker is deleted. */
-  markDeleted(): void {
-    this.deleted = true;
+  /** Skips every later write: the worker is deleted (false: its delete failed in the store, and it stays). */
+  markDeleted(deleted: boolean): void {
+    this.deleted = deleted;
   }
 
   /**

@@ -217,9 +217,9 @@ export class WorkerSession {
     await this.journal.saveWorker().catch(() => {});
   }
 
-  /** Marks the worker deleted: later writes for it are skipped. */
-  markDeleted(): void {
-    this.journal.markDeleted();
+  /** Marks the worker deleted (later writes skipped); false takes it back, as a failed store delete leaves it. */
+  markDeleted(deleted = true): void {
+    this.journal.markDeleted(deleted);
   }
 
   /** Interrupts every run for shutdown; the worker stays usable after restart. */

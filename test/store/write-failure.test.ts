@@ -131,6 +131,28 @@ describe("file store write failures", () => {
     await reopened.store.close();
   });
 
+  it("keeps a worker whose delete failed whole: readable, writable, there after a reopen, and deletable later", async () => {
+    // The rename away is done, its directory's fsync fails: the store used to forget the worker at once
+    // (reads "unknown worker") while its directory came back at the next open.
+    const disk = fullDisk("sync", /^workers$/);
+    const { store } = await openStore(dir, { faults: disk.faults });
+    await store.putWorker(workerRecord("w1"));
+    await store.appendEvents("w1", events(1, 2));
+    disk.set(true);
+    await expect(store.deleteWorker("w1")).rejects.toBeInstanceOf(StoreWriteError);
+    disk.set(false);
+    expect((await store.readEvents("w1", 0n, 10)).map(eventText)).toEqual(["event-1", "event-2"]);
+    await store.appendEvents("w1", events(3, 3));
+    await store.close();
+
+    const reopened = await openStore(dir);
+    expect(reopened.opened.diagnostics).toEqual([]);
+    expect(reopened.opened.workers.map((w) => [w.record.worker.ref?.workerId, w.lastEventSeq])).toEqual([["w1", 3n]]);
+    await reopened.store.deleteWorker("w1");
+    await reopened.store.close();
+    expect((await openStore(dir)).opened.workers).toEqual([]);
+  });
+
   it("removes a batch whose fdatasync failed at once, so a restart cannot resurrect it", async () => {
     const disk = fullDisk("sync", /events\/\d+\.log/);
     const { store } = await openStore(dir, { faults: disk.faults });

@@ -8,7 +8,9 @@ import { workerStatusText } from "./worker-status-text.js";
  * doing comes from two streams of changes, the worker's (`worker_changed`)
  * and its active run's (`run_changed`), which arrive in either order; the
  * header keeps the last of each and words them together, so it follows a
- * run into AWAITING_APPROVAL and back to RUNNING after the answer.
+ * run into AWAITING_APPROVAL and back to RUNNING after the answer. Whether
+ * the run waits comes from the run alone (see workerStatusText): once it
+ * ended, the worker's active_run_state is stale until its own change comes.
  */
 export class ChatHeader {
   readonly element: HTMLElement;
@@ -17,7 +19,11 @@ export class ChatHeader {
   private worker: Worker | undefined;
   private activeRun: Run | undefined;
 
-  constructor(workerId: string) {
+  /** `onStatus` hears the header's words at every render, with the worker they are about (the sidebar says the same). */
+  constructor(
+    workerId: string,
+    private readonly onStatus: (worker: Worker, text: string) => void = () => {},
+  ) {
     this.title = h("h2", {}, workerId);
     this.status = h("span", { class: "status" });
     this.element = h("header", { class: "chat-header" }, this.title, this.status);
@@ -37,6 +43,9 @@ export class ChatHeader {
   }
 
   private render(): void {
-    if (this.worker) this.status.textContent = workerStatusText(this.worker, this.activeRun);
+    if (!this.worker) return;
+    const text = workerStatusText(this.worker, { activeRun: this.activeRun });
+    this.status.textContent = text;
+    this.onStatus(this.worker, text);
   }
 }

@@ -68,18 +68,21 @@ export class ChatView {
   private loadingOlder: RunStatuses | undefined;
   private frameQueued = false;
 
-  /** `onWorker` hears of every change of the worker as the watch tells it (the sidebar shows it at once). */
+  /**
+   * `onWorker` hears of every change of the worker or its active run as the
+   * watch tells it, with the header's words for it (the sidebar shows them at once).
+   */
   constructor(
     private readonly api: Api,
     runtimeId: string,
     workerId: string,
-    private readonly onWorker: (worker: Worker) => void = () => {},
+    onWorker: (worker: Worker, statusText: string) => void = () => {},
   ) {
     this.ref = create(WorkerRefSchema, { runtimeId, workerId });
     this.runs = new RunStatuses(api, this.ref, this.abort.signal);
     this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
     this.error = h("div", { class: "error", role: "alert", hidden: true });
-    this.header = new ChatHeader(workerId);
+    this.header = new ChatHeader(workerId, onWorker);
     this.connectivity = h("div", { class: "not-connected", hidden: true });
     this.approval = new ApprovalPanel(api, this.ref, (text) => this.showError(text));
     // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
@@ -337,7 +340,6 @@ export class ChatView {
 
   private setWorker(worker: Worker): void {
     this.header.showWorker(worker);
-    this.onWorker(worker);
     const ended = endedText(worker);
     this.composer.close(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.

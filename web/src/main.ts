@@ -23,7 +23,7 @@ function route(): void {
     main.replaceChildren(h("p", { class: "empty" }, "Pick a worker, or create a companion."));
     return;
   }
-  chat = new ChatView(api, ref.runtimeId, ref.workerId, (worker) => list.showLive(worker));
+  chat = new ChatView(api, ref.runtimeId, ref.workerId, (worker, statusText) => list.showLive(worker, statusText));
   main.replaceChildren(chat.element);
   chat.open();
 }

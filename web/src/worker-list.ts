@@ -50,6 +50,8 @@ export class WorkerList {
   private readonly capped: HTMLElement;
   /** The open chat's worker as its watch last told it: newer than a poll between two polls. */
   private live: Worker | undefined;
+  /** What the chat's header says of {@link live}, which the sidebar says too. */
+  private liveText = "";
 
   constructor(
     private readonly api: Api,
@@ -105,16 +107,20 @@ export class WorkerList {
   }
 
   /**
-   * The open chat's worker as its watch tells it, shown at once: the poll
-   * would show a change up to 3 s late, so the sidebar said "idle" beside a
-   * header saying "running". A poll that read the worker before the change
-   * does not undo it: the newer of the two (by `last_event_seq`) is shown.
+   * The open chat's worker as its watch tells it, shown at once, in the
+   * words of the chat's header (`statusText`): the poll would show a change
+   * up to 3 s late, so the sidebar said "idle" beside a header saying
+   * "running"; and the worker alone lags behind its run, so it said
+   * "waiting for approval" after the header knew the run had ended. A poll
+   * that read the worker before the change does not undo it: the newer of
+   * the two (by `last_event_seq`) is shown.
    */
-  showLive(worker: Worker | undefined): void {
+  showLive(worker: Worker | undefined, statusText = worker ? workerStatusText(worker) : ""): void {
     this.live = worker;
+    this.liveText = statusText;
     if (!worker?.ref) return;
     const entry = this.body.querySelector(`li[data-worker="${CSS.escape(workerKey(worker))}"] .worker-status`);
-    if (entry) entry.textContent = workerStatusText(worker);
+    if (entry) entry.textContent = statusText;
   }
 
   /** The newer of a polled worker and the live one. */
@@ -171,7 +177,7 @@ export class WorkerList {
                     "li",
                     { class: route === current ? "worker selected" : "worker", "data-worker": workerKey(worker) },
                     h("a", { href: route }, worker.displayName || worker.ref?.workerId || "?"),
-                    h("span", { class: "worker-status" }, workerStatusText(worker)),
+                    h("span", { class: "worker-status" }, worker === this.live ? this.liveText : workerStatusText(worker)),
                   );
                 }),
               )

@@ -9,13 +9,17 @@ export const WAITING_FOR_APPROVAL = "waiting for approval";
  * rather than enum names. A run waiting for approval reads "waiting for
  * approval": the worker's own status says RUNNING then, and a header saying
  * "running" beside a panel asking the reader to decide told them the
- * opposite of what was happening. The chat watches the active run and
- * passes it (its run_changed comes before the worker's change); the sidebar
- * has only the listed worker, whose active_run_state says the same.
+ * opposite of what was happening. The sidebar has only the listed worker,
+ * whose active_run_state says so. The chat watches the active run and
+ * passes `chat` with it (undefined once none is active), and then only the
+ * run counts: the runtime announces a run's change before the worker's, so
+ * the worker the chat holds is the staler of the two. Once a run waiting
+ * for approval ended (Stop), its worker said AWAITING_APPROVAL until its
+ * own update came, and the header read "waiting for approval" meanwhile.
  */
-export function workerStatusText(worker: Worker, activeRun?: Run): string {
-  const awaiting = activeRun
-    ? activeRun.status === RunStatus.AWAITING_APPROVAL
+export function workerStatusText(worker: Worker, chat?: { activeRun: Run | undefined }): string {
+  const awaiting = chat
+    ? chat.activeRun?.status === RunStatus.AWAITING_APPROVAL
     : worker.activeRunState === ActiveRunState.AWAITING_APPROVAL;
   const waiting = worker.status === WorkerStatus.RUNNING && awaiting;
   const status = waiting ? WAITING_FOR_APPROVAL : (["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown");

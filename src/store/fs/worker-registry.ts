@@ -39,6 +39,8 @@ export class WorkerRegistry {
    * {@link earlierWrites} last found them idle.
    */
   private readonly writing = new Set<WorkerFiles>();
+  /** Ids whose delete is under way: writes for them are refused, reads still served. */
+  private readonly deleting = new Set<string>();
   private nextCreationIndex = 1;
 
   constructor(
@@ -87,7 +89,7 @@ export class WorkerRegistry {
   /** Like {@link files}, but an unknown (e.g. deleted) worker is the contract's write failure. */
   writable(workerId: string): WorkerFiles {
     const files = this.workers.get(workerId);
-    if (!files) throw new StoreWriteError(`file store: unknown worker ${workerId}`);
+    if (!files || this.deleting.has(workerId)) throw new StoreWriteError(`file store: unknown worker ${workerId}`);
     return files;
   }
 
@@ -192,21 +194,39 @@ export class WorkerRegistry {
     this.workers.set(workerId, new WorkerFiles(workerId, record, creationIndex, this.disk, this.settings, this.stats));
   }
 
+  /**
+   * Renames the worker's directory away durably, then removes it. Writes are
+   * refused from the start (nothing may recreate what is being deleted);
+   * reads are served until the rename. A failed delete leaves the worker
+   * whole, as the rejection says: a rename whose directory fsync failed is
+   * undone, since the next open would otherwise finish the delete that the
+   * caller was told failed. Only if the undo fails too is the worker left
+   * renamed away: open removes it, and a repeated delete succeeds.
+   */
   private async removeWorker(workerId: string): Promise<void> {
     const files = this.workers.get(workerId);
     if (!files) return;
-    this.workers.delete(workerId);
+    this.deleting.add(workerId);
     this.writing.delete(files);
-    await files.drain();
-    const suffix = randomBytes(4).toString("hex");
-    const away = path.join(WORKERS_DIR, `${DELETING_PREFIX}${workerDirName(workerId)}-${suffix}`);
-    await writeOrFail(async () => {
-      await rename(this.disk.abs(files.dir), this.disk.abs(away));
-      await this.disk.syncDir(WORKERS_DIR);
-    });
-    // The worker is gone once the rename is durable; removing its files is
-    // cleanup, which open repeats for a `.del-` dir left behind (open-workers.ts).
-    await rm(this.disk.abs(away), { recursive: true, force: true }).catch(() => undefined);
+    try {
+      await files.drain();
+      const suffix = randomBytes(4).toString("hex");
+      const away = path.join(WORKERS_DIR, `${DELETING_PREFIX}${workerDirName(workerId)}-${suffix}`);
+      await writeOrFail(() => rename(this.disk.abs(files.dir), this.disk.abs(away)));
+      this.workers.delete(workerId);
+      await writeOrFail(() => this.disk.syncDir(WORKERS_DIR)).catch(async (error: unknown) => {
+        await rename(this.disk.abs(away), this.disk.abs(files.dir)).then(
+          () => this.workers.set(workerId, files),
+          () => undefined,
+        );
+        throw error;
+      });
+      // The worker is gone once the rename is durable; removing its files is
+      // cleanup, which open repeats for a `.del-` dir left behind (open-workers.ts).
+      await rm(this.disk.abs(away), { recursive: true, force: true }).catch(() => undefined);
+    } finally {
+      this.deleting.delete(workerId);
+    }
   }
 }
 
