@@ -2,7 +2,7 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { bundleDigest } from "../runtime/index.js";
+import { bundleDigest, checkBundle, RuntimeError } from "../runtime/index.js";
 import { BackendConfigError } from "./backend-config.js";
 
 /** The config bundles a Backend holds, by bundle id; read-only once loaded. */
@@ -13,7 +13,7 @@ export type BundleCatalog = ReadonlyMap<string, ConfigBundle>;
  * JSON form. A file without a digest gets the one `bundleDigest` computes;
  * a file with one must match it, so a hand-edited bundle cannot keep a stale
  * digest. Any bad file (unreadable, not JSON, not a ConfigBundle, no id, a
- * wrong digest, an id used twice) stops start-up with an error naming the
+ * wrong digest, content PutConfigBundle refuses, an id used twice) stops start-up with an error naming the
  * file: a Backend that silently skipped a bundle would later create workers
  * the team did not configure.
  */
@@ -50,6 +50,13 @@ export function loadBundleDir(dir: string): BundleCatalog {
       throw new BackendConfigError(`${where}: digest ${bundle.digest} does not match its content (${digest})`);
     }
     bundle.digest = digest;
+    try {
+      // The rules PutConfigBundle applies: a bundle a runtime would refuse must not wait for a CreateWorker to say so.
+      bundle = checkBundle(bundle);
+    } catch (error) {
+      if (error instanceof RuntimeError) throw new BackendConfigError(`${where}: ${error.message}`);
+      throw error;
+    }
     const earlier = fileOf.get(bundle.bundleId);
     if (earlier !== undefined) throw new BackendConfigError(`${where}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
     fileOf.set(bundle.bundleId, name);

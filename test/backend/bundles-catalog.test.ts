@@ -36,6 +36,21 @@ describe("loadBundleDir", () => {
     ["bad.json", { bundleId: "x", nope: 1 }, /bad\.json is not a ConfigBundle/],
     ["bad.json", { profiles: [] }, /bad\.json has no bundleId/],
     ["bad.json", { bundleId: "x", digest: `sha256:${"0".repeat(64)}` }, /bad\.json: digest .* does not match/],
+    // The rules PutConfigBundle applies, so a bad file stops start-up instead of failing CreateWorker later.
+    ["bad.json", { bundleId: "bad id/..", profiles: [{ name: "p" }] }, /bad\.json: bundle\.bundle_id: must be 1-64 characters/],
+    ["bad.json", { bundleId: "x", profiles: [] }, /bad\.json: bundle\.profiles: must hold at least one profile/],
+    ["bad.json", { bundleId: "x", profiles: [{ name: "p" }, { name: "p" }] }, /bad\.json: bundle\.profiles\[1\]\.name: "p" appears twice/],
+    ["bad.json", { bundleId: "x", profiles: [{ name: "p", maxTurns: 99999 }] }, /bad\.json: bundle\.profiles\[0\]\.max_turns: is 99999/],
+    [
+      "bad.json",
+      { bundleId: "x", profiles: [{ name: "p" }], policies: { allowedCapabilities: ["fs.teleport"] } },
+      /bad\.json: bundle\.policies\.allowed_capabilities\[0\]: unknown capability "fs\.teleport"/,
+    ],
+    [
+      "bad.json",
+      { bundleId: "x", profiles: [{ name: "p", secretNames: ["bad-name"] }] },
+      /bad\.json: bundle\.profiles\[0\]\.secret_names\[0\]: must be a secret name/,
+    ],
   ])("refuses %s holding %j", async (name, content, message) => {
     dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
     await write(name, content);

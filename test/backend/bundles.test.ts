@@ -209,5 +209,15 @@ describe("the Backend's config bundles", () => {
     const other = startBackend(["--bundles-dir", notJson]);
     expect((await other.exited).code).toBe(2);
     expect(other.stderr()).toContain("broken.json");
-  }, 30_000);
+  }, 60_000);
+
+  it("refuses to start on a bundle file PutConfigBundle would refuse, naming the file and the rule", async () => {
+    const refused = join(dir, "refused-bundles");
+    await mkdir(refused);
+    await writeFile(join(refused, "twice.json"), JSON.stringify({ bundleId: "twice", profiles: [{ name: "p" }, { name: "p" }] }));
+    const third = startBackend(["--bundles-dir", refused]);
+    expect((await third.exited).code).toBe(2);
+    expect(third.stderr()).toContain("twice.json");
+    expect(third.stderr()).toContain('bundle.profiles[1].name: "p" appears twice');
+  }, 60_000);
 });
