@@ -1,5 +1,6 @@
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { ConfigBundle, BundleProfileRef } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
 import type { RuntimeClients } from "./runtime-clients.js";
@@ -103,6 +104,18 @@ export class BundlePush {
       return undefined;
     }
   }
+}
+
+/**
+ * Whether a CreateWorker failed because the Runtime does not hold the
+ * selected bundle (NOT_FOUND + NOT_FOUND naming its bundle_id), the one
+ * failure a push can cure; PROFILE_NOT_FOUND and the rest are final.
+ */
+export function isBundleMissing(error: unknown, ref: BundleProfileRef): boolean {
+  const upstream = ConnectError.from(error);
+  if (upstream.code !== Code.NotFound) return false;
+  const detail = upstream.findDetails(ErrorDetailSchema)[0];
+  return detail?.reason === ErrorReason.NOT_FOUND && detail.metadata["bundle_id"] === ref.bundleId;
 }
 
 function key(ref: BundleProfileRef): string {
