@@ -29,38 +29,53 @@ export function loadBundleDir(dir: string): BundleCatalog {
   const bundles = new Map<string, ConfigBundle>();
   const fileOf = new Map<string, string>();
   for (const name of names) {
-    const where = `--bundles-dir file ${name}`;
-    let json: JsonValue;
+    let text: string;
     try {
-      json = JSON.parse(readFileSync(join(dir, name), "utf8")) as JsonValue;
+      text = readFileSync(join(dir, name), "utf8");
     } catch (error) {
-      throw new BackendConfigError(
-        `cannot read ${where}: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`,
-      );
+      throw new BackendConfigError(`cannot read --bundles-dir file ${name}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
-    let bundle: ConfigBundle;
-    try {
-      bundle = fromJson(ConfigBundleSchema, json);
-    } catch (error) {
-      throw new BackendConfigError(`${where} is not a ConfigBundle: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (bundle.bundleId === "") throw new BackendConfigError(`${where} has no bundleId`);
-    const digest = bundleDigest(bundle);
-    if (bundle.digest !== "" && bundle.digest !== digest) {
-      throw new BackendConfigError(`${where}: digest ${bundle.digest} does not match its content (${digest})`);
-    }
-    bundle.digest = digest;
-    try {
-      // The rules PutConfigBundle applies: a bundle a runtime would refuse must not wait for a CreateWorker to say so.
-      bundle = checkBundle(bundle);
-    } catch (error) {
-      if (error instanceof RuntimeError) throw new BackendConfigError(`${where}: ${error.message}`);
-      throw error;
-    }
+    const bundle = parseBundleFile(name, text);
     const earlier = fileOf.get(bundle.bundleId);
-    if (earlier !== undefined) throw new BackendConfigError(`${where}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+    if (earlier !== undefined) {
+      throw new BackendConfigError(`--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+    }
     fileOf.set(bundle.bundleId, name);
     bundles.set(bundle.bundleId, bundle);
   }
   return bundles;
+}
+
+/**
+ * One `--bundles-dir` file's text as a checked bundle in canonical form, its
+ * digest computed when absent; BackendConfigError naming the file and the
+ * rule otherwise. Shared by the start-up load and the re-reads (bundle-dir.ts).
+ */
+export function parseBundleFile(name: string, text: string): ConfigBundle {
+  const where = `--bundles-dir file ${name}`;
+  let json: JsonValue;
+  try {
+    json = JSON.parse(text) as JsonValue;
+  } catch {
+    throw new BackendConfigError(`cannot read ${where}: not valid JSON`);
+  }
+  let bundle: ConfigBundle;
+  try {
+    bundle = fromJson(ConfigBundleSchema, json);
+  } catch (error) {
+    throw new BackendConfigError(`${where} is not a ConfigBundle: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (bundle.bundleId === "") throw new BackendConfigError(`${where} has no bundleId`);
+  const digest = bundleDigest(bundle);
+  if (bundle.digest !== "" && bundle.digest !== digest) {
+    throw new BackendConfigError(`${where}: digest ${bundle.digest} does not match its content (${digest})`);
+  }
+  bundle.digest = digest;
+  try {
+    // The rules PutConfigBundle applies: a bundle a runtime would refuse must not wait for a CreateWorker to say so.
+    return checkBundle(bundle);
+  } catch (error) {
+    if (error instanceof RuntimeError) throw new BackendConfigError(`${where}: ${error.message}`);
+    throw error;
+  }
 }

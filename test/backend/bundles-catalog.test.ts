@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { BackendConfigError, loadBundleDir } from "../../src/backend/index.js";
+import { recordingLogger } from "../support/recording-logger.js";
+import { BackendConfigError, BundleDir, loadBundleDir } from "../../src/backend/index.js";
 import { bundleDigest } from "../../src/runtime/index.js";
 
 describe("loadBundleDir", () => {
@@ -64,5 +65,41 @@ describe("loadBundleDir", () => {
     await write("two.json", toJson(ConfigBundleSchema, bundle("same")));
     expect(() => loadBundleDir(dir ?? "")).toThrow(/two\.json: bundle id "same" is also in one\.json/);
     expect(() => loadBundleDir(join(dir ?? "", "missing"))).toThrow(/cannot read --bundles-dir: ENOENT/);
+  });
+});
+
+describe("BundleDir", () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it("re-reads: adds new and edited files as versions beside the old, skips a bad file and logs it once", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    const at = dir;
+    const one = create(ConfigBundleSchema, { bundleId: "one", profiles: [{ name: "p", model: "m" }] });
+    await writeFile(join(at, "one.json"), JSON.stringify(toJson(ConfigBundleSchema, one)));
+    const logger = recordingLogger();
+    const held = new BundleDir({ initial: loadBundleDir(at), dir: at, logger, minIntervalMs: 0 });
+    const edited = create(ConfigBundleSchema, { bundleId: "one", profiles: [{ name: "p", model: "other" }] });
+    await writeFile(join(at, "one.json"), JSON.stringify(toJson(ConfigBundleSchema, edited)));
+    await writeFile(join(at, "bad.json"), JSON.stringify({ bundleId: "bad", profiles: [{ name: "p", maxTurns: 99999 }] }));
+    await held.refresh();
+    expect(held.find("one", bundleDigest(one))?.profiles[0]?.model).toBe("m");
+    expect(held.find("one", bundleDigest(edited))?.profiles[0]?.model).toBe("other");
+    expect(held.hasId("bad")).toBe(false);
+    await held.refresh();
+    const skipped = logger.lines.filter((line) => line.message.startsWith("bad --bundles-dir file"));
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]?.fields).toMatchObject({ file: "bad.json" });
+    expect(String(skipped[0]?.fields["problem"])).toContain("max_turns: is 99999");
+    expect(held.size).toBe(2);
+  });
+
+  it("never re-reads without a directory", async () => {
+    const held = new BundleDir({ initial: new Map() });
+    await held.refresh();
+    expect(held.size).toBe(0);
   });
 });
