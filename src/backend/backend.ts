@@ -24,6 +24,7 @@ import {
 import { createClientTracingInterceptor, createServerTracingInterceptor, detached } from "../telemetry/tracing/index.js";
 import type { ConnectionBackoffOptions } from "./backoff.js";
 import type { BundleCatalog } from "./bundle-catalog.js";
+import { BundleDir } from "./bundle-dir.js";
 import { BundlePush } from "./bundle-push.js";
 import { createRegistryService } from "./registry-service.js";
 import { createRemoteTransport, endpointOf, forwardRequestId, type RemoteEndpoint } from "./remote-transport.js";
@@ -58,11 +59,12 @@ export interface BackendOptions {
   /** Bounds of each Runtime's shared WatchRuntime ring (default 4096 events, 8 MiB). */
   runtimeWatchRing?: Pick<SharedRuntimeWatchOptions, "maxEvents" | "maxBytes">;
   /**
-   * The Backend's config bundles (from --bundles-dir, see bundle-catalog.ts).
+   * The Backend's config bundles: fixed, or a BundleDir that re-reads
+   * --bundles-dir (see bundle-catalog.ts and bundle-dir.ts).
    * CreateWorker selecting one of them, or one stored in the embedded
    * Runtime, first pushes it to the target Runtime if that lacks it.
    */
-  bundles?: BundleCatalog;
+  bundles?: BundleCatalog | BundleDir;
   /**
    * Extra client interceptors on the transport to each Runtime, outermost
    * first (e.g. per-Runtime call metrics); none by default.
@@ -204,7 +206,7 @@ export function createBackend(options: BackendOptions): Backend {
     fanoutTimeoutMs: options.fanoutTimeoutMs ?? 2_000,
     heartbeatMs,
     sharedRuntimeWatch: (connection: RuntimeConnection) => shared.get(connection),
-    bundlePush: new BundlePush(options.bundles ?? new Map(), () => directory.get(runtime.runtimeId), callTimeoutMs),
+    bundlePush: new BundlePush(bundleDirOf(options.bundles), () => directory.get(runtime.runtimeId), callTimeoutMs),
     logger,
   };
   const reflection = createReflectionServices(reflectionRegistry(BACKEND_FILES), BACKEND_SERVICES);
@@ -240,4 +242,9 @@ export function createBackend(options: BackendOptions): Backend {
     close();
   });
   return { directory, routes, addRemote, close, runtimeWatch };
+}
+
+/** BackendOptions.bundles as a BundleDir (a fixed catalog never re-reads). */
+function bundleDirOf(bundles: BundleCatalog | BundleDir | undefined): BundleDir {
+  return bundles instanceof BundleDir ? bundles : new BundleDir({ initial: bundles ?? new Map() });
 }

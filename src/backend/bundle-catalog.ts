@@ -2,7 +2,7 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { bundleDigest } from "../runtime/index.js";
+import { bundleDigest, checkBundle, RuntimeError } from "../runtime/index.js";
 import { BackendConfigError } from "./backend-config.js";
 
 /** The config bundles a Backend holds, by bundle id; read-only once loaded. */
@@ -13,7 +13,7 @@ export type BundleCatalog = ReadonlyMap<string, ConfigBundle>;
  * JSON form. A file without a digest gets the one `bundleDigest` computes;
  * a file with one must match it, so a hand-edited bundle cannot keep a stale
  * digest. Any bad file (unreadable, not JSON, not a ConfigBundle, no id, a
- * wrong digest, an id used twice) stops start-up with an error naming the
+ * wrong digest, content PutConfigBundle refuses, an id used twice) stops start-up with an error naming the
  * file: a Backend that silently skipped a bundle would later create workers
  * the team did not configure.
  */
@@ -29,31 +29,53 @@ export function loadBundleDir(dir: string): BundleCatalog {
   const bundles = new Map<string, ConfigBundle>();
   const fileOf = new Map<string, string>();
   for (const name of names) {
-    const where = `--bundles-dir file ${name}`;
-    let json: JsonValue;
+    let text: string;
     try {
-      json = JSON.parse(readFileSync(join(dir, name), "utf8")) as JsonValue;
+      text = readFileSync(join(dir, name), "utf8");
     } catch (error) {
-      throw new BackendConfigError(
-        `cannot read ${where}: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`,
-      );
+      throw new BackendConfigError(`cannot read --bundles-dir file ${name}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
-    let bundle: ConfigBundle;
-    try {
-      bundle = fromJson(ConfigBundleSchema, json);
-    } catch (error) {
-      throw new BackendConfigError(`${where} is not a ConfigBundle: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (bundle.bundleId === "") throw new BackendConfigError(`${where} has no bundleId`);
-    const digest = bundleDigest(bundle);
-    if (bundle.digest !== "" && bundle.digest !== digest) {
-      throw new BackendConfigError(`${where}: digest ${bundle.digest} does not match its content (${digest})`);
-    }
-    bundle.digest = digest;
+    const bundle = parseBundleFile(name, text);
     const earlier = fileOf.get(bundle.bundleId);
-    if (earlier !== undefined) throw new BackendConfigError(`${where}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+    if (earlier !== undefined) {
+      throw new BackendConfigError(`--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+    }
     fileOf.set(bundle.bundleId, name);
     bundles.set(bundle.bundleId, bundle);
   }
   return bundles;
+}
+
+/**
+ * One `--bundles-dir` file's text as a checked bundle in canonical form, its
+ * digest computed when absent; BackendConfigError naming the file and the
+ * rule otherwise. Shared by the start-up load and the re-reads (bundle-dir.ts).
+ */
+export function parseBundleFile(name: string, text: string): ConfigBundle {
+  const where = `--bundles-dir file ${name}`;
+  let json: JsonValue;
+  try {
+    json = JSON.parse(text) as JsonValue;
+  } catch {
+    throw new BackendConfigError(`cannot read ${where}: not valid JSON`);
+  }
+  let bundle: ConfigBundle;
+  try {
+    bundle = fromJson(ConfigBundleSchema, json);
+  } catch (error) {
+    throw new BackendConfigError(`${where} is not a ConfigBundle: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (bundle.bundleId === "") throw new BackendConfigError(`${where} has no bundleId`);
+  const digest = bundleDigest(bundle);
+  if (bundle.digest !== "" && bundle.digest !== digest) {
+    throw new BackendConfigError(`${where}: digest ${bundle.digest} does not match its content (${digest})`);
+  }
+  bundle.digest = digest;
+  try {
+    // The rules PutConfigBundle applies: a bundle a runtime would refuse must not wait for a CreateWorker to say so.
+    return checkBundle(bundle);
+  } catch (error) {
+    if (error instanceof RuntimeError) throw new BackendConfigError(`${where}: ${error.message}`);
+    throw error;
+  }
 }

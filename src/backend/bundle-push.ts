@@ -1,7 +1,8 @@
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { ConfigBundle, BundleProfileRef } from "../../gen/worker_runtime/v1/profile_pb.js";
-import type { BundleCatalog } from "./bundle-catalog.js";
+import type { BundleDir } from "./bundle-dir.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 
@@ -13,10 +14,11 @@ export type RoutedCall = <T>(
 /**
  * Makes sure a Runtime holds a bundle before a worker is created from it,
  * so a caller never pushes bundles itself. The bundles offered are the
- * Backend's catalog (--bundles-dir) and, failing that, the ones stored in
- * the embedded Runtime (PutConfigBundle through the Backend without
- * runtime_id). A selector whose {bundle_id, digest} neither holds is left
- * alone: the Runtime answers NOT_FOUND or BUNDLE_CONFLICT itself.
+ * Backend's catalog (--bundles-dir, re-read when it lacks the selector) and,
+ * for an id the catalog does not hold, the ones stored in the embedded
+ * Runtime (PutConfigBundle through the Backend without runtime_id). A
+ * selector whose {bundle_id, digest} neither holds is left alone: the
+ * Runtime answers NOT_FOUND or BUNDLE_CONFLICT itself.
  *
  * What is known present is cached per connection and digest, and forgotten
  * whenever the connection leaves READY (a restarted or replaced Runtime may
@@ -26,7 +28,7 @@ export class BundlePush {
   private readonly present = new WeakMap<RuntimeConnection, Set<string>>();
 
   constructor(
-    private readonly catalog: BundleCatalog,
+    private readonly catalog: BundleDir,
     /** The embedded Runtime's connection, consulted for bundles not in the catalog. */
     private readonly embedded: () => RuntimeConnection | undefined,
     private readonly lookupTimeoutMs: number,
@@ -88,8 +90,23 @@ export class BundlePush {
     signal: AbortSignal,
     contextValues: ContextValues | undefined,
   ): Promise<ConfigBundle | undefined> {
-    const fromCatalog = this.catalog.get(ref.bundleId);
-    if (fromCatalog) return fromCatalog.digest === ref.digest ? fromCatalog : undefined;
+    const fromCatalog = this.catalog.find(ref.bundleId, ref.digest);
+    if (fromCatalog) return fromCatalog;
+    if (!this.catalog.hasId(ref.bundleId)) {
+      const fromEmbedded = await this.fromEmbedded(target, ref, signal, contextValues);
+      if (fromEmbedded) return fromEmbedded;
+    }
+    // Perhaps added to --bundles-dir (or edited) since it was last read.
+    await Promise.race([this.catalog.refresh(), aborted(signal)]);
+    return this.catalog.find(ref.bundleId, ref.digest);
+  }
+
+  private async fromEmbedded(
+    target: RuntimeConnection,
+    ref: BundleProfileRef,
+    signal: AbortSignal,
+    contextValues: ContextValues | undefined,
+  ): Promise<ConfigBundle | undefined> {
     const embedded = this.embedded();
     if (!embedded || embedded === target || embedded.health !== RuntimeHealth.READY) return undefined;
     try {
@@ -103,6 +120,24 @@ export class BundlePush {
       return undefined;
     }
   }
+}
+
+/**
+ * Whether a CreateWorker failed because the Runtime does not hold the
+ * selected bundle (NOT_FOUND + NOT_FOUND naming its bundle_id), the one
+ * failure a push can cure; PROFILE_NOT_FOUND and the rest are final.
+ */
+export function isBundleMissing(error: unknown, ref: BundleProfileRef): boolean {
+  const upstream = ConnectError.from(error);
+  if (upstream.code !== Code.NotFound) return false;
+  const detail = upstream.findDetails(ErrorDetailSchema)[0];
+  return detail?.reason === ErrorReason.NOT_FOUND && detail.metadata["bundle_id"] === ref.bundleId;
+}
+
+/** Resolves when `signal` aborts (the caller gave up; no need to wait for a re-read). */
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
 }
 
 function key(ref: BundleProfileRef): string {

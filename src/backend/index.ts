@@ -10,4 +10,5 @@ export { RuntimeDirectory } from "./runtime-directory.js";
 export { loadBackendConfig, backendConfigTokenFiles, BackendConfigError, tokenFileReader } from "./backend-config.js";
 export { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
 export { loadBundleDir, type BundleCatalog } from "./bundle-catalog.js";
+export { BundleDir, BUNDLE_DIR_REREAD_INTERVAL_MS, MAX_BUNDLE_VERSIONS, type BundleDirOptions } from "./bundle-dir.js";
 export { DnsDiscovery, dnsResolver, type DnsDiscoveryOptions, type DiscoveryResolver, type SrvAnswer } from "./dns-discovery.js";

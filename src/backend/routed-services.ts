@@ -18,7 +18,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { childLogger, type Logger } from "../runtime/index.js";
 import { isBinaryRequest, logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
-import type { BundlePush } from "./bundle-push.js";
+import { type BundlePush, isBundleMissing } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
 import { checkRoutedRuntimeId } from "./request-checks.js";
 import type { RuntimeClients } from "./runtime-clients.js";
@@ -145,8 +145,9 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
       try {
         return await create();
       } catch (error) {
-        // The cache said present but the Runtime lost it (e.g. a wiped store): push again, once.
-        if (ConnectError.from(error).code !== Code.NotFound) throw error;
+        // The cache said present but the Runtime lost it (e.g. a wiped store): push again, once. Only
+        // then: another NOT_FOUND (a profile not in the bundle) would come back the same after a second try.
+        if (!isBundleMissing(error, source.value)) throw error;
         push.forget(connection, source.value);
         await push.ensure(connection, source.value, routed, ctx.signal, ctx.values);
         return create();

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import {
   BackendConfigError,
   type BundleCatalog,
+  BundleDir,
   createBackend,
   DnsDiscovery,
   type DnsDiscoveryOptions,
@@ -39,7 +40,10 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
                  "tokenFile": "a.token" | "tokenEnv": "RT_A_TOKEN", "caFile": "ca.pem"}]}
                  (more can be added at run time through RuntimeRegistry.AddRuntime)
   --bundles-dir  config bundles, one JSON file each (proto3 JSON of ConfigBundle; digest computed if absent,
-                 checked if present); pushed to a runtime when CreateWorker selects one it lacks
+                 checked if present); pushed to a runtime when CreateWorker selects one it lacks. A bad
+                 file stops start-up; re-read (at most once a second) when CreateWorker names a bundle
+                 the Backend lacks, and on SIGHUP: new and edited files add versions (old ones are
+                 kept), bad ones are logged and skipped
   --data-dir     the embedded runtime keeps its state in DIR (else in memory)
   --runtime-id   fixed id of the embedded runtime
   --token-file   bearer token clients must send (or WORKER_RUNTIME_TOKEN); required off loopback
@@ -119,12 +123,21 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   metrics?.prometheus.observeRuntime(runtime);
   let connections: () => Iterable<RuntimeConnection> = () => [];
   const runtimeInterceptors = metrics?.prometheus.observeBackend(() => connections());
+  const bundlesDir = values["bundles-dir"];
+  const heldBundles = new BundleDir({ initial: bundles, logger, ...(bundlesDir !== undefined ? { dir: bundlesDir } : {}) });
+  // The operator's way to make the Backend read new or edited bundle files now (as nginx reloads).
+  if (bundlesDir !== undefined) {
+    process.on("SIGHUP", () => {
+      logger.info("SIGHUP: re-reading --bundles-dir");
+      void heldBundles.refresh();
+    });
+  }
   const service = createBackend({
     runtime,
     remotes,
     logger,
     fanoutTimeoutMs,
-    bundles,
+    bundles: heldBundles,
     ...(runtimeInterceptors ? { runtimeInterceptors } : {}),
   });
   connections = () => service.directory.sorted();

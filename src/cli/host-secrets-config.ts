@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from "node:fs";
+import { checkSecretName } from "../runtime/index.js";
 
 /** Prefix of the environment variables that define host secrets. */
 export const SECRET_ENV_PREFIX = "WORKER_RUNTIME_SECRET_";
@@ -13,7 +14,8 @@ export class SecretsConfigError extends Error {
  * variables, then a JSON file `{ "<NAME>": "<value>", ... }` (its entries win).
  * The file must be readable by its owner only (mode 0600 or stricter): a
  * group- or world-readable one is refused, as ssh refuses a loose key.
- * Errors name the file's problem, never a value.
+ * Every entry's name must be one a bundle can name (checkSecretName) and its
+ * value non-empty. Errors name the file's problem, never a value.
  */
 export function loadHostSecrets(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Map<string, string> {
   const secrets = new Map<string, string>();
@@ -46,7 +48,18 @@ export function loadHostSecrets(file: string | undefined, env: NodeJS.ProcessEnv
     throw new SecretsConfigError("--secrets-file must hold a JSON object of secret names to string values");
   }
   for (const [name, value] of Object.entries(parsed)) {
-    if (typeof value !== "string") throw new SecretsConfigError(`--secrets-file: the value of "${name.slice(0, 64)}" is not a string`);
+    const shown = JSON.stringify(name.slice(0, 64));
+    if (typeof value !== "string") throw new SecretsConfigError(`--secrets-file: the value of ${shown} is not a string`);
+    // An entry no bundle can name, or an empty key, would only surface as a provider's 401 or a
+    // SECRET_NOT_FOUND far from this file: refuse it here, by name.
+    try {
+      checkSecretName("name", name);
+    } catch {
+      throw new SecretsConfigError(
+        `--secrets-file: ${shown} is not a secret name a bundle can use (1-64 characters of [A-Za-z0-9_], not starting with a digit)`,
+      );
+    }
+    if (value === "") throw new SecretsConfigError(`--secrets-file: the value of ${shown} is empty`);
     secrets.set(name, value);
   }
   return secrets;

@@ -51,7 +51,8 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
                  writes that did not settle are logged at error level and the process ends
                  non-zero (SIGKILL: a write hung in the kernel holds Node's own exit)
   --secrets-file JSON object of host secrets by name, for config bundles' profiles; must be
-                 mode 0600 (also WORKER_RUNTIME_SECRET_<NAME> variables)
+                 mode 0600, names of [A-Za-z0-9_] (not starting with a digit), values non-empty
+                 (also WORKER_RUNTIME_SECRET_<NAME> variables)
   logs: JSON lines on stderr; WORKER_RUNTIME_LOG_LEVEL=trace|debug|info|warn|error|fatal|silent
                  (default info); WORKER_RUNTIME_LOG_PAYLOADS=1 logs model text and tool payloads
                  (dangerous, debugging only; see docs/logging.md)

@@ -62,6 +62,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
   return {
     name: "openai",
     availability: () => availability,
+    // A bundle profile's own key reaches the configured base URL (OpenAI's without one) even where the runtime has no key.
+    availabilityFor: (profile, secrets) => (ownKeyOf(profile, secrets) !== undefined ? { available: true } : availability),
     profiles: () => profiles.map((profile) => create(ProfileSchema, profile)),
     // Without a sandbox, and without the operator's opt-out, shell.exec is not offered.
     toolCapabilities: () => TOOL_CAPABILITIES.filter((c) => c !== "shell.exec" || settings.shellSandbox !== "refused"),
@@ -79,7 +81,11 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
       retryBudgetMs: settings.retry.budgetMs,
     }),
     async execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome> {
-      if (!client || !availability.available) {
+      const secrets = request.policy?.secrets ?? new Map<string, string>();
+      // A bundle profile may bring its own provider key, by secret name (Profile.provider_api_key_secret).
+      const profileKey = ownKeyOf(request.profile, secrets);
+      const runClient = profileKey !== undefined ? createClient({ ...options, apiKey: profileKey, keyless: false }, settings) : client;
+      if (!runClient || (profileKey === undefined && !availability.available)) {
         const reason = availability.available ? NO_PROVIDER_REASON : availability.reason;
         return { kind: "failed", reason: ErrorReason.WORKER_NOT_CONNECTED, message: reason };
       }
@@ -105,12 +111,9 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         }
       }
       const profile = withDefaults(request.profile, defaultModel);
-      const secrets = request.policy?.secrets ?? new Map<string, string>();
       const runSettings = { ...settingsForProfile(settings, profile), secrets: [...settings.secrets, ...secrets.values()] };
-      // A bundle profile may bring its own provider key, by secret name (Profile.provider_api_key_secret).
-      const profileKey = profile.providerApiKeySecret !== "" ? secrets.get(profile.providerApiKeySecret) : undefined;
       const outcome = await executeRun({
-        client: profileKey !== undefined ? createClient({ ...options, apiKey: profileKey }, settings) : client,
+        client: runClient,
         settings: runSettings,
         request,
         sink,
@@ -146,6 +149,13 @@ function settingsForProfile(settings: EngineSettings, profile: Profile): EngineS
     maxAnswerBytes: lower(profile.maxAnswerBytes, settings.maxAnswerBytes),
     retry: { ...settings.retry, budgetMs: lower(profile.retryBudgetMs, settings.retry.budgetMs) },
   };
+}
+
+/** The provider key a profile brings itself (its provider_api_key_secret's value), if the host has a non-empty one. */
+function ownKeyOf(profile: Profile, secrets: ReadonlyMap<string, string>): string | undefined {
+  if (profile.providerApiKeySecret === "") return undefined;
+  const key = secrets.get(profile.providerApiKeySecret);
+  return key === undefined || key === "" ? undefined : key;
 }
 
 function availabilityOf(options: OpenAIBackendOptions): BackendAvailability {

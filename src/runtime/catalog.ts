@@ -30,6 +30,7 @@ import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-er
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
+import { workerConnectivity } from "./worker-connectivity.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
 import { WorkerSession } from "./worker-session.js";
@@ -180,6 +181,7 @@ export class Catalog {
       updatedAt: now,
       ...(workspace ? { workspace: { root: workspace.root, path: workspace.path } } : {}),
     });
+    worker.connectivity = workerConnectivity(offer, worker);
     const initialInput = request.initialInput && request.initialInput.text !== "" ? request.initialInput : undefined;
     // Refuse before anything exists; the same check SendInput makes on the worker.
     if (initialInput) checkAcceptsInput(worker, this.init.sessionDeps.backend !== undefined);
@@ -329,8 +331,8 @@ export class Catalog {
 
   /** Restores workers from the store at start-up, with their request ids and leases. */
   async restore(restored: readonly RestoredWorker[]): Promise<void> {
-    const connectivity = this.init.offer.connectivity();
     for (const item of restored) {
+      const connectivity = workerConnectivity(this.init.offer, item.record.worker);
       const session = await WorkerSession.restore(item, this.init.sessionDeps, connectivity);
       this.workers.add(session);
       if (item.quarantined !== undefined) {

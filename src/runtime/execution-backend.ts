@@ -24,6 +24,14 @@ export interface ExecutionBackend {
    * NOT_CONNECTED with `reason`, which must say what to configure.
    */
   availability(): BackendAvailability;
+  /**
+   * Whether runs of this profile can execute with these host secrets (the
+   * ones it names), asked only when {@link availability} says no: a config
+   * bundle profile that brings its own provider key
+   * (`provider_api_key_secret`) can run where the runtime has none. Absent:
+   * the runtime-wide answer stands for every worker.
+   */
+  availabilityFor?(profile: Profile, secrets: ReadonlyMap<string, string>): BackendAvailability;
   /** Profiles this backend can run, by name (the builtin "companion" first). */
   profiles(): Profile[];
   /** Tool capabilities this backend can grant, e.g. "fs.read". */

@@ -102,6 +102,8 @@ export {
 /** The builtin profile every runtime offers, which backends complete. */
 export { COMPANION_PROFILE, DEFAULT_MAX_TURNS } from "./profiles.js";
 export { checkProfileRules, MAX_PROFILE_TURNS } from "./profile-rules.js";
-export { MAX_BUNDLE_BYTES } from "./config-bundles.js";
+export { checkBundle, MAX_BUNDLE_BYTES } from "./config-bundles.js";
+/** The secret-name rule, for host configuration that must name only secrets a bundle can use. */
+export { checkSecretName } from "./host-secrets.js";
 /** The tool capabilities a worker can be granted. */
 export { TOOL_CAPABILITIES, WRITE_CAPABILITIES, isToolCapability, type ToolCapability } from "./capabilities.js";

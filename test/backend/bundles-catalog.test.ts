@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
-import { BackendConfigError, loadBundleDir } from "../../src/backend/index.js";
+import { recordingLogger } from "../support/recording-logger.js";
+import { BackendConfigError, BundleDir, loadBundleDir } from "../../src/backend/index.js";
 import { bundleDigest } from "../../src/runtime/index.js";
 
 describe("loadBundleDir", () => {
@@ -36,6 +37,21 @@ describe("loadBundleDir", () => {
     ["bad.json", { bundleId: "x", nope: 1 }, /bad\.json is not a ConfigBundle/],
     ["bad.json", { profiles: [] }, /bad\.json has no bundleId/],
     ["bad.json", { bundleId: "x", digest: `sha256:${"0".repeat(64)}` }, /bad\.json: digest .* does not match/],
+    // The rules PutConfigBundle applies, so a bad file stops start-up instead of failing CreateWorker later.
+    ["bad.json", { bundleId: "bad id/..", profiles: [{ name: "p" }] }, /bad\.json: bundle\.bundle_id: must be 1-64 characters/],
+    ["bad.json", { bundleId: "x", profiles: [] }, /bad\.json: bundle\.profiles: must hold at least one profile/],
+    ["bad.json", { bundleId: "x", profiles: [{ name: "p" }, { name: "p" }] }, /bad\.json: bundle\.profiles\[1\]\.name: "p" appears twice/],
+    ["bad.json", { bundleId: "x", profiles: [{ name: "p", maxTurns: 99999 }] }, /bad\.json: bundle\.profiles\[0\]\.max_turns: is 99999/],
+    [
+      "bad.json",
+      { bundleId: "x", profiles: [{ name: "p" }], policies: { allowedCapabilities: ["fs.teleport"] } },
+      /bad\.json: bundle\.policies\.allowed_capabilities\[0\]: unknown capability "fs\.teleport"/,
+    ],
+    [
+      "bad.json",
+      { bundleId: "x", profiles: [{ name: "p", secretNames: ["bad-name"] }] },
+      /bad\.json: bundle\.profiles\[0\]\.secret_names\[0\]: must be a secret name/,
+    ],
   ])("refuses %s holding %j", async (name, content, message) => {
     dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
     await write(name, content);
@@ -49,5 +65,41 @@ describe("loadBundleDir", () => {
     await write("two.json", toJson(ConfigBundleSchema, bundle("same")));
     expect(() => loadBundleDir(dir ?? "")).toThrow(/two\.json: bundle id "same" is also in one\.json/);
     expect(() => loadBundleDir(join(dir ?? "", "missing"))).toThrow(/cannot read --bundles-dir: ENOENT/);
+  });
+});
+
+describe("BundleDir", () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it("re-reads: adds new and edited files as versions beside the old, skips a bad file and logs it once", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    const at = dir;
+    const one = create(ConfigBundleSchema, { bundleId: "one", profiles: [{ name: "p", model: "m" }] });
+    await writeFile(join(at, "one.json"), JSON.stringify(toJson(ConfigBundleSchema, one)));
+    const logger = recordingLogger();
+    const held = new BundleDir({ initial: loadBundleDir(at), dir: at, logger, minIntervalMs: 0 });
+    const edited = create(ConfigBundleSchema, { bundleId: "one", profiles: [{ name: "p", model: "other" }] });
+    await writeFile(join(at, "one.json"), JSON.stringify(toJson(ConfigBundleSchema, edited)));
+    await writeFile(join(at, "bad.json"), JSON.stringify({ bundleId: "bad", profiles: [{ name: "p", maxTurns: 99999 }] }));
+    await held.refresh();
+    expect(held.find("one", bundleDigest(one))?.profiles[0]?.model).toBe("m");
+    expect(held.find("one", bundleDigest(edited))?.profiles[0]?.model).toBe("other");
+    expect(held.hasId("bad")).toBe(false);
+    await held.refresh();
+    const skipped = logger.lines.filter((line) => line.message.startsWith("bad --bundles-dir file"));
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]?.fields).toMatchObject({ file: "bad.json" });
+    expect(String(skipped[0]?.fields["problem"])).toContain("max_turns: is 99999");
+    expect(held.size).toBe(2);
+  });
+
+  it("never re-reads without a directory", async () => {
+    const held = new BundleDir({ initial: new Map() });
+    await held.refresh();
+    expect(held.size).toBe(0);
   });
 });

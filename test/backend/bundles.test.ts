@@ -33,6 +33,7 @@ let fake: FakeOpenAI;
 const runtimes = new Map<string, RuntimeProcess>();
 const direct = new Map<string, ClientSet>();
 let client: ClientSet;
+let backendProcess: CliProcess;
 
 /** The team bundle as the Backend's directory holds it: no digest, the Backend computes it. */
 function teamBundle(): ConfigBundle {
@@ -57,8 +58,8 @@ beforeAll(async () => {
   await writeFile(join(dir, "backend.json"), JSON.stringify(config));
   await mkdir(join(dir, "bundles"));
   await writeFile(join(dir, "bundles", "team.json"), JSON.stringify(toJson(ConfigBundleSchema, teamBundle())));
-  const backend = startBackend(["--bundles-dir", join(dir, "bundles")]);
-  client = connectTo((await backend.listening).h2c, BACKEND_TOKEN);
+  backendProcess = startBackend(["--bundles-dir", join(dir, "bundles")]);
+  client = connectTo((await backendProcess.listening).h2c, BACKEND_TOKEN);
   await eventually(
     async () => (await client.registry.listRuntimes({})).runtimes.every((r) => r.health === RuntimeHealth.READY),
     20_000,
@@ -191,6 +192,53 @@ describe("the Backend's config bundles", () => {
     expect((await rtB.management.getConfigBundle({ bundleId: "put-team" })).bundle?.digest).toBe(bundle.digest);
   }, 30_000);
 
+  it("reads bundles added or edited in its directory while it runs, keeping every version; skips a bad file", async () => {
+    const bundles = join(dir, "bundles");
+    const version = (systemPrompt: string) =>
+      create(ConfigBundleSchema, { bundleId: "late", profiles: [{ name: "helper", systemPrompt }] });
+    const select = (bundle: ConfigBundle) => ({
+      source: { case: "bundle" as const, value: { bundleId: bundle.bundleId, digest: bundleDigest(bundle), profile: "helper" } },
+    });
+    // Added after start-up: CreateWorker through the Backend finds it; the caller pushes nothing.
+    const v1 = version("first");
+    await writeFile(join(bundles, "late.json"), JSON.stringify(toJson(ConfigBundleSchema, v1)));
+    await client.catalog.createWorker({ runtimeId: "rt-a", profile: select(v1) });
+    // Edited: the new content is a new version, pushed where it is asked for ...
+    const v2 = version("second");
+    await writeFile(join(bundles, "late.json"), JSON.stringify(toJson(ConfigBundleSchema, v2)));
+    await client.catalog.createWorker({ runtimeId: "rt-b", profile: select(v2) });
+    expect((await direct.get("rt-b")?.management.getConfigBundle({ bundleId: "late" }))?.bundle?.digest).toBe(bundleDigest(v2));
+    // ... and the old one is still held (a runtime that lacks it gets it), though no file has it now.
+    await client.catalog.createWorker({ runtimeId: "rt-emb", profile: select(v1) });
+    expect((await client.management.getConfigBundle({ bundleId: "late" })).bundle?.digest).toBe(bundleDigest(v1));
+    // A bad file found on a re-read is logged and skipped; the Backend keeps serving the good ones.
+    await writeFile(join(bundles, "zz-bad.json"), JSON.stringify({ bundleId: "zz-bad", profiles: [{ name: "p" }, { name: "p" }] }));
+    const other = create(ConfigBundleSchema, { bundleId: "other", profiles: [{ name: "helper" }] });
+    await writeFile(join(bundles, "other.json"), JSON.stringify(toJson(ConfigBundleSchema, other)));
+    await client.catalog.createWorker({ runtimeId: "rt-a", profile: select(other) });
+    expect(backendProcess.stderr()).toContain("zz-bad.json");
+    expect(backendProcess.stderr()).toContain('bundle.profiles[1].name: \\"p\\" appears twice');
+    await rm(join(bundles, "zz-bad.json"));
+
+    // SIGHUP re-reads the directory now (and does not stop the Backend).
+    const hup = create(ConfigBundleSchema, { bundleId: "hup", profiles: [{ name: "helper" }] });
+    await writeFile(join(bundles, "hup.json"), JSON.stringify(toJson(ConfigBundleSchema, hup)));
+    const before = backendProcess.stderr().length;
+    backendProcess.child.kill("SIGHUP");
+    await eventually(
+      () =>
+        backendProcess
+          .stderr()
+          .slice(before)
+          .split("\n")
+          .some((line) => line.includes('"message":"re-read --bundles-dir"') && line.includes('"added":1')),
+      20_000,
+      "the re-read after SIGHUP",
+    );
+    expect(backendProcess.child.exitCode).toBeNull();
+    await client.catalog.createWorker({ runtimeId: "rt-b", profile: select(hup) });
+  }, 60_000);
+
   it("refuses to start on a bad bundle file, naming the file", async () => {
     const bad = join(dir, "bad-bundles");
     await mkdir(bad);
@@ -209,5 +257,15 @@ describe("the Backend's config bundles", () => {
     const other = startBackend(["--bundles-dir", notJson]);
     expect((await other.exited).code).toBe(2);
     expect(other.stderr()).toContain("broken.json");
-  }, 30_000);
+  }, 60_000);
+
+  it("refuses to start on a bundle file PutConfigBundle would refuse, naming the file and the rule", async () => {
+    const refused = join(dir, "refused-bundles");
+    await mkdir(refused);
+    await writeFile(join(refused, "twice.json"), JSON.stringify({ bundleId: "twice", profiles: [{ name: "p" }, { name: "p" }] }));
+    const third = startBackend(["--bundles-dir", refused]);
+    expect((await third.exited).code).toBe(2);
+    expect(third.stderr()).toContain("twice.json");
+    expect(third.stderr()).toContain('bundle.profiles[1].name: "p" appears twice');
+  }, 60_000);
 });

@@ -100,6 +100,23 @@ describe("host secrets file", () => {
     );
     await rm(dir, { recursive: true });
   });
+
+  it.each([
+    [{ "bad-name": SECRET_VALUE }, /--secrets-file: "bad-name" is not a secret name a bundle can use/],
+    [{ "9LIVES": SECRET_VALUE }, /--secrets-file: "9LIVES" is not a secret name a bundle can use/],
+    [{ TEAM_KEY: "" }, /--secrets-file: the value of "TEAM_KEY" is empty/],
+  ])("refuses the entry %j, naming it and never its value", async (entries, message) => {
+    const dir = await mkdtemp(join(tmpdir(), "secrets-"));
+    const file = join(dir, "secrets.json");
+    await writeFile(file, JSON.stringify({ GOOD: SECRET_VALUE, ...entries }), { mode: 0o600 });
+    expect(() => loadHostSecrets(file, {})).toThrow(message);
+    try {
+      loadHostSecrets(file, {});
+    } catch (error) {
+      expect(String(error)).not.toContain(SECRET_VALUE);
+    }
+    await rm(dir, { recursive: true });
+  });
 });
 
 describe("config bundles on a real server", () => {

@@ -1,5 +1,8 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
@@ -106,6 +109,18 @@ describe("worker-runtime serve", () => {
     expect(code).not.toBeNull();
     expect(cli.stderr()).toContain(message);
     expect(cli.stdout()).not.toContain("listening");
+  });
+
+  it("refuses a --secrets-file entry no bundle can use, naming it and never printing a value", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "serve-secrets-"));
+    const file = join(dir, "secrets.json");
+    await writeFile(file, JSON.stringify({ "bad-name": "v4lue-never-printed" }), { mode: 0o600 });
+    const cli = serve(["--port", "0", "--secrets-file", file]);
+    expect(await cli.exited).toEqual({ code: 2, signal: null });
+    expect(cli.stderr()).toContain('"bad-name" is not a secret name a bundle can use');
+    expect(cli.stderr()).not.toContain("v4lue-never-printed");
+    expect(cli.stdout()).not.toContain("listening");
+    await rm(dir, { recursive: true });
   });
 
   it("refuses a token no client could send, without printing it", async () => {

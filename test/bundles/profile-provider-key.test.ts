@@ -1,0 +1,121 @@
+import { create } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { type Run, RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { ConnectivityState } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { createOpenAIBackend, NO_PROVIDER_REASON } from "../../src/engine/index.js";
+import { bundleDigest, silentLogger } from "../../src/runtime/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
+import { expectReason } from "../support/errors.js";
+import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
+import { type Clients, type Harness, startHarness } from "../support/harness.js";
+import { reply } from "../support/openai-chunks.js";
+
+/**
+ * A runtime with no provider key of its own (no OPENAI_API_KEY) whose host
+ * holds a key for one bundle profile (provider_api_key_secret): workers of
+ * that profile are CONNECTED and run with that key, before and after a
+ * restart; every other worker is NOT_CONNECTED with the usual reason.
+ */
+const PROFILE_KEY = "profile-key-0c7d2e-never-shown";
+
+function keyedBundle(): ConfigBundle {
+  const bundle = create(ConfigBundleSchema, {
+    bundleId: "keyed",
+    profiles: [
+      { name: "own-key", model: "gpt-test", secretNames: ["TEAM_KEY"], providerApiKeySecret: "TEAM_KEY" },
+      { name: "no-key", model: "gpt-test" },
+    ],
+  });
+  bundle.digest = bundleDigest(bundle);
+  return bundle;
+}
+
+let dir: string | undefined;
+let h: Harness | undefined;
+let fake: FakeOpenAI | undefined;
+
+afterEach(async () => {
+  await h?.close();
+  await h?.runtime.close();
+  await fake?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+  h = undefined;
+  fake = undefined;
+  dir = undefined;
+});
+
+function start(dataDir: string, provider: FakeOpenAI): Promise<Harness> {
+  return startHarness({
+    logger: silentLogger,
+    runtimeId: "rt-keys",
+    store: createFileStore({ dataDir }),
+    // The provider's URL is configured, its key is not: only a profile's own key can reach it.
+    executionBackend: createOpenAIBackend({ baseURL: provider.baseURL }),
+    secrets: new Map([["TEAM_KEY", PROFILE_KEY]]),
+  });
+}
+
+async function waitForRun(c: Clients, worker: WorkerRef | undefined, runId: string): Promise<Run> {
+  for (;;) {
+    const run = (await c.interaction.getRun({ worker, runId })).run ?? create(RunSchema);
+    if (run.status === RunStatus.COMPLETED || run.status === RunStatus.FAILED || run.status === RunStatus.CANCELLED) return run;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("a bundle profile with its own provider key on a runtime without one", () => {
+  it("is CONNECTED and runs with its key, across a restart; other workers stay NOT_CONNECTED", async () => {
+    dir = await mkdtemp(join(tmpdir(), "profile-key-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    let c = h.connect("grpc");
+    const bundle = keyedBundle();
+    await c.management.putConfigBundle({ bundle });
+    const select = (profile: string) => ({
+      source: { case: "bundle" as const, value: { bundleId: bundle.bundleId, digest: bundle.digest, profile } },
+    });
+
+    const keyed = (await c.catalog.createWorker({ runtimeId: "rt-keys", profile: select("own-key") })).worker;
+    expect(keyed?.connectivity?.state).toBe(ConnectivityState.CONNECTED);
+    fake.enqueue(reply({ text: "hello with the profile's key" }));
+    const sent = await c.interaction.sendInput({ worker: keyed?.ref, input: { text: "hi" } });
+    expect((await waitForRun(c, keyed?.ref, sent.run?.runId ?? "")).status).toBe(RunStatus.COMPLETED);
+    expect(fake.requests[0]?.headers.authorization).toBe(`Bearer ${PROFILE_KEY}`);
+
+    // Without a key of their own, workers get the existing refusal.
+    for (const profile of [undefined, select("no-key")]) {
+      const plain = (await c.catalog.createWorker({ runtimeId: "rt-keys", ...(profile ? { profile } : {}) })).worker;
+      expect(plain?.connectivity?.state).toBe(ConnectivityState.NOT_CONNECTED);
+      expect(plain?.connectivity?.reason).toBe(NO_PROVIDER_REASON);
+      const detail = await expectReason(
+        () => c.interaction.sendInput({ worker: plain?.ref, input: { text: "hi" } }),
+        Code.FailedPrecondition,
+        ErrorReason.WORKER_NOT_CONNECTED,
+      );
+      expect(detail.metadata.reason).toBe(NO_PROVIDER_REASON);
+    }
+    // The runtime's own provider is still reported missing: builtin profiles cannot run.
+    const capabilities = (await c.management.getRuntime({})).runtime?.capabilities;
+    expect(capabilities?.executionAvailable).toBe(false);
+    expect(capabilities?.executionUnavailableReason).toBe(NO_PROVIDER_REASON);
+
+    // A restarted runtime restores the keyed worker CONNECTED.
+    await h.close();
+    await h.runtime.close();
+    h = await start(dir, fake);
+    c = h.connect("grpc");
+    const restored = (await c.catalog.getWorker({ worker: keyed?.ref })).worker;
+    expect(restored?.connectivity?.state).toBe(ConnectivityState.CONNECTED);
+    fake.enqueue(reply({ text: "again" }));
+    const again = await c.interaction.sendInput({ worker: keyed?.ref, input: { text: "again" } });
+    expect((await waitForRun(c, keyed?.ref, again.run?.runId ?? "")).status).toBe(RunStatus.COMPLETED);
+    expect(fake.requests[1]?.headers.authorization).toBe(`Bearer ${PROFILE_KEY}`);
+  }, 30_000);
+});
