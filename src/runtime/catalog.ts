@@ -307,9 +307,8 @@ export class Catalog {
 
   /** Restores workers from the store at start-up, with their request ids and leases. */
   async restore(restored: readonly RestoredWorker[]): Promise<void> {
-    const connectivity = this.init.offer.connectivity();
     for (const item of restored) {
-      const session = await WorkerSession.restore(item, this.init.sessionDeps, connectivity);
+      const session = await WorkerSession.restore(item, this.init.sessionDeps, this.init.offer.connectivity(item.record.worker));
       this.workers.add(session);
       if (item.quarantined !== undefined) {
         this.init.addDiagnostic(DiagnosticSeverity.ERROR, "worker.quarantined", item.quarantined, session.workerId);

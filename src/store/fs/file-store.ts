@@ -148,8 +148,9 @@ class FileStoreImpl implements FileStore {
         storeId,
         workers: workers.restored,
         lastRuntimeEventSeq: runtimeEvents.log.lastSeq,
-        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...bundles.diagnostics, ...swept],
+        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...swept],
         configBundles: bundles.bundles,
+        damagedConfigBundles: bundles.damaged,
       };
     } catch (error) {
       await lock.release();
