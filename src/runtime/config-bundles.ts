@@ -24,6 +24,7 @@ import type { OpenedStore, StoreDiagnostic } from "./store.js";
 import { checkSecretName } from "./host-secrets.js";
 import { checkProfileRules } from "./profile-rules.js";
 import { typedStoreErrors } from "./store-errors.js";
+import { checkWellFormedText } from "./message-text.js";
 import { bundleUnavailable, sortRestoredBundles, type UnservedBundle, unservedReason } from "./unserved-bundles.js";
 import { checkId, resolvePageSize } from "./validation.js";
 
@@ -237,6 +238,8 @@ function conflict(bundleId: string, held: string, advice: string): RuntimeError 
  */
 export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
   if (!bundle) throw invalidArgument("bundle", "is required");
+  // Before anything encodes it: a lone surrogate (an embedder's string) cannot be encoded, copied or stored.
+  checkWellFormedText(ConfigBundleSchema, bundle, "bundle");
   checkId("bundle.bundle_id", bundle.bundleId);
   const bytes = toBinary(ConfigBundleSchema, bundle).byteLength;
   if (bytes > MAX_BUNDLE_BYTES) throw limitExceeded("bundle", MAX_BUNDLE_BYTES, `is ${bytes} bytes; at most ${MAX_BUNDLE_BYTES} allowed`);

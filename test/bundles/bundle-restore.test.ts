@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { type Run, RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_
 import { ConnectivityState, WorkerSchema, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
 import { bundleDigest } from "../../src/runtime/bundle-digest.js";
+import { createRuntime, RuntimeError } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { decodeSnapshot, encodeSnapshot } from "../../src/store/fs/snapshot-file.js";
 import { expectError, expectReason } from "../support/errors.js";
@@ -246,6 +247,45 @@ describe("stored config bundles that cannot be served", () => {
     const fixed = bundleOf({ bundleId: "old", profiles: [{ name: "coder", maxTurns: 5 }] });
     await expectReason(() => management.putConfigBundle({ bundle: fixed }), Code.AlreadyExists, ErrorReason.BUNDLE_CONFLICT);
   }, 30_000);
+});
+
+describe("an embedded runtime's putConfigBundle", () => {
+  const cases: Array<[string, Parameters<typeof create<typeof ConfigBundleSchema>>[1], string]> = [
+    ["a profile's system prompt", { profiles: [{ name: "p", systemPrompt: "a\ud800b" }] }, "bundle.profiles[0].system_prompt"],
+    [
+      "a workspace root",
+      { profiles: [{ name: "p" }], policies: { allowedWorkspaceRoots: ["\ud800"] } },
+      "bundle.policies.allowed_workspace_roots[0]",
+    ],
+  ];
+
+  it.each(cases)(
+    "refuses a lone surrogate in %s as INVALID_ARGUMENT naming the field, before anything is stored",
+    async (_name, init, field) => {
+      const dir = await mkdtemp(join(tmpdir(), "bundle-surrogate-"));
+      const runtime = await createRuntime({ store: createFileStore({ dataDir: dir }) });
+      try {
+        const bundle = create(ConfigBundleSchema, { bundleId: "s", ...init });
+        try {
+          bundle.digest = bundleDigest(bundle);
+        } catch {
+          bundle.digest = `sha256:${"0".repeat(64)}`;
+        }
+        const error = await runtime.putConfigBundle({ bundle }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(RuntimeError);
+        expect(error).toMatchObject({ code: Code.InvalidArgument, reason: ErrorReason.INVALID_ARGUMENT });
+        expect((error as Error).message).toContain(field);
+        expect((await runtime.listConfigBundles({})).bundles).toEqual([]);
+        expect(await readdir(join(dir, "bundles")).catch(() => [])).toEqual([]);
+      } finally {
+        await runtime.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 /** Expects FAILED_PRECONDITION + BUNDLE_UNAVAILABLE and returns its message and metadata. */
