@@ -94,9 +94,13 @@ export class ConfigBundles {
     if (existing) return answer(this.sameOrConflict(existing, bundle));
     const inFlight = this.pending.get(bundle.bundleId);
     if (inFlight) return answer(this.sameOrConflict(await inFlight, bundle));
-    // A damaged copy's id is not free: its workers name its digest (none known: nothing depends on it).
-    const held = this.unserved.get(bundle.bundleId)?.digest;
-    if (held && held !== bundle.digest) throw conflict(bundle.bundleId, held, "its stored copy is damaged: push that bundle again");
+    // An unserved copy's id is not free: its workers name its digest (none known: nothing depends on it).
+    const held = this.unserved.get(bundle.bundleId);
+    if (held?.digest && held.digest !== bundle.digest) {
+      const advice =
+        held.kind === "damaged" ? "its stored copy is damaged: push that bundle again" : "push a corrected bundle under a new id";
+      throw conflict(bundle.bundleId, held.digest, advice);
+    }
     if (this.bundles.size + this.pending.size >= MAX_BUNDLES) {
       throw new RuntimeError(
         Code.ResourceExhausted,
@@ -161,8 +165,10 @@ export class ConfigBundles {
     if (!DIGEST.test(ref.digest)) throw invalidArgument(`${field}.digest`, 'must be "sha256:" and 64 lowercase hex digits');
     const bundle = this.bundles.get(ref.bundleId);
     const unserved = this.unserved.get(ref.bundleId);
-    if (!bundle && unserved)
-      throw bundleUnavailable(unservedReason(ref.bundleId, unserved.digest, unserved), ref.bundleId, unserved.digest, unserved);
+    if (!bundle && unserved) {
+      const digest = unserved.digest || ref.digest;
+      throw bundleUnavailable(unservedReason(ref.bundleId, digest, unserved), ref.bundleId, digest, unserved);
+    }
     if (!bundle) {
       throw new RuntimeError(
         Code.NotFound,

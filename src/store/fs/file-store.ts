@@ -150,7 +150,8 @@ class FileStoreImpl implements FileStore {
         lastRuntimeEventSeq: runtimeEvents.log.lastSeq,
         diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...swept],
         configBundles: bundles.bundles,
-        damagedConfigBundles: bundles.damaged,
+        // Only when there are any: an empty store opens as the memory store does (the store contract).
+        ...(bundles.damaged.length > 0 ? { damagedConfigBundles: bundles.damaged } : {}),
       };
     } catch (error) {
       await lock.release();
