@@ -2,7 +2,6 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { cloneMessage } from "./message-clone.js";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { type BundleProfileRef, type ConfigBundle, ConfigBundleSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import {
   type GetConfigBundleRequest,
@@ -21,10 +20,12 @@ import { invalidArgument, limitExceeded, notFound, RuntimeError } from "./errors
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
-import type { StoreDiagnostic } from "./store.js";
+import type { OpenedStore, StoreDiagnostic } from "./store.js";
 import { checkSecretName } from "./host-secrets.js";
 import { checkProfileRules } from "./profile-rules.js";
 import { typedStoreErrors } from "./store-errors.js";
+import { checkWellFormedText } from "./message-text.js";
+import { bundleUnavailable, sortRestoredBundles, type UnservedBundle, unservedReason } from "./unserved-bundles.js";
 import { checkId, resolvePageSize } from "./validation.js";
 
 /** Largest encoded bundle accepted: a quarter of the message budget leaves room for the response around it. */
@@ -46,31 +47,42 @@ export interface BundleStore {
  * their digest, kept in canonical form, persisted before they are
  * acknowledged, immutable (same id + other digest is refused), and resolved
  * by `{bundle_id, digest, profile}` when a Worker is created or restored.
+ * Restored bundles that cannot be served (unserved-bundles.ts) keep their id
+ * taken: their workers cannot run until the same bundle is pushed again.
  */
 export class ConfigBundles {
   private readonly bundles = new Map<string, ConfigBundle>();
+  /** Stored bundles not served (damaged, or breaking today's rules), by id. */
+  private readonly unserved = new Map<string, UnservedBundle>();
   /** Puts in flight by id, so two concurrent puts of one id agree. */
   private readonly pending = new Map<string, Promise<ConfigBundle>>();
-  /** Restored bundles left out because their content does not match their digest (for GetRuntime's diagnostics). */
-  readonly restoreDiagnostics: StoreDiagnostic[] = [];
+  /** One ERROR per restored bundle not served (for GetRuntime's diagnostics). */
+  readonly restoreDiagnostics: StoreDiagnostic[];
 
+  /**
+   * `onServed` hears of an unserved bundle pushed again, so its workers can
+   * run again; PutConfigBundle answers once they are told (a failure to
+   * announce it is the store's to report: the bundle is stored).
+   */
   constructor(
     private readonly store: BundleStore,
     private readonly limits: Limits,
     private readonly pageTokens: PageTokens,
-    restored: readonly ConfigBundle[] = [],
+    restored: Pick<OpenedStore, "configBundles" | "damagedConfigBundles" | "workers"> = { workers: [] },
+    private readonly onServed: (bundleId: string) => Promise<unknown> = async () => {},
   ) {
-    for (const bundle of restored) {
-      // Workers name a bundle by its digest: a stored one edited since (a wider policy under the
-      // old digest) must not pass for what was pushed. Pushing it again restores it.
-      if (bundleDigest(bundle) === bundle.digest) this.bundles.set(bundle.bundleId, canonicalBundle(bundle));
-      else
-        this.restoreDiagnostics.push({
-          severity: DiagnosticSeverity.ERROR,
-          code: "store.bundle_damaged",
-          message: `config bundle ${bundle.bundleId} is damaged: its content does not match its digest; push it again`,
-        });
-    }
+    const sorted = sortRestoredBundles(
+      {
+        bundles: restored.configBundles ?? [],
+        damaged: restored.damagedConfigBundles ?? [],
+        workers: restored.workers.map((w) => w.record.worker),
+      },
+      bundleDigest,
+      checkBundle,
+    );
+    for (const bundle of sorted.served) this.bundles.set(bundle.bundleId, bundle);
+    for (const bundle of sorted.unserved) this.unserved.set(bundle.bundleId, bundle);
+    this.restoreDiagnostics = sorted.diagnostics;
   }
 
   /** PutConfigBundle: verify, refuse a conflicting id, persist, answer the canonical bundle. */
@@ -82,6 +94,13 @@ export class ConfigBundles {
     if (existing) return answer(this.sameOrConflict(existing, bundle));
     const inFlight = this.pending.get(bundle.bundleId);
     if (inFlight) return answer(this.sameOrConflict(await inFlight, bundle));
+    // An unserved copy's id is not free: its workers name its digest (none known: nothing depends on it).
+    const held = this.unserved.get(bundle.bundleId);
+    if (held?.digest && held.digest !== bundle.digest) {
+      const advice =
+        held.kind === "damaged" ? "its stored copy is damaged: push that bundle again" : "push a corrected bundle under a new id";
+      throw conflict(bundle.bundleId, held.digest, advice);
+    }
     if (this.bundles.size + this.pending.size >= MAX_BUNDLES) {
       throw new RuntimeError(
         Code.ResourceExhausted,
@@ -92,8 +111,9 @@ export class ConfigBundles {
         },
       );
     }
-    const write = typedStoreErrors(this.store.putConfigBundle(bundle)).then(() => {
+    const write = typedStoreErrors(this.store.putConfigBundle(bundle)).then(async () => {
       this.bundles.set(bundle.bundleId, bundle);
+      if (this.unserved.delete(bundle.bundleId)) await this.onServed(bundle.bundleId).catch(() => {});
       return bundle;
     });
     this.pending.set(bundle.bundleId, write);
@@ -144,6 +164,11 @@ export class ConfigBundles {
     if (ref.digest === "") throw invalidArgument(`${field}.digest`, "is required");
     if (!DIGEST.test(ref.digest)) throw invalidArgument(`${field}.digest`, 'must be "sha256:" and 64 lowercase hex digits');
     const bundle = this.bundles.get(ref.bundleId);
+    const unserved = this.unserved.get(ref.bundleId);
+    if (!bundle && unserved) {
+      const digest = unserved.digest || ref.digest;
+      throw bundleUnavailable(unservedReason(ref.bundleId, digest, unserved), ref.bundleId, digest, unserved);
+    }
     if (!bundle) {
       throw new RuntimeError(
         Code.NotFound,
@@ -180,6 +205,17 @@ export class ConfigBundles {
     return bundle?.digest === digest ? bundle : undefined;
   }
 
+  /**
+   * Why a worker on this bundle reference cannot run (FAILED_PRECONDITION +
+   * BUNDLE_UNAVAILABLE, saying what to push), or undefined when the bundle is
+   * served with that digest.
+   */
+  unavailable(bundleId: string, digest: string): RuntimeError | undefined {
+    if (this.find(bundleId, digest)) return undefined;
+    const unserved = this.unserved.get(bundleId);
+    return bundleUnavailable(unservedReason(bundleId, digest, unserved), bundleId, digest, unserved);
+  }
+
   /** Bundles held. */
   get size(): number {
     return this.bundles.size;
@@ -187,13 +223,18 @@ export class ConfigBundles {
 
   private sameOrConflict(existing: ConfigBundle, bundle: ConfigBundle): ConfigBundle {
     if (existing.digest === bundle.digest) return existing;
-    throw new RuntimeError(
-      Code.AlreadyExists,
-      ErrorReason.BUNDLE_CONFLICT,
-      `config bundle "${bundle.bundleId}" already exists with digest ${existing.digest}; bundles are immutable, push a new id`,
-      { bundle_id: bundle.bundleId, digest: existing.digest },
-    );
+    throw conflict(bundle.bundleId, existing.digest, "bundles are immutable, push a new id");
   }
+}
+
+/** PutConfigBundle of an id held with another digest: ALREADY_EXISTS + BUNDLE_CONFLICT. */
+function conflict(bundleId: string, held: string, advice: string): RuntimeError {
+  return new RuntimeError(
+    Code.AlreadyExists,
+    ErrorReason.BUNDLE_CONFLICT,
+    `config bundle "${bundleId}" already exists with digest ${held}; ${advice}`,
+    { bundle_id: bundleId, digest: held },
+  );
 }
 
 /**
@@ -203,6 +244,8 @@ export class ConfigBundles {
  */
 export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
   if (!bundle) throw invalidArgument("bundle", "is required");
+  // Before anything encodes it: a lone surrogate (an embedder's string) cannot be encoded, copied or stored.
+  checkWellFormedText(ConfigBundleSchema, bundle, "bundle");
   checkId("bundle.bundle_id", bundle.bundleId);
   const bytes = toBinary(ConfigBundleSchema, bundle).byteLength;
   if (bytes > MAX_BUNDLE_BYTES) throw limitExceeded("bundle", MAX_BUNDLE_BYTES, `is ${bytes} bytes; at most ${MAX_BUNDLE_BYTES} allowed`);

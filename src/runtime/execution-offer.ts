@@ -7,12 +7,11 @@ import {
   type Profile,
   type ProfileSelector,
   ProfileSelectorSchema,
-  ProfileSchema,
   BundlePoliciesSchema,
 } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
-import { invalidArgument, RuntimeError } from "./errors.js";
+import { invalidArgument, notFound, RuntimeError } from "./errors.js";
 import type { ConfigBundles } from "./config-bundles.js";
 import type { ExecutionBackend, ExecutionLimits, ProgramProblem, RunPolicy } from "./execution-backend.js";
 import { type HostSecrets, resolveSecrets } from "./host-secrets.js";
@@ -77,9 +76,13 @@ export class ExecutionOffer {
     return availability.available ? undefined : availability.reason;
   }
 
-  /** A worker's connectivity as of now. */
-  connectivity(): Connectivity {
-    const reason = this.notConnectedReason();
+  /**
+   * A worker's connectivity as of now: NOT_CONNECTED when runs cannot
+   * execute, or (given the worker) when its config bundle is not served,
+   * since it must never run on anything but its profile.
+   */
+  connectivity(worker?: Worker): Connectivity {
+    const reason = (worker && this.bundleProblemOf(worker)?.message) ?? this.notConnectedReason();
     return create(ConnectivitySchema, {
       state: reason === undefined ? ConnectivityState.CONNECTED : ConnectivityState.NOT_CONNECTED,
       reason: reason ?? "",
@@ -115,17 +118,28 @@ export class ExecutionOffer {
   }
 
   /**
-   * The profile a worker runs with. A bundle worker whose bundle is gone
-   * (never, unless its file was removed by hand) runs a profile with no
-   * tools and no prompt rather than the builtin one, so no policy is lost.
+   * Throws when a worker cannot run on its profile: its config bundle is not
+   * served (damaged, breaking today's rules, or gone), FAILED_PRECONDITION +
+   * BUNDLE_UNAVAILABLE saying what to push. SendInput checks it first.
+   */
+  checkProfile(worker: Worker): void {
+    const problem = this.bundleProblemOf(worker);
+    if (problem) throw problem;
+  }
+
+  /**
+   * The profile a worker runs with. A bundle worker whose bundle is not
+   * served runs nothing (BUNDLE_UNAVAILABLE): a stand-in would run on the
+   * runtime's own key, model and limits, with none of its prompt or policy.
    */
   profileOf(worker: Worker): Profile {
     const source = worker.profile?.source;
     if (source?.case === "bundle") {
+      this.checkProfile(worker);
       const bundle = this.bundles.find(source.value.bundleId, source.value.digest);
-      return (
-        bundle?.profiles.find((p) => p.name === source.value.profile) ?? create(ProfileSchema, { name: source.value.profile, maxTurns: 1 })
-      );
+      const profile = bundle?.profiles.find((p) => p.name === source.value.profile);
+      if (!profile) throw notFound("profile", source.value.profile.slice(0, 64));
+      return profile;
     }
     const name = source?.case === "builtin" ? source.value : COMPANION_PROFILE.name;
     return this.profiles().find((p) => p.name === name) ?? COMPANION_PROFILE;
@@ -134,7 +148,7 @@ export class ExecutionOffer {
   /**
    * What a worker's runs may use beyond its profile: the host secrets its
    * profile names (SECRET_NOT_FOUND if the host lost one since) and, for a
-   * bundle worker, the bundle's shell policy (none when the bundle is gone).
+   * bundle worker, the bundle's shell policy (BUNDLE_UNAVAILABLE when the bundle is not served).
    */
   policyOf(worker: Worker): RunPolicy {
     const source = worker.profile?.source;
@@ -142,6 +156,12 @@ export class ExecutionOffer {
     const bundle = this.bundles.find(source.value.bundleId, source.value.digest);
     const secrets = resolveSecrets(this.profileOf(worker), this.secrets);
     return { secrets, shell: { allowedPrograms: [...(bundle?.policies?.shell?.allowedPrograms ?? [])] } };
+  }
+
+  /** Why a bundle worker's bundle is not served, if it is not. */
+  bundleProblemOf(worker: Worker): RuntimeError | undefined {
+    const source = worker.profile?.source;
+    return source?.case === "bundle" ? this.bundles.unavailable(source.value.bundleId, source.value.digest) : undefined;
   }
 
   /**

@@ -67,6 +67,7 @@ export {
   type RestoredWorker,
   type RuntimeStore,
   type StoreDiagnostic,
+  type DamagedConfigBundle,
   type StoredEvent,
   type StoredRun,
   type StoreKindName,

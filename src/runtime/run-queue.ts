@@ -84,12 +84,14 @@ export function checkNotEnded(worker: Worker): void {
 
 /**
  * Throws the typed reason a worker takes no input: the runtime drains
- * (checked by the caller), the worker failed or stopped, or no execution
+ * (checked by the caller), the worker failed or stopped, its profile cannot
+ * be had (`checkProfile`: its config bundle is not served), or no execution
  * backend can run it.
  */
-export function checkAcceptsInput(worker: Worker, hasBackend: boolean): void {
+export function checkAcceptsInput(worker: Worker, hasBackend: boolean, checkProfile?: (worker: Worker) => void): void {
   const workerId = worker.ref?.workerId ?? "";
   checkNotEnded(worker);
+  checkProfile?.(worker);
   const connectivity = worker.connectivity;
   if (!hasBackend || connectivity?.state !== ConnectivityState.CONNECTED) {
     const reason = connectivity?.reason || "no execution backend is connected";

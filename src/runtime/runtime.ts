@@ -16,6 +16,7 @@ import { WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { BackgroundWrites } from "./background-write.js";
 import { Catalog } from "./catalog.js";
 import { ConfigBundles } from "./config-bundles.js";
+import { reconnectWorkers } from "./unserved-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
 import { RuntimeError } from "./errors.js";
@@ -74,7 +75,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const logger = options.logger ?? silentLogger;
   const metrics = options.metrics ?? noopMetrics;
   const startedAt = new Date();
-  const bundles = new ConfigBundles(store, limits, pageTokens, opened.configBundles ?? []);
+  const reconnect = (bundleId: string): Promise<void> => reconnectWorkers(catalog.sessions(), bundleId, offer);
+  const bundles = new ConfigBundles(store, limits, pageTokens, opened, reconnect);
   const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits, bundles, options.secrets ?? new Map());
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
   options.executionBackend?.attach?.({ diagnostics, logger, metrics });
@@ -115,6 +117,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       now: () => new Date(),
       newRunId: () => newId("r"),
       profileOf: (worker) => offer.profileOf(worker),
+      checkProfile: (worker) => offer.checkProfile(worker),
       workspaceDirOf: (worker) => offer.workspaceDirOf(worker),
       policyOf: (worker) => offer.policyOf(worker),
       onStoreResult: (source, error) => health.storeResult(source, error),
@@ -128,8 +131,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       cursorStreamOf: (workerId) => workerCursorStream(runtimeId, storeId, workerId),
     },
   });
-  for (const diagnostic of opened.diagnostics) logStoreDiagnostic(logger, diagnostic);
   for (const diagnostic of [...opened.diagnostics, ...bundles.restoreDiagnostics]) {
+    logStoreDiagnostic(logger, diagnostic);
     addDiagnostic(diagnostic.severity, diagnostic.code, diagnostic.message, diagnostic.workerId);
   }
   await catalog.restore(opened.workers);

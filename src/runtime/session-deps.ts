@@ -19,6 +19,8 @@ export interface SessionDeps {
   now(): Date;
   newRunId(): string;
   profileOf(worker: Worker): Profile;
+  /** Throws BUNDLE_UNAVAILABLE when a worker's config bundle is not served, so it takes no input it could not run. */
+  checkProfile(worker: Worker): void;
   /** Host directories of a worker's workspace, of its root and of every root (never sent to clients). */
   workspaceDirOf(worker: Worker): { dir: string; root: string; roots: string[] } | undefined;
   /** Secrets and shell policy of a worker's runs; throws SECRET_NOT_FOUND when the host lacks one. */

@@ -131,8 +131,18 @@ export interface OpenedStore {
   lastRuntimeEventSeq: bigint;
   /** Every stored config bundle (a store that keeps none may leave it out). */
   configBundles?: ConfigBundle[];
+  /** Stored config bundles that could not be read back (the core reports them and keeps their workers from running). */
+  damagedConfigBundles?: DamagedConfigBundle[];
   /** Problems found while opening (torn tails repaired, workers quarantined...). */
   diagnostics: StoreDiagnostic[];
+}
+
+/** A stored config bundle a store could not read back (OpenedStore.damagedConfigBundles). */
+export interface DamagedConfigBundle {
+  /** The id it is stored under (e.g. its file's name). */
+  bundleId: string;
+  /** What is wrong, in words naming no host path beyond the store's own layout. */
+  problem: string;
 }
 
 /** A worker as restored from the store. */

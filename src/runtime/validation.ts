@@ -52,6 +52,11 @@ const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 export function checkTextBytes(field: string, value: string, maxBytes: number): string {
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes > maxBytes) throw limitExceeded(field, maxBytes, `is ${bytes} bytes; at most ${maxBytes} allowed`);
+  return checkUnicodeText(field, value);
+}
+
+/** Checks that a text field is Unicode text: no lone surrogate (see checkTextBytes). */
+export function checkUnicodeText(field: string, value: string): string {
   if (LONE_SURROGATE.test(value)) throw invalidArgument(field, "is not valid Unicode text (it holds a lone UTF-16 surrogate)");
   return value;
 }
@@ -67,8 +72,7 @@ const CONTROL_CHARACTER = /\p{Cc}/u;
 export function checkToolCallId(field: string, value: string, maxLength: number): string {
   if (value === "" || value.length > maxLength) throw invalidArgument(field, `must be 1-${maxLength} characters`);
   if (CONTROL_CHARACTER.test(value)) throw invalidArgument(field, "must not hold control characters");
-  if (LONE_SURROGATE.test(value)) throw invalidArgument(field, "is not valid Unicode text (it holds a lone UTF-16 surrogate)");
-  return value;
+  return checkUnicodeText(field, value);
 }
 
 /** Checks a labels map: count, key shape, value size. */

@@ -11,6 +11,8 @@ import type { ExecutionOffer } from "./execution-offer.js";
  * that brings none, with the reason that says what to set.
  */
 export function workerConnectivity(offer: ExecutionOffer, worker: Worker): Connectivity {
+  // A bundle that cannot be served (damaged, missing, breaking today's rules) stops its workers whatever the keys.
+  if (offer.bundleProblemOf(worker) !== undefined) return offer.connectivity(worker);
   const runtimeWide = offer.connectivity();
   const backend = offer.backend;
   if (runtimeWide.state === ConnectivityState.CONNECTED || !backend?.availabilityFor) return runtimeWide;

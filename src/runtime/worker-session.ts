@@ -23,13 +23,12 @@ import type { RestoredWorker, WorkerRecord } from "./store.js";
 import { WorkerJournal } from "./worker-journal.js";
 
 /**
- * One Worker at run time: its state, its single-flight run slot (see
- * run-slot.ts) with the bounded queue (run-queue.ts), and its ordered event
- * stream with the observed state that snapshots are cut from. Writes go
- * through its journal; runs execute through run-execution.ts and write
- * through their sink (run-sink.ts).
+ * One Worker at run time: its state, its single-flight run slot (see run-slot.ts) with the bounded queue (run-queue.ts),
+ * and its ordered event stream with the observed state that snapshots are cut from. Writes go through its journal;
+ * runs execute through run-execution.ts and write through their sink (run-sink.ts).
  */
 export class WorkerSession {
+  readonly workerId: string;
   readonly events: DurableEventStream<WorkerEvent>;
   private readonly journal: WorkerJournal;
   private readonly observed: ObservedState;
@@ -48,6 +47,7 @@ export class WorkerSession {
     private readonly deps: SessionDeps,
     restored: RestoredWorker | undefined,
   ) {
+    this.workerId = worker.ref?.workerId ?? "";
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
     for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? [])
       this.requestIds.remember(requestId, { runId, fingerprint });
@@ -93,8 +93,10 @@ export class WorkerSession {
     return session;
   }
 
-  get workerId(): string {
-    return this.worker.ref?.workerId ?? "";
+  /** Sets the worker's connectivity and announces it (its config bundle was pushed again: it can run). */
+  setConnectivity(connectivity: Connectivity): Promise<unknown> {
+    this.worker.connectivity = connectivity;
+    return this.journal.emitWorker();
   }
 
   /** The run holding the slot (executing, waiting for approval, or parked), for GetRun, ListRuns and drains. */
@@ -113,9 +115,8 @@ export class WorkerSession {
   }
 
   /**
-   * Accepts input under the busy policy and returns the run once it is
-   * durably accepted. Single-flight: the state change happens before the
-   * first await, so concurrent sends see each other.
+   * Accepts input under the busy policy and returns the run once it is durably accepted.
+   * Single-flight: the state change happens before the first await, so concurrent sends see each other.
    */
   async send(input: Input, policy: BusyPolicy, requestId: string, caller?: InputOptions): Promise<Run> {
     const fingerprint = requestId !== "" ? inputFingerprint(input.text) : ""; // only idempotency needs it
@@ -125,7 +126,7 @@ export class WorkerSession {
       return this.getRun(prior.runId);
     }
     this.deps.checkAcceptingWork();
-    checkAcceptsInput(this.worker, this.deps.backend !== undefined);
+    checkAcceptsInput(this.worker, this.deps.backend !== undefined, this.deps.checkProfile);
     const admission = this.queue.admit(policy, busyRunOf(this.slot)?.runId, input.text, this.deps.limits, this.workerId);
     const run = create(RunSchema, { runId: this.deps.newRunId(), worker: this.worker.ref, input, status: RunStatus.QUEUED, requestId });
     run.usage = create(UsageSchema);
@@ -235,9 +236,7 @@ export class WorkerSession {
 
   /** Returns a run from memory or the store. */
   async getRun(runId: string): Promise<Run> {
-    const live = this.liveRun(runId);
-    if (live) return live;
-    const stored = await this.deps.store.getRun(this.workerId, runId);
+    const stored = this.liveRun(runId) ?? (await this.deps.store.getRun(this.workerId, runId));
     if (!stored) throw notFound("run_id", runId);
     return stored;
   }

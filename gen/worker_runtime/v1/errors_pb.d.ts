@@ -329,6 +329,18 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_PROGRAM_NOT_FOUND = 37;
    */
   PROGRAM_NOT_FOUND = 37,
+
+  /**
+   * The Worker's config bundle cannot be served by this Runtime, so the Worker
+   * cannot run (it never runs on anything but its profile): the bundle's
+   * stored copy is damaged or unreadable, or it breaks a rule added since it
+   * was stored (metadata "bundle_id", "digest" when known, "cause"). A
+   * damaged copy heals when the same bundle (id and digest) is pushed again;
+   * a bundle that breaks a rule needs a corrected bundle under a new id.
+   *
+   * @generated from enum value: ERROR_REASON_BUNDLE_UNAVAILABLE = 38;
+   */
+  BUNDLE_UNAVAILABLE = 38,
 }
 
 /**

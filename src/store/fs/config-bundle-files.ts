@@ -2,8 +2,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
-import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
-import { type StoreDiagnostic, StoreWriteError } from "../../runtime/index.js";
+import { type DamagedConfigBundle, StoreWriteError } from "../../runtime/index.js";
 import { type Disk, isTempName } from "./disk.js";
 import { decodeSnapshot, encodeSnapshot } from "./snapshot-file.js";
 
@@ -28,42 +27,47 @@ export async function writeConfigBundle(disk: Disk, bundle: ConfigBundle): Promi
 }
 
 /**
- * Reads every stored bundle. A damaged file (bad checksum, not a bundle,
- * named for another id) is left out with an ERROR diagnostic: workers
- * created from it then run without its profile, and pushing it again
- * restores it.
+ * Reads every stored bundle. A file that cannot be used (unreadable, e.g. a
+ * directory or a dangling link; bad checksum; not a bundle; named for another
+ * id) is reported by id with its problem, in words naming no host path, so
+ * the rest still starts (SPEC §7) and the core keeps the id's workers from
+ * running without their profile until the bundle is pushed again.
  */
-export async function readConfigBundles(disk: Disk): Promise<{ bundles: ConfigBundle[]; diagnostics: StoreDiagnostic[] }> {
+export async function readConfigBundles(disk: Disk): Promise<{ bundles: ConfigBundle[]; damaged: DamagedConfigBundle[] }> {
   let names: string[];
   try {
     names = await readdir(disk.abs(BUNDLES_DIR));
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bundles: [], diagnostics: [] };
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bundles: [], damaged: [] };
     throw error;
   }
   const bundles: ConfigBundle[] = [];
-  const diagnostics: StoreDiagnostic[] = [];
+  const damaged: DamagedConfigBundle[] = [];
   for (const name of names.sort()) {
     if (isTempName(name) || !name.endsWith(SUFFIX)) continue;
-    const id = name.slice(0, -SUFFIX.length);
-    const decoded = decodeSnapshot(await readFile(disk.abs(path.join(BUNDLES_DIR, name))));
-    let problem = "problem" in decoded ? decoded.problem : undefined;
-    if (!("problem" in decoded)) {
-      try {
-        const bundle = fromBinary(ConfigBundleSchema, decoded.body);
-        if (bundle.bundleId === id) bundles.push(bundle);
-        else problem = "the file holds another bundle";
-      } catch {
-        problem = "the file is not a config bundle";
-      }
-    }
-    if (problem !== undefined) {
-      diagnostics.push({
-        severity: DiagnosticSeverity.ERROR,
-        code: "store.bundle_damaged",
-        message: `config bundle ${id} is damaged: ${problem}; push it again`,
-      });
-    }
+    const bundleId = name.slice(0, -SUFFIX.length);
+    const read = await readBundleFile(disk, name, bundleId);
+    if ("problem" in read) damaged.push({ bundleId, problem: read.problem });
+    else bundles.push(read.bundle);
   }
-  return { bundles, diagnostics };
+  return { bundles, damaged };
+}
+
+/** One bundle file, or what is wrong with it. */
+async function readBundleFile(disk: Disk, name: string, bundleId: string): Promise<{ bundle: ConfigBundle } | { problem: string }> {
+  let content: Buffer;
+  try {
+    content = await readFile(disk.abs(path.join(BUNDLES_DIR, name)));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
+    return { problem: `its file ${BUNDLES_DIR}/${name} cannot be read (${code})` };
+  }
+  const decoded = decodeSnapshot(content);
+  if ("problem" in decoded) return { problem: decoded.problem };
+  try {
+    const bundle = fromBinary(ConfigBundleSchema, decoded.body);
+    return bundle.bundleId === bundleId ? { bundle } : { problem: "the file holds another bundle" };
+  } catch {
+    return { problem: "the file is not a config bundle" };
+  }
 }

@@ -148,8 +148,10 @@ class FileStoreImpl implements FileStore {
         storeId,
         workers: workers.restored,
         lastRuntimeEventSeq: runtimeEvents.log.lastSeq,
-        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...bundles.diagnostics, ...swept],
+        diagnostics: [...runtimeEvents.diagnostics, ...workers.diagnostics, ...swept],
         configBundles: bundles.bundles,
+        // Only when there are any: an empty store opens as the memory store does (the store contract).
+        ...(bundles.damaged.length > 0 ? { damagedConfigBundles: bundles.damaged } : {}),
       };
     } catch (error) {
       await lock.release();
