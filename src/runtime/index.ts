@@ -95,6 +95,7 @@ export {
   type RetryInit,
   type RunOutcome,
   type RunRequest,
+  type RunMount,
   type RunResume,
   type RunSink,
   type ToolCallDeltaInit,
