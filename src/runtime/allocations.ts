@@ -79,7 +79,11 @@ export function leasesOf(worker: Worker, writeCapable: boolean): Lease[] {
   const workspace = worker.workspace;
   return [
     ...(workspace ? [{ root: workspace.root, path: workspace.path, mode: writeCapable ? AllocationMode.WRITE : AllocationMode.READ }] : []),
-    ...worker.mounts.map((mount) => ({ root: mount.root, path: mount.path, mode: mount.writable ? AllocationMode.WRITE : AllocationMode.READ })),
+    ...worker.mounts.map((mount) => ({
+      root: mount.root,
+      path: mount.path,
+      mode: mount.writable ? AllocationMode.WRITE : AllocationMode.READ,
+    })),
   ];
 }
 

@@ -12,7 +12,7 @@ import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
-import { bubblewrapWorks } from "../../src/engine/tools/shell-sandbox.js";
+import { bubblewrapWorks, hideHostPaths } from "../../src/engine/tools/shell-sandbox.js";
 import { bundleDigest } from "../../src/runtime/bundle-digest.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectError, expectReason } from "../support/errors.js";
@@ -321,7 +321,10 @@ describe.each(PROTOCOLS)("worker mounts (%s)", (protocol) => {
       Code.FailedPrecondition,
       ErrorReason.ALLOCATION_CONFLICT,
     );
-    const reader = await s.createWorker({ ...withMounts([{ root: "data", path: "shared", name: "s" }]), workspace: { root: "work", path: "r" } });
+    const reader = await s.createWorker({
+      ...withMounts([{ root: "data", path: "shared", name: "s" }]),
+      workspace: { root: "work", path: "r" },
+    });
     const { allocations } = await s.clients.management.listAllocations({ runtimeId: "rt-mounts" });
     const held = allocations.map((a) => ({ worker: a.holder?.workerId, root: a.root, path: a.path, mode: a.mode }));
     expect(held).toContainEqual({ worker: first.ref?.workerId, root: "data", path: "shared", mode: AllocationMode.WRITE });
@@ -347,10 +350,16 @@ describe.each(PROTOCOLS)("worker mounts (%s)", (protocol) => {
     const { allocations } = await second.clients.management.listAllocations({ runtimeId: "rt-mounts" });
     expect(allocations.map((a) => [a.root, a.path, a.mode])).toContainEqual(["data", "kept", AllocationMode.WRITE]);
     await expectReason(
-      () => second.createWorker({ ...withMounts([{ root: "data", path: "kept", name: "k", writable: true }]), workspace: { root: "work", path: "b" } }),
+      () =>
+        second.createWorker({
+          ...withMounts([{ root: "data", path: "kept", name: "k", writable: true }]),
+          workspace: { root: "work", path: "b" },
+        }),
       Code.FailedPrecondition,
       ErrorReason.ALLOCATION_CONFLICT,
     );
+    // The directory is made when a run first opens it; none ran yet.
+    await mkdir(join(dir, "data", "kept"));
     await writeFile(join(dir, "data", "kept", "f.txt"), "after restart");
     const { outputs } = await second.runTools(after as Worker, [call("r", "read_file", { path: "/mounts/kept/f.txt" })]);
     expect(outputs[0]).toBe("after restart");
@@ -380,6 +389,22 @@ describe.each(PROTOCOLS)("worker mounts (%s)", (protocol) => {
     expect(await readFile(join(s.data, "rw", "y.txt"), "utf8")).toBe("yes\n");
     await expect(readFile(join(s.data, "ro", "x.txt"), "utf8")).rejects.toThrow();
     expect(toolDescriptions(s.fake).run_command).toContain("/mounts/rw (writable)");
+  });
+
+  it("covers a private path inside a mount from commands, and keeps a read-only mount's pinned parents read-only", async () => {
+    const dir = await newBase();
+    await mkdir(join(dir, "data", "m", "sub", "private"), { recursive: true });
+    await writeFile(join(dir, "data", "m", "sub", "private", "key.txt"), "host-secret-in-a-mount");
+    await writeFile(join(dir, "data", "m", "sub", "seen.txt"), "seen");
+    const s = await serve(protocol, dir, { hiddenPaths: [join(dir, "data", "m", "sub", "private")] });
+    const worker = await s.createWorker(withMounts([{ root: "data", path: "m", name: "m" }], ["shell.exec"]));
+    const { outputs } = await s.runTools(worker, [
+      call("c1", "run_command", { command: "cat /mounts/m/sub/seen.txt; ls -A /mounts/m/sub/private" }),
+      call("c2", "run_command", { command: "touch /mounts/m/sub/new.txt" }),
+    ]);
+    expect(outputs[0]).toBe("exit code 0\nseen");
+    expect(outputs[1]).toMatch(/^exit code [1-9].*Read-only file system/s);
+    await expect(readFile(join(dir, "data", "m", "sub", "new.txt"), "utf8")).rejects.toThrow();
   });
 
   it("tells the model nothing of mounts when the worker has none", async () => {
@@ -427,5 +452,22 @@ describe("config bundle mount policies", () => {
       await harness.close();
       await harness.runtime.close();
     }
+  });
+});
+
+describe("bwrap's own errors about a mount", () => {
+  it("name the mount as commands see it, not its host path under a private root", () => {
+    const mounts = {
+      root: [],
+      hidden: [],
+      insideWorkspace: [],
+      workerMounts: [],
+      privatePaths: ["/srv/roots/data"],
+      mounts: [{ name: "shared", root: "/srv/roots/data/shared", writable: false }],
+    };
+    const output = "bwrap: Can't find source path /srv/roots/data/shared: No such file or directory";
+    expect(hideHostPaths(output, "/srv/roots/main/w1", mounts)).toBe(
+      "bwrap: Can't find source path /mounts/shared: No such file or directory",
+    );
   });
 });
