@@ -30,6 +30,7 @@ import { programProblems } from "./tools/program-start-failure.js";
 import { resolveShellSandbox } from "./tools/shell-sandbox.js";
 import { ToolError } from "./tools/tool.js";
 import { assertNotInsidePrivate, resolvePrivatePaths, Workspace } from "./tools/workspace.js";
+import { describeMounts, openMounts } from "./tools/run-mounts.js";
 import { workspaceRoots } from "./workspace-roots.js";
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -105,6 +106,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
           }
           assertNotInsidePrivate(workspace.root, privatePaths);
           workspace = workspace.withPrivatePaths(privatePaths);
+          if (request.mounts?.length)
+            workspace = await openMounts(workspace, request.mounts, settings.shellHiddenPaths, workspaceRoots(request));
         } catch (error) {
           const message = error instanceof ToolError ? error.message : "the worker's workspace directory cannot be opened";
           return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message };
@@ -119,7 +122,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         sink,
         signal,
         profile,
-        tools: toolsForRun(profile.tools, request.capabilities),
+        tools: describeMounts(toolsForRun(profile.tools, request.capabilities), request.mounts ?? [], settings.shellSandbox),
         workspace,
         blocks: createBlockIds(request.run.runId),
         toolCallIds: new Set(),

@@ -4,6 +4,7 @@ import { Code } from "@connectrpc/connect";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { AllocationMode, AllocationSchema, type Allocation } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
 
 /**
@@ -22,13 +23,13 @@ export class AllocationManager {
           lease.mode === AllocationMode.WRITE &&
           lease.root === root &&
           lease.holder?.workerId !== holder.workerId &&
-          overlaps(lease.path, path),
+          pathsOverlap(lease.path, path),
       );
       if (clash) {
         throw new RuntimeError(
           Code.FailedPrecondition,
           ErrorReason.ALLOCATION_CONFLICT,
-          `workspace ${root}:${path || "/"} overlaps ${clash.root}:${clash.path || "/"}, held for writing by worker ${clash.holder?.workerId}`,
+          `${root}:${path || "/"} overlaps ${clash.root}:${clash.path || "/"}, held for writing by worker ${clash.holder?.workerId}`,
           { holder_worker_id: clash.holder?.workerId ?? "", root: clash.root, path: clash.path },
         );
       }
@@ -36,6 +37,17 @@ export class AllocationManager {
     const lease = create(AllocationSchema, { holder, root, path, mode, acquiredAt: timestampFromDate(now) });
     this.leases.push(lease);
     return lease;
+  }
+
+  /** Takes every lease of `leases`, or none: on a conflict those taken are released and it is thrown. */
+  acquireAll(holder: WorkerRef, leases: readonly Lease[], now: Date): void {
+    const taken: Allocation[] = [];
+    try {
+      for (const lease of leases) taken.push(this.acquire(holder, lease.root, lease.path, lease.mode, now));
+    } catch (error) {
+      for (const lease of taken) this.leases.splice(this.leases.indexOf(lease), 1);
+      throw error;
+    }
   }
 
   /** Releases every lease a worker holds. */
@@ -51,8 +63,32 @@ export class AllocationManager {
   }
 }
 
+/** A lease a worker needs: where, and how. */
+export interface Lease {
+  root: string;
+  path: string;
+  mode: AllocationMode;
+}
+
+/**
+ * The leases a worker holds while it is not stopped: its workspace's (WRITE
+ * when it has a capability that writes, else READ) and each mount's (WRITE
+ * when writable, else READ: a read-only mount is never written through).
+ */
+export function leasesOf(worker: Worker, writeCapable: boolean): Lease[] {
+  const workspace = worker.workspace;
+  return [
+    ...(workspace ? [{ root: workspace.root, path: workspace.path, mode: writeCapable ? AllocationMode.WRITE : AllocationMode.READ }] : []),
+    ...worker.mounts.map((mount) => ({
+      root: mount.root,
+      path: mount.path,
+      mode: mount.writable ? AllocationMode.WRITE : AllocationMode.READ,
+    })),
+  ];
+}
+
 /** Whether two root-relative paths are the same or one contains the other. */
-function overlaps(a: string, b: string): boolean {
+export function pathsOverlap(a: string, b: string): boolean {
   if (a === "" || b === "" || a === b) return true;
   return a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
 }

@@ -22,6 +22,9 @@ export function canonicalBundle(bundle: ConfigBundle): ConfigBundle {
             allowedCapabilities: sortedSet(policies.allowedCapabilities),
             allowedWorkspaceRoots: sortedSet(policies.allowedWorkspaceRoots),
             ...(policies.shell ? { shell: { allowedPrograms: sortedSet(policies.shell.allowedPrograms) } } : {}),
+            // Unset on a bundle made before mounts existed, so its digest is unchanged.
+            allowedMountRoots: sortedSet(policies.allowedMountRoots),
+            allowWritableMounts: policies.allowWritableMounts,
           },
         }
       : {}),

@@ -6,7 +6,7 @@ import { BusyPolicy, type WorkerRef, WorkerRefSchema } from "../../gen/worker_ru
 import { type ErrorDetail, ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { AllocationMode, DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import {
   type CreateWorkerRequest,
   CreateWorkerRequestSchema,
@@ -17,8 +17,9 @@ import {
   ListWorkersResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { AllocationManager } from "./allocations.js";
+import { AllocationManager, leasesOf } from "./allocations.js";
 import { idempotencyConflict, invalidArgument, notFound, RuntimeError, workerDeleted, workerNotDeleted } from "./errors.js";
+import { checkMounts } from "./mounts.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
@@ -159,6 +160,13 @@ export class Catalog {
     const workspace = request.workspace
       ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies)
       : undefined;
+    const mounts = checkMounts(request.mounts, {
+      capabilities,
+      workspace,
+      policies: resolved.policies,
+      maxMounts: limits.maxMounts,
+      checkPath: (...args) => offer.checkWorkspace(...args),
+    });
     if (this.workers.size >= limits.maxWorkers) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
         limit: String(limits.maxWorkers),
@@ -180,15 +188,13 @@ export class Catalog {
       createdAt: now,
       updatedAt: now,
       ...(workspace ? { workspace: { root: workspace.root, path: workspace.path } } : {}),
+      mounts,
     });
     worker.connectivity = workerConnectivity(offer, worker);
     const initialInput = request.initialInput && request.initialInput.text !== "" ? request.initialInput : undefined;
     // Refuse before anything exists; the same check SendInput makes on the worker.
     if (initialInput) checkAcceptsInput(worker, this.init.sessionDeps.backend !== undefined);
-    if (workspace) {
-      const mode = offer.needsWriteLease(capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
-      this.allocations.acquire(ref, workspace.root, workspace.path, mode, new Date());
-    }
+    this.allocations.acquireAll(ref, leasesOf(worker, offer.needsWriteLease(capabilities)), new Date());
     let session: WorkerSession;
     try {
       const record = { createRequestId: request.requestId, createFingerprint: fingerprint };
@@ -341,11 +347,11 @@ export class Catalog {
       }
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
       const status = session.worker.status;
-      const workspace = session.worker.workspace;
-      if (workspace && status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) {
-        const mode = this.init.offer.needsWriteLease(session.worker.capabilities) ? AllocationMode.WRITE : AllocationMode.READ;
+      if (status === WorkerStatus.STOPPED || status === WorkerStatus.FAILED) continue;
+      // Each lease on its own: one conflict (a root re-configured meanwhile) costs only that lease.
+      for (const lease of leasesOf(session.worker, this.init.offer.needsWriteLease(session.worker.capabilities))) {
         try {
-          this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), workspace.root, workspace.path, mode, new Date());
+          this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), lease.root, lease.path, lease.mode, new Date());
         } catch (error) {
           const message = String((error as Error).message);
           this.init.addDiagnostic(DiagnosticSeverity.WARNING, "allocation.restore_conflict", message, session.workerId);

@@ -273,6 +273,9 @@ export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
   for (const [i, root] of (policies?.allowedWorkspaceRoots ?? []).entries()) {
     if (root === "" || root.length > 64) throw invalidArgument(`bundle.policies.allowed_workspace_roots[${i}]`, "must be 1-64 characters");
   }
+  for (const [i, root] of (policies?.allowedMountRoots ?? []).entries()) {
+    if (root === "" || root.length > 64) throw invalidArgument(`bundle.policies.allowed_mount_roots[${i}]`, "must be 1-64 characters");
+  }
   for (const [i, program] of (policies?.shell?.allowedPrograms ?? []).entries()) {
     if (!PROGRAM_NAME.test(program) || program === "." || program === "..") {
       throw invalidArgument(

@@ -118,6 +118,18 @@ export interface ExecutionLimits {
 /** Whether a backend can run input. */
 export type BackendAvailability = { available: true } | { available: false; reason: string };
 
+/** One of a worker's mounts as a run sees it (MountSpec in worker.proto); host paths, never sent to clients. */
+export interface RunMount {
+  /** Seen at /mounts/<name>. */
+  name: string;
+  /** Whether tools may change files in it. */
+  writable: boolean;
+  /** Host directory of the mount; unset when its root is no longer configured (the run must fail, not run without it). */
+  dir?: string;
+  /** Host directory of its root, where the mount must stay (as `workspaceRootDir`). */
+  rootDir?: string;
+}
+
 /** Everything a backend needs to execute one run. */
 export interface RunRequest {
   /** The worker, as it is when the run starts. */
@@ -141,6 +153,12 @@ export interface RunRequest {
    * whether or not its own configuration names them.
    */
   workspaceRootDirs?: readonly string[];
+  /**
+   * The worker's mounts (Worker.mounts), with `workspaceDir`: file tools
+   * reach each under /mounts/<name>, sandboxed commands see it there. Each
+   * directory is made, like the workspace, inside its root's real path.
+   */
+  mounts?: readonly RunMount[];
   /** Capabilities granted to the worker. */
   capabilities: readonly string[];
   /**

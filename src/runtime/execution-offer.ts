@@ -18,6 +18,7 @@ import { type HostSecrets, resolveSecrets } from "./host-secrets.js";
 import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
+import { mountDirs, type WorkspaceDirs } from "./mounts.js";
 
 /**
  * What this runtime offers a Worker: profiles, tool capabilities,
@@ -240,27 +241,35 @@ export class ExecutionOffer {
   /**
    * Checks a workspace: an allowed root (of the runtime, and of the bundle's
    * policies when the profile is a bundle's) and a clean relative path inside it.
+   * A mount is checked the same way (mounts.ts): its `field` and the
+   * bundle's list of roots for mounts instead.
    */
-  checkWorkspace(root: string, relative: string, policies?: BundlePolicies): { root: string; path: string } {
+  checkWorkspace(
+    root: string,
+    relative: string,
+    policies?: BundlePolicies,
+    field = "workspace",
+    bundleRoots: readonly string[] | undefined = policies?.allowedWorkspaceRoots,
+  ): { root: string; path: string } {
     if (!Object.hasOwn(this.workspaceRoots, root)) {
       throw new RuntimeError(
         Code.FailedPrecondition,
         ErrorReason.WORKSPACE_DENIED,
-        `workspace.root "${root.slice(0, 64)}" is not an allowed root`,
+        `${field}.root "${root.slice(0, 64)}" is not an allowed root`,
         {
-          field: "workspace.root",
+          field: `${field}.root`,
         },
       );
     }
-    if (policies && !policies.allowedWorkspaceRoots.includes(root)) {
+    if (bundleRoots && !bundleRoots.includes(root)) {
       throw new RuntimeError(
         Code.PermissionDenied,
         ErrorReason.WORKSPACE_DENIED,
-        `workspace.root "${root.slice(0, 64)}" is not allowed by the profile's config bundle`,
-        { field: "workspace.root" },
+        `${field}.root "${root.slice(0, 64)}" is not allowed by the profile's config bundle`,
+        { field: `${field}.root` },
       );
     }
-    checkTextBytes("workspace.path", relative, this.limits.maxWorkspacePathBytes);
+    checkTextBytes(`${field}.path`, relative, this.limits.maxWorkspacePathBytes);
     const segments = relative === "" ? [] : relative.split("/");
     if (
       relative.startsWith("/") ||
@@ -271,8 +280,8 @@ export class ExecutionOffer {
       throw new RuntimeError(
         Code.InvalidArgument,
         ErrorReason.WORKSPACE_DENIED,
-        "workspace.path: must be a relative path inside the root without '.', '..' or empty segments",
-        { field: "workspace.path" },
+        `${field}.path: must be a relative path inside the root without '.', '..' or empty segments`,
+        { field: `${field}.path` },
       );
     }
     return { root, path: segments.join("/") };
@@ -283,11 +292,12 @@ export class ExecutionOffer {
    * (where the other workers' workspaces are, for the sandbox to hide);
    * never sent to clients.
    */
-  workspaceDirOf(worker: Worker): { dir: string; root: string; roots: string[] } | undefined {
+  workspaceDirOf(worker: Worker): WorkspaceDirs | undefined {
     const workspace = worker.workspace;
     const root = workspace ? this.workspaceRoots[workspace.root] : undefined;
     if (!workspace || root === undefined) return undefined;
-    return { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root, roots: Object.values(this.workspaceRoots) };
+    const dirs = { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root, roots: Object.values(this.workspaceRoots) };
+    return worker.mounts.length > 0 ? { ...dirs, mounts: mountDirs(worker.mounts, this.workspaceRoots) } : dirs;
   }
 }
 

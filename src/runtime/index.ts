@@ -96,6 +96,7 @@ export {
   type RetryInit,
   type RunOutcome,
   type RunRequest,
+  type RunMount,
   type RunResume,
   type RunSink,
   type ToolCallDeltaInit,

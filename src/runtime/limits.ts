@@ -41,6 +41,8 @@ export interface Limits {
   maxIntentBytes: number;
   /** Largest workspace path (relative to its root) in UTF-8 bytes. */
   maxWorkspacePathBytes: number;
+  /** Mounts per worker (CreateWorkerRequest.mounts). */
+  maxMounts: number;
   /** Longest tool call id accepted by ResolveApproval, in characters. */
   maxToolCallIdLength: number;
   /** Largest approval reason in UTF-8 bytes. */
@@ -94,6 +96,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxDisplayNameBytes: 200,
   maxIntentBytes: 4096,
   maxWorkspacePathBytes: 1024,
+  maxMounts: 8,
   maxToolCallIdLength: 256,
   maxApprovalReasonBytes: 1024,
   maxDiagnostics: 1000,

@@ -156,6 +156,7 @@ export async function executeRun(
         },
         ...(input ? { inputSeq: input.seq } : {}),
         ...(workspace ? { workspaceDir: workspace.dir, workspaceRootDir: workspace.root, workspaceRootDirs: workspace.roots } : {}),
+        ...(workspace?.mounts ? { mounts: workspace.mounts } : {}),
         ...(resumed ? { resume: { ...resumed.resume } } : {}),
         logger,
         traceContext,

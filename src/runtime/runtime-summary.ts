@@ -70,6 +70,7 @@ export function runtimeSummary(init: RuntimeSummaryInit): RuntimeSummary {
       eventRetention: limits.eventRetention,
       maxWorkers: limits.maxWorkers,
       maxLabels: limits.maxLabels,
+      maxMounts: limits.maxMounts,
       ...offer.executionLimits(),
       ...byteBounds(limits),
     }),

@@ -6,6 +6,7 @@ import type { CursorStream } from "./cursor.js";
 import type { ExecutionBackend, RunPolicy } from "./execution-backend.js";
 import type { Limits } from "./limits.js";
 import type { Logger } from "./logger.js";
+import type { WorkspaceDirs } from "./mounts.js";
 import type { RuntimeMetrics } from "./metrics.js";
 import type { RuntimeStore } from "./store.js";
 
@@ -21,8 +22,8 @@ export interface SessionDeps {
   profileOf(worker: Worker): Profile;
   /** Throws BUNDLE_UNAVAILABLE when a worker's config bundle is not served, so it takes no input it could not run. */
   checkProfile(worker: Worker): void;
-  /** Host directories of a worker's workspace, of its root and of every root (never sent to clients). */
-  workspaceDirOf(worker: Worker): { dir: string; root: string; roots: string[] } | undefined;
+  /** Host directories of a worker's workspace, of its root, of every root and of its mounts (never sent to clients). */
+  workspaceDirOf(worker: Worker): WorkspaceDirs | undefined;
   /** Secrets and shell policy of a worker's runs; throws SECRET_NOT_FOUND when the host lacks one. */
   policyOf(worker: Worker): RunPolicy;
   /** Reports every store write outcome per write path (runtime health). */

@@ -283,7 +283,14 @@ describe("shell.exec sandbox", () => {
   });
 
   it("hides the workspace's and the private paths' host locations in every line bwrap writes, and only there", () => {
-    const mounts = { root: [], hidden: [], insideWorkspace: [], privatePaths: ["/srv/rt/data", "/srv/roots/main"] };
+    const mounts = {
+      root: [],
+      hidden: [],
+      insideWorkspace: [],
+      privatePaths: ["/srv/rt/data", "/srv/roots/main"],
+      workerMounts: [],
+      mounts: [],
+    };
     const output = [
       "bwrap: Can't bind mount /oldroot/srv/roots/main/w1 on /newroot/workspace: No such file or directory",
       "bwrap: Can't mount tmpfs on /newroot/srv/rt/data: Permission denied",

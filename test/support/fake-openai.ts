@@ -80,7 +80,7 @@ export interface ChatRequestBody {
   temperature?: number;
   max_completion_tokens?: number;
   messages: ChatRequestMessage[];
-  tools?: { type: string; function: { name: string } }[];
+  tools?: { type: string; function: { name: string; description?: string } }[];
 }
 
 /** A message as the client sent it. */

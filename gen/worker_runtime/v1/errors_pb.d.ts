@@ -175,7 +175,8 @@ export enum ErrorReason {
   CAPABILITY_DENIED = 17,
 
   /**
-   * The requested workspace is outside the Runtime's allowed roots.
+   * The requested workspace (or mount) is outside the Runtime's allowed
+   * roots, or not allowed by the profile's config bundle.
    *
    * @generated from enum value: ERROR_REASON_WORKSPACE_DENIED = 18;
    */

@@ -212,7 +212,7 @@ export declare const BundleProfileRefSchema: GenMessage<BundleProfileRef>;
  *
  * Canonical form and digest: profiles sorted by name; every string list
  * (tools, approval_required_tools, secret_names, allowed_capabilities,
- * allowed_workspace_roots, allowed_programs) sorted (by UTF-16 code units,
+ * allowed_workspace_roots, allowed_mount_roots, allowed_programs) sorted (by UTF-16 code units,
  * as JavaScript sorts) with repeats removed; unknown fields dropped. The
  * digest is "sha256:" and the lowercase hex SHA-256 of the deterministic
  * protobuf binary encoding (fields in field-number order) of the canonical
@@ -287,6 +287,23 @@ export declare type BundlePolicies = Message<"worker_runtime.v1.BundlePolicies">
    * @generated from field: worker_runtime.v1.ShellPolicy shell = 3;
    */
   shell?: ShellPolicy | undefined;
+
+  /**
+   * Names of the Runtime's workspace roots a Worker's mounts
+   * (CreateWorkerRequest.mounts) may come from; another is refused with
+   * WORKSPACE_DENIED. Empty: no mounts.
+   *
+   * @generated from field: repeated string allowed_mount_roots = 4;
+   */
+  allowedMountRoots: string[];
+
+  /**
+   * Whether a Worker's mount may be writable; a writable one is refused
+   * with WORKSPACE_DENIED when not.
+   *
+   * @generated from field: bool allow_writable_mounts = 5;
+   */
+  allowWritableMounts: boolean;
 };
 
 /**

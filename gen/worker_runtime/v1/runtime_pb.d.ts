@@ -222,6 +222,13 @@ export declare type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> &
    * @generated from field: uint32 max_queued_input_bytes = 15;
    */
   maxQueuedInputBytes: number;
+
+  /**
+   * Largest number of mounts per Worker (CreateWorkerRequest.mounts).
+   *
+   * @generated from field: uint32 max_mounts = 16;
+   */
+  maxMounts: number;
 };
 
 /**

@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { ProfileSelector } from "./profile_pb.js";
-import type { Input, Worker, WorkerStatus, WorkspaceSpec } from "./worker_pb.js";
+import type { Input, MountSpec, Worker, WorkerStatus, WorkspaceSpec } from "./worker_pb.js";
 import type { Run } from "./run_pb.js";
 import type { ErrorDetail } from "./errors_pb.js";
 import type { WorkerRef } from "./common_pb.js";
@@ -94,6 +94,15 @@ export declare type CreateWorkerRequest = Message<"worker_runtime.v1.CreateWorke
    * @generated from field: string request_id = 9;
    */
   requestId: string;
+
+  /**
+   * More directories for the Worker's tools, seen under /mounts/<name>
+   * (see MountSpec): at most RuntimeLimits.max_mounts (8), names unique,
+   * only with a workspace, none overlapping it.
+   *
+   * @generated from field: repeated worker_runtime.v1.MountSpec mounts = 10;
+   */
+  mounts: MountSpec[];
 };
 
 /**

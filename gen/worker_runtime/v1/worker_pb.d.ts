@@ -143,6 +143,14 @@ export declare type Worker = Message<"worker_runtime.v1.Worker"> & {
    * @generated from field: worker_runtime.v1.ActiveRunState active_run_state = 17;
    */
   activeRunState: ActiveRunState;
+
+  /**
+   * Directories beside the workspace that the Worker's tools see under
+   * /mounts/<name>, as given at creation (see MountSpec).
+   *
+   * @generated from field: repeated worker_runtime.v1.MountSpec mounts = 18;
+   */
+  mounts: MountSpec[];
 };
 
 /**
@@ -207,6 +215,60 @@ export declare type WorkspaceSpec = Message<"worker_runtime.v1.WorkspaceSpec"> &
  * Use `create(WorkspaceSpecSchema)` to create a new message.
  */
 export declare const WorkspaceSpecSchema: GenMessage<WorkspaceSpec>;
+
+/**
+ * MountSpec gives a Worker's tools one more directory from the Runtime's
+ * allowed roots, beside its workspace: file tools reach it by paths that
+ * start with "/mounts/<name>/", and sandboxed shell commands see it at
+ * /mounts/<name>. It is read-only unless `writable`. A mount needs a
+ * workspace, may not overlap it, and takes a lease on its path like a
+ * workspace does (a writable one an exclusive WRITE lease, so two Workers
+ * never write one directory; a read-only one a shared READ lease). The
+ * directory is made, like the workspace, when a run first opens it, and
+ * must stay inside its root's real path (a symlink leading out is refused).
+ *
+ * @generated from message worker_runtime.v1.MountSpec
+ */
+export declare type MountSpec = Message<"worker_runtime.v1.MountSpec"> & {
+  /**
+   * Name of an allowed root, as listed in RuntimeCapabilities.workspace_roots
+   * (and, for a config bundle's profile, in its
+   * BundlePolicies.allowed_mount_roots).
+   *
+   * @generated from field: string root = 1;
+   */
+  root: string;
+
+  /**
+   * Relative path inside the root, with the rules of WorkspaceSpec.path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * Where the tools see it: /mounts/<name>. 1-63 characters of [a-z0-9._-],
+   * starting and ending with [a-z0-9]; unique among the Worker's mounts.
+   *
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * Whether tools may change files in it; needs the fs.write or shell.exec
+   * capability (and, for a config bundle's profile,
+   * BundlePolicies.allow_writable_mounts).
+   *
+   * @generated from field: bool writable = 4;
+   */
+  writable: boolean;
+};
+
+/**
+ * Describes the message worker_runtime.v1.MountSpec.
+ * Use `create(MountSpecSchema)` to create a new message.
+ */
+export declare const MountSpecSchema: GenMessage<MountSpec>;
 
 /**
  * Input is what a client sends to a Worker.

@@ -1,8 +1,14 @@
-import { create, toJson } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toJson } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { ProfileSelectorSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
-import { WorkerSchema, WorkerStatus, WorkspaceSpecSchema, type Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import {
+  type MountSpecSchema,
+  WorkerSchema,
+  WorkerStatus,
+  WorkspaceSpecSchema,
+  type Worker,
+} from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
@@ -16,11 +22,15 @@ const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label 
   --status   idle, running, stopped or failed (repeatable: any of them)
   --label    only workers with this label (repeatable: all of them)`;
 const CREATE_USAGE = `usage: worker-runtime workers create --profile P [--workspace ROOT/PATH] [--capability C]...
-                                     [--label KEY=VALUE]... [--name TEXT] [--intent TEXT] [--request-id ID]
+                                     [--mount ROOT:PATH:NAME[:rw]]... [--label KEY=VALUE]... [--name TEXT]
+                                     [--intent TEXT] [--request-id ID]
   Creates a worker and prints its id (its details on a terminal).
   --profile     builtin profile name (e.g. companion)
   --workspace   workspace: a root the runtime allows, then a path inside it (ROOT or ROOT/PATH)
   --capability  tool capability to grant: fs.read, fs.write, shell.exec (repeatable)
+  --mount       one more directory for the worker's tools, seen at /mounts/NAME: a root the runtime
+                allows, a path inside it ("" for the root), a name, and ":rw" to make it writable
+                (repeatable; needs --workspace)
   --request-id  makes a retried create return the same worker`;
 const GET_USAGE = `usage: worker-runtime workers get WORKER
   One worker's details.`;
@@ -42,10 +52,34 @@ const CREATE_FIELDS = {
   capabilities: "--capability",
   "workspace.root": "--workspace root",
   "workspace.path": "--workspace path",
+  mounts: "--mount",
   display_name: "--name",
   intent: "--intent",
   request_id: "--request-id",
 };
+
+/**
+ * Parses repeated --mount ROOT:PATH:NAME[:rw] flags. A final "rw" after
+ * three parts makes the mount writable; a path may hold ":" itself.
+ */
+function parseMounts(values: readonly string[] | undefined): MessageInitShape<typeof MountSpecSchema>[] {
+  return (values ?? []).map((value) => {
+    const parts = value.split(":");
+    const writable = parts.length >= 4 && parts[parts.length - 1] === "rw";
+    if (writable) parts.pop();
+    if (parts.length < 3) throw new CommandLineError(`--mount wants ROOT:PATH:NAME or ROOT:PATH:NAME:rw, not "${value}"`);
+    const name = parts.pop() ?? "";
+    const root = parts.shift() ?? "";
+    return { root, path: parts.join(":"), name, writable };
+  });
+}
+
+/** A worker's mounts as `workers get` shows them: where the tools see each, and where it comes from. */
+function mountsText(worker: Worker): string {
+  return worker.mounts
+    .map((m) => `/mounts/${m.name} = ${[m.root, m.path].filter(Boolean).join("/")} (${m.writable ? "writable" : "read-only"})`)
+    .join(", ");
+}
 
 /** Parses repeated KEY=VALUE flags. */
 function parseLabels(pairs: readonly string[] | undefined): Record<string, string> {
@@ -127,6 +161,7 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
     profile: { type: "string" },
     workspace: { type: "string" },
     capability: { type: "string", multiple: true },
+    mount: { type: "string", multiple: true },
     label: { type: "string", multiple: true },
     name: { type: "string" },
     intent: { type: "string" },
@@ -136,6 +171,7 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
   expectPositionals(positionals, 0, 0, CREATE_USAGE);
   if (values.profile === undefined) throw new CommandLineError(`--profile is required\n${CREATE_USAGE}`);
   const labels = parseLabels(values.label);
+  const mounts = parseMounts(values.mount);
   const workspace = values.workspace;
   return withContext(values, CREATE_FIELDS, async (context) => {
     const slash = workspace?.indexOf("/") ?? -1;
@@ -147,6 +183,7 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
       displayName: values.name ?? "",
       intent: values.intent ?? "",
       requestId: values["request-id"] ?? "",
+      mounts,
       ...(workspace !== undefined
         ? {
             workspace: create(WorkspaceSpecSchema, {
@@ -233,6 +270,7 @@ function printWorker(context: CommandContext, worker: Worker | undefined, create
     ["intent", worker.intent],
     ["capabilities", worker.capabilities.join(", ")],
     ["workspace", worker.workspace ? [worker.workspace.root, worker.workspace.path].filter(Boolean).join("/") : ""],
+    ...(worker.mounts.length > 0 ? ([["mounts", mountsText(worker)]] as const) : []),
     ["labels", labelsText(worker.labels)],
     ["active run", worker.activeRunId],
     ["queued runs", String(worker.queuedRuns)],

@@ -65,7 +65,7 @@ export const editFileTool: ToolDefinition = {
     const oldText = stringArg(args, "old_text");
     const newText = stringArg(args, "new_text");
     if (oldText === "") throw new ToolError('argument "old_text" must not be empty');
-    const hostPath = await workspace.resolveExisting(path);
+    const hostPath = await workspace.resolveExisting(path, true);
     const { handle, info } = await openRegularFile(hostPath, path);
     let content: Buffer;
     try {

@@ -17,7 +17,8 @@ import { join, relative, resolve, sep } from "node:path";
  *   Runtime's, RunRequest.workspaceRootDirs) are covered by empty ones,
  *   inside the workspace too, so a command cannot read host secrets, other
  *   workers' transcripts or other workers' workspaces through the
- *   read-only host view.
+ *   read-only host view. A worker's mounts are bound at /mounts/<name>
+ *   (read-only unless writable), the private paths inside them covered too.
  * - "none": no isolation, chosen explicitly by the operator
  *   (`--allow-unsandboxed-shell`); see the limits in shell-tool.ts.
  * - "refused": no sandbox is available and the operator did not opt out:
@@ -90,6 +91,19 @@ export const SANDBOX_WORKSPACE = "/workspace";
 /** Top-level host entries the sandbox makes itself, or that {@link SANDBOX_WORKSPACE} replaces. */
 const OWN_TOP_LEVEL = new Set(["proc", "dev", "tmp", SANDBOX_WORKSPACE.slice(1)]);
 
+/** Where a sandboxed command sees the worker's mounts: /mounts/<name> (MountSpec in worker.proto), as the file tools do. */
+export const SANDBOX_MOUNTS = "/mounts";
+
+/** One of a worker's mounts, for its sandbox. */
+export interface SandboxMount {
+  /** Seen at /mounts/<name>. */
+  name: string;
+  /** Real host path of the mount's directory. */
+  root: string;
+  /** Bound writable; else read-only. */
+  writable: boolean;
+}
+
 /**
  * The bwrap arguments that rebuild the host's root read-only from its
  * top-level entries (each bound read-only, a symlink such as /bin -> usr/bin
@@ -97,10 +111,11 @@ const OWN_TOP_LEVEL = new Set(["proc", "dev", "tmp", SANDBOX_WORKSPACE.slice(1)]
  * {@link SANDBOX_WORKSPACE} where the host has none: the sandbox's own root
  * is a tmpfs, so it can, and it is made read-only once everything is mounted.
  */
-export async function hostRootArgs(): Promise<string[]> {
+export async function hostRootArgs(withMounts = false): Promise<string[]> {
   const args: string[] = [];
   for (const name of (await readdir("/")).sort()) {
-    if (OWN_TOP_LEVEL.has(name)) continue;
+    // A host /mounts is left out when the worker's mounts are there instead.
+    if (OWN_TOP_LEVEL.has(name) || (withMounts && name === SANDBOX_MOUNTS.slice(1))) continue;
     const path = `/${name}`;
     const info = await lstat(path).catch(() => undefined);
     if (!info) continue;
@@ -120,6 +135,10 @@ export interface SandboxMounts {
   insideWorkspace: string[];
   /** Real host paths of the private paths covered, to keep them out of bwrap's own errors ({@link hideHostPaths}). */
   privatePaths: string[];
+  /** The worker's mounts bound at /mounts/<name>, then the private paths inside them covered. */
+  workerMounts: string[];
+  /** The mounts, for {@link hideHostPaths}. */
+  mounts: readonly SandboxMount[];
 }
 
 /**
@@ -137,20 +156,39 @@ export interface SandboxMounts {
  * moved a parent would otherwise take the path out of where the operator
  * named it, and the next command would see it uncovered.
  */
-export async function sandboxMounts(workspace: string, hiddenPaths: readonly string[]): Promise<SandboxMounts> {
+export async function sandboxMounts(
+  workspace: string,
+  hiddenPaths: readonly string[],
+  mounts: readonly SandboxMount[] = [],
+): Promise<SandboxMounts> {
   const hidden: string[] = [];
   const privatePaths: string[] = [];
-  const inside: { path: string; directory: boolean }[] = [];
+  const found: { real: string; directory: boolean }[] = [];
   for (const path of [...hiddenPaths, workspace]) {
     const real = await realpath(resolve(path)).catch(() => undefined);
     if (real === undefined || real === "/") continue;
     const info = await stat(real).catch(() => undefined);
     if (!info) continue;
     if (real !== workspace) privatePaths.push(real);
-    if (real.startsWith(workspace + sep)) inside.push({ path: relative(workspace, real), directory: info.isDirectory() });
+    found.push({ real, directory: info.isDirectory() });
     if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, info.isDirectory()));
   }
-  return { root: await hostRootArgs(), hidden, insideWorkspace: insideWorkspaceArgs(workspace, inside), privatePaths };
+  const insideOf = (dir: string) =>
+    found.filter(({ real }) => real.startsWith(dir + sep)).map(({ real, directory }) => ({ path: relative(dir, real), directory }));
+  // Each mount bound where the tools see it, read-only unless writable; private paths inside it covered again, as in the workspace.
+  const workerMounts = mounts.flatMap((mount) => {
+    const at = `${SANDBOX_MOUNTS}/${mount.name}`;
+    const bind = mount.writable ? "--bind" : "--ro-bind";
+    return [bind, mount.root, at, ...insideArgs(mount.root, at, insideOf(mount.root), bind)];
+  });
+  return {
+    root: await hostRootArgs(mounts.length > 0),
+    hidden,
+    insideWorkspace: insideArgs(workspace, SANDBOX_WORKSPACE, insideOf(workspace), "--bind"),
+    privatePaths,
+    workerMounts,
+    mounts,
+  };
 }
 
 /**
@@ -169,6 +207,8 @@ export function hideHostPaths(output: string, workspace: string, mounts: Sandbox
     let text = line;
     for (const staging of ["/newroot", "/oldroot"]) text = replacePath(text.replaceAll(`${staging}/`, "/"), staging, "/");
     text = replacePath(text, workspace, SANDBOX_WORKSPACE);
+    // Before the private paths: a mount lies under a root, which is one.
+    for (const mount of mounts.mounts) text = replacePath(text, mount.root, `${SANDBOX_MOUNTS}/${mount.name}`);
     for (const path of privatePaths) text = replacePath(text, path, "(a private path)");
     return text;
   };
@@ -195,16 +235,26 @@ function replacePath(text: string, path: string, by: string): string {
   return text.replace(new RegExp(`${escaped}(?![^/\\s:'"])`, "g"), by);
 }
 
-/** Pins, then covers, for the private paths inside the workspace (relative to it); one inside another is covered by it. */
-function insideWorkspaceArgs(workspace: string, inside: readonly { path: string; directory: boolean }[]): string[] {
+/**
+ * Pins, then covers, for the private paths inside a bound directory
+ * (`hostDir`, seen at `sandboxDir`; paths relative to it); one inside
+ * another is covered by it. Parents are pinned with the directory's own
+ * `bind`, so a read-only mount's stay read-only.
+ */
+function insideArgs(
+  hostDir: string,
+  sandboxDir: string,
+  inside: readonly { path: string; directory: boolean }[],
+  bind: "--bind" | "--ro-bind",
+): string[] {
   const outermost = inside.filter(({ path }) => !inside.some((other) => path.startsWith(other.path + sep)));
   const parents = new Set<string>();
   for (const { path } of outermost) {
     const segments = path.split(sep);
     for (let i = 1; i < segments.length; i++) parents.add(segments.slice(0, i).join(sep));
   }
-  const pins = [...parents].sort().flatMap((parent) => ["--bind", join(workspace, parent), join(SANDBOX_WORKSPACE, parent)]);
-  return [...pins, ...outermost.flatMap(({ path, directory }) => cover(join(SANDBOX_WORKSPACE, path), directory))];
+  const pins = [...parents].sort().flatMap((parent) => [bind, join(hostDir, parent), join(sandboxDir, parent)]);
+  return [...pins, ...outermost.flatMap(({ path, directory }) => cover(join(sandboxDir, path), directory))];
 }
 
 function cover(path: string, directory: boolean): string[] {
@@ -238,6 +288,7 @@ export function sandboxedArgv(argv: readonly string[], workspace: string, mounts
     workspace,
     SANDBOX_WORKSPACE,
     ...mounts.insideWorkspace,
+    ...mounts.workerMounts,
     "--remount-ro",
     "/",
     "--chdir",

@@ -18,7 +18,11 @@ import { truncationNote } from "./output-bounds.js";
  * (shell-sandbox.ts), which closes the limits below. Without a sandbox
  * (`--allow-unsandboxed-shell`, the operator's explicit choice) they remain:
  * - The command runs as the runtime's user with its permissions; the
- *   workspace confines file tools, not commands.
+ *   workspace confines file tools, not commands. Nor are a worker's mounts
+ *   remapped to /mounts (their run_command description says nothing of them
+ *   then): the command sees the host, where they are wherever the operator
+ *   keeps them, and a read-only mount is no more read-only to it than any
+ *   other file the runtime's user may write.
  * - Credentials are left out of the command's environment, but the command
  *   can still read the runtime's own environment through
  *   `/proc/$PPID/environ`, so `shell.exec` exposes the provider key.
@@ -53,7 +57,9 @@ export const runCommandTool: ToolDefinition = {
     const line = commandLine(command, context.shellPolicy, context.shellSandbox ?? "none");
     // Under a policy the first word is a program the check found; without one it is the shell itself.
     const program = context.shellPolicy ? line[0] : undefined;
-    const mounts = context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? []) : undefined;
+    const workerMounts = workspace.mounts.map((mount) => ({ name: mount.name, root: mount.area.root, writable: mount.writable }));
+    const mounts =
+      context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], workerMounts) : undefined;
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
     const result = mounts

@@ -92,6 +92,5 @@ function parseArgs(json: string): ToolArgs {
 function describeFailure(error: unknown, context: ToolContext): string {
   if (error instanceof ToolError) return error.message;
   const message = error instanceof Error ? error.message : String(error);
-  const root = context.workspace?.root;
-  return `tool failed: ${root ? message.split(root).join(".") : message}`;
+  return `tool failed: ${context.workspace ? context.workspace.redact(message) : message}`;
 }

@@ -21,6 +21,10 @@ export class Workspace {
     readonly root: string,
     /** Real paths strictly inside the root that the runtime keeps private ({@link withPrivatePaths}). */
     private readonly privatePaths: readonly string[] = [],
+    /** The worker's mounts, reached by paths under {@link MOUNTS_DIR} ({@link withMounts}). */
+    readonly mounts: readonly WorkspaceMount[] = [],
+    /** What this directory is to the model, in refusals: "the workspace", or "the mount /mounts/<name>". */
+    private readonly label = "the workspace",
   ) {}
 
   /** Opens a workspace; the directory must exist. */
@@ -36,20 +40,20 @@ export class Workspace {
    * instead of becoming the workspace, or having a directory made at its
    * target. Symlinks that stay inside the root are followed.
    */
-  static async openInside(root: string, dir: string): Promise<Workspace> {
+  static async openInside(root: string, dir: string, what = "the worker's workspace"): Promise<Workspace> {
     // The root is the operator's (trusted) configuration; made if missing, as before.
     await mkdir(root, { recursive: true });
     const realRoot = await realpath(root);
     const inside = (path: string): boolean => path === realRoot || path.startsWith(realRoot + sep);
     let current = realRoot;
     for (const segment of relative(resolve(root), resolve(dir)).split(sep).filter(Boolean)) {
-      if (segment === "..") throw new ToolError("the worker's workspace is not inside its root");
+      if (segment === "..") throw new ToolError(`${what} is not inside its root`);
       const next = join(current, segment);
       await mkdir(next).catch((cause: unknown) => {
         if (!(cause instanceof Error && "code" in cause && cause.code === "EEXIST")) throw cause;
       });
       current = await realpath(next);
-      if (!inside(current)) throw new ToolError("the worker's workspace leads outside its root through a symlink");
+      if (!inside(current)) throw new ToolError(`${what} leads outside its root through a symlink`);
     }
     return new Workspace(current);
   }
@@ -63,37 +67,85 @@ export class Workspace {
     return new Workspace(
       this.root,
       [...paths.operator, ...paths.roots].filter((real) => real.startsWith(this.root + sep)),
+      this.mounts,
+      this.label,
     );
   }
 
-  /** Whether a host path inside the workspace is, or lies under, a private path. */
+  /**
+   * This workspace with the worker's mounts, each opened as a workspace of
+   * its own (same confinement, its own private paths): a model path under
+   * /mounts/<name> resolves inside that mount, every other path as before.
+   */
+  withMounts(mounts: readonly WorkspaceMount[]): Workspace {
+    return new Workspace(this.root, this.privatePaths, mounts, this.label);
+  }
+
+  /** This directory as the mount `name`: its refusals say "the mount /mounts/<name>". */
+  asMount(name: string): Workspace {
+    return new Workspace(this.root, this.privatePaths, [], `the mount ${MOUNTS_DIR}/${name}`);
+  }
+
+  /** Whether a host path inside the workspace, or one of its mounts, is or lies under a private path. */
   isPrivate(hostPath: string): boolean {
+    if (this.mounts.some((mount) => mount.area.isPrivate(hostPath))) return true;
     return this.privatePaths.some((path) => hostPath === path || hostPath.startsWith(path + sep));
   }
 
-  /** Resolves a path that must exist (read, list, search, edit). */
-  async resolveExisting(path: string): Promise<string> {
-    const lexical = this.lexical(path);
-    let real: string;
-    try {
-      real = await realpath(lexical);
-    } catch (cause) {
-      if (isNotFound(cause)) throw new ToolError(`no such file or directory: ${path}`);
-      throw cause;
-    }
-    this.assertInside(real, path);
-    this.assertNotPrivate(real, path);
-    return real;
+  /**
+   * Resolves a path that must exist (read, list, search; edit with
+   * `toWrite`, which a read-only mount refuses).
+   */
+  async resolveExisting(path: string, toWrite = false): Promise<string> {
+    const { area, relative } = this.route(path, toWrite);
+    return area.existing(relative, path);
   }
 
   /**
    * Resolves a path that may not exist yet (write). An existing target must
    * resolve inside; a new one must sit under an existing directory that
    * does. A dangling symlink is refused: writing through it would create
-   * its target wherever it points.
+   * its target wherever it points. A read-only mount refuses.
    */
   async resolveForWrite(path: string): Promise<string> {
-    const lexical = this.lexical(path);
+    const { area, relative } = this.route(path, true);
+    return area.forWrite(relative, path);
+  }
+
+  /**
+   * Where a model path leads: into a mount when it starts with
+   * /mounts/<name> and the worker has mounts, else into this workspace.
+   */
+  private route(path: string, toWrite: boolean): { area: Workspace; relative: string } {
+    if (this.mounts.length === 0 || !(path === MOUNTS_DIR || path.startsWith(`${MOUNTS_DIR}/`))) return { area: this, relative: path };
+    const [name = "", ...rest] = path.slice(MOUNTS_DIR.length + 1).split("/");
+    const mount = this.mounts.find((candidate) => candidate.name === name);
+    if (!mount) {
+      const names = this.mounts.map((m) => `${MOUNTS_DIR}/${m.name}`).join(", ");
+      throw new ToolError(`refused: ${path}: there is no mount named "${name.slice(0, 64)}"; this worker's mounts are ${names}`);
+    }
+    if (toWrite && !mount.writable) throw new ToolError(`refused: ${path} is in a read-only mount`);
+    return { area: mount.area, relative: rest.join("/") };
+  }
+
+  /** Resolves `path` (relative to this directory; shown as `shown`), which must exist. */
+  private async existing(path: string, shown: string): Promise<string> {
+    const lexical = this.lexical(path, shown);
+    let real: string;
+    try {
+      real = await realpath(lexical);
+    } catch (cause) {
+      if (isNotFound(cause)) throw new ToolError(`no such file or directory: ${shown}`);
+      throw cause;
+    }
+    this.assertInside(real, shown);
+    this.assertNotPrivate(real, shown);
+    return real;
+  }
+
+  /** Resolves `path` (relative to this directory; shown as `shown`) for writing ({@link resolveForWrite}). */
+  private async forWrite(path: string, shown: string): Promise<string> {
+    const lexical = this.lexical(path, shown);
     const existing = await lstat(lexical).catch((cause: unknown) => {
       if (isNotFound(cause)) return undefined;
       throw cause;
@@ -103,20 +155,20 @@ export class Workspace {
       try {
         real = await realpath(lexical);
       } catch (cause) {
-        if (isNotFound(cause)) throw new ToolError(`refused: ${path} is a symlink to a missing target`);
+        if (isNotFound(cause)) throw new ToolError(`refused: ${shown} is a symlink to a missing target`);
         throw cause;
       }
-      this.assertInside(real, path);
-      this.assertNotPrivate(real, path);
+      this.assertInside(real, shown);
+      this.assertNotPrivate(real, shown);
       return real;
     }
     let ancestor = dirname(lexical);
     for (;;) {
       try {
         const realAncestor = await realpath(ancestor);
-        this.assertInside(realAncestor, path);
+        this.assertInside(realAncestor, shown);
         const target = join(realAncestor, relative(ancestor, lexical));
-        this.assertNotPrivate(target, path);
+        this.assertNotPrivate(target, shown);
         return target;
       } catch (cause) {
         if (!isNotFound(cause)) throw cause;
@@ -125,25 +177,47 @@ export class Workspace {
     }
   }
 
-  /** The model-facing form of a host path inside the workspace. */
+  /** The model-facing form of a host path inside the workspace ("a/b") or a mount ("/mounts/<name>/a/b"). */
   display(hostPath: string): string {
+    const mount = this.mountOf(hostPath);
+    if (mount) {
+      const rel = relative(mount.area.root, hostPath);
+      return rel === "" ? `${MOUNTS_DIR}/${mount.name}` : `${MOUNTS_DIR}/${mount.name}/${rel.split(sep).join("/")}`;
+    }
     const rel = relative(this.root, hostPath);
     return rel === "" ? "." : rel.split(sep).join("/");
   }
 
-  private lexical(path: string): string {
+  /** `message` with the host paths of the workspace and its mounts told as the model knows them. */
+  redact(message: string): string {
+    const mounts = [...this.mounts].sort((a, b) => b.area.root.length - a.area.root.length);
+    const text = mounts.reduce((text, mount) => text.split(mount.area.root).join(`${MOUNTS_DIR}/${mount.name}`), message);
+    return text.split(this.root).join(".");
+  }
+
+  /** The mount a host path lies in (the deepest, should mounts nest), if any. */
+  private mountOf(hostPath: string): WorkspaceMount | undefined {
+    let found: WorkspaceMount | undefined;
+    for (const mount of this.mounts) {
+      if (mount.area.contains(hostPath) && (!found || mount.area.root.length > found.area.root.length)) found = mount;
+    }
+    return found;
+  }
+
+  private lexical(path: string, shown: string): string {
     if (path.includes("\0")) throw new ToolError("refused: path contains a NUL byte");
     if (isAbsolute(path)) {
-      throw new ToolError(`refused: absolute path ${path}; use a path relative to the workspace root`);
+      const mounts = this.mounts.length > 0 ? ` or under ${MOUNTS_DIR}/<name> for a mount` : "";
+      throw new ToolError(`refused: absolute path ${shown}; use a path relative to the workspace root${mounts}`);
     }
     const lexical = resolve(this.root, path === "" ? "." : path);
-    if (!this.contains(lexical)) throw new ToolError(`refused: ${path} leads outside the workspace`);
+    if (!this.contains(lexical)) throw new ToolError(`refused: ${shown} leads outside ${this.label}`);
     return lexical;
   }
 
   private assertInside(real: string, path: string): void {
     if (!this.contains(real)) {
-      throw new ToolError(`refused: ${path} leads outside the workspace (through a symlink)`);
+      throw new ToolError(`refused: ${path} leads outside ${this.label} (through a symlink)`);
     }
   }
 
@@ -154,6 +228,19 @@ export class Workspace {
   private contains(hostPath: string): boolean {
     return hostPath === this.root || hostPath.startsWith(this.root + sep);
   }
+}
+
+/** Where the model finds a worker's mounts: /mounts/<name> (MountSpec in worker.proto). */
+export const MOUNTS_DIR = "/mounts";
+
+/** One of a worker's mounts, opened for its file tools. */
+export interface WorkspaceMount {
+  /** Seen at /mounts/<name>. */
+  readonly name: string;
+  /** Whether write_file and edit_file may change it. */
+  readonly writable: boolean;
+  /** The mount's directory, confined like a workspace. */
+  readonly area: Workspace;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -197,11 +284,11 @@ export async function resolvePrivatePaths(
  * real path. A private path that contains the root is the operator's
  * layout (roots kept inside the data directory) and allowed.
  */
-export function assertNotInsidePrivate(dir: string, paths: PrivatePaths): void {
+export function assertNotInsidePrivate(dir: string, paths: PrivatePaths, what = "the worker's workspace"): void {
   const { ownRoot } = paths;
   if (ownRoot === undefined) return;
   const within = (path: string, parent: string): boolean => path === parent || path.startsWith(parent + sep);
   if (paths.operator.some((real) => real !== ownRoot && within(real, ownRoot) && within(dir, real))) {
-    throw new ToolError("the worker's workspace lies inside a path this runtime keeps private");
+    throw new ToolError(`${what} lies inside a path this runtime keeps private`);
   }
 }

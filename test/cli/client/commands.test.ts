@@ -127,6 +127,33 @@ describe("workers", () => {
     // Twelve CLI processes in a row, each starting Node from source: a loaded CI machine took over 60 s.
   }, 180_000);
 
+  it("create --mount gives the worker mounts, get shows them, and a malformed --mount exits 2", async () => {
+    const id = await createWorker(
+      "--capability",
+      "fs.write",
+      "--workspace",
+      "ws/mounted-proj",
+      "--mount",
+      "ws:shared/docs:docs",
+      "--mount",
+      "ws:out:out:rw",
+    );
+    const { worker } = await rt.clients.catalog.getWorker({ worker: { runtimeId: rt.runtimeId, workerId: id } });
+    expect(worker?.mounts.map((m) => [m.root, m.path, m.name, m.writable])).toEqual([
+      ["ws", "shared/docs", "docs", false],
+      ["ws", "out", "out", true],
+    ]);
+    const got = await cli("workers", "get", id);
+    expect(got.stdout).toContain("mounts: /mounts/docs = ws/shared/docs (read-only), /mounts/out = ws/out (writable)");
+    const malformed = await cli("workers", "create", "--profile", "companion", "--workspace", "ws/m2", "--mount", "ws:only-two");
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain("--mount wants ROOT:PATH:NAME or ROOT:PATH:NAME:rw");
+    // The server's refusal names the flag the user typed.
+    const refused = await cli("workers", "create", "--profile", "companion", "--mount", "ws:x:x");
+    expect(refused.code).toBe(8);
+    expect(refused.stderr).toContain("--mount: need a workspace");
+  });
+
   it("lists every page", async () => {
     const ids = await Promise.all(
       Array.from({ length: 3 }, (_, i) =>
