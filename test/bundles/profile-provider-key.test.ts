@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -117,5 +117,44 @@ describe("a bundle profile with its own provider key on a runtime without one", 
     const again = await c.interaction.sendInput({ worker: keyed?.ref, input: { text: "again" } });
     expect((await waitForRun(c, keyed?.ref, again.run?.runId ?? "")).status).toBe(RunStatus.COMPLETED);
     expect(fake.requests[1]?.headers.authorization).toBe(`Bearer ${PROFILE_KEY}`);
+  }, 30_000);
+
+  it("is not run by its own key while its stored bundle is damaged, and reconnects when the bundle is pushed again", async () => {
+    dir = await mkdtemp(join(tmpdir(), "profile-key-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    const bundle = keyedBundle();
+    await h.connect("grpc").management.putConfigBundle({ bundle });
+    const select = { source: { case: "bundle" as const, value: { bundleId: bundle.bundleId, digest: bundle.digest, profile: "own-key" } } };
+    const keyed = (await h.connect("grpc").catalog.createWorker({ runtimeId: "rt-keys", profile: select })).worker;
+    expect(keyed?.connectivity?.state).toBe(ConnectivityState.CONNECTED);
+
+    await h.close();
+    await h.runtime.close();
+    const file = join(dir, "bundles", "keyed.bundle");
+    const bytes = await readFile(file);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+    await writeFile(file, bytes);
+    h = await start(dir, fake);
+    const c = h.connect("grpc");
+
+    // The profile's key does not make a worker of a damaged bundle runnable.
+    const shown = (await c.catalog.getWorker({ worker: keyed?.ref })).worker;
+    expect(shown?.connectivity?.state).toBe(ConnectivityState.NOT_CONNECTED);
+    expect(shown?.connectivity?.reason).toContain('config bundle "keyed"');
+    await expectReason(
+      () => c.interaction.sendInput({ worker: keyed?.ref, input: { text: "hi" } }),
+      Code.FailedPrecondition,
+      ErrorReason.BUNDLE_UNAVAILABLE,
+    );
+    expect(fake.requests).toHaveLength(0);
+
+    // Pushed again, it is connected through its own key, though the runtime still has none.
+    await c.management.putConfigBundle({ bundle });
+    expect((await c.catalog.getWorker({ worker: keyed?.ref })).worker?.connectivity?.state).toBe(ConnectivityState.CONNECTED);
+    fake.enqueue(reply({ text: "healed" }));
+    const sent = await c.interaction.sendInput({ worker: keyed?.ref, input: { text: "hi" } });
+    expect((await waitForRun(c, keyed?.ref, sent.run?.runId ?? "")).status).toBe(RunStatus.COMPLETED);
+    expect(fake.requests[0]?.headers.authorization).toBe(`Bearer ${PROFILE_KEY}`);
   }, 30_000);
 });
