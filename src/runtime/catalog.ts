@@ -183,13 +183,13 @@ export class Catalog {
       capabilities,
       labels: request.labels,
       status: WorkerStatus.IDLE,
-      connectivity: offer.connectivity(),
       usage: {},
       createdAt: now,
       updatedAt: now,
       ...(workspace ? { workspace: { root: workspace.root, path: workspace.path } } : {}),
       mounts,
     });
+    // Decided from the worker itself: its profile may bring its own provider key.
     worker.connectivity = workerConnectivity(offer, worker);
     const initialInput = request.initialInput && request.initialInput.text !== "" ? request.initialInput : undefined;
     // Refuse before anything exists; the same check SendInput makes on the worker.
