@@ -1,15 +1,14 @@
-import { create } from "@bufbuild/protobuf";
 import { Code, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { createBackend, type Backend } from "../../src/backend/index.js";
-import { bundleDigest, createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../src/server/index.js";
 import { expectReason } from "../support/errors.js";
 import { clientsFor, eventually, type Clients } from "../support/harness.js";
 import { replyWith, ScriptedBackend } from "../support/scripted-backend.js";
+import { bundleOf } from "../support/bundles.js";
 
 /**
  * CreateWorker through a Backend that holds the selected bundle: the
@@ -27,8 +26,7 @@ const countCalls: Interceptor = (next) => (request) => {
   return next(request);
 };
 
-const bundle = create(ConfigBundleSchema, { bundleId: "team", profiles: [{ name: "helper", model: "m" }] });
-bundle.digest = bundleDigest(bundle);
+const bundle = bundleOf({ bundleId: "team", profiles: [{ name: "helper", model: "m" }] });
 
 beforeAll(async () => {
   const runtime = await createRuntime({ logger: silentLogger, runtimeId: "rs", executionBackend: new ScriptedBackend(replyWith("hi", 1)) });

@@ -16,6 +16,7 @@ import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 import { connectTo, started, startTokenedRuntimes, type ClientSet, type RuntimeProcess } from "./processes.js";
+import { bundleOf } from "../support/bundles.js";
 
 /**
  * The Backend's bundle catalog end to end: two `serve` runtimes with file
@@ -180,8 +181,7 @@ describe("the Backend's config bundles", () => {
   }, 60_000);
 
   it("pushes a bundle put into the Backend (the embedded runtime, no runtime_id) to the runtime a worker is created on", async () => {
-    const bundle = create(ConfigBundleSchema, { bundleId: "put-team", profiles: [{ name: "helper", model: "gpt-test" }] });
-    bundle.digest = bundleDigest(bundle);
+    const bundle = bundleOf({ bundleId: "put-team", profiles: [{ name: "helper", model: "gpt-test" }] });
     expect((await client.management.putConfigBundle({ bundle })).bundle?.digest).toBe(bundle.digest);
     const rtB = direct.get("rt-b");
     if (!rtB) throw new Error("no client for rt-b");

@@ -18,6 +18,7 @@ import { expectError, expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
+import { bundleOf } from "../support/bundles.js";
 
 /**
  * Stored config bundles that cannot be served after a restart (damaged,
@@ -27,12 +28,6 @@ import { type Clients, type Harness, startHarness } from "../support/harness.js"
 
 const TEAM_KEY_VALUE = "team-key-0c4e7d2b";
 const RUNTIME_KEY = "runtime-own-key";
-
-function bundleOf(init: Parameters<typeof create<typeof ConfigBundleSchema>>[1]): ConfigBundle {
-  const bundle = create(ConfigBundleSchema, init);
-  bundle.digest = bundleDigest(bundle);
-  return bundle;
-}
 
 const teamBundle = (): ConfigBundle =>
   bundleOf({

@@ -21,15 +21,9 @@ import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
 import { writeUnstartablePrograms } from "../support/unstartable-programs.js";
+import { bundleOf } from "../support/bundles.js";
 
 const SECRET_VALUE = "team-key-5f3a9c1e-never-shown";
-
-/** A bundle with the given content, its digest computed. */
-function bundleOf(init: Parameters<typeof create<typeof ConfigBundleSchema>>[1]): ConfigBundle {
-  const bundle = create(ConfigBundleSchema, init);
-  bundle.digest = bundleDigest(bundle);
-  return bundle;
-}
 
 const teamBundle = (): ConfigBundle =>
   bundleOf({

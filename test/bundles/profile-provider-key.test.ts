@@ -6,16 +6,17 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type Run, RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createOpenAIBackend, NO_PROVIDER_REASON } from "../../src/engine/index.js";
-import { bundleDigest, silentLogger } from "../../src/runtime/index.js";
+import { silentLogger } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
+import { bundleOf } from "../support/bundles.js";
 
 /**
  * A runtime with no provider key of its own (no OPENAI_API_KEY) whose host
@@ -26,15 +27,13 @@ import { reply } from "../support/openai-chunks.js";
 const PROFILE_KEY = "profile-key-0c7d2e-never-shown";
 
 function keyedBundle(): ConfigBundle {
-  const bundle = create(ConfigBundleSchema, {
+  return bundleOf({
     bundleId: "keyed",
     profiles: [
       { name: "own-key", model: "gpt-test", secretNames: ["TEAM_KEY"], providerApiKeySecret: "TEAM_KEY" },
       { name: "no-key", model: "gpt-test" },
     ],
   });
-  bundle.digest = bundleDigest(bundle);
-  return bundle;
 }
 
 let dir: string | undefined;

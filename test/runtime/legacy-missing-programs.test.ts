@@ -2,12 +2,11 @@ import { tmpdir } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { PutConfigBundleRequestSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { bundleDigest } from "../../src/runtime/bundle-digest.js";
 import { createRuntime, RuntimeError } from "../../src/runtime/index.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
+import { bundleOf } from "../support/bundles.js";
 
 /**
  * An execution backend written against the older `missingPrograms` (before
@@ -23,7 +22,7 @@ describe("an execution backend with only missingPrograms", () => {
   it("has CreateWorker refuse a bundle's allowed program it lacks, as not installed", async () => {
     const runtime = await createRuntime({ executionBackend: new OlderBackend(), workspaceRoots: { main: tmpdir() } });
     try {
-      const bundle = create(ConfigBundleSchema, {
+      const bundle = bundleOf({
         bundleId: "team",
         profiles: [{ name: "coder", model: "m", tools: ["run_command"] }],
         policies: {
@@ -32,7 +31,6 @@ describe("an execution backend with only missingPrograms", () => {
           shell: { allowedPrograms: ["echo", "absent-tool"] },
         },
       });
-      bundle.digest = bundleDigest(bundle);
       await runtime.putConfigBundle(create(PutConfigBundleRequestSchema, { bundle }));
       const request = create(CreateWorkerRequestSchema, {
         runtimeId: runtime.runtimeId,

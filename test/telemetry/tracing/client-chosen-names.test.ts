@@ -1,14 +1,12 @@
-import { create } from "@bufbuild/protobuf";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigBundleSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { createOpenAIBackend } from "../../../src/engine/index.js";
-import { bundleDigest } from "../../../src/runtime/index.js";
 import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../../support/fake-openai.js";
 import { eventually, type Harness, startHarness } from "../../support/harness.js";
 import { reply } from "../../support/openai-chunks.js";
+import { bundleOf } from "../../support/bundles.js";
 
 /**
  * Span names and attributes a client can choose stay bounded. A profile's
@@ -41,8 +39,7 @@ afterAll(async () => {
 describe("client-chosen names in spans", () => {
   it("are cut to a bounded length in span names and attributes", async () => {
     const { management, catalog, interaction } = h.connect("grpc");
-    const bundle = create(ConfigBundleSchema, { bundleId: "long", profiles: [{ name: "p", model: LONG }] });
-    bundle.digest = bundleDigest(bundle);
+    const bundle = bundleOf({ bundleId: "long", profiles: [{ name: "p", model: LONG }] });
     await management.putConfigBundle({ bundle });
     const { worker } = await catalog.createWorker({
       runtimeId: h.runtime.runtimeId,

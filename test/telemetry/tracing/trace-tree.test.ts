@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
@@ -9,18 +8,18 @@ import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@o
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../../gen/worker_runtime/v1/backend_pb.js";
 import { BusyPolicy } from "../../../gen/worker_runtime/v1/common_pb.js";
-import { ConfigBundleSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { RuntimeRegistry } from "../../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import type { Worker } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { createBackend, type Backend } from "../../../src/backend/index.js";
 import { createOpenAIBackend } from "../../../src/engine/index.js";
-import { bundleDigest, createRuntime, type Runtime, silentLogger } from "../../../src/runtime/index.js";
+import { createRuntime, type Runtime, silentLogger } from "../../../src/runtime/index.js";
 import { type RuntimeServer, startRuntimeServer } from "../../../src/server/index.js";
 import { type InstalledTracing, installTracing } from "../../../src/telemetry/tracing/tracing-sdk.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../../support/fake-openai.js";
 import { clientsFor, type Clients, eventually, type Harness, makeTransport, startHarness } from "../../support/harness.js";
 import { replyChunks } from "../../support/openai-chunks.js";
+import { bundleOf } from "../../support/bundles.js";
 
 /**
  * One trace from a client through the Backend and a remote runtime to the
@@ -293,8 +292,7 @@ describe("a traceparent sent to the Backend", () => {
   });
 
   it("keeps the Backend's bundle lookup in the embedded runtime in the trace of the CreateWorker it serves", async () => {
-    const bundle = create(ConfigBundleSchema, { bundleId: "traced-team", profiles: [{ name: "helper", model: "gpt-test" }] });
-    bundle.digest = bundleDigest(bundle);
+    const bundle = bundleOf({ bundleId: "traced-team", profiles: [{ name: "helper", model: "gpt-test" }] });
     await backendClients().management.putConfigBundle({ bundle });
     const traceId = "fbfbfbfbfbfbfbfbfbfbfbfbfbfbfbf5";
     const profile = { source: { case: "bundle" as const, value: { bundleId: "traced-team", digest: bundle.digest, profile: "helper" } } };
