@@ -19,6 +19,7 @@ import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
 import { bundleOf } from "../support/bundles.js";
+import { closeTestResources } from "../support/test-resources.js";
 
 /**
  * Stored config bundles that cannot be served after a restart (damaged,
@@ -53,10 +54,7 @@ describe("stored config bundles that cannot be served", () => {
   let h: Harness | undefined;
   let fake: FakeOpenAI | undefined;
   afterEach(async () => {
-    await h?.close();
-    await h?.runtime.close();
-    await fake?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await closeTestResources(h, fake, dir);
     h = undefined;
     fake = undefined;
     dir = undefined;

@@ -22,6 +22,7 @@ import { reply } from "../support/openai-chunks.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
 import { writeUnstartablePrograms } from "../support/unstartable-programs.js";
 import { bundleOf } from "../support/bundles.js";
+import { closeTestResources } from "../support/test-resources.js";
 
 const SECRET_VALUE = "team-key-5f3a9c1e-never-shown";
 
@@ -118,10 +119,7 @@ describe("config bundles on a real server", () => {
   let h: Harness | undefined;
   let fake: FakeOpenAI | undefined;
   afterEach(async () => {
-    await h?.close();
-    await h?.runtime.close();
-    await fake?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await closeTestResources(h, fake, dir);
     h = undefined;
     fake = undefined;
     dir = undefined;

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,6 +17,7 @@ import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
 import { bundleOf } from "../support/bundles.js";
+import { closeTestResources } from "../support/test-resources.js";
 
 /**
  * A runtime with no provider key of its own (no OPENAI_API_KEY) whose host
@@ -41,10 +42,7 @@ let h: Harness | undefined;
 let fake: FakeOpenAI | undefined;
 
 afterEach(async () => {
-  await h?.close();
-  await h?.runtime.close();
-  await fake?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await closeTestResources(h, fake, dir);
   h = undefined;
   fake = undefined;
   dir = undefined;
