@@ -16,7 +16,7 @@ export class AllocationManager {
   private readonly leases: Allocation[] = [];
 
   /** Takes a lease, or throws ALLOCATION_CONFLICT naming the holder. */
-  acquire(holder: WorkerRef, root: string, path: string, mode: AllocationMode, now: Date): Allocation {
+  acquire(holder: WorkerRef, { root, path, mode, mountName }: Lease, now: Date): Allocation {
     if (mode === AllocationMode.WRITE) {
       const clash = this.leases.find(
         (lease) =>
@@ -29,12 +29,12 @@ export class AllocationManager {
         throw new RuntimeError(
           Code.FailedPrecondition,
           ErrorReason.ALLOCATION_CONFLICT,
-          `${root}:${path || "/"} overlaps ${clash.root}:${clash.path || "/"}, held for writing by worker ${clash.holder?.workerId}`,
+          `${root}:${path || "/"} overlaps ${clash.root}:${clash.path || "/"}, held for writing by worker ${clash.holder?.workerId}${clash.mountName ? ` (its mount "${clash.mountName}")` : ""}`,
           { holder_worker_id: clash.holder?.workerId ?? "", root: clash.root, path: clash.path },
         );
       }
     }
-    const lease = create(AllocationSchema, { holder, root, path, mode, acquiredAt: timestampFromDate(now) });
+    const lease = create(AllocationSchema, { holder, root, path, mode, mountName, acquiredAt: timestampFromDate(now) });
     this.leases.push(lease);
     return lease;
   }
@@ -43,7 +43,7 @@ export class AllocationManager {
   acquireAll(holder: WorkerRef, leases: readonly Lease[], now: Date): void {
     const taken: Allocation[] = [];
     try {
-      for (const lease of leases) taken.push(this.acquire(holder, lease.root, lease.path, lease.mode, now));
+      for (const lease of leases) taken.push(this.acquire(holder, lease, now));
     } catch (error) {
       for (const lease of taken) this.leases.splice(this.leases.indexOf(lease), 1);
       throw error;
@@ -63,11 +63,12 @@ export class AllocationManager {
   }
 }
 
-/** A lease a worker needs: where, and how. */
+/** A lease a worker needs: where, how, and for which mount ("" for the workspace). */
 export interface Lease {
   root: string;
   path: string;
   mode: AllocationMode;
+  mountName: string;
 }
 
 /**
@@ -78,11 +79,14 @@ export interface Lease {
 export function leasesOf(worker: Worker, writeCapable: boolean): Lease[] {
   const workspace = worker.workspace;
   return [
-    ...(workspace ? [{ root: workspace.root, path: workspace.path, mode: writeCapable ? AllocationMode.WRITE : AllocationMode.READ }] : []),
+    ...(workspace
+      ? [{ root: workspace.root, path: workspace.path, mode: writeCapable ? AllocationMode.WRITE : AllocationMode.READ, mountName: "" }]
+      : []),
     ...worker.mounts.map((mount) => ({
       root: mount.root,
       path: mount.path,
       mode: mount.writable ? AllocationMode.WRITE : AllocationMode.READ,
+      mountName: mount.name,
     })),
   ];
 }

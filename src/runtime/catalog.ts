@@ -351,7 +351,7 @@ export class Catalog {
       // Each lease on its own: one conflict (a root re-configured meanwhile) costs only that lease.
       for (const lease of leasesOf(session.worker, this.init.offer.needsWriteLease(session.worker.capabilities))) {
         try {
-          this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), lease.root, lease.path, lease.mode, new Date());
+          this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), lease, new Date());
         } catch (error) {
           const message = String((error as Error).message);
           this.init.addDiagnostic(DiagnosticSeverity.WARNING, "allocation.restore_conflict", message, session.workerId);

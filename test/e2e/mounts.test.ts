@@ -315,6 +315,7 @@ describe.each(PROTOCOLS)("worker mounts (%s)", (protocol) => {
     expect(error.code).toBe(Code.FailedPrecondition);
     expect(detail?.reason).toBe(ErrorReason.ALLOCATION_CONFLICT);
     expect(detail?.metadata.holder_worker_id).toBe(first.ref?.workerId);
+    expect(error.rawMessage).toContain(`held for writing by worker ${first.ref?.workerId} (its mount "s")`);
     // A writable workspace on a writably mounted path conflicts too; a read-only mount shares.
     await expectReason(
       () => s.createWorker({ capabilities: ["fs.write"], workspace: { root: "data", path: "shared" } }),
@@ -326,9 +327,11 @@ describe.each(PROTOCOLS)("worker mounts (%s)", (protocol) => {
       workspace: { root: "work", path: "r" },
     });
     const { allocations } = await s.clients.management.listAllocations({ runtimeId: "rt-mounts" });
-    const held = allocations.map((a) => ({ worker: a.holder?.workerId, root: a.root, path: a.path, mode: a.mode }));
-    expect(held).toContainEqual({ worker: first.ref?.workerId, root: "data", path: "shared", mode: AllocationMode.WRITE });
-    expect(held).toContainEqual({ worker: reader.ref?.workerId, root: "data", path: "shared", mode: AllocationMode.READ });
+    const held = allocations.map((a) => ({ worker: a.holder?.workerId, root: a.root, path: a.path, mode: a.mode, mount: a.mountName }));
+    expect(held).toContainEqual({ worker: first.ref?.workerId, root: "data", path: "shared", mode: AllocationMode.WRITE, mount: "s" });
+    expect(held).toContainEqual({ worker: reader.ref?.workerId, root: "data", path: "shared", mode: AllocationMode.READ, mount: "s" });
+    // Each worker's workspace lease is told apart from its mounts' by an empty mount name.
+    expect(held).toContainEqual({ worker: reader.ref?.workerId, root: "work", path: "r", mode: AllocationMode.WRITE, mount: "" });
     await s.clients.catalog.stopWorker({ worker: first.ref });
     const after = (await s.clients.management.listAllocations({ runtimeId: "rt-mounts" })).allocations;
     expect(after.some((a) => a.holder?.workerId === first.ref?.workerId)).toBe(false);

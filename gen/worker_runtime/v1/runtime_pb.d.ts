@@ -455,6 +455,13 @@ export declare type Allocation = Message<"worker_runtime.v1.Allocation"> & {
    * @generated from field: google.protobuf.Timestamp acquired_at = 5;
    */
   acquiredAt?: Timestamp | undefined;
+
+  /**
+   * The mount this lease is for (its MountSpec.name); empty for the Worker's workspace.
+   *
+   * @generated from field: string mount_name = 6;
+   */
+  mountName: string;
 };
 
 /**

@@ -1,6 +1,8 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import {
+  AllocationMode,
+  AllocationSchema,
   DiagnosticSchema,
   DiagnosticSeverity,
   RuntimeSchema,
@@ -20,6 +22,9 @@ const INFO_USAGE = `usage: worker-runtime runtime info
   The runtime's summary: id, version, status, store, limits, capabilities, worker counts.`;
 const DIAGNOSTICS_USAGE = `usage: worker-runtime runtime diagnostics [--severity info|warning|error] [--worker ID]
   The runtime's diagnostics (every page), newest problems first as the runtime orders them.`;
+const ALLOCATIONS_USAGE = `usage: worker-runtime runtime allocations
+  The workspace and mount leases the runtime's workers hold (every page): holder, root, path,
+  mode (write is exclusive, reads share), and whether the lease is the workspace's or a mount's.`;
 const LIST_USAGE = `usage: worker-runtime runtimes list
   The runtimes behind the server: a Backend's registry with each runtime's health,
   or the one runtime a runtime server is.`;
@@ -135,6 +140,39 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
         context.output.table(["TIME", "SEVERITY", "CODE", "WORKER", "MESSAGE"], rows, (row, column) =>
           column === 1 ? severityStyle(severities[row]) : undefined,
         );
+    }
+    return ExitCode.OK;
+  });
+}
+
+/** `runtime allocations`. */
+export async function runtimeAllocations(argv: string[]): Promise<ExitCodeValue> {
+  const { values, positionals } = parseCommand(argv, {});
+  if (values.help) return printHelp(ALLOCATIONS_USAGE);
+  expectPositionals(positionals, 0, 0, ALLOCATIONS_USAGE);
+  return withContext(values, {}, async (context) => {
+    // A Backend routes by it; a runtime checks it.
+    const runtimeId = await context.runtimeId();
+    const rows: string[][] = [];
+    let pageToken = "";
+    do {
+      const page = await context.clients.management.listAllocations({ runtimeId, pageToken });
+      for (const allocation of page.allocations) {
+        if (context.output.json) context.output.jsonLine(toJson(AllocationSchema, allocation));
+        rows.push([
+          allocation.holder?.workerId ?? "",
+          allocation.root,
+          allocation.path || "/",
+          (AllocationMode[allocation.mode] ?? "").toLowerCase(),
+          allocation.mountName === "" ? "workspace" : `mount ${allocation.mountName}`,
+          timeText(allocation.acquiredAt),
+        ]);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    if (!context.output.json) {
+      if (rows.length === 0 && context.output.tables) context.output.line("no allocations");
+      else context.output.table(["WORKER", "ROOT", "PATH", "MODE", "FOR", "SINCE"], rows);
     }
     return ExitCode.OK;
   });

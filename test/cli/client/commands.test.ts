@@ -145,6 +145,17 @@ describe("workers", () => {
     ]);
     const got = await cli("workers", "get", id);
     expect(got.stdout).toContain("mounts: /mounts/docs = ws/shared/docs (read-only), /mounts/out = ws/out (writable)");
+    // Its three leases, told apart by what they are for; piped, tab-separated without a header.
+    const leases = (await cli("runtime", "allocations")).stdout.split("\n").filter((line) => line.includes(id));
+    expect(leases.map((line) => line.split("\t").slice(0, 5))).toEqual([
+      [id, "ws", "mounted-proj", "write", "workspace"],
+      [id, "ws", "shared/docs", "read", "mount docs"],
+      [id, "ws", "out", "write", "mount out"],
+    ]);
+    const json = jsonLines((await cli("runtime", "allocations", "--output", "json")).stdout).filter(
+      (entry) => (entry.holder as { workerId?: string } | undefined)?.workerId === id,
+    );
+    expect(json.map((entry) => entry.mountName ?? "")).toEqual(["", "docs", "out"]);
     const malformed = await cli("workers", "create", "--profile", "companion", "--workspace", "ws/m2", "--mount", "ws:only-two");
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toContain("--mount wants ROOT:PATH:NAME or ROOT:PATH:NAME:rw");
@@ -379,6 +390,7 @@ describe("errors and help", () => {
     const commands = [
       ["runtime", "info"],
       ["runtime", "diagnostics"],
+      ["runtime", "allocations"],
       ["runtimes", "list"],
       ["workers", "list"],
       ["workers", "create"],
