@@ -24,29 +24,35 @@ export type Admission =
   /** The worker is busy: the run goes ahead of ENQUEUE'd ones and the active run is cancelled (INTERRUPT). */
   | { kind: "interrupt"; activeRunId: string };
 
+/** How many runs wait, and how many of them came by INTERRUPT. */
+export interface Waiting {
+  queued: number;
+  interrupting: number;
+}
+
 /**
  * Decides under the busy policy; throws WORKER_BUSY (REJECT, or no policy)
- * or QUEUE_FULL when the input cannot be accepted.
+ * or QUEUE_FULL when the input cannot be accepted. An INTERRUPT takes the
+ * active run's place rather than a queue place, so ENQUEUE'd inputs never
+ * refuse it; the interrupting inputs waiting for that place are bounded by
+ * the same depth among themselves.
  */
-export function admit(
-  policy: BusyPolicy,
-  busyWith: string | undefined,
-  queued: number,
-  maxQueueDepth: number,
-  workerId: string,
-): Admission {
+export function admit(policy: BusyPolicy, busyWith: string | undefined, waiting: Waiting, maxQueueDepth: number, workerId: string): Admission {
   if (busyWith === undefined) return { kind: "start" };
   if (policy !== BusyPolicy.ENQUEUE && policy !== BusyPolicy.INTERRUPT) {
     throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_BUSY, `worker ${workerId} is busy with run ${busyWith}`, {
       active_run_id: busyWith,
     });
   }
-  if (queued >= maxQueueDepth) {
-    throw new RuntimeError(Code.ResourceExhausted, ErrorReason.QUEUE_FULL, `worker ${workerId} already has ${queued} queued inputs`, {
+  const interrupting = policy === BusyPolicy.INTERRUPT;
+  const count = interrupting ? waiting.interrupting : waiting.queued;
+  if (count >= maxQueueDepth) {
+    const what = interrupting ? "interrupting inputs waiting" : "queued inputs";
+    throw new RuntimeError(Code.ResourceExhausted, ErrorReason.QUEUE_FULL, `worker ${workerId} already has ${count} ${what}`, {
       max_queue_depth: String(maxQueueDepth),
     });
   }
-  return policy === BusyPolicy.INTERRUPT ? { kind: "interrupt", activeRunId: busyWith } : { kind: "enqueue" };
+  return interrupting ? { kind: "interrupt", activeRunId: busyWith } : { kind: "enqueue" };
 }
 
 /**
@@ -130,7 +136,8 @@ export class RunQueue {
    * would wait here, also by the bytes of the queued inputs (QUEUE_FULL).
    */
   admit(policy: BusyPolicy, busyWith: string | undefined, text: string, limits: Limits, workerId: string): Admission {
-    const admission = admit(policy, busyWith, this.runs.length, limits.maxQueueDepth, workerId);
+    const waiting = { queued: this.runs.length, interrupting: this.interruptsAtHead };
+    const admission = admit(policy, busyWith, waiting, limits.maxQueueDepth, workerId);
     if (admission.kind !== "start") checkQueuedBytes(this.inputBytes(), text, byteBounds(limits).maxQueuedInputBytes, workerId);
     return admission;
   }

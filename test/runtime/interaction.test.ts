@@ -124,6 +124,38 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       expect(last.run?.status).toBe(RunStatus.CANCELLED);
     });
 
+    it("takes an INTERRUPT even when ENQUEUE'd inputs fill the queue: it replaces the active run, not a queue place", async () => {
+      const worker = await suite.newWorker();
+      const held = holdOpen("partial");
+      const next = holdOpen("the first queued");
+      suite.backend.enqueue(held.script, replyWith("at once"), next.script);
+      const first = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "first" } });
+      await held.started;
+      const depth = suite.harness.runtime.limits.maxQueueDepth;
+      const queued = [];
+      for (let i = 0; i < depth; i++) {
+        queued.push(
+          await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE }),
+        );
+      }
+      const interrupting = await suite.clients.interaction.sendInput({
+        worker: worker.ref,
+        input: { text: "now" },
+        busyPolicy: BusyPolicy.INTERRUPT,
+      });
+      await waitForRun(worker, interrupting.run?.runId ?? "", RunStatus.COMPLETED);
+      const firstRun = await suite.clients.interaction.getRun({ worker: worker.ref, runId: first.run?.runId ?? "" });
+      expect(firstRun.run?.status).toBe(RunStatus.CANCELLED);
+      // The ENQUEUE'd inputs keep their places and order: the first of them runs next.
+      await next.started;
+      const runs = await Promise.all(
+        queued.map(async (sent) => (await suite.clients.interaction.getRun({ worker: worker.ref, runId: sent.run?.runId ?? "" })).run?.status),
+      );
+      expect(runs).toEqual([RunStatus.RUNNING, ...Array.from({ length: depth - 1 }, () => RunStatus.QUEUED)]);
+      await suite.clients.catalog.stopWorker({ worker: worker.ref });
+      next.release();
+    });
+
     it("cancels the current run and starts the new one under INTERRUPT", async () => {
       const worker = await suite.newWorker();
       const held = holdOpen("partial answer");

@@ -9,6 +9,7 @@ import { RuntimeError } from "../../src/runtime/errors.js";
 import { admit, checkAcceptsInput, RunQueue } from "../../src/runtime/run-queue.js";
 
 const run = (runId: string) => create(RunSchema, { runId });
+const idle = { queued: 0, interrupting: 0 };
 
 /** The typed error `call` throws. */
 function thrown(call: () => unknown): RuntimeError {
@@ -24,30 +25,44 @@ function thrown(call: () => unknown): RuntimeError {
 describe("the busy policy", () => {
   it("starts input at once on an idle worker, whatever the policy", () => {
     for (const policy of [BusyPolicy.UNSPECIFIED, BusyPolicy.REJECT, BusyPolicy.ENQUEUE, BusyPolicy.INTERRUPT]) {
-      expect(admit(policy, undefined, 0, 16, "w1")).toEqual({ kind: "start" });
+      expect(admit(policy, undefined, idle, 16, "w1")).toEqual({ kind: "start" });
     }
   });
 
   it("refuses input on a busy worker under REJECT and UNSPECIFIED, naming the active run", () => {
     for (const policy of [BusyPolicy.UNSPECIFIED, BusyPolicy.REJECT]) {
-      const error = thrown(() => admit(policy, "r1", 0, 16, "w1"));
+      const error = thrown(() => admit(policy, "r1", idle, 16, "w1"));
       expect([error.code, error.reason]).toEqual([Code.FailedPrecondition, ErrorReason.WORKER_BUSY]);
       expect(error.metadata).toEqual({ active_run_id: "r1" });
     }
   });
 
   it("queues under ENQUEUE and interrupts the active run under INTERRUPT", () => {
-    expect(admit(BusyPolicy.ENQUEUE, "r1", 3, 16, "w1")).toEqual({ kind: "enqueue" });
-    expect(admit(BusyPolicy.INTERRUPT, "r1", 3, 16, "w1")).toEqual({ kind: "interrupt", activeRunId: "r1" });
+    expect(admit(BusyPolicy.ENQUEUE, "r1", { queued: 3, interrupting: 0 }, 16, "w1")).toEqual({ kind: "enqueue" });
+    expect(admit(BusyPolicy.INTERRUPT, "r1", { queued: 3, interrupting: 0 }, 16, "w1")).toEqual({ kind: "interrupt", activeRunId: "r1" });
   });
 
-  it("refuses QUEUE_FULL at the queue bound for both queueing policies", () => {
-    for (const policy of [BusyPolicy.ENQUEUE, BusyPolicy.INTERRUPT]) {
-      const error = thrown(() => admit(policy, "r1", 16, 16, "w1"));
-      expect([error.code, error.reason]).toEqual([Code.ResourceExhausted, ErrorReason.QUEUE_FULL]);
-      expect(error.metadata).toEqual({ max_queue_depth: "16" });
-    }
-    expect(admit(BusyPolicy.ENQUEUE, "r1", 15, 16, "w1").kind).toBe("enqueue");
+  it("refuses ENQUEUE with QUEUE_FULL at the queue bound, counting every waiting run", () => {
+    const error = thrown(() => admit(BusyPolicy.ENQUEUE, "r1", { queued: 16, interrupting: 2 }, 16, "w1"));
+    expect([error.code, error.reason, error.message]).toEqual([
+      Code.ResourceExhausted,
+      ErrorReason.QUEUE_FULL,
+      "worker w1 already has 16 queued inputs",
+    ]);
+    expect(error.metadata).toEqual({ max_queue_depth: "16" });
+    expect(admit(BusyPolicy.ENQUEUE, "r1", { queued: 15, interrupting: 0 }, 16, "w1").kind).toBe("enqueue");
+  });
+
+  it("takes INTERRUPT past a full queue of ENQUEUE'd inputs, bounding the interrupting ones among themselves", () => {
+    expect(admit(BusyPolicy.INTERRUPT, "r1", { queued: 16, interrupting: 0 }, 16, "w1").kind).toBe("interrupt");
+    expect(admit(BusyPolicy.INTERRUPT, "r1", { queued: 31, interrupting: 15 }, 16, "w1").kind).toBe("interrupt");
+    const error = thrown(() => admit(BusyPolicy.INTERRUPT, "r1", { queued: 16, interrupting: 16 }, 16, "w1"));
+    expect([error.code, error.reason, error.message]).toEqual([
+      Code.ResourceExhausted,
+      ErrorReason.QUEUE_FULL,
+      "worker w1 already has 16 interrupting inputs waiting",
+    ]);
+    expect(error.metadata).toEqual({ max_queue_depth: "16" });
   });
 });
 

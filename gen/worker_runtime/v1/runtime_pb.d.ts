@@ -118,7 +118,10 @@ export declare type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> &
   maxInputBytes: number;
 
   /**
-   * Largest number of queued (not yet running) inputs per Worker.
+   * Largest number of queued (not yet running) inputs per Worker. An INTERRUPT
+   * input takes the active run's place, so queued ENQUEUE inputs never refuse
+   * it; interrupting inputs waiting for that place are bounded by this among
+   * themselves.
    *
    * @generated from field: uint32 max_queue_depth = 3;
    */
