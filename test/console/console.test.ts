@@ -490,7 +490,7 @@ describe("console with a model provider", () => {
 });
 
 describe("console with a remote runtime", () => {
-  it("creates a companion on the ready remote runtime, not the embedded one, and chats with it", async () => {
+  it("creates a companion on the ready remote runtime when the embedded one has no provider, and chats with it", async () => {
     // The model provider is set on the remote runtime only: the embedded one could not answer.
     const remote = startCli(["serve", "--port", "0", "--runtime-id", "rt-remote", "--data-dir", tempDir()], {
       OPENAI_API_KEY: "test-key",
@@ -528,6 +528,28 @@ describe("console with a remote runtime", () => {
     await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual([text]);
     await expect(page.locator(".log .entry.user").textContent()).resolves.toBe("Who answers?");
     await shot(page, "10-remote-runtime");
+    await page.close();
+  });
+});
+
+describe("console with a remote runtime and a provider of its own", () => {
+  it("creates the companion on the embedded runtime (SPEC §10), not on the ready remote one", async () => {
+    const withProvider = { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL };
+    const remote = startCli(["serve", "--port", "0", "--runtime-id", "rt-remote", "--data-dir", tempDir()], withProvider);
+    runtimes.push(remote);
+    const { h2c } = await remote.listening;
+    const config = join(tempDir(), "backend.json");
+    writeFileSync(config, JSON.stringify({ runtimes: [{ id: "rt-remote", url: `http://${h2c}` }] }));
+    const server = await start(["--data-dir", tempDir(), "--runtime-id", "rt-embedded", "--config", config], withProvider);
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('.runtime[data-runtime="rt-remote"] .health.ready').count(), { timeout: 20_000 }).toBe(1);
+    await page.getByRole("button", { name: "New companion" }).click();
+    await page.waitForURL(/#\/w\//);
+    const [runtimeId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!.slice(1).map(decodeURIComponent);
+    expect(runtimeId).toBe("rt-embedded");
+    const onRemote = await createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${h2c}` })).listWorkers({ runtimeId: "rt-remote" });
+    expect(onRemote.workers).toEqual([]);
     await page.close();
   });
 });

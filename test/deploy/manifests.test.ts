@@ -211,6 +211,10 @@ describe("Kubernetes manifests", () => {
     expect(labelsMatch(service.spec["selector"] as Record<string, string>, podLabels(deployment))).toBe(true);
     // Each replica lists its own embedded runtime (the console's fallback): a browser stays on one replica.
     expect(service.spec["sessionAffinity"]).toBe("ClientIP");
+    // No provider key on the replicas: their embedded runtimes cannot run workers, so the console
+    // places companions on the StatefulSet's runtimes, where every replica finds them.
+    expect(backend.env?.map((e) => e.name)).not.toContain("OPENAI_API_KEY");
+    expect(backend.envFrom?.some((e) => e.secretRef !== undefined) ?? false).toBe(false);
     const names = backend.ports.map((p) => p.name);
     for (const port of service.spec["ports"] as { targetPort: string }[]) expect(names).toContain(port.targetPort);
     expect(backend.ports.find((p) => p.name === "http")?.containerPort).toBe(Number(flagValue(backend.args, "--http1-port")));
