@@ -37,7 +37,13 @@ export interface Waiting {
  * refuse it; the interrupting inputs waiting for that place are bounded by
  * the same depth among themselves.
  */
-export function admit(policy: BusyPolicy, busyWith: string | undefined, waiting: Waiting, maxQueueDepth: number, workerId: string): Admission {
+export function admit(
+  policy: BusyPolicy,
+  busyWith: string | undefined,
+  waiting: Waiting,
+  maxQueueDepth: number,
+  workerId: string,
+): Admission {
   if (busyWith === undefined) return { kind: "start" };
   if (policy !== BusyPolicy.ENQUEUE && policy !== BusyPolicy.INTERRUPT) {
     throw new RuntimeError(Code.FailedPrecondition, ErrorReason.WORKER_BUSY, `worker ${workerId} is busy with run ${busyWith}`, {

@@ -34,7 +34,11 @@ describe("companionRuntime", () => {
   });
 
   it("skips a remote runtime without a provider for one that has it", () => {
-    const runtimes = [EMBEDDED_WITHOUT_PROVIDER, runtime("rt-a", RuntimeHealth.READY, { runs: false }), runtime("rt-b", RuntimeHealth.READY)];
+    const runtimes = [
+      EMBEDDED_WITHOUT_PROVIDER,
+      runtime("rt-a", RuntimeHealth.READY, { runs: false }),
+      runtime("rt-b", RuntimeHealth.READY),
+    ];
     expect(companionRuntime(runtimes, workersOn("rt-b", 4))).toBe("rt-b");
   });
 

@@ -548,7 +548,9 @@ describe("console with a remote runtime and a provider of its own", () => {
     await page.waitForURL(/#\/w\//);
     const [runtimeId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!.slice(1).map(decodeURIComponent);
     expect(runtimeId).toBe("rt-embedded");
-    const onRemote = await createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${h2c}` })).listWorkers({ runtimeId: "rt-remote" });
+    const onRemote = await createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${h2c}` })).listWorkers({
+      runtimeId: "rt-remote",
+    });
     expect(onRemote.workers).toEqual([]);
     await page.close();
   });

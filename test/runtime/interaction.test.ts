@@ -149,7 +149,9 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       // The ENQUEUE'd inputs keep their places and order: the first of them runs next.
       await next.started;
       const runs = await Promise.all(
-        queued.map(async (sent) => (await suite.clients.interaction.getRun({ worker: worker.ref, runId: sent.run?.runId ?? "" })).run?.status),
+        queued.map(
+          async (sent) => (await suite.clients.interaction.getRun({ worker: worker.ref, runId: sent.run?.runId ?? "" })).run?.status,
+        ),
       );
       expect(runs).toEqual([RunStatus.RUNNING, ...Array.from({ length: depth - 1 }, () => RunStatus.QUEUED)]);
       await suite.clients.catalog.stopWorker({ worker: worker.ref });
