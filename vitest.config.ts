@@ -11,6 +11,7 @@ import { defineConfig } from "vitest/config";
  */
 const SLOW = [
   "test/store/crash.test.ts",
+  "test/cli/max-concurrent-streams.test.ts",
   "test/store/data-dir-lock-race.test.ts",
   "test/store/crash-retention.test.ts",
   "test/package/**/*.test.ts",

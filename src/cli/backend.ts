@@ -22,6 +22,7 @@ import {
   closing,
   hostedRuntime,
   parseGraceMs,
+  parseMaxConcurrentStreams,
   parsePort,
   processLogger,
   RUNTIME_HOST_OPTIONS,
@@ -55,7 +56,7 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --discover-misses N     answers in a row without a runtime before it is removed (default 12)
   --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
   --host, --port, --http1-port, --allow-host, --tls-cert, --tls-key, --shutdown-grace-ms, --shutdown-flush-ms,
-  --secrets-file  as for serve
+  --max-concurrent-streams, --secrets-file  as for serve
   --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
   logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;
@@ -92,6 +93,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
+  const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
   // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
   const port = parsePort("--port", values.port);
   const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
@@ -161,6 +163,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     ...(values.console !== undefined ? { fallback: createStaticFilesHandler(values.console) } : {}),
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     allowedHosts,
+    maxConcurrentStreams,
     logger,
   }).catch(async (error: unknown) => {
     discovery?.stop();

@@ -8,7 +8,7 @@ import {
   type RuntimeMetrics,
   type RuntimeOptions,
 } from "../runtime/index.js";
-import { isHeaderSafeToken, ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { DEFAULT_MAX_CONCURRENT_STREAMS, isHeaderSafeToken, ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { startTracingFromEnv, type Tracing, TracingConfigError } from "../telemetry/tracing/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
@@ -45,6 +45,9 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
                  speaks HTTP/1.1 (the listening line says https= instead of h2c=)
   --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
                  everything lives in memory and is lost on exit
+  --max-concurrent-streams N  open streams per HTTP/2 connection (default 10000); past it a
+                 client's next call waits for one to end. A Backend relays all its watches of a
+                 runtime over one connection: keep this above them
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
   --shutdown-flush-ms  then, beyond the 5 s a run may take to wind down, how long the store may
                  take to write what the drain recorded and close (default 5000); past it the
@@ -75,6 +78,7 @@ export const RUNTIME_HOST_OPTIONS = {
   "data-dir": { type: "string" },
   "secrets-file": { type: "string" },
   "shutdown-grace-ms": { type: "string", default: "10000" },
+  "max-concurrent-streams": { type: "string", default: String(DEFAULT_MAX_CONCURRENT_STREAMS) },
   "shutdown-flush-ms": { type: "string", default: "5000" },
   ...METRICS_OPTIONS,
   help: { type: "boolean", default: false },
@@ -99,6 +103,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   }
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
+  const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
   // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
   const port = parsePort("--port", values.port);
   const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
@@ -120,6 +125,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
     ...(tls !== undefined ? { tls } : {}),
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     allowedHosts,
+    maxConcurrentStreams,
     logger,
   }).catch(async (error: unknown) => {
     await metricsServer?.close();
@@ -255,6 +261,13 @@ export function parseGraceMs(value: string): number {
   if (!Number.isSafeInteger(graceMs) || graceMs < 0)
     throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
   return graceMs;
+}
+
+/** --max-concurrent-streams: 1 to 2^31-1 (HTTP/2 allows 2^32-1; Node's own default, unbounded in effect). */
+export function parseMaxConcurrentStreams(value: string): number {
+  const streams = /^\d{1,10}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(streams >= 1 && streams <= 2 ** 31 - 1)) throw new UsageError("--max-concurrent-streams must be a whole number from 1 to 2147483647");
+  return streams;
 }
 
 /** --shutdown-flush-ms: the runtime's flushTimeoutMs (how long its close waits for the store). */

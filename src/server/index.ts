@@ -1,5 +1,12 @@
 /** The network server around a Runtime: routes, health, reflection, auth, bootstrap. */
-export { startRuntimeServer, isLoopback, ServerConfigError, type RuntimeServer, type RuntimeServerOptions } from "./server.js";
+export {
+  DEFAULT_MAX_CONCURRENT_STREAMS,
+  startRuntimeServer,
+  isLoopback,
+  ServerConfigError,
+  type RuntimeServer,
+  type RuntimeServerOptions,
+} from "./server.js";
 export { createRoutes, createErrorInterceptor, reflectionRegistry, SERVED_SERVICES, UNTRACED_SERVICES } from "./routes.js";
 export { createHealthService } from "./health.js";
 export { createReflectionServices } from "./reflection.js";

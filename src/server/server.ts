@@ -48,6 +48,12 @@ export interface RuntimeServerOptions {
   closeTimeoutMs?: number;
   /** Largest deadline a client may ask for. */
   maxTimeoutMs?: number;
+  /**
+   * Most open streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS);
+   * past it a client's next call waits for one to end. Default
+   * {@link DEFAULT_MAX_CONCURRENT_STREAMS}.
+   */
+  maxConcurrentStreams?: number;
   /** Structured logger. */
   logger: Logger;
   /**
@@ -96,6 +102,13 @@ export class ServerConfigError extends Error {
 }
 
 /**
+ * Open streams per HTTP/2 connection unless configured. Finite (Node's
+ * default is 2^32-1), yet far above what one client needs: a Backend relays
+ * every browser's watch of a runtime over one connection to it.
+ */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 10_000;
+
+/**
  * Starts the runtime server: one h2c listener for gRPC, Connect and
  * gRPC-Web, and optionally one HTTP/1.1 listener with the same handlers
  * (plain-text HTTP/2 cannot also speak HTTP/1.1 on one port in Node).
@@ -131,9 +144,10 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     jsonOptions: { ignoreUnknownFields: false },
   });
 
+  const settings = { maxConcurrentStreams: options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS };
   const h2 = options.tls
-    ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, handler)
-    : http2.createServer(handler);
+    ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, settings }, handler)
+    : http2.createServer({ settings }, handler);
   // Every HTTP/2 session on every listener, for the polite close (GOAWAY) and the forced one.
   const sessions = new Set<http2.ServerHttp2Session>();
   const trackSession = (session: http2.ServerHttp2Session): void => {
@@ -160,7 +174,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     // a browser speaks HTTP/2 only over TLS, and over HTTP/1.1 it opens six connections per host, which
     // six console tabs' watches fill. Plain text stays HTTP/1.1: no browser speaks h2c.
     if (options.tls) {
-      const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, h1Handler);
+      const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, settings }, h1Handler);
       secure.on("session", trackSession);
       h1 = secure;
     } else {

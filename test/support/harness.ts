@@ -39,11 +39,13 @@ export interface Harness {
 /** Options for {@link startHarness}. */
 export interface HarnessOptions extends RuntimeOptions {
   token?: string;
+  /** The server's HTTP/2 concurrent-stream limit per connection (its default without). */
+  maxConcurrentStreams?: number;
 }
 
 /** Starts a runtime server for a test. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const { token, ...runtimeOptions } = options;
+  const { token, maxConcurrentStreams, ...runtimeOptions } = options;
   const runtime = await createRuntime({ logger: silentLogger, ...runtimeOptions });
   const server = await startRuntimeServer({
     runtime,
@@ -52,6 +54,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     http1Port: 0,
     logger: silentLogger,
     ...(token !== undefined ? { token } : {}),
+    ...(maxConcurrentStreams !== undefined ? { maxConcurrentStreams } : {}),
   });
   const baseUrl = `http://${server.h2Address}`;
   const sessions: Http2SessionManager[] = [];

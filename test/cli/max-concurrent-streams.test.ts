@@ -1,0 +1,45 @@
+import http2 from "node:http2";
+import { afterAll, describe, expect, it } from "vitest";
+import { startCli, type CliProcess } from "../support/cli-process.js";
+
+/** `--max-concurrent-streams` (serve and backend): what each HTTP/2 connection is told, and bad values. */
+
+const processes: CliProcess[] = [];
+
+afterAll(() => {
+  for (const cli of processes) cli.kill();
+});
+
+async function advertisedLimit(address: string): Promise<number | undefined> {
+  const session = http2.connect(`http://${address}`);
+  try {
+    const settings = await new Promise<http2.Settings>((resolve, reject) => {
+      session.once("remoteSettings", resolve);
+      session.once("error", reject);
+    });
+    return settings.maxConcurrentStreams;
+  } finally {
+    session.destroy();
+  }
+}
+
+describe("--max-concurrent-streams", () => {
+  it("sets the limit serve and backend advertise", async () => {
+    for (const command of ["serve", "backend"]) {
+      const cli = startCli([command, "--port", "0", "--max-concurrent-streams", "7"]);
+      processes.push(cli);
+      const { h2c } = await cli.listening;
+      expect(await advertisedLimit(h2c), command).toBe(7);
+    }
+  }, 120_000);
+
+  it("refuses a value that is not 1 to 2^31-1, before starting", async () => {
+    const values = ["0", "2147483648", "1.5"];
+    const clis = values.map((value) => startCli(["serve", "--port", "0", "--max-concurrent-streams", value]));
+    processes.push(...clis);
+    for (const [index, cli] of clis.entries()) {
+      expect(await cli.exited, values[index]).toEqual({ code: 2, signal: null });
+      expect(cli.stderr()).toBe("worker-runtime: --max-concurrent-streams must be a whole number from 1 to 2147483647\n");
+    }
+  }, 120_000);
+});
