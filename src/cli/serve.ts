@@ -266,7 +266,8 @@ export function parseGraceMs(value: string): number {
 /** --max-concurrent-streams: 1 to 2^31-1 (HTTP/2 allows 2^32-1; Node's own default, unbounded in effect). */
 export function parseMaxConcurrentStreams(value: string): number {
   const streams = /^\d{1,10}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(streams >= 1 && streams <= 2 ** 31 - 1)) throw new UsageError("--max-concurrent-streams must be a whole number from 1 to 2147483647");
+  if (!(streams >= 1 && streams <= 2 ** 31 - 1))
+    throw new UsageError("--max-concurrent-streams must be a whole number from 1 to 2147483647");
   return streams;
 }
 
