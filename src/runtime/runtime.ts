@@ -33,7 +33,8 @@ import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
 import { PendingWrites } from "./pending-writes.js";
-import { listRuns, readTranscript } from "./run-queries.js";
+import { watchOfWorker } from "./pending-delete.js";
+import { getRun, listRuns, readTranscript } from "./run-queries.js";
 import type { InputOptions, Runtime, RuntimeOptions } from "./runtime-api.js";
 import { requestReader } from "./runtime-requests.js";
 import { RuntimeHealth } from "./runtime-health.js";
@@ -255,7 +256,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }),
     getRun: async (init) => {
       const request = asRequest("getRun", init);
-      return typedStoreErrors(run(request).getRun(request.runId));
+      return getRun(run(request), request.runId);
     },
     listRuns: async (init) => {
       const request = asRequest("listRuns", init);
@@ -268,8 +269,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     watchWorker: (init, watchOptions) => {
       const request = asRequest("watchWorker", init);
       const session = catalog.session("worker", request.worker);
-      const plan = workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live);
-      return runWatch({ ...plan, delivered: delivered.worker }, watchOptions);
+      const plan = () => workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live);
+      return watchOfWorker(session.events, () => runWatch({ ...plan(), delivered: delivered.worker }, watchOptions), watchOptions.signal);
     },
     watchRuntime: (init, watchOptions) => {
       const request = asRequest("watchRuntime", init);

@@ -75,15 +75,13 @@ export function workerWatchPlan(
  * A worker's stored events for a replay. Once its delete has begun, the
  * store may no longer know it or hold a gap: the replay ends as the
  * worker's live streams do, with the delete's outcome (pending-delete.ts:
- * NOT_FOUND once the store has deleted the worker, or the failure that
- * kept it), not with the store's "unknown worker" (INTERNAL) or an expired
- * cursor.
+ * NOT_FOUND once the store has deleted the worker; read again once the
+ * delete failed), not with the store's "unknown worker" (INTERNAL) or an
+ * expired cursor.
  */
-async function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
-  const stored = await readOfWorker(session.events, typedStoreErrors(store.readEvents(session.workerId, after, limit)));
-  const deleting = session.events.endingWith;
-  if (deleting && !deleting.kept && stored[0]?.seq !== after + 1n) throw await deleting.outcome;
-  return stored;
+function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
+  const read = () => typedStoreErrors(store.readEvents(session.workerId, after, limit));
+  return readOfWorker(session.events, read, (stored) => stored[0]?.seq === after + 1n);
 }
 
 /** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */
