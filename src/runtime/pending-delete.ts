@@ -1,7 +1,11 @@
 import type { RuntimeError } from "./errors.js";
 
-/** Where a worker's delete stands (see {@link PendingDelete}). */
-type DeleteState = "under-way" | "deleted" | "kept";
+/**
+ * Where a worker's delete stands (see {@link PendingDelete}): `unanswered`
+ * when the store's delete call did not answer within the runtime's bound;
+ * DeleteWorker has been answered, but the call may still succeed.
+ */
+type DeleteState = "under-way" | "deleted" | "kept" | "unanswered";
 
 /**
  * A worker's delete under way, as the worker's streams and reads see it.
@@ -11,6 +15,8 @@ type DeleteState = "under-way" | "deleted" | "kept";
  * the store's delete has succeeded. A delete that fails in the store leaves
  * the worker there, and such a stream ends with that failure instead, typed
  * and not claiming the worker is gone, so its client retries or resumes.
+ * A store call that does not answer in time is such a failure, until it
+ * answers: a late success deletes the worker after all.
  */
 export class PendingDelete {
   /** What a stream that met the delete ends with: {@link deleted} once the store deleted the worker, or the failure that kept it. */
@@ -37,23 +43,31 @@ export class PendingDelete {
     this.settle(error);
   }
 
-  /**
-   * Whether the delete failed. The worker then stays, STOPPED, still marked
-   * with this delete: a StreamInput that takes its run's CANCELLED only now
-   * ends as the quicker ones did, and no run of a stopped worker ends later.
-   */
-  get kept(): boolean {
-    return this.state === "kept";
+  /** The store's delete call did not answer in time: as {@link failed}, but until {@link answeredLate} it may still delete the worker. */
+  unanswered(error: RuntimeError): void {
+    this.state = "unanswered";
+    this.settle(error);
+  }
+
+  /** The store's call that did not answer in time has answered: it deleted the worker, or it failed and the worker stays. */
+  answeredLate(deleted: boolean): void {
+    this.state = deleted ? "deleted" : "kept";
   }
 
   /**
    * Whether a read of the worker's stored state may find the worker gone
    * because of this delete: while it is under way (the store stops knowing
-   * the worker part-way through) and once it has deleted the worker; not
-   * once it failed, the worker kept whole.
+   * the worker part-way through), while its store call has not answered,
+   * and once it has deleted the worker; not once it failed, the worker
+   * kept whole.
    */
   get mayHideWorker(): boolean {
     return this.state !== "kept";
+  }
+
+  /** What a read that met the delete answers once {@link outcome} is known: NOT_FOUND once the worker is deleted (a late success too), else the outcome. */
+  answer(outcome: RuntimeError): RuntimeError {
+    return this.state === "deleted" ? this.deleted : outcome;
   }
 }
 
@@ -130,6 +144,6 @@ function hidingDelete(events: DeleteMarked): PendingDelete | undefined {
 /** Once `deleting` settles: its NOT_FOUND, or `again` when it failed and the worker stays. */
 async function afterDelete<T>(deleting: PendingDelete, again: () => Promise<T>): Promise<T> {
   const outcome = await deleting.outcome;
-  if (deleting.mayHideWorker) throw outcome;
+  if (deleting.mayHideWorker) throw deleting.answer(outcome);
   return again();
 }
