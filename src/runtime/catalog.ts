@@ -18,14 +18,13 @@ import {
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager, leasesOf } from "./allocations.js";
-import { idempotencyConflict, invalidArgument, notFound, RuntimeError, workerDeleted, workerNotDeleted } from "./errors.js";
+import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
 import { checkMounts } from "./mounts.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { PageTokens } from "./page-token.js";
-import { PendingDelete } from "./pending-delete.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
@@ -35,6 +34,7 @@ import { workerConnectivity } from "./worker-connectivity.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
 import { WorkerSession } from "./worker-session.js";
+import { WorkerDeletes } from "./worker-deletes.js";
 
 /** What the catalog needs from its runtime. */
 export interface CatalogInit {
@@ -66,11 +66,17 @@ export class Catalog {
    * others wait for it and answer the same.
    */
   private readonly pendingCreates = new Map<string, { fingerprint: string; workerId: string; response: Promise<CreateWorkerResponse> }>();
-  /** Worker id → its delete in progress, which a second delete shares. */
-  private readonly deletes = new Map<string, Promise<void>>();
+  private readonly deletes: WorkerDeletes;
   readonly allocations = new AllocationManager();
 
-  constructor(private readonly init: CatalogInit) {}
+  constructor(private readonly init: CatalogInit) {
+    this.deletes = new WorkerDeletes({
+      store: init.store,
+      storeBoundMs: init.limits.flushTimeoutMs,
+      stop: (session) => this.stop(session),
+      forget: (session) => this.forgetDeleted(session),
+    });
+  }
 
   /** Every hosted worker's session. */
   sessions(): IterableIterator<WorkerSession> {
@@ -275,8 +281,8 @@ export class Catalog {
   }
 
   /**
-   * Deletes a stopped or failed worker (or any worker, with force). A second
-   * delete while one is in progress waits for it and shares its outcome.
+   * Deletes a stopped or failed worker (or any worker, with force); see
+   * worker-deletes.ts for how a failing or unanswering store is met.
    */
   async delete(session: WorkerSession, force: boolean): Promise<void> {
     const status = session.worker.status;
@@ -287,39 +293,13 @@ export class Catalog {
         `worker ${session.workerId} is not stopped; stop it first or set force`,
       );
     }
-    const inProgress = this.deletes.get(session.workerId);
-    if (inProgress) return inProgress;
-    const deleting = this.deleteNow(session).finally(() => this.deletes.delete(session.workerId));
-    this.deletes.set(session.workerId, deleting);
-    return deleting;
+    return this.deletes.delete(session);
   }
 
-  /**
-   * Stops the worker, then deletes it from the store, and only then from
-   * the catalog and its streams (NOT_FOUND after the events they hold). A
-   * failure on the way leaves the worker as the store has it (stopped,
-   * listed, readable) and its streams open: nothing has told them it was
-   * deleted, and a StreamInput whose run the stop ended gets the failure.
-   */
-  private async deleteNow(session: WorkerSession): Promise<void> {
-    // Decided before the runs end, so a StreamInput that sees its run end now knows why; told at the outcome.
-    const pending = new PendingDelete(workerDeleted(session.workerId));
-    session.events.announceEnd(pending);
-    try {
-      // Also waits for a StopWorker still in progress, so nothing is written after the delete.
-      await this.stop(session);
-      session.markDeleted();
-      await typedStoreErrors(this.init.store.deleteWorker(session.workerId));
-    } catch (error) {
-      session.markDeleted(false);
-      pending.failed(workerNotDeleted(session.workerId, error));
-      throw error;
-    }
+  /** A worker the store has deleted: out of the catalog, its leases and request id forgotten, its removal published. */
+  private forgetDeleted(session: WorkerSession): void {
     this.workers.remove(session);
     this.init.health.forgetWorker(session.workerId);
-    pending.succeeded();
-    // Not the clean end of a shutdown: watchers get the last events, then NOT_FOUND, and need not ask why.
-    session.events.closeAll(pending.deleted);
     this.allocations.release(session.workerId);
     if (session.record.createRequestId !== "") this.createRequests.delete(session.record.createRequestId);
     this.init.publish({ case: "workerRemoved", value: cloneMessage(WorkerRefSchema, session.worker.ref ?? create(WorkerRefSchema)) });

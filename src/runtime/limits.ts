@@ -66,7 +66,9 @@ export interface Limits {
    * requests set off, and for the store's own close, beyond the
    * `cancelGraceMs` a run may take to wind down. Past both, close() rejects
    * (CloseTimeoutError, naming what did not settle) instead of waiting on a
-   * hung disk forever; what did not settle may not be on disk.
+   * hung disk forever; what did not settle may not be on disk. A worker's
+   * delete waits as long for the store's delete, then answers UNAVAILABLE
+   * and keeps the worker until the store answers (worker-deletes.ts).
    */
   flushTimeoutMs: number;
 }

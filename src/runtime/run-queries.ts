@@ -21,6 +21,15 @@ import type { WorkerSession } from "./worker-session.js";
 const MAX_RUN_READS_PER_PAGE = 20;
 
 /**
+ * One run of a worker, from memory or the store. Part-way through the
+ * worker's delete the store may no longer have it: the answer is then the
+ * delete's outcome (pending-delete.ts), not "no such run".
+ */
+export function getRun(session: WorkerSession, runId: string): Promise<Run> {
+  return readOfWorker(session.events, () => typedStoreErrors(session.getRun(runId)));
+}
+
+/**
  * A worker's runs, newest first, paginated and filtered by status; a page
  * ends early when the next run would not fit the message limit. Runs
  * memory knows better (active, queued, unsaved) are shown as they are now.
@@ -44,7 +53,7 @@ export async function listRuns(
   let full = false;
   // Filtering may skip runs; read on in bounded chunks until the page is full (by count or bytes).
   for (let reads = 0; !full && runs.length < pageSize && reads < MAX_RUN_READS_PER_PAGE; reads++) {
-    const chunk = await readOfWorker(session.events, typedStoreErrors(store.listRuns(session.workerId, before, pageSize)));
+    const chunk = await readOfWorker(session.events, () => typedStoreErrors(store.listRuns(session.workerId, before, pageSize)));
     if (chunk.length === 0) {
       exhausted = true;
       break;
@@ -96,8 +105,7 @@ export async function readTranscript(
   const fits = (entry: TranscriptEntry): boolean => budget.take(toBinary(TranscriptEntrySchema, entry).byteLength);
   if (position.case === "afterSeq") {
     const afterSeq = position.value < lastSeq ? position.value : lastSeq;
-    const read = await readOfWorker(
-      session.events,
+    const read = await readOfWorker(session.events, () =>
       typedStoreErrors(store.readTranscript(session.workerId, { kind: "after", afterSeq }, limit)),
     );
     const fitting = read.findIndex((entry) => !fits(entry));
@@ -105,8 +113,7 @@ export async function readTranscript(
     hasMore = afterSeq + BigInt(entries.length) < lastSeq;
   } else {
     const beforeSeq = position.case === "beforeSeq" && position.value <= lastSeq ? position.value : lastSeq + 1n;
-    const read = await readOfWorker(
-      session.events,
+    const read = await readOfWorker(session.events, () =>
       typedStoreErrors(store.readTranscript(session.workerId, { kind: "before", beforeSeq }, limit)),
     );
     let first = read.length;

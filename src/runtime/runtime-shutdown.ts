@@ -6,6 +6,7 @@ import { RuntimeError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { PendingWrites } from "./pending-writes.js";
 import type { RuntimeHealth } from "./runtime-health.js";
+import { settlesWithin } from "./settles-within.js";
 import type { RuntimeStore } from "./store.js";
 import type { WorkerSession } from "./worker-session.js";
 
@@ -101,17 +102,4 @@ export async function closeRuntime(parts: ShutdownParts): Promise<void> {
   }
   endStreams();
   if (!(await settlesWithin(parts.store.close(), deadline - Date.now()))) throw timedOut();
-}
-
-/** Whether `work` settled within `ms` (false once they pass); its rejection within them is thrown. */
-async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, ms));
-  });
-  try {
-    return await Promise.race([work.then(() => true), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -33,7 +33,7 @@ import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
 import { PendingWrites } from "./pending-writes.js";
-import { listRuns, readTranscript } from "./run-queries.js";
+import { getRun, listRuns, readTranscript } from "./run-queries.js";
 import type { InputOptions, Runtime, RuntimeOptions } from "./runtime-api.js";
 import { requestReader } from "./runtime-requests.js";
 import { RuntimeHealth } from "./runtime-health.js";
@@ -45,7 +45,7 @@ import { logStoreDiagnostic, typedStoreErrors } from "./store-errors.js";
 import { checkEnum, checkId, checkInput, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
 import { RUNTIME_VERSION } from "./runtime-version.js";
-import { runtimeWatchPlan, workerWatchPlan } from "./watch-plans.js";
+import { openWorkerWatch, runtimeWatchPlan } from "./watch-plans.js";
 import type { WorkerSession } from "./worker-session.js";
 
 export type { InputOptions, Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
@@ -255,7 +255,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }),
     getRun: async (init) => {
       const request = asRequest("getRun", init);
-      return typedStoreErrors(run(request).getRun(request.runId));
+      return getRun(run(request), request.runId);
     },
     listRuns: async (init) => {
       const request = asRequest("listRuns", init);
@@ -268,8 +268,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     watchWorker: (init, watchOptions) => {
       const request = asRequest("watchWorker", init);
       const session = catalog.session("worker", request.worker);
-      const plan = workerWatchPlan(session, request.afterCursor, store, () => watchSlot(session).subscribe(), live);
-      return runWatch({ ...plan, delivered: delivered.worker }, watchOptions);
+      const subscribe = () => watchSlot(session).subscribe();
+      return openWorkerWatch(session, request.afterCursor, store, subscribe, { ...live, delivered: delivered.worker }, watchOptions);
     },
     watchRuntime: (init, watchOptions) => {
       const request = asRequest("watchRuntime", init);

@@ -8,17 +8,21 @@ import {
   WorkerEventSchema,
   type WorkerEvent,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { WatchRuntimeResponseSchema, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import {
+  WatchRuntimeResponseSchema,
+  type WatchWorkerResponse,
+  WatchWorkerResponseSchema,
+} from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
 import type { Limits } from "./limits.js";
-import { readOfWorker } from "./pending-delete.js";
+import { readOfWorker, watchOfWorker } from "./pending-delete.js";
 import { ResponseBudget, responseBudgetBytes } from "./message-budget.js";
 import type { RuntimeStore, StoredEvent } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
 import type { Subscription } from "./subscription.js";
-import { checkResumePoint, type WatchPlan } from "./watch.js";
+import { checkResumePoint, runWatch, type WatchOptions, type WatchPlan } from "./watch.js";
 import type { WorkerSession } from "./worker-session.js";
 
 /** How live batches are paced. */
@@ -30,11 +34,29 @@ export interface LivePacing {
 }
 
 /**
+ * Opens a WatchWorker: its plan, run. An opening that meets the worker's
+ * delete part-way through (the store no longer knows the worker when the
+ * resume point is checked) waits for the delete's outcome and ends with
+ * NOT_FOUND, or opens again once the delete failed (pending-delete.ts).
+ */
+export function openWorkerWatch(
+  session: WorkerSession,
+  afterCursor: string,
+  store: RuntimeStore,
+  subscribe: () => Subscription<WorkerEvent>,
+  pacing: LivePacing & Pick<WatchPlan<typeof WorkerEventSchema, typeof WatchWorkerResponseSchema>, "delivered">,
+  options: WatchOptions,
+): AsyncGenerator<WatchWorkerResponse> {
+  const open = () => runWatch(workerWatchPlan(session, afterCursor, store, subscribe, pacing), options);
+  return watchOfWorker(session.events, open, options.signal);
+}
+
+/**
  * The WatchWorker plan: the resume cursor checked against retention, the
  * subscription taken and the snapshot cut in the same tick (both at the
  * delivery point), stored events read through the typed store errors.
  */
-export function workerWatchPlan(
+function workerWatchPlan(
   session: WorkerSession,
   afterCursor: string,
   store: RuntimeStore,
@@ -75,15 +97,13 @@ export function workerWatchPlan(
  * A worker's stored events for a replay. Once its delete has begun, the
  * store may no longer know it or hold a gap: the replay ends as the
  * worker's live streams do, with the delete's outcome (pending-delete.ts:
- * NOT_FOUND once the store has deleted the worker, or the failure that
- * kept it), not with the store's "unknown worker" (INTERNAL) or an expired
- * cursor.
+ * NOT_FOUND once the store has deleted the worker; read again once the
+ * delete failed), not with the store's "unknown worker" (INTERNAL) or an
+ * expired cursor.
  */
-async function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
-  const stored = await readOfWorker(session.events, typedStoreErrors(store.readEvents(session.workerId, after, limit)));
-  const deleting = session.events.endingWith;
-  if (deleting && !deleting.kept && stored[0]?.seq !== after + 1n) throw await deleting.outcome;
-  return stored;
+function readWorkerEvents(session: WorkerSession, store: RuntimeStore, after: bigint, limit: number): Promise<StoredEvent[]> {
+  const read = () => typedStoreErrors(store.readEvents(session.workerId, after, limit));
+  return readOfWorker(session.events, read, (stored) => stored[0]?.seq === after + 1n);
 }
 
 /** The WatchRuntime plan: like {@link workerWatchPlan}, over the runtime-wide stream. */

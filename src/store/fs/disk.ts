@@ -7,11 +7,13 @@ import { noopMetrics, type RuntimeMetrics } from "../../runtime/index.js";
  * Test-only fault injection. Each hook runs just before the store writes or
  * fsyncs a file and may throw (for example an `ENOSPC` error) to make that
  * operation fail exactly like a full disk would. `file` is relative to the
- * data dir; `bytes` is how much one write writes. Production configurations leave this unset.
+ * data dir; `bytes` is how much one write writes. `beforeSync` may instead
+ * return a promise: the fsync waits for it (a slow or hung disk, held as
+ * long as a test needs) and fails if it rejects. Production configurations leave this unset.
  */
 export interface FileStoreFaults {
   beforeWrite?(file: string, bytes: number): void;
-  beforeSync?(file: string): void;
+  beforeSync?(file: string): void | Promise<void>;
 }
 
 /**
@@ -44,7 +46,8 @@ export class Disk {
 
   /** Makes written data durable (fdatasync: size changes are included). */
   async sync(fh: FileHandle, rel: string): Promise<void> {
-    this.faults.beforeSync?.(rel);
+    const held = this.faults.beforeSync?.(rel);
+    if (held) await held;
     const started = performance.now();
     await fh.datasync();
     this.metrics.storeSynced((performance.now() - started) / 1000);
@@ -52,7 +55,8 @@ export class Disk {
 
   /** Makes a directory's entries (created, renamed, removed names) durable. */
   async syncDir(relDir: string): Promise<void> {
-    this.faults.beforeSync?.(relDir);
+    const held = this.faults.beforeSync?.(relDir);
+    if (held) await held;
     const fh = await open(this.abs(relDir), "r");
     try {
       const started = performance.now();
