@@ -23,6 +23,8 @@ export class PendingDelete {
   readonly outcome: Promise<RuntimeError>;
   private settle: (error: RuntimeError) => void = () => {};
   private state: DeleteState = "under-way";
+  /** What a read that met the delete answers while its store call has not answered. */
+  private readsUnavailable: RuntimeError | undefined;
 
   constructor(
     /** The worker's NOT_FOUND (errors.ts, `workerDeleted`). */
@@ -43,9 +45,16 @@ export class PendingDelete {
     this.settle(error);
   }
 
-  /** The store's delete call did not answer in time: as {@link failed}, but until {@link answeredLate} it may still delete the worker. */
-  unanswered(error: RuntimeError): void {
+  /**
+   * The store's delete call did not answer in time: as {@link failed}, but
+   * until {@link answeredLate} it may still delete the worker. Streams that
+   * met it end with `error`; a read that fails meanwhile answers
+   * `readError` (it cannot tell a bad request from the delete's effect on
+   * the store, so it says to retry).
+   */
+  unanswered(error: RuntimeError, readError: RuntimeError): void {
     this.state = "unanswered";
+    this.readsUnavailable = readError;
     this.settle(error);
   }
 
@@ -67,7 +76,8 @@ export class PendingDelete {
 
   /** What a read that met the delete answers once {@link outcome} is known: NOT_FOUND once the worker is deleted (a late success too), else the outcome. */
   answer(outcome: RuntimeError): RuntimeError {
-    return this.state === "deleted" ? this.deleted : outcome;
+    if (this.state === "deleted") return this.deleted;
+    return this.state === "unanswered" && this.readsUnavailable ? this.readsUnavailable : outcome;
   }
 }
 

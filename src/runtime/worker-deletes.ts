@@ -69,7 +69,7 @@ export class WorkerDeletes {
         const error = workerNotDeleted(workerId, storeDidNotAnswer(this.init.storeBoundMs));
         unanswered = true;
         session.markDeleted(false);
-        pending.unanswered(error);
+        pending.unanswered(error, readsWhileUnanswered(workerId, this.init.storeBoundMs));
         call.then(
           () => this.answeredLate(session, pending, true),
           () => this.answeredLate(session, pending, false),
@@ -109,13 +109,24 @@ export class WorkerDeletes {
 
   /** The store deleted the worker: out of the catalog, and its streams end with NOT_FOUND after the events they hold. */
   private completed(session: WorkerSession, pending: PendingDelete): void {
+    // Settled whoever completes first: a repeated delete's own mark may hold reads that met it.
+    pending.succeeded();
     if (this.forgotten.has(session)) return;
     this.forgotten.add(session);
     this.init.forget(session);
-    pending.succeeded();
     // Not the clean end of a shutdown: watchers get the last events, then NOT_FOUND, and need not ask why.
     session.events.closeAll(pending.deleted);
   }
+}
+
+/** What a failed read of a worker answers while the store has not answered its delete: retry later. */
+function readsWhileUnanswered(workerId: string, boundMs: number): RuntimeError {
+  return new RuntimeError(
+    Code.Unavailable,
+    ErrorReason.STORE_UNAVAILABLE,
+    `worker ${workerId} cannot be read now: the store has not answered its delete (waited ${boundMs} ms); retry`,
+    { worker_id: workerId, timeout_ms: String(boundMs) },
+  );
 }
 
 /** A store call that did not answer within `boundMs` (a disk that stopped answering): retry later. */

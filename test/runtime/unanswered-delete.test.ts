@@ -25,9 +25,20 @@ interface HeldDelete {
  * as a disk that stopped answering would not: it then deletes the worker
  * (the call's late success) or fails. Every other call passes through.
  */
-function heldDeleteStore(): { store: RuntimeStore; calls: HeldDelete[] } {
+function heldDeleteStore(): { store: RuntimeStore; calls: HeldDelete[]; holdReads(): () => void; readsHeld(): number } {
   const inner = createMemoryStore();
   const calls: HeldDelete[] = [];
+  // While set, readTranscript waits for it before it reads (a slow disk under a read).
+  let readGate: Promise<void> | undefined;
+  let readsHeld = 0;
+  const readTranscript: RuntimeStore["readTranscript"] = async (...args) => {
+    if (readGate) {
+      readsHeld++;
+      await readGate;
+      readsHeld--;
+    }
+    return inner.readTranscript(...args);
+  };
   const deleteWorker = (workerId: string): Promise<void> =>
     new Promise((resolve, reject) => {
       calls.push({
@@ -39,11 +50,20 @@ function heldDeleteStore(): { store: RuntimeStore; calls: HeldDelete[] } {
   const store = new Proxy(inner, {
     get(target, property) {
       if (property === "deleteWorker") return deleteWorker;
+      if (property === "readTranscript") return readTranscript;
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  return { store, calls };
+  const holdReads = (): (() => void) => {
+    let release = (): void => {};
+    readGate = new Promise((resolve) => (release = resolve));
+    return () => {
+      readGate = undefined;
+      release();
+    };
+  };
+  return { store, calls, holdReads, readsHeld: () => readsHeld };
 }
 
 /**
@@ -144,6 +164,12 @@ describe("a worker delete whose store call does not answer", () => {
       const runEnds = input.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
       expect(runEnds.at(-1)).toBe(RunStatus.CANCELLED);
       await expectKept(clients, worker);
+      // A read that fails meanwhile cannot tell a bad request from the delete's effect: it says to retry, as a read.
+      const unknownRun = await outcome(clients.interaction.getRun({ worker, runId: "no-such-run" }));
+      expect([(unknownRun as ConnectError).code, (unknownRun as ConnectError).rawMessage]).toEqual([
+        Code.Unavailable,
+        `worker ${worker.workerId} cannot be read now: the store has not answered its delete (waited ${STORE_BOUND_MS} ms); retry`,
+      ]);
       // A repeated delete waits on the same store call, bounded again.
       expectStoreDidNotAnswer(await deleteOf(clients, worker), worker.workerId);
       expect(held.calls.length).toBe(callsBefore + 1);
@@ -154,6 +180,35 @@ describe("a worker delete whose store call does not answer", () => {
       expect((gone as ConnectError).code).toBe(Code.NotFound);
       const listed = (await clients.catalog.listWorkers({ runtimeId: "rt-unanswered" })).workers.map((w) => w.ref?.workerId);
       expect(listed).not.toContain(worker.workerId);
+    }, 30_000);
+
+    it(`answers a read that met a repeated delete NOT_FOUND when the shared store call succeeds (${protocol})`, async () => {
+      const clients = harness.connect(protocol);
+      const worker = (await clients.catalog.createWorker({ runtimeId: "rt-unanswered" })).worker?.ref as WorkerRef;
+      await clients.interaction.sendInput({ worker, input: { text: "hi" } });
+      const callsBefore = held.calls.length;
+      expectStoreDidNotAnswer(await deleteOf(clients, worker), worker.workerId);
+      // A second delete waits on the same store call; a read starts meanwhile and is held in the store.
+      const second = deleteOf(clients, worker);
+      const release = held.holdReads();
+      let read: Promise<unknown>;
+      try {
+        read = outcome(clients.observation.readTranscript({ worker, limit: 10 }, { timeoutMs: 5_000 }));
+        await eventually(() => held.readsHeld() === 1, 10_000, "the read held in the store");
+        held.calls[callsBefore]?.answer("succeed");
+        // Within its own bound the second delete succeeds; past it (a loaded machine), it answered UNAVAILABLE first.
+        const secondAnswer = await second;
+        if (secondAnswer instanceof ConnectError) expectStoreDidNotAnswer(secondAnswer, worker.workerId);
+      } finally {
+        // The store no longer has the worker: the held read fails there, and answers with the delete's outcome.
+        release();
+      }
+      const answer = await read;
+      expect(answer).toBeInstanceOf(ConnectError);
+      expect([(answer as ConnectError).code, (answer as ConnectError).rawMessage]).toEqual([
+        Code.NotFound,
+        `worker ${worker.workerId} was deleted`,
+      ]);
     }, 30_000);
 
     it(`keeps the worker when the call fails late; a later delete starts afresh (${protocol})`, async () => {
