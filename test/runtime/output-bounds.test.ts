@@ -168,7 +168,9 @@ describe("limits", () => {
         startedAt: { seconds: 1n << 40n, nanos: 999_999_999 },
         ...(argumentsJson ? { pendingApproval: { toolCallId: "c".repeat(256), toolName: "t".repeat(64), argumentsJson } } : {}),
       });
-    const queuedText = "q".repeat(Math.floor(bounds.maxQueuedInputBytes / limits.maxQueueDepth));
+    // Up to maxQueueDepth ENQUEUE'd inputs and as many interrupting ones wait, all within the queued-bytes bound.
+    const queuedRuns = 2 * limits.maxQueueDepth;
+    const queuedText = "q".repeat(Math.floor(bounds.maxQueuedInputBytes / queuedRuns));
     const inFlightHalf = Math.floor(bounds.maxInFlightBytes / 2);
     const response = create(WatchWorkerResponseSchema, {
       snapshot: {
@@ -179,10 +181,16 @@ describe("limits", () => {
           labels: Object.fromEntries(Array.from({ length: limits.maxLabels }, (_, i) => label(i))),
           capabilities: ["fs.read", "fs.write", "shell.exec"],
           workspace: { root: "r".repeat(64), path: "p".repeat(limits.maxWorkspacePathBytes) },
+          mounts: Array.from({ length: limits.maxMounts }, (_, i) => ({
+            root: "r".repeat(64),
+            path: "p".repeat(limits.maxWorkspacePathBytes),
+            name: `m${i}`.padEnd(63, "m"),
+            writable: true,
+          })),
           failureMessage: "f".repeat(1024),
         },
         activeRun: run("a".repeat(limits.maxInputBytes), "x".repeat(inFlightHalf)),
-        queuedRuns: Array.from({ length: limits.maxQueueDepth }, () => run(queuedText)),
+        queuedRuns: Array.from({ length: queuedRuns }, () => run(queuedText)),
         inFlight: [{ runId: "r".repeat(64), blockId: "b".repeat(64), kind: InFlightBlockKind.TEXT, text: "t".repeat(inFlightHalf) }],
         cursor: "c".repeat(256),
       },

@@ -119,9 +119,10 @@ export declare type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> &
 
   /**
    * Largest number of queued (not yet running) inputs per Worker. An INTERRUPT
-   * input takes the active run's place, so queued ENQUEUE inputs never refuse
-   * it; interrupting inputs waiting for that place are bounded by this among
-   * themselves.
+   * input takes the active run's place, so the count of queued ENQUEUE inputs
+   * never refuses it; interrupting inputs waiting for that place are bounded by
+   * this among themselves. All waiting inputs together are also bounded by
+   * bytes (QUEUE_FULL, metadata "max_queued_input_bytes").
    *
    * @generated from field: uint32 max_queue_depth = 3;
    */
