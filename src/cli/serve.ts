@@ -45,9 +45,9 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
                  speaks HTTP/1.1 (the listening line says https= instead of h2c=)
   --data-dir     keep workers, transcripts, runs and events in DIR (crash-safe); without it
                  everything lives in memory and is lost on exit
-  --max-concurrent-streams N  open streams per HTTP/2 connection (default 10000); past it a
-                 client's next call waits for one to end. A Backend relays all its watches of a
-                 runtime over one connection: keep this above them
+  --max-concurrent-streams N  open streams per HTTP/2 connection (16 or more; default 10000); past
+                 it a client's next call waits for one to end. A Backend uses one connection per
+                 runtime: two streams of its own, plus one per WatchWorker or StreamInput it relays
   --shutdown-grace-ms  how long runs may finish on SIGTERM before interruption (default 10000)
   --shutdown-flush-ms  then, beyond the 5 s a run may take to wind down, how long the store may
                  take to write what the drain recorded and close (default 5000); past it the
@@ -263,13 +263,20 @@ export function parseGraceMs(value: string): number {
   return graceMs;
 }
 
-/** --max-concurrent-streams: 1 to 2^31-1 (HTTP/2 allows 2^32-1; Node's own default, unbounded in effect). */
+/**
+ * --max-concurrent-streams: 16 to 2^31-1. A Backend keeps two streams open on
+ * each runtime for itself (health and the shared WatchRuntime), so a lower
+ * limit would leave its calls waiting (HTTP/2 allows 2^32-1, Node's default).
+ */
 export function parseMaxConcurrentStreams(value: string): number {
   const streams = /^\d{1,10}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(streams >= 1 && streams <= 2 ** 31 - 1))
-    throw new UsageError("--max-concurrent-streams must be a whole number from 1 to 2147483647");
+  if (!(streams >= MIN_CONCURRENT_STREAMS && streams <= 2 ** 31 - 1))
+    throw new UsageError(`--max-concurrent-streams must be a whole number from ${MIN_CONCURRENT_STREAMS} to 2147483647`);
   return streams;
 }
+
+/** The least --max-concurrent-streams: a Backend's own two streams per runtime, and room for its calls. */
+const MIN_CONCURRENT_STREAMS = 16;
 
 /** --shutdown-flush-ms: the runtime's flushTimeoutMs (how long its close waits for the store). */
 export function parseFlushMs(value: string): number {
