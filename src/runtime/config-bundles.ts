@@ -124,10 +124,18 @@ export class ConfigBundles {
     }
   }
 
-  /** GetConfigBundle. */
+  /**
+   * GetConfigBundle: NOT_FOUND only for an id never stored; one stored but
+   * not served is FAILED_PRECONDITION + BUNDLE_UNAVAILABLE, as SendInput
+   * names it, so a caller (the Backend's push) knows to push it again.
+   */
   get(request: GetConfigBundleRequest): GetConfigBundleResponse {
     checkId("bundle_id", request.bundleId);
     const bundle = this.bundles.get(request.bundleId);
+    const unserved = this.unserved.get(request.bundleId);
+    if (!bundle && unserved) {
+      throw bundleUnavailable(unservedReason(request.bundleId, unserved.digest, unserved), request.bundleId, unserved.digest, unserved);
+    }
     if (!bundle) throw notFound("bundle_id", request.bundleId);
     return create(GetConfigBundleResponseSchema, { bundle: cloneMessage(ConfigBundleSchema, bundle) });
   }

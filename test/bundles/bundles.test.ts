@@ -287,7 +287,12 @@ describe("config bundles on a real server", () => {
     await writeFile(file, encodeSnapshot(toBinary(ConfigBundleSchema, stored)));
     h = await start(dir, fake);
     const { management } = h.connect("grpc");
-    await expectReason(() => management.getConfigBundle({ bundleId: "team" }), Code.NotFound, ErrorReason.NOT_FOUND);
+    const unavailable = await expectReason(
+      () => management.getConfigBundle({ bundleId: "team" }),
+      Code.FailedPrecondition,
+      ErrorReason.BUNDLE_UNAVAILABLE,
+    );
+    expect(unavailable.metadata).toEqual({ bundle_id: "team", digest: bundle.digest, cause: "damaged" });
     const { diagnostics } = await management.listDiagnostics({});
     expect(diagnostics.map((d) => [d.code, d.message])).toContainEqual([
       "store.bundle_damaged",

@@ -417,7 +417,10 @@ export declare const RuntimeManagement: GenService<{
     output: typeof PutConfigBundleResponseSchema;
   },
   /**
-   * GetConfigBundle returns a stored config bundle.
+   * GetConfigBundle returns a stored config bundle. An id never stored is
+   * NOT_FOUND; one stored but not served (its copy damaged, or breaking a
+   * rule added since) is FAILED_PRECONDITION with BUNDLE_UNAVAILABLE, as
+   * SendInput refuses its workers (metadata "bundle_id", "digest", "cause").
    *
    * @generated from rpc worker_runtime.v1.RuntimeManagement.GetConfigBundle
    */
