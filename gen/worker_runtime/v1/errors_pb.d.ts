@@ -197,7 +197,9 @@ export enum ErrorReason {
   STORE_UNAVAILABLE = 20,
 
   /**
-   * The model provider rejected the credentials (HTTP 401/403).
+   * The model provider rejected the credentials (HTTP 401/403). Metadata
+   * "key_source" says whose key was sent: "profile" (a bundle profile's own,
+   * then also "profile", "bundle_id" and "secret_name"), "runtime", or "none".
    *
    * @generated from enum value: ERROR_REASON_PROVIDER_AUTH_FAILED = 21;
    */
