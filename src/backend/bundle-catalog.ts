@@ -1,16 +1,18 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { bundleDigest, checkBundle, RuntimeError } from "../runtime/index.js";
 import { BackendConfigError } from "./backend-config.js";
+import { type BundleFileRead, readBundleFileSync } from "./bundle-file.js";
 
 /** The config bundles a Backend holds, by bundle id; read-only once loaded. */
 export type BundleCatalog = ReadonlyMap<string, ConfigBundle>;
 
 /**
  * Reads `--bundles-dir`: every `*.json` file is one ConfigBundle in proto3
- * JSON form. A file without a digest gets the one `bundleDigest` computes;
+ * JSON form, of at most MAX_BUNDLE_FILE_BYTES (bundle-file.ts: refused by
+ * its size, before it is read). A file without a digest gets the one `bundleDigest` computes;
  * a file with one must match it, so a hand-edited bundle cannot keep a stale
  * digest. Any bad file (unreadable, not JSON, not a ConfigBundle, no id, a
  * wrong digest, content PutConfigBundle refuses, an id used twice) stops start-up with an error naming the
@@ -29,13 +31,14 @@ export function loadBundleDir(dir: string): BundleCatalog {
   const bundles = new Map<string, ConfigBundle>();
   const fileOf = new Map<string, string>();
   for (const name of names) {
-    let text: string;
+    let read: BundleFileRead;
     try {
-      text = readFileSync(join(dir, name), "utf8");
+      read = readBundleFileSync(join(dir, name), name);
     } catch (error) {
       throw new BackendConfigError(`cannot read --bundles-dir file ${name}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
-    const bundle = parseBundleFile(name, text);
+    if ("refused" in read) throw new BackendConfigError(read.refused);
+    const bundle = parseBundleFile(name, read.text);
     const earlier = fileOf.get(bundle.bundleId);
     if (earlier !== undefined) {
       throw new BackendConfigError(`--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type Logger, silentLogger } from "../runtime/index.js";
 import { type BundleCatalog, parseBundleFile } from "./bundle-catalog.js";
+import { type BundleFileRead, readBundleFile } from "./bundle-file.js";
 
 /** Least time between two re-reads of the directory, so a stream of unknown selectors cannot keep it busy. */
 export const BUNDLE_DIR_REREAD_INTERVAL_MS = 1_000;
@@ -97,14 +98,19 @@ export class BundleDir {
     let added = 0;
     const fileOf = new Map<string, string>();
     for (const name of names) {
-      let text: string;
+      let read: BundleFileRead;
       try {
-        text = await readFile(join(dir, name), "utf8");
+        read = await readBundleFile(join(dir, name), name);
       } catch (error) {
         // Removed or replaced meanwhile: the next read sees what is there.
         this.logger.warn("cannot read a --bundles-dir file; skipped", { file: name, code: (error as NodeJS.ErrnoException).code });
         continue;
       }
+      if ("refused" in read) {
+        this.skip(name, read.identity, read.refused);
+        continue;
+      }
+      const text = read.text;
       let bundle: ConfigBundle;
       try {
         bundle = parseBundleFile(name, text);
@@ -135,7 +141,7 @@ export class BundleDir {
     this.ids.add(bundle.bundleId);
   }
 
-  /** Logs a bad file once per content. */
+  /** Logs a bad file once per content (`text`, or for a file not read, its size and time). */
   private skip(name: string, text: string, message: string): void {
     const hash = createHash("sha256").update(text).digest("hex");
     if (this.reported.get(name) === hash) return;
