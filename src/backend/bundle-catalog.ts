@@ -29,7 +29,7 @@ export function loadBundleDir(dir: string): BundleCatalog {
     throw new BackendConfigError(`cannot read --bundles-dir: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   const bundles = new Map<string, ConfigBundle>();
-  const fileOf = new Map<string, string>();
+  const fileOf: BundleFileNames = new Map();
   for (const name of names) {
     let read: BundleFileRead;
     try {
@@ -39,11 +39,8 @@ export function loadBundleDir(dir: string): BundleCatalog {
     }
     if ("refused" in read) throw new BackendConfigError(read.refused);
     const bundle = parseBundleFile(name, read.text);
-    const earlier = fileOf.get(bundle.bundleId);
-    if (earlier !== undefined) {
-      throw new BackendConfigError(`--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
-    }
-    fileOf.set(bundle.bundleId, name);
+    const taken = idTakenElsewhere(fileOf, bundle.bundleId, name);
+    if (taken !== undefined) throw new BackendConfigError(taken);
     bundles.set(bundle.bundleId, bundle);
   }
   return bundles;
@@ -81,4 +78,22 @@ export function parseBundleFile(name: string, text: string): ConfigBundle {
     if (error instanceof RuntimeError) throw new BackendConfigError(`${where}: ${error.message}`);
     throw error;
   }
+}
+
+/** The files of one read of the directory, by bundle id folded to lower case: the id and its file. */
+export type BundleFileNames = Map<string, { bundleId: string; file: string }>;
+
+/**
+ * Records `file`'s bundle id, or says why it cannot be (the same id, or one
+ * differing only in case, which runtimes refuse, already in another file).
+ */
+export function idTakenElsewhere(files: BundleFileNames, bundleId: string, file: string): string | undefined {
+  const folded = bundleId.toLowerCase();
+  const earlier = files.get(folded);
+  if (earlier === undefined) {
+    files.set(folded, { bundleId, file });
+    return undefined;
+  }
+  if (earlier.bundleId === bundleId) return `--bundles-dir file ${file}: bundle id "${bundleId}" is also in ${earlier.file}`;
+  return `--bundles-dir file ${file}: bundle id "${bundleId}" differs only in case from "${earlier.bundleId}" in ${earlier.file} (runtimes refuse bundle ids that differ only in case)`;
 }

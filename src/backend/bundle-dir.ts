@@ -3,7 +3,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type Logger, silentLogger } from "../runtime/index.js";
-import { type BundleCatalog, parseBundleFile } from "./bundle-catalog.js";
+import { type BundleCatalog, type BundleFileNames, idTakenElsewhere, parseBundleFile } from "./bundle-catalog.js";
 import { type BundleFileRead, readBundleFile } from "./bundle-file.js";
 
 /** Least time between two re-reads of the directory, so a stream of unknown selectors cannot keep it busy. */
@@ -96,7 +96,7 @@ export class BundleDir {
       return;
     }
     let added = 0;
-    const fileOf = new Map<string, string>();
+    const fileOf: BundleFileNames = new Map();
     for (const name of names) {
       let read: BundleFileRead;
       try {
@@ -118,12 +118,11 @@ export class BundleDir {
         this.skip(name, text, error instanceof Error ? error.message : String(error));
         continue;
       }
-      const earlier = fileOf.get(bundle.bundleId);
-      if (earlier !== undefined) {
-        this.skip(name, text, `--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+      const taken = idTakenElsewhere(fileOf, bundle.bundleId, name);
+      if (taken !== undefined) {
+        this.skip(name, text, taken);
         continue;
       }
-      fileOf.set(bundle.bundleId, name);
       this.reported.delete(name);
       if (this.find(bundle.bundleId, bundle.digest)) continue;
       if (this.versions.size >= MAX_BUNDLE_VERSIONS) {

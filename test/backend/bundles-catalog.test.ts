@@ -66,6 +66,10 @@ describe("loadBundleDir", () => {
     await write("one.json", toJson(ConfigBundleSchema, bundle("same")));
     await write("two.json", toJson(ConfigBundleSchema, bundle("same")));
     expect(() => loadBundleDir(dir ?? "")).toThrow(/two\.json: bundle id "same" is also in one\.json/);
+    // Ids that differ only in case: a runtime refuses the second (its files would merge on a case-insensitive disk).
+    await rm(join(dir, "two.json"));
+    await write("upper.json", toJson(ConfigBundleSchema, bundle("SAME")));
+    expect(() => loadBundleDir(dir ?? "")).toThrow(/upper\.json: bundle id "SAME" differs only in case from "same" in one\.json/);
     expect(() => loadBundleDir(join(dir ?? "", "missing"))).toThrow(/cannot read --bundles-dir: ENOENT/);
   });
 

@@ -407,7 +407,8 @@ export declare const RuntimeManagement: GenService<{
    * durably. A digest that does not match the content is INVALID_ARGUMENT
    * with BUNDLE_CONFLICT. Pushing the same id and digest again is a no-op;
    * the same id with another digest is refused with ALREADY_EXISTS and
-   * BUNDLE_CONFLICT.
+   * BUNDLE_CONFLICT, and so is an id that differs from a held one only in
+   * case (metadata "held_bundle_id"): ids are unique ignoring case.
    *
    * @generated from rpc worker_runtime.v1.RuntimeManagement.PutConfigBundle
    */
