@@ -1,16 +1,18 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { bundleDigest, checkBundle, RuntimeError } from "../runtime/index.js";
 import { BackendConfigError } from "./backend-config.js";
+import { type BundleFileRead, readBundleFileSync } from "./bundle-file.js";
 
 /** The config bundles a Backend holds, by bundle id; read-only once loaded. */
 export type BundleCatalog = ReadonlyMap<string, ConfigBundle>;
 
 /**
  * Reads `--bundles-dir`: every `*.json` file is one ConfigBundle in proto3
- * JSON form. A file without a digest gets the one `bundleDigest` computes;
+ * JSON form, of at most MAX_BUNDLE_FILE_BYTES (bundle-file.ts: refused by
+ * its size, before it is read). A file without a digest gets the one `bundleDigest` computes;
  * a file with one must match it, so a hand-edited bundle cannot keep a stale
  * digest. Any bad file (unreadable, not JSON, not a ConfigBundle, no id, a
  * wrong digest, content PutConfigBundle refuses, an id used twice) stops start-up with an error naming the
@@ -27,20 +29,18 @@ export function loadBundleDir(dir: string): BundleCatalog {
     throw new BackendConfigError(`cannot read --bundles-dir: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   const bundles = new Map<string, ConfigBundle>();
-  const fileOf = new Map<string, string>();
+  const fileOf: BundleFileNames = new Map();
   for (const name of names) {
-    let text: string;
+    let read: BundleFileRead;
     try {
-      text = readFileSync(join(dir, name), "utf8");
+      read = readBundleFileSync(join(dir, name), name);
     } catch (error) {
       throw new BackendConfigError(`cannot read --bundles-dir file ${name}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
-    const bundle = parseBundleFile(name, text);
-    const earlier = fileOf.get(bundle.bundleId);
-    if (earlier !== undefined) {
-      throw new BackendConfigError(`--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
-    }
-    fileOf.set(bundle.bundleId, name);
+    if ("refused" in read) throw new BackendConfigError(read.refused);
+    const bundle = parseBundleFile(name, read.text);
+    const taken = idTakenElsewhere(fileOf, bundle.bundleId, name);
+    if (taken !== undefined) throw new BackendConfigError(taken);
     bundles.set(bundle.bundleId, bundle);
   }
   return bundles;
@@ -78,4 +78,22 @@ export function parseBundleFile(name: string, text: string): ConfigBundle {
     if (error instanceof RuntimeError) throw new BackendConfigError(`${where}: ${error.message}`);
     throw error;
   }
+}
+
+/** The files of one read of the directory, by bundle id folded to lower case: the id and its file. */
+export type BundleFileNames = Map<string, { bundleId: string; file: string }>;
+
+/**
+ * Records `file`'s bundle id, or says why it cannot be (the same id, or one
+ * differing only in case, which runtimes refuse, already in another file).
+ */
+export function idTakenElsewhere(files: BundleFileNames, bundleId: string, file: string): string | undefined {
+  const folded = bundleId.toLowerCase();
+  const earlier = files.get(folded);
+  if (earlier === undefined) {
+    files.set(folded, { bundleId, file });
+    return undefined;
+  }
+  if (earlier.bundleId === bundleId) return `--bundles-dir file ${file}: bundle id "${bundleId}" is also in ${earlier.file}`;
+  return `--bundles-dir file ${file}: bundle id "${bundleId}" differs only in case from "${earlier.bundleId}" in ${earlier.file} (runtimes refuse bundle ids that differ only in case)`;
 }

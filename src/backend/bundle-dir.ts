@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type Logger, silentLogger } from "../runtime/index.js";
-import { type BundleCatalog, parseBundleFile } from "./bundle-catalog.js";
+import { type BundleCatalog, type BundleFileNames, idTakenElsewhere, parseBundleFile } from "./bundle-catalog.js";
+import { type BundleFileRead, readBundleFile } from "./bundle-file.js";
 
 /** Least time between two re-reads of the directory, so a stream of unknown selectors cannot keep it busy. */
 export const BUNDLE_DIR_REREAD_INTERVAL_MS = 1_000;
@@ -95,16 +96,21 @@ export class BundleDir {
       return;
     }
     let added = 0;
-    const fileOf = new Map<string, string>();
+    const fileOf: BundleFileNames = new Map();
     for (const name of names) {
-      let text: string;
+      let read: BundleFileRead;
       try {
-        text = await readFile(join(dir, name), "utf8");
+        read = await readBundleFile(join(dir, name), name);
       } catch (error) {
         // Removed or replaced meanwhile: the next read sees what is there.
         this.logger.warn("cannot read a --bundles-dir file; skipped", { file: name, code: (error as NodeJS.ErrnoException).code });
         continue;
       }
+      if ("refused" in read) {
+        this.skip(name, read.identity, read.refused);
+        continue;
+      }
+      const text = read.text;
       let bundle: ConfigBundle;
       try {
         bundle = parseBundleFile(name, text);
@@ -112,12 +118,11 @@ export class BundleDir {
         this.skip(name, text, error instanceof Error ? error.message : String(error));
         continue;
       }
-      const earlier = fileOf.get(bundle.bundleId);
-      if (earlier !== undefined) {
-        this.skip(name, text, `--bundles-dir file ${name}: bundle id "${bundle.bundleId}" is also in ${earlier}`);
+      const taken = idTakenElsewhere(fileOf, bundle.bundleId, name);
+      if (taken !== undefined) {
+        this.skip(name, text, taken);
         continue;
       }
-      fileOf.set(bundle.bundleId, name);
       this.reported.delete(name);
       if (this.find(bundle.bundleId, bundle.digest)) continue;
       if (this.versions.size >= MAX_BUNDLE_VERSIONS) {
@@ -135,7 +140,7 @@ export class BundleDir {
     this.ids.add(bundle.bundleId);
   }
 
-  /** Logs a bad file once per content. */
+  /** Logs a bad file once per content (`text`, or for a file not read, its size and time). */
   private skip(name: string, text: string, message: string): void {
     const hash = createHash("sha256").update(text).digest("hex");
     if (this.reported.get(name) === hash) return;

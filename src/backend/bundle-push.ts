@@ -18,7 +18,9 @@ export type RoutedCall = <T>(
  * for an id the catalog does not hold, the ones stored in the embedded
  * Runtime (PutConfigBundle through the Backend without runtime_id). A
  * selector whose {bundle_id, digest} neither holds is left alone: the
- * Runtime answers NOT_FOUND or BUNDLE_CONFLICT itself.
+ * Runtime answers NOT_FOUND or BUNDLE_CONFLICT itself. A Runtime whose
+ * stored copy is damaged (GetConfigBundle: BUNDLE_UNAVAILABLE, cause
+ * "damaged") gets the bundle pushed again, which heals it.
  *
  * What is known present is cached per connection and digest, and forgotten
  * whenever the connection leaves READY (a restarted or replaced Runtime may
@@ -36,7 +38,8 @@ export class BundlePush {
 
   /**
    * Pushes the selected bundle to `connection`'s Runtime if it is one the
-   * Backend holds and the Runtime lacks it (GetConfigBundle → NOT_FOUND →
+   * Backend holds and the Runtime lacks it or holds it damaged
+   * (GetConfigBundle → NOT_FOUND or BUNDLE_UNAVAILABLE "damaged" →
    * PutConfigBundle, both idempotent). Returns whether the Backend holds it.
    * `contextValues` are the served CreateWorker's: the lookup in the embedded
    * Runtime belongs to its trace and forwards its request id, as routed calls do.
@@ -53,14 +56,18 @@ export class BundlePush {
     const bundle = await this.held(connection, ref, signal, contextValues);
     if (!bundle) return false;
     let stored: ConfigBundle | undefined;
+    let damaged = false;
     try {
       stored = (await call((c, o) => c.management.getConfigBundle({ bundleId: ref.bundleId, runtimeId: connection.runtimeId }, o))).bundle;
     } catch (error) {
-      if (ConnectError.from(error).code !== Code.NotFound) throw error;
+      // A damaged copy is healed by the same bundle pushed again; one a push cannot cure is CreateWorker's to refuse.
+      if (isDamagedCopy(error, bundle.bundleId, bundle.digest)) damaged = true;
+      else if (isBundleUnavailable(error)) return true;
+      else if (ConnectError.from(error).code !== Code.NotFound) throw error;
     }
     // Another digest under the id: no push; CreateWorker answers BUNDLE_CONFLICT.
     if (stored && stored.digest !== bundle.digest) return true;
-    if (!stored) await call((c, o) => c.management.putConfigBundle({ bundle, runtimeId: connection.runtimeId }, o));
+    if (!stored || damaged) await call((c, o) => c.management.putConfigBundle({ bundle, runtimeId: connection.runtimeId }, o));
     known.add(key(ref));
     return true;
   }
@@ -124,14 +131,35 @@ export class BundlePush {
 
 /**
  * Whether a CreateWorker failed because the Runtime does not hold the
- * selected bundle (NOT_FOUND + NOT_FOUND naming its bundle_id), the one
- * failure a push can cure; PROFILE_NOT_FOUND and the rest are final.
+ * selected bundle (NOT_FOUND + NOT_FOUND naming its bundle_id) or holds a
+ * damaged copy of it, the failures a push can cure; PROFILE_NOT_FOUND, a
+ * bundle that breaks today's rules and the rest are final.
  */
 export function isBundleMissing(error: unknown, ref: BundleProfileRef): boolean {
   const upstream = ConnectError.from(error);
+  if (isDamagedCopy(upstream, ref.bundleId, ref.digest)) return true;
   if (upstream.code !== Code.NotFound) return false;
   const detail = upstream.findDetails(ErrorDetailSchema)[0];
   return detail?.reason === ErrorReason.NOT_FOUND && detail.metadata["bundle_id"] === ref.bundleId;
+}
+
+/** A Runtime's BUNDLE_UNAVAILABLE refusal (FAILED_PRECONDITION), whatever its cause. */
+function isBundleUnavailable(error: unknown): boolean {
+  const upstream = ConnectError.from(error);
+  return upstream.code === Code.FailedPrecondition && upstream.findDetails(ErrorDetailSchema)[0]?.reason === ErrorReason.BUNDLE_UNAVAILABLE;
+}
+
+/**
+ * Whether the Runtime holds a damaged copy of this bundle (BUNDLE_UNAVAILABLE,
+ * cause "damaged", held for this digest or for none it knows): the same
+ * bundle pushed again replaces it. One held for another digest, or one that
+ * breaks today's rules ("invalid"), a push cannot cure.
+ */
+function isDamagedCopy(error: unknown, bundleId: string, digest: string): boolean {
+  if (!isBundleUnavailable(error)) return false;
+  const metadata = ConnectError.from(error).findDetails(ErrorDetailSchema)[0]?.metadata ?? {};
+  const held = metadata["digest"] ?? "";
+  return metadata["bundle_id"] === bundleId && metadata["cause"] === "damaged" && (held === "" || held === digest);
 }
 
 /** Resolves when `signal` aborts (the caller gave up; no need to wait for a re-read). */

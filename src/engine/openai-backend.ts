@@ -20,6 +20,7 @@ import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
 import { ProviderHealth } from "./provider-health.js";
+import { keyOwnerOf, namingKeyOwner } from "./key-owner.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "./retry.js";
 import type { EngineSettings } from "./run-context.js";
 import { executeRun } from "./run-loop.js";
@@ -133,8 +134,12 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         metrics,
         trace: request.traceContext ?? context.active(),
       });
-      if (outcome.kind === "failed") health.failed(outcome.reason, outcome.message);
-      return outcome;
+      const named = namingKeyOwner(
+        outcome,
+        keyOwnerOf(request, profile, profileKey !== undefined, options.keyless === true && !options.apiKey),
+      );
+      if (named.kind === "failed") health.failed(named.reason, named.message);
+      return named;
     },
   };
 }

@@ -101,6 +101,8 @@ export class ConfigBundles {
         held.kind === "damaged" ? "its stored copy is damaged: push that bundle again" : "push a corrected bundle under a new id";
       throw conflict(bundle.bundleId, held.digest, advice);
     }
+    const twin = this.caseTwin(bundle.bundleId);
+    if (twin !== undefined) throw caseConflict(bundle.bundleId, twin.bundleId, twin.digest);
     if (this.bundles.size + this.pending.size >= MAX_BUNDLES) {
       throw new RuntimeError(
         Code.ResourceExhausted,
@@ -124,10 +126,18 @@ export class ConfigBundles {
     }
   }
 
-  /** GetConfigBundle. */
+  /**
+   * GetConfigBundle: NOT_FOUND only for an id never stored; one stored but
+   * not served is FAILED_PRECONDITION + BUNDLE_UNAVAILABLE, as SendInput
+   * names it, so a caller (the Backend's push) knows to push it again.
+   */
   get(request: GetConfigBundleRequest): GetConfigBundleResponse {
     checkId("bundle_id", request.bundleId);
     const bundle = this.bundles.get(request.bundleId);
+    const unserved = this.unserved.get(request.bundleId);
+    if (!bundle && unserved) {
+      throw bundleUnavailable(unservedReason(request.bundleId, unserved.digest, unserved), request.bundleId, unserved.digest, unserved);
+    }
     if (!bundle) throw notFound("bundle_id", request.bundleId);
     return create(GetConfigBundleResponseSchema, { bundle: cloneMessage(ConfigBundleSchema, bundle) });
   }
@@ -221,6 +231,22 @@ export class ConfigBundles {
     return this.bundles.size;
   }
 
+  /**
+   * A held id (served, not served, or being put) equal to `bundleId` but
+   * for case, with the digest it is held for. Ids are ASCII, so ASCII case
+   * folding is every folding a file system applies to them.
+   */
+  private caseTwin(bundleId: string): { bundleId: string; digest: string } | undefined {
+    const folded = bundleId.toLowerCase();
+    for (const held of [this.bundles, this.unserved, this.pending]) {
+      for (const id of held.keys()) {
+        if (id !== bundleId && id.toLowerCase() === folded)
+          return { bundleId: id, digest: this.bundles.get(id)?.digest ?? this.unserved.get(id)?.digest ?? "" };
+      }
+    }
+    return undefined;
+  }
+
   private sameOrConflict(existing: ConfigBundle, bundle: ConfigBundle): ConfigBundle {
     if (existing.digest === bundle.digest) return existing;
     throw conflict(bundle.bundleId, existing.digest, "bundles are immutable, push a new id");
@@ -234,6 +260,22 @@ function conflict(bundleId: string, held: string, advice: string): RuntimeError 
     ErrorReason.BUNDLE_CONFLICT,
     `config bundle "${bundleId}" already exists with digest ${held}; ${advice}`,
     { bundle_id: bundleId, digest: held },
+  );
+}
+
+/**
+ * PutConfigBundle of an id that differs from a held one only in case:
+ * ALREADY_EXISTS + BUNDLE_CONFLICT. On a case-insensitive file system
+ * (macOS, Windows) the file store would keep both in one file, and one
+ * would silently replace the other; ids are unique ignoring case on every
+ * store, so a bundle one runtime accepts, every runtime accepts.
+ */
+function caseConflict(bundleId: string, held: string, digest: string): RuntimeError {
+  return new RuntimeError(
+    Code.AlreadyExists,
+    ErrorReason.BUNDLE_CONFLICT,
+    `config bundle id "${bundleId}" differs only in case from "${held}", which this runtime holds; bundle ids must differ by more than case: use "${held}" or another id`,
+    { bundle_id: bundleId, held_bundle_id: held, digest },
   );
 }
 

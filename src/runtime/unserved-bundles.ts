@@ -110,7 +110,9 @@ function restoreDiagnostic(bundle: UnservedBundle, workers: number): StoreDiagno
  */
 export function unservedReason(bundleId: string, digest: string, unserved: UnservedBundle | undefined): string {
   if (unserved?.kind === "damaged") {
-    return `config bundle "${bundleId}" cannot be used: its stored copy is damaged (${unserved.cause}); push the same bundle (id ${bundleId}, digest ${digest}) again`;
+    // An unreadable file tells no digest (and no worker names one): the bundle that was pushed under the id.
+    const which = digest === "" ? `id ${bundleId}` : `id ${bundleId}, digest ${digest}`;
+    return `config bundle "${bundleId}" cannot be used: its stored copy is damaged (${unserved.cause}); push the same bundle (${which}) again`;
   }
   if (unserved?.kind === "invalid") {
     return `config bundle "${bundleId}" cannot be used: it breaks a rule added since it was stored (${unserved.cause}); push a corrected bundle under a new id and create new workers on it`;

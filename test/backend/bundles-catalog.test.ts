@@ -1,12 +1,14 @@
 import { create, toJson } from "@bufbuild/protobuf";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ConfigBundleSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { recordingLogger } from "../support/recording-logger.js";
 import { BackendConfigError, BundleDir, loadBundleDir } from "../../src/backend/index.js";
-import { bundleDigest } from "../../src/runtime/index.js";
+import { MAX_BUNDLE_FILE_BYTES } from "../../src/backend/bundle-file.js";
+import { bundleDigest, MAX_BUNDLE_BYTES } from "../../src/runtime/index.js";
 
 describe("loadBundleDir", () => {
   let dir: string | undefined;
@@ -64,7 +66,43 @@ describe("loadBundleDir", () => {
     await write("one.json", toJson(ConfigBundleSchema, bundle("same")));
     await write("two.json", toJson(ConfigBundleSchema, bundle("same")));
     expect(() => loadBundleDir(dir ?? "")).toThrow(/two\.json: bundle id "same" is also in one\.json/);
+    // Ids that differ only in case: a runtime refuses the second (its files would merge on a case-insensitive disk).
+    await rm(join(dir, "two.json"));
+    await write("upper.json", toJson(ConfigBundleSchema, bundle("SAME")));
+    expect(() => loadBundleDir(dir ?? "")).toThrow(/upper\.json: bundle id "SAME" differs only in case from "same" in one\.json/);
     expect(() => loadBundleDir(join(dir ?? "", "missing"))).toThrow(/cannot read --bundles-dir: ENOENT/);
+  });
+
+  it("refuses a file over the file bound by its size, before reading it, naming the file and the bound", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    expect(MAX_BUNDLE_FILE_BYTES).toBe(4 * MAX_BUNDLE_BYTES);
+    // A small bundle padded with whitespace past the bound: its content alone would pass.
+    const padded = `${JSON.stringify(toJson(ConfigBundleSchema, bundle("padded")))}${" ".repeat(MAX_BUNDLE_FILE_BYTES)}`;
+    await write("padded.json", padded);
+    const size = Buffer.byteLength(padded);
+    expect(() => loadBundleDir(dir ?? "")).toThrow(
+      `--bundles-dir file padded.json is ${size} bytes; at most ${MAX_BUNDLE_FILE_BYTES} allowed`,
+    );
+    await rm(join(dir, "padded.json"));
+    // Sparse: 3 GiB that read whole would take gigabytes of memory (or fail on Node's own size limit).
+    await write("huge.json", "");
+    await truncate(join(dir, "huge.json"), 3 * 1024 ** 3);
+    expect(() => loadBundleDir(dir ?? "")).toThrow(
+      `--bundles-dir file huge.json is ${3 * 1024 ** 3} bytes; at most ${MAX_BUNDLE_FILE_BYTES} allowed`,
+    );
+  });
+
+  it("refuses a FIFO named *.json as not a regular file, without waiting for a writer", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    execFileSync("mkfifo", [join(dir, "pipe.json")]);
+    expect(() => loadBundleDir(dir ?? "")).toThrow("--bundles-dir file pipe.json is not a regular file");
+  });
+
+  it("reads a file exactly at the file bound", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    const json = JSON.stringify(toJson(ConfigBundleSchema, bundle("edge")));
+    await write("edge.json", `${json}${" ".repeat(MAX_BUNDLE_FILE_BYTES - Buffer.byteLength(json))}`);
+    expect([...loadBundleDir(dir).keys()]).toEqual(["edge"]);
   });
 });
 
@@ -95,6 +133,24 @@ describe("BundleDir", () => {
     expect(skipped[0]?.fields).toMatchObject({ file: "bad.json" });
     expect(String(skipped[0]?.fields["problem"])).toContain("max_turns: is 99999");
     expect(held.size).toBe(2);
+  });
+
+  it("re-reads: skips a file over the file bound by its size, logged once, and adds the others", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundle-dir-"));
+    const at = dir;
+    const logger = recordingLogger();
+    const held = new BundleDir({ initial: loadBundleDir(at), dir: at, logger, minIntervalMs: 0 });
+    await writeFile(join(at, "huge.json"), "");
+    await truncate(join(at, "huge.json"), 3 * 1024 ** 3);
+    const late = create(ConfigBundleSchema, { bundleId: "late", profiles: [{ name: "p", model: "m" }] });
+    await writeFile(join(at, "late.json"), JSON.stringify(toJson(ConfigBundleSchema, late)));
+    await held.refresh();
+    await held.refresh();
+    expect(held.find("late", bundleDigest(late))).toBeDefined();
+    const skipped = logger.lines.filter((line) => line.message.startsWith("bad --bundles-dir file"));
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]?.fields).toMatchObject({ file: "huge.json" });
+    expect(String(skipped[0]?.fields["problem"])).toContain(`is ${3 * 1024 ** 3} bytes; at most ${MAX_BUNDLE_FILE_BYTES} allowed`);
   });
 
   it("never re-reads without a directory", async () => {

@@ -1,6 +1,6 @@
 import { create, toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -257,6 +257,15 @@ describe("the Backend's config bundles", () => {
     const other = startBackend(["--bundles-dir", notJson]);
     expect((await other.exited).code).toBe(2);
     expect(other.stderr()).toContain("broken.json");
+
+    // Refused by its size, not read: a sparse file of 3 GiB.
+    const huge = join(dir, "huge-bundles");
+    await mkdir(huge);
+    await writeFile(join(huge, "huge.json"), "");
+    await truncate(join(huge, "huge.json"), 3 * 1024 ** 3);
+    const large = startBackend(["--bundles-dir", huge]);
+    expect((await large.exited).code).toBe(2);
+    expect(large.stderr()).toContain(`--bundles-dir file huge.json is ${3 * 1024 ** 3} bytes; at most`);
   }, 60_000);
 
   it("refuses to start on a bundle file PutConfigBundle would refuse, naming the file and the rule", async () => {

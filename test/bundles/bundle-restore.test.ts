@@ -158,7 +158,10 @@ describe("stored config bundles that cannot be served", () => {
       // The id is not free: another digest under it is still refused.
       const other = bundleOf({ bundleId: "team", profiles: [{ name: "coder", model: "other-model" }] });
       await expectReason(() => management.putConfigBundle({ bundle: other }), Code.AlreadyExists, ErrorReason.BUNDLE_CONFLICT);
-      await expectReason(() => management.getConfigBundle({ bundleId: "team" }), Code.NotFound, ErrorReason.NOT_FOUND);
+      // Asked for, it is named as SendInput names it: not a bundle that was never pushed.
+      const asked = await expectUnavailable(() => management.getConfigBundle({ bundleId: "team" }));
+      expect(asked.message).toContain("damaged");
+      expect(asked.metadata).toMatchObject({ bundle_id: "team", digest: bundle.digest, cause: "damaged" });
 
       // Pushing the same bundle again heals it, without a restart; watchers see it too.
       expect((await management.putConfigBundle({ bundle })).bundle?.digest).toBe(bundle.digest);
@@ -194,6 +197,11 @@ describe("stored config bundles that cannot be served", () => {
     expect(damaged.find((m) => m.includes("a-dir"))).toContain("EISDIR");
     expect(damaged.find((m) => m.includes("dangling"))).toContain("ENOENT");
     for (const message of damaged) expect(message).not.toContain(dir);
+    // No digest is known for an unreadable file: none is claimed, and the way out is the same.
+    const asked = await expectUnavailable(() => management.getConfigBundle({ bundleId: "a-dir" }));
+    expect(asked.metadata).toEqual({ bundle_id: "a-dir", digest: "", cause: "damaged" });
+    expect(asked.message).toContain("push the same bundle");
+    expect(asked.message).not.toContain(dir);
   }, 30_000);
 
   it("does not serve a stored bundle that breaks a rule added since it was stored; its workers cannot run", async () => {
@@ -217,7 +225,9 @@ describe("stored config bundles that cannot be served", () => {
 
     h = await start(dir, fake);
     const { management, catalog, interaction } = h.connect("grpc");
-    await expectReason(() => management.getConfigBundle({ bundleId: "old" }), Code.NotFound, ErrorReason.NOT_FOUND);
+    const asked = await expectUnavailable(() => management.getConfigBundle({ bundleId: "old" }));
+    expect(asked.message).toContain("max_turns");
+    expect(asked.metadata).toMatchObject({ bundle_id: "old", digest: old.digest, cause: "invalid" });
     const { diagnostics } = await management.listDiagnostics({});
     const invalid = diagnostics.filter((d) => d.code === "store.bundle_invalid");
     expect(invalid).toHaveLength(1);

@@ -287,7 +287,12 @@ describe("config bundles on a real server", () => {
     await writeFile(file, encodeSnapshot(toBinary(ConfigBundleSchema, stored)));
     h = await start(dir, fake);
     const { management } = h.connect("grpc");
-    await expectReason(() => management.getConfigBundle({ bundleId: "team" }), Code.NotFound, ErrorReason.NOT_FOUND);
+    const unavailable = await expectReason(
+      () => management.getConfigBundle({ bundleId: "team" }),
+      Code.FailedPrecondition,
+      ErrorReason.BUNDLE_UNAVAILABLE,
+    );
+    expect(unavailable.metadata).toEqual({ bundle_id: "team", digest: bundle.digest, cause: "damaged" });
     const { diagnostics } = await management.listDiagnostics({});
     expect(diagnostics.map((d) => [d.code, d.message])).toContainEqual([
       "store.bundle_damaged",
@@ -295,6 +300,40 @@ describe("config bundles on a real server", () => {
     ]);
     // Pushing the real bundle again restores it.
     expect((await management.putConfigBundle({ bundle })).bundle?.policies?.shell?.allowedPrograms).toEqual(["echo"]);
+  });
+
+  it("refuses a bundle id that differs from a held one only in case, so the file store never writes two files one file system may merge", async () => {
+    dir = await mkdtemp(join(tmpdir(), "bundles-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake);
+    const { management } = h.connect("grpc");
+    const small = (bundleId: string, model = "gpt-test") => bundleOf({ bundleId, profiles: [{ name: "p", model }] });
+    await management.putConfigBundle({ bundle: small("Team.A") });
+    for (const twin of [small("team.a"), small("TEAM.A", "other"), small("tEaM.a")]) {
+      const refused = await expectError(() => management.putConfigBundle({ bundle: twin }));
+      expect([refused.error.code, refused.detail?.reason]).toEqual([Code.AlreadyExists, ErrorReason.BUNDLE_CONFLICT]);
+      expect(refused.detail?.metadata).toEqual({ bundle_id: twin.bundleId, held_bundle_id: "Team.A", digest: small("Team.A").digest });
+      expect(refused.error.rawMessage).toContain(`"${twin.bundleId}" differs only in case from "Team.A"`);
+    }
+    // The same bundle again is still a no-op, and ids that differ otherwise are free.
+    await management.putConfigBundle({ bundle: small("Team.A") });
+    await management.putConfigBundle({ bundle: small("team.b") });
+    await expectReason(() => management.getConfigBundle({ bundleId: "team.a" }), Code.NotFound, ErrorReason.NOT_FOUND);
+    const names = await readdir(join(dir, "data", "bundles"));
+    expect(names.sort()).toEqual(["Team.A.bundle", "team.b.bundle"]);
+    expect(new Set(names.map((name) => name.toLowerCase())).size).toBe(names.length);
+
+    // A damaged copy's id is held ignoring case too.
+    await h.close();
+    await h.runtime.close();
+    const file = join(dir, "data", "bundles", "team.b.bundle");
+    const bytes = await readFile(file);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+    await writeFile(file, bytes);
+    h = await start(dir, fake);
+    const again = h.connect("grpc").management;
+    await expectReason(() => again.putConfigBundle({ bundle: small("TEAM.B") }), Code.AlreadyExists, ErrorReason.BUNDLE_CONFLICT);
+    expect((await readdir(join(dir, "data", "bundles"))).sort()).toEqual(["Team.A.bundle", "team.b.bundle"]);
   });
 
   it("puts, gets and lists bundles; enforces digest, immutability, secrets and policies; survives a restart", async () => {

@@ -15,7 +15,7 @@ import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, type Harness, startHarness } from "../support/harness.js";
-import { reply } from "../support/openai-chunks.js";
+import { errorReply, reply } from "../support/openai-chunks.js";
 import { bundleOf } from "../support/bundles.js";
 import { closeTestResources } from "../support/test-resources.js";
 
@@ -48,13 +48,16 @@ afterEach(async () => {
   dir = undefined;
 });
 
-function start(dataDir: string, provider: FakeOpenAI): Promise<Harness> {
+/** The runtime's own key, when a test gives it one. */
+const RUNTIME_KEY = "sk-runtime-key-4b1f9a-never-shown";
+
+function start(dataDir: string, provider: FakeOpenAI, apiKey?: string): Promise<Harness> {
   return startHarness({
     logger: silentLogger,
     runtimeId: "rt-keys",
     store: createFileStore({ dataDir }),
-    // The provider's URL is configured, its key is not: only a profile's own key can reach it.
-    executionBackend: createOpenAIBackend({ baseURL: provider.baseURL }),
+    // The provider's URL is configured, its key is not (unless given): only a profile's own key can reach it.
+    executionBackend: createOpenAIBackend({ baseURL: provider.baseURL, ...(apiKey ? { apiKey } : {}) }),
     secrets: new Map([["TEAM_KEY", PROFILE_KEY]]),
   });
 }
@@ -153,5 +156,46 @@ describe("a bundle profile with its own provider key on a runtime without one", 
     const sent = await c.interaction.sendInput({ worker: keyed?.ref, input: { text: "hi" } });
     expect((await waitForRun(c, keyed?.ref, sent.run?.runId ?? "")).status).toBe(RunStatus.COMPLETED);
     expect(fake.requests[0]?.headers.authorization).toBe(`Bearer ${PROFILE_KEY}`);
+  }, 30_000);
+
+  it("a refused key is named by whose it is (the profile's and bundle's, or the runtime's), never by its value", async () => {
+    dir = await mkdtemp(join(tmpdir(), "profile-key-"));
+    fake = await startFakeOpenAI();
+    h = await start(dir, fake, RUNTIME_KEY);
+    const c = h.connect("grpc");
+    const bundle = keyedBundle();
+    await c.management.putConfigBundle({ bundle });
+    const select = (profile: string) => ({
+      source: { case: "bundle" as const, value: { bundleId: bundle.bundleId, digest: bundle.digest, profile } },
+    });
+    const refusedRun = async (profile: ReturnType<typeof select>, echoed: string): Promise<Run> => {
+      const worker = (await c.catalog.createWorker({ runtimeId: "rt-keys", profile })).worker;
+      fake?.enqueue(errorReply(401, `Incorrect API key provided: ${echoed}.`));
+      const sent = await c.interaction.sendInput({ worker: worker?.ref, input: { text: "hi" } });
+      const run = await waitForRun(c, worker?.ref, sent.run?.runId ?? "");
+      expect(run.status).toBe(RunStatus.FAILED);
+      expect(run.error?.reason).toBe(ErrorReason.PROVIDER_AUTH_FAILED);
+      return run;
+    };
+    const authDiagnostic = async () =>
+      (await c.management.listDiagnostics({})).diagnostics.find((d) => d.code === "provider.auth_failed")?.message ?? "";
+
+    const own = await refusedRun(select("own-key"), PROFILE_KEY);
+    expect(own.error?.message).toContain('profile "own-key" of config bundle "keyed"');
+    expect(own.error?.message).toContain("TEAM_KEY");
+    expect(own.error?.metadata).toMatchObject({ key_source: "profile", profile: "own-key", bundle_id: "keyed", secret_name: "TEAM_KEY" });
+    expect(await authDiagnostic()).toContain('profile "own-key" of config bundle "keyed"');
+
+    const runtimes = await refusedRun(select("no-key"), RUNTIME_KEY);
+    expect(runtimes.error?.message).toContain("the runtime's provider key");
+    expect(runtimes.error?.message).not.toContain("own-key");
+    expect(runtimes.error?.metadata).toMatchObject({ key_source: "runtime" });
+    expect(await authDiagnostic()).toContain("the runtime's provider key");
+
+    for (const text of [own.error?.message, JSON.stringify(own.error?.metadata), runtimes.error?.message, await authDiagnostic()]) {
+      expect(text).not.toContain(PROFILE_KEY);
+      expect(text).not.toContain(RUNTIME_KEY);
+    }
+    expect(fake.requests.map((r) => r.headers.authorization)).toEqual([`Bearer ${PROFILE_KEY}`, `Bearer ${RUNTIME_KEY}`]);
   }, 30_000);
 });

@@ -197,7 +197,9 @@ export enum ErrorReason {
   STORE_UNAVAILABLE = 20,
 
   /**
-   * The model provider rejected the credentials (HTTP 401/403).
+   * The model provider rejected the credentials (HTTP 401/403). Metadata
+   * "key_source" says whose key was sent: "profile" (a bundle profile's own,
+   * then also "profile", "bundle_id" and "secret_name"), "runtime", or "none".
    *
    * @generated from enum value: ERROR_REASON_PROVIDER_AUTH_FAILED = 21;
    */
@@ -335,7 +337,8 @@ export enum ErrorReason {
    * The Worker's config bundle cannot be served by this Runtime, so the Worker
    * cannot run (it never runs on anything but its profile): the bundle's
    * stored copy is damaged or unreadable, or it breaks a rule added since it
-   * was stored (metadata "bundle_id", "digest" when known, "cause"). A
+   * was stored (metadata "bundle_id", "digest" when known, "cause": damaged,
+   * invalid, or missing). GetConfigBundle of such an id says the same. A
    * damaged copy heals when the same bundle (id and digest) is pushed again;
    * a bundle that breaks a rule needs a corrected bundle under a new id.
    *

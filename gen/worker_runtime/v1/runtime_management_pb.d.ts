@@ -407,7 +407,8 @@ export declare const RuntimeManagement: GenService<{
    * durably. A digest that does not match the content is INVALID_ARGUMENT
    * with BUNDLE_CONFLICT. Pushing the same id and digest again is a no-op;
    * the same id with another digest is refused with ALREADY_EXISTS and
-   * BUNDLE_CONFLICT.
+   * BUNDLE_CONFLICT, and so is an id that differs from a held one only in
+   * case (metadata "held_bundle_id"): ids are unique ignoring case.
    *
    * @generated from rpc worker_runtime.v1.RuntimeManagement.PutConfigBundle
    */
@@ -417,7 +418,10 @@ export declare const RuntimeManagement: GenService<{
     output: typeof PutConfigBundleResponseSchema;
   },
   /**
-   * GetConfigBundle returns a stored config bundle.
+   * GetConfigBundle returns a stored config bundle. An id never stored is
+   * NOT_FOUND; one stored but not served (its copy damaged, or breaking a
+   * rule added since) is FAILED_PRECONDITION with BUNDLE_UNAVAILABLE, as
+   * SendInput refuses its workers (metadata "bundle_id", "digest", "cause").
    *
    * @generated from rpc worker_runtime.v1.RuntimeManagement.GetConfigBundle
    */

@@ -1,5 +1,6 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import { describeBundleUnavailable } from "./bundle-unavailable.js";
 
 /**
  * Exit codes of the client commands, one per kind of failure, so scripts
@@ -108,6 +109,8 @@ function exitCodeForCode(code: Code): ExitCodeValue {
  * One plain sentence plus the reason: the server's message (written to be
  * shown to callers) and the ErrorDetail reason, or the status code's name
  * when the error carries no detail (for example a refused connection).
+ * Reasons whose way out is the client user's own (an unreachable server, a
+ * bundle that cannot be served) get the client's words instead.
  */
 export function describeError(error: ConnectError, server: string): string {
   const reason = reasonOf(error);
@@ -120,5 +123,8 @@ export function describeError(error: ConnectError, server: string): string {
   }
   if (reason === undefined && error.code === Code.Unavailable) return `cannot reach ${server}: ${message} (reason: ${label})`;
   if (reason === undefined && error.code === Code.Canceled) return `lost the connection to ${server}: ${message} (reason: ${label})`;
+  if (reason === ErrorReason.BUNDLE_UNAVAILABLE) {
+    return `${describeBundleUnavailable(error.findDetails(ErrorDetailSchema)[0]?.metadata ?? {})} (reason: ${label})`;
+  }
   return `${message} (reason: ${label})`;
 }

@@ -10,7 +10,10 @@ import { decodeSnapshot, encodeSnapshot } from "./snapshot-file.js";
  * Config bundles on disk: `bundles/<id>.bundle`, one checksummed snapshot
  * frame (snapshot-file.ts) holding the canonical bundle's protobuf bytes,
  * replaced atomically like worker snapshots. Bundle ids are checked by the
- * core ([A-Za-z0-9._-], never "." or ".."), so they are safe file names.
+ * core ([A-Za-z0-9._-], never "." or ".."), so they are safe file names,
+ * and unique ignoring case (the core refuses an id that differs from a held
+ * one only in case), so two ids never share a file on a case-insensitive
+ * file system (macOS, Windows).
  */
 export const BUNDLES_DIR = "bundles";
 const SUFFIX = ".bundle";
