@@ -2,7 +2,7 @@
  * The OpenAI-compatible execution backend (SPEC §6.2): what the server wires
  * into the Runtime. Everything else in this folder is internal.
  */
-export { createOpenAIBackend, NO_PROVIDER_REASON } from "./openai-backend.js";
+export { createOpenAIBackend, NO_KEY_FOR_BASE_URL_REASON, NO_PROVIDER_REASON } from "./openai-backend.js";
 export {
   DEFAULT_MODEL,
   httpUrl,

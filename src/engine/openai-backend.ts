@@ -39,6 +39,10 @@ const OPENAI_BASE_URL = "https://api.openai.com/v1";
 /** Why workers are NOT_CONNECTED without a key; it names what to set. */
 export const NO_PROVIDER_REASON = "no model provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)";
 
+/** Why, when a base URL is set without a key: local servers (Ollama, llama.cpp) usually need none. */
+export const NO_KEY_FOR_BASE_URL_REASON =
+  "no model provider configured: a base URL is set but no key; set OPENAI_API_KEY, or OPENAI_KEYLESS=1 (--openai-keyless) for a server that needs none";
+
 /**
  * Creates the execution backend that runs workers against OpenAI or any
  * OpenAI-compatible server through the `openai` package. Profiles given in
@@ -172,7 +176,8 @@ function availabilityOf(options: OpenAIBackendOptions): BackendAvailability {
       ? { available: true }
       : { available: false, reason: "keyless mode needs OPENAI_BASE_URL (the local server to use)" };
   }
-  return options.apiKey ? { available: true } : { available: false, reason: NO_PROVIDER_REASON };
+  if (options.apiKey) return { available: true };
+  return { available: false, reason: options.baseURL ? NO_KEY_FOR_BASE_URL_REASON : NO_PROVIDER_REASON };
 }
 
 function settingsOf(options: OpenAIBackendOptions): EngineSettings {

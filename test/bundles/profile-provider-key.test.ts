@@ -9,7 +9,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type Run, RunSchema, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ConnectivityState } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { createOpenAIBackend, NO_PROVIDER_REASON } from "../../src/engine/index.js";
+import { createOpenAIBackend, NO_KEY_FOR_BASE_URL_REASON } from "../../src/engine/index.js";
 import { silentLogger } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectReason } from "../support/errors.js";
@@ -89,22 +89,22 @@ describe("a bundle profile with its own provider key on a runtime without one", 
     expect((await waitForRun(c, keyed?.ref, sent.run?.runId ?? "")).status).toBe(RunStatus.COMPLETED);
     expect(fake.requests[0]?.headers.authorization).toBe(`Bearer ${PROFILE_KEY}`);
 
-    // Without a key of their own, workers get the existing refusal.
+    // Without a key of their own, workers get the runtime's refusal (a base URL is set, the key is not).
     for (const profile of [undefined, select("no-key")]) {
       const plain = (await c.catalog.createWorker({ runtimeId: "rt-keys", ...(profile ? { profile } : {}) })).worker;
       expect(plain?.connectivity?.state).toBe(ConnectivityState.NOT_CONNECTED);
-      expect(plain?.connectivity?.reason).toBe(NO_PROVIDER_REASON);
+      expect(plain?.connectivity?.reason).toBe(NO_KEY_FOR_BASE_URL_REASON);
       const detail = await expectReason(
         () => c.interaction.sendInput({ worker: plain?.ref, input: { text: "hi" } }),
         Code.FailedPrecondition,
         ErrorReason.WORKER_NOT_CONNECTED,
       );
-      expect(detail.metadata.reason).toBe(NO_PROVIDER_REASON);
+      expect(detail.metadata.reason).toBe(NO_KEY_FOR_BASE_URL_REASON);
     }
     // The runtime's own provider is still reported missing: builtin profiles cannot run.
     const capabilities = (await c.management.getRuntime({})).runtime?.capabilities;
     expect(capabilities?.executionAvailable).toBe(false);
-    expect(capabilities?.executionUnavailableReason).toBe(NO_PROVIDER_REASON);
+    expect(capabilities?.executionUnavailableReason).toBe(NO_KEY_FOR_BASE_URL_REASON);
 
     // A restarted runtime restores the keyed worker CONNECTED.
     await h.close();

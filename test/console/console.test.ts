@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, ConsoleMessage, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
@@ -107,7 +107,15 @@ describe("console with a model provider", () => {
   });
 
   it("creates a companion, streams a reply token by token and finishes it", async () => {
-    await page.goto(server.url);
+    // A fresh page logs no error (a browser's own /favicon.ico request was a 404 in its console).
+    const errors: string[] = [];
+    const onConsole = (message: ConsoleMessage): void => {
+      if (message.type() === "error") errors.push(`${message.text()} ${message.location().url}`);
+    };
+    page.on("console", onConsole);
+    await page.goto(server.url, { waitUntil: "networkidle" });
+    page.off("console", onConsole);
+    expect(errors).toEqual([]);
     await page.getByRole("button", { name: "New companion" }).click();
     await page.waitForURL(/#\/w\//);
     chatUrl = page.url();

@@ -35,6 +35,16 @@ describe("provider configuration", () => {
     expect(sink.events).toEqual([]);
   });
 
+  it("with a base URL but no key, says to set the key or keyless mode (a local server usually needs no key)", () => {
+    // Found walking the README: OPENAI_BASE_URL set for Ollama without --openai-keyless was told
+    // to set OPENAI_BASE_URL, which it had, and never that the key can be done without.
+    expect(createOpenAIBackend({ baseURL: "http://127.0.0.1:11434/v1" }).availability()).toEqual({
+      available: false,
+      reason:
+        "no model provider configured: a base URL is set but no key; set OPENAI_API_KEY, or OPENAI_KEYLESS=1 (--openai-keyless) for a server that needs none",
+    });
+  });
+
   it("keyless mode needs a base URL, and then sends no Authorization header", async () => {
     expect(createOpenAIBackend({ keyless: true }).availability()).toMatchObject({ available: false });
     h = await startHarness({ apiKey: undefined, keyless: true });

@@ -155,6 +155,19 @@ describe.each(["grpc", "connect"] as const)("buf curl --protocol %s, reflection 
     expect(decoded.metadata["worker_id"]).toBe("w-missing");
   });
 
+  it("runs the README's recipe: GetRuntime without a body for the runtime id, then StreamInput to the run's end", async () => {
+    const runtime = await bufCurlOnce([...common, url("worker_runtime.v1.RuntimeManagement/GetRuntime")]);
+    expect(runtime.code, runtime.stderr).toBe(0);
+    const runtimeId = (JSON.parse(runtime.stdout) as { runtime?: { runtimeId?: string } }).runtime?.runtimeId;
+    expect(runtimeId).toBe(harness.runtime.runtimeId);
+    // The README's request, in the proto field names it writes.
+    const body = JSON.stringify({ worker: { runtime_id: runtimeId, worker_id: workerId }, input: { text: "hello" } });
+    const { code, stdout, stderr } = await bufCurlOnce([...common, "-d", body, url("worker_runtime.v1.WorkerInteraction/StreamInput")]);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('"text": "ok"');
+    expect(stdout).toContain('"status": "RUN_STATUS_COMPLETED"');
+  });
+
   it("streams WatchWorker and delivers the snapshot first", async () => {
     const message = (await firstStreamMessage([
       ...common,

@@ -10,7 +10,8 @@ const CHAT_USAGE = `usage: worker-runtime chat WORKER [--busy reject|enqueue|int
   An interactive loop: each line you type is sent to the worker and its reply streams back.
   Ctrl-C cancels the reply in progress; Ctrl-C at the prompt, Ctrl-D or /exit leaves.
   Errors (a busy worker, say) are shown and the loop goes on; a worker that is gone (deleted
-  meanwhile) ends it with exit code 5.`;
+  meanwhile) ends it with exit code 5.
+  --busy  when a run is in flight: reject (default), enqueue, or interrupt it`;
 
 /** `chat`. */
 export async function chat(argv: string[]): Promise<ExitCodeValue> {

@@ -31,6 +31,9 @@ const CREATE_USAGE = `usage: worker-runtime workers create --profile P [--worksp
   --mount       one more directory for the worker's tools, seen at /mounts/NAME: a root the runtime
                 allows, a path inside it ("" for the root), a name, and ":rw" to make it writable
                 (repeatable; needs --workspace)
+  --label       a KEY=VALUE label to find the worker by (repeatable; workers list --label)
+  --name        display name, shown in lists and the console
+  --intent      what the worker is for, in a sentence (shown by workers get)
   --request-id  makes a retried create return the same worker`;
 const GET_USAGE = `usage: worker-runtime workers get WORKER
   One worker's details.`;

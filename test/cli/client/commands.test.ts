@@ -416,6 +416,13 @@ describe("errors and help", () => {
       expect(result.stdout).toContain("exit codes:");
       expect(result.stdout).toContain("130 send: run cancelled");
     });
+    // Every flag the usage line of these names has a line saying what it does.
+    const described = (stdout: string, flag: string): boolean => new RegExp(`^ +${flag} +\\S`, "m").test(stdout);
+    const create = results[commands.findIndex((words) => words.join(" ") === "workers create")]?.stdout ?? "";
+    for (const flag of ["--profile", "--workspace", "--capability", "--mount", "--label", "--name", "--intent", "--request-id"])
+      expect(described(create, flag), `workers create ${flag}`).toBe(true);
+    const chat = results[commands.findIndex((words) => words.join(" ") === "chat")]?.stdout ?? "";
+    expect(described(chat, "--busy"), "chat --busy").toBe(true);
     const top = await runClient(["--help"]);
     expect(top.stdout).toContain("workers list");
     expect(top.stdout).toContain("exit codes:");
