@@ -1,10 +1,14 @@
+import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { mkdir, mkdtemp, realpath, rm, symlink, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ProfileSchema } from "../../gen/worker_runtime/v1/profile_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { AllocationMode } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
@@ -13,7 +17,8 @@ import { createRuntime } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { expectError, expectReason } from "../support/errors.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
-import { PROTOCOLS, startHarness, type Clients, type Harness, type Protocol } from "../support/harness.js";
+import { reply } from "../support/openai-chunks.js";
+import { eventually, PROTOCOLS, startHarness, type Clients, type Harness, type Protocol } from "../support/harness.js";
 
 /**
  * SPEC §6.3: a write lease is exclusive on the host directory, whatever
@@ -49,7 +54,9 @@ async function newBase(): Promise<string> {
   return base;
 }
 
-const backendOn = (fake: FakeOpenAI) => createOpenAIBackend({ apiKey: "sk-leases", baseURL: fake.baseURL });
+/** A profile whose file writes wait for approval, so a run can be parked across a restart. */
+const CAREFUL = create(ProfileSchema, { name: "careful", tools: ["write_file"], approvalRequiredTools: ["write_file"], maxTurns: 5 });
+const backendOn = (fake: FakeOpenAI) => createOpenAIBackend({ apiKey: "sk-leases", baseURL: fake.baseURL, profiles: [CAREFUL] });
 
 async function serve(protocol: Protocol, dir: string): Promise<LeaseServer> {
   const fake = await startFakeOpenAI();
@@ -193,7 +200,14 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
     await mkdir(join(dir, "work", "other"));
     const first = await serve(protocol, dir);
     const holder = await first.createWorker(writer("work", "other"));
-    const moved = await first.createWorker(writer("work", "link"));
+    const moved = await first.createWorker({ ...writer("work", "link"), profile: { source: { case: "builtin", value: "careful" } } });
+    // Its run waits for approval of a write, and stays parked across the restart.
+    const write = { id: "w1", name: "write_file", arguments: JSON.stringify({ path: "a.txt", content: "x" }) };
+    first.fake.enqueue(reply({ toolCalls: [write] }));
+    const { run } = await first.clients.interaction.sendInput({ worker: moved.ref, input: { text: "write" } });
+    const runId = run?.runId ?? "";
+    const status = async (s: LeaseServer) => (await s.clients.interaction.getRun({ worker: moved.ref, runId })).run?.status;
+    await eventually(async () => (await status(first)) === RunStatus.AWAITING_APPROVAL);
     await first.stop();
     servers.splice(servers.indexOf(first), 1);
     // While the runtime was down the symlink was pointed at the holder's directory.
@@ -211,6 +225,15 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
     expect(detail?.reason).toBe(ErrorReason.ALLOCATION_CONFLICT);
     expect(detail?.metadata.holder_worker_id).toBe(holder.ref?.workerId);
     expect(error.rawMessage).toContain("stop it");
+    expect(await status(second)).toBe(RunStatus.AWAITING_APPROVAL);
+    for (const decision of [ApprovalDecision.APPROVE, ApprovalDecision.REJECT]) {
+      await expectReason(
+        () => second.clients.interaction.resolveApproval({ worker: moved.ref, runId, toolCallId: "w1", decision }),
+        Code.FailedPrecondition,
+        ErrorReason.ALLOCATION_CONFLICT,
+      );
+    }
+    expect(await status(second)).toBe(RunStatus.AWAITING_APPROVAL);
     await expectReason(
       async () => {
         for await (const _ of second.clients.interaction.streamInput({ worker: moved.ref, input: { text: "go" } })) {
