@@ -33,7 +33,7 @@ export interface MountRules {
     field: string,
     bundleRoots: readonly string[] | undefined,
   ): { root: string; path: string };
-  /** Where a root's path is on the host, symlinks resolved (ExecutionOffer.hostPathOf). */
+  /** Where a root's path is on the host, symlinks resolved (HostLocations.of). */
   hostPathOf(root: string, path: string): string;
 }
 
