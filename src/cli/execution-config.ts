@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { backendConfigTokenFiles } from "../backend/index.js";
-import type { ExecutionBackend } from "../runtime/index.js";
+import { type ExecutionBackend, rootsOverlap } from "../runtime/index.js";
 import {
   createOpenAIBackend,
   DEFAULT_MODEL,
@@ -11,6 +11,7 @@ import {
   OpenAIConfigError,
   openAIBackendOptionsFromEnv,
   ProfileConfigError,
+  realHostPath,
   SETTING_BOUNDS,
   type OpenAIBackendOptions,
 } from "../engine/index.js";
@@ -50,7 +51,7 @@ export const EXECUTION_OPTIONS = {
 
 /** Usage lines for {@link ExecutionFlags}. */
 export const EXECUTION_USAGE = `  --workspace-root [NAME=]DIR  allow worker workspaces under DIR (repeatable; NAME defaults to
-                 DIR's base name)
+                 DIR's base name; roots may not overlap, symlinks resolved)
   --openai-base-url URL  OpenAI-compatible server (else OPENAI_BASE_URL, else api.openai.com);
                  the key is read only from OPENAI_API_KEY
   --openai-model MODEL   model of profiles that name none (else OPENAI_MODEL, else ${DEFAULT_MODEL})
@@ -157,7 +158,11 @@ function checkBound(what: string, value: number | undefined, bound: { min: numbe
   throw new ExecutionConfigError(`${what} must be between ${bound.min} and ${bound.max}, not ${value}`);
 }
 
-/** Parses repeated `--workspace-root [NAME=]DIR` into name → absolute directory. */
+/**
+ * Parses repeated `--workspace-root [NAME=]DIR` into name → absolute
+ * directory. Roots must lie apart on the host (symlinks resolved, as the
+ * tools follow them): one directory under two names would be leased twice.
+ */
 export function workspaceRootsFromFlags(values: readonly string[] | undefined): Record<string, string> {
   const roots: Record<string, string> = {};
   for (const value of values ?? []) {
@@ -173,5 +178,7 @@ export function workspaceRootsFromFlags(values: readonly string[] | undefined): 
     }
     roots[name] = dir;
   }
+  const overlap = rootsOverlap(roots, realHostPath);
+  if (overlap) throw new ExecutionConfigError(`--workspace-root: ${overlap}`);
   return roots;
 }

@@ -14,5 +14,6 @@ export {
 export { companionProfile, loadProfilesFile, ProfileConfigError } from "./profiles.js";
 export type { RetryPolicy } from "./retry.js";
 export { HiddenPathError } from "./tools/hidden-paths.js";
+export { realHostPath } from "./tools/host-path.js";
 export { ShellSandboxError } from "./tools/shell-sandbox.js";
 export type { ToolLimits } from "./tools/tool-limits.js";

@@ -33,6 +33,7 @@ import { ToolError } from "./tools/tool.js";
 import { assertNotInsidePrivate, resolvePrivatePaths, Workspace } from "./tools/workspace.js";
 import { describeMounts, openMounts } from "./tools/run-mounts.js";
 import { workspaceRoots } from "./workspace-roots.js";
+import { realHostPath } from "./tools/host-path.js";
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
 
@@ -76,6 +77,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
     shellSandbox: () => (settings.shellSandbox === "refused" ? "" : settings.shellSandbox),
     // Where commands are refused anyway, no program is checked: shell.exec is not offered.
     programProblems: (programs) => (settings.shellSandbox === "refused" ? [] : programProblems(programs, settings.shellSandbox)),
+    hostPath: realHostPath,
     attach(host: BackendHost) {
       health.attach(host.diagnostics);
       logger = host.logger;

@@ -6,25 +6,37 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { AllocationMode, AllocationSchema, type Allocation } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
+import { hostPathsOverlap } from "./host-locations.js";
+
+/** A lease held: as listed (root and path as typed), and where it is on the host. */
+interface Held {
+  allocation: Allocation;
+  hostPath: string;
+}
 
 /**
  * Workspace leases. A write-capable Worker holds an exclusive lease on its
  * workspace path, so two Workers never write the same files; readers share.
- * Paths are root-relative ("" = the whole root), compared by segments.
+ * Leases meet where their directories meet on the host (symlinks resolved,
+ * whatever root names them: host-locations.ts), checked when a lease is
+ * taken (CreateWorker, restore). A symlink re-pointed later is not
+ * re-checked: the tools' confinement to the worker's root is what holds at
+ * use time.
  */
 export class AllocationManager {
-  private readonly leases: Allocation[] = [];
+  private readonly leases: Held[] = [];
+  /** Restored workers that could not take a write lease: worker id → the conflict, until they are stopped. */
+  private readonly unleased = new Map<string, RuntimeError>();
 
-  /** Takes a lease, or throws ALLOCATION_CONFLICT naming the holder. */
-  acquire(holder: WorkerRef, { root, path, mode, mountName }: Lease, now: Date): Allocation {
+  /** Takes a lease, or throws ALLOCATION_CONFLICT naming the holder and its root:path as typed. */
+  acquire(holder: WorkerRef, { root, path, mode, mountName, hostPath }: Lease, now: Date): Allocation {
     if (mode === AllocationMode.WRITE) {
       const clash = this.leases.find(
         (lease) =>
-          lease.mode === AllocationMode.WRITE &&
-          lease.root === root &&
-          lease.holder?.workerId !== holder.workerId &&
-          pathsOverlap(lease.path, path),
-      );
+          lease.allocation.mode === AllocationMode.WRITE &&
+          lease.allocation.holder?.workerId !== holder.workerId &&
+          hostPathsOverlap(lease.hostPath, hostPath),
+      )?.allocation;
       if (clash) {
         throw new RuntimeError(
           Code.FailedPrecondition,
@@ -34,9 +46,9 @@ export class AllocationManager {
         );
       }
     }
-    const lease = create(AllocationSchema, { holder, root, path, mode, mountName, acquiredAt: timestampFromDate(now) });
-    this.leases.push(lease);
-    return lease;
+    const allocation = create(AllocationSchema, { holder, root, path, mode, mountName, acquiredAt: timestampFromDate(now) });
+    this.leases.push({ allocation, hostPath });
+    return allocation;
   }
 
   /** Takes every lease of `leases`, or none: on a conflict those taken are released and it is thrown. */
@@ -45,54 +57,88 @@ export class AllocationManager {
     try {
       for (const lease of leases) taken.push(this.acquire(holder, lease, now));
     } catch (error) {
-      for (const lease of taken) this.leases.splice(this.leases.indexOf(lease), 1);
+      for (const allocation of taken)
+        this.leases.splice(
+          this.leases.findIndex((held) => held.allocation === allocation),
+          1,
+        );
       throw error;
     }
   }
 
-  /** Releases every lease a worker holds. */
+  /**
+   * Takes a restored worker's leases, each on its own (a conflict, after a
+   * root or symlink changed while the runtime was down, costs only that
+   * lease), and returns the conflicts. A worker that lost one has its runs
+   * refused ({@link checkHeld}) until it is stopped.
+   */
+  restore(holder: WorkerRef, leases: readonly Lease[], now: Date): RuntimeError[] {
+    const conflicts: RuntimeError[] = [];
+    for (const lease of leases) {
+      try {
+        this.acquire(holder, lease, now);
+      } catch (error) {
+        if (!(error instanceof RuntimeError)) throw error;
+        conflicts.push(error);
+      }
+    }
+    const first = conflicts[0];
+    if (first) this.unleased.set(holder.workerId, first);
+    return conflicts;
+  }
+
+  /** Refuses a run of a worker restored without a write lease it needs: FAILED_PRECONDITION ALLOCATION_CONFLICT. */
+  checkHeld(workerId: string): void {
+    const conflict = this.unleased.get(workerId);
+    if (!conflict) return;
+    throw new RuntimeError(
+      conflict.code,
+      conflict.reason,
+      `worker ${workerId} was restored without its write lease (${conflict.message}); its runs are refused: stop it, and create it again once the directory is free`,
+      conflict.metadata,
+    );
+  }
+
+  /** Releases every lease a worker holds (and forgets a lease it could not take). */
   release(workerId: string): void {
+    this.unleased.delete(workerId);
     for (let i = this.leases.length - 1; i >= 0; i--) {
-      if (this.leases[i]?.holder?.workerId === workerId) this.leases.splice(i, 1);
+      if (this.leases[i]?.allocation.holder?.workerId === workerId) this.leases.splice(i, 1);
     }
   }
 
   /** All leases in the order they were taken. */
-  list(): readonly Allocation[] {
-    return this.leases;
+  list(): Allocation[] {
+    return this.leases.map((held) => held.allocation);
   }
 }
 
-/** A lease a worker needs: where, how, and for which mount ("" for the workspace). */
+/** A lease a worker needs: where as typed, where on the host, how, and for which mount ("" for the workspace). */
 export interface Lease {
   root: string;
   path: string;
   mode: AllocationMode;
   mountName: string;
+  hostPath: string;
 }
 
 /**
  * The leases a worker holds while it is not stopped: its workspace's (WRITE
  * when it has a capability that writes, else READ) and each mount's (WRITE
  * when writable, else READ: a read-only mount is never written through).
+ * `hostPathOf` locates a root's path on the host (ExecutionOffer.hostPathOf).
  */
-export function leasesOf(worker: Worker, writeCapable: boolean): Lease[] {
+export function leasesOf(worker: Worker, writeCapable: boolean, hostPathOf: (root: string, path: string) => string): Lease[] {
   const workspace = worker.workspace;
+  const lease = (root: string, path: string, mode: AllocationMode, mountName: string): Lease => ({
+    root,
+    path,
+    mode,
+    mountName,
+    hostPath: hostPathOf(root, path),
+  });
   return [
-    ...(workspace
-      ? [{ root: workspace.root, path: workspace.path, mode: writeCapable ? AllocationMode.WRITE : AllocationMode.READ, mountName: "" }]
-      : []),
-    ...worker.mounts.map((mount) => ({
-      root: mount.root,
-      path: mount.path,
-      mode: mount.writable ? AllocationMode.WRITE : AllocationMode.READ,
-      mountName: mount.name,
-    })),
+    ...(workspace ? [lease(workspace.root, workspace.path, writeCapable ? AllocationMode.WRITE : AllocationMode.READ, "")] : []),
+    ...worker.mounts.map((mount) => lease(mount.root, mount.path, mount.writable ? AllocationMode.WRITE : AllocationMode.READ, mount.name)),
   ];
-}
-
-/** Whether two root-relative paths are the same or one contains the other. */
-export function pathsOverlap(a: string, b: string): boolean {
-  if (a === "" || b === "" || a === b) return true;
-  return a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
 }

@@ -16,8 +16,8 @@ import {
   type ListWorkersResponse,
   ListWorkersResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { AllocationManager, leasesOf } from "./allocations.js";
+import { type Worker, WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { AllocationManager, type Lease, leasesOf } from "./allocations.js";
 import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
 import { checkMounts } from "./mounts.js";
 import type { ExecutionOffer } from "./execution-offer.js";
@@ -172,6 +172,7 @@ export class Catalog {
       policies: resolved.policies,
       maxMounts: limits.maxMounts,
       checkPath: (...args) => offer.checkWorkspace(...args),
+      hostPathOf: (root, path) => offer.locations.of(root, path),
     });
     if (this.workers.size >= limits.maxWorkers) {
       throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
@@ -200,7 +201,7 @@ export class Catalog {
     const initialInput = request.initialInput && request.initialInput.text !== "" ? request.initialInput : undefined;
     // Refuse before anything exists; the same check SendInput makes on the worker.
     if (initialInput) checkAcceptsInput(worker, this.init.sessionDeps.backend !== undefined);
-    this.allocations.acquireAll(ref, leasesOf(worker, offer.needsWriteLease(capabilities)), new Date());
+    this.allocations.acquireAll(ref, this.leasesOf(worker), new Date());
     let session: WorkerSession;
     try {
       const record = { createRequestId: request.requestId, createFingerprint: fingerprint };
@@ -328,16 +329,25 @@ export class Catalog {
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
       const status = session.worker.status;
       if (status === WorkerStatus.STOPPED || status === WorkerStatus.FAILED) continue;
-      // Each lease on its own: one conflict (a root re-configured meanwhile) costs only that lease.
-      for (const lease of leasesOf(session.worker, this.init.offer.needsWriteLease(session.worker.capabilities))) {
-        try {
-          this.allocations.acquire(session.worker.ref ?? create(WorkerRefSchema), lease, new Date());
-        } catch (error) {
-          const message = String((error as Error).message);
-          this.init.addDiagnostic(DiagnosticSeverity.WARNING, "allocation.restore_conflict", message, session.workerId);
-        }
+      const ref = session.worker.ref ?? create(WorkerRefSchema);
+      for (const conflict of this.allocations.restore(ref, this.leasesOf(session.worker), new Date())) {
+        const message = `${conflict.message}; its runs are refused until it is stopped`;
+        this.init.addDiagnostic(DiagnosticSeverity.WARNING, "allocation.restore_conflict", message, session.workerId);
       }
     }
+  }
+
+  /** The leases a worker needs (allocations.ts), located on the host. */
+  private leasesOf(worker: Worker): Lease[] {
+    const { offer } = this.init;
+    return leasesOf(worker, offer.needsWriteLease(worker.capabilities), (root, path) => offer.locations.of(root, path));
+  }
+
+  /** The session of a worker about to run: refused while it was restored without its write lease. */
+  runnable(field: string, ref: WorkerRef | undefined): WorkerSession {
+    const session = this.session(field, ref);
+    this.allocations.checkHeld(session.workerId);
+    return session;
   }
 
   /** The answer to a repeated CreateWorker: the same worker, or IDEMPOTENCY_CONFLICT for other content. */

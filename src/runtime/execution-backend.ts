@@ -74,6 +74,14 @@ export interface ExecutionBackend {
   missingPrograms?(programs: readonly string[]): string[];
   /** Bounds the backend enforces on runs, reported in `GetRuntime.limits`. */
   limits?(): ExecutionLimits;
+  /**
+   * Where this backend's tools end up when they open the host directory
+   * `dir` (absolute), which may not exist yet: symlinks resolved. The
+   * Runtime refuses workspace roots that overlap there and compares write
+   * leases there, so two names for one directory never both write it.
+   * Absent: `dir` as written.
+   */
+  hostPath?(dir: string): string;
 }
 
 /** An allowed program a backend cannot start (ExecutionBackend.programProblems). */

@@ -19,6 +19,7 @@ import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
 import { checkTextBytes } from "./validation.js";
 import { mountDirs, type WorkspaceDirs } from "./mounts.js";
+import type { HostLocations } from "./host-locations.js";
 
 /**
  * What this runtime offers a Worker: profiles, tool capabilities,
@@ -30,7 +31,8 @@ import { mountDirs, type WorkspaceDirs } from "./mounts.js";
 export class ExecutionOffer {
   constructor(
     readonly backend: ExecutionBackend | undefined,
-    private readonly workspaceRoots: Record<string, string>,
+    /** The workspace roots, and where their directories are on the host (leases compare there). */
+    readonly locations: HostLocations,
     private readonly limits: Pick<Limits, "maxWorkspacePathBytes">,
     private readonly bundles: ConfigBundles,
     private readonly secrets: HostSecrets,
@@ -67,7 +69,7 @@ export class ExecutionOffer {
 
   /** Names of the allowed workspace roots. */
   rootNames(): string[] {
-    return Object.keys(this.workspaceRoots);
+    return Object.keys(this.locations.roots);
   }
 
   /** Why runs cannot execute, or undefined when they can. */
@@ -251,7 +253,7 @@ export class ExecutionOffer {
     field = "workspace",
     bundleRoots: readonly string[] | undefined = policies?.allowedWorkspaceRoots,
   ): { root: string; path: string } {
-    if (!Object.hasOwn(this.workspaceRoots, root)) {
+    if (!Object.hasOwn(this.locations.roots, root)) {
       throw new RuntimeError(
         Code.FailedPrecondition,
         ErrorReason.WORKSPACE_DENIED,
@@ -294,10 +296,10 @@ export class ExecutionOffer {
    */
   workspaceDirOf(worker: Worker): WorkspaceDirs | undefined {
     const workspace = worker.workspace;
-    const root = workspace ? this.workspaceRoots[workspace.root] : undefined;
+    const root = workspace ? this.locations.roots[workspace.root] : undefined;
     if (!workspace || root === undefined) return undefined;
-    const dirs = { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root, roots: Object.values(this.workspaceRoots) };
-    return worker.mounts.length > 0 ? { ...dirs, mounts: mountDirs(worker.mounts, this.workspaceRoots) } : dirs;
+    const dirs = { dir: path.join(root, ...workspace.path.split("/").filter(Boolean)), root, roots: Object.values(this.locations.roots) };
+    return worker.mounts.length > 0 ? { ...dirs, mounts: mountDirs(worker.mounts, this.locations.roots) } : dirs;
   }
 }
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { BundlePolicies } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type MountSpec, MountSpecSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { pathsOverlap } from "./allocations.js";
+import { hostPathsOverlap } from "./host-locations.js";
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, limitExceeded, RuntimeError } from "./errors.js";
 import type { RunMount } from "./execution-backend.js";
@@ -33,6 +33,8 @@ export interface MountRules {
     field: string,
     bundleRoots: readonly string[] | undefined,
   ): { root: string; path: string };
+  /** Where a root's path is on the host, symlinks resolved (HostLocations.of). */
+  hostPathOf(root: string, path: string): string;
 }
 
 /**
@@ -40,9 +42,10 @@ export interface MountRules {
  * as the worker keeps them. A mount needs a workspace (the tools that read it
  * run there), a name unique among the worker's mounts, a root and path as a
  * workspace's (the bundle's allowed_mount_roots for a bundle's profile), no
- * overlap with the workspace (one directory would be both writable and
- * read-only, or leased twice), and, to be writable, a capability that writes
- * (and the bundle's allow_writable_mounts). Errors name the field.
+ * overlap on the host (symlinks resolved) with the workspace or another of
+ * its mounts (one directory would be both writable and read-only, or leased
+ * twice), and, to be writable, a capability that writes (and the bundle's
+ * allow_writable_mounts). Errors name the field.
  */
 export function checkMounts(mounts: readonly MountSpec[], rules: MountRules): MountSpec[] {
   if (mounts.length === 0) return [];
@@ -52,6 +55,8 @@ export function checkMounts(mounts: readonly MountSpec[], rules: MountRules): Mo
   const workspace = rules.workspace;
   if (!workspace) throw invalidArgument("mounts", "need a workspace: the tools that use them run in it");
   const names = new Set<string>();
+  const workspaceHost = rules.hostPathOf(workspace.root, workspace.path);
+  const earlier: { name: string; host: string }[] = [];
   return mounts.map((mount, i) => {
     const field = `mounts[${i}]`;
     if (!MOUNT_NAME.test(mount.name)) {
@@ -60,9 +65,11 @@ export function checkMounts(mounts: readonly MountSpec[], rules: MountRules): Mo
     if (names.has(mount.name)) throw invalidArgument(`${field}.name`, `"${mount.name}" names another mount already`);
     names.add(mount.name);
     const { root, path } = rules.checkPath(mount.root, mount.path, rules.policies, field, rules.policies?.allowedMountRoots);
-    if (root === workspace.root && pathsOverlap(path, workspace.path)) {
-      throw invalidArgument(`${field}.path`, "overlaps the worker's workspace");
-    }
+    const host = rules.hostPathOf(root, path);
+    if (hostPathsOverlap(host, workspaceHost)) throw invalidArgument(`${field}.path`, "overlaps the worker's workspace");
+    const other = earlier.find((e) => hostPathsOverlap(e.host, host));
+    if (other) throw invalidArgument(`${field}.path`, `overlaps the worker's mount "${other.name}"`);
+    earlier.push({ name: mount.name, host });
     if (mount.writable) checkWritable(field, rules);
     return create(MountSpecSchema, { root, path, name: mount.name, writable: mount.writable });
   });

@@ -82,7 +82,13 @@ export interface RuntimeOptions {
   store?: RuntimeStore;
   /** What executes runs. Without one, workers are NOT_CONNECTED and input is refused. */
   executionBackend?: ExecutionBackend;
-  /** Named workspace roots: name → host directory. Host paths never leave the runtime. */
+  /**
+   * Named workspace roots: name → host directory. Host paths never leave the
+   * runtime. They must lie apart on the host (none the same directory as,
+   * or inside, another, symlinks resolved by the backend's `hostPath`), or
+   * createRuntime throws naming both: one directory under two names could
+   * be leased for writing twice.
+   */
   workspaceRoots?: Record<string, string>;
   /**
    * This host's secrets by name (see host-secrets.ts): profiles of config

@@ -1,11 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { RuntimeEventSchema, type RuntimeEvent, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RuntimeEventSchema, type RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import {
   ApprovalDecisionSchema,
@@ -19,12 +17,12 @@ import { ConfigBundles } from "./config-bundles.js";
 import { reconnectWorkers } from "./unserved-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
-import { RuntimeError } from "./errors.js";
 import { encodeRuntimeEvent } from "./event-encoding.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import { type Limits, resolveLimits } from "./limits.js";
+import { HostLocations } from "./host-locations.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
@@ -46,6 +44,7 @@ import { checkEnum, checkId, checkInput, checkTextBytes, checkToolCallId } from 
 import { runInputStream, runWatch } from "./watch.js";
 import { RUNTIME_VERSION } from "./runtime-version.js";
 import { openWorkerWatch, runtimeWatchPlan } from "./watch-plans.js";
+import { watchSlot } from "./watch-slot.js";
 import type { WorkerSession } from "./worker-session.js";
 
 export type { InputOptions, Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
@@ -57,6 +56,8 @@ export type { InputOptions, Runtime, RuntimeOptions, RuntimeStats } from "./runt
  * delegates: to the catalog, the sessions, the queries and the watches.
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  // Refused before anything is opened.
+  const locations = new HostLocations(options.workspaceRoots ?? {}, options.executionBackend);
   const limits: Limits = resolveLimits({
     ...options.limits,
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
@@ -77,7 +78,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const startedAt = new Date();
   const reconnect = (bundleId: string): Promise<void> => reconnectWorkers(catalog.sessions(), bundleId, offer);
   const bundles = new ConfigBundles(store, limits, pageTokens, opened, reconnect);
-  const offer = new ExecutionOffer(options.executionBackend, options.workspaceRoots ?? {}, limits, bundles, options.secrets ?? new Map());
+  const offer = new ExecutionOffer(options.executionBackend, locations, limits, bundles, options.secrets ?? new Map());
   const diagnostics = new DiagnosticLog(limits.maxDiagnostics, () => new Date());
   options.executionBackend?.attach?.({ diagnostics, logger, metrics });
   const addDiagnostic = (severity: DiagnosticSeverity, code: string, message: string, workerId?: string): void => {
@@ -137,18 +138,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   }
   await catalog.restore(opened.workers);
 
-  /** `permanent` throws a cause that outranks full slots (a StreamInput to a stopped worker). */
-  const watchSlot = (session: WorkerSession, permanent?: (worker: WorkerSession["worker"]) => void): DurableEventStream<WorkerEvent> => {
-    const watchers = session.events.subscriberCount;
-    if (watchers >= limits.maxWatchersPerWorker) {
-      permanent?.(session.worker);
-      const message = `worker ${session.workerId} already has ${watchers} watchers`;
-      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, message, { limit: String(limits.maxWatchersPerWorker) });
-    }
-    return session.events;
-  };
-  const run = (request: { worker?: WorkerRef; runId: string }): WorkerSession => {
-    const session = catalog.session("worker", request.worker);
+  // `runnable`: the call lets the worker run, which a worker restored without its lease may not.
+  const run = (request: { worker?: WorkerRef; runId: string }, runnable = false): WorkerSession => {
+    const session = runnable ? catalog.runnable("worker", request.worker) : catalog.session("worker", request.worker);
     checkId("run_id", request.runId);
     return session;
   };
@@ -169,7 +161,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const asRequest = requestReader(limits.maxMessageBytes);
   /** SendInput, and StreamInput's input: the worker's session, then the input, checked before anything is taken. */
   const accept = async (request: SendInputRequest | StreamInputRequest, inputOptions?: InputOptions) => {
-    const session = catalog.session("worker", request.worker);
+    const session = catalog.runnable("worker", request.worker);
     const input = checkInput(request, limits.maxInputBytes);
     return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
   };
@@ -226,7 +218,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const request = asRequest("streamInput", init);
       const session = catalog.session("worker", request.worker);
       checkInput(request, limits.maxInputBytes);
-      const subscription = watchSlot(session, checkNotEnded).subscribe();
+      const subscription = watchSlot(session, limits.maxWatchersPerWorker, checkNotEnded).subscribe();
       yield* runInputStream(
         {
           subscription,
@@ -246,7 +238,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     resolveApproval: (init, inputOptions) =>
       background.request(async () => {
         const request = asRequest("resolveApproval", init);
-        const session = run(request);
+        const session = run(request, true);
         checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
         checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
         checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
@@ -268,7 +260,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     watchWorker: (init, watchOptions) => {
       const request = asRequest("watchWorker", init);
       const session = catalog.session("worker", request.worker);
-      const subscribe = () => watchSlot(session).subscribe();
+      const subscribe = () => watchSlot(session, limits.maxWatchersPerWorker).subscribe();
       return openWorkerWatch(session, request.afterCursor, store, subscribe, { ...live, delivered: delivered.worker }, watchOptions);
     },
     watchRuntime: (init, watchOptions) => {

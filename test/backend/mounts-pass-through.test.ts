@@ -27,7 +27,7 @@ beforeAll(async () => {
   harness = await startHarness({
     runtimeId: "rm",
     executionBackend: new ScriptedBackend(),
-    workspaceRoots: { work: join(dir, "work"), data: join(dir, "data") },
+    workspaceRoots: { work: join(dir, "work"), data: join(dir, "data"), more: join(dir, "more") },
   });
   backend = createBackend({
     runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
@@ -48,7 +48,8 @@ describe("mounts through a Backend", () => {
   it("reach the runtime unchanged, and a refusal names the mount's field", async () => {
     const mounts = [
       { root: "data", path: "shared/docs", name: "docs", writable: false },
-      { root: "data", path: "", name: "all.v2", writable: false },
+      // A whole root (empty path): another root's, as one worker's mounts may not overlap.
+      { root: "more", path: "", name: "all.v2", writable: false },
     ];
     const { worker } = await viaBackend.catalog.createWorker({ runtimeId: "rm", workspace: { root: "work", path: "p" }, mounts });
     const onRuntime = harness.runtime.getWorker({ worker: worker?.ref });

@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -24,6 +24,27 @@ describe("serve execution flags", () => {
     });
     expect(() => workspaceRootsFromFlags([join(dir, "missing")])).toThrow(ExecutionConfigError);
     expect(() => workspaceRootsFromFlags([join(dir, "code"), `code=${join(dir, "notes")}`])).toThrow(/used twice/);
+  });
+
+  it("refuses --workspace-root directories that overlap on the host: nested, repeated, or through a symlink", async () => {
+    await mkdir(join(dir, "code", "sub"), { recursive: true });
+    await mkdir(join(dir, "notes"));
+    await symlink(join(dir, "code", "sub"), join(dir, "link"));
+    const overlapping = [
+      [`a=${join(dir, "code")}`, `b=${join(dir, "code", "sub")}`],
+      [`a=${join(dir, "code", "sub")}`, `b=${join(dir, "code")}`],
+      [`a=${join(dir, "notes")}`, `b=${join(dir, "notes")}`],
+      [`a=${join(dir, "link")}`, `b=${join(dir, "code")}`],
+    ];
+    for (const flags of overlapping) {
+      expect(() => workspaceRootsFromFlags(flags)).toThrow(ExecutionConfigError);
+      expect(() => workspaceRootsFromFlags(flags)).toThrow(/workspace roots "a" .* and "b" .* overlap on the host/);
+    }
+    // Side by side, and a name that merely starts like another's directory, are apart.
+    await mkdir(join(dir, "code-2"));
+    expect(Object.keys(workspaceRootsFromFlags([`a=${join(dir, "code")}`, `b=${join(dir, "code-2")}`, `c=${join(dir, "notes")}`]))).toEqual(
+      ["a", "b", "c"],
+    );
   });
 
   it("builds the backend from OPENAI_* with flags taking precedence, and loads --profiles", async () => {

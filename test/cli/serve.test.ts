@@ -1,6 +1,6 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -120,6 +120,19 @@ describe("worker-runtime serve", () => {
     expect(cli.stderr()).toContain('"bad-name" is not a secret name a bundle can use');
     expect(cli.stderr()).not.toContain("v4lue-never-printed");
     expect(cli.stdout()).not.toContain("listening");
+    await rm(dir, { recursive: true });
+  });
+
+  it("refuses workspace roots that overlap on the host with exit code 2, naming both", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "serve-roots-"));
+    await mkdir(join(dir, "code", "sub"), { recursive: true });
+    await symlink(join(dir, "code"), join(dir, "alias"));
+    for (const second of [`b=${join(dir, "code", "sub")}`, `b=${join(dir, "alias")}`]) {
+      const cli = serve(["--port", "0", "--workspace-root", `a=${join(dir, "code")}`, "--workspace-root", second]);
+      expect(await cli.exited).toEqual({ code: 2, signal: null });
+      expect(cli.stderr()).toContain(`workspace roots "a" (${join(dir, "code")}) and "b" (${second.slice(2)}) overlap on the host`);
+      expect(cli.stdout()).not.toContain("listening");
+    }
     await rm(dir, { recursive: true });
   });
 

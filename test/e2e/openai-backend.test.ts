@@ -169,14 +169,15 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
     // A symlink left in the root (by an earlier worker's command, say) pointing outside it.
     await symlink(s.outside, join(s.root, "planted"));
     await symlink(s.outside, join(s.root, "planted2"));
-    const direct = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path: "planted" });
-    // The backend makes a missing workspace directory: not through the symlink either.
-    const below = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path: "planted2/deeper/w" });
-    for (const worker of [direct, below]) {
+    // Directly, and below it: the backend makes a missing workspace directory, not through the symlink either.
+    // One at a time: both lead to one host directory, which two writers may not lease at once.
+    for (const path of ["planted", "planted2/deeper/w"]) {
+      const worker = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path });
       s.fake.enqueue(reply({ toolCalls: [call("p1", "write_file", { path: "pwned.txt", content: "x" })] }), reply({ text: "done" }));
       const { run } = await s.runToEnd(worker, "write");
       expect(run.status).toBe(RunStatus.FAILED);
       expect(run.error?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
+      await s.clients.catalog.stopWorker({ worker: worker.ref });
     }
     // Nothing was created or written outside the root.
     expect(await readdir(s.outside)).toEqual([]);
