@@ -1,6 +1,6 @@
-import http2 from "node:http2";
 import { afterAll, describe, expect, it } from "vitest";
 import { startCli, type CliProcess } from "../support/cli-process.js";
+import { advertisedStreamLimit } from "../support/http2-settings.js";
 
 /** `--max-concurrent-streams` (serve and backend): what each HTTP/2 connection is told, and bad values. */
 
@@ -10,26 +10,13 @@ afterAll(() => {
   for (const cli of processes) cli.kill();
 });
 
-async function advertisedLimit(address: string): Promise<number | undefined> {
-  const session = http2.connect(`http://${address}`);
-  try {
-    const settings = await new Promise<http2.Settings>((resolve, reject) => {
-      session.once("remoteSettings", resolve);
-      session.once("error", reject);
-    });
-    return settings.maxConcurrentStreams;
-  } finally {
-    session.destroy();
-  }
-}
-
 describe("--max-concurrent-streams", () => {
   it("sets the limit serve and backend advertise", async () => {
     for (const command of ["serve", "backend"]) {
       const cli = startCli([command, "--port", "0", "--max-concurrent-streams", "17"]);
       processes.push(cli);
       const { h2c } = await cli.listening;
-      expect(await advertisedLimit(h2c), command).toBe(17);
+      expect(await advertisedStreamLimit(`http://${h2c}`), command).toBe(17);
     }
   }, 120_000);
 

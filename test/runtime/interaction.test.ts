@@ -22,6 +22,17 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       );
     }
 
+    /** Fills the worker's queue (it must be busy) with max_queue_depth ENQUEUE'd inputs; their answers in order. */
+    async function fillQueue(worker: Worker) {
+      const queued = [];
+      for (let i = 0; i < suite.harness.runtime.limits.maxQueueDepth; i++) {
+        queued.push(
+          await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE }),
+        );
+      }
+      return queued;
+    }
+
     it("streams deltas, commits the transcript and records usage", async () => {
       const worker = await suite.newWorker();
       suite.backend.enqueue(replyWith("Hello there, friend!", 4, { inputTokens: 12n, outputTokens: 7n }));
@@ -105,12 +116,7 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "first" } });
       await held.started;
       const depth = suite.harness.runtime.limits.maxQueueDepth;
-      const queued = [];
-      for (let i = 0; i < depth; i++) {
-        queued.push(
-          await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE }),
-        );
-      }
+      const queued = await fillQueue(worker);
       await expectReason(
         () => suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "over" }, busyPolicy: BusyPolicy.ENQUEUE }),
         Code.ResourceExhausted,
@@ -132,12 +138,7 @@ describe.each(STORE_FACTORIES)("worker interaction ($name store)", (storeFactory
       const first = await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: "first" } });
       await held.started;
       const depth = suite.harness.runtime.limits.maxQueueDepth;
-      const queued = [];
-      for (let i = 0; i < depth; i++) {
-        queued.push(
-          await suite.clients.interaction.sendInput({ worker: worker.ref, input: { text: `q${i}` }, busyPolicy: BusyPolicy.ENQUEUE }),
-        );
-      }
+      const queued = await fillQueue(worker);
       const interrupting = await suite.clients.interaction.sendInput({
         worker: worker.ref,
         input: { text: "now" },

@@ -1,7 +1,7 @@
-import http2 from "node:http2";
 import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_MAX_CONCURRENT_STREAMS } from "../../src/server/server.js";
 import { startHarness, type Harness } from "../support/harness.js";
+import { advertisedStreamLimit } from "../support/http2-settings.js";
 
 /**
  * SPEC §8: limits on concurrent streams. Each HTTP/2 connection may hold at
@@ -16,30 +16,16 @@ afterEach(async () => {
   harness = undefined;
 });
 
-/** The SETTINGS_MAX_CONCURRENT_STREAMS a raw HTTP/2 client is told by the server at `baseUrl`. */
-async function advertisedLimit(baseUrl: string): Promise<number | undefined> {
-  const session = http2.connect(baseUrl);
-  try {
-    const settings = await new Promise<http2.Settings>((resolve, reject) => {
-      session.once("remoteSettings", resolve);
-      session.once("error", reject);
-    });
-    return settings.maxConcurrentStreams;
-  } finally {
-    session.destroy();
-  }
-}
-
 describe("concurrent streams per connection", () => {
   it("advertises a finite default", async () => {
     harness = await startHarness();
     expect(DEFAULT_MAX_CONCURRENT_STREAMS).toBe(10_000);
-    expect(await advertisedLimit(harness.baseUrl)).toBe(DEFAULT_MAX_CONCURRENT_STREAMS);
+    expect(await advertisedStreamLimit(harness.baseUrl)).toBe(DEFAULT_MAX_CONCURRENT_STREAMS);
   });
 
   it("holds a call past the limit until an open stream ends", async () => {
     harness = await startHarness({ maxConcurrentStreams: 2 });
-    expect(await advertisedLimit(harness.baseUrl)).toBe(2);
+    expect(await advertisedStreamLimit(harness.baseUrl)).toBe(2);
     const clients = harness.connect("grpc");
     const runtimeId = harness.runtime.runtimeId;
     const watches = [new AbortController(), new AbortController()];
