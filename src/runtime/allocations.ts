@@ -42,7 +42,12 @@ export class AllocationManager {
           Code.FailedPrecondition,
           ErrorReason.ALLOCATION_CONFLICT,
           `${root}:${path || "/"} overlaps ${clash.root}:${clash.path || "/"}, held for writing by worker ${clash.holder?.workerId}${clash.mountName ? ` (its mount "${clash.mountName}")` : ""}`,
-          { holder_worker_id: clash.holder?.workerId ?? "", root: clash.root, path: clash.path },
+          {
+            holder_worker_id: clash.holder?.workerId ?? "",
+            root: clash.root,
+            path: clash.path,
+            ...(clash.mountName ? { holder_mount_name: clash.mountName } : {}),
+          },
         );
       }
     }

@@ -314,7 +314,7 @@ describe.each(PROTOCOLS)("worker mounts (%s)", (protocol) => {
     );
     expect(error.code).toBe(Code.FailedPrecondition);
     expect(detail?.reason).toBe(ErrorReason.ALLOCATION_CONFLICT);
-    expect(detail?.metadata.holder_worker_id).toBe(first.ref?.workerId);
+    expect(detail?.metadata).toEqual({ holder_worker_id: first.ref?.workerId, root: "data", path: "shared", holder_mount_name: "s" });
     expect(error.rawMessage).toContain(`held for writing by worker ${first.ref?.workerId} (its mount "s")`);
     // A writable workspace on a writably mounted path conflicts too; a read-only mount shares.
     await expectReason(

@@ -105,7 +105,8 @@ export enum ErrorReason {
   QUEUE_FULL = 7,
 
   /**
-   * A workspace path is already leased for writing (metadata "holder_worker_id").
+   * A workspace path is already leased for writing (metadata "holder_worker_id",
+   * the holder's "root" and "path", and "holder_mount_name" when its lease is a mount's).
    *
    * @generated from enum value: ERROR_REASON_ALLOCATION_CONFLICT = 8;
    */
