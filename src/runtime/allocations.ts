@@ -12,6 +12,8 @@ import { hostPathsOverlap } from "./host-locations.js";
 interface Held {
   allocation: Allocation;
   hostPath: string;
+  /** Order taken (1, 2, ...): where a listing resumes. */
+  order: number;
 }
 
 /**
@@ -25,6 +27,7 @@ interface Held {
  */
 export class AllocationManager {
   private readonly leases: Held[] = [];
+  private taken = 0;
   /** Restored workers that could not take a write lease: worker id → the conflict, until they are stopped. */
   private readonly unleased = new Map<string, RuntimeError>();
 
@@ -52,7 +55,7 @@ export class AllocationManager {
       }
     }
     const allocation = create(AllocationSchema, { holder, root, path, mode, mountName, acquiredAt: timestampFromDate(now) });
-    this.leases.push({ allocation, hostPath });
+    this.leases.push({ allocation, hostPath, order: ++this.taken });
     return allocation;
   }
 
@@ -112,9 +115,14 @@ export class AllocationManager {
     }
   }
 
-  /** All leases in the order they were taken. */
-  list(): Allocation[] {
-    return this.leases.map((held) => held.allocation);
+  /**
+   * Up to `count` leases taken after the one numbered `after` (0: from the
+   * first), in the order taken, each with its number; a released lease
+   * shifts nothing a listing has not shown yet.
+   */
+  listAfter(after: number, count: number): { allocation: Allocation; order: number }[] {
+    const start = this.leases.findIndex((held) => held.order > after);
+    return start < 0 ? [] : this.leases.slice(start, start + count);
   }
 }
 

@@ -41,7 +41,7 @@ export function listDiagnostics(
   });
 }
 
-/** Workspace leases in the order they were taken, paginated. */
+/** Workspace and mount leases in the order they were taken, paginated after the last one shown. */
 export function listAllocations(
   allocations: AllocationManager,
   request: ListAllocationsRequest,
@@ -50,11 +50,12 @@ export function listAllocations(
 ): ListAllocationsResponse {
   const pageSize = resolvePageSize("page_size", request.pageSize, limits.defaultPageSize, limits.maxPageSize);
   const after = pageTokens.decode("page_token", "allocations", [], request.pageToken);
-  const start = typeof after === "number" ? after : 0;
-  const all = allocations.list();
-  const page = all.slice(start, start + pageSize);
+  // One more than the page, to know whether another follows.
+  const held = allocations.listAfter(typeof after === "number" ? after : 0, pageSize + 1);
+  const page = held.slice(0, pageSize);
+  const last = page[page.length - 1];
   return create(ListAllocationsResponseSchema, {
-    allocations: page.map((a) => cloneMessage(AllocationSchema, a)),
-    nextPageToken: start + pageSize < all.length ? pageTokens.encode("allocations", [], start + pageSize) : "",
+    allocations: page.map(({ allocation }) => cloneMessage(AllocationSchema, allocation)),
+    nextPageToken: held.length > pageSize && last ? pageTokens.encode("allocations", [], last.order) : "",
   });
 }
