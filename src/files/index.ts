@@ -1,0 +1,5 @@
+/**
+ * Bounded reads of files named from outside: an operator's flags and config
+ * entries, `--bundles-dir` files. Never the whole file first, never a FIFO.
+ */
+export { type BoundedRead, readBounded, readBoundedSync } from "./bounded-read.js";
