@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../files/index.js";
 import type { RemoteRuntimeSpec } from "./backend.js";
 
 /** Thrown for a config file the user must fix; the message names the entry, never a token. */
@@ -20,8 +20,9 @@ const RUNTIME_ID = /^[A-Za-z0-9._-]{1,64}$/;
 export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process.env): RemoteRuntimeSpec[] {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
+    parsed = JSON.parse(readConfigFile("--config", file, CONFIG_FILE_MAX_BYTES).toString("utf8"));
   } catch (error) {
+    if (error instanceof BackendConfigError) throw error;
     throw new BackendConfigError(
       `cannot read --config: ${error instanceof SyntaxError ? "not valid JSON" : ((error as NodeJS.ErrnoException).code ?? "error")}`,
     );
@@ -54,8 +55,9 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
     if (caFile !== undefined) {
       if (typeof caFile !== "string") throw new BackendConfigError(`${where}.caFile must be a string`);
       try {
-        spec.ca = readFileSync(resolve(base, caFile));
+        spec.ca = readConfigFile(`${where}.caFile`, resolve(base, caFile), CONFIG_FILE_MAX_BYTES);
       } catch (error) {
+        if (error instanceof BackendConfigError) throw error;
         throw new BackendConfigError(`cannot read ${where}.caFile: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
       }
     }
@@ -72,7 +74,7 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
 export function backendConfigTokenFiles(file: string): string[] {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
+    parsed = JSON.parse(readConfigFile("--config", file, CONFIG_FILE_MAX_BYTES).toString("utf8"));
   } catch {
     return [];
   }
@@ -104,12 +106,22 @@ export function tokenFileReader(path: string, what: string): () => string {
 function readTokenFile(path: string, what: string): string {
   let token: string;
   try {
-    token = readFileSync(path, "utf8").trim();
+    token = readConfigFile(what, path, TOKEN_FILE_MAX_BYTES).toString("utf8").trim();
   } catch (error) {
+    if (error instanceof BackendConfigError) throw error;
     throw new BackendConfigError(`cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   if (token === "") throw new BackendConfigError(`${what} is empty`);
   return token;
+}
+
+/** A file `backend.json` or a flag names, read within `maxBytes`; a FIFO or an over-bound file is a {@link BackendConfigError}. */
+function readConfigFile(what: string, path: string, maxBytes: number): Buffer {
+  try {
+    return readOperatorFileSync(what, path, maxBytes).bytes;
+  } catch (error) {
+    throw error instanceof OperatorFileError ? new BackendConfigError(error.message) : error;
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

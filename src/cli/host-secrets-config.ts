@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFileSync } from "../files/index.js";
 import { checkSecretName } from "../runtime/index.js";
 
 /** Prefix of the environment variables that define host secrets. */
@@ -28,9 +28,12 @@ export function loadHostSecrets(file: string | undefined, env: NodeJS.ProcessEnv
   let mode: number;
   let text: string;
   try {
-    mode = statSync(file).mode;
-    text = readFileSync(file, "utf8");
+    // The mode is the file read's own (fstat on the open file), not a look taken before.
+    const read = readOperatorFileSync("--secrets-file", file, CONFIG_FILE_MAX_BYTES);
+    mode = read.mode;
+    text = read.bytes.toString("utf8");
   } catch (error) {
+    if (error instanceof OperatorFileError) throw new SecretsConfigError(error.message);
     throw new SecretsConfigError(`cannot read --secrets-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   if ((mode & 0o077) !== 0) {

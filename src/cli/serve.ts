@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../files/index.js";
 import {
   createRuntime,
   StoreConflictError,
@@ -307,8 +307,9 @@ export function readTls(certFile: string | undefined, keyFile: string | undefine
   if (certFile === undefined || keyFile === undefined) throw new UsageError("--tls-cert and --tls-key go together");
   const read = (flag: string, file: string): Buffer => {
     try {
-      return readFileSync(file);
+      return readOperatorFileSync(flag, file, CONFIG_FILE_MAX_BYTES).bytes;
     } catch (error) {
+      if (error instanceof OperatorFileError) throw new UsageError(error.message);
       throw new UsageError(`cannot read ${flag}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
   };
@@ -320,8 +321,9 @@ export function readToken(tokenFile: string | undefined): string | undefined {
   if (tokenFile !== undefined) {
     let token: string;
     try {
-      token = readFileSync(tokenFile, "utf8").trim();
+      token = readOperatorFileSync("--token-file", tokenFile, TOKEN_FILE_MAX_BYTES).bytes.toString("utf8").trim();
     } catch (error) {
+      if (error instanceof OperatorFileError) throw new UsageError(error.message);
       throw new UsageError(`cannot read --token-file: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
     if (token === "") throw new UsageError("--token-file is empty");

@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { clone, create, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { ProfileSchema, type Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { COMPANION_PROFILE, checkProfileRules, DEFAULT_MAX_TURNS, MAX_BUNDLE_BYTES, RuntimeError } from "../runtime/index.js";
+import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFile } from "../files/index.js";
 import { BUILTIN_TOOL_NAMES } from "./tools/tool-registry.js";
 
 export { DEFAULT_MAX_TURNS };
@@ -76,7 +76,7 @@ export function completeProfile(profile: Profile, defaultModel: string): Profile
  * so a typo never silently drops a setting.
  */
 export async function loadProfilesFile(path: string, defaultModel: string): Promise<Profile[]> {
-  const text = await readFile(path, "utf8");
+  const text = await readProfilesFile(path);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -96,6 +96,19 @@ export async function loadProfilesFile(path: string, defaultModel: string): Prom
       throw new ProfileConfigError(`profiles file ${path}, entry ${index}: ${detail}`, { cause });
     }
   });
+}
+
+/**
+ * The file's text, within CONFIG_FILE_MAX_BYTES (the bound of a `--bundles-dir`
+ * file, which holds profiles too); a FIFO or a larger file is a
+ * ProfileConfigError, never waited on or read whole. I/O errors are thrown.
+ */
+async function readProfilesFile(path: string): Promise<string> {
+  try {
+    return (await readOperatorFile("--profiles", path, CONFIG_FILE_MAX_BYTES)).bytes.toString("utf8");
+  } catch (error) {
+    throw error instanceof OperatorFileError ? new ProfileConfigError(error.message) : error;
+  }
 }
 
 /** A profile definition is unusable; the message says which and why. */

@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackendConfigError, loadBackendConfig } from "../../src/backend/index.js";
+import { BackendConfigError, backendConfigTokenFiles, loadBackendConfig } from "../../src/backend/index.js";
+import { fifoAt, HUGE_FILE_BYTES, sparseFileAt } from "../support/unreadable-files.js";
 
 let dir: string;
 
@@ -10,6 +11,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "wr-backend-config-"));
   await writeFile(join(dir, "a.token"), "token-a\n");
   await writeFile(join(dir, "ca.pem"), "-----BEGIN CERTIFICATE-----\n");
+  fifoAt(join(dir, "pipe"));
+  sparseFileAt(join(dir, "huge"), HUGE_FILE_BYTES);
 });
 
 afterAll(async () => {
@@ -65,5 +68,35 @@ describe("loadBackendConfig", () => {
       expect(() => loadBackendConfig(file, {}), message).toThrow(BackendConfigError);
       expect(() => loadBackendConfig(file, {}), message).toThrow(message);
     }
+  });
+
+  it("refuses a config, token or CA file that is a FIFO or past its bound, naming the entry, the file and why", async () => {
+    const pipe = join(dir, "pipe");
+    const huge = join(dir, "huge");
+    const entry = (extra: object) => ({ runtimes: [{ id: "a", url: "http://x", ...extra }] });
+    const cases: [string, string][] = [
+      [pipe, `--config ${pipe} is not a regular file`],
+      [huge, `--config ${huge} is ${HUGE_FILE_BYTES} bytes; at most 1048576 allowed`],
+      [await config(entry({ tokenFile: "pipe" })), `--config runtimes[0].tokenFile ${pipe} is not a regular file`],
+      [
+        await config(entry({ tokenFile: "huge" })),
+        `--config runtimes[0].tokenFile ${huge} is ${HUGE_FILE_BYTES} bytes; at most 65536 allowed`,
+      ],
+      [await config(entry({ caFile: "pipe" })), `--config runtimes[0].caFile ${pipe} is not a regular file`],
+      [await config(entry({ caFile: "huge" })), `--config runtimes[0].caFile ${huge} is ${HUGE_FILE_BYTES} bytes; at most 1048576 allowed`],
+    ];
+    for (const [file, message] of cases) {
+      expect(() => loadBackendConfig(file, {}), message).toThrow(BackendConfigError);
+      expect(() => loadBackendConfig(file, {}), message).toThrow(message);
+    }
+    // What sandboxed commands are kept from: nothing to name in a file that is refused (loadBackendConfig says why).
+    expect(backendConfigTokenFiles(pipe)).toEqual([]);
+    expect(backendConfigTokenFiles(huge)).toEqual([]);
+  });
+
+  it("reads a token file exactly at its bound", async () => {
+    await writeFile(join(dir, "edge.token"), "t".repeat(65536));
+    const [edge] = loadBackendConfig(await config({ runtimes: [{ id: "a", url: "http://x", tokenFile: "edge.token" }] }), {});
+    expect(edge?.token?.()).toHaveLength(65536);
   });
 });

@@ -13,6 +13,7 @@ import { RuntimeManagement } from "../../gen/worker_runtime/v1/runtime_managemen
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
 import { expectReason } from "../support/errors.js";
+import { fifoAt, HUGE_FILE_BYTES, sparseFileAt } from "../support/unreadable-files.js";
 import { type Clients, clientsFor, eventually, makeTransport, startHarness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -121,6 +122,38 @@ describe("worker-runtime serve", () => {
     expect(cli.stderr()).not.toContain("v4lue-never-printed");
     expect(cli.stdout()).not.toContain("listening");
     await rm(dir, { recursive: true });
+  });
+
+  // A FIFO would hold start-up until someone wrote to it; a huge file would be read whole into memory.
+  describe.each([
+    ["--token-file", 65536],
+    ["--tls-cert", 1048576],
+    ["--tls-key", 1048576],
+    ["--secrets-file", 1048576],
+    ["--profiles", 1048576],
+  ])("refuses a %s that is not a bounded regular file, with exit 2, before listening", (flag, bound) => {
+    const refused = async (make: (path: string) => string, message: (path: string) => string): Promise<void> => {
+      const dir = await mkdtemp(join(tmpdir(), "serve-files-"));
+      try {
+        const file = make(join(dir, "named"));
+        // The other half of a TLS pair is a readable file, so the refusal is this flag's.
+        const other = join(dir, "other.pem");
+        await writeFile(other, "-----BEGIN PRIVATE KEY-----\n");
+        const pair = flag === "--tls-cert" ? ["--tls-key", other] : flag === "--tls-key" ? ["--tls-cert", other] : [];
+        const cli = serve(["--port", "0", flag, file, ...pair]);
+        expect(await cli.exited).toEqual({ code: 2, signal: null });
+        expect(cli.stderr()).toContain(`worker-runtime: ${message(file)}`);
+        expect(cli.stdout()).not.toContain("listening");
+      } finally {
+        await rm(dir, { recursive: true });
+      }
+    };
+    it("a FIFO", () => refused(fifoAt, (file) => `${flag} ${file} is not a regular file`));
+    it("a sparse file past the bound", () =>
+      refused(
+        (path) => sparseFileAt(path, HUGE_FILE_BYTES),
+        (file) => `${flag} ${file} is ${HUGE_FILE_BYTES} bytes; at most ${bound} allowed`,
+      ));
   });
 
   it("refuses workspace roots that overlap on the host with exit code 2, naming both", async () => {

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -11,6 +10,7 @@ import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
+import { OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../../files/index.js";
 import { isHeaderSafeToken } from "../../server/index.js";
 
 /** Where the server is when neither --server nor the variable says. */
@@ -174,8 +174,9 @@ export class CommandContext {
     if (file !== undefined) {
       let token: string;
       try {
-        token = readFileSync(file, "utf8").trim();
+        token = readOperatorFileSync("--token-file", file, TOKEN_FILE_MAX_BYTES).bytes.toString("utf8").trim();
       } catch (cause) {
+        if (cause instanceof OperatorFileError) throw new CommandLineError(cause.message);
         throw new CommandLineError(`cannot read --token-file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`);
       }
       if (token === "") throw new CommandLineError(`--token-file ${file} is empty`);

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fifoAt, HUGE_FILE_BYTES, sparseFileAt } from "../../support/unreadable-files.js";
 import { runClient } from "./client-support.js";
 
 /**
@@ -46,6 +47,18 @@ describe("credentials in bad values are refused, not echoed", () => {
     writeFileSync(file, "\n");
     const result = await runClient(["workers", "list", "--token-file", file], { server: NOWHERE });
     expect(result).toMatchObject({ code: 2, stderr: `worker-runtime: --token-file ${file} is empty\n` });
+  });
+
+  it("a --token-file that is a FIFO or past 64 KiB: refused at once, not waited on or read whole", async () => {
+    const fifo = fifoAt(path.join(dir, "pipe.token"));
+    const fromFifo = await runClient(["workers", "list", "--token-file", fifo], { server: NOWHERE });
+    expect(fromFifo).toMatchObject({ code: 2, stderr: `worker-runtime: --token-file ${fifo} is not a regular file\n` });
+    const huge = sparseFileAt(path.join(dir, "huge.token"), HUGE_FILE_BYTES);
+    const fromHuge = await runClient(["workers", "list", "--token-file", huge], { server: NOWHERE });
+    expect(fromHuge).toMatchObject({
+      code: 2,
+      stderr: `worker-runtime: --token-file ${huge} is ${HUGE_FILE_BYTES} bytes; at most 65536 allowed\n`,
+    });
   });
 
   it("a server URL with user info, which the client would not send", async () => {
