@@ -13,6 +13,7 @@ import { createFileStore } from "../../src/store/fs/index.js";
 import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually, PROTOCOLS } from "../support/harness.js";
+import { answerOrError } from "../support/errors.js";
 import { chunk } from "../support/openai-chunks.js";
 
 /**
@@ -92,13 +93,6 @@ afterAll(async () => {
 });
 
 /** How a call ended: its answer, or the ConnectError it failed with. */
-async function outcome<T>(call: Promise<T>): Promise<T | ConnectError> {
-  return call.then(
-    (answer) => answer,
-    (error: unknown) => ConnectError.from(error),
-  );
-}
-
 /** The first message of a watch, or the error it failed with; the rest of the stream is read on in the background. */
 function watchOf(stream: AsyncIterable<{ snapshot?: unknown }>): { first: Promise<unknown>; ended: Promise<ConnectError | "clean"> } {
   let firstSeen: (value: unknown) => void = () => {};
@@ -114,6 +108,14 @@ function watchOf(stream: AsyncIterable<{ snapshot?: unknown }>): { first: Promis
     }
   })();
   return { first, ended };
+}
+
+/** Watches of the worker directly and through the Backend, each from its snapshot and from `cursor`. */
+function fourWatches(direct: Clients, routed: Clients, worker: WorkerRef, cursor: string): ReturnType<typeof watchOf>[] {
+  return [direct, routed].flatMap((clients) => [
+    watchOf(clients.observation.watchWorker({ worker })),
+    watchOf(clients.observation.watchWorker({ worker, afterCursor: cursor })),
+  ]);
 }
 
 function expectDeleted(answer: unknown, workerId: string): void {
@@ -135,7 +137,7 @@ async function workerMidDelete(direct: Clients, how: Promise<"succeed" | "fail">
   let entered = (): void => {};
   const inWindow = new Promise<void>((resolve) => (entered = resolve));
   gate = { entered, released: how };
-  const deleted = outcome(direct.catalog.deleteWorker({ worker, force: true }));
+  const deleted = answerOrError(direct.catalog.deleteWorker({ worker, force: true }));
   await inWindow;
   return { worker, runId, cursor, deleted };
 }
@@ -150,14 +152,9 @@ describe("observation of a worker while the file store deletes it", () => {
 
       // Still listed until the store's delete succeeds.
       expect((await direct.catalog.getWorker({ worker })).worker?.status).toBe(WorkerStatus.STOPPED);
-      const watches = [
-        watchOf(direct.observation.watchWorker({ worker })),
-        watchOf(direct.observation.watchWorker({ worker, afterCursor: cursor })),
-        watchOf(routed.observation.watchWorker({ worker })),
-        watchOf(routed.observation.watchWorker({ worker, afterCursor: cursor })),
-      ];
-      const run = outcome(direct.interaction.getRun({ worker, runId }));
-      const routedRun = outcome(routed.interaction.getRun({ worker, runId }));
+      const watches = fourWatches(direct, routed, worker, cursor);
+      const run = answerOrError(direct.interaction.getRun({ worker, runId }));
+      const routedRun = answerOrError(routed.interaction.getRun({ worker, runId }));
       await eventually(() => reads >= 6, 10_000, "the four watches and two reads at the store");
       release("succeed");
       expect(await deleted).not.toBeInstanceOf(ConnectError);
@@ -173,14 +170,9 @@ describe("observation of a worker while the file store deletes it", () => {
       let release: (how: "succeed" | "fail") => void = () => {};
       const { worker, runId, cursor, deleted } = await workerMidDelete(direct, new Promise((resolve) => (release = resolve)));
 
-      const watches = [
-        watchOf(direct.observation.watchWorker({ worker })),
-        watchOf(direct.observation.watchWorker({ worker, afterCursor: cursor })),
-        watchOf(routed.observation.watchWorker({ worker })),
-        watchOf(routed.observation.watchWorker({ worker, afterCursor: cursor })),
-      ];
-      const run = outcome(direct.interaction.getRun({ worker, runId }));
-      const transcript = outcome(direct.observation.readTranscript({ worker, limit: 10 }));
+      const watches = fourWatches(direct, routed, worker, cursor);
+      const run = answerOrError(direct.interaction.getRun({ worker, runId }));
+      const transcript = answerOrError(direct.observation.readTranscript({ worker, limit: 10 }));
       await eventually(() => reads >= 6, 10_000, "the four watches and two reads at the store");
       release("fail");
       const refused = await deleted;

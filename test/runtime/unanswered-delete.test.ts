@@ -9,6 +9,7 @@ import { createMemoryStore, type RuntimeStore, StoreWriteError } from "../../src
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type Followed, follow, sawText } from "../support/followed-stream.js";
 import { type Clients, eventually, type Harness, PROTOCOLS, startHarness } from "../support/harness.js";
+import { answerOrError } from "../support/errors.js";
 import { chunk } from "../support/openai-chunks.js";
 
 /** How long the runtime waits for the store (limits.flushTimeoutMs), short here. */
@@ -106,16 +107,9 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function outcome<T>(call: Promise<T>): Promise<T | ConnectError> {
-  return call.then(
-    (answer) => answer,
-    (error: unknown) => ConnectError.from(error),
-  );
-}
-
 /** DeleteWorker, with a deadline of the client's own so that a hang fails the test rather than stalling it. */
 function deleteOf(clients: Clients, worker: WorkerRef) {
-  return outcome(clients.catalog.deleteWorker({ worker, force: true }, { timeoutMs: 5_000 }));
+  return answerOrError(clients.catalog.deleteWorker({ worker, force: true }, { timeoutMs: 5_000 }));
 }
 
 function expectStoreDidNotAnswer(answer: unknown, workerId: string): void {
@@ -165,7 +159,7 @@ describe("a worker delete whose store call does not answer", () => {
       expect(runEnds.at(-1)).toBe(RunStatus.CANCELLED);
       await expectKept(clients, worker);
       // A read that fails meanwhile cannot tell a bad request from the delete's effect: it says to retry, as a read.
-      const unknownRun = await outcome(clients.interaction.getRun({ worker, runId: "no-such-run" }));
+      const unknownRun = await answerOrError(clients.interaction.getRun({ worker, runId: "no-such-run" }));
       expect([(unknownRun as ConnectError).code, (unknownRun as ConnectError).rawMessage]).toEqual([
         Code.Unavailable,
         `worker ${worker.workerId} cannot be read now: the store has not answered its delete (waited ${STORE_BOUND_MS} ms); retry`,
@@ -176,7 +170,7 @@ describe("a worker delete whose store call does not answer", () => {
 
       held.calls[callsBefore]?.answer("succeed");
       await expectWatchEndedDeleted(watch, worker.workerId);
-      const gone = await outcome(clients.catalog.getWorker({ worker }));
+      const gone = await answerOrError(clients.catalog.getWorker({ worker }));
       expect((gone as ConnectError).code).toBe(Code.NotFound);
       const listed = (await clients.catalog.listWorkers({ runtimeId: "rt-unanswered" })).workers.map((w) => w.ref?.workerId);
       expect(listed).not.toContain(worker.workerId);
@@ -193,7 +187,7 @@ describe("a worker delete whose store call does not answer", () => {
       const release = held.holdReads();
       let read: Promise<unknown>;
       try {
-        read = outcome(clients.observation.readTranscript({ worker, limit: 10 }, { timeoutMs: 5_000 }));
+        read = answerOrError(clients.observation.readTranscript({ worker, limit: 10 }, { timeoutMs: 5_000 }));
         await eventually(() => held.readsHeld() === 1, 10_000, "the read held in the store");
         held.calls[callsBefore]?.answer("succeed");
         // Within its own bound the second delete succeeds; past it (a loaded machine), it answered UNAVAILABLE first.

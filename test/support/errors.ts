@@ -20,3 +20,11 @@ export async function expectReason(call: () => Promise<unknown>, code: Code, rea
   }
   return detail;
 }
+
+/** A call's answer, or the ConnectError it failed with (for asserting on either without try/catch). */
+export async function answerOrError<T>(call: Promise<T>): Promise<T | ConnectError> {
+  return call.then(
+    (answer) => answer,
+    (error: unknown) => ConnectError.from(error),
+  );
+}
