@@ -50,7 +50,8 @@ export interface RuntimeServerOptions {
   maxTimeoutMs?: number;
   /**
    * Most open streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS);
-   * past it a client's next call waits for one to end. Default
+   * past it a client's next call waits for one to end (a Node 24 client may
+   * send it as one ends, and it is refused: ENHANCE_YOUR_CALM). Default
    * {@link DEFAULT_MAX_CONCURRENT_STREAMS}.
    */
   maxConcurrentStreams?: number;
