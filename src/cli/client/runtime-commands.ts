@@ -12,6 +12,7 @@ import {
 } from "../../../gen/worker_runtime/v1/runtime_pb.js";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { CommandLineError } from "./command-line-error.js";
+import { everyPage } from "./every-page.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { timeText } from "./format.js";
@@ -118,9 +119,10 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
     const runtimeId = await context.runtimeId();
     const rows: string[][] = [];
     const severities: DiagnosticSeverity[] = [];
-    let pageToken = "";
-    do {
-      const page = await context.clients.management.listDiagnostics({ runtimeId, pageToken, minSeverity, workerId: values.worker ?? "" });
+    const workerId = values.worker ?? "";
+    for await (const page of everyPage((pageToken) =>
+      context.clients.management.listDiagnostics({ runtimeId, pageToken, minSeverity, workerId }),
+    )) {
       for (const diagnostic of page.diagnostics) {
         if (context.output.json) context.output.jsonLine(toJson(DiagnosticSchema, diagnostic));
         severities.push(diagnostic.severity);
@@ -132,8 +134,7 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
           diagnostic.count > 1 ? `${diagnostic.message} (x${diagnostic.count})` : diagnostic.message,
         ]);
       }
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
+    }
     if (!context.output.json) {
       if (rows.length === 0 && context.output.tables) context.output.line("no diagnostics");
       else
@@ -154,9 +155,7 @@ export async function runtimeAllocations(argv: string[]): Promise<ExitCodeValue>
     // A Backend routes by it; a runtime checks it.
     const runtimeId = await context.runtimeId();
     const rows: string[][] = [];
-    let pageToken = "";
-    do {
-      const page = await context.clients.management.listAllocations({ runtimeId, pageToken });
+    for await (const page of everyPage((pageToken) => context.clients.management.listAllocations({ runtimeId, pageToken }))) {
       for (const allocation of page.allocations) {
         if (context.output.json) context.output.jsonLine(toJson(AllocationSchema, allocation));
         rows.push([
@@ -168,8 +167,7 @@ export async function runtimeAllocations(argv: string[]): Promise<ExitCodeValue>
           timeText(allocation.acquiredAt),
         ]);
       }
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
+    }
     if (!context.output.json) {
       if (rows.length === 0 && context.output.tables) context.output.line("no allocations");
       else context.output.table(["WORKER", "ROOT", "PATH", "MODE", "FOR", "SINCE"], rows);

@@ -11,6 +11,7 @@ import {
 } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
+import { everyPage } from "./every-page.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { connectivityText, labelsText, profileText, timeText, usageText, workerStatusText, workerStatusTextStyle } from "./format.js";
 
@@ -118,17 +119,16 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
     // A table needs every row for its widths; JSON and piped lines go out page by page.
     const held: Worker[] = [];
     const failed = new Map<string, string>();
-    let pageToken = "";
-    do {
-      const page = await context.clients.catalog.listWorkers({ runtimeId, pageToken, statuses, labelSelector });
+    for await (const page of everyPage((pageToken) =>
+      context.clients.catalog.listWorkers({ runtimeId, pageToken, statuses, labelSelector }),
+    )) {
       for (const worker of page.workers) {
         if (output.json) output.jsonLine(toJson(WorkerSchema, worker));
         else if (output.tables) held.push(worker);
         else output.line(row(worker).join("\t"));
       }
       for (const failure of page.failedRuntimes) failed.set(failure.runtimeId, failure.message);
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
+    }
     if (output.tables) {
       const status = across ? 2 : 1;
       if (held.length === 0) output.line("no workers");
