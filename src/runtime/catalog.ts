@@ -75,6 +75,7 @@ export class Catalog {
       storeBoundMs: init.limits.flushTimeoutMs,
       stop: (session) => this.stop(session),
       forget: (session) => this.forgetDeleted(session),
+      health: init.health,
     });
   }
 

@@ -83,6 +83,22 @@ export class RuntimeHealth {
     this.afterChange(change);
   }
 
+  /**
+   * A store call on `source` has not answered within its bound (`message`
+   * says which): DEGRADED until it answers, whatever probes write meanwhile.
+   */
+  storeNotAnswering(source: string, message: string): void {
+    const change = this.storeHealth.waiting(source, true);
+    this.init.logger.error("store call not answered; runtime degraded", { source, reason: message });
+    this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.not_answering", message);
+    this.afterChange(change);
+  }
+
+  /** The store call on `source` that had not answered has now answered (its outcome is reported on its own). */
+  storeAnswered(source: string): void {
+    this.afterChange(this.storeHealth.waiting(source, false));
+  }
+
   /** The runtime-wide log is damaged: degraded until a probe write succeeds. */
   runtimeLogDamaged(message: string): void {
     this.afterChange(this.storeHealth.report("runtime-events", new Error(message)));

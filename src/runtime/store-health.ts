@@ -8,10 +8,21 @@ import { StoreSequenceError } from "./store.js";
  */
 export class StoreHealth {
   private readonly failing = new Map<string, string>();
+  /** Store calls that have not answered within their bound, until they answer (a probe write does not clear them). */
+  private readonly unanswered = new Set<string>();
 
-  /** Whether any write path is failing. */
+  /** Whether any write path is failing or any store call has not answered. */
   get degraded(): boolean {
-    return this.failing.size > 0;
+    return this.failing.size > 0 || this.unanswered.size > 0;
+  }
+
+  /** Records that a store call on `source` has (or has no longer) gone unanswered past its bound. */
+  waiting(source: string, unanswered: boolean): "failed" | "recovered" | undefined {
+    const wasDegraded = this.degraded;
+    if (unanswered) this.unanswered.add(source);
+    else this.unanswered.delete(source);
+    if (wasDegraded === this.degraded) return undefined;
+    return this.degraded ? "failed" : "recovered";
   }
 
   /**
@@ -28,17 +39,18 @@ export class StoreHealth {
     return this.degraded ? "failed" : "recovered";
   }
 
-  /** Forgets every failure: a probe write succeeded, so the store can write again. */
+  /** Forgets every failure: a probe write succeeded, so the store can write again (a call still unanswered stays). */
   clear(): "recovered" | undefined {
     const wasDegraded = this.degraded;
     this.failing.clear();
-    return wasDegraded ? "recovered" : undefined;
+    return wasDegraded && !this.degraded ? "recovered" : undefined;
   }
 
   /** Forgets every path whose name starts with `prefix` (a deleted worker's). */
   forget(prefix: string): "recovered" | undefined {
     const wasDegraded = this.degraded;
     for (const source of [...this.failing.keys()]) if (source.startsWith(prefix)) this.failing.delete(source);
+    for (const source of [...this.unanswered]) if (source.startsWith(prefix)) this.unanswered.delete(source);
     return wasDegraded && !this.degraded ? "recovered" : undefined;
   }
 }

@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError, workerDeleted, workerNotDeleted } from "./errors.js";
 import { PendingDelete } from "./pending-delete.js";
+import type { RuntimeHealth } from "./runtime-health.js";
 import { settlesWithin } from "./settles-within.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
@@ -16,6 +17,8 @@ export interface WorkerDeletesInit {
   stop(session: WorkerSession): Promise<void>;
   /** Takes a worker the store has deleted out of the catalog (its leases and request id too) and publishes its removal. */
   forget(session: WorkerSession): void;
+  /** Told of a store delete that fails or does not answer in time (the runtime is DEGRADED meanwhile). */
+  health: Pick<RuntimeHealth, "storeResult" | "storeNotAnswering" | "storeAnswered">;
 }
 
 /**
@@ -33,7 +36,9 @@ export interface WorkerDeletesInit {
  * keeping it would show a worker a restart would not); a late failure
  * leaves it kept. A delete repeated meanwhile waits on that same call
  * (bounded again) instead of piling another onto a store that does not
- * answer.
+ * answer. A store that does not answer is the operator's problem as much
+ * as the caller's: the runtime is DEGRADED, with a diagnostic, until the
+ * call answers; a failed delete degrades it as any failed store write does.
  */
 export class WorkerDeletes {
   /** Worker id → its delete in progress, which a second delete shares. */
@@ -68,6 +73,10 @@ export class WorkerDeletes {
       if (!(await settlesWithin(call, this.init.storeBoundMs))) {
         const error = workerNotDeleted(workerId, storeDidNotAnswer(this.init.storeBoundMs));
         unanswered = true;
+        this.init.health.storeNotAnswering(
+          deletePath(workerId),
+          `the store has not answered the delete of worker ${workerId} within ${this.init.storeBoundMs} ms; the runtime is degraded until it does`,
+        );
         session.markDeleted(false);
         pending.unanswered(error, readsWhileUnanswered(workerId, this.init.storeBoundMs));
         call.then(
@@ -94,8 +103,14 @@ export class WorkerDeletes {
     this.unanswered.set(workerId, call);
     const done = (): void => {
       if (this.unanswered.get(workerId) === call) this.unanswered.delete(workerId);
+      // After a failure's report, so a late failure leaves the runtime DEGRADED without a moment of SERVING.
+      this.init.health.storeAnswered(deletePath(workerId));
     };
-    call.then(done, done);
+    // A success needs no report: the deleted worker's paths are forgotten with it.
+    call.then(done, (error: unknown) => {
+      this.init.health.storeResult(deletePath(workerId), error);
+      done();
+    });
     return call;
   }
 
@@ -117,6 +132,11 @@ export class WorkerDeletes {
     // Not the clean end of a shutdown: watchers get the last events, then NOT_FOUND, and need not ask why.
     session.events.closeAll(pending.deleted);
   }
+}
+
+/** The worker's store-health path for its delete (under the worker's prefix, so forgetting the worker clears it). */
+function deletePath(workerId: string): string {
+  return `worker:${workerId}:delete`;
 }
 
 /** What a failed read of a worker answers while the store has not answered its delete: retry later. */

@@ -29,6 +29,18 @@ describe("RuntimeHealth's store probe", () => {
     expect(health.status).toBe(RuntimeStatus.SERVING);
   });
 
+  it("stays DEGRADED while a store call has not answered, whatever the probe writes, until it answers", async () => {
+    vi.useFakeTimers();
+    const { health, probes } = healthWithCountedProbe();
+    health.storeNotAnswering("worker:w-1:delete", "the store has not answered the delete of worker w-1");
+    expect(health.status).toBe(RuntimeStatus.DEGRADED);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(probes()).toBe(2);
+    expect(health.status).toBe(RuntimeStatus.DEGRADED);
+    health.storeAnswered("worker:w-1:delete");
+    expect(health.status).toBe(RuntimeStatus.SERVING);
+  });
+
   it("starts no probe after close, when a write still fails (the store is closed: there is nothing left to probe)", async () => {
     vi.useFakeTimers();
     const { health, probes } = healthWithCountedProbe();

@@ -4,6 +4,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
 import { createMemoryStore, type RuntimeStore, StoreWriteError } from "../../src/runtime/index.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
@@ -136,6 +137,19 @@ async function expectKept(clients: Clients, worker: WorkerRef): Promise<void> {
   }
 }
 
+/** The runtime's status, and whether it holds the diagnostic of a delete the store has not answered. */
+async function health(clients: Clients, workerId: string): Promise<[RuntimeStatus | undefined, boolean]> {
+  const status = (await clients.management.getRuntime({})).runtime?.status;
+  const { diagnostics } = await clients.management.listDiagnostics({});
+  const told = diagnostics.some(
+    (d) =>
+      d.code === "store.not_answering" &&
+      d.message ===
+        `the store has not answered the delete of worker ${workerId} within ${STORE_BOUND_MS} ms; the runtime is degraded until it does`,
+  );
+  return [status, told];
+}
+
 async function expectWatchEndedDeleted(watch: Followed, workerId: string): Promise<void> {
   const end = await watch.ended;
   expect(end).toBeInstanceOf(ConnectError);
@@ -153,6 +167,8 @@ describe("a worker delete whose store call does not answer", () => {
       const callsBefore = held.calls.length;
 
       expectStoreDidNotAnswer(await deleteOf(clients, worker), worker.workerId);
+      // A store that does not answer is a store problem an operator must see, not only the caller.
+      expect(await health(clients, worker.workerId)).toEqual([RuntimeStatus.DEGRADED, true]);
       // The StreamInput saw its run cancelled by the delete, then the delete's answer.
       expectStoreDidNotAnswer(await input.ended, worker.workerId);
       const runEnds = input.events.flatMap((event) => (event.kind.case === "runChanged" ? [event.kind.value.status] : []));
@@ -170,6 +186,7 @@ describe("a worker delete whose store call does not answer", () => {
 
       held.calls[callsBefore]?.answer("succeed");
       await expectWatchEndedDeleted(watch, worker.workerId);
+      expect((await health(clients, worker.workerId))[0]).toBe(RuntimeStatus.SERVING);
       const gone = await answerOrError(clients.catalog.getWorker({ worker }));
       expect((gone as ConnectError).code).toBe(Code.NotFound);
       const listed = (await clients.catalog.listWorkers({ runtimeId: "rt-unanswered" })).workers.map((w) => w.ref?.workerId);
@@ -215,12 +232,15 @@ describe("a worker delete whose store call does not answer", () => {
       expectStoreDidNotAnswer(await deleteOf(clients, worker), worker.workerId);
       held.calls[callsBefore]?.answer("fail");
       await expectKept(clients, worker);
+      // It answered, but with a failure: still degraded, as after any failed store write, until the store writes again.
+      expect((await health(clients, worker.workerId))[0]).toBe(RuntimeStatus.DEGRADED);
 
       const deleted = deleteOf(clients, worker);
       await eventually(() => held.calls.length === callsBefore + 2, 10_000, "a second store delete");
       held.calls[callsBefore + 1]?.answer("succeed");
       expect(await deleted).not.toBeInstanceOf(ConnectError);
       await expectWatchEndedDeleted(watch, worker.workerId);
+      expect((await health(clients, worker.workerId))[0]).toBe(RuntimeStatus.SERVING);
     }, 30_000);
   }
 });
