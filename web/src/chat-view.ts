@@ -1,24 +1,23 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
-import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { ConnectivityState, type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { ConnectivityState, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
 import { ApprovalPanel } from "./approval-panel.js";
 import { ChatHeader } from "./chat-header.js";
 import { Composer } from "./composer.js";
-import { describeError, FAILED_WORKER_TEXT, PROVIDER_HINT, reasonOf, STOPPED_WORKER_TEXT } from "./describe-error.js";
+import { cursorLost, describeError, endedText, PROVIDER_HINT, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
-import { renderMarkdown } from "./markdown.js";
 import { OrderedLog } from "./ordered-log.js";
 import { RawEventView } from "./raw-event-view.js";
 import { RunStatuses } from "./run-statuses.js";
+import { renderEntry } from "./transcript-entry.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
 /** Entries per history page (ReadTranscript limit). */
@@ -387,72 +386,4 @@ export class ChatView {
     this.error.hidden = text === undefined;
     this.error.textContent = text ?? "";
   }
-}
-
-function renderEntry(entry: TranscriptEntry): HTMLElement {
-  const content = entry.content;
-  const seq = String(entry.seq);
-  switch (content.case) {
-    case "userMessage":
-      return h("div", { class: "entry user", "data-seq": seq }, content.value.text);
-    case "assistantMessage": {
-      const body = h("div", { class: "body" });
-      renderMarkdown(body, content.value.text);
-      return h("div", { class: "entry assistant", "data-seq": seq }, body);
-    }
-    case "reasoning":
-      return h(
-        "details",
-        { class: "entry reasoning", "data-seq": seq },
-        h("summary", {}, "Reasoning"),
-        h("div", { class: "body" }, content.value.text),
-      );
-    case "toolCall":
-      return h(
-        "details",
-        { class: "entry tool-call", "data-seq": seq },
-        h("summary", {}, `Tool call: ${content.value.toolName}`),
-        h("pre", {}, content.value.argumentsJson),
-      );
-    case "toolResult":
-      return h(
-        "details",
-        { class: `entry tool-result${content.value.isError ? " failed" : ""}`, "data-seq": seq },
-        h(
-          "summary",
-          {},
-          `${content.value.isError ? "Failed" : "Result of"} ${content.value.toolName}${content.value.truncated ? " (truncated)" : ""}`,
-        ),
-        h("pre", {}, content.value.output),
-      );
-    case "notice":
-      return h("div", { class: "entry notice", "data-seq": seq }, content.value.message);
-    default:
-      return h("div", { class: "entry", "data-seq": seq });
-  }
-}
-
-/**
- * The watch's cursor can no longer be resumed from, only a fresh snapshot can
- * help: older than the retained events (CURSOR_EXPIRED, OUT_OF_RANGE), of
- * another store (CURSOR_FOREIGN), or ahead of the worker's events, as after
- * the data dir was restored from a backup (INVALID_ARGUMENT on after_cursor).
- * Retrying it would show "Reconnecting…" forever.
- */
-function cursorLost(error: unknown): boolean {
-  if (!(error instanceof ConnectError)) return false;
-  const detail = error.findDetails(ErrorDetailSchema)[0];
-  return (
-    error.code === Code.OutOfRange ||
-    detail?.reason === ErrorReason.CURSOR_EXPIRED ||
-    detail?.reason === ErrorReason.CURSOR_FOREIGN ||
-    (detail?.reason === ErrorReason.INVALID_ARGUMENT && detail.metadata["field"] === "after_cursor")
-  );
-}
-
-/** Why the worker takes no more messages, if it ended (stopped or failed). */
-function endedText(worker: Worker): string | undefined {
-  if (worker.status === WorkerStatus.FAILED) return FAILED_WORKER_TEXT;
-  if (worker.status === WorkerStatus.STOPPED) return STOPPED_WORKER_TEXT;
-  return undefined;
 }

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 
 /** Where to look when the model provider is missing: said the same way everywhere in the console. */
 export const PROVIDER_HINT =
@@ -74,4 +75,29 @@ export function describeError(error: unknown): string {
   if (connectError.code === Code.Unavailable || connectError.code === Code.Unknown)
     return "Cannot reach the console's server. Is npm start still running?";
   return connectError.rawMessage;
+}
+
+/**
+ * The watch's cursor can no longer be resumed from, only a fresh snapshot can
+ * help: older than the retained events (CURSOR_EXPIRED, OUT_OF_RANGE), of
+ * another store (CURSOR_FOREIGN), or ahead of the worker's events, as after
+ * the data dir was restored from a backup (INVALID_ARGUMENT on after_cursor).
+ * Retrying it would show "Reconnecting…" forever.
+ */
+export function cursorLost(error: unknown): boolean {
+  if (!(error instanceof ConnectError)) return false;
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  return (
+    error.code === Code.OutOfRange ||
+    detail?.reason === ErrorReason.CURSOR_EXPIRED ||
+    detail?.reason === ErrorReason.CURSOR_FOREIGN ||
+    (detail?.reason === ErrorReason.INVALID_ARGUMENT && detail.metadata["field"] === "after_cursor")
+  );
+}
+
+/** Why the worker takes no more messages, if it ended (stopped or failed). */
+export function endedText(worker: Worker): string | undefined {
+  if (worker.status === WorkerStatus.FAILED) return FAILED_WORKER_TEXT;
+  if (worker.status === WorkerStatus.STOPPED) return STOPPED_WORKER_TEXT;
+  return undefined;
 }

@@ -1,0 +1,47 @@
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { h } from "./dom.js";
+import { renderMarkdown } from "./markdown.js";
+
+/** One committed transcript entry as the conversation shows it (its seq on the element, for ordering). */
+export function renderEntry(entry: TranscriptEntry): HTMLElement {
+  const content = entry.content;
+  const seq = String(entry.seq);
+  switch (content.case) {
+    case "userMessage":
+      return h("div", { class: "entry user", "data-seq": seq }, content.value.text);
+    case "assistantMessage": {
+      const body = h("div", { class: "body" });
+      renderMarkdown(body, content.value.text);
+      return h("div", { class: "entry assistant", "data-seq": seq }, body);
+    }
+    case "reasoning":
+      return h(
+        "details",
+        { class: "entry reasoning", "data-seq": seq },
+        h("summary", {}, "Reasoning"),
+        h("div", { class: "body" }, content.value.text),
+      );
+    case "toolCall":
+      return h(
+        "details",
+        { class: "entry tool-call", "data-seq": seq },
+        h("summary", {}, `Tool call: ${content.value.toolName}`),
+        h("pre", {}, content.value.argumentsJson),
+      );
+    case "toolResult":
+      return h(
+        "details",
+        { class: `entry tool-result${content.value.isError ? " failed" : ""}`, "data-seq": seq },
+        h(
+          "summary",
+          {},
+          `${content.value.isError ? "Failed" : "Result of"} ${content.value.toolName}${content.value.truncated ? " (truncated)" : ""}`,
+        ),
+        h("pre", {}, content.value.output),
+      );
+    case "notice":
+      return h("div", { class: "entry notice", "data-seq": seq }, content.value.message);
+    default:
+      return h("div", { class: "entry", "data-seq": seq });
+  }
+}
