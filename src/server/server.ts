@@ -8,7 +8,7 @@ import {
 import http from "node:http";
 import http2 from "node:http2";
 import type net from "node:net";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, isIPv4 } from "node:net";
 import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
 import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
@@ -166,6 +166,14 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   };
   h2.on("connection", track);
   const h2Address = await listen(h2, options.host, options.port);
+  // The host was trusted by its name; what the name resolved to decides (a hosts file may map localhost elsewhere).
+  const bound = (h2.address() as AddressInfo).address;
+  if (!options.token && !isLoopbackAddress(bound)) {
+    h2.close();
+    throw new ServerConfigError(
+      `refusing to listen on ${options.host} without authentication: it resolved to ${bound}, not a loopback address; set a token with --token-file PATH or WORKER_RUNTIME_TOKEN, or listen on 127.0.0.1`,
+    );
+  }
 
   let h1: http.Server | http2.Http2SecureServer | undefined;
   let http1Address: string | undefined;
@@ -338,7 +346,13 @@ function closeServer(server: http.Server | http2.Http2Server | http2.Http2Secure
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** Whether a listen host only accepts connections from this machine. */
+/** Whether a bound IP address is this machine's loopback (127.0.0.0/8, ::1, or 127.x mapped into IPv6). */
+export function isLoopbackAddress(address: string): boolean {
+  const ipv4 = address.startsWith("::ffff:") ? address.slice("::ffff:".length) : address;
+  return address === "::1" || (isIPv4(ipv4) && ipv4.startsWith("127."));
+}
+
+/** Whether a listen host only accepts connections from this machine (by its name; see {@link isLoopbackAddress}). */
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
