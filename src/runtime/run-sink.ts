@@ -56,6 +56,18 @@ export interface RunSinkHost {
  */
 export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
   const { run } = active;
+  /**
+   * Usage counted since the run was last written. Tokens the provider counted
+   * are spent even if the runtime crashes before the run ends, so a run that
+   * goes on after a turn (tools, a resumed stream) is written then, without an
+   * event; a one-turn answer is written once, at its end, as before.
+   */
+  let usageUnsaved = false;
+  const saveUsage = (): void => {
+    if (!usageUnsaved) return;
+    usageUnsaved = false;
+    host.journal.saveRunProgress(run);
+  };
   const open = (): void => {
     if (!host.isOpen(active)) throw new RunClosedError(`run ${run.runId} has ended`);
   };
@@ -100,6 +112,8 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     },
     commit: async (content, blockId) => {
       open();
+      // The turn asked for tools, so the run goes on: its usage so far is written before the tools run.
+      if (content.case === "toolCall") saveUsage();
       withWellFormedStrings(content);
       output.checkEntry(content, blockId ?? "");
       if (blockId) output.settle(blockId);
@@ -108,9 +122,11 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     addUsage: (usage) => {
       open();
       addUsage(usageOf(run), create(UsageSchema, usage));
+      usageUnsaved = true;
     },
     turn: () => {
       open();
+      saveUsage();
       run.turns++;
       usageOf(run).modelRequests++;
     },

@@ -4,6 +4,7 @@ import { timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { type Connectivity, WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { addUsage, usageOf } from "./run-sink.js";
 import { setActiveRun } from "./run-slot.js";
 import { endRun } from "./run-execution.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
@@ -72,11 +73,14 @@ export async function interruptUnfinished(
   wasBusy: boolean,
   journal: WorkerJournal,
   store: Pick<RuntimeStore, "readEvents">,
+  worker: Worker,
 ): Promise<void> {
   const interrupted = restored.unfinishedRuns.filter((run) => run !== parked);
   const lastRecorded = interrupted.length > 0 ? await lastRecordedAt(store, restored) : undefined;
   for (const run of interrupted) {
     endRun(run, { kind: "cancelled" }, true, endOfInterrupted(run, lastRecorded));
+    // As a run ending while served adds its usage (worker-session.ts endHeldRun): its tokens were spent.
+    addUsage(usageOf(worker), run.usage);
     await journal.recordRun(run).catch(() => {});
   }
   if (wasBusy || restored.unfinishedRuns.length > 0) await journal.saveWorker().catch(() => {});

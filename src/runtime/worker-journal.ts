@@ -81,6 +81,17 @@ export class WorkerJournal {
     await Promise.all([this.putRun(copy), this.emitRun(copy)]);
   }
 
+  /**
+   * Writes a run's record without announcing it, in the background: what
+   * the provider has counted so far (usage, turns), so that a crash mid-run
+   * does not lose tokens already spent. Watchers hear of usage when the run
+   * changes state or ends, as before.
+   */
+  saveRunProgress(run: Run): void {
+    if (this.deleted) return;
+    this.deps.background.start(this.putRun(cloneMessage(RunSchema, run)));
+  }
+
   /** Writes a run's record (a copy nothing changes) with the request fingerprint the store keeps for idempotency. */
   private putRun(copy: Run): Promise<void> {
     const fingerprint = requestFingerprint(copy);

@@ -89,7 +89,7 @@ export class WorkerSession {
     if (restored.quarantined !== undefined) return session;
     if (parked) session.slot = { kind: "parked", run: parked };
     if (parked) session.observed.apply(parkedRunSeen(parked));
-    await interruptUnfinished(restored, parked, wasBusy, session.journal, deps.store);
+    await interruptUnfinished(restored, parked, wasBusy, session.journal, deps.store, worker);
     return session;
   }
 
