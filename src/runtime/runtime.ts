@@ -136,6 +136,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     logStoreDiagnostic(logger, diagnostic);
     addDiagnostic(diagnostic.severity, diagnostic.code, diagnostic.message, diagnostic.workerId);
   }
+  const cannotRun = offer.notConnectedReason();
+  if (cannotRun !== undefined) addDiagnostic(DiagnosticSeverity.WARNING, "execution.unavailable", cannotRun);
   await catalog.restore(opened.workers);
 
   // `runnable`: the call lets the worker run, which a worker restored without its lease may not.
