@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { backendConfigTokenFiles } from "../backend/index.js";
-import { type ExecutionBackend, rootsOverlap } from "../runtime/index.js";
+import type { ExecutionBackend } from "../runtime/index.js";
 import {
   createOpenAIBackend,
   DEFAULT_MODEL,
@@ -11,7 +11,6 @@ import {
   OpenAIConfigError,
   openAIBackendOptionsFromEnv,
   ProfileConfigError,
-  realHostPath,
   SETTING_BOUNDS,
   type OpenAIBackendOptions,
 } from "../engine/index.js";
@@ -160,8 +159,9 @@ function checkBound(what: string, value: number | undefined, bound: { min: numbe
 
 /**
  * Parses repeated `--workspace-root [NAME=]DIR` into name → absolute
- * directory. Roots must lie apart on the host (symlinks resolved, as the
- * tools follow them): one directory under two names would be leased twice.
+ * directory. That roots lie apart on the host (symlinks resolved, as the
+ * tools follow them) is createRuntime's one check (WorkspaceRootsError),
+ * which `serve` and `backend` make a usage error.
  */
 export function workspaceRootsFromFlags(values: readonly string[] | undefined): Record<string, string> {
   const roots: Record<string, string> = {};
@@ -178,7 +178,5 @@ export function workspaceRootsFromFlags(values: readonly string[] | undefined): 
     }
     roots[name] = dir;
   }
-  const overlap = rootsOverlap(roots, realHostPath);
-  if (overlap) throw new ExecutionConfigError(`--workspace-root: ${overlap}`);
   return roots;
 }

@@ -3,6 +3,7 @@ import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFileSync, TOKEN_F
 import {
   createRuntime,
   StoreConflictError,
+  WorkspaceRootsError,
   type Logger,
   type Runtime,
   type RuntimeMetrics,
@@ -201,7 +202,10 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, 
   };
   const runtime = await createRuntime(runtimeOptions).catch((error: unknown) => {
     // --runtime-id and --data-dir name different runtimes: the command line's to fix (exit 2).
-    throw error instanceof StoreConflictError ? new UsageError(error.message) : error;
+    if (error instanceof StoreConflictError) throw new UsageError(error.message);
+    // Roots that overlap on the host (or one that does not answer): checked once, by the runtime.
+    if (error instanceof WorkspaceRootsError) throw new UsageError(`--workspace-root: ${error.message}`);
+    throw error;
   });
   runtimeRef = runtime;
   return runtime;

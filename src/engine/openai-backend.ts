@@ -77,7 +77,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
     shellSandbox: () => (settings.shellSandbox === "refused" ? "" : settings.shellSandbox),
     // Where commands are refused anyway, no program is checked: shell.exec is not offered.
     programProblems: (programs) => (settings.shellSandbox === "refused" ? [] : programProblems(programs, settings.shellSandbox)),
-    hostPath: realHostPath,
+    hostPath: (dir) => realHostPath(dir),
     attach(host: BackendHost) {
       health.attach(host.diagnostics);
       logger = host.logger;

@@ -23,22 +23,17 @@ interface OpenedStat {
   mtimeMs: number;
 }
 
-/** Reads at most `maxBytes` of `path` (sync: start-up). */
+/**
+ * Reads at most `maxBytes` of `path` (sync: start-up, where the CLI reads
+ * the files its flags name before anything is served).
+ */
 export function readBoundedSync(path: string, maxBytes: number): BoundedRead {
   const fd = openSync(path, OPEN_FLAGS);
   try {
-    const stat = fstatSync(fd);
-    const refused = refusal(stat, maxBytes);
-    if (refused !== undefined) return refused;
-    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
-    let length = 0;
-    for (;;) {
-      const read = readSync(fd, buffer, length, buffer.length - length, null);
-      if (read === 0) break;
-      length += read;
-      if (length === buffer.length) break;
-    }
-    return finished(stat, buffer, length, maxBytes);
+    const reads = boundedReads(fstatSync(fd), maxBytes);
+    let step = reads.next();
+    while (!step.done) step = reads.next(readSync(fd, step.value.buffer, step.value.offset, step.value.length, null));
+    return step.value;
   } finally {
     closeSync(fd);
   }
@@ -48,21 +43,39 @@ export function readBoundedSync(path: string, maxBytes: number): BoundedRead {
 export async function readBounded(path: string, maxBytes: number): Promise<BoundedRead> {
   const handle = await open(path, OPEN_FLAGS);
   try {
-    const stat = await handle.stat();
-    const refused = refusal(stat, maxBytes);
-    if (refused !== undefined) return refused;
-    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
-    let length = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-      if (length === buffer.length) break;
-    }
-    return finished(stat, buffer, length, maxBytes);
+    const reads = boundedReads(await handle.stat(), maxBytes);
+    let step = reads.next();
+    while (!step.done) step = reads.next((await handle.read(step.value.buffer, step.value.offset, step.value.length, null)).bytesRead);
+    return step.value;
   } finally {
     await handle.close();
   }
+}
+
+/** Where the next read puts its bytes. */
+interface ReadInto {
+  buffer: Buffer;
+  offset: number;
+  length: number;
+}
+
+/**
+ * The one bounded read both forms drive, each with its own read call: a
+ * file that is not regular or is over the bound is refused, else reads are
+ * asked for (yielding where the bytes go; given back how many came) until
+ * the end of the file or one byte past the bound, and the result returned.
+ */
+function* boundedReads(stat: OpenedStat, maxBytes: number): Generator<ReadInto, BoundedRead, number> {
+  const refused = refusal(stat, maxBytes);
+  if (refused !== undefined) return refused;
+  const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
+  let length = 0;
+  while (length < buffer.length) {
+    const read = yield { buffer, offset: length, length: buffer.length - length };
+    if (read === 0) break;
+    length += read;
+  }
+  return finished(stat, buffer, length, maxBytes);
 }
 
 function refusal(stat: OpenedStat, maxBytes: number): BoundedRead | undefined {

@@ -6,7 +6,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { AllocationMode, AllocationSchema, type Allocation } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { RuntimeError } from "./errors.js";
-import { hostPathsOverlap } from "./host-locations.js";
+import { hostPathsOverlap, type Place } from "./host-locations.js";
 
 /** A lease held: as listed (root and path as typed), and where it is on the host. */
 interface Held {
@@ -28,7 +28,7 @@ interface Held {
 export class AllocationManager {
   private readonly leases: Held[] = [];
   private taken = 0;
-  /** Restored workers that could not take a write lease: worker id → the conflict, until they are stopped. */
+  /** Restored workers without the leases they need: worker id → why their runs are refused, until they are stopped. */
   private readonly unleased = new Map<string, RuntimeError>();
 
   /** Takes a lease, or throws ALLOCATION_CONFLICT naming the holder and its root:path as typed. */
@@ -91,20 +91,30 @@ export class AllocationManager {
       }
     }
     const first = conflicts[0];
-    if (first) this.unleased.set(holder.workerId, first);
+    if (first) {
+      const why = `worker ${holder.workerId} was restored without its write lease (${first.message}); its runs are refused: stop it, and create it again once the directory is free`;
+      this.unleased.set(holder.workerId, new RuntimeError(first.code, first.reason, why, first.metadata));
+    }
     return conflicts;
   }
 
-  /** Refuses a run of a worker restored without a write lease it needs: FAILED_PRECONDITION ALLOCATION_CONFLICT. */
+  /**
+   * Restores a worker whose directories could not be located in time
+   * (`unlocated`: HOST_PATH_UNAVAILABLE) without any lease: whether its
+   * write lease conflicts is unknown, so its runs are refused
+   * (FAILED_PRECONDITION HOST_PATH_UNAVAILABLE) until it is stopped, as a
+   * worker that lost its lease to a conflict.
+   */
+  restoreUnlocated(holder: WorkerRef, unlocated: RuntimeError): void {
+    const why = `worker ${holder.workerId} was restored without its leases (${unlocated.message}); its runs are refused: stop it, and create it again once its directories answer`;
+    this.unleased.set(holder.workerId, new RuntimeError(Code.FailedPrecondition, unlocated.reason, why, unlocated.metadata));
+  }
+
+  /** Refuses a run of a worker restored without a lease it needs: FAILED_PRECONDITION ALLOCATION_CONFLICT or HOST_PATH_UNAVAILABLE. */
   checkHeld(workerId: string): void {
-    const conflict = this.unleased.get(workerId);
-    if (!conflict) return;
-    throw new RuntimeError(
-      conflict.code,
-      conflict.reason,
-      `worker ${workerId} was restored without its write lease (${conflict.message}); its runs are refused: stop it, and create it again once the directory is free`,
-      conflict.metadata,
-    );
+    const refusal = this.unleased.get(workerId);
+    if (!refusal) return;
+    throw new RuntimeError(refusal.code, refusal.reason, refusal.message, refusal.metadata);
   }
 
   /** Releases every lease a worker holds (and forgets a lease it could not take). */
@@ -135,23 +145,27 @@ export interface Lease {
   hostPath: string;
 }
 
+/** A lease before it is located on the host, with the request field its directory came from. */
+export type WantedLease = Omit<Lease, "hostPath"> & Place;
+
 /**
  * The leases a worker holds while it is not stopped: its workspace's (WRITE
  * when it has a capability that writes, else READ) and each mount's (WRITE
  * when writable, else READ: a read-only mount is never written through).
- * `hostPathOf` locates a root's path on the host (ExecutionOffer.hostPathOf).
+ * Located on the host once (HostLocations.locate), they serve both the
+ * mounts' overlap check and the leases.
  */
-export function leasesOf(worker: Worker, writeCapable: boolean, hostPathOf: (root: string, path: string) => string): Lease[] {
+export function leasesOf(worker: Worker, writeCapable: boolean): WantedLease[] {
   const workspace = worker.workspace;
-  const lease = (root: string, path: string, mode: AllocationMode, mountName: string): Lease => ({
-    root,
-    path,
-    mode,
-    mountName,
-    hostPath: hostPathOf(root, path),
-  });
+  const readOr = (write: boolean): AllocationMode => (write ? AllocationMode.WRITE : AllocationMode.READ);
   return [
-    ...(workspace ? [lease(workspace.root, workspace.path, writeCapable ? AllocationMode.WRITE : AllocationMode.READ, "")] : []),
-    ...worker.mounts.map((mount) => lease(mount.root, mount.path, mount.writable ? AllocationMode.WRITE : AllocationMode.READ, mount.name)),
+    ...(workspace ? [{ root: workspace.root, path: workspace.path, mode: readOr(writeCapable), mountName: "", field: "workspace" }] : []),
+    ...worker.mounts.map((mount, i) => ({
+      root: mount.root,
+      path: mount.path,
+      mode: readOr(mount.writable),
+      mountName: mount.name,
+      field: `mounts[${i}]`,
+    })),
   ];
 }

@@ -16,10 +16,10 @@ import {
   type ListWorkersResponse,
   ListWorkersResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { type Worker, WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { AllocationManager, type Lease, leasesOf } from "./allocations.js";
+import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { AllocationManager } from "./allocations.js";
 import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
-import { checkMounts } from "./mounts.js";
+import { checkMounts, checkMountsApart } from "./mounts.js";
 import type { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import type { Limits } from "./limits.js";
@@ -35,6 +35,7 @@ import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
 import { WorkerSession } from "./worker-session.js";
 import { WorkerDeletes } from "./worker-deletes.js";
+import { locatedLeases, restoreLeases } from "./worker-leases.js";
 
 /** What the catalog needs from its runtime. */
 export interface CatalogInit {
@@ -150,8 +151,9 @@ export class Catalog {
    * Creates a new worker. A given initial input is checked first, like
    * SendInput checks it (runtime accepting work, worker connected, input
    * valid), so a refused create leaves nothing behind: no worker, no
-   * event, no lease. `named` learns the new worker's id before the first
-   * await.
+   * event, no lease. Its directories are located on the host once, for the
+   * mounts' overlap check and the leases both. `named` learns the new
+   * worker's id before the first await.
    */
   private async createNew(
     request: CreateWorkerRequest,
@@ -173,14 +175,8 @@ export class Catalog {
       policies: resolved.policies,
       maxMounts: limits.maxMounts,
       checkPath: (...args) => offer.checkWorkspace(...args),
-      hostPathOf: (root, path) => offer.locations.of(root, path),
     });
-    if (this.workers.size >= limits.maxWorkers) {
-      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
-        limit: String(limits.maxWorkers),
-      });
-    }
-    const now = this.workers.nextCreationTime(new Date());
+    this.checkRoom();
     const ref = create(WorkerRefSchema, { runtimeId: this.init.runtimeId, workerId: newId("w") });
     named(ref.workerId);
     const worker = create(WorkerSchema, {
@@ -192,8 +188,6 @@ export class Catalog {
       labels: request.labels,
       status: WorkerStatus.IDLE,
       usage: {},
-      createdAt: now,
-      updatedAt: now,
       ...(workspace ? { workspace: { root: workspace.root, path: workspace.path } } : {}),
       mounts,
     });
@@ -202,7 +196,14 @@ export class Catalog {
     const initialInput = request.initialInput && request.initialInput.text !== "" ? request.initialInput : undefined;
     // Refuse before anything exists; the same check SendInput makes on the worker.
     if (initialInput) checkAcceptsInput(worker, this.init.sessionDeps.backend !== undefined);
-    this.allocations.acquireAll(ref, this.leasesOf(worker), new Date());
+    // Without a workspace there is nothing to locate (mounts need one), and no await before the first write.
+    const leases = worker.workspace ? await locatedLeases(worker, offer) : [];
+    checkMountsApart(leases);
+    // While they were located the runtime may have begun to drain, or filled up.
+    health.checkAcceptingWork();
+    this.checkRoom();
+    worker.createdAt = worker.updatedAt = this.workers.nextCreationTime(new Date());
+    this.allocations.acquireAll(ref, leases, new Date());
     let session: WorkerSession;
     try {
       const record = { createRequestId: request.requestId, createFingerprint: fingerprint };
@@ -230,6 +231,16 @@ export class Catalog {
       ...(initialRun ? { initialRun } : {}),
       ...(initialInputError ? { initialInputError } : {}),
     });
+  }
+
+  /** Refuses a new worker past limits.maxWorkers. */
+  private checkRoom(): void {
+    const { maxWorkers } = this.init.limits;
+    if (this.workers.size >= maxWorkers) {
+      throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, `the runtime already hosts ${this.workers.size} workers`, {
+        limit: String(maxWorkers),
+      });
+    }
   }
 
   /**
@@ -330,18 +341,10 @@ export class Catalog {
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
       const status = session.worker.status;
       if (status === WorkerStatus.STOPPED || status === WorkerStatus.FAILED) continue;
-      const ref = session.worker.ref ?? create(WorkerRefSchema);
-      for (const conflict of this.allocations.restore(ref, this.leasesOf(session.worker), new Date())) {
-        const message = `${conflict.message}; its runs are refused until it is stopped`;
-        this.init.addDiagnostic(DiagnosticSeverity.WARNING, "allocation.restore_conflict", message, session.workerId);
-      }
+      await restoreLeases(session.worker, this.init.offer, this.allocations, (code, message) =>
+        this.init.addDiagnostic(DiagnosticSeverity.WARNING, code, `${message}; its runs are refused until it is stopped`, session.workerId),
+      );
     }
-  }
-
-  /** The leases a worker needs (allocations.ts), located on the host. */
-  private leasesOf(worker: Worker): Lease[] {
-    const { offer } = this.init;
-    return leasesOf(worker, offer.needsWriteLease(worker.capabilities), (root, path) => offer.locations.of(root, path));
   }
 
   /** The session of a worker about to run: refused while it was restored without its write lease. */

@@ -79,9 +79,12 @@ export interface ExecutionBackend {
    * `dir` (absolute), which may not exist yet: symlinks resolved. The
    * Runtime refuses workspace roots that overlap there and compares write
    * leases there, so two names for one directory never both write it.
-   * Absent: `dir` as written.
+   * Absent: `dir` as written. Asking the host's file system may hang (a
+   * network mount): answer asynchronously, and the Runtime waits at most
+   * `limits.hostPathTimeoutMs` for it (then refuses the CreateWorker with
+   * HOST_PATH_UNAVAILABLE), never blocking its event loop.
    */
-  hostPath?(dir: string): string;
+  hostPath?(dir: string): string | Promise<string>;
 }
 
 /** An allowed program a backend cannot start (ExecutionBackend.programProblems). */

@@ -1,36 +1,145 @@
+import { Code } from "@connectrpc/connect";
 import path from "node:path";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
+
+/**
+ * At most this many lookups may be left unanswered past their deadline
+ * before every new one is refused at once. A lookup runs on a thread of
+ * libuv's pool (4 threads by default), which a timeout does not free: left
+ * unbounded, repeated creates on a hung mount would take every thread, and
+ * then the file store's writes would wait behind them.
+ */
+const MAX_UNANSWERED_LOOKUPS = 2;
+
+/** A directory a worker needs located: its workspace or a mount, as requested. */
+export interface Place {
+  root: string;
+  path: string;
+  /** The mount's name; "" for the workspace. */
+  mountName: string;
+  /** The request field it came from ("workspace", "mounts[0]"), for errors. */
+  field: string;
+}
+
+/** createRuntime's workspace roots cannot be used: two overlap on the host, or one was not located in time. */
+export class WorkspaceRootsError extends Error {
+  override readonly name = "WorkspaceRootsError";
+}
 
 /**
  * Host locations of workspaces. Leases and root checks compare directories
  * where the tools end up (the backend's {@link ExecutionBackend.hostPath}:
  * symlinks resolved), not by root name and path as typed: two roots could
  * name one directory, and a symlink inside a root may lead to a sibling.
+ * Locating asks the host's file system, which may hang (an NFS or FUSE
+ * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
-  private readonly hostPath: (dir: string) => string;
+  /** Root name → lookups in it past their deadline and still unanswered. */
+  private readonly unanswered = new Map<string, number>();
+  private unansweredTotal = 0;
 
-  /** Throws, naming both, when two of the roots (name → host directory) overlap on the host ({@link rootsOverlap}). */
-  constructor(
+  private constructor(
     readonly roots: Readonly<Record<string, string>>,
+    private readonly hostPath: (dir: string) => Promise<string>,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * Locates the roots (name → host directory) and refuses, with a
+   * {@link WorkspaceRootsError} naming them, two that overlap on the host
+   * ({@link rootsOverlap}) or one not located within `timeoutMs`.
+   */
+  static async create(
+    roots: Readonly<Record<string, string>>,
     backend: ExecutionBackend | undefined,
-  ) {
+    timeoutMs: number,
+  ): Promise<HostLocations> {
     const resolve = backend?.hostPath?.bind(backend);
-    this.hostPath = (dir) => (resolve ? resolve(path.resolve(dir)) : path.resolve(dir));
-    const problem = rootsOverlap(roots, this.hostPath);
-    if (problem) throw new Error(problem);
+    const locations = new HostLocations(roots, async (dir) => (resolve ? resolve(path.resolve(dir)) : path.resolve(dir)), timeoutMs);
+    const located = new Map<string, string>();
+    for (const [name, dir] of Object.entries(roots)) {
+      const host = await locations.lookup(name, dir, Date.now() + timeoutMs);
+      if (host === undefined) {
+        throw new WorkspaceRootsError(
+          `workspace root "${name}" (${dir}) could not be located on the host within ${timeoutMs} ms: its file system did not answer`,
+        );
+      }
+      located.set(dir, host);
+    }
+    const problem = rootsOverlap(roots, (dir) => located.get(dir) ?? dir);
+    if (problem) throw new WorkspaceRootsError(problem);
+    return locations;
   }
 
   /**
-   * Where a root's directory `relative` is on the host; never sent to
-   * clients. A root no longer configured has no directory: its name and
-   * path stand for it (no host path starts with a name), so its leases
-   * still meet each other.
+   * Where each place is on the host (never sent to clients), in order,
+   * looked up one after another within one deadline. A root no longer
+   * configured has no directory: its name and path stand for it (no host
+   * path starts with a name), so its leases still meet each other. Throws
+   * UNAVAILABLE HOST_PATH_UNAVAILABLE naming the first place not located in
+   * time, as typed; nothing is left waiting but the lookup itself.
    */
-  of(root: string, relative: string): string {
-    const rootDir = Object.hasOwn(this.roots, root) ? this.roots[root] : undefined;
-    if (rootDir === undefined) return `${root}:/${relative}`;
-    return this.hostPath(path.join(rootDir, ...relative.split("/").filter(Boolean)));
+  async locate(places: readonly Place[]): Promise<string[]> {
+    const deadline = Date.now() + this.timeoutMs;
+    const hosts: string[] = [];
+    for (const place of places) {
+      const rootDir = Object.hasOwn(this.roots, place.root) ? this.roots[place.root] : undefined;
+      if (rootDir === undefined) {
+        hosts.push(`${place.root}:/${place.path}`);
+        continue;
+      }
+      if (this.unanswered.has(place.root))
+        throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
+      if (this.unansweredTotal >= MAX_UNANSWERED_LOOKUPS) {
+        throw this.unavailable(place, `now: ${this.unansweredTotal} earlier lookups on the host are still unanswered`);
+      }
+      const host = await this.lookup(place.root, path.join(rootDir, ...place.path.split("/").filter(Boolean)), deadline);
+      if (host === undefined) throw this.unavailable(place, `within ${this.timeoutMs} ms: its file system did not answer`);
+      hosts.push(host);
+    }
+    return hosts;
+  }
+
+  /**
+   * The backend's host path of `dir`, or undefined when it is not had by
+   * `deadline`; the lookup is then counted against `root` until it answers.
+   */
+  private async lookup(root: string, dir: string, deadline: number): Promise<string | undefined> {
+    const answer = this.hostPath(dir);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+    });
+    let answered = false;
+    try {
+      const host = await Promise.race([answer.finally(() => (answered = true)), late]);
+      if (answered) return host;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.unanswered.set(root, (this.unanswered.get(root) ?? 0) + 1);
+    this.unansweredTotal++;
+    const settled = (): void => {
+      const left = (this.unanswered.get(root) ?? 1) - 1;
+      if (left > 0) this.unanswered.set(root, left);
+      else this.unanswered.delete(root);
+      this.unansweredTotal--;
+    };
+    answer.then(settled, settled);
+    return undefined;
+  }
+
+  private unavailable(place: Place, why: string): RuntimeError {
+    const what = place.mountName !== "" ? `mount "${place.mountName}"` : "workspace";
+    return new RuntimeError(
+      Code.Unavailable,
+      ErrorReason.HOST_PATH_UNAVAILABLE,
+      `the ${what} (${place.root}:${place.path}) could not be located on the host ${why}; try again once it answers`,
+      { field: place.field, root: place.root, path: place.path, ...(place.mountName !== "" ? { mount_name: place.mountName } : {}) },
+    );
   }
 }
 
@@ -44,8 +153,8 @@ export function hostPathsOverlap(a: string, b: string): boolean {
 /**
  * Why these workspace roots (name → host directory) cannot all be
  * configured, or undefined: two that overlap on the host would let one
- * directory be leased for writing under two names. `hostPath` resolves a
- * directory as the tools would (symlinks followed).
+ * directory be leased for writing under two names. `hostPath` gives a
+ * directory as the tools would reach it (symlinks followed).
  */
 export function rootsOverlap(roots: Readonly<Record<string, string>>, hostPath: (dir: string) => string): string | undefined {
   const located = Object.entries(roots).map(([name, dir]) => ({ name, dir, host: hostPath(dir) }));

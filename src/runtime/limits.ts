@@ -71,6 +71,15 @@ export interface Limits {
    * and keeps the worker until the store answers (worker-deletes.ts).
    */
   flushTimeoutMs: number;
+  /**
+   * How long locating a worker's workspace and mounts on the host (the
+   * execution backend's hostPath, symlinks resolved) may take, all of them
+   * together, and each workspace root at start-up. Past it CreateWorker is
+   * refused (UNAVAILABLE, HOST_PATH_UNAVAILABLE), a worker being restored
+   * loses its leases, a root refuses start-up: a hung network mount never
+   * blocks the runtime for longer.
+   */
+  hostPathTimeoutMs: number;
 }
 
 /**
@@ -109,6 +118,7 @@ export const DEFAULT_LIMITS: Limits = {
   heartbeatIntervalMs: 15_000,
   storeProbeIntervalMs: 5_000,
   flushTimeoutMs: 5_000,
+  hostPathTimeoutMs: 5_000,
 };
 
 /**

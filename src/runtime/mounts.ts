@@ -4,7 +4,7 @@ import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { BundlePolicies } from "../../gen/worker_runtime/v1/profile_pb.js";
 import { type MountSpec, MountSpecSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { hostPathsOverlap } from "./host-locations.js";
+import { hostPathsOverlap, type Place } from "./host-locations.js";
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, limitExceeded, RuntimeError } from "./errors.js";
 import type { RunMount } from "./execution-backend.js";
@@ -33,19 +33,16 @@ export interface MountRules {
     field: string,
     bundleRoots: readonly string[] | undefined,
   ): { root: string; path: string };
-  /** Where a root's path is on the host, symlinks resolved (HostLocations.of). */
-  hostPathOf(root: string, path: string): string;
 }
 
 /**
  * Checks CreateWorker's mounts (MountSpec in worker.proto) and returns them
  * as the worker keeps them. A mount needs a workspace (the tools that read it
  * run there), a name unique among the worker's mounts, a root and path as a
- * workspace's (the bundle's allowed_mount_roots for a bundle's profile), no
- * overlap on the host (symlinks resolved) with the workspace or another of
- * its mounts (one directory would be both writable and read-only, or leased
- * twice), and, to be writable, a capability that writes (and the bundle's
- * allow_writable_mounts). Errors name the field.
+ * workspace's (the bundle's allowed_mount_roots for a bundle's profile),
+ * and, to be writable, a capability that writes (and the bundle's
+ * allow_writable_mounts). Errors name the field. Where they are on the host
+ * is checked once they are located ({@link checkMountsApart}).
  */
 export function checkMounts(mounts: readonly MountSpec[], rules: MountRules): MountSpec[] {
   if (mounts.length === 0) return [];
@@ -55,8 +52,6 @@ export function checkMounts(mounts: readonly MountSpec[], rules: MountRules): Mo
   const workspace = rules.workspace;
   if (!workspace) throw invalidArgument("mounts", "need a workspace: the tools that use them run in it");
   const names = new Set<string>();
-  const workspaceHost = rules.hostPathOf(workspace.root, workspace.path);
-  const earlier: { name: string; host: string }[] = [];
   return mounts.map((mount, i) => {
     const field = `mounts[${i}]`;
     if (!MOUNT_NAME.test(mount.name)) {
@@ -65,14 +60,28 @@ export function checkMounts(mounts: readonly MountSpec[], rules: MountRules): Mo
     if (names.has(mount.name)) throw invalidArgument(`${field}.name`, `"${mount.name}" names another mount already`);
     names.add(mount.name);
     const { root, path } = rules.checkPath(mount.root, mount.path, rules.policies, field, rules.policies?.allowedMountRoots);
-    const host = rules.hostPathOf(root, path);
-    if (hostPathsOverlap(host, workspaceHost)) throw invalidArgument(`${field}.path`, "overlaps the worker's workspace");
-    const other = earlier.find((e) => hostPathsOverlap(e.host, host));
-    if (other) throw invalidArgument(`${field}.path`, `overlaps the worker's mount "${other.name}"`);
-    earlier.push({ name: mount.name, host });
     if (mount.writable) checkWritable(field, rules);
     return create(MountSpecSchema, { root, path, name: mount.name, writable: mount.writable });
   });
+}
+
+/**
+ * Refuses a worker's mounts that overlap on the host (symlinks resolved)
+ * its workspace or one another: one directory would be both writable and
+ * read-only, or leased twice. `located`: the worker's leases, located (its
+ * workspace's has no mount name); errors name the mount's path field.
+ */
+export function checkMountsApart(located: readonly (Place & { hostPath: string })[]): void {
+  const workspace = located.find((place) => place.mountName === "");
+  const earlier: (Place & { hostPath: string })[] = [];
+  for (const mount of located) {
+    if (mount === workspace) continue;
+    if (workspace && hostPathsOverlap(mount.hostPath, workspace.hostPath))
+      throw invalidArgument(`${mount.field}.path`, "overlaps the worker's workspace");
+    const other = earlier.find((e) => hostPathsOverlap(e.hostPath, mount.hostPath));
+    if (other) throw invalidArgument(`${mount.field}.path`, `overlaps the worker's mount "${other.mountName}"`);
+    earlier.push(mount);
+  }
 }
 
 function checkWritable(field: string, rules: MountRules): void {

@@ -86,8 +86,9 @@ export interface RuntimeOptions {
    * Named workspace roots: name → host directory. Host paths never leave the
    * runtime. They must lie apart on the host (none the same directory as,
    * or inside, another, symlinks resolved by the backend's `hostPath`), or
-   * createRuntime throws naming both: one directory under two names could
-   * be leased for writing twice.
+   * createRuntime throws a WorkspaceRootsError naming both: one directory
+   * under two names could be leased for writing twice. A root not located
+   * within `limits.hostPathTimeoutMs` is refused the same way.
    */
   workspaceRoots?: Record<string, string>;
   /**

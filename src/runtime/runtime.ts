@@ -56,13 +56,13 @@ export type { InputOptions, Runtime, RuntimeOptions, RuntimeStats } from "./runt
  * delegates: to the catalog, the sessions, the queries and the watches.
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
-  // Refused before anything is opened.
-  const locations = new HostLocations(options.workspaceRoots ?? {}, options.executionBackend);
   const limits: Limits = resolveLimits({
     ...options.limits,
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
+  // Refused before anything is opened.
+  const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
   const writes = new PendingWrites();
   const store = writes.track(options.store ?? createMemoryStore({ eventRetention: limits.eventRetention }));
   const opened = await store.open({

@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { backendFromFlags, ExecutionConfigError, workspaceRootsFromFlags } from "../../src/cli/execution-config.js";
+import { hostedRuntime, UsageError } from "../../src/cli/serve.js";
 import { openAIBackendOptionsFromEnv } from "../../src/engine/index.js";
+import { silentLogger } from "../../src/runtime/index.js";
 import { startCli } from "../support/cli-process.js";
 
 describe("serve execution flags", () => {
@@ -36,15 +38,17 @@ describe("serve execution flags", () => {
       [`a=${join(dir, "notes")}`, `b=${join(dir, "notes")}`],
       [`a=${join(dir, "link")}`, `b=${join(dir, "code")}`],
     ];
+    // The runtime checks them (one check, symlinks resolved as its backend's tools follow them); the CLI makes it a usage error.
     for (const flags of overlapping) {
-      expect(() => workspaceRootsFromFlags(flags)).toThrow(ExecutionConfigError);
-      expect(() => workspaceRootsFromFlags(flags)).toThrow(/workspace roots "a" .* and "b" .* overlap on the host/);
+      const hosted = hostedRuntime({ "workspace-root": flags }, silentLogger);
+      await expect(hosted).rejects.toThrow(UsageError);
+      await expect(hosted).rejects.toThrow(/^--workspace-root: workspace roots "a" .* and "b" .* overlap on the host/);
     }
     // Side by side, and a name that merely starts like another's directory, are apart.
     await mkdir(join(dir, "code-2"));
-    expect(Object.keys(workspaceRootsFromFlags([`a=${join(dir, "code")}`, `b=${join(dir, "code-2")}`, `c=${join(dir, "notes")}`]))).toEqual(
-      ["a", "b", "c"],
-    );
+    const apart = [`a=${join(dir, "code")}`, `b=${join(dir, "code-2")}`, `c=${join(dir, "notes")}`];
+    expect(Object.keys(workspaceRootsFromFlags(apart))).toEqual(["a", "b", "c"]);
+    await (await hostedRuntime({ "workspace-root": apart }, silentLogger)).close();
   });
 
   it("builds the backend from OPENAI_* with flags taking precedence, and loads --profiles", async () => {

@@ -346,6 +346,21 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_BUNDLE_UNAVAILABLE = 38;
    */
   BUNDLE_UNAVAILABLE = 38,
+
+  /**
+   * A Worker's workspace or mount directory could not be located on the
+   * Runtime's host in time: its file system did not answer within the
+   * Runtime's bound (e.g. a hung network mount). Metadata "field"
+   * ("workspace" or "mounts[i]"), "root" and "path" as requested, and
+   * "mount_name" for a mount. CreateWorker (UNAVAILABLE): nothing was
+   * created or leased; retry once the host's file system answers. A Worker
+   * restored at start-up whose directories could not be located holds no
+   * lease, and its runs are refused (FAILED_PRECONDITION) until it is
+   * stopped; create it again then.
+   *
+   * @generated from enum value: ERROR_REASON_HOST_PATH_UNAVAILABLE = 39;
+   */
+  HOST_PATH_UNAVAILABLE = 39,
 }
 
 /**

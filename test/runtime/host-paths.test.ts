@@ -1,0 +1,277 @@
+import { Code } from "@connectrpc/connect";
+import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type HostPathFs, realHostPath } from "../../src/engine/tools/host-path.js";
+import { createRuntime, type Runtime, RuntimeError, type RuntimeOptions } from "../../src/runtime/index.js";
+import { createFileStore } from "../../src/store/fs/index.js";
+import { ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * Where a CreateWorker's workspace and mounts are on the host is resolved
+ * once per create, off the event loop, within limits.hostPathTimeoutMs. A
+ * directory whose file system does not answer (a hung NFS or FUSE mount)
+ * is hard to make for real, so these tests give the engine's resolver
+ * (realHostPath, the OpenAI backend's hostPath) a file system whose
+ * realpath of one directory does not answer until the test lets it; every
+ * other path is the real one. The normal and symlink cases run on the real
+ * file system in test/e2e/host-leases.test.ts.
+ */
+
+const TIMEOUT_MS = 150;
+
+/** The typed error an embedded runtime's call fails with. */
+async function refusal(call: () => Promise<unknown>): Promise<RuntimeError> {
+  const error = await call().then(
+    () => new Error("expected the call to fail, but it succeeded"),
+    (error: unknown) => error,
+  );
+  if (!(error instanceof RuntimeError)) throw error;
+  return error;
+}
+
+/** Expects a call to fail with `code` and the typed `reason`. */
+async function expectReason(call: () => Promise<unknown>, code: Code, reason: ErrorReason): Promise<void> {
+  expect(await refusal(call)).toMatchObject({ code, reason });
+}
+
+/** The real fs.promises, except that realpath under `hung` waits until released (as a hung mount answers late, if ever). */
+class HangingFs implements HostPathFs {
+  readonly hung = new Set<string>();
+  /** realpath calls made, every path. */
+  calls = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly held: Promise<unknown>[] = [];
+
+  realpath(path: string): Promise<string> {
+    this.calls++;
+    if (![...this.hung].some((dir) => path === dir || path.startsWith(`${dir}/`))) return realpath(path);
+    const answer = new Promise<void>((resolve) => this.waiting.push(resolve)).then(() => realpath(path));
+    this.held.push(answer.catch(() => undefined));
+    return answer;
+  }
+
+  /** The mount answers again: the lookups waiting on it return (resolved once they have), later ones are not held. */
+  async recover(): Promise<void> {
+    this.hung.clear();
+    for (const resolve of this.waiting.splice(0)) resolve();
+    await Promise.all(this.held.splice(0));
+    // What waited on them (the runtime's count of unanswered lookups) runs next.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The scripted backend, locating host directories as the OpenAI backend does, on `fs`. */
+class LocatingBackend extends ScriptedBackend {
+  /** Directories asked about, in order. */
+  readonly located: string[] = [];
+
+  constructor(private readonly fs: HostPathFs) {
+    super();
+  }
+
+  hostPath(dir: string): Promise<string> {
+    this.located.push(dir);
+    return realHostPath(dir, this.fs);
+  }
+}
+
+let dir: string;
+let fs: HangingFs;
+const runtimes: Runtime[] = [];
+
+beforeEach(async () => {
+  dir = await realpath(await mkdtemp(join(tmpdir(), "host-paths-")));
+  for (const sub of ["work/a", "work/b", "data/hung", "data/fine"]) await mkdir(join(dir, sub), { recursive: true });
+  fs = new HangingFs();
+});
+
+afterEach(async () => {
+  await fs.recover();
+  for (const runtime of runtimes.splice(0)) await runtime.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function start(options: RuntimeOptions = {}): Promise<Runtime> {
+  const runtime = await createRuntime({
+    runtimeId: "rt-paths",
+    executionBackend: new LocatingBackend(fs),
+    workspaceRoots: { work: join(dir, "work"), data: join(dir, "data") },
+    limits: { hostPathTimeoutMs: TIMEOUT_MS },
+    ...options,
+  });
+  runtimes.push(runtime);
+  return runtime;
+}
+
+const writer = { capabilities: ["fs.read", "fs.write"], workspace: { root: "work", path: "a" } };
+const hungMount = { root: "data", path: "hung", name: "slow" };
+
+describe("host paths of a CreateWorker", () => {
+  it("are resolved once each: the mounts check and the leases share one lookup", async () => {
+    const backend = new LocatingBackend(fs);
+    const runtime = await start({ executionBackend: backend });
+    backend.located.splice(0);
+    await runtime.createWorker({
+      runtimeId: "rt-paths",
+      ...writer,
+      mounts: [
+        { root: "data", path: "fine", name: "one" },
+        { root: "work", path: "b", name: "two", writable: true },
+      ],
+    });
+    // The workspace and two mounts, once each.
+    expect(backend.located).toEqual([join(dir, "work", "a"), join(dir, "data", "fine"), join(dir, "work", "b")]);
+  });
+
+  it("fail the create UNAVAILABLE HOST_PATH_UNAVAILABLE past the bound, naming the mount and its path as typed, and leave nothing", async () => {
+    const runtime = await start();
+    fs.hung.add(join(dir, "data", "hung"));
+    const abort = new AbortController();
+    const watch = runtime.watchRuntime({ runtimeId: "rt-paths" }, { signal: abort.signal });
+    await watch.next(); // the snapshot
+    const request = { runtimeId: "rt-paths", requestId: "create-1", ...writer, mounts: [hungMount] };
+    const error = await refusal(() => runtime.createWorker(request));
+    expect(error.code).toBe(Code.Unavailable);
+    expect(error.reason).toBe(ErrorReason.HOST_PATH_UNAVAILABLE);
+    expect(error.metadata).toEqual({ field: "mounts[0]", root: "data", path: "hung", mount_name: "slow" });
+    expect(error.message).toContain(`mount "slow" (data:hung)`);
+    expect(error.message).toContain(`${TIMEOUT_MS} ms`);
+    expect(error.message).not.toContain(dir);
+    // No worker, no lease, no event.
+    expect(runtime.listWorkers({ runtimeId: "rt-paths" }).workers).toEqual([]);
+    expect(runtime.listAllocations({ runtimeId: "rt-paths" }).allocations).toEqual([]);
+    // Once the mount answers, the same request creates the worker, and its lease is held.
+    await fs.recover();
+    const { worker } = await runtime.createWorker(request);
+    const next = await watch.next();
+    if (next.done) throw new Error("the runtime watch ended");
+    expect(next.value.events.map((event) => event.kind.case)).toEqual(["workerCreated"]);
+    expect(runtime.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => [a.holder?.workerId, a.root, a.path])).toEqual([
+      [worker?.ref?.workerId, "work", "a"],
+      [worker?.ref?.workerId, "data", "hung"],
+    ]);
+    abort.abort();
+    await watch.return(undefined);
+  });
+
+  it("a workspace that does not answer is named as the workspace", async () => {
+    const runtime = await start();
+    fs.hung.add(join(dir, "work", "a"));
+    const error = await refusal(() => runtime.createWorker({ runtimeId: "rt-paths", ...writer }));
+    expect(error.code).toBe(Code.Unavailable);
+    expect(error.metadata).toEqual({ field: "workspace", root: "work", path: "a" });
+    expect(error.message).toContain("workspace (work:a)");
+  });
+
+  it("stop asking a root's file system while a lookup in it is still unanswered, so hung lookups cannot take every fs thread", async () => {
+    const runtime = await start();
+    fs.hung.add(join(dir, "data", "hung"));
+    await expectReason(
+      () => runtime.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [hungMount] }),
+      Code.Unavailable,
+      ErrorReason.HOST_PATH_UNAVAILABLE,
+    );
+    const asked = fs.calls;
+    // Another directory of the same root is refused at once, without a lookup.
+    const error = await refusal(() =>
+      runtime.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [{ root: "data", path: "fine", name: "fine" }] }),
+    );
+    expect(error.code).toBe(Code.Unavailable);
+    expect(error.message).toContain("still unanswered");
+    expect(fs.calls - asked).toBe(1); // the workspace's, in another root
+    // Another root is served.
+    await runtime.createWorker({ runtimeId: "rt-paths", capabilities: ["fs.read"], workspace: { root: "work", path: "b" } });
+    // When the lookup returns, the root is asked again.
+    await fs.recover();
+    await runtime.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [{ root: "data", path: "fine", name: "fine" }] });
+  });
+
+  it("a create whose directories are being located as the runtime closes is refused as draining, and leaves nothing", async () => {
+    const runtime = await start();
+    runtimes.splice(0);
+    fs.hung.add(join(dir, "work", "a"));
+    const created = refusal(() => runtime.createWorker({ runtimeId: "rt-paths", ...writer }));
+    const closed = runtime.close();
+    await fs.recover();
+    await closed;
+    expect(await created).toMatchObject({ code: Code.Unavailable, reason: ErrorReason.RUNTIME_DRAINING });
+    expect(runtime.listAllocations({ runtimeId: "rt-paths" }).allocations).toEqual([]);
+  });
+
+  it("stop asking any root's file system while two lookups are unanswered", async () => {
+    await mkdir(join(dir, "more"));
+    const runtime = await start({ workspaceRoots: { work: join(dir, "work"), data: join(dir, "data"), more: join(dir, "more") } });
+    fs.hung.add(join(dir, "work", "a"));
+    fs.hung.add(join(dir, "data", "hung"));
+    await expectReason(
+      () => runtime.createWorker({ runtimeId: "rt-paths", ...writer }),
+      Code.Unavailable,
+      ErrorReason.HOST_PATH_UNAVAILABLE,
+    );
+    const reader = { runtimeId: "rt-paths", capabilities: ["fs.read"] };
+    await expectReason(
+      () => runtime.createWorker({ ...reader, workspace: { root: "data", path: "hung" } }),
+      Code.Unavailable,
+      ErrorReason.HOST_PATH_UNAVAILABLE,
+    );
+    const asked = fs.calls;
+    const error = await refusal(() => runtime.createWorker({ ...reader, workspace: { root: "more", path: "" } }));
+    expect(error).toMatchObject({ code: Code.Unavailable, reason: ErrorReason.HOST_PATH_UNAVAILABLE });
+    expect(error.message).toContain("still unanswered");
+    expect(fs.calls).toBe(asked);
+    await fs.recover();
+    await runtime.createWorker({ ...reader, workspace: { root: "more", path: "" } });
+  });
+});
+
+describe("host paths at start-up", () => {
+  it("a root that does not answer in time refuses the runtime, naming the root", async () => {
+    fs.hung.add(join(dir, "data"));
+    await expect(start()).rejects.toThrow(
+      `workspace root "data" (${join(dir, "data")}) could not be located on the host within ${TIMEOUT_MS} ms`,
+    );
+  });
+
+  it("a restored worker whose directories do not answer is restored without its lease, its runs refused until it is stopped", async () => {
+    const store = () => createFileStore({ dataDir: join(dir, "state") });
+    const first = await start({ store: store() });
+    const { worker } = await first.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [hungMount] });
+    const { worker: other } = await first.createWorker({
+      runtimeId: "rt-paths",
+      capabilities: ["fs.read", "fs.write"],
+      workspace: { root: "work", path: "b" },
+    });
+    await first.close();
+    runtimes.splice(0);
+    fs.hung.add(join(dir, "data", "hung"));
+    const second = await start({ store: store() });
+    // The other worker is restored with its lease; this one holds none.
+    expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => a.holder?.workerId)).toEqual([other?.ref?.workerId]);
+    const diagnostic = second.listDiagnostics({}).diagnostics.find((d) => d.code === "allocation.host_path_unavailable");
+    expect(diagnostic?.worker?.workerId).toBe(worker?.ref?.workerId);
+    expect(diagnostic?.message).toContain(`mount "slow" (data:hung)`);
+    const error = await refusal(() => second.sendInput({ worker: worker?.ref, input: { text: "go" } }));
+    expect(error.code).toBe(Code.FailedPrecondition);
+    expect(error.reason).toBe(ErrorReason.HOST_PATH_UNAVAILABLE);
+    expect(error.metadata).toMatchObject({ field: "mounts[0]", root: "data", path: "hung", mount_name: "slow" });
+    expect(error.message).toContain("stop it");
+    // Refused still once the mount answers (its lease was never checked); stopped, it is stopped as any.
+    await fs.recover();
+    await expectReason(
+      () => second.sendInput({ worker: worker?.ref, input: { text: "go" } }),
+      Code.FailedPrecondition,
+      ErrorReason.HOST_PATH_UNAVAILABLE,
+    );
+    await second.stopWorker({ worker: worker?.ref });
+    await expectReason(
+      () => second.sendInput({ worker: worker?.ref, input: { text: "go" } }),
+      Code.FailedPrecondition,
+      ErrorReason.WORKER_STOPPED,
+    );
+    // The other worker runs.
+    await second.sendInput({ worker: other?.ref, input: { text: "go" } });
+  });
+});
