@@ -14,6 +14,7 @@ import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
 import { refuseBrowserHost, refusedBrowserHost } from "./browser-host-check.js";
 import { isClientGone } from "./error-mapping.js";
+import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepSessionAlive } from "./session-keepalive.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { captureGrpcDirectMethods } from "./grpc-direct-calls.js";
 import { endsWithoutTrailerFields, resetOnceEndStreamSent, writeStreamResponse } from "./http2-stream-response.js";
@@ -55,6 +56,8 @@ export interface RuntimeServerOptions {
    * {@link DEFAULT_MAX_CONCURRENT_STREAMS}.
    */
   maxConcurrentStreams?: number;
+  /** HTTP/2 keepalive: how a connection whose peer vanished is found and closed (default {@link DEFAULT_KEEPALIVE}). */
+  keepalive?: KeepaliveOptions;
   /** Structured logger. */
   logger: Logger;
   /**
@@ -151,8 +154,10 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     : http2.createServer({ settings }, handler);
   // Every HTTP/2 session on every listener, for the polite close (GOAWAY) and the forced one.
   const sessions = new Set<http2.ServerHttp2Session>();
+  const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
   const trackSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
+    keepSessionAlive(session, keepalive, options.logger, socketOf);
     session.once("close", () => sessions.delete(session));
   };
   h2.on("session", trackSession);
@@ -165,6 +170,12 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     socket.once("close", () => sockets.delete(socket));
   };
   h2.on("connection", track);
+  // A session's own socket is a proxy that cannot be destroyed: the raw one is found by its peer's address.
+  const socketOf = (session: http2.ServerHttp2Session): net.Socket | undefined => {
+    const { remoteAddress, remotePort } = session.socket ?? {};
+    for (const socket of sockets) if (socket.remotePort === remotePort && socket.remoteAddress === remoteAddress) return socket;
+    return undefined;
+  };
   const h2Address = await listen(h2, options.host, options.port);
   // The host was trusted by its name; what the name resolved to decides (a hosts file may map localhost elsewhere).
   const bound = (h2.address() as AddressInfo).address;

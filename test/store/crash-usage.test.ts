@@ -82,7 +82,7 @@ describe("usage of a run a crash interrupted", () => {
     expect([ended?.status, ended?.usage?.inputTokens, ended?.usage?.outputTokens]).toEqual([RunStatus.INTERRUPTED, 1000n, 100n]);
     const totals = (await after.catalog.getWorker({ worker: worker?.ref })).worker?.usage;
     expect([totals?.inputTokens, totals?.outputTokens]).toEqual([1000n, 100n]);
-  }, 60_000);
+  }, 120_000);
 
   it("adds an approved run's recorded usage to the worker's totals", async () => {
     const provider = await startFakeOpenAI();
@@ -118,5 +118,5 @@ describe("usage of a run a crash interrupted", () => {
     expect([ended?.status, ended?.usage?.inputTokens, ended?.usage?.outputTokens]).toEqual([RunStatus.INTERRUPTED, 1000n, 100n]);
     const totals = (await after.catalog.getWorker({ worker: worker?.ref })).worker?.usage;
     expect([totals?.inputTokens, totals?.outputTokens]).toEqual([1000n, 100n]);
-  }, 60_000);
+  }, 120_000);
 });
