@@ -83,8 +83,12 @@ export class SharedWorkerWatch {
   private readonly view: SharedWorkerView;
   private readonly ids = new RecentIds();
   private readonly readers = new Set<Reader>();
-  private readonly opened: Promise<boolean>;
-  private open: (ok: boolean) => void = () => {};
+  /** Settles with the upstream's snapshot (true), the error it failed with before one, or false when it ended without either. */
+  private readonly opened: Promise<boolean | ConnectError>;
+  private open: (outcome: boolean | ConnectError) => void = () => {};
+  private hasView = false;
+  /** Clients in {@link serve}, not yet readers. */
+  private joining = 0;
   private linger: ReturnType<typeof setTimeout> | undefined;
   /** No client can join any more: the upstream ended or is closing. */
   closed = false;
@@ -108,29 +112,39 @@ export class SharedWorkerWatch {
     return this.readers.size;
   }
 
-  /** Opens the upstream; it runs until it ends or lingers out. */
+  /** Opens the upstream; it runs until it ends or lingers out ({@link serve} follows at once, and starts the linger if need be). */
   start(): void {
     void this.loop();
-    this.lingerIfIdle();
   }
 
   /**
    * Serves a client: the snapshot, then the events after `afterCursor`
    * ("" = after the snapshot) and live ones; undefined when it cannot
-   * (the caller relays the client on its own stream).
+   * (the caller relays the client on its own stream). A client without a
+   * cursor that joins while the upstream opens waits for it, and gets the
+   * error it fails with (the answer the Runtime gives a watch opened
+   * without a cursor); one with a cursor does not wait: an empty ring holds
+   * no cursor.
    */
   async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchWorkerResponse> | undefined> {
+    // A client waiting for the upstream to open holds it open as a reader does.
+    this.joining++;
+    try {
+      return await this.join(afterCursor, signal);
+    } finally {
+      this.joining--;
+      this.lingerIfIdle();
+    }
+  }
+
+  private async join(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchWorkerResponse> | undefined> {
+    if (afterCursor !== "" && !this.hasView) return undefined;
     const aborted = new Promise<boolean>((resolve) => signal.addEventListener("abort", () => resolve(false), { once: true }));
     const ready = this.closed ? false : await Promise.race([this.opened, aborted]);
-    if (!ready || this.closed || signal.aborted || !this.connection.routable || !this.view.servable) {
-      this.lingerIfIdle();
-      return undefined;
-    }
+    if (ready instanceof ConnectError && afterCursor === "" && !signal.aborted) throw ready;
+    if (ready !== true || this.closed || signal.aborted || !this.connection.routable || !this.view.servable) return undefined;
     const next = afterCursor === "" ? this.ring.next : this.ring.positionAfter(afterCursor);
-    if (next === undefined) {
-      this.lingerIfIdle();
-      return undefined;
-    }
+    if (next === undefined) return undefined;
     // Cut in the same tick as the reader's place: the snapshot shows exactly the entries before ring.next.
     const first = create(WatchWorkerResponseSchema, { snapshot: this.view.snapshot() });
     const reader: Reader = { next, replayUntil: this.ring.next, heartbeat: false, error: undefined, ended: false, wake: undefined };
@@ -206,6 +220,7 @@ export class SharedWorkerWatch {
       this.endAll((reader) => (reader.ended = true));
     } catch (error) {
       const ended = ConnectError.from(error);
+      this.open(ended);
       this.endAll((reader) => (reader.error = ended));
     } finally {
       this.closed = true;
@@ -230,6 +245,7 @@ export class SharedWorkerWatch {
         const snapshot = fromBinary(WorkerSnapshotSchema, new BinaryReader(field.data).bytes());
         this.view.reset(snapshot);
         this.ring.opened(snapshot.cursor);
+        this.hasView = true;
         this.open(true);
       }
     }
@@ -250,13 +266,15 @@ export class SharedWorkerWatch {
 
   /** With no client, closes the upstream after the linger, unless one joins meanwhile. */
   private lingerIfIdle(): void {
-    if (this.readers.size > 0 || this.closed) return;
+    if (this.readers.size > 0 || this.joining > 0 || this.closed) return;
     clearTimeout(this.linger);
     this.linger = setTimeout(() => {
-      if (this.readers.size > 0) return;
+      if (this.readers.size > 0 || this.joining > 0) return;
       this.closed = true;
       this.upstream.abort();
     }, this.options.lingerMs);
+    // A lingering watch alone keeps no process alive.
+    this.linger.unref?.();
   }
 
   private tooSlow(): ConnectError {
