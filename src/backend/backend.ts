@@ -32,6 +32,8 @@ import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, c
 import { RuntimeConnection } from "./runtime-connection.js";
 import { RuntimeDirectory } from "./runtime-directory.js";
 import { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
+import type { SharedWorkerWatch, SharedWorkerWatchOptions } from "./shared-worker-watch.js";
+import { SharedWorkerWatches } from "./shared-worker-watches.js";
 
 /** A remote Runtime from the Backend's configuration. */
 export interface RemoteRuntimeSpec extends RemoteEndpoint {
@@ -58,6 +60,13 @@ export interface BackendOptions {
   backoff?: ConnectionBackoffOptions;
   /** Bounds of each Runtime's shared WatchRuntime ring (default 4096 events, 8 MiB). */
   runtimeWatchRing?: Pick<SharedRuntimeWatchOptions, "maxEvents" | "maxBytes">;
+  /**
+   * Bounds of each watched worker's shared WatchWorker: its ring (default
+   * 4096 events, 4 MiB) and the in-flight text its view holds (default 4 MiB).
+   */
+  workerWatchBounds?: Pick<SharedWorkerWatchOptions, "maxEvents" | "maxBytes" | "maxInFlightBytes">;
+  /** How long a worker's shared upstream WatchWorker stays open after its last client left (default 5 s). */
+  workerWatchLingerMs?: number;
   /**
    * The Backend's config bundles: fixed, or a BundleDir that re-reads
    * --bundles-dir (see bundle-catalog.ts and bundle-dir.ts).
@@ -93,6 +102,8 @@ export interface Backend {
   close(): void;
   /** The shared upstream WatchRuntime of a registered Runtime. */
   runtimeWatch(runtimeId: string): SharedRuntimeWatch | undefined;
+  /** The shared upstream WatchWorker of a worker, while it has clients or lingers. */
+  workerWatch(runtimeId: string, workerId: string): SharedWorkerWatch | undefined;
 }
 
 /** Every file the Backend exposes through reflection. */
@@ -199,6 +210,12 @@ export function createBackend(options: BackendOptions): Backend {
   for (const spec of options.remotes ?? []) addRemote(spec);
 
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
+  const workerWatches = new SharedWorkerWatches(directory, {
+    ...options.workerWatchBounds,
+    lingerMs: options.workerWatchLingerMs ?? 5_000,
+    heartbeatMs,
+    logger,
+  });
   const routing = {
     directory,
     embeddedRuntimeId: runtime.runtimeId,
@@ -206,6 +223,7 @@ export function createBackend(options: BackendOptions): Backend {
     fanoutTimeoutMs: options.fanoutTimeoutMs ?? 2_000,
     heartbeatMs,
     sharedRuntimeWatch: (connection: RuntimeConnection) => shared.get(connection),
+    sharedWorkerWatches: workerWatches,
     bundlePush: new BundlePush(bundleDirOf(options.bundles), () => directory.get(runtime.runtimeId), callTimeoutMs),
     logger,
   };
@@ -232,6 +250,10 @@ export function createBackend(options: BackendOptions): Backend {
     const connection = directory.get(runtimeId);
     return connection ? shared.get(connection) : undefined;
   };
+  const workerWatch = (runtimeId: string, workerId: string): SharedWorkerWatch | undefined => {
+    const connection = directory.get(runtimeId);
+    return connection ? workerWatches.get(connection, workerId) : undefined;
+  };
   const close = (): void => directory.closeAll();
   // The Backend ends with its embedded Runtime (closed by the server after the drain): the watches it
   // relays from remote Runtimes are streams of that server, which nothing else ends, so left open they
@@ -241,7 +263,7 @@ export function createBackend(options: BackendOptions): Backend {
     stopFollowing();
     close();
   });
-  return { directory, routes, addRemote, close, runtimeWatch };
+  return { directory, routes, addRemote, close, runtimeWatch, workerWatch };
 }
 
 /** BackendOptions.bundles as a BundleDir (a fixed catalog never re-reads). */

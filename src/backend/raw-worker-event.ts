@@ -29,9 +29,12 @@ const ARGUMENTS = 5;
  * a delta's text, the bulk of a stream, is only measured (its UTF-8 bytes),
  * its ids come from `ids`, and a committed entry is read for its block id
  * alone. The reader here allocates nothing per field: the relay reads
- * every event of every binary client this way.
+ * every event of every binary client this way. With `withText`, an output
+ * change also carries its text's UTF-8 bytes (a view into
+ * `lengthDelimited`, not a copy), for a view that keeps the text itself
+ * (shared-worker-view.ts).
  */
-export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds): ShownChange | undefined {
+export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds, withText = false): ShownChange | undefined {
   const wire = new Wire(lengthDelimited, 0, lengthDelimited.byteLength);
   wire.end = wire.varint() + wire.pos;
   while (wire.pos < wire.end) {
@@ -56,17 +59,27 @@ export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds): Sh
       case REASONING_DELTA: {
         const read = inner.fields(ids, RUN_ID, BLOCK_ID, TEXT);
         const block = no === TEXT_DELTA ? InFlightBlockKind.TEXT : InFlightBlockKind.REASONING;
-        return { kind: "output", block, runId: read.a, blockId: read.b, bytes: read.measured, toolCallId: "", toolName: "" };
+        const change: ShownChange = {
+          kind: "output",
+          block,
+          runId: read.a,
+          blockId: read.b,
+          bytes: read.measured,
+          toolCallId: "",
+          toolName: "",
+        };
+        return withText ? { ...change, text: lengthDelimited.subarray(read.at, read.at + read.measured) } : change;
       }
       case TOOL_CALL_DELTA: {
-        const { a: runId, b: blockId, measured: bytes } = inner.fields(ids, RUN_ID, BLOCK_ID, ARGUMENTS);
+        const { a: runId, b: blockId, measured: bytes, at } = inner.fields(ids, RUN_ID, BLOCK_ID, ARGUMENTS);
         const { a: toolCallId, b: toolName } = new Wire(lengthDelimited, wire.pos, wire.pos + length).fields(
           ids,
           TOOL_CALL_ID,
           TOOL_NAME,
           0,
         );
-        return { kind: "output", block: InFlightBlockKind.TOOL_CALL, runId, blockId, bytes, toolCallId, toolName };
+        const change: ShownChange = { kind: "output", block: InFlightBlockKind.TOOL_CALL, runId, blockId, bytes, toolCallId, toolName };
+        return withText ? { ...change, text: lengthDelimited.subarray(at, at + bytes) } : change;
       }
       case BLOCK_DISCARDED:
         return { kind: "blockEnded", blockId: inner.fields(ids, BLOCK_ID, 0, 0).a };
@@ -114,10 +127,10 @@ class Wire {
 
   /**
    * The string fields `a` and `b` of a message (through `ids`), and the byte
-   * length of field `measured`; 0 = none.
+   * length of field `measured` and where its bytes start (`at`); 0 = none.
    */
-  fields(ids: RecentIds, a: number, b: number, measured: number): { a: string; b: string; measured: number } {
-    const out = { a: "", b: "", measured: 0 };
+  fields(ids: RecentIds, a: number, b: number, measured: number): { a: string; b: string; measured: number; at: number } {
+    const out = { a: "", b: "", measured: 0, at: 0 };
     while (this.pos < this.end) {
       const tag = this.varint();
       const no = tag >>> 3;
@@ -126,8 +139,10 @@ class Wire {
         continue;
       }
       const length = this.varint();
-      if (no === measured) out.measured = length;
-      else if (no === a) out.a = ids.decode(this.buf, this.pos, length);
+      if (no === measured) {
+        out.measured = length;
+        out.at = this.pos;
+      } else if (no === a) out.a = ids.decode(this.buf, this.pos, length);
       else out.b = ids.decode(this.buf, this.pos, length);
       this.pos += length;
     }

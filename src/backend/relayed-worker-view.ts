@@ -20,7 +20,17 @@ import { TERMINAL_RUN_STATUSES } from "../runtime/index.js";
 export type ShownChange =
   | { kind: "worker"; worker: Worker }
   | { kind: "run"; run: Run }
-  | { kind: "output"; block: InFlightBlockKind; runId: string; blockId: string; bytes: number; toolCallId: string; toolName: string }
+  | {
+      kind: "output";
+      block: InFlightBlockKind;
+      runId: string;
+      blockId: string;
+      bytes: number;
+      toolCallId: string;
+      toolName: string;
+      /** The text's UTF-8 bytes, when the reader asked for them (rawWorkerChange's `withText`). */
+      text?: Uint8Array;
+    }
   /** The block was committed (transcriptAppended) or discarded. */
   | { kind: "blockEnded"; blockId: string };
 

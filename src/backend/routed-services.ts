@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -27,6 +27,7 @@ import type { RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
 import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
 import type { SharedRuntimeWatch } from "./shared-runtime-watch.js";
+import type { SharedWorkerWatches } from "./shared-worker-watches.js";
 import { relayWatch, type ResumableWatch } from "./watch-relay.js";
 import { decodedWorkerShown } from "./worker-watch-catch-up.js";
 
@@ -43,6 +44,8 @@ export interface RoutingContext {
   heartbeatMs: number;
   /** The shared upstream WatchRuntime of a connection, if it has one. */
   sharedRuntimeWatch?: (connection: RuntimeConnection) => SharedRuntimeWatch | undefined;
+  /** The shared upstream WatchWorker streams, one per watched worker. */
+  sharedWorkerWatches?: SharedWorkerWatches;
   /** Pushes the Backend's bundles to a Runtime before CreateWorker selects one. */
   bundlePush?: BundlePush;
   logger: Logger;
@@ -196,30 +199,45 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
 /**
  * WorkerObservation through a Backend; both watches resume by cursor across
  * upstream failures, and pass events through undecoded to binary clients.
- * WatchRuntime is served from the Runtime's shared upstream watch when its
- * ring covers the client's cursor, else relayed on the client's own stream;
- * WatchWorker is always relayed per client.
+ * Each is served from a shared upstream watch when it can be: WatchRuntime
+ * from the Runtime's (shared-runtime-watch.ts), WatchWorker from the one
+ * the Backend keeps per watched worker while it has clients
+ * (shared-worker-watch.ts), so a Runtime's per-worker watcher limit is not
+ * spent by browsers. A client the shared watch cannot serve (a cursor its
+ * ring does not hold, a Runtime away) is relayed on its own stream.
  */
 export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
   const { call, connectionFor } = router(context);
   const relayOptions = (ctx: HandlerContext) => ({ heartbeatMs: context.heartbeatMs, logger: callLogger(context, ctx) });
   return {
     readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
-    watchWorker: (request, ctx) =>
-      relayWatch(
+    async *watchWorker(request, ctx) {
+      const runtimeId = refRuntime(request.worker);
+      const connection = context.directory.get(runtimeId);
+      const worker = request.worker;
+      const shared =
+        connection?.routable && worker
+          ? await context.sharedWorkerWatches?.serve(connection, worker, request.afterCursor, ctx.signal)
+          : undefined;
+      if (shared) {
+        yield* isBinary(ctx) ? shared : decoded(WatchWorkerResponseSchema, shared);
+        return;
+      }
+      yield* relayWatch(
         context.directory,
-        refRuntime(request.worker),
+        runtimeId,
         request.afterCursor,
         isBinary(ctx) ? rawWorkerWatch(request, ctx.values) : workerWatch(request, ctx.values),
         ctx.signal,
         relayOptions(ctx),
-      ),
+      );
+    },
     async *watchRuntime(request, ctx) {
       const runtimeId = required(request.runtimeId);
       const connection = connectionFor(runtimeId);
       const shared = await context.sharedRuntimeWatch?.(connection)?.serve(request.afterCursor, ctx.signal);
       if (shared) {
-        yield* isBinary(ctx) ? shared : decoded(shared);
+        yield* isBinary(ctx) ? shared : decoded(WatchRuntimeResponseSchema, shared);
         return;
       }
       yield* relayWatch(
@@ -234,9 +252,12 @@ export function createRoutedObservation(context: RoutingContext): ServiceImpl<ty
   };
 }
 
-/** Decodes the shared watch's undecoded messages for a JSON client. */
-async function* decoded(messages: AsyncIterable<WatchRuntimeResponse>): AsyncGenerator<WatchRuntimeResponse> {
-  for await (const message of messages) yield fromBinary(WatchRuntimeResponseSchema, toBinary(WatchRuntimeResponseSchema, message));
+/** Decodes a shared watch's undecoded messages for a JSON client. */
+async function* decoded<S extends typeof WatchRuntimeResponseSchema | typeof WatchWorkerResponseSchema>(
+  schema: S,
+  messages: AsyncIterable<MessageShape<S>>,
+): AsyncGenerator<MessageShape<S>> {
+  for await (const message of messages) yield fromBinary(schema, toBinary(schema, message));
 }
 
 function workerWatch(request: WatchWorkerRequest, contextValues: ContextValues): ResumableWatch<WatchWorkerResponse> {

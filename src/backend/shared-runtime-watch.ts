@@ -12,7 +12,7 @@ import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, sleepUnlessAborted, type ConnectionBackoffOptions } from "./backoff.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
-import { RuntimeEventRing } from "./runtime-event-ring.js";
+import { EventRing } from "./event-ring.js";
 import { fromUpstream, runtimeRemoved, typed } from "./upstream-errors.js";
 
 /** Options for {@link SharedRuntimeWatch}. */
@@ -79,7 +79,7 @@ export class SharedRuntimeWatch {
   private readonly connection: RuntimeConnection;
   private readonly options: SharedRuntimeWatchOptions;
   private readonly stopped = new AbortController();
-  private readonly ring: RuntimeEventRing;
+  private readonly ring: EventRing;
   /** The last durable cursor received ("" before the first snapshot). */
   private cursor = "";
   private readonly readers = new Set<Reader>();
@@ -98,7 +98,7 @@ export class SharedRuntimeWatch {
   constructor(connection: RuntimeConnection, options: SharedRuntimeWatchOptions) {
     this.connection = connection;
     this.options = options;
-    this.ring = new RuntimeEventRing(options.maxEvents ?? 4096, options.maxBytes ?? 8 * 1024 * 1024);
+    this.ring = new EventRing(options.maxEvents ?? 4096, options.maxBytes ?? 8 * 1024 * 1024);
   }
 
   /** Starts the upstream loop; it runs until {@link stop} or the connection is closed. */

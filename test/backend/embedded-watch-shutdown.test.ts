@@ -11,7 +11,7 @@ import { clientsFor, makeTransport } from "../support/harness.js";
 
 /**
  * A Backend shutting down ends the watches it relays from its embedded
- * Runtime (WatchWorker, and WatchRuntime served from the shared upstream
+ * Runtime (WatchWorker and WatchRuntime, each served from a shared upstream
  * watch) as that Runtime ends its own watches when it closes: cleanly. The
  * relay used to take the embedded Runtime's clean end for a restart to ride
  * out, and held the stream open with heartbeats until the server destroyed
@@ -50,6 +50,8 @@ describe("Backend shutdown with relayed watches of its embedded Runtime", () => 
       const client = clientsFor(makeTransport(protocol, `http://${server.h2Address}`, session));
       const workerWatch = client.observation.watchWorker({ worker: created.worker?.ref as WorkerRef })[Symbol.asyncIterator]();
       expect((await workerWatch.next()).value?.snapshot).toBeDefined();
+      // Served from the worker's shared upstream watch.
+      expect(backend.workerWatch("emb", created.worker?.ref?.workerId ?? "")?.readerCount).toBe(1);
       const runtimeWatch = client.observation.watchRuntime({ runtimeId: "emb" })[Symbol.asyncIterator]();
       expect((await runtimeWatch.next()).value?.snapshot).toBeDefined();
 

@@ -13,12 +13,13 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
 
 /**
  * A Backend passes the caller's request id on to the Runtime it routes a
- * call to — unary calls, a relayed StreamInput, a relayed watch, a
- * ListWorkers fan-out — so one id finds the call in both logs, and a run
- * the call starts logs with it there; a run on the Backend's embedded
- * Runtime too. The id is passed explicitly (the served call's context
- * values), so the Backend's own background calls (health checks, its
- * shared runtime watch) never carry a caller's id. Real servers on port 0,
+ * call to — unary calls, a relayed StreamInput, a watch relayed on its own
+ * stream, a ListWorkers fan-out — so one id finds the call in both logs,
+ * and a run the call starts logs with it there; a run on the Backend's
+ * embedded Runtime too. The id is passed explicitly (the served call's
+ * context values), so the Backend's own calls (health checks, its shared
+ * runtime watch, a worker's shared watch that serves many clients) never
+ * carry a caller's id. Real servers on port 0,
  * the CLI's pino logger.
  */
 
@@ -43,6 +44,7 @@ beforeAll(async () => {
     runtime: embedded,
     logger: backendLogger,
     remotes: [{ runtimeId: "rs", url: `http://${remote.server.h2Address}` }],
+    workerWatchLingerMs: 100,
   });
   backendServer = await startRuntimeServer({
     runtime: embedded,
@@ -107,18 +109,25 @@ describe("the request id through a Backend", () => {
 
   it("goes on with a relayed StreamInput, a relayed watch and a ListWorkers fan-out", async () => {
     const worker = await newWorker("rs");
-    for await (const _ of client.interaction.streamInput(
+    let cursor = "";
+    for await (const message of client.interaction.streamInput(
       { worker, input: { text: "hi" } },
       { headers: { "x-request-id": "req-fwd-stream" } },
     )) {
-      // Read to the end of the run.
+      // Read to the end of the run, keeping its first durable cursor.
+      cursor ||= message.events.find((event) => event.cursor !== "")?.cursor ?? "";
     }
     expect(withId(remoteLog.lines, "req-fwd-stream", "run executed")).toEqual([
       expect.objectContaining({ rpc_method: "worker_runtime.v1.WorkerInteraction/StreamInput", worker_id: worker.workerId }),
     ]);
 
+    // A cursor from before the worker's shared watch opened: this client is relayed on a stream of its own.
+    expect(cursor).not.toBe("");
     const abort = new AbortController();
-    const watch = client.observation.watchWorker({ worker }, { signal: abort.signal, headers: { "x-request-id": "req-fwd-watch" } });
+    const watch = client.observation.watchWorker(
+      { worker, afterCursor: cursor },
+      { signal: abort.signal, headers: { "x-request-id": "req-fwd-watch" } },
+    );
     await expect(
       (async () => {
         for await (const _ of watch) abort.abort();
@@ -133,6 +142,25 @@ describe("the request id through a Backend", () => {
     expect(withId(remoteLog.lines, "req-fwd-list", "rpc completed")).toEqual([
       expect.objectContaining({ rpc_method: "worker_runtime.v1.WorkerCatalog/ListWorkers" }),
     ]);
+  });
+
+  it("keeps a watch served from a worker's shared upstream watch the Backend's own call, without the caller's id", async () => {
+    const worker = await newWorker("rs");
+    const watchLines = () => remoteLog.lines.filter((line) => line["rpc_method"] === "worker_runtime.v1.WorkerObservation/WatchWorker");
+    const before = watchLines().length;
+    const abort = new AbortController();
+    const watch = client.observation.watchWorker({ worker }, { signal: abort.signal, headers: { "x-request-id": "req-shared-watch" } });
+    await expect(
+      (async () => {
+        for await (const _ of watch) abort.abort();
+      })(),
+    ).rejects.toThrow();
+    expect(backend.workerWatch("rs", worker.workerId)?.clientsServed).toBe(1);
+    // The Backend logs the client's call with its id; the shared upstream, which ends a linger after its last
+    // client left, is logged by the Runtime with an id of its own.
+    await eventually(() => backendLog.lines.some((line) => line["request_id"] === "req-shared-watch"), 5_000, "the client's call logged");
+    await eventually(() => watchLines().length > before, 5_000, "the shared watch's end logged");
+    for (const line of watchLines().slice(before)) expect(String(line["request_id"])).not.toMatch(/^req-/);
   });
 
   it("never rides on the Backend's own calls to a Runtime", () => {

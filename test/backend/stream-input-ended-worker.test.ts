@@ -16,8 +16,10 @@ import { type Clients, clientsFor, eventually, startHarness } from "../support/h
  * vain: the runtime checks the worker's end before its slots. The Backend
  * has no slot check of its own for StreamInput (it relays the call), so
  * through it the runtime's answer must arrive unchanged, from a remote
- * runtime over HTTP/2 and from the embedded one, while the slots are held
- * by watches made through the Backend itself.
+ * runtime over HTTP/2 and from the embedded one, while the slots are held:
+ * one by the Backend's shared upstream watch of the worker (serving both
+ * watches made through the Backend), one by a watch made straight at the
+ * runtime.
  */
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -33,7 +35,12 @@ describe("StreamInput through a Backend to a stopped worker whose watch slots ar
     const remote = await startHarness({ runtimeId: "rs", limits });
     cleanups.push(() => remote.close());
     const embedded = await createRuntime({ logger: silentLogger, runtimeId: "emb", limits });
-    const backend = createBackend({ runtime: embedded, logger: silentLogger, remotes: [{ runtimeId: "rs", url: remote.baseUrl }] });
+    const backend = createBackend({
+      runtime: embedded,
+      logger: silentLogger,
+      remotes: [{ runtimeId: "rs", url: remote.baseUrl }],
+      workerWatchLingerMs: 100,
+    });
     cleanups.push(async () => backend.close());
     const viaBackend = clientsFor(createRouterTransport(backend.routes));
     await eventually(() => backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "READY");
@@ -48,6 +55,9 @@ describe("StreamInput through a Backend to a stopped worker whose watch slots ar
       for (const controller of held) {
         await viaBackend.observation.watchWorker({ worker }, { signal: controller.signal })[Symbol.asyncIterator]().next();
       }
+      // The Backend's two clients share one upstream watch: the second slot is a watch straight at the runtime.
+      const straight = new AbortController();
+      await watches.watchWorker(create(WatchWorkerRequestSchema, { worker }), { signal: straight.signal }).next();
       const streamInput = (clients: Clients) => () =>
         clients.interaction
           .streamInput({ worker, input: { text: "hi" } })
@@ -73,7 +83,7 @@ describe("StreamInput through a Backend to a stopped worker whose watch slots ar
           direct.detail?.metadata,
         ]);
       }
-      for (const controller of held) controller.abort();
+      for (const controller of [...held, straight]) controller.abort();
       await eventually(() => watches.stats().subscriptions === before, 5_000, "every watch released");
     }
     // A worker's refusal says nothing about the runtime's health.

@@ -1,22 +1,24 @@
 import type { UnknownField } from "@bufbuild/protobuf";
 
-/** One RuntimeEvent as its wire bytes (field 1 of WatchRuntimeResponse). */
-interface Entry {
+/** One event as its wire bytes (field 1 of WatchRuntimeResponse or WatchWorkerResponse). */
+export interface RingEntry {
   field: UnknownField;
   /** Its durable cursor; "" for a live, non-durable event. */
   cursor: string;
 }
 
 /**
- * The most recent events of one Runtime's shared watch, as undecoded wire
- * bytes, bounded by count and bytes. Entries are numbered by a seq that
+ * The most recent events of one shared watch (a Runtime's WatchRuntime,
+ * shared-runtime-watch.ts, or one worker's WatchWorker,
+ * shared-worker-watch.ts), as undecoded wire bytes, bounded by count and
+ * bytes. Entries are numbered by a seq that
  * only grows, so a client's place in the ring is one number and the ring
  * holds no per-client queue; a cursor maps to the seq of the entry after it.
  */
-export class RuntimeEventRing {
+export class EventRing {
   private readonly maxEvents: number;
   private readonly maxBytes: number;
-  private entries: Entry[] = [];
+  private entries: RingEntry[] = [];
   /** Seq of entries[0]. */
   private firstSeq = 0;
   private bytes = 0;
@@ -68,6 +70,12 @@ export class RuntimeEventRing {
     return this.entries.slice(start, start + max).map((entry) => entry.field);
   }
 
+  /** Up to `max` entries (the event and its cursor) from seq `from` on. */
+  sliceEntries(from: number, max: number): RingEntry[] {
+    const start = from - this.firstSeq;
+    return this.entries.slice(start, start + max);
+  }
+
   /** Forgets every event and cursor (the Runtime no longer accepts them); seqs keep growing. */
   clear(): void {
     this.firstSeq = this.next;
@@ -83,7 +91,7 @@ export class RuntimeEventRing {
     const bytes = Math.floor((this.maxBytes * 7) / 8);
     let drop = 0;
     while (this.entries.length - drop > events || (this.bytes > bytes && this.entries.length - drop > 1)) {
-      this.bytes -= (this.entries[drop] as Entry).field.data.byteLength;
+      this.bytes -= (this.entries[drop] as RingEntry).field.data.byteLength;
       drop++;
     }
     if (drop === 0) return;

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { RuntimeEventRing } from "../../src/backend/runtime-event-ring.js";
+import { EventRing } from "../../src/backend/event-ring.js";
 
 function field(bytes: number) {
   return { no: 1, wireType: 2, data: new Uint8Array(bytes) };
 }
 
-describe("RuntimeEventRing", () => {
+describe("EventRing", () => {
   it("maps a cursor to the event after it, and the opening snapshot's cursor to the first event", () => {
-    const ring = new RuntimeEventRing(100, 1 << 20);
+    const ring = new EventRing(100, 1 << 20);
     ring.opened("c0");
     ring.push(field(1), "c1");
     ring.push(field(1), "");
@@ -21,7 +21,7 @@ describe("RuntimeEventRing", () => {
   });
 
   it("drops the oldest events to 7/8 of the count bound, and forgets cursors it can no longer resume", () => {
-    const ring = new RuntimeEventRing(8, 1 << 20);
+    const ring = new EventRing(8, 1 << 20);
     ring.opened("c0");
     for (let i = 1; i <= 9; i++) ring.push(field(1), `c${i}`);
     // 9 > 8 events: down to 7, so seqs 0 and 1 are gone.
@@ -34,7 +34,7 @@ describe("RuntimeEventRing", () => {
   });
 
   it("forgets every cursor it can no longer resume, however many evictions pass", () => {
-    const ring = new RuntimeEventRing(8, 1 << 20);
+    const ring = new EventRing(8, 1 << 20);
     ring.opened("c0");
     for (let i = 1; i <= 10_000; i++) ring.push(field(1), `c${i}`);
     let known = 0;
@@ -45,7 +45,7 @@ describe("RuntimeEventRing", () => {
   });
 
   it("drops by bytes too, but always keeps the newest event", () => {
-    const ring = new RuntimeEventRing(100, 1000);
+    const ring = new EventRing(100, 1000);
     ring.push(field(600), "a");
     ring.push(field(600), "b");
     expect(ring.first).toBe(1);
@@ -56,7 +56,7 @@ describe("RuntimeEventRing", () => {
   });
 
   it("after clear, knows no cursor and keeps counting seqs forward", () => {
-    const ring = new RuntimeEventRing(100, 1 << 20);
+    const ring = new EventRing(100, 1 << 20);
     ring.opened("c0");
     ring.push(field(1), "c1");
     ring.clear();

@@ -1,0 +1,304 @@
+import { create, fromBinary, toBinary, type UnknownField } from "@bufbuild/protobuf";
+import { EmptySchema } from "@bufbuild/protobuf/wkt";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { WorkerSnapshotSchema } from "../../gen/worker_runtime/v1/events_pb.js";
+import {
+  WatchWorkerRequestSchema,
+  WatchWorkerResponseSchema,
+  type WatchWorkerResponse,
+} from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import type { Logger } from "../runtime/index.js";
+import { EventRing } from "./event-ring.js";
+import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawWorkerWatch, SNAPSHOT, stringField } from "./raw-watch.js";
+import { rawWorkerChange, RecentIds } from "./raw-worker-event.js";
+import type { RuntimeConnection } from "./runtime-connection.js";
+import type { RuntimeDirectory } from "./runtime-directory.js";
+import { SharedWorkerView } from "./shared-worker-view.js";
+import { typed } from "./upstream-errors.js";
+import { relayWatch } from "./watch-relay.js";
+
+/** Options for {@link SharedWorkerWatch}. */
+export interface SharedWorkerWatchOptions {
+  /** Most events the ring holds (default 4096). */
+  maxEvents?: number;
+  /** Most event bytes the ring holds (default 4 MiB). */
+  maxBytes?: number;
+  /** Most in-flight text bytes the view holds (default 4 MiB, the largest message). */
+  maxInFlightBytes?: number;
+  /** How long the upstream stays open after its last client left. */
+  lingerMs: number;
+  /** Heartbeat period to clients while the upstream is away. */
+  heartbeatMs: number;
+  logger: Logger;
+}
+
+/** A client's place in the ring. */
+interface Reader {
+  /** Seq of the next entry it reads. */
+  next: number;
+  /** Entries before this seq were sent before its snapshot: only their durable events are replayed. */
+  replayUntil: number;
+  heartbeat: boolean;
+  error: ConnectError | undefined;
+  ended: boolean;
+  wake: (() => void) | undefined;
+}
+
+/** Most events, and about the most bytes, sent to a client in one response. */
+const BATCH_EVENTS = 256;
+const BATCH_BYTES = 1024 * 1024;
+
+/**
+ * One upstream WatchWorker of one worker, shared by every client of the
+ * Backend watching it (SPEC §9: a Runtime's per-worker watcher limit is
+ * not spent by browsers). The upstream is relayWatch (watch-relay.ts) as
+ * one virtual client: it resumes by cursor after any upstream failure and,
+ * through its ShownState, catches up what a resumed stream tells live only.
+ * Every message it yields feeds a {@link SharedWorkerView} (the worker's
+ * full current state, in-flight text included) and a bounded ring of the
+ * recent events. A joining client gets a snapshot cut from the view, and
+ * then reads the ring from that point: it sees exactly what the virtual
+ * client sees from then on, so its screen is the one of a client that
+ * watched from the start. With a cursor, the snapshot is followed by the
+ * durable events after it the ring holds (as the Runtime replays stored
+ * events after a snapshot), then live ones. A cursor the ring does not
+ * hold, a Runtime away, or no view: {@link serve} says undefined and the
+ * caller relays that client on its own upstream stream.
+ *
+ * A client holds only its place in the ring: one that falls off the ring's
+ * tail is ended with RESOURCE_EXHAUSTED / SUBSCRIBER_TOO_SLOW (as the
+ * Runtime does) and resumes by cursor; the upstream and the others never
+ * wait for it. A typed end of the upstream (the worker deleted, the
+ * Runtime removed, ...) ends every client with that error after what it
+ * has not read yet; a clean one (the embedded Runtime or the Backend
+ * closing) ends them cleanly. The upstream closes `lingerMs` after its
+ * last client left.
+ */
+export class SharedWorkerWatch {
+  private readonly upstream = new AbortController();
+  private readonly ring: EventRing;
+  private readonly view: SharedWorkerView;
+  private readonly ids = new RecentIds();
+  private readonly readers = new Set<Reader>();
+  /** Settles with the upstream's snapshot (true), the error it failed with before one, or false when it ended without either. */
+  private readonly opened: Promise<boolean | ConnectError>;
+  private open: (outcome: boolean | ConnectError) => void = () => {};
+  private hasView = false;
+  /** Clients in {@link serve}, not yet readers. */
+  private joining = 0;
+  private linger: ReturnType<typeof setTimeout> | undefined;
+  /** No client can join any more: the upstream ended or is closing. */
+  closed = false;
+  /** How many clients were served from it (for diagnostics and tests). */
+  clientsServed = 0;
+
+  constructor(
+    private readonly directory: RuntimeDirectory,
+    private readonly connection: RuntimeConnection,
+    private readonly worker: WorkerRef,
+    private readonly options: SharedWorkerWatchOptions,
+    private readonly onClosed: () => void,
+  ) {
+    this.ring = new EventRing(options.maxEvents ?? 4096, options.maxBytes ?? 4 * 1024 * 1024);
+    this.view = new SharedWorkerView(options.maxInFlightBytes ?? 4 * 1024 * 1024);
+    this.opened = new Promise((resolve) => (this.open = resolve));
+  }
+
+  /** Clients being served (for diagnostics and tests). */
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
+  /** Opens the upstream; it runs until it ends or lingers out ({@link serve} follows at once, and starts the linger if need be). */
+  start(): void {
+    void this.loop();
+  }
+
+  /**
+   * Serves a client: the snapshot, then the events after `afterCursor`
+   * ("" = after the snapshot) and live ones; undefined when it cannot
+   * (the caller relays the client on its own stream). A client without a
+   * cursor that joins while the upstream opens waits for it, and gets the
+   * error it fails with (the answer the Runtime gives a watch opened
+   * without a cursor); one with a cursor does not wait: an empty ring holds
+   * no cursor.
+   */
+  async serve(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchWorkerResponse> | undefined> {
+    // A client waiting for the upstream to open holds it open as a reader does.
+    this.joining++;
+    try {
+      return await this.join(afterCursor, signal);
+    } finally {
+      this.joining--;
+      this.lingerIfIdle();
+    }
+  }
+
+  private async join(afterCursor: string, signal: AbortSignal): Promise<AsyncGenerator<WatchWorkerResponse> | undefined> {
+    if (afterCursor !== "" && !this.hasView) return undefined;
+    const aborted = new Promise<boolean>((resolve) => signal.addEventListener("abort", () => resolve(false), { once: true }));
+    const ready = this.closed ? false : await Promise.race([this.opened, aborted]);
+    if (ready instanceof ConnectError && afterCursor === "" && !signal.aborted) throw ready;
+    if (ready !== true || this.closed || signal.aborted || !this.connection.routable || !this.view.servable) return undefined;
+    const next = afterCursor === "" ? this.ring.next : this.ring.positionAfter(afterCursor);
+    if (next === undefined) return undefined;
+    // Cut in the same tick as the reader's place: the snapshot shows exactly the entries before ring.next.
+    const first = create(WatchWorkerResponseSchema, { snapshot: this.view.snapshot() });
+    const reader: Reader = { next, replayUntil: this.ring.next, heartbeat: false, error: undefined, ended: false, wake: undefined };
+    this.readers.add(reader);
+    this.clientsServed++;
+    clearTimeout(this.linger);
+    // Released on the abort itself: a handler blocked on a write to a client that left may never resume (CONVENTIONS.md).
+    const release = (): void => {
+      this.readers.delete(reader);
+      reader.wake?.();
+      this.lingerIfIdle();
+    };
+    signal.addEventListener("abort", release, { once: true });
+    return this.read(reader, first, signal, release);
+  }
+
+  private async *read(
+    reader: Reader,
+    first: WatchWorkerResponse,
+    signal: AbortSignal,
+    release: () => void,
+  ): AsyncGenerator<WatchWorkerResponse> {
+    try {
+      yield first;
+      for (;;) {
+        if (signal.aborted) return;
+        if (reader.next < this.ring.first) throw this.tooSlow();
+        if (reader.next < this.ring.next) {
+          const fields = this.batch(reader);
+          if (fields.length > 0) yield wrap(fields);
+          continue;
+        }
+        if (reader.heartbeat) {
+          reader.heartbeat = false;
+          // The cursor reached now (caught up: the last durable one), not the one when the beat was due.
+          yield create(WatchWorkerResponseSchema, { heartbeat: { cursor: this.view.cursor } });
+          continue;
+        }
+        if (reader.error) throw reader.error;
+        if (reader.ended) return;
+        await new Promise<void>((resolve) => (reader.wake = resolve));
+        reader.wake = undefined;
+      }
+    } finally {
+      signal.removeEventListener("abort", release);
+      release();
+    }
+  }
+
+  /** The reader's next events: entries from before its snapshot only if durable (their live output is in the snapshot). */
+  private batch(reader: Reader): UnknownField[] {
+    const fields: UnknownField[] = [];
+    let bytes = 0;
+    for (const entry of this.ring.sliceEntries(reader.next, BATCH_EVENTS)) {
+      if (fields.length > 0 && bytes + entry.field.data.byteLength > BATCH_BYTES) break;
+      if (reader.next >= reader.replayUntil || entry.cursor !== "") {
+        fields.push(entry.field);
+        bytes += entry.field.data.byteLength;
+      }
+      reader.next++;
+    }
+    return fields;
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.upstream.signal;
+    const watch = rawWorkerWatch(create(WatchWorkerRequestSchema, { worker: this.worker }));
+    const relayOptions = { heartbeatMs: this.options.heartbeatMs, logger: this.options.logger };
+    try {
+      for await (const message of relayWatch(this.directory, this.connection.runtimeId, "", watch, signal, relayOptions)) {
+        this.receive(fieldsOf(message));
+      }
+      this.endAll((reader) => (reader.ended = true));
+    } catch (error) {
+      const ended = ConnectError.from(error);
+      this.open(ended);
+      this.endAll((reader) => (reader.error = ended));
+    } finally {
+      this.closed = true;
+      this.open(false);
+      clearTimeout(this.linger);
+      this.onClosed();
+    }
+  }
+
+  /** Takes in one message of the upstream relay: its snapshot (the first), events, heartbeats. */
+  private receive(fields: readonly UnknownField[]): void {
+    let heartbeat = false;
+    for (const field of fields) {
+      if (field.no === EVENTS) {
+        const cursor = stringField(field.data, EVENT_CURSOR);
+        this.view.apply(rawWorkerChange(field.data, this.ids, true));
+        this.ring.push(field, cursor);
+        if (cursor) this.view.cursor = cursor;
+      } else if (field.no === HEARTBEAT) {
+        heartbeat = true;
+      } else if (field.no === SNAPSHOT) {
+        const snapshot = fromBinary(WorkerSnapshotSchema, new BinaryReader(field.data).bytes());
+        this.view.reset(snapshot);
+        this.ring.opened(snapshot.cursor);
+        this.hasView = true;
+        this.open(true);
+      }
+    }
+    for (const reader of this.readers) {
+      if (heartbeat) reader.heartbeat = true;
+      reader.wake?.();
+    }
+  }
+
+  /** Ends every reader once it has read what the ring holds for it. */
+  private endAll(mark: (reader: Reader) => void): void {
+    this.closed = true;
+    for (const reader of this.readers) {
+      mark(reader);
+      reader.wake?.();
+    }
+  }
+
+  /** With no client, closes the upstream after the linger, unless one joins meanwhile. */
+  private lingerIfIdle(): void {
+    if (this.readers.size > 0 || this.joining > 0 || this.closed) return;
+    clearTimeout(this.linger);
+    this.linger = setTimeout(() => {
+      if (this.readers.size > 0 || this.joining > 0) return;
+      this.closed = true;
+      this.upstream.abort();
+    }, this.options.lingerMs);
+    // A lingering watch alone keeps no process alive.
+    this.linger.unref?.();
+  }
+
+  private tooSlow(): ConnectError {
+    return typed(
+      Code.ResourceExhausted,
+      ErrorReason.SUBSCRIBER_TOO_SLOW,
+      `the watch fell behind the backend's event buffer of worker ${this.worker.workerId}; resume from the last cursor`,
+      this.connection.runtimeId,
+    );
+  }
+}
+
+/**
+ * A relayed message as undecoded fields: the relay passes the Runtime's
+ * messages on undecoded, but builds its own heartbeats and catch-ups
+ * decoded (rare: encoded here once).
+ */
+function fieldsOf(message: WatchWorkerResponse): readonly UnknownField[] {
+  if (message.events.length === 0 && !message.snapshot && !message.heartbeat) return message.$unknown ?? [];
+  return fromBinary(EmptySchema, toBinary(WatchWorkerResponseSchema, message)).$unknown ?? [];
+}
+
+function wrap(fields: UnknownField[]): WatchWorkerResponse {
+  const message = create(WatchWorkerResponseSchema);
+  message.$unknown = fields;
+  return message;
+}
