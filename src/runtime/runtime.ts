@@ -21,7 +21,7 @@ import { encodeRuntimeEvent } from "./event-encoding.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
-import { type Limits, resolveLimits } from "./limits.js";
+import { type Limits, resolveLimits, subscriberBacklog } from "./limits.js";
 import { HostLocations } from "./host-locations.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
@@ -93,7 +93,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     encode: encodeRuntimeEvent,
     persistEvents: timedAppend(metrics, "runtime_events", store.appendRuntimeEvents.bind(store)),
     onPersistResult: (error) => health.storeResult("runtime-events", error),
-    maxSubscriberBacklog: limits.maxSubscriberBacklog,
+    subscriberBacklog: subscriberBacklog(limits),
   });
   const publish = (kind: RuntimeEvent["kind"]): void => {
     const time = timestampFromDate(new Date());
