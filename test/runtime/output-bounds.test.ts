@@ -260,4 +260,15 @@ describe("GetRuntime.limits", () => {
       await harness.close();
     }
   });
+
+  it("shows the backlog and retention bounds, counts and bytes", async () => {
+    const limits = { maxSubscriberBacklog: 1234, maxSubscriberBacklogBytes: 5 << 20, eventRetention: 777, eventRetentionBytes: 6 << 20 };
+    const harness = await startHarness({ limits });
+    try {
+      const { runtime } = await harness.connect("connect").management.getRuntime({});
+      expect(runtime?.limits).toMatchObject(limits);
+    } finally {
+      await harness.close();
+    }
+  });
 });
