@@ -64,7 +64,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
   const writes = new PendingWrites();
-  const store = writes.track(options.store ?? createMemoryStore({ eventRetention: limits.eventRetention }));
+  const store = writes.track(
+    options.store ?? createMemoryStore({ eventRetention: limits.eventRetention, eventRetentionBytes: limits.eventRetentionBytes }),
+  );
   const opened = await store.open({
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
     generateRuntimeId: () => newId("rt"),
