@@ -49,7 +49,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): RuntimeStor
  * earliest cursor, never a gap.
  */
 class EventWindow {
-  private readonly events: StoredEvent[] = [];
+  /** The log from `head` on; the slots before it are dropped events, cleared until compacted away. */
+  private readonly events: (StoredEvent | undefined)[] = [];
   private head = 0;
   /** Encoded bytes of the retained events (from `head`). */
   private bytes = 0;
@@ -67,9 +68,11 @@ class EventWindow {
     const { events, bytes } = this.retention;
     while (this.events.length - this.head > 1 && (this.events.length - this.head > events || this.bytes > bytes)) {
       this.bytes -= (this.events[this.head] as StoredEvent).bytes.byteLength;
+      // Released at once, not at the next compaction: the window's memory is what the bounds are for.
+      this.events[this.head] = undefined;
       this.head++;
     }
-    // Compact now and then so dropped events are really freed.
+    // Compact now and then so the cleared slots go too.
     if (this.head > 4096 && this.head * 2 > this.events.length) {
       this.events.splice(0, this.head);
       this.head = 0;
@@ -85,7 +88,8 @@ class EventWindow {
     const first = this.events[this.head];
     if (first === undefined) return [];
     const start = this.head + Math.max(0, Number(afterSeq - first.seq + 1n));
-    return this.events.slice(start, start + limit);
+    // Every slot from `head` on holds an event.
+    return this.events.slice(start, start + limit) as StoredEvent[];
   }
 }
 
