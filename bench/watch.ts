@@ -107,8 +107,9 @@ class Servers {
 
   async runtime(backend: ExecutionBackend): Promise<RuntimeBenchServer> {
     // One in-process client can fall behind a backend that never waits;
-    // this measures throughput, not the slow-watcher cut-off.
-    const server = await startRuntimeBenchServer({ executionBackend: backend, limits: { maxSubscriberBacklog: 1_000_000 } });
+    // this measures throughput, not the slow-watcher cut-off (by count or by bytes).
+    const limits = { maxSubscriberBacklog: 1_000_000, maxSubscriberBacklogBytes: 1024 * 1024 * 1024 };
+    const server = await startRuntimeBenchServer({ executionBackend: backend, limits });
     this.servers.push(server);
     return server;
   }

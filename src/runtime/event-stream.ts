@@ -3,7 +3,7 @@ import { encodeCursor, type CursorStream } from "./cursor.js";
 import type { RuntimeError } from "./errors.js";
 import type { PendingDelete } from "./pending-delete.js";
 import type { StoredEvent } from "./store.js";
-import { Subscription, type StreamItem } from "./subscription.js";
+import { type BacklogBounds, Subscription, type StreamItem } from "./subscription.js";
 
 /** How a {@link DurableEventStream} persists and reads its events. */
 export interface EventStreamInit<E> {
@@ -23,8 +23,8 @@ export interface EventStreamInit<E> {
   onPersistResult(error: unknown): void;
   /** Called for every item as it is delivered, before subscribers get it. */
   onDeliver?(item: StreamItem<E>, event: E): void;
-  /** Backlog bound of each subscription. */
-  maxSubscriberBacklog: number;
+  /** Backlog bounds of each subscription. */
+  subscriberBacklog: BacklogBounds;
 }
 
 /** Builds a durable event once its seq and cursor are known. */
@@ -122,7 +122,7 @@ export class DurableEventStream<E> {
 
   /** Registers an observer at the current delivery point. */
   subscribe(): Subscription<E> {
-    const subscription = new Subscription<E>(this.init.maxSubscriberBacklog, (s) => this.subscribers.delete(s));
+    const subscription = new Subscription<E>(this.init.subscriberBacklog, (s) => this.subscribers.delete(s));
     this.subscribers.add(subscription);
     return subscription;
   }

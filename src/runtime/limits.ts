@@ -29,6 +29,13 @@ export interface Limits {
   maxWatchersPerWorker: number;
   /** Durable worker events retained for resuming watches (memory store). */
   eventRetention: number;
+  /**
+   * Bytes of durable events retained per event log for resuming watches
+   * (memory store; each worker's log and the runtime-wide one), beside the
+   * count: a log of large events (every run_changed carries the run's input)
+   * is trimmed by bytes long before it has `eventRetention` of them.
+   */
+  eventRetentionBytes: number;
   /** Workers per runtime. */
   maxWorkers: number;
   /** Labels per worker. */
@@ -51,6 +58,12 @@ export interface Limits {
   maxDiagnostics: number;
   /** Events buffered for one slow watcher before its stream is ended. */
   maxSubscriberBacklog: number;
+  /**
+   * Encoded bytes of the events buffered for one slow watcher before its
+   * stream is ended, beside the count: a few runs with large inputs queue
+   * megabytes long before `maxSubscriberBacklog` events.
+   */
+  maxSubscriberBacklogBytes: number;
   /** Events packed into one stream message at most. */
   maxEventsPerMessage: number;
   /** SendInput request ids remembered per worker. */
@@ -101,6 +114,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxMessageBytes: 4 * 1024 * 1024,
   maxWatchersPerWorker: 256,
   eventRetention: 100_000,
+  eventRetentionBytes: 64 * 1024 * 1024,
   maxWorkers: 100_000,
   maxLabels: 32,
   maxLabelValueBytes: 256,
@@ -112,6 +126,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxApprovalReasonBytes: 1024,
   maxDiagnostics: 1000,
   maxSubscriberBacklog: 50_000,
+  maxSubscriberBacklogBytes: 64 * 1024 * 1024,
   maxEventsPerMessage: 512,
   requestIdMemory: 1024,
   cancelGraceMs: 5_000,
@@ -120,6 +135,14 @@ export const DEFAULT_LIMITS: Limits = {
   flushTimeoutMs: 5_000,
   hostPathTimeoutMs: 5_000,
 };
+
+/** The backlog bounds of every watcher's subscription (subscription.ts). */
+export function subscriberBacklog(limits: Pick<Limits, "maxSubscriberBacklog" | "maxSubscriberBacklogBytes">): {
+  maxItems: number;
+  maxBytes: number;
+} {
+  return { maxItems: limits.maxSubscriberBacklog, maxBytes: limits.maxSubscriberBacklogBytes };
+}
 
 /**
  * Room in a stream event for its own fields around the entry or run it
@@ -177,10 +200,28 @@ export function byteBounds(limits: Pick<Limits, "maxMessageBytes">): ByteBounds 
   };
 }
 
+/** Largest value of a byte bound: RuntimeLimits reports it as a uint32. */
+const MAX_BYTE_BOUND = 0xffff_ffff;
+
+/**
+ * Throws unless a backlog or retention byte bound is a whole number from
+ * `maxMessageBytes` (one event of the largest size must fit, or a watcher
+ * keeping up could be ended by one event) to {@link MAX_BYTE_BOUND}.
+ */
+function checkByteBound(limits: Limits, name: "maxSubscriberBacklogBytes" | "eventRetentionBytes"): void {
+  const value = limits[name];
+  if (Number.isInteger(value) && value >= limits.maxMessageBytes && value <= MAX_BYTE_BOUND) return;
+  throw new Error(
+    `limits: ${name} ${value} must be a whole number of bytes from maxMessageBytes (${limits.maxMessageBytes}) to ${MAX_BYTE_BOUND}`,
+  );
+}
+
 /**
  * The limits a runtime runs with: the defaults, then the configured
  * values. A tool-call id limit below {@link MAX_KEPT_TOOL_CALL_ID_LENGTH}
- * is refused. The largest input must fit one message inside a run and its
+ * is refused, and so is a byte bound of a watcher's backlog or of event
+ * retention below `maxMessageBytes` or above a uint32 (an unconfigured one
+ * is raised to `maxMessageBytes`). The largest input must fit one message inside a run and its
  * event: an unconfigured `maxInputBytes` is lowered to fit a small
  * `maxMessageBytes`; a configured one that cannot fit is a configuration
  * error, thrown here rather than found by a client whose run can never be
@@ -193,6 +234,10 @@ export function resolveLimits(configured: Partial<Limits>): Limits {
       `limits: maxToolCallIdLength ${limits.maxToolCallIdLength} is below the ${MAX_KEPT_TOOL_CALL_ID_LENGTH} characters ` +
         "of the tool-call ids a run keeps; ResolveApproval would refuse ids the runtime itself handed out",
     );
+  }
+  for (const name of ["maxSubscriberBacklogBytes", "eventRetentionBytes"] as const) {
+    if (configured[name] === undefined) limits[name] = Math.max(limits[name], limits.maxMessageBytes);
+    checkByteBound(limits, name);
   }
   const inputRoom = limits.maxMessageBytes - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES;
   if (inputRoom < 1) {

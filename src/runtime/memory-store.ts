@@ -19,6 +19,17 @@ import {
 export interface MemoryStoreOptions {
   /** Durable events kept per log for resuming watches; older ones are dropped. */
   eventRetention?: number;
+  /**
+   * Encoded bytes of durable events kept per log; older ones are dropped
+   * past this too (default 64 MiB, like the runtime's `eventRetentionBytes`).
+   */
+  eventRetentionBytes?: number;
+}
+
+/** How much of each event log a memory store keeps. */
+interface Retention {
+  events: number;
+  bytes: number;
 }
 
 /**
@@ -27,26 +38,41 @@ export interface MemoryStoreOptions {
  * survives the process.
  */
 export function createMemoryStore(options: MemoryStoreOptions = {}): RuntimeStore {
-  return new MemoryStore(options.eventRetention ?? 100_000);
+  return new MemoryStore({ events: options.eventRetention ?? 100_000, bytes: options.eventRetentionBytes ?? 64 * 1024 * 1024 });
 }
 
-/** A retained window of a gap-free event log. */
+/**
+ * A retained window of a gap-free event log: the newest events within
+ * both the count and the byte bound (always the newest one). An event can
+ * carry a run's whole input, so a count alone let a few hundred large runs
+ * hold gigabytes; a cursor before the window gets CURSOR_EXPIRED with the
+ * earliest cursor, never a gap.
+ */
 class EventWindow {
-  private readonly events: StoredEvent[] = [];
+  /** The log from `head` on; the slots before it are dropped events, cleared until compacted away. */
+  private readonly events: (StoredEvent | undefined)[] = [];
   private head = 0;
+  /** Encoded bytes of the retained events (from `head`). */
+  private bytes = 0;
   lastSeq = 0n;
 
-  constructor(private readonly retention: number) {}
+  constructor(private readonly retention: Retention) {}
 
   append(batch: StoredEvent[]): void {
     checkContinues(batch, this.lastSeq);
     for (const event of batch) {
       this.events.push(event);
+      this.bytes += event.bytes.byteLength;
       this.lastSeq = event.seq;
     }
-    const excess = this.events.length - this.head - this.retention;
-    if (excess > 0) this.head += excess;
-    // Compact now and then so dropped events are really freed.
+    const { events, bytes } = this.retention;
+    while (this.events.length - this.head > 1 && (this.events.length - this.head > events || this.bytes > bytes)) {
+      this.bytes -= (this.events[this.head] as StoredEvent).bytes.byteLength;
+      // Released at once, not at the next compaction: the window's memory is what the bounds are for.
+      this.events[this.head] = undefined;
+      this.head++;
+    }
+    // Compact now and then so the cleared slots go too.
     if (this.head > 4096 && this.head * 2 > this.events.length) {
       this.events.splice(0, this.head);
       this.head = 0;
@@ -62,7 +88,8 @@ class EventWindow {
     const first = this.events[this.head];
     if (first === undefined) return [];
     const start = this.head + Math.max(0, Number(afterSeq - first.seq + 1n));
-    return this.events.slice(start, start + limit);
+    // Every slot from `head` on holds an event.
+    return this.events.slice(start, start + limit) as StoredEvent[];
   }
 }
 
@@ -82,7 +109,7 @@ class MemoryStore implements RuntimeStore {
   private readonly storeId = randomBytes(16).toString("hex");
   private readonly bundles = new Map<string, ConfigBundle>();
 
-  constructor(private readonly eventRetention: number) {
+  constructor(private readonly eventRetention: Retention) {
     this.runtimeEvents = new EventWindow(eventRetention);
   }
 

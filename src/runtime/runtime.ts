@@ -21,7 +21,7 @@ import { encodeRuntimeEvent } from "./event-encoding.js";
 import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
-import { type Limits, resolveLimits } from "./limits.js";
+import { type Limits, resolveLimits, subscriberBacklog } from "./limits.js";
 import { HostLocations } from "./host-locations.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
@@ -64,7 +64,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   // Refused before anything is opened.
   const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
   const writes = new PendingWrites();
-  const store = writes.track(options.store ?? createMemoryStore({ eventRetention: limits.eventRetention }));
+  const store = writes.track(
+    options.store ?? createMemoryStore({ eventRetention: limits.eventRetention, eventRetentionBytes: limits.eventRetentionBytes }),
+  );
   const opened = await store.open({
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
     generateRuntimeId: () => newId("rt"),
@@ -93,7 +95,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     encode: encodeRuntimeEvent,
     persistEvents: timedAppend(metrics, "runtime_events", store.appendRuntimeEvents.bind(store)),
     onPersistResult: (error) => health.storeResult("runtime-events", error),
-    maxSubscriberBacklog: limits.maxSubscriberBacklog,
+    subscriberBacklog: subscriberBacklog(limits),
   });
   const publish = (kind: RuntimeEvent["kind"]): void => {
     const time = timestampFromDate(new Date());

@@ -1,6 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
+import { repeatedFieldBytes } from "./message-budget.js";
 
 /**
  * One event as it travels to observers: encoded once, shared by every
@@ -21,14 +22,28 @@ export interface StreamItem<E> {
 /** What a wait on a subscription ended with. */
 export type SubscriptionWait<E> = { kind: "items"; items: StreamItem<E>[] } | { kind: "idle" } | { kind: "closed"; error?: RuntimeError };
 
+/**
+ * What one subscription may hold before it is ended: events, and their
+ * encoded bytes (an event can carry a run's whole input, so a count alone
+ * let one stalled watcher hold gigabytes).
+ */
+export interface BacklogBounds {
+  maxItems: number;
+  maxBytes: number;
+}
+
+/** Most bytes a repeated field adds to an element's body: its tag and length varint. */
+const FIELD_OVERHEAD_BYTES = 6;
+
 /** Taken items kept at the queue's front before it is compacted (amortised O(1) per item). */
 const COMPACT_AFTER = 1024;
 
 /**
  * A bounded queue between one event stream and one observer. A slow
  * observer never blocks the run or other observers: events pile up here and
- * are handed over in batches; past the backlog bound the subscription is
- * ended with SUBSCRIBER_TOO_SLOW so the client resumes from its cursor.
+ * are handed over in batches (each fitting one message); past the backlog
+ * bounds (events or bytes) the subscription is ended with
+ * SUBSCRIBER_TOO_SLOW so the client resumes from its cursor.
  */
 export class Subscription<E> {
   /**
@@ -38,6 +53,10 @@ export class Subscription<E> {
    */
   private queue: StreamItem<E>[] = [];
   private head = 0;
+  /** Encoded bytes of the items not yet taken. */
+  private queuedBytes = 0;
+  private readonly maxItems: number;
+  private readonly maxBytes: number;
   private wake: (() => void) | undefined;
   private closedWith: { error?: RuntimeError } | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -51,41 +70,49 @@ export class Subscription<E> {
   };
 
   constructor(
-    private readonly maxBacklog: number,
+    bounds: BacklogBounds,
     private readonly onClose: (subscription: Subscription<E>) => void,
-  ) {}
+  ) {
+    this.maxItems = bounds.maxItems;
+    this.maxBytes = bounds.maxBytes;
+  }
 
   /** Whether the subscription has ended. */
   get closed(): boolean {
     return this.closedWith !== undefined;
   }
 
-  /** Called by the stream for every delivered item. */
+  /**
+   * Called by the stream for every delivered item. An item that would take
+   * the backlog past a bound ends the subscription instead; a lone item is
+   * always taken, so a watcher keeping up is never ended by one large event.
+   */
   push(item: StreamItem<E>): void {
     if (this.closedWith) return;
-    if (this.queue.length - this.head >= this.maxBacklog) {
-      this.close(
-        new RuntimeError(
-          Code.ResourceExhausted,
-          ErrorReason.SUBSCRIBER_TOO_SLOW,
-          "watch fell too far behind; resume from the last cursor",
-          { max_backlog: String(this.maxBacklog) },
-        ),
-      );
+    const queued = this.queue.length - this.head;
+    const bytes = item.bytes.byteLength;
+    if (queued >= this.maxItems) {
+      this.close(tooSlow({ max_backlog: String(this.maxItems) }));
+      return;
+    }
+    if (queued > 0 && this.queuedBytes + bytes > this.maxBytes) {
+      this.close(tooSlow({ max_backlog_bytes: String(this.maxBytes) }));
       return;
     }
     this.queue.push(item);
+    this.queuedBytes += bytes;
     this.wakeUp();
   }
 
   /**
-   * Waits for items and takes up to `maxItems` of them at once (batching
-   * under load, a lone item at once). Resolves "idle" after `idleMs` without
-   * items, and "closed" when the subscription or `signal` ends.
+   * Waits for items and takes up to `maxItems` of them at once, as many as
+   * fit `maxBytes` as elements of a repeated field (batching under load, a
+   * lone item at once, whatever its size). Resolves "idle" after `idleMs`
+   * without items, and "closed" when the subscription or `signal` ends.
    */
-  async next(maxItems: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
+  async next(maxItems: number, maxBytes: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
     await this.wait(idleMs, signal);
-    return this.poll(maxItems, signal);
+    return this.poll(maxItems, maxBytes, signal);
   }
 
   /**
@@ -106,9 +133,14 @@ export class Subscription<E> {
     });
   }
 
-  /** What there is now: up to `maxItems` items, the end, or "idle" when there is neither. */
-  poll(maxItems: number, signal: AbortSignal): SubscriptionWait<E> {
-    if (this.queue.length > this.head) return { kind: "items", items: this.take(maxItems) };
+  /**
+   * What there is now: up to `maxItems` items fitting `maxBytes` (see
+   * {@link next}), the end, or "idle" when there is neither. Cut by bytes
+   * so that what a stalled writer holds outside the backlog is one
+   * message, not a batch of hundreds of large events.
+   */
+  poll(maxItems: number, maxBytes: number, signal: AbortSignal): SubscriptionWait<E> {
+    if (this.queue.length > this.head) return { kind: "items", items: this.take(maxItems, maxBytes) };
     if (this.closedWith) return { kind: "closed", ...this.closedWith };
     if (signal.aborted) return { kind: "closed" };
     return { kind: "idle" };
@@ -144,16 +176,26 @@ export class Subscription<E> {
     this.wakeUp();
   }
 
-  /** Takes up to `maxItems` queued items, oldest first. */
-  private take(maxItems: number): StreamItem<E>[] {
-    if (this.head === 0 && this.queue.length <= maxItems) {
-      const all = this.queue;
-      this.queue = [];
-      return all;
+  /** Takes up to `maxItems` queued items fitting `maxBytes` (at least one), oldest first. */
+  private take(maxItems: number, maxBytes: number): StreamItem<E>[] {
+    const queue = this.queue;
+    if (this.head === 0 && queue.length <= maxItems && this.queuedBytes + FIELD_OVERHEAD_BYTES * queue.length <= maxBytes) {
+      this.clearQueue();
+      return queue;
     }
-    const end = Math.min(this.queue.length, this.head + maxItems);
-    const items = this.queue.slice(this.head, end);
+    const last = Math.min(queue.length, this.head + maxItems);
+    let end = this.head;
+    let fieldBytes = 0;
+    let takenBytes = 0;
+    for (; end < last; end++) {
+      const bytes = (queue[end] as StreamItem<E>).bytes.byteLength;
+      fieldBytes += repeatedFieldBytes(bytes);
+      if (end > this.head && fieldBytes > maxBytes) break;
+      takenBytes += bytes;
+    }
+    const items = queue.slice(this.head, end);
     this.head = end;
+    this.queuedBytes -= takenBytes;
     if (this.head === this.queue.length) this.clearQueue();
     else if (this.head >= COMPACT_AFTER && this.head * 2 >= this.queue.length) {
       this.queue = this.queue.slice(this.head);
@@ -165,6 +207,7 @@ export class Subscription<E> {
   private clearQueue(): void {
     this.queue = [];
     this.head = 0;
+    this.queuedBytes = 0;
   }
 
   private wakeUp(): void {
@@ -197,4 +240,14 @@ export class Subscription<E> {
     this.signal?.removeEventListener("abort", this.onAbort);
     this.signal = undefined;
   }
+}
+
+/** SUBSCRIBER_TOO_SLOW, with the bound that was passed in `metadata`. */
+function tooSlow(metadata: Record<string, string>): RuntimeError {
+  return new RuntimeError(
+    Code.ResourceExhausted,
+    ErrorReason.SUBSCRIBER_TOO_SLOW,
+    "watch fell too far behind; resume from the last cursor",
+    metadata,
+  );
 }

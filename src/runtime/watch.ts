@@ -106,7 +106,7 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
     while (!aborted) {
       const waiting = subscription.wait(heartbeatMs, signal);
       if (waiting) await waiting;
-      const wait = subscription.poll(maxEventsPerMessage, signal);
+      const wait = subscription.poll(maxEventsPerMessage, maxBatchBytes, signal);
       if (wait.kind === "closed") {
         if (wait.error) throw wait.error;
         return;
@@ -161,7 +161,14 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
     yield create(StreamInputResponseSchema, { run });
     if (TERMINAL_RUN_STATUSES.has(run.status)) return;
     let awaitingDelete = false;
-    for await (const batch of liveBatches(subscription, plan.maxEventsPerMessage, plan.heartbeatMs, signal, plan.delivered)) {
+    for await (const batch of liveBatches(
+      subscription,
+      plan.maxEventsPerMessage,
+      plan.maxBatchBytes,
+      plan.heartbeatMs,
+      signal,
+      plan.delivered,
+    )) {
       if (batch === "idle") {
         yield create(StreamInputResponseSchema, { heartbeat: create(HeartbeatSchema) });
         continue;
@@ -201,12 +208,13 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
 async function* liveBatches<E>(
   subscription: Subscription<E>,
   maxItems: number,
+  maxBytes: number,
   heartbeatMs: number,
   signal: AbortSignal,
   delivered: ((count: number) => void) | undefined,
 ): AsyncGenerator<StreamItem<E>[] | "idle"> {
   while (!signal.aborted) {
-    const wait = await subscription.next(maxItems, heartbeatMs, signal);
+    const wait = await subscription.next(maxItems, maxBytes, heartbeatMs, signal);
     if (wait.kind === "closed") {
       if (wait.error) throw wait.error;
       return;

@@ -16,6 +16,7 @@ import { encodeWorkerEvent } from "./event-encoding.js";
 import { requestFingerprint } from "./fingerprint.js";
 import { DurableEventStream } from "./event-stream.js";
 import { timedAppend } from "./metrics.js";
+import { subscriberBacklog } from "./limits.js";
 import { activeRunStateOf } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import type { RestoredWorker, StoredEvent, WorkerRecord } from "./store.js";
@@ -56,7 +57,7 @@ export class WorkerJournal {
       persistEvents: timedAppend(deps.metrics, "worker_events", (events: StoredEvent[]) => deps.store.appendEvents(workerId, events)),
       onPersistResult: (error) => deps.onStoreResult(`worker:${workerId}:events`, error),
       onDeliver,
-      maxSubscriberBacklog: deps.limits.maxSubscriberBacklog,
+      subscriberBacklog: subscriberBacklog(deps.limits),
     });
   }
 

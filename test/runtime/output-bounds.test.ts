@@ -149,6 +149,20 @@ describe("limits", () => {
     expect(resolveLimits({ maxToolCallIdLength: 64 }).maxToolCallIdLength).toBe(64);
   });
 
+  it("refuses a watcher-backlog or event-retention byte bound below one message or above a uint32, and raises an unconfigured one to the message limit", async () => {
+    for (const name of ["maxSubscriberBacklogBytes", "eventRetentionBytes"] as const) {
+      expect(() => resolveLimits({ maxMessageBytes: 1024 * 1024, [name]: 1024 * 1024 - 1 })).toThrow(
+        new RegExp(`${name} ${1024 * 1024 - 1}`),
+      );
+      expect(() => resolveLimits({ [name]: 2 ** 32 })).toThrow(new RegExp(name));
+      expect(() => resolveLimits({ [name]: Number.NaN })).toThrow(new RegExp(name));
+      expect(resolveLimits({ maxMessageBytes: 1024 * 1024, [name]: 1024 * 1024 })[name]).toBe(1024 * 1024);
+      expect(resolveLimits({ maxMessageBytes: 128 * 1024 * 1024 })[name]).toBe(128 * 1024 * 1024);
+      expect(resolveLimits({})[name]).toBe(64 * 1024 * 1024);
+      await expect(createRuntime({ limits: { [name]: 1 } })).rejects.toThrow(new RegExp(name));
+    }
+  });
+
   it("keeps the worst-case WatchWorker snapshot of the defaults within the message limit", () => {
     const limits = DEFAULT_LIMITS;
     const bounds = byteBounds(limits);
@@ -242,6 +256,17 @@ describe("GetRuntime.limits", () => {
       expect(runtime?.limits?.maxQueuedInputBytes).toBe(BOUNDS.maxQueuedInputBytes);
       // The default input limit was lowered to fit this message limit.
       expect(runtime?.limits?.maxInputBytes).toBe(MAX_MESSAGE_BYTES - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("shows the backlog and retention bounds, counts and bytes", async () => {
+    const limits = { maxSubscriberBacklog: 1234, maxSubscriberBacklogBytes: 5 << 20, eventRetention: 777, eventRetentionBytes: 6 << 20 };
+    const harness = await startHarness({ limits });
+    try {
+      const { runtime } = await harness.connect("connect").management.getRuntime({});
+      expect(runtime?.limits).toMatchObject(limits);
     } finally {
       await harness.close();
     }

@@ -1,13 +1,14 @@
+import { toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { StopReason } from "../../gen/worker_runtime/v1/run_pb.js";
-import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
+import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { InFlightBlockKind, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { InFlightBlockKind, type WorkerEvent, WorkerEventSchema } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { cursorAt, workerCursor } from "../support/cursors.js";
 import { expectReason } from "../support/errors.js";
-import { eventually, PROTOCOLS, startHarness } from "../support/harness.js";
+import { eventually, PROTOCOLS, runToEnd, startHarness } from "../support/harness.js";
 import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 import { STORE_FACTORIES } from "../support/stores.js";
 import { useRuntimeSuite } from "../support/suite.js";
@@ -322,6 +323,42 @@ describe("retention", () => {
       }
       expect(replayed).toHaveLength(10);
       expect(replayed[replayed.length - 1]).toBe(lastSeq);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("answers a cursor trimmed by the byte bound (large inputs, far under the count) with OUT_OF_RANGE and the earliest cursor", async () => {
+    const retentionBytes = 256 * 1024;
+    const limits = { eventRetentionBytes: retentionBytes, maxMessageBytes: 256 * 1024 };
+    const harness = await startHarness({ executionBackend: new ScriptedBackend(), limits });
+    try {
+      const clients = harness.connect("grpc");
+      const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+      for (let i = 0; i < 6; i++) await runToEnd(clients, worker?.ref as WorkerRef, `${i}`.repeat(50_000));
+      const lastSeq = harness.runtime.getWorker({ worker: worker?.ref }).lastEventSeq;
+      const first = cursorAt(await workerCursor(clients, worker?.ref), 1n);
+      const detail = await expectReason(
+        async () => {
+          for await (const _ of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: first })) break;
+        },
+        Code.OutOfRange,
+        ErrorReason.CURSOR_EXPIRED,
+      );
+      const earliest = detail.metadata["earliest_cursor"] ?? "";
+      expect(earliest).not.toBe("");
+      const replayed: WorkerEvent[] = [];
+      for await (const message of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: earliest })) {
+        replayed.push(...message.events.filter((e) => e.seq > 0n));
+        if (replayed.at(-1)?.seq === lastSeq) break;
+      }
+      // Gap-free from the earliest kept to the last, within the byte bound, and far fewer than the 100,000 of the count bound.
+      const seqs = replayed.map((e) => e.seq);
+      expect(seqs).toEqual(seqs.map((_, i) => lastSeq - BigInt(seqs.length - 1 - i)));
+      expect(seqs.length).toBeLessThan(Number(lastSeq) - 1);
+      const bytes = replayed.reduce((sum, e) => sum + toBinary(WorkerEventSchema, e).byteLength, 0);
+      expect(bytes).toBeLessThanOrEqual(retentionBytes);
+      expect(bytes).toBeGreaterThan(retentionBytes / 2);
     } finally {
       await harness.close();
     }

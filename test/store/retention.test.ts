@@ -1,4 +1,8 @@
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { StoredEvent } from "../../src/runtime/index.js";
+import { WORKERS_DIR, workerDirName } from "../../src/store/fs/layout.js";
 import { entries, events, openStore, tempDataDir, workerRecord } from "./fs-support.js";
 
 let dir: string;
@@ -30,6 +34,31 @@ describe("file store retention and bounded reads", () => {
     const reopened = await openStore(dir, options);
     expect(reopened.store.earliestEventSeq("w1")).toBe(earliest);
     expect(reopened.opened.workers[0]?.lastEventSeq).toBe(300n);
+    await reopened.store.close();
+  });
+
+  it("prunes whole old event segments past the byte bound, long before the count bound, and keeps the disk within it", async () => {
+    const options = { segmentBytes: 16 * 1024, eventRetention: 100_000, eventRetentionBytes: 64 * 1024 };
+    const { store } = await openStore(dir, options);
+    await store.putWorker(workerRecord("w1"));
+    const large = (seq: number): StoredEvent => ({ seq: BigInt(seq), bytes: Buffer.alloc(4_000, seq) });
+    for (let seq = 1; seq <= 200; seq += 5) {
+      const batch = [0, 1, 2, 3, 4].map((i) => large(seq + i));
+      await store.appendEvents("w1", batch);
+      await store.appendRuntimeEvents(batch);
+    }
+    const earliest = store.earliestEventSeq("w1");
+    // 64 KiB is 16 of these events; whole segments (one batch of 5 each) go, so 16 to 20 are kept.
+    expect(earliest).toBeGreaterThanOrEqual(181n);
+    expect(earliest).toBeLessThanOrEqual(185n);
+    expect(store.earliestRuntimeEventSeq()).toBe(earliest);
+    const onDisk = await directoryBytes(path.join(dir, WORKERS_DIR, workerDirName("w1"), "events"));
+    expect(onDisk).toBeLessThanOrEqual(options.eventRetentionBytes + options.segmentBytes + 4_096);
+    await store.close();
+
+    const reopened = await openStore(dir, options);
+    expect(reopened.store.earliestEventSeq("w1")).toBe(earliest);
+    expect((await reopened.store.readEvents("w1", 0n, 1))[0]?.seq).toBe(earliest);
     await reopened.store.close();
   });
 
@@ -70,3 +99,10 @@ describe("file store retention and bounded reads", () => {
     expect(Math.abs(large.bytes - small.bytes)).toBeLessThanOrEqual(2 * 101 * 4);
   });
 });
+
+/** Bytes of the files in a directory. */
+async function directoryBytes(directory: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(directory)) total += (await stat(path.join(directory, name))).size;
+  return total;
+}

@@ -16,6 +16,8 @@ import { entries, entryText, events, eventText, NO_REQUEST, run, workerRecord } 
 export interface ContractStoreOptions {
   /** Event records to retain per event log (the store's default when unset). */
   eventRetention?: number;
+  /** Encoded bytes of events to retain per event log (the store's default when unset). */
+  eventRetentionBytes?: number;
 }
 
 /** A store under test, open, with what its open returned. */
@@ -282,6 +284,26 @@ export function describeStoreContract(factory: ContractStoreFactory): void {
         // Transcripts are never pruned.
         await store.appendTranscript("w1", entries(1, 40));
         expect((await store.readTranscript("w1", { kind: "after", afterSeq: 0n }, 1))[0]?.seq).toBe(1n);
+      });
+
+      it("keeps at least the retained bytes of newest events, far fewer than the count bound, and reads from the earliest kept", async () => {
+        await openWith({ eventRetention: 1_000_000, eventRetentionBytes: 2_000 });
+        await store.putWorker(workerRecord("w1"));
+        const large = (seq: number): StoredEvent => ({ seq: BigInt(seq), bytes: Buffer.alloc(200, seq) });
+        for (let seq = 1; seq <= 100; seq++) {
+          await store.appendEvents("w1", [large(seq)]);
+          await store.appendRuntimeEvents([large(seq)]);
+        }
+        for (const earliest of [store.earliestEventSeq("w1"), store.earliestRuntimeEventSeq()]) {
+          // At least 2,000 bytes (10 events) kept; older ones gone, give or take a segment file.
+          expect(earliest).toBeGreaterThan(80n);
+          expect(earliest).toBeLessThanOrEqual(91n);
+        }
+        const workerEarliest = store.earliestEventSeq("w1");
+        const kept = await store.readEvents("w1", 0n, 1000);
+        expect(kept.map((e) => e.seq)).toEqual(Array.from({ length: 101 - Number(workerEarliest) }, (_, i) => workerEarliest + BigInt(i)));
+        expect(kept[0]?.bytes).toEqual(large(Number(workerEarliest)).bytes);
+        expect((await store.readRuntimeEvents(0n, 1))[0]?.seq).toBe(store.earliestRuntimeEventSeq());
       });
     });
 

@@ -233,6 +233,36 @@ export declare type RuntimeLimits = Message<"worker_runtime.v1.RuntimeLimits"> &
    * @generated from field: uint32 max_mounts = 16;
    */
   maxMounts: number;
+
+  /**
+   * Largest number of events buffered for one watch stream whose client
+   * reads slower than they come; past it that stream alone ends with
+   * RESOURCE_EXHAUSTED, reason SUBSCRIBER_TOO_SLOW (metadata "max_backlog"),
+   * and the client resumes from its last cursor.
+   *
+   * @generated from field: uint32 max_subscriber_backlog = 17;
+   */
+  maxSubscriberBacklog: number;
+
+  /**
+   * Largest encoded bytes of the events buffered for one such watch stream
+   * (an event can carry a run's whole input); past it that stream alone ends
+   * with RESOURCE_EXHAUSTED, reason SUBSCRIBER_TOO_SLOW (metadata
+   * "max_backlog_bytes"), and the client resumes from its last cursor.
+   *
+   * @generated from field: uint32 max_subscriber_backlog_bytes = 18;
+   */
+  maxSubscriberBacklogBytes: number;
+
+  /**
+   * Encoded bytes of durable events retained per event log (each Worker's
+   * and the runtime-wide one) for resuming watches, beside event_retention:
+   * the older events go once either bound is passed, and a cursor before
+   * what is kept gets OUT_OF_RANGE (CURSOR_EXPIRED) with the earliest cursor.
+   *
+   * @generated from field: uint32 event_retention_bytes = 19;
+   */
+  eventRetentionBytes: number;
 };
 
 /**

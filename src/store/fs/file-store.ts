@@ -43,6 +43,13 @@ export interface FileStoreOptions {
    * checkpoint and the records after it, not the whole log (run-log.ts).
    */
   eventRetention?: number;
+  /**
+   * Bytes of event records kept per event log, at least: older whole
+   * segments go past this too (default 64 MiB, like the memory store). Each
+   * run_changed record carries its run's input, so 100,000 records alone
+   * could take gigabytes of disk per worker.
+   */
+  eventRetentionBytes?: number;
   /** Workers opened in parallel at start-up (default 32). */
   openConcurrency?: number;
   /**
@@ -109,6 +116,7 @@ class FileStoreImpl implements FileStore {
     this.settings = {
       segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
       eventRetention: options.eventRetention ?? 100_000,
+      eventRetentionBytes: options.eventRetentionBytes ?? 64 * 1024 * 1024,
       runCheckpoint: { ...RUN_CHECKPOINT, ...options.runCheckpoint },
       onCorruption: (workerId, message, hostDetail) => this.reportCorruption(workerId, message, hostDetail),
     };
@@ -126,6 +134,7 @@ class FileStoreImpl implements FileStore {
         disk: this.disk,
         segmentBytes: this.settings.segmentBytes,
         eventRetention: this.settings.eventRetention,
+        eventRetentionBytes: this.settings.eventRetentionBytes,
         stats: this.stats,
         onCorruption: (message, hostDetail) => this.reportCorruption(undefined, message, hostDetail),
         earlierWorkerWrites: () => this.registry.earlierWrites(),

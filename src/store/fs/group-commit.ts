@@ -222,18 +222,26 @@ export class GroupCommit {
     delete segment.offsets;
   }
 
-  /** Deletes whole segments that hold only records older than the retention bound. */
+  /**
+   * Deletes whole segments that hold only records older than a retention
+   * bound: the newest `retainRecords` records, or the newest `retainBytes`
+   * bytes, are kept without them.
+   */
   private async prune(): Promise<void> {
-    const keep = this.init.retainRecords;
-    if (keep === undefined) return;
-    const { disk, dir } = this.init;
+    const { retainRecords, retainBytes, disk, dir } = this.init;
+    if (retainRecords === undefined && retainBytes === undefined) return;
     const { segments } = this.state;
+    /** Bytes of the segments after the first. */
+    let laterBytes = segments.reduce((sum, segment) => sum + segment.size, 0) - (segments[0]?.size ?? 0);
     while (segments.length > 1) {
       const first = segments[0];
       if (first === undefined) break;
       const lastOfFirst = first.firstSeq + BigInt(first.count) - 1n;
-      if (this.state.durableSeq - lastOfFirst < BigInt(keep)) break;
+      const pastCount = retainRecords !== undefined && this.state.durableSeq - lastOfFirst >= BigInt(retainRecords);
+      const pastBytes = retainBytes !== undefined && laterBytes >= retainBytes;
+      if (!pastCount && !pastBytes) break;
       segments.shift();
+      laterBytes -= segments[0]?.size ?? 0;
       await unlink(disk.abs(logName(dir, first.firstSeq))).catch(ignoreNotFound);
       await unlink(disk.abs(indexName(dir, first.firstSeq))).catch(ignoreNotFound);
     }

@@ -10,6 +10,7 @@ export interface RuntimeEventLogInit {
   disk: Disk;
   segmentBytes: number;
   eventRetention: number;
+  eventRetentionBytes: number;
   stats: FileStoreStats;
   /** Told when a read finds the log damaged after open. */
   onCorruption: (message: string, hostDetail: string) => void;
@@ -28,6 +29,7 @@ export async function openRuntimeEventLog(init: RuntimeEventLogInit): Promise<{ 
     dir: RUNTIME_EVENTS_DIR,
     segmentBytes: init.segmentBytes,
     retainRecords: init.eventRetention,
+    retainBytes: init.eventRetentionBytes,
     stats: init.stats,
     onCorruption: init.onCorruption,
     // A runtime event is delivered once acknowledged and describes a run or

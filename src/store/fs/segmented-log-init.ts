@@ -11,6 +11,11 @@ export interface SegmentedLogInit {
   segmentBytes: number;
   /** Keep at least this many newest records; older whole segments are deleted. */
   retainRecords?: number;
+  /**
+   * Keep at least this many bytes of newest records; older whole segments
+   * are deleted past this too (a segment goes once either bound lets it).
+   */
+  retainBytes?: number;
   stats: FileStoreStats;
   /**
    * Called once when a read finds a damaged record; the log is read-only

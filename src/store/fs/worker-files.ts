@@ -10,6 +10,7 @@ import { SegmentedLog } from "./segmented-log.js";
 export interface LogSettings {
   segmentBytes: number;
   eventRetention: number;
+  eventRetentionBytes: number;
   /** When and how run index checkpoints are written (run-log.ts). */
   runCheckpoint: RunCheckpointBounds;
   /** Told when a read finds a worker's stored data damaged (see FileStoreOptions). */
@@ -54,6 +55,7 @@ export class WorkerFiles {
       ...base,
       dir: path.join(this.dir, "events"),
       retainRecords: settings.eventRetention,
+      retainBytes: settings.eventRetentionBytes,
       // An event is delivered once acknowledged, and it may describe a run,
       // transcript entry or snapshot written just before it (the core issues
       // those writes side by side). Writing it only after those are durable
