@@ -18,12 +18,14 @@ import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shu
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
+import { explainListenError } from "./port-in-use.js";
 import {
   closing,
   hostedRuntime,
   parseGraceMs,
   parseMaxConcurrentStreams,
   parsePort,
+  portFlags,
   processLogger,
   RUNTIME_HOST_OPTIONS,
   readMetrics,
@@ -116,6 +118,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   const discoveryConfig = discoveryFromFlags(values);
   const tracing = await startTracing("worker-runtime-backend");
   const metrics = await readMetrics(values);
+  const listeners = portFlags(values.host, port, http1Port, metrics);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   logFields["runtime_id"] = runtime.runtimeId;
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
@@ -149,7 +152,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   const metricsServer = metrics
     ? await serveMetrics(metrics).catch((error: unknown) => {
         service.close();
-        return closing(runtime)(error);
+        return closing(runtime)(explainListenError(error, listeners));
       })
     : undefined;
   const server = await startRuntimeServer({
@@ -170,7 +173,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     await metricsServer?.close();
     service.close();
     await runtime.close();
-    throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
+    throw error instanceof ServerConfigError ? new UsageError(error.message) : explainListenError(error, listeners);
   });
   const stopped = new Promise<ShutdownOutcome>((resolve) => {
     onShutdownSignal(logger, (signal, cut) => {
