@@ -18,6 +18,7 @@ import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shu
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
+import { listeningLine } from "./listening-line.js";
 import { explainListenError } from "./port-in-use.js";
 import {
   closing,
@@ -187,9 +188,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     });
   });
   discovery?.start();
-  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
-  const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
-  process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
+  process.stdout.write(listeningLine(tls !== undefined, server.h2Address, server.http1Address, runtime.runtimeId));
   if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
   logger.info("backend serving", {
     [tls ? "https" : "h2c"]: server.h2Address,

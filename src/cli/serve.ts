@@ -24,6 +24,7 @@ import {
   serveMetrics,
 } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
+import { listeningLine } from "./listening-line.js";
 import { checkDistinctPorts, explainListenError, type PortFlag } from "./port-in-use.js";
 import { UsageError } from "./usage-error.js";
 
@@ -142,9 +143,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
       void closeForShutdown({ server, runtime, after: () => metricsServer?.close(), logger }, graceMs, cut).then(resolve);
     });
   });
-  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
-  const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
-  process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
+  process.stdout.write(listeningLine(tls !== undefined, server.h2Address, server.http1Address, runtime.runtimeId));
   logger.info("serving", { [tls ? "https" : "h2c"]: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
