@@ -40,8 +40,9 @@ export const GLOBAL_USAGE = `global options:
   --output text|json  json: one JSON object per line (protobuf JSON), errors as JSON on stderr
   --protocol grpc|connect  wire protocol over HTTP/2 (default grpc)
   -h, --help          this help
-Tables and colours appear on a terminal; piped output is plain tab-separated text,
-and NO_COLOR turns colours off.
+Tables and colours appear on a terminal (an empty cell reads -); piped output is plain
+tab-separated text, one line per row, every row the same columns; a tab, line break or other
+control character in a value is shown escaped (\\t, \\n, \\u001b). NO_COLOR turns colours off.
 ${EXIT_CODES_USAGE}`;
 
 /** The parsed global options. */
