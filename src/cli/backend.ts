@@ -18,12 +18,15 @@ import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shu
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
+import { listeningLine } from "./listening-line.js";
+import { explainListenError } from "./port-in-use.js";
 import {
   closing,
   hostedRuntime,
   parseGraceMs,
   parseMaxConcurrentStreams,
   parsePort,
+  portFlags,
   processLogger,
   RUNTIME_HOST_OPTIONS,
   readMetrics,
@@ -116,6 +119,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   const discoveryConfig = discoveryFromFlags(values);
   const tracing = await startTracing("worker-runtime-backend");
   const metrics = await readMetrics(values);
+  const listeners = portFlags(values.host, port, http1Port, metrics);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   logFields["runtime_id"] = runtime.runtimeId;
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {
@@ -149,7 +153,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   const metricsServer = metrics
     ? await serveMetrics(metrics).catch((error: unknown) => {
         service.close();
-        return closing(runtime)(error);
+        return closing(runtime)(explainListenError(error, listeners));
       })
     : undefined;
   const server = await startRuntimeServer({
@@ -170,7 +174,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     await metricsServer?.close();
     service.close();
     await runtime.close();
-    throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
+    throw error instanceof ServerConfigError ? new UsageError(error.message) : explainListenError(error, listeners);
   });
   const stopped = new Promise<ShutdownOutcome>((resolve) => {
     onShutdownSignal(logger, (signal, cut) => {
@@ -184,9 +188,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     });
   });
   discovery?.start();
-  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
-  const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
-  process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
+  process.stdout.write(listeningLine(tls !== undefined, server.h2Address, server.http1Address, runtime.runtimeId));
   if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
   logger.info("backend serving", {
     [tls ? "https" : "h2c"]: server.h2Address,

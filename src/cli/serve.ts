@@ -25,11 +25,11 @@ import {
   serveMetrics,
 } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
+import { listeningLine } from "./listening-line.js";
+import { checkDistinctPorts, explainListenError, type PortFlag } from "./port-in-use.js";
+import { UsageError } from "./usage-error.js";
 
-/** Thrown for a command line the user must fix; main prints it without a stack. */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+export { UsageError } from "./usage-error.js";
 
 export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--port 7070] [--http1-port N]
                             [--runtime-id ID] [--token-file PATH] [--data-dir DIR]
@@ -113,9 +113,12 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   const allowedHosts = parseAllowedHosts(values["allow-host"]);
   const tracing = await startTracing("worker-runtime");
   const metrics = await readMetrics(values);
+  const listeners = portFlags(values.host, port, http1Port, metrics);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   metrics?.prometheus.observeRuntime(runtime);
-  const metricsServer = metrics ? await serveMetrics(metrics).catch(closing(runtime)) : undefined;
+  const metricsServer = metrics
+    ? await serveMetrics(metrics).catch((error: unknown) => closing(runtime)(explainListenError(error, listeners)))
+    : undefined;
   logFields["runtime_id"] = runtime.runtimeId;
   const server = await startRuntimeServer({
     runtime,
@@ -131,7 +134,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   }).catch(async (error: unknown) => {
     await metricsServer?.close();
     await runtime.close();
-    throw error instanceof ServerConfigError ? new UsageError(error.message) : error;
+    throw error instanceof ServerConfigError ? new UsageError(error.message) : explainListenError(error, listeners);
   });
   // Handlers first: a supervisor may signal as soon as it reads the listening
   // line, and a signal with no listener kills the process without draining.
@@ -141,9 +144,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
       void closeForShutdown({ server, runtime, after: () => metricsServer?.close(), logger }, graceMs, cut).then(resolve);
     });
   });
-  const http1 = server.http1Address ? ` http1=${server.http1Address}` : "";
-  const main = tls ? `https=${server.h2Address}` : `h2c=${server.h2Address}`;
-  process.stdout.write(`worker-runtime listening ${main}${http1} runtime_id=${runtime.runtimeId}\n`);
+  process.stdout.write(listeningLine(tls !== undefined, server.h2Address, server.http1Address, runtime.runtimeId));
   logger.info("serving", { [tls ? "https" : "h2c"]: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
@@ -241,6 +242,18 @@ export async function readMetrics(values: { "metrics-port"?: string; "metrics-ho
   } catch (error) {
     throw error instanceof MetricsConfigError ? new UsageError(error.message) : error;
   }
+}
+
+/**
+ * The listeners a server process opens, by the flag that chose each port,
+ * refused at once when two share a port (so a taken port is another program's).
+ */
+export function portFlags(host: string, port: number, http1Port: number | undefined, metrics: ProcessMetrics | undefined): PortFlag[] {
+  const listeners: PortFlag[] = [{ flag: "--port", host, port }];
+  if (http1Port !== undefined) listeners.push({ flag: "--http1-port", host, port: http1Port });
+  if (metrics !== undefined) listeners.push({ flag: "--metrics-port", host: metrics.listen.host, port: metrics.listen.port });
+  checkDistinctPorts(listeners);
+  return listeners;
 }
 
 /** Closes the runtime when a later start-up step fails, then rethrows. */

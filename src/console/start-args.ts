@@ -8,6 +8,13 @@ export const DEFAULT_GRPC_PORT = 7080;
 /** Where `npm start` keeps the embedded runtime's state, relative to the working directory (git-ignored). */
 export const DEFAULT_DATA_DIR = "data";
 
+/** npm start's name for a backend flag: its --port is the backend's --http1-port, its --grpc-port the backend's --port. */
+export function startFlagName(backendFlag: string): string {
+  if (backendFlag === "--http1-port") return "--port";
+  if (backendFlag === "--port") return "--grpc-port";
+  return backendFlag;
+}
+
 /**
  * The arguments `npm start` hands to `worker-runtime backend`: the console
  * on `--port` (default 8080) and gRPC on `--grpc-port` (default 7080), the

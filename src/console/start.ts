@@ -2,8 +2,9 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { backend } from "../cli/backend.js";
+import { PortFlagError } from "../cli/port-in-use.js";
 import { UsageError } from "../cli/serve.js";
-import { backendArgs, DEFAULT_CONSOLE_PORT, DEFAULT_DATA_DIR, DEFAULT_GRPC_PORT } from "./start-args.js";
+import { backendArgs, DEFAULT_CONSOLE_PORT, DEFAULT_DATA_DIR, DEFAULT_GRPC_PORT, startFlagName } from "./start-args.js";
 
 const START_USAGE = `usage: npm start -- [--port ${DEFAULT_CONSOLE_PORT}] [--grpc-port ${DEFAULT_GRPC_PORT}] [--data-dir ${DEFAULT_DATA_DIR}] [backend flags]
   --port is the console's HTTP/1.1 port and --grpc-port the h2c port for gRPC clients (they are the
@@ -36,7 +37,9 @@ async function start(argv: string[]): Promise<number> {
   } catch (error) {
     const usage =
       error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"));
-    process.stderr.write(`worker-runtime: ${error instanceof Error ? error.message : String(error)}\n`);
+    // The backend names its own flags; the user typed npm start's.
+    const message = error instanceof PortFlagError ? error.renamed(startFlagName) : error instanceof Error ? error.message : String(error);
+    process.stderr.write(`worker-runtime: ${message}\n`);
     return usage ? 2 : 1;
   }
 }

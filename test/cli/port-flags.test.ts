@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -12,10 +13,25 @@ import { REPO_ROOT, startCli } from "../support/cli-process.js";
  */
 
 const dirs: string[] = [];
+const listeners: net.Server[] = [];
 
-afterAll(() => {
+afterAll(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  await Promise.all(listeners.map((listener) => new Promise((resolve) => listener.close(resolve))));
 });
+
+/** A port another program holds on 127.0.0.1. */
+async function takenPort(): Promise<number> {
+  const listener = net.createServer();
+  listeners.push(listener);
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  return (listener.address() as net.AddressInfo).port;
+}
+
+/** The one line a taken port gets, naming the flag that chose it. */
+function inUse(port: number, flag: string): string {
+  return `127.0.0.1:${port} (${flag}) is already in use by another program: stop it, or choose another port with ${flag}`;
+}
 
 function dataDir(): string {
   const dir = mkdtempSync(path.join(tmpdir(), "wr-port-flags-"));
@@ -26,18 +42,32 @@ function dataDir(): string {
 /** `npm start`'s entry from source. */
 const START_ENTRY = { nodeArgs: ["--import", "tsx", "src/console/start.ts"], cwd: REPO_ROOT };
 
-async function expectUsageExit(args: readonly string[], message: string, entry?: typeof START_ENTRY): Promise<void> {
+/**
+ * Runs the CLI to its exit and expects exit 2 with `message` as all it
+ * printed on stderr, or, with `afterLogs`, as all beside the JSON log lines
+ * of what had started (a Backend logs its runtime's health at once).
+ */
+async function expectUsageExit(args: readonly string[], message: string, entry?: typeof START_ENTRY, afterLogs = false): Promise<void> {
   const cli = startCli(args, {}, entry);
   // Only a guard against a process that never exits; a cold tsx start under a loaded CI machine can take 20 s.
   const timer = setTimeout(() => cli.kill(), 50_000);
   try {
     const exit = await cli.exited;
-    expect(cli.stderr()).toBe(`worker-runtime: ${message}\n`);
+    const printed = afterLogs ? logLinesDropped(cli.stderr()) : cli.stderr();
+    expect(printed).toBe(`worker-runtime: ${message}\n`);
     expect(exit, "exits by itself, with the usage code").toEqual({ code: 2, signal: null });
   } finally {
     clearTimeout(timer);
     cli.kill();
   }
+}
+
+/** stderr without its JSON log lines. */
+function logLinesDropped(stderr: string): string {
+  return stderr
+    .split(/(?<=\n)/)
+    .filter((line) => !line.startsWith("{"))
+    .join("");
 }
 
 describe("bad ports stop start-up", () => {
@@ -58,6 +88,46 @@ describe("bad ports stop start-up", () => {
   it("npm start, naming its own flags", async () => {
     await expectUsageExit(["--port", "abc", "--data-dir", dataDir()], "--port must be a port number 0-65535", START_ENTRY);
     await expectUsageExit(["--grpc-port=99999", "--data-dir", dataDir()], "--grpc-port must be a port number 0-65535", START_ENTRY);
+  });
+});
+
+describe("a port another program holds: exit 2 and one line naming the flag", () => {
+  it("serve: --port, --http1-port and --metrics-port", async () => {
+    const port = await takenPort();
+    await expectUsageExit(["serve", "--port", String(port)], inUse(port, "--port"));
+    await expectUsageExit(["serve", "--port", "0", "--http1-port", String(port)], inUse(port, "--http1-port"));
+    await expectUsageExit(["serve", "--port", "0", "--metrics-port", String(port)], inUse(port, "--metrics-port"));
+  });
+
+  it("backend with a data dir: --port and --http1-port", async () => {
+    const port = await takenPort();
+    await expectUsageExit(["backend", "--port", String(port), "--data-dir", dataDir()], inUse(port, "--port"), undefined, true);
+    await expectUsageExit(
+      ["backend", "--port", "0", "--http1-port", String(port), "--data-dir", dataDir()],
+      inUse(port, "--http1-port"),
+      undefined,
+      true,
+    );
+  });
+
+  it("npm start, naming its own flags (--port is the console's, --grpc-port the backend's --port)", async () => {
+    const port = await takenPort();
+    await expectUsageExit(["--port", String(port), "--grpc-port", "0", "--data-dir", dataDir()], inUse(port, "--port"), START_ENTRY, true);
+    await expectUsageExit(
+      ["--port", "0", "--grpc-port", String(port), "--data-dir", dataDir()],
+      inUse(port, "--grpc-port"),
+      START_ENTRY,
+      true,
+    );
+  });
+
+  it("the same port for two listeners is refused before either opens", async () => {
+    await expectUsageExit(["serve", "--port", "17999", "--http1-port", "17999"], "--port and --http1-port must be different ports");
+    await expectUsageExit(
+      ["--port", "17999", "--grpc-port", "17999", "--data-dir", dataDir()],
+      "--grpc-port and --port must be different ports",
+      START_ENTRY,
+    );
   });
 });
 

@@ -66,12 +66,19 @@ function getWithHost(address: string, host: string, path = "/"): Promise<number>
 }
 
 describe("npm start", () => {
-  it("exits 1 naming the address when the console's port is taken, instead of hanging on the gRPC port it opened", async () => {
+  it("exits 2 naming the address and its flag when the console's port is taken, instead of hanging on the gRPC port it opened", async () => {
     const port = await takenPort();
     const cli = startCli(["--port", String(port), "--grpc-port", "0", "--data-dir", tempDir()], {}, START_ENTRY);
     started.push(cli);
-    expect(await exitWithin(cli, 30_000)).toEqual({ code: 1, signal: null });
-    expect(cli.stderr()).toContain(`EADDRINUSE: address already in use 127.0.0.1:${port}`);
+    expect(await exitWithin(cli, 30_000)).toEqual({ code: 2, signal: null });
+    // Beside the JSON log lines of the runtime it had started.
+    const printed = cli
+      .stderr()
+      .split("\n")
+      .filter((line) => line !== "" && !line.startsWith("{"));
+    expect(printed).toEqual([
+      `worker-runtime: 127.0.0.1:${port} (--port) is already in use by another program: stop it, or choose another port with --port`,
+    ]);
     expect(cli.stdout()).not.toContain("console ready");
   });
 

@@ -8,7 +8,7 @@ export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export interface ListeningLine {
   /** "host:port" of the h2c listener. */
   h2c: string;
-  /** "host:port" of the HTTP/1.1 listener, if one was asked for. */
+  /** "host:port" of the --http1-port listener (HTTP/1.1; HTTP/2 too under TLS), if one was asked for. */
   http1: string | undefined;
   runtimeId: string;
 }
@@ -27,7 +27,8 @@ export interface CliProcess {
   kill(): void;
 }
 
-const LISTENING = /^worker-runtime listening (?:h2c|https)=(\S+)(?: http1=(\S+))? runtime_id=(\S+)$/m;
+/** The second listener is `http1=` in plain text and `https-browser=` under TLS (HTTP/2 and HTTP/1.1 there). */
+const LISTENING = /^worker-runtime listening (?:h2c|https)=(\S+)(?: (?:http1|https-browser)=(\S+))? runtime_id=(\S+)$/m;
 
 /** The line `--metrics-port` prints on stdout; group 1 is the metrics URL. */
 export const METRICS_LINE = /^worker-runtime metrics (http:\/\/\S+\/metrics)$/m;

@@ -51,7 +51,7 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
       // The iterators hold back lines typed (or piped) while a reply streams.
       for await (const line of lines) {
         if ("refused" in line) {
-          reportError(line.refused, context, context.output.json);
+          await reportError(line.refused, context, context.output.json);
           prompt();
           continue;
         }
@@ -79,7 +79,7 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
             });
           } catch (error) {
             const failure = ConnectError.from(error);
-            reportError(failure, context, context.output.json);
+            await reportError(failure, context, context.output.json);
             // The worker is gone (deleted, or never there): no later line could reach it.
             if (failure.code === Code.NotFound) return ExitCode.NOT_FOUND;
           } finally {

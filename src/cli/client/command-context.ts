@@ -7,7 +7,8 @@ import type { RuntimeLimits } from "../../../gen/worker_runtime/v1/runtime_pb.js
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
 import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
-import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, type ExitCodeValue } from "./exit-codes.js";
+import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, TOKEN_ENV, type ExitCodeValue } from "./exit-codes.js";
+import { explainTransportFailure } from "./transport-failure.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
 import { OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../../files/index.js";
@@ -17,7 +18,7 @@ import { isHeaderSafeToken } from "../../server/index.js";
 export const DEFAULT_SERVER = "http://127.0.0.1:7070";
 /** Environment variables the client reads. */
 export const SERVER_ENV = "WORKER_RUNTIME_SERVER";
-export const TOKEN_ENV = "WORKER_RUNTIME_TOKEN";
+export { TOKEN_ENV };
 
 type OptionsConfig = NonNullable<ParseArgsConfig["options"]>;
 
@@ -39,8 +40,9 @@ export const GLOBAL_USAGE = `global options:
   --output text|json  json: one JSON object per line (protobuf JSON), errors as JSON on stderr
   --protocol grpc|connect  wire protocol over HTTP/2 (default grpc)
   -h, --help          this help
-Tables and colours appear on a terminal; piped output is plain tab-separated text,
-and NO_COLOR turns colours off.
+Tables and colours appear on a terminal (an empty cell reads -); piped output is plain
+tab-separated text, one line per row, every row the same columns; a tab, line break or other
+control character in a value is shown escaped (\\t, \\n, \\u001b). NO_COLOR turns colours off.
 ${EXIT_CODES_USAGE}`;
 
 /** The parsed global options. */
@@ -93,6 +95,8 @@ export class CommandContext {
   /** The runtime as discovery listed it, when --runtime did not name it. */
   private discovered: RuntimeListing | undefined;
   private limits: Promise<RuntimeLimits | undefined> | undefined;
+  /** Where the token sent came from ("--token-file PATH", "$WORKER_RUNTIME_TOKEN"); undefined when none is sent. */
+  tokenSource: string | undefined;
 
   constructor(
     private readonly values: GlobalValues,
@@ -180,10 +184,13 @@ export class CommandContext {
         throw new CommandLineError(`cannot read --token-file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`);
       }
       if (token === "") throw new CommandLineError(`--token-file ${file} is empty`);
-      return checkedToken(token, `--token-file ${file}`);
+      this.tokenSource = `--token-file ${file}`;
+      return checkedToken(token, this.tokenSource);
     }
     const token = process.env[TOKEN_ENV];
-    return token ? checkedToken(token, `$${TOKEN_ENV}`) : undefined;
+    if (!token) return undefined;
+    this.tokenSource = `$${TOKEN_ENV}`;
+    return checkedToken(token, this.tokenSource);
   }
 }
 
@@ -215,17 +222,23 @@ export async function withContext(
     context = new CommandContext(values, { ...COMMON_FIELDS, ...fields });
     return await body(context);
   } catch (error) {
-    return reportError(error, context, values.output === "json");
+    return await reportError(error, context, values.output === "json");
   } finally {
     context?.close();
   }
 }
 
-/** Prints an error as one line (JSON with --output json) and returns its exit code. */
-export function reportError(error: unknown, context: CommandContext | undefined, json: boolean): ExitCodeValue {
+/**
+ * Prints an error as one line (JSON with --output json) and returns its
+ * exit code. A failure below the RPC layer is explained first (which may
+ * check whether an http:// server speaks TLS: transport-failure.ts).
+ */
+export async function reportError(error: unknown, context: CommandContext | undefined, json: boolean): Promise<ExitCodeValue> {
   if (isCommandLineError(error)) return reportCommandLineError(error, json);
-  const connectError = namedByFlag(ConnectError.from(error), context?.fields ?? COMMON_FIELDS);
-  const sentence = describeError(connectError, context?.server ?? "the server");
+  const server = context?.server ?? "the server";
+  const named = namedByFlag(ConnectError.from(error), context?.fields ?? COMMON_FIELDS);
+  const connectError = context === undefined ? named : await explainTransportFailure(named, server);
+  const sentence = describeError(connectError, server, context?.tokenSource);
   if (json) {
     const reason = reasonOf(connectError);
     const payload = {

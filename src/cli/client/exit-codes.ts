@@ -1,6 +1,10 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { describeBundleUnavailable } from "./bundle-unavailable.js";
+import { isTransportFailure } from "./transport-failure.js";
+
+/** The variable the client reads the token from (command-context.ts reads it; the sentences name it). */
+export const TOKEN_ENV = "WORKER_RUNTIME_TOKEN";
 
 /**
  * Exit codes of the client commands, one per kind of failure, so scripts
@@ -46,18 +50,8 @@ export function reasonOf(error: ConnectError): ErrorReason | undefined {
   return error.findDetails(ErrorDetailSchema)[0]?.reason;
 }
 
-/**
- * The Node error code when the peer did not speak HTTP/2 at all: an
- * HTTP/1.1 listener (such as the console's port) or TLS on one side only.
- */
-function notHttp2(error: ConnectError): string | undefined {
-  const code = error.cause instanceof Error && "code" in error.cause ? String(error.cause.code) : "";
-  return code === "ERR_HTTP2_ERROR" || code.startsWith("ERR_SSL_") ? code : undefined;
-}
-
 /** Which exit code a failed call maps to. */
 export function exitCodeFor(error: ConnectError): ExitCodeValue {
-  if (notHttp2(error) !== undefined) return ExitCode.UNREACHABLE;
   switch (reasonOf(error)) {
     case ErrorReason.UNAUTHENTICATED:
       return ExitCode.UNAUTHENTICATED;
@@ -110,21 +104,30 @@ function exitCodeForCode(code: Code): ExitCodeValue {
  * shown to callers) and the ErrorDetail reason, or the status code's name
  * when the error carries no detail (for example a refused connection).
  * Reasons whose way out is the client user's own (an unreachable server, a
- * bundle that cannot be served) get the client's words instead.
+ * missing or refused token, a bundle that cannot be served) get the
+ * client's words instead. `tokenSource` says where the token sent came
+ * from (undefined: none was sent).
  */
-export function describeError(error: ConnectError, server: string): string {
+export function describeError(error: ConnectError, server: string, tokenSource?: string): string {
   const reason = reasonOf(error);
   const label = reason !== undefined && reason !== ErrorReason.UNSPECIFIED ? ErrorReason[reason] : Code[error.code];
   const message = error.rawMessage || Code[error.code];
-  const mismatch = notHttp2(error);
-  if (mismatch !== undefined) {
-    const hint = "check the port (an HTTP/1.1 port, such as the console's, will not do) and http:// or https://";
-    return `cannot reach ${server}: no HTTP/2 server answered (${mismatch}); ${hint} (reason: ${label})`;
-  }
+  if (isTransportFailure(error)) return `${message} (reason: ${label})`;
   if (reason === undefined && error.code === Code.Unavailable) return `cannot reach ${server}: ${message} (reason: ${label})`;
   if (reason === undefined && error.code === Code.Canceled) return `lost the connection to ${server}: ${message} (reason: ${label})`;
+  if (reason === ErrorReason.UNAUTHENTICATED || (reason === undefined && error.code === Code.Unauthenticated)) {
+    return `${tokenRefused(server, tokenSource)} (reason: ${label})`;
+  }
   if (reason === ErrorReason.BUNDLE_UNAVAILABLE) {
     return `${describeBundleUnavailable(error.findDetails(ErrorDetailSchema)[0]?.metadata ?? {})} (reason: ${label})`;
   }
   return `${message} (reason: ${label})`;
+}
+
+/** What to do about a server that refused the call for its token. */
+function tokenRefused(server: string, tokenSource: string | undefined): string {
+  if (tokenSource === undefined) {
+    return `${server} wants a bearer token: put it in a file and pass --token-file PATH, or set $${TOKEN_ENV}`;
+  }
+  return `${server} refused the token from ${tokenSource}: check that it is the token the server was started with`;
 }

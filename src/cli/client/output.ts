@@ -72,8 +72,18 @@ export class Output {
   }
 
   /**
+   * One row of a table as a piped line: its cells tab-separated, each
+   * {@link cellText}, so every line has the same columns (commands that
+   * print page by page use it; {@link table} does when piped).
+   */
+  row(cells: readonly string[]): void {
+    this.line(cells.map(cellText).join("\t"));
+  }
+
+  /**
    * Rows as a padded table with a header on a terminal, else as
    * tab-separated lines without a header (easy to cut and awk).
+   * On a terminal an empty cell reads "-", so no column looks skipped.
    * `styles` colours cells after padding, so widths stay right.
    */
   table(
@@ -82,10 +92,11 @@ export class Output {
     styles?: (row: number, column: number) => Style | undefined,
   ): void {
     if (!this.tables) {
-      for (const row of rows) this.line(row.join("\t"));
+      for (const row of rows) this.row(row);
       return;
     }
-    const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? "").length)));
+    const shown = rows.map((row) => row.map((cell) => cellText(cell) || "-"));
+    const widths = headers.map((header, column) => Math.max(header.length, ...shown.map((row) => (row[column] ?? "").length)));
     const render = (cells: readonly string[], style: (column: number) => Style | undefined): string =>
       cells
         .map((cell, column) => {
@@ -96,7 +107,7 @@ export class Output {
         .join("  ")
         .trimEnd();
     this.line(render(headers, () => "bold"));
-    rows.forEach((row, index) => {
+    shown.forEach((row, index) => {
       this.line(render(row, (column) => styles?.(index, column)));
     });
   }
@@ -108,4 +119,18 @@ export class Output {
       this.line(this.tables ? `${this.paint("bold", `${key}:`.padEnd(width + 1))} ${value}` : `${key}: ${value}`);
     }
   }
+}
+
+/** Control characters (C0, DEL, C1), by their escapes where JSON has one. */
+const CONTROL = /\p{Cc}/gu;
+const NAMED_ESCAPES: Record<string, string> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+/**
+ * A value as one table cell: a tab, line break or other control character
+ * (a label value may hold any) is shown escaped (\t, \n, \u001b), so it
+ * cannot split a piped row into more columns or lines, nor send a
+ * terminal its escape codes.
+ */
+export function cellText(value: string): string {
+  return value.replace(CONTROL, (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }

@@ -125,7 +125,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
       for (const worker of page.workers) {
         if (output.json) output.jsonLine(toJson(WorkerSchema, worker));
         else if (output.tables) held.push(worker);
-        else output.line(row(worker).join("\t"));
+        else output.row(row(worker));
       }
       for (const failure of page.failedRuntimes) failed.set(failure.runtimeId, failure.message);
     }

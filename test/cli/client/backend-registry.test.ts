@@ -11,7 +11,7 @@ import { file_worker_runtime_v1_runtime, RuntimeSchema } from "../../../gen/work
 import { WorkerCatalog } from "../../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { createReflectionServices } from "../../../src/server/reflection.js";
-import { jsonLines, runClient } from "./client-support.js";
+import { jsonLines, runClient, runInTerminal } from "./client-support.js";
 
 /**
  * The client against a Backend-shaped server that declares a minimal
@@ -180,6 +180,23 @@ describe("against a Backend (registry found by reflection)", () => {
     expect(routed).toMatchObject({ code: 0, stdout: "w-on-rt-b\tIDLE\t\tUNSPECIFIED\t\t\t\n" });
     const info = await runClient(["runtime", "info", "--runtime", "rt-b", "--output", "json"], { server: url });
     expect(jsonLines(info.stdout)[0]).toMatchObject({ runtimeId: "rt-b", version: "9.9.9" });
+  });
+
+  it("runtimes list on a terminal shows - for what the registry left empty; JSON keeps it as the registry sent it", async () => {
+    runtimes = [
+      { runtimeId: "rt-a", embedded: true, endpoint: "", health: 1 },
+      { runtimeId: "rt-c", embedded: false, endpoint: "", health: 2 },
+    ];
+    const tty = await runInTerminal(["runtimes", "list"], { WORKER_RUNTIME_SERVER: url, NO_COLOR: "1" });
+    expect(tty.code).toBe(0);
+    const [header = "", ...rows] = tty.screen.trimEnd().split("\n");
+    const cells = (row: string) => [header.indexOf("ENDPOINT"), header.indexOf("WORKERS")].map((at) => row.slice(at).split(/\s+/)[0]);
+    expect(rows.map(cells)).toEqual([
+      ["embedded", "-"],
+      ["-", "-"],
+    ]);
+    const json = jsonLines((await runClient(["runtimes", "list", "--output", "json"], { server: url })).stdout);
+    expect(json.map((entry) => entry.endpoint)).toEqual([undefined, undefined]);
   });
 
   it("fills in runtime_id when the Backend has one runtime", async () => {

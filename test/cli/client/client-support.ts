@@ -1,8 +1,9 @@
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Http2SessionManager } from "@connectrpc/connect-node";
-import { startCli, type CliProcess } from "../../support/cli-process.js";
+import { REPO_ROOT, startCli, type CliProcess } from "../../support/cli-process.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.js";
 import { clientsFor, makeTransport, type Clients } from "../../support/harness.js";
 
@@ -150,4 +151,22 @@ export function completedRuns(lines: Record<string, unknown>[]): number {
   return lines.filter(
     (line) => (line.event as { runChanged?: { status: string } } | undefined)?.runChanged?.status === "RUN_STATUS_COMPLETED",
   ).length;
+}
+
+/**
+ * Runs a client command under util-linux `script`, so its stdout is a
+ * terminal (tables and colours); returns what the terminal showed, with
+ * `env` added (WORKER_RUNTIME_SERVER says where the server is).
+ */
+export function runInTerminal(args: readonly string[], env: Record<string, string>): Promise<{ code: number | null; screen: string }> {
+  const command = [process.execPath, "--import", "tsx", "src/cli/main.ts", ...args].map((word) => `'${word}'`).join(" ");
+  const { NO_COLOR: _dropped, ...inherited } = process.env;
+  const child = spawn("script", ["-qec", command, "/dev/null"], {
+    cwd: REPO_ROOT,
+    env: { ...inherited, TERM: "xterm-256color", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let screen = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (screen += chunk));
+  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, screen: screen.replace(/\r\n/g, "\n") })));
 }

@@ -74,20 +74,21 @@ describe("credentials in bad values are refused, not echoed", () => {
 });
 
 describe("a --server that is not an HTTP/2 server", () => {
-  it("an HTTP/1.1 port, or https:// to a plain port: exit 3 and a sentence saying what to check", async () => {
+  it("an HTTP/1.1 port, or https:// to a plain port: exit 3 and a sentence saying what to do", async () => {
     // Like the console's port under npm start: HTTP/1.1 only.
     const http1 = createServer((_request, response) => response.end("console\n"));
     await new Promise<void>((resolve) => http1.listen(0, "127.0.0.1", resolve));
     const { port } = http1.address() as AddressInfo;
     try {
-      const hint = "check the port (an HTTP/1.1 port, such as the console's, will not do) and http:// or https://";
       const plain = await runClient(["workers", "list"], { server: `http://127.0.0.1:${port}` });
       expect(plain.stderr).toBe(
-        `worker-runtime: cannot reach http://127.0.0.1:${port}: no HTTP/2 server answered (ERR_HTTP2_ERROR); ${hint} (reason: Internal)\n`,
+        `worker-runtime: http://127.0.0.1:${port} did not answer over HTTP/2: it is an HTTP/1.1 port (a server's --http1-port, or the console's); point --server at the server's gRPC port (serve --port, default 7070; backend --port, or npm start --grpc-port, default 7080) (reason: Unavailable)\n`,
       );
       expect(plain.code).toBe(3);
       const tls = await runClient(["workers", "list"], { server: `https://127.0.0.1:${port}` });
-      expect(tls.stderr).toMatch(/^worker-runtime: cannot reach https:\/\/127\.0\.0\.1:\d+: no HTTP\/2 server answered \(ERR_SSL_\w+\); /);
+      expect(tls.stderr).toBe(
+        `worker-runtime: https://127.0.0.1:${port} does not speak TLS; use http://127.0.0.1:${port} (reason: Unavailable)\n`,
+      );
       expect(tls.code).toBe(3);
     } finally {
       http1.closeAllConnections();

@@ -1,7 +1,5 @@
-import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT } from "../../support/cli-process.js";
-import { runClient, serveRuntime, type ServedRuntime } from "./client-support.js";
+import { runClient, runInTerminal, serveRuntime, type ServedRuntime } from "./client-support.js";
 
 /**
  * The same command looks different to a person and to a pipe: through a
@@ -30,16 +28,7 @@ afterAll(async () => {
 
 /** Runs the CLI under `script`, so its stdout is a terminal; returns what the terminal showed. */
 function inTerminal(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; screen: string }> {
-  const command = [process.execPath, "--import", "tsx", "src/cli/main.ts", ...args].map((word) => `'${word}'`).join(" ");
-  const { NO_COLOR: _dropped, ...inherited } = process.env;
-  const child = spawn("script", ["-qec", command, "/dev/null"], {
-    cwd: REPO_ROOT,
-    env: { ...inherited, TERM: "xterm-256color", WORKER_RUNTIME_SERVER: rt.url, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let screen = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (screen += chunk));
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, screen: screen.replace(/\r\n/g, "\n") })));
+  return runInTerminal(args, { WORKER_RUNTIME_SERVER: rt.url, ...env });
 }
 
 describe("terminal and pipe", () => {
@@ -73,5 +62,39 @@ describe("terminal and pipe", () => {
     expect(tty.code).toBe(0);
     expect(tty.screen).not.toContain(ESC);
     expect(tty.screen).toMatch(/^WORKER\s+STATUS\s+PROFILE/);
+  });
+
+  it("a value with tabs, line breaks or escape codes stays in its cell: one line per row, escaped, on a terminal and piped", async () => {
+    const { worker } = await rt.clients.catalog.createWorker({
+      runtimeId: rt.runtimeId,
+      profile: { source: { case: "builtin", value: "companion" } },
+      labels: { note: "two\tcells\nand a line\u001b[31m" },
+    });
+    const id = worker?.ref?.workerId ?? "";
+    try {
+      const piped = await runClient(["workers", "list"], { server: rt.url });
+      expect(piped.code).toBe(0);
+      const rows = piped.stdout.trimEnd().split("\n");
+      expect(rows).toHaveLength(3);
+      // Every row the same seven columns, as runtimes list's rows are.
+      for (const row of rows) expect(row.split("\t")).toHaveLength(7);
+      expect(rows.find((row) => row.startsWith(id))?.split("\t")[5]).toBe("note=two\\tcells\\nand a line\\u001b[31m");
+      const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
+      const lines = tty.screen.trimEnd().split("\n");
+      expect(lines).toHaveLength(4);
+      expect(tty.screen).not.toContain("\u001b[31m");
+      expect(lines.find((line) => line.startsWith(id))).toContain("note=two\\tcells\\nand a line\\u001b[31m");
+    } finally {
+      await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
+    }
+  });
+
+  it("an empty cell of a terminal's table reads -, so no column looks skipped; piped it stays empty", async () => {
+    const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
+    const [header = "", row = ""] = tty.screen.trimEnd().split("\n");
+    // No run in flight: the ACTIVE RUN cell, under its header.
+    expect(row.slice(header.indexOf("ACTIVE RUN")).startsWith("- ")).toBe(true);
+    const piped = await runClient(["workers", "list"], { server: rt.url });
+    expect(piped.stdout.split("\n")[0]?.split("\t")[4]).toBe("");
   });
 });
