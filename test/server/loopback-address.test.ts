@@ -37,6 +37,7 @@ describe("serve --host localhost when localhost resolves to 0.0.0.0", () => {
       const child = spawn(
         "bwrap",
         [
+          "--die-with-parent",
           "--dev-bind",
           "/",
           "/",
