@@ -1,13 +1,14 @@
 import { cloneMessage } from "./message-clone.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { isRetryOf, noteDecision, unnoteDecision, type ApprovalRequest } from "./approval-retry.js";
 import type { ApprovalResult } from "./execution-backend.js";
 import type { InputOptions } from "./runtime-api.js";
 import { callerTraceContext } from "./run-tracing.js";
 import { launchRun, settledWithin, type ExecutionHost } from "./run-execution.js";
 import { checkAcceptsInput } from "./run-queue.js";
 import { approvalNotPending, restoreApproval, takeApproval } from "./run-sink.js";
-import { activeOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { activeOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
 
 /** What the approval flow needs of its worker's session. */
 export interface ApprovalFlowHost extends ExecutionHost {
@@ -26,24 +27,35 @@ export interface ApprovalFlowHost extends ExecutionHost {
 export class ApprovalFlow {
   constructor(private readonly host: ApprovalFlowHost) {}
 
-  /** Approves or rejects the call a run waits on, live or parked (a resumed run logs with the caller's log fields, its span the caller's child). */
-  async resolve(runId: string, toolCallId: string, decision: ApprovalDecision, reason: string, caller?: InputOptions): Promise<Run> {
-    const result: ApprovalResult = { approved: decision === ApprovalDecision.APPROVE, reason };
+  /**
+   * Approves or rejects the call a run waits on, live or parked (a resumed run logs with the caller's log fields, its span the caller's child).
+   * A retry of a decision taken with the same request_id answers the run as it is now, as a SendInput retry does (approval-retry.ts).
+   */
+  async resolve(request: ApprovalRequest, caller?: InputOptions): Promise<Run> {
+    const { runId, toolCallId } = request;
+    if (request.requestId !== "") {
+      // The held run is read in this tick, so a concurrent twin that took the approval first is seen.
+      const held = heldRunOf(this.host.slot());
+      if (isRetryOf(held?.runId === runId ? held : await this.host.getRun(runId), request)) return this.host.getRun(runId);
+    }
+    const result: ApprovalResult = { approved: request.decision === ApprovalDecision.APPROVE, reason: request.reason };
     const slot = this.host.slot();
-    if (slot.kind === "parked" && slot.run.runId === runId) return this.resume(slot.run, toolCallId, result, caller);
+    if (slot.kind === "parked" && slot.run.runId === runId) return this.resume(slot.run, request, result, caller);
     const active = activeOf(slot);
     const taken = active ? takeApproval(active, runId, toolCallId) : undefined;
     if (!active || !taken) {
       await this.host.getRun(runId);
       throw approvalNotPending(runId, toolCallId);
     }
+    noteDecision(active.run, request);
     const answered = cloneMessage(RunSchema, active.run);
     const recorded = this.host.journal.recordRun(active.run);
     this.host.journal.activeRunChanged(active.run);
     try {
       await recorded;
     } catch (error) {
-      // Not recorded: the run still waits, unless it ended meanwhile.
+      // Not recorded: the run still waits, unless it ended meanwhile; either way nothing was decided.
+      unnoteDecision(active.run, request);
       if (holdsExecution(this.host.slot(), active) && !active.controller.signal.aborted) {
         restoreApproval(active, taken);
         this.host.journal.activeRunChanged(active.run);
@@ -86,13 +98,15 @@ export class ApprovalFlow {
    * resume mode; answers once the run is durably RUNNING (the execution
    * waits for that write too, so the tool runs only after it).
    */
-  private async resume(run: Run, toolCallId: string, result: ApprovalResult, caller: InputOptions | undefined): Promise<Run> {
+  private async resume(run: Run, request: ApprovalRequest, result: ApprovalResult, caller: InputOptions | undefined): Promise<Run> {
+    const { toolCallId } = request;
     const pending = run.pendingApproval;
     if (pending?.toolCallId !== toolCallId) throw approvalNotPending(run.runId, toolCallId);
     this.host.deps.checkAcceptingWork();
     checkAcceptsInput(this.host.worker, this.host.deps.backend !== undefined);
     run.status = RunStatus.RUNNING;
     run.pendingApproval = undefined;
+    noteDecision(run, request);
     const decided = { call: { toolCallId, toolName: pending.toolName }, result };
     const { logFields } = caller ?? {};
     const traceContext = callerTraceContext(caller?.traceContext);

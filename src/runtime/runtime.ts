@@ -40,7 +40,7 @@ import { closeRuntime, drainRuntime, type ShutdownParts } from "./runtime-shutdo
 import { runtimeSummary } from "./runtime-summary.js";
 import { responseBudgetBytes } from "./message-budget.js";
 import { logStoreDiagnostic, typedStoreErrors } from "./store-errors.js";
-import { checkEnum, checkId, checkInput, checkTextBytes, checkToolCallId } from "./validation.js";
+import { checkEnum, checkId, checkInput, checkRequestId, checkTextBytes, checkToolCallId } from "./validation.js";
 import { runInputStream, runWatch } from "./watch.js";
 import { RUNTIME_VERSION } from "./runtime-version.js";
 import { openWorkerWatch, runtimeWatchPlan } from "./watch-plans.js";
@@ -246,8 +246,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
         checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
         checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
-        const { runId, toolCallId, decision, reason } = request;
-        return typedStoreErrors(session.resolveApproval(runId, toolCallId, decision, reason, inputOptions));
+        checkRequestId("request_id", request.requestId);
+        return typedStoreErrors(session.resolveApproval(request, inputOptions));
       }),
     getRun: async (init) => {
       const request = asRequest("getRun", init);

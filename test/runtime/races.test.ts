@@ -97,6 +97,7 @@ describe("races and failures in the core", () => {
       toolCallId: "t1",
       decision: ApprovalDecision.APPROVE,
       reason: "",
+      requestId: "",
     });
     expect(run.status).toBe(RunStatus.RUNNING);
     expect(run.pendingApproval).toBeUndefined();

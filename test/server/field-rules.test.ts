@@ -183,7 +183,7 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
     }
   });
 
-  it("ResolveApproval: tool_call_id and reason", async () => {
+  it("ResolveApproval: tool_call_id, reason and request_id", async () => {
     scripted.enqueue(awaitApproval());
     const { worker: approving } = await clients.catalog.createWorker({ runtimeId });
     const ref = approving?.ref ?? create(WorkerRefSchema);
@@ -202,6 +202,13 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
     await expectRefused(
       tooLarge("a reason over its bound", "reason", L.maxApprovalReasonBytes, resolve("c1", "r".repeat(L.maxApprovalReasonBytes + 1))),
     );
+    for (const requestId of ["a b", "r".repeat(129), "réq", "tab\there"]) {
+      await expectRefused(
+        invalid(`request_id ${JSON.stringify(requestId.slice(0, 10))}`, "request_id", () =>
+          clients.interaction.resolveApproval({ worker: ref, runId, toolCallId: "c1", decision: ApprovalDecision.REJECT, requestId }),
+        ),
+      );
+    }
     const decided = await clients.interaction.resolveApproval({
       worker: ref,
       runId,

@@ -126,6 +126,14 @@ export declare type Run = Message<"worker_runtime.v1.Run"> & {
    * @generated from field: worker_runtime.v1.ProviderRetry last_retry = 15;
    */
   lastRetry?: ProviderRetry | undefined;
+
+  /**
+   * The approvals decided with a request_id, oldest first (the last 16):
+   * how a retried ResolveApproval is recognised, also after a restart.
+   *
+   * @generated from field: repeated worker_runtime.v1.ResolvedApproval resolved_approvals = 16;
+   */
+  resolvedApprovals: ResolvedApproval[];
 };
 
 /**
@@ -133,6 +141,48 @@ export declare type Run = Message<"worker_runtime.v1.Run"> & {
  * Use `create(RunSchema)` to create a new message.
  */
 export declare const RunSchema: GenMessage<Run>;
+
+/**
+ * ResolvedApproval is a ResolveApproval that decided one of a run's tool
+ * calls with a request_id.
+ *
+ * @generated from message worker_runtime.v1.ResolvedApproval
+ */
+export declare type ResolvedApproval = Message<"worker_runtime.v1.ResolvedApproval"> & {
+  /**
+   * The request_id the decision was sent with.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * The tool call decided.
+   *
+   * @generated from field: string tool_call_id = 2;
+   */
+  toolCallId: string;
+
+  /**
+   * True if the call was approved, false if rejected.
+   *
+   * @generated from field: bool approved = 3;
+   */
+  approved: boolean;
+
+  /**
+   * The reason sent with the decision.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.ResolvedApproval.
+ * Use `create(ResolvedApprovalSchema)` to create a new message.
+ */
+export declare const ResolvedApprovalSchema: GenMessage<ResolvedApproval>;
 
 /**
  * ProviderRetry describes one retry of a model request that failed

@@ -239,6 +239,17 @@ export declare type ResolveApprovalRequest = Message<"worker_runtime.v1.ResolveA
    * @generated from field: string reason = 5;
    */
   reason: string;
+
+  /**
+   * Idempotency key (1-128 visible ASCII characters, no spaces), scoped to
+   * the run: a retry with the same decision returns the run as it is now
+   * instead of APPROVAL_NOT_PENDING; the same key with another tool call,
+   * decision or reason is IDEMPOTENCY_CONFLICT. Remembered with the run
+   * (Run.resolved_approvals, its last 16), so also across restarts.
+   *
+   * @generated from field: string request_id = 6;
+   */
+  requestId: string;
 };
 
 /**

@@ -1,4 +1,5 @@
 import { toJson } from "@bufbuild/protobuf";
+import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
@@ -11,10 +12,14 @@ import { typedError } from "./typed-error.js";
 const CANCEL_USAGE = `usage: worker-runtime cancel WORKER [RUN]
   Cancels RUN (default: the worker's run in flight). What it produced so far stays committed.
   Cancelling a run that already ended prints its final state.`;
-const APPROVE_USAGE = `usage: worker-runtime approve WORKER CALL [--run RUN]
-  Approves the tool call CALL that the worker's run (default: the one in flight) waits on.`;
-const REJECT_USAGE = `usage: worker-runtime reject WORKER CALL [--reason TEXT] [--run RUN]
-  Rejects the tool call CALL; the model is told it was rejected (and why, with --reason).`;
+const RETRY_NOTE = `  Repeating the same command is safe: it sends the same request id (default: derived from the
+  decision, or --request-id ID) and prints the run instead of failing once the call is decided.`;
+const APPROVE_USAGE = `usage: worker-runtime approve WORKER CALL [--run RUN] [--request-id ID]
+  Approves the tool call CALL that the worker's run (default: the one in flight) waits on.
+${RETRY_NOTE}`;
+const REJECT_USAGE = `usage: worker-runtime reject WORKER CALL [--reason TEXT] [--run RUN] [--request-id ID]
+  Rejects the tool call CALL; the model is told it was rejected (and why, with --reason).
+${RETRY_NOTE}`;
 
 /**
  * The worker's run in flight, for commands that default to it. None is a
@@ -50,24 +55,46 @@ export async function cancel(argv: string[]): Promise<ExitCodeValue> {
   });
 }
 
+/**
+ * The request id of a decision when none is given: derived from what is
+ * decided (request ids are scoped to the run), so running the same command
+ * again after a lost answer is a retry the server recognises, while another
+ * decision on the same call is not.
+ */
+export function decisionRequestId(decision: ApprovalDecision, toolCallId: string, reason: string): string {
+  const digest = createHash("sha256").update(`${decision}\0${toolCallId}\0${reason}`).digest("hex");
+  return `cli-${digest.slice(0, 40)}`;
+}
+
 function resolveCommand(usage: string, decision: ApprovalDecision) {
   return async (argv: string[]): Promise<ExitCodeValue> => {
-    const { values, positionals } = parseCommand(argv, { run: { type: "string" }, reason: { type: "string" } });
+    const { values, positionals } = parseCommand(argv, {
+      run: { type: "string" },
+      reason: { type: "string" },
+      "request-id": { type: "string" },
+    });
     if (values.help) return printHelp(usage);
     expectPositionals(positionals, 2, 2, usage);
     const [workerId = "", toolCallId = ""] = positionals;
-    return withContext(values, { run_id: "--run", tool_call_id: "call", reason: "--reason" }, async (context) => {
-      const runId = values.run ?? (await activeRunId(context, workerId));
-      const { run } = await context.clients.interaction.resolveApproval({
-        worker: await context.workerRef(workerId),
-        runId,
-        toolCallId,
-        decision,
-        reason: values.reason ?? "",
-      });
-      printRun(context, run, decision === ApprovalDecision.APPROVE ? `approved ${toolCallId};` : `rejected ${toolCallId};`);
-      return ExitCode.OK;
-    });
+    return withContext(
+      values,
+      { run_id: "--run", tool_call_id: "call", reason: "--reason", request_id: "--request-id" },
+      async (context) => {
+        const runId = values.run ?? (await activeRunId(context, workerId));
+        const reason = values.reason ?? "";
+        const requestId = values["request-id"] ?? decisionRequestId(decision, toolCallId, reason);
+        const { run } = await context.clients.interaction.resolveApproval({
+          worker: await context.workerRef(workerId),
+          runId,
+          toolCallId,
+          decision,
+          reason,
+          requestId,
+        });
+        printRun(context, run, decision === ApprovalDecision.APPROVE ? `approved ${toolCallId};` : `rejected ${toolCallId};`);
+        return ExitCode.OK;
+      },
+    );
   };
 }
 

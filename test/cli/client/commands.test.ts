@@ -4,6 +4,7 @@ import { WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { reply } from "../../support/openai-chunks.js";
 import { eventually } from "../../support/harness.js";
+import { decisionRequestId } from "../../../src/cli/client/run-commands.js";
 import { jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**
@@ -307,6 +308,16 @@ describe("send, transcript, cancel, approve and reject", () => {
     const approved = await cli("approve", id, "call-1");
     expect(approved.code).toBe(0);
     expect(approved.stdout).toMatch(/^approved call-1; run \S+: /);
+    // Repeating the command (its answer lost) is a retry: the run, not APPROVAL_NOT_PENDING.
+    const runId = /run (\S+):/.exec(approved.stdout)?.[1] ?? "";
+    const repeated = await cli("approve", id, "call-1", "--run", runId);
+    expect(repeated.code).toBe(0);
+    expect(repeated.stdout).toMatch(new RegExp(`^approved call-1; run ${runId}: `));
+    const otherDecision = await cli("reject", id, "call-1", "--run", runId);
+    expect(otherDecision.code).not.toBe(0);
+    expect(otherDecision.stderr).toContain("APPROVAL_NOT_PENDING");
+    const decided = (await rt.clients.interaction.getRun({ worker: ref, runId })).run;
+    expect(decided?.resolvedApprovals.map((r) => r.requestId)).toEqual([decisionRequestId(ApprovalDecision.APPROVE, "call-1", "")]);
     const sent = await sending;
     expect(sent.code).toBe(0);
     expect(sent.stdout).toContain(`? list_files {} needs approval: worker-runtime approve ${id} call-1`);
@@ -326,8 +337,13 @@ describe("send, transcript, cancel, approve and reject", () => {
       20_000,
       "second approval",
     );
-    expect((await cli("reject", id, "call-2", "--reason", "not now")).code).toBe(0);
+    expect((await cli("reject", id, "call-2", "--reason", "not now", "--request-id", "my-reject")).code).toBe(0);
     const rejected = await second;
+    const secondRunId = (await rt.clients.interaction.listRuns({ worker: ref })).runs[0]?.runId ?? "";
+    const secondRun = (await rt.clients.interaction.getRun({ worker: ref, runId: secondRunId })).run;
+    expect(secondRun?.resolvedApprovals).toEqual([
+      expect.objectContaining({ requestId: "my-reject", toolCallId: "call-2", reason: "not now" }),
+    ]);
     expect(rejected.code).toBe(0);
     expect(rejected.stdout.trimEnd().endsWith("Fine, not listing.")).toBe(true);
     const toolResult = rt.fake.requests.at(-1)?.body.messages.find((m) => m.role === "tool" && m.tool_call_id === "call-2");
