@@ -34,7 +34,7 @@ export { CloseTimeoutError } from "./runtime-shutdown.js";
 export { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 /** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
-/** Why workspace roots overlap on the host (createRuntime refuses them); a CLI checks its flags with it first. */
+/** Why workspace roots overlap on the host: createRuntime refuses such roots with a WorkspaceRootsError. */
 export { rootsOverlap, WorkspaceRootsError } from "./host-locations.js";
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits, MAX_KEPT_TOOL_CALL_ID_LENGTH } from "./limits.js";

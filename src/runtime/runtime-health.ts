@@ -88,6 +88,8 @@ export class RuntimeHealth {
    * says which): DEGRADED until it answers, whatever probes write meanwhile.
    */
   storeNotAnswering(source: string, message: string): void {
+    // Told once per call: a delete retried while the same call is unanswered waits on that call.
+    if (this.storeHealth.isWaiting(source)) return;
     const change = this.storeHealth.waiting(source, true);
     this.init.logger.error("store call not answered; runtime degraded", { source, reason: message });
     this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.not_answering", message);

@@ -16,6 +16,11 @@ export class StoreHealth {
     return this.failing.size > 0 || this.unanswered.size > 0;
   }
 
+  /** Whether a store call on `source` is recorded as unanswered. */
+  isWaiting(source: string): boolean {
+    return this.unanswered.has(source);
+  }
+
   /** Records that a store call on `source` has (or has no longer) gone unanswered past its bound. */
   waiting(source: string, unanswered: boolean): "failed" | "recovered" | undefined {
     const wasDegraded = this.degraded;

@@ -41,6 +41,22 @@ describe("RuntimeHealth's store probe", () => {
     expect(health.status).toBe(RuntimeStatus.SERVING);
   });
 
+  it("tells of a store call not answering once, however often it is met again", () => {
+    const told: string[] = [];
+    const health = new RuntimeHealth({
+      store: createMemoryStore(),
+      logger: silentLogger,
+      probeIntervalMs: 60_000,
+      addDiagnostic: (_severity, code) => told.push(code),
+    });
+    health.storeNotAnswering("worker:w-1:delete", "not answered");
+    health.storeNotAnswering("worker:w-1:delete", "not answered");
+    expect(told).toEqual(["store.not_answering"]);
+    health.storeAnswered("worker:w-1:delete");
+    expect(told).toEqual(["store.not_answering", "store.recovered"]);
+    health.close();
+  });
+
   it("starts no probe after close, when a write still fails (the store is closed: there is nothing left to probe)", async () => {
     vi.useFakeTimers();
     const { health, probes } = healthWithCountedProbe();

@@ -18,7 +18,6 @@ import { isHeaderSafeToken } from "../../server/index.js";
 export const DEFAULT_SERVER = "http://127.0.0.1:7070";
 /** Environment variables the client reads. */
 export const SERVER_ENV = "WORKER_RUNTIME_SERVER";
-export { TOKEN_ENV };
 
 type OptionsConfig = NonNullable<ParseArgsConfig["options"]>;
 

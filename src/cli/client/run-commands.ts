@@ -12,8 +12,10 @@ import { typedError } from "./typed-error.js";
 const CANCEL_USAGE = `usage: worker-runtime cancel WORKER [RUN]
   Cancels RUN (default: the worker's run in flight). What it produced so far stays committed.
   Cancelling a run that already ended prints its final state.`;
-const RETRY_NOTE = `  Repeating the same command is safe: it sends the same request id (default: derived from the
-  decision, or --request-id ID) and prints the run instead of failing once the call is decided.`;
+const RETRY_NOTE = `  Repeating the same command with --run RUN is safe: it sends the same request id (default: derived
+  from the decision, or --request-id ID) and prints the run instead of failing once the call is
+  decided. Without --run the worker's run in flight is asked for again, which may by then be
+  another run, or none.`;
 const APPROVE_USAGE = `usage: worker-runtime approve WORKER CALL [--run RUN] [--request-id ID]
   Approves the tool call CALL that the worker's run (default: the one in flight) waits on.
 ${RETRY_NOTE}`;
