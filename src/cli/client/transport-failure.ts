@@ -62,7 +62,9 @@ async function transportSentence(error: ConnectError, server: string): Promise<s
   }
   if (code === "ERR_SSL_WRONG_VERSION_NUMBER") return `${server} does not speak TLS; use ${withProtocol(url, "http:")}`;
   if (code !== undefined && UNTRUSTED.has(code)) {
-    return `${server} has a TLS certificate this client does not trust (${message}); trust its CA with NODE_EXTRA_CA_CERTS=PATH.pem, or fix the server's certificate`;
+    // Node 24 appends its own advice after a ";" ("…; if the root CA is installed locally, try --use-system-ca"): the cause is what comes before.
+    const cause = message.split(";")[0]?.trim() ?? message;
+    return `${server} has a TLS certificate this client does not trust (${cause}); trust its CA with NODE_EXTRA_CA_CERTS=PATH.pem, or fix the server's certificate`;
   }
   if (code?.startsWith("ERR_SSL_")) return `the TLS handshake with ${server} failed (${code}); check that the port serves TLS`;
   // A TLS server drops a connection that opens in plain text: the client sees the stream cancelled or the socket reset.
