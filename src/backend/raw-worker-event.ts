@@ -59,7 +59,8 @@ export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds, wit
       case REASONING_DELTA: {
         const read = inner.fields(ids, RUN_ID, BLOCK_ID, TEXT);
         const block = no === TEXT_DELTA ? InFlightBlockKind.TEXT : InFlightBlockKind.REASONING;
-        const change: ShownChange = {
+        // One object either way (one shape for the view's reads): the text only when asked.
+        return {
           kind: "output",
           block,
           runId: read.a,
@@ -67,8 +68,8 @@ export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds, wit
           bytes: read.measured,
           toolCallId: "",
           toolName: "",
+          text: withText ? lengthDelimited.subarray(read.at, read.at + read.measured) : undefined,
         };
-        return withText ? { ...change, text: lengthDelimited.subarray(read.at, read.at + read.measured) } : change;
       }
       case TOOL_CALL_DELTA: {
         const { a: runId, b: blockId, measured: bytes, at } = inner.fields(ids, RUN_ID, BLOCK_ID, ARGUMENTS);
@@ -78,8 +79,8 @@ export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds, wit
           TOOL_NAME,
           0,
         );
-        const change: ShownChange = { kind: "output", block: InFlightBlockKind.TOOL_CALL, runId, blockId, bytes, toolCallId, toolName };
-        return withText ? { ...change, text: lengthDelimited.subarray(at, at + bytes) } : change;
+        const text = withText ? lengthDelimited.subarray(at, at + bytes) : undefined;
+        return { kind: "output", block: InFlightBlockKind.TOOL_CALL, runId, blockId, bytes, toolCallId, toolName, text };
       }
       case BLOCK_DISCARDED:
         return { kind: "blockEnded", blockId: inner.fields(ids, BLOCK_ID, 0, 0).a };
