@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -8,17 +7,17 @@ import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import { InFlightBlockKind, WorkerEventSchema, type InFlightBlock, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
-import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import { WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Backend } from "../../src/backend/index.js";
 import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
-import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
 import { startRuntimeServer } from "../../src/server/index.js";
 import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-proxy.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
+import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
+import { type WorkerView, WorkerWatchReader } from "./worker-watch-reader.js";
 import { type Clients, clientsAt, eventually, type Protocol, runToEnd } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
@@ -124,95 +123,12 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** What a watch shows: its snapshot with every event after it applied, as a client renders it. */
-interface View {
-  worker: Worker | undefined;
-  /** Runs not ended, by id. */
-  runs: Map<string, Run>;
-  inFlight: InFlightBlock[];
-}
-
-/** A watch read in the background: every message kept. */
-class WatchReader {
-  readonly messages: WatchWorkerResponse[] = [];
-  failed: unknown;
-  private readonly controller = new AbortController();
-
-  constructor(from: Clients, worker: WorkerRef) {
-    void (async () => {
-      for await (const message of from.observation.watchWorker({ worker }, { signal: this.controller.signal })) this.messages.push(message);
-    })().catch((error: unknown) => {
-      if (!this.controller.signal.aborted) this.failed = error;
-    });
-  }
-
-  get events(): WorkerEvent[] {
-    return this.messages.flatMap((message) => message.events);
-  }
-
-  /** The view as of the messages received so far. */
-  view(): View {
-    const snapshot = this.messages[0]?.snapshot;
-    const runs = new Map<string, Run>();
-    const inFlight = new InFlightAccumulator();
-    for (const run of [snapshot?.activeRun, ...(snapshot?.queuedRuns ?? [])]) if (run) runs.set(run.runId, run);
-    // The snapshot's blocks, as the deltas that built them.
-    for (const block of snapshot?.inFlight ?? []) inFlight.apply(asDelta(block));
-    let worker = snapshot?.worker;
-    for (const event of this.events) {
-      inFlight.apply(event);
-      if (event.kind.case === "workerChanged") worker = event.kind.value;
-      if (event.kind.case === "runChanged") {
-        if (TERMINAL_RUN_STATUSES.has(event.kind.value.status)) runs.delete(event.kind.value.runId);
-        else runs.set(event.kind.value.runId, event.kind.value);
-      }
-    }
-    return { worker, runs, inFlight: inFlight.snapshot() };
-  }
-
-  /** Durable events arrive once each, in order, and their cursors only move forward. */
-  expectDurableInOrder(what: string): void {
-    const durable = this.events.filter((event) => event.seq > 0n);
-    const first = durable[0]?.seq ?? 0n;
-    expect(
-      durable.map((event) => event.seq),
-      what,
-    ).toEqual(durable.map((_, i) => first + BigInt(i)));
-    expect(new Set(durable.map((event) => event.cursor)).size, what).toBe(durable.length);
-    expect(
-      durable.every((event) => event.cursor !== ""),
-      what,
-    ).toBe(true);
-  }
-
-  close(): void {
-    this.controller.abort();
-  }
-}
-
-function asDelta(block: InFlightBlock): WorkerEvent {
-  const { runId, blockId, text } = block;
-  switch (block.kind) {
-    case InFlightBlockKind.REASONING:
-      return create(WorkerEventSchema, { kind: { case: "reasoningDelta", value: { runId, blockId, text } } });
-    case InFlightBlockKind.TOOL_CALL:
-      return create(WorkerEventSchema, {
-        kind: {
-          case: "toolCallDelta",
-          value: { runId, blockId, toolCallId: block.toolCallId, toolName: block.toolName, argumentsDelta: text },
-        },
-      });
-    default:
-      return create(WorkerEventSchema, { kind: { case: "textDelta", value: { runId, blockId, text } } });
-  }
-}
-
 /** Watches `worker` directly (never cut) and through the Backend in both protocols. */
-async function watchEverywhere(worker: WorkerRef): Promise<Record<"direct" | Protocol, WatchReader>> {
+async function watchEverywhere(worker: WorkerRef): Promise<Record<"direct" | Protocol, WorkerWatchReader>> {
   const readers = {
-    direct: new WatchReader(clients.direct, worker),
-    grpc: new WatchReader(clients.grpc, worker),
-    connect: new WatchReader(clients.connect, worker),
+    direct: new WorkerWatchReader(clients.direct, worker),
+    grpc: new WorkerWatchReader(clients.grpc, worker),
+    connect: new WorkerWatchReader(clients.connect, worker),
   };
   await eventually(() => Object.values(readers).every((r) => r.messages.length > 0), 10_000, "every snapshot");
   return readers;
@@ -231,8 +147,8 @@ async function whileCut(meanwhile: () => Promise<void>): Promise<void> {
 }
 
 /** A new direct watch's snapshot, as a view. */
-async function freshView(worker: WorkerRef): Promise<View> {
-  const reader = new WatchReader(clients.direct, worker);
+async function freshView(worker: WorkerRef): Promise<WorkerView> {
+  const reader = new WorkerWatchReader(clients.direct, worker);
   try {
     await eventually(() => reader.messages.length > 0, 10_000, "a fresh snapshot");
     return reader.view();
@@ -242,17 +158,17 @@ async function freshView(worker: WorkerRef): Promise<View> {
 }
 
 /** Every Backend watch comes to show what the uncut direct watch shows, and what a fresh snapshot shows. */
-async function expectSameViews(readers: Record<"direct" | Protocol, WatchReader>, worker: WorkerRef, what: string): Promise<void> {
+async function expectSameViews(readers: Record<"direct" | Protocol, WorkerWatchReader>, worker: WorkerRef, what: string): Promise<void> {
   const fresh = await freshView(worker);
   expect(readers.direct.view(), `${what}: the direct watch`).toEqual(fresh);
   for (const protocol of ["grpc", "connect"] as const) {
     const reader = readers[protocol];
     await eventually(
-      () => reader.failed !== undefined || isDeepStrictEqual(reader.view(), fresh),
+      () => reader.ended !== undefined || isDeepStrictEqual(reader.view(), fresh),
       10_000,
       `${what}: the Backend's ${protocol} watch showing what the runtime shows`,
     ).catch(() => {});
-    expect(reader.failed, `${what}: ${protocol}`).toBeUndefined();
+    expect(reader.ended, `${what}: ${protocol}`).toBeUndefined();
     expect(reader.view(), `${what}: the Backend's ${protocol} watch`).toEqual(fresh);
     reader.expectDurableInOrder(`${what}: ${protocol}`);
   }
@@ -341,7 +257,7 @@ describe("a watch relayed by a Backend whose upstream connection was cut", () =>
       const requests = fake.requests.length;
       const { run } = await clients.direct.interaction.sendInput({ worker, input: { text: "think" } });
       await fake.waitForRequests(requests + 1);
-      const shows = (reader: WatchReader, text: string) => reader.view().inFlight.some((block) => block.text === text);
+      const shows = (reader: WorkerWatchReader, text: string) => reader.view().inFlight.some((block) => block.text === text);
       for (const reader of Object.values(readers)) await eventually(() => shows(reader, "thinking"), 10_000, "the first reasoning");
       await whileCut(async () => {
         // The rest of the reasoning, the text and the tool call's first arguments stream while the Backend is away.

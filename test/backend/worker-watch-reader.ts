@@ -6,6 +6,7 @@ import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { InFlightAccumulator, TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
+import { expect } from "vitest";
 import type { Clients } from "../support/harness.js";
 
 /** What a WatchWorker shows: its snapshot with every event after it applied, as a client renders it. */
@@ -44,6 +45,21 @@ export class WorkerWatchReader {
   /** The durable events received (seq > 0), in order. */
   get durable(): WorkerEvent[] {
     return this.events.filter((event) => event.seq > 0n);
+  }
+
+  /** Durable events arrive once each, in order, each with its own cursor. */
+  expectDurableInOrder(what: string): void {
+    const durable = this.durable;
+    const first = durable[0]?.seq ?? 0n;
+    expect(
+      durable.map((event) => event.seq),
+      what,
+    ).toEqual(durable.map((_, i) => first + BigInt(i)));
+    expect(new Set(durable.map((event) => event.cursor)).size, what).toBe(durable.length);
+    expect(
+      durable.every((event) => event.cursor !== ""),
+      what,
+    ).toBe(true);
   }
 
   /** The last durable cursor this stream told (an event's, a heartbeat's, or the snapshot's). */
