@@ -1,16 +1,13 @@
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
-import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { ApprovalDecision, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { type CliProcess, startCli } from "../support/cli-process.js";
-import { startFakeOpenAI } from "../support/fake-openai.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
+import { startRestartableServe } from "../support/restartable-serve.js";
 
 /**
  * Tokens the provider counted are spent whatever happens to the runtime
@@ -21,11 +18,9 @@ import { reply } from "../support/openai-chunks.js";
  * real crash: `serve --data-dir` SIGKILLed while the run's second model
  * request is held by the fake provider, then started again on the same dir.
  */
-const processes: CliProcess[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
-  for (const cli of processes.splice(0)) cli.kill();
-  for (const cleanup of cleanups.splice(0)) await cleanup();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 /** The first answer: a tool call, with what the provider counted for it. */
@@ -34,32 +29,8 @@ const TOOL_CALL_TURN = reply({
   usage: { prompt: 1000, completion: 100 },
 });
 
-async function crashAndRestart(extraArgs: string[], provider: Awaited<ReturnType<typeof startFakeOpenAI>>) {
-  const dataDir = await mkdtemp(path.join(tmpdir(), "crash-usage-"));
-  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-  const env = { OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: provider.baseURL };
-  const start = () => {
-    const cli = startCli(["serve", "--port", "0", "--data-dir", dataDir, ...extraArgs], env);
-    processes.push(cli);
-    return cli;
-  };
-  const clientsOf = (h2c: string) => {
-    const session = new Http2SessionManager(`http://${h2c}`);
-    cleanups.push(() => session.abort());
-    const transport = createGrpcTransport({ baseUrl: `http://${h2c}`, sessionManager: session });
-    return { catalog: createClient(WorkerCatalog, transport), interaction: createClient(WorkerInteraction, transport) };
-  };
-  const first = start();
-  const listening = await first.listening;
-  return {
-    runtimeId: listening.runtimeId,
-    before: clientsOf(listening.h2c),
-    async restart() {
-      first.child.kill("SIGKILL");
-      await first.exited;
-      return clientsOf((await start().listening).h2c);
-    },
-  };
+function providerEnv(provider: FakeOpenAI): Record<string, string> {
+  return { OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: provider.baseURL };
 }
 
 describe("usage of a run a crash interrupted", () => {
@@ -67,7 +38,8 @@ describe("usage of a run a crash interrupted", () => {
     const provider = await startFakeOpenAI();
     cleanups.push(() => provider.close());
     provider.enqueue(TOOL_CALL_TURN, { kind: "stall" });
-    const { runtimeId, before, restart } = await crashAndRestart([], provider);
+    const { listening, before, restart } = await startRestartableServe([], providerEnv(provider), cleanups);
+    const runtimeId = listening.runtimeId;
     const { worker } = await before.catalog.createWorker({ runtimeId });
     const { run } = await before.interaction.sendInput({ worker: worker?.ref, input: { text: "go" } });
     const runId = run?.runId ?? "";
@@ -77,7 +49,7 @@ describe("usage of a run a crash interrupted", () => {
     const running = (await before.interaction.getRun({ worker: worker?.ref, runId })).run;
     expect([running?.status, running?.usage?.inputTokens, running?.usage?.outputTokens]).toEqual([RunStatus.RUNNING, 1000n, 100n]);
 
-    const after = await restart();
+    const after = (await restart()).clients;
     const ended = (await after.interaction.getRun({ worker: worker?.ref, runId })).run;
     expect([ended?.status, ended?.usage?.inputTokens, ended?.usage?.outputTokens]).toEqual([RunStatus.INTERRUPTED, 1000n, 100n]);
     const totals = (await after.catalog.getWorker({ worker: worker?.ref })).worker?.usage;
@@ -96,7 +68,12 @@ describe("usage of a run a crash interrupted", () => {
       profiles,
       JSON.stringify({ profiles: [{ name: "careful", model: "m", tools: ["read_file"], approvalRequiredTools: ["read_file"] }] }),
     );
-    const { runtimeId, before, restart } = await crashAndRestart(["--workspace-root", `work=${root}`, "--profiles", profiles], provider);
+    const { listening, before, restart } = await startRestartableServe(
+      ["--workspace-root", `work=${root}`, "--profiles", profiles],
+      providerEnv(provider),
+      cleanups,
+    );
+    const runtimeId = listening.runtimeId;
     const { worker } = await before.catalog.createWorker({
       runtimeId,
       capabilities: ["fs.read"],
@@ -113,7 +90,7 @@ describe("usage of a run a crash interrupted", () => {
     await before.interaction.resolveApproval({ worker: worker?.ref, runId, toolCallId: "c1", decision: ApprovalDecision.APPROVE });
     await eventually(() => provider.requests.length >= 2, 10_000, "the second model request");
 
-    const after = await restart();
+    const after = (await restart()).clients;
     const ended = (await after.interaction.getRun({ worker: worker?.ref, runId })).run;
     expect([ended?.status, ended?.usage?.inputTokens, ended?.usage?.outputTokens]).toEqual([RunStatus.INTERRUPTED, 1000n, 100n]);
     const totals = (await after.catalog.getWorker({ worker: worker?.ref })).worker?.usage;
