@@ -194,7 +194,7 @@ describe("stored config bundles that cannot be served", () => {
     const { diagnostics } = await management.listDiagnostics({});
     const damaged = diagnostics.filter((d) => d.code === "store.bundle_damaged").map((d) => d.message);
     expect(damaged).toHaveLength(2);
-    expect(damaged.find((m) => m.includes("a-dir"))).toContain("EISDIR");
+    expect(damaged.find((m) => m.includes("a-dir"))).toContain("bundles/a-dir.bundle cannot be read (it is not a regular file)");
     expect(damaged.find((m) => m.includes("dangling"))).toContain("ENOENT");
     for (const message of damaged) expect(message).not.toContain(dir);
     // No digest is known for an unreadable file: none is claimed, and the way out is the same.

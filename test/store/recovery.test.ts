@@ -128,6 +128,25 @@ describe("file store recovery", () => {
     await store.close();
   });
 
+  it("quarantines a worker whose snapshot is larger than any snapshot can be, without reading it", async () => {
+    await seed();
+    // Sparse: 80 MiB on paper, past the one-frame bound (64 MiB body), nothing on disk.
+    await truncate(path.join(dir, "workers", "w1", "worker.snapshot"), 80 * 1024 * 1024);
+    const { store, opened } = await openStore(dir);
+    const w1 = opened.workers.find((w) => w.record.worker.ref?.workerId === "w1")!;
+    expect(w1.quarantined).toMatch(/workers\/w1\/worker\.snapshot: the file is 83886080 bytes, larger than any snapshot \(67108884\)/);
+    expect(opened.diagnostics.map((d) => d.workerId)).toEqual(["w1"]);
+    await store.close();
+  });
+
+  it("refuses to open with a runtime snapshot larger than any snapshot can be", async () => {
+    await seed();
+    await truncate(path.join(dir, "runtime.snapshot"), 80 * 1024 * 1024);
+    await expect(openStore(dir)).rejects.toThrow(
+      /runtime\.snapshot in the data dir is damaged \(the file is 83886080 bytes, larger than any snapshot/,
+    );
+  });
+
   it("refuses to open with a garbage runtime snapshot, naming the file and what to do", async () => {
     await seed();
     await flipByte("runtime.snapshot", (size) => size - 3);

@@ -1,10 +1,10 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { type ConfigBundle, ConfigBundleSchema } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { type DamagedConfigBundle, StoreWriteError } from "../../runtime/index.js";
 import { type Disk, isTempName } from "./disk.js";
-import { decodeSnapshot, encodeSnapshot } from "./snapshot-file.js";
+import { decodeSnapshot, encodeSnapshot, readSnapshotFile } from "./snapshot-file.js";
 
 /**
  * Config bundles on disk: `bundles/<id>.bundle`, one checksummed snapshot
@@ -58,14 +58,15 @@ export async function readConfigBundles(disk: Disk): Promise<{ bundles: ConfigBu
 
 /** One bundle file, or what is wrong with it. */
 async function readBundleFile(disk: Disk, name: string, bundleId: string): Promise<{ bundle: ConfigBundle } | { problem: string }> {
-  let content: Buffer;
+  let read: Awaited<ReturnType<typeof readSnapshotFile>>;
   try {
-    content = await readFile(disk.abs(path.join(BUNDLES_DIR, name)));
+    read = await readSnapshotFile(disk.abs(path.join(BUNDLES_DIR, name)));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
     return { problem: `its file ${BUNDLES_DIR}/${name} cannot be read (${code})` };
   }
-  const decoded = decodeSnapshot(content);
+  if ("problem" in read) return { problem: `its file ${BUNDLES_DIR}/${name} cannot be read (${read.problem})` };
+  const decoded = decodeSnapshot(read.content);
   if ("problem" in decoded) return { problem: decoded.problem };
   try {
     const bundle = fromBinary(ConfigBundleSchema, decoded.body);

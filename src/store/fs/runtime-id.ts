@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import { StoreConflictError, type StoreOpenInit } from "../../runtime/index.js";
 import type { Disk } from "./disk.js";
 import { RUNTIME_EVENTS_DIR, RUNTIME_SNAPSHOT, WORKERS_DIR, workerIdFromDirName } from "./layout.js";
 import { decodeRuntimeSnapshot, encodeRuntimeSnapshot, type RuntimeSnapshot } from "./runtime-snapshot.js";
+import { readSnapshotFile } from "./snapshot-file.js";
 
 /**
  * Reads (or on first open, writes) the runtime snapshot and returns the
@@ -13,13 +14,13 @@ import { decodeRuntimeSnapshot, encodeRuntimeSnapshot, type RuntimeSnapshot } fr
  * guessing would hand the workers to another runtime id.
  */
 export async function openRuntimeId(disk: Disk, init: StoreOpenInit): Promise<RuntimeSnapshot> {
-  let content: Buffer | undefined;
+  let read: Awaited<ReturnType<typeof readSnapshotFile>> | undefined;
   try {
-    content = await readFile(disk.abs(RUNTIME_SNAPSHOT));
+    read = await readSnapshotFile(disk.abs(RUNTIME_SNAPSHOT));
   } catch (error) {
     if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
   }
-  if (content === undefined) {
+  if (read === undefined) {
     const existing = await readdir(disk.abs(WORKERS_DIR)).catch(() => []);
     if (existing.some((name) => workerIdFromDirName(name) !== undefined)) {
       throw new Error(
@@ -33,7 +34,7 @@ export async function openRuntimeId(disk: Disk, init: StoreOpenInit): Promise<Ru
     await disk.replaceFile(RUNTIME_SNAPSHOT, encodeRuntimeSnapshot(created));
     return created;
   }
-  const snapshot = decodeRuntimeSnapshot(content);
+  const snapshot = "problem" in read ? read : decodeRuntimeSnapshot(read.content);
   if ("problem" in snapshot) {
     throw new Error(
       `${RUNTIME_SNAPSHOT} in the data dir is damaged (${snapshot.problem}). It records which runtime owns the ` +

@@ -1,4 +1,5 @@
-import { decodeFrame, encodeFrames } from "./record-frame.js";
+import { readBounded } from "../../files/index.js";
+import { decodeFrame, encodeFrames, FRAME_HEADER_BYTES, MAX_BODY_BYTES } from "./record-frame.js";
 
 /**
  * A snapshot file is exactly one checksummed frame (see record-frame.ts)
@@ -20,6 +21,22 @@ export function decodeSnapshot(content: Buffer): { body: Uint8Array } | { proble
   if (frame.end !== content.length) return { problem: "unexpected bytes after the snapshot" };
   if (frame.record.seq !== SNAPSHOT_FORMAT) return { problem: `unknown snapshot format ${frame.record.seq}` };
   return { body: frame.record.body };
+}
+
+/** The largest a snapshot file can be: one frame of the largest body. */
+export const MAX_SNAPSHOT_FILE_BYTES = FRAME_HEADER_BYTES + MAX_BODY_BYTES;
+
+/**
+ * A snapshot file's content, or why it cannot be one without reading it: a
+ * file past {@link MAX_SNAPSHOT_FILE_BYTES} (or not a regular file) is
+ * damaged, and reading it whole could take the process's memory at start-up.
+ * I/O errors (ENOENT included) are thrown as `readFile` throws them.
+ */
+export async function readSnapshotFile(file: string): Promise<{ content: Buffer } | { problem: string }> {
+  const read = await readBounded(file, MAX_SNAPSHOT_FILE_BYTES);
+  if (read.kind === "read") return { content: read.bytes };
+  if (read.kind === "not-regular") return { problem: "it is not a regular file" };
+  return { problem: `the file is ${read.size} bytes, larger than any snapshot (${MAX_SNAPSHOT_FILE_BYTES})` };
 }
 
 /** Concatenates length-prefixed fields (u32 length + bytes each). */

@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { WorkerRefSchema } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { DiagnosticSeverity } from "../../../gen/worker_runtime/v1/runtime_pb.js";
@@ -8,6 +7,7 @@ import type { RestoredWorker, StoreDiagnostic } from "../../runtime/index.js";
 import { type Disk, errorCode } from "./disk.js";
 import type { FileStoreStats } from "./file-store-stats.js";
 import { WORKER_CREATED, WORKER_SNAPSHOT, workerDir } from "./layout.js";
+import { readSnapshotFile } from "./snapshot-file.js";
 import type { RestoredRuns } from "./run-log.js";
 import { WorkerFiles, type LogSettings } from "./worker-files.js";
 import { decodeWorkerSnapshot, type WorkerSnapshot } from "./worker-snapshot.js";
@@ -126,12 +126,13 @@ async function asCreated(workerId: string, runtimeId: string, disk: Disk, stats:
 }
 
 async function readSnapshot(disk: Disk, rel: string, stats: FileStoreStats) {
-  let content: Buffer;
+  let read: Awaited<ReturnType<typeof readSnapshotFile>>;
   try {
-    content = await readFile(disk.abs(rel));
+    read = await readSnapshotFile(disk.abs(rel));
   } catch (error) {
     return { problem: errorCode(error) === "ENOENT" ? "snapshot is missing" : `snapshot is unreadable (${errorCode(error)})` };
   }
-  stats.bytesRead += content.length;
-  return decodeWorkerSnapshot(content);
+  if ("problem" in read) return read;
+  stats.bytesRead += read.content.length;
+  return decodeWorkerSnapshot(read.content);
 }
