@@ -3,26 +3,18 @@ import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
-
-/**
- * At most this many lookups asked by requests may be left unanswered past
- * their deadline before every new one a request asks is refused at once. A
- * lookup runs on a thread of libuv's pool (4 threads by default), which a
- * timeout does not free: left unbounded, repeated creates on a hung mount
- * would take every thread, and then the file store's writes would wait
- * behind them. Restore's lookups are not counted (see {@link LookupAsker}).
- */
-export const MAX_UNANSWERED_LOOKUPS = 2;
+import { UnansweredLookups } from "./unanswered-lookups.js";
 
 /**
  * Who asks for a lookup. A `"request"` (CreateWorker, a run of a worker
- * restored unlocated) is refused while {@link MAX_UNANSWERED_LOOKUPS} such
- * lookups are unanswered: requests can repeat without end. `"restore"`
- * asks once per worker at start-up, so it is refused only by an unanswered
- * lookup in its own root, and its unanswered lookups count against that
- * root alone: two hung roots at restore must not deny a healthy third root
- * (its workers, and later creates in it). They stay bounded by the
- * configured roots and restore's concurrency (worker-leases.ts).
+ * restored unlocated) is refused while MAX_UNANSWERED_LOOKUPS
+ * (unanswered-lookups.ts) such lookups are unanswered: requests can repeat
+ * without end. `"restore"` asks once per worker at start-up, so it is
+ * refused only by an unanswered lookup in its own root, and its unanswered
+ * lookups count against that root alone: two hung roots at restore must not
+ * deny a healthy third root (its workers, and later creates in it). They
+ * stay bounded by the configured roots and restore's concurrency
+ * (worker-leases.ts).
  */
 export type LookupAsker = "request" | "restore";
 
@@ -50,10 +42,8 @@ export class WorkspaceRootsError extends Error {
  * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
-  /** Root name → lookups in it past their deadline and still unanswered, whoever asked. */
-  private readonly unanswered = new Map<string, number>();
-  /** Of those, the ones requests asked for. */
-  private unansweredTotal = 0;
+  /** Lookups past their deadline and still unanswered, by root name; counted when a request asked. */
+  private readonly unanswered = new UnansweredLookups();
 
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
@@ -106,11 +96,10 @@ export class HostLocations {
         hosts.push(`${place.root}:/${place.path}`);
         continue;
       }
-      if (this.unanswered.has(place.root))
+      if (this.unanswered.isUnanswered(place.root))
         throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
-      if (asker === "request" && this.unansweredTotal >= MAX_UNANSWERED_LOOKUPS) {
-        throw this.unavailable(place, `now: ${this.unansweredTotal} earlier lookups on the host are still unanswered`);
-      }
+      const full = asker === "request" ? this.unanswered.full() : undefined;
+      if (full !== undefined) throw this.unavailable(place, `now: ${full} earlier lookups on the host are still unanswered`);
       const dir = path.join(rootDir, ...place.path.split("/").filter(Boolean));
       const host = await this.lookup(place.root, dir, deadline, asker === "request");
       if (host === undefined) throw this.unavailable(place, `within ${this.timeoutMs} ms: its file system did not answer`);
@@ -124,29 +113,8 @@ export class HostLocations {
    * `deadline`; the lookup is then counted against `root` (and, when
    * `counted`, the total) until it answers.
    */
-  private async lookup(root: string, dir: string, deadline: number, counted: boolean): Promise<string | undefined> {
-    const answer = this.hostPath(dir);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
-    });
-    let answered = false;
-    try {
-      const host = await Promise.race([answer.finally(() => (answered = true)), late]);
-      if (answered) return host;
-    } finally {
-      clearTimeout(timer);
-    }
-    this.unanswered.set(root, (this.unanswered.get(root) ?? 0) + 1);
-    if (counted) this.unansweredTotal++;
-    const settled = (): void => {
-      const left = (this.unanswered.get(root) ?? 1) - 1;
-      if (left > 0) this.unanswered.set(root, left);
-      else this.unanswered.delete(root);
-      if (counted) this.unansweredTotal--;
-    };
-    answer.then(settled, settled);
-    return undefined;
+  private lookup(root: string, dir: string, deadline: number, counted: boolean): Promise<string | undefined> {
+    return this.unanswered.within(root, this.hostPath(dir), deadline, counted);
   }
 
   private unavailable(place: Place, why: string): RuntimeError {

@@ -5,7 +5,8 @@ import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type AllocationManager, type Lease, leasesOf } from "./allocations.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
-import { type LookupAsker, MAX_UNANSWERED_LOOKUPS, type Place } from "./host-locations.js";
+import type { LookupAsker, Place } from "./host-locations.js";
+import { MAX_UNANSWERED_LOOKUPS } from "./unanswered-lookups.js";
 
 /**
  * How many restored workers have their directories located at once. One

@@ -369,7 +369,11 @@ describe("host paths at start-up", () => {
     const first = await start({ store: store(), ...slowLimits });
     const created: string[] = [];
     for (const name of ["d0", "d1", "d2", "d3"]) {
-      const { worker } = await first.createWorker({ runtimeId: "rt-paths", capabilities: ["fs.read"], workspace: { root: "work", path: name } });
+      const { worker } = await first.createWorker({
+        runtimeId: "rt-paths",
+        capabilities: ["fs.read"],
+        workspace: { root: "work", path: name },
+      });
       created.push(worker?.ref?.workerId ?? "");
     }
     await first.close();
