@@ -15,7 +15,7 @@ import type {
   RunRequest,
   RunSink,
 } from "../runtime/index.js";
-import { childLogger, noopMetrics, silentLogger, type Logger, type RuntimeMetrics } from "../runtime/index.js";
+import { childLogger, noopMetrics, silentLogger, type Logger, type RuntimeMetrics, UnansweredLookups } from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
@@ -197,6 +197,7 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     shellSandbox: resolveShellSandbox(options),
     // Located now, so deleting a link on the way later cannot uncover a path (hidden-paths.ts).
     shellHiddenPaths: pinHiddenPaths(options.hiddenPaths ?? []),
+    hostLookups: new UnansweredLookups(),
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     useMaxCompletionTokens: options.baseURL === undefined,
