@@ -62,6 +62,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
   // Refused before anything is opened.
+  await options.executionBackend?.ready?.();
   const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
   const writes = new PendingWrites();
   const store = writes.track(
