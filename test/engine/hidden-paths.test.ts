@@ -2,7 +2,7 @@ import { lstat, mkdir, mkdtemp, realpath, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { HiddenPathError, pinHiddenPaths } from "../../src/engine/tools/hidden-paths.js";
+import { HiddenPathError, type HiddenPathFs, pinHiddenPaths } from "../../src/engine/tools/hidden-paths.js";
 import { UnansweredLookups } from "../../src/runtime/index.js";
 
 /**
@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 /** The real fs.promises, except that realpath and lstat under `hung` never answer. */
-function hangingFs(hung: string): { realpath(path: string): Promise<string>; lstat(path: string): Promise<unknown> } {
+function hangingFs(hung: string): HiddenPathFs {
   const under = (path: string): boolean => path === hung || path.startsWith(`${hung}/`);
   return {
     realpath: (path) => (under(path) ? new Promise(() => {}) : realpath(path)),
@@ -53,6 +53,24 @@ describe("pinHiddenPaths", () => {
       new HiddenPathError(`cannot keep ${join(base, "mount", "token")} private: its file system did not answer within 50 ms`),
     );
     expect(lookups.isUnanswered(join(base, "mount", "token"))).toBe(true);
+  });
+
+  it("locates again a directory made while it was being located, rather than calling it a dangling link", async () => {
+    await mkdir(join(base, "state"));
+    let first = true;
+    // The first realpath of state/ misses it (it was being made), as a store making its data directory at start-up.
+    const fs: HiddenPathFs = {
+      realpath: (path) => {
+        if (path === join(base, "state") && first) {
+          first = false;
+          return Promise.reject(Object.assign(new Error("ENOENT"), { code: "ENOENT" }));
+        }
+        return realpath(path);
+      },
+      lstat,
+    };
+    const pinned = await pinHiddenPaths([join(base, "state", "data")], { lookups: new UnansweredLookups(), timeoutMs: 5_000, fs });
+    expect(pinned).toEqual([join(base, "state", "data")]);
   });
 
   it("still refuses what cannot be covered: a link to nowhere, the root directory", async () => {

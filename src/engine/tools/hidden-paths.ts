@@ -10,8 +10,11 @@ export class HiddenPathError extends Error {
 /** The file system calls {@link pinHiddenPaths} makes (node:fs promises; a test may give a slower one). */
 export interface HiddenPathFs {
   realpath(path: string): Promise<string>;
-  lstat(path: string): Promise<unknown>;
+  lstat(path: string): Promise<{ isSymbolicLink(): boolean }>;
 }
+
+/** How often a path made while it was being located (the data directory, say) is located again before it counts as missing. */
+const MADE_MEANWHILE_RETRIES = 3;
 
 /**
  * How {@link pinHiddenPaths} asks the host's file system: off the event
@@ -71,6 +74,7 @@ async function locate(path: string, asking: HiddenPathLookups): Promise<string> 
   const fs = asking.fs ?? promises;
   const rest: string[] = [];
   let current = path;
+  let retries = 0;
   for (;;) {
     try {
       return join(await answered(path, fs.realpath(current), asking), ...rest);
@@ -81,23 +85,26 @@ async function locate(path: string, asking: HiddenPathLookups): Promise<string> 
       if (code === "EACCES" || code === "EPERM") return path;
       if (code !== "ENOENT" && code !== "ENOTDIR")
         throw new HiddenPathError(`cannot keep ${path} private: cannot resolve it (${code || "error"})`);
-      if (await exists(path, current, asking)) {
+      const found = await kindOf(path, current, asking);
+      if (found === "symlink") {
         throw new HiddenPathError(`cannot keep ${path} private: ${current} is a symlink whose target does not exist; name the real path`);
       }
+      // Made since its real path was asked: asked again.
+      if (found === "other" && retries++ < MADE_MEANWHILE_RETRIES) continue;
       rest.unshift(basename(current));
       current = dirname(current);
     }
   }
 }
 
-/** Whether `current` (on the way to the private `path`) is there, even as a dangling link. */
-async function exists(path: string, current: string, asking: HiddenPathLookups): Promise<boolean> {
+/** What `current` (on the way to the private `path`) is: missing, a link (dangling, as its real path was not had), or other. */
+async function kindOf(path: string, current: string, asking: HiddenPathLookups): Promise<"missing" | "symlink" | "other"> {
   const fs = asking.fs ?? promises;
   return answered(path, fs.lstat(current), asking).then(
-    () => true,
+    (stats) => (stats.isSymbolicLink() ? "symlink" : "other"),
     (error: unknown) => {
       if (error instanceof HiddenPathError) throw error;
-      return false;
+      return "missing";
     },
   );
 }
