@@ -15,7 +15,15 @@ import type {
   RunRequest,
   RunSink,
 } from "../runtime/index.js";
-import { childLogger, noopMetrics, silentLogger, type Logger, type RuntimeMetrics } from "../runtime/index.js";
+import {
+  childLogger,
+  DEFAULT_LIMITS,
+  noopMetrics,
+  silentLogger,
+  type Logger,
+  type RuntimeMetrics,
+  UnansweredLookups,
+} from "../runtime/index.js";
 import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
@@ -26,7 +34,7 @@ import type { EngineSettings } from "./run-context.js";
 import { executeRun } from "./run-loop.js";
 import { DEFAULT_TOOL_LIMITS } from "./tools/tool-limits.js";
 import { TOOL_CAPABILITIES, toolsForRun } from "./tools/tool-registry.js";
-import { pinHiddenPaths } from "./tools/hidden-paths.js";
+import { checkHiddenPathNames, pinHiddenPaths } from "./tools/hidden-paths.js";
 import { programProblems } from "./tools/program-start-failure.js";
 import { resolveShellSandbox } from "./tools/shell-sandbox.js";
 import { ToolError } from "./tools/tool.js";
@@ -61,6 +69,15 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
   }
   const availability = availabilityOf(options);
   const settings = settingsOf(options);
+  // Located now, off the event loop, so deleting a link on the way later cannot uncover a path (hidden-paths.ts).
+  const pinning = pinHiddenPaths(options.hiddenPaths ?? [], {
+    lookups: settings.hostLookups,
+    timeoutMs: DEFAULT_LIMITS.hostPathTimeoutMs,
+  }).then((pinned) => {
+    settings.shellHiddenPaths = pinned;
+  });
+  // Told by ready(), which the Runtime awaits before it serves, and by each run.
+  pinning.catch(() => {});
   const client = availability.available ? createClient(options, settings) : undefined;
   const health = new ProviderHealth();
   let logger: Logger = silentLogger;
@@ -88,7 +105,10 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
       maxAnswerBytes: settings.maxAnswerBytes,
       retryBudgetMs: settings.retry.budgetMs,
     }),
+    // A private path that cannot be kept covered, or does not answer in time, refuses start-up.
+    ready: () => pinning,
     async execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome> {
+      await pinning;
       const secrets = request.policy?.secrets ?? new Map<string, string>();
       // A bundle profile may bring its own provider key, by secret name (Profile.provider_api_key_secret).
       const profileKey = ownKeyOf(request.profile, secrets);
@@ -195,8 +215,9 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     maxToolCallsPerTurn: options.maxToolCallsPerTurn ?? 128,
     toolLimits: { ...DEFAULT_TOOL_LIMITS, ...options.toolLimits },
     shellSandbox: resolveShellSandbox(options),
-    // Located now, so deleting a link on the way later cannot uncover a path (hidden-paths.ts).
-    shellHiddenPaths: pinHiddenPaths(options.hiddenPaths ?? []),
+    // As named until located (createOpenAIBackend): runs wait for that.
+    shellHiddenPaths: hiddenPathsNamed(options.hiddenPaths ?? []),
+    hostLookups: new UnansweredLookups(),
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     useMaxCompletionTokens: options.baseURL === undefined,
@@ -229,4 +250,10 @@ function withDefaults(profile: Profile, defaultModel: string): Profile {
     model: profile.model || defaultModel,
     maxTurns: profile.maxTurns || DEFAULT_MAX_TURNS,
   });
+}
+
+/** The private paths as named (absolute), refusing "/" at once (checkHiddenPathNames). */
+function hiddenPathsNamed(paths: readonly string[]): string[] {
+  checkHiddenPathNames(paths);
+  return paths.map((path) => resolve(path));
 }

@@ -67,6 +67,7 @@ function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutp
     shellSandbox: context.settings.shellSandbox,
     // Every workspace root too, whatever the operator listed: the workspaces under them belong to other workers.
     shellHiddenPaths: [...context.settings.shellHiddenPaths, ...workspaceRoots(context.request)],
+    hostLookups: context.settings.hostLookups,
     ...(context.request.policy?.shell ? { shellPolicy: context.request.policy.shell } : {}),
   });
 }

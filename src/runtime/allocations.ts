@@ -78,9 +78,12 @@ export class AllocationManager {
    * Takes a restored worker's leases, each on its own (a conflict, after a
    * root or symlink changed while the runtime was down, costs only that
    * lease), and returns the conflicts. A worker that lost one has its runs
-   * refused ({@link checkHeld}) until it is stopped.
+   * refused ({@link checkHeld}) until it is stopped. A worker restored
+   * unlocated whose directories answer later comes here too, its earlier
+   * refusal forgotten.
    */
   restore(holder: WorkerRef, leases: readonly Lease[], now: Date): RuntimeError[] {
+    this.unleased.delete(holder.workerId);
     const conflicts: RuntimeError[] = [];
     for (const lease of leases) {
       try {
@@ -102,12 +105,18 @@ export class AllocationManager {
    * Restores a worker whose directories could not be located in time
    * (`unlocated`: HOST_PATH_UNAVAILABLE) without any lease: whether its
    * write lease conflicts is unknown, so its runs are refused
-   * (FAILED_PRECONDITION HOST_PATH_UNAVAILABLE) until it is stopped, as a
-   * worker that lost its lease to a conflict.
+   * (FAILED_PRECONDITION HOST_PATH_UNAVAILABLE) until its directories are
+   * located (worker-leases.ts locates them again when a run is asked) or it
+   * is stopped.
    */
   restoreUnlocated(holder: WorkerRef, unlocated: RuntimeError): void {
-    const why = `worker ${holder.workerId} was restored without its leases (${unlocated.message}); its runs are refused: stop it, and create it again once its directories answer`;
+    const why = `worker ${holder.workerId} was restored without its leases (${unlocated.message}); its runs are refused until its directories answer, or stop it`;
     this.unleased.set(holder.workerId, new RuntimeError(Code.FailedPrecondition, unlocated.reason, why, unlocated.metadata));
+  }
+
+  /** Why a restored worker holds no lease it needs (its runs refused), or undefined when it holds them all. */
+  refusalOf(workerId: string): RuntimeError | undefined {
+    return this.unleased.get(workerId);
   }
 
   /** Refuses a run of a worker restored without a lease it needs: FAILED_PRECONDITION ALLOCATION_CONFLICT or HOST_PATH_UNAVAILABLE. */

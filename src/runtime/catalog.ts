@@ -16,7 +16,7 @@ import {
   type ListWorkersResponse,
   ListWorkersResponseSchema,
 } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { type Worker, WorkerSchema, WorkerStatus, WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { AllocationManager } from "./allocations.js";
 import { idempotencyConflict, invalidArgument, notFound, RuntimeError } from "./errors.js";
 import { checkMounts, checkMountsApart } from "./mounts.js";
@@ -35,7 +35,7 @@ import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
 import { WorkerSession } from "./worker-session.js";
 import { WorkerDeletes } from "./worker-deletes.js";
-import { locatedLeases, restoreLeases } from "./worker-leases.js";
+import { locatedLeases, RestoredLeases } from "./worker-leases.js";
 
 /** What the catalog needs from its runtime. */
 export interface CatalogInit {
@@ -69,8 +69,12 @@ export class Catalog {
   private readonly pendingCreates = new Map<string, { fingerprint: string; workerId: string; response: Promise<CreateWorkerResponse> }>();
   private readonly deletes: WorkerDeletes;
   readonly allocations = new AllocationManager();
+  private readonly restoredLeases: RestoredLeases;
 
   constructor(private readonly init: CatalogInit) {
+    this.restoredLeases = new RestoredLeases(init.offer, this.allocations, (workerId, code, message) =>
+      init.addDiagnostic(DiagnosticSeverity.WARNING, code, message, workerId),
+    );
     this.deletes = new WorkerDeletes({
       store: init.store,
       storeBoundMs: init.limits.flushTimeoutMs,
@@ -330,6 +334,7 @@ export class Catalog {
 
   /** Restores workers from the store at start-up, with their request ids and leases. */
   async restore(restored: readonly RestoredWorker[]): Promise<void> {
+    const leasing: Worker[] = [];
     for (const item of restored) {
       const connectivity = workerConnectivity(this.init.offer, item.record.worker);
       const session = await WorkerSession.restore(item, this.init.sessionDeps, connectivity);
@@ -340,18 +345,18 @@ export class Catalog {
       }
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
       const status = session.worker.status;
-      if (status === WorkerStatus.STOPPED || status === WorkerStatus.FAILED) continue;
-      await restoreLeases(session.worker, this.init.offer, this.allocations, (code, message) =>
-        this.init.addDiagnostic(DiagnosticSeverity.WARNING, code, `${message}; its runs are refused until it is stopped`, session.workerId),
-      );
+      if (status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) leasing.push(session.worker);
     }
+    await this.restoredLeases.restore(leasing);
   }
 
-  /** The session of a worker about to run: refused while it was restored without its write lease. */
-  runnable(field: string, ref: WorkerRef | undefined): WorkerSession {
-    const session = this.session(field, ref);
-    this.allocations.checkHeld(session.workerId);
-    return session;
+  /**
+   * Refuses a run of a worker restored without its leases, once a worker
+   * restored while its directories did not answer has looked for them again
+   * (worker-leases.ts).
+   */
+  checkRunnable(session: WorkerSession): Promise<void> {
+    return this.restoredLeases.checkRunnable(session.worker);
   }
 
   /** The answer to a repeated CreateWorker: the same worker, or IDEMPOTENCY_CONFLICT for other content. */

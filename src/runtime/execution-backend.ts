@@ -51,6 +51,13 @@ export interface ExecutionBackend {
    */
   attach?(host: BackendHost): void;
   /**
+   * Settles once the backend's start-up checks that ask the host's file
+   * system (which may hang: a network mount) are done, off the event loop.
+   * createRuntime awaits it before anything is opened, and a rejection
+   * refuses the runtime with that error. Absent: nothing to wait for.
+   */
+  ready?(): Promise<void>;
+  /**
    * How shell.exec commands are isolated, for GetRuntime
    * (`RuntimeCapabilities.shell_sandbox`): e.g. "bubblewrap", "none"; ""
    * when shell.exec is not offered.

@@ -3,15 +3,20 @@ import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
+import { UnansweredLookups } from "./unanswered-lookups.js";
 
 /**
- * At most this many lookups may be left unanswered past their deadline
- * before every new one is refused at once. A lookup runs on a thread of
- * libuv's pool (4 threads by default), which a timeout does not free: left
- * unbounded, repeated creates on a hung mount would take every thread, and
- * then the file store's writes would wait behind them.
+ * Who asks for a lookup. A `"request"` (CreateWorker, a run of a worker
+ * restored unlocated) is refused while MAX_UNANSWERED_LOOKUPS
+ * (unanswered-lookups.ts) such lookups are unanswered: requests can repeat
+ * without end. `"restore"` asks once per worker at start-up, so it is
+ * refused only by an unanswered lookup in its own root, and its unanswered
+ * lookups count against that root alone: two hung roots at restore must not
+ * deny a healthy third root (its workers, and later creates in it). They
+ * stay bounded by the configured roots and restore's concurrency
+ * (worker-leases.ts).
  */
-const MAX_UNANSWERED_LOOKUPS = 2;
+export type LookupAsker = "request" | "restore";
 
 /** A directory a worker needs located: its workspace or a mount, as requested. */
 export interface Place {
@@ -37,9 +42,8 @@ export class WorkspaceRootsError extends Error {
  * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
-  /** Root name → lookups in it past their deadline and still unanswered. */
-  private readonly unanswered = new Map<string, number>();
-  private unansweredTotal = 0;
+  /** Lookups past their deadline and still unanswered, by root name; counted when a request asked. */
+  private readonly unanswered = new UnansweredLookups();
 
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
@@ -61,7 +65,7 @@ export class HostLocations {
     const locations = new HostLocations(roots, async (dir) => (resolve ? resolve(path.resolve(dir)) : path.resolve(dir)), timeoutMs);
     const located = new Map<string, string>();
     for (const [name, dir] of Object.entries(roots)) {
-      const host = await locations.lookup(name, dir, Date.now() + timeoutMs);
+      const host = await locations.lookup(name, dir, Date.now() + timeoutMs, true);
       if (host === undefined) {
         throw new WorkspaceRootsError(
           `workspace root "${name}" (${dir}) could not be located on the host within ${timeoutMs} ms: its file system did not answer`,
@@ -80,9 +84,10 @@ export class HostLocations {
    * configured has no directory: its name and path stand for it (no host
    * path starts with a name), so its leases still meet each other. Throws
    * UNAVAILABLE HOST_PATH_UNAVAILABLE naming the first place not located in
-   * time, as typed; nothing is left waiting but the lookup itself.
+   * time, as typed; nothing is left waiting but the lookup itself. `asker`
+   * decides which unanswered lookups refuse it ({@link LookupAsker}).
    */
-  async locate(places: readonly Place[]): Promise<string[]> {
+  async locate(places: readonly Place[], asker: LookupAsker = "request"): Promise<string[]> {
     const deadline = Date.now() + this.timeoutMs;
     const hosts: string[] = [];
     for (const place of places) {
@@ -91,12 +96,12 @@ export class HostLocations {
         hosts.push(`${place.root}:/${place.path}`);
         continue;
       }
-      if (this.unanswered.has(place.root))
+      if (this.unanswered.isUnanswered(place.root))
         throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
-      if (this.unansweredTotal >= MAX_UNANSWERED_LOOKUPS) {
-        throw this.unavailable(place, `now: ${this.unansweredTotal} earlier lookups on the host are still unanswered`);
-      }
-      const host = await this.lookup(place.root, path.join(rootDir, ...place.path.split("/").filter(Boolean)), deadline);
+      const full = asker === "request" ? this.unanswered.full() : undefined;
+      if (full !== undefined) throw this.unavailable(place, `now: ${full} earlier lookups on the host are still unanswered`);
+      const dir = path.join(rootDir, ...place.path.split("/").filter(Boolean));
+      const host = await this.lookup(place.root, dir, deadline, asker === "request");
       if (host === undefined) throw this.unavailable(place, `within ${this.timeoutMs} ms: its file system did not answer`);
       hosts.push(host);
     }
@@ -105,31 +110,11 @@ export class HostLocations {
 
   /**
    * The backend's host path of `dir`, or undefined when it is not had by
-   * `deadline`; the lookup is then counted against `root` until it answers.
+   * `deadline`; the lookup is then counted against `root` (and, when
+   * `counted`, the total) until it answers.
    */
-  private async lookup(root: string, dir: string, deadline: number): Promise<string | undefined> {
-    const answer = this.hostPath(dir);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
-    });
-    let answered = false;
-    try {
-      const host = await Promise.race([answer.finally(() => (answered = true)), late]);
-      if (answered) return host;
-    } finally {
-      clearTimeout(timer);
-    }
-    this.unanswered.set(root, (this.unanswered.get(root) ?? 0) + 1);
-    this.unansweredTotal++;
-    const settled = (): void => {
-      const left = (this.unanswered.get(root) ?? 1) - 1;
-      if (left > 0) this.unanswered.set(root, left);
-      else this.unanswered.delete(root);
-      this.unansweredTotal--;
-    };
-    answer.then(settled, settled);
-    return undefined;
+  private lookup(root: string, dir: string, deadline: number, counted: boolean): Promise<string | undefined> {
+    return this.unanswered.within(root, this.hostPath(dir), deadline, counted);
   }
 
   private unavailable(place: Place, why: string): RuntimeError {

@@ -62,6 +62,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
   // Refused before anything is opened.
+  await options.executionBackend?.ready?.();
   const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
   const writes = new PendingWrites();
   const store = writes.track(
@@ -142,9 +143,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   if (cannotRun !== undefined) addDiagnostic(DiagnosticSeverity.WARNING, "execution.unavailable", cannotRun);
   await catalog.restore(opened.workers);
 
-  // `runnable`: the call lets the worker run, which a worker restored without its lease may not.
-  const run = (request: { worker?: WorkerRef; runId: string }, runnable = false): WorkerSession => {
-    const session = runnable ? catalog.runnable("worker", request.worker) : catalog.session("worker", request.worker);
+  const run = (request: { worker?: WorkerRef; runId: string }): WorkerSession => {
+    const session = catalog.session("worker", request.worker);
     checkId("run_id", request.runId);
     return session;
   };
@@ -165,8 +165,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const asRequest = requestReader(limits.maxMessageBytes);
   /** SendInput, and StreamInput's input: the worker's session, then the input, checked before anything is taken. */
   const accept = async (request: SendInputRequest | StreamInputRequest, inputOptions?: InputOptions) => {
-    const session = catalog.runnable("worker", request.worker);
+    const session = catalog.session("worker", request.worker);
     const input = checkInput(request, limits.maxInputBytes);
+    // It lets the worker run, which a worker restored without its leases may not (worker-leases.ts).
+    await catalog.checkRunnable(session);
     return typedStoreErrors(session.send(input, request.busyPolicy, request.requestId, inputOptions));
   };
 
@@ -242,11 +244,12 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     resolveApproval: (init, inputOptions) =>
       background.request(async () => {
         const request = asRequest("resolveApproval", init);
-        const session = run(request, true);
+        const session = run(request);
         checkToolCallId("tool_call_id", request.toolCallId, limits.maxToolCallIdLength);
         checkEnum("decision", request.decision, ApprovalDecisionSchema, { required: true });
         checkTextBytes("reason", request.reason, limits.maxApprovalReasonBytes);
         checkRequestId("request_id", request.requestId);
+        await catalog.checkRunnable(session);
         return typedStoreErrors(session.resolveApproval(request, inputOptions));
       }),
     getRun: async (init) => {

@@ -5,7 +5,16 @@ import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type AllocationManager, type Lease, leasesOf } from "./allocations.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
-import type { Place } from "./host-locations.js";
+import type { LookupAsker, Place } from "./host-locations.js";
+import { MAX_UNANSWERED_LOOKUPS } from "./unanswered-lookups.js";
+
+/**
+ * How many restored workers have their directories located at once. One
+ * after another, start-up took a lookup's time per worker; all at once, a
+ * hung mount could take every thread of libuv's pool before the first
+ * deadline. No more than requests may leave unanswered (host-locations.ts).
+ */
+const RESTORE_LOCATING = MAX_UNANSWERED_LOOKUPS;
 
 /**
  * The leases a worker needs (allocations.ts), each located on the host
@@ -13,34 +22,109 @@ import type { Place } from "./host-locations.js";
  * UNAVAILABLE HOST_PATH_UNAVAILABLE when the host's file system does not
  * answer in time (HostLocations.locate).
  */
-export async function locatedLeases(worker: Worker, offer: ExecutionOffer): Promise<(Lease & Place)[]> {
+export async function locatedLeases(worker: Worker, offer: ExecutionOffer, asker: LookupAsker = "request"): Promise<(Lease & Place)[]> {
   const wanted = leasesOf(worker, offer.needsWriteLease(worker.capabilities));
-  const hosts = await offer.locations.locate(wanted);
+  const hosts = await offer.locations.locate(wanted, asker);
   return wanted.map((lease, i) => ({ ...lease, hostPath: hosts[i] ?? "" }));
 }
 
+/** A restored worker's leases as located, or why they were not. */
+type Located = { leases: Lease[] } | { unlocated: RuntimeError };
+
 /**
- * Takes a restored worker's leases. One it cannot take (a conflict, after a
- * root or symlink changed while the runtime was down), or directories not
- * located in time (a hung mount at start-up: whether its write lease would
- * conflict is unknown), is `warn`ed with a diagnostic code, and the worker's
- * runs are refused until it is stopped (AllocationManager.checkHeld).
+ * The leases of restored workers. Taken at start-up, each worker's on its
+ * own: one it cannot take (a conflict, after a root or symlink changed
+ * while the runtime was down) is `warn`ed as `allocation.restore_conflict`
+ * and the worker's runs are refused until it is stopped
+ * (AllocationManager.checkHeld). Directories not located in time (a hung
+ * mount at start-up: whether its write lease would conflict is unknown) are
+ * `warn`ed as `allocation.host_path_unavailable`, and located again when a
+ * run is asked of the worker ({@link checkRunnable}): a mount that answers
+ * again gives it its leases, so it is not refused for its life.
  */
-export async function restoreLeases(
-  worker: Worker,
-  offer: ExecutionOffer,
-  allocations: AllocationManager,
-  warn: (code: string, message: string) => void,
-): Promise<void> {
-  const ref = worker.ref ?? create(WorkerRefSchema);
-  let leases: Lease[];
-  try {
-    leases = await locatedLeases(worker, offer);
-  } catch (error) {
-    if (!(error instanceof RuntimeError) || error.reason !== ErrorReason.HOST_PATH_UNAVAILABLE) throw error;
-    allocations.restoreUnlocated(ref, error);
-    warn("allocation.host_path_unavailable", error.message);
-    return;
+export class RestoredLeases {
+  /** Worker id → its lookup again, in flight: concurrent runs asked of it share one. */
+  private readonly relocating = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly offer: ExecutionOffer,
+    private readonly allocations: AllocationManager,
+    private readonly warn: (workerId: string, code: string, message: string) => void,
+  ) {}
+
+  /**
+   * Takes restored workers' leases: located {@link RESTORE_LOCATING} workers
+   * at a time (each worker's directories one after another), then taken in
+   * the workers' order, so which of two conflicting leases is kept does not
+   * depend on which lookup answered first.
+   */
+  async restore(workers: readonly Worker[]): Promise<void> {
+    const located: Located[] = new Array(workers.length);
+    let next = 0;
+    const locateNext = async (): Promise<void> => {
+      for (let i = next++; i < workers.length; i = next++) {
+        const worker = workers[i] as Worker;
+        located[i] = await locatedLeases(worker, this.offer, "restore").then(
+          (leases) => ({ leases }),
+          (error: unknown) => ({ unlocated: unlocatedError(error) }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RESTORE_LOCATING, workers.length) }, locateNext));
+    for (const [i, worker] of workers.entries()) {
+      const result = located[i];
+      if (result) this.take(worker, result);
+    }
   }
-  for (const conflict of allocations.restore(ref, leases, new Date())) warn("allocation.restore_conflict", conflict.message);
+
+  /**
+   * Before a run of `worker` is admitted (SendInput, StreamInput,
+   * ResolveApproval): one restored without its leases because its
+   * directories did not answer locates them again, and takes its leases if
+   * they answer now; throws FAILED_PRECONDITION (HOST_PATH_UNAVAILABLE, or
+   * ALLOCATION_CONFLICT) while it holds none.
+   */
+  async checkRunnable(worker: Worker): Promise<void> {
+    const workerId = worker.ref?.workerId ?? "";
+    if (this.allocations.refusalOf(workerId)?.reason === ErrorReason.HOST_PATH_UNAVAILABLE) {
+      let pending = this.relocating.get(workerId);
+      if (!pending) {
+        pending = this.relocate(worker).finally(() => this.relocating.delete(workerId));
+        this.relocating.set(workerId, pending);
+      }
+      await pending;
+    }
+    this.allocations.checkHeld(workerId);
+  }
+
+  /** Locates an unlocated worker's directories again; a worker stopped meanwhile (its refusal gone) takes nothing. */
+  private async relocate(worker: Worker): Promise<void> {
+    const workerId = worker.ref?.workerId ?? "";
+    const before = this.allocations.refusalOf(workerId);
+    const result = await locatedLeases(worker, this.offer).then(
+      (leases): Located => ({ leases }),
+      (error: unknown): Located => ({ unlocated: unlocatedError(error) }),
+    );
+    if (this.allocations.refusalOf(workerId) !== before) return;
+    if ("leases" in result) this.take(worker, result);
+    else this.allocations.restoreUnlocated(worker.ref ?? create(WorkerRefSchema), result.unlocated);
+  }
+
+  private take(worker: Worker, located: Located): void {
+    const ref = worker.ref ?? create(WorkerRefSchema);
+    if ("unlocated" in located) {
+      this.allocations.restoreUnlocated(ref, located.unlocated);
+      const until = "its runs are refused until they answer (looked for again when a run is asked) or it is stopped";
+      this.warn(ref.workerId, "allocation.host_path_unavailable", `${located.unlocated.message}; ${until}`);
+      return;
+    }
+    for (const conflict of this.allocations.restore(ref, located.leases, new Date()))
+      this.warn(ref.workerId, "allocation.restore_conflict", `${conflict.message}; its runs are refused until it is stopped`);
+  }
+}
+
+/** A lookup's HOST_PATH_UNAVAILABLE; anything else is thrown on. */
+function unlocatedError(error: unknown): RuntimeError {
+  if (error instanceof RuntimeError && error.reason === ErrorReason.HOST_PATH_UNAVAILABLE) return error;
+  throw error;
 }

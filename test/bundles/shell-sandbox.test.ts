@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { backendFromFlags, ExecutionConfigError } from "../../src/cli/execution-config.js";
 import { createOpenAIBackend, HiddenPathError } from "../../src/engine/index.js";
+import { createRuntime } from "../../src/runtime/index.js";
 import { bubblewrapWorks, hideHostPaths, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
 import { startFakeOpenAI } from "../support/fake-openai.js";
 import { startHarness as startServer } from "../support/harness.js";
@@ -151,13 +152,21 @@ describe("shell.exec sandbox", () => {
     try {
       await symlink(join(base, "missing"), join(base, "token"));
       const options = { apiKey: TEST_KEY, baseURL: h.fake.baseURL, shellSandbox: "bubblewrap" as const };
-      expect(() => createOpenAIBackend({ ...options, hiddenPaths: [join(base, "token")] })).toThrow(
+      // Where a path leads is asked off the event loop: the backend is ready, or the runtime refused, once it is known.
+      const dangling = createOpenAIBackend({ ...options, hiddenPaths: [join(base, "token")] });
+      await expect(createRuntime({ executionBackend: dangling })).rejects.toThrow(
         new HiddenPathError(
           `cannot keep ${join(base, "token")} private: ${join(base, "token")} is a symlink whose target does not exist; name the real path`,
         ),
       );
       await symlink(join(base, "loop"), join(base, "loop"));
-      expect(() => createOpenAIBackend({ ...options, hiddenPaths: [join(base, "loop", "x")] })).toThrow(/cannot resolve it \(ELOOP\)/);
+      await expect(createOpenAIBackend({ ...options, hiddenPaths: [join(base, "loop", "x")] }).ready?.()).rejects.toThrow(
+        /cannot resolve it \(ELOOP\)/,
+      );
+      // The root directory is refused by its name, as the backend is made.
+      expect(() => createOpenAIBackend({ ...options, hiddenPaths: ["/"] })).toThrow(
+        new HiddenPathError("cannot keep / private: it is the root directory"),
+      );
       // serve's flags: the command line's to fix.
       const flags = { "openai-base-url": h.fake.baseURL, "data-dir": "/" };
       await expect(backendFromFlags(flags, { OPENAI_API_KEY: TEST_KEY })).rejects.toThrow(

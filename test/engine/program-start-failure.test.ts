@@ -2,8 +2,10 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { realpath } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { programStartProblem } from "../../src/engine/tools/program-start-failure.js";
+import { programStartProblem, whyProgramCannotStart } from "../../src/engine/tools/program-start-failure.js";
+import { UnansweredLookups } from "../../src/runtime/index.js";
 
 /** The diagnosis judges the file an exec would run, found on PATH as execvp finds it. */
 
@@ -42,5 +44,49 @@ describe("programStartProblem on PATH", () => {
     const program = shadowed(0o644);
     process.env.PATH = (process.env.PATH ?? "").replace(/^([^:]*):[^:]*:/, "$1:");
     expect(programStartProblem(program, "none")).toMatchObject({ cause: "not_executable" });
+  });
+});
+
+describe("whyProgramCannotStart where the exec cannot see", () => {
+  /** A program on PATH twice: in `a` (hidden from the exec) naming a missing interpreter, in `b` a working copy. */
+  function hiddenFirst(): { program: string; hidden: string; file: string } {
+    const root = mkdtempSync(join(tmpdir(), "program-unseen-"));
+    dirs.push(root);
+    const program = "unseen-tool";
+    mkdirSync(join(root, "a"));
+    mkdirSync(join(root, "b"));
+    writeFileSync(join(root, "a", program), "#!/missing/interp\n", { mode: 0o755 });
+    writeFileSync(join(root, "b", program), "#!/bin/sh\necho ok\n", { mode: 0o755 });
+    process.env.PATH = `${join(root, "a")}:${join(root, "b")}:${savedPath}`;
+    return { program, hidden: join(root, "a"), file: join(root, "a", program) };
+  }
+
+  it("passes over a copy whose real path is where the exec cannot see", async () => {
+    const { program, hidden } = hiddenFirst();
+    const why = await whyProgramCannotStart(program, "ENOENT", "none", {
+      paths: [hidden],
+      lookups: new UnansweredLookups(),
+      timeoutMs: 5_000,
+    });
+    expect(why).toContain('"/bin/sh"');
+  });
+
+  it("does not wait on a real path the file system does not answer, nor ask it again while unanswered", async () => {
+    const { program, hidden, file } = hiddenFirst();
+    let asked = 0;
+    const fs = {
+      realpath: (path: string): Promise<string> => {
+        if (path !== file) return realpath(path);
+        asked++;
+        return new Promise<string>(() => {});
+      },
+    };
+    const lookups = new UnansweredLookups();
+    const unseen = { paths: [hidden], lookups, timeoutMs: 50, fs };
+    // Not known to be hidden, it is judged as there (as a real path that cannot be had).
+    expect(await whyProgramCannotStart(program, "ENOENT", "none", unseen)).toContain('"/missing/interp"');
+    expect(lookups.isUnanswered(file)).toBe(true);
+    expect(await whyProgramCannotStart(program, "ENOENT", "none", unseen)).toContain('"/missing/interp"');
+    expect(asked).toBe(1);
   });
 });

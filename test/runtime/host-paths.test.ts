@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type HostPathFs, realHostPath } from "../../src/engine/tools/host-path.js";
 import { createRuntime, type Runtime, RuntimeError, type RuntimeOptions } from "../../src/runtime/index.js";
@@ -60,6 +61,40 @@ class HangingFs implements HostPathFs {
     await Promise.all(this.held.splice(0));
     // What waited on them (the runtime's count of unanswered lookups) runs next.
     await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * The real fs.promises, except that realpath of one of `slow` waits until
+ * `together` such lookups wait at once (then all of them answer), or 300 ms
+ * have passed: lookups made one after another each wait the 300 ms alone.
+ */
+class OverlapFs implements HostPathFs {
+  maxWaiting = 0;
+  released = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(
+    private readonly slow: readonly string[],
+    private readonly together: number,
+  ) {}
+
+  async realpath(path: string): Promise<string> {
+    if (!this.slow.includes(path)) return realpath(path);
+    let release = (): void => {};
+    const answered = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.waiting.push(release);
+    const alone = setTimeout(release, 300);
+    this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length);
+    if (this.waiting.length >= this.together) for (const waiter of this.waiting.splice(0)) waiter();
+    await answered;
+    clearTimeout(alone);
+    const left = this.waiting.indexOf(release);
+    if (left >= 0) this.waiting.splice(left, 1);
+    this.released++;
+    return realpath(path);
   }
 }
 
@@ -235,7 +270,7 @@ describe("host paths at start-up", () => {
     );
   });
 
-  it("a restored worker whose directories do not answer is restored without its lease, its runs refused until it is stopped", async () => {
+  it("a restored worker whose directories do not answer is restored without its lease, its runs refused until they answer", async () => {
     const store = () => createFileStore({ dataDir: join(dir, "state") });
     const first = await start({ store: store() });
     const { worker } = await first.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [hungMount] });
@@ -258,20 +293,99 @@ describe("host paths at start-up", () => {
     expect(error.reason).toBe(ErrorReason.HOST_PATH_UNAVAILABLE);
     expect(error.metadata).toMatchObject({ field: "mounts[0]", root: "data", path: "hung", mount_name: "slow" });
     expect(error.message).toContain("stop it");
-    // Refused still once the mount answers (its lease was never checked); stopped, it is stopped as any.
+    // The other worker runs.
+    await second.sendInput({ worker: other?.ref, input: { text: "go" } });
+    // Once the mount answers, its next run locates its directories again (once for two runs asked together), takes its leases and runs.
     await fs.recover();
-    await expectReason(
-      () => second.sendInput({ worker: worker?.ref, input: { text: "go" } }),
-      Code.FailedPrecondition,
-      ErrorReason.HOST_PATH_UNAVAILABLE,
-    );
+    const asked = fs.calls;
+    const [run, queued] = await Promise.all([
+      second.sendInput({ worker: worker?.ref, input: { text: "go" }, busyPolicy: BusyPolicy.ENQUEUE }),
+      second.sendInput({ worker: worker?.ref, input: { text: "then" }, busyPolicy: BusyPolicy.ENQUEUE }),
+    ]);
+    expect(run.runId).not.toBe(queued.runId);
+    expect(fs.calls - asked).toBe(2); // its workspace and its mount
+    expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => [a.holder?.workerId, a.root, a.path])).toEqual([
+      [other?.ref?.workerId, "work", "b"],
+      [worker?.ref?.workerId, "work", "a"],
+      [worker?.ref?.workerId, "data", "hung"],
+    ]);
+  });
+
+  it("a restored worker stopped while its directories do not answer is stopped as any, and takes no lease once they answer", async () => {
+    const store = () => createFileStore({ dataDir: join(dir, "state") });
+    const first = await start({ store: store() });
+    const { worker } = await first.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [hungMount] });
+    await first.close();
+    runtimes.splice(0);
+    fs.hung.add(join(dir, "data", "hung"));
+    const second = await start({ store: store() });
     await second.stopWorker({ worker: worker?.ref });
+    await fs.recover();
     await expectReason(
       () => second.sendInput({ worker: worker?.ref, input: { text: "go" } }),
       Code.FailedPrecondition,
       ErrorReason.WORKER_STOPPED,
     );
-    // The other worker runs.
-    await second.sendInput({ worker: other?.ref, input: { text: "go" } });
+    expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations).toEqual([]);
+  });
+
+  it("two roots that do not answer at restore cost nothing to a worker in a third, healthy root", async () => {
+    await mkdir(join(dir, "more", "c"), { recursive: true });
+    const roots = { work: join(dir, "work"), data: join(dir, "data"), more: join(dir, "more") };
+    const store = () => createFileStore({ dataDir: join(dir, "state") });
+    const first = await start({ store: store(), workspaceRoots: roots });
+    const reader = { runtimeId: "rt-paths", capabilities: ["fs.read"] };
+    const { worker: inWork } = await first.createWorker({ ...reader, workspace: { root: "work", path: "a" } });
+    const { worker: inData } = await first.createWorker({ ...reader, workspace: { root: "data", path: "hung" } });
+    const { worker: healthy } = await first.createWorker({ ...reader, workspace: { root: "more", path: "c" } });
+    await first.close();
+    runtimes.splice(0);
+    fs.hung.add(join(dir, "work", "a"));
+    fs.hung.add(join(dir, "data", "hung"));
+    const second = await start({ store: store(), workspaceRoots: roots });
+    // The healthy root's worker holds its lease and runs; the other two are told why they cannot.
+    expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => a.holder?.workerId)).toEqual([healthy?.ref?.workerId]);
+    const unlocated = second.listDiagnostics({}).diagnostics.filter((d) => d.code === "allocation.host_path_unavailable");
+    expect(unlocated.map((d) => d.worker?.workerId).sort()).toEqual([inWork?.ref?.workerId, inData?.ref?.workerId].sort());
+    await second.sendInput({ worker: healthy?.ref, input: { text: "go" } });
+    // A new worker in the healthy root is not refused for the hung lookups restore left behind.
+    await second.createWorker({ ...reader, workspace: { root: "more", path: "" } });
+    await expectReason(
+      () => second.sendInput({ worker: inWork?.ref, input: { text: "go" } }),
+      Code.FailedPrecondition,
+      ErrorReason.HOST_PATH_UNAVAILABLE,
+    );
+    // Once the hung roots answer, their workers run too.
+    await fs.recover();
+    await second.sendInput({ worker: inWork?.ref, input: { text: "go" } });
+    await second.sendInput({ worker: inData?.ref, input: { text: "go" } });
+  });
+
+  it("locates restored workers' directories a few at a time, not one after another, with the same leases", async () => {
+    const dirs = ["d0", "d1", "d2", "d3"].map((name) => join(dir, "work", name));
+    for (const d of dirs) await mkdir(d);
+    const store = () => createFileStore({ dataDir: join(dir, "state") });
+    const slowLimits = { limits: { hostPathTimeoutMs: 30_000 } };
+    const first = await start({ store: store(), ...slowLimits });
+    const created: string[] = [];
+    for (const name of ["d0", "d1", "d2", "d3"]) {
+      const { worker } = await first.createWorker({
+        runtimeId: "rt-paths",
+        capabilities: ["fs.read"],
+        workspace: { root: "work", path: name },
+      });
+      created.push(worker?.ref?.workerId ?? "");
+    }
+    await first.close();
+    runtimes.splice(0);
+    const gate = new OverlapFs(dirs, 2);
+    const second = await start({ store: store(), executionBackend: new LocatingBackend(gate), ...slowLimits });
+    // Two lookups were waiting at once (each waits until another joins it, or 300 ms), never more.
+    expect(gate.maxWaiting).toBe(2);
+    expect(gate.released).toBe(4);
+    expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => [a.holder?.workerId, a.path])).toEqual(
+      created.map((id, i) => [id, `d${i}`]),
+    );
+    expect(second.listDiagnostics({}).diagnostics.filter((d) => d.code.startsWith("allocation."))).toEqual([]);
   });
 });

@@ -1,6 +1,9 @@
-import { closeSync, openSync, readSync, realpathSync, statSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { promises } from "node:fs";
 import { isAbsolute, join, sep } from "node:path";
+import type { UnansweredLookups } from "../../runtime/index.js";
 import { elfInterpreter } from "./elf-interpreter.js";
+import type { HostPathFs } from "./host-path.js";
 import { commandSearchDirectories, isExecutableFile } from "./program-path.js";
 import type { ShellSandboxMode } from "./shell-sandbox.js";
 
@@ -19,6 +22,21 @@ export type ProgramStartCause =
   | "interpreter_not_executable"
   | "loader_missing"
   | "no_shebang";
+
+/**
+ * How {@link whyProgramCannotStart} asks for real paths: off the event loop
+ * (`fs`, node:fs promises by default), each within `timeoutMs`, through the
+ * backend's `lookups`, so a file system that does not answer (a hung mount
+ * on PATH) is asked once until it does, and never holds a run.
+ */
+export interface RealPathLookups {
+  lookups: UnansweredLookups;
+  timeoutMs: number;
+  fs?: HostPathFs;
+}
+
+/** Whether a path's real path is where the exec cannot see. */
+type UnseenTest = (path: string) => boolean;
 
 /** A program that cannot start, with why in plain words naming it. */
 export interface ProgramStartProblem {
@@ -43,16 +61,15 @@ export interface ProgramStartProblem {
  * an ELF binary is refused too: the kernel will not run it (ENOEXEC), and
  * glibc's execvp (libuv's spawn, bwrap) then runs it with /bin/sh, a shell
  * its author never chose (an empty file "succeeds" doing nothing). A file
- * that cannot be read (execute-only) is not judged. `unseen` are real paths the exec cannot see (the
- * sandbox's covered private paths, the workspace's host path, the host's
- * /tmp): a file there counts as absent.
+ * that cannot be read (execute-only) is not judged. `isUnseen` tells a
+ * file the exec cannot see (whyProgramCannotStart): it counts as absent.
  */
 export function programStartProblem(
   program: string,
   mode: ShellSandboxMode,
-  unseen: readonly string[] = [],
+  isUnseen: UnseenTest = () => false,
 ): ProgramStartProblem | undefined {
-  const file = programFile(program, mode, unseen);
+  const file = programFile(program, mode, isUnseen);
   const problem = (cause: ProgramStartCause, message: string): ProgramStartProblem => ({ program, cause, message });
   if (file === undefined) return problem("not_installed", notInstalled(program));
   const installed = `"${program}" is installed on this runtime but`;
@@ -61,7 +78,7 @@ export function programStartProblem(
   const interpreter = start && shebangInterpreter(start);
   if (interpreter !== undefined && isAbsolute(interpreter)) {
     const named = `its interpreter ${JSON.stringify(interpreter)} (named on its first line)`;
-    if (!exists(interpreter) || isUnseen(interpreter, unseen))
+    if (!exists(interpreter) || isUnseen(interpreter))
       return problem("interpreter_missing", `${installed} cannot start: ${named} is missing`);
     if (!isExecutableFile(interpreter))
       return problem("interpreter_not_executable", `${installed} cannot start: ${named} is not executable`);
@@ -70,7 +87,7 @@ export function programStartProblem(
     return problem("no_shebang", `${installed} cannot start: it has no #! line and is not a binary (${NO_SHEBANG_HINT})`);
   }
   const loader = start?.subarray(0, 4).equals(ELF_MAGIC) ? elfInterpreter(file) : undefined;
-  if (loader !== undefined && isAbsolute(loader) && (!exists(loader) || isUnseen(loader, unseen)))
+  if (loader !== undefined && isAbsolute(loader) && (!exists(loader) || isUnseen(loader)))
     return problem("loader_missing", `${installed} cannot start: the dynamic loader it needs is missing`);
   return undefined;
 }
@@ -88,17 +105,23 @@ export function programProblems(programs: readonly string[], mode: ShellSandboxM
  * EACCES that it, or its interpreter, is not executable. What its file
  * shows ({@link programStartProblem}) is told first; when it shows nothing,
  * the exec's error `code` (ENOENT, EACCES; undefined before any exec) is.
+ * `unseen.paths` are real paths the exec cannot see (the sandbox's covered
+ * private paths, the workspace's host path, the host's /tmp): the files it
+ * would judge are located through `unseen`'s lookups first, and one whose
+ * real path is not had in time is judged as one whose real path cannot be
+ * had: as seen.
  */
-export function whyProgramCannotStart(
+export async function whyProgramCannotStart(
   program: string,
   code: string | undefined,
   mode: ShellSandboxMode,
-  unseen: readonly string[] = [],
-): string {
-  const problem = programStartProblem(program, mode, unseen);
+  unseen?: { paths: readonly string[] } & RealPathLookups,
+): Promise<string> {
+  const isUnseen = unseen && unseen.paths.length > 0 ? await unseenTest(program, mode, unseen.paths, unseen) : () => false;
+  const problem = programStartProblem(program, mode, isUnseen);
   if (problem) return problem.message;
   const installed = `"${program}" is installed on this runtime but`;
-  const file = programFile(program, mode, unseen);
+  const file = programFile(program, mode, isUnseen);
   const start = file === undefined ? undefined : readStart(file);
   const interpreter = start && shebangInterpreter(start);
   if (interpreter !== undefined) {
@@ -115,11 +138,53 @@ export function whyProgramCannotStart(
  * the exec can see (it passes over one it may not execute), else the first
  * such file at all, which is then judged "not executable".
  */
-function programFile(program: string, mode: ShellSandboxMode, unseen: readonly string[]): string | undefined {
-  const files = commandSearchDirectories(mode)
-    .map((directory) => join(directory, program))
-    .filter((path) => isRegularFile(path) && !isUnseen(path, unseen));
+function programFile(program: string, mode: ShellSandboxMode, isUnseen: UnseenTest): string | undefined {
+  const files = programFiles(program, mode).filter((path) => !isUnseen(path));
   return files.find(isExecutableFile) ?? files[0];
+}
+
+/** Every regular file named `program` on the commands' PATH, in order. */
+function programFiles(program: string, mode: ShellSandboxMode): string[] {
+  return commandSearchDirectories(mode)
+    .map((directory) => join(directory, program))
+    .filter(isRegularFile);
+}
+
+/**
+ * Whether a file is unseen, from the real paths of every file the judgment
+ * may look at (each copy of the program on PATH, the interpreter or loader
+ * each names), asked for before it. A path whose real path cannot be had
+ * (missing, unanswered in time, its lookup refused while another is
+ * unanswered) is not unseen.
+ */
+async function unseenTest(
+  program: string,
+  mode: ShellSandboxMode,
+  unseen: readonly string[],
+  realPaths: RealPathLookups,
+): Promise<UnseenTest> {
+  const files = programFiles(program, mode);
+  const named = files.flatMap((file) => {
+    const start = readStart(file);
+    const interpreter = start && shebangInterpreter(start);
+    const loader = start?.subarray(0, 4).equals(ELF_MAGIC) ? elfInterpreter(file) : undefined;
+    return [interpreter, loader].filter((path): path is string => path !== undefined && isAbsolute(path));
+  });
+  const paths = [...new Set([...files, ...named])];
+  const real = new Map<string, string | undefined>();
+  for (const path of paths) real.set(path, await realPathWithin(path, realPaths));
+  return (path) => {
+    const found = real.get(path);
+    return (
+      found !== undefined && unseen.some((hidden) => found === hidden || found.startsWith(hidden.endsWith(sep) ? hidden : hidden + sep))
+    );
+  };
+}
+
+/** The real path of `path`, or undefined when it cannot be had (within the deadline, or asked now). */
+async function realPathWithin(path: string, { lookups, timeoutMs, fs = promises }: RealPathLookups): Promise<string | undefined> {
+  if (lookups.isUnanswered(path) || lookups.full() !== undefined) return undefined;
+  return lookups.within(path, fs.realpath(path), Date.now() + timeoutMs).catch(() => undefined);
 }
 
 /** What the model is told of an allowed program this runtime does not have (the check's words since it was first written). */
@@ -157,18 +222,6 @@ function isRegularFile(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Whether the real path of `path` is one of `unseen` or inside one. */
-function isUnseen(path: string, unseen: readonly string[]): boolean {
-  if (unseen.length === 0) return false;
-  let real: string;
-  try {
-    real = realpathSync(path);
-  } catch {
-    return false;
-  }
-  return unseen.some((hidden) => real === hidden || real.startsWith(hidden.endsWith(sep) ? hidden : hidden + sep));
 }
 
 /** The first {@link FIRST_LINE_BYTES} of `path`, or undefined when it cannot be read (execute-only, say). */

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
+import { DEFAULT_LIMITS, UnansweredLookups } from "../../runtime/index.js";
 import { splitCommandWords } from "./command-words.js";
 import { programStartProblem, whyProgramCannotStart } from "./program-start-failure.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
@@ -71,8 +72,10 @@ export const runCommandTool: ToolDefinition = {
       // Nor exec a program the check found: told why, as unsandboxed (startFailure), for what the sandbox sees.
       const code = program !== undefined ? bwrapExecError(result.output, program) : undefined;
       if (program !== undefined && code !== undefined) {
-        const unseen = [...mounts.privatePaths, workspace.root, "/tmp"];
-        throw new ToolError(whyProgramCannotStart(program, code, "bubblewrap", unseen));
+        const paths = [...mounts.privatePaths, workspace.root, "/tmp"];
+        const lookups = context.hostLookups ?? new UnansweredLookups();
+        const unseen = { paths, lookups, timeoutMs: DEFAULT_LIMITS.hostPathTimeoutMs };
+        throw new ToolError(await whyProgramCannotStart(program, code, "bubblewrap", unseen));
       }
     }
     const status = result.timedOut
@@ -154,7 +157,7 @@ async function startFailure(error: Error, cwd: string, program: string | undefin
   const code = "code" in error ? error.code : undefined;
   if ((code === "ENOENT" || code === "ENOTDIR") && !(await isDirectory(cwd))) return new ToolError(WORKSPACE_GONE);
   if (program !== undefined && (code === "ENOENT" || code === "EACCES") && (await isSearchable(cwd)))
-    return new ToolError(whyProgramCannotStart(program, code, "none"));
+    return new ToolError(await whyProgramCannotStart(program, code, "none"));
   return new ToolError(`could not start the command: ${error.message}`);
 }
 

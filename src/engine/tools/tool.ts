@@ -1,4 +1,4 @@
-import type { ToolCapability } from "../../runtime/index.js";
+import type { ToolCapability, UnansweredLookups } from "../../runtime/index.js";
 import type { ShellSandboxMode } from "./shell-sandbox.js";
 import type { ToolLimits } from "./tool-limits.js";
 import type { Workspace } from "./workspace.js";
@@ -29,6 +29,8 @@ export interface ToolContext {
   readonly shellHiddenPaths?: readonly string[];
   /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
   readonly shellPolicy?: ShellPolicy;
+  /** The backend's host lookups still unanswered (a hung mount), shared by its runs; unset = each call its own. */
+  readonly hostLookups?: UnansweredLookups;
 }
 
 /** Programs a command may start with (see ShellPolicy in profile.proto). */
