@@ -95,7 +95,10 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);
     }
-    return createOpenAIBackend(options);
+    const backend = createOpenAIBackend(options);
+    // Its private paths are located off the event loop; one it cannot keep covered is the command line's to fix.
+    await backend.ready?.();
+    return backend;
   } catch (error) {
     if (error instanceof ProfileConfigError || error instanceof OpenAIConfigError || error instanceof HiddenPathError) {
       throw new ExecutionConfigError(error.message);

@@ -72,8 +72,11 @@ export class Catalog {
   private readonly restoredLeases: RestoredLeases;
 
   constructor(private readonly init: CatalogInit) {
-    this.restoredLeases = new RestoredLeases(init.offer, this.allocations, (workerId, code, message) =>
-      init.addDiagnostic(DiagnosticSeverity.WARNING, code, message, workerId),
+    this.restoredLeases = new RestoredLeases(
+      init.offer,
+      this.allocations,
+      (workerId, code, message) => init.addDiagnostic(DiagnosticSeverity.WARNING, code, message, workerId),
+      (workerId, code, message) => init.addDiagnostic(DiagnosticSeverity.INFO, code, message, workerId),
     );
     this.deletes = new WorkerDeletes({
       store: init.store,

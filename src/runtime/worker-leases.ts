@@ -50,6 +50,7 @@ export class RestoredLeases {
     private readonly offer: ExecutionOffer,
     private readonly allocations: AllocationManager,
     private readonly warn: (workerId: string, code: string, message: string) => void,
+    private readonly tell: (workerId: string, code: string, message: string) => void,
   ) {}
 
   /**
@@ -106,8 +107,14 @@ export class RestoredLeases {
       (error: unknown): Located => ({ unlocated: unlocatedError(error) }),
     );
     if (this.allocations.refusalOf(workerId) !== before) return;
-    if ("leases" in result) this.take(worker, result);
-    else this.allocations.restoreUnlocated(worker.ref ?? create(WorkerRefSchema), result.unlocated);
+    if (!("leases" in result)) {
+      this.allocations.restoreUnlocated(worker.ref ?? create(WorkerRefSchema), result.unlocated);
+      return;
+    }
+    this.take(worker, result);
+    // Closes the start-up warning in the log, unless the leases conflict now (warned by take).
+    if (this.allocations.refusalOf(workerId) === undefined)
+      this.tell(workerId, "allocation.host_path_located", "its directories answered again: its leases are taken and its runs admitted");
   }
 
   private take(worker: Worker, located: Located): void {

@@ -172,6 +172,12 @@ describe("shell.exec sandbox", () => {
       await expect(backendFromFlags(flags, { OPENAI_API_KEY: TEST_KEY })).rejects.toThrow(
         new ExecutionConfigError("cannot keep / private: it is the root directory"),
       );
+      // So is a path whose target cannot be told (a dangling link), though that is known only once it is asked.
+      await expect(backendFromFlags({ ...flags, "data-dir": join(base, "token") }, { OPENAI_API_KEY: TEST_KEY })).rejects.toThrow(
+        new ExecutionConfigError(
+          `cannot keep ${join(base, "token")} private: ${join(base, "token")} is a symlink whose target does not exist; name the real path`,
+        ),
+      );
       // A path that does not exist yet (a data directory made later) is fine.
       expect(createOpenAIBackend({ ...options, hiddenPaths: [join(base, "data", "not-yet")] }).shellSandbox?.()).toBe("bubblewrap");
     } finally {

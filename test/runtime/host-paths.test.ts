@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { type HostPathFs, realHostPath } from "../../src/engine/tools/host-path.js";
 import { createRuntime, type Runtime, RuntimeError, type RuntimeOptions } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
@@ -304,6 +305,13 @@ describe("host paths at start-up", () => {
     ]);
     expect(run.runId).not.toBe(queued.runId);
     expect(fs.calls - asked).toBe(2); // its workspace and its mount
+    // The log says it is over: the warning stays (it happened), an INFO after it says the worker runs again.
+    const located = second.listDiagnostics({}).diagnostics.filter((d) => d.worker?.workerId === worker?.ref?.workerId);
+    expect(located.map((d) => [d.code, d.severity])).toEqual([
+      ["allocation.host_path_located", DiagnosticSeverity.INFO],
+      ["allocation.host_path_unavailable", DiagnosticSeverity.WARNING],
+    ]);
+    expect(located[0]?.message).toBe("its directories answered again: its leases are taken and its runs admitted");
     expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => [a.holder?.workerId, a.root, a.path])).toEqual([
       [other?.ref?.workerId, "work", "b"],
       [worker?.ref?.workerId, "work", "a"],
