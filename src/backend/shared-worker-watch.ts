@@ -1,10 +1,9 @@
-import { create, fromBinary, toBinary, type UnknownField } from "@bufbuild/protobuf";
-import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { create, toBinary, type UnknownField } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { WorkerSnapshotSchema } from "../../gen/worker_runtime/v1/events_pb.js";
+import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import {
   WatchWorkerRequestSchema,
   WatchWorkerResponseSchema,
@@ -14,11 +13,12 @@ import type { Logger } from "../runtime/index.js";
 import { EventRing } from "./event-ring.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawWorkerWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { rawWorkerChange, RecentIds } from "./raw-worker-event.js";
+import { RelayedWorkerView } from "./relayed-worker-view.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
-import { SharedWorkerView } from "./shared-worker-view.js";
 import { typed } from "./upstream-errors.js";
-import { relayWatch } from "./watch-relay.js";
+import { relayWatch, type ResumableWatch } from "./watch-relay.js";
+import { decodedSnapshot, shownState } from "./worker-watch-catch-up.js";
 
 /** Options for {@link SharedWorkerWatch}. */
 export interface SharedWorkerWatchOptions {
@@ -57,9 +57,11 @@ const BATCH_BYTES = 1024 * 1024;
  * not spent by browsers). The upstream is relayWatch (watch-relay.ts) as
  * one virtual client: it resumes by cursor after any upstream failure and,
  * through its ShownState, catches up what a resumed stream tells live only.
- * Every message it yields feeds a {@link SharedWorkerView} (the worker's
- * full current state, in-flight text included) and a bounded ring of the
- * recent events. A joining client gets a snapshot cut from the view, and
+ * That ShownState is the watch's {@link RelayedWorkerView}, holding text
+ * (the worker's full current state, in-flight text included): each event
+ * the relay shows its virtual client is read once, applied to the view and
+ * put in a bounded ring of the recent events, in the same tick, so the view
+ * and the ring never disagree. A joining client gets a snapshot cut from the view, and
  * then reads the ring from that point: it sees exactly what the virtual
  * client sees from then on, so its screen is the one of a client that
  * watched from the start. With a cursor, the snapshot is followed by the
@@ -80,7 +82,7 @@ const BATCH_BYTES = 1024 * 1024;
 export class SharedWorkerWatch {
   private readonly upstream = new AbortController();
   private readonly ring: EventRing;
-  private readonly view: SharedWorkerView;
+  private readonly view: RelayedWorkerView;
   private readonly ids = new RecentIds();
   private readonly readers = new Set<Reader>();
   /** Settles with the upstream's snapshot (true), the error it failed with before one, or false when it ended without either. */
@@ -103,7 +105,7 @@ export class SharedWorkerWatch {
     private readonly onClosed: () => void,
   ) {
     this.ring = new EventRing(options.maxEvents ?? 4096, options.maxBytes ?? 4 * 1024 * 1024);
-    this.view = new SharedWorkerView(options.maxInFlightBytes ?? 4 * 1024 * 1024);
+    this.view = new RelayedWorkerView(options.maxInFlightBytes ?? 4 * 1024 * 1024);
     this.opened = new Promise((resolve) => (this.open = resolve));
   }
 
@@ -211,11 +213,21 @@ export class SharedWorkerWatch {
 
   private async loop(): Promise<void> {
     const signal = this.upstream.signal;
-    const watch = rawWorkerWatch(create(WatchWorkerRequestSchema, { worker: this.worker }));
+    const watch: ResumableWatch<WatchWorkerResponse> = {
+      ...rawWorkerWatch(create(WatchWorkerRequestSchema, { worker: this.worker })),
+      shown: () =>
+        shownState(
+          this.worker,
+          undefined,
+          this.view,
+          (message) => this.note(message),
+          (events) => this.caughtUp(events),
+        ),
+    };
     const relayOptions = { heartbeatMs: this.options.heartbeatMs, logger: this.options.logger };
     try {
       for await (const message of relayWatch(this.directory, this.connection.runtimeId, "", watch, signal, relayOptions)) {
-        this.receive(fieldsOf(message));
+        this.wake(message);
       }
       this.endAll((reader) => (reader.ended = true));
     } catch (error) {
@@ -230,25 +242,41 @@ export class SharedWorkerWatch {
     }
   }
 
-  /** Takes in one message of the upstream relay: its snapshot (the first), events, heartbeats. */
-  private receive(fields: readonly UnknownField[]): void {
-    let heartbeat = false;
-    for (const field of fields) {
+  /**
+   * Takes in one message the relay shows its virtual client (undecoded, see
+   * raw-watch.ts): its snapshot (the first) resets the view, each event is
+   * applied to the view and put in the ring. The view and the ring move in
+   * the same tick: a client joining between them would get an event in its
+   * snapshot and then again from the ring.
+   */
+  private note(message: WatchWorkerResponse): void {
+    for (const field of message.$unknown ?? []) {
       if (field.no === EVENTS) {
         const cursor = stringField(field.data, EVENT_CURSOR);
         this.view.apply(rawWorkerChange(field.data, this.ids, true));
         this.ring.push(field, cursor);
         if (cursor) this.view.cursor = cursor;
-      } else if (field.no === HEARTBEAT) {
-        heartbeat = true;
       } else if (field.no === SNAPSHOT) {
-        const snapshot = fromBinary(WorkerSnapshotSchema, new BinaryReader(field.data).bytes());
+        const snapshot = decodedSnapshot(field);
         this.view.reset(snapshot);
         this.ring.opened(snapshot.cursor);
         this.hasView = true;
         this.open(true);
       }
     }
+  }
+
+  /** The catch-up events the relay built from the view (applied to it already): into the ring, encoded once (rare). */
+  private caughtUp(events: WorkerEvent[]): void {
+    for (const event of events) {
+      const data = new BinaryWriter().bytes(toBinary(WorkerEventSchema, event)).finish();
+      this.ring.push({ no: EVENTS, wireType: WireType.LengthDelimited, data }, "");
+    }
+  }
+
+  /** Wakes the readers for a message the relay yielded (its events are in the ring already); a heartbeat is due to each. */
+  private wake(message: WatchWorkerResponse): void {
+    const heartbeat = message.heartbeat !== undefined || hasHeartbeat(message.$unknown);
     for (const reader of this.readers) {
       if (heartbeat) reader.heartbeat = true;
       reader.wake?.();
@@ -287,14 +315,10 @@ export class SharedWorkerWatch {
   }
 }
 
-/**
- * A relayed message as undecoded fields: the relay passes the Runtime's
- * messages on undecoded, but builds its own heartbeats and catch-ups
- * decoded (rare: encoded here once).
- */
-function fieldsOf(message: WatchWorkerResponse): readonly UnknownField[] {
-  if (message.events.length === 0 && !message.snapshot && !message.heartbeat) return message.$unknown ?? [];
-  return fromBinary(EmptySchema, toBinary(WatchWorkerResponseSchema, message)).$unknown ?? [];
+/** Whether an undecoded message holds a heartbeat (the relay's own are decoded). */
+function hasHeartbeat(fields: readonly UnknownField[] | undefined): boolean {
+  for (const field of fields ?? []) if (field.no === HEARTBEAT) return true;
+  return false;
 }
 
 function wrap(fields: UnknownField[]): WatchWorkerResponse {
