@@ -17,6 +17,7 @@ import { RelayedWorkerView } from "./relayed-worker-view.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { typed } from "./upstream-errors.js";
+import { RingReaders } from "./ring-readers.js";
 import { relayWatch, type ResumableWatch } from "./watch-relay.js";
 import { decodedSnapshot, shownState } from "./worker-watch-catch-up.js";
 
@@ -34,22 +35,6 @@ export interface SharedWorkerWatchOptions {
   heartbeatMs: number;
   logger: Logger;
 }
-
-/** A client's place in the ring. */
-interface Reader {
-  /** Seq of the next entry it reads. */
-  next: number;
-  /** Entries before this seq were sent before its snapshot: only their durable events are replayed. */
-  replayUntil: number;
-  heartbeat: boolean;
-  error: ConnectError | undefined;
-  ended: boolean;
-  wake: (() => void) | undefined;
-}
-
-/** Most events, and about the most bytes, sent to a client in one response. */
-const BATCH_EVENTS = 256;
-const BATCH_BYTES = 1024 * 1024;
 
 /**
  * One upstream WatchWorker of one worker, shared by every client of the
@@ -84,7 +69,7 @@ export class SharedWorkerWatch {
   private readonly ring: EventRing;
   private readonly view: RelayedWorkerView;
   private readonly ids = new RecentIds();
-  private readonly readers = new Set<Reader>();
+  private readonly readers: RingReaders<WatchWorkerResponse>;
   /** Settles with the upstream's snapshot (true), the error it failed with before one, or false when it ended without either. */
   private readonly opened: Promise<boolean | ConnectError>;
   private open: (outcome: boolean | ConnectError) => void = () => {};
@@ -106,6 +91,12 @@ export class SharedWorkerWatch {
   ) {
     this.ring = new EventRing(options.maxEvents ?? 4096, options.maxBytes ?? 4 * 1024 * 1024);
     this.view = new RelayedWorkerView(options.maxInFlightBytes ?? 4 * 1024 * 1024);
+    this.readers = new RingReaders(this.ring, {
+      wrap,
+      heartbeat: () => create(WatchWorkerResponseSchema, { heartbeat: { cursor: this.view.cursor } }),
+      tooSlow: () => this.tooSlow(),
+      left: () => this.lingerIfIdle(),
+    });
     this.opened = new Promise((resolve) => (this.open = resolve));
   }
 
@@ -149,66 +140,10 @@ export class SharedWorkerWatch {
     if (next === undefined) return undefined;
     // Cut in the same tick as the reader's place: the snapshot shows exactly the entries before ring.next.
     const first = create(WatchWorkerResponseSchema, { snapshot: this.view.snapshot() });
-    const reader: Reader = { next, replayUntil: this.ring.next, heartbeat: false, error: undefined, ended: false, wake: undefined };
-    this.readers.add(reader);
+    const stream = this.readers.read(first, next, this.ring.next, signal);
     this.clientsServed++;
     clearTimeout(this.linger);
-    // Released on the abort itself: a handler blocked on a write to a client that left may never resume (CONVENTIONS.md).
-    const release = (): void => {
-      this.readers.delete(reader);
-      reader.wake?.();
-      this.lingerIfIdle();
-    };
-    signal.addEventListener("abort", release, { once: true });
-    return this.read(reader, first, signal, release);
-  }
-
-  private async *read(
-    reader: Reader,
-    first: WatchWorkerResponse,
-    signal: AbortSignal,
-    release: () => void,
-  ): AsyncGenerator<WatchWorkerResponse> {
-    try {
-      yield first;
-      for (;;) {
-        if (signal.aborted) return;
-        if (reader.next < this.ring.first) throw this.tooSlow();
-        if (reader.next < this.ring.next) {
-          const fields = this.batch(reader);
-          if (fields.length > 0) yield wrap(fields);
-          continue;
-        }
-        if (reader.heartbeat) {
-          reader.heartbeat = false;
-          // The cursor reached now (caught up: the last durable one), not the one when the beat was due.
-          yield create(WatchWorkerResponseSchema, { heartbeat: { cursor: this.view.cursor } });
-          continue;
-        }
-        if (reader.error) throw reader.error;
-        if (reader.ended) return;
-        await new Promise<void>((resolve) => (reader.wake = resolve));
-        reader.wake = undefined;
-      }
-    } finally {
-      signal.removeEventListener("abort", release);
-      release();
-    }
-  }
-
-  /** The reader's next events: entries from before its snapshot only if durable (their live output is in the snapshot). */
-  private batch(reader: Reader): UnknownField[] {
-    const fields: UnknownField[] = [];
-    let bytes = 0;
-    for (const entry of this.ring.sliceEntries(reader.next, BATCH_EVENTS)) {
-      if (fields.length > 0 && bytes + entry.field.data.byteLength > BATCH_BYTES) break;
-      if (reader.next >= reader.replayUntil || entry.cursor !== "") {
-        fields.push(entry.field);
-        bytes += entry.field.data.byteLength;
-      }
-      reader.next++;
-    }
-    return fields;
+    return stream;
   }
 
   private async loop(): Promise<void> {
@@ -229,11 +164,13 @@ export class SharedWorkerWatch {
       for await (const message of relayWatch(this.directory, this.connection.runtimeId, "", watch, signal, relayOptions)) {
         this.wake(message);
       }
-      this.endAll((reader) => (reader.ended = true));
+      this.closed = true;
+      this.readers.end();
     } catch (error) {
       const ended = ConnectError.from(error);
       this.open(ended);
-      this.endAll((reader) => (reader.error = ended));
+      this.closed = true;
+      this.readers.fail(ended, false);
     } finally {
       this.closed = true;
       this.open(false);
@@ -276,20 +213,7 @@ export class SharedWorkerWatch {
 
   /** Wakes the readers for a message the relay yielded (its events are in the ring already); a heartbeat is due to each. */
   private wake(message: WatchWorkerResponse): void {
-    const heartbeat = message.heartbeat !== undefined || hasHeartbeat(message.$unknown);
-    for (const reader of this.readers) {
-      if (heartbeat) reader.heartbeat = true;
-      reader.wake?.();
-    }
-  }
-
-  /** Ends every reader once it has read what the ring holds for it. */
-  private endAll(mark: (reader: Reader) => void): void {
-    this.closed = true;
-    for (const reader of this.readers) {
-      mark(reader);
-      reader.wake?.();
-    }
+    this.readers.wake(message.heartbeat !== undefined || hasHeartbeat(message.$unknown));
   }
 
   /** With no client, closes the upstream after the linger, unless one joins meanwhile. */
