@@ -64,16 +64,9 @@ export class EventRing {
     this.evict();
   }
 
-  /** Up to `max` events from seq `from` on. */
-  slice(from: number, max: number): UnknownField[] {
-    const start = from - this.firstSeq;
-    return this.entries.slice(start, start + max).map((entry) => entry.field);
-  }
-
-  /** Up to `max` entries (the event and its cursor) from seq `from` on. */
-  sliceEntries(from: number, max: number): RingEntry[] {
-    const start = from - this.firstSeq;
-    return this.entries.slice(start, start + max);
+  /** The entry of seq `seq`, which the ring holds (from {@link first} to before {@link next}). */
+  at(seq: number): RingEntry {
+    return this.entries[seq - this.firstSeq] as RingEntry;
   }
 
   /** Forgets every event and cursor (the Runtime no longer accepts them); seqs keep growing. */

@@ -3,7 +3,7 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import { InFlightBlockKind } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import type { ShownChange } from "./relayed-worker-view.js";
+import type { ShownChange } from "./shown-change.js";
 
 /** WorkerEvent's kind fields (events.proto). */
 const WORKER_CHANGED = 10;
@@ -32,7 +32,7 @@ const ARGUMENTS = 5;
  * every event of every binary client this way. With `withText`, an output
  * change also carries its text's UTF-8 bytes (a view into
  * `lengthDelimited`, not a copy), for a view that keeps the text itself
- * (shared-worker-view.ts).
+ * (relayed-worker-view.ts, holding text).
  */
 export function rawWorkerChange(lengthDelimited: Uint8Array, ids: RecentIds, withText = false): ShownChange | undefined {
   const wire = new Wire(lengthDelimited, 0, lengthDelimited.byteLength);

@@ -2,37 +2,17 @@ import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   InFlightBlockKind,
+  InFlightBlockSchema,
   WorkerEventSchema,
+  WorkerSnapshotSchema,
   type InFlightBlock,
   type WorkerEvent,
   type WorkerSnapshot,
 } from "../../gen/worker_runtime/v1/events_pb.js";
-import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerSchema, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { TERMINAL_RUN_STATUSES } from "../runtime/index.js";
-
-/**
- * One event as far as a relayed client's view goes (see
- * {@link RelayedWorkerView}): a decoded or an undecoded (raw-worker-event.ts)
- * WorkerEvent comes to this. In-flight output is counted in UTF-8 bytes, so
- * the undecoded relay never decodes the text it passes on.
- */
-export type ShownChange =
-  | { kind: "worker"; worker: Worker }
-  | { kind: "run"; run: Run }
-  | {
-      kind: "output";
-      block: InFlightBlockKind;
-      runId: string;
-      blockId: string;
-      bytes: number;
-      toolCallId: string;
-      toolName: string;
-      /** The text's UTF-8 bytes, when the reader asked for them (rawWorkerChange's `withText`). */
-      text?: Uint8Array;
-    }
-  /** The block was committed (transcriptAppended) or discarded. */
-  | { kind: "blockEnded"; blockId: string };
+import { changeOf, type ShownChange } from "./shown-change.js";
 
 /** An in-flight block as the client has it. */
 interface ShownBlock {
@@ -42,13 +22,19 @@ interface ShownBlock {
   bytes: number;
   toolCallId: string;
   toolName: string;
+  /** Its text, when the view holds text: `length` UTF-8 bytes in a buffer that doubles as it grows. */
+  text: Uint8Array;
+  length: number;
+  /** Its text went past the view's bound and is no longer held. */
+  dropped: boolean;
 }
 
 /** What a WorkerEvent built here carries. */
 type EventKind = NonNullable<MessageInitShape<typeof WorkerEventSchema>["kind"]>;
 
+const NO_TEXT = new Uint8Array(0);
 const utf8 = new TextEncoder();
-// A leading U+FEFF of a missed suffix is content (see runtime/text-encoding.ts).
+// A leading U+FEFF is content (see runtime/text-encoding.ts).
 const fromUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
@@ -63,22 +49,56 @@ const fromUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
  * the live events (seq 0, no cursor, as the runtime sends them) that bring
  * the client from what it was shown to what the snapshot shows, instead of a
  * second snapshot, which the protocol allows only as a stream's first message.
+ *
+ * Built with `maxHeldBytes`, it also holds the in-flight text (as the UTF-8
+ * bytes the undecoded events carry; decoded only when a snapshot is cut) and
+ * the last durable cursor: it is then the full current state of the
+ * Backend's shared upstream WatchWorker (shared-worker-watch.ts), the one
+ * record its virtual client's catch-ups and its joining clients' snapshots
+ * ({@link snapshot}) both come from, so each event is read and applied once.
+ * The text is bounded as the Runtime bounds a run's in-flight output: past
+ * `maxHeldBytes` a block's text is dropped and the view is not
+ * {@link servable} until that block has ended.
  */
 export class RelayedWorkerView {
   private worker: Worker | undefined;
   private readonly runs = new Map<string, Run>();
   private readonly blocks = new Map<string, ShownBlock>();
+  private heldBytes = 0;
+  private droppedBlocks = 0;
+  /** The last durable cursor the stream told ("" before its snapshot), kept by the view's owner. */
+  cursor = "";
+
+  /** `maxHeldBytes`: hold the in-flight text, up to that many bytes; absent: count it only. */
+  constructor(private readonly maxHeldBytes?: number) {}
+
+  /** Whether a snapshot can be cut: the stream's snapshot came, the view holds text and none was dropped. */
+  get servable(): boolean {
+    return this.worker !== undefined && this.maxHeldBytes !== undefined && this.droppedBlocks === 0;
+  }
+
+  /** UTF-8 bytes of in-flight text held (for diagnostics and tests). */
+  get inFlightBytes(): number {
+    return this.heldBytes;
+  }
 
   /** Starts again from a snapshot the client was sent. */
   reset(snapshot: WorkerSnapshot): void {
     this.worker = snapshot.worker;
     this.runs.clear();
     this.blocks.clear();
+    this.heldBytes = 0;
+    this.droppedBlocks = 0;
+    this.cursor = snapshot.cursor;
     for (const run of [...(snapshot.activeRun ? [snapshot.activeRun] : []), ...snapshot.queuedRuns]) this.runs.set(run.runId, run);
-    for (const block of snapshot.inFlight) this.apply(outputOf(block, utf8.encode(block.text).byteLength));
+    for (const block of snapshot.inFlight) {
+      const { runId, blockId, kind, toolCallId, toolName } = block;
+      const text = utf8.encode(block.text);
+      this.apply({ kind: "output", block: kind, runId, blockId, bytes: text.byteLength, toolCallId, toolName, text });
+    }
   }
 
-  /** Applies one change the client was sent. */
+  /** Applies one change the client was sent (a view holding text reads it from the change: `withText`). */
   apply(change: ShownChange | undefined): void {
     switch (change?.kind) {
       case "worker":
@@ -90,26 +110,39 @@ export class RelayedWorkerView {
           return;
         }
         this.runs.delete(change.run.runId);
-        for (const [id, block] of this.blocks) if (block.runId === change.run.runId) this.blocks.delete(id);
+        for (const [id, block] of this.blocks) if (block.runId === change.run.runId) this.drop(id);
         return;
-      case "output": {
-        const block = this.blocks.get(change.blockId);
-        if (!block) {
-          const { runId, block: kind, bytes, toolCallId, toolName } = change;
-          this.blocks.set(change.blockId, { runId, kind, bytes, toolCallId, toolName });
-          return;
-        }
-        block.bytes += change.bytes;
-        if (change.toolCallId) block.toolCallId = change.toolCallId;
-        if (change.toolName) block.toolName = change.toolName;
+      case "output":
+        this.append(change);
         return;
-      }
       case "blockEnded":
-        this.blocks.delete(change.blockId);
+        this.drop(change.blockId);
         return;
       default:
         return;
     }
+  }
+
+  /** The snapshot a direct watcher would get at this point of the stream (a view holding text: see {@link servable}). */
+  snapshot(): WorkerSnapshot {
+    const runs = [...this.runs.values()];
+    const active = runs.find((run) => run.status !== RunStatus.QUEUED);
+    return create(WorkerSnapshotSchema, {
+      ...(this.worker ? { worker: this.worker } : {}),
+      ...(active ? { activeRun: active } : {}),
+      queuedRuns: runs.filter((run) => run.status === RunStatus.QUEUED),
+      inFlight: [...this.blocks].map(([blockId, block]) =>
+        create(InFlightBlockSchema, {
+          runId: block.runId,
+          blockId,
+          kind: block.kind,
+          text: fromUtf8.decode(block.text.subarray(0, block.length)),
+          toolCallId: block.toolCallId,
+          toolName: block.toolName,
+        }),
+      ),
+      cursor: this.cursor,
+    });
   }
 
   /**
@@ -120,8 +153,15 @@ export class RelayedWorkerView {
    * then the worker. Empty when the client already shows the snapshot.
    * When `endedRun` throws, so does this, with the view unchanged: those
    * runs are read before anything is applied, so the caller can try again.
+   * `caughtUp` is told the events in the same tick as they are applied
+   * (before this settles), for an owner that keeps something in step with
+   * the view.
    */
-  async catchUp(snapshot: WorkerSnapshot, endedRun: (runId: string) => Promise<Run | undefined>): Promise<WorkerEvent[]> {
+  async catchUp(
+    snapshot: WorkerSnapshot,
+    endedRun: (runId: string) => Promise<Run | undefined>,
+    caughtUp?: (events: WorkerEvent[]) => void,
+  ): Promise<WorkerEvent[]> {
     const open = new Map<string, Run>();
     for (const run of [...(snapshot.activeRun ? [snapshot.activeRun] : []), ...snapshot.queuedRuns]) open.set(run.runId, run);
     const ended: Run[] = [];
@@ -131,10 +171,11 @@ export class RelayedWorkerView {
       if (run && TERMINAL_RUN_STATUSES.has(run.status)) ended.push(run);
     }
     const events: WorkerEvent[] = [];
+    const withText = this.maxHeldBytes !== undefined;
     const emit = (kind: EventKind, time: Timestamp | undefined = undefined): void => {
       const event = create(WorkerEventSchema, { time: time ?? timestampNow(), kind });
       events.push(event);
-      this.apply(changeOf(event));
+      this.apply(changeOf(event, withText));
     };
     const inFlight = new Map(snapshot.inFlight.map((block) => [block.blockId, block]));
     // Blocks of runs still open that the runtime dropped unseen; those of ended runs go with the run's end.
@@ -154,6 +195,7 @@ export class RelayedWorkerView {
     if (snapshot.worker && !(this.worker && equals(WorkerSchema, this.worker, snapshot.worker))) {
       emit({ case: "workerChanged", value: snapshot.worker }, snapshot.worker.updatedAt);
     }
+    caughtUp?.(events);
     return events;
   }
 
@@ -172,39 +214,48 @@ export class RelayedWorkerView {
     if (shown.bytes === bytes.byteLength && named) return undefined;
     return { text: fromUtf8.decode(bytes.subarray(shown.bytes)), restart: false };
   }
-}
 
-/** What a decoded event changes in a client's view. */
-export function changeOf(event: WorkerEvent): ShownChange | undefined {
-  const kind = event.kind;
-  switch (kind.case) {
-    case "workerChanged":
-      return { kind: "worker", worker: kind.value };
-    case "runChanged":
-      return { kind: "run", run: kind.value };
-    case "textDelta":
-    case "reasoningDelta": {
-      const block = kind.case === "textDelta" ? InFlightBlockKind.TEXT : InFlightBlockKind.REASONING;
-      const { runId, blockId, text } = kind.value;
-      return { kind: "output", block, runId, blockId, bytes: utf8.encode(text).byteLength, toolCallId: "", toolName: "" };
+  private append(change: Extract<ShownChange, { kind: "output" }>): void {
+    let block = this.blocks.get(change.blockId);
+    if (!block) {
+      const { runId, block: kind, toolCallId, toolName } = change;
+      block = { runId, kind, bytes: 0, toolCallId, toolName, text: NO_TEXT, length: 0, dropped: false };
+      this.blocks.set(change.blockId, block);
     }
-    case "toolCallDelta": {
-      const { runId, blockId, toolCallId, toolName, argumentsDelta } = kind.value;
-      const bytes = utf8.encode(argumentsDelta).byteLength;
-      return { kind: "output", block: InFlightBlockKind.TOOL_CALL, runId, blockId, bytes, toolCallId, toolName };
-    }
-    case "transcriptAppended":
-      return kind.value.blockId ? { kind: "blockEnded", blockId: kind.value.blockId } : undefined;
-    case "blockDiscarded":
-      return { kind: "blockEnded", blockId: kind.value.blockId };
-    default:
-      return undefined;
+    block.bytes += change.bytes;
+    if (change.toolCallId) block.toolCallId = change.toolCallId;
+    if (change.toolName) block.toolName = change.toolName;
+    if (this.maxHeldBytes !== undefined && change.text !== undefined) this.hold(block, change.text, this.maxHeldBytes);
   }
-}
 
-function outputOf(block: InFlightBlock, bytes: number): ShownChange {
-  const { runId, blockId, kind, toolCallId, toolName } = block;
-  return { kind: "output", block: kind, runId, blockId, bytes, toolCallId, toolName };
+  /** Appends `text` to the block's held text, or drops the block's text when the view's bound would be passed. */
+  private hold(block: ShownBlock, text: Uint8Array, maxHeldBytes: number): void {
+    if (block.dropped || text.byteLength === 0) return;
+    if (this.heldBytes + text.byteLength > maxHeldBytes) {
+      this.heldBytes -= block.length;
+      block.text = NO_TEXT;
+      block.length = 0;
+      block.dropped = true;
+      this.droppedBlocks++;
+      return;
+    }
+    if (block.length + text.byteLength > block.text.byteLength) {
+      const grown = new Uint8Array(Math.max(64, 2 * (block.length + text.byteLength)));
+      grown.set(block.text.subarray(0, block.length));
+      block.text = grown;
+    }
+    block.text.set(text, block.length);
+    block.length += text.byteLength;
+    this.heldBytes += text.byteLength;
+  }
+
+  private drop(blockId: string): void {
+    const block = this.blocks.get(blockId);
+    if (!block) return;
+    this.blocks.delete(blockId);
+    this.heldBytes -= block.length;
+    if (block.dropped) this.droppedBlocks--;
+  }
 }
 
 /** The delta that appends `text` to `block` (a tool call's also names it). */

@@ -13,6 +13,7 @@ import { ConnectionBackoff, sleepUnlessAborted, type ConnectionBackoffOptions } 
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
 import { EventRing } from "./event-ring.js";
+import { RingReaders } from "./ring-readers.js";
 import { fromUpstream, runtimeRemoved, typed } from "./upstream-errors.js";
 
 /** Options for {@link SharedRuntimeWatch}. */
@@ -28,19 +29,6 @@ export interface SharedRuntimeWatchOptions {
   logger: Logger;
 }
 
-/** A client's place in the ring: the seq of the next entry it reads. */
-interface Reader {
-  next: number;
-  /** A heartbeat is due once the reader has caught up. */
-  heartbeat: boolean;
-  error: ConnectError | undefined;
-  /** The upstream ended for good (the embedded Runtime closed): the stream ends once caught up. */
-  ended: boolean;
-  wake: (() => void) | undefined;
-}
-
-/** Most events sent to a client in one response. */
-const BATCH = 256;
 /** How long a probe may take to get its snapshot and see the shared stream reach its cursor. */
 const PROBE_MS = 2_000;
 
@@ -82,7 +70,7 @@ export class SharedRuntimeWatch {
   private readonly ring: EventRing;
   /** The last durable cursor received ("" before the first snapshot). */
   private cursor = "";
-  private readonly readers = new Set<Reader>();
+  private readonly readers: RingReaders<WatchRuntimeResponse>;
   /** The probe a joining client may share: one that has not received its snapshot yet. */
   private probing: Promise<FreshSnapshot | undefined> | undefined;
   /** How many times the upstream stream was opened (for diagnostics and tests). */
@@ -99,6 +87,11 @@ export class SharedRuntimeWatch {
     this.connection = connection;
     this.options = options;
     this.ring = new EventRing(options.maxEvents ?? 4096, options.maxBytes ?? 8 * 1024 * 1024);
+    this.readers = new RingReaders(this.ring, {
+      wrap,
+      heartbeat: () => (this.cursor === "" ? undefined : create(WatchRuntimeResponseSchema, { heartbeat: { cursor: this.cursor } })),
+      tooSlow: () => tooSlow(connection.runtimeId),
+    });
   }
 
   /** Starts the upstream loop; it runs until {@link stop} or the connection is closed. */
@@ -138,18 +131,8 @@ export class SharedRuntimeWatch {
       if (next === undefined) return undefined;
       first = this.resumeSnapshot(fresh);
     }
-    const reader: Reader = { next, heartbeat: false, error: undefined, ended: false, wake: undefined };
-    this.readers.add(reader);
     this.clientsServed++;
-    // Released on the abort itself, not only when read() ends: a handler blocked on a write to a client
-    // that left may never be resumed (CONVENTIONS.md), and its reader would stay here for good.
-    const release = (): void => {
-      this.readers.delete(reader);
-      reader.wake?.();
-    };
-    signal.addEventListener("abort", release, { once: true });
-    if (signal.aborted) release();
-    return this.read(reader, first, signal, release);
+    return this.readers.read(first, next, 0, signal);
   }
 
   /**
@@ -215,41 +198,6 @@ export class SharedRuntimeWatch {
     }
   }
 
-  private async *read(
-    reader: Reader,
-    first: WatchRuntimeResponse,
-    signal: AbortSignal,
-    release: () => void,
-  ): AsyncGenerator<WatchRuntimeResponse> {
-    try {
-      yield first;
-      for (;;) {
-        if (signal.aborted) return;
-        if (reader.error) throw reader.error;
-        if (reader.next < this.ring.first) throw tooSlow(this.connection.runtimeId);
-        if (reader.next < this.ring.next) {
-          const fields = this.ring.slice(reader.next, BATCH);
-          reader.next += fields.length;
-          yield wrap(fields);
-          continue;
-        }
-        if (reader.heartbeat) {
-          reader.heartbeat = false;
-          // The cursor it has reached now (caught up: the last durable one), not the one when the beat was due:
-          // events read since then are past that, and resuming from it would replay them.
-          if (this.cursor !== "") yield create(WatchRuntimeResponseSchema, { heartbeat: { cursor: this.cursor } });
-          continue;
-        }
-        if (reader.ended) return;
-        await new Promise<void>((resolve) => (reader.wake = resolve));
-        reader.wake = undefined;
-      }
-    } finally {
-      signal.removeEventListener("abort", release);
-      this.readers.delete(reader);
-    }
-  }
-
   private async loop(): Promise<void> {
     const signal = this.stopped.signal;
     const retry = new ConnectionBackoff(this.options.backoff);
@@ -312,8 +260,7 @@ export class SharedRuntimeWatch {
       }
     }
     // An upstream heartbeat reaches each reader once it has caught up, with the last durable cursor.
-    if (heartbeat) this.heartbeat();
-    for (const reader of this.readers) reader.wake?.();
+    this.readers.wake(heartbeat && this.cursor !== "");
   }
 
   /** Waits at least `minMs`, then until READY, sending readers heartbeats with the last cursor meanwhile. */
@@ -328,11 +275,7 @@ export class SharedRuntimeWatch {
   }
 
   private heartbeat(): void {
-    if (this.cursor === "") return;
-    for (const reader of this.readers) {
-      reader.heartbeat = true;
-      reader.wake?.();
-    }
+    if (this.cursor !== "") this.readers.wake(true);
   }
 
   /** OUT_OF_RANGE: end every reader with `error` and start again from a fresh snapshot. */
@@ -345,17 +288,12 @@ export class SharedRuntimeWatch {
   /** Every client's stream ends cleanly after what it has not read yet, as the Runtime's own watches end when it closes. */
   private endAll(): void {
     this.stopped.abort();
-    for (const reader of this.readers) {
-      reader.ended = true;
-      reader.wake?.();
-    }
+    this.readers.end();
   }
 
+  /** Every client's stream ends with `error` at once (what it has not read is gone or will not come). */
   private failAll(error: ConnectError): void {
-    for (const reader of this.readers) {
-      reader.error = error;
-      reader.wake?.();
-    }
+    this.readers.fail(error, true);
   }
 }
 

@@ -1,10 +1,9 @@
-import { create, fromBinary, toBinary, type UnknownField } from "@bufbuild/protobuf";
-import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { create, toBinary, type UnknownField } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
-import { WorkerSnapshotSchema } from "../../gen/worker_runtime/v1/events_pb.js";
+import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import {
   WatchWorkerRequestSchema,
   WatchWorkerResponseSchema,
@@ -14,11 +13,13 @@ import type { Logger } from "../runtime/index.js";
 import { EventRing } from "./event-ring.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawWorkerWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { rawWorkerChange, RecentIds } from "./raw-worker-event.js";
+import { RelayedWorkerView } from "./relayed-worker-view.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
-import { SharedWorkerView } from "./shared-worker-view.js";
 import { typed } from "./upstream-errors.js";
-import { relayWatch } from "./watch-relay.js";
+import { RingReaders } from "./ring-readers.js";
+import { relayWatch, type ResumableWatch } from "./watch-relay.js";
+import { decodedSnapshot, shownState } from "./worker-watch-catch-up.js";
 
 /** Options for {@link SharedWorkerWatch}. */
 export interface SharedWorkerWatchOptions {
@@ -35,31 +36,17 @@ export interface SharedWorkerWatchOptions {
   logger: Logger;
 }
 
-/** A client's place in the ring. */
-interface Reader {
-  /** Seq of the next entry it reads. */
-  next: number;
-  /** Entries before this seq were sent before its snapshot: only their durable events are replayed. */
-  replayUntil: number;
-  heartbeat: boolean;
-  error: ConnectError | undefined;
-  ended: boolean;
-  wake: (() => void) | undefined;
-}
-
-/** Most events, and about the most bytes, sent to a client in one response. */
-const BATCH_EVENTS = 256;
-const BATCH_BYTES = 1024 * 1024;
-
 /**
  * One upstream WatchWorker of one worker, shared by every client of the
  * Backend watching it (SPEC §9: a Runtime's per-worker watcher limit is
  * not spent by browsers). The upstream is relayWatch (watch-relay.ts) as
  * one virtual client: it resumes by cursor after any upstream failure and,
  * through its ShownState, catches up what a resumed stream tells live only.
- * Every message it yields feeds a {@link SharedWorkerView} (the worker's
- * full current state, in-flight text included) and a bounded ring of the
- * recent events. A joining client gets a snapshot cut from the view, and
+ * That ShownState is the watch's {@link RelayedWorkerView}, holding text
+ * (the worker's full current state, in-flight text included): each event
+ * the relay shows its virtual client is read once, applied to the view and
+ * put in a bounded ring of the recent events, in the same tick, so the view
+ * and the ring never disagree. A joining client gets a snapshot cut from the view, and
  * then reads the ring from that point: it sees exactly what the virtual
  * client sees from then on, so its screen is the one of a client that
  * watched from the start. With a cursor, the snapshot is followed by the
@@ -80,9 +67,9 @@ const BATCH_BYTES = 1024 * 1024;
 export class SharedWorkerWatch {
   private readonly upstream = new AbortController();
   private readonly ring: EventRing;
-  private readonly view: SharedWorkerView;
+  private readonly view: RelayedWorkerView;
   private readonly ids = new RecentIds();
-  private readonly readers = new Set<Reader>();
+  private readonly readers: RingReaders<WatchWorkerResponse>;
   /** Settles with the upstream's snapshot (true), the error it failed with before one, or false when it ended without either. */
   private readonly opened: Promise<boolean | ConnectError>;
   private open: (outcome: boolean | ConnectError) => void = () => {};
@@ -103,7 +90,13 @@ export class SharedWorkerWatch {
     private readonly onClosed: () => void,
   ) {
     this.ring = new EventRing(options.maxEvents ?? 4096, options.maxBytes ?? 4 * 1024 * 1024);
-    this.view = new SharedWorkerView(options.maxInFlightBytes ?? 4 * 1024 * 1024);
+    this.view = new RelayedWorkerView(options.maxInFlightBytes ?? 4 * 1024 * 1024);
+    this.readers = new RingReaders(this.ring, {
+      wrap,
+      heartbeat: () => create(WatchWorkerResponseSchema, { heartbeat: { cursor: this.view.cursor } }),
+      tooSlow: () => this.tooSlow(),
+      left: () => this.lingerIfIdle(),
+    });
     this.opened = new Promise((resolve) => (this.open = resolve));
   }
 
@@ -147,81 +140,37 @@ export class SharedWorkerWatch {
     if (next === undefined) return undefined;
     // Cut in the same tick as the reader's place: the snapshot shows exactly the entries before ring.next.
     const first = create(WatchWorkerResponseSchema, { snapshot: this.view.snapshot() });
-    const reader: Reader = { next, replayUntil: this.ring.next, heartbeat: false, error: undefined, ended: false, wake: undefined };
-    this.readers.add(reader);
+    const stream = this.readers.read(first, next, this.ring.next, signal);
     this.clientsServed++;
     clearTimeout(this.linger);
-    // Released on the abort itself: a handler blocked on a write to a client that left may never resume (CONVENTIONS.md).
-    const release = (): void => {
-      this.readers.delete(reader);
-      reader.wake?.();
-      this.lingerIfIdle();
-    };
-    signal.addEventListener("abort", release, { once: true });
-    return this.read(reader, first, signal, release);
-  }
-
-  private async *read(
-    reader: Reader,
-    first: WatchWorkerResponse,
-    signal: AbortSignal,
-    release: () => void,
-  ): AsyncGenerator<WatchWorkerResponse> {
-    try {
-      yield first;
-      for (;;) {
-        if (signal.aborted) return;
-        if (reader.next < this.ring.first) throw this.tooSlow();
-        if (reader.next < this.ring.next) {
-          const fields = this.batch(reader);
-          if (fields.length > 0) yield wrap(fields);
-          continue;
-        }
-        if (reader.heartbeat) {
-          reader.heartbeat = false;
-          // The cursor reached now (caught up: the last durable one), not the one when the beat was due.
-          yield create(WatchWorkerResponseSchema, { heartbeat: { cursor: this.view.cursor } });
-          continue;
-        }
-        if (reader.error) throw reader.error;
-        if (reader.ended) return;
-        await new Promise<void>((resolve) => (reader.wake = resolve));
-        reader.wake = undefined;
-      }
-    } finally {
-      signal.removeEventListener("abort", release);
-      release();
-    }
-  }
-
-  /** The reader's next events: entries from before its snapshot only if durable (their live output is in the snapshot). */
-  private batch(reader: Reader): UnknownField[] {
-    const fields: UnknownField[] = [];
-    let bytes = 0;
-    for (const entry of this.ring.sliceEntries(reader.next, BATCH_EVENTS)) {
-      if (fields.length > 0 && bytes + entry.field.data.byteLength > BATCH_BYTES) break;
-      if (reader.next >= reader.replayUntil || entry.cursor !== "") {
-        fields.push(entry.field);
-        bytes += entry.field.data.byteLength;
-      }
-      reader.next++;
-    }
-    return fields;
+    return stream;
   }
 
   private async loop(): Promise<void> {
     const signal = this.upstream.signal;
-    const watch = rawWorkerWatch(create(WatchWorkerRequestSchema, { worker: this.worker }));
+    const watch: ResumableWatch<WatchWorkerResponse> = {
+      ...rawWorkerWatch(create(WatchWorkerRequestSchema, { worker: this.worker })),
+      shown: () =>
+        shownState(
+          this.worker,
+          undefined,
+          this.view,
+          (message) => this.note(message),
+          (events) => this.caughtUp(events),
+        ),
+    };
     const relayOptions = { heartbeatMs: this.options.heartbeatMs, logger: this.options.logger };
     try {
       for await (const message of relayWatch(this.directory, this.connection.runtimeId, "", watch, signal, relayOptions)) {
-        this.receive(fieldsOf(message));
+        this.wake(message);
       }
-      this.endAll((reader) => (reader.ended = true));
+      this.closed = true;
+      this.readers.end();
     } catch (error) {
       const ended = ConnectError.from(error);
       this.open(ended);
-      this.endAll((reader) => (reader.error = ended));
+      this.closed = true;
+      this.readers.fail(ended, false);
     } finally {
       this.closed = true;
       this.open(false);
@@ -230,38 +179,41 @@ export class SharedWorkerWatch {
     }
   }
 
-  /** Takes in one message of the upstream relay: its snapshot (the first), events, heartbeats. */
-  private receive(fields: readonly UnknownField[]): void {
-    let heartbeat = false;
-    for (const field of fields) {
+  /**
+   * Takes in one message the relay shows its virtual client (undecoded, see
+   * raw-watch.ts): its snapshot (the first) resets the view, each event is
+   * applied to the view and put in the ring. The view and the ring move in
+   * the same tick: a client joining between them would get an event in its
+   * snapshot and then again from the ring.
+   */
+  private note(message: WatchWorkerResponse): void {
+    for (const field of message.$unknown ?? []) {
       if (field.no === EVENTS) {
         const cursor = stringField(field.data, EVENT_CURSOR);
         this.view.apply(rawWorkerChange(field.data, this.ids, true));
         this.ring.push(field, cursor);
         if (cursor) this.view.cursor = cursor;
-      } else if (field.no === HEARTBEAT) {
-        heartbeat = true;
       } else if (field.no === SNAPSHOT) {
-        const snapshot = fromBinary(WorkerSnapshotSchema, new BinaryReader(field.data).bytes());
+        const snapshot = decodedSnapshot(field);
         this.view.reset(snapshot);
         this.ring.opened(snapshot.cursor);
         this.hasView = true;
         this.open(true);
       }
     }
-    for (const reader of this.readers) {
-      if (heartbeat) reader.heartbeat = true;
-      reader.wake?.();
+  }
+
+  /** The catch-up events the relay built from the view (applied to it already): into the ring, encoded once (rare). */
+  private caughtUp(events: WorkerEvent[]): void {
+    for (const event of events) {
+      const data = new BinaryWriter().bytes(toBinary(WorkerEventSchema, event)).finish();
+      this.ring.push({ no: EVENTS, wireType: WireType.LengthDelimited, data }, "");
     }
   }
 
-  /** Ends every reader once it has read what the ring holds for it. */
-  private endAll(mark: (reader: Reader) => void): void {
-    this.closed = true;
-    for (const reader of this.readers) {
-      mark(reader);
-      reader.wake?.();
-    }
+  /** Wakes the readers for a message the relay yielded (its events are in the ring already); a heartbeat is due to each. */
+  private wake(message: WatchWorkerResponse): void {
+    this.readers.wake(message.heartbeat !== undefined || hasHeartbeat(message.$unknown));
   }
 
   /** With no client, closes the upstream after the linger, unless one joins meanwhile. */
@@ -287,14 +239,10 @@ export class SharedWorkerWatch {
   }
 }
 
-/**
- * A relayed message as undecoded fields: the relay passes the Runtime's
- * messages on undecoded, but builds its own heartbeats and catch-ups
- * decoded (rare: encoded here once).
- */
-function fieldsOf(message: WatchWorkerResponse): readonly UnknownField[] {
-  if (message.events.length === 0 && !message.snapshot && !message.heartbeat) return message.$unknown ?? [];
-  return fromBinary(EmptySchema, toBinary(WatchWorkerResponseSchema, message)).$unknown ?? [];
+/** Whether an undecoded message holds a heartbeat (the relay's own are decoded). */
+function hasHeartbeat(fields: readonly UnknownField[] | undefined): boolean {
+  for (const field of fields ?? []) if (field.no === HEARTBEAT) return true;
+  return false;
 }
 
 function wrap(fields: UnknownField[]): WatchWorkerResponse {

@@ -2,13 +2,14 @@ import { create, fromBinary, type UnknownField } from "@bufbuild/protobuf";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import type { ContextValues } from "@connectrpc/connect";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import { WorkerSnapshotSchema, type WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
+import { WorkerSnapshotSchema, type WorkerEvent, type WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
 import type { Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WatchWorkerResponseSchema, type WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { EVENTS, SNAPSHOT } from "./raw-watch.js";
 import { rawWorkerChange, RecentIds } from "./raw-worker-event.js";
-import { changeOf, RelayedWorkerView } from "./relayed-worker-view.js";
+import { RelayedWorkerView } from "./relayed-worker-view.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
+import { changeOf } from "./shown-change.js";
 import type { ShownState } from "./watch-relay.js";
 
 /** Deadline of the GetRun that reads a run which ended unseen while the upstream was away. */
@@ -16,7 +17,8 @@ const ENDED_RUN_TIMEOUT_MS = 5_000;
 
 /** What a JSON client of a relayed WatchWorker was shown (decoded messages). */
 export function decodedWorkerShown(worker: WorkerRef | undefined, values: ContextValues): ShownState<WatchWorkerResponse> {
-  return shownState(worker, values, (message, view) => {
+  const view = new RelayedWorkerView();
+  return shownState(worker, values, view, (message) => {
     if (message.snapshot) view.reset(message.snapshot);
     for (const event of message.events) view.apply(changeOf(event));
   });
@@ -25,7 +27,8 @@ export function decodedWorkerShown(worker: WorkerRef | undefined, values: Contex
 /** What a binary client of a relayed WatchWorker was shown (undecoded messages, see raw-watch.ts). */
 export function rawWorkerShown(worker: WorkerRef | undefined, values: ContextValues | undefined): ShownState<WatchWorkerResponse> {
   const ids = new RecentIds();
-  return shownState(worker, values, (message, view) => {
+  const view = new RelayedWorkerView();
+  return shownState(worker, values, view, (message) => {
     for (const field of message.$unknown ?? []) {
       if (field.no === EVENTS) view.apply(rawWorkerChange(field.data, ids));
       else if (field.no === SNAPSHOT) view.reset(decodedSnapshot(field));
@@ -33,18 +36,26 @@ export function rawWorkerShown(worker: WorkerRef | undefined, values: ContextVal
   });
 }
 
-function shownState(
+/**
+ * What a client of a relayed WatchWorker was shown, kept in `view`:
+ * `note` takes in each message relayed to it, and the catch-ups are built
+ * from the view (`caughtUp` is told their events in the tick they are
+ * applied to it). The Backend's shared upstream WatchWorker passes its own
+ * view, which holds the text (shared-worker-watch.ts).
+ */
+export function shownState(
   worker: WorkerRef | undefined,
   values: ContextValues | undefined,
-  note: (message: WatchWorkerResponse, view: RelayedWorkerView) => void,
+  view: RelayedWorkerView,
+  note: (message: WatchWorkerResponse) => void,
+  caughtUp?: (events: WorkerEvent[]) => void,
 ): ShownState<WatchWorkerResponse> {
-  const view = new RelayedWorkerView();
   return {
-    note: (message) => note(message, view),
+    note,
     async catchUp(message, connection, signal) {
       const snapshot = message.snapshot ?? snapshotField(message);
       if (!snapshot) return undefined;
-      const events = await view.catchUp(snapshot, (runId) => endedRun(connection, worker, runId, values, signal));
+      const events = await view.catchUp(snapshot, (runId) => endedRun(connection, worker, runId, values, signal), caughtUp);
       return events.length === 0 ? undefined : create(WatchWorkerResponseSchema, { events });
     },
   };
@@ -71,6 +82,7 @@ function snapshotField(message: WatchWorkerResponse): WorkerSnapshot | undefined
   return field ? decodedSnapshot(field) : undefined;
 }
 
-function decodedSnapshot(field: UnknownField): WorkerSnapshot {
+/** The snapshot an undecoded message's field holds. */
+export function decodedSnapshot(field: UnknownField): WorkerSnapshot {
   return fromBinary(WorkerSnapshotSchema, new BinaryReader(field.data).bytes());
 }

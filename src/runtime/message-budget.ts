@@ -22,6 +22,19 @@ export function repeatedFieldBytes(bodyBytes: number): number {
   return 1 + varintSize(bodyBytes) + bodyBytes;
 }
 
+/** Most bytes a repeated field adds to an element's body: its tag and a length varint of up to 5 bytes. */
+const MAX_FIELD_FRAME_BYTES = 6;
+
+/**
+ * Whether `count` elements of a repeated field whose bodies take
+ * `bodyBytes` together surely fit `budgetBytes`, counted at their largest
+ * frame: a check without walking them, for a batch that usually fits whole.
+ * False says only that they must be counted one by one ({@link ResponseBudget}).
+ */
+export function surelyFits(count: number, bodyBytes: number, budgetBytes: number): boolean {
+  return bodyBytes + MAX_FIELD_FRAME_BYTES * count <= budgetBytes;
+}
+
 /**
  * A running total against a response's byte budget. The first item is
  * always taken so every page makes progress; the runtime's limits make

@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
-import { repeatedFieldBytes } from "./message-budget.js";
+import { ResponseBudget, surelyFits } from "./message-budget.js";
 
 /**
  * One event as it travels to observers: encoded once, shared by every
@@ -31,9 +31,6 @@ export interface BacklogBounds {
   maxItems: number;
   maxBytes: number;
 }
-
-/** Most bytes a repeated field adds to an element's body: its tag and length varint. */
-const FIELD_OVERHEAD_BYTES = 6;
 
 /** Taken items kept at the queue's front before it is compacted (amortised O(1) per item). */
 const COMPACT_AFTER = 1024;
@@ -106,9 +103,12 @@ export class Subscription<E> {
 
   /**
    * Waits for items and takes up to `maxItems` of them at once, as many as
-   * fit `maxBytes` as elements of a repeated field (batching under load, a
-   * lone item at once, whatever its size). Resolves "idle" after `idleMs`
-   * without items, and "closed" when the subscription or `signal` ends.
+   * fit `maxBytes` as elements of a repeated field (message-budget.ts's
+   * ResponseBudget: batching under load, a lone item at once). Resolves
+   * "idle" after `idleMs` without items, and "closed" when the subscription
+   * or `signal` ends. An item no message can carry (one past `maxBytes`
+   * alone) is refused with ResponseBudget's RESOURCE_EXHAUSTED /
+   * LIMIT_EXCEEDED rather than handed over: every batch taken fits one message.
    */
   async next(maxItems: number, maxBytes: number, idleMs: number, signal: AbortSignal): Promise<SubscriptionWait<E>> {
     await this.wait(idleMs, signal);
@@ -179,18 +179,17 @@ export class Subscription<E> {
   /** Takes up to `maxItems` queued items fitting `maxBytes` (at least one), oldest first. */
   private take(maxItems: number, maxBytes: number): StreamItem<E>[] {
     const queue = this.queue;
-    if (this.head === 0 && queue.length <= maxItems && this.queuedBytes + FIELD_OVERHEAD_BYTES * queue.length <= maxBytes) {
+    if (this.head === 0 && queue.length <= maxItems && surelyFits(queue.length, this.queuedBytes, maxBytes)) {
       this.clearQueue();
       return queue;
     }
     const last = Math.min(queue.length, this.head + maxItems);
+    const budget = new ResponseBudget(maxBytes);
     let end = this.head;
-    let fieldBytes = 0;
     let takenBytes = 0;
     for (; end < last; end++) {
       const bytes = (queue[end] as StreamItem<E>).bytes.byteLength;
-      fieldBytes += repeatedFieldBytes(bytes);
-      if (end > this.head && fieldBytes > maxBytes) break;
+      if (!budget.take(bytes)) break;
       takenBytes += bytes;
     }
     const items = queue.slice(this.head, end);

@@ -12,7 +12,7 @@ import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 import type { PendingDelete } from "./pending-delete.js";
 import type { StoredEvent } from "./store.js";
 import type { StreamItem, Subscription } from "./subscription.js";
-import { repeatedFieldBytes, splitByBytes } from "./message-budget.js";
+import { splitByBytes } from "./message-budget.js";
 import { encodedBatch } from "./wire-batch.js";
 
 /** Events read by a replay's first store read; later reads follow the events' sizes. */
@@ -118,8 +118,8 @@ export async function* runWatch<E extends DescMessage, R extends DescMessage>(
       const batch = wait.items;
       delivered?.(batch.length);
       for (const item of batch) if (item.seq > 0n) lastSeq = item.seq;
-      if (fitsOneMessage(batch, maxBatchBytes)) yield respond(batch);
-      else for (const part of bySize(batch, maxBatchBytes)) yield respond(part);
+      // One message: the subscription hands over only batches that fit maxBatchBytes (subscription.ts).
+      yield respond(batch);
     }
   } finally {
     signal.removeEventListener("abort", release);
@@ -182,9 +182,8 @@ export async function* runInputStream(plan: InputStreamPlan, options: WatchOptio
         own.push(item);
         if (event.kind.case === "runChanged" && TERMINAL_RUN_STATUSES.has(event.kind.value.status)) ended = true;
       }
-      for (const part of bySize(own, plan.maxBatchBytes)) {
-        yield create(StreamInputResponseSchema, { events: part.map((item) => item.event as WorkerEvent) });
-      }
+      // Part of a batch the subscription cut to fit one message, so it fits too.
+      if (own.length > 0) yield create(StreamInputResponseSchema, { events: own.map((item) => item.event as WorkerEvent) });
       if (ended) {
         // Ended by its worker's delete: the delete's outcome closes the subscription, and liveBatches throws it.
         const deleting = plan.deleting?.();
@@ -228,14 +227,7 @@ async function* liveBatches<E>(
   }
 }
 
-/** Whether a batch's events fit one message as {@link bySize} counts them (the common case: nothing to split). */
-function fitsOneMessage(items: readonly { bytes: Uint8Array }[], maxBatchBytes: number): boolean {
-  let total = 0;
-  for (const item of items) total += repeatedFieldBytes(item.bytes.byteLength);
-  return total <= maxBatchBytes;
-}
-
-/** A batch cut into messages that fit the message limit, in order (most batches are one message). */
+/** A replay's read (sized by count) cut into messages that fit the message limit, in order. */
 function bySize<T extends { bytes: Uint8Array }>(items: readonly T[], maxBatchBytes: number): T[][] {
   return splitByBytes(items, (item) => item.bytes.byteLength, maxBatchBytes);
 }

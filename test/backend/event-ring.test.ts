@@ -16,8 +16,8 @@ describe("EventRing", () => {
     expect(ring.positionAfter("c1")).toBe(1);
     expect(ring.positionAfter("c3")).toBe(3);
     expect(ring.positionAfter("unknown")).toBeUndefined();
-    expect(ring.slice(1, 10)).toHaveLength(2);
     expect(ring.next).toBe(3);
+    expect([ring.at(1).cursor, ring.at(2).cursor]).toEqual(["", "c3"]);
   });
 
   it("drops the oldest events to 7/8 of the count bound, and forgets cursors it can no longer resume", () => {
@@ -51,7 +51,8 @@ describe("EventRing", () => {
     expect(ring.first).toBe(1);
     ring.push(field(5000), "c");
     expect(ring.first).toBe(2);
-    expect(ring.slice(ring.first, 10)).toHaveLength(1);
+    expect(ring.next - ring.first).toBe(1);
+    expect(ring.at(ring.first).field.data.byteLength).toBe(5000);
     expect(ring.positionAfter("b")).toBe(2);
   });
 

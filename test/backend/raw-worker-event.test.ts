@@ -5,12 +5,12 @@ import { WorkerEventSchema } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { rawWorkerChange, RecentIds } from "../../src/backend/raw-worker-event.js";
-import { changeOf } from "../../src/backend/relayed-worker-view.js";
+import { changeOf } from "../../src/backend/shown-change.js";
 
 /**
  * The Backend's undecoded relay reads what a client's view needs from each
  * event's wire bytes (raw-worker-event.ts), its JSON relay from the decoded
- * event (relayed-worker-view.ts). Both must read the same change from every
+ * event (shown-change.ts). Both must read the same change from every
  * kind of event, or a resumed client of one would be caught up wrongly.
  */
 const time = { seconds: 1_700_000_000n };
@@ -62,6 +62,8 @@ describe("the change a relayed event makes to a client's view", () => {
   it.each(Object.entries(events))("is the same read from the wire bytes as from the decoded event: %s", (_, init) => {
     const event = create(WorkerEventSchema, init);
     expect(rawWorkerChange(entry(init), new RecentIds())).toEqual(changeOf(event));
+    // And with the text, for a view that holds it: the same UTF-8 bytes either way.
+    expect(rawWorkerChange(entry(init), new RecentIds(), true)).toEqual(changeOf(event, true));
   });
 
   it("counts a delta's text in UTF-8 bytes", () => {

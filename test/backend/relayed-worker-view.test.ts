@@ -9,7 +9,8 @@ import {
 } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { changeOf, RelayedWorkerView } from "../../src/backend/relayed-worker-view.js";
+import { RelayedWorkerView } from "../../src/backend/relayed-worker-view.js";
+import { changeOf } from "../../src/backend/shown-change.js";
 import { InFlightAccumulator } from "../../src/runtime/in-flight.js";
 
 /**

@@ -1,17 +1,18 @@
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { describe, expect, it } from "vitest";
-import { WorkerEventSchema } from "../../gen/worker_runtime/v1/events_pb.js";
-import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { WorkerEventSchema, type WorkerEvent, type WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerSchema, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { rawWorkerChange, RecentIds } from "../../src/backend/raw-worker-event.js";
-import { SharedWorkerView } from "../../src/backend/shared-worker-view.js";
+import { RelayedWorkerView } from "../../src/backend/relayed-worker-view.js";
 import { encodeCursor, workerCursorStream } from "../../src/runtime/cursor.js";
 import { ObservedState } from "../../src/runtime/observed-state.js";
 
 /**
  * The Backend's shared WatchWorker cuts each joining client's snapshot from
- * its SharedWorkerView, built from the undecoded events it relays; the
+ * its RelayedWorkerView (holding text), built from the undecoded events it
+ * relays, the same record its upstream's catch-ups come from; the
  * Runtime cuts a direct watcher's from its ObservedState, built from the
  * decoded events it delivers. Fed the same events, both must cut the same
  * snapshot after every one: worker, active and queued runs, in-flight
@@ -57,10 +58,10 @@ function entry(init: MessageInitShape<typeof WorkerEventSchema>): Uint8Array {
   return new BinaryWriter().bytes(toBinary(WorkerEventSchema, create(WorkerEventSchema, init))).finish();
 }
 
-describe("SharedWorkerView", () => {
+describe("the shared WatchWorker's view (a RelayedWorkerView holding text)", () => {
   it("cuts the snapshot the runtime's observed state cuts, after every event of a stream", () => {
     const observed = new ObservedState(create(WorkerSchema, { ref, status: WorkerStatus.IDLE }), 1n, cursors);
-    const view = new SharedWorkerView(1 << 20);
+    const view = new RelayedWorkerView(1 << 20);
     view.reset(observed.snapshot());
     const ids = new RecentIds();
     stream.forEach((init, i) => {
@@ -70,7 +71,7 @@ describe("SharedWorkerView", () => {
       if (event.cursor) view.cursor = event.cursor;
       expect(view.snapshot(), `after event ${i}`).toEqual(observed.snapshot());
       // A view reset from that snapshot holds the same.
-      const copy = new SharedWorkerView(1 << 20);
+      const copy = new RelayedWorkerView(1 << 20);
       copy.reset(observed.snapshot());
       expect(copy.snapshot(), `reset after event ${i}`).toEqual(observed.snapshot());
     });
@@ -78,8 +79,39 @@ describe("SharedWorkerView", () => {
     expect(view.inFlightBytes).toBe(Buffer.byteLength("next"));
   });
 
+  it("caught up from any point of the stream to the snapshot of any later point, cuts that snapshot", async () => {
+    const initial = new ObservedState(create(WorkerSchema, { ref, status: WorkerStatus.IDLE }), 1n, cursors).snapshot();
+    const snapshots: WorkerSnapshot[] = [];
+    const lastRuns = new Map<string, Run>();
+    const observed = new ObservedState(create(WorkerSchema, { ref, status: WorkerStatus.IDLE }), 1n, cursors);
+    for (const init of stream) {
+      const event = create(WorkerEventSchema, init);
+      observed.apply(event);
+      if (event.kind.case === "runChanged") lastRuns.set(event.kind.value.runId, event.kind.value);
+      snapshots.push(observed.snapshot());
+    }
+    for (let seen = 0; seen <= stream.length; seen++) {
+      for (let target = Math.max(seen - 1, 0); target < stream.length; target++) {
+        const view = new RelayedWorkerView(1 << 20);
+        view.reset(initial);
+        const ids = new RecentIds();
+        for (const init of stream.slice(0, seen)) view.apply(rawWorkerChange(entry(init), ids, true));
+        const snapshot = snapshots[target] as WorkerSnapshot;
+        let told: WorkerEvent[] | undefined;
+        const events = await view.catchUp(
+          snapshot,
+          async (runId) => lastRuns.get(runId),
+          (caughtUp) => (told = caughtUp),
+        );
+        expect(told, `told the catch-up from ${seen} to ${target}`).toBe(events);
+        view.cursor = snapshot.cursor;
+        expect(view.snapshot(), `caught up from ${seen} events to the snapshot after event ${target}`).toEqual(snapshot);
+      }
+    }
+  });
+
   it("holds no more in-flight text than its bound: past it the block's text is dropped and no snapshot is cut until the block ends", () => {
-    const view = new SharedWorkerView(16);
+    const view = new RelayedWorkerView(16);
     view.reset(new ObservedState(create(WorkerSchema, { ref }), 1n, cursors).snapshot());
     const ids = new RecentIds();
     const delta = (blockId: string, text: string) =>

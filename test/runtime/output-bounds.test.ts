@@ -10,13 +10,14 @@ import { WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_ob
 import {
   byteBounds,
   DEFAULT_LIMITS,
+  type Limits,
   EVENT_RESERVE_BYTES,
   resolveLimits,
   RESPONSE_RESERVE_BYTES,
   RUN_RESERVE_BYTES,
 } from "../../src/runtime/limits.js";
 import { createRuntime } from "../../src/runtime/index.js";
-import { expectReason } from "../support/errors.js";
+import { expectError, expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 
@@ -45,6 +46,17 @@ const askApproval =
     return { kind: "completed", stopReason: StopReason.END_TURN };
   };
 
+/** A runtime with these limits and a scripted execution backend, its gRPC clients, and one worker of it. */
+async function startWithWorker(
+  limits: Partial<Limits>,
+): Promise<{ harness: Harness; clients: Clients; backend: ScriptedBackend; worker: WorkerRef }> {
+  const backend = new ScriptedBackend();
+  const harness = await startHarness({ executionBackend: backend, limits });
+  const clients = harness.connect("grpc");
+  const created = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
+  return { harness, clients, backend, worker: created.worker?.ref as WorkerRef };
+}
+
 describe("what a run may produce is bounded so it can be delivered", () => {
   let harness: Harness;
   let clients: Clients;
@@ -52,11 +64,7 @@ describe("what a run may produce is bounded so it can be delivered", () => {
   let worker: WorkerRef;
 
   beforeAll(async () => {
-    backend = new ScriptedBackend();
-    harness = await startHarness({ executionBackend: backend, limits: { maxMessageBytes: MAX_MESSAGE_BYTES } });
-    clients = harness.connect("grpc");
-    const created = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
-    worker = created.worker?.ref as WorkerRef;
+    ({ harness, clients, backend, worker } = await startWithWorker({ maxMessageBytes: MAX_MESSAGE_BYTES }));
   });
   afterAll(async () => {
     await harness.close();
@@ -270,5 +278,51 @@ describe("GetRuntime.limits", () => {
     } finally {
       await harness.close();
     }
+  });
+});
+
+/**
+ * A watch hands over only batches that fit one message (subscription.ts,
+ * with message-budget.ts's ResponseBudget). The runtime's limits keep each
+ * event within a message, with one combination left: a configured
+ * `maxInputBytes` at its largest and a tool call awaiting approval whose
+ * arguments take most of the in-flight bound make a run (its input and
+ * its pending arguments) larger than a message. Its run_changed cannot be
+ * sent: the watcher is told so by the runtime, RESOURCE_EXHAUSTED /
+ * LIMIT_EXCEEDED with the event's size, before any message is built for
+ * the transport to refuse.
+ */
+describe("an event larger than one message", () => {
+  const inputRoom = MAX_MESSAGE_BYTES - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES;
+  let harness: Harness;
+  let clients: Clients;
+  let backend: ScriptedBackend;
+  let worker: WorkerRef;
+
+  beforeAll(async () => {
+    ({ harness, clients, backend, worker } = await startWithWorker({ maxMessageBytes: MAX_MESSAGE_BYTES, maxInputBytes: inputRoom }));
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  it("ends a watcher with LIMIT_EXCEEDED, typed, when a run's input and pending arguments pass a message", async () => {
+    backend.enqueue(askApproval(`"${"a".repeat(BOUNDS.maxInFlightBytes - 16)}"`));
+    const abort = new AbortController();
+    const watch = clients.observation.watchWorker({ worker }, { signal: abort.signal });
+    const iterator = watch[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.snapshot).toBeDefined();
+    await clients.interaction.sendInput({ worker, input: { text: "x".repeat(inputRoom - 1024) } });
+    const { error, detail } = await expectError(async () => {
+      for (;;) if ((await iterator.next()).done) return;
+    });
+    expect([error.code, detail?.reason, detail?.metadata.limit]).toEqual([
+      Code.ResourceExhausted,
+      ErrorReason.LIMIT_EXCEEDED,
+      String(MAX_MESSAGE_BYTES),
+    ]);
+    // The runtime's refusal, naming the event's size; not the transport's, which writes nothing of it.
+    expect(error.rawMessage).toMatch(/^a message of \d+ bytes would exceed the message limit of 262144 bytes$/);
+    abort.abort();
   });
 });

@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "../../src/runtime/errors.js";
+import { RESPONSE_RESERVE_BYTES } from "../../src/runtime/limits.js";
 import { Subscription, type StreamItem } from "../../src/runtime/subscription.js";
 
 const item = (seq: number): StreamItem<never> => ({ seq: BigInt(seq), bytes: new Uint8Array([seq & 0xff]) });
@@ -131,6 +132,23 @@ describe("Subscription", () => {
     expect(subscription.closed).toBe(false);
     const wait = await subscription.next(512, Infinity, 1, never);
     expect(wait.kind === "items" && wait.items.map((i) => i.seq)).toEqual([21n]);
+  });
+
+  it("hands every batch over fitting one message: an item no message can carry is refused with LIMIT_EXCEEDED", async () => {
+    const subscription = new Subscription<never>({ maxItems: 50_000, maxBytes: 1 << 20 }, () => {});
+    subscription.push(sized(1, 100));
+    subscription.push(sized(2, 10_000));
+    // 100 bytes fit a 200-byte message (with their tag and length); the next item fits no message of 200 bytes.
+    const first = await subscription.next(512, 200, 1, never);
+    expect(first.kind === "items" && first.items.map((i) => i.seq)).toEqual([1n]);
+    const error = await subscription.next(512, 200, 1, never).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RuntimeError);
+    const refused = error as RuntimeError;
+    expect([refused.code, refused.reason, refused.metadata]).toEqual([
+      Code.ResourceExhausted,
+      ErrorReason.LIMIT_EXCEEDED,
+      { limit: String(200 + RESPONSE_RESERVE_BYTES) },
+    ]);
   });
 
   it("hands a deep backlog of large items over in order, in batches that fit one message's bytes", async () => {
