@@ -2,15 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { ResolvedApprovalSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision, type ResolveApprovalRequest } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { idempotencyConflict } from "./errors.js";
+// A retry of a decision older than the last MAX_RESOLVED_APPROVALS is answered as a repeat without a request_id.
+import { MAX_RESOLVED_APPROVALS } from "./limits.js";
 
 /** What a ResolveApproval asks, after validation. */
 export type ApprovalRequest = Pick<ResolveApprovalRequest, "runId" | "toolCallId" | "decision" | "reason" | "requestId">;
-
-/**
- * How many decisions with a request_id a run keeps (Run.resolved_approvals):
- * a retry of an older one is answered as a repeat without one.
- */
-export const MAX_RESOLVED_APPROVALS = 16;
 
 /**
  * Whether `request` repeats a decision already taken on `run` with the same

@@ -157,6 +157,23 @@ export const EVENT_RESERVE_BYTES = 1024;
  */
 export const RUN_RESERVE_BYTES = 4096;
 
+/** How many decisions taken with a request_id a run keeps (Run.resolved_approvals). */
+export const MAX_RESOLVED_APPROVALS = 16;
+
+/** A kept decision besides its reason: its request_id (at most 128), tool-call id (at most 64 kept), flag and framing. */
+const RESOLVED_APPROVAL_FIXED_BYTES = 128 + 64 + 32;
+
+/**
+ * The bytes a run may give its input and a pending tool call's arguments
+ * together: a message less the response's, the event's and the run's own
+ * fields and its last decisions at their largest. A run within it fits one
+ * message, so its run_changed event can always be sent.
+ */
+export function runPayloadRoom(limits: Pick<Limits, "maxMessageBytes" | "maxApprovalReasonBytes">): number {
+  const decisions = MAX_RESOLVED_APPROVALS * (RESOLVED_APPROVAL_FIXED_BYTES + limits.maxApprovalReasonBytes);
+  return limits.maxMessageBytes - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES - decisions;
+}
+
 /** Longest run error message kept, in UTF-8 bytes (a provider's text can be long). */
 export const MAX_RUN_ERROR_MESSAGE_BYTES = 2048;
 
@@ -239,15 +256,18 @@ export function resolveLimits(configured: Partial<Limits>): Limits {
     if (configured[name] === undefined) limits[name] = Math.max(limits[name], limits.maxMessageBytes);
     checkByteBound(limits, name);
   }
-  const inputRoom = limits.maxMessageBytes - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES;
+  const inputRoom = runPayloadRoom(limits);
   if (inputRoom < 1) {
-    throw new Error(`limits: maxMessageBytes ${limits.maxMessageBytes} leaves no room for a run's input`);
+    throw new Error(
+      `limits: maxMessageBytes ${limits.maxMessageBytes} leaves no room for a run's input ` +
+        `(with maxApprovalReasonBytes ${limits.maxApprovalReasonBytes} for each of a run's last ${MAX_RESOLVED_APPROVALS} decisions)`,
+    );
   }
   if (limits.maxInputBytes > inputRoom) {
     if (configured.maxInputBytes !== undefined) {
       throw new Error(
         `limits: maxInputBytes ${limits.maxInputBytes} does not fit maxMessageBytes ${limits.maxMessageBytes} ` +
-          `(at most ${inputRoom} with a run's and an event's own fields)`,
+          `(at most ${inputRoom} with a run's and an event's own fields and its last ${MAX_RESOLVED_APPROVALS} decisions)`,
       );
     }
     limits.maxInputBytes = inputRoom;

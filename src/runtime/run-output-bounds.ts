@@ -17,7 +17,8 @@ const ENTRY_FIXED_BYTES = 11 + 19;
  * execution backend's own caps: a committed entry must fit one event
  * (`maxEntryBytes`), and the output streamed but not yet committed plus
  * the arguments of a tool call awaiting approval — all of which a
- * watcher's snapshot carries — stay within `maxInFlightBytes`. Past either,
+ * watcher's snapshot carries — stay within `maxInFlightBytes`, and those
+ * arguments with the run's input within what a run may hold. Past any,
  * the sink call throws LIMIT_EXCEEDED and the run fails with that reason.
  */
 export class RunOutputBounds {
@@ -25,9 +26,17 @@ export class RunOutputBounds {
   private readonly blocks = new Map<string, number>();
   private inFlight = 0;
 
+  /**
+   * `inputText`: the run's input (measured only when a call awaits
+   * approval, not per run); `payloadRoom`: what
+   * the input and a pending call's arguments may take together for the run
+   * to fit one message (limits.ts, runPayloadRoom).
+   */
   constructor(
     private readonly runId: string,
     private readonly bounds: ByteBounds,
+    private readonly inputText: string,
+    private readonly payloadRoom: number,
   ) {}
 
   /** Counts `text` streamed into a block. */
@@ -71,13 +80,24 @@ export class RunOutputBounds {
     }
   }
 
-  /** Refuses a tool call awaiting approval whose arguments, with what is in flight, pass the bound. */
+  /**
+   * Refuses a tool call awaiting approval whose arguments, with what is in
+   * flight, pass the in-flight bound, or with the run's input make a run
+   * (and so its run_changed event) larger than one message.
+   */
   checkPending(argumentsJson: string): void {
     const bytes = Buffer.byteLength(argumentsJson, "utf8");
     if (this.inFlight + bytes > this.bounds.maxInFlightBytes) {
       throw exceeded(
         `run ${this.runId} asked approval for ${bytes} bytes of arguments; at most ${this.bounds.maxInFlightBytes} fit`,
         this.bounds.maxInFlightBytes,
+      );
+    }
+    const inputBytes = Buffer.byteLength(this.inputText, "utf8");
+    if (inputBytes + bytes > this.payloadRoom) {
+      throw exceeded(
+        `run ${this.runId} asked approval for ${bytes} bytes of arguments; with its input (${inputBytes} bytes) a run holds at most ${this.payloadRoom}`,
+        this.payloadRoom,
       );
     }
   }

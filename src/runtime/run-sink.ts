@@ -26,7 +26,7 @@ import {
 } from "../../gen/worker_runtime/v1/run_pb.js";
 import { abortError, RuntimeError } from "./errors.js";
 import type { DurableEventStream } from "./event-stream.js";
-import { byteBounds, MAX_RUN_ERROR_MESSAGE_BYTES, type Limits } from "./limits.js";
+import { byteBounds, MAX_RUN_ERROR_MESSAGE_BYTES, type Limits, runPayloadRoom } from "./limits.js";
 import { cutUtf8 } from "./utf8-cut.js";
 import { RunOutputBounds } from "./run-output-bounds.js";
 import { RunClosedError, type ApprovalResult, type PendingToolCall, type RunSink } from "./execution-backend.js";
@@ -46,7 +46,7 @@ export interface RunSinkHost {
   /** Whether the slot still holds the run: once it has ended, its sink refuses every call. */
   isOpen(active: ActiveRun): boolean;
   /** The runtime's limits: a run's output is bounded so that it can be delivered (limits.ts, byteBounds). */
-  limits: Pick<Limits, "maxMessageBytes">;
+  limits: Pick<Limits, "maxMessageBytes" | "maxApprovalReasonBytes">;
 }
 
 /**
@@ -79,7 +79,7 @@ export function createRunSink(active: ActiveRun, host: RunSinkHost): RunSink {
     host.events.emitLive({ $typeName: WORKER_EVENT, seq: 0n, cursor: "", kind });
   };
   const runId = run.runId;
-  const output = new RunOutputBounds(runId, byteBounds(host.limits));
+  const output = new RunOutputBounds(runId, byteBounds(host.limits), run.input?.text ?? "", runPayloadRoom(host.limits));
   return {
     textDelta: (blockId, text) => {
       open();

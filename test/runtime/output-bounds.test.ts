@@ -6,18 +6,11 @@ import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { InFlightBlockKind } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import { WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import {
-  byteBounds,
-  DEFAULT_LIMITS,
-  type Limits,
-  EVENT_RESERVE_BYTES,
-  resolveLimits,
-  RESPONSE_RESERVE_BYTES,
-  RUN_RESERVE_BYTES,
-} from "../../src/runtime/limits.js";
+import { type WatchWorkerResponse, WatchWorkerResponseSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
+import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { byteBounds, DEFAULT_LIMITS, type Limits, resolveLimits, runPayloadRoom } from "../../src/runtime/limits.js";
 import { createRuntime } from "../../src/runtime/index.js";
-import { expectError, expectReason } from "../support/errors.js";
+import { expectReason } from "../support/errors.js";
 import { eventually, startHarness, type Clients, type Harness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 
@@ -263,7 +256,7 @@ describe("GetRuntime.limits", () => {
       expect(runtime?.limits?.maxInFlightBytes).toBe(BOUNDS.maxInFlightBytes);
       expect(runtime?.limits?.maxQueuedInputBytes).toBe(BOUNDS.maxQueuedInputBytes);
       // The default input limit was lowered to fit this message limit.
-      expect(runtime?.limits?.maxInputBytes).toBe(MAX_MESSAGE_BYTES - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES);
+      expect(runtime?.limits?.maxInputBytes).toBe(runPayloadRoom({ maxMessageBytes: MAX_MESSAGE_BYTES, maxApprovalReasonBytes: 1024 }));
     } finally {
       await harness.close();
     }
@@ -282,47 +275,82 @@ describe("GetRuntime.limits", () => {
 });
 
 /**
- * A watch hands over only batches that fit one message (subscription.ts,
- * with message-budget.ts's ResponseBudget). The runtime's limits keep each
- * event within a message, with one combination left: a configured
- * `maxInputBytes` at its largest and a tool call awaiting approval whose
- * arguments take most of the in-flight bound make a run (its input and
- * its pending arguments) larger than a message. Its run_changed cannot be
- * sent: the watcher is told so by the runtime, RESOURCE_EXHAUSTED /
- * LIMIT_EXCEEDED with the event's size, before any message is built for
- * the transport to refuse.
+ * Every event the runtime sends must fit one message, a run_changed too: a
+ * run carries its input, a pending tool call's arguments and its last
+ * decisions (resolved_approvals). With `maxInputBytes` configured at its
+ * largest, a tool call whose arguments take most of the in-flight bound
+ * used to make a run larger than a message: its run_changed could not be
+ * sent, every watcher ended with LIMIT_EXCEEDED, and so did every later
+ * replay through that stored event. Now the run is refused as it asks
+ * (the run fails with LIMIT_EXCEEDED) and nothing undeliverable is made.
  */
-describe("an event larger than one message", () => {
-  const inputRoom = MAX_MESSAGE_BYTES - RESPONSE_RESERVE_BYTES - EVENT_RESERVE_BYTES - RUN_RESERVE_BYTES;
+describe("a run at its largest", () => {
+  const limits = { maxMessageBytes: MAX_MESSAGE_BYTES, maxApprovalReasonBytes: DEFAULT_LIMITS.maxApprovalReasonBytes };
+  const inputRoom = runPayloadRoom(limits);
   let harness: Harness;
   let clients: Clients;
   let backend: ScriptedBackend;
   let worker: WorkerRef;
 
   beforeAll(async () => {
-    ({ harness, clients, backend, worker } = await startWithWorker({ maxMessageBytes: MAX_MESSAGE_BYTES, maxInputBytes: inputRoom }));
+    ({ harness, clients, backend, worker } = await startWithWorker({ ...limits, maxInputBytes: inputRoom }));
   });
   afterAll(async () => {
     await harness.close();
   });
 
-  it("ends a watcher with LIMIT_EXCEEDED, typed, when a run's input and pending arguments pass a message", async () => {
+  /** Reads `watch` until `runId` ends; returns its last run_changed. A stream error is thrown. */
+  async function untilEnded(watch: AsyncIterator<WatchWorkerResponse>, runId: string): Promise<Run> {
+    for (;;) {
+      const next = await watch.next();
+      if (next.done) throw new Error("the watch ended before the run");
+      for (const event of next.value.events) {
+        const run = event.kind.case === "runChanged" ? event.kind.value : undefined;
+        if (run?.runId === runId && [RunStatus.COMPLETED, RunStatus.FAILED].includes(run.status)) return run;
+      }
+    }
+  }
+
+  it("fails a run whose input and pending arguments together would pass a message, and its watcher reads on", async () => {
     backend.enqueue(askApproval(`"${"a".repeat(BOUNDS.maxInFlightBytes - 16)}"`));
     const abort = new AbortController();
-    const watch = clients.observation.watchWorker({ worker }, { signal: abort.signal });
-    const iterator = watch[Symbol.asyncIterator]();
-    expect((await iterator.next()).value?.snapshot).toBeDefined();
-    await clients.interaction.sendInput({ worker, input: { text: "x".repeat(inputRoom - 1024) } });
-    const { error, detail } = await expectError(async () => {
-      for (;;) if ((await iterator.next()).done) return;
+    const watch = clients.observation.watchWorker({ worker }, { signal: abort.signal })[Symbol.asyncIterator]();
+    expect((await watch.next()).value?.snapshot).toBeDefined();
+    const { run } = await clients.interaction.sendInput({ worker, input: { text: "x".repeat(inputRoom - 1024) } });
+    const ended = await untilEnded(watch, run?.runId ?? "");
+    expect([ended.status, ended.error?.reason]).toEqual([RunStatus.FAILED, ErrorReason.LIMIT_EXCEEDED]);
+    expect(ended.error?.message).toMatch(/with its input \(\d+ bytes\) a run holds at most \d+/);
+    abort.abort();
+  });
+
+  it("delivers a run at its largest: input and arguments filling their room, its last decisions at theirs", async () => {
+    const asks = 17;
+    backend.enqueue(async (_request, sink, signal) => {
+      for (let i = 0; i < asks; i++) {
+        await sink.requestApproval({ toolCallId: `call-${i}`, toolName: "write_file", argumentsJson: "{}" }, signal);
+      }
+      return { kind: "completed", stopReason: StopReason.END_TURN };
     });
-    expect([error.code, detail?.reason, detail?.metadata.limit]).toEqual([
-      Code.ResourceExhausted,
-      ErrorReason.LIMIT_EXCEEDED,
-      String(MAX_MESSAGE_BYTES),
-    ]);
-    // The runtime's refusal, naming the event's size; not the transport's, which writes nothing of it.
-    expect(error.rawMessage).toMatch(/^a message of \d+ bytes would exceed the message limit of 262144 bytes$/);
+    const abort = new AbortController();
+    const watch = clients.observation.watchWorker({ worker }, { signal: abort.signal })[Symbol.asyncIterator]();
+    expect((await watch.next()).value?.snapshot).toBeDefined();
+    // The input at its largest, less the two bytes of each call's arguments: the run is then at its largest.
+    const { run } = await clients.interaction.sendInput({ worker, input: { text: "é".repeat((inputRoom - 2) / 2) } });
+    const runId = run?.runId ?? "";
+    for (let i = 0; i < asks; i++) {
+      await eventually(async () => (await clients.interaction.getRun({ worker, runId })).run?.pendingApproval?.toolCallId === `call-${i}`);
+      await clients.interaction.resolveApproval({
+        worker,
+        runId,
+        toolCallId: `call-${i}`,
+        decision: ApprovalDecision.APPROVE,
+        reason: "r".repeat(DEFAULT_LIMITS.maxApprovalReasonBytes),
+        requestId: `${i}`.padStart(128, "q"),
+      });
+    }
+    const ended = await untilEnded(watch, runId);
+    expect(ended.status).toBe(RunStatus.COMPLETED);
+    expect(ended.resolvedApprovals).toHaveLength(16);
     abort.abort();
   });
 });

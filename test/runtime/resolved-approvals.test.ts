@@ -2,7 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { RunSchema } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
-import { isRetryOf, MAX_RESOLVED_APPROVALS, noteDecision, unnoteDecision } from "../../src/runtime/approval-retry.js";
+import { isRetryOf, noteDecision, unnoteDecision } from "../../src/runtime/approval-retry.js";
+import { MAX_RESOLVED_APPROVALS } from "../../src/runtime/limits.js";
 
 const decision = (requestId: string, toolCallId = "c1") => ({
   runId: "r1",
