@@ -6,6 +6,7 @@ import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interact
 import { decisionRequestId } from "./decision-request-id.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { cellText } from "./output.js";
 import { runStatusName, runStatusStyle } from "./format.js";
 import { typedError } from "./typed-error.js";
 
@@ -39,7 +40,7 @@ function printRun(context: CommandContext, run: Run | undefined, verb: string): 
   if (context.output.json) context.output.jsonLine(toJson(RunSchema, run));
   else
     context.output.line(
-      `${verb} run ${run.runId}: ${context.output.paint(runStatusStyle(run.status) ?? "bold", runStatusName(run.status))}`,
+      `${cellText(verb)} run ${cellText(run.runId)}: ${context.output.paint(runStatusStyle(run.status) ?? "bold", runStatusName(run.status))}`,
     );
 }
 
