@@ -408,6 +408,15 @@ describe("console with a model provider", () => {
       const { run } = await interaction.getRun({ worker: ref, runId: runs[0]!.runId });
       const requestId = decisionRequestId(ApprovalDecision.APPROVE, "call-1", "");
       expect(run?.resolvedApprovals).toEqual([expect.objectContaining({ requestId, toolCallId: "call-1", approved: true })]);
+      // The page's request sent again (a retry after a dropped connection) is answered with the run, not refused as decided.
+      const again = await interaction.resolveApproval({
+        worker: ref,
+        runId: runs[0]!.runId,
+        toolCallId: "call-1",
+        decision: ApprovalDecision.APPROVE,
+        requestId,
+      });
+      expect(again.run?.runId).toBe(runs[0]!.runId);
     } finally {
       answer?.();
     }
