@@ -35,6 +35,7 @@ const SLOW = [
   "test/cli/log-scan.test.ts",
   "test/deploy/container.test.ts",
   "test/cli/metrics-cli.test.ts",
+  "test/cli/operator-timeouts.test.ts",
   "test/store/interrupted-run-duration.test.ts",
 ];
 

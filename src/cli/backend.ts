@@ -16,6 +16,7 @@ import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shutdown.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
+import { operatorTimeoutsFromFlags } from "./operator-timeouts.js";
 import { serveMetrics } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
@@ -59,7 +60,8 @@ export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [
   --discover-misses N     answers in a row without a runtime before it is removed (default 12)
   --discover-token-file   bearer token for discovered runtimes (re-read before each connection)
   --host, --port, --http1-port, --allow-host, --tls-cert, --tls-key, --shutdown-grace-ms, --shutdown-flush-ms,
-  --max-concurrent-streams, --secrets-file  as for serve
+  --max-concurrent-streams, --secrets-file, --host-path-timeout-ms (the embedded runtime's),
+  --keepalive-interval-ms, --keepalive-timeout-ms (every client's connection)  as for serve
   --metrics-port, --metrics-host  as for serve; adds the health and call latency of each runtime
   logs: WORKER_RUNTIME_LOG_LEVEL and WORKER_RUNTIME_LOG_PAYLOADS as for serve
 ${EXECUTION_USAGE}`;
@@ -97,6 +99,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
+  const { keepalive } = operatorTimeoutsFromFlags(values);
   // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
   const port = parsePort("--port", values.port);
   const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
@@ -168,6 +171,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     allowedHosts,
     maxConcurrentStreams,
+    ...(keepalive ? { keepalive } : {}),
     logger,
   }).catch(async (error: unknown) => {
     discovery?.stop();

@@ -28,6 +28,7 @@ import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
 import { checkDistinctPorts, explainListenError, type PortFlag } from "./port-in-use.js";
 import { UsageError } from "./usage-error.js";
+import { OPERATOR_TIMEOUT_OPTIONS, OPERATOR_TIMEOUT_USAGE, operatorTimeoutsFromFlags } from "./operator-timeouts.js";
 
 export { UsageError } from "./usage-error.js";
 
@@ -54,6 +55,7 @@ export const SERVE_USAGE = `usage: worker-runtime serve [--host 127.0.0.1] [--po
                  take to write what the drain recorded and close (default 5000); past it the
                  writes that did not settle are logged at error level and the process ends
                  non-zero (SIGKILL: a write hung in the kernel holds Node's own exit)
+${OPERATOR_TIMEOUT_USAGE}
   --secrets-file JSON object of host secrets by name, for config bundles' profiles; must be
                  mode 0600, names of [A-Za-z0-9_] (not starting with a digit), values non-empty
                  (also WORKER_RUNTIME_SECRET_<NAME> variables)
@@ -81,6 +83,7 @@ export const RUNTIME_HOST_OPTIONS = {
   "shutdown-grace-ms": { type: "string", default: "10000" },
   "max-concurrent-streams": { type: "string", default: String(DEFAULT_MAX_CONCURRENT_STREAMS) },
   "shutdown-flush-ms": { type: "string", default: "5000" },
+  ...OPERATOR_TIMEOUT_OPTIONS,
   ...METRICS_OPTIONS,
   help: { type: "boolean", default: false },
 } as const;
@@ -105,6 +108,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
+  const { keepalive } = operatorTimeoutsFromFlags(values);
   // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
   const port = parsePort("--port", values.port);
   const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
@@ -130,6 +134,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
     ...(metrics ? { interceptors: [metrics.prometheus.rpcInterceptor] } : {}),
     allowedHosts,
     maxConcurrentStreams,
+    ...(keepalive ? { keepalive } : {}),
     logger,
   }).catch(async (error: unknown) => {
     await metricsServer?.close();
@@ -167,12 +172,13 @@ export function processLogger(): { logger: Logger; fields: Record<string, string
 }
 
 /** The flags {@link hostedRuntime} reads. */
-type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] & {
-  "secrets-file"?: string;
-  "runtime-id"?: string;
-  "data-dir"?: string;
-  "shutdown-flush-ms"?: string;
-};
+type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] &
+  Parameters<typeof operatorTimeoutsFromFlags>[0] & {
+    "secrets-file"?: string;
+    "runtime-id"?: string;
+    "data-dir"?: string;
+    "shutdown-flush-ms"?: string;
+  };
 
 /**
  * The runtime a `serve` or `backend` process hosts: execution backend, host
@@ -180,6 +186,7 @@ type HostedRuntimeFlags = Parameters<typeof backendFromFlags>[0] & {
  */
 export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, metrics?: RuntimeMetrics): Promise<Runtime> {
   const flushTimeoutMs = parseFlushMs(values["shutdown-flush-ms"] ?? "5000");
+  const { hostPathTimeoutMs } = operatorTimeoutsFromFlags(values);
   const execution = await executionOptions(values);
   const secrets = readSecrets(values["secrets-file"]);
   let runtimeRef: Runtime | undefined;
@@ -188,7 +195,7 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, 
     ...(metrics ? { metrics } : {}),
     ...execution,
     secrets,
-    limits: { flushTimeoutMs },
+    limits: { flushTimeoutMs, ...(hostPathTimeoutMs !== undefined ? { hostPathTimeoutMs } : {}) },
     ...(values["runtime-id"] !== undefined ? { runtimeId: values["runtime-id"] } : {}),
     ...(values["data-dir"] !== undefined
       ? {

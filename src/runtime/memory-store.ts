@@ -17,11 +17,16 @@ import {
 
 /** Options for {@link createMemoryStore}. */
 export interface MemoryStoreOptions {
-  /** Durable events kept per log for resuming watches; older ones are dropped. */
+  /**
+   * Durable events kept per log for resuming watches; older ones are
+   * dropped. Unset: the runtime's `limits.eventRetention` (given at open),
+   * else 100,000; set, it wins over the runtime's limit.
+   */
   eventRetention?: number;
   /**
    * Encoded bytes of durable events kept per log; older ones are dropped
-   * past this too (default 64 MiB, like the runtime's `eventRetentionBytes`).
+   * past this too. Unset: the runtime's `limits.eventRetentionBytes`, else
+   * 64 MiB; set, it wins over the runtime's limit.
    */
   eventRetentionBytes?: number;
 }
@@ -38,7 +43,7 @@ interface Retention {
  * survives the process.
  */
 export function createMemoryStore(options: MemoryStoreOptions = {}): RuntimeStore {
-  return new MemoryStore({ events: options.eventRetention ?? 100_000, bytes: options.eventRetentionBytes ?? 64 * 1024 * 1024 });
+  return new MemoryStore(options);
 }
 
 /**
@@ -109,11 +114,16 @@ class MemoryStore implements RuntimeStore {
   private readonly storeId = randomBytes(16).toString("hex");
   private readonly bundles = new Map<string, ConfigBundle>();
 
-  constructor(private readonly eventRetention: Retention) {
-    this.runtimeEvents = new EventWindow(eventRetention);
+  /** Shared by every event window; set at open from the runtime's limits unless the options set it. */
+  private readonly eventRetention: Retention = { events: 100_000, bytes: 64 * 1024 * 1024 };
+
+  constructor(private readonly options: MemoryStoreOptions) {
+    this.runtimeEvents = new EventWindow(this.eventRetention);
   }
 
   async open(init: StoreOpenInit): Promise<OpenedStore> {
+    this.eventRetention.events = this.options.eventRetention ?? init.eventRetention?.events ?? this.eventRetention.events;
+    this.eventRetention.bytes = this.options.eventRetentionBytes ?? init.eventRetention?.bytes ?? this.eventRetention.bytes;
     return {
       runtimeId: init.runtimeId ?? init.generateRuntimeId(),
       storeId: this.storeId,

@@ -65,12 +65,12 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   await options.executionBackend?.ready?.();
   const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
   const writes = new PendingWrites();
-  const store = writes.track(
-    options.store ?? createMemoryStore({ eventRetention: limits.eventRetention, eventRetentionBytes: limits.eventRetentionBytes }),
-  );
+  // The store keeps the event retention `limits` say (given at open) unless it was created with its own.
+  const store = writes.track(options.store ?? createMemoryStore());
   const opened = await store.open({
     ...(options.runtimeId !== undefined ? { runtimeId: checkId("runtime_id", options.runtimeId) } : {}),
     generateRuntimeId: () => newId("rt"),
+    eventRetention: { events: limits.eventRetention, bytes: limits.eventRetentionBytes },
   });
   const { runtimeId } = opened;
   const storeId = opened.storeId ?? "";

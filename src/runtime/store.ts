@@ -110,6 +110,13 @@ export interface StoreOpenInit {
   runtimeId?: string;
   /** Used when the store has no persisted id and none is configured. */
   generateRuntimeId: () => string;
+  /**
+   * The runtime's event retention (`Limits.eventRetention` and
+   * `eventRetentionBytes`), so that the limits are the one place it is set:
+   * a store keeps this much of each event log unless it was created with
+   * its own retention options, which win.
+   */
+  eventRetention?: { events: number; bytes: number };
 }
 
 /** What a store holds when it opens. */

@@ -7,6 +7,8 @@ export {
   type RuntimeServer,
   type RuntimeServerOptions,
 } from "./server.js";
+/** The HTTP/2 keepalive that finds a vanished client, and its defaults (`serve --keepalive-*-ms`). */
+export { DEFAULT_KEEPALIVE, type KeepaliveOptions } from "./session-keepalive.js";
 export { createRoutes, createErrorInterceptor, reflectionRegistry, SERVED_SERVICES, UNTRACED_SERVICES } from "./routes.js";
 export { createHealthService } from "./health.js";
 export { createReflectionServices } from "./reflection.js";

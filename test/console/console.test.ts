@@ -6,9 +6,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, ConsoleMessage, Page } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
+import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { ApprovalDecision, WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { decisionRequestId } from "../../src/cli/client/decision-request-id.js";
 import { type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
@@ -340,7 +341,7 @@ describe("console with a model provider", () => {
   }, 120_000);
 
   /** A worker of the "careful" profile (its tools need approval) on the chat's runtime, with fs.read on a workspace, opened in the page. */
-  async function openCarefulWorker(displayName: string): Promise<void> {
+  async function openCarefulWorker(displayName: string): Promise<WorkerRef> {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
     const { worker } = await createClient(WorkerCatalog, transport).createWorker({
@@ -352,10 +353,11 @@ describe("console with a model provider", () => {
     });
     const ref = worker!.ref!;
     await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    return ref;
   }
 
   it("approves a tool call from the page", async () => {
-    await openCarefulWorker("Careful");
+    const ref = await openCarefulWorker("Careful");
     // The answer after the approval is held at its start, so the run is seen running again before it ends.
     let answer: (() => void) | undefined;
     const answerHeld = new Promise<void>((resolve) => {
@@ -398,6 +400,23 @@ describe("console with a model provider", () => {
       expect(await page.locator(".approval").isHidden()).toBe(true);
       await expect.poll(() => header.textContent()).toBe("idle");
       await expect.poll(() => listed.textContent()).toBe("idle");
+      // The page sent the request id the CLI would for the same decision, so a retried click (or the
+      // same decision from `worker-runtime approve`) is answered with the run, not refused as decided.
+      const interaction = createClient(WorkerInteraction, createGrpcTransport({ baseUrl: `http://${server.h2c}` }));
+      const { runs } = await interaction.listRuns({ worker: ref });
+      expect(runs).toHaveLength(1);
+      const { run } = await interaction.getRun({ worker: ref, runId: runs[0]!.runId });
+      const requestId = decisionRequestId(ApprovalDecision.APPROVE, "call-1", "");
+      expect(run?.resolvedApprovals).toEqual([expect.objectContaining({ requestId, toolCallId: "call-1", approved: true })]);
+      // The page's request sent again (a retry after a dropped connection) is answered with the run, not refused as decided.
+      const again = await interaction.resolveApproval({
+        worker: ref,
+        runId: runs[0]!.runId,
+        toolCallId: "call-1",
+        decision: ApprovalDecision.APPROVE,
+        requestId,
+      });
+      expect(again.run?.runId).toBe(runs[0]!.runId);
     } finally {
       answer?.();
     }

@@ -1,6 +1,7 @@
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { decisionRequestId } from "../../src/cli/client/decision-request-id.js";
 import type { Api } from "./api.js";
 import { describeError } from "./describe-error.js";
 import { h } from "./dom.js";
@@ -49,7 +50,10 @@ export class ApprovalPanel {
 
   private async answer(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
     try {
-      await this.api.interaction.resolveApproval({ worker: this.worker, runId, toolCallId, decision });
+      // The CLI's request id for the same decision: a retried click, or a retry after a dropped
+      // connection, gets the run back instead of a refusal that the call is already decided.
+      const requestId = decisionRequestId(decision, toolCallId, "");
+      await this.api.interaction.resolveApproval({ worker: this.worker, runId, toolCallId, decision, requestId });
       // Hidden only if it still asks about this call: the run's next approval may have come first.
       if (this.shownCall === toolCallId) this.element.hidden = true;
     } catch (error) {

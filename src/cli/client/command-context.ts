@@ -41,7 +41,8 @@ export const GLOBAL_USAGE = `global options:
   -h, --help          this help
 Tables and colours appear on a terminal (an empty cell reads -); piped output is plain
 tab-separated text, one line per row, every row the same columns; a tab, line break or other
-control character in a value is shown escaped (\\t, \\n, \\u001b). NO_COLOR turns colours off.
+control character in a value (a table cell or a key: value line) is shown escaped
+(\\t, \\n, \\u001b). NO_COLOR turns colours off.
 ${EXIT_CODES_USAGE}`;
 
 /** The parsed global options. */

@@ -10,7 +10,7 @@ import {
 import { RunSchema, RunStatus, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
 import { runStatusName, runStatusStyle, workerStatusText } from "./format.js";
-import type { Output } from "./output.js";
+import { cellText, type Output } from "./output.js";
 
 /** What the printer shows besides the assistant's output. */
 export interface EventPrinterOptions {
@@ -87,7 +87,7 @@ export class EventPrinter {
         return;
       case "retryScheduled": {
         const retry = kind.value.retry;
-        this.notice("yellow", `! provider retry ${retry?.attempt ?? ""} in ${retry?.delayMs ?? 0} ms: ${retry?.reason ?? ""}`);
+        this.notice("yellow", `! provider retry ${retry?.attempt ?? ""} in ${retry?.delayMs ?? 0} ms: ${cellText(retry?.reason ?? "")}`);
         return;
       }
       case "transcriptAppended":
@@ -120,16 +120,19 @@ export class EventPrinter {
         else this.notice(content.case === "reasoning" ? "dim" : undefined, content.value.text);
         return;
       case "toolCall":
-        this.notice("cyan", `→ ${content.value.toolName} ${content.value.argumentsJson}`);
+        this.notice("cyan", `→ ${cellText(content.value.toolName)} ${cellText(content.value.argumentsJson)}`);
         return;
       case "toolResult": {
         const text = content.value.output.length > TAIL ? `${content.value.output.slice(0, TAIL)}…` : content.value.output;
         const flags = `${content.value.isError ? " (error)" : ""}${content.value.truncated ? " (truncated)" : ""}`;
-        this.notice(content.value.isError ? "red" : "dim", `← ${content.value.toolName}${flags}: ${text.replace(/\s+/g, " ").trim()}`);
+        this.notice(
+          content.value.isError ? "red" : "dim",
+          `← ${cellText(content.value.toolName)}${flags}: ${cellText(text.replace(/\s+/g, " ").trim())}`,
+        );
         return;
       }
       case "notice":
-        this.notice("yellow", `! ${content.value.code}: ${content.value.message}`);
+        this.notice("yellow", `! ${cellText(content.value.code)}: ${cellText(content.value.message)}`);
         return;
       case undefined:
         return;
@@ -144,7 +147,7 @@ export class EventPrinter {
     if (run.status === RunStatus.AWAITING_APPROVAL && approval) {
       this.notice(
         "yellow",
-        `? ${approval.toolName} ${approval.argumentsJson} needs approval: worker-runtime approve ${this.workerId} ${approval.toolCallId} (or reject)`,
+        `? ${cellText(approval.toolName)} ${cellText(approval.argumentsJson)} needs approval: worker-runtime approve ${cellText(this.workerId)} ${cellText(approval.toolCallId)} (or reject)`,
       );
       return;
     }
@@ -152,7 +155,9 @@ export class EventPrinter {
     const quiet = run.status < RunStatus.COMPLETED || run.status === RunStatus.COMPLETED;
     if (quiet && !this.options.runStates) return;
     const error =
-      run.error && run.error.reason !== ErrorReason.UNSPECIFIED ? `: ${run.error.message} (reason: ${ErrorReason[run.error.reason]})` : "";
+      run.error && run.error.reason !== ErrorReason.UNSPECIFIED
+        ? `: ${cellText(run.error.message)} (reason: ${ErrorReason[run.error.reason]})`
+        : "";
     this.notice(runStatusStyle(run.status) ?? "dim", `[run ${run.runId} ${runStatusName(run.status)}${error}]`);
   }
 

@@ -112,11 +112,17 @@ export class Output {
     });
   }
 
-  /** "key: value" lines for one resource, keys aligned on a terminal. */
-  fields(entries: readonly (readonly [string, string])[]): void {
+  /**
+   * "key: value" lines for one resource, keys aligned on a terminal. Each
+   * value is {@link cellText}, as a table cell is, so a value holding a line
+   * break or escape codes stays on its own line and paints nothing; a value
+   * given a style is painted after it is escaped.
+   */
+  fields(entries: readonly (readonly [key: string, value: string, style?: Style])[]): void {
     const width = Math.max(...entries.map(([key]) => key.length));
-    for (const [key, value] of entries) {
-      this.line(this.tables ? `${this.paint("bold", `${key}:`.padEnd(width + 1))} ${value}` : `${key}: ${value}`);
+    for (const [key, value, style] of entries) {
+      const shown = style ? this.paint(style, cellText(value)) : cellText(value);
+      this.line(this.tables ? `${this.paint("bold", `${key}:`.padEnd(width + 1))} ${shown}` : `${key}: ${shown}`);
     }
   }
 }

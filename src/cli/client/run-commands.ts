@@ -1,11 +1,12 @@
 import { toJson } from "@bufbuild/protobuf";
-import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { RunSchema, type Run } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { decisionRequestId } from "./decision-request-id.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { cellText } from "./output.js";
 import { runStatusName, runStatusStyle } from "./format.js";
 import { typedError } from "./typed-error.js";
 
@@ -39,7 +40,7 @@ function printRun(context: CommandContext, run: Run | undefined, verb: string): 
   if (context.output.json) context.output.jsonLine(toJson(RunSchema, run));
   else
     context.output.line(
-      `${verb} run ${run.runId}: ${context.output.paint(runStatusStyle(run.status) ?? "bold", runStatusName(run.status))}`,
+      `${cellText(verb)} run ${cellText(run.runId)}: ${context.output.paint(runStatusStyle(run.status) ?? "bold", runStatusName(run.status))}`,
     );
 }
 
@@ -55,17 +56,6 @@ export async function cancel(argv: string[]): Promise<ExitCodeValue> {
     printRun(context, run, "cancelled");
     return ExitCode.OK;
   });
-}
-
-/**
- * The request id of a decision when none is given: derived from what is
- * decided (request ids are scoped to the run), so running the same command
- * again after a lost answer is a retry the server recognises, while another
- * decision on the same call is not.
- */
-export function decisionRequestId(decision: ApprovalDecision, toolCallId: string, reason: string): string {
-  const digest = createHash("sha256").update(`${decision}\0${toolCallId}\0${reason}`).digest("hex");
-  return `cli-${digest.slice(0, 40)}`;
 }
 
 function resolveCommand(usage: string, decision: ApprovalDecision) {

@@ -73,7 +73,7 @@ function printRuntime(context: CommandContext, runtime: Runtime): void {
     ["runtime", runtime.runtimeId],
     ["name", runtime.displayName],
     ["version", runtime.version],
-    ["status", output.paint(runtime.status === RuntimeStatus.SERVING ? "green" : "yellow", RuntimeStatus[runtime.status] ?? "")],
+    ["status", RuntimeStatus[runtime.status] ?? "", runtime.status === RuntimeStatus.SERVING ? "green" : "yellow"],
     ["started", timeText(runtime.startedAt)],
     ["store", StoreKind[runtime.storeKind] ?? ""],
     ["workers", counts ? `${counts.idle} idle, ${counts.running} running, ${counts.stopped} stopped, ${counts.failed} failed` : ""],

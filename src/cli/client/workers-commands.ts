@@ -14,6 +14,7 @@ import { expectPositionals, parseCommand, printHelp, withContext, type CommandCo
 import { everyPage } from "./every-page.js";
 import { ExitCode, reasonOf, type ExitCodeValue } from "./exit-codes.js";
 import { connectivityText, labelsText, profileText, timeText, usageText, workerStatusText, workerStatusTextStyle } from "./format.js";
+import { cellText } from "./output.js";
 
 const LIST_USAGE = `usage: worker-runtime workers list [--status S]... [--label KEY=VALUE]...
   Every worker (all pages), as a table on a terminal, one tab-separated line each when piped.
@@ -227,7 +228,7 @@ export const workersGet = oneWorkerCommand(GET_USAGE, {}, async (context, worker
 export const workersStop = oneWorkerCommand(STOP_USAGE, {}, async (context, workerId) => {
   const { worker } = await context.clients.catalog.stopWorker({ worker: await context.workerRef(workerId) });
   if (context.output.json) printWorker(context, worker, false);
-  else context.output.line(`stopped ${workerId}`);
+  else context.output.line(`stopped ${cellText(workerId)}`);
 });
 
 export const workersDelete = oneWorkerCommand(DELETE_USAGE, { force: true }, async (context, workerId, force) => {
@@ -235,7 +236,7 @@ export const workersDelete = oneWorkerCommand(DELETE_USAGE, { force: true }, asy
     throw withForceFlag(ConnectError.from(error), workerId);
   });
   if (context.output.json) context.output.jsonLine({ deleted: workerId });
-  else context.output.line(`deleted ${workerId}`);
+  else context.output.line(`deleted ${cellText(workerId)}`);
 });
 
 /**
@@ -260,13 +261,13 @@ function printWorker(context: CommandContext, worker: Worker | undefined, create
   }
   if (created && !output.tables) {
     // `W=$(worker-runtime workers create ...)` gets just the id.
-    output.line(worker.ref?.workerId ?? "");
+    output.line(cellText(worker.ref?.workerId ?? ""));
     return;
   }
   output.fields([
     ["worker", worker.ref?.workerId ?? ""],
     ["runtime", worker.ref?.runtimeId ?? ""],
-    ["status", output.paint(workerStatusTextStyle(worker) ?? "bold", workerStatusText(worker))],
+    ["status", workerStatusText(worker), workerStatusTextStyle(worker) ?? "bold"],
     ["connectivity", connectivityText(worker)],
     ["profile", profileText(worker)],
     ["name", worker.displayName],

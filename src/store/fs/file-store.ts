@@ -15,6 +15,7 @@ import type {
   TranscriptRange,
   WorkerRecord,
 } from "../../runtime/index.js";
+import { DEFAULT_LIMITS } from "../../runtime/index.js";
 import { DataDirLock, LOCK_FILE } from "./data-dir-lock.js";
 import { sweepTempFiles } from "./temp-sweep.js";
 import { Disk, type FileStoreFaults } from "./disk.js";
@@ -38,14 +39,18 @@ export interface FileStoreOptions {
   segmentBytes?: number;
   /**
    * Event records kept per event log (worker and runtime-wide), at least;
-   * older whole segments are deleted. Default 100,000, like the memory store.
+   * older whole segments are deleted. When unset, the runtime's
+   * `limits.eventRetention` (given at open), else 100,000; when set, it
+   * wins over the runtime's limit.
    * Transcripts and runs are never pruned; open reads a run log's index
    * checkpoint and the records after it, not the whole log (run-log.ts).
    */
   eventRetention?: number;
   /**
    * Bytes of event records kept per event log, at least: older whole
-   * segments go past this too (default 64 MiB, like the memory store). Each
+   * segments go past this too. When unset, the runtime's
+   * `limits.eventRetentionBytes` (given at open), else 64 MiB; when set, it
+   * wins over the runtime's limit. Each
    * run_changed record carries its run's input, so 100,000 records alone
    * could take gigabytes of disk per worker.
    */
@@ -115,8 +120,8 @@ class FileStoreImpl implements FileStore {
     this.disk = new Disk(path.resolve(options.dataDir), options.faults, options.metrics);
     this.settings = {
       segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
-      eventRetention: options.eventRetention ?? 100_000,
-      eventRetentionBytes: options.eventRetentionBytes ?? 64 * 1024 * 1024,
+      eventRetention: options.eventRetention ?? DEFAULT_LIMITS.eventRetention,
+      eventRetentionBytes: options.eventRetentionBytes ?? DEFAULT_LIMITS.eventRetentionBytes,
       runCheckpoint: { ...RUN_CHECKPOINT, ...options.runCheckpoint },
       onCorruption: (workerId, message, hostDetail) => this.reportCorruption(workerId, message, hostDetail),
     };
@@ -124,6 +129,9 @@ class FileStoreImpl implements FileStore {
   }
 
   async open(init: StoreOpenInit): Promise<OpenedStore> {
+    // The runtime's limits, unless this store was given its own (set before any log opens: they share `settings`).
+    this.settings.eventRetention = this.options.eventRetention ?? init.eventRetention?.events ?? this.settings.eventRetention;
+    this.settings.eventRetentionBytes = this.options.eventRetentionBytes ?? init.eventRetention?.bytes ?? this.settings.eventRetentionBytes;
     const created = await mkdir(this.disk.root, { recursive: true });
     if (created !== undefined) await this.disk.syncNewRoot(created);
     const lock = await DataDirLock.acquire(this.disk.root);

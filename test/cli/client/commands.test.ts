@@ -4,7 +4,7 @@ import { WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
 import { ApprovalDecision } from "../../../gen/worker_runtime/v1/worker_interaction_pb.js";
 import { reply } from "../../support/openai-chunks.js";
 import { eventually } from "../../support/harness.js";
-import { decisionRequestId } from "../../../src/cli/client/run-commands.js";
+import { decisionRequestId } from "../../../src/cli/client/decision-request-id.js";
 import { jsonLines, runClient, serveRuntime, startClient, type ServedRuntime } from "./client-support.js";
 
 /**

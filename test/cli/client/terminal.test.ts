@@ -89,6 +89,40 @@ describe("terminal and pipe", () => {
     }
   });
 
+  it("key/value output (workers get) escapes a value's tabs, line breaks and escape codes as table cells do; JSON keeps them", async () => {
+    const hostile = "two\tcells\nand a line\u001b[31m";
+    const escaped = "two\\tcells\\nand a line\\u001b[31m";
+    const { worker } = await rt.clients.catalog.createWorker({
+      runtimeId: rt.runtimeId,
+      profile: { source: { case: "builtin", value: "companion" } },
+      displayName: hostile,
+      intent: hostile,
+      labels: { note: hostile },
+    });
+    const id = worker?.ref?.workerId ?? "";
+    try {
+      const piped = await runClient(["workers", "get", id], { server: rt.url });
+      expect(piped.code).toBe(0);
+      const lines = piped.stdout.trimEnd().split("\n");
+      // One line per field, every line a "key: value".
+      for (const line of lines) expect(line).toMatch(/^[a-z ]+: /);
+      expect(lines).toContain(`name: ${escaped}`);
+      expect(lines).toContain(`intent: ${escaped}`);
+      expect(lines).toContain(`labels: note=${escaped}`);
+      expect(piped.stdout).not.toContain("\u001b");
+      const tty = await inTerminal(["workers", "get", id]);
+      expect(tty.code).toBe(0);
+      expect(tty.screen).not.toContain("\u001b[31m");
+      expect(tty.screen).toContain(`note=${escaped}`);
+      // The status is still painted: escaping applies to values, not to the CLI's own colours.
+      expect(tty.screen).toContain(`${ESC}32mIDLE`);
+      const json = await runClient(["workers", "get", id, "--output", "json"], { server: rt.url });
+      expect(JSON.parse(json.stdout).labels).toEqual({ note: hostile });
+    } finally {
+      await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
+    }
+  });
+
   it("an empty cell of a terminal's table reads -, so no column looks skipped; piped it stays empty", async () => {
     const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
     const [header = "", row = ""] = tty.screen.trimEnd().split("\n");
