@@ -378,7 +378,8 @@ describe("console with a model provider", () => {
       await expect.poll(() => listed.textContent()).toBe("waiting for approval");
       // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
       const pending = page.getByRole("region", { name: "Approval needed" });
-      await expect(pending.textContent()).resolves.toContain("wants to run list_files");
+      // Named as the worker is named (it said "The companion" for every worker).
+      await expect(pending.textContent()).resolves.toMatch(/^Careful wants to run list_files:/);
       expect(await pending.getAttribute("aria-live")).toBe("assertive");
       await shot(page, "5-approval");
       // A message meanwhile is refused as busy: the reader is told the run waits for them, not that it is still answering.
