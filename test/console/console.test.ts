@@ -340,7 +340,7 @@ describe("console with a model provider", () => {
   }, 120_000);
 
   /** A worker of the "careful" profile (its tools need approval) on the chat's runtime, with fs.read on a workspace, opened in the page. */
-  async function openCarefulWorker(displayName: string): Promise<void> {
+  async function openCarefulWorker(displayName: string): Promise<string> {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const runtimeId = decodeURIComponent(/#\/w\/([^/]+)\//.exec(chatUrl)![1]!);
     const { worker } = await createClient(WorkerCatalog, transport).createWorker({
@@ -352,6 +352,7 @@ describe("console with a model provider", () => {
     });
     const ref = worker!.ref!;
     await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+    return ref.workerId;
   }
 
   it("approves a tool call from the page", async () => {
@@ -402,6 +403,24 @@ describe("console with a model provider", () => {
     } finally {
       answer?.();
     }
+  });
+
+  it("names an unnamed worker by its id when it asks, and labels a rejected call as rejected, not failed", async () => {
+    const workerId = await openCarefulWorker("");
+    fake.enqueue(
+      reply({ toolCalls: [{ id: "call-r", name: "list_files", arguments: '{"path":"."}' }] }),
+      reply({ text: "Understood, I will not list them." }),
+    );
+    await page.locator("textarea.input").fill("What files are there?");
+    await page.keyboard.press("Enter");
+    const pending = page.getByRole("region", { name: "Approval needed" });
+    await expect.poll(() => pending.textContent(), { timeout: 20_000 }).toMatch(new RegExp(`^${workerId} wants to run list_files:`));
+    await pending.getByRole("button", { name: "Reject" }).click();
+    await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["Understood, I will not list them."]);
+    const result = page.locator(".log .entry.tool-result");
+    await expect(result.locator("summary").textContent()).resolves.toBe("Rejected list_files");
+    expect(await result.getAttribute("class")).toContain("rejected");
+    expect(await result.getAttribute("class")).not.toContain("failed");
   });
 
   it("keeps the next approval on screen when the answer to the one before arrives after it", async () => {
