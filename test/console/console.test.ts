@@ -175,6 +175,9 @@ describe("console with a model provider", () => {
     await page.getByRole("button", { name: "Stop" }).click();
     await expect.poll(() => page.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
+    // The refusal was about the answer that has now ended: it leaves with it, not to sit under an idle header.
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
+    await expect.poll(() => page.locator(".chat .error").isHidden()).toBe(true);
     await shot(page, "2-stopped");
   });
 

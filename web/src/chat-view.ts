@@ -66,6 +66,8 @@ export class ChatView {
   /** The instance of {@link runs} whose older page is being read. */
   private loadingOlder: RunStatuses | undefined;
   private frameQueued = false;
+  /** The error shown is a busy refusal, which stood under an idle header once the answer had ended. */
+  private errorUntilIdle = false;
 
   /**
    * `onWorker` hears of every change of the worker or its active run as the
@@ -95,7 +97,7 @@ export class ChatView {
     this.composer = new Composer({
       api,
       worker: this.ref,
-      report: (text) => this.showError(text),
+      report: (text, untilIdle) => this.showError(text, untilIdle),
       awaitingApproval: () => this.activeRun?.status === RunStatus.AWAITING_APPROVAL,
       actions: [this.stopButton],
     });
@@ -335,6 +337,7 @@ export class ChatView {
     this.stopButton.hidden = run === undefined;
     this.header.showRun(run);
     this.approval.show(run);
+    if (run === undefined && this.errorUntilIdle) this.showError(undefined);
   }
 
   private setWorker(worker: Worker): void {
@@ -383,7 +386,8 @@ export class ChatView {
     }
   }
 
-  private showError(text: string | undefined): void {
+  private showError(text: string | undefined, untilIdle = false): void {
+    this.errorUntilIdle = text !== undefined && untilIdle;
     this.error.hidden = text === undefined;
     this.error.textContent = text ?? "";
   }
