@@ -10,7 +10,7 @@ import type { Api } from "./api.js";
 import { ApprovalPanel } from "./approval-panel.js";
 import { ChatHeader } from "./chat-header.js";
 import { Composer } from "./composer.js";
-import { cursorLost, describeError, endedText, PROVIDER_HINT, reasonOf } from "./describe-error.js";
+import { cursorLost, DELETED_WORKER, describeError, endedText, notFoundWorker, PROVIDER_HINT, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
@@ -174,8 +174,10 @@ export class ChatView {
         const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
           // Deleted while watched (the watch's end says so), or never there: nothing to reconnect to, nothing to send to.
+          // Which of the two, the header and the note say alike: only a worker this chat has seen can be "deleted".
           this.banner.hidden = true;
-          this.composer.close({ note: describeError(error), placeholder: "This worker no longer exists." });
+          this.header.showGone(loaded ? "deleted" : "not found");
+          this.composer.close(loaded ? DELETED_WORKER : notFoundWorker(this.ref));
           return;
         }
         refused = reason === ErrorReason.UNAUTHENTICATED;

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 
@@ -38,6 +39,20 @@ export const BUSY_TEXT =
 export const AWAITING_APPROVAL_TEXT =
   "Not sent: the worker is waiting for you to approve or reject its tool call, and takes one message at a time. " +
   "Your message is kept in the box: send it once the answer is done, or press Stop.";
+
+/** The message box closed for a worker deleted while its chat was open (its watch ended NOT_FOUND). */
+export const DELETED_WORKER = { note: "This worker no longer exists.", placeholder: "This worker no longer exists." };
+
+/**
+ * The message box closed for a worker the chat never found (a mistyped or
+ * stale address): "no longer exists" claimed it had existed.
+ */
+export function notFoundWorker(ref: WorkerRef): { note: string; placeholder: string } {
+  return {
+    note: `Worker "${ref.workerId}" was not found on runtime "${ref.runtimeId}". Pick a worker in the list, or create a new companion.`,
+    placeholder: "This worker was not found.",
+  };
+}
 
 /** The typed reason of an error from the Backend, if it carries our ErrorDetail. */
 export function reasonOf(error: unknown): ErrorReason | undefined {
