@@ -426,6 +426,21 @@ describe("console with a model provider", () => {
     expect(await result.getAttribute("class")).not.toContain("failed");
   });
 
+  it("says in plain words that a message is too long, with the limit, and keeps it in the box", async () => {
+    await page.getByRole("button", { name: "New companion" }).click();
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
+    const long = "a".repeat(300_000);
+    await page.locator("textarea.input").fill(long);
+    await page.keyboard.press("Enter");
+    const error = page.locator(".chat .error");
+    await expect.poll(() => error.textContent()).toMatch(/^Not sent: the message is too long\./);
+    const said = (await error.textContent()) ?? "";
+    expect(said).toContain("262,144");
+    expect(said).not.toMatch(/input\.text|allowed$|bytes;/);
+    expect(await page.locator("textarea.input").inputValue()).toBe(long);
+    await page.locator("textarea.input").fill("");
+  });
+
   it("keeps the next approval on screen when the answer to the one before arrives after it", async () => {
     await openCarefulWorker("Careful twice");
     fake.enqueue(

@@ -80,6 +80,8 @@ export function describeError(error: unknown): string {
       return "The runtime is shutting down and takes no new work.";
     case ErrorReason.NOT_FOUND:
       return "This worker no longer exists.";
+    case ErrorReason.LIMIT_EXCEEDED:
+      return tooLongText(error) ?? connectError.rawMessage;
     case ErrorReason.UNAUTHENTICATED:
       return "The Backend refused the call: it needs its access token, entered in the sidebar.";
     case undefined:
@@ -90,6 +92,23 @@ export function describeError(error: unknown): string {
   if (connectError.code === Code.Unavailable || connectError.code === Code.Unknown)
     return "Cannot reach the console's server. Is npm start still running?";
   return connectError.rawMessage;
+}
+
+/**
+ * A message over the runtime's input bound (LIMIT_EXCEEDED on
+ * `input.text`), in words: the runtime's "input.text: is N bytes; at most M
+ * allowed" is written for API clients. The limit is in UTF-8 bytes, as the
+ * runtime counts; the box keeps the text (Composer).
+ */
+function tooLongText(error: unknown): string | undefined {
+  const detail = error instanceof ConnectError ? error.findDetails(ErrorDetailSchema)[0] : undefined;
+  if (detail?.metadata["field"] !== "input.text") return undefined;
+  const limit = Number(detail.metadata["limit"]);
+  const most = Number.isFinite(limit) ? `at most ${limit.toLocaleString("en-US")} bytes` : "a bounded size";
+  return (
+    `Not sent: the message is too long. This worker takes messages of ${most} ` +
+    "(as many letters of plain English text, fewer of other scripts). It is kept in the box: shorten it, or send it in parts."
+  );
 }
 
 /**
