@@ -187,7 +187,7 @@ async function consume(
     if (error instanceof SseEventTooLargeError) return { kind: "failed", reason: ErrorReason.LIMIT_EXCEEDED, message: error.message };
     if (error instanceof MalformedChunkError) return { kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE, message: error.message };
     if (error instanceof APIError && !isStreamCut(error)) {
-      const failure = classifyProviderError(error, context.signal, context.settings.secrets);
+      const failure = classifyProviderError(error, context.signal, context.settings);
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
       // Not `sawDone`: the parser may have read [DONE] in the same read, but an error payload always came before it.
       if (failure.kind === "retryable" && !accumulator.finishReason) return failure;

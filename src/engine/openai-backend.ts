@@ -41,6 +41,7 @@ import { ToolError } from "./tools/tool.js";
 import { assertNotInsidePrivate, resolvePrivatePaths, Workspace } from "./tools/workspace.js";
 import { describeMounts, openMounts } from "./tools/run-mounts.js";
 import { workspaceRoots } from "./workspace-roots.js";
+import { providerAddress } from "./provider-errors.js";
 import { realHostPath } from "./tools/host-path.js";
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -220,6 +221,7 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     hostLookups: new UnansweredLookups(),
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
+    providerAddress: providerAddress(options.baseURL ?? OPENAI_BASE_URL),
     useMaxCompletionTokens: options.baseURL === undefined,
   };
 }

@@ -19,16 +19,25 @@ export type ProviderFailure =
   /** Retrying cannot help; the run fails at once. */
   | { kind: "fatal"; reason: ErrorReason; message: string; metadata: Record<string, string> };
 
+/** What classifying a provider error needs to know about the provider (EngineSettings has both). */
+export interface ProviderErrorContext {
+  /** Redacted from every message: providers echo parts of bad keys in 401 bodies, and run errors are shown to clients. */
+  readonly secrets: readonly string[];
+  /** The provider's address, scheme://host:port ({@link providerAddress}), named when it cannot be reached. */
+  readonly providerAddress: string;
+}
+
 /**
- * Classifies an error thrown while opening a provider request. `secrets` are
- * redacted from every message: providers echo parts of bad keys in 401
- * bodies, and run errors are shown to clients.
+ * Classifies an error thrown while opening a provider request. A
+ * connection error names the provider's address and what to check: the
+ * SDK's own "Connection error." does not say where it tried.
  */
-export function classifyProviderError(error: unknown, signal: AbortSignal, secrets: readonly string[]): ProviderFailure {
+export function classifyProviderError(error: unknown, signal: AbortSignal, provider: ProviderErrorContext): ProviderFailure {
+  const { secrets } = provider;
   if (signal.aborted || error instanceof APIUserAbortError) return { kind: "cancelled" };
   if (error instanceof APIConnectionError) {
     const cause = error instanceof APIConnectionTimeoutError ? "timeout" : networkCause(error);
-    const message = redact(cause ? `${error.message} (${cause})` : error.message, secrets);
+    const message = redact(unreachable(error.message, cause, provider.providerAddress), secrets);
     return { kind: "retryable", status: undefined, retryAfterMs: undefined, message, ...(cause ? { cause } : {}) };
   }
   if (error instanceof APIError && error.status === undefined) return classifyStreamError(error, secrets);
@@ -50,9 +59,37 @@ export function classifyProviderError(error: unknown, signal: AbortSignal, secre
     kind: "retryable",
     status: undefined,
     retryAfterMs: undefined,
-    message: redact(cause ? `${text} (${cause})` : text, secrets),
+    message: redact(unreachable(text, cause, provider.providerAddress), secrets),
     ...(cause ? { cause } : {}),
   };
+}
+
+/**
+ * A connection error in words a user can act on: where the request went and
+ * what to check, then the SDK's text and the network code.
+ */
+function unreachable(text: string, cause: string | undefined, address: string): string {
+  const what = cause === "timeout" ? "did not answer in time" : "could not be reached";
+  const detail = cause ? `${text} (${cause})` : text;
+  return (
+    `the model provider at ${address} ${what}: check that it is running and that OPENAI_BASE_URL names it ` +
+    `(and that this host can reach it); ${detail}`
+  );
+}
+
+/**
+ * The part of a provider base URL that errors and logs may name:
+ * scheme://host:port. Never the path, a query string (some proxies take a
+ * key there) or credentials in the URL.
+ */
+export function providerAddress(baseURL: string): string {
+  try {
+    const url = new URL(baseURL);
+    const port = url.port || (url.protocol === "https:" ? "443" : "80");
+    return `${url.protocol}//${url.hostname}:${port}`;
+  } catch {
+    return "(an unreadable base URL)";
+  }
 }
 
 /**

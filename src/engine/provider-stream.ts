@@ -74,7 +74,7 @@ export async function openStream(context: RunContext, messages: ChatCompletionMe
       return { kind: "opened", data, headers: response.headers, attempt: controller, release };
     } catch (error) {
       release();
-      const failure = classifyProviderError(error, signal, settings.secrets);
+      const failure = classifyProviderError(error, signal, settings);
       if (failure.kind === "cancelled") return failure;
       if (failure.kind === "fatal") return { kind: "failed", reason: failure.reason, message: failure.message, metadata: failure.metadata };
       retryBudget.spend(Date.now() - attemptStarted);
@@ -173,6 +173,7 @@ function logFields(context: RunContext, failure: Extract<ProviderFailure, { kind
   return {
     worker_id: context.request.worker.ref?.workerId,
     run_id: context.request.run.runId,
+    provider: context.settings.providerAddress,
     http_status: failure.status,
     cause: failure.cause,
     // The provider's error text can echo the prompt: redacted unless payload logging is on.

@@ -31,6 +31,8 @@ export interface EngineSettings {
   random: () => number;
   /** Strings redacted from every error message (the API key). */
   secrets: readonly string[];
+  /** The provider's scheme://host:port, named by errors and logs when it cannot be reached (never its path or query). */
+  providerAddress: string;
   /** Send `max_completion_tokens` (OpenAI) rather than `max_tokens` (most compatible servers). */
   useMaxCompletionTokens: boolean;
 }

@@ -176,6 +176,9 @@ describe("console with a model provider", () => {
     await page.getByRole("button", { name: "Stop" }).click();
     await expect.poll(() => page.locator(".log .stopped").count(), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => page.locator("button.stop").isHidden()).toBe(true);
+    // The refusal was about the answer that has now ended: it leaves with it, not to sit under an idle header.
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
+    await expect.poll(() => page.locator(".chat .error").isHidden()).toBe(true);
     await shot(page, "2-stopped");
   });
 
@@ -380,7 +383,8 @@ describe("console with a model provider", () => {
       await expect.poll(() => listed.textContent()).toBe("waiting for approval");
       // A screen reader is told, as it appears, that the run waits for the reader: it is a named live region.
       const pending = page.getByRole("region", { name: "Approval needed" });
-      await expect(pending.textContent()).resolves.toContain("wants to run list_files");
+      // Named as the worker is named (it said "The companion" for every worker).
+      await expect(pending.textContent()).resolves.toMatch(/^Careful wants to run list_files:/);
       expect(await pending.getAttribute("aria-live")).toBe("assertive");
       await shot(page, "5-approval");
       // A message meanwhile is refused as busy: the reader is told the run waits for them, not that it is still answering.
@@ -420,6 +424,39 @@ describe("console with a model provider", () => {
     } finally {
       answer?.();
     }
+  });
+
+  it("names an unnamed worker by its id when it asks, and labels a rejected call as rejected, not failed", async () => {
+    const { workerId } = await openCarefulWorker("");
+    fake.enqueue(
+      reply({ toolCalls: [{ id: "call-r", name: "list_files", arguments: '{"path":"."}' }] }),
+      reply({ text: "Understood, I will not list them." }),
+    );
+    await page.locator("textarea.input").fill("What files are there?");
+    await page.keyboard.press("Enter");
+    const pending = page.getByRole("region", { name: "Approval needed" });
+    await expect.poll(() => pending.textContent(), { timeout: 20_000 }).toMatch(new RegExp(`^${workerId} wants to run list_files:`));
+    await pending.getByRole("button", { name: "Reject" }).click();
+    await expect.poll(() => texts(page, ".log .entry.assistant"), { timeout: 20_000 }).toEqual(["Understood, I will not list them."]);
+    const result = page.locator(".log .entry.tool-result");
+    await expect(result.locator("summary").textContent()).resolves.toBe("Rejected list_files");
+    expect(await result.getAttribute("class")).toContain("rejected");
+    expect(await result.getAttribute("class")).not.toContain("failed");
+  });
+
+  it("says in plain words that a message is too long, with the limit, and keeps it in the box", async () => {
+    await page.getByRole("button", { name: "New companion" }).click();
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
+    const long = "a".repeat(300_000);
+    await page.locator("textarea.input").fill(long);
+    await page.keyboard.press("Enter");
+    const error = page.locator(".chat .error");
+    await expect.poll(() => error.textContent()).toMatch(/^Not sent: the message is too long\./);
+    const said = (await error.textContent()) ?? "";
+    expect(said).toContain("262,144");
+    expect(said).not.toMatch(/input\.text|allowed$|bytes;/);
+    expect(await page.locator("textarea.input").inputValue()).toBe(long);
+    await page.locator("textarea.input").fill("");
   });
 
   it("keeps the next approval on screen when the answer to the one before arrives after it", async () => {

@@ -167,12 +167,29 @@ describe("a worker deleted while it is open", () => {
     });
     await catalog().deleteWorker({ worker, force: true });
     await expectClosedComposer(/no longer exists/);
+    // The header agrees with the note: deleted, not the "stopped" the forced delete's last change said.
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("deleted");
     expect(asked).toEqual([]);
     expect(await page.locator(".banner").isVisible()).toBe(false);
     const shown = await page.evaluate<string[]>("window.__statusTexts");
     expect(shown.some((text) => /no longer exists/.test(text))).toBe(true);
     // The stream's end is no lost connection here: the worker is gone, and the page says so at once.
     expect(shown.filter((text) => /Reconnecting/.test(text))).toEqual([]);
+  });
+});
+
+describe("a worker that never existed", () => {
+  it.each([
+    ["on this runtime", () => `#/w/${encodeURIComponent(runtimeId)}/w-nope`],
+    ["on a runtime the Backend does not know", () => "#/w/nope/w-nope"],
+  ])("says it was not found %s, not that it no longer exists", async (_, route) => {
+    await page.goto(`${server.url}${route()}`);
+    await expectClosedComposer(/not found/);
+    const input = page.locator("textarea.input");
+    const note = page.locator(`[id="${await input.getAttribute("aria-describedby")}"]`);
+    expect(await note.textContent()).not.toMatch(/no longer exists/);
+    expect(await input.getAttribute("placeholder")).not.toMatch(/no longer exists/);
+    expect(await page.locator(".chat-header .status").textContent()).toBe("not found");
   });
 });
 
@@ -197,7 +214,7 @@ async function expectClosedComposer(why: RegExp): Promise<void> {
   expect(await (await note())?.isVisible()).toBe(true);
   expect(await input.isDisabled()).toBe(true);
   expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
-  expect(await input.getAttribute("placeholder")).toMatch(/no more messages|no longer exists/);
+  expect(await input.getAttribute("placeholder")).toMatch(/no more messages|no longer exists|not found/);
 }
 
 /** The message box and Send take messages again, with the ordinary placeholder and no note. */

@@ -7,7 +7,7 @@ import type { RetryInit } from "../../src/runtime/execution-backend.js";
 import { errorReply, reply, replyChunks } from "../support/openai-chunks.js";
 import { recordingLogger } from "../support/recording-logger.js";
 import type { SinkEvent } from "../support/recording-sink.js";
-import { profileWith, startHarness, type Harness } from "./harness.js";
+import { profileWith, startHarness, TEST_KEY, type Harness } from "./harness.js";
 
 function retriesOf(events: readonly SinkEvent[]): RetryInit[] {
   return events.flatMap((e) => (e.type === "retry" ? [e.retry] : []));
@@ -108,6 +108,33 @@ describe("provider retries", () => {
     expect(warned[0]?.fields).toMatchObject({ cause: "ECONNREFUSED", run_id: expect.any(String) });
     expect(logger.lines.at(-1)).toMatchObject({ level: "error", fields: { cause: "ECONNREFUSED" } });
     expect(diagnostics.newestFirst().map((d) => d.code)).toEqual(["provider.unavailable"]);
+  });
+
+  it("names the provider's address (scheme://host:port, never a key or query) and what to check when nothing answers there", async () => {
+    const dead = await startHarness();
+    const port = new URL(dead.fake.baseURL).port;
+    await dead.close();
+    h = await startHarness({
+      baseURL: `http://127.0.0.1:${port}/v1?api-key=query-secret`,
+      retry: { budgetMs: 200, baseDelayMs: 10, maxDelayMs: 20 },
+    });
+    const logger = recordingLogger();
+    h.backend.attach?.({ diagnostics: new DiagnosticLog(10, () => new Date()), logger });
+    const { outcome, sink } = await h.run({ input: "hi" });
+    expect(outcome).toMatchObject({ kind: "failed", reason: ErrorReason.PROVIDER_UNAVAILABLE });
+    if (outcome.kind !== "failed") return;
+    const address = `http://127.0.0.1:${port}`;
+    expect(outcome.message).toContain(`model provider at ${address}`);
+    expect(outcome.message).toContain("ECONNREFUSED");
+    expect(outcome.message).toMatch(/check that .*OPENAI_BASE_URL/);
+    expect(retriesOf(sink.events)[0]?.reason).toContain(address);
+    const failedLine = logger.lines.at(-1);
+    expect(failedLine).toMatchObject({ level: "error", fields: { provider: address } });
+    expect(String(failedLine?.fields["detail"])).toContain(address);
+    const everything = JSON.stringify([outcome, sink.events, logger.lines]);
+    expect(everything).not.toContain("query-secret");
+    expect(everything).not.toContain("/v1");
+    expect(everything).not.toContain(TEST_KEY);
   });
 
   it("puts the HTTP status and attempts in the metadata when 5xx outlast the budget", async () => {

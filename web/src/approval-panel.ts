@@ -15,6 +15,8 @@ export class ApprovalPanel {
   readonly element: HTMLElement;
   /** The tool call the panel asks about, while it shows. */
   private shownCall: string | undefined;
+  /** Who asks: the worker's display name, or its id when it has none (every worker used to be "The companion"). */
+  private workerName: string;
 
   constructor(
     private readonly api: Api,
@@ -29,6 +31,12 @@ export class ApprovalPanel {
       "aria-live": "assertive",
       hidden: true,
     });
+    this.workerName = worker.workerId;
+  }
+
+  /** Names the worker as the chat's header does, from its display name or else its id. */
+  nameWorker(name: string): void {
+    this.workerName = name;
   }
 
   /** Asks about what `run` waits for, or hides the panel when it waits for nothing. */
@@ -40,7 +48,7 @@ export class ApprovalPanel {
     if (run && pending) {
       const decide = (decision: ApprovalDecision) => () => void this.answer(run.runId, pending.toolCallId, decision);
       this.element.append(
-        h("p", {}, "The companion wants to run ", h("code", {}, pending.toolName), ":"),
+        h("p", {}, `${this.workerName} wants to run `, h("code", {}, pending.toolName), ":"),
         h("pre", {}, pending.argumentsJson),
         h("button", { class: "approve", type: "button", onclick: decide(ApprovalDecision.APPROVE) }, "Approve"),
         h("button", { class: "reject", type: "button", onclick: decide(ApprovalDecision.REJECT) }, "Reject"),

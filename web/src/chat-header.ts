@@ -42,6 +42,15 @@ export class ChatHeader {
     this.render();
   }
 
+  /**
+   * The worker is gone ("deleted") or was never there ("not found"): said in
+   * place of its last status, which for a forced delete was "stopped".
+   */
+  showGone(text: string): void {
+    this.status.textContent = text;
+    if (this.worker) this.onStatus(this.worker, text);
+  }
+
   private render(): void {
     if (!this.worker) return;
     const text = workerStatusText(this.worker, { activeRun: this.activeRun });

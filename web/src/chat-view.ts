@@ -10,7 +10,7 @@ import type { Api } from "./api.js";
 import { ApprovalPanel } from "./approval-panel.js";
 import { ChatHeader } from "./chat-header.js";
 import { Composer } from "./composer.js";
-import { cursorLost, describeError, endedText, PROVIDER_HINT, reasonOf } from "./describe-error.js";
+import { cursorLost, DELETED_WORKER, describeError, endedText, notFoundWorker, PROVIDER_HINT, reasonOf } from "./describe-error.js";
 import { h } from "./dom.js";
 import { FollowScroll } from "./follow-scroll.js";
 import { LiveBlocks } from "./live-blocks.js";
@@ -66,6 +66,8 @@ export class ChatView {
   /** The instance of {@link runs} whose older page is being read. */
   private loadingOlder: RunStatuses | undefined;
   private frameQueued = false;
+  /** The error shown is a busy refusal, which stood under an idle header once the answer had ended. */
+  private errorUntilIdle = false;
 
   /**
    * `onWorker` hears of every change of the worker or its active run as the
@@ -95,7 +97,7 @@ export class ChatView {
     this.composer = new Composer({
       api,
       worker: this.ref,
-      report: (text) => this.showError(text),
+      report: (text, untilIdle) => this.showError(text, untilIdle),
       awaitingApproval: () => this.activeRun?.status === RunStatus.AWAITING_APPROVAL,
       actions: [this.stopButton],
     });
@@ -172,8 +174,10 @@ export class ChatView {
         const reason = reasonOf(error);
         if (reason === ErrorReason.NOT_FOUND) {
           // Deleted while watched (the watch's end says so), or never there: nothing to reconnect to, nothing to send to.
+          // Which of the two, the header and the note say alike: only a worker this chat has seen can be "deleted".
           this.banner.hidden = true;
-          this.composer.close({ note: describeError(error), placeholder: "This worker no longer exists." });
+          this.header.showGone(loaded ? "deleted" : "not found");
+          this.composer.close(loaded ? DELETED_WORKER : notFoundWorker(this.ref));
           return;
         }
         refused = reason === ErrorReason.UNAUTHENTICATED;
@@ -335,10 +339,12 @@ export class ChatView {
     this.stopButton.hidden = run === undefined;
     this.header.showRun(run);
     this.approval.show(run);
+    if (run === undefined && this.errorUntilIdle) this.showError(undefined);
   }
 
   private setWorker(worker: Worker): void {
     this.header.showWorker(worker);
+    this.approval.nameWorker(worker.displayName || this.ref.workerId);
     const ended = endedText(worker);
     this.composer.close(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.
@@ -382,7 +388,8 @@ export class ChatView {
     }
   }
 
-  private showError(text: string | undefined): void {
+  private showError(text: string | undefined, untilIdle = false): void {
+    this.errorUntilIdle = text !== undefined && untilIdle;
     this.error.hidden = text === undefined;
     this.error.textContent = text ?? "";
   }

@@ -13,8 +13,11 @@ let noteIds = 0;
 export interface ComposerInit {
   api: Api;
   worker: WorkerRef;
-  /** Shows why a message was not sent, or clears that (`undefined`) when the next one is sent. */
-  report: (text: string | undefined) => void;
+  /**
+   * Shows why a message was not sent, or clears that (`undefined`) when the next one is sent.
+   * `untilIdle`: the refusal is about the answer in progress (WORKER_BUSY), so it is cleared once that ends.
+   */
+  report: (text: string | undefined, untilIdle?: boolean) => void;
   /** Whether the active run waits for the reader's approval: a WORKER_BUSY refusal then says so. */
   awaitingApproval: () => boolean;
   /** Further buttons beside Send (the chat's Stop). */
@@ -96,7 +99,7 @@ export class Composer {
       if (this.input.value.trim() === text) this.input.value = "";
     } catch (error) {
       const busy = reasonOf(error) === ErrorReason.WORKER_BUSY;
-      this.init.report(busy && this.init.awaitingApproval() ? AWAITING_APPROVAL_TEXT : describeError(error));
+      this.init.report(busy && this.init.awaitingApproval() ? AWAITING_APPROVAL_TEXT : describeError(error), busy);
     } finally {
       this.sending = false;
       this.sendButton.disabled = this.closed;

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 
@@ -39,6 +40,20 @@ export const AWAITING_APPROVAL_TEXT =
   "Not sent: the worker is waiting for you to approve or reject its tool call, and takes one message at a time. " +
   "Your message is kept in the box: send it once the answer is done, or press Stop.";
 
+/** The message box closed for a worker deleted while its chat was open (its watch ended NOT_FOUND). */
+export const DELETED_WORKER = { note: "This worker no longer exists.", placeholder: "This worker no longer exists." };
+
+/**
+ * The message box closed for a worker the chat never found (a mistyped or
+ * stale address): "no longer exists" claimed it had existed.
+ */
+export function notFoundWorker(ref: WorkerRef): { note: string; placeholder: string } {
+  return {
+    note: `Worker "${ref.workerId}" was not found on runtime "${ref.runtimeId}". Pick a worker in the list, or create a new companion.`,
+    placeholder: "This worker was not found.",
+  };
+}
+
 /** The typed reason of an error from the Backend, if it carries our ErrorDetail. */
 export function reasonOf(error: unknown): ErrorReason | undefined {
   if (!(error instanceof ConnectError)) return undefined;
@@ -65,6 +80,8 @@ export function describeError(error: unknown): string {
       return "The runtime is shutting down and takes no new work.";
     case ErrorReason.NOT_FOUND:
       return "This worker no longer exists.";
+    case ErrorReason.LIMIT_EXCEEDED:
+      return tooLongText(error) ?? connectError.rawMessage;
     case ErrorReason.UNAUTHENTICATED:
       return "The Backend refused the call: it needs its access token, entered in the sidebar.";
     case undefined:
@@ -75,6 +92,23 @@ export function describeError(error: unknown): string {
   if (connectError.code === Code.Unavailable || connectError.code === Code.Unknown)
     return "Cannot reach the console's server. Is npm start still running?";
   return connectError.rawMessage;
+}
+
+/**
+ * A message over the runtime's input bound (LIMIT_EXCEEDED on
+ * `input.text`), in words: the runtime's "input.text: is N bytes; at most M
+ * allowed" is written for API clients. The limit is in UTF-8 bytes, as the
+ * runtime counts; the box keeps the text (Composer).
+ */
+function tooLongText(error: unknown): string | undefined {
+  const detail = error instanceof ConnectError ? error.findDetails(ErrorDetailSchema)[0] : undefined;
+  if (detail?.metadata["field"] !== "input.text") return undefined;
+  const limit = Number(detail.metadata["limit"]);
+  const most = Number.isFinite(limit) ? `at most ${limit.toLocaleString("en-US")} bytes` : "a bounded size";
+  return (
+    `Not sent: the message is too long. This worker takes messages of ${most} ` +
+    "(as many letters of plain English text, fewer of other scripts). It is kept in the box: shorten it, or send it in parts."
+  );
 }
 
 /**

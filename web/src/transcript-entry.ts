@@ -1,4 +1,4 @@
-import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { ToolResult, TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
@@ -28,20 +28,33 @@ export function renderEntry(entry: TranscriptEntry): HTMLElement {
         h("summary", {}, `Tool call: ${content.value.toolName}`),
         h("pre", {}, content.value.argumentsJson),
       );
-    case "toolResult":
+    case "toolResult": {
+      const outcome = resultOutcome(content.value);
       return h(
         "details",
-        { class: `entry tool-result${content.value.isError ? " failed" : ""}`, "data-seq": seq },
-        h(
-          "summary",
-          {},
-          `${content.value.isError ? "Failed" : "Result of"} ${content.value.toolName}${content.value.truncated ? " (truncated)" : ""}`,
-        ),
+        { class: `entry tool-result${outcome.className}`, "data-seq": seq },
+        h("summary", {}, `${outcome.label} ${content.value.toolName}${content.value.truncated ? " (truncated)" : ""}`),
         h("pre", {}, content.value.output),
       );
+    }
     case "notice":
       return h("div", { class: "entry notice", "data-seq": seq }, content.value.message);
     default:
       return h("div", { class: "entry", "data-seq": seq });
   }
 }
+
+/**
+ * How a tool call ended, from its result. A call the reader rejected is an
+ * error result to the model, yet nothing failed: its output, which the
+ * engine writes (src/engine/tool-runner.ts), says the user rejected it and
+ * why, so it is labelled "Rejected" rather than "Failed".
+ */
+function resultOutcome(result: ToolResult): { label: string; className: string } {
+  if (!result.isError) return { label: "Result of", className: "" };
+  if (result.output.startsWith(REJECTED_OUTPUT)) return { label: "Rejected", className: " rejected" };
+  return { label: "Failed", className: " failed" };
+}
+
+/** How the output of a rejected tool call begins (tool-runner.ts approvalRefusal). */
+const REJECTED_OUTPUT = "The user rejected this tool call";

@@ -173,10 +173,11 @@ export class WorkerList {
                 ...own.map((polled) => {
                   const worker = this.newest(polled);
                   const route = `#/w/${encodeURIComponent(runtime.runtimeId)}/${encodeURIComponent(worker.ref?.workerId ?? "")}`;
+                  const name = worker.displayName || worker.ref?.workerId || "";
                   return h(
                     "li",
                     { class: route === current ? "worker selected" : "worker", "data-worker": workerKey(worker) },
-                    h("a", { href: route }, worker.displayName || worker.ref?.workerId || "?"),
+                    h("a", { href: route, title: name }, name || "?"),
                     h("span", { class: "worker-status" }, worker === this.live ? this.liveText : workerStatusText(worker)),
                   );
                 }),
