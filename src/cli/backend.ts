@@ -17,6 +17,7 @@ import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shutdown.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { serveMetrics } from "./metrics-config.js";
+import { refuseEmptyPaths } from "./path-flags.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
 import { explainListenError } from "./port-in-use.js";
@@ -94,6 +95,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     process.stdout.write(`${BACKEND_USAGE}\n`);
     return undefined;
   }
+  refuseEmptyPaths(values);
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);

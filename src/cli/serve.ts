@@ -27,6 +27,7 @@ import {
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
 import { checkDistinctPorts, explainListenError, type PortFlag } from "./port-in-use.js";
+import { refuseEmptyPaths } from "./path-flags.js";
 import { UsageError } from "./usage-error.js";
 
 export { UsageError } from "./usage-error.js";
@@ -102,6 +103,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
     process.stdout.write(`${SERVE_USAGE}\n`);
     return undefined;
   }
+  refuseEmptyPaths(values);
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
