@@ -8,7 +8,8 @@ import { backendArgs, DEFAULT_CONSOLE_PORT, DEFAULT_DATA_DIR, DEFAULT_GRPC_PORT,
 
 const START_USAGE = `usage: npm start -- [--port ${DEFAULT_CONSOLE_PORT}] [--grpc-port ${DEFAULT_GRPC_PORT}] [--data-dir ${DEFAULT_DATA_DIR}] [backend flags]
   --port is the console's HTTP/1.1 port and --grpc-port the h2c port for gRPC clients (they are the
-  backend's --http1-port and --port below); every other flag is the backend's, unchanged.
+  backend's --http1-port and --port below, so --http1-port beside --port is refused); every other
+  flag is the backend's, unchanged.
   With --tls-cert PATH --tls-key PATH the console is served over https and HTTP/2, so a browser
   is not held to six connections (a watch per open tab) as it is over plain HTTP/1.1.`;
 
