@@ -144,7 +144,7 @@ export class EventPrinter {
     if (run.status === RunStatus.AWAITING_APPROVAL && approval) {
       this.notice(
         "yellow",
-        `? ${approval.toolName} ${approval.argumentsJson} needs approval: worker-runtime approve ${this.workerId} ${approval.toolCallId} (or reject)`,
+        `? ${approval.toolName} ${approval.argumentsJson} needs approval: worker-runtime approve ${this.workerId} ${approval.toolCallId} --run ${run.runId} (or reject)`,
       );
       return;
     }
