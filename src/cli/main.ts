@@ -79,7 +79,8 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
-      process.stderr.write(`worker-runtime: ${error.message}\n`);
+      const { ambiguousValueMessage } = await import("./ambiguous-value.js");
+      process.stderr.write(`worker-runtime: ${ambiguousValueMessage(error, rest) ?? error.message}\n`);
       return 2;
     }
     process.stderr.write(`worker-runtime: ${error instanceof Error ? error.message : String(error)}\n`);

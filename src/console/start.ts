@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { ambiguousValueMessage } from "../cli/ambiguous-value.js";
 import { backend } from "../cli/backend.js";
 import { PortFlagError } from "../cli/port-in-use.js";
 import { UsageError } from "../cli/serve.js";
@@ -39,7 +40,10 @@ async function start(argv: string[]): Promise<number> {
     const usage =
       error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"));
     // The backend names its own flags; the user typed npm start's.
-    const message = error instanceof PortFlagError ? error.renamed(startFlagName) : error instanceof Error ? error.message : String(error);
+    const message =
+      error instanceof PortFlagError
+        ? error.renamed(startFlagName)
+        : (ambiguousValueMessage(error, argv) ?? (error instanceof Error ? error.message : String(error)));
     process.stderr.write(`worker-runtime: ${message}\n`);
     return usage ? 2 : 1;
   }
