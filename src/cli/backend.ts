@@ -194,7 +194,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
   logger.info("backend serving", {
     [tls ? "https" : "h2c"]: server.h2Address,
-    http1: server.http1Address,
+    [tls ? "https-browser" : "http1"]: server.http1Address,
     runtime_id: runtime.runtimeId,
     remotes: remotes.length,
     bundles: bundles.size,

@@ -147,7 +147,12 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
     });
   });
   process.stdout.write(listeningLine(tls !== undefined, server.h2Address, server.http1Address, runtime.runtimeId));
-  logger.info("serving", { [tls ? "https" : "h2c"]: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
+  // The listening line's words: under TLS the browser port is no plain HTTP/1.1 port.
+  logger.info("serving", {
+    [tls ? "https" : "h2c"]: server.h2Address,
+    [tls ? "https-browser" : "http1"]: server.http1Address,
+    runtime_id: runtime.runtimeId,
+  });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
   logStopped(logger, outcome);
