@@ -18,6 +18,7 @@ import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shu
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
 import { operatorTimeoutsFromFlags } from "./operator-timeouts.js";
 import { serveMetrics } from "./metrics-config.js";
+import { refuseEmptyPaths } from "./path-flags.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
 import { explainListenError } from "./port-in-use.js";
@@ -96,6 +97,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
     process.stdout.write(`${BACKEND_USAGE}\n`);
     return undefined;
   }
+  refuseEmptyPaths(values);
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
@@ -196,7 +198,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   if (values.console !== undefined) process.stdout.write(`console ready at ${tls ? "https" : "http"}://${server.http1Address}/\n`);
   logger.info("backend serving", {
     [tls ? "https" : "h2c"]: server.h2Address,
-    http1: server.http1Address,
+    [tls ? "https-browser" : "http1"]: server.http1Address,
     runtime_id: runtime.runtimeId,
     remotes: remotes.length,
     bundles: bundles.size,

@@ -65,17 +65,22 @@ async function main(argv: string[]): Promise<number> {
         const { BACKEND_USAGE } = await import("./backend.js");
         const { CLIENT_COMMANDS_USAGE } = await import("./client/index.js");
         const { GLOBAL_USAGE } = await import("./client/command-context.js");
-        process.stdout.write(
-          `worker-runtime [global options] <command> [options]    (worker-runtime --version prints the version)\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`,
-        );
-        return 0;
+        const help = `worker-runtime [global options] <command> [options]    (worker-runtime --version prints the version)\n\ncommands:\n  serve     run a standalone runtime server\n  backend   run a backend: an embedded runtime plus remote ones behind one API\n\n${SERVE_USAGE}\n\n${BACKEND_USAGE}\n\n${CLIENT_COMMANDS_USAGE}\n\n${GLOBAL_USAGE}\n`;
+        if (command !== undefined) {
+          process.stdout.write(help);
+          return 0;
+        }
+        // No command is a bad command line (exit 2), as the README's exit codes say; the help goes where errors go.
+        process.stderr.write(`worker-runtime: no command given\n${help}`);
+        return 2;
       }
       default:
         return commandLineMistake(argv, `unknown command "${command}"`);
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
-      process.stderr.write(`worker-runtime: ${error.message}\n`);
+      const { ambiguousValueMessage } = await import("./ambiguous-value.js");
+      process.stderr.write(`worker-runtime: ${ambiguousValueMessage(error, rest) ?? error.message}\n`);
       return 2;
     }
     process.stderr.write(`worker-runtime: ${error instanceof Error ? error.message : String(error)}\n`);

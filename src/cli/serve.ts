@@ -27,6 +27,7 @@ import {
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
 import { checkDistinctPorts, explainListenError, type PortFlag } from "./port-in-use.js";
+import { refuseEmptyPaths } from "./path-flags.js";
 import { UsageError } from "./usage-error.js";
 import { OPERATOR_TIMEOUT_OPTIONS, OPERATOR_TIMEOUT_USAGE, operatorTimeoutsFromFlags } from "./operator-timeouts.js";
 
@@ -105,6 +106,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
     process.stdout.write(`${SERVE_USAGE}\n`);
     return undefined;
   }
+  refuseEmptyPaths(values);
   const { logger, fields: logFields } = processLogger();
   const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
   const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
@@ -150,7 +152,12 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
     });
   });
   process.stdout.write(listeningLine(tls !== undefined, server.h2Address, server.http1Address, runtime.runtimeId));
-  logger.info("serving", { [tls ? "https" : "h2c"]: server.h2Address, http1: server.http1Address, runtime_id: runtime.runtimeId });
+  // The listening line's words: under TLS the browser port is no plain HTTP/1.1 port.
+  logger.info("serving", {
+    [tls ? "https" : "h2c"]: server.h2Address,
+    [tls ? "https-browser" : "http1"]: server.http1Address,
+    runtime_id: runtime.runtimeId,
+  });
   const outcome = await stopped;
   if (!(await tracing.shutdown())) logger.warn("tracing: spans not exported before exit (collector failed or too slow)");
   logStopped(logger, outcome);

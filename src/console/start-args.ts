@@ -1,5 +1,5 @@
 // What `npm start` runs: `worker-runtime backend` with the console's defaults.
-import { parsePort } from "../cli/serve.js";
+import { parsePort, UsageError } from "../cli/serve.js";
 
 /** The console's port when `npm start` is given none (HTTP/1.1, and HTTP/2 under TLS: what browsers speak). */
 export const DEFAULT_CONSOLE_PORT = 8080;
@@ -23,7 +23,8 @@ export function startFlagName(backendFlag: string): string {
  */
 export function backendArgs(argv: readonly string[], bundleDir: string): string[] {
   const out: string[] = [];
-  const given = new Set<string>();
+  // Backend flag -> the name the user typed for it.
+  const given = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";
     const eq = arg.indexOf("=");
@@ -31,7 +32,15 @@ export function backendArgs(argv: readonly string[], bundleDir: string): string[
     // Checked here, where the flag still has the name the user typed; the backend would name the renamed one.
     if (name === "--port" || name === "--grpc-port") parsePort(name, eq > 0 ? arg.slice(eq + 1) : (argv[i + 1] ?? ""));
     const renamed = name === "--port" ? "--http1-port" : name === "--grpc-port" ? "--port" : name;
-    given.add(renamed);
+    // --http1-port and npm start's --port are one flag to the backend, where the last would silently win.
+    const typed = given.get(renamed);
+    if (typed !== undefined && typed !== name) {
+      const [first, second] = [typed, name].sort();
+      throw new UsageError(
+        `${first} and ${second} both set the console's port (npm start's --port is the backend's --http1-port): give only --port`,
+      );
+    }
+    given.set(renamed, name);
     if (eq > 0) out.push(`${renamed}=${arg.slice(eq + 1)}`);
     else out.push(renamed);
   }

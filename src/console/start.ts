@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { ambiguousValueMessage } from "../cli/ambiguous-value.js";
 import { backend } from "../cli/backend.js";
 import { PortFlagError } from "../cli/port-in-use.js";
 import { UsageError } from "../cli/serve.js";
@@ -8,7 +9,8 @@ import { backendArgs, DEFAULT_CONSOLE_PORT, DEFAULT_DATA_DIR, DEFAULT_GRPC_PORT,
 
 const START_USAGE = `usage: npm start -- [--port ${DEFAULT_CONSOLE_PORT}] [--grpc-port ${DEFAULT_GRPC_PORT}] [--data-dir ${DEFAULT_DATA_DIR}] [backend flags]
   --port is the console's HTTP/1.1 port and --grpc-port the h2c port for gRPC clients (they are the
-  backend's --http1-port and --port below); every other flag is the backend's, unchanged.
+  backend's --http1-port and --port below, so --http1-port beside --port is refused); every other
+  flag is the backend's, unchanged.
   With --tls-cert PATH --tls-key PATH the console is served over https and HTTP/2, so a browser
   is not held to six connections (a watch per open tab) as it is over plain HTTP/1.1.`;
 
@@ -38,7 +40,10 @@ async function start(argv: string[]): Promise<number> {
     const usage =
       error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"));
     // The backend names its own flags; the user typed npm start's.
-    const message = error instanceof PortFlagError ? error.renamed(startFlagName) : error instanceof Error ? error.message : String(error);
+    const message =
+      error instanceof PortFlagError
+        ? error.renamed(startFlagName)
+        : (ambiguousValueMessage(error, argv) ?? (error instanceof Error ? error.message : String(error)));
     process.stderr.write(`worker-runtime: ${message}\n`);
     return usage ? 2 : 1;
   }

@@ -107,6 +107,20 @@ describe("npm start", () => {
     expect(cli.stderr()).toBe('worker-runtime: --allow-host must be a host name without scheme or port (got "http://x.example:80")\n');
   });
 
+  it("refuses --http1-port beside --port, which would silently drop one: under npm start both are the console's port", async () => {
+    for (const args of [
+      ["--http1-port", "9001", "--port", "0"],
+      ["--port=0", "--http1-port=9001"],
+    ]) {
+      const cli = startCli([...args, "--grpc-port", "0", "--data-dir", tempDir()], {}, START_ENTRY);
+      started.push(cli);
+      expect(await exitWithin(cli, 30_000), args.join(" ")).toEqual({ code: 2, signal: null });
+      expect(cli.stderr()).toBe(
+        "worker-runtime: --http1-port and --port both set the console's port (npm start's --port is the backend's --http1-port): give only --port\n",
+      );
+    }
+  });
+
   it("refuses an empty or non-decimal port as a usage error instead of taking any free port", async () => {
     for (const args of [["--port="], ["--grpc-port", ""], ["--port", "0x1F90"], ["--port"]]) {
       const cli = startCli([...args, "--data-dir", tempDir()], {}, START_ENTRY);

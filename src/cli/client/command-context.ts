@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { WorkerRefSchema, type WorkerRef } from "../../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import type { RuntimeLimits } from "../../../gen/worker_runtime/v1/runtime_pb.js";
+import { ambiguousValueMessage } from "../ambiguous-value.js";
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
 import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
@@ -69,7 +70,12 @@ export type ParsedCommand<T extends OptionsConfig> = ReturnType<typeof parseArgs
 /** Parses a subcommand's arguments together with the global options. */
 export function parseCommand<const T extends OptionsConfig>(argv: string[], options: T): ParsedCommand<T> {
   const merged = { ...GLOBAL_OPTIONS, ...options } as typeof GLOBAL_OPTIONS & T;
-  return parseArgs({ args: argv, options: merged, allowPositionals: true, strict: true });
+  try {
+    return parseArgs({ args: argv, options: merged, allowPositionals: true, strict: true });
+  } catch (error) {
+    const negative = ambiguousValueMessage(error, argv);
+    throw negative !== undefined ? new CommandLineError(negative) : error;
+  }
 }
 
 /** Prints a subcommand's help. */

@@ -147,7 +147,7 @@ export class EventPrinter {
     if (run.status === RunStatus.AWAITING_APPROVAL && approval) {
       this.notice(
         "yellow",
-        `? ${cellText(approval.toolName)} ${cellText(approval.argumentsJson)} needs approval: worker-runtime approve ${cellText(this.workerId)} ${cellText(approval.toolCallId)} (or reject)`,
+        `? ${cellText(approval.toolName)} ${cellText(approval.argumentsJson)} needs approval: worker-runtime approve ${cellText(this.workerId)} ${cellText(approval.toolCallId)} --run ${cellText(run.runId)} (or reject)`,
       );
       return;
     }

@@ -84,3 +84,18 @@ describe("versions", () => {
     expect(runtime?.version).toBe(packageVersion);
   });
 });
+
+describe("worker-runtime with no command", () => {
+  it("is a bad command line: the help goes to stderr and it exits 2; --help and help print it on stdout, exit 0", async () => {
+    const none = await runClient([]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toMatch(/^worker-runtime: no command given\nworker-runtime \[global options\] <command> \[options\]/);
+    for (const asked of [["--help"], ["help"]]) {
+      const help = await runClient(asked);
+      expect(help.code, asked.join(" ")).toBe(0);
+      expect(help.stderr).toBe("");
+      expect(help.stdout).toMatch(/^worker-runtime \[global options\] <command> \[options\]/);
+    }
+  });
+});

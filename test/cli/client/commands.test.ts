@@ -320,7 +320,8 @@ describe("send, transcript, cancel, approve and reject", () => {
     expect(decided?.resolvedApprovals.map((r) => r.requestId)).toEqual([decisionRequestId(ApprovalDecision.APPROVE, "call-1", "")]);
     const sent = await sending;
     expect(sent.code).toBe(0);
-    expect(sent.stdout).toContain(`? list_files {} needs approval: worker-runtime approve ${id} call-1`);
+    // The hint is the safe command: with --run, a retry of it cannot decide a later run's call.
+    expect(sent.stdout).toContain(`? list_files {} needs approval: worker-runtime approve ${id} call-1 --run ${runId} (or reject)`);
     expect(sent.stdout).toContain("→ list_files {}");
     expect(sent.stdout).toContain("← list_files: ");
     expect(sent.stdout.trimEnd().endsWith("Listed.")).toBe(true);

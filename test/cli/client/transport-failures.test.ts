@@ -152,4 +152,21 @@ describe("the listening line under TLS", () => {
   it("labels the browser port as the HTTPS port it is, not http1=", () => {
     expect(secure.stdout()).toContain(`worker-runtime listening https=${secureMain} https-browser=${secureBrowser} runtime_id=rt-tls\n`);
   });
+
+  it("the serving log line uses the listening line's words (https, https-browser)", async () => {
+    const serving = async (): Promise<Record<string, unknown> | undefined> => {
+      for (let tries = 0; tries < 100; tries++) {
+        const line = secure
+          .stderr()
+          .split("\n")
+          .find((text) => text.includes('"message":"serving"'));
+        if (line !== undefined) return JSON.parse(line) as Record<string, unknown>;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return undefined;
+    };
+    const line = await serving();
+    expect(line).toMatchObject({ https: secureMain, "https-browser": secureBrowser });
+    expect(line).not.toHaveProperty("http1");
+  });
 });
