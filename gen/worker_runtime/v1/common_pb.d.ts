@@ -87,10 +87,11 @@ export declare type Usage = Message<"worker_runtime.v1.Usage"> & {
    * Of model_requests, how many got a response that reported no token usage
    * (many OpenAI-compatible servers send none, and a stream can be cut before
    * its usage chunk). The provider's count for those is unknown, so the token
-   * counts above are then a lower bound rather than a measurement; 0 means
-   * every counted request was reported. (A stream cut mid-answer is also
-   * counted here; the openai backend adds an estimate of its tokens, about
-   * four bytes a token, since providers bill what they streamed.)
+   * counts above are then not a measurement: they leave out a whole answer
+   * that reported none, and include an estimate for a response cut short
+   * (the openai backend counts about four bytes a token of the request and
+   * of what streamed, since providers bill what they streamed); 0 means
+   * every counted request was reported.
    *
    * @generated from field: uint64 unreported_requests = 6;
    */
