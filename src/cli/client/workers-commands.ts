@@ -135,7 +135,7 @@ export async function workersList(argv: string[]): Promise<ExitCodeValue> {
       if (held.length === 0) output.line("no workers");
       else
         output.table(
-          [...(across ? ["RUNTIME"] : []), "WORKER", "STATUS", "PROFILE", "CONNECTIVITY", "ACTIVE RUN", "LABELS", "CREATED"],
+          [...(across ? ["RUNTIME"] : []), "WORKER", "STATUS", "PROFILE", "CONNECTIVITY", "ACTIVE RUN", "LABELS", "CREATED", "NAME"],
           held.map(row),
           (index, column) => (column === status && held[index] ? workerStatusTextStyle(held[index]) : undefined),
         );
@@ -156,6 +156,8 @@ function workerRow(worker: Worker): string[] {
     worker.activeRunId,
     labelsText(worker.labels),
     timeText(worker.createdAt),
+    // Last, so piped rows keep the positions they had before it was added.
+    worker.displayName,
   ];
 }
 

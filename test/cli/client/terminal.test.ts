@@ -69,6 +69,7 @@ describe("terminal and pipe", () => {
       runtimeId: rt.runtimeId,
       profile: { source: { case: "builtin", value: "companion" } },
       labels: { note: "two\tcells\nand a line\u001b[31m" },
+      displayName: "Coder ünï\tbis",
     });
     const id = worker?.ref?.workerId ?? "";
     try {
@@ -76,14 +77,17 @@ describe("terminal and pipe", () => {
       expect(piped.code).toBe(0);
       const rows = piped.stdout.trimEnd().split("\n");
       expect(rows).toHaveLength(3);
-      // Every row the same seven columns, as runtimes list's rows are.
-      for (const row of rows) expect(row.split("\t")).toHaveLength(7);
+      // Every row the same eight columns, as runtimes list's rows are; the name is the last (added last, so positions held).
+      for (const row of rows) expect(row.split("\t")).toHaveLength(8);
       expect(rows.find((row) => row.startsWith(id))?.split("\t")[5]).toBe("note=two\\tcells\\nand a line\\u001b[31m");
+      expect(rows.find((row) => row.startsWith(id))?.split("\t")[7]).toBe("Coder ünï\\tbis");
       const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
       const lines = tty.screen.trimEnd().split("\n");
       expect(lines).toHaveLength(4);
       expect(tty.screen).not.toContain("\u001b[31m");
       expect(lines.find((line) => line.startsWith(id))).toContain("note=two\\tcells\\nand a line\\u001b[31m");
+      expect(lines[0]).toMatch(/\bCREATED\s+NAME$/);
+      expect(lines.find((line) => line.startsWith(id))).toMatch(/Coder ünï\\tbis$/);
     } finally {
       await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
     }
