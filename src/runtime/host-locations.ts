@@ -12,9 +12,10 @@ import { UnansweredLookups } from "./unanswered-lookups.js";
  * without end. `"restore"` asks once per worker at start-up, so it is
  * refused only by an unanswered lookup in its own root, and its unanswered
  * lookups count against that root alone: two hung roots at restore must not
- * deny a healthy third root (its workers, and later creates in it). They
- * stay bounded by the configured roots and restore's concurrency
- * (worker-leases.ts).
+ * deny a healthy third root (its workers, and later creates in it). Restore
+ * asks each root one lookup at a time (the next waits for the last to answer
+ * or pass its deadline), so however many workers it locates at once, a hung
+ * root holds one of libuv's threads, not one per worker in it.
  */
 export type LookupAsker = "request" | "restore";
 
@@ -44,6 +45,8 @@ export class WorkspaceRootsError extends Error {
 export class HostLocations {
   /** Lookups past their deadline and still unanswered, by root name; counted when a request asked. */
   private readonly unanswered = new UnansweredLookups();
+  /** Root name → restore's last lookup in it, settled once it answers or passes its deadline. */
+  private readonly restoring = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
@@ -96,16 +99,36 @@ export class HostLocations {
         hosts.push(`${place.root}:/${place.path}`);
         continue;
       }
-      if (this.unanswered.isUnanswered(place.root))
-        throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
-      const full = asker === "request" ? this.unanswered.full() : undefined;
-      if (full !== undefined) throw this.unavailable(place, `now: ${full} earlier lookups on the host are still unanswered`);
       const dir = path.join(rootDir, ...place.path.split("/").filter(Boolean));
-      const host = await this.lookup(place.root, dir, deadline, asker === "request");
-      if (host === undefined) throw this.unavailable(place, `within ${this.timeoutMs} ms: its file system did not answer`);
-      hosts.push(host);
+      const located = () => this.locateOne(place, dir, deadline, asker);
+      hosts.push(await (asker === "restore" ? this.inTurn(place.root, located) : located()));
     }
     return hosts;
+  }
+
+  /** One place's host path, unless a lookup in its root, or too many on the host (for a request), is unanswered. */
+  private async locateOne(place: Place, dir: string, deadline: number, asker: LookupAsker): Promise<string> {
+    if (this.unanswered.isUnanswered(place.root))
+      throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
+    const full = asker === "request" ? this.unanswered.full() : undefined;
+    if (full !== undefined) throw this.unavailable(place, `now: ${full} earlier lookups on the host are still unanswered`);
+    const host = await this.lookup(place.root, dir, deadline, asker === "request");
+    if (host === undefined) throw this.unavailable(place, `within ${this.timeoutMs} ms: its file system did not answer`);
+    return host;
+  }
+
+  /** Runs `locate` after restore's last lookup in `root` has answered or passed its deadline. */
+  private async inTurn(root: string, locate: () => Promise<string>): Promise<string> {
+    const before = this.restoring.get(root);
+    const mine = (async () => {
+      await before;
+      return locate();
+    })();
+    this.restoring.set(
+      root,
+      mine.catch(() => undefined),
+    );
+    return mine;
   }
 
   /**

@@ -12,7 +12,8 @@ import { MAX_UNANSWERED_LOOKUPS } from "./unanswered-lookups.js";
  * How many restored workers have their directories located at once. One
  * after another, start-up took a lookup's time per worker; all at once, a
  * hung mount could take every thread of libuv's pool before the first
- * deadline. No more than requests may leave unanswered (host-locations.ts).
+ * deadline. No more than requests may leave unanswered; lookups in one root
+ * still go one at a time (host-locations.ts, LookupAsker).
  */
 const RESTORE_LOCATING = MAX_UNANSWERED_LOOKUPS;
 

@@ -55,6 +55,11 @@ class HangingFs implements HostPathFs {
     return answer;
   }
 
+  /** Lookups held now: each would hold one of libuv's threads on a real hung mount. */
+  get hanging(): number {
+    return this.waiting.length;
+  }
+
   /** The mount answers again: the lookups waiting on it return (resolved once they have), later ones are not held. */
   async recover(): Promise<void> {
     this.hung.clear();
@@ -343,8 +348,10 @@ describe("host paths at start-up", () => {
     const store = () => createFileStore({ dataDir: join(dir, "state") });
     const first = await start({ store: store(), workspaceRoots: roots });
     const reader = { runtimeId: "rt-paths", capabilities: ["fs.read"] };
-    const { worker: inWork } = await first.createWorker({ ...reader, workspace: { root: "work", path: "a" } });
+    // Two in one root first: restore locates two workers at a time.
     const { worker: inData } = await first.createWorker({ ...reader, workspace: { root: "data", path: "hung" } });
+    const { worker: inDataToo } = await first.createWorker({ ...reader, workspace: { root: "data", path: "hung" } });
+    const { worker: inWork } = await first.createWorker({ ...reader, workspace: { root: "work", path: "a" } });
     const { worker: healthy } = await first.createWorker({ ...reader, workspace: { root: "more", path: "c" } });
     await first.close();
     runtimes.splice(0);
@@ -354,7 +361,11 @@ describe("host paths at start-up", () => {
     // The healthy root's worker holds its lease and runs; the other two are told why they cannot.
     expect(second.listAllocations({ runtimeId: "rt-paths" }).allocations.map((a) => a.holder?.workerId)).toEqual([healthy?.ref?.workerId]);
     const unlocated = second.listDiagnostics({}).diagnostics.filter((d) => d.code === "allocation.host_path_unavailable");
-    expect(unlocated.map((d) => d.worker?.workerId).sort()).toEqual([inWork?.ref?.workerId, inData?.ref?.workerId].sort());
+    expect(unlocated.map((d) => d.worker?.workerId).sort()).toEqual(
+      [inWork?.ref?.workerId, inData?.ref?.workerId, inDataToo?.ref?.workerId].sort(),
+    );
+    // One lookup held per hung root (one fs thread each), not one per worker in it: restore asks a root one lookup at a time.
+    expect(fs.hanging).toBe(2);
     await second.sendInput({ worker: healthy?.ref, input: { text: "go" } });
     // A new worker in the healthy root is not refused for the hung lookups restore left behind.
     await second.createWorker({ ...reader, workspace: { root: "more", path: "" } });
@@ -367,20 +378,23 @@ describe("host paths at start-up", () => {
     await fs.recover();
     await second.sendInput({ worker: inWork?.ref, input: { text: "go" } });
     await second.sendInput({ worker: inData?.ref, input: { text: "go" } });
+    await second.sendInput({ worker: inDataToo?.ref, input: { text: "go" } });
   });
 
-  it("locates restored workers' directories a few at a time, not one after another, with the same leases", async () => {
-    const dirs = ["d0", "d1", "d2", "d3"].map((name) => join(dir, "work", name));
+  it("locates restored workers' directories in different roots a few at a time, not one after another, with the same leases", async () => {
+    // Alternating roots: restore asks each root one lookup at a time, so only lookups in different roots overlap.
+    const roots = ["work", "data", "work", "data"];
+    const dirs = roots.map((root, i) => join(dir, root, `d${i}`));
     for (const d of dirs) await mkdir(d);
     const store = () => createFileStore({ dataDir: join(dir, "state") });
     const slowLimits = { limits: { hostPathTimeoutMs: 30_000 } };
     const first = await start({ store: store(), ...slowLimits });
     const created: string[] = [];
-    for (const name of ["d0", "d1", "d2", "d3"]) {
+    for (const [i, root] of roots.entries()) {
       const { worker } = await first.createWorker({
         runtimeId: "rt-paths",
         capabilities: ["fs.read"],
-        workspace: { root: "work", path: name },
+        workspace: { root, path: `d${i}` },
       });
       created.push(worker?.ref?.workerId ?? "");
     }
