@@ -12,6 +12,9 @@ describe("a flag given a negative value, or no value before the next flag", () =
     expect(negative).toMatchObject({ code: 2, stdout: "", stderr: "worker-runtime: --tail must not be negative (got -1)\n" });
     const missing = await runClient(["transcript", "w-1", "--tail", "--after", "3"]);
     expect(missing).toMatchObject({ code: 2, stderr: "worker-runtime: --tail needs a value (the next argument, --after, is a flag)\n" });
+    // The flag given twice: the occurrence parseArgs refused, not the first.
+    const again = await runClient(["transcript", "w-1", "--tail", "5", "--tail", "-1"]);
+    expect(again).toMatchObject({ code: 2, stderr: "worker-runtime: --tail must not be negative (got -1)\n" });
   });
 
   it("serve names the flag and the value before it starts anything", async () => {

@@ -27,7 +27,10 @@ export type ProgramStartCause =
  * How {@link whyProgramCannotStart} asks for real paths: off the event loop
  * (`fs`, node:fs promises by default), each within `timeoutMs`, through the
  * backend's `lookups`, so a file system that does not answer (a hung mount
- * on PATH) is asked once until it does, and never holds a run.
+ * on PATH) is asked for real paths once until it does. The checks before
+ * that (finding the program on PATH, reading its first bytes) are still
+ * synchronous `stat`/`open`/`read` calls: a hung directory on PATH holds
+ * the loop there.
  */
 export interface RealPathLookups {
   lookups: UnansweredLookups;
