@@ -8,6 +8,7 @@ import type { RunContext } from "./run-context.js";
 import { executeToolCall } from "./tools/tool-registry.js";
 import { workspaceRoots } from "./workspace-roots.js";
 import type { ToolOutput } from "./tools/tool.js";
+import { rejectedCallOutput } from "./rejected-call.js";
 
 /** Told to the model (and kept in the transcript) for a call cut short by cancel. */
 const CANCELLED_CALL = "The run was cancelled before this tool call finished.";
@@ -55,8 +56,7 @@ async function approvalRefusal(context: RunContext, call: AssembledToolCall): Pr
     context.signal,
   );
   if (decision.approved) return undefined;
-  const reason = decision.reason.trim() ? ` Reason: ${decision.reason.trim()}` : " No reason was given.";
-  return { output: `The user rejected this tool call, so it did not run.${reason}`, isError: true };
+  return { output: rejectedCallOutput(decision.reason), isError: true };
 }
 
 function execute(context: RunContext, call: AssembledToolCall): Promise<ToolOutput> {

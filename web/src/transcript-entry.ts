@@ -1,6 +1,7 @@
 import type { ToolResult, TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
+import { REJECTED_CALL_OUTPUT } from "../../src/engine/rejected-call.js";
 
 /** One committed transcript entry as the conversation shows it (its seq on the element, for ordering). */
 export function renderEntry(entry: TranscriptEntry): HTMLElement {
@@ -46,15 +47,12 @@ export function renderEntry(entry: TranscriptEntry): HTMLElement {
 
 /**
  * How a tool call ended, from its result. A call the reader rejected is an
- * error result to the model, yet nothing failed: its output, which the
- * engine writes (src/engine/tool-runner.ts), says the user rejected it and
- * why, so it is labelled "Rejected" rather than "Failed".
+ * error result to the model, yet nothing failed: its output begins with
+ * the engine's own sentence for it (src/engine/rejected-call.ts, shared),
+ * so it is labelled "Rejected" rather than "Failed".
  */
 function resultOutcome(result: ToolResult): { label: string; className: string } {
   if (!result.isError) return { label: "Result of", className: "" };
-  if (result.output.startsWith(REJECTED_OUTPUT)) return { label: "Rejected", className: " rejected" };
+  if (result.output.startsWith(REJECTED_CALL_OUTPUT)) return { label: "Rejected", className: " rejected" };
   return { label: "Failed", className: " failed" };
 }
-
-/** How the output of a rejected tool call begins (tool-runner.ts approvalRefusal). */
-const REJECTED_OUTPUT = "The user rejected this tool call";
