@@ -54,7 +54,7 @@ export class EventPrinter {
     for (const block of snapshot.inFlight) {
       this.streamed.add(block.blockId);
       if (block.kind === InFlightBlockKind.TEXT) this.stream(block.text);
-      else if (block.kind === InFlightBlockKind.REASONING) this.stream(this.output.paint("dim", block.text));
+      else if (block.kind === InFlightBlockKind.REASONING) this.stream(block.text, "dim");
     }
   }
 
@@ -77,7 +77,7 @@ export class EventPrinter {
         return;
       case "reasoningDelta":
         this.streamed.add(kind.value.blockId);
-        this.stream(this.output.paint("dim", kind.value.text));
+        this.stream(kind.value.text, "dim");
         return;
       case "toolCallDelta":
         // The committed tool call is printed whole; its argument pieces would only flicker.
@@ -112,12 +112,12 @@ export class EventPrinter {
     const content = entry.content;
     switch (content.case) {
       case "userMessage":
-        if (this.options.userMessages) this.notice("bold", `> ${content.value.text}`);
+        if (this.options.userMessages) this.notice("bold", `> ${this.output.prose(content.value.text)}`);
         return;
       case "assistantMessage":
       case "reasoning":
         if (this.streamed.delete(entry.blockId)) this.endLine();
-        else this.notice(content.case === "reasoning" ? "dim" : undefined, content.value.text);
+        else this.notice(content.case === "reasoning" ? "dim" : undefined, this.output.prose(content.value.text));
         return;
       case "toolCall":
         this.notice("cyan", `→ ${cellText(content.value.toolName)} ${cellText(content.value.argumentsJson)}`);
@@ -167,9 +167,11 @@ export class EventPrinter {
     this.atLineStart = true;
   }
 
-  private stream(text: string): void {
+  /** Streamed message text, escaped for a terminal ({@link Output.prose}), then painted. */
+  private stream(text: string, style?: Parameters<Output["paint"]>[0]): void {
     if (text === "") return;
-    this.output.write(text);
+    const shown = this.output.prose(text);
+    this.output.write(style ? this.output.paint(style, shown) : shown);
     this.atLineStart = text.endsWith("\n");
   }
 

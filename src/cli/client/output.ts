@@ -60,6 +60,16 @@ export class Output {
     this.stdout.write(`${JSON.stringify(value)}\n`);
   }
 
+  /**
+   * Message text (the model's, the user's) as written, but on a terminal
+   * with control characters other than line breaks and tabs shown escaped:
+   * a model's output must not move the cursor, retitle the window or reach
+   * the clipboard (OSC 52). Piped, it is written as it came.
+   */
+  prose(text: string): string {
+    return this.tables ? text.replace(PROSE_CONTROL, escapeControl) : text;
+  }
+
   /** A status or progress note: stderr, so stdout stays the command's result. */
   note(text: string): void {
     this.stderr.write(`${text}\n`);
@@ -129,6 +139,8 @@ export class Output {
 
 /** Control characters (C0, DEL, C1), by their escapes where JSON has one. */
 const CONTROL = /\p{Cc}/gu;
+/** Control characters other than a line break or a tab: what message text may not send a terminal. */
+const PROSE_CONTROL = /[^\P{Cc}\n\t]/gu;
 const NAMED_ESCAPES: Record<string, string> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
 /**
@@ -138,5 +150,9 @@ const NAMED_ESCAPES: Record<string, string> = { "\t": "\\t", "\n": "\\n", "\r": 
  * terminal its escape codes.
  */
 export function cellText(value: string): string {
-  return value.replace(CONTROL, (char) => NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return value.replace(CONTROL, escapeControl);
+}
+
+function escapeControl(char: string): string {
+  return NAMED_ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reply } from "../../support/openai-chunks.js";
 import { runClient, runInTerminal, serveRuntime, type ServedRuntime } from "./client-support.js";
 
 /**
@@ -122,6 +123,33 @@ describe("terminal and pipe", () => {
       expect(tty.screen).toContain(`${ESC}32mIDLE`);
       const json = await runClient(["workers", "get", id, "--output", "json"], { server: rt.url });
       expect(JSON.parse(json.stdout).labels).toEqual({ note: hostile });
+    } finally {
+      await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
+    }
+  });
+
+  it("message text reaches a terminal with its control characters shown escaped (line breaks kept), and a pipe as written", async () => {
+    const answer = "red\u001b[31m on\u0007 and\u001b]52;c;aGk=\u0007 done\nsecond line";
+    const shown = "red\\u001b[31m on\\u0007 and\\u001b]52;c;aGk=\\u0007 done";
+    const { worker } = await rt.clients.catalog.createWorker({
+      runtimeId: rt.runtimeId,
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const id = worker?.ref?.workerId ?? "";
+    try {
+      rt.fake.enqueue(reply({ text: answer }));
+      const sent = await inTerminal(["send", id, "hi\u001b[2J"], { NO_COLOR: "1" });
+      expect(sent.code).toBe(0);
+      expect(sent.screen).toContain(shown);
+      expect(sent.screen).toContain("second line");
+      expect(sent.screen).not.toContain("\u001b");
+      expect(sent.screen).not.toContain("\u0007");
+      const transcript = await inTerminal(["transcript", id], { NO_COLOR: "1" });
+      expect(transcript.screen).toContain(shown);
+      expect(transcript.screen).toContain("> hi\\u001b[2J");
+      expect(transcript.screen).not.toContain("\u001b");
+      const piped = await runClient(["transcript", id], { server: rt.url });
+      expect(piped.stdout).toContain(answer);
     } finally {
       await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
     }
