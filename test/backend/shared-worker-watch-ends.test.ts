@@ -7,14 +7,14 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { Backend } from "../../src/backend/index.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
-import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
+import type { Runtime } from "../../src/runtime/index.js";
+import type { BackendWithRemote } from "../support/backend-with-remote.js";
 import { type CuttableProxy, startCuttableProxy } from "../support/cuttable-proxy.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import type { FakeOpenAI } from "../support/fake-openai.js";
 import { expectEndedByDelete, follow, sawText } from "../support/followed-stream.js";
 import { type Clients, eventually } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
+import { startSharedWatchSetup, workerWatchers } from "./shared-watch-setup.js";
 import { WorkerWatchReader } from "./worker-watch-reader.js";
 
 /**
@@ -41,37 +41,13 @@ let via: Record<"grpc" | "connect" | "console" | "direct", Clients>;
 const readers: WorkerWatchReader[] = [];
 
 beforeAll(async () => {
-  fake = await startFakeOpenAI();
-  fake.setFallback(reply({ text: "ok" }));
-  const runtimeOf = (runtimeId: string) =>
-    createRuntime({
-      logger: silentLogger,
-      runtimeId,
-      executionBackend: createOpenAIBackend({ apiKey: "sk-shared-watch-test", baseURL: fake.baseURL }),
-      limits: { maxWatchersPerWorker: 2, heartbeatIntervalMs: 200 },
-    });
-  remote = await runtimeOf("rs");
-  served = await startBackendWithRemote({
-    remote,
-    embedded: await runtimeOf("emb"),
+  ({ fake, remote, served, backend, via } = await startSharedWatchSetup({
     remoteUrl: async (address) => {
       proxy = await startCuttableProxy(address);
       return proxy.url.replace(/\/$/, "");
     },
-    backend: {
-      heartbeatMs: 200,
-      backoff: { initialMs: 50, maxMs: 200 },
-      workerWatchLingerMs: LINGER_MS,
-      workerWatchBounds: { maxEvents: 64, maxBytes: 64 * 1024 },
-    },
-  });
-  backend = served.backend;
-  via = {
-    grpc: served.clients("grpc"),
-    connect: served.clients("connect"),
-    console: served.consoleClients(),
-    direct: served.remoteClients("grpc"),
-  };
+    backend: { workerWatchLingerMs: LINGER_MS, workerWatchBounds: { maxEvents: 64, maxBytes: 64 * 1024 } },
+  }));
 }, 60_000);
 
 afterEach(async () => {
@@ -84,11 +60,6 @@ afterAll(async () => {
   await proxy?.close();
   await fake?.close();
 });
-
-function workerWatchers(runtime: Runtime): number {
-  const stats = runtime.stats();
-  return stats.subscriptions - stats.runtimeSubscriptions;
-}
 
 function watch(from: Clients, worker: WorkerRef): WorkerWatchReader {
   const reader = new WorkerWatchReader(from, worker);

@@ -2,12 +2,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { Backend } from "../../src/backend/index.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
-import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import type { Runtime } from "../../src/runtime/index.js";
+import type { BackendWithRemote } from "../support/backend-with-remote.js";
+import type { FakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
+import { startSharedWatchSetup, workerWatchers } from "./shared-watch-setup.js";
 import { WorkerWatchReader } from "./worker-watch-reader.js";
 
 /**
@@ -29,28 +29,7 @@ let via: Record<"grpc" | "connect" | "console" | "direct", Clients>;
 const readers: WorkerWatchReader[] = [];
 
 beforeAll(async () => {
-  fake = await startFakeOpenAI();
-  fake.setFallback(reply({ text: "ok" }));
-  const runtimeOf = (runtimeId: string) =>
-    createRuntime({
-      logger: silentLogger,
-      runtimeId,
-      executionBackend: createOpenAIBackend({ apiKey: "sk-shared-watch-test", baseURL: fake.baseURL }),
-      limits: { maxWatchersPerWorker: 2, heartbeatIntervalMs: 200 },
-    });
-  remote = await runtimeOf("rs");
-  served = await startBackendWithRemote({
-    remote,
-    embedded: await runtimeOf("emb"),
-    backend: { heartbeatMs: 200, backoff: { initialMs: 50, maxMs: 200 }, workerWatchLingerMs: 300 },
-  });
-  backend = served.backend;
-  via = {
-    grpc: served.clients("grpc"),
-    connect: served.clients("connect"),
-    console: served.consoleClients(),
-    direct: served.remoteClients("grpc"),
-  };
+  ({ fake, remote, served, backend, via } = await startSharedWatchSetup({ backend: { workerWatchLingerMs: 300 } }));
 }, 60_000);
 
 afterEach(async () => {
@@ -63,12 +42,6 @@ afterAll(async () => {
   await served?.close();
   await fake?.close();
 });
-
-/** Watch streams of workers the runtime serves now (its WatchRuntime streams aside). */
-function workerWatchers(runtime: Runtime): number {
-  const stats = runtime.stats();
-  return stats.subscriptions - stats.runtimeSubscriptions;
-}
 
 function watch(from: Clients, worker: WorkerRef, afterCursor = ""): WorkerWatchReader {
   const reader = new WorkerWatchReader(from, worker, afterCursor);

@@ -1,0 +1,56 @@
+import type { Backend } from "../../src/backend/index.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
+import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
+import { type BackendWithRemote, type BackendWithRemoteInit, startBackendWithRemote } from "../support/backend-with-remote.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import type { Clients } from "../support/harness.js";
+import { reply } from "../support/openai-chunks.js";
+
+/** What the shared-WatchWorker tests run against. */
+export interface SharedWatchSetup {
+  fake: FakeOpenAI;
+  /** The remote runtime: a real server whose per-worker watcher limit is 2. */
+  remote: Runtime;
+  served: BackendWithRemote;
+  backend: Backend;
+  /** Clients through the Backend (gRPC, Connect JSON, the console's transport) and of the remote runtime directly. */
+  via: Record<"grpc" | "connect" | "console" | "direct", Clients>;
+}
+
+/**
+ * A fake provider answering "ok", a remote runtime "rs" (per-worker watcher
+ * limit 2, heartbeats every 200 ms) and an embedded one "emb", served by a
+ * Backend with quick heartbeats and backoff; `init` adds the Backend's
+ * watch settings and, say, a proxy in front of the remote.
+ */
+export async function startSharedWatchSetup(init: Pick<BackendWithRemoteInit, "remoteUrl" | "backend">): Promise<SharedWatchSetup> {
+  const fake = await startFakeOpenAI();
+  fake.setFallback(reply({ text: "ok" }));
+  const runtimeOf = (runtimeId: string) =>
+    createRuntime({
+      logger: silentLogger,
+      runtimeId,
+      executionBackend: createOpenAIBackend({ apiKey: "sk-shared-watch-test", baseURL: fake.baseURL }),
+      limits: { maxWatchersPerWorker: 2, heartbeatIntervalMs: 200 },
+    });
+  const remote = await runtimeOf("rs");
+  const served = await startBackendWithRemote({
+    remote,
+    embedded: await runtimeOf("emb"),
+    ...(init.remoteUrl ? { remoteUrl: init.remoteUrl } : {}),
+    backend: { heartbeatMs: 200, backoff: { initialMs: 50, maxMs: 200 }, ...init.backend },
+  });
+  const via = {
+    grpc: served.clients("grpc"),
+    connect: served.clients("connect"),
+    console: served.consoleClients(),
+    direct: served.remoteClients("grpc"),
+  };
+  return { fake, remote, served, backend: served.backend, via };
+}
+
+/** Watch streams of workers the runtime serves now (its WatchRuntime streams aside). */
+export function workerWatchers(runtime: Runtime): number {
+  const stats = runtime.stats();
+  return stats.subscriptions - stats.runtimeSubscriptions;
+}
