@@ -8,7 +8,7 @@ import { InFlightBlockKind, type WorkerEvent, WorkerEventSchema } from "../../ge
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { cursorAt, workerCursor } from "../support/cursors.js";
 import { expectReason } from "../support/errors.js";
-import { eventually, PROTOCOLS, runToEnd, startHarness } from "../support/harness.js";
+import { type Clients, eventually, PROTOCOLS, runToEnd, startHarness } from "../support/harness.js";
 import { holdOpen, replyWith, ScriptedBackend, type RunScript } from "../support/scripted-backend.js";
 import { STORE_FACTORIES } from "../support/stores.js";
 import { useRuntimeSuite } from "../support/suite.js";
@@ -306,16 +306,7 @@ describe("retention", () => {
       );
       const lastSeq = harness.runtime.getWorker({ worker: worker?.ref }).lastEventSeq;
       expect(lastSeq).toBeGreaterThan(10n);
-      const first = cursorAt(await workerCursor(clients, worker?.ref), 1n);
-      const detail = await expectReason(
-        async () => {
-          for await (const _ of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: first })) break;
-        },
-        Code.OutOfRange,
-        ErrorReason.CURSOR_EXPIRED,
-      );
-      const earliest = detail.metadata["earliest_cursor"] ?? "";
-      expect(earliest).not.toBe("");
+      const earliest = await earliestAfterExpiredCursor(clients, worker?.ref as WorkerRef);
       const replayed: bigint[] = [];
       for await (const message of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: earliest })) {
         replayed.push(...message.events.filter((e) => e.seq > 0n).map((e) => e.seq));
@@ -337,16 +328,7 @@ describe("retention", () => {
       const { worker } = await clients.catalog.createWorker({ runtimeId: harness.runtime.runtimeId });
       for (let i = 0; i < 6; i++) await runToEnd(clients, worker?.ref as WorkerRef, `${i}`.repeat(50_000));
       const lastSeq = harness.runtime.getWorker({ worker: worker?.ref }).lastEventSeq;
-      const first = cursorAt(await workerCursor(clients, worker?.ref), 1n);
-      const detail = await expectReason(
-        async () => {
-          for await (const _ of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: first })) break;
-        },
-        Code.OutOfRange,
-        ErrorReason.CURSOR_EXPIRED,
-      );
-      const earliest = detail.metadata["earliest_cursor"] ?? "";
-      expect(earliest).not.toBe("");
+      const earliest = await earliestAfterExpiredCursor(clients, worker?.ref as WorkerRef);
       const replayed: WorkerEvent[] = [];
       for await (const message of clients.observation.watchWorker({ worker: worker?.ref, afterCursor: earliest })) {
         replayed.push(...message.events.filter((e) => e.seq > 0n));
@@ -364,3 +346,18 @@ describe("retention", () => {
     }
   });
 });
+
+/** Watching from the worker's first cursor, trimmed by retention, is OUT_OF_RANGE CURSOR_EXPIRED: the earliest cursor it names. */
+async function earliestAfterExpiredCursor(clients: Clients, worker: WorkerRef): Promise<string> {
+  const first = cursorAt(await workerCursor(clients, worker), 1n);
+  const detail = await expectReason(
+    async () => {
+      for await (const _ of clients.observation.watchWorker({ worker, afterCursor: first })) break;
+    },
+    Code.OutOfRange,
+    ErrorReason.CURSOR_EXPIRED,
+  );
+  const earliest = detail.metadata["earliest_cursor"] ?? "";
+  expect(earliest).not.toBe("");
+  return earliest;
+}
