@@ -164,20 +164,20 @@ describe("against a Backend (registry found by reflection)", () => {
 
     // workers list needs no --runtime: the Backend lists across, and the unreachable runtime is named (exit 3: partial).
     const across = await runClient(["workers", "list"], { server: url });
-    expect(across).toMatchObject({ code: 3, stdout: "rt-a\tw-on-rt-a\tIDLE\t\tUNSPECIFIED\t\t\t\n" });
+    expect(across).toMatchObject({ code: 3, stdout: "rt-a\tw-on-rt-a\tIDLE\t\tUNSPECIFIED\t\t\t\t\n" });
     expect(across.stderr).toBe("worker-runtime: runtime rt-b not listed: runtime unavailable\n");
     runtimes[1]!.health = RuntimeHealth.READY;
     const all = await runClient(["workers", "list"], { server: url });
     expect(all).toMatchObject({
       code: 0,
       stderr: "",
-      stdout: "rt-a\tw-on-rt-a\tIDLE\t\tUNSPECIFIED\t\t\t\nrt-b\tw-on-rt-b\tIDLE\t\tUNSPECIFIED\t\t\t\n",
+      stdout: "rt-a\tw-on-rt-a\tIDLE\t\tUNSPECIFIED\t\t\t\t\nrt-b\tw-on-rt-b\tIDLE\t\tUNSPECIFIED\t\t\t\t\n",
     });
     const ambiguous = await runClient(["runtime", "info"], { server: url });
     expect(ambiguous.code).toBe(2);
     expect(ambiguous.stderr).toContain("the server has 2 runtimes (rt-a, rt-b); choose one with --runtime");
     const routed = await runClient(["workers", "list", "--runtime", "rt-b"], { server: url });
-    expect(routed).toMatchObject({ code: 0, stdout: "w-on-rt-b\tIDLE\t\tUNSPECIFIED\t\t\t\n" });
+    expect(routed).toMatchObject({ code: 0, stdout: "w-on-rt-b\tIDLE\t\tUNSPECIFIED\t\t\t\t\n" });
     const info = await runClient(["runtime", "info", "--runtime", "rt-b", "--output", "json"], { server: url });
     expect(jsonLines(info.stdout)[0]).toMatchObject({ runtimeId: "rt-b", version: "9.9.9" });
   });
