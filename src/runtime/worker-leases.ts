@@ -66,10 +66,7 @@ export class RestoredLeases {
     const locateNext = async (): Promise<void> => {
       for (let i = next++; i < workers.length; i = next++) {
         const worker = workers[i] as Worker;
-        located[i] = await locatedLeases(worker, this.offer, "restore").then(
-          (leases) => ({ leases }),
-          (error: unknown) => ({ unlocated: unlocatedError(error) }),
-        );
+        located[i] = await this.locate(worker, "restore");
       }
     };
     await Promise.all(Array.from({ length: Math.min(RESTORE_LOCATING, workers.length) }, locateNext));
@@ -103,10 +100,7 @@ export class RestoredLeases {
   private async relocate(worker: Worker): Promise<void> {
     const workerId = worker.ref?.workerId ?? "";
     const before = this.allocations.refusalOf(workerId);
-    const result = await locatedLeases(worker, this.offer).then(
-      (leases): Located => ({ leases }),
-      (error: unknown): Located => ({ unlocated: unlocatedError(error) }),
-    );
+    const result = await this.locate(worker, "request");
     if (this.allocations.refusalOf(workerId) !== before) return;
     if (!("leases" in result)) {
       this.allocations.restoreUnlocated(worker.ref ?? create(WorkerRefSchema), result.unlocated);
@@ -116,6 +110,14 @@ export class RestoredLeases {
     // Closes the start-up warning in the log, unless the leases conflict now (warned by take).
     if (this.allocations.refusalOf(workerId) === undefined)
       this.tell(workerId, "allocation.host_path_located", "its directories answered again: its leases are taken and its runs admitted");
+  }
+
+  /** The worker's leases located, or the HOST_PATH_UNAVAILABLE that says why not (anything else is thrown). */
+  private locate(worker: Worker, asker: LookupAsker): Promise<Located> {
+    return locatedLeases(worker, this.offer, asker).then(
+      (leases): Located => ({ leases }),
+      (error: unknown): Located => ({ unlocated: unlocatedError(error) }),
+    );
   }
 
   private take(worker: Worker, located: Located): void {
