@@ -172,7 +172,7 @@ export class SharedWorkerWatch {
       this.closed = true;
       this.readers.fail(ended, false);
     } finally {
-      this.closed = true;
+      // closed was set above, before the readers were told, so no client joins an upstream that ended.
       this.open(false);
       clearTimeout(this.linger);
       this.onClosed();
