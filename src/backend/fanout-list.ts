@@ -86,7 +86,11 @@ export async function listAcrossRuntimes(
   for (const connection of all) {
     // A draining Runtime still answers (RuntimeConnection.routable): its workers do not vanish from the list.
     if (connection.routable) candidates.push(connection);
-    else failed.push(failureFromHealth(connection));
+    else {
+      // Named as failed now; asking for it wakes its reconnect (RuntimeConnection.demandAttempt).
+      connection.demandAttempt();
+      failed.push(failureFromHealth(connection));
+    }
   }
   const startToken = (c: RuntimeConnection): string =>
     position && !position.after && c.runtimeId === position.runtimeId ? position.token : "";

@@ -64,6 +64,7 @@ function router(context: RoutingContext) {
     if (!connection) throw unknownRuntime(runtimeId, context.directory.ids());
     const health = connection.health;
     if (!connection.routable) {
+      connection.demandAttempt();
       const reason =
         health === RuntimeHealth.UNAUTHENTICATED
           ? ErrorReason.RUNTIME_UNAUTHENTICATED

@@ -40,6 +40,9 @@ export interface ConnectionState {
   summaryTime: Date | undefined;
 }
 
+/** Least time between attempts that routed calls ask for (see RuntimeConnection.demandAttempt). */
+export const DEMANDED_ATTEMPT_SPACING_MS = 1_000;
+
 /** Thrown to waiters when the Runtime is removed from the registry. */
 export class RuntimeRemovedError extends Error {
   override readonly name = "RuntimeRemovedError";
@@ -72,6 +75,8 @@ export class RuntimeConnection {
   private attempt: AbortController | undefined;
   private failure: ConnectError | undefined;
   private wakeSleep: (() => void) | undefined;
+  /** When the current or last attempt started (performance.now()): what a demanded attempt is spaced from. */
+  private attemptStartedAt = Number.NEGATIVE_INFINITY;
   private readonly listeners = new Set<() => void>();
   private state: ConnectionState = {
     health: RuntimeHealth.CONNECTING,
@@ -157,6 +162,21 @@ export class RuntimeConnection {
   }
 
   /**
+   * Someone asked for this Runtime while it is away (a routed call or watch,
+   * refused at once with RUNTIME_*): if the loop is waiting out its backoff,
+   * the next attempt starts now, so a Runtime that came back is used again
+   * within a second of the first call after, not when a backoff grown over a
+   * long outage (up to its cap) ends. At most one attempt per
+   * {@link DEMANDED_ATTEMPT_SPACING_MS} however many calls ask, so a busy
+   * Backend does not hammer an address that refuses.
+   */
+  demandAttempt(): void {
+    if (this.isClosed || this.wakeSleep === undefined) return;
+    if (performance.now() - this.attemptStartedAt < DEMANDED_ATTEMPT_SPACING_MS) return;
+    this.wakeSleep();
+  }
+
+  /**
    * Fetches the Runtime's summary afresh (when READY) within `timeoutMs`;
    * on failure the last one stays and a transport failure counts against
    * health like any routed call. `contextValues` are those of the call
@@ -203,6 +223,7 @@ export class RuntimeConnection {
       this.init.beforeAttempt?.();
       const attempt = new AbortController();
       this.attempt = attempt;
+      this.attemptStartedAt = performance.now();
       this.failure = undefined;
       try {
         await this.connectOnce(attempt.signal);
@@ -274,13 +295,15 @@ export class RuntimeConnection {
     for (const listener of [...this.listeners]) listener();
   }
 
+  /** Waits `ms`, or until woken (close, a demanded attempt); {@link wakeSleep} is set only while waiting. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
+        this.wakeSleep = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.wakeSleep = done;
     });
   }

@@ -84,6 +84,7 @@ export async function* relayWatch<M>(
   const connection = directory.get(runtimeId);
   if (!connection) throw unknownRuntime(runtimeId, directory.ids());
   if (!connection.routable) {
+    connection.demandAttempt();
     throw typed(Code.Unavailable, ErrorReason.RUNTIME_UNAVAILABLE, `runtime ${runtimeId} is unavailable`, runtimeId);
   }
   let cursor = afterCursor;
