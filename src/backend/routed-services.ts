@@ -24,7 +24,7 @@ import { checkRoutedRuntimeId } from "./request-checks.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
-import { fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
+import { backendShuttingDown, fromUpstream, typed, unknownRuntime } from "./upstream-errors.js";
 import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
 import type { SharedRuntimeWatch } from "./shared-runtime-watch.js";
 import type { SharedWorkerWatches } from "./shared-worker-watches.js";
@@ -54,7 +54,8 @@ export interface RoutingContext {
 /**
  * Routes one unary call to the Runtime named by `runtimeId`: unknown →
  * NOT_FOUND, not READY → RUNTIME_UNAVAILABLE at once (a Runtime that is
- * away never holds a caller for its deadline; a draining one is still
+ * away never holds a caller for its deadline, and the call wakes its
+ * reconnect: RuntimeConnection.demandAttempt; a draining one is still
  * called, see RuntimeConnection.routable), any upstream error through
  * the one mapping in upstream-errors.ts.
  */
@@ -91,10 +92,16 @@ function router(context: RoutingContext) {
       const upstream = ConnectError.from(error);
       // A client's own short deadline says nothing about the runtime's health.
       if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
-      throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
+      throw relayedFailure(connection, upstream, callLogger(context, ctx), ctx.signal);
     }
   };
   return { call, connectionFor };
+}
+
+/** What a routed call's client is told of its upstream failure: the Backend's own shutdown, or the runtime's error mapped. */
+function relayedFailure(connection: RuntimeConnection, upstream: ConnectError, logger: Logger, signal: AbortSignal): ConnectError {
+  if (connection.closedForShutdown && !signal.aborted) return backendShuttingDown(connection.runtimeId);
+  return fromUpstream(upstream, connection.runtimeId, logger, signal);
 }
 
 /** The Backend's logger with the served call's log fields (its request id), for lines about that call. */
@@ -187,7 +194,7 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
         const upstream = ConnectError.from(error);
         // The client's own cancel or deadline (which ends the upstream call too) says nothing about the runtime's health.
         if (!ctx.signal.aborted) connection.reportFailure(upstream);
-        throw fromUpstream(upstream, runtimeId, callLogger(context, ctx), ctx.signal);
+        throw relayedFailure(connection, upstream, callLogger(context, ctx), ctx.signal);
       }
     },
     cancelRun: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.interaction.cancelRun(request, o)),

@@ -51,6 +51,21 @@ export function typed(code: Code, reason: ErrorReason, message: string, runtimeI
   return new ConnectError(message, code, undefined, [{ desc: ErrorDetailSchema, value: { reason, metadata: { runtime_id: runtimeId } } }]);
 }
 
+/**
+ * A call relayed to a Runtime was cut because this Backend is shutting down
+ * (it closes its connections after its drain). The Runtime is fine and what
+ * the call started (a run) goes on there: RUNTIME_DRAINING tells the client
+ * to try again later or through another Backend, as a draining Runtime does.
+ */
+export function backendShuttingDown(runtimeId: string): ConnectError {
+  return typed(
+    Code.Unavailable,
+    ErrorReason.RUNTIME_DRAINING,
+    `the backend is shutting down; runtime ${runtimeId} was not affected (what the call started goes on there)`,
+    runtimeId,
+  );
+}
+
 /** The runtime was removed from this Backend while a call or watch used it. */
 export function runtimeRemoved(runtimeId: string): ConnectError {
   return typed(Code.NotFound, ErrorReason.NOT_FOUND, `runtime ${runtimeId} was removed from this backend`, runtimeId);
