@@ -8,8 +8,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { createOpenAIBackend, HiddenPathError } from "../../src/engine/index.js";
 import type { HostFs } from "../../src/engine/tools/host-lookups.js";
-import { createRuntime } from "../../src/runtime/index.js";
+import { createRuntime, UnansweredLookups } from "../../src/runtime/index.js";
 import { bundleOf } from "../support/bundles.js";
+import { reply, type ScriptedToolCall } from "../support/openai-chunks.js";
+import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { type Harness as EngineHarness, startHarness as startEngine } from "./harness.js";
 import { expectError } from "../support/errors.js";
 import { type Harness, startHarness } from "../support/harness.js";
 import { closeTestResources } from "../support/test-resources.js";
@@ -28,12 +31,15 @@ const TIMEOUT_MS = 300;
 
 let base: string;
 let h: Harness | undefined;
+let engine: EngineHarness | undefined;
 
 beforeEach(async () => {
   base = await realpath(await mkdtemp(join(tmpdir(), "host-lookups-")));
 });
 
 afterEach(async () => {
+  await engine?.close();
+  engine = undefined;
   await closeTestResources(h, undefined, base);
   h = undefined;
 });
@@ -123,6 +129,45 @@ describe("the engine's host lookups", () => {
       expect(fs.asked).toBe(asked);
       // A worker that does not run commands is not checked.
       expect((await catalog.createWorker({ ...request, capabilities: [] })).worker?.ref?.workerId).toBeTruthy();
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+
+  it("tell the model a command's program could not be checked when its PATH entry does not answer, and ask that entry once", async () => {
+    const hung = join(base, "hung-bin");
+    await mkdir(hung);
+    const fs = hangingFs(hung);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${hung}:${savedPath ?? ""}`;
+    try {
+      engine = await startEngine({ hostFs: fs });
+      // As a runtime readies it: its lookups, its timeout.
+      await engine.backend.ready?.({ lookups: new UnansweredLookups(), timeoutMs: TIMEOUT_MS });
+      const call = (id: string, command: string): ScriptedToolCall => ({ id, name: "run_command", arguments: JSON.stringify({ command }) });
+      engine.fake.enqueue(reply({ toolCalls: [call("c1", "echo one"), call("c2", "echo two")] }), reply({ text: "ok" }));
+      const sink = new RecordingSink("run-hung-path");
+      sink.commitInput("run");
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-hung-path",
+          profile: engine.companion,
+          workspaceDir: engine.workspace,
+          capabilities: ["shell.exec"],
+        }),
+        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo"] } },
+      };
+      const started = Date.now();
+      expect((await engine.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      expect(Date.now() - started).toBeLessThan(4_000);
+      const unchecked = `"echo" could not be checked on this runtime: a directory on the PATH its commands get did not answer within ${TIMEOUT_MS} ms; try again once it answers`;
+      expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+        [true, unchecked],
+        [true, unchecked],
+      ]);
+      // The second command did not ask the entry again while the first lookup is unanswered.
+      expect(fs.asked).toBe(1);
     } finally {
       process.env.PATH = savedPath;
     }

@@ -53,6 +53,20 @@ describe("programStartProblem on PATH", () => {
   });
 });
 
+describe("programStartProblem while the host's file systems do not answer", () => {
+  it("leaves the program unknown, saying why, rather than calling it not installed", async () => {
+    const lookups = new UnansweredLookups(1);
+    // Another lookup on the host (a hung workspace root, say) is past its deadline and unanswered.
+    expect(await lookups.ask("elsewhere", () => new Promise<never>(() => {}), Date.now() + 10)).toEqual({ kind: "late" });
+    expect(await programStartProblem("sh", "none", { lookups, timeoutMs: 5_000, fs: promises })).toEqual({
+      program: "sh",
+      cause: "host_unanswered",
+      message:
+        '"sh" could not be checked on this runtime: 1 earlier lookups on its file systems are still unanswered; try again once it answers',
+    });
+  });
+});
+
 describe("whyProgramCannotStart where the exec cannot see", () => {
   /** A program on PATH twice: in `a` (hidden from the exec) naming a missing interpreter, in `b` a working copy. */
   function hiddenFirst(): { program: string; hidden: string; file: string } {

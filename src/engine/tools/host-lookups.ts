@@ -1,4 +1,4 @@
-import type { HostLookups } from "../../runtime/index.js";
+import type { HostLookups, LookupOutcome } from "../../runtime/index.js";
 
 /**
  * The file system calls the engine's host lookups make: private paths,
@@ -32,6 +32,13 @@ export interface EngineLookups extends HostLookups {
 /** A lookup not had: not answered within the timeout, or not asked now (one under its key, or too many, unanswered). */
 export class LookupUnanswered extends Error {
   override readonly name = "LookupUnanswered";
+
+  constructor(
+    /** What became of it (LookupOutcome): "host_full" is for other lookups, not this key's. */
+    readonly outcome: Exclude<LookupOutcome<unknown>, { kind: "answered" }>,
+  ) {
+    super(`a lookup was not answered (${outcome.kind})`);
+  }
 }
 
 /**
@@ -42,6 +49,6 @@ export class LookupUnanswered extends Error {
  */
 export async function lookUp<T>(host: EngineLookups, key: string, call: (fs: HostFs) => Promise<T>): Promise<T> {
   const outcome = await host.lookups.ask(key, () => call(host.fs), Date.now() + host.timeoutMs);
-  if (outcome.kind !== "answered") throw new LookupUnanswered(`a lookup under ${key} was not answered`);
+  if (outcome.kind !== "answered") throw new LookupUnanswered(outcome);
   return outcome.value;
 }

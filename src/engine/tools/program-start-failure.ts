@@ -116,7 +116,11 @@ async function judged(
     return await judge(program, mode, new ProgramFiles(host), isUnseen);
   } catch (error) {
     if (!(error instanceof LookupUnanswered)) throw error;
-    const message = `"${program}" could not be checked on this runtime: a directory on the PATH its commands get did not answer within ${host.timeoutMs} ms; try again once it answers`;
+    const why =
+      error.outcome.kind === "host_full"
+        ? `${error.outcome.unanswered} earlier lookups on its file systems are still unanswered`
+        : `a directory on the PATH its commands get did not answer within ${host.timeoutMs} ms`;
+    const message = `"${program}" could not be checked on this runtime: ${why}; try again once it answers`;
     return { problem: { program, cause: PROGRAM_CHECK_UNANSWERED, message } };
   }
 }
