@@ -95,10 +95,8 @@ export async function backendFromFlags(flags: ExecutionFlags, env: NodeJS.Proces
     if (flags.profiles !== undefined) {
       options.profiles = await loadProfilesFile(flags.profiles, options.defaultModel ?? DEFAULT_MODEL);
     }
-    const backend = createOpenAIBackend(options);
-    // Its private paths are located off the event loop; one it cannot keep covered is the command line's to fix.
-    await backend.ready?.();
-    return backend;
+    // Its private paths are located when the runtime readies it, within --host-path-timeout-ms (hostedRuntime).
+    return createOpenAIBackend(options);
   } catch (error) {
     if (error instanceof ProfileConfigError || error instanceof OpenAIConfigError || error instanceof HiddenPathError) {
       throw new ExecutionConfigError(error.message);

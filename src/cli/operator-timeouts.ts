@@ -15,8 +15,9 @@ export const OPERATOR_TIMEOUT_OPTIONS = {
   "keepalive-timeout-ms": { type: "string" },
 } as const;
 
-export const OPERATOR_TIMEOUT_USAGE = `  --host-path-timeout-ms  how long a workspace root, mount or lease check on the host may take
-                 before it counts as not answering (a hung network mount; default 5000)
+export const OPERATOR_TIMEOUT_USAGE = `  --host-path-timeout-ms  how long a workspace root, mount, lease check, private path or allowed
+                 program's check on the host may take before it counts as not answering
+                 (a hung network mount; default 5000)
   --keepalive-interval-ms  how often each HTTP/2 connection's peer is pinged (default 30000)
   --keepalive-timeout-ms   how long a ping may go unanswered before the connection and its
                  streams are closed (default 20000); a client that vanished without closing

@@ -10,6 +10,7 @@ import {
   type RuntimeOptions,
 } from "../runtime/index.js";
 import { DEFAULT_MAX_CONCURRENT_STREAMS, isHeaderSafeToken, ServerConfigError, startRuntimeServer } from "../server/index.js";
+import { HiddenPathError } from "../engine/index.js";
 import { createFileStore } from "../store/fs/index.js";
 import { startTracingFromEnv, type Tracing, TracingConfigError } from "../telemetry/tracing/index.js";
 import { loadHostSecrets, SecretsConfigError } from "./host-secrets-config.js";
@@ -220,6 +221,8 @@ export async function hostedRuntime(values: HostedRuntimeFlags, logger: Logger, 
     if (error instanceof StoreConflictError) throw new UsageError(error.message);
     // Roots that overlap on the host (or one that does not answer): checked once, by the runtime.
     if (error instanceof WorkspaceRootsError) throw new UsageError(`--workspace-root: ${error.message}`);
+    // A private path it cannot keep covered (or that does not answer within --host-path-timeout-ms): located as it is readied.
+    if (error instanceof HiddenPathError) throw new UsageError(error.message);
     throw error;
   });
   runtimeRef = runtime;

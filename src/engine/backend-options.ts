@@ -1,6 +1,7 @@
 import type { ShellSandboxOptions } from "./tools/shell-sandbox.js";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { RetryPolicy } from "./retry.js";
+import type { HostFs } from "./tools/host-lookups.js";
 import type { ToolLimits } from "./tools/tool-limits.js";
 
 /**
@@ -69,6 +70,12 @@ export interface OpenAIBackendOptions extends ShellSandboxOptions {
   toolLimits?: Partial<ToolLimits>;
   /** Source of randomness for backoff jitter (tests pin it). */
   random?: () => number;
+  /**
+   * The host's file system as the engine's lookups ask it (private paths,
+   * the program check); node:fs promises by default. A test gives one that
+   * does not answer, as a hung network mount would not.
+   */
+  hostFs?: HostFs;
 }
 
 /** Model used when neither the profile nor the options name one. */

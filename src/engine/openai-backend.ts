@@ -1,4 +1,5 @@
 import { context } from "@opentelemetry/api";
+import { promises } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { createProviderFetch } from "./provider-fetch.js";
@@ -70,15 +71,15 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
   }
   const availability = availabilityOf(options);
   const settings = settingsOf(options);
-  // Located now, off the event loop, so deleting a link on the way later cannot uncover a path (hidden-paths.ts).
-  const pinning = pinHiddenPaths(options.hiddenPaths ?? [], {
-    lookups: settings.hostLookups,
-    timeoutMs: DEFAULT_LIMITS.hostPathTimeoutMs,
-  }).then((pinned) => {
-    settings.shellHiddenPaths = pinned;
-  });
-  // Told by ready(), which the Runtime awaits before it serves, and by each run.
-  pinning.catch(() => {});
+  let pinning: Promise<void> | undefined;
+  // Located once, off the event loop, so deleting a link on the way later cannot uncover a path (hidden-paths.ts):
+  // at ready(), through the runtime's lookups and timeout, or by the first run of a backend no runtime readied.
+  const pinned = (): Promise<void> => {
+    pinning ??= pinHiddenPaths(options.hiddenPaths ?? [], settings.hostLookups).then((paths) => {
+      settings.shellHiddenPaths = paths;
+    });
+    return pinning;
+  };
   const client = availability.available ? createClient(options, settings) : undefined;
   const health = new ProviderHealth();
   let logger: Logger = silentLogger;
@@ -94,7 +95,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
     toolCapabilities: () => TOOL_CAPABILITIES.filter((c) => c !== "shell.exec" || settings.shellSandbox !== "refused"),
     shellSandbox: () => (settings.shellSandbox === "refused" ? "" : settings.shellSandbox),
     // Where commands are refused anyway, no program is checked: shell.exec is not offered.
-    programProblems: (programs) => (settings.shellSandbox === "refused" ? [] : programProblems(programs, settings.shellSandbox)),
+    programProblems: (programs) =>
+      settings.shellSandbox === "refused" ? [] : programProblems(programs, settings.shellSandbox, settings.hostLookups),
     hostPath: (dir) => realHostPath(dir),
     attach(host: BackendHost) {
       health.attach(host.diagnostics);
@@ -106,10 +108,14 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
       maxAnswerBytes: settings.maxAnswerBytes,
       retryBudgetMs: settings.retry.budgetMs,
     }),
+    // From now on the engine asks the host through the runtime's lookups, within its timeout (--host-path-timeout-ms).
     // A private path that cannot be kept covered, or does not answer in time, refuses start-up.
-    ready: () => pinning,
+    ready: (host) => {
+      if (host) settings.hostLookups = { lookups: host.lookups, timeoutMs: host.timeoutMs, fs: settings.hostLookups.fs };
+      return pinned();
+    },
     async execute(request: RunRequest, sink: RunSink, signal: AbortSignal): Promise<RunOutcome> {
-      await pinning;
+      await pinned();
       const secrets = request.policy?.secrets ?? new Map<string, string>();
       // A bundle profile may bring its own provider key, by secret name (Profile.provider_api_key_secret).
       const profileKey = ownKeyOf(request.profile, secrets);
@@ -218,7 +224,8 @@ function settingsOf(options: OpenAIBackendOptions): EngineSettings {
     shellSandbox: resolveShellSandbox(options),
     // As named until located (createOpenAIBackend): runs wait for that.
     shellHiddenPaths: hiddenPathsNamed(options.hiddenPaths ?? []),
-    hostLookups: new UnansweredLookups(),
+    // Replaced by the runtime's at ready().
+    hostLookups: { lookups: new UnansweredLookups(), timeoutMs: DEFAULT_LIMITS.hostPathTimeoutMs, fs: options.hostFs ?? promises },
     random: options.random ?? Math.random,
     secrets: options.apiKey ? [options.apiKey] : [],
     providerAddress: providerAddress(options.baseURL ?? OPENAI_BASE_URL),

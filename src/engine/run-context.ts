@@ -2,7 +2,8 @@ import type { Context } from "@opentelemetry/api";
 import type { ShellSandboxMode } from "./tools/shell-sandbox.js";
 import type OpenAI from "openai";
 import type { Profile } from "../../gen/worker_runtime/v1/profile_pb.js";
-import type { Logger, RunRequest, RunSink, RuntimeMetrics, UnansweredLookups } from "../runtime/index.js";
+import type { Logger, RunRequest, RunSink, RuntimeMetrics } from "../runtime/index.js";
+import type { EngineLookups } from "./tools/host-lookups.js";
 import type { BlockIds } from "./block-ids.js";
 import type { ProviderHealth } from "./provider-health.js";
 import type { RetryBudget, RetryPolicy } from "./retry.js";
@@ -26,8 +27,8 @@ export interface EngineSettings {
   shellSandbox: ShellSandboxMode;
   /** Host paths sandboxed commands must not see (ShellSandboxOptions.hiddenPaths). */
   shellHiddenPaths: readonly string[];
-  /** This backend's host lookups left unanswered (a hung mount), so its runs do not ask one again (unanswered-lookups.ts). */
-  hostLookups: UnansweredLookups;
+  /** How the backend asks the host's file system: the runtime's lookups and timeout once it is ready (host-lookups.ts). */
+  hostLookups: EngineLookups;
   random: () => number;
   /** Strings redacted from every error message (the API key). */
   secrets: readonly string[];

@@ -172,7 +172,11 @@ export class Catalog {
     const resolved = offer.resolveSelector(request.profile);
     const profile = resolved.selector;
     const capabilities = offer.checkCapabilities(request.capabilities, request.workspace !== undefined, resolved.policies);
-    offer.checkPrograms(capabilities, resolved.policies);
+    const ref = create(WorkerRefSchema, { runtimeId: this.init.runtimeId, workerId: newId("w") });
+    named(ref.workerId);
+    // Asks the host's file system (off the event loop, within limits.hostPathTimeoutMs), when a policy names programs.
+    const checkingPrograms = offer.checkPrograms(capabilities, resolved.policies);
+    if (checkingPrograms) await checkingPrograms;
     const workspace = request.workspace
       ? offer.checkWorkspace(request.workspace.root, request.workspace.path, resolved.policies)
       : undefined;
@@ -184,8 +188,6 @@ export class Catalog {
       checkPath: (...args) => offer.checkWorkspace(...args),
     });
     this.checkRoom();
-    const ref = create(WorkerRefSchema, { runtimeId: this.init.runtimeId, workerId: newId("w") });
-    named(ref.workerId);
     const worker = create(WorkerSchema, {
       ref,
       displayName: request.displayName,

@@ -8,6 +8,7 @@ import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Logger } from "./logger.js";
 import type { RuntimeMetrics } from "./metrics.js";
+import type { HostLookups } from "./unanswered-lookups.js";
 
 /**
  * The seam between a Worker and whatever executes its runs (SPEC §6.1).
@@ -55,8 +56,12 @@ export interface ExecutionBackend {
    * system (which may hang: a network mount) are done, off the event loop.
    * createRuntime awaits it before anything is opened, and a rejection
    * refuses the runtime with that error. Absent: nothing to wait for.
+   * `host` is the runtime's own lookups and `limits.hostPathTimeoutMs`: a
+   * backend asks the host's file system through them, from then on, so
+   * the operator's timeout and one bound on unanswered lookups hold for
+   * the engine's lookups too.
    */
-  ready?(): Promise<void>;
+  ready?(host: HostLookups): Promise<void>;
   /**
    * How shell.exec commands are isolated, for GetRuntime
    * (`RuntimeCapabilities.shell_sandbox`): e.g. "bubblewrap", "none"; ""
@@ -70,9 +75,12 @@ export interface ExecutionBackend {
    * loader missing, ...). CreateWorker refuses to grant shell.exec under a
    * policy that allows one (PROGRAM_NOT_FOUND, saying why): the operator
    * learns of it when the worker is made, not when the model first calls
-   * it. Absent: not checked.
+   * it. Asking the host's file system may hang (a network mount on PATH):
+   * answer asynchronously, within the lookups handed over at {@link ready};
+   * a program not checked in time is {@link PROGRAM_CHECK_UNANSWERED}.
+   * Absent: not checked.
    */
-  programProblems?(programs: readonly string[]): ProgramProblem[];
+  programProblems?(programs: readonly string[]): ProgramProblem[] | Promise<ProgramProblem[]>;
   /**
    * @deprecated Implement {@link programProblems}. Asked only when that is
    * absent (each name returned is refused as not installed), so a backend
@@ -93,6 +101,14 @@ export interface ExecutionBackend {
    */
   hostPath?(dir: string): string | Promise<string>;
 }
+
+/**
+ * ProgramProblem.cause of a program a backend could not check: a
+ * directory it is looked up in did not answer in time (a hung network
+ * mount). CreateWorker is then refused UNAVAILABLE HOST_PATH_UNAVAILABLE,
+ * to be tried again, not PROGRAM_NOT_FOUND: the program may well be there.
+ */
+export const PROGRAM_CHECK_UNANSWERED = "host_unanswered";
 
 /** An allowed program a backend cannot start (ExecutionBackend.programProblems). */
 export interface ProgramProblem {

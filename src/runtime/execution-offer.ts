@@ -13,7 +13,13 @@ import { ConnectivitySchema, ConnectivityState, type Connectivity, type Worker }
 import { isToolCapability, WRITE_CAPABILITIES } from "./capabilities.js";
 import { invalidArgument, notFound, RuntimeError } from "./errors.js";
 import type { ConfigBundles } from "./config-bundles.js";
-import type { ExecutionBackend, ExecutionLimits, ProgramProblem, RunPolicy } from "./execution-backend.js";
+import {
+  type ExecutionBackend,
+  type ExecutionLimits,
+  PROGRAM_CHECK_UNANSWERED,
+  type ProgramProblem,
+  type RunPolicy,
+} from "./execution-backend.js";
 import { type HostSecrets, resolveSecrets } from "./host-secrets.js";
 import type { Limits } from "./limits.js";
 import { COMPANION_PROFILE } from "./profiles.js";
@@ -210,22 +216,19 @@ export class ExecutionOffer {
    * it when the model called the program. A program that is there but
    * cannot start (not executable, its interpreter or loader missing) is
    * told as that, from the backend's diagnosis, not as "not installed".
+   * One the backend could not check in time (a directory on its PATH did
+   * not answer) is refused UNAVAILABLE HOST_PATH_UNAVAILABLE, to be tried
+   * again.
    */
-  checkPrograms(capabilities: readonly string[], policies?: BundlePolicies): void {
+  checkPrograms(capabilities: readonly string[], policies?: BundlePolicies): Promise<void> | undefined {
     const allowed = policies?.shell?.allowedPrograms ?? [];
-    if (!capabilities.includes("shell.exec") || allowed.length === 0) return;
-    const problems = this.programProblems(allowed);
-    const first = problems[0];
-    if (first === undefined) return;
-    const them = problems.length === 1 ? "it" : "them";
-    const message = problems.every((problem) => problem.cause === "not_installed")
-      ? `the profile's config bundle allows ${problems.map((p) => `"${p.program}"`).join(", ")} for shell.exec, which this runtime does not have; install ${them} on its host or use a bundle that does not allow ${them}`
-      : `the profile's config bundle allows programs for shell.exec that cannot start on this runtime: ${problems.map((p) => p.message).join("; ")}; fix ${them} on its host or use a bundle that does not allow ${them}`;
-    throw new RuntimeError(Code.FailedPrecondition, ErrorReason.PROGRAM_NOT_FOUND, message, { program: first.program, cause: first.cause });
+    // Nothing to ask, nothing awaited: a create without programs reaches its first write in one go.
+    if (!capabilities.includes("shell.exec") || allowed.length === 0) return undefined;
+    return this.programProblems(allowed).then(refuseProblems);
   }
 
   /** The backend's diagnosis of allowed programs, or its older list of missing ones. */
-  private programProblems(allowed: readonly string[]): ProgramProblem[] {
+  private async programProblems(allowed: readonly string[]): Promise<ProgramProblem[]> {
     const backend = this.backend;
     if (backend?.programProblems) return backend.programProblems(allowed);
     return (backend?.missingPrograms?.(allowed) ?? []).map((program) => ({
@@ -308,6 +311,24 @@ export interface ResolvedProfile {
   selector: ProfileSelector;
   profile: Profile;
   policies?: BundlePolicies;
+}
+
+/** Refuses the programs a backend diagnosed (ExecutionOffer.checkPrograms); none, nothing. */
+function refuseProblems(problems: readonly ProgramProblem[]): void {
+  const first = problems[0];
+  if (first === undefined) return;
+  const unchecked = problems.find((problem) => problem.cause === PROGRAM_CHECK_UNANSWERED);
+  if (unchecked) {
+    throw new RuntimeError(Code.Unavailable, ErrorReason.HOST_PATH_UNAVAILABLE, unchecked.message, {
+      program: unchecked.program,
+      cause: unchecked.cause,
+    });
+  }
+  const them = problems.length === 1 ? "it" : "them";
+  const message = problems.every((problem) => problem.cause === "not_installed")
+    ? `the profile's config bundle allows ${problems.map((p) => `"${p.program}"`).join(", ")} for shell.exec, which this runtime does not have; install ${them} on its host or use a bundle that does not allow ${them}`
+    : `the profile's config bundle allows programs for shell.exec that cannot start on this runtime: ${problems.map((p) => p.message).join("; ")}; fix ${them} on its host or use a bundle that does not allow ${them}`;
+  throw new RuntimeError(Code.FailedPrecondition, ErrorReason.PROGRAM_NOT_FOUND, message, { program: first.program, cause: first.cause });
 }
 
 /** A bundle without policies allows nothing. */

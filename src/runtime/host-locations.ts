@@ -3,7 +3,7 @@ import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
-import { UnansweredLookups } from "./unanswered-lookups.js";
+import { type HostLookups, UnansweredLookups } from "./unanswered-lookups.js";
 
 /**
  * Who asks for a lookup. A `"request"` (CreateWorker, a run of a worker
@@ -12,10 +12,9 @@ import { UnansweredLookups } from "./unanswered-lookups.js";
  * without end. `"restore"` asks once per worker at start-up, so it is
  * refused only by an unanswered lookup in its own root, and its unanswered
  * lookups count against that root alone: two hung roots at restore must not
- * deny a healthy third root (its workers, and later creates in it). Restore
- * asks each root one lookup at a time (the next waits for the last to answer
- * or pass its deadline), so however many workers it locates at once, a hung
- * root holds one of libuv's threads, not one per worker in it.
+ * deny a healthy third root (its workers, and later creates in it). Every
+ * asker asks a root one lookup at a time (UnansweredLookups.ask), so a hung
+ * root holds one of libuv's threads, not one per worker or request in it.
  */
 export type LookupAsker = "request" | "restore";
 
@@ -43,38 +42,40 @@ export class WorkspaceRootsError extends Error {
  * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
-  /** Lookups past their deadline and still unanswered, by root name; counted when a request asked. */
-  private readonly unanswered = new UnansweredLookups();
-  /** Root name → restore's last lookup in it, settled once it answers or passes its deadline. */
-  private readonly restoring = new Map<string, Promise<unknown>>();
-
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
     private readonly hostPath: (dir: string) => Promise<string>,
-    private readonly timeoutMs: number,
+    /** The runtime's host lookups (shared with its backend), keyed here by root name; counted when a request asked. */
+    private readonly host: HostLookups,
   ) {}
 
   /**
    * Locates the roots (name → host directory) and refuses, with a
    * {@link WorkspaceRootsError} naming them, two that overlap on the host
-   * ({@link rootsOverlap}) or one not located within `timeoutMs`.
+   * ({@link rootsOverlap}) or one not located within `timeoutMs`. First
+   * it readies the backend (ExecutionBackend.ready) with the same lookups
+   * and timeout, so one bound holds for every lookup on the host, the
+   * engine's too; a backend that is not ready refuses the runtime with its
+   * error.
    */
   static async create(
     roots: Readonly<Record<string, string>>,
     backend: ExecutionBackend | undefined,
     timeoutMs: number,
   ): Promise<HostLocations> {
+    const host: HostLookups = { lookups: new UnansweredLookups(), timeoutMs };
+    await backend?.ready?.(host);
     const resolve = backend?.hostPath?.bind(backend);
-    const locations = new HostLocations(roots, async (dir) => (resolve ? resolve(path.resolve(dir)) : path.resolve(dir)), timeoutMs);
+    const locations = new HostLocations(roots, async (dir) => (resolve ? resolve(path.resolve(dir)) : path.resolve(dir)), host);
     const located = new Map<string, string>();
     for (const [name, dir] of Object.entries(roots)) {
-      const host = await locations.lookup(name, dir, Date.now() + timeoutMs, true);
-      if (host === undefined) {
+      const outcome = await host.lookups.ask(name, () => locations.hostPath(dir), Date.now() + timeoutMs);
+      if (outcome.kind !== "answered") {
         throw new WorkspaceRootsError(
           `workspace root "${name}" (${dir}) could not be located on the host within ${timeoutMs} ms: its file system did not answer`,
         );
       }
-      located.set(dir, host);
+      located.set(dir, outcome.value);
     }
     const problem = rootsOverlap(roots, (dir) => located.get(dir) ?? dir);
     if (problem) throw new WorkspaceRootsError(problem);
@@ -91,7 +92,7 @@ export class HostLocations {
    * decides which unanswered lookups refuse it ({@link LookupAsker}).
    */
   async locate(places: readonly Place[], asker: LookupAsker = "request"): Promise<string[]> {
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = Date.now() + this.host.timeoutMs;
     const hosts: string[] = [];
     for (const place of places) {
       const rootDir = Object.hasOwn(this.roots, place.root) ? this.roots[place.root] : undefined;
@@ -100,44 +101,24 @@ export class HostLocations {
         continue;
       }
       const dir = path.join(rootDir, ...place.path.split("/").filter(Boolean));
-      const located = () => this.locateOne(place, dir, deadline, asker);
-      hosts.push(await (asker === "restore" ? this.inTurn(place.root, located) : located()));
+      hosts.push(await this.locateOne(place, dir, deadline, asker));
     }
     return hosts;
   }
 
   /** One place's host path, unless a lookup in its root, or too many on the host (for a request), is unanswered. */
   private async locateOne(place: Place, dir: string, deadline: number, asker: LookupAsker): Promise<string> {
-    if (this.unanswered.isUnanswered(place.root))
-      throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
-    const full = asker === "request" ? this.unanswered.full() : undefined;
-    if (full !== undefined) throw this.unavailable(place, `now: ${full} earlier lookups on the host are still unanswered`);
-    const host = await this.lookup(place.root, dir, deadline, asker === "request");
-    if (host === undefined) throw this.unavailable(place, `within ${this.timeoutMs} ms: its file system did not answer`);
-    return host;
-  }
-
-  /** Runs `locate` after restore's last lookup in `root` has answered or passed its deadline. */
-  private async inTurn(root: string, locate: () => Promise<string>): Promise<string> {
-    const before = this.restoring.get(root);
-    const mine = (async () => {
-      await before;
-      return locate();
-    })();
-    this.restoring.set(
-      root,
-      mine.catch(() => undefined),
-    );
-    return mine;
-  }
-
-  /**
-   * The backend's host path of `dir`, or undefined when it is not had by
-   * `deadline`; the lookup is then counted against `root` (and, when
-   * `counted`, the total) until it answers.
-   */
-  private lookup(root: string, dir: string, deadline: number, counted: boolean): Promise<string | undefined> {
-    return this.unanswered.within(root, this.hostPath(dir), deadline, counted);
+    const outcome = await this.host.lookups.ask(place.root, () => this.hostPath(dir), deadline, asker === "request");
+    switch (outcome.kind) {
+      case "answered":
+        return outcome.value;
+      case "key_unanswered":
+        throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
+      case "host_full":
+        throw this.unavailable(place, `now: ${outcome.unanswered} earlier lookups on the host are still unanswered`);
+      case "late":
+        throw this.unavailable(place, `within ${this.host.timeoutMs} ms: its file system did not answer`);
+    }
   }
 
   private unavailable(place: Place, why: string): RuntimeError {

@@ -90,7 +90,9 @@ export interface Limits {
    * together, and each workspace root at start-up. Past it CreateWorker is
    * refused (UNAVAILABLE, HOST_PATH_UNAVAILABLE), a worker being restored
    * loses its leases, a root refuses start-up: a hung network mount never
-   * blocks the runtime for longer.
+   * blocks the runtime for longer. The execution backend gets it too
+   * (ExecutionBackend.ready), for each of its own lookups: private paths,
+   * the check of a bundle's allowed programs.
    */
   hostPathTimeoutMs: number;
 }

@@ -61,8 +61,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
-  // Refused before anything is opened.
-  await options.executionBackend?.ready?.();
+  // Readies the backend with the runtime's host lookups, then locates the roots: refused before anything is opened.
   const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
   const writes = new PendingWrites();
   // The store keeps the event retention `limits` say (given at open) unless it was created with its own.

@@ -8,19 +8,46 @@
 export const MAX_UNANSWERED_LOOKUPS = 2;
 
 /**
+ * The host's lookups and how long each may take (limits.hostPathTimeoutMs):
+ * what the runtime locates its roots with, and hands its execution backend
+ * (ExecutionBackend.ready) so the engine's lookups share its bound and its
+ * timeout.
+ */
+export interface HostLookups {
+  lookups: UnansweredLookups;
+  timeoutMs: number;
+}
+
+/** What became of one lookup ({@link UnansweredLookups.ask}). */
+export type LookupOutcome<T> =
+  | { kind: "answered"; value: T }
+  /** Asked, and not answered by the deadline: now counted unanswered until it is. */
+  | { kind: "late" }
+  /** Not asked: an earlier lookup under the same key is past its deadline and still unanswered. */
+  | { kind: "key_unanswered" }
+  /** Not asked: `unanswered` counted lookups are unanswered on the host. */
+  | { kind: "host_full"; unanswered: number };
+
+/**
  * Lookups on the host's file system (a realpath, a stat), each awaited off
  * the event loop within a deadline, and those left unanswered remembered
- * until they answer: per key (a workspace root, say), so a caller stops
- * asking where one hangs, and in total for the `counted` ones, so hung
- * lookups cannot take the pool's threads. One mechanism for every such
- * lookup: workspace and mount locations (host-locations.ts) and the
- * engine's private paths and program checks.
+ * until they answer: per key (a workspace root, a directory), so a caller
+ * stops asking where one hangs, and in total for the `counted` ones, so
+ * hung lookups cannot take the pool's threads. A key is asked one lookup
+ * at a time: a lookup waits for the one before it under its key to answer
+ * or pass its deadline, so concurrent callers into one hung key hold one
+ * thread, not one each, before the first is even late. One mechanism, and
+ * one instance per runtime (the runtime hands its own to its backend at
+ * ExecutionBackend.ready): workspace and mount locations
+ * (host-locations.ts) and the engine's private paths and program checks.
  */
 export class UnansweredLookups {
   /** Key → lookups under it past their deadline and still unanswered, counted or not. */
   private readonly byKey = new Map<string, number>();
   /** Of those, the counted ones. */
   private countedTotal = 0;
+  /** Key → the last lookup asked or waiting under it, settled once it answers or passes its deadline. */
+  private readonly turns = new Map<string, Promise<unknown>>();
 
   constructor(private readonly maxUnanswered: number = MAX_UNANSWERED_LOOKUPS) {}
 
@@ -35,22 +62,55 @@ export class UnansweredLookups {
   }
 
   /**
-   * `answer`'s value, or undefined when it is not had by `deadline` (epoch
-   * ms); it is then counted against `key` (and, when `counted`, the total)
-   * until it settles. A rejection before the deadline is thrown.
+   * Asks `lookup` under `key` in its turn (after the key's last lookup
+   * answered or passed its deadline, never past `deadline`, epoch ms),
+   * unless a lookup under `key` is unanswered or, when `counted`, the host
+   * is {@link full}: then it is not asked. One not answered by `deadline` is
+   * counted against `key` (and, when `counted`, the total) until it
+   * settles. A rejection before the deadline is thrown.
    */
-  async within<T>(key: string, answer: Promise<T>, deadline: number, counted = true): Promise<T | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+  ask<T>(key: string, lookup: () => Promise<T>, deadline: number, counted = true): Promise<LookupOutcome<T>> {
+    const before = this.turns.get(key);
+    const mine = this.inTurn(before, key, lookup, deadline, counted);
+    const settled = mine.catch(() => undefined);
+    this.turns.set(key, settled);
+    void settled.then(() => {
+      if (this.turns.get(key) === settled) this.turns.delete(key);
     });
-    let answered = false;
-    try {
-      const value = await Promise.race([answer.finally(() => (answered = true)), late]);
-      if (answered) return value;
-    } finally {
-      clearTimeout(timer);
-    }
+    return mine;
+  }
+
+  /** `lookup`'s value, or undefined when it was not answered in time or not asked ({@link ask}). */
+  async within<T>(key: string, lookup: () => Promise<T>, deadline: number, counted = true): Promise<T | undefined> {
+    const outcome = await this.ask(key, lookup, deadline, counted);
+    return outcome.kind === "answered" ? outcome.value : undefined;
+  }
+
+  private async inTurn<T>(
+    before: Promise<unknown> | undefined,
+    key: string,
+    lookup: () => Promise<T>,
+    deadline: number,
+    counted: boolean,
+  ): Promise<LookupOutcome<T>> {
+    // The last lookup settles by its own deadline, which is not after this one's (asked earlier, with the same bound).
+    if (
+      before !== undefined &&
+      (await withinDeadline(
+        before.then(() => true),
+        deadline,
+      )) === undefined
+    )
+      return { kind: "key_unanswered" };
+    if (this.isUnanswered(key)) return { kind: "key_unanswered" };
+    const full = counted ? this.full() : undefined;
+    if (full !== undefined) return { kind: "host_full", unanswered: full };
+    const answer = lookup();
+    const value = await withinDeadline(
+      answer.then((found) => ({ found })),
+      deadline,
+    );
+    if (value !== undefined) return { kind: "answered", value: value.found };
     this.byKey.set(key, (this.byKey.get(key) ?? 0) + 1);
     if (counted) this.countedTotal++;
     const settled = (): void => {
@@ -60,6 +120,19 @@ export class UnansweredLookups {
       if (counted) this.countedTotal--;
     };
     answer.then(settled, settled);
-    return undefined;
+    return { kind: "late" };
+  }
+}
+
+/** `answer`'s value, or undefined when it is not had by `deadline`; a rejection before it is thrown. */
+async function withinDeadline<T>(answer: Promise<T>, deadline: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

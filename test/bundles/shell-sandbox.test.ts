@@ -3,7 +3,9 @@ import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { backendFromFlags, ExecutionConfigError } from "../../src/cli/execution-config.js";
 import { createOpenAIBackend, HiddenPathError } from "../../src/engine/index.js";
-import { createRuntime } from "../../src/runtime/index.js";
+import { hostedRuntime } from "../../src/cli/serve.js";
+import { UsageError } from "../../src/cli/usage-error.js";
+import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { bubblewrapWorks, hideHostPaths, resolveShellSandbox } from "../../src/engine/tools/shell-sandbox.js";
 import { startFakeOpenAI } from "../support/fake-openai.js";
 import { startHarness as startServer } from "../support/harness.js";
@@ -160,9 +162,9 @@ describe("shell.exec sandbox", () => {
         ),
       );
       await symlink(join(base, "loop"), join(base, "loop"));
-      await expect(createOpenAIBackend({ ...options, hiddenPaths: [join(base, "loop", "x")] }).ready?.()).rejects.toThrow(
-        /cannot resolve it \(ELOOP\)/,
-      );
+      await expect(
+        createRuntime({ executionBackend: createOpenAIBackend({ ...options, hiddenPaths: [join(base, "loop", "x")] }) }),
+      ).rejects.toThrow(/cannot resolve it \(ELOOP\)/);
       // The root directory is refused by its name, as the backend is made.
       expect(() => createOpenAIBackend({ ...options, hiddenPaths: ["/"] })).toThrow(
         new HiddenPathError("cannot keep / private: it is the root directory"),
@@ -172,9 +174,9 @@ describe("shell.exec sandbox", () => {
       await expect(backendFromFlags(flags, { OPENAI_API_KEY: TEST_KEY })).rejects.toThrow(
         new ExecutionConfigError("cannot keep / private: it is the root directory"),
       );
-      // So is a path whose target cannot be told (a dangling link), though that is known only once it is asked.
-      await expect(backendFromFlags({ ...flags, "data-dir": join(base, "token") }, { OPENAI_API_KEY: TEST_KEY })).rejects.toThrow(
-        new ExecutionConfigError(
+      // So is a path whose target cannot be told (a dangling link), though that is known only once the runtime asks it.
+      await expect(hostedRuntime({ ...flags, "data-dir": join(base, "token") }, silentLogger)).rejects.toThrow(
+        new UsageError(
           `cannot keep ${join(base, "token")} private: ${join(base, "token")} is a symlink whose target does not exist; name the real path`,
         ),
       );
@@ -236,7 +238,7 @@ describe("shell.exec sandbox", () => {
     expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
       [true, '"no-such-program-t5" is allowed for this worker but is not installed on this runtime'],
     ]);
-    expect(h.backend.programProblems?.(["echo", "no-such-program-t5"]).map((p) => p.program)).toEqual(["no-such-program-t5"]);
+    expect((await h.backend.programProblems?.(["echo", "no-such-program-t5"]))?.map((p) => p.program)).toEqual(["no-such-program-t5"]);
   });
 
   it("tells a program the check found but the sandbox could not start in the check's own words, not bwrap's execvp error", async () => {
@@ -244,7 +246,7 @@ describe("shell.exec sandbox", () => {
     // also a program makes the two disagree by construction: the check finds env, the exec in the
     // sandbox meets /dev/null (EACCES), as it would a program removed between the check and the spawn.
     h = await startHarness({ shellSandbox: "bubblewrap", hiddenPaths: ["/usr/bin/env"] });
-    expect(h.backend.programProblems?.(["env"]).map((p) => p.program)).toEqual([]);
+    expect((await h.backend.programProblems?.(["env"]))?.map((p) => p.program)).toEqual([]);
     h.fake.enqueue(
       reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "env --version" }) }] }),
       reply({ text: "ok" }),
@@ -274,7 +276,7 @@ describe("shell.exec sandbox", () => {
     const loader = /\/lib[^\0]*\/ld-[^\0]*(?=\0)/.exec((await readFile("/usr/bin/true")).toString("latin1"))?.[0];
     if (loader === undefined) throw new Error("/usr/bin/true names no dynamic loader");
     h = await startHarness({ shellSandbox: "bubblewrap", hiddenPaths: [dirname(loader)] });
-    expect(h.backend.programProblems?.(["true"]).map((p) => p.program)).toEqual([]);
+    expect((await h.backend.programProblems?.(["true"]))?.map((p) => p.program)).toEqual([]);
     h.fake.enqueue(
       reply({ toolCalls: [{ id: "c1", name: "run_command", arguments: JSON.stringify({ command: "true --version" }) }] }),
       reply({ text: "ok" }),

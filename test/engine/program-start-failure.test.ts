@@ -1,15 +1,21 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, promises, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { realpath } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
+import type { EngineLookups } from "../../src/engine/tools/host-lookups.js";
 import { programStartProblem, whyProgramCannotStart } from "../../src/engine/tools/program-start-failure.js";
 import { UnansweredLookups } from "../../src/runtime/index.js";
 
 /** The diagnosis judges the file an exec would run, found on PATH as execvp finds it. */
 
 const savedPath = process.env.PATH;
+
+/** The engine's lookups on the real file system, with the default timeout. */
+function host(): EngineLookups {
+  return { lookups: new UnansweredLookups(), timeoutMs: 5_000, fs: promises };
+}
 const dirs: string[] = [];
 
 afterEach(() => {
@@ -34,16 +40,30 @@ function shadowed(firstMode: number): string {
 }
 
 describe("programStartProblem on PATH", () => {
-  it("passes a program whose first copy on PATH is not executable but a later one is, as the exec runs that one", () => {
+  it("passes a program whose first copy on PATH is not executable but a later one is, as the exec runs that one", async () => {
     const program = shadowed(0o644);
     expect(spawnSync(program, { encoding: "utf8" }).stdout).toBe("from-b\n");
-    expect(programStartProblem(program, "none")).toBeUndefined();
+    expect(await programStartProblem(program, "none", host())).toBeUndefined();
   });
 
-  it("says not executable when no copy on PATH is", () => {
+  it("says not executable when no copy on PATH is", async () => {
     const program = shadowed(0o644);
     process.env.PATH = (process.env.PATH ?? "").replace(/^([^:]*):[^:]*:/, "$1:");
-    expect(programStartProblem(program, "none")).toMatchObject({ cause: "not_executable" });
+    expect(await programStartProblem(program, "none", host())).toMatchObject({ cause: "not_executable" });
+  });
+});
+
+describe("programStartProblem while the host's file systems do not answer", () => {
+  it("leaves the program unknown, saying why, rather than calling it not installed", async () => {
+    const lookups = new UnansweredLookups(1);
+    // Another lookup on the host (a hung workspace root, say) is past its deadline and unanswered.
+    expect(await lookups.ask("elsewhere", () => new Promise<never>(() => {}), Date.now() + 10)).toEqual({ kind: "late" });
+    expect(await programStartProblem("sh", "none", { lookups, timeoutMs: 5_000, fs: promises })).toEqual({
+      program: "sh",
+      cause: "host_unanswered",
+      message:
+        '"sh" could not be checked on this runtime: 1 earlier lookups on its file systems are still unanswered; try again once it answers',
+    });
   });
 });
 
@@ -63,11 +83,7 @@ describe("whyProgramCannotStart where the exec cannot see", () => {
 
   it("passes over a copy whose real path is where the exec cannot see", async () => {
     const { program, hidden } = hiddenFirst();
-    const why = await whyProgramCannotStart(program, "ENOENT", "none", {
-      paths: [hidden],
-      lookups: new UnansweredLookups(),
-      timeoutMs: 5_000,
-    });
+    const why = await whyProgramCannotStart(program, "ENOENT", "none", host(), [hidden]);
     expect(why).toContain('"/bin/sh"');
   });
 
@@ -75,6 +91,7 @@ describe("whyProgramCannotStart where the exec cannot see", () => {
     const { program, hidden, file } = hiddenFirst();
     let asked = 0;
     const fs = {
+      ...promises,
       realpath: (path: string): Promise<string> => {
         if (path !== file) return realpath(path);
         asked++;
@@ -82,11 +99,11 @@ describe("whyProgramCannotStart where the exec cannot see", () => {
       },
     };
     const lookups = new UnansweredLookups();
-    const unseen = { paths: [hidden], lookups, timeoutMs: 50, fs };
+    const slow = { lookups, timeoutMs: 50, fs };
     // Not known to be hidden, it is judged as there (as a real path that cannot be had).
-    expect(await whyProgramCannotStart(program, "ENOENT", "none", unseen)).toContain('"/missing/interp"');
+    expect(await whyProgramCannotStart(program, "ENOENT", "none", slow, [hidden])).toContain('"/missing/interp"');
     expect(lookups.isUnanswered(file)).toBe(true);
-    expect(await whyProgramCannotStart(program, "ENOENT", "none", unseen)).toContain('"/missing/interp"');
+    expect(await whyProgramCannotStart(program, "ENOENT", "none", slow, [hidden])).toContain('"/missing/interp"');
     expect(asked).toBe(1);
   });
 });

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { promises } from "node:fs";
 import { chmod, link, mkdir, mkdtemp, open, opendir, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { listFilesTool, searchFilesTool } from "../../src/engine/tools/fs-read-tools.js";
 import { DEFAULT_TOOL_LIMITS } from "../../src/engine/tools/tool-limits.js";
 import { Workspace } from "../../src/engine/tools/workspace.js";
+import { UnansweredLookups } from "../../src/runtime/index.js";
 import type { ScriptedToolCall } from "../support/openai-chunks.js";
 import { reply } from "../support/openai-chunks.js";
 import { RecordingSink, runRequest } from "../support/recording-sink.js";
@@ -510,7 +512,9 @@ describe("tools", () => {
       [false, "exit code 0\nhi\n"],
     ]);
     // What CreateWorker asks before it grants shell.exec under such a policy (bundles.test.ts).
-    expect(h.backend.programProblems?.(["echo", "no-such-program-t5", "sh"]).map((p) => p.program)).toEqual(["no-such-program-t5"]);
+    expect((await h.backend.programProblems?.(["echo", "no-such-program-t5", "sh"]))?.map((p) => p.program)).toEqual([
+      "no-such-program-t5",
+    ]);
   });
 
   it("tells why an installed program cannot start (its interpreter or loader missing, not executable), not that it is not installed", async () => {
@@ -530,7 +534,7 @@ describe("tools", () => {
       process.env.PATH = `${bin}:${savedPath ?? ""}`;
       h = await startHarness();
       const programs = ["python-t6", "args-t6", "denied-t6", "loader-t6", "plain-t6"];
-      expect(h.backend.programProblems?.(programs).map((p) => [p.program, p.cause])).toEqual([
+      expect((await h.backend.programProblems?.(programs))?.map((p) => [p.program, p.cause])).toEqual([
         ["python-t6", "interpreter_missing"],
         ["args-t6", "interpreter_missing"],
         ["denied-t6", "interpreter_not_executable"],
@@ -591,7 +595,7 @@ describe("tools", () => {
       await writeFile(join(bin, "empty-t8"), "", { mode: 0o755 });
       process.env.PATH = `${bin}:${savedPath ?? ""}`;
       h = await startHarness();
-      expect(h.backend.programProblems?.(["echo", "script-t8", "empty-t8"]).map((p) => [p.program, p.cause])).toEqual([
+      expect((await h.backend.programProblems?.(["echo", "script-t8", "empty-t8"]))?.map((p) => [p.program, p.cause])).toEqual([
         ["script-t8", "no_shebang"],
         ["empty-t8", "no_shebang"],
       ]);
@@ -754,7 +758,8 @@ describe("tools", () => {
         },
       } as unknown as AbortSignal;
     };
-    const context = (signal: AbortSignal) => ({ workspace, limits: DEFAULT_TOOL_LIMITS, signal });
+    const hostLookups = { lookups: new UnansweredLookups(), timeoutMs: 5_000, fs: promises };
+    const context = (signal: AbortSignal) => ({ workspace, limits: DEFAULT_TOOL_LIMITS, signal, hostLookups });
     await expect(searchFilesTool.run({ query: "needle", path: "files" }, context(abortingAtSecondCheck()))).rejects.toThrow("cancelled");
     await expect(listFilesTool.run({ recursive: true }, context(abortingAtSecondCheck()))).rejects.toThrow("cancelled");
   });

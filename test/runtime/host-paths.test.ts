@@ -230,6 +230,27 @@ describe("host paths of a CreateWorker", () => {
     await runtime.createWorker({ runtimeId: "rt-paths", ...writer, mounts: [{ root: "data", path: "fine", name: "fine" }] });
   });
 
+  it("concurrent creates into a root that does not answer hold one lookup of it, not one each, while a healthy root serves", async () => {
+    const runtime = await start();
+    fs.hung.add(join(dir, "data"));
+    const reader = { runtimeId: "rt-paths", capabilities: ["fs.read"] };
+    const creates = ["hung", "fine", "hung", "fine"].map((path) =>
+      refusal(() => runtime.createWorker({ ...reader, workspace: { root: "data", path } })),
+    );
+    // Every create into the root has begun (each is past its synchronous checks): one lookup of it is held, not four.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fs.hanging).toBe(1);
+    // Another root is served meanwhile.
+    const { worker } = await runtime.createWorker({ ...reader, workspace: { root: "work", path: "b" } });
+    expect(worker?.workspace?.root).toBe("work");
+    for (const error of await Promise.all(creates)) {
+      expect(error).toMatchObject({ code: Code.Unavailable, reason: ErrorReason.HOST_PATH_UNAVAILABLE, metadata: { root: "data" } });
+    }
+    expect(fs.hanging).toBe(1);
+    await fs.recover();
+    await runtime.createWorker({ ...reader, workspace: { root: "data", path: "fine" } });
+  });
+
   it("a create whose directories are being located as the runtime closes is refused as draining, and leaves nothing", async () => {
     const runtime = await start();
     runtimes.splice(0);

@@ -1,4 +1,5 @@
-import { closeSync, openSync, readSync } from "node:fs";
+/** Reads up to `length` bytes of a file at `offset` (fewer at its end). */
+export type ReadAt = (offset: number, length: number) => Promise<Buffer>;
 
 /** ELF's program header type for the path of the program's dynamic loader. */
 const PT_INTERP = 3;
@@ -13,43 +14,32 @@ const MAX_INTERPRETER_BYTES = 4096;
  * cannot be read or is damaged. The kernel starts the loader, not the
  * program: a loader that is missing makes exec fail ENOENT for a program
  * that is there (a binary built for another system), which is how the
- * check can say so before any exec.
+ * check can say so before any exec. The file is read through `read`
+ * (program-files.ts opens it, off the event loop); a read that fails
+ * rejects.
  */
-export function elfInterpreter(path: string): string | undefined {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, "r");
-    const file = fd;
-    const read = (offset: number, length: number): Buffer => {
-      const buffer = Buffer.alloc(length);
-      return buffer.subarray(0, readSync(file, buffer, 0, length, offset));
-    };
-    const header = read(0, 64);
-    if (header.length < 52 || header.readUInt32BE(0) !== 0x7f454c46) return undefined;
-    const wide = header[4] === 2;
-    const little = header[5] === 1;
-    const u16 = (b: Buffer, at: number): number => (little ? b.readUInt16LE(at) : b.readUInt16BE(at));
-    const u32 = (b: Buffer, at: number): number => (little ? b.readUInt32LE(at) : b.readUInt32BE(at));
-    const word = (b: Buffer, at: number): number => (wide ? Number(little ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at)) : u32(b, at));
-    if (wide && header.length < 64) return undefined;
-    const tableOffset = word(header, wide ? 0x20 : 0x1c);
-    const entrySize = u16(header, wide ? 0x36 : 0x2a);
-    const entries = u16(header, wide ? 0x38 : 0x2c);
-    if (entries > MAX_PROGRAM_HEADERS || entrySize < (wide ? 56 : 32)) return undefined;
-    const table = read(tableOffset, entries * entrySize);
-    for (let i = 0; (i + 1) * entrySize <= table.length; i++) {
-      const entry = table.subarray(i * entrySize, (i + 1) * entrySize);
-      if (u32(entry, 0) !== PT_INTERP) continue;
-      const size = word(entry, wide ? 0x20 : 0x10);
-      if (size === 0 || size > MAX_INTERPRETER_BYTES) return undefined;
-      const name = read(word(entry, wide ? 0x08 : 0x04), size);
-      const end = name.indexOf(0);
-      return name.subarray(0, end < 0 ? name.length : end).toString("utf8") || undefined;
-    }
-    return undefined;
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+export async function elfInterpreter(read: ReadAt): Promise<string | undefined> {
+  const header = await read(0, 64);
+  if (header.length < 52 || header.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  const wide = header[4] === 2;
+  const little = header[5] === 1;
+  const u16 = (b: Buffer, at: number): number => (little ? b.readUInt16LE(at) : b.readUInt16BE(at));
+  const u32 = (b: Buffer, at: number): number => (little ? b.readUInt32LE(at) : b.readUInt32BE(at));
+  const word = (b: Buffer, at: number): number => (wide ? Number(little ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at)) : u32(b, at));
+  if (wide && header.length < 64) return undefined;
+  const tableOffset = word(header, wide ? 0x20 : 0x1c);
+  const entrySize = u16(header, wide ? 0x36 : 0x2a);
+  const entries = u16(header, wide ? 0x38 : 0x2c);
+  if (entries > MAX_PROGRAM_HEADERS || entrySize < (wide ? 56 : 32)) return undefined;
+  const table = await read(tableOffset, entries * entrySize);
+  for (let i = 0; (i + 1) * entrySize <= table.length; i++) {
+    const entry = table.subarray(i * entrySize, (i + 1) * entrySize);
+    if (u32(entry, 0) !== PT_INTERP) continue;
+    const size = word(entry, wide ? 0x20 : 0x10);
+    if (size === 0 || size > MAX_INTERPRETER_BYTES) return undefined;
+    const name = await read(word(entry, wide ? 0x08 : 0x04), size);
+    const end = name.indexOf(0);
+    return name.subarray(0, end < 0 ? name.length : end).toString("utf8") || undefined;
   }
+  return undefined;
 }

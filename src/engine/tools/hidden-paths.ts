@@ -77,7 +77,7 @@ async function locate(path: string, asking: HiddenPathLookups): Promise<string> 
   let retries = 0;
   for (;;) {
     try {
-      return join(await answered(path, fs.realpath(current), asking), ...rest);
+      return join(await answered(path, () => fs.realpath(current), asking), ...rest);
     } catch (error) {
       if (error instanceof HiddenPathError) throw error;
       const code = error instanceof Error && "code" in error ? String(error.code) : "";
@@ -100,7 +100,7 @@ async function locate(path: string, asking: HiddenPathLookups): Promise<string> 
 /** What `current` (on the way to the private `path`) is: missing, a link (dangling, as its real path was not had), or other. */
 async function kindOf(path: string, current: string, asking: HiddenPathLookups): Promise<"missing" | "symlink" | "other"> {
   const fs = asking.fs ?? promises;
-  return answered(path, fs.lstat(current), asking).then(
+  return answered(path, () => fs.lstat(current), asking).then(
     (stats) => (stats.isSymbolicLink() ? "symlink" : "other"),
     (error: unknown) => {
       if (error instanceof HiddenPathError) throw error;
@@ -110,12 +110,9 @@ async function kindOf(path: string, current: string, asking: HiddenPathLookups):
 }
 
 /** `answer` within the deadline, counted against the private `path`; a HiddenPathError naming it when not had in time. */
-async function answered<T>(path: string, answer: Promise<T>, { lookups, timeoutMs }: HiddenPathLookups): Promise<T> {
-  const value = await lookups.within(
-    path,
-    answer.then((found) => ({ found })),
-    Date.now() + timeoutMs,
-  );
-  if (value === undefined) throw new HiddenPathError(`cannot keep ${path} private: its file system did not answer within ${timeoutMs} ms`);
-  return value.found;
+async function answered<T>(path: string, ask: () => Promise<T>, { lookups, timeoutMs }: HiddenPathLookups): Promise<T> {
+  const outcome = await lookups.ask(path, ask, Date.now() + timeoutMs);
+  if (outcome.kind !== "answered")
+    throw new HiddenPathError(`cannot keep ${path} private: its file system did not answer within ${timeoutMs} ms`);
+  return outcome.value;
 }

@@ -1,4 +1,3 @@
-import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute } from "node:path";
 import { SANDBOX_PATH, type ShellSandboxMode } from "./shell-sandbox.js";
 
@@ -19,15 +18,4 @@ export function commandSearchDirectories(mode: ShellSandboxMode): string[] {
 /** The PATH commands get: the sandbox's own, or this process's (commandEnv in shell-tool.ts passes it on). */
 function commandSearchPath(mode: ShellSandboxMode): string {
   return mode === "bubblewrap" ? SANDBOX_PATH : (process.env.PATH ?? "");
-}
-
-/** Whether `path` is a regular file this process may execute. */
-export function isExecutableFile(path: string): boolean {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

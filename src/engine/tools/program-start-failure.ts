@@ -1,18 +1,9 @@
-import { closeSync, openSync, readSync, statSync } from "node:fs";
-import { promises } from "node:fs";
 import { isAbsolute, join, sep } from "node:path";
-import type { UnansweredLookups } from "../../runtime/index.js";
-import { elfInterpreter } from "./elf-interpreter.js";
-import type { HostPathFs } from "./host-path.js";
-import { commandSearchDirectories, isExecutableFile } from "./program-path.js";
+import { PROGRAM_CHECK_UNANSWERED } from "../../runtime/index.js";
+import { type EngineLookups, LookupUnanswered, lookUp } from "./host-lookups.js";
+import { ProgramFiles } from "./program-files.js";
+import { commandSearchDirectories } from "./program-path.js";
 import type { ShellSandboxMode } from "./shell-sandbox.js";
-
-/**
- * How much of a program's start is read to find its interpreter: the
- * kernel's own bound on a `#!` line (BINPRM_BUF_SIZE), so a line it would
- * not take whole is not named either.
- */
-const FIRST_LINE_BYTES = 256;
 
 /** What keeps a program from starting, as ErrorDetail metadata "cause" gives it (ERROR_REASON_PROGRAM_NOT_FOUND). */
 export type ProgramStartCause =
@@ -21,25 +12,12 @@ export type ProgramStartCause =
   | "interpreter_missing"
   | "interpreter_not_executable"
   | "loader_missing"
-  | "no_shebang";
-
-/**
- * How {@link whyProgramCannotStart} asks for real paths: off the event loop
- * (`fs`, node:fs promises by default), each within `timeoutMs`, through the
- * backend's `lookups`, so a file system that does not answer (a hung mount
- * on PATH) is asked for real paths once until it does. The checks before
- * that (finding the program on PATH, reading its first bytes) are still
- * synchronous `stat`/`open`/`read` calls: a hung directory on PATH holds
- * the loop there.
- */
-export interface RealPathLookups {
-  lookups: UnansweredLookups;
-  timeoutMs: number;
-  fs?: HostPathFs;
-}
+  | "no_shebang"
+  /** Not known: a directory it would be looked up in did not answer in time (PROGRAM_CHECK_UNANSWERED). */
+  | typeof PROGRAM_CHECK_UNANSWERED;
 
 /** Whether a path's real path is where the exec cannot see. */
-type UnseenTest = (path: string) => boolean;
+type UnseenTest = (path: string) => Promise<boolean>;
 
 /** A program that cannot start, with why in plain words naming it. */
 export interface ProgramStartProblem {
@@ -66,38 +44,33 @@ export interface ProgramStartProblem {
  * its author never chose (an empty file "succeeds" doing nothing). A file
  * that cannot be read (execute-only) is not judged. `isUnseen` tells a
  * file the exec cannot see (whyProgramCannotStart): it counts as absent.
+ *
+ * Every file is asked off the event loop through `host`
+ * (program-files.ts): a directory that does not answer in time, before the
+ * file is found, leaves the program unknown (PROGRAM_CHECK_UNANSWERED),
+ * not "not installed": the exec would hang there too.
  */
-export function programStartProblem(
+export async function programStartProblem(
   program: string,
   mode: ShellSandboxMode,
-  isUnseen: UnseenTest = () => false,
-): ProgramStartProblem | undefined {
-  const file = programFile(program, mode, isUnseen);
-  const problem = (cause: ProgramStartCause, message: string): ProgramStartProblem => ({ program, cause, message });
-  if (file === undefined) return problem("not_installed", notInstalled(program));
-  const installed = `"${program}" is installed on this runtime but`;
-  if (!isExecutableFile(file)) return problem("not_executable", `${installed} is not executable`);
-  const start = readStart(file);
-  const interpreter = start && shebangInterpreter(start);
-  if (interpreter !== undefined && isAbsolute(interpreter)) {
-    const named = `its interpreter ${JSON.stringify(interpreter)} (named on its first line)`;
-    if (!exists(interpreter) || isUnseen(interpreter))
-      return problem("interpreter_missing", `${installed} cannot start: ${named} is missing`);
-    if (!isExecutableFile(interpreter))
-      return problem("interpreter_not_executable", `${installed} cannot start: ${named} is not executable`);
-  }
-  if (start !== undefined && !isShebang(start) && !start.subarray(0, 4).equals(ELF_MAGIC)) {
-    return problem("no_shebang", `${installed} cannot start: it has no #! line and is not a binary (${NO_SHEBANG_HINT})`);
-  }
-  const loader = start?.subarray(0, 4).equals(ELF_MAGIC) ? elfInterpreter(file) : undefined;
-  if (loader !== undefined && isAbsolute(loader) && (!exists(loader) || isUnseen(loader)))
-    return problem("loader_missing", `${installed} cannot start: the dynamic loader it needs is missing`);
-  return undefined;
+  host: EngineLookups,
+  isUnseen: UnseenTest = async () => false,
+): Promise<ProgramStartProblem | undefined> {
+  return (await judged(program, mode, host, isUnseen)).problem;
 }
 
 /** Every program of `programs` (a shell policy's allowed_programs) that cannot start here, with why, in order. */
-export function programProblems(programs: readonly string[], mode: ShellSandboxMode): ProgramStartProblem[] {
-  return programs.flatMap((program) => programStartProblem(program, mode) ?? []);
+export async function programProblems(
+  programs: readonly string[],
+  mode: ShellSandboxMode,
+  host: EngineLookups,
+): Promise<ProgramStartProblem[]> {
+  const problems: ProgramStartProblem[] = [];
+  for (const program of programs) {
+    const problem = await programStartProblem(program, mode, host);
+    if (problem) problems.push(problem);
+  }
+  return problems;
 }
 
 /**
@@ -108,86 +81,122 @@ export function programProblems(programs: readonly string[], mode: ShellSandboxM
  * EACCES that it, or its interpreter, is not executable. What its file
  * shows ({@link programStartProblem}) is told first; when it shows nothing,
  * the exec's error `code` (ENOENT, EACCES; undefined before any exec) is.
- * `unseen.paths` are real paths the exec cannot see (the sandbox's covered
+ * `unseen` are real paths the exec cannot see (the sandbox's covered
  * private paths, the workspace's host path, the host's /tmp): the files it
- * would judge are located through `unseen`'s lookups first, and one whose
- * real path is not had in time is judged as one whose real path cannot be
- * had: as seen.
+ * would judge are located through `host` first, and one whose real path is
+ * not had in time is judged as one whose real path cannot be had: as seen.
  */
 export async function whyProgramCannotStart(
   program: string,
   code: string | undefined,
   mode: ShellSandboxMode,
-  unseen?: { paths: readonly string[] } & RealPathLookups,
+  host: EngineLookups,
+  unseen: readonly string[] = [],
 ): Promise<string> {
-  const isUnseen = unseen && unseen.paths.length > 0 ? await unseenTest(program, mode, unseen.paths, unseen) : () => false;
-  const problem = programStartProblem(program, mode, isUnseen);
+  const isUnseen = unseen.length > 0 ? unseenTest(unseen, host) : async () => false;
+  const { problem, start } = await judged(program, mode, host, isUnseen);
   if (problem) return problem.message;
   const installed = `"${program}" is installed on this runtime but`;
-  const file = programFile(program, mode, isUnseen);
-  const start = file === undefined ? undefined : readStart(file);
   const interpreter = start && shebangInterpreter(start);
   if (interpreter !== undefined) {
     return `${installed} cannot start: its interpreter ${JSON.stringify(interpreter)} (named on its first line) could not be started (${reason(code)})`;
   }
-  if (code === "ENOENT" && start?.subarray(0, 4).equals(ELF_MAGIC))
-    return `${installed} cannot start: the dynamic loader it needs is missing`;
+  if (code === "ENOENT" && start !== undefined && isElf(start)) return `${installed} cannot start: the dynamic loader it needs is missing`;
   return `${installed} could not be started (${reason(code)})`;
+}
+
+/** {@link programStartProblem}'s answer, with the first bytes of the file judged (when read). */
+async function judged(
+  program: string,
+  mode: ShellSandboxMode,
+  host: EngineLookups,
+  isUnseen: UnseenTest,
+): Promise<{ problem?: ProgramStartProblem; start?: Buffer }> {
+  try {
+    return await judge(program, mode, new ProgramFiles(host), isUnseen);
+  } catch (error) {
+    if (!(error instanceof LookupUnanswered)) throw error;
+    const why =
+      error.outcome.kind === "host_full"
+        ? `${error.outcome.unanswered} earlier lookups on its file systems are still unanswered`
+        : `a directory on the PATH its commands get did not answer within ${host.timeoutMs} ms`;
+    const message = `"${program}" could not be checked on this runtime: ${why}; try again once it answers`;
+    return { problem: { program, cause: PROGRAM_CHECK_UNANSWERED, message } };
+  }
+}
+
+async function judge(
+  program: string,
+  mode: ShellSandboxMode,
+  files: ProgramFiles,
+  isUnseen: UnseenTest,
+): Promise<{ problem?: ProgramStartProblem; start?: Buffer }> {
+  const file = await programFile(program, mode, files, isUnseen);
+  const problem = (cause: ProgramStartCause, message: string) => ({ problem: { program, cause, message } });
+  if (file === undefined) return problem("not_installed", notInstalled(program));
+  const installed = `"${program}" is installed on this runtime but`;
+  if (!(await files.isExecutableFile(file))) return problem("not_executable", `${installed} is not executable`);
+  const start = await files.readStart(file);
+  const interpreter = start && shebangInterpreter(start);
+  if (interpreter !== undefined && isAbsolute(interpreter)) {
+    const named = `its interpreter ${JSON.stringify(interpreter)} (named on its first line)`;
+    if (!(await files.exists(interpreter)) || (await isUnseen(interpreter)))
+      return problem("interpreter_missing", `${installed} cannot start: ${named} is missing`);
+    if (!(await files.isExecutableFile(interpreter)))
+      return problem("interpreter_not_executable", `${installed} cannot start: ${named} is not executable`);
+  }
+  if (start !== undefined && !isShebang(start) && !isElf(start)) {
+    return problem("no_shebang", `${installed} cannot start: it has no #! line and is not a binary (${NO_SHEBANG_HINT})`);
+  }
+  const loader = start !== undefined && isElf(start) ? await files.loaderOf(file) : undefined;
+  if (loader !== undefined && isAbsolute(loader) && (!(await files.exists(loader)) || (await isUnseen(loader))))
+    return problem("loader_missing", `${installed} cannot start: the dynamic loader it needs is missing`);
+  return start !== undefined ? { start } : {};
 }
 
 /**
  * The file a command naming `program` would run, found as execvp finds it:
  * the first executable regular file of that name on the commands' PATH that
  * the exec can see (it passes over one it may not execute), else the first
- * such file at all, which is then judged "not executable".
+ * such file at all, which is then judged "not executable". The entries
+ * after the one it runs are not asked.
  */
-function programFile(program: string, mode: ShellSandboxMode, isUnseen: UnseenTest): string | undefined {
-  const files = programFiles(program, mode).filter((path) => !isUnseen(path));
-  return files.find(isExecutableFile) ?? files[0];
-}
-
-/** Every regular file named `program` on the commands' PATH, in order. */
-function programFiles(program: string, mode: ShellSandboxMode): string[] {
-  return commandSearchDirectories(mode)
-    .map((directory) => join(directory, program))
-    .filter(isRegularFile);
+async function programFile(
+  program: string,
+  mode: ShellSandboxMode,
+  files: ProgramFiles,
+  isUnseen: UnseenTest,
+): Promise<string | undefined> {
+  let first: string | undefined;
+  for (const directory of commandSearchDirectories(mode)) {
+    const path = join(directory, program);
+    if (!(await files.isRegularFile(path)) || (await isUnseen(path))) continue;
+    if (await files.isExecutableFile(path)) return path;
+    first ??= path;
+  }
+  return first;
 }
 
 /**
- * Whether a file is unseen, from the real paths of every file the judgment
- * may look at (each copy of the program on PATH, the interpreter or loader
- * each names), asked for before it. A path whose real path cannot be had
+ * Whether a file is unseen, from its real path, asked for (once) when the
+ * judgment first looks at it. A path whose real path cannot be had
  * (missing, unanswered in time, its lookup refused while another is
  * unanswered) is not unseen.
  */
-async function unseenTest(
-  program: string,
-  mode: ShellSandboxMode,
-  unseen: readonly string[],
-  realPaths: RealPathLookups,
-): Promise<UnseenTest> {
-  const files = programFiles(program, mode);
-  const named = files.flatMap((file) => {
-    const start = readStart(file);
-    const interpreter = start && shebangInterpreter(start);
-    const loader = start?.subarray(0, 4).equals(ELF_MAGIC) ? elfInterpreter(file) : undefined;
-    return [interpreter, loader].filter((path): path is string => path !== undefined && isAbsolute(path));
-  });
-  const paths = [...new Set([...files, ...named])];
-  const real = new Map<string, string | undefined>();
-  for (const path of paths) real.set(path, await realPathWithin(path, realPaths));
-  return (path) => {
-    const found = real.get(path);
+function unseenTest(unseen: readonly string[], host: EngineLookups): UnseenTest {
+  const real = new Map<string, Promise<string | undefined>>();
+  return async (path) => {
+    let found = real.get(path);
+    if (found === undefined) {
+      found = lookUp(host, path, (fs) => fs.realpath(path)).catch(() => undefined);
+      real.set(path, found);
+    }
+    const located = await found;
     return (
-      found !== undefined && unseen.some((hidden) => found === hidden || found.startsWith(hidden.endsWith(sep) ? hidden : hidden + sep))
+      located !== undefined &&
+      unseen.some((hidden) => located === hidden || located.startsWith(hidden.endsWith(sep) ? hidden : hidden + sep))
     );
   };
-}
-
-/** The real path of `path`, or undefined when it cannot be had (within the deadline, or asked now). */
-async function realPathWithin(path: string, { lookups, timeoutMs, fs = promises }: RealPathLookups): Promise<string | undefined> {
-  if (lookups.isUnanswered(path) || lookups.full() !== undefined) return undefined;
-  return lookups.within(path, fs.realpath(path), Date.now() + timeoutMs).catch(() => undefined);
 }
 
 /** What the model is told of an allowed program this runtime does not have (the check's words since it was first written). */
@@ -204,41 +213,14 @@ function isShebang(start: Buffer): boolean {
   return start[0] === 0x23 && start[1] === 0x21;
 }
 
+function isElf(start: Buffer): boolean {
+  return start.subarray(0, 4).equals(ELF_MAGIC);
+}
+
 function reason(code: string | undefined): string {
   if (code === "ENOENT") return "a file it needs is missing";
   if (code === "EACCES") return "permission denied";
   return code ?? "unknown error";
-}
-
-function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isRegularFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** The first {@link FIRST_LINE_BYTES} of `path`, or undefined when it cannot be read (execute-only, say). */
-function readStart(path: string): Buffer | undefined {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, "r");
-    const buffer = Buffer.alloc(FIRST_LINE_BYTES);
-    return buffer.subarray(0, readSync(fd, buffer, 0, FIRST_LINE_BYTES, 0));
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 /**

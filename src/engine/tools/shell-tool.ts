@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
-import { DEFAULT_LIMITS, UnansweredLookups } from "../../runtime/index.js";
+import type { EngineLookups } from "./host-lookups.js";
 import { splitCommandWords } from "./command-words.js";
 import { programStartProblem, whyProgramCannotStart } from "./program-start-failure.js";
 import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
@@ -55,7 +55,7 @@ export const runCommandTool: ToolDefinition = {
     if (context.shellSandbox === "refused") {
       throw new ToolError("commands are not available on this runtime: it has no sandbox for them");
     }
-    const line = commandLine(command, context.shellPolicy, context.shellSandbox ?? "none");
+    const line = await commandLine(command, context.shellPolicy, context.shellSandbox ?? "none", context.hostLookups);
     // Under a policy the first word is a program the check found; without one it is the shell itself.
     const program = context.shellPolicy ? line[0] : undefined;
     const workerMounts = workspace.mounts.map((mount) => ({ name: mount.name, root: mount.area.root, writable: mount.writable }));
@@ -65,17 +65,22 @@ export const runCommandTool: ToolDefinition = {
     // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
     const result = mounts
       ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal, undefined)
-      : await runInGroup(line, workspace.root, timeoutMs, maxCommandOutputBytes, context.signal, program);
+      : await runInGroup(
+          line,
+          workspace.root,
+          timeoutMs,
+          maxCommandOutputBytes,
+          context.signal,
+          program !== undefined ? { program, host: context.hostLookups } : undefined,
+        );
     if (mounts && result.code === 1 && sandboxSetupFailed(result.output)) {
       // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
       if (!(await isDirectory(workspace.root))) throw new ToolError(WORKSPACE_GONE);
       // Nor exec a program the check found: told why, as unsandboxed (startFailure), for what the sandbox sees.
       const code = program !== undefined ? bwrapExecError(result.output, program) : undefined;
       if (program !== undefined && code !== undefined) {
-        const paths = [...mounts.privatePaths, workspace.root, "/tmp"];
-        const lookups = context.hostLookups ?? new UnansweredLookups();
-        const unseen = { paths, lookups, timeoutMs: DEFAULT_LIMITS.hostPathTimeoutMs };
-        throw new ToolError(await whyProgramCannotStart(program, code, "bubblewrap", unseen));
+        const unseen = [...mounts.privatePaths, workspace.root, "/tmp"];
+        throw new ToolError(await whyProgramCannotStart(program, code, "bubblewrap", context.hostLookups, unseen));
       }
     }
     const status = result.timedOut
@@ -106,7 +111,12 @@ export const runCommandTool: ToolDefinition = {
  * `spawn X ENOENT` or bwrap's execvp error; one that is there but cannot
  * run is told why (program-start-failure.ts).
  */
-function commandLine(command: string, policy: ShellPolicy | undefined, mode: ShellSandboxMode): string[] {
+async function commandLine(
+  command: string,
+  policy: ShellPolicy | undefined,
+  mode: ShellSandboxMode,
+  host: EngineLookups,
+): Promise<string[]> {
   if (!policy) return ["/bin/sh", "-c", command];
   const allowed = policy.allowedPrograms;
   if (allowed.length === 0) throw new ToolError("this worker's policy allows no commands");
@@ -116,7 +126,7 @@ function commandLine(command: string, policy: ShellPolicy | undefined, mode: She
   if (!allowed.includes(program)) {
     throw new ToolError(`"${program.slice(0, 64)}" is not an allowed program for this worker; allowed: ${allowed.join(", ")}`);
   }
-  const problem = programStartProblem(program, mode);
+  const problem = await programStartProblem(program, mode, host);
   if (problem) throw new ToolError(problem.message);
   return words;
 }
@@ -153,11 +163,11 @@ async function isDirectory(path: string): Promise<boolean> {
  * (found by the check): gone since, or there but unable to run (its
  * interpreter or loader missing, not executable), told which.
  */
-async function startFailure(error: Error, cwd: string, program: string | undefined): Promise<ToolError> {
+async function startFailure(error: Error, cwd: string, policy: PolicyProgram | undefined): Promise<ToolError> {
   const code = "code" in error ? error.code : undefined;
   if ((code === "ENOENT" || code === "ENOTDIR") && !(await isDirectory(cwd))) return new ToolError(WORKSPACE_GONE);
-  if (program !== undefined && (code === "ENOENT" || code === "EACCES") && (await isSearchable(cwd)))
-    return new ToolError(await whyProgramCannotStart(program, code, "none"));
+  if (policy !== undefined && (code === "ENOENT" || code === "EACCES") && (await isSearchable(cwd)))
+    return new ToolError(await whyProgramCannotStart(policy.program, code, "none", policy.host));
   return new ToolError(`could not start the command: ${error.message}`);
 }
 
@@ -181,14 +191,20 @@ function commandEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !SECRET_ENV.test(name)));
 }
 
-/** Runs `argv` in its own process group; `program` is the policy's program, for {@link startFailure}. */
+/** The policy's program a command starts, and how to ask the host about it, for {@link startFailure}. */
+interface PolicyProgram {
+  program: string;
+  host: EngineLookups;
+}
+
+/** Runs `argv` in its own process group; `policy` names the policy's program, for {@link startFailure}. */
 function runInGroup(
   argv: readonly string[],
   cwd: string,
   timeoutMs: number,
   maxBytes: number,
   signal: AbortSignal,
-  program: string | undefined,
+  policy: PolicyProgram | undefined,
 ): Promise<CommandResult> {
   signal.throwIfAborted();
   return new Promise((resolve, reject) => {
@@ -252,7 +268,7 @@ function runInGroup(
       done = true;
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
-      startFailure(error, cwd, program).then(reject, reject);
+      startFailure(error, cwd, policy).then(reject, reject);
     });
     child.on("exit", (code, exitSignal) => {
       exit = { code, signal: exitSignal };

@@ -1,4 +1,5 @@
-import type { ToolCapability, UnansweredLookups } from "../../runtime/index.js";
+import type { ToolCapability } from "../../runtime/index.js";
+import type { EngineLookups } from "./host-lookups.js";
 import type { ShellSandboxMode } from "./shell-sandbox.js";
 import type { ToolLimits } from "./tool-limits.js";
 import type { Workspace } from "./workspace.js";
@@ -29,8 +30,12 @@ export interface ToolContext {
   readonly shellHiddenPaths?: readonly string[];
   /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
   readonly shellPolicy?: ShellPolicy;
-  /** The backend's host lookups still unanswered (a hung mount), shared by its runs; unset = each call its own. */
-  readonly hostLookups?: UnansweredLookups;
+  /**
+   * How the tools ask the host's file system (the program check, real
+   * paths): the backend's, shared by its runs, so a hung mount is asked one
+   * lookup at a time, within the runtime's timeout, under one bound.
+   */
+  readonly hostLookups: EngineLookups;
 }
 
 /** Programs a command may start with (see ShellPolicy in profile.proto). */

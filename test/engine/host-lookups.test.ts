@@ -1,0 +1,175 @@
+import { Code } from "@connectrpc/connect";
+import { promises, type Stats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { createOpenAIBackend, HiddenPathError } from "../../src/engine/index.js";
+import type { HostFs } from "../../src/engine/tools/host-lookups.js";
+import { createRuntime, UnansweredLookups } from "../../src/runtime/index.js";
+import { bundleOf } from "../support/bundles.js";
+import { reply, type ScriptedToolCall } from "../support/openai-chunks.js";
+import { RecordingSink, runRequest } from "../support/recording-sink.js";
+import { type Harness as EngineHarness, startHarness as startEngine } from "./harness.js";
+import { expectError } from "../support/errors.js";
+import { type Harness, startHarness } from "../support/harness.js";
+import { closeTestResources } from "../support/test-resources.js";
+
+/**
+ * The engine asks the host's file system (private paths at start-up, the
+ * program check of a CreateWorker and of each command) through the
+ * runtime's lookups, within the runtime's limits.hostPathTimeoutMs (the
+ * operator's --host-path-timeout-ms). A file system that does not answer
+ * (a hung network mount) is hard to make for real, so the backend is given
+ * one whose calls under one directory never answer; every other path is
+ * the real one (as test/runtime/host-paths.test.ts does for the roots).
+ */
+
+const TIMEOUT_MS = 300;
+
+let base: string;
+let h: Harness | undefined;
+let engine: EngineHarness | undefined;
+
+beforeEach(async () => {
+  base = await realpath(await mkdtemp(join(tmpdir(), "host-lookups-")));
+});
+
+afterEach(async () => {
+  await engine?.close();
+  engine = undefined;
+  await closeTestResources(h, undefined, base);
+  h = undefined;
+});
+
+/** node:fs promises, except that every call under `hung` never answers; `asked` counts those calls. */
+function hangingFs(hung: string): HostFs & { asked: number } {
+  const under = (path: unknown): boolean => typeof path === "string" && (path === hung || path.startsWith(`${hung}/`));
+  const fs = {
+    asked: 0,
+    realpath: (path: string) => (under(path) ? never<string>(fs) : promises.realpath(path)),
+    lstat: (path: string) => (under(path) ? never<Stats>(fs) : promises.lstat(path)),
+    stat: (path: string) => (under(path) ? never<Stats>(fs) : promises.stat(path)),
+    access: (path: string, mode?: number) => (under(path) ? never<void>(fs) : promises.access(path, mode)),
+    open: (path: string, flags: string) => (under(path) ? never<FileHandle>(fs) : promises.open(path, flags)),
+  };
+  return fs;
+}
+
+function never<T>(fs: { asked: number }): Promise<T> {
+  fs.asked++;
+  return new Promise<T>(() => {});
+}
+
+describe("the engine's host lookups", () => {
+  it("refuse a private path that does not answer after the runtime's hostPathTimeoutMs, not the default", async () => {
+    await mkdir(join(base, "mount"));
+    const backend = createOpenAIBackend({
+      apiKey: "k",
+      baseURL: "http://127.0.0.1:9/v1",
+      shellSandbox: "none",
+      allowUnsandboxedShell: true,
+      hiddenPaths: [join(base, "mount", "token")],
+      hostFs: hangingFs(join(base, "mount")),
+    });
+    const started = Date.now();
+    await expect(createRuntime({ executionBackend: backend, limits: { hostPathTimeoutMs: TIMEOUT_MS } })).rejects.toThrow(
+      new HiddenPathError(`cannot keep ${join(base, "mount", "token")} private: its file system did not answer within ${TIMEOUT_MS} ms`),
+    );
+    // A loose bound: the default (5 s) would be far past it.
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  it("refuse a CreateWorker whose allowed program's PATH entry does not answer, in time, while other calls are answered", async () => {
+    const hung = join(base, "hung-bin");
+    await mkdir(hung);
+    const fs = hangingFs(hung);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${hung}:${savedPath ?? ""}`;
+    try {
+      const harness = await startHarness({
+        runtimeId: "rt-lookups",
+        executionBackend: createOpenAIBackend({
+          apiKey: "k",
+          baseURL: "http://127.0.0.1:9/v1",
+          shellSandbox: "none",
+          allowUnsandboxedShell: true,
+          hostFs: fs,
+        }),
+        workspaceRoots: { main: join(base, "ws") },
+        limits: { hostPathTimeoutMs: TIMEOUT_MS },
+      });
+      h = harness;
+      const bundle = bundleOf({
+        bundleId: "tools",
+        profiles: [{ name: "p", tools: ["run_command"] }],
+        policies: { allowedCapabilities: ["shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo"] } },
+      });
+      const { management, catalog } = harness.connect("grpc");
+      await management.putConfigBundle({ bundle });
+      const profile = { source: { case: "bundle" as const, value: { bundleId: "tools", digest: bundle.digest, profile: "p" } } };
+      const request = { runtimeId: "rt-lookups", profile, capabilities: ["shell.exec"], workspace: { root: "main", path: "w" } };
+      let settled = false;
+      const started = Date.now();
+      const refused = expectError(() => catalog.createWorker(request)).finally(() => (settled = true));
+      // The check waits off the event loop: the runtime answers meanwhile.
+      expect((await management.getRuntime({})).runtime?.runtimeId).toBe("rt-lookups");
+      expect(settled).toBe(false);
+      const { error, detail } = await refused;
+      expect(Date.now() - started).toBeLessThan(4_000);
+      expect([error.code, detail?.reason, detail?.metadata.program]).toEqual([Code.Unavailable, ErrorReason.HOST_PATH_UNAVAILABLE, "echo"]);
+      expect(error.rawMessage).toContain(`within ${TIMEOUT_MS} ms`);
+      expect(error.rawMessage).not.toContain(hung);
+      // Asked again, the entry still unanswered is not asked again: refused at once.
+      const asked = fs.asked;
+      const again = await expectError(() => catalog.createWorker(request));
+      expect(again.detail?.reason).toBe(ErrorReason.HOST_PATH_UNAVAILABLE);
+      expect(fs.asked).toBe(asked);
+      // A worker that does not run commands is not checked.
+      expect((await catalog.createWorker({ ...request, capabilities: [] })).worker?.ref?.workerId).toBeTruthy();
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+
+  it("tell the model a command's program could not be checked when its PATH entry does not answer, and ask that entry once", async () => {
+    const hung = join(base, "hung-bin");
+    await mkdir(hung);
+    const fs = hangingFs(hung);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${hung}:${savedPath ?? ""}`;
+    try {
+      engine = await startEngine({ hostFs: fs });
+      // As a runtime readies it: its lookups, its timeout.
+      await engine.backend.ready?.({ lookups: new UnansweredLookups(), timeoutMs: TIMEOUT_MS });
+      const call = (id: string, command: string): ScriptedToolCall => ({ id, name: "run_command", arguments: JSON.stringify({ command }) });
+      engine.fake.enqueue(reply({ toolCalls: [call("c1", "echo one"), call("c2", "echo two")] }), reply({ text: "ok" }));
+      const sink = new RecordingSink("run-hung-path");
+      sink.commitInput("run");
+      const request = {
+        ...runRequest(sink, {
+          input: "run",
+          runId: "run-hung-path",
+          profile: engine.companion,
+          workspaceDir: engine.workspace,
+          capabilities: ["shell.exec"],
+        }),
+        policy: { secrets: new Map<string, string>(), shell: { allowedPrograms: ["echo"] } },
+      };
+      const started = Date.now();
+      expect((await engine.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+      expect(Date.now() - started).toBeLessThan(4_000);
+      const unchecked = `"echo" could not be checked on this runtime: a directory on the PATH its commands get did not answer within ${TIMEOUT_MS} ms; try again once it answers`;
+      expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+        [true, unchecked],
+        [true, unchecked],
+      ]);
+      // The second command did not ask the entry again while the first lookup is unanswered.
+      expect(fs.asked).toBe(1);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+});
