@@ -97,7 +97,7 @@ export class ChatView {
     this.composer = new Composer({
       api,
       worker: this.ref,
-      report: (text, untilIdle) => this.showError(text, untilIdle),
+      report: (text, busyWith) => this.showError(text, busyWith),
       awaitingApproval: () => this.activeRun?.status === RunStatus.AWAITING_APPROVAL,
       actions: [this.stopButton],
     });
@@ -388,8 +388,18 @@ export class ChatView {
     }
   }
 
-  private showError(text: string | undefined, untilIdle = false): void {
-    this.errorUntilIdle = text !== undefined && untilIdle;
+  /**
+   * Shows an error, or clears it (`undefined`). A busy refusal (`busyWith`,
+   * the run it names) stands only while a run is in progress: it is cleared
+   * when the chat goes idle, and not shown at all when it reached the page
+   * after the watch told that its run had ended (or, naming none, while no
+   * run is in progress), since it would then stand under an idle header.
+   */
+  private showError(text: string | undefined, busyWith?: string): void {
+    if (text !== undefined && busyWith !== undefined && (busyWith === "" ? this.activeRun === undefined : this.runs.ended(busyWith))) {
+      text = undefined;
+    }
+    this.errorUntilIdle = text !== undefined && busyWith !== undefined;
     this.error.hidden = text === undefined;
     this.error.textContent = text ?? "";
   }
