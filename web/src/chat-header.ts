@@ -24,7 +24,8 @@ export class ChatHeader {
     workerId: string,
     private readonly onStatus: (worker: Worker, text: string) => void = () => {},
   ) {
-    this.title = h("h2", {}, workerId);
+    // The name may be cut with an ellipsis (style.css): the whole of it is the title, shown on hover.
+    this.title = h("h2", { title: workerId }, workerId);
     this.status = h("span", { class: "status" });
     this.element = h("header", { class: "chat-header" }, this.title, this.status);
   }
@@ -33,6 +34,7 @@ export class ChatHeader {
   showWorker(worker: Worker): void {
     this.worker = worker;
     this.title.textContent = worker.displayName || worker.ref?.workerId || "";
+    this.title.title = this.title.textContent;
     this.render();
   }
 
