@@ -51,8 +51,14 @@ export class ChatView {
     this.banner = h("div", { class: "banner", role: "status", hidden: true }, "Connection lost. Reconnecting…");
     this.error = h("div", { class: "error", role: "alert", hidden: true });
     this.header = new ChatHeader(workerId, onWorker);
-    this.connectivity = h("div", { class: "not-connected", hidden: true });
-    this.approval = new ApprovalPanel(api, this.ref, (text) => this.showError(text));
+    this.connectivity = h("div", { class: "not-connected", role: "status", hidden: true });
+    // A keyboard user who answered is back in the message box, not on the page's top.
+    this.approval = new ApprovalPanel(
+      api,
+      this.ref,
+      (text) => this.showError(text),
+      () => this.composer.focus(),
+    );
     this.conversation = new Conversation(api, this.ref, this.abort.signal, (text) => this.showError(text));
     this.stopButton = h("button", { class: "stop", type: "button", hidden: true, onclick: () => void this.stop() }, "Stop");
     this.composer = new Composer({
@@ -151,7 +157,10 @@ export class ChatView {
 
   private setActiveRun(run: Run | undefined): void {
     this.activeRun = run;
+    // Stop leaves with the run: had it the focus (the reader pressed it), the focus goes back to the box, not to the page's top.
+    const stopFocused = document.activeElement === this.stopButton;
     this.stopButton.hidden = run === undefined;
+    if (stopFocused && run === undefined) this.composer.focus();
     this.header.showRun(run);
     this.approval.show(run);
     if (run === undefined && this.errorUntilIdle) this.showError(undefined);

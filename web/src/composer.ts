@@ -79,7 +79,7 @@ export class Composer {
     this.input.placeholder = why?.placeholder ?? PLACEHOLDER;
     if (this.closed) this.input.setAttribute("aria-describedby", this.note.id);
     else this.input.removeAttribute("aria-describedby");
-    this.sendButton.disabled = this.closed || this.sending;
+    this.sendButton.disabled = this.closed;
   }
 
   private async send(): Promise<void> {
@@ -87,7 +87,9 @@ export class Composer {
     if (!text || this.sending || this.closed) return;
     this.init.report(undefined);
     this.sending = true;
-    this.sendButton.disabled = true;
+    // Unavailable while the message is sent, yet it keeps the focus of a keyboard user who pressed it
+    // (a disabled button drops it to the page's top); a second press is ignored (`sending`).
+    this.sendButton.setAttribute("aria-disabled", "true");
     try {
       await this.init.api.interaction.sendInput({
         worker: this.init.worker,
@@ -102,6 +104,7 @@ export class Composer {
       this.init.report(busyWith !== undefined && this.init.awaitingApproval() ? AWAITING_APPROVAL_TEXT : describeError(error), busyWith);
     } finally {
       this.sending = false;
+      this.sendButton.removeAttribute("aria-disabled");
       this.sendButton.disabled = this.closed;
     }
   }
