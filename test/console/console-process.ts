@@ -49,6 +49,8 @@ export interface ConsoleWithBrowserInit {
    * the console has an API key only, for tests that never ask the model.
    */
   provider?: boolean;
+  /** Further `npm start` arguments (workspace roots, profiles). */
+  args?: readonly string[];
 }
 
 /** A running `npm start` on a data dir of its own, and headless Chromium to open its console in. */
@@ -87,7 +89,7 @@ export async function startConsoleWithBrowser(init: ConsoleWithBrowserInit): Pro
   };
   try {
     const env = { OPENAI_API_KEY: "test-key", ...(fake ? { OPENAI_BASE_URL: fake.baseURL } : {}) };
-    started = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir], env);
+    started = await startConsole(["--port", "0", "--grpc-port", "0", "--data-dir", dataDir, ...(init.args ?? [])], env);
     const browser = await launchChromium();
     return {
       ...started,

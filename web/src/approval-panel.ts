@@ -15,6 +15,8 @@ export class ApprovalPanel {
   readonly element: HTMLElement;
   /** The tool call the panel asks about, while it shows. */
   private shownCall: string | undefined;
+  /** The tool call and worker name the shown buttons were made for. */
+  private shownQuestion: string | undefined;
   /** Who asks: the worker's display name, or its id when it has none (every worker used to be "The companion"). */
   private workerName: string;
 
@@ -23,6 +25,8 @@ export class ApprovalPanel {
     private readonly worker: WorkerRef,
     /** Told why an answer could not be sent, for the chat's error line. */
     private readonly failed: (text: string) => void,
+    /** Told when the panel hid or replaced the button that had the focus, so the chat can place it. */
+    private readonly focusLeft: () => void = () => {},
   ) {
     this.element = h("div", {
       class: "approval",
@@ -42,6 +46,11 @@ export class ApprovalPanel {
   /** Asks about what `run` waits for, or hides the panel when it waits for nothing. */
   show(run: Run | undefined): void {
     const pending = run?.status === RunStatus.AWAITING_APPROVAL ? run.pendingApproval : undefined;
+    // The same question asked again (a snapshot, a run change) keeps its buttons, and with them the focus.
+    const asked = pending && `${pending.toolCallId}\n${this.workerName}`;
+    if (asked !== undefined && asked === this.shownQuestion && !this.element.hidden) return;
+    this.shownQuestion = asked;
+    const hadFocus = this.element.contains(document.activeElement);
     this.shownCall = pending?.toolCallId;
     this.element.hidden = pending === undefined;
     this.element.replaceChildren();
@@ -54,6 +63,7 @@ export class ApprovalPanel {
         h("button", { class: "reject", type: "button", onclick: decide(ApprovalDecision.REJECT) }, "Reject"),
       );
     }
+    if (hadFocus) this.focusLeft();
   }
 
   private async answer(runId: string, toolCallId: string, decision: ApprovalDecision): Promise<void> {
@@ -63,7 +73,11 @@ export class ApprovalPanel {
       const requestId = decisionRequestId(decision, toolCallId, "");
       await this.api.interaction.resolveApproval({ worker: this.worker, runId, toolCallId, decision, requestId });
       // Hidden only if it still asks about this call: the run's next approval may have come first.
-      if (this.shownCall === toolCallId) this.element.hidden = true;
+      if (this.shownCall === toolCallId) {
+        const hadFocus = this.element.contains(document.activeElement);
+        this.element.hidden = true;
+        if (hadFocus) this.focusLeft();
+      }
     } catch (error) {
       this.failed(describeError(error));
     }

@@ -24,8 +24,10 @@ export class ChatHeader {
     workerId: string,
     private readonly onStatus: (worker: Worker, text: string) => void = () => {},
   ) {
-    this.title = h("h2", {}, workerId);
-    this.status = h("span", { class: "status" });
+    // The name may be cut with an ellipsis (style.css): the whole of it is the title, shown on hover.
+    this.title = h("h2", { title: workerId }, workerId);
+    // A live region: a screen reader says "running", "waiting for approval", "idle" as they come.
+    this.status = h("span", { class: "status", role: "status" });
     this.element = h("header", { class: "chat-header" }, this.title, this.status);
   }
 
@@ -33,6 +35,7 @@ export class ChatHeader {
   showWorker(worker: Worker): void {
     this.worker = worker;
     this.title.textContent = worker.displayName || worker.ref?.workerId || "";
+    this.title.title = this.title.textContent;
     this.render();
   }
 
@@ -47,14 +50,19 @@ export class ChatHeader {
    * place of its last status, which for a forced delete was "stopped".
    */
   showGone(text: string): void {
-    this.status.textContent = text;
+    this.say(text);
     if (this.worker) this.onStatus(this.worker, text);
   }
 
   private render(): void {
     if (!this.worker) return;
     const text = workerStatusText(this.worker, { activeRun: this.activeRun });
-    this.status.textContent = text;
+    this.say(text);
     this.onStatus(this.worker, text);
+  }
+
+  /** Sets the status only when it changes: a live region re-announces text set again to the same words. */
+  private say(text: string): void {
+    if (this.status.textContent !== text) this.status.textContent = text;
   }
 }

@@ -1,7 +1,6 @@
 import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
-import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Api } from "./api.js";
-import { AWAITING_APPROVAL_TEXT, describeError, reasonOf } from "./describe-error.js";
+import { AWAITING_APPROVAL_TEXT, busyRunOf, describeError } from "./describe-error.js";
 import { h } from "./dom.js";
 
 /** The message box's placeholder while the worker takes messages. */
@@ -15,9 +14,10 @@ export interface ComposerInit {
   worker: WorkerRef;
   /**
    * Shows why a message was not sent, or clears that (`undefined`) when the next one is sent.
-   * `untilIdle`: the refusal is about the answer in progress (WORKER_BUSY), so it is cleared once that ends.
+   * `busyWith`: the refusal is about the run in progress (WORKER_BUSY; this is the run it names, "" if
+   * none), so it stands only until that run ends, and not at all if it already has.
    */
-  report: (text: string | undefined, untilIdle?: boolean) => void;
+  report: (text: string | undefined, busyWith?: string) => void;
   /** Whether the active run waits for the reader's approval: a WORKER_BUSY refusal then says so. */
   awaitingApproval: () => boolean;
   /** Further buttons beside Send (the chat's Stop). */
@@ -79,7 +79,7 @@ export class Composer {
     this.input.placeholder = why?.placeholder ?? PLACEHOLDER;
     if (this.closed) this.input.setAttribute("aria-describedby", this.note.id);
     else this.input.removeAttribute("aria-describedby");
-    this.sendButton.disabled = this.closed || this.sending;
+    this.sendButton.disabled = this.closed;
   }
 
   private async send(): Promise<void> {
@@ -87,7 +87,9 @@ export class Composer {
     if (!text || this.sending || this.closed) return;
     this.init.report(undefined);
     this.sending = true;
-    this.sendButton.disabled = true;
+    // Unavailable while the message is sent, yet it keeps the focus of a keyboard user who pressed it
+    // (a disabled button drops it to the page's top); a second press is ignored (`sending`).
+    this.sendButton.setAttribute("aria-disabled", "true");
     try {
       await this.init.api.interaction.sendInput({
         worker: this.init.worker,
@@ -98,10 +100,11 @@ export class Composer {
       // Only the message sent leaves the box: what the reader began typing while it was sent stays.
       if (this.input.value.trim() === text) this.input.value = "";
     } catch (error) {
-      const busy = reasonOf(error) === ErrorReason.WORKER_BUSY;
-      this.init.report(busy && this.init.awaitingApproval() ? AWAITING_APPROVAL_TEXT : describeError(error), busy);
+      const busyWith = busyRunOf(error);
+      this.init.report(busyWith !== undefined && this.init.awaitingApproval() ? AWAITING_APPROVAL_TEXT : describeError(error), busyWith);
     } finally {
       this.sending = false;
+      this.sendButton.removeAttribute("aria-disabled");
       this.sendButton.disabled = this.closed;
     }
   }

@@ -60,6 +60,17 @@ export function reasonOf(error: unknown): ErrorReason | undefined {
   return error.findDetails(ErrorDetailSchema)[0]?.reason;
 }
 
+/**
+ * The run a WORKER_BUSY refusal was about (the runtime's `active_run_id`;
+ * "" if it names none), or undefined for any other error: the chat compares
+ * it with the runs its watch has seen end, since the refusal may reach the
+ * page after the run did.
+ */
+export function busyRunOf(error: unknown): string | undefined {
+  if (reasonOf(error) !== ErrorReason.WORKER_BUSY || !(error instanceof ConnectError)) return undefined;
+  return error.findDetails(ErrorDetailSchema)[0]?.metadata["active_run_id"] ?? "";
+}
+
 /** An error as a sentence a person can act on, from its typed reason rather than its code. */
 export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);

@@ -38,6 +38,12 @@ export class RunStatuses {
     return status === RunStatus.CANCELLED || status === RunStatus.INTERRUPTED ? status : undefined;
   }
 
+  /** Whether the run is known to have ended (any way), from the watch or a list. */
+  ended(runId: string): boolean {
+    const status = this.statuses.get(runId);
+    return status !== undefined && status >= RunStatus.COMPLETED;
+  }
+
   /** Reads ListRuns pages until every one of `runIds` is known, or the worker has no more runs. */
   async cover(runIds: Iterable<string>): Promise<void> {
     const missing = new Set([...runIds].filter((runId) => runId !== "" && !this.statuses.has(runId)));

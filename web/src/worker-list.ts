@@ -75,7 +75,7 @@ export class WorkerList {
     }).observe(this.moreButton);
     this.element = h(
       "nav",
-      { class: "sidebar" },
+      { class: "sidebar", "aria-label": "Workers" },
       h("h1", {}, "worker-runtime"),
       h("button", { class: "new-companion", type: "button", onclick: () => void this.createCompanion() }, "New companion"),
       this.error,
@@ -152,6 +152,7 @@ export class WorkerList {
 
   private render(runtimes: RegisteredRuntime[], workers: Worker[]): void {
     const current = this.selected();
+    const focused = this.focusedEntry();
     this.body.replaceChildren(
       ...runtimes.map((runtime) => {
         const health = HEALTH[runtime.health] ?? "unknown";
@@ -177,7 +178,7 @@ export class WorkerList {
                   return h(
                     "li",
                     { class: route === current ? "worker selected" : "worker", "data-worker": workerKey(worker) },
-                    h("a", { href: route, title: name }, name || "?"),
+                    h("a", { href: route, title: name, "aria-current": route === current ? "page" : undefined }, name || "?"),
                     h("span", { class: "worker-status" }, worker === this.live ? this.liveText : workerStatusText(worker)),
                   );
                 }),
@@ -187,6 +188,21 @@ export class WorkerList {
       }),
       !this.hasMore ? "" : this.wanted < MAX_LISTED ? this.moreButton : this.capped,
     );
+    focused?.();
+  }
+
+  /**
+   * What has the focus in the list, as a way to give it back once the list
+   * is rendered again: every poll replaced the entries, and the focus of a
+   * keyboard user on one fell back to the page's top every 3 s.
+   */
+  private focusedEntry(): (() => void) | undefined {
+    const active = document.activeElement;
+    if (!(active instanceof HTMLElement) || !this.body.contains(active)) return undefined;
+    if (active === this.moreButton) return () => this.moreButton.isConnected && this.moreButton.focus({ preventScroll: true });
+    const key = active.closest<HTMLElement>("li[data-worker]")?.dataset["worker"];
+    if (key === undefined) return undefined;
+    return () => this.body.querySelector<HTMLElement>(`li[data-worker="${CSS.escape(key)}"] a`)?.focus({ preventScroll: true });
   }
 
   private async createCompanion(): Promise<void> {

@@ -1,0 +1,214 @@
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import type { InFlightBlock, InFlightBlockKind } from "../../gen/worker_runtime/v1/events_pb.js";
+import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { Api } from "./api.js";
+import { describeError } from "./describe-error.js";
+import { h } from "./dom.js";
+import { FollowScroll } from "./follow-scroll.js";
+import { LiveBlocks } from "./live-blocks.js";
+import { OrderedLog } from "./ordered-log.js";
+import { RunStatuses } from "./run-statuses.js";
+import { renderEntry } from "./transcript-entry.js";
+
+/** Entries per history page (ReadTranscript limit). */
+const PAGE = 30;
+/**
+ * The most entries (and marks) the page holds while it follows the newest
+ * output: a chat left open for days would otherwise grow its DOM, and the
+ * memory and layout it costs, for ever. The oldest leave; scrolling to the
+ * top reads them again, a page at a time.
+ */
+const MAX_SHOWN = 200;
+
+/**
+ * The chat's scrolling conversation: the committed entries (history read in
+ * pages from ReadTranscript, newer ones as the watch tells them), a mark
+ * after each run that ended cut, and the blocks still streaming below them.
+ * The chat's watch feeds it; it knows nothing of the connection.
+ */
+export class Conversation {
+  /** The scroller holding the log and the streaming blocks. */
+  readonly element: HTMLElement;
+  private readonly log: OrderedLog;
+  private readonly scroll: FollowScroll;
+  private readonly live: LiveBlocks;
+  /** Highest committed seq per run, to place a "stopped" or "interrupted" mark after it. */
+  private readonly runLastSeq = new Map<string, number>();
+  /**
+   * Which runs ended cut. Replaced on each re-sync from a fresh snapshot: a
+   * history page asked for before one compares its instance with this and is
+   * dropped, since the log it was to extend is gone (put under the new tail,
+   * it showed older entries with a gap above them that nothing filled).
+   */
+  private runs: RunStatuses;
+  private hasOlder = false;
+  /** The instance of {@link runs} whose older page is being read. */
+  private loadingOlder: RunStatuses | undefined;
+  private frameQueued = false;
+
+  /** `report` shows why a page of history could not be read. */
+  constructor(
+    private readonly api: Api,
+    private readonly ref: WorkerRef,
+    private readonly signal: AbortSignal,
+    private readonly report: (text: string) => void,
+  ) {
+    this.runs = new RunStatuses(api, ref, signal);
+    // Committed entries only: a screen reader reads each once. The streaming copy (this.live) is
+    // outside the region, since it is re-rendered every frame.
+    const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
+    this.log = new OrderedLog(logRoot);
+    this.live = new LiveBlocks(h("div", { class: "live" }), () => this.queueFrame());
+    this.element = h("div", { class: "scroller" }, logRoot, this.live.element);
+    this.scroll = new FollowScroll(this.element, () => void this.loadOlder());
+  }
+
+  /**
+   * Drops what is shown, for a fresh snapshot after the watch's cursor was
+   * lost: it may miss entries (those between it and the new tail) or hold
+   * entries the worker no longer has. The tail and the cut runs are read again.
+   */
+  reset(): void {
+    this.log.clear();
+    this.runLastSeq.clear();
+    this.runs = new RunStatuses(this.api, this.ref, this.signal);
+    this.hasOlder = false;
+  }
+
+  /** The snapshot's partial blocks replace ours: deltas missed while disconnected are in them. */
+  replaceLive(blocks: readonly InFlightBlock[]): void {
+    this.live.replaceAll(blocks);
+  }
+
+  /** A delta of a block still streaming. */
+  delta(runId: string, blockId: string, kind: InFlightBlockKind, text: string, toolName = ""): void {
+    this.live.append(runId, blockId, kind, text, toolName);
+  }
+
+  /** A streaming block discarded (its entry will not come). */
+  discard(blockId: string): void {
+    this.live.drop(blockId);
+  }
+
+  /** An entry committed (transcript_appended): it takes the place of its streaming block. */
+  commit(entry: TranscriptEntry): void {
+    this.live.drop(entry.blockId);
+    this.putEntry(entry);
+  }
+
+  /** A run's change from the watch: its cut mark, and nothing left streaming once it ended. */
+  noteRun(run: Run): void {
+    if (this.runs.note(run)) this.placeCutMark(run.runId);
+    // As in the runtime's snapshot: an ended run has nothing in flight. A block neither committed
+    // nor discarded (a tool call cut by Stop) would otherwise stay on screen as streaming.
+    if (run.status >= RunStatus.COMPLETED) this.live.dropRun(run.runId);
+  }
+
+  /** Whether the run is known to have ended. */
+  runEnded(runId: string): boolean {
+    return this.runs.ended(runId);
+  }
+
+  /** Reads the newest page of history (after the watch's first message, so nothing between is missed). */
+  async loadTail(): Promise<void> {
+    const runs = this.runs;
+    try {
+      const page = await this.api.observation.readTranscript({ worker: this.ref, limit: PAGE }, { signal: this.signal });
+      await runs.cover(page.entries.map((entry) => entry.runId));
+      if (runs !== this.runs) return;
+      this.hasOlder = page.hasMore;
+      for (const entry of page.entries) this.putEntry(entry);
+      this.scroll.follow();
+      this.queueFrame();
+      this.fillView();
+    } catch (error) {
+      if (!this.signal.aborted) this.report(describeError(error));
+    }
+  }
+
+  /** The page before the oldest entry shown, keeping what the reader looks at in place. */
+  private async loadOlder(): Promise<void> {
+    const first = this.log.first();
+    const runs = this.runs;
+    if (!this.hasOlder || this.loadingOlder === runs || first === undefined) return;
+    this.loadingOlder = runs;
+    try {
+      const page = await this.api.observation.readTranscript(
+        { worker: this.ref, position: { case: "beforeSeq", value: BigInt(Math.floor(first)) }, limit: PAGE },
+        { signal: this.signal },
+      );
+      if (runs !== this.runs) return;
+      await runs.cover(page.entries.map((entry) => entry.runId));
+      if (runs !== this.runs) return;
+      this.scroll.keepingPosition(() => {
+        for (const entry of page.entries) this.putEntry(entry);
+      });
+      this.hasOlder = page.hasMore;
+    } catch (error) {
+      // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
+      if (!this.signal.aborted && runs === this.runs) this.report(describeError(error));
+      return;
+    } finally {
+      if (this.loadingOlder === runs) this.loadingOlder = undefined;
+    }
+    this.fillView();
+  }
+
+  /**
+   * Reads the next older page while what is shown does not fill the view:
+   * with nothing to scroll, no scroll event comes to ask for it, and a tall
+   * window showing one page of short entries could never reach the rest.
+   */
+  private fillView(): void {
+    if (this.hasOlder && !this.scroll.overflows()) void this.loadOlder();
+  }
+
+  private putEntry(entry: TranscriptEntry): void {
+    const seq = Number(entry.seq);
+    this.log.put(seq, renderEntry(entry));
+    // At or after the last: a run's last entry read again after it was trimmed brings its mark back.
+    if (entry.runId && seq >= (this.runLastSeq.get(entry.runId) ?? -1)) {
+      this.runLastSeq.set(entry.runId, seq);
+      this.placeCutMark(entry.runId);
+    }
+    this.queueFrame();
+  }
+
+  /** The mark after a cut run's last entry: without it, a run interrupted before it committed anything left the question unanswered. */
+  private placeCutMark(runId: string): void {
+    const last = this.runLastSeq.get(runId);
+    const status = this.runs.cut(runId);
+    if (status === undefined || last === undefined) return;
+    for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`[data-run="${CSS.escape(runId)}"]`)].map((e) =>
+      Number(e.dataset["key"]),
+    )) {
+      this.log.remove(key);
+    }
+    const key = last + 0.5;
+    const [name, text] =
+      status === RunStatus.INTERRUPTED
+        ? ["interrupted", "interrupted: the server stopped before the answer was finished"]
+        : ["stopped", "stopped"];
+    this.log.put(key, h("div", { class: name, "data-run": runId, "data-key": String(key) }, text));
+  }
+
+  /**
+   * The DOM work that can wait for the next frame, done once per frame:
+   * blocks whose deltas arrived since (markdown is re-parsed, so not per
+   * token), then the scroll to the bottom when the view follows the output.
+   */
+  private queueFrame(): void {
+    if (this.frameQueued) return;
+    this.frameQueued = true;
+    requestAnimationFrame(() => {
+      this.frameQueued = false;
+      this.live.renderDirty();
+      if (this.scroll.following) {
+        // Trimmed only while following, so never under a reader's eyes; what left is history again.
+        if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
+        this.scroll.scrollToBottom();
+      }
+    });
+  }
+}
