@@ -317,7 +317,7 @@ describe("console with a model provider", () => {
     const ref = worker!.ref!;
     await page.goto(`${server.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
     await expect.poll(() => page.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
-    // 120 rounds while the page follows along: 240 entries, past the page's bound (MAX_SHOWN in chat-view.ts, 200).
+    // 120 rounds while the page follows along: 240 entries, past the page's bound (MAX_SHOWN in conversation.ts, 200).
     // They take 14-23 s on the idle 2-core VM and 40-60 s under a loaded CI run: hence its own 120 s.
     const rounds = 120;
     for (let i = 1; i <= rounds; i++) {
@@ -331,7 +331,7 @@ describe("console with a model provider", () => {
       }
     }
     await expect.poll(() => page.locator(".log .entry.assistant").last().textContent(), { timeout: 30_000 }).toContain(`answer ${rounds}`);
-    // The page trims to its bound in the frame after an entry arrives (chat-view.ts queueFrame), so the
+    // The page trims to its bound in the frame after an entry arrives (conversation.ts queueFrame), so the
     // newest entry can stand there one frame as the 201st: the bound is read once that frame has run.
     await expect.poll(() => page.locator(".log > *").count()).toBeLessThanOrEqual(200);
     // Scrolled to the top, the entries that left come back, a page at a time.
@@ -445,7 +445,10 @@ describe("console with a model provider", () => {
   });
 
   it("says in plain words that a message is too long, with the limit, and keeps it in the box", async () => {
+    // The chat open before also reads "idle": wait for the new companion's own chat first.
+    const before = page.url();
     await page.getByRole("button", { name: "New companion" }).click();
+    await page.waitForURL((url) => /#\/w\//.test(url.href) && url.href !== before);
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
     const long = "a".repeat(300_000);
     await page.locator("textarea.input").fill(long);
