@@ -86,11 +86,8 @@ export async function listAcrossRuntimes(
   for (const connection of all) {
     // A draining Runtime still answers (RuntimeConnection.routable): its workers do not vanish from the list.
     if (connection.routable) candidates.push(connection);
-    else {
-      // Named as failed now; asking for it wakes its reconnect (RuntimeConnection.demandAttempt).
-      connection.demandAttempt();
-      failed.push(failureFromHealth(connection));
-    }
+    // Not a demanded attempt (RuntimeConnection.demandAttempt): the console lists every 3 s, which would dial every away runtime for ever.
+    else failed.push(failureFromHealth(connection));
   }
   const startToken = (c: RuntimeConnection): string =>
     position && !position.after && c.runtimeId === position.runtimeId ? position.token : "";

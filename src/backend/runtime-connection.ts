@@ -77,6 +77,8 @@ export class RuntimeConnection {
   private wakeSleep: (() => void) | undefined;
   /** When the current or last attempt started (performance.now()): what a demanded attempt is spaced from. */
   private attemptStartedAt = Number.NEGATIVE_INFINITY;
+  /** A demanded attempt waiting for the spacing from the last one to pass. */
+  private demandedWake: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<() => void>();
   private state: ConnectionState = {
     health: RuntimeHealth.CONNECTING,
@@ -171,9 +173,11 @@ export class RuntimeConnection {
    * Backend does not hammer an address that refuses.
    */
   demandAttempt(): void {
-    if (this.isClosed || this.wakeSleep === undefined) return;
-    if (performance.now() - this.attemptStartedAt < DEMANDED_ATTEMPT_SPACING_MS) return;
-    this.wakeSleep();
+    if (this.isClosed || this.wakeSleep === undefined || this.demandedWake !== undefined) return;
+    const early = DEMANDED_ATTEMPT_SPACING_MS - (performance.now() - this.attemptStartedAt);
+    if (early <= 0) this.wakeSleep();
+    // Asked too soon after the last attempt: the attempt comes once the spacing has passed, not never.
+    else this.demandedWake = setTimeout(() => this.wakeSleep?.(), early);
   }
 
   /**
@@ -300,6 +304,8 @@ export class RuntimeConnection {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
+        clearTimeout(this.demandedWake);
+        this.demandedWake = undefined;
         this.wakeSleep = undefined;
         resolve();
       };

@@ -4,7 +4,7 @@ import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
-import { eventually } from "../support/harness.js";
+import { type Clients, eventually } from "../support/harness.js";
 
 /**
  * A remote Runtime that comes back is used again as soon as someone asks
@@ -37,21 +37,43 @@ function refusal(error: unknown): { code: Code; reason: ErrorReason | undefined 
 }
 
 describe("a remote runtime that comes back", () => {
-  it("is tried again when a call is routed to it, not only when the backoff ends", async () => {
-    const { backend, clients, restartRemote } = await serveWithSlowBackoff();
-    const connection = backend.directory.get("rs");
-    await restartRemote(async () => {
-      await eventually(() => connection?.health === RuntimeHealth.UNAVAILABLE, 10_000, "UNAVAILABLE after the runtime left");
-      return createRuntime({ logger: silentLogger, runtimeId: "rs" });
-    });
-    const via = clients("grpc");
+  const askers = {
+    "a call routed to it": (via: Clients) => via.catalog.listWorkers({ runtimeId: "rs" }),
+    "a watch relayed from it": async (via: Clients) => {
+      for await (const _ of via.observation.watchRuntime({ runtimeId: "rs" })) return;
+    },
+  };
+  for (const [asker, ask] of Object.entries(askers)) {
+    it(`is tried again on ${asker}, not only when the backoff ends`, async () => {
+      const { backend, clients, restartRemote } = await serveWithSlowBackoff();
+      const connection = backend.directory.get("rs");
+      await restartRemote(async () => {
+        await eventually(() => connection?.health === RuntimeHealth.UNAVAILABLE, 10_000, "UNAVAILABLE after the runtime left");
+        return createRuntime({ logger: silentLogger, runtimeId: "rs" });
+      });
+      const via = clients("grpc");
 
-    // Still away as far as the Backend knows: refused at once, typed, and the connection is woken.
-    const first = await via.catalog.listWorkers({ runtimeId: "rs" }).then(() => undefined, refusal);
-    expect(first).toEqual({ code: Code.Unavailable, reason: ErrorReason.RUNTIME_UNAVAILABLE });
-    await eventually(() => connection?.health === RuntimeHealth.READY, 10_000, "READY again, long before the backoff's minute");
-    const listed = await via.catalog.listWorkers({ runtimeId: "rs" });
-    expect(listed.workers).toEqual([]);
+      // Still away as far as the Backend knows: refused at once, typed, and the connection is woken.
+      const first = await ask(via).then(() => undefined, refusal);
+      expect(first).toEqual({ code: Code.Unavailable, reason: ErrorReason.RUNTIME_UNAVAILABLE });
+      await eventually(() => connection?.health === RuntimeHealth.READY, 10_000, "READY again, long before the backoff's minute");
+      expect(await ask(via).then(() => "answered", refusal)).toBe("answered");
+    }, 30_000);
+  }
+
+  it("is not dialled by listings across runtimes, which the console repeats every few seconds", async () => {
+    const { backend, clients, remoteServer } = await serveWithSlowBackoff();
+    const connection = backend.directory.get("rs");
+    await remoteServer.close(0);
+    await eventually(() => connection?.health === RuntimeHealth.UNAVAILABLE, 10_000, "UNAVAILABLE");
+    const attemptsBefore = connection?.snapshot.failedAttempts ?? 0;
+    const via = clients("grpc");
+    for (let i = 0; i < 5; i++) {
+      const { failedRuntimes } = await via.catalog.listWorkers({});
+      expect(failedRuntimes.map((f) => f.runtimeId)).toEqual(["rs"]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect((connection?.snapshot.failedAttempts ?? 0) - attemptsBefore).toBe(0);
   }, 30_000);
 
   it("is not tried more than once a second however many calls are routed to it", async () => {
