@@ -151,7 +151,10 @@ export function exhaustedFailure(
   if (last.status !== undefined) metadata["http_status"] = String(last.status);
   if (last.cause !== undefined) metadata["cause"] = last.cause;
   if (last.retryAfterMs !== undefined) metadata["retry_after_ms"] = String(last.retryAfterMs);
-  return { reason, message: `gave up after ${attempts} attempts within the run's retry budget; last error: ${last.message}`, metadata };
+  // A provider's Retry-After longer than what the budget had left is why a run gives up after one attempt: say so.
+  const asked = last.retryAfterMs !== undefined ? ` (the provider asked to wait ${last.retryAfterMs / 1000} s)` : "";
+  const tries = attempts === 1 ? "1 attempt" : `${attempts} attempts`;
+  return { reason, message: `gave up after ${tries} within the run's retry budget${asked}; last error: ${last.message}`, metadata };
 }
 
 /**

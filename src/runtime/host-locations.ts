@@ -115,7 +115,10 @@ export class HostLocations {
       case "key_unanswered":
         throw this.unavailable(place, `now: an earlier lookup in root "${place.root}" is still unanswered`);
       case "host_full":
-        throw this.unavailable(place, `now: ${outcome.unanswered} earlier lookups on the host are still unanswered`);
+        throw this.unavailable(
+          place,
+          `now: ${outcome.unanswered === 1 ? "an earlier lookup on the host is" : `${outcome.unanswered} earlier lookups on the host are`} still unanswered`,
+        );
       case "late":
         throw this.unavailable(place, `within ${this.host.timeoutMs} ms: its file system did not answer`);
     }

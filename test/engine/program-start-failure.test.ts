@@ -62,7 +62,7 @@ describe("programStartProblem while the host's file systems do not answer", () =
       program: "sh",
       cause: "host_unanswered",
       message:
-        '"sh" could not be checked on this runtime: 1 earlier lookups on its file systems are still unanswered; try again once it answers',
+        '"sh" could not be checked on this runtime: an earlier lookup on its file systems is still unanswered; try again once it answers',
     });
   });
 });

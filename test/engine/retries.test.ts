@@ -162,6 +162,9 @@ describe("provider retries", () => {
       reason: ErrorReason.RATE_LIMITED,
       metadata: { attempts: "1", http_status: "429", retry_after_ms: "991" },
     });
+    // Says why it gave up so soon: the provider's own wait was longer than the budget had left.
+    const message = outcome.kind === "failed" ? outcome.message : "";
+    expect(message).toMatch(/^gave up after 1 attempt within the run's retry budget \(the provider asked to wait 0\.991 s\); last error: /);
     expect(retriesOf(sink.events)).toEqual([]);
     expect(h.fake.requests.length).toBe(1);
   });

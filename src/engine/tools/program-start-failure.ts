@@ -118,7 +118,9 @@ async function judged(
     if (!(error instanceof LookupUnanswered)) throw error;
     const why =
       error.outcome.kind === "host_full"
-        ? `${error.outcome.unanswered} earlier lookups on its file systems are still unanswered`
+        ? error.outcome.unanswered === 1
+          ? "an earlier lookup on its file systems is still unanswered"
+          : `${error.outcome.unanswered} earlier lookups on its file systems are still unanswered`
         : `a directory on the PATH its commands get did not answer within ${host.timeoutMs} ms`;
     const message = `"${program}" could not be checked on this runtime: ${why}; try again once it answers`;
     return { problem: { program, cause: PROGRAM_CHECK_UNANSWERED, message } };
