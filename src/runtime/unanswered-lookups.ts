@@ -72,7 +72,9 @@ export class UnansweredLookups {
   ask<T>(key: string, lookup: () => Promise<T>, deadline: number, counted = true): Promise<LookupOutcome<T>> {
     const before = this.turns.get(key);
     const mine = this.inTurn(before, key, lookup, deadline, counted);
-    const settled = mine.catch(() => undefined);
+    // The key's turn passes once this one and every one before it have settled: a waiter with an earlier
+    // deadline that gives up must not let the next caller past a lookup still in flight.
+    const settled = Promise.all([before, mine.catch(() => undefined)]);
     this.turns.set(key, settled);
     void settled.then(() => {
       if (this.turns.get(key) === settled) this.turns.delete(key);
@@ -93,7 +95,7 @@ export class UnansweredLookups {
     deadline: number,
     counted: boolean,
   ): Promise<LookupOutcome<T>> {
-    // The last lookup settles by its own deadline, which is not after this one's (asked earlier, with the same bound).
+    // Waits for the lookups before it under the key, at most until its own deadline.
     if (
       before !== undefined &&
       (await withinDeadline(

@@ -47,6 +47,25 @@ describe("UnansweredLookups", () => {
     expect(await lookups.ask("root", async () => "again", Date.now() + 5_000)).toEqual({ kind: "answered", value: "again" });
   });
 
+  it("keeps a key's turn while a lookup is in flight, even after a waiter with an earlier deadline gave up", async () => {
+    const lookups = new UnansweredLookups();
+    const hung = held<string>();
+    const other = held<string>();
+    // A is asked; B (a shorter deadline: another place of a CreateWorker whose deadline is older) gives up waiting.
+    const a = lookups.ask("root", hung.lookup, Date.now() + 1_000);
+    expect(await lookups.ask("root", other.lookup, Date.now() + 50)).toEqual({ kind: "key_unanswered" });
+    // C comes while A is still in flight: it must wait for A, not ask the hung root a second time.
+    const c = lookups.ask("root", other.lookup, Date.now() + 1_000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(hung.asked()).toBe(1);
+    expect(other.asked()).toBe(0);
+    hung.answer("answered late");
+    expect(await a).toEqual({ kind: "answered", value: "answered late" });
+    other.answer("c's answer");
+    expect(await c).toEqual({ kind: "answered", value: "c's answer" });
+    expect(other.asked()).toBe(1);
+  });
+
   it("lets the next lookup of a key go as soon as the last answers", async () => {
     const lookups = new UnansweredLookups();
     const slow = held<string>();
