@@ -27,7 +27,12 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
   const after = values.after === undefined ? 0n : wholeNumber("--after", values.after, MAX_SEQ);
   const workerId = positionals[0] ?? "";
   return withContext(values, { after_seq: "--after", before_seq: "--tail", limit: "--tail" }, async (context) => {
-    const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: false, workerStates: false });
+    const printer = new EventPrinter(context.output, workerId, {
+      userMessages: true,
+      runStates: false,
+      workerStates: false,
+      endErrors: false,
+    });
     const print = (entry: TranscriptEntry): void => {
       if (context.output.json) context.output.jsonLine(toJson(TranscriptEntrySchema, entry));
       else printer.entry(entry);
