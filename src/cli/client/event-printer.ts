@@ -177,6 +177,11 @@ export class EventPrinter {
     this.notice(runStatusStyle(run.status) ?? "dim", `[run ${run.runId} ${runStatusName(run.status)}${error}]`);
   }
 
+  /** A line of the CLI's own about what was shown (transcript-printer.ts: `[stopped: cancelled]`). */
+  marker(text: string): void {
+    this.notice("yellow", text);
+  }
+
   /** Ends a streamed line, if one is open. */
   endLine(): void {
     if (!this.atLineStart) this.output.write("\n");
