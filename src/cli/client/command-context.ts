@@ -7,7 +7,7 @@ import type { RuntimeLimits } from "../../../gen/worker_runtime/v1/runtime_pb.js
 import { ambiguousValueMessage } from "../ambiguous-value.js";
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
-import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
+import { COMMON_FIELDS, namedByFlag, refusesCommandLine, type FieldFlags } from "./flag-names.js";
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, TOKEN_ENV, type ExitCodeValue } from "./exit-codes.js";
 import { explainTransportFailure } from "./transport-failure.js";
 import { Output } from "./output.js";
@@ -236,13 +236,16 @@ export async function withContext(
 
 /**
  * Prints an error as one line (JSON with --output json) and returns its
- * exit code. A failure below the RPC layer is explained first (which may
+ * exit code: a server's refusal of a value the user typed is a usage error
+ * (flag-names.ts, refusesCommandLine), else by its reason (exit-codes.ts). A failure below the RPC layer is explained first (which may
  * check whether an http:// server speaks TLS: transport-failure.ts).
  */
 export async function reportError(error: unknown, context: CommandContext | undefined, json: boolean): Promise<ExitCodeValue> {
   if (isCommandLineError(error)) return reportCommandLineError(error, json);
   const server = context?.server ?? "the server";
-  const named = namedByFlag(ConnectError.from(error), context?.fields ?? COMMON_FIELDS);
+  const refused = ConnectError.from(error);
+  const fields = context?.fields ?? COMMON_FIELDS;
+  const named = namedByFlag(refused, fields);
   const connectError = context === undefined ? named : await explainTransportFailure(named, server);
   const sentence = describeError(connectError, server, context?.tokenSource);
   if (json) {
@@ -254,7 +257,7 @@ export async function reportError(error: unknown, context: CommandContext | unde
   } else {
     process.stderr.write(`worker-runtime: ${sentence}\n`);
   }
-  return exitCodeFor(connectError);
+  return refusesCommandLine(refused, fields) ? ExitCode.USAGE : exitCodeFor(connectError);
 }
 
 /**

@@ -62,10 +62,36 @@ describe("server errors name the flag the user typed", () => {
 
   it("with --output json the message names the flag too", async () => {
     const result = await cli("watch", worker, "--from", "garbage", "--output", "json");
-    expect(result.code).toBe(8);
+    expect(result.code).toBe(2);
     expect(JSON.parse(result.stderr)).toEqual({
       error: { code: "InvalidArgument", reason: "INVALID_ARGUMENT", message: "--from: is not a cursor" },
     });
+  });
+});
+
+describe("a value the server refuses is a usage error (exit 2), as one the client refuses is", () => {
+  it("INVALID_ARGUMENT about a flag or an argument the user typed exits 2, naming it, with the server's reason text", async () => {
+    const cases: [string[], string][] = [
+      [["watch", worker, "--from", "garbage"], "--from: is not a cursor (reason: INVALID_ARGUMENT)"],
+      [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
+      [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters of [A-Za-z0-9._-] (reason: INVALID_ARGUMENT)"],
+      [["workers", "get", "bad id"], "worker: must be 1-64 characters of [A-Za-z0-9._-] (reason: INVALID_ARGUMENT)"],
+    ];
+    for (const [args, sentence] of cases) {
+      const result = await cli(...args);
+      expect(result.stderr, args.join(" ")).toContain(`worker-runtime: ${sentence}`);
+      expect(result.code, args.join(" ")).toBe(2);
+    }
+    // The client's own refusal of a value exits the same way.
+    expect((await cli("transcript", worker, "--tail", "x")).code).toBe(2);
+  }, 120_000);
+
+  it("a refusal for another reason still exits 8: the worker's state", async () => {
+    const created = await cli("workers", "create", "--profile", "companion");
+    const stopped = created.stdout.trim();
+    expect((await cli("workers", "stop", stopped)).code).toBe(0);
+    const result = await cli("send", stopped, "hi", "--request-id", "fine-id");
+    expect(result).toMatchObject({ code: 8, stderr: `worker-runtime: worker ${stopped} is stopped (reason: WORKER_STOPPED)\n` });
   });
 });
 
