@@ -10,6 +10,7 @@ import { openConnection, type Connection, type ServiceClients } from "./connecti
 import { COMMON_FIELDS, namedByFlag, refusesCommandLine, type FieldFlags } from "./flag-names.js";
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, TOKEN_ENV, type ExitCodeValue } from "./exit-codes.js";
 import { explainTransportFailure } from "./transport-failure.js";
+import { namesUnknownRuntime, unknownRuntime } from "./unknown-runtime.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
 import { OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../../files/index.js";
@@ -118,6 +119,11 @@ export class CommandContext {
       throw new CommandLineError(`--server must not carry user info: put the token in --token-file or $${TOKEN_ENV}`);
     if (!/^https?:\/\/[^/]+/.test(server)) throw new CommandLineError(`--server must be an http:// or https:// URL, not "${server}"`);
     this.server = server;
+  }
+
+  /** --runtime as given (undefined: the server's only runtime is used). */
+  get givenRuntime(): string | undefined {
+    return this.values.runtime;
   }
 
   /** The connection, opened on first use. */
@@ -243,7 +249,7 @@ export async function withContext(
 export async function reportError(error: unknown, context: CommandContext | undefined, json: boolean): Promise<ExitCodeValue> {
   if (isCommandLineError(error)) return reportCommandLineError(error, json);
   const server = context?.server ?? "the server";
-  const refused = ConnectError.from(error);
+  const refused = await sameUnknownRuntime(ConnectError.from(error), context);
   const fields = context?.fields ?? COMMON_FIELDS;
   const named = namedByFlag(refused, fields);
   const connectError = context === undefined ? named : await explainTransportFailure(named, server);
@@ -258,6 +264,22 @@ export async function reportError(error: unknown, context: CommandContext | unde
     process.stderr.write(`worker-runtime: ${sentence}\n`);
   }
   return refusesCommandLine(refused, fields) ? ExitCode.USAGE : exitCodeFor(connectError);
+}
+
+/**
+ * A refusal of --runtime as the server words it (a runtime's
+ * RUNTIME_MISMATCH, a Backend's NOT_FOUND) in the one sentence every
+ * command prints (unknown-runtime.ts), naming the runtimes the server has;
+ * the error unchanged when they cannot be listed or include it after all.
+ */
+async function sameUnknownRuntime(error: ConnectError, context: CommandContext | undefined): Promise<ConnectError> {
+  const given = context?.givenRuntime;
+  if (context === undefined || given === undefined || !namesUnknownRuntime(error, given)) return error;
+  const known = await context.runtimes().then(
+    (listed) => listed.map((entry) => entry.runtimeId),
+    () => undefined,
+  );
+  return known === undefined || known.includes(given) ? error : unknownRuntime(given, known);
 }
 
 /**

@@ -40,7 +40,7 @@ describe("server errors name the flag the user typed", () => {
       [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
       [["approve", worker, "call-1", "--run", "r-missing"], '--run "r-missing" not found (reason: NOT_FOUND)'],
       [["reject", worker, "call-1", "--run", "r-1", "--reason", "r".repeat(2000)], "--reason: is 2000 bytes"],
-      [["workers", "get", worker, "--runtime", "rt-other"], '--runtime: "rt-other" is not this runtime'],
+      [["workers", "get", worker, "--runtime", "rt-other"], '--runtime "rt-other" is not a runtime of this server'],
       [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters"],
       [["cancel", worker, "r-missing"], 'run "r-missing" not found (reason: NOT_FOUND)'],
       [["workers", "get", "bad id"], "worker: must be 1-64 characters"],
@@ -93,6 +93,21 @@ describe("a value the server refuses is a usage error (exit 2), as one the clien
     const result = await cli("send", stopped, "hi", "--request-id", "fine-id");
     expect(result).toMatchObject({ code: 8, stderr: `worker-runtime: worker ${stopped} is stopped (reason: WORKER_STOPPED)\n` });
   });
+});
+
+describe("an unknown --runtime reads the same whichever command met it", () => {
+  it("one sentence naming the runtimes the server has, NOT_FOUND, exit 5", async () => {
+    const sentence = `worker-runtime: --runtime "nope" is not a runtime of this server (it has ${rt.runtimeId}) (reason: NOT_FOUND)\n`;
+    for (const args of [
+      ["runtime", "info"],
+      ["workers", "get", worker],
+      ["send", worker, "hi"],
+      ["transcript", worker],
+    ]) {
+      const result = await cli(...args, "--runtime", "nope");
+      expect(result, args.join(" ")).toMatchObject({ code: 5, stdout: "", stderr: sentence });
+    }
+  }, 120_000);
 });
 
 describe("errors read and exit alike, whoever finds them", () => {
