@@ -57,7 +57,7 @@ describe("send: a failed run's error", () => {
       expect((await cli("send", worker, "hi")).code).toBe(9);
       await eventually(() => watching.stdout().includes("FAILED"), 30_000, "the failed run");
       // The worker's status line comes after the run's end; by then every line of the run is out.
-      await eventually(() => /FAILED[^]*IDLE/.test(watching.stdout()), 30_000, "the worker idle again");
+      await eventually(() => /FAILED[\s\S]*IDLE/.test(watching.stdout()), 30_000, "the worker idle again");
       expect(occurrences(watching.stdout(), "watched refusal")).toBe(1);
       expect(watching.stdout()).toMatch(/\[run \S+ FAILED: .*watched refusal.* \(reason: [A-Z_]+\)\]/);
     } finally {
