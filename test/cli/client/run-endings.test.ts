@@ -64,7 +64,7 @@ describe("send: a failed run's error", () => {
       watching.child.kill("SIGINT");
       await watching.exited;
     }
-  });
+  }, 120_000);
 });
 
 describe("transcript: a cancelled run's partial answer", () => {
@@ -94,5 +94,6 @@ describe("transcript: a cancelled run's partial answer", () => {
     const json = jsonLines((await cli("transcript", worker, "--output", "json")).stdout);
     expect(json.map((entry) => entry.stopped)).toEqual([undefined, undefined, undefined, "cancelled"]);
     expect(json[3]).toMatchObject({ runId, assistantMessage: { text: "Half an ans" } });
-  });
+    // Eight CLI processes from source: over 60 s on a machine shared with other test runs.
+  }, 180_000);
 });
