@@ -21,7 +21,7 @@ import { serveMetrics } from "./metrics-config.js";
 import { refuseEmptyPaths } from "./path-flags.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
-import { explainListenError } from "./port-in-use.js";
+import { checkPortsFree, explainListenError } from "./port-in-use.js";
 import {
   closing,
   hostedRuntime,
@@ -125,6 +125,7 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   const tracing = await startTracing("worker-runtime-backend");
   const metrics = await readMetrics(values);
   const listeners = portFlags(values.host, port, http1Port, metrics);
+  await checkPortsFree(listeners);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   logFields["runtime_id"] = runtime.runtimeId;
   if (remotes.some((remote) => remote.runtimeId === runtime.runtimeId)) {

@@ -1,3 +1,4 @@
+import { createServer } from "node:net";
 import { UsageError } from "./usage-error.js";
 
 /** A listener a server process opens, and the flag that chose its port. */
@@ -59,5 +60,30 @@ export function checkDistinctPorts(listeners: readonly PortFlag[]): void {
       .slice(index + 1)
       .find((other) => other.port !== 0 && other.port === listener.port && other.host === listener.host);
     if (clash !== undefined) throw new PortFlagError([listener.flag, clash.flag], ([a, b]) => `${a} and ${b} must be different ports`);
+  }
+}
+
+/**
+ * Checks that each listener's port is free before anything else opens (the
+ * data dir above all): a second `npm start` on the ports of a running one
+ * used to open, lock and recover its data dir (the running one's, when
+ * shared, met its lock instead of the port's message) before its bind
+ * failed. Each fixed port is bound and released at once; a taken one throws
+ * {@link explainListenError}'s usage error. Port 0 needs no check. Another
+ * program may still take a port between this check and the real bind: that
+ * bind's error is explained the same way, as before.
+ */
+export async function checkPortsFree(listeners: readonly PortFlag[]): Promise<void> {
+  for (const listener of listeners) {
+    if (listener.port === 0) continue;
+    await new Promise<void>((resolve, reject) => {
+      const probe = createServer();
+      probe.once("error", (error: NodeJS.ErrnoException) => {
+        // Only a taken port is this check's to report; anything else (EACCES, a host not here) the real bind reports.
+        if (error.code === "EADDRINUSE") reject(explainListenError(error, listeners));
+        else resolve();
+      });
+      probe.listen({ host: listener.host, port: listener.port, exclusive: true }, () => probe.close(() => resolve()));
+    });
   }
 }

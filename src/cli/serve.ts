@@ -27,7 +27,7 @@ import {
 } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
-import { checkDistinctPorts, explainListenError, type PortFlag } from "./port-in-use.js";
+import { checkDistinctPorts, checkPortsFree, explainListenError, type PortFlag } from "./port-in-use.js";
 import { refuseEmptyPaths } from "./path-flags.js";
 import { UsageError } from "./usage-error.js";
 import { OPERATOR_TIMEOUT_OPTIONS, OPERATOR_TIMEOUT_USAGE, operatorTimeoutsFromFlags } from "./operator-timeouts.js";
@@ -121,6 +121,7 @@ export async function serve(argv: string[]): Promise<ShutdownOutcome | undefined
   const tracing = await startTracing("worker-runtime");
   const metrics = await readMetrics(values);
   const listeners = portFlags(values.host, port, http1Port, metrics);
+  await checkPortsFree(listeners);
   const runtime = await hostedRuntime(values, logger, metrics?.prometheus.runtime);
   metrics?.prometheus.observeRuntime(runtime);
   const metricsServer = metrics

@@ -1,9 +1,11 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, startCli } from "../support/cli-process.js";
+import { runClient } from "./client/client-support.js";
 
 /**
  * A bad port is a usage error that ends the process: checked before the
@@ -140,4 +142,53 @@ describe("npm start --help", () => {
     expect(second).toContain("--port is the console's HTTP/1.1 port");
     expect(cli.stdout()).toContain("usage: worker-runtime backend");
   });
+});
+
+describe("a second npm start on the ports of a running one", () => {
+  /** GET / from the console at `address` ("host:port"): its status code. */
+  function consoleStatus(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      http
+        .get(`http://${address}/`, (response) => {
+          response.resume();
+          response.on("end", () => resolve(response.statusCode ?? 0));
+        })
+        .on("error", reject);
+    });
+  }
+
+  it("fails before it opens its data dir, naming the port taken; the first keeps serving, its data dir untouched", async () => {
+    const dir = dataDir();
+    const first = startCli(["--port", "0", "--grpc-port", "0", "--data-dir", dir], {}, START_ENTRY);
+    try {
+      const { h2c, http1 } = await first.listening;
+      const grpcPort = Number(h2c.slice(h2c.lastIndexOf(":") + 1));
+      const consolePort = Number(http1?.slice(http1.lastIndexOf(":") + 1));
+      const lock = readFileSync(path.join(dir, "LOCK"), "utf8");
+      // Its own data dir: nothing of it may be made. The same data dir: the port is the news, not the lock.
+      const fresh = path.join(dataDir(), "never-made");
+      for (const target of [fresh, dir]) {
+        await expectUsageExit(
+          ["--port", String(consolePort), "--grpc-port", String(grpcPort), "--data-dir", target],
+          inUse(grpcPort, "--grpc-port"),
+          START_ENTRY,
+        );
+      }
+      await expectUsageExit(
+        ["--port", String(consolePort), "--grpc-port", "0", "--data-dir", fresh],
+        inUse(consolePort, "--port"),
+        START_ENTRY,
+      );
+      expect(existsSync(fresh), "the second start made no data dir").toBe(false);
+      expect(readFileSync(path.join(dir, "LOCK"), "utf8"), "the first one's lock").toBe(lock);
+      // The first instance still serves the console and gRPC clients.
+      expect(await consoleStatus(http1 ?? "")).toBe(200);
+      const info = await runClient(["runtime", "info"], { server: `http://${h2c}` });
+      expect(info).toMatchObject({ code: 0, stderr: "" });
+      expect(first.child.exitCode).toBeNull();
+    } finally {
+      first.kill();
+      await first.exited;
+    }
+  }, 180_000);
 });

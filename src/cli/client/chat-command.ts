@@ -30,7 +30,12 @@ export async function chat(argv: string[]): Promise<ExitCodeValue> {
     // read bounded instead, so a line longer than the limit is refused as it arrives, not held whole first.
     const readline = terminal ? createInterface({ input: process.stdin, output: process.stdout, terminal }) : undefined;
     const lines: AsyncIterable<BoundedLine> = readline ? typedLines(readline) : readBoundedLines(process.stdin, limit);
-    const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
+    const printer = new EventPrinter(context.output, workerId, {
+      userMessages: false,
+      runStates: false,
+      workerStates: false,
+      endErrors: false,
+    });
     let running = false;
     // Node 24 throws on prompt() after close (Ctrl-D while a reply still streams).
     let closed = false;

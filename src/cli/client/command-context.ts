@@ -7,9 +7,10 @@ import type { RuntimeLimits } from "../../../gen/worker_runtime/v1/runtime_pb.js
 import { ambiguousValueMessage } from "../ambiguous-value.js";
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { openConnection, type Connection, type ServiceClients } from "./connection.js";
-import { COMMON_FIELDS, namedByFlag, type FieldFlags } from "./flag-names.js";
+import { COMMON_FIELDS, namedByFlag, refusesCommandLine, type FieldFlags } from "./flag-names.js";
 import { describeError, EXIT_CODES_USAGE, ExitCode, exitCodeFor, reasonOf, TOKEN_ENV, type ExitCodeValue } from "./exit-codes.js";
 import { explainTransportFailure } from "./transport-failure.js";
+import { namesUnknownRuntime, unknownRuntime } from "./unknown-runtime.js";
 import { Output } from "./output.js";
 import { discoverRuntimes, pickRuntime, type RuntimeListing } from "./runtime-target.js";
 import { OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../../files/index.js";
@@ -118,6 +119,11 @@ export class CommandContext {
       throw new CommandLineError(`--server must not carry user info: put the token in --token-file or $${TOKEN_ENV}`);
     if (!/^https?:\/\/[^/]+/.test(server)) throw new CommandLineError(`--server must be an http:// or https:// URL, not "${server}"`);
     this.server = server;
+  }
+
+  /** --runtime as given (undefined: the server's only runtime is used). */
+  get givenRuntime(): string | undefined {
+    return this.values.runtime;
   }
 
   /** The connection, opened on first use. */
@@ -236,13 +242,16 @@ export async function withContext(
 
 /**
  * Prints an error as one line (JSON with --output json) and returns its
- * exit code. A failure below the RPC layer is explained first (which may
+ * exit code: a server's refusal of a value the user typed is a usage error
+ * (flag-names.ts, refusesCommandLine), else by its reason (exit-codes.ts). A failure below the RPC layer is explained first (which may
  * check whether an http:// server speaks TLS: transport-failure.ts).
  */
 export async function reportError(error: unknown, context: CommandContext | undefined, json: boolean): Promise<ExitCodeValue> {
   if (isCommandLineError(error)) return reportCommandLineError(error, json);
   const server = context?.server ?? "the server";
-  const named = namedByFlag(ConnectError.from(error), context?.fields ?? COMMON_FIELDS);
+  const refused = await sameUnknownRuntime(ConnectError.from(error), context);
+  const fields = context?.fields ?? COMMON_FIELDS;
+  const named = namedByFlag(refused, fields);
   const connectError = context === undefined ? named : await explainTransportFailure(named, server);
   const sentence = describeError(connectError, server, context?.tokenSource);
   if (json) {
@@ -254,7 +263,23 @@ export async function reportError(error: unknown, context: CommandContext | unde
   } else {
     process.stderr.write(`worker-runtime: ${sentence}\n`);
   }
-  return exitCodeFor(connectError);
+  return refusesCommandLine(refused, fields) ? ExitCode.USAGE : exitCodeFor(connectError);
+}
+
+/**
+ * A refusal of --runtime as the server words it (a runtime's
+ * RUNTIME_MISMATCH, a Backend's NOT_FOUND) in the one sentence every
+ * command prints (unknown-runtime.ts), naming the runtimes the server has;
+ * the error unchanged when they cannot be listed or include it after all.
+ */
+async function sameUnknownRuntime(error: ConnectError, context: CommandContext | undefined): Promise<ConnectError> {
+  const given = context?.givenRuntime;
+  if (context === undefined || given === undefined || !namesUnknownRuntime(error, given)) return error;
+  const known = await context.runtimes().then(
+    (listed) => listed.map((entry) => entry.runtimeId),
+    () => undefined,
+  );
+  return known === undefined || known.includes(given) ? error : unknownRuntime(given, known);
 }
 
 /**

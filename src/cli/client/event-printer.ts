@@ -20,7 +20,19 @@ export interface EventPrinterOptions {
   runStates: boolean;
   /** Show the worker's status changes (watch). */
   workerStates: boolean;
+  /**
+   * Show a failed run's error on its end line (watch). `send` and `chat`
+   * leave it to their closing line on stderr (run-stream.ts), so that the
+   * error, with its reason, is printed once.
+   */
+  endErrors: boolean;
 }
+
+/**
+ * The notice a failed run commits (src/runtime/worker-journal.ts): it holds
+ * the run's error message, which a live stream shows from the run itself.
+ */
+const RUN_FAILED_NOTICE = "run.failed";
 
 const TAIL = 160;
 
@@ -91,6 +103,9 @@ export class EventPrinter {
         return;
       }
       case "transcriptAppended":
+        // A live stream shows a failed run's error once, from the run (its end line or the closing line);
+        // `transcript` has no runs to read it from, and prints the notice (entry()).
+        if (kind.value.content.case === "notice" && kind.value.content.value.code === RUN_FAILED_NOTICE) return;
         this.entry(kind.value);
         return;
       case "runChanged":
@@ -154,11 +169,17 @@ export class EventPrinter {
     // A completed run speaks for itself in `send`; other ends (cancelled, failed) always show.
     const quiet = run.status < RunStatus.COMPLETED || run.status === RunStatus.COMPLETED;
     if (quiet && !this.options.runStates) return;
+    const failure = run.error;
     const error =
-      run.error && run.error.reason !== ErrorReason.UNSPECIFIED
-        ? `: ${cellText(run.error.message)} (reason: ${ErrorReason[run.error.reason]})`
+      this.options.endErrors && failure && (failure.reason !== ErrorReason.UNSPECIFIED || failure.message !== "")
+        ? `: ${cellText(failure.message || "no detail")}${failure.reason !== ErrorReason.UNSPECIFIED ? ` (reason: ${ErrorReason[failure.reason]})` : ""}`
         : "";
     this.notice(runStatusStyle(run.status) ?? "dim", `[run ${run.runId} ${runStatusName(run.status)}${error}]`);
+  }
+
+  /** A line of the CLI's own about what was shown (transcript-printer.ts: `[stopped: cancelled]`). */
+  marker(text: string): void {
+    this.notice("yellow", text);
   }
 
   /** Ends a streamed line, if one is open. */

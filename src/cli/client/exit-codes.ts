@@ -14,7 +14,11 @@ export const ExitCode = {
   OK: 0,
   /** Anything not listed below (an internal error, a bug). */
   FAILURE: 1,
-  /** The command line is wrong. */
+  /**
+   * The command line is wrong, whoever found it: the client, or the server
+   * refusing a value a flag or argument filled (INVALID_ARGUMENT about that
+   * field: flag-names.ts, refusesCommandLine).
+   */
   USAGE: 2,
   /** The server (or, through a Backend, the runtime) could not be reached, dropped the connection, or is draining. */
   UNREACHABLE: 3,
@@ -40,7 +44,7 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 export const EXIT_CODES_USAGE = `exit codes:
   0   success                      5   not found (worker, run, runtime, profile)
   1   unexpected failure           6   worker busy or queue full
-  2   bad command line             7   worker not connected (no model provider)
+  2   bad command line or value    7   worker not connected (no model provider)
   3   server unreachable/draining  8   refused for another typed reason
   4   unauthenticated              9   send: run failed or interrupted
   130 send: run cancelled (Ctrl-C)`;

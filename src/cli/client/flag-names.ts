@@ -1,5 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
-import { ErrorDetailSchema } from "../../../gen/worker_runtime/v1/errors_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 
 /**
  * Which request field each command-line word fills: a flag ("--from") or an
@@ -25,16 +25,44 @@ export const COMMON_FIELDS: FieldFlags = {
  * NOT_FOUND the key naming the id), never from guessing at the text.
  */
 export function namedByFlag(error: ConnectError, flags: FieldFlags): ConnectError {
-  const detail = error.findDetails(ErrorDetailSchema)[0];
-  if (detail === undefined) return error;
+  const named = flagOf(error, flags);
+  if (named === undefined) return error;
   const message = error.rawMessage;
-  const field = detail.metadata.field ?? Object.keys(detail.metadata).find((key) => message.startsWith(`${key} `));
-  if (field === undefined || !message.startsWith(field)) return error;
-  const renamed = rename(field, { ...COMMON_FIELDS, ...flags });
-  if (renamed === undefined) return error;
-  const translated = new ConnectError(`${renamed}${message.slice(field.length)}`, error.code, error.metadata, undefined, error.cause);
+  const translated = new ConnectError(
+    `${named.word}${message.slice(named.field.length)}`,
+    error.code,
+    error.metadata,
+    undefined,
+    error.cause,
+  );
   translated.details = error.details;
   return translated;
+}
+
+/**
+ * The word of the command line (`word`: a flag, or an argument's name) that
+ * filled the request field the server's error names and starts its message
+ * with (`field`), if the command has one for it.
+ */
+export function flagOf(error: ConnectError, flags: FieldFlags): { field: string; word: string } | undefined {
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  if (detail === undefined) return undefined;
+  const message = error.rawMessage;
+  const field = detail.metadata.field ?? Object.keys(detail.metadata).find((key) => message.startsWith(`${key} `));
+  if (field === undefined || !message.startsWith(field)) return undefined;
+  const word = rename(field, { ...COMMON_FIELDS, ...flags });
+  return word === undefined ? undefined : { field, word };
+}
+
+/**
+ * Whether the server refused a value the user typed: INVALID_ARGUMENT about
+ * a field a word of the command line filled. That is a bad command line
+ * (exit 2), as when the client refuses a value itself; only who checked it
+ * differs. A refusal for another reason (a limit, the worker's state) is not.
+ */
+export function refusesCommandLine(error: ConnectError, flags: FieldFlags): boolean {
+  const reason = error.findDetails(ErrorDetailSchema)[0]?.reason;
+  return reason === ErrorReason.INVALID_ARGUMENT && flagOf(error, flags) !== undefined;
 }
 
 /**

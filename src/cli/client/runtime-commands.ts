@@ -1,5 +1,4 @@
 import { toJson } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
 import {
   AllocationMode,
   AllocationSchema,
@@ -10,14 +9,13 @@ import {
   StoreKind,
   type Runtime,
 } from "../../../gen/worker_runtime/v1/runtime_pb.js";
-import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { everyPage } from "./every-page.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { timeText } from "./format.js";
 import type { Style } from "./output.js";
-import { typedError } from "./typed-error.js";
+import { unknownRuntime } from "./unknown-runtime.js";
 
 const INFO_USAGE = `usage: worker-runtime runtime info
   The runtime's summary: id, version, status, store, limits, capabilities, worker counts.`;
@@ -52,12 +50,11 @@ async function summaryOf(context: CommandContext): Promise<Runtime> {
   const runtimeId = await context.runtimeId();
   const listed = runtimes.find((entry) => entry.runtimeId === runtimeId);
   // A wrong --runtime must not silently show another runtime's summary.
-  if (listed === undefined) {
-    const known = runtimes.map((entry) => entry.runtimeId).join(", ") || "none";
-    throw typedError(Code.NotFound, ErrorReason.NOT_FOUND, `--runtime "${runtimeId}" is not a runtime of this server (it has ${known})`, {
-      runtime_id: runtimeId,
-    });
-  }
+  if (listed === undefined)
+    throw unknownRuntime(
+      runtimeId,
+      runtimes.map(({ runtimeId: known }) => known),
+    );
   if (listed.summary !== undefined) return listed.summary;
   const { runtime } = await context.clients.management.getRuntime({ runtimeId });
   if (runtime === undefined) throw new Error("the server returned no runtime");

@@ -32,7 +32,12 @@ export async function send(argv: string[]): Promise<ExitCodeValue> {
   return withContext(values, { request_id: "--request-id", "input.text": "the text" }, async (context) => {
     const text = given ?? (await readStdin(() => inputLimit(context)));
     await checkInput(context, text);
-    const printer = new EventPrinter(context.output, workerId, { userMessages: false, runStates: false, workerStates: false });
+    const printer = new EventPrinter(context.output, workerId, {
+      userMessages: false,
+      runStates: false,
+      workerStates: false,
+      endErrors: false,
+    });
     const { exit } = await streamRun(context, {
       ref: await context.workerRef(workerId),
       text,

@@ -1,14 +1,17 @@
-import { toJson } from "@bufbuild/protobuf";
-import { TranscriptEntrySchema, type TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
+import type { TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { TranscriptPrinter } from "./transcript-printer.js";
 
 const TRANSCRIPT_USAGE = `usage: worker-runtime transcript WORKER [--tail N | --after SEQ]
   The worker's committed transcript, oldest first, read in bounded pages.
   --tail N     only the last N entries
-  --after SEQ  only entries after sequence number SEQ (default: from the start)`;
+  --after SEQ  only entries after sequence number SEQ (default: from the start)
+  A run that was cancelled or interrupted gets a line [stopped: cancelled] (or interrupted)
+  after its last entry shown, so a partial answer does not read as a complete one
+  (--output json: "stopped" on that entry).`;
 
 /** The largest seq (a uint64). */
 const MAX_SEQ = 2n ** 64n - 1n;
@@ -27,13 +30,16 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
   const after = values.after === undefined ? 0n : wholeNumber("--after", values.after, MAX_SEQ);
   const workerId = positionals[0] ?? "";
   return withContext(values, { after_seq: "--after", before_seq: "--tail", limit: "--tail" }, async (context) => {
-    const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: false, workerStates: false });
-    const print = (entry: TranscriptEntry): void => {
-      if (context.output.json) context.output.jsonLine(toJson(TranscriptEntrySchema, entry));
-      else printer.entry(entry);
-    };
-    if (tail !== undefined) (await readTail(context, workerId, tail)).forEach(print);
-    else await readForward(context, workerId, after, print);
+    const printer = new EventPrinter(context.output, workerId, {
+      userMessages: true,
+      runStates: false,
+      workerStates: false,
+      endErrors: false,
+    });
+    const shown = new TranscriptPrinter(context, await context.workerRef(workerId), printer);
+    if (tail !== undefined) await shown.print(await readTail(context, workerId, tail));
+    else await readForward(context, workerId, after, (entries) => shown.print(entries));
+    await shown.finish();
     return ExitCode.OK;
   });
 }
@@ -55,13 +61,13 @@ async function readForward(
   context: CommandContext,
   workerId: string,
   after: bigint,
-  print: (entry: TranscriptEntry) => void,
+  print: (entries: readonly TranscriptEntry[]) => Promise<void>,
 ): Promise<void> {
   const worker = await context.workerRef(workerId);
   let afterSeq = after;
   for (;;) {
     const page = await context.clients.observation.readTranscript({ worker, position: { case: "afterSeq", value: afterSeq }, limit: PAGE });
-    page.entries.forEach(print);
+    await print(page.entries);
     const last = page.entries.at(-1);
     if (!page.hasMore || last === undefined) return;
     afterSeq = last.seq;

@@ -65,7 +65,12 @@ export async function watch(argv: string[]): Promise<ExitCodeValue> {
   const workerId = positionals[0] ?? "";
   return withContext(values, { after_cursor: "--from" }, async (context) => {
     const worker = await context.workerRef(workerId);
-    const printer = new EventPrinter(context.output, workerId, { userMessages: true, runStates: true, workerStates: true });
+    const printer = new EventPrinter(context.output, workerId, {
+      userMessages: true,
+      runStates: true,
+      workerStates: true,
+      endErrors: true,
+    });
     const stop = new AbortController();
     const unsubscribe = processInterrupts(() => stop.abort());
     // Empty = start at the snapshot; afterwards the last durable cursor seen.

@@ -160,9 +160,9 @@ describe("workers", () => {
     const malformed = await cli("workers", "create", "--profile", "companion", "--workspace", "ws/m2", "--mount", "ws:only-two");
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toContain("--mount wants ROOT:PATH:NAME or ROOT:PATH:NAME:rw");
-    // The server's refusal names the flag the user typed.
+    // The server's refusal names the flag the user typed, and is a usage error as the client's own is.
     const refused = await cli("workers", "create", "--profile", "companion", "--mount", "ws:x:x");
-    expect(refused.code).toBe(8);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("--mount: need a workspace");
   });
 

@@ -40,7 +40,7 @@ describe("server errors name the flag the user typed", () => {
       [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
       [["approve", worker, "call-1", "--run", "r-missing"], '--run "r-missing" not found (reason: NOT_FOUND)'],
       [["reject", worker, "call-1", "--run", "r-1", "--reason", "r".repeat(2000)], "--reason: is 2000 bytes"],
-      [["workers", "get", worker, "--runtime", "rt-other"], '--runtime: "rt-other" is not this runtime'],
+      [["workers", "get", worker, "--runtime", "rt-other"], '--runtime "rt-other" is not a runtime of this server'],
       [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters"],
       [["cancel", worker, "r-missing"], 'run "r-missing" not found (reason: NOT_FOUND)'],
       [["workers", "get", "bad id"], "worker: must be 1-64 characters"],
@@ -62,11 +62,52 @@ describe("server errors name the flag the user typed", () => {
 
   it("with --output json the message names the flag too", async () => {
     const result = await cli("watch", worker, "--from", "garbage", "--output", "json");
-    expect(result.code).toBe(8);
+    expect(result.code).toBe(2);
     expect(JSON.parse(result.stderr)).toEqual({
       error: { code: "InvalidArgument", reason: "INVALID_ARGUMENT", message: "--from: is not a cursor" },
     });
   });
+});
+
+describe("a value the server refuses is a usage error (exit 2), as one the client refuses is", () => {
+  it("INVALID_ARGUMENT about a flag or an argument the user typed exits 2, naming it, with the server's reason text", async () => {
+    const cases: [string[], string][] = [
+      [["watch", worker, "--from", "garbage"], "--from: is not a cursor (reason: INVALID_ARGUMENT)"],
+      [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
+      [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters of [A-Za-z0-9._-] (reason: INVALID_ARGUMENT)"],
+      [["workers", "get", "bad id"], "worker: must be 1-64 characters of [A-Za-z0-9._-] (reason: INVALID_ARGUMENT)"],
+    ];
+    for (const [args, sentence] of cases) {
+      const result = await cli(...args);
+      expect(result.stderr, args.join(" ")).toContain(`worker-runtime: ${sentence}`);
+      expect(result.code, args.join(" ")).toBe(2);
+    }
+    // The client's own refusal of a value exits the same way.
+    expect((await cli("transcript", worker, "--tail", "x")).code).toBe(2);
+  }, 120_000);
+
+  it("a refusal for another reason still exits 8: the worker's state", async () => {
+    const created = await cli("workers", "create", "--profile", "companion");
+    const stopped = created.stdout.trim();
+    expect((await cli("workers", "stop", stopped)).code).toBe(0);
+    const result = await cli("send", stopped, "hi", "--request-id", "fine-id");
+    expect(result).toMatchObject({ code: 8, stderr: `worker-runtime: worker ${stopped} is stopped (reason: WORKER_STOPPED)\n` });
+  });
+});
+
+describe("an unknown --runtime reads the same whichever command met it", () => {
+  it("one sentence naming the runtimes the server has, NOT_FOUND, exit 5", async () => {
+    const sentence = `worker-runtime: --runtime "nope" is not a runtime of this server (it has ${rt.runtimeId}) (reason: NOT_FOUND)\n`;
+    for (const args of [
+      ["runtime", "info"],
+      ["workers", "get", worker],
+      ["send", worker, "hi"],
+      ["transcript", worker],
+    ]) {
+      const result = await cli(...args, "--runtime", "nope");
+      expect(result, args.join(" ")).toMatchObject({ code: 5, stdout: "", stderr: sentence });
+    }
+  }, 120_000);
 });
 
 describe("errors read and exit alike, whoever finds them", () => {
