@@ -85,6 +85,11 @@ export class Catalog {
       forget: (session) => this.forgetDeleted(session),
       health: init.health,
     });
+    // Once the store writes again, each worker writes and announces what it could not (WorkerJournal.catchUp).
+    init.health.onStatusChange(() => {
+      if (init.health.storeDegraded || init.health.closed) return;
+      for (const session of this.workers.values()) session.events.catchUp();
+    });
   }
 
   /** Every hosted worker's session. */

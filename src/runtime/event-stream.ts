@@ -23,6 +23,12 @@ export interface EventStreamInit<E> {
   onPersistResult(error: unknown): void;
   /** Called for every item as it is delivered, before subscribers get it. */
   onDeliver?(item: StreamItem<E>, event: E): void;
+  /**
+   * Writes and announces again what failed writes left owed (a worker's
+   * journal: see WorkerJournal.catchUp); called as each subscription opens
+   * and by {@link DurableEventStream.catchUp}.
+   */
+  catchUp?(): void;
   /** Backlog bounds of each subscription. */
   subscriberBacklog: BacklogBounds;
 }
@@ -124,7 +130,13 @@ export class DurableEventStream<E> {
   subscribe(): Subscription<E> {
     const subscription = new Subscription<E>(this.init.subscriberBacklog, (s) => this.subscribers.delete(s));
     this.subscribers.add(subscription);
+    this.init.catchUp?.();
     return subscription;
+  }
+
+  /** Has the stream's owner write and announce what it owes, now that the store writes again. */
+  catchUp(): void {
+    this.init.catchUp?.();
   }
 
   /** The delete under way that is to end the stream, from the moment it begins (see {@link announceEnd}). */

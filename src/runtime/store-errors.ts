@@ -71,3 +71,20 @@ export function logStoreDiagnostic(logger: Logger, diagnostic: StoreDiagnostic):
   else if (diagnostic.severity === DiagnosticSeverity.WARNING) logger.warn("store problem found at open", fields);
   else logger.info("store finding at open", fields);
 }
+
+/**
+ * Why a worker's watches (and StreamInput) end when one of its durable
+ * events could not be written: the event is rolled back, so nothing else
+ * would ever tell them (they waited for ever on a run whose end was lost).
+ * Resuming from the last cursor gets it once the store writes again, when
+ * the worker writes and announces what it owes (see owed-changes.ts).
+ */
+export function eventsNotPersisted(workerId: string, cause: unknown): RuntimeError {
+  return new RuntimeError(
+    Code.Unavailable,
+    ErrorReason.STORE_UNAVAILABLE,
+    `the worker's events could not be persisted; resume from the last cursor once the store writes again`,
+    { worker_id: workerId },
+    { cause },
+  );
+}

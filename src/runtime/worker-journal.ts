@@ -21,7 +21,9 @@ import { activeRunStateOf } from "./run-slot.js";
 import type { SessionDeps } from "./session-deps.js";
 import type { RestoredWorker, StoredEvent, WorkerRecord } from "./store.js";
 import type { StreamItem } from "./subscription.js";
-import { UnsavedRuns } from "./unsaved-runs.js";
+import { OwedChanges } from "./owed-changes.js";
+import { eventsNotPersisted } from "./store-errors.js";
+import type { UnsavedRuns } from "./unsaved-runs.js";
 
 /**
  * Everything a worker writes: run records, worker snapshots, transcript
@@ -29,14 +31,16 @@ import { UnsavedRuns } from "./unsaved-runs.js";
  * written before its event: stores acknowledge an event only after the
  * worker's earlier writes, so no observer can see a run a crash would lose.
  * And every write's outcome is reported to runtime health per write path.
- * Once the worker is deleted, nothing more is written.
+ * What the store failed to take is owed and written again once it writes
+ * (see {@link catchUp}). Once the worker is deleted, nothing more is written.
  */
 export class WorkerJournal {
   /** The worker's ordered event stream, continuing from what the store restored. */
   readonly events: DurableEventStream<WorkerEvent>;
-  /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
-  readonly unsaved = new UnsavedRuns();
+  /** What failed writes left unwritten or unannounced (see owed-changes.ts). */
+  private readonly owed = new OwedChanges();
   private deleted = false;
+  private catchingUp = false;
 
   constructor(
     private readonly worker: Worker,
@@ -57,8 +61,15 @@ export class WorkerJournal {
       persistEvents: timedAppend(deps.metrics, "worker_events", (events: StoredEvent[]) => deps.store.appendEvents(workerId, events)),
       onPersistResult: (error) => deps.onStoreResult(`worker:${workerId}:events`, error),
       onDeliver,
+      // A new watch must not wait on what was lost: the owed writes are tried now, and failing end it.
+      catchUp: () => this.catchUp(),
       subscriberBacklog: subscriberBacklog(deps.limits),
     });
+  }
+
+  /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
+  get unsaved(): UnsavedRuns {
+    return this.owed.unsavedRuns;
   }
 
   private get workerId(): string {
@@ -74,12 +85,13 @@ export class WorkerJournal {
    * Writes a run's record, then its runChanged event; settles when both are
    * durable. One copy of the run serves the store, the reads after a failed
    * write and both events (here and runtime-wide): none of them changes it,
-   * so it is also encoded only once (durable-event-encoding.ts).
+   * so it is also encoded only once (durable-event-encoding.ts). A run's
+   * `acceptance` that fails is not owed: its sender is told, and it never ran.
    */
-  async recordRun(run: Run): Promise<void> {
+  async recordRun(run: Run, acceptance = false): Promise<void> {
     if (this.deleted) return;
     const copy = sealPayload(RunSchema, cloneMessage(RunSchema, run));
-    await Promise.all([this.putRun(copy), this.emitRun(copy)]);
+    await Promise.all([this.putRun(copy, !acceptance), this.emitRun(copy, !acceptance)]);
   }
 
   /**
@@ -93,17 +105,27 @@ export class WorkerJournal {
     this.deps.background.start(this.putRun(cloneMessage(RunSchema, run)));
   }
 
-  /** Writes a run's record (a copy nothing changes) with the request fingerprint the store keeps for idempotency. */
-  private putRun(copy: Run): Promise<void> {
+  /**
+   * Writes a run's record (a copy nothing changes) with the request fingerprint the store keeps for
+   * idempotency; a failure is owed (see {@link catchUp}) unless `owed` is false.
+   */
+  private putRun(copy: Run, owed = true): Promise<void> {
     const fingerprint = requestFingerprint(copy);
-    return this.unsaved.track(copy, this.reported("runs", this.deps.store.putRun(this.workerId, copy, { fingerprint })));
+    const write = this.reported("runs", this.deps.store.putRun(this.workerId, copy, { fingerprint }));
+    return owed ? this.unsaved.track(copy, write) : write;
   }
 
   /** Announces a run change (a copy nothing changes), here and on the runtime-wide stream. */
-  private emitRun(copy: Run): Promise<unknown> {
+  private emitRun(copy: Run, owed: boolean): Promise<unknown> {
     this.deps.publishRun(copy);
+    return this.announceRun(copy, owed);
+  }
+
+  /** Announces a run change on the worker's stream only (a run end owed is not counted or published twice). */
+  private announceRun(copy: Run, owed = true): Promise<unknown> {
     const time = timestampFromDate(this.deps.now());
-    return this.emit((seq, cursor) => create(WorkerEventSchema, { seq, cursor, time, kind: { case: "runChanged", value: copy } }));
+    const event = this.emit((seq, cursor) => create(WorkerEventSchema, { seq, cursor, time, kind: { case: "runChanged", value: copy } }));
+    return owed ? this.owed.unannouncedRuns.track(copy, event) : event;
   }
 
   /**
@@ -123,7 +145,7 @@ export class WorkerJournal {
   async saveWorker(): Promise<void> {
     if (this.deleted) return;
     const copy = this.workerCopy();
-    const saved = this.reported("snapshot", this.deps.store.putWorker({ worker: copy, ...this.record }));
+    const saved = this.owed.snapshot.track(this.reported("snapshot", this.deps.store.putWorker({ worker: copy, ...this.record })));
     await Promise.all([saved, this.announceWorker(copy, "announce")]);
   }
 
@@ -151,10 +173,32 @@ export class WorkerJournal {
   private announceWorker(copy: Worker, announce: "announce" | "created"): Promise<unknown> {
     // A new worker is announced runtime-wide by the catalog's workerCreated, which must come first.
     if (announce === "announce") this.deps.publishWorker(copy);
-    return this.emit((seq, cursor) => {
+    const event = this.emit((seq, cursor) => {
       const value: Worker = { ...copy, lastEventSeq: seq === 0n ? this.events.lastDeliveredSeq : seq };
       return create(WorkerEventSchema, { seq, cursor, time: copy.updatedAt, kind: { case: "workerChanged", value } });
     });
+    return this.owed.workerAnnouncement.track(event);
+  }
+
+  /**
+   * Writes and announces again what failed writes left owed (owed-changes.ts):
+   * the run versions the store lacks, the run changes and the worker's
+   * snapshot its watchers never heard of. Called when the store writes again
+   * (runtime health's probe), when a watch opens, and before each new event
+   * (so the owed ones keep their order ahead of it). A write that fails
+   * again stays owed. Nothing is owed by a FAILED (quarantined) worker,
+   * whose logs take no more writes, nor by one being deleted.
+   */
+  catchUp(): void {
+    if (this.catchingUp || this.deleted || this.events.endingWith || this.worker.status === WorkerStatus.FAILED || !this.owed.any) return;
+    this.catchingUp = true;
+    try {
+      for (const run of this.owed.unsavedRuns.retryable()) this.deps.background.start(this.putRun(run));
+      for (const run of this.owed.unannouncedRuns.retryable()) this.deps.background.start(this.announceRun(run));
+      if (this.owed.worker) this.deps.background.start(this.saveWorker());
+    } finally {
+      this.catchingUp = false;
+    }
   }
 
   /**
@@ -166,12 +210,20 @@ export class WorkerJournal {
    * what was delivered) still showed it IDLE while GetWorker said FAILED. A
    * watch resumed by cursor does not replay such a change; its snapshot
    * shows it.
+   *
+   * Any other worker's event that cannot be written ends every watch of it
+   * (and StreamInput) with STORE_UNAVAILABLE: a live copy would break "an
+   * event acknowledged to any observer is durable", and silence left them
+   * waiting for ever on a run whose end was lost. The change is owed and
+   * announced once the store writes (see {@link catchUp}), which a watch
+   * resumed from its last cursor gets, once.
    */
   private emit(build: (seq: bigint, cursor: string) => WorkerEvent): Promise<unknown> {
-    const durable = this.events.emitDurable(build);
-    if (this.worker.status !== WorkerStatus.FAILED) return durable;
-    return durable.catch((error: unknown) => {
-      this.events.emitLive(build(0n, ""));
+    this.catchUp();
+    return this.events.emitDurable(build).catch((error: unknown) => {
+      // Checked as the write fails: a worker quarantined meanwhile failed it by its damaged log.
+      if (this.worker.status === WorkerStatus.FAILED) this.events.emitLive(build(0n, ""));
+      else this.events.closeAll(eventsNotPersisted(this.workerId, error));
       throw error;
     });
   }

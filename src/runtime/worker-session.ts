@@ -132,7 +132,7 @@ export class WorkerSession {
     run.usage = create(UsageSchema);
     run.createdAt = timestampFromDate(this.deps.now());
     if (requestId !== "") this.requestIds.remember(requestId, { runId: run.runId, fingerprint });
-    const accepted = this.journal.recordRun(run);
+    const accepted = this.journal.recordRun(run, true);
     const snapshotOfAccepted = cloneMessage(RunSchema, run);
     this.queue.add(run, admission.kind === "interrupt", caller);
     if (admission.kind === "start") {

@@ -31,6 +31,22 @@ describe("UnsavedRuns", () => {
   });
 });
 
+describe("UnsavedRuns.retryable", () => {
+  it("offers a failed version to write again only while no newer write of the run is in flight, and and not once a newer write succeeded", async () => {
+    const unsaved = new UnsavedRuns();
+    await unsaved.track(run(RunStatus.RUNNING), Promise.reject(enospc())).catch(() => {});
+    expect(unsaved.retryable().map((r) => r.status)).toEqual([RunStatus.RUNNING]);
+    // A newer write in flight settles the run either way: writing RUNNING after it would take the run backwards.
+    let settle = (): void => {};
+    const newer = unsaved.track(run(RunStatus.COMPLETED), new Promise<void>((resolve) => (settle = resolve)));
+    expect(unsaved.retryable()).toEqual([]);
+    settle();
+    await newer;
+    expect(unsaved.retryable()).toEqual([]);
+    expect(unsaved.size).toBe(0);
+  });
+});
+
 describe("describeStoreFailure", () => {
   it("names the system error code of the cause, never its message (host paths)", () => {
     expect(describeStoreFailure(enospc())).toBe("ENOSPC: no space left on device");
