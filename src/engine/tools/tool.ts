@@ -31,9 +31,10 @@ export interface ToolContext {
   /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
   readonly shellPolicy?: ShellPolicy;
   /**
-   * How the tools ask the host's file system (the program check, real
-   * paths): the backend's, shared by its runs, so a hung mount is asked one
-   * lookup at a time, within the runtime's timeout, under one bound.
+   * How the program check asks the host's file system: the backend's
+   * lookups, shared by its runs, so a hung mount is asked one lookup at a
+   * time, within the runtime's timeout, under one bound (the sandbox's and
+   * the workspace's own realpaths do not go through it yet).
    */
   readonly hostLookups: EngineLookups;
 }
