@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -7,6 +7,22 @@ import type { Browser } from "playwright-core";
 import { launchChromium } from "../support/chromium.js";
 import { type CliEntry, type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+
+/**
+ * A workspace holding notes.txt and a profiles file with "careful" (list_files
+ * needing approval), in directories `tempDir` makes: what the console tests
+ * that approve a tool call start with (`--workspace-root ws=<workspace> --profiles <profiles>`).
+ */
+export function carefulWorkspace(tempDir: () => string): { workspace: string; profiles: string } {
+  const workspace = tempDir();
+  writeFileSync(join(workspace, "notes.txt"), "hello");
+  const profiles = join(tempDir(), "profiles.json");
+  writeFileSync(
+    profiles,
+    JSON.stringify({ profiles: [{ name: "careful", tools: ["list_files"], approval_required_tools: ["list_files"] }] }),
+  );
+  return { workspace, profiles };
+}
 
 /** `npm start`'s entry run from source, exactly as `node dist/console/start.js` runs built. */
 export const START_ENTRY: CliEntry = { nodeArgs: ["--import", "tsx", "src/console/start.ts"], cwd: REPO_ROOT };

@@ -14,7 +14,7 @@ import { type CliProcess, REPO_ROOT, startCli } from "../support/cli-process.js"
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
 import { startCuttableProxy } from "../support/cuttable-proxy.js";
-import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+import { buildConsole, type ConsoleProcess, startConsole, carefulWorkspace } from "./console-process.js";
 
 // Every poll here waits for Chromium to show what a real server sent (a page load, a watch's
 // round trips, a frame): correct but slow work that takes seconds on a loaded machine, far past
@@ -92,13 +92,8 @@ describe("console with a model provider", () => {
 
   beforeAll(async () => {
     dataDir = tempDir();
-    workspace = tempDir();
-    writeFileSync(join(workspace, "notes.txt"), "hello");
-    const profiles = join(tempDir(), "profiles.json");
-    writeFileSync(
-      profiles,
-      JSON.stringify({ profiles: [{ name: "careful", tools: ["list_files"], approval_required_tools: ["list_files"] }] }),
-    );
+    let profiles: string;
+    ({ workspace, profiles } = carefulWorkspace(tempDir));
     server = await start(["--data-dir", dataDir, "--workspace-root", `ws=${workspace}`, "--profiles", profiles], {
       OPENAI_API_KEY: "test-key",
       OPENAI_BASE_URL: fake.baseURL,

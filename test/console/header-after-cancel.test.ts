@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -10,7 +10,7 @@ import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js"
 import { launchChromium } from "../support/chromium.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { reply } from "../support/openai-chunks.js";
-import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
+import { buildConsole, type ConsoleProcess, startConsole, carefulWorkspace } from "./console-process.js";
 
 /**
  * The chat's header once the reader stops (Stop) a run that waits for
@@ -66,13 +66,7 @@ function tempDir(): string {
 beforeAll(async () => {
   await buildConsole();
   fake = await startFakeOpenAI();
-  const workspace = tempDir();
-  writeFileSync(join(workspace, "notes.txt"), "hello");
-  const profiles = join(tempDir(), "profiles.json");
-  writeFileSync(
-    profiles,
-    JSON.stringify({ profiles: [{ name: "careful", tools: ["list_files"], approval_required_tools: ["list_files"] }] }),
-  );
+  const { workspace, profiles } = carefulWorkspace(tempDir);
   server = await startConsole(
     ["--port", "0", "--grpc-port", "0", "--data-dir", tempDir(), "--workspace-root", `ws=${workspace}`, "--profiles", profiles],
     { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL },

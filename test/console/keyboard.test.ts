@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { reply } from "../support/openai-chunks.js";
-import { type ConsoleWithProvider, startConsoleWithBrowser } from "./console-process.js";
+import { type ConsoleWithProvider, startConsoleWithBrowser, carefulWorkspace } from "./console-process.js";
 
 /**
  * One whole chat driven by the keyboard alone (Tab, Shift+Tab, Enter, Space,
@@ -37,13 +37,7 @@ function tempDir(): string {
 }
 
 beforeAll(async () => {
-  const workspace = tempDir();
-  writeFileSync(join(workspace, "notes.txt"), "hello");
-  const profiles = join(tempDir(), "profiles.json");
-  writeFileSync(
-    profiles,
-    JSON.stringify({ profiles: [{ name: "careful", tools: ["list_files"], approval_required_tools: ["list_files"] }] }),
-  );
+  const { workspace, profiles } = carefulWorkspace(tempDir);
   server = await startConsoleWithBrowser({
     dataDirPrefix: "console-keyboard-",
     args: ["--workspace-root", `ws=${workspace}`, "--profiles", profiles],

@@ -44,6 +44,19 @@ afterEach(async () => {
   h = undefined;
 });
 
+/** Runs `body` with a directory first on PATH whose calls through the returned file system never answer. */
+async function withHungPathEntry(body: (fs: HostFs & { asked: number }, hung: string) => Promise<void>): Promise<void> {
+  const hung = join(base, "hung-bin");
+  await mkdir(hung);
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${hung}:${savedPath ?? ""}`;
+  try {
+    await body(hangingFs(hung), hung);
+  } finally {
+    process.env.PATH = savedPath;
+  }
+}
+
 /** node:fs promises, except that every call under `hung` never answers; `asked` counts those calls. */
 function hangingFs(hung: string): HostFs & { asked: number } {
   const under = (path: unknown): boolean => typeof path === "string" && (path === hung || path.startsWith(`${hung}/`));
@@ -83,12 +96,7 @@ describe("the engine's host lookups", () => {
   });
 
   it("refuse a CreateWorker whose allowed program's PATH entry does not answer, in time, while other calls are answered", async () => {
-    const hung = join(base, "hung-bin");
-    await mkdir(hung);
-    const fs = hangingFs(hung);
-    const savedPath = process.env.PATH;
-    process.env.PATH = `${hung}:${savedPath ?? ""}`;
-    try {
+    await withHungPathEntry(async (fs, hung) => {
       const harness = await startHarness({
         runtimeId: "rt-lookups",
         executionBackend: createOpenAIBackend({
@@ -129,18 +137,11 @@ describe("the engine's host lookups", () => {
       expect(fs.asked).toBe(asked);
       // A worker that does not run commands is not checked.
       expect((await catalog.createWorker({ ...request, capabilities: [] })).worker?.ref?.workerId).toBeTruthy();
-    } finally {
-      process.env.PATH = savedPath;
-    }
+    });
   });
 
   it("tell the model a command's program could not be checked when its PATH entry does not answer, and ask that entry once", async () => {
-    const hung = join(base, "hung-bin");
-    await mkdir(hung);
-    const fs = hangingFs(hung);
-    const savedPath = process.env.PATH;
-    process.env.PATH = `${hung}:${savedPath ?? ""}`;
-    try {
+    await withHungPathEntry(async (fs) => {
       engine = await startEngine({ hostFs: fs });
       // As a runtime readies it: its lookups, its timeout.
       await engine.backend.ready?.({ lookups: new UnansweredLookups(), timeoutMs: TIMEOUT_MS });
@@ -168,8 +169,6 @@ describe("the engine's host lookups", () => {
       ]);
       // The second command did not ask the entry again while the first lookup is unanswered.
       expect(fs.asked).toBe(1);
-    } finally {
-      process.env.PATH = savedPath;
-    }
+    });
   });
 });
