@@ -103,11 +103,23 @@ function exitForRun(context: CommandContext, run: Run | undefined, interrupted: 
     case RunStatus.INTERRUPTED: {
       if (context.output.json) return ExitCode.RUN_FAILED;
       const reason = run.error?.reason ? ` (reason: ${ErrorReason[run.error.reason]})` : "";
-      context.output.note(`worker-runtime: run ${run.runId} ${RunStatus[run.status]}: ${run.error?.message || "no detail"}${reason}`);
+      context.output.note(
+        `worker-runtime: run ${run.runId} ${RunStatus[run.status]}: ${run.error?.message || endedWithoutError(run)}${reason}`,
+      );
       return ExitCode.RUN_FAILED;
     }
     default:
       // Still running, or never accepted, because the user stopped waiting; else the server sent no run.
       return run === undefined && !interrupted ? ExitCode.FAILURE : ExitCode.CANCELLED;
   }
+}
+
+/**
+ * What to say of a run that ended without an error of its own: an
+ * interrupted one was stopped by its runtime (a shutdown's drain, or a
+ * restart after a crash: stop reason INTERRUPTED_BY_RESTART), which the
+ * user could not tell from "no detail".
+ */
+function endedWithoutError(run: Run): string {
+  return run.status === RunStatus.INTERRUPTED ? "the runtime stopped before the run ended (shut down or restarted)" : "no detail";
 }

@@ -67,6 +67,27 @@ describe("send: a failed run's error", () => {
   }, 120_000);
 });
 
+describe("send: a run the runtime's shutdown interrupted", () => {
+  it("says the runtime stopped before the run ended, not 'no detail'; exit 9", async () => {
+    const own = await serveRuntime({ runtimeId: "rt-interrupted" });
+    try {
+      const worker = (await runClient(["workers", "create", "--profile", "companion"], { server: own.url })).stdout.trim();
+      own.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "Cut sho" }).slice(0, -1), delayMs: 20, end: "hang" });
+      const sending = startClient(["send", worker, "hi"], { server: own.url });
+      await eventually(() => sending.stdout().includes("Cut sho"), 30_000, "the partial text");
+      // A drain of 200 ms (serveRuntime's --shutdown-grace-ms): the run is interrupted, then the process exits.
+      own.process.child.kill("SIGTERM");
+      const { code } = await sending.exited;
+      expect(sending.stderr()).toMatch(
+        /^worker-runtime: run \S+ INTERRUPTED: the runtime stopped before the run ended \(shut down or restarted\)\n$/,
+      );
+      expect(code).toBe(9);
+    } finally {
+      await own.close();
+    }
+  }, 120_000);
+});
+
 describe("transcript: a cancelled run's partial answer", () => {
   it("is marked [stopped: cancelled] after it, and carries stopped in JSON; a complete answer is not marked", async () => {
     const worker = await createWorker();
