@@ -349,10 +349,8 @@ export class Catalog {
       const connectivity = workerConnectivity(this.init.offer, item.record.worker);
       const session = await WorkerSession.restore(item, this.init.sessionDeps, connectivity);
       this.workers.add(session);
-      if (item.quarantined !== undefined) {
-        this.init.addDiagnostic(DiagnosticSeverity.ERROR, "worker.quarantined", item.quarantined, session.workerId);
-        continue;
-      }
+      // The store names the damage among its open diagnostics (store.worker_quarantined); repeating it listed it twice.
+      if (item.quarantined !== undefined) continue;
       if (session.record.createRequestId !== "") this.createRequests.set(session.record.createRequestId, session.workerId);
       const status = session.worker.status;
       if (status !== WorkerStatus.STOPPED && status !== WorkerStatus.FAILED) leasing.push(session.worker);

@@ -173,7 +173,8 @@ export interface RestoredWorker {
    * Set when the worker's stored state is unusable: what is damaged, files
    * named relative to the data dir (a diagnostic's text). The Runtime serves
    * the worker as FAILED, refuses input to it, and tells its users in plain
-   * words (`DAMAGED_WORKER_MESSAGE`, store-errors.ts), never this.
+   * words (`DAMAGED_WORKER_MESSAGE`, store-errors.ts), never this. The
+   * store reports the damage itself, among the open's diagnostics.
    */
   quarantined?: string;
 }

@@ -174,6 +174,29 @@ describe("a runtime on the file store", () => {
     }
   });
 
+  it("names a worker its restore found damaged in one diagnostic, not one from the store and another from the runtime", async () => {
+    const first = await serve();
+    const runtimeId = first.harness.runtime.runtimeId;
+    const { worker } = await first.clients.catalog.createWorker({ runtimeId });
+    const ref = create(WorkerRefSchema, { runtimeId, workerId: worker?.ref?.workerId ?? "" });
+    for (const text of ["one", "two"]) {
+      const { run } = await first.clients.interaction.sendInput({ worker: ref, input: { text } });
+      await completed(first.clients, ref, run?.runId ?? "");
+    }
+    await first.harness.close();
+    // The open segment is read whole at start-up: a record damaged before others quarantines the worker then.
+    await damageFirstSegment(path.join(dir, "workers", ref.workerId));
+
+    const second = await serve();
+    try {
+      expect((await second.clients.catalog.getWorker({ worker: ref })).worker?.status).toBe(WorkerStatus.FAILED);
+      const { diagnostics } = await second.clients.management.listDiagnostics({ workerId: ref.workerId });
+      expect(diagnostics.map((d) => d.code)).toEqual(["store.worker_quarantined"]);
+    } finally {
+      await second.harness.close();
+    }
+  });
+
   it("quarantines a worker whose sealed log a read finds damaged, and serves the others", async () => {
     const first = await serve(undefined, { segmentBytes: 300 });
     const runtimeId = first.harness.runtime.runtimeId;
