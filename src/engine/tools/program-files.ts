@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { dirname } from "node:path";
 import { elfInterpreter } from "./elf-interpreter.js";
-import { type EngineLookups, type HostFs, LookupUnanswered, lookUp } from "./host-lookups.js";
+import { type EngineLookups, type HostFile, type HostFs, LookupUnanswered, lookUp } from "./host-lookups.js";
 
 /**
  * How much of a program's start is read to find its interpreter: the
@@ -53,38 +53,16 @@ export class ProgramFiles {
 
   /** The first bytes of `path` (up to a `#!` line's bound), or undefined when it cannot be read (execute-only, say). */
   readStart(path: string): Promise<Buffer | undefined> {
-    return this.answer(path, () => this.readAt(path, 0, FIRST_LINE_BYTES), undefined);
+    return this.answer(path, (fs) => withOpen(fs, path, (file) => readFrom(file, 0, FIRST_LINE_BYTES)), undefined);
   }
 
   /** The dynamic loader an ELF program names (elf-interpreter.ts), or undefined (none, not ELF, unreadable). */
   loaderOf(path: string): Promise<string | undefined> {
     return this.answer(
       path,
-      async (fs) => {
-        const file = await fs.open(path, "r");
-        try {
-          return await elfInterpreter(async (offset, length) => {
-            const buffer = Buffer.alloc(length);
-            const { bytesRead } = await file.read(buffer, 0, length, offset);
-            return buffer.subarray(0, bytesRead);
-          });
-        } finally {
-          await file.close();
-        }
-      },
+      (fs) => withOpen(fs, path, (file) => elfInterpreter((offset, length) => readFrom(file, offset, length))),
       undefined,
     );
-  }
-
-  private async readAt(path: string, offset: number, length: number): Promise<Buffer> {
-    const file = await this.host.fs.open(path, "r");
-    try {
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await file.read(buffer, 0, length, offset);
-      return buffer.subarray(0, bytesRead);
-    } finally {
-      await file.close();
-    }
   }
 
   /** `call`'s answer under `path`'s directory; `failed` when it rejects. */
@@ -94,4 +72,21 @@ export class ProgramFiles {
       return failed;
     });
   }
+}
+
+/** `use`'s answer on `path` opened for reading; the file is closed after, whatever `use` did. */
+async function withOpen<T>(fs: HostFs, path: string, use: (file: HostFile) => Promise<T>): Promise<T> {
+  const file = await fs.open(path, "r");
+  try {
+    return await use(file);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Up to `length` bytes of an open file from `offset` (fewer at its end). */
+async function readFrom(file: HostFile, offset: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
+  const { bytesRead } = await file.read(buffer, 0, length, offset);
+  return buffer.subarray(0, bytesRead);
 }
