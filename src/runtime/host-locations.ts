@@ -3,7 +3,7 @@ import path from "node:path";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionBackend } from "./execution-backend.js";
-import { type HostLookups, UnansweredLookups } from "./unanswered-lookups.js";
+import type { HostLookups } from "./unanswered-lookups.js";
 
 /**
  * Who asks for a lookup. A `"request"` (CreateWorker, a run of a worker
@@ -52,19 +52,16 @@ export class HostLocations {
   /**
    * Locates the roots (name → host directory) and refuses, with a
    * {@link WorkspaceRootsError} naming them, two that overlap on the host
-   * ({@link rootsOverlap}) or one not located within `timeoutMs`. First
-   * it readies the backend (ExecutionBackend.ready) with the same lookups
-   * and timeout, so one bound holds for every lookup on the host, the
-   * engine's too; a backend that is not ready refuses the runtime with its
-   * error.
+   * ({@link rootsOverlap}) or one not located within `host.timeoutMs`.
+   * `host` is the runtime's one set of lookups, which it also readies its
+   * backend with, so one bound holds for every lookup on the host.
    */
   static async create(
     roots: Readonly<Record<string, string>>,
     backend: ExecutionBackend | undefined,
-    timeoutMs: number,
+    host: HostLookups,
   ): Promise<HostLocations> {
-    const host: HostLookups = { lookups: new UnansweredLookups(), timeoutMs };
-    await backend?.ready?.(host);
+    const { timeoutMs } = host;
     const resolve = backend?.hostPath?.bind(backend);
     const locations = new HostLocations(roots, async (dir) => (resolve ? resolve(path.resolve(dir)) : path.resolve(dir)), host);
     const located = new Map<string, string>();

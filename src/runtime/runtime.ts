@@ -23,6 +23,7 @@ import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
 import { type Limits, resolveLimits, subscriberBacklog } from "./limits.js";
 import { HostLocations } from "./host-locations.js";
+import { UnansweredLookups } from "./unanswered-lookups.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
@@ -61,8 +62,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     ...(options.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
     ...(options.storeProbeIntervalMs !== undefined ? { storeProbeIntervalMs: options.storeProbeIntervalMs } : {}),
   });
-  // Readies the backend with the runtime's host lookups, then locates the roots: refused before anything is opened.
-  const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, limits.hostPathTimeoutMs);
+  const host = { lookups: new UnansweredLookups(), timeoutMs: limits.hostPathTimeoutMs };
+  await options.executionBackend?.ready?.(host);
+  const locations = await HostLocations.create(options.workspaceRoots ?? {}, options.executionBackend, host);
   const writes = new PendingWrites();
   // The store keeps the event retention `limits` say (given at open) unless it was created with its own.
   const store = writes.track(options.store ?? createMemoryStore());
