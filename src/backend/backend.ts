@@ -29,7 +29,7 @@ import { BundlePush } from "./bundle-push.js";
 import { createRegistryService } from "./registry-service.js";
 import { createRemoteTransport, endpointOf, forwardRequestId, type RemoteEndpoint } from "./remote-transport.js";
 import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, createRoutedObservation } from "./routed-services.js";
-import { RuntimeConnection } from "./runtime-connection.js";
+import { RuntimeConnection, type RuntimeRoute } from "./runtime-connection.js";
 import { RuntimeDirectory } from "./runtime-directory.js";
 import { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
 import type { SharedWorkerWatch, SharedWorkerWatchOptions } from "./shared-worker-watch.js";
@@ -95,6 +95,12 @@ export interface Backend {
   readonly routes: (router: ConnectRouter) => void;
   /** Registers a remote Runtime and starts connecting to it. */
   addRemote(spec: RemoteRuntimeSpec): RuntimeConnection;
+  /**
+   * Re-points the registered remote Runtime `spec.runtimeId` at the spec's
+   * address and credentials (RuntimeConnection.repoint); undefined when no
+   * remote Runtime has that id.
+   */
+  repointRemote(spec: RemoteRuntimeSpec): RuntimeConnection | undefined;
   /**
    * Closes every connection, ending the watches relayed through them (the
    * embedded Runtime is closed by its server; its close calls this too).
@@ -190,21 +196,33 @@ export function createBackend(options: BackendOptions): Backend {
       logger,
     }),
   );
-  const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
+  const remoteRoute = (spec: RemoteRuntimeSpec): RuntimeRoute => {
     const remote = createRemoteTransport(spec, interceptorsOf(spec.runtimeId));
-    const connection = new RuntimeConnection({
-      runtimeId: spec.runtimeId,
-      embedded: false,
+    return {
       endpoint: endpointOf(spec.url),
       transport: remote.transport,
       hasCredentials: spec.token !== undefined,
       beforeAttempt: remote.refreshToken,
       closeTransport: remote.close,
+    };
+  };
+  const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
+    const connection = new RuntimeConnection({
+      runtimeId: spec.runtimeId,
+      embedded: false,
+      ...remoteRoute(spec),
       connectTimeoutMs,
       ...(options.backoff ? { backoff: options.backoff } : {}),
       logger,
     });
     register(connection);
+    return connection;
+  };
+  const repointRemote = (spec: RemoteRuntimeSpec): RuntimeConnection | undefined => {
+    const connection = directory.get(spec.runtimeId);
+    if (!connection || connection.embedded) return undefined;
+    connection.repoint(remoteRoute(spec));
+    logger.info("runtime re-pointed", { runtime_id: spec.runtimeId, endpoint: connection.endpoint });
     return connection;
   };
   for (const spec of options.remotes ?? []) addRemote(spec);
@@ -238,6 +256,7 @@ export function createBackend(options: BackendOptions): Backend {
       createRegistryService({
         directory,
         addRemote: (runtimeId, endpoint) => addRemote({ runtimeId, ...endpoint }),
+        repointRemote: (runtimeId, endpoint) => repointRemote({ runtimeId, ...endpoint }),
         fanoutTimeoutMs: routing.fanoutTimeoutMs,
         maxRuntimes: options.maxRuntimes ?? DEFAULT_MAX_RUNTIMES,
       }),
@@ -263,7 +282,7 @@ export function createBackend(options: BackendOptions): Backend {
     stopFollowing();
     close();
   });
-  return { directory, routes, addRemote, close, runtimeWatch, workerWatch };
+  return { directory, routes, addRemote, repointRemote, close, runtimeWatch, workerWatch };
 }
 
 /** BackendOptions.bundles as a BundleDir (a fixed catalog never re-reads). */

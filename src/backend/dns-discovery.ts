@@ -36,6 +36,8 @@ export interface DnsDiscoveryOptions {
   directory: RuntimeDirectory;
   /** Registers and starts connecting to a runtime (the Backend's addRemote). */
   addRemote(spec: RemoteRuntimeSpec): RuntimeConnection;
+  /** Re-points a registered runtime at a new target or port (the Backend's repointRemote). */
+  repointRemote(spec: RemoteRuntimeSpec): RuntimeConnection | undefined;
   /** The bearer token sent to every discovered runtime. */
   token?: () => string | undefined;
   resolver?: DiscoveryResolver;
@@ -149,26 +151,32 @@ export class DnsDiscovery {
     return urls;
   }
 
-  /** Registers a runtime that appeared, or re-registers one whose target or port changed. */
+  /**
+   * Registers a runtime that appeared, or re-points one whose target or
+   * port changed: in place, so the watches relayed from it resume at the new
+   * address instead of ending as for a runtime gone.
+   */
   private keep(runtimeId: string, url: string): void {
     const { directory, logger } = this.options;
+    const spec: RemoteRuntimeSpec = {
+      runtimeId,
+      url,
+      ...(this.options.token ? { token: this.options.token } : {}),
+      ...(this.lookup ? { lookup: this.lookup } : {}),
+    };
     const known = this.owned(runtimeId);
     if (known) {
       known.misses = 0;
       if (known.url === url) return;
-      directory.remove(runtimeId);
-      this.discovered.delete(runtimeId);
+      this.options.repointRemote(spec);
+      known.url = url;
+      return;
     }
     if (directory.get(runtimeId)) {
       this.warnOnce(`taken:${runtimeId}`, "dns discovery skips a runtime id that is already registered", { runtime_id: runtimeId });
       return;
     }
-    const connection = this.options.addRemote({
-      runtimeId,
-      url,
-      ...(this.options.token ? { token: this.options.token } : {}),
-      ...(this.lookup ? { lookup: this.lookup } : {}),
-    });
+    const connection = this.options.addRemote(spec);
     this.discovered.set(runtimeId, { connection, url, misses: 0 });
     this.warned.delete(`taken:${runtimeId}`);
     logger.info("runtime discovered", { runtime_id: runtimeId, endpoint: connection.endpoint });

@@ -10,6 +10,7 @@ import {
   RemoveRuntimeResponseSchema,
   type RegisteredRuntime,
   type RuntimeRegistry,
+  UpdateRuntimeResponseSchema,
 } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { backendError, fieldTooLarge, invalidField, invalidPageToken } from "./backend-errors.js";
 import { isHeaderSafeToken } from "../server/index.js";
@@ -31,6 +32,8 @@ export interface RegistryContext {
   directory: RuntimeDirectory;
   /** Registers and starts connecting to a remote Runtime. */
   addRemote(runtimeId: string, endpoint: RemoteEndpoint): RuntimeConnection;
+  /** Re-points a registered remote Runtime (undefined when none has that id). */
+  repointRemote(runtimeId: string, endpoint: RemoteEndpoint): RuntimeConnection | undefined;
   /** Deadline of each Runtime's summary fetch. */
   fanoutTimeoutMs: number;
   /** Most runtimes registered at once (BackendOptions.maxRuntimes). */
@@ -91,29 +94,15 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
     },
     addRuntime(request) {
       checkRoutedRuntimeId("runtime_id", request.runtimeId);
-      checkBytes("url", request.url, MAX_URL_BYTES);
-      checkBytes("bearer_token", request.bearerToken, MAX_TOKEN_BYTES);
-      checkBytes("ca_certificate_pem", request.caCertificatePem, MAX_CA_BYTES);
-      // A token that cannot travel in a header would fail every call, and the HTTP layer's error would quote it.
-      if (request.bearerToken !== "" && !isHeaderSafeToken(request.bearerToken)) {
-        throw invalidField("bearer_token", "must be visible ASCII characters only (no spaces, line breaks or other characters)");
-      }
-      let endpoint: string;
-      try {
-        const url = new URL(request.url);
-        if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
-        endpoint = endpointOf(request.url);
-      } catch {
-        throw invalidField("url", "must be an http:// or https:// URL");
-      }
+      const endpoint = checkedEndpoint(request);
       const existing = directory.get(request.runtimeId);
       if (existing) {
-        if (!existing.embedded && existing.endpoint === endpoint)
+        if (!existing.embedded && existing.endpoint === endpoint.url)
           return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
         throw backendError(
           Code.AlreadyExists,
           ErrorReason.RUNTIME_ALREADY_REGISTERED,
-          `runtime ${request.runtimeId} is already registered${existing.embedded ? " (the embedded runtime)" : " with another url"}`,
+          `runtime ${request.runtimeId} is already registered${existing.embedded ? " (the embedded runtime)" : " with another url; UpdateRuntime re-points it"}`,
           { field: "runtime_id", runtime_id: request.runtimeId },
         );
       }
@@ -125,25 +114,64 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
           { limit: String(context.maxRuntimes) },
         );
       }
-      const token = request.bearerToken === "" ? undefined : request.bearerToken;
-      const connection = context.addRemote(request.runtimeId, {
-        url: endpoint,
-        ...(token !== undefined ? { token: () => token } : {}),
-        ...(request.caCertificatePem !== "" ? { ca: request.caCertificatePem } : {}),
-      });
-      return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(connection) });
+      return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(context.addRemote(request.runtimeId, endpoint)) });
+    },
+    updateRuntime(request) {
+      checkRoutedRuntimeId("runtime_id", request.runtimeId);
+      const endpoint = checkedEndpoint(request);
+      const connection = find(request.runtimeId);
+      if (connection.embedded) throw embeddedUnsupported(connection.runtimeId, "updated");
+      const repointed = context.repointRemote(connection.runtimeId, endpoint) ?? connection;
+      return create(UpdateRuntimeResponseSchema, { runtime: registeredRuntime(repointed) });
     },
     removeRuntime(request) {
       const connection = find(request.runtimeId);
-      if (connection.embedded) {
-        throw backendError(Code.FailedPrecondition, ErrorReason.UNSUPPORTED, "the embedded runtime cannot be removed", {
-          runtime_id: connection.runtimeId,
-        });
-      }
+      if (connection.embedded) throw embeddedUnsupported(connection.runtimeId, "removed");
       directory.remove(connection.runtimeId);
       return create(RemoveRuntimeResponseSchema);
     },
   };
+}
+
+/** What AddRuntime and UpdateRuntime say about a remote Runtime, checked field by field. */
+interface EndpointFields {
+  url: string;
+  bearerToken: string;
+  caCertificatePem: string;
+}
+
+/**
+ * The endpoint a request describes, every field within its bound: an http
+ * or https URL (kept to scheme, host and port), a header-safe token and a
+ * CA bundle; each bad field is INVALID_ARGUMENT (or LIMIT_EXCEEDED) naming it.
+ */
+function checkedEndpoint(request: EndpointFields): RemoteEndpoint {
+  checkBytes("url", request.url, MAX_URL_BYTES);
+  checkBytes("bearer_token", request.bearerToken, MAX_TOKEN_BYTES);
+  checkBytes("ca_certificate_pem", request.caCertificatePem, MAX_CA_BYTES);
+  // A token that cannot travel in a header would fail every call, and the HTTP layer's error would quote it.
+  if (request.bearerToken !== "" && !isHeaderSafeToken(request.bearerToken)) {
+    throw invalidField("bearer_token", "must be visible ASCII characters only (no spaces, line breaks or other characters)");
+  }
+  let url: string;
+  try {
+    const parsed = new URL(request.url);
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("scheme");
+    url = endpointOf(request.url);
+  } catch {
+    throw invalidField("url", "must be an http:// or https:// URL");
+  }
+  const token = request.bearerToken === "" ? undefined : request.bearerToken;
+  return {
+    url,
+    ...(token !== undefined ? { token: () => token } : {}),
+    ...(request.caCertificatePem !== "" ? { ca: request.caCertificatePem } : {}),
+  };
+}
+
+/** The embedded Runtime lives in the Backend's process: it is not the registry's to remove or re-point. */
+function embeddedUnsupported(runtimeId: string, what: string): never {
+  throw backendError(Code.FailedPrecondition, ErrorReason.UNSUPPORTED, `the embedded runtime cannot be ${what}`, { runtime_id: runtimeId });
 }
 
 /** Refuses a field over its size bound (LIMIT_EXCEEDED), as a Runtime refuses its own. */

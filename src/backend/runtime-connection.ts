@@ -7,12 +7,11 @@ import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
 import { createRuntimeClients, type RuntimeClients } from "./runtime-clients.js";
 import { healthAfter } from "./upstream-errors.js";
 
-/** Options for {@link RuntimeConnection}. */
-export interface RuntimeConnectionInit {
-  /** The id the Runtime must report; the routing key. */
-  runtimeId: string;
-  /** Whether it is the Backend's embedded Runtime. */
-  embedded: boolean;
+/**
+ * Where and how a connection reaches its Runtime. Replaced whole when the
+ * Runtime is re-pointed ({@link RuntimeConnection.repoint}).
+ */
+export interface RuntimeRoute {
   /** Scheme, host and port (remote), "" (embedded). */
   endpoint: string;
   /** The transport to it (in-process router for the embedded Runtime). */
@@ -23,6 +22,14 @@ export interface RuntimeConnectionInit {
   beforeAttempt?: () => void;
   /** Closes the transport's connection. */
   closeTransport?: () => void;
+}
+
+/** Options for {@link RuntimeConnection}. */
+export interface RuntimeConnectionInit extends RuntimeRoute {
+  /** The id the Runtime must report; the routing key. */
+  runtimeId: string;
+  /** Whether it is the Backend's embedded Runtime. */
+  embedded: boolean;
   /** Deadline of the GetRuntime call that opens each attempt. */
   connectTimeoutMs: number;
   backoff?: ConnectionBackoffOptions;
@@ -62,12 +69,15 @@ export class RuntimeRemovedError extends Error {
 export class RuntimeConnection {
   readonly runtimeId: string;
   readonly embedded: boolean;
-  readonly endpoint: string;
-  readonly hasCredentials: boolean;
-  readonly clients: RuntimeClients;
+  // The route's parts, read at each call; only repoint() replaces them.
+  endpoint: string;
+  hasCredentials: boolean;
+  clients: RuntimeClients;
   /** The transport under the clients (for calls that skip decoding, see raw-worker-page.ts). */
-  readonly transport: Transport;
-  private readonly init: RuntimeConnectionInit;
+  transport: Transport;
+  private init: RuntimeConnectionInit;
+  /** The current attempt was ended by repoint(): the next starts at once and the ended one is no failure. */
+  private repointed = false;
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
   private shutdown = false;
@@ -181,6 +191,32 @@ export class RuntimeConnection {
   }
 
   /**
+   * Points the connection at another address or credentials (UpdateRuntime,
+   * a discovered Runtime's new port): an attempt through the new route
+   * starts now, with the backoff reset, and the old route's connection is
+   * closed, ending the calls in flight on it as an outage would. Watches
+   * relayed through this connection wait for READY (health is CONNECTING
+   * meanwhile) and resume from their cursors through the new route.
+   */
+  repoint(route: RuntimeRoute): void {
+    if (this.isClosed) return;
+    const old = this.init;
+    this.init = { ...this.init, ...route };
+    this.endpoint = route.endpoint;
+    this.hasCredentials = route.hasCredentials;
+    this.transport = route.transport;
+    this.clients = createRuntimeClients(route.transport);
+    this.repointed = true;
+    this.draining = false;
+    this.backoff.reset();
+    this.setState({ failedAttempts: 0 });
+    this.setHealth(RuntimeHealth.CONNECTING, "connecting to the runtime's new address");
+    this.attempt?.abort();
+    this.wakeSleep?.();
+    old.closeTransport?.();
+  }
+
+  /**
    * Fetches the Runtime's summary afresh (when READY) within `timeoutMs`;
    * on failure the last one stays and a transport failure counts against
    * health like any routed call. `contextValues` are those of the call
@@ -196,26 +232,6 @@ export class RuntimeConnection {
     }
   }
 
-  /** Resolves once the Runtime is READY; rejects with RuntimeRemovedError if it is removed, or on `signal`. */
-  waitUntilReady(signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (this.isClosed) finish(new RuntimeRemovedError(`runtime ${this.runtimeId} was removed`));
-        else if (signal.aborted) finish(new ConnectError("the call was cancelled", Code.Canceled));
-        else if (this.state.health === RuntimeHealth.READY) finish();
-      };
-      const finish = (error?: Error): void => {
-        this.listeners.delete(check);
-        signal.removeEventListener("abort", check);
-        if (error) reject(error);
-        else resolve();
-      };
-      this.listeners.add(check);
-      signal.addEventListener("abort", check);
-      check();
-    });
-  }
-
   /** Calls `listener` on every state change; returns the unsubscribe. */
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
@@ -224,6 +240,7 @@ export class RuntimeConnection {
 
   private async loop(): Promise<void> {
     while (!this.isClosed) {
+      this.repointed = false;
       this.init.beforeAttempt?.();
       const attempt = new AbortController();
       this.attempt = attempt;
@@ -233,6 +250,7 @@ export class RuntimeConnection {
         await this.connectOnce(attempt.signal);
       } catch (error) {
         if (this.isClosed) return;
+        if (this.repointed) continue;
         this.recordFailure(this.failure ?? ConnectError.from(error));
       }
       if (this.isClosed) return;
@@ -313,4 +331,24 @@ export class RuntimeConnection {
       this.wakeSleep = done;
     });
   }
+}
+
+/** Resolves once `connection` is READY; rejects with RuntimeRemovedError if it is removed, or on `signal`. */
+export function waitUntilReady(connection: RuntimeConnection, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      if (connection.isClosed) finish(new RuntimeRemovedError(`runtime ${connection.runtimeId} was removed`));
+      else if (signal.aborted) finish(new ConnectError("the call was cancelled", Code.Canceled));
+      else if (connection.health === RuntimeHealth.READY) finish();
+    };
+    const finish = (error?: Error): void => {
+      unsubscribe();
+      signal.removeEventListener("abort", check);
+      if (error) reject(error);
+      else resolve();
+    };
+    const unsubscribe = connection.onChange(check);
+    signal.addEventListener("abort", check);
+    check();
+  });
 }

@@ -11,7 +11,7 @@ import {
 import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, sleepUnlessAborted, type ConnectionBackoffOptions } from "./backoff.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
-import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
+import { RuntimeRemovedError, type RuntimeConnection, waitUntilReady } from "./runtime-connection.js";
 import { EventRing } from "./event-ring.js";
 import { RingReaders } from "./ring-readers.js";
 import { fromUpstream, runtimeRemoved, typed } from "./upstream-errors.js";
@@ -204,7 +204,7 @@ export class SharedRuntimeWatch {
     const watch = rawRuntimeWatch(create(WatchRuntimeRequestSchema, { runtimeId: this.connection.runtimeId }));
     while (!signal.aborted) {
       try {
-        await this.connection.waitUntilReady(signal);
+        await waitUntilReady(this.connection, signal);
       } catch (error) {
         if (error instanceof RuntimeRemovedError) this.stop();
         return;
@@ -268,7 +268,7 @@ export class SharedRuntimeWatch {
     const timer = setInterval(() => this.heartbeat(), this.options.heartbeatMs);
     try {
       await sleepUnlessAborted(minMs, signal);
-      await this.connection.waitUntilReady(signal).catch(() => undefined);
+      await waitUntilReady(this.connection, signal).catch(() => undefined);
     } finally {
       clearInterval(timer);
     }

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, sleepUnlessAborted } from "./backoff.js";
-import { RuntimeRemovedError, type RuntimeConnection } from "./runtime-connection.js";
+import { RuntimeRemovedError, type RuntimeConnection, waitUntilReady } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { fromUpstream, runtimeRemoved, typed, unknownRuntime } from "./upstream-errors.js";
 
@@ -144,7 +144,7 @@ async function* waitForRuntime<M>(
   options: RelayOptions,
 ): AsyncGenerator<M> {
   await sleepUnlessAborted(minMs, signal);
-  const ready = connection.waitUntilReady(signal).then(
+  const ready = waitUntilReady(connection, signal).then(
     () => "ready" as const,
     (error: unknown) => (error instanceof RuntimeRemovedError ? ("removed" as const) : ("aborted" as const)),
   );

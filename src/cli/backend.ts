@@ -154,7 +154,13 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   });
   connections = () => service.directory.sorted();
   const discovery = discoveryConfig
-    ? new DnsDiscovery({ ...discoveryConfig, directory: service.directory, addRemote: (spec) => service.addRemote(spec), logger })
+    ? new DnsDiscovery({
+        ...discoveryConfig,
+        directory: service.directory,
+        addRemote: (spec) => service.addRemote(spec),
+        repointRemote: (spec) => service.repointRemote(spec),
+        logger,
+      })
     : undefined;
   const metricsServer = metrics
     ? await serveMetrics(metrics).catch((error: unknown) => {

@@ -103,6 +103,7 @@ function discover(resolver: TestResolver, logger: Logger = silentLogger, interva
     missesBeforeRemoval: 3,
     directory: backend.directory,
     addRemote: (spec) => backend.addRemote(spec),
+    repointRemote: (spec) => backend.repointRemote(spec),
     token: () => TOKEN,
     resolver,
     logger,
@@ -258,16 +259,23 @@ describe("DNS discovery", () => {
     expect(configured.isClosed).toBe(false);
   });
 
-  it("re-registers a runtime whose target port changed", async () => {
+  it("re-points a runtime whose target port changed in place, keeping its registration", async () => {
     const resolver = new TestResolver();
     const discovery = discover(resolver);
     resolver.serve("runtimes-0");
     await discovery.refresh();
     const first = backend.directory.get("runtimes-0");
+    await eventually(() => first?.health === RuntimeHealth.READY, 10_000, "runtimes-0 READY");
     resolver.answers = [{ name: `runtimes-0.${ZONE}`, port: 1 }];
     await discovery.refresh();
-    const second = backend.directory.get("runtimes-0");
-    expect(first?.isClosed).toBe(true);
-    expect(second?.endpoint).toBe(`http://runtimes-0.${ZONE}:1`);
+    // The same connection, so the watches relayed from it wait for the new address instead of ending.
+    expect(backend.directory.get("runtimes-0")).toBe(first);
+    expect(first?.isClosed).toBe(false);
+    expect(first?.endpoint).toBe(`http://runtimes-0.${ZONE}:1`);
+    await eventually(() => first?.health === RuntimeHealth.UNAVAILABLE, 10_000, "runtimes-0 UNAVAILABLE at port 1");
+    resolver.serve("runtimes-0");
+    await discovery.refresh();
+    expect(backend.directory.get("runtimes-0")).toBe(first);
+    await eventually(() => first?.health === RuntimeHealth.READY, 10_000, "runtimes-0 READY again");
   });
 });

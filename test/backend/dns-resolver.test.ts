@@ -74,6 +74,7 @@ describe("discovery's DNS resolver", () => {
       missesBeforeRemoval: 3,
       directory: backend.directory,
       addRemote: (spec) => backend.addRemote(spec),
+      repointRemote: (spec) => backend.repointRemote(spec),
       resolver: dnsResolver({ servers: [dns.address] }),
       logger: silentLogger,
     });

@@ -130,6 +130,7 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
         ["runtime_id", () => viaBackend.registry.getRegisteredRuntime({ runtimeId: bad })],
         ["runtime_id", () => viaBackend.registry.removeRuntime({ runtimeId: bad })],
         ["runtime_id", () => viaBackend.registry.addRuntime({ runtimeId: bad, url: "http://127.0.0.1:1" })],
+        ["runtime_id", () => viaBackend.registry.updateRuntime({ runtimeId: bad, url: "http://127.0.0.1:1" })],
       ];
       for (const [field, call] of calls) {
         const { error, detail } = await expectError(call);
@@ -168,13 +169,14 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
     }
   });
 
-  it("refuses to remove the embedded runtime, and to add a registered id with another url", async () => {
-    const embedded = await expectReason(
+  it("refuses to remove or re-point the embedded runtime, and to add a registered id with another url", async () => {
+    for (const call of [
       () => viaBackend.registry.removeRuntime({ runtimeId: "emb" }),
-      Code.FailedPrecondition,
-      ErrorReason.UNSUPPORTED,
-    );
-    expect(embedded.metadata["runtime_id"]).toBe("emb");
+      () => viaBackend.registry.updateRuntime({ runtimeId: "emb", url: "http://127.0.0.1:1" }),
+    ]) {
+      const embedded = await expectReason(call, Code.FailedPrecondition, ErrorReason.UNSUPPORTED);
+      expect(embedded.metadata["runtime_id"]).toBe("emb");
+    }
     // A specific reason a client can switch on (a generic INVALID_ARGUMENT would read as a malformed id),
     // for a remote id with another url and for the embedded runtime's id alike.
     for (const runtimeId of ["rs", "emb"]) {
@@ -185,6 +187,8 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
         "runtime_id",
         runtimeId,
       ]);
+      // The way to a remote's new url is named (the embedded runtime has none).
+      expect(taken.error.rawMessage.includes("UpdateRuntime")).toBe(runtimeId === "rs");
     }
     expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
   });
@@ -217,23 +221,49 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
   });
 
   it("refuses an empty runtime id in the registry with INVALID_ARGUMENT, not NOT_FOUND", async () => {
-    for (const call of [() => viaBackend.registry.getRegisteredRuntime({}), () => viaBackend.registry.removeRuntime({})]) {
+    for (const call of [
+      () => viaBackend.registry.getRegisteredRuntime({}),
+      () => viaBackend.registry.removeRuntime({}),
+      () => viaBackend.registry.updateRuntime({ url: "http://127.0.0.1:1" }),
+    ]) {
       const detail = await expectReason(call, Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
       expect(detail.metadata["field"]).toBe("runtime_id");
     }
   });
 
-  it("refuses an AddRuntime bearer token that cannot travel in a header, without quoting it", async () => {
+  it("refuses an AddRuntime or UpdateRuntime bearer token that cannot travel in a header, without quoting it", async () => {
+    const endpoint = backend.directory.get("rs")?.endpoint;
     for (const bearerToken of ["two\nlines", "with space", "n\u00f6n-ascii", "tab\there"]) {
-      const { error, detail } = await expectError(() =>
-        viaBackend.registry.addRuntime({ runtimeId: "rt-token", url: "http://127.0.0.1:1", bearerToken }),
-      );
-      expect(error.code).toBe(Code.InvalidArgument);
-      expect(detail?.reason).toBe(ErrorReason.INVALID_ARGUMENT);
-      expect(detail?.metadata["field"]).toBe("bearer_token");
-      expect(error.rawMessage).not.toContain(bearerToken);
+      for (const call of [
+        () => viaBackend.registry.addRuntime({ runtimeId: "rt-token", url: "http://127.0.0.1:1", bearerToken }),
+        () => viaBackend.registry.updateRuntime({ runtimeId: "rs", url: "http://127.0.0.1:1", bearerToken }),
+      ]) {
+        const { error, detail } = await expectError(call);
+        expect(error.code).toBe(Code.InvalidArgument);
+        expect(detail?.reason).toBe(ErrorReason.INVALID_ARGUMENT);
+        expect(detail?.metadata["field"]).toBe("bearer_token");
+        expect(error.rawMessage).not.toContain(bearerToken);
+      }
     }
     expect(backend.directory.get("rt-token")).toBeUndefined();
+    // A refused update changes nothing.
+    expect(backend.directory.get("rs")?.endpoint).toBe(endpoint);
+    expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
+  });
+
+  it("answers UpdateRuntime of an unknown runtime with NOT_FOUND, and a url that is not http(s) with INVALID_ARGUMENT", async () => {
+    const unknown = await expectError(() => viaBackend.registry.updateRuntime({ runtimeId: "rt-nowhere", url: "http://127.0.0.1:1" }));
+    expect([unknown.error.code, unknown.detail?.reason]).toEqual([Code.NotFound, ErrorReason.NOT_FOUND]);
+    expect(backend.directory.get("rt-nowhere")).toBeUndefined();
+    for (const url of ["ftp://127.0.0.1:1", "not a url", ""]) {
+      const bad = await expectReason(
+        () => viaBackend.registry.updateRuntime({ runtimeId: "rs", url }),
+        Code.InvalidArgument,
+        ErrorReason.INVALID_ARGUMENT,
+      );
+      expect(bad.metadata["field"], url).toBe("url");
+    }
+    expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
   });
 
   it("bounds AddRuntime's url and secrets with LIMIT_EXCEEDED naming the limit, as a runtime bounds its fields", async () => {
@@ -246,6 +276,11 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
       [
         "ca_certificate_pem",
         () => viaBackend.registry.addRuntime({ runtimeId: "rt-big", url: "https://127.0.0.1:1", caCertificatePem: "c".repeat(70_000) }),
+      ],
+      ["url", () => viaBackend.registry.updateRuntime({ runtimeId: "rs", url: `http://127.0.0.1:1/${"p".repeat(3000)}` })],
+      [
+        "bearer_token",
+        () => viaBackend.registry.updateRuntime({ runtimeId: "rs", url: "http://127.0.0.1:1", bearerToken: "t".repeat(5000) }),
       ],
     ];
     for (const [field, call] of cases) {

@@ -15,6 +15,8 @@ export interface BackendWithRemoteInit {
   remoteServer?: Partial<Pick<RuntimeServerOptions, "logger" | "interceptors">>;
   /** Backend options beyond its runtimes and logger, e.g. a short heartbeat and backoff. */
   backend?: Omit<BackendOptions, "runtime" | "remotes" | "logger">;
+  /** The bearer token the remote's server requires, and the Backend is given for it (default: none). */
+  remoteToken?: string;
   /** The URL the Backend reaches the remote at, from its server's h2c address (default `http://<address>`), e.g. a proxy's. */
   remoteUrl?: (address: string) => string | Promise<string>;
 }
@@ -54,10 +56,23 @@ export interface BackendWithRemote {
 export async function startBackendWithRemote(init: BackendWithRemoteInit): Promise<BackendWithRemote> {
   const remoteId = init.remote.runtimeId;
   const serveRemote = (runtime: Runtime, port: number) =>
-    startRuntimeServer({ logger: silentLogger, ...init.remoteServer, runtime, host: "127.0.0.1", port });
+    startRuntimeServer({
+      logger: silentLogger,
+      ...init.remoteServer,
+      ...(init.remoteToken !== undefined ? { token: init.remoteToken } : {}),
+      runtime,
+      host: "127.0.0.1",
+      port,
+    });
   let remoteServer = await serveRemote(init.remote, 0);
   const url = init.remoteUrl ? await init.remoteUrl(remoteServer.h2Address) : `http://${remoteServer.h2Address}`;
-  const backend = createBackend({ ...init.backend, runtime: init.embedded, logger: silentLogger, remotes: [{ runtimeId: remoteId, url }] });
+  const token = init.remoteToken;
+  const backend = createBackend({
+    ...init.backend,
+    runtime: init.embedded,
+    logger: silentLogger,
+    remotes: [{ runtimeId: remoteId, url, ...(token !== undefined ? { token: () => token } : {}) }],
+  });
   const backendServer = await startRuntimeServer({
     runtime: init.embedded,
     routes: backend.routes,

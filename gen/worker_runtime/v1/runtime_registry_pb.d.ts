@@ -271,6 +271,71 @@ export declare type AddRuntimeResponse = Message<"worker_runtime.v1.AddRuntimeRe
 export declare const AddRuntimeResponseSchema: GenMessage<AddRuntimeResponse>;
 
 /**
+ * UpdateRuntimeRequest re-points a registered remote Runtime. Every field
+ * is checked as AddRuntime checks it.
+ *
+ * @generated from message worker_runtime.v1.UpdateRuntimeRequest
+ */
+export declare type UpdateRuntimeRequest = Message<"worker_runtime.v1.UpdateRuntimeRequest"> & {
+  /**
+   * The registered Runtime's id (1-64 characters of [A-Za-z0-9._-]).
+   *
+   * @generated from field: string runtime_id = 1;
+   */
+  runtimeId: string;
+
+  /**
+   * Where it listens now, e.g. "http://10.0.0.6:7070" (h2c) or
+   * "https://..." (TLS), at most 2048 bytes.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Bearer token the Runtime requires (write-only), replacing the old one;
+   * empty = none. Visible ASCII only, at most 4096 bytes.
+   *
+   * @generated from field: string bearer_token = 3;
+   */
+  bearerToken: string;
+
+  /**
+   * PEM CA certificate(s) to trust for an https URL (write-only), replacing
+   * the old ones; empty = the system roots. At most 64 KiB.
+   *
+   * @generated from field: string ca_certificate_pem = 4;
+   */
+  caCertificatePem: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.UpdateRuntimeRequest.
+ * Use `create(UpdateRuntimeRequestSchema)` to create a new message.
+ */
+export declare const UpdateRuntimeRequestSchema: GenMessage<UpdateRuntimeRequest>;
+
+/**
+ * UpdateRuntimeResponse holds the re-pointed Runtime.
+ *
+ * @generated from message worker_runtime.v1.UpdateRuntimeResponse
+ */
+export declare type UpdateRuntimeResponse = Message<"worker_runtime.v1.UpdateRuntimeResponse"> & {
+  /**
+   * The Runtime, usually CONNECTING (to its new address).
+   *
+   * @generated from field: worker_runtime.v1.RegisteredRuntime runtime = 1;
+   */
+  runtime?: RegisteredRuntime | undefined;
+};
+
+/**
+ * Describes the message worker_runtime.v1.UpdateRuntimeResponse.
+ * Use `create(UpdateRuntimeResponseSchema)` to create a new message.
+ */
+export declare const UpdateRuntimeResponseSchema: GenMessage<UpdateRuntimeResponse>;
+
+/**
  * RemoveRuntimeRequest names a remote Runtime to forget.
  *
  * @generated from message worker_runtime.v1.RemoveRuntimeRequest
@@ -346,6 +411,26 @@ export declare const RuntimeRegistry: GenService<{
     methodKind: "unary";
     input: typeof AddRuntimeRequestSchema;
     output: typeof AddRuntimeResponseSchema;
+  },
+  /**
+   * UpdateRuntime re-points a registered remote Runtime at another URL,
+   * credentials or CA (a Runtime that moved, a rotated token) without
+   * forgetting it: the Backend opens a new connection and closes the old
+   * one. Calls in flight on the old connection end UNAVAILABLE, as in an
+   * outage; watches relayed from the Runtime do not end: they resume from
+   * their cursors through the new connection once the Runtime there is
+   * READY (it must report the same runtime_id). The write-only fields are
+   * replaced as given (an empty bearer_token means none). The embedded
+   * Runtime cannot be updated (FAILED_PRECONDITION, UNSUPPORTED); an
+   * unknown id is NOT_FOUND. Like AddRuntime, it lasts as long as the
+   * Backend process; the config file is the persistent list.
+   *
+   * @generated from rpc worker_runtime.v1.RuntimeRegistry.UpdateRuntime
+   */
+  updateRuntime: {
+    methodKind: "unary";
+    input: typeof UpdateRuntimeRequestSchema;
+    output: typeof UpdateRuntimeResponseSchema;
   },
   /**
    * RemoveRuntime forgets a remote Runtime: its Workers disappear from
