@@ -209,7 +209,8 @@ export class RuntimeConnection {
     this.repointed = true;
     this.draining = false;
     this.backoff.reset();
-    this.setState({ failedAttempts: 0 });
+    // The attempt starts now, not when the backoff the old address earned would have ended.
+    this.setState({ failedAttempts: 0, nextAttemptAt: undefined });
     this.setHealth(RuntimeHealth.CONNECTING, "connecting to the runtime's new address");
     this.attempt?.abort();
     this.wakeSleep?.();

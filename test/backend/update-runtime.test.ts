@@ -98,6 +98,8 @@ describe("UpdateRuntime", () => {
     // The answer names no address (browsers read this API) and shows the new connection starting or started.
     expect(runtime?.endpoint).toBe("");
     expect([RuntimeHealth.CONNECTING, RuntimeHealth.READY]).toContain(runtime?.health);
+    // Its attempt starts now: no wait left over from the old address's backoff.
+    expect(runtime?.nextAttemptAt).toBeUndefined();
     await eventually(() => served.backend.directory.get("rs")?.health === RuntimeHealth.READY, 10_000, "rs READY at its new port");
     expect(served.backend.directory.get("rs")?.endpoint).toBe(newUrl);
 
