@@ -3,6 +3,7 @@ import { chat } from "./chat-command.js";
 import { asksForJson, GLOBAL_USAGE, reportCommandLineError } from "./command-context.js";
 import { CommandLineError, isCommandLineError } from "./command-line-error.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { runtimesAdd, runtimesRemove, runtimesUpdate } from "./registry-commands.js";
 import { runtimeAllocations, runtimeDiagnostics, runtimeInfo, runtimesList } from "./runtime-commands.js";
 import { send } from "./send-command.js";
 import { transcript } from "./transcript-command.js";
@@ -15,7 +16,7 @@ type Command = (argv: string[]) => Promise<ExitCodeValue>;
 /** Commands that take a second word (`workers list`). */
 const GROUPS: Record<string, Record<string, Command>> = {
   runtime: { info: runtimeInfo, diagnostics: runtimeDiagnostics, allocations: runtimeAllocations },
-  runtimes: { list: runtimesList },
+  runtimes: { list: runtimesList, add: runtimesAdd, update: runtimesUpdate, remove: runtimesRemove },
   workers: { list: workersList, create: workersCreate, get: workersGet, stop: workersStop, delete: workersDelete },
 };
 
@@ -23,7 +24,8 @@ const SINGLE: Record<string, Command> = { send, cancel, approve, reject, watch, 
 
 /** The client commands as `worker-runtime --help` lists them. */
 export const CLIENT_COMMANDS_USAGE = `client commands (against a runtime or a Backend; each takes --help):
-  runtime info | runtime diagnostics | runtime allocations | runtimes list
+  runtime info | runtime diagnostics | runtime allocations
+  runtimes list | runtimes add | runtimes update | runtimes remove   (add/update/remove: a Backend)
   workers list | workers create | workers get | workers stop | workers delete
   send WORKER "TEXT"        stream a reply        cancel WORKER [RUN]
   approve WORKER CALL       reject WORKER CALL    watch WORKER [--from CURSOR]
