@@ -369,7 +369,8 @@ describe("shell.exec sandbox", () => {
 
   it("hides the runtime's environment and processes from a command", async () => {
     expect(process.env.VITEST).toBeDefined();
-    const command = `env; echo ---; cat /proc/${process.pid}/environ; echo ---; ls /proc`;
+    // PID 1 of the sandbox is bwrap itself, whose environment /proc/1/environ shows.
+    const command = `env; echo ---; cat /proc/${process.pid}/environ; echo ---; ls /proc; echo ---; tr "\\0" "\\n" < /proc/1/environ`;
     // Without the sandbox the command sees the runtime's environment (the control).
     h = await startHarness({ shellSandbox: "none", allowUnsandboxedShell: true });
     expect(await runCommand(h, command)).toContain("VITEST");
@@ -379,9 +380,23 @@ describe("shell.exec sandbox", () => {
     const output = await runCommand(h, command);
     expect(output).not.toContain("VITEST");
     expect(output).toContain(`/proc/${process.pid}/environ: No such file`);
+    // bwrap's own environment is the launcher's minimum: a PATH to find bwrap by, nothing of the runtime's.
+    expect((output.split("---")[3] ?? "").trim().split("\n")).toEqual([expect.stringMatching(/^PATH=/)]);
     // /proc shows only the sandbox's own processes: never the runtime's pid.
     const listed = output.split("---")[2] ?? "";
     expect(listed.split(/\s+/)).not.toContain(String(process.pid));
+  });
+
+  it("drops every capability, so a command cannot unmount what covers the hidden paths even when the runtime runs as root", async () => {
+    // Run as root, bwrap keeps every capability in the user namespace it makes, and that namespace owns the
+    // sandbox's mounts: a command could unmount the covers of the data dir and token or remount / writable.
+    // As another user the capabilities were already none; this test has its teeth where CI runs, as root.
+    h = await startHarness({ shellSandbox: "bubblewrap" });
+    const output = await runCommand(h, "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status; mount -o remount,rw / 2>&1; echo remount=$?");
+    expect(output).toMatch(/CapEff:\s+0000000000000000/);
+    expect(output).toMatch(/CapPrm:\s+0000000000000000/);
+    expect(output).toMatch(/CapBnd:\s+0000000000000000/);
+    expect(output).not.toContain("remount=0");
   });
 
   it("only the workspace is writable", async () => {

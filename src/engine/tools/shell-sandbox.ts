@@ -308,6 +308,22 @@ export function sandboxedArgv(argv: readonly string[], workspace: string, mounts
   ];
 }
 
+/**
+ * The namespaces, and no capabilities: run as root, bwrap keeps every
+ * capability in the user namespace it makes, which owns the sandbox's
+ * mount namespace, so a command could unmount the covers of the hidden
+ * paths or remount / writable. A bwrap too old for --cap-drop fails the
+ * probe ({@link bubblewrapWorks}), so the shell is refused, never left open.
+ */
 function namespaceArgs(): string[] {
-  return ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"];
+  return ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"];
+}
+
+/**
+ * The environment bwrap itself starts with. It is the sandbox's PID 1, so a
+ * command reads it in /proc/1/environ (--clearenv clears only the
+ * command's): nothing of the runtime's, only the PATH bwrap is found by.
+ */
+export function sandboxLauncherEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? SANDBOX_PATH };
 }

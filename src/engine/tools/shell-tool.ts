@@ -4,7 +4,14 @@ import { access, stat } from "node:fs/promises";
 import type { EngineLookups } from "./host-lookups.js";
 import { splitCommandWords } from "./command-words.js";
 import { programStartProblem, whyProgramCannotStart } from "./program-start-failure.js";
-import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
+import {
+  hideHostPaths,
+  sandboxedArgv,
+  sandboxLauncherEnv,
+  sandboxMounts,
+  sandboxSetupFailed,
+  type ShellSandboxMode,
+} from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -63,15 +70,18 @@ export const runCommandTool: ToolDefinition = {
       context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], workerMounts) : undefined;
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
+    const bounds = { timeoutMs, maxBytes: maxCommandOutputBytes };
     const result = mounts
-      ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), "/", timeoutMs, maxCommandOutputBytes, context.signal, undefined)
+      ? await runInGroup(sandboxedArgv(line, workspace.root, mounts), { cwd: "/", env: sandboxLauncherEnv(), ...bounds }, context.signal)
       : await runInGroup(
           line,
-          workspace.root,
-          timeoutMs,
-          maxCommandOutputBytes,
+          {
+            cwd: workspace.root,
+            env: commandEnv(),
+            ...bounds,
+            ...(program !== undefined ? { policy: { program, host: context.hostLookups } } : {}),
+          },
           context.signal,
-          program !== undefined ? { program, host: context.hostLookups } : undefined,
         );
     if (mounts && result.code === 1 && sandboxSetupFailed(result.output)) {
       // bwrap could not bind a workspace deleted mid-run: told as unsandboxed (startFailure), without bwrap's wording.
@@ -197,21 +207,25 @@ interface PolicyProgram {
   host: EngineLookups;
 }
 
-/** Runs `argv` in its own process group; `policy` names the policy's program, for {@link startFailure}. */
-function runInGroup(
-  argv: readonly string[],
-  cwd: string,
-  timeoutMs: number,
-  maxBytes: number,
-  signal: AbortSignal,
-  policy: PolicyProgram | undefined,
-): Promise<CommandResult> {
+/** How {@link runInGroup} starts a command and bounds it. */
+interface Launch {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  timeoutMs: number;
+  maxBytes: number;
+  /** The policy's program, for {@link startFailure}. */
+  policy?: PolicyProgram;
+}
+
+/** Runs `argv` in its own process group. */
+function runInGroup(argv: readonly string[], launch: Launch, signal: AbortSignal): Promise<CommandResult> {
+  const { cwd, env, timeoutMs, maxBytes, policy } = launch;
   signal.throwIfAborted();
   return new Promise((resolve, reject) => {
     const [file = "/bin/sh", ...args] = argv;
     const child = spawn(file, args, {
       cwd,
-      env: commandEnv(),
+      env,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
