@@ -71,6 +71,25 @@ function hangingFs(hung: string): HostFs & { asked: number } {
   return fs;
 }
 
+/** node:fs promises, except that every call under one of `slow` answers (as node:fs would) only after `delayMs`; `asked` counts those calls. */
+function slowFs(slow: readonly string[], delayMs: number): HostFs & { asked: number } {
+  const under = (path: unknown): boolean => typeof path === "string" && slow.some((dir) => path === dir || path.startsWith(`${dir}/`));
+  const fs = {
+    asked: 0,
+    realpath: (path: string) => later(fs, under(path), () => promises.realpath(path)),
+    lstat: (path: string) => later(fs, under(path), () => promises.lstat(path)),
+    stat: (path: string) => later(fs, under(path), () => promises.stat(path)),
+    access: (path: string, mode?: number) => later(fs, under(path), () => promises.access(path, mode)),
+    open: (path: string, flags: string) => later(fs, under(path), () => promises.open(path, flags)),
+  };
+  function later<T>(counter: { asked: number }, slowly: boolean, call: () => Promise<T>): Promise<T> {
+    if (!slowly) return call();
+    counter.asked++;
+    return new Promise<void>((resolve) => setTimeout(resolve, delayMs)).then(call);
+  }
+  return fs;
+}
+
 function never<T>(fs: { asked: number }): Promise<T> {
   fs.asked++;
   return new Promise<T>(() => {});
@@ -128,7 +147,7 @@ describe("the engine's host lookups", () => {
       const { error, detail } = await refused;
       expect(Date.now() - started).toBeLessThan(4_000);
       expect([error.code, detail?.reason, detail?.metadata.program]).toEqual([Code.Unavailable, ErrorReason.HOST_PATH_UNAVAILABLE, "echo"]);
-      expect(error.rawMessage).toContain(`within ${TIMEOUT_MS} ms`);
+      expect(error.rawMessage).toContain(`did not answer within the check's ${TIMEOUT_MS} ms`);
       expect(error.rawMessage).not.toContain(hung);
       // Asked again, the entry still unanswered is not asked again: refused at once.
       const asked = fs.asked;
@@ -138,6 +157,50 @@ describe("the engine's host lookups", () => {
       // A worker that does not run commands is not checked.
       expect((await catalog.createWorker({ ...request, capabilities: [] })).worker?.ref?.workerId).toBeTruthy();
     });
+  });
+
+  it("give a CreateWorker's program check one deadline: PATH entries each answering inside the timeout do not add up", async () => {
+    const timeoutMs = 600;
+    const slow = ["slow-a", "slow-b", "slow-c"].map((name) => join(base, name));
+    for (const dir of slow) await mkdir(dir);
+    const fs = slowFs(slow, 400);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${slow.join(":")}:${savedPath ?? ""}`;
+    try {
+      const harness = await startHarness({
+        runtimeId: "rt-slow-path",
+        executionBackend: createOpenAIBackend({
+          apiKey: "k",
+          baseURL: "http://127.0.0.1:9/v1",
+          shellSandbox: "none",
+          allowUnsandboxedShell: true,
+          hostFs: fs,
+        }),
+        workspaceRoots: { main: join(base, "ws") },
+        limits: { hostPathTimeoutMs: timeoutMs },
+      });
+      h = harness;
+      const bundle = bundleOf({
+        bundleId: "tools",
+        profiles: [{ name: "p", tools: ["run_command"] }],
+        policies: { allowedCapabilities: ["shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo"] } },
+      });
+      const { management, catalog } = harness.connect("grpc");
+      await management.putConfigBundle({ bundle });
+      const profile = { source: { case: "bundle" as const, value: { bundleId: "tools", digest: bundle.digest, profile: "p" } } };
+      const started = Date.now();
+      const { error, detail } = await expectError(() =>
+        catalog.createWorker({ runtimeId: "rt-slow-path", profile, capabilities: ["shell.exec"], workspace: { root: "main", path: "w" } }),
+      );
+      // Asked one after another, the three entries took 1200 ms; the check stops at its one deadline (a loose bound).
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect([error.code, detail?.reason, detail?.metadata.program]).toEqual([Code.Unavailable, ErrorReason.HOST_PATH_UNAVAILABLE, "echo"]);
+      expect(error.rawMessage).toContain(`did not answer within the check's ${timeoutMs} ms`);
+      // The first entry answered (no echo there), the second was asked with what was left and was late, the third never asked.
+      expect(fs.asked).toBe(2);
+    } finally {
+      process.env.PATH = savedPath;
+    }
   });
 
   it("tell the model a command's program could not be checked when its PATH entry does not answer, and ask that entry once", async () => {
@@ -162,7 +225,7 @@ describe("the engine's host lookups", () => {
       const started = Date.now();
       expect((await engine.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
       expect(Date.now() - started).toBeLessThan(4_000);
-      const unchecked = `"echo" could not be checked on this runtime: a directory on the PATH its commands get did not answer within ${TIMEOUT_MS} ms; try again once it answers`;
+      const unchecked = `"echo" could not be checked on this runtime: a directory on the PATH its commands get did not answer within the check's ${TIMEOUT_MS} ms; try again once it answers`;
       expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
         [true, unchecked],
         [true, unchecked],

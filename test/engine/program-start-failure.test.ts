@@ -65,6 +65,22 @@ describe("programStartProblem while the host's file systems do not answer", () =
         '"sh" could not be checked on this runtime: an earlier lookup on its file systems is still unanswered; try again once it answers',
     });
   });
+
+  it("says the check's time ran out waiting behind an earlier lookup of a PATH directory, which it never asked itself", async () => {
+    const program = shadowed(0o755);
+    const first = (process.env.PATH ?? "").split(":")[0] ?? "";
+    const lookups = new UnansweredLookups();
+    // Another check's lookup of that directory is in flight, not yet past its own (later) deadline.
+    void lookups.ask(first, () => new Promise<never>(() => {}), Date.now() + 5_000);
+    const fs = { ...promises, stat: () => Promise.reject(new Error("a waiter must not ask")) };
+    expect(await programStartProblem(program, "none", { lookups, timeoutMs: 50, fs })).toEqual({
+      program,
+      cause: "host_unanswered",
+      message: `"${program}" could not be checked on this runtime: the check's 50 ms ran out while it waited behind an earlier lookup, still unanswered, of a directory on the PATH its commands get; try again once it answers`,
+    });
+    // Nothing of its own was left unanswered.
+    expect(lookups.isUnanswered(first)).toBe(false);
+  });
 });
 
 describe("whyProgramCannotStart where the exec cannot see", () => {

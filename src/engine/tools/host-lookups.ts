@@ -44,11 +44,13 @@ export class LookupUnanswered extends Error {
 /**
  * `call`'s answer, asked under `key` (a directory: one hung directory is
  * asked one call at a time, and not again while one is unanswered), or a
- * {@link LookupUnanswered} when it is not had in time. A rejection (the
- * file is missing, unreadable) is thrown as it came.
+ * {@link LookupUnanswered} when it is not had by `deadline` (epoch ms: the
+ * whole check's or tool call's, so calls one after another share one
+ * timeout rather than taking one each). A rejection (the file is missing,
+ * unreadable) is thrown as it came.
  */
-export async function lookUp<T>(host: EngineLookups, key: string, call: (fs: HostFs) => Promise<T>): Promise<T> {
-  const outcome = await host.lookups.ask(key, () => call(host.fs), Date.now() + host.timeoutMs);
+export async function lookUp<T>(host: EngineLookups, key: string, call: (fs: HostFs) => Promise<T>, deadline: number): Promise<T> {
+  const outcome = await host.lookups.ask(key, () => call(host.fs), deadline);
   if (outcome.kind !== "answered") throw new LookupUnanswered(outcome);
   return outcome.value;
 }
