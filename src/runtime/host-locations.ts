@@ -118,6 +118,8 @@ export class HostLocations {
         );
       case "waited":
         throw this.unavailable(place, `in time: it waited its turn behind an earlier lookup in root "${place.root}", still unanswered`);
+      case "no_time":
+        throw this.unavailable(place, `within ${this.host.timeoutMs} ms: the places located before it took that time`);
       case "late":
         throw this.unavailable(place, `within ${this.host.timeoutMs} ms: its file system did not answer`);
     }

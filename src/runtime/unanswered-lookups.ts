@@ -41,6 +41,12 @@ export type LookupOutcome<T> =
    * Nothing of its own is left unanswered, so nothing is counted.
    */
   | { kind: "waited" }
+  /**
+   * Not asked: its deadline had passed when it would have been (a caller's
+   * one deadline for several lookups, spent by those before it). Nothing is
+   * counted.
+   */
+  | { kind: "no_time" }
   /** Not asked: `unanswered` counted lookups are unanswered on the host. */
   | { kind: "host_full"; unanswered: number };
 
@@ -81,7 +87,7 @@ export class UnansweredLookups {
    * Asks `lookup` under `key` in its turn (after the key's last lookup
    * answered or passed its deadline, never past `deadline`, epoch ms),
    * unless a lookup under `key` is unanswered, its turn did not come with
-   * {@link MIN_LOOKUP_MS} of `deadline` left, or, when `counted`, the host
+   * {@link MIN_LOOKUP_MS} of `deadline` left, `deadline` has passed, or, when `counted`, the host
    * is {@link full}: then it is not asked. One not answered by `deadline` is
    * counted against `key` (and, when `counted`, the total) until it
    * settles. A rejection before the deadline is thrown.
@@ -117,6 +123,7 @@ export class UnansweredLookups {
     if (turn === undefined) return { kind: "waited" };
     if (this.isUnanswered(key)) return { kind: "key_unanswered" };
     if (before !== undefined && deadline - Date.now() < MIN_LOOKUP_MS) return { kind: "waited" };
+    if (deadline <= Date.now()) return { kind: "no_time" };
     const full = counted ? this.full() : undefined;
     if (full !== undefined) return { kind: "host_full", unanswered: full };
     const answer = lookup();

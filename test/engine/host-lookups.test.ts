@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { promises, type Stats } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, mkdtemp, realpath } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -233,5 +233,71 @@ describe("the engine's host lookups", () => {
       // The second command did not ask the entry again while the first lookup is unanswered.
       expect(fs.asked).toBe(1);
     });
+  });
+});
+
+describe("a tool call into a path whose file system does not answer", () => {
+  /** One run in `workspaceDir` whose model makes `call` then ends; its tool result and how long the run took. */
+  async function runOneCall(harness: EngineHarness, workspaceDir: string, call: ScriptedToolCall, capability: string) {
+    harness.fake.enqueue(reply({ toolCalls: [call] }), reply({ text: "done" }));
+    const runId = `run-${call.id}`;
+    const sink = new RecordingSink(runId);
+    sink.commitInput("go");
+    const request = runRequest(sink, { input: "go", runId, profile: harness.companion, workspaceDir, capabilities: [capability] });
+    const started = Date.now();
+    const outcome = await harness.backend.execute(request, sink, new AbortController().signal);
+    const [result] = sink.committed("toolResult");
+    return { outcome: outcome.kind, elapsedMs: Date.now() - started, isError: result?.isError, output: result?.output };
+  }
+
+  /** A backend (sandboxed or not) readied with the runtime's lookups, whose file system never answers under `hung`. */
+  async function hungHarness(
+    sandbox: "none" | "bubblewrap",
+  ): Promise<{ harness: EngineHarness; hung: string; fine: string; fs: HostFs & { asked: number } }> {
+    const hung = join(base, "hung-ws");
+    const fine = join(base, "fine-ws");
+    for (const dir of [hung, fine]) await mkdir(dir);
+    await writeFile(join(fine, "notes.txt"), "hello\n");
+    const fs = hangingFs(hung);
+    engine = await startEngine({ hostFs: fs, shellSandbox: sandbox });
+    await engine.backend.ready?.({ lookups: new UnansweredLookups(), timeoutMs: TIMEOUT_MS });
+    return { harness: engine, hung, fine, fs };
+  }
+
+  const readCall = (id: string): ScriptedToolCall => ({ id, name: "read_file", arguments: JSON.stringify({ path: "notes.txt" }) });
+  const commandCall = (id: string): ScriptedToolCall => ({
+    id,
+    name: "run_command",
+    arguments: JSON.stringify({ command: "cat notes.txt" }),
+  });
+
+  it("is a read_file tool error after the runtime's timeout, the run goes on, and another workspace reads fine", async () => {
+    const { harness, hung, fine, fs } = await hungHarness("none");
+    const stuck = await runOneCall(harness, hung, readCall("r1"), "fs.read");
+    expect(stuck.outcome).toBe("completed");
+    expect(stuck.elapsedMs).toBeLessThan(4_000);
+    expect([stuck.isError, stuck.output]).toEqual([
+      true,
+      `cannot reach notes.txt: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+    ]);
+    // Asked again while unanswered, it is refused at once, without a second thread on the hung mount.
+    const asked = fs.asked;
+    const again = await runOneCall(harness, hung, readCall("r2"), "fs.read");
+    expect([again.isError, fs.asked]).toEqual([true, asked]);
+    const other = await runOneCall(harness, fine, readCall("r3"), "fs.read");
+    expect([other.outcome, other.isError, other.output]).toEqual(["completed", false, "hello\n"]);
+  });
+
+  it("is a run_command tool error after the runtime's timeout under the sandbox, and another workspace's command runs", async () => {
+    const { harness, hung, fine } = await hungHarness("bubblewrap");
+    const stuck = await runOneCall(harness, hung, commandCall("c1"), "shell.exec");
+    expect(stuck.outcome).toBe("completed");
+    expect(stuck.elapsedMs).toBeLessThan(4_000);
+    expect([stuck.isError, stuck.output]).toEqual([
+      true,
+      `cannot run the command: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+    ]);
+    const other = await runOneCall(harness, fine, commandCall("c2"), "shell.exec");
+    expect([other.outcome, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
   });
 });

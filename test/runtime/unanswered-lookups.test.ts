@@ -117,4 +117,11 @@ describe("UnansweredLookups", () => {
     expect(lookups.full()).toBeUndefined();
     expect(await lookups.ask("other", async () => "fine", Date.now() + 5_000)).toEqual({ kind: "answered", value: "fine" });
   });
+
+  it("does not ask a lookup whose deadline has passed (spent by the lookups before it), nor count it", async () => {
+    const lookups = new UnansweredLookups(1);
+    const spent = held<string>();
+    expect(await lookups.ask("root", spent.lookup, Date.now() - 1)).toEqual({ kind: "no_time" });
+    expect([spent.asked(), lookups.isUnanswered("root"), lookups.full()]).toEqual([0, false, undefined]);
+  });
 });

@@ -8,7 +8,7 @@ import type { HostLookups, LookupOutcome } from "../../runtime/index.js";
 export interface HostFs {
   realpath(path: string): Promise<string>;
   lstat(path: string): Promise<{ isSymbolicLink(): boolean }>;
-  stat(path: string): Promise<{ isFile(): boolean }>;
+  stat(path: string): Promise<{ isFile(): boolean; isDirectory(): boolean }>;
   access(path: string, mode?: number): Promise<void>;
   open(path: string, flags: string): Promise<HostFile>;
 }
@@ -53,4 +53,26 @@ export async function lookUp<T>(host: EngineLookups, key: string, call: (fs: Hos
   const outcome = await host.lookups.ask(key, () => call(host.fs), deadline);
   if (outcome.kind !== "answered") throw new LookupUnanswered(outcome);
   return outcome.value;
+}
+
+/**
+ * Why a tool call's lookup of `what` ("the workspace", a private path) was
+ * not had, in words for the model (no host path): it did not answer within
+ * the call's `timeoutMs`, one before it still had not, the call's time ran
+ * out waiting its turn behind one, or too many on the host are unanswered.
+ */
+export function unansweredWhy(outcome: LookupUnanswered["outcome"], what: string, timeoutMs: number): string {
+  switch (outcome.kind) {
+    case "host_full":
+      return outcome.unanswered === 1
+        ? "an earlier lookup on this runtime's file systems is still unanswered"
+        : `${outcome.unanswered} earlier lookups on this runtime's file systems are still unanswered`;
+    case "waited":
+      return `its ${timeoutMs} ms ran out while it waited behind an earlier lookup of ${what}, still unanswered`;
+    case "no_time":
+      return `its ${timeoutMs} ms ran out before ${what} could be asked`;
+    case "late":
+    case "key_unanswered":
+      return `${what}'s file system did not answer within ${timeoutMs} ms`;
+  }
 }

@@ -140,6 +140,8 @@ function uncheckedWhy(outcome: LookupUnanswered["outcome"], timeoutMs: number): 
         : `${outcome.unanswered} earlier lookups on its file systems are still unanswered`;
     case "waited":
       return `the check's ${timeoutMs} ms ran out while it waited behind an earlier lookup, still unanswered, of a directory on the PATH its commands get`;
+    case "no_time":
+      return `the check's ${timeoutMs} ms ran out on slow directories of the PATH its commands get before it could finish`;
     case "late":
     case "key_unanswered":
       return `a directory on the PATH its commands get did not answer within the check's ${timeoutMs} ms`;

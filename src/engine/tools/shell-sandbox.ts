@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { lstat, readdir, readlink, realpath, stat } from "node:fs/promises";
+import { lstat, readdir, readlink } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
+import { type EngineLookups, LookupUnanswered, lookUp, unansweredWhy } from "./host-lookups.js";
+import { ToolError } from "./tool.js";
 
 /**
  * How `shell.exec` commands are isolated (GetRuntime shows it):
@@ -155,23 +157,29 @@ export interface SandboxMounts {
  * writable), because a mount point cannot be renamed: a command that
  * moved a parent would otherwise take the path out of where the operator
  * named it, and the next command would see it uncovered.
+ *
+ * Each path is asked through the engine's lookups (`host`) under itself,
+ * all by one deadline, the operator's timeout: one whose file system does
+ * not answer in time cannot be covered, so the command does not run (a
+ * ToolError saying so, no host path), rather than hang or run uncovered.
  */
 export async function sandboxMounts(
   workspace: string,
   hiddenPaths: readonly string[],
+  host: EngineLookups,
   mounts: readonly SandboxMount[] = [],
 ): Promise<SandboxMounts> {
+  const deadline = Date.now() + host.timeoutMs;
   const hidden: string[] = [];
   const privatePaths: string[] = [];
   const found: { real: string; directory: boolean }[] = [];
   for (const path of [...hiddenPaths, workspace]) {
-    const real = await realpath(resolve(path)).catch(() => undefined);
-    if (real === undefined || real === "/") continue;
-    const info = await stat(real).catch(() => undefined);
-    if (!info) continue;
+    const located = await locateCovered(resolve(path), path === workspace, host, deadline);
+    if (located === undefined) continue;
+    const { real, directory } = located;
     if (real !== workspace) privatePaths.push(real);
-    found.push({ real, directory: info.isDirectory() });
-    if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, info.isDirectory()));
+    found.push(located);
+    if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, directory));
   }
   const insideOf = (dir: string) =>
     found.filter(({ real }) => real.startsWith(dir + sep)).map(({ real, directory }) => ({ path: relative(dir, real), directory }));
@@ -189,6 +197,29 @@ export async function sandboxMounts(
     workerMounts,
     mounts,
   };
+}
+
+/**
+ * Where a path the sandbox covers (or binds: the workspace) really is, and
+ * whether it is a directory, asked under the path by `deadline`; undefined
+ * when it is missing, or is "/". A ToolError when not had in time.
+ */
+async function locateCovered(
+  path: string,
+  isWorkspace: boolean,
+  host: EngineLookups,
+  deadline: number,
+): Promise<{ real: string; directory: boolean } | undefined> {
+  try {
+    const real = await lookUp(host, path, (fs) => fs.realpath(path), deadline);
+    if (real === "/") return undefined;
+    const info = await lookUp(host, path, (fs) => fs.stat(real), deadline);
+    return { real, directory: info.isDirectory() };
+  } catch (error) {
+    if (!(error instanceof LookupUnanswered)) return undefined;
+    const what = isWorkspace ? "the workspace" : "a path this runtime keeps private";
+    throw new ToolError(`cannot run the command: ${unansweredWhy(error.outcome, what, host.timeoutMs)}; try again once it answers`);
+  }
 }
 
 /**

@@ -60,7 +60,9 @@ export const runCommandTool: ToolDefinition = {
     const program = context.shellPolicy ? line[0] : undefined;
     const workerMounts = workspace.mounts.map((mount) => ({ name: mount.name, root: mount.area.root, writable: mount.writable }));
     const mounts =
-      context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], workerMounts) : undefined;
+      context.shellSandbox === "bubblewrap"
+        ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], context.hostLookups, workerMounts)
+        : undefined;
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
     const result = mounts
