@@ -1,6 +1,5 @@
 import { context } from "@opentelemetry/api";
 import { promises } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { createProviderFetch } from "./provider-fetch.js";
 import OpenAI from "openai";
@@ -140,7 +139,6 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
           if (request.workspaceRootDir !== undefined) {
             workspace = await Workspace.openInside(request.workspaceRootDir, request.workspaceDir, settings.hostLookups);
           } else {
-            await mkdir(request.workspaceDir, { recursive: true });
             workspace = await Workspace.open(request.workspaceDir, settings.hostLookups);
           }
           assertNotInsidePrivate(workspace.root, privatePaths);

@@ -57,9 +57,15 @@ async function withHungPathEntry(body: (fs: HostFs & { asked: number }, hung: st
   }
 }
 
-/** node:fs promises, except that every call under `hung` never answers; `asked` counts those calls. */
-function hangingFs(hung: string): HostFs & { asked: number } {
-  const under = (path: unknown): boolean => typeof path === "string" && (path === hung || path.startsWith(`${hung}/`));
+/**
+ * node:fs promises, except that every call under `hung` never answers once
+ * the first `answered` of them have (a mount that stops answering after a
+ * run opened it); `asked` counts the calls that never answer.
+ */
+function hangingFs(hung: string, answered = 0): HostFs & { asked: number } {
+  let calls = 0;
+  const under = (path: unknown): boolean =>
+    typeof path === "string" && (path === hung || path.startsWith(`${hung}/`)) && ++calls > answered;
   const fs = {
     asked: 0,
     realpath: (path: string) => (under(path) ? never<string>(fs) : promises.realpath(path)),
@@ -67,6 +73,8 @@ function hangingFs(hung: string): HostFs & { asked: number } {
     stat: (path: string) => (under(path) ? never<Stats>(fs) : promises.stat(path)),
     access: (path: string, mode?: number) => (under(path) ? never<void>(fs) : promises.access(path, mode)),
     open: (path: string, flags: string) => (under(path) ? never<FileHandle>(fs) : promises.open(path, flags)),
+    mkdir: (path: string, options?: { recursive?: boolean }) =>
+      under(path) ? never<string | undefined>(fs) : promises.mkdir(path, options),
   };
   return fs;
 }
@@ -81,6 +89,7 @@ function slowFs(slow: readonly string[], delayMs: number): HostFs & { asked: num
     stat: (path: string) => later(fs, under(path), () => promises.stat(path)),
     access: (path: string, mode?: number) => later(fs, under(path), () => promises.access(path, mode)),
     open: (path: string, flags: string) => later(fs, under(path), () => promises.open(path, flags)),
+    mkdir: (path: string, options?: { recursive?: boolean }) => later(fs, under(path), () => promises.mkdir(path, options)),
   };
   function later<T>(counter: { asked: number }, slowly: boolean, call: () => Promise<T>): Promise<T> {
     if (!slowly) return call();
@@ -237,7 +246,7 @@ describe("the engine's host lookups", () => {
 });
 
 describe("a tool call into a path whose file system does not answer", () => {
-  /** One run in `workspaceDir` whose model makes `call` then ends; its tool result and how long the run took. */
+  /** One run in `workspaceDir` whose model makes `call` then ends: its outcome, its tool result, and how long it took. */
   async function runOneCall(harness: EngineHarness, workspaceDir: string, call: ScriptedToolCall, capability: string) {
     harness.fake.enqueue(reply({ toolCalls: [call] }), reply({ text: "done" }));
     const runId = `run-${call.id}`;
@@ -247,24 +256,24 @@ describe("a tool call into a path whose file system does not answer", () => {
     const started = Date.now();
     const outcome = await harness.backend.execute(request, sink, new AbortController().signal);
     const [result] = sink.committed("toolResult");
-    return { outcome: outcome.kind, elapsedMs: Date.now() - started, isError: result?.isError, output: result?.output };
+    return { outcome, elapsedMs: Date.now() - started, isError: result?.isError, output: result?.output };
   }
 
-  /** A backend (sandboxed or not) readied with the runtime's lookups, whose file system never answers under `hung`. */
-  async function hungHarness(
-    sandbox: "none" | "bubblewrap",
-  ): Promise<{ harness: EngineHarness; hung: string; fine: string; fs: HostFs & { asked: number } }> {
-    const hung = join(base, "hung-ws");
-    const fine = join(base, "fine-ws");
-    for (const dir of [hung, fine]) await mkdir(dir);
-    await writeFile(join(fine, "notes.txt"), "hello\n");
-    const fs = hangingFs(hung);
-    engine = await startEngine({ hostFs: fs, shellSandbox: sandbox });
+  /** Two workspaces, each with notes.txt: `ws` (its file system answers per `fs`) and `fine`; a backend readied with the runtime's lookups. */
+  async function startWith(fs: (ws: string) => HostFs & { asked: number }, sandbox: "none" | "bubblewrap") {
+    const ws = join(base, "ws");
+    const fine = join(base, "fine");
+    for (const dir of [ws, fine]) {
+      await mkdir(dir);
+      await writeFile(join(dir, "notes.txt"), "hello\n");
+    }
+    const hostFs = fs(ws);
+    engine = await startEngine({ hostFs, shellSandbox: sandbox });
     await engine.backend.ready?.({ lookups: new UnansweredLookups(), timeoutMs: TIMEOUT_MS });
-    return { harness: engine, hung, fine, fs };
+    return { harness: engine, ws, fine, fs: hostFs };
   }
 
-  const readCall = (id: string): ScriptedToolCall => ({ id, name: "read_file", arguments: JSON.stringify({ path: "notes.txt" }) });
+  const readCall = (id: string, path: string): ScriptedToolCall => ({ id, name: "read_file", arguments: JSON.stringify({ path }) });
   const commandCall = (id: string): ScriptedToolCall => ({
     id,
     name: "run_command",
@@ -272,32 +281,57 @@ describe("a tool call into a path whose file system does not answer", () => {
   });
 
   it("is a read_file tool error after the runtime's timeout, the run goes on, and another workspace reads fine", async () => {
-    const { harness, hung, fine, fs } = await hungHarness("none");
-    const stuck = await runOneCall(harness, hung, readCall("r1"), "fs.read");
-    expect(stuck.outcome).toBe("completed");
+    // A mount inside the workspace that does not answer.
+    const { harness, ws, fine, fs } = await startWith((dir) => hangingFs(join(dir, "mnt")), "none");
+    const stuck = await runOneCall(harness, ws, readCall("r1", "mnt/notes.txt"), "fs.read");
+    expect(stuck.outcome.kind).toBe("completed");
     expect(stuck.elapsedMs).toBeLessThan(4_000);
     expect([stuck.isError, stuck.output]).toEqual([
       true,
-      `cannot reach notes.txt: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+      `cannot reach mnt/notes.txt: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
     ]);
-    // Asked again while unanswered, it is refused at once, without a second thread on the hung mount.
+    // While that lookup is unanswered, the workspace is not asked again (one thread on the hung mount): refused at once.
     const asked = fs.asked;
-    const again = await runOneCall(harness, hung, readCall("r2"), "fs.read");
-    expect([again.isError, fs.asked]).toEqual([true, asked]);
-    const other = await runOneCall(harness, fine, readCall("r3"), "fs.read");
-    expect([other.outcome, other.isError, other.output]).toEqual(["completed", false, "hello\n"]);
+    const again = await runOneCall(harness, ws, readCall("r2", "notes.txt"), "fs.read");
+    expect(again.outcome).toEqual({
+      kind: "failed",
+      reason: ErrorReason.WORKSPACE_DENIED,
+      message: `the worker's workspace cannot be opened: the file system under its root did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+    });
+    expect(fs.asked).toBe(asked);
+    const other = await runOneCall(harness, fine, readCall("r3", "notes.txt"), "fs.read");
+    expect([other.outcome.kind, other.isError, other.output]).toEqual(["completed", false, "hello\n"]);
+  });
+
+  it("fails a run WORKSPACE_DENIED after the runtime's timeout when its workspace does not answer as the run opens it", async () => {
+    const { harness, ws } = await startWith((dir) => hangingFs(join(dir, "w")), "none");
+    harness.fake.enqueue(reply({ text: "never asked" }));
+    const sink = new RecordingSink("run-hung-root");
+    sink.commitInput("go");
+    const request = {
+      ...runRequest(sink, { input: "go", runId: "run-hung-root", profile: harness.companion, workspaceDir: join(ws, "w") }),
+      workspaceRootDir: ws,
+    };
+    const started = Date.now();
+    expect(await harness.backend.execute(request, sink, new AbortController().signal)).toEqual({
+      kind: "failed",
+      reason: ErrorReason.WORKSPACE_DENIED,
+      message: `the worker's workspace cannot be opened: the file system under its root did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+    });
+    expect(Date.now() - started).toBeLessThan(4_000);
   });
 
   it("is a run_command tool error after the runtime's timeout under the sandbox, and another workspace's command runs", async () => {
-    const { harness, hung, fine } = await hungHarness("bubblewrap");
-    const stuck = await runOneCall(harness, hung, commandCall("c1"), "shell.exec");
-    expect(stuck.outcome).toBe("completed");
+    // The run opens its workspace (mkdir, realpath); then its file system stops answering.
+    const { harness, ws, fine } = await startWith((dir) => hangingFs(dir, 2), "bubblewrap");
+    const stuck = await runOneCall(harness, ws, commandCall("c1"), "shell.exec");
+    expect(stuck.outcome.kind).toBe("completed");
     expect(stuck.elapsedMs).toBeLessThan(4_000);
     expect([stuck.isError, stuck.output]).toEqual([
       true,
       `cannot run the command: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
     ]);
     const other = await runOneCall(harness, fine, commandCall("c2"), "shell.exec");
-    expect([other.outcome, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
+    expect([other.outcome.kind, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
   });
 });

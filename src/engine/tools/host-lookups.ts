@@ -11,6 +11,7 @@ export interface HostFs {
   stat(path: string): Promise<{ isFile(): boolean; isDirectory(): boolean }>;
   access(path: string, mode?: number): Promise<void>;
   open(path: string, flags: string): Promise<HostFile>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<string | undefined>;
 }
 
 /** An open file, as {@link HostFs.open} gives it (a node:fs FileHandle). */
@@ -56,23 +57,24 @@ export async function lookUp<T>(host: EngineLookups, key: string, call: (fs: Hos
 }
 
 /**
- * Why a tool call's lookup of `what` ("the workspace", a private path) was
- * not had, in words for the model (no host path): it did not answer within
- * the call's `timeoutMs`, one before it still had not, the call's time ran
- * out waiting its turn behind one, or too many on the host are unanswered.
+ * Why a tool call's or a run's lookup was not had, in words for the model
+ * (no host path); `fileSystem` names what was asked ("the workspace's file
+ * system"): it did not answer within `timeoutMs`, one before it still had
+ * not, the time ran out waiting its turn behind one or on lookups before
+ * it, or too many on the host are unanswered.
  */
-export function unansweredWhy(outcome: LookupUnanswered["outcome"], what: string, timeoutMs: number): string {
+export function unansweredWhy(outcome: LookupUnanswered["outcome"], fileSystem: string, timeoutMs: number): string {
   switch (outcome.kind) {
     case "host_full":
       return outcome.unanswered === 1
         ? "an earlier lookup on this runtime's file systems is still unanswered"
         : `${outcome.unanswered} earlier lookups on this runtime's file systems are still unanswered`;
     case "waited":
-      return `its ${timeoutMs} ms ran out while it waited behind an earlier lookup of ${what}, still unanswered`;
+      return `its ${timeoutMs} ms ran out while it waited behind an earlier lookup, still unanswered, on ${fileSystem}`;
     case "no_time":
-      return `its ${timeoutMs} ms ran out before ${what} could be asked`;
+      return `its ${timeoutMs} ms ran out before ${fileSystem} could be asked`;
     case "late":
     case "key_unanswered":
-      return `${what}'s file system did not answer within ${timeoutMs} ms`;
+      return `${fileSystem} did not answer within ${timeoutMs} ms`;
   }
 }

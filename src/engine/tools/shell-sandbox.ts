@@ -217,8 +217,8 @@ async function locateCovered(
     return { real, directory: info.isDirectory() };
   } catch (error) {
     if (!(error instanceof LookupUnanswered)) return undefined;
-    const what = isWorkspace ? "the workspace" : "a path this runtime keeps private";
-    throw new ToolError(`cannot run the command: ${unansweredWhy(error.outcome, what, host.timeoutMs)}; try again once it answers`);
+    const fileSystem = isWorkspace ? "the workspace's file system" : "the file system of a path this runtime keeps private";
+    throw new ToolError(`cannot run the command: ${unansweredWhy(error.outcome, fileSystem, host.timeoutMs)}; try again once it answers`);
   }
 }
 

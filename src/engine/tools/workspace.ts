@@ -1,4 +1,3 @@
-import { mkdir, realpath } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { type EngineLookups, type HostFs, LookupUnanswered, lookUp, unansweredWhy } from "./host-lookups.js";
 import { ToolError } from "./tool.js";
@@ -34,9 +33,12 @@ export class Workspace {
     private readonly label = "the workspace",
   ) {}
 
-  /** Opens a workspace; the directory must exist. */
+  /** Opens a workspace with no root (an embedder's run), made if missing, asked through `host` as {@link openInside} asks. */
   static async open(dir: string, host: EngineLookups): Promise<Workspace> {
-    return new Workspace(await realpath(dir), host);
+    const deadline = Date.now() + host.timeoutMs;
+    const ask = <T>(call: (fs: HostFs) => Promise<T>): Promise<T> => opening(host, resolve(dir), "the worker's workspace", deadline, call);
+    await ask((fs) => fs.mkdir(dir, { recursive: true }));
+    return new Workspace(await ask((fs) => fs.realpath(dir)), host);
   }
 
   /**
@@ -45,21 +47,25 @@ export class Workspace {
    * symlink under the root that leads out of it (planted by an earlier
    * command, or by anyone who can write there) is refused with a ToolError
    * instead of becoming the workspace, or having a directory made at its
-   * target. Symlinks that stay inside the root are followed.
+   * target. Symlinks that stay inside the root are followed. Each step is
+   * asked through `host` under the root, all by one deadline: a root whose
+   * file system does not answer in time is a ToolError saying so.
    */
   static async openInside(root: string, dir: string, host: EngineLookups, what = "the worker's workspace"): Promise<Workspace> {
+    const deadline = Date.now() + host.timeoutMs;
+    const ask = <T>(call: (fs: HostFs) => Promise<T>): Promise<T> => opening(host, resolve(root), what, deadline, call);
     // The root is the operator's (trusted) configuration; made if missing, as before.
-    await mkdir(root, { recursive: true });
-    const realRoot = await realpath(root);
+    await ask((fs) => fs.mkdir(root, { recursive: true }));
+    const realRoot = await ask((fs) => fs.realpath(root));
     const inside = (path: string): boolean => path === realRoot || path.startsWith(realRoot + sep);
     let current = realRoot;
     for (const segment of relative(resolve(root), resolve(dir)).split(sep).filter(Boolean)) {
       if (segment === "..") throw new ToolError(`${what} is not inside its root`);
       const next = join(current, segment);
-      await mkdir(next).catch((cause: unknown) => {
+      await ask((fs) => fs.mkdir(next)).catch((cause: unknown) => {
         if (!(cause instanceof Error && "code" in cause && cause.code === "EEXIST")) throw cause;
       });
-      current = await realpath(next);
+      current = await ask((fs) => fs.realpath(next));
       if (!inside(current)) throw new ToolError(`${what} leads outside its root through a symlink`);
     }
     return new Workspace(current, host);
@@ -197,9 +203,8 @@ export class Workspace {
       return await lookUp(this.host, this.root, call, deadline);
     } catch (error) {
       if (!(error instanceof LookupUnanswered)) throw error;
-      throw new ToolError(
-        `cannot reach ${shown}: ${unansweredWhy(error.outcome, this.label, this.host.timeoutMs)}; try again once it answers`,
-      );
+      const why = unansweredWhy(error.outcome, `${this.label}'s file system`, this.host.timeoutMs);
+      throw new ToolError(`cannot reach ${shown}: ${why}; try again once it answers`);
     }
   }
 
@@ -269,6 +274,17 @@ export interface WorkspaceMount {
   readonly area: Workspace;
 }
 
+/** `call`'s answer as `what` is opened, asked under `key` (its root) by `deadline`; a ToolError when not had in time. */
+async function opening<T>(host: EngineLookups, key: string, what: string, deadline: number, call: (fs: HostFs) => Promise<T>): Promise<T> {
+  try {
+    return await lookUp(host, key, call, deadline);
+  } catch (error) {
+    if (!(error instanceof LookupUnanswered)) throw error;
+    const why = unansweredWhy(error.outcome, "the file system under its root", host.timeoutMs);
+    throw new ToolError(`${what} cannot be opened: ${why}; try again once it answers`);
+  }
+}
+
 function isNotFound(error: unknown): boolean {
   return error instanceof Error && "code" in error && (error.code === "ENOENT" || error.code === "ENOTDIR");
 }
@@ -302,9 +318,8 @@ export async function resolvePrivatePaths(
   const real = (path: string): Promise<string | undefined> =>
     lookUp(host, resolve(path), (fs) => fs.realpath(resolve(path)), deadline).catch((error: unknown) => {
       if (!(error instanceof LookupUnanswered)) return undefined;
-      throw new ToolError(
-        `${unansweredWhy(error.outcome, "a path this runtime keeps private", host.timeoutMs)}; try again once it answers`,
-      );
+      const fileSystem = "the file system of a workspace root or of a path this runtime keeps private";
+      throw new ToolError(`the run cannot start: ${unansweredWhy(error.outcome, fileSystem, host.timeoutMs)}; try again once it answers`);
     });
   const resolved = async (paths: readonly string[]): Promise<string[]> =>
     (await Promise.all(paths.map(real))).filter((found) => found !== undefined);
