@@ -334,4 +334,30 @@ describe("a tool call into a path whose file system does not answer", () => {
     const other = await runOneCall(harness, fine, commandCall("c2"), "shell.exec");
     expect([other.outcome.kind, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
   });
+
+  it("is a run_command tool error after the runtime's timeout under the sandbox when one of the worker's mounts does not answer", async () => {
+    const mount = join(base, "mroot", "m");
+    await mkdir(mount, { recursive: true });
+    // The run opens the mount (mkdir, realpath); then its file system stops answering.
+    const { harness, ws } = await startWith(() => hangingFs(mount, 2), "bubblewrap");
+    harness.fake.enqueue(reply({ toolCalls: [commandCall("c3")] }), reply({ text: "done" }));
+    const sink = new RecordingSink("run-hung-mount");
+    sink.commitInput("go");
+    const request = {
+      ...runRequest(sink, {
+        input: "go",
+        runId: "run-hung-mount",
+        profile: harness.companion,
+        workspaceDir: ws,
+        capabilities: ["shell.exec"],
+      }),
+      mounts: [{ name: "m", writable: false, dir: mount, rootDir: join(base, "mroot") }],
+    };
+    const started = Date.now();
+    expect((await harness.backend.execute(request, sink, new AbortController().signal)).kind).toBe("completed");
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(sink.committed("toolResult").map((r) => [r.isError, r.output])).toEqual([
+      [true, `cannot run the command: the mount /mounts/m's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`],
+    ]);
+  });
 });

@@ -158,10 +158,11 @@ export interface SandboxMounts {
  * moved a parent would otherwise take the path out of where the operator
  * named it, and the next command would see it uncovered.
  *
- * Each path is asked through the engine's lookups (`host`) under itself,
- * all by one deadline, the operator's timeout: one whose file system does
- * not answer in time cannot be covered, so the command does not run (a
- * ToolError saying so, no host path), rather than hang or run uncovered.
+ * Each path, and each mount, is asked through the engine's lookups
+ * (`host`) under itself, all by one deadline, the operator's timeout: one
+ * whose file system does not answer in time cannot be covered or bound, so
+ * the command does not run (a ToolError saying so, no host path), rather
+ * than hang or run uncovered.
  */
 export async function sandboxMounts(
   workspace: string,
@@ -174,13 +175,16 @@ export async function sandboxMounts(
   const privatePaths: string[] = [];
   const found: { real: string; directory: boolean }[] = [];
   for (const path of [...hiddenPaths, workspace]) {
-    const located = await locateCovered(resolve(path), path === workspace, host, deadline);
+    const fileSystem = path === workspace ? "the workspace's file system" : "the file system of a path this runtime keeps private";
+    const located = await locateCovered(resolve(path), fileSystem, host, deadline);
     if (located === undefined) continue;
     const { real, directory } = located;
     if (real !== workspace) privatePaths.push(real);
     found.push(located);
     if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, directory));
   }
+  // bwrap would hang binding a mount whose file system does not answer: each is asked first, as the workspace is.
+  for (const mount of mounts) await locateCovered(mount.root, `the mount ${SANDBOX_MOUNTS}/${mount.name}'s file system`, host, deadline);
   const insideOf = (dir: string) =>
     found.filter(({ real }) => real.startsWith(dir + sep)).map(({ real, directory }) => ({ path: relative(dir, real), directory }));
   // Each mount bound where the tools see it, read-only unless writable; private paths inside it covered again, as in the workspace.
@@ -200,13 +204,14 @@ export async function sandboxMounts(
 }
 
 /**
- * Where a path the sandbox covers (or binds: the workspace) really is, and
- * whether it is a directory, asked under the path by `deadline`; undefined
- * when it is missing, or is "/". A ToolError when not had in time.
+ * Where a path the sandbox covers (or binds: the workspace, a mount) really
+ * is, and whether it is a directory, asked under the path by `deadline`;
+ * undefined when it is missing, or is "/". A ToolError naming `fileSystem`
+ * when not had in time.
  */
 async function locateCovered(
   path: string,
-  isWorkspace: boolean,
+  fileSystem: string,
   host: EngineLookups,
   deadline: number,
 ): Promise<{ real: string; directory: boolean } | undefined> {
@@ -217,7 +222,6 @@ async function locateCovered(
     return { real, directory: info.isDirectory() };
   } catch (error) {
     if (!(error instanceof LookupUnanswered)) return undefined;
-    const fileSystem = isWorkspace ? "the workspace's file system" : "the file system of a path this runtime keeps private";
     throw new ToolError(`cannot run the command: ${unansweredWhy(error.outcome, fileSystem, host.timeoutMs)}; try again once it answers`);
   }
 }
