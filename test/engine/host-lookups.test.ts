@@ -335,6 +335,21 @@ describe("a tool call into a path whose file system does not answer", () => {
     expect([other.outcome.kind, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
   });
 
+  it("leaves out of the sandbox a top-level host directory that does not answer, and asks it once while unanswered", async () => {
+    const hungTop = "/srv";
+    const { harness, fine, fs } = await startWith(() => hangingFs(hungTop), "bubblewrap");
+    const list = (id: string): ScriptedToolCall => ({ id, name: "run_command", arguments: JSON.stringify({ command: "ls /" }) });
+    const first = await runOneCall(harness, fine, list("l1"), "shell.exec");
+    expect(first.elapsedMs).toBeLessThan(4_000);
+    expect([first.outcome.kind, first.isError]).toEqual(["completed", false]);
+    const second = await runOneCall(harness, fine, list("l2"), "shell.exec");
+    for (const listing of [first.output, second.output]) {
+      expect(listing?.split("\n")).toContain("usr");
+      expect(listing?.split("\n")).not.toContain("srv");
+    }
+    expect(fs.asked).toBe(1);
+  });
+
   it("is a run_command tool error after the runtime's timeout under the sandbox when one of the worker's mounts does not answer", async () => {
     const mount = join(base, "mroot", "m");
     await mkdir(mount, { recursive: true });

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { lstat, readdir, readlink } from "node:fs/promises";
+import { readdir, readlink } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { type EngineLookups, LookupUnanswered, lookUp, unansweredWhy } from "./host-lookups.js";
 import { ToolError } from "./tool.js";
@@ -112,19 +112,30 @@ export interface SandboxMount {
  * made again). Binding "/" itself would leave no place to make
  * {@link SANDBOX_WORKSPACE} where the host has none: the sandbox's own root
  * is a tmpfs, so it can, and it is made read-only once everything is mounted.
+ * The entries are asked at once through the engine's lookups (`host`),
+ * each under itself, by `deadline`: one whose own file system does not
+ * answer in time (a hung network mount at /mnt) is left out, unseen by the
+ * command, rather than hang the command or bwrap's bind of it; when the
+ * host refuses lookups (too many unanswered) the command does not run.
  */
-export async function hostRootArgs(withMounts = false): Promise<string[]> {
-  const args: string[] = [];
-  for (const name of (await readdir("/")).sort()) {
-    // A host /mounts is left out when the worker's mounts are there instead.
-    if (OWN_TOP_LEVEL.has(name) || (withMounts && name === SANDBOX_MOUNTS.slice(1))) continue;
-    const path = `/${name}`;
-    const info = await lstat(path).catch(() => undefined);
-    if (!info) continue;
-    if (info.isSymbolicLink()) args.push("--symlink", await readlink(path), path);
-    else args.push("--ro-bind", path, path);
-  }
-  return args;
+export async function hostRootArgs(withMounts: boolean, host: EngineLookups, deadline: number): Promise<string[]> {
+  // A host /mounts is left out when the worker's mounts are there instead.
+  const names = (await readdir("/")).sort().filter((name) => !OWN_TOP_LEVEL.has(name) && !(withMounts && name === SANDBOX_MOUNTS.slice(1)));
+  const entries = await Promise.all(
+    names.map(async (name) => {
+      const path = `/${name}`;
+      const info = await lookUp(host, path, (fs) => fs.lstat(path), deadline).catch((error: unknown) => {
+        if (error instanceof LookupUnanswered && (error.outcome.kind === "host_full" || error.outcome.kind === "no_time")) {
+          const why = unansweredWhy(error.outcome, "the host's file systems", host.timeoutMs);
+          throw new ToolError(`cannot run the command: ${why}; try again once they answer`);
+        }
+        return undefined;
+      });
+      if (!info) return [];
+      return info.isSymbolicLink() ? ["--symlink", await readlink(path), path] : ["--ro-bind", path, path];
+    }),
+  );
+  return entries.flat();
 }
 
 /** The mounts of one command's sandbox, resolved as it starts ({@link sandboxMounts}). */
@@ -194,7 +205,7 @@ export async function sandboxMounts(
     return [bind, mount.root, at, ...insideArgs(mount.root, at, insideOf(mount.root), bind)];
   });
   return {
-    root: await hostRootArgs(mounts.length > 0),
+    root: await hostRootArgs(mounts.length > 0, host, deadline),
     hidden,
     insideWorkspace: insideArgs(workspace, SANDBOX_WORKSPACE, insideOf(workspace), "--bind"),
     privatePaths,
