@@ -61,7 +61,8 @@ export type LookupOutcome<T> =
  * thread, not one each, before the first is even late. One mechanism, and
  * one instance per runtime (the runtime hands its own to its backend at
  * ExecutionBackend.ready): workspace and mount locations
- * (host-locations.ts) and the engine's private paths and program checks.
+ * (host-locations.ts) and the engine's private paths, program checks,
+ * workspaces and sandbox mounts, so one bound holds for them all.
  */
 export class UnansweredLookups {
   /** Key → lookups under it past their deadline and still unanswered, counted or not. */
