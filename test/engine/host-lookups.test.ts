@@ -335,6 +335,20 @@ describe("a tool call into a path whose file system does not answer", () => {
     expect([other.outcome.kind, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
   });
 
+  it("is a run_command tool error after the runtime's timeout unsandboxed, before spawn changes into the hung workspace", async () => {
+    // The run opens its workspace (mkdir, realpath); then its file system stops answering.
+    const { harness, ws, fine } = await startWith((dir) => hangingFs(dir, 2), "none");
+    const stuck = await runOneCall(harness, ws, commandCall("u1"), "shell.exec");
+    expect(stuck.outcome.kind).toBe("completed");
+    expect(stuck.elapsedMs).toBeLessThan(4_000);
+    expect([stuck.isError, stuck.output]).toEqual([
+      true,
+      `cannot run the command: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+    ]);
+    const other = await runOneCall(harness, fine, commandCall("u2"), "shell.exec");
+    expect([other.outcome.kind, other.isError, other.output]).toEqual(["completed", false, "exit code 0\nhello\n"]);
+  });
+
   it("leaves out of the sandbox a top-level host directory that does not answer, and asks it once while unanswered", async () => {
     const hungTop = "/srv";
     const { harness, fine, fs } = await startWith(() => hangingFs(hungTop), "bubblewrap");

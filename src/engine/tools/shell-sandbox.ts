@@ -187,7 +187,7 @@ export async function sandboxMounts(
   const found: { real: string; directory: boolean }[] = [];
   for (const path of [...hiddenPaths, workspace]) {
     const fileSystem = path === workspace ? "the workspace's file system" : "the file system of a path this runtime keeps private";
-    const located = await locateCovered(resolve(path), fileSystem, host, deadline);
+    const located = await locateOnHost(resolve(path), fileSystem, host, deadline);
     if (located === undefined) continue;
     const { real, directory } = located;
     if (real !== workspace) privatePaths.push(real);
@@ -195,7 +195,7 @@ export async function sandboxMounts(
     if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, directory));
   }
   // bwrap would hang binding a mount whose file system does not answer: each is asked first, as the workspace is.
-  for (const mount of mounts) await locateCovered(mount.root, `the mount ${SANDBOX_MOUNTS}/${mount.name}'s file system`, host, deadline);
+  for (const mount of mounts) await locateOnHost(mount.root, `the mount ${SANDBOX_MOUNTS}/${mount.name}'s file system`, host, deadline);
   const insideOf = (dir: string) =>
     found.filter(({ real }) => real.startsWith(dir + sep)).map(({ real, directory }) => ({ path: relative(dir, real), directory }));
   // Each mount bound where the tools see it, read-only unless writable; private paths inside it covered again, as in the workspace.
@@ -215,12 +215,12 @@ export async function sandboxMounts(
 }
 
 /**
- * Where a path the sandbox covers (or binds: the workspace, a mount) really
- * is, and whether it is a directory, asked under the path by `deadline`;
+ * Where a path the sandbox covers (or binds: the workspace, a mount; or an
+ * unsandboxed command starts in) really is, and whether it is a directory, asked under the path by `deadline`;
  * undefined when it is missing, or is "/". A ToolError naming `fileSystem`
  * when not had in time.
  */
-async function locateCovered(
+export async function locateOnHost(
   path: string,
   fileSystem: string,
   host: EngineLookups,

@@ -4,7 +4,7 @@ import { access, stat } from "node:fs/promises";
 import type { EngineLookups } from "./host-lookups.js";
 import { splitCommandWords } from "./command-words.js";
 import { programStartProblem, whyProgramCannotStart } from "./program-start-failure.js";
-import { hideHostPaths, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
+import { hideHostPaths, locateOnHost, sandboxedArgv, sandboxMounts, sandboxSetupFailed, type ShellSandboxMode } from "./shell-sandbox.js";
 import { optionalIntArg, requireWorkspace, type ShellPolicy, stringArg, ToolError, type ToolDefinition } from "./tool.js";
 import { truncationNote } from "./output-bounds.js";
 
@@ -63,6 +63,10 @@ export const runCommandTool: ToolDefinition = {
       context.shellSandbox === "bubblewrap"
         ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], context.hostLookups, workerMounts)
         : undefined;
+    // Unsandboxed, the child changes into the workspace while libuv's spawn waits for its exec, holding the event loop:
+    // a workspace that does not answer is found first, in time, as the sandbox finds it.
+    if (!mounts)
+      await locateOnHost(workspace.root, "the workspace's file system", context.hostLookups, Date.now() + context.hostLookups.timeoutMs);
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
     const result = mounts
