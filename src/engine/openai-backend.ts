@@ -1,6 +1,5 @@
 import { context } from "@opentelemetry/api";
 import { promises } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { createProviderFetch } from "./provider-fetch.js";
 import OpenAI from "openai";
@@ -130,18 +129,28 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBac
         try {
           // The Runtime validated the path at create time but does not make
           // the directory; a new worker's workspace starts out empty.
-          const privatePaths = await resolvePrivatePaths(settings.shellHiddenPaths, workspaceRoots(request), request.workspaceRootDir);
+          const privatePaths = await resolvePrivatePaths(
+            settings.shellHiddenPaths,
+            workspaceRoots(request),
+            request.workspaceRootDir,
+            settings.hostLookups,
+          );
           assertNotInsidePrivate(resolve(request.workspaceDir), privatePaths);
           if (request.workspaceRootDir !== undefined) {
-            workspace = await Workspace.openInside(request.workspaceRootDir, request.workspaceDir);
+            workspace = await Workspace.openInside(request.workspaceRootDir, request.workspaceDir, settings.hostLookups);
           } else {
-            await mkdir(request.workspaceDir, { recursive: true });
-            workspace = await Workspace.open(request.workspaceDir);
+            workspace = await Workspace.open(request.workspaceDir, settings.hostLookups);
           }
           assertNotInsidePrivate(workspace.root, privatePaths);
           workspace = workspace.withPrivatePaths(privatePaths);
           if (request.mounts?.length)
-            workspace = await openMounts(workspace, request.mounts, settings.shellHiddenPaths, workspaceRoots(request));
+            workspace = await openMounts(
+              workspace,
+              request.mounts,
+              settings.shellHiddenPaths,
+              workspaceRoots(request),
+              settings.hostLookups,
+            );
         } catch (error) {
           const message = error instanceof ToolError ? error.message : "the worker's workspace directory cannot be opened";
           return { kind: "failed", reason: ErrorReason.WORKSPACE_DENIED, message };

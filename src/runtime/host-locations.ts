@@ -116,6 +116,10 @@ export class HostLocations {
           place,
           `now: ${outcome.unanswered === 1 ? "an earlier lookup on the host is" : `${outcome.unanswered} earlier lookups on the host are`} still unanswered`,
         );
+      case "waited":
+        throw this.unavailable(place, `in time: it waited its turn behind an earlier lookup in root "${place.root}", still unanswered`);
+      case "no_time":
+        throw this.unavailable(place, `within ${this.host.timeoutMs} ms: the places located before it took that time`);
       case "late":
         throw this.unavailable(place, `within ${this.host.timeoutMs} ms: its file system did not answer`);
     }

@@ -36,7 +36,7 @@ export { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
 /** Why workspace roots overlap on the host: createRuntime refuses such roots with a WorkspaceRootsError. */
 export { rootsOverlap, WorkspaceRootsError } from "./host-locations.js";
-export { type HostLookups, type LookupOutcome, MAX_UNANSWERED_LOOKUPS, UnansweredLookups } from "./unanswered-lookups.js";
+export { type HostLookups, type LookupOutcome, MAX_UNANSWERED_LOOKUPS, MIN_LOOKUP_MS, UnansweredLookups } from "./unanswered-lookups.js";
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits, MAX_KEPT_TOOL_CALL_ID_LENGTH } from "./limits.js";
 /** The logging seam, and what a log line may say about an error. */

@@ -8,6 +8,15 @@
 export const MAX_UNANSWERED_LOOKUPS = 2;
 
 /**
+ * A lookup that waited its turn under its key is asked only with at least
+ * this much of its deadline left. Asked with less, even a healthy file
+ * system's answer (a hop to the thread pool and back, behind the store's
+ * writes) would come after it, and it would be counted unanswered, and its
+ * key refused to others, for a lookup never given the time to answer.
+ */
+export const MIN_LOOKUP_MS = 20;
+
+/**
  * The host's lookups and how long each may take (limits.hostPathTimeoutMs):
  * what the runtime locates its roots with, and hands its execution backend
  * (ExecutionBackend.ready) so the engine's lookups share its bound and its
@@ -25,6 +34,19 @@ export type LookupOutcome<T> =
   | { kind: "late" }
   /** Not asked: an earlier lookup under the same key is past its deadline and still unanswered. */
   | { kind: "key_unanswered" }
+  /**
+   * Not asked: its deadline passed, or all but {@link MIN_LOOKUP_MS} of it,
+   * while it waited its turn behind an earlier lookup under the same key
+   * that was still unanswered (in flight, not yet past its own deadline).
+   * Nothing of its own is left unanswered, so nothing is counted.
+   */
+  | { kind: "waited" }
+  /**
+   * Not asked: its deadline had passed when it would have been (a caller's
+   * one deadline for several lookups, spent by those before it). Nothing is
+   * counted.
+   */
+  | { kind: "no_time" }
   /** Not asked: `unanswered` counted lookups are unanswered on the host. */
   | { kind: "host_full"; unanswered: number };
 
@@ -39,7 +61,8 @@ export type LookupOutcome<T> =
  * thread, not one each, before the first is even late. One mechanism, and
  * one instance per runtime (the runtime hands its own to its backend at
  * ExecutionBackend.ready): workspace and mount locations
- * (host-locations.ts) and the engine's private paths and program checks.
+ * (host-locations.ts) and the engine's private paths, program checks,
+ * workspaces and sandbox mounts, so one bound holds for them all.
  */
 export class UnansweredLookups {
   /** Key → lookups under it past their deadline and still unanswered, counted or not. */
@@ -64,7 +87,8 @@ export class UnansweredLookups {
   /**
    * Asks `lookup` under `key` in its turn (after the key's last lookup
    * answered or passed its deadline, never past `deadline`, epoch ms),
-   * unless a lookup under `key` is unanswered or, when `counted`, the host
+   * unless a lookup under `key` is unanswered, its turn did not come with
+   * {@link MIN_LOOKUP_MS} of `deadline` left, `deadline` has passed, or, when `counted`, the host
    * is {@link full}: then it is not asked. One not answered by `deadline` is
    * counted against `key` (and, when `counted`, the total) until it
    * settles. A rejection before the deadline is thrown.
@@ -82,12 +106,6 @@ export class UnansweredLookups {
     return mine;
   }
 
-  /** `lookup`'s value, or undefined when it was not answered in time or not asked ({@link ask}). */
-  async within<T>(key: string, lookup: () => Promise<T>, deadline: number, counted = true): Promise<T | undefined> {
-    const outcome = await this.ask(key, lookup, deadline, counted);
-    return outcome.kind === "answered" ? outcome.value : undefined;
-  }
-
   private async inTurn<T>(
     before: Promise<unknown> | undefined,
     key: string,
@@ -96,15 +114,17 @@ export class UnansweredLookups {
     counted: boolean,
   ): Promise<LookupOutcome<T>> {
     // Waits for the lookups before it under the key, at most until its own deadline.
-    if (
-      before !== undefined &&
-      (await withinDeadline(
-        before.then(() => true),
-        deadline,
-      )) === undefined
-    )
-      return { kind: "key_unanswered" };
+    const turn =
+      before === undefined
+        ? true
+        : await withinDeadline(
+            before.then(() => true),
+            deadline,
+          );
+    if (turn === undefined) return { kind: "waited" };
     if (this.isUnanswered(key)) return { kind: "key_unanswered" };
+    if (before !== undefined && deadline - Date.now() < MIN_LOOKUP_MS) return { kind: "waited" };
+    if (deadline <= Date.now()) return { kind: "no_time" };
     const full = counted ? this.full() : undefined;
     if (full !== undefined) return { kind: "host_full", unanswered: full };
     const answer = lookup();

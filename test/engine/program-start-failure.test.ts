@@ -65,6 +65,22 @@ describe("programStartProblem while the host's file systems do not answer", () =
         '"sh" could not be checked on this runtime: an earlier lookup on its file systems is still unanswered; try again once it answers',
     });
   });
+
+  it("says the check's time ran out waiting behind an earlier lookup of a PATH directory, which it never asked itself", async () => {
+    const program = shadowed(0o755);
+    const first = (process.env.PATH ?? "").split(":")[0] ?? "";
+    const lookups = new UnansweredLookups();
+    // Another check's lookup of that directory is in flight, not yet past its own (later) deadline.
+    void lookups.ask(first, () => new Promise<never>(() => {}), Date.now() + 5_000);
+    const fs = { ...promises, stat: () => Promise.reject(new Error("a waiter must not ask")) };
+    expect(await programStartProblem(program, "none", { lookups, timeoutMs: 50, fs })).toEqual({
+      program,
+      cause: "host_unanswered",
+      message: `"${program}" could not be checked on this runtime: the check's 50 ms ran out while it waited behind an earlier lookup, still unanswered, of a directory on the PATH its commands get; try again once it answers`,
+    });
+    // Nothing of its own was left unanswered.
+    expect(lookups.isUnanswered(first)).toBe(false);
+  });
 });
 
 describe("whyProgramCannotStart where the exec cannot see", () => {
@@ -99,10 +115,13 @@ describe("whyProgramCannotStart where the exec cannot see", () => {
       },
     };
     const lookups = new UnansweredLookups();
-    const slow = { lookups, timeoutMs: 50, fs };
-    // Not known to be hidden, it is judged as there (as a real path that cannot be had).
-    expect(await whyProgramCannotStart(program, "ENOENT", "none", slow, [hidden])).toContain('"/missing/interp"');
+    const slow = { lookups, timeoutMs: 200, fs };
+    // Its real path took the whole judgment's one deadline: the program is left unchecked, in time.
+    expect(await whyProgramCannotStart(program, "ENOENT", "none", slow, [hidden])).toMatch(
+      new RegExp(`^"${program}" could not be checked on this runtime: .*200 ms.*; try again once it answers$`),
+    );
     expect(lookups.isUnanswered(file)).toBe(true);
+    // Not asked again while unanswered, and not known to be hidden, it is judged as there (as a real path that cannot be had).
     expect(await whyProgramCannotStart(program, "ENOENT", "none", slow, [hidden])).toContain('"/missing/interp"');
     expect(asked).toBe(1);
   });

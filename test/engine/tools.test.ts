@@ -747,7 +747,6 @@ describe("tools", () => {
     await mkdir(join(h.workspace, "files"));
     for (const name of ["a", "b", "c", "d"]) await writeFile(join(h.workspace, "files", `${name}.txt`), "hay");
     await mkdir(join(h.workspace, "x", "y", "z"), { recursive: true });
-    const workspace = await Workspace.open(h.workspace);
     /** A signal that reports the abort at its second check, i.e. once the tool is under way. */
     const abortingAtSecondCheck = (): AbortSignal => {
       let checks = 0;
@@ -759,6 +758,7 @@ describe("tools", () => {
       } as unknown as AbortSignal;
     };
     const hostLookups = { lookups: new UnansweredLookups(), timeoutMs: 5_000, fs: promises };
+    const workspace = await Workspace.open(h.workspace, hostLookups);
     const context = (signal: AbortSignal) => ({ workspace, limits: DEFAULT_TOOL_LIMITS, signal, hostLookups });
     await expect(searchFilesTool.run({ query: "needle", path: "files" }, context(abortingAtSecondCheck()))).rejects.toThrow("cancelled");
     await expect(listFilesTool.run({ recursive: true }, context(abortingAtSecondCheck()))).rejects.toThrow("cancelled");

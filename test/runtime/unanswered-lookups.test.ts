@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { UnansweredLookups } from "../../src/runtime/index.js";
+import { MIN_LOOKUP_MS, UnansweredLookups } from "../../src/runtime/index.js";
 
 /**
  * The one mechanism every lookup on the host goes through (host-locations.ts,
@@ -51,9 +51,11 @@ describe("UnansweredLookups", () => {
     const lookups = new UnansweredLookups();
     const hung = held<string>();
     const other = held<string>();
-    // A is asked; B (a shorter deadline: another place of a CreateWorker whose deadline is older) gives up waiting.
+    // A is asked; B (a shorter deadline: another place of a CreateWorker whose deadline is older) gives up waiting:
+    // it timed out behind A, which is in flight and not yet late, so it is told it waited, not that the key is unanswered.
     const a = lookups.ask("root", hung.lookup, Date.now() + 1_000);
-    expect(await lookups.ask("root", other.lookup, Date.now() + 50)).toEqual({ kind: "key_unanswered" });
+    expect(await lookups.ask("root", other.lookup, Date.now() + 50)).toEqual({ kind: "waited" });
+    expect(lookups.isUnanswered("root")).toBe(false);
     // C comes while A is still in flight: it must wait for A, not ask the hung root a second time.
     const c = lookups.ask("root", other.lookup, Date.now() + 1_000);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -95,6 +97,31 @@ describe("UnansweredLookups", () => {
   it("throws a lookup's rejection before its deadline, and the key is asked again after it", async () => {
     const lookups = new UnansweredLookups();
     await expect(lookups.ask("root", () => Promise.reject(new Error("ENOENT")), Date.now() + 5_000)).rejects.toThrow("ENOENT");
-    expect(await lookups.within("root", async () => 1, Date.now() + 5_000)).toBe(1);
+    expect(await lookups.ask("root", async () => 1, Date.now() + 5_000)).toEqual({ kind: "answered", value: 1 });
+  });
+
+  it("does not ask, nor count unanswered, a waiter whose turn comes with too little of its deadline left: it waited", async () => {
+    const lookups = new UnansweredLookups(1);
+    const slow = held<string>();
+    const waiter = held<string>();
+    const started = Date.now();
+    const first = lookups.ask("root", slow.lookup, started + 5_000);
+    // The key's lookup answers just before the waiter's deadline (or after it, on a slow machine: the same outcome).
+    const second = lookups.ask("root", waiter.lookup, started + 80 + MIN_LOOKUP_MS / 2);
+    setTimeout(() => slow.answer("slow"), 80);
+    expect(await first).toEqual({ kind: "answered", value: "slow" });
+    expect(await second).toEqual({ kind: "waited" });
+    // It never ran its lookup, so nothing of its own is unanswered: the key and the host stay askable.
+    expect(waiter.asked()).toBe(0);
+    expect(lookups.isUnanswered("root")).toBe(false);
+    expect(lookups.full()).toBeUndefined();
+    expect(await lookups.ask("other", async () => "fine", Date.now() + 5_000)).toEqual({ kind: "answered", value: "fine" });
+  });
+
+  it("does not ask a lookup whose deadline has passed (spent by the lookups before it), nor count it", async () => {
+    const lookups = new UnansweredLookups(1);
+    const spent = held<string>();
+    expect(await lookups.ask("root", spent.lookup, Date.now() - 1)).toEqual({ kind: "no_time" });
+    expect([spent.asked(), lookups.isUnanswered("root"), lookups.full()]).toEqual([0, false, undefined]);
   });
 });

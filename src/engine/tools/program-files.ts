@@ -13,13 +13,18 @@ const FIRST_LINE_BYTES = 256;
 /**
  * What the program check (program-start-failure.ts) asks of one file, off
  * the event loop: each call through the engine's lookups under the file's
- * directory, within their timeout, so a hung directory on PATH is asked one
- * call at a time and not again while one is unanswered. A call that fails
- * answers as the synchronous one did (not there, not executable,
- * unreadable); one not had in time throws LookupUnanswered.
+ * directory, all by the check's one `deadline` (epoch ms), so a hung
+ * directory on PATH is asked one call at a time and not again while one is
+ * unanswered, and slow directories one after another cannot stretch the
+ * check past the operator's timeout. A call that fails answers as the
+ * synchronous one did (not there, not executable, unreadable); one not had
+ * in time throws LookupUnanswered.
  */
 export class ProgramFiles {
-  constructor(private readonly host: EngineLookups) {}
+  constructor(
+    private readonly host: EngineLookups,
+    readonly deadline: number,
+  ) {}
 
   /** Whether `path` is a regular file. */
   isRegularFile(path: string): Promise<boolean> {
@@ -67,7 +72,7 @@ export class ProgramFiles {
 
   /** `call`'s answer under `path`'s directory; `failed` when it rejects. */
   private answer<T>(path: string, call: (fs: HostFs) => Promise<T>, failed: T): Promise<T> {
-    return lookUp(this.host, dirname(path), call).catch((error: unknown) => {
+    return lookUp(this.host, dirname(path), call, this.deadline).catch((error: unknown) => {
       if (error instanceof LookupUnanswered) throw error;
       return failed;
     });

@@ -46,28 +46,35 @@ export interface ProgramStartProblem {
  * file the exec cannot see (whyProgramCannotStart): it counts as absent.
  *
  * Every file is asked off the event loop through `host`
- * (program-files.ts): a directory that does not answer in time, before the
- * file is found, leaves the program unknown (PROGRAM_CHECK_UNANSWERED),
- * not "not installed": the exec would hang there too.
+ * (program-files.ts), the whole check by one `deadline` (the operator's
+ * timeout from now, unless a caller checking more shares its own): a
+ * directory that does not answer by then, before the file is found, leaves
+ * the program unknown (PROGRAM_CHECK_UNANSWERED), not "not installed": the
+ * exec would hang there too.
  */
 export async function programStartProblem(
   program: string,
   mode: ShellSandboxMode,
   host: EngineLookups,
-  isUnseen: UnseenTest = async () => false,
+  deadline: number = Date.now() + host.timeoutMs,
 ): Promise<ProgramStartProblem | undefined> {
-  return (await judged(program, mode, host, isUnseen)).problem;
+  return (await judged(program, mode, new ProgramFiles(host, deadline), host.timeoutMs, async () => false)).problem;
 }
 
-/** Every program of `programs` (a shell policy's allowed_programs) that cannot start here, with why, in order. */
+/**
+ * Every program of `programs` (a shell policy's allowed_programs) that
+ * cannot start here, with why, in order: one check (CreateWorker's), so one
+ * deadline for them all, the operator's timeout.
+ */
 export async function programProblems(
   programs: readonly string[],
   mode: ShellSandboxMode,
   host: EngineLookups,
 ): Promise<ProgramStartProblem[]> {
+  const deadline = Date.now() + host.timeoutMs;
   const problems: ProgramStartProblem[] = [];
   for (const program of programs) {
-    const problem = await programStartProblem(program, mode, host);
+    const problem = await programStartProblem(program, mode, host, deadline);
     if (problem) problems.push(problem);
   }
   return problems;
@@ -85,6 +92,7 @@ export async function programProblems(
  * private paths, the workspace's host path, the host's /tmp): the files it
  * would judge are located through `host` first, and one whose real path is
  * not had in time is judged as one whose real path cannot be had: as seen.
+ * One deadline, the operator's timeout, holds for all it asks.
  */
 export async function whyProgramCannotStart(
   program: string,
@@ -93,8 +101,9 @@ export async function whyProgramCannotStart(
   host: EngineLookups,
   unseen: readonly string[] = [],
 ): Promise<string> {
-  const isUnseen = unseen.length > 0 ? unseenTest(unseen, host) : async () => false;
-  const { problem, start } = await judged(program, mode, host, isUnseen);
+  const files = new ProgramFiles(host, Date.now() + host.timeoutMs);
+  const isUnseen = unseen.length > 0 ? unseenTest(unseen, host, files.deadline) : async () => false;
+  const { problem, start } = await judged(program, mode, files, host.timeoutMs, isUnseen);
   if (problem) return problem.message;
   const installed = `"${program}" is installed on this runtime but`;
   const interpreter = start && shebangInterpreter(start);
@@ -109,21 +118,33 @@ export async function whyProgramCannotStart(
 async function judged(
   program: string,
   mode: ShellSandboxMode,
-  host: EngineLookups,
+  files: ProgramFiles,
+  timeoutMs: number,
   isUnseen: UnseenTest,
 ): Promise<{ problem?: ProgramStartProblem; start?: Buffer }> {
   try {
-    return await judge(program, mode, new ProgramFiles(host), isUnseen);
+    return await judge(program, mode, files, isUnseen);
   } catch (error) {
     if (!(error instanceof LookupUnanswered)) throw error;
-    const why =
-      error.outcome.kind === "host_full"
-        ? error.outcome.unanswered === 1
-          ? "an earlier lookup on its file systems is still unanswered"
-          : `${error.outcome.unanswered} earlier lookups on its file systems are still unanswered`
-        : `a directory on the PATH its commands get did not answer within ${host.timeoutMs} ms`;
-    const message = `"${program}" could not be checked on this runtime: ${why}; try again once it answers`;
+    const message = `"${program}" could not be checked on this runtime: ${uncheckedWhy(error.outcome, timeoutMs)}; try again once it answers`;
     return { problem: { program, cause: PROGRAM_CHECK_UNANSWERED, message } };
+  }
+}
+
+/** Why a program check found no answer in time, in words for the model and the operator (no host path). */
+function uncheckedWhy(outcome: LookupUnanswered["outcome"], timeoutMs: number): string {
+  switch (outcome.kind) {
+    case "host_full":
+      return outcome.unanswered === 1
+        ? "an earlier lookup on its file systems is still unanswered"
+        : `${outcome.unanswered} earlier lookups on its file systems are still unanswered`;
+    case "waited":
+      return `the check's ${timeoutMs} ms ran out while it waited behind an earlier lookup, still unanswered, of a directory on the PATH its commands get`;
+    case "no_time":
+      return `the check's ${timeoutMs} ms ran out on slow directories of the PATH its commands get before it could finish`;
+    case "late":
+    case "key_unanswered":
+      return `a directory on the PATH its commands get did not answer within the check's ${timeoutMs} ms`;
   }
 }
 
@@ -185,12 +206,12 @@ async function programFile(
  * (missing, unanswered in time, its lookup refused while another is
  * unanswered) is not unseen.
  */
-function unseenTest(unseen: readonly string[], host: EngineLookups): UnseenTest {
+function unseenTest(unseen: readonly string[], host: EngineLookups, deadline: number): UnseenTest {
   const real = new Map<string, Promise<string | undefined>>();
   return async (path) => {
     let found = real.get(path);
     if (found === undefined) {
-      found = lookUp(host, path, (fs) => fs.realpath(path)).catch(() => undefined);
+      found = lookUp(host, path, (fs) => fs.realpath(path), deadline).catch(() => undefined);
       real.set(path, found);
     }
     const located = await found;

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import type { RunMount } from "../../runtime/index.js";
+import type { EngineLookups } from "./host-lookups.js";
 import type { ToolDefinition } from "./tool.js";
 import { ToolError } from "./tool.js";
 import type { ShellSandboxMode } from "./shell-sandbox.js";
@@ -18,6 +19,7 @@ export async function openMounts(
   mounts: readonly RunMount[],
   hiddenPaths: readonly string[],
   roots: readonly string[],
+  host: EngineLookups,
 ): Promise<Workspace> {
   const opened: WorkspaceMount[] = [];
   for (const mount of mounts) {
@@ -25,9 +27,9 @@ export async function openMounts(
     if (mount.dir === undefined || mount.rootDir === undefined) {
       throw new ToolError(`${what} is under a root this runtime no longer has`);
     }
-    const privatePaths = await resolvePrivatePaths(hiddenPaths, roots, mount.rootDir);
+    const privatePaths = await resolvePrivatePaths(hiddenPaths, roots, mount.rootDir, host);
     assertNotInsidePrivate(resolve(mount.dir), privatePaths, what);
-    const area = await Workspace.openInside(mount.rootDir, mount.dir, what);
+    const area = await Workspace.openInside(mount.rootDir, mount.dir, host, what);
     assertNotInsidePrivate(area.root, privatePaths, what);
     opened.push({ name: mount.name, writable: mount.writable, area: area.withPrivatePaths(privatePaths).asMount(mount.name) });
   }

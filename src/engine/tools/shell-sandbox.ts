@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { lstat, readdir, readlink, realpath, stat } from "node:fs/promises";
+import { readdir, readlink } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
+import { type EngineLookups, LookupUnanswered, lookUp, unansweredWhy } from "./host-lookups.js";
+import { ToolError } from "./tool.js";
 
 /**
  * How `shell.exec` commands are isolated (GetRuntime shows it):
@@ -110,19 +112,30 @@ export interface SandboxMount {
  * made again). Binding "/" itself would leave no place to make
  * {@link SANDBOX_WORKSPACE} where the host has none: the sandbox's own root
  * is a tmpfs, so it can, and it is made read-only once everything is mounted.
+ * The entries are asked at once through the engine's lookups (`host`),
+ * each under itself, by `deadline`: one whose own file system does not
+ * answer in time (a hung network mount at /mnt) is left out, unseen by the
+ * command, rather than hang the command or bwrap's bind of it; when the
+ * host refuses lookups (too many unanswered) the command does not run.
  */
-export async function hostRootArgs(withMounts = false): Promise<string[]> {
-  const args: string[] = [];
-  for (const name of (await readdir("/")).sort()) {
-    // A host /mounts is left out when the worker's mounts are there instead.
-    if (OWN_TOP_LEVEL.has(name) || (withMounts && name === SANDBOX_MOUNTS.slice(1))) continue;
-    const path = `/${name}`;
-    const info = await lstat(path).catch(() => undefined);
-    if (!info) continue;
-    if (info.isSymbolicLink()) args.push("--symlink", await readlink(path), path);
-    else args.push("--ro-bind", path, path);
-  }
-  return args;
+export async function hostRootArgs(withMounts: boolean, host: EngineLookups, deadline: number): Promise<string[]> {
+  // A host /mounts is left out when the worker's mounts are there instead.
+  const names = (await readdir("/")).sort().filter((name) => !OWN_TOP_LEVEL.has(name) && !(withMounts && name === SANDBOX_MOUNTS.slice(1)));
+  const entries = await Promise.all(
+    names.map(async (name) => {
+      const path = `/${name}`;
+      const info = await lookUp(host, path, (fs) => fs.lstat(path), deadline).catch((error: unknown) => {
+        if (error instanceof LookupUnanswered && (error.outcome.kind === "host_full" || error.outcome.kind === "no_time")) {
+          const why = unansweredWhy(error.outcome, "the host's file systems", host.timeoutMs);
+          throw new ToolError(`cannot run the command: ${why}; try again once they answer`);
+        }
+        return undefined;
+      });
+      if (!info) return [];
+      return info.isSymbolicLink() ? ["--symlink", await readlink(path), path] : ["--ro-bind", path, path];
+    }),
+  );
+  return entries.flat();
 }
 
 /** The mounts of one command's sandbox, resolved as it starts ({@link sandboxMounts}). */
@@ -155,24 +168,34 @@ export interface SandboxMounts {
  * writable), because a mount point cannot be renamed: a command that
  * moved a parent would otherwise take the path out of where the operator
  * named it, and the next command would see it uncovered.
+ *
+ * Each path, and each mount, is asked through the engine's lookups
+ * (`host`) under itself, all by one deadline, the operator's timeout: one
+ * whose file system does not answer in time cannot be covered or bound, so
+ * the command does not run (a ToolError saying so, no host path), rather
+ * than hang or run uncovered.
  */
 export async function sandboxMounts(
   workspace: string,
   hiddenPaths: readonly string[],
+  host: EngineLookups,
   mounts: readonly SandboxMount[] = [],
 ): Promise<SandboxMounts> {
+  const deadline = Date.now() + host.timeoutMs;
   const hidden: string[] = [];
   const privatePaths: string[] = [];
   const found: { real: string; directory: boolean }[] = [];
   for (const path of [...hiddenPaths, workspace]) {
-    const real = await realpath(resolve(path)).catch(() => undefined);
-    if (real === undefined || real === "/") continue;
-    const info = await stat(real).catch(() => undefined);
-    if (!info) continue;
+    const fileSystem = path === workspace ? "the workspace's file system" : "the file system of a path this runtime keeps private";
+    const located = await locateOnHost(resolve(path), fileSystem, host, deadline);
+    if (located === undefined) continue;
+    const { real, directory } = located;
     if (real !== workspace) privatePaths.push(real);
-    found.push({ real, directory: info.isDirectory() });
-    if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, info.isDirectory()));
+    found.push(located);
+    if (real !== "/tmp" && !real.startsWith("/tmp/")) hidden.push(...cover(real, directory));
   }
+  // bwrap would hang binding a mount whose file system does not answer: each is asked first, as the workspace is.
+  for (const mount of mounts) await locateOnHost(mount.root, `the mount ${SANDBOX_MOUNTS}/${mount.name}'s file system`, host, deadline);
   const insideOf = (dir: string) =>
     found.filter(({ real }) => real.startsWith(dir + sep)).map(({ real, directory }) => ({ path: relative(dir, real), directory }));
   // Each mount bound where the tools see it, read-only unless writable; private paths inside it covered again, as in the workspace.
@@ -182,13 +205,36 @@ export async function sandboxMounts(
     return [bind, mount.root, at, ...insideArgs(mount.root, at, insideOf(mount.root), bind)];
   });
   return {
-    root: await hostRootArgs(mounts.length > 0),
+    root: await hostRootArgs(mounts.length > 0, host, deadline),
     hidden,
     insideWorkspace: insideArgs(workspace, SANDBOX_WORKSPACE, insideOf(workspace), "--bind"),
     privatePaths,
     workerMounts,
     mounts,
   };
+}
+
+/**
+ * Where a path the sandbox covers (or binds: the workspace, a mount; or an
+ * unsandboxed command starts in) really is, and whether it is a directory, asked under the path by `deadline`;
+ * undefined when it is missing, or is "/". A ToolError naming `fileSystem`
+ * when not had in time.
+ */
+export async function locateOnHost(
+  path: string,
+  fileSystem: string,
+  host: EngineLookups,
+  deadline: number,
+): Promise<{ real: string; directory: boolean } | undefined> {
+  try {
+    const real = await lookUp(host, path, (fs) => fs.realpath(path), deadline);
+    if (real === "/") return undefined;
+    const info = await lookUp(host, path, (fs) => fs.stat(real), deadline);
+    return { real, directory: info.isDirectory() };
+  } catch (error) {
+    if (!(error instanceof LookupUnanswered)) return undefined;
+    throw new ToolError(`cannot run the command: ${unansweredWhy(error.outcome, fileSystem, host.timeoutMs)}; try again once it answers`);
+  }
 }
 
 /**

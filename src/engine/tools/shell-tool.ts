@@ -6,6 +6,7 @@ import { splitCommandWords } from "./command-words.js";
 import { programStartProblem, whyProgramCannotStart } from "./program-start-failure.js";
 import {
   hideHostPaths,
+  locateOnHost,
   sandboxedArgv,
   sandboxLauncherEnv,
   sandboxMounts,
@@ -67,7 +68,13 @@ export const runCommandTool: ToolDefinition = {
     const program = context.shellPolicy ? line[0] : undefined;
     const workerMounts = workspace.mounts.map((mount) => ({ name: mount.name, root: mount.area.root, writable: mount.writable }));
     const mounts =
-      context.shellSandbox === "bubblewrap" ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], workerMounts) : undefined;
+      context.shellSandbox === "bubblewrap"
+        ? await sandboxMounts(workspace.root, context.shellHiddenPaths ?? [], context.hostLookups, workerMounts)
+        : undefined;
+    // Unsandboxed, the child changes into the workspace while libuv's spawn waits for its exec, holding the event loop:
+    // a workspace that does not answer is found first, in time, as the sandbox finds it.
+    if (!mounts)
+      await locateOnHost(workspace.root, "the workspace's file system", context.hostLookups, Date.now() + context.hostLookups.timeoutMs);
     // bwrap changes into /workspace itself; started in the host's workspace, a missing one read as "spawn bwrap ENOENT".
     // Its own spawn failing is not the program's: bwrap reports the program's exec failure in its output.
     const bounds = { timeoutMs, maxBytes: maxCommandOutputBytes };

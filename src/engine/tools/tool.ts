@@ -31,10 +31,11 @@ export interface ToolContext {
   /** A config bundle's shell policy; undefined = commands unrestricted (builtin profiles). */
   readonly shellPolicy?: ShellPolicy;
   /**
-   * How the program check asks the host's file system: the backend's
-   * lookups, shared by its runs, so a hung mount is asked one lookup at a
-   * time, within the runtime's timeout, under one bound (the sandbox's and
-   * the workspace's own realpaths do not go through it yet).
+   * How the tools ask the host's file system: the backend's lookups, shared
+   * by its runs, so a hung mount is asked one lookup at a time, within the
+   * runtime's timeout, under one bound (the program check, the sandbox's
+   * private paths, mounts and top-level entries; the workspace has them
+   * too, from when the run opened it).
    */
   readonly hostLookups: EngineLookups;
 }

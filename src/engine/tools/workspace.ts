@@ -1,5 +1,5 @@
-import { lstat, mkdir, realpath } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { type EngineLookups, type HostFs, LookupUnanswered, lookUp, unansweredWhy } from "./host-lookups.js";
 import { ToolError } from "./tool.js";
 
 /**
@@ -7,7 +7,11 @@ import { ToolError } from "./tool.js";
  * into a host path. Confinement is checked on real paths (after resolving
  * symlinks), not just on the text, because a symlink inside the workspace
  * can point anywhere. Errors are ToolErrors the model can read; they name
- * the model's own path, never the host location.
+ * the model's own path, never the host location. Its real paths and
+ * lstats are asked through the engine's lookups (`host`), under its root,
+ * within the operator's timeout per call: a workspace or mount whose file
+ * system hangs makes a tool call a ToolError saying so, not a call that
+ * never ends, and holds one thread of the pool however often it is asked.
  *
  * Known limit: the check and the later open are separate steps, so a
  * concurrent process (a command the model started, another program) that
@@ -19,6 +23,8 @@ export class Workspace {
   private constructor(
     /** Real path of the workspace root. */
     readonly root: string,
+    /** How its paths are asked of the host (the backend's lookups, the runtime's timeout). */
+    private readonly host: EngineLookups,
     /** Real paths strictly inside the root that the runtime keeps private ({@link withPrivatePaths}). */
     private readonly privatePaths: readonly string[] = [],
     /** The worker's mounts, reached by paths under {@link MOUNTS_DIR} ({@link withMounts}). */
@@ -27,9 +33,12 @@ export class Workspace {
     private readonly label = "the workspace",
   ) {}
 
-  /** Opens a workspace; the directory must exist. */
-  static async open(dir: string): Promise<Workspace> {
-    return new Workspace(await realpath(dir));
+  /** Opens a workspace with no root (an embedder's run), made if missing, asked through `host` as {@link openInside} asks. */
+  static async open(dir: string, host: EngineLookups): Promise<Workspace> {
+    const deadline = Date.now() + host.timeoutMs;
+    const ask = <T>(call: (fs: HostFs) => Promise<T>): Promise<T> => opening(host, resolve(dir), "the worker's workspace", deadline, call);
+    await ask((fs) => fs.mkdir(dir, { recursive: true }));
+    return new Workspace(await ask((fs) => fs.realpath(dir)), host);
   }
 
   /**
@@ -38,24 +47,28 @@ export class Workspace {
    * symlink under the root that leads out of it (planted by an earlier
    * command, or by anyone who can write there) is refused with a ToolError
    * instead of becoming the workspace, or having a directory made at its
-   * target. Symlinks that stay inside the root are followed.
+   * target. Symlinks that stay inside the root are followed. Each step is
+   * asked through `host` under the root, all by one deadline: a root whose
+   * file system does not answer in time is a ToolError saying so.
    */
-  static async openInside(root: string, dir: string, what = "the worker's workspace"): Promise<Workspace> {
+  static async openInside(root: string, dir: string, host: EngineLookups, what = "the worker's workspace"): Promise<Workspace> {
+    const deadline = Date.now() + host.timeoutMs;
+    const ask = <T>(call: (fs: HostFs) => Promise<T>): Promise<T> => opening(host, resolve(root), what, deadline, call);
     // The root is the operator's (trusted) configuration; made if missing, as before.
-    await mkdir(root, { recursive: true });
-    const realRoot = await realpath(root);
+    await ask((fs) => fs.mkdir(root, { recursive: true }));
+    const realRoot = await ask((fs) => fs.realpath(root));
     const inside = (path: string): boolean => path === realRoot || path.startsWith(realRoot + sep);
     let current = realRoot;
     for (const segment of relative(resolve(root), resolve(dir)).split(sep).filter(Boolean)) {
       if (segment === "..") throw new ToolError(`${what} is not inside its root`);
       const next = join(current, segment);
-      await mkdir(next).catch((cause: unknown) => {
+      await ask((fs) => fs.mkdir(next)).catch((cause: unknown) => {
         if (!(cause instanceof Error && "code" in cause && cause.code === "EEXIST")) throw cause;
       });
-      current = await realpath(next);
+      current = await ask((fs) => fs.realpath(next));
       if (!inside(current)) throw new ToolError(`${what} leads outside its root through a symlink`);
     }
-    return new Workspace(current);
+    return new Workspace(current, host);
   }
 
   /**
@@ -66,6 +79,7 @@ export class Workspace {
   withPrivatePaths(paths: PrivatePaths): Workspace {
     return new Workspace(
       this.root,
+      this.host,
       [...paths.operator, ...paths.roots].filter((real) => real.startsWith(this.root + sep)),
       this.mounts,
       this.label,
@@ -78,12 +92,12 @@ export class Workspace {
    * /mounts/<name> resolves inside that mount, every other path as before.
    */
   withMounts(mounts: readonly WorkspaceMount[]): Workspace {
-    return new Workspace(this.root, this.privatePaths, mounts, this.label);
+    return new Workspace(this.root, this.host, this.privatePaths, mounts, this.label);
   }
 
   /** This directory as the mount `name`: its refusals say "the mount /mounts/<name>". */
   asMount(name: string): Workspace {
-    return new Workspace(this.root, this.privatePaths, [], `the mount ${MOUNTS_DIR}/${name}`);
+    return new Workspace(this.root, this.host, this.privatePaths, [], `the mount ${MOUNTS_DIR}/${name}`);
   }
 
   /** Whether a host path inside the workspace, or one of its mounts, is or lies under a private path. */
@@ -131,9 +145,10 @@ export class Workspace {
   /** Resolves `path` (relative to this directory; shown as `shown`), which must exist. */
   private async existing(path: string, shown: string): Promise<string> {
     const lexical = this.lexical(path, shown);
+    const deadline = Date.now() + this.host.timeoutMs;
     let real: string;
     try {
-      real = await realpath(lexical);
+      real = await this.lookUp((fs) => fs.realpath(lexical), shown, deadline);
     } catch (cause) {
       if (isNotFound(cause)) throw new ToolError(`no such file or directory: ${shown}`);
       throw cause;
@@ -146,14 +161,15 @@ export class Workspace {
   /** Resolves `path` (relative to this directory; shown as `shown`) for writing ({@link resolveForWrite}). */
   private async forWrite(path: string, shown: string): Promise<string> {
     const lexical = this.lexical(path, shown);
-    const existing = await lstat(lexical).catch((cause: unknown) => {
+    const deadline = Date.now() + this.host.timeoutMs;
+    const existing = await this.lookUp((fs) => fs.lstat(lexical), shown, deadline).catch((cause: unknown) => {
       if (isNotFound(cause)) return undefined;
       throw cause;
     });
     if (existing) {
       let real: string;
       try {
-        real = await realpath(lexical);
+        real = await this.lookUp((fs) => fs.realpath(lexical), shown, deadline);
       } catch (cause) {
         if (isNotFound(cause)) throw new ToolError(`refused: ${shown} is a symlink to a missing target`);
         throw cause;
@@ -165,7 +181,7 @@ export class Workspace {
     let ancestor = dirname(lexical);
     for (;;) {
       try {
-        const realAncestor = await realpath(ancestor);
+        const realAncestor = await this.lookUp((fs) => fs.realpath(ancestor), shown, deadline);
         this.assertInside(realAncestor, shown);
         const target = join(realAncestor, relative(ancestor, lexical));
         this.assertNotPrivate(target, shown);
@@ -174,6 +190,21 @@ export class Workspace {
         if (!isNotFound(cause)) throw cause;
         ancestor = dirname(ancestor);
       }
+    }
+  }
+
+  /**
+   * `call`'s answer, asked under this directory's root by `deadline` (one
+   * per tool call); a ToolError naming the model's `shown` path when it is
+   * not had in time. A rejection (missing, unreadable) is thrown as it came.
+   */
+  private async lookUp<T>(call: (fs: HostFs) => Promise<T>, shown: string, deadline: number): Promise<T> {
+    try {
+      return await lookUp(this.host, this.root, call, deadline);
+    } catch (error) {
+      if (!(error instanceof LookupUnanswered)) throw error;
+      const why = unansweredWhy(error.outcome, `${this.label}'s file system`, this.host.timeoutMs);
+      throw new ToolError(`cannot reach ${shown}: ${why}; try again once it answers`);
     }
   }
 
@@ -243,6 +274,17 @@ export interface WorkspaceMount {
   readonly area: Workspace;
 }
 
+/** `call`'s answer as `what` is opened, asked under `key` (its root) by `deadline`; a ToolError when not had in time. */
+async function opening<T>(host: EngineLookups, key: string, what: string, deadline: number, call: (fs: HostFs) => Promise<T>): Promise<T> {
+  try {
+    return await lookUp(host, key, call, deadline);
+  } catch (error) {
+    if (!(error instanceof LookupUnanswered)) throw error;
+    const why = unansweredWhy(error.outcome, "the file system under its root", host.timeoutMs);
+    throw new ToolError(`${what} cannot be opened: ${why}; try again once it answers`);
+  }
+}
+
 function isNotFound(error: unknown): boolean {
   return error instanceof Error && "code" in error && (error.code === "ENOENT" || error.code === "ENOTDIR");
 }
@@ -260,14 +302,27 @@ export interface PrivatePaths {
   ownRoot: string | undefined;
 }
 
-/** Resolves {@link PrivatePaths}. */
+/**
+ * Resolves {@link PrivatePaths}, each through the engine's lookups under
+ * its own path (as at start-up, hidden-paths.ts), all by one deadline: one
+ * that does not answer in time is a ToolError (the run cannot start
+ * knowing what to keep private), not a path dropped as missing.
+ */
 export async function resolvePrivatePaths(
   operatorPaths: readonly string[],
   roots: readonly string[],
   ownRoot: string | undefined,
+  host: EngineLookups,
 ): Promise<PrivatePaths> {
+  const deadline = Date.now() + host.timeoutMs;
+  const real = (path: string): Promise<string | undefined> =>
+    lookUp(host, resolve(path), (fs) => fs.realpath(resolve(path)), deadline).catch((error: unknown) => {
+      if (!(error instanceof LookupUnanswered)) return undefined;
+      const fileSystem = "the file system of a workspace root or of a path this runtime keeps private";
+      throw new ToolError(`the run cannot start: ${unansweredWhy(error.outcome, fileSystem, host.timeoutMs)}; try again once it answers`);
+    });
   const resolved = async (paths: readonly string[]): Promise<string[]> =>
-    (await Promise.all(paths.map((path) => realpath(resolve(path)).catch(() => undefined)))).filter((real) => real !== undefined);
+    (await Promise.all(paths.map(real))).filter((found) => found !== undefined);
   const realRoots = await resolved(roots);
   return {
     operator: (await resolved(operatorPaths)).filter((real) => !realRoots.includes(real)),
