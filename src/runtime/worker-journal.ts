@@ -3,13 +3,7 @@ import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import {
-  NoticeSchema,
-  ToolResultSchema,
-  TranscriptEntrySchema,
-  type ToolResult,
-  type TranscriptEntry,
-} from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { sealPayload } from "./durable-event-encoding.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
@@ -287,24 +281,6 @@ export class WorkerJournal {
       (entry, seq, cursor) => create(WorkerEventSchema, { seq, cursor, time: now, kind: { case: "transcriptAppended", value: entry } }),
     );
     return entry;
-  }
-
-  /** Commits a failed run's notice; a failed write is reported (health), not thrown: the run ends anyway. */
-  async commitFailureNotice(runId: string, message: string): Promise<void> {
-    const notice = create(NoticeSchema, { code: "run.failed", message });
-    await this.commitEntry(runId, { case: "notice", value: notice }).catch(() => {});
-  }
-
-  /**
-   * Commits the result of a tool call that waited for approval and never ran
-   * (its run was cancelled or ended first), so the transcript stays a valid
-   * conversation. A failed write is reported (health), not thrown.
-   */
-  async commitUnrunResult(runId: string, call: Pick<ToolResult, "toolCallId" | "toolName">, cancelled: boolean): Promise<void> {
-    const why = cancelled ? "The run was cancelled" : "The run ended";
-    const output = `${why} before this tool call ran, so it did not run.`;
-    const result = create(ToolResultSchema, { toolCallId: call.toolCallId, toolName: call.toolName, output, isError: true });
-    await this.commitEntry(runId, { case: "toolResult", value: result }).catch(() => {});
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */
