@@ -54,6 +54,24 @@ async function runInFlight(
   return { worker: worker?.ref, runId: run?.runId ?? "" };
 }
 
+/** A `serve --data-dir` process SIGKILLed with a run in flight: its data dir, worker and run. */
+async function killedMidRun(): Promise<{ dataDir: string; worker: WorkerRef | undefined; runId: string }> {
+  const fake = await fakeProvider();
+  const dataDir = await mkdtemp(path.join(tmpdir(), "wr-interrupted-notice-"));
+  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+  const sessions: Http2SessionManager[] = [];
+  cleanups.push(() => {
+    for (const session of sessions) session.abort();
+  });
+  const cli = startCli(["serve", "--port", "0", "--data-dir", dataDir], { OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: fake.baseURL });
+  cleanups.push(() => cli.kill());
+  const listening = await cli.listening;
+  const { worker, runId } = await runInFlight(clientsAt(listening.h2c, "grpc", sessions), listening.runtimeId, fake);
+  cli.child.kill("SIGKILL");
+  await cli.exited;
+  return { dataDir, worker, runId };
+}
+
 describe("a run the runtime's stop interrupted", () => {
   it("is told in the transcript by one run.interrupted notice after kill -9, and still one after another restart", async () => {
     const fake = await fakeProvider();
@@ -97,19 +115,7 @@ describe("a run the runtime's stop interrupted", () => {
   }, 60_000);
 
   it("is told once when a restart came after its notice was written but before its run was", async () => {
-    const fake = await fakeProvider();
-    const dataDir = await mkdtemp(path.join(tmpdir(), "wr-interrupted-notice-"));
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-    const sessions: Http2SessionManager[] = [];
-    cleanups.push(() => {
-      for (const session of sessions) session.abort();
-    });
-    const cli = startCli(["serve", "--port", "0", "--data-dir", dataDir], { OPENAI_API_KEY: "sk-test", OPENAI_BASE_URL: fake.baseURL });
-    cleanups.push(() => cli.kill());
-    const listening = await cli.listening;
-    const { worker, runId } = await runInFlight(clientsAt(listening.h2c, "grpc", sessions), listening.runtimeId, fake);
-    cli.child.kill("SIGKILL");
-    await cli.exited;
+    const { dataDir, worker, runId } = await killedMidRun();
 
     // The restart writes the notice, but the run's log takes nothing (its records stay RUNNING on disk).
     let runsFail = true;
@@ -142,5 +148,39 @@ describe("a run the runtime's stop interrupted", () => {
     // Now that the run's end is on disk, a third start neither writes nor needs a notice.
     const third = await open();
     expect(await read(third)).toEqual(entries);
+  }, 60_000);
+
+  it("is told once the disk takes writes again when the restart could write neither its notice nor its end", async () => {
+    const { dataDir, worker, runId } = await killedMidRun();
+    let full = true;
+    const faults = {
+      beforeWrite: () => {
+        if (full) throw Object.assign(new Error("fault: ENOSPC"), { code: "ENOSPC" });
+      },
+    };
+    const open = async (probeMs: number): Promise<Runtime> => {
+      const runtime = await createRuntime({ store: createFileStore({ dataDir, faults }), storeProbeIntervalMs: probeMs });
+      cleanups.push(() => runtime.close().catch(() => {}));
+      return runtime;
+    };
+    const read = async (runtime: Runtime) =>
+      (await runtime.readTranscript({ worker, position: { case: "afterSeq", value: 0n }, limit: 100 })).entries;
+    const first = await open(50);
+    expect(interruptedNotices(await read(first), runId)).toHaveLength(0);
+    // Reads show the run ended all the same (its record is held back until the notice is written).
+    expect((await first.getRun({ worker, runId })).status).toBe(RunStatus.INTERRUPTED);
+
+    full = false;
+    await eventually(async () => interruptedNotices(await read(first), runId).length === 1, 5_000, "the notice once the disk writes");
+    await eventually(async () =>
+      (await first.listRuns({ worker })).runs.some((r) => r.runId === runId && r.status === RunStatus.INTERRUPTED),
+    );
+    await first.close();
+
+    const second = await open(60_000);
+    const entries = await read(second);
+    expect(interruptedNotices(entries, runId)).toHaveLength(1);
+    expect(entries.at(-1)?.content.case).toBe("notice");
+    expect((await second.getRun({ worker, runId })).status).toBe(RunStatus.INTERRUPTED);
   }, 60_000);
 });
