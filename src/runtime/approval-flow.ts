@@ -9,6 +9,7 @@ import { launchRun, settledWithin, type ExecutionHost } from "./run-execution.js
 import { checkAcceptsInput } from "./run-queue.js";
 import { approvalNotPending, restoreApproval, takeApproval } from "./run-sink.js";
 import { activeOf, heldRunOf, holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
+import { commitUnrunResult } from "./run-end-entries.js";
 
 /** What the approval flow needs of its worker's session. */
 export interface ApprovalFlowHost extends ExecutionHost {
@@ -88,7 +89,7 @@ export class ApprovalFlow {
   async endParked(run: Run): Promise<Run> {
     const pending = run.pendingApproval;
     // Issued before the run's end (so it comes first in the stream); the slot is freed in the same tick.
-    const noted = pending ? this.host.journal.commitUnrunResult(run.runId, pending, true) : undefined;
+    const noted = pending ? commitUnrunResult(this.host.journal, run.runId, pending, true) : undefined;
     await Promise.all([noted, this.host.endHeldRun(run, { kind: "cancelled" })]);
     return cloneMessage(RunSchema, run);
   }

@@ -13,6 +13,7 @@ import { childLogger } from "./logger.js";
 import { traceLogFields } from "./trace-log-fields.js";
 import type { RunOutcome, RunResume, RunSink } from "./execution-backend.js";
 import { createRunSink } from "./run-sink.js";
+import { commitFailureNotice, commitUnrunResult } from "./run-end-entries.js";
 import { traceRun } from "./run-tracing.js";
 import { InputCommit } from "./input-commit.js";
 import { holdsExecution, type ActiveRun, type RunSlot } from "./run-slot.js";
@@ -59,8 +60,8 @@ export function launchRun(active: ActiveRun, host: ExecutionHost, resumed?: Resu
   };
   active.done = execute().then(async (outcome) => {
     const unrun = outcome.kind !== "completed" ? active.decided?.call : undefined;
-    if (unrun && holds()) await journal.commitUnrunResult(run.runId, unrun, outcome.kind === "cancelled");
-    if (outcome.kind === "failed" && holds()) await journal.commitFailureNotice(run.runId, outcome.message);
+    if (unrun && holds()) await commitUnrunResult(journal, run.runId, unrun, outcome.kind === "cancelled");
+    if (outcome.kind === "failed" && holds()) await commitFailureNotice(journal, run.runId, outcome.message);
     if (holds()) await host.endHeldRun(run, outcome);
   });
 }

@@ -1,9 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { cloneMessage } from "./message-clone.js";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { randomBytes } from "node:crypto";
 import { type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
-import { RuntimeEventSchema, type RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { DiagnosticSeverity } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import {
   ApprovalDecisionSchema,
@@ -17,17 +16,15 @@ import { ConfigBundles } from "./config-bundles.js";
 import { reconnectWorkers } from "./unserved-bundles.js";
 import { runtimeCursorStream, workerCursorStream } from "./cursor.js";
 import { DiagnosticLog } from "./diagnostics.js";
-import { encodeRuntimeEvent } from "./event-encoding.js";
-import { DurableEventStream } from "./event-stream.js";
 import { ExecutionOffer } from "./execution-offer.js";
 import { newId } from "./ids.js";
-import { type Limits, resolveLimits, subscriberBacklog } from "./limits.js";
+import { type Limits, resolveLimits } from "./limits.js";
 import { HostLocations } from "./host-locations.js";
 import { UnansweredLookups } from "./unanswered-lookups.js";
 import { bounded } from "./error-log-fields.js";
 import { silentLogger } from "./logger.js";
 import { TERMINAL_RUN_STATUSES } from "./in-flight.js";
-import { deliveryCounter, noopMetrics, timedAppend, type WatchStreamKind } from "./metrics.js";
+import { deliveryCounter, noopMetrics, type WatchStreamKind } from "./metrics.js";
 import { listAllocations, listDiagnostics } from "./management-queries.js";
 import { createMemoryStore } from "./memory-store.js";
 import { PageTokens } from "./page-token.js";
@@ -36,6 +33,7 @@ import { getRun, listRuns, readTranscript } from "./run-queries.js";
 import type { InputOptions, Runtime, RuntimeOptions } from "./runtime-api.js";
 import { requestReader } from "./runtime-requests.js";
 import { RuntimeHealth } from "./runtime-health.js";
+import { RuntimeEventFeed } from "./runtime-event-feed.js";
 import { checkNotEnded } from "./run-queue.js";
 import { closeRuntime, drainRuntime, type ShutdownParts } from "./runtime-shutdown.js";
 import { runtimeSummary } from "./runtime-summary.js";
@@ -91,19 +89,13 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   };
   const health = new RuntimeHealth({ store, logger, probeIntervalMs: limits.storeProbeIntervalMs, addDiagnostic });
   const background = new BackgroundWrites();
-  const runtimeEvents = new DurableEventStream<RuntimeEvent>({
+  const feed = new RuntimeEventFeed({
+    ...{ runtimeId, store, limits, metrics, health, background, logger, lastSeq: opened.lastRuntimeEventSeq },
     stream: runtimeCursorStream(runtimeId, storeId),
-    lastSeq: opened.lastRuntimeEventSeq,
-    encode: encodeRuntimeEvent,
-    persistEvents: timedAppend(metrics, "runtime_events", store.appendRuntimeEvents.bind(store)),
-    onPersistResult: (error) => health.storeResult("runtime-events", error),
-    subscriberBacklog: subscriberBacklog(limits),
+    workerOf: (workerId) => [...catalog.sessions()].find((session) => session.workerId === workerId)?.worker,
   });
-  const publish = (kind: RuntimeEvent["kind"]): void => {
-    const time = timestampFromDate(new Date());
-    const write = runtimeEvents.emitDurable((seq, cursor) => create(RuntimeEventSchema, { seq, cursor, time, kind }));
-    background.start(write, { logger, message: "could not persist a runtime event" });
-  };
+  const runtimeEvents = feed.events;
+  const publish = (kind: RuntimeEvent["kind"]): void => feed.publish(kind);
   const catalog = new Catalog({
     runtimeId,
     limits,

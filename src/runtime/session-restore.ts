@@ -9,6 +9,7 @@ import { setActiveRun } from "./run-slot.js";
 import { endRun } from "./run-execution.js";
 import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { DAMAGED_WORKER_MESSAGE } from "./store-errors.js";
+import { interruptedNoticeWritten, tellsInterruption } from "./interrupted-notice.js";
 import type { WorkerJournal } from "./worker-journal.js";
 
 /**
@@ -66,13 +67,19 @@ function parkedRunOf(restored: RestoredWorker): Run | undefined {
  * the restart may come hours after the crash, and ended_at - started_at
  * (GetRun, worker_runtime_run_duration_seconds) would count the outage as
  * run time.
+ *
+ * One that had started tells its interruption in the transcript (a
+ * `run.interrupted` notice, see WorkerJournal.recordInterrupted), unless
+ * an earlier start (or the drain) wrote it and stopped before the run's
+ * record: the record follows the notice, so only a run still unfinished
+ * on disk is searched for one.
  */
 export async function interruptUnfinished(
   restored: RestoredWorker,
   parked: Run | undefined,
   wasBusy: boolean,
   journal: WorkerJournal,
-  store: Pick<RuntimeStore, "readEvents">,
+  store: Pick<RuntimeStore, "readEvents" | "readTranscript">,
   worker: Worker,
 ): Promise<void> {
   const interrupted = restored.unfinishedRuns.filter((run) => run !== parked);
@@ -81,7 +88,9 @@ export async function interruptUnfinished(
     endRun(run, { kind: "cancelled" }, true, endOfInterrupted(run, lastRecorded));
     // As a run ending while served adds its usage (worker-session.ts endHeldRun): its tokens were spent.
     addUsage(usageOf(worker), run.usage);
-    await journal.recordRun(run).catch(() => {});
+    const written =
+      tellsInterruption(run) && (await interruptedNoticeWritten(store, workerIdOf(restored), restored.lastTranscriptSeq, run.runId));
+    await journal.recordInterrupted(run, "restart", written).catch(() => {});
   }
   if (wasBusy || restored.unfinishedRuns.length > 0) await journal.saveWorker().catch(() => {});
 }
@@ -94,14 +103,17 @@ export async function interruptUnfinished(
  */
 async function lastRecordedAt(store: Pick<RuntimeStore, "readEvents">, restored: RestoredWorker): Promise<Date | undefined> {
   if (restored.lastEventSeq === 0n) return undefined;
-  const workerId = restored.record.worker.ref?.workerId ?? "";
   try {
-    const [last] = await store.readEvents(workerId, restored.lastEventSeq - 1n, 1);
+    const [last] = await store.readEvents(workerIdOf(restored), restored.lastEventSeq - 1n, 1);
     const time = last ? fromBinary(WorkerEventSchema, last.bytes).time : undefined;
     return time ? timestampDate(time) : undefined;
   } catch {
     return undefined;
   }
+}
+
+function workerIdOf(restored: RestoredWorker): string {
+  return restored.record.worker.ref?.workerId ?? "";
 }
 
 /** The end of a run the restart interrupted: the last record, never before the run's own times. */

@@ -88,3 +88,20 @@ export function eventsNotPersisted(workerId: string, cause: unknown): RuntimeErr
     { cause },
   );
 }
+
+/**
+ * Why the runtime's watches (WatchRuntime) end when one of its events could
+ * not be written: the event is rolled back, so they would keep showing a
+ * stale worker. Resuming from the last cursor gets the latest state of each
+ * worker whose event was lost, once the store writes again (see
+ * runtime-event-feed.ts).
+ */
+export function runtimeEventsNotPersisted(runtimeId: string, cause: unknown): RuntimeError {
+  return new RuntimeError(
+    Code.Unavailable,
+    ErrorReason.STORE_UNAVAILABLE,
+    `the runtime's events could not be persisted; resume from the last cursor once the store writes again`,
+    { runtime_id: runtimeId },
+    { cause },
+  );
+}

@@ -3,13 +3,7 @@ import { cloneMessage } from "./message-clone.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { WorkerEventSchema, type WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunSchema, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
-import {
-  NoticeSchema,
-  ToolResultSchema,
-  TranscriptEntrySchema,
-  type ToolResult,
-  type TranscriptEntry,
-} from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { TranscriptEntrySchema, type TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
 import { WorkerSchema, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { sealPayload } from "./durable-event-encoding.js";
 import { encodeWorkerEvent } from "./event-encoding.js";
@@ -22,6 +16,7 @@ import type { SessionDeps } from "./session-deps.js";
 import type { RestoredWorker, StoredEvent, WorkerRecord } from "./store.js";
 import type { StreamItem } from "./subscription.js";
 import { OwedChanges } from "./owed-changes.js";
+import { type InterruptedBy, interruptedNotice, tellsInterruption } from "./interrupted-notice.js";
 import { eventsNotPersisted } from "./store-errors.js";
 import type { UnsavedRuns } from "./unsaved-runs.js";
 
@@ -67,9 +62,13 @@ export class WorkerJournal {
     });
   }
 
-  /** Run versions the store failed to write: reads answer from here (see unsaved-runs.ts). */
-  get unsaved(): UnsavedRuns {
-    return this.owed.unsavedRuns;
+  /**
+   * Run versions the store does not have yet: failed writes (see
+   * unsaved-runs.ts) and interrupted runs waiting for their notice. Reads
+   * answer from here.
+   */
+  get unsaved(): Pick<UnsavedRuns, "get"> {
+    return { get: (runId) => this.owed.withheldRuns.get(runId) ?? this.owed.unsavedRuns.get(runId) };
   }
 
   private get workerId(): string {
@@ -87,11 +86,54 @@ export class WorkerJournal {
    * write and both events (here and runtime-wide): none of them changes it,
    * so it is also encoded only once (durable-event-encoding.ts). A run's
    * `acceptance` that fails is not owed: its sender is told, and it never ran.
+   * A run a shutdown interrupted tells so in the transcript first (see
+   * {@link recordInterrupted}).
    */
   async recordRun(run: Run, acceptance = false): Promise<void> {
     if (this.deleted) return;
+    if (tellsInterruption(run)) return this.recordInterrupted(run, "shutdown");
     const copy = sealPayload(RunSchema, cloneMessage(RunSchema, run));
     await Promise.all([this.putRun(copy, !acceptance), this.emitRun(copy, !acceptance)]);
+  }
+
+  /**
+   * Records a run the runtime's stop interrupted (`by` a restart, or a
+   * shutdown's drain). One that started commits its `run.interrupted`
+   * notice (interrupted-notice.ts) first, unless `noticeWritten` (a restart
+   * found it already in the transcript), and its record is written only
+   * once the notice is durable: a run stored ended always has its notice,
+   * and one stored unfinished is checked for it at the next start, so
+   * however often the runtime stops there is one notice. The run's event
+   * follows the notice's on the worker's stream (same order, one rollback).
+   * A notice that cannot be written holds the record back (reads answer
+   * from the held version) until {@link catchUp} writes both.
+   */
+  async recordInterrupted(run: Run, by: InterruptedBy, noticeWritten = false): Promise<void> {
+    if (this.deleted) return;
+    const copy = sealPayload(RunSchema, cloneMessage(RunSchema, run));
+    if (noticeWritten || !tellsInterruption(copy)) {
+      await Promise.all([this.putRun(copy), this.emitRun(copy, true)]);
+      return;
+    }
+    await Promise.all([this.noticeThenRecord(copy, by), this.emitRun(copy, true)]);
+  }
+
+  /** Commits an interrupted run's notice, then writes its record (see {@link recordInterrupted}). */
+  private noticeThenRecord(copy: Run, by: InterruptedBy): Promise<void> {
+    const withheld = this.owed.withheldRuns;
+    withheld.hold(copy, by);
+    return this.commitEntry(copy.runId, { case: "notice", value: interruptedNotice(by) }).then(
+      () => {
+        // Issued before it is released, so reads go from the held version to the store's without a gap.
+        const recorded = this.putRun(copy);
+        withheld.release(copy.runId);
+        return recorded;
+      },
+      (error: unknown) => {
+        withheld.failed(copy.runId);
+        throw error;
+      },
+    );
   }
 
   /**
@@ -112,7 +154,7 @@ export class WorkerJournal {
   private putRun(copy: Run, owed = true): Promise<void> {
     const fingerprint = requestFingerprint(copy);
     const write = this.reported("runs", this.deps.store.putRun(this.workerId, copy, { fingerprint }));
-    return owed ? this.unsaved.track(copy, write) : write;
+    return owed ? this.owed.unsavedRuns.track(copy, write) : write;
   }
 
   /** Announces a run change (a copy nothing changes), here and on the runtime-wide stream. */
@@ -182,8 +224,9 @@ export class WorkerJournal {
 
   /**
    * Writes and announces again what failed writes left owed (owed-changes.ts):
-   * the run versions the store lacks, the run changes and the worker's
-   * snapshot its watchers never heard of. Called when the store writes again
+   * interrupted runs' notices and then their records, the run versions the
+   * store lacks, the run changes and the worker's snapshot its watchers
+   * never heard of. Called when the store writes again
    * (runtime health's probe), when a watch opens, and before each new event
    * (so the owed ones keep their order ahead of it). A write that fails
    * again stays owed. Nothing is owed by a FAILED (quarantined) worker,
@@ -193,6 +236,8 @@ export class WorkerJournal {
     if (this.catchingUp || this.deleted || this.events.endingWith || this.worker.status === WorkerStatus.FAILED || !this.owed.any) return;
     this.catchingUp = true;
     try {
+      // A held run's notice first: it goes ahead of the run's own owed announcement on the stream.
+      for (const { run, by } of this.owed.withheldRuns.retryable()) this.deps.background.start(this.noticeThenRecord(run, by));
       for (const run of this.owed.unsavedRuns.retryable()) this.deps.background.start(this.putRun(run));
       for (const run of this.owed.unannouncedRuns.retryable()) this.deps.background.start(this.announceRun(run));
       if (this.owed.worker) this.deps.background.start(this.saveWorker());
@@ -236,24 +281,6 @@ export class WorkerJournal {
       (entry, seq, cursor) => create(WorkerEventSchema, { seq, cursor, time: now, kind: { case: "transcriptAppended", value: entry } }),
     );
     return entry;
-  }
-
-  /** Commits a failed run's notice; a failed write is reported (health), not thrown: the run ends anyway. */
-  async commitFailureNotice(runId: string, message: string): Promise<void> {
-    const notice = create(NoticeSchema, { code: "run.failed", message });
-    await this.commitEntry(runId, { case: "notice", value: notice }).catch(() => {});
-  }
-
-  /**
-   * Commits the result of a tool call that waited for approval and never ran
-   * (its run was cancelled or ended first), so the transcript stays a valid
-   * conversation. A failed write is reported (health), not thrown.
-   */
-  async commitUnrunResult(runId: string, call: Pick<ToolResult, "toolCallId" | "toolName">, cancelled: boolean): Promise<void> {
-    const why = cancelled ? "The run was cancelled" : "The run ended";
-    const output = `${why} before this tool call ran, so it did not run.`;
-    const result = create(ToolResultSchema, { toolCallId: call.toolCallId, toolName: call.toolName, output, isError: true });
-    await this.commitEntry(runId, { case: "toolResult", value: result }).catch(() => {});
   }
 
   /** Reports a direct store write's outcome for runtime health, passing it on. */

@@ -828,6 +828,11 @@ describe("a run cut by a crash of the Backend", () => {
       // Nothing of the answer was committed: without a mark the question would just stand there unanswered.
       await expect.poll(() => page.locator(".log .interrupted").count(), { timeout: 20_000 }).toBe(1);
       await expect(page.locator(".log .interrupted").textContent()).resolves.toContain("interrupted");
+      // The runtime's run.interrupted notice is that mark, not a second line saying the same.
+      await expect
+        .poll(() => page.locator(".log .interrupted").textContent(), { timeout: 20_000 })
+        .toMatch(/stopped before this run ended.*not kept/);
+      expect(await page.locator(".log .entry.notice").count()).toBe(0);
       expect(await page.locator(".live .entry").count()).toBe(0);
       // No Stop for a run that is gone, and the box takes the next message.
       expect(await page.locator("button.stop").isHidden()).toBe(true);
@@ -835,6 +840,7 @@ describe("a run cut by a crash of the Backend", () => {
       await page.reload();
       await expect.poll(() => page.locator(".log .entry.user").textContent(), { timeout: 20_000 }).toBe("Tell me, slowly");
       await expect.poll(() => page.locator(".log .interrupted").count()).toBe(1);
+      expect(await page.locator(".log .interrupted").textContent()).toMatch(/stopped before this run ended/);
       expect(await page.locator(".log .stopped").count()).toBe(0);
     } finally {
       await page.close();

@@ -11,8 +11,11 @@ export interface RestartableServe {
   listening: ListeningLine;
   /** gRPC clients of the first process. */
   before: Clients;
-  /** SIGKILLs the running process, starts a new one on the same data dir, and returns its clients. */
-  restart(): Promise<{ listening: ListeningLine; process: CliProcess; clients: Clients }>;
+  /**
+   * Stops the running process by `signal` (SIGKILL unless told; SIGTERM drains it, and it must exit 0),
+   * starts a new one on the same data dir, and returns its clients.
+   */
+  restart(signal?: "SIGKILL" | "SIGTERM"): Promise<{ listening: ListeningLine; process: CliProcess; clients: Clients }>;
 }
 
 /**
@@ -41,9 +44,11 @@ export async function startRestartableServe(
   return {
     listening,
     before: clientsAt(listening.h2c, "grpc", sessions),
-    async restart() {
-      running.child.kill("SIGKILL");
-      await running.exited;
+    async restart(signal = "SIGKILL") {
+      running.child.kill(signal);
+      const exit = await running.exited;
+      if (signal === "SIGTERM" && exit.code !== 0)
+        throw new Error(`the drained process exited ${JSON.stringify(exit)}: ${running.stderr()}`);
       running = start();
       const next = await running.listening;
       return { listening: next, process: running, clients: clientsAt(next.h2c, "grpc", sessions) };

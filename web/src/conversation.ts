@@ -185,6 +185,8 @@ export class Conversation {
     )) {
       this.log.remove(key);
     }
+    // The runtime's run.interrupted notice, the run's last entry, says it already (transcript-entry.ts).
+    if (this.log.get(last)?.classList.contains("interrupted")) return;
     const key = last + 0.5;
     const [name, text] =
       status === RunStatus.INTERRUPTED

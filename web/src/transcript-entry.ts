@@ -3,6 +3,9 @@ import { h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { REJECTED_CALL_OUTPUT } from "../../src/engine/rejected-call.js";
 
+/** The notice code of a run the runtime's stop interrupted (src/runtime/interrupted-notice.ts). */
+const RUN_INTERRUPTED_NOTICE = "run.interrupted";
+
 /** One committed transcript entry as the conversation shows it (its seq on the element, for ordering). */
 export function renderEntry(entry: TranscriptEntry): HTMLElement {
   const content = entry.content;
@@ -39,6 +42,9 @@ export function renderEntry(entry: TranscriptEntry): HTMLElement {
       );
     }
     case "notice":
+      // A run the runtime's stop interrupted ends with this notice: shown as the mark such a run gets (conversation.ts).
+      if (content.value.code === RUN_INTERRUPTED_NOTICE)
+        return h("div", { class: "interrupted", "data-seq": seq }, `interrupted: ${content.value.message}`);
       return h("div", { class: "entry notice", "data-seq": seq }, content.value.message);
     default:
       return h("div", { class: "entry", "data-seq": seq });

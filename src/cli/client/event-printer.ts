@@ -29,7 +29,7 @@ export interface EventPrinterOptions {
 }
 
 /**
- * The notice a failed run commits (src/runtime/worker-journal.ts): it holds
+ * The notice a failed run commits (src/runtime/run-end-entries.ts): it holds
  * the run's error message, which a live stream shows from the run itself.
  */
 const RUN_FAILED_NOTICE = "run.failed";

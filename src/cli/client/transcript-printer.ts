@@ -16,6 +16,13 @@ const STOPPED: Partial<Record<RunStatus, StoppedAs>> = {
 };
 
 /**
+ * The notice the runtime commits as the last entry of a run its stop
+ * interrupted (src/runtime/interrupted-notice.ts): it already says the run
+ * stopped, so no marker follows it.
+ */
+const RUN_INTERRUPTED_NOTICE = "run.interrupted";
+
+/**
  * Prints transcript entries, and after the last entry shown of a run that
  * was cancelled or interrupted a line `[stopped: cancelled]` (with
  * `--output json`, a `stopped` field on that entry), so that a partial
@@ -23,7 +30,8 @@ const STOPPED: Partial<Record<RunStatus, StoppedAs>> = {
  * partial answer as an ordinary assistant message (it never makes up text
  * to close it); the run's status says it stopped, so the marker is read
  * from the run (GetRun, once per run shown) and is the CLI's presentation
- * only. The last entry is held until the next one (or {@link finish}) says
+ * only (a run the runtime's stop interrupted ends with a notice saying so,
+ * which stands for the marker). The last entry is held until the next one (or {@link finish}) says
  * whether it was its run's last.
  */
 export class TranscriptPrinter {
@@ -60,7 +68,8 @@ export class TranscriptPrinter {
       return;
     }
     this.printer.entry(entry);
-    if (stopped !== undefined) this.printer.marker(cellText(`[stopped: ${stopped}]`));
+    const toldAlready = entry.content.case === "notice" && entry.content.value.code === RUN_INTERRUPTED_NOTICE;
+    if (stopped !== undefined && !toldAlready) this.printer.marker(cellText(`[stopped: ${stopped}]`));
   }
 
   /**

@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startFakeOpenAI } from "../../support/fake-openai.js";
 import { RunStatus } from "../../../gen/worker_runtime/v1/run_pb.js";
 import { errorReply, reply, replyChunks } from "../../support/openai-chunks.js";
 import { eventually } from "../../support/harness.js";
@@ -84,6 +88,41 @@ describe("send: a run the runtime's shutdown interrupted", () => {
       expect(code).toBe(9);
     } finally {
       await own.close();
+    }
+  }, 120_000);
+});
+
+describe("transcript: a run the runtime's shutdown interrupted", () => {
+  it("shows the run.interrupted notice after the partial answer as the run's end, not a second [stopped] line", async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "wr-cli-interrupted-"));
+    const fake = await startFakeOpenAI();
+    try {
+      const first = await serveRuntime({ runtimeId: "rt-drained", dataDir, fake });
+      const worker = (await runClient(["workers", "create", "--profile", "companion"], { server: first.url })).stdout.trim();
+      fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "Cut sho" }).slice(0, -1), delayMs: 20, end: "hang" });
+      const sending = startClient(["send", worker, "hi"], { server: first.url });
+      await eventually(() => sending.stdout().includes("Cut sho"), 30_000, "the partial text");
+      first.process.child.kill("SIGTERM");
+      await sending.exited;
+      await first.process.exited;
+      await first.close();
+
+      const second = await serveRuntime({ runtimeId: "rt-drained", dataDir, fake });
+      try {
+        const text = await runClient(["transcript", worker], { server: second.url });
+        expect(text).toMatchObject({ code: 0, stderr: "" });
+        expect(text.stdout).toBe(
+          "> hi\nCut sho\n! run.interrupted: the runtime shut down before this run ended; what the run had written so far is kept\n",
+        );
+        const json = jsonLines((await runClient(["transcript", worker, "--output", "json"], { server: second.url })).stdout);
+        expect(json.map((entry) => entry.stopped)).toEqual([undefined, undefined, "interrupted"]);
+        expect(json[2]).toMatchObject({ notice: { code: "run.interrupted" } });
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await fake.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   }, 120_000);
 });

@@ -1,0 +1,195 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { createOpenAIBackend } from "../../src/engine/index.js";
+import { createFileStore, type FileStoreFaults } from "../../src/store/fs/index.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { type Clients, eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
+import { replyChunks } from "../support/openai-chunks.js";
+
+/**
+ * The runtime-wide stream's variant of full-disk-watchers.test.ts: a
+ * runtime event that cannot be written (disk full, read-only) is rolled
+ * back and reaches nobody, so a WatchRuntime open then (the Backend's relay
+ * rides on one) kept showing the worker running, with no error. It must end
+ * with the typed error, and once the store writes the worker's latest state
+ * must be published again, so a watch resumed from its last cursor
+ * converges to what GetWorker says, gap-free.
+ */
+let dir: string;
+let fake: FakeOpenAI;
+let full: string | undefined;
+/** Only the runtime-wide event log fails (the workers' files still write). */
+let runtimeLogFull = false;
+const faults: FileStoreFaults = {
+  beforeWrite: (file) => {
+    if (full) throw Object.assign(new Error(`fault: ${full}`), { code: full });
+    if (runtimeLogFull && file.startsWith(`events${path.sep}`)) throw Object.assign(new Error("fault: ENOSPC"), { code: "ENOSPC" });
+  },
+};
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "wr-full-runtime-watch-"));
+  fake = await startFakeOpenAI();
+  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
+  full = undefined;
+});
+afterEach(async () => {
+  full = undefined;
+  runtimeLogFull = false;
+  await fake.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function serve(): Promise<{ harness: Harness; clients: Clients }> {
+  const harness = await startHarness({
+    runtimeId: "rf",
+    heartbeatIntervalMs: 100,
+    storeProbeIntervalMs: 50,
+    store: createFileStore({ dataDir: dir, faults }),
+    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
+  });
+  return { harness, clients: harness.connect("grpc") };
+}
+
+interface FollowedRuntime {
+  events: RuntimeEvent[];
+  ended: Promise<ConnectError | "clean">;
+}
+
+function followRuntime(clients: Clients, afterCursor: string, signal?: AbortSignal): FollowedRuntime {
+  const events: RuntimeEvent[] = [];
+  const ended = (async () => {
+    try {
+      for await (const message of clients.observation.watchRuntime({ runtimeId: "rf", afterCursor }, { signal }))
+        events.push(...message.events);
+      return "clean" as const;
+    } catch (error) {
+      return ConnectError.from(error);
+    }
+  })();
+  return { events, ended };
+}
+
+/** Expects the stream to end, within 5 s, with UNAVAILABLE + STORE_UNAVAILABLE naming the runtime. */
+async function expectStoreUnavailable(followed: FollowedRuntime): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the runtime watch did not end within 5000 ms")), 5_000);
+  });
+  const end = await Promise.race([followed.ended, timeout]).finally(() => clearTimeout(timer));
+  expect(end).toBeInstanceOf(ConnectError);
+  const error = end as ConnectError;
+  expect(error.code).toBe(Code.Unavailable);
+  const detail = error.findDetails(ErrorDetailSchema)[0];
+  expect(detail?.reason).toBe(ErrorReason.STORE_UNAVAILABLE);
+  expect(detail?.metadata).toEqual({ runtime_id: "rf" });
+  expect(error.rawMessage).toMatch(/runtime's events could not be persisted.*cursor/);
+}
+
+const lastCursor = (events: RuntimeEvent[]): string => events.at(-1)?.cursor ?? "";
+const workerStates = (events: RuntimeEvent[], workerId: string) =>
+  events.flatMap((e) =>
+    (e.kind.case === "workerUpdated" || e.kind.case === "workerCreated") && e.kind.value.ref?.workerId === workerId ? [e.kind.value] : [],
+  );
+
+describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) under a WatchRuntime", (code) => {
+  it("ends the watch with STORE_UNAVAILABLE, and once it writes again publishes the worker's latest state, gap-free", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "partial answer" }), waitBefore: { 3: held } });
+    const { harness, clients } = await serve();
+    try {
+      const worker = (await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
+      const watch = new AbortController();
+      const watched = followRuntime(clients, "", watch.signal);
+      await clients.interaction.sendInput({ worker, input: { text: "hello" } });
+      await eventually(() => workerStates(watched.events, worker.workerId).some((w) => w.status === WorkerStatus.RUNNING));
+      await eventually(() => fake.requests.length > 0);
+
+      full = code;
+      release();
+      // The run fails (its end cannot be written), and the watch is told it missed that instead of waiting.
+      await expectStoreUnavailable(watched);
+      // Nothing that is not durable was sent: every event has its cursor, seqs without a gap.
+      expect(watched.events.every((e) => e.seq > 0n && e.cursor !== "")).toBe(true);
+      const seqs = watched.events.map((e) => e.seq);
+      expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] ?? 0n) + BigInt(i)));
+      expect(workerStates(watched.events, worker.workerId).at(-1)?.status).toBe(WorkerStatus.RUNNING);
+      const cursor = lastCursor(watched.events);
+      const seen = watched.events.at(-1)?.seq ?? 0n;
+      await eventually(async () => (await clients.catalog.getWorker({ worker })).worker?.status === WorkerStatus.IDLE);
+
+      // A watch opened while the disk still fails is not left showing the stale state either.
+      await expectStoreUnavailable(followRuntime(clients, cursor));
+
+      full = undefined;
+      await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
+      // Resumed from the last cursor: the worker's latest state (IDLE, no active run) right after what was seen.
+      const resume = new AbortController();
+      const resumed = followRuntime(clients, cursor, resume.signal);
+      await eventually(
+        () => workerStates(resumed.events, worker.workerId).some((w) => w.status === WorkerStatus.IDLE),
+        5_000,
+        "the IDLE worker",
+      );
+      const truth = (await clients.catalog.getWorker({ worker })).worker;
+      const shown = workerStates(resumed.events, worker.workerId).at(-1);
+      expect([shown?.status, shown?.activeRunId, shown?.queuedRuns]).toEqual([truth?.status, truth?.activeRunId, truth?.queuedRuns]);
+      expect(shown?.usage).toEqual(truth?.usage);
+
+      // The next event follows in order: the next run's.
+      expect((await runToEnd(clients, worker, "again"))?.status).toBe(RunStatus.COMPLETED);
+      await eventually(() => resumed.events.some((e) => e.kind.case === "runChanged" && e.kind.value.status === RunStatus.COMPLETED));
+      const resumedSeqs = resumed.events.map((e) => e.seq);
+      expect(resumedSeqs).toEqual(resumedSeqs.map((_, i) => seen + 1n + BigInt(i)));
+      resume.abort();
+      watch.abort();
+    } finally {
+      await harness.close();
+    }
+  });
+});
+
+describe("a runtime-wide event log that fails while the workers' files still write", () => {
+  it("publishes the latest state of the worker whose events were lost, so a resumed watch agrees with GetWorker", async () => {
+    const { harness, clients } = await serve();
+    try {
+      const worker = (await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
+      const watch = new AbortController();
+      const watched = followRuntime(clients, "", watch.signal);
+      await eventually(() => workerStates(watched.events, worker.workerId).length > 0);
+
+      runtimeLogFull = true;
+      // The run completes (its worker writes), but none of its runtime-wide events can be written.
+      expect((await runToEnd(clients, worker, "hello"))?.status).toBe(RunStatus.COMPLETED);
+      await expectStoreUnavailable(watched);
+      expect(workerStates(watched.events, worker.workerId).map((w) => w.status)).toEqual([WorkerStatus.IDLE]);
+      const cursor = lastCursor(watched.events);
+      const seen = watched.events.at(-1)?.seq ?? 0n;
+
+      runtimeLogFull = false;
+      await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
+      const resume = new AbortController();
+      const resumed = followRuntime(clients, cursor, resume.signal);
+      const truth = (await clients.catalog.getWorker({ worker })).worker;
+      expect(truth?.usage?.outputTokens).toBeGreaterThan(0n);
+      await eventually(() => workerStates(resumed.events, worker.workerId).length > 0, 5_000, "the worker's latest state");
+      const [shown, ...more] = workerStates(resumed.events, worker.workerId);
+      expect(more).toEqual([]);
+      expect([shown?.status, shown?.activeRunId, shown?.usage]).toEqual([truth?.status, truth?.activeRunId, truth?.usage]);
+      expect(resumed.events.map((e) => e.seq)).toEqual([seen + 1n]);
+      resume.abort();
+      watch.abort();
+    } finally {
+      await harness.close();
+    }
+  });
+});
