@@ -29,10 +29,12 @@ export interface EventPrinterOptions {
 }
 
 /**
- * The notice a failed run commits (src/runtime/run-end-entries.ts): it holds
- * the run's error message, which a live stream shows from the run itself.
+ * The notices a run that did not complete commits (a failed run's,
+ * src/runtime/run-end-entries.ts; an interrupted one's,
+ * src/runtime/interrupted-notice.ts): a live stream tells the same from the
+ * run itself (its end line or the closing line).
  */
-const RUN_FAILED_NOTICE = "run.failed";
+const RUN_END_NOTICES: ReadonlySet<string> = new Set(["run.failed", "run.interrupted"]);
 
 const TAIL = 160;
 
@@ -103,9 +105,9 @@ export class EventPrinter {
         return;
       }
       case "transcriptAppended":
-        // A live stream shows a failed run's error once, from the run (its end line or the closing line);
-        // `transcript` has no runs to read it from, and prints the notice (entry()).
-        if (kind.value.content.case === "notice" && kind.value.content.value.code === RUN_FAILED_NOTICE) return;
+        // A live stream shows a failed or interrupted run's end once, from the run (its end line or the closing
+        // line); `transcript` has no runs to read it from, and prints the notice (entry()).
+        if (kind.value.content.case === "notice" && RUN_END_NOTICES.has(kind.value.content.value.code)) return;
         this.entry(kind.value);
         return;
       case "runChanged":
