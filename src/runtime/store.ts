@@ -69,6 +69,13 @@ export interface RuntimeStore {
    * `limit` entries just before `beforeSeq`. Cost must be O(limit).
    */
   readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]>;
+  /**
+   * The last readable transcript seq when damage cut the worker's stored
+   * transcript short (its later entries were committed but cannot be read;
+   * the worker is quarantined), else undefined. ReadTranscript reports it as
+   * `cut`. Optional: a store that cannot be damaged (memory) leaves it out.
+   */
+  transcriptCut?(workerId: string): bigint | undefined;
 
   /** Appends encoded worker events (seq gap-free), durable on resolve. */
   appendEvents(workerId: string, events: StoredEvent[]): Promise<void>;
