@@ -16,7 +16,6 @@ export class PendingWrites {
   /** `store`, its writes (and its close) kept here until they settle; reads pass straight through. */
   track(store: RuntimeStore): RuntimeStore {
     const probeWrite = store.probeWrite?.bind(store);
-    const transcriptCut = store.transcriptCut?.bind(store);
     return {
       kind: store.kind,
       open: (init) => store.open(init),
@@ -28,7 +27,6 @@ export class PendingWrites {
       appendTranscript: (workerId, entries) =>
         this.watch(`appendTranscript (worker ${workerId})`, store.appendTranscript(workerId, entries)),
       readTranscript: (workerId, range, limit) => store.readTranscript(workerId, range, limit),
-      ...(transcriptCut ? { transcriptCut } : {}),
       appendEvents: (workerId, events) => this.watch(`appendEvents (worker ${workerId})`, store.appendEvents(workerId, events)),
       readEvents: (workerId, afterSeq, limit) => store.readEvents(workerId, afterSeq, limit),
       earliestEventSeq: (workerId) => store.earliestEventSeq(workerId),

@@ -123,6 +123,6 @@ export async function readTranscript(
     entries = read.slice(first);
     hasMore = (entries[0]?.seq ?? 1n) > 1n;
   }
-  const cut = transcriptCut(store, session.workerId);
+  const cut = transcriptCut(session.transcriptCut);
   return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq, ...(cut ? { cut } : {}) });
 }

@@ -69,13 +69,6 @@ export interface RuntimeStore {
    * `limit` entries just before `beforeSeq`. Cost must be O(limit).
    */
   readTranscript(workerId: string, range: TranscriptRange, limit: number): Promise<TranscriptEntry[]>;
-  /**
-   * The last readable transcript seq when damage cut the worker's stored
-   * transcript short (its later entries were committed but cannot be read;
-   * the worker is quarantined), else undefined. ReadTranscript reports it as
-   * `cut`. Optional: a store that cannot be damaged (memory) leaves it out.
-   */
-  transcriptCut?(workerId: string): bigint | undefined;
 
   /** Appends encoded worker events (seq gap-free), durable on resolve. */
   appendEvents(workerId: string, events: StoredEvent[]): Promise<void>;
@@ -184,6 +177,13 @@ export interface RestoredWorker {
    * store reports the damage itself, among the open's diagnostics.
    */
   quarantined?: string;
+  /**
+   * Set when the open found damage that cut the worker's transcript short
+   * (the worker is then quarantined): the last seq that can be read
+   * (`lastTranscriptSeq`); the entries committed after it cannot be.
+   * ReadTranscript says so on every slice (`cut`, transcript-cut.ts).
+   */
+  transcriptCut?: bigint;
 }
 
 /** The durable snapshot of one worker. */

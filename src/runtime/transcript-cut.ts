@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type TranscriptCut, TranscriptCutSchema } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
-import type { RuntimeStore } from "./store.js";
 
 /**
  * What a user of a transcript cut short is told: where the readable part
@@ -18,14 +17,13 @@ export function transcriptCutMessage(readableThroughSeq: bigint): string {
 }
 
 /**
- * The `cut` of a ReadTranscript answer: set when damage the store found
- * cut the worker's transcript short (the store's `transcriptCut`), so a
- * slice that ends there (has_more false) is not taken for the whole
+ * The `cut` of a ReadTranscript answer, from where damage the store found
+ * at open cut the worker's transcript short (`RestoredWorker.transcriptCut`),
+ * so a slice that ends there (has_more false) is not taken for the whole
  * conversation. Every slice of such a worker carries it, whatever its
  * position: `last_seq` is the readable end, not the committed one, on all.
  */
-export function transcriptCut(store: RuntimeStore, workerId: string): TranscriptCut | undefined {
-  const readableThroughSeq = store.transcriptCut?.(workerId);
+export function transcriptCut(readableThroughSeq: bigint | undefined): TranscriptCut | undefined {
   if (readableThroughSeq === undefined) return undefined;
   return create(TranscriptCutSchema, {
     readableThroughSeq,

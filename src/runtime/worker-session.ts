@@ -40,6 +40,7 @@ export class WorkerSession {
   /** The session as run executions and the approval flow see it. */
   private readonly host: ApprovalFlowHost;
   private readonly approvals: ApprovalFlow;
+  readonly transcriptCut: bigint | undefined; // where damage found at open cut the transcript short (RestoredWorker.transcriptCut)
 
   private constructor(
     readonly worker: Worker,
@@ -48,6 +49,7 @@ export class WorkerSession {
     restored: RestoredWorker | undefined,
   ) {
     this.workerId = worker.ref?.workerId ?? "";
+    this.transcriptCut = restored?.transcriptCut;
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
     for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? [])
       this.requestIds.remember(requestId, { runId, fingerprint });

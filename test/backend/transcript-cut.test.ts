@@ -71,8 +71,7 @@ describe.each(["rs", "emb"])("ReadTranscript of a cut transcript through the Bac
   it.each(["backend grpc", "backend connect", "console"] as const)("%s: carries the runtime's cut unchanged", async (route) => {
     const worker = damaged.get(runtimeId) as WorkerRef;
     const direct = runtimeId === "rs" ? served.remoteClients("grpc") : clientsAt(embeddedServer.h2Address, "grpc", sessions);
-    const through: Clients =
-      route === "console" ? served.consoleClients() : served.clients(route === "backend grpc" ? "grpc" : "connect");
+    const through: Clients = route === "console" ? served.consoleClients() : served.clients(route === "backend grpc" ? "grpc" : "connect");
     const want = await direct.observation.readTranscript({ worker });
     expect(want.cut?.reason).toBe(ErrorReason.WORKER_FAILED);
     expect(want.cut?.readableThroughSeq).toBe(want.lastSeq);

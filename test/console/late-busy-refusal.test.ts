@@ -115,7 +115,9 @@ describe("a busy refusal that names no run", () => {
     const { page: chat, worker } = await openCompanion();
     const error = chat.locator(".chat .error");
     // A WORKER_BUSY without active_run_id, as a runtime that does not name the run answers (Connect's JSON error).
-    const detail = Buffer.from(toBinary(ErrorDetailSchema, create(ErrorDetailSchema, { reason: ErrorReason.WORKER_BUSY }))).toString("base64");
+    const detail = Buffer.from(toBinary(ErrorDetailSchema, create(ErrorDetailSchema, { reason: ErrorReason.WORKER_BUSY }))).toString(
+      "base64",
+    );
     await chat.route("**/worker_runtime.v1.WorkerInteraction/SendInput", (route) =>
       route.fulfill({
         status: 400,

@@ -19,7 +19,9 @@ export function reportTranscriptCut(output: Output, cut: TranscriptCut | undefin
     output.jsonLine({ cut: toJson(TranscriptCutSchema, cut) });
   } else {
     const where =
-      cut.readableThroughSeq === 0n ? "no entry of the transcript can be read" : `the transcript ends at entry ${cut.readableThroughSeq}, cut short`;
+      cut.readableThroughSeq === 0n
+        ? "no entry of the transcript can be read"
+        : `the transcript ends at entry ${cut.readableThroughSeq}, cut short`;
     const reason = ErrorReason[cut.reason] ?? String(cut.reason);
     output.note(`worker-runtime: ${where}: ${cut.message} (reason: ${reason})`);
   }

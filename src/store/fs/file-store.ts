@@ -226,10 +226,6 @@ class FileStoreImpl implements FileStore {
     return records.map((record) => fromBinary(TranscriptEntrySchema, record.body));
   }
 
-  transcriptCut(workerId: string): bigint | undefined {
-    return this.registry.find(workerId)?.transcript.readableThroughSeq;
-  }
-
   async appendEvents(workerId: string, events: StoredEvent[]): Promise<void> {
     this.gate.check();
     await this.registry.writable(workerId).events.append(events.map(({ seq, bytes }) => ({ seq, body: bytes })));

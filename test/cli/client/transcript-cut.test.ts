@@ -63,6 +63,6 @@ describe("transcript of a transcript cut short by damage", () => {
       cut: { readableThroughSeq: expect.any(String), reason: "ERROR_REASON_WORKER_FAILED", message: expect.stringMatching(/damaged/) },
     });
     expect(lines.slice(0, -1).every((line) => typeof line.seq === "string")).toBe(true);
-    expect(String(lines.at(-2)?.seq)).toBe((last?.cut as { readableThroughSeq: string }).readableThroughSeq);
+    expect(String(lines.at(-2)?.seq)).toBe((last as { cut: { readableThroughSeq: string } }).cut.readableThroughSeq);
   });
 });
