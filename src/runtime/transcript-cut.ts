@@ -8,7 +8,7 @@ import { type TranscriptCut, TranscriptCutSchema } from "../../gen/worker_runtim
  * with no file in them, as DAMAGED_WORKER_MESSAGE (store-errors.ts): API
  * clients and, through the Backend, browsers read it.
  */
-export function transcriptCutMessage(readableThroughSeq: bigint): string {
+function transcriptCutMessage(readableThroughSeq: bigint): string {
   const where = readableThroughSeq === 0n ? "from its first entry" : `after entry ${readableThroughSeq}`;
   return (
     `the worker's stored history is damaged ${where}: the later entries cannot be read, so this is not the whole ` +

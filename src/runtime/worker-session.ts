@@ -40,16 +40,15 @@ export class WorkerSession {
   /** The session as run executions and the approval flow see it. */
   private readonly host: ApprovalFlowHost;
   private readonly approvals: ApprovalFlow;
-  readonly transcriptCut: bigint | undefined; // where damage found at open cut the transcript short (RestoredWorker.transcriptCut)
 
   private constructor(
     readonly worker: Worker,
     readonly record: Omit<WorkerRecord, "worker">,
     private readonly deps: SessionDeps,
     restored: RestoredWorker | undefined,
+    readonly transcriptCut = restored?.transcriptCut, // where damage found at open cut the transcript short; ReadTranscript's `cut`
   ) {
     this.workerId = worker.ref?.workerId ?? "";
-    this.transcriptCut = restored?.transcriptCut;
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);
     for (const { requestId, runId, fingerprint } of restored?.recentRequestIds ?? [])
       this.requestIds.remember(requestId, { runId, fingerprint });
