@@ -14,6 +14,7 @@ import type { PageTokens } from "./page-token.js";
 import { readOfWorker } from "./pending-delete.js";
 import type { RuntimeStore } from "./store.js";
 import { typedStoreErrors } from "./store-errors.js";
+import { transcriptCut } from "./transcript-cut.js";
 import { checkEnum, resolvePageSize } from "./validation.js";
 import type { WorkerSession } from "./worker-session.js";
 
@@ -87,7 +88,8 @@ export async function listRuns(
  * backward from a seq (default: the tail). Positions past the end are
  * clamped to it, so `has_more` and `last_seq` always agree with the slice.
  * A slice holds fewer than `limit` entries when more would not fit the
- * message limit (`has_more` then says so).
+ * message limit (`has_more` then says so). A transcript that damage cut
+ * short says where, on every slice (`cut`, transcript-cut.ts).
  */
 export async function readTranscript(
   store: RuntimeStore,
@@ -121,5 +123,6 @@ export async function readTranscript(
     entries = read.slice(first);
     hasMore = (entries[0]?.seq ?? 1n) > 1n;
   }
-  return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq });
+  const cut = transcriptCut(session.transcriptCut);
+  return create(ReadTranscriptResponseSchema, { entries, hasMore, lastSeq, ...(cut ? { cut } : {}) });
 }

@@ -177,6 +177,13 @@ export interface RestoredWorker {
    * store reports the damage itself, among the open's diagnostics.
    */
   quarantined?: string;
+  /**
+   * Set when the open found damage that cut the worker's transcript short
+   * (the worker is then quarantined): the last seq that can be read
+   * (`lastTranscriptSeq`); the entries committed after it cannot be.
+   * ReadTranscript says so on every slice (`cut`, transcript-cut.ts).
+   */
+  transcriptCut?: bigint;
 }
 
 /** The durable snapshot of one worker. */

@@ -46,6 +46,7 @@ export class WorkerSession {
     readonly record: Omit<WorkerRecord, "worker">,
     private readonly deps: SessionDeps,
     restored: RestoredWorker | undefined,
+    readonly transcriptCut = restored?.transcriptCut, // where damage found at open cut the transcript short; ReadTranscript's `cut`
   ) {
     this.workerId = worker.ref?.workerId ?? "";
     this.requestIds = new RequestIdMemory(deps.limits.requestIdMemory);

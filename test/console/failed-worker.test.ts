@@ -6,10 +6,17 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { WorkerObservation } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { launchChromium } from "../support/chromium.js";
+import { damageActiveSegmentMiddle } from "../support/damaged-segment.js";
+import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
+import { eventually } from "../support/harness.js";
+import { replyChunks } from "../support/openai-chunks.js";
 import { buildConsole, type ConsoleProcess, startConsole } from "./console-process.js";
 
 // Polls wait for Chromium to show what a real server sent: seconds on a loaded machine.
@@ -22,7 +29,8 @@ vi.setConfig({ expect: { poll: { timeout: 20_000 } } });
  * what happened and what can be done, in the console's words rather than the
  * runtime's message written for API clients; the list and the chat header say "failed",
  * not "failed · not connected", and no provider hint sends the reader after
- * the wrong cure.
+ * the wrong cure. A worker whose transcript the open found damaged in the
+ * middle shows what can be read, then a note where the rest cannot be.
  */
 
 let browser: Browser;
@@ -37,6 +45,10 @@ let stoppedRoute: string;
 /** The chat address of an idle worker (not connected: the Backend has no model provider, yet it takes messages to refuse). */
 let liveRoute: string;
 let runtimeId: string;
+/** The chat address of a worker whose transcript is damaged in the middle, and its last readable seq. */
+let cutRoute: string;
+let cut: WorkerRef;
+let fake: FakeOpenAI;
 
 const transport = () => createGrpcTransport({ baseUrl: `http://${server.h2c}` });
 const catalog = () => createClient(WorkerCatalog, transport());
@@ -55,17 +67,28 @@ function routeOf(ref: WorkerRef): string {
 beforeAll(async () => {
   await buildConsole();
   dataDir = mkdtempSync(join(tmpdir(), "console-failed-"));
+  fake = await startFakeOpenAI();
+  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "An answer.", usage: { prompt: 1, completion: 1 } }) });
   const args = ["--port", "0", "--grpc-port", "0", "--data-dir", dataDir];
-  const env = { OPENAI_API_KEY: "test-key" };
-  const first = await startConsole(args, env);
+  // The first start answers (the cut worker needs a history); the second has no provider.
+  const first = await startConsole(args, { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fake.baseURL });
   server = first;
   const { runtimes } = await createClient(RuntimeRegistry, transport()).listRuntimes({});
   runtimeId = runtimes.find((runtime) => runtime.embedded)!.runtimeId;
   const created = await createWorker("Damaged");
+  cut = await createWorker("Cut");
+  const interaction = createClient(WorkerInteraction, transport());
+  for (let i = 0; i < 4; i++) {
+    const runId = (await interaction.sendInput({ worker: cut, input: { text: `Question ${i}` } })).run?.runId ?? "";
+    await eventually(async () => (await interaction.getRun({ worker: cut, runId })).run?.status === RunStatus.COMPLETED);
+  }
   first.cli.kill();
   await first.cli.exited;
   // A snapshot that is not one quarantines its worker at start-up.
   writeFileSync(join(dataDir, "workers", created.workerId, "worker.snapshot"), "not a snapshot");
+  // So does a transcript damaged in the middle: what is before the damage stays readable.
+  await damageActiveSegmentMiddle(join(dataDir, "workers", cut.workerId));
+  cutRoute = routeOf(cut);
   // Back without a model provider: a failed worker must not read "not connected", nor blame the provider.
   server = await startConsole(args, {});
   const worker = (await catalog().getWorker({ worker: created })).worker;
@@ -88,6 +111,7 @@ afterAll(async () => {
   server?.cli.kill();
   await server?.cli.exited;
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await fake?.close();
 });
 
 describe("a FAILED worker (its stored state damaged)", () => {
@@ -148,6 +172,22 @@ describe("a FAILED worker (its stored state damaged)", () => {
     } finally {
       await page.unroute("**/WatchWorker");
     }
+  });
+});
+
+describe("a FAILED worker whose transcript is damaged in the middle", () => {
+  it("shows the entries that can be read, then a note that the rest cannot be, in the console's words", async () => {
+    const { lastSeq, cut: runtimeCut } = await createClient(WorkerObservation, transport()).readTranscript({ worker: cut });
+    expect(runtimeCut?.readableThroughSeq).toBe(lastSeq);
+    await page.goto(`${server.url}${cutRoute}`);
+    await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("failed");
+    const note = page.locator(".log .history-cut");
+    await expect.poll(() => note.isVisible()).toBe(true);
+    expect(await note.textContent()).toMatch(/rest of this conversation cannot be read.*damaged.*backup.*delete/s);
+    expect(await page.locator(".log .entry").count()).toBe(Number(lastSeq));
+    // Where the readable part ends: after the last entry, the last thing in the conversation.
+    expect(await page.locator(".log > :last-child").getAttribute("class")).toBe("history-cut");
+    expect(await page.locator("body").textContent()).not.toContain(runtimeCut?.message ?? "");
   });
 });
 

@@ -20,7 +20,9 @@ import { type ConsoleWithProvider, startConsoleWithBrowser, carefulWorkspace } f
  * focus, and focus is never dropped on the page's body when the control
  * that held it goes away (Stop once the run ended, the approval panel once
  * answered, a sidebar entry re-rendered by the poll): a keyboard user was
- * left to Tab again from the top of the page.
+ * left to Tab again from the top of the page. The conversation is a stop of
+ * its own (a named, focusable region), so the keys that scroll (arrows, Page
+ * Up/Down) can move through a long history.
  */
 
 // Every poll waits for what a real server sent to reach Chromium: seconds on a loaded machine.
@@ -119,6 +121,13 @@ describe("the console by keyboard alone", () => {
     await page.keyboard.press("Enter");
     await expect.poll(() => conversation.textContent()).toContain("Hello from the companion.");
     await expect.poll(() => status.textContent()).toBe("idle");
+
+    // The conversation takes the focus (just before the box), shows it, and scrolls by keys; then back to the box.
+    const history = page.getByRole("region", { name: "Conversation history" });
+    await tabTo(page, history, "Shift+Tab");
+    expect(await history.getAttribute("tabindex")).toBe("0");
+    expect(await history.locator('[role="log"]').count()).toBe(1);
+    await tabTo(page, message);
 
     // Send with the Send button (Space), then Stop the answer (Enter): the focus comes back to the box.
     let releaseAnswer!: () => void;

@@ -87,6 +87,8 @@ describe("file store recovery", () => {
     const [w1, w2] = opened.workers;
     expect(w1?.quarantined).toMatch(/events.*00000000000000000001\.log/);
     expect(w2?.quarantined).toBeUndefined();
+    // The damage is in its events: its transcript reads whole, so nothing says it is cut.
+    expect(w1?.transcriptCut).toBeUndefined();
     const errors = opened.diagnostics.filter((d) => d.severity === DiagnosticSeverity.ERROR);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ code: "store.worker_quarantined", workerId: "w1" });

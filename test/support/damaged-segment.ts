@@ -16,3 +16,20 @@ export async function damageFirstSegment(workerDir: string): Promise<string> {
   await writeFile(segment, bytes);
   return segment;
 }
+
+/**
+ * Flips one byte in the middle of a worker's transcript when it is all in
+ * one (active) segment, between records that later ones follow: the open
+ * that comes next scans it, finds acknowledged records past the damage and
+ * quarantines the worker, its readable transcript cut at the last record
+ * before the damage. How the transcript-cut tests make a worker whose
+ * history reads short. Answers the segment's path.
+ */
+export async function damageActiveSegmentMiddle(workerDir: string): Promise<string> {
+  const segment = path.join(workerDir, "transcript", "00000000000000000001.log");
+  const bytes = await readFile(segment);
+  const at = Math.floor(bytes.length / 2);
+  bytes[at] = (bytes[at] ?? 0) ^ 0x5a;
+  await writeFile(segment, bytes);
+  return segment;
+}

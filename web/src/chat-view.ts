@@ -34,8 +34,13 @@ export class ChatView {
   private readonly composer: Composer;
   private readonly raw = new RawEventView();
   private activeRun: Run | undefined;
-  /** The error shown is a busy refusal, which stood under an idle header once the answer had ended. */
-  private errorUntilIdle = false;
+  /**
+   * While the error shown is a busy refusal: the run it is about ("" when
+   * it names none). It leaves when that run ends (any run, for one naming
+   * none) or no run is in progress; it stood under an idle header once the
+   * answer had ended, or beside the next run's answer.
+   */
+  private busyRefusal: string | undefined;
 
   /**
    * `onWorker` hears of every change of the worker or its active run as the
@@ -153,6 +158,8 @@ export class ChatView {
     const ended = run.status >= RunStatus.COMPLETED;
     if (ended && this.activeRun?.runId === run.runId) this.setActiveRun(undefined);
     else if (!ended) this.setActiveRun(run);
+    // Another run may be in progress by now (one queued behind it): the refusal was about this one.
+    if (ended && (this.busyRefusal === "" || this.busyRefusal === run.runId)) this.showError(undefined);
   }
 
   private setActiveRun(run: Run | undefined): void {
@@ -163,7 +170,7 @@ export class ChatView {
     if (stopFocused && run === undefined) this.composer.focus();
     this.header.showRun(run);
     this.approval.show(run);
-    if (run === undefined && this.errorUntilIdle) this.showError(undefined);
+    if (run === undefined && this.busyRefusal !== undefined) this.showError(undefined);
   }
 
   private setWorker(worker: Worker): void {
@@ -195,15 +202,17 @@ export class ChatView {
 
   /**
    * Shows an error, or clears it (`undefined`). A busy refusal (`busyWith`,
-   * the run it names) stands only while a run is in progress: it is cleared
-   * when the chat goes idle, and not shown at all when it reached the page
-   * after the watch told that its run had ended (or, naming none, while no
-   * run is in progress), since it would then stand under an idle header.
+   * the run it names, "" if none) stands only while its run may be in
+   * progress (see {@link busyRefusal}), and is not shown at all when it
+   * reached the page after the watch told that the run it names had ended,
+   * since it would then stand under an idle header. One naming no run is
+   * shown even while the chat knows no run in progress: the server has just
+   * said one is, and the watch may not have told of it yet.
    */
   private showError(text: string | undefined, busyWith?: string): void {
-    const late = busyWith !== undefined && (busyWith === "" ? this.activeRun === undefined : this.conversation.runEnded(busyWith));
+    const late = busyWith !== undefined && busyWith !== "" && this.conversation.runEnded(busyWith);
     const shown = late ? undefined : text;
-    this.errorUntilIdle = shown !== undefined && busyWith !== undefined;
+    this.busyRefusal = shown !== undefined ? busyWith : undefined;
     this.error.hidden = shown === undefined;
     this.error.textContent = shown ?? "";
   }

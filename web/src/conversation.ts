@@ -2,6 +2,7 @@ import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { InFlightBlock, InFlightBlockKind } from "../../gen/worker_runtime/v1/events_pb.js";
 import { type Run, RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import type { ReadTranscriptResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
 import { describeError } from "./describe-error.js";
 import { h } from "./dom.js";
@@ -20,12 +21,23 @@ const PAGE = 30;
  * top reads them again, a page at a time.
  */
 const MAX_SHOWN = 200;
+/**
+ * Where the readable history ends when the worker's stored history is
+ * damaged (ReadTranscript's `cut`), in the console's words: the runtime's
+ * message is written for API clients.
+ */
+const HISTORY_CUT_TEXT =
+  "The rest of this conversation cannot be read: the worker's stored history is damaged from here on. " +
+  "It is kept as it is; an operator can restore it from a backup, or delete the worker.";
 
 /**
  * The chat's scrolling conversation: the committed entries (history read in
  * pages from ReadTranscript, newer ones as the watch tells them), a mark
  * after each run that ended cut, and the blocks still streaming below them.
- * The chat's watch feeds it; it knows nothing of the connection.
+ * The chat's watch feeds it; it knows nothing of the connection. The
+ * scroller is a named, focusable region, so a keyboard user can scroll it
+ * (arrows, Page Up/Down); where damage cut the readable history short, a
+ * note after its last readable entry says so.
  */
 export class Conversation {
   /** The scroller holding the log and the streaming blocks. */
@@ -60,7 +72,12 @@ export class Conversation {
     const logRoot = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
     this.log = new OrderedLog(logRoot);
     this.live = new LiveBlocks(h("div", { class: "live" }), () => this.queueFrame());
-    this.element = h("div", { class: "scroller" }, logRoot, this.live.element);
+    this.element = h(
+      "div",
+      { class: "scroller", tabindex: "0", role: "region", "aria-label": "Conversation history" },
+      logRoot,
+      this.live.element,
+    );
     this.scroll = new FollowScroll(this.element, () => void this.loadOlder());
   }
 
@@ -119,6 +136,7 @@ export class Conversation {
       if (runs !== this.runs) return;
       this.hasOlder = page.hasMore;
       for (const entry of page.entries) this.putEntry(entry);
+      this.placeHistoryCut(page);
       this.scroll.follow();
       this.queueFrame();
       this.fillView();
@@ -143,6 +161,7 @@ export class Conversation {
       if (runs !== this.runs) return;
       this.scroll.keepingPosition(() => {
         for (const entry of page.entries) this.putEntry(entry);
+        this.placeHistoryCut(page);
       });
       this.hasOlder = page.hasMore;
     } catch (error) {
@@ -173,6 +192,17 @@ export class Conversation {
       this.placeCutMark(entry.runId);
     }
     this.queueFrame();
+  }
+
+  /**
+   * The note after the last readable entry when the page says damage cut
+   * the history short: without it the entries before the damage read as
+   * the whole conversation. After that entry's "stopped" mark (+0.5).
+   */
+  private placeHistoryCut(page: ReadTranscriptResponse): void {
+    if (page.cut === undefined) return;
+    const key = Number(page.cut.readableThroughSeq) + 0.75;
+    this.log.put(key, h("div", { class: "history-cut", role: "note", "data-key": String(key) }, HISTORY_CUT_TEXT));
   }
 
   /** The mark after a cut run's last entry: without it, a run interrupted before it committed anything left the question unanswered. */

@@ -6,6 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import type { Message } from "@bufbuild/protobuf";
 import type { Heartbeat, WorkerRef } from "./common_pb.js";
 import type { TranscriptEntry } from "./transcript_pb.js";
+import type { ErrorReason } from "./errors_pb.js";
 import type { RuntimeEvent, RuntimeSnapshot, WorkerEvent, WorkerSnapshot } from "./events_pb.js";
 
 /**
@@ -85,11 +86,27 @@ export declare type ReadTranscriptResponse = Message<"worker_runtime.v1.ReadTran
   hasMore: boolean;
 
   /**
-   * Seq of the newest committed entry (0 when empty).
+   * Seq of the newest committed entry (0 when empty). With cut set, the
+   * newest entry that can be read: entries after it were committed but
+   * cannot be read.
    *
    * @generated from field: uint64 last_seq = 3;
    */
   lastSeq: bigint;
+
+  /**
+   * Set when the Worker's readable transcript ends at damage in its stored
+   * history (the Worker is then FAILED, quarantined): entries after
+   * cut.readable_through_seq were committed but cannot be read, so has_more
+   * false means "no more can be read", not "that is the whole
+   * conversation". Set on every response of such a Worker, whatever its
+   * position. Unset when the transcript reads whole. (Damage a read finds
+   * in the middle of the history fails that read with DATA_LOSS and reason
+   * WORKER_FAILED instead.)
+   *
+   * @generated from field: worker_runtime.v1.TranscriptCut cut = 4;
+   */
+  cut?: TranscriptCut | undefined;
 };
 
 /**
@@ -97,6 +114,47 @@ export declare type ReadTranscriptResponse = Message<"worker_runtime.v1.ReadTran
  * Use `create(ReadTranscriptResponseSchema)` to create a new message.
  */
 export declare const ReadTranscriptResponseSchema: GenMessage<ReadTranscriptResponse>;
+
+/**
+ * TranscriptCut says where and why a Worker's readable transcript ends
+ * before its committed one, and what to do about it.
+ *
+ * @generated from message worker_runtime.v1.TranscriptCut
+ */
+export declare type TranscriptCut = Message<"worker_runtime.v1.TranscriptCut"> & {
+  /**
+   * The last seq that can be read (0: none can). The entries after it were
+   * committed, but their stored copy is damaged.
+   *
+   * @generated from field: uint64 readable_through_seq = 1;
+   */
+  readableThroughSeq: bigint;
+
+  /**
+   * Why the rest cannot be read, as the same stable reason an error would
+   * carry: WORKER_FAILED (the Worker's stored history is damaged and the
+   * Worker is quarantined).
+   *
+   * @generated from field: worker_runtime.v1.ErrorReason reason = 2;
+   */
+  reason: ErrorReason;
+
+  /**
+   * What happened and what to do, in plain words to show a user (never a
+   * file or host path): the damaged files are kept for inspection; an
+   * operator restores the Worker's directory from a backup (ListDiagnostics
+   * names the damage, code store.worker_quarantined) or deletes the Worker.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message worker_runtime.v1.TranscriptCut.
+ * Use `create(TranscriptCutSchema)` to create a new message.
+ */
+export declare const TranscriptCutSchema: GenMessage<TranscriptCut>;
 
 /**
  * WatchWorkerRequest starts or resumes a Worker watch.

@@ -34,6 +34,11 @@ export const ExitCode = {
   REFUSED: 8,
   /** `send`: the run ended FAILED or INTERRUPTED. */
   RUN_FAILED: 9,
+  /**
+   * `transcript`: what could be read was printed, but the worker's stored
+   * history is damaged and the rest of the transcript cannot be read.
+   */
+  TRANSCRIPT_CUT: 10,
   /** `send`: the run was cancelled (Ctrl-C), as a shell reports SIGINT. */
   CANCELLED: 130,
 } as const;
@@ -47,6 +52,7 @@ export const EXIT_CODES_USAGE = `exit codes:
   2   bad command line or value    7   worker not connected (no model provider)
   3   server unreachable/draining  8   refused for another typed reason
   4   unauthenticated              9   send: run failed or interrupted
+  10  transcript: cut short by damage (the rest cannot be read)
   130 send: run cancelled (Ctrl-C)`;
 
 /** The typed reason of a server error, if it carries our ErrorDetail. */

@@ -1,8 +1,10 @@
 import type { TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
+import type { TranscriptCut } from "../../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { EventPrinter } from "./event-printer.js";
-import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import type { ExitCodeValue } from "./exit-codes.js";
+import { reportTranscriptCut } from "./transcript-cut.js";
 import { TranscriptPrinter } from "./transcript-printer.js";
 
 const TRANSCRIPT_USAGE = `usage: worker-runtime transcript WORKER [--tail N | --after SEQ]
@@ -11,7 +13,9 @@ const TRANSCRIPT_USAGE = `usage: worker-runtime transcript WORKER [--tail N | --
   --after SEQ  only entries after sequence number SEQ (default: from the start)
   A run that was cancelled or interrupted gets a line [stopped: cancelled] (or interrupted)
   after its last entry shown, so a partial answer does not read as a complete one
-  (--output json: "stopped" on that entry).`;
+  (--output json: "stopped" on that entry).
+  A worker whose stored history is damaged prints what can be read, then a line on stderr
+  saying where it is cut and what to do, and exits 10 (--output json: a last line {"cut": ...}).`;
 
 /** The largest seq (a uint64). */
 const MAX_SEQ = 2n ** 64n - 1n;
@@ -37,10 +41,16 @@ export async function transcript(argv: string[]): Promise<ExitCodeValue> {
       endErrors: false,
     });
     const shown = new TranscriptPrinter(context, await context.workerRef(workerId), printer);
-    if (tail !== undefined) await shown.print(await readTail(context, workerId, tail));
-    else await readForward(context, workerId, after, (entries) => shown.print(entries));
+    let cut: TranscriptCut | undefined;
+    if (tail !== undefined) {
+      const read = await readTail(context, workerId, tail);
+      cut = read.cut;
+      await shown.print(read.entries);
+    } else {
+      cut = await readForward(context, workerId, after, (entries) => shown.print(entries));
+    }
     await shown.finish();
-    return ExitCode.OK;
+    return reportTranscriptCut(context.output, cut);
   });
 }
 
@@ -56,36 +66,42 @@ function wholeNumber(flag: string, text: string, max: bigint): bigint {
   return value;
 }
 
-/** Pages forward from `after`, printing each page as it arrives. */
+/** Pages forward from `after`, printing each page as it arrives; answers the last page's cut, if any. */
 async function readForward(
   context: CommandContext,
   workerId: string,
   after: bigint,
   print: (entries: readonly TranscriptEntry[]) => Promise<void>,
-): Promise<void> {
+): Promise<TranscriptCut | undefined> {
   const worker = await context.workerRef(workerId);
   let afterSeq = after;
   for (;;) {
     const page = await context.clients.observation.readTranscript({ worker, position: { case: "afterSeq", value: afterSeq }, limit: PAGE });
     await print(page.entries);
     const last = page.entries.at(-1);
-    if (!page.hasMore || last === undefined) return;
+    if (!page.hasMore || last === undefined) return page.cut;
     afterSeq = last.seq;
   }
 }
 
-/** Pages back from the tail until `count` entries are held, then returns them oldest first. */
-async function readTail(context: CommandContext, workerId: string, count: number): Promise<TranscriptEntry[]> {
+/** Pages back from the tail until `count` entries are held, then returns them oldest first, with the cut the pages named. */
+async function readTail(
+  context: CommandContext,
+  workerId: string,
+  count: number,
+): Promise<{ entries: TranscriptEntry[]; cut: TranscriptCut | undefined }> {
   const worker = await context.workerRef(workerId);
   const held: TranscriptEntry[] = [];
+  let cut: TranscriptCut | undefined;
   let beforeSeq = TAIL_POSITION;
   while (held.length < count) {
     const limit = Math.min(PAGE, count - held.length);
     const page = await context.clients.observation.readTranscript({ worker, position: { case: "beforeSeq", value: beforeSeq }, limit });
     held.unshift(...page.entries);
+    cut ??= page.cut;
     const first = page.entries[0];
     if (!page.hasMore || first === undefined) break;
     beforeSeq = first.seq;
   }
-  return held.slice(-count);
+  return { entries: held.slice(-count), cut };
 }

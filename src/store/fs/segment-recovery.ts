@@ -39,6 +39,7 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
     if (previous && previous.firstSeq + BigInt(previous.count) !== firstSeq) {
       problems.push({ kind: "corrupt", file: rel, detail: `segment does not continue the previous one` });
       state.damage = `${rel}: segment does not continue the previous one`;
+      state.cutByDamage = true;
       break;
     }
     const isLast = i === firsts.length - 1;
@@ -54,6 +55,7 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
       const detail = `${scan.damage.reason} at byte ${scan.damage.offset}`;
       problems.push({ kind: "corrupt", file: rel, detail });
       state.damage = `${rel}: ${detail}`;
+      state.cutByDamage = true;
       break;
     }
     if (scan.damage) {

@@ -23,6 +23,12 @@ export interface LogState {
   durableSeq: bigint;
   /** Set when open or a read found corruption; the log is then read-only. */
   damage: string | undefined;
+  /**
+   * Set when open found corruption that cut the log short: `durableSeq` is
+   * then the last record before the damage, and the acknowledged records
+   * after it cannot be read.
+   */
+  cutByDamage?: true;
   /** Whether the active (last) segment's file exists on disk. */
   activeCreated: boolean;
 }

@@ -44,6 +44,16 @@ export class SegmentedLog {
     return this.state.damage;
   }
 
+  /**
+   * The last readable seq when the open found damage that cut the log
+   * short (acknowledged records after it cannot be read); undefined when
+   * the log reads to its end. Damage a read finds later leaves a hole, not
+   * a cut: that read fails instead.
+   */
+  get readableThroughSeq(): bigint | undefined {
+    return this.state.cutByDamage ? this.state.durableSeq : undefined;
+  }
+
   /** Makes the log read-only: appends accepted from now on are refused. */
   markDamaged(reason: string): void {
     this.state.damage ??= reason;

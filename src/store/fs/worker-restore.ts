@@ -103,6 +103,7 @@ export async function restoreWorker(
       record: known.record,
       lastEventSeq: files.events.lastSeq,
       lastTranscriptSeq: files.transcript.lastSeq,
+      ...(files.transcript.readableThroughSeq !== undefined ? { transcriptCut: files.transcript.readableThroughSeq } : {}),
       ...runs,
       ...(quarantined ? { quarantined } : {}),
     },
