@@ -30,6 +30,7 @@ import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-er
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
+import { checkCreateWorkerCounts } from "./request-bounds.js";
 import { workerConnectivity } from "./worker-connectivity.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -134,6 +135,7 @@ export class Catalog {
    */
   async create(request: CreateWorkerRequest): Promise<CreateWorkerResponse> {
     this.checkRuntimeId("runtime_id", request.runtimeId);
+    checkCreateWorkerCounts(request, this.init.limits);
     checkRequestId("request_id", request.requestId);
     this.checkTextFields(request);
     const { requestId } = request;
