@@ -215,6 +215,7 @@ export class Catalog {
     // Without a workspace there is nothing to locate (mounts need one), and no await before the first write.
     const leases = worker.workspace ? await locatedLeases(worker, offer) : [];
     checkMountsApart(leases);
+    offer.locations.checkInsideRoots(leases);
     // While they were located the runtime may have begun to drain, or filled up.
     health.checkAcceptingWork();
     this.checkRoom();
