@@ -29,6 +29,7 @@ import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
+import { checkIdentifyingText } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
 import { checkCreateWorkerCounts } from "./request-bounds.js";
 import { workerConnectivity } from "./worker-connectivity.js";
@@ -267,8 +268,8 @@ export class Catalog {
    */
   private checkTextFields(request: CreateWorkerRequest): void {
     const { limits } = this.init;
-    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
-    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
+    checkIdentifyingText("display_name", request.displayName, limits.maxDisplayNameBytes);
+    checkIdentifyingText("intent", request.intent, limits.maxIntentBytes, { lines: true });
     checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
     if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
   }
