@@ -1,6 +1,15 @@
-import type { ListWorkersRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import type { PutConfigBundleRequest } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
+import type { CreateWorkerRequest, ListWorkersRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { checkEnumList, checkId, checkLabels, DEFAULT_LIMITS, RuntimeError } from "../runtime/index.js";
+import {
+  checkBundleCounts,
+  checkCreateWorkerCounts,
+  checkEnumList,
+  checkId,
+  checkLabels,
+  DEFAULT_LIMITS,
+  RuntimeError,
+} from "../runtime/index.js";
 import { backendError } from "./backend-errors.js";
 
 /**
@@ -9,7 +18,10 @@ import { backendError } from "./backend-errors.js";
  * the Runtime's own rules and answered with the Runtime's own typed errors,
  * so a client sees the same refusal through a Backend as direct. Without
  * this a malformed id was NOT_FOUND (echoing it), and a bad filter came
- * back as a page with every Runtime "failed".
+ * back as a page with every Runtime "failed". The lists of the calls it
+ * relays are counted too (request-bounds.ts): relaying re-encodes a
+ * request, which for one repeating a short entry hundreds of thousands of
+ * times held the Backend's event loop for seconds.
  */
 
 /** A runtime id the Backend routes by: required, and of the Runtime's id shape (INVALID_ARGUMENT naming `field`). */
@@ -28,6 +40,20 @@ export function checkListFilters(request: ListWorkersRequest): void {
     checkEnumList("statuses", request.statuses, WorkerStatusSchema);
     checkLabels("label_selector", request.labelSelector, DEFAULT_LIMITS.maxLabels, DEFAULT_LIMITS.maxLabelValueBytes);
   });
+}
+
+/**
+ * A routed CreateWorker's lists, by the Runtime's default bounds (as the
+ * ListWorkers filters are; a Runtime with other bounds refuses by its own).
+ */
+export function checkCreateWorkerLists(request: CreateWorkerRequest): void {
+  asConnect(() => checkCreateWorkerCounts(request, DEFAULT_LIMITS));
+}
+
+/** A routed PutConfigBundle's lists: the bundle's profiles and every list in it. */
+export function checkBundleLists(request: PutConfigBundleRequest): void {
+  const { bundle } = request;
+  if (bundle) asConnect(() => checkBundleCounts(bundle));
 }
 
 /** Runs a Runtime check, turning its RuntimeError into the ConnectError a Backend handler throws. */

@@ -20,7 +20,7 @@ import { isBinaryRequest, logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import { type BundlePush, isBundleMissing } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
-import { checkRoutedRuntimeId } from "./request-checks.js";
+import { checkBundleLists, checkCreateWorkerLists, checkListFilters, checkRoutedRuntimeId } from "./request-checks.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
@@ -134,7 +134,11 @@ export function createRoutedManagement(context: RoutingContext): ServiceImpl<typ
     getRuntime: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.getRuntime(request, o)),
     listDiagnostics: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listDiagnostics(request, o)),
     listAllocations: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listAllocations(request, o)),
-    putConfigBundle: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.putConfigBundle(request, o)),
+    putConfigBundle: (request, ctx) => {
+      const runtimeId = target(request.runtimeId);
+      checkBundleLists(request);
+      return call(runtimeId, ctx, (c, o) => c.management.putConfigBundle(request, o));
+    },
     getConfigBundle: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.getConfigBundle(request, o)),
     listConfigBundles: (request, ctx) => call(target(request.runtimeId), ctx, (c, o) => c.management.listConfigBundles(request, o)),
   };
@@ -146,6 +150,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
   return {
     async createWorker(request, ctx) {
       const runtimeId = required(request.runtimeId);
+      checkCreateWorkerLists(request);
       const create = () => call(runtimeId, ctx, (c, o) => c.catalog.createWorker(request, o));
       const source = request.profile?.source;
       const push = context.bundlePush;
@@ -165,16 +170,20 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
       }
     },
     getWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.getWorker(request, o)),
-    listWorkers: (request, ctx) =>
-      request.runtimeId === ""
-        ? listAcrossRuntimes(context.directory, request, ctx.signal, {
-            perRuntimeTimeoutMs: context.fanoutTimeoutMs,
-            clientTimeoutMs: ctx.timeoutMs(),
-            binary: isBinary(ctx),
-            logger: callLogger(context, ctx),
-            contextValues: ctx.values,
-          })
-        : call(required(request.runtimeId), ctx, (c, o) => c.catalog.listWorkers(request, o)),
+    listWorkers: (request, ctx) => {
+      if (request.runtimeId !== "") {
+        const runtimeId = required(request.runtimeId);
+        checkListFilters(request);
+        return call(runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o));
+      }
+      return listAcrossRuntimes(context.directory, request, ctx.signal, {
+        perRuntimeTimeoutMs: context.fanoutTimeoutMs,
+        clientTimeoutMs: ctx.timeoutMs(),
+        binary: isBinary(ctx),
+        logger: callLogger(context, ctx),
+        contextValues: ctx.values,
+      });
+    },
     stopWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.stopWorker(request, o)),
     deleteWorker: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.catalog.deleteWorker(request, o)),
   };

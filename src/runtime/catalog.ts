@@ -29,7 +29,9 @@ import type { RestoredWorker, RuntimeStore } from "./store.js";
 import { DAMAGED_WORKER_MESSAGE, storeError, typedStoreErrors } from "./store-errors.js";
 import type { RuntimeHealth } from "./runtime-health.js";
 import { checkEnumList, checkId, checkLabels, checkRequestId, checkTextBytes, checkWorkerRef, resolvePageSize } from "./validation.js";
+import { checkIdentifyingText } from "./validation.js";
 import { checkAcceptsInput } from "./run-queue.js";
+import { checkCreateWorkerCounts } from "./request-bounds.js";
 import { workerConnectivity } from "./worker-connectivity.js";
 import { orderKey, WorkerDirectory } from "./worker-directory.js";
 import type { SessionDeps } from "./session-deps.js";
@@ -134,6 +136,7 @@ export class Catalog {
    */
   async create(request: CreateWorkerRequest): Promise<CreateWorkerResponse> {
     this.checkRuntimeId("runtime_id", request.runtimeId);
+    checkCreateWorkerCounts(request, this.init.limits);
     checkRequestId("request_id", request.requestId);
     this.checkTextFields(request);
     const { requestId } = request;
@@ -213,6 +216,7 @@ export class Catalog {
     // Without a workspace there is nothing to locate (mounts need one), and no await before the first write.
     const leases = worker.workspace ? await locatedLeases(worker, offer) : [];
     checkMountsApart(leases);
+    offer.locations.checkInsideRoots(leases);
     // While they were located the runtime may have begun to drain, or filled up.
     health.checkAcceptingWork();
     this.checkRoom();
@@ -264,8 +268,8 @@ export class Catalog {
    */
   private checkTextFields(request: CreateWorkerRequest): void {
     const { limits } = this.init;
-    checkTextBytes("display_name", request.displayName, limits.maxDisplayNameBytes);
-    checkTextBytes("intent", request.intent, limits.maxIntentBytes);
+    checkIdentifyingText("display_name", request.displayName, limits.maxDisplayNameBytes);
+    checkIdentifyingText("intent", request.intent, limits.maxIntentBytes, { lines: true });
     checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
     if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
   }

@@ -27,6 +27,7 @@ import { typedStoreErrors } from "./store-errors.js";
 import { checkWellFormedText } from "./message-text.js";
 import { bundleUnavailable, sortRestoredBundles, type UnservedBundle, unservedReason } from "./unserved-bundles.js";
 import { checkId, resolvePageSize } from "./validation.js";
+import { checkBundleCounts } from "./request-bounds.js";
 
 /** Largest encoded bundle accepted: a quarter of the message budget leaves room for the response around it. */
 export const MAX_BUNDLE_BYTES = 256 * 1024;
@@ -286,6 +287,8 @@ function caseConflict(bundleId: string, held: string, digest: string): RuntimeEr
  */
 export function checkBundle(bundle: ConfigBundle | undefined): ConfigBundle {
   if (!bundle) throw invalidArgument("bundle", "is required");
+  // Counted before any per-entry work below (request-bounds.ts).
+  checkBundleCounts(bundle);
   // Before anything encodes it: a lone surrogate (an embedder's string) cannot be encoded, copied or stored.
   checkWellFormedText(ConfigBundleSchema, bundle, "bundle");
   checkId("bundle.bundle_id", bundle.bundleId);

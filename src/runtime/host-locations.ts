@@ -42,6 +42,9 @@ export class WorkspaceRootsError extends Error {
  * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
+  /** Each root's host directory (name → path), located at start-up. */
+  private readonly rootHosts = new Map<string, string>();
+
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
     private readonly hostPath: (dir: string) => Promise<string>,
@@ -73,6 +76,7 @@ export class HostLocations {
         );
       }
       located.set(dir, outcome.value);
+      locations.rootHosts.set(name, outcome.value);
     }
     const problem = rootsOverlap(roots, (dir) => located.get(dir) ?? dir);
     if (problem) throw new WorkspaceRootsError(problem);
@@ -101,6 +105,28 @@ export class HostLocations {
       hosts.push(await this.locateOne(place, dir, deadline, asker));
     }
     return hosts;
+  }
+
+  /**
+   * Refuses a located place whose host directory is not inside its root's
+   * (FAILED_PRECONDITION, WORKSPACE_DENIED naming its path field, with the
+   * words its runs would fail with): a symlink under the root leads out of
+   * it. The tools refuse to open such a directory, so a worker created with
+   * it could never run; CreateWorker says so instead of every run.
+   */
+  checkInsideRoots(located: readonly (Place & { hostPath: string })[]): void {
+    for (const place of located) {
+      const rootHost = this.rootHosts.get(place.root);
+      if (rootHost === undefined || place.hostPath === rootHost || place.hostPath.startsWith(withSeparator(rootHost))) continue;
+      const what = place.mountName !== "" ? `the mount /mounts/${place.mountName}` : "the worker's workspace";
+      const field = `${place.field}.path`;
+      throw new RuntimeError(
+        Code.FailedPrecondition,
+        ErrorReason.WORKSPACE_DENIED,
+        `${field}: ${what} leads outside its root through a symlink`,
+        { field, root: place.root, path: place.path },
+      );
+    }
   }
 
   /** One place's host path, unless a lookup in its root, or too many on the host (for a request), is unanswered. */
@@ -139,8 +165,12 @@ export class HostLocations {
 /** Whether two host paths (normalized) are the same directory or one is inside the other. */
 export function hostPathsOverlap(a: string, b: string): boolean {
   if (a === b) return true;
-  const withSep = (p: string): string => (p.endsWith("/") ? p : `${p}/`);
-  return b.startsWith(withSep(a)) || a.startsWith(withSep(b));
+  return b.startsWith(withSeparator(a)) || a.startsWith(withSeparator(b));
+}
+
+/** A directory path ending in one "/", so a prefix test matches only what is inside it. */
+function withSeparator(dir: string): string {
+  return dir.endsWith("/") ? dir : `${dir}/`;
 }
 
 /**

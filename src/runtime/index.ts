@@ -34,6 +34,8 @@ export { CloseTimeoutError } from "./runtime-shutdown.js";
 export { TERMINAL_RUN_STATUSES } from "./in-flight.js";
 /** Request-field rules a Backend applies to what it routes by, so it refuses what a Runtime refuses, the same way. */
 export { checkEnumList, checkId, checkLabels } from "./validation.js";
+/** Counts of a request's lists, checked before any per-entry work. */
+export { BUNDLE_BOUNDS, checkBundleCounts, checkCreateWorkerCounts } from "./request-bounds.js";
 /** Why workspace roots overlap on the host: createRuntime refuses such roots with a WorkspaceRootsError. */
 export { rootsOverlap, WorkspaceRootsError } from "./host-locations.js";
 export { type HostLookups, type LookupOutcome, MAX_UNANSWERED_LOOKUPS, MIN_LOOKUP_MS, UnansweredLookups } from "./unanswered-lookups.js";

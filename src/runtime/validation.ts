@@ -75,7 +75,31 @@ export function checkToolCallId(field: string, value: string, maxLength: number)
   return checkUnicodeText(field, value);
 }
 
-/** Checks a labels map: count, key shape, value size. */
+/** Bidirectional override and isolate controls (U+202A-U+202E, U+2066-U+2069): they make a name read as another. */
+const BIDI_CONTROL = /[\u202A-\u202E\u2066-\u2069]/u;
+/** Control characters other than a tab or a line feed: what a multi-line description may not hold. */
+const PROSE_CONTROL = /[^\P{Cc}\t\n]/u;
+
+/**
+ * Checks a short identifying text (a worker's display_name, intent, a label
+ * value): its size (checkTextBytes), and no control character or
+ * bidirectional override or isolate control, since lists, logs and
+ * terminals show it as the worker's name (an ESC paints a terminal, U+202E
+ * turns "exe.txt" around). With `lines` (intent, a description), tabs and
+ * line feeds are text.
+ */
+export function checkIdentifyingText(field: string, value: string, maxBytes: number, options: { lines?: boolean } = {}): string {
+  checkTextBytes(field, value, maxBytes);
+  const control = options.lines === true ? PROSE_CONTROL : CONTROL_CHARACTER;
+  if (control.test(value)) {
+    throw invalidArgument(field, `must not hold control characters${options.lines === true ? " other than tabs and line feeds" : ""}`);
+  }
+  if (BIDI_CONTROL.test(value))
+    throw invalidArgument(field, "must not hold bidirectional override or isolate controls (U+202A-U+202E, U+2066-U+2069)");
+  return value;
+}
+
+/** Checks a labels map: count, key shape, value size and text (checkIdentifyingText). */
 export function checkLabels(field: string, labels: Record<string, string>, maxLabels: number, maxValueBytes: number): void {
   const keys = Object.keys(labels);
   if (keys.length > maxLabels) throw limitExceeded(field, maxLabels, `has ${keys.length} labels; at most ${maxLabels}`);
@@ -83,7 +107,7 @@ export function checkLabels(field: string, labels: Record<string, string>, maxLa
     if (!LABEL_KEY_PATTERN.test(key)) {
       throw invalidArgument(`${field}[${JSON.stringify(key.slice(0, 70))}]`, "key must be 1-63 characters of [a-z0-9._-]");
     }
-    checkTextBytes(`${field}[${key}]`, labels[key] ?? "", maxValueBytes);
+    checkIdentifyingText(`${field}[${key}]`, labels[key] ?? "", maxValueBytes);
   }
 }
 

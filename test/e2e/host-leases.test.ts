@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { mkdir, mkdtemp, realpath, rm, symlink, unlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, realpath, rm, symlink, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -193,6 +193,47 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
         { root: "data", path: "x", name: "b" },
       ],
     });
+  });
+
+  it("refuses at CreateWorker a workspace or mount that leads out of its root through a symlink, as its runs would, naming the field", async () => {
+    const dir = await newBase();
+    const outside = join(dir, "outside");
+    await mkdir(outside);
+    // Planted in each root (by an earlier worker's command, say), pointing out of it.
+    await symlink(outside, join(dir, "work", "escape"));
+    await symlink(outside, join(dir, "data", "escape"));
+    const s = await serve(protocol, dir);
+    const cases: { init: CreateInit; field: string; message: string }[] = [
+      {
+        init: writer("work", "escape"),
+        field: "workspace.path",
+        message: "the worker's workspace leads outside its root through a symlink",
+      },
+      {
+        init: writer("work", "escape/not/made"),
+        field: "workspace.path",
+        message: "the worker's workspace leads outside its root through a symlink",
+      },
+      {
+        init: { ...writer("work", "real"), mounts: [{ root: "data", path: "escape", name: "m" }] },
+        field: "mounts[0].path",
+        message: "the mount /mounts/m leads outside its root through a symlink",
+      },
+    ];
+    for (const { init, field, message } of cases) {
+      const { error, detail } = await expectError(() => s.createWorker(init));
+      expect([error.code, detail?.reason, detail?.metadata.field], field).toEqual([
+        Code.FailedPrecondition,
+        ErrorReason.WORKSPACE_DENIED,
+        field,
+      ]);
+      expect(error.rawMessage).toBe(`${field}: ${message}`);
+    }
+    // Nothing was leased, listed or made by the refused creates; a symlink that stays inside its root is followed.
+    expect((await s.clients.management.listAllocations({ runtimeId: "rt-leases" })).allocations).toEqual([]);
+    expect((await s.clients.catalog.listWorkers({ runtimeId: "rt-leases" })).workers).toEqual([]);
+    expect(await readdir(outside)).toEqual([]);
+    await s.createWorker({ ...writer("work", "link/in"), mounts: [{ root: "data", path: "m", name: "m" }] });
   });
 
   it("refuses the runs of a worker restored without its lease until it is stopped, and says so in diagnostics", async () => {

@@ -168,11 +168,19 @@ describe.each(PROTOCOLS)("OpenAI backend through the server (%s)", (protocol) =>
   it("refuses a workspace whose path leads out of its root through a symlink, creating and writing nothing there", async () => {
     // A symlink left in the root (by an earlier worker's command, say) pointing outside it.
     await symlink(s.outside, join(s.root, "planted"));
-    await symlink(s.outside, join(s.root, "planted2"));
-    // Directly, and below it: the backend makes a missing workspace directory, not through the symlink either.
-    // One at a time: both lead to one host directory, which two writers may not lease at once.
-    for (const path of ["planted", "planted2/deeper/w"]) {
+    // Directly, and below it: CreateWorker refuses both (test/e2e/host-leases.test.ts shows its error).
+    for (const path of ["planted", "planted/deeper/w"]) {
+      await expectReason(
+        () => s.newWorker({ capabilities: ["fs.read", "fs.write"], path }),
+        Code.FailedPrecondition,
+        ErrorReason.WORKSPACE_DENIED,
+      );
+    }
+    // Planted after the worker was created: its run refuses it too, and the backend makes a missing
+    // workspace directory below it (here: deeper/w) not through the symlink either.
+    for (const path of ["later", "later2/deeper/w"]) {
       const worker = await s.newWorker({ capabilities: ["fs.read", "fs.write"], path });
+      await symlink(s.outside, join(s.root, path.split("/")[0] as string));
       s.fake.enqueue(reply({ toolCalls: [call("p1", "write_file", { path: "pwned.txt", content: "x" })] }), reply({ text: "done" }));
       const { run } = await s.runToEnd(worker, "write");
       expect(run.status).toBe(RunStatus.FAILED);

@@ -137,17 +137,22 @@ export class Output {
   }
 }
 
-/** Control characters (C0, DEL, C1), by their escapes where JSON has one. */
-const CONTROL = /\p{Cc}/gu;
+/**
+ * Control characters (C0, DEL, C1), by their escapes where JSON has one, and
+ * the bidirectional override and isolate controls (U+202A-U+202E,
+ * U+2066-U+2069), which reorder what follows them in a cell and beyond.
+ */
+const CONTROL = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/gu;
 /** Control characters other than a line break or a tab: what message text may not send a terminal. */
 const PROSE_CONTROL = /[^\P{Cc}\n\t]/gu;
 const NAMED_ESCAPES: Record<string, string> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
 /**
- * A value as one table cell: a tab, line break or other control character
- * (a label value may hold any) is shown escaped (\t, \n, \u001b), so it
- * cannot split a piped row into more columns or lines, nor send a
- * terminal its escape codes.
+ * A value as one table cell: a tab, line break or other control character,
+ * or a bidi override (a worker stored before the runtime refused them in
+ * names and labels may hold any) is shown escaped (\t, \n, \u001b,
+ * \u202e), so it cannot split a piped row into more columns or lines, send
+ * a terminal its escape codes, nor make a value read as another.
  */
 export function cellText(value: string): string {
   return value.replace(CONTROL, escapeControl);

@@ -1,4 +1,11 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerSchema, WorkerStatus } from "../../../gen/worker_runtime/v1/worker_pb.js";
+import { createFileStore } from "../../../src/store/fs/index.js";
 import { reply } from "../../support/openai-chunks.js";
 import { runClient, runInTerminal, serveRuntime, type ServedRuntime } from "./client-support.js";
 
@@ -30,6 +37,43 @@ afterAll(async () => {
 /** Runs the CLI under `script`, so its stdout is a terminal; returns what the terminal showed. */
 function inTerminal(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; screen: string }> {
   return runInTerminal(args, { WORKER_RUNTIME_SERVER: rt.url, ...env });
+}
+
+const HOSTILE_WORKER_ID = "w-hostile";
+
+/**
+ * A runtime serving one stored worker with `text` as its name, intent or
+ * labels. CreateWorker refuses control and bidi characters in them now
+ * (test/runtime/identifying-text.test.ts), but a worker stored before that
+ * rule, or shown by another runtime, may still hold them: the CLI escapes
+ * what it shows whatever the server sends.
+ */
+async function servedWithStoredWorker(text: {
+  displayName?: string;
+  intent?: string;
+  labels?: Record<string, string>;
+}): Promise<ServedRuntime & { close(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "wr-cli-hostile-"));
+  const store = createFileStore({ dataDir });
+  await store.open({ runtimeId: "rt-hostile", generateRuntimeId: () => "rt-hostile" });
+  const worker = create(WorkerSchema, {
+    ref: { runtimeId: "rt-hostile", workerId: HOSTILE_WORKER_ID },
+    status: WorkerStatus.IDLE,
+    profile: { source: { case: "builtin", value: "companion" } },
+    createdAt: timestampNow(),
+    updatedAt: timestampNow(),
+    ...text,
+  });
+  await store.putWorker({ worker, createRequestId: "", createFingerprint: "" });
+  await store.close();
+  const served = await serveRuntime({ dataDir, runtimeId: "rt-hostile" });
+  return {
+    ...served,
+    async close() {
+      await served.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 describe("terminal and pipe", () => {
@@ -65,48 +109,42 @@ describe("terminal and pipe", () => {
     expect(tty.screen).toMatch(/^WORKER\s+STATUS\s+PROFILE/);
   });
 
-  it("a value with tabs, line breaks or escape codes stays in its cell: one line per row, escaped, on a terminal and piped", async () => {
-    const { worker } = await rt.clients.catalog.createWorker({
-      runtimeId: rt.runtimeId,
-      profile: { source: { case: "builtin", value: "companion" } },
-      labels: { note: "two\tcells\nand a line\u001b[31m" },
+  it("a value with tabs, line breaks, escape codes or bidi overrides stays in its cell: one line per row, escaped, on a terminal and piped", async () => {
+    const stored = await servedWithStoredWorker({
+      labels: { note: "two\tcells\nand a line\u001b[31m \u202Eexe.txt" },
       displayName: "Coder ünï\tbis",
     });
-    const id = worker?.ref?.workerId ?? "";
+    const id = HOSTILE_WORKER_ID;
     try {
-      const piped = await runClient(["workers", "list"], { server: rt.url });
+      const piped = await runClient(["workers", "list"], { server: stored.url });
       expect(piped.code).toBe(0);
       const rows = piped.stdout.trimEnd().split("\n");
-      expect(rows).toHaveLength(3);
+      expect(rows).toHaveLength(1);
       // Every row the same eight columns, as runtimes list's rows are; the name is the last (added last, so positions held).
       for (const row of rows) expect(row.split("\t")).toHaveLength(8);
-      expect(rows.find((row) => row.startsWith(id))?.split("\t")[5]).toBe("note=two\\tcells\\nand a line\\u001b[31m");
+      expect(rows.find((row) => row.startsWith(id))?.split("\t")[5]).toBe("note=two\\tcells\\nand a line\\u001b[31m \\u202eexe.txt");
       expect(rows.find((row) => row.startsWith(id))?.split("\t")[7]).toBe("Coder ünï\\tbis");
-      const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
+      expect(piped.stdout).not.toContain("\u202E");
+      const tty = await runInTerminal(["workers", "list"], { WORKER_RUNTIME_SERVER: stored.url, NO_COLOR: "1" });
       const lines = tty.screen.trimEnd().split("\n");
-      expect(lines).toHaveLength(4);
+      expect(lines).toHaveLength(2);
       expect(tty.screen).not.toContain("\u001b[31m");
-      expect(lines.find((line) => line.startsWith(id))).toContain("note=two\\tcells\\nand a line\\u001b[31m");
+      expect(tty.screen).not.toContain("\u202E");
+      expect(lines.find((line) => line.startsWith(id))).toContain("note=two\\tcells\\nand a line\\u001b[31m \\u202eexe.txt");
       expect(lines[0]).toMatch(/\bCREATED\s+NAME$/);
       expect(lines.find((line) => line.startsWith(id))).toMatch(/Coder ünï\\tbis$/);
     } finally {
-      await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
+      await stored.close();
     }
   });
 
-  it("key/value output (workers get) escapes a value's tabs, line breaks and escape codes as table cells do; JSON keeps them", async () => {
-    const hostile = "two\tcells\nand a line\u001b[31m";
-    const escaped = "two\\tcells\\nand a line\\u001b[31m";
-    const { worker } = await rt.clients.catalog.createWorker({
-      runtimeId: rt.runtimeId,
-      profile: { source: { case: "builtin", value: "companion" } },
-      displayName: hostile,
-      intent: hostile,
-      labels: { note: hostile },
-    });
-    const id = worker?.ref?.workerId ?? "";
+  it("key/value output (workers get) escapes a value's tabs, line breaks, escape codes and bidi overrides as table cells do; JSON keeps them", async () => {
+    const hostile = "two\tcells\nand a line\u001b[31m \u2066x\u202Eexe.txt";
+    const escaped = "two\\tcells\\nand a line\\u001b[31m \\u2066x\\u202eexe.txt";
+    const stored = await servedWithStoredWorker({ displayName: hostile, intent: hostile, labels: { note: hostile } });
+    const id = HOSTILE_WORKER_ID;
     try {
-      const piped = await runClient(["workers", "get", id], { server: rt.url });
+      const piped = await runClient(["workers", "get", id], { server: stored.url });
       expect(piped.code).toBe(0);
       const lines = piped.stdout.trimEnd().split("\n");
       // One line per field, every line a "key: value".
@@ -115,16 +153,17 @@ describe("terminal and pipe", () => {
       expect(lines).toContain(`intent: ${escaped}`);
       expect(lines).toContain(`labels: note=${escaped}`);
       expect(piped.stdout).not.toContain("\u001b");
-      const tty = await inTerminal(["workers", "get", id]);
+      expect(piped.stdout).not.toContain("\u202E");
+      const tty = await runInTerminal(["workers", "get", id], { WORKER_RUNTIME_SERVER: stored.url });
       expect(tty.code).toBe(0);
       expect(tty.screen).not.toContain("\u001b[31m");
       expect(tty.screen).toContain(`note=${escaped}`);
       // The status is still painted: escaping applies to values, not to the CLI's own colours.
       expect(tty.screen).toContain(`${ESC}32mIDLE`);
-      const json = await runClient(["workers", "get", id, "--output", "json"], { server: rt.url });
+      const json = await runClient(["workers", "get", id, "--output", "json"], { server: stored.url });
       expect(JSON.parse(json.stdout).labels).toEqual({ note: hostile });
     } finally {
-      await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
+      await stored.close();
     }
   });
 
