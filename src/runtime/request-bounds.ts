@@ -1,6 +1,5 @@
 import type { ConfigBundle } from "../../gen/worker_runtime/v1/profile_pb.js";
 import type { CreateWorkerRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
-import { TOOL_CAPABILITIES } from "./capabilities.js";
 import { limitExceeded } from "./errors.js";
 import type { Limits } from "./limits.js";
 
@@ -17,26 +16,32 @@ import type { Limits } from "./limits.js";
  */
 export const BUNDLE_BOUNDS = {
   /** Profiles in a config bundle. */
-  profiles: 100,
+  profiles: 1_000,
   /** Each profile's tools, approval_required_tools and secret_names. */
-  profileList: 64,
+  profileList: 1_024,
   /** A bundle's allowed_workspace_roots and allowed_mount_roots. */
-  roots: 64,
-  /** A bundle's shell.allowed_programs. */
-  programs: 256,
+  roots: 1_024,
+  /** A bundle's shell.allowed_programs (a list made from a whole /usr/bin runs to a few thousand). */
+  programs: 8_192,
 } as const;
+
+/**
+ * Most capabilities a list may name. Far more than exist: a list may repeat
+ * one (the runtime reads them as a set), but hundreds of thousands only cost.
+ * The bounds here are generous on purpose: they also apply to bundles stored
+ * before them, and cheap work over a few thousand entries is not what held
+ * the event loop; hundreds of thousands was.
+ */
+export const MAX_CAPABILITY_ENTRIES = 64;
 
 /** Refuses a list longer than `max` with INVALID_ARGUMENT + LIMIT_EXCEEDED naming `field` and the bound. */
 function checkCount(field: string, count: number, max: number, what = "entries"): void {
   if (count > max) throw limitExceeded(field, max, `has ${count} ${what}; at most ${max}`);
 }
 
-/**
- * CreateWorker's lists: capabilities (no more than exist: a longer list can
- * only repeat itself), mounts and labels.
- */
+/** CreateWorker's lists: capabilities, mounts and labels. */
 export function checkCreateWorkerCounts(request: CreateWorkerRequest, limits: Pick<Limits, "maxMounts" | "maxLabels">): void {
-  checkCount("capabilities", request.capabilities.length, TOOL_CAPABILITIES.length, "capabilities");
+  checkCount("capabilities", request.capabilities.length, MAX_CAPABILITY_ENTRIES, "capabilities");
   checkCount("mounts", request.mounts.length, limits.maxMounts, "mounts");
   checkCount("labels", Object.keys(request.labels).length, limits.maxLabels, "labels");
 }
@@ -52,7 +57,7 @@ export function checkBundleCounts(bundle: ConfigBundle): void {
   }
   const policies = bundle.policies;
   if (!policies) return;
-  checkCount("bundle.policies.allowed_capabilities", policies.allowedCapabilities.length, TOOL_CAPABILITIES.length);
+  checkCount("bundle.policies.allowed_capabilities", policies.allowedCapabilities.length, MAX_CAPABILITY_ENTRIES);
   checkCount("bundle.policies.allowed_workspace_roots", policies.allowedWorkspaceRoots.length, BUNDLE_BOUNDS.roots);
   checkCount("bundle.policies.allowed_mount_roots", policies.allowedMountRoots.length, BUNDLE_BOUNDS.roots);
   checkCount("bundle.policies.shell.allowed_programs", policies.shell?.allowedPrograms.length ?? 0, BUNDLE_BOUNDS.programs);

@@ -8,6 +8,7 @@ import { PutConfigBundleRequestSchema } from "../../gen/worker_runtime/v1/runtim
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { BUNDLE_BOUNDS, MAX_CAPABILITY_ENTRIES } from "../../src/runtime/request-bounds.js";
 import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
 import { bundleOf } from "../support/bundles.js";
 import { expectError } from "../support/errors.js";
@@ -99,7 +100,7 @@ const HUGE_CASES: HugeCase[] = [
     body: () => Buffer.from(JSON.stringify({ runtimeId: "rs", capabilities: new Array<string>(300_000).fill("fs.read") })),
     decode: (body) => fromJsonString(CreateWorkerRequestSchema, body.toString("utf8")),
     field: "capabilities",
-    limit: 3,
+    limit: MAX_CAPABILITY_ENTRIES,
   },
   {
     what: "a 4 MB gRPC CreateWorker of 450,000 capabilities",
@@ -108,7 +109,7 @@ const HUGE_CASES: HugeCase[] = [
     body: () => grpcFrame(Buffer.concat([stringField(1, "rs"), repeatedEntries(stringField(5, "fs.read"), 4_000_000)])),
     decode: (body) => fromBinary(CreateWorkerRequestSchema, body.subarray(5)),
     field: "capabilities",
-    limit: 3,
+    limit: MAX_CAPABILITY_ENTRIES,
   },
   {
     what: "a Connect JSON PutConfigBundle of 300,000 allowed_programs",
@@ -127,7 +128,7 @@ const HUGE_CASES: HugeCase[] = [
       ),
     decode: (body) => fromJsonString(PutConfigBundleRequestSchema, body.toString("utf8")),
     field: "bundle.policies.shell.allowed_programs",
-    limit: 256,
+    limit: BUNDLE_BOUNDS.programs,
   },
 ];
 
@@ -169,7 +170,11 @@ describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) =>
     const labels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"]));
     const mounts = Array.from({ length: 9 }, (_, i) => ({ root: "ws", path: `m${i}`, name: `m${i}` }));
     const calls: [string, (c: Clients) => Promise<unknown>][] = [
-      ["capabilities", (c) => c.catalog.createWorker({ runtimeId: "rs", capabilities: ["fs.read", "fs.read", "fs.read", "fs.read"] })],
+      [
+        "capabilities",
+        (c) =>
+          c.catalog.createWorker({ runtimeId: "rs", capabilities: Array.from({ length: MAX_CAPABILITY_ENTRIES + 1 }, () => "fs.read") }),
+      ],
       ["mounts", (c) => c.catalog.createWorker({ runtimeId: "rs", mounts })],
       ["labels", (c) => c.catalog.createWorker({ runtimeId: "rs", labels })],
       ["statuses", (c) => c.catalog.listWorkers({ runtimeId: "rs", statuses: [1, 2, 3, 4, 1, 2] as WorkerStatus[] })],
@@ -179,7 +184,10 @@ describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) =>
         (c) =>
           c.management.putConfigBundle({
             runtimeId: "rs",
-            bundle: bundleOf({ bundleId: "b2", profiles: [{ name: "p", tools: Array.from({ length: 65 }, (_, i) => `t${i}`) }] }),
+            bundle: bundleOf({
+              bundleId: "b2",
+              profiles: [{ name: "p", tools: Array.from({ length: BUNDLE_BOUNDS.profileList + 1 }, (_, i) => `t${i}`) }],
+            }),
           }),
       ],
     ];

@@ -10,6 +10,7 @@ import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/erro
 import { PutConfigBundleRequestSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { CreateWorkerRequestSchema, ListWorkersRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { BUNDLE_BOUNDS, MAX_CAPABILITY_ENTRIES } from "../../src/runtime/request-bounds.js";
 import { bundleOf } from "../support/bundles.js";
 import { expectError } from "../support/errors.js";
 import { type Clients, type Harness, PROTOCOLS, startHarness } from "../support/harness.js";
@@ -64,7 +65,7 @@ const HUGE_CASES: HugeCase[] = [
     body: () => Buffer.concat([stringField(1, runtimeId), repeatedEntries(stringField(5, "fs.read"), HUGE_BYTES)]),
     decode: (bytes) => fromBinary(CreateWorkerRequestSchema, bytes),
     field: "capabilities",
-    limit: 3,
+    limit: MAX_CAPABILITY_ENTRIES,
   },
   {
     what: "CreateWorker with 200,000 mounts",
@@ -106,7 +107,7 @@ const HUGE_CASES: HugeCase[] = [
     },
     decode: (bytes) => fromBinary(PutConfigBundleRequestSchema, bytes),
     field: "bundle.profiles[0].tools",
-    limit: 64,
+    limit: BUNDLE_BOUNDS.profileList,
   },
   {
     what: "PutConfigBundle with 450,000 allowed_programs",
@@ -119,7 +120,7 @@ const HUGE_CASES: HugeCase[] = [
     },
     decode: (bytes) => fromBinary(PutConfigBundleRequestSchema, bytes),
     field: "bundle.policies.shell.allowed_programs",
-    limit: 256,
+    limit: BUNDLE_BOUNDS.programs,
   },
 ];
 
@@ -196,23 +197,22 @@ describe.each(PROTOCOLS)("each repeated and map field's count over %s", (protoco
 
   const many = (count: number, entry: (i: number) => string): string[] => Array.from({ length: count }, (_, i) => entry(i));
 
-  it("CreateWorker: capabilities (as many as exist), mounts and labels", async () => {
+  it("CreateWorker: capabilities, mounts and labels", async () => {
     const workspace = { root: "ws", path: "a" };
-    // Repeats of known capabilities too: past three entries a list can only repeat itself.
     await expectBound(
-      () => clients.catalog.createWorker({ runtimeId, workspace, capabilities: many(4, () => "fs.read") }),
+      () => clients.catalog.createWorker({ runtimeId, workspace, capabilities: many(MAX_CAPABILITY_ENTRIES + 1, () => "fs.read") }),
       "capabilities",
-      3,
+      MAX_CAPABILITY_ENTRIES,
     );
     const mounts = many(9, (i) => `m${i}`).map((name) => ({ root: "ws", path: name, name }));
     await expectBound(() => clients.catalog.createWorker({ runtimeId, workspace, mounts }), "mounts", 8);
     const labels = Object.fromEntries(many(33, (i) => `k${i}`).map((key) => [key, "v"]));
     await expectBound(() => clients.catalog.createWorker({ runtimeId, labels }), "labels", 32);
-    // At the bounds: accepted.
+    // At the bounds: accepted, repeated capabilities read as a set (as before the bound).
     const created = await clients.catalog.createWorker({
       runtimeId,
       workspace: { root: "ws", path: `${protocol}-at-bounds` },
-      capabilities: ["fs.read", "fs.write", "shell.exec"],
+      capabilities: [...many(MAX_CAPABILITY_ENTRIES - 3, () => "fs.read"), "fs.read", "fs.write", "shell.exec"],
       mounts: many(8, (i) => `m${i}`).map((name) => ({ root: "ws", path: `${protocol}-mounts/${name}`, name })),
       labels: Object.fromEntries(many(32, (i) => `k${i}`).map((key) => [key, "v"])),
     });
@@ -228,63 +228,75 @@ describe.each(PROTOCOLS)("each repeated and map field's count over %s", (protoco
   it("PutConfigBundle: profiles and every list of a profile and of the policies", async () => {
     const profile = (name: string) => ({ name, model: "m" });
     const put = (bundle: ReturnType<typeof bundleOf>) => () => clients.management.putConfigBundle({ bundle });
+    const B = BUNDLE_BOUNDS;
     const id = `${protocol}-over`;
     const cases: [string, number, ReturnType<typeof bundleOf>][] = [
-      ["bundle.profiles", 100, bundleOf({ bundleId: id, profiles: many(101, (i) => `p${i}`).map(profile) })],
-      ["bundle.profiles[0].tools", 64, bundleOf({ bundleId: id, profiles: [{ ...profile("p"), tools: many(65, (i) => `t${i}`) }] })],
+      ["bundle.profiles", B.profiles, bundleOf({ bundleId: id, profiles: many(B.profiles + 1, (i) => `p${i}`).map(profile) })],
+      [
+        "bundle.profiles[0].tools",
+        B.profileList,
+        bundleOf({ bundleId: id, profiles: [{ ...profile("p"), tools: many(B.profileList + 1, (i) => `t${i}`) }] }),
+      ],
       [
         "bundle.profiles[1].approval_required_tools",
-        64,
+        B.profileList,
         bundleOf({
           bundleId: id,
-          profiles: [profile("a"), { ...profile("p"), tools: ["t"], approvalRequiredTools: many(65, () => "t") }],
+          profiles: [profile("a"), { ...profile("p"), tools: ["t"], approvalRequiredTools: many(B.profileList + 1, () => "t") }],
         }),
       ],
       [
         "bundle.profiles[0].secret_names",
-        64,
-        bundleOf({ bundleId: id, profiles: [{ ...profile("p"), secretNames: many(65, (i) => `S${i}`) }] }),
+        B.profileList,
+        bundleOf({ bundleId: id, profiles: [{ ...profile("p"), secretNames: many(B.profileList + 1, (i) => `S${i}`) }] }),
       ],
       [
         "bundle.policies.allowed_capabilities",
-        3,
-        bundleOf({ bundleId: id, profiles: [profile("p")], policies: { allowedCapabilities: many(4, () => "fs.read") } }),
+        MAX_CAPABILITY_ENTRIES,
+        bundleOf({
+          bundleId: id,
+          profiles: [profile("p")],
+          policies: { allowedCapabilities: many(MAX_CAPABILITY_ENTRIES + 1, () => "fs.read") },
+        }),
       ],
       [
         "bundle.policies.allowed_workspace_roots",
-        64,
-        bundleOf({ bundleId: id, profiles: [profile("p")], policies: { allowedWorkspaceRoots: many(65, (i) => `r${i}`) } }),
+        B.roots,
+        bundleOf({ bundleId: id, profiles: [profile("p")], policies: { allowedWorkspaceRoots: many(B.roots + 1, (i) => `r${i}`) } }),
       ],
       [
         "bundle.policies.allowed_mount_roots",
-        64,
-        bundleOf({ bundleId: id, profiles: [profile("p")], policies: { allowedMountRoots: many(65, (i) => `r${i}`) } }),
+        B.roots,
+        bundleOf({ bundleId: id, profiles: [profile("p")], policies: { allowedMountRoots: many(B.roots + 1, (i) => `r${i}`) } }),
       ],
       [
         "bundle.policies.shell.allowed_programs",
-        256,
-        bundleOf({ bundleId: id, profiles: [profile("p")], policies: { shell: { allowedPrograms: many(257, (i) => `p${i}`) } } }),
+        B.programs,
+        bundleOf({
+          bundleId: id,
+          profiles: [profile("p")],
+          policies: { shell: { allowedPrograms: many(B.programs + 1, (i) => `p${i}`) } },
+        }),
       ],
     ];
     for (const [field, limit, bundle] of cases) await expectBound(put(bundle), field, limit);
-    // Every list at its bound: accepted.
-    const tools = many(64, (i) => `t${i}`);
+    // Every list at its bound: accepted (the profiles at theirs, one of them with its lists at theirs, so the
+    // bundle stays within its size limit).
+    const full = many(B.profileList, (i) => `t${i}`);
     const atBounds = bundleOf({
       bundleId: `${protocol}-at-bounds`,
-      profiles: many(100, (i) => `p${i}`).map((name) => ({
-        ...profile(name),
-        tools,
-        approvalRequiredTools: tools,
-        secretNames: many(64, (i) => `S${i}`),
-      })),
+      profiles: [
+        { ...profile("full"), tools: full, approvalRequiredTools: full, secretNames: many(B.profileList, (i) => `S${i}`) },
+        ...many(B.profiles - 1, (i) => `p${i}`).map(profile),
+      ],
       policies: {
-        allowedCapabilities: ["fs.read", "fs.write", "shell.exec"],
-        allowedWorkspaceRoots: many(64, (i) => `r${i}`),
-        allowedMountRoots: many(64, (i) => `r${i}`),
-        shell: { allowedPrograms: many(256, (i) => `p${i}`) },
+        allowedCapabilities: [...many(MAX_CAPABILITY_ENTRIES - 3, () => "fs.read"), "fs.read", "fs.write", "shell.exec"],
+        allowedWorkspaceRoots: many(B.roots, (i) => `r${i}`),
+        allowedMountRoots: many(B.roots, (i) => `r${i}`),
+        shell: { allowedPrograms: many(B.programs, (i) => `p${i}`) },
       },
     });
     const stored = await clients.management.putConfigBundle({ bundle: atBounds });
-    expect(stored.bundle?.profiles).toHaveLength(100);
+    expect(stored.bundle?.profiles).toHaveLength(B.profiles);
   });
 });
