@@ -369,8 +369,9 @@ describe("shell.exec sandbox", () => {
 
   it("hides the runtime's environment and processes from a command", async () => {
     expect(process.env.VITEST).toBeDefined();
-    // PID 1 of the sandbox is bwrap itself, whose environment /proc/1/environ shows.
-    const command = `env; echo ---; cat /proc/${process.pid}/environ; echo ---; ls /proc; echo ---; tr "\\0" "\\n" < /proc/1/environ`;
+    // PID 1 of the sandbox is bwrap itself, whose environment /proc/1/environ shows. cat's error goes to stdout, so
+    // it stays in its section (the two pipes are read as they come, not in the order written).
+    const command = `env; echo ---; cat /proc/${process.pid}/environ 2>&1; echo ---; ls /proc; echo ---; tr "\\0" "\\n" < /proc/1/environ`;
     // Without the sandbox the command sees the runtime's environment (the control).
     h = await startHarness({ shellSandbox: "none", allowUnsandboxedShell: true });
     expect(await runCommand(h, command)).toContain("VITEST");

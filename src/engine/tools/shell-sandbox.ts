@@ -205,7 +205,9 @@ export async function sandboxMounts(
     return [bind, mount.root, at, ...insideArgs(mount.root, at, insideOf(mount.root), bind)];
   });
   return {
-    root: await hostRootArgs(mounts.length > 0, host, deadline),
+    // Its own deadline, not what the lookups above left: a slow but healthy /usr asked with a few ms to spare came
+    // back late and was left out, and the command then failed "not found" with nothing saying why.
+    root: await hostRootArgs(mounts.length > 0, host, Date.now() + host.timeoutMs),
     hidden,
     insideWorkspace: insideArgs(workspace, SANDBOX_WORKSPACE, insideOf(workspace), "--bind"),
     privatePaths,
