@@ -27,7 +27,7 @@ import type { BundleCatalog } from "./bundle-catalog.js";
 import { BundleDir } from "./bundle-dir.js";
 import { BundlePush } from "./bundle-push.js";
 import { createRegistryService } from "./registry-service.js";
-import { createRemoteTransport, endpointOf, forwardRequestId, type RemoteEndpoint } from "./remote-transport.js";
+import { createRemoteTransport, endpointOf, forwardRequestId, type RemoteEndpoint, routeKeyOf } from "./remote-transport.js";
 import { createRoutedCatalog, createRoutedInteraction, createRoutedManagement, createRoutedObservation } from "./routed-services.js";
 import { RuntimeConnection, type RuntimeRoute } from "./runtime-connection.js";
 import { RuntimeDirectory } from "./runtime-directory.js";
@@ -204,6 +204,7 @@ export function createBackend(options: BackendOptions): Backend {
       hasCredentials: spec.token !== undefined,
       beforeAttempt: remote.refreshToken,
       closeTransport: remote.close,
+      key: routeKeyOf(spec),
     };
   };
   const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
@@ -221,6 +222,8 @@ export function createBackend(options: BackendOptions): Backend {
   const repointRemote = (spec: RemoteRuntimeSpec): RuntimeConnection | undefined => {
     const connection = directory.get(spec.runtimeId);
     if (!connection || connection.embedded) return undefined;
+    // Nothing changed (a retried UpdateRuntime): the connection, and the calls and watches on it, stay.
+    if (connection.routeKey === routeKeyOf(spec)) return connection;
     connection.repoint(remoteRoute(spec));
     logger.info("runtime re-pointed", { runtime_id: spec.runtimeId, endpoint: connection.endpoint });
     return connection;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { LookupFunction } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createFastGrpcTransport, GuardedSessionManager } from "../grpc-client/index.js";
@@ -47,6 +48,16 @@ const PING_TIMEOUT_MS = 5_000;
 export function endpointOf(url: string): string {
   const parsed = new URL(url);
   return `${parsed.protocol}//${parsed.host}`;
+}
+
+/**
+ * What a remote route is made of (address, token, CA) as one comparable
+ * string, the secrets hashed so the key never holds them: an UpdateRuntime
+ * that changes nothing keeps the connection it would otherwise tear down.
+ */
+export function routeKeyOf(endpoint: RemoteEndpoint): string {
+  const parts = [endpointOf(endpoint.url), endpoint.token?.() ?? "", String(endpoint.ca ?? "")];
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
 
 /** `server.address` and `server.port` of a Runtime's base URL (the scheme's port when none is written). */

@@ -22,6 +22,8 @@ export interface RuntimeRoute {
   beforeAttempt?: () => void;
   /** Closes the transport's connection. */
   closeTransport?: () => void;
+  /** What the route was made from (remote-transport.ts routeKeyOf); "" when not compared. */
+  key?: string;
 }
 
 /** Options for {@link RuntimeConnection}. */
@@ -75,6 +77,8 @@ export class RuntimeConnection {
   clients: RuntimeClients;
   /** The transport under the clients (for calls that skip decoding, see raw-worker-page.ts). */
   transport: Transport;
+  /** The route's key ({@link RuntimeRoute.key}). */
+  routeKey: string;
   private init: RuntimeConnectionInit;
   /** The current attempt was ended by repoint(): the next starts at once and the ended one is no failure. */
   private repointed = false;
@@ -107,6 +111,7 @@ export class RuntimeConnection {
     this.endpoint = init.endpoint;
     this.hasCredentials = init.hasCredentials;
     this.transport = init.transport;
+    this.routeKey = init.key ?? "";
     this.clients = createRuntimeClients(init.transport);
     this.backoff = new ConnectionBackoff(init.backoff);
   }
@@ -205,6 +210,7 @@ export class RuntimeConnection {
     this.endpoint = route.endpoint;
     this.hasCredentials = route.hasCredentials;
     this.transport = route.transport;
+    this.routeKey = route.key ?? "";
     this.clients = createRuntimeClients(route.transport);
     this.repointed = true;
     this.draining = false;

@@ -124,6 +124,13 @@ describe("UpdateRuntime", () => {
     expect(old.detail?.reason).toBe(ErrorReason.RUNTIME_ALREADY_REGISTERED);
     const { runtime: listed } = await registry.getRegisteredRuntime({ runtimeId: "rs" });
     expect([listed?.health, listed?.failedAttempts]).toEqual([RuntimeHealth.READY, 0]);
+
+    // The same update again (a retry, a second `runtimes update`) changes nothing: the connection stays up.
+    const connection = served.backend.directory.get("rs");
+    const transport = connection?.transport;
+    const repeated = await registry.updateRuntime({ runtimeId: "rs", url: newUrl });
+    expect(repeated.runtime?.health).toBe(RuntimeHealth.READY);
+    expect(connection?.transport).toBe(transport);
   });
 });
 

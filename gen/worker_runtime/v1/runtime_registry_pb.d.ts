@@ -420,7 +420,8 @@ export declare const RuntimeRegistry: GenService<{
    * outage; watches relayed from the Runtime do not end: they resume from
    * their cursors through the new connection once the Runtime there is
    * READY (it must report the same runtime_id). The write-only fields are
-   * replaced as given (an empty bearer_token means none). The embedded
+   * replaced as given (an empty bearer_token means none). An update that
+   * changes nothing (a retry) keeps the connection as it is. The embedded
    * Runtime cannot be updated (FAILED_PRECONDITION, UNSUPPORTED); an
    * unknown id is NOT_FOUND. Like AddRuntime, it lasts as long as the
    * Backend process; the config file is the persistent list.
