@@ -82,8 +82,9 @@ export class RuntimeEventFeed {
       .emitDurable((seq, cursor) => create(RuntimeEventSchema, { seq, cursor, time, kind }))
       .then(
         () => {
-          // A later event of the worker written supersedes what an earlier loss owed.
-          if ((this.owed.get(workerId)?.n ?? Infinity) < n) this.owed.delete(workerId);
+          // A later state of the worker written supersedes what an earlier loss owed; a run's change carries no worker
+          // state, so a workerUpdated lost before it (in an earlier batch that failed) is still owed.
+          if (kind.case !== "runChanged" && (this.owed.get(workerId)?.n ?? Infinity) < n) this.owed.delete(workerId);
         },
         (error: unknown) => {
           const owed = this.owed.get(workerId);
