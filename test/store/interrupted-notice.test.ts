@@ -172,10 +172,14 @@ describe("a run the runtime's stop interrupted", () => {
 
     full = false;
     await eventually(async () => interruptedNotices(await read(first), runId).length === 1, 5_000, "the notice once the disk writes");
-    await eventually(async () =>
-      (await first.listRuns({ worker })).runs.some((r) => r.runId === runId && r.status === RunStatus.INTERRUPTED),
-    );
     await first.close();
+    // The run's end is on disk now, written by this start after its notice (reads above answer from the held
+    // version, so only the store itself can tell): the next start finds the run ended, not unfinished.
+    const raw = createFileStore({ dataDir });
+    const stored = await raw.open({ generateRuntimeId: () => "unused" });
+    const restored = stored.workers.find((w) => w.record.worker.ref?.workerId === worker.workerId);
+    expect(restored?.unfinishedRuns.map((run) => run.runId)).not.toContain(runId);
+    await raw.close();
 
     const second = await open(60_000);
     const entries = await read(second);
