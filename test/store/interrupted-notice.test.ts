@@ -177,7 +177,7 @@ describe("a run the runtime's stop interrupted", () => {
     // version, so only the store itself can tell): the next start finds the run ended, not unfinished.
     const raw = createFileStore({ dataDir });
     const stored = await raw.open({ generateRuntimeId: () => "unused" });
-    const restored = stored.workers.find((w) => w.record.worker.ref?.workerId === worker.workerId);
+    const restored = stored.workers.find((w) => w.record.worker.ref?.workerId === worker?.workerId);
     expect(restored?.unfinishedRuns.map((run) => run.runId)).not.toContain(runId);
     await raw.close();
 
