@@ -15,10 +15,11 @@ const ADD_USAGE = `usage: worker-runtime runtimes add RUNTIME_ID URL [--runtime-
   Registers a remote runtime with the Backend (--server) and starts connecting to it; the runtime
   must report RUNTIME_ID. Lasts as long as the Backend process (backend.json is the lasting list).
 ${CREDENTIAL_FLAGS}`;
-const UPDATE_USAGE = `usage: worker-runtime runtimes update RUNTIME_ID URL [--runtime-token-file PATH] [--ca-file PATH]
+const UPDATE_USAGE = `usage: worker-runtime runtimes update RUNTIME_ID URL [--runtime-token-file PATH | --no-token] [--ca-file PATH]
   Re-points a registered runtime at a new URL, token or CA (a runtime that moved, a rotated token):
-  the token and CA are replaced as given (none given: none). Watches the Backend relays from it
-  stay open and resume at the new address; calls in flight on the old connection end UNAVAILABLE.
+  the token and CA are replaced as given; a runtime that has a token needs it again, or --no-token.
+  Watches the Backend relays from it stay open and resume at the new address; calls in flight on
+  the old connection end UNAVAILABLE. The same values again change nothing.
 ${CREDENTIAL_FLAGS}`;
 const REMOVE_USAGE = `usage: worker-runtime runtimes remove RUNTIME_ID
   Forgets a remote runtime: its workers leave the Backend's lists and watches relayed from it end.
@@ -35,6 +36,7 @@ const REGISTRY_FIELDS: FieldFlags = {
 const CREDENTIAL_OPTIONS = {
   "runtime-token-file": { type: "string" },
   "ca-file": { type: "string" },
+  "no-token": { type: "boolean" },
 } as const;
 
 /** `runtimes add`. */
@@ -42,9 +44,24 @@ export function runtimesAdd(argv: string[]): Promise<ExitCodeValue> {
   return pointCommand(argv, ADD_USAGE, async (registry, request) => (await registry.addRuntime(request)).runtime);
 }
 
-/** `runtimes update`. */
+/**
+ * `runtimes update`. The token is write-only and replaced as given, so an
+ * update without `--runtime-token-file` of a runtime that has one would
+ * drop it (and the runtime then refuses the Backend): that takes
+ * `--no-token`, said on purpose.
+ */
 export function runtimesUpdate(argv: string[]): Promise<ExitCodeValue> {
-  return pointCommand(argv, UPDATE_USAGE, async (registry, request) => (await registry.updateRuntime(request)).runtime);
+  return pointCommand(argv, UPDATE_USAGE, async (registry, request, dropToken) => {
+    if (request.bearerToken === "" && !dropToken) {
+      const { runtime } = await registry.getRegisteredRuntime({ runtimeId: request.runtimeId });
+      if (runtime?.hasCredentials === true) {
+        throw new CommandLineError(
+          `runtime ${request.runtimeId} has a token, which an update replaces: give it again with --runtime-token-file PATH (the Backend never shows it), or drop it with --no-token`,
+        );
+      }
+    }
+    return (await registry.updateRuntime(request)).runtime;
+  });
 }
 
 /** `runtimes remove`. */
@@ -73,9 +90,12 @@ interface PointRequest {
 async function pointCommand(
   argv: string[],
   usage: string,
-  call: (registry: Client<typeof RuntimeRegistry>, request: PointRequest) => Promise<RegisteredRuntime | undefined>,
+  call: (registry: Client<typeof RuntimeRegistry>, request: PointRequest, dropToken: boolean) => Promise<RegisteredRuntime | undefined>,
 ): Promise<ExitCodeValue> {
   const { values, positionals } = parseCommand(argv, CREDENTIAL_OPTIONS);
+  const dropToken = values["no-token"] === true;
+  if (dropToken && values["runtime-token-file"] !== undefined)
+    throw new CommandLineError("--no-token and --runtime-token-file contradict each other: give one");
   if (values.help) return printHelp(usage);
   expectPositionals(positionals, 2, 2, usage);
   const request: PointRequest = {
@@ -87,7 +107,7 @@ async function pointCommand(
   if (values["runtime-token-file"] !== undefined && request.bearerToken === "")
     throw new CommandLineError(`--runtime-token-file ${values["runtime-token-file"]} is empty`);
   return withContext(values, REGISTRY_FIELDS, async (context) => {
-    const runtime = await registered(context, () => call(registryOf(context), request));
+    const runtime = await registered(context, () => call(registryOf(context), request, dropToken));
     if (runtime === undefined) throw new Error("the server returned no runtime");
     printRegistered(context, runtime);
     return ExitCode.OK;
@@ -117,8 +137,8 @@ async function registered<T>(context: CommandContext, call: () => Promise<T>): P
   try {
     return await call();
   } catch (error) {
-    const failure = ConnectError.from(error);
-    if (failure.code !== Code.Unimplemented) throw failure;
+    // The command's own refusals (a command-line mistake found on the way) pass as they are.
+    if (!(error instanceof ConnectError) || error.code !== Code.Unimplemented) throw error;
     throw new ConnectError(
       `${context.server} keeps no registry of runtimes: it is a runtime, not a Backend (add runtimes to a Backend's --server)`,
       Code.FailedPrecondition,

@@ -71,6 +71,12 @@ describe("runtimes add, update and remove against a real Backend", () => {
     // The runtime's own token went from the file (a wrong one above is what made it UNAUTHENTICATED).
     await eventually(async () => (await listedHealth("rt-far")) === RuntimeHealth.READY, 15_000, "rt-far READY with its token");
 
+    // An update without the token would drop it: refused (exit 2) unless --no-token says so.
+    const tokenless = await runClient(["runtimes", "update", "rt-far", remote.url], { server });
+    expect(tokenless.code).toBe(2);
+    expect(tokenless.stderr).toContain("--no-token");
+    expect(await listedHealth("rt-far")).toBe(RuntimeHealth.READY);
+
     const removed = await runClient(["runtimes", "remove", "rt-far"], { server });
     expect([removed.code, removed.stdout.trim()]).toEqual([0, "removed rt-far"]);
     expect(await listedHealth("rt-far")).toBeUndefined();
