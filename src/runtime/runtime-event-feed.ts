@@ -12,7 +12,7 @@ import type { Logger } from "./logger.js";
 import { cloneMessage } from "./message-clone.js";
 import { type RuntimeMetrics, timedAppend } from "./metrics.js";
 import type { RuntimeHealth } from "./runtime-health.js";
-import { runtimeEventsNotPersisted } from "./store-errors.js";
+import { eventsNotPersisted } from "./store-errors.js";
 import type { RuntimeStore } from "./store.js";
 
 /** What {@link RuntimeEventFeed} needs from its runtime. */
@@ -90,7 +90,7 @@ export class RuntimeEventFeed {
           const owed = this.owed.get(workerId);
           const created = (owed?.created ?? false) || kind.case === "workerCreated";
           if ((owed?.n ?? 0) < n) this.owed.set(workerId, { n, created });
-          this.events.closeAll(runtimeEventsNotPersisted(this.init.runtimeId, error));
+          this.events.closeAll(eventsNotPersisted({ runtime_id: this.init.runtimeId }, error));
           throw error;
         },
       );

@@ -73,35 +73,21 @@ export function logStoreDiagnostic(logger: Logger, diagnostic: StoreDiagnostic):
 }
 
 /**
- * Why a worker's watches (and StreamInput) end when one of its durable
- * events could not be written: the event is rolled back, so nothing else
- * would ever tell them (they waited for ever on a run whose end was lost).
- * Resuming from the last cursor gets it once the store writes again, when
- * the worker writes and announces what it owes (see owed-changes.ts).
+ * Why watches end when an event of their stream could not be written: the
+ * event is rolled back, so nothing else would ever tell them. A worker's
+ * (and StreamInput) waited for ever on a run whose end was lost; the
+ * runtime's (WatchRuntime) kept showing a stale worker. Resuming from the
+ * last cursor gets what was lost once the store writes again: the worker
+ * writes and announces what it owes (owed-changes.ts), the runtime publishes
+ * the latest state of each worker whose event was lost (runtime-event-feed.ts).
  */
-export function eventsNotPersisted(workerId: string, cause: unknown): RuntimeError {
+export function eventsNotPersisted(whose: { worker_id: string } | { runtime_id: string }, cause: unknown): RuntimeError {
+  const subject = "worker_id" in whose ? "worker's" : "runtime's";
   return new RuntimeError(
     Code.Unavailable,
     ErrorReason.STORE_UNAVAILABLE,
-    `the worker's events could not be persisted; resume from the last cursor once the store writes again`,
-    { worker_id: workerId },
-    { cause },
-  );
-}
-
-/**
- * Why the runtime's watches (WatchRuntime) end when one of its events could
- * not be written: the event is rolled back, so they would keep showing a
- * stale worker. Resuming from the last cursor gets the latest state of each
- * worker whose event was lost, once the store writes again (see
- * runtime-event-feed.ts).
- */
-export function runtimeEventsNotPersisted(runtimeId: string, cause: unknown): RuntimeError {
-  return new RuntimeError(
-    Code.Unavailable,
-    ErrorReason.STORE_UNAVAILABLE,
-    `the runtime's events could not be persisted; resume from the last cursor once the store writes again`,
-    { runtime_id: runtimeId },
+    `the ${subject} events could not be persisted; resume from the last cursor once the store writes again`,
+    whose,
     { cause },
   );
 }

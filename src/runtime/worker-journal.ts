@@ -268,7 +268,7 @@ export class WorkerJournal {
     return this.events.emitDurable(build).catch((error: unknown) => {
       // Checked as the write fails: a worker quarantined meanwhile failed it by its damaged log.
       if (this.worker.status === WorkerStatus.FAILED) this.events.emitLive(build(0n, ""));
-      else this.events.closeAll(eventsNotPersisted(this.workerId, error));
+      else this.events.closeAll(eventsNotPersisted({ worker_id: this.workerId }, error));
       throw error;
     });
   }
