@@ -2,7 +2,6 @@ import { fromBinary, fromJsonString } from "@bufbuild/protobuf";
 import { Code, type Interceptor } from "@connectrpc/connect";
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { PutConfigBundleRequestSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
@@ -16,6 +15,7 @@ import { type Clients, PROTOCOLS } from "../support/harness.js";
 import { http2Exchange, type RawAnswer } from "../support/http2-exchange.js";
 import { grpcFrame } from "../support/raw-http2.js";
 import { repeatedEntries, stringField } from "../support/repeated-requests.js";
+import { grpcRefusal, longestHealthWait } from "../support/flood-checks.js";
 
 /**
  * The Backend counts the repeated and map fields of the calls it routes
@@ -48,22 +48,6 @@ afterAll(async () => {
   await setup?.close();
 });
 
-/** The longest a grpc.health.v1 Check of the Backend waited while `during` was in flight (checks one after another, at least one). */
-async function longestHealthWait(clients: Clients, during: Promise<unknown>): Promise<number> {
-  let settled = false;
-  void during.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  let longest = 0;
-  do {
-    const started = performance.now();
-    await clients.health.check({});
-    longest = Math.max(longest, performance.now() - started);
-  } while (!settled);
-  return longest;
-}
-
 /** The refusal in a raw answer: Connect JSON's body, or gRPC's trailers. */
 function refusal(answer: RawAnswer, json: boolean): { code: string | number; reason?: ErrorReason; metadata?: Record<string, string> } {
   if (json) {
@@ -72,11 +56,7 @@ function refusal(answer: RawAnswer, json: boolean): { code: string | number; rea
     const detail = any ? fromBinary(ErrorDetailSchema, Buffer.from(any.value, "base64")) : undefined;
     return { code: body.code, reason: detail?.reason, metadata: detail?.metadata };
   }
-  const bin = answer.trailers["grpc-status-details-bin"];
-  const status = bin ? fromBinary(StatusSchema, Buffer.from(bin, "base64")) : undefined;
-  const any = status?.details.find((d) => d.typeUrl.endsWith("worker_runtime.v1.ErrorDetail"));
-  const detail = any ? fromBinary(ErrorDetailSchema, any.value) : undefined;
-  return { code: Number(answer.trailers["grpc-status"]), reason: detail?.reason, metadata: detail?.metadata };
+  return grpcRefusal(answer.trailers);
 }
 
 interface HugeCase {

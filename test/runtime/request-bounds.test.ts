@@ -1,12 +1,10 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import type * as http2 from "node:http2";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { PutConfigBundleRequestSchema } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import { CreateWorkerRequestSchema, ListWorkersRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -18,6 +16,7 @@ import { rawGrpcCall } from "../support/raw-grpc.js";
 import { grpcFrame } from "../support/raw-http2.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 import { bytesField, repeatedEntries, stringField } from "../support/repeated-requests.js";
+import { grpcRefusal, longestHealthWait } from "../support/flood-checks.js";
 
 /**
  * Every repeated and map field of a request is bounded by its count before
@@ -123,34 +122,6 @@ const HUGE_CASES: HugeCase[] = [
     limit: BUNDLE_BOUNDS.programs,
   },
 ];
-
-/** A gRPC answer's status code and typed detail, from its trailers. */
-function grpcRefusal(trailers: http2.IncomingHttpHeaders): { code: number; reason?: ErrorReason; metadata?: Record<string, string> } {
-  const bin = trailers["grpc-status-details-bin"];
-  const status = typeof bin === "string" ? fromBinary(StatusSchema, Buffer.from(bin, "base64")) : undefined;
-  const any = status?.details.find((d) => d.typeUrl.endsWith("worker_runtime.v1.ErrorDetail"));
-  const detail = any ? fromBinary(ErrorDetailSchema, any.value) : undefined;
-  return { code: Number(trailers["grpc-status"]), reason: detail?.reason, metadata: detail?.metadata };
-}
-
-/**
- * The longest a grpc.health.v1 Check waited while `during` was in flight:
- * checks are sent one after another until it settles (at least one).
- */
-async function longestHealthWait(clients: Clients, during: Promise<unknown>): Promise<number> {
-  let settled = false;
-  void during.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  let longest = 0;
-  do {
-    const started = performance.now();
-    await clients.health.check({});
-    longest = Math.max(longest, performance.now() - started);
-  } while (!settled);
-  return longest;
-}
 
 describe("a request that is huge only by repeating one entry", () => {
   it.each(HUGE_CASES)("$what is refused by its count, and costs other clients no more than its decoding", async (huge) => {
