@@ -104,6 +104,36 @@ function never<T>(fs: { asked: number }): Promise<T> {
   return new Promise<T>(() => {});
 }
 
+/**
+ * A runtime whose host lookups go through `fs`, bounded by `timeoutMs`,
+ * holding a bundle whose profile may run `echo` only, so a CreateWorker with
+ * that profile checks the program on the PATH (the harness is kept in `h`).
+ */
+async function startEchoPolicyRuntime(runtimeId: string, fs: HostFs, timeoutMs: number) {
+  const harness = await startHarness({
+    runtimeId,
+    executionBackend: createOpenAIBackend({
+      apiKey: "k",
+      baseURL: "http://127.0.0.1:9/v1",
+      shellSandbox: "none",
+      allowUnsandboxedShell: true,
+      hostFs: fs,
+    }),
+    workspaceRoots: { main: join(base, "ws") },
+    limits: { hostPathTimeoutMs: timeoutMs },
+  });
+  h = harness;
+  const bundle = bundleOf({
+    bundleId: "tools",
+    profiles: [{ name: "p", tools: ["run_command"] }],
+    policies: { allowedCapabilities: ["shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo"] } },
+  });
+  const { management, catalog } = harness.connect("grpc");
+  await management.putConfigBundle({ bundle });
+  const profile = { source: { case: "bundle" as const, value: { bundleId: "tools", digest: bundle.digest, profile: "p" } } };
+  return { management, catalog, profile };
+}
+
 describe("the engine's host lookups", () => {
   it("refuse a private path that does not answer after the runtime's hostPathTimeoutMs, not the default", async () => {
     await mkdir(join(base, "mount"));
@@ -125,27 +155,7 @@ describe("the engine's host lookups", () => {
 
   it("refuse a CreateWorker whose allowed program's PATH entry does not answer, in time, while other calls are answered", async () => {
     await withHungPathEntry(async (fs, hung) => {
-      const harness = await startHarness({
-        runtimeId: "rt-lookups",
-        executionBackend: createOpenAIBackend({
-          apiKey: "k",
-          baseURL: "http://127.0.0.1:9/v1",
-          shellSandbox: "none",
-          allowUnsandboxedShell: true,
-          hostFs: fs,
-        }),
-        workspaceRoots: { main: join(base, "ws") },
-        limits: { hostPathTimeoutMs: TIMEOUT_MS },
-      });
-      h = harness;
-      const bundle = bundleOf({
-        bundleId: "tools",
-        profiles: [{ name: "p", tools: ["run_command"] }],
-        policies: { allowedCapabilities: ["shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo"] } },
-      });
-      const { management, catalog } = harness.connect("grpc");
-      await management.putConfigBundle({ bundle });
-      const profile = { source: { case: "bundle" as const, value: { bundleId: "tools", digest: bundle.digest, profile: "p" } } };
+      const { management, catalog, profile } = await startEchoPolicyRuntime("rt-lookups", fs, TIMEOUT_MS);
       const request = { runtimeId: "rt-lookups", profile, capabilities: ["shell.exec"], workspace: { root: "main", path: "w" } };
       let settled = false;
       const started = Date.now();
@@ -176,27 +186,7 @@ describe("the engine's host lookups", () => {
     const savedPath = process.env.PATH;
     process.env.PATH = `${slow.join(":")}:${savedPath ?? ""}`;
     try {
-      const harness = await startHarness({
-        runtimeId: "rt-slow-path",
-        executionBackend: createOpenAIBackend({
-          apiKey: "k",
-          baseURL: "http://127.0.0.1:9/v1",
-          shellSandbox: "none",
-          allowUnsandboxedShell: true,
-          hostFs: fs,
-        }),
-        workspaceRoots: { main: join(base, "ws") },
-        limits: { hostPathTimeoutMs: timeoutMs },
-      });
-      h = harness;
-      const bundle = bundleOf({
-        bundleId: "tools",
-        profiles: [{ name: "p", tools: ["run_command"] }],
-        policies: { allowedCapabilities: ["shell.exec"], allowedWorkspaceRoots: ["main"], shell: { allowedPrograms: ["echo"] } },
-      });
-      const { management, catalog } = harness.connect("grpc");
-      await management.putConfigBundle({ bundle });
-      const profile = { source: { case: "bundle" as const, value: { bundleId: "tools", digest: bundle.digest, profile: "p" } } };
+      const { catalog, profile } = await startEchoPolicyRuntime("rt-slow-path", fs, timeoutMs);
       const started = Date.now();
       const { error, detail } = await expectError(() =>
         catalog.createWorker({ runtimeId: "rt-slow-path", profile, capabilities: ["shell.exec"], workspace: { root: "main", path: "w" } }),
