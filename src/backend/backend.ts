@@ -196,7 +196,7 @@ export function createBackend(options: BackendOptions): Backend {
       logger,
     }),
   );
-  const remoteRoute = (spec: RemoteRuntimeSpec): RuntimeRoute => {
+  const remoteRoute = (spec: RemoteRuntimeSpec, key = routeKeyOf(spec)): RuntimeRoute => {
     const remote = createRemoteTransport(spec, interceptorsOf(spec.runtimeId));
     return {
       endpoint: endpointOf(spec.url),
@@ -204,7 +204,7 @@ export function createBackend(options: BackendOptions): Backend {
       hasCredentials: spec.token !== undefined,
       beforeAttempt: remote.refreshToken,
       closeTransport: remote.close,
-      key: routeKeyOf(spec),
+      key,
     };
   };
   const addRemote = (spec: RemoteRuntimeSpec): RuntimeConnection => {
@@ -223,8 +223,9 @@ export function createBackend(options: BackendOptions): Backend {
     const connection = directory.get(spec.runtimeId);
     if (!connection || connection.embedded) return undefined;
     // Nothing changed (a retried UpdateRuntime): the connection, and the calls and watches on it, stay.
-    if (connection.routeKey === routeKeyOf(spec)) return connection;
-    connection.repoint(remoteRoute(spec));
+    const key = routeKeyOf(spec);
+    if (connection.routeKey === key) return connection;
+    connection.repoint(remoteRoute(spec, key));
     logger.info("runtime re-pointed", { runtime_id: spec.runtimeId, endpoint: connection.endpoint });
     return connection;
   };
