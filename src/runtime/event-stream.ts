@@ -63,6 +63,8 @@ export class DurableEventStream<E> {
   private unwritten: Pending<E>[] = [];
   private writing = false;
   private readonly subscribers = new Set<Subscription<E>>();
+  /** The subscriptions of StreamInput calls, among `subscribers`: counted apart so observers cannot take the input path's slots. */
+  private readonly inputSubscribers = new Set<Subscription<E>>();
   private ending: PendingDelete | undefined;
 
   constructor(private readonly init: EventStreamInit<E>) {
@@ -97,6 +99,11 @@ export class DurableEventStream<E> {
     return this.subscribers.size;
   }
 
+  /** Number of live subscriptions taken for StreamInput calls (counted in `subscriberCount` too). */
+  get inputSubscriberCount(): number {
+    return this.inputSubscribers.size;
+  }
+
   /** Emits a durable event; resolves with it once it is durable and delivered. */
   emitDurable(build: DurableEventBuilder<E>): Promise<E> {
     return this.enqueueDurable(build);
@@ -126,10 +133,14 @@ export class DurableEventStream<E> {
     this.flush();
   }
 
-  /** Registers an observer at the current delivery point. */
-  subscribe(): Subscription<E> {
-    const subscription = new Subscription<E>(this.init.subscriberBacklog, (s) => this.subscribers.delete(s));
+  /** Registers an observer at the current delivery point; `forInput` marks a StreamInput call's. */
+  subscribe(forInput = false): Subscription<E> {
+    const subscription = new Subscription<E>(this.init.subscriberBacklog, (s) => {
+      this.subscribers.delete(s);
+      this.inputSubscribers.delete(s);
+    });
     this.subscribers.add(subscription);
+    if (forInput) this.inputSubscribers.add(subscription);
     this.init.catchUp?.();
     return subscription;
   }

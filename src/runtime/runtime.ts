@@ -217,7 +217,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const request = asRequest("streamInput", init);
       const session = catalog.session("worker", request.worker);
       checkInput(request, limits.maxInputBytes);
-      const subscription = watchSlot(session, limits.maxWatchersPerWorker, checkNotEnded).subscribe();
+      const subscription = watchSlot(session, limits.maxWatchersPerWorker, true, checkNotEnded);
       yield* runInputStream(
         {
           subscription,
@@ -260,7 +260,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     watchWorker: (init, watchOptions) => {
       const request = asRequest("watchWorker", init);
       const session = catalog.session("worker", request.worker);
-      const subscribe = () => watchSlot(session, limits.maxWatchersPerWorker).subscribe();
+      const subscribe = () => watchSlot(session, limits.maxWatchersPerWorker);
       return openWorkerWatch(session, request.afterCursor, store, subscribe, { ...live, delivered: delivered.worker }, watchOptions);
     },
     watchRuntime: (init, watchOptions) => {

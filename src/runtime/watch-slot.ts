@@ -2,24 +2,30 @@ import { Code } from "@connectrpc/connect";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RuntimeError } from "./errors.js";
-import type { DurableEventStream } from "./event-stream.js";
+import type { Subscription } from "./subscription.js";
 import type { WorkerSession } from "./worker-session.js";
 
 /**
- * A worker's event stream for one more watcher, or LIMIT_EXCEEDED when it
- * has `maxWatchers` already. `permanent` throws a cause that outranks full
- * slots (a StreamInput to a stopped worker).
+ * A subscription to a worker's event stream for one more watcher, or
+ * LIMIT_EXCEEDED when it has `maxWatchers` already. StreamInput calls
+ * (`forInput`) have a pool of the same size of their own, so watchers, which
+ * any caller may open, can never refuse a worker its input path. `permanent`
+ * throws a cause that outranks full slots (a StreamInput to a stopped worker).
  */
 export function watchSlot(
   session: WorkerSession,
   maxWatchers: number,
+  forInput = false,
   permanent?: (worker: WorkerSession["worker"]) => void,
-): DurableEventStream<WorkerEvent> {
-  const watchers = session.events.subscriberCount;
-  if (watchers >= maxWatchers) {
+): Subscription<WorkerEvent> {
+  const { events } = session;
+  const inputs = events.inputSubscriberCount;
+  const taken = forInput ? inputs : events.subscriberCount - inputs;
+  if (taken >= maxWatchers) {
     permanent?.(session.worker);
-    const message = `worker ${session.workerId} already has ${watchers} watchers`;
+    const what = forInput ? "StreamInput streams" : "watchers";
+    const message = `worker ${session.workerId} already has ${taken} ${what}`;
     throw new RuntimeError(Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED, message, { limit: String(maxWatchers) });
   }
-  return session.events;
+  return events.subscribe(forInput);
 }

@@ -389,7 +389,7 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
     },
   );
 
-  it("leave StreamInput's bad input INVALID_ARGUMENT when every slot is taken, over both protocols and embedded", async () => {
+  it("leave StreamInput's bad input INVALID_ARGUMENT when every watch slot is taken, over both protocols and embedded", async () => {
     const id = small.runtime.runtimeId;
     const worker = (await small.connect("grpc").catalog.createWorker({ runtimeId: id })).worker?.ref;
     const held = [new AbortController(), new AbortController()];
@@ -422,7 +422,8 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
       const { code, reason, metadata } = embedded as RuntimeError;
       expect([code, reason, metadata["field"]], `${what} embedded`).toEqual([Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT, field]);
     }
-    // A good input still finds the slots full: the bound itself is unchanged.
+    // A good input is not refused for the watchers' slots (StreamInput has a pool of its own,
+    // test/server/input-stream-slots.test.ts): it reaches the worker, which has no execution backend here.
     const full = await expectError(() =>
       small
         .connect("connect")
@@ -430,7 +431,7 @@ describe("watch streams per worker (and WatchRuntime streams) over their bound",
         [Symbol.asyncIterator]()
         .next(),
     );
-    expect([full.error.code, full.detail?.reason]).toEqual([Code.ResourceExhausted, ErrorReason.LIMIT_EXCEEDED]);
+    expect([full.error.code, full.detail?.reason]).toEqual([Code.FailedPrecondition, ErrorReason.WORKER_NOT_CONNECTED]);
     for (const controller of held) controller.abort();
     await eventually(() => small.runtime.stats().subscriptions === 0, 5_000, "every watch released");
   });
