@@ -27,6 +27,7 @@ import {
 } from "./metrics-config.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
+import { checkTlsPair } from "./tls-pair.js";
 import { checkDistinctPorts, checkPortsFree, explainListenError, type PortFlag } from "./port-in-use.js";
 import { refuseEmptyPaths } from "./path-flags.js";
 import { UsageError } from "./usage-error.js";
@@ -348,7 +349,9 @@ export function readTls(certFile: string | undefined, keyFile: string | undefine
       throw new UsageError(`cannot read ${flag}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
   };
-  return { cert: read("--tls-cert", certFile), key: read("--tls-key", keyFile) };
+  const pair = { cert: read("--tls-cert", certFile), key: read("--tls-key", keyFile) };
+  checkTlsPair(pair, certFile, keyFile);
+  return pair;
 }
 
 /** The token comes from a file or the environment, never a flag visible in `ps`. */

@@ -14,6 +14,7 @@ import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { startCli, type CliProcess } from "../support/cli-process.js";
 import { expectReason } from "../support/errors.js";
 import { fifoAt, HUGE_FILE_BYTES, sparseFileAt } from "../support/unreadable-files.js";
+import { expiredCertificate, selfSignedCertificate } from "../support/self-signed.js";
 import { type Clients, clientsFor, eventually, makeTransport, startHarness } from "../support/harness.js";
 import { holdOpen, ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -153,6 +154,52 @@ describe("worker-runtime serve", () => {
       refused(
         (path) => sparseFileAt(path, HUGE_FILE_BYTES),
         (file) => `${flag} ${file} is ${HUGE_FILE_BYTES} bytes; at most ${bound} allowed`,
+      ));
+  });
+
+  describe("refuses, with exit 2 naming the flag, a TLS pair it could not serve with", () => {
+    const refused = async (files: (dir: string) => Promise<[string, string]>, message: (cert: string, key: string) => string) => {
+      const dir = await mkdtemp(join(tmpdir(), "serve-tls-"));
+      try {
+        const [cert, key] = await files(dir);
+        const cli = serve(["--port", "0", "--tls-cert", cert, "--tls-key", key]);
+        expect(await cli.exited).toEqual({ code: 2, signal: null });
+        expect(cli.stderr()).toContain(`worker-runtime: ${message(cert, key)}`);
+        expect(cli.stdout()).not.toContain("listening");
+      } finally {
+        await rm(dir, { recursive: true });
+      }
+    };
+    const junk = async (dir: string, name: string) => {
+      await writeFile(join(dir, name), "not a PEM file\n");
+      return join(dir, name);
+    };
+    const good = async (dir: string) => {
+      await selfSignedCertificate(dir);
+      return [join(dir, "cert.pem"), join(dir, "key.pem")] as const;
+    };
+    it("a certificate that is not PEM", () =>
+      refused(
+        async (dir) => [await junk(dir, "cert.txt"), (await good(dir))[1]],
+        (cert) => `--tls-cert ${cert} is not a PEM certificate (no start line)`,
+      ));
+    it("a key that is not PEM", () =>
+      refused(
+        async (dir) => [(await good(dir))[0], await junk(dir, "key.txt")],
+        (_cert, key) => `--tls-key ${key} is not a PEM private key`,
+      ));
+    it("a key of another certificate", () =>
+      refused(
+        async (dir) => [(await good(dir))[0], (await expiredCertificate(dir)).keyFile],
+        (cert, key) => `--tls-key ${key} does not go with --tls-cert ${cert} (key values mismatch)`,
+      ));
+    it("an expired certificate", () =>
+      refused(
+        async (dir) => {
+          const { certFile, keyFile } = await expiredCertificate(dir);
+          return [certFile, keyFile];
+        },
+        (cert) => `--tls-cert ${cert} expired on `,
       ));
   });
 

@@ -19,3 +19,16 @@ export async function selfSignedCertificate(dir: string): Promise<{ cert: Buffer
   );
   return { cert: await readFile(certFile), key: await readFile(keyFile) };
 }
+
+/** A self-signed certificate for localhost whose validity ended a day ago, into `dir` (expired-cert.pem, expired-key.pem). */
+export async function expiredCertificate(dir: string): Promise<{ certFile: string; keyFile: string }> {
+  const keyFile = path.join(dir, "expired-key.pem");
+  const certFile = path.join(dir, "expired-cert.pem");
+  const request = path.join(dir, "expired.csr");
+  execFileSync("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", keyFile, "-out", request], {
+    stdio: "ignore",
+  });
+  // A negative -days puts notAfter before notBefore (now): expired from the start.
+  execFileSync("openssl", ["x509", "-req", "-in", request, "-signkey", keyFile, "-days", "-1", "-out", certFile], { stdio: "ignore" });
+  return { certFile, keyFile };
+}
