@@ -99,7 +99,8 @@ export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: re
   const transport = createFastGrpcTransport({
     baseUrl,
     sessionManager,
-    interceptors: [sealed, tracing, ...interceptors, bearer, forwardRequestId],
+    // Innermost, so that a retry made by an outer interceptor is refused too.
+    interceptors: [tracing, ...interceptors, bearer, forwardRequestId, sealed],
   });
   return {
     transport,

@@ -209,6 +209,7 @@ export class SharedRuntimeWatch {
         if (error instanceof RuntimeRemovedError) this.stop();
         return;
       }
+      const generation = this.connection.routeGeneration;
       try {
         this.upstreamOpens++;
         for await (const message of watch.open(this.connection, this.cursor, signal)) {
@@ -231,7 +232,7 @@ export class SharedRuntimeWatch {
           this.reset(fromUpstream(upstream, this.connection.runtimeId, this.options.logger, signal));
           continue;
         }
-        this.connection.reportFailure(upstream);
+        this.connection.reportFailure(upstream, generation);
         this.options.logger.info("shared runtime watch lost its upstream; resuming", {
           runtime_id: this.connection.runtimeId,
           cause: bounded(upstream.message),
