@@ -249,7 +249,8 @@ export class RuntimeConnection {
     const generation = this.generation;
     try {
       const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs, ...(contextValues ? { contextValues } : {}) });
-      if (runtime?.runtimeId === this.runtimeId && generation === this.generation) this.setState({ summary: runtime, summaryTime: new Date() });
+      if (runtime?.runtimeId === this.runtimeId && generation === this.generation)
+        this.setState({ summary: runtime, summaryTime: new Date() });
     } catch (error) {
       if (!signal.aborted) this.reportFailure(ConnectError.from(error), generation);
     }
