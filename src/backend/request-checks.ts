@@ -43,11 +43,22 @@ export function checkListFilters(request: ListWorkersRequest): void {
 }
 
 /**
- * A routed CreateWorker's lists, by the Runtime's default bounds (as the
- * ListWorkers filters are; a Runtime with other bounds refuses by its own).
+ * Most mounts, and most labels, a CreateWorker the Backend relays may
+ * carry: far above any runtime's sensible limits (defaults 8 and 32), far
+ * below the hundreds of thousands whose re-encoding held the event loop.
+ */
+export const ROUTED_LIST_CEILING = 1_024;
+
+/**
+ * A routed CreateWorker's lists, by the ceilings every runtime shares: the
+ * capabilities' fixed bound, and {@link ROUTED_LIST_CEILING} for mounts and
+ * labels. Not by the default limits: an operator may raise a runtime's
+ * maxMounts and maxLabels, and that runtime must be usable up to them
+ * through a Backend; each runtime refuses past its own limits with its own
+ * LIMIT_EXCEEDED, relayed unchanged.
  */
 export function checkCreateWorkerLists(request: CreateWorkerRequest): void {
-  asConnect(() => checkCreateWorkerCounts(request, DEFAULT_LIMITS));
+  asConnect(() => checkCreateWorkerCounts(request, { maxMounts: ROUTED_LIST_CEILING, maxLabels: ROUTED_LIST_CEILING }));
 }
 
 /** A routed PutConfigBundle's lists: the bundle's profiles and every list in it. */
