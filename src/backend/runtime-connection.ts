@@ -79,13 +79,13 @@ export class RuntimeConnection {
   transport: Transport;
   /** The route's key ({@link RuntimeRoute.key}). */
   routeKey: string;
-  private init: RuntimeConnectionInit;
   /**
    * Which route the parts above are: one more at each repoint(). An attempt,
    * a call or a summary fetch is tied to the generation it started on, and
    * what it ends with after a re-point is dropped (see {@link reportFailure}).
    */
-  private generation = 0;
+  routeGeneration = 0;
+  private init: RuntimeConnectionInit;
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
   private shutdown = false;
@@ -145,11 +145,6 @@ export class RuntimeConnection {
     return this.state.health === RuntimeHealth.READY || this.draining;
   }
 
-  /** The current route's generation: what a call passes back to {@link reportFailure}. */
-  get routeGeneration(): number {
-    return this.generation;
-  }
-
   get isClosed(): boolean {
     return this.closed.signal.aborted;
   }
@@ -184,7 +179,7 @@ export class RuntimeConnection {
    * (its transport was closed, or the old runtime failed), so it is dropped.
    */
   reportFailure(error: ConnectError, generation: number): void {
-    if (generation !== this.generation) return;
+    if (generation !== this.routeGeneration) return;
     const health = healthAfter(error);
     if (health === undefined || this.state.health !== RuntimeHealth.READY) return;
     this.failure = error;
@@ -225,7 +220,7 @@ export class RuntimeConnection {
     this.transport = route.transport;
     this.routeKey = route.key ?? "";
     this.clients = createRuntimeClients(route.transport);
-    this.generation++;
+    this.routeGeneration++;
     this.draining = false;
     this.backoff.reset();
     // The attempt starts now, not when the backoff the old address earned would have ended.
@@ -246,10 +241,10 @@ export class RuntimeConnection {
    */
   async refreshSummary(timeoutMs: number, signal: AbortSignal, contextValues?: ContextValues): Promise<void> {
     if (this.state.health !== RuntimeHealth.READY) return;
-    const generation = this.generation;
+    const generation = this.routeGeneration;
     try {
       const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs, ...(contextValues ? { contextValues } : {}) });
-      if (runtime?.runtimeId === this.runtimeId && generation === this.generation)
+      if (runtime?.runtimeId === this.runtimeId && generation === this.routeGeneration)
         this.setState({ summary: runtime, summaryTime: new Date() });
     } catch (error) {
       if (!signal.aborted) this.reportFailure(ConnectError.from(error), generation);
@@ -264,7 +259,7 @@ export class RuntimeConnection {
 
   private async loop(): Promise<void> {
     while (!this.isClosed) {
-      const generation = this.generation;
+      const generation = this.routeGeneration;
       this.init.beforeAttempt?.();
       const attempt = new AbortController();
       this.attempt = attempt;
@@ -275,7 +270,7 @@ export class RuntimeConnection {
       } catch (error) {
         if (this.isClosed) return;
         // Ended by repoint(): no failure of the new route, whose attempt starts at once.
-        if (generation !== this.generation) continue;
+        if (generation !== this.routeGeneration) continue;
         this.recordFailure(this.failure ?? ConnectError.from(error));
       }
       if (this.isClosed) return;
@@ -294,7 +289,7 @@ export class RuntimeConnection {
    */
   private async connectOnce(signal: AbortSignal, generation: number): Promise<never> {
     const clients = this.clients;
-    const stale = (): boolean => generation !== this.generation;
+    const stale = (): boolean => generation !== this.routeGeneration;
     const { runtime } = await clients.management.getRuntime({}, { signal, timeoutMs: this.init.connectTimeoutMs });
     if (stale()) throw new ConnectError("the runtime was re-pointed", Code.Canceled);
     if (runtime?.runtimeId !== this.runtimeId) {
