@@ -21,7 +21,7 @@ import { type Clients, eventually } from "../support/harness.js";
  */
 
 /** How long the Backend's interceptor waits before it retries a failed call. */
-const LATE_MS = 1_000;
+const LATE_MS = 2_000;
 
 let served: BackendWithRemote;
 let registry: Client<typeof RuntimeRegistry>;
