@@ -152,7 +152,11 @@ describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) =>
     const labels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"]));
     const mounts = Array.from({ length: 9 }, (_, i) => ({ root: "ws", path: `m${i}`, name: `m${i}` }));
     // Mounts and labels are each runtime's own limits (an operator may raise them): the runtime refuses them itself.
-    const relayed = new Set(["mounts", "labels"]);
+    const relayed = new Map([
+      ["mounts", "CreateWorker"],
+      ["labels", "CreateWorker"],
+      ["label_selector", "ListWorkers"],
+    ]);
     const calls: [string, (c: Clients) => Promise<unknown>][] = [
       [
         "capabilities",
@@ -185,7 +189,8 @@ describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) =>
         want.detail?.metadata,
       ]);
       expect(got.detail?.metadata["field"], field).toBe(field);
-      expect(reached, field).toEqual(relayed.has(field) ? ["CreateWorker"] : []);
+      const method = relayed.get(field);
+      expect(reached, field).toEqual(method ? [method] : []);
     }
     // Past the ceiling that protects the Backend, mounts and labels are refused by it, naming that ceiling.
     const ceiling = ROUTED_LIST_CEILING + 1;
@@ -204,6 +209,14 @@ describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) =>
           c.catalog.createWorker({
             runtimeId: "rs",
             labels: Object.fromEntries(Array.from({ length: ceiling }, (_, i) => [`k${i}`, "v"])),
+          }),
+      ],
+      [
+        "label_selector",
+        (c) =>
+          c.catalog.listWorkers({
+            runtimeId: "rs",
+            labelSelector: Object.fromEntries(Array.from({ length: ceiling }, (_, i) => [`k${i}`, "v"])),
           }),
       ],
     ];

@@ -17,7 +17,8 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
  * used up to them through a Backend: the Backend counts a CreateWorker's
  * mounts and labels only against the ceiling that protects the Backend
  * itself (relaying re-encodes the request), and leaves each runtime's own
- * limits to it, whose LIMIT_EXCEEDED comes back unchanged. The Backend used
+ * limits to it, whose LIMIT_EXCEEDED comes back unchanged; a ListWorkers
+ * routed to it by runtime_id likewise for its label selector. The Backend used
  * to count them against the default limits (8 mounts, 32 labels), so such a
  * runtime refused through the Backend what it accepts direct. A real
  * runtime server on 127.0.0.1, reached by the Backend over HTTP/2.
@@ -67,6 +68,18 @@ describe("a runtime with raised mount and label limits, through a Backend", () =
     });
     expect(worker?.mounts).toHaveLength(RAISED.maxMounts);
     expect(Object.keys(worker?.labels ?? {})).toHaveLength(RAISED.maxLabels);
+  });
+
+  it("lists that runtime's workers by a label selector above the default count, within its own", async () => {
+    const selector = labels(RAISED.maxLabels);
+    const { workers } = await viaBackend.catalog.listWorkers({ runtimeId: "rl", labelSelector: selector });
+    expect(workers.length).toBeGreaterThan(0);
+    const over = await expectReason(
+      () => viaBackend.catalog.listWorkers({ runtimeId: "rl", labelSelector: labels(RAISED.maxLabels + 1) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(over.metadata).toEqual({ field: "label_selector", limit: String(RAISED.maxLabels) });
   });
 
   it("relays the runtime's own LIMIT_EXCEEDED, naming its limit, past them", async () => {
