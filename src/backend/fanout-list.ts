@@ -180,13 +180,14 @@ async function fetchPage(
 ): Promise<Fetched> {
   const ours = options.clientTimeoutMs === undefined || options.clientTimeoutMs >= options.perRuntimeTimeoutMs;
   const timeoutMs = ours ? options.perRuntimeTimeoutMs : options.clientTimeoutMs;
+  const generation = connection.routeGeneration;
   try {
     const page = await listWorkersRaw(connection.transport, request, { signal, timeoutMs, contextValues: options.contextValues });
     return { ok: true, workers: page.workers, next: page.nextPageToken };
   } catch (error) {
     const upstream = ConnectError.from(error);
     // A client's own short deadline says nothing about the runtime's health.
-    if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
+    if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream, generation);
     const typed = fromUpstream(upstream, connection.runtimeId, options.logger, signal);
     const reason = typed.findDetails(ErrorDetailSchema)[0]?.reason ?? ErrorReason.RUNTIME_UNAVAILABLE;
     return {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { LookupFunction } from "node:net";
-import type { Interceptor, Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createFastGrpcTransport, GuardedSessionManager } from "../grpc-client/index.js";
 import { createClientTracingInterceptor } from "../telemetry/tracing/index.js";
 import { logFieldsOf, REQUEST_ID_HEADER } from "../server/index.js";
@@ -22,7 +22,7 @@ export interface RemoteTransport {
   transport: Transport;
   /** Re-reads the token (called before each connection attempt, so a fixed token file is picked up). */
   refreshToken(): void;
-  /** Closes the HTTP/2 connection and every stream on it. */
+  /** Closes the HTTP/2 connection and every stream on it, and seals the transport (see {@link createRemoteTransport}). */
   close(): void;
 }
 
@@ -73,7 +73,10 @@ function serverOf(baseUrl: string): { serverAddress: string; serverPort: number 
  * pings, the bearer token added to every call, and a client span per call
  * carrying the trace context to the Runtime. Watch streams are read by the
  * fast gRPC reader (src/grpc-client), since the Backend relays every event
- * of every watched Runtime.
+ * of every watched Runtime. Once closed (its Runtime re-pointed or removed)
+ * the transport is sealed: a later call is refused at once with
+ * UNAVAILABLE rather than the session manager dialling the old address
+ * again, so nothing can reach a route the Backend has left.
  */
 export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: readonly Interceptor[] = []): RemoteTransport {
   const baseUrl = endpointOf(endpoint.url);
@@ -88,16 +91,25 @@ export function createRemoteTransport(endpoint: RemoteEndpoint, interceptors: re
     return next(request);
   };
   const tracing = createClientTracingInterceptor({ rpcSystem: "grpc", ...serverOf(baseUrl) });
+  let closed = false;
+  const sealed: Interceptor = (next) => (request) => {
+    if (closed) throw new ConnectError("the runtime's route was closed (re-pointed or removed)", Code.Unavailable);
+    return next(request);
+  };
   const transport = createFastGrpcTransport({
     baseUrl,
     sessionManager,
-    interceptors: [tracing, ...interceptors, bearer, forwardRequestId],
+    // Innermost, so that a retry made by an outer interceptor is refused too.
+    interceptors: [tracing, ...interceptors, bearer, forwardRequestId, sealed],
   });
   return {
     transport,
     refreshToken: () => {
       token = endpoint.token?.();
     },
-    close: () => sessionManager.abort(),
+    close: () => {
+      closed = true;
+      sessionManager.abort();
+    },
   };
 }

@@ -31,7 +31,8 @@ export function checkRoutedRuntimeId(field: string, runtimeId: string): string {
 
 /**
  * A fanned-out ListWorkers' filters: known statuses, and a label selector
- * within the Runtime's default label bounds. A Runtime configured with
+ * within the Runtime's default label bounds (a fan-out has no one
+ * runtime's limits to defer to). A Runtime configured with
  * other bounds still refuses by its own, and that refusal reaches the
  * client as it is (fanout-list.ts).
  */
@@ -43,11 +44,36 @@ export function checkListFilters(request: ListWorkersRequest): void {
 }
 
 /**
- * A routed CreateWorker's lists, by the Runtime's default bounds (as the
- * ListWorkers filters are; a Runtime with other bounds refuses by its own).
+ * A ListWorkers routed to one runtime by runtime_id: known statuses, and a
+ * label selector of well-formed keys within {@link ROUTED_LIST_CEILING}
+ * (its values bounded only by the message). That runtime's own label
+ * limits, which an operator may raise, are its to apply, as for
+ * CreateWorker.
+ */
+export function checkRoutedListFilters(request: ListWorkersRequest): void {
+  asConnect(() => {
+    checkEnumList("statuses", request.statuses, WorkerStatusSchema);
+    checkLabels("label_selector", request.labelSelector, ROUTED_LIST_CEILING, DEFAULT_LIMITS.maxMessageBytes);
+  });
+}
+
+/**
+ * Most mounts, and most labels, a CreateWorker the Backend relays may
+ * carry: far above any runtime's sensible limits (defaults 8 and 32), far
+ * below the hundreds of thousands whose re-encoding held the event loop.
+ */
+export const ROUTED_LIST_CEILING = 1_024;
+
+/**
+ * A routed CreateWorker's lists, by the ceilings every runtime shares: the
+ * capabilities' fixed bound, and {@link ROUTED_LIST_CEILING} for mounts and
+ * labels. Not by the default limits: an operator may raise a runtime's
+ * maxMounts and maxLabels, and that runtime must be usable up to them
+ * through a Backend; each runtime refuses past its own limits with its own
+ * LIMIT_EXCEEDED, relayed unchanged.
  */
 export function checkCreateWorkerLists(request: CreateWorkerRequest): void {
-  asConnect(() => checkCreateWorkerCounts(request, DEFAULT_LIMITS));
+  asConnect(() => checkCreateWorkerCounts(request, { maxMounts: ROUTED_LIST_CEILING, maxLabels: ROUTED_LIST_CEILING }));
 }
 
 /** A routed PutConfigBundle's lists: the bundle's profiles and every list in it. */

@@ -20,7 +20,7 @@ import { isBinaryRequest, logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import { type BundlePush, isBundleMissing } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
-import { checkBundleLists, checkCreateWorkerLists, checkListFilters, checkRoutedRuntimeId } from "./request-checks.js";
+import { checkBundleLists, checkCreateWorkerLists, checkRoutedListFilters, checkRoutedRuntimeId } from "./request-checks.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
@@ -85,13 +85,15 @@ function router(context: RoutingContext) {
     const clientTimeoutMs = ctx.timeoutMs();
     const ours = clientTimeoutMs === undefined || clientTimeoutMs >= context.callTimeoutMs;
     const timeoutMs = ours ? context.callTimeoutMs : clientTimeoutMs;
+    // The route the call goes out on: what it ends with after a re-point is not the new route's.
+    const generation = connection.routeGeneration;
     try {
       // The served call's context values go with it: the transport forwards its request id.
       return await fn(connection.clients, { signal: ctx.signal, timeoutMs, contextValues: ctx.values });
     } catch (error) {
       const upstream = ConnectError.from(error);
       // A client's own short deadline says nothing about the runtime's health.
-      if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream);
+      if (ours || upstream.code !== Code.DeadlineExceeded) connection.reportFailure(upstream, generation);
       throw relayedFailure(connection, upstream, callLogger(context, ctx), ctx.signal);
     }
   };
@@ -173,7 +175,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
     listWorkers: (request, ctx) => {
       if (request.runtimeId !== "") {
         const runtimeId = required(request.runtimeId);
-        checkListFilters(request);
+        checkRoutedListFilters(request);
         return call(runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o));
       }
       return listAcrossRuntimes(context.directory, request, ctx.signal, {
@@ -197,12 +199,13 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
     async *streamInput(request, ctx) {
       const runtimeId = refRuntime(request.worker);
       const connection = connectionFor(runtimeId);
+      const generation = connection.routeGeneration;
       try {
         yield* connection.clients.interaction.streamInput(request, { signal: ctx.signal, contextValues: ctx.values });
       } catch (error) {
         const upstream = ConnectError.from(error);
         // The client's own cancel or deadline (which ends the upstream call too) says nothing about the runtime's health.
-        if (!ctx.signal.aborted) connection.reportFailure(upstream);
+        if (!ctx.signal.aborted) connection.reportFailure(upstream, generation);
         throw relayedFailure(connection, upstream, callLogger(context, ctx), ctx.signal);
       }
     },

@@ -79,9 +79,13 @@ export class RuntimeConnection {
   transport: Transport;
   /** The route's key ({@link RuntimeRoute.key}). */
   routeKey: string;
+  /**
+   * Which route the parts above are: one more at each repoint(). An attempt,
+   * a call or a summary fetch is tied to the generation it started on, and
+   * what it ends with after a re-point is dropped (see {@link reportFailure}).
+   */
+  routeGeneration = 0;
   private init: RuntimeConnectionInit;
-  /** The current attempt was ended by repoint(): the next starts at once and the ended one is no failure. */
-  private repointed = false;
   private readonly backoff: ConnectionBackoff;
   private readonly closed = new AbortController();
   private shutdown = false;
@@ -169,9 +173,13 @@ export class RuntimeConnection {
   /**
    * A routed call failed: if the failure says the Runtime is unreachable or
    * refused our token, the current attempt ends now (health changes at once)
-   * instead of when the health watch notices.
+   * instead of when the health watch notices. `generation` is the route
+   * the call started on ({@link routeGeneration}): a call that started
+   * before a re-point and fails after it says nothing about the new route
+   * (its transport was closed, or the old runtime failed), so it is dropped.
    */
-  reportFailure(error: ConnectError): void {
+  reportFailure(error: ConnectError, generation: number): void {
+    if (generation !== this.routeGeneration) return;
     const health = healthAfter(error);
     if (health === undefined || this.state.health !== RuntimeHealth.READY) return;
     this.failure = error;
@@ -212,7 +220,7 @@ export class RuntimeConnection {
     this.transport = route.transport;
     this.routeKey = route.key ?? "";
     this.clients = createRuntimeClients(route.transport);
-    this.repointed = true;
+    this.routeGeneration++;
     this.draining = false;
     this.backoff.reset();
     // The attempt starts now, not when the backoff the old address earned would have ended.
@@ -226,16 +234,20 @@ export class RuntimeConnection {
   /**
    * Fetches the Runtime's summary afresh (when READY) within `timeoutMs`;
    * on failure the last one stays and a transport failure counts against
-   * health like any routed call. `contextValues` are those of the call
-   * being served, whose trace and request id the fetch belongs to.
+   * health like any routed call. An answer from a route re-pointed
+   * meanwhile is dropped: it is not the new route's. `contextValues` are
+   * those of the call being served, whose trace and request id the fetch
+   * belongs to.
    */
   async refreshSummary(timeoutMs: number, signal: AbortSignal, contextValues?: ContextValues): Promise<void> {
     if (this.state.health !== RuntimeHealth.READY) return;
+    const generation = this.routeGeneration;
     try {
       const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs, ...(contextValues ? { contextValues } : {}) });
-      if (runtime?.runtimeId === this.runtimeId) this.setState({ summary: runtime, summaryTime: new Date() });
+      if (runtime?.runtimeId === this.runtimeId && generation === this.routeGeneration)
+        this.setState({ summary: runtime, summaryTime: new Date() });
     } catch (error) {
-      if (!signal.aborted) this.reportFailure(ConnectError.from(error));
+      if (!signal.aborted) this.reportFailure(ConnectError.from(error), generation);
     }
   }
 
@@ -247,17 +259,18 @@ export class RuntimeConnection {
 
   private async loop(): Promise<void> {
     while (!this.isClosed) {
-      this.repointed = false;
+      const generation = this.routeGeneration;
       this.init.beforeAttempt?.();
       const attempt = new AbortController();
       this.attempt = attempt;
       this.attemptStartedAt = performance.now();
       this.failure = undefined;
       try {
-        await this.connectOnce(attempt.signal);
+        await this.connectOnce(attempt.signal, generation);
       } catch (error) {
         if (this.isClosed) return;
-        if (this.repointed) continue;
+        // Ended by repoint(): no failure of the new route, whose attempt starts at once.
+        if (generation !== this.routeGeneration) continue;
         this.recordFailure(this.failure ?? ConnectError.from(error));
       }
       if (this.isClosed) return;
@@ -268,9 +281,17 @@ export class RuntimeConnection {
     }
   }
 
-  /** One attempt: authenticated GetRuntime, id check, then the health watch until it ends (always throws). */
-  private async connectOnce(signal: AbortSignal): Promise<never> {
-    const { runtime } = await this.clients.management.getRuntime({}, { signal, timeoutMs: this.init.connectTimeoutMs });
+  /**
+   * One attempt on route `generation`: authenticated GetRuntime, id check,
+   * then the health watch until it ends (always throws). Nothing it hears
+   * after a re-point is recorded (repoint() aborts it; the checks cover an
+   * answer already on its way).
+   */
+  private async connectOnce(signal: AbortSignal, generation: number): Promise<never> {
+    const clients = this.clients;
+    const stale = (): boolean => generation !== this.routeGeneration;
+    const { runtime } = await clients.management.getRuntime({}, { signal, timeoutMs: this.init.connectTimeoutMs });
+    if (stale()) throw new ConnectError("the runtime was re-pointed", Code.Canceled);
     if (runtime?.runtimeId !== this.runtimeId) {
       this.init.logger.warn("runtime reports another id", { runtime_id: this.runtimeId, reported: bounded(runtime?.runtimeId ?? "", 128) });
       throw new ConnectError("runtime reports another runtime id", Code.Unimplemented);
@@ -278,7 +299,8 @@ export class RuntimeConnection {
     this.backoff.reset();
     this.setState({ summary: runtime, summaryTime: new Date(), failedAttempts: 0 });
     this.setHealth(RuntimeHealth.READY, "");
-    for await (const message of this.clients.health.watch({ service: "" }, { signal })) {
+    for await (const message of clients.health.watch({ service: "" }, { signal })) {
+      if (stale()) break;
       this.draining = message.status !== ServingStatus.SERVING;
       if (this.draining) this.setHealth(RuntimeHealth.UNAVAILABLE, "the runtime is not serving (draining)");
       else this.setHealth(RuntimeHealth.READY, "");

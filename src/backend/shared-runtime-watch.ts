@@ -9,11 +9,12 @@ import {
   type WatchRuntimeResponse,
 } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
-import { ConnectionBackoff, sleepUnlessAborted, type ConnectionBackoffOptions } from "./backoff.js";
+import { sleepUnlessAborted, type ConnectionBackoffOptions } from "./backoff.js";
 import { EVENT_CURSOR, EVENTS, HEARTBEAT, rawRuntimeWatch, SNAPSHOT, stringField } from "./raw-watch.js";
 import { RuntimeRemovedError, type RuntimeConnection, waitUntilReady } from "./runtime-connection.js";
 import { EventRing } from "./event-ring.js";
 import { RingReaders } from "./ring-readers.js";
+import { StreamRetry } from "./stream-retry.js";
 import { fromUpstream, runtimeRemoved, typed } from "./upstream-errors.js";
 
 /** Options for {@link SharedRuntimeWatch}. */
@@ -49,7 +50,8 @@ interface FreshSnapshot {
  * cursor are what a direct watcher gets at that moment, and the ring serves
  * the events after it. After any upstream failure (a cut connection, a
  * Runtime restart, SUBSCRIBER_TOO_SLOW) it waits the backoff and READY, then
- * resumes after its last durable cursor, so the ring stays gap-free. If the
+ * resumes after its last durable cursor, so the ring stays gap-free; the
+ * backoff resets only once a stream proves healthy (stream-retry.ts). If the
  * Runtime no longer accepts that cursor (OUT_OF_RANGE / CURSOR_EXPIRED, or
  * CURSOR_FOREIGN after its store was replaced) it logs a warning, ends every
  * client with that typed error (they resume by cursor and get their own
@@ -200,7 +202,8 @@ export class SharedRuntimeWatch {
 
   private async loop(): Promise<void> {
     const signal = this.stopped.signal;
-    const retry = new ConnectionBackoff(this.options.backoff);
+    // Reset by a real event, not the snapshot or heartbeat every open starts with (stream-retry.ts).
+    const retry = new StreamRetry(this.options.backoff);
     const watch = rawRuntimeWatch(create(WatchRuntimeRequestSchema, { runtimeId: this.connection.runtimeId }));
     while (!signal.aborted) {
       try {
@@ -209,11 +212,14 @@ export class SharedRuntimeWatch {
         if (error instanceof RuntimeRemovedError) this.stop();
         return;
       }
+      const generation = this.connection.routeGeneration;
       try {
         this.upstreamOpens++;
+        retry.opened();
         for await (const message of watch.open(this.connection, this.cursor, signal)) {
-          retry.reset();
-          this.receive(message.$unknown ?? []);
+          const fields = message.$unknown ?? [];
+          if (fields.some((field) => field.no === EVENTS)) retry.proved();
+          this.receive(fields);
         }
         // The embedded Runtime ends it cleanly only when it closes, with its Backend: nothing to resume.
         if (this.connection.embedded) return this.endAll();
@@ -231,7 +237,7 @@ export class SharedRuntimeWatch {
           this.reset(fromUpstream(upstream, this.connection.runtimeId, this.options.logger, signal));
           continue;
         }
-        this.connection.reportFailure(upstream);
+        this.connection.reportFailure(upstream, generation);
         this.options.logger.info("shared runtime watch lost its upstream; resuming", {
           runtime_id: this.connection.runtimeId,
           cause: bounded(upstream.message),

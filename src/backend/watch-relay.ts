@@ -94,6 +94,7 @@ export async function* relayWatch<M>(
   while (!signal.aborted) {
     if (connection.closedForShutdown) return;
     if (directory.get(runtimeId) !== connection) throw runtimeRemoved(runtimeId);
+    const generation = connection.routeGeneration;
     try {
       // A resumed upstream's snapshot, held until the replay after it has been relayed.
       let resumedAt: { message: M; cursor: string } | undefined;
@@ -127,7 +128,7 @@ export async function* relayWatch<M>(
       if (connection.isClosed) throw runtimeRemoved(runtimeId);
       const upstream = ConnectError.from(error);
       if (!delivered || !isResumable(upstream)) throw fromUpstream(upstream, runtimeId, options.logger, signal);
-      connection.reportFailure(upstream);
+      connection.reportFailure(upstream, generation);
       options.logger.info("relayed watch lost its upstream; resuming", { runtime_id: runtimeId, cause: bounded(upstream.message) });
     }
     yield* waitForRuntime(connection, cursor, retry.next(), watch, signal, options);

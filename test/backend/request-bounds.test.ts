@@ -7,6 +7,7 @@ import { PutConfigBundleRequestSchema } from "../../gen/worker_runtime/v1/runtim
 import { CreateWorkerRequestSchema } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import type { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
+import { ROUTED_LIST_CEILING } from "../../src/backend/request-checks.js";
 import { BUNDLE_BOUNDS, MAX_CAPABILITY_ENTRIES } from "../../src/runtime/request-bounds.js";
 import { type BackendWithRemote, startBackendWithRemote } from "../support/backend-with-remote.js";
 import { bundleOf } from "../support/bundles.js";
@@ -19,8 +20,9 @@ import { grpcRefusal, longestHealthWait } from "../support/flood-checks.js";
 
 /**
  * The Backend counts the repeated and map fields of the calls it routes
- * (CreateWorker, PutConfigBundle, ListWorkers) by the Runtime's bounds
- * before relaying them: relaying re-encodes the request, which for one
+ * (CreateWorker, PutConfigBundle, ListWorkers) by the bounds every Runtime
+ * shares before relaying them (a CreateWorker's mounts and labels by a
+ * ceiling of its own, as each Runtime's limits for them may be raised): relaying re-encodes the request, which for one
  * that repeats a short entry hundreds of thousands of times held the
  * Backend's event loop for seconds (8.7 s for a 3.3 MB JSON CreateWorker,
  * to be told `workspace: is required`). A real Backend in front of a real
@@ -144,11 +146,17 @@ describe("a huge routed request, huge only by repeating one entry", () => {
 });
 
 describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) => {
-  it("are refused by the Backend as the Runtime refuses them, without reaching it", async () => {
+  it("are refused through the Backend as the Runtime refuses them; by the Backend itself, without reaching it, past the bounds every runtime shares", async () => {
     const via = setup.clients(protocol);
     const direct = setup.remoteClients(protocol);
     const labels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"]));
     const mounts = Array.from({ length: 9 }, (_, i) => ({ root: "ws", path: `m${i}`, name: `m${i}` }));
+    // Mounts and labels are each runtime's own limits (an operator may raise them): the runtime refuses them itself.
+    const relayed = new Map([
+      ["mounts", "CreateWorker"],
+      ["labels", "CreateWorker"],
+      ["label_selector", "ListWorkers"],
+    ]);
     const calls: [string, (c: Clients) => Promise<unknown>][] = [
       [
         "capabilities",
@@ -181,6 +189,45 @@ describe.each(PROTOCOLS)("routed lists over their bounds over %s", (protocol) =>
         want.detail?.metadata,
       ]);
       expect(got.detail?.metadata["field"], field).toBe(field);
+      const method = relayed.get(field);
+      expect(reached, field).toEqual(method ? [method] : []);
+    }
+    // Past the ceiling that protects the Backend, mounts and labels are refused by it, naming that ceiling.
+    const ceiling = ROUTED_LIST_CEILING + 1;
+    const overCeiling: [string, (c: Clients) => Promise<unknown>][] = [
+      [
+        "mounts",
+        (c) =>
+          c.catalog.createWorker({
+            runtimeId: "rs",
+            mounts: Array.from({ length: ceiling }, (_, i) => ({ root: "ws", path: `m${i}`, name: `m${i}` })),
+          }),
+      ],
+      [
+        "labels",
+        (c) =>
+          c.catalog.createWorker({
+            runtimeId: "rs",
+            labels: Object.fromEntries(Array.from({ length: ceiling }, (_, i) => [`k${i}`, "v"])),
+          }),
+      ],
+      [
+        "label_selector",
+        (c) =>
+          c.catalog.listWorkers({
+            runtimeId: "rs",
+            labelSelector: Object.fromEntries(Array.from({ length: ceiling }, (_, i) => [`k${i}`, "v"])),
+          }),
+      ],
+    ];
+    for (const [field, call] of overCeiling) {
+      reached.length = 0;
+      const got = await expectError(() => call(via));
+      expect([got.error.code, got.detail?.reason, got.detail?.metadata], field).toEqual([
+        Code.InvalidArgument,
+        ErrorReason.LIMIT_EXCEEDED,
+        { field, limit: String(ROUTED_LIST_CEILING) },
+      ]);
       expect(reached, field).toEqual([]);
     }
   });

@@ -1,0 +1,115 @@
+import { Code, createRouterTransport } from "@connectrpc/connect";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { type Backend, createBackend } from "../../src/backend/index.js";
+import { ROUTED_LIST_CEILING } from "../../src/backend/request-checks.js";
+import { createRuntime, DEFAULT_LIMITS, silentLogger } from "../../src/runtime/index.js";
+import { expectReason } from "../support/errors.js";
+import { type Clients, clientsFor, eventually, type Harness, startHarness } from "../support/harness.js";
+import { ScriptedBackend } from "../support/scripted-backend.js";
+
+/**
+ * A remote runtime whose operator raised its mount and label limits is
+ * used up to them through a Backend: the Backend counts a CreateWorker's
+ * mounts and labels only against the ceiling that protects the Backend
+ * itself (relaying re-encodes the request), and leaves each runtime's own
+ * limits to it, whose LIMIT_EXCEEDED comes back unchanged; a ListWorkers
+ * routed to it by runtime_id likewise for its label selector. The Backend used
+ * to count them against the default limits (8 mounts, 32 labels), so such a
+ * runtime refused through the Backend what it accepts direct. A real
+ * runtime server on 127.0.0.1, reached by the Backend over HTTP/2.
+ */
+const RAISED = { maxMounts: 12, maxLabels: 48 };
+
+let dir: string;
+let harness: Harness;
+let backend: Backend;
+let viaBackend: Clients;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "backend-limits-"));
+  harness = await startHarness({
+    runtimeId: "rl",
+    executionBackend: new ScriptedBackend(),
+    workspaceRoots: { work: join(dir, "work"), data: join(dir, "data") },
+    limits: RAISED,
+  });
+  backend = createBackend({
+    runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
+    logger: silentLogger,
+    remotes: [{ runtimeId: "rl", url: harness.baseUrl }],
+  });
+  viaBackend = clientsFor(createRouterTransport(backend.routes));
+  await eventually(() => backend.directory.get("rl")?.health === RuntimeHealth.READY, 10_000, "READY");
+});
+
+afterAll(async () => {
+  backend?.close();
+  await harness?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const mounts = (n: number) => Array.from({ length: n }, (_, i) => ({ root: "data", path: `m${i}`, name: `m${i}`, writable: false }));
+const labels = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
+
+describe("a runtime with raised mount and label limits, through a Backend", () => {
+  it("accepts a CreateWorker above the defaults, within its own limits", async () => {
+    expect(RAISED.maxMounts).toBeGreaterThan(DEFAULT_LIMITS.maxMounts);
+    expect(RAISED.maxLabels).toBeGreaterThan(DEFAULT_LIMITS.maxLabels);
+    const { worker } = await viaBackend.catalog.createWorker({
+      runtimeId: "rl",
+      workspace: { root: "work", path: "p" },
+      mounts: mounts(RAISED.maxMounts),
+      labels: labels(RAISED.maxLabels),
+    });
+    expect(worker?.mounts).toHaveLength(RAISED.maxMounts);
+    expect(Object.keys(worker?.labels ?? {})).toHaveLength(RAISED.maxLabels);
+  });
+
+  it("lists that runtime's workers by a label selector above the default count, within its own", async () => {
+    const selector = labels(RAISED.maxLabels);
+    const { workers } = await viaBackend.catalog.listWorkers({ runtimeId: "rl", labelSelector: selector });
+    expect(workers.length).toBeGreaterThan(0);
+    const over = await expectReason(
+      () => viaBackend.catalog.listWorkers({ runtimeId: "rl", labelSelector: labels(RAISED.maxLabels + 1) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(over.metadata).toEqual({ field: "label_selector", limit: String(RAISED.maxLabels) });
+  });
+
+  it("relays the runtime's own LIMIT_EXCEEDED, naming its limit, past them", async () => {
+    const overMounts = await expectReason(
+      () =>
+        viaBackend.catalog.createWorker({ runtimeId: "rl", workspace: { root: "work", path: "q" }, mounts: mounts(RAISED.maxMounts + 1) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(overMounts.metadata).toEqual({ field: "mounts", limit: String(RAISED.maxMounts) });
+    const overLabels = await expectReason(
+      () => viaBackend.catalog.createWorker({ runtimeId: "rl", labels: labels(RAISED.maxLabels + 1) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(overLabels.metadata).toEqual({ field: "labels", limit: String(RAISED.maxLabels) });
+  });
+
+  it("still refuses an absurd count itself, at the Backend's ceiling", async () => {
+    const absurd = await expectReason(
+      () => viaBackend.catalog.createWorker({ runtimeId: "rl", labels: labels(100_000) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(absurd.metadata).toEqual({ field: "labels", limit: String(ROUTED_LIST_CEILING) });
+    const absurdMounts = await expectReason(
+      () => viaBackend.catalog.createWorker({ runtimeId: "rl", mounts: mounts(ROUTED_LIST_CEILING + 1) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(absurdMounts.metadata).toEqual({ field: "mounts", limit: String(ROUTED_LIST_CEILING) });
+  });
+});
