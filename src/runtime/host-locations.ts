@@ -28,6 +28,16 @@ export interface Place {
   field: string;
 }
 
+/**
+ * Where a place is on the host ({@link HostLocations.locate}): its
+ * directory, and its root's directory as it was when the place was located
+ * (undefined for a root no longer configured).
+ */
+export interface Located {
+  hostPath: string;
+  rootHostPath: string | undefined;
+}
+
 /** createRuntime's workspace roots cannot be used: two overlap on the host, or one was not located in time. */
 export class WorkspaceRootsError extends Error {
   override readonly name = "WorkspaceRootsError";
@@ -42,9 +52,6 @@ export class WorkspaceRootsError extends Error {
  * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
-  /** Each root's host directory (name → path), located at start-up. */
-  private readonly rootHosts = new Map<string, string>();
-
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
     private readonly hostPath: (dir: string) => Promise<string>,
@@ -76,7 +83,6 @@ export class HostLocations {
         );
       }
       located.set(dir, outcome.value);
-      locations.rootHosts.set(name, outcome.value);
     }
     const problem = rootsOverlap(roots, (dir) => located.get(dir) ?? dir);
     if (problem) throw new WorkspaceRootsError(problem);
@@ -85,26 +91,36 @@ export class HostLocations {
 
   /**
    * Where each place is on the host (never sent to clients), in order,
-   * looked up one after another within one deadline. A root no longer
-   * configured has no directory: its name and path stand for it (no host
-   * path starts with a name), so its leases still meet each other. Throws
-   * UNAVAILABLE HOST_PATH_UNAVAILABLE naming the first place not located in
-   * time, as typed; nothing is left waiting but the lookup itself. `asker`
-   * decides which unanswered lookups refuse it ({@link LookupAsker}).
+   * with its root's directory as it is now, each root located before its
+   * first place: a root the operator keeps as a symlink may have been
+   * re-pointed since start-up, and the tools open the root as it is when a
+   * run starts (Workspace.openInside). All looked up one after another
+   * within one deadline. A root no longer configured has no directory: its
+   * name and path stand for the place (no host path starts with a name), so
+   * its leases still meet each other. Throws UNAVAILABLE
+   * HOST_PATH_UNAVAILABLE naming the first place not located in time, as
+   * typed; nothing is left waiting but the lookup itself. `asker` decides
+   * which unanswered lookups refuse it ({@link LookupAsker}).
    */
-  async locate(places: readonly Place[], asker: LookupAsker = "request"): Promise<string[]> {
+  async locate(places: readonly Place[], asker: LookupAsker = "request"): Promise<Located[]> {
     const deadline = Date.now() + this.host.timeoutMs;
-    const hosts: string[] = [];
+    const rootHosts = new Map<string, string>();
+    const located: Located[] = [];
     for (const place of places) {
       const rootDir = Object.hasOwn(this.roots, place.root) ? this.roots[place.root] : undefined;
       if (rootDir === undefined) {
-        hosts.push(`${place.root}:/${place.path}`);
+        located.push({ hostPath: `${place.root}:/${place.path}`, rootHostPath: undefined });
         continue;
       }
+      let rootHostPath = rootHosts.get(place.root);
+      if (rootHostPath === undefined) {
+        rootHostPath = await this.locateOne(place, rootDir, deadline, asker);
+        rootHosts.set(place.root, rootHostPath);
+      }
       const dir = path.join(rootDir, ...place.path.split("/").filter(Boolean));
-      hosts.push(await this.locateOne(place, dir, deadline, asker));
+      located.push({ hostPath: await this.locateOne(place, dir, deadline, asker), rootHostPath });
     }
-    return hosts;
+    return located;
   }
 
   /**
@@ -114,19 +130,9 @@ export class HostLocations {
    * it. The tools refuse to open such a directory, so a worker created with
    * it could never run; CreateWorker says so instead of every run.
    */
-  checkInsideRoots(located: readonly (Place & { hostPath: string })[]): void {
-    for (const place of located) {
-      const rootHost = this.rootHosts.get(place.root);
-      if (rootHost === undefined || place.hostPath === rootHost || place.hostPath.startsWith(withSeparator(rootHost))) continue;
-      const what = place.mountName !== "" ? `the mount /mounts/${place.mountName}` : "the worker's workspace";
-      const field = `${place.field}.path`;
-      throw new RuntimeError(
-        Code.FailedPrecondition,
-        ErrorReason.WORKSPACE_DENIED,
-        `${field}: ${what} leads outside its root through a symlink`,
-        { field, root: place.root, path: place.path },
-      );
-    }
+  checkInsideRoots(located: readonly (Place & Located)[]): void {
+    const outside = placeOutsideRoot(located);
+    if (outside !== undefined) throw outsideRootError(outside);
   }
 
   /** One place's host path, unless a lookup in its root, or too many on the host (for a request), is unanswered. */
@@ -160,6 +166,30 @@ export class HostLocations {
       { field: place.field, root: place.root, path: place.path, ...(place.mountName !== "" ? { mount_name: place.mountName } : {}) },
     );
   }
+}
+
+/** The first located place whose directory is not inside its root's as located with it, if any. */
+export function placeOutsideRoot<T extends Place & Located>(located: readonly T[]): T | undefined {
+  return located.find(
+    ({ hostPath, rootHostPath }) =>
+      rootHostPath !== undefined && hostPath !== rootHostPath && !hostPath.startsWith(withSeparator(rootHostPath)),
+  );
+}
+
+/** FAILED_PRECONDITION WORKSPACE_DENIED for a place that leads outside its root through a symlink, naming its path field. */
+export function outsideRootError(place: Place): RuntimeError {
+  const what = place.mountName !== "" ? `the mount /mounts/${place.mountName}` : "the worker's workspace";
+  const field = `${place.field}.path`;
+  return new RuntimeError(
+    Code.FailedPrecondition,
+    ErrorReason.WORKSPACE_DENIED,
+    `${field}: ${what} leads outside its root through a symlink`,
+    {
+      field,
+      root: place.root,
+      path: place.path,
+    },
+  );
 }
 
 /** Whether two host paths (normalized) are the same directory or one is inside the other. */

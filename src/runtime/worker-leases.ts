@@ -5,7 +5,7 @@ import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type AllocationManager, type Lease, leasesOf } from "./allocations.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
-import type { LookupAsker, Place } from "./host-locations.js";
+import type { Located, LookupAsker, Place } from "./host-locations.js";
 import { MAX_UNANSWERED_LOOKUPS } from "./unanswered-lookups.js";
 
 /**
@@ -23,14 +23,18 @@ const RESTORE_LOCATING = MAX_UNANSWERED_LOOKUPS;
  * UNAVAILABLE HOST_PATH_UNAVAILABLE when the host's file system does not
  * answer in time (HostLocations.locate).
  */
-export async function locatedLeases(worker: Worker, offer: ExecutionOffer, asker: LookupAsker = "request"): Promise<(Lease & Place)[]> {
+export async function locatedLeases(
+  worker: Worker,
+  offer: ExecutionOffer,
+  asker: LookupAsker = "request",
+): Promise<(Lease & Place & Located)[]> {
   const wanted = leasesOf(worker, offer.needsWriteLease(worker.capabilities));
-  const hosts = await offer.locations.locate(wanted, asker);
-  return wanted.map((lease, i) => ({ ...lease, hostPath: hosts[i] ?? "" }));
+  const located = await offer.locations.locate(wanted, asker);
+  return wanted.map((lease, i) => ({ ...lease, ...(located[i] ?? { hostPath: "", rootHostPath: undefined }) }));
 }
 
 /** A restored worker's leases as located, or why they were not. */
-type Located = { leases: Lease[] } | { unlocated: RuntimeError };
+type Restored = { leases: Lease[] } | { unlocated: RuntimeError };
 
 /**
  * The leases of restored workers. Taken at start-up, each worker's on its
@@ -61,7 +65,7 @@ export class RestoredLeases {
    * depend on which lookup answered first.
    */
   async restore(workers: readonly Worker[]): Promise<void> {
-    const located: Located[] = new Array(workers.length);
+    const located: Restored[] = new Array(workers.length);
     let next = 0;
     const locateNext = async (): Promise<void> => {
       for (let i = next++; i < workers.length; i = next++) {
@@ -113,14 +117,14 @@ export class RestoredLeases {
   }
 
   /** The worker's leases located, or the HOST_PATH_UNAVAILABLE that says why not (anything else is thrown). */
-  private locate(worker: Worker, asker: LookupAsker): Promise<Located> {
+  private locate(worker: Worker, asker: LookupAsker): Promise<Restored> {
     return locatedLeases(worker, this.offer, asker).then(
-      (leases): Located => ({ leases }),
-      (error: unknown): Located => ({ unlocated: unlocatedError(error) }),
+      (leases): Restored => ({ leases }),
+      (error: unknown): Restored => ({ unlocated: unlocatedError(error) }),
     );
   }
 
-  private take(worker: Worker, located: Located): void {
+  private take(worker: Worker, located: Restored): void {
     const ref = worker.ref ?? create(WorkerRefSchema);
     if ("unlocated" in located) {
       this.allocations.restoreUnlocated(ref, located.unlocated);

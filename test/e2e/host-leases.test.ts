@@ -58,13 +58,17 @@ async function newBase(): Promise<string> {
 const CAREFUL = create(ProfileSchema, { name: "careful", tools: ["write_file"], approvalRequiredTools: ["write_file"], maxTurns: 5 });
 const backendOn = (fake: FakeOpenAI) => createOpenAIBackend({ apiKey: "sk-leases", baseURL: fake.baseURL, profiles: [CAREFUL] });
 
-async function serve(protocol: Protocol, dir: string): Promise<LeaseServer> {
+async function serve(
+  protocol: Protocol,
+  dir: string,
+  workspaceRoots: Record<string, string> = { work: join(dir, "work"), data: join(dir, "data") },
+): Promise<LeaseServer> {
   const fake = await startFakeOpenAI();
   const harness = await startHarness({
     runtimeId: "rt-leases",
     store: createFileStore({ dataDir: join(dir, "state") }),
     executionBackend: backendOn(fake),
-    workspaceRoots: { work: join(dir, "work"), data: join(dir, "data") },
+    workspaceRoots,
   });
   const clients = harness.connect(protocol);
   const server: LeaseServer = {
@@ -234,6 +238,32 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
     expect((await s.clients.catalog.listWorkers({ runtimeId: "rt-leases" })).workers).toEqual([]);
     expect(await readdir(outside)).toEqual([]);
     await s.createWorker({ ...writer("work", "link/in"), mounts: [{ root: "data", path: "m", name: "m" }] });
+  });
+
+  it("takes a root as it is when a worker is created: one whose symlink the operator re-pointed since start-up is followed", async () => {
+    const dir = await newBase();
+    for (const sub of ["first", "second", "outside"]) await mkdir(join(dir, sub));
+    await symlink(join(dir, "first"), join(dir, "current"));
+    const s = await serve(protocol, dir, { current: join(dir, "current") });
+    await s.createWorker(writer("current", "before"));
+    // A deploy re-points the root while the runtime serves.
+    await unlink(join(dir, "current"));
+    await symlink(join(dir, "second"), join(dir, "current"));
+    const after = await s.createWorker(writer("current", "after"));
+    expect(after.workspace?.root).toBe("current");
+    // Its run's tools reach the same directory.
+    s.fake.enqueue(
+      reply({ toolCalls: [{ id: "w1", name: "write_file", arguments: JSON.stringify({ path: "a.txt", content: "x" }) }] }),
+      reply({ text: "ok" }),
+    );
+    const { run } = await s.clients.interaction.sendInput({ worker: after.ref, input: { text: "write" } });
+    const status = async () => (await s.clients.interaction.getRun({ worker: after.ref, runId: run?.runId ?? "" })).run?.status;
+    await eventually(async () => (await status()) === RunStatus.COMPLETED);
+    expect(await readdir(join(dir, "second", "after"))).toEqual(["a.txt"]);
+    // A symlink out of the root as it is now is still refused.
+    await symlink(join(dir, "outside"), join(dir, "second", "escape"));
+    const { detail } = await expectError(() => s.createWorker(writer("current", "escape")));
+    expect(detail?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
   });
 
   it("refuses the runs of a worker restored without its lease until it is stopped, and says so in diagnostics", async () => {
