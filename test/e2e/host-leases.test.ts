@@ -266,6 +266,44 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
     expect(detail?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
   });
 
+  it("refuses at admission the runs of a worker restored with a workspace now leading out of its root, until it leads back in", async () => {
+    const dir = await newBase();
+    await mkdir(join(dir, "outside"));
+    const first = await serve(protocol, dir);
+    const worker = await first.createWorker(writer("work", "link"));
+    await first.stop();
+    servers.splice(servers.indexOf(first), 1);
+    // While the runtime was down the symlink was pointed out of the root.
+    await unlink(join(dir, "work", "link"));
+    await symlink(join(dir, "outside"), join(dir, "work", "link"));
+    const second = await serve(protocol, dir);
+    // It holds no lease on the directory outside, and the log says why its runs are refused.
+    expect((await second.clients.management.listAllocations({ runtimeId: "rt-leases" })).allocations).toEqual([]);
+    const { diagnostics } = await second.clients.management.listDiagnostics({});
+    const outside = diagnostics.find((d) => d.code === "allocation.outside_root");
+    expect(outside?.worker?.workerId).toBe(worker.ref?.workerId);
+    expect(outside?.message).toContain("workspace.path: the worker's workspace leads outside its root through a symlink");
+    const { error, detail } = await expectError(() => second.clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } }));
+    expect([error.code, detail?.reason, detail?.metadata.field]).toEqual([
+      Code.FailedPrecondition,
+      ErrorReason.WORKSPACE_DENIED,
+      "workspace.path",
+    ]);
+    expect(error.rawMessage).toContain("until its directories lead inside their roots again, or stop it");
+    expect(await readdir(join(dir, "outside"))).toEqual([]);
+    // Pointed back in, its next run is checked again, takes its lease and runs.
+    await unlink(join(dir, "work", "link"));
+    await symlink(join(dir, "work", "real"), join(dir, "work", "link"));
+    second.fake.enqueue(reply({ text: "back" }));
+    await second.clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } });
+    const { allocations } = await second.clients.management.listAllocations({ runtimeId: "rt-leases" });
+    expect(allocations.map((a) => a.holder?.workerId)).toEqual([worker.ref?.workerId]);
+    const after = (await second.clients.management.listDiagnostics({})).diagnostics.filter(
+      (d) => d.worker?.workerId === worker.ref?.workerId,
+    );
+    expect(after.map((d) => d.code)).toEqual(["allocation.inside_root", "allocation.outside_root"]);
+  });
+
   it("refuses the runs of a worker restored without its lease until it is stopped, and says so in diagnostics", async () => {
     const dir = await newBase();
     await mkdir(join(dir, "work", "other"));
