@@ -28,16 +28,6 @@ export interface Place {
   field: string;
 }
 
-/**
- * Where a place is on the host ({@link HostLocations.locate}): its
- * directory, and its root's directory as it was when the place was located
- * (undefined for a root no longer configured).
- */
-export interface Located {
-  hostPath: string;
-  rootHostPath: string | undefined;
-}
-
 /** createRuntime's workspace roots cannot be used: two overlap on the host, or one was not located in time. */
 export class WorkspaceRootsError extends Error {
   override readonly name = "WorkspaceRootsError";
@@ -52,6 +42,9 @@ export class WorkspaceRootsError extends Error {
  * mount): each lookup is awaited, off the event loop, within a deadline.
  */
 export class HostLocations {
+  /** Each root's host directory (name → path), located at start-up. */
+  private readonly rootHosts = new Map<string, string>();
+
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
     private readonly hostPath: (dir: string) => Promise<string>,
@@ -83,6 +76,7 @@ export class HostLocations {
         );
       }
       located.set(dir, outcome.value);
+      locations.rootHosts.set(name, outcome.value);
     }
     const problem = rootsOverlap(roots, (dir) => located.get(dir) ?? dir);
     if (problem) throw new WorkspaceRootsError(problem);
@@ -91,36 +85,26 @@ export class HostLocations {
 
   /**
    * Where each place is on the host (never sent to clients), in order,
-   * with its root's directory as it is now, each root located before its
-   * first place: a root the operator keeps as a symlink may have been
-   * re-pointed since start-up, and the tools open the root as it is when a
-   * run starts (Workspace.openInside). All looked up one after another
-   * within one deadline. A root no longer configured has no directory: its
-   * name and path stand for the place (no host path starts with a name), so
-   * its leases still meet each other. Throws UNAVAILABLE
-   * HOST_PATH_UNAVAILABLE naming the first place not located in time, as
-   * typed; nothing is left waiting but the lookup itself. `asker` decides
-   * which unanswered lookups refuse it ({@link LookupAsker}).
+   * looked up one after another within one deadline. A root no longer
+   * configured has no directory: its name and path stand for it (no host
+   * path starts with a name), so its leases still meet each other. Throws
+   * UNAVAILABLE HOST_PATH_UNAVAILABLE naming the first place not located in
+   * time, as typed; nothing is left waiting but the lookup itself. `asker`
+   * decides which unanswered lookups refuse it ({@link LookupAsker}).
    */
-  async locate(places: readonly Place[], asker: LookupAsker = "request"): Promise<Located[]> {
+  async locate(places: readonly Place[], asker: LookupAsker = "request"): Promise<string[]> {
     const deadline = Date.now() + this.host.timeoutMs;
-    const rootHosts = new Map<string, string>();
-    const located: Located[] = [];
+    const hosts: string[] = [];
     for (const place of places) {
       const rootDir = Object.hasOwn(this.roots, place.root) ? this.roots[place.root] : undefined;
       if (rootDir === undefined) {
-        located.push({ hostPath: `${place.root}:/${place.path}`, rootHostPath: undefined });
+        hosts.push(`${place.root}:/${place.path}`);
         continue;
       }
-      let rootHostPath = rootHosts.get(place.root);
-      if (rootHostPath === undefined) {
-        rootHostPath = await this.locateOne(place, rootDir, deadline, asker);
-        rootHosts.set(place.root, rootHostPath);
-      }
       const dir = path.join(rootDir, ...place.path.split("/").filter(Boolean));
-      located.push({ hostPath: await this.locateOne(place, dir, deadline, asker), rootHostPath });
+      hosts.push(await this.locateOne(place, dir, deadline, asker));
     }
-    return located;
+    return hosts;
   }
 
   /**
@@ -129,10 +113,43 @@ export class HostLocations {
    * words its runs would fail with): a symlink under the root leads out of
    * it. The tools refuse to open such a directory, so a worker created with
    * it could never run; CreateWorker says so instead of every run.
+   * Undefined (nothing to wait for) when every place is inside its root as
+   * last located; else the check against the roots located again
+   * ({@link outsideRoot}).
    */
-  checkInsideRoots(located: readonly (Place & Located)[]): void {
-    const outside = placeOutsideRoot(located);
-    if (outside !== undefined) throw outsideRootError(outside);
+  checkInsideRoots(located: readonly (Place & { hostPath: string })[]): Promise<void> | undefined {
+    if (located.every((place) => this.insideAsLastLocated(place))) return undefined;
+    return this.outsideRoot(located, "request").then((outside) => {
+      if (outside !== undefined) throw outsideRootError(outside);
+    });
+  }
+
+  /**
+   * The first located place whose host directory is not inside its root's,
+   * or undefined. Compared with the root as last located (at start-up),
+   * and a place not inside it with the root located again now, which is
+   * then kept: a root the operator keeps as a symlink may have been
+   * re-pointed since, and the tools open the root as it is when a run
+   * starts (Workspace.openInside). Those lookups share one deadline of
+   * their own; one not answered in time throws as {@link locate}.
+   */
+  async outsideRoot<T extends Place & { hostPath: string }>(located: readonly T[], asker: LookupAsker): Promise<T | undefined> {
+    let deadline: number | undefined;
+    for (const place of located) {
+      const rootDir = Object.hasOwn(this.roots, place.root) ? this.roots[place.root] : undefined;
+      if (rootDir === undefined || this.insideAsLastLocated(place)) continue;
+      deadline ??= Date.now() + this.host.timeoutMs;
+      const now = await this.locateOne(place, rootDir, deadline, asker);
+      this.rootHosts.set(place.root, now);
+      if (!isInside(place.hostPath, now)) return place;
+    }
+    return undefined;
+  }
+
+  /** Whether a located place is inside its root as last located (or its root is not configured: nothing to compare). */
+  private insideAsLastLocated(place: Place & { hostPath: string }): boolean {
+    const rootHost = this.rootHosts.get(place.root);
+    return rootHost === undefined || isInside(place.hostPath, rootHost);
   }
 
   /** One place's host path, unless a lookup in its root, or too many on the host (for a request), is unanswered. */
@@ -168,14 +185,6 @@ export class HostLocations {
   }
 }
 
-/** The first located place whose directory is not inside its root's as located with it, if any. */
-export function placeOutsideRoot<T extends Place & Located>(located: readonly T[]): T | undefined {
-  return located.find(
-    ({ hostPath, rootHostPath }) =>
-      rootHostPath !== undefined && hostPath !== rootHostPath && !hostPath.startsWith(withSeparator(rootHostPath)),
-  );
-}
-
 /** FAILED_PRECONDITION WORKSPACE_DENIED for a place that leads outside its root through a symlink, naming its path field. */
 export function outsideRootError(place: Place): RuntimeError {
   const what = place.mountName !== "" ? `the mount /mounts/${place.mountName}` : "the worker's workspace";
@@ -190,6 +199,11 @@ export function outsideRootError(place: Place): RuntimeError {
       path: place.path,
     },
   );
+}
+
+/** Whether host path `dir` is `root` or inside it. */
+function isInside(dir: string, root: string): boolean {
+  return dir === root || dir.startsWith(withSeparator(root));
 }
 
 /** Whether two host paths (normalized) are the same directory or one is inside the other. */

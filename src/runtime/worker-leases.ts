@@ -5,7 +5,7 @@ import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type AllocationManager, type Lease, leasesOf } from "./allocations.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
-import { type Located, type LookupAsker, outsideRootError, type Place, placeOutsideRoot } from "./host-locations.js";
+import { type LookupAsker, outsideRootError, type Place } from "./host-locations.js";
 import { MAX_UNANSWERED_LOOKUPS } from "./unanswered-lookups.js";
 
 /**
@@ -23,14 +23,10 @@ const RESTORE_LOCATING = MAX_UNANSWERED_LOOKUPS;
  * UNAVAILABLE HOST_PATH_UNAVAILABLE when the host's file system does not
  * answer in time (HostLocations.locate).
  */
-export async function locatedLeases(
-  worker: Worker,
-  offer: ExecutionOffer,
-  asker: LookupAsker = "request",
-): Promise<(Lease & Place & Located)[]> {
+export async function locatedLeases(worker: Worker, offer: ExecutionOffer, asker: LookupAsker = "request"): Promise<(Lease & Place)[]> {
   const wanted = leasesOf(worker, offer.needsWriteLease(worker.capabilities));
-  const located = await offer.locations.locate(wanted, asker);
-  return wanted.map((lease, i) => ({ ...lease, ...(located[i] ?? { hostPath: "", rootHostPath: undefined }) }));
+  const hosts = await offer.locations.locate(wanted, asker);
+  return wanted.map((lease, i) => ({ ...lease, hostPath: hosts[i] ?? "" }));
 }
 
 /**
@@ -149,13 +145,12 @@ export class RestoredLeases {
 
   /** The worker's leases located, or the HOST_PATH_UNAVAILABLE that says why not (anything else is thrown). */
   private locate(worker: Worker, asker: LookupAsker): Promise<Restored> {
-    return locatedLeases(worker, this.offer, asker).then(
-      (leases): Restored => {
-        const outside = placeOutsideRoot(leases);
-        return outside === undefined ? { leases } : { outside: outsideRootError(outside) };
-      },
-      (error: unknown): Restored => ({ unlocated: unlocatedError(error) }),
-    );
+    const checked = async (): Promise<Restored> => {
+      const leases = await locatedLeases(worker, this.offer, asker);
+      const outside = await this.offer.locations.outsideRoot(leases, asker);
+      return outside === undefined ? { leases } : { outside: outsideRootError(outside) };
+    };
+    return checked().catch((error: unknown): Restored => ({ unlocated: unlocatedError(error) }));
   }
 
   private take(worker: Worker, located: Restored): void {
