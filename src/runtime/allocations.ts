@@ -110,8 +110,19 @@ export class AllocationManager {
    * is stopped.
    */
   restoreUnlocated(holder: WorkerRef, unlocated: RuntimeError): void {
-    const why = `worker ${holder.workerId} was restored without its leases (${unlocated.message}); its runs are refused until its directories answer, or stop it`;
-    this.unleased.set(holder.workerId, new RuntimeError(Code.FailedPrecondition, unlocated.reason, why, unlocated.metadata));
+    this.restoreRefused(holder, unlocated, "its runs are refused until its directories answer, or stop it");
+  }
+
+  /**
+   * Restores a worker without any lease because of `cause` (its reason and
+   * metadata kept; a directory that now leads out of its root,
+   * WORKSPACE_DENIED): its runs are refused FAILED_PRECONDITION, saying
+   * `until` when that ends, until worker-leases.ts finds otherwise or it is
+   * stopped.
+   */
+  restoreRefused(holder: WorkerRef, cause: RuntimeError, until: string): void {
+    const why = `worker ${holder.workerId} was restored without its leases (${cause.message}); ${until}`;
+    this.unleased.set(holder.workerId, new RuntimeError(Code.FailedPrecondition, cause.reason, why, cause.metadata));
   }
 
   /** Why a restored worker holds no lease it needs (its runs refused), or undefined when it holds them all. */

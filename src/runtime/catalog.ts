@@ -216,7 +216,9 @@ export class Catalog {
     // Without a workspace there is nothing to locate (mounts need one), and no await before the first write.
     const leases = worker.workspace ? await locatedLeases(worker, offer) : [];
     checkMountsApart(leases);
-    offer.locations.checkInsideRoots(leases);
+    // Asks the host again only for a place outside its root as located before (the root may have been re-pointed).
+    const checkingRoots = offer.locations.checkInsideRoots(leases);
+    if (checkingRoots) await checkingRoots;
     // While they were located the runtime may have begun to drain, or filled up.
     health.checkAcceptingWork();
     this.checkRoom();

@@ -113,20 +113,43 @@ export class HostLocations {
    * words its runs would fail with): a symlink under the root leads out of
    * it. The tools refuse to open such a directory, so a worker created with
    * it could never run; CreateWorker says so instead of every run.
+   * Undefined (nothing to wait for) when every place is inside its root as
+   * last located; else the check against the roots located again
+   * ({@link outsideRoot}).
    */
-  checkInsideRoots(located: readonly (Place & { hostPath: string })[]): void {
+  checkInsideRoots(located: readonly (Place & { hostPath: string })[]): Promise<void> | undefined {
+    if (located.every((place) => this.insideAsLastLocated(place))) return undefined;
+    return this.outsideRoot(located, "request").then((outside) => {
+      if (outside !== undefined) throw outsideRootError(outside);
+    });
+  }
+
+  /**
+   * The first located place whose host directory is not inside its root's,
+   * or undefined. Compared with the root as last located (at start-up),
+   * and a place not inside it with the root located again now, which is
+   * then kept: a root the operator keeps as a symlink may have been
+   * re-pointed since, and the tools open the root as it is when a run
+   * starts (Workspace.openInside). Those lookups share one deadline of
+   * their own; one not answered in time throws as {@link locate}.
+   */
+  async outsideRoot<T extends Place & { hostPath: string }>(located: readonly T[], asker: LookupAsker): Promise<T | undefined> {
+    let deadline: number | undefined;
     for (const place of located) {
-      const rootHost = this.rootHosts.get(place.root);
-      if (rootHost === undefined || place.hostPath === rootHost || place.hostPath.startsWith(withSeparator(rootHost))) continue;
-      const what = place.mountName !== "" ? `the mount /mounts/${place.mountName}` : "the worker's workspace";
-      const field = `${place.field}.path`;
-      throw new RuntimeError(
-        Code.FailedPrecondition,
-        ErrorReason.WORKSPACE_DENIED,
-        `${field}: ${what} leads outside its root through a symlink`,
-        { field, root: place.root, path: place.path },
-      );
+      const rootDir = Object.hasOwn(this.roots, place.root) ? this.roots[place.root] : undefined;
+      if (rootDir === undefined || this.insideAsLastLocated(place)) continue;
+      deadline ??= Date.now() + this.host.timeoutMs;
+      const now = await this.locateOne(place, rootDir, deadline, asker);
+      this.rootHosts.set(place.root, now);
+      if (!isInside(place.hostPath, now)) return place;
     }
+    return undefined;
+  }
+
+  /** Whether a located place is inside its root as last located (or its root is not configured: nothing to compare). */
+  private insideAsLastLocated(place: Place & { hostPath: string }): boolean {
+    const rootHost = this.rootHosts.get(place.root);
+    return rootHost === undefined || isInside(place.hostPath, rootHost);
   }
 
   /** One place's host path, unless a lookup in its root, or too many on the host (for a request), is unanswered. */
@@ -160,6 +183,27 @@ export class HostLocations {
       { field: place.field, root: place.root, path: place.path, ...(place.mountName !== "" ? { mount_name: place.mountName } : {}) },
     );
   }
+}
+
+/** FAILED_PRECONDITION WORKSPACE_DENIED for a place that leads outside its root through a symlink, naming its path field. */
+export function outsideRootError(place: Place): RuntimeError {
+  const what = place.mountName !== "" ? `the mount /mounts/${place.mountName}` : "the worker's workspace";
+  const field = `${place.field}.path`;
+  return new RuntimeError(
+    Code.FailedPrecondition,
+    ErrorReason.WORKSPACE_DENIED,
+    `${field}: ${what} leads outside its root through a symlink`,
+    {
+      field,
+      root: place.root,
+      path: place.path,
+    },
+  );
+}
+
+/** Whether host path `dir` is `root` or inside it. */
+function isInside(dir: string, root: string): boolean {
+  return dir === root || dir.startsWith(withSeparator(root));
 }
 
 /** Whether two host paths (normalized) are the same directory or one is inside the other. */

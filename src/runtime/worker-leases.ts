@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
+import { type WorkerRef, WorkerRefSchema } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { type AllocationManager, type Lease, leasesOf } from "./allocations.js";
 import { RuntimeError } from "./errors.js";
 import type { ExecutionOffer } from "./execution-offer.js";
-import type { LookupAsker, Place } from "./host-locations.js";
+import { type LookupAsker, outsideRootError, type Place } from "./host-locations.js";
 import { MAX_UNANSWERED_LOOKUPS } from "./unanswered-lookups.js";
 
 /**
@@ -29,8 +29,15 @@ export async function locatedLeases(worker: Worker, offer: ExecutionOffer, asker
   return wanted.map((lease, i) => ({ ...lease, hostPath: hosts[i] ?? "" }));
 }
 
-/** A restored worker's leases as located, or why they were not. */
-type Located = { leases: Lease[] } | { unlocated: RuntimeError };
+/**
+ * A restored worker's leases as located, or why it may not take them: not
+ * located in time (HOST_PATH_UNAVAILABLE), or a directory now leads out of
+ * its root through a symlink (WORKSPACE_DENIED).
+ */
+type Restored = { leases: Lease[] } | { unlocated: RuntimeError } | { outside: RuntimeError };
+
+/** Refusals that a restored worker's next run request checks again (its directories may answer, or lead back in, by then). */
+const CHECKED_AGAIN: readonly ErrorReason[] = [ErrorReason.HOST_PATH_UNAVAILABLE, ErrorReason.WORKSPACE_DENIED];
 
 /**
  * The leases of restored workers. Taken at start-up, each worker's on its
@@ -41,7 +48,13 @@ type Located = { leases: Lease[] } | { unlocated: RuntimeError };
  * mount at start-up: whether its write lease would conflict is unknown) are
  * `warn`ed as `allocation.host_path_unavailable`, and located again when a
  * run is asked of the worker ({@link checkRunnable}): a mount that answers
- * again gives it its leases, so it is not refused for its life.
+ * again gives it its leases, so it is not refused for its life. A worker
+ * whose workspace or mount now leads out of its root through a symlink
+ * (re-pointed while the runtime was down) takes none of its leases (one on
+ * the directory outside could deny the worker that directory belongs to),
+ * is `warn`ed as `allocation.outside_root`, and its runs are refused
+ * FAILED_PRECONDITION WORKSPACE_DENIED, as CreateWorker would refuse it,
+ * until a run asked of it finds it back inside.
  */
 export class RestoredLeases {
   /** Worker id → its lookup again, in flight: concurrent runs asked of it share one. */
@@ -61,7 +74,7 @@ export class RestoredLeases {
    * depend on which lookup answered first.
    */
   async restore(workers: readonly Worker[]): Promise<void> {
-    const located: Located[] = new Array(workers.length);
+    const located: Restored[] = new Array(workers.length);
     let next = 0;
     const locateNext = async (): Promise<void> => {
       for (let i = next++; i < workers.length; i = next++) {
@@ -85,7 +98,8 @@ export class RestoredLeases {
    */
   async checkRunnable(worker: Worker): Promise<void> {
     const workerId = worker.ref?.workerId ?? "";
-    if (this.allocations.refusalOf(workerId)?.reason === ErrorReason.HOST_PATH_UNAVAILABLE) {
+    const refusal = this.allocations.refusalOf(workerId);
+    if (refusal !== undefined && CHECKED_AGAIN.includes(refusal.reason)) {
       let pending = this.relocating.get(workerId);
       if (!pending) {
         pending = this.relocate(worker).finally(() => this.relocating.delete(workerId));
@@ -103,29 +117,55 @@ export class RestoredLeases {
     const result = await this.locate(worker, "request");
     if (this.allocations.refusalOf(workerId) !== before) return;
     if (!("leases" in result)) {
-      this.allocations.restoreUnlocated(worker.ref ?? create(WorkerRefSchema), result.unlocated);
+      this.refuse(worker.ref ?? create(WorkerRefSchema), result);
       return;
     }
     this.take(worker, result);
     // Closes the start-up warning in the log, unless the leases conflict now (warned by take).
-    if (this.allocations.refusalOf(workerId) === undefined)
-      this.tell(workerId, "allocation.host_path_located", "its directories answered again: its leases are taken and its runs admitted");
+    if (this.allocations.refusalOf(workerId) !== undefined) return;
+    if (before?.reason === ErrorReason.WORKSPACE_DENIED)
+      this.tell(
+        workerId,
+        "allocation.inside_root",
+        "its directories lead inside their roots again: its leases are taken and its runs admitted",
+      );
+    else this.tell(workerId, "allocation.host_path_located", "its directories answered again: its leases are taken and its runs admitted");
+  }
+
+  /** Records why a restored worker takes no lease, its runs refused until a run asked of it finds otherwise. */
+  private refuse(ref: WorkerRef, result: Exclude<Restored, { leases: Lease[] }>): void {
+    if ("unlocated" in result) this.allocations.restoreUnlocated(ref, result.unlocated);
+    else
+      this.allocations.restoreRefused(
+        ref,
+        result.outside,
+        "its runs are refused until its directories lead inside their roots again, or stop it",
+      );
   }
 
   /** The worker's leases located, or the HOST_PATH_UNAVAILABLE that says why not (anything else is thrown). */
-  private locate(worker: Worker, asker: LookupAsker): Promise<Located> {
-    return locatedLeases(worker, this.offer, asker).then(
-      (leases): Located => ({ leases }),
-      (error: unknown): Located => ({ unlocated: unlocatedError(error) }),
-    );
+  private locate(worker: Worker, asker: LookupAsker): Promise<Restored> {
+    const checked = async (): Promise<Restored> => {
+      const leases = await locatedLeases(worker, this.offer, asker);
+      const outside = await this.offer.locations.outsideRoot(leases, asker);
+      return outside === undefined ? { leases } : { outside: outsideRootError(outside) };
+    };
+    return checked().catch((error: unknown): Restored => ({ unlocated: unlocatedError(error) }));
   }
 
-  private take(worker: Worker, located: Located): void {
+  private take(worker: Worker, located: Restored): void {
     const ref = worker.ref ?? create(WorkerRefSchema);
     if ("unlocated" in located) {
-      this.allocations.restoreUnlocated(ref, located.unlocated);
+      this.refuse(ref, located);
       const until = "its runs are refused until they answer (looked for again when a run is asked) or it is stopped";
       this.warn(ref.workerId, "allocation.host_path_unavailable", `${located.unlocated.message}; ${until}`);
+      return;
+    }
+    if ("outside" in located) {
+      this.refuse(ref, located);
+      const until =
+        "it takes no lease and its runs are refused until it leads back inside (checked again when a run is asked) or it is stopped";
+      this.warn(ref.workerId, "allocation.outside_root", `${located.outside.message}; ${until}`);
       return;
     }
     for (const conflict of this.allocations.restore(ref, located.leases, new Date()))

@@ -58,13 +58,17 @@ async function newBase(): Promise<string> {
 const CAREFUL = create(ProfileSchema, { name: "careful", tools: ["write_file"], approvalRequiredTools: ["write_file"], maxTurns: 5 });
 const backendOn = (fake: FakeOpenAI) => createOpenAIBackend({ apiKey: "sk-leases", baseURL: fake.baseURL, profiles: [CAREFUL] });
 
-async function serve(protocol: Protocol, dir: string): Promise<LeaseServer> {
+async function serve(
+  protocol: Protocol,
+  dir: string,
+  workspaceRoots: Record<string, string> = { work: join(dir, "work"), data: join(dir, "data") },
+): Promise<LeaseServer> {
   const fake = await startFakeOpenAI();
   const harness = await startHarness({
     runtimeId: "rt-leases",
     store: createFileStore({ dataDir: join(dir, "state") }),
     executionBackend: backendOn(fake),
-    workspaceRoots: { work: join(dir, "work"), data: join(dir, "data") },
+    workspaceRoots,
   });
   const clients = harness.connect(protocol);
   const server: LeaseServer = {
@@ -234,6 +238,70 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
     expect((await s.clients.catalog.listWorkers({ runtimeId: "rt-leases" })).workers).toEqual([]);
     expect(await readdir(outside)).toEqual([]);
     await s.createWorker({ ...writer("work", "link/in"), mounts: [{ root: "data", path: "m", name: "m" }] });
+  });
+
+  it("takes a root as it is when a worker is created: one whose symlink the operator re-pointed since start-up is followed", async () => {
+    const dir = await newBase();
+    for (const sub of ["first", "second", "outside"]) await mkdir(join(dir, sub));
+    await symlink(join(dir, "first"), join(dir, "current"));
+    const s = await serve(protocol, dir, { current: join(dir, "current") });
+    await s.createWorker(writer("current", "before"));
+    // A deploy re-points the root while the runtime serves.
+    await unlink(join(dir, "current"));
+    await symlink(join(dir, "second"), join(dir, "current"));
+    const after = await s.createWorker(writer("current", "after"));
+    expect(after.workspace?.root).toBe("current");
+    // Its run's tools reach the same directory.
+    s.fake.enqueue(
+      reply({ toolCalls: [{ id: "w1", name: "write_file", arguments: JSON.stringify({ path: "a.txt", content: "x" }) }] }),
+      reply({ text: "ok" }),
+    );
+    const { run } = await s.clients.interaction.sendInput({ worker: after.ref, input: { text: "write" } });
+    const status = async () => (await s.clients.interaction.getRun({ worker: after.ref, runId: run?.runId ?? "" })).run?.status;
+    await eventually(async () => (await status()) === RunStatus.COMPLETED);
+    expect(await readdir(join(dir, "second", "after"))).toEqual(["a.txt"]);
+    // A symlink out of the root as it is now is still refused.
+    await symlink(join(dir, "outside"), join(dir, "second", "escape"));
+    const { detail } = await expectError(() => s.createWorker(writer("current", "escape")));
+    expect(detail?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
+  });
+
+  it("refuses at admission the runs of a worker restored with a workspace now leading out of its root, until it leads back in", async () => {
+    const dir = await newBase();
+    await mkdir(join(dir, "outside"));
+    const first = await serve(protocol, dir);
+    const worker = await first.createWorker(writer("work", "link"));
+    await first.stop();
+    servers.splice(servers.indexOf(first), 1);
+    // While the runtime was down the symlink was pointed out of the root.
+    await unlink(join(dir, "work", "link"));
+    await symlink(join(dir, "outside"), join(dir, "work", "link"));
+    const second = await serve(protocol, dir);
+    // It holds no lease on the directory outside, and the log says why its runs are refused.
+    expect((await second.clients.management.listAllocations({ runtimeId: "rt-leases" })).allocations).toEqual([]);
+    const { diagnostics } = await second.clients.management.listDiagnostics({});
+    const outside = diagnostics.find((d) => d.code === "allocation.outside_root");
+    expect(outside?.worker?.workerId).toBe(worker.ref?.workerId);
+    expect(outside?.message).toContain("workspace.path: the worker's workspace leads outside its root through a symlink");
+    const { error, detail } = await expectError(() => second.clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } }));
+    expect([error.code, detail?.reason, detail?.metadata.field]).toEqual([
+      Code.FailedPrecondition,
+      ErrorReason.WORKSPACE_DENIED,
+      "workspace.path",
+    ]);
+    expect(error.rawMessage).toContain("until its directories lead inside their roots again, or stop it");
+    expect(await readdir(join(dir, "outside"))).toEqual([]);
+    // Pointed back in, its next run is checked again, takes its lease and runs.
+    await unlink(join(dir, "work", "link"));
+    await symlink(join(dir, "work", "real"), join(dir, "work", "link"));
+    second.fake.enqueue(reply({ text: "back" }));
+    await second.clients.interaction.sendInput({ worker: worker.ref, input: { text: "go" } });
+    const { allocations } = await second.clients.management.listAllocations({ runtimeId: "rt-leases" });
+    expect(allocations.map((a) => a.holder?.workerId)).toEqual([worker.ref?.workerId]);
+    const after = (await second.clients.management.listDiagnostics({})).diagnostics.filter(
+      (d) => d.worker?.workerId === worker.ref?.workerId,
+    );
+    expect(after.map((d) => d.code)).toEqual(["allocation.inside_root", "allocation.outside_root"]);
   });
 
   it("refuses the runs of a worker restored without its lease until it is stopped, and says so in diagnostics", async () => {

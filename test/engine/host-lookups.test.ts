@@ -1,6 +1,4 @@
 import { Code } from "@connectrpc/connect";
-import { promises, type Stats } from "node:fs";
-import type { FileHandle } from "node:fs/promises";
 import { mkdir, mkdtemp, realpath, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +13,7 @@ import { RecordingSink, runRequest } from "../support/recording-sink.js";
 import { type Harness as EngineHarness, startHarness as startEngine } from "./harness.js";
 import { expectError } from "../support/errors.js";
 import { type Harness, startHarness } from "../support/harness.js";
+import { hangingFs, slowFs } from "../support/hanging-fs.js";
 import { closeTestResources } from "../support/test-resources.js";
 
 /**
@@ -55,53 +54,6 @@ async function withHungPathEntry(body: (fs: HostFs & { asked: number }, hung: st
   } finally {
     process.env.PATH = savedPath;
   }
-}
-
-/**
- * node:fs promises, except that every call under `hung` never answers once
- * the first `answered` of them have (a mount that stops answering after a
- * run opened it); `asked` counts the calls that never answer.
- */
-function hangingFs(hung: string, answered = 0): HostFs & { asked: number } {
-  let calls = 0;
-  const under = (path: unknown): boolean =>
-    typeof path === "string" && (path === hung || path.startsWith(`${hung}/`)) && ++calls > answered;
-  const fs = {
-    asked: 0,
-    realpath: (path: string) => (under(path) ? never<string>(fs) : promises.realpath(path)),
-    lstat: (path: string) => (under(path) ? never<Stats>(fs) : promises.lstat(path)),
-    stat: (path: string) => (under(path) ? never<Stats>(fs) : promises.stat(path)),
-    access: (path: string, mode?: number) => (under(path) ? never<void>(fs) : promises.access(path, mode)),
-    open: (path: string, flags: string) => (under(path) ? never<FileHandle>(fs) : promises.open(path, flags)),
-    mkdir: (path: string, options?: { recursive?: boolean }) =>
-      under(path) ? never<string | undefined>(fs) : promises.mkdir(path, options),
-  };
-  return fs;
-}
-
-/** node:fs promises, except that every call under one of `slow` answers (as node:fs would) only after `delayMs`; `asked` counts those calls. */
-function slowFs(slow: readonly string[], delayMs: number): HostFs & { asked: number } {
-  const under = (path: unknown): boolean => typeof path === "string" && slow.some((dir) => path === dir || path.startsWith(`${dir}/`));
-  const fs = {
-    asked: 0,
-    realpath: (path: string) => later(fs, under(path), () => promises.realpath(path)),
-    lstat: (path: string) => later(fs, under(path), () => promises.lstat(path)),
-    stat: (path: string) => later(fs, under(path), () => promises.stat(path)),
-    access: (path: string, mode?: number) => later(fs, under(path), () => promises.access(path, mode)),
-    open: (path: string, flags: string) => later(fs, under(path), () => promises.open(path, flags)),
-    mkdir: (path: string, options?: { recursive?: boolean }) => later(fs, under(path), () => promises.mkdir(path, options)),
-  };
-  function later<T>(counter: { asked: number }, slowly: boolean, call: () => Promise<T>): Promise<T> {
-    if (!slowly) return call();
-    counter.asked++;
-    return new Promise<void>((resolve) => setTimeout(resolve, delayMs)).then(call);
-  }
-  return fs;
-}
-
-function never<T>(fs: { asked: number }): Promise<T> {
-  fs.asked++;
-  return new Promise<T>(() => {});
 }
 
 /**
@@ -278,7 +230,7 @@ describe("a tool call into a path whose file system does not answer", () => {
     expect(stuck.elapsedMs).toBeLessThan(4_000);
     expect([stuck.isError, stuck.output]).toEqual([
       true,
-      `cannot reach mnt/notes.txt: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
+      `timed out on mnt/notes.txt: the workspace's file system did not answer within ${TIMEOUT_MS} ms; try again once it answers`,
     ]);
     // While that lookup is unanswered, the workspace is not asked again (one thread on the hung mount): refused at once.
     const asked = fs.asked;

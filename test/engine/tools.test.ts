@@ -755,6 +755,9 @@ describe("tools", () => {
         throwIfAborted() {
           if (++checks >= 2) throw new DOMException("cancelled", "AbortError");
         },
+        // The file calls listen for an abort too (Workspace.fileCall); this signal reports one only when checked.
+        addEventListener() {},
+        removeEventListener() {},
       } as unknown as AbortSignal;
     };
     const hostLookups = { lookups: new UnansweredLookups(), timeoutMs: 5_000, fs: promises };

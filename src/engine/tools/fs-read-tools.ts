@@ -1,11 +1,26 @@
-import { stat } from "node:fs/promises";
-import { optionalBoolArg, optionalIntArg, optionalStringArg, stringArg, requireWorkspace, ToolError, type ToolDefinition } from "./tool.js";
-import { openRegularFile } from "./regular-file.js";
+import {
+  optionalBoolArg,
+  optionalIntArg,
+  optionalStringArg,
+  stringArg,
+  requireWorkspace,
+  ToolError,
+  type ToolContext,
+  type ToolDefinition,
+} from "./tool.js";
+import type { HostFs } from "./host-lookups.js";
+import { withRegularFile } from "./regular-file.js";
 import type { ToolLimits } from "./tool-limits.js";
 import { utf8BytePrefix } from "../utf8-prefix.js";
-import { unreadableReason, type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
+import { TimedOutToolError, type Workspace } from "./workspace.js";
+import { type FileCalls, unreadableReason, type WalkLimits, WorkspaceWalk } from "./workspace-walk.js";
 
-/** Tools that look at the workspace without changing it (`fs.read`). */
+/**
+ * Tools that look at the workspace without changing it (`fs.read`). Every
+ * file system call they make once a path is resolved is asked through
+ * Workspace.fileCall (a stat, a file from open to close, a directory read),
+ * within the runtime's timeout.
+ */
 
 /** read_file: a bounded byte slice of a text file. */
 export const readFileTool: ToolDefinition = {
@@ -27,33 +42,32 @@ export const readFileTool: ToolDefinition = {
     const path = stringArg(args, "path");
     const offset = optionalIntArg(args, "offset") ?? 0;
     const hostPath = await workspace.resolveExisting(path);
-    if ((await stat(hostPath)).isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
-    const { handle, info } = await openRegularFile(hostPath, path);
-    try {
-      // Past the end there is nothing to show; "[showing bytes 5000-5000 of 1000]" left the model to work that out.
-      if (offset > 0 && offset >= info.size) {
-        const last = info.size === 0 ? "the file is empty" : `the last offset to read from is ${info.size - 1}`;
-        throw new ToolError(`${path} has ${info.size} bytes; offset ${offset} is past its end (${last})`);
-      }
-      // A slice over the tool output bound would be cut, and the model told the wrong next offset: read only what fits.
-      const { maxReadBytes, maxOutputBytes } = context.limits;
-      const room = Math.max(1, maxOutputBytes - READ_NOTE_ROOM);
-      const length = Math.min(maxReadBytes, room, info.size - offset);
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, offset);
-      // Shown up to a character boundary, and no more than fits `room` once invalid bytes are U+FFFD: the note's range is what the model got.
-      const shown = utf8BytePrefix(buffer.subarray(0, bytesRead), room, offset + bytesRead >= info.size);
-      const text = buffer.subarray(0, shown).toString("utf8");
-      const end = offset + shown;
-      if (end >= info.size && offset === 0) return { output: text };
-      const note =
-        end < info.size
-          ? `[file truncated: showing bytes ${offset}-${end} of ${info.size}; call read_file with offset=${end} for more]`
-          : `[showing bytes ${offset}-${end} of ${info.size}]`;
-      return { output: text, notes: [note], truncated: end < info.size };
-    } finally {
-      await handle.close();
-    }
+    return workspace.fileCall(hostPath, path, context.signal, async (fs) => {
+      if ((await fs.stat(hostPath)).isDirectory()) throw new ToolError(`${path} is a directory; use list_files`);
+      return withRegularFile(fs, hostPath, path, async ({ handle, info }) => {
+        // Past the end there is nothing to show; "[showing bytes 5000-5000 of 1000]" left the model to work that out.
+        if (offset > 0 && offset >= info.size) {
+          const last = info.size === 0 ? "the file is empty" : `the last offset to read from is ${info.size - 1}`;
+          throw new ToolError(`${path} has ${info.size} bytes; offset ${offset} is past its end (${last})`);
+        }
+        // A slice over the tool output bound would be cut, and the model told the wrong next offset: read only what fits.
+        const { maxReadBytes, maxOutputBytes } = context.limits;
+        const room = Math.max(1, maxOutputBytes - READ_NOTE_ROOM);
+        const length = Math.min(maxReadBytes, room, info.size - offset);
+        const buffer = Buffer.alloc(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, offset);
+        // Shown up to a character boundary, and no more than fits `room` once invalid bytes are U+FFFD: the note's range is what the model got.
+        const shown = utf8BytePrefix(buffer.subarray(0, bytesRead), room, offset + bytesRead >= info.size);
+        const text = buffer.subarray(0, shown).toString("utf8");
+        const end = offset + shown;
+        if (end >= info.size && offset === 0) return { output: text };
+        const note =
+          end < info.size
+            ? `[file truncated: showing bytes ${offset}-${end} of ${info.size}; call read_file with offset=${end} for more]`
+            : `[showing bytes ${offset}-${end} of ${info.size}]`;
+        return { output: text, notes: [note], truncated: end < info.size };
+      });
+    });
   },
 };
 
@@ -79,9 +93,10 @@ export const listFilesTool: ToolDefinition = {
     const path = optionalStringArg(args, "path") ?? ".";
     const recursive = optionalBoolArg(args, "recursive") ?? false;
     const start = await workspace.resolveExisting(path);
-    if (!(await stat(start)).isDirectory()) throw new ToolError(`${path} is not a directory`);
+    const directory = await workspace.fileCall(start, path, context.signal, async (fs) => (await fs.stat(start)).isDirectory());
+    if (!directory) throw new ToolError(`${path} is not a directory`);
     const max = context.limits.maxListEntries;
-    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
+    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath), fileCalls(workspace, context));
     const lines: string[] = [];
     let more = false;
     for await (const { hostPath, entry } of walk.entries(start, recursive, context.signal, (hostPath) => workspace.isPrivate(hostPath))) {
@@ -135,13 +150,14 @@ export const searchFilesTool: ToolDefinition = {
       }
     };
     // A file named as the path is searched alone (as grep would); its refusals are the model's to read.
-    if ((await stat(start)).isFile()) {
-      collect(start, await readNamedFile(start, path, maxSearchFileBytes));
+    if (await workspace.fileCall(start, path, context.signal, async (fs) => (await fs.stat(start)).isFile())) {
+      collect(start, await workspace.fileCall(start, path, context.signal, (fs) => readNamedFile(fs, start, path, maxSearchFileBytes)));
       const cut = matches.length >= maxSearchMatches ? [`[search stopped at ${maxSearchMatches} matches; narrow the query]`] : [];
       if (cut.length === 0) return { output: matches.length === 0 ? "no matches" : matches.join("\n") };
       return { output: matches.join("\n"), notes: cut, truncated: true };
     }
-    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath));
+    const calls = fileCalls(workspace, context);
+    const walk = new WorkspaceWalk(walkLimits(context.limits), (hostPath) => workspace.display(hostPath), calls);
     let filesRead = 0;
     let bytesRead = 0;
     let stopped: string | undefined;
@@ -152,7 +168,7 @@ export const searchFilesTool: ToolDefinition = {
         stopped = `[search stopped after reading ${filesRead} files (${bytesRead} bytes), its limit; narrow the path]`;
         break;
       }
-      const content = await readSearchable(hostPath, maxSearchFileBytes, walk);
+      const content = await readSearchable(hostPath, maxSearchFileBytes, walk, calls);
       if (!content) continue;
       filesRead++;
       bytesRead += content.length;
@@ -167,6 +183,11 @@ export const searchFilesTool: ToolDefinition = {
     return { output: matches.length === 0 ? "no matches so far" : matches.join("\n"), notes, truncated: true };
   },
 };
+
+/** A walk's file calls: each through the workspace's lookups, told to the model by its path there, given up when the run is cancelled. */
+function fileCalls(workspace: Workspace, context: ToolContext): FileCalls {
+  return (hostPath, call) => workspace.fileCall(hostPath, workspace.display(hostPath), context.signal, call);
+}
 
 function walkLimits(limits: ToolLimits): WalkLimits {
   return { maxEntries: limits.maxWalkEntries, maxDepth: limits.maxWalkDepth };
@@ -192,14 +213,11 @@ function walkNotes(walk: WorkspaceWalk, limits: ToolLimits, what: "listing" | "s
  * walk would skip quietly (a FIFO, a hard link, too large) is refused here
  * with a ToolError, since the model asked for this file.
  */
-async function readNamedFile(hostPath: string, shown: string, maxBytes: number): Promise<Buffer> {
-  const { handle, info } = await openRegularFile(hostPath, shown);
-  try {
+async function readNamedFile(fs: HostFs, hostPath: string, shown: string, maxBytes: number): Promise<Buffer> {
+  return withRegularFile(fs, hostPath, shown, async ({ handle, info }) => {
     if (info.size > maxBytes) throw new ToolError(`${shown} is ${info.size} bytes; search_files reads files up to ${maxBytes} bytes`);
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
+    return handle.readFile();
+  });
 }
 
 /** The entries a walk could not read, named for the model (bounded), or nothing. */
@@ -217,20 +235,16 @@ function skippedNote(walk: WorkspaceWalk, what: "listing" | "search"): string[] 
  * or unreadable (no permission, a path past PATH_MAX), recorded on `walk`
  * for the model.
  */
-async function readSearchable(hostPath: string, maxBytes: number, walk: WorkspaceWalk): Promise<Buffer | undefined> {
-  let opened: Awaited<ReturnType<typeof openRegularFile>>;
+async function readSearchable(hostPath: string, maxBytes: number, walk: WorkspaceWalk, calls: FileCalls): Promise<Buffer | undefined> {
   try {
-    opened = await openRegularFile(hostPath, hostPath);
+    return await calls(hostPath, (fs) =>
+      withRegularFile(fs, hostPath, hostPath, async ({ handle, info }) => (info.size > maxBytes ? undefined : handle.readFile())),
+    );
   } catch (error) {
-    if (error instanceof ToolError) return undefined;
+    // Refused (not a regular file, hard-linked): skipped quietly. One not had in time is a ToolError too, but not the file's own.
+    if (error instanceof ToolError && !(error instanceof TimedOutToolError)) return undefined;
     if (unreadableReason(error) === undefined) throw error;
     walk.skip(hostPath, false);
     return undefined;
-  }
-  try {
-    if (opened.info.size > maxBytes) return undefined;
-    return await opened.handle.readFile();
-  } finally {
-    await opened.handle.close();
   }
 }

@@ -1,9 +1,13 @@
-import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import { assertWritableTarget, openRegularFile, replaceFile } from "./regular-file.js";
+import { assertWritableTarget, replaceFile, withRegularFile } from "./regular-file.js";
 import { stringArg, requireWorkspace, ToolError, type ToolContext, type ToolDefinition } from "./tool.js";
 
-/** Tools that change files in the workspace (`fs.write`). */
+/**
+ * Tools that change files in the workspace (`fs.write`). Every file system
+ * call they make once a path is resolved is asked through
+ * Workspace.fileCall, within the runtime's timeout; a write not done by
+ * then is not made later (replaceFile).
+ */
 
 function checkSize(content: string | Buffer, context: ToolContext): void {
   const bytes = typeof content === "string" ? Buffer.byteLength(content, "utf8") : content.length;
@@ -32,9 +36,11 @@ export const writeFileTool: ToolDefinition = {
     const content = stringArg(args, "content");
     checkSize(content, context);
     const hostPath = await workspace.resolveForWrite(path);
-    const existing = await assertWritableTarget(hostPath, path);
-    await mkdir(dirname(hostPath), { recursive: true });
-    await replaceFile(hostPath, content, existing?.mode, context.signal);
+    await workspace.fileCall(hostPath, path, context.signal, async (fs, deadline) => {
+      const existing = await assertWritableTarget(fs, hostPath, path);
+      await fs.mkdir(dirname(hostPath), { recursive: true });
+      await replaceFile(fs, hostPath, content, existing?.mode, context.signal, deadline);
+    });
     return { output: `wrote ${Buffer.byteLength(content, "utf8")} bytes to ${workspace.display(hostPath)}` };
   },
 };
@@ -66,17 +72,17 @@ export const editFileTool: ToolDefinition = {
     const newText = stringArg(args, "new_text");
     if (oldText === "") throw new ToolError('argument "old_text" must not be empty');
     const hostPath = await workspace.resolveExisting(path, true);
-    const { handle, info } = await openRegularFile(hostPath, path);
-    let content: Buffer;
-    try {
-      // Refused before reading: a huge file would be read whole only to fail the size check after the edit.
-      if (info.size > context.limits.maxWriteBytes) {
-        throw new ToolError(`refused: ${path} is ${info.size} bytes; edit_file handles files up to ${context.limits.maxWriteBytes} bytes`);
-      }
-      content = await handle.readFile({ signal: context.signal });
-    } finally {
-      await handle.close();
-    }
+    const { content, info } = await workspace.fileCall(hostPath, path, context.signal, (fs) =>
+      withRegularFile(fs, hostPath, path, async ({ handle, info }) => {
+        // Refused before reading: a huge file would be read whole only to fail the size check after the edit.
+        if (info.size > context.limits.maxWriteBytes) {
+          throw new ToolError(
+            `refused: ${path} is ${info.size} bytes; edit_file handles files up to ${context.limits.maxWriteBytes} bytes`,
+          );
+        }
+        return { content: await handle.readFile({ signal: context.signal }), info };
+      }),
+    );
     const needle = Buffer.from(oldText, "utf8");
     const at = content.indexOf(needle);
     let count = 0;
@@ -86,7 +92,9 @@ export const editFileTool: ToolDefinition = {
     }
     const updated = Buffer.concat([content.subarray(0, at), Buffer.from(newText, "utf8"), content.subarray(at + needle.length)]);
     checkSize(updated, context);
-    await replaceFile(hostPath, updated, info.mode, context.signal);
+    await workspace.fileCall(hostPath, path, context.signal, (fs, deadline) =>
+      replaceFile(fs, hostPath, updated, info.mode, context.signal, deadline),
+    );
     return { output: `edited ${workspace.display(hostPath)}` };
   },
 };

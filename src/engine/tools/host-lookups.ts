@@ -1,22 +1,32 @@
+import type { Dirent, Stats } from "node:fs";
 import type { HostLookups, LookupOutcome } from "../../runtime/index.js";
 
 /**
- * The file system calls the engine's host lookups make: private paths,
- * program checks, real paths (node:fs promises; a test may give one that
- * does not answer, as a hung network mount).
+ * The file system calls the engine makes on the host: private paths,
+ * program checks, real paths, and every call of the file tools once a
+ * path is resolved (node:fs promises; a test may give one that does not
+ * answer, as a hung network mount).
  */
 export interface HostFs {
   realpath(path: string): Promise<string>;
-  lstat(path: string): Promise<{ isSymbolicLink(): boolean }>;
-  stat(path: string): Promise<{ isFile(): boolean; isDirectory(): boolean }>;
+  lstat(path: string): Promise<Stats>;
+  stat(path: string): Promise<Stats>;
   access(path: string, mode?: number): Promise<void>;
-  open(path: string, flags: string): Promise<HostFile>;
+  open(path: string, flags: string | number, mode?: number): Promise<HostFile>;
   mkdir(path: string, options?: { recursive?: boolean }): Promise<string | undefined>;
+  /** A directory's entries, read as iterated; breaking out of the iteration closes it. */
+  opendir(path: string): Promise<AsyncIterable<Dirent>>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
 }
 
 /** An open file, as {@link HostFs.open} gives it (a node:fs FileHandle). */
 export interface HostFile {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  readFile(options?: { signal?: AbortSignal }): Promise<Buffer>;
+  writeFile(data: string | Buffer, options: { encoding: "utf8"; signal: AbortSignal }): Promise<void>;
+  stat(): Promise<Stats>;
+  chmod(mode: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -48,12 +58,33 @@ export class LookupUnanswered extends Error {
  * {@link LookupUnanswered} when it is not had by `deadline` (epoch ms: the
  * whole check's or tool call's, so calls one after another share one
  * timeout rather than taking one each). A rejection (the file is missing,
- * unreadable) is thrown as it came.
+ * unreadable) is thrown as it came. With a `signal` (a tool call's, the
+ * run's), its abort reason is thrown as soon as it aborts: a cancelled run
+ * does not wait out the deadline. The lookup itself runs on, and is counted
+ * unanswered if it is past its deadline.
  */
-export async function lookUp<T>(host: EngineLookups, key: string, call: (fs: HostFs) => Promise<T>, deadline: number): Promise<T> {
-  const outcome = await host.lookups.ask(key, () => call(host.fs), deadline);
+export async function lookUp<T>(
+  host: EngineLookups,
+  key: string,
+  call: (fs: HostFs) => Promise<T>,
+  deadline: number,
+  signal?: AbortSignal,
+): Promise<T> {
+  if (signal?.aborted) throw signal.reason;
+  const asked = host.lookups.ask(key, () => call(host.fs), deadline);
+  const outcome = await (signal === undefined ? asked : untilAborted(asked, signal));
   if (outcome.kind !== "answered") throw new LookupUnanswered(outcome);
   return outcome.value;
+}
+
+/** `answer`, or `signal`'s reason thrown as soon as it aborts. */
+function untilAborted<T>(answer: Promise<T>, signal: AbortSignal): Promise<T> {
+  let stop = (): void => {};
+  const aborted = new Promise<never>((_, reject) => {
+    stop = () => reject(signal.reason);
+    signal.addEventListener("abort", stop, { once: true });
+  });
+  return Promise.race([answer, aborted]).finally(() => signal.removeEventListener("abort", stop));
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
-import { lstat, open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import type { HostFile, HostFs } from "./host-lookups.js";
 import { ToolError } from "./tool.js";
 
 /**
@@ -19,6 +19,11 @@ import { ToolError } from "./tool.js";
  *   outside the workspace, and no path check can tell; reading or writing
  *   through it would reach that file.
  *
+ * Each function makes its calls on the `fs` it is given: a file tool calls
+ * it inside Workspace.fileCall, so the whole of it (an open through to its
+ * close) is one lookup within the runtime's timeout, and a handle opened
+ * after the tool gave up is still closed.
+ *
  * Known limit: these checks narrow but do not close the race with a
  * concurrent process that swaps a parent directory between the workspace's
  * check and the open; only an OS sandbox closes it.
@@ -26,25 +31,28 @@ import { ToolError } from "./tool.js";
 
 /** An open regular file and its fstat. */
 export interface OpenedFile {
-  handle: FileHandle;
+  handle: HostFile;
   info: Stats;
 }
 
-/** Opens an existing file for reading; `shown` is the model's path, used in refusals. */
-export async function openRegularFile(hostPath: string, shown: string): Promise<OpenedFile> {
-  let handle: FileHandle;
+/**
+ * `use`'s answer on the existing regular file `hostPath`, opened for
+ * reading on `fs` and closed after, whatever `use` did; `shown` is the
+ * model's path, used in refusals.
+ */
+export async function withRegularFile<T>(fs: HostFs, hostPath: string, shown: string, use: (opened: OpenedFile) => Promise<T>): Promise<T> {
+  let handle: HostFile;
   try {
-    handle = await open(hostPath, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    handle = await fs.open(hostPath, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch (cause) {
     throw refusalFor(cause, shown) ?? cause;
   }
   try {
     const info = await handle.stat();
     assertRegularFile(info, shown);
-    return { handle, info };
-  } catch (error) {
+    return await use({ handle, info });
+  } finally {
     await handle.close();
-    throw error;
   }
 }
 
@@ -53,8 +61,8 @@ export async function openRegularFile(hostPath: string, shown: string): Promise<
  * and files with more than one link. `lstat` rather than an open, so a FIFO
  * target is never opened at all.
  */
-export async function assertWritableTarget(hostPath: string, shown: string): Promise<Stats | undefined> {
-  const info = await lstat(hostPath).catch((cause: unknown) => {
+export async function assertWritableTarget(fs: HostFs, hostPath: string, shown: string): Promise<Stats | undefined> {
+  const info = await fs.lstat(hostPath).catch((cause: unknown) => {
     if (cause instanceof Error && "code" in cause && cause.code === "ENOENT") return undefined;
     throw cause;
   });
@@ -67,17 +75,25 @@ export async function assertWritableTarget(hostPath: string, shown: string): Pro
  * over the target. A rename replaces the directory entry: if a hard link
  * appeared at the path after the checks, it is replaced, not written through.
  * A failed or cancelled write leaves the old file intact. The old file's mode
- * is kept.
+ * is kept. Past `deadline` (the tool call's, which then told the model it
+ * timed out) the rename is not made: a write the model was told failed must
+ * not land later, when the hung file system answers again.
  */
 export async function replaceFile(
+  fs: HostFs,
   hostPath: string,
   content: string | Buffer,
   mode: number | undefined,
   signal: AbortSignal,
+  deadline: number,
 ): Promise<void> {
   const temp = join(dirname(hostPath), `.${basename(hostPath)}.${randomBytes(6).toString("hex")}.tmp`);
   const permissions = mode === undefined ? undefined : mode & 0o7777;
-  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, permissions ?? 0o666);
+  const handle = await fs.open(
+    temp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    permissions ?? 0o666,
+  );
   try {
     try {
       // The open's mode is masked by the umask; an existing file's mode is restored exactly.
@@ -86,9 +102,11 @@ export async function replaceFile(
     } finally {
       await handle.close();
     }
-    await rename(temp, hostPath);
+    signal.throwIfAborted();
+    if (Date.now() >= deadline) throw new ToolError(`the write to ${basename(hostPath)} was given up: its file system answered too late`);
+    await fs.rename(temp, hostPath);
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
+    await fs.unlink(temp).catch(() => undefined);
     throw error;
   }
 }

@@ -1,6 +1,6 @@
 import type { Dirent } from "node:fs";
-import { opendir } from "node:fs/promises";
 import { join } from "node:path";
+import type { HostFs } from "./host-lookups.js";
 import { ToolError } from "./tool.js";
 
 /** One directory entry met by a {@link WorkspaceWalk}. */
@@ -9,6 +9,13 @@ export interface WalkEntry {
   hostPath: string;
   entry: Dirent;
 }
+
+/**
+ * How a walk asks the host's file system about a path it met: through the
+ * engine's lookups, within the runtime's timeout (Workspace.fileCall, with
+ * the tool call's signal); not had in time, it throws a ToolError.
+ */
+export type FileCalls = <T>(hostPath: string, call: (fs: HostFs) => Promise<T>) => Promise<T>;
 
 /** How far one walk may go (ToolLimits.maxWalkEntries, maxWalkDepth). */
 export interface WalkLimits {
@@ -34,6 +41,9 @@ export interface WalkLimits {
  * are counted and the first {@link MAX_SKIPPED_SHOWN} named in `skipped`
  * (the tool adds the files it could not open, {@link skip}), so the model
  * knows what it did not see. A start that cannot be read is a ToolError.
+ * Each directory is read as one call through `calls`: one whose file
+ * system does not answer in time ends the walk with that ToolError (the
+ * workspace is not asked again while it is unanswered anyway).
  */
 export class WorkspaceWalk {
   /** The entry bound stopped the walk. */
@@ -50,6 +60,8 @@ export class WorkspaceWalk {
     private readonly limits: WalkLimits,
     /** The model-facing form of a host path (Workspace.display). */
     private readonly display: (hostPath: string) => string,
+    /** How each directory is read ({@link FileCalls}). */
+    private readonly calls: FileCalls,
   ) {}
 
   /** Records an entry that could not be read. */
@@ -96,15 +108,16 @@ export class WorkspaceWalk {
   /** A directory's entries by name, at most what is left of the entry bound. */
   private async read(dir: string): Promise<Dirent[]> {
     const left = this.limits.maxEntries - this.visited;
-    const entries: Dirent[] = [];
-    // Breaking out of the loop closes the directory.
-    for await (const entry of await opendir(dir)) {
-      if (entries.length >= left) {
-        this.entriesCut = true;
-        break;
+    const { entries, cut } = await this.calls(dir, async (fs) => {
+      const read: Dirent[] = [];
+      // Breaking out of the loop closes the directory.
+      for await (const entry of await fs.opendir(dir)) {
+        if (read.length >= left) return { entries: read, cut: true };
+        read.push(entry);
       }
-      entries.push(entry);
-    }
+      return { entries: read, cut: false };
+    });
+    if (cut) this.entriesCut = true;
     this.visited += entries.length;
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }

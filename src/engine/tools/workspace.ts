@@ -153,8 +153,7 @@ export class Workspace {
       if (isNotFound(cause)) throw new ToolError(`no such file or directory: ${shown}`);
       throw cause;
     }
-    this.assertInside(real, shown);
-    this.assertNotPrivate(real, shown);
+    this.assertAllowed(real, shown);
     return real;
   }
 
@@ -174,17 +173,15 @@ export class Workspace {
         if (isNotFound(cause)) throw new ToolError(`refused: ${shown} is a symlink to a missing target`);
         throw cause;
       }
-      this.assertInside(real, shown);
-      this.assertNotPrivate(real, shown);
+      this.assertAllowed(real, shown);
       return real;
     }
     let ancestor = dirname(lexical);
     for (;;) {
       try {
         const realAncestor = await this.lookUp((fs) => fs.realpath(ancestor), shown, deadline);
-        this.assertInside(realAncestor, shown);
         const target = join(realAncestor, relative(ancestor, lexical));
-        this.assertNotPrivate(target, shown);
+        this.assertAllowed(realAncestor, shown, target);
         return target;
       } catch (cause) {
         if (!isNotFound(cause)) throw cause;
@@ -194,17 +191,35 @@ export class Workspace {
   }
 
   /**
-   * `call`'s answer, asked under this directory's root by `deadline` (one
-   * per tool call); a ToolError naming the model's `shown` path when it is
-   * not had in time. A rejection (missing, unreadable) is thrown as it came.
+   * `call`'s answer on `hostPath` (a path this workspace resolved), asked
+   * through the engine's lookups under the root of the directory it lies in
+   * (this workspace, or the mount it is in) within the runtime's timeout
+   * from now (handed to `call`, which may make several file system calls
+   * by it): the file tools' opens, stats, reads, writes and directory
+   * reads, so a file system nested in the workspace that hangs once a path
+   * is resolved is a ToolError naming the model's `shown` path, and holds
+   * one thread of the pool however often it is asked. `signal` (the run's)
+   * gives it up at once when it aborts. A rejection is thrown as it came.
    */
-  private async lookUp<T>(call: (fs: HostFs) => Promise<T>, shown: string, deadline: number): Promise<T> {
+  fileCall<T>(hostPath: string, shown: string, signal: AbortSignal, call: (fs: HostFs, deadline: number) => Promise<T>): Promise<T> {
+    const area = this.mountOf(hostPath)?.area ?? this;
+    const deadline = Date.now() + this.host.timeoutMs;
+    return area.lookUp((fs) => call(fs, deadline), shown, deadline, signal);
+  }
+
+  /**
+   * `call`'s answer, asked under this directory's root by `deadline` (one
+   * per tool call, or per file call); a ToolError naming the model's
+   * `shown` path when it is not had in time. A rejection (missing,
+   * unreadable) is thrown as it came.
+   */
+  private async lookUp<T>(call: (fs: HostFs) => Promise<T>, shown: string, deadline: number, signal?: AbortSignal): Promise<T> {
     try {
-      return await lookUp(this.host, this.root, call, deadline);
+      return await lookUp(this.host, this.root, call, deadline, signal);
     } catch (error) {
       if (!(error instanceof LookupUnanswered)) throw error;
       const why = unansweredWhy(error.outcome, `${this.label}'s file system`, this.host.timeoutMs);
-      throw new ToolError(`cannot reach ${shown}: ${why}; try again once it answers`);
+      throw new TimedOutToolError(`timed out on ${shown}: ${why}; try again once it answers`);
     }
   }
 
@@ -246,20 +261,25 @@ export class Workspace {
     return lexical;
   }
 
-  private assertInside(real: string, path: string): void {
+  /** Refuses `path` when `real` (its real path, or its nearest existing ancestor's) is outside, or `target` (where it leads) is private. */
+  private assertAllowed(real: string, path: string, target = real): void {
     if (!this.contains(real)) {
       throw new ToolError(`refused: ${path} leads outside ${this.label} (through a symlink)`);
     }
-  }
-
-  private assertNotPrivate(real: string, path: string): void {
-    if (this.isPrivate(real)) throw new ToolError(`refused: ${path} is private to this runtime`);
+    if (this.isPrivate(target)) throw new ToolError(`refused: ${path} is private to this runtime`);
   }
 
   private contains(hostPath: string): boolean {
     return hostPath === this.root || hostPath.startsWith(this.root + sep);
   }
 }
+
+/**
+ * A file tool's call not had in time (Workspace.fileCall): told to the
+ * model like any ToolError, but about the file system, not the file, so
+ * a search does not pass over it as a file it may skip.
+ */
+export class TimedOutToolError extends ToolError {}
 
 /** Where the model finds a worker's mounts: /mounts/<name> (MountSpec in worker.proto). */
 export const MOUNTS_DIR = "/mounts";
