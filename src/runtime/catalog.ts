@@ -273,6 +273,8 @@ export class Catalog {
     checkIdentifyingText("display_name", request.displayName, limits.maxDisplayNameBytes);
     checkIdentifyingText("intent", request.intent, limits.maxIntentBytes, { lines: true });
     checkLabels("labels", request.labels, limits.maxLabels, limits.maxLabelValueBytes);
+    // Unlike a selector's (checkLabels), a new worker's values are identifying text, as they always were.
+    for (const [key, value] of Object.entries(request.labels)) checkIdentifyingText(`labels[${key}]`, value, limits.maxLabelValueBytes);
     if (request.initialInput) checkTextBytes("initial_input.text", request.initialInput.text, limits.maxInputBytes);
   }
 

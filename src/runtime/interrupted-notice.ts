@@ -40,23 +40,22 @@ export function tellsInterruption(run: Run): boolean {
   return run.status === RunStatus.INTERRUPTED && run.startedAt !== undefined;
 }
 
-/**
- * How many of the transcript's last entries a restart searches for a
- * notice already written. The notice is its run's last entry and is
- * written just before the run's record, so a restart that finds the run
- * unfinished finds its notice at the very end, unless the record's write
- * failed (disk full) and a later run committed a few entries before the
- * next crash.
- */
-const NOTICE_SEARCH_DEPTH = 32;
+/** How many entries a restart reads at a time as it searches back for a notice already written. */
+const NOTICE_SEARCH_PAGE = 256;
 
 /**
  * Whether the transcript already tells run `runId`'s interruption: the
  * runtime stopped again after its notice was durable but before its
  * INTERRUPTED record was (the record is written after the notice, so a
- * run stored ended always has it). Searched from the end, back to the
- * run's own last entry at most. A read that fails answers false: the
- * notice is written (again) rather than lost.
+ * run stored ended always has it). The notice is the run's last entry
+ * (runs are single-flight: its other entries come before it, and only
+ * later runs' entries after it), so the answer is whether the run's last
+ * entry is the notice, searched from the end back to it, page by page.
+ * Usually it is in the first page; a fixed depth was not enough, as a runs
+ * log that kept failing let later runs commit any number of entries after
+ * the notice. Only a run with no entry at all (a transcript cut before it)
+ * costs a read of the whole transcript, once per start. A read that fails
+ * answers false: the notice is written (again) rather than lost.
  */
 export async function interruptedNoticeWritten(
   store: Pick<RuntimeStore, "readTranscript">,
@@ -64,11 +63,16 @@ export async function interruptedNoticeWritten(
   lastTranscriptSeq: bigint,
   runId: string,
 ): Promise<boolean> {
-  if (lastTranscriptSeq === 0n) return false;
   try {
-    const tail = await store.readTranscript(workerId, { kind: "before", beforeSeq: lastTranscriptSeq + 1n }, NOTICE_SEARCH_DEPTH);
-    const last = tail.findLast((entry) => entry.runId === runId);
-    return last?.content.case === "notice" && last.content.value.code === INTERRUPTED_NOTICE_CODE;
+    for (let beforeSeq = lastTranscriptSeq + 1n; beforeSeq > 1n; ) {
+      const page = await store.readTranscript(workerId, { kind: "before", beforeSeq }, NOTICE_SEARCH_PAGE);
+      const last = page.findLast((entry) => entry.runId === runId);
+      if (last) return last.content.case === "notice" && last.content.value.code === INTERRUPTED_NOTICE_CODE;
+      const first = page[0];
+      if (first === undefined || first.seq >= beforeSeq) return false;
+      beforeSeq = first.seq;
+    }
+    return false;
   } catch {
     return false;
   }

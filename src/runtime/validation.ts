@@ -99,7 +99,13 @@ export function checkIdentifyingText(field: string, value: string, maxBytes: num
   return value;
 }
 
-/** Checks a labels map: count, key shape, value size and text (checkIdentifyingText). */
+/**
+ * Checks a labels map's bounds: count, key shape and value size. Enough
+ * for a label selector (ListWorkers), which may name any value a stored
+ * worker can have: CreateWorker refuses control and bidi characters in
+ * values (catalog.ts checks them as identifying text), but workers stored before that rule keep
+ * theirs, and a selector refused them could never select those workers.
+ */
 export function checkLabels(field: string, labels: Record<string, string>, maxLabels: number, maxValueBytes: number): void {
   const keys = Object.keys(labels);
   if (keys.length > maxLabels) throw limitExceeded(field, maxLabels, `has ${keys.length} labels; at most ${maxLabels}`);
@@ -107,7 +113,7 @@ export function checkLabels(field: string, labels: Record<string, string>, maxLa
     if (!LABEL_KEY_PATTERN.test(key)) {
       throw invalidArgument(`${field}[${JSON.stringify(key.slice(0, 70))}]`, "key must be 1-63 characters of [a-z0-9._-]");
     }
-    checkIdentifyingText(`${field}[${key}]`, labels[key] ?? "", maxValueBytes);
+    checkTextBytes(`${field}[${key}]`, labels[key] ?? "", maxValueBytes);
   }
 }
 

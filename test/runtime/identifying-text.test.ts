@@ -46,9 +46,7 @@ describe.each(PROTOCOLS)("identifying text over %s", (protocol) => {
         ]);
       }
     }
-    // A label selector with such a value could never match: refused the same.
-    const selector = await expectError(() => clients.catalog.listWorkers({ runtimeId, labelSelector: { team: "a\u202Eb" } }));
-    expect(selector.detail?.metadata["field"]).toBe("label_selector[team]");
+    // A label selector may still name such a value: a worker stored before this rule can hold it (label-selector.test.ts).
     // Text as people write it is kept: any script, emoji, marks that are not controls, and an intent's lines.
     const { worker } = await clients.catalog.createWorker({
       runtimeId,

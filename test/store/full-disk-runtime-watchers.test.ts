@@ -1,18 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import { createFileStore, type FileStoreFaults } from "../../src/store/fs/index.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
+import { useFullDisk } from "../support/full-disk-runtime.js";
+import { type Clients, eventually, runToEnd } from "../support/harness.js";
 import { replyChunks } from "../support/openai-chunks.js";
 
 /**
@@ -24,40 +20,14 @@ import { replyChunks } from "../support/openai-chunks.js";
  * must be published again, so a watch resumed from its last cursor
  * converges to what GetWorker says, gap-free.
  */
-let dir: string;
-let fake: FakeOpenAI;
-let full: string | undefined;
 /** Only the runtime-wide event log fails (the workers' files still write). */
 let runtimeLogFull = false;
-const faults: FileStoreFaults = {
-  beforeWrite: (file) => {
-    if (full) throw Object.assign(new Error(`fault: ${full}`), { code: full });
-    if (runtimeLogFull && file.startsWith(`events${path.sep}`)) throw Object.assign(new Error("fault: ENOSPC"), { code: "ENOSPC" });
-  },
-};
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "wr-full-runtime-watch-"));
-  fake = await startFakeOpenAI();
-  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
-  full = undefined;
+const disk = useFullDisk("wr-full-runtime-watch-", (file) => {
+  if (runtimeLogFull && file.startsWith(`events${path.sep}`)) throw Object.assign(new Error("fault: ENOSPC"), { code: "ENOSPC" });
 });
-afterEach(async () => {
-  full = undefined;
+afterEach(() => {
   runtimeLogFull = false;
-  await fake.close();
-  await rm(dir, { recursive: true, force: true });
 });
-
-async function serve(): Promise<{ harness: Harness; clients: Clients }> {
-  const harness = await startHarness({
-    runtimeId: "rf",
-    heartbeatIntervalMs: 100,
-    storeProbeIntervalMs: 50,
-    store: createFileStore({ dataDir: dir, faults }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  });
-  return { harness, clients: harness.connect("grpc") };
-}
 
 interface FollowedRuntime {
   events: RuntimeEvent[];
@@ -104,17 +74,17 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) under a WatchR
   it("ends the watch with STORE_UNAVAILABLE, and once it writes again publishes the worker's latest state, gap-free", async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "partial answer" }), waitBefore: { 3: held } });
-    const { harness, clients } = await serve();
+    disk.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "partial answer" }), waitBefore: { 3: held } });
+    const { harness, clients } = await disk.serve();
     try {
       const worker = (await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
       const watch = new AbortController();
       const watched = followRuntime(clients, "", watch.signal);
       await clients.interaction.sendInput({ worker, input: { text: "hello" } });
       await eventually(() => workerStates(watched.events, worker.workerId).some((w) => w.status === WorkerStatus.RUNNING));
-      await eventually(() => fake.requests.length > 0);
+      await eventually(() => disk.fake.requests.length > 0);
 
-      full = code;
+      disk.full = code;
       release();
       // The run fails (its end cannot be written), and the watch is told it missed that instead of waiting.
       await expectStoreUnavailable(watched);
@@ -130,7 +100,7 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) under a WatchR
       // A watch opened while the disk still fails is not left showing the stale state either.
       await expectStoreUnavailable(followRuntime(clients, cursor));
 
-      full = undefined;
+      disk.full = undefined;
       await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
       // Resumed from the last cursor: the worker's latest state (IDLE, no active run) right after what was seen.
       const resume = new AbortController();
@@ -160,7 +130,7 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) under a WatchR
 
 describe("a runtime-wide event log that fails while the workers' files still write", () => {
   it("publishes the latest state of the worker whose events were lost, so a resumed watch agrees with GetWorker", async () => {
-    const { harness, clients } = await serve();
+    const { harness, clients } = await disk.serve();
     try {
       const worker = (await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
       const watch = new AbortController();

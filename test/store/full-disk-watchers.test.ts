@@ -1,20 +1,15 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import { createFileStore, type FileStoreFaults } from "../../src/store/fs/index.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
 import { cursorAt, workerCursor } from "../support/cursors.js";
 import { follow, sawText, type Followed } from "../support/followed-stream.js";
-import { type Clients, eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
+import { useFullDisk } from "../support/full-disk-runtime.js";
+import { type Clients, eventually, runToEnd } from "../support/harness.js";
 import { replyChunks } from "../support/openai-chunks.js";
 
 /**
@@ -24,36 +19,7 @@ import { replyChunks } from "../support/openai-chunks.js";
  * the event log and later snapshots kept the run open; a restart even
  * turned its FAILED into INTERRUPTED.
  */
-let dir: string;
-let fake: FakeOpenAI;
-let full: string | undefined;
-const faults: FileStoreFaults = {
-  beforeWrite: () => {
-    if (full) throw Object.assign(new Error(`fault: ${full}`), { code: full });
-  },
-};
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "wr-full-watch-"));
-  fake = await startFakeOpenAI();
-  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
-  full = undefined;
-});
-afterEach(async () => {
-  full = undefined;
-  await fake.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function serve(): Promise<{ harness: Harness; clients: Clients }> {
-  const harness = await startHarness({
-    runtimeId: "rf",
-    heartbeatIntervalMs: 100,
-    storeProbeIntervalMs: 50,
-    store: createFileStore({ dataDir: dir, faults }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  });
-  return { harness, clients: harness.connect("grpc") };
-}
+const disk = useFullDisk("wr-full-watch-");
 
 /** How a followed stream ended, failing the test if it has not within `ms` (a stream that never ends is the bug). */
 async function endedWithin(followed: Followed, ms = 5_000): Promise<ConnectError | "clean"> {
@@ -88,8 +54,8 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) during a strea
   it("ends its watchers' streams with STORE_UNAVAILABLE, and once it writes again announces the run's end exactly once", async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "partial answer" }), waitBefore: { 3: held } });
-    const { harness, clients } = await serve();
+    disk.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "partial answer" }), waitBefore: { 3: held } });
+    const { harness, clients } = await disk.serve();
     let runId = "";
     let worker: WorkerRef | undefined;
     try {
@@ -102,7 +68,7 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) during a strea
       const accepted = watched.events.find((e) => e.kind.case === "runChanged")?.kind;
       runId = accepted?.case === "runChanged" ? accepted.value.runId : "";
 
-      full = code;
+      disk.full = code;
       release();
       // Nobody waits for ever: both streams end with the typed error, after the events they had.
       await expectStoreUnavailable(watched, workerId);
@@ -120,7 +86,7 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) during a strea
       const early = follow(clients.observation.watchWorker({ worker, afterCursor: cursor }));
       await expectStoreUnavailable(early, workerId);
 
-      full = undefined;
+      disk.full = undefined;
       await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
       // No watch and no write is needed: once the probe finds the store writing, the worker writes what it owes.
       const seen = watched.events.filter((e) => e.seq > 0n).at(-1)?.seq ?? 0n;
@@ -150,7 +116,7 @@ describe.each(["ENOSPC", "EROFS"])("a disk that fails writes (%s) during a strea
     }
 
     // The end is in the store too: a restart keeps it FAILED (it used to become INTERRUPTED), and the log replays it once.
-    const reopened = await serve();
+    const reopened = await disk.serve();
     try {
       const stored = (await reopened.clients.interaction.getRun({ worker, runId })).run;
       expect(stored?.status).toBe(RunStatus.FAILED);

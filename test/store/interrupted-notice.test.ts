@@ -1,10 +1,13 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
-import type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { type TranscriptEntry, TranscriptEntrySchema, UserMessageSchema } from "../../gen/worker_runtime/v1/transcript_pb.js";
+import { interruptedNotice } from "../../src/runtime/interrupted-notice.js";
 import { createRuntime, type Runtime } from "../../src/runtime/index.js";
 import { createFileStore } from "../../src/store/fs/index.js";
 import { startCli } from "../support/cli-process.js";
@@ -148,6 +151,34 @@ describe("a run the runtime's stop interrupted", () => {
     // Now that the run's end is on disk, a third start neither writes nor needs a notice.
     const third = await open();
     expect(await read(third)).toEqual(entries);
+  }, 60_000);
+
+  it("is told once when, its run's end still unwritten, later runs committed more entries than a short search reaches", async () => {
+    const { dataDir, worker, runId } = await killedMidRun();
+    const workerId = worker?.workerId ?? "";
+    // What a restart that wrote the notice leaves when the run's INTERRUPTED record then failed, and later
+    // runs committed 300 entries before the next stop: the run unfinished on disk, its notice 301 entries back
+    // (further back than one read of the search goes).
+    const raw = createFileStore({ dataDir });
+    const stored = await raw.open({ generateRuntimeId: () => "unused" });
+    const restored = stored.workers.find((w) => w.record.worker.ref?.workerId === workerId);
+    expect(restored?.unfinishedRuns.map((run) => run.runId)).toContain(runId);
+    let seq = restored?.lastTranscriptSeq ?? 0n;
+    const entry = (run: string, content: TranscriptEntry["content"]): TranscriptEntry =>
+      create(TranscriptEntrySchema, { seq: ++seq, runId: run, createdAt: timestampNow(), content });
+    const notice = entry(runId, { case: "notice", value: interruptedNotice("restart") });
+    const later = Array.from({ length: 300 }, (_, i) =>
+      entry(`r-later-${Math.floor(i / 2)}`, { case: "userMessage", value: create(UserMessageSchema, { text: `later ${i}` }) }),
+    );
+    await raw.appendTranscript(workerId, [notice, ...later]);
+    await raw.close();
+
+    const runtime = await createRuntime({ store: createFileStore({ dataDir }), storeProbeIntervalMs: 60_000 });
+    cleanups.push(() => runtime.close().catch(() => {}));
+    const entries = (await runtime.readTranscript({ worker, position: { case: "afterSeq", value: 0n }, limit: 1000 })).entries;
+    expect(interruptedNotices(entries, runId)).toHaveLength(1);
+    expect(entries.at(-1)?.runId).toBe("r-later-149");
+    expect((await runtime.getRun({ worker, runId })).status).toBe(RunStatus.INTERRUPTED);
   }, 60_000);
 
   it("is told once the disk takes writes again when the restart could write neither its notice nor its end", async () => {

@@ -1,22 +1,17 @@
 import { Code } from "@connectrpc/connect";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { createPinoLogger } from "../../src/cli/pino-logger.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import type { Runtime } from "../../src/runtime/index.js";
-import { createFileStore } from "../../src/store/fs/index.js";
 import { expectError } from "../support/errors.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Clients, eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
+import { type Clients, eventually, runToEnd } from "../support/harness.js";
 import { type LogLine, logCapture } from "../support/log-lines.js";
-import { replyChunks } from "../support/openai-chunks.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
+import { useDamageableRuntime } from "../support/damageable-runtime.js";
 
 /**
  * What a quarantined worker tells its users, and what the runtime tells its
@@ -29,35 +24,15 @@ import { damageFirstSegment } from "../support/damaged-segment.js";
  * with it. Damage found at start-up (a snapshot that is not one) and damage a
  * read finds later (a sealed transcript segment) both.
  */
-let dir: string;
-let fake: FakeOpenAI;
 let capture: ReturnType<typeof logCapture>;
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "wr-quarantine-message-"));
-  fake = await startFakeOpenAI();
-  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
+const stored = useDamageableRuntime("wr-quarantine-message-", {
+  runtimeId: "rq",
+  segmentBytes: 300,
+  logger: () => createPinoLogger({ level: "info", payloads: false, destination: capture.destination }),
+});
+beforeEach(() => {
   capture = logCapture();
 });
-afterEach(async () => {
-  await fake.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function serve(): Promise<Harness> {
-  let runtime: Runtime | undefined;
-  const harness = await startHarness({
-    runtimeId: "rq",
-    logger: createPinoLogger({ level: "info", payloads: false, destination: capture.destination }),
-    store: createFileStore({
-      dataDir: dir,
-      segmentBytes: 300,
-      onCorruption: (workerId, message, detail) => runtime?.reportCorruption(workerId, message, detail),
-    }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  });
-  runtime = harness.runtime;
-  return harness;
-}
 
 /** What a user sees of a quarantined worker: plain words, no file, no path. */
 async function expectPlainWords(clients: Clients, worker: WorkerRef): Promise<void> {
@@ -71,7 +46,7 @@ async function expectPlainWords(clients: Clients, worker: WorkerRef): Promise<vo
     (await expectError(() => clients.interaction.sendInput({ worker, input: { text: "hi" } }))).error.rawMessage,
   ]) {
     expect(text).not.toMatch(/snapshot|\.log|workers|\//);
-    expect(text).not.toContain(dir);
+    expect(text).not.toContain(stored.dir);
   }
   const { error, detail } = await expectError(() => clients.interaction.sendInput({ worker, input: { text: "hi" } }));
   expect([error.code, detail?.reason]).toEqual([Code.FailedPrecondition, ErrorReason.WORKER_FAILED]);
@@ -85,13 +60,13 @@ function errorLineNaming(file: string, problem: RegExp): LogLine | undefined {
 
 describe("a quarantined worker", () => {
   it("found damaged at start-up: users read plain words, the operator's log names the absolute file and the error", async () => {
-    const first = await serve();
+    const first = await stored.serve();
     const worker = (await first.connect("grpc").catalog.createWorker({ runtimeId: "rq", displayName: "Named" })).worker?.ref as WorkerRef;
     await first.close();
-    const snapshot = path.join(dir, "workers", worker.workerId, "worker.snapshot");
+    const snapshot = path.join(stored.dir, "workers", worker.workerId, "worker.snapshot");
     await writeFile(snapshot, "not a snapshot at all, just text");
 
-    const second = await serve();
+    const second = await stored.serve();
     try {
       await expectPlainWords(second.connect("grpc"), worker);
       await expectPlainWords(second.connect("connect"), worker);
@@ -104,15 +79,15 @@ describe("a quarantined worker", () => {
   });
 
   it("found damaged by a read while served: the same", async () => {
-    const first = await serve();
+    const first = await stored.serve();
     const clients = first.connect("grpc");
     const worker = (await clients.catalog.createWorker({ runtimeId: "rq" })).worker?.ref as WorkerRef;
     for (let i = 0; i < 6; i++) expect((await runToEnd(clients, worker, `message ${i}`))?.status).toBe(RunStatus.COMPLETED);
     await first.close();
     // A sealed segment is trusted at open; the first read of it finds the damage.
-    const segment = await damageFirstSegment(path.join(dir, "workers", worker.workerId));
+    const segment = await damageFirstSegment(path.join(stored.dir, "workers", worker.workerId));
 
-    const second = await serve();
+    const second = await stored.serve();
     try {
       const again = second.connect("grpc");
       await expectError(() => again.observation.readTranscript({ worker, position: { case: "afterSeq", value: 0n } }));

@@ -1,19 +1,13 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import type { Runtime } from "../../src/runtime/index.js";
 import { TERMINAL_RUN_STATUSES } from "../../src/runtime/in-flight.js";
-import { createFileStore } from "../../src/store/fs/index.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { eventually, type Harness, runToEnd, startHarness } from "../support/harness.js";
-import { replyChunks } from "../support/openai-chunks.js";
+import { eventually, runToEnd } from "../support/harness.js";
 import { damageFirstSegment } from "../support/damaged-segment.js";
+import { useDamageableRuntime } from "../support/damageable-runtime.js";
 
 /**
  * A worker quarantined while it is served (a read found its history
@@ -23,45 +17,19 @@ import { damageFirstSegment } from "../support/damaged-segment.js";
  * snapshot must show them: it used to show the worker IDLE with its run
  * still active, forever, while GetWorker said FAILED.
  */
-let dir: string;
-let fake: FakeOpenAI;
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "wr-quarantine-"));
-  fake = await startFakeOpenAI();
-  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
-});
-afterEach(async () => {
-  await fake.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function serve(): Promise<Harness> {
-  let runtime: Runtime | undefined;
-  const harness = await startHarness({
-    runtimeId: "rq",
-    heartbeatIntervalMs: 200,
-    store: createFileStore({
-      dataDir: dir,
-      segmentBytes: 300,
-      onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message),
-    }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  });
-  runtime = harness.runtime;
-  return harness;
-}
+const stored = useDamageableRuntime("wr-quarantine-", { runtimeId: "rq", heartbeatIntervalMs: 200, segmentBytes: 300 });
 
 describe("a worker quarantined while watched", () => {
   it("shows its watchers and later snapshots the worker FAILED and the run it had in flight ended", async () => {
-    const first = await serve();
+    const first = await stored.serve();
     const clients = first.connect("grpc");
     const worker = (await clients.catalog.createWorker({ runtimeId: "rq" })).worker?.ref as WorkerRef;
     for (let i = 0; i < 6; i++) expect((await runToEnd(clients, worker, `message ${i}`))?.status).toBe(RunStatus.COMPLETED);
     await first.close();
     // A sealed segment is trusted at open; the next run's history read finds the damage.
-    await damageFirstSegment(path.join(dir, "workers", worker.workerId));
+    await damageFirstSegment(path.join(stored.dir, "workers", worker.workerId));
 
-    const second = await serve();
+    const second = await stored.serve();
     try {
       const again = second.connect("grpc");
       const watch = new AbortController();

@@ -1,18 +1,12 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
-import { createOpenAIBackend } from "../../src/engine/index.js";
-import type { Runtime } from "../../src/runtime/index.js";
-import { createFileStore } from "../../src/store/fs/index.js";
 import { damageActiveSegmentMiddle } from "../support/damaged-segment.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import { type Harness, PROTOCOLS, runToEnd, startHarness } from "../support/harness.js";
-import { replyChunks } from "../support/openai-chunks.js";
+import { useDamageableRuntime } from "../support/damageable-runtime.js";
+import { PROTOCOLS, runToEnd } from "../support/harness.js";
 
 /**
  * A worker whose transcript the open found damaged in the middle is served
@@ -22,32 +16,11 @@ import { replyChunks } from "../support/openai-chunks.js";
  * it for the whole conversation. Every answer now carries `cut`: where the
  * readable part ends, why (WORKER_FAILED) and what to do, in plain words.
  */
-let dir: string;
-let fake: FakeOpenAI;
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "wr-transcript-cut-"));
-  fake = await startFakeOpenAI();
-  fake.setFallback({ kind: "stream", chunks: replyChunks({ text: "ok", usage: { prompt: 1, completion: 1 } }) });
-});
-afterEach(async () => {
-  await fake.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function serve(): Promise<Harness> {
-  let runtime: Runtime | undefined;
-  const harness = await startHarness({
-    runtimeId: "rc",
-    store: createFileStore({ dataDir: dir, onCorruption: (workerId, message) => runtime?.reportCorruption(workerId, message) }),
-    executionBackend: createOpenAIBackend({ apiKey: "sk-test", baseURL: fake.baseURL }),
-  });
-  runtime = harness.runtime;
-  return harness;
-}
+const stored = useDamageableRuntime("wr-transcript-cut-", { runtimeId: "rc" });
 
 describe("a transcript the open found damaged in the middle", () => {
   it("reads up to the damage, and every answer says where the readable part ends, why and what to do", async () => {
-    const first = await serve();
+    const first = await stored.serve();
     const clients = first.connect("grpc");
     const worker = (await clients.catalog.createWorker({ runtimeId: "rc" })).worker?.ref as WorkerRef;
     const healthy = (await clients.catalog.createWorker({ runtimeId: "rc" })).worker?.ref as WorkerRef;
@@ -55,9 +28,9 @@ describe("a transcript the open found damaged in the middle", () => {
     expect((await runToEnd(clients, healthy, "hello"))?.status).toBe(RunStatus.COMPLETED);
     const written = (await clients.observation.readTranscript({ worker })).lastSeq;
     await first.close();
-    await damageActiveSegmentMiddle(path.join(dir, "workers", worker.workerId));
+    await damageActiveSegmentMiddle(path.join(stored.dir, "workers", worker.workerId));
 
-    const second = await serve();
+    const second = await stored.serve();
     try {
       for (const protocol of PROTOCOLS) {
         const again = second.connect(protocol);
@@ -72,7 +45,7 @@ describe("a transcript the open found damaged in the middle", () => {
         expect(tail.cut?.message).toMatch(/damaged/);
         expect(tail.cut?.message).toMatch(/backup|delete the worker/);
         expect(tail.cut?.message).not.toMatch(/\.log|transcript\/|workers\//);
-        expect(tail.cut?.message).not.toContain(dir);
+        expect(tail.cut?.message).not.toContain(stored.dir);
         // Whatever the position: a forward page from the start says it too.
         const page = await again.observation.readTranscript({ worker, position: { case: "afterSeq", value: 0n }, limit: 1 });
         expect([page.entries.length, page.hasMore, page.cut?.readableThroughSeq]).toEqual([1, true, readable]);

@@ -64,7 +64,11 @@ export class Output {
    * Message text (the model's, the user's) as written, but on a terminal
    * with control characters other than line breaks and tabs shown escaped:
    * a model's output must not move the cursor, retitle the window or reach
-   * the clipboard (OSC 52). Piped, it is written as it came.
+   * the clipboard (OSC 52); nor, by a bidi override or isolate control,
+   * make what follows read as other text, as {@link cellText} escapes them
+   * in cells. Every other character (any script, the bidi marks U+200E and
+   * U+200F that right-to-left text needs) is kept. Piped, it is written as
+   * it came.
    */
   prose(text: string): string {
     return this.tables ? text.replace(PROSE_CONTROL, escapeControl) : text;
@@ -143,8 +147,8 @@ export class Output {
  * U+2066-U+2069), which reorder what follows them in a cell and beyond.
  */
 const CONTROL = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/gu;
-/** Control characters other than a line break or a tab: what message text may not send a terminal. */
-const PROSE_CONTROL = /[^\P{Cc}\n\t]/gu;
+/** Control characters other than a line break or a tab, and the bidi controls of {@link CONTROL}: what message text may not send a terminal. */
+const PROSE_CONTROL = /[^\P{Cc}\n\t]|[\u202A-\u202E\u2066-\u2069]/gu;
 const NAMED_ESCAPES: Record<string, string> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
 /**

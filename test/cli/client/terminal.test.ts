@@ -194,6 +194,36 @@ describe("terminal and pipe", () => {
     }
   });
 
+  it("message text reaches a terminal with its bidi override and isolate controls shown escaped, other text (tabs, lines, any script) as written", async () => {
+    const answer =
+      "file \u202Etxt.exe\u202C and \u2066isolated\u2069\tcol\n\u05e9\u05dc\u05d5\u05dd \u200F\u0639\u0631\u0628\u064a \u8bed\u8a00 \u00fc\u00f1\u00ef";
+    const shown = [
+      "file \\u202etxt.exe\\u202c and \\u2066isolated\\u2069\tcol",
+      "\u05e9\u05dc\u05d5\u05dd \u200F\u0639\u0631\u0628\u064a \u8bed\u8a00 \u00fc\u00f1\u00ef",
+    ];
+    const bidi = /[\u202A-\u202E\u2066-\u2069]/u;
+    const { worker } = await rt.clients.catalog.createWorker({
+      runtimeId: rt.runtimeId,
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const id = worker?.ref?.workerId ?? "";
+    try {
+      rt.fake.enqueue(reply({ text: answer, pieceSize: 3 }));
+      const sent = await inTerminal(["send", id, "hi \u202Eyes"], { NO_COLOR: "1" });
+      expect(sent.code).toBe(0);
+      for (const line of shown) expect(sent.screen).toContain(line);
+      expect(sent.screen).not.toMatch(bidi);
+      const transcript = await inTerminal(["transcript", id], { NO_COLOR: "1" });
+      for (const line of shown) expect(transcript.screen).toContain(line);
+      expect(transcript.screen).toContain("> hi \\u202eyes");
+      expect(transcript.screen).not.toMatch(bidi);
+      const piped = await runClient(["transcript", id], { server: rt.url });
+      expect(piped.stdout).toContain(answer);
+    } finally {
+      await rt.clients.catalog.deleteWorker({ worker: worker?.ref, force: true });
+    }
+  });
+
   it("an empty cell of a terminal's table reads -, so no column looks skipped; piped it stays empty", async () => {
     const tty = await inTerminal(["workers", "list"], { NO_COLOR: "1" });
     const [header = "", row = ""] = tty.screen.trimEnd().split("\n");
