@@ -6,7 +6,7 @@ import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/erro
 import type { RuntimeEvent } from "../../gen/worker_runtime/v1/events_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
-import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
+import { type Worker, WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { useFullDisk } from "../support/full-disk-runtime.js";
 import { type Clients, eventually, runToEnd } from "../support/harness.js";
 import { replyChunks } from "../support/openai-chunks.js";
@@ -151,11 +151,21 @@ describe("a runtime-wide event log that fails while the workers' files still wri
       const resumed = followRuntime(clients, cursor, resume.signal);
       const truth = (await clients.catalog.getWorker({ worker })).worker;
       expect(truth?.usage?.outputTokens).toBeGreaterThan(0n);
-      await eventually(() => workerStates(resumed.events, worker.workerId).length > 0, 5_000, "the worker's latest state");
-      const [shown, ...more] = workerStates(resumed.events, worker.workerId);
-      expect(more).toEqual([]);
-      expect([shown?.status, shown?.activeRunId, shown?.usage]).toEqual([truth?.status, truth?.activeRunId, truth?.usage]);
-      expect(resumed.events.map((e) => e.seq)).toEqual([seen + 1n]);
+      // Usually the one owed state; but a state published again while the disk still failed (each store
+      // probe that passes ends the degraded state) may be written only after it writes again, with the
+      // run's later events behind it: real events, in order. Either way the last state is GetWorker's.
+      const agrees = (shown: Worker | undefined) =>
+        shown?.status === truth?.status &&
+        shown?.activeRunId === truth?.activeRunId &&
+        shown?.usage?.outputTokens === truth?.usage?.outputTokens;
+      await eventually(() => agrees(workerStates(resumed.events, worker.workerId).at(-1)), 5_000, "the worker's latest state");
+      const states = workerStates(resumed.events, worker.workerId);
+      expect(states.length).toBeLessThanOrEqual(2);
+      // Never the same state twice in a row: a state owed is not published again once a later one is written.
+      expect(
+        states.slice(1).filter((state, i) => state.lastEventSeq === states[i]?.lastEventSeq && state.status === states[i]?.status),
+      ).toEqual([]);
+      expect(resumed.events.map((e) => e.seq)).toEqual(resumed.events.map((_, i) => seen + 1n + BigInt(i)));
       resume.abort();
       watch.abort();
     } finally {
