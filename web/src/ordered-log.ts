@@ -24,6 +24,11 @@ export class OrderedLog {
     return this.keys[0];
   }
 
+  /** The largest key held, or undefined when empty. */
+  last(): number | undefined {
+    return this.keys.at(-1);
+  }
+
   put(key: number, element: HTMLElement): void {
     const old = this.elements.get(key);
     if (old) {
@@ -54,6 +59,16 @@ export class OrderedLog {
   /** Drops the elements with the smallest keys until at most `max` are left; returns how many it dropped. */
   dropOldest(max: number): number {
     const dropped = this.keys.splice(0, Math.max(0, this.keys.length - max));
+    for (const key of dropped) {
+      this.elements.get(key)?.remove();
+      this.elements.delete(key);
+    }
+    return dropped.length;
+  }
+
+  /** Drops the elements with the largest keys until at most `max` are left; returns how many it dropped. */
+  dropNewest(max: number): number {
+    const dropped = this.keys.splice(max);
     for (const key of dropped) {
       this.elements.get(key)?.remove();
       this.elements.delete(key);
