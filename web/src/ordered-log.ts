@@ -66,9 +66,17 @@ export class OrderedLog {
     return dropped.length;
   }
 
-  /** Drops the elements with the largest keys until at most `max` are left; returns how many it dropped. */
+  /**
+   * Drops the elements with the largest keys until at most `max` are left,
+   * and an entry's marks never without it (keys of one seq leave together):
+   * a run's last entry left on the page without its "stopped" mark would
+   * read as unanswered. Returns how many it dropped.
+   */
   dropNewest(max: number): number {
-    const dropped = this.keys.splice(max);
+    let keep = Math.min(max, this.keys.length);
+    const cut = this.keys[keep];
+    if (cut !== undefined) while (keep > 0 && Math.floor(this.keys[keep - 1] ?? 0) === Math.floor(cut)) keep--;
+    const dropped = this.keys.splice(keep);
     for (const key of dropped) {
       this.elements.get(key)?.remove();
       this.elements.delete(key);
