@@ -299,7 +299,7 @@ describe("console with a model provider", () => {
     await expect.poll(async () => (await position()).fromBottom).toBeLessThan(2);
   });
 
-  it("keeps a long chat's page bounded: the oldest entries leave the page as new ones arrive, and come back when scrolled to", async () => {
+  it("keeps a long chat's page bounded: the oldest entries leave the page as new ones arrive, and come back when scrolled to; reading back to the start, the newest leave and come back when scrolled down to", async () => {
     const transport = createGrpcTransport({ baseUrl: `http://${server.h2c}` });
     const catalog = createClient(WorkerCatalog, transport);
     const interaction = createClient(WorkerInteraction, transport);
@@ -329,6 +329,7 @@ describe("console with a model provider", () => {
     // The page trims to its bound in the frame after an entry arrives (conversation.ts queueFrame), so the
     // newest entry can stand there one frame as the 201st: the bound is read once that frame has run.
     await expect.poll(() => page.locator(".log > *").count()).toBeLessThanOrEqual(200);
+    const newest = Number(await page.locator(".log .entry").last().getAttribute("data-seq"));
     // Scrolled to the top, the entries that left come back, a page at a time.
     const firstSeq = Number(await page.locator(".log .entry").first().getAttribute("data-seq"));
     expect(firstSeq).toBeGreaterThan(1);
@@ -336,7 +337,50 @@ describe("console with a model provider", () => {
       element.scrollTop = 0;
     });
     await expect.poll(async () => Number(await page.locator(".log .entry").first().getAttribute("data-seq"))).toBeLessThan(firstSeq);
-  }, 120_000);
+
+    // Read on up to the first entry: the page keeps a window of at most 200 around what is read, the newest
+    // leaving as older pages come (the whole history stood in the page, 712 entries and ~250k nodes in the audit).
+    const scrollTo = (where: "top" | "bottom") =>
+      page.locator(".scroller").evaluate((element, top) => {
+        element.scrollTop = top ? 0 : element.scrollHeight;
+      }, where === "top");
+    const firstShown = async () => Number(await page.locator(".log .entry").first().getAttribute("data-seq"));
+    const lastShown = async () => Number(await page.locator(".log .entry").last().getAttribute("data-seq"));
+    let most = 0;
+    await expect
+      .poll(
+        async () => {
+          most = Math.max(most, await page.locator(".log > *").count());
+          await scrollTo("top");
+          return firstShown();
+        },
+        { timeout: 60_000 },
+      )
+      .toBe(1);
+    most = Math.max(most, await page.locator(".log > *").count());
+    expect(most).toBeLessThanOrEqual(200);
+    expect(await lastShown()).toBeLessThan(newest);
+    // Back down, the newest entries come again and the page follows the output once more.
+    await expect
+      .poll(
+        async () => {
+          most = Math.max(most, await page.locator(".log > *").count());
+          await scrollTo("bottom");
+          return lastShown();
+        },
+        { timeout: 60_000 },
+      )
+      .toBe(newest);
+    expect(most).toBeLessThanOrEqual(200);
+    fake.enqueue(reply({ text: "answer after the reading" }));
+    for await (const message of interaction.streamInput({ worker: ref, input: { text: "one more" }, busyPolicy: BusyPolicy.REJECT })) {
+      void message;
+    }
+    await expect
+      .poll(() => page.locator(".log .entry.assistant").last().textContent(), { timeout: 30_000 })
+      .toContain("answer after the reading");
+    await expect.poll(() => page.locator(".log > *").count()).toBeLessThanOrEqual(200);
+  }, 240_000);
 
   /** A worker of the "careful" profile (its tools need approval) on the chat's runtime, with fs.read on a workspace, opened in the page. */
   async function openCarefulWorker(displayName: string): Promise<WorkerRef> {

@@ -706,15 +706,24 @@ describe("the live view", () => {
     await expect.poll(async () => (await pattern()).endsWith("QS"), { timeout: 20_000 }).toBe(true);
 
     // Followed live, the page kept its bound: the first run's entry and mark left it. Scrolled back to, both return.
+    // The page holds 200 entries and marks (MAX_SHOWN in conversation.ts) while the reader pages back too, so the
+    // newest runs left it meanwhile: the first runs are shown, from the first, each marked, but for the last one
+    // shown when the window's edge cut it (its mark follows its last entry, below the edge, and comes back with it).
+    const firstUser = () => page.locator(".log .entry.user").first().textContent();
+    const everyShownMarked = /^(QS){50,}Q?$/;
     expect((await shownSeqs(page))[0]).toBeGreaterThan(1);
     await scrollToOldest(page);
-    expect(await pattern()).toBe("QS".repeat(runs));
+    expect(await firstUser()).toBe("stopped 1");
+    expect(await page.locator(".log > *").count()).toBeLessThanOrEqual(200);
+    expect(await pattern()).toMatch(everyShownMarked);
 
     // Loaded afresh, the oldest run is past the newest 100 stopped ones, and still marked when scrolled to.
     await page.reload();
     await expect.poll(() => page.locator(".log .entry.user").last().textContent(), { timeout: 20_000 }).toBe(`stopped ${runs}`);
     await scrollToOldest(page);
-    await expect.poll(pattern).toBe("QS".repeat(runs));
+    expect(await firstUser()).toBe("stopped 1");
+    expect(await page.locator(".log > *").count()).toBeLessThanOrEqual(200);
+    await expect.poll(pattern).toMatch(everyShownMarked);
   });
 
   it("can be used from the keyboard and read by a screen reader: focus in the message box, committed entries in a log region", async () => {

@@ -15,10 +15,12 @@ import { renderEntry } from "./transcript-entry.js";
 /** Entries per history page (ReadTranscript limit). */
 const PAGE = 30;
 /**
- * The most entries (and marks) the page holds while it follows the newest
- * output: a chat left open for days would otherwise grow its DOM, and the
- * memory and layout it costs, for ever. The oldest leave; scrolling to the
- * top reads them again, a page at a time.
+ * The most entries (and marks) the page holds: a chat left open for days
+ * would otherwise grow its DOM, and the memory and layout it costs, for
+ * ever, and so would reading a long history back to its start. While the
+ * page follows the newest output the oldest leave (scrolling to the top
+ * reads them again, a page at a time); while the reader pages back the
+ * newest leave (scrolling down reads them again).
  */
 const MAX_SHOWN = 200;
 /**
@@ -57,6 +59,23 @@ export class Conversation {
   private hasOlder = false;
   /** The instance of {@link runs} whose older page is being read. */
   private loadingOlder: RunStatuses | undefined;
+  /**
+   * While the reader reads history and the newest entries were dropped to
+   * keep the page bounded: the newest seq still shown (undefined when the
+   * newest are shown). Entries the watch commits after it wait in
+   * {@link waiting} and are shown with the newer pages read as the reader
+   * scrolls down, the streaming blocks hidden till then: shown at once they
+   * would stand below a gap.
+   */
+  private shownThrough: number | undefined;
+  /**
+   * Entries committed while {@link shownThrough} is set (the newest
+   * MAX_SHOWN): the last newer page is read at some moment, and what the
+   * watch committed around that moment must not fall between the two.
+   */
+  private readonly waiting = new Map<number, TranscriptEntry>();
+  /** The instance of {@link runs} whose newer page is being read. */
+  private loadingNewer: RunStatuses | undefined;
   private frameQueued = false;
 
   /** `report` shows why a page of history could not be read. */
@@ -78,7 +97,11 @@ export class Conversation {
       logRoot,
       this.live.element,
     );
-    this.scroll = new FollowScroll(this.element, () => void this.loadOlder());
+    this.scroll = new FollowScroll(
+      this.element,
+      () => void this.loadOlder(),
+      () => void this.loadNewer(),
+    );
   }
 
   /**
@@ -91,6 +114,7 @@ export class Conversation {
     this.runLastSeq.clear();
     this.runs = new RunStatuses(this.api, this.ref, this.signal);
     this.hasOlder = false;
+    this.showNewest();
   }
 
   /** The snapshot's partial blocks replace ours: deltas missed while disconnected are in them. */
@@ -111,7 +135,13 @@ export class Conversation {
   /** An entry committed (transcript_appended): it takes the place of its streaming block. */
   commit(entry: TranscriptEntry): void {
     this.live.drop(entry.blockId);
-    this.putEntry(entry);
+    const seq = Number(entry.seq);
+    if (this.shownThrough === undefined || seq <= this.shownThrough) {
+      this.putEntry(entry);
+      return;
+    }
+    this.waiting.set(seq, entry);
+    if (this.waiting.size > MAX_SHOWN) this.waiting.delete(Math.min(...this.waiting.keys()));
   }
 
   /** A run's change from the watch: its cut mark, and nothing left streaming once it ended. */
@@ -164,6 +194,8 @@ export class Conversation {
         this.placeHistoryCut(page);
       });
       this.hasOlder = page.hasMore;
+      // Below the reader's view: the newest leave, to be read again when scrolled to.
+      if (this.log.dropNewest(MAX_SHOWN) > 0) this.windowThrough(Math.floor(this.log.last() ?? 0));
     } catch (error) {
       // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
       if (!this.signal.aborted && runs === this.runs) this.report(describeError(error));
@@ -172,6 +204,57 @@ export class Conversation {
       if (this.loadingOlder === runs) this.loadingOlder = undefined;
     }
     this.fillView();
+  }
+
+  /**
+   * The page after the newest entry shown, while the newest were dropped
+   * (the reader scrolled back down), the oldest dropped to keep the page
+   * bounded. Once the page is the last, the entries the watch committed
+   * meanwhile follow it and the page shows the newest again.
+   */
+  private async loadNewer(): Promise<void> {
+    const after = this.shownThrough;
+    const runs = this.runs;
+    if (after === undefined || this.loadingNewer === runs) return;
+    this.loadingNewer = runs;
+    try {
+      const page = await this.api.observation.readTranscript(
+        { worker: this.ref, position: { case: "afterSeq", value: BigInt(after) }, limit: PAGE },
+        { signal: this.signal },
+      );
+      if (runs !== this.runs) return;
+      await runs.cover(page.entries.map((entry) => entry.runId));
+      if (runs !== this.runs || this.shownThrough !== after) return;
+      for (const entry of page.entries) this.putEntry(entry);
+      this.placeHistoryCut(page);
+      const last = page.entries.at(-1);
+      if (page.hasMore && last) this.windowThrough(Number(last.seq));
+      else {
+        for (const entry of this.waiting.values()) this.putEntry(entry);
+        this.showNewest();
+      }
+      this.scroll.keepingPosition(() => {
+        if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
+      });
+    } catch (error) {
+      if (!this.signal.aborted && runs === this.runs) this.report(describeError(error));
+    } finally {
+      if (this.loadingNewer === runs) this.loadingNewer = undefined;
+    }
+  }
+
+  /** The newest entries shown are those through `seq`: later ones wait for the reader to scroll down to them. */
+  private windowThrough(seq: number): void {
+    this.shownThrough = seq;
+    for (const waiting of this.waiting.keys()) if (waiting <= seq) this.waiting.delete(waiting);
+    this.live.element.hidden = true;
+  }
+
+  /** The page shows the newest entries again, and what streams after them. */
+  private showNewest(): void {
+    this.shownThrough = undefined;
+    this.waiting.clear();
+    this.live.element.hidden = false;
   }
 
   /**
@@ -210,6 +293,8 @@ export class Conversation {
     const last = this.runLastSeq.get(runId);
     const status = this.runs.cut(runId);
     if (status === undefined || last === undefined) return;
+    // Its last entry is not shown now: the mark comes back with it.
+    if (this.shownThrough !== undefined && last > this.shownThrough) return;
     for (const key of [...this.log.root.querySelectorAll<HTMLElement>(`[data-run="${CSS.escape(runId)}"]`)].map((e) =>
       Number(e.dataset["key"]),
     )) {
@@ -236,7 +321,8 @@ export class Conversation {
     requestAnimationFrame(() => {
       this.frameQueued = false;
       this.live.renderDirty();
-      if (this.scroll.following) {
+      // A reader at the bottom of a window of history is not at the newest output.
+      if (this.scroll.following && this.shownThrough === undefined) {
         // Trimmed only while following, so never under a reader's eyes; what left is history again.
         if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
         this.scroll.scrollToBottom();

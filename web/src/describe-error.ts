@@ -146,3 +146,28 @@ export function endedText(worker: Worker): string | undefined {
   if (worker.status === WorkerStatus.STOPPED) return STOPPED_WORKER_TEXT;
   return undefined;
 }
+
+/**
+ * A watch's failure that a new connection can mend (the Backend restarting,
+ * the network, a runtime the Backend cannot reach), shown as
+ * "Reconnecting…"; any other is a refusal, whose reason the chat shows
+ * ({@link watchRefusedText}).
+ */
+export function connectionLost(error: unknown): boolean {
+  const code = ConnectError.from(error).code;
+  return (
+    code === Code.Unavailable || code === Code.Unknown || code === Code.DeadlineExceeded || code === Code.Aborted || code === Code.Canceled
+  );
+}
+
+/**
+ * Why a chat's watch was refused, in words: the token form's hint for a
+ * missing token, else the server's own message (shown as text), since only
+ * it names the cause (e.g. "worker W already has 256 watchers").
+ */
+export function watchRefusedText(error: unknown): string {
+  if (reasonOf(error) === ErrorReason.UNAUTHENTICATED) return describeError(error);
+  const connectError = ConnectError.from(error);
+  const said = connectError.rawMessage || Code[connectError.code];
+  return `The server refused to send this worker's updates: ${said}. Trying again from time to time.`;
+}

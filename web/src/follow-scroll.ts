@@ -1,6 +1,7 @@
 /**
  * The chat's scrolling: it follows the newest output until the reader
- * scrolls up, and asks for older history near the top.
+ * scrolls up, asks for older history near the top, and for newer near the
+ * bottom (what the page dropped while the reader read history).
  *
  * Where the view last scrolled itself to the bottom is kept from scroll
  * events (where layout is fresh), so that no event handler reads layout:
@@ -17,12 +18,15 @@ export class FollowScroll {
   constructor(
     private readonly scroller: HTMLElement,
     onNearTop: () => void,
+    onNearBottom: () => void,
   ) {
     scroller.addEventListener("scroll", () => {
-      if (scroller.scrollTop < this.scrolledTo && !this.nearBottom()) this.scrolledTo = Number.POSITIVE_INFINITY;
+      const nearBottom = this.nearBottom();
+      if (scroller.scrollTop < this.scrolledTo && !nearBottom) this.scrolledTo = Number.POSITIVE_INFINITY;
       // Back at the bottom after scrolling up: follow again.
       else if (!this.following) this.scrolledTo = scroller.scrollTop;
       if (scroller.scrollTop < 80) onNearTop();
+      if (nearBottom) onNearBottom();
     });
   }
 
@@ -41,10 +45,10 @@ export class FollowScroll {
     this.scrolledTo = this.scroller.scrollTop;
   }
 
-  /** Runs `insertAbove` (older entries put above the view) keeping what the reader looks at in place. */
-  keepingPosition(insertAbove: () => void): void {
+  /** Runs `changeAbove` (older entries put above the view, or dropped from there) keeping what the reader looks at in place. */
+  keepingPosition(changeAbove: () => void): void {
     const before = this.scroller.scrollHeight;
-    insertAbove();
+    changeAbove();
     this.scroller.scrollTop += this.scroller.scrollHeight - before;
   }
 

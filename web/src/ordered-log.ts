@@ -24,6 +24,11 @@ export class OrderedLog {
     return this.keys[0];
   }
 
+  /** The largest key held, or undefined when empty. */
+  last(): number | undefined {
+    return this.keys.at(-1);
+  }
+
   put(key: number, element: HTMLElement): void {
     const old = this.elements.get(key);
     if (old) {
@@ -54,6 +59,24 @@ export class OrderedLog {
   /** Drops the elements with the smallest keys until at most `max` are left; returns how many it dropped. */
   dropOldest(max: number): number {
     const dropped = this.keys.splice(0, Math.max(0, this.keys.length - max));
+    for (const key of dropped) {
+      this.elements.get(key)?.remove();
+      this.elements.delete(key);
+    }
+    return dropped.length;
+  }
+
+  /**
+   * Drops the elements with the largest keys until at most `max` are left,
+   * and an entry's marks never without it (keys of one seq leave together):
+   * a run's last entry left on the page without its "stopped" mark would
+   * read as unanswered. Returns how many it dropped.
+   */
+  dropNewest(max: number): number {
+    let keep = Math.min(max, this.keys.length);
+    const cut = this.keys[keep];
+    if (cut !== undefined) while (keep > 0 && Math.floor(this.keys[keep - 1] ?? 0) === Math.floor(cut)) keep--;
+    const dropped = this.keys.splice(keep);
     for (const key of dropped) {
       this.elements.get(key)?.remove();
       this.elements.delete(key);

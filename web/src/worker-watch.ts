@@ -3,7 +3,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { WorkerEvent, WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
 import type { WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 import type { Api } from "./api.js";
-import { cursorLost, describeError, reasonOf } from "./describe-error.js";
+import { connectionLost, cursorLost, reasonOf, watchRefusedText } from "./describe-error.js";
 import { untilHidden, whenVisible } from "./visibility.js";
 
 /** What a chat hears from {@link watchWorker}. */
@@ -18,7 +18,11 @@ export interface WorkerWatchHandlers {
   resync(): void;
   /** The connection was lost and is being tried again (true), or is back (false). */
   reconnecting(lost: boolean): void;
-  /** The Backend wants its token (the error in words), or took the call again (undefined). */
+  /**
+   * The watch was refused (the reason in words: the Backend wants its token,
+   * or the server's own message), or works again or lost its connection
+   * instead (undefined): a refusal is never left standing once it no longer holds.
+   */
   refused(text: string | undefined): void;
   /** The worker is gone: deleted while watched (`seen`), or never there. Nothing to reconnect to. */
   gone(seen: boolean): void;
@@ -35,10 +39,13 @@ export async function watchWorker(api: Api, ref: WorkerRef, signal: AbortSignal,
   let attempt = 0;
   let loaded = false;
   /**
-   * The Backend wants its token: not a lost connection. The chat says so (the
-   * sidebar asks for the token) and keeps trying; the next try sends the token.
+   * The last try was refused, not cut: the chat says why instead of
+   * "Reconnecting…", and keeps trying. A missing token (the sidebar asks for
+   * it; the next try sends it) is tried again soon; any other refusal (the
+   * worker's watcher slots full, a failed precondition, an internal error)
+   * after a longer backoff, since retrying rarely mends it at once.
    */
-  let refused = false;
+  let refused: "token" | "other" | undefined;
   while (!signal.aborted) {
     // A hidden tab holds no connection (visibility.ts): it resumes from its cursor once shown.
     await whenVisible(signal);
@@ -50,7 +57,7 @@ export async function watchWorker(api: Api, ref: WorkerRef, signal: AbortSignal,
         attempt = 0;
         on.reconnecting(false);
         if (refused) on.refused(undefined);
-        refused = false;
+        refused = undefined;
         on.message(message);
         if (message.snapshot) {
           on.snapshot(message.snapshot);
@@ -87,14 +94,21 @@ export async function watchWorker(api: Api, ref: WorkerRef, signal: AbortSignal,
         on.gone(loaded);
         return;
       }
-      refused = reason === ErrorReason.UNAUTHENTICATED;
-      if (refused) on.refused(describeError(error));
+      if (connectionLost(error)) {
+        // The banner says it now; a refusal from before no longer holds.
+        if (refused) on.refused(undefined);
+        refused = undefined;
+      } else {
+        refused = reason === ErrorReason.UNAUTHENTICATED ? "token" : "other";
+        on.refused(watchRefusedText(error));
+      }
     } finally {
       connection.dispose();
     }
     if (signal.aborted) return;
-    on.reconnecting(!refused);
-    const delay = Math.min(5_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    on.reconnecting(refused === undefined);
+    const [first, most] = refused === "other" ? [1_000, 15_000] : [250, 5_000];
+    const delay = Math.min(most, first * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt++;
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
