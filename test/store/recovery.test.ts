@@ -55,6 +55,10 @@ describe("file store recovery", () => {
     });
     expect(opened.diagnostics[0]!.message).toContain(rel);
     expect(opened.diagnostics[0]!.message).not.toContain(dir);
+    // What was dropped is counted from the torn file's size (the scan's fstat, not a separate stat).
+    const kept = (await stat(path.join(dir, rel))).size;
+    expect(kept).toBeLessThan(size - 7);
+    expect(opened.diagnostics[0]!.message).toContain(`; ${size - 7 - kept} bytes dropped`);
     await store.appendTranscript(
       "w1",
       entries(10, 10, () => "rewritten"),

@@ -34,7 +34,6 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
   const firsts = [...logs].map((n) => BigInt(n.slice(0, 20))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [i, firstSeq] of firsts.entries()) {
     const rel = logName(dir, firstSeq);
-    const size = (await stat(disk.abs(rel))).size;
     const previous = state.segments.at(-1);
     if (previous && previous.firstSeq + BigInt(previous.count) !== firstSeq) {
       problems.push({ kind: "corrupt", file: rel, detail: `segment does not continue the previous one` });
@@ -43,12 +42,15 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
       break;
     }
     const isLast = i === firsts.length - 1;
-    const count = isLast ? undefined : await readSegmentIndexCount(disk.abs(indexName(dir, firstSeq)), size, stats);
-    if (count !== undefined) {
-      state.segments.push({ firstSeq, count, size });
+    // A sealed segment needs its size to check its index; the active one is scanned, and the scan's own fstat
+    // gives it (one file operation less per log at start-up, where thousands of workers each open three).
+    const sealedSize = isLast ? undefined : (await stat(disk.abs(rel))).size;
+    const count = sealedSize === undefined ? undefined : await readSegmentIndexCount(disk.abs(indexName(dir, firstSeq)), sealedSize, stats);
+    if (sealedSize !== undefined && count !== undefined) {
+      state.segments.push({ firstSeq, count, size: sealedSize });
       continue;
     }
-    const scan = await scanFile(disk.abs(rel), firstSeq, stats);
+    const { scan, size } = await scanFile(disk.abs(rel), firstSeq, stats);
     const segment: Segment = { firstSeq, count: scan.offsets.length, size: scan.goodEnd, offsets: scan.offsets };
     state.segments.push(segment);
     if (scan.damage?.kind === "corrupt" || (scan.damage && !isLast)) {
@@ -77,11 +79,11 @@ export async function recoverSegments(init: SegmentedLogInit, state: LogState): 
   return problems;
 }
 
-async function scanFile(absPath: string, firstSeq: bigint, stats: FileStoreStats): Promise<SegmentScan> {
+async function scanFile(absPath: string, firstSeq: bigint, stats: FileStoreStats): Promise<{ scan: SegmentScan; size: number }> {
   const fh = await open(absPath, "r");
   try {
     const { size } = await fh.stat();
-    return await scanSegment(fh, size, firstSeq, stats);
+    return { scan: await scanSegment(fh, size, firstSeq, stats), size };
   } finally {
     await fh.close();
   }
