@@ -172,6 +172,15 @@ describe("Kubernetes manifests", () => {
     }
   });
 
+  it("let the runtime restore its most workers before the startup probe gives up", () => {
+    // Measured (docs/performance.md, "Start-up with thousands of workers"): 1.1-1.7 ms of CPU per
+    // idle worker on the 2-core dev VM, the port closed until the restore ends. Twice the worst
+    // figure for the default maximum leaves room for a busy node.
+    const restoreSeconds = (DEFAULT_LIMITS.maxWorkers * 1.7 * 2) / 1000;
+    const startup = runtime.startupProbe;
+    expect((startup?.periodSeconds ?? 10) * (startup?.failureThreshold ?? 3)).toBeGreaterThanOrEqual(restoreSeconds);
+  });
+
   it("run as non-root on a read-only root file system", () => {
     for (const [pod, container] of [
       [runtimePod, runtime],
