@@ -15,6 +15,7 @@ import { createAuthInterceptor } from "./auth.js";
 import { refuseBrowserHost, refusedBrowserHost } from "./browser-host-check.js";
 import { isClientGone } from "./error-mapping.js";
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepSessionAlive } from "./session-keepalive.js";
+import { createUnansweredPingLog } from "./unanswered-ping-log.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { captureGrpcDirectMethods } from "./grpc-direct-calls.js";
 import { endsWithoutTrailerFields, resetOnceEndStreamSent, writeStreamResponse } from "./http2-stream-response.js";
@@ -155,9 +156,10 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   // Every HTTP/2 session on every listener, for the polite close (GOAWAY) and the forced one.
   const sessions = new Set<http2.ServerHttp2Session>();
   const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
+  const logReap = createUnansweredPingLog(options.logger);
   const trackSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
-    keepSessionAlive(session, keepalive, options.logger, socketOf);
+    keepSessionAlive(session, keepalive, logReap, socketOf);
     session.once("close", () => sessions.delete(session));
   };
   h2.on("session", trackSession);

@@ -1,6 +1,5 @@
 import type http2 from "node:http2";
 import type net from "node:net";
-import type { Logger } from "../runtime/index.js";
 
 /** How often the server asks an HTTP/2 connection's peer whether it is still there, and how long it waits. */
 export interface KeepaliveOptions {
@@ -26,14 +25,15 @@ export const DEFAULT_KEEPALIVE: KeepaliveOptions = { intervalMs: 30_000, timeout
 export function keepSessionAlive(
   session: http2.ServerHttp2Session,
   options: KeepaliveOptions,
-  logger: Logger,
+  logReap: (fields: Record<string, unknown>) => void,
   socketOf: (session: http2.ServerHttp2Session) => net.Socket | undefined,
 ): void {
   let unanswered: NodeJS.Timeout | undefined;
   const interval = setInterval(() => {
     if (unanswered !== undefined || session.closed || session.destroyed) return;
     unanswered = setTimeout(() => {
-      logger.warn("closing an HTTP/2 connection whose peer did not answer a ping", {
+      // Bounded (unanswered-ping-log.ts): idle sockets cost an attacker nothing and must not flood the log.
+      logReap({
         remote_address: session.socket?.remoteAddress ?? "",
         remote_port: session.socket?.remotePort ?? 0,
         timeout_ms: options.timeoutMs,

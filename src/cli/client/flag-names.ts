@@ -27,9 +27,11 @@ export const COMMON_FIELDS: FieldFlags = {
 export function namedByFlag(error: ConnectError, flags: FieldFlags): ConnectError {
   const named = flagOf(error, flags);
   if (named === undefined) return error;
-  const message = error.rawMessage;
+  const rest = error.rawMessage.slice(named.field.length);
+  // A word that is prose ("the text") starts a sentence: "the text is more than ...", not "the text: is ...".
+  const prose = !named.word.startsWith("-") && named.word.includes(" ");
   const translated = new ConnectError(
-    `${named.word}${message.slice(named.field.length)}`,
+    `${named.word}${prose ? rest.replace(/^: /, " ") : rest}`,
     error.code,
     error.metadata,
     undefined,

@@ -33,7 +33,7 @@ export const CLIENT_COMMANDS_USAGE = `client commands (against a runtime or a Ba
 
 /**
  * Runs a client command (the part of argv after the bin name). A group
- * without its second word prints the group's subcommands.
+ * without its second word is a usage error listing the group's subcommands.
  */
 export async function runClientCommand(argv: string[]): Promise<ExitCodeValue> {
   // `... | head` closes the pipe early: stop quietly, as other command-line tools do.
@@ -61,9 +61,11 @@ async function dispatch(argv: string[]): Promise<ExitCodeValue> {
   const run = group[sub];
   if (run) return run(args);
   const list = `usage: worker-runtime ${command} <${Object.keys(group).join("|")}> [options]\n\n${GLOBAL_USAGE}`;
-  if (sub === "" || sub === "--help" || sub === "-h" || sub === "help") {
+  if (sub === "--help" || sub === "-h" || sub === "help") {
     process.stdout.write(`${list}\n`);
     return ExitCode.OK;
   }
+  // No subcommand is a bad command line (exit 2, help on stderr), as no command at all is.
+  if (sub === "") throw new CommandLineError(`no ${command} command given\n${list}`);
   throw new CommandLineError(`unknown command "${command} ${sub}"\n${list}`);
 }

@@ -88,7 +88,7 @@ describe("chat: a line over the input limit", () => {
       chat.kill();
     }
     expect(chat.stderr()).toBe(
-      `worker-runtime: the line: is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
+      `worker-runtime: the line is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
     );
     // Only the next line was sent.
     expect(chat.stdout()).toBe("fine\n");

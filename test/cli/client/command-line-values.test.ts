@@ -112,6 +112,33 @@ describe("numbers", () => {
   });
 });
 
+describe("a group without its subcommand", () => {
+  it("is a bad command line, as no command is: the group's usage on stderr, exit 2; --help prints it on stdout, exit 0", async () => {
+    for (const group of ["workers", "runtimes", "runtime"]) {
+      const none = await runClient([group], { server: NOWHERE });
+      expect(none.code, group).toBe(2);
+      expect(none.stdout, group).toBe("");
+      expect(none.stderr, group).toMatch(new RegExp(`^worker-runtime: no ${group} command given\\nusage: worker-runtime ${group} <`));
+      const asked = await runClient([group, "--help"], { server: NOWHERE });
+      expect(asked.code, group).toBe(0);
+      expect(asked.stderr, group).toBe("");
+      expect(asked.stdout, group).toMatch(new RegExp(`^usage: worker-runtime ${group} <`));
+    }
+    // Six CLI processes, each starting Node from source: past the default timeout on a loaded machine.
+  }, 180_000);
+});
+
+describe("workers create", () => {
+  it("a --capability without --workspace: exit 2 naming --workspace, before any call", async () => {
+    const result = await runClient(["workers", "create", "--profile", "companion", "--capability", "fs.read"], { server: NOWHERE });
+    expect(result).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: expect.stringMatching(/^worker-runtime: --capability fs\.read needs --workspace: a worker's tools work in its workspace\n/),
+    });
+  });
+});
+
 describe("--output json", () => {
   it("reports command-line mistakes as one JSON line on stderr too, with exit 2", async () => {
     const mistakes = [

@@ -65,7 +65,7 @@ describe("send's calls", () => {
       expect(result, args.join(" ")).toMatchObject({
         code: 8,
         stdout: "",
-        stderr: `worker-runtime: the text: is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
+        stderr: `worker-runtime: the text is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
       });
     }
     expect(rt.fake.requests.length).toBe(before);

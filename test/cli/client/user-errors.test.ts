@@ -169,7 +169,7 @@ describe("text over the runtime's input limit", () => {
       expect(result, String(size)).toMatchObject({
         code: 8,
         stdout: "",
-        stderr: `worker-runtime: the text: is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
+        stderr: `worker-runtime: the text is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
       });
     }
     // Nothing reached the model.
@@ -186,7 +186,7 @@ describe("text over the runtime's input limit", () => {
     rt.fake.enqueue(reply({ text: "fine" }));
     const result = await runClient(["chat", worker], { server: rt.url, input: `${"b".repeat(6 * 1024 * 1024)}\nhello\n` });
     expect(result.stderr).toBe(
-      `worker-runtime: the line: is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
+      `worker-runtime: the line is more than ${LIMIT} bytes; at most ${LIMIT} allowed (the runtime's max_input_bytes) (reason: LIMIT_EXCEEDED)\n`,
     );
     expect(result).toMatchObject({ code: 0, stdout: "fine\n" });
   });
