@@ -34,6 +34,7 @@ import { RuntimeDirectory } from "./runtime-directory.js";
 import { SharedRuntimeWatch, type SharedRuntimeWatchOptions } from "./shared-runtime-watch.js";
 import type { SharedWorkerWatch, SharedWorkerWatchOptions } from "./shared-worker-watch.js";
 import { SharedWorkerWatches } from "./shared-worker-watches.js";
+import { WatchSlots } from "./watch-slots.js";
 
 /** A remote Runtime from the Backend's configuration. */
 export interface RemoteRuntimeSpec extends RemoteEndpoint {
@@ -85,6 +86,19 @@ export interface BackendOptions {
    * connection, a shared watch and its metrics' label values.
    */
   maxRuntimes?: number;
+  /**
+   * Most WatchWorker streams of one worker through the Backend (default
+   * 1,024: browser tabs of one worker share one upstream watch, so this is
+   * the Backend's memory, not the Runtime's watcher limit). One more is
+   * RESOURCE_EXHAUSTED / LIMIT_EXCEEDED.
+   */
+  maxWatchersPerWorker?: number;
+  /**
+   * Most watch streams (WatchWorker and WatchRuntime) through the Backend
+   * in total (default 4,096; each costs some 60 KB). One more is
+   * RESOURCE_EXHAUSTED / LIMIT_EXCEEDED.
+   */
+  maxWatchers?: number;
 }
 
 /** A Backend: the routed services over a registry of Runtimes. */
@@ -246,6 +260,7 @@ export function createBackend(options: BackendOptions): Backend {
     heartbeatMs,
     sharedRuntimeWatch: (connection: RuntimeConnection) => shared.get(connection),
     sharedWorkerWatches: workerWatches,
+    watchSlots: new WatchSlots({ perWorker: options.maxWatchersPerWorker ?? 1_024, total: options.maxWatchers ?? 4_096 }),
     bundlePush: new BundlePush(bundleDirOf(options.bundles), () => directory.get(runtime.runtimeId), callTimeoutMs),
     logger,
   };

@@ -14,7 +14,8 @@ import {
 } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import { backendError, fieldTooLarge, invalidField, invalidPageToken } from "./backend-errors.js";
 import { isHeaderSafeToken } from "../server/index.js";
-import { endpointOf, type RemoteEndpoint } from "./remote-transport.js";
+import { endpointOf, type RemoteEndpoint, routeKeyOf } from "./remote-transport.js";
+import { checkCaBundle } from "./ca-bundle.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
 import { checkRoutedRuntimeId } from "./request-checks.js";
@@ -97,12 +98,13 @@ export function createRegistryService(context: RegistryContext): ServiceImpl<typ
       const endpoint = checkedEndpoint(request);
       const existing = directory.get(request.runtimeId);
       if (existing) {
-        if (!existing.embedded && existing.endpoint === endpoint.url)
+        // A retry is idempotent only with the same url and credentials (compared by the route's hash, never in the clear).
+        if (!existing.embedded && existing.routeKey === routeKeyOf(endpoint))
           return create(AddRuntimeResponseSchema, { runtime: registeredRuntime(existing) });
         throw backendError(
           Code.AlreadyExists,
           ErrorReason.RUNTIME_ALREADY_REGISTERED,
-          `runtime ${request.runtimeId} is already registered${existing.embedded ? " (the embedded runtime)" : " with another url; UpdateRuntime re-points it"}`,
+          `runtime ${request.runtimeId} is already registered${existing.embedded ? " (the embedded runtime)" : " with another url or credentials; UpdateRuntime re-points it"}`,
           { field: "runtime_id", runtime_id: request.runtimeId },
         );
       }
@@ -161,6 +163,7 @@ function checkedEndpoint(request: EndpointFields): RemoteEndpoint {
   } catch {
     throw invalidField("url", "must be an http:// or https:// URL");
   }
+  if (request.caCertificatePem !== "") checkCaBundle("ca_certificate_pem", request.caCertificatePem, url);
   const token = request.bearerToken === "" ? undefined : request.bearerToken;
   return {
     url,

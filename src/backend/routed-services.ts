@@ -28,6 +28,7 @@ import { backendShuttingDown, fromUpstream, typed, unknownRuntime } from "./upst
 import { rawRuntimeWatch, rawWorkerWatch } from "./raw-watch.js";
 import type { SharedRuntimeWatch } from "./shared-runtime-watch.js";
 import type { SharedWorkerWatches } from "./shared-worker-watches.js";
+import type { WatchSlots } from "./watch-slots.js";
 import { relayWatch, type ResumableWatch } from "./watch-relay.js";
 import { decodedWorkerShown } from "./worker-watch-catch-up.js";
 
@@ -46,6 +47,8 @@ export interface RoutingContext {
   sharedRuntimeWatch?: (connection: RuntimeConnection) => SharedRuntimeWatch | undefined;
   /** The shared upstream WatchWorker streams, one per watched worker. */
   sharedWorkerWatches?: SharedWorkerWatches;
+  /** The bounds of the watches relayed (none: unbounded, for tests that mount the routes alone). */
+  watchSlots?: WatchSlots;
   /** Pushes the Backend's bundles to a Runtime before CreateWorker selects one. */
   bundlePush?: BundlePush;
   logger: Logger;
@@ -229,45 +232,61 @@ export function createRoutedInteraction(context: RoutingContext): ServiceImpl<ty
 export function createRoutedObservation(context: RoutingContext): ServiceImpl<typeof WorkerObservation> {
   const { call, connectionFor } = router(context);
   const relayOptions = (ctx: HandlerContext) => ({ heartbeatMs: context.heartbeatMs, logger: callLogger(context, ctx) });
+  const workerWatchOf = async function* (request: WatchWorkerRequest, ctx: HandlerContext, runtimeId: string) {
+    const connection = context.directory.get(runtimeId);
+    const worker = request.worker;
+    const shared =
+      connection?.routable && worker
+        ? await context.sharedWorkerWatches?.serve(connection, worker, request.afterCursor, ctx.signal)
+        : undefined;
+    if (shared) {
+      yield* isBinary(ctx) ? shared : decoded(WatchWorkerResponseSchema, shared);
+      return;
+    }
+    yield* relayWatch(
+      context.directory,
+      runtimeId,
+      request.afterCursor,
+      isBinary(ctx) ? rawWorkerWatch(request, ctx.values) : workerWatch(request, ctx.values),
+      ctx.signal,
+      relayOptions(ctx),
+    );
+  };
+  const runtimeWatchOf = async function* (request: WatchRuntimeRequest, ctx: HandlerContext, connection: RuntimeConnection) {
+    const shared = await context.sharedRuntimeWatch?.(connection)?.serve(request.afterCursor, ctx.signal);
+    if (shared) {
+      yield* isBinary(ctx) ? shared : decoded(WatchRuntimeResponseSchema, shared);
+      return;
+    }
+    yield* relayWatch(
+      context.directory,
+      connection.runtimeId,
+      request.afterCursor,
+      isBinary(ctx) ? rawRuntimeWatch(request, ctx.values) : runtimeWatch(request, ctx.values),
+      ctx.signal,
+      relayOptions(ctx),
+    );
+  };
   return {
     readTranscript: (request, ctx) => call(refRuntime(request.worker), ctx, (c, o) => c.observation.readTranscript(request, o)),
+    // Each watch holds a place among the Backend's relayed watches while it runs (watch-slots.ts).
     async *watchWorker(request, ctx) {
       const runtimeId = refRuntime(request.worker);
-      const connection = context.directory.get(runtimeId);
-      const worker = request.worker;
-      const shared =
-        connection?.routable && worker
-          ? await context.sharedWorkerWatches?.serve(connection, worker, request.afterCursor, ctx.signal)
-          : undefined;
-      if (shared) {
-        yield* isBinary(ctx) ? shared : decoded(WatchWorkerResponseSchema, shared);
-        return;
+      const slot = context.watchSlots?.worker(runtimeId, request.worker?.workerId ?? "", ctx.signal);
+      try {
+        yield* workerWatchOf(request, ctx, runtimeId);
+      } finally {
+        slot?.release();
       }
-      yield* relayWatch(
-        context.directory,
-        runtimeId,
-        request.afterCursor,
-        isBinary(ctx) ? rawWorkerWatch(request, ctx.values) : workerWatch(request, ctx.values),
-        ctx.signal,
-        relayOptions(ctx),
-      );
     },
     async *watchRuntime(request, ctx) {
-      const runtimeId = required(request.runtimeId);
-      const connection = connectionFor(runtimeId);
-      const shared = await context.sharedRuntimeWatch?.(connection)?.serve(request.afterCursor, ctx.signal);
-      if (shared) {
-        yield* isBinary(ctx) ? shared : decoded(WatchRuntimeResponseSchema, shared);
-        return;
+      const connection = connectionFor(required(request.runtimeId));
+      const slot = context.watchSlots?.runtime(ctx.signal);
+      try {
+        yield* runtimeWatchOf(request, ctx, connection);
+      } finally {
+        slot?.release();
       }
-      yield* relayWatch(
-        context.directory,
-        runtimeId,
-        request.afterCursor,
-        isBinary(ctx) ? rawRuntimeWatch(request, ctx.values) : runtimeWatch(request, ctx.values),
-        ctx.signal,
-        relayOptions(ctx),
-      );
     },
   };
 }

@@ -5,6 +5,7 @@ import type { Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runt
 import { bounded, type Logger } from "../runtime/index.js";
 import { ConnectionBackoff, type ConnectionBackoffOptions } from "./backoff.js";
 import { createRuntimeClients, type RuntimeClients } from "./runtime-clients.js";
+import { UnreachableReasons } from "./unreachable-message.js";
 import { healthAfter } from "./upstream-errors.js";
 
 /**
@@ -98,6 +99,7 @@ export class RuntimeConnection {
   /** A demanded attempt waiting for the spacing from the last one to pass. */
   private demandedWake: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<() => void>();
+  private readonly reasons = new UnreachableReasons();
   private state: ConnectionState = {
     health: RuntimeHealth.CONNECTING,
     healthMessage: "connecting",
@@ -318,7 +320,10 @@ export class RuntimeConnection {
           ? "the runtime reports another runtime id or lacks a service"
           : error.code === Code.DeadlineExceeded
             ? "the runtime did not answer in time"
-            : "the runtime cannot be reached";
+            : this.reasons.message(error, this.endpoint, (later) => {
+                // A TLS check's verdict, if the connection is still where this failure left it.
+                if (this.state.health === health && this.state.healthMessage === message) this.setHealth(health, later);
+              });
     this.init.logger.warn("runtime connection failed", {
       runtime_id: this.runtimeId,
       health: RuntimeHealth[health],

@@ -5,3 +5,4 @@
 export { createFastGrpcTransport, type FastGrpcTransportOptions } from "./fast-grpc-transport.js";
 export { GuardedSessionManager } from "./guarded-session-manager.js";
 export { createClient } from "./create-client.js";
+export { speaksTls, transportCause, type TransportCause } from "./transport-cause.js";

@@ -1,5 +1,8 @@
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -9,6 +12,7 @@ import { createBackend, type Backend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { startRuntimeServer, type RuntimeServer } from "../../src/server/index.js";
 import { expectError, expectReason } from "../support/errors.js";
+import { selfSignedCertificate } from "../support/self-signed.js";
 import { clientsFor, eventually, makeTransport, PROTOCOLS, startHarness, type Clients, type Harness } from "../support/harness.js";
 
 /**
@@ -292,6 +296,71 @@ describe.each(PROTOCOLS)("the Backend's own request checks over %s", (protocol) 
       expect(error.rawMessage.length, field).toBeLessThan(200);
     }
     expect(backend.directory.get("rt-big")).toBeUndefined();
+  });
+
+  it("keeps an AddRuntime retry with the same url and credentials idempotent, and refuses one with other credentials", async () => {
+    const runtimeId = `rt-cred-${protocol}`;
+    const url = "http://127.0.0.1:1";
+    await viaBackend.registry.addRuntime({ runtimeId, url, bearerToken: "first-secret" });
+    try {
+      const again = await viaBackend.registry.addRuntime({ runtimeId, url, bearerToken: "first-secret" });
+      expect(again.runtime?.runtimeId).toBe(runtimeId);
+      for (const bearerToken of ["second-secret", ""]) {
+        const { error, detail } = await expectError(() => viaBackend.registry.addRuntime({ runtimeId, url, bearerToken }));
+        expect([error.code, detail?.reason, detail?.metadata["field"]]).toEqual([
+          Code.AlreadyExists,
+          ErrorReason.RUNTIME_ALREADY_REGISTERED,
+          "runtime_id",
+        ]);
+        expect(error.rawMessage).toContain("UpdateRuntime");
+        expect(error.rawMessage).not.toContain("secret");
+      }
+      // The credentials held are still the first ones: the retry with them is still a success.
+      await viaBackend.registry.addRuntime({ runtimeId, url, bearerToken: "first-secret" });
+    } finally {
+      await viaBackend.registry.removeRuntime({ runtimeId });
+    }
+  });
+
+  it("refuses a ca_certificate_pem that is not CA certificates, or given for an http:// url, naming the field", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "ca-check-"));
+    try {
+      const { cert, key } = await selfSignedCertificate(dir);
+      const cases: [string, () => Promise<unknown>][] = [
+        [
+          "a private key",
+          () => viaBackend.registry.addRuntime({ runtimeId: "rt-ca", url: "https://127.0.0.1:1", caCertificatePem: key.toString() }),
+        ],
+        [
+          "a key and a certificate",
+          () => viaBackend.registry.addRuntime({ runtimeId: "rt-ca", url: "https://127.0.0.1:1", caCertificatePem: `${cert}${key}` }),
+        ],
+        ["not PEM", () => viaBackend.registry.addRuntime({ runtimeId: "rt-ca", url: "https://127.0.0.1:1", caCertificatePem: "hello" })],
+        [
+          "a CA for http://",
+          () => viaBackend.registry.addRuntime({ runtimeId: "rt-ca", url: "http://127.0.0.1:1", caCertificatePem: cert.toString() }),
+        ],
+        [
+          "an update with a private key",
+          () => viaBackend.registry.updateRuntime({ runtimeId: "rs", url: "https://127.0.0.1:1", caCertificatePem: key.toString() }),
+        ],
+        [
+          "an update with a CA for http://",
+          () => viaBackend.registry.updateRuntime({ runtimeId: "rs", url: remote.baseUrl, caCertificatePem: cert.toString() }),
+        ],
+      ];
+      for (const [what, call] of cases) {
+        const detail = await expectReason(call, Code.InvalidArgument, ErrorReason.INVALID_ARGUMENT);
+        expect(detail.metadata["field"], what).toBe("ca_certificate_pem");
+      }
+      expect(backend.directory.get("rt-ca")).toBeUndefined();
+      expect(backend.directory.get("rs")?.health).toBe(RuntimeHealth.READY);
+      // A certificate for an https:// url is accepted.
+      await viaBackend.registry.addRuntime({ runtimeId: "rt-ca", url: "https://127.0.0.1:1", caCertificatePem: cert.toString() });
+      await viaBackend.registry.removeRuntime({ runtimeId: "rt-ca" });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
