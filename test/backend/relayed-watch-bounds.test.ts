@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -6,8 +6,8 @@ import type { Runtime } from "../../src/runtime/index.js";
 import type { BackendWithRemote } from "../support/backend-with-remote.js";
 import type { FakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually } from "../support/harness.js";
-import { startSharedWatchSetup, workerWatchers } from "./shared-watch-setup.js";
-import { WorkerWatchReader } from "./worker-watch-reader.js";
+import { startSharedWatchSetup, useWatchReaders } from "./shared-watch-setup.js";
+import type { WorkerWatchReader } from "./worker-watch-reader.js";
 
 /**
  * The Backend bounds the watches it relays, as a Runtime bounds its own
@@ -22,7 +22,7 @@ let fake: FakeOpenAI;
 let remote: Runtime;
 let served: BackendWithRemote;
 let via: Record<"grpc" | "connect" | "console" | "direct", Clients>;
-const readers: WorkerWatchReader[] = [];
+const watch = useWatchReaders(() => remote);
 
 beforeAll(async () => {
   ({ fake, remote, served, via } = await startSharedWatchSetup({
@@ -30,21 +30,10 @@ beforeAll(async () => {
   }));
 }, 60_000);
 
-afterEach(async () => {
-  for (const reader of readers.splice(0)) reader.close();
-  await eventually(() => workerWatchers(remote) === 0, 10_000, "the runtime's worker watchers gone");
-});
-
 afterAll(async () => {
   await served?.close();
   await fake?.close();
 });
-
-function watch(from: Clients, worker: WorkerRef): WorkerWatchReader {
-  const reader = new WorkerWatchReader(from, worker);
-  readers.push(reader);
-  return reader;
-}
 
 async function newWorker(): Promise<WorkerRef> {
   return (await via.grpc.catalog.createWorker({ runtimeId: "rs" })).worker?.ref as WorkerRef;

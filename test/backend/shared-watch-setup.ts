@@ -1,10 +1,13 @@
+import { afterEach } from "vitest";
+import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import type { Backend } from "../../src/backend/index.js";
 import { createOpenAIBackend } from "../../src/engine/index.js";
 import { createRuntime, type Runtime, silentLogger } from "../../src/runtime/index.js";
 import { type BackendWithRemote, type BackendWithRemoteInit, startBackendWithRemote } from "../support/backend-with-remote.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../support/fake-openai.js";
-import type { Clients } from "../support/harness.js";
+import { type Clients, eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
+import { WorkerWatchReader } from "./worker-watch-reader.js";
 
 /** What the shared-WatchWorker tests run against. */
 export interface SharedWatchSetup {
@@ -53,4 +56,23 @@ export async function startSharedWatchSetup(init: Pick<BackendWithRemoteInit, "r
 export function workerWatchers(runtime: Runtime): number {
   const stats = runtime.stats();
   return stats.subscriptions - stats.runtimeSubscriptions;
+}
+
+/**
+ * Opens WatchWorker readers for a test (`watch(from, worker, afterCursor?)`), registered as
+ * this file's afterEach: every reader of the test is closed, then it waits
+ * until the runtime serves no worker watch (the shared upstream closed after
+ * its linger), so no test starts with another's watches.
+ */
+export function useWatchReaders(remote: () => Runtime): (from: Clients, worker: WorkerRef, afterCursor?: string) => WorkerWatchReader {
+  const readers: WorkerWatchReader[] = [];
+  afterEach(async () => {
+    for (const reader of readers.splice(0)) reader.close();
+    await eventually(() => workerWatchers(remote()) === 0, 10_000, "the runtime's worker watchers gone");
+  });
+  return (from, worker, afterCursor = "") => {
+    const reader = new WorkerWatchReader(from, worker, afterCursor);
+    readers.push(reader);
+    return reader;
+  };
 }

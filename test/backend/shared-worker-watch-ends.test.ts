@@ -1,7 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import * as http2 from "node:http2";
 import { isDeepStrictEqual } from "node:util";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
@@ -14,8 +14,8 @@ import type { FakeOpenAI } from "../support/fake-openai.js";
 import { expectEndedByDelete, follow, sawText } from "../support/followed-stream.js";
 import { type Clients, eventually } from "../support/harness.js";
 import { reply, replyChunks } from "../support/openai-chunks.js";
-import { startSharedWatchSetup, workerWatchers } from "./shared-watch-setup.js";
-import { WorkerWatchReader } from "./worker-watch-reader.js";
+import { startSharedWatchSetup, useWatchReaders, workerWatchers } from "./shared-watch-setup.js";
+import type { WorkerWatchReader } from "./worker-watch-reader.js";
 
 /**
  * How the clients of a worker's shared upstream WatchWorker in a Backend
@@ -38,7 +38,7 @@ let remote: Runtime;
 let served: BackendWithRemote;
 let backend: Backend;
 let via: Record<"grpc" | "connect" | "console" | "direct", Clients>;
-const readers: WorkerWatchReader[] = [];
+const watch = useWatchReaders(() => remote);
 
 beforeAll(async () => {
   ({ fake, remote, served, backend, via } = await startSharedWatchSetup({
@@ -50,22 +50,11 @@ beforeAll(async () => {
   }));
 }, 60_000);
 
-afterEach(async () => {
-  for (const reader of readers.splice(0)) reader.close();
-  await eventually(() => workerWatchers(remote) === 0, 10_000, "the runtime's worker watchers gone");
-});
-
 afterAll(async () => {
   await served?.close();
   await proxy?.close();
   await fake?.close();
 });
-
-function watch(from: Clients, worker: WorkerRef): WorkerWatchReader {
-  const reader = new WorkerWatchReader(from, worker);
-  readers.push(reader);
-  return reader;
-}
 
 async function newWorker(name: string): Promise<WorkerRef> {
   return (await via.grpc.catalog.createWorker({ runtimeId: "rs", displayName: name })).worker?.ref as WorkerRef;

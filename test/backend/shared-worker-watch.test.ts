@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import type { Backend } from "../../src/backend/index.js";
@@ -7,7 +7,7 @@ import type { BackendWithRemote } from "../support/backend-with-remote.js";
 import type { FakeOpenAI } from "../support/fake-openai.js";
 import { type Clients, eventually } from "../support/harness.js";
 import { reply } from "../support/openai-chunks.js";
-import { startSharedWatchSetup, workerWatchers } from "./shared-watch-setup.js";
+import { startSharedWatchSetup, useWatchReaders, workerWatchers } from "./shared-watch-setup.js";
 import { WorkerWatchReader } from "./worker-watch-reader.js";
 
 /**
@@ -26,28 +26,16 @@ let remote: Runtime;
 let served: BackendWithRemote;
 let backend: Backend;
 let via: Record<"grpc" | "connect" | "console" | "direct", Clients>;
-const readers: WorkerWatchReader[] = [];
+const watch = useWatchReaders(() => remote);
 
 beforeAll(async () => {
   ({ fake, remote, served, backend, via } = await startSharedWatchSetup({ backend: { workerWatchLingerMs: 300 } }));
 }, 60_000);
 
-afterEach(async () => {
-  for (const reader of readers.splice(0)) reader.close();
-  // Every watch of the test released, and the shared upstream closed after its linger.
-  await eventually(() => workerWatchers(remote) === 0, 10_000, "the runtime's worker watchers gone");
-});
-
 afterAll(async () => {
   await served?.close();
   await fake?.close();
 });
-
-function watch(from: Clients, worker: WorkerRef, afterCursor = ""): WorkerWatchReader {
-  const reader = new WorkerWatchReader(from, worker, afterCursor);
-  readers.push(reader);
-  return reader;
-}
 
 async function newWorker(name: string): Promise<WorkerRef> {
   return (await via.grpc.catalog.createWorker({ runtimeId: "rs", displayName: name })).worker?.ref as WorkerRef;
