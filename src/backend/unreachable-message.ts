@@ -19,8 +19,11 @@ export function unreachableMessage(error: ConnectError): string {
       return "the runtime did not answer over HTTP/2: the url names an HTTP/1.1 port, not the runtime's gRPC port";
     case "not-tls":
       return "the runtime does not speak TLS; use http://";
-    case "untrusted":
-      return `the runtime has a TLS certificate the backend does not trust (${cause.detail}); give its CA, or fix the runtime's certificate`;
+    case "untrusted": {
+      // Node's text for a wrong name quotes the host the url gives: the registry's message names no part of the url.
+      const detail = cause.code === "ERR_TLS_CERT_ALTNAME_INVALID" ? "the certificate does not name the url's host" : cause.detail;
+      return `the runtime has a TLS certificate the backend does not trust (${detail}); give its CA, or fix the runtime's certificate`;
+    }
     case "tls-failed":
       return `the TLS handshake with the runtime failed (${cause.code}); check that the port serves TLS`;
     default:

@@ -5,14 +5,15 @@ import { Code, type ConnectError } from "@connectrpc/connect";
  * Why a call failed below the RPC layer (no server answer at all), told
  * by kind so that each caller can say it in its own words: the CLI about
  * its --server, the Backend about a registered runtime's health. Only
- * codes and Node's own certificate text are read, never the URL or a token.
+ * codes and Node's own certificate text are read, never the URL or a token
+ * (though the text of ERR_TLS_CERT_ALTNAME_INVALID names the host it asked for).
  */
 export type TransportCause =
   | { kind: "refused" }
   | { kind: "no-host"; code: string }
   | { kind: "http1" }
   | { kind: "not-tls" }
-  | { kind: "untrusted"; detail: string }
+  | { kind: "untrusted"; code: string; detail: string }
   | { kind: "tls-failed"; code: string }
   /** The connection was dropped: over http://, possibly a TLS port ({@link speaksTls} tells). */
   | { kind: "dropped" };
@@ -42,7 +43,7 @@ export function transportCause(error: ConnectError): TransportCause | undefined 
   if (code === "ERR_SSL_WRONG_VERSION_NUMBER") return { kind: "not-tls" };
   if (code !== undefined && UNTRUSTED.has(code)) {
     // Node 24 appends its own advice after a ";" ("…; if the root CA is installed locally, try --use-system-ca"): the cause is what comes before.
-    return { kind: "untrusted", detail: (message.split(";")[0] ?? message).trim() };
+    return { kind: "untrusted", code, detail: (message.split(";")[0] ?? message).trim() };
   }
   if (code?.startsWith("ERR_SSL_")) return { kind: "tls-failed", code };
   // A TLS server drops a connection that opens in plain text: the client sees the stream cancelled or the socket reset.

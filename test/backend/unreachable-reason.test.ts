@@ -1,5 +1,5 @@
 import { createClient, createRouterTransport } from "@connectrpc/connect";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,6 +44,9 @@ beforeAll(async () => {
   const tlsAddress = await serve("rt-tls", good);
   const expiredAddress = await serve("rt-expired", expiredPair);
   const plainAddress = await serve("rt-plain");
+  await mkdir(path.join(dir, "elsewhere"));
+  const elsewhere = await selfSignedCertificate(path.join(dir, "elsewhere"), "DNS:elsewhere.test");
+  const wrongNameAddress = await serve("rt-wrong-name", elsewhere);
   const token = () => TOKEN;
   backend = createBackend({
     runtime: await createRuntime({ logger: silentLogger, runtimeId: "rt-emb" }),
@@ -54,6 +57,7 @@ beforeAll(async () => {
       { runtimeId: "rt-expired", url: `https://${expiredAddress}`, token, ca: expiredPair.cert },
       { runtimeId: "rt-tls", url: `http://${tlsAddress}`, token },
       { runtimeId: "rt-plain", url: `https://${plainAddress}`, token },
+      { runtimeId: "rt-wrong-name", url: `https://${wrongNameAddress}`, token, ca: elsewhere.cert },
     ],
   });
 });
@@ -70,6 +74,8 @@ describe("an unreachable runtime's health message", () => {
     ["rt-expired", /certificate has expired/],
     ["rt-tls", /the runtime speaks TLS; use https:\/\//],
     ["rt-plain", /the runtime does not speak TLS; use http:\/\//],
+    // Node's own text would quote the url's host ("Host: 127.0.0.1. is not in the cert's altnames").
+    ["rt-wrong-name", /certificate the backend does not trust \(the certificate does not name the url's host\)/],
   ])("says why %s cannot be reached, in GetRegisteredRuntime and ListRuntimes", async (runtimeId, expected) => {
     const registry = createClient(RuntimeRegistry, createRouterTransport(backend.routes));
     let message = "";
@@ -85,5 +91,6 @@ describe("an unreachable runtime's health message", () => {
     const listed = (await registry.listRuntimes({})).runtimes.find((r) => r.runtimeId === runtimeId);
     expect(listed?.healthMessage).toMatch(expected);
     expect(message).not.toContain(TOKEN);
+    expect(message).not.toContain("127.0.0.1");
   });
 });
