@@ -321,8 +321,8 @@ export class RuntimeConnection {
           : error.code === Code.DeadlineExceeded
             ? "the runtime did not answer in time"
             : this.reasons.message(error, this.endpoint, (later) => {
-                // A TLS check's verdict, if the connection is still where this failure left it.
-                if (this.state.health === health && this.state.healthMessage === message) this.setHealth(health, later);
+                // A TLS check's verdict, if the connection is still open and where this failure left it.
+                if (!this.isClosed && this.state.health === health && this.state.healthMessage === message) this.setHealth(health, later);
               });
     this.init.logger.warn("runtime connection failed", {
       runtime_id: this.runtimeId,
