@@ -44,6 +44,8 @@ export class WorkspaceRootsError extends Error {
 export class HostLocations {
   /** Each root's host directory (name → path), located at start-up. */
   private readonly rootHosts = new Map<string, string>();
+  /** Roots reached through a symlink (located elsewhere than configured): the operator may re-point them while serving. */
+  private readonly movableRoots = new Set<string>();
 
   private constructor(
     readonly roots: Readonly<Record<string, string>>,
@@ -77,6 +79,7 @@ export class HostLocations {
       }
       located.set(dir, outcome.value);
       locations.rootHosts.set(name, outcome.value);
+      if (outcome.value !== path.resolve(dir)) locations.movableRoots.add(name);
     }
     const problem = rootsOverlap(roots, (dir) => located.get(dir) ?? dir);
     if (problem) throw new WorkspaceRootsError(problem);
@@ -127,8 +130,8 @@ export class HostLocations {
   /**
    * The first located place whose host directory is not inside its root's,
    * or undefined. Compared with the root as last located (at start-up),
-   * and a place not inside it with the root located again now, which is
-   * then kept: a root the operator keeps as a symlink may have been
+   * and a place not inside it, or any place of a root reached through a
+   * symlink, with the root located again now, which is then kept: a root the operator keeps as a symlink may have been
    * re-pointed since, and the tools open the root as it is when a run
    * starts (Workspace.openInside). Those lookups share one deadline of
    * their own; one not answered in time throws as {@link locate}.
@@ -146,8 +149,13 @@ export class HostLocations {
     return undefined;
   }
 
-  /** Whether a located place is inside its root as last located (or its root is not configured: nothing to compare). */
+  /**
+   * Whether a located place is inside its root as last located (or its root
+   * is not configured: nothing to compare). Never for a root reached through
+   * a symlink: re-pointed, a place may lead back into where it led before.
+   */
   private insideAsLastLocated(place: Place & { hostPath: string }): boolean {
+    if (this.movableRoots.has(place.root)) return false;
     const rootHost = this.rootHosts.get(place.root);
     return rootHost === undefined || isInside(place.hostPath, rootHost);
   }

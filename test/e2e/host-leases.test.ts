@@ -264,6 +264,14 @@ describe.each(PROTOCOLS)("leases on the host (%s)", (protocol) => {
     await symlink(join(dir, "outside"), join(dir, "second", "escape"));
     const { detail } = await expectError(() => s.createWorker(writer("current", "escape")));
     expect(detail?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
+    // Re-pointed again, so is the first place asked for that leads back into where the root led before:
+    // inside the root as last located, not as it is now.
+    await mkdir(join(dir, "third"));
+    await unlink(join(dir, "current"));
+    await symlink(join(dir, "third"), join(dir, "current"));
+    await symlink(join(dir, "second", "after"), join(dir, "third", "back"));
+    const back = await expectError(() => s.createWorker(writer("current", "back")));
+    expect(back.detail?.reason).toBe(ErrorReason.WORKSPACE_DENIED);
   });
 
   it("refuses at admission the runs of a worker restored with a workspace now leading out of its root, until it leads back in", async () => {
