@@ -9,7 +9,6 @@ import {
   WorkspaceSpecSchema,
   type Worker,
 } from "../../../gen/worker_runtime/v1/worker_pb.js";
-import { isToolCapability } from "../../runtime/capabilities.js";
 import { CommandLineError } from "./command-line-error.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { everyPage } from "./every-page.js";
@@ -183,9 +182,13 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
   const workspace = values.workspace;
   // The runtime refuses it too (INVALID_ARGUMENT on "workspace"); saying so here names the flag without a call.
   // A name it does not know is left to it ("unknown capability"), so the client keeps no list of its own.
-  const tool = values.capability?.find(isToolCapability);
-  if (tool !== undefined && workspace === undefined) {
-    throw new CommandLineError(`--capability ${tool} needs --workspace: a worker's tools work in its workspace\n${CREATE_USAGE}`);
+  if (values.capability !== undefined && workspace === undefined) {
+    // The core's own list, loaded only on this path: the client does not load the runtime otherwise.
+    const { isToolCapability } = await import("../../runtime/index.js");
+    const tool = values.capability.find(isToolCapability);
+    if (tool !== undefined) {
+      throw new CommandLineError(`--capability ${tool} needs --workspace: a worker's tools work in its workspace\n${CREATE_USAGE}`);
+    }
   }
   return withContext(values, CREATE_FIELDS, async (context) => {
     const slash = workspace?.indexOf("/") ?? -1;
