@@ -57,11 +57,6 @@ export class WatchSlots {
     return this.hold(signal, () => {});
   }
 
-  /** Watches relayed now (for diagnostics and tests). */
-  get size(): number {
-    return this.total;
-  }
-
   private checkTotal(): void {
     if (this.total >= this.limits.total) {
       throw backendError(
