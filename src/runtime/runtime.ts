@@ -217,7 +217,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const request = asRequest("streamInput", init);
       const session = catalog.session("worker", request.worker);
       checkInput(request, limits.maxInputBytes);
-      const subscription = watchSlot(session, limits.maxWatchersPerWorker, true, checkNotEnded);
+      const subscription = watchSlot(session, limits.maxWatchersPerWorker, { for: "input", permanent: checkNotEnded });
       yield* runInputStream(
         {
           subscription,
