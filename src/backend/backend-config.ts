@@ -1,6 +1,7 @@
 import { dirname, resolve } from "node:path";
 import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../files/index.js";
 import type { RemoteRuntimeSpec } from "./backend.js";
+import { caBundleProblem } from "./ca-bundle.js";
 
 /** Thrown for a config file the user must fix; the message names the entry, never a token. */
 export class BackendConfigError extends Error {
@@ -12,7 +13,8 @@ const RUNTIME_ID = /^[A-Za-z0-9._-]{1,64}$/;
 /**
  * Reads `backend.json`:
  * `{"runtimes": [{"id", "url", "tokenFile"?, "tokenEnv"?, "caFile"?}]}`.
- * Relative file names are resolved against the config file's directory.
+ * Relative file names are resolved against the config file's directory; a
+ * caFile must be PEM certificates for an https:// url (ca-bundle.ts).
  * Tokens are read again before every connection attempt, so rotating a
  * token file needs no restart; a token that cannot be read at start is an
  * error, one that disappears later keeps the last value.
@@ -60,6 +62,9 @@ export function loadBackendConfig(file: string, env: NodeJS.ProcessEnv = process
         if (error instanceof BackendConfigError) throw error;
         throw new BackendConfigError(`cannot read ${where}.caFile: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
       }
+      // Checked as AddRuntime checks ca_certificate_pem: a key or junk would be held, unused, every connection "untrusted".
+      const problem = caBundleProblem(spec.ca.toString("utf8"), url);
+      if (problem !== undefined) throw new BackendConfigError(`${where}.caFile ${problem}`);
     }
     return spec;
   });

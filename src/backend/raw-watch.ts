@@ -92,6 +92,7 @@ function rawWatch<S extends typeof WatchWorkerResponseSchema | typeof WatchRunti
       }
       return undefined;
     },
+    hasEvents: (message) => (message.$unknown ?? []).some((field) => field.no === EVENTS),
     snapshotCursor: (message) => {
       const snapshot = (message.$unknown ?? []).find((field) => field.no === SNAPSHOT);
       return snapshot ? stringField(snapshot.data, snapshotCursorField) || undefined : undefined;

@@ -1,3 +1,4 @@
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { PutConfigBundleRequest } from "../../gen/worker_runtime/v1/runtime_management_pb.js";
 import type { CreateWorkerRequest, ListWorkersRequest } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
 import { WorkerStatusSchema } from "../../gen/worker_runtime/v1/worker_pb.js";
@@ -53,7 +54,7 @@ export function checkListFilters(request: ListWorkersRequest): void {
 export function checkRoutedListFilters(request: ListWorkersRequest): void {
   asConnect(() => {
     checkEnumList("statuses", request.statuses, WorkerStatusSchema);
-    checkLabels("label_selector", request.labelSelector, ROUTED_LIST_CEILING, DEFAULT_LIMITS.maxMessageBytes);
+    atCeiling(() => checkLabels("label_selector", request.labelSelector, ROUTED_LIST_CEILING, DEFAULT_LIMITS.maxMessageBytes));
   });
 }
 
@@ -73,7 +74,32 @@ export const ROUTED_LIST_CEILING = 1_024;
  * LIMIT_EXCEEDED, relayed unchanged.
  */
 export function checkCreateWorkerLists(request: CreateWorkerRequest): void {
-  asConnect(() => checkCreateWorkerCounts(request, { maxMounts: ROUTED_LIST_CEILING, maxLabels: ROUTED_LIST_CEILING }));
+  asConnect(() => atCeiling(() => checkCreateWorkerCounts(request, { maxMounts: ROUTED_LIST_CEILING, maxLabels: ROUTED_LIST_CEILING })));
+}
+
+/**
+ * Runs a count against {@link ROUTED_LIST_CEILING}, its refusal saying the
+ * bound is the Backend's: a runtime's own limits may be above it (its
+ * GetRuntime says so), and the same words a runtime uses ("at most 1024",
+ * limit "1024") left its client with a bound the runtime does not have and
+ * no word of why. The field and `limit` metadata stay as a runtime's.
+ */
+function atCeiling(check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    const atTheCeiling =
+      error instanceof RuntimeError &&
+      error.reason === ErrorReason.LIMIT_EXCEEDED &&
+      error.metadata["limit"] === String(ROUTED_LIST_CEILING);
+    if (!atTheCeiling) throw error;
+    throw new RuntimeError(
+      error.code,
+      error.reason,
+      `${error.message} through a Backend (the Backend's own ceiling, whatever a runtime's limits; call the runtime directly for more)`,
+      error.metadata,
+    );
+  }
 }
 
 /** A routed PutConfigBundle's lists: the bundle's profiles and every list in it. */

@@ -304,6 +304,7 @@ function workerWatch(request: WatchWorkerRequest, contextValues: ContextValues):
     open: (c, cursor, signal) =>
       c.clients.observation.watchWorker({ worker: request.worker, afterCursor: cursor }, { signal, contextValues }),
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
+    hasEvents: (m) => m.events.length > 0,
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
       !m.snapshot
@@ -321,6 +322,7 @@ function runtimeWatch(request: WatchRuntimeRequest, contextValues: ContextValues
     open: (c, cursor, signal) =>
       c.clients.observation.watchRuntime({ runtimeId: request.runtimeId, afterCursor: cursor }, { signal, contextValues }),
     cursorOf: (m) => lastCursor(m.events, m.heartbeat?.cursor),
+    hasEvents: (m) => m.events.length > 0,
     snapshotCursor: (m) => m.snapshot?.cursor || undefined,
     withoutSnapshot: (m) =>
       !m.snapshot

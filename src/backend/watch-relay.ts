@@ -1,9 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { bounded, type Logger } from "../runtime/index.js";
-import { ConnectionBackoff, sleepUnlessAborted } from "./backoff.js";
+import { sleepUnlessAborted } from "./backoff.js";
 import { RuntimeRemovedError, type RuntimeConnection, waitUntilReady } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
+import { StreamRetry } from "./stream-retry.js";
 import { fromUpstream, runtimeRemoved, typed, unknownRuntime } from "./upstream-errors.js";
 
 /** How the relay reads and resumes one kind of watch stream. */
@@ -12,6 +13,8 @@ export interface ResumableWatch<M> {
   open(connection: RuntimeConnection, cursor: string, signal: AbortSignal): AsyncIterable<M>;
   /** The last durable cursor a message's events or heartbeat carry, if any. */
   cursorOf(message: M): string | undefined;
+  /** Whether the message carries events: what proves an opened stream healthy (a snapshot or heartbeat does not). */
+  hasEvents(message: M): boolean;
   /**
    * The snapshot's cursor, if the message holds one. It is a resume point
    * only for a stream opened without a cursor: with one, the stored events
@@ -56,7 +59,9 @@ export interface RelayOptions {
  * Relays a watch from one Runtime and survives the Runtime going away: on
  * any upstream failure (a cut connection, a Runtime restart, a graceful
  * shutdown, SUBSCRIBER_TOO_SLOW) it waits until the Runtime is READY again,
- * sending the client heartbeats with its last cursor meanwhile, and resumes
+ * sending the client heartbeats with its last cursor meanwhile (after a
+ * backoff that resets only once a stream proves healthy: stream-retry.ts),
+ * and resumes
  * the upstream watch after the last durable cursor it relayed (a clean end
  * of the embedded Runtime's watch is relayed as it is: that Runtime closes
  * only with its Backend). Cursors are
@@ -90,7 +95,8 @@ export async function* relayWatch<M>(
   let cursor = afterCursor;
   let delivered = false;
   const shown = watch.shown?.();
-  const retry = new ConnectionBackoff({ initialMs: 100, maxMs: 5_000 });
+  // Reset by a real event, not the snapshot or heartbeat every open starts with (stream-retry.ts).
+  const retry = new StreamRetry({ initialMs: 100, maxMs: 5_000 });
   while (!signal.aborted) {
     if (connection.closedForShutdown) return;
     if (directory.get(runtimeId) !== connection) throw runtimeRemoved(runtimeId);
@@ -98,13 +104,14 @@ export async function* relayWatch<M>(
     try {
       // A resumed upstream's snapshot, held until the replay after it has been relayed.
       let resumedAt: { message: M; cursor: string } | undefined;
+      retry.opened();
       for await (const message of watch.open(connection, cursor, signal)) {
         const snapshotCursor = watch.snapshotCursor(message);
         if (delivered && shown && snapshotCursor !== undefined) resumedAt = { message, cursor: snapshotCursor };
         const out = delivered ? watch.withoutSnapshot(message) : message;
         cursor = watch.cursorOf(message) ?? (cursor === "" ? (snapshotCursor ?? "") : cursor);
         // Not while a catch-up is due: one that keeps failing must back off, not retry at the initial delay.
-        if (resumedAt === undefined) retry.reset();
+        if (resumedAt === undefined && watch.hasEvents(message)) retry.proved();
         if (out !== undefined) {
           delivered = true;
           shown?.note(out);

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendConfigError, backendConfigTokenFiles, loadBackendConfig } from "../../src/backend/index.js";
+import { selfSignedCertificate } from "../support/self-signed.js";
 import { fifoAt, HUGE_FILE_BYTES, sparseFileAt } from "../support/unreadable-files.js";
 
 let dir: string;
@@ -10,7 +11,11 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "wr-backend-config-"));
   await writeFile(join(dir, "a.token"), "token-a\n");
-  await writeFile(join(dir, "ca.pem"), "-----BEGIN CERTIFICATE-----\n");
+  // cert.pem and key.pem: a real certificate, and the private key an operator may give by mistake.
+  await selfSignedCertificate(dir);
+  await writeFile(join(dir, "garbage.pem"), "-----BEGIN CERTIFICATE-----\n");
+  await writeFile(join(dir, "bad-cert.pem"), "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n");
+  await writeFile(join(dir, "csr.pem"), "-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE REQUEST-----\n");
   fifoAt(join(dir, "pipe"));
   sparseFileAt(join(dir, "huge"), HUGE_FILE_BYTES);
 });
@@ -29,7 +34,7 @@ describe("loadBackendConfig", () => {
   it("reads runtimes with token files relative to the config, token variables and CA files", async () => {
     const file = await config({
       runtimes: [
-        { id: "rt-a", url: "http://127.0.0.1:7070", tokenFile: "a.token", caFile: "ca.pem" },
+        { id: "rt-a", url: "https://127.0.0.1:7070", tokenFile: "a.token", caFile: "cert.pem" },
         { id: "rt-b", url: "https://b.example:7443", tokenEnv: "RT_B" },
         { id: "rt-c", url: "http://127.0.0.1:7072" },
       ],
@@ -62,6 +67,32 @@ describe("loadBackendConfig", () => {
       [{ runtimes: [{ id: "a", url: "http://x", tokenFile: "missing.token" }] }, "cannot read --config runtimes[0].tokenFile: ENOENT"],
       [{ runtimes: [{ id: "a", url: "http://x", tokenEnv: "UNSET_VAR" }] }, "UNSET_VAR is not set"],
       [{ runtimes: [{ id: "a", url: "http://x", tokenFile: "a.token", tokenEnv: "X" }] }, "exclude each other"],
+    ];
+    for (const [value, message] of cases) {
+      const file = await config(value);
+      expect(() => loadBackendConfig(file, {}), message).toThrow(BackendConfigError);
+      expect(() => loadBackendConfig(file, {}), message).toThrow(message);
+    }
+  });
+
+  it("refuses a CA file that is not PEM certificates, or is given for an http:// url, as AddRuntime refuses ca_certificate_pem", async () => {
+    const entry = (caFile: string, url = "https://rt.example:7443") => ({
+      runtimes: [
+        { id: "ok", url: "http://x" },
+        { id: "a", url, caFile },
+      ],
+    });
+    const cases: [object, string][] = [
+      [entry("key.pem"), "--config runtimes[1].caFile holds a private key; give the CA's certificate, never a key"],
+      [entry("garbage.pem"), "--config runtimes[1].caFile must be PEM certificates (-----BEGIN CERTIFICATE-----)"],
+      [entry("a.token"), "--config runtimes[1].caFile must be PEM certificates (-----BEGIN CERTIFICATE-----)"],
+      [entry("bad-cert.pem"), "--config runtimes[1].caFile holds a certificate that cannot be read"],
+      [entry("csr.pem"), "--config runtimes[1].caFile must be PEM certificates only, not CERTIFICATE REQUEST"],
+      // Unused over plain HTTP/2: refused rather than held and silently ignored.
+      [
+        entry("cert.pem", "http://127.0.0.1:7070"),
+        "--config runtimes[1].caFile is only used with an https:// url; remove it, or use https://",
+      ],
     ];
     for (const [value, message] of cases) {
       const file = await config(value);

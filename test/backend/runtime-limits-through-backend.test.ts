@@ -8,7 +8,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { type Backend, createBackend } from "../../src/backend/index.js";
 import { ROUTED_LIST_CEILING } from "../../src/backend/request-checks.js";
 import { createRuntime, DEFAULT_LIMITS, silentLogger } from "../../src/runtime/index.js";
-import { expectReason } from "../support/errors.js";
+import { expectError, expectReason } from "../support/errors.js";
 import { type Clients, clientsFor, eventually, type Harness, startHarness } from "../support/harness.js";
 import { ScriptedBackend } from "../support/scripted-backend.js";
 
@@ -20,13 +20,18 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
  * limits to it, whose LIMIT_EXCEEDED comes back unchanged; a ListWorkers
  * routed to it by runtime_id likewise for its label selector. The Backend used
  * to count them against the default limits (8 mounts, 32 labels), so such a
- * runtime refused through the Backend what it accepts direct. A real
- * runtime server on 127.0.0.1, reached by the Backend over HTTP/2.
+ * runtime refused through the Backend what it accepts direct. A runtime
+ * whose limits are above that ceiling is refused past it by the Backend,
+ * which says the bound is its own. Real runtime servers on 127.0.0.1,
+ * reached by the Backend over HTTP/2.
  */
 const RAISED = { maxMounts: 12, maxLabels: 48 };
+/** A runtime whose limits are above the Backend's own ceiling. */
+const ABOVE_CEILING = { maxMounts: 2 * ROUTED_LIST_CEILING, maxLabels: 2 * ROUTED_LIST_CEILING };
 
 let dir: string;
 let harness: Harness;
+let high: Harness;
 let backend: Backend;
 let viaBackend: Clients;
 
@@ -38,18 +43,24 @@ beforeAll(async () => {
     workspaceRoots: { work: join(dir, "work"), data: join(dir, "data") },
     limits: RAISED,
   });
+  high = await startHarness({ runtimeId: "rh", executionBackend: new ScriptedBackend(), limits: ABOVE_CEILING });
   backend = createBackend({
     runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
     logger: silentLogger,
-    remotes: [{ runtimeId: "rl", url: harness.baseUrl }],
+    remotes: [
+      { runtimeId: "rl", url: harness.baseUrl },
+      { runtimeId: "rh", url: high.baseUrl },
+    ],
   });
   viaBackend = clientsFor(createRouterTransport(backend.routes));
   await eventually(() => backend.directory.get("rl")?.health === RuntimeHealth.READY, 10_000, "READY");
+  await eventually(() => backend.directory.get("rh")?.health === RuntimeHealth.READY, 10_000, "rh READY");
 });
 
 afterAll(async () => {
   backend?.close();
   await harness?.close();
+  await high?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -111,5 +122,35 @@ describe("a runtime with raised mount and label limits, through a Backend", () =
       ErrorReason.LIMIT_EXCEEDED,
     );
     expect(absurdMounts.metadata).toEqual({ field: "mounts", limit: String(ROUTED_LIST_CEILING) });
+  });
+});
+
+describe("a runtime whose limits are above the Backend's ceiling, through a Backend", () => {
+  it("is refused past the ceiling by the Backend, which says the bound is its own, not the runtime's", async () => {
+    const over = labels(ROUTED_LIST_CEILING + 1);
+    // The runtime takes it direct, and says so in its limits.
+    const direct = high.connect("grpc");
+    expect((await direct.management.getRuntime({})).runtime?.limits?.maxLabels).toBe(ABOVE_CEILING.maxLabels);
+    expect(Object.keys((await direct.catalog.createWorker({ runtimeId: "rh", labels: over })).worker?.labels ?? {})).toHaveLength(
+      ROUTED_LIST_CEILING + 1,
+    );
+    const refusals: [string, string, () => Promise<unknown>][] = [
+      ["labels", "labels", () => viaBackend.catalog.createWorker({ runtimeId: "rh", labels: over })],
+      ["mounts", "mounts", () => viaBackend.catalog.createWorker({ runtimeId: "rh", mounts: mounts(ROUTED_LIST_CEILING + 1) })],
+      ["label_selector", "labels", () => viaBackend.catalog.listWorkers({ runtimeId: "rh", labelSelector: over })],
+    ];
+    for (const [field, what, call] of refusals) {
+      const { error, detail } = await expectError(call);
+      expect([error.code, detail?.reason, detail?.metadata], field).toEqual([
+        Code.InvalidArgument,
+        ErrorReason.LIMIT_EXCEEDED,
+        { field, limit: String(ROUTED_LIST_CEILING) },
+      ]);
+      // Without this the client saw "at most 1024" from a runtime whose limits say 2048, and no word of why.
+      expect(error.rawMessage, field).toBe(
+        `${field}: has ${ROUTED_LIST_CEILING + 1} ${what}; at most ${ROUTED_LIST_CEILING} through a Backend ` +
+          "(the Backend's own ceiling, whatever a runtime's limits; call the runtime directly for more)",
+      );
+    }
   });
 });

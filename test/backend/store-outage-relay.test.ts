@@ -1,14 +1,16 @@
-import { createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeHealth } from "../../gen/worker_runtime/v1/backend_pb.js";
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
 import { type Backend, createBackend } from "../../src/backend/index.js";
 import { createRuntime, silentLogger } from "../../src/runtime/index.js";
 import { createFileStore, type FileStoreFaults } from "../../src/store/fs/index.js";
+import { expectError } from "../support/errors.js";
 import { type Clients, clientsFor, eventually, type Harness, startHarness } from "../support/harness.js";
 
 /**
@@ -19,8 +21,12 @@ import { type Clients, clientsFor, eventually, type Harness, startHarness } from
  * the defaults) for the whole outage. Its backoff now resets only once the
  * stream proves healthy (a real event, or open for a while), so such a
  * runtime is retried with growing, capped backoff, and once the store
- * writes again the relay delivers live events again. A real runtime with a file
- * store whose runtime-wide event log fails, served on 127.0.0.1.
+ * writes again the relay delivers live events again. A relayed WatchWorker
+ * is not ridden out that way: STORE_UNAVAILABLE is the worker's own typed
+ * end, told to its client (who resumes by cursor), so nothing re-opens it
+ * (relayed-watch-backoff.test.ts checks the backoff of the re-opens a
+ * relayed WatchWorker does make). A real runtime with a file store whose
+ * runtime-wide event log (or one worker's) fails, served on 127.0.0.1.
  */
 let dir: string;
 let harness: Harness;
@@ -28,10 +34,20 @@ let backend: Backend;
 let viaBackend: Clients;
 /** The runtime-wide event log fails while set (the workers' files still write). */
 let eventsFail = false;
+/** This worker's event log fails while set. */
+let workerEventsFail = "";
 const faults: FileStoreFaults = {
   beforeWrite: (file) => {
     if (eventsFail && file.startsWith(`events${path.sep}`)) throw Object.assign(new Error("fault: ENOSPC"), { code: "ENOSPC" });
+    if (workerEventsFail && file.startsWith(path.join("workers", workerEventsFail, "events")))
+      throw Object.assign(new Error("fault: ENOSPC"), { code: "ENOSPC" });
   },
+};
+/** WatchWorker calls that reached the runtime. */
+let workerWatchOpens = 0;
+const countWatches: Interceptor = (next) => (request) => {
+  if (request.method.name === "WatchWorker") workerWatchOpens++;
+  return next(request);
 };
 const BACKOFF = { initialMs: 100, multiplier: 2, jitter: 0, maxMs: 800 };
 
@@ -42,6 +58,7 @@ beforeAll(async () => {
     heartbeatIntervalMs: 100,
     storeProbeIntervalMs: 50,
     store: createFileStore({ dataDir: dir, faults }),
+    interceptors: [countWatches],
   });
   backend = createBackend({
     runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb" }),
@@ -93,5 +110,37 @@ describe("the Backend's shared WatchRuntime relay during a store outage", () => 
     await eventually(() => seen.includes(after.workerId), 10_000, "the next workerCreated through the relay");
     watch.abort();
     await reading;
+  });
+});
+
+describe("a relayed WatchWorker during a store outage", () => {
+  it("is not re-opened: the worker's watch ends with STORE_UNAVAILABLE, which its client is told, to resume by cursor", async () => {
+    const worker = (await viaBackend.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
+    const watch = new AbortController();
+    let messages = 0;
+    let ended: unknown;
+    const reading = (async () => {
+      try {
+        for await (const _ of viaBackend.observation.watchWorker({ worker }, { signal: watch.signal })) messages++;
+      } catch (error) {
+        ended = error;
+      }
+    })();
+    await eventually(() => messages > 0, 5_000, "the watch's snapshot");
+    workerEventsFail = worker.workerId;
+    try {
+      const from = workerWatchOpens;
+      // The stop's workerChanged cannot be written (the call fails), so the runtime ends the worker's watches.
+      await expectError(() => viaBackend.catalog.stopWorker({ worker }));
+      await reading;
+      const error = ConnectError.from(ended);
+      expect([error.code, error.findDetails(ErrorDetailSchema)[0]?.reason]).toEqual([Code.Unavailable, ErrorReason.STORE_UNAVAILABLE]);
+      // Unlike the shared WatchRuntime (above), nothing re-opens it behind the client's back.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(workerWatchOpens - from).toBe(0);
+    } finally {
+      workerEventsFail = "";
+      watch.abort();
+    }
   });
 });

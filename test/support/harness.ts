@@ -41,11 +41,13 @@ export interface HarnessOptions extends RuntimeOptions {
   token?: string;
   /** The server's HTTP/2 concurrent-stream limit per connection (its default without). */
   maxConcurrentStreams?: number;
+  /** The server's interceptors (none without), e.g. to count the calls that reach it. */
+  interceptors?: Interceptor[];
 }
 
 /** Starts a runtime server for a test. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const { token, maxConcurrentStreams, ...runtimeOptions } = options;
+  const { token, maxConcurrentStreams, interceptors, ...runtimeOptions } = options;
   const runtime = await createRuntime({ logger: silentLogger, ...runtimeOptions });
   const server = await startRuntimeServer({
     runtime,
@@ -55,6 +57,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     logger: silentLogger,
     ...(token !== undefined ? { token } : {}),
     ...(maxConcurrentStreams !== undefined ? { maxConcurrentStreams } : {}),
+    ...(interceptors !== undefined ? { interceptors } : {}),
   });
   const baseUrl = `http://${server.h2Address}`;
   const sessions: Http2SessionManager[] = [];
