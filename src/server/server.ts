@@ -156,10 +156,10 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   // Every HTTP/2 session on every listener, for the polite close (GOAWAY) and the forced one.
   const sessions = new Set<http2.ServerHttp2Session>();
   const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
-  const logReap = createUnansweredPingLog(options.logger);
+  const pingLog = createUnansweredPingLog(options.logger);
   const trackSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
-    keepSessionAlive(session, keepalive, logReap, socketOf);
+    keepSessionAlive(session, keepalive, pingLog.reaped, socketOf);
     session.once("close", () => sessions.delete(session));
   };
   h2.on("session", trackSession);
@@ -235,6 +235,8 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
         }, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
         await closed;
         clearTimeout(forced);
+        // Every session is closed, so no more reaps: the last window's count is written now, not lost with the process.
+        pingLog.flush();
         if (!runtimeClosed.ok) throw runtimeClosed.error;
       })();
       return closing;
