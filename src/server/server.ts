@@ -175,10 +175,13 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   };
   h2.on("connection", track);
   // A session's own socket is a proxy that cannot be destroyed, and a TLS socket whose handshake failed is
-  // destroyed already: the raw one is found by its peer's address.
+  // destroyed already: the raw one is found by its peer's address and the local port (one client may reach
+  // both listeners from one source port).
   const rawSocketOf = (peer: net.Socket | undefined): net.Socket | undefined => {
-    const { remoteAddress, remotePort } = peer ?? {};
-    for (const socket of sockets) if (socket.remotePort === remotePort && socket.remoteAddress === remoteAddress) return socket;
+    const { remoteAddress, remotePort, localPort } = peer ?? {};
+    for (const socket of sockets) {
+      if (socket.remotePort === remotePort && socket.remoteAddress === remoteAddress && socket.localPort === localPort) return socket;
+    }
     return undefined;
   };
   const socketOf = (session: http2.ServerHttp2Session): net.Socket | undefined => rawSocketOf(session.socket);
