@@ -9,6 +9,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import type net from "node:net";
 import { type AddressInfo, isIPv4 } from "node:net";
+import tls from "node:tls";
 import { errorLogFields, type Logger, type Runtime } from "../runtime/index.js";
 import { createServerTracingInterceptor } from "../telemetry/tracing/index.js";
 import { createAuthInterceptor } from "./auth.js";
@@ -16,6 +17,7 @@ import { refuseBrowserHost, refusedBrowserHost } from "./browser-host-check.js";
 import { isClientGone } from "./error-mapping.js";
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions, keepSessionAlive } from "./session-keepalive.js";
 import { createUnansweredPingLog } from "./unanswered-ping-log.js";
+import { answerPlainHttpOnTls } from "./plaintext-on-tls.js";
 import { withTypedProtocolErrors } from "./protocol-errors.js";
 import { captureGrpcDirectMethods } from "./grpc-direct-calls.js";
 import { endsWithoutTrailerFields, resetOnceEndStreamSent, writeStreamResponse } from "./http2-stream-response.js";
@@ -156,10 +158,10 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
   // Every HTTP/2 session on every listener, for the polite close (GOAWAY) and the forced one.
   const sessions = new Set<http2.ServerHttp2Session>();
   const keepalive = options.keepalive ?? DEFAULT_KEEPALIVE;
-  const logReap = createUnansweredPingLog(options.logger);
+  const pingLog = createUnansweredPingLog(options.logger);
   const trackSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
-    keepSessionAlive(session, keepalive, logReap, socketOf);
+    keepSessionAlive(session, keepalive, pingLog.reaped, socketOf);
     session.once("close", () => sessions.delete(session));
   };
   h2.on("session", trackSession);
@@ -172,12 +174,18 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     socket.once("close", () => sockets.delete(socket));
   };
   h2.on("connection", track);
-  // A session's own socket is a proxy that cannot be destroyed: the raw one is found by its peer's address.
-  const socketOf = (session: http2.ServerHttp2Session): net.Socket | undefined => {
-    const { remoteAddress, remotePort } = session.socket ?? {};
-    for (const socket of sockets) if (socket.remotePort === remotePort && socket.remoteAddress === remoteAddress) return socket;
+  // A session's own socket is a proxy that cannot be destroyed, and a TLS socket whose handshake failed is
+  // destroyed already: the raw one is found by its peer's address and the local port (one client may reach
+  // both listeners from one source port).
+  const rawSocketOf = (peer: net.Socket | undefined): net.Socket | undefined => {
+    const { remoteAddress, remotePort, localPort } = peer ?? {};
+    for (const socket of sockets) {
+      if (socket.remotePort === remotePort && socket.remoteAddress === remoteAddress && socket.localPort === localPort) return socket;
+    }
     return undefined;
   };
+  const socketOf = (session: http2.ServerHttp2Session): net.Socket | undefined => rawSocketOf(session.socket);
+  if (h2 instanceof tls.Server) answerPlainHttpOnTls(h2, rawSocketOf);
   const h2Address = await listen(h2, options.host, options.port);
   // The host was trusted by its name; what the name resolved to decides (a hosts file may map localhost elsewhere).
   const bound = (h2.address() as AddressInfo).address;
@@ -198,6 +206,7 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
     if (options.tls) {
       const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, settings }, h1Handler);
       secure.on("session", trackSession);
+      answerPlainHttpOnTls(secure, rawSocketOf);
       h1 = secure;
     } else {
       h1 = http.createServer(h1Handler);
@@ -235,6 +244,8 @@ export async function startRuntimeServer(options: RuntimeServerOptions): Promise
         }, options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
         await closed;
         clearTimeout(forced);
+        // Every session is closed, so no more reaps: the last window's count is written now, not lost with the process.
+        pingLog.flush();
         if (!runtimeClosed.ok) throw runtimeClosed.error;
       })();
       return closing;

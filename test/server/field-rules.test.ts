@@ -103,6 +103,7 @@ describe.each(PROTOCOLS)("request field rules over %s", (protocol) => {
       invalid("a non-ASCII request_id", "request_id", cw({ requestId: "réq" })),
       invalid("an unknown capability", "capabilities[0]", cw({ capabilities: ["fs.everything"] })),
       invalid("a capability without a workspace", "workspace", cw({ capabilities: ["fs.read"] })),
+      invalid("a mount without a workspace", "mounts", cw({ mounts: [{ root: "ws", path: "x", name: "x" }] })),
       {
         what: "an unknown workspace root",
         call: cw({ workspace: { root: "nope", path: "" } }),

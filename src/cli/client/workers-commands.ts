@@ -190,6 +190,13 @@ export async function workersCreate(argv: string[]): Promise<ExitCodeValue> {
       throw new CommandLineError(`--capability ${tool} needs --workspace: a worker's tools work in its workspace\n${CREATE_USAGE}`);
     }
   }
+  // The same for a mount: the runtime's refusal ("--mount: need a workspace") came only after a call, and named no flag to add.
+  const [mount] = values.mount ?? [];
+  if (mount !== undefined && workspace === undefined) {
+    throw new CommandLineError(
+      `--mount ${mount} needs --workspace: the tools that use a mount run in the worker's workspace\n${CREATE_USAGE}`,
+    );
+  }
   return withContext(values, CREATE_FIELDS, async (context) => {
     const slash = workspace?.indexOf("/") ?? -1;
     const response = await context.clients.catalog.createWorker({

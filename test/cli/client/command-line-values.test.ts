@@ -137,6 +137,17 @@ describe("workers create", () => {
       stderr: expect.stringMatching(/^worker-runtime: --capability fs\.read needs --workspace: a worker's tools work in its workspace\n/),
     });
   });
+
+  it("a --mount without --workspace: exit 2 naming both flags, before any call", async () => {
+    const result = await runClient(["workers", "create", "--profile", "companion", "--mount", "ws:shared/docs:docs"], { server: NOWHERE });
+    expect(result).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: expect.stringMatching(
+        /^worker-runtime: --mount ws:shared\/docs:docs needs --workspace: the tools that use a mount run in the worker's workspace\n/,
+      ),
+    });
+  });
 });
 
 describe("--output json", () => {

@@ -160,10 +160,11 @@ describe("workers", () => {
     const malformed = await cli("workers", "create", "--profile", "companion", "--workspace", "ws/m2", "--mount", "ws:only-two");
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toContain("--mount wants ROOT:PATH:NAME or ROOT:PATH:NAME:rw");
-    // The server's refusal names the flag the user typed, and is a usage error as the client's own is.
+    // Without --workspace the client refuses it, naming both flags, before any call (the runtime refuses it
+    // too: test/server/field-rules.test.ts).
     const refused = await cli("workers", "create", "--profile", "companion", "--mount", "ws:x:x");
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain("--mount: need a workspace");
+    expect(refused.stderr).toContain("--mount ws:x:x needs --workspace");
   });
 
   it("lists every page", async () => {
