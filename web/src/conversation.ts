@@ -225,14 +225,15 @@ export class Conversation {
       if (runs !== this.runs) return;
       await runs.cover(page.entries.map((entry) => entry.runId));
       if (runs !== this.runs || this.shownThrough !== after) return;
+      // The window reaches past the page's entries before they are put: a run's last entry among them
+      // brings its "stopped" mark back only within the window (placeCutMark).
+      const last = page.entries.at(-1);
+      const waiting = [...this.waiting.values()];
+      if (page.hasMore && last) this.windowThrough(Number(last.seq));
+      else this.showNewest();
       for (const entry of page.entries) this.putEntry(entry);
       this.placeHistoryCut(page);
-      const last = page.entries.at(-1);
-      if (page.hasMore && last) this.windowThrough(Number(last.seq));
-      else {
-        for (const entry of this.waiting.values()) this.putEntry(entry);
-        this.showNewest();
-      }
+      if (this.shownThrough === undefined) for (const entry of waiting) this.putEntry(entry);
       this.scroll.keepingPosition(() => {
         if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
       });

@@ -1,0 +1,132 @@
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+import { RuntimeRegistry } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { WorkerCatalog } from "../../gen/worker_runtime/v1/worker_catalog_pb.js";
+import { WorkerInteraction } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+import { reply, replyChunks } from "../support/openai-chunks.js";
+import { type ConsoleWithProvider, startConsoleWithBrowser } from "./console-process.js";
+
+/**
+ * The edges of the chat's bounded window over a long history (MAX_SHOWN in
+ * web/src/conversation.ts, 200 entries and marks): an older page that
+ * arrives after the window moved, and a run's "stopped" mark whose entry
+ * left the window and came back. One worker, seeded once over gRPC: 130
+ * answered rounds (seq 1..260), then a run stopped mid-answer (its question
+ * is seq 261, the newest entry, its "stopped" mark after it). Each test
+ * opens it in a page of its own. The console in real headless Chromium
+ * against `npm start`'s entry and the fake provider.
+ */
+
+// Each poll waits for Chromium to show what a real server sent: seconds on a loaded machine.
+vi.setConfig({ expect: { poll: { timeout: 20_000 } } });
+
+const ROUNDS = 130;
+const NEWEST = 2 * ROUNDS + 1;
+
+let consoleProcess: ConsoleWithProvider;
+let ref: WorkerRef;
+
+beforeAll(async () => {
+  consoleProcess = await startConsoleWithBrowser({ dataDirPrefix: "console-window-" });
+  const transport = createGrpcTransport({ baseUrl: `http://${consoleProcess.h2c}` });
+  const [embedded] = (await createClient(RuntimeRegistry, transport).listRuntimes({})).runtimes;
+  const { worker } = await createClient(WorkerCatalog, transport).createWorker({
+    runtimeId: embedded!.runtimeId,
+    displayName: "Long chat window",
+    profile: { source: { case: "builtin", value: "companion" } },
+  });
+  ref = worker!.ref!;
+  const interaction = createClient(WorkerInteraction, transport);
+  for (let i = 1; i <= ROUNDS; i++) {
+    consoleProcess.fake.enqueue(reply({ text: `answer ${i}` }));
+    for await (const message of interaction.streamInput({ worker: ref, input: { text: `question ${i}` }, busyPolicy: BusyPolicy.REJECT })) {
+      void message;
+    }
+  }
+  // A run stopped while its answer streams: it commits its question only.
+  consoleProcess.fake.enqueue({
+    kind: "stream",
+    chunks: replyChunks({ text: "This one goes on and on.", pieceSize: 2 }),
+    delayMs: 30,
+    end: "hang",
+  });
+  const { run } = await interaction.sendInput({ worker: ref, input: { text: "stopped question" }, busyPolicy: BusyPolicy.REJECT });
+  await consoleProcess.fake.waitForRequests(ROUNDS + 1);
+  const cancelled = await interaction.cancelRun({ worker: ref, runId: run!.runId });
+  expect(cancelled.run?.status).toBe(RunStatus.CANCELLED);
+  // 130 rounds over gRPC: about 20 s on the idle 2-core VM, several times that under load.
+}, 240_000);
+
+afterAll(async () => {
+  await consoleProcess?.close();
+});
+
+async function openChat(): Promise<Page> {
+  const page = await consoleProcess.browser.newPage({ viewport: { width: 1200, height: 800 } });
+  await page.goto(`${consoleProcess.url}#/w/${encodeURIComponent(ref.runtimeId)}/${encodeURIComponent(ref.workerId)}`);
+  await expect.poll(() => lastShown(page), { message: "the newest entry shown after opening the chat" }).toBe(NEWEST);
+  return page;
+}
+
+/** The seqs of the entries shown, in page order. */
+async function shownSeqs(page: Page): Promise<number[]> {
+  return (await page.locator(".log .entry").evaluateAll((entries) => entries.map((entry) => entry.getAttribute("data-seq")))).map(Number);
+}
+
+async function firstShown(page: Page): Promise<number> {
+  return (await shownSeqs(page))[0] ?? 0;
+}
+
+async function lastShown(page: Page): Promise<number> {
+  return (await shownSeqs(page)).at(-1) ?? 0;
+}
+
+async function scrollTo(page: Page, where: "top" | "bottom"): Promise<void> {
+  await page.locator(".scroller").evaluate((element, top) => {
+    element.scrollTop = top ? 0 : element.scrollHeight;
+  }, where === "top");
+}
+
+describe("a long chat's window", () => {
+  it("shows a stopped run's mark again when its entry, the newest, comes back after the reader read back to the start", async () => {
+    const page = await openChat();
+    try {
+      await expect.poll(() => page.locator(".log .stopped").count(), { message: "the stopped mark after opening" }).toBe(1);
+      await expect
+        .poll(
+          async () => {
+            await scrollTo(page, "top");
+            return firstShown(page);
+          },
+          { timeout: 60_000, message: "reading back to the first entry" },
+        )
+        .toBe(1);
+      // The stopped run's entry (the newest) and its mark left the window.
+      expect(await lastShown(page)).toBeLessThan(NEWEST);
+      expect(await page.locator(".log .stopped").count()).toBe(0);
+      await expect
+        .poll(
+          async () => {
+            await scrollTo(page, "bottom");
+            return lastShown(page);
+          },
+          { timeout: 60_000, message: "reading down to the newest entry" },
+        )
+        .toBe(NEWEST);
+      await expect.poll(() => page.locator(".log .stopped").count(), { message: "the stopped mark back with its entry" }).toBe(1);
+      // Just after the run's entry, the last thing in the conversation.
+      const lastTwo = await page
+        .locator(".log > *")
+        .evaluateAll((elements) =>
+          elements.slice(-2).map((element) => `${element.className} ${element.getAttribute("data-seq") ?? ""}`.trim()),
+        );
+      expect(lastTwo).toEqual([`entry user ${NEWEST}`, "stopped"]);
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
+});
