@@ -91,7 +91,78 @@ async function scrollTo(page: Page, where: "top" | "bottom"): Promise<void> {
   }, where === "top");
 }
 
+/** Every seq from the first shown to the last, none missing. */
+function contiguous(seqs: readonly number[]): number[] {
+  const first = seqs[0] ?? 0;
+  return Array.from({ length: seqs.length }, (_, i) => first + i);
+}
+
 describe("a long chat's window", () => {
+  it("puts no older page asked for before the window moved above it: it asks again for the page before the new first entry", async () => {
+    const page = await openChat();
+    try {
+      // Read back until the window is full and the newest entries left it (read again when scrolled down to).
+      await expect
+        .poll(
+          async () => {
+            await scrollTo(page, "top");
+            return lastShown(page);
+          },
+          { timeout: 60_000, message: "the newest entries leaving the window as older pages come" },
+        )
+        .toBeLessThan(NEWEST);
+      await expect.poll(() => page.locator(".log > *").count(), { message: "the window filled to its bound" }).toBeGreaterThan(190);
+
+      // The next older page is asked for, and its answer held back.
+      let release: (() => void) | undefined;
+      let held = false;
+      await page.route("**/ReadTranscript", async (route) => {
+        if (held) return route.continue();
+        held = true;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        await route.continue();
+      });
+      // Scrolled to the top again each time, as a page still on its way when the route was set is not held.
+      await expect
+        .poll(
+          async () => {
+            if (!held) await scrollTo(page, "top");
+            return held;
+          },
+          { message: "the older page asked for" },
+        )
+        .toBe(true);
+      const before = await firstShown(page);
+
+      // Meanwhile the reader scrolls down: newer pages come and the oldest entries leave the window.
+      await expect
+        .poll(
+          async () => {
+            await scrollTo(page, "bottom");
+            return firstShown(page);
+          },
+          { message: "the oldest entries leaving as newer pages come" },
+        )
+        .toBeGreaterThan(before);
+      // And back up, while the older page asked for before is still on its way.
+      await scrollTo(page, "top");
+      const moved = await firstShown(page);
+
+      const answered = page.waitForResponse("**/ReadTranscript", { timeout: 20_000 });
+      release?.();
+      await answered;
+      // The page before `before` no longer fits above `moved`; the page before `moved` comes instead.
+      await expect.poll(() => firstShown(page), { message: "an older page put above the moved window" }).toBeLessThan(moved);
+      const seqs = await shownSeqs(page);
+      expect(seqs).toEqual(contiguous(seqs));
+      await page.unroute("**/ReadTranscript");
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
+
   it("shows a stopped run's mark again when its entry, the newest, comes back after the reader read back to the start", async () => {
     const page = await openChat();
     try {
