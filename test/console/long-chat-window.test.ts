@@ -200,4 +200,67 @@ describe("a long chat's window", () => {
       await page.close();
     }
   }, 180_000);
+  it("takes a stopped run's mark out with its entry when following trims the oldest, so scrolling up reads the entry back", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${consoleProcess.h2c}` });
+    const { worker } = await createClient(WorkerCatalog, transport).createWorker({
+      runtimeId: ref.runtimeId,
+      displayName: "Stopped first",
+      profile: { source: { case: "builtin", value: "companion" } },
+    });
+    const fresh = worker!.ref!;
+    const interaction = createClient(WorkerInteraction, transport);
+    const page = await consoleProcess.browser.newPage({ viewport: { width: 1200, height: 800 } });
+    try {
+      await page.goto(`${consoleProcess.url}#/w/${encodeURIComponent(fresh.runtimeId)}/${encodeURIComponent(fresh.workerId)}`);
+      await expect.poll(() => page.locator(".chat-header .status").textContent(), { message: "the new worker idle" }).toContain("idle");
+      // Followed live: a stopped run first (its question seq 1, its mark after it), then 99 answered rounds
+      // (seq 2..199): 200 entries and marks, the window's bound, nothing trimmed yet.
+      // Stopped before its answer began (the provider waits 30 s before its first chunk): only its question is committed.
+      const asked = consoleProcess.fake.requests.length;
+      consoleProcess.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "cut short" }), delayMs: 30_000, end: "hang" });
+      const stopped = await interaction.sendInput({ worker: fresh, input: { text: "stopped first" }, busyPolicy: BusyPolicy.REJECT });
+      await consoleProcess.fake.waitForRequests(asked + 1);
+      await interaction.cancelRun({ worker: fresh, runId: stopped.run!.runId });
+      await expect.poll(() => page.locator(".log .stopped").count(), { message: "the first run marked stopped" }).toBe(1);
+      for (let i = 1; i <= 99; i++) {
+        consoleProcess.fake.enqueue(reply({ text: `answer ${i}` }));
+        for await (const message of interaction.streamInput({
+          worker: fresh,
+          input: { text: `question ${i}` },
+          busyPolicy: BusyPolicy.REJECT,
+        })) {
+          void message;
+        }
+      }
+      await expect.poll(() => lastShown(page), { timeout: 60_000, message: "the 99 rounds shown" }).toBe(199);
+      expect(await page.locator(".log > *").count()).toBe(200);
+      // One entry more (a question whose answer has not begun): the oldest entry leaves, the stopped one's.
+      consoleProcess.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "later" }), delayMs: 30_000, end: "hang" });
+      const { run } = await interaction.sendInput({ worker: fresh, input: { text: "one more" }, busyPolicy: BusyPolicy.REJECT });
+      await expect.poll(() => lastShown(page), { message: "the one more question shown" }).toBe(200);
+      await expect.poll(() => firstShown(page), { message: "the oldest entry trimmed" }).toBe(2);
+      // Its mark left with it, rather than standing at the top above an entry of another run.
+      expect(await page.locator(".log > *").first().getAttribute("data-seq")).toBe("2");
+      await interaction.cancelRun({ worker: fresh, runId: run!.runId });
+
+      // Scrolled to the top, the stopped question and its mark come back.
+      await expect
+        .poll(
+          async () => {
+            await scrollTo(page, "top");
+            return firstShown(page);
+          },
+          { message: "the stopped question read back" },
+        )
+        .toBe(1);
+      const firstTwo = await page
+        .locator(".log > *")
+        .evaluateAll((elements) =>
+          elements.slice(0, 2).map((element) => `${element.className} ${element.getAttribute("data-seq") ?? ""}`.trim()),
+        );
+      expect(firstTwo).toEqual(["entry user 1", "stopped"]);
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
 });
