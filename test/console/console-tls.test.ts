@@ -92,7 +92,7 @@ describe("the console over TLS", () => {
         const tab = await context.newPage();
         await tab.goto(server.url, { timeout: 20_000 });
         await tab.getByRole("button", { name: "New companion" }).click();
-        await tab.waitForURL(/#\/w\//);
+        await tab.waitForURL(/#\/w\//, { timeout: 20_000 });
         await expect.poll(() => tab.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
         tabs.push(tab);
       }

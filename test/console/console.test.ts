@@ -113,7 +113,7 @@ describe("console with a model provider", () => {
     page.off("console", onConsole);
     expect(errors).toEqual([]);
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     chatUrl = page.url();
     await expect.poll(() => page.locator(".sidebar .worker").count()).toBe(1);
     await expect.poll(() => page.locator(".health.ready").count()).toBe(1);
@@ -487,7 +487,7 @@ describe("console with a model provider", () => {
     // The chat open before also reads "idle": wait for the new companion's own chat first.
     const before = page.url();
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL((url) => /#\/w\//.test(url.href) && url.href !== before);
+    await page.waitForURL((url) => /#\/w\//.test(url.href) && url.href !== before, { timeout: 20_000 });
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
     const long = "a".repeat(300_000);
     await page.locator("textarea.input").fill(long);
@@ -525,7 +525,10 @@ describe("console with a model provider", () => {
       await expect.poll(() => page.locator(".approval pre").textContent(), { timeout: 20_000 }).toBe('{"path":"."}');
       await pending.getByRole("button", { name: "Approve" }).click();
       await expect.poll(() => page.locator(".approval pre").textContent(), { timeout: 20_000 }).toBe('{"path":"./"}');
-      const answered = page.waitForEvent("requestfinished", (request) => request.url().endsWith("/ResolveApproval"));
+      const answered = page.waitForEvent("requestfinished", {
+        predicate: (request) => request.url().endsWith("/ResolveApproval"),
+        timeout: 20_000,
+      });
       answerFirst?.();
       await answered;
       // Two frames later the answer is long handled; the approval it was for is not the one on screen.
@@ -613,7 +616,7 @@ describe("console with a remote runtime", () => {
     await expect.poll(() => page.locator('.runtime[data-runtime="rt-remote"] .health.ready').count(), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => page.locator(".runtime .tag").allTextContents()).toEqual(["embedded"]);
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     const [runtimeId, workerId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!.slice(1).map(decodeURIComponent);
     expect(runtimeId).toBe("rt-remote");
     // The runtime itself holds the worker, and the Backend lists it there.
@@ -652,7 +655,7 @@ describe("console with a remote runtime and a provider of its own", () => {
     await page.goto(server.url);
     await expect.poll(() => page.locator('.runtime[data-runtime="rt-remote"] .health.ready').count(), { timeout: 20_000 }).toBe(1);
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     const [runtimeId] = /#\/w\/([^/]+)\/([^/]+)$/.exec(page.url())!.slice(1).map(decodeURIComponent);
     expect(runtimeId).toBe("rt-embedded");
     const onRemote = await createClient(WorkerCatalog, createGrpcTransport({ baseUrl: `http://${h2c}` })).listWorkers({

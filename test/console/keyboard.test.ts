@@ -107,7 +107,7 @@ describe("the console by keyboard alone", () => {
     // Create a companion: its chat opens with the focus in the message box.
     await tabTo(page, page.getByRole("button", { name: "New companion" }));
     await page.keyboard.press("Enter");
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     const message = page.getByRole("textbox", { name: "Message" });
     await expect.poll(() => isFocused(message)).toBe(true);
     const status = page.locator(".chat-header").getByRole("status");
@@ -151,12 +151,12 @@ describe("the console by keyboard alone", () => {
     // Choose the careful worker in the sidebar. Its entry keeps the focus across the sidebar's poll.
     const careful = sidebar.getByRole("link", { name: carefulName });
     await tabTo(page, careful, "Shift+Tab");
-    for (let polls = 0; polls < 2; polls++) await page.waitForResponse(/RuntimeRegistry\/ListRuntimes/);
+    for (let polls = 0; polls < 2; polls++) await page.waitForResponse(/RuntimeRegistry\/ListRuntimes/, { timeout: 20_000 });
     await page.evaluate("new Promise((resolve) => requestAnimationFrame(resolve))");
     expect(await isFocused(careful), `focus on ${await focusedElement(page)}`).toBe(true);
     expect(await careful.getAttribute("aria-current")).toBeNull();
     await page.keyboard.press("Enter");
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     await expect.poll(() => page.getByRole("heading", { level: 2 }).textContent()).toBe(carefulName);
     await expect.poll(() => careful.getAttribute("aria-current")).toBe("page");
     await expect.poll(() => isFocused(message)).toBe(true);

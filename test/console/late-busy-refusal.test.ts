@@ -42,7 +42,7 @@ describe("a busy refusal that arrives after the run ended", () => {
     page = await server.browser.newPage({ viewport: { width: 1200, height: 800 } });
     await page.goto(server.url);
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     const status = page.locator(".chat-header .status");
     await expect.poll(() => status.textContent(), { timeout: 20_000 }).toBe("idle");
 
@@ -92,7 +92,7 @@ async function openCompanion(): Promise<{ page: Page; worker: WorkerRef }> {
   const opened = await server.browser.newPage({ viewport: { width: 1200, height: 800 } });
   await opened.goto(server.url);
   await opened.getByRole("button", { name: "New companion" }).click();
-  await opened.waitForURL(/#\/w\//);
+  await opened.waitForURL(/#\/w\//, { timeout: 20_000 });
   await expect.poll(() => opened.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toBe("idle");
   const [runtimeId, workerId] = (new URL(opened.url()).hash.split("/").slice(2) as [string, string]).map(decodeURIComponent);
   return { page: opened, worker: { runtimeId, workerId } as WorkerRef };

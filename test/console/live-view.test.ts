@@ -130,7 +130,7 @@ async function newCompanion(): Promise<Page> {
   pages.push(page);
   await page.goto(server.url);
   await page.getByRole("button", { name: "New companion" }).click();
-  await page.waitForURL(/#\/w\//);
+  await page.waitForURL(/#\/w\//, { timeout: 20_000 });
   return page;
 }
 
@@ -492,7 +492,10 @@ describe("the live view", () => {
       await expect.poll(() => answer !== undefined, { timeout: 20_000 }).toBe(true);
       await page.getByRole("link", { name: "Picked meanwhile" }).click();
       await expect.poll(() => page.locator(".chat-header h2").textContent()).toBe("Picked meanwhile");
-      const answered = page.waitForEvent("requestfinished", (request) => request.url().endsWith("/CreateWorker"));
+      const answered = page.waitForEvent("requestfinished", {
+        predicate: (request) => request.url().endsWith("/CreateWorker"),
+        timeout: 20_000,
+      });
       answer?.();
       await answered;
       // Listed once the answer was handled (the old code had switched the chat before listing it).
@@ -527,7 +530,7 @@ describe("the live view", () => {
         const tab = await context.newPage();
         await tab.goto(server.url);
         await tab.getByRole("button", { name: "New companion" }).click();
-        await tab.waitForURL(/#\/w\//);
+        await tab.waitForURL(/#\/w\//, { timeout: 20_000 });
         await expect.poll(() => tab.locator(".chat-header .status").textContent(), { timeout: 20_000 }).toContain("idle");
         // Another tab is brought to the front: this one is hidden, as the browser tells it.
         expect(await tab.evaluate(setVisibility("hidden"))).toBe("hidden");
@@ -536,7 +539,7 @@ describe("the live view", () => {
       const seventh = await context.newPage();
       await seventh.goto(server.url, { timeout: 20_000 });
       await seventh.getByRole("button", { name: "New companion" }).click();
-      await seventh.waitForURL(/#\/w\//);
+      await seventh.waitForURL(/#\/w\//, { timeout: 20_000 });
       fake.enqueue(reply({ text: "The seventh tab is answered.", pieceSize: 5 }, { delayMs: 5 }));
       await send(seventh, "Anyone there?");
       await expect.poll(() => seventh.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("seventh tab");
@@ -560,7 +563,7 @@ describe("the live view", () => {
     await page.addInitScript(CUT_AFTER_SNAPSHOT);
     await page.goto(server.url);
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     fake.enqueue(reply({ text: "Seen live.", pieceSize: 5 }));
     await send(page, "Before going away");
     await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Seen live.");
@@ -616,7 +619,7 @@ describe("the live view", () => {
     await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 70");
 
     // The page asked for before the re-sync (21..50) arrives: it does not belong under the new tail.
-    const answered = page.waitForResponse("**/ReadTranscript");
+    const answered = page.waitForResponse("**/ReadTranscript", { timeout: 20_000 });
     older?.();
     await answered;
     await scrollToOldest(page);
@@ -657,7 +660,10 @@ describe("the live view", () => {
     await expect.poll(() => page.locator(".log .entry.user").last().textContent()).toBe("question 18");
 
     // The page asked for before the re-sync fails: it was for a log that is gone, so its failure is no news to the reader.
-    const failed = page.waitForEvent("requestfailed", (request) => request.url().endsWith("/ReadTranscript"));
+    const failed = page.waitForEvent("requestfailed", {
+      predicate: (request) => request.url().endsWith("/ReadTranscript"),
+      timeout: 20_000,
+    });
     failOlder?.();
     await failed;
     // Paging back (each page a round trip the failure's handling is long done by) reads the rest.
@@ -779,7 +785,7 @@ describe("a Backend with a token (as deployed on Kubernetes)", () => {
       await expect.poll(() => page.locator(".health.ready").count(), { timeout: 20_000 }).toBe(1);
       expect(await field.isVisible()).toBe(false);
       await page.getByRole("button", { name: "New companion" }).click();
-      await page.waitForURL(/#\/w\//);
+      await page.waitForURL(/#\/w\//, { timeout: 20_000 });
       fake.enqueue(reply({ text: "Streamed to a browser that sent its token.", pieceSize: 5 }, { delayMs: 10 }));
       await send(page, "Can you hear me?");
       await expect
@@ -820,7 +826,7 @@ describe("a run cut by a crash of the Backend", () => {
     try {
       await page.goto(crashing.url);
       await page.getByRole("button", { name: "New companion" }).click();
-      await page.waitForURL(/#\/w\//);
+      await page.waitForURL(/#\/w\//, { timeout: 20_000 });
       fake.enqueue({
         kind: "stream",
         chunks: replyChunks({ text: "An answer the crash will cut off.", pieceSize: 2 }),
@@ -878,7 +884,7 @@ describe("a Backend restored from a backup while a chat is open", () => {
     try {
       await page.goto(running.url);
       await page.getByRole("button", { name: "New companion" }).click();
-      await page.waitForURL(/#\/w\//);
+      await page.waitForURL(/#\/w\//, { timeout: 20_000 });
       fake.enqueue(reply({ text: "Kept in the backup.", pieceSize: 5 }));
       await send(page, "Before the backup");
       await expect.poll(() => page.locator(".log .entry.assistant").textContent(), { timeout: 20_000 }).toContain("Kept in the backup.");

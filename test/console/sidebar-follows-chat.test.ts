@@ -45,7 +45,7 @@ describe("the sidebar beside an open chat", () => {
     await page.addInitScript(STATUS_RECORDER);
     await page.goto(server.url);
     await page.getByRole("button", { name: "New companion" }).click();
-    await page.waitForURL(/#\/w\//);
+    await page.waitForURL(/#\/w\//, { timeout: 20_000 });
     await expect.poll(() => page!.locator(".sidebar .worker.selected .worker-status").textContent(), { timeout: 20_000 }).toBe("idle");
 
     for (const message of ["first", "second"]) {

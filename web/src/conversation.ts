@@ -24,6 +24,12 @@ const PAGE = 30;
  */
 const MAX_SHOWN = 200;
 /**
+ * How many times one reading of older history asks for its page: a page
+ * that arrives after the window moved is asked again for the new first
+ * entry, but not for ever while new output keeps moving it.
+ */
+const OLDER_ASKS = 3;
+/**
  * Where the readable history ends when the worker's stored history is
  * damaged (ReadTranscript's `cut`), in the console's words: the runtime's
  * message is written for API clients.
@@ -175,27 +181,45 @@ export class Conversation {
     }
   }
 
-  /** The page before the oldest entry shown, keeping what the reader looks at in place. */
+  /**
+   * The page before the oldest entry shown, keeping what the reader looks at
+   * in place. One at a time; a page that no longer fits (the window moved
+   * while it was read: newer pages or new output trimmed its oldest entries)
+   * is dropped, as put above the new first entry it would leave a gap, and
+   * the page before the new first entry is asked for instead while the
+   * reader still stands where older history is asked for (at the top, they
+   * may scroll no more, and no scroll event would ask again). At most
+   * {@link OLDER_ASKS} times: a window that keeps moving is left to the next
+   * scroll.
+   */
   private async loadOlder(): Promise<void> {
-    const first = this.log.first();
     const runs = this.runs;
-    if (!this.hasOlder || this.loadingOlder === runs || first === undefined) return;
+    if (!this.hasOlder || this.loadingOlder === runs || this.log.first() === undefined) return;
     this.loadingOlder = runs;
     try {
-      const page = await this.api.observation.readTranscript(
-        { worker: this.ref, position: { case: "beforeSeq", value: BigInt(Math.floor(first)) }, limit: PAGE },
-        { signal: this.signal },
-      );
-      if (runs !== this.runs) return;
-      await runs.cover(page.entries.map((entry) => entry.runId));
-      if (runs !== this.runs) return;
-      this.scroll.keepingPosition(() => {
-        for (const entry of page.entries) this.putEntry(entry);
-        this.placeHistoryCut(page);
-      });
-      this.hasOlder = page.hasMore;
-      // Below the reader's view: the newest leave, to be read again when scrolled to.
-      if (this.log.dropNewest(MAX_SHOWN) > 0) this.windowThrough(Math.floor(this.log.last() ?? 0));
+      for (let asked = 0; asked < OLDER_ASKS; asked++) {
+        const first = this.log.first();
+        if (first === undefined || !this.hasOlder) return;
+        const page = await this.api.observation.readTranscript(
+          { worker: this.ref, position: { case: "beforeSeq", value: BigInt(Math.floor(first)) }, limit: PAGE },
+          { signal: this.signal },
+        );
+        if (runs !== this.runs) return;
+        await runs.cover(page.entries.map((entry) => entry.runId));
+        if (runs !== this.runs) return;
+        if (this.log.first() !== first) {
+          if (this.scroll.wantsOlder()) continue;
+          return;
+        }
+        this.scroll.keepingPosition(() => {
+          for (const entry of page.entries) this.putEntry(entry);
+          this.placeHistoryCut(page);
+        });
+        this.hasOlder = page.hasMore;
+        // Below the reader's view: the newest leave, to be read again when scrolled to.
+        if (this.log.dropNewest(MAX_SHOWN) > 0) this.windowThrough(Math.floor(this.log.last() ?? 0));
+        break;
+      }
     } catch (error) {
       // A page asked for before a re-sync fails as silently as it arrives: the log it was for is gone.
       if (!this.signal.aborted && runs === this.runs) this.report(describeError(error));
@@ -225,14 +249,15 @@ export class Conversation {
       if (runs !== this.runs) return;
       await runs.cover(page.entries.map((entry) => entry.runId));
       if (runs !== this.runs || this.shownThrough !== after) return;
+      // The window reaches past the page's entries before they are put: a run's last entry among them
+      // brings its "stopped" mark back only within the window (placeCutMark).
+      const last = page.entries.at(-1);
+      const waiting = [...this.waiting.values()];
+      if (page.hasMore && last) this.windowThrough(Number(last.seq));
+      else this.showNewest();
       for (const entry of page.entries) this.putEntry(entry);
       this.placeHistoryCut(page);
-      const last = page.entries.at(-1);
-      if (page.hasMore && last) this.windowThrough(Number(last.seq));
-      else {
-        for (const entry of this.waiting.values()) this.putEntry(entry);
-        this.showNewest();
-      }
+      if (this.shownThrough === undefined) for (const entry of waiting) this.putEntry(entry);
       this.scroll.keepingPosition(() => {
         if (this.log.dropOldest(MAX_SHOWN) > 0) this.hasOlder = true;
       });

@@ -1,3 +1,6 @@
+/** How close to the top (px) the reader asks for older history. */
+const NEAR_TOP = 80;
+
 /**
  * The chat's scrolling: it follows the newest output until the reader
  * scrolls up, asks for older history near the top, and for newer near the
@@ -25,7 +28,7 @@ export class FollowScroll {
       if (scroller.scrollTop < this.scrolledTo && !nearBottom) this.scrolledTo = Number.POSITIVE_INFINITY;
       // Back at the bottom after scrolling up: follow again.
       else if (!this.following) this.scrolledTo = scroller.scrollTop;
-      if (scroller.scrollTop < 80) onNearTop();
+      if (scroller.scrollTop < NEAR_TOP) onNearTop();
       if (nearBottom) onNearBottom();
     });
   }
@@ -59,6 +62,14 @@ export class FollowScroll {
    */
   overflows(): boolean {
     return this.scroller.scrollHeight > this.scroller.clientHeight;
+  }
+
+  /**
+   * Whether the reader stands where older history is asked for: near the
+   * top, or with nothing to scroll. Reads layout: called once per page.
+   */
+  wantsOlder(): boolean {
+    return this.scroller.scrollTop < NEAR_TOP || !this.overflows();
   }
 
   private nearBottom(): boolean {

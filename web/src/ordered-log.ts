@@ -56,9 +56,18 @@ export class OrderedLog {
     this.keys.length = 0;
   }
 
-  /** Drops the elements with the smallest keys until at most `max` are left; returns how many it dropped. */
+  /**
+   * Drops the elements with the smallest keys until at most `max` are left,
+   * and an entry's marks with it (keys of one seq leave together): a run's
+   * "stopped" mark left first on the page without its entry stood above
+   * another run's entry, and the older page was then read before the mark's
+   * seq, so its entry never came back. Returns how many it dropped.
+   */
   dropOldest(max: number): number {
-    const dropped = this.keys.splice(0, Math.max(0, this.keys.length - max));
+    let drop = Math.max(0, this.keys.length - max);
+    const edge = this.keys[drop - 1];
+    if (edge !== undefined) while (drop < this.keys.length && Math.floor(this.keys[drop] ?? 0) === Math.floor(edge)) drop++;
+    const dropped = this.keys.splice(0, drop);
     for (const key of dropped) {
       this.elements.get(key)?.remove();
       this.elements.delete(key);
