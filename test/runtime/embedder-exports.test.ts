@@ -4,7 +4,15 @@ import type { WorkerEvent as GenWorkerEvent } from "../../gen/worker_runtime/v1/
 import { RunStatus as GenRunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
 import * as root from "../../src/index.js";
 import * as core from "../../src/runtime/index.js";
-import type { Run, RuntimeEvent, RuntimeSummary, WatchRuntimeResponse, WatchWorkerResponse, Worker, WorkerEvent } from "../../src/runtime/index.js";
+import type {
+  Run,
+  RuntimeEvent,
+  RuntimeSummary,
+  WatchRuntimeResponse,
+  WatchWorkerResponse,
+  Worker,
+  WorkerEvent,
+} from "../../src/runtime/index.js";
 import type { Runtime } from "../../src/runtime/index.js";
 
 /**
@@ -22,7 +30,15 @@ describe("the embedder's exports", () => {
     expect(entry.ErrorReason).toBe(GenErrorReason);
     expect(entry.ErrorDetailSchema).toBe(GenErrorDetailSchema);
     expect(entry.RunStatus).toBe(GenRunStatus);
-    for (const name of ["StopReason", "WorkerStatus", "RuntimeStatus", "ConnectivityState", "BusyPolicy", "ApprovalDecision", "DiagnosticSeverity"]) {
+    for (const name of [
+      "StopReason",
+      "WorkerStatus",
+      "RuntimeStatus",
+      "ConnectivityState",
+      "BusyPolicy",
+      "ApprovalDecision",
+      "DiagnosticSeverity",
+    ]) {
       expect(entry, name).toHaveProperty(name);
       expect(typeof (entry as Record<string, unknown>)[name], name).toBe("object");
     }
@@ -30,7 +46,14 @@ describe("the embedder's exports", () => {
   });
 
   it("the root exports every error class createRuntime and the stores throw", () => {
-    for (const name of ["HiddenPathError", "WorkspaceRootsError", "LimitsError", "DataDirInUseError", "DataDirNotDirectoryError", "OpenAIConfigError"]) {
+    for (const name of [
+      "HiddenPathError",
+      "WorkspaceRootsError",
+      "LimitsError",
+      "DataDirInUseError",
+      "DataDirNotDirectoryError",
+      "OpenAIConfigError",
+    ]) {
       expect((root as Record<string, unknown>)[name], name).toBeTypeOf("function");
     }
   });
