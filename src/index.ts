@@ -12,13 +12,21 @@ export {
   type RuntimeServer,
   type RuntimeServerOptions,
 } from "./server/index.js";
-export { createFileStore, StoreCorruptionError, type FileStore, type FileStoreOptions } from "./store/fs/index.js";
+export {
+  createFileStore,
+  DataDirInUseError,
+  DataDirNotDirectoryError,
+  StoreCorruptionError,
+  type FileStore,
+  type FileStoreOptions,
+} from "./store/fs/index.js";
 export {
   createOpenAIBackend,
   openAIBackendOptionsFromEnv,
   OpenAIConfigError,
   loadProfilesFile,
   companionProfile,
+  HiddenPathError,
   ProfileConfigError,
   ShellSandboxError,
   type OpenAIBackendOptions,

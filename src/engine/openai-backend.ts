@@ -24,7 +24,7 @@ import {
   type RuntimeMetrics,
   UnansweredLookups,
 } from "../runtime/index.js";
-import { DEFAULT_MODEL, type OpenAIBackendOptions } from "./backend-options.js";
+import { DEFAULT_MODEL, httpUrl, type OpenAIBackendOptions } from "./backend-options.js";
 import { createBlockIds } from "./block-ids.js";
 import { companionProfile, completeProfile, DEFAULT_MAX_TURNS, ProfileConfigError } from "./profiles.js";
 import { ProviderHealth } from "./provider-health.js";
@@ -61,6 +61,8 @@ export const NO_KEY_FOR_BASE_URL_REASON =
  * bwrap cannot run (ShellSandboxError).
  */
 export function createOpenAIBackend(options: OpenAIBackendOptions): ExecutionBackend {
+  // Checked as the environment's OPENAI_BASE_URL is: a bad one would otherwise fail only at the first run.
+  if (options.baseURL !== undefined) httpUrl("baseURL", options.baseURL);
   const defaultModel = options.defaultModel ?? DEFAULT_MODEL;
   const profiles = [companionProfile(defaultModel), ...(options.profiles ?? []).map((p) => completeProfile(p, defaultModel))];
   const names = new Set<string>();

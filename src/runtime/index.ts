@@ -28,6 +28,20 @@ export { cloneMessage } from "./message-clone.js";
 export { encodedBatchFrame, GRPC_FRAME_HEADER_BYTES } from "./wire-batch.js";
 /** The one error type the core throws, with its wire code and typed reason. */
 export { RuntimeError } from "./errors.js";
+/**
+ * The wire types an embedder switches on and names, from the generated code
+ * (gen/, the same objects the generated clients use): a RuntimeError's
+ * `reason`, the enums of what the methods hand out, and those messages' types.
+ */
+export { ErrorReason, ErrorDetailSchema, type ErrorDetail } from "../../gen/worker_runtime/v1/errors_pb.js";
+export { BusyPolicy, type WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
+export { RunStatus, StopReason, type Run } from "../../gen/worker_runtime/v1/run_pb.js";
+export { ConnectivityState, WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+export { DiagnosticSeverity, RuntimeStatus, type Runtime as RuntimeSummary } from "../../gen/worker_runtime/v1/runtime_pb.js";
+export { ApprovalDecision, type StreamInputResponse } from "../../gen/worker_runtime/v1/worker_interaction_pb.js";
+export type { RuntimeEvent, RuntimeSnapshot, WorkerEvent, WorkerSnapshot } from "../../gen/worker_runtime/v1/events_pb.js";
+export type { TranscriptEntry } from "../../gen/worker_runtime/v1/transcript_pb.js";
+export type { WatchRuntimeResponse, WatchWorkerResponse } from "../../gen/worker_runtime/v1/worker_observation_pb.js";
 /** Why close() rejected: the store did not settle within limits.cancelGraceMs + flushTimeoutMs; names what did not. */
 export { CloseTimeoutError } from "./runtime-shutdown.js";
 /** Run statuses after which a run produces nothing more (a Backend's relay follows runs by them, as the core does). */
@@ -41,6 +55,8 @@ export { rootsOverlap, WorkspaceRootsError } from "./host-locations.js";
 export { type HostLookups, type LookupOutcome, MAX_UNANSWERED_LOOKUPS, MIN_LOOKUP_MS, UnansweredLookups } from "./unanswered-lookups.js";
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits, MAX_KEPT_TOOL_CALL_ID_LENGTH } from "./limits.js";
+/** Why createRuntime refused a configured limit (out of range, inconsistent, or no such limit); names the key. */
+export { LimitsError } from "./limit-rules.js";
 /** The logging seam, and what a log line may say about an error. */
 export { childLogger, silentLogger, type LogFields, type Logger } from "./logger.js";
 export { spanLogFields, traceLogFields } from "./trace-log-fields.js";

@@ -1,3 +1,5 @@
+import { checkedLimitValues, fitDefaultsToMaximums, LimitsError } from "./limit-rules.js";
+
 /**
  * Every bound the Runtime enforces, in one place, so they can be documented
  * (RuntimeLimits in the API) and configured. Defaults fit a 2-core host.
@@ -230,14 +232,18 @@ const MAX_BYTE_BOUND = 0xffff_ffff;
 function checkByteBound(limits: Limits, name: "maxSubscriberBacklogBytes" | "eventRetentionBytes"): void {
   const value = limits[name];
   if (Number.isInteger(value) && value >= limits.maxMessageBytes && value <= MAX_BYTE_BOUND) return;
-  throw new Error(
-    `limits: ${name} ${value} must be a whole number of bytes from maxMessageBytes (${limits.maxMessageBytes}) to ${MAX_BYTE_BOUND}`,
+  throw new LimitsError(
+    name,
+    `${name} ${value} must be a whole number of bytes from maxMessageBytes (${limits.maxMessageBytes}) to ${MAX_BYTE_BOUND}`,
   );
 }
 
 /**
  * The limits a runtime runs with: the defaults, then the configured
- * values. A tool-call id limit below {@link MAX_KEPT_TOOL_CALL_ID_LENGTH}
+ * values, each a whole number in its range (limit-rules.ts; an unknown key
+ * is refused, an undefined one is unset; a default page size or transcript
+ * read above its maximum is lowered to it when unconfigured). Every refusal
+ * is a LimitsError naming the key. A tool-call id limit below {@link MAX_KEPT_TOOL_CALL_ID_LENGTH}
  * is refused, and so is a byte bound of a watcher's backlog or of event
  * retention below `maxMessageBytes` or above a uint32 (an unconfigured one
  * is raised to `maxMessageBytes`). The largest input must fit one message inside a run and its
@@ -246,11 +252,14 @@ function checkByteBound(limits: Limits, name: "maxSubscriberBacklogBytes" | "eve
  * error, thrown here rather than found by a client whose run can never be
  * delivered.
  */
-export function resolveLimits(configured: Partial<Limits>): Limits {
+export function resolveLimits(given: Partial<Limits>): Limits {
+  const configured = checkedLimitValues(given);
   const limits: Limits = { ...DEFAULT_LIMITS, ...configured };
+  fitDefaultsToMaximums(limits, configured);
   if (!(limits.maxToolCallIdLength >= MAX_KEPT_TOOL_CALL_ID_LENGTH)) {
-    throw new Error(
-      `limits: maxToolCallIdLength ${limits.maxToolCallIdLength} is below the ${MAX_KEPT_TOOL_CALL_ID_LENGTH} characters ` +
+    throw new LimitsError(
+      "maxToolCallIdLength",
+      `maxToolCallIdLength ${limits.maxToolCallIdLength} is below the ${MAX_KEPT_TOOL_CALL_ID_LENGTH} characters ` +
         "of the tool-call ids a run keeps; ResolveApproval would refuse ids the runtime itself handed out",
     );
   }
@@ -260,15 +269,17 @@ export function resolveLimits(configured: Partial<Limits>): Limits {
   }
   const inputRoom = runPayloadRoom(limits);
   if (inputRoom < 1) {
-    throw new Error(
-      `limits: maxMessageBytes ${limits.maxMessageBytes} leaves no room for a run's input ` +
+    throw new LimitsError(
+      "maxMessageBytes",
+      `maxMessageBytes ${limits.maxMessageBytes} leaves no room for a run's input ` +
         `(with maxApprovalReasonBytes ${limits.maxApprovalReasonBytes} for each of a run's last ${MAX_RESOLVED_APPROVALS} decisions)`,
     );
   }
   if (limits.maxInputBytes > inputRoom) {
     if (configured.maxInputBytes !== undefined) {
-      throw new Error(
-        `limits: maxInputBytes ${limits.maxInputBytes} does not fit maxMessageBytes ${limits.maxMessageBytes} ` +
+      throw new LimitsError(
+        "maxInputBytes",
+        `maxInputBytes ${limits.maxInputBytes} does not fit maxMessageBytes ${limits.maxMessageBytes} ` +
           `(at most ${inputRoom} with a run's and an event's own fields and its last ${MAX_RESOLVED_APPROVALS} decisions)`,
       );
     }

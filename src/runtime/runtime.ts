@@ -44,6 +44,7 @@ import { runInputStream, runWatch } from "./watch.js";
 import { RUNTIME_VERSION } from "./runtime-version.js";
 import { openWorkerWatch, runtimeWatchPlan } from "./watch-plans.js";
 import { watchSlot } from "./watch-slot.js";
+import { openOnFirstNext } from "./lazy-watch.js";
 import type { WorkerSession } from "./worker-session.js";
 
 export type { InputOptions, Runtime, RuntimeOptions, RuntimeStats } from "./runtime-api.js";
@@ -257,19 +258,21 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const request = asRequest("readTranscript", init);
       return readTranscript(store, catalog.session("worker", request.worker), request, limits);
     },
-    watchWorker: (init, watchOptions) => {
-      const request = asRequest("watchWorker", init);
-      const session = catalog.session("worker", request.worker);
-      const subscribe = () => watchSlot(session, limits.maxWatchersPerWorker);
-      return openWorkerWatch(session, request.afterCursor, store, subscribe, { ...live, delivered: delivered.worker }, watchOptions);
-    },
-    watchRuntime: (init, watchOptions) => {
-      const request = asRequest("watchRuntime", init);
-      catalog.checkRuntimeId("runtime_id", request.runtimeId);
-      const snapshot = (cursor: string) => ({ runtime: runtime.getRuntime(), cursor });
-      const plan = runtimeWatchPlan(runtimeEvents, request.afterCursor, store, snapshot, limits);
-      return runWatch({ ...plan, delivered: delivered.runtime }, watchOptions);
-    },
+    watchWorker: (init, watchOptions) =>
+      openOnFirstNext(health, () => {
+        const request = asRequest("watchWorker", init);
+        const session = catalog.session("worker", request.worker);
+        const subscribe = () => watchSlot(session, limits.maxWatchersPerWorker);
+        return openWorkerWatch(session, request.afterCursor, store, subscribe, { ...live, delivered: delivered.worker }, watchOptions);
+      }),
+    watchRuntime: (init, watchOptions) =>
+      openOnFirstNext(health, () => {
+        const request = asRequest("watchRuntime", init);
+        catalog.checkRuntimeId("runtime_id", request.runtimeId);
+        const snapshot = (cursor: string) => ({ runtime: runtime.getRuntime(), cursor });
+        const plan = runtimeWatchPlan(runtimeEvents, request.afterCursor, store, snapshot, limits);
+        return runWatch({ ...plan, delivered: delivered.runtime }, watchOptions);
+      }),
     onStatusChange: (listener) => health.onStatusChange(listener),
     stats: () => {
       let subscriptions = runtimeEvents.subscriberCount;

@@ -88,6 +88,15 @@ describe("provider configuration", () => {
     expect(() => openAIBackendOptionsFromEnv(env)).toThrow(new OpenAIConfigError(message));
   });
 
+  it("refuses a baseURL that is no http(s) URL when given in code, as the environment's OPENAI_BASE_URL is", () => {
+    for (const baseURL of ["notaurl", "localhost:8080", "ftp://example.test/v1"]) {
+      expect(() => createOpenAIBackend({ apiKey: "sk-x", baseURL }), baseURL).toThrow(
+        new OpenAIConfigError("baseURL must be an http:// or https:// URL"),
+      );
+    }
+    expect(createOpenAIBackend({ apiKey: "sk-x", baseURL: "http://127.0.0.1:1/v1" }).profiles()).not.toHaveLength(0);
+  });
+
   it("offers the builtin companion first, then configured profiles, and the tool capabilities", () => {
     const backend = createOpenAIBackend({
       apiKey: "sk-x",

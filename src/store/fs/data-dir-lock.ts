@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { link, open, readFile, realpath, rename, unlink } from "node:fs/promises";
 import type { Server } from "node:net";
 import path from "node:path";
+import { DataDirInUseError } from "./data-dir-errors.js";
 import { closeLiveness, holderAnswers, LOCK_SOCKET, listenLiveness } from "./lock-socket.js";
 import { identityOf, mayStillRun, type ProcessIdentity } from "./process-identity.js";
 
@@ -41,7 +42,7 @@ export class DataDirLock {
   static async acquire(root: string): Promise<DataDirLock> {
     const file = path.join(await realpath(root), LOCK_FILE);
     if (DataDirLock.heldHere.has(file)) {
-      throw new Error("the data dir is already open in this process; close the other store first");
+      throw new DataDirInUseError("the data dir is already open in this process; close the other store first");
     }
     DataDirLock.heldHere.add(file);
     try {
@@ -94,7 +95,7 @@ async function takeWith(tmp: string, file: string, content: string): Promise<voi
     if (found === undefined) continue; // released meanwhile
     const holder = parseHolder(found);
     if ((await holderAnswers(socketOf(file))) || !(await isStale(holder))) {
-      throw new Error(
+      throw new DataDirInUseError(
         `the data dir is in use by another runtime process (pid ${holder?.pid ?? "unknown"}); stop that process first, or use ` +
           `another --data-dir. If no runtime is running, delete ${LOCK_FILE} in the data dir.`,
       );
