@@ -40,6 +40,13 @@ export class BackgroundWrites {
   private readonly pending = new Set<Promise<void>>();
   private closing = false;
 
+  /**
+   * `onRequestFailed` hears why a request failed before its caller does:
+   * a request refused because its write failed is the store failing, and
+   * health must say so by the time the refusal is answered.
+   */
+  constructor(private readonly onRequestFailed: (error: unknown) => void = () => {}) {}
+
   /** Starts tracking `write`; its failure is logged (if `log` is given), never thrown. */
   start(write: Promise<unknown>, log?: BackgroundFailureLog): void {
     const settled = write.then(
@@ -59,7 +66,10 @@ export class BackgroundWrites {
   async request<T>(run: () => Promise<T>): Promise<T> {
     if (this.closing)
       throw new RuntimeError(Code.Unavailable, ErrorReason.RUNTIME_DRAINING, "the runtime is closing and takes no requests");
-    const result = run();
+    const result = run().catch((error: unknown) => {
+      this.onRequestFailed(error);
+      throw error;
+    });
     this.start(result);
     return result;
   }

@@ -5,6 +5,7 @@ import { RuntimeError } from "./errors.js";
 import { errorLogFields } from "./error-log-fields.js";
 import type { Logger } from "./logger.js";
 import type { RuntimeStore } from "./store.js";
+import { isStoreWriteFailure } from "./store-errors.js";
 import { describeStoreFailure, StoreHealth } from "./store-health.js";
 
 /** What {@link RuntimeHealth} needs from its runtime. */
@@ -81,6 +82,18 @@ export class RuntimeHealth {
       this.init.addDiagnostic(DiagnosticSeverity.ERROR, "store.write_failed", `the store cannot write (${why}); the runtime is degraded`);
     }
     this.afterChange(change);
+  }
+
+  /**
+   * A request failed. One refused STORE_UNAVAILABLE because its write failed
+   * counts as that write's path failing (source "requests"): the same
+   * diagnostic, DEGRADED and the probe to recover as a failed event write.
+   * On a full disk with no run writing, CreateWorker was refused for seconds
+   * while the runtime said SERVING and stayed in every probe's rotation.
+   */
+  requestFailed(error: unknown): void {
+    if (!(error instanceof RuntimeError) || error.reason !== ErrorReason.STORE_UNAVAILABLE) return;
+    if (isStoreWriteFailure(error.cause)) this.storeResult("requests", error.cause);
   }
 
   /**

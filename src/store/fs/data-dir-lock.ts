@@ -1,8 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { link, open, readFile, realpath, rename, unlink } from "node:fs/promises";
+import { link, lstat, open, readFile, realpath, rename, unlink } from "node:fs/promises";
 import type { Server } from "node:net";
 import path from "node:path";
+import { StoreWriteError } from "../../runtime/index.js";
 import { DataDirInUseError } from "./data-dir-errors.js";
+import { type Disk, errorCode } from "./disk.js";
 import { closeLiveness, holderAnswers, LOCK_SOCKET, listenLiveness } from "./lock-socket.js";
 import { identityOf, mayStillRun, type ProcessIdentity } from "./process-identity.js";
 
@@ -38,15 +40,19 @@ export class DataDirLock {
     private readonly liveness: Server | undefined,
   ) {}
 
-  /** Takes the lock, or throws a message saying who holds it and what to do. */
-  static async acquire(root: string): Promise<DataDirLock> {
-    const file = path.join(await realpath(root), LOCK_FILE);
+  /**
+   * Takes the lock of `disk`'s data dir, or throws a message saying who
+   * holds it and what to do. Its one write goes through `disk` (fault
+   * injection sees it as it sees the store's).
+   */
+  static async acquire(disk: Disk): Promise<DataDirLock> {
+    const file = path.join(await realpath(disk.root), LOCK_FILE);
     if (DataDirLock.heldHere.has(file)) {
       throw new DataDirInUseError("the data dir is already open in this process; close the other store first");
     }
     DataDirLock.heldHere.add(file);
     try {
-      await take(file);
+      await take(disk, file);
       return new DataDirLock(file, await listenLiveness(socketOf(file)));
     } catch (error) {
       DataDirLock.heldHere.delete(file);
@@ -62,18 +68,27 @@ export class DataDirLock {
   }
 }
 
-async function take(file: string): Promise<void> {
+/**
+ * Writes the holder's identity to a temp file, then places it. The temp file
+ * is removed whatever fails (a full disk fails the write, not the open:
+ * left, it would stay for ever); one a crash left is swept at open
+ * (file-store.ts).
+ */
+async function take(disk: Disk, file: string): Promise<void> {
   const content = `${JSON.stringify({ pid: process.pid, acquiredAt: new Date().toISOString(), ...(await identityOf(process.pid)) })}\n`;
   const tmp = `${file}.tmp-${randomBytes(4).toString("hex")}`;
   const handle = await open(tmp, "wx").catch((error: unknown) => {
     throw notWritable(path.dirname(file), error);
   });
   try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
+    await disk.write(handle, path.basename(tmp), new TextEncoder().encode(content), 0);
+    await disk.sync(handle, path.basename(tmp));
+  } catch (error) {
     await handle.close();
+    await unlink(tmp).catch(() => undefined);
+    throw notWritable(path.dirname(file), error);
   }
+  await handle.close();
   try {
     await takeWith(tmp, file, content);
   } finally {
@@ -178,9 +193,20 @@ function parseHolder(content: string): Holder | undefined {
   }
 }
 
-/** A data dir the process may not write (permissions, a read-only mount) is named as such, not by a temp file. */
+/**
+ * A data dir the process may not write (permissions, a read-only mount) or
+ * whose disk is full is named as such, not by a temp file: start-up writes
+ * nothing else before the store can report a failed write as DEGRADED, but
+ * without the lock it cannot open at all (docs/architecture.md).
+ */
 function notWritable(dir: string, error: unknown): unknown {
-  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  const code = errorCode(error);
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new StoreWriteError(
+      `the data dir ${dir} has no space left (${code}): its lock file (${LOCK_FILE}, a few hundred bytes) cannot be written; free space on its disk and start again`,
+      { cause: error },
+    );
+  }
   if (code !== "EACCES" && code !== "EPERM" && code !== "EROFS") return error;
   return new Error(
     `the data dir ${dir} cannot be written (${code}); the file store needs a writable data dir: check its owner, mode and mount`,
@@ -188,6 +214,21 @@ function notWritable(dir: string, error: unknown): unknown {
       cause: error,
     },
   );
+}
+
+/**
+ * How long another process's lock attempt may keep its temp file: taking
+ * the lock writes, syncs and links it in milliseconds, so an older one was
+ * left by a process killed while taking the lock (or by a version that left
+ * it on a full disk).
+ */
+const LOCK_ATTEMPT_MS = 60_000;
+
+/** Whether `file` (a temp file in the data dir) may belong to a lock attempt still under way: not to be swept. */
+export async function isLockAttempt(file: string): Promise<boolean> {
+  if (!path.basename(file).startsWith(`${LOCK_FILE}.`)) return false;
+  const stats = await lstat(file).catch(() => undefined);
+  return stats !== undefined && Date.now() - stats.mtimeMs < LOCK_ATTEMPT_MS;
 }
 
 function socketOf(lockFile: string): string {

@@ -17,7 +17,7 @@ import type {
   WorkerRecord,
 } from "../../runtime/index.js";
 import { DEFAULT_LIMITS } from "../../runtime/index.js";
-import { DataDirLock, LOCK_FILE } from "./data-dir-lock.js";
+import { DataDirLock, isLockAttempt } from "./data-dir-lock.js";
 import { sweepTempFiles } from "./temp-sweep.js";
 import { Disk, type FileStoreFaults } from "./disk.js";
 import { createFileStoreStats, type FileStoreStats } from "./file-store-stats.js";
@@ -137,7 +137,7 @@ class FileStoreImpl implements FileStore {
       throw notDirectory(this.disk.root, error);
     });
     if (created !== undefined) await this.disk.syncNewRoot(created);
-    const lock = await DataDirLock.acquire(this.disk.root);
+    const lock = await DataDirLock.acquire(this.disk);
     this.lock = lock;
     try {
       const { runtimeId, storeId } = await openRuntimeId(this.disk, init);
@@ -160,8 +160,8 @@ class FileStoreImpl implements FileStore {
       });
       this.registry.adopt(workers.files);
       const bundles = await readConfigBundles(this.disk);
-      // Another process's lock attempt writes LOCK.tmp-* here too: not ours to remove.
-      const swept = await sweepTempFiles(this.disk, ".", (name) => name.startsWith(LOCK_FILE));
+      // Another process's lock attempt writes LOCK.tmp-* here too: not ours to remove while it may still be going on.
+      const swept = await sweepTempFiles(this.disk, ".", (name) => isLockAttempt(this.disk.abs(name)));
       this.opened = true;
       return {
         runtimeId,

@@ -14,10 +14,14 @@ import { type Disk, errorCode, isTempName } from "./disk.js";
  * Cleanup only: a file that cannot go is a warning, retried at the next
  * start, never a reason not to start.
  */
-export async function sweepTempFiles(disk: Disk, rel: string, keep: (name: string) => boolean = () => false): Promise<StoreDiagnostic[]> {
+export async function sweepTempFiles(
+  disk: Disk,
+  rel: string,
+  keep: (name: string) => boolean | Promise<boolean> = () => false,
+): Promise<StoreDiagnostic[]> {
   const diagnostics: StoreDiagnostic[] = [];
   for (const name of await readdir(disk.abs(rel))) {
-    if (!isTempName(name) || keep(name)) continue;
+    if (!isTempName(name) || (await keep(name))) continue;
     const file = path.join(rel, name);
     await unlink(disk.abs(file)).catch((error: unknown) => {
       if (errorCode(error) === "ENOENT") return;
