@@ -70,16 +70,18 @@ export function refusesCommandLine(error: ConnectError, flags: FieldFlags): bool
 /**
  * A field path in the user's words: an entry of a map field keeps its key
  * (`labels["Bad"]` is `--label "Bad"`), an index into a list is dropped
- * (the error quotes the value, and the user typed no index).
+ * (the error quotes the value, and the user typed no index), and a part of
+ * a list's item says which of the repeated flags it is (`mounts[1].name`
+ * is `--mount #2 name`: that error does not quote the value).
  */
 function rename(field: string, flags: FieldFlags): string | undefined {
   const exact = flags[field];
   if (exact !== undefined) return exact;
-  const item = /^([^[]+)\[(.*)\]$/.exec(field);
+  const item = /^([^[]+)\[(.*)\](?:\.([a-z_]+))?$/.exec(field);
   if (item === null) return undefined;
-  const [, list = "", key = ""] = item;
+  const [, list = "", key = "", part] = item;
   const flag = flags[list];
   if (flag === undefined) return undefined;
-  if (/^\d+$/.test(key)) return flag;
-  return `${flag} ${key.startsWith('"') ? key : JSON.stringify(key)}`;
+  if (/^\d+$/.test(key)) return part === undefined ? flag : `${flag} #${Number(key) + 1} ${part}`;
+  return part === undefined ? `${flag} ${key.startsWith('"') ? key : JSON.stringify(key)}` : undefined;
 }

@@ -26,6 +26,8 @@ afterAll(async () => {
 });
 
 const cli = (...args: string[]) => runClient(args, { server: rt.url });
+/** Two mounts, the second named against the rules (upper case). */
+const badMount = ["workers", "create", "--profile", "companion", "--workspace", "ws/x", "--mount", "ws:a:good", "--mount", "ws:b:Bad"];
 
 describe("server errors name the flag the user typed", () => {
   it("every flag that fills a request field", async () => {
@@ -37,6 +39,7 @@ describe("server errors name the flag the user typed", () => {
       [["workers", "create", "--profile", "companion", "--workspace", "nowhere/x"], '--workspace root "nowhere" is not an allowed root'],
       [["workers", "create", "--profile", "companion", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
       [["workers", "create", "--profile", "companion", "--name", "n".repeat(300)], "--name: is 300 bytes"],
+      [badMount, "--mount #2 name: must be 1-63 characters"],
       [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
       [["approve", worker, "call-1", "--run", "r-missing"], '--run "r-missing" not found (reason: NOT_FOUND)'],
       [["reject", worker, "call-1", "--run", "r-1", "--reason", "r".repeat(2000)], "--reason: is 2000 bytes"],
@@ -54,7 +57,7 @@ describe("server errors name the flag the user typed", () => {
       const result = await cli(...args);
       expect(result.stderr, args.join(" ")).toContain(`worker-runtime: ${sentence}`);
       expect(result.stderr, args.join(" ")).not.toMatch(
-        /after_cursor|labels?_?(selector)?\[|capabilities\[|workspace\.root|request_id|display_name|run_id|runtime_id|worker_id|set force/,
+        /after_cursor|labels?_?(selector)?\[|capabilities\[|mounts\[|workspace\.root|request_id|display_name|run_id|runtime_id|worker_id|set force/,
       );
     }
     // Eighteen CLI processes in a row, each starting Node from source: on a loaded CI machine over 60 s.
@@ -76,6 +79,8 @@ describe("a value the server refuses is a usage error (exit 2), as one the clien
       [["send", worker, "hi", "--request-id", "a b"], "--request-id: must be 1-128 printable ASCII"],
       [["runtime", "diagnostics", "--worker", "bad id"], "--worker: must be 1-64 characters of [A-Za-z0-9._-] (reason: INVALID_ARGUMENT)"],
       [["workers", "get", "bad id"], "worker: must be 1-64 characters of [A-Za-z0-9._-] (reason: INVALID_ARGUMENT)"],
+      // A part of one of several repeated flags: which one, and which part.
+      [badMount, "--mount #2 name: must be 1-63 characters"],
     ];
     for (const [args, sentence] of cases) {
       const result = await cli(...args);
