@@ -21,6 +21,7 @@ import { interruptUnfinished, parkedRunSeen, restoredWorkerState } from "./sessi
 import type { InputOptions } from "./runtime-api.js";
 import type { RestoredWorker, WorkerRecord } from "./store.js";
 import { WorkerJournal } from "./worker-journal.js";
+import { WorkerStop } from "./worker-stop.js";
 
 /**
  * One Worker at run time: its state, its single-flight run slot (see run-slot.ts) with the bounded queue (run-queue.ts),
@@ -34,8 +35,7 @@ export class WorkerSession {
   private readonly observed: ObservedState;
   private readonly queue = new RunQueue();
   private slot: RunSlot = { kind: "idle" };
-  /** The stop in progress or done: a second StopWorker or a DeleteWorker waits for the same one. */
-  private workerStop: Promise<void> | undefined;
+  private readonly workerStop: WorkerStop;
   private readonly requestIds: RequestIdMemory<{ runId: string; fingerprint: string }>;
   /** The session as run executions and the approval flow see it. */
   private readonly host: ApprovalFlowHost;
@@ -68,6 +68,7 @@ export class WorkerSession {
       getRun: (runId) => this.getRun(runId),
     };
     this.approvals = new ApprovalFlow(this.host);
+    this.workerStop = new WorkerStop(worker, () => this.cancelEverything(false), () => this.journal.saveWorker());
   }
 
   /** Creates the session of a new worker and persists it. */
@@ -196,14 +197,7 @@ export class WorkerSession {
 
   /** Stops the worker: no more input, queued and active runs cancelled. Idempotent. */
   stop(): Promise<void> {
-    if (this.workerStop) return this.workerStop;
-    if (this.worker.status === WorkerStatus.STOPPED || this.worker.status === WorkerStatus.FAILED) return Promise.resolve();
-    this.worker.status = WorkerStatus.STOPPED;
-    this.workerStop = (async () => {
-      await this.cancelEverything(false);
-      await this.journal.saveWorker();
-    })();
-    return this.workerStop;
+    return this.workerStop.stop();
   }
 
   /**

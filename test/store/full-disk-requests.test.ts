@@ -4,6 +4,7 @@ import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/gr
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { DiagnosticSeverity, RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { expectReason } from "../support/errors.js";
 import { useFullDisk } from "../support/full-disk-runtime.js";
 import { type Clients, eventually } from "../support/harness.js";
@@ -50,6 +51,27 @@ describe.each(requests)("%s refused because the disk is full", (_name, request) 
       expect(await health(clients, "WorkerCatalog")).toBe(ServingStatus.SERVING);
       expect(await health(clients, "WorkerInteraction")).toBe(ServingStatus.SERVING);
       expect((await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref?.workerId).toBeTruthy();
+    } finally {
+      await harness.close();
+    }
+  });
+});
+
+describe("StopWorker refused because the disk is full", () => {
+  it("is refused again while the disk is full, and stops the worker when retried once it writes again", async () => {
+    const { harness, clients } = await disk.serve();
+    try {
+      const worker = (await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
+      disk.full = "ENOSPC";
+      await expectReason(() => clients.catalog.stopWorker({ worker }), Code.Unavailable, ErrorReason.STORE_UNAVAILABLE);
+      // Not answered "stopped" from memory while the store has not taken it: the caller was told to retry.
+      await expectReason(() => clients.catalog.stopWorker({ worker }), Code.Unavailable, ErrorReason.STORE_UNAVAILABLE);
+
+      disk.full = undefined;
+      await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
+      // The retry the refusal asked for: it was answered from the first attempt's refusal for ever.
+      await clients.catalog.stopWorker({ worker });
+      expect((await clients.catalog.getWorker({ worker })).worker?.status).toBe(WorkerStatus.STOPPED);
     } finally {
       await harness.close();
     }

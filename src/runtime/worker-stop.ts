@@ -1,0 +1,39 @@
+import { WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+
+/**
+ * Stopping a worker, once: no more input, queued and active runs cancelled,
+ * the STOPPED worker written. A second StopWorker or a DeleteWorker waits
+ * for the same stop. A stop whose write the store refused (a full disk) is
+ * not kept as the answer: its caller was told to retry, so the next stop
+ * writes the STOPPED worker again (the worker takes no input meanwhile, and
+ * its runs are already cancelled).
+ */
+export class WorkerStop {
+  private stopping: Promise<void> | undefined;
+  private unsaved = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly cancelEverything: () => Promise<void>,
+    private readonly save: () => Promise<void>,
+  ) {}
+
+  stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    const status = this.worker.status;
+    if (status === WorkerStatus.FAILED || (status === WorkerStatus.STOPPED && !this.unsaved)) return Promise.resolve();
+    const first = status !== WorkerStatus.STOPPED;
+    this.worker.status = WorkerStatus.STOPPED;
+    const stopping = (async () => {
+      if (first) await this.cancelEverything();
+      await this.save();
+      this.unsaved = false;
+    })();
+    this.stopping = stopping;
+    stopping.catch(() => {
+      this.stopping = undefined;
+      this.unsaved = true;
+    });
+    return stopping;
+  }
+}
