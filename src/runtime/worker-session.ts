@@ -68,7 +68,7 @@ export class WorkerSession {
       getRun: (runId) => this.getRun(runId),
     };
     this.approvals = new ApprovalFlow(this.host);
-    this.workerStop = new WorkerStop(worker, () => this.cancelEverything(false), () => this.journal.saveWorker());
+    this.workerStop = new WorkerStop(worker, () => this.cancelEverything(false), this.journal);
   }
 
   /** Creates the session of a new worker and persists it. */

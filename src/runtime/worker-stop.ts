@@ -1,4 +1,5 @@
 import { WorkerStatus, type Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
+import type { WorkerJournal } from "./worker-journal.js";
 
 /**
  * Stopping a worker, once: no more input, queued and active runs cancelled,
@@ -15,7 +16,7 @@ export class WorkerStop {
   constructor(
     private readonly worker: Worker,
     private readonly cancelEverything: () => Promise<void>,
-    private readonly save: () => Promise<void>,
+    private readonly journal: Pick<WorkerJournal, "saveWorker">,
   ) {}
 
   stop(): Promise<void> {
@@ -26,7 +27,7 @@ export class WorkerStop {
     this.worker.status = WorkerStatus.STOPPED;
     const stopping = (async () => {
       if (first) await this.cancelEverything();
-      await this.save();
+      await this.journal.saveWorker();
       this.unsaved = false;
     })();
     this.stopping = stopping;
