@@ -1,3 +1,4 @@
+import { MIN_LOOKUP_MS } from "../runtime/index.js";
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions } from "../server/index.js";
 import { UsageError } from "./usage-error.js";
 
@@ -51,7 +52,7 @@ export function operatorTimeoutsFromFlags(values: {
             interval === undefined ? DEFAULT_KEEPALIVE.intervalMs : wholeMs("--keepalive-interval-ms", interval, MIN_KEEPALIVE_MS),
           timeoutMs: timeout === undefined ? DEFAULT_KEEPALIVE.timeoutMs : wholeMs("--keepalive-timeout-ms", timeout, MIN_KEEPALIVE_MS),
         };
-  return { hostPathTimeoutMs: hostPath === undefined ? undefined : wholeMs("--host-path-timeout-ms", hostPath, 1), keepalive };
+  return { hostPathTimeoutMs: hostPath === undefined ? undefined : wholeMs("--host-path-timeout-ms", hostPath, MIN_LOOKUP_MS), keepalive };
 }
 
 function wholeMs(flag: string, value: string, min: number): number {

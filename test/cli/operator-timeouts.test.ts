@@ -40,8 +40,10 @@ describe("timing flags: parsing", () => {
 
   it("refuses what is not a whole number of milliseconds in range, naming the flag", () => {
     const cases: [string, string, string][] = [
-      ["host-path-timeout-ms", "0", "--host-path-timeout-ms must be a whole number of milliseconds from 1 to 2147483647"],
-      ["host-path-timeout-ms", "1e3", "--host-path-timeout-ms must be a whole number of milliseconds from 1 to 2147483647"],
+      // The runtime's own floor for a host lookup (MIN_LOOKUP_MS): a value under it would start nothing.
+      ["host-path-timeout-ms", "19", "--host-path-timeout-ms must be a whole number of milliseconds from 20 to 2147483647"],
+      ["host-path-timeout-ms", "0", "--host-path-timeout-ms must be a whole number of milliseconds from 20 to 2147483647"],
+      ["host-path-timeout-ms", "1e3", "--host-path-timeout-ms must be a whole number of milliseconds from 20 to 2147483647"],
       ["keepalive-interval-ms", "99", "--keepalive-interval-ms must be a whole number of milliseconds from 100 to 2147483647"],
       ["keepalive-interval-ms", "", "--keepalive-interval-ms must be a whole number of milliseconds from 100 to 2147483647"],
       ["keepalive-timeout-ms", "2147483648", "--keepalive-timeout-ms must be a whole number of milliseconds from 100 to 2147483647"],
@@ -71,7 +73,7 @@ describe("timing flags: the processes", () => {
     );
     await expectUsageExit(
       ["backend", "--port", "0", "--host-path-timeout-ms", "0"],
-      "--host-path-timeout-ms must be a whole number of milliseconds from 1 to 2147483647",
+      "--host-path-timeout-ms must be a whole number of milliseconds from 20 to 2147483647",
     );
     for (const command of ["serve", "backend"]) {
       const help = startCli([command, "--help"]);
