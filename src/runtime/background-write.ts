@@ -41,11 +41,13 @@ export class BackgroundWrites {
   private closing = false;
 
   /**
-   * `onRequestFailed` hears why a request failed before its caller does:
-   * a request refused because its write failed is the store failing, and
-   * health must say so by the time the refusal is answered.
+   * `onRequestSettled` hears how a request ended before its caller does
+   * (`undefined`: it succeeded): a request refused because its write failed
+   * is the store failing, and health must say so by the time the refusal is
+   * answered; a later one that succeeds says writes go through again (not
+   * every store has a write probe to find that out).
    */
-  constructor(private readonly onRequestFailed: (error: unknown) => void = () => {}) {}
+  constructor(private readonly onRequestSettled: (error: unknown) => void = () => {}) {}
 
   /** Starts tracking `write`; its failure is logged (if `log` is given), never thrown. */
   start(write: Promise<unknown>, log?: BackgroundFailureLog): void {
@@ -66,10 +68,16 @@ export class BackgroundWrites {
   async request<T>(run: () => Promise<T>): Promise<T> {
     if (this.closing)
       throw new RuntimeError(Code.Unavailable, ErrorReason.RUNTIME_DRAINING, "the runtime is closing and takes no requests");
-    const result = run().catch((error: unknown) => {
-      this.onRequestFailed(error);
-      throw error;
-    });
+    const result = run().then(
+      (value) => {
+        this.onRequestSettled(undefined);
+        return value;
+      },
+      (error: unknown) => {
+        this.onRequestSettled(error);
+        throw error;
+      },
+    );
     this.start(result);
     return result;
   }

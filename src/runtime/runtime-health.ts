@@ -85,13 +85,19 @@ export class RuntimeHealth {
   }
 
   /**
-   * A request failed. One refused STORE_UNAVAILABLE because its write failed
+   * A request ended. One refused STORE_UNAVAILABLE because its write failed
    * counts as that write's path failing (source "requests"): the same
    * diagnostic, DEGRADED and the probe to recover as a failed event write.
    * On a full disk with no run writing, CreateWorker was refused for seconds
    * while the runtime said SERVING and stayed in every probe's rotation.
+   * A request that succeeds (`error` undefined) clears that path: a store
+   * without a write probe would otherwise stay DEGRADED for ever.
    */
-  requestFailed(error: unknown): void {
+  requestSettled(error: unknown): void {
+    if (error === undefined) {
+      this.storeResult("requests", undefined);
+      return;
+    }
     if (!(error instanceof RuntimeError) || error.reason !== ErrorReason.STORE_UNAVAILABLE) return;
     if (isStoreWriteFailure(error.cause)) this.storeResult("requests", error.cause);
   }

@@ -89,7 +89,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     diagnostics.add({ severity, code, message, ...worker });
   };
   const health = new RuntimeHealth({ store, logger, probeIntervalMs: limits.storeProbeIntervalMs, addDiagnostic });
-  const background = new BackgroundWrites((error) => health.requestFailed(error));
+  const background = new BackgroundWrites((error) => health.requestSettled(error));
   const feed = new RuntimeEventFeed({
     ...{ runtimeId, store, limits, metrics, health, background, logger, lastSeq: opened.lastRuntimeEventSeq },
     stream: runtimeCursorStream(runtimeId, storeId),

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
-import { createMemoryStore, silentLogger } from "../../src/runtime/index.js";
+import { Code } from "@connectrpc/connect";
+import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
+import { createMemoryStore, RuntimeError, silentLogger, StoreWriteError } from "../../src/runtime/index.js";
 import { RuntimeHealth } from "../../src/runtime/runtime-health.js";
 
 describe("RuntimeHealth's store probe", () => {
@@ -27,6 +29,18 @@ describe("RuntimeHealth's store probe", () => {
     await vi.advanceTimersByTimeAsync(1_000);
     expect(probes()).toBe(1);
     expect(health.status).toBe(RuntimeStatus.SERVING);
+  });
+
+  it("over a store without a write probe, a request refused for a failed write degrades it and a later successful request clears it", () => {
+    const health = new RuntimeHealth({ store: createMemoryStore(), logger: silentLogger, probeIntervalMs: 1_000, addDiagnostic: () => {} });
+    const refused = new RuntimeError(Code.Unavailable, ErrorReason.STORE_UNAVAILABLE, "could not persist the request; retry later");
+    refused.cause = new StoreWriteError("ENOSPC");
+    health.requestSettled(refused);
+    expect(health.status).toBe(RuntimeStatus.DEGRADED);
+    // Nothing would ever probe this store: only a request that writes again can say so.
+    health.requestSettled(undefined);
+    expect(health.status).toBe(RuntimeStatus.SERVING);
+    health.close();
   });
 
   it("stays DEGRADED while a store call has not answered, whatever the probe writes, until it answers", async () => {
