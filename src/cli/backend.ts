@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from "../runtime/index.js";
 import { parseArgs } from "node:util";
 import {
   BackendConfigError,
@@ -215,9 +216,6 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   logStopped(logger, outcome);
   return outcome;
 }
-
-/** The longest delay a Node timer takes; past it the timer fires at once (lookups back to back, 1 ms deadlines). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** The flags {@link discoveryFromFlags} reads. */
 interface DiscoveryFlags {

@@ -1,4 +1,4 @@
-import { MIN_LOOKUP_MS } from "../runtime/index.js";
+import { MAX_TIMER_MS, MIN_LOOKUP_MS } from "../runtime/index.js";
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions } from "../server/index.js";
 import { UsageError } from "./usage-error.js";
 
@@ -30,8 +30,6 @@ export interface OperatorTimeouts {
   keepalive: KeepaliveOptions | undefined;
 }
 
-/** The longest a Node timer waits (a longer delay fires at once). */
-const MAX_TIMER_MS = 2_147_483_647;
 /** The shortest keepalive interval or timeout: below it a loaded but live peer could be cut off. */
 const MIN_KEEPALIVE_MS = 100;
 

@@ -56,7 +56,7 @@ export { type HostLookups, type LookupOutcome, MAX_UNANSWERED_LOOKUPS, MIN_LOOKU
 /** Every bound the Runtime enforces, and their defaults. */
 export { DEFAULT_LIMITS, type Limits, MAX_KEPT_TOOL_CALL_ID_LENGTH } from "./limits.js";
 /** Why createRuntime refused a configured limit (out of range, inconsistent, or no such limit); names the key. */
-export { LimitsError } from "./limit-rules.js";
+export { LimitsError, MAX_TIMER_MS } from "./limit-rules.js";
 /** The logging seam, and what a log line may say about an error. */
 export { childLogger, silentLogger, type LogFields, type Logger } from "./logger.js";
 export { spanLogFields, traceLogFields } from "./trace-log-fields.js";

@@ -1,3 +1,5 @@
+import { errorCode } from "./disk.js";
+
 /**
  * The data dir is open already: by another store in this process, or by
  * another runtime process (the lock, data-dir-lock.ts). Two stores on one
@@ -15,7 +17,7 @@ export class DataDirNotDirectoryError extends Error {
 
 /** mkdir's error for `dir` as a {@link DataDirNotDirectoryError} when a file is in the way; any other error as it is. */
 export function notDirectory(dir: string, error: unknown): unknown {
-  const code = error instanceof Error && "code" in error ? error.code : undefined;
+  const code = errorCode(error);
   if (code !== "EEXIST" && code !== "ENOTDIR") return error;
   return new DataDirNotDirectoryError(`the data dir ${dir} is not a directory (a file is in the way); give a directory`, { cause: error });
 }
