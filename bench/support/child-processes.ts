@@ -123,6 +123,11 @@ export interface RuntimeProcessInit {
   env?: NodeJS.ProcessEnv;
 }
 
+function runtimeNodeOptions(): NodeJS.ProcessEnv {
+  const flags = process.env["BENCH_RUNTIME_NODE_OPTIONS"];
+  return flags ? { NODE_OPTIONS: [process.env["NODE_OPTIONS"], flags].filter(Boolean).join(" ") } : {};
+}
+
 export async function startRuntimeProcess(providerURL: string, init: RuntimeProcessInit = {}): Promise<RuntimeChild> {
   const child = spawnTs(
     [
@@ -138,7 +143,8 @@ export async function startRuntimeProcess(providerURL: string, init: RuntimeProc
       providerURL,
       ...(init.args ?? []),
     ],
-    { OPENAI_API_KEY: "sk-bench", WR_BENCH_PROBE: "1", ...init.env },
+    // BENCH_RUNTIME_NODE_OPTIONS gives the runtime alone Node/V8 flags (e.g. --max-semi-space-size=8), to compare settings.
+    { OPENAI_API_KEY: "sk-bench", WR_BENCH_PROBE: "1", ...runtimeNodeOptions(), ...init.env },
     true,
     // Its JSON log lines (one per run) would drown the figures.
     "ignore",
