@@ -17,28 +17,13 @@ import { createStaticFilesHandler } from "../console/index.js";
 import { ServerConfigError, startRuntimeServer } from "../server/index.js";
 import { closeForShutdown, logStopped, type ShutdownOutcome } from "./server-shutdown.js";
 import { EXECUTION_OPTIONS, EXECUTION_USAGE } from "./execution-config.js";
-import { operatorTimeoutsFromFlags } from "./operator-timeouts.js";
+import { hostFlags } from "./host-flags.js";
 import { serveMetrics } from "./metrics-config.js";
 import { refuseEmptyPaths } from "./path-flags.js";
 import { onShutdownSignal } from "./shutdown-signals.js";
 import { listeningLine } from "./listening-line.js";
 import { checkPortsFree, explainListenError } from "./port-in-use.js";
-import {
-  closing,
-  hostedRuntime,
-  parseGraceMs,
-  parseMaxConcurrentStreams,
-  parsePort,
-  portFlags,
-  processLogger,
-  RUNTIME_HOST_OPTIONS,
-  readMetrics,
-  readTls,
-  parseAllowedHosts,
-  readToken,
-  startTracing,
-  UsageError,
-} from "./serve.js";
+import { closing, hostedRuntime, portFlags, processLogger, RUNTIME_HOST_OPTIONS, readMetrics, startTracing, UsageError } from "./serve.js";
 
 export const BACKEND_USAGE = `usage: worker-runtime backend [--host 127.0.0.1] [--port 7080] [--http1-port N]
                               [--config backend.json] [--data-dir DIR] [--runtime-id ID]
@@ -100,18 +85,10 @@ export async function backend(argv: string[]): Promise<ShutdownOutcome | undefin
   }
   refuseEmptyPaths(values);
   const { logger, fields: logFields } = processLogger();
-  const graceMs = parseGraceMs(values["shutdown-grace-ms"]);
-  const maxConcurrentStreams = parseMaxConcurrentStreams(values["max-concurrent-streams"]);
-  const { keepalive } = operatorTimeoutsFromFlags(values);
-  // Before anything opens (data dir, metrics listener): a bad port must end the process, not leave it holding them.
-  const port = parsePort("--port", values.port);
-  const http1Port = values["http1-port"] !== undefined ? parsePort("--http1-port", values["http1-port"]) : undefined;
+  const { graceMs, maxConcurrentStreams, keepalive, port, http1Port, token, tls, allowedHosts } = hostFlags(values);
   const fanoutTimeoutMs = Number(values["fanout-timeout-ms"]);
   if (!Number.isSafeInteger(fanoutTimeoutMs) || fanoutTimeoutMs <= 0 || fanoutTimeoutMs > MAX_TIMER_MS)
     throw new UsageError(`--fanout-timeout-ms must be a whole number of milliseconds > 0 and <= ${MAX_TIMER_MS}`);
-  const token = readToken(values["token-file"]);
-  const tls = readTls(values["tls-cert"], values["tls-key"]);
-  const allowedHosts = parseAllowedHosts(values["allow-host"]);
   // Console hook (issue 11): the console is served on the port browsers speak (HTTP/1.1; HTTP/2 too under TLS).
   if (values.console !== undefined && values["http1-port"] === undefined) throw new UsageError("--console needs --http1-port");
   let remotes: RemoteRuntimeSpec[] = [];

@@ -1,5 +1,6 @@
 // What `npm start` runs: `worker-runtime backend` with the console's defaults.
-import { parsePort, UsageError } from "../cli/serve.js";
+import { parsePort } from "../cli/host-flags.js";
+import { UsageError } from "../cli/usage-error.js";
 
 /** The console's port when `npm start` is given none (HTTP/1.1, and HTTP/2 under TLS: what browsers speak). */
 export const DEFAULT_CONSOLE_PORT = 8080;
