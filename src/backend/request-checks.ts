@@ -31,27 +31,17 @@ export function checkRoutedRuntimeId(field: string, runtimeId: string): string {
 }
 
 /**
- * A fanned-out ListWorkers' filters: known statuses, and a label selector
- * within the Runtime's default label bounds (a fan-out has no one
- * runtime's limits to defer to). A Runtime configured with
- * other bounds still refuses by its own, and that refusal reaches the
- * client as it is (fanout-list.ts).
+ * A ListWorkers' filters, routed to one runtime or fanned out across all:
+ * known statuses, and a label selector of well-formed keys within
+ * {@link ROUTED_LIST_CEILING} (its values bounded only by the message).
+ * Each runtime's own label limits, which an operator may raise, are its to
+ * apply, as for CreateWorker; across runtimes, the first that refuses the
+ * selector by its limits answers the call with that refusal, as it would
+ * direct (fanout-list.ts). A fan-out used to count the selector against
+ * the default 32 labels, refusing in a runtime's words what runtimes with
+ * raised limits all accept.
  */
 export function checkListFilters(request: ListWorkersRequest): void {
-  asConnect(() => {
-    checkEnumList("statuses", request.statuses, WorkerStatusSchema);
-    checkLabels("label_selector", request.labelSelector, DEFAULT_LIMITS.maxLabels, DEFAULT_LIMITS.maxLabelValueBytes);
-  });
-}
-
-/**
- * A ListWorkers routed to one runtime by runtime_id: known statuses, and a
- * label selector of well-formed keys within {@link ROUTED_LIST_CEILING}
- * (its values bounded only by the message). That runtime's own label
- * limits, which an operator may raise, are its to apply, as for
- * CreateWorker.
- */
-export function checkRoutedListFilters(request: ListWorkersRequest): void {
   asConnect(() => {
     checkEnumList("statuses", request.statuses, WorkerStatusSchema);
     atCeiling(() => checkLabels("label_selector", request.labelSelector, ROUTED_LIST_CEILING, DEFAULT_LIMITS.maxMessageBytes));

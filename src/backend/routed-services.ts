@@ -20,7 +20,7 @@ import { isBinaryRequest, logFieldsOf } from "../server/index.js";
 import { invalidField } from "./backend-errors.js";
 import { type BundlePush, isBundleMissing } from "./bundle-push.js";
 import { listAcrossRuntimes } from "./fanout-list.js";
-import { checkBundleLists, checkCreateWorkerLists, checkRoutedListFilters, checkRoutedRuntimeId } from "./request-checks.js";
+import { checkBundleLists, checkCreateWorkerLists, checkListFilters, checkRoutedRuntimeId } from "./request-checks.js";
 import type { RuntimeClients } from "./runtime-clients.js";
 import type { RuntimeConnection } from "./runtime-connection.js";
 import type { RuntimeDirectory } from "./runtime-directory.js";
@@ -178,7 +178,7 @@ export function createRoutedCatalog(context: RoutingContext): ServiceImpl<typeof
     listWorkers: (request, ctx) => {
       if (request.runtimeId !== "") {
         const runtimeId = required(request.runtimeId);
-        checkRoutedListFilters(request);
+        checkListFilters(request);
         return call(runtimeId, ctx, (c, o) => c.catalog.listWorkers(request, o));
       }
       return listAcrossRuntimes(context.directory, request, ctx.signal, {

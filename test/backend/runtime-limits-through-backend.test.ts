@@ -18,7 +18,8 @@ import { ScriptedBackend } from "../support/scripted-backend.js";
  * mounts and labels only against the ceiling that protects the Backend
  * itself (relaying re-encodes the request), and leaves each runtime's own
  * limits to it, whose LIMIT_EXCEEDED comes back unchanged; a ListWorkers
- * routed to it by runtime_id likewise for its label selector. The Backend used
+ * routed to it by runtime_id likewise for its label selector, and one fanned
+ * out across runtimes that all raised their limits. The Backend used
  * to count them against the default limits (8 mounts, 32 labels), so such a
  * runtime refused through the Backend what it accepts direct. A runtime
  * whose limits are above that ceiling is refused past it by the Backend,
@@ -91,6 +92,34 @@ describe("a runtime with raised mount and label limits, through a Backend", () =
       ErrorReason.LIMIT_EXCEEDED,
     );
     expect(over.metadata).toEqual({ field: "label_selector", limit: String(RAISED.maxLabels) });
+  });
+
+  it("lists across runtimes by such a selector when every runtime takes it, and relays the first refusal when one does not", async () => {
+    // A second Backend whose embedded runtime raised its limits too: every runtime the fan-out asks takes 48 labels.
+    const raisedEverywhere = createBackend({
+      runtime: await createRuntime({ logger: silentLogger, runtimeId: "emb2", limits: RAISED }),
+      logger: silentLogger,
+      remotes: [{ runtimeId: "rl", url: harness.baseUrl }],
+    });
+    try {
+      const everywhere = clientsFor(createRouterTransport(raisedEverywhere.routes));
+      await eventually(() => raisedEverywhere.directory.get("rl")?.health === RuntimeHealth.READY, 10_000, "rl READY");
+      const selector = { ...labels(RAISED.maxLabels), across: "yes" };
+      delete selector[`k${RAISED.maxLabels - 1}`];
+      await viaBackend.catalog.createWorker({ runtimeId: "rl", labels: selector });
+      const { workers, failedRuntimes } = await everywhere.catalog.listWorkers({ labelSelector: selector });
+      expect(failedRuntimes).toEqual([]);
+      expect(workers.map((w) => [w.ref?.runtimeId, w.labels["across"]])).toEqual([["rl", "yes"]]);
+    } finally {
+      raisedEverywhere.close();
+    }
+    // The first Backend's embedded runtime keeps the default 32: its refusal, as direct, answers the fan-out.
+    const mixed = await expectReason(
+      () => viaBackend.catalog.listWorkers({ labelSelector: labels(RAISED.maxLabels) }),
+      Code.InvalidArgument,
+      ErrorReason.LIMIT_EXCEEDED,
+    );
+    expect(mixed.metadata).toEqual({ field: "label_selector", limit: String(DEFAULT_LIMITS.maxLabels) });
   });
 
   it("relays the runtime's own LIMIT_EXCEEDED, naming its limit, past them", async () => {
