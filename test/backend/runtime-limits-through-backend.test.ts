@@ -104,7 +104,7 @@ describe("a runtime with raised mount and label limits, through a Backend", () =
     try {
       const everywhere = clientsFor(createRouterTransport(raisedEverywhere.routes));
       await eventually(() => raisedEverywhere.directory.get("rl")?.health === RuntimeHealth.READY, 10_000, "rl READY");
-      const selector = { ...labels(RAISED.maxLabels), across: "yes" };
+      const selector: Record<string, string> = { ...labels(RAISED.maxLabels), across: "yes" };
       delete selector[`k${RAISED.maxLabels - 1}`];
       await viaBackend.catalog.createWorker({ runtimeId: "rl", labels: selector });
       const { workers, failedRuntimes } = await everywhere.catalog.listWorkers({ labelSelector: selector });
