@@ -16,6 +16,7 @@ export {
   createFileStore,
   DataDirInUseError,
   DataDirNotDirectoryError,
+  DataDirNotWritableError,
   StoreCorruptionError,
   type FileStore,
   type FileStoreOptions,

@@ -52,6 +52,7 @@ describe("the embedder's exports", () => {
       "LimitsError",
       "DataDirInUseError",
       "DataDirNotDirectoryError",
+      "DataDirNotWritableError",
       "OpenAIConfigError",
     ]) {
       expect((root as Record<string, unknown>)[name], name).toBeTypeOf("function");

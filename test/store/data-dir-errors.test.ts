@@ -1,10 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as root from "../../src/index.js";
-import { createFileStore, DataDirInUseError, DataDirNotDirectoryError } from "../../src/store/fs/index.js";
+import { createFileStore, DataDirInUseError, DataDirNotDirectoryError, DataDirNotWritableError } from "../../src/store/fs/index.js";
 
 /**
  * The data-dir errors an embedder can switch on by class, not by message.
@@ -67,9 +70,53 @@ describe("data dir errors", () => {
     }
   });
 
+  it("creates every missing directory of a deep data dir", async () => {
+    const dataDir = path.join(dir, "a", "b", "c");
+    const store = createFileStore({ dataDir });
+    await store.open(openInit);
+    await store.close();
+    expect((await stat(dataDir)).isDirectory()).toBe(true);
+  });
+
+  // Node's recursive mkdir spins for ever on this (mkdir answers ENOENT under /proc although /proc exists): the
+  // process hung at start-up, printing nothing.
+  it.runIf(existsSync("/proc/self"))("a data dir on a file system that takes no directories is refused, not a hang", async () => {
+    for (const dataDir of ["/proc/wr-data-dir", "/proc/wr-data-dir/below"]) {
+      const error = await Promise.race([openFailure(dataDir), sleep(5_000).then(() => new Error("open still pending after 5 s"))]);
+      expect(error, dataDir).toBeInstanceOf(DataDirNotWritableError);
+      expect((error as Error).message).toBe(
+        `the data dir ${dataDir} cannot be created: the file system refuses a directory at /proc/wr-data-dir (ENOENT although its parent exists); give a data dir on a disk`,
+      );
+    }
+  });
+
+  it.runIf(nobodyCanRunNode())("a data dir the process may not create is a DataDirNotWritableError naming it", async () => {
+    // Owned by root, mode 0755: the child, run as nobody, may not make a directory in it.
+    const dataDir = path.join(dir, "sub", "data");
+    const child = spawnSync(process.execPath, ["--import", "tsx", childScript, dataDir, "0", "0"], {
+      encoding: "utf8",
+      uid: 65534,
+      gid: 65534,
+      cwd: process.cwd(),
+      env: { ...process.env, LOCK_CHILD_NAMES: "1" },
+    });
+    expect(child.stdout.trim()).toBe(
+      `refused DataDirNotWritableError: the data dir ${dataDir} cannot be written (EACCES); the file store needs a writable data dir: check its owner, mode and mount`,
+    );
+  });
+
   it("the root entry exports them too", () => {
     expect(DataDirInUseError).toBeTypeOf("function");
     expect(root.DataDirInUseError).toBe(DataDirInUseError);
     expect(root.DataDirNotDirectoryError).toBe(DataDirNotDirectoryError);
+    expect(root.DataDirNotWritableError).toBe(DataDirNotWritableError);
   });
 });
+
+const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
+
+/** Whether this process is root and user `nobody` can run this Node binary (as data-dir-lock.test.ts asks). */
+function nobodyCanRunNode(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  return spawnSync(process.execPath, ["-e", ""], { uid: 65534, gid: 65534 }).status === 0;
+}

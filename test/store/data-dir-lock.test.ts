@@ -103,9 +103,10 @@ describe("a data dir the process may not write", () => {
       uid: 65534,
       gid: 65534,
       cwd: process.cwd(),
+      env: { ...process.env, LOCK_CHILD_NAMES: "1" },
     });
     expect(child.stdout.trim()).toBe(
-      `refused the data dir ${dir} cannot be written (EACCES); the file store needs a writable data dir: check its owner, mode and mount`,
+      `refused DataDirNotWritableError: the data dir ${dir} cannot be written (EACCES); the file store needs a writable data dir: check its owner, mode and mount`,
     );
   });
 });

@@ -6,6 +6,7 @@
  * `refused <message>`. With LOCK_CHILD_TIMES=1 it also prints when, by the
  * wall clock: `acquired-at <ms>` and `releasing-at <ms>` (the lock is still
  * held then; it is released within the close that follows), or `refused-at <ms>`.
+ * With LOCK_CHILD_NAMES=1 a refusal names the error's class: `refused <name>: <message>`.
  */
 import { createFileStore } from "../../src/store/fs/index.js";
 
@@ -30,7 +31,8 @@ const store = createFileStore({ dataDir });
 try {
   await store.open({ generateRuntimeId: () => "rt-lock-race" });
 } catch (error) {
-  process.stdout.write(`refused ${error instanceof Error ? error.message : String(error)}\n`);
+  const named = process.env["LOCK_CHILD_NAMES"] === "1" && error instanceof Error ? `${error.name}: ` : "";
+  process.stdout.write(`refused ${named}${error instanceof Error ? error.message : String(error)}\n`);
   at("refused");
   process.exit(0);
 }

@@ -2,14 +2,20 @@ import { randomBytes } from "node:crypto";
 import { link, lstat, open, readFile, realpath, rename, unlink } from "node:fs/promises";
 import type { Server } from "node:net";
 import path from "node:path";
-import { StoreWriteError } from "../../runtime/index.js";
-import { DataDirInUseError } from "./data-dir-errors.js";
-import { type Disk, errorCode } from "./disk.js";
+import { DataDirInUseError, notWritable } from "./data-dir-errors.js";
+import type { Disk } from "./disk.js";
 import { closeLiveness, holderAnswers, LOCK_SOCKET, listenLiveness } from "./lock-socket.js";
 import { identityOf, mayStillRun, type ProcessIdentity } from "./process-identity.js";
 
 /** Name of the lock file inside the data dir. */
 export const LOCK_FILE = "LOCK";
+
+/**
+ * What a full disk refused. Start-up writes nothing else before the store
+ * can report a failed write as DEGRADED, but without the lock it cannot
+ * open at all (docs/architecture.md).
+ */
+const LOCK_FAILED = `its lock file (${LOCK_FILE}, a few hundred bytes) cannot be written`;
 
 /** What a lock file records about its holder. */
 type Holder = { pid: number } & ProcessIdentity;
@@ -78,7 +84,7 @@ async function take(disk: Disk, file: string): Promise<void> {
   const content = `${JSON.stringify({ pid: process.pid, acquiredAt: new Date().toISOString(), ...(await identityOf(process.pid)) })}\n`;
   const tmp = `${file}.tmp-${randomBytes(4).toString("hex")}`;
   const handle = await open(tmp, "wx").catch((error: unknown) => {
-    throw notWritable(path.dirname(file), error);
+    throw notWritable(path.dirname(file), error, LOCK_FAILED);
   });
   try {
     await disk.write(handle, path.basename(tmp), new TextEncoder().encode(content), 0);
@@ -86,7 +92,7 @@ async function take(disk: Disk, file: string): Promise<void> {
   } catch (error) {
     await handle.close();
     await unlink(tmp).catch(() => undefined);
-    throw notWritable(path.dirname(file), error);
+    throw notWritable(path.dirname(file), error, LOCK_FAILED);
   }
   await handle.close();
   try {
@@ -191,29 +197,6 @@ function parseHolder(content: string): Holder | undefined {
   } catch {
     return undefined;
   }
-}
-
-/**
- * A data dir the process may not write (permissions, a read-only mount) or
- * whose disk is full is named as such, not by a temp file: start-up writes
- * nothing else before the store can report a failed write as DEGRADED, but
- * without the lock it cannot open at all (docs/architecture.md).
- */
-function notWritable(dir: string, error: unknown): unknown {
-  const code = errorCode(error);
-  if (code === "ENOSPC" || code === "EDQUOT") {
-    return new StoreWriteError(
-      `the data dir ${dir} has no space left (${code}): its lock file (${LOCK_FILE}, a few hundred bytes) cannot be written; free space on its disk and start again`,
-      { cause: error },
-    );
-  }
-  if (code !== "EACCES" && code !== "EPERM" && code !== "EROFS") return error;
-  return new Error(
-    `the data dir ${dir} cannot be written (${code}); the file store needs a writable data dir: check its owner, mode and mount`,
-    {
-      cause: error,
-    },
-  );
 }
 
 /**

@@ -1,7 +1,6 @@
 import type { ConfigBundle } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { mkdir } from "node:fs/promises";
-import { notDirectory } from "./data-dir-errors.js";
+import { createDataDir } from "./data-dir-create.js";
 import * as path from "node:path";
 import { TranscriptEntrySchema, type TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
 import type { Run } from "../../../gen/worker_runtime/v1/run_pb.js";
@@ -133,9 +132,7 @@ class FileStoreImpl implements FileStore {
     // The runtime's limits, unless this store was given its own (set before any log opens: they share `settings`).
     this.settings.eventRetention = this.options.eventRetention ?? init.eventRetention?.events ?? this.settings.eventRetention;
     this.settings.eventRetentionBytes = this.options.eventRetentionBytes ?? init.eventRetention?.bytes ?? this.settings.eventRetentionBytes;
-    const created = await mkdir(this.disk.root, { recursive: true }).catch((error: unknown) => {
-      throw notDirectory(this.disk.root, error);
-    });
+    const created = await createDataDir(this.disk.root);
     if (created !== undefined) await this.disk.syncNewRoot(created);
     const lock = await DataDirLock.acquire(this.disk);
     this.lock = lock;

@@ -7,4 +7,4 @@ export { createFileStore, type FileStore, type FileStoreOptions } from "./file-s
 export type { FileStoreFaults } from "./disk.js";
 export type { FileStoreStats } from "./file-store-stats.js";
 export { StoreCorruptionError } from "./store-corruption-error.js";
-export { DataDirInUseError, DataDirNotDirectoryError } from "./data-dir-errors.js";
+export { DataDirInUseError, DataDirNotDirectoryError, DataDirNotWritableError } from "./data-dir-errors.js";
