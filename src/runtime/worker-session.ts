@@ -236,14 +236,18 @@ export class WorkerSession {
     return stored;
   }
 
+  /** Ends every queued run and cancels the active one even when a record fails (a full disk), then throws the failure. */
   private async cancelEverything(interrupted: boolean): Promise<void> {
-    for (const run of this.queue.clear()) await this.endQueuedRun(run, interrupted);
+    const ended = this.queue.clear().map((run) => this.endQueuedRun(run, interrupted));
     const active = activeOf(this.slot);
-    // A durable wait survives a shutdown, parked; a stop or quarantine ends a parked run.
-    if (interrupted && active?.run.status === RunStatus.AWAITING_APPROVAL && this.slot.kind === "running")
-      return this.approvals.park(active);
-    if (this.slot.kind === "parked" && !interrupted) await this.approvals.endParked(this.slot.run);
-    if (active) await this.cancel(active.run.runId, interrupted);
+    const cancelled = (async () => {
+      // A durable wait survives a shutdown, parked; a stop or quarantine ends a parked run.
+      if (interrupted && active?.run.status === RunStatus.AWAITING_APPROVAL && this.slot.kind === "running")
+        return this.approvals.park(active);
+      if (this.slot.kind === "parked" && !interrupted) await this.approvals.endParked(this.slot.run);
+      if (active) await this.cancel(active.run.runId, interrupted);
+    })();
+    for (const outcome of await Promise.allSettled([...ended, cancelled])) if (outcome.status === "rejected") throw outcome.reason;
   }
 
   private async endQueuedRun(run: Run, interrupted: boolean): Promise<void> {

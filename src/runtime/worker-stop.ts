@@ -6,12 +6,15 @@ import type { WorkerJournal } from "./worker-journal.js";
  * the STOPPED worker written. A second StopWorker or a DeleteWorker waits
  * for the same stop. A stop whose write the store refused (a full disk) is
  * not kept as the answer: its caller was told to retry, so the next stop
- * writes the STOPPED worker again (the worker takes no input meanwhile, and
- * its runs are already cancelled).
+ * writes the STOPPED worker again (the worker takes no input meanwhile),
+ * and cancels the runs again until one stop has cancelled them all: a
+ * failed record of a run's end must not leave the active run streaming on
+ * a STOPPED worker.
  */
 export class WorkerStop {
   private stopping: Promise<void> | undefined;
   private unsaved = false;
+  private cancelled = false;
 
   constructor(
     private readonly worker: Worker,
@@ -23,10 +26,10 @@ export class WorkerStop {
     if (this.stopping) return this.stopping;
     const status = this.worker.status;
     if (status === WorkerStatus.FAILED || (status === WorkerStatus.STOPPED && !this.unsaved)) return Promise.resolve();
-    const first = status !== WorkerStatus.STOPPED;
     this.worker.status = WorkerStatus.STOPPED;
     const stopping = (async () => {
-      if (first) await this.cancelEverything();
+      if (!this.cancelled) await this.cancelEverything();
+      this.cancelled = true;
       await this.journal.saveWorker();
       this.unsaved = false;
     })();

@@ -4,10 +4,13 @@ import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/gr
 import type { WorkerRef } from "../../gen/worker_runtime/v1/common_pb.js";
 import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import { DiagnosticSeverity, RuntimeStatus } from "../../gen/worker_runtime/v1/runtime_pb.js";
+import { RunStatus } from "../../gen/worker_runtime/v1/run_pb.js";
+import { BusyPolicy } from "../../gen/worker_runtime/v1/common_pb.js";
 import { WorkerStatus } from "../../gen/worker_runtime/v1/worker_pb.js";
 import { expectReason } from "../support/errors.js";
 import { useFullDisk } from "../support/full-disk-runtime.js";
 import { type Clients, eventually } from "../support/harness.js";
+import { replyChunks } from "../support/openai-chunks.js";
 
 /**
  * The audit of store22: on a full disk with no run writing, every
@@ -71,6 +74,38 @@ describe("StopWorker refused because the disk is full", () => {
       await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
       // The retry the refusal asked for: it was answered from the first attempt's refusal for ever.
       await clients.catalog.stopWorker({ worker });
+      expect((await clients.catalog.getWorker({ worker })).worker?.status).toBe(WorkerStatus.STOPPED);
+    } finally {
+      await harness.close();
+    }
+  });
+});
+
+describe("StopWorker refused because the disk is full while a run streams and two wait", () => {
+  // The first stop's write of the queued run's end failed, and the stop's retry, which only wrote the STOPPED worker
+  // again, never cancelled anything: the active run kept streaming on a STOPPED worker, and the queued runs after
+  // the one whose end failed, already taken off the queue, stayed QUEUED for ever.
+  it("cancels every run when retried once the disk writes again", async () => {
+    const { harness, clients } = await disk.serve();
+    try {
+      const worker = (await clients.catalog.createWorker({ runtimeId: "rf" })).worker?.ref as WorkerRef;
+      disk.fake.enqueue({ kind: "stream", chunks: replyChunks({ text: "partial" }).slice(0, 1), end: "hang" });
+      const active = (await clients.interaction.sendInput({ worker, input: { text: "first" } })).run?.runId ?? "";
+      await disk.fake.waitForRequests(1);
+      const queued: string[] = [];
+      for (const text of ["later", "later still"])
+        queued.push((await clients.interaction.sendInput({ worker, input: { text }, busyPolicy: BusyPolicy.ENQUEUE })).run?.runId ?? "");
+
+      disk.full = "ENOSPC";
+      await expectReason(() => clients.catalog.stopWorker({ worker }), Code.Unavailable, ErrorReason.STORE_UNAVAILABLE);
+      disk.full = undefined;
+      await eventually(async () => (await clients.management.getRuntime({})).runtime?.status === RuntimeStatus.SERVING);
+      await clients.catalog.stopWorker({ worker });
+
+      await disk.fake.waitForClientClose(0);
+      await eventually(async () => (await clients.interaction.getRun({ worker, runId: active })).run?.status === RunStatus.CANCELLED);
+      for (const runId of queued)
+        expect((await clients.interaction.getRun({ worker, runId })).run?.status, runId).toBe(RunStatus.CANCELLED);
       expect((await clients.catalog.getWorker({ worker })).worker?.status).toBe(WorkerStatus.STOPPED);
     } finally {
       await harness.close();
