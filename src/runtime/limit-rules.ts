@@ -20,7 +20,7 @@ export class LimitsError extends Error {
 }
 
 /** Largest count or byte bound: RuntimeLimits reports them as uint32. */
-const MAX_UINT32 = 0xffff_ffff;
+export const MAX_UINT32 = 0xffff_ffff;
 /** Largest delay a Node timer keeps: a longer one fires at once (a spin, for an interval). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 const count = [1, MAX_UINT32] as const;

@@ -1,4 +1,4 @@
-import { checkedLimitValues, fitDefaultsToMaximums, LimitsError } from "./limit-rules.js";
+import { checkedLimitValues, fitDefaultsToMaximums, LimitsError, MAX_UINT32 } from "./limit-rules.js";
 
 /**
  * Every bound the Runtime enforces, in one place, so they can be documented
@@ -221,20 +221,17 @@ export function byteBounds(limits: Pick<Limits, "maxMessageBytes">): ByteBounds 
   };
 }
 
-/** Largest value of a byte bound: RuntimeLimits reports it as a uint32. */
-const MAX_BYTE_BOUND = 0xffff_ffff;
-
 /**
  * Throws unless a backlog or retention byte bound is a whole number from
  * `maxMessageBytes` (one event of the largest size must fit, or a watcher
- * keeping up could be ended by one event) to {@link MAX_BYTE_BOUND}.
+ * keeping up could be ended by one event) to {@link MAX_UINT32}.
  */
 function checkByteBound(limits: Limits, name: "maxSubscriberBacklogBytes" | "eventRetentionBytes"): void {
   const value = limits[name];
-  if (Number.isInteger(value) && value >= limits.maxMessageBytes && value <= MAX_BYTE_BOUND) return;
+  if (Number.isInteger(value) && value >= limits.maxMessageBytes && value <= MAX_UINT32) return;
   throw new LimitsError(
     name,
-    `${name} ${value} must be a whole number of bytes from maxMessageBytes (${limits.maxMessageBytes}) to ${MAX_BYTE_BOUND}`,
+    `${name} ${value} must be a whole number of bytes from maxMessageBytes (${limits.maxMessageBytes}) to ${MAX_UINT32}`,
   );
 }
 
