@@ -1,6 +1,6 @@
 import { CONFIG_FILE_MAX_BYTES, OperatorFileError, readOperatorFileSync, TOKEN_FILE_MAX_BYTES } from "../files/index.js";
 import { isHeaderSafeToken } from "../server/index.js";
-import { operatorTimeoutsFromFlags } from "./operator-timeouts.js";
+import { operatorTimeoutsFromFlags, wholeMs } from "./operator-timeouts.js";
 import { checkTlsPair } from "./tls-pair.js";
 import { UsageError } from "./usage-error.js";
 
@@ -51,10 +51,7 @@ export function hostFlags(values: HostFlagValues): HostFlags {
 }
 
 export function parseGraceMs(value: string): number {
-  const graceMs = Number(value);
-  if (!Number.isSafeInteger(graceMs) || graceMs < 0)
-    throw new UsageError("--shutdown-grace-ms must be a whole number of milliseconds >= 0");
-  return graceMs;
+  return wholeMs("--shutdown-grace-ms", value, 0);
 }
 
 /**
@@ -74,9 +71,7 @@ const MIN_CONCURRENT_STREAMS = 16;
 
 /** --shutdown-flush-ms: the runtime's flushTimeoutMs (how long its close waits for the store). */
 export function parseFlushMs(value: string): number {
-  const flushMs = /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(flushMs >= 1)) throw new UsageError("--shutdown-flush-ms must be a whole number of milliseconds >= 1");
-  return flushMs;
+  return wholeMs("--shutdown-flush-ms", value, 1);
 }
 
 export function parsePort(flag: string, value: string): number {

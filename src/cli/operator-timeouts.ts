@@ -53,7 +53,8 @@ export function operatorTimeoutsFromFlags(values: {
   return { hostPathTimeoutMs: hostPath === undefined ? undefined : wholeMs("--host-path-timeout-ms", hostPath, MIN_LOOKUP_MS), keepalive };
 }
 
-function wholeMs(flag: string, value: string, min: number): number {
+/** A flag's whole number of milliseconds from `min` to the longest Node timer (a longer one fires at once). */
+export function wholeMs(flag: string, value: string, min: number): number {
   // Decimal digits only: Number() reads "" as 0 and "1e3" or "0x10" as numbers.
   const ms = /^\d{1,10}$/.test(value) ? Number(value) : Number.NaN;
   if (!(ms >= min && ms <= MAX_TIMER_MS)) {

@@ -102,6 +102,17 @@ describe("worker-runtime serve", () => {
     [["--port", "0", "--shutdown-grace-ms=-5"], "--shutdown-grace-ms must be"],
     [["--port", "0", "--shutdown-flush-ms", "0"], "--shutdown-flush-ms must be"],
     [["--port", "0", "--shutdown-flush-ms", "1e3"], "--shutdown-flush-ms must be"],
+    // Past the longest Node timer, which fires at once: a drain or flush bound that large ended at once.
+    [
+      ["--port", "0", "--shutdown-flush-ms", "2147483648"],
+      "--shutdown-flush-ms must be a whole number of milliseconds from 1 to 2147483647",
+    ],
+    [
+      ["--port", "0", "--shutdown-grace-ms", "2147483648"],
+      "--shutdown-grace-ms must be a whole number of milliseconds from 0 to 2147483647",
+    ],
+    [["--port", "0", "--shutdown-grace-ms", "1e3"], "--shutdown-grace-ms must be"],
+    [["--port", "0", "--shutdown-grace-ms="], "--shutdown-grace-ms must be"],
     [["--port", "0", "--no-such-flag"], "no-such-flag"],
     [["--port", "0", "--runtime-id", "../bad"], "runtime_id"],
   ])("refuses %j with a usage message", async (args, message) => {
