@@ -163,6 +163,60 @@ describe("a long chat's window", () => {
     }
   }, 180_000);
 
+  // The older page was put above and the newest entries dropped to keep the window's bound: the reader, back at the
+  // newest output, saw it vanish from under their eyes and the live output hidden, until they scrolled again.
+  it("keeps the newest entries when an older page arrives after the reader went back down to them", async () => {
+    const page = await openChat();
+    try {
+      // Read back until the window is full, then down again to the newest: a full window showing them.
+      await expect.poll(() => scrollTo(page, "top").then(() => page.locator(".log > *").count()), { timeout: 60_000 }).toBeGreaterThan(190);
+      await expect.poll(() => scrollTo(page, "bottom").then(() => lastShown(page)), { timeout: 60_000 }).toBe(NEWEST);
+      await expect.poll(() => page.locator(".log > *").count()).toBeGreaterThan(190);
+      let release: (() => void) | undefined;
+      let held = false;
+      await page.route("**/ReadTranscript", async (route) => {
+        if (held) return route.continue();
+        held = true;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        await route.continue();
+      });
+      await expect
+        .poll(
+          async () => {
+            if (!held) await scrollTo(page, "top");
+            return held;
+          },
+          { message: "the older page asked for" },
+        )
+        .toBe(true);
+      await scrollTo(page, "bottom");
+      // The newest entry shown in every frame from before the page arrives until 2 s after (its runs are looked up
+      // first, another call).
+      const newestShown = page.evaluate<number[]>(`new Promise((resolve) => {
+        const seen = new Set();
+        const end = performance.now() + 2000;
+        const frame = () => {
+          const entries = document.querySelectorAll(".log .entry");
+          seen.add(Number(entries[entries.length - 1]?.getAttribute("data-seq")));
+          if (performance.now() < end) requestAnimationFrame(frame);
+          else resolve([...seen]);
+        };
+        frame();
+      })`);
+      release?.();
+      expect(await newestShown).toEqual([NEWEST]);
+      expect(await lastShown(page)).toBe(NEWEST);
+      expect(await page.locator(".log .stopped").count()).toBe(1);
+      const seqs = await shownSeqs(page);
+      expect(seqs).toEqual(contiguous(seqs));
+      await page.unroute("**/ReadTranscript");
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
+
   it("shows a stopped run's mark again when its entry, the newest, comes back after the reader read back to the start", async () => {
     const page = await openChat();
     try {

@@ -211,6 +211,9 @@ export class Conversation {
           if (this.scroll.wantsOlder()) continue;
           return;
         }
+        // The reader went back down to the newest output meanwhile: put above, the page would push the newest out of
+        // the bounded window under their eyes (and hide what streams). Asked for again when they scroll up.
+        if (this.scroll.following && this.shownThrough === undefined && !this.scroll.wantsOlder()) return;
         this.scroll.keepingPosition(() => {
           for (const entry of page.entries) this.putEntry(entry);
           this.placeHistoryCut(page);
