@@ -91,6 +91,35 @@ async function scrollTo(page: Page, where: "top" | "bottom"): Promise<void> {
   }, where === "top");
 }
 
+/**
+ * Scrolls to the top until the page asks for an older page, and holds that
+ * answer back (later ReadTranscript calls pass) until the returned function
+ * is called.
+ */
+async function holdNextOlderPage(page: Page): Promise<() => void> {
+  let release: (() => void) | undefined;
+  let held = false;
+  await page.route("**/ReadTranscript", async (route) => {
+    if (held) return route.continue();
+    held = true;
+    await new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await route.continue();
+  });
+  // Scrolled to the top again each time, as a page still on its way when the route was set is not held.
+  await expect
+    .poll(
+      async () => {
+        if (!held) await scrollTo(page, "top");
+        return held;
+      },
+      { message: "the older page asked for" },
+    )
+    .toBe(true);
+  return () => release?.();
+}
+
 /** Every seq from the first shown to the last, none missing. */
 function contiguous(seqs: readonly number[]): number[] {
   const first = seqs[0] ?? 0;
@@ -114,26 +143,7 @@ describe("a long chat's window", () => {
       await expect.poll(() => page.locator(".log > *").count(), { message: "the window filled to its bound" }).toBeGreaterThan(190);
 
       // The next older page is asked for, and its answer held back.
-      let release: (() => void) | undefined;
-      let held = false;
-      await page.route("**/ReadTranscript", async (route) => {
-        if (held) return route.continue();
-        held = true;
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
-        await route.continue();
-      });
-      // Scrolled to the top again each time, as a page still on its way when the route was set is not held.
-      await expect
-        .poll(
-          async () => {
-            if (!held) await scrollTo(page, "top");
-            return held;
-          },
-          { message: "the older page asked for" },
-        )
-        .toBe(true);
+      const release = await holdNextOlderPage(page);
       const before = await firstShown(page);
 
       // Meanwhile the reader scrolls down: newer pages come and the oldest entries leave the window.
@@ -151,7 +161,7 @@ describe("a long chat's window", () => {
       const moved = await firstShown(page);
 
       const answered = page.waitForResponse("**/ReadTranscript", { timeout: 20_000 });
-      release?.();
+      release();
       await answered;
       // The page before `before` no longer fits above `moved`; the page before `moved` comes instead.
       await expect.poll(() => firstShown(page), { message: "an older page put above the moved window" }).toBeLessThan(moved);
@@ -172,25 +182,7 @@ describe("a long chat's window", () => {
       await expect.poll(() => scrollTo(page, "top").then(() => page.locator(".log > *").count()), { timeout: 60_000 }).toBeGreaterThan(190);
       await expect.poll(() => scrollTo(page, "bottom").then(() => lastShown(page)), { timeout: 60_000 }).toBe(NEWEST);
       await expect.poll(() => page.locator(".log > *").count()).toBeGreaterThan(190);
-      let release: (() => void) | undefined;
-      let held = false;
-      await page.route("**/ReadTranscript", async (route) => {
-        if (held) return route.continue();
-        held = true;
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
-        await route.continue();
-      });
-      await expect
-        .poll(
-          async () => {
-            if (!held) await scrollTo(page, "top");
-            return held;
-          },
-          { message: "the older page asked for" },
-        )
-        .toBe(true);
+      const release = await holdNextOlderPage(page);
       await scrollTo(page, "bottom");
       // The newest entry shown in every frame from before the page arrives until 2 s after (its runs are looked up
       // first, another call).
@@ -205,7 +197,7 @@ describe("a long chat's window", () => {
         };
         frame();
       })`);
-      release?.();
+      release();
       expect(await newestShown).toEqual([NEWEST]);
       expect(await lastShown(page)).toBe(NEWEST);
       expect(await page.locator(".log .stopped").count()).toBe(1);

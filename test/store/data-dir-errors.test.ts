@@ -3,10 +3,10 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as root from "../../src/index.js";
+import { nobodyCanRunNode, openAsNobody } from "./open-as-nobody.js";
 import { createFileStore, DataDirInUseError, DataDirNotDirectoryError, DataDirNotWritableError } from "../../src/store/fs/index.js";
 
 /**
@@ -93,14 +93,7 @@ describe("data dir errors", () => {
   it.runIf(nobodyCanRunNode())("a data dir the process may not create is a DataDirNotWritableError naming it", async () => {
     // Owned by root, mode 0755: the child, run as nobody, may not make a directory in it.
     const dataDir = path.join(dir, "sub", "data");
-    const child = spawnSync(process.execPath, ["--import", "tsx", childScript, dataDir, "0", "0"], {
-      encoding: "utf8",
-      uid: 65534,
-      gid: 65534,
-      cwd: process.cwd(),
-      env: { ...process.env, LOCK_CHILD_NAMES: "1" },
-    });
-    expect(child.stdout.trim()).toBe(
+    expect(openAsNobody(dataDir)).toBe(
       `refused DataDirNotWritableError: the data dir ${dataDir} cannot be written (EACCES); the file store needs a writable data dir: check its owner, mode and mount`,
     );
   });
@@ -112,11 +105,3 @@ describe("data dir errors", () => {
     expect(root.DataDirNotWritableError).toBe(DataDirNotWritableError);
   });
 });
-
-const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
-
-/** Whether this process is root and user `nobody` can run this Node binary (as data-dir-lock.test.ts asks). */
-function nobodyCanRunNode(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  return spawnSync(process.execPath, ["-e", ""], { uid: 65534, gid: 65534 }).status === 0;
-}

@@ -2,9 +2,9 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFileStore } from "../../src/store/fs/index.js";
+import { nobodyCanRunNode, openAsNobody } from "./open-as-nobody.js";
 
 let dir: string;
 beforeEach(async () => {
@@ -96,30 +96,12 @@ describe("the data dir lock", () => {
 
 describe("a data dir the process may not write", () => {
   it.runIf(nobodyCanRunNode())("is refused with a message naming the data dir, not a temp file", async () => {
-    const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), "lock-child.ts");
     // Owned by root, mode 0755: the child, run as nobody, can read it but not write it.
-    const child = spawnSync(process.execPath, ["--import", "tsx", childScript, dir, "0", "0"], {
-      encoding: "utf8",
-      uid: 65534,
-      gid: 65534,
-      cwd: process.cwd(),
-      env: { ...process.env, LOCK_CHILD_NAMES: "1" },
-    });
-    expect(child.stdout.trim()).toBe(
+    expect(openAsNobody(dir)).toBe(
       `refused DataDirNotWritableError: the data dir ${dir} cannot be written (EACCES); the file store needs a writable data dir: check its owner, mode and mount`,
     );
   });
 });
-
-/**
- * Whether this process is root and user `nobody` can run this Node binary:
- * not where the binary sits in a directory only root may enter (CI unpacks
- * its second Node into a private temp dir).
- */
-function nobodyCanRunNode(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  return spawnSync(process.execPath, ["-e", ""], { uid: 65534, gid: 65534 }).status === 0;
-}
 
 function procReadable(): boolean {
   try {
