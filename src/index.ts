@@ -14,6 +14,7 @@ export {
 } from "./server/index.js";
 export {
   createFileStore,
+  DataDirFormatError,
   DataDirInUseError,
   DataDirNotDirectoryError,
   DataDirNotWritableError,

@@ -53,6 +53,7 @@ describe("the embedder's exports", () => {
       "DataDirInUseError",
       "DataDirNotDirectoryError",
       "DataDirNotWritableError",
+      "DataDirFormatError",
       "OpenAIConfigError",
     ]) {
       expect((root as Record<string, unknown>)[name], name).toBeTypeOf("function");

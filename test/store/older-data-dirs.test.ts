@@ -97,6 +97,8 @@ describe.each(builds)("a data dir written by build %s", (build) => {
       const afterWork = await read(clients, crashed);
       await harness.close();
 
+      // Its format recorded now, so that a later build that changes the format is refused by this one.
+      expect(await readFile(path.join(dataDir, "FORMAT"), "utf8")).toBe("worker-runtime data dir format 1\n");
       ({ harness, clients } = await open(dataDir));
       expect(await read(clients, crashed)).toEqual({ ...afterWork, worker: expect.anything() });
       expect((await read(clients, written.answered.worker.ref as WorkerRef)).runs).toHaveLength(written.answered.runs.length);

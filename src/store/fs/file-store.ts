@@ -1,6 +1,7 @@
 import type { ConfigBundle } from "../../../gen/worker_runtime/v1/profile_pb.js";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createDataDir } from "./data-dir-create.js";
+import { checkDataDirFormat } from "./data-dir-format.js";
 import * as path from "node:path";
 import { TranscriptEntrySchema, type TranscriptEntry } from "../../../gen/worker_runtime/v1/transcript_pb.js";
 import type { Run } from "../../../gen/worker_runtime/v1/run_pb.js";
@@ -137,6 +138,7 @@ class FileStoreImpl implements FileStore {
     const lock = await DataDirLock.acquire(this.disk);
     this.lock = lock;
     try {
+      await checkDataDirFormat(this.disk);
       const { runtimeId, storeId } = await openRuntimeId(this.disk, init);
       const runtimeEvents = await openRuntimeEventLog({
         disk: this.disk,

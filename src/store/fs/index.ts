@@ -8,3 +8,4 @@ export type { FileStoreFaults } from "./disk.js";
 export type { FileStoreStats } from "./file-store-stats.js";
 export { StoreCorruptionError } from "./store-corruption-error.js";
 export { DataDirInUseError, DataDirNotDirectoryError, DataDirNotWritableError } from "./data-dir-errors.js";
+export { DataDirFormatError } from "./data-dir-format.js";

@@ -5,6 +5,7 @@ import * as path from "node:path";
  * dir = one runtime, whose id is in `runtime.snapshot`) and by worker id;
  * no host path, pid or socket ever names anything.
  *
+ *   FORMAT                                      the data dir's format (data-dir-format.ts)
  *   runtime.snapshot
  *   events/<first seq>.log|.idx                 runtime-wide events
  *   workers/<worker dir>/worker.snapshot
@@ -13,6 +14,7 @@ import * as path from "node:path";
  *   workers/<worker dir>/runs/run-index.checkpoint   the run index (run-index-checkpoint.ts)
  *   bundles/<bundle id>.bundle                  config bundles (config-bundle-files.ts)
  */
+export const FORMAT_FILE = "FORMAT";
 export const RUNTIME_SNAPSHOT = "runtime.snapshot";
 export const RUNTIME_EVENTS_DIR = "events";
 export const WORKERS_DIR = "workers";
