@@ -152,6 +152,11 @@ export class EventPrinter {
         this.notice("yellow", `! ${cellText(content.value.code)}: ${cellText(content.value.message)}`);
         return;
       case undefined:
+        // A kind a newer runtime added: said so, since skipping it would show the conversation with a hole nothing marks.
+        this.notice(
+          "dim",
+          `[entry ${entry.seq}: a kind of entry this client does not know (written by a newer runtime); upgrade the client to see it]`,
+        );
         return;
     }
   }

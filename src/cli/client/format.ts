@@ -6,8 +6,18 @@ import type { Style } from "./output.js";
 
 /** Short human names and colours for enum values and fields. */
 
+/**
+ * An enum value's name, or `UNKNOWN(n)` for a number this build does not
+ * know: a newer runtime or Backend may send values added after this CLI was
+ * built, and an empty cell would read as "none" while the bare number reads
+ * as a count.
+ */
+export function enumName(names: object, value: number): string {
+  return (names as Record<number, string | undefined>)[value] ?? `UNKNOWN(${value})`;
+}
+
 export function workerStatusName(status: WorkerStatus): string {
-  return WorkerStatus[status] ?? String(status);
+  return enumName(WorkerStatus, status);
 }
 
 /**
@@ -31,7 +41,7 @@ function awaitsApproval(worker: Worker): boolean {
 }
 
 export function runStatusName(status: RunStatus): string {
-  return RunStatus[status] ?? String(status);
+  return enumName(RunStatus, status);
 }
 
 export function workerStatusStyle(status: WorkerStatus): Style | undefined {
@@ -71,7 +81,7 @@ export function runStatusStyle(status: RunStatus): Style | undefined {
 /** "CONNECTED" or "NOT_CONNECTED: reason". */
 export function connectivityText(worker: Worker): string {
   const state = worker.connectivity?.state ?? ConnectivityState.UNSPECIFIED;
-  const name = ConnectivityState[state] ?? String(state);
+  const name = enumName(ConnectivityState, state);
   return state === ConnectivityState.NOT_CONNECTED && worker.connectivity?.reason ? `${name}: ${worker.connectivity.reason}` : name;
 }
 

@@ -8,6 +8,7 @@ import { type CommandContext, expectPositionals, parseCommand, printHelp, withCo
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import type { FieldFlags } from "./flag-names.js";
 import { cellText } from "./output.js";
+import { enumName } from "./format.js";
 
 const CREDENTIAL_FLAGS = `  --runtime-token-file PATH  the bearer token the runtime requires (the global --token-file is
                              the Backend's own); --ca-file PATH  PEM CA(s) for an https URL.`;
@@ -152,7 +153,7 @@ function printRegistered(context: CommandContext, runtime: RegisteredRuntime): v
     context.output.jsonLine(toJson(RegisteredRuntimeSchema, runtime));
     return;
   }
-  const health = (RuntimeHealth[runtime.health] ?? "").toLowerCase();
+  const health = enumName(RuntimeHealth, runtime.health).toLowerCase();
   // "connecting (connecting)" says nothing twice.
   const why = runtime.healthMessage === "" || runtime.healthMessage === health ? "" : ` (${runtime.healthMessage})`;
   context.output.line(`${cellText(runtime.runtimeId)} ${health}${why}`);

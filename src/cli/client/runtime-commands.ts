@@ -13,7 +13,7 @@ import { CommandLineError } from "./command-line-error.js";
 import { everyPage } from "./every-page.js";
 import { expectPositionals, parseCommand, printHelp, withContext, type CommandContext } from "./command-context.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
-import { timeText } from "./format.js";
+import { enumName, timeText } from "./format.js";
 import type { Style } from "./output.js";
 import { unknownRuntime } from "./unknown-runtime.js";
 
@@ -70,9 +70,9 @@ function printRuntime(context: CommandContext, runtime: Runtime): void {
     ["runtime", runtime.runtimeId],
     ["name", runtime.displayName],
     ["version", runtime.version],
-    ["status", RuntimeStatus[runtime.status] ?? "", runtime.status === RuntimeStatus.SERVING ? "green" : "yellow"],
+    ["status", enumName(RuntimeStatus, runtime.status), runtime.status === RuntimeStatus.SERVING ? "green" : "yellow"],
     ["started", timeText(runtime.startedAt)],
-    ["store", StoreKind[runtime.storeKind] ?? ""],
+    ["store", enumName(StoreKind, runtime.storeKind)],
     ["workers", counts ? `${counts.idle} idle, ${counts.running} running, ${counts.stopped} stopped, ${counts.failed} failed` : ""],
     [
       "execution",
@@ -125,7 +125,7 @@ export async function runtimeDiagnostics(argv: string[]): Promise<ExitCodeValue>
         severities.push(diagnostic.severity);
         rows.push([
           timeText(diagnostic.time),
-          (DiagnosticSeverity[diagnostic.severity] ?? "").toLowerCase(),
+          enumName(DiagnosticSeverity, diagnostic.severity).toLowerCase(),
           diagnostic.code,
           diagnostic.worker?.workerId ?? "",
           diagnostic.count > 1 ? `${diagnostic.message} (x${diagnostic.count})` : diagnostic.message,
@@ -159,7 +159,7 @@ export async function runtimeAllocations(argv: string[]): Promise<ExitCodeValue>
           allocation.holder?.workerId ?? "",
           allocation.root,
           allocation.path || "/",
-          (AllocationMode[allocation.mode] ?? "").toLowerCase(),
+          enumName(AllocationMode, allocation.mode).toLowerCase(),
           allocation.mountName === "" ? "workspace" : `mount ${allocation.mountName}`,
           timeText(allocation.acquiredAt),
         ]);

@@ -3,6 +3,7 @@ import { ErrorReason } from "../../../gen/worker_runtime/v1/errors_pb.js";
 import { type TranscriptCut, TranscriptCutSchema } from "../../../gen/worker_runtime/v1/worker_observation_pb.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import type { Output } from "./output.js";
+import { enumName } from "./format.js";
 
 /**
  * Says, after the entries, that the transcript read ends at damage
@@ -22,7 +23,7 @@ export function reportTranscriptCut(output: Output, cut: TranscriptCut | undefin
       cut.readableThroughSeq === 0n
         ? "no entry of the transcript can be read"
         : `the transcript ends at entry ${cut.readableThroughSeq}, cut short`;
-    const reason = ErrorReason[cut.reason] ?? String(cut.reason);
+    const reason = enumName(ErrorReason, cut.reason);
     output.note(`worker-runtime: ${where}: ${cut.message} (reason: ${reason})`);
   }
   return ExitCode.TRANSCRIPT_CUT;
