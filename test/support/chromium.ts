@@ -1,13 +1,15 @@
 import { type Browser, chromium } from "playwright-core";
+import { boundPageLoads } from "./page-loads.js";
 
 /**
  * Headless Chromium as the console tests and the console bench drive it:
  * Debian's `chromium` (or CHROMIUM_PATH) with the flags that keep it from
  * reaching the network or needing a sandbox and a GPU, plus `extraArgs`
  * (e.g. `--ignore-certificate-errors` for a test's self-signed certificate).
+ * Its pages' loads are bounded and say what did not load (page-loads.ts).
  */
-export function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
-  return chromium.launch({
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
+  const browser = await chromium.launch({
     executablePath: process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium",
     args: [
       "--headless",
@@ -20,4 +22,6 @@ export function launchChromium(extraArgs: readonly string[] = []): Promise<Brows
       ...extraArgs,
     ],
   });
+  boundPageLoads(browser);
+  return browser;
 }
