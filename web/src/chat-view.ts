@@ -11,6 +11,7 @@ import { Conversation } from "./conversation.js";
 import { DELETED_WORKER, describeError, endedText, notFoundWorker, PROVIDER_HINT } from "./describe-error.js";
 import { h } from "./dom.js";
 import { RawEventView } from "./raw-event-view.js";
+import { RetryNote } from "./retry-note.js";
 import { watchWorker } from "./worker-watch.js";
 
 /**
@@ -28,6 +29,8 @@ export class ChatView {
   private readonly error: HTMLElement;
   private readonly header: ChatHeader;
   private readonly connectivity: HTMLElement;
+  /** Says a failed model request waits to be retried. */
+  private readonly retry: RetryNote;
   private readonly approval: ApprovalPanel;
   private readonly stopButton: HTMLButtonElement;
   /** The message box, closed from the moment the worker is known to take no more messages (stopped, failed, deleted). */
@@ -57,6 +60,7 @@ export class ChatView {
     this.error = h("div", { class: "error", role: "alert", hidden: true });
     this.header = new ChatHeader(workerId, onWorker);
     this.connectivity = h("div", { class: "not-connected", role: "status", hidden: true });
+    this.retry = new RetryNote();
     // A keyboard user who answered is back in the message box, not on the page's top.
     this.approval = new ApprovalPanel(
       api,
@@ -81,6 +85,7 @@ export class ChatView {
       this.connectivity,
       this.conversation.element,
       this.approval.element,
+      this.retry.element,
       this.error,
       this.composer.note,
       this.composer.form,
@@ -96,6 +101,8 @@ export class ChatView {
         if (snapshot.worker) this.setWorker(snapshot.worker);
         this.setActiveRun(snapshot.activeRun);
         this.conversation.replaceLive(snapshot.inFlight);
+        // Whether a retry is still waiting the snapshot does not say: the next retry_scheduled will.
+        this.retry.clear();
       },
       event: (event) => this.onEvent(event),
       started: () => this.conversation.loadTail(),
@@ -120,6 +127,15 @@ export class ChatView {
 
   private onEvent(event: WorkerEvent): void {
     const kind = event.kind;
+    // Output of the run after a failed model request: the retry got through.
+    if (
+      kind.case === "textDelta" ||
+      kind.case === "reasoningDelta" ||
+      kind.case === "toolCallDelta" ||
+      kind.case === "transcriptAppended"
+    ) {
+      this.retry.clear(kind.value.runId);
+    }
     switch (kind.case) {
       case "workerChanged":
         this.setWorker(kind.value);
@@ -148,6 +164,9 @@ export class ChatView {
       case "blockDiscarded":
         this.conversation.discard(kind.value.blockId);
         break;
+      case "retryScheduled":
+        this.retry.show(kind.value.runId, kind.value.retry);
+        break;
       default:
         break;
     }
@@ -156,6 +175,7 @@ export class ChatView {
   private onRun(run: Run): void {
     this.conversation.noteRun(run);
     const ended = run.status >= RunStatus.COMPLETED;
+    if (ended) this.retry.clear(run.runId);
     if (ended && this.activeRun?.runId === run.runId) this.setActiveRun(undefined);
     else if (!ended) this.setActiveRun(run);
     // Another run may be in progress by now (one queued behind it): the refusal was about this one.
