@@ -8,7 +8,7 @@ import { ApprovalPanel } from "./approval-panel.js";
 import { ChatHeader } from "./chat-header.js";
 import { Composer } from "./composer.js";
 import { Conversation } from "./conversation.js";
-import { DELETED_WORKER, describeError, endedText, notFoundWorker, PROVIDER_HINT } from "./describe-error.js";
+import { DELETED_WORKER, describeError, endedText, notFoundWorker, PROVIDER_HINT, UNREACHABLE_TEXT } from "./describe-error.js";
 import { h } from "./dom.js";
 import { RawEventView } from "./raw-event-view.js";
 import { RetryNote } from "./retry-note.js";
@@ -109,6 +109,8 @@ export class ChatView {
       resync: () => this.conversation.reset(),
       reconnecting: (lost) => {
         this.banner.hidden = !lost;
+        // Reached again: a call's "Cannot reach the console's server" no longer holds, and sent the reader to restart what runs.
+        if (!lost && this.error.textContent === UNREACHABLE_TEXT) this.showError(undefined);
       },
       refused: (text) => this.showError(text),
       gone: (seen) => {

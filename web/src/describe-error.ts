@@ -71,6 +71,12 @@ export function busyRunOf(error: unknown): string | undefined {
   return error.findDetails(ErrorDetailSchema)[0]?.metadata["active_run_id"] ?? "";
 }
 
+/**
+ * A call that found no server (the Backend stopped or restarting, the
+ * network). The chat takes it back once its watch reaches the server again.
+ */
+export const UNREACHABLE_TEXT = "Cannot reach the console's server. Is npm start still running?";
+
 /** An error as a sentence a person can act on, from its typed reason rather than its code. */
 export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);
@@ -100,8 +106,7 @@ export function describeError(error: unknown): string {
     default:
       return connectError.rawMessage;
   }
-  if (connectError.code === Code.Unavailable || connectError.code === Code.Unknown)
-    return "Cannot reach the console's server. Is npm start still running?";
+  if (connectError.code === Code.Unavailable || connectError.code === Code.Unknown) return UNREACHABLE_TEXT;
   return connectError.rawMessage;
 }
 
