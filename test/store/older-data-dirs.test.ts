@@ -37,6 +37,8 @@ interface Written {
   stopped: WorkerRead;
   streaming: string;
   queued: string;
+  /** The last durable event a watcher of that build saw on the crashed worker. */
+  watchCursor: { cursor: string; seq: string };
 }
 
 let dir: string;
@@ -93,6 +95,9 @@ describe.each(builds)("a data dir written by build %s", (build) => {
       expect(ended.worker?.status).toBe(WorkerStatus.IDLE);
       expect((await read(clients, written.stopped.worker.ref as WorkerRef)).worker?.status).toBe(WorkerStatus.STOPPED);
 
+      // That build's watcher resumes: the next event after its cursor, not CURSOR_EXPIRED or a replay from the start.
+      expect(written.watchCursor.cursor).not.toBe("");
+      expect(await firstEventAfter(clients, crashed, written.watchCursor.cursor)).toBe(BigInt(written.watchCursor.seq) + 1n);
       expect((await runToEnd(clients, crashed, "after the upgrade"))?.status).toBe(RunStatus.COMPLETED);
       const afterWork = await read(clients, crashed);
       await harness.close();
@@ -107,3 +112,17 @@ describe.each(builds)("a data dir written by build %s", (build) => {
     }
   });
 });
+
+/** The seq of the first durable event a watch from `afterCursor` gets. */
+async function firstEventAfter(clients: Clients, worker: WorkerRef, afterCursor: string): Promise<bigint | undefined> {
+  const abort = new AbortController();
+  try {
+    for await (const response of clients.observation.watchWorker({ worker, afterCursor }, { signal: abort.signal })) {
+      const event = response.events.find((e) => e.seq > 0n);
+      if (event) return event.seq;
+    }
+  } finally {
+    abort.abort();
+  }
+  return undefined;
+}
