@@ -28,14 +28,20 @@ afterAll(async () => {
   await server?.close();
 });
 
+/** A page on a new companion's chat, once the worker is idle. */
+async function newCompanionChat(): Promise<Page> {
+  const page = await server.browser.newPage({ viewport: { width: 1200, height: 800 } });
+  await page.goto(server.url);
+  await page.getByRole("button", { name: "New companion" }).click();
+  await page.waitForURL(/#\/w\//, { timeout: 20_000 });
+  await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
+  return page;
+}
+
 describe("a provider failing transiently", () => {
   it("says the model request failed and will be retried, until the answer comes", async () => {
-    const page = await server.browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const page = await newCompanionChat();
     try {
-      await page.goto(server.url);
-      await page.getByRole("button", { name: "New companion" }).click();
-      await page.waitForURL(/#\/w\//, { timeout: 20_000 });
-      await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
       // Two failures, the first asking for 3 s (Retry-After), so the note is there to be seen; then the answer.
       server.fake.enqueue(
         errorReply(503, "overloaded", { "retry-after": "3" }),
@@ -60,12 +66,8 @@ describe("a provider failing transiently", () => {
   }, 60_000);
 
   it("takes the note away when the run ends without an answer", async () => {
-    const page = await server.browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const page = await newCompanionChat();
     try {
-      await page.goto(server.url);
-      await page.getByRole("button", { name: "New companion" }).click();
-      await page.waitForURL(/#\/w\//, { timeout: 20_000 });
-      await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("idle");
       server.fake.enqueue(errorReply(503, "overloaded", { "retry-after": "10" }));
       await page.locator("textarea.input").fill("Hello again?");
       await page.keyboard.press("Enter");
