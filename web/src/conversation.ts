@@ -20,7 +20,8 @@ const PAGE = 30;
  * ever, and so would reading a long history back to its start. While the
  * page follows the newest output the oldest leave (scrolling to the top
  * reads them again, a page at a time); while the reader pages back the
- * newest leave (scrolling down reads them again).
+ * newest leave (scrolling down reads them again), and new output waits
+ * below a reader who stands above the end of a full page.
  */
 const MAX_SHOWN = 200;
 /**
@@ -142,6 +143,12 @@ export class Conversation {
   commit(entry: TranscriptEntry): void {
     this.live.drop(entry.blockId);
     const seq = Number(entry.seq);
+    const last = Math.floor(this.log.last() ?? 0);
+    // A reader scrolled up in a full window: what comes waits below, as while history is read, and is read
+    // again when scrolled to. Put, it grew the page past its bound for as long as they read (only following trims).
+    if (this.shownThrough === undefined && !this.scroll.following && this.log.size >= MAX_SHOWN && seq > last) {
+      this.windowThrough(last);
+    }
     if (this.shownThrough === undefined || seq <= this.shownThrough) {
       this.putEntry(entry);
       return;

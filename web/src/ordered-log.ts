@@ -11,6 +11,11 @@ export class OrderedLog {
 
   constructor(readonly root: HTMLElement) {}
 
+  /** How many elements (entries and marks) are held. */
+  get size(): number {
+    return this.keys.length;
+  }
+
   has(key: number): boolean {
     return this.elements.has(key);
   }
