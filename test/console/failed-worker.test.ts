@@ -135,7 +135,7 @@ describe("a FAILED worker (its stored state damaged)", () => {
   it("opens the message box again when the reader picks a live worker in the list", async () => {
     await page.locator(`.sidebar .worker a[href="${liveRoute}"]`).click();
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
-    await expectOpenComposer();
+    await expectOpenComposer("Live");
     expect(await page.locator(".chat .ended").isVisible()).toBe(false);
   });
 
@@ -152,7 +152,7 @@ describe("a FAILED worker (its stored state damaged)", () => {
     const worker = await createWorker("Stopped while open");
     await page.goto(`${server.url}${routeOf(worker)}`);
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
-    await expectOpenComposer();
+    await expectOpenComposer("Stopped while open");
     await page.locator("textarea.input").fill("A draft");
     await catalog().stopWorker({ worker });
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toBe("stopped");
@@ -196,7 +196,7 @@ describe("a worker deleted while it is open", () => {
     const worker = await createWorker("Deleted while open");
     await page.goto(`${server.url}${routeOf(worker)}`);
     await expect.poll(() => page.locator(".chat-header .status").textContent()).toMatch(/^idle/);
-    await expectOpenComposer();
+    await expectOpenComposer("Deleted while open");
     // Every text a status element shows from here on, recorded by the page as it changes: a poll
     // could miss "Reconnecting…" shown for a moment before the deletion is learned.
     await page.evaluate(STATUS_RECORDER);
@@ -257,11 +257,12 @@ async function expectClosedComposer(why: RegExp): Promise<void> {
   expect(await input.getAttribute("placeholder")).toMatch(/no more messages|no longer exists|not found/);
 }
 
-/** The message box and Send take messages again, with the ordinary placeholder and no note. */
-async function expectOpenComposer(): Promise<void> {
+/** The message box and Send take messages again, with the ordinary placeholder (naming the worker) and no note. */
+async function expectOpenComposer(name: string): Promise<void> {
   const input = page.locator("textarea.input");
   await expect.poll(() => input.isDisabled()).toBe(false);
   expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
-  expect(await input.getAttribute("placeholder")).toMatch(/^Message the companion/);
+  // It said "the companion" for every worker, whatever its profile.
+  await expect.poll(() => input.getAttribute("placeholder")).toBe(`Message ${name}… (Enter sends, Shift+Enter for a new line)`);
   expect(await input.getAttribute("aria-describedby")).toBeNull();
 }

@@ -197,7 +197,9 @@ export class ChatView {
 
   private setWorker(worker: Worker): void {
     this.header.showWorker(worker);
-    this.approval.nameWorker(worker.displayName || this.ref.workerId);
+    const name = worker.displayName || this.ref.workerId;
+    this.approval.nameWorker(name);
+    this.composer.nameWorker(name);
     const ended = endedText(worker);
     this.composer.close(ended === undefined ? undefined : { note: ended, placeholder: "This worker takes no more messages." });
     // An ended worker runs nothing again: a provider hint would send the reader after the wrong cure.

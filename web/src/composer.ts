@@ -3,8 +3,10 @@ import type { Api } from "./api.js";
 import { AWAITING_APPROVAL_TEXT, busyRunOf, describeError } from "./describe-error.js";
 import { h } from "./dom.js";
 
-/** The message box's placeholder while the worker takes messages. */
-const PLACEHOLDER = "Message the companion… (Enter sends, Shift+Enter for a new line)";
+/** The message box's placeholder while the worker (named once known) takes messages. */
+function placeholderFor(name: string): string {
+  return `Message ${name}… (Enter sends, Shift+Enter for a new line)`;
+}
 /** Ids for the note that describes a closed message box (one chat open at a time, but ids stay unique). */
 let noteIds = 0;
 
@@ -42,10 +44,12 @@ export class Composer {
   private sending = false;
   /** The worker takes no more messages (see {@link note}): the box and Send stay closed. */
   private closed = false;
+  /** The placeholder while the box is open: every worker was "the companion", whatever its profile. */
+  private openPlaceholder = placeholderFor("the worker");
 
   constructor(private readonly init: ComposerInit) {
     this.note = h("div", { class: "ended", id: `ended-note-${++noteIds}`, role: "status", hidden: true });
-    this.input = h("textarea", { class: "input", rows: "3", "aria-label": "Message", placeholder: PLACEHOLDER });
+    this.input = h("textarea", { class: "input", rows: "3", "aria-label": "Message", placeholder: this.openPlaceholder });
     this.sendButton = h("button", { class: "send", type: "submit" }, "Send");
     this.input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) {
@@ -65,6 +69,12 @@ export class Composer {
     this.input.focus({ preventScroll: true });
   }
 
+  /** Names the worker in the open box's placeholder (its display name, as the header shows it). */
+  nameWorker(name: string): void {
+    this.openPlaceholder = placeholderFor(name);
+    if (!this.closed) this.input.placeholder = this.openPlaceholder;
+  }
+
   /**
    * Closes the message box and Send, with why beside them (and as the box's
    * description and placeholder), or opens them again (`undefined`). A box
@@ -76,7 +86,7 @@ export class Composer {
     this.note.hidden = !this.closed;
     this.note.textContent = why?.note ?? "";
     this.input.disabled = this.closed;
-    this.input.placeholder = why?.placeholder ?? PLACEHOLDER;
+    this.input.placeholder = why?.placeholder ?? this.openPlaceholder;
     if (this.closed) this.input.setAttribute("aria-describedby", this.note.id);
     else this.input.removeAttribute("aria-describedby");
     this.sendButton.disabled = this.closed;
