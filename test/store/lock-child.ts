@@ -7,8 +7,11 @@
  * wall clock: `acquired-at <ms>` and `releasing-at <ms>` (the lock is still
  * held then; it is released within the close that follows), or `refused-at <ms>`.
  * With LOCK_CHILD_NAMES=1 a refusal names the error's class: `refused <name>: <message>`.
+ * With LOCK_CHILD_NO_LINKS=1 every hard link is refused with EPERM, as on a
+ * file system that has none (FAT, exFAT, some network mounts).
  */
 import { createFileStore } from "../../src/store/fs/index.js";
+import { refuseLink } from "./no-hard-links.js";
 
 const [dataDir, startAt, holdMs] = process.argv.slice(2);
 if (!dataDir || !startAt || !holdMs) throw new Error("usage: lock-child.ts DATA_DIR START_AT_MS HOLD_MS");
@@ -27,7 +30,8 @@ const times = process.env["LOCK_CHILD_TIMES"] === "1";
 const at = (what: string): void => {
   if (times) process.stdout.write(`${what}-at ${Date.now()}\n`);
 };
-const store = createFileStore({ dataDir });
+const noLinks = process.env["LOCK_CHILD_NO_LINKS"] === "1";
+const store = createFileStore({ dataDir, ...(noLinks ? { faults: { beforeLink: refuseLink } } : {}) });
 try {
   await store.open({ generateRuntimeId: () => "rt-lock-race" });
 } catch (error) {

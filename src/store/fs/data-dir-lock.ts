@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { link, lstat, open, readFile, realpath, rename, unlink } from "node:fs/promises";
+import { lstat, open, readFile, realpath, rename, unlink } from "node:fs/promises";
 import type { Server } from "node:net";
 import path from "node:path";
 import { DataDirInUseError, notWritable } from "./data-dir-errors.js";
-import type { Disk } from "./disk.js";
+import { type Disk, errorCode } from "./disk.js";
 import { closeLiveness, holderAnswers, LOCK_SOCKET, listenLiveness } from "./lock-socket.js";
 import { identityOf, mayStillRun, type ProcessIdentity } from "./process-identity.js";
 
@@ -96,7 +96,7 @@ async function take(disk: Disk, file: string): Promise<void> {
   }
   await handle.close();
   try {
-    await takeWith(tmp, file, content);
+    await takeWith(disk, tmp, file, content);
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
@@ -108,23 +108,31 @@ async function take(disk: Disk, file: string): Promise<void> {
  * and only the one it judged stale, so two processes taking over the same
  * stale lock cannot remove each other's new one.
  */
-async function takeWith(tmp: string, file: string, content: string): Promise<void> {
+async function takeWith(disk: Disk, tmp: string, file: string, content: string): Promise<void> {
   const breaker = `${file}.break`;
+  const unreadable = new UnreadableLock();
+  const unreadableBreaker = new UnreadableLock();
   for (let attempt = 0; attempt < 100; attempt++) {
-    if (await placeLock(tmp, file, content)) return;
+    if (await placeLock(disk, tmp, file, content)) return;
     const found = await readFile(file, "utf8").catch(() => undefined);
     if (found === undefined) continue; // released meanwhile
     const holder = parseHolder(found);
+    if (holder === undefined && unreadable.mayBeBeingWritten(found)) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      continue;
+    }
     if ((await holderAnswers(socketOf(file))) || !(await isStale(holder))) {
       throw new DataDirInUseError(
         `the data dir is in use by another runtime process (pid ${holder?.pid ?? "unknown"}); stop that process first, or use ` +
           `another --data-dir. If no runtime is running, delete ${LOCK_FILE} in the data dir.`,
       );
     }
-    if (!(await placeLock(tmp, breaker, content))) {
+    if (!(await placeLock(disk, tmp, breaker, content))) {
       // Another process is taking the stale lock over (wait for it), or died doing so (a stale breaker).
       const other = await readFile(breaker, "utf8").catch(() => undefined);
-      if (other !== undefined && (await isStale(parseHolder(other)))) await discardIfUnchanged(breaker, other);
+      const breakerHolder = other === undefined ? undefined : parseHolder(other);
+      const beingWritten = other !== undefined && breakerHolder === undefined && unreadableBreaker.mayBeBeingWritten(other);
+      if (other !== undefined && !beingWritten && (await isStale(breakerHolder))) await discardIfUnchanged(disk, breaker, other);
       else await new Promise((resolve) => setTimeout(resolve, 10));
       continue;
     }
@@ -137,34 +145,63 @@ async function takeWith(tmp: string, file: string, content: string): Promise<voi
   throw new Error(`could not take ${LOCK_FILE} in the data dir; another process keeps creating it`);
 }
 
+/**
+ * A lock file that names no holder. Where hard links work it is damage,
+ * and stale; without them a lock is created in place and reads empty
+ * until its holder wrote it, and taken for stale then, it was removed from
+ * under its holder (two runtimes on one data dir). So it counts as stale
+ * only once it has read the same for {@link GRACE_MS}, timed here (a
+ * network file system's mtime follows another clock).
+ */
+class UnreadableLock {
+  private static readonly GRACE_MS = 1_000;
+  private content: string | undefined;
+  private since = 0;
+
+  mayBeBeingWritten(found: string): boolean {
+    const now = performance.now();
+    if (found !== this.content) {
+      this.content = found;
+      this.since = now;
+    }
+    return now - this.since < UnreadableLock.GRACE_MS;
+  }
+}
+
 /** A lock whose holder is unreadable, is this process's pid (a restarted container), or has stopped running. */
 async function isStale(holder: Holder | undefined): Promise<boolean> {
   return holder === undefined || holder.pid === process.pid || !(await mayStillRun(holder));
 }
 
-/** Puts the complete lock file in place; false when a lock file already exists. */
-async function placeLock(tmp: string, file: string, content: string): Promise<boolean> {
+/** A hard link's refusal by a file system that has none (FAT, exFAT, some network and FUSE mounts). */
+const NO_HARD_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"]);
+
+/** Puts the complete lock file (or breaker) in place; false when one already exists. */
+async function placeLock(disk: Disk, tmp: string, file: string, content: string): Promise<boolean> {
   try {
-    await link(tmp, file);
+    await disk.link(path.basename(tmp), path.basename(file));
     return true;
   } catch (error) {
-    const code = error instanceof Error && "code" in error ? error.code : undefined;
-    if (code === "EEXIST") return false;
-    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw error;
+    if (errorCode(error) === "EEXIST") return false;
+    if (!NO_HARD_LINKS.has(errorCode(error))) throw error;
   }
-  // A file system without hard links: create it in place (a reader may then see it half-written).
+  return createInPlace(disk, file, content);
+}
+
+/**
+ * Without hard links: the file is created, then written (a reader may find
+ * it empty meanwhile: {@link UnreadableLock}). A failed write removes what
+ * it created: left, an empty lock cost the next start a wait, and the
+ * error was the file system's bare ENOSPC.
+ */
+async function createInPlace(disk: Disk, file: string, content: string): Promise<boolean> {
   try {
-    const handle = await open(file, "wx");
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await disk.writeNewFile(path.basename(file), new TextEncoder().encode(content));
     return true;
   } catch (error) {
-    if (error instanceof Error && "code" in error && error.code === "EEXIST") return false;
-    throw error;
+    if (errorCode(error) === "EEXIST") return false;
+    await unlink(file).catch(() => undefined);
+    throw notWritable(path.dirname(file), error, LOCK_FAILED);
   }
 }
 
@@ -173,7 +210,7 @@ async function placeLock(tmp: string, file: string, content: string): Promise<bo
  * atomically first: if another process replaced it meanwhile, what was
  * moved is that process's live one, and it is put back.
  */
-async function discardIfUnchanged(file: string, stale: string): Promise<void> {
+async function discardIfUnchanged(disk: Disk, file: string, stale: string): Promise<void> {
   const aside = `${file}.stale-${randomBytes(4).toString("hex")}`;
   try {
     await rename(file, aside);
@@ -181,7 +218,7 @@ async function discardIfUnchanged(file: string, stale: string): Promise<void> {
     return; // gone already: the next attempt sees what is there now
   }
   const moved = await readFile(aside, "utf8").catch(() => undefined);
-  if (moved !== stale) await link(aside, file).catch(() => undefined);
+  if (moved !== undefined && moved !== stale) await placeLock(disk, aside, file, moved).catch(() => undefined);
   await unlink(aside).catch(() => undefined);
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { link, open, rename, unlink, type FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import { noopMetrics, type RuntimeMetrics } from "../../runtime/index.js";
 
@@ -14,6 +14,8 @@ import { noopMetrics, type RuntimeMetrics } from "../../runtime/index.js";
 export interface FileStoreFaults {
   beforeWrite?(file: string, bytes: number): void;
   beforeSync?(file: string): void | Promise<void>;
+  /** Before a hard link named `file` is made: may throw as a file system without hard links does (EPERM). */
+  beforeLink?(file: string): void;
 }
 
 /**
@@ -80,6 +82,12 @@ export class Disk {
       if (parent === top || parent === dir) break;
       dir = parent;
     }
+  }
+
+  /** Gives the file `fromRel` the name `toRel` too (a hard link); EEXIST when that name is taken. */
+  async link(fromRel: string, toRel: string): Promise<void> {
+    this.faults.beforeLink?.(toRel);
+    await link(this.abs(fromRel), this.abs(toRel));
   }
 
   /**
