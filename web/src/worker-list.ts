@@ -3,7 +3,7 @@ import { ErrorReason } from "../../gen/worker_runtime/v1/errors_pb.js";
 import type { RegisteredRuntime } from "../../gen/worker_runtime/v1/runtime_registry_pb.js";
 import type { Worker } from "../../gen/worker_runtime/v1/worker_pb.js";
 import type { Api } from "./api.js";
-import { workerStatusText } from "./worker-status-text.js";
+import { unknownValue, workerStatusText } from "./worker-status-text.js";
 import { companionRuntime } from "./companion-runtime.js";
 import { accessToken, setAccessToken } from "./access-token.js";
 import { describeError, reasonOf } from "./describe-error.js";
@@ -155,6 +155,7 @@ export class WorkerList {
     const focused = this.focusedEntry();
     this.body.replaceChildren(
       ...runtimes.map((runtime) => {
+        // The class stays "unknown" for a value this console does not know; the text gives its number.
         const health = HEALTH[runtime.health] ?? "unknown";
         const own = workers.filter((worker) => worker.ref?.runtimeId === runtime.runtimeId);
         return h(
@@ -164,7 +165,7 @@ export class WorkerList {
             "h3",
             {},
             runtime.summary?.displayName || runtime.runtimeId,
-            h("span", { class: `health ${health}`, title: runtime.healthMessage }, health),
+            h("span", { class: `health ${health}`, title: runtime.healthMessage }, HEALTH[runtime.health] ?? unknownValue(runtime.health)),
             runtime.embedded ? h("span", { class: "tag" }, "embedded") : "",
           ),
           runtime.health === RuntimeHealth.READY || own.length > 0

@@ -4,6 +4,18 @@ import { ActiveRunState, ConnectivityState, type Worker, WorkerStatus } from "..
 /** The header's words while the worker's run waits for the reader to approve or reject a tool call. */
 export const WAITING_FOR_APPROVAL = "waiting for approval";
 
+/** WorkerStatus's values in words, by number. */
+const STATUS_WORDS = ["unknown", "idle", "running", "stopped", "failed"];
+
+/**
+ * A value a newer runtime added, which this console has no word for: its
+ * number says which to an operator (the CLI shows `UNKNOWN(n)`), where a
+ * bare "unknown" read like the UNSPECIFIED of a broken peer.
+ */
+export function unknownValue(value: number): string {
+  return `unknown (${value})`;
+}
+
 /**
  * "idle", "running", … for the sidebar and the chat header: status words
  * rather than enum names. A run waiting for approval reads "waiting for
@@ -22,7 +34,7 @@ export function workerStatusText(worker: Worker, chat?: { activeRun: Run | undef
     ? chat.activeRun?.status === RunStatus.AWAITING_APPROVAL
     : worker.activeRunState === ActiveRunState.AWAITING_APPROVAL;
   const waiting = worker.status === WorkerStatus.RUNNING && awaiting;
-  const status = waiting ? WAITING_FOR_APPROVAL : (["unknown", "idle", "running", "stopped", "failed"][worker.status] ?? "unknown");
+  const status = waiting ? WAITING_FOR_APPROVAL : (STATUS_WORDS[worker.status] ?? unknownValue(worker.status));
   // Only a worker that could still run is said not to be connected: "failed · not connected" blamed the provider.
   const ended = worker.status === WorkerStatus.STOPPED || worker.status === WorkerStatus.FAILED;
   const connected = !ended && worker.connectivity?.state === ConnectivityState.NOT_CONNECTED ? " · not connected" : "";
