@@ -44,7 +44,7 @@ export class Composer {
   private sending = false;
   /** The worker takes no more messages (see {@link note}): the box and Send stay closed. */
   private closed = false;
-  /** The placeholder while the box is open: every worker was "the companion", whatever its profile. */
+  /** The placeholder while the box is open, naming the worker (it said "the companion" whatever the profile). */
   private openPlaceholder = placeholderFor("the worker");
 
   constructor(private readonly init: ComposerInit) {
